@@ -1,0 +1,190 @@
+#include "app/server.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include "http/response.h"
+
+namespace hermod::app {
+
+namespace {
+
+// Waits for the loop to have no connections left, or for the deadline, then stops it.
+class DrainWatch final : public net::TimerNode {
+ public:
+  DrainWatch(net::Loop& loop, uint64_t deadline_ms) : loop_(loop), deadline_ms_(deadline_ms) {}
+  void OnTimer() override {
+    if (loop_.connection_count() == 0 || loop_.now_ms() >= deadline_ms_) {
+      if (loop_.connection_count() > 0) {
+        spdlog::warn("loop {}: {} connections still open at the shutdown deadline", loop_.index(),
+                     loop_.connection_count());
+      }
+      loop_.ForEachConnection([](net::Connection* c) { c->Close(); });
+      loop_.Stop();
+      return;
+    }
+    loop_.timers().Schedule(this, net::TimerWheel::kTickMs);
+  }
+
+ private:
+  net::Loop& loop_;
+  uint64_t deadline_ms_;
+};
+
+}  // namespace
+
+Server::Server(config::Config config) : config_(std::move(config)) {
+  const auto& h = config_.http;
+  http_options_.limits.max_header_bytes = static_cast<uint32_t>(h.max_header_bytes);
+  http_options_.limits.max_headers = static_cast<uint32_t>(h.max_headers);
+  http_options_.limits.max_body_bytes = h.max_body_bytes;
+  http_options_.keepalive_timeout_ms = h.keepalive_timeout_ms;
+  http_options_.request_timeout_ms = config_.websocket.handshake_timeout_ms;
+
+  const auto& w = config_.websocket;
+  ws_options_.max_message_bytes = w.max_message_bytes;
+  ws_options_.ping_interval_ms = w.ping_interval_ms;
+  ws_options_.pong_timeout_ms = w.pong_timeout_ms;
+  ws_options_.idle_timeout_ms = w.idle_timeout_ms;
+  ws_options_.close_timeout_ms = w.close_timeout_ms;
+  ws_options_.deflate_level = static_cast<int>(w.compression.level);
+  ws_options_.deflate_min_size = w.compression.min_size;
+
+  handshake_policy_.allowed_origins = w.allowed_origins;
+  handshake_policy_.subprotocols = w.subprotocols;
+  auto& d = handshake_policy_.deflate;
+  d.enabled = w.compression.enabled;
+  d.server_no_context_takeover = w.compression.server_no_context_takeover;
+  d.client_no_context_takeover = w.compression.client_no_context_takeover;
+  d.server_max_window_bits = static_cast<int>(w.compression.server_max_window_bits);
+  d.client_max_window_bits = static_cast<int>(w.compression.client_max_window_bits);
+  d.level = static_cast<int>(w.compression.level);
+  d.min_size = w.compression.min_size;
+  BuildRoutes();
+}
+
+Server::~Server() = default;
+
+void Server::BuildRoutes() {
+  router_.Add("/health", {"GET"}, [](http::HttpConnection& c, http::Request& request) {
+    c.Respond(
+        http::BuildResponse(200, "application/json", "{\"status\":\"ok\"}\n", request.keep_alive),
+        request.keep_alive);
+  });
+  router_.Add("/connection/websocket", {"GET"},
+              [this](http::HttpConnection& c, http::Request& r) { Upgrade(c, r, false); });
+  if (config_.echo) {
+    router_.Add("/connection/echo", {"GET"},
+                [this](http::HttpConnection& c, http::Request& r) { Upgrade(c, r, true); });
+  }
+}
+
+void Server::Upgrade(http::HttpConnection& connection, http::Request& request, bool echo) {
+  std::string upgrade = request.HeaderList("Upgrade");
+  std::string connection_header = request.HeaderList("Connection");
+  std::string protocols = request.HeaderList("Sec-WebSocket-Protocol");
+  std::string extensions = request.HeaderList("Sec-WebSocket-Extensions");
+  ws::UpgradeRequest upgrade_request;
+  upgrade_request.method = request.method;
+  upgrade_request.http_version = request.version;
+  upgrade_request.host = request.Header("Host");
+  upgrade_request.upgrade = upgrade;
+  upgrade_request.connection = connection_header;
+  upgrade_request.key = request.Header("Sec-WebSocket-Key");
+  upgrade_request.version = request.Header("Sec-WebSocket-Version");
+  upgrade_request.origin = request.Header("Origin");
+  upgrade_request.protocols = protocols;
+  upgrade_request.extensions = extensions;
+  ws::HandshakeResult result = ws::AcceptUpgrade(upgrade_request, handshake_policy_);
+  if (result.status != 101) {
+    spdlog::debug("ws: handshake refused with {}: {}", result.status, result.reason);
+    connection.Respond(result.response, false);
+    return;
+  }
+  connection.Send(result.response);
+  Worker& worker = *workers_[static_cast<size_t>(connection.loop().index())];
+  if (echo) {
+    connection.Upgrade<ws::EchoConnection>(ws_options_, result, worker.ws_stats);
+  } else {
+    connection.Upgrade<ws::WebSocketConnection>(ws_options_, result, worker.ws_stats);
+  }
+}
+
+void Server::ShutdownWorker(Worker& worker) {
+  worker.listener->Stop();
+  worker.loop->ForEachConnection([](net::Connection* c) { c->OnShutdown(); });
+  worker.drain_watch = std::make_unique<DrainWatch>(
+      *worker.loop, worker.loop->now_ms() + config_.shutdown_timeout_ms);
+  worker.loop->timers().Schedule(worker.drain_watch.get(), 0);
+}
+
+int Server::Run() {
+  // A server holds many sockets: take the whole hard limit.
+  rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+  signal(SIGPIPE, SIG_IGN);
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);  // inherited by the workers
+
+  if (!config_.tls.cert_file.empty()) {
+    std::string error;
+    tls_ = net::TlsContext::Create(config_.tls.cert_file, config_.tls.key_file, &error);
+    if (!tls_) {
+      spdlog::error("{}", error);
+      return 1;
+    }
+  }
+
+  size_t count =
+      config_.workers != 0 ? config_.workers : std::max(1u, std::thread::hardware_concurrency());
+  uint16_t port = static_cast<uint16_t>(config_.port);
+  for (size_t i = 0; i < count; ++i) {
+    std::string error;
+    // The first bind resolves port 0; the others share that port through SO_REUSEPORT.
+    int fd =
+        net::BindListener(config_.bind, port, static_cast<int>(config_.backlog), &port, &error);
+    if (fd < 0) {
+      spdlog::error("{}", error);
+      return 1;
+    }
+    auto worker = std::make_unique<Worker>();
+    worker->loop = std::make_unique<net::Loop>(static_cast<int>(i), config_.read_buffer_bytes);
+    worker->loop->set_max_write_buffer_bytes(config_.websocket.max_write_buffer_bytes);
+    Worker* w = worker.get();
+    worker->listener = std::make_unique<net::Listener>(
+        *worker->loop, fd, tls_.get(), [this, w](net::Loop& loop, int client, SSL* ssl) {
+          // The loop owns every Connection and frees it once closed.
+          new http::HttpConnection(loop, client, ssl, http_options_, router_, w->http_stats);
+        });
+    workers_.push_back(std::move(worker));
+  }
+  for (auto& worker : workers_) {
+    worker->thread = std::thread([loop = worker->loop.get()] { loop->Run(); });
+  }
+  spdlog::info("listening on {}://{}:{} ({} workers{})", tls_ ? "https" : "http", config_.bind,
+               port, count, config_.echo ? ", echo on" : "");
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  spdlog::info("{}: shutting down (deadline {} ms)", strsignal(signal_number),
+               config_.shutdown_timeout_ms);
+  for (auto& worker : workers_) {
+    Worker* w = worker.get();
+    w->loop->Post([this, w] { ShutdownWorker(*w); });
+  }
+  for (auto& worker : workers_) worker->thread.join();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace hermod::app

@@ -1,0 +1,337 @@
+#include "config/config.h"
+
+#include <simdjson.h>
+
+#include <cctype>
+#include <charconv>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <string_view>
+#include <variant>
+
+namespace hermod::config {
+
+namespace {
+
+using Target = std::variant<uint64_t*, bool*, std::string*, std::vector<std::string>*>;
+
+struct Field {
+  const char* key;  // dotted JSON path
+  Target target;
+};
+
+std::vector<Field> Fields(Config& c) {
+  auto& ws = c.websocket;
+  auto& z = c.websocket.compression;
+  return {
+      {"bind", &c.bind},
+      {"port", &c.port},
+      {"workers", &c.workers},
+      {"echo", &c.echo},
+      {"log_level", &c.log_level},
+      {"backlog", &c.backlog},
+      {"read_buffer_bytes", &c.read_buffer_bytes},
+      {"shutdown_timeout_ms", &c.shutdown_timeout_ms},
+      {"http.max_header_bytes", &c.http.max_header_bytes},
+      {"http.max_headers", &c.http.max_headers},
+      {"http.max_body_bytes", &c.http.max_body_bytes},
+      {"http.keepalive_timeout_ms", &c.http.keepalive_timeout_ms},
+      {"websocket.max_message_bytes", &ws.max_message_bytes},
+      {"websocket.handshake_timeout_ms", &ws.handshake_timeout_ms},
+      {"websocket.ping_interval_ms", &ws.ping_interval_ms},
+      {"websocket.pong_timeout_ms", &ws.pong_timeout_ms},
+      {"websocket.idle_timeout_ms", &ws.idle_timeout_ms},
+      {"websocket.max_write_buffer_bytes", &ws.max_write_buffer_bytes},
+      {"websocket.close_timeout_ms", &ws.close_timeout_ms},
+      {"websocket.allowed_origins", &ws.allowed_origins},
+      {"websocket.subprotocols", &ws.subprotocols},
+      {"websocket.compression.enabled", &z.enabled},
+      {"websocket.compression.server_no_context_takeover", &z.server_no_context_takeover},
+      {"websocket.compression.client_no_context_takeover", &z.client_no_context_takeover},
+      {"websocket.compression.server_max_window_bits", &z.server_max_window_bits},
+      {"websocket.compression.client_max_window_bits", &z.client_max_window_bits},
+      {"websocket.compression.level", &z.level},
+      {"websocket.compression.min_size", &z.min_size},
+      {"tls.cert_file", &c.tls.cert_file},
+      {"tls.key_file", &c.tls.key_file},
+  };
+}
+
+Field* FindField(std::vector<Field>& fields, std::string_view key) {
+  for (Field& f : fields) {
+    if (key == f.key) return &f;
+  }
+  return nullptr;
+}
+
+bool IsSection(std::vector<Field>& fields, std::string_view prefix) {
+  for (Field& f : fields) {
+    std::string_view key = f.key;
+    if (key.size() > prefix.size() && key.starts_with(prefix) && key[prefix.size()] == '.') {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool SetFromJson(Field& field, simdjson::dom::element value, std::string* error) {
+  auto wrong = [&](const char* expected) {
+    *error = std::string("config key ") + field.key + ": expected " + expected;
+    return false;
+  };
+  if (auto* u = std::get_if<uint64_t*>(&field.target)) {
+    uint64_t v;
+    if (value.get_uint64().get(v) != simdjson::SUCCESS) return wrong("a non-negative integer");
+    **u = v;
+  } else if (auto* b = std::get_if<bool*>(&field.target)) {
+    bool v;
+    if (value.get_bool().get(v) != simdjson::SUCCESS) return wrong("true or false");
+    **b = v;
+  } else if (auto* s = std::get_if<std::string*>(&field.target)) {
+    std::string_view v;
+    if (value.get_string().get(v) != simdjson::SUCCESS) return wrong("a string");
+    **s = std::string(v);
+  } else if (auto* list = std::get_if<std::vector<std::string>*>(&field.target)) {
+    simdjson::dom::array array;
+    if (value.get_array().get(array) != simdjson::SUCCESS) return wrong("an array of strings");
+    (*list)->clear();
+    for (simdjson::dom::element item : array) {
+      std::string_view v;
+      if (item.get_string().get(v) != simdjson::SUCCESS) return wrong("an array of strings");
+      (*list)->emplace_back(v);
+    }
+  }
+  return true;
+}
+
+bool WalkObject(std::vector<Field>& fields, simdjson::dom::object object, const std::string& prefix,
+                std::string* error) {
+  for (auto [key, value] : object) {
+    std::string path = prefix.empty() ? std::string(key) : prefix + "." + std::string(key);
+    if (Field* field = FindField(fields, path)) {
+      if (!SetFromJson(*field, value, error)) return false;
+      continue;
+    }
+    simdjson::dom::object inner;
+    if (IsSection(fields, path) && value.get_object().get(inner) == simdjson::SUCCESS) {
+      if (!WalkObject(fields, inner, path, error)) return false;
+      continue;
+    }
+    *error = "unknown config key: " + path;
+    return false;
+  }
+  return true;
+}
+
+bool SetFromString(Field& field, std::string_view text, const std::string& source,
+                   std::string* error) {
+  if (auto* u = std::get_if<uint64_t*>(&field.target)) {
+    uint64_t v;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc() || end != text.data() + text.size()) {
+      *error = source + ": expected a non-negative integer, got '" + std::string(text) + "'";
+      return false;
+    }
+    **u = v;
+  } else if (auto* b = std::get_if<bool*>(&field.target)) {
+    if (text == "true" || text == "1") {
+      **b = true;
+    } else if (text == "false" || text == "0") {
+      **b = false;
+    } else {
+      *error = source + ": expected true or false, got '" + std::string(text) + "'";
+      return false;
+    }
+  } else if (auto* s = std::get_if<std::string*>(&field.target)) {
+    **s = std::string(text);
+  } else if (auto* list = std::get_if<std::vector<std::string>*>(&field.target)) {
+    (*list)->clear();
+    while (!text.empty()) {
+      size_t comma = text.find(',');
+      std::string_view item = text.substr(0, comma);
+      if (!item.empty()) (*list)->emplace_back(item);
+      if (comma == std::string_view::npos) break;
+      text.remove_prefix(comma + 1);
+    }
+  }
+  return true;
+}
+
+std::string EnvName(std::string_view key) {
+  std::string name = "HERMOD_";
+  for (char ch : key) name += ch == '.' ? '_' : static_cast<char>(std::toupper(ch));
+  return name;
+}
+
+void AppendJsonString(std::string& out, std::string_view s) {
+  out += '"';
+  for (char ch : s) {
+    if (ch == '"' || ch == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (static_cast<unsigned char>(ch) < 0x20) {
+      char buffer[8];
+      std::snprintf(buffer, sizeof buffer, "\\u%04x", ch);
+      out += buffer;
+    } else {
+      out += ch;
+    }
+  }
+  out += '"';
+}
+
+}  // namespace
+
+bool ApplyJson(const std::string& json, Config& config, std::string* error) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  if (auto ec = parser.parse(json).get(root); ec != simdjson::SUCCESS) {
+    *error = std::string("config is not valid JSON: ") + simdjson::error_message(ec);
+    return false;
+  }
+  simdjson::dom::object object;
+  if (root.get_object().get(object) != simdjson::SUCCESS) {
+    *error = "config must be a JSON object";
+    return false;
+  }
+  std::vector<Field> fields = Fields(config);
+  return WalkObject(fields, object, "", error);
+}
+
+bool ApplyFile(const std::string& path, Config& config, std::string* error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    *error = "cannot read config file " + path + ": " + std::strerror(errno);
+    return false;
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!ApplyJson(text.str(), config, error)) {
+    *error = path + ": " + *error;
+    return false;
+  }
+  return true;
+}
+
+bool ApplyEnvironment(char** environment, Config& config, std::string* error) {
+  std::vector<Field> fields = Fields(config);
+  for (char** e = environment; e != nullptr && *e != nullptr; ++e) {
+    std::string_view entry = *e;
+    if (!entry.starts_with("HERMOD_")) continue;
+    size_t eq = entry.find('=');
+    if (eq == std::string_view::npos) continue;
+    std::string_view name = entry.substr(0, eq);
+    bool known = false;
+    for (Field& field : fields) {
+      if (EnvName(field.key) != name) continue;
+      known = true;
+      if (!SetFromString(field, entry.substr(eq + 1), std::string(name), error)) return false;
+    }
+    if (!known) {
+      *error = "unknown environment variable " + std::string(name);
+      return false;
+    }
+  }
+  return true;
+}
+
+bool Validate(const Config& c, std::string* error) {
+  auto fail = [&](const std::string& message) {
+    *error = message;
+    return false;
+  };
+  if (c.port > 65535) return fail("config key port: must be 0..65535");
+  if (c.workers > 1024) return fail("config key workers: must be 0..1024");
+  if (c.read_buffer_bytes < 4096) return fail("config key read_buffer_bytes: at least 4096");
+  if (c.http.max_header_bytes < 256 || c.http.max_header_bytes > (1u << 30)) {
+    return fail("config key http.max_header_bytes: must be 256..2^30");
+  }
+  if (c.http.max_headers == 0) return fail("config key http.max_headers: must be at least 1");
+  if (c.websocket.max_message_bytes == 0) {
+    return fail("config key websocket.max_message_bytes: must be at least 1");
+  }
+  if (c.websocket.ping_interval_ms != 0 && c.websocket.pong_timeout_ms == 0) {
+    return fail("config key websocket.pong_timeout_ms: must be set when pings are on");
+  }
+  const auto& z = c.websocket.compression;
+  for (auto [key, bits] : {std::pair{"server_max_window_bits", z.server_max_window_bits},
+                           std::pair{"client_max_window_bits", z.client_max_window_bits}}) {
+    if (bits < 8 || bits > 15) {
+      return fail(std::string("config key websocket.compression.") + key + ": must be 8..15");
+    }
+  }
+  if (z.level > 9) return fail("config key websocket.compression.level: must be 0..9");
+  if (c.tls.cert_file.empty() != c.tls.key_file.empty()) {
+    return fail("config keys tls.cert_file and tls.key_file: set both or neither");
+  }
+  if (c.log_level != "trace" && c.log_level != "debug" && c.log_level != "info" &&
+      c.log_level != "warn" && c.log_level != "error" && c.log_level != "off") {
+    return fail("config key log_level: one of trace, debug, info, warn, error, off");
+  }
+  return true;
+}
+
+std::string ToJson(const Config& config) {
+  Config copy = config;
+  std::vector<Field> fields = Fields(copy);
+  // Emit nested objects by walking the sorted dotted keys and opening/closing sections.
+  std::string out = "{";
+  std::vector<std::string> open;  // current section path
+  bool first = true;
+  for (Field& field : fields) {
+    std::vector<std::string> parts;
+    std::string_view key = field.key;
+    while (true) {
+      size_t dot = key.find('.');
+      parts.emplace_back(key.substr(0, dot));
+      if (dot == std::string_view::npos) break;
+      key.remove_prefix(dot + 1);
+    }
+    size_t common = 0;
+    while (common < open.size() && common + 1 < parts.size() && open[common] == parts[common]) {
+      ++common;
+    }
+    while (open.size() > common) {
+      out += "\n" + std::string(2 * open.size(), ' ') + "}";
+      open.pop_back();
+      first = false;
+    }
+    for (size_t i = common; i + 1 < parts.size(); ++i) {
+      out += first ? "\n" : ",\n";
+      out += std::string(2 * (open.size() + 1), ' ');
+      AppendJsonString(out, parts[i]);
+      out += ": {";
+      open.push_back(parts[i]);
+      first = true;
+    }
+    out += first ? "\n" : ",\n";
+    first = false;
+    out += std::string(2 * (open.size() + 1), ' ');
+    AppendJsonString(out, parts.back());
+    out += ": ";
+    if (auto* u = std::get_if<uint64_t*>(&field.target)) {
+      out += std::to_string(**u);
+    } else if (auto* b = std::get_if<bool*>(&field.target)) {
+      out += **b ? "true" : "false";
+    } else if (auto* s = std::get_if<std::string*>(&field.target)) {
+      AppendJsonString(out, **s);
+    } else if (auto* list = std::get_if<std::vector<std::string>*>(&field.target)) {
+      out += '[';
+      for (size_t i = 0; i < (*list)->size(); ++i) {
+        if (i > 0) out += ", ";
+        AppendJsonString(out, (**list)[i]);
+      }
+      out += ']';
+    }
+  }
+  while (!open.empty()) {
+    out += "\n" + std::string(2 * open.size(), ' ') + "}";
+    open.pop_back();
+  }
+  out += "\n}\n";
+  return out;
+}
+
+}  // namespace hermod::config

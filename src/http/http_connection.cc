@@ -1,0 +1,103 @@
+#include "http/http_connection.h"
+
+#include <spdlog/spdlog.h>
+
+#include "http/response.h"
+
+namespace hermod::http {
+
+HttpConnection::HttpConnection(net::Loop& loop, int fd, SSL* ssl, const HttpOptions& options,
+                               const Router& router, HttpStats& stats)
+    : net::Connection(loop, fd, ssl), options_(options), router_(router), stats_(stats) {
+  SetTimeout(options_.request_timeout_ms);
+}
+
+void HttpConnection::Respond(std::string_view response, bool keep_alive) {
+  Send(response);
+  if (!keep_alive) CloseAfterFlush();
+}
+
+void HttpConnection::OnTimeout() {
+  if (parser_ || !pending_.empty()) {
+    // A request started and did not finish in time.
+    ++stats_.timeouts;
+    spdlog::debug("http: request timeout on fd {}", fd());
+    Respond(ErrorResponse(408), false);
+  } else {
+    Close();  // idle keep-alive connection
+  }
+}
+
+void HttpConnection::OnData(uint8_t* data, size_t len) {
+  if (closing()) return;
+  if (pending_.empty()) {
+    Serve(data, len);
+    return;
+  }
+  pending_.append(reinterpret_cast<const char*>(data), len);
+  std::string buffer = std::move(pending_);
+  pending_.clear();
+  Serve(reinterpret_cast<uint8_t*>(buffer.data()), buffer.size());
+}
+
+bool HttpConnection::Serve(uint8_t* data, size_t len) {
+  while (len > 0) {
+    if (!parser_) {
+      parser_ = std::make_unique<RequestParser>(options_.limits);
+      SetTimeout(options_.request_timeout_ms);
+    }
+    size_t consumed = 0;
+    RequestParser::Status status = parser_->Parse(data, len, &consumed);
+    if (status == RequestParser::Status::kNeedMore) {
+      // Beast consumes nothing until the whole header is present; keep the rest.
+      pending_.assign(reinterpret_cast<const char*>(data) + consumed, len - consumed);
+      return true;
+    }
+    if (status == RequestParser::Status::kError) {
+      ++stats_.errors_4xx;
+      spdlog::debug("http: bad request on fd {}: {}", fd(), parser_->error_status());
+      Respond(ErrorResponse(parser_->error_status()), false);
+      parser_.reset();
+      return false;
+    }
+    std::unique_ptr<RequestParser> parser = std::move(parser_);
+    data += consumed;
+    len -= consumed;
+    Dispatch(parser->request(), data, len);
+    if (successor_ != nullptr || closing()) return false;
+    SetTimeout(options_.keepalive_timeout_ms);
+  }
+  return true;
+}
+
+void HttpConnection::Dispatch(Request& request, uint8_t* rest, size_t rest_len) {
+  ++stats_.requests;
+  const Route* route = router_.Find(request.Path());
+  if (route == nullptr) {
+    ++stats_.errors_4xx;
+    Respond(BuildResponse(404, "text/plain; charset=utf-8", "Not Found\n", request.keep_alive),
+            request.keep_alive);
+    return;
+  }
+  bool allowed = false;
+  std::string allow;
+  for (const std::string& method : route->methods) {
+    if (method == request.method) allowed = true;
+    if (!allow.empty()) allow += ", ";
+    allow += method;
+  }
+  if (!allowed) {
+    ++stats_.errors_4xx;
+    Respond(BuildResponse(405, "text/plain; charset=utf-8", "Method Not Allowed\n",
+                          request.keep_alive, "Allow: " + allow + "\r\n"),
+            request.keep_alive);
+    return;
+  }
+  route->handler(*this, request);
+  if (successor_ != nullptr && rest_len > 0) {
+    // Frames the client sent right behind its upgrade request.
+    successor_->OnData(rest, rest_len);
+  }
+}
+
+}  // namespace hermod::http

@@ -1,0 +1,69 @@
+// A connection speaking HTTP/1.1: requests parsed as they arrive (pipelining included),
+// routed, answered, kept alive or closed. A route may take the connection over (a WebSocket
+// upgrade): it builds the successor Connection from this one, and the bytes that followed
+// the request go to the successor.
+//
+// Timeouts: from the first byte of a request, the whole request must arrive within
+// request_timeout_ms (slowloris); between requests the connection may idle for
+// keepalive_timeout_ms.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "http/request_parser.h"
+#include "http/router.h"
+#include "net/connection.h"
+
+namespace hermod::http {
+
+struct HttpOptions {
+  ParserLimits limits;
+  uint64_t request_timeout_ms = 5000;
+  uint64_t keepalive_timeout_ms = 30000;
+};
+
+// Counters shared by the loop's HTTP connections (the metrics room reads them).
+struct HttpStats {
+  uint64_t requests = 0;
+  uint64_t errors_4xx = 0;
+  uint64_t timeouts = 0;
+};
+
+class HttpConnection final : public net::Connection {
+ public:
+  HttpConnection(net::Loop& loop, int fd, SSL* ssl, const HttpOptions& options,
+                 const Router& router, HttpStats& stats);
+
+  // Queues a complete response; closes after it when !keep_alive.
+  void Respond(std::string_view response, bool keep_alive);
+
+  // Hands this connection's transport to a new T(*this, args...), which from then on owns
+  // the socket; returns it. Call at most once, from a route handler.
+  template <class T, class... Args>
+  T* Upgrade(Args&&... args) {
+    // The loop owns every Connection (freed through Loop::Bury), hence the bare new.
+    T* next = new T(*this, std::forward<Args>(args)...);
+    successor_ = next;
+    return next;
+  }
+
+  void OnData(uint8_t* data, size_t len) override;
+  void OnTimeout() override;
+
+ private:
+  // Parses and serves what data holds; returns false once the connection is no longer ours.
+  bool Serve(uint8_t* data, size_t len);
+  void Dispatch(Request& request, uint8_t* rest, size_t rest_len);
+
+  const HttpOptions& options_;
+  const Router& router_;
+  HttpStats& stats_;
+  std::unique_ptr<RequestParser> parser_;
+  std::string pending_;  // an incomplete request's bytes, kept across reads
+  net::Connection* successor_ = nullptr;
+};
+
+}  // namespace hermod::http

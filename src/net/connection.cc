@@ -1,0 +1,240 @@
+#include "net/connection.h"
+
+#include <openssl/err.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace hermod::net {
+
+Connection::Connection(Loop& loop, int fd, SSL* ssl) : loop_(loop), fd_(fd), ssl_(ssl) {
+  loop_.Attach(this);
+  loop_.Add(fd_, EPOLLIN | EPOLLRDHUP, this);
+}
+
+Connection::Connection(Connection& from)
+    : loop_(from.loop_), fd_(from.fd_), ssl_(from.ssl_), out_(std::move(from.out_)) {
+  state_ = from.state_ & (kWantWrite | kTlsWriteWantsRead);
+  from.fd_ = -1;
+  from.ssl_ = nullptr;
+  from.CancelTimeout();
+  loop_.Detach(&from);
+  from.state_ = kClosed;
+  loop_.Bury(&from);
+  loop_.Attach(this);
+  loop_.Modify(fd_, EPOLLIN | EPOLLRDHUP | ((state_ & kWantWrite) ? uint32_t{EPOLLOUT} : 0u), this);
+  if (out_ && !out_->empty()) loop_.NeedsFlush(this);
+}
+
+Connection::~Connection() {
+  if (ssl_ != nullptr) SSL_free(ssl_);
+  if (fd_ >= 0) close(fd_);
+}
+
+SendStatus Connection::Send(std::string_view bytes) {
+  if (state_ & (kClosed | kLingering)) return SendStatus::kDropped;
+  if (!out_) out_ = std::make_unique<OutputQueue>();
+  out_->Append(bytes);
+  if (out_->bytes() > loop_.max_write_buffer_bytes()) {
+    ++loop_.stats().write_overflow;
+    Close();
+    return SendStatus::kOverflow;
+  }
+  loop_.NeedsFlush(this);
+  return SendStatus::kQueued;
+}
+
+SendStatus Connection::SendShared(Chunk* chunk, size_t offset, size_t len) {
+  if (state_ & (kClosed | kLingering)) return SendStatus::kDropped;
+  if (!out_) out_ = std::make_unique<OutputQueue>();
+  out_->AppendShared(chunk, offset, len);
+  if (out_->bytes() > loop_.max_write_buffer_bytes()) {
+    ++loop_.stats().write_overflow;
+    Close();
+    return SendStatus::kOverflow;
+  }
+  loop_.NeedsFlush(this);
+  return SendStatus::kQueued;
+}
+
+void Connection::CloseAfterFlush(uint64_t linger_ms) {
+  if (closing()) return;
+  state_ |= kDraining;
+  linger_ms_ = static_cast<uint32_t>(linger_ms);
+  // The linger deadline also bounds the drain: a peer that stops reading cannot hold the
+  // connection open.
+  SetTimeout(linger_ms);
+  if (out_ && !out_->empty()) {
+    loop_.NeedsFlush(this);
+  } else {
+    StartLinger();
+  }
+}
+
+void Connection::StartLinger() {
+  state_ = static_cast<uint8_t>((state_ & ~kDraining) | kLingering);
+  out_.reset();
+  if (ssl_ != nullptr) SSL_shutdown(ssl_);  // close_notify; the peer's is not awaited
+  shutdown(fd_, SHUT_WR);
+  SetTimeout(linger_ms_);
+  UpdateInterest();
+}
+
+void Connection::Close() {
+  if (state_ & kClosed) return;
+  state_ |= kClosed;
+  CancelTimeout();
+  loop_.Remove(fd_);
+  close(fd_);
+  fd_ = -1;
+  out_.reset();
+  loop_.Detach(this);
+  ++loop_.stats().closed;
+  loop_.Bury(this);
+  OnClosed();
+}
+
+void Connection::OnTimer() {
+  if (state_ & (kDraining | kLingering)) {
+    Close();
+    return;
+  }
+  OnTimeout();
+}
+
+void Connection::OnEvents(uint32_t events) {
+  if (state_ & kClosed) return;
+  if (events & EPOLLOUT) {
+    Flush();
+    if (state_ & kClosed) return;
+  }
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+    if ((state_ & kTlsWriteWantsRead) && ssl_ != nullptr) {
+      Flush();
+      if (state_ & kClosed) return;
+    }
+    HandleReadable();
+  }
+}
+
+ssize_t Connection::ReadSome(uint8_t* buffer, size_t size, bool* again) {
+  *again = false;
+  if (ssl_ == nullptr) {
+    ssize_t n = read(fd_, buffer, size);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) *again = true;
+    return n;
+  }
+  ERR_clear_error();
+  int n = SSL_read(ssl_, buffer, static_cast<int>(size > INT32_MAX ? INT32_MAX : size));
+  if (n > 0) return n;
+  switch (SSL_get_error(ssl_, n)) {
+    case SSL_ERROR_WANT_READ:
+      *again = true;
+      return -1;
+    case SSL_ERROR_WANT_WRITE:
+      // Handshake output is pending: flush it, then read again on the next event.
+      state_ |= kWantWrite;
+      loop_.Modify(fd_, EPOLLIN | EPOLLRDHUP | EPOLLOUT, this);
+      *again = true;
+      return -1;
+    case SSL_ERROR_ZERO_RETURN:
+      return 0;
+    default:
+      return -1;
+  }
+}
+
+void Connection::HandleReadable() {
+  uint8_t* buffer = loop_.read_buffer();
+  const size_t size = loop_.read_buffer_size();
+  // Plain sockets: one read per event keeps loops fair (epoll is level-triggered). TLS: read
+  // until OpenSSL has nothing buffered, since epoll cannot see bytes OpenSSL already holds.
+  do {
+    bool again;
+    ssize_t n = ReadSome(buffer, size, &again);
+    if (n > 0) {
+      loop_.stats().bytes_read += static_cast<uint64_t>(n);
+      if (state_ & kLingering) continue;  // discard until the peer's FIN
+      OnData(buffer, static_cast<size_t>(n));
+      if (state_ & kClosed) return;
+      continue;
+    }
+    if (again) return;
+    Close();  // EOF or error
+    return;
+  } while (ssl_ != nullptr && SSL_pending(ssl_) > 0);
+}
+
+void Connection::Flush() {
+  if (state_ & kClosed) return;
+  if (ssl_ == nullptr) {
+    FlushPlain();
+  } else {
+    FlushTls();
+  }
+  if (state_ & kClosed) return;
+  if ((state_ & kDraining) && (!out_ || out_->empty())) {
+    StartLinger();
+    return;
+  }
+  UpdateInterest();
+}
+
+void Connection::FlushPlain() {
+  while (out_ && !out_->empty()) {
+    iovec iov[OutputQueue::kMaxIov];
+    int count = out_->Gather(iov, OutputQueue::kMaxIov);
+    ssize_t n = writev(fd_, iov, count);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EINTR) break;
+      Close();
+      return;
+    }
+    loop_.stats().bytes_written += static_cast<uint64_t>(n);
+    out_->Consume(static_cast<size_t>(n));
+  }
+  if (out_ && out_->empty()) out_.reset();
+}
+
+void Connection::FlushTls() {
+  state_ &= ~kTlsWriteWantsRead;
+  while (out_ && !out_->empty()) {
+    iovec iov[1];
+    out_->Gather(iov, 1);
+    ERR_clear_error();
+    int n = SSL_write(ssl_, iov[0].iov_base, static_cast<int>(iov[0].iov_len));
+    if (n > 0) {
+      loop_.stats().bytes_written += static_cast<uint64_t>(n);
+      out_->Consume(static_cast<size_t>(n));
+      continue;
+    }
+    int err = SSL_get_error(ssl_, n);
+    if (err == SSL_ERROR_WANT_WRITE) break;
+    if (err == SSL_ERROR_WANT_READ) {
+      state_ |= kTlsWriteWantsRead;
+      break;
+    }
+    Close();
+    return;
+  }
+  if (out_ && out_->empty()) out_.reset();
+}
+
+void Connection::UpdateInterest() {
+  if (state_ & kClosed) return;
+  bool pending = out_ && !out_->empty();
+  bool want = pending && !(state_ & kTlsWriteWantsRead);
+  if (ssl_ != nullptr && SSL_want_write(ssl_)) want = true;
+  if (want == static_cast<bool>(state_ & kWantWrite)) return;
+  if (want) {
+    state_ |= kWantWrite;
+  } else {
+    state_ &= ~kWantWrite;
+  }
+  loop_.Modify(fd_, EPOLLIN | EPOLLRDHUP | (want ? uint32_t{EPOLLOUT} : 0u), this);
+}
+
+}  // namespace hermod::net

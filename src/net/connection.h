@@ -1,0 +1,101 @@
+// A TCP (or TLS) connection on one loop: reading into the loop's buffer, corked writes, one
+// timer, and the close paths. Protocols are subclasses (http::HttpConnection,
+// ws::WebSocketConnection). An HTTP connection that upgrades hands its transport to a new
+// object of another subclass (the hand-over constructor), so a connection is always exactly
+// one allocation, and an idle WebSocket costs that object and nothing else.
+//
+// Closing is always deferred: Close() unregisters and closes the fd at once but the object
+// is freed at the end of the loop iteration, so a call stack that still holds it stays valid.
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+#include "net/event_loop.h"
+#include "net/output_queue.h"
+#include "net/timer_wheel.h"
+
+namespace hermod::net {
+
+// What happened to bytes handed to Send (uWebSockets' SendStatus).
+enum class SendStatus : uint8_t {
+  kQueued,    // will leave with this iteration's flush
+  kDropped,   // the connection is closing or closed; nothing was queued
+  kOverflow,  // the write buffer limit was passed: the connection was closed
+};
+
+class Connection : public Pollable, public TimerNode {
+ public:
+  Connection(Loop& loop, int fd, SSL* ssl);
+  // Takes over from's socket, TLS session, pending output, timer slot and place in the
+  // loop's lists; `from` is left closed and buried.
+  explicit Connection(Connection& from);
+  ~Connection() override;
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  SendStatus Send(std::string_view bytes);
+  SendStatus SendShared(Chunk* chunk, size_t offset, size_t len);
+  // Stops reading requests; when the queue drains, half-closes and waits (bounded by
+  // linger_ms) for the peer's FIN before closing, so the peer reads the last bytes.
+  void CloseAfterFlush(uint64_t linger_ms = 2000);
+  // Closes at once; pending output is dropped.
+  void Close();
+
+  void SetTimeout(uint64_t ms) { loop_.timers().Schedule(this, ms); }
+  void CancelTimeout() { loop_.timers().Cancel(this); }
+
+  Loop& loop() const { return loop_; }
+  int fd() const { return fd_; }
+  bool tls() const { return ssl_ != nullptr; }
+  bool closed() const { return state_ & kClosed; }
+  bool closing() const { return state_ & (kClosed | kDraining | kLingering); }
+  size_t queued_bytes() const { return out_ ? out_->bytes() : 0; }
+
+  // Called for every read; data is the loop's buffer (mutable) and valid during the call.
+  virtual void OnData(uint8_t* data, size_t len) = 0;
+  // The one timer (SetTimeout) fired.
+  virtual void OnTimeout() {}
+  // The transport is gone (peer closed, error, or Close()); called once.
+  virtual void OnClosed() {}
+  // The server is shutting down gracefully.
+  virtual void OnShutdown() { CloseAfterFlush(); }
+
+ private:
+  friend class Loop;
+  enum State : uint8_t {
+    kClosed = 1,
+    kDraining = 2,   // CloseAfterFlush: waiting for the queue to drain
+    kLingering = 4,  // half-closed, discarding input until FIN or the linger timer
+    kWantWrite = 8,  // EPOLLOUT registered
+    kInFlushList = 16,
+    kTlsWriteWantsRead = 32,  // SSL_write returned WANT_READ: retry the flush on readable
+  };
+
+  void OnEvents(uint32_t events) override;
+  void OnTimer() final;
+  void HandleReadable();
+  void Flush();  // by the loop, at the end of the iteration
+  void FlushPlain();
+  void FlushTls();
+  void StartLinger();
+  void UpdateInterest();
+  ssize_t ReadSome(uint8_t* buffer, size_t size, bool* again);
+
+  Loop& loop_;
+  int fd_;
+  uint8_t state_ = 0;
+  uint32_t linger_ms_ = 0;
+  SSL* ssl_;
+  std::unique_ptr<OutputQueue> out_;
+  // Loop::connections_ and Loop::flush_head_ lists.
+  Connection* prev_ = nullptr;
+  Connection* next_ = nullptr;
+  Connection* flush_next_ = nullptr;
+};
+
+}  // namespace hermod::net

@@ -1,0 +1,130 @@
+#include "net/event_loop.h"
+
+#include <sys/epoll.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <system_error>
+
+#include "net/connection.h"
+
+namespace hermod::net {
+
+uint64_t Loop::MonotonicMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
+}
+
+Loop::Loop(int index, size_t read_buffer_bytes, Clock clock)
+    : index_(index),
+      epoll_fd_(epoll_create1(EPOLL_CLOEXEC)),
+      clock_(clock),
+      now_ms_(clock()),
+      timers_(now_ms_),
+      read_buffer_(new uint8_t[read_buffer_bytes]),
+      read_buffer_size_(read_buffer_bytes) {
+  if (epoll_fd_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
+  Add(mailbox_.fd(), EPOLLIN, &wakeup_);
+}
+
+Loop::~Loop() {
+  ForEachConnection([](Connection* c) { c->Close(); });
+  FreeClosed();
+  close(epoll_fd_);
+}
+
+void Loop::Add(int fd, uint32_t events, Pollable* target) {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.ptr = target;
+  if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    throw std::system_error(errno, std::generic_category(), "epoll_ctl add");
+  }
+}
+
+void Loop::Modify(int fd, uint32_t events, Pollable* target) {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.ptr = target;
+  epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
+}
+
+void Loop::Remove(int fd) { epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr); }
+
+void Loop::Attach(Connection* c) {
+  c->prev_ = nullptr;
+  c->next_ = connections_;
+  if (connections_ != nullptr) connections_->prev_ = c;
+  connections_ = c;
+  ++connection_count_;
+}
+
+void Loop::Detach(Connection* c) {
+  if (c->prev_ != nullptr) {
+    c->prev_->next_ = c->next_;
+  } else {
+    connections_ = c->next_;
+  }
+  if (c->next_ != nullptr) c->next_->prev_ = c->prev_;
+  c->prev_ = c->next_ = nullptr;
+  --connection_count_;
+}
+
+void Loop::NeedsFlush(Connection* c) {
+  if (c->state_ & Connection::kInFlushList) return;
+  c->state_ |= Connection::kInFlushList;
+  c->flush_next_ = flush_head_;
+  flush_head_ = c;
+}
+
+void Loop::Bury(Connection* c) { graveyard_.push_back(c); }
+
+void Loop::ForEachConnection(const std::function<void(Connection*)>& fn) {
+  for (Connection* c = connections_; c != nullptr;) {
+    Connection* next = c->next_;  // fn may close c, which unlinks it
+    fn(c);
+    c = next;
+  }
+}
+
+void Loop::FlushPending() {
+  // A flush may queue more (a TLS retry), so take the list before walking it.
+  while (flush_head_ != nullptr) {
+    Connection* c = flush_head_;
+    flush_head_ = nullptr;
+    while (c != nullptr) {
+      Connection* next = c->flush_next_;
+      c->flush_next_ = nullptr;
+      c->state_ &= ~Connection::kInFlushList;
+      if (!c->closed()) c->Flush();
+      c = next;
+    }
+  }
+}
+
+void Loop::FreeClosed() {
+  for (Connection* c : graveyard_) delete c;
+  graveyard_.clear();
+}
+
+void Loop::Run() {
+  constexpr int kMaxEvents = 512;
+  epoll_event events[kMaxEvents];
+  running_ = true;
+  while (running_) {
+    int timeout = timers_.NextTimeoutMs(now_ms_);
+    int n = epoll_wait(epoll_fd_, events, kMaxEvents, timeout);
+    now_ms_ = clock_();
+    if (n < 0 && errno != EINTR) throw std::system_error(errno, std::generic_category(), "epoll");
+    for (int i = 0; i < n; ++i) {
+      static_cast<Pollable*>(events[i].data.ptr)->OnEvents(events[i].events);
+    }
+    timers_.Advance(now_ms_);
+    FlushPending();
+    FreeClosed();
+  }
+}
+
+}  // namespace hermod::net

@@ -1,0 +1,117 @@
+#include "net/listener.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "net/tls.h"
+
+namespace hermod::net {
+
+int BindListener(const std::string& addr, uint16_t port, int backlog, uint16_t* bound_port,
+                 std::string* error) {
+  sockaddr_storage storage{};
+  socklen_t len;
+  int family;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&storage);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&storage);
+  if (inet_pton(AF_INET, addr.c_str(), &v4->sin_addr) == 1) {
+    family = AF_INET;
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    len = sizeof *v4;
+  } else if (inet_pton(AF_INET6, addr.c_str(), &v6->sin6_addr) == 1) {
+    family = AF_INET6;
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    len = sizeof *v6;
+  } else {
+    *error = "bind: not an IPv4 or IPv6 address: " + addr;
+    return -1;
+  }
+  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    *error = std::string("socket: ") + strerror(errno);
+    return -1;
+  }
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&storage), len) != 0 || listen(fd, backlog) != 0) {
+    *error = "bind " + addr + ":" + std::to_string(port) + ": " + strerror(errno);
+    close(fd);
+    return -1;
+  }
+  getsockname(fd, reinterpret_cast<sockaddr*>(&storage), &len);
+  *bound_port = ntohs(family == AF_INET ? v4->sin_port : v6->sin6_port);
+  return fd;
+}
+
+Listener::Listener(Loop& loop, int fd, TlsContext* tls, Accept accept)
+    : loop_(loop),
+      fd_(fd),
+      spare_fd_(open("/dev/null", O_RDONLY | O_CLOEXEC)),
+      tls_(tls),
+      accept_(std::move(accept)) {
+  loop_.Add(fd_, EPOLLIN, this);
+}
+
+Listener::~Listener() {
+  Stop();
+  if (spare_fd_ >= 0) close(spare_fd_);
+}
+
+void Listener::Stop() {
+  if (fd_ < 0) return;
+  loop_.Remove(fd_);
+  close(fd_);
+  fd_ = -1;
+}
+
+void Listener::ShedOne() {
+  if (spare_fd_ >= 0) {
+    close(spare_fd_);
+    spare_fd_ = -1;
+  }
+  int fd = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+  if (fd >= 0) {
+    close(fd);
+    ++loop_.stats().accept_emfile;
+  }
+  spare_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+void Listener::OnEvents(uint32_t) {
+  // Bounded per wake-up so one busy listener cannot starve the loop's connections.
+  for (int i = 0; i < 128 && fd_ >= 0; ++i) {
+    int fd = accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE) {
+        ShedOne();
+        continue;
+      }
+      return;  // EAGAIN, or a transient error (ECONNABORTED): wait for the next event
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    SSL* ssl = nullptr;
+    if (tls_ != nullptr) {
+      ssl = tls_->NewSession(fd);
+      if (ssl == nullptr) {
+        close(fd);
+        continue;
+      }
+    }
+    ++loop_.stats().accepted;
+    accept_(loop_, fd, ssl);
+  }
+}
+
+}  // namespace hermod::net

@@ -1,0 +1,47 @@
+// A listening socket per loop (SO_REUSEPORT: the kernel spreads accepts over the loops, so
+// no loop hands connections to another). When the process runs out of file descriptors,
+// the listener sheds load as libuv does: it closes a spare descriptor kept for this, accepts
+// and closes the waiting connections, and reopens the spare; each shed connection is
+// counted.
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "net/event_loop.h"
+
+namespace hermod::net {
+
+class TlsContext;
+
+// Binds addr:port with SO_REUSEPORT; port 0 picks a free one. Returns the fd, or -1 with
+// *error set. *bound_port receives the actual port.
+int BindListener(const std::string& addr, uint16_t port, int backlog, uint16_t* bound_port,
+                 std::string* error);
+
+class Listener final : public Pollable {
+ public:
+  // Called for each accepted socket (non-blocking, TCP_NODELAY set) with its TLS session
+  // (null without TLS); it creates the first Connection.
+  using Accept = std::function<void(Loop&, int fd, SSL* ssl)>;
+
+  Listener(Loop& loop, int fd, TlsContext* tls, Accept accept);
+  ~Listener() override;
+  // Stops accepting (graceful shutdown); closes the socket.
+  void Stop();
+
+ private:
+  void OnEvents(uint32_t events) override;
+  void ShedOne();
+
+  Loop& loop_;
+  int fd_;
+  int spare_fd_;
+  TlsContext* tls_;
+  Accept accept_;
+};
+
+}  // namespace hermod::net

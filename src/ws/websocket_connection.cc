@@ -1,0 +1,221 @@
+#include "ws/websocket_connection.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <array>
+#include <string>
+
+#include "ws/frame_encoder.h"
+
+namespace hermod::ws {
+
+namespace {
+
+// Streams shared by every connection on this loop's thread that negotiated no context
+// takeover: each message starts from a fresh state, so one stream serves them all. Deflaters
+// are kept per window size because a client may cap ours below 15 bits.
+Inflater& SharedInflater() {
+  thread_local Inflater inflater(15);
+  return inflater;
+}
+
+Deflater& SharedDeflater(int level, int window_bits) {
+  thread_local std::array<std::unique_ptr<Deflater>, 16> deflaters;
+  std::unique_ptr<Deflater>& d = deflaters[static_cast<size_t>(window_bits)];
+  if (!d) d = std::make_unique<Deflater>(level, window_bits);
+  return *d;
+}
+
+std::string& Scratch() {
+  thread_local std::string scratch;
+  return scratch;
+}
+
+}  // namespace
+
+WebSocketConnection::WebSocketConnection(net::Connection& from, const WebSocketOptions& options,
+                                         const HandshakeResult& handshake, WebSocketStats& stats)
+    : net::Connection(from), options_(options), stats_(stats), last_read_ms_(loop().now_ms()) {
+  if (handshake.deflate) {
+    flags_ |= kDeflate;
+    if (handshake.deflate_params.server_no_context_takeover) flags_ |= kServerNoContext;
+    if (handshake.deflate_params.client_no_context_takeover) flags_ |= kClientNoContext;
+    server_window_bits_ = static_cast<uint8_t>(handshake.deflate_params.server_max_window_bits);
+    client_window_bits_ = static_cast<uint8_t>(handshake.deflate_params.client_max_window_bits);
+  }
+  ++stats_.opened;
+  if (options_.ping_interval_ms > 0) next_ping_ms_ = last_read_ms_ + options_.ping_interval_ms;
+  ScheduleTimer();
+}
+
+WebSocketConnection::~WebSocketConnection() = default;
+
+void WebSocketConnection::OnWebSocketMessage(Opcode, std::string_view) {}
+
+Deflater& WebSocketConnection::OutgoingDeflater() {
+  int bits = std::max<int>(9, server_window_bits_);  // zlib cannot deflate with 8 bits
+  if (flags_ & kServerNoContext) return SharedDeflater(options_.deflate_level, bits);
+  if (!deflater_) deflater_ = std::make_unique<Deflater>(options_.deflate_level, bits);
+  return *deflater_;
+}
+
+Inflater& WebSocketConnection::IncomingInflater() {
+  if (flags_ & kClientNoContext) return SharedInflater();
+  if (!inflater_) inflater_ = std::make_unique<Inflater>(std::max<int>(9, client_window_bits_));
+  return *inflater_;
+}
+
+void WebSocketConnection::OnData(uint8_t* data, size_t len) {
+  last_read_ms_ = loop().now_ms();
+  if (reader_.closed()) return;
+  ReaderLimits limits;
+  limits.max_message_size = options_.max_message_bytes;
+  limits.expect_masked = true;
+  limits.deflate = deflate();
+  Inflater* inflater = nullptr;
+  bool reset = false;
+  if (deflate()) {
+    inflater = &IncomingInflater();
+    reset = flags_ & kClientNoContext;
+  }
+  MessageReader::Result result = reader_.Feed(data, len, limits, *this, inflater, reset);
+  if (result.ok || closed()) return;
+  ++stats_.protocol_errors;
+  spdlog::debug("ws: closing fd {} with {}: {}", fd(), static_cast<int>(result.error.code),
+                result.error.reason);
+  if (!(flags_ & kSentClose)) {
+    flags_ |= kSentClose;
+    SendFrame(Opcode::kClose, true, false,
+              ClosePayload(static_cast<uint16_t>(result.error.code), result.error.reason));
+  }
+  // RFC 6455 §7.1.7: fail the connection; the linger lets the peer read our Close first.
+  CloseAfterFlush(options_.close_timeout_ms);
+}
+
+void WebSocketConnection::OnMessage(Opcode opcode, std::string_view payload) {
+  if (flags_ & kSentClose) return;  // §7.1.2: after our Close, data is discarded
+  ++stats_.messages_in;
+  OnWebSocketMessage(opcode, payload);
+}
+
+void WebSocketConnection::OnPing(std::string_view payload) {
+  // RFC 6455 §5.5.2: answer with a Pong carrying the same payload.
+  if (!(flags_ & kSentClose)) SendFrame(Opcode::kPong, true, false, payload);
+}
+
+void WebSocketConnection::OnPong(std::string_view) {
+  flags_ &= ~kAwaitingPong;
+  pong_deadline_ms_ = 0;
+}
+
+void WebSocketConnection::OnClose(uint16_t code, std::string_view reason) {
+  if (!(flags_ & kSentClose)) {
+    // §5.5.1: echo the status code; a Close without one is answered without one.
+    flags_ |= kSentClose;
+    std::string payload = code == static_cast<uint16_t>(CloseCode::kNoStatus)
+                              ? std::string()
+                              : ClosePayload(code, reason);
+    SendFrame(Opcode::kClose, true, false, payload);
+  }
+  // §7.1.1: the server closes the TCP connection first, once the handshake is complete.
+  CloseAfterFlush(options_.close_timeout_ms);
+}
+
+void WebSocketConnection::OnShutdown() { CloseWith(1001, "server shutdown"); }
+
+void WebSocketConnection::CloseWith(uint16_t code, std::string_view reason) {
+  if ((flags_ & kSentClose) || closing()) return;
+  flags_ |= kSentClose;
+  SendFrame(Opcode::kClose, true, false, ClosePayload(code, reason));
+  ScheduleTimer();
+}
+
+net::SendStatus WebSocketConnection::SendMessage(Opcode opcode, std::string_view payload) {
+  if ((flags_ & kSentClose) || closing()) return net::SendStatus::kDropped;
+  ++stats_.messages_out;
+  bool compressed = false;
+  if (deflate() && payload.size() >= options_.deflate_min_size) {
+    std::string& out = Scratch();
+    OutgoingDeflater().Deflate(payload, flags_ & kServerNoContext, out);
+    payload = out;
+    compressed = true;
+  }
+  const size_t piece = options_.fragment_bytes;
+  if (piece == 0 || payload.size() <= piece) {
+    SendFrame(opcode, true, compressed, payload);
+  } else {
+    // §5.4: the first frame carries the opcode (and RSV1), the rest are continuations.
+    for (size_t offset = 0; offset < payload.size(); offset += piece) {
+      bool first = offset == 0;
+      bool fin = offset + piece >= payload.size();
+      SendFrame(first ? opcode : Opcode::kContinuation, fin, first && compressed,
+                payload.substr(offset, piece));
+    }
+  }
+  return closed() ? net::SendStatus::kOverflow : net::SendStatus::kQueued;
+}
+
+void WebSocketConnection::SendFrame(Opcode opcode, bool fin, bool rsv1, std::string_view payload) {
+  FrameHeaderSpec spec;
+  spec.opcode = opcode;
+  spec.fin = fin;
+  spec.rsv1 = rsv1;
+  spec.payload_len = payload.size();
+  uint8_t header[kMaxFrameHeader];
+  size_t header_len = EncodeFrameHeader(spec, header);
+  if (Send({reinterpret_cast<const char*>(header), header_len}) != net::SendStatus::kQueued) {
+    return;
+  }
+  Send(payload);
+}
+
+void WebSocketConnection::ScheduleTimer() {
+  if (closing()) return;
+  const uint64_t now = loop().now_ms();
+  uint64_t due = UINT64_MAX;
+  if (flags_ & kSentClose) {
+    due = now + options_.close_timeout_ms;
+  } else {
+    if (next_ping_ms_ != 0) due = std::min(due, next_ping_ms_);
+    if (pong_deadline_ms_ != 0) due = std::min(due, pong_deadline_ms_);
+    if (options_.idle_timeout_ms != 0) {
+      due = std::min(due, last_read_ms_ + options_.idle_timeout_ms);
+    }
+  }
+  if (due == UINT64_MAX) {
+    CancelTimeout();
+  } else {
+    SetTimeout(due > now ? due - now : 0);
+  }
+}
+
+void WebSocketConnection::OnTimeout() {
+  const uint64_t now = loop().now_ms();
+  if (flags_ & kSentClose) {
+    Close();  // the peer never answered our Close
+    return;
+  }
+  if (pong_deadline_ms_ != 0 && now >= pong_deadline_ms_) {
+    ++stats_.pong_timeouts;
+    spdlog::debug("ws: fd {} sent no pong in {} ms", fd(), options_.pong_timeout_ms);
+    Close();  // a peer that does not answer pings is gone: no handshake to wait for
+    return;
+  }
+  if (options_.idle_timeout_ms != 0 && now >= last_read_ms_ + options_.idle_timeout_ms) {
+    ++stats_.idle_timeouts;
+    CloseWith(1001, "idle timeout");
+    return;
+  }
+  if (next_ping_ms_ != 0 && now >= next_ping_ms_) {
+    SendFrame(Opcode::kPing, true, false, {});
+    next_ping_ms_ = now + options_.ping_interval_ms;
+    if (!(flags_ & kAwaitingPong)) {
+      flags_ |= kAwaitingPong;
+      pong_deadline_ms_ = now + options_.pong_timeout_ms;
+    }
+  }
+  ScheduleTimer();
+}
+
+}  // namespace hermod::ws

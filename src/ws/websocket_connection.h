@@ -1,0 +1,109 @@
+// One WebSocket connection after the handshake (RFC 6455 §5-§7): the reader's messages go to
+// the subclass (echo, or the client protocol), control frames are answered here, the close
+// handshake runs both ways, and one timer covers pings, the pong deadline, the idle timeout
+// and the wait for the peer's Close.
+//
+// permessage-deflate state is shared per loop wherever the negotiation allows it (no context
+// takeover): an idle connection then holds no zlib stream at all.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+#include "net/connection.h"
+#include "ws/deflate.h"
+#include "ws/frame.h"
+#include "ws/handshake.h"
+#include "ws/message_reader.h"
+
+namespace hermod::ws {
+
+struct WebSocketOptions {
+  uint64_t max_message_bytes = 1 << 20;
+  uint64_t ping_interval_ms = 25000;  // 0: no pings
+  uint64_t pong_timeout_ms = 10000;
+  uint64_t idle_timeout_ms = 0;  // 0: off
+  uint64_t close_timeout_ms = 2000;
+  uint64_t fragment_bytes = 0;  // split outgoing messages into frames of this size; 0: never
+  int deflate_level = 1;
+  size_t deflate_min_size = 64;
+};
+
+// Per-loop counters (the metrics room reads them).
+struct WebSocketStats {
+  uint64_t opened = 0;
+  uint64_t messages_in = 0;
+  uint64_t messages_out = 0;
+  uint64_t protocol_errors = 0;  // closes with 1002, 1007, 1009 that we sent
+  uint64_t pong_timeouts = 0;
+  uint64_t idle_timeouts = 0;
+};
+
+class WebSocketConnection : public net::Connection, private MessageHandler {
+ public:
+  // Takes over the transport of the HTTP connection that carried the handshake.
+  WebSocketConnection(net::Connection& from, const WebSocketOptions& options,
+                      const HandshakeResult& handshake, WebSocketStats& stats);
+  ~WebSocketConnection() override;
+
+  // Sends one message (compressed when negotiated and worth it; fragmented when
+  // fragment_bytes is set).
+  net::SendStatus SendMessage(Opcode opcode, std::string_view payload);
+  // Starts the close handshake (RFC 6455 §7.1.2); reads stop delivering messages.
+  void CloseWith(uint16_t code, std::string_view reason);
+
+  bool deflate() const { return flags_ & kDeflate; }
+
+ protected:
+  // A complete text or binary message; the default drops it.
+  virtual void OnWebSocketMessage(Opcode opcode, std::string_view payload);
+
+ private:
+  enum Flags : uint8_t {
+    kDeflate = 1,
+    kServerNoContext = 2,
+    kClientNoContext = 4,
+    kSentClose = 8,
+    kAwaitingPong = 16,
+  };
+
+  void OnData(uint8_t* data, size_t len) override;
+  void OnTimeout() override;
+  void OnShutdown() override;
+  void OnMessage(Opcode opcode, std::string_view payload) override;
+  void OnPing(std::string_view payload) override;
+  void OnPong(std::string_view payload) override;
+  void OnClose(uint16_t code, std::string_view reason) override;
+
+  void SendFrame(Opcode opcode, bool fin, bool rsv1, std::string_view payload);
+  void ScheduleTimer();
+  Deflater& OutgoingDeflater();
+  Inflater& IncomingInflater();
+
+  const WebSocketOptions& options_;
+  WebSocketStats& stats_;
+  MessageReader reader_;
+  uint8_t flags_ = 0;
+  uint8_t server_window_bits_ = 15;
+  uint8_t client_window_bits_ = 15;
+  uint64_t last_read_ms_;
+  uint64_t next_ping_ms_ = 0;
+  uint64_t pong_deadline_ms_ = 0;
+  // zlib streams of our own, only when context takeover was negotiated.
+  std::unique_ptr<Inflater> inflater_;
+  std::unique_ptr<Deflater> deflater_;
+};
+
+// The /connection/echo endpoint: every message returns to its sender unchanged.
+class EchoConnection final : public WebSocketConnection {
+ public:
+  using WebSocketConnection::WebSocketConnection;
+
+ private:
+  void OnWebSocketMessage(Opcode opcode, std::string_view payload) override {
+    SendMessage(opcode, payload);
+  }
+};
+
+}  // namespace hermod::ws

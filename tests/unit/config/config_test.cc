@@ -1,0 +1,87 @@
+#include "config/config.h"
+
+#include <gtest/gtest.h>
+
+namespace hermod::config {
+namespace {
+
+TEST(Config, DefaultsAreValid) {
+  Config c;
+  std::string error;
+  EXPECT_TRUE(Validate(c, &error)) << error;
+  EXPECT_EQ(c.port, 8000u);
+}
+
+TEST(Config, JsonOverridesNestedKeys) {
+  Config c;
+  std::string error;
+  ASSERT_TRUE(ApplyJson(R"({"port": 9000, "websocket": {"max_message_bytes": 42,
+      "allowed_origins": ["https://a.example"], "compression": {"enabled": false}}})",
+                        c, &error))
+      << error;
+  EXPECT_EQ(c.port, 9000u);
+  EXPECT_EQ(c.websocket.max_message_bytes, 42u);
+  EXPECT_EQ(c.websocket.allowed_origins, std::vector<std::string>{"https://a.example"});
+  EXPECT_FALSE(c.websocket.compression.enabled);
+}
+
+TEST(Config, UnknownKeyIsNamedInTheError) {
+  Config c;
+  std::string error;
+  EXPECT_FALSE(ApplyJson(R"({"websocket": {"max_mesage_bytes": 1}})", c, &error));
+  EXPECT_NE(error.find("websocket.max_mesage_bytes"), std::string::npos) << error;
+}
+
+TEST(Config, WrongTypeIsNamedInTheError) {
+  Config c;
+  std::string error;
+  EXPECT_FALSE(ApplyJson(R"({"port": "eighty"})", c, &error));
+  EXPECT_NE(error.find("port"), std::string::npos) << error;
+}
+
+TEST(Config, EnvironmentOverridesFile) {
+  Config c;
+  std::string error;
+  ASSERT_TRUE(ApplyJson(R"({"port": 9000})", c, &error));
+  std::string port = "HERMOD_PORT=9100";
+  std::string origins = "HERMOD_WEBSOCKET_ALLOWED_ORIGINS=https://a,https://b";
+  std::string other = "PATH=/bin";
+  char* env[] = {port.data(), origins.data(), other.data(), nullptr};
+  ASSERT_TRUE(ApplyEnvironment(env, c, &error)) << error;
+  EXPECT_EQ(c.port, 9100u);
+  EXPECT_EQ(c.websocket.allowed_origins.size(), 2u);
+}
+
+TEST(Config, UnknownEnvironmentVariableIsAnError) {
+  Config c;
+  std::string error;
+  std::string bad = "HERMOD_PROT=1";
+  char* env[] = {bad.data(), nullptr};
+  EXPECT_FALSE(ApplyEnvironment(env, c, &error));
+  EXPECT_NE(error.find("HERMOD_PROT"), std::string::npos);
+}
+
+TEST(Config, ValidationNamesTheKey) {
+  Config c;
+  c.websocket.compression.server_max_window_bits = 16;
+  std::string error;
+  EXPECT_FALSE(Validate(c, &error));
+  EXPECT_NE(error.find("server_max_window_bits"), std::string::npos);
+}
+
+TEST(Config, ToJsonRoundTrips) {
+  Config c;
+  c.port = 1234;
+  c.websocket.subprotocols = {"centrifuge-json"};
+  c.tls.cert_file = "/x.pem";
+  c.tls.key_file = "/y.pem";
+  Config back;
+  std::string error;
+  ASSERT_TRUE(ApplyJson(ToJson(c), back, &error)) << error << "\n" << ToJson(c);
+  EXPECT_EQ(back.port, 1234u);
+  EXPECT_EQ(back.websocket.subprotocols, c.websocket.subprotocols);
+  EXPECT_EQ(back.tls.key_file, "/y.pem");
+}
+
+}  // namespace
+}  // namespace hermod::config
