@@ -6,7 +6,10 @@ function(hermod_add_test)
   add_executable(${T_NAME} ${T_SOURCES})
   target_link_libraries(${T_NAME} PRIVATE ${T_LIBS} GTest::gtest GTest::gtest_main)
   set_target_properties(${T_NAME} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
-  gtest_discover_tests(${T_NAME} DISCOVERY_TIMEOUT 60 PROPERTIES LABELS "unit;${T_LABELS}")
+  # The label list crosses gtest_discover_tests' generated script: escape its separators.
+  set(_labels unit ${T_LABELS})
+  string(REPLACE ";" "\\;" _labels "${_labels}")
+  gtest_discover_tests(${T_NAME} DISCOVERY_TIMEOUT 60 PROPERTIES LABELS "${_labels}")
 endfunction()
 
 # hermod_add_fuzzer(NAME name SOURCES a.cc LIBS lib... CORPUS dir)

@@ -60,13 +60,10 @@ SendStatus Connection::SendShared(Chunk* chunk, size_t offset, size_t len) {
   return SendStatus::kQueued;
 }
 
-void Connection::CloseAfterFlush(uint64_t linger_ms) {
+void Connection::CloseAfterFlush(uint64_t deadline_ms) {
   if (closing()) return;
   state_ |= kDraining;
-  linger_ms_ = static_cast<uint32_t>(linger_ms);
-  // The linger deadline also bounds the drain: a peer that stops reading cannot hold the
-  // connection open.
-  SetTimeout(linger_ms);
+  SetTimeout(deadline_ms);
   if (out_ && !out_->empty()) {
     loop_.NeedsFlush(this);
   } else {
@@ -79,7 +76,6 @@ void Connection::StartLinger() {
   out_.reset();
   if (ssl_ != nullptr) SSL_shutdown(ssl_);  // close_notify; the peer's is not awaited
   shutdown(fd_, SHUT_WR);
-  SetTimeout(linger_ms_);
   UpdateInterest();
 }
 
@@ -123,7 +119,7 @@ void Connection::OnEvents(uint32_t events) {
 ssize_t Connection::ReadSome(uint8_t* buffer, size_t size, bool* again) {
   *again = false;
   if (ssl_ == nullptr) {
-    ssize_t n = read(fd_, buffer, size);
+    ssize_t n = recv(fd_, buffer, size, 0);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) *again = true;
     return n;
   }
@@ -160,6 +156,11 @@ void Connection::HandleReadable() {
       if (state_ & kLingering) continue;  // discard until the peer's FIN
       OnData(buffer, static_cast<size_t>(n));
       if (state_ & kClosed) return;
+      // What this read produced for this connection (its replies) leaves now, in one
+      // writev, so the peer gets its answers while the loop serves the other sockets; output
+      // queued for it later in the iteration (fan-out) joins the end-of-iteration flush.
+      if (out_ && !out_->empty() && !(state_ & kWantWrite)) Flush();
+      if (state_ & kClosed) return;
       continue;
     }
     if (again) return;
@@ -187,7 +188,16 @@ void Connection::FlushPlain() {
   while (out_ && !out_->empty()) {
     iovec iov[OutputQueue::kMaxIov];
     int count = out_->Gather(iov, OutputQueue::kMaxIov);
-    ssize_t n = writev(fd_, iov, count);
+    // send/sendmsg rather than write/writev: sockets have no file position to lock.
+    ssize_t n;
+    if (count == 1) {
+      n = send(fd_, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+    } else {
+      msghdr message{};
+      message.msg_iov = iov;
+      message.msg_iovlen = static_cast<size_t>(count);
+      n = sendmsg(fd_, &message, MSG_NOSIGNAL);
+    }
     if (n < 0) {
       if (errno == EAGAIN || errno == EINTR) break;
       Close();

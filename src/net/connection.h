@@ -40,9 +40,10 @@ class Connection : public Pollable, public TimerNode {
 
   SendStatus Send(std::string_view bytes);
   SendStatus SendShared(Chunk* chunk, size_t offset, size_t len);
-  // Stops reading requests; when the queue drains, half-closes and waits (bounded by
-  // linger_ms) for the peer's FIN before closing, so the peer reads the last bytes.
-  void CloseAfterFlush(uint64_t linger_ms = 2000);
+  // Stops reading requests; when the queue drains, half-closes and waits for the peer's FIN
+  // before closing, so the peer reads the last bytes. deadline_ms bounds drain and linger
+  // together: a peer that stops reading cannot hold the connection open.
+  void CloseAfterFlush(uint64_t deadline_ms = 2000);
   // Closes at once; pending output is dropped.
   void Close();
 
@@ -89,7 +90,6 @@ class Connection : public Pollable, public TimerNode {
   Loop& loop_;
   int fd_;
   uint8_t state_ = 0;
-  uint32_t linger_ms_ = 0;
   SSL* ssl_;
   std::unique_ptr<OutputQueue> out_;
   // Loop::connections_ and Loop::flush_head_ lists.

@@ -10,7 +10,7 @@ namespace {
 // Standard-size chunks freed on this thread, reused before asking malloc: a busy connection
 // takes and returns one every loop iteration. Bounded, so an idle server holds little.
 struct ChunkCache {
-  static constexpr size_t kMax = 64;
+  static constexpr size_t kMax = 8;
   void* free[kMax];
   size_t count = 0;
   ~ChunkCache() {

@@ -36,7 +36,11 @@ std::string& Scratch() {
 
 WebSocketConnection::WebSocketConnection(net::Connection& from, const WebSocketOptions& options,
                                          const HandshakeResult& handshake, WebSocketStats& stats)
-    : net::Connection(from), options_(options), stats_(stats), last_read_ms_(loop().now_ms()) {
+    : net::Connection(from),
+      options_(options),
+      stats_(stats),
+      last_read_ms_(loop().now_ms()),
+      last_ping_ms_(last_read_ms_) {
   if (handshake.deflate) {
     flags_ |= kDeflate;
     if (handshake.deflate_params.server_no_context_takeover) flags_ |= kServerNoContext;
@@ -45,7 +49,6 @@ WebSocketConnection::WebSocketConnection(net::Connection& from, const WebSocketO
     client_window_bits_ = static_cast<uint8_t>(handshake.deflate_params.client_max_window_bits);
   }
   ++stats_.opened;
-  if (options_.ping_interval_ms > 0) next_ping_ms_ = last_read_ms_ + options_.ping_interval_ms;
   ScheduleTimer();
 }
 
@@ -56,14 +59,20 @@ void WebSocketConnection::OnWebSocketMessage(Opcode, std::string_view) {}
 Deflater& WebSocketConnection::OutgoingDeflater() {
   int bits = std::max<int>(9, server_window_bits_);  // zlib cannot deflate with 8 bits
   if (flags_ & kServerNoContext) return SharedDeflater(options_.deflate_level, bits);
-  if (!deflater_) deflater_ = std::make_unique<Deflater>(options_.deflate_level, bits);
-  return *deflater_;
+  if (!streams_) streams_ = std::make_unique<OwnStreams>();
+  if (!streams_->deflater) {
+    streams_->deflater = std::make_unique<Deflater>(options_.deflate_level, bits);
+  }
+  return *streams_->deflater;
 }
 
 Inflater& WebSocketConnection::IncomingInflater() {
   if (flags_ & kClientNoContext) return SharedInflater();
-  if (!inflater_) inflater_ = std::make_unique<Inflater>(std::max<int>(9, client_window_bits_));
-  return *inflater_;
+  if (!streams_) streams_ = std::make_unique<OwnStreams>();
+  if (!streams_->inflater) {
+    streams_->inflater = std::make_unique<Inflater>(std::max<int>(9, client_window_bits_));
+  }
+  return *streams_->inflater;
 }
 
 void WebSocketConnection::OnData(uint8_t* data, size_t len) {
@@ -104,10 +113,7 @@ void WebSocketConnection::OnPing(std::string_view payload) {
   if (!(flags_ & kSentClose)) SendFrame(Opcode::kPong, true, false, payload);
 }
 
-void WebSocketConnection::OnPong(std::string_view) {
-  flags_ &= ~kAwaitingPong;
-  pong_deadline_ms_ = 0;
-}
+void WebSocketConnection::OnPong(std::string_view) { flags_ &= ~kAwaitingPong; }
 
 void WebSocketConnection::OnClose(uint16_t code, std::string_view reason) {
   if (!(flags_ & kSentClose)) {
@@ -177,8 +183,11 @@ void WebSocketConnection::ScheduleTimer() {
   if (flags_ & kSentClose) {
     due = now + options_.close_timeout_ms;
   } else {
-    if (next_ping_ms_ != 0) due = std::min(due, next_ping_ms_);
-    if (pong_deadline_ms_ != 0) due = std::min(due, pong_deadline_ms_);
+    if (flags_ & kAwaitingPong) {
+      due = std::min(due, last_ping_ms_ + options_.pong_timeout_ms);
+    } else if (options_.ping_interval_ms != 0) {
+      due = std::min(due, last_ping_ms_ + options_.ping_interval_ms);
+    }
     if (options_.idle_timeout_ms != 0) {
       due = std::min(due, last_read_ms_ + options_.idle_timeout_ms);
     }
@@ -196,7 +205,7 @@ void WebSocketConnection::OnTimeout() {
     Close();  // the peer never answered our Close
     return;
   }
-  if (pong_deadline_ms_ != 0 && now >= pong_deadline_ms_) {
+  if ((flags_ & kAwaitingPong) && now >= last_ping_ms_ + options_.pong_timeout_ms) {
     ++stats_.pong_timeouts;
     spdlog::debug("ws: fd {} sent no pong in {} ms", fd(), options_.pong_timeout_ms);
     Close();  // a peer that does not answer pings is gone: no handshake to wait for
@@ -207,13 +216,13 @@ void WebSocketConnection::OnTimeout() {
     CloseWith(1001, "idle timeout");
     return;
   }
-  if (next_ping_ms_ != 0 && now >= next_ping_ms_) {
+  // One ping in flight at a time: the next goes out an interval after the previous one, and
+  // only once it was answered.
+  if (options_.ping_interval_ms != 0 && !(flags_ & kAwaitingPong) &&
+      now >= last_ping_ms_ + options_.ping_interval_ms) {
     SendFrame(Opcode::kPing, true, false, {});
-    next_ping_ms_ = now + options_.ping_interval_ms;
-    if (!(flags_ & kAwaitingPong)) {
-      flags_ |= kAwaitingPong;
-      pong_deadline_ms_ = now + options_.pong_timeout_ms;
-    }
+    last_ping_ms_ = now;
+    flags_ |= kAwaitingPong;
   }
   ScheduleTimer();
 }

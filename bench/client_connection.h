@@ -1,0 +1,71 @@
+// The state of one bench connection: its socket, where it is in its life (TCP connect, HTTP
+// upgrade, protocol setup, ready, closing), its outgoing bytes and its WebSocket reader.
+// A plain record that its ClientLoop owns and acts on (client_loop.cc); the Session and
+// MessageHandler overrides only forward to the loop.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "adapter.h"
+#include "run_config.h"
+#include "sequence_tracker.h"
+#include "ws/message_reader.h"
+
+namespace hermod::bench {
+
+class ClientLoop;
+
+enum class ConnState : uint8_t {
+  kIdle,        // no socket
+  kConnecting,  // non-blocking connect() in progress
+  kHandshake,   // upgrade request sent, waiting for 101
+  kSetup,       // WebSocket open, protocol setup (connect, subscribe) in progress
+  kReady,       // counted as a connection of the scenario
+  kClosing,     // our Close frame sent, waiting for the server's Close or EOF
+};
+
+struct ClientConnection final : public Session, public ws::MessageHandler {
+  ClientConnection(ClientLoop& loop, uint32_t id, ConnectionPlan plan);
+
+  // Session (adapter side).
+  void Send(std::string_view message) override;
+  void Ready() override;
+  void Deliver(std::string_view payload) override;
+  void Fail(std::string_view reason) override;
+  std::string& carry() override { return carry_; }
+  std::string& scratch() override;
+  uint32_t id() const override { return id_; }
+  const ConnectionPlan& plan() const override { return plan_; }
+  bool is_ready() const override { return state == ConnState::kReady; }
+
+  // ws::MessageHandler (reader side).
+  void OnMessage(ws::Opcode opcode, std::string_view payload) override;
+  void OnPing(std::string_view payload) override;
+  void OnPong(std::string_view payload) override;
+  void OnClose(uint16_t code, std::string_view reason) override;
+
+  size_t pending_out() const { return out.size() - out_sent; }
+
+  ClientLoop& loop;
+  const uint32_t id_;
+  const ConnectionPlan plan_;
+  std::string publish_channel;  // ChannelName(plan.publish), when publishing
+  int fd = -1;
+  ConnState state = ConnState::kIdle;
+  bool dirty = false;          // in the loop's flush list
+  bool write_blocked = false;  // the last write hit EAGAIN: wait for EPOLLOUT
+  bool publishing_done = false;
+  uint64_t started_ns = 0;   // connect() time, for connect latency and setup timeout
+  uint64_t deadline_ns = 0;  // closing: give up waiting for the server's Close
+  uint64_t next_seq = 0;
+  std::string key;      // Sec-WebSocket-Key
+  std::string http;     // the upgrade response, until its end
+  std::string out;      // frames not yet written
+  size_t out_sent = 0;  // bytes of out already written
+  std::string carry_;
+  ws::MessageReader reader;
+  SequenceTracker tracker;
+};
+
+}  // namespace hermod::bench

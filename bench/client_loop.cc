@@ -1,0 +1,655 @@
+#include "client_loop.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+
+#include "clock.h"
+#include "payload.h"
+#include "ws/frame.h"
+#include "ws/frame_encoder.h"
+#include "ws/handshake.h"
+
+namespace hermod::bench {
+
+namespace {
+
+constexpr size_t kReadBuffer = 256 * 1024;
+constexpr size_t kMaxUpgradeResponse = 16 * 1024;
+// A publisher whose unwritten bytes pass this waits: the server is not keeping up.
+constexpr size_t kPacedBacklog = 1 << 20;
+constexpr size_t kFullSpeedBacklog = 64 * 1024;
+constexpr uint64_t kCloseWaitNs = 1'000'000'000;
+constexpr uint64_t kTimeoutCheckNs = 100'000'000;
+
+uint64_t XorShift(uint64_t& s) {
+  s ^= s << 13;
+  s ^= s >> 7;
+  s ^= s << 17;
+  return s;
+}
+
+std::string Base64(const uint8_t* data, size_t len) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  for (size_t i = 0; i < len; i += 3) {
+    uint32_t v = static_cast<uint32_t>(data[i]) << 16;
+    if (i + 1 < len) v |= static_cast<uint32_t>(data[i + 1]) << 8;
+    if (i + 2 < len) v |= data[i + 2];
+    out.push_back(kAlphabet[(v >> 18) & 63]);
+    out.push_back(kAlphabet[(v >> 12) & 63]);
+    out.push_back(i + 1 < len ? kAlphabet[(v >> 6) & 63] : '=');
+    out.push_back(i + 2 < len ? kAlphabet[v & 63] : '=');
+  }
+  return out;
+}
+
+// The value of header `name` (lower case, with the colon) in an HTTP response head.
+std::string_view HeaderValue(std::string_view head, std::string_view name) {
+  size_t pos = 0;
+  while ((pos = head.find("\r\n", pos)) != std::string_view::npos) {
+    pos += 2;
+    if (head.size() - pos < name.size()) break;
+    bool match = true;
+    for (size_t i = 0; i < name.size() && match; ++i) {
+      char c = head[pos + i];
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+      match = c == name[i];
+    }
+    if (!match) continue;
+    size_t end = head.find("\r\n", pos);
+    std::string_view v = head.substr(pos + name.size(), end - pos - name.size());
+    while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+    return v;
+  }
+  return {};
+}
+
+}  // namespace
+
+// ---- ClientConnection: forwards to its loop ----
+
+ClientConnection::ClientConnection(ClientLoop& l, uint32_t id, ConnectionPlan plan)
+    : loop(l), id_(id), plan_(plan) {
+  if (plan.publish >= 0) publish_channel = ChannelName(l.config_.protocol, plan.publish);
+}
+
+void ClientConnection::Send(std::string_view message) {
+  loop.SendFrame(*this, loop.adapter_->binary() ? ws::Opcode::kBinary : ws::Opcode::kText, message);
+}
+void ClientConnection::Ready() { loop.Ready(*this); }
+void ClientConnection::Deliver(std::string_view payload) { loop.Deliver(*this, payload); }
+void ClientConnection::Fail(std::string_view reason) { loop.Fail(*this, reason); }
+std::string& ClientConnection::scratch() { return loop.scratch_; }
+
+void ClientConnection::OnMessage(ws::Opcode, std::string_view payload) {
+  if (fd < 0) return;  // failed earlier in this read; the reader is still unwinding
+  loop.stats_.bytes_in += payload.size();
+  if (loop.measuring_) loop.stats_.At(loop.SecondOf(NowNs())).bytes_in += payload.size();
+  loop.adapter_->OnMessage(*this, payload);
+}
+
+void ClientConnection::OnPing(std::string_view payload) {
+  loop.SendFrame(*this, ws::Opcode::kPong, payload);
+}
+
+void ClientConnection::OnPong(std::string_view) {}
+
+void ClientConnection::OnClose(uint16_t code, std::string_view) {
+  if (state == ConnState::kClosing) {
+    loop.CloseSocket(*this);
+    return;
+  }
+  loop.Fail(*this, "closed by server: " + std::to_string(code));
+}
+
+// ---- ClientLoop ----
+
+ClientLoop::ClientLoop(const RunConfig& config, std::vector<uint32_t> indices, LoopControl& control,
+                       LoopProgress& progress, uint64_t seed)
+    : config_(config),
+      scenario_(Effective(config)),
+      adapter_(MakeAdapter(config.protocol)),
+      control_(control),
+      progress_(progress),
+      read_buf_(kReadBuffer),
+      rng_(seed | 1) {
+  epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+  target_.sin_family = AF_INET;
+  target_.sin_port = htons(config.port);
+  inet_pton(AF_INET, config.host.c_str(), &target_.sin_addr);
+  if (!config.source.empty()) {
+    bind_source_ = true;
+    source_.sin_family = AF_INET;
+    inet_pton(AF_INET, config.source.c_str(), &source_.sin_addr);
+  }
+  limits_.expect_masked = false;
+  limits_.max_message_size = 64ull << 20;
+  if (config.rate > 0) interval_ns_ = static_cast<uint64_t>(1e9 / config.rate);
+  conns_.reserve(indices.size());
+  for (uint32_t index : indices) {
+    conns_.push_back(std::make_unique<ClientConnection>(*this, index, PlanFor(config, index)));
+  }
+}
+
+ClientLoop::~ClientLoop() {
+  for (auto& c : conns_) {
+    if (c->fd >= 0) close(c->fd);
+  }
+  if (epoll_fd_ >= 0) close(epoll_fd_);
+}
+
+uint64_t ClientLoop::SecondOf(uint64_t now) const {
+  return now > measure_start_ns_ ? (now - measure_start_ns_) / 1'000'000'000ull : 0;
+}
+
+void ClientLoop::Open(ClientConnection& c, uint64_t now) {
+  c.started_ns = now;
+  c.reader = ws::MessageReader();
+  c.tracker = SequenceTracker();
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    Fail(c, std::string("socket: ") + strerror(errno));
+    return;
+  }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  if (bind_source_) {
+    // Pick the port at connect() time, per destination: 127.0.0.x sources then each get the
+    // full ephemeral range against one server port.
+    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+    if (bind(fd, reinterpret_cast<sockaddr*>(&source_), sizeof(source_)) != 0) {
+      int err = errno;
+      close(fd);
+      Fail(c, std::string("bind: ") + strerror(err));
+      return;
+    }
+  }
+  c.fd = fd;
+  ++open_;
+  c.state = ConnState::kConnecting;
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.data.ptr = &c;
+  epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&target_), sizeof(target_)) != 0 &&
+      errno != EINPROGRESS) {
+    Fail(c, std::string("connect: ") + strerror(errno));
+  }
+}
+
+void ClientLoop::OnConnected(ClientConnection& c) {
+  int err = 0;
+  socklen_t len = sizeof(err);
+  getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len);
+  if (err != 0) {
+    Fail(c, std::string("connect: ") + strerror(err));
+    return;
+  }
+  std::array<uint8_t, 16> nonce;
+  for (size_t i = 0; i < nonce.size(); i += 8) {
+    uint64_t r = XorShift(rng_);
+    std::memcpy(nonce.data() + i, &r, 8);
+  }
+  c.key = Base64(nonce.data(), nonce.size());
+  c.state = ConnState::kHandshake;
+  std::string& req = c.out;
+  req.clear();
+  c.out_sent = 0;
+  req += "GET " + config_.path + " HTTP/1.1\r\nHost: " + config_.host + ":" +
+         std::to_string(config_.port) +
+         "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + c.key +
+         "\r\nSec-WebSocket-Version: 13\r\n";
+  if (!adapter_->subprotocol().empty()) {
+    req += "Sec-WebSocket-Protocol: ";
+    req += adapter_->subprotocol();
+    req += "\r\n";
+  }
+  req += "\r\n";
+  MarkDirty(c);
+}
+
+void ClientLoop::OnEvent(ClientConnection& c, uint32_t events) {
+  if (c.fd < 0) return;
+  if (c.state == ConnState::kConnecting) {
+    if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+    OnConnected(c);
+    if (c.fd < 0) return;
+  }
+  if (events & EPOLLOUT) {
+    c.write_blocked = false;
+    if (c.pending_out() > 0) MarkDirty(c);
+  }
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+    ReadAll(c, (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0);
+  }
+}
+
+void ClientLoop::ReadAll(ClientConnection& c, bool hangup) {
+  while (c.fd >= 0) {
+    ssize_t n = read(c.fd, read_buf_.data(), read_buf_.size());
+    if (n > 0) {
+      OnBytes(c, read_buf_.data(), static_cast<size_t>(n));
+      // Edge-triggered: a short read drained the socket, and new bytes raise a new edge.
+      // Only a hang-up that came with the bytes needs the read that returns 0.
+      if (static_cast<size_t>(n) < read_buf_.size() && !hangup) return;
+    } else if (n == 0) {
+      if (c.state == ConnState::kClosing) {
+        CloseSocket(c);
+      } else {
+        Fail(c, "closed by server: EOF");
+      }
+      return;
+    } else if (errno == EINTR) {
+      continue;
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      return;
+    } else {
+      if (c.state == ConnState::kClosing) {
+        CloseSocket(c);
+      } else {
+        Fail(c, std::string("read: ") + strerror(errno));
+      }
+      return;
+    }
+  }
+}
+
+void ClientLoop::OnBytes(ClientConnection& c, uint8_t* data, size_t len) {
+  if (c.state == ConnState::kHandshake) {
+    OnUpgradeResponse(c, data, len);
+    return;
+  }
+  ws::MessageReader::Result r = c.reader.Feed(data, len, limits_, c, nullptr, false);
+  if (!r.ok && c.fd >= 0) {
+    std::string reason = "websocket: " + std::to_string(static_cast<int>(r.error.code)) + " " +
+                         std::string(r.error.reason);
+    Fail(c, reason);
+  }
+}
+
+void ClientLoop::OnUpgradeResponse(ClientConnection& c, uint8_t* data, size_t len) {
+  c.http.append(reinterpret_cast<const char*>(data), len);
+  size_t end = c.http.find("\r\n\r\n");
+  if (end == std::string::npos) {
+    if (c.http.size() > kMaxUpgradeResponse) Fail(c, "handshake: response too long");
+    return;
+  }
+  std::string_view head(c.http.data(), end + 2);
+  if (!head.starts_with("HTTP/1.1 101")) {
+    std::string status(head.substr(0, std::min<size_t>(head.find("\r\n"), 40)));
+    Fail(c, "handshake: " + status);
+    return;
+  }
+  if (HeaderValue(head, "sec-websocket-accept:") != ws::AcceptKey(c.key)) {
+    Fail(c, "handshake: bad Sec-WebSocket-Accept");
+    return;
+  }
+  if (!adapter_->subprotocol().empty() &&
+      HeaderValue(head, "sec-websocket-protocol:") != adapter_->subprotocol()) {
+    Fail(c, "handshake: subprotocol not accepted");
+    return;
+  }
+  std::string rest = c.http.substr(end + 4);
+  c.http.clear();
+  c.http.shrink_to_fit();
+  c.state = ConnState::kSetup;
+  adapter_->OnOpen(c);
+  if (!rest.empty() && c.fd >= 0) {
+    OnBytes(c, reinterpret_cast<uint8_t*>(rest.data()), rest.size());
+  }
+}
+
+void ClientLoop::SendFrame(ClientConnection& c, ws::Opcode opcode, std::string_view payload) {
+  if (c.fd < 0) return;
+  ws::FrameHeaderSpec spec;
+  spec.opcode = opcode;
+  spec.payload_len = payload.size();
+  uint64_t r = XorShift(rng_);
+  std::array<uint8_t, 4> mask;
+  std::memcpy(mask.data(), &r, 4);
+  spec.mask = mask;
+  ws::AppendFrame(c.out, spec, payload);
+  stats_.bytes_out += payload.size();
+  if (measuring_) stats_.At(SecondOf(NowNs())).bytes_out += payload.size();
+  MarkDirty(c);
+}
+
+void ClientLoop::MarkDirty(ClientConnection& c) {
+  if (c.dirty) return;
+  c.dirty = true;
+  dirty_.push_back(&c);
+}
+
+void ClientLoop::FlushDirty() {
+  // Flush may fail a connection, which never adds to dirty_; iterate by index all the same.
+  for (size_t i = 0; i < dirty_.size(); ++i) {
+    ClientConnection& c = *dirty_[i];
+    c.dirty = false;
+    Flush(c);
+  }
+  dirty_.clear();
+}
+
+void ClientLoop::Flush(ClientConnection& c) {
+  if (c.fd < 0 || c.write_blocked || c.state == ConnState::kConnecting) return;
+  while (c.pending_out() > 0) {
+    ssize_t n = write(c.fd, c.out.data() + c.out_sent, c.pending_out());
+    if (n > 0) {
+      c.out_sent += static_cast<size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      c.write_blocked = true;
+      break;
+    } else {
+      Fail(c, std::string("write: ") + strerror(errno));
+      return;
+    }
+  }
+  if (c.out_sent == c.out.size()) {
+    c.out.clear();
+    c.out_sent = 0;
+  } else if (c.out_sent > (64u << 10) && c.out_sent > c.out.size() / 2) {
+    c.out.erase(0, c.out_sent);
+    c.out_sent = 0;
+  }
+}
+
+void ClientLoop::StartClose(ClientConnection& c, uint16_t code, uint64_t now) {
+  if (c.fd < 0) return;
+  if (c.state == ConnState::kSetup || c.state == ConnState::kReady) {
+    SendFrame(c, ws::Opcode::kClose, ws::ClosePayload(code, ""));
+    c.state = ConnState::kClosing;
+    c.deadline_ns = now + kCloseWaitNs;
+  } else if (c.state != ConnState::kClosing) {
+    CloseSocket(c);
+  }
+}
+
+void ClientLoop::CloseSocket(ClientConnection& c) {
+  if (c.fd >= 0) {
+    close(c.fd);
+    c.fd = -1;
+    --open_;
+  }
+  c.state = ConnState::kIdle;
+  c.started_ns = 0;
+  c.write_blocked = false;
+  c.out.clear();
+  c.out_sent = 0;
+  c.carry_.clear();
+  c.http.clear();
+  // The reader is reset in Open(), not here: this may run inside its Feed().
+}
+
+void ClientLoop::Fail(ClientConnection& c, std::string_view reason) {
+  if (c.fd < 0) {
+    // No socket: either a failure before it existed (socket(), bind()), counted here, or a
+    // connection that already failed earlier in this read, not counted twice.
+    if (c.state != ConnState::kIdle || c.started_ns == 0) return;
+    c.started_ns = 0;
+    stats_.AddError(std::string(reason));
+    ++stats_.connects_failed;
+    ++failed_;
+    return;
+  }
+  stats_.AddError(std::string(reason));
+  bool measuring = measuring_ && !stopping_;
+  if (measuring) ++stats_.At(SecondOf(NowNs())).errors;
+  if (c.state == ConnState::kReady) {
+    if (!stopping_) ++stats_.disconnects;
+  } else if (c.state != ConnState::kClosing) {
+    ++stats_.connects_failed;
+    ++failed_;
+  }
+  CloseSocket(c);
+}
+
+void ClientLoop::Ready(ClientConnection& c) {
+  if (c.state != ConnState::kSetup) return;
+  uint64_t now = NowNs();
+  c.state = ConnState::kReady;
+  stats_.connect_latency.Record(now - c.started_ns);
+  ++stats_.connects_ok;
+  ++ready_;
+  if (scenario_ == Scenario::kConnect) {
+    if (measuring_) ++stats_.At(SecondOf(now)).connects;
+    StartClose(c, 1000, now);
+  }
+}
+
+void ClientLoop::Deliver(ClientConnection& c, std::string_view payload) {
+  if (c.plan_.subscribe < 0 || !measuring_) return;
+  Stamp stamp;
+  if (!ReadStamp(payload, stamp)) {
+    ++stats_.unstamped;
+    return;
+  }
+  uint64_t now = NowNs();
+  stats_.latency.Record(now > stamp.sent_ns ? now - stamp.sent_ns : 0);
+  ++stats_.delivered;
+  ++stats_.At(SecondOf(now)).delivered;
+  SequenceTracker::Outcome o = c.tracker.Observe(stamp.publisher, stamp.seq);
+  stats_.lost += o.lost;
+  if (o.duplicate) ++stats_.duplicates;
+  // Echo at full speed is a closed loop: each returning message sends the next.
+  if (config_.rate == 0 && c.plan_.publish == c.plan_.subscribe &&
+      stamp.publisher == c.plan_.publisher_id && !draining_) {
+    PublishOne(c, now);
+  }
+}
+
+void ClientLoop::PublishOne(ClientConnection& c, uint64_t now) {
+  if (c.publishing_done || c.state != ConnState::kReady) return;
+  Stamp stamp{now, c.plan_.publisher_id, c.next_seq++};
+  WritePayload(payload_, stamp, config_.size);
+  adapter_->Publish(c, c.publish_channel, payload_);
+  ++stats_.sent;
+  ++stats_.At(SecondOf(now)).sent;
+  if (config_.messages > 0 && c.next_seq >= config_.messages) {
+    c.publishing_done = true;
+    ++publishers_done_;
+  }
+}
+
+void ClientLoop::OpenDue(uint64_t now) {
+  if (scenario_ == Scenario::kConnect) return;
+  if (setup_start_ns_ == 0) setup_start_ns_ = now;
+  size_t allowed = conns_.size();
+  if (config_.ramp > 0) {
+    double per_loop = config_.ramp / std::max<uint32_t>(config_.threads, 1);
+    allowed = std::min(allowed, 1 + static_cast<size_t>(static_cast<double>(now - setup_start_ns_) *
+                                                        per_loop / 1e9));
+  }
+  // At most a batch per iteration so that handshakes already under way progress too.
+  size_t batch = 0;
+  while (next_to_open_ < allowed && batch < 256) {
+    Open(*conns_[next_to_open_++], now);
+    ++batch;
+  }
+}
+
+void ClientLoop::StartMeasure(uint64_t now) {
+  measuring_ = true;
+  measure_start_ns_ = control_.measure_start_ns.load(std::memory_order_acquire);
+  if (measure_start_ns_ == 0) measure_start_ns_ = now;
+  churn_started_ = 0;
+  for (auto& cp : conns_) {
+    ClientConnection& c = *cp;
+    if (c.plan_.publish < 0 || c.state != ConnState::kReady) {
+      if (c.plan_.publish >= 0 && !c.publishing_done) {
+        c.publishing_done = true;  // never became ready: counts as done so runs can end
+        ++publishers_done_;
+      }
+      continue;
+    }
+    if (config_.rate > 0) {
+      // Spread publishers over one interval so that they do not all fire together.
+      timers_.push({now + XorShift(rng_) % std::max<uint64_t>(interval_ns_, 1), &c});
+    } else if (c.plan_.publish == c.plan_.subscribe && !(c.plan_.subscribe < 0)) {
+      for (uint32_t i = 0; i < std::max<uint32_t>(config_.inflight, 1); ++i) PublishOne(c, now);
+    } else {
+      full_speed_.push_back(&c);
+    }
+  }
+}
+
+void ClientLoop::RunTimers(uint64_t now) {
+  size_t budget = 100000;
+  while (!timers_.empty() && timers_.top().first <= now && budget-- > 0) {
+    auto [due, c] = timers_.top();
+    timers_.pop();
+    if (c->state != ConnState::kReady || c->publishing_done) continue;
+    if (c->pending_out() > kPacedBacklog) {
+      timers_.push({now + 1'000'000, c});  // the server is behind; try again in 1 ms
+      continue;
+    }
+    PublishOne(*c, now);
+    if (!c->publishing_done) timers_.push({due + interval_ns_, c});
+  }
+}
+
+bool ClientLoop::PumpFullSpeed(uint64_t now) {
+  bool more = false;
+  for (ClientConnection* c : full_speed_) {
+    for (int i = 0; i < 64 && c->pending_out() < kFullSpeedBacklog && !c->publishing_done &&
+                    c->state == ConnState::kReady;
+         ++i) {
+      PublishOne(*c, now);
+    }
+    if (c->state == ConnState::kReady && !c->publishing_done && !c->write_blocked &&
+        c->pending_out() < kFullSpeedBacklog) {
+      more = true;
+    }
+  }
+  return more;
+}
+
+void ClientLoop::Churn(uint64_t now) {
+  double per_loop = config_.connect_rate / std::max<uint32_t>(config_.threads, 1);
+  uint64_t allowed =
+      static_cast<uint64_t>(static_cast<double>(now - measure_start_ns_) * per_loop / 1e9) + 1;
+  for (auto& cp : conns_) {
+    if (churn_started_ >= allowed) break;
+    if (cp->state != ConnState::kIdle) continue;
+    Open(*cp, now);
+    ++churn_started_;
+  }
+}
+
+void ClientLoop::CheckTimeouts(uint64_t now) {
+  uint64_t setup_ns = static_cast<uint64_t>(config_.setup_timeout_s * 1e9);
+  for (auto& cp : conns_) {
+    ClientConnection& c = *cp;
+    switch (c.state) {
+      case ConnState::kConnecting:
+      case ConnState::kHandshake:
+      case ConnState::kSetup:
+        if (now - c.started_ns > setup_ns) Fail(c, "timeout: setup");
+        break;
+      case ConnState::kClosing:
+        if (now > c.deadline_ns) CloseSocket(c);
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+void ClientLoop::CloseAll(uint64_t now) {
+  for (auto& cp : conns_) StartClose(*cp, 1000, now);
+}
+
+void ClientLoop::PublishProgress() {
+  progress_.ready.store(ready_, std::memory_order_relaxed);
+  progress_.failed.store(failed_, std::memory_order_relaxed);
+  progress_.open.store(open_, std::memory_order_relaxed);
+  progress_.sent.store(stats_.sent, std::memory_order_relaxed);
+  progress_.delivered.store(stats_.delivered, std::memory_order_relaxed);
+  progress_.accounted.store(stats_.delivered - stats_.duplicates + stats_.lost,
+                            std::memory_order_relaxed);
+  progress_.errors.store(stats_.error_count(), std::memory_order_relaxed);
+  progress_.connects.store(stats_.connects_ok, std::memory_order_relaxed);
+  progress_.publishers_done.store(publishers_done_, std::memory_order_relaxed);
+}
+
+void ClientLoop::Run() {
+  std::array<epoll_event, 512> events;
+  bool pwait2 = true;
+  while (true) {
+    uint64_t now = NowNs();
+    Phase phase = control_.phase.load(std::memory_order_acquire);
+    if (phase == Phase::kSetup) OpenDue(now);
+    if (phase >= Phase::kMeasure && !measuring_) StartMeasure(now);
+    bool spin = false;
+    if (phase == Phase::kMeasure) {
+      RunTimers(now);
+      spin = PumpFullSpeed(now);
+      if (scenario_ == Scenario::kConnect) Churn(now);
+    }
+    if (phase >= Phase::kDrain && !draining_) {
+      draining_ = true;
+      timers_ = {};
+      full_speed_.clear();
+    }
+    if (phase == Phase::kStop && !stopping_) {
+      stopping_ = true;
+      stop_deadline_ns_ = now + kCloseWaitNs;
+      CloseAll(now);
+    }
+    FlushDirty();
+    if (now >= next_timeout_check_ns_) {
+      CheckTimeouts(now);
+      next_timeout_check_ns_ = now + kTimeoutCheckNs;
+      // The error count walks a map: once per check rather than per iteration.
+      PublishProgress();
+    } else {
+      progress_.sent.store(stats_.sent, std::memory_order_relaxed);
+      progress_.delivered.store(stats_.delivered, std::memory_order_relaxed);
+      progress_.accounted.store(stats_.delivered - stats_.duplicates + stats_.lost,
+                                std::memory_order_relaxed);
+      progress_.ready.store(ready_, std::memory_order_relaxed);
+      progress_.failed.store(failed_, std::memory_order_relaxed);
+      progress_.publishers_done.store(publishers_done_, std::memory_order_relaxed);
+    }
+    if (stopping_ && (open_ == 0 || now > stop_deadline_ns_)) break;
+
+    uint64_t wait_ns = 10'000'000;
+    if (spin) wait_ns = 0;
+    if (!timers_.empty()) {
+      uint64_t due = timers_.top().first;
+      wait_ns = std::min(wait_ns, due > now ? due - now : 0);
+    }
+    int n;
+    if (pwait2) {
+      timespec ts{static_cast<time_t>(wait_ns / 1'000'000'000),
+                  static_cast<long>(wait_ns % 1'000'000'000)};
+      n = epoll_pwait2(epoll_fd_, events.data(), static_cast<int>(events.size()), &ts, nullptr);
+      if (n < 0 && errno == ENOSYS) {
+        pwait2 = false;
+        continue;
+      }
+    } else {
+      n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()),
+                     static_cast<int>((wait_ns + 999'999) / 1'000'000));
+    }
+    for (int i = 0; i < n; ++i) {
+      OnEvent(*static_cast<ClientConnection*>(events[i].data.ptr), events[i].events);
+    }
+  }
+  for (auto& cp : conns_) CloseSocket(*cp);
+  PublishProgress();
+  progress_.finished.store(true, std::memory_order_release);
+}
+
+}  // namespace hermod::bench

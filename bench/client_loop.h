@@ -1,0 +1,115 @@
+// One client event loop on its own thread: an edge-triggered epoll set of non-blocking bench
+// connections that it opens (at the ramp rate), upgrades, sets up through the protocol
+// adapter, drives through the scenario (paced or full-speed publishing, connection churn) and
+// closes, recording everything into its own RunStats.
+//
+// The loop follows the server's own discipline: all frames produced for a connection in one
+// iteration leave in one write at the end of it (the flush list), the read buffer belongs to
+// the loop rather than to each connection, and nothing is shared with other loops except the
+// phase it reads and the progress counters it publishes (loop_control.h).
+#pragma once
+
+#include <netinet/in.h>
+
+#include <cstdint>
+#include <memory>
+#include <queue>
+#include <string>
+#include <vector>
+
+#include "adapter.h"
+#include "client_connection.h"
+#include "loop_control.h"
+#include "run_config.h"
+#include "run_stats.h"
+#include "ws/message_reader.h"
+
+namespace hermod::bench {
+
+class ClientLoop {
+ public:
+  // indices: the global connection indices this loop owns (for plans); slots for the connect
+  // scenario, where each is reused for connection after connection.
+  ClientLoop(const RunConfig& config, std::vector<uint32_t> indices, LoopControl& control,
+             LoopProgress& progress, uint64_t seed);
+  ~ClientLoop();
+  ClientLoop(const ClientLoop&) = delete;
+  ClientLoop& operator=(const ClientLoop&) = delete;
+
+  // Runs until the runner sets Phase::kStop and every connection is closed.
+  void Run();
+  RunStats& stats() { return stats_; }
+
+ private:
+  friend struct ClientConnection;
+
+  void Open(ClientConnection& c, uint64_t now);
+  void OnEvent(ClientConnection& c, uint32_t events);
+  void OnConnected(ClientConnection& c);
+  void ReadAll(ClientConnection& c, bool hangup);
+  void OnBytes(ClientConnection& c, uint8_t* data, size_t len);
+  void OnUpgradeResponse(ClientConnection& c, uint8_t* data, size_t len);
+  void Flush(ClientConnection& c);
+  void MarkDirty(ClientConnection& c);
+  void FlushDirty();
+  void SendFrame(ClientConnection& c, ws::Opcode opcode, std::string_view payload);
+  void StartClose(ClientConnection& c, uint16_t code, uint64_t now);
+  void CloseSocket(ClientConnection& c);
+  void Fail(ClientConnection& c, std::string_view reason);
+  void Ready(ClientConnection& c);
+  void Deliver(ClientConnection& c, std::string_view payload);
+  void PublishOne(ClientConnection& c, uint64_t now);
+
+  void OpenDue(uint64_t now);
+  void StartMeasure(uint64_t now);
+  void RunTimers(uint64_t now);
+  bool PumpFullSpeed(uint64_t now);  // true when some publisher could send more right away
+  void Churn(uint64_t now);
+  void CheckTimeouts(uint64_t now);
+  void CloseAll(uint64_t now);
+  void PublishProgress();
+  uint64_t SecondOf(uint64_t now) const;
+
+  const RunConfig& config_;
+  const Scenario scenario_;
+  std::unique_ptr<Adapter> adapter_;
+  LoopControl& control_;
+  LoopProgress& progress_;
+  RunStats stats_;
+  int epoll_fd_ = -1;
+  sockaddr_in target_{};
+  sockaddr_in source_{};
+  bool bind_source_ = false;
+  ws::ReaderLimits limits_;
+  std::vector<std::unique_ptr<ClientConnection>> conns_;
+  std::vector<ClientConnection*> dirty_;
+  std::vector<ClientConnection*> full_speed_;  // rate 0 publishers that are not echo loops
+  std::vector<uint8_t> read_buf_;
+  std::string payload_;
+  std::string scratch_;
+  uint64_t rng_;
+
+  // Paced publishers: (due time, connection) in a min-heap.
+  using Timer = std::pair<uint64_t, ClientConnection*>;
+  struct Later {
+    bool operator()(const Timer& a, const Timer& b) const { return a.first > b.first; }
+  };
+  std::priority_queue<Timer, std::vector<Timer>, Later> timers_;
+  uint64_t interval_ns_ = 0;
+
+  size_t next_to_open_ = 0;
+  uint64_t setup_start_ns_ = 0;
+  uint64_t measure_start_ns_ = 0;
+  uint64_t churn_started_ = 0;
+  bool measuring_ = false;
+  bool draining_ = false;
+  bool stopping_ = false;
+  uint64_t stop_deadline_ns_ = 0;
+  uint64_t next_timeout_check_ns_ = 0;
+  uint64_t open_ = 0;
+  uint64_t ready_ = 0;
+  uint64_t failed_ = 0;
+  uint64_t publishers_done_ = 0;
+};
+
+}  // namespace hermod::bench

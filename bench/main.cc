@@ -1,0 +1,246 @@
+// hermod-bench: the command line. Parses the scenario (or preset) and options, runs it (in
+// this process or across workers), prints the summary, writes the JSON and HTML reports,
+// grades against an SLO file and compares against an earlier report.
+//
+// Exit codes: 0 ok; 1 the run could not measure anything (no connection became ready);
+// 2 bad usage; 3 regression against --compare.
+#include <signal.h>
+#include <sys/resource.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+
+#include "grade.h"
+#include "html_report.h"
+#include "presets.h"
+#include "regression.h"
+#include "report.h"
+#include "workers.h"
+
+using namespace hermod::bench;
+
+namespace {
+
+bool ReadFile(const std::string& path, std::string& out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  out = ss.str();
+  return true;
+}
+
+bool WriteFile(const std::string& path, const std::string& data) {
+  std::ofstream out(path, std::ios::binary);
+  out << data;
+  return static_cast<bool>(out);
+}
+
+void RaiseFileLimit() {
+  rlimit r;
+  if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+    r.rlim_cur = r.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &r);
+  }
+}
+
+void PrintSummary(const RunConfig& c, const Summary& m, const GradeResult* grade) {
+  std::printf("scenario %s (%s) protocol %s url %s: %u connections, %.2f s measured\n",
+              ScenarioName(c.scenario), ScenarioName(Effective(c)), ProtocolName(c.protocol),
+              c.url.c_str(), TotalConnections(c), m.measured_s);
+  if (Effective(c) != Scenario::kConnect) {
+    std::printf("  sent %llu (%.0f/s)  delivered %llu (%.0f/s, %.2f MB/s)\n",
+                static_cast<unsigned long long>(m.sent), m.sent_per_s,
+                static_cast<unsigned long long>(m.delivered), m.deliveries_per_s,
+                m.bytes_in_per_s / 1e6);
+    std::printf("  latency ms: p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n",
+                m.latency.p50 / 1e3, m.latency.p90 / 1e3, m.latency.p99 / 1e3, m.latency.p999 / 1e3,
+                m.latency.max / 1e3);
+    std::printf("  lost %llu  duplicated %llu  undelivered %llu\n",
+                static_cast<unsigned long long>(m.lost),
+                static_cast<unsigned long long>(m.duplicates),
+                static_cast<unsigned long long>(m.undelivered));
+  }
+  std::printf("  connects ok %llu failed %llu (%.0f/s measured)  connect ms p50 %.3f p99 %.3f\n",
+              static_cast<unsigned long long>(m.connects_ok),
+              static_cast<unsigned long long>(m.connects_failed), m.connects_per_s,
+              m.connect.p50 / 1e3, m.connect.p99 / 1e3);
+  std::printf("  errors %llu (rate %.3g)  disconnects %llu\n",
+              static_cast<unsigned long long>(m.errors), m.error_rate,
+              static_cast<unsigned long long>(m.disconnects));
+  if (grade)
+    std::printf("  grade %s (worst ratio to SLO %.2f)\n", grade->grade.c_str(), grade->worst);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  signal(SIGPIPE, SIG_IGN);
+  RunConfig config;
+  std::string scenario_name, protocol_name = "echo", load_name = "fanout";
+  std::string json_path, html_path, slo_path, compare_path;
+  double tolerance = 0.1;
+  bool quiet = false;
+
+  CLI::App app{"hermod-bench: WebSocket load generator for hermod and its peers"};
+  app.add_option("scenario", scenario_name,
+                 "echo | fanout | channels | connect | soak, or a preset: baseline | stress | "
+                 "spike | endurance")
+      ->required();
+  app.add_option("-u,--url", config.url, "ws://host:port/path of the server")->required();
+  app.add_option("-p,--protocol", protocol_name, "echo | raw | nats | mqtt | hermod")
+      ->capture_default_str();
+  app.add_option("-c,--connections", config.connections,
+                 "echo: connections; fanout/soak: subscribers; connect: concurrency")
+      ->capture_default_str();
+  app.add_option("--channels", config.channels, "channels: number of channels")
+      ->capture_default_str();
+  app.add_option("--subscribers", config.subscribers, "channels: subscribers per channel")
+      ->capture_default_str();
+  app.add_option("--publishers", config.publishers, "fanout: publishers")->capture_default_str();
+  app.add_option("-s,--size", config.size, "payload bytes")->capture_default_str();
+  app.add_option("-r,--rate", config.rate, "messages/s per publisher; 0: as fast as possible")
+      ->capture_default_str();
+  app.add_option("--inflight", config.inflight, "echo at full speed: messages in flight")
+      ->capture_default_str();
+  app.add_option("-d,--duration", config.duration_s, "seconds of measurement")
+      ->capture_default_str();
+  app.add_option("-n,--messages", config.messages, "messages per publisher; 0: no limit")
+      ->capture_default_str();
+  app.add_option("--ramp", config.ramp, "new connections/s during setup; 0: at once")
+      ->capture_default_str();
+  app.add_option("--connect-rate", config.connect_rate, "connect: new connections/s")
+      ->capture_default_str();
+  app.add_option("--load", load_name, "soak: the steady load (echo | fanout | channels)")
+      ->capture_default_str();
+  app.add_option("-t,--threads", config.threads, "client event loops (threads)")
+      ->capture_default_str();
+  app.add_option("--source", config.source, "local address to bind (e.g. 127.0.0.2)");
+  app.add_option("--per-process", config.per_process,
+                 "connections per process before forking workers on 127.0.0.2, .3, ...")
+      ->capture_default_str();
+  app.add_option("--setup-timeout", config.setup_timeout_s, "seconds for connect + subscribe")
+      ->capture_default_str();
+  app.add_option("--drain", config.drain_s, "seconds to wait for in-flight deliveries")
+      ->capture_default_str();
+  app.add_option("--server-pid", config.server_pid, "sample this process's RSS and CPU");
+  app.add_option("--json", json_path, "write the JSON report here");
+  app.add_option("--html", html_path, "write the HTML report here");
+  app.add_option("--slo", slo_path, "grade A+..F against this SLO JSON file");
+  app.add_option("--compare", compare_path, "exit 3 if worse than this earlier JSON report");
+  app.add_option("--tolerance", tolerance, "allowed fraction worse for --compare")
+      ->capture_default_str();
+  app.add_flag(
+      "--no-progress", [&](int64_t) { config.progress = false; }, "no live progress line");
+  app.add_flag("-q,--quiet", quiet, "no summary on stdout");
+  CLI11_PARSE(app, argc, argv);
+
+  std::string error;
+  if (!ParseProtocol(protocol_name, config.protocol)) {
+    std::cerr << "hermod-bench: unknown protocol " << protocol_name << "\n";
+    return 2;
+  }
+  if (!ParseUrl(config.url, config, &error)) {
+    std::cerr << "hermod-bench: " << error << "\n";
+    return 2;
+  }
+  RunConfig preset = config;
+  if (ApplyPreset(scenario_name, config.protocol, preset)) {
+    // Presets fill what the command line left alone.
+    RunConfig given = config;
+    config = preset;
+    auto keep = [&](const char* name, auto& field, const auto& value) {
+      if (app.get_option(name)->count() > 0) field = value;
+    };
+    keep("--connections", config.connections, given.connections);
+    keep("--channels", config.channels, given.channels);
+    keep("--subscribers", config.subscribers, given.subscribers);
+    keep("--publishers", config.publishers, given.publishers);
+    keep("--size", config.size, given.size);
+    keep("--rate", config.rate, given.rate);
+    keep("--inflight", config.inflight, given.inflight);
+    keep("--duration", config.duration_s, given.duration_s);
+    keep("--messages", config.messages, given.messages);
+    keep("--ramp", config.ramp, given.ramp);
+    keep("--connect-rate", config.connect_rate, given.connect_rate);
+    if (app.get_option("--load")->count() > 0 && !ParseScenario(load_name, config.load)) {
+      std::cerr << "hermod-bench: unknown --load " << load_name << "\n";
+      return 2;
+    }
+  } else {
+    if (!ParseScenario(scenario_name, config.scenario)) {
+      std::cerr << "hermod-bench: unknown scenario or preset " << scenario_name << "\n";
+      return 2;
+    }
+    if (!ParseScenario(load_name, config.load) || config.load == Scenario::kSoak ||
+        config.load == Scenario::kConnect) {
+      std::cerr << "hermod-bench: --load must be echo, fanout or channels\n";
+      return 2;
+    }
+  }
+  Scenario effective = Effective(config);
+  if (config.protocol == Protocol::kEcho &&
+      (effective == Scenario::kFanout || effective == Scenario::kChannels)) {
+    std::cerr << "hermod-bench: an echo server has no channels; use echo, connect or soak "
+                 "--load echo\n";
+    return 2;
+  }
+  if (config.protocol == Protocol::kRaw &&
+      (effective == Scenario::kChannels || effective == Scenario::kEcho)) {
+    std::cerr << "hermod-bench: a raw broadcast server has one channel; use fanout or connect\n";
+    return 2;
+  }
+  Slo slo;
+  bool grading = !slo_path.empty();
+  if (grading) {
+    std::string text;
+    if (!ReadFile(slo_path, text) || !ParseSlo(text, slo, &error)) {
+      std::cerr << "hermod-bench: --slo " << slo_path << ": "
+                << (error.empty() ? "cannot read" : error) << "\n";
+      return 2;
+    }
+  }
+  std::map<std::string, double> old_figures;
+  if (!compare_path.empty()) {
+    std::string text;
+    if (!ReadFile(compare_path, text) || !ReadSummaryFigures(text, old_figures, &error)) {
+      std::cerr << "hermod-bench: --compare " << compare_path << ": "
+                << (error.empty() ? "cannot read" : error) << "\n";
+      return 2;
+    }
+  }
+
+  RaiseFileLimit();
+  RunResult result = RunDistributed(config);
+  Summary summary = Summarize(config, result);
+  GradeResult grade;
+  if (grading) grade = Grade(slo, summary);
+  if (!quiet) PrintSummary(config, summary, grading ? &grade : nullptr);
+  if (summary.errors != 0 && !quiet) {
+    for (const auto& [reason, n] : result.stats.errors) {
+      std::printf("  error: %s x%llu\n", reason.c_str(), static_cast<unsigned long long>(n));
+    }
+  }
+  if (!json_path.empty() &&
+      !WriteFile(json_path, ReportJson(config, result, summary, grading ? &grade : nullptr))) {
+    std::cerr << "hermod-bench: cannot write " << json_path << "\n";
+  }
+  if (!html_path.empty() &&
+      !WriteFile(html_path, ReportHtml(config, result, summary, grading ? &grade : nullptr))) {
+    std::cerr << "hermod-bench: cannot write " << html_path << "\n";
+  }
+  int rc = summary.connects_ok == 0 ? 1 : 0;
+  if (!compare_path.empty()) {
+    std::map<std::string, double> new_figures;
+    std::string json = ReportJson(config, result, summary, nullptr);
+    ReadSummaryFigures(json, new_figures, &error);
+    Comparison cmp = CompareFigures(old_figures, new_figures, tolerance);
+    std::printf("%s", FormatComparison(cmp).c_str());
+    if (cmp.regression) rc = 3;
+  }
+  return rc;
+}

@@ -1,0 +1,25 @@
+// A node `ws` peer for hermod-bench: `node ws-server.js PORT [broadcast|echo]`.
+// broadcast: every message received on one connection goes to every open connection (the
+// sender included), which hermod-bench's `raw` adapter expects. echo: back to the sender.
+// Listens on 127.0.0.1 only; PORT 0 picks a free one. Prints the URL on stderr.
+'use strict';
+const { WebSocketServer, WebSocket } = require('ws');
+
+const port = Number(process.argv[2] || 0);
+const mode = process.argv[3] || 'broadcast';
+const wss = new WebSocketServer({ host: '127.0.0.1', port, perMessageDeflate: false });
+
+wss.on('connection', (ws) => {
+  ws.on('message', (data, isBinary) => {
+    if (mode === 'echo') {
+      ws.send(data, { binary: isBinary });
+      return;
+    }
+    for (const client of wss.clients) {
+      if (client.readyState === WebSocket.OPEN) client.send(data, { binary: isBinary });
+    }
+  });
+});
+wss.on('listening', () => {
+  console.error(`listening on ws://127.0.0.1:${wss.address().port}/ (${mode})`);
+});

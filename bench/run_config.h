@@ -1,0 +1,70 @@
+// What to run: the target, the protocol spoken to it, the scenario and its sizes; and how
+// each scenario turns into a plan for every connection (what it subscribes to and what it
+// publishes). A plan depends only on the configuration and the connection's global index, so
+// worker processes that each own a range of indices agree on it without talking.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace hermod::bench {
+
+enum class Protocol { kEcho, kRaw, kNats, kMqtt, kHermod };
+enum class Scenario { kEcho, kFanout, kChannels, kConnect, kSoak };
+
+struct RunConfig {
+  // Target.
+  std::string url;  // as given, for the report
+  std::string host = "127.0.0.1";
+  uint16_t port = 0;
+  std::string path = "/";
+  Protocol protocol = Protocol::kEcho;
+  // Scenario and sizes.
+  Scenario scenario = Scenario::kEcho;
+  Scenario load = Scenario::kFanout;  // what soak runs steadily: echo, fanout or channels
+  uint32_t connections = 100;  // echo: connections; fanout: subscribers; connect: concurrency
+  uint32_t channels = 10;      // channels: number of channels
+  uint32_t subscribers = 10;   // channels: subscribers per channel
+  uint32_t publishers = 1;     // fanout: publishers on the one channel
+  uint32_t size = 64;          // payload bytes
+  double rate = 0;             // messages/s per publisher; 0: as fast as possible
+  uint32_t inflight = 1;       // echo at full speed: messages in flight per connection
+  double duration_s = 10;      // measured phase
+  uint64_t messages = 0;       // per publisher; 0: until the duration ends
+  double ramp = 0;             // new connections/s during setup; 0: as fast as possible
+  double connect_rate = 500;   // connect scenario: new connections/s
+  // Machinery.
+  uint32_t threads = 1;
+  std::string source;            // local address to bind, e.g. 127.0.0.2; empty: any
+  uint32_t per_process = 18000;  // connections per process before forking workers
+  double setup_timeout_s = 60;
+  double drain_s = 2;  // after the last publication, wait at most this for deliveries
+  int server_pid = 0;  // sample /proc/<pid> once a second when set
+  bool progress = true;
+};
+
+// One connection's part in the scenario.
+struct ConnectionPlan {
+  int32_t subscribe = -1;  // channel number, or -1
+  int32_t publish = -1;    // channel number, or -1
+  uint32_t publisher_id = 0;
+};
+
+// The scenario the connections actually run (soak runs its `load`).
+Scenario Effective(const RunConfig& config);
+uint32_t TotalConnections(const RunConfig& config);
+uint32_t PublisherCount(const RunConfig& config);
+// How many subscribers receive each publication (for the undelivered count).
+uint64_t ReceiversPerPublication(const RunConfig& config);
+ConnectionPlan PlanFor(const RunConfig& config, uint32_t index);
+
+std::string ChannelName(Protocol protocol, int32_t channel);
+
+const char* ProtocolName(Protocol p);
+const char* ScenarioName(Scenario s);
+bool ParseProtocol(const std::string& name, Protocol& out);
+bool ParseScenario(const std::string& name, Scenario& out);
+// ws://host:port/path (host an IPv4 address or "localhost"); false with a reason otherwise.
+bool ParseUrl(const std::string& url, RunConfig& config, std::string* error);
+
+}  // namespace hermod::bench

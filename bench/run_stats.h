@@ -1,0 +1,55 @@
+// Everything one run measures, as a plain struct that each client loop fills on its own
+// thread and that the runner merges (across loops, then across worker processes) at the end.
+// Nothing here is shared while a run is under way, so nothing here is atomic.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "histogram.h"
+
+namespace hermod::bench {
+
+// One second of the measured phase, by receive (or send) time relative to its start.
+struct Second {
+  uint64_t sent = 0;
+  uint64_t delivered = 0;
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  uint64_t errors = 0;
+  uint64_t connects = 0;
+};
+
+// One sample of the server process, taken by the runner once a second (soak).
+struct ServerSample {
+  double t = 0;         // seconds since the measured phase started
+  uint64_t rss_kb = 0;  // VmRSS
+  double cpu_pct = 0;   // user+system over the last interval, 100 = one core
+};
+
+struct RunStats {
+  Histogram latency;             // publish -> delivery, ns
+  Histogram connect_latency;     // connect() -> protocol ready (handshake + subscribe), ns
+  uint64_t sent = 0;             // publications sent in the measured phase
+  uint64_t delivered = 0;        // publications received by subscribers
+  uint64_t bytes_in = 0;         // WebSocket payload bytes received
+  uint64_t bytes_out = 0;        // WebSocket payload bytes sent
+  uint64_t lost = 0;             // sequence gaps
+  uint64_t duplicates = 0;       // sequence repeats
+  uint64_t unstamped = 0;        // data messages without a stamp (not measured)
+  uint64_t connects_ok = 0;      // connections that became ready
+  uint64_t connects_failed = 0;  // connect, handshake or subscribe failures
+  uint64_t disconnects = 0;      // ready connections lost before the end
+  std::map<std::string, uint64_t> errors;  // reason -> count
+  std::vector<Second> timeline;
+  std::vector<ServerSample> server;
+
+  Second& At(uint64_t second);
+  void AddError(const std::string& reason, uint64_t n = 1) { errors[reason] += n; }
+  uint64_t error_count() const;
+  void Merge(const RunStats& other);
+};
+
+}  // namespace hermod::bench
