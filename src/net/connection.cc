@@ -34,10 +34,10 @@ Connection::~Connection() {
   if (fd_ >= 0) close(fd_);
 }
 
-SendStatus Connection::Send(std::string_view bytes) {
+SendStatus Connection::Send(std::string_view head, std::string_view body) {
   if (state_ & (kClosed | kLingering)) return SendStatus::kDropped;
   if (!out_) out_ = std::make_unique<OutputQueue>();
-  out_->Append(bytes);
+  out_->Append(head, body);
   if (out_->bytes() > loop_.max_write_buffer_bytes()) {
     ++loop_.stats().write_overflow;
     Close();

@@ -38,7 +38,8 @@ class Connection : public Pollable, public TimerNode {
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  SendStatus Send(std::string_view bytes);
+  // Queues head then body, contiguous (a frame header and its payload).
+  SendStatus Send(std::string_view head, std::string_view body = {});
   SendStatus SendShared(Chunk* chunk, size_t offset, size_t len);
   // Stops reading requests; when the queue drains, half-closes and waits for the peer's FIN
   // before closing, so the peer reads the last bytes. deadline_ms bounds drain and linger

@@ -49,24 +49,25 @@ OutputQueue::~OutputQueue() {
   for (size_t i = head_; i < segments_.size(); ++i) segments_[i].chunk->Unref();
 }
 
-void OutputQueue::Append(std::string_view bytes) {
-  if (bytes.empty()) return;
-  bytes_ += bytes.size();
+void OutputQueue::Append(std::string_view head, std::string_view body) {
+  const size_t total = head.size() + body.size();
+  if (total == 0) return;
+  bytes_ += total;
   if (head_ < segments_.size()) {
     Segment& tail = segments_.back();
-    // Grow the tail segment in place when this queue alone owns its chunk and the segment
-    // ends where the chunk's bytes end.
-    if (!tail.chunk->shared() && tail.end == tail.chunk->size()) {
-      size_t n = std::min(bytes.size(), tail.chunk->room());
-      tail.chunk->Append(bytes.substr(0, n));
-      tail.end += static_cast<uint32_t>(n);
-      bytes.remove_prefix(n);
-      if (bytes.empty()) return;
+    // Grow the tail segment in place when this queue alone owns its chunk, the segment ends
+    // where the chunk's bytes end, and everything fits.
+    if (!tail.chunk->shared() && tail.end == tail.chunk->size() && tail.chunk->room() >= total) {
+      tail.chunk->Append(head);
+      tail.chunk->Append(body);
+      tail.end += static_cast<uint32_t>(total);
+      return;
     }
   }
-  Chunk* chunk = Chunk::Create(std::max(kChunkBytes, bytes.size()));
-  chunk->Append(bytes);
-  segments_.push_back({chunk, 0, static_cast<uint32_t>(bytes.size())});
+  Chunk* chunk = Chunk::Create(std::max(kChunkBytes, total));
+  chunk->Append(head);
+  chunk->Append(body);
+  segments_.push_back({chunk, 0, static_cast<uint32_t>(total)});
 }
 
 void OutputQueue::AppendShared(Chunk* chunk, size_t offset, size_t len) {

@@ -52,8 +52,9 @@ class OutputQueue {
   OutputQueue(const OutputQueue&) = delete;
   OutputQueue& operator=(const OutputQueue&) = delete;
 
-  // Copies bytes into the tail chunk (or a new one).
-  void Append(std::string_view bytes);
+  // Copies head then body into the tail chunk, or into one new chunk when they do not both
+  // fit: a frame header and its payload stay contiguous (one iovec, one copy).
+  void Append(std::string_view head, std::string_view body = {});
   // References [offset, offset+len) of a shared chunk; takes a reference.
   void AppendShared(Chunk* chunk, size_t offset, size_t len);
 

@@ -170,10 +170,7 @@ void WebSocketConnection::SendFrame(Opcode opcode, bool fin, bool rsv1, std::str
   spec.payload_len = payload.size();
   uint8_t header[kMaxFrameHeader];
   size_t header_len = EncodeFrameHeader(spec, header);
-  if (Send({reinterpret_cast<const char*>(header), header_len}) != net::SendStatus::kQueued) {
-    return;
-  }
-  Send(payload);
+  Send({reinterpret_cast<const char*>(header), header_len}, payload);
 }
 
 void WebSocketConnection::ScheduleTimer() {
