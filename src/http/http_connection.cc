@@ -13,6 +13,11 @@ HttpConnection::HttpConnection(net::Loop& loop, int fd, SSL* ssl, const HttpOpti
 }
 
 void HttpConnection::Respond(std::string_view response, bool keep_alive) {
+  if (head_request_) {
+    // RFC 9110 §9.3.2: HEAD gets GET's status and headers, without the body.
+    size_t end = response.find("\r\n\r\n");
+    if (end != std::string_view::npos) response = response.substr(0, end + 4);
+  }
   Send(response);
   if (!keep_alive) CloseAfterFlush();
 }
@@ -49,7 +54,15 @@ bool HttpConnection::Serve(uint8_t* data, size_t len) {
     size_t consumed = 0;
     RequestParser::Status status = parser_->Parse(data, len, &consumed);
     if (status == RequestParser::Status::kNeedMore) {
-      // Beast consumes nothing until the whole header is present; keep the rest.
+      // Beast consumes a header only once it is whole, and body bytes as they come; what it
+      // leaves is a header, a chunk-size line or a trailer. Beast bounds only the first, so
+      // the cap on what we keep is ours.
+      if (len - consumed > options_.limits.max_header_bytes) {
+        ++stats_.errors_4xx;
+        Respond(ErrorResponse(431), false);
+        parser_.reset();
+        return false;
+      }
       pending_.assign(reinterpret_cast<const char*>(data) + consumed, len - consumed);
       return true;
     }
@@ -81,10 +94,13 @@ void HttpConnection::Dispatch(Request& request, uint8_t* rest, size_t rest_len) 
   }
   bool allowed = false;
   std::string allow;
+  head_request_ = false;
   for (const std::string& method : route->methods) {
     if (method == request.method) allowed = true;
+    if (method == "GET" && request.method == "HEAD") allowed = head_request_ = true;
     if (!allow.empty()) allow += ", ";
     allow += method;
+    if (method == "GET") allow += ", HEAD";
   }
   if (!allowed) {
     ++stats_.errors_4xx;
@@ -94,6 +110,7 @@ void HttpConnection::Dispatch(Request& request, uint8_t* rest, size_t rest_len) 
     return;
   }
   route->handler(*this, request);
+  head_request_ = false;
   if (successor_ != nullptr && rest_len > 0) {
     // Frames the client sent right behind its upgrade request.
     successor_->OnData(rest, rest_len);

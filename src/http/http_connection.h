@@ -64,6 +64,7 @@ class HttpConnection final : public net::Connection {
   std::unique_ptr<RequestParser> parser_;
   std::string pending_;  // an incomplete request's bytes, kept across reads
   net::Connection* successor_ = nullptr;
+  bool head_request_ = false;  // answering HEAD: responses go out without their body
 };
 
 }  // namespace hermod::http

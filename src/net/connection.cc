@@ -12,12 +12,16 @@ namespace hermod::net {
 
 Connection::Connection(Loop& loop, int fd, SSL* ssl) : loop_(loop), fd_(fd), ssl_(ssl) {
   loop_.Attach(this);
-  loop_.Add(fd_, EPOLLIN | EPOLLRDHUP, this);
+  if (!loop_.Add(fd_, EPOLLIN | EPOLLRDHUP, this)) {
+    // epoll refused the socket (max_user_watches): shed it; the loop frees this object.
+    ++loop_.stats().register_failed;
+    Close();
+  }
 }
 
 Connection::Connection(Connection& from)
     : loop_(from.loop_), fd_(from.fd_), ssl_(from.ssl_), out_(std::move(from.out_)) {
-  state_ = from.state_ & (kWantWrite | kTlsWriteWantsRead);
+  state_ = from.state_ & (kWantWrite | kTlsWriteWantsRead | kTlsReadWantsWrite);
   from.fd_ = -1;
   from.ssl_ = nullptr;
   from.CancelTimeout();
@@ -106,6 +110,14 @@ void Connection::OnEvents(uint32_t events) {
   if (events & EPOLLOUT) {
     Flush();
     if (state_ & kClosed) return;
+    if (state_ & kTlsReadWantsWrite) {
+      // SSL_read needed to write (a handshake or key update); now it can.
+      state_ &= ~kTlsReadWantsWrite;
+      HandleReadable();
+      if (state_ & kClosed) return;
+      UpdateInterest();
+      return;
+    }
   }
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
     if ((state_ & kTlsWriteWantsRead) && ssl_ != nullptr) {
@@ -132,8 +144,8 @@ ssize_t Connection::ReadSome(uint8_t* buffer, size_t size, bool* again) {
       return -1;
     case SSL_ERROR_WANT_WRITE:
       // Handshake output is pending: flush it, then read again on the next event.
-      state_ |= kWantWrite;
-      loop_.Modify(fd_, EPOLLIN | EPOLLRDHUP | EPOLLOUT, this);
+      state_ |= kTlsReadWantsWrite;
+      UpdateInterest();
       *again = true;
       return -1;
     case SSL_ERROR_ZERO_RETURN:
@@ -164,6 +176,11 @@ void Connection::HandleReadable() {
       continue;
     }
     if (again) return;
+    if (n == 0 && out_ && !out_->empty() && !(state_ & (kDraining | kLingering))) {
+      // The peer half-closed after its request: it may still read our answer.
+      CloseAfterFlush();
+      return;
+    }
     Close();  // EOF or error
     return;
   } while (ssl_ != nullptr && SSL_pending(ssl_) > 0);
@@ -236,8 +253,10 @@ void Connection::FlushTls() {
 void Connection::UpdateInterest() {
   if (state_ & kClosed) return;
   bool pending = out_ && !out_->empty();
-  bool want = pending && !(state_ & kTlsWriteWantsRead);
-  if (ssl_ != nullptr && SSL_want_write(ssl_)) want = true;
+  // Lingering ignores TLS's wish to write: the close_notify is best effort, and a
+  // half-closed socket is always writable.
+  bool want = (pending && !(state_ & kTlsWriteWantsRead)) ||
+              ((state_ & kTlsReadWantsWrite) && !(state_ & kLingering));
   if (want == static_cast<bool>(state_ & kWantWrite)) return;
   if (want) {
     state_ |= kWantWrite;

@@ -48,7 +48,9 @@ class Connection : public Pollable, public TimerNode {
   // Closes at once; pending output is dropped.
   void Close();
 
-  void SetTimeout(uint64_t ms) { loop_.timers().Schedule(this, ms); }
+  void SetTimeout(uint64_t ms) {
+    if (!closed()) loop_.timers().Schedule(this, ms);
+  }
   void CancelTimeout() { loop_.timers().Cancel(this); }
 
   Loop& loop() const { return loop_; }
@@ -75,7 +77,9 @@ class Connection : public Pollable, public TimerNode {
     kLingering = 4,  // half-closed, discarding input until FIN or the linger timer
     kWantWrite = 8,  // EPOLLOUT registered
     kInFlushList = 16,
-    kTlsWriteWantsRead = 32,  // SSL_write returned WANT_READ: retry the flush on readable
+    kTlsWriteWantsRead = 32,
+    kTlsReadWantsWrite = 64,  // SSL_read returned WANT_WRITE: retry the read on writable  //
+                              // SSL_write returned WANT_READ: retry the flush on readable
   };
 
   void OnEvents(uint32_t events) override;

@@ -26,7 +26,9 @@ Loop::Loop(int index, size_t read_buffer_bytes, Clock clock)
       read_buffer_(new uint8_t[read_buffer_bytes]),
       read_buffer_size_(read_buffer_bytes) {
   if (epoll_fd_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
-  Add(mailbox_.fd(), EPOLLIN, &wakeup_);
+  if (!Add(mailbox_.fd(), EPOLLIN, &wakeup_)) {
+    throw std::system_error(errno, std::generic_category(), "epoll_ctl add (mailbox)");
+  }
 }
 
 Loop::~Loop() {
@@ -35,13 +37,11 @@ Loop::~Loop() {
   close(epoll_fd_);
 }
 
-void Loop::Add(int fd, uint32_t events, Pollable* target) {
+bool Loop::Add(int fd, uint32_t events, Pollable* target) {
   epoll_event ev{};
   ev.events = events;
   ev.data.ptr = target;
-  if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
-    throw std::system_error(errno, std::generic_category(), "epoll_ctl add");
-  }
+  return epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) == 0;
 }
 
 void Loop::Modify(int fd, uint32_t events, Pollable* target) {
@@ -118,10 +118,12 @@ void Loop::Run() {
     int n = epoll_wait(epoll_fd_, events, kMaxEvents, timeout);
     now_ms_ = clock_();
     if (n < 0 && errno != EINTR) throw std::system_error(errno, std::generic_category(), "epoll");
+    // Timers first: the wheel must stand at now before any event schedules a new timer, or
+    // a timer set after an idle spell would count from a stale tick and fire at once.
+    timers_.Advance(now_ms_);
     for (int i = 0; i < n; ++i) {
       static_cast<Pollable*>(events[i].data.ptr)->OnEvents(events[i].events);
     }
-    timers_.Advance(now_ms_);
     FlushPending();
     FreeClosed();
   }

@@ -32,7 +32,8 @@ struct LoopStats {
   uint64_t accepted = 0;
   uint64_t accept_emfile = 0;  // connections shed because the process ran out of fds
   uint64_t closed = 0;
-  uint64_t write_overflow = 0;  // closed for passing the write buffer limit
+  uint64_t write_overflow = 0;   // closed for passing the write buffer limit
+  uint64_t register_failed = 0;  // accepted sockets epoll would not take
   uint64_t bytes_read = 0;
   uint64_t bytes_written = 0;
 };
@@ -53,7 +54,8 @@ class Loop {
   // Thread-safe.
   void Post(std::function<void()> task) { mailbox_.Post(std::move(task)); }
 
-  void Add(int fd, uint32_t events, Pollable* target);
+  // False when epoll refuses the fd (e.g. max_user_watches reached).
+  [[nodiscard]] bool Add(int fd, uint32_t events, Pollable* target);
   void Modify(int fd, uint32_t events, Pollable* target);
   void Remove(int fd);
 

@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <system_error>
 
 #include "net/tls.h"
 
@@ -60,7 +61,9 @@ Listener::Listener(Loop& loop, int fd, TlsContext* tls, Accept accept)
       spare_fd_(open("/dev/null", O_RDONLY | O_CLOEXEC)),
       tls_(tls),
       accept_(std::move(accept)) {
-  loop_.Add(fd_, EPOLLIN, this);
+  if (!loop_.Add(fd_, EPOLLIN, this)) {
+    throw std::system_error(errno, std::generic_category(), "epoll_ctl add (listener)");
+  }
 }
 
 Listener::~Listener() {
@@ -69,23 +72,31 @@ Listener::~Listener() {
 }
 
 void Listener::Stop() {
+  loop_.timers().Cancel(this);
   if (fd_ < 0) return;
   loop_.Remove(fd_);
   close(fd_);
   fd_ = -1;
 }
 
-void Listener::ShedOne() {
-  if (spare_fd_ >= 0) {
-    close(spare_fd_);
-    spare_fd_ = -1;
-  }
+bool Listener::ShedOne() {
+  if (spare_fd_ < 0) spare_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (spare_fd_ < 0) return false;
+  close(spare_fd_);
+  spare_fd_ = -1;
   int fd = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
   if (fd >= 0) {
     close(fd);
     ++loop_.stats().accept_emfile;
   }
   spare_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  return fd >= 0;
+}
+
+void Listener::OnTimer() {
+  if (fd_ < 0 || !paused_) return;
+  paused_ = false;
+  loop_.Modify(fd_, EPOLLIN, this);
 }
 
 void Listener::OnEvents(uint32_t) {
@@ -94,7 +105,12 @@ void Listener::OnEvents(uint32_t) {
     int fd = accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EMFILE || errno == ENFILE) {
-        ShedOne();
+        if (!ShedOne()) {
+          paused_ = true;
+          loop_.Modify(fd_, 0, this);
+          loop_.timers().Schedule(this, 100);
+          return;
+        }
         continue;
       }
       return;  // EAGAIN, or a transient error (ECONNABORTED): wait for the next event

@@ -2,7 +2,8 @@
 // no loop hands connections to another). When the process runs out of file descriptors,
 // the listener sheds load as libuv does: it closes a spare descriptor kept for this, accepts
 // and closes the waiting connections, and reopens the spare; each shed connection is
-// counted.
+// counted. When another loop took the freed descriptor first, so that there is nothing
+// left to shed with, the listener stops polling for 100 ms (as nginx does) rather than spin.
 #pragma once
 
 #include <openssl/ssl.h>
@@ -12,6 +13,7 @@
 #include <string>
 
 #include "net/event_loop.h"
+#include "net/timer_wheel.h"
 
 namespace hermod::net {
 
@@ -22,7 +24,7 @@ class TlsContext;
 int BindListener(const std::string& addr, uint16_t port, int backlog, uint16_t* bound_port,
                  std::string* error);
 
-class Listener final : public Pollable {
+class Listener final : public Pollable, public TimerNode {
  public:
   // Called for each accepted socket (non-blocking, TCP_NODELAY set) with its TLS session
   // (null without TLS); it creates the first Connection.
@@ -35,13 +37,17 @@ class Listener final : public Pollable {
 
  private:
   void OnEvents(uint32_t events) override;
-  void ShedOne();
+  // Re-arms accepting after a pause (see ShedOne).
+  void OnTimer() override;
+  // Returns false when even shedding fails (no spare descriptor): then accepting pauses.
+  bool ShedOne();
 
   Loop& loop_;
   int fd_;
   int spare_fd_;
   TlsContext* tls_;
   Accept accept_;
+  bool paused_ = false;
 };
 
 }  // namespace hermod::net

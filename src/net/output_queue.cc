@@ -41,6 +41,7 @@ void Chunk::Destroy(Chunk* chunk) {
 }
 
 void Chunk::Append(std::string_view bytes) {
+  if (bytes.empty()) return;  // an empty view may carry a null pointer
   std::memcpy(data() + size_, bytes.data(), bytes.size());
   size_ += static_cast<uint32_t>(bytes.size());
 }

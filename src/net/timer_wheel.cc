@@ -34,41 +34,64 @@ void TimerWheel::Cancel(TimerNode* node) {
   --count_;
 }
 
+void TimerWheel::CollectDue(Head& slot, Head& due) {
+  for (TimerNode* node = slot.next_; node != &slot;) {
+    TimerNode* next = node->next_;
+    if (node->expiry_tick_ <= current_tick_) {
+      node->prev_->next_ = node->next_;
+      node->next_->prev_ = node->prev_;
+      node->prev_ = due.prev_;
+      node->next_ = &due;
+      due.prev_->next_ = node;
+      due.prev_ = node;
+    }
+    node = next;
+  }
+}
+
+void TimerWheel::FireDue(Head& due) {
+  while (due.next_ != &due) {
+    TimerNode* node = due.next_;
+    Cancel(node);
+    node->OnTimer();
+  }
+}
+
 void TimerWheel::Advance(uint64_t now_ms) {
   const uint64_t target = now_ms / kTickMs;
+  if (count_ == 0 || target <= current_tick_) {
+    current_tick_ = std::max(current_tick_, target);
+    return;
+  }
+  // Due nodes move to a local list before any fires: a callback may reschedule into the
+  // slot being walked or cancel any other timer, and both must stay safe.
+  Head due;
+  due.prev_ = due.next_ = &due;
+  if (target - current_tick_ >= kSlots) {
+    // More than a lap behind (a stalled loop): one sweep of every slot, not one per tick.
+    current_tick_ = target;
+    for (Head& slot : slots_) CollectDue(slot, due);
+    FireDue(due);
+    return;
+  }
   while (current_tick_ < target) {
     ++current_tick_;
-    Head& head = slots_[current_tick_ % kSlots];
-    // Move the due nodes to a local list first: a callback may reschedule into this slot or
-    // cancel any other timer, and both must stay safe.
-    Head due;
-    due.prev_ = due.next_ = &due;
-    for (TimerNode* node = head.next_; node != &head;) {
-      TimerNode* next = node->next_;
-      if (node->expiry_tick_ <= current_tick_) {
-        node->prev_->next_ = node->next_;
-        node->next_->prev_ = node->prev_;
-        node->prev_ = due.prev_;
-        node->next_ = &due;
-        due.prev_->next_ = node;
-        due.prev_ = node;
-      }
-      node = next;
-    }
-    while (due.next_ != &due) {
-      TimerNode* node = due.next_;
-      Cancel(node);
-      node->OnTimer();
-    }
-    if (count_ == 0) current_tick_ = target;
+    CollectDue(slots_[current_tick_ % kSlots], due);
+    FireDue(due);
   }
 }
 
 int TimerWheel::NextTimeoutMs(uint64_t now_ms) const {
   if (count_ == 0) return -1;
-  // The next tick boundary; the loop wakes once per tick while timers exist. Cheap: one
-  // wake-up per 10 ms per loop, not per timer.
-  const uint64_t next_ms = (current_tick_ + 1) * kTickMs;
+  // Sleep until the next non-empty slot, looking a bounded distance ahead: an idle loop
+  // with timers far away wakes rarely, and a busy loop pays a few compares per iteration.
+  constexpr uint64_t kLookAhead = 64;
+  uint64_t tick = current_tick_ + 1;
+  for (; tick < current_tick_ + kLookAhead; ++tick) {
+    const Head& slot = slots_[tick % kSlots];
+    if (slot.next_ != &slot) break;
+  }
+  const uint64_t next_ms = tick * kTickMs;
   return next_ms > now_ms ? static_cast<int>(next_ms - now_ms) : 0;
 }
 

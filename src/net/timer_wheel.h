@@ -47,6 +47,8 @@ class TimerWheel {
     void OnTimer() override {}
   };
   void Link(TimerNode* node);
+  void CollectDue(Head& slot, Head& due);
+  void FireDue(Head& due);
 
   std::array<Head, kSlots> slots_;
   uint64_t current_tick_;

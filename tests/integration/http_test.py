@@ -78,6 +78,45 @@ class HttpTest(h.HermodTestCase):
             data = h.recv_until_closed(sock)
         self.assertTrue(data.startswith(b"HTTP/1.1 200"), data[:100])
 
+    def test_head_gets_get_headers_without_a_body(self):
+        with h.connect(self.port) as sock:
+            sock.sendall(b"HEAD /health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            data = h.recv_until_closed(sock)
+        head, _, body = data.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), data[:100])
+        self.assertIn(b"Content-Length: 16", head)
+        self.assertEqual(body, b"")
+
+    def test_endless_chunk_size_line_is_cut_at_the_header_limit(self):
+        # Beast bounds headers, not chunk-size lines or trailers: hermod must.
+        with h.connect(self.port) as sock:
+            sock.sendall(b"POST /health HTTP/1.1\r\nHost: a\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n1;")
+            try:
+                for _ in range(64):
+                    sock.sendall(b"a" * 1024)
+            except OSError:
+                pass  # the server may close while we still send
+            data = h.recv_until_closed(sock)
+        self.assertTrue(data.startswith(b"HTTP/1.1 431"), data[:100])
+
+    def test_half_closed_client_still_gets_its_response(self):
+        with h.connect(self.port) as sock:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n")
+            sock.shutdown(2 - 1)  # SHUT_WR
+            data = h.recv_until_closed(sock)
+        self.assertTrue(data.startswith(b"HTTP/1.1 200"), data[:100])
+
+    def test_first_request_after_an_idle_spell_is_served(self):
+        # Regression: a timer wheel left at a stale tick fired a new connection's request
+        # timeout at once. Idle the server without any timer, then connect.
+        import time
+        server = self.start_server({"websocket": {"handshake_timeout_ms": 200}})
+        time.sleep(0.5)  # not synchronisation: the idle spell is the condition under test
+        r = h.http_exchange(server.port, b"GET /health HTTP/1.1\r\nHost: a\r\n"
+                                         b"Connection: close\r\n\r\n")
+        self.assertEqual(r.status, 200)
+
 
 if __name__ == "__main__":
     h.main()

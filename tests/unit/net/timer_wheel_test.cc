@@ -107,9 +107,57 @@ TEST(TimerWheel, NextTimeoutIsMinusOneWhenEmpty) {
   uint64_t now = 0;
   r.fired = &fired;
   r.now = &now;
-  wheel.Schedule(&r, 1000);
-  EXPECT_GE(wheel.NextTimeoutMs(0), 0);
-  EXPECT_LE(wheel.NextTimeoutMs(0), static_cast<int>(TimerWheel::kTickMs));
+  wheel.Schedule(&r, 50);
+  EXPECT_EQ(wheel.NextTimeoutMs(0), 50);  // sleeps until the first busy slot
+  wheel.Schedule(&r, 100000);
+  // Far timers: the loop wakes after a bounded look-ahead, not every tick.
+  EXPECT_GT(wheel.NextTimeoutMs(0), static_cast<int>(TimerWheel::kTickMs));
+  EXPECT_LE(wheel.NextTimeoutMs(0), 1000);
+}
+
+}  // namespace
+}  // namespace hermod::net
+
+namespace hermod::net {
+namespace {
+
+TEST(TimerWheel, ATimerSetAfterAnIdleSpellCountsFromNow) {
+  uint64_t now = 0;
+  std::vector<uint64_t> fired;
+  TimerWheel wheel(now);
+  Recorder r;
+  r.fired = &fired;
+  r.now = &now;
+  now = 60000;  // a minute with no timers at all
+  wheel.Advance(now);
+  wheel.Schedule(&r, 5000);
+  wheel.Advance(now);
+  now += 100;
+  wheel.Advance(now);
+  EXPECT_TRUE(fired.empty());
+  now += 5000;
+  wheel.Advance(now);
+  EXPECT_EQ(fired.size(), 1u);
+}
+
+TEST(TimerWheel, AStalledLoopFiresEveryOverdueTimerInOneSweep) {
+  uint64_t now = 0;
+  std::vector<uint64_t> fired;
+  TimerWheel wheel(now);
+  std::vector<Recorder> timers(100);
+  for (size_t i = 0; i < timers.size(); ++i) {
+    timers[i].fired = &fired;
+    timers[i].now = &now;
+    wheel.Schedule(&timers[i], 10 * (i + 1));
+  }
+  Recorder later;
+  later.fired = &fired;
+  later.now = &now;
+  wheel.Schedule(&later, 10'000'000);
+  now = 3'600'000;  // an hour late: many laps
+  wheel.Advance(now);
+  EXPECT_EQ(fired.size(), 100u);
+  EXPECT_EQ(wheel.size(), 1u);
 }
 
 }  // namespace
