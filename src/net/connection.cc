@@ -6,7 +6,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 namespace hermod::net {
 
@@ -228,11 +230,27 @@ void Connection::FlushPlain() {
 
 void Connection::FlushTls() {
   state_ &= ~kTlsWriteWantsRead;
+  // Small segments (many queued frames) are gathered into one TLS record of up to 16 KiB,
+  // as writev gathers them for plain sockets. A retry after WANT_WRITE gathers the same
+  // leading bytes again, which SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER allows.
+  constexpr size_t kRecord = 16 * 1024;
+  thread_local char staging[kRecord];
   while (out_ && !out_->empty()) {
-    iovec iov[1];
-    out_->Gather(iov, 1);
+    iovec iov[OutputQueue::kMaxIov];
+    int count = out_->Gather(iov, OutputQueue::kMaxIov);
+    const void* data = iov[0].iov_base;
+    size_t len = iov[0].iov_len;
+    if (count > 1 && len < kRecord) {
+      len = 0;
+      for (int i = 0; i < count && len < kRecord; ++i) {
+        size_t take = std::min(iov[i].iov_len, kRecord - len);
+        std::memcpy(staging + len, iov[i].iov_base, take);
+        len += take;
+      }
+      data = staging;
+    }
     ERR_clear_error();
-    int n = SSL_write(ssl_, iov[0].iov_base, static_cast<int>(iov[0].iov_len));
+    int n = SSL_write(ssl_, data, static_cast<int>(std::min<size_t>(len, INT32_MAX)));
     if (n > 0) {
       loop_.stats().bytes_written += static_cast<uint64_t>(n);
       out_->Consume(static_cast<size_t>(n));
