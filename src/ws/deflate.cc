@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <vector>
 
@@ -292,6 +293,19 @@ void Deflater::Deflate(std::string_view in, bool reset, std::string& out) {
     out.resize(out.size() - 4);
   }
   if (reset) deflateReset(&stream_);
+}
+
+Deflater& ThreadDeflater(int level, int window_bits) {
+  thread_local std::unique_ptr<Deflater> deflaters[16];
+  const int bits = window_bits < 9 ? 9 : (window_bits > 15 ? 15 : window_bits);
+  std::unique_ptr<Deflater>& d = deflaters[bits];
+  if (!d) d = std::make_unique<Deflater>(level, bits);
+  return *d;
+}
+
+Inflater& ThreadInflater() {
+  thread_local Inflater inflater(15);  // a 15-bit window inflates any smaller one
+  return inflater;
 }
 
 }  // namespace hermod::ws

@@ -27,7 +27,7 @@ struct DeflateConfig {
   int server_max_window_bits = 15;          // 8..15; the most the server will use
   int client_max_window_bits = 15;          // 8..15; asked of clients that allow it
   int level = 1;                            // zlib level for outgoing messages
-  size_t min_size = 64;  // messages shorter than this are sent uncompressed
+  size_t min_size = 64;                     // messages shorter than this are sent uncompressed
 };
 
 // What was agreed with one client.
@@ -80,5 +80,12 @@ class Deflater {
  private:
   z_stream stream_{};
 };
+
+// Streams owned by the calling thread (one loop), for messages without context takeover:
+// each message starts fresh, so one stream serves every connection on the loop. Deflaters
+// are kept per window size (8 is served by 9, which zlib requires); the level is fixed by
+// the first call on the thread.
+Deflater& ThreadDeflater(int level, int window_bits);
+Inflater& ThreadInflater();
 
 }  // namespace hermod::ws

@@ -12,21 +12,6 @@ namespace hermod::ws {
 
 namespace {
 
-// Streams shared by every connection on this loop's thread that negotiated no context
-// takeover: each message starts from a fresh state, so one stream serves them all. Deflaters
-// are kept per window size because a client may cap ours below 15 bits.
-Inflater& SharedInflater() {
-  thread_local Inflater inflater(15);
-  return inflater;
-}
-
-Deflater& SharedDeflater(int level, int window_bits) {
-  thread_local std::array<std::unique_ptr<Deflater>, 16> deflaters;
-  std::unique_ptr<Deflater>& d = deflaters[static_cast<size_t>(window_bits)];
-  if (!d) d = std::make_unique<Deflater>(level, window_bits);
-  return *d;
-}
-
 std::string& Scratch() {
   thread_local std::string scratch;
   return scratch;
@@ -58,7 +43,7 @@ void WebSocketConnection::OnWebSocketMessage(Opcode, std::string_view) {}
 
 Deflater& WebSocketConnection::OutgoingDeflater() {
   int bits = std::max<int>(9, server_window_bits_);  // zlib cannot deflate with 8 bits
-  if (flags_ & kServerNoContext) return SharedDeflater(options_.deflate_level, bits);
+  if (flags_ & kServerNoContext) return ThreadDeflater(options_.deflate_level, bits);
   if (!streams_) streams_ = std::make_unique<OwnStreams>();
   if (!streams_->deflater) {
     streams_->deflater = std::make_unique<Deflater>(options_.deflate_level, bits);
@@ -67,7 +52,7 @@ Deflater& WebSocketConnection::OutgoingDeflater() {
 }
 
 Inflater& WebSocketConnection::IncomingInflater() {
-  if (flags_ & kClientNoContext) return SharedInflater();
+  if (flags_ & kClientNoContext) return ThreadInflater();
   if (!streams_) streams_ = std::make_unique<OwnStreams>();
   if (!streams_->inflater) {
     streams_->inflater = std::make_unique<Inflater>(std::max<int>(9, client_window_bits_));
@@ -160,6 +145,18 @@ net::SendStatus WebSocketConnection::SendMessage(Opcode opcode, std::string_view
     }
   }
   return closed() ? net::SendStatus::kOverflow : net::SendStatus::kQueued;
+}
+
+net::SendStatus WebSocketConnection::SendPrepared(const PreparedMessage& message) {
+  if ((flags_ & kSentClose) || closing()) return net::SendStatus::kDropped;
+  const bool compress = deflate() && message.payload().size() >= options_.deflate_min_size;
+  if (compress && !((flags_ & kServerNoContext) && server_window_bits_ >= message.window_bits())) {
+    // Our own compression context (or a smaller window): this receiver cannot share.
+    return SendMessage(message.opcode(), message.payload());
+  }
+  ++stats_.messages_out;
+  net::Chunk* frame = compress ? message.deflated_frame() : message.frame();
+  return SendShared(frame, 0, frame->size());
 }
 
 void WebSocketConnection::SendFrame(Opcode opcode, bool fin, bool rsv1, std::string_view payload) {

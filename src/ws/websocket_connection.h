@@ -16,6 +16,7 @@
 #include "ws/frame.h"
 #include "ws/handshake.h"
 #include "ws/message_reader.h"
+#include "ws/prepared_message.h"
 
 namespace hermod::ws {
 
@@ -50,6 +51,8 @@ class WebSocketConnection : public net::Connection, private MessageHandler {
   // Sends one message (compressed when negotiated and worth it; fragmented when
   // fragment_bytes is set).
   net::SendStatus SendMessage(Opcode opcode, std::string_view payload);
+  // Sends a message encoded once for many receivers, by reference (the fan-out path).
+  net::SendStatus SendPrepared(const PreparedMessage& message);
   // Starts the close handshake (RFC 6455 §7.1.2); reads stop delivering messages.
   void CloseWith(uint16_t code, std::string_view reason);
 
