@@ -8,7 +8,8 @@
 //
 // The payload is a JSON object (payload.h), so it travels as `data` verbatim and the stamp is
 // found inside the push without parsing the envelope. Replies may arrive several to a frame,
-// newline-delimited. Not yet exercised against hermod: its protocol room comes later.
+// newline-delimited. The server must let anonymous clients connect, subscribe and publish
+// (bench/peers/hermod.json).
 #include <charconv>
 #include <memory>
 

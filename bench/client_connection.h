@@ -5,11 +5,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "adapter.h"
 #include "run_config.h"
 #include "sequence_tracker.h"
+#include "ws/deflate.h"
 #include "ws/message_reader.h"
 
 namespace hermod::bench {
@@ -66,6 +68,13 @@ struct ClientConnection final : public Session, public ws::MessageHandler {
   std::string carry_;
   ws::MessageReader reader;
   SequenceTracker tracker;
+  // permessage-deflate (RFC 7692), when --deflate and the server agreed. What we send is
+  // compressed by the loop's Deflater for the agreed window; what we receive needs a stream
+  // of our own unless the server agreed server_no_context_takeover (then the loop's serves).
+  bool deflate = false;
+  bool inflate_reset = false;  // server_no_context_takeover: each message starts fresh
+  uint8_t deflate_bits = 15;   // client_max_window_bits agreed
+  std::unique_ptr<ws::Inflater> inflater;
 };
 
 }  // namespace hermod::bench

@@ -134,6 +134,8 @@ ClientLoop::ClientLoop(const RunConfig& config, std::vector<uint32_t> indices, L
   }
   limits_.expect_masked = false;
   limits_.max_message_size = 64ull << 20;
+  deflate_limits_ = limits_;
+  deflate_limits_.deflate = true;
   if (config.rate > 0) interval_ns_ = static_cast<uint64_t>(1e9 / config.rate);
   conns_.reserve(indices.size());
   for (uint32_t index : indices) {
@@ -156,6 +158,8 @@ void ClientLoop::Open(ClientConnection& c, uint64_t now) {
   c.started_ns = now;
   c.reader = ws::MessageReader();
   c.tracker = SequenceTracker();
+  c.deflate = false;
+  c.inflater.reset();
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     Fail(c, std::string("socket: ") + strerror(errno));
@@ -214,6 +218,9 @@ void ClientLoop::OnConnected(ClientConnection& c) {
     req += adapter_->subprotocol();
     req += "\r\n";
   }
+  // RFC 7692 §7.1.2.2: client_max_window_bits without a value lets the server pick ours.
+  if (config_.deflate)
+    req += "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
   req += "\r\n";
   MarkDirty(c);
 }
@@ -269,7 +276,10 @@ void ClientLoop::OnBytes(ClientConnection& c, uint8_t* data, size_t len) {
     OnUpgradeResponse(c, data, len);
     return;
   }
-  ws::MessageReader::Result r = c.reader.Feed(data, len, limits_, c, nullptr, false);
+  ws::Inflater* inflater = c.inflater ? c.inflater.get() : shared_inflater_.get();
+  ws::MessageReader::Result r =
+      c.deflate ? c.reader.Feed(data, len, deflate_limits_, c, inflater, c.inflate_reset)
+                : c.reader.Feed(data, len, limits_, c, nullptr, false);
   if (!r.ok && c.fd >= 0) {
     std::string reason = "websocket: " + std::to_string(static_cast<int>(r.error.code)) + " " +
                          std::string(r.error.reason);
@@ -299,6 +309,7 @@ void ClientLoop::OnUpgradeResponse(ClientConnection& c, uint8_t* data, size_t le
     Fail(c, "handshake: subprotocol not accepted");
     return;
   }
+  if (!AcceptExtensions(c, HeaderValue(head, "sec-websocket-extensions:"))) return;
   std::string rest = c.http.substr(end + 4);
   c.http.clear();
   c.http.shrink_to_fit();
@@ -309,18 +320,57 @@ void ClientLoop::OnUpgradeResponse(ClientConnection& c, uint8_t* data, size_t le
   }
 }
 
+// The server's answer to our offer (RFC 7692 §5, §7.1): it may accept only
+// permessage-deflate, and only when we offered it. Its parameters are read with the server's
+// own parser: the answer is one offer-shaped list whose values are the agreed ones.
+bool ClientLoop::AcceptExtensions(ClientConnection& c, std::string_view extensions) {
+  if (extensions.empty()) {
+    if (!config_.deflate) return true;
+    Fail(c, "handshake: permessage-deflate declined");
+    return false;
+  }
+  std::optional<ws::DeflateNegotiation> agreed;
+  if (config_.deflate)
+    agreed = ws::NegotiateDeflate(extensions, ws::DeflateConfig{.enabled = true});
+  if (!agreed || extensions.find(',') != std::string_view::npos) {
+    Fail(c, "handshake: bad Sec-WebSocket-Extensions");
+    return false;
+  }
+  const ws::DeflateParams& p = agreed->params;
+  c.deflate = true;
+  c.deflate_bits = static_cast<uint8_t>(p.client_max_window_bits);
+  c.inflate_reset = p.server_no_context_takeover;
+  if (p.server_no_context_takeover) {
+    if (!shared_inflater_) shared_inflater_ = std::make_unique<ws::Inflater>(15);
+  } else {
+    c.inflater = std::make_unique<ws::Inflater>(p.server_max_window_bits);
+  }
+  return true;
+}
+
 void ClientLoop::SendFrame(ClientConnection& c, ws::Opcode opcode, std::string_view payload) {
   if (c.fd < 0) return;
+  const bool data = opcode == ws::Opcode::kText || opcode == ws::Opcode::kBinary;
+  const size_t app_bytes = data ? payload.size() : 0;  // as bytes_in: data messages, inflated
   ws::FrameHeaderSpec spec;
   spec.opcode = opcode;
+  if (c.deflate && data) {
+    // Reset after every message: no context carried, so one Deflater serves every connection
+    // with this window (a client may always drop its own context, RFC 7692 §7.1.1.2).
+    auto& deflater = deflaters_[c.deflate_bits];
+    if (!deflater) deflater = std::make_unique<ws::Deflater>(1, c.deflate_bits);
+    deflater->Deflate(payload, true, deflated_);
+    payload = deflated_;
+    spec.rsv1 = true;
+  }
   spec.payload_len = payload.size();
   uint64_t r = XorShift(rng_);
   std::array<uint8_t, 4> mask;
   std::memcpy(mask.data(), &r, 4);
   spec.mask = mask;
   ws::AppendFrame(c.out, spec, payload);
-  stats_.bytes_out += payload.size();
-  if (measuring_) stats_.At(SecondOf(NowNs())).bytes_out += payload.size();
+  stats_.bytes_out += app_bytes;
+  if (measuring_) stats_.At(SecondOf(NowNs())).bytes_out += app_bytes;
   MarkDirty(c);
 }
 

@@ -11,6 +11,7 @@
 
 #include <netinet/in.h>
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <queue>
@@ -22,6 +23,7 @@
 #include "loop_control.h"
 #include "run_config.h"
 #include "run_stats.h"
+#include "ws/deflate.h"
 #include "ws/message_reader.h"
 
 namespace hermod::bench {
@@ -49,6 +51,7 @@ class ClientLoop {
   void ReadAll(ClientConnection& c, bool hangup);
   void OnBytes(ClientConnection& c, uint8_t* data, size_t len);
   void OnUpgradeResponse(ClientConnection& c, uint8_t* data, size_t len);
+  bool AcceptExtensions(ClientConnection& c, std::string_view extensions);
   void Flush(ClientConnection& c);
   void MarkDirty(ClientConnection& c);
   void FlushDirty();
@@ -81,6 +84,12 @@ class ClientLoop {
   sockaddr_in source_{};
   bool bind_source_ = false;
   ws::ReaderLimits limits_;
+  ws::ReaderLimits deflate_limits_;  // limits_ with RSV1 allowed
+  // --deflate: one Deflater per agreed client window (8..15), reset after every message, so
+  // that all connections share it; and one Inflater for servers without context takeover.
+  std::array<std::unique_ptr<ws::Deflater>, 16> deflaters_;
+  std::unique_ptr<ws::Inflater> shared_inflater_;
+  std::string deflated_;
   std::vector<std::unique_ptr<ClientConnection>> conns_;
   std::vector<ClientConnection*> dirty_;
   std::vector<ClientConnection*> full_speed_;  // rate 0 publishers that are not echo loops

@@ -3,7 +3,8 @@
 // grades against an SLO file and compares against an earlier report.
 //
 // Exit codes: 0 ok; 1 the run could not measure anything (no connection became ready);
-// 2 bad usage; 3 regression against --compare.
+// 2 bad usage; 3 regression against --compare. Ctrl-C (SIGINT) ends the run early: the
+// summary and reports are written from what was measured, marked "interrupted".
 #include <signal.h>
 #include <sys/resource.h>
 
@@ -16,6 +17,7 @@
 
 #include "grade.h"
 #include "html_report.h"
+#include "interrupt.h"
 #include "presets.h"
 #include "regression.h"
 #include "report.h"
@@ -48,10 +50,12 @@ void RaiseFileLimit() {
   }
 }
 
-void PrintSummary(const RunConfig& c, const Summary& m, const GradeResult* grade) {
+void PrintSummary(const RunConfig& c, const Summary& m, const GradeResult* grade,
+                  bool interrupted) {
   std::printf("scenario %s (%s) protocol %s url %s: %u connections, %.2f s measured\n",
               ScenarioName(c.scenario), ScenarioName(Effective(c)), ProtocolName(c.protocol),
               c.url.c_str(), TotalConnections(c), m.measured_s);
+  if (interrupted) std::printf("  interrupted (SIGINT): partial figures\n");
   if (Effective(c) != Scenario::kConnect) {
     std::printf("  sent %llu (%.0f/s)  delivered %llu (%.0f/s, %.2f MB/s)\n",
                 static_cast<unsigned long long>(m.sent), m.sent_per_s,
@@ -79,6 +83,7 @@ void PrintSummary(const RunConfig& c, const Summary& m, const GradeResult* grade
 }  // namespace
 
 int main(int argc, char** argv) {
+  CatchInterrupts();  // before any thread or worker exists: they inherit the blocked SIGINT
   signal(SIGPIPE, SIG_IGN);
   RunConfig config;
   std::string scenario_name, protocol_name = "echo", load_name = "fanout";
@@ -103,6 +108,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--publishers", config.publishers, "fanout: publishers")->capture_default_str();
   app.add_option("-s,--size", config.size, "payload bytes")->capture_default_str();
+  app.add_flag("--deflate", config.deflate,
+               "offer permessage-deflate and compress every message sent; a server that "
+               "declines fails the connection");
   app.add_option("-r,--rate", config.rate, "messages/s per publisher; 0: as fast as possible")
       ->capture_default_str();
   app.add_option("--inflight", config.inflight, "echo at full speed: messages in flight")
@@ -219,7 +227,8 @@ int main(int argc, char** argv) {
   Summary summary = Summarize(config, result);
   GradeResult grade;
   if (grading) grade = Grade(slo, summary);
-  if (!quiet) PrintSummary(config, summary, grading ? &grade : nullptr);
+  if (!quiet) PrintSummary(config, summary, grading ? &grade : nullptr, result.interrupted);
+  if (result.interrupted && quiet) std::cerr << "hermod-bench: interrupted: partial figures\n";
   if (summary.errors != 0 && !quiet) {
     for (const auto& [reason, n] : result.stats.errors) {
       std::printf("  error: %s x%llu\n", reason.c_str(), static_cast<unsigned long long>(n));

@@ -175,6 +175,7 @@ std::string ReportJson(const RunConfig& config, const RunResult& result, const S
   w.Key("tool").BeginObject().Field("name", "hermod-bench").Field("version", "0.1.0");
   w.EndObject();
   w.Field("created_unix", static_cast<uint64_t>(std::time(nullptr)));
+  w.Field("interrupted", result.interrupted);
   w.Key("config").BeginObject();
   w.Field("url", config.url)
       .Field("protocol", ProtocolName(config.protocol))
@@ -186,6 +187,7 @@ std::string ReportJson(const RunConfig& config, const RunResult& result, const S
       .Field("subscribers_per_channel", config.subscribers)
       .Field("publishers", PublisherCount(config))
       .Field("size", config.size)
+      .Field("deflate", config.deflate)
       .Field("rate", config.rate)
       .Field("inflight", config.inflight)
       .Field("duration_s", config.duration_s)
@@ -228,6 +230,7 @@ std::string ResultToJson(const RunResult& result) {
   JsonWriter w;
   w.BeginObject();
   w.Field("measured_s", result.measured_s)
+      .Field("interrupted", result.interrupted)
       .Field("sent", s.sent)
       .Field("delivered", s.delivered)
       .Field("bytes_in", s.bytes_in)
@@ -252,6 +255,10 @@ bool ResultFromJson(std::string_view json, RunResult& result, std::string* error
   }
   RunStats& s = result.stats;
   result.measured_s = D(doc, "measured_s");
+  bool interrupted = false;
+  if (doc["interrupted"].get_bool().get(interrupted) == simdjson::SUCCESS) {
+    result.interrupted = interrupted;
+  }
   s.sent = U(doc, "sent");
   s.delivered = U(doc, "delivered");
   s.bytes_in = U(doc, "bytes_in");

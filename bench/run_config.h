@@ -27,6 +27,7 @@ struct RunConfig {
   uint32_t subscribers = 10;   // channels: subscribers per channel
   uint32_t publishers = 1;     // fanout: publishers on the one channel
   uint32_t size = 64;          // payload bytes
+  bool deflate = false;        // offer permessage-deflate (RFC 7692); compress what is sent
   double rate = 0;             // messages/s per publisher; 0: as fast as possible
   uint32_t inflight = 1;       // echo at full speed: messages in flight per connection
   double duration_s = 10;      // measured phase

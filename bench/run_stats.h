@@ -34,8 +34,8 @@ struct RunStats {
   Histogram connect_latency;     // connect() -> protocol ready (handshake + subscribe), ns
   uint64_t sent = 0;             // publications sent in the measured phase
   uint64_t delivered = 0;        // publications received by subscribers
-  uint64_t bytes_in = 0;         // WebSocket payload bytes received
-  uint64_t bytes_out = 0;        // WebSocket payload bytes sent
+  uint64_t bytes_in = 0;         // WebSocket data payload bytes received (inflated)
+  uint64_t bytes_out = 0;        // WebSocket data payload bytes sent (before deflate)
   uint64_t lost = 0;             // sequence gaps
   uint64_t duplicates = 0;       // sequence repeats
   uint64_t unstamped = 0;        // data messages without a stamp (not measured)

@@ -11,6 +11,7 @@
 
 #include "client_loop.h"
 #include "clock.h"
+#include "interrupt.h"
 #include "loop_control.h"
 #include "proc_sampler.h"
 
@@ -133,7 +134,7 @@ RunResult RunLocal(const RunConfig& config, uint32_t begin, uint32_t end,
       Totals t = Sum(progress);
       line.Setup(t, count, Seconds(setup_start, NowNs()));
       if (t.ready + t.failed >= count || NowNs() > setup_limit) break;
-      std::this_thread::sleep_for(kTick);
+      if (WaitForInterrupt(kTick)) break;
     }
   }
   Totals after_setup = Sum(progress);
@@ -166,11 +167,12 @@ RunResult RunLocal(const RunConfig& config, uint32_t begin, uint32_t end,
     line.Measure("measure", t, Seconds(start, now), have_sample ? &last_sample : nullptr);
     bool counted_out = config.messages > 0 && local_publishers > 0 &&
                        t.publishers_done >= local_publishers && scenario != Scenario::kConnect;
-    if (now - start >= duration_ns || counted_out) {
+    if (now - start >= duration_ns || counted_out || Interrupted()) {
       measure_end = now;
+      result.interrupted = Interrupted();
       break;
     }
-    std::this_thread::sleep_for(kTick);
+    WaitForInterrupt(kTick);
   }
   result.measured_s = Seconds(start, measure_end);
 

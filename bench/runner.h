@@ -1,6 +1,7 @@
 // Runs a scenario in this process: starts one ClientLoop thread per --threads, moves them
 // through the phases (setup, measure, drain, stop), prints the progress line, samples the
-// server process, and merges the loops' results.
+// server process, and merges the loops' results. A SIGINT (interrupt.h) ends setup or the
+// measured phase at once; drain and stop run as usual, so the result holds what was measured.
 //
 // In a worker process (workers.h) the runner also reports "ready" to the parent after setup
 // and waits for its "go", so that every worker starts measuring at the same instant.
@@ -16,7 +17,8 @@ namespace hermod::bench {
 
 struct RunResult {
   RunStats stats;
-  double measured_s = 0;  // measured phase: from start to the end of publishing
+  double measured_s = 0;     // measured phase: from start to the end of publishing
+  bool interrupted = false;  // SIGINT ended the run early (interrupt.h): partial figures
 };
 
 // Called once setup is complete, with (ready, failed) counts; returns the measure start time

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "clock.h"
+#include "interrupt.h"
 #include "proc_sampler.h"
 #include "report.h"
 
@@ -48,8 +50,20 @@ struct Worker {
   int to = -1;    // parent -> worker
   int from = -1;  // worker -> parent
   std::string output;
+  bool ready = false;
   bool done = false;
 };
+
+// A SIGINT read by the parent reaches the workers too: a terminal's Ctrl-C already did (it
+// signals the whole process group), a `kill -INT` of the parent did not. A second one is
+// harmless: the workers' interrupt is latched.
+void ForwardInterrupt(std::vector<Worker>& workers, bool& forwarded) {
+  if (forwarded || !Interrupted()) return;
+  forwarded = true;
+  for (Worker& w : workers) {
+    if (!w.done) kill(w.pid, SIGINT);
+  }
+}
 
 [[noreturn]] void WorkerMain(RunConfig config, uint32_t begin, uint32_t end, int in, int out) {
   auto barrier = [&](uint64_t ready, uint64_t failed) -> uint64_t {
@@ -114,19 +128,37 @@ RunResult RunDistributed(const RunConfig& config) {
     workers[w].from = up[0];
   }
 
-  // Setup: wait for every worker's "ready".
+  // Setup: wait for every worker's "ready" (16 bytes: one pipe write, readable at once).
   uint64_t ready = 0, failed = 0;
-  for (Worker& w : workers) {
-    uint64_t counts[2] = {0, 0};
-    if (!ReadAll(w.from, counts, sizeof(counts))) {
-      std::fprintf(stderr, "hermod-bench: worker %d died during setup\n", w.pid);
-      continue;
+  bool forwarded = false;
+  for (size_t waiting = workers.size(); waiting > 0;) {
+    std::vector<pollfd> fds;
+    std::vector<Worker*> owners;
+    for (Worker& w : workers) {
+      if (w.ready) continue;
+      fds.push_back({w.from, POLLIN, 0});
+      owners.push_back(&w);
     }
-    ready += counts[0];
-    failed += counts[1];
-    if (tty) {
-      std::fprintf(stderr, "\r\33[K[setup] workers ready: %llu connections, %llu failed",
-                   static_cast<unsigned long long>(ready), static_cast<unsigned long long>(failed));
+    if (InterruptFd() >= 0) fds.push_back({InterruptFd(), POLLIN, 0});
+    poll(fds.data(), fds.size(), 250);
+    ForwardInterrupt(workers, forwarded);
+    for (size_t i = 0; i < owners.size(); ++i) {
+      if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      Worker& w = *owners[i];
+      w.ready = true;
+      --waiting;
+      uint64_t counts[2] = {0, 0};
+      if (!ReadAll(w.from, counts, sizeof(counts))) {
+        std::fprintf(stderr, "hermod-bench: worker %d died during setup\n", w.pid);
+        continue;
+      }
+      ready += counts[0];
+      failed += counts[1];
+      if (tty) {
+        std::fprintf(stderr, "\r\33[K[setup] workers ready: %llu connections, %llu failed",
+                     static_cast<unsigned long long>(ready),
+                     static_cast<unsigned long long>(failed));
+      }
     }
   }
   uint64_t start = NowNs() + 20'000'000;  // all workers begin together, 20 ms from now
@@ -158,8 +190,10 @@ RunResult RunDistributed(const RunConfig& config) {
       fds.push_back({w.from, POLLIN, 0});
       owners.push_back(&w);
     }
+    if (InterruptFd() >= 0) fds.push_back({InterruptFd(), POLLIN, 0});
     poll(fds.data(), fds.size(), 250);
-    for (size_t i = 0; i < fds.size(); ++i) {
+    ForwardInterrupt(workers, forwarded);
+    for (size_t i = 0; i < owners.size(); ++i) {
       if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
       ssize_t n = read(fds[i].fd, buf, sizeof(buf));
       if (n > 0) {
@@ -184,6 +218,7 @@ RunResult RunDistributed(const RunConfig& config) {
     }
     merged.stats.Merge(part.stats);
     merged.measured_s = std::max(merged.measured_s, part.measured_s);
+    merged.interrupted = merged.interrupted || part.interrupted;
   }
   return merged;
 }

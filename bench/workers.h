@@ -6,7 +6,8 @@
 // "ready <ok> <failed>" after setup; the parent, once all are ready, sends every worker the
 // same measure start time (CLOCK_MONOTONIC is shared by all processes); at the end each
 // worker writes its full result as JSON (report.h) and exits. The parent merges the results;
-// histograms merge exactly, bucket by bucket.
+// histograms merge exactly, bucket by bucket. A SIGINT ends every worker's run early
+// (interrupt.h); each still sends what it measured.
 #pragma once
 
 #include "run_config.h"

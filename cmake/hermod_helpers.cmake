@@ -1,15 +1,24 @@
-# hermod_add_test(NAME name SOURCES a.cc b.cc LIBS lib... [LABELS l...])
-# One helper adds every GoogleTest binary: executable, links, discovery, labels.
+# hermod_add_test(NAME name SOURCES a.cc b.cc LIBS lib... [LABELS l...] [ENVIRONMENT k=v...])
+# One helper adds every GoogleTest binary: executable, links, discovery, labels, and the
+# environment its tests run in (generator expressions allowed, e.g. $<TARGET_FILE:hermod>).
 include(GoogleTest)
 function(hermod_add_test)
-  cmake_parse_arguments(T "" "NAME" "SOURCES;LIBS;LABELS" ${ARGN})
+  cmake_parse_arguments(T "" "NAME" "SOURCES;LIBS;LABELS;ENVIRONMENT" ${ARGN})
   add_executable(${T_NAME} ${T_SOURCES})
   target_link_libraries(${T_NAME} PRIVATE ${T_LIBS} GTest::gtest GTest::gtest_main)
   set_target_properties(${T_NAME} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
-  # The label list crosses gtest_discover_tests' generated script: escape its separators.
+  # Labels and environment are lists, which do not survive the script gtest_discover_tests
+  # generates; a file that ctest reads after the discovered tests sets them on each of them.
+  gtest_discover_tests(${T_NAME} DISCOVERY_TIMEOUT 60)
   set(_labels unit ${T_LABELS})
-  string(REPLACE ";" "\\;" _labels "${_labels}")
-  gtest_discover_tests(${T_NAME} DISCOVERY_TIMEOUT 60 PROPERTIES LABELS "${_labels}")
+  set(_properties "${CMAKE_CURRENT_BINARY_DIR}/${T_NAME}_properties.cmake")
+  file(GENERATE OUTPUT "${_properties}" CONTENT
+"if(DEFINED ${T_NAME}_TESTS)
+  set_tests_properties(\${${T_NAME}_TESTS} PROPERTIES
+    LABELS [==[${_labels}]==] ENVIRONMENT [==[${T_ENVIRONMENT}]==])
+endif()
+")
+  set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES "${_properties}")
 endfunction()
 
 # hermod_add_fuzzer(NAME name SOURCES a.cc LIBS lib... CORPUS dir)
