@@ -8,6 +8,7 @@
 #include <atomic>
 
 #include "http/response.h"
+#include "proto/encode.h"
 
 namespace hermod::app {
 
@@ -37,7 +38,10 @@ class DrainWatch final : public net::TimerNode {
 
 }  // namespace
 
-Server::Server(config::Config config) : config_(std::move(config)) {
+Server::Server(config::Config config)
+    : config_(std::move(config)),
+      channel_rules_(config_),
+      token_verifier_(auth::TokenKeys::FromConfig(config_)) {
   const auto& h = config_.http;
   http_options_.limits.max_header_bytes = static_cast<uint32_t>(h.max_header_bytes);
   http_options_.limits.max_headers = static_cast<uint32_t>(h.max_headers);
@@ -64,6 +68,8 @@ Server::Server(config::Config config) : config_(std::move(config)) {
   d.client_max_window_bits = static_cast<int>(w.compression.client_max_window_bits);
   d.level = static_cast<int>(w.compression.level);
   d.min_size = w.compression.min_size;
+  client_ws_options_ = ws_options_;
+  client_ws_options_.ping_interval_ms = 0;
   BuildRoutes();
 }
 
@@ -77,6 +83,12 @@ void Server::BuildRoutes() {
   });
   router_.Add("/connection/websocket", {"GET"},
               [this](http::HttpConnection& c, http::Request& r) { Upgrade(c, r, false); });
+  for (const char* method :
+       {"publish", "broadcast", "subscribe", "unsubscribe", "disconnect", "presence",
+        "presence_stats", "history", "history_remove", "channels", "info"}) {
+    router_.Add(std::string("/api/") + method, {"POST"},
+                [this](http::HttpConnection& c, http::Request& r) { api_->Handle(c, r); });
+  }
   if (config_.echo) {
     router_.Add("/connection/echo", {"GET"},
                 [this](http::HttpConnection& c, http::Request& r) { Upgrade(c, r, true); });
@@ -110,7 +122,8 @@ void Server::Upgrade(http::HttpConnection& connection, http::Request& request, b
   if (echo) {
     connection.Upgrade<ws::EchoConnection>(ws_options_, result, worker.ws_stats);
   } else {
-    connection.Upgrade<ws::WebSocketConnection>(ws_options_, result, worker.ws_stats);
+    connection.Upgrade<proto::ClientConnection>(client_ws_options_, result, worker.ws_stats,
+                                                *client_context_);
   }
 }
 
@@ -148,6 +161,26 @@ int Server::Run() {
   size_t count =
       config_.workers != 0 ? config_.workers : std::max(1u, std::thread::hardware_concurrency());
   uint16_t port = static_cast<uint16_t>(config_.port);
+  hub_ = std::make_unique<core::Hub>(count, proto::JsonPushCodec());
+  client_context_ = std::make_unique<proto::ClientContext>(proto::ClientContext{
+      *hub_, channel_rules_, token_verifier_, proto::ClientOptions::FromConfig(config_)});
+  // The API's per-client methods: every loop looks for the user's client connections.
+  api_ = std::make_unique<api::ServerApi>(
+      *hub_, channel_rules_, config_.api_key,
+      [this](std::string user, std::string client, api::ClientAction action) {
+        for (auto& worker : workers_) {
+          net::Loop* loop = worker->loop.get();
+          loop->Post([loop, user, client, action] {
+            loop->ForEachConnection([&](net::Connection* c) {
+              auto* cc = dynamic_cast<proto::ClientConnection*>(c);
+              if (cc && cc->connected() && cc->user() == user &&
+                  (client.empty() || cc->client_id() == client)) {
+                action(*cc);
+              }
+            });
+          });
+        }
+      });
   for (size_t i = 0; i < count; ++i) {
     std::string error;
     // The first bind resolves port 0; the others share that port through SO_REUSEPORT.
@@ -160,6 +193,7 @@ int Server::Run() {
     auto worker = std::make_unique<Worker>();
     worker->loop = std::make_unique<net::Loop>(static_cast<int>(i), config_.read_buffer_bytes);
     worker->loop->set_max_write_buffer_bytes(config_.websocket.max_write_buffer_bytes);
+    hub_->AttachLoop(*worker->loop);
     Worker* w = worker.get();
     worker->listener = std::make_unique<net::Listener>(
         *worker->loop, fd, tls_.get(), [this, w](net::Loop& loop, int client, SSL* ssl) {

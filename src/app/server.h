@@ -10,12 +10,17 @@
 #include <thread>
 #include <vector>
 
+#include "api/server_api.h"
+#include "auth/token_verifier.h"
 #include "config/config.h"
+#include "core/channel_rules.h"
+#include "core/hub.h"
 #include "http/http_connection.h"
 #include "http/router.h"
 #include "net/event_loop.h"
 #include "net/listener.h"
 #include "net/tls.h"
+#include "proto/client_connection.h"
 #include "ws/handshake.h"
 #include "ws/websocket_connection.h"
 
@@ -50,6 +55,16 @@ class Server {
   ws::HandshakePolicy handshake_policy_;
   http::Router router_;
   std::unique_ptr<net::TlsContext> tls_;
+  // The client protocol on /connection/websocket (issue 4): its WebSocket options (pings
+  // are the protocol's `{}`, not RFC 6455 pings), the channel rules, the hub, and what
+  // every client connection shares. The hub is built in Run, once the loop count is known;
+  // declared before workers_ so that it outlives the loops (their connections unsubscribe).
+  ws::WebSocketOptions client_ws_options_;
+  core::ChannelRules channel_rules_;
+  auth::TokenVerifier token_verifier_;
+  std::unique_ptr<core::Hub> hub_;
+  std::unique_ptr<proto::ClientContext> client_context_;
+  std::unique_ptr<api::ServerApi> api_;  // /api/<method>, built in Run beside the hub
   std::vector<std::unique_ptr<Worker>> workers_;
 };
 

@@ -15,12 +15,62 @@ namespace hermod::config {
 
 namespace {
 
-using Target = std::variant<uint64_t*, bool*, std::string*, std::vector<std::string>*>;
+using Target = std::variant<uint64_t*, bool*, std::string*, std::vector<std::string>*, Duration*>;
 
 struct Field {
   const char* key;  // dotted JSON path
   Target target;
 };
+
+// The channel option keys, shared by the top level and each namespace.
+void AddChannelFields(std::vector<Field>& fields, ChannelOptions& o) {
+  fields.insert(fields.end(),
+                {
+                    {"presence", &o.presence},
+                    {"join_leave", &o.join_leave},
+                    {"force_push_join_leave", &o.force_push_join_leave},
+                    {"history_size", &o.history_size},
+                    {"history_ttl", &o.history_ttl},
+                    {"force_recovery", &o.force_recovery},
+                    {"allow_publish_for_client", &o.allow_publish_for_client},
+                    {"allow_publish_for_subscriber", &o.allow_publish_for_subscriber},
+                    {"allow_subscribe_for_client", &o.allow_subscribe_for_client},
+                    {"allow_subscribe_for_anonymous", &o.allow_subscribe_for_anonymous},
+                    {"allow_history_for_client", &o.allow_history_for_client},
+                    {"allow_history_for_subscriber", &o.allow_history_for_subscriber},
+                    {"allow_presence_for_client", &o.allow_presence_for_client},
+                    {"allow_presence_for_subscriber", &o.allow_presence_for_subscriber},
+                    {"allow_user_limited_channels", &o.allow_user_limited_channels},
+                });
+}
+
+// "300s", "500ms", "2m", "1h"; false on anything else.
+bool ParseDuration(std::string_view text, uint64_t* ms) {
+  size_t digits = 0;
+  while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) ++digits;
+  uint64_t value;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + digits, value);
+  if (digits == 0 || ec != std::errc()) return false;
+  std::string_view unit = text.substr(digits);
+  uint64_t scale;
+  if (unit == "ms") {
+    scale = 1;
+  } else if (unit == "s") {
+    scale = 1000;
+  } else if (unit == "m") {
+    scale = 60 * 1000;
+  } else if (unit == "h") {
+    scale = 3600 * 1000;
+  } else {
+    return false;
+  }
+  *ms = value * scale;
+  return true;
+}
+
+std::string FormatDuration(uint64_t ms) {
+  return ms % 1000 == 0 ? std::to_string(ms / 1000) + "s" : std::to_string(ms) + "ms";
+}
 
 std::vector<Field> Fields(Config& c) {
   auto& ws = c.websocket;
@@ -59,6 +109,31 @@ std::vector<Field> Fields(Config& c) {
   };
 }
 
+std::vector<Field> AllFields(Config& c) {
+  std::vector<Field> fields = Fields(c);
+  fields.insert(
+      fields.end(),
+      {
+          {"allow_anonymous_connect_without_token", &c.allow_anonymous_connect_without_token},
+          {"client_channel_limit", &c.client_channel_limit},
+          {"channel_max_length", &c.channel_max_length},
+          {"channel_private_prefix", &c.channel_private_prefix},
+          {"client_recovery_max_publication_limit", &c.client_recovery_max_publication_limit},
+          {"ping_interval", &c.ping_interval},
+          {"pong_timeout", &c.pong_timeout},
+          {"client_stale_close_delay", &c.client_stale_close_delay},
+          {"client_expired_close_delay", &c.client_expired_close_delay},
+          {"api_key", &c.api_key},
+          {"token_hmac_secret_key", &c.token_hmac_secret_key},
+          {"token_rsa_public_key", &c.token_rsa_public_key},
+          {"token_ecdsa_public_key", &c.token_ecdsa_public_key},
+          {"token_audience", &c.token_audience},
+          {"token_issuer", &c.token_issuer},
+      });
+  AddChannelFields(fields, c.channel);
+  return fields;
+}
+
 Field* FindField(std::vector<Field>& fields, std::string_view key) {
   for (Field& f : fields) {
     if (key == f.key) return &f;
@@ -93,6 +168,15 @@ bool SetFromJson(Field& field, simdjson::dom::element value, std::string* error)
     std::string_view v;
     if (value.get_string().get(v) != simdjson::SUCCESS) return wrong("a string");
     **s = std::string(v);
+  } else if (auto* d = std::get_if<Duration*>(&field.target)) {
+    uint64_t seconds;
+    std::string_view text;
+    if (value.get_uint64().get(seconds) == simdjson::SUCCESS) {
+      (*d)->ms = seconds * 1000;
+    } else if (value.get_string().get(text) != simdjson::SUCCESS ||
+               !ParseDuration(text, &(*d)->ms)) {
+      return wrong("a duration such as \"300s\", \"500ms\", \"2m\"");
+    }
   } else if (auto* list = std::get_if<std::vector<std::string>*>(&field.target)) {
     simdjson::dom::array array;
     if (value.get_array().get(array) != simdjson::SUCCESS) return wrong("an array of strings");
@@ -109,6 +193,7 @@ bool SetFromJson(Field& field, simdjson::dom::element value, std::string* error)
 bool WalkObject(std::vector<Field>& fields, simdjson::dom::object object, const std::string& prefix,
                 std::string* error) {
   for (auto [key, value] : object) {
+    if (prefix.empty() && key == "namespaces") continue;  // ParseNamespaces
     std::string path = prefix.empty() ? std::string(key) : prefix + "." + std::string(key);
     if (Field* field = FindField(fields, path)) {
       if (!SetFromJson(*field, value, error)) return false;
@@ -146,6 +231,11 @@ bool SetFromString(Field& field, std::string_view text, const std::string& sourc
     }
   } else if (auto* s = std::get_if<std::string*>(&field.target)) {
     **s = std::string(text);
+  } else if (auto* d = std::get_if<Duration*>(&field.target)) {
+    if (!ParseDuration(text, &(*d)->ms)) {
+      *error = source + ": expected a duration such as 300s, got '" + std::string(text) + "'";
+      return false;
+    }
   } else if (auto* list = std::get_if<std::vector<std::string>*>(&field.target)) {
     (*list)->clear();
     while (!text.empty()) {
@@ -182,6 +272,32 @@ void AppendJsonString(std::string& out, std::string_view s) {
   out += '"';
 }
 
+// `namespaces`: a list of objects, each a `name` and channel option keys.
+bool ParseNamespaces(simdjson::dom::element value, Config& config, std::string* error) {
+  simdjson::dom::array array;
+  if (value.get_array().get(array) != simdjson::SUCCESS) {
+    *error = "config key namespaces: expected an array of objects";
+    return false;
+  }
+  config.namespaces.clear();
+  for (simdjson::dom::element item : array) {
+    simdjson::dom::object object;
+    if (item.get_object().get(object) != simdjson::SUCCESS) {
+      *error = "config key namespaces: expected an array of objects";
+      return false;
+    }
+    Namespace ns;
+    std::vector<Field> fields{{"name", &ns.name}};
+    AddChannelFields(fields, ns.options);
+    if (!WalkObject(fields, object, "", error)) {
+      *error = "config key namespaces[" + std::to_string(config.namespaces.size()) + "]: " + *error;
+      return false;
+    }
+    config.namespaces.push_back(std::move(ns));
+  }
+  return true;
+}
+
 }  // namespace
 
 bool ApplyJson(const std::string& json, Config& config, std::string* error) {
@@ -196,8 +312,13 @@ bool ApplyJson(const std::string& json, Config& config, std::string* error) {
     *error = "config must be a JSON object";
     return false;
   }
-  std::vector<Field> fields = Fields(config);
-  return WalkObject(fields, object, "", error);
+  std::vector<Field> fields = AllFields(config);
+  if (!WalkObject(fields, object, "", error)) return false;
+  simdjson::dom::element namespaces;
+  if (object["namespaces"].get(namespaces) == simdjson::SUCCESS) {
+    return ParseNamespaces(namespaces, config, error);
+  }
+  return true;
 }
 
 bool ApplyFile(const std::string& path, Config& config, std::string* error) {
@@ -216,7 +337,7 @@ bool ApplyFile(const std::string& path, Config& config, std::string* error) {
 }
 
 bool ApplyEnvironment(char** environment, Config& config, std::string* error) {
-  std::vector<Field> fields = Fields(config);
+  std::vector<Field> fields = AllFields(config);
   for (char** e = environment; e != nullptr && *e != nullptr; ++e) {
     std::string_view entry = *e;
     if (!entry.starts_with("HERMOD_")) continue;
@@ -266,6 +387,30 @@ bool Validate(const Config& c, std::string* error) {
   if (c.tls.cert_file.empty() != c.tls.key_file.empty()) {
     return fail("config keys tls.cert_file and tls.key_file: set both or neither");
   }
+  auto check_channel = [&](const ChannelOptions& o, const std::string& where) {
+    if (o.history_size > 0 && o.history_ttl.ms == 0) {
+      return fail("config key " + where + "history_ttl: must be set when history_size is");
+    }
+    return true;
+  };
+  if (!check_channel(c.channel, "")) return false;
+  for (size_t i = 0; i < c.namespaces.size(); ++i) {
+    const std::string& name = c.namespaces[i].name;
+    std::string where = "namespaces[" + std::to_string(i) + "].";
+    if (name.empty() || name.find(':') != std::string::npos) {
+      return fail("config key " + where + "name: must be non-empty, without ':'");
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (c.namespaces[j].name == name) return fail("config key " + where + "name: duplicate");
+    }
+    if (!check_channel(c.namespaces[i].options, where)) return false;
+  }
+  if (c.ping_interval.ms != 0 && (c.ping_interval.ms < 1000 || c.pong_timeout.ms == 0 ||
+                                  c.pong_timeout.ms >= c.ping_interval.ms)) {
+    return fail(
+        "config keys ping_interval, pong_timeout: ping_interval at least 1s, "
+        "pong_timeout above 0 and below ping_interval");
+  }
   if (c.log_level != "trace" && c.log_level != "debug" && c.log_level != "info" &&
       c.log_level != "warn" && c.log_level != "error" && c.log_level != "off") {
     return fail("config key log_level: one of trace, debug, info, warn, error, off");
@@ -275,7 +420,7 @@ bool Validate(const Config& c, std::string* error) {
 
 std::string ToJson(const Config& config) {
   Config copy = config;
-  std::vector<Field> fields = Fields(copy);
+  std::vector<Field> fields = AllFields(copy);
   // Emit nested objects by walking the sorted dotted keys and opening/closing sections.
   std::string out = "{";
   std::vector<std::string> open;  // current section path
@@ -317,6 +462,8 @@ std::string ToJson(const Config& config) {
       out += **b ? "true" : "false";
     } else if (auto* s = std::get_if<std::string*>(&field.target)) {
       AppendJsonString(out, **s);
+    } else if (auto* d = std::get_if<Duration*>(&field.target)) {
+      AppendJsonString(out, FormatDuration((*d)->ms));
     } else if (auto* list = std::get_if<std::vector<std::string>*>(&field.target)) {
       out += '[';
       for (size_t i = 0; i < (*list)->size(); ++i) {
@@ -330,6 +477,30 @@ std::string ToJson(const Config& config) {
     out += "\n" + std::string(2 * open.size(), ' ') + "}";
     open.pop_back();
   }
+  out += ",\n  \"namespaces\": [";
+  for (size_t i = 0; i < copy.namespaces.size(); ++i) {
+    Namespace& ns = copy.namespaces[i];
+    std::vector<Field> ns_fields{{"name", &ns.name}};
+    AddChannelFields(ns_fields, ns.options);
+    out += i == 0 ? "\n    {" : ",\n    {";
+    for (size_t j = 0; j < ns_fields.size(); ++j) {
+      Field& f = ns_fields[j];
+      out += j == 0 ? "" : ", ";
+      AppendJsonString(out, f.key);
+      out += ": ";
+      if (auto* u = std::get_if<uint64_t*>(&f.target)) {
+        out += std::to_string(**u);
+      } else if (auto* b = std::get_if<bool*>(&f.target)) {
+        out += **b ? "true" : "false";
+      } else if (auto* s = std::get_if<std::string*>(&f.target)) {
+        AppendJsonString(out, **s);
+      } else if (auto* d = std::get_if<Duration*>(&f.target)) {
+        AppendJsonString(out, FormatDuration((*d)->ms));
+      }
+    }
+    out += "}";
+  }
+  out += copy.namespaces.empty() ? "]" : "\n  ]";
   out += "\n}\n";
   return out;
 }

@@ -10,6 +10,37 @@
 
 namespace hermod::config {
 
+// A duration key: JSON "300s", "500ms", "2m", "1h" (Centrifugo v5 style) or an integer of
+// seconds; the environment takes the same strings.
+struct Duration {
+  uint64_t ms = 0;
+};
+
+// Centrifugo v5 channel options: the top-level keys apply to channels without a namespace,
+// each entry of `namespaces` carries its own set for channels `name:...`.
+struct ChannelOptions {
+  bool presence = false;
+  bool join_leave = false;
+  bool force_push_join_leave = false;
+  uint64_t history_size = 0;  // 0: no history
+  Duration history_ttl;       // required with history_size
+  bool force_recovery = false;
+  bool allow_publish_for_client = false;
+  bool allow_publish_for_subscriber = false;
+  bool allow_subscribe_for_client = false;
+  bool allow_subscribe_for_anonymous = false;
+  bool allow_history_for_client = false;
+  bool allow_history_for_subscriber = false;
+  bool allow_presence_for_client = false;
+  bool allow_presence_for_subscriber = false;
+  bool allow_user_limited_channels = false;  // `name#u1,u2`: only those users subscribe
+};
+
+struct Namespace {
+  std::string name;
+  ChannelOptions options;
+};
+
 struct Config {
   std::string bind = "0.0.0.0";
   uint64_t port = 8000;
@@ -54,6 +85,28 @@ struct Config {
     std::string cert_file;
     std::string key_file;
   } tls;
+
+  // The client protocol (Centrifugo v5 names, top-level keys).
+  bool allow_anonymous_connect_without_token = false;
+  uint64_t client_channel_limit = 128;
+  uint64_t channel_max_length = 255;
+  std::string channel_private_prefix = "$";  // channels that need a subscription token
+  uint64_t client_recovery_max_publication_limit = 300;
+  Duration ping_interval{25000};  // the protocol's {} pings; the client answers {}
+  Duration pong_timeout{8000};
+  Duration client_stale_close_delay{10000};    // a connection that sends no connect: 3502
+  Duration client_expired_close_delay{25000};  // grace after the token's exp before 3005
+  // The server HTTP API, POST /api/<method>: `Authorization: apikey KEY` or `X-API-Key: KEY`.
+  // Empty: the API answers 401 to every request.
+  std::string api_key;
+  // Connection and subscription JWTs: HMAC secret, PEM public keys, optional aud/iss checks.
+  std::string token_hmac_secret_key;
+  std::string token_rsa_public_key;
+  std::string token_ecdsa_public_key;
+  std::string token_audience;
+  std::string token_issuer;
+  ChannelOptions channel;             // channels outside any namespace
+  std::vector<Namespace> namespaces;  // JSON only (no environment form)
 };
 
 // Each returns false with *error naming the key (or the file) on failure.

@@ -1,0 +1,175 @@
+#include "auth/token_verifier.h"
+
+#include <jwt.h>
+#include <openssl/evp.h>
+#include <simdjson.h>
+
+#include <cstdlib>
+#include <memory>
+
+namespace hermod::auth {
+
+namespace {
+
+using simdjson::SUCCESS;
+
+struct JwtFree {
+  void operator()(jwt_t* jwt) const { jwt_free(jwt); }
+};
+using JwtPtr = std::unique_ptr<jwt_t, JwtFree>;
+
+enum class Family { kNone, kHmac, kRsa, kEcdsa };
+
+Family FamilyOf(jwt_alg_t alg) {
+  switch (alg) {
+    case JWT_ALG_HS256:
+    case JWT_ALG_HS384:
+    case JWT_ALG_HS512:
+      return Family::kHmac;
+    case JWT_ALG_RS256:
+    case JWT_ALG_RS384:
+    case JWT_ALG_RS512:
+      return Family::kRsa;
+    case JWT_ALG_ES256:
+    case JWT_ALG_ES384:
+    case JWT_ALG_ES512:
+      return Family::kEcdsa;
+    default:
+      return Family::kNone;
+  }
+}
+
+// Standard or URL-safe base64, padded or not (b64info).
+bool DecodeBase64(std::string_view in, std::string* out) {
+  std::string s(in);
+  for (char& ch : s) {
+    if (ch == '-') ch = '+';
+    if (ch == '_') ch = '/';
+  }
+  while (s.size() % 4 != 0) s += '=';
+  out->resize(s.size() / 4 * 3);
+  int n =
+      EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out->data()),
+                      reinterpret_cast<const unsigned char*>(s.data()), static_cast<int>(s.size()));
+  if (n < 0) return false;
+  size_t padding = 0;
+  for (size_t i = s.size(); i > 0 && s[i - 1] == '='; --i) ++padding;
+  out->resize(static_cast<size_t>(n) - std::min<size_t>(padding, 2));
+  return true;
+}
+
+bool AudienceMatches(simdjson::dom::element aud, std::string_view want) {
+  std::string_view one;
+  if (aud.get_string().get(one) == SUCCESS) return one == want;
+  simdjson::dom::array list;
+  if (aud.get_array().get(list) != SUCCESS) return false;
+  for (simdjson::dom::element item : list) {
+    if (item.get_string().get(one) == SUCCESS && one == want) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+TokenKeys TokenKeys::FromConfig(const config::Config& config) {
+  TokenKeys keys;
+  keys.hmac_secret = config.token_hmac_secret_key;
+  keys.rsa_public_pem = config.token_rsa_public_key;
+  keys.ecdsa_public_pem = config.token_ecdsa_public_key;
+  keys.audience = config.token_audience;
+  keys.issuer = config.token_issuer;
+  return keys;
+}
+
+TokenStatus TokenVerifier::Verify(std::string_view token, int64_t now_s,
+                                  TokenClaims* claims) const {
+  const std::string text(token);  // libjwt wants a C string
+  jwt_t* raw = nullptr;
+  // First pass, unverified, only to learn the algorithm (from the header: without a key,
+  // libjwt reports the algorithm as none) and so the key.
+  if (jwt_decode(&raw, text.c_str(), nullptr, 0) != 0) return TokenStatus::kInvalid;
+  JwtPtr unverified(raw);
+  const char* alg_name = jwt_get_header(unverified.get(), "alg");
+  if (alg_name == nullptr) return TokenStatus::kInvalid;
+  const jwt_alg_t alg = jwt_str_alg(alg_name);
+  const std::string* key = nullptr;
+  switch (FamilyOf(alg)) {
+    case Family::kHmac:
+      key = &keys_.hmac_secret;
+      break;
+    case Family::kRsa:
+      key = &keys_.rsa_public_pem;
+      break;
+    case Family::kEcdsa:
+      key = &keys_.ecdsa_public_pem;
+      break;
+    case Family::kNone:
+      return TokenStatus::kInvalid;
+  }
+  if (key->empty()) return TokenStatus::kInvalid;
+  raw = nullptr;
+  if (jwt_decode(&raw, text.c_str(), reinterpret_cast<const unsigned char*>(key->data()),
+                 static_cast<int>(key->size())) != 0) {
+    return TokenStatus::kInvalid;
+  }
+  JwtPtr jwt(raw);
+  if (jwt_get_alg(jwt.get()) != alg) return TokenStatus::kInvalid;
+
+  char* grants = jwt_get_grants_json(jwt.get(), nullptr);
+  if (grants == nullptr) return TokenStatus::kInvalid;
+  std::string json(grants);
+  std::free(grants);
+  thread_local simdjson::dom::parser parser;
+  simdjson::dom::object object;
+  if (parser.parse(json).get(object) != SUCCESS) return TokenStatus::kInvalid;
+
+  *claims = TokenClaims{};
+  simdjson::dom::element value;
+  std::string_view text_value;
+  if (object["sub"].get(value) == SUCCESS) {
+    if (value.get_string().get(text_value) != SUCCESS) return TokenStatus::kInvalid;
+    claims->user = std::string(text_value);
+  }
+  if (object["exp"].get(value) == SUCCESS) {
+    if (value.get_int64().get(claims->expires_at) != SUCCESS) return TokenStatus::kInvalid;
+  }
+  if (!keys_.audience.empty()) {
+    if (object["aud"].get(value) != SUCCESS || !AudienceMatches(value, keys_.audience)) {
+      return TokenStatus::kInvalid;
+    }
+  }
+  if (!keys_.issuer.empty()) {
+    if (object["iss"].get(value) != SUCCESS || value.get_string().get(text_value) != SUCCESS ||
+        text_value != keys_.issuer) {
+      return TokenStatus::kInvalid;
+    }
+  }
+  simdjson::dom::array channels;
+  if (object["channels"].get(value) == SUCCESS) {
+    if (value.get_array().get(channels) != SUCCESS) return TokenStatus::kInvalid;
+    for (simdjson::dom::element item : channels) {
+      if (item.get_string().get(text_value) != SUCCESS) return TokenStatus::kInvalid;
+      claims->channels.emplace_back(text_value);
+    }
+  }
+  if (object["channel"].get(value) == SUCCESS) {
+    if (value.get_string().get(text_value) != SUCCESS) return TokenStatus::kInvalid;
+    claims->channel = std::string(text_value);
+  }
+  // Last: decoding b64info reuses the parser, which ends the life of `object`.
+  if (object["info"].get(value) == SUCCESS) {
+    claims->info = simdjson::minify(value);
+  } else if (object["b64info"].get(value) == SUCCESS) {
+    if (value.get_string().get(text_value) != SUCCESS) return TokenStatus::kInvalid;
+    std::string decoded;
+    simdjson::dom::element info;
+    if (!DecodeBase64(text_value, &decoded) || parser.parse(decoded).get(info) != SUCCESS) {
+      return TokenStatus::kInvalid;
+    }
+    claims->info = std::move(decoded);
+  }
+  if (claims->expires_at != 0 && claims->expires_at <= now_s) return TokenStatus::kExpired;
+  return TokenStatus::kOk;
+}
+
+}  // namespace hermod::auth

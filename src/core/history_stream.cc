@@ -1,0 +1,60 @@
+#include "core/history_stream.h"
+
+#include <algorithm>
+
+namespace hermod::core {
+
+void HistoryStream::Append(std::string publication, uint64_t now_ms, uint64_t size,
+                           uint64_t ttl_ms) {
+  ++top_;
+  entries_.push_back(Entry{top_, now_ms + ttl_ms, std::move(publication)});
+  while (entries_.size() > size) entries_.pop_front();
+  Expire(now_ms);
+}
+
+void HistoryStream::Expire(uint64_t now_ms) {
+  while (!entries_.empty() && entries_.front().expires_ms <= now_ms) entries_.pop_front();
+}
+
+size_t HistoryStream::IndexAfter(uint64_t after) const {
+  if (entries_.empty() || after < entries_.front().offset) return 0;
+  return std::min<size_t>(entries_.size(), after - entries_.front().offset + 1);
+}
+
+std::vector<std::string> HistoryStream::Read(const StreamPosition* since, int64_t limit,
+                                             bool reverse, uint64_t now_ms) {
+  Expire(now_ms);
+  std::vector<std::string> out;
+  if (limit == 0 || entries_.empty()) return out;
+  const size_t max = limit < 0 ? entries_.size() : static_cast<size_t>(limit);
+  if (!reverse) {
+    size_t begin = since ? IndexAfter(since->offset) : 0;
+    for (size_t i = begin; i < entries_.size() && out.size() < max; ++i) {
+      out.push_back(entries_[i].publication);
+    }
+  } else {
+    // Newest first; with since, only publications before since.offset.
+    size_t end = entries_.size();
+    if (since && since->offset != 0) end = std::min(end, IndexAfter(since->offset - 1));
+    for (size_t i = end; i > 0 && out.size() < max; --i) out.push_back(entries_[i - 1].publication);
+  }
+  return out;
+}
+
+HistoryStream::Recovery HistoryStream::Recover(const StreamPosition& from, size_t max_publications,
+                                               uint64_t now_ms) {
+  Expire(now_ms);
+  Recovery r;
+  if (!from.epoch.empty() && from.epoch != epoch_) return r;
+  if (from.offset > top_) return r;
+  const uint64_t missed = top_ - from.offset;
+  if (missed > max_publications) return r;
+  if (missed > 0 && (entries_.empty() || entries_.front().offset > from.offset + 1)) return r;
+  for (size_t i = IndexAfter(from.offset); i < entries_.size(); ++i) {
+    r.publications.push_back(entries_[i].publication);
+  }
+  r.recovered = true;
+  return r;
+}
+
+}  // namespace hermod::core

@@ -1,0 +1,284 @@
+#include "core/hub.h"
+
+#include <random>
+#include <unordered_set>
+
+namespace hermod::core {
+
+struct Hub::ChannelState {
+  std::vector<bool> loops;  // loops with local subscribers
+  size_t loop_count = 0;    // how many are set
+  size_t subscribers = 0;   // on all loops
+  std::unique_ptr<HistoryStream> history;
+  std::unordered_map<std::string, PresenceEntry> presence;
+  // idempotency_key -> (position, expiry); pruned when a keyed publish finds it large.
+  std::unordered_map<std::string, std::pair<StreamPosition, uint64_t>> idempotency;
+};
+
+struct Hub::Shard {
+  std::mutex mutex;        // guards channels and publishes (see LOCKS.md)
+  uint32_t publishes = 0;  // every kSweepEvery, the shard drops channels nobody uses
+  std::unordered_map<std::string, std::unique_ptr<ChannelState>, LoopChannels::Hash,
+                     std::equal_to<>>
+      channels;
+};
+
+namespace {
+
+// A new stream's epoch: random, so a client never mistakes a restarted stream for its own.
+std::string NewEpoch() {
+  thread_local std::mt19937_64 random{std::random_device{}()};
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string epoch(8, '0');
+  uint64_t bits = random();
+  for (char& ch : epoch) {
+    ch = kHex[bits & 15];
+    bits >>= 4;
+  }
+  return epoch;
+}
+
+// A frame reference held by a mailbox task: copied with the task, dropped with it, so a
+// task that never runs (a loop destroyed with work pending) still releases the frame.
+class FrameRef {
+ public:
+  explicit FrameRef(net::Chunk* frame) : frame_(frame) { frame_->Ref(); }
+  FrameRef(const FrameRef& other) : frame_(other.frame_) { frame_->Ref(); }
+  FrameRef& operator=(const FrameRef&) = delete;
+  ~FrameRef() { frame_->Unref(); }
+  net::Chunk* get() const { return frame_; }
+
+ private:
+  net::Chunk* frame_;
+};
+
+}  // namespace
+
+Hub::Hub(size_t loop_count, PushCodec codec, Clock clock)
+    : codec_(codec), clock_(clock), loops_(loop_count, nullptr) {
+  locals_.resize(loop_count);
+  for (auto& local : locals_) local = std::make_unique<LoopChannels>();
+  for (auto& shard : shards_) shard = std::make_unique<Shard>();
+}
+
+Hub::~Hub() = default;
+
+void Hub::AttachLoop(net::Loop& loop) { loops_[static_cast<size_t>(loop.index())] = &loop; }
+
+Hub::Shard& Hub::ShardOf(std::string_view channel) {
+  return *shards_[LoopChannels::Hash{}(channel) % kShards];
+}
+
+Hub::ChannelState& Hub::StateOf(Shard& shard, std::string_view channel,
+                                const config::ChannelOptions& options) {
+  auto it = shard.channels.find(channel);
+  if (it == shard.channels.end()) {
+    auto state = std::make_unique<ChannelState>();
+    state->loops.assign(loops_.size(), false);
+    it = shard.channels.emplace(std::string(channel), std::move(state)).first;
+  }
+  ChannelState& state = *it->second;
+  if (options.history_size > 0 && !state.history) {
+    state.history = std::make_unique<HistoryStream>(NewEpoch());
+  }
+  return state;
+}
+
+void Hub::MaybeErase(Shard& shard, std::string_view channel) {
+  auto it = shard.channels.find(channel);
+  if (it == shard.channels.end()) return;
+  ChannelState& state = *it->second;
+  if (state.loop_count > 0 || !state.presence.empty() || !state.idempotency.empty()) return;
+  if (state.history) {
+    state.history->Expire(clock_());
+    if (state.history->size() > 0) return;
+  }
+  shard.channels.erase(it);
+}
+
+void Hub::Sweep(Shard& shard) {
+  const uint64_t now = clock_();
+  for (auto it = shard.channels.begin(); it != shard.channels.end();) {
+    ChannelState& state = *it->second;
+    bool idle = state.loop_count == 0 && state.presence.empty() && state.idempotency.empty();
+    if (idle && state.history) {
+      state.history->Expire(now);
+      idle = state.history->size() == 0;
+    }
+    it = idle ? shard.channels.erase(it) : std::next(it);
+  }
+}
+
+void Hub::PostFrame(const ChannelState& state, std::string_view channel, net::Chunk* frame,
+                    uint64_t offset, bool join_leave) {
+  for (size_t i = 0; i < state.loops.size(); ++i) {
+    if (!state.loops[i]) continue;
+    LoopChannels* local = locals_[i].get();
+    loops_[i]->Post([local, channel = std::string(channel), ref = FrameRef(frame), offset,
+                     join_leave] { local->Deliver(channel, ref.get(), offset, join_leave); });
+  }
+  frame->Unref();
+}
+
+Hub::SubscribeResult Hub::Subscribe(net::Loop& loop, const SubscribeRequest& request,
+                                    Subscription* s) {
+  SubscribeResult result;
+  const config::ChannelOptions& options = *request.options;
+  const size_t index = static_cast<size_t>(loop.index());
+  LoopChannels& local = *locals_[index];
+  Shard& shard = ShardOf(request.channel);
+  {
+    std::lock_guard lock(shard.mutex);
+    ChannelState& state = StateOf(shard, request.channel, options);
+    if (!state.loops[index]) {
+      state.loops[index] = true;
+      ++state.loop_count;
+    }
+    ++state.subscribers;
+    if (state.history) {
+      const uint64_t now = clock_();
+      state.history->Expire(now);
+      result.position = {state.history->top(), state.history->epoch()};
+      result.recoverable = request.recoverable;
+      if (request.recover && request.recoverable) {
+        HistoryStream::Recovery r =
+            state.history->Recover(request.since, request.max_recovery, now);
+        result.recovered = r.recovered;
+        result.publications = std::move(r.publications);
+      }
+    }
+    if (options.presence) {
+      state.presence[std::string(request.client)] =
+          PresenceEntry{std::string(request.user), std::string(request.info)};
+    }
+    if (options.join_leave) {
+      PostFrame(state, request.channel,
+                codec_.join_leave_frame(request.channel, true, request.info), 0, true);
+    }
+  }
+  s->delivered_offset = result.position.offset;
+  local.Add(request.channel, s);
+  return result;
+}
+
+void Hub::Unsubscribe(net::Loop& loop, std::string_view channel,
+                      const config::ChannelOptions& options, std::string_view client,
+                      std::string_view info, Subscription* s) {
+  const size_t index = static_cast<size_t>(loop.index());
+  const bool last = locals_[index]->Remove(channel, s);
+  Shard& shard = ShardOf(channel);
+  std::lock_guard lock(shard.mutex);
+  auto it = shard.channels.find(channel);
+  if (it == shard.channels.end()) return;
+  ChannelState& state = *it->second;
+  if (state.subscribers > 0) --state.subscribers;
+  if (last && state.loops[index]) {
+    state.loops[index] = false;
+    --state.loop_count;
+  }
+  if (options.presence) state.presence.erase(std::string(client));
+  if (options.join_leave && state.loop_count > 0) {
+    PostFrame(state, channel, codec_.join_leave_frame(channel, false, info), 0, true);
+  }
+  MaybeErase(shard, channel);
+}
+
+StreamPosition Hub::Publish(std::string_view channel, const config::ChannelOptions& options,
+                            std::string_view data, std::string_view info,
+                            std::string_view idempotency_key) {
+  Shard& shard = ShardOf(channel);
+  std::lock_guard lock(shard.mutex);
+  // Publishes create streams for channels without subscribers: now and then, drop those
+  // whose history expired, so distinct channel names cannot grow the map without bound.
+  if (++shard.publishes % kSweepEvery == 0) Sweep(shard);
+  auto it = shard.channels.find(channel);
+  if (it == shard.channels.end() && options.history_size == 0 && idempotency_key.empty()) {
+    return {};  // nobody listens, nothing to remember
+  }
+  ChannelState& state = StateOf(shard, channel, options);
+  const uint64_t now = clock_();
+  if (!idempotency_key.empty()) {
+    auto seen = state.idempotency.find(std::string(idempotency_key));
+    if (seen != state.idempotency.end() && seen->second.second > now) return seen->second.first;
+    if (state.idempotency.size() >= kIdempotencyPruneAt) {
+      std::erase_if(state.idempotency, [now](const auto& e) { return e.second.second <= now; });
+    }
+  }
+  StreamPosition position;
+  std::string publication;
+  if (state.history) {
+    position = {state.history->next_offset(), state.history->epoch()};
+    publication = codec_.publication(data, info, position.offset);
+    if (state.loop_count > 0) {
+      PostFrame(state, channel, codec_.publication_frame(channel, publication), position.offset,
+                false);
+    }
+    state.history->Append(std::move(publication), now, options.history_size,
+                          options.history_ttl.ms);
+  } else if (state.loop_count > 0) {
+    publication = codec_.publication(data, info, 0);
+    PostFrame(state, channel, codec_.publication_frame(channel, publication), 0, false);
+  }
+  if (!idempotency_key.empty()) {
+    state.idempotency[std::string(idempotency_key)] = {position, now + kIdempotencyWindowMs};
+  }
+  return position;
+}
+
+void Hub::RemoveHistory(std::string_view channel) {
+  Shard& shard = ShardOf(channel);
+  std::lock_guard lock(shard.mutex);
+  auto it = shard.channels.find(channel);
+  if (it != shard.channels.end() && it->second->history) it->second->history->Clear();
+}
+
+std::vector<std::pair<std::string, size_t>> Hub::Channels() {
+  std::vector<std::pair<std::string, size_t>> out;
+  for (auto& shard : shards_) {
+    std::lock_guard lock(shard->mutex);
+    for (const auto& [name, state] : shard->channels) {
+      if (state->subscribers > 0) out.emplace_back(name, state->subscribers);
+    }
+  }
+  return out;
+}
+
+Hub::HistoryResult Hub::History(std::string_view channel, const config::ChannelOptions& options,
+                                const StreamPosition* since, int64_t limit, bool reverse) {
+  HistoryResult result;
+  Shard& shard = ShardOf(channel);
+  std::lock_guard lock(shard.mutex);
+  // A channel nobody published to has no stream yet; asking must not create one.
+  auto it = shard.channels.find(channel);
+  if (it == shard.channels.end() || options.history_size == 0) return result;
+  ChannelState& state = StateOf(shard, channel, options);
+  result.position = {state.history->top(), state.history->epoch()};
+  if (since && !since->epoch.empty() && since->epoch != state.history->epoch()) {
+    result.unrecoverable = true;
+    return result;
+  }
+  result.publications = state.history->Read(since, limit, reverse, clock_());
+  return result;
+}
+
+std::vector<std::pair<std::string, PresenceEntry>> Hub::Presence(std::string_view channel) {
+  std::vector<std::pair<std::string, PresenceEntry>> out;
+  Shard& shard = ShardOf(channel);
+  std::lock_guard lock(shard.mutex);
+  auto it = shard.channels.find(channel);
+  if (it == shard.channels.end()) return out;
+  out.assign(it->second->presence.begin(), it->second->presence.end());
+  return out;
+}
+
+std::pair<size_t, size_t> Hub::PresenceStats(std::string_view channel) {
+  Shard& shard = ShardOf(channel);
+  std::lock_guard lock(shard.mutex);
+  auto it = shard.channels.find(channel);
+  if (it == shard.channels.end()) return {0, 0};
+  std::unordered_set<std::string_view> users;
+  for (const auto& [client, entry] : it->second->presence) users.insert(entry.user);
+  return {it->second->presence.size(), users.size()};
+}
+
+}  // namespace hermod::core

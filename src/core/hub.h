@@ -1,0 +1,131 @@
+// The hub: channels across every loop. Shared nothing on the fan-out path, one lock where
+// state must be shared.
+//
+// Each loop keeps its own channel -> local subscribers map (LoopChannels), touched only by
+// its thread. What all loops share lives in ChannelState, one per channel, in one of
+// kShards shards, each guarded by its own mutex: which loops have subscribers, the history
+// stream, the presence set. A publication takes its shard's lock once: it gets its offset,
+// is encoded once (the publication JSON for history, and one WebSocket frame in a refcounted
+// net::Chunk), and the frame is posted to each loop that has subscribers; the posts happen
+// under the lock so that every loop sees a channel's publications in offset order. Each loop
+// then queues the frame to its subscribers by reference. Locks: see LOCKS.md.
+//
+// Subscribing runs on the subscriber's loop: under the shard lock it marks the loop, reads
+// the stream position (and the publications to recover), and adds presence; then it adds the
+// subscriber locally with delivered_offset = the position read, so frames already in the
+// mailbox are not delivered twice and nothing published after is missed.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "config/config.h"
+#include "core/history_stream.h"
+#include "core/loop_channels.h"
+#include "net/event_loop.h"
+#include "net/output_queue.h"
+
+namespace hermod::core {
+
+// How the client protocol encodes what the hub fans out (given by proto/, which the hub
+// does not include).
+struct PushCodec {
+  // The publication object, as stored in history and embedded in pushes.
+  std::string (*publication)(std::string_view data, std::string_view info, uint64_t offset);
+  // A complete WebSocket frame in a new chunk (refcount 1).
+  net::Chunk* (*publication_frame)(std::string_view channel, std::string_view publication);
+  net::Chunk* (*join_leave_frame)(std::string_view channel, bool join, std::string_view info);
+};
+
+struct PresenceEntry {
+  std::string user;
+  std::string info;  // ClientInfo JSON
+};
+
+class Hub {
+ public:
+  using Clock = uint64_t (*)();
+  Hub(size_t loop_count, PushCodec codec, Clock clock = &net::Loop::MonotonicMs);
+  ~Hub();
+
+  // Before the loops run.
+  void AttachLoop(net::Loop& loop);
+
+  struct SubscribeRequest {
+    std::string_view channel;
+    const config::ChannelOptions* options;
+    std::string_view client;
+    std::string_view user;
+    std::string_view info;     // ClientInfo JSON, for presence and join
+    bool recoverable = false;  // the stream position is reported (history must be on)
+    bool recover = false;
+    StreamPosition since;
+    size_t max_recovery = 300;
+  };
+  struct SubscribeResult {
+    bool recoverable = false;
+    StreamPosition position;
+    bool recovered = false;
+    std::vector<std::string> publications;
+  };
+  // On the subscriber's loop.
+  SubscribeResult Subscribe(net::Loop& loop, const SubscribeRequest& request, Subscription* s);
+  void Unsubscribe(net::Loop& loop, std::string_view channel, const config::ChannelOptions& options,
+                   std::string_view client, std::string_view info, Subscription* s);
+
+  // Any thread. Returns the publication's position (offset 0 without history). A non-empty
+  // idempotency_key seen on this channel within kIdempotencyWindowMs returns the first
+  // publication's position and publishes nothing.
+  StreamPosition Publish(std::string_view channel, const config::ChannelOptions& options,
+                         std::string_view data, std::string_view info,
+                         std::string_view idempotency_key = {});
+  // Drops the channel's stored publications (its position stays).
+  void RemoveHistory(std::string_view channel);
+  // Channels with subscribers, and how many (API `channels`).
+  std::vector<std::pair<std::string, size_t>> Channels();
+
+  struct HistoryResult {
+    bool unrecoverable = false;  // since.epoch is not the stream's
+    StreamPosition position;
+    std::vector<std::string> publications;
+  };
+  HistoryResult History(std::string_view channel, const config::ChannelOptions& options,
+                        const StreamPosition* since, int64_t limit, bool reverse);
+  std::vector<std::pair<std::string, PresenceEntry>> Presence(std::string_view channel);
+  // {clients, distinct users}
+  std::pair<size_t, size_t> PresenceStats(std::string_view channel);
+
+ private:
+  struct ChannelState;
+  struct Shard;
+  static constexpr size_t kShards = 64;
+  static constexpr uint32_t kSweepEvery = 1024;  // publishes per shard between sweeps
+  // Centrifugo keeps idempotent publish results for 5 minutes.
+  static constexpr uint64_t kIdempotencyWindowMs = 5 * 60 * 1000;
+  static constexpr size_t kIdempotencyPruneAt = 1024;  // keys per channel before pruning
+
+  Shard& ShardOf(std::string_view channel);
+  // Under the shard lock.
+  ChannelState& StateOf(Shard& shard, std::string_view channel,
+                        const config::ChannelOptions& options);
+  void PostFrame(const ChannelState& state, std::string_view channel, net::Chunk* frame,
+                 uint64_t offset, bool join_leave);
+  void MaybeErase(Shard& shard, std::string_view channel);
+  // Under the shard lock: erases channels without subscribers, presence or live history.
+  void Sweep(Shard& shard);
+
+  PushCodec codec_;
+  Clock clock_;
+  std::vector<net::Loop*> loops_;
+  std::vector<std::unique_ptr<LoopChannels>> locals_;
+  std::array<std::unique_ptr<Shard>, kShards> shards_;
+};
+
+}  // namespace hermod::core

@@ -1,0 +1,493 @@
+#include "proto/client_connection.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <random>
+
+#include "proto/encode.h"
+
+namespace hermod::proto {
+
+namespace {
+
+struct LoopScratch {
+  CommandParser parser;
+  std::string reply;
+};
+
+LoopScratch& Scratch() {
+  thread_local LoopScratch scratch;
+  return scratch;
+}
+
+// A random (version 4) UUID, as Centrifugo's client ids.
+std::string NewClientId() {
+  thread_local std::mt19937_64 random{std::random_device{}()};
+  static constexpr char kHex[] = "0123456789abcdef";
+  uint64_t hi = random();
+  uint64_t lo = random();
+  hi = (hi & ~0xF000ull) | 0x4000ull;                  // version 4
+  lo = (lo & ~(0xC000ull << 48)) | (0x8000ull << 48);  // variant 10
+  std::string id;
+  id.reserve(36);
+  for (int i = 0; i < 32; ++i) {
+    uint64_t word = i < 16 ? hi : lo;
+    int shift = 60 - 4 * (i % 16);
+    id += kHex[(word >> shift) & 15];
+    if (i == 7 || i == 11 || i == 15 || i == 19) id += '-';
+  }
+  return id;
+}
+
+// Token expiry is wall-clock time (JWT exp).
+int64_t WallSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t TtlSeconds(int64_t expires_at) {
+  return expires_at == 0 ? 0 : std::max<int64_t>(1, expires_at - WallSeconds());
+}
+
+}  // namespace
+
+ClientOptions ClientOptions::FromConfig(const config::Config& config) {
+  ClientOptions o;
+  o.allow_anonymous = config.allow_anonymous_connect_without_token;
+  o.channel_limit = config.client_channel_limit;
+  o.max_recovery = config.client_recovery_max_publication_limit;
+  o.ping_interval_ms = config.ping_interval.ms;
+  o.pong_timeout_ms = config.pong_timeout.ms;
+  o.stale_close_ms = config.client_stale_close_delay.ms;
+  o.expired_close_ms = config.client_expired_close_delay.ms;
+  o.version = "hermod";
+  return o;
+}
+
+ClientConnection::ClientConnection(net::Connection& from, const ws::WebSocketOptions& options,
+                                   const ws::HandshakeResult& handshake, ws::WebSocketStats& stats,
+                                   ClientContext& context)
+    : ws::WebSocketConnection(from, options, handshake, stats), context_(context) {
+  if (context_.options.stale_close_ms > 0) {
+    stale_deadline_ms_ = loop().now_ms() + context_.options.stale_close_ms;
+  }
+  ScheduleKeepalive();
+}
+
+ClientConnection::~ClientConnection() {
+  loop().timers().Cancel(&keepalive_);
+  UnsubscribeAll();
+}
+
+void ClientConnection::OnClosed() {
+  loop().timers().Cancel(&keepalive_);
+  UnsubscribeAll();
+}
+
+void ClientConnection::OnShutdown() { Disconnect(kDisconnectShutdown); }
+
+void ClientConnection::Disconnect(proto::Disconnect reason) {
+  if (disconnected_) return;
+  disconnected_ = true;
+  loop().timers().Cancel(&keepalive_);
+  UnsubscribeAll();
+  CloseWith(reason.code, reason.reason);
+}
+
+void ClientConnection::UnsubscribeAll() {
+  for (auto& s : subscriptions_) {
+    context_.hub.Unsubscribe(loop(), s->channel, *s->options, client_id_, info_, s.get());
+  }
+  subscriptions_.clear();
+}
+
+void ClientConnection::ScheduleKeepalive() {
+  if (disconnected_ || closing()) return;
+  uint64_t due = UINT64_MAX;
+  if (!connected_) {
+    if (stale_deadline_ms_ != 0) due = stale_deadline_ms_;
+  } else {
+    if (awaiting_pong_) {
+      due = pong_deadline_ms_;
+    } else if (next_ping_ms_ != 0) {
+      due = next_ping_ms_;
+    }
+    if (expire_ms_ != 0) due = std::min(due, expire_ms_);
+  }
+  if (due == UINT64_MAX) {
+    loop().timers().Cancel(&keepalive_);
+    return;
+  }
+  const uint64_t now = loop().now_ms();
+  loop().timers().Schedule(&keepalive_, due > now ? due - now : 0);
+}
+
+void ClientConnection::OnKeepalive() {
+  if (disconnected_ || closing()) return;
+  const uint64_t now = loop().now_ms();
+  if (!connected_) {
+    if (stale_deadline_ms_ != 0 && now >= stale_deadline_ms_) return Disconnect(kDisconnectStale);
+  } else {
+    if (expire_ms_ != 0 && now >= expire_ms_) return Disconnect(kDisconnectExpired);
+    if (awaiting_pong_ && now >= pong_deadline_ms_) return Disconnect(kDisconnectNoPong);
+    if (!awaiting_pong_ && next_ping_ms_ != 0 && now >= next_ping_ms_) {
+      // Subscription tokens are checked at ping time: expiry is seen within one interval.
+      const int64_t wall = WallSeconds();
+      for (auto& s : subscriptions_) {
+        if (s->expires_at != 0 && s->expires_at <= wall) return Disconnect(kDisconnectSubExpired);
+      }
+      SendMessage(ws::Opcode::kText, "{}");
+      awaiting_pong_ = true;
+      pong_deadline_ms_ = now + context_.options.pong_timeout_ms;
+      next_ping_ms_ = now + context_.options.ping_interval_ms;
+    }
+  }
+  ScheduleKeepalive();
+}
+
+void ClientConnection::SetExpiry(int64_t expires_at_s) {
+  expire_ms_ = expires_at_s == 0
+                   ? 0
+                   : loop().now_ms() + static_cast<uint64_t>(TtlSeconds(expires_at_s)) * 1000 +
+                         context_.options.expired_close_ms;
+}
+
+void ClientConnection::OnWebSocketMessage(ws::Opcode opcode, std::string_view payload) {
+  if (disconnected_) return;
+  if (opcode != ws::Opcode::kText) {
+    Disconnect(kDisconnectBadRequest);  // the JSON protocol is text only
+    return;
+  }
+  LoopScratch& scratch = Scratch();
+  scratch.reply.clear();
+  reply_ = &scratch.reply;
+  scratch.parser.Reset(payload);
+  Command command;
+  bool ok = true;
+  while (ok) {
+    ParseStatus status = scratch.parser.Next(&command);
+    if (status == ParseStatus::kEnd) break;
+    if (status != ParseStatus::kOk) {
+      spdlog::debug("client {}: malformed command", client_id_);
+      Disconnect(kDisconnectBadRequest);
+      ok = false;
+      break;
+    }
+    ok = Handle(command);
+  }
+  reply_ = nullptr;
+  if (ok && !scratch.reply.empty()) SendMessage(ws::Opcode::kText, scratch.reply);
+}
+
+bool ClientConnection::Handle(const Command& c) {
+  if (c.method == Method::kPong) {
+    if (awaiting_pong_) {
+      awaiting_pong_ = false;
+      ScheduleKeepalive();
+    }
+    return true;
+  }
+  if (!connected_ && c.method != Method::kConnect) {
+    Disconnect(kDisconnectBadRequest);
+    return false;
+  }
+  if (!reply_->empty()) *reply_ += '\n';
+  const size_t before = reply_->size();
+  switch (c.method) {
+    case Method::kConnect:
+      if (connected_) {
+        Disconnect(kDisconnectBadRequest);
+        return false;
+      }
+      HandleConnect(c);
+      break;
+    case Method::kRefresh:
+      HandleRefresh(c);
+      break;
+    case Method::kSubscribe:
+      HandleSubscribe(c);
+      break;
+    case Method::kSubRefresh:
+      HandleSubRefresh(c);
+      break;
+    case Method::kUnsubscribe:
+      HandleUnsubscribe(c);
+      break;
+    case Method::kPublish:
+      HandlePublish(c);
+      break;
+    case Method::kPresence:
+      HandlePresence(c, false);
+      break;
+    case Method::kPresenceStats:
+      HandlePresence(c, true);
+      break;
+    case Method::kHistory:
+      HandleHistory(c);
+      break;
+    case Method::kSend:
+      break;  // no reply; nothing handles async messages yet
+    case Method::kRpc:
+      ReplyError(c.id, ErrorCode::kNotAvailable);
+      break;
+    case Method::kUnknown:
+      ReplyError(c.id, ErrorCode::kMethodNotFound);
+      break;
+    case Method::kPong:
+      break;
+  }
+  if (reply_->size() == before && before > 0) reply_->pop_back();  // no reply: drop the '\n'
+  return !disconnected_;
+}
+
+void ClientConnection::ReplyError(uint32_t id, ErrorCode code) { AppendError(*reply_, id, code); }
+
+void ClientConnection::HandleConnect(const Command& c) {
+  auth::TokenClaims claims;
+  if (!c.token.empty()) {
+    auth::TokenStatus status = context_.tokens.enabled()
+                                   ? context_.tokens.Verify(c.token, WallSeconds(), &claims)
+                                   : auth::TokenStatus::kInvalid;
+    if (status == auth::TokenStatus::kExpired) return ReplyError(c.id, ErrorCode::kTokenExpired);
+    if (status != auth::TokenStatus::kOk) return Disconnect(kDisconnectInvalidToken);
+  } else if (!context_.options.allow_anonymous) {
+    return ReplyError(c.id, ErrorCode::kUnauthorized);
+  }
+  connected_ = true;
+  client_id_ = NewClientId();
+  user_ = std::move(claims.user);
+  info_ = ClientInfoJson(user_, client_id_, claims.info);
+  SetExpiry(claims.expires_at);
+
+  // Server-side subscriptions from the token's `channels`, recovered from connect.subs.
+  std::vector<core::Hub::SubscribeResult> results;
+  std::vector<ServerSubscription> subs;
+  results.reserve(claims.channels.size());
+  for (const std::string& channel : claims.channels) {
+    const config::ChannelOptions* options = context_.rules.Find(channel);
+    if (!options || FindSubscription(channel) ||
+        subscriptions_.size() >= context_.options.channel_limit) {
+      continue;
+    }
+    auto known = std::find_if(c.subs.begin(), c.subs.end(),
+                              [&](const ConnectSub& s) { return s.channel == channel; });
+    const bool recover = known != c.subs.end() && known->recover;
+    core::StreamPosition since;
+    if (recover) since = {known->offset, std::string(known->epoch)};
+    const bool recoverable = options->history_size > 0 && options->force_recovery;
+    results.push_back(AddSubscription(channel, *options, recoverable, recover, since,
+                                      options->force_push_join_leave, 0));
+    subs.push_back({channel, &results.back(), recoverable && recover});
+  }
+
+  const uint64_t ping = context_.options.ping_interval_ms;
+  ConnectResult result{
+      client_id_, context_.options.version,      static_cast<uint32_t>(ping / 1000),
+      ping > 0,   TtlSeconds(claims.expires_at), std::move(subs)};
+  AppendConnectReply(*reply_, c.id, result);
+  next_ping_ms_ = ping > 0 ? loop().now_ms() + ping : 0;
+  ScheduleKeepalive();
+}
+
+void ClientConnection::HandleRefresh(const Command& c) {
+  auth::TokenClaims claims;
+  auth::TokenStatus status = c.token.empty() || !context_.tokens.enabled()
+                                 ? auth::TokenStatus::kInvalid
+                                 : context_.tokens.Verify(c.token, WallSeconds(), &claims);
+  if (status == auth::TokenStatus::kExpired) return ReplyError(c.id, ErrorCode::kTokenExpired);
+  // The same user only: a refresh cannot turn one connection into another user's.
+  if (status != auth::TokenStatus::kOk || claims.user != user_) {
+    return Disconnect(kDisconnectInvalidToken);
+  }
+  SetExpiry(claims.expires_at);
+  ScheduleKeepalive();
+  ConnectResult result;
+  result.client = client_id_;
+  result.version = context_.options.version;
+  result.ttl_s = TtlSeconds(claims.expires_at);
+  AppendRefreshReply(*reply_, c.id, result);
+}
+
+const config::ChannelOptions* ClientConnection::ChannelOptionsOrReply(const Command& c) {
+  if (c.channel.empty() || c.channel.size() > context_.rules.max_length()) {
+    ReplyError(c.id, ErrorCode::kBadRequest);
+    return nullptr;
+  }
+  const config::ChannelOptions* options = context_.rules.Find(c.channel);
+  if (!options) ReplyError(c.id, ErrorCode::kUnknownChannel);
+  return options;
+}
+
+ClientConnection::ClientSubscription* ClientConnection::FindSubscription(std::string_view channel) {
+  for (auto& s : subscriptions_) {
+    if (s->channel == channel) return s.get();
+  }
+  return nullptr;
+}
+
+core::Hub::SubscribeResult ClientConnection::AddSubscription(std::string_view channel,
+                                                             const config::ChannelOptions& options,
+                                                             bool recoverable, bool recover,
+                                                             const core::StreamPosition& since,
+                                                             bool join_leave, int64_t expires_at) {
+  auto subscription = std::make_unique<ClientSubscription>();
+  subscription->connection = this;
+  subscription->channel = std::string(channel);
+  subscription->options = &options;
+  subscription->wants_join_leave = join_leave;
+  subscription->expires_at = expires_at;
+  core::Hub::SubscribeRequest request;
+  request.channel = channel;
+  request.options = &options;
+  request.client = client_id_;
+  request.user = user_;
+  request.info = info_;
+  request.recoverable = recoverable;
+  request.recover = recover;
+  request.since = since;
+  request.max_recovery = context_.options.max_recovery;
+  core::Hub::SubscribeResult result = context_.hub.Subscribe(loop(), request, subscription.get());
+  subscriptions_.push_back(std::move(subscription));
+  return result;
+}
+
+void ClientConnection::HandleSubscribe(const Command& c) {
+  const config::ChannelOptions* options = ChannelOptionsOrReply(c);
+  if (!options) return;
+  if (FindSubscription(c.channel)) return ReplyError(c.id, ErrorCode::kAlreadySubscribed);
+  if (subscriptions_.size() >= context_.options.channel_limit) {
+    return ReplyError(c.id, ErrorCode::kLimitExceeded);
+  }
+  int64_t expires_at = 0;
+  if (!c.token.empty()) {
+    // A subscription token grants this channel to this user, whatever the namespace says.
+    auth::TokenClaims claims;
+    auth::TokenStatus status = context_.tokens.enabled()
+                                   ? context_.tokens.Verify(c.token, WallSeconds(), &claims)
+                                   : auth::TokenStatus::kInvalid;
+    if (status == auth::TokenStatus::kExpired) return ReplyError(c.id, ErrorCode::kTokenExpired);
+    if (status != auth::TokenStatus::kOk || claims.channel != c.channel || claims.user != user_) {
+      return Disconnect(kDisconnectInvalidToken);
+    }
+    expires_at = claims.expires_at;
+  } else {
+    bool allowed;
+    if (context_.rules.IsPrivate(c.channel)) {
+      allowed = false;
+    } else if (options->allow_user_limited_channels &&
+               core::ChannelRules::IsUserLimited(c.channel)) {
+      allowed = core::ChannelRules::UserListed(c.channel, user_);
+    } else {
+      allowed = options->allow_subscribe_for_client &&
+                (!user_.empty() || options->allow_subscribe_for_anonymous);
+    }
+    if (!allowed) return ReplyError(c.id, ErrorCode::kPermissionDenied);
+  }
+  const bool recoverable = options->history_size > 0 && (c.recoverable || options->force_recovery);
+  core::Hub::SubscribeResult result =
+      AddSubscription(c.channel, *options, recoverable, c.recover, {c.offset, std::string(c.epoch)},
+                      c.join_leave || options->force_push_join_leave, expires_at);
+  AppendSubscribeReply(*reply_, c.id, result, recoverable && c.recover, TtlSeconds(expires_at));
+}
+
+void ClientConnection::HandleSubRefresh(const Command& c) {
+  ClientSubscription* s = FindSubscription(c.channel);
+  if (!s) return ReplyError(c.id, ErrorCode::kBadRequest);
+  auth::TokenClaims claims;
+  auth::TokenStatus status = c.token.empty() || !context_.tokens.enabled()
+                                 ? auth::TokenStatus::kInvalid
+                                 : context_.tokens.Verify(c.token, WallSeconds(), &claims);
+  if (status == auth::TokenStatus::kExpired) return ReplyError(c.id, ErrorCode::kTokenExpired);
+  if (status != auth::TokenStatus::kOk || claims.channel != c.channel || claims.user != user_) {
+    return Disconnect(kDisconnectInvalidToken);
+  }
+  s->expires_at = claims.expires_at;
+  AppendSubRefreshReply(*reply_, c.id, TtlSeconds(claims.expires_at));
+}
+
+void ClientConnection::SubscribeFromServer(std::string_view channel) {
+  if (!connected() || FindSubscription(channel)) return;
+  const config::ChannelOptions* options = context_.rules.Find(channel);
+  if (!options) return;
+  if (subscriptions_.size() >= context_.options.channel_limit) {
+    return Disconnect(kDisconnectChannelLimit);
+  }
+  const bool recoverable = options->history_size > 0 && options->force_recovery;
+  core::Hub::SubscribeResult result =
+      AddSubscription(channel, *options, recoverable, false, {}, options->force_push_join_leave, 0);
+  std::string push = "{\"push\":{\"channel\":";
+  AppendJsonString(push, channel);
+  push += ",\"subscribe\":";
+  AppendSubscribeResult(push, result, false);
+  push += "}}";
+  SendMessage(ws::Opcode::kText, push);
+}
+
+void ClientConnection::UnsubscribeFromServer(std::string_view channel) {
+  auto it = std::find_if(subscriptions_.begin(), subscriptions_.end(),
+                         [&](const auto& s) { return s->channel == channel; });
+  if (!connected() || it == subscriptions_.end()) return;
+  ClientSubscription& s = **it;
+  context_.hub.Unsubscribe(loop(), s.channel, *s.options, client_id_, info_, &s);
+  subscriptions_.erase(it);
+  std::string push = "{\"push\":{\"channel\":";
+  AppendJsonString(push, channel);
+  push += ",\"unsubscribe\":{\"code\":2000,\"reason\":\"server unsubscribe\"}}}";
+  SendMessage(ws::Opcode::kText, push);
+}
+
+void ClientConnection::HandleUnsubscribe(const Command& c) {
+  auto it = std::find_if(subscriptions_.begin(), subscriptions_.end(),
+                         [&](const auto& s) { return s->channel == c.channel; });
+  if (it != subscriptions_.end()) {
+    ClientSubscription& s = **it;
+    context_.hub.Unsubscribe(loop(), s.channel, *s.options, client_id_, info_, &s);
+    subscriptions_.erase(it);
+  }
+  AppendEmptyReply(*reply_, c.id, "unsubscribe");
+}
+
+void ClientConnection::HandlePublish(const Command& c) {
+  const config::ChannelOptions* options = ChannelOptionsOrReply(c);
+  if (!options) return;
+  if (c.data.empty()) return ReplyError(c.id, ErrorCode::kBadRequest);
+  const bool allowed = options->allow_publish_for_client ||
+                       (options->allow_publish_for_subscriber && FindSubscription(c.channel));
+  if (!allowed) return ReplyError(c.id, ErrorCode::kPermissionDenied);
+  context_.hub.Publish(c.channel, *options, c.data, info_);
+  AppendEmptyReply(*reply_, c.id, "publish");
+}
+
+void ClientConnection::HandlePresence(const Command& c, bool stats) {
+  const config::ChannelOptions* options = ChannelOptionsOrReply(c);
+  if (!options) return;
+  if (!options->presence) return ReplyError(c.id, ErrorCode::kNotAvailable);
+  const bool allowed = options->allow_presence_for_client ||
+                       (options->allow_presence_for_subscriber && FindSubscription(c.channel));
+  if (!allowed) return ReplyError(c.id, ErrorCode::kPermissionDenied);
+  if (stats) {
+    auto [clients, users] = context_.hub.PresenceStats(c.channel);
+    AppendPresenceStatsReply(*reply_, c.id, clients, users);
+  } else {
+    AppendPresenceReply(*reply_, c.id, context_.hub.Presence(c.channel));
+  }
+}
+
+void ClientConnection::HandleHistory(const Command& c) {
+  const config::ChannelOptions* options = ChannelOptionsOrReply(c);
+  if (!options) return;
+  if (options->history_size == 0) return ReplyError(c.id, ErrorCode::kNotAvailable);
+  const bool allowed = options->allow_history_for_client ||
+                       (options->allow_history_for_subscriber && FindSubscription(c.channel));
+  if (!allowed) return ReplyError(c.id, ErrorCode::kPermissionDenied);
+  core::StreamPosition since{c.since_offset, std::string(c.since_epoch)};
+  core::Hub::HistoryResult result =
+      context_.hub.History(c.channel, *options, c.has_since ? &since : nullptr, c.limit, c.reverse);
+  if (result.unrecoverable) return ReplyError(c.id, ErrorCode::kUnrecoverablePosition);
+  AppendHistoryReply(*reply_, c.id, result);
+}
+
+}  // namespace hermod::proto

@@ -1,0 +1,139 @@
+// A client of the Centrifugo protocol on /connection/websocket: a WebSocket connection whose
+// messages are commands. Commands of one message are handled in order and their replies
+// leave as one message (newline-joined); pushes from the hub arrive as shared frames queued
+// behind them. The first command must be `connect` (else disconnect 3501).
+//
+// Authentication: a connection JWT (user, info, expiry, server-side `channels`), or none
+// when allow_anonymous_connect_without_token; a subscription JWT opens channels that the
+// namespace does not open to every client (and `$` channels). An expiring token is
+// refreshed with `refresh` / `sub_refresh`; a connection whose token ran out is
+// disconnected with 3005, a subscription's with 3006.
+//
+// Keepalive is the protocol's, not RFC 6455's: every ping_interval the server sends `{}`;
+// the connect result says `"pong": true`, so the client answers `{}`, and a client silent for
+// pong_timeout after a ping is disconnected with 3012. One timer covers the stale deadline
+// (no connect), pings, the pong deadline and token expiry. It is a second TimerNode in the
+// object (the Connection's own timer belongs to the WebSocket layer), so it costs no
+// allocation. The command parser and the reply buffer are per thread (per loop), not per
+// connection: an idle client holds its id, its user and its subscriptions, nothing more.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "auth/token_verifier.h"
+#include "config/config.h"
+#include "core/channel_rules.h"
+#include "core/hub.h"
+#include "net/timer_wheel.h"
+#include "proto/codes.h"
+#include "proto/command.h"
+#include "ws/websocket_connection.h"
+
+namespace hermod::proto {
+
+struct ClientOptions {
+  bool allow_anonymous = false;
+  size_t channel_limit = 128;
+  size_t max_recovery = 300;
+  uint64_t ping_interval_ms = 25000;  // 0: no pings
+  uint64_t pong_timeout_ms = 8000;
+  uint64_t stale_close_ms = 10000;  // a connection without connect is closed (3502); 0: off
+  // After the token's exp, the client has this long to refresh before 3005 (Centrifugo's
+  // client_expired_close_delay): the SDK refreshes at exp, and the round trip takes time.
+  uint64_t expired_close_ms = 25000;
+  std::string version;
+
+  static ClientOptions FromConfig(const config::Config& config);
+};
+
+// What every client connection shares: read-only options, rules and keys, and the hub.
+struct ClientContext {
+  core::Hub& hub;
+  const core::ChannelRules& rules;
+  const auth::TokenVerifier& tokens;
+  ClientOptions options;
+};
+
+class ClientConnection final : public ws::WebSocketConnection {
+ public:
+  ClientConnection(net::Connection& from, const ws::WebSocketOptions& options,
+                   const ws::HandshakeResult& handshake, ws::WebSocketStats& stats,
+                   ClientContext& context);
+  ~ClientConnection() override;
+
+  const std::string& user() const { return user_; }
+  const std::string& client_id() const { return client_id_; }
+  bool connected() const { return connected_ && !disconnected_; }
+  // A server-side decision (the API's disconnect): code and reason as the client gets them.
+  void Disconnect(proto::Disconnect reason);
+  // The API's subscribe: a server-side subscription, announced with a `subscribe` push.
+  void SubscribeFromServer(std::string_view channel);
+  // The API's unsubscribe: ends the subscription with an `unsubscribe` push (code 2000).
+  void UnsubscribeFromServer(std::string_view channel);
+
+ private:
+  struct ClientSubscription : core::Subscription {
+    std::string channel;
+    const config::ChannelOptions* options;
+    int64_t expires_at = 0;  // subscription token's exp (wall clock s); 0: never
+  };
+  class Keepalive final : public net::TimerNode {
+   public:
+    explicit Keepalive(ClientConnection& client) : client_(client) {}
+    void OnTimer() override { client_.OnKeepalive(); }
+
+   private:
+    ClientConnection& client_;
+  };
+
+  void OnWebSocketMessage(ws::Opcode opcode, std::string_view payload) override;
+  void OnShutdown() override;
+  void OnClosed() override;
+  void OnKeepalive();
+  void ScheduleKeepalive();
+
+  // Each appends its reply to reply_; Handle returns false once the client is disconnected.
+  bool Handle(const Command& c);
+  void HandleConnect(const Command& c);
+  void HandleRefresh(const Command& c);
+  void HandleSubscribe(const Command& c);
+  void HandleSubRefresh(const Command& c);
+  void HandleUnsubscribe(const Command& c);
+  void HandlePublish(const Command& c);
+  void HandlePresence(const Command& c, bool stats);
+  void HandleHistory(const Command& c);
+  void ReplyError(uint32_t id, ErrorCode code);
+  // Checks the channel name and its namespace; replies with the error when it fails.
+  const config::ChannelOptions* ChannelOptionsOrReply(const Command& c);
+  ClientSubscription* FindSubscription(std::string_view channel);
+  // Subscribes through the hub and keeps the subscription.
+  core::Hub::SubscribeResult AddSubscription(std::string_view channel,
+                                             const config::ChannelOptions& options,
+                                             bool recoverable, bool recover,
+                                             const core::StreamPosition& since, bool join_leave,
+                                             int64_t expires_at);
+  // The token's expiry as a deadline on the loop's clock.
+  void SetExpiry(int64_t expires_at_s);
+  void UnsubscribeAll();
+
+  ClientContext& context_;
+  Keepalive keepalive_{*this};
+  bool connected_ = false;
+  bool disconnected_ = false;
+  bool awaiting_pong_ = false;
+  uint64_t stale_deadline_ms_ = 0;
+  uint64_t next_ping_ms_ = 0;
+  uint64_t pong_deadline_ms_ = 0;
+  uint64_t expire_ms_ = 0;  // connection token expiry; 0: never
+  std::string client_id_;
+  std::string user_;
+  std::string info_;              // ClientInfo JSON
+  std::string* reply_ = nullptr;  // the loop's reply buffer while a message is handled
+  std::vector<std::unique_ptr<ClientSubscription>> subscriptions_;
+};
+
+}  // namespace hermod::proto

@@ -1,0 +1,46 @@
+// The client protocol's numbers, in one table each: reply error codes and disconnect codes
+// (Centrifugo's "codes" page; PROTOCOL.md). A disconnect is sent as the WebSocket close code
+// and reason: 3000-3499 and 4000-4499 tell the SDK to reconnect, 3500-3999 and 4500-4999 not.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+namespace hermod::proto {
+
+enum class ErrorCode : uint32_t {
+  kInternal = 100,
+  kUnauthorized = 101,
+  kUnknownChannel = 102,
+  kPermissionDenied = 103,
+  kMethodNotFound = 104,
+  kAlreadySubscribed = 105,
+  kLimitExceeded = 106,
+  kBadRequest = 107,
+  kNotAvailable = 108,
+  kTokenExpired = 109,
+  kExpired = 110,
+  kTooManyRequests = 111,
+  kUnrecoverablePosition = 112,
+};
+
+std::string_view ErrorMessage(ErrorCode code);
+inline bool IsTemporary(ErrorCode code) { return code == ErrorCode::kInternal; }
+
+struct Disconnect {
+  uint16_t code;
+  std::string_view reason;
+};
+
+inline constexpr Disconnect kDisconnectShutdown{3001, "shutdown"};
+inline constexpr Disconnect kDisconnectServerError{3004, "internal server error"};
+inline constexpr Disconnect kDisconnectExpired{3005, "expired"};
+inline constexpr Disconnect kDisconnectSubExpired{3006, "subscription expired"};
+inline constexpr Disconnect kDisconnectSlow{3008, "slow"};
+inline constexpr Disconnect kDisconnectNoPong{3012, "no pong"};
+inline constexpr Disconnect kDisconnectInvalidToken{3500, "invalid token"};
+inline constexpr Disconnect kDisconnectBadRequest{3501, "bad request"};
+inline constexpr Disconnect kDisconnectStale{3502, "stale"};
+inline constexpr Disconnect kDisconnectChannelLimit{3505, "channel limit"};
+
+}  // namespace hermod::proto

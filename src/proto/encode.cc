@@ -1,0 +1,271 @@
+#include "proto/encode.h"
+
+#include <cstdio>
+
+#include "ws/frame.h"
+#include "ws/frame_encoder.h"
+
+namespace hermod::proto {
+
+namespace {
+
+void AppendTtl(std::string& out, int64_t ttl_s) {
+  if (ttl_s > 0) {
+    out += ",\"expires\":true,\"ttl\":";
+    out += std::to_string(ttl_s);
+  }
+}
+
+void AppendId(std::string& out, uint32_t id) {
+  out += "{\"id\":";
+  out += std::to_string(id);
+}
+
+void AppendPublications(std::string& out, const std::vector<std::string>& publications) {
+  out += "\"publications\":[";
+  for (size_t i = 0; i < publications.size(); ++i) {
+    if (i > 0) out += ',';
+    out += publications[i];
+  }
+  out += ']';
+}
+
+std::string Publication(std::string_view data, std::string_view info, uint64_t offset) {
+  std::string out = "{\"data\":";
+  out += data.empty() ? std::string_view("null") : data;
+  if (!info.empty()) {
+    out += ",\"info\":";
+    out += info;
+  }
+  if (offset != 0) {
+    out += ",\"offset\":";
+    out += std::to_string(offset);
+  }
+  out += '}';
+  return out;
+}
+
+// {"push":{"channel":"c","<kind>":<body>}} as one frame; body is already JSON.
+net::Chunk* PushFrame(std::string_view channel, std::string_view kind, std::string_view prefix,
+                      std::string_view body, std::string_view suffix) {
+  std::string json = "{\"push\":{\"channel\":";
+  AppendJsonString(json, channel);
+  json += ",\"";
+  json += kind;
+  json += "\":";
+  json += prefix;
+  json += body;
+  json += suffix;
+  json += "}}";
+  return TextFrame(json);
+}
+
+net::Chunk* PublicationFrame(std::string_view channel, std::string_view publication) {
+  return PushFrame(channel, "pub", "", publication, "");
+}
+
+net::Chunk* JoinLeaveFrame(std::string_view channel, bool join, std::string_view info) {
+  return PushFrame(channel, join ? "join" : "leave", "{\"info\":", info, "}");
+}
+
+}  // namespace
+
+void AppendJsonString(std::string& out, std::string_view s) {
+  out += '"';
+  for (char ch : s) {
+    switch (ch) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (static_cast<unsigned char>(ch) < 0x20) {
+          char buffer[8];
+          std::snprintf(buffer, sizeof buffer, "\\u%04x", ch);
+          out += buffer;
+        } else {
+          out += ch;
+        }
+    }
+  }
+  out += '"';
+}
+
+std::string ClientInfoJson(std::string_view user, std::string_view client,
+                           std::string_view conn_info) {
+  std::string out = "{\"user\":";
+  AppendJsonString(out, user);
+  out += ",\"client\":";
+  AppendJsonString(out, client);
+  if (!conn_info.empty()) {
+    out += ",\"conn_info\":";
+    out += conn_info;
+  }
+  out += '}';
+  return out;
+}
+
+void AppendError(std::string& out, uint32_t id, ErrorCode code) {
+  AppendId(out, id);
+  out += ",\"error\":{\"code\":";
+  out += std::to_string(static_cast<uint32_t>(code));
+  out += ",\"message\":";
+  AppendJsonString(out, ErrorMessage(code));
+  if (IsTemporary(code)) out += ",\"temporary\":true";
+  out += "}}";
+}
+
+void AppendConnectReply(std::string& out, uint32_t id, const ConnectResult& r) {
+  AppendId(out, id);
+  out += ",\"connect\":{\"client\":";
+  AppendJsonString(out, r.client);
+  out += ",\"version\":";
+  AppendJsonString(out, r.version);
+  AppendTtl(out, r.ttl_s);
+  if (r.ping_s > 0) {
+    out += ",\"ping\":";
+    out += std::to_string(r.ping_s);
+  }
+  if (r.pong) out += ",\"pong\":true";
+  if (!r.subs.empty()) {
+    out += ",\"subs\":{";
+    for (size_t i = 0; i < r.subs.size(); ++i) {
+      if (i > 0) out += ',';
+      AppendJsonString(out, r.subs[i].channel);
+      out += ':';
+      AppendSubscribeResult(out, *r.subs[i].result, r.subs[i].was_recovering);
+    }
+    out += '}';
+  }
+  out += "}}";
+}
+
+void AppendRefreshReply(std::string& out, uint32_t id, const ConnectResult& r) {
+  AppendId(out, id);
+  out += ",\"refresh\":{\"client\":";
+  AppendJsonString(out, r.client);
+  out += ",\"version\":";
+  AppendJsonString(out, r.version);
+  AppendTtl(out, r.ttl_s);
+  out += "}}";
+}
+
+void AppendSubRefreshReply(std::string& out, uint32_t id, int64_t ttl_s) {
+  AppendId(out, id);
+  out += ",\"sub_refresh\":{";
+  if (ttl_s > 0) out += "\"expires\":true,\"ttl\":" + std::to_string(ttl_s);
+  out += "}}";
+}
+
+void AppendSubscribeResult(std::string& out, const core::Hub::SubscribeResult& r,
+                           bool was_recovering, int64_t ttl_s) {
+  out += '{';
+  bool first = true;
+  auto sep = [&] {
+    if (!first) out += ',';
+    first = false;
+  };
+  if (ttl_s > 0) {
+    sep();
+    out += "\"expires\":true,\"ttl\":" + std::to_string(ttl_s);
+  }
+  if (r.recoverable) {
+    sep();
+    out += "\"recoverable\":true,\"epoch\":";
+    AppendJsonString(out, r.position.epoch);
+    if (r.position.offset != 0) {
+      out += ",\"offset\":";
+      out += std::to_string(r.position.offset);
+    }
+  }
+  if (!r.publications.empty()) {
+    sep();
+    AppendPublications(out, r.publications);
+  }
+  if (r.recovered) {
+    sep();
+    out += "\"recovered\":true";
+  }
+  if (was_recovering) {
+    sep();
+    out += "\"was_recovering\":true";
+  }
+  out += '}';
+}
+
+void AppendSubscribeReply(std::string& out, uint32_t id, const core::Hub::SubscribeResult& r,
+                          bool was_recovering, int64_t ttl_s) {
+  AppendId(out, id);
+  out += ",\"subscribe\":";
+  AppendSubscribeResult(out, r, was_recovering, ttl_s);
+  out += '}';
+}
+
+void AppendEmptyReply(std::string& out, uint32_t id, std::string_view method) {
+  AppendId(out, id);
+  out += ",\"";
+  out += method;
+  out += "\":{}}";
+}
+
+void AppendHistoryReply(std::string& out, uint32_t id, const core::Hub::HistoryResult& r) {
+  AppendId(out, id);
+  out += ",\"history\":{";
+  AppendPublications(out, r.publications);
+  out += ",\"epoch\":";
+  AppendJsonString(out, r.position.epoch);
+  if (r.position.offset != 0) {
+    out += ",\"offset\":";
+    out += std::to_string(r.position.offset);
+  }
+  out += "}}";
+}
+
+void AppendPresenceReply(std::string& out, uint32_t id,
+                         const std::vector<std::pair<std::string, core::PresenceEntry>>& p) {
+  AppendId(out, id);
+  out += ",\"presence\":{\"presence\":{";
+  for (size_t i = 0; i < p.size(); ++i) {
+    if (i > 0) out += ',';
+    AppendJsonString(out, p[i].first);
+    out += ':';
+    out += p[i].second.info;
+  }
+  out += "}}}";
+}
+
+void AppendPresenceStatsReply(std::string& out, uint32_t id, size_t clients, size_t users) {
+  AppendId(out, id);
+  out += ",\"presence_stats\":{\"num_clients\":";
+  out += std::to_string(clients);
+  out += ",\"num_users\":";
+  out += std::to_string(users);
+  out += "}}";
+}
+
+net::Chunk* TextFrame(std::string_view json) {
+  ws::FrameHeaderSpec spec;
+  spec.opcode = ws::Opcode::kText;
+  spec.payload_len = json.size();
+  uint8_t header[ws::kMaxFrameHeader];
+  size_t header_len = ws::EncodeFrameHeader(spec, header);
+  net::Chunk* chunk = net::Chunk::Create(header_len + json.size());
+  chunk->Append({reinterpret_cast<const char*>(header), header_len});
+  chunk->Append(json);
+  return chunk;
+}
+
+core::PushCodec JsonPushCodec() { return {&Publication, &PublicationFrame, &JoinLeaveFrame}; }
+
+}  // namespace hermod::proto

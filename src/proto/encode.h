@@ -1,0 +1,63 @@
+// Everything the server sends in the client protocol, as JSON appended to a string: replies
+// `{"id":N,"<method>":{result}}`, errors, and the pushes the hub fans out. Fields that are
+// false, zero or empty are left out, as Centrifugo's JSON does (the SDK treats absence as
+// the zero value). Publication `data` is raw JSON text and is copied in as it came.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/hub.h"
+#include "net/output_queue.h"
+#include "proto/codes.h"
+
+namespace hermod::proto {
+
+void AppendJsonString(std::string& out, std::string_view s);
+
+// `{"user":"..","client":"..","conn_info":..}`; conn_info is raw JSON, left out when empty.
+std::string ClientInfoJson(std::string_view user, std::string_view client,
+                           std::string_view conn_info = {});
+
+void AppendError(std::string& out, uint32_t id, ErrorCode code);
+
+// A server-side subscription's result, as the connect reply's `subs` carries it.
+struct ServerSubscription {
+  std::string_view channel;
+  const core::Hub::SubscribeResult* result;
+  bool was_recovering = false;
+};
+
+struct ConnectResult {
+  std::string_view client;
+  std::string_view version;
+  uint32_t ping_s = 0;
+  bool pong = false;
+  int64_t ttl_s = 0;  // > 0: the token expires (`expires`, `ttl`)
+  std::vector<ServerSubscription> subs;
+};
+void AppendConnectReply(std::string& out, uint32_t id, const ConnectResult& result);
+// `refresh` (client, version, expires, ttl) and `sub_refresh` (expires, ttl).
+void AppendRefreshReply(std::string& out, uint32_t id, const ConnectResult& result);
+void AppendSubRefreshReply(std::string& out, uint32_t id, int64_t ttl_s);
+// The subscribe result object alone, then the whole reply.
+void AppendSubscribeResult(std::string& out, const core::Hub::SubscribeResult& r,
+                           bool was_recovering, int64_t ttl_s = 0);
+void AppendSubscribeReply(std::string& out, uint32_t id, const core::Hub::SubscribeResult& r,
+                          bool was_recovering, int64_t ttl_s = 0);
+// `{"id":N,"<method>":{}}`: unsubscribe, publish.
+void AppendEmptyReply(std::string& out, uint32_t id, std::string_view method);
+void AppendHistoryReply(std::string& out, uint32_t id, const core::Hub::HistoryResult& r);
+void AppendPresenceReply(std::string& out, uint32_t id,
+                         const std::vector<std::pair<std::string, core::PresenceEntry>>& p);
+void AppendPresenceStatsReply(std::string& out, uint32_t id, size_t clients, size_t users);
+
+// The hub's codec: publication objects and push frames (WebSocket header + JSON in a Chunk).
+core::PushCodec JsonPushCodec();
+// A text frame carrying json, in a new chunk (refcount 1).
+net::Chunk* TextFrame(std::string_view json);
+
+}  // namespace hermod::proto

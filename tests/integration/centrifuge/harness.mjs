@@ -1,0 +1,101 @@
+// Starts the real hermod binary for the centrifuge SDK tests and puts a TCP proxy between
+// clients and it, so a test can cut a client's connection the way a network does (no close
+// frame): the SDK then reconnects by itself, and recovers what it missed.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+const START_TIMEOUT_MS = 30000;
+
+export async function startHermod(binary, config) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hermod-centrifuge-'));
+  const configPath = path.join(dir, 'hermod.json');
+  fs.writeFileSync(configPath, JSON.stringify(config));
+  const proc = spawn(binary, ['serve', '--bind', '127.0.0.1', '--port', '0', '--workers', '2',
+                              '--config', configPath],
+                     { stdio: ['ignore', 'ignore', 'pipe'] });
+  const log = [];
+  const port = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('hermod did not start:\n' + log.join(''))),
+                             START_TIMEOUT_MS);
+    proc.stderr.setEncoding('utf8');
+    proc.stderr.on('data', (chunk) => {
+      log.push(chunk);
+      const m = /listening on http:\/\/[^\s:]+:(\d+)/.exec(log.join(''));
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    });
+    proc.on('exit', (code) => reject(new Error(`hermod exited with ${code}:\n${log.join('')}`)));
+  });
+  const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+  return {
+    port,
+    log,
+    // SIGTERM, then the exit status (0 expected).
+    async stop() {
+      proc.kill('SIGTERM');
+      const status = await exited;
+      fs.rmSync(dir, { recursive: true, force: true });
+      return status;
+    },
+    kill() {
+      proc.kill('SIGKILL');
+    },
+  };
+}
+
+// A TCP proxy to 127.0.0.1:target; cutAll() destroys every proxied connection.
+export async function startProxy(target) {
+  const pairs = new Set();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(target, '127.0.0.1');
+    const pair = { client, upstream };
+    pairs.add(pair);
+    client.pipe(upstream);
+    upstream.pipe(client);
+    const drop = () => {
+      client.destroy();
+      upstream.destroy();
+      pairs.delete(pair);
+    };
+    client.on('error', drop);
+    upstream.on('error', drop);
+    client.on('close', drop);
+    upstream.on('close', drop);
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: server.address().port,
+    cutAll() {
+      for (const { client, upstream } of pairs) {
+        client.resetAndDestroy();
+        upstream.destroy();
+      }
+      pairs.clear();
+    },
+    close() {
+      server.close();
+    },
+  };
+}
+
+// Resolves with the first `event` from emitter whose argument satisfies pred.
+export function nextEvent(emitter, event, pred = () => true, timeoutMs = 10000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      emitter.off(event, handler);
+      reject(new Error(`timed out waiting for ${event}`));
+    }, timeoutMs);
+    function handler(ctx) {
+      if (!pred(ctx)) return;
+      clearTimeout(timer);
+      emitter.off(event, handler);
+      resolve(ctx);
+    }
+    emitter.on(event, handler);
+  });
+}

@@ -1,0 +1,51 @@
+#include "core/channel_rules.h"
+
+#include <gtest/gtest.h>
+
+namespace hermod::core {
+namespace {
+
+TEST(ChannelRules, ChannelsWithoutNamespaceTakeTopLevelOptions) {
+  config::Config c;
+  c.channel.presence = true;
+  ChannelRules rules(c);
+  const config::ChannelOptions* o = rules.Find("news");
+  ASSERT_NE(o, nullptr);
+  EXPECT_TRUE(o->presence);
+}
+
+TEST(ChannelRules, NamespacedChannelsTakeTheirNamespacesOptions) {
+  config::Config c;
+  config::Namespace chat;
+  chat.name = "chat";
+  chat.options.history_size = 7;
+  c.namespaces.push_back(chat);
+  ChannelRules rules(c);
+  const config::ChannelOptions* o = rules.Find("chat:room:1");
+  ASSERT_NE(o, nullptr);
+  EXPECT_EQ(o->history_size, 7u);
+  EXPECT_EQ(rules.Find("chatx:1"), nullptr);
+  EXPECT_EQ(rules.Find(":1"), nullptr);
+}
+
+TEST(ChannelRules, PrivateChannelsStartWithTheConfiguredPrefix) {
+  config::Config c;
+  EXPECT_TRUE(ChannelRules(c).IsPrivate("$secret"));
+  EXPECT_FALSE(ChannelRules(c).IsPrivate("public"));
+  c.channel_private_prefix = "private:";
+  EXPECT_TRUE(ChannelRules(c).IsPrivate("private:x"));
+  EXPECT_FALSE(ChannelRules(c).IsPrivate("$secret"));
+}
+
+TEST(ChannelRules, UserLimitedChannelsListTheirUsersAfterTheHash) {
+  EXPECT_TRUE(ChannelRules::IsUserLimited("dialog#1,2"));
+  EXPECT_FALSE(ChannelRules::IsUserLimited("dialog"));
+  EXPECT_TRUE(ChannelRules::UserListed("dialog#1,22", "1"));
+  EXPECT_TRUE(ChannelRules::UserListed("dialog#1,22", "22"));
+  EXPECT_FALSE(ChannelRules::UserListed("dialog#1,22", "2"));
+  EXPECT_FALSE(ChannelRules::UserListed("dialog#1,22", ""));
+  EXPECT_FALSE(ChannelRules::UserListed("dialog#", ""));
+}
+
+}  // namespace
+}  // namespace hermod::core
