@@ -55,6 +55,7 @@ Server::Server(config::Config config)
   ws_options_.pong_timeout_ms = w.pong_timeout_ms;
   ws_options_.idle_timeout_ms = w.idle_timeout_ms;
   ws_options_.close_timeout_ms = w.close_timeout_ms;
+  ws_options_.fragment_bytes = w.fragment_bytes;
   ws_options_.deflate_level = static_cast<int>(w.compression.level);
   ws_options_.deflate_min_size = w.compression.min_size;
 

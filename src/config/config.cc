@@ -95,6 +95,7 @@ std::vector<Field> Fields(Config& c) {
       {"websocket.idle_timeout_ms", &ws.idle_timeout_ms},
       {"websocket.max_write_buffer_bytes", &ws.max_write_buffer_bytes},
       {"websocket.close_timeout_ms", &ws.close_timeout_ms},
+      {"websocket.fragment_bytes", &ws.fragment_bytes},
       {"websocket.allowed_origins", &ws.allowed_origins},
       {"websocket.subprotocols", &ws.subprotocols},
       {"websocket.compression.enabled", &z.enabled},
@@ -251,7 +252,15 @@ bool SetFromString(Field& field, std::string_view text, const std::string& sourc
 
 std::string EnvName(std::string_view key) {
   std::string name = "HERMOD_";
-  for (char ch : key) name += ch == '.' ? '_' : static_cast<char>(std::toupper(ch));
+  // Nesting is "__", since keys themselves contain "_": websocket.max_message_bytes is
+  // HERMOD_WEBSOCKET__MAX_MESSAGE_BYTES.
+  for (char ch : key) {
+    if (ch == '.') {
+      name += "__";
+    } else {
+      name += static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    }
+  }
   return name;
 }
 
@@ -370,8 +379,17 @@ bool Validate(const Config& c, std::string* error) {
     return fail("config key http.max_header_bytes: must be 256..2^30");
   }
   if (c.http.max_headers == 0) return fail("config key http.max_headers: must be at least 1");
-  if (c.websocket.max_message_bytes == 0) {
-    return fail("config key websocket.max_message_bytes: must be at least 1");
+  // Buffers are indexed with 32 bits; 1 GiB is far beyond any sane message anyway.
+  constexpr uint64_t kMaxBuffer = 1ull << 30;
+  if (c.websocket.max_message_bytes == 0 || c.websocket.max_message_bytes > kMaxBuffer) {
+    return fail("config key websocket.max_message_bytes: must be 1..2^30");
+  }
+  if (c.websocket.max_write_buffer_bytes < 1024 ||
+      c.websocket.max_write_buffer_bytes > kMaxBuffer) {
+    return fail("config key websocket.max_write_buffer_bytes: must be 1024..2^30");
+  }
+  if (c.http.max_body_bytes > kMaxBuffer) {
+    return fail("config key http.max_body_bytes: at most 2^30");
   }
   if (c.websocket.ping_interval_ms != 0 && c.websocket.pong_timeout_ms == 0) {
     return fail("config key websocket.pong_timeout_ms: must be set when pings are on");

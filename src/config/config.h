@@ -65,7 +65,8 @@ struct Config {
     uint64_t pong_timeout_ms = 10000;
     uint64_t idle_timeout_ms = 0;  // 0: off
     uint64_t max_write_buffer_bytes = 4 << 20;
-    uint64_t close_timeout_ms = 2000;          // wait for the peer's Close after ours
+    uint64_t fragment_bytes = 0;       // split outgoing messages into frames of this size; 0: never
+    uint64_t close_timeout_ms = 2000;  // wait for the peer's Close after ours
     std::vector<std::string> allowed_origins;  // empty: same host only; "*": any
     std::vector<std::string> subprotocols;
     struct Compression {

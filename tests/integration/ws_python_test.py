@@ -15,7 +15,7 @@ import hermod_harness as h
 MAX_MESSAGE = 1 << 20
 SIZES = [0, 1, 125, 126, 65535, 65536, MAX_MESSAGE - 1]
 TIMEOUT_S = 20
-SEED = int(os.environ.get("HERMOD_TEST_SEED", "6455"))
+SEED = int(os.environ.get("WS_PYTHON_TEST_SEED", "6455"))
 
 
 def text_of(size, rng):
@@ -170,6 +170,23 @@ class WebSocketPythonTest(h.HermodTestCase):
 
         self.run_async(run())
         self.assertEqual(server.wait_exit(), 0, server.stderr_text())
+
+
+class OutgoingFragmentationTest(h.HermodTestCase):
+    """websocket.fragment_bytes splits what the server sends (RFC 6455 §5.4)."""
+
+    def test_large_echo_leaves_as_continuation_frames_of_the_configured_size(self):
+        server = self.start_server({"websocket": {"fragment_bytes": 1000,
+                                                  "compression": {"enabled": False}}})
+        ws = h.ws_open(server.port)
+        payload = bytes(range(256)) * 10  # 2,560 bytes: 1000 + 1000 + 560
+        ws.send_frame(h.OP_BINARY, payload)
+        frames = [ws.read_frame() for _ in range(3)]
+        self.assertEqual([f.opcode for f in frames], [h.OP_BINARY, 0, 0])
+        self.assertEqual([f.fin for f in frames], [False, False, True])
+        self.assertEqual([len(f.payload) for f in frames], [1000, 1000, 560])
+        self.assertEqual(b"".join(f.payload for f in frames), payload)
+        ws.close()
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ TEST(Config, EnvironmentOverridesFile) {
   std::string error;
   ASSERT_TRUE(ApplyJson(R"({"port": 9000})", c, &error));
   std::string port = "HERMOD_PORT=9100";
-  std::string origins = "HERMOD_WEBSOCKET_ALLOWED_ORIGINS=https://a,https://b";
+  std::string origins = "HERMOD_WEBSOCKET__ALLOWED_ORIGINS=https://a,https://b";
   std::string other = "PATH=/bin";
   char* env[] = {port.data(), origins.data(), other.data(), nullptr};
   ASSERT_TRUE(ApplyEnvironment(env, c, &error)) << error;
