@@ -9,6 +9,7 @@
 
 #include "http/response.h"
 #include "proto/encode.h"
+#include "proto/prepared_push.h"
 
 namespace hermod::app {
 
@@ -77,11 +78,14 @@ Server::Server(config::Config config)
 Server::~Server() = default;
 
 void Server::BuildRoutes() {
-  router_.Add("/health", {"GET"}, [](http::HttpConnection& c, http::Request& request) {
-    c.Respond(
-        http::BuildResponse(200, "application/json", "{\"status\":\"ok\"}\n", request.keep_alive),
-        request.keep_alive);
-  });
+  router_.Add("/health", {"GET"},
+              [this](http::HttpConnection& c, http::Request& r) { metrics_->Health(c, r); });
+  router_.Add("/health/live", {"GET"},
+              [this](http::HttpConnection& c, http::Request& r) { metrics_->Live(c, r); });
+  router_.Add("/health/ready", {"GET"},
+              [this](http::HttpConnection& c, http::Request& r) { metrics_->Ready(c, r); });
+  router_.Add("/metrics", {"GET"},
+              [this](http::HttpConnection& c, http::Request& r) { metrics_->Metrics(c, r); });
   router_.Add("/connection/websocket", {"GET"},
               [this](http::HttpConnection& c, http::Request& r) { Upgrade(c, r, false); });
   for (const char* method :
@@ -128,6 +132,19 @@ void Server::Upgrade(http::HttpConnection& connection, http::Request& request, b
   }
 }
 
+void Server::BuildMetrics() {
+  std::vector<metrics::LoopCounters> counters;
+  std::vector<net::Loop*> loops;
+  for (auto& worker : workers_) {
+    counters.push_back({worker->loop.get(), &worker->http_stats, &worker->ws_stats});
+    loops.push_back(worker->loop.get());
+  }
+  health_ = std::make_unique<metrics::HealthMonitor>(config_.health, std::move(loops));
+  metrics_ = std::make_unique<metrics::Routes>(std::move(counters), *health_,
+                                               config_.health.loop_deadline_ms,
+                                               metrics::BuildInfo{HERMOD_VERSION, __VERSION__});
+}
+
 void Server::ShutdownWorker(Worker& worker) {
   worker.listener->Stop();
   worker.loop->ForEachConnection([](net::Connection* c) { c->OnShutdown(); });
@@ -144,6 +161,10 @@ int Server::Run() {
     setrlimit(RLIMIT_NOFILE, &limit);
   }
   signal(SIGPIPE, SIG_IGN);
+  // A shell starts background jobs with SIGINT ignored, and an ignored signal is discarded
+  // even while blocked: restore the default so that sigwait below receives it.
+  signal(SIGINT, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
@@ -162,7 +183,9 @@ int Server::Run() {
   size_t count =
       config_.workers != 0 ? config_.workers : std::max(1u, std::thread::hardware_concurrency());
   uint16_t port = static_cast<uint16_t>(config_.port);
-  hub_ = std::make_unique<core::Hub>(count, proto::JsonPushCodec());
+  hub_ = std::make_unique<core::Hub>(
+      count, proto::JsonPushCodec(handshake_policy_.deflate.level,
+                                  handshake_policy_.deflate.server_max_window_bits));
   client_context_ = std::make_unique<proto::ClientContext>(proto::ClientContext{
       *hub_, channel_rules_, token_verifier_, proto::ClientOptions::FromConfig(config_)});
   // The API's per-client methods: every loop looks for the user's client connections.
@@ -203,9 +226,12 @@ int Server::Run() {
         });
     workers_.push_back(std::move(worker));
   }
+  // Before the threads start: the routes read metrics_ from every loop.
+  BuildMetrics();
   for (auto& worker : workers_) {
     worker->thread = std::thread([loop = worker->loop.get()] { loop->Run(); });
   }
+  health_->Start();  // its first check pings the loops
   spdlog::info("listening on {}://{}:{} ({} workers{})", tls_ ? "https" : "http", config_.bind,
                port, count, config_.echo ? ", echo on" : "");
 
@@ -217,7 +243,9 @@ int Server::Run() {
     Worker* w = worker.get();
     w->loop->Post([this, w] { ShutdownWorker(*w); });
   }
+  health_->SetDraining();
   for (auto& worker : workers_) worker->thread.join();
+  health_->Stop();
   spdlog::info("stopped");
   return 0;
 }

@@ -17,6 +17,8 @@
 #include "core/hub.h"
 #include "http/http_connection.h"
 #include "http/router.h"
+#include "metrics/health.h"
+#include "metrics/routes.h"
 #include "net/event_loop.h"
 #include "net/listener.h"
 #include "net/tls.h"
@@ -48,6 +50,8 @@ class Server {
   void BuildRoutes();
   void Upgrade(http::HttpConnection& connection, http::Request& request, bool echo);
   void ShutdownWorker(Worker& worker);
+  // Once the loops exist: the health monitor and the /metrics and /health* routes.
+  void BuildMetrics();
 
   config::Config config_;
   http::HttpOptions http_options_;
@@ -65,6 +69,9 @@ class Server {
   std::unique_ptr<core::Hub> hub_;
   std::unique_ptr<proto::ClientContext> client_context_;
   std::unique_ptr<api::ServerApi> api_;  // /api/<method>, built in Run beside the hub
+  // GET /metrics and /health*, built in Run once the loops exist.
+  std::unique_ptr<metrics::HealthMonitor> health_;
+  std::unique_ptr<metrics::Routes> metrics_;
   std::vector<std::unique_ptr<Worker>> workers_;
 };
 

@@ -41,6 +41,8 @@ void AddChannelFields(std::vector<Field>& fields, ChannelOptions& o) {
                     {"allow_presence_for_client", &o.allow_presence_for_client},
                     {"allow_presence_for_subscriber", &o.allow_presence_for_subscriber},
                     {"allow_user_limited_channels", &o.allow_user_limited_channels},
+                    {"push_coalesce_max_bytes", &o.push_coalesce_max_bytes},
+                    {"push_coalesce_delay", &o.push_coalesce_delay},
                 });
 }
 
@@ -105,6 +107,14 @@ std::vector<Field> Fields(Config& c) {
       {"websocket.compression.client_max_window_bits", &z.client_max_window_bits},
       {"websocket.compression.level", &z.level},
       {"websocket.compression.min_size", &z.min_size},
+      {"health.check_interval_ms", &c.health.check_interval_ms},
+      {"health.loop_deadline_ms", &c.health.loop_deadline_ms},
+      {"health.memory_budget_bytes", &c.health.memory_budget_bytes},
+      {"health.max_connections", &c.health.max_connections},
+      {"health.degraded_percent", &c.health.degraded_percent},
+      {"health.unhealthy_percent", &c.health.unhealthy_percent},
+      {"health.critical_percent", &c.health.critical_percent},
+      {"health.history_size", &c.health.history_size},
       {"tls.cert_file", &c.tls.cert_file},
       {"tls.key_file", &c.tls.key_file},
   };
@@ -402,12 +412,27 @@ bool Validate(const Config& c, std::string* error) {
     }
   }
   if (z.level > 9) return fail("config key websocket.compression.level: must be 0..9");
+  const auto& hc = c.health;
+  if (hc.check_interval_ms == 0) return fail("config key health.check_interval_ms: at least 1");
+  if (hc.loop_deadline_ms == 0) return fail("config key health.loop_deadline_ms: at least 1");
+  if (hc.degraded_percent == 0 || hc.degraded_percent > hc.unhealthy_percent ||
+      hc.unhealthy_percent > hc.critical_percent) {
+    return fail(
+        "config keys health.degraded_percent, health.unhealthy_percent, "
+        "health.critical_percent: must be 1 <= degraded <= unhealthy <= critical");
+  }
+  if (hc.history_size == 0 || hc.history_size > 1024) {
+    return fail("config key health.history_size: must be 1..1024");
+  }
   if (c.tls.cert_file.empty() != c.tls.key_file.empty()) {
     return fail("config keys tls.cert_file and tls.key_file: set both or neither");
   }
   auto check_channel = [&](const ChannelOptions& o, const std::string& where) {
     if (o.history_size > 0 && o.history_ttl.ms == 0) {
       return fail("config key " + where + "history_ttl: must be set when history_size is");
+    }
+    if (o.push_coalesce_delay.ms > 1000) {
+      return fail("config key " + where + "push_coalesce_delay: at most 1s");
     }
     return true;
   };

@@ -34,6 +34,11 @@ struct ChannelOptions {
   bool allow_presence_for_client = false;
   bool allow_presence_for_subscriber = false;
   bool allow_user_limited_channels = false;  // `name#u1,u2`: only those users subscribe
+  // hermod's push batching: the pushes one loop delivers to a channel in one iteration leave
+  // as one newline-joined frame of at most this many bytes (0: one frame per push), after
+  // waiting push_coalesce_delay for more (0: no wait).
+  uint64_t push_coalesce_max_bytes = 64 * 1024;
+  Duration push_coalesce_delay;
 };
 
 struct Namespace {
@@ -81,6 +86,20 @@ struct Config {
       uint64_t min_size = 64;
     } compression;
   } websocket;
+
+  // GET /health: the checks behind the level and their thresholds. A check's value is a
+  // percentage of its budget: at degraded_percent it is degraded, then unhealthy, then
+  // critical. A budget of 0 turns the check off (max_connections 0: the process's fd limit).
+  struct Health {
+    uint64_t check_interval_ms = 1000;
+    uint64_t loop_deadline_ms = 500;  // a loop slower to answer its mailbox is unresponsive
+    uint64_t memory_budget_bytes = 0;
+    uint64_t max_connections = 0;
+    uint64_t degraded_percent = 80;
+    uint64_t unhealthy_percent = 100;
+    uint64_t critical_percent = 120;
+    uint64_t history_size = 16;  // transitions kept for /health
+  } health;
 
   struct Tls {
     std::string cert_file;

@@ -38,18 +38,18 @@ std::string NewEpoch() {
   return epoch;
 }
 
-// A frame reference held by a mailbox task: copied with the task, dropped with it, so a
-// task that never runs (a loop destroyed with work pending) still releases the frame.
-class FrameRef {
+// A push reference held by a mailbox task: copied with the task, dropped with it, so a
+// task that never runs (a loop destroyed with work pending) still releases the push.
+class PushRef {
  public:
-  explicit FrameRef(net::Chunk* frame) : frame_(frame) { frame_->Ref(); }
-  FrameRef(const FrameRef& other) : frame_(other.frame_) { frame_->Ref(); }
-  FrameRef& operator=(const FrameRef&) = delete;
-  ~FrameRef() { frame_->Unref(); }
-  net::Chunk* get() const { return frame_; }
+  explicit PushRef(const Push* push) : push_(push) { push_->Ref(); }
+  PushRef(const PushRef& other) : push_(other.push_) { push_->Ref(); }
+  PushRef& operator=(const PushRef&) = delete;
+  ~PushRef() { push_->Unref(); }
+  const Push* get() const { return push_; }
 
  private:
-  net::Chunk* frame_;
+  const Push* push_;
 };
 
 }  // namespace
@@ -57,13 +57,17 @@ class FrameRef {
 Hub::Hub(size_t loop_count, PushCodec codec, Clock clock)
     : codec_(codec), clock_(clock), loops_(loop_count, nullptr) {
   locals_.resize(loop_count);
-  for (auto& local : locals_) local = std::make_unique<LoopChannels>();
+  for (auto& local : locals_) local = std::make_unique<LoopChannels>(codec_.join);
   for (auto& shard : shards_) shard = std::make_unique<Shard>();
 }
 
 Hub::~Hub() = default;
 
-void Hub::AttachLoop(net::Loop& loop) { loops_[static_cast<size_t>(loop.index())] = &loop; }
+void Hub::AttachLoop(net::Loop& loop) {
+  const size_t index = static_cast<size_t>(loop.index());
+  loops_[index] = &loop;
+  locals_[index]->Attach(loop);
+}
 
 Hub::Shard& Hub::ShardOf(std::string_view channel) {
   return *shards_[LoopChannels::Hash{}(channel) % kShards];
@@ -109,15 +113,18 @@ void Hub::Sweep(Shard& shard) {
   }
 }
 
-void Hub::PostFrame(const ChannelState& state, std::string_view channel, net::Chunk* frame,
-                    uint64_t offset, bool join_leave) {
+void Hub::PostPush(const ChannelState& state, std::string_view channel,
+                   const config::ChannelOptions& options, Push* push, uint64_t offset,
+                   bool join_leave) {
+  const Coalescing coalescing{options.push_coalesce_max_bytes, options.push_coalesce_delay.ms};
   for (size_t i = 0; i < state.loops.size(); ++i) {
     if (!state.loops[i]) continue;
     LoopChannels* local = locals_[i].get();
-    loops_[i]->Post([local, channel = std::string(channel), ref = FrameRef(frame), offset,
-                     join_leave] { local->Deliver(channel, ref.get(), offset, join_leave); });
+    loops_[i]->Post(
+        [local, channel = std::string(channel), ref = PushRef(push), offset, join_leave,
+         coalescing] { local->Deliver(channel, *ref.get(), offset, join_leave, coalescing); });
   }
-  frame->Unref();
+  push->Unref();
 }
 
 Hub::SubscribeResult Hub::Subscribe(net::Loop& loop, const SubscribeRequest& request,
@@ -152,8 +159,8 @@ Hub::SubscribeResult Hub::Subscribe(net::Loop& loop, const SubscribeRequest& req
           PresenceEntry{std::string(request.user), std::string(request.info)};
     }
     if (options.join_leave) {
-      PostFrame(state, request.channel,
-                codec_.join_leave_frame(request.channel, true, request.info), 0, true);
+      PostPush(state, request.channel, options,
+               codec_.join_leave_push(request.channel, true, request.info), 0, true);
     }
   }
   s->delivered_offset = result.position.offset;
@@ -178,7 +185,7 @@ void Hub::Unsubscribe(net::Loop& loop, std::string_view channel,
   }
   if (options.presence) state.presence.erase(std::string(client));
   if (options.join_leave && state.loop_count > 0) {
-    PostFrame(state, channel, codec_.join_leave_frame(channel, false, info), 0, true);
+    PostPush(state, channel, options, codec_.join_leave_push(channel, false, info), 0, true);
   }
   MaybeErase(shard, channel);
 }
@@ -210,14 +217,14 @@ StreamPosition Hub::Publish(std::string_view channel, const config::ChannelOptio
     position = {state.history->next_offset(), state.history->epoch()};
     publication = codec_.publication(data, info, position.offset);
     if (state.loop_count > 0) {
-      PostFrame(state, channel, codec_.publication_frame(channel, publication), position.offset,
-                false);
+      PostPush(state, channel, options, codec_.publication_push(channel, publication),
+               position.offset, false);
     }
     state.history->Append(std::move(publication), now, options.history_size,
                           options.history_ttl.ms);
   } else if (state.loop_count > 0) {
     publication = codec_.publication(data, info, 0);
-    PostFrame(state, channel, codec_.publication_frame(channel, publication), 0, false);
+    PostPush(state, channel, options, codec_.publication_push(channel, publication), 0, false);
   }
   if (!idempotency_key.empty()) {
     state.idempotency[std::string(idempotency_key)] = {position, now + kIdempotencyWindowMs};

@@ -5,10 +5,11 @@
 // its thread. What all loops share lives in ChannelState, one per channel, in one of
 // kShards shards, each guarded by its own mutex: which loops have subscribers, the history
 // stream, the presence set. A publication takes its shard's lock once: it gets its offset,
-// is encoded once (the publication JSON for history, and one WebSocket frame in a refcounted
-// net::Chunk), and the frame is posted to each loop that has subscribers; the posts happen
-// under the lock so that every loop sees a channel's publications in offset order. Each loop
-// then queues the frame to its subscribers by reference. Locks: see LOCKS.md.
+// is encoded once (the publication JSON for history, and one refcounted Push: the WebSocket
+// frame, and its deflated form built once on first need), and the push is posted to each loop
+// that has subscribers; the posts happen under the lock so that every loop sees a channel's
+// publications in offset order. Each loop then queues the push to its subscribers by
+// reference. Locks: see LOCKS.md.
 //
 // Subscribing runs on the subscriber's loop: under the shard lock it marks the loop, reads
 // the stream position (and the publications to recover), and adds presence; then it adds the
@@ -18,6 +19,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -29,6 +31,7 @@
 #include "config/config.h"
 #include "core/history_stream.h"
 #include "core/loop_channels.h"
+#include "core/push.h"
 #include "net/event_loop.h"
 #include "net/output_queue.h"
 
@@ -38,10 +41,14 @@ namespace hermod::core {
 // does not include).
 struct PushCodec {
   // The publication object, as stored in history and embedded in pushes.
-  std::string (*publication)(std::string_view data, std::string_view info, uint64_t offset);
-  // A complete WebSocket frame in a new chunk (refcount 1).
-  net::Chunk* (*publication_frame)(std::string_view channel, std::string_view publication);
-  net::Chunk* (*join_leave_frame)(std::string_view channel, bool join, std::string_view info);
+  std::function<std::string(std::string_view data, std::string_view info, uint64_t offset)>
+      publication;
+  // A new push (refcount 1) carrying the publication, or a join/leave, to its channel.
+  std::function<Push*(std::string_view channel, std::string_view publication)> publication_push;
+  std::function<Push*(std::string_view channel, bool join, std::string_view info)> join_leave_push;
+  // One new push carrying the messages of count pushes, newline-joined, as the protocol
+  // allows (push coalescing); empty: every push leaves as its own message.
+  std::function<Push*(const Push* const* pushes, size_t count)> join;
 };
 
 struct PresenceEntry {
@@ -115,8 +122,10 @@ class Hub {
   // Under the shard lock.
   ChannelState& StateOf(Shard& shard, std::string_view channel,
                         const config::ChannelOptions& options);
-  void PostFrame(const ChannelState& state, std::string_view channel, net::Chunk* frame,
-                 uint64_t offset, bool join_leave);
+  // Posts push to every loop with subscribers; takes over the caller's reference.
+  void PostPush(const ChannelState& state, std::string_view channel,
+                const config::ChannelOptions& options, Push* push, uint64_t offset,
+                bool join_leave);
   void MaybeErase(Shard& shard, std::string_view channel);
   // Under the shard lock: erases channels without subscribers, presence or live history.
   void Sweep(Shard& shard);

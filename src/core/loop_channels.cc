@@ -1,11 +1,33 @@
 #include "core/loop_channels.h"
 
+#include "core/push.h"
+
 namespace hermod::core {
+
+namespace {
+
+bool Wants(const Subscription& s, uint64_t offset, bool join_leave) {
+  return join_leave ? s.wants_join_leave : offset == 0 || offset > s.delivered_offset;
+}
+
+}  // namespace
+
+LoopChannels::LoopChannels(Join join) : join_(std::move(join)) {}
+
+LoopChannels::~LoopChannels() {
+  for (auto& [name, channel] : channels_) {
+    for (const Pending& p : channel->pending) p.push->Unref();
+  }
+}
+
+void LoopChannels::FlushTimer::OnTimer() { owner_.Flush(channel_.name); }
 
 bool LoopChannels::Add(std::string_view channel, Subscription* s) {
   auto it = channels_.find(channel);
-  if (it == channels_.end()) it = channels_.emplace(std::string(channel), 0).first;
-  std::vector<Subscription*>& list = it->second;
+  if (it == channels_.end()) {
+    it = channels_.emplace(std::string(channel), std::make_unique<Channel>(*this, channel)).first;
+  }
+  std::vector<Subscription*>& list = it->second->subscribers;
   s->slot = static_cast<uint32_t>(list.size());
   list.push_back(s);
   return list.size() == 1;
@@ -14,32 +36,120 @@ bool LoopChannels::Add(std::string_view channel, Subscription* s) {
 bool LoopChannels::Remove(std::string_view channel, Subscription* s) {
   auto it = channels_.find(channel);
   if (it == channels_.end()) return true;
-  std::vector<Subscription*>& list = it->second;
+  std::vector<Subscription*>& list = it->second->subscribers;
   if (s->slot >= list.size() || list[s->slot] != s) return list.empty();
   list[s->slot] = list.back();
   list[s->slot]->slot = s->slot;
   list.pop_back();
   if (!list.empty()) return false;
-  if (!delivering_) channels_.erase(it);
+  if (!delivering_) Erase(it);
   return true;
 }
 
-void LoopChannels::Deliver(std::string_view channel, net::Chunk* frame, uint64_t offset,
-                           bool join_leave) {
-  auto it = channels_.find(channel);
-  if (it == channels_.end()) return;
-  std::vector<Subscription*>& list = it->second;
+void LoopChannels::Erase(Map::iterator it) {
+  Channel& channel = *it->second;
+  if (loop_ != nullptr) loop_->timers().Cancel(&channel.timer);
+  for (const Pending& p : channel.pending) p.push->Unref();
+  channels_.erase(it);  // a posted flush finds no channel and does nothing
+}
+
+template <class Send>
+void LoopChannels::ForEachSubscriber(std::vector<Subscription*>& list, Send send) {
+  const bool outer = delivering_;
   delivering_ = true;
   for (size_t i = 0; i < list.size();) {
     Subscription* s = list[i];
-    bool wanted = join_leave ? s->wants_join_leave : offset == 0 || offset > s->delivered_offset;
-    if (wanted && !s->connection->closing()) s->connection->SendShared(frame, 0, frame->size());
+    if (!s->connection->closing()) send(*s);
     // A send that overflowed closed the connection, which removed s: slot i now holds the
     // next subscriber.
     if (i < list.size() && list[i] == s) ++i;
   }
-  delivering_ = false;
-  if (list.empty()) channels_.erase(it);
+  delivering_ = outer;
+}
+
+void LoopChannels::Deliver(std::string_view channel, const Push& push, uint64_t offset,
+                           bool join_leave, Coalescing coalescing) {
+  auto it = channels_.find(channel);
+  if (it == channels_.end()) return;
+  Channel& ch = *it->second;
+  if (coalescing.max_bytes == 0 || !join_ || loop_ == nullptr) {
+    if (!ch.pending.empty()) FlushBatch(ch);  // keep the channel's order
+    ForEachSubscriber(ch.subscribers, [&](Subscription& s) {
+      if (Wants(s, offset, join_leave)) push.SendTo(*s.connection);
+    });
+  } else {
+    push.Ref();
+    ch.pending.push_back({&push, offset, join_leave});
+    ch.pending_bytes += push.size() + 1;
+    ch.max_bytes = coalescing.max_bytes;
+    if (ch.pending_bytes >= coalescing.max_bytes && coalescing.delay_ms > 0) {
+      FlushBatch(ch);  // full: waiting longer only adds latency
+    } else if (!ch.flush_posted && !ch.timer.scheduled()) {
+      if (coalescing.delay_ms > 0) {
+        loop_->timers().Schedule(&ch.timer, coalescing.delay_ms);
+      } else {
+        // Runs on the loop's next mailbox run, after every push this run delivers.
+        ch.flush_posted = true;
+        loop_->Post([this, name = ch.name] { Flush(name); });
+      }
+    }
+  }
+  if (ch.subscribers.empty() && !delivering_) Erase(it);
+}
+
+void LoopChannels::Flush(std::string_view channel) {
+  auto it = channels_.find(channel);
+  if (it == channels_.end()) return;
+  it->second->flush_posted = false;
+  FlushBatch(*it->second);
+  if (it->second->subscribers.empty() && !delivering_) Erase(it);
+}
+
+void LoopChannels::FlushBatch(Channel& ch) {
+  if (loop_ != nullptr) loop_->timers().Cancel(&ch.timer);
+  std::vector<Pending> batch;
+  batch.swap(ch.pending);
+  ch.pending_bytes = 0;
+  if (batch.empty()) return;
+  // Runs of consecutive pushes that fit max_bytes together become one joined push, built on
+  // first need and shared by every subscriber that gets the whole batch; a run of one is
+  // the original push.
+  std::vector<const Push*> joined;  // one per run
+  auto build = [&] {
+    std::vector<const Push*> run;
+    size_t bytes = 0;
+    auto close_run = [&] {
+      if (run.size() == 1) {
+        run[0]->Ref();
+        joined.push_back(run[0]);
+      } else if (!run.empty()) {
+        joined.push_back(join_(run.data(), run.size()));
+      }
+      run.clear();
+      bytes = 0;
+    };
+    for (const Pending& p : batch) {
+      const size_t size = p.push->size() + 1;
+      if (!run.empty() && bytes + size > ch.max_bytes) close_run();
+      run.push_back(p.push);
+      bytes += size;
+    }
+    close_run();
+  };
+  ForEachSubscriber(ch.subscribers, [&](Subscription& s) {
+    bool all = true;
+    for (const Pending& p : batch) all = all && Wants(s, p.offset, p.join_leave);
+    if (all) {
+      if (joined.empty()) build();
+      for (const Push* push : joined) push->SendTo(*s.connection);
+    } else {
+      for (const Pending& p : batch) {
+        if (Wants(s, p.offset, p.join_leave)) p.push->SendTo(*s.connection);
+      }
+    }
+  });
+  for (const Push* push : joined) push->Unref();
+  for (const Pending& p : batch) p.push->Unref();
 }
 
 }  // namespace hermod::core

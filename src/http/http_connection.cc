@@ -12,6 +12,36 @@ HttpConnection::HttpConnection(net::Loop& loop, int fd, SSL* ssl, const HttpOpti
   SetTimeout(options_.request_timeout_ms);
 }
 
+HttpConnection::~HttpConnection() {
+  if (self_) *self_ = nullptr;
+}
+
+void DeferredResponse::Respond(std::string_view response, bool keep_alive) const {
+  HttpConnection* c = cell_ ? *cell_ : nullptr;
+  if (c != nullptr && !c->closing() && c->deferred_) c->FinishDeferred(response, keep_alive);
+}
+
+DeferredResponse HttpConnection::Defer() {
+  if (!self_) self_ = std::make_shared<HttpConnection*>(this);
+  deferred_ = true;
+  deferred_head_ = head_request_;
+  return DeferredResponse(self_);
+}
+
+void HttpConnection::FinishDeferred(std::string_view response, bool keep_alive) {
+  deferred_ = false;
+  head_request_ = deferred_head_;
+  Respond(response, keep_alive);
+  head_request_ = false;
+  if (closing()) return;
+  SetTimeout(options_.keepalive_timeout_ms);
+  if (!pending_.empty()) {
+    std::string buffer = std::move(pending_);
+    pending_.clear();
+    Serve(reinterpret_cast<uint8_t*>(buffer.data()), buffer.size());
+  }
+}
+
 void HttpConnection::Respond(std::string_view response, bool keep_alive) {
   if (head_request_) {
     // RFC 9110 §9.3.2: HEAD gets GET's status and headers, without the body.
@@ -35,6 +65,15 @@ void HttpConnection::OnTimeout() {
 
 void HttpConnection::OnData(uint8_t* data, size_t len) {
   if (closing()) return;
+  if (deferred_) {
+    // Pipelined requests behind one answered later: keep them, within the header bound.
+    if (pending_.size() + len > options_.limits.max_header_bytes) {
+      Close();
+      return;
+    }
+    pending_.append(reinterpret_cast<const char*>(data), len);
+    return;
+  }
   if (pending_.empty()) {
     Serve(data, len);
     return;
@@ -78,6 +117,11 @@ bool HttpConnection::Serve(uint8_t* data, size_t len) {
     len -= consumed;
     Dispatch(parser->request(), data, len);
     if (successor_ != nullptr || closing()) return false;
+    if (deferred_) {
+      // The request timer keeps running: a deferred answer must come before it fires.
+      pending_.assign(reinterpret_cast<const char*>(data), len);
+      return false;
+    }
     SetTimeout(options_.keepalive_timeout_ms);
   }
   return true;

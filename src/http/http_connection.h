@@ -32,10 +32,27 @@ struct HttpStats {
   uint64_t timeouts = 0;
 };
 
+class HttpConnection;
+
+// A response that a route gives later, on the connection's loop (say, once every loop has
+// answered a question through its mailbox). The connection reads no further request until
+// then; if it closes meanwhile, Respond does nothing.
+class DeferredResponse {
+ public:
+  DeferredResponse() = default;
+  void Respond(std::string_view response, bool keep_alive) const;
+
+ private:
+  friend class HttpConnection;
+  explicit DeferredResponse(std::shared_ptr<HttpConnection*> cell) : cell_(std::move(cell)) {}
+  std::shared_ptr<HttpConnection*> cell_;  // null once the connection is freed
+};
+
 class HttpConnection final : public net::Connection {
  public:
   HttpConnection(net::Loop& loop, int fd, SSL* ssl, const HttpOptions& options,
                  const Router& router, HttpStats& stats);
+  ~HttpConnection() override;
 
   // Queues a complete response; closes after it when !keep_alive.
   void Respond(std::string_view response, bool keep_alive);
@@ -50,10 +67,16 @@ class HttpConnection final : public net::Connection {
     return next;
   }
 
+  // From a route handler: the answer comes later, through the returned handle.
+  DeferredResponse Defer();
+
   void OnData(uint8_t* data, size_t len) override;
   void OnTimeout() override;
 
  private:
+  friend class DeferredResponse;
+  void FinishDeferred(std::string_view response, bool keep_alive);
+
   // Parses and serves what data holds; returns false once the connection is no longer ours.
   bool Serve(uint8_t* data, size_t len);
   void Dispatch(Request& request, uint8_t* rest, size_t rest_len);
@@ -65,6 +88,9 @@ class HttpConnection final : public net::Connection {
   std::string pending_;  // an incomplete request's bytes, kept across reads
   net::Connection* successor_ = nullptr;
   bool head_request_ = false;  // answering HEAD: responses go out without their body
+  bool deferred_ = false;      // a route answers later; requests behind it wait in pending_
+  bool deferred_head_ = false;
+  std::shared_ptr<HttpConnection*> self_;  // DeferredResponse's view of this; made on demand
 };
 
 }  // namespace hermod::http

@@ -42,7 +42,7 @@ Connection::~Connection() {
 
 SendStatus Connection::Send(std::string_view head, std::string_view body) {
   if (state_ & (kClosed | kLingering)) return SendStatus::kDropped;
-  if (!out_) out_ = std::make_unique<OutputQueue>();
+  if (!out_) out_ = NewOutputQueue();
   out_->Append(head, body);
   if (out_->bytes() > loop_.max_write_buffer_bytes()) {
     ++loop_.stats().write_overflow;
@@ -55,7 +55,7 @@ SendStatus Connection::Send(std::string_view head, std::string_view body) {
 
 SendStatus Connection::SendShared(Chunk* chunk, size_t offset, size_t len) {
   if (state_ & (kClosed | kLingering)) return SendStatus::kDropped;
-  if (!out_) out_ = std::make_unique<OutputQueue>();
+  if (!out_) out_ = NewOutputQueue();
   out_->AppendShared(chunk, offset, len);
   if (out_->bytes() > loop_.max_write_buffer_bytes()) {
     ++loop_.stats().write_overflow;

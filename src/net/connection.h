@@ -96,7 +96,7 @@ class Connection : public Pollable, public TimerNode {
   int fd_;
   uint8_t state_ = 0;
   SSL* ssl_;
-  std::unique_ptr<OutputQueue> out_;
+  OutputQueuePtr out_;
   // Loop::connections_ and Loop::flush_head_ lists.
   Connection* prev_ = nullptr;
   Connection* next_ = nullptr;

@@ -17,6 +17,12 @@ uint64_t Loop::MonotonicMs() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
 }
 
+uint64_t Loop::MonotonicUs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000 + static_cast<uint64_t>(ts.tv_nsec) / 1000;
+}
+
 Loop::Loop(int index, size_t read_buffer_bytes, Clock clock)
     : index_(index),
       epoll_fd_(epoll_create1(EPOLL_CLOEXEC)),
@@ -113,9 +119,13 @@ void Loop::Run() {
   constexpr int kMaxEvents = 512;
   epoll_event events[kMaxEvents];
   running_ = true;
+  // Two clock reads per iteration (vDSO, no syscall) give the busy ratio.
+  uint64_t mark_us = MonotonicUs();
   while (running_) {
     int timeout = timers_.NextTimeoutMs(now_ms_);
     int n = epoll_wait(epoll_fd_, events, kMaxEvents, timeout);
+    uint64_t woke_us = MonotonicUs();
+    stats_.wait_us += woke_us - mark_us;
     now_ms_ = clock_();
     if (n < 0 && errno != EINTR) throw std::system_error(errno, std::generic_category(), "epoll");
     // Timers first: the wheel must stand at now before any event schedules a new timer, or
@@ -126,6 +136,8 @@ void Loop::Run() {
     }
     FlushPending();
     FreeClosed();
+    mark_us = MonotonicUs();
+    stats_.busy_us += mark_us - woke_us;
   }
 }
 

@@ -36,12 +36,17 @@ struct LoopStats {
   uint64_t register_failed = 0;  // accepted sockets epoll would not take
   uint64_t bytes_read = 0;
   uint64_t bytes_written = 0;
+  // Where the loop's time goes: blocked in epoll_wait, or working (events, mailbox, timers,
+  // flushes). busy / (busy + wait) is the loop's load.
+  uint64_t wait_us = 0;
+  uint64_t busy_us = 0;
 };
 
 class Loop {
  public:
   using Clock = uint64_t (*)();  // milliseconds, monotonic
   static uint64_t MonotonicMs();
+  static uint64_t MonotonicUs();
 
   explicit Loop(int index, size_t read_buffer_bytes = 512 * 1024, Clock clock = &MonotonicMs);
   ~Loop();

@@ -46,8 +46,42 @@ void Chunk::Append(std::string_view bytes) {
   size_ += static_cast<uint32_t>(bytes.size());
 }
 
-OutputQueue::~OutputQueue() {
+OutputQueue::~OutputQueue() { Clear(); }
+
+void OutputQueue::Clear() {
   for (size_t i = head_; i < segments_.size(); ++i) segments_[i].chunk->Unref();
+  segments_.clear();
+  head_ = 0;
+  bytes_ = 0;
+}
+
+namespace {
+struct QueuePool {
+  static constexpr size_t kMax = 1024;
+  std::vector<OutputQueue*> free;
+  ~QueuePool() {
+    for (OutputQueue* q : free) delete q;
+  }
+};
+thread_local QueuePool queue_pool;
+}  // namespace
+
+void OutputQueueRecycler::operator()(OutputQueue* queue) const {
+  queue->Clear();
+  if (queue_pool.free.size() < QueuePool::kMax) {
+    queue_pool.free.push_back(queue);
+  } else {
+    delete queue;
+  }
+}
+
+OutputQueuePtr NewOutputQueue() {
+  if (!queue_pool.free.empty()) {
+    OutputQueue* q = queue_pool.free.back();
+    queue_pool.free.pop_back();
+    return OutputQueuePtr(q);
+  }
+  return OutputQueuePtr(new OutputQueue());
 }
 
 void OutputQueue::Append(std::string_view head, std::string_view body) {

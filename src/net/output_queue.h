@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string_view>
 #include <vector>
 
@@ -64,6 +65,8 @@ class OutputQueue {
   void Consume(size_t n);
   size_t bytes() const { return bytes_; }
   bool empty() const { return bytes_ == 0; }
+  // Drops everything pending.
+  void Clear();
 
  private:
   struct Segment {
@@ -75,5 +78,13 @@ class OutputQueue {
   size_t head_ = 0;  // first segment with pending bytes
   size_t bytes_ = 0;
 };
+
+// A busy connection's queue empties and refills every loop iteration: drained queues go back
+// to a bounded per-thread pool (keeping their segment storage) instead of to malloc.
+struct OutputQueueRecycler {
+  void operator()(OutputQueue* queue) const;
+};
+using OutputQueuePtr = std::unique_ptr<OutputQueue, OutputQueueRecycler>;
+OutputQueuePtr NewOutputQueue();
 
 }  // namespace hermod::net

@@ -2,9 +2,6 @@
 
 #include <cstdio>
 
-#include "ws/frame.h"
-#include "ws/frame_encoder.h"
-
 namespace hermod::proto {
 
 namespace {
@@ -30,7 +27,9 @@ void AppendPublications(std::string& out, const std::vector<std::string>& public
   out += ']';
 }
 
-std::string Publication(std::string_view data, std::string_view info, uint64_t offset) {
+}  // namespace
+
+std::string PublicationJson(std::string_view data, std::string_view info, uint64_t offset) {
   std::string out = "{\"data\":";
   out += data.empty() ? std::string_view("null") : data;
   if (!info.empty()) {
@@ -45,30 +44,33 @@ std::string Publication(std::string_view data, std::string_view info, uint64_t o
   return out;
 }
 
-// {"push":{"channel":"c","<kind>":<body>}} as one frame; body is already JSON.
-net::Chunk* PushFrame(std::string_view channel, std::string_view kind, std::string_view prefix,
-                      std::string_view body, std::string_view suffix) {
-  std::string json = "{\"push\":{\"channel\":";
-  AppendJsonString(json, channel);
-  json += ",\"";
-  json += kind;
-  json += "\":";
-  json += prefix;
-  json += body;
-  json += suffix;
-  json += "}}";
-  return TextFrame(json);
-}
+namespace {
 
-net::Chunk* PublicationFrame(std::string_view channel, std::string_view publication) {
-  return PushFrame(channel, "pub", "", publication, "");
-}
-
-net::Chunk* JoinLeaveFrame(std::string_view channel, bool join, std::string_view info) {
-  return PushFrame(channel, join ? "join" : "leave", "{\"info\":", info, "}");
+// {"push":{"channel":"c","<kind>":<prefix><body><suffix>}}; body is already JSON.
+void AppendPush(std::string& out, std::string_view channel, std::string_view kind,
+                std::string_view prefix, std::string_view body, std::string_view suffix) {
+  out += "{\"push\":{\"channel\":";
+  AppendJsonString(out, channel);
+  out += ",\"";
+  out += kind;
+  out += "\":";
+  out += prefix;
+  out += body;
+  out += suffix;
+  out += "}}";
 }
 
 }  // namespace
+
+void AppendPublicationPush(std::string& out, std::string_view channel,
+                           std::string_view publication) {
+  AppendPush(out, channel, "pub", "", publication, "");
+}
+
+void AppendJoinLeavePush(std::string& out, std::string_view channel, bool join,
+                         std::string_view info) {
+  AppendPush(out, channel, join ? "join" : "leave", "{\"info\":", info, "}");
+}
 
 void AppendJsonString(std::string& out, std::string_view s) {
   out += '"';
@@ -253,19 +255,5 @@ void AppendPresenceStatsReply(std::string& out, uint32_t id, size_t clients, siz
   out += std::to_string(users);
   out += "}}";
 }
-
-net::Chunk* TextFrame(std::string_view json) {
-  ws::FrameHeaderSpec spec;
-  spec.opcode = ws::Opcode::kText;
-  spec.payload_len = json.size();
-  uint8_t header[ws::kMaxFrameHeader];
-  size_t header_len = ws::EncodeFrameHeader(spec, header);
-  net::Chunk* chunk = net::Chunk::Create(header_len + json.size());
-  chunk->Append({reinterpret_cast<const char*>(header), header_len});
-  chunk->Append(json);
-  return chunk;
-}
-
-core::PushCodec JsonPushCodec() { return {&Publication, &PublicationFrame, &JoinLeaveFrame}; }
 
 }  // namespace hermod::proto

@@ -11,7 +11,6 @@
 #include <vector>
 
 #include "core/hub.h"
-#include "net/output_queue.h"
 #include "proto/codes.h"
 
 namespace hermod::proto {
@@ -55,9 +54,13 @@ void AppendPresenceReply(std::string& out, uint32_t id,
                          const std::vector<std::pair<std::string, core::PresenceEntry>>& p);
 void AppendPresenceStatsReply(std::string& out, uint32_t id, size_t clients, size_t users);
 
-// The hub's codec: publication objects and push frames (WebSocket header + JSON in a Chunk).
-core::PushCodec JsonPushCodec();
-// A text frame carrying json, in a new chunk (refcount 1).
-net::Chunk* TextFrame(std::string_view json);
+// The publication object, as history stores it and pushes embed it (the hub's
+// PushCodec::publication): data and info are raw JSON, offset 0 is left out.
+std::string PublicationJson(std::string_view data, std::string_view info, uint64_t offset);
+// `{"push":{"channel":..,"pub":<publication>}}` and the join/leave pushes.
+void AppendPublicationPush(std::string& out, std::string_view channel,
+                           std::string_view publication);
+void AppendJoinLeavePush(std::string& out, std::string_view channel, bool join,
+                         std::string_view info);
 
 }  // namespace hermod::proto

@@ -3,6 +3,7 @@
 // rotated by `phase` once so that every wide step uses the same pattern.
 #include "ws/mask.h"
 
+#include <bit>
 #include <cstring>
 
 #if defined(__SSE2__)
@@ -11,13 +12,21 @@
 
 namespace hermod::ws {
 
+static_assert(std::endian::native == std::endian::little, "the key rotation assumes it");
+
 size_t ApplyMask(uint8_t* data, size_t len, const std::array<uint8_t, 4>& key, size_t phase) {
   phase &= 3;
-  uint8_t rotated[16];
-  for (size_t i = 0; i < sizeof(rotated); ++i) rotated[i] = key[(phase + i) & 3];
+  // The key rotated so that byte 0 of every word lines up with data[0]; built with word
+  // operations, since most payloads are a few dozen bytes and a byte loop here would cost
+  // more than the XOR itself.
+  uint32_t k32;
+  std::memcpy(&k32, key.data(), sizeof(k32));
+  if (phase != 0) k32 = (k32 >> (8 * phase)) | (k32 << (32 - 8 * phase));
+  uint8_t rotated[4];
+  std::memcpy(rotated, &k32, sizeof(rotated));
   size_t i = 0;
 #if defined(__SSE2__)
-  const __m128i k = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rotated));
+  const __m128i k = _mm_set1_epi32(static_cast<int>(k32));
   for (; i + 64 <= len; i += 64) {
     __m128i* p = reinterpret_cast<__m128i*>(data + i);
     __m128i a = _mm_loadu_si128(p);
@@ -34,8 +43,7 @@ size_t ApplyMask(uint8_t* data, size_t len, const std::array<uint8_t, 4>& key, s
     _mm_storeu_si128(p, _mm_xor_si128(_mm_loadu_si128(p), k));
   }
 #endif
-  uint64_t k64;
-  std::memcpy(&k64, rotated, sizeof(k64));
+  const uint64_t k64 = (static_cast<uint64_t>(k32) << 32) | k32;
   for (; i + 8 <= len; i += 8) {
     uint64_t w;
     std::memcpy(&w, data + i, sizeof(w));

@@ -69,6 +69,30 @@ TEST(Config, ValidationNamesTheKey) {
   EXPECT_NE(error.find("server_max_window_bits"), std::string::npos);
 }
 
+TEST(Config, HealthKeysComeFromJsonAndEnvironment) {
+  Config c;
+  std::string error;
+  ASSERT_TRUE(ApplyJson(R"({"health": {"memory_budget_bytes": 1048576, "max_connections": 10}})", c,
+                        &error))
+      << error;
+  std::string deadline = "HERMOD_HEALTH__LOOP_DEADLINE_MS=250";
+  char* env[] = {deadline.data(), nullptr};
+  ASSERT_TRUE(ApplyEnvironment(env, c, &error)) << error;
+  EXPECT_EQ(c.health.memory_budget_bytes, 1048576u);
+  EXPECT_EQ(c.health.max_connections, 10u);
+  EXPECT_EQ(c.health.loop_deadline_ms, 250u);
+  EXPECT_TRUE(Validate(c, &error)) << error;
+}
+
+TEST(Config, HealthThresholdsOutOfOrderNameTheKeys) {
+  Config c;
+  c.health.degraded_percent = 90;
+  c.health.unhealthy_percent = 50;
+  std::string error;
+  EXPECT_FALSE(Validate(c, &error));
+  EXPECT_NE(error.find("health.degraded_percent"), std::string::npos);
+}
+
 TEST(Config, ToJsonRoundTrips) {
   Config c;
   c.port = 1234;

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <future>
 #include <string>
@@ -22,14 +23,35 @@ namespace {
 std::string Publication(std::string_view data, std::string_view, uint64_t offset) {
   return std::string(data) + "@" + std::to_string(offset);
 }
-net::Chunk* Frame(std::string_view channel, std::string_view publication) {
-  std::string text = std::string(channel) + "|" + std::string(publication) + "\n";
-  net::Chunk* chunk = net::Chunk::Create(text.size());
-  chunk->Append(text);
-  return chunk;
+// A push that is one shared chunk, queued by reference.
+class ChunkPush final : public Push {
+ public:
+  explicit ChunkPush(std::string_view text) : chunk_(net::Chunk::Create(text.size())) {
+    chunk_->Append(text);
+  }
+  ~ChunkPush() override { chunk_->Unref(); }
+  net::SendStatus SendTo(net::Connection& connection) const override {
+    return connection.SendShared(chunk_, 0, chunk_->size());
+  }
+  size_t size() const override { return chunk_->size(); }
+  std::string_view text() const { return {chunk_->data(), chunk_->size()}; }
+
+ private:
+  net::Chunk* chunk_;
+};
+Push* Frame(std::string_view channel, std::string_view publication) {
+  return new ChunkPush(std::string(channel) + "|" + std::string(publication) + "\n");
 }
-net::Chunk* JoinLeave(std::string_view channel, bool join, std::string_view) {
+Push* JoinLeave(std::string_view channel, bool join, std::string_view) {
   return Frame(channel, join ? "join" : "leave");
+}
+std::atomic<int> joined_pushes{0};
+// A joined push: the frames one after another, in one chunk.
+Push* Join(const Push* const* pushes, size_t count) {
+  std::string text;
+  for (size_t i = 0; i < count; ++i) text += static_cast<const ChunkPush*>(pushes[i])->text();
+  ++joined_pushes;
+  return new ChunkPush(text);
 }
 
 class Sink final : public net::Connection {
@@ -117,7 +139,7 @@ class HubTest : public ::testing::Test {
     return out;
   }
 
-  Hub hub_{2, PushCodec{&Publication, &Frame, &JoinLeave}};
+  Hub hub_{2, PushCodec{&Publication, &Frame, &JoinLeave, &Join}};
   std::unique_ptr<net::Loop> loops_[2];
   std::thread threads_[2];
   std::vector<int> peers_;
@@ -137,6 +159,55 @@ TEST_F(HubTest, DeliversEveryPublicationInOrderToSubscribersOnEveryLoop) {
   }
   EXPECT_EQ(Read(a->peer, 50), expected);
   EXPECT_EQ(Read(b->peer, 50), expected);
+}
+
+// Publications that reach a loop in one mailbox run leave as joined pushes, in order.
+class CoalescingTest : public HubTest {
+ protected:
+  // Publishes n while loop 0 is blocked (they all reach it in one run); returns what the
+  // subscriber read and how many joined pushes were built.
+  std::pair<std::string, int> Burst(int n) {
+    auto a = NewSubscriber(0);
+    Subscribe(0, *a, "a");
+    std::promise<void> release;
+    std::shared_future<void> released = release.get_future().share();
+    loops_[0]->Post([released] { released.wait(); });
+    const int before = joined_pushes.load();
+    std::string expected;
+    for (int i = 1; i <= n; ++i) {
+      hub_.Publish("ch", options_, std::to_string(i), "");
+      expected += "ch|" + std::to_string(i) + "@" + std::to_string(i) + "\n";
+    }
+    release.set_value();
+    std::string got = Read(a->peer, n);
+    EXPECT_EQ(got, expected);
+    // A round trip through loop 0 after the batch: the count is final.
+    On(0, [] { return 0; });
+    On(0, [] { return 0; });
+    return {got, joined_pushes.load() - before};
+  }
+};
+
+TEST_F(CoalescingTest, JoinsABurstIntoOnePushPerLoop) { EXPECT_EQ(Burst(20).second, 1); }
+
+TEST_F(CoalescingTest, SplitsBatchesAtTheSizeBound) {
+  options_.push_coalesce_max_bytes = 24;  // two or three of these frames
+  EXPECT_GE(Burst(20).second, 7);
+}
+
+TEST_F(CoalescingTest, SendsEachPushAloneWhenOff) {
+  options_.push_coalesce_max_bytes = 0;
+  EXPECT_EQ(Burst(20).second, 0);
+}
+
+TEST_F(CoalescingTest, WaitsForTheDelayToJoinMore) {
+  options_.push_coalesce_delay.ms = 200;
+  auto a = NewSubscriber(0);
+  Subscribe(0, *a, "a");
+  const int before = joined_pushes.load();
+  for (int i = 1; i <= 3; ++i) hub_.Publish("ch", options_, std::to_string(i), "");
+  EXPECT_EQ(Read(a->peer, 3), "ch|1@1\nch|2@2\nch|3@3\n");
+  EXPECT_EQ(joined_pushes.load() - before, 1);
 }
 
 TEST_F(HubTest, RecoversMissedPublicationsWithoutDeliveringThemTwice) {

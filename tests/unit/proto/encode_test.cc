@@ -34,18 +34,15 @@ TEST(Encode, SubscribeReplyWithRecovery) {
             R"("publications":[{"data":1,"offset":5}],"recovered":true,"was_recovering":true}})");
 }
 
-TEST(Encode, PublicationPushFrameIsOneTextFrame) {
-  core::PushCodec codec = JsonPushCodec();
-  std::string pub = codec.publication(R"({"a": 1})", R"({"user":"u","client":"c"})", 3);
+TEST(Encode, PublicationPushEmbedsThePublicationVerbatim) {
+  std::string pub = PublicationJson(R"({"a": 1})", R"({"user":"u","client":"c"})", 3);
   EXPECT_EQ(pub, R"({"data":{"a": 1},"info":{"user":"u","client":"c"},"offset":3})");
-  net::Chunk* frame = codec.publication_frame("ch\"1", pub);
-  std::string bytes(frame->data(), frame->size());
-  std::string json = R"({"push":{"channel":"ch\"1","pub":)" + pub + "}}";
-  ASSERT_EQ(bytes.size(), 2 + json.size());
-  EXPECT_EQ(static_cast<uint8_t>(bytes[0]), 0x81);  // FIN + text
-  EXPECT_EQ(static_cast<uint8_t>(bytes[1]), json.size());
-  EXPECT_EQ(bytes.substr(2), json);
-  frame->Unref();
+  std::string push;
+  AppendPublicationPush(push, "ch\"1", pub);
+  EXPECT_EQ(push, R"({"push":{"channel":"ch\"1","pub":)" + pub + "}}");
+  std::string join;
+  AppendJoinLeavePush(join, "ch", true, R"({"user":"u"})");
+  EXPECT_EQ(join, R"({"push":{"channel":"ch","join":{"info":{"user":"u"}}}})");
 }
 
 TEST(Encode, JsonStringsAreEscaped) {

@@ -1,0 +1,43 @@
+// A push encoded once for every subscriber: the unit the hub fans out. The hub makes one per
+// publication (or join/leave) through PushCodec, posts it to each loop with subscribers, and
+// each loop queues it to every local subscriber by reference. It is immutable once built and
+// shared across loops, so its refcount is atomic (intrusive, like net::Chunk, which it
+// usually wraps).
+//
+// Why an interface here: how a push is queued depends on the subscriber's transport and is
+// not core's business (core never includes ws/ or proto/). proto's PreparedPush carries the
+// WebSocket frame and its deflated form, compressed once for every permessage-deflate
+// receiver on every loop; an SSE transport frames the same JSON its own way.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "net/connection.h"
+
+namespace hermod::core {
+
+class Push {
+ public:
+  Push(const Push&) = delete;
+  Push& operator=(const Push&) = delete;
+
+  void Ref() const { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void Unref() const {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+  // Queues the push to a subscriber's connection (on the connection's loop), by reference.
+  virtual net::SendStatus SendTo(net::Connection& connection) const = 0;
+  // The message's length (its JSON), which bounds coalescing.
+  virtual size_t size() const = 0;
+
+ protected:
+  Push() = default;
+  virtual ~Push() = default;
+
+ private:
+  mutable std::atomic<uint32_t> refs_{1};
+};
+
+}  // namespace hermod::core

@@ -1,0 +1,84 @@
+// Health levels (healthy, degraded, unhealthy, critical) from a few checks, each a figure
+// against its budget: every loop answers a mailbox ping within a deadline; resident memory
+// against its budget; open connections against their limit. The worst check is the level.
+//
+// The monitor runs on a thread of its own, not on a loop: a stuck loop must not stop the
+// check that notices it. Each round it pings every loop and waits (it may; it is no loop) up
+// to the deadline. The result sits behind one mutex that only the monitor and the /health
+// routes take, never the data path. Every change of level is logged and kept, with its time
+// and reason, in a short history.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "config/config.h"
+#include "metrics/prometheus_text.h"
+#include "net/event_loop.h"
+
+namespace hermod::metrics {
+
+enum class HealthLevel : uint8_t { kHealthy, kDegraded, kUnhealthy, kCritical };
+std::string_view LevelName(HealthLevel level);
+
+struct HealthCheck {
+  std::string name;
+  HealthLevel level = HealthLevel::kHealthy;
+  double value = 0;  // the figure checked: loops answering, bytes, connections
+  double limit = 0;  // its budget; 0 when the check is off
+  std::string detail;
+};
+
+struct HealthTransition {
+  uint64_t unix_ms = 0;
+  HealthLevel from = HealthLevel::kHealthy;
+  HealthLevel to = HealthLevel::kHealthy;
+  std::string reason;
+};
+
+class HealthMonitor {
+ public:
+  HealthMonitor(const config::Config::Health& options, std::vector<net::Loop*> loops);
+  ~HealthMonitor();
+  HealthMonitor(const HealthMonitor&) = delete;
+  HealthMonitor& operator=(const HealthMonitor&) = delete;
+
+  // With the loops running: checks once (so the first answer is real), then every
+  // check_interval_ms on the monitor's thread.
+  void Start();
+  void Stop();
+  // Graceful shutdown began: readiness fails from now on.
+  void SetDraining();
+
+  // Any thread.
+  std::string Json() const;
+  bool Ready() const;
+  HealthFigures Figures() const;
+
+ private:
+  void Run();
+  void CheckOnce();
+  HealthLevel Grade(double percent) const;
+
+  const config::Config::Health options_;
+  const std::vector<net::Loop*> loops_;
+  std::thread thread_;
+
+  mutable std::mutex mutex_;  // guards everything below; taken by the monitor and /health*
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  bool draining_ = false;
+  HealthLevel level_ = HealthLevel::kHealthy;
+  uint64_t checked_unix_ms_ = 0;
+  std::vector<HealthCheck> checks_;
+  std::deque<HealthTransition> transitions_;  // newest last, at most history_size
+  uint64_t transition_count_ = 0;
+};
+
+}  // namespace hermod::metrics

@@ -1,0 +1,82 @@
+#include "metrics/loop_snapshot.h"
+
+#include <memory>
+#include <utility>
+
+namespace hermod::metrics {
+
+namespace {
+
+LoopSnapshot Take(const LoopCounters& counters) {
+  LoopSnapshot s;
+  s.loop = counters.loop->index();
+  s.answered = true;
+  s.connections = counters.loop->connection_count();
+  s.net = counters.loop->stats();
+  if (counters.http != nullptr) s.http = *counters.http;
+  if (counters.ws != nullptr) s.ws = *counters.ws;
+  return s;
+}
+
+// Lives on the origin loop. Owned by the replies in flight and, while its deadline timer is
+// scheduled, by itself; every owner lets go on origin's thread, so it dies there.
+class Gathering final : public net::TimerNode {
+ public:
+  Gathering(net::Loop& origin, size_t count, std::function<void(std::vector<LoopSnapshot>)> done)
+      : origin_(origin), snapshots_(count), missing_(count), done_(std::move(done)) {
+    for (size_t i = 0; i < count; ++i) snapshots_[i].loop = static_cast<int>(i);
+  }
+
+  void Start(std::shared_ptr<Gathering> self, uint64_t deadline_ms) {
+    self_ = std::move(self);
+    origin_.timers().Schedule(this, deadline_ms);
+  }
+
+  void Answer(size_t index, const LoopSnapshot& snapshot) {
+    if (finished_) return;
+    snapshots_[index] = snapshot;
+    if (--missing_ == 0) Finish();
+  }
+
+  void OnTimer() override { Finish(); }
+
+ private:
+  void Finish() {
+    if (finished_) return;
+    finished_ = true;
+    origin_.timers().Cancel(this);
+    std::shared_ptr<Gathering> keep = std::move(self_);
+    auto done = std::move(done_);
+    done(std::move(snapshots_));
+  }
+
+  net::Loop& origin_;
+  std::vector<LoopSnapshot> snapshots_;
+  size_t missing_;
+  std::function<void(std::vector<LoopSnapshot>)> done_;
+  bool finished_ = false;
+  std::shared_ptr<Gathering> self_;
+};
+
+}  // namespace
+
+void GatherSnapshots(net::Loop& origin, const std::vector<LoopCounters>& loops,
+                     uint64_t deadline_ms, std::function<void(std::vector<LoopSnapshot>)> done) {
+  auto gathering = std::make_shared<Gathering>(origin, loops.size(), std::move(done));
+  gathering->Start(gathering, deadline_ms);
+  for (size_t i = 0; i < loops.size(); ++i) {
+    const LoopCounters counters = loops[i];
+    if (counters.loop == &origin) {
+      gathering->Answer(i, Take(counters));
+      continue;
+    }
+    counters.loop->Post([gathering, counters, i, origin = &origin]() mutable {
+      LoopSnapshot snapshot = Take(counters);
+      // The reference moves into the reply, so the last owner is always on origin.
+      origin->Post(
+          [gathering = std::move(gathering), i, snapshot] { gathering->Answer(i, snapshot); });
+    });
+  }
+}
+
+}  // namespace hermod::metrics

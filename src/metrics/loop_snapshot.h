@@ -1,0 +1,40 @@
+// Every loop counts for itself, in plain integers that only its own thread touches (net's
+// LoopStats, http's HttpStats, ws's WebSocketStats): nothing on the hot path is atomic or
+// locked. A reader on another loop asks for a copy through each loop's mailbox and gets the
+// answers back through its own, so no loop ever waits for another. A loop that does not
+// answer within the deadline is reported as such instead of holding the answer up.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "http/http_connection.h"
+#include "net/event_loop.h"
+#include "ws/websocket_connection.h"
+
+namespace hermod::metrics {
+
+// Where one loop keeps its counters. Read only on that loop's thread.
+struct LoopCounters {
+  net::Loop* loop = nullptr;
+  const http::HttpStats* http = nullptr;
+  const ws::WebSocketStats* ws = nullptr;
+};
+
+// A copy of one loop's counters, taken on that loop.
+struct LoopSnapshot {
+  int loop = 0;
+  bool answered = false;  // false: the loop missed the deadline; the figures are zero
+  uint64_t connections = 0;
+  net::LoopStats net;
+  http::HttpStats http;
+  ws::WebSocketStats ws;
+};
+
+// On origin's thread: asks every loop for a snapshot and calls done on origin's thread with
+// one entry per loop, in loop order, once all have answered or deadline_ms has passed.
+void GatherSnapshots(net::Loop& origin, const std::vector<LoopCounters>& loops,
+                     uint64_t deadline_ms, std::function<void(std::vector<LoopSnapshot>)> done);
+
+}  // namespace hermod::metrics
