@@ -488,6 +488,7 @@ void ClientLoop::Deliver(ClientConnection& c, std::string_view payload) {
   uint64_t now = NowNs();
   stats_.latency.Record(now > stamp.sent_ns ? now - stamp.sent_ns : 0);
   ++stats_.delivered;
+  stats_.last_delivery_ns = now;
   ++stats_.At(SecondOf(now)).delivered;
   SequenceTracker::Outcome o = c.tracker.Observe(stamp.publisher, stamp.seq);
   stats_.lost += o.lost;

@@ -26,6 +26,7 @@ struct LatencySummary {
 
 struct Summary {
   double measured_s = 0;
+  double delivery_s = 0;  // start to the last delivery; delivery rates divide by this
   uint64_t sent = 0, delivered = 0, expected = 0, undelivered = 0, lost = 0, duplicates = 0,
            unstamped = 0;
   double sent_per_s = 0, deliveries_per_s = 0, bytes_in_per_s = 0;

@@ -30,6 +30,7 @@ void RunStats::Merge(const RunStats& other) {
   connects_ok += other.connects_ok;
   connects_failed += other.connects_failed;
   disconnects += other.disconnects;
+  last_delivery_ns = std::max(last_delivery_ns, other.last_delivery_ns);
   for (const auto& [reason, count] : other.errors) errors[reason] += count;
   if (timeline.size() < other.timeline.size()) timeline.resize(other.timeline.size());
   for (size_t i = 0; i < other.timeline.size(); ++i) {

@@ -30,18 +30,19 @@ struct ServerSample {
 };
 
 struct RunStats {
-  Histogram latency;             // publish -> delivery, ns
-  Histogram connect_latency;     // connect() -> protocol ready (handshake + subscribe), ns
-  uint64_t sent = 0;             // publications sent in the measured phase
-  uint64_t delivered = 0;        // publications received by subscribers
-  uint64_t bytes_in = 0;         // WebSocket data payload bytes received (inflated)
-  uint64_t bytes_out = 0;        // WebSocket data payload bytes sent (before deflate)
-  uint64_t lost = 0;             // sequence gaps
-  uint64_t duplicates = 0;       // sequence repeats
-  uint64_t unstamped = 0;        // data messages without a stamp (not measured)
-  uint64_t connects_ok = 0;      // connections that became ready
-  uint64_t connects_failed = 0;  // connect, handshake or subscribe failures
-  uint64_t disconnects = 0;      // ready connections lost before the end
+  Histogram latency;              // publish -> delivery, ns
+  Histogram connect_latency;      // connect() -> protocol ready (handshake + subscribe), ns
+  uint64_t sent = 0;              // publications sent in the measured phase
+  uint64_t delivered = 0;         // publications received by subscribers
+  uint64_t bytes_in = 0;          // WebSocket data payload bytes received (inflated)
+  uint64_t bytes_out = 0;         // WebSocket data payload bytes sent (before deflate)
+  uint64_t lost = 0;              // sequence gaps
+  uint64_t duplicates = 0;        // sequence repeats
+  uint64_t unstamped = 0;         // data messages without a stamp (not measured)
+  uint64_t connects_ok = 0;       // connections that became ready
+  uint64_t connects_failed = 0;   // connect, handshake or subscribe failures
+  uint64_t disconnects = 0;       // ready connections lost before the end
+  uint64_t last_delivery_ns = 0;  // when the last counted delivery arrived (NowNs)
   std::map<std::string, uint64_t> errors;  // reason -> count
   std::vector<Second> timeline;
   std::vector<ServerSample> server;

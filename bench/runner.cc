@@ -204,6 +204,9 @@ RunResult RunLocal(const RunConfig& config, uint32_t begin, uint32_t end,
   control.phase.store(Phase::kStop, std::memory_order_release);
   for (auto& w : workers) w.join();
   for (auto& loop : loops) result.stats.Merge(loop->stats());
+  if (result.stats.last_delivery_ns > start) {
+    result.delivery_s = Seconds(start, result.stats.last_delivery_ns);
+  }
   return result;
 }
 

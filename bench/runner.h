@@ -17,7 +17,10 @@ namespace hermod::bench {
 
 struct RunResult {
   RunStats stats;
-  double measured_s = 0;     // measured phase: from start to the end of publishing
+  double measured_s = 0;  // measured phase: from start to the end of publishing
+  // From start to the last counted delivery: deliveries go on arriving during the drain
+  // (all of a burst's, when publishers finish early), so rates divide by the longer span.
+  double delivery_s = 0;
   bool interrupted = false;  // SIGINT ended the run early (interrupt.h): partial figures
 };
 

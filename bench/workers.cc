@@ -218,6 +218,7 @@ RunResult RunDistributed(const RunConfig& config) {
     }
     merged.stats.Merge(part.stats);
     merged.measured_s = std::max(merged.measured_s, part.measured_s);
+    merged.delivery_s = std::max(merged.delivery_s, part.delivery_s);
     merged.interrupted = merged.interrupted || part.interrupted;
   }
   return merged;

@@ -48,6 +48,24 @@ TEST(ReportTest, SummaryFiguresFollowFromTheStats) {
   EXPECT_EQ(m.errors, 1u);
 }
 
+// A burst published in 50 ms (publishers counted out) whose deliveries arrive over 2 s, as
+// -r 0 -n does: the rates are over the 2 s, not the 50 ms (which made them 40 times too high).
+TEST(ReportTest, DeliveryRatesSpanTheDeliveriesNotJustThePublishing) {
+  RunResult r = SampleResult();
+  r.measured_s = 0.05;
+  r.delivery_s = 2.0;
+  r.stats.delivered = 10'000;
+  r.stats.bytes_in = 640'000;
+  Summary m = Summarize(SampleConfig(), r);
+  EXPECT_DOUBLE_EQ(m.deliveries_per_s, 5'000.0);
+  EXPECT_DOUBLE_EQ(m.bytes_in_per_s, 320'000.0);
+  EXPECT_DOUBLE_EQ(m.sent_per_s, 1000 / 0.05);  // publishing: over the measured phase
+  EXPECT_DOUBLE_EQ(m.delivery_s, 2.0);
+  // Deliveries that all arrived within the measured phase: over the measured phase.
+  r.delivery_s = 0.04;
+  EXPECT_DOUBLE_EQ(Summarize(SampleConfig(), r).deliveries_per_s, 10'000 / 0.05);
+}
+
 TEST(ReportTest, JsonHasTheDocumentedSchema) {
   RunConfig c = SampleConfig();
   RunResult r = SampleResult();
@@ -63,9 +81,10 @@ TEST(ReportTest, JsonHasTheDocumentedSchema) {
   EXPECT_EQ(std::string_view(doc["config"]["protocol"]), "nats");
   EXPECT_EQ(std::string_view(doc["config"]["scenario"]), "fanout");
   EXPECT_EQ(uint64_t(doc["config"]["connections"]), 11u);
-  for (const char* key : {"measured_s", "sent", "delivered", "expected", "undelivered", "lost",
-                          "duplicates", "sent_per_s", "deliveries_per_s", "bytes_in_per_s",
-                          "errors", "error_rate", "disconnects", "latency_us", "connect"}) {
+  for (const char* key :
+       {"measured_s", "delivery_s", "sent", "delivered", "expected", "undelivered", "lost",
+        "duplicates", "sent_per_s", "deliveries_per_s", "bytes_in_per_s", "errors", "error_rate",
+        "disconnects", "latency_us", "connect"}) {
     EXPECT_FALSE(doc["summary"][key].error()) << key;
   }
   for (const char* key : {"count", "p50", "p90", "p95", "p99", "p999", "max", "mean"}) {
@@ -89,6 +108,8 @@ TEST(ReportTest, JsonHasTheDocumentedSchema) {
 
 TEST(ReportTest, WorkerResultsMergeExactly) {
   RunResult a = SampleResult(), b = SampleResult();
+  a.delivery_s = 2.5;
+  a.stats.last_delivery_ns = 7'000;  // the latest of the loops' (not sent across processes)
   b.stats.latency.Record(5'000'000);
   std::string error;
   RunResult a2, b2;
@@ -107,6 +128,8 @@ TEST(ReportTest, WorkerResultsMergeExactly) {
   EXPECT_EQ(merged.errors.at("connect: Connection refused"), 2u);
   EXPECT_EQ(merged.timeline.at(1).delivered, 980u);
   EXPECT_DOUBLE_EQ(a2.measured_s, 2.0);
+  EXPECT_DOUBLE_EQ(a2.delivery_s, 2.5);
+  EXPECT_EQ(direct.last_delivery_ns, 7'000u);  // loops merge by the latest
 }
 
 TEST(ReportTest, RejectsWhatIsNotAReport) {
