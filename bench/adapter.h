@@ -56,4 +56,20 @@ class Adapter {
 
 std::unique_ptr<Adapter> MakeAdapter(Protocol protocol);
 
+// For byte-stream protocols carried over WebSocket (NATS, MQTT): a message may end inside a
+// protocol frame, so the unparsed tail waits in the session's carry buffer for the next one.
+// parse(bytes) returns how many bytes it consumed.
+template <class Parse>
+void ParseStream(Session& session, std::string_view message, Parse parse) {
+  std::string& carry = session.carry();
+  if (carry.empty()) {
+    size_t used = parse(message);
+    if (used < message.size()) carry.assign(message.substr(used));
+    return;
+  }
+  carry.append(message);
+  size_t used = parse(std::string_view(carry));
+  carry.erase(0, used);
+}
+
 }  // namespace hermod::bench

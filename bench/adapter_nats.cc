@@ -57,15 +57,7 @@ class NatsAdapter final : public Adapter {
   }
 
   void OnMessage(Session& session, std::string_view message) override {
-    std::string& carry = session.carry();
-    if (carry.empty()) {
-      size_t used = Parse(session, message);
-      if (used < message.size()) carry.assign(message.substr(used));
-      return;
-    }
-    carry.append(message);
-    size_t used = Parse(session, carry);
-    carry.erase(0, used);
+    ParseStream(session, message, [&](std::string_view bytes) { return Parse(session, bytes); });
   }
 
   void Publish(Session& session, std::string_view channel, std::string_view payload) override {

@@ -77,6 +77,27 @@ void ForwardInterrupt(std::vector<Worker>& workers, bool& forwarded) {
   _exit(WriteAll(out, json.data(), json.size()) ? 0 : 4);
 }
 
+// Waits up to 250 ms on the pipes of the workers still pending (pending(w) true) and on the
+// interrupt fd, passes a Ctrl-C on to the workers, and returns the workers with input.
+template <class Pending>
+std::vector<Worker*> PollWorkers(std::vector<Worker>& workers, Pending pending, bool& forwarded) {
+  std::vector<pollfd> fds;
+  std::vector<Worker*> owners;
+  for (Worker& w : workers) {
+    if (!pending(w)) continue;
+    fds.push_back({w.from, POLLIN, 0});
+    owners.push_back(&w);
+  }
+  if (InterruptFd() >= 0) fds.push_back({InterruptFd(), POLLIN, 0});
+  poll(fds.data(), fds.size(), 250);
+  ForwardInterrupt(workers, forwarded);
+  std::vector<Worker*> readable;
+  for (size_t i = 0; i < owners.size(); ++i) {
+    if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) readable.push_back(owners[i]);
+  }
+  return readable;
+}
+
 }  // namespace
 
 RunResult RunDistributed(const RunConfig& config) {
@@ -132,19 +153,9 @@ RunResult RunDistributed(const RunConfig& config) {
   uint64_t ready = 0, failed = 0;
   bool forwarded = false;
   for (size_t waiting = workers.size(); waiting > 0;) {
-    std::vector<pollfd> fds;
-    std::vector<Worker*> owners;
-    for (Worker& w : workers) {
-      if (w.ready) continue;
-      fds.push_back({w.from, POLLIN, 0});
-      owners.push_back(&w);
-    }
-    if (InterruptFd() >= 0) fds.push_back({InterruptFd(), POLLIN, 0});
-    poll(fds.data(), fds.size(), 250);
-    ForwardInterrupt(workers, forwarded);
-    for (size_t i = 0; i < owners.size(); ++i) {
-      if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      Worker& w = *owners[i];
+    for (Worker* ready_worker : PollWorkers(
+             workers, [](const Worker& w) { return !w.ready; }, forwarded)) {
+      Worker& w = *ready_worker;
       w.ready = true;
       --waiting;
       uint64_t counts[2] = {0, 0};
@@ -183,23 +194,13 @@ RunResult RunDistributed(const RunConfig& config) {
       std::fprintf(stderr, "\r\33[K[measure %5.1fs] %zu of %u workers running",
                    now > start ? static_cast<double>(now - start) / 1e9 : 0.0, remaining, count);
     }
-    std::vector<pollfd> fds;
-    std::vector<Worker*> owners;
-    for (Worker& w : workers) {
-      if (w.done) continue;
-      fds.push_back({w.from, POLLIN, 0});
-      owners.push_back(&w);
-    }
-    if (InterruptFd() >= 0) fds.push_back({InterruptFd(), POLLIN, 0});
-    poll(fds.data(), fds.size(), 250);
-    ForwardInterrupt(workers, forwarded);
-    for (size_t i = 0; i < owners.size(); ++i) {
-      if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      ssize_t n = read(fds[i].fd, buf, sizeof(buf));
+    for (Worker* worker : PollWorkers(
+             workers, [](const Worker& w) { return !w.done; }, forwarded)) {
+      ssize_t n = read(worker->from, buf, sizeof(buf));
       if (n > 0) {
-        owners[i]->output.append(buf, static_cast<size_t>(n));
+        worker->output.append(buf, static_cast<size_t>(n));
       } else if (n == 0 || errno != EINTR) {
-        owners[i]->done = true;
+        worker->done = true;
         --remaining;
       }
     }
