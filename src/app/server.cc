@@ -136,7 +136,8 @@ void Server::BuildMetrics() {
   std::vector<metrics::LoopCounters> counters;
   std::vector<net::Loop*> loops;
   for (auto& worker : workers_) {
-    counters.push_back({worker->loop.get(), &worker->http_stats, &worker->ws_stats});
+    counters.push_back(
+        {worker->loop.get(), &worker->http_stats, &worker->ws_stats, &worker->metrics});
     loops.push_back(worker->loop.get());
   }
   health_ = std::make_unique<metrics::HealthMonitor>(config_.health, std::move(loops));
@@ -229,7 +230,10 @@ int Server::Run() {
   // Before the threads start: the routes read metrics_ from every loop.
   BuildMetrics();
   for (auto& worker : workers_) {
-    worker->thread = std::thread([loop = worker->loop.get()] { loop->Run(); });
+    worker->thread = std::thread([loop = worker->loop.get(), m = &worker->metrics] {
+      metrics::BindThread(m);  // the loop's records (metrics/loop_metrics.h) go here
+      loop->Run();
+    });
   }
   health_->Start();  // its first check pings the loops
   spdlog::info("listening on {}://{}:{} ({} workers{})", tls_ ? "https" : "http", config_.bind,

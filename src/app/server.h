@@ -39,10 +39,12 @@ class Server {
 
  private:
   struct Worker {
-    std::unique_ptr<net::Loop> loop;
-    std::unique_ptr<net::Listener> listener;
+    // Before the loop: connections the loop closes as it is destroyed still count into these.
     http::HttpStats http_stats;
     ws::WebSocketStats ws_stats;
+    metrics::LoopMetrics metrics;
+    std::unique_ptr<net::Loop> loop;
+    std::unique_ptr<net::Listener> listener;
     std::thread thread;
     std::unique_ptr<net::TimerNode> drain_watch;  // set at shutdown
   };

@@ -31,6 +31,11 @@ class Push {
   virtual net::SendStatus SendTo(net::Connection& connection) const = 0;
   // The message's length (its JSON), which bounds coalescing.
   virtual size_t size() const = 0;
+  // For the publish-to-queue latency metric: when Hub::Publish began, on
+  // net::Loop::MonotonicUs's clock; 0 for a push that is no publication (join, leave). Set
+  // before the push is shared, read-only after.
+  uint64_t published_us() const { return published_us_; }
+  void set_published_us(uint64_t us) { published_us_ = us; }
 
  protected:
   Push() = default;
@@ -38,6 +43,7 @@ class Push {
 
  private:
   mutable std::atomic<uint32_t> refs_{1};
+  uint64_t published_us_ = 0;
 };
 
 }  // namespace hermod::core
