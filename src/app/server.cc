@@ -134,13 +134,11 @@ void Server::Upgrade(http::HttpConnection& connection, http::Request& request, b
 
 void Server::BuildMetrics() {
   std::vector<metrics::LoopCounters> counters;
-  std::vector<net::Loop*> loops;
   for (auto& worker : workers_) {
     counters.push_back(
         {worker->loop.get(), &worker->http_stats, &worker->ws_stats, &worker->metrics});
-    loops.push_back(worker->loop.get());
   }
-  health_ = std::make_unique<metrics::HealthMonitor>(config_.health, std::move(loops));
+  health_ = std::make_unique<metrics::HealthMonitor>(config_.health, counters);
   metrics_ = std::make_unique<metrics::Routes>(std::move(counters), *health_,
                                                config_.health.loop_deadline_ms,
                                                metrics::BuildInfo{HERMOD_VERSION, __VERSION__});

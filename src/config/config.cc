@@ -115,6 +115,10 @@ std::vector<Field> Fields(Config& c) {
       {"health.unhealthy_percent", &c.health.unhealthy_percent},
       {"health.critical_percent", &c.health.critical_percent},
       {"health.history_size", &c.health.history_size},
+      {"health.error_window_ms", &c.health.error_window_ms},
+      {"health.max_protocol_error_closes_per_second",
+       &c.health.max_protocol_error_closes_per_second},
+      {"health.max_slow_consumer_closes_per_second", &c.health.max_slow_consumer_closes_per_second},
       {"tls.cert_file", &c.tls.cert_file},
       {"tls.key_file", &c.tls.key_file},
   };
@@ -424,6 +428,10 @@ bool Validate(const Config& c, std::string* error) {
   if (hc.history_size == 0 || hc.history_size > 1024) {
     return fail("config key health.history_size: must be 1..1024");
   }
+  if (hc.error_window_ms < 1000 || hc.error_window_ms > 3600000) {
+    return fail("config key health.error_window_ms: must be 1000..3600000");
+  }
+
   if (c.tls.cert_file.empty() != c.tls.key_file.empty()) {
     return fail("config keys tls.cert_file and tls.key_file: set both or neither");
   }

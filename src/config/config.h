@@ -99,6 +99,13 @@ struct Config {
     uint64_t unhealthy_percent = 100;
     uint64_t critical_percent = 120;
     uint64_t history_size = 16;  // transitions kept for /health
+    // Error rates, counted over the last error_window_ms and graded against their budget
+    // per second like the checks above (0 turns a check off): connections closed for a
+    // protocol error (WebSocket 1002/1007/1009, client protocol 3501 bad request), and
+    // connections closed as slow consumers (write buffer overflow, send-queue disconnects).
+    uint64_t error_window_ms = 10000;
+    uint64_t max_protocol_error_closes_per_second = 50;
+    uint64_t max_slow_consumer_closes_per_second = 10;
   } health;
 
   struct Tls {
