@@ -86,6 +86,12 @@ void Server::BuildRoutes() {
               [this](http::HttpConnection& c, http::Request& r) { metrics_->Ready(c, r); });
   router_.Add("/metrics", {"GET"},
               [this](http::HttpConnection& c, http::Request& r) { metrics_->Metrics(c, r); });
+  if (config_.admin) {
+    router_.Add("/dashboard", {"GET"},
+                [this](http::HttpConnection& c, http::Request& r) { dashboard_->Page(c, r); });
+    router_.Add("/dashboard/data", {"GET"},
+                [this](http::HttpConnection& c, http::Request& r) { dashboard_->Data(c, r); });
+  }
   router_.Add("/connection/websocket", {"GET"},
               [this](http::HttpConnection& c, http::Request& r) { Upgrade(c, r, false); });
   for (const char* method :
@@ -139,6 +145,10 @@ void Server::BuildMetrics() {
         {worker->loop.get(), &worker->http_stats, &worker->ws_stats, &worker->metrics});
   }
   health_ = std::make_unique<metrics::HealthMonitor>(config_.health, counters);
+  if (config_.admin) {
+    dashboard_ = std::make_unique<metrics::Dashboard>(
+        counters, *health_, *hub_, config_.health.loop_deadline_ms, config_.admin_password);
+  }
   metrics_ = std::make_unique<metrics::Routes>(std::move(counters), *health_,
                                                config_.health.loop_deadline_ms,
                                                metrics::BuildInfo{HERMOD_VERSION, __VERSION__});

@@ -17,6 +17,7 @@
 #include "core/hub.h"
 #include "http/http_connection.h"
 #include "http/router.h"
+#include "metrics/dashboard.h"
 #include "metrics/health.h"
 #include "metrics/routes.h"
 #include "net/event_loop.h"
@@ -74,6 +75,7 @@ class Server {
   // GET /metrics and /health*, built in Run once the loops exist.
   std::unique_ptr<metrics::HealthMonitor> health_;
   std::unique_ptr<metrics::Routes> metrics_;
+  std::unique_ptr<metrics::Dashboard> dashboard_;  // config admin: GET /dashboard
   std::vector<std::unique_ptr<Worker>> workers_;
 };
 

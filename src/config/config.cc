@@ -139,6 +139,8 @@ std::vector<Field> AllFields(Config& c) {
           {"client_stale_close_delay", &c.client_stale_close_delay},
           {"client_expired_close_delay", &c.client_expired_close_delay},
           {"api_key", &c.api_key},
+          {"admin", &c.admin},
+          {"admin_password", &c.admin_password},
           {"token_hmac_secret_key", &c.token_hmac_secret_key},
           {"token_rsa_public_key", &c.token_rsa_public_key},
           {"token_ecdsa_public_key", &c.token_ecdsa_public_key},
@@ -432,6 +434,9 @@ bool Validate(const Config& c, std::string* error) {
     return fail("config key health.error_window_ms: must be 1000..3600000");
   }
 
+  if (c.admin && c.admin_password.empty()) {
+    return fail("config key admin_password: must be set when admin is true");
+  }
   if (c.tls.cert_file.empty() != c.tls.key_file.empty()) {
     return fail("config keys tls.cert_file and tls.key_file: set both or neither");
   }

@@ -126,6 +126,10 @@ struct Config {
   // The server HTTP API, POST /api/<method>: `Authorization: apikey KEY` or `X-API-Key: KEY`.
   // Empty: the API answers 401 to every request.
   std::string api_key;
+  // The live dashboard, GET /dashboard (Centrifugo v5 names): off unless admin is true; then
+  // every request needs HTTP Basic credentials whose password is admin_password.
+  bool admin = false;
+  std::string admin_password;
   // Connection and subscription JWTs: HMAC secret, PEM public keys, optional aud/iss checks.
   std::string token_hmac_secret_key;
   std::string token_rsa_public_key;

@@ -77,8 +77,7 @@ std::vector<LoopCounters> LoopsAlone(const std::vector<net::Loop*>& loops) {
 HealthMonitor::HealthMonitor(const config::Config::Health& options, std::vector<net::Loop*> loops)
     : HealthMonitor(options, LoopsAlone(loops)) {}
 
-HealthMonitor::HealthMonitor(const config::Config::Health& options,
-                             std::vector<LoopCounters> loops)
+HealthMonitor::HealthMonitor(const config::Config::Health& options, std::vector<LoopCounters> loops)
     : options_(options), loops_(std::move(loops)), last_totals_(loops_.size()) {}
 
 HealthMonitor::~HealthMonitor() { Stop(); }
