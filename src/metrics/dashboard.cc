@@ -155,10 +155,11 @@ bool Dashboard::Authorized(http::HttpConnection& c, const http::Request& request
 
 void Dashboard::Page(http::HttpConnection& c, http::Request& request) {
   if (!Authorized(c, request)) return;
-  c.Respond(http::BuildResponse(200, "text/html; charset=utf-8", kDashboardHtml, request.keep_alive,
-                                "Cache-Control: no-store\r\n"
-                                "Content-Security-Policy: default-src 'self'; "
-                                "script-src 'unsafe-inline'; style-src 'unsafe-inline'\r\n"),
+  c.Respond(http::BuildResponse(
+                200, "text/html; charset=utf-8", kDashboardHtml, request.keep_alive,
+                "Cache-Control: no-store\r\n"
+                "Content-Security-Policy: default-src 'self'; "
+                "script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:\r\n"),
             request.keep_alive);
 }
 
