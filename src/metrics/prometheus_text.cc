@@ -69,17 +69,18 @@ void PerLoop(PrometheusText& text, const std::vector<LoopSnapshot>& loops, std::
   }
 }
 
-// A histogram family's samples for one label set (key empty: none); scale turns the
-// recorded unit into the exposed one (microseconds to seconds: 1e-6).
+// A histogram family's samples for one label set (key empty: none); divisor turns the
+// recorded unit into the exposed one (microseconds to seconds: 1e6). Dividing, not
+// multiplying by 1e-6, keeps the `le` labels short: 50 / 1e6 prints as 5e-05.
 template <const auto& Bounds>
 void HistogramSamples(PrometheusText& t, std::string_view name, std::string_view key,
-                      std::string_view value, const Histogram<Bounds>& h, double scale) {
+                      std::string_view value, const Histogram<Bounds>& h, double divisor) {
   std::string bucket = std::string(name) + "_bucket";
   uint64_t cumulative = 0;
   for (size_t i = 0; i <= Bounds.size(); ++i) {
     cumulative += h.counts[i];
     std::string le =
-        i < Bounds.size() ? fmt::format("{}", static_cast<double>(Bounds[i]) * scale) : "+Inf";
+        i < Bounds.size() ? fmt::format("{}", static_cast<double>(Bounds[i]) / divisor) : "+Inf";
     if (key.empty()) {
       t.Sample(bucket, {{"le", le}}, cumulative);
     } else {
@@ -89,10 +90,10 @@ void HistogramSamples(PrometheusText& t, std::string_view name, std::string_view
   std::string sum = std::string(name) + "_sum";
   std::string count = std::string(name) + "_count";
   if (key.empty()) {
-    t.Sample(sum, {}, static_cast<double>(h.sum) * scale);
+    t.Sample(sum, {}, static_cast<double>(h.sum) / divisor);
     t.Sample(count, {}, cumulative);
   } else {
-    t.Sample(sum, {{key, value}}, static_cast<double>(h.sum) * scale);
+    t.Sample(sum, {{key, value}}, static_cast<double>(h.sum) / divisor);
     t.Sample(count, {{key, value}}, cumulative);
   }
 }
@@ -243,7 +244,7 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
 
   const LoopSnapshot all = MergeSnapshots(loops);
   const LoopMetrics& m = all.metrics;
-  constexpr double kUs = 1e-6;
+  constexpr double kUs = 1e6;  // recorded in microseconds, exposed in seconds
   t.Family("hermod_websocket_closed_total", "counter",
            "WebSocket connections closed, by the code of the Close that ended them (ours or "
            "the peer's, whichever came first; 1006: no Close was exchanged).");
