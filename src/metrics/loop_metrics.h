@@ -179,7 +179,8 @@ inline void RecordSent(SentType type, size_t bytes, PushType push = PushType::kC
   if (push != PushType::kCount) ++m->pushes_out[static_cast<size_t>(push)];
 }
 
-// Server HTTP API: one call of method (an index in kApiMethods) took elapsed_us.
+// Server HTTP API: one call of method (a name in kApiMethods; others count as "unknown")
+// took elapsed_us.
 inline void RecordApiCall(std::string_view method, uint64_t elapsed_us) {
   LoopMetrics* m = Local();
   if (!m) return;

@@ -271,7 +271,7 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
            "Client protocol WebSocket messages received, by type.");
   t.Sample("hermod_client_messages_received_total", {{"type", "command"}}, m.command_messages_in);
   t.Family("hermod_client_received_bytes_total", "counter",
-           "Client protocol message bytes received, by type (before decompression: payload).");
+           "Client protocol message bytes received, by type (payloads, after inflation).");
   t.Sample("hermod_client_received_bytes_total", {{"type", "command"}}, m.command_bytes_in);
   t.Family("hermod_client_messages_sent_total", "counter",
            "Client protocol WebSocket messages queued, by type (a push message may carry "
