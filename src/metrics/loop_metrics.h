@@ -110,10 +110,12 @@ struct LoopMetrics {
   // loop (recorded once per push per loop), and how many subscribers on this loop got it.
   LatencyHistogram publish_to_queue;
   FanoutHistogram fanout;
-  // The push whose run of SendTo calls is being counted (identity only, never dereferenced).
-  const void* run_push = nullptr;
-  uint64_t run_published_us = 0;
+  // The run of deliveries of one push being counted (see RecordPushQueued): its id, and
+  // what each delivery adds, summed when the run ends.
+  uint64_t run_id = 0;  // 0: none
   uint64_t run_count = 0;
+  uint64_t run_bytes = 0;
+  std::array<uint16_t, kPushTypes.size()> run_carried{};
 
   // Server HTTP API.
   std::array<uint64_t, kApiMethods.size()> api_calls{};
@@ -123,10 +125,15 @@ struct LoopMetrics {
   std::array<std::array<uint64_t, kDropPriorities.size()>, kDropReasons.size()> queue_dropped{};
   uint64_t slow_consumer_disconnects = 0;
 
-  // Ends the counted run of SendTo calls (on the next push, and before a scrape copies this).
+  // Ends the counted run of deliveries (on the next push, and before a scrape copies this).
   void EndFanoutRun() {
-    if (run_count > 0) fanout.Record(run_count);
-    run_push = nullptr;
+    if (run_count > 0) {
+      fanout.Record(run_count);
+      messages_out[static_cast<size_t>(SentType::kPush)] += run_count;
+      bytes_out[static_cast<size_t>(SentType::kPush)] += run_bytes * run_count;
+      for (size_t i = 0; i < run_carried.size(); ++i) pushes_out[i] += run_carried[i] * run_count;
+    }
+    run_id = 0;
     run_count = 0;
   }
 };
@@ -190,28 +197,30 @@ inline void RecordApiCall(std::string_view method, uint64_t elapsed_us) {
   m->api_latency[i].Record(elapsed_us);
 }
 
-// Client protocol: a push queued for one subscriber. push identifies the push (a run of
-// SendTo calls with the same push is one fan-out), published_us is its Hub::Publish time on
-// now_us's clock (0: not a publication), pushes counts what it carries by type.
-template <class NowUs>
-inline void RecordPushQueued(const void* push, uint64_t published_us, size_t bytes,
-                             const std::array<uint16_t, kPushTypes.size()>& pushes, NowUs now_us) {
+// Client protocol: a hub push was queued for one subscriber. The hub hands a push to a
+// loop's subscribers one after the other, so consecutive deliveries of one push (by
+// push_id, unique per push) are one fan-out: the common case, a delivery that continues the
+// run, costs a TLS load, a compare and an increment; messages, bytes and pushes by type are
+// added when the run ends. A new run reads the clock once, for the publish-to-queue
+// latency (published_us 0: not a publication). bytes and carried are asked for only then.
+template <class Bytes, class Carried, class NowUs>
+inline void RecordPushQueued(uint64_t push_id, uint64_t published_us, Bytes bytes, Carried carried,
+                             NowUs now_us) {
   LoopMetrics* m = Local();
   if (!m) return;
-  ++m->messages_out[static_cast<size_t>(SentType::kPush)];
-  m->bytes_out[static_cast<size_t>(SentType::kPush)] += bytes;
-  for (size_t i = 0; i < pushes.size(); ++i) m->pushes_out[i] += pushes[i];
-  if (push != m->run_push || published_us != m->run_published_us) {
-    m->EndFanoutRun();
-    m->run_push = push;
-    m->run_published_us = published_us;
-    // One clock read per push per loop, not per subscriber.
-    if (published_us != 0) {
-      uint64_t now = now_us();
-      m->publish_to_queue.Record(now > published_us ? now - published_us : 0);
-    }
+  if (push_id == m->run_id) {
+    ++m->run_count;
+    return;
   }
-  ++m->run_count;
+  m->EndFanoutRun();
+  m->run_id = push_id;
+  m->run_count = 1;
+  m->run_bytes = bytes();
+  m->run_carried = carried();
+  if (published_us != 0) {
+    uint64_t now = now_us();
+    m->publish_to_queue.Record(now > published_us ? now - published_us : 0);
+  }
 }
 
 }  // namespace hermod::metrics

@@ -28,8 +28,9 @@ PreparedPush::Carried One(metrics::PushType type) {
 net::SendStatus PreparedPush::SendTo(net::Connection& connection) const {
   net::SendStatus status = static_cast<ws::WebSocketConnection&>(connection).SendPrepared(message_);
   if (status == net::SendStatus::kQueued) {
-    metrics::RecordPushQueued(this, published_us(), message_.payload().size(), carried_,
-                              &net::Loop::MonotonicUs);
+    metrics::RecordPushQueued(
+        id(), published_us(), [this] { return message_.payload().size(); },
+        [this] { return carried_; }, &net::Loop::MonotonicUs);
   }
   return status;
 }

@@ -58,10 +58,12 @@ TEST(Recording, ARunOfSendsOfOnePushIsOneFanOutTimedOnce) {
     ++clock_reads;
     return uint64_t{1500};
   };
-  std::array<uint16_t, kPushTypes.size()> one_publication{1, 0, 0, 0, 0};
-  int a = 0, b = 0;
-  for (int i = 0; i < 5; ++i) RecordPushQueued(&a, 1000, 10, one_publication, now);
-  for (int i = 0; i < 2; ++i) RecordPushQueued(&b, 0, 10, {0, 1, 0, 0, 0}, now);  // a join
+  using Carried = std::array<uint16_t, kPushTypes.size()>;
+  auto ten = [] { return size_t{10}; };
+  auto publication = [] { return Carried{1, 0, 0, 0, 0}; };
+  auto join = [] { return Carried{0, 1, 0, 0, 0}; };
+  for (int i = 0; i < 5; ++i) RecordPushQueued(1, 1000, ten, publication, now);
+  for (int i = 0; i < 2; ++i) RecordPushQueued(2, 0, ten, join, now);  // no publish time
   m.EndFanoutRun();
   BindThread(nullptr);
   EXPECT_EQ(clock_reads, 1);  // the join has no publish time
@@ -72,6 +74,7 @@ TEST(Recording, ARunOfSendsOfOnePushIsOneFanOutTimedOnce) {
   EXPECT_EQ(m.pushes_out[0], 5u);
   EXPECT_EQ(m.pushes_out[1], 2u);
   EXPECT_EQ(m.messages_out[static_cast<size_t>(SentType::kPush)], 7u);
+  EXPECT_EQ(m.bytes_out[static_cast<size_t>(SentType::kPush)], 70u);
 }
 
 TEST(RenderMetrics, HistogramsAreCumulativeWithSumCountAndInf) {
