@@ -204,14 +204,8 @@ inline void RecordApiCall(std::string_view method, uint64_t elapsed_us) {
 // added when the run ends. A new run reads the clock once, for the publish-to-queue
 // latency (published_us 0: not a publication). bytes and carried are asked for only then.
 template <class Bytes, class Carried, class NowUs>
-inline void RecordPushQueued(uint64_t push_id, uint64_t published_us, Bytes bytes, Carried carried,
-                             NowUs now_us) {
-  LoopMetrics* m = Local();
-  if (!m) return;
-  if (push_id == m->run_id) {
-    ++m->run_count;
-    return;
-  }
+[[gnu::noinline]] void StartPushRun(LoopMetrics* m, uint64_t push_id, uint64_t published_us,
+                                    Bytes bytes, Carried carried, NowUs now_us) {
   m->EndFanoutRun();
   m->run_id = push_id;
   m->run_count = 1;
@@ -221,6 +215,18 @@ inline void RecordPushQueued(uint64_t push_id, uint64_t published_us, Bytes byte
     uint64_t now = now_us();
     m->publish_to_queue.Record(now > published_us ? now - published_us : 0);
   }
+}
+
+template <class Bytes, class Carried, class NowUs>
+inline void RecordPushQueued(uint64_t push_id, uint64_t published_us, Bytes bytes, Carried carried,
+                             NowUs now_us) {
+  LoopMetrics* m = Local();
+  if (!m) return;
+  if (push_id == m->run_id) [[likely]] {
+    ++m->run_count;
+    return;
+  }
+  StartPushRun(m, push_id, published_us, bytes, carried, now_us);  // out of line: rare
 }
 
 }  // namespace hermod::metrics
