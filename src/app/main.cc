@@ -7,8 +7,10 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -237,14 +239,15 @@ int CheckToken(const TokenFlags& flags) {
 }
 
 int Version() {
-  std::cout << "hermod " << HERMOD_VERSION << "\ncommit: " << HERMOD_GIT_COMMIT << "\ncompiler: "
-            <<
 #if defined(__clang__)
-      "clang "
+  const std::string compiler = "clang " + std::to_string(__clang_major__) + "." +
+                               std::to_string(__clang_minor__) + "." +
+                               std::to_string(__clang_patchlevel__);
 #else
-      "gcc "
+  const std::string compiler = "gcc " __VERSION__;
 #endif
-            << __VERSION__ << "\nbuild type: " << HERMOD_BUILD_TYPE << "\n";
+  std::cout << "hermod " << HERMOD_VERSION << "\ncommit: " << HERMOD_GIT_COMMIT
+            << "\ncompiler: " << compiler << "\nbuild type: " << HERMOD_BUILD_TYPE << "\n";
   return 0;
 }
 
