@@ -233,7 +233,9 @@ class DeployTest(h.HermodTestCase):
         for node in nodes:
             self.assertEqual(services[node]["image"], services["hermod-1"]["image"])
             self.assertIn("serve", services[node]["command"])
-        self.assertEqual(services["hermod-1"]["build"]["dockerfile"], "deploy/Dockerfile")
+            self.assertEqual(services[node]["build"]["dockerfile"], "deploy/Dockerfile")
+            self.assertTrue(os.path.exists(os.path.join(DEPLOY, services[node]["build"]["context"],
+                                                        "deploy", "Dockerfile")))
         # Prometheus scrapes exactly the compose nodes on the port hermod listens on.
         with open(os.path.join(PROMETHEUS, "prometheus.yml")) as f:
             prometheus = yaml.safe_load(f)
