@@ -78,8 +78,8 @@ void WebSocketConnection::OnData(uint8_t* data, size_t len) {
   if (result.ok || closed()) return;
   ++stats_.protocol_errors;
   if (!(flags_ & kSentClose)) CountClose(static_cast<uint16_t>(result.error.code));
-  spdlog::debug("ws: closing fd {} with {}: {}", fd(), static_cast<int>(result.error.code),
-                result.error.reason);
+  spdlog::info("ws: closing fd {} with {}: {}", fd(), static_cast<int>(result.error.code),
+               result.error.reason);
   if (!(flags_ & kSentClose)) {
     flags_ |= kSentClose;
     SendFrame(Opcode::kClose, true, false,
