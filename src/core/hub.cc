@@ -192,7 +192,7 @@ void Hub::Unsubscribe(net::Loop& loop, std::string_view channel,
 
 StreamPosition Hub::Publish(std::string_view channel, const config::ChannelOptions& options,
                             std::string_view data, std::string_view info,
-                            std::string_view idempotency_key) {
+                            std::string_view idempotency_key, std::string_view tags) {
   Shard& shard = ShardOf(channel);
   std::lock_guard lock(shard.mutex);
   // Publishes create streams for channels without subscribers: now and then, drop those
@@ -213,9 +213,10 @@ StreamPosition Hub::Publish(std::string_view channel, const config::ChannelOptio
   }
   StreamPosition position;
   std::string publication;
-  if (state.history) {
+  // history_size 0 with a stream: the API's skip_history; delivered without an offset.
+  if (state.history && options.history_size > 0) {
     position = {state.history->next_offset(), state.history->epoch()};
-    publication = codec_.publication(data, info, position.offset);
+    publication = codec_.publication(data, info, position.offset, tags);
     if (state.loop_count > 0) {
       PostPush(state, channel, options, codec_.publication_push(channel, publication),
                position.offset, false);
@@ -223,7 +224,7 @@ StreamPosition Hub::Publish(std::string_view channel, const config::ChannelOptio
     state.history->Append(std::move(publication), now, options.history_size,
                           options.history_ttl.ms);
   } else if (state.loop_count > 0) {
-    publication = codec_.publication(data, info, 0);
+    publication = codec_.publication(data, info, 0, tags);
     PostPush(state, channel, options, codec_.publication_push(channel, publication), 0, false);
   }
   if (!idempotency_key.empty()) {

@@ -40,8 +40,10 @@ namespace hermod::core {
 // How the client protocol encodes what the hub fans out (given by proto/, which the hub
 // does not include).
 struct PushCodec {
-  // The publication object, as stored in history and embedded in pushes.
-  std::function<std::string(std::string_view data, std::string_view info, uint64_t offset)>
+  // The publication object, as stored in history and embedded in pushes. tags: the
+  // publication's tags as the protocol encodes them, empty when none.
+  std::function<std::string(std::string_view data, std::string_view info, uint64_t offset,
+                            std::string_view tags)>
       publication;
   // A new push (refcount 1) carrying the publication, or a join/leave, to its channel.
   std::function<Push*(std::string_view channel, std::string_view publication)> publication_push;
@@ -92,7 +94,7 @@ class Hub {
   // publication's position and publishes nothing.
   StreamPosition Publish(std::string_view channel, const config::ChannelOptions& options,
                          std::string_view data, std::string_view info,
-                         std::string_view idempotency_key = {});
+                         std::string_view idempotency_key = {}, std::string_view tags = {});
   // Drops the channel's stored publications (its position stays).
   void RemoveHistory(std::string_view channel);
   // Channels with subscribers, and how many (API `channels`).

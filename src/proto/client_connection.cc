@@ -97,7 +97,29 @@ void ClientConnection::Disconnect(proto::Disconnect reason) {
   CloseWith(reason.code, reason.reason);
 }
 
+void ClientCounts::Add(const std::string& user) {
+  std::lock_guard lock(mutex_);
+  ++clients_;
+  ++users_[user];
+}
+
+void ClientCounts::Remove(const std::string& user) {
+  std::lock_guard lock(mutex_);
+  --clients_;
+  auto it = users_.find(user);
+  if (it != users_.end() && --it->second == 0) users_.erase(it);
+}
+
+std::pair<size_t, size_t> ClientCounts::Get() const {
+  std::lock_guard lock(mutex_);
+  return {clients_, users_.size()};
+}
+
 void ClientConnection::UnsubscribeAll() {
+  if (counted_) {
+    counted_ = false;
+    context_.counts->Remove(user_);
+  }
   for (auto& s : subscriptions_) {
     context_.hub.Unsubscribe(loop(), s->channel, *s->options, client_id_, s->client_info(info_),
                              s.get());
@@ -261,6 +283,10 @@ void ClientConnection::HandleConnect(const Command& c) {
   client_id_ = NewClientId();
   user_ = std::move(claims.user);
   info_ = ClientInfoJson(user_, client_id_, claims.info);
+  if (context_.counts) {
+    context_.counts->Add(user_);
+    counted_ = true;
+  }
   SetExpiry(claims.expires_at);
 
   // Server-side subscriptions from the token's `channels` and `subs`, recovered from

@@ -23,8 +23,11 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "auth/token_verifier.h"
@@ -54,12 +57,27 @@ struct ClientOptions {
   static ClientOptions FromConfig(const config::Config& config);
 };
 
+// Connected clients and distinct users in this process (the API's `info`), counted at
+// connect and close only, so one mutex is no cost on any message path.
+class ClientCounts {
+ public:
+  void Add(const std::string& user);
+  void Remove(const std::string& user);
+  std::pair<size_t, size_t> Get() const;  // {clients, users}
+
+ private:
+  mutable std::mutex mutex_;
+  size_t clients_ = 0;                             // guarded by mutex_
+  std::unordered_map<std::string, size_t> users_;  // guarded by mutex_
+};
+
 // What every client connection shares: read-only options, rules and keys, and the hub.
 struct ClientContext {
   core::Hub& hub;
   const core::ChannelRules& rules;
   const auth::TokenVerifier& tokens;
   ClientOptions options;
+  ClientCounts* counts = nullptr;  // null: not counted
 };
 
 class ClientConnection final : public ws::WebSocketConnection {
@@ -137,6 +155,7 @@ class ClientConnection final : public ws::WebSocketConnection {
                              std::vector<ServerSubscription>& subs);
   // The token's expiry as a deadline on the loop's clock.
   void SetExpiry(int64_t expires_at_s);
+  // Unsubscribes everything and leaves the counts: the connection is gone.
   void UnsubscribeAll();
 
   ClientContext& context_;
@@ -144,6 +163,7 @@ class ClientConnection final : public ws::WebSocketConnection {
   bool connected_ = false;
   bool disconnected_ = false;
   bool awaiting_pong_ = false;
+  bool counted_ = false;  // in context_.counts
   uint64_t stale_deadline_ms_ = 0;
   uint64_t next_ping_ms_ = 0;
   uint64_t pong_deadline_ms_ = 0;

@@ -29,7 +29,8 @@ void AppendPublications(std::string& out, const std::vector<std::string>& public
 
 }  // namespace
 
-std::string PublicationJson(std::string_view data, std::string_view info, uint64_t offset) {
+std::string PublicationJson(std::string_view data, std::string_view info, uint64_t offset,
+                            std::string_view tags) {
   std::string out = "{\"data\":";
   out += data.empty() ? std::string_view("null") : data;
   if (!info.empty()) {
@@ -39,6 +40,10 @@ std::string PublicationJson(std::string_view data, std::string_view info, uint64
   if (offset != 0) {
     out += ",\"offset\":";
     out += std::to_string(offset);
+  }
+  if (!tags.empty()) {
+    out += ",\"tags\":";
+    out += tags;
   }
   out += '}';
   return out;

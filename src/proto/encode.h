@@ -57,8 +57,10 @@ void AppendPresenceReply(std::string& out, uint32_t id,
 void AppendPresenceStatsReply(std::string& out, uint32_t id, size_t clients, size_t users);
 
 // The publication object, as history stores it and pushes embed it (the hub's
-// PushCodec::publication): data and info are raw JSON, offset 0 is left out.
-std::string PublicationJson(std::string_view data, std::string_view info, uint64_t offset);
+// PushCodec::publication): data, info and tags (an object of strings) are raw JSON; offset 0
+// and empty tags are left out.
+std::string PublicationJson(std::string_view data, std::string_view info, uint64_t offset,
+                            std::string_view tags = {});
 // `{"push":{"channel":..,"pub":<publication>}}` and the join/leave pushes.
 void AppendPublicationPush(std::string& out, std::string_view channel,
                            std::string_view publication);

@@ -20,7 +20,8 @@ namespace hermod::core {
 namespace {
 
 // Frames are "channel|publication\n"; a publication is "data@offset".
-std::string Publication(std::string_view data, std::string_view, uint64_t offset) {
+std::string Publication(std::string_view data, std::string_view, uint64_t offset,
+                        std::string_view) {
   return std::string(data) + "@" + std::to_string(offset);
 }
 // A push that is one shared chunk, queued by reference.
