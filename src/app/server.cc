@@ -94,10 +94,8 @@ void Server::BuildRoutes() {
   }
   router_.Add("/connection/websocket", {"GET"},
               [this](http::HttpConnection& c, http::Request& r) { Upgrade(c, r, false); });
-  for (const char* method :
-       {"publish", "broadcast", "subscribe", "unsubscribe", "disconnect", "presence",
-        "presence_stats", "history", "history_remove", "channels", "info"}) {
-    router_.Add(std::string("/api/") + method, {"POST"},
+  for (std::string_view method : api::ServerApi::kMethods) {
+    router_.Add("/api/" + std::string(method), {"POST"},
                 [this](http::HttpConnection& c, http::Request& r) { api_->Handle(c, r); });
   }
   if (config_.echo) {
@@ -198,8 +196,9 @@ int Server::Run() {
   hub_ = std::make_unique<core::Hub>(
       count, proto::JsonPushCodec(handshake_policy_.deflate.level,
                                   handshake_policy_.deflate.server_max_window_bits));
-  client_context_ = std::make_unique<proto::ClientContext>(proto::ClientContext{
-      *hub_, channel_rules_, token_verifier_, proto::ClientOptions::FromConfig(config_)});
+  client_context_ = std::make_unique<proto::ClientContext>(
+      proto::ClientContext{*hub_, channel_rules_, token_verifier_,
+                           proto::ClientOptions::FromConfig(config_), &client_counts_});
   // The API's per-client methods: every loop looks for the user's client connections.
   api_ = std::make_unique<api::ServerApi>(
       *hub_, channel_rules_, config_.api_key,
@@ -216,7 +215,8 @@ int Server::Run() {
             });
           });
         }
-      });
+      },
+      api::NodeInfo{HERMOD_VERSION, [this] { return client_counts_.Get(); }});
   for (size_t i = 0; i < count; ++i) {
     std::string error;
     // The first bind resolves port 0; the others share that port through SO_REUSEPORT.

@@ -70,6 +70,7 @@ class Server {
   core::ChannelRules channel_rules_;
   auth::TokenVerifier token_verifier_;
   std::unique_ptr<core::Hub> hub_;
+  proto::ClientCounts client_counts_;  // the API's info: clients and users
   std::unique_ptr<proto::ClientContext> client_context_;
   std::unique_ptr<api::ServerApi> api_;  // /api/<method>, built in Run beside the hub
   // GET /metrics and /health*, built in Run once the loops exist.
