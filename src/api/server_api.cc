@@ -2,6 +2,7 @@
 
 #include <simdjson.h>
 
+#include <optional>
 #include <vector>
 
 #include "http/response.h"
@@ -26,6 +27,7 @@ struct ApiRequest {
   uint64_t code = 0;
   std::string_view reason;
   std::string_view idempotency_key;
+  std::string_view priority;  // low|normal|high|critical; empty: the namespace's default
   bool skip_history = false;
   bool has_since = false;
   core::StreamPosition since;
@@ -95,6 +97,8 @@ bool Parse(od::parser& parser, simdjson::dom::parser& validator, std::string& bo
       e = v.get_string().get(r->client);
     } else if (key == "idempotency_key") {
       e = v.get_string().get(r->idempotency_key);
+    } else if (key == "priority") {
+      e = v.get_string().get(r->priority);
     } else if (key == "skip_history") {
       e = v.get_bool().get(r->skip_history);
     } else if (key == "limit") {
@@ -193,6 +197,16 @@ bool ServerApi::Call(std::string_view method, std::string& body, std::string& ou
     return options;
   };
 
+  // A publication's priority (slow consumers drop low, then normal, first); absent: the
+  // namespace's default_priority.
+  std::optional<net::Priority> priority;
+  if (!r.priority.empty()) {
+    priority = core::ParsePriority(r.priority);
+    if (!priority && (method == "publish" || method == "broadcast")) {
+      AppendError(out, proto::ErrorCode::kBadRequest);
+      return true;
+    }
+  }
   if (method == "publish") {
     if (r.data.empty()) {
       AppendError(out, proto::ErrorCode::kBadRequest);
@@ -202,8 +216,15 @@ bool ServerApi::Call(std::string_view method, std::string& body, std::string& ou
     if (!options) return true;
     config::ChannelOptions effective = *options;
     if (r.skip_history) effective.history_size = 0;
+    std::optional<core::StreamPosition> position =
+        hub_.Publish(r.channel, effective, r.data, {}, r.idempotency_key, priority);
+    if (!position) {
+      // A loop the channel reaches is over its inbox budget: nothing was published.
+      AppendError(out, proto::ErrorCode::kTooManyRequests);
+      return true;
+    }
     out += "{\"result\":";
-    AppendPosition(out, hub_.Publish(r.channel, effective, r.data, {}, r.idempotency_key));
+    AppendPosition(out, *position);
     out += '}';
   } else if (method == "broadcast") {
     if (r.data.empty() || r.channels.empty()) {
@@ -215,8 +236,14 @@ bool ServerApi::Call(std::string_view method, std::string& body, std::string& ou
       if (i > 0) out += ',';
       const config::ChannelOptions* options = options_or_error(r.channels[i]);
       if (!options) continue;
+      std::optional<core::StreamPosition> position =
+          hub_.Publish(r.channels[i], *options, r.data, {}, {}, priority);
+      if (!position) {
+        AppendError(out, proto::ErrorCode::kTooManyRequests);
+        continue;
+      }
       out += "{\"result\":";
-      AppendPosition(out, hub_.Publish(r.channels[i], *options, r.data, {}));
+      AppendPosition(out, *position);
       out += '}';
     }
     out += "]}}";

@@ -40,26 +40,66 @@ Connection::~Connection() {
   if (fd_ >= 0) close(fd_);
 }
 
-SendStatus Connection::Send(std::string_view head, std::string_view body) {
+OutputQueue& Connection::Queue() {
+  if (!out_) {
+    out_ = NewOutputQueue();
+    out_->set_account(&loop_.queued_cost_);
+  }
+  return *out_;
+}
+
+void Connection::SlowConsumer(LoopStats::SlowReason reason) {
+  ++loop_.stats().slow_consumer_disconnects[reason];
+  if (reason == LoopStats::kSlowOverflow) ++loop_.stats().write_overflow;
+  if (out_) out_->DropUnsent();  // the memory goes now, not when the close completes
+  OnSlowConsumer();
+}
+
+SendStatus Connection::Send(std::string_view head, std::string_view body, Lane lane) {
   if (state_ & (kClosed | kLingering)) return SendStatus::kDropped;
-  if (!out_) out_ = NewOutputQueue();
-  out_->Append(head, body);
-  if (out_->bytes() > loop_.max_write_buffer_bytes()) {
-    ++loop_.stats().write_overflow;
-    Close();
+  OutputQueue& out = Queue();
+  out.Append(head, body, lane);
+  if (out.cost() > loop_.send_limits().max_bytes) {
+    SlowConsumer(LoopStats::kSlowOverflow);
     return SendStatus::kOverflow;
   }
   loop_.NeedsFlush(this);
   return SendStatus::kQueued;
 }
 
-SendStatus Connection::SendShared(Chunk* chunk, size_t offset, size_t len) {
+SendStatus Connection::SendShared(Chunk* chunk, size_t offset, size_t len, PushClass push) {
   if (state_ & (kClosed | kLingering)) return SendStatus::kDropped;
-  if (!out_) out_ = NewOutputQueue();
-  out_->AppendShared(chunk, offset, len);
-  if (out_->bytes() > loop_.max_write_buffer_bytes()) {
-    ++loop_.stats().write_overflow;
-    Close();
+  const SendLimits& limits = loop_.send_limits();
+  const Lane lane = LaneOf(push.priority);
+  const size_t p = static_cast<size_t>(push.priority);
+  const size_t cost = out_ ? out_->cost() : 0;
+  if (cost > 0) {
+    if (push.latest_key != 0 && out_->Replace(lane, push.latest_key, chunk, offset, len)) {
+      ++loop_.stats().send_dropped[LoopStats::kDropReplaced][p];
+      return SendStatus::kQueued;
+    }
+    if (push.priority >= Priority::kNormal) {
+      const size_t watermark =
+          push.priority == Priority::kLow ? limits.drop_low_bytes : limits.drop_normal_bytes;
+      if (cost >= watermark) {
+        ++loop_.stats().send_dropped[LoopStats::kDropWatermark][p];
+        return SendStatus::kShed;
+      }
+      if (loop_.queued_cost() >= limits.loop_budget_bytes) {
+        ++loop_.stats().send_dropped[LoopStats::kDropLoopBudget][p];
+        return SendStatus::kShed;
+      }
+    }
+  }
+  OutputQueue& out = Queue();
+  out.AppendShared(chunk, offset, len, lane, push.latest_key, loop_.now_ms());
+  if (out.cost() > limits.max_bytes) {
+    SlowConsumer(LoopStats::kSlowOverflow);
+    return SendStatus::kOverflow;
+  }
+  const uint64_t urgent_since = out.UrgentSinceMs();
+  if (urgent_since != 0 && loop_.now_ms() >= urgent_since + limits.urgent_deadline_ms) {
+    SlowConsumer(LoopStats::kSlowDeadline);
     return SendStatus::kOverflow;
   }
   loop_.NeedsFlush(this);
@@ -199,6 +239,16 @@ void Connection::Flush() {
   if ((state_ & kDraining) && (!out_ || out_->empty())) {
     StartLinger();
     return;
+  }
+  if (out_ && !(state_ & kDraining)) {
+    // The socket took what it could: critical or high output still waiting past the
+    // deadline marks a slow consumer.
+    const uint64_t urgent_since = out_->UrgentSinceMs();
+    if (urgent_since != 0 &&
+        loop_.now_ms() >= urgent_since + loop_.send_limits().urgent_deadline_ms) {
+      SlowConsumer(LoopStats::kSlowDeadline);
+      if (state_ & kClosed) return;
+    }
   }
   UpdateInterest();
 }

@@ -89,6 +89,25 @@ void ClientConnection::OnClosed() {
 
 void ClientConnection::OnShutdown() { Disconnect(kDisconnectShutdown); }
 
+void ClientConnection::OnSlowConsumer() { Disconnect(kDisconnectSlow); }
+
+void ClientConnection::OnMissed(core::Subscription& missed) {
+  auto& s = static_cast<ClientSubscription&>(missed);
+  auto& client = static_cast<ClientConnection&>(*s.connection);
+  if (s.server_side) return client.Disconnect(kDisconnectInsufficientState);
+  const std::string channel = s.channel;  // s is freed below
+  auto it = std::find_if(client.subscriptions_.begin(), client.subscriptions_.end(),
+                         [&](const auto& p) { return p.get() == &s; });
+  if (it == client.subscriptions_.end()) return;
+  client.context_.hub.Unsubscribe(client.loop(), s.channel, *s.options, client.client_id_,
+                                  client.info_, &s);
+  client.subscriptions_.erase(it);
+  std::string push = "{\"push\":{\"channel\":";
+  AppendJsonString(push, channel);
+  push += ",\"unsubscribe\":{\"code\":2500,\"reason\":\"insufficient state\"}}}";
+  client.SendMessage(ws::Opcode::kText, push);
+}
+
 void ClientConnection::Disconnect(proto::Disconnect reason) {
   if (disconnected_) return;
   disconnected_ = true;
@@ -280,6 +299,7 @@ void ClientConnection::HandleConnect(const Command& c) {
     const bool recoverable = options->history_size > 0 && options->force_recovery;
     results.push_back(AddSubscription(channel, *options, recoverable, recover, since,
                                       options->force_push_join_leave, 0));
+    subscriptions_.back()->server_side = true;
     subs.push_back({channel, &results.back(), recoverable && recover});
   }
 
@@ -339,6 +359,8 @@ core::Hub::SubscribeResult ClientConnection::AddSubscription(std::string_view ch
   subscription->options = &options;
   subscription->wants_join_leave = join_leave;
   subscription->expires_at = expires_at;
+  // Only a client that tracks offsets can notice and recover a shed publication.
+  if (recoverable) subscription->on_missed = &ClientConnection::OnMissed;
   core::Hub::SubscribeRequest request;
   request.channel = channel;
   request.options = &options;
@@ -457,7 +479,11 @@ void ClientConnection::HandlePublish(const Command& c) {
   const bool allowed = options->allow_publish_for_client ||
                        (options->allow_publish_for_subscriber && FindSubscription(c.channel));
   if (!allowed) return ReplyError(c.id, ErrorCode::kPermissionDenied);
-  context_.hub.Publish(c.channel, *options, c.data, info_);
+  // Refused while a loop the channel reaches is over its inbox budget (publisher
+  // backpressure): 111 is temporary, the SDK's publish may be retried.
+  if (!context_.hub.Publish(c.channel, *options, c.data, info_)) {
+    return ReplyError(c.id, ErrorCode::kTooManyRequests);
+  }
   AppendEmptyReply(*reply_, c.id, "publish");
 }
 

@@ -19,8 +19,8 @@ std::string& Scratch() {
 
 }  // namespace
 
-net::SendStatus PreparedPush::SendTo(net::Connection& connection) const {
-  return static_cast<ws::WebSocketConnection&>(connection).SendPrepared(message_);
+net::SendStatus PreparedPush::SendTo(net::Connection& connection, net::PushClass push) const {
+  return static_cast<ws::WebSocketConnection&>(connection).SendPrepared(message_, push);
 }
 
 core::PushCodec JsonPushCodec(int deflate_level, int deflate_window_bits) {

@@ -52,7 +52,7 @@ class WebSocketConnection : public net::Connection, private MessageHandler {
   // fragment_bytes is set).
   net::SendStatus SendMessage(Opcode opcode, std::string_view payload);
   // Sends a message encoded once for many receivers, by reference (the fan-out path).
-  net::SendStatus SendPrepared(const PreparedMessage& message);
+  net::SendStatus SendPrepared(const PreparedMessage& message, net::PushClass push = {});
   // Starts the close handshake (RFC 6455 §7.1.2); reads stop delivering messages.
   void CloseWith(uint16_t code, std::string_view reason);
 
@@ -74,6 +74,7 @@ class WebSocketConnection : public net::Connection, private MessageHandler {
   void OnData(uint8_t* data, size_t len) override;
   void OnTimeout() override;
   void OnShutdown() override;
+  void OnSlowConsumer() override;
   void OnMessage(Opcode opcode, std::string_view payload) override;
   void OnPing(std::string_view payload) override;
   void OnPong(std::string_view payload) override;

@@ -30,8 +30,8 @@ class ChunkPush final : public Push {
     chunk_->Append(text);
   }
   ~ChunkPush() override { chunk_->Unref(); }
-  net::SendStatus SendTo(net::Connection& connection) const override {
-    return connection.SendShared(chunk_, 0, chunk_->size());
+  net::SendStatus SendTo(net::Connection& connection, net::PushClass push) const override {
+    return connection.SendShared(chunk_, 0, chunk_->size(), push);
   }
   size_t size() const override { return chunk_->size(); }
   std::string_view text() const { return {chunk_->data(), chunk_->size()}; }
@@ -153,7 +153,7 @@ TEST_F(HubTest, DeliversEveryPublicationInOrderToSubscribersOnEveryLoop) {
   Subscribe(1, *b, "b");
   std::string expected;
   for (int i = 1; i <= 50; ++i) {
-    StreamPosition p = hub_.Publish("ch", options_, std::to_string(i), "");
+    StreamPosition p = *hub_.Publish("ch", options_, std::to_string(i), "");
     EXPECT_EQ(p.offset, static_cast<uint64_t>(i));
     expected += "ch|" + std::to_string(i) + "@" + std::to_string(i) + "\n";
   }
