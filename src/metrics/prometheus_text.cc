@@ -112,6 +112,46 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
   PerLoop(t, loops, "hermod_write_buffer_overflows_total", "counter",
           "Connections closed for passing the write buffer limit (slow consumers).",
           [](const LoopSnapshot& s) { return s.net.write_overflow; });
+
+  // --- Slow consumers (net::SendLimits): shed pushes and cut connections, per loop. ---
+  t.Family("hermod_send_queue_dropped_total", "counter",
+           "Shared pushes not queued to a connection, by reason (watermark: the connection's "
+           "queue was past its drop watermark; loop_budget: the loop's queues were past "
+           "their budget; replaced: a newer value of a latest-delivery channel took its "
+           "place) and priority.");
+  constexpr std::string_view kDropReasons[] = {"watermark", "loop_budget", "replaced"};
+  constexpr std::string_view kPriorityNames[] = {"critical", "high", "normal", "low"};
+  for (const LoopSnapshot& s : loops) {
+    if (!s.answered) continue;
+    std::string loop = std::to_string(s.loop);
+    for (size_t r = 0; r < net::LoopStats::kDropReasons; ++r) {
+      for (size_t p = 0; p < 4; ++p) {
+        t.Sample("hermod_send_queue_dropped_total",
+                 {{"loop", loop},
+                  {"reason", std::string(kDropReasons[r])},
+                  {"priority", std::string(kPriorityNames[p])}},
+                 s.net.send_dropped[r][p]);
+      }
+    }
+  }
+  t.Family("hermod_slow_consumer_disconnects_total", "counter",
+           "Connections cut as slow consumers (3008), by reason (overflow: the queue passed "
+           "websocket.max_write_buffer_bytes; deadline: critical or high output waited past "
+           "send_queue.urgent_deadline_ms).");
+  for (const LoopSnapshot& s : loops) {
+    if (!s.answered) continue;
+    std::string loop = std::to_string(s.loop);
+    t.Sample("hermod_slow_consumer_disconnects_total", {{"loop", loop}, {"reason", "overflow"}},
+             s.net.slow_consumer_disconnects[net::LoopStats::kSlowOverflow]);
+    t.Sample("hermod_slow_consumer_disconnects_total", {{"loop", loop}, {"reason", "deadline"}},
+             s.net.slow_consumer_disconnects[net::LoopStats::kSlowDeadline]);
+  }
+  PerLoop(t, loops, "hermod_send_queue_bytes", "gauge",
+          "What every connection's output queue on the loop holds (bytes plus a per-item "
+          "overhead).",
+          [](const LoopSnapshot& s) { return s.send_queue_bytes; });
+  // --- end of slow consumers ---
+
   PerLoop(t, loops, "hermod_network_read_bytes_total", "counter", "Bytes read from sockets.",
           [](const LoopSnapshot& s) { return s.net.bytes_read; });
   PerLoop(t, loops, "hermod_network_written_bytes_total", "counter", "Bytes written to sockets.",
