@@ -48,7 +48,17 @@ OutputQueue& Connection::Queue() {
   return *out_;
 }
 
+bool Connection::CheckUrgentDeadline() {
+  if (!out_ || (state_ & (kClosed | kDraining | kLingering | kSlow))) return false;
+  const uint64_t urgent_since = out_->UrgentSinceMs();
+  if (urgent_since == 0) return false;
+  if (loop_.now_ms() < urgent_since + loop_.send_limits().urgent_deadline_ms) return true;
+  SlowConsumer(LoopStats::kSlowDeadline);
+  return false;
+}
+
 void Connection::SlowConsumer(LoopStats::SlowReason reason) {
+  state_ |= kSlow;
   ++loop_.stats().slow_consumer_disconnects[reason];
   if (reason == LoopStats::kSlowOverflow) ++loop_.stats().write_overflow;
   if (out_) out_->DropUnsent();  // the memory goes now, not when the close completes
@@ -60,6 +70,10 @@ SendStatus Connection::Send(std::string_view head, std::string_view body, Lane l
   OutputQueue& out = Queue();
   out.Append(head, body, lane);
   if (out.cost() > loop_.send_limits().max_bytes) {
+    if (state_ & kSlow) {  // its closing output alone passes the bound: no more chances
+      Close();
+      return SendStatus::kOverflow;
+    }
     SlowConsumer(LoopStats::kSlowOverflow);
     return SendStatus::kOverflow;
   }
@@ -68,7 +82,7 @@ SendStatus Connection::Send(std::string_view head, std::string_view body, Lane l
 }
 
 SendStatus Connection::SendShared(Chunk* chunk, size_t offset, size_t len, PushClass push) {
-  if (state_ & (kClosed | kLingering)) return SendStatus::kDropped;
+  if (state_ & (kClosed | kLingering | kSlow)) return SendStatus::kDropped;
   const SendLimits& limits = loop_.send_limits();
   const Lane lane = LaneOf(push.priority);
   const size_t p = static_cast<size_t>(push.priority);
@@ -97,11 +111,9 @@ SendStatus Connection::SendShared(Chunk* chunk, size_t offset, size_t len, PushC
     SlowConsumer(LoopStats::kSlowOverflow);
     return SendStatus::kOverflow;
   }
-  const uint64_t urgent_since = out.UrgentSinceMs();
-  if (urgent_since != 0 && loop_.now_ms() >= urgent_since + limits.urgent_deadline_ms) {
-    SlowConsumer(LoopStats::kSlowDeadline);
-    return SendStatus::kOverflow;
-  }
+  CheckUrgentDeadline();
+  if (state_ & (kClosed | kSlow)) return SendStatus::kOverflow;
+  if (push.priority <= Priority::kHigh) loop_.ArmSendSweep();
   loop_.NeedsFlush(this);
   return SendStatus::kQueued;
 }
@@ -240,16 +252,10 @@ void Connection::Flush() {
     StartLinger();
     return;
   }
-  if (out_ && !(state_ & kDraining)) {
-    // The socket took what it could: critical or high output still waiting past the
-    // deadline marks a slow consumer.
-    const uint64_t urgent_since = out_->UrgentSinceMs();
-    if (urgent_since != 0 &&
-        loop_.now_ms() >= urgent_since + loop_.send_limits().urgent_deadline_ms) {
-      SlowConsumer(LoopStats::kSlowDeadline);
-      if (state_ & kClosed) return;
-    }
-  }
+  // The socket took what it could: critical or high output still waiting past the
+  // deadline marks a slow consumer.
+  CheckUrgentDeadline();
+  if (state_ & kClosed) return;
   UpdateInterest();
 }
 

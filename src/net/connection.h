@@ -98,8 +98,10 @@ class Connection : public Pollable, public TimerNode {
     kWantWrite = 8,  // EPOLLOUT registered
     kInFlushList = 16,
     kTlsWriteWantsRead = 32,
-    kTlsReadWantsWrite = 64,  // SSL_read returned WANT_WRITE: retry the read on writable  //
-                              // SSL_write returned WANT_READ: retry the flush on readable
+    kTlsReadWantsWrite = 64,
+    kSlow = 128,  // cut as a slow consumer: no more pushes, only the closing output  // SSL_read
+                  // returned WANT_WRITE: retry the read on writable  // SSL_write returned
+                  // WANT_READ: retry the flush on readable
   };
 
   void OnEvents(uint32_t events) override;
@@ -110,6 +112,9 @@ class Connection : public Pollable, public TimerNode {
   void FlushTls();
   void StartLinger();
   void UpdateInterest();
+  // For the loop's sweep: cuts the connection when its oldest critical or high output has
+  // waited past the deadline; true while such output still waits.
+  bool CheckUrgentDeadline();
   // Drops what is unsent, counts, and hands over to OnSlowConsumer.
   void SlowConsumer(LoopStats::SlowReason reason);
   OutputQueue& Queue();

@@ -92,6 +92,10 @@ class Loop {
   void set_max_write_buffer_bytes(size_t n) { send_limits_.max_bytes = n; }
   const SendLimits& send_limits() const { return send_limits_; }
   void set_send_limits(const SendLimits& limits) { send_limits_ = limits; }
+  // Critical or high output was queued: within urgent_deadline_ms / 2 the loop looks at every
+  // connection whose output waits, so a peer that stopped reading is cut at its deadline
+  // even when nothing else is sent to it (no send, no writable event would notice).
+  void ArmSendSweep();
   // The cost of every connection's output queue on this loop (OutputQueue::cost), summed.
   size_t queued_cost() const { return queued_cost_.load(std::memory_order_relaxed); }
   uint64_t now_ms() const { return now_ms_; }
@@ -116,6 +120,15 @@ class Loop {
   void FlushPending();
   void FreeClosed();
 
+  class SendSweep final : public TimerNode {
+   public:
+    explicit SendSweep(Loop& loop) : loop_(loop) {}
+    void OnTimer() override;
+
+   private:
+    Loop& loop_;
+  };
+
   class Wakeup final : public Pollable {
    public:
     explicit Wakeup(Mailbox& mailbox) : mailbox_(mailbox) {}
@@ -136,6 +149,7 @@ class Loop {
   std::unique_ptr<uint8_t[]> read_buffer_;
   size_t read_buffer_size_;
   SendLimits send_limits_;
+  SendSweep send_sweep_{*this};
   std::atomic<size_t> queued_cost_{0};  // written on the loop's thread only
   LoopStats stats_;
   // Intrusive lists threaded through Connection (no allocation per connection).
