@@ -111,8 +111,11 @@ SendStatus Connection::SendShared(Chunk* chunk, size_t offset, size_t len, PushC
     SlowConsumer(LoopStats::kSlowOverflow);
     return SendStatus::kOverflow;
   }
-  CheckUrgentDeadline();
-  if (state_ & (kClosed | kSlow)) return SendStatus::kOverflow;
+  if (cost > 0) {
+    // Only a backlog can hold an item past its deadline (this one was stamped now).
+    CheckUrgentDeadline();
+    if (state_ & (kClosed | kSlow)) return SendStatus::kOverflow;
+  }
   if (push.priority <= Priority::kHigh) loop_.ArmSendSweep();
   loop_.NeedsFlush(this);
   return SendStatus::kQueued;

@@ -8,7 +8,6 @@
 // writev (corking); then free the connections closed during the iteration.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -97,7 +96,7 @@ class Loop {
   // even when nothing else is sent to it (no send, no writable event would notice).
   void ArmSendSweep();
   // The cost of every connection's output queue on this loop (OutputQueue::cost), summed.
-  size_t queued_cost() const { return queued_cost_.load(std::memory_order_relaxed); }
+  size_t queued_cost() const { return queued_cost_; }
   uint64_t now_ms() const { return now_ms_; }
   int index() const { return index_; }
   LoopStats& stats() { return stats_; }
@@ -150,7 +149,7 @@ class Loop {
   size_t read_buffer_size_;
   SendLimits send_limits_;
   SendSweep send_sweep_{*this};
-  std::atomic<size_t> queued_cost_{0};  // written on the loop's thread only
+  size_t queued_cost_ = 0;  // the loop's thread only (metrics read it through the mailbox)
   LoopStats stats_;
   // Intrusive lists threaded through Connection (no allocation per connection).
   Connection* connections_ = nullptr;  // all open connections (doubly linked)

@@ -106,8 +106,9 @@ class OutputQueue {
   uint64_t UrgentSinceMs() const;
   // Drops everything pending.
   void Clear();
-  // Every later change of cost() is also applied to *total (the loop's sum); null: none.
-  void set_account(std::atomic<size_t>* total) { account_ = total; }
+  // Every later change of cost() is also applied to *total (the loop's sum, read on the
+  // loop's thread only); null: none.
+  void set_account(size_t* total) { account_ = total; }
 
  private:
   struct Item {
@@ -124,16 +125,18 @@ class OutputQueue {
     size_t size() const { return items.size() - head; }
   };
   void Charge(ptrdiff_t delta) {
-    if (account_) account_->fetch_add(static_cast<size_t>(delta), std::memory_order_relaxed);
+    if (account_) *account_ += static_cast<size_t>(delta);  // modulo 2^64: a negative delta
   }
   void PopFront(LaneQueue& lane);
 
-  bool has_partial_ = false;
-  Item partial_{};  // a half-sent item: always written first
-  std::array<LaneQueue, kLanes> lanes_;
+  // The fields every append touches first, then the lanes, then the rarely used half-sent
+  // item: a fan-out append touches two cache lines of the queue.
   size_t bytes_ = 0;
   size_t items_ = 0;
-  std::atomic<size_t>* account_ = nullptr;
+  size_t* account_ = nullptr;
+  bool has_partial_ = false;
+  std::array<LaneQueue, kLanes> lanes_;
+  Item partial_{};  // a half-sent item: always written first
 };
 
 // A busy connection's queue empties and refills every loop iteration: drained queues go back

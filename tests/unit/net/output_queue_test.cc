@@ -143,7 +143,7 @@ TEST(OutputQueue, ReplaceSwapsAnUnsentFrameOfTheSameKey) {
 }
 
 TEST(OutputQueue, CostCountsItemsAndFeedsTheSharedAccount) {
-  std::atomic<size_t> total{0};
+  size_t total = 0;
   {
     OutputQueue q;
     q.set_account(&total);
@@ -152,13 +152,13 @@ TEST(OutputQueue, CostCountsItemsAndFeedsTheSharedAccount) {
     q.Append("cd");  // grows the same item
     EXPECT_EQ(q.bytes(), 9u);
     EXPECT_EQ(q.cost(), 9u + 2 * OutputQueue::kItemOverhead);
-    EXPECT_EQ(total.load(), q.cost());
+    EXPECT_EQ(total, q.cost());
     q.Consume(6);
-    EXPECT_EQ(total.load(), q.cost());
+    EXPECT_EQ(total, q.cost());
     Push(q, "xyz", Lane::kHigh);
-    EXPECT_EQ(total.load(), q.cost());
+    EXPECT_EQ(total, q.cost());
   }
-  EXPECT_EQ(total.load(), 0u);  // the destructor gives everything back
+  EXPECT_EQ(total, 0u);  // the destructor gives everything back
 }
 
 TEST(OutputQueue, UrgentSinceIsTheOldestCriticalOrHighItem) {
