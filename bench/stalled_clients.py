@@ -5,8 +5,8 @@ Opens N WebSocket connections to a hermod (Centrifugo JSON protocol) with a tiny
 buffer (SO_RCVBUF, set before connect so the TCP window stays small), connects, subscribes
 each to CHANNEL, prints "ready N" and then never reads again, until SIGTERM/SIGINT or
 --seconds. At exit it reports how each connection ended from the server's side: a Close
-frame's code (3008: cut as a slow consumer) if one is found in what the kernel buffered, or
-"open". Beside `hermod-bench fanout` it shows what slow consumers cost the others
+frame's code (3008: cut as a slow consumer) if one is in what the kernel buffered, else
+"closed" or "reset" (cut, its Close lost behind the backlog), or "open". Beside `hermod-bench fanout` it shows what slow consumers cost the others
 (docs/benchmarks.md):
 
     bench/stalled_clients.py --url ws://127.0.0.1:8000/connection/websocket -n 4 hb0 &
@@ -74,20 +74,24 @@ def close_code(sock):
     """Reads what the kernel holds (non-blocking) and looks for a server Close frame."""
     sock.setblocking(False)
     data = b""
+    ended = "open"
     try:
         while True:
             chunk = sock.recv(1 << 20)
             if not chunk:
+                ended = "closed"
                 break
             data += chunk
-    except (BlockingIOError, ConnectionResetError):
+    except BlockingIOError:
         pass
+    except ConnectionResetError:
+        ended = "reset"
     at = data.rfind(b"\x88")
     while at >= 0:
         if at + 4 <= len(data) and data[at + 1] < 126 and data[at + 1] >= 2:
             return str(struct.unpack("!H", data[at + 2:at + 4])[0])
         at = data.rfind(b"\x88", 0, at)
-    return "open"
+    return ended
 
 
 def main():

@@ -96,7 +96,8 @@ struct Config {
   // connection, low pushes are dropped past drop_low_bytes queued, normal ones past
   // drop_normal_bytes; a connection whose critical or high pushes wait urgent_deadline_ms,
   // or whose queue passes websocket.max_write_buffer_bytes, is cut (3008). Per loop: past
-  // loop_budget_bytes queued on all connections, low and normal pushes go only to
+  // loop_budget_bytes held by all its queues (their own bytes and a record per queued
+  // frame; shared frames are not counted per queue), low and normal pushes go only to
   // connections with nothing queued; past inbox_budget_bytes undelivered, publications to
   // channels on that loop are refused (API error 111).
   struct SendQueue {

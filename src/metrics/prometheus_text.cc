@@ -147,8 +147,8 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
              s.net.slow_consumer_disconnects[net::LoopStats::kSlowDeadline]);
   }
   PerLoop(t, loops, "hermod_send_queue_bytes", "gauge",
-          "What every connection's output queue on the loop holds (bytes plus a per-item "
-          "overhead).",
+          "What the connections' output queues on the loop hold of their own: copied bytes "
+          "and a record per queued frame (shared frames are not counted per queue).",
           [](const LoopSnapshot& s) { return s.send_queue_bytes; });
   // --- end of slow consumers ---
 

@@ -53,8 +53,10 @@ struct LoopStats {
 // past drop_low_bytes low pushes are not queued, past drop_normal_bytes normal ones neither;
 // critical and high always queue, but a queue past max_bytes, or whose oldest critical or
 // high item has waited urgent_deadline_ms, cuts the connection (a slow consumer). While the
-// loop's queues together pass loop_budget_bytes, low and normal pushes go only to
-// connections with nothing queued.
+// loop's queues together hold more than loop_budget_bytes of their own (OutputQueue::
+// footprint: copied bytes and item records; shared frames are counted once per frame, by
+// the largest queue that holds them), low and normal pushes go only to connections with
+// nothing queued.
 struct SendLimits {
   size_t drop_low_bytes = 512 * 1024;
   size_t drop_normal_bytes = 1 << 20;
@@ -95,7 +97,7 @@ class Loop {
   // connection whose output waits, so a peer that stopped reading is cut at its deadline
   // even when nothing else is sent to it (no send, no writable event would notice).
   void ArmSendSweep();
-  // The cost of every connection's output queue on this loop (OutputQueue::cost), summed.
+  // The footprint of every connection's output queue on this loop, summed.
   size_t queued_cost() const { return queued_cost_; }
   uint64_t now_ms() const { return now_ms_; }
   int index() const { return index_; }

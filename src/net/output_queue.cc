@@ -77,7 +77,7 @@ OutputQueuePtr NewOutputQueue() {
 }
 
 void OutputQueue::Clear() {
-  const size_t freed = cost();
+  const size_t freed = footprint();
   if (has_partial_) partial_.chunk->Unref();
   has_partial_ = false;
   for (LaneQueue& lane : lanes_) {
@@ -87,6 +87,7 @@ void OutputQueue::Clear() {
   }
   bytes_ = 0;
   items_ = 0;
+  owned_bytes_ = 0;
   Charge(-static_cast<ptrdiff_t>(freed));
 }
 
@@ -94,18 +95,19 @@ OutputQueue::~OutputQueue() { Clear(); }
 
 size_t OutputQueue::DropUnsent() {
   const size_t before = cost();
+  const size_t footprint_before = footprint();
   for (LaneQueue& lane : lanes_) {
     for (size_t i = lane.head; i < lane.items.size(); ++i) {
       bytes_ -= lane.items[i].end - lane.items[i].begin;
+      if (lane.items[i].stamp == kOwned) owned_bytes_ -= lane.items[i].end - lane.items[i].begin;
       --items_;
       lane.items[i].chunk->Unref();
     }
     lane.items.clear();
     lane.head = 0;
   }
-  const size_t freed = before - cost();
-  Charge(-static_cast<ptrdiff_t>(freed));
-  return freed;
+  Charge(-static_cast<ptrdiff_t>(footprint_before - footprint()));
+  return before - cost();
 }
 
 void OutputQueue::Append(std::string_view head, std::string_view body, Lane lane_id) {
@@ -121,6 +123,7 @@ void OutputQueue::Append(std::string_view head, std::string_view body, Lane lane
       tail.chunk->Append(head);
       tail.chunk->Append(body);
       tail.end += static_cast<uint32_t>(total);
+      owned_bytes_ += total;
       Charge(static_cast<ptrdiff_t>(total));
       return;
     }
@@ -128,8 +131,9 @@ void OutputQueue::Append(std::string_view head, std::string_view body, Lane lane
   Chunk* chunk = Chunk::Create(std::max(kChunkBytes, total));
   chunk->Append(head);
   chunk->Append(body);
-  lane.items.push_back({chunk, 0, static_cast<uint32_t>(total), 0, 0});
+  lane.items.push_back({chunk, 0, static_cast<uint32_t>(total), 0, kOwned});
   ++items_;
+  owned_bytes_ += total;
   Charge(static_cast<ptrdiff_t>(total + kItemOverhead));
 }
 
@@ -141,7 +145,7 @@ void OutputQueue::AppendShared(Chunk* chunk, size_t offset, size_t len, Lane lan
       {chunk, static_cast<uint32_t>(offset), static_cast<uint32_t>(offset + len), key, now_ms});
   bytes_ += len;
   ++items_;
-  Charge(static_cast<ptrdiff_t>(len + kItemOverhead));
+  Charge(static_cast<ptrdiff_t>(kItemOverhead));  // the frame is shared, not this queue's
 }
 
 bool OutputQueue::Replace(Lane lane_id, uint64_t key, Chunk* chunk, size_t offset, size_t len) {
@@ -157,7 +161,6 @@ bool OutputQueue::Replace(Lane lane_id, uint64_t key, Chunk* chunk, size_t offse
     item.begin = static_cast<uint32_t>(offset);
     item.end = static_cast<uint32_t>(offset + len);
     bytes_ = static_cast<size_t>(static_cast<ptrdiff_t>(bytes_) + delta);
-    Charge(delta);
     return true;
   }
   return false;
@@ -202,10 +205,12 @@ void OutputQueue::PopFront(LaneQueue& lane) {
 }
 
 void OutputQueue::Consume(size_t n) {
-  const size_t before = cost();
+  const size_t before = footprint();
   bytes_ -= n;
   if (has_partial_ && n > 0) {
     const size_t len = partial_.end - partial_.begin;
+    const size_t take = std::min(n, len);
+    if (partial_.stamp == kOwned) owned_bytes_ -= take;
     if (n < len) {
       partial_.begin += static_cast<uint32_t>(n);
       n = 0;
@@ -220,6 +225,7 @@ void OutputQueue::Consume(size_t n) {
     while (n > 0 && !lane.empty()) {
       Item& item = lane.items[lane.head];
       const size_t len = item.end - item.begin;
+      if (item.stamp == kOwned) owned_bytes_ -= std::min(n, len);
       if (n < len) {
         // The write stopped inside this item: it becomes the half-sent one, written first
         // from now on whatever is queued ahead of its lane later.
@@ -236,7 +242,7 @@ void OutputQueue::Consume(size_t n) {
       PopFront(lane);
     }
   }
-  Charge(static_cast<ptrdiff_t>(cost()) - static_cast<ptrdiff_t>(before));
+  Charge(static_cast<ptrdiff_t>(footprint()) - static_cast<ptrdiff_t>(before));
 }
 
 }  // namespace hermod::net

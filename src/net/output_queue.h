@@ -16,7 +16,8 @@
 // per-item overhead, which is what a backlog of small shared frames really costs: the
 // segments, not the shared bytes) and the age of its oldest urgent item, and lets the
 // connection drop unsent items (DropUnsent, Replace) without ever touching the half-sent one.
-// Every change of cost is also added to an optional shared counter: the loop's total.
+// Every change of its footprint (own bytes and item overhead, not the shared frames) is also
+// added to an optional counter: the loop's total, which its budget bounds.
 //
 // An idle connection holds no queue at all: the Connection keeps a null pointer until it
 // has something to send and drops the queue once it drains.
@@ -98,15 +99,20 @@ class OutputQueue {
   // Drops every item not yet begun; the half-sent one stays. Returns the cost freed.
   size_t DropUnsent();
   size_t bytes() const { return bytes_; }
-  // bytes() plus kItemOverhead per item: what the bound counts.
+  // bytes() plus kItemOverhead per item: what the connection's bound counts.
   size_t cost() const { return bytes_ + items_ * kItemOverhead; }
+  // What this queue alone holds: its own bytes (replies, frames it compressed for itself)
+  // and kItemOverhead per item, not the shared frames it references (every queue holds a
+  // suffix of the same frames, which are bounded by the largest queue). What the loop's
+  // account sums.
+  size_t footprint() const { return owned_bytes_ + items_ * kItemOverhead; }
   bool empty() const { return bytes_ == 0; }
   size_t lane_items(Lane lane) const;
   // When the oldest queued critical or high item was appended (its now_ms); 0: none.
   uint64_t UrgentSinceMs() const;
   // Drops everything pending.
   void Clear();
-  // Every later change of cost() is also applied to *total (the loop's sum, read on the
+  // Every later change of footprint() is also applied to *total (the loop's sum, read on the
   // loop's thread only); null: none.
   void set_account(size_t* total) { account_ = total; }
 
@@ -116,8 +122,9 @@ class OutputQueue {
     uint32_t begin;
     uint32_t end;
     uint64_t key;    // Replace's key, 0: none
-    uint64_t stamp;  // now_ms when appended (shared items)
+    uint64_t stamp;  // now_ms when appended (shared items); kOwned: the queue's own bytes
   };
+  static constexpr uint64_t kOwned = UINT64_MAX;
   struct LaneQueue {
     std::vector<Item> items;
     size_t head = 0;  // first item with pending bytes
@@ -133,6 +140,7 @@ class OutputQueue {
   // item: a fan-out append touches two cache lines of the queue.
   size_t bytes_ = 0;
   size_t items_ = 0;
+  size_t owned_bytes_ = 0;
   size_t* account_ = nullptr;
   bool has_partial_ = false;
   std::array<LaneQueue, kLanes> lanes_;

@@ -142,7 +142,7 @@ TEST(OutputQueue, ReplaceSwapsAnUnsentFrameOfTheSameKey) {
   v3->Unref();
 }
 
-TEST(OutputQueue, CostCountsItemsAndFeedsTheSharedAccount) {
+TEST(OutputQueue, CostCountsItemsAndTheAccountCountsWhatIsNotShared) {
   size_t total = 0;
   {
     OutputQueue q;
@@ -152,11 +152,18 @@ TEST(OutputQueue, CostCountsItemsAndFeedsTheSharedAccount) {
     q.Append("cd");  // grows the same item
     EXPECT_EQ(q.bytes(), 9u);
     EXPECT_EQ(q.cost(), 9u + 2 * OutputQueue::kItemOverhead);
-    EXPECT_EQ(total, q.cost());
-    q.Consume(6);
-    EXPECT_EQ(total, q.cost());
+    // The shared frame's 5 bytes are not this queue's: only its record is.
+    EXPECT_EQ(q.footprint(), 4u + 2 * OutputQueue::kItemOverhead);
+    EXPECT_EQ(total, q.footprint());
+    q.Consume(3);  // "abc"
+    EXPECT_EQ(total, 1u + 2 * OutputQueue::kItemOverhead);
+    q.Consume(3);  // "d", then "12" of the shared frame: half-sent
+    EXPECT_EQ(total, OutputQueue::kItemOverhead);
     Push(q, "xyz", Lane::kHigh);
-    EXPECT_EQ(total, q.cost());
+    q.Append("reply");
+    q.DropUnsent();
+    EXPECT_EQ(total, q.footprint());
+    EXPECT_EQ(total, OutputQueue::kItemOverhead);  // the half-sent frame stays
   }
   EXPECT_EQ(total, 0u);  // the destructor gives everything back
 }
