@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 
 #include "http/response.h"
@@ -221,10 +222,12 @@ int Server::Run() {
     auto worker = std::make_unique<Worker>();
     worker->loop = std::make_unique<net::Loop>(static_cast<int>(i), config_.read_buffer_bytes);
     worker->loop->set_max_write_buffer_bytes(config_.websocket.max_write_buffer_bytes);
-    worker->loop->set_send_limits(
-        {config_.send_queue.drop_low_bytes, config_.send_queue.drop_normal_bytes,
-         config_.websocket.max_write_buffer_bytes, config_.send_queue.urgent_deadline_ms,
-         config_.send_queue.loop_budget_bytes});
+    // Watermarks above the connection's bound act as the bound.
+    const uint64_t bound = config_.websocket.max_write_buffer_bytes;
+    worker->loop->set_send_limits({std::min(config_.send_queue.drop_low_bytes, bound),
+                                   std::min(config_.send_queue.drop_normal_bytes, bound), bound,
+                                   config_.send_queue.urgent_deadline_ms,
+                                   config_.send_queue.loop_budget_bytes});
     hub_->AttachLoop(*worker->loop);
     Worker* w = worker.get();
     worker->listener = std::make_unique<net::Listener>(

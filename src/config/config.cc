@@ -422,11 +422,12 @@ bool Validate(const Config& c, std::string* error) {
   }
   if (z.level > 9) return fail("config key websocket.compression.level: must be 0..9");
   const auto& sq = c.send_queue;
-  if (sq.drop_low_bytes > sq.drop_normal_bytes ||
-      sq.drop_normal_bytes > c.websocket.max_write_buffer_bytes) {
+  // Watermarks above websocket.max_write_buffer_bytes act as that bound (a profile that
+  // lowers the bound need not restate them).
+  if (sq.drop_low_bytes > sq.drop_normal_bytes) {
     return fail(
         "config keys send_queue.drop_low_bytes, send_queue.drop_normal_bytes: must be "
-        "drop_low_bytes <= drop_normal_bytes <= websocket.max_write_buffer_bytes");
+        "drop_low_bytes <= drop_normal_bytes");
   }
   if (sq.urgent_deadline_ms == 0) return fail("config key send_queue.urgent_deadline_ms: >= 1");
   if (sq.loop_budget_bytes < 1024 || sq.inbox_budget_bytes < 1024) {
