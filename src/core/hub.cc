@@ -241,6 +241,7 @@ std::optional<StreamPosition> Hub::Publish(std::string_view channel,
   const net::Priority p =
       priority ? *priority
                : ParsePriority(options.default_priority).value_or(net::Priority::kNormal);
+  const uint64_t published_us = net::Loop::MonotonicUs();  // publish-to-queue latency metric
   Shard& shard = ShardOf(channel);
   std::lock_guard lock(shard.mutex);
   // Publishes create streams for channels without subscribers: now and then, drop those
@@ -266,14 +267,17 @@ std::optional<StreamPosition> Hub::Publish(std::string_view channel,
     position = {state.history->next_offset(), state.history->epoch()};
     publication = codec_.publication(data, info, position.offset);
     if (state.loop_count > 0) {
-      PostPush(state, channel, options, codec_.publication_push(channel, publication),
-               position.offset, false, p);
+      Push* push = codec_.publication_push(channel, publication);
+      push->set_published_us(published_us);
+      PostPush(state, channel, options, push, position.offset, false, p);
     }
     state.history->Append(std::move(publication), now, options.history_size,
                           options.history_ttl.ms);
   } else if (state.loop_count > 0) {
     publication = codec_.publication(data, info, 0);
-    PostPush(state, channel, options, codec_.publication_push(channel, publication), 0, false, p);
+    Push* push = codec_.publication_push(channel, publication);
+    push->set_published_us(published_us);
+    PostPush(state, channel, options, push, 0, false, p);
   }
   if (!idempotency_key.empty()) {
     state.idempotency[std::string(idempotency_key)] = {position,

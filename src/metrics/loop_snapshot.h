@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "http/http_connection.h"
+#include "metrics/loop_metrics.h"
 #include "net/event_loop.h"
 #include "ws/websocket_connection.h"
 
@@ -20,6 +21,7 @@ struct LoopCounters {
   net::Loop* loop = nullptr;
   const http::HttpStats* http = nullptr;
   const ws::WebSocketStats* ws = nullptr;
+  LoopMetrics* metrics = nullptr;  // not const: a snapshot ends the fan-out run it counts
 };
 
 // A copy of one loop's counters, taken on that loop.
@@ -27,10 +29,16 @@ struct LoopSnapshot {
   int loop = 0;
   bool answered = false;  // false: the loop missed the deadline; the figures are zero
   uint64_t connections = 0;
-  uint64_t send_queue_bytes = 0;  // net::Loop::queued_cost
+  uint64_t send_queue_footprint = 0;  // net::Loop::queued_cost
   net::LoopStats net;
   http::HttpStats http;
   ws::WebSocketStats ws;
+  LoopMetrics metrics;
+  // Send queues, read at the snapshot: bytes queued in all, the longest queue, and how many
+  // connections have something queued.
+  uint64_t queued_bytes = 0;
+  uint64_t max_queued_bytes = 0;
+  uint64_t queued_connections = 0;
 };
 
 // On origin's thread: asks every loop for a snapshot and calls done on origin's thread with
