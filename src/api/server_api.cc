@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -37,6 +38,7 @@ struct ApiRequest {
   std::string_view reason;
   std::string_view idempotency_key;
   std::string_view pattern;
+  std::string_view priority;  // low|normal|high|critical; empty: the namespace's default
   bool skip_history = false;
   bool has_since = false;
   core::StreamPosition since;
@@ -176,6 +178,8 @@ bool Parse(od::parser& parser, simdjson::dom::parser& validator, std::string& bo
       e = v.get_int64().get(r->expire_at);
     } else if (key == "idempotency_key") {
       e = v.get_string().get(r->idempotency_key);
+    } else if (key == "priority") {
+      e = v.get_string().get(r->priority);
     } else if (key == "skip_history") {
       e = v.get_bool().get(r->skip_history);
     } else if (key == "limit") {
@@ -375,6 +379,16 @@ int ServerApi::Call(std::string_view method, std::string& body, std::string& out
     if (!options) AppendError(out, proto::ErrorCode::kUnknownChannel);
     return options;
   };
+  // A publication's priority (slow consumers drop low, then normal, first); absent: the
+  // namespace's default_priority.
+  std::optional<net::Priority> priority;
+  if (!r.priority.empty()) {
+    priority = core::ParsePriority(r.priority);
+    if (!priority && (method == "publish" || method == "broadcast")) {
+      AppendError(out, proto::ErrorCode::kBadRequest);
+      return 200;
+    }
+  }
   // data, or b64data decoded: the JSON protocol publishes JSON only (see the header).
   auto data_or_error = [&](std::string_view* data) {
     *data = r.data;
@@ -389,8 +403,15 @@ int ServerApi::Call(std::string_view method, std::string& body, std::string& out
                      std::string_view data) {
     config::ChannelOptions effective = options;
     if (r.skip_history) effective.history_size = 0;
+    std::optional<core::StreamPosition> position =
+        hub_.Publish(channel, effective, data, {}, r.idempotency_key, r.tags, priority);
+    if (!position) {
+      // A loop the channel reaches is over its inbox budget: nothing was published.
+      AppendError(out, proto::ErrorCode::kTooManyRequests);
+      return;
+    }
     out += "{\"result\":";
-    AppendPosition(out, hub_.Publish(channel, effective, data, {}, r.idempotency_key, r.tags));
+    AppendPosition(out, *position);
     out += '}';
   };
   // The per-client methods select connections by user, then client (or session: hermod's

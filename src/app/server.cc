@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 
 #include "http/response.h"
@@ -196,6 +197,7 @@ int Server::Run() {
   hub_ = std::make_unique<core::Hub>(
       count, proto::JsonPushCodec(handshake_policy_.deflate.level,
                                   handshake_policy_.deflate.server_max_window_bits));
+  hub_->set_limits({config_.send_queue.inbox_budget_bytes, config_.idempotency_window.ms});
   client_context_ = std::make_unique<proto::ClientContext>(
       proto::ClientContext{*hub_, channel_rules_, token_verifier_,
                            proto::ClientOptions::FromConfig(config_), &client_counts_});
@@ -229,6 +231,12 @@ int Server::Run() {
     auto worker = std::make_unique<Worker>();
     worker->loop = std::make_unique<net::Loop>(static_cast<int>(i), config_.read_buffer_bytes);
     worker->loop->set_max_write_buffer_bytes(config_.websocket.max_write_buffer_bytes);
+    // Watermarks above the connection's bound act as the bound.
+    const uint64_t bound = config_.websocket.max_write_buffer_bytes;
+    worker->loop->set_send_limits({std::min(config_.send_queue.drop_low_bytes, bound),
+                                   std::min(config_.send_queue.drop_normal_bytes, bound), bound,
+                                   config_.send_queue.urgent_deadline_ms,
+                                   config_.send_queue.loop_budget_bytes});
     hub_->AttachLoop(*worker->loop);
     Worker* w = worker.get();
     worker->listener = std::make_unique<net::Listener>(

@@ -43,6 +43,8 @@ void AddChannelFields(std::vector<Field>& fields, ChannelOptions& o) {
                     {"allow_user_limited_channels", &o.allow_user_limited_channels},
                     {"push_coalesce_max_bytes", &o.push_coalesce_max_bytes},
                     {"push_coalesce_delay", &o.push_coalesce_delay},
+                    {"default_priority", &o.default_priority},
+                    {"delivery", &o.delivery},
                 });
 }
 
@@ -108,6 +110,12 @@ std::vector<Field> Fields(Config& c) {
       {"websocket.compression.client_max_window_bits", &z.client_max_window_bits},
       {"websocket.compression.level", &z.level},
       {"websocket.compression.min_size", &z.min_size},
+      {"send_queue.drop_low_bytes", &c.send_queue.drop_low_bytes},
+      {"send_queue.drop_normal_bytes", &c.send_queue.drop_normal_bytes},
+      {"send_queue.urgent_deadline_ms", &c.send_queue.urgent_deadline_ms},
+      {"send_queue.loop_budget_bytes", &c.send_queue.loop_budget_bytes},
+      {"send_queue.inbox_budget_bytes", &c.send_queue.inbox_budget_bytes},
+      {"idempotency_window", &c.idempotency_window},
       {"health.check_interval_ms", &c.health.check_interval_ms},
       {"health.loop_deadline_ms", &c.health.loop_deadline_ms},
       {"health.memory_budget_bytes", &c.health.memory_budget_bytes},
@@ -419,6 +427,19 @@ bool Validate(const Config& c, std::string* error) {
     }
   }
   if (z.level > 9) return fail("config key websocket.compression.level: must be 0..9");
+  const auto& sq = c.send_queue;
+  // Watermarks above websocket.max_write_buffer_bytes act as that bound (a profile that
+  // lowers the bound need not restate them).
+  if (sq.drop_low_bytes > sq.drop_normal_bytes) {
+    return fail(
+        "config keys send_queue.drop_low_bytes, send_queue.drop_normal_bytes: must be "
+        "drop_low_bytes <= drop_normal_bytes");
+  }
+  if (sq.urgent_deadline_ms == 0) return fail("config key send_queue.urgent_deadline_ms: >= 1");
+  if (sq.loop_budget_bytes < 1024 || sq.inbox_budget_bytes < 1024) {
+    return fail("config keys send_queue.loop_budget_bytes, inbox_budget_bytes: at least 1024");
+  }
+  if (c.idempotency_window.ms == 0) return fail("config key idempotency_window: at least 1ms");
   const auto& hc = c.health;
   if (hc.check_interval_ms == 0) return fail("config key health.check_interval_ms: at least 1");
   if (hc.loop_deadline_ms == 0) return fail("config key health.loop_deadline_ms: at least 1");
@@ -447,6 +468,13 @@ bool Validate(const Config& c, std::string* error) {
     }
     if (o.push_coalesce_delay.ms > 1000) {
       return fail("config key " + where + "push_coalesce_delay: at most 1s");
+    }
+    if (o.default_priority != "low" && o.default_priority != "normal" &&
+        o.default_priority != "high" && o.default_priority != "critical") {
+      return fail("config key " + where + "default_priority: low, normal, high or critical");
+    }
+    if (o.delivery != "all" && o.delivery != "latest") {
+      return fail("config key " + where + "delivery: all or latest");
     }
     return true;
   };

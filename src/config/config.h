@@ -39,6 +39,11 @@ struct ChannelOptions {
   // waiting push_coalesce_delay for more (0: no wait).
   uint64_t push_coalesce_max_bytes = 64 * 1024;
   Duration push_coalesce_delay;
+  // Slow consumers: a publication's priority when the API gives none (low, normal, high,
+  // critical), and "latest" for state-like channels where a slow client gets the newest
+  // value instead of a backlog ("all": every publication).
+  std::string default_priority = "normal";
+  std::string delivery = "all";
 };
 
 struct Namespace {
@@ -87,6 +92,24 @@ struct Config {
       uint64_t min_size = 64;
     } compression;
   } websocket;
+
+  // Slow consumers and publisher backpressure (net::SendLimits, core::Hub::Limits): per
+  // connection, low pushes are dropped past drop_low_bytes queued, normal ones past
+  // drop_normal_bytes; a connection whose critical or high pushes wait urgent_deadline_ms,
+  // or whose queue passes websocket.max_write_buffer_bytes, is cut (3008). Per loop: past
+  // loop_budget_bytes held by all its queues (their own bytes and a record per queued
+  // frame; shared frames are not counted per queue), low and normal pushes go only to
+  // connections with nothing queued; past inbox_budget_bytes undelivered, publications to
+  // channels on that loop are refused (API error 111).
+  struct SendQueue {
+    uint64_t drop_low_bytes = 512 * 1024;
+    uint64_t drop_normal_bytes = 1 << 20;
+    uint64_t urgent_deadline_ms = 5000;
+    uint64_t loop_budget_bytes = 256ull << 20;
+    uint64_t inbox_budget_bytes = 64ull << 20;
+  } send_queue;
+  // Publications with the same idempotency_key on a channel within this window publish once.
+  Duration idempotency_window{5 * 60 * 1000};
 
   // GET /health: the checks behind the level and their thresholds. A check's value is a
   // percentage of its budget: at degraded_percent it is degraded, then unhealthy, then

@@ -39,21 +39,47 @@ std::string NewEpoch() {
   return epoch;
 }
 
-// A push reference held by a mailbox task: copied with the task, dropped with it, so a
-// task that never runs (a loop destroyed with work pending) still releases the push.
+// What a mailbox task costs its loop's inbox beyond the push's bytes (the task, its
+// std::function, the channel name's copy).
+constexpr size_t kTaskOverhead = 128;
+
+// A push reference held by a mailbox task, and the task's share of its loop's inbox bytes:
+// copied with the task, dropped with it, so a task that never runs (a loop destroyed with
+// work pending) still releases the push and its budget. Only the last copy gives the bytes
+// back (a std::function may copy its task before it runs).
 class PushRef {
  public:
-  explicit PushRef(const Push* push) : push_(push) { push_->Ref(); }
-  PushRef(const PushRef& other) : push_(other.push_) { push_->Ref(); }
+  PushRef(const Push* push, LoopChannels* local, size_t bytes)
+      : push_(push), local_(local), bytes_(bytes) {
+    push_->Ref();
+    local_->AddInbox(bytes_);
+  }
+  PushRef(const PushRef& other) : push_(other.push_), local_(other.local_), bytes_(0) {
+    push_->Ref();
+    std::swap(bytes_, const_cast<PushRef&>(other).bytes_);
+  }
   PushRef& operator=(const PushRef&) = delete;
-  ~PushRef() { push_->Unref(); }
+  ~PushRef() {
+    if (bytes_ != 0) local_->SubInbox(bytes_);
+    push_->Unref();
+  }
   const Push* get() const { return push_; }
 
  private:
   const Push* push_;
+  LoopChannels* local_;
+  size_t bytes_;
 };
 
 }  // namespace
+
+std::optional<net::Priority> ParsePriority(std::string_view name) {
+  if (name == "normal") return net::Priority::kNormal;
+  if (name == "low") return net::Priority::kLow;
+  if (name == "high") return net::Priority::kHigh;
+  if (name == "critical") return net::Priority::kCritical;
+  return std::nullopt;
+}
 
 class Hub::SweepTimer final : public net::TimerNode {
  public:
@@ -175,16 +201,29 @@ size_t Hub::ChannelCount() {
   return count;
 }
 
+bool Hub::Admits(const ChannelState& state, net::Priority priority) const {
+  const size_t budget = priority == net::Priority::kCritical ? 2 * limits_.inbox_budget_bytes
+                                                             : limits_.inbox_budget_bytes;
+  for (size_t i = 0; i < state.loops.size(); ++i) {
+    if (state.loops[i] && locals_[i]->inbox_bytes() > budget) return false;
+  }
+  return true;
+}
+
 void Hub::PostPush(const ChannelState& state, std::string_view channel,
                    const config::ChannelOptions& options, Push* push, uint64_t offset,
-                   bool join_leave) {
-  const Coalescing coalescing{options.push_coalesce_max_bytes, options.push_coalesce_delay.ms};
+                   bool join_leave, net::Priority priority) {
+  const Delivery delivery{
+      Coalescing{options.push_coalesce_max_bytes, options.push_coalesce_delay.ms}, priority,
+      options.delivery == "latest"};
+  const size_t bytes = push->size() + channel.size() + kTaskOverhead;
   for (size_t i = 0; i < state.loops.size(); ++i) {
     if (!state.loops[i]) continue;
     LoopChannels* local = locals_[i].get();
-    loops_[i]->Post(
-        [local, channel = std::string(channel), ref = PushRef(push), offset, join_leave,
-         coalescing] { local->Deliver(channel, *ref.get(), offset, join_leave, coalescing); });
+    loops_[i]->Post([local, channel = std::string(channel), ref = PushRef(push, local, bytes),
+                     offset, join_leave, delivery] {
+      local->Deliver(channel, *ref.get(), offset, join_leave, delivery);
+    });
   }
   push->Unref();
 }
@@ -222,7 +261,8 @@ Hub::SubscribeResult Hub::Subscribe(net::Loop& loop, const SubscribeRequest& req
     }
     if (options.join_leave) {
       PostPush(state, request.channel, options,
-               codec_.join_leave_push(request.channel, true, request.info), 0, true);
+               codec_.join_leave_push(request.channel, true, request.info), 0, true,
+               net::Priority::kLow);
     }
   }
   s->delivered_offset = result.position.offset;
@@ -247,14 +287,20 @@ void Hub::Unsubscribe(net::Loop& loop, std::string_view channel,
   }
   if (options.presence) state.presence.erase(std::string(client));
   if (options.join_leave && state.loop_count > 0) {
-    PostPush(state, channel, options, codec_.join_leave_push(channel, false, info), 0, true);
+    PostPush(state, channel, options, codec_.join_leave_push(channel, false, info), 0, true,
+             net::Priority::kLow);
   }
   MaybeErase(shard, channel);
 }
 
-StreamPosition Hub::Publish(std::string_view channel, const config::ChannelOptions& options,
-                            std::string_view data, std::string_view info,
-                            std::string_view idempotency_key, std::string_view tags) {
+std::optional<StreamPosition> Hub::Publish(std::string_view channel,
+                                           const config::ChannelOptions& options,
+                                           std::string_view data, std::string_view info,
+                                           std::string_view idempotency_key, std::string_view tags,
+                                           std::optional<net::Priority> priority) {
+  const net::Priority p =
+      priority ? *priority
+               : ParsePriority(options.default_priority).value_or(net::Priority::kNormal);
   const uint64_t published_us = net::Loop::MonotonicUs();  // publish-to-queue latency metric
   Shard& shard = ShardOf(channel);
   std::lock_guard lock(shard.mutex);
@@ -263,7 +309,7 @@ StreamPosition Hub::Publish(std::string_view channel, const config::ChannelOptio
   if (++shard.publishes % kSweepEvery == 0) Sweep(shard);
   auto it = shard.channels.find(channel);
   if (it == shard.channels.end() && options.history_size == 0 && idempotency_key.empty()) {
-    return {};  // nobody listens, nothing to remember
+    return StreamPosition{};  // nobody listens, nothing to remember
   }
   ChannelState& state = StateOf(shard, channel, options);
   const uint64_t now = clock_();
@@ -274,6 +320,7 @@ StreamPosition Hub::Publish(std::string_view channel, const config::ChannelOptio
       std::erase_if(state.idempotency, [now](const auto& e) { return e.second.second <= now; });
     }
   }
+  if (state.loop_count > 0 && !Admits(state, p)) return std::nullopt;
   StreamPosition position;
   std::string publication;
   // history_size 0 with a stream: the API's skip_history; delivered without an offset.
@@ -283,7 +330,7 @@ StreamPosition Hub::Publish(std::string_view channel, const config::ChannelOptio
     if (state.loop_count > 0) {
       Push* push = codec_.publication_push(channel, publication);
       push->set_published_us(published_us);
-      PostPush(state, channel, options, push, position.offset, false);
+      PostPush(state, channel, options, push, position.offset, false, p);
     }
     state.history->Append(std::move(publication), now, options.history_size,
                           options.history_ttl.ms);
@@ -291,10 +338,11 @@ StreamPosition Hub::Publish(std::string_view channel, const config::ChannelOptio
     publication = codec_.publication(data, info, 0, tags);
     Push* push = codec_.publication_push(channel, publication);
     push->set_published_us(published_us);
-    PostPush(state, channel, options, push, 0, false);
+    PostPush(state, channel, options, push, 0, false, p);
   }
   if (!idempotency_key.empty()) {
-    state.idempotency[std::string(idempotency_key)] = {position, now + kIdempotencyWindowMs};
+    state.idempotency[std::string(idempotency_key)] = {position,
+                                                       now + limits_.idempotency_window_ms};
   }
   return position;
 }

@@ -21,6 +21,14 @@
 // channels of the next shard it owns (loop i owns shards i, i + loops, ...), so a quiet
 // server frees them too and no tick holds a shard lock for long. Publishes also sweep,
 // bounded the same way, every kSweepEvery publishes per shard.
+//
+// Publisher backpressure: a publisher can outrun the loops (one API call fans out to every
+// subscriber on every loop). Each loop's undelivered pushes are counted (LoopChannels::
+// inbox_bytes); while a loop the channel reaches holds more than Limits::inbox_budget_bytes,
+// Publish refuses the publication before it gets an offset (the API answers 111 "too many
+// requests", a temporary error the publisher retries, with its idempotency key if it wants
+// exactly once). Critical publications may use twice the budget. Memory for pushes in flight
+// is thus bounded per loop, whatever publishers do; per connection, SendLimits bound it.
 #pragma once
 
 #include <array>
@@ -28,6 +36,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -69,10 +78,19 @@ struct SweepPolicy {
   uint64_t interval_ms = 1000;  // per loop, between two shard visits
   size_t budget = 256;          // channels visited per visit, at most
 };
+// A publication's priority from its name (the API's `priority`, a namespace's
+// default_priority); nullopt for an unknown name.
+std::optional<net::Priority> ParsePriority(std::string_view name);
 
 class Hub {
  public:
   using Clock = uint64_t (*)();
+  struct Limits {
+    // Undelivered push bytes per loop past which publications are refused.
+    size_t inbox_budget_bytes = size_t{64} << 20;
+    // Centrifugo keeps idempotent publish results for 5 minutes.
+    uint64_t idempotency_window_ms = 5 * 60 * 1000;
+  };
   Hub(size_t loop_count, PushCodec codec, Clock clock = &net::Loop::MonotonicMs,
       SweepPolicy sweep = {});
   ~Hub();
@@ -80,6 +98,8 @@ class Hub {
   // Before the loops run. Starts the loop's sweep timer; the loop must not run once the hub
   // is gone.
   void AttachLoop(net::Loop& loop);
+  void set_limits(const Limits& limits) { limits_ = limits; }
+  const Limits& limits() const { return limits_; }
 
   struct SubscribeRequest {
     std::string_view channel;
@@ -104,11 +124,16 @@ class Hub {
                    std::string_view client, std::string_view info, Subscription* s);
 
   // Any thread. Returns the publication's position (offset 0 without history). A non-empty
-  // idempotency_key seen on this channel within kIdempotencyWindowMs returns the first
-  // publication's position and publishes nothing.
-  StreamPosition Publish(std::string_view channel, const config::ChannelOptions& options,
-                         std::string_view data, std::string_view info,
-                         std::string_view idempotency_key = {}, std::string_view tags = {});
+  // idempotency_key seen on this channel within the idempotency window returns the first
+  // publication's position and publishes nothing. priority: the publication's, else the
+  // namespace's default_priority. nullopt: refused, a loop it reaches is over its inbox
+  // budget (nothing was published; try again).
+  std::optional<StreamPosition> Publish(std::string_view channel,
+                                        const config::ChannelOptions& options,
+                                        std::string_view data, std::string_view info,
+                                        std::string_view idempotency_key = {},
+                                        std::string_view tags = {},
+                                        std::optional<net::Priority> priority = std::nullopt);
   // Drops the channel's stored publications (its position stays).
   void RemoveHistory(std::string_view channel);
   // Channels with subscribers, and how many (API `channels`).
@@ -132,9 +157,7 @@ class Hub {
   struct Shard;
   class SweepTimer;
   static constexpr size_t kShards = 64;
-  static constexpr uint32_t kSweepEvery = 1024;  // publishes per shard between sweeps
-  // Centrifugo keeps idempotent publish results for 5 minutes.
-  static constexpr uint64_t kIdempotencyWindowMs = 5 * 60 * 1000;
+  static constexpr uint32_t kSweepEvery = 1024;        // publishes per shard between sweeps
   static constexpr size_t kIdempotencyPruneAt = 1024;  // keys per channel before pruning
 
   Shard& ShardOf(std::string_view channel);
@@ -143,8 +166,10 @@ class Hub {
                         const config::ChannelOptions& options);
   // Posts push to every loop with subscribers; takes over the caller's reference.
   void PostPush(const ChannelState& state, std::string_view channel,
-                const config::ChannelOptions& options, Push* push, uint64_t offset,
-                bool join_leave);
+                const config::ChannelOptions& options, Push* push, uint64_t offset, bool join_leave,
+                net::Priority priority);
+  // Under the shard lock: whether every loop the channel reaches has room for a push.
+  bool Admits(const ChannelState& state, net::Priority priority) const;
   void MaybeErase(Shard& shard, std::string_view channel);
   // Under the shard lock: erases channels without subscribers, presence or live history,
   // visiting at most the sweep budget of them from where the last sweep of the shard ended.
@@ -154,6 +179,7 @@ class Hub {
 
   PushCodec codec_;
   Clock clock_;
+  Limits limits_;
   std::vector<net::Loop*> loops_;
   std::vector<std::unique_ptr<LoopChannels>> locals_;
   SweepPolicy sweep_;

@@ -53,6 +53,21 @@ void LoopChannels::Erase(Map::iterator it) {
   channels_.erase(it);  // a posted flush finds no channel and does nothing
 }
 
+bool LoopChannels::SendOne(Subscription& s, const Push& push, net::PushClass cls, bool has_offset) {
+  switch (push.SendTo(*s.connection, cls)) {
+    case net::SendStatus::kQueued:
+      return true;
+    case net::SendStatus::kShed:
+      if (has_offset && s.on_missed != nullptr) {
+        s.on_missed(s);
+        return false;
+      }
+      return true;  // at most once: a later push may still fit
+    default:
+      return false;  // the connection is ending (and may have freed s)
+  }
+}
+
 template <class Send>
 void LoopChannels::ForEachSubscriber(std::vector<Subscription*>& list, Send send) {
   const bool outer = delivering_;
@@ -68,18 +83,30 @@ void LoopChannels::ForEachSubscriber(std::vector<Subscription*>& list, Send send
 }
 
 void LoopChannels::Deliver(std::string_view channel, const Push& push, uint64_t offset,
-                           bool join_leave, Coalescing coalescing) {
+                           bool join_leave, Delivery delivery) {
   auto it = channels_.find(channel);
   if (it == channels_.end()) return;
   Channel& ch = *it->second;
+  ch.latest = delivery.latest;
+  const Coalescing& coalescing = delivery.coalescing;
   if (coalescing.max_bytes == 0 || !join_ || loop_ == nullptr) {
     if (!ch.pending.empty()) FlushBatch(ch);  // keep the channel's order
+    const net::PushClass cls{delivery.priority, ch.latest ? ch.latest_key : 0};
     ForEachSubscriber(ch.subscribers, [&](Subscription& s) {
-      if (Wants(s, offset, join_leave)) push.SendTo(*s.connection);
+      if (Wants(s, offset, join_leave)) SendOne(s, push, cls, offset != 0);
     });
   } else {
+    if (ch.latest && !join_leave) {
+      // Latest value wins: an older publication still pending never leaves.
+      std::erase_if(ch.pending, [&](const Pending& p) {
+        if (p.join_leave) return false;
+        ch.pending_bytes -= p.push->size() + 1;
+        p.push->Unref();
+        return true;
+      });
+    }
     push.Ref();
-    ch.pending.push_back({&push, offset, join_leave});
+    ch.pending.push_back({&push, offset, join_leave, delivery.priority});
     ch.pending_bytes += push.size() + 1;
     ch.max_bytes = coalescing.max_bytes;
     if (ch.pending_bytes >= coalescing.max_bytes && coalescing.delay_ms > 0) {
@@ -111,44 +138,58 @@ void LoopChannels::FlushBatch(Channel& ch) {
   batch.swap(ch.pending);
   ch.pending_bytes = 0;
   if (batch.empty()) return;
-  // Runs of consecutive pushes that fit max_bytes together become one joined push, built on
-  // first need and shared by every subscriber that gets the whole batch; a run of one is
-  // the original push.
-  std::vector<const Push*> joined;  // one per run
+  // Runs of consecutive pushes of one priority that fit max_bytes together become one joined
+  // push, built on first need and shared by every subscriber that gets the whole batch; a
+  // run of one is the original push.
+  struct Run {
+    const Push* push;
+    net::Priority priority;
+    bool has_offset;
+  };
+  std::vector<Run> joined;
   auto build = [&] {
     std::vector<const Push*> run;
     size_t bytes = 0;
+    bool has_offset = false;
+    net::Priority priority = batch.front().priority;
     auto close_run = [&] {
       if (run.size() == 1) {
         run[0]->Ref();
-        joined.push_back(run[0]);
+        joined.push_back({run[0], priority, has_offset});
       } else if (!run.empty()) {
-        joined.push_back(join_(run.data(), run.size()));
+        joined.push_back({join_(run.data(), run.size()), priority, has_offset});
       }
       run.clear();
       bytes = 0;
+      has_offset = false;
     };
     for (const Pending& p : batch) {
       const size_t size = p.push->size() + 1;
-      if (!run.empty() && bytes + size > ch.max_bytes) close_run();
+      if (!run.empty() && (bytes + size > ch.max_bytes || p.priority != priority)) close_run();
       run.push_back(p.push);
+      priority = p.priority;
       bytes += size;
+      has_offset = has_offset || p.offset != 0;
     }
     close_run();
   };
+  const uint64_t key = ch.latest ? ch.latest_key : 0;
   ForEachSubscriber(ch.subscribers, [&](Subscription& s) {
     bool all = true;
     for (const Pending& p : batch) all = all && Wants(s, p.offset, p.join_leave);
     if (all) {
       if (joined.empty()) build();
-      for (const Push* push : joined) push->SendTo(*s.connection);
+      for (const Run& run : joined) {
+        if (!SendOne(s, *run.push, {run.priority, key}, run.has_offset)) break;
+      }
     } else {
       for (const Pending& p : batch) {
-        if (Wants(s, p.offset, p.join_leave)) p.push->SendTo(*s.connection);
+        if (!Wants(s, p.offset, p.join_leave)) continue;
+        if (!SendOne(s, *p.push, {p.priority, key}, p.offset != 0)) break;
       }
     }
   });
-  for (const Push* push : joined) push->Unref();
+  for (const Run& run : joined) run.push->Unref();
   for (const Pending& p : batch) p.push->Unref();
 }
 

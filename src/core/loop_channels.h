@@ -17,8 +17,24 @@
 // joined or copied. The cost is latency: a batch leaves on the loop's next mailbox run (one
 // extra wakeup of the loop, microseconds), or after push_coalesce_delay when a namespace sets
 // one, or as soon as it holds push_coalesce_max_bytes.
+//
+// Priorities and slow consumers: every push goes to the connection with its priority (the
+// publication's, or its namespace's default_priority; join/leave pushes are low), and runs
+// of one batch are joined only within one priority. A connection past its watermark does not
+// queue a low or normal push (net::SendStatus::kShed): for a subscriber with on_missed set
+// (a recoverable subscription: the client tracks offsets) LoopChannels calls it once, as the
+// last thing it does with that subscription, so the client can be told its stream has a gap
+// (Centrifugo's "insufficient state": the SDK resubscribes and recovers from history).
+// "Latest value wins" channels (namespace delivery: latest) keep only the newest pending
+// publication of a batch, and a push queued but unsent at a connection is replaced in place
+// by a newer one of the same channel (net::PushClass::latest_key).
+//
+// Publisher backpressure: what the hub has posted to this loop and the loop has not yet
+// delivered is counted in inbox_bytes (push sizes plus a per-task overhead); the hub refuses
+// publications while a target loop's inbox is past its budget (Hub::Limits).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -44,12 +60,25 @@ struct Subscription {
   uint64_t delivered_offset = 0;
   bool wants_join_leave = false;
   uint32_t slot = 0;  // index in LoopChannels' list for its channel
+  // Called when a publication with an offset was shed for this subscriber (backpressure).
+  // It may end the subscription (and free it): LoopChannels touches s no more after it.
+  void (*on_missed)(Subscription& s) = nullptr;
 };
 
 // A channel's coalescing bounds (from its namespace's options).
 struct Coalescing {
   uint64_t max_bytes = 0;  // 0: every push leaves alone, at once
   uint64_t delay_ms = 0;
+};
+
+// How one push is delivered on a loop: its channel's coalescing, its priority, and whether
+// its channel wants "latest value wins".
+struct Delivery {
+  Delivery(Coalescing c = {}, net::Priority p = net::Priority::kNormal, bool l = false)
+      : coalescing(c), priority(p), latest(l) {}
+  Coalescing coalescing;
+  net::Priority priority;
+  bool latest;
 };
 
 class LoopChannels {
@@ -76,14 +105,20 @@ class LoopChannels {
   // publication's (0 for none); join_leave: a join or leave push, only for subscribers that
   // asked for them.
   void Deliver(std::string_view channel, const Push& push, uint64_t offset, bool join_leave,
-               Coalescing coalescing = {});
+               Delivery delivery = {});
   size_t channel_count() const { return channels_.size(); }
+
+  // Posted but not yet delivered bytes (any thread; see the top of the file).
+  size_t inbox_bytes() const { return inbox_bytes_.load(std::memory_order_relaxed); }
+  void AddInbox(size_t n) { inbox_bytes_.fetch_add(n, std::memory_order_relaxed); }
+  void SubInbox(size_t n) { inbox_bytes_.fetch_sub(n, std::memory_order_relaxed); }
 
  private:
   struct Pending {
     const Push* push;  // a reference held until the batch leaves
     uint64_t offset;
     bool join_leave;
+    net::Priority priority;
   };
   struct Channel;
   class FlushTimer final : public net::TimerNode {
@@ -97,8 +132,10 @@ class LoopChannels {
   };
   struct Channel {
     explicit Channel(LoopChannels& owner, std::string_view name)
-        : name(name), timer(owner, *this) {}
+        : name(name), latest_key(Hash{}(name) | 1), timer(owner, *this) {}
     std::string name;
+    uint64_t latest_key;  // net::PushClass::latest_key for this channel (never 0)
+    bool latest = false;
     std::vector<Subscription*> subscribers;
     std::vector<Pending> pending;
     size_t pending_bytes = 0;
@@ -116,11 +153,15 @@ class LoopChannels {
   template <class Send>
   void ForEachSubscriber(std::vector<Subscription*>& list, Send send);
   void Erase(Map::iterator it);
+  // Sends one push to s; false when s must not be used again (its connection is ending, or
+  // on_missed ran and may have freed it).
+  static bool SendOne(Subscription& s, const Push& push, net::PushClass cls, bool has_offset);
 
   Join join_;
   net::Loop* loop_ = nullptr;
   Map channels_;
   bool delivering_ = false;  // no channel is erased while its list is walked
+  std::atomic<size_t> inbox_bytes_{0};
 };
 
 }  // namespace hermod::core

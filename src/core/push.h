@@ -27,8 +27,9 @@ class Push {
   void Unref() const {
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
   }
-  // Queues the push to a subscriber's connection (on the connection's loop), by reference.
-  virtual net::SendStatus SendTo(net::Connection& connection) const = 0;
+  // Queues the push to a subscriber's connection (on the connection's loop), by reference,
+  // with its priority (kShed: backpressure left it out).
+  virtual net::SendStatus SendTo(net::Connection& connection, net::PushClass push = {}) const = 0;
   // The message's length (its JSON), which bounds coalescing.
   virtual size_t size() const = 0;
   // For the publish-to-queue latency metric: when Hub::Publish began, on

@@ -15,6 +15,7 @@ LoopSnapshot Take(const LoopCounters& counters) {
   s.loop = counters.loop->index();
   s.answered = true;
   s.connections = counters.loop->connection_count();
+  s.send_queue_footprint = counters.loop->queued_cost();
   s.net = counters.loop->stats();
   if (counters.http != nullptr) s.http = *counters.http;
   if (counters.ws != nullptr) s.ws = *counters.ws;

@@ -29,6 +29,7 @@ struct LoopSnapshot {
   int loop = 0;
   bool answered = false;  // false: the loop missed the deadline; the figures are zero
   uint64_t connections = 0;
+  uint64_t send_queue_footprint = 0;  // net::Loop::queued_cost
   net::LoopStats net;
   http::HttpStats http;
   ws::WebSocketStats ws;

@@ -116,6 +116,13 @@ LoopSnapshot MergeSnapshots(const std::vector<LoopSnapshot>& loops) {
     all.net.bytes_written += s.net.bytes_written;
     all.net.wait_us += s.net.wait_us;
     all.net.busy_us += s.net.busy_us;
+    for (size_t r = 0; r < net::LoopStats::kDropReasons; ++r) {
+      for (size_t p = 0; p < 4; ++p) all.net.send_dropped[r][p] += s.net.send_dropped[r][p];
+    }
+    for (size_t r = 0; r < net::LoopStats::kSlowReasons; ++r) {
+      all.net.slow_consumer_disconnects[r] += s.net.slow_consumer_disconnects[r];
+    }
+    all.send_queue_footprint += s.send_queue_footprint;
     all.http.requests += s.http.requests;
     all.http.errors_4xx += s.http.errors_4xx;
     all.http.timeouts += s.http.timeouts;
@@ -166,7 +173,9 @@ uint64_t ProtocolErrorCloses(const LoopSnapshot& s) {
 }
 
 uint64_t SlowConsumerCloses(const LoopSnapshot& s) {
-  return s.net.write_overflow + s.metrics.slow_consumer_disconnects;
+  // write_overflow counts the cuts at the queue's bound; the deadline's are net's own.
+  return s.net.write_overflow + s.metrics.slow_consumer_disconnects +
+         s.net.slow_consumer_disconnects[net::LoopStats::kSlowDeadline];
 }
 
 std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessStats& process,
@@ -211,6 +220,13 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
   PerLoop(t, loops, "hermod_write_buffer_overflows_total", "counter",
           "Connections closed for passing the write buffer limit (slow consumers).",
           [](const LoopSnapshot& s) { return s.net.write_overflow; });
+
+  PerLoop(t, loops, "hermod_send_queue_footprint_bytes", "gauge",
+          "What the loop's output queues hold of their own (copied bytes and a record per "
+          "queued frame; shared frames are not counted per queue): send_queue.loop_budget_bytes "
+          "bounds it.",
+          [](const LoopSnapshot& s) { return s.send_queue_footprint; });
+
   PerLoop(t, loops, "hermod_network_read_bytes_total", "counter", "Bytes read from sockets.",
           [](const LoopSnapshot& s) { return s.net.bytes_read; });
   PerLoop(t, loops, "hermod_network_written_bytes_total", "counter", "Bytes written to sockets.",
@@ -314,6 +330,14 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
       if (static_cast<DropReason>(r) == DropReason::kOverflow &&
           static_cast<DropPriority>(p) == DropPriority::kNormal) {
         n += all.net.write_overflow;
+      }
+      if (static_cast<DropReason>(r) == DropReason::kShed) {
+        // net counts by its own priority order (critical first): watermark, loop budget
+        // and latest-value replacement are all sheds.
+        const size_t net_priority = kDropPriorities.size() - 1 - p;
+        for (size_t why = 0; why < net::LoopStats::kDropReasons; ++why) {
+          n += all.net.send_dropped[why][net_priority];
+        }
       }
       t.Sample("hermod_send_queue_dropped_total",
                {{"reason", kDropReasons[r]}, {"priority", kDropPriorities[p]}}, n);

@@ -40,28 +40,83 @@ Connection::~Connection() {
   if (fd_ >= 0) close(fd_);
 }
 
-SendStatus Connection::Send(std::string_view head, std::string_view body) {
+OutputQueue& Connection::Queue() {
+  if (!out_) {
+    out_ = NewOutputQueue();
+    out_->set_account(&loop_.queued_cost_);
+  }
+  return *out_;
+}
+
+bool Connection::CheckUrgentDeadline() {
+  if (!out_ || (state_ & (kClosed | kDraining | kLingering | kSlow))) return false;
+  const uint64_t urgent_since = out_->UrgentSinceMs();
+  if (urgent_since == 0) return false;
+  if (loop_.now_ms() < urgent_since + loop_.send_limits().urgent_deadline_ms) return true;
+  SlowConsumer(LoopStats::kSlowDeadline);
+  return false;
+}
+
+void Connection::SlowConsumer(LoopStats::SlowReason reason) {
+  state_ |= kSlow;
+  ++loop_.stats().slow_consumer_disconnects[reason];
+  if (reason == LoopStats::kSlowOverflow) ++loop_.stats().write_overflow;
+  if (out_) out_->DropUnsent();  // the memory goes now, not when the close completes
+  OnSlowConsumer();
+}
+
+SendStatus Connection::Send(std::string_view head, std::string_view body, Lane lane) {
   if (state_ & (kClosed | kLingering)) return SendStatus::kDropped;
-  if (!out_) out_ = NewOutputQueue();
-  out_->Append(head, body);
-  if (out_->bytes() > loop_.max_write_buffer_bytes()) {
-    ++loop_.stats().write_overflow;
-    Close();
+  OutputQueue& out = Queue();
+  out.Append(head, body, lane);
+  if (out.cost() > loop_.send_limits().max_bytes) {
+    if (state_ & kSlow) {  // its closing output alone passes the bound: no more chances
+      Close();
+      return SendStatus::kOverflow;
+    }
+    SlowConsumer(LoopStats::kSlowOverflow);
     return SendStatus::kOverflow;
   }
   loop_.NeedsFlush(this);
   return SendStatus::kQueued;
 }
 
-SendStatus Connection::SendShared(Chunk* chunk, size_t offset, size_t len) {
-  if (state_ & (kClosed | kLingering)) return SendStatus::kDropped;
-  if (!out_) out_ = NewOutputQueue();
-  out_->AppendShared(chunk, offset, len);
-  if (out_->bytes() > loop_.max_write_buffer_bytes()) {
-    ++loop_.stats().write_overflow;
-    Close();
+SendStatus Connection::SendShared(Chunk* chunk, size_t offset, size_t len, PushClass push) {
+  if (state_ & (kClosed | kLingering | kSlow)) return SendStatus::kDropped;
+  const SendLimits& limits = loop_.send_limits();
+  const Lane lane = LaneOf(push.priority);
+  const size_t p = static_cast<size_t>(push.priority);
+  const size_t cost = out_ ? out_->cost() : 0;
+  if (cost > 0) {
+    if (push.latest_key != 0 && out_->Replace(lane, push.latest_key, chunk, offset, len)) {
+      ++loop_.stats().send_dropped[LoopStats::kDropReplaced][p];
+      return SendStatus::kQueued;
+    }
+    if (push.priority >= Priority::kNormal) {
+      const size_t watermark =
+          push.priority == Priority::kLow ? limits.drop_low_bytes : limits.drop_normal_bytes;
+      if (cost >= watermark) {
+        ++loop_.stats().send_dropped[LoopStats::kDropWatermark][p];
+        return SendStatus::kShed;
+      }
+      if (loop_.queued_cost() >= limits.loop_budget_bytes) {
+        ++loop_.stats().send_dropped[LoopStats::kDropLoopBudget][p];
+        return SendStatus::kShed;
+      }
+    }
+  }
+  OutputQueue& out = Queue();
+  out.AppendShared(chunk, offset, len, lane, push.latest_key, loop_.now_ms());
+  if (out.cost() > limits.max_bytes) {
+    SlowConsumer(LoopStats::kSlowOverflow);
     return SendStatus::kOverflow;
   }
+  if (cost > 0) {
+    // Only a backlog can hold an item past its deadline (this one was stamped now).
+    CheckUrgentDeadline();
+    if (state_ & (kClosed | kSlow)) return SendStatus::kOverflow;
+  }
+  if (push.priority <= Priority::kHigh) loop_.ArmSendSweep();
   loop_.NeedsFlush(this);
   return SendStatus::kQueued;
 }
@@ -200,6 +255,10 @@ void Connection::Flush() {
     StartLinger();
     return;
   }
+  // The socket took what it could: critical or high output still waiting past the
+  // deadline marks a slow consumer.
+  CheckUrgentDeadline();
+  if (state_ & kClosed) return;
   UpdateInterest();
 }
 

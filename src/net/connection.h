@@ -4,6 +4,14 @@
 // object of another subclass (the hand-over constructor), so a connection is always exactly
 // one allocation, and an idle WebSocket costs that object and nothing else.
 //
+// Backpressure: every send lands in the output queue's lanes (output_queue.h) and is judged
+// against the loop's SendLimits. A shared push of low or normal priority that finds the queue
+// past its watermark is not queued (kShed: the caller knows the subscriber missed it and can
+// tell it so); critical and high pushes always queue, and a connection that lets them wait
+// past the deadline, or whose queue passes max_bytes, is a slow consumer: its unsent items
+// are dropped at once (the half-sent frame stays, so framing holds) and OnSlowConsumer
+// decides how it ends (the WebSocket layer sends a Close; the default closes at once).
+//
 // Closing is always deferred: Close() unregisters and closes the fd at once but the object
 // is freed at the end of the loop iteration, so a call stack that still holds it stays valid.
 #pragma once
@@ -25,7 +33,15 @@ namespace hermod::net {
 enum class SendStatus : uint8_t {
   kQueued,    // will leave with this iteration's flush
   kDropped,   // the connection is closing or closed; nothing was queued
-  kOverflow,  // the write buffer limit was passed: the connection was closed
+  kOverflow,  // a slow consumer (limit or deadline passed): the connection is ending
+  kShed,      // backpressure: this push was not queued, the connection stays open
+};
+
+// How a shared push is queued: its priority, and for "latest value wins" delivery a key
+// (not 0) under which a newer push replaces a queued, unsent one.
+struct PushClass {
+  Priority priority = Priority::kNormal;
+  uint64_t latest_key = 0;
 };
 
 class Connection : public Pollable, public TimerNode {
@@ -39,8 +55,10 @@ class Connection : public Pollable, public TimerNode {
   Connection& operator=(const Connection&) = delete;
 
   // Queues head then body, contiguous (a frame header and its payload).
-  SendStatus Send(std::string_view head, std::string_view body = {});
-  SendStatus SendShared(Chunk* chunk, size_t offset, size_t len);
+  // lane: kControl (replies, control frames) or kFinal (a Close frame, after everything).
+  SendStatus Send(std::string_view head, std::string_view body = {}, Lane lane = Lane::kControl);
+  // One whole shared frame (a push).
+  SendStatus SendShared(Chunk* chunk, size_t offset, size_t len, PushClass push = {});
   // Stops reading requests; when the queue drains, half-closes and waits for the peer's FIN
   // before closing, so the peer reads the last bytes. deadline_ms bounds drain and linger
   // together: a peer that stops reading cannot hold the connection open.
@@ -68,6 +86,8 @@ class Connection : public Pollable, public TimerNode {
   virtual void OnClosed() {}
   // The server is shutting down gracefully.
   virtual void OnShutdown() { CloseAfterFlush(); }
+  // A slow consumer: the queue's unsent items are already dropped. Must end the connection.
+  virtual void OnSlowConsumer() { Close(); }
 
  private:
   friend class Loop;
@@ -78,8 +98,10 @@ class Connection : public Pollable, public TimerNode {
     kWantWrite = 8,  // EPOLLOUT registered
     kInFlushList = 16,
     kTlsWriteWantsRead = 32,
-    kTlsReadWantsWrite = 64,  // SSL_read returned WANT_WRITE: retry the read on writable  //
-                              // SSL_write returned WANT_READ: retry the flush on readable
+    kTlsReadWantsWrite = 64,
+    kSlow = 128,  // cut as a slow consumer: no more pushes, only the closing output  // SSL_read
+                  // returned WANT_WRITE: retry the read on writable  // SSL_write returned
+                  // WANT_READ: retry the flush on readable
   };
 
   void OnEvents(uint32_t events) override;
@@ -90,6 +112,12 @@ class Connection : public Pollable, public TimerNode {
   void FlushTls();
   void StartLinger();
   void UpdateInterest();
+  // For the loop's sweep: cuts the connection when its oldest critical or high output has
+  // waited past the deadline; true while such output still waits.
+  bool CheckUrgentDeadline();
+  // Drops what is unsent, counts, and hands over to OnSlowConsumer.
+  void SlowConsumer(LoopStats::SlowReason reason);
+  OutputQueue& Queue();
   ssize_t ReadSome(uint8_t* buffer, size_t size, bool* again);
 
   Loop& loop_;

@@ -4,6 +4,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <system_error>
 
@@ -86,6 +87,18 @@ void Loop::NeedsFlush(Connection* c) {
 }
 
 void Loop::Bury(Connection* c) { graveyard_.push_back(c); }
+
+void Loop::ArmSendSweep() {
+  if (send_sweep_.scheduled()) return;
+  timers_.Schedule(&send_sweep_,
+                   std::max<uint64_t>(send_limits_.urgent_deadline_ms / 2, TimerWheel::kTickMs));
+}
+
+void Loop::SendSweep::OnTimer() {
+  bool again = false;
+  loop_.ForEachConnection([&again](Connection* c) { again = c->CheckUrgentDeadline() || again; });
+  if (again) loop_.ArmSendSweep();
+}
 
 void Loop::ForEachConnection(const std::function<void(Connection*)>& fn) {
   for (Connection* c = connections_; c != nullptr;) {

@@ -40,6 +40,29 @@ struct LoopStats {
   // flushes). busy / (busy + wait) is the loop's load.
   uint64_t wait_us = 0;
   uint64_t busy_us = 0;
+  // Slow consumers (SendLimits): shared pushes not queued, by reason and priority
+  // (index: Priority), and connections cut, by reason.
+  enum DropReason : uint8_t { kDropWatermark, kDropLoopBudget, kDropReplaced, kDropReasons };
+  enum SlowReason : uint8_t { kSlowOverflow, kSlowDeadline, kSlowReasons };
+  uint64_t send_dropped[kDropReasons][4] = {};
+  uint64_t slow_consumer_disconnects[kSlowReasons] = {};
+};
+
+// How much a slow consumer may hold (config send_queue.*, websocket.max_write_buffer_bytes).
+// A connection's queue cost (OutputQueue::cost) decides what happens to a shared push:
+// past drop_low_bytes low pushes are not queued, past drop_normal_bytes normal ones neither;
+// critical and high always queue, but a queue past max_bytes, or whose oldest critical or
+// high item has waited urgent_deadline_ms, cuts the connection (a slow consumer). While the
+// loop's queues together hold more than loop_budget_bytes of their own (OutputQueue::
+// footprint: copied bytes and item records; shared frames are counted once per frame, by
+// the largest queue that holds them), low and normal pushes go only to connections with
+// nothing queued.
+struct SendLimits {
+  size_t drop_low_bytes = 512 * 1024;
+  size_t drop_normal_bytes = 1 << 20;
+  size_t max_bytes = 4 << 20;
+  uint64_t urgent_deadline_ms = 5000;
+  size_t loop_budget_bytes = size_t{256} << 20;
 };
 
 class Loop {
@@ -66,8 +89,16 @@ class Loop {
 
   TimerWheel& timers() { return timers_; }
   // A connection whose queued output passes this is closed (a slow consumer).
-  size_t max_write_buffer_bytes() const { return max_write_buffer_bytes_; }
-  void set_max_write_buffer_bytes(size_t n) { max_write_buffer_bytes_ = n; }
+  size_t max_write_buffer_bytes() const { return send_limits_.max_bytes; }
+  void set_max_write_buffer_bytes(size_t n) { send_limits_.max_bytes = n; }
+  const SendLimits& send_limits() const { return send_limits_; }
+  void set_send_limits(const SendLimits& limits) { send_limits_ = limits; }
+  // Critical or high output was queued: within urgent_deadline_ms / 2 the loop looks at every
+  // connection whose output waits, so a peer that stopped reading is cut at its deadline
+  // even when nothing else is sent to it (no send, no writable event would notice).
+  void ArmSendSweep();
+  // The footprint of every connection's output queue on this loop, summed.
+  size_t queued_cost() const { return queued_cost_; }
   uint64_t now_ms() const { return now_ms_; }
   int index() const { return index_; }
   LoopStats& stats() { return stats_; }
@@ -90,6 +121,15 @@ class Loop {
   void FlushPending();
   void FreeClosed();
 
+  class SendSweep final : public TimerNode {
+   public:
+    explicit SendSweep(Loop& loop) : loop_(loop) {}
+    void OnTimer() override;
+
+   private:
+    Loop& loop_;
+  };
+
   class Wakeup final : public Pollable {
    public:
     explicit Wakeup(Mailbox& mailbox) : mailbox_(mailbox) {}
@@ -109,7 +149,9 @@ class Loop {
   TimerWheel timers_;
   std::unique_ptr<uint8_t[]> read_buffer_;
   size_t read_buffer_size_;
-  size_t max_write_buffer_bytes_ = 4 << 20;
+  SendLimits send_limits_;
+  SendSweep send_sweep_{*this};
+  size_t queued_cost_ = 0;  // the loop's thread only (metrics read it through the mailbox)
   LoopStats stats_;
   // Intrusive lists threaded through Connection (no allocation per connection).
   Connection* connections_ = nullptr;  // all open connections (doubly linked)

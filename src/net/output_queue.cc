@@ -46,15 +46,6 @@ void Chunk::Append(std::string_view bytes) {
   size_ += static_cast<uint32_t>(bytes.size());
 }
 
-OutputQueue::~OutputQueue() { Clear(); }
-
-void OutputQueue::Clear() {
-  for (size_t i = head_; i < segments_.size(); ++i) segments_[i].chunk->Unref();
-  segments_.clear();
-  head_ = 0;
-  bytes_ = 0;
-}
-
 namespace {
 struct QueuePool {
   static constexpr size_t kMax = 1024;
@@ -68,6 +59,7 @@ thread_local QueuePool queue_pool;
 
 void OutputQueueRecycler::operator()(OutputQueue* queue) const {
   queue->Clear();
+  queue->set_account(nullptr);
   if (queue_pool.free.size() < QueuePool::kMax) {
     queue_pool.free.push_back(queue);
   } else {
@@ -84,64 +76,173 @@ OutputQueuePtr NewOutputQueue() {
   return OutputQueuePtr(new OutputQueue());
 }
 
-void OutputQueue::Append(std::string_view head, std::string_view body) {
+void OutputQueue::Clear() {
+  const size_t freed = footprint();
+  if (has_partial_) partial_.chunk->Unref();
+  has_partial_ = false;
+  for (LaneQueue& lane : lanes_) {
+    for (size_t i = lane.head; i < lane.items.size(); ++i) lane.items[i].chunk->Unref();
+    lane.items.clear();
+    lane.head = 0;
+  }
+  bytes_ = 0;
+  items_ = 0;
+  owned_bytes_ = 0;
+  Charge(-static_cast<ptrdiff_t>(freed));
+}
+
+OutputQueue::~OutputQueue() { Clear(); }
+
+size_t OutputQueue::DropUnsent() {
+  const size_t before = cost();
+  const size_t footprint_before = footprint();
+  for (LaneQueue& lane : lanes_) {
+    for (size_t i = lane.head; i < lane.items.size(); ++i) {
+      bytes_ -= lane.items[i].end - lane.items[i].begin;
+      if (lane.items[i].stamp == kOwned) owned_bytes_ -= lane.items[i].end - lane.items[i].begin;
+      --items_;
+      lane.items[i].chunk->Unref();
+    }
+    lane.items.clear();
+    lane.head = 0;
+  }
+  Charge(-static_cast<ptrdiff_t>(footprint_before - footprint()));
+  return before - cost();
+}
+
+void OutputQueue::Append(std::string_view head, std::string_view body, Lane lane_id) {
   const size_t total = head.size() + body.size();
   if (total == 0) return;
   bytes_ += total;
-  if (head_ < segments_.size()) {
-    Segment& tail = segments_.back();
-    // Grow the tail segment in place when this queue alone owns its chunk, the segment ends
-    // where the chunk's bytes end, and everything fits.
+  LaneQueue& lane = lanes_[static_cast<size_t>(lane_id)];
+  if (!lane.empty()) {
+    Item& tail = lane.items.back();
+    // Grow the tail item in place when this queue alone owns its chunk, the item ends where
+    // the chunk's bytes end, and everything fits.
     if (!tail.chunk->shared() && tail.end == tail.chunk->size() && tail.chunk->room() >= total) {
       tail.chunk->Append(head);
       tail.chunk->Append(body);
       tail.end += static_cast<uint32_t>(total);
+      owned_bytes_ += total;
+      Charge(static_cast<ptrdiff_t>(total));
       return;
     }
   }
   Chunk* chunk = Chunk::Create(std::max(kChunkBytes, total));
   chunk->Append(head);
   chunk->Append(body);
-  segments_.push_back({chunk, 0, static_cast<uint32_t>(total)});
+  lane.items.push_back({chunk, 0, static_cast<uint32_t>(total), 0, kOwned});
+  ++items_;
+  owned_bytes_ += total;
+  Charge(static_cast<ptrdiff_t>(total + kItemOverhead));
 }
 
-void OutputQueue::AppendShared(Chunk* chunk, size_t offset, size_t len) {
+void OutputQueue::AppendShared(Chunk* chunk, size_t offset, size_t len, Lane lane_id, uint64_t key,
+                               uint64_t now_ms) {
   if (len == 0) return;
   chunk->Ref();
-  segments_.push_back({chunk, static_cast<uint32_t>(offset), static_cast<uint32_t>(offset + len)});
+  lanes_[static_cast<size_t>(lane_id)].items.push_back(
+      {chunk, static_cast<uint32_t>(offset), static_cast<uint32_t>(offset + len), key, now_ms});
   bytes_ += len;
+  ++items_;
+  Charge(static_cast<ptrdiff_t>(kItemOverhead));  // the frame is shared, not this queue's
+}
+
+bool OutputQueue::Replace(Lane lane_id, uint64_t key, Chunk* chunk, size_t offset, size_t len) {
+  LaneQueue& lane = lanes_[static_cast<size_t>(lane_id)];
+  const size_t stop = lane.size() > kReplaceScan ? lane.items.size() - kReplaceScan : lane.head;
+  for (size_t i = lane.items.size(); i > stop; --i) {
+    Item& item = lane.items[i - 1];
+    if (item.key != key) continue;
+    const ptrdiff_t delta = static_cast<ptrdiff_t>(len) - (item.end - item.begin);
+    chunk->Ref();
+    item.chunk->Unref();
+    item.chunk = chunk;
+    item.begin = static_cast<uint32_t>(offset);
+    item.end = static_cast<uint32_t>(offset + len);
+    bytes_ = static_cast<size_t>(static_cast<ptrdiff_t>(bytes_) + delta);
+    return true;
+  }
+  return false;
+}
+
+size_t OutputQueue::lane_items(Lane lane) const { return lanes_[static_cast<size_t>(lane)].size(); }
+
+uint64_t OutputQueue::UrgentSinceMs() const {
+  uint64_t since = 0;
+  for (Lane id : {Lane::kCritical, Lane::kHigh}) {
+    const LaneQueue& lane = lanes_[static_cast<size_t>(id)];
+    if (lane.empty()) continue;
+    const uint64_t stamp = lane.items[lane.head].stamp;
+    if (since == 0 || stamp < since) since = stamp;
+  }
+  return since;
 }
 
 int OutputQueue::Gather(iovec* iov, int max_iov) const {
   int n = 0;
-  for (size_t i = head_; i < segments_.size() && n < max_iov; ++i, ++n) {
-    const Segment& s = segments_[i];
-    iov[n].iov_base = const_cast<char*>(s.chunk->data()) + s.begin;
-    iov[n].iov_len = s.end - s.begin;
+  auto add = [&](const Item& item) {
+    iov[n].iov_base = const_cast<char*>(item.chunk->data()) + item.begin;
+    iov[n].iov_len = item.end - item.begin;
+    ++n;
+  };
+  if (has_partial_ && n < max_iov) add(partial_);
+  for (const LaneQueue& lane : lanes_) {
+    for (size_t i = lane.head; i < lane.items.size() && n < max_iov; ++i) add(lane.items[i]);
   }
   return n;
 }
 
+void OutputQueue::PopFront(LaneQueue& lane) {
+  ++lane.head;
+  if (lane.head == lane.items.size()) {
+    lane.items.clear();
+    lane.head = 0;
+  } else if (lane.head > 64 && lane.head * 2 > lane.items.size()) {
+    lane.items.erase(lane.items.begin(), lane.items.begin() + static_cast<ptrdiff_t>(lane.head));
+    lane.head = 0;
+  }
+}
+
 void OutputQueue::Consume(size_t n) {
+  const size_t before = footprint();
   bytes_ -= n;
-  while (n > 0) {
-    Segment& s = segments_[head_];
-    size_t len = s.end - s.begin;
+  if (has_partial_ && n > 0) {
+    const size_t len = partial_.end - partial_.begin;
+    const size_t take = std::min(n, len);
+    if (partial_.stamp == kOwned) owned_bytes_ -= take;
     if (n < len) {
-      s.begin += static_cast<uint32_t>(n);
-      return;
+      partial_.begin += static_cast<uint32_t>(n);
+      n = 0;
+    } else {
+      n -= len;
+      partial_.chunk->Unref();
+      has_partial_ = false;
+      --items_;
     }
-    n -= len;
-    s.chunk->Unref();
-    ++head_;
   }
-  if (head_ == segments_.size()) {
-    segments_.clear();
-    head_ = 0;
-  } else if (head_ > 64 && head_ * 2 > segments_.size()) {
-    segments_.erase(segments_.begin(), segments_.begin() + static_cast<ptrdiff_t>(head_));
-    head_ = 0;
+  for (LaneQueue& lane : lanes_) {
+    while (n > 0 && !lane.empty()) {
+      Item& item = lane.items[lane.head];
+      const size_t len = item.end - item.begin;
+      if (item.stamp == kOwned) owned_bytes_ -= std::min(n, len);
+      if (n < len) {
+        // The write stopped inside this item: it becomes the half-sent one, written first
+        // from now on whatever is queued ahead of its lane later.
+        partial_ = item;
+        partial_.begin += static_cast<uint32_t>(n);
+        has_partial_ = true;
+        n = 0;
+        PopFront(lane);
+        break;
+      }
+      n -= len;
+      item.chunk->Unref();
+      --items_;
+      PopFront(lane);
+    }
   }
+  Charge(static_cast<ptrdiff_t>(footprint()) - static_cast<ptrdiff_t>(before));
 }
 
 }  // namespace hermod::net

@@ -4,12 +4,28 @@
 // copied: Chunk carries an atomic refcount because the same frame may sit in the queues of
 // connections on every loop.
 //
+// Priority lanes. Every queued item is one whole frame (or, for owned bytes, a run of whole
+// frames) in one of six lanes, written in this order: the item a write left half-sent (it
+// always finishes first, so framing is never broken), kControl (the connection's own bytes:
+// replies to its commands, pings, anything not a shared push; never dropped), the shared
+// pushes by priority (critical, high, normal, low), then kFinal (a Close frame: nothing may
+// follow it). Within a lane the order is FIFO. A push may therefore overtake a push of lower
+// priority queued before it; pushes of one priority keep their order.
+//
+// The queue decides nothing about dropping: it reports its cost (payload bytes plus a fixed
+// per-item overhead, which is what a backlog of small shared frames really costs: the
+// segments, not the shared bytes) and the age of its oldest urgent item, and lets the
+// connection drop unsent items (DropUnsent, Replace) without ever touching the half-sent one.
+// Every change of its footprint (own bytes and item overhead, not the shared frames) is also
+// added to an optional counter: the loop's total, which its budget bounds.
+//
 // An idle connection holds no queue at all: the Connection keeps a null pointer until it
 // has something to send and drops the queue once it drains.
 #pragma once
 
 #include <sys/uio.h>
 
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -43,44 +59,96 @@ class Chunk {
   uint32_t size_ = 0;
 };
 
+// A shared push's priority (the server API's `priority`, or its namespace's default).
+enum class Priority : uint8_t { kCritical = 0, kHigh = 1, kNormal = 2, kLow = 3 };
+inline constexpr size_t kPriorities = 4;
+
+enum class Lane : uint8_t { kControl = 0, kCritical, kHigh, kNormal, kLow, kFinal };
+inline constexpr size_t kLanes = 6;
+inline Lane LaneOf(Priority p) { return static_cast<Lane>(static_cast<uint8_t>(p) + 1); }
+
 class OutputQueue {
  public:
   static constexpr size_t kChunkBytes = 16 * 1024;
   static constexpr int kMaxIov = 64;
+  // What one queued item costs beyond its bytes (the item record and its share of the lane's
+  // storage), counted against the connection's bound.
+  static constexpr size_t kItemOverhead = 32;
 
   OutputQueue() = default;
   ~OutputQueue();
   OutputQueue(const OutputQueue&) = delete;
   OutputQueue& operator=(const OutputQueue&) = delete;
 
-  // Copies head then body into the tail chunk, or into one new chunk when they do not both
-  // fit: a frame header and its payload stay contiguous (one iovec, one copy).
-  void Append(std::string_view head, std::string_view body = {});
-  // References [offset, offset+len) of a shared chunk; takes a reference.
-  void AppendShared(Chunk* chunk, size_t offset, size_t len);
+  // Copies head then body into the lane's tail chunk, or into one new chunk when they do not
+  // both fit: a frame header and its payload stay contiguous (one iovec, one copy).
+  void Append(std::string_view head, std::string_view body = {}, Lane lane = Lane::kControl);
+  // References [offset, offset+len) of a shared chunk (one whole frame); takes a reference.
+  // now_ms stamps the item (UrgentSinceMs); key, when not 0, lets Replace find it.
+  void AppendShared(Chunk* chunk, size_t offset, size_t len, Lane lane = Lane::kNormal,
+                    uint64_t key = 0, uint64_t now_ms = 0);
+  // "Latest value wins": when the lane holds an unsent item with this key (among its last
+  // kReplaceScan), it now references the new frame instead; returns false when none does.
+  bool Replace(Lane lane, uint64_t key, Chunk* chunk, size_t offset, size_t len);
+  static constexpr size_t kReplaceScan = 64;
 
-  // Fills iov with the pending bytes; returns the count.
+  // Fills iov with the pending bytes in writing order; returns the count.
   int Gather(iovec* iov, int max_iov) const;
-  // Drops the first n pending bytes (after a write took them).
+  // Drops the first n pending bytes, in Gather's order (after a write took them).
   void Consume(size_t n);
+  // Drops every item not yet begun; the half-sent one stays. Returns the cost freed.
+  size_t DropUnsent();
   size_t bytes() const { return bytes_; }
+  // bytes() plus kItemOverhead per item: what the connection's bound counts.
+  size_t cost() const { return bytes_ + items_ * kItemOverhead; }
+  // What this queue alone holds: its own bytes (replies, frames it compressed for itself)
+  // and kItemOverhead per item, not the shared frames it references (every queue holds a
+  // suffix of the same frames, which are bounded by the largest queue). What the loop's
+  // account sums.
+  size_t footprint() const { return owned_bytes_ + items_ * kItemOverhead; }
   bool empty() const { return bytes_ == 0; }
+  size_t lane_items(Lane lane) const;
+  // When the oldest queued critical or high item was appended (its now_ms); 0: none.
+  uint64_t UrgentSinceMs() const;
   // Drops everything pending.
   void Clear();
+  // Every later change of footprint() is also applied to *total (the loop's sum, read on the
+  // loop's thread only); null: none.
+  void set_account(size_t* total) { account_ = total; }
 
  private:
-  struct Segment {
+  struct Item {
     Chunk* chunk;
     uint32_t begin;
     uint32_t end;
+    uint64_t key;    // Replace's key, 0: none
+    uint64_t stamp;  // now_ms when appended (shared items); kOwned: the queue's own bytes
   };
-  std::vector<Segment> segments_;
-  size_t head_ = 0;  // first segment with pending bytes
+  static constexpr uint64_t kOwned = UINT64_MAX;
+  struct LaneQueue {
+    std::vector<Item> items;
+    size_t head = 0;  // first item with pending bytes
+    bool empty() const { return head == items.size(); }
+    size_t size() const { return items.size() - head; }
+  };
+  void Charge(ptrdiff_t delta) {
+    if (account_) *account_ += static_cast<size_t>(delta);  // modulo 2^64: a negative delta
+  }
+  void PopFront(LaneQueue& lane);
+
+  // The fields every append touches first, then the lanes, then the rarely used half-sent
+  // item: a fan-out append touches two cache lines of the queue.
   size_t bytes_ = 0;
+  size_t items_ = 0;
+  size_t owned_bytes_ = 0;
+  size_t* account_ = nullptr;
+  bool has_partial_ = false;
+  std::array<LaneQueue, kLanes> lanes_;
+  Item partial_{};  // a half-sent item: always written first
 };
 
 // A busy connection's queue empties and refills every loop iteration: drained queues go back
-// to a bounded per-thread pool (keeping their segment storage) instead of to malloc.
+// to a bounded per-thread pool (keeping their lane storage) instead of to malloc.
 struct OutputQueueRecycler {
   void operator()(OutputQueue* queue) const;
 };

@@ -91,6 +91,28 @@ void ClientConnection::OnClosed() {
 
 void ClientConnection::OnShutdown() { Disconnect(kDisconnectShutdown); }
 
+void ClientConnection::OnSlowConsumer() {
+  Disconnect(kDisconnectSlow);
+  FailWith(kDisconnectSlow.code, kDisconnectSlow.reason);  // no wait for the client's Close
+}
+
+void ClientConnection::OnMissed(core::Subscription& missed) {
+  auto& s = static_cast<ClientSubscription&>(missed);
+  auto& client = static_cast<ClientConnection&>(*s.connection);
+  if (s.server_side) return client.Disconnect(kDisconnectInsufficientState);
+  const std::string channel = s.channel;  // s is freed below
+  auto it = std::find_if(client.subscriptions_.begin(), client.subscriptions_.end(),
+                         [&](const auto& p) { return p.get() == &s; });
+  if (it == client.subscriptions_.end()) return;
+  client.context_.hub.Unsubscribe(client.loop(), s.channel, *s.options, client.client_id_,
+                                  client.info_, &s);
+  client.subscriptions_.erase(it);
+  std::string push = "{\"push\":{\"channel\":";
+  AppendJsonString(push, channel);
+  push += ",\"unsubscribe\":{\"code\":2500,\"reason\":\"insufficient state\"}}}";
+  client.SendMessage(ws::Opcode::kText, push);
+}
+
 void ClientConnection::Disconnect(proto::Disconnect reason) {
   if (disconnected_) return;
   disconnected_ = true;
@@ -360,6 +382,7 @@ void ClientConnection::AddServerSubscription(const Command& c, std::string_view 
   results.push_back(AddSubscription(
       channel, *options, recoverable, recover, since, effective.force_push_join_leave, 0,
       token_sub ? std::string_view(token_sub->info) : "", std::move(overridden)));
+  subscriptions_.back()->server_side = true;
   ServerSubscription sub{channel, &results.back(), recoverable && recover};
   if (token_sub) sub.data = token_sub->data;
   subs.push_back(sub);
@@ -426,6 +449,8 @@ core::Hub::SubscribeResult ClientConnection::AddSubscription(
     subscription->info += chan_info;
     subscription->info += '}';
   }
+  // Only a client that tracks offsets can notice and recover a shed publication.
+  if (recoverable) subscription->on_missed = &ClientConnection::OnMissed;
   core::Hub::SubscribeRequest request;
   request.channel = channel;
   request.options = subscription->options;
@@ -549,9 +574,13 @@ void ClientConnection::HandlePublish(const Command& c) {
   const bool allowed =
       options->allow_publish_for_client || (options->allow_publish_for_subscriber && subscription);
   if (!allowed) return ReplyError(c.id, ErrorCode::kPermissionDenied);
-  // A subscriber publishes with its channel info (chan_info), as Centrifugo does.
-  context_.hub.Publish(c.channel, *options, c.data,
-                       subscription ? subscription->client_info(info_) : info_);
+  // A subscriber publishes with its channel info (chan_info), as Centrifugo does. Refused
+  // while a loop the channel reaches is over its inbox budget (publisher backpressure): 111
+  // is temporary, the SDK's publish may be retried.
+  if (!context_.hub.Publish(c.channel, *options, c.data,
+                            subscription ? subscription->client_info(info_) : info_)) {
+    return ReplyError(c.id, ErrorCode::kTooManyRequests);
+  }
   AppendEmptyReply(*reply_, c.id, "publish");
 }
 

@@ -111,6 +111,7 @@ class ClientConnection final : public ws::WebSocketConnection {
     const std::string& client_info(const std::string& connection) const {
       return info.empty() ? connection : info;
     }
+    bool server_side = false;  // from the connection token's channels or subs
   };
   class Keepalive final : public net::TimerNode {
    public:
@@ -124,6 +125,13 @@ class ClientConnection final : public ws::WebSocketConnection {
   void OnWebSocketMessage(ws::Opcode opcode, std::string_view payload) override;
   void OnShutdown() override;
   void OnClosed() override;
+  // Slow consumers (net::Connection): the queue passed its bound or its deadline: 3008.
+  void OnSlowConsumer() override;
+  // A recoverable subscription missed a publication under backpressure (core::Subscription::
+  // on_missed): as Centrifugo, a client-side subscription gets an unsubscribe push with
+  // 2500 "insufficient state" (the SDK resubscribes and recovers the gap from history); a
+  // server-side one ends the connection with 3010, and the SDK reconnects and recovers.
+  static void OnMissed(core::Subscription& s);
   void OnKeepalive();
   void ScheduleKeepalive();
 

@@ -37,6 +37,7 @@ inline constexpr Disconnect kDisconnectServerError{3004, "internal server error"
 inline constexpr Disconnect kDisconnectExpired{3005, "expired"};
 inline constexpr Disconnect kDisconnectSubExpired{3006, "subscription expired"};
 inline constexpr Disconnect kDisconnectSlow{3008, "slow"};
+inline constexpr Disconnect kDisconnectInsufficientState{3010, "insufficient state"};
 inline constexpr Disconnect kDisconnectNoPong{3012, "no pong"};
 inline constexpr Disconnect kDisconnectInvalidToken{3500, "invalid token"};
 inline constexpr Disconnect kDisconnectBadRequest{3501, "bad request"};

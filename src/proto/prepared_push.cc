@@ -25,8 +25,9 @@ PreparedPush::Carried One(metrics::PushType type) {
 
 }  // namespace
 
-net::SendStatus PreparedPush::SendTo(net::Connection& connection) const {
-  net::SendStatus status = static_cast<ws::WebSocketConnection&>(connection).SendPrepared(message_);
+net::SendStatus PreparedPush::SendTo(net::Connection& connection, net::PushClass push) const {
+  net::SendStatus status =
+      static_cast<ws::WebSocketConnection&>(connection).SendPrepared(message_, push);
   if (status == net::SendStatus::kQueued) {
     metrics::RecordPushQueued(
         id(), published_us(), [this] { return message_.payload().size(); },

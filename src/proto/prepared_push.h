@@ -29,7 +29,7 @@ class PreparedPush final : public core::Push {
       : message_(ws::Opcode::kText, json, deflate_level, deflate_window_bits), carried_(carried) {}
 
   // The connection must be a ws::WebSocketConnection: only proto's clients subscribe.
-  net::SendStatus SendTo(net::Connection& connection) const override;
+  net::SendStatus SendTo(net::Connection& connection, net::PushClass push = {}) const override;
   size_t size() const override { return message_.payload().size(); }
   const ws::PreparedMessage& message() const { return message_; }
   const Carried& carried() const { return carried_; }

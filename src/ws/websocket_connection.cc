@@ -126,6 +126,17 @@ void WebSocketConnection::OnClosed() {
 
 void WebSocketConnection::OnShutdown() { CloseWith(1001, "server shutdown"); }
 
+// RFC 6455 §7.4.1: 1008, the endpoint's policy (here: its read speed) was violated. The queue
+// was emptied: the Close is all that is left to send (§7.1.7: fail the connection).
+void WebSocketConnection::OnSlowConsumer() { FailWith(1008, "slow consumer"); }
+
+void WebSocketConnection::FailWith(uint16_t code, std::string_view reason) {
+  CloseWith(code, reason);
+  // The peer's Close is not awaited: the connection ends once ours is written (the queue
+  // holds little else), or after close_timeout_ms if the peer still reads nothing.
+  CloseAfterFlush(options_.close_timeout_ms);
+}
+
 void WebSocketConnection::CloseWith(uint16_t code, std::string_view reason) {
   if ((flags_ & kSentClose) || closing()) return;
   flags_ |= kSentClose;
@@ -159,16 +170,19 @@ net::SendStatus WebSocketConnection::SendMessage(Opcode opcode, std::string_view
   return closed() ? net::SendStatus::kOverflow : net::SendStatus::kQueued;
 }
 
-net::SendStatus WebSocketConnection::SendPrepared(const PreparedMessage& message) {
+net::SendStatus WebSocketConnection::SendPrepared(const PreparedMessage& message,
+                                                  net::PushClass push) {
   if ((flags_ & kSentClose) || closing()) return net::SendStatus::kDropped;
   const bool compress = deflate() && message.payload().size() >= options_.deflate_min_size;
   if (compress && !((flags_ & kServerNoContext) && server_window_bits_ >= message.window_bits())) {
-    // Our own compression context (or a smaller window): this receiver cannot share.
+    // Our own compression context (or a smaller window): this receiver cannot share, and
+    // its frames cannot be dropped either (each depends on the ones before): they queue as
+    // control output, bounded by max_write_buffer_bytes alone.
     return SendMessage(message.opcode(), message.payload());
   }
   ++stats_.messages_out;
   net::Chunk* frame = compress ? message.deflated_frame() : message.frame();
-  return SendShared(frame, 0, frame->size());
+  return SendShared(frame, 0, frame->size(), push);
 }
 
 void WebSocketConnection::SendFrame(Opcode opcode, bool fin, bool rsv1, std::string_view payload) {
@@ -179,7 +193,9 @@ void WebSocketConnection::SendFrame(Opcode opcode, bool fin, bool rsv1, std::str
   spec.payload_len = payload.size();
   uint8_t header[kMaxFrameHeader];
   size_t header_len = EncodeFrameHeader(spec, header);
-  Send({reinterpret_cast<const char*>(header), header_len}, payload);
+  // RFC 6455 §5.5.1: nothing follows a Close, whatever priority it has.
+  Send({reinterpret_cast<const char*>(header), header_len}, payload,
+       opcode == Opcode::kClose ? net::Lane::kFinal : net::Lane::kControl);
 }
 
 void WebSocketConnection::ScheduleTimer() {

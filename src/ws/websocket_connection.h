@@ -58,9 +58,12 @@ class WebSocketConnection : public net::Connection, private MessageHandler {
   // fragment_bytes is set).
   net::SendStatus SendMessage(Opcode opcode, std::string_view payload);
   // Sends a message encoded once for many receivers, by reference (the fan-out path).
-  net::SendStatus SendPrepared(const PreparedMessage& message);
+  net::SendStatus SendPrepared(const PreparedMessage& message, net::PushClass push = {});
   // Starts the close handshake (RFC 6455 §7.1.2); reads stop delivering messages.
   void CloseWith(uint16_t code, std::string_view reason);
+  // Fails the connection (RFC 6455 §7.1.7): sends our Close (unless sent), then closes once
+  // it is written, without waiting for the peer's.
+  void FailWith(uint16_t code, std::string_view reason);
 
   bool deflate() const { return flags_ & kDeflate; }
 
@@ -82,6 +85,7 @@ class WebSocketConnection : public net::Connection, private MessageHandler {
   void OnData(uint8_t* data, size_t len) override;
   void OnTimeout() override;
   void OnShutdown() override;
+  void OnSlowConsumer() override;
   void OnMessage(Opcode opcode, std::string_view payload) override;
   void OnPing(std::string_view payload) override;
   void OnPong(std::string_view payload) override;

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <future>
@@ -31,8 +32,8 @@ class ChunkPush final : public Push {
     chunk_->Append(text);
   }
   ~ChunkPush() override { chunk_->Unref(); }
-  net::SendStatus SendTo(net::Connection& connection) const override {
-    return connection.SendShared(chunk_, 0, chunk_->size());
+  net::SendStatus SendTo(net::Connection& connection, net::PushClass push) const override {
+    return connection.SendShared(chunk_, 0, chunk_->size(), push);
   }
   size_t size() const override { return chunk_->size(); }
   std::string_view text() const { return {chunk_->data(), chunk_->size()}; }
@@ -154,7 +155,7 @@ TEST_F(HubTest, DeliversEveryPublicationInOrderToSubscribersOnEveryLoop) {
   Subscribe(1, *b, "b");
   std::string expected;
   for (int i = 1; i <= 50; ++i) {
-    StreamPosition p = hub_.Publish("ch", options_, std::to_string(i), "");
+    StreamPosition p = *hub_.Publish("ch", options_, std::to_string(i), "");
     EXPECT_EQ(p.offset, static_cast<uint64_t>(i));
     expected += "ch|" + std::to_string(i) + "@" + std::to_string(i) + "\n";
   }
@@ -308,12 +309,12 @@ TEST_F(HubClockTest, TimerKeepsChannelsWithLiveHistory) {
 }
 
 TEST_F(HubClockTest, IdempotencyKeyHoldsForTheWindowThenPublishesAgain) {
-  const StreamPosition first = hub_.Publish("pay", options_, "1", {}, "key");
+  const StreamPosition first = *hub_.Publish("pay", options_, "1", {}, "key");
   EXPECT_EQ(first.offset, 1u);
   fake_now_ms += 5 * 60 * 1000 - 1;  // just inside Centrifugo's 5 minutes
-  EXPECT_EQ(hub_.Publish("pay", options_, "2", {}, "key").offset, 1u);
+  EXPECT_EQ(hub_.Publish("pay", options_, "2", {}, "key")->offset, 1u);
   fake_now_ms += 1;
-  EXPECT_EQ(hub_.Publish("pay", options_, "3", {}, "key").offset, 2u);
+  EXPECT_EQ(hub_.Publish("pay", options_, "3", {}, "key")->offset, 2u);
 }
 
 TEST_F(HubClockTest, SweepFreesChannelsOnceTheirIdempotencyKeysExpire) {
@@ -324,6 +325,169 @@ TEST_F(HubClockTest, SweepFreesChannelsOnceTheirIdempotencyKeysExpire) {
   EXPECT_EQ(hub_.ChannelCount(), 1u);
   for (int tick = 0; tick < 5 * 60 + 70 && hub_.ChannelCount() > 0; ++tick) Tick();
   EXPECT_EQ(hub_.ChannelCount(), 0u);
+}
+
+TEST_F(HubTest, AnIdempotentRetryOnOneLoopWhileTheOtherPublishesTheFirstPublishesOnce) {
+  auto a = NewSubscriber(0);
+  Subscribe(0, *a, "a");
+  // The API's publish and its retry, handled at once by the two loops (each API request
+  // lives on the loop that accepted it), many times over with a fresh key each round.
+  for (int round = 0; round < 50; ++round) {
+    const std::string key = "key-" + std::to_string(round);
+    std::promise<void> go;
+    std::shared_future<void> start = go.get_future().share();
+    std::future<uint64_t> first[2];
+    for (int i = 0; i < 2; ++i) {
+      std::packaged_task<uint64_t()> task([&, start] {
+        start.wait();
+        return hub_.Publish("ch", options_, "p" + std::to_string(round), "", key)->offset;
+      });
+      first[i] = task.get_future();
+      loops_[i]->Post([t = std::make_shared<decltype(task)>(std::move(task))] { (*t)(); });
+    }
+    go.set_value();
+    const uint64_t x = first[0].get();
+    const uint64_t y = first[1].get();
+    EXPECT_EQ(x, y);
+    EXPECT_EQ(x, static_cast<uint64_t>(round + 1));
+  }
+  std::string expected;
+  for (int round = 0; round < 50; ++round) {
+    expected += "ch|p" + std::to_string(round) + "@" + std::to_string(round + 1) + "\n";
+  }
+  EXPECT_EQ(Read(a->peer, 50), expected);
+}
+
+TEST(HubIdempotency, TheWindowComesFromLimits) {
+  fake_now_ms = 0;
+  Hub hub(1, PushCodec{&Publication, &Frame, &JoinLeave, &Join}, &FakeNow);
+  hub.set_limits({Hub::Limits{}.inbox_budget_bytes, 1000});
+  config::ChannelOptions options;
+  options.history_size = 10;
+  options.history_ttl.ms = 600000;
+  EXPECT_EQ(hub.Publish("ch", options, "a", "", "k")->offset, 1u);
+  fake_now_ms = 999;
+  EXPECT_EQ(hub.Publish("ch", options, "a", "", "k")->offset, 1u);
+  fake_now_ms = 1000;  // the window is over: a new publication
+  EXPECT_EQ(hub.Publish("ch", options, "a", "", "k")->offset, 2u);
+}
+
+// One loop that runs only when the test says: its mailbox fills as a busy loop's would.
+class StoppedLoopTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    hub_.AttachLoop(loop_);
+    int fds[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
+    peer_ = fds[1];
+    sink_ = new Sink(loop_, fds[0], nullptr);
+    subscription_.connection = sink_;
+    options_.history_size = 1000;
+    options_.history_ttl.ms = 60000;
+  }
+  void TearDown() override { close(peer_); }
+  void Subscribe() {
+    Hub::SubscribeRequest r;
+    r.channel = "ch";
+    r.options = &options_;
+    r.client = "c";
+    r.recoverable = true;
+    hub_.Subscribe(loop_, r, &subscription_);
+  }
+  // Runs the loop's mailbox once (and the end-of-iteration flush).
+  void RunOnce() {
+    loop_.Post([this] { loop_.Stop(); });
+    loop_.Run();
+  }
+  std::string ReadAll() {
+    std::string out;
+    char buffer[65536];
+    ssize_t n;
+    while ((n = read(peer_, buffer, sizeof buffer)) > 0) out.append(buffer, static_cast<size_t>(n));
+    return out;
+  }
+
+  net::Loop loop_{0, 4096};
+  Hub hub_{1, PushCodec{&Publication, &Frame, &JoinLeave, &Join}};
+  Sink* sink_ = nullptr;
+  Subscription subscription_;
+  int peer_ = -1;
+  config::ChannelOptions options_;
+};
+
+TEST_F(StoppedLoopTest, PublicationsAreRefusedWhileTheLoopsInboxIsOverBudget) {
+  hub_.set_limits({4096, Hub::Limits{}.idempotency_window_ms});
+  Subscribe();
+  const std::string data(100, 'x');
+  int accepted = 0;
+  while (hub_.Publish("ch", options_, data, "")) ++accepted;
+  EXPECT_GT(accepted, 5);
+  EXPECT_LT(accepted, 40);  // each push costs its bytes and a task: about 4096 / 240
+  // Critical publications may use twice the budget.
+  int critical = 0;
+  while (hub_.Publish("ch", options_, data, "", {}, {}, net::Priority::kCritical)) ++critical;
+  EXPECT_GT(critical, 5);
+  EXPECT_FALSE(hub_.Publish("ch", options_, data, ""));
+  RunOnce();  // the loop catches up: the budget is free again
+  std::optional<StreamPosition> next = hub_.Publish("ch", options_, data, "");
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->offset, static_cast<uint64_t>(accepted + critical + 1));
+  RunOnce();
+  RunOnce();  // a coalesced batch leaves on the next mailbox run
+  const std::string got = ReadAll();
+  const int total = accepted + critical + 1;
+  EXPECT_EQ(std::count(got.begin(), got.end(), '\n'), total);
+  EXPECT_TRUE(got.ends_with("@" + std::to_string(total) + "\n"));
+}
+
+int missed_calls = 0;
+Hub* missed_hub = nullptr;
+net::Loop* missed_loop = nullptr;
+const config::ChannelOptions* missed_options = nullptr;
+// As proto's client does: the subscription ends (the SDK will resubscribe and recover).
+void OnMissed(Subscription& s) {
+  ++missed_calls;
+  missed_hub->Unsubscribe(*missed_loop, "ch", *missed_options, "c", "{}", &s);
+}
+
+TEST_F(StoppedLoopTest, AShedPublicationTellsTheRecoverableSubscriberOnce) {
+  net::SendLimits limits;
+  limits.drop_low_bytes = 1000;
+  limits.drop_normal_bytes = 2000;
+  loop_.set_send_limits(limits);
+  options_.push_coalesce_max_bytes = 0;
+  missed_calls = 0;
+  missed_hub = &hub_;
+  missed_loop = &loop_;
+  missed_options = &options_;
+  subscription_.on_missed = &OnMissed;
+  Subscribe();
+  const std::string data(100, 'x');
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(hub_.Publish("ch", options_, data, ""));
+  RunOnce();  // all 50 in one mailbox run: the queue is corked, the watermark is passed
+  EXPECT_EQ(missed_calls, 1);
+  EXPECT_EQ(loop_.stats().send_dropped[net::LoopStats::kDropWatermark][2], 1u);
+  const std::string got = ReadAll();
+  // Every publication before the gap arrived, whole and in order; none after it.
+  const size_t frame = std::string("ch|" + data + "@1\n").size();
+  const size_t delivered = std::count(got.begin(), got.end(), '\n');
+  EXPECT_GT(delivered, 5u);
+  EXPECT_LT(delivered, 50u);
+  EXPECT_GE(got.size(), delivered * frame);
+  EXPECT_TRUE(got.ends_with("@" + std::to_string(delivered) + "\n"));
+}
+
+TEST_F(StoppedLoopTest, LatestDeliveryGivesASlowClientTheNewestValueNotABacklog) {
+  options_.delivery = "latest";
+  Subscribe();
+  for (const int coalesce : {64 * 1024, 0}) {
+    options_.push_coalesce_max_bytes = static_cast<uint64_t>(coalesce);
+    for (int i = 1; i <= 5; ++i) ASSERT_TRUE(hub_.Publish("ch", options_, "v", ""));
+    RunOnce();
+    RunOnce();  // a coalesced batch leaves on the next mailbox run
+  }
+  // Each round: one frame, the newest of its five.
+  EXPECT_EQ(ReadAll(), "ch|v@5\nch|v@10\n");
 }
 
 }  // namespace

@@ -46,8 +46,8 @@ TEST(Recording, DropsAndApiCallsLandInTheBoundLoopMetrics) {
   EXPECT_EQ(m.queue_dropped[1][0], 3u);
   EXPECT_EQ(m.queue_dropped[2][3], 1u);
   EXPECT_EQ(m.slow_consumer_disconnects, 1u);
-  const size_t history = std::find(kApiMethods.begin(), kApiMethods.end(), "history") -
-                         kApiMethods.begin();
+  const size_t history =
+      std::find(kApiMethods.begin(), kApiMethods.end(), "history") - kApiMethods.begin();
   EXPECT_EQ(m.api_calls[history], 1u);
   EXPECT_EQ(m.api_calls[kApiMethods.size() - 1], 1u);  // "unknown"
   EXPECT_EQ(m.api_latency[history].sum, 120u);

@@ -99,6 +99,162 @@ TEST(Connection, ClosesWhenTheWriteBufferLimitIsPassed) {
   EXPECT_EQ(loop.connection_count(), 0u);
 }
 
+// A shared frame of n bytes of ch (the test's own reference dropped after queuing).
+SendStatus SendFrame(Connection& c, char ch, size_t n, Priority p, uint64_t key = 0) {
+  Chunk* chunk = Chunk::Create(n);
+  chunk->Append(std::string(n, ch));
+  SendStatus status = c.SendShared(chunk, 0, n, {p, key});
+  chunk->Unref();
+  return status;
+}
+
+SendLimits SmallLimits() {
+  SendLimits limits;
+  limits.drop_low_bytes = 1000;
+  limits.drop_normal_bytes = 2000;
+  limits.max_bytes = 8000;
+  limits.urgent_deadline_ms = 100;
+  limits.loop_budget_bytes = 1 << 20;
+  return limits;
+}
+
+TEST(Connection, ShedsLowPastItsWatermarkThenNormalButQueuesCriticalAndHigh) {
+  Loop loop(0, 4096);
+  loop.set_send_limits(SmallLimits());
+  Pair pair;
+  std::string received;
+  bool closed = false;
+  auto* c = new Recorder(loop, pair.server, &received, &closed);
+  const size_t item = 300 + OutputQueue::kItemOverhead;
+  loop.Post([&] {
+    // Corked: nothing leaves during the task, so the queue grows as it would for a peer
+    // that stopped reading.
+    for (int i = 0; i < 4; ++i)
+      EXPECT_EQ(SendFrame(*c, 'n', 300, Priority::kNormal), SendStatus::kQueued);
+    EXPECT_EQ(c->queued_bytes(), 1200u);  // cost 4 * item > drop_low_bytes
+    EXPECT_EQ(SendFrame(*c, 'l', 300, Priority::kLow), SendStatus::kShed);
+    for (int i = 0; i < 3; ++i)
+      EXPECT_EQ(SendFrame(*c, 'n', 300, Priority::kNormal), SendStatus::kQueued);
+    EXPECT_GE(7 * item, 2000u);  // now past drop_normal_bytes
+    EXPECT_EQ(SendFrame(*c, 'n', 300, Priority::kNormal), SendStatus::kShed);
+    EXPECT_EQ(SendFrame(*c, 'h', 300, Priority::kHigh), SendStatus::kQueued);
+    EXPECT_EQ(SendFrame(*c, 'c', 300, Priority::kCritical), SendStatus::kQueued);
+    EXPECT_EQ(c->Send("reply"), SendStatus::kQueued);  // replies are never shed
+    loop.Stop();
+  });
+  loop.Run();
+  EXPECT_FALSE(closed);
+  EXPECT_EQ(loop.stats().send_dropped[LoopStats::kDropWatermark][3], 1u);
+  EXPECT_EQ(loop.stats().send_dropped[LoopStats::kDropWatermark][2], 1u);
+  // Written in priority order: the reply, critical, high, then the normal backlog.
+  std::string expected =
+      "reply" + std::string(300, 'c') + std::string(300, 'h') + std::string(7 * 300, 'n');
+  EXPECT_EQ(pair.ReadPeer(), expected);
+  EXPECT_EQ(loop.queued_cost(), 0u);
+}
+
+TEST(Connection, LatestValueReplacesAnUnsentFrameOfItsChannel) {
+  Loop loop(0, 4096);
+  Pair pair;
+  std::string received;
+  bool closed = false;
+  auto* c = new Recorder(loop, pair.server, &received, &closed);
+  loop.Post([&] {
+    EXPECT_EQ(SendFrame(*c, '1', 3, Priority::kNormal, 7), SendStatus::kQueued);
+    EXPECT_EQ(SendFrame(*c, 'x', 3, Priority::kNormal, 8), SendStatus::kQueued);
+    EXPECT_EQ(SendFrame(*c, '2', 3, Priority::kNormal, 7), SendStatus::kQueued);
+    loop.Stop();
+  });
+  loop.Run();
+  EXPECT_EQ(pair.ReadPeer(), "222xxx");
+  EXPECT_EQ(loop.stats().send_dropped[LoopStats::kDropReplaced][2], 1u);
+}
+
+TEST(Connection, PassingMaxBytesIsASlowConsumerAndFreesTheQueueAtOnce) {
+  Loop loop(0, 4096);
+  loop.set_send_limits(SmallLimits());
+  Pair pair;
+  std::string received;
+  bool closed = false;
+  auto* c = new Recorder(loop, pair.server, &received, &closed);
+  loop.Post([&] {
+    for (int i = 0; i < 20; ++i) {
+      SendStatus s = SendFrame(*c, 'c', 500, Priority::kCritical);
+      if (s != SendStatus::kQueued) {
+        EXPECT_EQ(s, SendStatus::kOverflow);
+        break;
+      }
+    }
+    EXPECT_TRUE(c->closed());
+  });
+  loop.Run();
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(loop.stats().slow_consumer_disconnects[LoopStats::kSlowOverflow], 1u);
+  EXPECT_EQ(loop.queued_cost(), 0u);
+}
+
+uint64_t fake_now_ms = 1000;
+uint64_t FakeClock() { return fake_now_ms; }
+
+TEST(Connection, CriticalOutputWaitingPastTheDeadlineIsASlowConsumer) {
+  fake_now_ms = 1000;
+  Loop loop(0, 4096, &FakeClock);
+  SendLimits limits = SmallLimits();
+  limits.max_bytes = 64 << 20;
+  loop.set_send_limits(limits);
+  Pair pair;
+  int small = 4096;
+  ASSERT_EQ(setsockopt(pair.server, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+  std::string received;
+  bool closed = false;
+  auto* c = new Recorder(loop, pair.server, &received, &closed);
+  // Iteration 1: more than the socket takes; the peer never reads.
+  loop.Post([&] {
+    EXPECT_EQ(c->Send(std::string(1 << 20, 'r')), SendStatus::kQueued);
+    EXPECT_EQ(SendFrame(*c, 'c', 100, Priority::kCritical), SendStatus::kQueued);
+    fake_now_ms += 50;
+    loop.Post([&] {
+      // Iteration 2, 50 ms later: within the deadline.
+      EXPECT_EQ(SendFrame(*c, 'c', 100, Priority::kCritical), SendStatus::kQueued);
+      EXPECT_FALSE(c->closed());
+      fake_now_ms += 60;
+      loop.Post([&] {
+        // Iteration 3: the first critical frame has waited 110 ms (the loop's sweep, which
+        // runs before this task, may have cut it already).
+        EXPECT_NE(SendFrame(*c, 'h', 100, Priority::kHigh), SendStatus::kQueued);
+      });
+    });
+  });
+  loop.Run();
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(loop.stats().slow_consumer_disconnects[LoopStats::kSlowDeadline], 1u);
+  EXPECT_EQ(loop.queued_cost(), 0u);
+}
+
+TEST(Connection, TheLoopsSweepCutsAStalledConnectionThatIsSentNothingMore) {
+  fake_now_ms = 1000;
+  Loop loop(0, 4096, &FakeClock);
+  SendLimits limits = SmallLimits();
+  limits.max_bytes = 64 << 20;
+  loop.set_send_limits(limits);
+  Pair pair;
+  int small = 4096;
+  ASSERT_EQ(setsockopt(pair.server, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+  std::string received;
+  bool closed = false;
+  auto* c = new Recorder(loop, pair.server, &received, &closed);
+  loop.Post([&] {
+    EXPECT_EQ(c->Send(std::string(1 << 20, 'r')), SendStatus::kQueued);
+    EXPECT_EQ(SendFrame(*c, 'c', 100, Priority::kCritical), SendStatus::kQueued);
+    // Nothing more is sent and the peer never reads: only the loop's sweep can notice.
+    fake_now_ms += 200;
+    loop.Post([] {});  // one more iteration, at the new time
+  });
+  loop.Run();
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(loop.stats().slow_consumer_disconnects[LoopStats::kSlowDeadline], 1u);
+}
+
 TEST(Connection, CloseAfterFlushSendsEverythingThenHalfCloses) {
   Loop loop(0, 4096);
   Pair pair;

@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <string>
+#include <string_view>
 
 namespace hermod::net {
 namespace {
@@ -42,7 +44,7 @@ TEST(OutputQueue, SharedChunksAreReferencedNotCopied) {
   {
     OutputQueue a, b;
     a.Append("x");
-    a.AppendShared(frame, 0, frame->size());
+    a.AppendShared(frame, 0, frame->size(), Lane::kControl);
     b.AppendShared(frame, 3, 4);
     EXPECT_TRUE(frame->shared());
     EXPECT_EQ(Pending(a), "xPUBLICATION");
@@ -64,6 +66,120 @@ TEST(OutputQueue, LargeAppendSpansChunks) {
   EXPECT_EQ(Pending(q), "a" + big);
   q.Consume(q.bytes());
   EXPECT_TRUE(q.empty());
+}
+
+Chunk* Frame(std::string_view text) {
+  Chunk* chunk = Chunk::Create(text.size());
+  chunk->Append(text);
+  return chunk;
+}
+
+// Appends a shared frame to q and drops the test's own reference.
+void Push(OutputQueue& q, std::string_view text, Lane lane, uint64_t key = 0, uint64_t now = 0) {
+  Chunk* chunk = Frame(text);
+  q.AppendShared(chunk, 0, chunk->size(), lane, key, now);
+  chunk->Unref();
+}
+
+TEST(OutputQueue, WritesLanesInPriorityOrderAndFifoWithinALane) {
+  OutputQueue q;
+  Push(q, "low1,", Lane::kLow);
+  Push(q, "normal1,", Lane::kNormal);
+  q.Append("close,", {}, Lane::kFinal);
+  Push(q, "critical1,", Lane::kCritical);
+  q.Append("reply,");
+  Push(q, "high1,", Lane::kHigh);
+  Push(q, "normal2,", Lane::kNormal);
+  Push(q, "low2,", Lane::kLow);
+  EXPECT_EQ(Pending(q), "reply,critical1,high1,normal1,normal2,low1,low2,close,");
+}
+
+TEST(OutputQueue, AHalfSentFrameFinishesBeforeAnythingQueuedLater) {
+  OutputQueue q;
+  Push(q, "[normal frame]", Lane::kNormal);
+  q.Consume(3);  // the socket took "[no"
+  Push(q, "[critical]", Lane::kCritical);
+  q.Append("[reply]");
+  EXPECT_EQ(Pending(q), "rmal frame][reply][critical]");
+  q.Consume(5);
+  EXPECT_EQ(Pending(q), "frame][reply][critical]");
+  q.Consume(6);
+  EXPECT_EQ(Pending(q), "[reply][critical]");
+  q.Consume(q.bytes());
+  EXPECT_TRUE(q.empty());
+  EXPECT_EQ(q.cost(), 0u);
+}
+
+TEST(OutputQueue, DropUnsentKeepsTheHalfSentFrameWhole) {
+  OutputQueue q;
+  Push(q, "[low frame]", Lane::kLow);
+  Push(q, "[critical]", Lane::kCritical);
+  q.Append("[reply]");
+  q.Consume(9);  // all of [reply], and "[c" of [critical]
+  Push(q, "[normal]", Lane::kNormal);
+  const size_t before = q.cost();
+  const size_t freed = q.DropUnsent();
+  EXPECT_EQ(Pending(q), "ritical]");
+  EXPECT_EQ(before - freed, q.cost());
+  EXPECT_EQ(q.cost(), 8u + OutputQueue::kItemOverhead);
+}
+
+TEST(OutputQueue, ReplaceSwapsAnUnsentFrameOfTheSameKey) {
+  OutputQueue q;
+  Push(q, "[a v1]", Lane::kNormal, 11);
+  Push(q, "[b v1]", Lane::kNormal, 22);
+  Chunk* v2 = Frame("[a v2!]");
+  EXPECT_TRUE(q.Replace(Lane::kNormal, 11, v2, 0, v2->size()));
+  EXPECT_FALSE(q.Replace(Lane::kNormal, 33, v2, 0, v2->size()));
+  EXPECT_FALSE(q.Replace(Lane::kHigh, 11, v2, 0, v2->size()));
+  v2->Unref();
+  EXPECT_EQ(Pending(q), "[a v2!][b v1]");
+  EXPECT_EQ(q.bytes(), 13u);
+  // A half-sent frame is never replaced: it is no longer in its lane.
+  q.Consume(2);
+  Chunk* v3 = Frame("[a v3]");
+  EXPECT_FALSE(q.Replace(Lane::kNormal, 11, v3, 0, v3->size()));
+  v3->Unref();
+}
+
+TEST(OutputQueue, CostCountsItemsAndTheAccountCountsWhatIsNotShared) {
+  size_t total = 0;
+  {
+    OutputQueue q;
+    q.set_account(&total);
+    Push(q, "12345", Lane::kLow);
+    q.Append("ab");
+    q.Append("cd");  // grows the same item
+    EXPECT_EQ(q.bytes(), 9u);
+    EXPECT_EQ(q.cost(), 9u + 2 * OutputQueue::kItemOverhead);
+    // The shared frame's 5 bytes are not this queue's: only its record is.
+    EXPECT_EQ(q.footprint(), 4u + 2 * OutputQueue::kItemOverhead);
+    EXPECT_EQ(total, q.footprint());
+    q.Consume(3);  // "abc"
+    EXPECT_EQ(total, 1u + 2 * OutputQueue::kItemOverhead);
+    q.Consume(3);  // "d", then "12" of the shared frame: half-sent
+    EXPECT_EQ(total, OutputQueue::kItemOverhead);
+    Push(q, "xyz", Lane::kHigh);
+    q.Append("reply");
+    q.DropUnsent();
+    EXPECT_EQ(total, q.footprint());
+    EXPECT_EQ(total, OutputQueue::kItemOverhead);  // the half-sent frame stays
+  }
+  EXPECT_EQ(total, 0u);  // the destructor gives everything back
+}
+
+TEST(OutputQueue, UrgentSinceIsTheOldestCriticalOrHighItem) {
+  OutputQueue q;
+  EXPECT_EQ(q.UrgentSinceMs(), 0u);
+  Push(q, "n", Lane::kNormal, 0, 5);
+  EXPECT_EQ(q.UrgentSinceMs(), 0u);
+  Push(q, "h", Lane::kHigh, 0, 30);
+  Push(q, "c", Lane::kCritical, 0, 40);
+  EXPECT_EQ(q.UrgentSinceMs(), 30u);
+  q.Consume(1);  // "c" leaves first
+  EXPECT_EQ(q.UrgentSinceMs(), 30u);
+  q.Consume(1);
+  EXPECT_EQ(q.UrgentSinceMs(), 0u);
 }
 
 }  // namespace
