@@ -114,7 +114,10 @@ void Server::Upgrade(http::HttpConnection& connection, http::Request& request, b
   upgrade_request.host = request.Header("Host");
   upgrade_request.upgrade = upgrade;
   upgrade_request.connection = connection_header;
-  upgrade_request.key = request.Header("Sec-WebSocket-Key");
+  // RFC 6455 §11.3.1: the key appears once; a repeated one joins into a list that fails the
+  // key check (base64 has no comma), so it gets 400 like any bad key.
+  std::string key = request.HeaderList("Sec-WebSocket-Key");
+  upgrade_request.key = key;
   upgrade_request.version = request.Header("Sec-WebSocket-Version");
   upgrade_request.origin = request.Header("Origin");
   upgrade_request.protocols = protocols;
