@@ -33,10 +33,11 @@ class ServerApi {
 
   // The route handler for /api/<method>.
   void Handle(http::HttpConnection& connection, http::Request& request) const;
+  // One call without HTTP (Handle's core; public for the fuzz target, tests/fuzz/api):
+  // appends the method's answer to out; false for a 400.
+  bool Call(std::string_view method, std::string& body, std::string& out) const;
 
  private:
-  // Appends the method's answer (result or error) to out; false for a 400.
-  bool Call(std::string_view method, std::string& body, std::string& out) const;
   bool Authorized(const http::Request& request) const;
 
   core::Hub& hub_;
