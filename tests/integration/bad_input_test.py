@@ -35,7 +35,7 @@ import hermod_harness as h
 
 CONFIG = {"token_hmac_secret_key": g.SECRET, "token_audience": "hermod",
           "token_issuer": "issuer", "allow_subscribe_for_client": True,
-          "api_key": "k", "client_stale_close_delay": "1s",
+          "api_key": "k", "client_stale_close_delay": "2s",
           "websocket": {"max_message_bytes": 64 * 1024, "handshake_timeout_ms": 500},
           "http": {"max_header_bytes": 8192, "max_headers": 64}}
 
@@ -207,9 +207,10 @@ class SlowAndOversizedTest(BadInputCase):
         self.assert_bystander_unaffected()
 
     def test_oversized_message_closes_with_1009(self):
+        frame = h.encode_frame(h.OP_TEXT, b"x" * (64 * 1024 + 1))
         c = g.Client(self.port)
         self.addCleanup(c.close)
-        c.ws.send_frame(h.OP_TEXT, b"x" * (64 * 1024 + 1))
+        c.ws.send(frame)
         code, _ = c.ws.expect_close()
         self.assertEqual(code, 1009)
         self.assert_bystander_unaffected()
@@ -223,13 +224,15 @@ class SlowAndOversizedTest(BadInputCase):
         self.assert_bystander_unaffected()
 
     def test_deflate_bomb_closes_with_1009(self):
+        # Built before the connection opens: the stale timer (2 s) runs from the upgrade.
+        c = zlib.compressobj(9, zlib.DEFLATED, -15)
+        bomb = (c.compress(b" " * (32 << 20)) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
+        frame = h.encode_frame(h.OP_TEXT, bomb, rsv=4)
         ws = h.ws_open(self.port, path="/connection/websocket", extra_headers=[
             "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover"])
         self.addCleanup(ws.close)
         self.assertIn("permessage-deflate", ws.response.header("sec-websocket-extensions") or "")
-        c = zlib.compressobj(9, zlib.DEFLATED, -15)
-        bomb = (c.compress(b" " * (32 << 20)) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
-        ws.send_frame(h.OP_TEXT, bomb, rsv=4)
+        ws.send(frame)
         code, _ = ws.expect_close()
         self.assertEqual(code, 1009)
         self.assert_bystander_unaffected()
