@@ -31,14 +31,14 @@ struct World {
   hermod::net::Loop loop{0};
   hermod::core::ChannelRules rules{config};
   hermod::core::Hub hub{1, hermod::proto::JsonPushCodec()};
-  hermod::api::ServerApi api{hub, rules, "k", [](std::string, std::string,
-                                                 hermod::api::ClientAction) {}};
+  hermod::api::ServerApi api{hub, rules, "k",
+                             [](std::string, std::string, hermod::api::ClientAction) {}};
   World() { hub.AttachLoop(loop); }
 };
 
 constexpr std::string_view kMethods[] = {
-    "publish", "broadcast",      "subscribe", "unsubscribe",    "disconnect", "presence",
-    "presence_stats", "history", "history_remove", "channels", "info",       "nonexistent"};
+    "publish",        "broadcast", "subscribe",      "unsubscribe", "disconnect", "presence",
+    "presence_stats", "history",   "history_remove", "channels",    "info",       "nonexistent"};
 
 }  // namespace
 
