@@ -14,6 +14,9 @@
 // position are thus admitted first when the server must choose, and a reconnect storm of
 // fresh clients cannot take the last places. Above connection_limit every upgrade gets 503
 // with Retry-After, before the 101: the client never holds a half-open WebSocket.
+//
+// Only the client protocol (/connection/websocket) is admitted here; /connection/echo is a
+// transport test endpoint, bounded by the accept throttle and the descriptor limit alone.
 #pragma once
 
 #include <array>
