@@ -41,10 +41,11 @@ std::string_view CommandKindName(CommandKind kind) {
 }
 
 CommandLimiter::Verdict CommandLimiter::Check(const CommandRateLimits& limits, CommandKind kind,
-                                              uint64_t now_ms) {
+                                              uint64_t now_ms, bool* by_total) {
   // The kind's bucket first: a command refused there takes nothing from the total.
   bool allowed = kind == CommandKind::kOther ||
                  kinds_[static_cast<size_t>(kind)].TryTake(limits.For(kind), now_ms);
+  if (by_total != nullptr) *by_total = allowed;
   if (allowed) allowed = total_.TryTake(limits.total, now_ms);
   if (allowed) return Verdict::kAllow;
   if (limits.disconnect_after == 0) return Verdict::kReject;

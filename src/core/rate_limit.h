@@ -90,7 +90,10 @@ class CommandLimiter {
     kReject,  // answer this command with error 111
     kAbuse,   // too many rejections in the window: disconnect with 3013
   };
-  Verdict Check(const CommandRateLimits& limits, CommandKind kind, uint64_t now_ms);
+  // *by_total (optional) tells, on a refusal, whether the total bucket refused rather
+  // than the kind's own.
+  Verdict Check(const CommandRateLimits& limits, CommandKind kind, uint64_t now_ms,
+                bool* by_total = nullptr);
 
  private:
   TokenBucket total_;

@@ -143,17 +143,17 @@ bool ClientConnection::RateLimited(const Command& c) {
   }
   const uint64_t now = loop().now_ms();
   const core::CommandRateLimits& limits = context_.options.rate_limits;
-  const core::CommandLimiter::Verdict verdict = limiter_.Check(limits, kind, now);
+  bool by_total = false;
+  const core::CommandLimiter::Verdict verdict = limiter_.Check(limits, kind, now, &by_total);
   if (verdict == core::CommandLimiter::Verdict::kAllow) return false;
-  // A refusal in the kind's bucket counts under the kind, one in the total under "total".
-  const bool by_kind = kind != core::CommandKind::kOther && limits.For(kind).enabled();
-  ++loop().stats().guard.commands_limited[by_kind ? static_cast<size_t>(kind) : 5];
+  // Counted under the bucket that refused: the kind's own, or "total" (index 5).
+  const core::CommandKind refused_by = by_total ? core::CommandKind::kOther : kind;
+  ++loop().stats().guard.commands_limited[by_total ? 5 : static_cast<size_t>(kind)];
   uint64_t suppressed = 0;
   const bool abuse = verdict == core::CommandLimiter::Verdict::kAbuse;
   if (Scratch().rate_log.Allow(now, &suppressed)) {
     spdlog::info("client {} user '{}': {} rate limit{} ({} more refusals on this loop since)",
-                 client_id_, user_,
-                 core::CommandKindName(by_kind ? kind : core::CommandKind::kOther),
+                 client_id_, user_, core::CommandKindName(refused_by),
                  abuse ? " exceeded persistently: disconnect 3013" : ": error 111", suppressed);
   }
   if (abuse) {

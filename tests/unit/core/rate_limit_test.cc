@@ -95,6 +95,21 @@ TEST(CommandLimiter, TotalBucketCountsEveryKind) {
   EXPECT_EQ(limiter.Check(limits, CommandKind::kHistory, 100), CommandLimiter::Verdict::kReject);
 }
 
+TEST(CommandLimiter, TellsWhichBucketRefused) {
+  CommandLimiter limiter;
+  CommandRateLimits limits = Limits();
+  limits.disconnect_after = 0;
+  bool by_total = true;
+  for (int i = 0; i < 10; ++i) limiter.Check(limits, CommandKind::kPublish, 100);
+  EXPECT_EQ(limiter.Check(limits, CommandKind::kPublish, 100, &by_total),
+            CommandLimiter::Verdict::kReject);
+  EXPECT_FALSE(by_total);
+  for (int i = 0; i < 10; ++i) limiter.Check(limits, CommandKind::kOther, 100);
+  EXPECT_EQ(limiter.Check(limits, CommandKind::kHistory, 100, &by_total),
+            CommandLimiter::Verdict::kReject);
+  EXPECT_TRUE(by_total);
+}
+
 TEST(CommandLimiter, SustainedRejectionsInTheWindowAreAbuse) {
   CommandLimiter limiter;
   CommandRateLimits limits = Limits();
