@@ -1,18 +1,36 @@
-// hermod's command line: serve, genconfig, checkconfig, bench.
-#include <spdlog/sinks/stdout_color_sinks.h>
+// hermod's command line: serve, genconfig, checkconfig, gentoken, checktoken, version, bench.
+//
+// Every command that reads a config reads it the way `serve` does (defaults, the file,
+// HERMOD_* variables, flags), so `gentoken` signs with, and `checktoken` verifies with,
+// exactly the keys the server would use.
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <iostream>
 #include <optional>
+#include <sstream>
 #include <string>
 
+#include "app/logging.h"
 #include "app/server.h"
+#include "auth/token_signer.h"
+#include "auth/token_verifier.h"
 #include "config/config.h"
 
 extern char** environ;
+
+#ifndef HERMOD_GIT_COMMIT
+#define HERMOD_GIT_COMMIT "unknown"
+#endif
+#ifndef HERMOD_BUILD_TYPE
+#define HERMOD_BUILD_TYPE "unknown"
+#endif
 
 namespace {
 
@@ -23,23 +41,50 @@ struct ServeFlags {
   std::optional<uint64_t> workers;
   bool echo = false;
   std::optional<std::string> log_level;
+  std::optional<std::string> log_format;
   std::optional<std::string> tls_cert;
   std::optional<std::string> tls_key;
 };
 
-// Defaults, then the file, then HERMOD_* variables, then flags.
-bool LoadConfig(const ServeFlags& flags, hermod::config::Config& config, std::string* error) {
-  if (!flags.config_file.empty() && !hermod::config::ApplyFile(flags.config_file, config, error)) {
-    return false;
+// Defaults, then the file, then HERMOD_* variables, then flags. *sources says which were
+// applied, for the one config log line.
+bool LoadConfig(const ServeFlags& flags, hermod::config::Config& config, std::string* error,
+                std::string* sources = nullptr) {
+  std::string applied = "defaults";
+  if (!flags.config_file.empty()) {
+    if (!hermod::config::ApplyFile(flags.config_file, config, error)) return false;
+    applied += ", file " + flags.config_file;
   }
   if (!hermod::config::ApplyEnvironment(environ, config, error)) return false;
+  std::string variables;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string_view entry = *e;
+    if (!entry.starts_with("HERMOD_")) continue;
+    variables += (variables.empty() ? "" : " ") + std::string(entry.substr(0, entry.find('=')));
+  }
+  if (!variables.empty()) applied += ", environment " + variables;
+  std::string set;
+  auto flag = [&](bool present, const char* name) {
+    if (present) set += (set.empty() ? "" : " ") + std::string(name);
+  };
+  flag(flags.bind.has_value(), "--bind");
+  flag(flags.port.has_value(), "--port");
+  flag(flags.workers.has_value(), "--workers");
+  flag(flags.echo, "--echo");
+  flag(flags.log_level.has_value(), "--log-level");
+  flag(flags.log_format.has_value(), "--log-format");
+  flag(flags.tls_cert.has_value(), "--tls-cert");
+  flag(flags.tls_key.has_value(), "--tls-key");
+  if (!set.empty()) applied += ", flags " + set;
   if (flags.bind) config.bind = *flags.bind;
   if (flags.port) config.port = *flags.port;
   if (flags.workers) config.workers = *flags.workers;
   if (flags.echo) config.echo = true;
   if (flags.log_level) config.log_level = *flags.log_level;
+  if (flags.log_format) config.log_format = *flags.log_format;
   if (flags.tls_cert) config.tls.cert_file = *flags.tls_cert;
   if (flags.tls_key) config.tls.key_file = *flags.tls_key;
+  if (sources != nullptr) *sources = applied;
   return hermod::config::Validate(config, error);
 }
 
@@ -50,6 +95,7 @@ void AddServeFlags(CLI::App* command, ServeFlags& flags) {
   command->add_option("-w,--workers", flags.workers, "event loops (default: one per core)");
   command->add_flag("--echo", flags.echo, "serve the RFC 6455 echo endpoint /connection/echo");
   command->add_option("--log-level", flags.log_level, "trace, debug, info, warn, error, off");
+  command->add_option("--log-format", flags.log_format, "text, or json: one object per line");
   command->add_option("--tls-cert", flags.tls_cert, "PEM certificate chain (enables TLS)");
   command->add_option("--tls-key", flags.tls_key, "PEM private key");
 }
@@ -69,6 +115,142 @@ int RunBench(int argc, char** argv) {
   return 127;
 }
 
+int64_t WallSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string JsonString(std::string_view s) {
+  std::string out = "\"";
+  for (char ch : s) {
+    if (ch == '"' || ch == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (static_cast<unsigned char>(ch) < 0x20) {
+      char buffer[8];
+      std::snprintf(buffer, sizeof buffer, "\\u%04x", ch);
+      out += buffer;
+    } else {
+      out += ch;
+    }
+  }
+  return out + "\"";
+}
+
+struct TokenFlags {
+  std::string config_file;
+  std::string user;
+  int64_t ttl_s = 3600;
+  std::string channel;
+  std::string info;
+  std::string key_file;
+  std::string token;
+};
+
+int GenToken(const TokenFlags& flags) {
+  hermod::config::Config config;
+  std::string error;
+  ServeFlags serve;
+  serve.config_file = flags.config_file;
+  if (!LoadConfig(serve, config, &error)) {
+    std::cerr << "hermod: " << error << "\n";
+    return 2;
+  }
+  hermod::auth::TokenSigner signer;
+  if (!flags.key_file.empty()) {
+    std::ifstream in(flags.key_file, std::ios::binary);
+    std::stringstream pem;
+    pem << in.rdbuf();
+    if (!in || !hermod::auth::TokenSigner::FromPrivateKeyPem(pem.str(), &signer, &error)) {
+      if (!in) error = std::string("cannot read ") + std::strerror(errno);
+      std::cerr << "hermod: --key " << flags.key_file << ": " << error << "\n";
+      return 2;
+    }
+  } else if (!hermod::auth::TokenSigner::FromConfig(config, &signer, &error)) {
+    std::cerr << "hermod: " << error << "\n";
+    return 2;
+  }
+  if (flags.ttl_s < 0) {
+    std::cerr << "hermod: --ttl: seconds, 0 for no expiry\n";
+    return 2;
+  }
+  hermod::auth::TokenRequest request;
+  request.user = flags.user;
+  request.now_s = WallSeconds();
+  request.ttl_s = flags.ttl_s;
+  request.channel = flags.channel;
+  request.info = flags.info;
+  request.audience = config.token_audience;
+  request.issuer = config.token_issuer;
+  std::string token;
+  if (!signer.Sign(request, &token, &error)) {
+    std::cerr << "hermod: " << error << "\n";
+    return 2;
+  }
+  std::cout << token << "\n";
+  std::cerr << signer.algorithm() << " " << (flags.channel.empty() ? "connection" : "subscription")
+            << " token for user " << JsonString(flags.user)
+            << (flags.ttl_s > 0 ? ", expires in " + std::to_string(flags.ttl_s) + " s"
+                                : ", no expiry")
+            << "\n";
+  return 0;
+}
+
+int CheckToken(const TokenFlags& flags) {
+  hermod::config::Config config;
+  std::string error;
+  ServeFlags serve;
+  serve.config_file = flags.config_file;
+  if (!LoadConfig(serve, config, &error)) {
+    std::cerr << "hermod: " << error << "\n";
+    return 2;
+  }
+  hermod::auth::TokenVerifier verifier(hermod::auth::TokenKeys::FromConfig(config));
+  if (!verifier.enabled()) {
+    std::cerr << "hermod: no token key configured (token_hmac_secret_key, "
+                 "token_rsa_public_key, token_ecdsa_public_key)\n";
+    return 2;
+  }
+  hermod::auth::TokenClaims claims;
+  std::string reason;
+  const int64_t now = WallSeconds();
+  switch (verifier.Verify(flags.token, now, &claims, &reason)) {
+    case hermod::auth::TokenStatus::kOk:
+      break;
+    case hermod::auth::TokenStatus::kExpired:
+      std::cerr << "hermod: token expired: " << reason << "\n";
+      return 1;
+    case hermod::auth::TokenStatus::kInvalid:
+      std::cerr << "hermod: token invalid: " << reason << "\n";
+      return 1;
+  }
+  std::string channels = "[";
+  for (size_t i = 0; i < claims.channels.size(); ++i) {
+    channels += (i == 0 ? "" : ",") + JsonString(claims.channels[i]);
+  }
+  channels += "]";
+  std::cout << "{\"valid\":true,\"sub\":" << JsonString(claims.user)
+            << ",\"exp\":" << claims.expires_at
+            << ",\"expires_in_s\":" << (claims.expires_at == 0 ? 0 : claims.expires_at - now)
+            << ",\"channel\":" << JsonString(claims.channel) << ",\"channels\":" << channels
+            << ",\"info\":" << (claims.info.empty() ? "null" : claims.info) << "}\n";
+  return 0;
+}
+
+int Version() {
+#if defined(__clang__)
+  const std::string compiler = "clang " + std::to_string(__clang_major__) + "." +
+                               std::to_string(__clang_minor__) + "." +
+                               std::to_string(__clang_patchlevel__);
+#else
+  const std::string compiler = "gcc " __VERSION__;
+#endif
+  std::cout << "hermod " << HERMOD_VERSION << "\ncommit: " << HERMOD_GIT_COMMIT
+            << "\ncompiler: " << compiler << "\nbuild type: " << HERMOD_BUILD_TYPE << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -85,13 +267,30 @@ int main(int argc, char** argv) {
   std::string check_file;
   CLI::App* checkconfig = app.add_subcommand("checkconfig", "validate a config file");
   checkconfig->add_option("file", check_file, "JSON config file")->required();
+  TokenFlags token_flags;
+  CLI::App* gentoken = app.add_subcommand(
+      "gentoken", "sign a connection (or, with --channel, subscription) JWT with the config's key");
+  gentoken->add_option("-u,--user", token_flags.user, "the sub claim (user id)")->required();
+  gentoken->add_option("-t,--ttl", token_flags.ttl_s, "seconds until exp; 0: no exp")
+      ->capture_default_str();
+  gentoken->add_option("--channel", token_flags.channel,
+                       "a subscription token for this channel instead of a connection token");
+  gentoken->add_option("--info", token_flags.info, "JSON for the info claim");
+  gentoken->add_option("-c,--config", token_flags.config_file, "JSON config file");
+  gentoken->add_option("--key", token_flags.key_file,
+                       "PEM private key (RSA: RS256, ECDSA: ES256/384/512) instead of the "
+                       "config's HMAC secret");
+  CLI::App* checktoken =
+      app.add_subcommand("checktoken", "verify a JWT as the server would; print its claims");
+  checktoken->add_option("token", token_flags.token, "the JWT")->required();
+  checktoken->add_option("-c,--config", token_flags.config_file, "JSON config file");
+  CLI::App* version = app.add_subcommand("version", "version, commit, compiler, build type");
   app.add_subcommand("bench", "run hermod-bench (see hermod-bench --help)");
   CLI11_PARSE(app, argc, argv);
 
-  auto logger = spdlog::stderr_color_mt("hermod");
-  spdlog::set_default_logger(logger);
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
-
+  if (*version) return Version();
+  if (*gentoken) return GenToken(token_flags);
+  if (*checktoken) return CheckToken(token_flags);
   std::string error;
   if (*checkconfig) {
     hermod::config::Config config;
@@ -112,11 +311,14 @@ int main(int argc, char** argv) {
     std::cout << hermod::config::ToJson(config);
     return 0;
   }
-  if (!LoadConfig(serve_flags, config, &error)) {
+  std::string sources;
+  if (!LoadConfig(serve_flags, config, &error, &sources)) {
     std::cerr << "hermod: " << error << "\n";
     return 2;
   }
-  spdlog::set_level(spdlog::level::from_str(config.log_level));
+  hermod::app::SetUpLogging(config.log_format, config.log_level);
+  spdlog::info("config: {} (log_level {}, log_format {})", sources, config.log_level,
+               config.log_format);
   hermod::app::Server server(std::move(config));
   return server.Run();
 }

@@ -124,7 +124,10 @@ void Server::Upgrade(http::HttpConnection& connection, http::Request& request, b
   upgrade_request.extensions = extensions;
   ws::HandshakeResult result = ws::AcceptUpgrade(upgrade_request, handshake_policy_);
   if (result.status != 101) {
-    spdlog::debug("ws: handshake refused with {}: {}", result.status, result.reason);
+    // The path only: a query may carry credentials; bounded, it is the client's text.
+    std::string_view path = std::string_view(request.target).substr(0, 128);
+    spdlog::info("ws: upgrade on {} refused with {}: {}", path.substr(0, path.find('?')),
+                 result.status, result.reason);
     connection.Respond(result.response, false);
     return;
   }

@@ -81,16 +81,22 @@ TokenKeys TokenKeys::FromConfig(const config::Config& config) {
   return keys;
 }
 
-TokenStatus TokenVerifier::Verify(std::string_view token, int64_t now_s,
-                                  TokenClaims* claims) const {
+TokenStatus TokenVerifier::Verify(std::string_view token, int64_t now_s, TokenClaims* claims,
+                                  std::string* reason) const {
+  auto invalid = [reason](const char* why) {
+    if (reason != nullptr) *reason = why;
+    return TokenStatus::kInvalid;
+  };
   const std::string text(token);  // libjwt wants a C string
   jwt_t* raw = nullptr;
   // First pass, unverified, only to learn the algorithm (from the header: without a key,
   // libjwt reports the algorithm as none) and so the key.
-  if (jwt_decode(&raw, text.c_str(), nullptr, 0) != 0) return TokenStatus::kInvalid;
+  if (jwt_decode(&raw, text.c_str(), nullptr, 0) != 0) {
+    return invalid("not a JWT (three base64url parts with a JSON header and claims)");
+  }
   JwtPtr unverified(raw);
   const char* alg_name = jwt_get_header(unverified.get(), "alg");
-  if (alg_name == nullptr) return TokenStatus::kInvalid;
+  if (alg_name == nullptr) return invalid("the header has no alg");
   const jwt_alg_t alg = jwt_str_alg(alg_name);
   const std::string* key = nullptr;
   switch (FamilyOf(alg)) {
@@ -104,34 +110,45 @@ TokenStatus TokenVerifier::Verify(std::string_view token, int64_t now_s,
       key = &keys_.ecdsa_public_pem;
       break;
     case Family::kNone:
-      return TokenStatus::kInvalid;
+      return invalid("the algorithm is none or not one of HS*, RS*, ES*");
   }
-  if (key->empty()) return TokenStatus::kInvalid;
+  if (key->empty()) {
+    switch (FamilyOf(alg)) {
+      case Family::kHmac:
+        return invalid("an HMAC token, and no token_hmac_secret_key is configured");
+      case Family::kRsa:
+        return invalid("an RSA token, and no token_rsa_public_key is configured");
+      default:
+        return invalid("an ECDSA token, and no token_ecdsa_public_key is configured");
+    }
+  }
   raw = nullptr;
   if (jwt_decode(&raw, text.c_str(), reinterpret_cast<const unsigned char*>(key->data()),
                  static_cast<int>(key->size())) != 0) {
-    return TokenStatus::kInvalid;
+    return invalid("the signature does not verify with the configured key");
   }
   JwtPtr jwt(raw);
-  if (jwt_get_alg(jwt.get()) != alg) return TokenStatus::kInvalid;
+  if (jwt_get_alg(jwt.get()) != alg) return invalid("the algorithm changed on verification");
 
   char* grants = jwt_get_grants_json(jwt.get(), nullptr);
-  if (grants == nullptr) return TokenStatus::kInvalid;
+  if (grants == nullptr) return invalid("no claims");
   std::string json(grants);
   std::free(grants);
   thread_local simdjson::dom::parser parser;
   simdjson::dom::object object;
-  if (parser.parse(json).get(object) != SUCCESS) return TokenStatus::kInvalid;
+  if (parser.parse(json).get(object) != SUCCESS) return invalid("the claims are not a JSON object");
 
   *claims = TokenClaims{};
   simdjson::dom::element value;
   std::string_view text_value;
   if (object["sub"].get(value) == SUCCESS) {
-    if (value.get_string().get(text_value) != SUCCESS) return TokenStatus::kInvalid;
+    if (value.get_string().get(text_value) != SUCCESS) return invalid("sub is not a string");
     claims->user = std::string(text_value);
   }
   if (object["exp"].get(value) == SUCCESS) {
-    if (value.get_int64().get(claims->expires_at) != SUCCESS) return TokenStatus::kInvalid;
+    if (value.get_int64().get(claims->expires_at) != SUCCESS) {
+      return invalid("exp is not an integer");
+    }
   }
   // RFC 7519 §4.1.5: a token is not to be accepted before its nbf (Centrifugo: invalid).
   if (object["nbf"].get(value) == SUCCESS) {
@@ -142,40 +159,48 @@ TokenStatus TokenVerifier::Verify(std::string_view token, int64_t now_s,
   }
   if (!keys_.audience.empty()) {
     if (object["aud"].get(value) != SUCCESS || !AudienceMatches(value, keys_.audience)) {
-      return TokenStatus::kInvalid;
+      return invalid("aud does not name the configured token_audience");
     }
   }
   if (!keys_.issuer.empty()) {
     if (object["iss"].get(value) != SUCCESS || value.get_string().get(text_value) != SUCCESS ||
         text_value != keys_.issuer) {
-      return TokenStatus::kInvalid;
+      return invalid("iss is not the configured token_issuer");
     }
   }
   simdjson::dom::array channels;
   if (object["channels"].get(value) == SUCCESS) {
-    if (value.get_array().get(channels) != SUCCESS) return TokenStatus::kInvalid;
+    if (value.get_array().get(channels) != SUCCESS) return invalid("channels is not an array");
     for (simdjson::dom::element item : channels) {
-      if (item.get_string().get(text_value) != SUCCESS) return TokenStatus::kInvalid;
+      if (item.get_string().get(text_value) != SUCCESS) {
+        return invalid("channels holds a non-string");
+      }
       claims->channels.emplace_back(text_value);
     }
   }
   if (object["channel"].get(value) == SUCCESS) {
-    if (value.get_string().get(text_value) != SUCCESS) return TokenStatus::kInvalid;
+    if (value.get_string().get(text_value) != SUCCESS) return invalid("channel is not a string");
     claims->channel = std::string(text_value);
   }
   // Last: decoding b64info reuses the parser, which ends the life of `object`.
   if (object["info"].get(value) == SUCCESS) {
     claims->info = simdjson::minify(value);
   } else if (object["b64info"].get(value) == SUCCESS) {
-    if (value.get_string().get(text_value) != SUCCESS) return TokenStatus::kInvalid;
+    if (value.get_string().get(text_value) != SUCCESS) return invalid("b64info is not a string");
     std::string decoded;
     simdjson::dom::element info;
     if (!DecodeBase64(text_value, &decoded) || parser.parse(decoded).get(info) != SUCCESS) {
-      return TokenStatus::kInvalid;
+      return invalid("b64info is not base64 of JSON");
     }
     claims->info = std::move(decoded);
   }
-  if (claims->expires_at != 0 && claims->expires_at <= now_s) return TokenStatus::kExpired;
+  if (claims->expires_at != 0 && claims->expires_at <= now_s) {
+    if (reason != nullptr) {
+      *reason = "expired " + std::to_string(now_s - claims->expires_at) + " s ago (exp " +
+                std::to_string(claims->expires_at) + ")";
+    }
+    return TokenStatus::kExpired;
+  }
   return TokenStatus::kOk;
 }
 

@@ -44,8 +44,10 @@ class TokenVerifier {
  public:
   explicit TokenVerifier(TokenKeys keys) : keys_(std::move(keys)) {}
 
-  // now_s: wall clock, seconds since the epoch.
-  TokenStatus Verify(std::string_view token, int64_t now_s, TokenClaims* claims) const;
+  // now_s: wall clock, seconds since the epoch. When reason is given, a status other than
+  // kOk comes with why, in words (`hermod checktoken`); the server passes none.
+  TokenStatus Verify(std::string_view token, int64_t now_s, TokenClaims* claims,
+                     std::string* reason = nullptr) const;
   bool enabled() const { return keys_.any(); }
 
  private:

@@ -85,6 +85,7 @@ std::vector<Field> Fields(Config& c) {
       {"workers", &c.workers},
       {"echo", &c.echo},
       {"log_level", &c.log_level},
+      {"log_format", &c.log_format},
       {"backlog", &c.backlog},
       {"read_buffer_bytes", &c.read_buffer_bytes},
       {"shutdown_timeout_ms", &c.shutdown_timeout_ms},
@@ -525,6 +526,9 @@ bool Validate(const Config& c, std::string* error) {
   if (c.log_level != "trace" && c.log_level != "debug" && c.log_level != "info" &&
       c.log_level != "warn" && c.log_level != "error" && c.log_level != "off") {
     return fail("config key log_level: one of trace, debug, info, warn, error, off");
+  }
+  if (c.log_format != "text" && c.log_format != "json") {
+    return fail("config key log_format: text or json");
   }
   return true;
 }

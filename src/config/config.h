@@ -56,6 +56,7 @@ struct Config {
   uint64_t workers = 0;  // 0: one per core
   bool echo = false;     // serve /connection/echo
   std::string log_level = "info";
+  std::string log_format = "text";  // text, or json: one object per line
   uint64_t backlog = 1024;
   uint64_t read_buffer_bytes = 512 * 1024;  // per loop, not per connection
   uint64_t shutdown_timeout_ms = 5000;

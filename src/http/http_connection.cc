@@ -56,7 +56,8 @@ void HttpConnection::OnTimeout() {
   if (parser_ || !pending_.empty()) {
     // A request started and did not finish in time.
     ++stats_.timeouts;
-    spdlog::debug("http: request timeout on fd {}", fd());
+    spdlog::info("http: fd {} refused with 408: the request did not arrive whole in {} ms", fd(),
+                 options_.request_timeout_ms);
     Respond(ErrorResponse(408), false);
   } else {
     Close();  // idle keep-alive connection
@@ -98,6 +99,8 @@ bool HttpConnection::Serve(uint8_t* data, size_t len) {
       // the cap on what we keep is ours.
       if (len - consumed > options_.limits.max_header_bytes) {
         ++stats_.errors_4xx;
+        spdlog::info("http: fd {} refused with 431: header over {} bytes", fd(),
+                     options_.limits.max_header_bytes);
         Respond(ErrorResponse(431), false);
         parser_.reset();
         return false;
@@ -107,7 +110,8 @@ bool HttpConnection::Serve(uint8_t* data, size_t len) {
     }
     if (status == RequestParser::Status::kError) {
       ++stats_.errors_4xx;
-      spdlog::debug("http: bad request on fd {}: {}", fd(), parser_->error_status());
+      spdlog::info("http: fd {} refused with {}: malformed or over a limit", fd(),
+                   parser_->error_status());
       Respond(ErrorResponse(parser_->error_status()), false);
       parser_.reset();
       return false;

@@ -204,6 +204,10 @@ void ClientConnection::OnShutdown() { Disconnect(kDisconnectShutdown); }
 void ClientConnection::Disconnect(proto::Disconnect reason) {
   if (disconnected_) return;
   disconnected_ = true;
+  // One line per disconnect; the mass 3001 of a graceful shutdown only at debug.
+  spdlog::log(reason.code == kDisconnectShutdown.code ? spdlog::level::debug : spdlog::level::info,
+              "client {} (user \"{}\"): disconnect {} {}", client_id_, user_, reason.code,
+              reason.reason);
   loop().timers().Cancel(&keepalive_);
   UnsubscribeAll();
   CloseWith(reason.code, reason.reason);

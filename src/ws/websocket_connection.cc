@@ -76,8 +76,8 @@ void WebSocketConnection::OnData(uint8_t* data, size_t len) {
   MessageReader::Result result = reader_.Feed(data, len, limits, *this, inflater, reset);
   if (result.ok || closed()) return;
   ++stats_.protocol_errors;
-  spdlog::debug("ws: closing fd {} with {}: {}", fd(), static_cast<int>(result.error.code),
-                result.error.reason);
+  spdlog::info("ws: closing fd {} with {}: {}", fd(), static_cast<int>(result.error.code),
+               result.error.reason);
   if (!(flags_ & kSentClose)) {
     flags_ |= kSentClose;
     SendFrame(Opcode::kClose, true, false,

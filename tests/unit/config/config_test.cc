@@ -61,6 +61,20 @@ TEST(Config, UnknownEnvironmentVariableIsAnError) {
   EXPECT_NE(error.find("HERMOD_PROT"), std::string::npos);
 }
 
+TEST(Config, LogFormatIsTextOrJsonFromFileOrEnvironment) {
+  Config c;
+  std::string error;
+  EXPECT_EQ(c.log_format, "text");
+  ASSERT_TRUE(ApplyJson(R"({"log_format": "json"})", c, &error)) << error;
+  EXPECT_EQ(c.log_format, "json");
+  EXPECT_TRUE(Validate(c, &error)) << error;
+  std::string format = "HERMOD_LOG_FORMAT=xml";
+  char* env[] = {format.data(), nullptr};
+  ASSERT_TRUE(ApplyEnvironment(env, c, &error)) << error;
+  EXPECT_FALSE(Validate(c, &error));
+  EXPECT_EQ(error, "config key log_format: text or json");
+}
+
 TEST(Config, ValidationNamesTheKey) {
   Config c;
   c.websocket.compression.server_max_window_bits = 16;

@@ -1,0 +1,190 @@
+"""The operator's commands and logs: `hermod version`, `gentoken` and `checktoken` against
+the server's own verifier (the token a running server accepts on connect), and
+`--log-format json` with its one line per config load, refused upgrade and client
+disconnect with an error code.
+
+Keys are generated per run (openssl), never checked in.
+"""
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+
+import hermod_harness as h
+
+LOG_TIMEOUT_S = 10
+
+
+def run(*args, env=None):
+    """Runs hermod with args; returns (exit status, stdout, stderr)."""
+    p = subprocess.run([h.HERMOD] + list(args), stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, timeout=60, env=env)
+    return p.returncode, p.stdout, p.stderr
+
+
+class CliCase(h.HermodTestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory(prefix="hermod-cli-")
+        self.addCleanup(self.dir.cleanup)
+
+    def write(self, name, text):
+        path = os.path.join(self.dir.name, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def config(self, **keys):
+        return self.write("config.json", json.dumps(keys))
+
+
+class VersionTest(CliCase):
+    def test_version_names_version_commit_compiler_and_build_type(self):
+        code, out, _ = run("version")
+        self.assertEqual(code, 0)
+        lines = out.splitlines()
+        self.assertRegex(lines[0], r"^hermod \d+\.\d+\.\d+$")
+        fields = dict(line.split(": ", 1) for line in lines[1:])
+        self.assertEqual(set(fields), {"commit", "compiler", "build type"})
+        self.assertRegex(fields["commit"], r"^([0-9a-f]{7,40}|unknown)$")
+        self.assertRegex(fields["compiler"], r"^(gcc|clang) \d")
+        self.assertIn(fields["build type"], {"Release", "RelWithDebInfo", "Debug", "MinSizeRel"})
+
+
+class TokenTest(CliCase):
+    def gentoken(self, config, *args):
+        code, out, err = run("gentoken", "--config", config, *args)
+        self.assertEqual(code, 0, err)
+        return out.strip()
+
+    def test_hmac_round_trip_claims(self):
+        config = self.config(token_hmac_secret_key="s3cret", token_audience="app")
+        token = self.gentoken(config, "--user", "42", "--ttl", "600", "--info", '{"name":"Ann"}')
+        code, out, err = run("checktoken", token, "--config", config)
+        self.assertEqual(code, 0, err)
+        claims = json.loads(out)
+        self.assertTrue(claims["valid"])
+        self.assertEqual(claims["sub"], "42")
+        self.assertEqual(claims["info"], {"name": "Ann"})
+        self.assertTrue(595 <= claims["expires_in_s"] <= 600, claims)
+        token = self.gentoken(config, "--user", "7", "--channel", "$room")
+        code, out, err = run("checktoken", token, "--config", config)
+        self.assertEqual(code, 0, err)
+        self.assertEqual(json.loads(out)["channel"], "$room")
+
+    def test_checktoken_names_the_reason_and_fails(self):
+        config = self.config(token_hmac_secret_key="s3cret")
+        other = self.write("other.json", json.dumps({"token_hmac_secret_key": "other"}))
+        token = self.gentoken(config, "--user", "42")
+        code, _, err = run("checktoken", token, "--config", other)
+        self.assertEqual(code, 1)
+        self.assertIn("token invalid: the signature does not verify with the configured key",
+                      err)
+        code, _, err = run("checktoken", "garbage", "--config", config)
+        self.assertEqual(code, 1)
+        self.assertIn("token invalid: not a JWT", err)
+        audience = self.write("aud.json", json.dumps({"token_hmac_secret_key": "s3cret",
+                                                      "token_audience": "app"}))
+        code, _, err = run("checktoken", token, "--config", audience)
+        self.assertEqual(code, 1)
+        self.assertIn("aud does not name the configured token_audience", err)
+
+    def test_expired_token_is_refused_with_its_age(self):
+        config = self.config(token_hmac_secret_key="s3cret")
+        token = self.gentoken(config, "--user", "42", "--ttl", "1")
+        # exp is whole seconds: wait (bounded) until the wall clock has passed it.
+        deadline = time.monotonic() + 5
+        while True:
+            code, _, err = run("checktoken", token, "--config", config)
+            if code != 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertEqual(code, 1)
+        self.assertRegex(err, r"token expired: expired \d+ s ago \(exp \d+\)")
+
+    def test_public_key_only_config_needs_the_private_key(self):
+        key = os.path.join(self.dir.name, "rsa.pem")
+        subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
+                        "rsa_keygen_bits:2048", "-out", key], check=True, capture_output=True)
+        public = subprocess.run(["openssl", "pkey", "-in", key, "-pubout"], check=True,
+                                capture_output=True, text=True).stdout
+        config = self.config(token_rsa_public_key=public)
+        code, _, err = run("gentoken", "--user", "42", "--config", config)
+        self.assertEqual(code, 2)
+        self.assertIn("cannot sign: pass the matching private key with --key FILE", err)
+        code, token, err = run("gentoken", "--user", "42", "--config", config, "--key", key)
+        self.assertEqual(code, 0, err)
+        self.assertIn("RS256 connection token", err)
+        code, out, err = run("checktoken", token.strip(), "--config", config)
+        self.assertEqual(code, 0, err)
+        self.assertEqual(json.loads(out)["sub"], "42")
+        code, _, err = run("gentoken", "--user", "42", "--config", config, "--key", config)
+        self.assertEqual(code, 2)
+        self.assertIn("no PEM private key", err)
+
+    def test_the_server_accepts_the_token_on_connect(self):
+        server = self.start_server({"token_hmac_secret_key": "s3cret"})
+        config = self.config(token_hmac_secret_key="s3cret")
+        token = self.gentoken(config, "--user", "ann")
+        ws = h.ws_open(server.port, "/connection/websocket")
+        self.addCleanup(ws.close)
+        ws.send_frame(h.OP_TEXT, json.dumps({"id": 1, "connect": {"token": token}}))
+        frame = ws.read_frame()
+        reply = json.loads(frame.payload)
+        self.assertEqual(reply["id"], 1, reply)
+        self.assertIn("client", reply["connect"], reply)
+
+
+class JsonLogTest(CliCase):
+    def wait_lines(self, server, predicate, count=1):
+        deadline = time.monotonic() + LOG_TIMEOUT_S
+        while True:
+            lines = [line for line in list(server.log) if line.strip()]
+            records = [json.loads(line) for line in lines]  # every line is one JSON object
+            hits = [r for r in records if predicate(r)]
+            if len(hits) >= count or time.monotonic() > deadline:
+                return records, hits
+            time.sleep(0.05)
+
+    def test_one_json_object_per_line_and_one_line_per_event(self):
+        server = self.start_server({"token_hmac_secret_key": "s3cret"},
+                                   flags=["--log-format", "json"], echo=False)
+        records, hits = self.wait_lines(server, lambda r: r["msg"].startswith("config: "))
+        self.assertEqual(len(hits), 1, records)
+        for r in records:
+            self.assertEqual(set(r), {"time", "level", "logger", "msg"}, r)
+            self.assertRegex(r["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        self.assertIn("file ", hits[0]["msg"])
+        self.assertIn("flags --bind --port --workers --log-format", hits[0]["msg"])
+
+        # A refused upgrade (no Sec-WebSocket-Key): 400 and one line.
+        response = h.http_exchange(server.port, h.upgrade_request(
+            server.port, "/connection/websocket?token=secret", key=""))
+        self.assertEqual(response.status, 400)
+        records, hits = self.wait_lines(server, lambda r: "refused with 400" in r["msg"])
+        self.assertEqual(len(hits), 1, records)
+        self.assertEqual(hits[0]["level"], "info")
+        self.assertNotIn("token=secret", hits[0]["msg"])
+
+        # A client that sends garbage is disconnected with 3501: one line.
+        ws = h.ws_open(server.port, "/connection/websocket")
+        self.addCleanup(ws.close)
+        ws.send_frame(h.OP_TEXT, b"{not json")
+        code, _ = ws.expect_close()
+        self.assertEqual(code, 3501)
+        records, hits = self.wait_lines(server, lambda r: "disconnect 3501" in r["msg"])
+        self.assertEqual(len(hits), 1, records)
+
+    def test_environment_selects_the_format_and_bad_values_name_the_key(self):
+        env = dict(os.environ, HERMOD_LOG_FORMAT="yaml")
+        code, _, err = run("serve", "--port", "0", env=env)
+        self.assertEqual(code, 2)
+        self.assertIn("config key log_format: text or json", err)
+        code, out, err = run("genconfig", env=dict(os.environ, HERMOD_LOG_FORMAT="json"))
+        self.assertEqual(code, 0, err)
+        self.assertEqual(json.loads(out)["log_format"], "json")
+
+
+if __name__ == "__main__":
+    h.main()
