@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "http/response.h"
+#include "metrics/loop_metrics.h"
 #include "proto/codes.h"
 #include "proto/command.h"
 #include "proto/encode.h"
@@ -168,7 +169,10 @@ void ServerApi::Handle(http::HttpConnection& connection, http::Request& request)
   std::string_view path = request.Path();
   std::string_view method = path.substr(path.rfind('/') + 1);
   std::string out;
-  if (!Call(method, request.body, out)) {
+  const uint64_t started_us = net::Loop::MonotonicUs();
+  const bool ok = Call(method, request.body, out);
+  metrics::RecordApiCall(method, net::Loop::MonotonicUs() - started_us);
+  if (!ok) {
     connection.Respond(http::BuildResponse(400, "text/plain", "bad request\n", keep_alive),
                        keep_alive);
     return;

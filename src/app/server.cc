@@ -89,6 +89,12 @@ void Server::BuildRoutes() {
               [this](http::HttpConnection& c, http::Request& r) { metrics_->Ready(c, r); });
   router_.Add("/metrics", {"GET"},
               [this](http::HttpConnection& c, http::Request& r) { metrics_->Metrics(c, r); });
+  if (config_.admin) {
+    router_.Add("/dashboard", {"GET"},
+                [this](http::HttpConnection& c, http::Request& r) { dashboard_->Page(c, r); });
+    router_.Add("/dashboard/data", {"GET"},
+                [this](http::HttpConnection& c, http::Request& r) { dashboard_->Data(c, r); });
+  }
   router_.Add("/connection/websocket", {"GET"},
               [this](http::HttpConnection& c, http::Request& r) { Upgrade(c, r, false); });
   for (const char* method :
@@ -208,12 +214,15 @@ bool Server::Admit(http::HttpConnection& connection, std::string* ip, bool* must
 
 void Server::BuildMetrics() {
   std::vector<metrics::LoopCounters> counters;
-  std::vector<net::Loop*> loops;
   for (auto& worker : workers_) {
-    counters.push_back({worker->loop.get(), &worker->http_stats, &worker->ws_stats});
-    loops.push_back(worker->loop.get());
+    counters.push_back(
+        {worker->loop.get(), &worker->http_stats, &worker->ws_stats, &worker->metrics});
   }
-  health_ = std::make_unique<metrics::HealthMonitor>(config_.health, std::move(loops));
+  health_ = std::make_unique<metrics::HealthMonitor>(config_.health, counters);
+  if (config_.admin) {
+    dashboard_ = std::make_unique<metrics::Dashboard>(
+        counters, *health_, *hub_, config_.health.loop_deadline_ms, config_.admin_password);
+  }
   metrics_ = std::make_unique<metrics::Routes>(std::move(counters), *health_,
                                                config_.health.loop_deadline_ms,
                                                metrics::BuildInfo{HERMOD_VERSION, __VERSION__});
@@ -320,7 +329,10 @@ int Server::Run() {
   // Before the threads start: the routes read metrics_ from every loop.
   BuildMetrics();
   for (auto& worker : workers_) {
-    worker->thread = std::thread([loop = worker->loop.get()] { loop->Run(); });
+    worker->thread = std::thread([loop = worker->loop.get(), m = &worker->metrics] {
+      metrics::BindThread(m);  // the loop's records (metrics/loop_metrics.h) go here
+      loop->Run();
+    });
   }
   health_->Start();  // its first check pings the loops
   spdlog::info("listening on {}://{}:{} ({} workers{})", tls_ ? "https" : "http", config_.bind,

@@ -18,6 +18,7 @@
 #include "core/hub.h"
 #include "http/http_connection.h"
 #include "http/router.h"
+#include "metrics/dashboard.h"
 #include "metrics/health.h"
 #include "metrics/routes.h"
 #include "net/event_loop.h"
@@ -40,10 +41,12 @@ class Server {
 
  private:
   struct Worker {
-    std::unique_ptr<net::Loop> loop;
-    std::unique_ptr<net::Listener> listener;
+    // Before the loop: connections the loop closes as it is destroyed still count into these.
     http::HttpStats http_stats;
     ws::WebSocketStats ws_stats;
+    metrics::LoopMetrics metrics;
+    std::unique_ptr<net::Loop> loop;
+    std::unique_ptr<net::Listener> listener;
     std::thread thread;
     std::unique_ptr<net::TimerNode> drain_watch;  // set at shutdown
   };
@@ -77,6 +80,7 @@ class Server {
   // GET /metrics and /health*, built in Run once the loops exist.
   std::unique_ptr<metrics::HealthMonitor> health_;
   std::unique_ptr<metrics::Routes> metrics_;
+  std::unique_ptr<metrics::Dashboard> dashboard_;  // config admin: GET /dashboard
   std::vector<std::unique_ptr<Worker>> workers_;
 };
 

@@ -118,6 +118,10 @@ std::vector<Field> Fields(Config& c) {
       {"health.unhealthy_percent", &c.health.unhealthy_percent},
       {"health.critical_percent", &c.health.critical_percent},
       {"health.history_size", &c.health.history_size},
+      {"health.error_window_ms", &c.health.error_window_ms},
+      {"health.max_protocol_error_closes_per_second",
+       &c.health.max_protocol_error_closes_per_second},
+      {"health.max_slow_consumer_closes_per_second", &c.health.max_slow_consumer_closes_per_second},
       {"tls.cert_file", &c.tls.cert_file},
       {"tls.key_file", &c.tls.key_file},
   };
@@ -138,6 +142,8 @@ std::vector<Field> AllFields(Config& c) {
           {"client_stale_close_delay", &c.client_stale_close_delay},
           {"client_expired_close_delay", &c.client_expired_close_delay},
           {"api_key", &c.api_key},
+          {"admin", &c.admin},
+          {"admin_password", &c.admin_password},
           {"token_hmac_secret_key", &c.token_hmac_secret_key},
           {"token_rsa_public_key", &c.token_rsa_public_key},
           {"token_ecdsa_public_key", &c.token_ecdsa_public_key},
@@ -456,6 +462,13 @@ bool Validate(const Config& c, std::string* error) {
   }
   if (hc.history_size == 0 || hc.history_size > 1024) {
     return fail("config key health.history_size: must be 1..1024");
+  }
+  if (hc.error_window_ms < 1000 || hc.error_window_ms > 3600000) {
+    return fail("config key health.error_window_ms: must be 1000..3600000");
+  }
+
+  if (c.admin && c.admin_password.empty()) {
+    return fail("config key admin_password: must be set when admin is true");
   }
   if (c.tls.cert_file.empty() != c.tls.key_file.empty()) {
     return fail("config keys tls.cert_file and tls.key_file: set both or neither");

@@ -104,6 +104,13 @@ struct Config {
     uint64_t unhealthy_percent = 100;
     uint64_t critical_percent = 120;
     uint64_t history_size = 16;  // transitions kept for /health
+    // Error rates, counted over the last error_window_ms and graded against their budget
+    // per second like the checks above (0 turns a check off): connections closed for a
+    // protocol error (WebSocket 1002/1007/1009, client protocol 3501 bad request), and
+    // connections closed as slow consumers (write buffer overflow, send-queue disconnects).
+    uint64_t error_window_ms = 10000;
+    uint64_t max_protocol_error_closes_per_second = 50;
+    uint64_t max_slow_consumer_closes_per_second = 10;
   } health;
 
   struct Tls {
@@ -124,6 +131,10 @@ struct Config {
   // The server HTTP API, POST /api/<method>: `Authorization: apikey KEY` or `X-API-Key: KEY`.
   // Empty: the API answers 401 to every request.
   std::string api_key;
+  // The live dashboard, GET /dashboard (Centrifugo v5 names): off unless admin is true; then
+  // every request needs HTTP Basic credentials whose password is admin_password.
+  bool admin = false;
+  std::string admin_password;
   // Connection and subscription JWTs: HMAC secret, PEM public keys, optional aud/iss checks.
   std::string token_hmac_secret_key;
   std::string token_rsa_public_key;

@@ -193,6 +193,7 @@ void Hub::Unsubscribe(net::Loop& loop, std::string_view channel,
 StreamPosition Hub::Publish(std::string_view channel, const config::ChannelOptions& options,
                             std::string_view data, std::string_view info,
                             std::string_view idempotency_key) {
+  const uint64_t published_us = net::Loop::MonotonicUs();  // publish-to-queue latency metric
   Shard& shard = ShardOf(channel);
   std::lock_guard lock(shard.mutex);
   // Publishes create streams for channels without subscribers: now and then, drop those
@@ -217,14 +218,17 @@ StreamPosition Hub::Publish(std::string_view channel, const config::ChannelOptio
     position = {state.history->next_offset(), state.history->epoch()};
     publication = codec_.publication(data, info, position.offset);
     if (state.loop_count > 0) {
-      PostPush(state, channel, options, codec_.publication_push(channel, publication),
-               position.offset, false);
+      Push* push = codec_.publication_push(channel, publication);
+      push->set_published_us(published_us);
+      PostPush(state, channel, options, push, position.offset, false);
     }
     state.history->Append(std::move(publication), now, options.history_size,
                           options.history_ttl.ms);
   } else if (state.loop_count > 0) {
     publication = codec_.publication(data, info, 0);
-    PostPush(state, channel, options, codec_.publication_push(channel, publication), 0, false);
+    Push* push = codec_.publication_push(channel, publication);
+    push->set_published_us(published_us);
+    PostPush(state, channel, options, push, 0, false);
   }
   if (!idempotency_key.empty()) {
     state.idempotency[std::string(idempotency_key)] = {position, now + kIdempotencyWindowMs};

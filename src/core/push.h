@@ -31,13 +31,28 @@ class Push {
   virtual net::SendStatus SendTo(net::Connection& connection) const = 0;
   // The message's length (its JSON), which bounds coalescing.
   virtual size_t size() const = 0;
+  // For the publish-to-queue latency metric: when Hub::Publish began, on
+  // net::Loop::MonotonicUs's clock; 0 for a push that is no publication (join, leave). Set
+  // before the push is shared, read-only after.
+  uint64_t published_us() const { return published_us_; }
+  void set_published_us(uint64_t us) { published_us_ = us; }
+  // Unique per push (an address may be reused once a push is freed): the metrics tell one
+  // push's run of deliveries from the next by it. One relaxed increment per push made.
+  uint64_t id() const { return id_; }
 
  protected:
   Push() = default;
   virtual ~Push() = default;
 
  private:
+  static uint64_t NextId() {
+    static std::atomic<uint64_t> next{1};
+    return next.fetch_add(1, std::memory_order_relaxed);
+  }
+
   mutable std::atomic<uint32_t> refs_{1};
+  uint64_t published_us_ = 0;
+  const uint64_t id_ = NextId();
 };
 
 }  // namespace hermod::core

@@ -37,11 +37,14 @@ void AppendJsonString(std::string& out, std::string_view text) {
 
 // One round of pings: each loop answers on its own thread; the monitor waits on cv.
 struct PingRound {
-  explicit PingRound(size_t n) : answered(n, false), connections(n, 0) {}
+  explicit PingRound(size_t n)
+      : answered(n, false), connections(n, 0), protocol_errors(n, 0), slow_consumers(n, 0) {}
   std::mutex mutex;  // guards the fields below
   std::condition_variable cv;
   std::vector<bool> answered;
   std::vector<uint64_t> connections;
+  std::vector<uint64_t> protocol_errors;
+  std::vector<uint64_t> slow_consumers;
   size_t count = 0;
 };
 
@@ -61,8 +64,21 @@ std::string_view LevelName(HealthLevel level) {
   return "unknown";
 }
 
+namespace {
+
+std::vector<LoopCounters> LoopsAlone(const std::vector<net::Loop*>& loops) {
+  std::vector<LoopCounters> counters;
+  for (net::Loop* loop : loops) counters.push_back({loop, nullptr, nullptr, nullptr});
+  return counters;
+}
+
+}  // namespace
+
 HealthMonitor::HealthMonitor(const config::Config::Health& options, std::vector<net::Loop*> loops)
-    : options_(options), loops_(std::move(loops)) {}
+    : HealthMonitor(options, LoopsAlone(loops)) {}
+
+HealthMonitor::HealthMonitor(const config::Config::Health& options, std::vector<LoopCounters> loops)
+    : options_(options), loops_(std::move(loops)), last_totals_(loops_.size()) {}
 
 HealthMonitor::~HealthMonitor() { Stop(); }
 
@@ -113,12 +129,27 @@ void HealthMonitor::CheckOnce() {
   }
   auto round = std::make_shared<PingRound>(loops_.size());
   for (size_t i = 0; i < loops_.size(); ++i) {
-    net::Loop* loop = loops_[i];
-    loop->Post([round, loop, i] {
+    const LoopCounters counters = loops_[i];
+    net::Loop* loop = counters.loop;
+    loop->Post([round, counters, loop, i] {
       uint64_t connections = loop->connection_count();
+      // The figures the error-rate checks count, read on the loop's thread.
+      LoopSnapshot s;
+      s.net = loop->stats();
+      if (counters.ws != nullptr) {
+        s.ws.protocol_errors = counters.ws->protocol_errors;
+        if (auto it = counters.ws->close_codes.find(3501); it != counters.ws->close_codes.end()) {
+          s.ws.close_codes.emplace(*it);
+        }
+      }
+      if (counters.metrics != nullptr) {
+        s.metrics.slow_consumer_disconnects = counters.metrics->slow_consumer_disconnects;
+      }
       std::lock_guard lock(round->mutex);
       round->answered[i] = true;
       round->connections[i] = connections;
+      round->protocol_errors[i] = ProtocolErrorCloses(s);
+      round->slow_consumers[i] = SlowConsumerCloses(s);
       ++round->count;
       round->cv.notify_all();
     });
@@ -155,6 +186,29 @@ void HealthMonitor::CheckOnce() {
     if (limit > 0) conns.level = Grade(percent);
     conns.detail = fmt::format("{} connections of {} ({:.1f}%)", connections, limit, percent);
     checks.push_back(std::move(conns));
+
+    // A loop that did not answer keeps its last totals.
+    ErrorSample now{net::Loop::MonotonicMs(), 0, 0};
+    for (size_t i = 0; i < loops_.size(); ++i) {
+      if (round->answered[i]) {
+        last_totals_[i].protocol_errors = round->protocol_errors[i];
+        last_totals_[i].slow_consumers = round->slow_consumers[i];
+      }
+      now.protocol_errors += last_totals_[i].protocol_errors;
+      now.slow_consumers += last_totals_[i].slow_consumers;
+    }
+    // Keep one sample at or before the window's start: the count since it covers the window.
+    while (error_samples_.size() >= 2 &&
+           error_samples_[1].at_ms + options_.error_window_ms <= now.at_ms) {
+      error_samples_.pop_front();
+    }
+    if (error_samples_.empty()) error_samples_.push_back({now.at_ms, 0, 0});  // from the start
+    const ErrorSample& oldest = error_samples_.front();
+    checks.push_back(RateCheck("protocol_errors", now.protocol_errors - oldest.protocol_errors,
+                               options_.max_protocol_error_closes_per_second));
+    checks.push_back(RateCheck("slow_consumers", now.slow_consumers - oldest.slow_consumers,
+                               options_.max_slow_consumer_closes_per_second));
+    error_samples_.push_back(now);
   }
 
   uint64_t rss = ReadResidentBytes();
@@ -197,6 +251,23 @@ void HealthMonitor::CheckOnce() {
   while (transitions_.size() > options_.history_size) transitions_.pop_front();
 }
 
+HealthCheck HealthMonitor::RateCheck(std::string name, uint64_t count,
+                                     uint64_t per_second_limit) const {
+  const double window_s = static_cast<double>(options_.error_window_ms) / 1000.0;
+  const double rate = static_cast<double>(count) / window_s;
+  HealthCheck check{std::move(name), HealthLevel::kHealthy, rate,
+                    static_cast<double>(per_second_limit), ""};
+  if (per_second_limit == 0) {
+    check.detail = fmt::format("{} closes in the last {:g} s; check off", count, window_s);
+    return check;
+  }
+  const double percent = 100.0 * rate / static_cast<double>(per_second_limit);
+  check.level = Grade(percent);
+  check.detail = fmt::format("{} closes in the last {:g} s: {:g}/s of {}/s ({:.1f}%)", count,
+                             window_s, rate, per_second_limit, percent);
+  return check;
+}
+
 bool HealthMonitor::Ready() const {
   std::lock_guard lock(mutex_);
   return !draining_ && level_ < HealthLevel::kUnhealthy;
@@ -229,10 +300,14 @@ std::string HealthMonitor::Json() const {
   fmt::format_to(back,
                  "],\"thresholds\":{{\"check_interval_ms\":{},\"loop_deadline_ms\":{},"
                  "\"memory_budget_bytes\":{},\"max_connections\":{},\"degraded_percent\":{},"
-                 "\"unhealthy_percent\":{},\"critical_percent\":{}}},\"transitions\":[",
+                 "\"unhealthy_percent\":{},\"critical_percent\":{},\"error_window_ms\":{},"
+                 "\"max_protocol_error_closes_per_second\":{},"
+                 "\"max_slow_consumer_closes_per_second\":{}}},\"transitions\":[",
                  options_.check_interval_ms, options_.loop_deadline_ms,
                  options_.memory_budget_bytes, options_.max_connections, options_.degraded_percent,
-                 options_.unhealthy_percent, options_.critical_percent);
+                 options_.unhealthy_percent, options_.critical_percent, options_.error_window_ms,
+                 options_.max_protocol_error_closes_per_second,
+                 options_.max_slow_consumer_closes_per_second);
   // Newest first.
   for (auto it = transitions_.rbegin(); it != transitions_.rend(); ++it) {
     fmt::format_to(back, "{}{{\"at_ms\":{},\"from\":\"{}\",\"to\":\"{}\",\"reason\":",

@@ -1,6 +1,14 @@
 // Health levels (healthy, degraded, unhealthy, critical) from a few checks, each a figure
 // against its budget: every loop answers a mailbox ping within a deadline; resident memory
-// against its budget; open connections against their limit. The worst check is the level.
+// against its budget; open connections against their limit; error rates (protocol-error
+// closes and slow-consumer closes per second over a sliding window) against theirs. The
+// worst check is the level.
+//
+// Error rates: each ping also reads the loop's close counters (on the loop's thread, as a
+// scrape does). The monitor keeps (time, totals) samples for error_window_ms and counts the
+// closes since the oldest one, divided by the whole window: a burst of N closes reads as
+// N / window for as long as it stays in the window, whatever the check interval, so a level
+// reached is held long enough to be seen (and tests can drive it deterministically).
 //
 // The monitor runs on a thread of its own, not on a loop: a stuck loop must not stop the
 // check that notices it. Each round it pings every loop and waits (it may; it is no loop) up
@@ -19,6 +27,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "metrics/loop_snapshot.h"
 #include "metrics/prometheus_text.h"
 #include "net/event_loop.h"
 
@@ -45,6 +54,8 @@ struct HealthTransition {
 class HealthMonitor {
  public:
   HealthMonitor(const config::Config::Health& options, std::vector<net::Loop*> loops);
+  // With counters, the error-rate checks run too.
+  HealthMonitor(const config::Config::Health& options, std::vector<LoopCounters> loops);
   ~HealthMonitor();
   HealthMonitor(const HealthMonitor&) = delete;
   HealthMonitor& operator=(const HealthMonitor&) = delete;
@@ -67,7 +78,17 @@ class HealthMonitor {
   HealthLevel Grade(double percent) const;
 
   const config::Config::Health options_;
-  const std::vector<net::Loop*> loops_;
+  struct ErrorSample {
+    uint64_t at_ms = 0;  // steady clock
+    uint64_t protocol_errors = 0;
+    uint64_t slow_consumers = 0;
+  };
+  HealthCheck RateCheck(std::string name, uint64_t count, uint64_t per_second_limit) const;
+
+  const std::vector<LoopCounters> loops_;
+  // The monitor thread's own (no lock): each loop's last totals, and the window's samples.
+  std::vector<ErrorSample> last_totals_;
+  std::deque<ErrorSample> error_samples_;
   std::thread thread_;
 
   mutable std::mutex mutex_;  // guards everything below; taken by the monitor and /health*

@@ -1,7 +1,10 @@
 #include "metrics/loop_snapshot.h"
 
+#include <algorithm>
 #include <memory>
 #include <utility>
+
+#include "net/connection.h"
 
 namespace hermod::metrics {
 
@@ -15,6 +18,18 @@ LoopSnapshot Take(const LoopCounters& counters) {
   s.net = counters.loop->stats();
   if (counters.http != nullptr) s.http = *counters.http;
   if (counters.ws != nullptr) s.ws = *counters.ws;
+  if (counters.metrics != nullptr) {
+    counters.metrics->EndFanoutRun();  // between mailbox tasks: no fan-out is half done
+    s.metrics = *counters.metrics;
+  }
+  // Queue depth is read, not kept: a walk over the loop's connections per scrape (about a
+  // nanosecond each) costs the hot path nothing, where a running sum would cost every send.
+  counters.loop->ForEachConnection([&s](net::Connection* c) {
+    size_t queued = c->queued_bytes();
+    s.queued_bytes += queued;
+    s.max_queued_bytes = std::max<uint64_t>(s.max_queued_bytes, queued);
+    if (queued > 0) ++s.queued_connections;
+  });
   return s;
 }
 

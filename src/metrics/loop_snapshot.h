@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "http/http_connection.h"
+#include "metrics/loop_metrics.h"
 #include "net/event_loop.h"
 #include "ws/websocket_connection.h"
 
@@ -20,6 +21,7 @@ struct LoopCounters {
   net::Loop* loop = nullptr;
   const http::HttpStats* http = nullptr;
   const ws::WebSocketStats* ws = nullptr;
+  LoopMetrics* metrics = nullptr;  // not const: a snapshot ends the fan-out run it counts
 };
 
 // A copy of one loop's counters, taken on that loop.
@@ -30,6 +32,12 @@ struct LoopSnapshot {
   net::LoopStats net;
   http::HttpStats http;
   ws::WebSocketStats ws;
+  LoopMetrics metrics;
+  // Send queues, read at the snapshot: bytes queued in all, the longest queue, and how many
+  // connections have something queued.
+  uint64_t queued_bytes = 0;
+  uint64_t max_queued_bytes = 0;
+  uint64_t queued_connections = 0;
 };
 
 // On origin's thread: asks every loop for a snapshot and calls done on origin's thread with

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <iterator>
 #include <utility>
@@ -70,7 +71,105 @@ void PerLoop(PrometheusText& text, const std::vector<LoopSnapshot>& loops, std::
   }
 }
 
+// A histogram family's samples for one label set (key empty: none); divisor turns the
+// recorded unit into the exposed one (microseconds to seconds: 1e6). Dividing, not
+// multiplying by 1e-6, keeps the `le` labels short: 50 / 1e6 prints as 5e-05.
+template <const auto& Bounds>
+void HistogramSamples(PrometheusText& t, std::string_view name, std::string_view key,
+                      std::string_view value, const Histogram<Bounds>& h, double divisor) {
+  std::string bucket = std::string(name) + "_bucket";
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i <= Bounds.size(); ++i) {
+    cumulative += h.counts[i];
+    std::string le =
+        i < Bounds.size() ? fmt::format("{}", static_cast<double>(Bounds[i]) / divisor) : "+Inf";
+    if (key.empty()) {
+      t.Sample(bucket, {{"le", le}}, cumulative);
+    } else {
+      t.Sample(bucket, {{key, value}, {"le", le}}, cumulative);
+    }
+  }
+  std::string sum = std::string(name) + "_sum";
+  std::string count = std::string(name) + "_count";
+  if (key.empty()) {
+    t.Sample(sum, {}, static_cast<double>(h.sum) / divisor);
+    t.Sample(count, {}, cumulative);
+  } else {
+    t.Sample(sum, {{key, value}}, static_cast<double>(h.sum) / divisor);
+    t.Sample(count, {{key, value}}, cumulative);
+  }
+}
+
 }  // namespace
+
+LoopSnapshot MergeSnapshots(const std::vector<LoopSnapshot>& loops) {
+  LoopSnapshot all;
+  all.loop = -1;
+  all.answered = true;
+  for (const LoopSnapshot& s : loops) {
+    if (!s.answered) continue;
+    all.connections += s.connections;
+    all.net.accepted += s.net.accepted;
+    all.net.accept_emfile += s.net.accept_emfile;
+    all.net.closed += s.net.closed;
+    all.net.write_overflow += s.net.write_overflow;
+    all.net.register_failed += s.net.register_failed;
+    all.net.bytes_read += s.net.bytes_read;
+    all.net.bytes_written += s.net.bytes_written;
+    all.net.wait_us += s.net.wait_us;
+    all.net.busy_us += s.net.busy_us;
+    all.http.requests += s.http.requests;
+    all.http.errors_4xx += s.http.errors_4xx;
+    all.http.timeouts += s.http.timeouts;
+    all.ws.opened += s.ws.opened;
+    all.ws.messages_in += s.ws.messages_in;
+    all.ws.messages_out += s.ws.messages_out;
+    all.ws.protocol_errors += s.ws.protocol_errors;
+    all.ws.pong_timeouts += s.ws.pong_timeouts;
+    all.ws.idle_timeouts += s.ws.idle_timeouts;
+    for (const auto& [code, n] : s.ws.close_codes) all.ws.close_codes[code] += n;
+    all.ws.duration_ms.Add(s.ws.duration_ms);
+    const LoopMetrics& m = s.metrics;
+    LoopMetrics& a = all.metrics;
+    for (size_t i = 0; i < m.commands.size(); ++i) {
+      a.commands[i] += m.commands[i];
+      a.command_latency[i].Add(m.command_latency[i]);
+    }
+    a.command_messages_in += m.command_messages_in;
+    a.command_bytes_in += m.command_bytes_in;
+    for (size_t i = 0; i < m.messages_out.size(); ++i) {
+      a.messages_out[i] += m.messages_out[i];
+      a.bytes_out[i] += m.bytes_out[i];
+    }
+    for (size_t i = 0; i < m.pushes_out.size(); ++i) a.pushes_out[i] += m.pushes_out[i];
+    a.publish_to_queue.Add(m.publish_to_queue);
+    a.fanout.Add(m.fanout);
+    for (size_t i = 0; i < m.api_calls.size(); ++i) {
+      a.api_calls[i] += m.api_calls[i];
+      a.api_latency[i].Add(m.api_latency[i]);
+    }
+    for (size_t r = 0; r < m.queue_dropped.size(); ++r) {
+      for (size_t p = 0; p < m.queue_dropped[r].size(); ++p) {
+        a.queue_dropped[r][p] += m.queue_dropped[r][p];
+      }
+    }
+    a.slow_consumer_disconnects += m.slow_consumer_disconnects;
+    all.queued_bytes += s.queued_bytes;
+    all.max_queued_bytes = std::max(all.max_queued_bytes, s.max_queued_bytes);
+    all.queued_connections += s.queued_connections;
+  }
+  return all;
+}
+
+uint64_t ProtocolErrorCloses(const LoopSnapshot& s) {
+  // WebSocket protocol errors (1002, 1007, 1009) and the client protocol's bad request.
+  auto bad_request = s.ws.close_codes.find(3501);
+  return s.ws.protocol_errors + (bad_request == s.ws.close_codes.end() ? 0 : bad_request->second);
+}
+
+uint64_t SlowConsumerCloses(const LoopSnapshot& s) {
+  return s.net.write_overflow + s.metrics.slow_consumer_disconnects;
+}
 
 std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessStats& process,
                           const HealthFigures& health, const BuildInfo& build) {
@@ -176,6 +275,98 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
   PerLoop(t, loops, "hermod_accept_throttled_total", "counter",
           "Times the listener paused accepting for admission.accept_rate_per_loop.",
           [](const LoopSnapshot& s) { return s.net.guard.accept_throttled; });
+
+  const LoopSnapshot all = MergeSnapshots(loops);
+  const LoopMetrics& m = all.metrics;
+  constexpr double kUs = 1e6;  // recorded in microseconds, exposed in seconds
+  t.Family("hermod_websocket_closed_total", "counter",
+           "WebSocket connections closed, by the code of the Close that ended them (ours or "
+           "the peer's, whichever came first; 1006: no Close was exchanged).");
+  for (const auto& [code, n] : all.ws.close_codes) {
+    t.Sample("hermod_websocket_closed_total", {{"code", std::to_string(code)}}, n);
+  }
+  t.Family("hermod_websocket_connection_duration_seconds", "histogram",
+           "How long closed WebSocket connections were open.");
+  HistogramSamples(t, "hermod_websocket_connection_duration_seconds", "", "", all.ws.duration_ms,
+                   1e-3);
+
+  t.Family("hermod_client_commands_total", "counter", "Client protocol commands, by method.");
+  for (size_t i = 0; i < kCommandMethods.size(); ++i) {
+    t.Sample("hermod_client_commands_total", {{"method", kCommandMethods[i]}}, m.commands[i]);
+  }
+  t.Family("hermod_client_command_duration_seconds", "histogram",
+           "Time from a command message's arrival to its replies being queued, by method (the "
+           "commands of one message share its time).");
+  for (size_t i = 0; i < kCommandMethods.size(); ++i) {
+    HistogramSamples(t, "hermod_client_command_duration_seconds", "method", kCommandMethods[i],
+                     m.command_latency[i], kUs);
+  }
+  t.Family("hermod_client_messages_received_total", "counter",
+           "Client protocol WebSocket messages received, by type.");
+  t.Sample("hermod_client_messages_received_total", {{"type", "command"}}, m.command_messages_in);
+  t.Family("hermod_client_received_bytes_total", "counter",
+           "Client protocol message bytes received, by type (payloads, after inflation).");
+  t.Sample("hermod_client_received_bytes_total", {{"type", "command"}}, m.command_bytes_in);
+  t.Family("hermod_client_messages_sent_total", "counter",
+           "Client protocol WebSocket messages queued, by type (a push message may carry "
+           "several coalesced pushes).");
+  for (size_t i = 0; i < kSentTypes.size(); ++i) {
+    t.Sample("hermod_client_messages_sent_total", {{"type", kSentTypes[i]}}, m.messages_out[i]);
+  }
+  t.Family("hermod_client_sent_bytes_total", "counter",
+           "Client protocol message bytes queued, by type (uncompressed payload).");
+  for (size_t i = 0; i < kSentTypes.size(); ++i) {
+    t.Sample("hermod_client_sent_bytes_total", {{"type", kSentTypes[i]}}, m.bytes_out[i]);
+  }
+  t.Family("hermod_client_pushes_sent_total", "counter", "Pushes queued to clients, by push type.");
+  for (size_t i = 0; i < kPushTypes.size(); ++i) {
+    t.Sample("hermod_client_pushes_sent_total", {{"type", kPushTypes[i]}}, m.pushes_out[i]);
+  }
+
+  t.Family("hermod_publish_to_queue_seconds", "histogram",
+           "Time from Hub::Publish to the publication being queued for a subscriber's socket, "
+           "once per publication per loop (its first subscriber there).");
+  HistogramSamples(t, "hermod_publish_to_queue_seconds", "", "", m.publish_to_queue, kUs);
+  t.Family("hermod_fanout_subscribers", "histogram", "Subscribers one push reached on one loop.");
+  HistogramSamples(t, "hermod_fanout_subscribers", "", "", m.fanout, 1.0);
+
+  PerLoop(t, loops, "hermod_send_queue_bytes", "gauge",
+          "Bytes queued for writing, summed over the loop's connections.",
+          [](const LoopSnapshot& s) { return s.queued_bytes; });
+  PerLoop(t, loops, "hermod_send_queue_max_bytes", "gauge",
+          "The longest write queue of the loop's connections, in bytes.",
+          [](const LoopSnapshot& s) { return s.max_queued_bytes; });
+  PerLoop(t, loops, "hermod_send_queue_connections", "gauge",
+          "Connections of the loop with bytes queued for writing.",
+          [](const LoopSnapshot& s) { return s.queued_connections; });
+  t.Family("hermod_send_queue_dropped_total", "counter",
+           "Messages dropped from send queues, by reason and priority (overflow includes the "
+           "connections closed for passing websocket.max_write_buffer_bytes).");
+  for (size_t r = 0; r < kDropReasons.size(); ++r) {
+    for (size_t p = 0; p < kDropPriorities.size(); ++p) {
+      uint64_t n = m.queue_dropped[r][p];
+      if (static_cast<DropReason>(r) == DropReason::kOverflow &&
+          static_cast<DropPriority>(p) == DropPriority::kNormal) {
+        n += all.net.write_overflow;
+      }
+      t.Sample("hermod_send_queue_dropped_total",
+               {{"reason", kDropReasons[r]}, {"priority", kDropPriorities[p]}}, n);
+    }
+  }
+  t.Family("hermod_slow_consumer_disconnects_total", "counter",
+           "Connections closed for not reading fast enough.");
+  t.Sample("hermod_slow_consumer_disconnects_total", {}, SlowConsumerCloses(all));
+
+  t.Family("hermod_api_calls_total", "counter", "Server HTTP API calls, by method.");
+  for (size_t i = 0; i < kApiMethods.size(); ++i) {
+    t.Sample("hermod_api_calls_total", {{"method", kApiMethods[i]}}, m.api_calls[i]);
+  }
+  t.Family("hermod_api_call_duration_seconds", "histogram",
+           "Server HTTP API call time (parse and execute), by method.");
+  for (size_t i = 0; i < kApiMethods.size(); ++i) {
+    HistogramSamples(t, "hermod_api_call_duration_seconds", "method", kApiMethods[i],
+                     m.api_latency[i], kUs);
+  }
 
   t.Family("hermod_health_level", "gauge",
            "Health level: 0 healthy, 1 degraded, 2 unhealthy, 3 critical.");

@@ -23,7 +23,7 @@ class PrometheusText {
  public:
   using Labels = std::initializer_list<std::pair<std::string_view, std::string_view>>;
 
-  // type: "counter" or "gauge".
+  // type: "counter", "gauge" or "histogram".
   void Family(std::string_view name, std::string_view type, std::string_view help);
   void Sample(std::string_view name, Labels labels, uint64_t value);
   void Sample(std::string_view name, Labels labels, double value);
@@ -46,6 +46,12 @@ struct BuildInfo {
   std::string_view version;
   std::string_view compiler;
 };
+
+// Every answered loop's figures added up (histograms merged; max_queued_bytes the largest).
+LoopSnapshot MergeSnapshots(const std::vector<LoopSnapshot>& loops);
+// What the error-rate health checks count.
+uint64_t ProtocolErrorCloses(const LoopSnapshot& s);
+uint64_t SlowConsumerCloses(const LoopSnapshot& s);
 
 // The whole /metrics body.
 std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessStats& process,

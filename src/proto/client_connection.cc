@@ -6,6 +6,7 @@
 #include <chrono>
 #include <random>
 
+#include "metrics/loop_metrics.h"
 #include "proto/encode.h"
 
 namespace hermod::proto {
@@ -96,6 +97,7 @@ ClientConnection::~ClientConnection() {
 }
 
 void ClientConnection::OnClosed() {
+  ws::WebSocketConnection::OnClosed();  // counts the close
   loop().timers().Cancel(&keepalive_);
   UnsubscribeAll();
   ReleaseAdmission();
@@ -256,6 +258,7 @@ void ClientConnection::OnKeepalive() {
         if (s->expires_at != 0 && s->expires_at <= wall) return Disconnect(kDisconnectSubExpired);
       }
       SendMessage(ws::Opcode::kText, "{}");
+      metrics::RecordSent(metrics::SentType::kPing, 2);
       awaiting_pong_ = true;
       pong_deadline_ms_ = now + context_.options.pong_timeout_ms;
       next_ping_ms_ = now + context_.options.ping_interval_ms;
@@ -277,6 +280,12 @@ void ClientConnection::OnWebSocketMessage(ws::Opcode opcode, std::string_view pa
     Disconnect(kDisconnectBadRequest);  // the JSON protocol is text only
     return;
   }
+  // Metrics: the steady clock (vDSO, no syscall) read twice per message, not per command:
+  // the commands of one message leave in one reply, so each has the message's latency. The
+  // loop's cached now_ms would cost nothing but is too coarse for sub-millisecond commands.
+  static_assert(metrics::kCommandMethods.size() == static_cast<size_t>(Method::kUnknown) + 1);
+  const uint64_t started_us = net::Loop::MonotonicUs();
+  std::array<uint32_t, metrics::kCommandMethods.size()> methods{};
   LoopScratch& scratch = Scratch();
   scratch.reply.clear();
   reply_ = &scratch.reply;
@@ -292,10 +301,15 @@ void ClientConnection::OnWebSocketMessage(ws::Opcode opcode, std::string_view pa
       ok = false;
       break;
     }
+    ++methods[static_cast<size_t>(command.method)];
     ok = Handle(command);
   }
   reply_ = nullptr;
-  if (ok && !scratch.reply.empty()) SendMessage(ws::Opcode::kText, scratch.reply);
+  if (ok && !scratch.reply.empty()) {
+    SendMessage(ws::Opcode::kText, scratch.reply);
+    metrics::RecordSent(metrics::SentType::kReply, scratch.reply.size());
+  }
+  metrics::RecordCommandMessage(methods, payload.size(), net::Loop::MonotonicUs() - started_us);
 }
 
 bool ClientConnection::Handle(const Command& c) {
@@ -545,6 +559,7 @@ void ClientConnection::SubscribeFromServer(std::string_view channel) {
   AppendSubscribeResult(push, result, false);
   push += "}}";
   SendMessage(ws::Opcode::kText, push);
+  metrics::RecordSent(metrics::SentType::kPush, push.size(), metrics::PushType::kSubscribe);
 }
 
 void ClientConnection::UnsubscribeFromServer(std::string_view channel) {
@@ -558,6 +573,7 @@ void ClientConnection::UnsubscribeFromServer(std::string_view channel) {
   AppendJsonString(push, channel);
   push += ",\"unsubscribe\":{\"code\":2000,\"reason\":\"server unsubscribe\"}}}";
   SendMessage(ws::Opcode::kText, push);
+  metrics::RecordSent(metrics::SentType::kPush, push.size(), metrics::PushType::kUnsubscribe);
 }
 
 void ClientConnection::HandleUnsubscribe(const Command& c) {

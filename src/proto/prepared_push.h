@@ -7,27 +7,36 @@
 // frame's) compresses for itself (ws::WebSocketConnection::SendPrepared decides).
 #pragma once
 
+#include <array>
 #include <cstddef>
+#include <cstdint>
 #include <string_view>
 
 #include "core/hub.h"
 #include "core/push.h"
+#include "metrics/loop_metrics.h"
 #include "ws/prepared_message.h"
 
 namespace hermod::proto {
 
 class PreparedPush final : public core::Push {
  public:
-  PreparedPush(std::string_view json, int deflate_level, int deflate_window_bits)
-      : message_(ws::Opcode::kText, json, deflate_level, deflate_window_bits) {}
+  // What a push carries, by type, for the metrics (a coalesced push carries several).
+  using Carried = std::array<uint16_t, metrics::kPushTypes.size()>;
+
+  PreparedPush(std::string_view json, int deflate_level, int deflate_window_bits,
+               const Carried& carried)
+      : message_(ws::Opcode::kText, json, deflate_level, deflate_window_bits), carried_(carried) {}
 
   // The connection must be a ws::WebSocketConnection: only proto's clients subscribe.
   net::SendStatus SendTo(net::Connection& connection) const override;
   size_t size() const override { return message_.payload().size(); }
   const ws::PreparedMessage& message() const { return message_; }
+  const Carried& carried() const { return carried_; }
 
  private:
   ws::PreparedMessage message_;
+  Carried carried_;
 };
 
 // The hub's codec for the JSON protocol; its join makes one message of newline-joined pushes.

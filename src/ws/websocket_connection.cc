@@ -26,6 +26,7 @@ WebSocketConnection::WebSocketConnection(net::Connection& from, const WebSocketO
       stats_(stats),
       last_read_ms_(loop().now_ms()),
       last_ping_ms_(last_read_ms_) {
+  opened_ms_ = static_cast<uint32_t>(last_read_ms_);
   if (handshake.deflate) {
     flags_ |= kDeflate;
     if (handshake.deflate_params.server_no_context_takeover) flags_ |= kServerNoContext;
@@ -76,6 +77,7 @@ void WebSocketConnection::OnData(uint8_t* data, size_t len) {
   MessageReader::Result result = reader_.Feed(data, len, limits, *this, inflater, reset);
   if (result.ok || closed()) return;
   ++stats_.protocol_errors;
+  if (!(flags_ & kSentClose)) CountClose(static_cast<uint16_t>(result.error.code));
   spdlog::info("ws: closing fd {} with {}: {}", fd(), static_cast<int>(result.error.code),
                result.error.reason);
   if (!(flags_ & kSentClose)) {
@@ -104,6 +106,7 @@ void WebSocketConnection::OnClose(uint16_t code, std::string_view reason) {
   if (!(flags_ & kSentClose)) {
     // §5.5.1: echo the status code; a Close without one is answered without one.
     flags_ |= kSentClose;
+    CountClose(code);
     std::string payload = code == static_cast<uint16_t>(CloseCode::kNoStatus)
                               ? std::string()
                               : ClosePayload(code, reason);
@@ -113,11 +116,20 @@ void WebSocketConnection::OnClose(uint16_t code, std::string_view reason) {
   CloseAfterFlush(options_.close_timeout_ms);
 }
 
+void WebSocketConnection::CountClose(uint16_t code) { ++stats_.close_codes[code]; }
+
+void WebSocketConnection::OnClosed() {
+  // No Close either way: the transport ended (peer gone, write overflow, shutdown deadline).
+  if (!(flags_ & kSentClose)) CountClose(static_cast<uint16_t>(CloseCode::kAbnormal));
+  stats_.duration_ms.Record(static_cast<uint32_t>(loop().now_ms()) - opened_ms_);
+}
+
 void WebSocketConnection::OnShutdown() { CloseWith(1001, "server shutdown"); }
 
 void WebSocketConnection::CloseWith(uint16_t code, std::string_view reason) {
   if ((flags_ & kSentClose) || closing()) return;
   flags_ |= kSentClose;
+  CountClose(code);
   SendFrame(Opcode::kClose, true, false, ClosePayload(code, reason));
   ScheduleTimer();
 }

@@ -8,9 +8,11 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string_view>
 
+#include "metrics/loop_metrics.h"
 #include "net/connection.h"
 #include "ws/deflate.h"
 #include "ws/frame.h"
@@ -39,6 +41,10 @@ struct WebSocketStats {
   uint64_t protocol_errors = 0;  // closes with 1002, 1007, 1009 that we sent
   uint64_t pong_timeouts = 0;
   uint64_t idle_timeouts = 0;
+  // Closed connections by the code of the Close that ended them: ours when we closed first,
+  // the peer's when it did (1005 when its Close had none), 1006 when no Close was exchanged.
+  std::map<uint16_t, uint64_t> close_codes;
+  metrics::DurationHistogram duration_ms;  // handshake to close
 };
 
 class WebSocketConnection : public net::Connection, private MessageHandler {
@@ -61,6 +67,8 @@ class WebSocketConnection : public net::Connection, private MessageHandler {
  protected:
   // A complete text or binary message; the default drops it.
   virtual void OnWebSocketMessage(Opcode opcode, std::string_view payload);
+  // Counts the close and the connection's duration; a subclass's override calls it.
+  void OnClosed() override;
 
  private:
   enum Flags : uint8_t {
@@ -78,6 +86,7 @@ class WebSocketConnection : public net::Connection, private MessageHandler {
   void OnPing(std::string_view payload) override;
   void OnPong(std::string_view payload) override;
   void OnClose(uint16_t code, std::string_view reason) override;
+  void CountClose(uint16_t code);
 
   void SendFrame(Opcode opcode, bool fin, bool rsv1, std::string_view payload);
   void ScheduleTimer();
@@ -90,6 +99,7 @@ class WebSocketConnection : public net::Connection, private MessageHandler {
   uint8_t flags_ = 0;
   uint8_t server_window_bits_ = 15;
   uint8_t client_window_bits_ = 15;
+  uint32_t opened_ms_;  // the loop's clock at the handshake, mod 2^32 (durations < 49 days)
   uint64_t last_read_ms_;
   uint64_t last_ping_ms_;  // when we last sent a ping (or opened)
   // zlib streams of our own, only when context takeover was negotiated. One pointer for

@@ -129,6 +129,23 @@ class MetricsTest(ServerCase):
         self.assertGreaterEqual(during["hermod_http_requests_total"]
                                 - before["hermod_http_requests_total"], 2)
 
+    def test_new_families_are_exposed(self):
+        text = self.scrape(self.server)
+        totals, samples = parse_metrics(text)
+        names = {name for name, _, _ in samples}
+        for family in NEW_COUNTERS:
+            self.assertIn("# TYPE %s counter\n" % family, text)
+        for family in NEW_GAUGES:
+            self.assertIn("# TYPE %s gauge\n" % family, text)
+            self.assertIn(family, names)
+        for family in NEW_HISTOGRAMS:
+            self.assertIn("# TYPE %s histogram\n" % family, text)
+            for suffix in ("_bucket", "_sum", "_count"):
+                self.assertIn(family + suffix, names)
+        # Every send-queue drop reason and priority is a sample, zero or not.
+        drops = [labels for name, labels, _ in samples if name == "hermod_send_queue_dropped_total"]
+        self.assertEqual(len(drops), 3 * 4)
+
     def test_not_found_counts_as_client_error(self):
         before, _ = parse_metrics(self.scrape(self.server))
         self.assertEqual(self.get(self.server, "/no/such/path").status, 404)
@@ -155,6 +172,155 @@ class MetricsTest(ServerCase):
             self.assertEqual(json.loads(fourth.body), {"status": "ready"})
 
 
+NEW_COUNTERS = [
+    "hermod_websocket_closed_total", "hermod_client_commands_total",
+    "hermod_client_messages_received_total", "hermod_client_received_bytes_total",
+    "hermod_client_messages_sent_total", "hermod_client_sent_bytes_total",
+    "hermod_client_pushes_sent_total", "hermod_send_queue_dropped_total",
+    "hermod_slow_consumer_disconnects_total", "hermod_api_calls_total"]
+NEW_GAUGES = ["hermod_send_queue_bytes", "hermod_send_queue_max_bytes",
+              "hermod_send_queue_connections"]
+NEW_HISTOGRAMS = [
+    "hermod_websocket_connection_duration_seconds", "hermod_client_command_duration_seconds",
+    "hermod_publish_to_queue_seconds", "hermod_fanout_subscribers",
+    "hermod_api_call_duration_seconds"]
+# A write limit above the /metrics and /health answers (they share it) that one echo passes.
+WRITE_LIMIT = 256 * 1024
+CLIENT_CONFIG = {
+    "allow_anonymous_connect_without_token": True,
+    "allow_subscribe_for_client": True,
+    "allow_subscribe_for_anonymous": True,
+    "api_key": "k",
+}
+
+
+def labelled(samples, name, **labels):
+    """The total of name's samples whose labels include every given one."""
+    total = 0.0
+    for n, text, value in samples:
+        if n == name and all('%s="%s"' % kv in text for kv in labels.items()):
+            total += value
+    return total
+
+
+class ClientLoadTest(ServerCase):
+    """The client-protocol families move by what a small load did: clients connect with the
+    JSON protocol and subscribe, the API publishes, the server echoes nothing of its own."""
+    CLIENTS = 4
+    PUBLICATIONS = 20
+
+    def api_publish(self, server, channel, data):
+        body = json.dumps({"channel": channel, "data": data}).encode()
+        request = ("POST /api/publish HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                   "Authorization: apikey k\r\nContent-Length: %d\r\n\r\n"
+                   % len(body)).encode() + body
+        r = h.http_exchange(server.port, request)
+        self.assertEqual(r.status, 200, r.body)
+
+    def test_client_protocol_families_move_under_load(self):
+        server = self.start_server(CLIENT_CONFIG, workers=2)
+        promtool = shutil.which("promtool")
+        self.assertIsNotNone(promtool, "promtool missing: apt-get install prometheus")
+        _, before = parse_metrics(self.scrape(server))
+        clients = []
+        try:
+            for _ in range(self.CLIENTS):
+                ws = h.ws_open(server.port, "/connection/websocket")
+                clients.append(ws)
+                # connect and subscribe in one message: two commands share its latency.
+                ws.send_frame(h.OP_TEXT, b'{"id":1,"connect":{}}\n'
+                                         b'{"id":2,"subscribe":{"channel":"news"}}')
+                reply = ws.read_frame().payload.decode()
+                self.assertIn('"subscribe"', reply)
+            for i in range(self.PUBLICATIONS):
+                self.api_publish(server, "news", {"n": i})
+            for ws in clients:
+                got = 0  # pushes may arrive coalesced, newline-joined
+                while got < self.PUBLICATIONS:
+                    got += ws.read_frame().payload.decode().count('"pub"')
+                self.assertEqual(got, self.PUBLICATIONS)
+            text = self.scrape(server)
+        finally:
+            for ws in clients:
+                ws.close()
+        result = subprocess.run([promtool, "check", "metrics"], input=text.encode(),
+                                capture_output=True, timeout=60)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        _, after = parse_metrics(text)
+
+        def moved(name, **labels):
+            return labelled(after, name, **labels) - labelled(before, name, **labels)
+
+        n, p = self.CLIENTS, self.PUBLICATIONS
+        self.assertEqual(moved("hermod_client_commands_total", method="connect"), n)
+        self.assertEqual(moved("hermod_client_commands_total", method="subscribe"), n)
+        self.assertEqual(moved("hermod_client_command_duration_seconds_count",
+                               method="subscribe"), n)
+        self.assertGreater(moved("hermod_client_command_duration_seconds_sum",
+                                 method="connect"), 0)
+        self.assertEqual(moved("hermod_client_messages_received_total", type="command"), n)
+        self.assertGreater(moved("hermod_client_received_bytes_total", type="command"), n * 40)
+        self.assertEqual(moved("hermod_client_messages_sent_total", type="reply"), n)
+        self.assertGreater(moved("hermod_client_sent_bytes_total", type="reply"), 0)
+        self.assertEqual(moved("hermod_client_pushes_sent_total", type="publication"), n * p)
+        self.assertGreaterEqual(moved("hermod_client_messages_sent_total", type="push"), n)
+        self.assertGreater(moved("hermod_client_sent_bytes_total", type="push"), n * p * 10)
+        # Every publication reached every client: fan-out sizes add up to n * p pushes (by
+        # message: coalesced pushes count once), and each publication was timed on a loop.
+        self.assertEqual(moved("hermod_fanout_subscribers_sum"),
+                         moved("hermod_client_messages_sent_total", type="push"))
+        self.assertGreaterEqual(moved("hermod_publish_to_queue_seconds_count"), 1)
+        self.assertEqual(moved("hermod_publish_to_queue_seconds_bucket", le="+Inf"),
+                         moved("hermod_publish_to_queue_seconds_count"))
+        self.assertEqual(moved("hermod_api_calls_total", method="publish"), p)
+        self.assertEqual(moved("hermod_api_call_duration_seconds_count", method="publish"), p)
+
+        # The clients closed (1006: no Close frame) and their durations were recorded.
+        deadline = time.monotonic() + POLL_TIMEOUT_S
+        while True:
+            _, closed = parse_metrics(self.scrape(server))
+            count = (labelled(closed, "hermod_websocket_connection_duration_seconds_count")
+                     - labelled(before, "hermod_websocket_connection_duration_seconds_count"))
+            if count >= n or time.monotonic() > deadline:
+                break
+            threading.Event().wait(0.02)
+        self.assertEqual(count, n)
+        self.assertGreaterEqual(labelled(closed, "hermod_websocket_closed_total", code="1006")
+                                - labelled(before, "hermod_websocket_closed_total", code="1006"),
+                                n)
+
+    def test_close_codes_are_counted_by_code(self):
+        server = self.start_server(CLIENT_CONFIG)
+        _, before = parse_metrics(self.scrape(server))
+        ws = h.ws_open(server.port, "/connection/websocket")
+        ws.send_frame(h.OP_TEXT, b"not json")  # the client protocol's bad request: 3501
+        code = ws.expect_close()[0]
+        ws.close()
+        self.assertEqual(code, 3501)
+        ws = h.ws_open(server.port)
+        ws.send_frame(h.OP_TEXT, b"x", mask=False)  # a WebSocket protocol error: 1002
+        ws.expect_close()
+        ws.close()
+        _, after = parse_metrics(self.scrape(server))
+        for code in ("3501", "1002"):
+            self.assertEqual(labelled(after, "hermod_websocket_closed_total", code=code)
+                             - labelled(before, "hermod_websocket_closed_total", code=code), 1)
+
+    def test_write_overflow_counts_as_an_overflow_drop_and_a_slow_consumer(self):
+        server = self.start_server({"websocket": {"max_write_buffer_bytes": WRITE_LIMIT}})
+        _, before = parse_metrics(self.scrape(server))
+        ws = h.ws_open(server.port)
+        ws.send_frame(h.OP_TEXT, b"x" * (2 * WRITE_LIMIT))  # its echo passes the limit at once
+        h.recv_until_closed(ws.sock)
+        ws.close()
+        _, after = parse_metrics(self.scrape(server))
+        self.assertEqual(labelled(after, "hermod_send_queue_dropped_total", reason="overflow")
+                         - labelled(before, "hermod_send_queue_dropped_total",
+                                    reason="overflow"), 1)
+        self.assertEqual(labelled(after, "hermod_slow_consumer_disconnects_total")
+                         - labelled(before, "hermod_slow_consumer_disconnects_total"), 1)
+
+
 class HealthTest(ServerCase):
     def test_healthy_by_default_with_every_check(self):
         server = self.start_server(workers=2)
@@ -162,7 +328,8 @@ class HealthTest(ServerCase):
         self.assertEqual(body["status"], "ok")
         self.assertEqual(body["level"], "healthy")
         self.assertTrue(body["ready"])
-        self.assertEqual({c["name"] for c in body["checks"]}, {"loops", "memory", "connections"})
+        self.assertEqual({c["name"] for c in body["checks"]},
+                         {"loops", "memory", "connections", "protocol_errors", "slow_consumers"})
         self.assertTrue(all(c["level"] == "healthy" for c in body["checks"]))
         self.assertEqual(body["transitions"], [])
         self.assertEqual(self.get(server, "/health/live").status, 200)
@@ -221,6 +388,50 @@ class HealthTest(ServerCase):
         for t in body["transitions"]:
             self.assertGreater(t["at_ms"], 0)
             self.assertTrue(t["reason"])
+
+    def test_protocol_error_closes_drive_every_level(self):
+        # 1 close/s allowed over a 60 s window: each close is 1/60 s, 1.67% of the budget;
+        # 3 closes are 5% (degraded), 6 are 10% (unhealthy), 9 are 15% (critical). The window
+        # outlasts the test, so each level holds until the next burst.
+        server = self.start_server({"health": {
+            "check_interval_ms": 20, "error_window_ms": 60000,
+            "max_protocol_error_closes_per_second": 1, "degraded_percent": 5,
+            "unhealthy_percent": 10, "critical_percent": 15}})
+        self.assertEqual(self.health(server)["level"], "healthy")
+        for level in ("degraded", "unhealthy", "critical"):
+            for _ in range(3):
+                ws = h.ws_open(server.port)
+                ws.send_frame(h.OP_TEXT, b"x", mask=False)  # 1002
+                ws.expect_close()
+                ws.close()
+            body = self.wait_level(server, level)
+            check = next(c for c in body["checks"] if c["name"] == "protocol_errors")
+            self.assertEqual(check["level"], level)
+            self.assertEqual(check["limit"], 1)
+            self.assertIn("protocol_errors %s" % level, body["transitions"][0]["reason"])
+        self.assertEqual(self.get(server, "/health/ready").status, 503)
+
+    def test_slow_consumer_closes_are_critical_then_recover_after_the_window(self):
+        # Echoes longer than the write limit overflow at once: 3 closes in a 1 s window
+        # against 1/s is 300% (critical at 120%); a second later the window is empty again.
+        server = self.start_server({
+            "websocket": {"max_write_buffer_bytes": WRITE_LIMIT},
+            "health": {"check_interval_ms": 20, "error_window_ms": 1000,
+                       "max_slow_consumer_closes_per_second": 1}})
+        for _ in range(3):
+            ws = h.ws_open(server.port)
+            ws.send_frame(h.OP_TEXT, b"x" * (2 * WRITE_LIMIT))
+            h.recv_until_closed(ws.sock)
+            ws.close()
+        body = self.wait_level(server, "critical")
+        check = next(c for c in body["checks"] if c["name"] == "slow_consumers")
+        self.assertEqual(check["level"], "critical")
+        body = self.wait_level(server, "healthy")
+        # Closes that straddled two checks leave the window one by one: the way down may pass
+        # through unhealthy and degraded.
+        levels = [t["to"] for t in body["transitions"]]
+        self.assertEqual(levels[0], "healthy")
+        self.assertIn("critical", levels)
 
     def test_ready_is_503_while_draining(self):
         self.skipTest("drain stops accepting and closes every HTTP connection at once: no "

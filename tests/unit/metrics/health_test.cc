@@ -17,7 +17,7 @@ config::Config::Health Options() {
 TEST(HealthMonitor, HealthyWhenEveryLoopAnswers) {
   net::Loop a(0, 4096);
   std::thread ta([&] { a.Run(); });
-  HealthMonitor monitor(Options(), {&a});
+  HealthMonitor monitor(Options(), std::vector<net::Loop*>{&a});
   monitor.Start();
   EXPECT_TRUE(monitor.Ready());
   EXPECT_EQ(monitor.Figures().level, 0);
@@ -30,7 +30,7 @@ TEST(HealthMonitor, HealthyWhenEveryLoopAnswers) {
 TEST(HealthMonitor, ALoopMissingTheDeadlineIsUnhealthyAndNamedInTheTransition) {
   net::Loop a(0, 4096), stuck(1, 4096);  // `stuck` never runs
   std::thread ta([&] { a.Run(); });
-  HealthMonitor monitor(Options(), {&a, &stuck});
+  HealthMonitor monitor(Options(), std::vector<net::Loop*>{&a, &stuck});
   monitor.Start();
   EXPECT_FALSE(monitor.Ready());
   EXPECT_EQ(monitor.Figures().level, 2);
@@ -45,7 +45,7 @@ TEST(HealthMonitor, ALoopMissingTheDeadlineIsUnhealthyAndNamedInTheTransition) {
 
 TEST(HealthMonitor, NoLoopAnsweringIsCritical) {
   net::Loop stuck(0, 4096);
-  HealthMonitor monitor(Options(), {&stuck});
+  HealthMonitor monitor(Options(), std::vector<net::Loop*>{&stuck});
   monitor.Start();
   EXPECT_EQ(monitor.Figures().level, 3);
   monitor.Stop();
@@ -54,7 +54,7 @@ TEST(HealthMonitor, NoLoopAnsweringIsCritical) {
 TEST(HealthMonitor, DrainingFailsReadinessWhateverTheLevel) {
   net::Loop a(0, 4096);
   std::thread ta([&] { a.Run(); });
-  HealthMonitor monitor(Options(), {&a});
+  HealthMonitor monitor(Options(), std::vector<net::Loop*>{&a});
   monitor.Start();
   ASSERT_TRUE(monitor.Ready());
   monitor.SetDraining();
