@@ -233,7 +233,7 @@ BENCHMARK(BM_HubPublish)->Arg(10000)->Iterations(20)->UseRealTime();
 void BM_LoopDeliver(benchmark::State& state) {
   Rig& rig = RigOf(static_cast<int>(state.range(0)));
   core::PushCodec codec = proto::JsonPushCodec();
-  core::Push* push = codec.publication_push(kChannel, codec.publication(kData, {}, 0));
+  core::Push* push = codec.publication_push(kChannel, codec.publication(kData, {}, 0, {}));
   for (auto _ : state) {
     double seconds = 0;
     rig.OnLoop([&] {

@@ -1,9 +1,13 @@
 #include "api/server_api.h"
 
 #include <simdjson.h>
+#include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <random>
 #include <vector>
 
+#include "api/channel_pattern.h"
 #include "http/response.h"
 #include "metrics/loop_metrics.h"
 #include "proto/codes.h"
@@ -17,22 +21,83 @@ namespace {
 namespace od = simdjson::ondemand;
 using simdjson::SUCCESS;
 
-// The fields of every method's request; views into the padded body.
+// The fields of every method's request; views into the padded body (or into the strings
+// here, for what had to be decoded).
 struct ApiRequest {
   std::string_view channel;
   std::vector<std::string_view> channels;
   std::string_view data;
+  std::string decoded_data;  // b64data, decoded
+  bool has_b64data = false;
+  std::string tags;  // re-encoded JSON object of strings; empty when absent
   std::string_view user;
   std::string_view client;
+  std::string_view session;
   uint64_t code = 0;
   std::string_view reason;
   std::string_view idempotency_key;
+  std::string_view pattern;
   bool skip_history = false;
   bool has_since = false;
   core::StreamPosition since;
   int64_t limit = 0;
   bool reverse = false;
+  bool expired = false;
+  int64_t expire_at = 0;
 };
+
+// Standard base64 (as Go's StdEncoding, which Centrifugo uses), padding optional.
+bool DecodeBase64(std::string_view in, std::string* out) {
+  while (!in.empty() && in.back() == '=') in.remove_suffix(1);
+  out->clear();
+  uint32_t bits = 0;
+  int count = 0;
+  for (char ch : in) {
+    int v;
+    if (ch >= 'A' && ch <= 'Z') {
+      v = ch - 'A';
+    } else if (ch >= 'a' && ch <= 'z') {
+      v = ch - 'a' + 26;
+    } else if (ch >= '0' && ch <= '9') {
+      v = ch - '0' + 52;
+    } else if (ch == '+') {
+      v = 62;
+    } else if (ch == '/') {
+      v = 63;
+    } else {
+      return false;
+    }
+    bits = (bits << 6) | static_cast<uint32_t>(v);
+    count += 6;
+    if (count >= 8) {
+      count -= 8;
+      out->push_back(static_cast<char>((bits >> count) & 0xFF));
+    }
+  }
+  return count < 6;  // one leftover symbol (6 bits) cannot end a valid encoding
+}
+
+// tags: an object whose values are strings, re-encoded as compact JSON.
+bool ReadTags(od::value v, std::string* out) {
+  od::object object;
+  if (v.get_object().get(object) != SUCCESS) return false;
+  *out = "{";
+  for (auto field : object) {
+    std::string_view key;
+    std::string_view value;
+    if (field.unescaped_key().get(key) != SUCCESS ||
+        field.value().get_string().get(value) != SUCCESS) {
+      return false;
+    }
+    if (out->size() > 1) *out += ',';
+    proto::AppendJsonString(*out, key);
+    *out += ':';
+    proto::AppendJsonString(*out, value);
+  }
+  *out += '}';
+  if (*out == "{}") out->clear();
+  return true;
+}
 
 bool ReadDisconnect(od::value v, ApiRequest* r) {
   od::object object;
@@ -92,8 +157,23 @@ bool Parse(od::parser& parser, simdjson::dom::parser& validator, std::string& bo
       e = proto::RawJson(v, &r->data);
     } else if (key == "user") {
       e = v.get_string().get(r->user);
+    } else if (key == "b64data") {
+      std::string_view text;
+      e = v.get_string().get(text);
+      if (e == SUCCESS && !DecodeBase64(text, &r->decoded_data)) return false;
+      r->has_b64data = true;
+    } else if (key == "tags") {
+      if (!ReadTags(v, &r->tags)) return false;
     } else if (key == "client") {
       e = v.get_string().get(r->client);
+    } else if (key == "session") {
+      e = v.get_string().get(r->session);
+    } else if (key == "pattern") {
+      e = v.get_string().get(r->pattern);
+    } else if (key == "expired") {
+      e = v.get_bool().get(r->expired);
+    } else if (key == "expire_at") {
+      e = v.get_int64().get(r->expire_at);
     } else if (key == "idempotency_key") {
       e = v.get_string().get(r->idempotency_key);
     } else if (key == "skip_history") {
@@ -142,11 +222,20 @@ void AppendPosition(std::string& out, const core::StreamPosition& p) {
 }  // namespace
 
 ServerApi::ServerApi(core::Hub& hub, const core::ChannelRules& rules, std::string api_key,
-                     ForEachClientFn for_each_client)
+                     ForEachClientFn for_each_client, NodeInfo node)
     : hub_(hub),
       rules_(rules),
       api_key_(std::move(api_key)),
-      for_each_client_(std::move(for_each_client)) {}
+      for_each_client_(std::move(for_each_client)),
+      node_(std::move(node)),
+      started_ms_(net::Loop::MonotonicMs()) {
+  std::mt19937_64 random{std::random_device{}()};
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (int i = 0; i < 32; ++i) {
+    if (i == 8 || i == 12 || i == 16 || i == 20) uid_ += '-';
+    uid_ += kHex[random() & 15];
+  }
+}
 
 bool ServerApi::Authorized(const http::Request& request) const {
   if (api_key_.empty()) return false;
@@ -170,10 +259,16 @@ void ServerApi::Handle(http::HttpConnection& connection, http::Request& request)
   std::string_view method = path.substr(path.rfind('/') + 1);
   std::string out;
   const uint64_t started_us = net::Loop::MonotonicUs();
-  const bool ok = Call(method, request.body, out);
+  const int status = Call(method, request.body, out);
   metrics::RecordApiCall(method, net::Loop::MonotonicUs() - started_us);
-  if (!ok) {
+  if (status == 400) {
+    spdlog::debug("api {}: bad request body", method);
     connection.Respond(http::BuildResponse(400, "text/plain", "bad request\n", keep_alive),
+                       keep_alive);
+    return;
+  }
+  if (status == 404) {
+    connection.Respond(http::BuildResponse(404, "text/plain", "not found\n", keep_alive),
                        keep_alive);
     return;
   }
@@ -181,11 +276,95 @@ void ServerApi::Handle(http::HttpConnection& connection, http::Request& request)
   connection.Respond(http::BuildResponse(200, "application/json", out, keep_alive), keep_alive);
 }
 
-bool ServerApi::Call(std::string_view method, std::string& body, std::string& out) const {
+int ServerApi::Batch(std::string& body, std::string& out) const {
+  // First the commands, copied out of the body, then each one: Call reuses the parsers.
+  std::vector<std::pair<std::string, std::string>> commands;  // method, params
+  {
+    thread_local od::parser parser;
+    thread_local simdjson::dom::parser validator;
+    const size_t size = body.size();
+    body.resize(size + simdjson::SIMDJSON_PADDING);
+    simdjson::dom::element ignored;
+    if (validator.parse(body.data(), size, false).get(ignored) != SUCCESS) return 400;
+    od::document doc;
+    od::object object;
+    if (parser.iterate(body.data(), size, body.size()).get(doc) != SUCCESS ||
+        doc.get_object().get(object) != SUCCESS) {
+      return 400;
+    }
+    for (auto field : object) {
+      std::string_view key;
+      od::value v;
+      if (field.unescaped_key().get(key) != SUCCESS || field.value().get(v) != SUCCESS) {
+        return 400;
+      }
+      if (key == "parallel") {
+        bool parallel;
+        if (v.get_bool().get(parallel) != SUCCESS) return 400;
+      } else if (key == "commands") {
+        od::array array;
+        if (v.get_array().get(array) != SUCCESS) return 400;
+        for (auto item : array) {
+          od::object command;
+          if (item.get_object().get(command) != SUCCESS) return 400;
+          std::string method;
+          std::string params;
+          size_t fields = 0;
+          for (auto f : command) {
+            std::string_view name;
+            od::value p;
+            std::string_view raw;
+            if (f.unescaped_key().get(name) != SUCCESS || f.value().get(p) != SUCCESS ||
+                proto::RawJson(p, &raw) != SUCCESS) {
+              return 400;
+            }
+            if (++fields == 1) {
+              method = std::string(name);
+              params = std::string(raw);
+            }
+          }
+          // A command is one method: none or several is a bad command, answered in place.
+          if (fields != 1) method.clear();
+          commands.emplace_back(std::move(method), std::move(params));
+        }
+      }
+    }
+  }
+  out += "{\"replies\":[";
+  std::string reply;
+  for (size_t i = 0; i < commands.size(); ++i) {
+    if (i > 0) out += ',';
+    auto& [method, params] = commands[i];
+    reply.clear();
+    int status = 400;
+    if (!method.empty() && method != "batch") status = Call(method, params, reply);
+    constexpr std::string_view kResult = "{\"result\":";
+    if (status == 404) {
+      AppendError(out, proto::ErrorCode::kMethodNotFound);
+    } else if (status != 200) {
+      AppendError(out, proto::ErrorCode::kBadRequest);
+    } else if (reply.starts_with(kResult)) {
+      out += "{";
+      proto::AppendJsonString(out, method);
+      out += ':';
+      out.append(reply, kResult.size());
+    } else {
+      out += reply;  // an error object
+    }
+  }
+  out += "]}";
+  return 200;
+}
+
+int ServerApi::Call(std::string_view method, std::string& body, std::string& out) const {
+  if (method == "batch") return Batch(body, out);
+  if (std::find(std::begin(kMethods), std::end(kMethods), method) == std::end(kMethods)) {
+    return 404;
+  }
   thread_local od::parser parser;
   thread_local simdjson::dom::parser validator;
   ApiRequest r;
-  if (!Parse(parser, validator, body, &r)) return false;
+  if (!Parse(parser, validator, body, &r)) return 400;
 
   auto options_or_error = [&](std::string_view channel) -> const config::ChannelOptions* {
     if (channel.empty() || channel.size() > rules_.max_length()) {
@@ -196,80 +375,115 @@ bool ServerApi::Call(std::string_view method, std::string& body, std::string& ou
     if (!options) AppendError(out, proto::ErrorCode::kUnknownChannel);
     return options;
   };
-
-  if (method == "publish") {
-    if (r.data.empty()) {
-      AppendError(out, proto::ErrorCode::kBadRequest);
-      return true;
+  // data, or b64data decoded: the JSON protocol publishes JSON only (see the header).
+  auto data_or_error = [&](std::string_view* data) {
+    *data = r.data;
+    if (data->empty() && r.has_b64data) {
+      simdjson::dom::element ignored;
+      if (validator.parse(r.decoded_data).get(ignored) == SUCCESS) *data = r.decoded_data;
     }
-    const config::ChannelOptions* options = options_or_error(r.channel);
-    if (!options) return true;
-    config::ChannelOptions effective = *options;
+    if (data->empty()) AppendError(out, proto::ErrorCode::kBadRequest);
+    return !data->empty();
+  };
+  auto publish = [&](std::string_view channel, const config::ChannelOptions& options,
+                     std::string_view data) {
+    config::ChannelOptions effective = options;
     if (r.skip_history) effective.history_size = 0;
     out += "{\"result\":";
-    AppendPosition(out, hub_.Publish(r.channel, effective, r.data, {}, r.idempotency_key));
+    AppendPosition(out, hub_.Publish(channel, effective, data, {}, r.idempotency_key, r.tags));
     out += '}';
-  } else if (method == "broadcast") {
-    if (r.data.empty() || r.channels.empty()) {
+  };
+  // The per-client methods select connections by user, then client (or session: hermod's
+  // sessions are its client ids).
+  auto clients_or_error = [&](std::string* user, std::string* client) {
+    if (r.user.empty() && r.client.empty() && r.session.empty()) {
       AppendError(out, proto::ErrorCode::kBadRequest);
-      return true;
+      return false;
+    }
+    *user = std::string(r.user);
+    *client = std::string(r.client.empty() ? r.session : r.client);
+    return true;
+  };
+
+  std::string user;
+  std::string client;
+  if (method == "publish") {
+    std::string_view data;
+    if (!data_or_error(&data)) return 200;
+    const config::ChannelOptions* options = options_or_error(r.channel);
+    if (!options) return 200;
+    publish(r.channel, *options, data);
+  } else if (method == "broadcast") {
+    std::string_view data;
+    if (!data_or_error(&data)) return 200;
+    if (r.channels.empty()) {
+      AppendError(out, proto::ErrorCode::kBadRequest);
+      return 200;
     }
     out += "{\"result\":{\"responses\":[";
     for (size_t i = 0; i < r.channels.size(); ++i) {
       if (i > 0) out += ',';
       const config::ChannelOptions* options = options_or_error(r.channels[i]);
-      if (!options) continue;
-      out += "{\"result\":";
-      AppendPosition(out, hub_.Publish(r.channels[i], *options, r.data, {}));
-      out += '}';
+      if (options) publish(r.channels[i], *options, data);
     }
     out += "]}}";
   } else if (method == "disconnect") {
-    if (r.user.empty() && r.client.empty()) {
-      AppendError(out, proto::ErrorCode::kBadRequest);
-      return true;
-    }
+    if (!clients_or_error(&user, &client)) return 200;
     const uint16_t code = r.code != 0 ? static_cast<uint16_t>(r.code) : 3503;
     std::string reason = r.code != 0 ? std::string(r.reason) : "force disconnect";
-    for_each_client_(std::string(r.user), std::string(r.client),
+    for_each_client_(std::move(user), std::move(client),
                      [code, reason = std::move(reason)](proto::ClientConnection& c) {
                        c.Disconnect({code, reason});
                      });
     out += "{\"result\":{}}";
-  } else if (method == "subscribe" || method == "unsubscribe") {
-    if (r.user.empty() && r.client.empty()) {
+  } else if (method == "refresh") {
+    if (!clients_or_error(&user, &client)) return 200;
+    if (r.expire_at < 0) {
       AppendError(out, proto::ErrorCode::kBadRequest);
-      return true;
+      return 200;
     }
-    if (!options_or_error(r.channel)) return true;
+    for_each_client_(std::move(user), std::move(client),
+                     [expired = r.expired, expire_at = r.expire_at](proto::ClientConnection& c) {
+                       c.RefreshFromServer(expired, expire_at);
+                     });
+    out += "{\"result\":{}}";
+  } else if (method == "subscribe" || method == "unsubscribe") {
+    if (!clients_or_error(&user, &client)) return 200;
+    if (!options_or_error(r.channel)) return 200;
     std::string channel(r.channel);
     if (method == "subscribe") {
-      for_each_client_(std::string(r.user), std::string(r.client),
+      for_each_client_(std::move(user), std::move(client),
                        [channel](proto::ClientConnection& c) { c.SubscribeFromServer(channel); });
     } else {
-      for_each_client_(std::string(r.user), std::string(r.client),
+      for_each_client_(std::move(user), std::move(client),
                        [channel](proto::ClientConnection& c) { c.UnsubscribeFromServer(channel); });
     }
     out += "{\"result\":{}}";
   } else if (method == "history_remove") {
-    if (!options_or_error(r.channel)) return true;
+    if (!options_or_error(r.channel)) return 200;
     hub_.RemoveHistory(r.channel);
     out += "{\"result\":{}}";
   } else if (method == "channels") {
+    if (!ChannelPattern::Valid(r.pattern)) {
+      AppendError(out, proto::ErrorCode::kBadRequest);
+      return 200;
+    }
     out += "{\"result\":{\"channels\":{";
-    auto channels = hub_.Channels();
-    for (size_t i = 0; i < channels.size(); ++i) {
-      if (i > 0) out += ',';
-      proto::AppendJsonString(out, channels[i].first);
-      out += ":{\"num_clients\":" + std::to_string(channels[i].second) + "}";
+    bool first = true;
+    for (const auto& [name, count] : hub_.Channels()) {
+      if (!r.pattern.empty() && !ChannelPattern::Matches(r.pattern, name)) continue;
+      if (!first) out += ',';
+      first = false;
+      proto::AppendJsonString(out, name);
+      out += ":{\"num_clients\":" + std::to_string(count) + "}";
     }
     out += "}}}";
   } else if (method == "presence" || method == "presence_stats") {
     const config::ChannelOptions* options = options_or_error(r.channel);
-    if (!options) return true;
+    if (!options) return 200;
     if (!options->presence) {
       AppendError(out, proto::ErrorCode::kNotAvailable);
-      return true;
+      return 200;
     }
     if (method == "presence") {
       out += "{\"result\":{\"presence\":{";
@@ -288,16 +502,16 @@ bool ServerApi::Call(std::string_view method, std::string& body, std::string& ou
     }
   } else if (method == "history") {
     const config::ChannelOptions* options = options_or_error(r.channel);
-    if (!options) return true;
+    if (!options) return 200;
     if (options->history_size == 0) {
       AppendError(out, proto::ErrorCode::kNotAvailable);
-      return true;
+      return 200;
     }
     core::Hub::HistoryResult h =
         hub_.History(r.channel, *options, r.has_since ? &r.since : nullptr, r.limit, r.reverse);
     if (h.unrecoverable) {
       AppendError(out, proto::ErrorCode::kUnrecoverablePosition);
-      return true;
+      return 200;
     }
     out += "{\"result\":{\"publications\":[";
     for (size_t i = 0; i < h.publications.size(); ++i) {
@@ -308,11 +522,26 @@ bool ServerApi::Call(std::string_view method, std::string& body, std::string& ou
     proto::AppendJsonString(out, h.position.epoch);
     out += ",\"offset\":" + std::to_string(h.position.offset) + "}}";
   } else if (method == "info") {
-    out += "{\"result\":{\"nodes\":[{\"name\":\"hermod\"}]}}";
-  } else {
-    AppendError(out, proto::ErrorCode::kMethodNotFound);
+    // Centrifugo's Node object, for this one node.
+    size_t channels = 0;
+    size_t subscriptions = 0;
+    for (const auto& [name, count] : hub_.Channels()) {
+      ++channels;
+      subscriptions += count;
+    }
+    auto [clients, users] = node_.clients ? node_.clients() : std::pair<size_t, size_t>{0, 0};
+    out += "{\"result\":{\"nodes\":[{\"uid\":";
+    proto::AppendJsonString(out, uid_);
+    out += ",\"name\":\"hermod\",\"version\":";
+    proto::AppendJsonString(out, node_.version);
+    out += ",\"num_clients\":" + std::to_string(clients);
+    out += ",\"num_users\":" + std::to_string(users);
+    out += ",\"num_channels\":" + std::to_string(channels);
+    out += ",\"uptime\":" + std::to_string((net::Loop::MonotonicMs() - started_ms_) / 1000);
+    out += ",\"num_subs\":" + std::to_string(subscriptions);
+    out += "}]}}";
   }
-  return true;
+  return 200;
 }
 
 }  // namespace hermod::api

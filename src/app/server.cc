@@ -97,10 +97,8 @@ void Server::BuildRoutes() {
   }
   router_.Add("/connection/websocket", {"GET"},
               [this](http::HttpConnection& c, http::Request& r) { Upgrade(c, r, false); });
-  for (const char* method :
-       {"publish", "broadcast", "subscribe", "unsubscribe", "disconnect", "presence",
-        "presence_stats", "history", "history_remove", "channels", "info"}) {
-    router_.Add(std::string("/api/") + method, {"POST"},
+  for (std::string_view method : api::ServerApi::kMethods) {
+    router_.Add("/api/" + std::string(method), {"POST"},
                 [this](http::HttpConnection& c, http::Request& r) { api_->Handle(c, r); });
   }
   if (config_.echo) {
@@ -283,9 +281,9 @@ int Server::Run() {
   limits.ip_table_size = config_.admission.ip_table_size;
   limits.retry_after_s = (config_.admission.retry_after.ms + 999) / 1000;
   admission_ = std::make_unique<core::Admission>(limits, count);
-  client_context_ = std::make_unique<proto::ClientContext>(
-      proto::ClientContext{*hub_, channel_rules_, token_verifier_,
-                           proto::ClientOptions::FromConfig(config_), admission_.get()});
+  client_context_ = std::make_unique<proto::ClientContext>(proto::ClientContext{
+      *hub_, channel_rules_, token_verifier_, proto::ClientOptions::FromConfig(config_),
+      &client_counts_, admission_.get()});
   client_context_->options.loop_count = count;
   // The API's per-client methods: every loop looks for the user's client connections.
   api_ = std::make_unique<api::ServerApi>(
@@ -303,7 +301,8 @@ int Server::Run() {
             });
           });
         }
-      });
+      },
+      api::NodeInfo{HERMOD_VERSION, [this] { return client_counts_.Get(); }});
   for (size_t i = 0; i < count; ++i) {
     std::string error;
     // The first bind resolves port 0; the others share that port through SO_REUSEPORT.

@@ -73,6 +73,7 @@ class Server {
   core::ChannelRules channel_rules_;
   auth::TokenVerifier token_verifier_;
   std::unique_ptr<core::Hub> hub_;
+  proto::ClientCounts client_counts_;  // the API's info: clients and users
   std::unique_ptr<proto::ClientContext> client_context_;
   // Connection limits shared by every loop (issue 6; core/admission.h), built in Run.
   std::unique_ptr<core::Admission> admission_;

@@ -58,6 +58,76 @@ bool DecodeBase64(std::string_view in, std::string* out) {
   return true;
 }
 
+// info: raw JSON; b64info: base64 of JSON (this server speaks the JSON protocol only).
+bool ReadInfo(simdjson::dom::object object, std::string* out) {
+  simdjson::dom::element value;
+  if (object["info"].get(value) == SUCCESS) {
+    *out = simdjson::minify(value);
+    return true;
+  }
+  if (object["b64info"].get(value) != SUCCESS) return true;
+  std::string_view text;
+  if (value.get_string().get(text) != SUCCESS) return false;
+  std::string decoded;
+  if (!DecodeBase64(text, &decoded)) return false;
+  simdjson::dom::parser parser;  // not the caller's: its document must outlive this
+  simdjson::dom::element info;
+  if (parser.parse(decoded).get(info) != SUCCESS) return false;
+  *out = simdjson::minify(info);
+  return true;
+}
+
+bool ReadOverride(simdjson::dom::object object, std::string_view key, OverrideFlag* flag) {
+  simdjson::dom::element value;
+  if (object[key].get(value) != SUCCESS) return true;
+  simdjson::dom::object wrapper;  // a BoolValue: {"value": bool}
+  if (value.get_object().get(wrapper) != SUCCESS) return false;
+  flag->set = true;
+  simdjson::dom::element inner;
+  if (wrapper["value"].get(inner) != SUCCESS) return true;  // absent: false, as protobuf's
+  return inner.get_bool().get(flag->value) == SUCCESS;
+}
+
+// `subs`: {"channel": {"info", "b64info", "data", "b64data", "override": {...}}}.
+bool ReadSubs(simdjson::dom::element subs, std::vector<TokenSubscription>* out) {
+  simdjson::dom::object map;
+  if (subs.get_object().get(map) != SUCCESS) return false;
+  for (auto [channel, options_value] : map) {
+    TokenSubscription sub;
+    sub.channel = std::string(channel);
+    if (sub.channel.empty()) return false;
+    simdjson::dom::object options;
+    if (options_value.get_object().get(options) != SUCCESS) return false;
+    if (!ReadInfo(options, &sub.info)) return false;
+    simdjson::dom::element value;
+    if (options["data"].get(value) == SUCCESS) {
+      sub.data = simdjson::minify(value);
+    } else if (options["b64data"].get(value) == SUCCESS) {
+      std::string_view text;
+      std::string decoded;
+      simdjson::dom::parser parser;
+      simdjson::dom::element data;
+      if (value.get_string().get(text) != SUCCESS || !DecodeBase64(text, &decoded) ||
+          parser.parse(decoded).get(data) != SUCCESS) {
+        return false;
+      }
+      sub.data = simdjson::minify(data);
+    }
+    if (options["override"].get(value) == SUCCESS) {
+      simdjson::dom::object flags;
+      if (value.get_object().get(flags) != SUCCESS ||
+          !ReadOverride(flags, "presence", &sub.presence) ||
+          !ReadOverride(flags, "join_leave", &sub.join_leave) ||
+          !ReadOverride(flags, "force_push_join_leave", &sub.force_push_join_leave) ||
+          !ReadOverride(flags, "force_recovery", &sub.force_recovery)) {
+        return false;
+      }
+    }
+    out->push_back(std::move(sub));
+  }
+  return true;
+}
+
 bool AudienceMatches(simdjson::dom::element aud, std::string_view want) {
   std::string_view one;
   if (aud.get_string().get(one) == SUCCESS) return one == want;
@@ -145,9 +215,14 @@ TokenStatus TokenVerifier::Verify(std::string_view token, int64_t now_s, TokenCl
     if (value.get_string().get(text_value) != SUCCESS) return invalid("sub is not a string");
     claims->user = std::string(text_value);
   }
+  int64_t exp = 0;
   if (object["exp"].get(value) == SUCCESS) {
-    if (value.get_int64().get(claims->expires_at) != SUCCESS) {
-      return invalid("exp is not an integer");
+    if (value.get_int64().get(exp) != SUCCESS) return invalid("exp is not an integer");
+  }
+  claims->expires_at = exp;
+  if (object["expire_at"].get(value) == SUCCESS) {
+    if (value.get_int64().get(claims->expires_at) != SUCCESS || claims->expires_at < 0) {
+      return invalid("expire_at is not a non-negative integer");
     }
   }
   // RFC 7519 §4.1.5: a token is not to be accepted before its nbf (Centrifugo: invalid).
@@ -178,25 +253,25 @@ TokenStatus TokenVerifier::Verify(std::string_view token, int64_t now_s, TokenCl
       claims->channels.emplace_back(text_value);
     }
   }
+  if (object["subs"].get(value) == SUCCESS && !ReadSubs(value, &claims->subs)) {
+    return invalid("subs is not a map of channel to subscription options");
+  }
   if (object["channel"].get(value) == SUCCESS) {
     if (value.get_string().get(text_value) != SUCCESS) return invalid("channel is not a string");
     claims->channel = std::string(text_value);
   }
-  // Last: decoding b64info reuses the parser, which ends the life of `object`.
-  if (object["info"].get(value) == SUCCESS) {
-    claims->info = simdjson::minify(value);
-  } else if (object["b64info"].get(value) == SUCCESS) {
-    if (value.get_string().get(text_value) != SUCCESS) return invalid("b64info is not a string");
-    std::string decoded;
-    simdjson::dom::element info;
-    if (!DecodeBase64(text_value, &decoded) || parser.parse(decoded).get(info) != SUCCESS) {
-      return invalid("b64info is not base64 of JSON");
+  if (!ReadInfo(object, &claims->info)) return invalid("info, or b64info as base64 of JSON");
+  // The token itself (exp), then what it opens (expire_at: 0 never expires).
+  if (exp != 0 && exp <= now_s) {
+    if (reason != nullptr) {
+      *reason =
+          "expired " + std::to_string(now_s - exp) + " s ago (exp " + std::to_string(exp) + ")";
     }
-    claims->info = std::move(decoded);
+    return TokenStatus::kExpired;
   }
   if (claims->expires_at != 0 && claims->expires_at <= now_s) {
     if (reason != nullptr) {
-      *reason = "expired " + std::to_string(now_s - claims->expires_at) + " s ago (exp " +
+      *reason = "expired " + std::to_string(now_s - claims->expires_at) + " s ago (expire_at " +
                 std::to_string(claims->expires_at) + ")";
     }
     return TokenStatus::kExpired;

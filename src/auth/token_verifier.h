@@ -5,7 +5,11 @@
 // token can never make us verify an HMAC with a public key as the secret (algorithm
 // confusion), and `none` is always refused. Then the claims: `exp` (expired is its own
 // status, so the client refreshes), `aud` and `iss` when configured, `sub`, `info` or
-// `b64info`, `channels` (connection) and `channel` (subscription).
+// `b64info`, `channels` and `subs` (connection) and `channel` (subscription).
+//
+// `exp` says until when the token is valid; `expire_at` (Centrifugo's), when present, says
+// until when the connection or subscription it opens lives, decoupled from the token: 0 means
+// it never expires. An `expire_at` already past makes the token expired, as `exp` would.
 #pragma once
 
 #include <cstdint>
@@ -19,12 +23,32 @@ namespace hermod::auth {
 
 enum class TokenStatus : uint8_t { kOk, kInvalid, kExpired };
 
+// A BoolValue of Centrifugo's `override` object: set says whether the token gave it.
+struct OverrideFlag {
+  bool set = false;
+  bool value = false;
+};
+
+// One entry of a connection token's `subs` claim: a server-side subscription with options.
+struct TokenSubscription {
+  std::string channel;
+  std::string info;  // chan_info (raw JSON, `info` or decoded `b64info`); empty when absent
+  std::string data;  // raw JSON sent with the subscription's result; empty when absent
+  OverrideFlag presence;
+  OverrideFlag join_leave;
+  OverrideFlag force_push_join_leave;
+  OverrideFlag force_recovery;
+};
+
 struct TokenClaims {
-  std::string user;        // sub
-  int64_t expires_at = 0;  // exp, seconds since the epoch; 0: never
-  std::string info;        // ClientInfo's conn_info / chan_info: raw JSON, empty when absent
-  std::vector<std::string> channels;  // connection: server-side subscriptions
-  std::string channel;                // subscription: the channel it grants
+  std::string user;  // sub
+  // When the connection (or subscription) expires, seconds since the epoch; 0: never.
+  // `expire_at` when the token has it, else `exp`.
+  int64_t expires_at = 0;
+  std::string info;  // ClientInfo's conn_info / chan_info: raw JSON, empty when absent
+  std::vector<std::string> channels;    // connection: server-side subscriptions
+  std::vector<TokenSubscription> subs;  // connection: the same, with per-channel options
+  std::string channel;                  // subscription: the channel it grants
 };
 
 struct TokenKeys {

@@ -16,8 +16,9 @@ struct Hub::ChannelState {
 };
 
 struct Hub::Shard {
-  std::mutex mutex;        // guards channels and publishes (see LOCKS.md)
-  uint32_t publishes = 0;  // every kSweepEvery, the shard drops channels nobody uses
+  std::mutex mutex;         // guards channels, publishes and sweep_bucket (see LOCKS.md)
+  uint32_t publishes = 0;   // every kSweepEvery, the shard drops channels nobody uses
+  size_t sweep_bucket = 0;  // where the next sweep starts (a bucket of channels)
   std::unordered_map<std::string, std::unique_ptr<ChannelState>, LoopChannels::Hash,
                      std::equal_to<>>
       channels;
@@ -54,8 +55,24 @@ class PushRef {
 
 }  // namespace
 
-Hub::Hub(size_t loop_count, PushCodec codec, Clock clock)
-    : codec_(codec), clock_(clock), loops_(loop_count, nullptr) {
+class Hub::SweepTimer final : public net::TimerNode {
+ public:
+  SweepTimer(Hub& hub, net::Loop& loop) : hub_(hub), loop_(loop) {}
+  void Start() { loop_.timers().Schedule(this, hub_.sweep_.interval_ms); }
+  void OnTimer() override {
+    hub_.SweepTick(static_cast<size_t>(loop_.index()), visits_++);
+    Start();
+  }
+
+ private:
+  Hub& hub_;
+  net::Loop& loop_;
+  size_t visits_ = 0;  // which of its shards the next tick sweeps
+};
+
+Hub::Hub(size_t loop_count, PushCodec codec, Clock clock, SweepPolicy sweep)
+    : codec_(codec), clock_(clock), loops_(loop_count, nullptr), sweep_(sweep) {
+  sweepers_.resize(loop_count);
   locals_.resize(loop_count);
   for (auto& local : locals_) local = std::make_unique<LoopChannels>(codec_.join);
   for (auto& shard : shards_) shard = std::make_unique<Shard>();
@@ -67,6 +84,10 @@ void Hub::AttachLoop(net::Loop& loop) {
   const size_t index = static_cast<size_t>(loop.index());
   loops_[index] = &loop;
   locals_[index]->Attach(loop);
+  if (sweep_.interval_ms > 0 && sweep_.budget > 0) {
+    sweepers_[index] = std::make_unique<SweepTimer>(*this, loop);
+    sweepers_[index]->Start();
+  }
 }
 
 Hub::Shard& Hub::ShardOf(std::string_view channel) {
@@ -102,15 +123,56 @@ void Hub::MaybeErase(Shard& shard, std::string_view channel) {
 
 void Hub::Sweep(Shard& shard) {
   const uint64_t now = clock_();
-  for (auto it = shard.channels.begin(); it != shard.channels.end();) {
-    ChannelState& state = *it->second;
-    bool idle = state.loop_count == 0 && state.presence.empty() && state.idempotency.empty();
-    if (idle && state.history) {
-      state.history->Expire(now);
-      idle = state.history->size() == 0;
+  auto& channels = shard.channels;
+  const size_t buckets = channels.bucket_count();
+  size_t visited = 0;
+  // Bucket by bucket from where the last sweep stopped; erasing never rehashes, so the
+  // buckets stay put while this runs.
+  std::vector<const std::string*> idle;
+  for (size_t n = 0; n < buckets && visited < sweep_.budget; ++n) {
+    const size_t bucket = shard.sweep_bucket % buckets;
+    bool whole = true;  // the bucket was visited to its end
+    for (auto it = channels.begin(bucket); it != channels.end(bucket); ++it) {
+      if (visited == sweep_.budget) {
+        whole = false;  // the next sweep starts on this bucket again
+        break;
+      }
+      ++visited;
+      ChannelState& state = *it->second;
+      bool unused = state.loop_count == 0 && state.presence.empty();
+      if (unused && !state.idempotency.empty()) {
+        std::erase_if(state.idempotency, [now](const auto& e) { return e.second.second <= now; });
+        unused = state.idempotency.empty();
+      }
+      if (unused && state.history) {
+        state.history->Expire(now);
+        unused = state.history->size() == 0;
+      }
+      if (unused) idle.push_back(&it->first);
     }
-    it = idle ? shard.channels.erase(it) : std::next(it);
+    if (whole) ++shard.sweep_bucket;
+    for (const std::string* name : idle) channels.erase(channels.find(std::string_view(*name)));
+    idle.clear();
   }
+}
+
+void Hub::SweepTick(size_t index, size_t visit) {
+  const size_t loop_count = loops_.size();
+  if (index >= kShards) return;  // more loops than shards: the first kShards sweep
+  // The shards this loop owns: index, index + loop_count, ...
+  const size_t owned = (kShards - index + loop_count - 1) / loop_count;
+  Shard& shard = *shards_[index + (visit % owned) * loop_count];
+  std::lock_guard lock(shard.mutex);
+  Sweep(shard);
+}
+
+size_t Hub::ChannelCount() {
+  size_t count = 0;
+  for (auto& shard : shards_) {
+    std::lock_guard lock(shard->mutex);
+    count += shard->channels.size();
+  }
+  return count;
 }
 
 void Hub::PostPush(const ChannelState& state, std::string_view channel,
@@ -192,7 +254,7 @@ void Hub::Unsubscribe(net::Loop& loop, std::string_view channel,
 
 StreamPosition Hub::Publish(std::string_view channel, const config::ChannelOptions& options,
                             std::string_view data, std::string_view info,
-                            std::string_view idempotency_key) {
+                            std::string_view idempotency_key, std::string_view tags) {
   const uint64_t published_us = net::Loop::MonotonicUs();  // publish-to-queue latency metric
   Shard& shard = ShardOf(channel);
   std::lock_guard lock(shard.mutex);
@@ -214,9 +276,10 @@ StreamPosition Hub::Publish(std::string_view channel, const config::ChannelOptio
   }
   StreamPosition position;
   std::string publication;
-  if (state.history) {
+  // history_size 0 with a stream: the API's skip_history; delivered without an offset.
+  if (state.history && options.history_size > 0) {
     position = {state.history->next_offset(), state.history->epoch()};
-    publication = codec_.publication(data, info, position.offset);
+    publication = codec_.publication(data, info, position.offset, tags);
     if (state.loop_count > 0) {
       Push* push = codec_.publication_push(channel, publication);
       push->set_published_us(published_us);
@@ -225,7 +288,7 @@ StreamPosition Hub::Publish(std::string_view channel, const config::ChannelOptio
     state.history->Append(std::move(publication), now, options.history_size,
                           options.history_ttl.ms);
   } else if (state.loop_count > 0) {
-    publication = codec_.publication(data, info, 0);
+    publication = codec_.publication(data, info, 0, tags);
     Push* push = codec_.publication_push(channel, publication);
     push->set_published_us(published_us);
     PostPush(state, channel, options, push, 0, false);

@@ -15,6 +15,12 @@
 // the stream position (and the publications to recover), and adds presence; then it adds the
 // subscriber locally with delivered_offset = the position read, so frames already in the
 // mailbox are not delivered twice and nothing published after is missed.
+//
+// Channels nobody uses any more (no subscribers, presence, idempotency keys or live history)
+// are swept: each loop has a timer that, every sweep interval, visits a bounded number of
+// channels of the next shard it owns (loop i owns shards i, i + loops, ...), so a quiet
+// server frees them too and no tick holds a shard lock for long. Publishes also sweep,
+// bounded the same way, every kSweepEvery publishes per shard.
 #pragma once
 
 #include <array>
@@ -40,8 +46,10 @@ namespace hermod::core {
 // How the client protocol encodes what the hub fans out (given by proto/, which the hub
 // does not include).
 struct PushCodec {
-  // The publication object, as stored in history and embedded in pushes.
-  std::function<std::string(std::string_view data, std::string_view info, uint64_t offset)>
+  // The publication object, as stored in history and embedded in pushes. tags: the
+  // publication's tags as the protocol encodes them, empty when none.
+  std::function<std::string(std::string_view data, std::string_view info, uint64_t offset,
+                            std::string_view tags)>
       publication;
   // A new push (refcount 1) carrying the publication, or a join/leave, to its channel.
   std::function<Push*(std::string_view channel, std::string_view publication)> publication_push;
@@ -56,13 +64,21 @@ struct PresenceEntry {
   std::string info;  // ClientInfo JSON
 };
 
+// How idle channels are swept (see the top of this file).
+struct SweepPolicy {
+  uint64_t interval_ms = 1000;  // per loop, between two shard visits
+  size_t budget = 256;          // channels visited per visit, at most
+};
+
 class Hub {
  public:
   using Clock = uint64_t (*)();
-  Hub(size_t loop_count, PushCodec codec, Clock clock = &net::Loop::MonotonicMs);
+  Hub(size_t loop_count, PushCodec codec, Clock clock = &net::Loop::MonotonicMs,
+      SweepPolicy sweep = {});
   ~Hub();
 
-  // Before the loops run.
+  // Before the loops run. Starts the loop's sweep timer; the loop must not run once the hub
+  // is gone.
   void AttachLoop(net::Loop& loop);
 
   struct SubscribeRequest {
@@ -92,11 +108,13 @@ class Hub {
   // publication's position and publishes nothing.
   StreamPosition Publish(std::string_view channel, const config::ChannelOptions& options,
                          std::string_view data, std::string_view info,
-                         std::string_view idempotency_key = {});
+                         std::string_view idempotency_key = {}, std::string_view tags = {});
   // Drops the channel's stored publications (its position stays).
   void RemoveHistory(std::string_view channel);
   // Channels with subscribers, and how many (API `channels`).
   std::vector<std::pair<std::string, size_t>> Channels();
+  // Every channel the hub keeps state for, used or not (tests, metrics).
+  size_t ChannelCount();
 
   struct HistoryResult {
     bool unrecoverable = false;  // since.epoch is not the stream's
@@ -112,6 +130,7 @@ class Hub {
  private:
   struct ChannelState;
   struct Shard;
+  class SweepTimer;
   static constexpr size_t kShards = 64;
   static constexpr uint32_t kSweepEvery = 1024;  // publishes per shard between sweeps
   // Centrifugo keeps idempotent publish results for 5 minutes.
@@ -127,13 +146,18 @@ class Hub {
                 const config::ChannelOptions& options, Push* push, uint64_t offset,
                 bool join_leave);
   void MaybeErase(Shard& shard, std::string_view channel);
-  // Under the shard lock: erases channels without subscribers, presence or live history.
+  // Under the shard lock: erases channels without subscribers, presence or live history,
+  // visiting at most the sweep budget of them from where the last sweep of the shard ended.
   void Sweep(Shard& shard);
+  // On loop `index`'s thread, from its sweep timer: sweeps the visit-th of its shards.
+  void SweepTick(size_t index, size_t visit);
 
   PushCodec codec_;
   Clock clock_;
   std::vector<net::Loop*> loops_;
   std::vector<std::unique_ptr<LoopChannels>> locals_;
+  SweepPolicy sweep_;
+  std::vector<std::unique_ptr<SweepTimer>> sweepers_;  // one per loop
   std::array<std::unique_ptr<Shard>, kShards> shards_;
 };
 

@@ -71,10 +71,10 @@ inline constexpr std::array<std::string_view, 13> kCommandMethods = {
     "pong",    "connect", "subscribe", "unsubscribe", "publish",     "presence", "presence_stats",
     "history", "send",    "rpc",       "refresh",     "sub_refresh", "unknown"};
 // Server API methods (api/server_api.cc); anything else counts as "unknown".
-inline constexpr std::array<std::string_view, 13> kApiMethods = {
-    "publish",  "broadcast",      "subscribe", "unsubscribe",    "disconnect",
-    "presence", "presence_stats", "history",   "history_remove", "channels",
-    "info",     "batch",          "unknown"};
+inline constexpr std::array<std::string_view, 14> kApiMethods = {
+    "publish",  "broadcast", "subscribe",      "unsubscribe", "disconnect",
+    "refresh",  "presence",  "presence_stats", "history",     "history_remove",
+    "channels", "info",      "batch",          "unknown"};
 
 // Client-protocol messages out, by what they carry.
 enum class SentType : uint8_t { kReply, kPush, kPing, kCount };

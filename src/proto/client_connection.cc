@@ -215,9 +215,32 @@ void ClientConnection::Disconnect(proto::Disconnect reason) {
   CloseWith(reason.code, reason.reason);
 }
 
+void ClientCounts::Add(const std::string& user) {
+  std::lock_guard lock(mutex_);
+  ++clients_;
+  ++users_[user];
+}
+
+void ClientCounts::Remove(const std::string& user) {
+  std::lock_guard lock(mutex_);
+  --clients_;
+  auto it = users_.find(user);
+  if (it != users_.end() && --it->second == 0) users_.erase(it);
+}
+
+std::pair<size_t, size_t> ClientCounts::Get() const {
+  std::lock_guard lock(mutex_);
+  return {clients_, users_.size()};
+}
+
 void ClientConnection::UnsubscribeAll() {
+  if (counted_) {
+    counted_ = false;
+    context_.counts->Remove(user_);
+  }
   for (auto& s : subscriptions_) {
-    context_.hub.Unsubscribe(loop(), s->channel, *s->options, client_id_, info_, s.get());
+    context_.hub.Unsubscribe(loop(), s->channel, *s->options, client_id_, s->client_info(info_),
+                             s.get());
   }
   subscriptions_.clear();
 }
@@ -395,27 +418,22 @@ void ClientConnection::HandleConnect(const Command& c) {
   client_id_ = NewClientId();
   user_ = std::move(claims.user);
   info_ = ClientInfoJson(user_, client_id_, claims.info);
+  if (context_.counts) {
+    context_.counts->Add(user_);
+    counted_ = true;
+  }
   SetExpiry(claims.expires_at);
 
-  // Server-side subscriptions from the token's `channels`, recovered from connect.subs.
+  // Server-side subscriptions from the token's `channels` and `subs`, recovered from
+  // connect.subs. results is reserved so the pointers in subs stay valid.
   std::vector<core::Hub::SubscribeResult> results;
   std::vector<ServerSubscription> subs;
-  results.reserve(claims.channels.size());
+  results.reserve(claims.channels.size() + claims.subs.size());
   for (const std::string& channel : claims.channels) {
-    const config::ChannelOptions* options = context_.rules.Find(channel);
-    if (!options || FindSubscription(channel) ||
-        subscriptions_.size() >= context_.options.channel_limit) {
-      continue;
-    }
-    auto known = std::find_if(c.subs.begin(), c.subs.end(),
-                              [&](const ConnectSub& s) { return s.channel == channel; });
-    const bool recover = known != c.subs.end() && known->recover;
-    core::StreamPosition since;
-    if (recover) since = {known->offset, std::string(known->epoch)};
-    const bool recoverable = options->history_size > 0 && options->force_recovery;
-    results.push_back(AddSubscription(channel, *options, recoverable, recover, since,
-                                      options->force_push_join_leave, 0));
-    subs.push_back({channel, &results.back(), recoverable && recover});
+    AddServerSubscription(c, channel, nullptr, results, subs);
+  }
+  for (const auth::TokenSubscription& sub : claims.subs) {
+    AddServerSubscription(c, sub.channel, &sub, results, subs);
   }
 
   const uint64_t ping = context_.options.ping_interval_ms;
@@ -424,6 +442,50 @@ void ClientConnection::HandleConnect(const Command& c) {
       ping > 0,   TtlSeconds(claims.expires_at), std::move(subs)};
   AppendConnectReply(*reply_, c.id, result);
   next_ping_ms_ = ping > 0 ? loop().now_ms() + ping : 0;
+  ScheduleKeepalive();
+}
+
+void ClientConnection::AddServerSubscription(const Command& c, std::string_view channel,
+                                             const auth::TokenSubscription* token_sub,
+                                             std::vector<core::Hub::SubscribeResult>& results,
+                                             std::vector<ServerSubscription>& subs) {
+  const config::ChannelOptions* options = context_.rules.Find(channel);
+  if (!options || channel.size() > context_.rules.max_length() || FindSubscription(channel) ||
+      subscriptions_.size() >= context_.options.channel_limit) {
+    return;
+  }
+  std::unique_ptr<config::ChannelOptions> overridden;
+  if (token_sub && (token_sub->presence.set || token_sub->join_leave.set ||
+                    token_sub->force_push_join_leave.set || token_sub->force_recovery.set)) {
+    overridden = std::make_unique<config::ChannelOptions>(*options);
+    if (token_sub->presence.set) overridden->presence = token_sub->presence.value;
+    if (token_sub->join_leave.set) overridden->join_leave = token_sub->join_leave.value;
+    if (token_sub->force_push_join_leave.set) {
+      overridden->force_push_join_leave = token_sub->force_push_join_leave.value;
+    }
+    if (token_sub->force_recovery.set) {
+      overridden->force_recovery = token_sub->force_recovery.value;
+    }
+  }
+  const config::ChannelOptions& effective = overridden ? *overridden : *options;
+  auto known = std::find_if(c.subs.begin(), c.subs.end(),
+                            [&](const ConnectSub& s) { return s.channel == channel; });
+  const bool recover = known != c.subs.end() && known->recover;
+  core::StreamPosition since;
+  if (recover) since = {known->offset, std::string(known->epoch)};
+  const bool recoverable = effective.history_size > 0 && effective.force_recovery;
+  results.push_back(AddSubscription(
+      channel, *options, recoverable, recover, since, effective.force_push_join_leave, 0,
+      token_sub ? std::string_view(token_sub->info) : "", std::move(overridden)));
+  ServerSubscription sub{channel, &results.back(), recoverable && recover};
+  if (token_sub) sub.data = token_sub->data;
+  subs.push_back(sub);
+}
+
+void ClientConnection::RefreshFromServer(bool expired, int64_t expire_at) {
+  if (!connected()) return;
+  if (expired) return Disconnect(kDisconnectExpired);
+  SetExpiry(expire_at);
   ScheduleKeepalive();
 }
 
@@ -463,23 +525,30 @@ ClientConnection::ClientSubscription* ClientConnection::FindSubscription(std::st
   return nullptr;
 }
 
-core::Hub::SubscribeResult ClientConnection::AddSubscription(std::string_view channel,
-                                                             const config::ChannelOptions& options,
-                                                             bool recoverable, bool recover,
-                                                             const core::StreamPosition& since,
-                                                             bool join_leave, int64_t expires_at) {
+core::Hub::SubscribeResult ClientConnection::AddSubscription(
+    std::string_view channel, const config::ChannelOptions& options, bool recoverable, bool recover,
+    const core::StreamPosition& since, bool join_leave, int64_t expires_at,
+    std::string_view chan_info, std::unique_ptr<config::ChannelOptions> overridden) {
   auto subscription = std::make_unique<ClientSubscription>();
   subscription->connection = this;
   subscription->channel = std::string(channel);
-  subscription->options = &options;
+  subscription->overridden = std::move(overridden);
+  subscription->options = subscription->overridden ? subscription->overridden.get() : &options;
   subscription->wants_join_leave = join_leave;
   subscription->expires_at = expires_at;
+  if (!chan_info.empty()) {
+    // info_ with chan_info added: the connection keeps no separate copy of its conn_info.
+    subscription->info = info_.substr(0, info_.size() - 1);
+    subscription->info += ",\"chan_info\":";
+    subscription->info += chan_info;
+    subscription->info += '}';
+  }
   core::Hub::SubscribeRequest request;
   request.channel = channel;
-  request.options = &options;
+  request.options = subscription->options;
   request.client = client_id_;
   request.user = user_;
-  request.info = info_;
+  request.info = subscription->client_info(info_);
   request.recoverable = recoverable;
   request.recover = recover;
   request.since = since;
@@ -497,6 +566,7 @@ void ClientConnection::HandleSubscribe(const Command& c) {
     return ReplyError(c.id, ErrorCode::kLimitExceeded);
   }
   int64_t expires_at = 0;
+  std::string chan_info;
   if (!c.token.empty()) {
     // A subscription token grants this channel to this user, whatever the namespace says.
     auth::TokenClaims claims;
@@ -508,6 +578,7 @@ void ClientConnection::HandleSubscribe(const Command& c) {
       return Disconnect(kDisconnectInvalidToken);
     }
     expires_at = claims.expires_at;
+    chan_info = std::move(claims.info);
   } else {
     bool allowed;
     if (context_.rules.IsPrivate(c.channel)) {
@@ -524,7 +595,7 @@ void ClientConnection::HandleSubscribe(const Command& c) {
   const bool recoverable = options->history_size > 0 && (c.recoverable || options->force_recovery);
   core::Hub::SubscribeResult result =
       AddSubscription(c.channel, *options, recoverable, c.recover, {c.offset, std::string(c.epoch)},
-                      c.join_leave || options->force_push_join_leave, expires_at);
+                      c.join_leave || options->force_push_join_leave, expires_at, chan_info);
   AppendSubscribeReply(*reply_, c.id, result, recoverable && c.recover, TtlSeconds(expires_at));
 }
 
@@ -567,7 +638,7 @@ void ClientConnection::UnsubscribeFromServer(std::string_view channel) {
                          [&](const auto& s) { return s->channel == channel; });
   if (!connected() || it == subscriptions_.end()) return;
   ClientSubscription& s = **it;
-  context_.hub.Unsubscribe(loop(), s.channel, *s.options, client_id_, info_, &s);
+  context_.hub.Unsubscribe(loop(), s.channel, *s.options, client_id_, s.client_info(info_), &s);
   subscriptions_.erase(it);
   std::string push = "{\"push\":{\"channel\":";
   AppendJsonString(push, channel);
@@ -581,7 +652,7 @@ void ClientConnection::HandleUnsubscribe(const Command& c) {
                          [&](const auto& s) { return s->channel == c.channel; });
   if (it != subscriptions_.end()) {
     ClientSubscription& s = **it;
-    context_.hub.Unsubscribe(loop(), s.channel, *s.options, client_id_, info_, &s);
+    context_.hub.Unsubscribe(loop(), s.channel, *s.options, client_id_, s.client_info(info_), &s);
     subscriptions_.erase(it);
   }
   AppendEmptyReply(*reply_, c.id, "unsubscribe");
@@ -591,8 +662,9 @@ void ClientConnection::HandlePublish(const Command& c) {
   const config::ChannelOptions* options = ChannelOptionsOrReply(c);
   if (!options) return;
   if (c.data.empty()) return ReplyError(c.id, ErrorCode::kBadRequest);
-  const bool allowed = options->allow_publish_for_client ||
-                       (options->allow_publish_for_subscriber && FindSubscription(c.channel));
+  const ClientSubscription* subscription = FindSubscription(c.channel);
+  const bool allowed =
+      options->allow_publish_for_client || (options->allow_publish_for_subscriber && subscription);
   if (!allowed) return ReplyError(c.id, ErrorCode::kPermissionDenied);
   if (options->publish_rate_limit != 0) {
     // This loop's share of the namespace's node-wide rate (core/rate_limit.h).
@@ -605,7 +677,9 @@ void ClientConnection::HandlePublish(const Command& c) {
       return ReplyError(c.id, ErrorCode::kTooManyRequests);
     }
   }
-  context_.hub.Publish(c.channel, *options, c.data, info_);
+  // A subscriber publishes with its channel info (chan_info), as Centrifugo does.
+  context_.hub.Publish(c.channel, *options, c.data,
+                       subscription ? subscription->client_info(info_) : info_);
   AppendEmptyReply(*reply_, c.id, "publish");
 }
 

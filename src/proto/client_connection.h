@@ -3,11 +3,14 @@
 // leave as one message (newline-joined); pushes from the hub arrive as shared frames queued
 // behind them. The first command must be `connect` (else disconnect 3501).
 //
-// Authentication: a connection JWT (user, info, expiry, server-side `channels`), or none
+// Authentication: a connection JWT (user, info, expiry, server-side `channels` and `subs`
+// with per-channel info, data and option overrides), or none
 // when allow_anonymous_connect_without_token; a subscription JWT opens channels that the
 // namespace does not open to every client (and `$` channels). An expiring token is
 // refreshed with `refresh` / `sub_refresh`; a connection whose token ran out is
-// disconnected with 3005, a subscription's with 3006.
+// disconnected with 3005, a subscription's with 3006. A subscription token's `info` (or a
+// `subs` entry's) becomes the subscription's own ClientInfo (`chan_info`): what presence,
+// join/leave and this client's publications to that channel carry.
 //
 // Keepalive is the protocol's, not RFC 6455's: every ping_interval the server sends `{}`;
 // the connect result says `"pong": true`, so the client answers `{}`, and a client silent for
@@ -20,8 +23,11 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "auth/token_verifier.h"
@@ -33,6 +39,7 @@
 #include "net/timer_wheel.h"
 #include "proto/codes.h"
 #include "proto/command.h"
+#include "proto/encode.h"
 #include "ws/websocket_connection.h"
 
 namespace hermod::proto {
@@ -54,12 +61,27 @@ struct ClientOptions {
   static ClientOptions FromConfig(const config::Config& config);
 };
 
+// Connected clients and distinct users in this process (the API's `info`), counted at
+// connect and close only, so one mutex is no cost on any message path.
+class ClientCounts {
+ public:
+  void Add(const std::string& user);
+  void Remove(const std::string& user);
+  std::pair<size_t, size_t> Get() const;  // {clients, users}
+
+ private:
+  mutable std::mutex mutex_;
+  size_t clients_ = 0;                             // guarded by mutex_
+  std::unordered_map<std::string, size_t> users_;  // guarded by mutex_
+};
+
 // What every client connection shares: read-only options, rules and keys, and the hub.
 struct ClientContext {
   core::Hub& hub;
   const core::ChannelRules& rules;
   const auth::TokenVerifier& tokens;
   ClientOptions options;
+  ClientCounts* counts = nullptr;        // null: not counted
   core::Admission* admission = nullptr;  // null: no admission limits
 };
 
@@ -83,12 +105,21 @@ class ClientConnection final : public ws::WebSocketConnection {
   // released when the connection goes. must_recover: admitted in the soft band, so its
   // connect must carry a recovery position.
   void SetAdmitted(std::string ip, bool must_recover);
+  // The API's refresh: expired disconnects now (3005); else expire_at (wall clock s, 0:
+  // never) becomes the connection's expiry.
+  void RefreshFromServer(bool expired, int64_t expire_at);
 
  private:
   struct ClientSubscription : core::Subscription {
     std::string channel;
     const config::ChannelOptions* options;
-    int64_t expires_at = 0;  // subscription token's exp (wall clock s); 0: never
+    // The namespace's options with the token's `override`s applied, when it had any.
+    std::unique_ptr<config::ChannelOptions> overridden;
+    std::string info;        // ClientInfo with chan_info; empty: the connection's info_
+    int64_t expires_at = 0;  // subscription token's expiry (wall clock s); 0: never
+    const std::string& client_info(const std::string& connection) const {
+      return info.empty() ? connection : info;
+    }
   };
   class Keepalive final : public net::TimerNode {
    public:
@@ -119,14 +150,21 @@ class ClientConnection final : public ws::WebSocketConnection {
   // Checks the channel name and its namespace; replies with the error when it fails.
   const config::ChannelOptions* ChannelOptionsOrReply(const Command& c);
   ClientSubscription* FindSubscription(std::string_view channel);
-  // Subscribes through the hub and keeps the subscription.
-  core::Hub::SubscribeResult AddSubscription(std::string_view channel,
-                                             const config::ChannelOptions& options,
-                                             bool recoverable, bool recover,
-                                             const core::StreamPosition& since, bool join_leave,
-                                             int64_t expires_at);
+  // Subscribes through the hub and keeps the subscription. chan_info: raw JSON or empty;
+  // overridden: the options to use instead of the namespace's (may be null).
+  core::Hub::SubscribeResult AddSubscription(
+      std::string_view channel, const config::ChannelOptions& options, bool recoverable,
+      bool recover, const core::StreamPosition& since, bool join_leave, int64_t expires_at,
+      std::string_view chan_info = {},
+      std::unique_ptr<config::ChannelOptions> overridden = nullptr);
+  // A server-side subscription from the connection token, recovered from connect.subs.
+  void AddServerSubscription(const Command& c, std::string_view channel,
+                             const auth::TokenSubscription* token_sub,
+                             std::vector<core::Hub::SubscribeResult>& results,
+                             std::vector<ServerSubscription>& subs);
   // The token's expiry as a deadline on the loop's clock.
   void SetExpiry(int64_t expires_at_s);
+  // Unsubscribes everything and leaves the counts: the connection is gone.
   void UnsubscribeAll();
   // Issue 6: true when the command was refused by a rate limit (answered with 111, or the
   // connection cut with 3013).
@@ -140,6 +178,7 @@ class ClientConnection final : public ws::WebSocketConnection {
   bool connected_ = false;
   bool disconnected_ = false;
   bool awaiting_pong_ = false;
+  bool counted_ = false;  // in context_.counts
   uint64_t stale_deadline_ms_ = 0;
   uint64_t next_ping_ms_ = 0;
   uint64_t pong_deadline_ms_ = 0;

@@ -29,7 +29,8 @@ void AppendPublications(std::string& out, const std::vector<std::string>& public
 
 }  // namespace
 
-std::string PublicationJson(std::string_view data, std::string_view info, uint64_t offset) {
+std::string PublicationJson(std::string_view data, std::string_view info, uint64_t offset,
+                            std::string_view tags) {
   std::string out = "{\"data\":";
   out += data.empty() ? std::string_view("null") : data;
   if (!info.empty()) {
@@ -39,6 +40,10 @@ std::string PublicationJson(std::string_view data, std::string_view info, uint64
   if (offset != 0) {
     out += ",\"offset\":";
     out += std::to_string(offset);
+  }
+  if (!tags.empty()) {
+    out += ",\"tags\":";
+    out += tags;
   }
   out += '}';
   return out;
@@ -105,7 +110,7 @@ void AppendJsonString(std::string& out, std::string_view s) {
 }
 
 std::string ClientInfoJson(std::string_view user, std::string_view client,
-                           std::string_view conn_info) {
+                           std::string_view conn_info, std::string_view chan_info) {
   std::string out = "{\"user\":";
   AppendJsonString(out, user);
   out += ",\"client\":";
@@ -113,6 +118,10 @@ std::string ClientInfoJson(std::string_view user, std::string_view client,
   if (!conn_info.empty()) {
     out += ",\"conn_info\":";
     out += conn_info;
+  }
+  if (!chan_info.empty()) {
+    out += ",\"chan_info\":";
+    out += chan_info;
   }
   out += '}';
   return out;
@@ -146,7 +155,7 @@ void AppendConnectReply(std::string& out, uint32_t id, const ConnectResult& r) {
       if (i > 0) out += ',';
       AppendJsonString(out, r.subs[i].channel);
       out += ':';
-      AppendSubscribeResult(out, *r.subs[i].result, r.subs[i].was_recovering);
+      AppendSubscribeResult(out, *r.subs[i].result, r.subs[i].was_recovering, 0, r.subs[i].data);
     }
     out += '}';
   }
@@ -171,7 +180,7 @@ void AppendSubRefreshReply(std::string& out, uint32_t id, int64_t ttl_s) {
 }
 
 void AppendSubscribeResult(std::string& out, const core::Hub::SubscribeResult& r,
-                           bool was_recovering, int64_t ttl_s) {
+                           bool was_recovering, int64_t ttl_s, std::string_view data) {
   out += '{';
   bool first = true;
   auto sep = [&] {
@@ -202,6 +211,11 @@ void AppendSubscribeResult(std::string& out, const core::Hub::SubscribeResult& r
   if (was_recovering) {
     sep();
     out += "\"was_recovering\":true";
+  }
+  if (!data.empty()) {
+    sep();
+    out += "\"data\":";
+    out += data;
   }
   out += '}';
 }

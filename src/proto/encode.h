@@ -17,9 +17,10 @@ namespace hermod::proto {
 
 void AppendJsonString(std::string& out, std::string_view s);
 
-// `{"user":"..","client":"..","conn_info":..}`; conn_info is raw JSON, left out when empty.
+// `{"user":"..","client":"..","conn_info":..,"chan_info":..}`; the infos are raw JSON, left
+// out when empty.
 std::string ClientInfoJson(std::string_view user, std::string_view client,
-                           std::string_view conn_info = {});
+                           std::string_view conn_info = {}, std::string_view chan_info = {});
 
 void AppendError(std::string& out, uint32_t id, ErrorCode code);
 
@@ -28,6 +29,7 @@ struct ServerSubscription {
   std::string_view channel;
   const core::Hub::SubscribeResult* result;
   bool was_recovering = false;
+  std::string_view data;  // raw JSON (the token's subs[channel].data); empty when absent
 };
 
 struct ConnectResult {
@@ -44,7 +46,7 @@ void AppendRefreshReply(std::string& out, uint32_t id, const ConnectResult& resu
 void AppendSubRefreshReply(std::string& out, uint32_t id, int64_t ttl_s);
 // The subscribe result object alone, then the whole reply.
 void AppendSubscribeResult(std::string& out, const core::Hub::SubscribeResult& r,
-                           bool was_recovering, int64_t ttl_s = 0);
+                           bool was_recovering, int64_t ttl_s = 0, std::string_view data = {});
 void AppendSubscribeReply(std::string& out, uint32_t id, const core::Hub::SubscribeResult& r,
                           bool was_recovering, int64_t ttl_s = 0);
 // `{"id":N,"<method>":{}}`: unsubscribe, publish.
@@ -55,8 +57,10 @@ void AppendPresenceReply(std::string& out, uint32_t id,
 void AppendPresenceStatsReply(std::string& out, uint32_t id, size_t clients, size_t users);
 
 // The publication object, as history stores it and pushes embed it (the hub's
-// PushCodec::publication): data and info are raw JSON, offset 0 is left out.
-std::string PublicationJson(std::string_view data, std::string_view info, uint64_t offset);
+// PushCodec::publication): data, info and tags (an object of strings) are raw JSON; offset 0
+// and empty tags are left out.
+std::string PublicationJson(std::string_view data, std::string_view info, uint64_t offset,
+                            std::string_view tags = {});
 // `{"push":{"channel":..,"pub":<publication>}}` and the join/leave pushes.
 void AppendPublicationPush(std::string& out, std::string_view channel,
                            std::string_view publication);

@@ -1,7 +1,10 @@
 // hermod with the real centrifuge SDK in headless Chromium: the SDK's browser build
 // (node_modules/centrifuge/dist/centrifuge.js) runs in a blank page and uses the browser's own
 // WebSocket; publications come from the server HTTP API. Chromium offers permessage-deflate,
-// so this also covers the fan-out path's shared deflated frame in a real browser.
+// so this also covers the fan-out path's shared deflated frame in a real browser. The same
+// scenarios as the Node test where a page can play them: presence, join/leave, history, a
+// token connection, a private channel with a subscription token, and recovery after the
+// harness's TCP proxy cuts the page's connection (the SDK reconnects by itself).
 // Chromium is Debian's (/usr/bin/chromium), driven by playwright-core from ../node (run
 // `npm ci` in both folders first). The blank page's Origin is "null": the config allows any.
 // Run: node browser_test.mjs --hermod PATH [--chromium PATH]
@@ -11,7 +14,9 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { startHermod } from './harness.mjs';
+import crypto from 'node:crypto';
+
+import { startHermod, startProxy } from './harness.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const arg = (name, fallback) =>
@@ -30,10 +35,26 @@ const CONFIG = {
   allow_subscribe_for_anonymous: true,
   history_size: 100,
   history_ttl: '300s',
+  force_recovery: true,
+  presence: true,
+  join_leave: true,
+  allow_presence_for_subscriber: true,
+  allow_history_for_subscriber: true,
+  allow_publish_for_subscriber: true,
   api_key: 'test-key',
+  token_hmac_secret_key: 'hmac-secret',
 };
 
+// An HS256 JWT, as an application backend would make one.
+function jwt(claims) {
+  const part = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const body = `${part({ alg: 'HS256', typ: 'JWT' })}.${part(claims)}`;
+  return `${body}.${crypto.createHmac('sha256', 'hmac-secret').update(body).digest('base64url')}`;
+}
+const now = () => Math.floor(Date.now() / 1000);
+
 let hermod;
+let proxy;
 let browser;
 let page;
 const consoleLines = [];  // Chromium explains WebSocket failures only on the console
@@ -61,10 +82,45 @@ before(async () => {
   page = await browser.newPage();
   page.on('console', (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
   await page.addScriptTag({ path: SDK });
+  // In-page helpers: the SDK's events as promises with a deadline.
+  await page.evaluate(() => {
+    window.clients = [];
+    window.nextEvent = (emitter, event, pred = () => true, timeoutMs = 10000) =>
+      new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          emitter.off(event, handler);
+          reject(new Error(`timed out waiting for ${event}`));
+        }, timeoutMs);
+        function handler(ctx) {
+          if (!pred(ctx)) return;
+          clearTimeout(timer);
+          emitter.off(event, handler);
+          resolve(ctx);
+        }
+        emitter.on(event, handler);
+      });
+    window.connectClient = async (url, options = {}) => {
+      const c = new Centrifuge(url, { minReconnectDelay: 50, maxReconnectDelay: 300, ...options });
+      window.clients.push(c);
+      const connected = window.nextEvent(c, 'connected');
+      c.connect();
+      await connected;
+      return c;
+    };
+    window.subscribeTo = async (c, channel, options = {}) => {
+      const sub = c.newSubscription(channel, options);
+      const subscribed = window.nextEvent(sub, 'subscribed');
+      sub.subscribe();
+      await subscribed;
+      return sub;
+    };
+  });
+  proxy = await startProxy(hermod.port);
 });
 
 after(async () => {
   if (browser) await browser.close();
+  if (proxy) proxy.close();
   if (hermod) {
     const status = await hermod.stop();
     assert.equal(status.code, 0, hermod.log.join(''));
@@ -128,4 +184,111 @@ test('the browser SDK connects, subscribes and receives API publications', async
     return window.received;
   }, sent.length);
   assert.deepEqual(received, sent);
+});
+
+const url = () => `ws://127.0.0.1:${hermod.port}/connection/websocket`;
+
+// Runs fn in the page; on failure prints the page's console.
+async function inPage(t, fn, arg) {
+  t.after(() => {
+    if (t.signal.aborted) console.error(`page console:\n${consoleLines.join('\n')}`);
+  });
+  return page.evaluate(fn, arg);
+}
+
+test('presence, presence stats, join and leave in the browser', async (t) => {
+  const seen = await inPage(t, async (u) => {
+    const a = await window.connectClient(u);
+    const b = await window.connectClient(u);
+    const ids = { a: a._client, b: b._client };  // cleared on disconnect
+    const watch = await window.subscribeTo(a, 'room', { joinLeave: true });
+    const joined = window.nextEvent(watch, 'join', (ctx) => ctx.info.client === b._client);
+    const sub = await window.subscribeTo(b, 'room');
+    const join = await joined;
+    const presence = await watch.presence();
+    const stats = await watch.presenceStats();
+    const left = window.nextEvent(watch, 'leave', (ctx) => ctx.info.client === b._client);
+    sub.unsubscribe();
+    const leave = await left;
+    const after = await watch.presenceStats();
+    a.disconnect();
+    b.disconnect();
+    return { a: ids.a, b: ids.b, join: join.info.client, leave: leave.info.client,
+             clients: Object.keys(presence.clients).sort(), stats, after };
+  }, url());
+  assert.deepEqual(seen.clients, [seen.a, seen.b].sort());
+  assert.equal(seen.join, seen.b);
+  assert.equal(seen.leave, seen.b);
+  assert.deepEqual([seen.stats.numClients, seen.stats.numUsers], [2, 1]);
+  assert.equal(seen.after.numClients, 1);
+});
+
+test('history with limit and reverse in the browser', async (t) => {
+  for (let i = 1; i <= 3; i++) await api('publish', { channel: 'log', data: { i } });
+  const seen = await inPage(t, async (u) => {
+    const c = await window.connectClient(u);
+    const sub = await window.subscribeTo(c, 'log');
+    const all = await sub.history({ limit: -1 });
+    const last = await sub.history({ limit: 2, reverse: true });
+    c.disconnect();
+    return { all: all.publications.map((p) => p.data.i), offset: all.offset,
+             last: last.publications.map((p) => p.data.i) };
+  }, url());
+  assert.deepEqual(seen, { all: [1, 2, 3], offset: 3, last: [3, 2] });
+});
+
+test('a token connection and a private channel with a subscription token', async (t) => {
+  const tokens = {
+    connect: jwt({ sub: 'alice', exp: now() + 600, info: { name: 'Alice' } }),
+    channel: jwt({ sub: 'alice', channel: '$secret', exp: now() + 600, info: { seat: 1 } }),
+  };
+  const seen = await inPage(t, async ({ u, tokens }) => {
+    const c = await window.connectClient(u, { token: tokens.connect });
+    const denied = c.newSubscription('$secret');
+    const ended = window.nextEvent(denied, 'unsubscribed');
+    denied.subscribe();
+    const refusal = await ended;
+    c.removeSubscription(denied);
+    const sub = await window.subscribeTo(c, '$secret', { getToken: async () => tokens.channel });
+    const presence = await sub.presence();
+    const got = window.nextEvent(sub, 'publication');
+    await sub.publish({ hello: 'from the page' });
+    const pub = await got;
+    c.disconnect();
+    return { refusal: refusal.code, entry: Object.values(presence.clients)[0],
+             pub: { data: pub.data, user: pub.info.user, chanInfo: pub.info.chanInfo } };
+  }, { u: url(), tokens });
+  assert.equal(seen.refusal, 103);
+  assert.equal(seen.entry.user, 'alice');
+  assert.deepEqual(seen.entry.connInfo, { name: 'Alice' });
+  assert.deepEqual(seen.entry.chanInfo, { seat: 1 });
+  assert.deepEqual(seen.pub, { data: { hello: 'from the page' }, user: 'alice',
+                               chanInfo: { seat: 1 } });
+});
+
+test('recovers every missed publication in order after the connection is cut', async (t) => {
+  await inPage(t, async (u) => {
+    const c = await window.connectClient(u);
+    const sub = await window.subscribeTo(c, 'feed');
+    window.feed = { client: c, received: [], resubscribed: null, cut: false };
+    sub.on('publication', (ctx) => window.feed.received.push(ctx.data.n));
+    sub.on('subscribed', (ctx) => {
+      if (ctx.wasRecovering) window.feed.resubscribed = ctx;
+    });
+    c.on('connecting', () => { window.feed.cut = true; });
+  }, `ws://127.0.0.1:${proxy.port}/connection/websocket`);
+  await api('publish', { channel: 'feed', data: { n: 0 } });
+  await page.waitForFunction(() => window.feed.received.length === 1, null, { timeout: 10000 });
+  proxy.cutAll();
+  await page.waitForFunction(() => window.feed.cut, null, { timeout: 10000 });
+  for (let n = 1; n <= 3; n++) await api('publish', { channel: 'feed', data: { n } });
+  await page.waitForFunction(() => window.feed.resubscribed !== null, null, { timeout: 10000 });
+  await api('publish', { channel: 'feed', data: { n: 4 } });
+  await page.waitForFunction(() => window.feed.received.length >= 5, null, { timeout: 10000 });
+  const seen = await page.evaluate(() => {
+    window.feed.client.disconnect();
+    return { received: window.feed.received, recovered: window.feed.resubscribed.recovered };
+  });
+  assert.equal(seen.recovered, true);
+  assert.deepEqual(seen.received, [0, 1, 2, 3, 4]);
 });

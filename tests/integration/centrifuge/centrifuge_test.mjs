@@ -1,8 +1,10 @@
 // hermod against the real centrifuge SDK (npm, pinned in package.json) in Node, with `ws` as
 // its WebSocket: connect (anonymous and with JWTs), subscribe, publish, presence,
 // join/leave, history, recovery after a cut connection and after an API disconnect,
-// private and user-limited channels, token refresh and expiry, server-side subscriptions,
-// the server HTTP API, the protocol's close codes and graceful shutdown.
+// private and user-limited channels, token refresh and expiry (`exp`, `expire_at`),
+// server-side subscriptions (`channels`, `subs` with data and chan_info) and their recovery,
+// subscription-token chan_info, the server HTTP API, the protocol's close codes and graceful
+// shutdown.
 // Run: node centrifuge_test.mjs --hermod PATH (after `npm ci` here).
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -403,6 +405,115 @@ test('refreshes an expiring connection token and stays connected', async () => {
   c.off('connecting', onDrop);
   assert.equal(dropped, false);
   assert.equal(c.state, 'connected');
+});
+
+test('recovers a server-side subscription after its connection is cut', async () => {
+  const c = new Centrifuge(`ws://127.0.0.1:${proxy.port}/connection/websocket`, {
+    websocket: WebSocket,
+    token: jwt({ sub: 'sid', exp: now() + 600, channels: ['server-feed'] }),
+    minReconnectDelay: 50,
+    maxReconnectDelay: 300,
+  });
+  clients.push(c);
+  const serverSub = nextEvent(c, 'subscribed', (ctx) => ctx.channel === 'server-feed');
+  await connected(c);
+  assert.equal((await serverSub).recoverable, true);
+  const first = nextEvent(c, 'publication', (ctx) => ctx.channel === 'server-feed');
+  await api('publish', { channel: 'server-feed', data: { n: 0 } });
+  await first;
+
+  const received = [];
+  c.on('publication', (ctx) => {
+    if (ctx.channel === 'server-feed') received.push(ctx.data.n);
+  });
+  const cut = nextEvent(c, 'connecting');
+  proxy.cutAll();
+  await cut;
+  for (let n = 1; n <= 3; n++) await api('publish', { channel: 'server-feed', data: { n } });
+  const again = await nextEvent(c, 'subscribed',
+                                (ctx) => ctx.channel === 'server-feed' && ctx.wasRecovering);
+  assert.equal(again.recovered, true);
+  await api('publish', { channel: 'server-feed', data: { n: 4 } });
+  while (received.length < 4) {
+    await nextEvent(c, 'publication', (ctx) => ctx.channel === 'server-feed');
+  }
+  assert.deepEqual(received, [1, 2, 3, 4]);
+});
+
+test('subscribes from the subs claim with its data, and publishes with its chan_info', async () => {
+  const watcher = client();
+  await connected(watcher);
+  const watch = await subscribed(watcher, 'claimed', { joinLeave: true });
+  const c = new Centrifuge(`ws://127.0.0.1:${hermod.port}/connection/websocket`, {
+    websocket: WebSocket,
+    token: jwt({ sub: 'sue', exp: now() + 600, info: { name: 'Sue' },
+                 subs: { claimed: { data: { welcome: 1 }, info: { role: 'admin' } } } }),
+  });
+  clients.push(c);
+  const serverSub = nextEvent(c, 'subscribed', (ctx) => ctx.channel === 'claimed');
+  const joined = nextEvent(watch, 'join', (ctx) => ctx.info.user === 'sue');
+  await connected(c);
+  assert.deepEqual((await serverSub).data, { welcome: 1 });
+  // Join, presence and publications carry the channel info beside the connection's.
+  assert.deepEqual((await joined).info.chanInfo, { role: 'admin' });
+  const presence = await watch.presence();
+  const sue = Object.values(presence.clients).find((e) => e.user === 'sue');
+  assert.deepEqual([sue.connInfo, sue.chanInfo], [{ name: 'Sue' }, { role: 'admin' }]);
+  const got = nextEvent(watch, 'publication');
+  await c.publish('claimed', { from: 'sue' });
+  const pub = await got;
+  assert.deepEqual(pub.data, { from: 'sue' });
+  assert.deepEqual(pub.info.chanInfo, { role: 'admin' });
+  assert.deepEqual(pub.info.connInfo, { name: 'Sue' });
+});
+
+test('carries a subscription token info as chan_info', async () => {
+  const c = new Centrifuge(`ws://127.0.0.1:${hermod.port}/connection/websocket`, {
+    websocket: WebSocket,
+    token: jwt({ sub: 'tim', exp: now() + 600 }),
+  });
+  clients.push(c);
+  await connected(c);
+  const sub = c.newSubscription('$desk', {
+    getToken: async () => jwt({ sub: 'tim', channel: '$desk', info: { seat: 7 } }),
+  });
+  const ok = nextEvent(sub, 'subscribed');
+  sub.subscribe();
+  await ok;
+  const presence = await sub.presence();
+  const [entry] = Object.values(presence.clients);
+  assert.deepEqual([entry.user, entry.chanInfo], ['tim', { seat: 7 }]);
+  const got = nextEvent(sub, 'publication');
+  await sub.publish('hello');
+  assert.deepEqual((await got).info.chanInfo, { seat: 7 });
+});
+
+test('expire_at: 0 keeps a connection past its token exp without a refresh', async () => {
+  let refreshed = 0;
+  const c = new Centrifuge(`ws://127.0.0.1:${hermod.port}/connection/websocket`, {
+    websocket: WebSocket,
+    token: jwt({ sub: 'ursula', exp: now() + 1, expire_at: 0 }),
+    getToken: async () => {
+      refreshed++;
+      return jwt({ sub: 'ursula', exp: now() + 600 });
+    },
+  });
+  clients.push(c);
+  await connected(c);
+  let dropped = false;
+  const onDrop = () => { dropped = true; };
+  c.on('connecting', onDrop);
+  // Past exp and the 1 s close delay: a connection that expired would be gone by now.
+  await new Promise((resolve) => setTimeout(resolve, 2500));
+  c.off('connecting', onDrop);
+  assert.equal(refreshed, 0);
+  assert.equal(dropped, false);
+  assert.equal(c.state, 'connected');
+});
+
+test('expire_at sets the expiry instead of exp: 3005 when it passes', async () => {
+  const token = jwt({ sub: 'vic', exp: now() + 600, expire_at: now() + 1 });
+  assert.equal(await rawClose([`{"id":1,"connect":{"token":"${token}"}}`]), 3005);
 });
 
 test('disconnects with 3005 a connection whose token expires unrefreshed', async () => {

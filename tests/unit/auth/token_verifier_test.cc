@@ -140,4 +140,89 @@ TEST(TokenVerifier, ChecksAudienceAndIssuerWhenConfigured) {
 }
 
 }  // namespace
+TEST(TokenVerifier, ExpireAtSetsTheExpiryInsteadOfExp) {
+  TokenClaims claims;
+  // exp checks the token; expire_at, later than exp here, is when the connection ends.
+  ASSERT_EQ(Hmac().Verify(Sign(R"({"sub":"1","exp":1800000100,"expire_at":1800000500})",
+                               JWT_ALG_HS256, "secret"),
+                          kNow, &claims),
+            TokenStatus::kOk);
+  EXPECT_EQ(claims.expires_at, 1800000500);
+  // 0: the connection never expires, though the token has an exp.
+  ASSERT_EQ(
+      Hmac().Verify(Sign(R"({"sub":"1","exp":1800000100,"expire_at":0})", JWT_ALG_HS256, "secret"),
+                    kNow, &claims),
+      TokenStatus::kOk);
+  EXPECT_EQ(claims.expires_at, 0);
+  // Without exp, expire_at alone.
+  ASSERT_EQ(Hmac().Verify(Sign(R"({"sub":"1","expire_at":1800000007})", JWT_ALG_HS256, "secret"),
+                          kNow, &claims),
+            TokenStatus::kOk);
+  EXPECT_EQ(claims.expires_at, 1800000007);
+}
+
+TEST(TokenVerifier, ExpireAtInThePastOrAnExpiredExpIsExpired) {
+  TokenClaims claims;
+  EXPECT_EQ(Hmac().Verify(Sign(R"({"sub":"1","expire_at":1799999999})", JWT_ALG_HS256, "secret"),
+                          kNow, &claims),
+            TokenStatus::kExpired);
+  // expire_at does not revive a token whose exp has passed.
+  EXPECT_EQ(
+      Hmac().Verify(Sign(R"({"sub":"1","exp":1799999999,"expire_at":0})", JWT_ALG_HS256, "secret"),
+                    kNow, &claims),
+      TokenStatus::kExpired);
+  EXPECT_EQ(Hmac().Verify(Sign(R"({"sub":"1","expire_at":"soon"})", JWT_ALG_HS256, "secret"), kNow,
+                          &claims),
+            TokenStatus::kInvalid);
+  EXPECT_EQ(
+      Hmac().Verify(Sign(R"({"sub":"1","expire_at":-5})", JWT_ALG_HS256, "secret"), kNow, &claims),
+      TokenStatus::kInvalid);
+}
+
+TEST(TokenVerifier, ReadsTheSubsClaimWithPerChannelOptions) {
+  // b64info of {"role":"b"}; b64data of [1,2]
+  std::string token = Sign(
+      R"({"sub":"u","subs":{"a":{"info":{"role":"a"},"data":{"hello":1},)"
+      R"("override":{"presence":{"value":true},"join_leave":{"value":false},)"
+      R"("force_recovery":{"value":true}}},"b":{"b64info":"eyJyb2xlIjoiYiJ9","b64data":"WzEsMl0="},)"
+      R"("c":{}}})",
+      JWT_ALG_HS256, "secret");
+  TokenClaims claims;
+  ASSERT_EQ(Hmac().Verify(token, kNow, &claims), TokenStatus::kOk);
+  ASSERT_EQ(claims.subs.size(), 3u);
+  const TokenSubscription& a = claims.subs[0];
+  EXPECT_EQ(a.channel, "a");
+  EXPECT_EQ(a.info, R"({"role":"a"})");
+  EXPECT_EQ(a.data, R"({"hello":1})");
+  EXPECT_TRUE(a.presence.set && a.presence.value);
+  EXPECT_TRUE(a.join_leave.set && !a.join_leave.value);
+  EXPECT_TRUE(a.force_recovery.set && a.force_recovery.value);
+  EXPECT_FALSE(a.force_push_join_leave.set);
+  EXPECT_EQ(claims.subs[1].channel, "b");
+  EXPECT_EQ(claims.subs[1].info, R"({"role":"b"})");
+  EXPECT_EQ(claims.subs[1].data, "[1,2]");
+  EXPECT_EQ(claims.subs[2].channel, "c");
+  EXPECT_TRUE(claims.subs[2].info.empty() && claims.subs[2].data.empty());
+}
+
+TEST(TokenVerifier, RefusesMalformedSubs) {
+  TokenClaims claims;
+  for (const char* subs :
+       {R"(["a"])", R"({"a":1})", R"({"":{}})", R"({"a":{"b64info":"***"}})",
+        R"({"a":{"b64info":"bm90IGpzb24="}})", R"({"a":{"override":{"presence":true}}})",
+        R"({"a":{"override":{"presence":{"value":"yes"}}}})", R"({"a":{"override":[]}})"}) {
+    std::string claims_json = std::string(R"({"sub":"u","subs":)") + subs + "}";
+    EXPECT_EQ(Hmac().Verify(Sign(claims_json, JWT_ALG_HS256, "secret"), kNow, &claims),
+              TokenStatus::kInvalid)
+        << subs;
+  }
+}
+
+TEST(TokenVerifier, RefusesB64InfoThatIsNotJson) {
+  TokenClaims claims;  // base64 of "not json"
+  EXPECT_EQ(Hmac().Verify(Sign(R"({"sub":"u","b64info":"bm90IGpzb24="})", JWT_ALG_HS256, "secret"),
+                          kNow, &claims),
+            TokenStatus::kInvalid);
+}
+
 }  // namespace hermod::auth

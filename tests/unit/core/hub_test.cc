@@ -20,7 +20,8 @@ namespace hermod::core {
 namespace {
 
 // Frames are "channel|publication\n"; a publication is "data@offset".
-std::string Publication(std::string_view data, std::string_view, uint64_t offset) {
+std::string Publication(std::string_view data, std::string_view, uint64_t offset,
+                        std::string_view) {
   return std::string(data) + "@" + std::to_string(offset);
 }
 // A push that is one shared chunk, queued by reference.
@@ -251,6 +252,78 @@ TEST_F(HubTest, UnsubscribeStopsDeliveryAndLeavesPresence) {
   EXPECT_EQ(Read(b2->peer, 1), "other|y@1\n");
   pollfd p{b->peer, POLLIN, 0};
   EXPECT_EQ(poll(&p, 1, 0), 0);  // nothing for b
+}
+
+// The sweep and the idempotency window on an injectable clock: one loop that never runs, its
+// timer wheel advanced by hand, so every tick is the test's.
+uint64_t fake_now_ms = 1'000'000;
+uint64_t FakeNow() { return fake_now_ms; }
+
+class HubClockTest : public ::testing::Test {
+ protected:
+  static constexpr size_t kBudget = 4;
+  void SetUp() override {
+    fake_now_ms = 1'000'000;
+    hub_.AttachLoop(loop_);
+    options_.history_size = 10;
+    options_.history_ttl.ms = 5000;
+  }
+  // Moves the clock on by ms and fires the timers due, one sweep tick per interval.
+  void Tick(uint64_t ms = 1000) {
+    fake_now_ms += ms;
+    loop_.timers().Advance(fake_now_ms);
+  }
+
+  Hub hub_{1, PushCodec{&Publication, &Frame, &JoinLeave, &Join}, &FakeNow,
+           SweepPolicy{1000, kBudget}};
+  net::Loop loop_{0, 4096, &FakeNow};
+  config::ChannelOptions options_;
+};
+
+TEST_F(HubClockTest, TimerSweepsChannelsWhoseHistoryExpiredWithoutAnyPublish) {
+  config::ChannelOptions lasting = options_;
+  lasting.history_ttl.ms = 3'600'000;
+  for (int i = 0; i < 40; ++i) hub_.Publish("short" + std::to_string(i), options_, "d", {});
+  hub_.Publish("lasting", lasting, "d", {});
+  EXPECT_EQ(hub_.ChannelCount(), 41u);
+  Tick(5000);  // the history expired; each tick from here sweeps one shard
+  // One shard per tick, at most kBudget channels visited per tick: a quiet server frees every
+  // expired channel within one lap of its shards (64 ticks) plus what the budget defers.
+  for (int tick = 0; tick < 200 && hub_.ChannelCount() > 1; ++tick) {
+    const size_t count = hub_.ChannelCount();
+    Tick();
+    EXPECT_LE(count - hub_.ChannelCount(), kBudget);
+  }
+  EXPECT_EQ(hub_.ChannelCount(), 1u);
+  EXPECT_EQ(hub_.History("lasting", lasting, nullptr, -1, false).publications.size(), 1u);
+}
+
+TEST_F(HubClockTest, TimerKeepsChannelsWithLiveHistory) {
+  hub_.Publish("kept", options_, "d", {});
+  for (int tick = 0; tick < 70; ++tick) {
+    fake_now_ms += 50;  // 3.5 s in all: within the 5 s TTL
+    loop_.timers().Advance(fake_now_ms);
+  }
+  EXPECT_EQ(hub_.ChannelCount(), 1u);
+}
+
+TEST_F(HubClockTest, IdempotencyKeyHoldsForTheWindowThenPublishesAgain) {
+  const StreamPosition first = hub_.Publish("pay", options_, "1", {}, "key");
+  EXPECT_EQ(first.offset, 1u);
+  fake_now_ms += 5 * 60 * 1000 - 1;  // just inside Centrifugo's 5 minutes
+  EXPECT_EQ(hub_.Publish("pay", options_, "2", {}, "key").offset, 1u);
+  fake_now_ms += 1;
+  EXPECT_EQ(hub_.Publish("pay", options_, "3", {}, "key").offset, 2u);
+}
+
+TEST_F(HubClockTest, SweepFreesChannelsOnceTheirIdempotencyKeysExpire) {
+  config::ChannelOptions no_history;
+  hub_.Publish("keyed", no_history, "1", {}, "key");
+  EXPECT_EQ(hub_.ChannelCount(), 1u);
+  for (int tick = 0; tick < 70; ++tick) Tick();  // 70 s: the key is live, the channel stays
+  EXPECT_EQ(hub_.ChannelCount(), 1u);
+  for (int tick = 0; tick < 5 * 60 + 70 && hub_.ChannelCount() > 0; ++tick) Tick();
+  EXPECT_EQ(hub_.ChannelCount(), 0u);
 }
 
 }  // namespace
