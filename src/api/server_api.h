@@ -55,10 +55,6 @@ class ServerApi {
 
   // The route handler for /api/<method>.
   void Handle(http::HttpConnection& connection, http::Request& request) const;
-  // One call without HTTP (Handle's core; public for the fuzz target, tests/fuzz/api):
-  // appends the method's answer to out; false for a 400.
-  bool Call(std::string_view method, std::string& body, std::string& out) const;
-
   // Answers one method: the HTTP status (200, 400 for a body that is not a JSON object, 404
   // for an unknown method) and, for 200, the JSON answer in out. body is padded in place.
   int Call(std::string_view method, std::string& body, std::string& out) const;
