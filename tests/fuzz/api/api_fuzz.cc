@@ -49,9 +49,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string out;
   const int status = world->api.Call(method, body, out);
   if (status != 200 && status != 400 && status != 404) std::abort();
-  // A 200 always answers with a result or an error object.
-  if (status == 200 && !(out.starts_with("{\"result\":") || out.starts_with("{\"error\":"))) {
-    std::abort();
-  }
+  // A 200 always answers with a JSON object (a result, an error, or batch replies).
+  if (status == 200 && !out.starts_with("{")) std::abort();
   return 0;
 }
