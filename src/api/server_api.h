@@ -55,7 +55,6 @@ class ServerApi {
 
   // The route handler for /api/<method>.
   void Handle(http::HttpConnection& connection, http::Request& request) const;
-
   // Answers one method: the HTTP status (200, 400 for a body that is not a JSON object, 404
   // for an unknown method) and, for 200, the JSON answer in out. body is padded in place.
   int Call(std::string_view method, std::string& body, std::string& out) const;

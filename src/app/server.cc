@@ -1,8 +1,11 @@
 #include "app/server.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -116,7 +119,10 @@ void Server::Upgrade(http::HttpConnection& connection, http::Request& request, b
   upgrade_request.host = request.Header("Host");
   upgrade_request.upgrade = upgrade;
   upgrade_request.connection = connection_header;
-  upgrade_request.key = request.Header("Sec-WebSocket-Key");
+  // RFC 6455 §11.3.1: the key appears once; a repeated one joins into a list that fails the
+  // key check (base64 has no comma), so it gets 400 like any bad key.
+  std::string key = request.HeaderList("Sec-WebSocket-Key");
+  upgrade_request.key = key;
   upgrade_request.version = request.Header("Sec-WebSocket-Version");
   upgrade_request.origin = request.Header("Origin");
   upgrade_request.protocols = protocols;
@@ -130,14 +136,79 @@ void Server::Upgrade(http::HttpConnection& connection, http::Request& request, b
     connection.Respond(result.response, false);
     return;
   }
+  // Admission before the 101: a refused client gets a whole HTTP answer, never a WebSocket.
+  std::string ip;
+  bool must_recover = false;
+  if (!echo && !Admit(connection, &ip, &must_recover)) return;
   connection.Send(result.response);
   Worker& worker = *workers_[static_cast<size_t>(connection.loop().index())];
   if (echo) {
     connection.Upgrade<ws::EchoConnection>(ws_options_, result, worker.ws_stats);
   } else {
-    connection.Upgrade<proto::ClientConnection>(client_ws_options_, result, worker.ws_stats,
-                                                *client_context_);
+    auto* client = connection.Upgrade<proto::ClientConnection>(client_ws_options_, result,
+                                                               worker.ws_stats, *client_context_);
+    if (admission_->enabled()) client->SetAdmitted(std::move(ip), must_recover);
   }
+}
+
+namespace {
+
+// The peer's address as text: the per-IP admission key.
+std::string PeerIp(int fd) {
+  sockaddr_storage storage{};
+  socklen_t len = sizeof storage;
+  char text[INET6_ADDRSTRLEN] = "";
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&storage), &len) != 0) return "";
+  if (storage.ss_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&storage)->sin_addr, text, sizeof text);
+  } else if (storage.ss_family == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&storage)->sin6_addr, text, sizeof text);
+  }
+  return text;
+}
+
+}  // namespace
+
+bool Server::Admit(http::HttpConnection& connection, std::string* ip, bool* must_recover) {
+  if (!admission_->enabled()) return true;
+  net::Loop& loop = connection.loop();
+  *ip = PeerIp(connection.fd());
+  core::AdmitVerdict verdict =
+      admission_->Admit(static_cast<size_t>(loop.index()), *ip, loop.now_ms());
+  if (core::Admitted(verdict)) {
+    *must_recover = verdict == core::AdmitVerdict::kAdmittedIfRecovering;
+    return true;
+  }
+  net::GuardStats& stats = loop.stats().guard;
+  int status = 503;
+  switch (verdict) {
+    case core::AdmitVerdict::kAtCapacity:
+      ++stats.rejected_capacity;
+      break;
+    case core::AdmitVerdict::kNodeRate:
+      ++stats.rejected_node_rate;
+      break;
+    case core::AdmitVerdict::kIpLimit:
+      ++stats.rejected_ip_limit;
+      status = 429;
+      break;
+    default:
+      ++stats.rejected_ip_rate;
+      status = 429;
+      break;
+  }
+  thread_local core::LogThrottle log;
+  uint64_t suppressed = 0;
+  if (log.Allow(loop.now_ms(), &suppressed)) {
+    spdlog::warn(
+        "upgrade from {} refused with {} ({}; {} connections; {} more refusals on "
+        "this loop since)",
+        *ip, status, core::AdmitVerdictName(verdict), admission_->connections(), suppressed);
+  }
+  const std::string retry_after =
+      "Retry-After: " + std::to_string(admission_->limits().retry_after_s) + "\r\n";
+  connection.Respond(http::ErrorResponse(status, retry_after), false);
+  return false;
 }
 
 void Server::BuildMetrics() {
@@ -198,9 +269,24 @@ int Server::Run() {
       count, proto::JsonPushCodec(handshake_policy_.deflate.level,
                                   handshake_policy_.deflate.server_max_window_bits));
   hub_->set_limits({config_.send_queue.inbox_budget_bytes, config_.idempotency_window.ms});
-  client_context_ = std::make_unique<proto::ClientContext>(
-      proto::ClientContext{*hub_, channel_rules_, token_verifier_,
-                           proto::ClientOptions::FromConfig(config_), &client_counts_});
+  core::AdmissionLimits limits;
+  limits.connection_limit = config_.client_connection_limit;
+  limits.soft_connection_limit = config_.admission.soft_connection_limit;
+  limits.user_connection_limit = config_.client_user_connection_limit;
+  limits.ip_connection_limit = config_.admission.ip_connection_limit;
+  limits.ip_rate = {static_cast<uint32_t>(config_.admission.ip_connection_rate),
+                    static_cast<uint32_t>(config_.admission.ip_connection_burst)};
+  // The node's rate: a second's worth of burst, so that a quiet node takes a short storm.
+  limits.node_rate = {
+      static_cast<uint32_t>(config_.client_connection_rate_limit),
+      static_cast<uint32_t>(std::max<uint64_t>(1, config_.client_connection_rate_limit))};
+  limits.ip_table_size = config_.admission.ip_table_size;
+  limits.retry_after_s = (config_.admission.retry_after.ms + 999) / 1000;
+  admission_ = std::make_unique<core::Admission>(limits, count);
+  client_context_ = std::make_unique<proto::ClientContext>(proto::ClientContext{
+      *hub_, channel_rules_, token_verifier_, proto::ClientOptions::FromConfig(config_),
+      &client_counts_, admission_.get()});
+  client_context_->options.loop_count = count;
   // The API's per-client methods: every loop looks for the user's client connections.
   api_ = std::make_unique<api::ServerApi>(
       *hub_, channel_rules_, config_.api_key,
@@ -244,6 +330,7 @@ int Server::Run() {
           // The loop owns every Connection and frees it once closed.
           new http::HttpConnection(loop, client, ssl, http_options_, router_, w->http_stats);
         });
+    worker->listener->SetAcceptRate(config_.admission.accept_rate_per_loop);
     workers_.push_back(std::move(worker));
   }
   // Before the threads start: the routes read metrics_ from every loop.

@@ -13,6 +13,7 @@
 #include "api/server_api.h"
 #include "auth/token_verifier.h"
 #include "config/config.h"
+#include "core/admission.h"
 #include "core/channel_rules.h"
 #include "core/hub.h"
 #include "http/http_connection.h"
@@ -52,6 +53,8 @@ class Server {
 
   void BuildRoutes();
   void Upgrade(http::HttpConnection& connection, http::Request& request, bool echo);
+  // Admission of a client-protocol upgrade; answers 503/429 and returns false on refusal.
+  bool Admit(http::HttpConnection& connection, std::string* ip, bool* must_recover);
   void ShutdownWorker(Worker& worker);
   // Once the loops exist: the health monitor and the /metrics and /health* routes.
   void BuildMetrics();
@@ -72,6 +75,8 @@ class Server {
   std::unique_ptr<core::Hub> hub_;
   proto::ClientCounts client_counts_;  // the API's info: clients and users
   std::unique_ptr<proto::ClientContext> client_context_;
+  // Connection limits shared by every loop (issue 6; core/admission.h), built in Run.
+  std::unique_ptr<core::Admission> admission_;
   std::unique_ptr<api::ServerApi> api_;  // /api/<method>, built in Run beside the hub
   // GET /metrics and /health*, built in Run once the loops exist.
   std::unique_ptr<metrics::HealthMonitor> health_;

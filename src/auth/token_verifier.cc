@@ -225,6 +225,13 @@ TokenStatus TokenVerifier::Verify(std::string_view token, int64_t now_s, TokenCl
       return invalid("expire_at is not a non-negative integer");
     }
   }
+  // RFC 7519 §4.1.5: a token is not to be accepted before its nbf (Centrifugo: invalid).
+  if (object["nbf"].get(value) == SUCCESS) {
+    int64_t not_before = 0;
+    if (value.get_int64().get(not_before) != SUCCESS || not_before > now_s) {
+      return TokenStatus::kInvalid;
+    }
+  }
   if (!keys_.audience.empty()) {
     if (object["aud"].get(value) != SUCCESS || !AudienceMatches(value, keys_.audience)) {
       return invalid("aud does not name the configured token_audience");

@@ -45,6 +45,8 @@ void AddChannelFields(std::vector<Field>& fields, ChannelOptions& o) {
                     {"push_coalesce_delay", &o.push_coalesce_delay},
                     {"default_priority", &o.default_priority},
                     {"delivery", &o.delivery},
+                    {"publish_rate_limit", &o.publish_rate_limit},
+                    {"publish_rate_burst", &o.publish_rate_burst},
                 });
 }
 
@@ -156,6 +158,36 @@ std::vector<Field> AllFields(Config& c) {
           {"token_audience", &c.token_audience},
           {"token_issuer", &c.token_issuer},
       });
+  // Admission and rate limits (issue 6).
+  auto& a = c.admission;
+  auto& r = c.client_command_rate_limit;
+  fields.insert(fields.end(),
+                {
+                    {"client_connection_limit", &c.client_connection_limit},
+                    {"client_user_connection_limit", &c.client_user_connection_limit},
+                    {"client_connection_rate_limit", &c.client_connection_rate_limit},
+                    {"admission.soft_connection_limit", &a.soft_connection_limit},
+                    {"admission.ip_connection_limit", &a.ip_connection_limit},
+                    {"admission.ip_connection_rate", &a.ip_connection_rate},
+                    {"admission.ip_connection_burst", &a.ip_connection_burst},
+                    {"admission.ip_table_size", &a.ip_table_size},
+                    {"admission.retry_after", &a.retry_after},
+                    {"admission.accept_rate_per_loop", &a.accept_rate_per_loop},
+                    {"client_command_rate_limit.total.rate", &r.total.rate},
+                    {"client_command_rate_limit.total.burst", &r.total.burst},
+                    {"client_command_rate_limit.publish.rate", &r.publish.rate},
+                    {"client_command_rate_limit.publish.burst", &r.publish.burst},
+                    {"client_command_rate_limit.subscribe.rate", &r.subscribe.rate},
+                    {"client_command_rate_limit.subscribe.burst", &r.subscribe.burst},
+                    {"client_command_rate_limit.history.rate", &r.history.rate},
+                    {"client_command_rate_limit.history.burst", &r.history.burst},
+                    {"client_command_rate_limit.presence.rate", &r.presence.rate},
+                    {"client_command_rate_limit.presence.burst", &r.presence.burst},
+                    {"client_command_rate_limit.rpc.rate", &r.rpc.rate},
+                    {"client_command_rate_limit.rpc.burst", &r.rpc.burst},
+                    {"client_command_rate_limit.disconnect_after", &r.disconnect_after},
+                    {"client_command_rate_limit.disconnect_window", &r.disconnect_window},
+                });
   AddChannelFields(fields, c.channel);
   return fields;
 }
@@ -462,6 +494,37 @@ bool Validate(const Config& c, std::string* error) {
   if (c.tls.cert_file.empty() != c.tls.key_file.empty()) {
     return fail("config keys tls.cert_file and tls.key_file: set both or neither");
   }
+  // Token buckets count milli-tokens in 32 bits (core/rate_limit.h).
+  constexpr uint64_t kMaxRate = 1000000;
+  const auto& r = c.client_command_rate_limit;
+  for (auto [name, bucket] : {std::pair{"total", r.total}, std::pair{"publish", r.publish},
+                              std::pair{"subscribe", r.subscribe}, std::pair{"history", r.history},
+                              std::pair{"presence", r.presence}, std::pair{"rpc", r.rpc}}) {
+    if (bucket.rate > kMaxRate || bucket.burst == 0 || bucket.burst > kMaxRate) {
+      return fail(std::string("config key client_command_rate_limit.") + name +
+                  ": rate 0..10^6, burst 1..10^6");
+    }
+  }
+  if (r.disconnect_after > 0 && r.disconnect_window.ms == 0) {
+    return fail("config key client_command_rate_limit.disconnect_window: must be set");
+  }
+  if (r.disconnect_window.ms > (1ull << 31)) {
+    return fail("config key client_command_rate_limit.disconnect_window: at most 24 days");
+  }
+  const auto& a = c.admission;
+  if (c.client_connection_rate_limit > kMaxRate || a.ip_connection_rate > kMaxRate ||
+      a.ip_connection_burst == 0 || a.ip_connection_burst > kMaxRate) {
+    return fail(
+        "config keys client_connection_rate_limit, admission.ip_connection_rate, "
+        "admission.ip_connection_burst: rate 0..10^6, burst 1..10^6");
+  }
+  if (a.soft_connection_limit != 0 && c.client_connection_limit != 0 &&
+      a.soft_connection_limit >= c.client_connection_limit) {
+    return fail(
+        "config key admission.soft_connection_limit: must be below client_connection_limit");
+  }
+  if (a.ip_table_size == 0) return fail("config key admission.ip_table_size: at least 1");
+  if (a.retry_after.ms < 1000) return fail("config key admission.retry_after: at least 1s");
   auto check_channel = [&](const ChannelOptions& o, const std::string& where) {
     if (o.history_size > 0 && o.history_ttl.ms == 0) {
       return fail("config key " + where + "history_ttl: must be set when history_size is");
@@ -475,6 +538,11 @@ bool Validate(const Config& c, std::string* error) {
     }
     if (o.delivery != "all" && o.delivery != "latest") {
       return fail("config key " + where + "delivery: all or latest");
+    }
+    if (o.publish_rate_limit > kMaxRate || o.publish_rate_burst == 0 ||
+        o.publish_rate_burst > kMaxRate) {
+      return fail("config keys " + where + "publish_rate_limit, " + where +
+                  "publish_rate_burst: rate 0..10^6, burst 1..10^6");
     }
     return true;
   };

@@ -44,6 +44,10 @@ struct ChannelOptions {
   // value instead of a backlog ("all": every publication).
   std::string default_priority = "normal";
   std::string delivery = "all";
+  // Client publications into one channel of this namespace, node-wide, per second (0: no
+  // limit), each loop enforcing its share (core/rate_limit.h); over it: error 111.
+  uint64_t publish_rate_limit = 0;
+  uint64_t publish_rate_burst = 10;
 };
 
 struct Namespace {
@@ -160,6 +164,43 @@ struct Config {
   std::string token_ecdsa_public_key;
   std::string token_audience;
   std::string token_issuer;
+  // Admission (issue 6; core/admission.h). Centrifugo v5 names where Centrifugo has the
+  // limit, all 0 (off) by default as there: WebSocket client connections on this node (503
+  // with Retry-After at the upgrade), per user (disconnect 3504 at connect), and new
+  // connections per second on this node (503).
+  uint64_t client_connection_limit = 0;
+  uint64_t client_user_connection_limit = 0;
+  uint64_t client_connection_rate_limit = 0;
+  struct Admission {
+    // Above this many connections (and up to client_connection_limit) only a connect that
+    // carries a recovery position is admitted; others get error 111, temporary. 0: off.
+    uint64_t soft_connection_limit = 0;
+    uint64_t ip_connection_limit = 0;  // open connections per client IP (429); 0: off
+    uint64_t ip_connection_rate = 0;   // new connections per second per IP (429); 0: off
+    uint64_t ip_connection_burst = 20;
+    uint64_t ip_table_size = 100000;  // client IPs remembered at most
+    Duration retry_after{5000};       // the Retry-After of a 503 or 429
+    // Accepts per second on each loop; past it the listener pauses and connections wait in
+    // the kernel's backlog (a reconnect storm is smoothed, not refused). 0: off.
+    uint64_t accept_rate_per_loop = 0;
+  } admission;
+  // Per-connection command rate limits (token buckets; over: error 111). `rate` per second,
+  // 0: off. A connection refused disconnect_after times within disconnect_window is
+  // disconnected with 3013 (0: never).
+  struct CommandRateLimit {
+    struct Bucket {
+      uint64_t rate;
+      uint64_t burst;
+    };
+    Bucket total{1000, 500};
+    Bucket publish{100, 10};
+    Bucket subscribe{100, 200};
+    Bucket history{50, 50};
+    Bucket presence{50, 50};
+    Bucket rpc{100, 100};  // rpc and send
+    uint64_t disconnect_after = 200;
+    Duration disconnect_window{10000};
+  } client_command_rate_limit;
   ChannelOptions channel;             // channels outside any namespace
   std::vector<Namespace> namespaces;  // JSON only (no environment form)
 };

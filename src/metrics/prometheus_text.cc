@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
+#include <utility>
 
 namespace hermod::metrics {
 
@@ -207,8 +209,10 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
   PerLoop(t, loops, "hermod_connections_closed_total", "counter", "Closed connections.",
           [](const LoopSnapshot& s) { return s.net.closed; });
   t.Family("hermod_connections_rejected_total", "counter",
-           "Connections closed at accept, by reason (emfile: out of file descriptors; "
-           "epoll: epoll refused the socket).");
+           "Connections refused, by reason (emfile: out of file descriptors; epoll: epoll "
+           "refused the socket; capacity, node_rate: 503 at the upgrade; ip_limit, ip_rate: "
+           "429 at the upgrade; soft_limit: connect without a recovery position in the soft "
+           "band; user_limit: disconnect 3504).");
   for (const LoopSnapshot& s : loops) {
     if (!s.answered) continue;
     std::string loop = std::to_string(s.loop);
@@ -216,6 +220,15 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
              s.net.accept_emfile);
     t.Sample("hermod_connections_rejected_total", {{"loop", loop}, {"reason", "epoll"}},
              s.net.register_failed);
+    // Admission (issue 6).
+    const net::GuardStats& g = s.net.guard;
+    for (auto [reason, value] :
+         {std::pair{"capacity", g.rejected_capacity}, std::pair{"node_rate", g.rejected_node_rate},
+          std::pair{"ip_limit", g.rejected_ip_limit}, std::pair{"ip_rate", g.rejected_ip_rate},
+          std::pair{"soft_limit", g.rejected_soft_limit},
+          std::pair{"user_limit", g.rejected_user_limit}}) {
+      t.Sample("hermod_connections_rejected_total", {{"loop", loop}, {"reason", reason}}, value);
+    }
   }
   PerLoop(t, loops, "hermod_write_buffer_overflows_total", "counter",
           "Connections closed for passing the write buffer limit (slow consumers).",
@@ -257,6 +270,27 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
   PerLoop(t, loops, "hermod_websocket_idle_timeouts_total", "counter",
           "WebSocket connections closed for being idle too long.",
           [](const LoopSnapshot& s) { return s.ws.idle_timeouts; });
+
+  // Rate limits and the accept throttle (issue 6).
+  t.Family("hermod_client_commands_rate_limited_total", "counter",
+           "Client commands answered with error 111, by the bucket that refused them "
+           "(channel: a namespace's publish_rate_limit).");
+  for (const LoopSnapshot& s : loops) {
+    if (!s.answered) continue;
+    std::string loop = std::to_string(s.loop);
+    static constexpr const char* kKinds[] = {"publish", "subscribe", "history", "presence",
+                                             "rpc",     "total",     "channel"};
+    for (size_t i = 0; i < std::size(kKinds); ++i) {
+      t.Sample("hermod_client_commands_rate_limited_total", {{"loop", loop}, {"kind", kKinds[i]}},
+               s.net.guard.commands_limited[i]);
+    }
+  }
+  PerLoop(t, loops, "hermod_client_rate_limit_disconnects_total", "counter",
+          "Client connections disconnected with 3013 for refused commands past the threshold.",
+          [](const LoopSnapshot& s) { return s.net.guard.rate_limit_disconnects; });
+  PerLoop(t, loops, "hermod_accept_throttled_total", "counter",
+          "Times the listener paused accepting for admission.accept_rate_per_loop.",
+          [](const LoopSnapshot& s) { return s.net.guard.accept_throttled; });
 
   const LoopSnapshot all = MergeSnapshots(loops);
   const LoopMetrics& m = all.metrics;

@@ -27,6 +27,23 @@ class Pollable {
   virtual void OnEvents(uint32_t events) = 0;
 };
 
+// Admission and rate-limit refusals (issue 6), counted on the loop that refused; the
+// metrics room reports them as hermod_connections_rejected_total{reason} and
+// hermod_client_commands_rate_limited_total{kind}.
+struct GuardStats {
+  uint64_t rejected_capacity = 0;    // 503: client_connection_limit
+  uint64_t rejected_node_rate = 0;   // 503: client_connection_rate_limit
+  uint64_t rejected_ip_limit = 0;    // 429: admission.ip_connection_limit
+  uint64_t rejected_ip_rate = 0;     // 429: admission.ip_connection_rate
+  uint64_t rejected_soft_limit = 0;  // connect without a recovery position in the soft band
+  uint64_t rejected_user_limit = 0;  // disconnect 3504: client_user_connection_limit
+  uint64_t accept_throttled = 0;     // listener pauses for admission.accept_rate_per_loop
+  // Commands answered with error 111, by bucket: publish, subscribe, history, presence, rpc,
+  // total (core::CommandKind order), then the namespaces' publish_rate_limit.
+  uint64_t commands_limited[7] = {};
+  uint64_t rate_limit_disconnects = 0;  // disconnect 3013
+};
+
 // Counters one loop keeps; read by the metrics room through the mailbox.
 struct LoopStats {
   uint64_t accepted = 0;
@@ -46,6 +63,7 @@ struct LoopStats {
   enum SlowReason : uint8_t { kSlowOverflow, kSlowDeadline, kSlowReasons };
   uint64_t send_dropped[kDropReasons][4] = {};
   uint64_t slow_consumer_disconnects[kSlowReasons] = {};
+  GuardStats guard;
 };
 
 // How much a slow consumer may hold (config send_queue.*, websocket.max_write_buffer_bytes).

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <system_error>
@@ -93,6 +94,29 @@ bool Listener::ShedOne() {
   return fd >= 0;
 }
 
+void Listener::Pause(uint64_t ms) {
+  paused_ = true;
+  loop_.Modify(fd_, 0, this);
+  loop_.timers().Schedule(this, ms);
+}
+
+bool Listener::TakeAcceptToken() {
+  if (accept_rate_ == 0) return true;
+  const uint64_t now = loop_.now_ms();
+  const uint64_t repaid = (now - accept_last_ms_) * accept_rate_;
+  accept_last_ms_ = now;
+  accept_debt_ = repaid >= accept_debt_ ? 0 : accept_debt_ - repaid;
+  const uint64_t cap = std::max<uint64_t>(1, accept_rate_ / 10) * 1000;
+  if (accept_debt_ + 1000 <= cap) {
+    accept_debt_ += 1000;
+    return true;
+  }
+  ++loop_.stats().guard.accept_throttled;
+  const uint64_t wait = (accept_debt_ + 1000 - cap + accept_rate_ - 1) / accept_rate_;
+  Pause(std::max<uint64_t>(1, wait));
+  return false;
+}
+
 void Listener::OnTimer() {
   if (fd_ < 0 || !paused_) return;
   paused_ = false;
@@ -102,17 +126,17 @@ void Listener::OnTimer() {
 void Listener::OnEvents(uint32_t) {
   // Bounded per wake-up so one busy listener cannot starve the loop's connections.
   for (int i = 0; i < 128 && fd_ >= 0; ++i) {
+    if (!TakeAcceptToken()) return;
     int fd = accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EMFILE || errno == ENFILE) {
         if (!ShedOne()) {
-          paused_ = true;
-          loop_.Modify(fd_, 0, this);
-          loop_.timers().Schedule(this, 100);
+          Pause(100);
           return;
         }
         continue;
       }
+      if (accept_rate_ != 0 && accept_debt_ >= 1000) accept_debt_ -= 1000;  // nothing taken
       return;  // EAGAIN, or a transient error (ECONNABORTED): wait for the next event
     }
     int one = 1;

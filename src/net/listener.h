@@ -4,6 +4,13 @@
 // and closes the waiting connections, and reopens the spare; each shed connection is
 // counted. When another loop took the freed descriptor first, so that there is nothing
 // left to shed with, the listener stops polling for 100 ms (as nginx does) rather than spin.
+//
+// Accept throttle (issue 6): with an accept rate set, each loop accepts at most that many
+// connections per second (a bucket of a tenth of a second's worth, in milli-tokens on the
+// loop clock); when it runs dry the listener stops polling until the next token is due, and
+// the connections wait in the kernel's backlog. A reconnect storm then arrives as a steady
+// stream the loops can serve instead of a spike that starves the connected clients; nothing
+// is refused here (the backlog's own bound still applies).
 #pragma once
 
 #include <openssl/ssl.h>
@@ -34,6 +41,8 @@ class Listener final : public Pollable, public TimerNode {
   ~Listener() override;
   // Stops accepting (graceful shutdown); closes the socket.
   void Stop();
+  // Accepts per second on this loop; 0: unlimited.
+  void SetAcceptRate(uint64_t per_second) { accept_rate_ = per_second; }
 
  private:
   void OnEvents(uint32_t events) override;
@@ -41,6 +50,9 @@ class Listener final : public Pollable, public TimerNode {
   void OnTimer() override;
   // Returns false when even shedding fails (no spare descriptor): then accepting pauses.
   bool ShedOne();
+  // The accept throttle: takes a token, or pauses the listener until one is due.
+  bool TakeAcceptToken();
+  void Pause(uint64_t ms);
 
   Loop& loop_;
   int fd_;
@@ -48,6 +60,9 @@ class Listener final : public Pollable, public TimerNode {
   TlsContext* tls_;
   Accept accept_;
   bool paused_ = false;
+  uint64_t accept_rate_ = 0;
+  uint64_t accept_debt_ = 0;  // milli-tokens
+  uint64_t accept_last_ms_ = 0;
 };
 
 }  // namespace hermod::net

@@ -16,6 +16,9 @@ namespace {
 struct LoopScratch {
   CommandParser parser;
   std::string reply;
+  core::ChannelRateLimits channel_limits;  // namespaces' publish_rate_limit, this loop's share
+  core::LogThrottle rate_log;
+  core::LogThrottle admission_log;
 };
 
 LoopScratch& Scratch() {
@@ -65,6 +68,15 @@ ClientOptions ClientOptions::FromConfig(const config::Config& config) {
   o.stale_close_ms = config.client_stale_close_delay.ms;
   o.expired_close_ms = config.client_expired_close_delay.ms;
   o.version = "hermod";
+  const auto& r = config.client_command_rate_limit;
+  auto bucket = [](const config::Config::CommandRateLimit::Bucket& b) {
+    return core::RateLimit{static_cast<uint32_t>(b.rate), static_cast<uint32_t>(b.burst)};
+  };
+  o.rate_limits.total = bucket(r.total);
+  o.rate_limits.kinds = {bucket(r.publish), bucket(r.subscribe), bucket(r.history),
+                         bucket(r.presence), bucket(r.rpc)};
+  o.rate_limits.disconnect_after = static_cast<uint32_t>(r.disconnect_after);
+  o.rate_limits.disconnect_window_ms = static_cast<uint32_t>(r.disconnect_window.ms);
   return o;
 }
 
@@ -81,12 +93,112 @@ ClientConnection::ClientConnection(net::Connection& from, const ws::WebSocketOpt
 ClientConnection::~ClientConnection() {
   loop().timers().Cancel(&keepalive_);
   UnsubscribeAll();
+  ReleaseAdmission();
 }
 
 void ClientConnection::OnClosed() {
   ws::WebSocketConnection::OnClosed();  // counts the close
   loop().timers().Cancel(&keepalive_);
   UnsubscribeAll();
+  ReleaseAdmission();
+}
+
+void ClientConnection::SetAdmitted(std::string ip, bool must_recover) {
+  admitted_ip_ = std::move(ip);
+  admitted_ = true;
+  must_recover_ = must_recover;
+}
+
+void ClientConnection::ReleaseAdmission() {
+  core::Admission* admission = context_.admission;
+  if (admission == nullptr) return;
+  if (user_counted_) admission->RemoveUser(user_);
+  user_counted_ = false;
+  if (admitted_) admission->Release(admitted_ip_);
+  admitted_ = false;
+}
+
+bool ClientConnection::RateLimited(const Command& c) {
+  core::CommandKind kind;
+  switch (c.method) {
+    case Method::kPublish:
+      kind = core::CommandKind::kPublish;
+      break;
+    case Method::kSubscribe:
+    case Method::kSubRefresh:
+      kind = core::CommandKind::kSubscribe;
+      break;
+    case Method::kHistory:
+      kind = core::CommandKind::kHistory;
+      break;
+    case Method::kPresence:
+    case Method::kPresenceStats:
+      kind = core::CommandKind::kPresence;
+      break;
+    case Method::kRpc:
+    case Method::kSend:
+      kind = core::CommandKind::kRpc;
+      break;
+    default:
+      kind = core::CommandKind::kOther;
+      break;
+  }
+  const uint64_t now = loop().now_ms();
+  const core::CommandRateLimits& limits = context_.options.rate_limits;
+  bool by_total = false;
+  const core::CommandLimiter::Verdict verdict = limiter_.Check(limits, kind, now, &by_total);
+  if (verdict == core::CommandLimiter::Verdict::kAllow) return false;
+  // Counted under the bucket that refused: the kind's own, or "total" (index 5).
+  const core::CommandKind refused_by = by_total ? core::CommandKind::kOther : kind;
+  ++loop().stats().guard.commands_limited[by_total ? 5 : static_cast<size_t>(kind)];
+  uint64_t suppressed = 0;
+  const bool abuse = verdict == core::CommandLimiter::Verdict::kAbuse;
+  if (Scratch().rate_log.Allow(now, &suppressed)) {
+    spdlog::info("client {} user '{}': {} rate limit{} ({} more refusals on this loop since)",
+                 client_id_, user_, core::CommandKindName(refused_by),
+                 abuse ? " exceeded persistently: disconnect 3013" : ": error 111", suppressed);
+  }
+  if (abuse) {
+    ++loop().stats().guard.rate_limit_disconnects;
+    Disconnect(kDisconnectTooManyRequests);
+  } else if (c.method != Method::kSend) {
+    ReplyError(c.id, ErrorCode::kTooManyRequests);
+  }
+  return true;
+}
+
+bool ClientConnection::AdmitConnect(const Command& c, const std::string& user) {
+  core::Admission* admission = context_.admission;
+  if (admission == nullptr) return true;
+  uint64_t suppressed = 0;
+  if (must_recover_) {
+    const bool recovering =
+        std::any_of(c.subs.begin(), c.subs.end(), [](const ConnectSub& s) { return s.recover; });
+    if (!recovering) {
+      ++loop().stats().guard.rejected_soft_limit;
+      if (Scratch().admission_log.Allow(loop().now_ms(), &suppressed)) {
+        spdlog::info(
+            "connect refused (soft connection limit, no recovery position): 111 "
+            "({} more admission refusals on this loop since)",
+            suppressed);
+      }
+      ReplyError(c.id, ErrorCode::kTooManyRequests);
+      return false;
+    }
+  }
+  if (!user.empty() && !admission->AddUser(user)) {
+    ++loop().stats().guard.rejected_user_limit;
+    if (Scratch().admission_log.Allow(loop().now_ms(), &suppressed)) {
+      spdlog::info(
+          "connect of user '{}' refused: client_user_connection_limit {} reached, "
+          "disconnect 3504 ({} more admission refusals on this loop since)",
+          user, admission->limits().user_connection_limit, suppressed);
+    }
+    Disconnect(kDisconnectConnectionLimit);
+    return false;
+  }
+  user_counted_ = !user.empty() && admission->limits().user_connection_limit != 0;
+  return true;
 }
 
 void ClientConnection::OnShutdown() { Disconnect(kDisconnectShutdown); }
@@ -259,6 +371,10 @@ bool ClientConnection::Handle(const Command& c) {
   }
   if (!reply_->empty()) *reply_ += '\n';
   const size_t before = reply_->size();
+  if (connected_ && RateLimited(c)) {
+    if (reply_->size() == before && before > 0) reply_->pop_back();
+    return !disconnected_;
+  }
   switch (c.method) {
     case Method::kConnect:
       if (connected_) {
@@ -319,6 +435,7 @@ void ClientConnection::HandleConnect(const Command& c) {
   } else if (!context_.options.allow_anonymous) {
     return ReplyError(c.id, ErrorCode::kUnauthorized);
   }
+  if (!AdmitConnect(c, claims.user)) return;
   connected_ = true;
   client_id_ = NewClientId();
   user_ = std::move(claims.user);
@@ -574,6 +691,17 @@ void ClientConnection::HandlePublish(const Command& c) {
   const bool allowed =
       options->allow_publish_for_client || (options->allow_publish_for_subscriber && subscription);
   if (!allowed) return ReplyError(c.id, ErrorCode::kPermissionDenied);
+  if (options->publish_rate_limit != 0) {
+    // This loop's share of the namespace's node-wide rate (core/rate_limit.h).
+    const core::RateLimit limit =
+        core::RateLimit{static_cast<uint32_t>(options->publish_rate_limit),
+                        static_cast<uint32_t>(options->publish_rate_burst)}
+            .Share(context_.options.loop_count);
+    if (!Scratch().channel_limits.TryPublish(c.channel, limit, loop().now_ms())) {
+      ++loop().stats().guard.commands_limited[6];
+      return ReplyError(c.id, ErrorCode::kTooManyRequests);
+    }
+  }
   // A subscriber publishes with its channel info (chan_info), as Centrifugo does. Refused
   // while a loop the channel reaches is over its inbox budget (publisher backpressure): 111
   // is temporary, the SDK's publish may be retried.

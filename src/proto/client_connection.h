@@ -32,8 +32,10 @@
 
 #include "auth/token_verifier.h"
 #include "config/config.h"
+#include "core/admission.h"
 #include "core/channel_rules.h"
 #include "core/hub.h"
+#include "core/rate_limit.h"
 #include "net/timer_wheel.h"
 #include "proto/codes.h"
 #include "proto/command.h"
@@ -53,6 +55,8 @@ struct ClientOptions {
   // client_expired_close_delay): the SDK refreshes at exp, and the round trip takes time.
   uint64_t expired_close_ms = 25000;
   std::string version;
+  core::CommandRateLimits rate_limits;  // per connection (issue 6)
+  size_t loop_count = 1;                // namespaces' publish_rate_limit is split by this
 
   static ClientOptions FromConfig(const config::Config& config);
 };
@@ -77,7 +81,8 @@ struct ClientContext {
   const core::ChannelRules& rules;
   const auth::TokenVerifier& tokens;
   ClientOptions options;
-  ClientCounts* counts = nullptr;  // null: not counted
+  ClientCounts* counts = nullptr;        // null: not counted
+  core::Admission* admission = nullptr;  // null: no admission limits
 };
 
 class ClientConnection final : public ws::WebSocketConnection {
@@ -96,6 +101,10 @@ class ClientConnection final : public ws::WebSocketConnection {
   void SubscribeFromServer(std::string_view channel);
   // The API's unsubscribe: ends the subscription with an `unsubscribe` push (code 2000).
   void UnsubscribeFromServer(std::string_view channel);
+  // Admission (issue 6): this connection was counted for `ip` by Admission::Admit; it is
+  // released when the connection goes. must_recover: admitted in the soft band, so its
+  // connect must carry a recovery position.
+  void SetAdmitted(std::string ip, bool must_recover);
   // The API's refresh: expired disconnects now (3005); else expire_at (wall clock s, 0:
   // never) becomes the connection's expiry.
   void RefreshFromServer(bool expired, int64_t expire_at);
@@ -165,6 +174,12 @@ class ClientConnection final : public ws::WebSocketConnection {
   void SetExpiry(int64_t expires_at_s);
   // Unsubscribes everything and leaves the counts: the connection is gone.
   void UnsubscribeAll();
+  // Issue 6: true when the command was refused by a rate limit (answered with 111, or the
+  // connection cut with 3013).
+  bool RateLimited(const Command& c);
+  // Connect-time admission: the soft band and the per-user limit; false when refused.
+  bool AdmitConnect(const Command& c, const std::string& user);
+  void ReleaseAdmission();
 
   ClientContext& context_;
   Keepalive keepalive_{*this};
@@ -181,6 +196,11 @@ class ClientConnection final : public ws::WebSocketConnection {
   std::string info_;              // ClientInfo JSON
   std::string* reply_ = nullptr;  // the loop's reply buffer while a message is handled
   std::vector<std::unique_ptr<ClientSubscription>> subscriptions_;
+  core::CommandLimiter limiter_;
+  std::string admitted_ip_;  // set while counted by the admission
+  bool admitted_ = false;
+  bool must_recover_ = false;
+  bool user_counted_ = false;
 };
 
 }  // namespace hermod::proto

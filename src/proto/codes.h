@@ -25,7 +25,10 @@ enum class ErrorCode : uint32_t {
 };
 
 std::string_view ErrorMessage(ErrorCode code);
-inline bool IsTemporary(ErrorCode code) { return code == ErrorCode::kInternal; }
+// 111 is temporary too: the SDK then retries a refused connect or subscribe with backoff.
+inline bool IsTemporary(ErrorCode code) {
+  return code == ErrorCode::kInternal || code == ErrorCode::kTooManyRequests;
+}
 
 struct Disconnect {
   uint16_t code;
@@ -39,9 +42,11 @@ inline constexpr Disconnect kDisconnectSubExpired{3006, "subscription expired"};
 inline constexpr Disconnect kDisconnectSlow{3008, "slow"};
 inline constexpr Disconnect kDisconnectInsufficientState{3010, "insufficient state"};
 inline constexpr Disconnect kDisconnectNoPong{3012, "no pong"};
+inline constexpr Disconnect kDisconnectTooManyRequests{3013, "too many requests"};
 inline constexpr Disconnect kDisconnectInvalidToken{3500, "invalid token"};
 inline constexpr Disconnect kDisconnectBadRequest{3501, "bad request"};
 inline constexpr Disconnect kDisconnectStale{3502, "stale"};
+inline constexpr Disconnect kDisconnectConnectionLimit{3504, "connection limit"};
 inline constexpr Disconnect kDisconnectChannelLimit{3505, "channel limit"};
 
 }  // namespace hermod::proto

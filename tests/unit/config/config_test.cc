@@ -107,6 +107,48 @@ TEST(Config, HealthThresholdsOutOfOrderNameTheKeys) {
   EXPECT_NE(error.find("health.degraded_percent"), std::string::npos);
 }
 
+TEST(Config, AdmissionAndRateLimitKeysComeFromJsonAndEnvironment) {
+  Config c;
+  std::string error;
+  EXPECT_EQ(c.client_command_rate_limit.publish.rate, 100u);  // the seeds' defaults
+  EXPECT_EQ(c.client_command_rate_limit.publish.burst, 10u);
+  ASSERT_TRUE(ApplyJson(R"({"client_connection_limit": 10, "client_user_connection_limit": 2,
+      "admission": {"soft_connection_limit": 8, "retry_after": "3s"},
+      "client_command_rate_limit": {"history": {"rate": 5, "burst": 1}},
+      "namespaces": [{"name": "n", "publish_rate_limit": 7}]})",
+                        c, &error))
+      << error;
+  std::string env[] = {"HERMOD_CLIENT_COMMAND_RATE_LIMIT__PUBLISH__RATE=3",
+                       "HERMOD_ADMISSION__IP_CONNECTION_LIMIT=4"};
+  char* environment[] = {env[0].data(), env[1].data(), nullptr};
+  ASSERT_TRUE(ApplyEnvironment(environment, c, &error)) << error;
+  EXPECT_TRUE(Validate(c, &error)) << error;
+  EXPECT_EQ(c.client_connection_limit, 10u);
+  EXPECT_EQ(c.admission.soft_connection_limit, 8u);
+  EXPECT_EQ(c.admission.retry_after.ms, 3000u);
+  EXPECT_EQ(c.admission.ip_connection_limit, 4u);
+  EXPECT_EQ(c.client_command_rate_limit.history.rate, 5u);
+  EXPECT_EQ(c.client_command_rate_limit.publish.rate, 3u);
+  EXPECT_EQ(c.namespaces[0].options.publish_rate_limit, 7u);
+}
+
+TEST(Config, AdmissionAndRateLimitValidationNamesTheKey) {
+  std::string error;
+  Config soft;
+  soft.client_connection_limit = 5;
+  soft.admission.soft_connection_limit = 5;
+  EXPECT_FALSE(Validate(soft, &error));
+  EXPECT_NE(error.find("admission.soft_connection_limit"), std::string::npos) << error;
+  Config burst;
+  burst.client_command_rate_limit.subscribe.burst = 0;
+  EXPECT_FALSE(Validate(burst, &error));
+  EXPECT_NE(error.find("client_command_rate_limit.subscribe"), std::string::npos) << error;
+  Config channel;
+  channel.channel.publish_rate_limit = 2000000;
+  EXPECT_FALSE(Validate(channel, &error));
+  EXPECT_NE(error.find("publish_rate_limit"), std::string::npos) << error;
+}
+
 TEST(Config, ToJsonRoundTrips) {
   Config c;
   c.port = 1234;
