@@ -15,10 +15,10 @@
 // The items live in one vector in writing order: the half-sent one first, then each lane's
 // items as one run, runs in lane order, and a count per lane marks where its run ends. So an
 // append is a push_back unless a lower lane already holds items; only then is it inserted
-// before them, moving just their records (bounded by the watermarks that let those lower
-// pushes in). Why one vector, not one per lane: a queue exists whenever a connection has
+// before them, moving just their records (32 bytes each, a backlog the connection's bounds
+// already limit). Why one vector, not one per lane: a queue exists whenever a connection has
 // something to send, so a fan-out to N idle connections creates N queues; six lane vectors
-// made each 270 bytes and doubled that fan-out's cost, one keeps it under 100.
+// made each ~270 bytes and doubled that fan-out's cost, one makes it 88.
 //
 // The queue decides nothing about dropping: it reports its cost (payload bytes plus a fixed
 // per-item overhead, which is what a backlog of small shared frames really costs: the
