@@ -78,15 +78,12 @@ OutputQueuePtr NewOutputQueue() {
 
 void OutputQueue::Clear() {
   const size_t freed = footprint();
-  if (has_partial_) partial_.chunk->Unref();
-  has_partial_ = false;
-  for (LaneQueue& lane : lanes_) {
-    for (size_t i = lane.head; i < lane.items.size(); ++i) lane.items[i].chunk->Unref();
-    lane.items.clear();
-    lane.head = 0;
-  }
+  for (size_t i = head_; i < items_.size(); ++i) items_[i].chunk->Unref();
+  items_.clear();
+  head_ = 0;
+  partial_ = false;
+  lane_count_.fill(0);
   bytes_ = 0;
-  items_ = 0;
   owned_bytes_ = 0;
   Charge(-static_cast<ptrdiff_t>(freed));
 }
@@ -96,34 +93,55 @@ OutputQueue::~OutputQueue() { Clear(); }
 size_t OutputQueue::DropUnsent() {
   const size_t before = cost();
   const size_t footprint_before = footprint();
-  for (LaneQueue& lane : lanes_) {
-    for (size_t i = lane.head; i < lane.items.size(); ++i) {
-      bytes_ -= lane.items[i].end - lane.items[i].begin;
-      if (lane.items[i].stamp == kOwned) owned_bytes_ -= lane.items[i].end - lane.items[i].begin;
-      --items_;
-      lane.items[i].chunk->Unref();
-    }
-    lane.items.clear();
-    lane.head = 0;
+  const size_t keep = partial_ ? head_ + 1 : head_;
+  for (size_t i = keep; i < items_.size(); ++i) {
+    const Item& item = items_[i];
+    bytes_ -= item.end - item.begin;
+    if (item.stamp == kOwned) owned_bytes_ -= item.end - item.begin;
+    item.chunk->Unref();
   }
+  if (partial_) {
+    items_.resize(keep);
+  } else {
+    items_.clear();
+    head_ = 0;
+  }
+  lane_count_.fill(0);
   Charge(-static_cast<ptrdiff_t>(footprint_before - footprint()));
   return before - cost();
 }
 
-void OutputQueue::Append(std::string_view head, std::string_view body, Lane lane_id) {
+size_t OutputQueue::LaneBegin(size_t lane) const {
+  size_t begin = partial_ ? head_ + 1 : head_;
+  for (size_t l = 0; l < lane; ++l) begin += lane_count_[l];
+  return begin;
+}
+
+// Inlined into the appends: as a call it cost 4 ns a push (BM_LoopDeliver/100).
+[[gnu::always_inline]] inline void OutputQueue::Insert(Lane lane, const Item& item) {
+  const size_t after = ItemsAfter(static_cast<size_t>(lane));
+  ++lane_count_[static_cast<size_t>(lane)];
+  if (after == 0) {
+    items_.push_back(item);  // the common case: nothing of lower priority is waiting
+  } else {
+    items_.insert(items_.end() - static_cast<ptrdiff_t>(after), item);
+  }
+}
+
+void OutputQueue::Append(std::string_view head, std::string_view body, Lane lane) {
   const size_t total = head.size() + body.size();
   if (total == 0) return;
   bytes_ += total;
-  LaneQueue& lane = lanes_[static_cast<size_t>(lane_id)];
-  if (!lane.empty()) {
-    Item& tail = lane.items.back();
-    // Grow the tail item in place when this queue alone owns its chunk, the item ends where
-    // the chunk's bytes end, and everything fits.
-    if (!tail.chunk->shared() && tail.end == tail.chunk->size() && tail.chunk->room() >= total) {
+  owned_bytes_ += total;
+  if (lane_count_[static_cast<size_t>(lane)] > 0) {
+    Item& tail = items_[items_.size() - ItemsAfter(static_cast<size_t>(lane)) - 1];
+    // Grow the lane's tail item in place when it holds this queue's own bytes, it alone owns
+    // its chunk, the item ends where the chunk's bytes end, and everything fits.
+    if (tail.stamp == kOwned && !tail.chunk->shared() && tail.end == tail.chunk->size() &&
+        tail.chunk->room() >= total) {
       tail.chunk->Append(head);
       tail.chunk->Append(body);
       tail.end += static_cast<uint32_t>(total);
-      owned_bytes_ += total;
       Charge(static_cast<ptrdiff_t>(total));
       return;
     }
@@ -131,28 +149,26 @@ void OutputQueue::Append(std::string_view head, std::string_view body, Lane lane
   Chunk* chunk = Chunk::Create(std::max(kChunkBytes, total));
   chunk->Append(head);
   chunk->Append(body);
-  lane.items.push_back({chunk, 0, static_cast<uint32_t>(total), 0, kOwned});
-  ++items_;
-  owned_bytes_ += total;
+  Insert(lane, {chunk, 0, static_cast<uint32_t>(total), 0, kOwned});
   Charge(static_cast<ptrdiff_t>(total + kItemOverhead));
 }
 
-void OutputQueue::AppendShared(Chunk* chunk, size_t offset, size_t len, Lane lane_id, uint64_t key,
+void OutputQueue::AppendShared(Chunk* chunk, size_t offset, size_t len, Lane lane, uint64_t key,
                                uint64_t now_ms) {
   if (len == 0) return;
   chunk->Ref();
-  lanes_[static_cast<size_t>(lane_id)].items.push_back(
-      {chunk, static_cast<uint32_t>(offset), static_cast<uint32_t>(offset + len), key, now_ms});
+  Insert(lane,
+         {chunk, static_cast<uint32_t>(offset), static_cast<uint32_t>(offset + len), key, now_ms});
   bytes_ += len;
-  ++items_;
   Charge(static_cast<ptrdiff_t>(kItemOverhead));  // the frame is shared, not this queue's
 }
 
-bool OutputQueue::Replace(Lane lane_id, uint64_t key, Chunk* chunk, size_t offset, size_t len) {
-  LaneQueue& lane = lanes_[static_cast<size_t>(lane_id)];
-  const size_t stop = lane.size() > kReplaceScan ? lane.items.size() - kReplaceScan : lane.head;
-  for (size_t i = lane.items.size(); i > stop; --i) {
-    Item& item = lane.items[i - 1];
+bool OutputQueue::Replace(Lane lane, uint64_t key, Chunk* chunk, size_t offset, size_t len) {
+  const size_t id = static_cast<size_t>(lane);
+  const size_t end = items_.size() - ItemsAfter(id);
+  const size_t stop = end - std::min<size_t>(lane_count_[id], kReplaceScan);
+  for (size_t i = end; i > stop; --i) {
+    Item& item = items_[i - 1];
     if (item.key != key) continue;
     const ptrdiff_t delta = static_cast<ptrdiff_t>(len) - (item.end - item.begin);
     chunk->Ref();
@@ -166,81 +182,60 @@ bool OutputQueue::Replace(Lane lane_id, uint64_t key, Chunk* chunk, size_t offse
   return false;
 }
 
-size_t OutputQueue::lane_items(Lane lane) const { return lanes_[static_cast<size_t>(lane)].size(); }
-
 uint64_t OutputQueue::UrgentSinceMs() const {
   uint64_t since = 0;
-  for (Lane id : {Lane::kCritical, Lane::kHigh}) {
-    const LaneQueue& lane = lanes_[static_cast<size_t>(id)];
-    if (lane.empty()) continue;
-    const uint64_t stamp = lane.items[lane.head].stamp;
-    if (since == 0 || stamp < since) since = stamp;
+  size_t begin = LaneBegin(static_cast<size_t>(Lane::kCritical));
+  for (Lane lane : {Lane::kCritical, Lane::kHigh}) {
+    const size_t count = lane_count_[static_cast<size_t>(lane)];
+    if (count > 0 && (since == 0 || items_[begin].stamp < since)) since = items_[begin].stamp;
+    begin += count;  // kHigh's run follows kCritical's
   }
   return since;
 }
 
 int OutputQueue::Gather(iovec* iov, int max_iov) const {
   int n = 0;
-  auto add = [&](const Item& item) {
-    iov[n].iov_base = const_cast<char*>(item.chunk->data()) + item.begin;
-    iov[n].iov_len = item.end - item.begin;
-    ++n;
-  };
-  if (has_partial_ && n < max_iov) add(partial_);
-  for (const LaneQueue& lane : lanes_) {
-    for (size_t i = lane.head; i < lane.items.size() && n < max_iov; ++i) add(lane.items[i]);
+  for (size_t i = head_; i < items_.size() && n < max_iov; ++i, ++n) {
+    iov[n].iov_base = const_cast<char*>(items_[i].chunk->data()) + items_[i].begin;
+    iov[n].iov_len = items_[i].end - items_[i].begin;
   }
   return n;
 }
 
-void OutputQueue::PopFront(LaneQueue& lane) {
-  ++lane.head;
-  if (lane.head == lane.items.size()) {
-    lane.items.clear();
-    lane.head = 0;
-  } else if (lane.head > 64 && lane.head * 2 > lane.items.size()) {
-    lane.items.erase(lane.items.begin(), lane.items.begin() + static_cast<ptrdiff_t>(lane.head));
-    lane.head = 0;
+void OutputQueue::PopFront() {
+  ++head_;
+  if (head_ == items_.size()) {
+    items_.clear();
+    head_ = 0;
+  } else if (head_ > 64 && head_ * 2 > items_.size()) {
+    items_.erase(items_.begin(), items_.begin() + static_cast<ptrdiff_t>(head_));
+    head_ = 0;
   }
 }
 
 void OutputQueue::Consume(size_t n) {
   const size_t before = footprint();
   bytes_ -= n;
-  if (has_partial_ && n > 0) {
-    const size_t len = partial_.end - partial_.begin;
-    const size_t take = std::min(n, len);
-    if (partial_.stamp == kOwned) owned_bytes_ -= take;
+  while (n > 0) {
+    Item& item = items_[head_];
+    const size_t len = item.end - item.begin;
+    if (item.stamp == kOwned) owned_bytes_ -= std::min(n, len);
+    if (!partial_) {
+      // The first item leaves its lane (the first one holding any): begun, it is written
+      // first from now on whatever is queued ahead of its lane later.
+      size_t lane = 0;
+      while (lane_count_[lane] == 0) ++lane;
+      --lane_count_[lane];
+    }
     if (n < len) {
-      partial_.begin += static_cast<uint32_t>(n);
-      n = 0;
-    } else {
-      n -= len;
-      partial_.chunk->Unref();
-      has_partial_ = false;
-      --items_;
+      item.begin += static_cast<uint32_t>(n);
+      partial_ = true;
+      break;
     }
-  }
-  for (LaneQueue& lane : lanes_) {
-    while (n > 0 && !lane.empty()) {
-      Item& item = lane.items[lane.head];
-      const size_t len = item.end - item.begin;
-      if (item.stamp == kOwned) owned_bytes_ -= std::min(n, len);
-      if (n < len) {
-        // The write stopped inside this item: it becomes the half-sent one, written first
-        // from now on whatever is queued ahead of its lane later.
-        partial_ = item;
-        partial_.begin += static_cast<uint32_t>(n);
-        has_partial_ = true;
-        n = 0;
-        PopFront(lane);
-        break;
-      }
-      n -= len;
-      item.chunk->Unref();
-      --items_;
-      PopFront(lane);
-    }
+    n -= len;
+    item.chunk->Unref();
+    partial_ = false;
+    PopFront();
   }
   Charge(static_cast<ptrdiff_t>(footprint()) - static_cast<ptrdiff_t>(before));
 }

@@ -12,6 +12,14 @@
 // follow it). Within a lane the order is FIFO. A push may therefore overtake a push of lower
 // priority queued before it; pushes of one priority keep their order.
 //
+// The items live in one vector in writing order: the half-sent one first, then each lane's
+// items as one run, runs in lane order, and a count per lane marks where its run ends. So an
+// append is a push_back unless a lower lane already holds items; only then is it inserted
+// before them, moving just their records (32 bytes each, a backlog the connection's bounds
+// already limit). Why one vector, not one per lane: a queue exists whenever a connection has
+// something to send, so a fan-out to N idle connections creates N queues; six lane vectors
+// made each ~270 bytes and doubled that fan-out's cost, one makes it 88.
+//
 // The queue decides nothing about dropping: it reports its cost (payload bytes plus a fixed
 // per-item overhead, which is what a backlog of small shared frames really costs: the
 // segments, not the shared bytes) and the age of its oldest urgent item, and lets the
@@ -71,8 +79,8 @@ class OutputQueue {
  public:
   static constexpr size_t kChunkBytes = 16 * 1024;
   static constexpr int kMaxIov = 64;
-  // What one queued item costs beyond its bytes (the item record and its share of the lane's
-  // storage), counted against the connection's bound.
+  // What one queued item costs beyond its bytes (the item record and its share of the
+  // queue's storage), counted against the connection's bound.
   static constexpr size_t kItemOverhead = 32;
 
   OutputQueue() = default;
@@ -100,14 +108,14 @@ class OutputQueue {
   size_t DropUnsent();
   size_t bytes() const { return bytes_; }
   // bytes() plus kItemOverhead per item: what the connection's bound counts.
-  size_t cost() const { return bytes_ + items_ * kItemOverhead; }
+  size_t cost() const { return bytes_ + item_count() * kItemOverhead; }
   // What this queue alone holds: its own bytes (replies, frames it compressed for itself)
   // and kItemOverhead per item, not the shared frames it references (every queue holds a
   // suffix of the same frames, which are bounded by the largest queue). What the loop's
   // account sums.
-  size_t footprint() const { return owned_bytes_ + items_ * kItemOverhead; }
+  size_t footprint() const { return owned_bytes_ + item_count() * kItemOverhead; }
   bool empty() const { return bytes_ == 0; }
-  size_t lane_items(Lane lane) const;
+  size_t lane_items(Lane lane) const { return lane_count_[static_cast<size_t>(lane)]; }
   // When the oldest queued critical or high item was appended (its now_ms); 0: none.
   uint64_t UrgentSinceMs() const;
   // Drops everything pending.
@@ -125,30 +133,32 @@ class OutputQueue {
     uint64_t stamp;  // now_ms when appended (shared items); kOwned: the queue's own bytes
   };
   static constexpr uint64_t kOwned = UINT64_MAX;
-  struct LaneQueue {
-    std::vector<Item> items;
-    size_t head = 0;  // first item with pending bytes
-    bool empty() const { return head == items.size(); }
-    size_t size() const { return items.size() - head; }
-  };
+  size_t item_count() const { return items_.size() - head_; }
+  // Items of the lanes after lane (lower priority), which sit behind lane's run.
+  size_t ItemsAfter(size_t lane) const {
+    size_t n = 0;
+    for (size_t l = lane + 1; l < kLanes; ++l) n += lane_count_[l];
+    return n;
+  }
+  // Where lane's run starts in items_.
+  size_t LaneBegin(size_t lane) const;
+  void Insert(Lane lane, const Item& item);
+  void PopFront();
   void Charge(ptrdiff_t delta) {
     if (account_) *account_ += static_cast<size_t>(delta);  // modulo 2^64: a negative delta
   }
-  void PopFront(LaneQueue& lane);
 
-  // The fields every append touches first, then the lanes, then the rarely used half-sent
-  // item: a fan-out append touches two cache lines of the queue.
+  std::vector<Item> items_;  // writing order, see the top of the file
+  size_t head_ = 0;          // first item with pending bytes
   size_t bytes_ = 0;
-  size_t items_ = 0;
   size_t owned_bytes_ = 0;
   size_t* account_ = nullptr;
-  bool has_partial_ = false;
-  std::array<LaneQueue, kLanes> lanes_;
-  Item partial_{};  // a half-sent item: always written first
+  std::array<uint32_t, kLanes> lane_count_{};  // items per lane, the half-sent one in none
+  bool partial_ = false;                       // items_[head_] is half-sent
 };
 
 // A busy connection's queue empties and refills every loop iteration: drained queues go back
-// to a bounded per-thread pool (keeping their lane storage) instead of to malloc.
+// to a bounded per-thread pool (keeping their item storage) instead of to malloc.
 struct OutputQueueRecycler {
   void operator()(OutputQueue* queue) const;
 };

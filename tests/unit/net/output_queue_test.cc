@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <atomic>
+#include <deque>
+#include <random>
 #include <string>
 #include <string_view>
 
@@ -180,6 +183,114 @@ TEST(OutputQueue, UrgentSinceIsTheOldestCriticalOrHighItem) {
   EXPECT_EQ(q.UrgentSinceMs(), 30u);
   q.Consume(1);
   EXPECT_EQ(q.UrgentSinceMs(), 0u);
+}
+
+// The queue against a model that keeps one list per lane, through random appends, writes that
+// stop anywhere, drops and replacements: the same bytes in the same order, the same counts.
+TEST(OutputQueue, MatchesALanePerListModel) {
+  struct ModelItem {
+    std::string text;
+    uint64_t key;
+    uint64_t stamp;
+  };
+  std::mt19937 rng(12345);
+  size_t total = 0;
+  OutputQueue q;
+  q.set_account(&total);
+  std::string partial;  // the model's half-sent frame
+  std::array<std::deque<ModelItem>, kLanes> lanes;
+  auto expected = [&] {
+    std::string out = partial;
+    for (const auto& lane : lanes) {
+      for (const ModelItem& item : lane) out += item.text;
+    }
+    return out;
+  };
+  auto full = [&] {
+    std::vector<iovec> iov(4096);
+    const int n = q.Gather(iov.data(), static_cast<int>(iov.size()));
+    std::string out;
+    for (int i = 0; i < n; ++i) out.append(static_cast<char*>(iov[i].iov_base), iov[i].iov_len);
+    return out;
+  };
+  uint64_t next = 1;
+  for (int step = 0; step < 20000; ++step) {
+    const int op = static_cast<int>(rng() % 10);
+    const std::string text = "<" + std::to_string(next++) + ">";
+    if (op < 4) {  // a shared push, the keys few enough to repeat
+      const Lane lane = static_cast<Lane>(1 + rng() % kPriorities);
+      const uint64_t key = rng() % 3 == 0 ? 1 + rng() % 4 : 0;
+      Push(q, text, lane, key, next);
+      lanes[static_cast<size_t>(lane)].push_back({text, key, next});
+    } else if (op < 6) {  // the connection's own bytes: control, rarely a close
+      const Lane lane = rng() % 8 == 0 ? Lane::kFinal : Lane::kControl;
+      q.Append(text, {}, lane);
+      auto& model = lanes[static_cast<size_t>(lane)];
+      if (!model.empty() && model.back().stamp == 0 &&
+          model.back().text.size() + text.size() <= OutputQueue::kChunkBytes) {
+        model.back().text += text;  // the queue grows its own tail item in its chunk
+      } else {
+        model.push_back({text, 0, 0});
+      }
+    } else if (op < 9) {  // a write of any length
+      const size_t n = q.bytes() == 0 ? 0 : rng() % (q.bytes() + 1);
+      q.Consume(n);
+      size_t left = n;
+      if (left >= partial.size()) {
+        left -= partial.size();
+        partial.clear();
+        for (auto& lane : lanes) {
+          while (left > 0 && !lane.empty()) {
+            if (left < lane.front().text.size()) {
+              partial = lane.front().text.substr(left);
+              left = 0;
+            } else {
+              left -= lane.front().text.size();
+            }
+            lane.pop_front();
+          }
+        }
+      } else {
+        partial.erase(0, left);
+      }
+    } else if (rng() % 4 == 0) {
+      q.DropUnsent();
+      for (auto& lane : lanes) lane.clear();
+    } else {
+      const Lane lane = static_cast<Lane>(1 + rng() % kPriorities);
+      const uint64_t key = 1 + rng() % 4;
+      Chunk* chunk = Frame(text);
+      const bool replaced = q.Replace(lane, key, chunk, 0, chunk->size());
+      chunk->Unref();
+      auto& model = lanes[static_cast<size_t>(lane)];
+      bool found = false;
+      for (size_t i = model.size(); i > 0 && model.size() - i < OutputQueue::kReplaceScan; --i) {
+        if (model[i - 1].key == key) {
+          model[i - 1].text = text;
+          found = true;
+          break;
+        }
+      }
+      ASSERT_EQ(replaced, found) << step;
+    }
+    ASSERT_EQ(full(), expected()) << step;
+    ASSERT_EQ(q.bytes(), expected().size());
+    size_t items = partial.empty() ? 0 : 1;
+    uint64_t urgent = 0;
+    for (size_t l = 0; l < kLanes; ++l) {
+      ASSERT_EQ(q.lane_items(static_cast<Lane>(l)), lanes[l].size()) << step;
+      items += lanes[l].size();
+    }
+    for (Lane l : {Lane::kCritical, Lane::kHigh}) {
+      const auto& lane = lanes[static_cast<size_t>(l)];
+      if (!lane.empty() && (urgent == 0 || lane.front().stamp < urgent)) {
+        urgent = lane.front().stamp;
+      }
+    }
+    ASSERT_EQ(q.UrgentSinceMs(), urgent) << step;
+    ASSERT_EQ(q.cost(), q.bytes() + items * OutputQueue::kItemOverhead) << step;
+    ASSERT_EQ(total, q.footprint()) << step;
+  }
 }
 
 }  // namespace
