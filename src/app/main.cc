@@ -122,20 +122,9 @@ int64_t WallSeconds() {
 }
 
 std::string JsonString(std::string_view s) {
-  std::string out = "\"";
-  for (char ch : s) {
-    if (ch == '"' || ch == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (static_cast<unsigned char>(ch) < 0x20) {
-      char buffer[8];
-      std::snprintf(buffer, sizeof buffer, "\\u%04x", ch);
-      out += buffer;
-    } else {
-      out += ch;
-    }
-  }
-  return out + "\"";
+  std::string out;
+  hermod::config::AppendJsonString(out, s);
+  return out;
 }
 
 struct TokenFlags {

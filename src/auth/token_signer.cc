@@ -17,23 +17,6 @@ struct JwtFree {
   void operator()(jwt_t* jwt) const { jwt_free(jwt); }
 };
 
-void AppendJsonString(std::string& out, std::string_view s) {
-  out += '"';
-  for (char ch : s) {
-    if (ch == '"' || ch == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (static_cast<unsigned char>(ch) < 0x20) {
-      char buffer[8];
-      std::snprintf(buffer, sizeof buffer, "\\u%04x", ch);
-      out += buffer;
-    } else {
-      out += ch;
-    }
-  }
-  out += '"';
-}
-
 }  // namespace
 
 TokenSigner TokenSigner::Hmac(std::string secret) {
@@ -91,20 +74,20 @@ const char* TokenSigner::algorithm() const { return jwt_alg_str(static_cast<jwt_
 
 bool TokenSigner::Sign(const TokenRequest& request, std::string* token, std::string* error) const {
   std::string claims = "{\"sub\":";
-  AppendJsonString(claims, request.user);
+  config::AppendJsonString(claims, request.user);
   claims += ",\"iat\":" + std::to_string(request.now_s);
   if (request.ttl_s > 0) claims += ",\"exp\":" + std::to_string(request.now_s + request.ttl_s);
   if (!request.channel.empty()) {
     claims += ",\"channel\":";
-    AppendJsonString(claims, request.channel);
+    config::AppendJsonString(claims, request.channel);
   }
   if (!request.audience.empty()) {
     claims += ",\"aud\":";
-    AppendJsonString(claims, request.audience);
+    config::AppendJsonString(claims, request.audience);
   }
   if (!request.issuer.empty()) {
     claims += ",\"iss\":";
-    AppendJsonString(claims, request.issuer);
+    config::AppendJsonString(claims, request.issuer);
   }
   if (!request.info.empty()) {
     simdjson::dom::parser parser;

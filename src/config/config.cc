@@ -321,23 +321,6 @@ std::string EnvName(std::string_view key) {
   return name;
 }
 
-void AppendJsonString(std::string& out, std::string_view s) {
-  out += '"';
-  for (char ch : s) {
-    if (ch == '"' || ch == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (static_cast<unsigned char>(ch) < 0x20) {
-      char buffer[8];
-      std::snprintf(buffer, sizeof buffer, "\\u%04x", ch);
-      out += buffer;
-    } else {
-      out += ch;
-    }
-  }
-  out += '"';
-}
-
 // `namespaces`: a list of objects, each a `name` and channel option keys.
 bool ParseNamespaces(simdjson::dom::element value, Config& config, std::string* error) {
   simdjson::dom::array array;
@@ -659,6 +642,23 @@ std::string ToJson(const Config& config) {
   out += copy.namespaces.empty() ? "]" : "\n  ]";
   out += "\n}\n";
   return out;
+}
+
+void AppendJsonString(std::string& out, std::string_view s) {
+  out += '"';
+  for (char ch : s) {
+    if (ch == '"' || ch == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (static_cast<unsigned char>(ch) < 0x20) {
+      char buffer[8];
+      std::snprintf(buffer, sizeof buffer, "\\u%04x", ch);
+      out += buffer;
+    } else {
+      out += ch;
+    }
+  }
+  out += '"';
 }
 
 }  // namespace hermod::config

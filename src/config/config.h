@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace hermod::config {
@@ -212,5 +213,7 @@ bool ApplyEnvironment(char** environment, Config& config, std::string* error);
 bool Validate(const Config& config, std::string* error);
 // The whole config as JSON (genconfig, and the log at start-up).
 std::string ToJson(const Config& config);
+// s as a JSON string literal, quotes included (also for the CLI and token claims).
+void AppendJsonString(std::string& out, std::string_view s);
 
 }  // namespace hermod::config
