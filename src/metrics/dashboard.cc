@@ -7,6 +7,7 @@
 #include <chrono>
 #include <utility>
 
+#include "config/config.h"
 #include "http/response.h"
 #include "metrics/prometheus_text.h"
 
@@ -14,20 +15,7 @@ namespace hermod::metrics {
 
 namespace {
 
-void AppendJsonString(std::string& out, std::string_view text) {
-  out += '"';
-  for (char c : text) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      fmt::format_to(std::back_inserter(out), "\\u{:04x}", static_cast<unsigned char>(c));
-    } else {
-      out += c;
-    }
-  }
-  out += '"';
-}
+using config::AppendJsonString;
 
 template <class Counts>
 void AppendArray(std::string& out, const Counts& counts) {

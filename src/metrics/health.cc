@@ -20,20 +20,7 @@ uint64_t UnixMs() {
                                    .count());
 }
 
-void AppendJsonString(std::string& out, std::string_view text) {
-  out += '"';
-  for (char c : text) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      fmt::format_to(std::back_inserter(out), "\\u{:04x}", static_cast<unsigned char>(c));
-    } else {
-      out += c;
-    }
-  }
-  out += '"';
-}
+using config::AppendJsonString;
 
 // One round of pings: each loop answers on its own thread; the monitor waits on cv.
 struct PingRound {
