@@ -65,6 +65,7 @@ void Link::OnSent(MessageKind kind, bool ok) {
 void Link::OnConnected() {
   std::lock_guard lock(mutex_);
   connected_ = true;
+  breaker_.state();  // an open breaker past open_ms is half-open: the reconnect is its trial
   breaker_.OnSuccess();
   Note();
 }
