@@ -126,8 +126,9 @@ class Hub::JoinLeaveBatches {
     Hub& hub;
     size_t index;  // its loop
     std::string name;
-    const config::ChannelOptions* options = nullptr;  // the server's rules outlive the hub's use
-    std::vector<Event> events;                        // at most join_leave_batch_max
+    // A copy: a subscription's options may be its own (token overrides) and end with it.
+    config::ChannelOptions options;
+    std::vector<Event> events;  // at most join_leave_batch_max
   };
   std::unordered_map<std::string, std::unique_ptr<Batch>, LoopChannels::Hash, std::equal_to<>>
       channels;
@@ -372,9 +373,9 @@ void Hub::BatchJoinLeave(size_t index, std::string_view channel,
              .emplace(std::string(channel),
                       std::make_unique<JoinLeaveBatches::Batch>(*this, index, channel))
              .first;
+    it->second->options = options;
   }
   JoinLeaveBatches::Batch& batch = *it->second;
-  batch.options = &options;
   batch.events.push_back({std::string(client), std::string(info), join});
   if (batch.events.size() >= options.join_leave_batch_max) {
     FlushJoinLeave(index, channel);  // full: waiting longer only adds latency and memory
@@ -410,7 +411,7 @@ void Hub::FlushJoinLeave(size_t index, std::string_view channel) {
   auto state = shard.channels.find(batch->name);
   for (Push* push : pushes) {
     if (state != shard.channels.end() && state->second->loop_count > 0) {
-      PostPush(*state->second, batch->name, *batch->options, push, 0, true, net::Priority::kLow);
+      PostPush(*state->second, batch->name, batch->options, push, 0, true, net::Priority::kLow);
     } else {
       push->Unref();  // nobody left to tell
     }

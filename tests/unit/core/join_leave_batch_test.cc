@@ -246,6 +246,22 @@ TEST_F(JoinLeaveBatchTest, PresenceAnswersAreImmediate) {
   EXPECT_EQ(Watched(), "join b\n");
 }
 
+TEST_F(JoinLeaveBatchTest, ABatchOutlivesTheOptionsOfTheSubscriptionThatStartedIt) {
+  Watch();
+  // A subscription with token overrides owns its options; it may end before its window.
+  auto own = std::make_unique<config::ChannelOptions>(options_);
+  Hub::SubscribeRequest r;
+  r.channel = "ch";
+  r.options = own.get();
+  r.client = "own";
+  r.user = "u";
+  r.info = "own";
+  hub_.Subscribe(loop_, r, Client("own"));
+  own.reset();
+  Pass(kWindowMs + net::TimerWheel::kTickMs);
+  EXPECT_EQ(Watched(), "join own\n");
+}
+
 TEST_F(JoinLeaveBatchTest, WithoutADelayEachPushLeavesAtOnce) {
   options_.join_leave_batch_delay.ms = 0;
   Subscribe("watcher", &watch_);
