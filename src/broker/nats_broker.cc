@@ -251,9 +251,11 @@ void NatsBroker::Receive(std::string_view bytes) {
   if (m.kind == MessageKind::kPublication) {
     std::optional<core::StreamPosition> position;
     const auto priority = static_cast<net::Priority>(m.priority);
-    if (m.skip_history && options->history_size > 0) {
+    const bool skip_history = m.skip_history && options->history_size > 0;
+    if (skip_history || options->publish_rate_limit != 0) {
       config::ChannelOptions effective = *options;
-      effective.history_size = 0;
+      if (skip_history) effective.history_size = 0;
+      effective.publish_rate_limit = 0;  // limited on the node it was published on
       position = hub_.Publish(m.channel, effective, m.data, m.info, {}, m.tags, priority);
     } else {
       position = hub_.Publish(m.channel, *options, m.data, m.info, {}, m.tags, priority);
