@@ -388,6 +388,39 @@ class ClusterTest(h.HermodTestCase):
         self.assertLess(watcher.messages, 10, watcher.events)
         self.assertEqual(len(watcher.events), 10, watcher.events)
 
+    def test_received_publications_are_not_rate_limited_again(self):
+        """publish_rate_limit is applied on the node a publication is made on: node B, whose
+        own burst is smaller than what node A admits, still delivers every publication it
+        receives, and they take nothing from its own bucket."""
+        burst_a, burst_b = 8, 2
+
+        def limited(burst):
+            return [{"name": "limited", "allow_subscribe_for_client": True,
+                     "allow_subscribe_for_anonymous": True, "publish_rate_limit": 1,
+                     "publish_rate_burst": burst}]
+        a, b = self.node(namespaces=limited(burst_a)), self.node(namespaces=limited(burst_b))
+        self.wait_connected(a, b)
+        on_b = self.client(b, "limited:x")
+        on_b.subscribe("warm")
+        self.first_cross_node(a, on_b, "warm", "warmup")  # not on limited:x: no token taken
+
+        for n in range(burst_a):
+            reply = api(a.port, "publish", {"channel": "limited:x", "data": {"n": n}})
+            self.assertNotIn("error", reply, (n, reply))
+        # Node A's limit is on: one more within the same second is refused there.
+        over = api(a.port, "publish", {"channel": "limited:x", "data": {"n": "over"}})
+        self.assertEqual(over.get("error", {}).get("code"), 111, over)
+        got, deadline = [], time.monotonic() + DEADLINE_S
+        while len(got) < burst_a and got[-1:] != [None]:
+            got.append(on_b.try_publication("limited:x", max(0, deadline - time.monotonic())))
+        self.assertEqual(got, [{"n": n} for n in range(burst_a)])
+        # Node B's own bucket is whole: its burst is admitted, and then it refuses.
+        for n in range(burst_b):
+            reply = api(b.port, "publish", {"channel": "limited:x", "data": {"b": n}})
+            self.assertNotIn("error", reply, (n, reply))
+        over = api(b.port, "publish", {"channel": "limited:x", "data": {"b": "over"}})
+        self.assertEqual(over.get("error", {}).get("code"), 111, over)
+
 
 class JoinLeaveWatcher:
     """Reads a client's WebSocket messages, keeping the join/leave pushes of each, so a test
