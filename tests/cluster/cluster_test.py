@@ -2,6 +2,11 @@
 
 - A subscriber on node B receives what the API and a client publish on node A, and the joins
   and leaves of node A's subscribers.
+- With join_leave_batch_delay: a client that joins and leaves within node A's window is
+  never shown on node B (nothing of it is sent); ten joins on node A, and their leaves,
+  reach node B's watcher in fewer messages than events.
+- publish_rate_limit is not applied again on the receiving node: node B, with a smaller
+  burst, delivers every publication node A admitted, and its own bucket stays whole.
 - nats-server stops: node A's circuit breaker opens after broker_breaker.failure_threshold
   failed sends, /health is degraded with the `broker` check, hermod_circuit_breaker_state
   {name="broker"} is 1, and node A's own subscribers still get node A's publications.
