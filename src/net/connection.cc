@@ -266,26 +266,39 @@ void Connection::Flush() {
 }
 
 void Connection::FlushPlain() {
-  // The loop's cork buffer for joined messages (output_queue.h): reused by every flush.
-  thread_local JoinPlan plan;
-  const JoinSpec spec{loop_.send_limits().join_max_bytes, JoinHeader()};
+  if (!out_) return;
+  // Joining needs two queued items: a lone push, the fan-out's usual case, skips it all.
+  if (out_->items() >= 2 && loop_.send_limits().join_max_bytes != 0) {
+    if (auto header = JoinHeader())
+      return FlushJoined({loop_.send_limits().join_max_bytes, header});
+  }
   while (out_ && !out_->empty()) {
     iovec iov[OutputQueue::kMaxIov];
-    int count = out_->Gather(iov, OutputQueue::kMaxIov, spec, plan);
+    int count = out_->Gather(iov, OutputQueue::kMaxIov);
     // send/sendmsg rather than write/writev: sockets have no file position to lock.
-    ssize_t n;
-    if (count == 1) {
-      n = send(fd_, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
-    } else {
-      msghdr message{};
-      message.msg_iov = iov;
-      message.msg_iovlen = static_cast<size_t>(count);
-      n = sendmsg(fd_, &message, MSG_NOSIGNAL);
-    }
+    ssize_t n = WriteV(iov, count);
     if (n < 0) {
       if (errno == EAGAIN || errno == EINTR) break;
       Close();
       return;
+    }
+    loop_.stats().bytes_written += static_cast<uint64_t>(n);
+    out_->Consume(static_cast<size_t>(n));
+  }
+  if (out_ && out_->empty()) out_.reset();
+}
+
+void Connection::FlushJoined(const JoinSpec& spec) {
+  // The loop's cork buffer for joined messages (output_queue.h): reused by every flush.
+  thread_local JoinPlan plan;
+  while (out_ && !out_->empty()) {
+    iovec iov[OutputQueue::kMaxIov];
+    int count = out_->Gather(iov, OutputQueue::kMaxIov, spec, plan);
+    ssize_t n = WriteV(iov, count);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EINTR) break;
+      Close();
+      break;
     }
     loop_.stats().bytes_written += static_cast<uint64_t>(n);
     out_->Consume(static_cast<size_t>(n), plan);
@@ -294,6 +307,14 @@ void Connection::FlushPlain() {
   loop_.stats().frames_joined += frames;
   loop_.stats().messages_joined += messages;
   if (out_ && out_->empty()) out_.reset();
+}
+
+ssize_t Connection::WriteV(const iovec* iov, int count) {
+  if (count == 1) return send(fd_, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+  msghdr message{};
+  message.msg_iov = const_cast<iovec*>(iov);
+  message.msg_iovlen = static_cast<size_t>(count);
+  return sendmsg(fd_, &message, MSG_NOSIGNAL);
 }
 
 // TLS does not join: a retried SSL_write must be given the same leading bytes, and a joined

@@ -116,6 +116,10 @@ class Connection : public Pollable, public TimerNode {
   void HandleReadable();
   void Flush();  // by the loop, at the end of the iteration
   void FlushPlain();
+  // FlushPlain when the queue's messages may be joined (output_queue.h).
+  [[gnu::noinline]] void FlushJoined(const JoinSpec& spec);
+  // One send (one iovec) or sendmsg; errno as they leave it.
+  inline ssize_t WriteV(const iovec* iov, int count);
   void FlushTls();
   void StartLinger();
   void UpdateInterest();

@@ -216,8 +216,19 @@ int OutputQueue::Gather(iovec* iov, int max_iov) const {
   return n;
 }
 
+char* JoinPlan::Reserve(size_t size) {
+  if (used_ + size > capacity_) {
+    const size_t capacity = std::max(used_ + size, capacity_ * 2);
+    auto grown = std::make_unique<char[]>(capacity);
+    if (used_ > 0) std::memcpy(grown.get(), scratch_.get(), used_);
+    scratch_ = std::move(grown);
+    capacity_ = capacity;
+  }
+  return scratch_.get() + used_;
+}
+
 int OutputQueue::Gather(iovec* iov, int max_iov, const JoinSpec& spec, JoinPlan& plan) const {
-  plan.scratch_.clear();
+  plan.used_ = 0;
   plan.runs_.clear();
   if (spec.max_bytes == 0 || spec.header == nullptr) return Gather(iov, max_iov);
   int n = 0;
@@ -230,7 +241,7 @@ int OutputQueue::Gather(iovec* iov, int max_iov, const JoinSpec& spec, JoinPlan&
   }
   while (i < items_.size() && n < max_iov) {
     const Item& first = items_[i];
-    if (first.join != 0 && plan.scratch_.size() < kJoinScratchBytes) {
+    if (first.join != 0 && plan.used_ < kJoinScratchBytes) {
       // The longest run of joinable items whose payloads, '\n'-separated, fit the bound.
       size_t payload = first.end - first.begin - first.join;
       size_t original = first.end - first.begin;
@@ -243,19 +254,20 @@ int OutputQueue::Gather(iovec* iov, int max_iov, const JoinSpec& spec, JoinPlan&
         original += next.end - next.begin;
       }
       if (j - i >= 2) {
-        std::string& out = plan.scratch_;
-        const size_t offset = out.size();
-        char header[JoinSpec::kMaxJoinHeader];
-        out.append(header, spec.header(payload, header));
+        // One new header, then the payloads separated by '\n', copied once.
+        char* const start = plan.Reserve(JoinSpec::kMaxJoinHeader + payload + 1);
+        char* out = start + spec.header(payload, start);
         for (size_t k = i; k < j; ++k) {
-          if (k > i) out.push_back('\n');
           const Item& item = items_[k];
-          out.append(item.chunk->data() + item.begin + item.join,
-                     item.end - item.begin - item.join);
+          const size_t len = item.end - item.begin - item.join;
+          std::memcpy(out, item.chunk->data() + item.begin + item.join, len);
+          out += len;
+          *out++ = '\n';
         }
-        plan.runs_.push_back(
-            {n, static_cast<uint32_t>(j - i), original, offset, out.size() - offset});
-        iov[n++].iov_len = out.size() - offset;  // iov_base once scratch_ stops growing
+        const size_t length = static_cast<size_t>(out - start) - 1;  // no '\n' after the last
+        plan.runs_.push_back({n, static_cast<uint32_t>(j - i), original, plan.used_, length});
+        plan.used_ += length;
+        iov[n++].iov_len = length;  // iov_base once the scratch stops growing
         i = j;
         continue;
       }
@@ -264,8 +276,9 @@ int OutputQueue::Gather(iovec* iov, int max_iov, const JoinSpec& spec, JoinPlan&
     iov[n++].iov_len = first.end - first.begin;
     ++i;
   }
-  for (const JoinPlan::Run& run : plan.runs_)
-    iov[run.iov].iov_base = plan.scratch_.data() + run.offset;
+  for (const JoinPlan::Run& run : plan.runs_) {
+    iov[run.iov].iov_base = plan.scratch_.get() + run.offset;
+  }
   return n;
 }
 
@@ -305,7 +318,7 @@ void OutputQueue::Consume(size_t n, JoinPlan& plan) {
     Consume(run.original_bytes);  // whole items: they leave their lanes
     if (n < run.length) {
       // The write ended inside the joined message: its tail, owned now, finishes first.
-      PushFrontPartial(plan.scratch_.data() + run.offset + n, run.length - n);
+      PushFrontPartial(plan.scratch_.get() + run.offset + n, run.length - n);
       return;
     }
     n -= run.length;

@@ -52,7 +52,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -111,7 +110,6 @@ class JoinPlan {
     frames_ = messages_ = 0;
     return counts;
   }
-  size_t scratch_capacity() const { return scratch_.capacity(); }
 
  private:
   friend class OutputQueue;
@@ -122,7 +120,12 @@ class JoinPlan {
     size_t offset;          // where its joined message starts in scratch_
     size_t length;          // the joined message's length
   };
-  std::string scratch_;
+  // Room for size more bytes after used_ (grows, never shrinks: the loop's cork buffer);
+  // returns where they go. Not std::string: its resize would zero what is overwritten.
+  char* Reserve(size_t size);
+  std::unique_ptr<char[]> scratch_;
+  size_t capacity_ = 0;
+  size_t used_ = 0;
   std::vector<Run> runs_;
   uint64_t frames_ = 0;
   uint64_t messages_ = 0;
@@ -181,6 +184,7 @@ class OutputQueue {
   // account sums.
   size_t footprint() const { return owned_bytes_ + item_count() * kItemOverhead; }
   bool empty() const { return bytes_ == 0; }
+  size_t items() const { return item_count(); }
   size_t lane_items(Lane lane) const { return lane_count_[static_cast<size_t>(lane)]; }
   // When the oldest queued critical or high item was appended (its now_ms); 0: none.
   uint64_t UrgentSinceMs() const;
