@@ -13,8 +13,12 @@ class ProcSampler {
   explicit ProcSampler(int pid);
   // False when the process is gone (or unreadable).
   bool Sample(double t, ServerSample& out);
+  // The process's user + system CPU seconds so far; negative when it is gone.
+  double CpuSeconds() const;
 
  private:
+  bool ReadTicks(uint64_t& ticks) const;  // utime + stime
+
   int pid_;
   uint64_t last_ticks_ = 0;
   uint64_t last_ns_ = 0;

@@ -169,6 +169,10 @@ Summary Summarize(const RunConfig& config, const RunResult& result) {
   double operations = static_cast<double>(s.connects_ok + s.connects_failed + m.expected);
   double failures = static_cast<double>(m.errors + m.lost + m.undelivered);
   m.error_rate = operations > 0 ? failures / operations : 0;
+  m.server_cpu_s = result.server_cpu_s;
+  if (result.server_cpu_s > 0) {
+    m.deliveries_per_server_cpu_s = static_cast<double>(s.delivered) / result.server_cpu_s;
+  }
   return m;
 }
 
@@ -218,6 +222,10 @@ std::string ReportJson(const RunConfig& config, const RunResult& result, const S
       .Field("errors", m.errors)
       .Field("error_rate", m.error_rate)
       .Field("disconnects", m.disconnects);
+  if (m.server_cpu_s > 0) {
+    w.Field("server_cpu_s", m.server_cpu_s)
+        .Field("deliveries_per_server_cpu_s", m.deliveries_per_server_cpu_s);
+  }
   WriteLatency(w, "latency_us", m.latency);
   w.Key("connect").BeginObject();
   w.Field("ok", m.connects_ok).Field("failed", m.connects_failed);

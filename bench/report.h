@@ -36,6 +36,10 @@ struct Summary {
   LatencySummary connect;
   uint64_t errors = 0;
   double error_rate = 0;  // (errors + lost + undelivered) / (connections tried + expected)
+  // With --server-pid: the server's CPU over the measured phase and drain, and deliveries per
+  // second of it (its capacity apart from the load generator's); 0 when not sampled.
+  double server_cpu_s = 0;
+  double deliveries_per_server_cpu_s = 0;
 };
 
 LatencySummary Summarize(const Histogram& h);

@@ -147,6 +147,7 @@ RunResult RunLocal(const RunConfig& config, uint32_t begin, uint32_t end,
   // Measure: until the duration ends or every local publisher sent its message count.
   std::unique_ptr<ProcSampler> sampler;
   if (config.server_pid > 0) sampler = std::make_unique<ProcSampler>(config.server_pid);
+  const double cpu_at_start = sampler ? sampler->CpuSeconds() : -1;
   uint64_t next_sample = start;
   uint64_t duration_ns = static_cast<uint64_t>(config.duration_s * 1e9);
   ServerSample last_sample;
@@ -201,6 +202,10 @@ RunResult RunLocal(const RunConfig& config, uint32_t begin, uint32_t end,
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
 
+  if (sampler && cpu_at_start >= 0) {
+    const double cpu_now = sampler->CpuSeconds();
+    if (cpu_now >= cpu_at_start) result.server_cpu_s = cpu_now - cpu_at_start;
+  }
   control.phase.store(Phase::kStop, std::memory_order_release);
   for (auto& w : workers) w.join();
   for (auto& loop : loops) result.stats.Merge(loop->stats());

@@ -22,6 +22,9 @@ struct RunResult {
   // (all of a burst's, when publishers finish early), so rates divide by the longer span.
   double delivery_s = 0;
   bool interrupted = false;  // SIGINT ended the run early (interrupt.h): partial figures
+  // The server's CPU seconds (--server-pid) from the measure start to the end of the drain,
+  // the span every counted delivery falls in; 0 when not sampled.
+  double server_cpu_s = 0;
 };
 
 // Called once setup is complete, with (ready, failed) counts; returns the measure start time

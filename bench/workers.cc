@@ -179,6 +179,8 @@ RunResult RunDistributed(const RunConfig& config) {
   RunResult merged;
   ProcSampler sampler(config.server_pid);
   uint64_t next_sample = start;
+  // Server CPU over the workers' measure and drain (from 20 ms before their start).
+  const double cpu_at_start = config.server_pid > 0 ? sampler.CpuSeconds() : -1;
   size_t remaining = workers.size();
   char buf[65536];
   while (remaining > 0) {
@@ -206,6 +208,10 @@ RunResult RunDistributed(const RunConfig& config) {
     }
   }
   if (tty) std::fputs("\r\33[K", stderr);
+  if (cpu_at_start >= 0) {
+    const double cpu_now = sampler.CpuSeconds();
+    if (cpu_now >= cpu_at_start) merged.server_cpu_s = cpu_now - cpu_at_start;
+  }
   for (Worker& w : workers) {
     close(w.to);
     close(w.from);

@@ -66,6 +66,21 @@ TEST(ReportTest, DeliveryRatesSpanTheDeliveriesNotJustThePublishing) {
   EXPECT_DOUBLE_EQ(Summarize(SampleConfig(), r).deliveries_per_s, 10'000 / 0.05);
 }
 
+// With --server-pid the server's CPU over the measured phase and drain gives its capacity
+// apart from the load generator's; without it the figures are absent, not zero-divided.
+TEST(ReportTest, DeliveriesPerServerCpuSecondComeFromTheSampledWindow) {
+  RunResult r = SampleResult();
+  r.server_cpu_s = 0.5;
+  Summary m = Summarize(SampleConfig(), r);
+  EXPECT_DOUBLE_EQ(m.deliveries_per_server_cpu_s, static_cast<double>(r.stats.delivered) / 0.5);
+  std::string json = ReportJson(SampleConfig(), r, m, nullptr);
+  EXPECT_NE(json.find("\"deliveries_per_server_cpu_s\""), std::string::npos) << json;
+  r.server_cpu_s = 0;
+  m = Summarize(SampleConfig(), r);
+  EXPECT_EQ(m.deliveries_per_server_cpu_s, 0.0);
+  EXPECT_EQ(ReportJson(SampleConfig(), r, m, nullptr).find("server_cpu_s"), std::string::npos);
+}
+
 TEST(ReportTest, JsonHasTheDocumentedSchema) {
   RunConfig c = SampleConfig();
   RunResult r = SampleResult();
