@@ -406,7 +406,8 @@ int ServerApi::Call(std::string_view method, std::string& body, std::string& out
     std::optional<core::StreamPosition> position =
         hub_.Publish(channel, effective, data, {}, r.idempotency_key, r.tags, priority);
     if (!position) {
-      // A loop the channel reaches is over its inbox budget: nothing was published.
+      // A loop the channel reaches is over its inbox budget, or the channel is over its
+      // namespace's publish_rate_limit: nothing was published.
       AppendError(out, proto::ErrorCode::kTooManyRequests);
       return;
     }

@@ -286,7 +286,6 @@ int Server::Run() {
   client_context_ = std::make_unique<proto::ClientContext>(proto::ClientContext{
       *hub_, channel_rules_, token_verifier_, proto::ClientOptions::FromConfig(config_),
       &client_counts_, admission_.get()});
-  client_context_->options.loop_count = count;
   // The API's per-client methods: every loop looks for the user's client connections.
   api_ = std::make_unique<api::ServerApi>(
       *hub_, channel_rules_, config_.api_key,

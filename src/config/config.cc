@@ -45,6 +45,8 @@ void AddChannelFields(std::vector<Field>& fields, ChannelOptions& o) {
                     {"push_coalesce_delay", &o.push_coalesce_delay},
                     {"default_priority", &o.default_priority},
                     {"delivery", &o.delivery},
+                    {"join_leave_batch_delay", &o.join_leave_batch_delay},
+                    {"join_leave_batch_max", &o.join_leave_batch_max},
                     {"publish_rate_limit", &o.publish_rate_limit},
                     {"publish_rate_burst", &o.publish_rate_burst},
                 });
@@ -518,6 +520,12 @@ bool Validate(const Config& c, std::string* error) {
     }
     if (o.push_coalesce_delay.ms > 1000) {
       return fail("config key " + where + "push_coalesce_delay: at most 1s");
+    }
+    if (o.join_leave_batch_delay.ms > 10000) {
+      return fail("config key " + where + "join_leave_batch_delay: at most 10s");
+    }
+    if (o.join_leave_batch_max == 0 || o.join_leave_batch_max > 10000) {
+      return fail("config key " + where + "join_leave_batch_max: 1..10000");
     }
     if (o.default_priority != "low" && o.default_priority != "normal" &&
         o.default_priority != "high" && o.default_priority != "critical") {

@@ -45,8 +45,14 @@ struct ChannelOptions {
   // value instead of a backlog ("all": every publication).
   std::string default_priority = "normal";
   std::string delivery = "all";
-  // Client publications into one channel of this namespace, node-wide, per second (0: no
-  // limit), each loop enforcing its share (core/rate_limit.h); over it: error 111.
+  // Presence join/leave pushes of a channel collected for this long and sent as one message
+  // of at most join_leave_batch_max pushes; a join and a leave of the same client within the
+  // window cancel out (0: each push leaves at once, riding push coalescing only).
+  Duration join_leave_batch_delay;
+  uint64_t join_leave_batch_max = 100;
+  // Publications into one channel of this namespace per second, node-wide, from clients and
+  // the server API alike (0: no limit; the channel's token bucket is in the hub, under its
+  // shard lock); over it: error 111. Per channel, not per namespace in total: see README.md.
   uint64_t publish_rate_limit = 0;
   uint64_t publish_rate_burst = 10;
 };

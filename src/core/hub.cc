@@ -3,6 +3,8 @@
 #include <random>
 #include <unordered_set>
 
+#include "metrics/loop_metrics.h"
+
 namespace hermod::core {
 
 struct Hub::ChannelState {
@@ -13,6 +15,16 @@ struct Hub::ChannelState {
   std::unordered_map<std::string, PresenceEntry> presence;
   // idempotency_key -> (position, expiry); pruned when a keyed publish finds it large.
   std::unordered_map<std::string, std::pair<StreamPosition, uint64_t>> idempotency;
+  // The namespace's publish_rate_limit for this channel, node-wide: every publisher of the
+  // channel, on any loop or API call, takes its token here under the shard lock it holds
+  // anyway. publish_limit: the limit last used, so the sweep can tell a refilled bucket.
+  TokenBucket publish_bucket;
+  RateLimit publish_limit;
+  // Under the shard lock: nothing but the channel's name would be lost by erasing it now.
+  bool Unused(uint64_t now) {
+    return loop_count == 0 && presence.empty() && idempotency.empty() &&
+           publish_bucket.Full(publish_limit, now);
+  }
 };
 
 struct Hub::Shard {
@@ -96,9 +108,37 @@ class Hub::SweepTimer final : public net::TimerNode {
   size_t visits_ = 0;  // which of its shards the next tick sweeps
 };
 
+// One loop's join/leave events waiting for their channel's window (join_leave_batch_delay),
+// by channel; only the loop's thread touches it. The loop's clients are the only ones whose
+// joins and leaves come here, so a client's join and its leave meet in the same batch (or
+// the join in an earlier one, flushed first): cancelling needs no lock, and a subscriber
+// never gets a leave before its join.
+class Hub::JoinLeaveBatches {
+ public:
+  struct Event {
+    std::string client;
+    std::string info;
+    bool join;
+  };
+  struct Batch final : net::TimerNode {
+    Batch(Hub& h, size_t i, std::string_view channel) : hub(h), index(i), name(channel) {}
+    void OnTimer() override { hub.FlushJoinLeave(index, name); }  // frees this batch
+    Hub& hub;
+    size_t index;  // its loop
+    std::string name;
+    // A copy: a subscription's options may be its own (token overrides) and end with it.
+    config::ChannelOptions options;
+    std::vector<Event> events;  // at most join_leave_batch_max
+  };
+  std::unordered_map<std::string, std::unique_ptr<Batch>, LoopChannels::Hash, std::equal_to<>>
+      channels;
+};
+
 Hub::Hub(size_t loop_count, PushCodec codec, Clock clock, SweepPolicy sweep)
     : codec_(codec), clock_(clock), loops_(loop_count, nullptr), sweep_(sweep) {
   sweepers_.resize(loop_count);
+  batches_.resize(loop_count);
+  for (auto& batches : batches_) batches = std::make_unique<JoinLeaveBatches>();
   locals_.resize(loop_count);
   for (auto& local : locals_) local = std::make_unique<LoopChannels>(codec_.join);
   for (auto& shard : shards_) shard = std::make_unique<Shard>();
@@ -139,9 +179,10 @@ void Hub::MaybeErase(Shard& shard, std::string_view channel) {
   auto it = shard.channels.find(channel);
   if (it == shard.channels.end()) return;
   ChannelState& state = *it->second;
-  if (state.loop_count > 0 || !state.presence.empty() || !state.idempotency.empty()) return;
+  const uint64_t now = clock_();
+  if (!state.Unused(now)) return;
   if (state.history) {
-    state.history->Expire(clock_());
+    state.history->Expire(now);
     if (state.history->size() > 0) return;
   }
   shard.channels.erase(it);
@@ -168,8 +209,8 @@ void Hub::Sweep(Shard& shard) {
       bool unused = state.loop_count == 0 && state.presence.empty();
       if (unused && !state.idempotency.empty()) {
         std::erase_if(state.idempotency, [now](const auto& e) { return e.second.second <= now; });
-        unused = state.idempotency.empty();
       }
+      unused = unused && state.Unused(now);
       if (unused && state.history) {
         state.history->Expire(now);
         unused = state.history->size() == 0;
@@ -259,14 +300,18 @@ Hub::SubscribeResult Hub::Subscribe(net::Loop& loop, const SubscribeRequest& req
       state.presence[std::string(request.client)] =
           PresenceEntry{std::string(request.user), std::string(request.info)};
     }
-    if (options.join_leave) {
+    if (options.join_leave && options.join_leave_batch_delay.ms == 0) {
       PostPush(state, request.channel, options,
                codec_.join_leave_push(request.channel, true, request.info), 0, true,
                net::Priority::kLow);
+      metrics::RecordPresenceEvents(metrics::PresenceKind::kJoin, metrics::PresenceOutcome::kSent);
     }
   }
   s->delivered_offset = result.position.offset;
   local.Add(request.channel, s);
+  if (options.join_leave && options.join_leave_batch_delay.ms > 0) {
+    BatchJoinLeave(index, request.channel, options, request.client, true, request.info);
+  }
   return result;
 }
 
@@ -275,29 +320,111 @@ void Hub::Unsubscribe(net::Loop& loop, std::string_view channel,
                       std::string_view info, Subscription* s) {
   const size_t index = static_cast<size_t>(loop.index());
   const bool last = locals_[index]->Remove(channel, s);
-  Shard& shard = ShardOf(channel);
+  const bool batched = options.join_leave && options.join_leave_batch_delay.ms > 0;
+  {
+    Shard& shard = ShardOf(channel);
+    std::lock_guard lock(shard.mutex);
+    auto it = shard.channels.find(channel);
+    if (it != shard.channels.end()) {
+      ChannelState& state = *it->second;
+      if (state.subscribers > 0) --state.subscribers;
+      if (last && state.loops[index]) {
+        state.loops[index] = false;
+        --state.loop_count;
+      }
+      if (options.presence) state.presence.erase(std::string(client));
+      if (options.join_leave && !batched && state.loop_count > 0) {
+        PostPush(state, channel, options, codec_.join_leave_push(channel, false, info), 0, true,
+                 net::Priority::kLow);
+        metrics::RecordPresenceEvents(metrics::PresenceKind::kLeave,
+                                      metrics::PresenceOutcome::kSent);
+      }
+      MaybeErase(shard, channel);
+    }
+  }
+  if (batched) BatchJoinLeave(index, channel, options, client, false, info);
+}
+
+void Hub::BatchJoinLeave(size_t index, std::string_view channel,
+                         const config::ChannelOptions& options, std::string_view client, bool join,
+                         std::string_view info) {
+  auto& channels = batches_[index]->channels;
+  auto it = channels.find(channel);
+  if (it != channels.end()) {
+    std::vector<JoinLeaveBatches::Event>& events = it->second->events;
+    // A client's events alternate, so at most one of its events is pending: the opposite
+    // of this one cancels with it (join then leave, or leave then join: no change to show).
+    for (size_t i = events.size(); i-- > 0;) {
+      if (events[i].client != client) continue;
+      if (events[i].join == join) break;  // cannot happen; keep both rather than guess
+      metrics::RecordPresenceEvents(metrics::PresenceKind::kJoin,
+                                    metrics::PresenceOutcome::kCancelled);
+      metrics::RecordPresenceEvents(metrics::PresenceKind::kLeave,
+                                    metrics::PresenceOutcome::kCancelled);
+      events.erase(events.begin() + static_cast<ptrdiff_t>(i));
+      if (events.empty()) {
+        loops_[index]->timers().Cancel(it->second.get());
+        channels.erase(it);
+      }
+      return;
+    }
+  } else {
+    it = channels
+             .emplace(std::string(channel),
+                      std::make_unique<JoinLeaveBatches::Batch>(*this, index, channel))
+             .first;
+    it->second->options = options;
+  }
+  JoinLeaveBatches::Batch& batch = *it->second;
+  batch.events.push_back({std::string(client), std::string(info), join});
+  if (batch.events.size() >= options.join_leave_batch_max) {
+    FlushJoinLeave(index, channel);  // full: waiting longer only adds latency and memory
+  } else if (!batch.scheduled()) {
+    loops_[index]->timers().Schedule(&batch, options.join_leave_batch_delay.ms);
+  }
+}
+
+void Hub::FlushJoinLeave(size_t index, std::string_view channel) {
+  auto& channels = batches_[index]->channels;
+  auto it = channels.find(channel);
+  if (it == channels.end()) return;
+  std::unique_ptr<JoinLeaveBatches::Batch> batch = std::move(it->second);
+  channels.erase(it);
+  loops_[index]->timers().Cancel(batch.get());
+  if (batch->events.empty()) return;
+  // Encoded outside the lock: each event's push, then one push joining them all.
+  std::vector<Push*> pushes;
+  pushes.reserve(batch->events.size());
+  for (const JoinLeaveBatches::Event& e : batch->events) {
+    pushes.push_back(codec_.join_leave_push(batch->name, e.join, e.info));
+    metrics::RecordPresenceEvents(
+        e.join ? metrics::PresenceKind::kJoin : metrics::PresenceKind::kLeave,
+        metrics::PresenceOutcome::kSent);
+  }
+  if (pushes.size() > 1 && codec_.join) {
+    Push* joined = codec_.join(pushes.data(), pushes.size());
+    for (Push* p : pushes) p->Unref();
+    pushes.assign(1, joined);
+  }
+  Shard& shard = ShardOf(batch->name);
   std::lock_guard lock(shard.mutex);
-  auto it = shard.channels.find(channel);
-  if (it == shard.channels.end()) return;
-  ChannelState& state = *it->second;
-  if (state.subscribers > 0) --state.subscribers;
-  if (last && state.loops[index]) {
-    state.loops[index] = false;
-    --state.loop_count;
+  auto state = shard.channels.find(batch->name);
+  for (Push* push : pushes) {
+    if (state != shard.channels.end() && state->second->loop_count > 0) {
+      PostPush(*state->second, batch->name, batch->options, push, 0, true, net::Priority::kLow);
+    } else {
+      push->Unref();  // nobody left to tell
+    }
   }
-  if (options.presence) state.presence.erase(std::string(client));
-  if (options.join_leave && state.loop_count > 0) {
-    PostPush(state, channel, options, codec_.join_leave_push(channel, false, info), 0, true,
-             net::Priority::kLow);
-  }
-  MaybeErase(shard, channel);
 }
 
 std::optional<StreamPosition> Hub::Publish(std::string_view channel,
                                            const config::ChannelOptions& options,
                                            std::string_view data, std::string_view info,
                                            std::string_view idempotency_key, std::string_view tags,
-                                           std::optional<net::Priority> priority) {
+                                           std::optional<net::Priority> priority,
+                                           Refusal* refusal) {
+  if (refusal != nullptr) *refusal = Refusal::kNone;
   const net::Priority p =
       priority ? *priority
                : ParsePriority(options.default_priority).value_or(net::Priority::kNormal);
@@ -308,7 +435,8 @@ std::optional<StreamPosition> Hub::Publish(std::string_view channel,
   // whose history expired, so distinct channel names cannot grow the map without bound.
   if (++shard.publishes % kSweepEvery == 0) Sweep(shard);
   auto it = shard.channels.find(channel);
-  if (it == shard.channels.end() && options.history_size == 0 && idempotency_key.empty()) {
+  if (it == shard.channels.end() && options.history_size == 0 && idempotency_key.empty() &&
+      options.publish_rate_limit == 0) {
     return StreamPosition{};  // nobody listens, nothing to remember
   }
   ChannelState& state = StateOf(shard, channel, options);
@@ -320,7 +448,19 @@ std::optional<StreamPosition> Hub::Publish(std::string_view channel,
       std::erase_if(state.idempotency, [now](const auto& e) { return e.second.second <= now; });
     }
   }
-  if (state.loop_count > 0 && !Admits(state, p)) return std::nullopt;
+  if (state.loop_count > 0 && !Admits(state, p)) {
+    if (refusal != nullptr) *refusal = Refusal::kBackpressure;
+    return std::nullopt;
+  }
+  // After the checks that take nothing: a refused or deduplicated publication costs no token.
+  if (options.publish_rate_limit != 0) {
+    state.publish_limit = RateLimit{static_cast<uint32_t>(options.publish_rate_limit),
+                                    static_cast<uint32_t>(options.publish_rate_burst)};
+    if (!state.publish_bucket.TryTake(state.publish_limit, now)) {
+      if (refusal != nullptr) *refusal = Refusal::kRateLimit;
+      return std::nullopt;
+    }
+  }
   StreamPosition position;
   std::string publication;
   // history_size 0 with a stream: the API's skip_history; delivered without an offset.

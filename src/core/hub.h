@@ -29,6 +29,24 @@
 // requests", a temporary error the publisher retries, with its idempotency key if it wants
 // exactly once). Critical publications may use twice the budget. Memory for pushes in flight
 // is thus bounded per loop, whatever publishers do; per connection, SendLimits bound it.
+//
+// Publish rate (a namespace's publish_rate_limit): each channel's token bucket is in its
+// ChannelState, taken under the shard lock Publish holds anyway, so the limit is exact
+// node-wide (client and API publishers, every loop) at no extra lock. A channel in debt is
+// kept (not swept) until its bucket has refilled, so forgetting it never resets the limit.
+//
+// Join/leave batching (a namespace's join_leave_batch_delay): presence itself changes at
+// once under the shard lock (Presence and PresenceStats are exact); only the pushes wait.
+// Each loop collects the join/leave events of its own clients, per channel, in a map only
+// its thread touches (JoinLeaveBatches), with a timer on the loop's wheel per channel
+// batch. A client lives on one loop, so its join and its leave meet in the same batch, where
+// they cancel out (join then leave, or leave then join), with no lock; a leave in a later
+// batch than its join is posted after it, so no subscriber sees a leave before its join.
+// When the window ends (the loop timer fires, with no further event needed) or the batch
+// holds join_leave_batch_max events, its pushes are encoded outside any lock, joined into
+// one (PushCodec::join) and posted once, taking the shard lock like any publication. A
+// subscriber thus gets at most one join/leave message per channel, window and source loop.
+// The publish path is untouched.
 #pragma once
 
 #include <array>
@@ -47,6 +65,7 @@
 #include "core/history_stream.h"
 #include "core/loop_channels.h"
 #include "core/push.h"
+#include "core/rate_limit.h"
 #include "net/event_loop.h"
 #include "net/output_queue.h"
 
@@ -123,17 +142,21 @@ class Hub {
   void Unsubscribe(net::Loop& loop, std::string_view channel, const config::ChannelOptions& options,
                    std::string_view client, std::string_view info, Subscription* s);
 
+  // Why Publish refused a publication (both answer 111, a temporary error).
+  enum class Refusal : uint8_t {
+    kNone,
+    kBackpressure,  // a loop the channel reaches is over its inbox budget
+    kRateLimit,     // the namespace's publish_rate_limit, for this channel, node-wide
+  };
   // Any thread. Returns the publication's position (offset 0 without history). A non-empty
   // idempotency_key seen on this channel within the idempotency window returns the first
   // publication's position and publishes nothing. priority: the publication's, else the
-  // namespace's default_priority. nullopt: refused, a loop it reaches is over its inbox
-  // budget (nothing was published; try again).
-  std::optional<StreamPosition> Publish(std::string_view channel,
-                                        const config::ChannelOptions& options,
-                                        std::string_view data, std::string_view info,
-                                        std::string_view idempotency_key = {},
-                                        std::string_view tags = {},
-                                        std::optional<net::Priority> priority = std::nullopt);
+  // namespace's default_priority. nullopt: refused (nothing was published; try again), and
+  // *refusal (optional) says why.
+  std::optional<StreamPosition> Publish(
+      std::string_view channel, const config::ChannelOptions& options, std::string_view data,
+      std::string_view info, std::string_view idempotency_key = {}, std::string_view tags = {},
+      std::optional<net::Priority> priority = std::nullopt, Refusal* refusal = nullptr);
   // Drops the channel's stored publications (its position stays).
   void RemoveHistory(std::string_view channel);
   // Channels with subscribers, and how many (API `channels`).
@@ -156,6 +179,7 @@ class Hub {
   struct ChannelState;
   struct Shard;
   class SweepTimer;
+  class JoinLeaveBatches;
   static constexpr size_t kShards = 64;
   static constexpr uint32_t kSweepEvery = 1024;        // publishes per shard between sweeps
   static constexpr size_t kIdempotencyPruneAt = 1024;  // keys per channel before pruning
@@ -176,6 +200,13 @@ class Hub {
   void Sweep(Shard& shard);
   // On loop `index`'s thread, from its sweep timer: sweeps the visit-th of its shards.
   void SweepTick(size_t index, size_t visit);
+  // On loop `index`'s thread, outside any lock: a client of this loop joined or left a
+  // channel whose namespace batches join/leave pushes. A join and a leave of one client in
+  // one window cancel out; a full batch leaves at once.
+  void BatchJoinLeave(size_t index, std::string_view channel, const config::ChannelOptions& options,
+                      std::string_view client, bool join, std::string_view info);
+  // On loop `index`'s thread: sends the channel's batch as one joined push (and forgets it).
+  void FlushJoinLeave(size_t index, std::string_view channel);
 
   PushCodec codec_;
   Clock clock_;
@@ -183,7 +214,8 @@ class Hub {
   std::vector<net::Loop*> loops_;
   std::vector<std::unique_ptr<LoopChannels>> locals_;
   SweepPolicy sweep_;
-  std::vector<std::unique_ptr<SweepTimer>> sweepers_;  // one per loop
+  std::vector<std::unique_ptr<SweepTimer>> sweepers_;       // one per loop
+  std::vector<std::unique_ptr<JoinLeaveBatches>> batches_;  // one per loop
   std::array<std::unique_ptr<Shard>, kShards> shards_;
 };
 

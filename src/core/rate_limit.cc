@@ -1,7 +1,6 @@
 #include "core/rate_limit.h"
 
 #include <algorithm>
-#include <iterator>
 
 namespace hermod::core {
 
@@ -55,28 +54,6 @@ CommandLimiter::Verdict CommandLimiter::Check(const CommandRateLimits& limits, C
     rejections_ = 0;
   }
   return ++rejections_ >= limits.disconnect_after ? Verdict::kAbuse : Verdict::kReject;
-}
-
-bool ChannelRateLimits::TryPublish(std::string_view channel, const RateLimit& per_loop,
-                                   uint64_t now_ms) {
-  if (!per_loop.enabled()) return true;
-  auto it = buckets_.find(channel);
-  if (it == buckets_.end()) {
-    if (buckets_.size() >= max_channels_) Sweep(now_ms);
-    it = buckets_.emplace(std::string(channel), Entry{}).first;
-  }
-  it->second.limit = per_loop;
-  return it->second.bucket.TryTake(per_loop, now_ms);
-}
-
-void ChannelRateLimits::Sweep(uint64_t now_ms) {
-  for (auto it = buckets_.begin(); it != buckets_.end();) {
-    Entry& e = it->second;
-    it = e.bucket.Full(e.limit, now_ms) ? buckets_.erase(it) : std::next(it);
-  }
-  // Every channel is still in debt: forgetting them all errs on the side of the publishers,
-  // and the map stays bounded.
-  if (buckets_.size() >= max_channels_) buckets_.clear();
 }
 
 bool LogThrottle::Allow(uint64_t now_ms, uint64_t* suppressed) {

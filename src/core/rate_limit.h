@@ -1,5 +1,6 @@
 // Token buckets for everything hermod rate-limits: a client's commands (per kind and in
-// total), a channel's publications on one loop, connections per IP and per loop.
+// total), connections per IP and per loop, and a channel's publications (the bucket lives
+// in the hub's channel state, under the shard lock Hub::Publish holds anyway: node-wide).
 //
 // A bucket is eight bytes and does integer math on the loop's cached clock (Loop::now_ms):
 // no allocation, no syscall, no floating point. It stores its debt rather than its tokens,
@@ -14,9 +15,7 @@
 
 #include <array>
 #include <cstdint>
-#include <string>
 #include <string_view>
-#include <unordered_map>
 
 namespace hermod::core {
 
@@ -100,33 +99,6 @@ class CommandLimiter {
   std::array<TokenBucket, kCommandKinds> kinds_;
   uint32_t window_start_ms_ = 0;
   uint32_t rejections_ = 0;
-};
-
-// Per-channel publication limits on one loop (a namespace's publish_rate_limit). Each loop
-// enforces its share of the node-wide rate (RateLimit::Share) on its own map, so no lock
-// and no cross-loop traffic is needed; the price is that one loop's idle share is not lent
-// to another, so a channel published from a single loop gets rate/loops. The map is bounded:
-// past max_channels, buckets that time has refilled are dropped (they are as good as new),
-// and if every bucket is still in debt, the oldest state is forgotten altogether.
-class ChannelRateLimits {
- public:
-  explicit ChannelRateLimits(size_t max_channels = 65536) : max_channels_(max_channels) {}
-  bool TryPublish(std::string_view channel, const RateLimit& per_loop, uint64_t now_ms);
-  size_t size() const { return buckets_.size(); }
-
- private:
-  struct Hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
-  };
-  struct Entry {
-    TokenBucket bucket;
-    RateLimit limit;  // the limit it was last used with, for the sweep
-  };
-  void Sweep(uint64_t now_ms);
-
-  size_t max_channels_;
-  std::unordered_map<std::string, Entry, Hash, std::equal_to<>> buckets_;
 };
 
 // At most one log line per interval for one kind of rejection, so that a flood of rejected

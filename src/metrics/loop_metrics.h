@@ -96,6 +96,13 @@ enum class DropPriority : uint8_t { kLow, kNormal, kHigh, kCritical, kCount };
 inline constexpr std::array<std::string_view, 4> kDropPriorities = {"low", "normal", "high",
                                                                     "critical"};
 
+// Presence join/leave events (core::Hub), by kind and what became of them: sent (alone or
+// in a batch) or cancelled (a join and a leave of one client within one batch window).
+enum class PresenceKind : uint8_t { kJoin, kLeave, kCount };
+inline constexpr std::array<std::string_view, 2> kPresenceKinds = {"join", "leave"};
+enum class PresenceOutcome : uint8_t { kSent, kCancelled, kCount };
+inline constexpr std::array<std::string_view, 2> kPresenceOutcomes = {"sent", "cancelled"};
+
 struct LoopMetrics {
   // Client protocol: commands by method and the latency of the message that carried them.
   std::array<uint64_t, kCommandMethods.size()> commands{};
@@ -124,6 +131,10 @@ struct LoopMetrics {
   // Send queues.
   std::array<std::array<uint64_t, kDropPriorities.size()>, kDropReasons.size()> queue_dropped{};
   uint64_t slow_consumer_disconnects = 0;
+
+  // Presence join/leave events, [kind][outcome].
+  std::array<std::array<uint64_t, kPresenceOutcomes.size()>, kPresenceKinds.size()>
+      presence_events{};
 
   // Ends the counted run of deliveries (on the next push, and before a scrape copies this).
   void EndFanoutRun() {
@@ -158,6 +169,14 @@ inline void RecordSendQueueDrop(DropReason reason, DropPriority priority, uint64
 // close that net::Connection::Send already counts as LoopStats::write_overflow.
 inline void RecordSlowConsumerDisconnect() {
   if (LoopMetrics* m = Local()) ++m->slow_consumer_disconnects;
+}
+
+// Core: join/leave events of one kind had this outcome (on the loop of the client that
+// joined or left).
+inline void RecordPresenceEvents(PresenceKind kind, PresenceOutcome outcome, uint64_t n = 1) {
+  if (LoopMetrics* m = Local()) {
+    m->presence_events[static_cast<size_t>(kind)][static_cast<size_t>(outcome)] += n;
+  }
 }
 
 // Client protocol: one WebSocket message of commands was handled; counts holds how many of

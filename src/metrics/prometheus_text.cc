@@ -163,6 +163,11 @@ LoopSnapshot MergeSnapshots(const std::vector<LoopSnapshot>& loops) {
       }
     }
     a.slow_consumer_disconnects += m.slow_consumer_disconnects;
+    for (size_t k = 0; k < m.presence_events.size(); ++k) {
+      for (size_t o = 0; o < m.presence_events[k].size(); ++o) {
+        a.presence_events[k][o] += m.presence_events[k][o];
+      }
+    }
     all.queued_bytes += s.queued_bytes;
     all.max_queued_bytes = std::max(all.max_queued_bytes, s.max_queued_bytes);
     all.queued_connections += s.queued_connections;
@@ -390,6 +395,17 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
   t.Family("hermod_slow_consumer_disconnects_total", "counter",
            "Connections closed for not reading fast enough.");
   t.Sample("hermod_slow_consumer_disconnects_total", {}, SlowConsumerCloses(all));
+
+  t.Family("hermod_presence_events_total", "counter",
+           "Presence join/leave events, by kind and outcome: sent (alone or in a batch) or "
+           "cancelled (a join and a leave of one client within join_leave_batch_delay).");
+  for (size_t k = 0; k < kPresenceKinds.size(); ++k) {
+    for (size_t o = 0; o < kPresenceOutcomes.size(); ++o) {
+      t.Sample("hermod_presence_events_total",
+               {{"kind", kPresenceKinds[k]}, {"outcome", kPresenceOutcomes[o]}},
+               m.presence_events[k][o]);
+    }
+  }
 
   t.Family("hermod_api_calls_total", "counter", "Server HTTP API calls, by method.");
   for (size_t i = 0; i < kApiMethods.size(); ++i) {

@@ -16,7 +16,6 @@ namespace {
 struct LoopScratch {
   CommandParser parser;
   std::string reply;
-  core::ChannelRateLimits channel_limits;  // namespaces' publish_rate_limit, this loop's share
   core::LogThrottle rate_log;
   core::LogThrottle admission_log;
 };
@@ -692,22 +691,15 @@ void ClientConnection::HandlePublish(const Command& c) {
   const bool allowed =
       options->allow_publish_for_client || (options->allow_publish_for_subscriber && subscription);
   if (!allowed) return ReplyError(c.id, ErrorCode::kPermissionDenied);
-  if (options->publish_rate_limit != 0) {
-    // This loop's share of the namespace's node-wide rate (core/rate_limit.h).
-    const core::RateLimit limit =
-        core::RateLimit{static_cast<uint32_t>(options->publish_rate_limit),
-                        static_cast<uint32_t>(options->publish_rate_burst)}
-            .Share(context_.options.loop_count);
-    if (!Scratch().channel_limits.TryPublish(c.channel, limit, loop().now_ms())) {
-      ++loop().stats().guard.commands_limited[6];
-      return ReplyError(c.id, ErrorCode::kTooManyRequests);
-    }
-  }
   // A subscriber publishes with its channel info (chan_info), as Centrifugo does. Refused
+  // by the namespace's publish_rate_limit (the channel's bucket in the hub, node-wide), or
   // while a loop the channel reaches is over its inbox budget (publisher backpressure): 111
   // is temporary, the SDK's publish may be retried.
+  core::Hub::Refusal refusal;
   if (!context_.hub.Publish(c.channel, *options, c.data,
-                            subscription ? subscription->client_info(info_) : info_)) {
+                            subscription ? subscription->client_info(info_) : info_, {}, {},
+                            std::nullopt, &refusal)) {
+    if (refusal == core::Hub::Refusal::kRateLimit) ++loop().stats().guard.commands_limited[6];
     return ReplyError(c.id, ErrorCode::kTooManyRequests);
   }
   AppendEmptyReply(*reply_, c.id, "publish");

@@ -56,7 +56,6 @@ struct ClientOptions {
   uint64_t expired_close_ms = 25000;
   std::string version;
   core::CommandRateLimits rate_limits;  // per connection (issue 6)
-  size_t loop_count = 1;                // namespaces' publish_rate_limit is split by this
 
   static ClientOptions FromConfig(const config::Config& config);
 };

@@ -8,6 +8,7 @@ and the accept throttle (connections wait, none is refused). Command limits: pub
 bystander client keeps receiving publications throughout. Every refusal shows in /metrics.
 """
 
+import json
 import time
 
 import guard_client as g
@@ -201,6 +202,32 @@ class RateLimitTest(h.HermodTestCase):
         self.assertNotIn("error", r)
         self.assertEqual(g.metric(self.server.port, "hermod_client_commands_rate_limited_total",
                                   kind="channel"), 1)
+
+
+class NodeWideChannelLimitTest(h.HermodTestCase):
+    def test_clients_on_every_loop_and_the_api_share_one_bucket_per_channel(self):
+        config = dict(ANON, namespaces=[{"name": "slow", "publish_rate_limit": 1,
+                                         "publish_rate_burst": 4,
+                                         "allow_publish_for_client": True}])
+        server = self.start_server(config, workers=2)
+        start = time.monotonic()
+        replies = []
+        for _ in range(4):  # connections are spread over both loops
+            c = g.Client(server.port)
+            self.addCleanup(c.close)
+            c.connect()
+            ids = c.send(*[("publish", {"channel": "slow:room", "data": 1}) for _ in range(2)])
+            replies += [c.reply(i) for i in ids]
+        for _ in range(2):
+            r = g.api_call(server.port, "publish", {"channel": "slow:room", "data": 1})
+            self.assertEqual(r.status, 200, r.body)
+            replies.append(json.loads(r.body))
+        elapsed = time.monotonic() - start
+        admitted = sum("error" not in r for r in replies)
+        # The burst, plus the one token a second that time may have repaid meanwhile.
+        self.assertGreaterEqual(admitted, 4)
+        self.assertLessEqual(admitted, 4 + int(elapsed))
+        self.assertEqual({r["error"]["code"] for r in replies if "error" in r}, {111})
 
 
 if __name__ == "__main__":

@@ -165,6 +165,33 @@ TEST(Config, AdmissionAndRateLimitValidationNamesTheKey) {
   EXPECT_NE(error.find("publish_rate_limit"), std::string::npos) << error;
 }
 
+TEST(Config, JoinLeaveBatchKeysComeFromJsonAndEnvironmentAndAreBounded) {
+  Config c;
+  std::string error;
+  EXPECT_EQ(c.channel.join_leave_batch_delay.ms, 0u);  // off: pushes leave at once
+  EXPECT_EQ(c.channel.join_leave_batch_max, 100u);
+  ASSERT_TRUE(ApplyJson(R"({"namespaces": [{"name": "n", "join_leave_batch_delay": "250ms",
+      "join_leave_batch_max": 40}]})",
+                        c, &error))
+      << error;
+  std::string env[] = {"HERMOD_JOIN_LEAVE_BATCH_DELAY=1s"};
+  char* environment[] = {env[0].data(), nullptr};
+  ASSERT_TRUE(ApplyEnvironment(environment, c, &error)) << error;
+  EXPECT_TRUE(Validate(c, &error)) << error;
+  EXPECT_EQ(c.namespaces[0].options.join_leave_batch_delay.ms, 250u);
+  EXPECT_EQ(c.namespaces[0].options.join_leave_batch_max, 40u);
+  EXPECT_EQ(c.channel.join_leave_batch_delay.ms, 1000u);
+  EXPECT_NE(ToJson(c).find("\"join_leave_batch_max\""), std::string::npos);
+  Config zero;
+  zero.channel.join_leave_batch_max = 0;
+  EXPECT_FALSE(Validate(zero, &error));
+  EXPECT_NE(error.find("join_leave_batch_max"), std::string::npos) << error;
+  Config long_window;
+  long_window.channel.join_leave_batch_delay.ms = 60000;
+  EXPECT_FALSE(Validate(long_window, &error));
+  EXPECT_NE(error.find("join_leave_batch_delay"), std::string::npos) << error;
+}
+
 TEST(Config, ToJsonRoundTrips) {
   Config c;
   c.port = 1234;

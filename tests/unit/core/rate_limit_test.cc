@@ -133,23 +133,6 @@ TEST(CommandLimiter, RejectionsSpreadOverWindowsAreNotAbuse) {
   }
 }
 
-TEST(ChannelRateLimits, EachChannelHasItsOwnBucket) {
-  ChannelRateLimits limits;
-  RateLimit limit{10, 2};
-  EXPECT_TRUE(limits.TryPublish("a", limit, 100));
-  EXPECT_TRUE(limits.TryPublish("a", limit, 100));
-  EXPECT_FALSE(limits.TryPublish("a", limit, 100));
-  EXPECT_TRUE(limits.TryPublish("b", limit, 100));
-  EXPECT_TRUE(limits.TryPublish("a", limit, 200));  // 10/s: a token per 100 ms
-}
-
-TEST(ChannelRateLimits, StaysBoundedByDroppingRefilledBuckets) {
-  ChannelRateLimits limits(100);
-  RateLimit limit{10, 5};
-  for (int i = 0; i < 1000; ++i) limits.TryPublish("c" + std::to_string(i), limit, 1000 + i * 10);
-  EXPECT_LE(limits.size(), 100u);
-}
-
 TEST(LogThrottle, LetsOneLineThroughPerIntervalAndCountsTheRest) {
   LogThrottle log(1000);
   uint64_t suppressed = 99;
