@@ -225,6 +225,11 @@ void Server::BuildMetrics() {
   metrics_ = std::make_unique<metrics::Routes>(std::move(counters), *health_,
                                                config_.health.loop_deadline_ms,
                                                metrics::BuildInfo{HERMOD_VERSION, __VERSION__});
+  if (broker_) {
+    broker::Link* link = &broker_->link();
+    health_->AddCheck([link] { return link->Health(); });
+    metrics_->AddRenderer([link](metrics::PrometheusText& text) { link->Render(text); });
+  }
 }
 
 void Server::ShutdownWorker(Worker& worker) {
@@ -337,6 +342,17 @@ int Server::Run() {
     worker->listener->SetAcceptRate(config_.admission.accept_rate_per_loop);
     workers_.push_back(std::move(worker));
   }
+  // Cluster mode: with every loop attached to the hub, before any runs.
+  if (config_.broker == "nats") {
+    broker_ = std::make_unique<broker::NatsBroker>(broker::NatsBroker::Options::FromConfig(config_),
+                                                   *hub_, channel_rules_);
+    std::string error;
+    if (!broker_->Start(&error)) {
+      spdlog::error("{}", error);
+      return 1;
+    }
+    hub_->set_broker(broker_.get());
+  }
   // Before the threads start: the routes read metrics_ from every loop.
   BuildMetrics();
   for (auto& worker : workers_) {
@@ -359,6 +375,7 @@ int Server::Run() {
   }
   health_->SetDraining();
   for (auto& worker : workers_) worker->thread.join();
+  if (broker_) broker_->Stop();  // its receive thread posts to the loops: before they go
   health_->Stop();
   spdlog::info("stopped");
   return 0;

@@ -12,6 +12,7 @@
 
 #include "api/server_api.h"
 #include "auth/token_verifier.h"
+#include "broker/nats_broker.h"
 #include "config/config.h"
 #include "core/admission.h"
 #include "core/channel_rules.h"
@@ -73,6 +74,9 @@ class Server {
   core::ChannelRules channel_rules_;
   auth::TokenVerifier token_verifier_;
   std::unique_ptr<core::Hub> hub_;
+  // Config broker "nats": other nodes' publications enter the hub from libnats's threads;
+  // built and stopped in Run, declared after hub_ so that it goes first.
+  std::unique_ptr<broker::NatsBroker> broker_;
   proto::ClientCounts client_counts_;  // the API's info: clients and users
   std::unique_ptr<proto::ClientContext> client_context_;
   // Connection limits shared by every loop (issue 6; core/admission.h), built in Run.

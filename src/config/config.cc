@@ -191,6 +191,23 @@ std::vector<Field> AllFields(Config& c) {
                     {"client_command_rate_limit.disconnect_after", &r.disconnect_after},
                     {"client_command_rate_limit.disconnect_window", &r.disconnect_window},
                 });
+  // Cluster mode (src/broker/).
+  fields.insert(fields.end(),
+                {
+                    {"broker", &c.broker},
+                    {"nats.url", &c.nats.url},
+                    {"nats.prefix", &c.nats.prefix},
+                    {"nats.dial_timeout", &c.nats.dial_timeout},
+                    {"nats.reconnect_wait", &c.nats.reconnect_wait},
+                    {"nats.reconnect_buffer_bytes", &c.nats.reconnect_buffer_bytes},
+                    {"nats.send_queue_bytes", &c.nats.send_queue_bytes},
+                    {"nats.receive_queue_bytes", &c.nats.receive_queue_bytes},
+                    {"nats.unhealthy_after", &c.nats.unhealthy_after},
+                    {"broker_breaker.failure_threshold", &c.broker_breaker.failure_threshold},
+                    {"broker_breaker.window", &c.broker_breaker.window},
+                    {"broker_breaker.open_timeout", &c.broker_breaker.open_timeout},
+                    {"broker_breaker.half_open_trials", &c.broker_breaker.half_open_trials},
+                });
   AddChannelFields(fields, c.channel);
   return fields;
 }
@@ -566,6 +583,40 @@ bool Validate(const Config& c, std::string* error) {
   if (c.log_format != "text" && c.log_format != "json") {
     return fail("config key log_format: text or json");
   }
+  if (c.broker != "memory" && c.broker != "nats") return fail("config key broker: memory or nats");
+  const auto& n = c.nats;
+  if (!n.url.starts_with("nats://") && !n.url.starts_with("tls://")) {
+    return fail("config key nats.url: nats://host:port (several: comma-separated)");
+  }
+  // The prefix is the subject's first tokens: NATS subjects have no spaces or wildcards.
+  if (n.prefix.empty() || n.prefix.front() == '.' || n.prefix.back() == '.' ||
+      n.prefix.find_first_of(" \t\r\n*>") != std::string::npos ||
+      n.prefix.find("..") != std::string::npos) {
+    return fail("config key nats.prefix: subject tokens without spaces, '*' or '>'");
+  }
+  if (n.dial_timeout.ms == 0 || n.dial_timeout.ms > 60000) {
+    return fail("config key nats.dial_timeout: 1ms..60s");
+  }
+  if (n.reconnect_wait.ms == 0 || n.reconnect_wait.ms > 60000) {
+    return fail("config key nats.reconnect_wait: 1ms..60s");
+  }
+  // libnats takes these as int.
+  for (auto [key, bytes] : {std::pair{"reconnect_buffer_bytes", n.reconnect_buffer_bytes},
+                            std::pair{"send_queue_bytes", n.send_queue_bytes},
+                            std::pair{"receive_queue_bytes", n.receive_queue_bytes}}) {
+    if (bytes < 1024 || bytes > kMaxBuffer) {
+      return fail(std::string("config key nats.") + key + ": must be 1024..2^30");
+    }
+  }
+  const auto& b = c.broker_breaker;
+  if (b.failure_threshold == 0 || b.failure_threshold > 1000000) {
+    return fail("config key broker_breaker.failure_threshold: must be 1..10^6");
+  }
+  if (b.half_open_trials == 0 || b.half_open_trials > 1000000) {
+    return fail("config key broker_breaker.half_open_trials: must be 1..10^6");
+  }
+  if (b.window.ms == 0) return fail("config key broker_breaker.window: at least 1ms");
+  if (b.open_timeout.ms == 0) return fail("config key broker_breaker.open_timeout: at least 1ms");
   return true;
 }
 

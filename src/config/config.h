@@ -211,6 +211,27 @@ struct Config {
     uint64_t disconnect_after = 200;
     Duration disconnect_window{10000};
   } client_command_rate_limit;
+  // Cluster mode (src/broker/): "memory" serves this node alone; "nats" joins the nodes that
+  // share nats.url and nats.prefix (Centrifugo's broker: "nats"). History stays per node.
+  std::string broker = "memory";
+  struct Nats {
+    std::string url = "nats://127.0.0.1:4222";
+    std::string prefix = "hermod";              // the subject is <prefix>.broker
+    Duration dial_timeout{1000};                // connect, and a blocked write's deadline
+    Duration reconnect_wait{1000};              // between reconnect attempts (forever)
+    uint64_t reconnect_buffer_bytes = 8 << 20;  // libnats's buffer while reconnecting
+    uint64_t send_queue_bytes = 16 << 20;       // encoded sends waiting for the sender thread
+    uint64_t receive_queue_bytes = 64 << 20;    // received, not yet in the hub (then dropped)
+    Duration unhealthy_after{0};  // disconnected this long: health unhealthy; 0: degraded only
+  } nats;
+  // The circuit breaker around broker sends (core/circuit_breaker.h): open after
+  // failure_threshold failures within window; after open_timeout, half_open_trials sends.
+  struct BrokerBreaker {
+    uint64_t failure_threshold = 5;
+    Duration window{10000};
+    Duration open_timeout{5000};
+    uint64_t half_open_trials = 1;
+  } broker_breaker;
   ChannelOptions channel;             // channels outside any namespace
   std::vector<Namespace> namespaces;  // JSON only (no environment form)
 };

@@ -10,6 +10,7 @@ CircuitBreaker::CircuitBreaker(Options options, Clock clock) : options_(options)
 void CircuitBreaker::Advance(uint64_t now) {
   if (state_ == State::kOpen && now >= opened_at_ + options_.open_ms) {
     state_ = State::kHalfOpen;
+    ++transitions_[static_cast<size_t>(State::kHalfOpen)];
     trials_in_flight_ = 0;
     trial_successes_ = 0;
   }
@@ -46,6 +47,7 @@ void CircuitBreaker::Open(uint64_t now) {
   trials_in_flight_ = 0;
   trial_successes_ = 0;
   ++opened_total_;
+  ++transitions_[static_cast<size_t>(State::kOpen)];
 }
 
 void CircuitBreaker::OnSuccess() {
@@ -53,6 +55,7 @@ void CircuitBreaker::OnSuccess() {
   if (trials_in_flight_ > 0) --trials_in_flight_;
   if (++trial_successes_ >= options_.half_open_trials) {
     state_ = State::kClosed;
+    ++transitions_[static_cast<size_t>(State::kClosed)];
     failures_.clear();
   }
 }

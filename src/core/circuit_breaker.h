@@ -9,6 +9,7 @@
 // drive it). Not thread-safe: one breaker belongs to one loop, or is guarded by its owner.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 
@@ -37,6 +38,8 @@ class CircuitBreaker {
   State state();
   uint64_t opened_total() const { return opened_total_; }      // transitions to open
   uint64_t rejected_total() const { return rejected_total_; }  // calls Allow() refused
+  // Transitions into state `to` (an open breaker turns half-open when it is next asked).
+  uint64_t transitions(State to) const { return transitions_[static_cast<size_t>(to)]; }
 
  private:
   void Open(uint64_t now);
@@ -51,6 +54,7 @@ class CircuitBreaker {
   uint32_t trial_successes_ = 0;
   uint64_t opened_total_ = 0;
   uint64_t rejected_total_ = 0;
+  uint64_t transitions_[3] = {0, 0, 0};
 };
 
 }  // namespace hermod::core

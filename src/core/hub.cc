@@ -309,6 +309,10 @@ Hub::SubscribeResult Hub::Subscribe(net::Loop& loop, const SubscribeRequest& req
   }
   s->delivered_offset = result.position.offset;
   local.Add(request.channel, s);
+  if (options.join_leave) {
+    ToBroker(broker::MessageKind::kJoin, request.channel, {}, request.info, {}, net::Priority::kLow,
+             false);
+  }
   if (options.join_leave && options.join_leave_batch_delay.ms > 0) {
     BatchJoinLeave(index, request.channel, options, request.client, true, request.info);
   }
@@ -318,6 +322,9 @@ Hub::SubscribeResult Hub::Subscribe(net::Loop& loop, const SubscribeRequest& req
 void Hub::Unsubscribe(net::Loop& loop, std::string_view channel,
                       const config::ChannelOptions& options, std::string_view client,
                       std::string_view info, Subscription* s) {
+  if (options.join_leave) {
+    ToBroker(broker::MessageKind::kLeave, channel, {}, info, {}, net::Priority::kLow, false);
+  }
   const size_t index = static_cast<size_t>(loop.index());
   const bool last = locals_[index]->Remove(channel, s);
   const bool batched = options.join_leave && options.join_leave_batch_delay.ms > 0;
@@ -437,7 +444,8 @@ std::optional<StreamPosition> Hub::Publish(std::string_view channel,
   auto it = shard.channels.find(channel);
   if (it == shard.channels.end() && options.history_size == 0 && idempotency_key.empty() &&
       options.publish_rate_limit == 0) {
-    return StreamPosition{};  // nobody listens, nothing to remember
+    ToBroker(broker::MessageKind::kPublication, channel, data, info, tags, p, true);
+    return StreamPosition{};  // nobody listens here, nothing to remember
   }
   ChannelState& state = StateOf(shard, channel, options);
   const uint64_t now = clock_();
@@ -484,6 +492,8 @@ std::optional<StreamPosition> Hub::Publish(std::string_view channel,
     state.idempotency[std::string(idempotency_key)] = {position,
                                                        now + limits_.idempotency_window_ms};
   }
+  ToBroker(broker::MessageKind::kPublication, channel, data, info, tags, p,
+           options.history_size == 0);
   return position;
 }
 
@@ -541,6 +551,34 @@ std::pair<size_t, size_t> Hub::PresenceStats(std::string_view channel) {
   std::unordered_set<std::string_view> users;
   for (const auto& [client, entry] : it->second->presence) users.insert(entry.user);
   return {it->second->presence.size(), users.size()};
+}
+
+// Cluster mode (broker/broker.h): what follows is the hub's only tie to other nodes.
+
+void Hub::ToBroker(broker::MessageKind kind, std::string_view channel, std::string_view data,
+                   std::string_view info, std::string_view tags, net::Priority priority,
+                   bool skip_history) {
+  if (broker_ == nullptr) return;
+  broker::Message m;
+  m.kind = kind;
+  m.priority = static_cast<uint8_t>(priority);
+  m.skip_history = skip_history;
+  m.channel = channel;
+  m.data = data;
+  m.info = info;
+  m.tags = tags;
+  broker_->Publish(m);
+}
+
+void Hub::JoinLeaveFromBroker(std::string_view channel, const config::ChannelOptions& options,
+                              bool join, std::string_view info) {
+  if (!options.join_leave) return;
+  Shard& shard = ShardOf(channel);
+  std::lock_guard lock(shard.mutex);
+  auto it = shard.channels.find(channel);
+  if (it == shard.channels.end() || it->second->loop_count == 0) return;
+  PostPush(*it->second, channel, options, codec_.join_leave_push(channel, join, info), 0, true,
+           net::Priority::kLow);
 }
 
 }  // namespace hermod::core

@@ -210,6 +210,7 @@ void HealthMonitor::CheckOnce() {
     memory.detail = fmt::format("resident {} bytes; no budget set", rss);
   }
   checks.push_back(std::move(memory));
+  for (const auto& check : extra_checks_) checks.push_back(check());
 
   HealthLevel level = HealthLevel::kHealthy;
   std::string reason;

@@ -1,8 +1,9 @@
 // Health levels (healthy, degraded, unhealthy, critical) from a few checks, each a figure
 // against its budget: every loop answers a mailbox ping within a deadline; resident memory
 // against its budget; open connections against their limit; error rates (protocol-error
-// closes and slow-consumer closes per second over a sliding window) against theirs. The
-// worst check is the level.
+// closes and slow-consumer closes per second over a sliding window) against theirs; and the
+// checks other rooms add (AddCheck: the broker's circuit breaker and connection). The worst
+// check is the level.
 //
 // Error rates: each ping also reads the loop's close counters (on the loop's thread, as a
 // scrape does). The monitor keeps (time, totals) samples for error_window_ms and counts the
@@ -20,6 +21,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -60,6 +62,10 @@ class HealthMonitor {
   HealthMonitor(const HealthMonitor&) = delete;
   HealthMonitor& operator=(const HealthMonitor&) = delete;
 
+  // Before Start: a check another room supplies (e.g. the broker's link), run each round on
+  // the monitor's thread; it must not block.
+  void AddCheck(std::function<HealthCheck()> check) { extra_checks_.push_back(std::move(check)); }
+
   // With the loops running: checks once (so the first answer is real), then every
   // check_interval_ms on the monitor's thread.
   void Start();
@@ -86,6 +92,7 @@ class HealthMonitor {
   HealthCheck RateCheck(std::string name, uint64_t count, uint64_t per_second_limit) const;
 
   const std::vector<LoopCounters> loops_;
+  std::vector<std::function<HealthCheck()>> extra_checks_;
   // The monitor thread's own (no lock): each loop's last totals, and the window's samples.
   std::vector<ErrorSample> last_totals_;
   std::deque<ErrorSample> error_samples_;

@@ -18,6 +18,11 @@ void Routes::Metrics(http::HttpConnection& c, http::Request& request) {
       c.loop(), loops_, deadline_ms_,
       [this, answer, keep_alive](std::vector<LoopSnapshot> snapshots) {
         std::string body = RenderMetrics(snapshots, ReadProcessStats(), monitor_.Figures(), build_);
+        if (!renderers_.empty()) {
+          PrometheusText extra;
+          for (const auto& render : renderers_) render(extra);
+          body += extra.text();
+        }
         answer.Respond(http::BuildResponse(200, kPrometheusContentType, body, keep_alive),
                        keep_alive);
       });

@@ -5,6 +5,7 @@
 // health routes read the monitor's last result.
 #pragma once
 
+#include <functional>
 #include <vector>
 
 #include "http/http_connection.h"
@@ -21,6 +22,12 @@ class Routes {
   Routes(std::vector<LoopCounters> loops, const HealthMonitor& monitor, uint64_t deadline_ms,
          BuildInfo build);
 
+  // Before the loops run: families another room renders (e.g. the broker's), appended to
+  // every scrape; called on the scraping loop's thread, must not block.
+  void AddRenderer(std::function<void(PrometheusText&)> render) {
+    renderers_.push_back(std::move(render));
+  }
+
   void Metrics(http::HttpConnection& c, http::Request& request);
   void Health(http::HttpConnection& c, http::Request& request);
   void Live(http::HttpConnection& c, http::Request& request);
@@ -31,6 +38,7 @@ class Routes {
   const HealthMonitor& monitor_;
   const uint64_t deadline_ms_;
   const BuildInfo build_;
+  std::vector<std::function<void(PrometheusText&)>> renderers_;
 };
 
 }  // namespace hermod::metrics

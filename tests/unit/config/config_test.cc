@@ -165,6 +165,45 @@ TEST(Config, AdmissionAndRateLimitValidationNamesTheKey) {
   EXPECT_NE(error.find("publish_rate_limit"), std::string::npos) << error;
 }
 
+TEST(Config, BrokerKeysComeFromJsonAndEnvironmentAndAreValidated) {
+  Config c;
+  std::string error;
+  EXPECT_EQ(c.broker, "memory");
+  ASSERT_TRUE(ApplyJson(R"({"broker": "nats", "nats": {"url": "nats://10.0.0.1:4222",
+      "prefix": "eu.hermod", "dial_timeout": "250ms"},
+      "broker_breaker": {"failure_threshold": 3, "open_timeout": "2s"}})",
+                        c, &error))
+      << error;
+  std::string env[] = {"HERMOD_BROKER_BREAKER__HALF_OPEN_TRIALS=2",
+                       "HERMOD_NATS__UNHEALTHY_AFTER=30s"};
+  char* environment[] = {env[0].data(), env[1].data(), nullptr};
+  ASSERT_TRUE(ApplyEnvironment(environment, c, &error)) << error;
+  EXPECT_TRUE(Validate(c, &error)) << error;
+  EXPECT_EQ(c.nats.url, "nats://10.0.0.1:4222");
+  EXPECT_EQ(c.nats.prefix, "eu.hermod");
+  EXPECT_EQ(c.nats.dial_timeout.ms, 250u);
+  EXPECT_EQ(c.nats.unhealthy_after.ms, 30000u);
+  EXPECT_EQ(c.broker_breaker.failure_threshold, 3u);
+  EXPECT_EQ(c.broker_breaker.open_timeout.ms, 2000u);
+  EXPECT_EQ(c.broker_breaker.half_open_trials, 2u);
+
+  for (auto [json, key] :
+       {std::pair{R"({"broker": "redis"})", "config key broker"},
+        std::pair{R"({"nats": {"url": "http://x"}})", "nats.url"},
+        std::pair{R"({"nats": {"prefix": "a.*"}})", "nats.prefix"},
+        std::pair{R"({"nats": {"prefix": "a b"}})", "nats.prefix"},
+        std::pair{R"({"nats": {"dial_timeout": "0s"}})", "nats.dial_timeout"},
+        std::pair{R"({"nats": {"send_queue_bytes": 10}})", "nats.send_queue_bytes"},
+        std::pair{R"({"broker_breaker": {"failure_threshold": 0}})", "failure_threshold"},
+        std::pair{R"({"broker_breaker": {"half_open_trials": 0}})", "half_open_trials"},
+        std::pair{R"({"broker_breaker": {"open_timeout": "0s"}})", "open_timeout"}}) {
+    Config bad;
+    ASSERT_TRUE(ApplyJson(json, bad, &error)) << error;
+    EXPECT_FALSE(Validate(bad, &error)) << json;
+    EXPECT_NE(error.find(key), std::string::npos) << json << ": " << error;
+  }
+}
+
 TEST(Config, JoinLeaveBatchKeysComeFromJsonAndEnvironmentAndAreBounded) {
   Config c;
   std::string error;

@@ -1,0 +1,44 @@
+// The broker: how a publication, a join or a leave made on this node reaches the other nodes
+// of a cluster. One small interface, two engines (DESIGN.md):
+//
+// - `memory` (the default): no broker at all. The hub's own in-process fan-out to every loop
+//   is the whole delivery; the hub's broker pointer is null. A class that forwards nothing
+//   would only be a layer that forwards.
+// - `nats` (nats_broker.h): core NATS, one subject per cluster, every node subscribed to it.
+//
+// The hub calls Publish after it has delivered locally, for every publication, join and
+// leave it accepted, from any thread (loops, the API, the engine's own receive thread). An
+// engine must never block the caller on the network, and must not send back out what it
+// fed into the hub itself (a node delivers its own publications locally once, and ignores
+// them if the network returns them). What another node sent enters this node's hub as a
+// local publication (history, recovery and offsets are this node's own).
+//
+// This header has no dependencies, so that core/hub.h can include it.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+namespace hermod::broker {
+
+enum class MessageKind : uint8_t { kPublication = 1, kJoin = 2, kLeave = 3 };
+
+// Borrowed views, valid for the call only.
+struct Message {
+  MessageKind kind = MessageKind::kPublication;
+  uint8_t priority = 2;       // net::Priority: 0 critical, 1 high, 2 normal, 3 low
+  bool skip_history = false;  // the publisher asked for no history (the API's skip_history)
+  std::string_view channel;
+  std::string_view data;  // publications: the data JSON
+  std::string_view info;  // publications: ClientInfo JSON or empty; join/leave: ClientInfo
+  std::string_view tags;  // publications: the tags as the protocol encodes them, or empty
+};
+
+class Broker {
+ public:
+  virtual ~Broker() = default;
+  // Any thread; returns at once (the engine queues, drops or fails fast, and counts it).
+  virtual void Publish(const Message& message) = 0;
+};
+
+}  // namespace hermod::broker

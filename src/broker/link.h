@@ -1,0 +1,84 @@
+// This node's link to the other nodes: the circuit breaker around every call that leaves the
+// process for the broker, the connection's state, and what health and /metrics show of them.
+// The engine (nats_broker.h) only moves bytes; every decision about whether to send lives
+// here, and runs on any thread under one mutex (never held across a network call).
+//
+// The breaker (core/circuit_breaker.h): a send is admitted (Admit) before it is queued; an
+// open breaker refuses it, and the publication stays local (it was already delivered here,
+// local delivery never waits on the broker), counted as skipped. An admitted send reports
+// OnSent(ok); the connection's disconnected and reconnected events count as a failure and a
+// success. After open_ms the breaker lets half_open_trials sends through; TrialDue lets an
+// idle node make its own trial call (a round trip to the server) so that it recovers without
+// traffic. While the breaker is not closed, or the connection is down, health is degraded;
+// down longer than unhealthy_after_ms (when set) it is unhealthy.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+
+#include "broker/broker.h"
+#include "core/circuit_breaker.h"
+#include "metrics/health.h"
+#include "metrics/prometheus_text.h"
+
+namespace hermod::broker {
+
+// Why a received message was not delivered: it did not decode, it was this node's own, its
+// channel's namespace is unknown here, the hub refused it (a loop over its inbox budget), or
+// libnats dropped messages past receive_queue_bytes (a slow consumer; one count per report).
+enum class DropReason : uint8_t { kDecode, kOwn, kChannel, kRefused, kSlowConsumer };
+
+class Link {
+ public:
+  using Clock = core::CircuitBreaker::Clock;  // milliseconds, monotonic
+  struct Options {
+    core::CircuitBreaker::Options breaker;
+    uint64_t unhealthy_after_ms = 0;  // disconnected this long: unhealthy; 0: never
+  };
+  Link(Options options, Clock clock);
+
+  // Any thread. Whether a send of this kind may be queued now; false: skipped (counted).
+  bool Admit();
+  // The outcome of an admitted send (ok: handed to the connection).
+  void OnSent(MessageKind kind, bool ok);
+  void OnConnected();
+  void OnDisconnected();
+  // Half-open, connected, and a trial may go out now (the trial is taken: report OnTrial).
+  bool TrialDue();
+  void OnTrial(bool ok);
+
+  void CountIn(MessageKind kind);
+  void CountDropped(DropReason reason);
+
+  core::CircuitBreaker::State state();
+  bool connected() const;
+  uint64_t skipped() const { return skipped_.load(std::memory_order_relaxed); }
+  uint64_t failures() const { return failures_.load(std::memory_order_relaxed); }
+  uint64_t sent(MessageKind kind) const;
+  uint64_t received(MessageKind kind) const;
+  uint64_t dropped(DropReason reason) const;
+
+  metrics::HealthCheck Health();
+  // The broker and breaker families of /metrics.
+  void Render(metrics::PrometheusText& text);
+
+ private:
+  // Under mutex_: logs a change of the breaker's state.
+  void Note();
+
+  const Options options_;
+  const Clock clock_;
+  mutable std::mutex mutex_;  // guards breaker_, last_state_, connected_, down_since_ms_
+  core::CircuitBreaker breaker_;
+  core::CircuitBreaker::State last_state_ = core::CircuitBreaker::State::kClosed;
+  bool connected_ = false;
+  uint64_t down_since_ms_;
+  std::atomic<uint64_t> skipped_{0};
+  std::atomic<uint64_t> failures_{0};
+  std::atomic<uint64_t> sent_[3] = {};
+  std::atomic<uint64_t> received_[3] = {};
+  std::atomic<uint64_t> dropped_[5] = {};
+};
+
+}  // namespace hermod::broker

@@ -1,0 +1,271 @@
+#include "broker/nats_broker.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <random>
+
+#include "broker/wire.h"
+#include "net/event_loop.h"
+
+namespace hermod::broker {
+
+namespace {
+
+// Set on libnats's delivery thread while it feeds the hub: the hub hands those publications
+// back to Publish, which must not send them out again.
+thread_local bool receiving = false;
+
+// How often the idle sender thread looks for a due half-open trial.
+constexpr auto kTrialPoll = std::chrono::milliseconds(100);
+
+uint64_t NewNodeId() {
+  std::random_device random;
+  return (static_cast<uint64_t>(random()) << 32) | random();
+}
+
+int ClampInt(uint64_t v) { return v > INT32_MAX ? INT32_MAX : static_cast<int>(v); }
+
+}  // namespace
+
+NatsBroker::Options NatsBroker::Options::FromConfig(const config::Config& c) {
+  Options o;
+  o.url = c.nats.url;
+  o.prefix = c.nats.prefix;
+  o.dial_timeout_ms = c.nats.dial_timeout.ms;
+  o.reconnect_wait_ms = c.nats.reconnect_wait.ms;
+  o.reconnect_buffer_bytes = c.nats.reconnect_buffer_bytes;
+  o.send_queue_bytes = c.nats.send_queue_bytes;
+  o.receive_queue_bytes = c.nats.receive_queue_bytes;
+  o.link.unhealthy_after_ms = c.nats.unhealthy_after.ms;
+  const auto& b = c.broker_breaker;
+  o.link.breaker.failure_threshold = static_cast<uint32_t>(b.failure_threshold);
+  o.link.breaker.window_ms = b.window.ms;
+  o.link.breaker.open_ms = b.open_timeout.ms;
+  o.link.breaker.half_open_trials = static_cast<uint32_t>(b.half_open_trials);
+  return o;
+}
+
+NatsBroker::NatsBroker(Options options, core::Hub& hub, const core::ChannelRules& rules)
+    : options_(std::move(options)),
+      hub_(hub),
+      rules_(rules),
+      node_id_(NewNodeId()),
+      subject_(options_.prefix + ".broker"),
+      link_(options_.link, &net::Loop::MonotonicMs) {}
+
+NatsBroker::~NatsBroker() { Stop(); }
+
+namespace {
+
+// Counts a libnats callback in progress; does nothing once the broker is closing.
+class CallbackScope {
+ public:
+  CallbackScope(std::atomic<int>& count, const std::atomic<bool>& closing) : count_(count) {
+    count_.fetch_add(1);
+    live_ = !closing.load();
+  }
+  ~CallbackScope() { count_.fetch_sub(1); }
+  bool live() const { return live_; }
+
+ private:
+  std::atomic<int>& count_;
+  bool live_;
+};
+
+}  // namespace
+
+void NatsBroker::OnMessage(natsConnection*, natsSubscription*, natsMsg* msg, void* self) {
+  auto* broker = static_cast<NatsBroker*>(self);
+  CallbackScope scope(broker->in_callback_, broker->closing_);
+  if (scope.live()) {
+    broker->Receive(
+        std::string_view(natsMsg_GetData(msg), static_cast<size_t>(natsMsg_GetDataLength(msg))));
+  }
+  natsMsg_Destroy(msg);
+}
+
+void NatsBroker::OnConnectionEvent(natsConnection* nc, void* self) {
+  auto* broker = static_cast<NatsBroker*>(self);
+  CallbackScope scope(broker->in_callback_, broker->closing_);
+  if (!scope.live()) return;
+  if (natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED) {
+    spdlog::info("broker: connected to NATS at {}", broker->options_.url);
+    broker->link_.OnConnected();
+  } else {
+    spdlog::warn("broker: disconnected from NATS at {}; reconnecting every {} ms",
+                 broker->options_.url, broker->options_.reconnect_wait_ms);
+    broker->link_.OnDisconnected();
+  }
+}
+
+void NatsBroker::OnAsyncError(natsConnection*, natsSubscription*, natsStatus status, void* self) {
+  auto* broker = static_cast<NatsBroker*>(self);
+  CallbackScope scope(broker->in_callback_, broker->closing_);
+  if (!scope.live()) return;
+  if (status == NATS_SLOW_CONSUMER) {
+    broker->link_.CountDropped(DropReason::kSlowConsumer);
+    spdlog::warn("broker: received messages dropped past nats.receive_queue_bytes ({})",
+                 broker->options_.receive_queue_bytes);
+  } else {
+    spdlog::warn("broker: NATS error: {}", natsStatus_GetText(status));
+  }
+}
+
+bool NatsBroker::Start(std::string* error) {
+  auto fail = [&](natsStatus s, const char* what) {
+    *error = std::string("broker: ") + what + ": " + natsStatus_GetText(s);
+    const char* last = nats_GetLastError(nullptr);
+    if (last != nullptr && *last != '\0') *error += std::string(" (") + last + ")";
+    return false;
+  };
+  natsStatus s = natsOptions_Create(&nats_options_);
+  if (s != NATS_OK) return fail(s, "natsOptions_Create");
+  natsOptions* o = nats_options_;
+  const std::string name = "hermod-" + std::to_string(node_id_);
+  if ((s = natsOptions_SetURL(o, options_.url.c_str())) != NATS_OK) {
+    return fail(s, "config key nats.url");
+  }
+  natsOptions_SetName(o, name.c_str());
+  natsOptions_SetTimeout(o, static_cast<int64_t>(options_.dial_timeout_ms));
+  natsOptions_SetWriteDeadline(o, static_cast<int64_t>(options_.dial_timeout_ms));
+  natsOptions_SetNoEcho(o, true);
+  // Written at once by the sender thread (one write per send, never on a loop): libnats's
+  // flusher otherwise sleeps 1 ms before each flush, a millisecond on every cross-node hop.
+  natsOptions_SetSendAsap(o, true);
+  natsOptions_SetAllowReconnect(o, true);
+  natsOptions_SetMaxReconnect(o, -1);  // forever: the breaker, not libnats, gives up
+  natsOptions_SetReconnectWait(o, static_cast<int64_t>(options_.reconnect_wait_ms));
+  natsOptions_SetReconnectBufSize(o, ClampInt(options_.reconnect_buffer_bytes));
+  natsOptions_SetDisconnectedCB(o, &NatsBroker::OnConnectionEvent, this);
+  natsOptions_SetReconnectedCB(o, &NatsBroker::OnConnectionEvent, this);
+  natsOptions_SetErrorHandler(o, &NatsBroker::OnAsyncError, this);
+  // A node starts whether or not the server is up; it serves locally until it connects.
+  natsOptions_SetRetryOnFailedConnect(o, true, &NatsBroker::OnConnectionEvent, this);
+
+  s = natsConnection_Connect(&connection_, o);
+  if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) return fail(s, "connect");
+  if (s == NATS_OK) {
+    spdlog::info("broker: connected to NATS at {}", options_.url);
+    link_.OnConnected();
+  } else {
+    spdlog::warn("broker: NATS at {} not reachable yet; retrying every {} ms", options_.url,
+                 options_.reconnect_wait_ms);
+  }
+  // Registered now, sent on every (re)connect by libnats.
+  s = natsConnection_Subscribe(&subscription_, connection_, subject_.c_str(),
+                               &NatsBroker::OnMessage, this);
+  if (s != NATS_OK) return fail(s, "subscribe");
+  natsSubscription_SetPendingLimits(subscription_, -1, ClampInt(options_.receive_queue_bytes));
+  // Connected: wait for the server to have the SUB, so that the node is a listener once up.
+  if (s == NATS_OK && natsConnection_Status(connection_) == NATS_CONN_STATUS_CONNECTED) {
+    natsConnection_FlushTimeout(connection_, static_cast<int64_t>(options_.dial_timeout_ms));
+  }
+  sender_ = std::thread([this] { SendLoop(); });
+  spdlog::info("broker: nats, subject {}, node {:016x}", subject_, node_id_);
+  return true;
+}
+
+void NatsBroker::Stop() {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (sender_.joinable()) sender_.join();
+  closing_.store(true);
+  while (in_callback_.load() != 0) std::this_thread::yield();
+  if (subscription_ != nullptr) natsSubscription_Unsubscribe(subscription_);
+  if (connection_ != nullptr) natsConnection_Close(connection_);
+  natsSubscription_Destroy(subscription_);
+  natsConnection_Destroy(connection_);
+  natsOptions_Destroy(nats_options_);
+  subscription_ = nullptr;
+  connection_ = nullptr;
+  nats_options_ = nullptr;
+  // libnats's threads (delivery, flusher, callbacks) end here, so none calls back later.
+  if (natsStatus s = nats_CloseAndWait(2000); s != NATS_OK) {
+    spdlog::warn("broker: libnats threads did not end: {}", natsStatus_GetText(s));
+  }
+}
+
+void NatsBroker::Publish(const Message& message) {
+  if (receiving) return;  // fed in from another node: not ours to send
+  if (!link_.Admit()) return;
+  std::string bytes = Encode(node_id_, message);
+  {
+    std::lock_guard lock(mutex_);
+    if (!stopping_ && queued_bytes_ + bytes.size() <= options_.send_queue_bytes) {
+      queued_bytes_ += bytes.size();
+      queue_.push_back({message.kind, std::move(bytes)});
+      wake_.notify_one();
+      return;
+    }
+  }
+  link_.OnSent(message.kind, false);  // the queue is full: the link is not keeping up
+}
+
+void NatsBroker::SendLoop() {
+  std::unique_lock lock(mutex_);
+  while (!stopping_) {
+    wake_.wait_for(lock, kTrialPoll, [this] { return stopping_ || !queue_.empty(); });
+    if (stopping_) break;
+    std::deque<Outgoing> batch;
+    batch.swap(queue_);
+    queued_bytes_ = 0;
+    lock.unlock();
+    for (Outgoing& m : batch) {
+      // Not connected: fail now (the breaker counts it) rather than fill the reconnect buffer.
+      const bool ok = natsConnection_Status(connection_) == NATS_CONN_STATUS_CONNECTED &&
+                      natsConnection_Publish(connection_, subject_.c_str(), m.bytes.data(),
+                                             static_cast<int>(m.bytes.size())) == NATS_OK;
+      link_.OnSent(m.kind, ok);
+    }
+    if (batch.empty() && link_.TrialDue()) {
+      // An idle node's trial: a round trip to the server (PING, PONG).
+      link_.OnTrial(natsConnection_FlushTimeout(
+                        connection_, static_cast<int64_t>(options_.dial_timeout_ms)) == NATS_OK);
+    }
+    lock.lock();
+  }
+}
+
+void NatsBroker::Receive(std::string_view bytes) {
+  uint64_t node = 0;
+  Message m;
+  if (!Decode(bytes, &node, &m)) {
+    link_.CountDropped(DropReason::kDecode);
+    return;
+  }
+  if (node == node_id_) {
+    link_.CountDropped(DropReason::kOwn);
+    return;
+  }
+  const config::ChannelOptions* options = rules_.Find(m.channel);
+  if (options == nullptr) {
+    link_.CountDropped(DropReason::kChannel);
+    return;
+  }
+  receiving = true;
+  if (m.kind == MessageKind::kPublication) {
+    std::optional<core::StreamPosition> position;
+    const auto priority = static_cast<net::Priority>(m.priority);
+    const bool skip_history = m.skip_history && options->history_size > 0;
+    if (skip_history || options->publish_rate_limit != 0) {
+      config::ChannelOptions effective = *options;
+      if (skip_history) effective.history_size = 0;
+      effective.publish_rate_limit = 0;  // limited on the node it was published on
+      position = hub_.Publish(m.channel, effective, m.data, m.info, {}, m.tags, priority);
+    } else {
+      position = hub_.Publish(m.channel, *options, m.data, m.info, {}, m.tags, priority);
+    }
+    position ? link_.CountIn(m.kind) : link_.CountDropped(DropReason::kRefused);
+  } else {
+    hub_.JoinLeaveFromBroker(m.channel, *options, m.kind == MessageKind::kJoin, m.info);
+    link_.CountIn(m.kind);
+  }
+  receiving = false;
+}
+
+}  // namespace hermod::broker

@@ -1,0 +1,113 @@
+// The `nats` engine: core NATS (libnats) between the nodes of a cluster, as Centrifugo's
+// `broker: "nats"` does: publications, joins and leaves cross; history and presence stay
+// node-local (cluster-wide history is JetStream's, presence NATS KV's: later issues).
+//
+// Subjects: every node publishes to and subscribes to one subject, `<prefix>.broker`; the
+// channel travels in the payload (wire.h). One wildcard-free subscription instead of one per
+// channel (Centrifugo's way): channel names need no mapping onto NATS subject tokens (they
+// may hold '.', '*', '>' or spaces), there is no race between a node's first subscriber and
+// its SUB reaching the server, and no subscribe/unsubscribe traffic with channel churn; the
+// price is that each node receives every publication of the cluster, also for channels it
+// has no subscriber on (those go into its history, or nowhere). For a few nodes that share
+// most channels this is the cheaper trade; per-channel interest is the step for many nodes
+// with sparse channels. The connection is made with no_echo: the server never returns a
+// node's own messages, and a message carrying this node's id is dropped anyway (counted).
+//
+// Threads. Loops (and the API) call Publish: it asks the Link (link.h: the circuit breaker)
+// and queues the encoded message for the sender thread, bounded by send_queue_bytes; a loop
+// never waits on the network. The sender thread is the only caller of
+// natsConnection_Publish (buffered by libnats, flushed by its flusher thread; a write that
+// would block waits at most dial_timeout, the write deadline); a send while the connection is
+// not up fails at once and counts against the breaker; the reconnect buffer is bounded by
+// reconnect_buffer_bytes. libnats delivers received messages on its own thread; they enter
+// the hub through its any-thread API (Hub::Publish, Hub::JoinLeaveFromBroker), which posts to
+// each loop's mailbox: no loop state is touched from a libnats thread. The hub hands every
+// accepted publication back to Publish, also those fed from the receive thread: Publish
+// ignores calls made on that thread, so nothing is sent twice.
+#pragma once
+
+#include <nats/nats.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "broker/broker.h"
+#include "broker/link.h"
+#include "config/config.h"
+#include "core/channel_rules.h"
+#include "core/hub.h"
+
+namespace hermod::broker {
+
+class NatsBroker final : public Broker {
+ public:
+  struct Options {
+    std::string url = "nats://127.0.0.1:4222";
+    std::string prefix = "hermod";
+    uint64_t dial_timeout_ms = 1000;
+    uint64_t reconnect_wait_ms = 1000;
+    uint64_t reconnect_buffer_bytes = 8 << 20;
+    uint64_t send_queue_bytes = 16 << 20;
+    uint64_t receive_queue_bytes = 64 << 20;
+    Link::Options link;
+    static Options FromConfig(const config::Config& config);
+  };
+
+  // hub and rules outlive the broker.
+  NatsBroker(Options options, core::Hub& hub, const core::ChannelRules& rules);
+  ~NatsBroker() override;
+  NatsBroker(const NatsBroker&) = delete;
+  NatsBroker& operator=(const NatsBroker&) = delete;
+
+  // Connects (or keeps trying in the background when the server is not there yet: the node
+  // serves locally meanwhile), subscribes and starts the sender thread. false on a bad
+  // option (the URL), with *error.
+  bool Start(std::string* error);
+  // Unsubscribes, closes and waits for libnats's threads; no callback runs after it.
+  void Stop();
+
+  void Publish(const Message& message) override;
+
+  Link& link() { return link_; }
+  uint64_t node_id() const { return node_id_; }
+
+ private:
+  struct Outgoing {
+    MessageKind kind;
+    std::string bytes;
+  };
+  static void OnMessage(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* self);
+  static void OnConnectionEvent(natsConnection* nc, void* self);
+  static void OnAsyncError(natsConnection* nc, natsSubscription* sub, natsStatus status,
+                           void* self);
+  void Receive(std::string_view bytes);
+  void SendLoop();
+
+  const Options options_;
+  core::Hub& hub_;
+  const core::ChannelRules& rules_;
+  const uint64_t node_id_;
+  const std::string subject_;
+  Link link_;
+
+  natsOptions* nats_options_ = nullptr;
+  natsConnection* connection_ = nullptr;
+  natsSubscription* subscription_ = nullptr;
+  // Callbacks in progress, and whether they must do nothing (Stop waits for the count).
+  std::atomic<int> in_callback_{0};
+  std::atomic<bool> closing_{false};
+
+  std::mutex mutex_;  // guards queue_, queued_bytes_, stopping_
+  std::condition_variable wake_;
+  std::deque<Outgoing> queue_;
+  size_t queued_bytes_ = 0;
+  bool stopping_ = false;
+  std::thread sender_;
+};
+
+}  // namespace hermod::broker

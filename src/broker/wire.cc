@@ -1,0 +1,79 @@
+#include "broker/wire.h"
+
+namespace hermod::broker {
+
+namespace {
+
+constexpr size_t kHeader = 11;
+constexpr uint8_t kPriorityMask = 3;
+constexpr uint8_t kSkipHistory = 4;
+
+void PutLength(std::string& out, uint64_t n) {
+  while (n >= 0x80) {
+    out += static_cast<char>((n & 0x7f) | 0x80);
+    n >>= 7;
+  }
+  out += static_cast<char>(n);
+}
+
+void PutField(std::string& out, std::string_view field) {
+  PutLength(out, field.size());
+  out.append(field);
+}
+
+// Reads a length-prefixed field from the front of *in.
+bool TakeField(std::string_view* in, std::string_view* field) {
+  uint64_t n = 0;
+  for (int shift = 0;; shift += 7) {
+    if (in->empty() || shift > 28) return false;  // fields are below 2^32 bytes
+    const auto byte = static_cast<uint8_t>(in->front());
+    in->remove_prefix(1);
+    n |= static_cast<uint64_t>(byte & 0x7f) << shift;
+    if ((byte & 0x80) == 0) break;
+  }
+  if (n > in->size()) return false;
+  *field = in->substr(0, n);
+  in->remove_prefix(n);
+  return true;
+}
+
+}  // namespace
+
+std::string Encode(uint64_t node, const Message& m) {
+  std::string out;
+  out.reserve(kHeader + 16 + m.channel.size() + m.data.size() + m.info.size() + m.tags.size());
+  out += static_cast<char>(kWireVersion);
+  out += static_cast<char>(m.kind);
+  out += static_cast<char>((m.priority & kPriorityMask) | (m.skip_history ? kSkipHistory : 0));
+  for (int i = 0; i < 8; ++i) out += static_cast<char>((node >> (8 * i)) & 0xff);
+  PutField(out, m.channel);
+  PutField(out, m.data);
+  PutField(out, m.info);
+  PutField(out, m.tags);
+  return out;
+}
+
+bool Decode(std::string_view in, uint64_t* node, Message* m) {
+  if (in.size() < kHeader || static_cast<uint8_t>(in[0]) != kWireVersion) return false;
+  const auto kind = static_cast<uint8_t>(in[1]);
+  if (kind < 1 || kind > 3) return false;
+  const auto flags = static_cast<uint8_t>(in[2]);
+  if ((flags & ~(kPriorityMask | kSkipHistory)) != 0) return false;
+  uint64_t id = 0;
+  for (int i = 0; i < 8; ++i)
+    id |= static_cast<uint64_t>(static_cast<uint8_t>(in[3 + i])) << (8 * i);
+  in.remove_prefix(kHeader);
+  Message out;
+  out.kind = static_cast<MessageKind>(kind);
+  out.priority = flags & kPriorityMask;
+  out.skip_history = (flags & kSkipHistory) != 0;
+  if (!TakeField(&in, &out.channel) || !TakeField(&in, &out.data) || !TakeField(&in, &out.info) ||
+      !TakeField(&in, &out.tags) || !in.empty() || out.channel.empty()) {
+    return false;
+  }
+  *node = id;
+  *m = out;
+  return true;
+}
+
+}  // namespace hermod::broker

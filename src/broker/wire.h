@@ -1,0 +1,28 @@
+// The broker's wire format: one NATS message payload per publication, join or leave.
+//
+//   byte 0      version (1)
+//   byte 1      kind: 1 publication, 2 join, 3 leave
+//   byte 2      flags: bits 0-1 priority (net::Priority: 0 critical .. 3 low), bit 2 skip_history
+//   bytes 3-10  the sending node's id, little endian
+//   then channel, data, info, tags: each a LEB128 length and that many bytes
+//
+// Binary and length-prefixed: nothing is escaped or parsed twice, data (JSON) rides as is, a
+// small publication costs 15 bytes of framing. A receiver drops (and counts) anything that
+// does not decode exactly: a peer of another version, or garbage on the subject.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "broker/broker.h"
+
+namespace hermod::broker {
+
+inline constexpr uint8_t kWireVersion = 1;
+
+std::string Encode(uint64_t node, const Message& message);
+// Views into bytes; false when bytes are not exactly one message of this version.
+bool Decode(std::string_view bytes, uint64_t* node, Message* message);
+
+}  // namespace hermod::broker

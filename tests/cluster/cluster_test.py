@@ -1,0 +1,331 @@
+"""Cluster mode over a real nats-server: two hermod nodes with `broker: nats`.
+
+- A subscriber on node B receives what the API and a client publish on node A, and the joins
+  and leaves of node A's subscribers.
+- nats-server stops: node A's circuit breaker opens after broker_breaker.failure_threshold
+  failed sends, /health is degraded with the `broker` check, hermod_circuit_breaker_state
+  {name="broker"} is 1, and node A's own subscribers still get node A's publications.
+- nats-server comes back on the same port: libnats reconnects, after open_timeout a trial
+  closes the breaker, /health is healthy again, and cross-node delivery resumes.
+
+Every wait is a condition polled against a deadline; nats-server picks its own port (-p -1)
+and every process is stopped at the end.
+
+Run: python3 cluster_test.py --hermod PATH
+"""
+
+import json
+import os
+import re
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+
+import hermod_harness as h  # noqa: E402
+from hermod_harness import OP_TEXT, encode_frame, http_exchange, ws_open  # noqa: E402
+
+DEADLINE_S = 20
+THRESHOLD = 3
+_NATS_LISTENING = re.compile(rb"Listening for client connections on [^:]+:(\d+)")
+
+
+class NatsServer:
+    """One nats-server process on 127.0.0.1; port None: it picks a free one."""
+
+    def __init__(self, port=None):
+        self.binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+        self.port = port
+        self.proc = None
+        self.log = []
+
+    def start(self):
+        argv = [self.binary, "-a", "127.0.0.1", "-p", str(self.port or -1)]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        fd = self.proc.stderr.fileno()
+        deadline = time.monotonic() + DEADLINE_S
+        pending = b""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.proc.poll() is not None:
+                self.stop()
+                raise AssertionError("nats-server did not listen: %s" % "\n".join(self.log))
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(fd, 65536)
+            pending += chunk
+            self.log += [line.decode(errors="replace") for line in chunk.splitlines()]
+            m = _NATS_LISTENING.search(pending)
+            if m:
+                self.port = int(m.group(1))
+                # Later lines go nowhere; nats-server logs little and never blocks on it.
+                return self
+
+    @property
+    def url(self):
+        return "nats://127.0.0.1:%d" % self.port
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc is not None:
+            self.proc.stderr.close()
+
+
+def wait_for(what, predicate, timeout=DEADLINE_S):
+    """Polls predicate until it returns a truthy value; fails with `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(0.02)  # polling interval of a condition wait, not synchronisation
+    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
+
+
+class Client:
+    """A client of the JSON protocol over a raw WebSocket."""
+
+    def __init__(self, port):
+        self.ws = ws_open(port, "/connection/websocket")
+        self.pending = []
+        self.next_id = 1
+
+    def send(self, command):
+        command["id"] = self.next_id
+        self.next_id += 1
+        self.ws.send(encode_frame(OP_TEXT, json.dumps(command).encode()))
+        return command["id"]
+
+    def read(self, timeout):
+        while not self.pending:
+            frame = self.ws.read_frame(timeout=timeout)
+            assert frame is not None and frame.opcode == OP_TEXT, frame
+            self.pending += [json.loads(line) for line in frame.payload.decode().split("\n")
+                             if line.strip()]
+        return self.pending.pop(0)
+
+    def wait(self, predicate, timeout=DEADLINE_S):
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("no matching message within %ss" % timeout)
+            message = self.read(left)
+            if predicate(message):
+                return message
+
+    def call(self, command):
+        i = self.send(command)
+        reply = self.wait(lambda m: m.get("id") == i)
+        assert "error" not in reply, reply
+        return reply
+
+    def connect(self):
+        return self.call({"connect": {}})
+
+    def subscribe(self, channel):
+        return self.call({"subscribe": {"channel": channel}})
+
+    def try_publication(self, channel, timeout):
+        """The data of the next publication on channel within timeout, else None."""
+        try:
+            m = self.wait(lambda m: m.get("push", {}).get("channel") == channel
+                          and "pub" in m["push"], timeout)
+        except (AssertionError, OSError):
+            return None
+        return m["push"]["pub"]["data"]
+
+
+def api(port, method, params):
+    body = json.dumps(params).encode()
+    request = ("POST /api/%s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: apikey k\r\n"
+               "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+               % (method, len(body))).encode() + body
+    response = http_exchange(port, request)
+    assert response.status == 200, (response.status, response.body)
+    return json.loads(response.body)
+
+
+def get(port, path):
+    response = http_exchange(port, ("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % path).encode())
+    return response.body.decode()
+
+
+def metric(port, name, labels=""):
+    """The value of one sample (labels as written in the exposition, e.g. 'name="broker"')."""
+    pattern = re.compile(r"^%s(\{%s\})? (\S+)$" % (re.escape(name), re.escape(labels)), re.M)
+    m = pattern.search(get(port, "/metrics"))
+    return float(m.group(2)) if m else None
+
+
+def broker_check(port):
+    health = json.loads(get(port, "/health"))
+    checks = {c["name"]: c for c in health["checks"]}
+    return health, checks.get("broker")
+
+
+class ClusterTest(h.HermodTestCase):
+    def setUp(self):
+        self.nats = NatsServer().start()
+        self.addCleanup(lambda: self.nats.stop())  # the current one, after a restart too
+
+    def node(self):
+        config = {
+            "broker": "nats",
+            "nats": {"url": self.nats.url, "prefix": "hermodtest", "dial_timeout": "500ms",
+                     "reconnect_wait": "100ms"},
+            "broker_breaker": {"failure_threshold": THRESHOLD, "window": "30s",
+                               "open_timeout": "1s", "half_open_trials": 1},
+            "health": {"check_interval_ms": 100},
+            "api_key": "k",
+            "allow_anonymous_connect_without_token": True,
+            "allow_subscribe_for_client": True,
+            "allow_subscribe_for_anonymous": True,
+            "allow_publish_for_client": True,
+            "join_leave": True,
+            "force_push_join_leave": True,
+            "presence": True,
+            "history_size": 10,
+            "history_ttl": "60s",
+        }
+        return self.start_server(config, workers=2, echo=False)
+
+    def client(self, server, channel=None):
+        c = Client(server.port)
+        self.addCleanup(c.ws.close)
+        c.connect()
+        if channel:
+            c.subscribe(channel)
+        return c
+
+    def wait_connected(self, *servers):
+        for s in servers:
+            wait_for("hermod_broker_connected 1 on port %d" % s.port,
+                     lambda: metric(s.port, "hermod_broker_connected") == 1)
+
+    def first_cross_node(self, a, receiver, channel, tag):
+        """Publishes on node a until receiver (on another node) gets one: the path is up."""
+        deadline = time.monotonic() + DEADLINE_S
+        n = 0
+        while time.monotonic() < deadline:
+            n += 1
+            api(a.port, "publish", {"channel": channel, "data": {"probe": tag, "n": n}})
+            data = receiver.try_publication(channel, 0.2)
+            if data is not None and data.get("probe") == tag:
+                return data
+        raise AssertionError("no publication crossed from node %d" % a.port)
+
+    def test_publications_joins_and_leaves_cross_nodes(self):
+        a, b = self.node(), self.node()
+        self.wait_connected(a, b)
+        on_b = self.client(b, "chat")
+        self.first_cross_node(a, on_b, "chat", "warmup")
+        on_b.pending.clear()
+
+        # The API on node A.
+        api(a.port, "publish", {"channel": "chat", "data": {"text": "from the api"}})
+        self.assertEqual(on_b.try_publication("chat", DEADLINE_S), {"text": "from the api"})
+        # A client on node A: it joins (node B's subscriber sees the join), publishes, leaves.
+        on_a = self.client(a)
+        on_a.subscribe("chat")
+        join = on_b.wait(lambda m: "join" in m.get("push", {}))
+        self.assertEqual(join["push"]["channel"], "chat")
+        on_a.call({"publish": {"channel": "chat", "data": {"text": "from a client"}}})
+        self.assertEqual(on_b.try_publication("chat", DEADLINE_S), {"text": "from a client"})
+        # Node A's subscriber gets its own node's publication once, not again from NATS: the
+        # next publication it sees is the one published after it.
+        self.assertEqual(on_a.try_publication("chat", DEADLINE_S), {"text": "from a client"})
+        api(a.port, "publish", {"channel": "chat", "data": {"text": "next"}})
+        self.assertEqual(on_a.try_publication("chat", DEADLINE_S), {"text": "next"})
+        self.assertEqual(on_b.try_publication("chat", DEADLINE_S), {"text": "next"})
+        on_a.call({"unsubscribe": {"channel": "chat"}})
+        leave = on_b.wait(lambda m: "leave" in m.get("push", {}))
+        self.assertEqual(leave["push"]["channel"], "chat")
+        # History is per node: node B kept what it received, at its own offsets.
+        history = api(b.port, "history", {"channel": "chat", "limit": -1})["result"]
+        datas = [p["data"] for p in history["publications"]]
+        self.assertIn({"text": "from the api"}, datas)
+        self.assertIn({"text": "from a client"}, datas)
+        self.assertGreaterEqual(metric(a.port, "hermod_broker_messages_total",
+                                       'direction="out",kind="publication"'), 2)
+        self.assertGreaterEqual(metric(b.port, "hermod_broker_messages_total",
+                                       'direction="in",kind="join"'), 1)
+        # Nothing echoed: node A never received its own messages.
+        self.assertEqual(metric(a.port, "hermod_broker_received_dropped_total",
+                                'reason="own"'), 0)
+
+    def test_breaker_opens_without_nats_and_closes_when_it_returns(self):
+        a, b = self.node(), self.node()
+        self.wait_connected(a, b)
+        on_a = self.client(a, "news")
+        on_b = self.client(b, "news")
+        self.first_cross_node(a, on_b, "news", "before")
+        self.assertEqual(metric(a.port, "hermod_circuit_breaker_state", 'name="broker"'), 0)
+
+        port = self.nats.port
+        self.nats.stop()
+        wait_for("node A disconnected", lambda: metric(a.port, "hermod_broker_connected") == 0)
+        # Every publication still reaches node A's own subscriber, NATS or not.
+        on_a.pending.clear()
+        for i in range(THRESHOLD + 2):
+            api(a.port, "publish", {"channel": "news", "data": {"local": i}})
+            got = on_a.wait(lambda m: m.get("push", {}).get("pub", {}).get("data", {})
+                            .get("local") == i)
+            self.assertIsNotNone(got)
+        wait_for("breaker open", lambda: metric(a.port, "hermod_circuit_breaker_state",
+                                                'name="broker"') == 1)
+        # The disconnect counted as one failure, each failed send as one more (sends admitted
+        # before the breaker opened may fail after it did).
+        self.assertGreaterEqual(metric(a.port, "hermod_broker_publish_failures_total"),
+                                THRESHOLD - 1)
+        self.assertGreaterEqual(metric(a.port, "hermod_circuit_breaker_transitions_total",
+                                       'name="broker",to="open"'), 1)
+
+        def degraded():
+            health, check = broker_check(a.port)
+            return (health["level"] == "degraded" and check and check["level"] == "degraded"
+                    and "open" in check["detail"] and health) or None
+        health = wait_for("/health degraded by the broker check", degraded)
+        self.assertTrue(health["ready"], health)  # degraded: still serving
+        # Open: sends are skipped, not attempted, and local delivery goes on.
+        skipped = metric(a.port, "hermod_broker_publish_skipped_total")
+        api(a.port, "publish", {"channel": "news", "data": {"local": "open"}})
+        on_a.wait(lambda m: m.get("push", {}).get("pub", {}).get("data", {}).get("local")
+                  == "open")
+        self.assertGreater(metric(a.port, "hermod_broker_publish_skipped_total"), skipped)
+
+        self.nats = NatsServer(port).start()
+        self.wait_connected(a, b)
+        wait_for("breaker closed", lambda: metric(a.port, "hermod_circuit_breaker_state",
+                                                  'name="broker"') == 0)
+        wait_for("/health healthy", lambda: json.loads(get(a.port, "/health"))["level"]
+                 == "healthy")
+        self.assertGreaterEqual(metric(a.port, "hermod_circuit_breaker_transitions_total",
+                                       'name="broker",to="closed"'), 1)
+        on_b.pending.clear()
+        self.first_cross_node(a, on_b, "news", "after")
+
+        promtool = shutil.which("promtool")
+        self.assertIsNotNone(promtool, "promtool missing: apt-get install prometheus")
+        result = subprocess.run([promtool, "check", "metrics"],
+                                input=get(a.port, "/metrics").encode(), capture_output=True,
+                                timeout=30)
+        self.assertEqual(result.stdout + result.stderr, b"", "promtool lint findings")
+
+
+if __name__ == "__main__":
+    h.main()

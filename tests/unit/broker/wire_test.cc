@@ -1,0 +1,94 @@
+#include "broker/wire.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace hermod::broker {
+namespace {
+
+TEST(BrokerWire, PublicationRoundTripsEveryField) {
+  Message m;
+  m.kind = MessageKind::kPublication;
+  m.priority = 3;
+  m.skip_history = true;
+  m.channel = "news:sport.eu *>";    // not a NATS subject token: it travels in the payload
+  const std::string data(300, 'x');  // a length past one LEB128 byte
+  m.data = data;
+  m.info = R"({"user":"u1","client":"c1"})";
+  m.tags = R"({"k":"v"})";
+  const uint64_t node = 0x0123456789abcdefULL;
+  const std::string bytes = Encode(node, m);
+  EXPECT_EQ(bytes.size(),
+            11 + 1 + m.channel.size() + 2 + data.size() + 1 + m.info.size() + 1 + m.tags.size());
+
+  uint64_t got_node = 0;
+  Message got;
+  ASSERT_TRUE(Decode(bytes, &got_node, &got));
+  EXPECT_EQ(got_node, node);
+  EXPECT_EQ(got.kind, MessageKind::kPublication);
+  EXPECT_EQ(got.priority, 3);
+  EXPECT_TRUE(got.skip_history);
+  EXPECT_EQ(got.channel, m.channel);
+  EXPECT_EQ(got.data, data);
+  EXPECT_EQ(got.info, m.info);
+  EXPECT_EQ(got.tags, m.tags);
+}
+
+TEST(BrokerWire, JoinAndLeaveRoundTripWithEmptyFields) {
+  for (MessageKind kind : {MessageKind::kJoin, MessageKind::kLeave}) {
+    Message m;
+    m.kind = kind;
+    m.priority = 0;
+    m.channel = "c";
+    m.info = "{}";
+    uint64_t node = 1;
+    Message got;
+    const std::string bytes = Encode(7, m);  // got views into it
+    ASSERT_TRUE(Decode(bytes, &node, &got));
+    EXPECT_EQ(node, 7u);
+    EXPECT_EQ(got.kind, kind);
+    EXPECT_EQ(got.priority, 0);
+    EXPECT_FALSE(got.skip_history);
+    EXPECT_EQ(got.channel, "c");
+    EXPECT_EQ(got.data, "");
+    EXPECT_EQ(got.info, "{}");
+    EXPECT_EQ(got.tags, "");
+  }
+}
+
+TEST(BrokerWire, RejectsEveryTruncationAndTrailingBytes) {
+  Message m;
+  m.channel = "chat";
+  m.data = R"({"text":"hi"})";
+  const std::string bytes = Encode(42, m);
+  uint64_t node;
+  Message got;
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    EXPECT_FALSE(Decode(std::string_view(bytes).substr(0, n), &node, &got)) << n;
+  }
+  EXPECT_FALSE(Decode(bytes + "x", &node, &got));
+}
+
+TEST(BrokerWire, RejectsOtherVersionsKindsFlagsAndEmptyChannels) {
+  Message m;
+  m.channel = "chat";
+  std::string bytes = Encode(42, m);
+  uint64_t node;
+  Message got;
+  ASSERT_TRUE(Decode(bytes, &node, &got));
+  for (auto [at, value] : {std::pair{0, 2}, std::pair{1, 0}, std::pair{1, 4}, std::pair{2, 8}}) {
+    std::string bad = bytes;
+    bad[at] = static_cast<char>(value);
+    EXPECT_FALSE(Decode(bad, &node, &got)) << at << "=" << value;
+  }
+  m.channel = "";
+  const std::string no_channel = Encode(42, m);
+  EXPECT_FALSE(Decode(no_channel, &node, &got));
+  // A length that claims more than 2^32 bytes (five continuation bytes).
+  std::string huge = bytes.substr(0, 11) + std::string(5, '\xff') + "\x01";
+  EXPECT_FALSE(Decode(huge, &node, &got));
+}
+
+}  // namespace
+}  // namespace hermod::broker
