@@ -12,6 +12,11 @@
 // extra mailbox run after which a batch leaves.
 // BM_LoopDeliver/N, the per-loop dispatch step alone: LoopChannels::Deliver of one shared
 // push to N connections, timed on the loop thread; the flush follows, untimed.
+// BM_ConnectionChannels/K/J, one connection subscribed to K channels that each deliver one
+// push in the same loop iteration, timed from the first Deliver until the iteration's flush
+// has written them (to the next iteration's first task): with J=1 the K pushes leave joined
+// as one message (websocket.join_max_bytes, the default 16 KiB), with J=0 as K messages by
+// reference in one writev.
 #include <arpa/inet.h>
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
@@ -27,6 +32,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <deque>
 #include <memory>
 #include <string>
 #include <thread>
@@ -55,6 +61,17 @@ class Transport final : public net::Connection {
  public:
   using net::Connection::Connection;
   void OnData(uint8_t*, size_t) override {}
+};
+
+// The JSON protocol's connection as far as sending goes: its text messages may be joined
+// (proto::ClientConnection enables it the same way).
+class JsonConnection final : public ws::WebSocketConnection {
+ public:
+  JsonConnection(net::Connection& from, const ws::WebSocketOptions& options,
+                 const ws::HandshakeResult& handshake, ws::WebSocketStats& stats)
+      : ws::WebSocketConnection(from, options, handshake, stats) {
+    EnableJoin();
+  }
 };
 
 // The child: connects n sockets to port, reads and discards until control closes.
@@ -123,7 +140,7 @@ class Rig {
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       // The loop owns connections and frees them; the transport is buried by the hand-over.
       auto* transport = new Transport(*loop_, fd, nullptr);
-      auto* connection = new ws::WebSocketConnection(*transport, options, handshake, stats_);
+      auto* connection = new JsonConnection(*transport, options, handshake, stats_);
       core::Hub::SubscribeRequest request;
       request.channel = kChannel;
       request.options = &channel_options_;
@@ -152,6 +169,17 @@ class Rig {
   core::Hub& hub() { return *hub_; }
   const config::ChannelOptions& channel_options() const { return channel_options_; }
   core::LoopChannels& local() { return local_; }
+  net::Loop& loop() { return *loop_; }
+  // Subscribes the first connection to channels "c0".."c<k-1>" of local() (on the loop).
+  void SubscribeChannels(int k) {
+    OnLoop([this, k] {
+      while (static_cast<int>(extra_.size()) < k) {
+        extra_.emplace_back();
+        extra_.back().connection = direct_[0].connection;
+        local_.Add("c" + std::to_string(extra_.size() - 1), &extra_.back());
+      }
+    });
+  }
 
   // Runs fn on the loop, then returns once the loop has finished that iteration's flush.
   template <class F>
@@ -193,6 +221,7 @@ class Rig {
   ws::WebSocketStats stats_;
   std::vector<core::Subscription> subscriptions_;  // the hub's
   std::vector<core::Subscription> direct_;         // local_'s, on the same connections
+  std::deque<core::Subscription> extra_;           // SubscribeChannels'
   core::LoopChannels local_;                       // touched on the loop thread only
   std::unique_ptr<net::Loop> loop_;
   std::unique_ptr<core::Hub> hub_;
@@ -252,5 +281,60 @@ void BM_LoopDeliver(benchmark::State& state) {
 BENCHMARK(BM_LoopDeliver)->Arg(1)->Iterations(20000)->UseManualTime();
 BENCHMARK(BM_LoopDeliver)->Arg(100)->Iterations(2000)->UseManualTime();
 BENCHMARK(BM_LoopDeliver)->Arg(10000)->Iterations(50)->UseManualTime();
+
+void BM_ConnectionChannels(benchmark::State& state) {
+  const int k = static_cast<int>(state.range(0));
+  Rig& rig = RigOf(1);
+  rig.SubscribeChannels(k);
+  net::SendLimits limits = rig.loop().send_limits();
+  limits.join_max_bytes = state.range(1) != 0 ? 16 * 1024 : 0;
+  rig.OnLoop([&] { rig.loop().set_send_limits(limits); });
+  core::PushCodec codec = proto::JsonPushCodec();
+  std::vector<core::Push*> pushes;
+  std::vector<std::string> channels;
+  for (int i = 0; i < k; ++i) {
+    channels.push_back("c" + std::to_string(i));
+    pushes.push_back(codec.publication_push(channels.back(), codec.publication(kData, {}, 0, {})));
+  }
+  const net::LoopStats before = [&] {
+    net::LoopStats stats;
+    rig.OnLoop([&] { stats = rig.loop().stats(); });
+    return stats;
+  }();
+  for (auto _ : state) {
+    std::atomic<bool> done{false};
+    std::chrono::steady_clock::time_point start, end;
+    rig.loop().Post([&] {
+      start = std::chrono::steady_clock::now();
+      for (int i = 0; i < k; ++i) rig.local().Deliver(channels[i], *pushes[i], 0, false);
+      // Runs in the next iteration, after this one's flush.
+      rig.loop().Post([&] {
+        end = std::chrono::steady_clock::now();
+        done.store(true, std::memory_order_release);
+        done.notify_one();
+      });
+    });
+    done.wait(false, std::memory_order_acquire);
+    state.SetIterationTime(std::chrono::duration<double>(end - start).count());
+  }
+  net::LoopStats after;
+  rig.OnLoop([&] {
+    after = rig.loop().stats();
+    rig.loop().set_send_limits(net::SendLimits{});
+  });
+  for (core::Push* push : pushes) push->Unref();
+  state.counters["joined_per_iter"] =
+      static_cast<double>(after.messages_joined - before.messages_joined) /
+      static_cast<double>(state.iterations());
+  state.counters["bytes_per_iter"] =
+      static_cast<double>(after.bytes_written - before.bytes_written) /
+      static_cast<double>(state.iterations());
+  Report(state, rig);
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * k);
+}
+BENCHMARK(BM_ConnectionChannels)
+    ->ArgsProduct({{1, 8, 64}, {0, 1}})
+    ->Iterations(5000)
+    ->UseManualTime();
 
 }  // namespace

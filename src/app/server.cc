@@ -323,10 +323,15 @@ int Server::Run() {
     worker->loop->set_max_write_buffer_bytes(config_.websocket.max_write_buffer_bytes);
     // Watermarks above the connection's bound act as the bound.
     const uint64_t bound = config_.websocket.max_write_buffer_bytes;
+    // A joined message is one frame: with fragment_bytes set, none may pass it.
+    const uint64_t join =
+        config_.websocket.fragment_bytes == 0
+            ? config_.websocket.join_max_bytes
+            : std::min(config_.websocket.join_max_bytes, config_.websocket.fragment_bytes);
     worker->loop->set_send_limits({std::min(config_.send_queue.drop_low_bytes, bound),
                                    std::min(config_.send_queue.drop_normal_bytes, bound), bound,
                                    config_.send_queue.urgent_deadline_ms,
-                                   config_.send_queue.loop_budget_bytes});
+                                   config_.send_queue.loop_budget_bytes, join});
     hub_->AttachLoop(*worker->loop);
     Worker* w = worker.get();
     worker->listener = std::make_unique<net::Listener>(

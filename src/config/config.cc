@@ -105,6 +105,7 @@ std::vector<Field> Fields(Config& c) {
       {"websocket.max_write_buffer_bytes", &ws.max_write_buffer_bytes},
       {"websocket.close_timeout_ms", &ws.close_timeout_ms},
       {"websocket.fragment_bytes", &ws.fragment_bytes},
+      {"websocket.join_max_bytes", &ws.join_max_bytes},
       {"websocket.allowed_origins", &ws.allowed_origins},
       {"websocket.subprotocols", &ws.subprotocols},
       {"websocket.compression.enabled", &z.enabled},
@@ -446,6 +447,9 @@ bool Validate(const Config& c, std::string* error) {
   if (c.websocket.max_write_buffer_bytes < 1024 ||
       c.websocket.max_write_buffer_bytes > kMaxBuffer) {
     return fail("config key websocket.max_write_buffer_bytes: must be 1024..2^30");
+  }
+  if (c.websocket.join_max_bytes > kMaxBuffer) {
+    return fail("config key websocket.join_max_bytes: at most 2^30");
   }
   if (c.http.max_body_bytes > kMaxBuffer) {
     return fail("config key http.max_body_bytes: at most 2^30");

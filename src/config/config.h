@@ -89,6 +89,9 @@ struct Config {
     uint64_t max_write_buffer_bytes = 4 << 20;
     uint64_t fragment_bytes = 0;       // split outgoing messages into frames of this size; 0: never
     uint64_t close_timeout_ms = 2000;  // wait for the peer's Close after ours
+    // The JSON protocol's replies and pushes queued to one connection together leave as one
+    // message of newline-joined objects, of at most this payload; 0: never joined.
+    uint64_t join_max_bytes = 16 * 1024;
     std::vector<std::string> allowed_origins;  // empty: same host only; "*": any
     std::vector<std::string> subprotocols;
     struct Compression {

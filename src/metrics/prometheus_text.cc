@@ -116,6 +116,8 @@ LoopSnapshot MergeSnapshots(const std::vector<LoopSnapshot>& loops) {
     all.net.register_failed += s.net.register_failed;
     all.net.bytes_read += s.net.bytes_read;
     all.net.bytes_written += s.net.bytes_written;
+    all.net.frames_joined += s.net.frames_joined;
+    all.net.messages_joined += s.net.messages_joined;
     all.net.wait_us += s.net.wait_us;
     all.net.busy_us += s.net.busy_us;
     for (size_t r = 0; r < net::LoopStats::kDropReasons; ++r) {
@@ -266,6 +268,14 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
           [](const LoopSnapshot& s) { return s.ws.messages_in; });
   PerLoop(t, loops, "hermod_websocket_messages_sent_total", "counter",
           "WebSocket data messages sent.", [](const LoopSnapshot& s) { return s.ws.messages_out; });
+  PerLoop(t, loops, "hermod_websocket_frames_joined_total", "counter",
+          "WebSocket messages built at flush by joining JSON replies and pushes queued to one "
+          "connection (websocket.join_max_bytes).",
+          [](const LoopSnapshot& s) { return s.net.frames_joined; });
+  PerLoop(t, loops, "hermod_websocket_joined_messages_total", "counter",
+          "Queued messages that left inside a joined message (minus "
+          "hermod_websocket_frames_joined_total: the messages saved).",
+          [](const LoopSnapshot& s) { return s.net.messages_joined; });
   PerLoop(t, loops, "hermod_websocket_protocol_error_closes_total", "counter",
           "WebSocket connections closed by us for a protocol error (1002, 1007, 1009).",
           [](const LoopSnapshot& s) { return s.ws.protocol_errors; });

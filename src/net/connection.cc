@@ -65,10 +65,11 @@ void Connection::SlowConsumer(LoopStats::SlowReason reason) {
   OnSlowConsumer();
 }
 
-SendStatus Connection::Send(std::string_view head, std::string_view body, Lane lane) {
+SendStatus Connection::Send(std::string_view head, std::string_view body, Lane lane,
+                            bool joinable) {
   if (state_ & (kClosed | kLingering)) return SendStatus::kDropped;
   OutputQueue& out = Queue();
-  out.Append(head, body, lane);
+  out.Append(head, body, lane, joinable);
   if (out.cost() > loop_.send_limits().max_bytes) {
     if (state_ & kSlow) {  // its closing output alone passes the bound: no more chances
       Close();
@@ -81,14 +82,16 @@ SendStatus Connection::Send(std::string_view head, std::string_view body, Lane l
   return SendStatus::kQueued;
 }
 
-SendStatus Connection::SendShared(Chunk* chunk, size_t offset, size_t len, PushClass push) {
+SendStatus Connection::SendShared(Chunk* chunk, size_t offset, size_t len, PushClass push,
+                                  uint8_t join_head) {
   if (state_ & (kClosed | kLingering | kSlow)) return SendStatus::kDropped;
   const SendLimits& limits = loop_.send_limits();
   const Lane lane = LaneOf(push.priority);
   const size_t p = static_cast<size_t>(push.priority);
   const size_t cost = out_ ? out_->cost() : 0;
   if (cost > 0) {
-    if (push.latest_key != 0 && out_->Replace(lane, push.latest_key, chunk, offset, len)) {
+    if (push.latest_key != 0 &&
+        out_->Replace(lane, push.latest_key, chunk, offset, len, join_head)) {
       ++loop_.stats().send_dropped[LoopStats::kDropReplaced][p];
       return SendStatus::kQueued;
     }
@@ -106,7 +109,7 @@ SendStatus Connection::SendShared(Chunk* chunk, size_t offset, size_t len, PushC
     }
   }
   OutputQueue& out = Queue();
-  out.AppendShared(chunk, offset, len, lane, push.latest_key, loop_.now_ms());
+  out.AppendShared(chunk, offset, len, lane, push.latest_key, loop_.now_ms(), join_head);
   if (out.cost() > limits.max_bytes) {
     SlowConsumer(LoopStats::kSlowOverflow);
     return SendStatus::kOverflow;
@@ -263,19 +266,17 @@ void Connection::Flush() {
 }
 
 void Connection::FlushPlain() {
+  if (!out_) return;
+  // Joining needs two queued items: a lone push, the fan-out's usual case, skips it all.
+  if (out_->items() >= 2 && loop_.send_limits().join_max_bytes != 0) {
+    if (auto header = JoinHeader())
+      return FlushJoined({loop_.send_limits().join_max_bytes, header});
+  }
   while (out_ && !out_->empty()) {
     iovec iov[OutputQueue::kMaxIov];
     int count = out_->Gather(iov, OutputQueue::kMaxIov);
     // send/sendmsg rather than write/writev: sockets have no file position to lock.
-    ssize_t n;
-    if (count == 1) {
-      n = send(fd_, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
-    } else {
-      msghdr message{};
-      message.msg_iov = iov;
-      message.msg_iovlen = static_cast<size_t>(count);
-      n = sendmsg(fd_, &message, MSG_NOSIGNAL);
-    }
+    ssize_t n = WriteV(iov, count);
     if (n < 0) {
       if (errno == EAGAIN || errno == EINTR) break;
       Close();
@@ -287,6 +288,37 @@ void Connection::FlushPlain() {
   if (out_ && out_->empty()) out_.reset();
 }
 
+void Connection::FlushJoined(const JoinSpec& spec) {
+  // The loop's cork buffer for joined messages (output_queue.h): reused by every flush.
+  thread_local JoinPlan plan;
+  while (out_ && !out_->empty()) {
+    iovec iov[OutputQueue::kMaxIov];
+    int count = out_->Gather(iov, OutputQueue::kMaxIov, spec, plan);
+    ssize_t n = WriteV(iov, count);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EINTR) break;
+      Close();
+      break;
+    }
+    loop_.stats().bytes_written += static_cast<uint64_t>(n);
+    out_->Consume(static_cast<size_t>(n), plan);
+  }
+  const auto [frames, messages] = plan.TakeCounts();
+  loop_.stats().frames_joined += frames;
+  loop_.stats().messages_joined += messages;
+  if (out_ && out_->empty()) out_.reset();
+}
+
+ssize_t Connection::WriteV(const iovec* iov, int count) {
+  if (count == 1) return send(fd_, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+  msghdr message{};
+  message.msg_iov = const_cast<iovec*>(iov);
+  message.msg_iovlen = static_cast<size_t>(count);
+  return sendmsg(fd_, &message, MSG_NOSIGNAL);
+}
+
+// TLS does not join: a retried SSL_write must be given the same leading bytes, and a joined
+// message changes when more output joins its run before the retry.
 void Connection::FlushTls() {
   state_ &= ~kTlsWriteWantsRead;
   // Small segments (many queued frames) are gathered into one TLS record of up to 16 KiB,

@@ -56,9 +56,13 @@ class Connection : public Pollable, public TimerNode {
 
   // Queues head then body, contiguous (a frame header and its payload).
   // lane: kControl (replies, control frames) or kFinal (a Close frame, after everything).
-  SendStatus Send(std::string_view head, std::string_view body = {}, Lane lane = Lane::kControl);
-  // One whole shared frame (a push).
-  SendStatus SendShared(Chunk* chunk, size_t offset, size_t len, PushClass push = {});
+  // joinable: one whole message the flush may join with its neighbours (output_queue.h).
+  SendStatus Send(std::string_view head, std::string_view body = {}, Lane lane = Lane::kControl,
+                  bool joinable = false);
+  // One whole shared frame (a push). join_head: the frame's header length when the protocol
+  // lets it be joined with its neighbours (output_queue.h); 0: never joined.
+  SendStatus SendShared(Chunk* chunk, size_t offset, size_t len, PushClass push = {},
+                        uint8_t join_head = 0);
   // Stops reading requests; when the queue drains, half-closes and waits for the peer's FIN
   // before closing, so the peer reads the last bytes. deadline_ms bounds drain and linger
   // together: a peer that stops reading cannot hold the connection open.
@@ -88,6 +92,9 @@ class Connection : public Pollable, public TimerNode {
   virtual void OnShutdown() { CloseAfterFlush(); }
   // A slow consumer: the queue's unsent items are already dropped. Must end the connection.
   virtual void OnSlowConsumer() { Close(); }
+  // How joined output is framed (JoinSpec::header); null: this connection never joins. Asked
+  // once per flush; the bound is the loop's SendLimits::join_max_bytes.
+  virtual decltype(JoinSpec::header) JoinHeader() const { return nullptr; }
 
  private:
   friend class Loop;
@@ -109,6 +116,10 @@ class Connection : public Pollable, public TimerNode {
   void HandleReadable();
   void Flush();  // by the loop, at the end of the iteration
   void FlushPlain();
+  // FlushPlain when the queue's messages may be joined (output_queue.h).
+  [[gnu::noinline]] void FlushJoined(const JoinSpec& spec);
+  // One send (one iovec) or sendmsg; errno as they leave it.
+  inline ssize_t WriteV(const iovec* iov, int count);
   void FlushTls();
   void StartLinger();
   void UpdateInterest();

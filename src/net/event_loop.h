@@ -53,6 +53,10 @@ struct LoopStats {
   uint64_t register_failed = 0;  // accepted sockets epoll would not take
   uint64_t bytes_read = 0;
   uint64_t bytes_written = 0;
+  // Per-connection joining (OutputQueue's joining Gather): joined messages written, and the
+  // queued messages they carried (messages_joined - frames_joined: messages saved).
+  uint64_t frames_joined = 0;
+  uint64_t messages_joined = 0;
   // Where the loop's time goes: blocked in epoll_wait, or working (events, mailbox, timers,
   // flushes). busy / (busy + wait) is the loop's load.
   uint64_t wait_us = 0;
@@ -81,6 +85,9 @@ struct SendLimits {
   size_t max_bytes = 4 << 20;
   uint64_t urgent_deadline_ms = 5000;
   size_t loop_budget_bytes = size_t{256} << 20;
+  // Joinable messages queued to one connection leave joined into messages of at most this
+  // payload (websocket.join_max_bytes); 0: never joined.
+  size_t join_max_bytes = 16 * 1024;
 };
 
 class Loop {

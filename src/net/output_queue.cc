@@ -128,42 +128,55 @@ size_t OutputQueue::LaneBegin(size_t lane) const {
   }
 }
 
-void OutputQueue::Append(std::string_view head, std::string_view body, Lane lane) {
+void OutputQueue::Append(std::string_view head, std::string_view body, Lane lane, bool joinable) {
   const size_t total = head.size() + body.size();
   if (total == 0) return;
   bytes_ += total;
   owned_bytes_ += total;
+  const uint8_t join = joinable ? static_cast<uint8_t>(head.size()) : 0;
   if (lane_count_[static_cast<size_t>(lane)] > 0) {
     Item& tail = items_[items_.size() - ItemsAfter(static_cast<size_t>(lane)) - 1];
-    // Grow the lane's tail item in place when it holds this queue's own bytes, it alone owns
-    // its chunk, the item ends where the chunk's bytes end, and everything fits.
-    if (tail.stamp == kOwned && !tail.chunk->shared() && tail.end == tail.chunk->size() &&
-        tail.chunk->room() >= total) {
-      tail.chunk->Append(head);
-      tail.chunk->Append(body);
-      tail.end += static_cast<uint32_t>(total);
-      Charge(static_cast<ptrdiff_t>(total));
+    // The lane's tail item holds this queue's own bytes and ends where its chunk's bytes end
+    // (owned chunks are referenced by this queue's items only, and none holds later bytes).
+    if (tail.stamp == kOwned && tail.end == tail.chunk->size() && tail.chunk->room() >= total) {
+      if (join == 0 && tail.join == 0) {
+        // Grow it in place: one item for a run of frames none of which may be joined.
+        tail.chunk->Append(head);
+        tail.chunk->Append(body);
+        tail.end += static_cast<uint32_t>(total);
+        Charge(static_cast<ptrdiff_t>(total));
+        return;
+      }
+      // A joinable message (or one behind it) is an item of its own: in the same chunk.
+      Chunk* chunk = tail.chunk;
+      const uint32_t begin = static_cast<uint32_t>(chunk->size());
+      chunk->Ref();
+      chunk->Append(head);
+      chunk->Append(body);
+      Insert(lane, {chunk, begin, static_cast<uint32_t>(begin + total), 0, kOwned, join});
+      Charge(static_cast<ptrdiff_t>(total + kItemOverhead));
       return;
     }
   }
   Chunk* chunk = Chunk::Create(std::max(kChunkBytes, total));
   chunk->Append(head);
   chunk->Append(body);
-  Insert(lane, {chunk, 0, static_cast<uint32_t>(total), 0, kOwned});
+  Insert(lane, {chunk, 0, static_cast<uint32_t>(total), 0, kOwned, join});
   Charge(static_cast<ptrdiff_t>(total + kItemOverhead));
 }
 
 void OutputQueue::AppendShared(Chunk* chunk, size_t offset, size_t len, Lane lane, uint64_t key,
-                               uint64_t now_ms) {
+                               uint64_t now_ms, uint8_t join_head) {
   if (len == 0) return;
   chunk->Ref();
-  Insert(lane,
-         {chunk, static_cast<uint32_t>(offset), static_cast<uint32_t>(offset + len), key, now_ms});
+  Insert(lane, {chunk, static_cast<uint32_t>(offset), static_cast<uint32_t>(offset + len), key,
+                now_ms, join_head});
   bytes_ += len;
   Charge(static_cast<ptrdiff_t>(kItemOverhead));  // the frame is shared, not this queue's
 }
 
-bool OutputQueue::Replace(Lane lane, uint64_t key, Chunk* chunk, size_t offset, size_t len) {
+bool OutputQueue::Replace(Lane lane, uint64_t key, Chunk* chunk, size_t offset, size_t len,
+                          uint8_t join_head) {
   const size_t id = static_cast<size_t>(lane);
   const size_t end = items_.size() - ItemsAfter(id);
   const size_t stop = end - std::min<size_t>(lane_count_[id], kReplaceScan);
@@ -176,6 +189,7 @@ bool OutputQueue::Replace(Lane lane, uint64_t key, Chunk* chunk, size_t offset, 
     item.chunk = chunk;
     item.begin = static_cast<uint32_t>(offset);
     item.end = static_cast<uint32_t>(offset + len);
+    item.join = join_head;
     bytes_ = static_cast<size_t>(static_cast<ptrdiff_t>(bytes_) + delta);
     return true;
   }
@@ -200,6 +214,117 @@ int OutputQueue::Gather(iovec* iov, int max_iov) const {
     iov[n].iov_len = items_[i].end - items_[i].begin;
   }
   return n;
+}
+
+char* JoinPlan::Reserve(size_t size) {
+  if (used_ + size > capacity_) {
+    const size_t capacity = std::max(used_ + size, capacity_ * 2);
+    auto grown = std::make_unique<char[]>(capacity);
+    if (used_ > 0) std::memcpy(grown.get(), scratch_.get(), used_);
+    scratch_ = std::move(grown);
+    capacity_ = capacity;
+  }
+  return scratch_.get() + used_;
+}
+
+int OutputQueue::Gather(iovec* iov, int max_iov, const JoinSpec& spec, JoinPlan& plan) const {
+  plan.used_ = 0;
+  plan.runs_.clear();
+  if (spec.max_bytes == 0 || spec.header == nullptr) return Gather(iov, max_iov);
+  int n = 0;
+  size_t i = head_;
+  if (partial_ && i < items_.size() && n < max_iov) {
+    // The half-sent item finishes first, as it is.
+    iov[n].iov_base = const_cast<char*>(items_[i].chunk->data()) + items_[i].begin;
+    iov[n++].iov_len = items_[i].end - items_[i].begin;
+    ++i;
+  }
+  while (i < items_.size() && n < max_iov) {
+    const Item& first = items_[i];
+    if (first.join != 0 && plan.used_ < kJoinScratchBytes) {
+      // The longest run of joinable items whose payloads, '\n'-separated, fit the bound.
+      size_t payload = first.end - first.begin - first.join;
+      size_t original = first.end - first.begin;
+      size_t j = i + 1;
+      for (; j < items_.size() && items_[j].join != 0; ++j) {
+        const Item& next = items_[j];
+        const size_t more = next.end - next.begin - next.join;
+        if (payload + 1 + more > spec.max_bytes) break;
+        payload += 1 + more;
+        original += next.end - next.begin;
+      }
+      if (j - i >= 2) {
+        // One new header, then the payloads separated by '\n', copied once.
+        char* const start = plan.Reserve(JoinSpec::kMaxJoinHeader + payload + 1);
+        char* out = start + spec.header(payload, start);
+        for (size_t k = i; k < j; ++k) {
+          const Item& item = items_[k];
+          const size_t len = item.end - item.begin - item.join;
+          std::memcpy(out, item.chunk->data() + item.begin + item.join, len);
+          out += len;
+          *out++ = '\n';
+        }
+        const size_t length = static_cast<size_t>(out - start) - 1;  // no '\n' after the last
+        plan.runs_.push_back({n, static_cast<uint32_t>(j - i), original, plan.used_, length});
+        plan.used_ += length;
+        iov[n++].iov_len = length;  // iov_base once the scratch stops growing
+        i = j;
+        continue;
+      }
+    }
+    iov[n].iov_base = const_cast<char*>(first.chunk->data()) + first.begin;
+    iov[n++].iov_len = first.end - first.begin;
+    ++i;
+  }
+  for (const JoinPlan::Run& run : plan.runs_) {
+    iov[run.iov].iov_base = plan.scratch_.get() + run.offset;
+  }
+  return n;
+}
+
+void OutputQueue::PushFrontPartial(const char* data, size_t len) {
+  Chunk* chunk = Chunk::Create(std::max(kChunkBytes, len));
+  chunk->Append({data, len});
+  const Item item{chunk, 0, static_cast<uint32_t>(len), 0, kOwned, 0};
+  if (head_ > 0) {
+    items_[--head_] = item;
+  } else {
+    items_.insert(items_.begin(), item);
+  }
+  partial_ = true;  // begun: it is in no lane and is written first
+  bytes_ += len;
+  owned_bytes_ += len;
+  Charge(static_cast<ptrdiff_t>(len + kItemOverhead));
+}
+
+void OutputQueue::Consume(size_t n, JoinPlan& plan) {
+  // Gather's output is the queue's items in order, each run of joined items as one iovec:
+  // between runs, one iovec is the item then at the head.
+  int next_iov = 0;
+  for (const JoinPlan::Run& run : plan.runs_) {
+    for (; next_iov < run.iov; ++next_iov) {
+      const Item& item = items_[head_];
+      const size_t len = item.end - item.begin;
+      if (n < len) {
+        Consume(n);
+        return;
+      }
+      Consume(len);
+      n -= len;
+    }
+    if (n == 0) return;
+    ++plan.frames_;
+    plan.messages_ += run.items;
+    Consume(run.original_bytes);  // whole items: they leave their lanes
+    if (n < run.length) {
+      // The write ended inside the joined message: its tail, owned now, finishes first.
+      PushFrontPartial(plan.scratch_.get() + run.offset + n, run.length - n);
+      return;
+    }
+    n -= run.length;
+    next_iov = run.iov + 1;
+  }
+  Consume(n);
 }
 
 void OutputQueue::PopFront() {

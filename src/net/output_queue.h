@@ -29,6 +29,20 @@
 //
 // An idle connection holds no queue at all: the Connection keeps a null pointer until it
 // has something to send and drops the queue once it drains.
+//
+// Joining (per connection). An item may be marked joinable: exactly one whole message whose
+// payload may share a message with its neighbours (the JSON client protocol's replies and
+// pushes: newline-delimited objects). The queue knows no framing: the mark is the length of
+// the item's frame header, and JoinSpec (from the protocol) writes the header of a joined
+// message. The joining Gather turns each run of consecutive joinable items that are not
+// begun into ONE message: a new header and the payloads separated by '\n', written into the
+// per-thread JoinPlan's scratch (uWebSockets' cork buffer: no allocation per connection),
+// bounded by JoinSpec::max_bytes. It runs after every decision about dropping and priority
+// (those act on the queued items, which stay as they are until written), so it changes only
+// the bytes on the wire. A lone joinable item leaves as it is, by reference. When a write ends
+// inside a joined message, Consume(n, plan) drops the run's items and queues the unsent tail
+// of the joined message as an owned, half-sent item in their place: nothing is lost or
+// reordered, and the next write continues it.
 #pragma once
 
 #include <sys/uio.h>
@@ -39,6 +53,7 @@
 #include <cstdint>
 #include <memory>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace hermod::net {
@@ -75,6 +90,47 @@ enum class Lane : uint8_t { kControl = 0, kCritical, kHigh, kNormal, kLow, kFina
 inline constexpr size_t kLanes = 6;
 inline Lane LaneOf(Priority p) { return static_cast<Lane>(static_cast<uint8_t>(p) + 1); }
 
+// How the joining Gather may join joinable items (the protocol sets it: net knows no framing).
+struct JoinSpec {
+  size_t max_bytes = 0;  // a joined message's payload at most; 0: never join
+  // Writes the header of a message of payload_len bytes into out (kMaxJoinHeader bytes at
+  // most) and returns its length.
+  size_t (*header)(size_t payload_len, char* out) = nullptr;
+  static constexpr size_t kMaxJoinHeader = 14;
+};
+
+// What one joining Gather built, for the Consume that follows it. One per thread (the
+// Connection's flush keeps it thread_local): its scratch is the loop's cork buffer.
+class JoinPlan {
+ public:
+  // Joined messages written (whole or in part) and the queued messages they carried, since
+  // the last TakeCounts.
+  std::pair<uint64_t, uint64_t> TakeCounts() {
+    auto counts = std::pair{frames_, messages_};
+    frames_ = messages_ = 0;
+    return counts;
+  }
+
+ private:
+  friend class OutputQueue;
+  struct Run {
+    int iov;                // its iovec in Gather's output
+    uint32_t items;         // queued items it joins
+    size_t original_bytes;  // their bytes in the queue
+    size_t offset;          // where its joined message starts in scratch_
+    size_t length;          // the joined message's length
+  };
+  // Room for size more bytes after used_ (grows, never shrinks: the loop's cork buffer);
+  // returns where they go. Not std::string: its resize would zero what is overwritten.
+  char* Reserve(size_t size);
+  std::unique_ptr<char[]> scratch_;
+  size_t capacity_ = 0;
+  size_t used_ = 0;
+  std::vector<Run> runs_;
+  uint64_t frames_ = 0;
+  uint64_t messages_ = 0;
+};
+
 class OutputQueue {
  public:
   static constexpr size_t kChunkBytes = 16 * 1024;
@@ -82,6 +138,10 @@ class OutputQueue {
   // What one queued item costs beyond its bytes (the item record and its share of the
   // queue's storage), counted against the connection's bound.
   static constexpr size_t kItemOverhead = 32;
+  // A joining Gather stops joining once it has written this much into the plan's scratch
+  // (later items go by reference): more than a socket takes in one write would be copied
+  // only to be joined again at the next flush.
+  static constexpr size_t kJoinScratchBytes = 256 * 1024;
 
   OutputQueue() = default;
   ~OutputQueue();
@@ -90,20 +150,29 @@ class OutputQueue {
 
   // Copies head then body into the lane's tail chunk, or into one new chunk when they do not
   // both fit: a frame header and its payload stay contiguous (one iovec, one copy).
-  void Append(std::string_view head, std::string_view body = {}, Lane lane = Lane::kControl);
+  // joinable: head + body is one whole message that may be joined (its own item then).
+  void Append(std::string_view head, std::string_view body = {}, Lane lane = Lane::kControl,
+              bool joinable = false);
   // References [offset, offset+len) of a shared chunk (one whole frame); takes a reference.
   // now_ms stamps the item (UrgentSinceMs); key, when not 0, lets Replace find it.
+  // join_head: the frame's header length when it may be joined; 0: never joined.
   void AppendShared(Chunk* chunk, size_t offset, size_t len, Lane lane = Lane::kNormal,
-                    uint64_t key = 0, uint64_t now_ms = 0);
+                    uint64_t key = 0, uint64_t now_ms = 0, uint8_t join_head = 0);
   // "Latest value wins": when the lane holds an unsent item with this key (among its last
   // kReplaceScan), it now references the new frame instead; returns false when none does.
-  bool Replace(Lane lane, uint64_t key, Chunk* chunk, size_t offset, size_t len);
+  bool Replace(Lane lane, uint64_t key, Chunk* chunk, size_t offset, size_t len,
+               uint8_t join_head = 0);
   static constexpr size_t kReplaceScan = 64;
 
   // Fills iov with the pending bytes in writing order; returns the count.
   int Gather(iovec* iov, int max_iov) const;
+  // The same bytes, with each run of joinable items joined into one message in plan's
+  // scratch (see the top of the file); the iovecs are valid until plan's next Gather.
+  int Gather(iovec* iov, int max_iov, const JoinSpec& spec, JoinPlan& plan) const;
   // Drops the first n pending bytes, in Gather's order (after a write took them).
   void Consume(size_t n);
+  // The same after the joining Gather that built plan (n counts its output's bytes).
+  void Consume(size_t n, JoinPlan& plan);
   // Drops every item not yet begun; the half-sent one stays. Returns the cost freed.
   size_t DropUnsent();
   size_t bytes() const { return bytes_; }
@@ -115,6 +184,7 @@ class OutputQueue {
   // account sums.
   size_t footprint() const { return owned_bytes_ + item_count() * kItemOverhead; }
   bool empty() const { return bytes_ == 0; }
+  size_t items() const { return item_count(); }
   size_t lane_items(Lane lane) const { return lane_count_[static_cast<size_t>(lane)]; }
   // When the oldest queued critical or high item was appended (its now_ms); 0: none.
   uint64_t UrgentSinceMs() const;
@@ -129,10 +199,12 @@ class OutputQueue {
     Chunk* chunk;
     uint32_t begin;
     uint32_t end;
-    uint64_t key;    // Replace's key, 0: none
-    uint64_t stamp;  // now_ms when appended (shared items); kOwned: the queue's own bytes
+    uint64_t key;         // Replace's key, 0: none
+    uint64_t stamp : 56;  // now_ms when appended (shared items); kOwned: the queue's own bytes
+    uint64_t join : 8;    // joinable: its frame header's length; 0: not joinable
   };
-  static constexpr uint64_t kOwned = UINT64_MAX;
+  static_assert(sizeof(Item) == 32);
+  static constexpr uint64_t kOwned = (uint64_t{1} << 56) - 1;
   size_t item_count() const { return items_.size() - head_; }
   // Items of the lanes after lane (lower priority), which sit behind lane's run.
   size_t ItemsAfter(size_t lane) const {
@@ -144,6 +216,8 @@ class OutputQueue {
   size_t LaneBegin(size_t lane) const;
   void Insert(Lane lane, const Item& item);
   void PopFront();
+  // Queues bytes (the unsent tail of a joined message) as the half-sent item, first.
+  void PushFrontPartial(const char* data, size_t len);
   void Charge(ptrdiff_t delta) {
     if (account_) *account_ += static_cast<size_t>(delta);  // modulo 2^64: a negative delta
   }

@@ -83,6 +83,7 @@ ClientConnection::ClientConnection(net::Connection& from, const ws::WebSocketOpt
                                    const ws::HandshakeResult& handshake, ws::WebSocketStats& stats,
                                    ClientContext& context)
     : ws::WebSocketConnection(from, options, handshake, stats), context_(context) {
+  EnableJoin();  // the JSON protocol: several replies and pushes in one newline-joined message
   if (context_.options.stale_close_ms > 0) {
     stale_deadline_ms_ = loop().now_ms() + context_.options.stale_close_ms;
   }

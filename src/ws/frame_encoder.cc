@@ -33,6 +33,12 @@ size_t EncodeFrameHeader(const FrameHeaderSpec& spec, uint8_t* out) {
   return n;
 }
 
+size_t EncodeTextHeader(size_t payload_len, char* out) {
+  FrameHeaderSpec spec;
+  spec.payload_len = payload_len;
+  return EncodeFrameHeader(spec, reinterpret_cast<uint8_t*>(out));
+}
+
 void AppendFrame(std::string& out, FrameHeaderSpec spec, std::string_view payload) {
   spec.payload_len = payload.size();
   uint8_t header[kMaxFrameHeader];

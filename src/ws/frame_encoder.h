@@ -24,6 +24,10 @@ struct FrameHeaderSpec {
 // Writes the header into out (at least kMaxFrameHeader bytes); returns its length.
 size_t EncodeFrameHeader(const FrameHeaderSpec& spec, uint8_t* out);
 
+// The header of an unmasked, unfragmented, uncompressed text frame of payload_len bytes:
+// how net::OutputQueue frames a joined message (net::JoinSpec::header).
+size_t EncodeTextHeader(size_t payload_len, char* out);
+
 // Appends a whole frame (header + payload, masked when spec.mask is set) to out.
 void AppendFrame(std::string& out, FrameHeaderSpec spec, std::string_view payload);
 

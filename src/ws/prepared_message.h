@@ -29,8 +29,9 @@ class PreparedMessage {
 
   Opcode opcode() const { return opcode_; }
   std::string_view payload() const;
-  // The uncompressed frame (header + payload).
+  // The uncompressed frame (header + payload), and its header's length.
   net::Chunk* frame() const { return frame_; }
+  size_t header_len() const { return header_len_; }
   // The compressed frame (RSV1 set), built on first call; thread-safe.
   net::Chunk* deflated_frame() const;
   int window_bits() const { return window_bits_; }

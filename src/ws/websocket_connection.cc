@@ -157,7 +157,8 @@ net::SendStatus WebSocketConnection::SendMessage(Opcode opcode, std::string_view
   }
   const size_t piece = options_.fragment_bytes;
   if (piece == 0 || payload.size() <= piece) {
-    SendFrame(opcode, true, compressed, payload);
+    SendFrame(opcode, true, compressed, payload,
+              (flags_ & kJoinText) && opcode == Opcode::kText && !compressed);
   } else {
     // §5.4: the first frame carries the opcode (and RSV1), the rest are continuations.
     for (size_t offset = 0; offset < payload.size(); offset += piece) {
@@ -182,10 +183,17 @@ net::SendStatus WebSocketConnection::SendPrepared(const PreparedMessage& message
   }
   ++stats_.messages_out;
   net::Chunk* frame = compress ? message.deflated_frame() : message.frame();
-  return SendShared(frame, 0, frame->size(), push);
+  const bool joinable = (flags_ & kJoinText) && !compress && message.opcode() == Opcode::kText;
+  return SendShared(frame, 0, frame->size(), push,
+                    joinable ? static_cast<uint8_t>(message.header_len()) : 0);
 }
 
-void WebSocketConnection::SendFrame(Opcode opcode, bool fin, bool rsv1, std::string_view payload) {
+decltype(net::JoinSpec::header) WebSocketConnection::JoinHeader() const {
+  return (flags_ & kJoinText) ? &EncodeTextHeader : nullptr;
+}
+
+void WebSocketConnection::SendFrame(Opcode opcode, bool fin, bool rsv1, std::string_view payload,
+                                    bool joinable) {
   FrameHeaderSpec spec;
   spec.opcode = opcode;
   spec.fin = fin;
@@ -195,7 +203,7 @@ void WebSocketConnection::SendFrame(Opcode opcode, bool fin, bool rsv1, std::str
   size_t header_len = EncodeFrameHeader(spec, header);
   // RFC 6455 §5.5.1: nothing follows a Close, whatever priority it has.
   Send({reinterpret_cast<const char*>(header), header_len}, payload,
-       opcode == Opcode::kClose ? net::Lane::kFinal : net::Lane::kControl);
+       opcode == Opcode::kClose ? net::Lane::kFinal : net::Lane::kControl, joinable);
 }
 
 void WebSocketConnection::ScheduleTimer() {

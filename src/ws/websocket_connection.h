@@ -68,6 +68,12 @@ class WebSocketConnection : public net::Connection, private MessageHandler {
   bool deflate() const { return flags_ & kDeflate; }
 
  protected:
+  // For a protocol whose text messages may be joined, newline-separated, into one message
+  // (the JSON client protocol): its uncompressed, unfragmented text messages are queued as
+  // joinable, and the flush joins those queued together (net/output_queue.h). Never for
+  // echo, nor binary, compressed or control frames.
+  void EnableJoin() { flags_ |= kJoinText; }
+  decltype(net::JoinSpec::header) JoinHeader() const override;
   // A complete text or binary message; the default drops it.
   virtual void OnWebSocketMessage(Opcode opcode, std::string_view payload);
   // Counts the close and the connection's duration; a subclass's override calls it.
@@ -80,6 +86,7 @@ class WebSocketConnection : public net::Connection, private MessageHandler {
     kClientNoContext = 4,
     kSentClose = 8,
     kAwaitingPong = 16,
+    kJoinText = 32,
   };
 
   void OnData(uint8_t* data, size_t len) override;
@@ -92,7 +99,8 @@ class WebSocketConnection : public net::Connection, private MessageHandler {
   void OnClose(uint16_t code, std::string_view reason) override;
   void CountClose(uint16_t code);
 
-  void SendFrame(Opcode opcode, bool fin, bool rsv1, std::string_view payload);
+  void SendFrame(Opcode opcode, bool fin, bool rsv1, std::string_view payload,
+                 bool joinable = false);
   void ScheduleTimer();
   Deflater& OutgoingDeflater();
   Inflater& IncomingInflater();

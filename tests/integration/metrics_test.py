@@ -88,6 +88,8 @@ class MetricsTest(ServerCase):
                      "hermod_websocket_messages_sent_total",
                      "hermod_websocket_protocol_error_closes_total",
                      "hermod_websocket_pong_timeouts_total", "hermod_websocket_idle_timeouts_total",
+                     "hermod_websocket_frames_joined_total",
+                     "hermod_websocket_joined_messages_total",
                      "hermod_network_read_bytes_total", "hermod_network_written_bytes_total",
                      "hermod_loop_busy_seconds_total", "hermod_loop_wait_seconds_total",
                      "hermod_process_resident_memory_bytes", "hermod_process_cpu_seconds_total",

@@ -83,6 +83,22 @@ TEST(Config, ValidationNamesTheKey) {
   EXPECT_NE(error.find("server_max_window_bits"), std::string::npos);
 }
 
+TEST(Config, JoinMaxBytesComesFromJsonAndEnvironmentAndIsBounded) {
+  Config c;
+  std::string error;
+  EXPECT_EQ(c.websocket.join_max_bytes, 16u * 1024);
+  ASSERT_TRUE(ApplyJson(R"({"websocket": {"join_max_bytes": 0}})", c, &error)) << error;
+  EXPECT_EQ(c.websocket.join_max_bytes, 0u);
+  std::string join = "HERMOD_WEBSOCKET__JOIN_MAX_BYTES=65536";
+  char* env[] = {join.data(), nullptr};
+  ASSERT_TRUE(ApplyEnvironment(env, c, &error)) << error;
+  EXPECT_EQ(c.websocket.join_max_bytes, 65536u);
+  EXPECT_TRUE(Validate(c, &error)) << error;
+  c.websocket.join_max_bytes = (uint64_t{1} << 30) + 1;
+  EXPECT_FALSE(Validate(c, &error));
+  EXPECT_NE(error.find("websocket.join_max_bytes"), std::string::npos) << error;
+}
+
 TEST(Config, HealthKeysComeFromJsonAndEnvironment) {
   Config c;
   std::string error;

@@ -15,6 +15,7 @@
 #include <string>
 #include <thread>
 
+#include "chunk_push.h"
 #include "net/connection.h"
 
 namespace hermod::core {
@@ -25,22 +26,6 @@ std::string Publication(std::string_view data, std::string_view, uint64_t offset
                         std::string_view) {
   return std::string(data) + "@" + std::to_string(offset);
 }
-// A push that is one shared chunk, queued by reference.
-class ChunkPush final : public Push {
- public:
-  explicit ChunkPush(std::string_view text) : chunk_(net::Chunk::Create(text.size())) {
-    chunk_->Append(text);
-  }
-  ~ChunkPush() override { chunk_->Unref(); }
-  net::SendStatus SendTo(net::Connection& connection, net::PushClass push) const override {
-    return connection.SendShared(chunk_, 0, chunk_->size(), push);
-  }
-  size_t size() const override { return chunk_->size(); }
-  std::string_view text() const { return {chunk_->data(), chunk_->size()}; }
-
- private:
-  net::Chunk* chunk_;
-};
 Push* Frame(std::string_view channel, std::string_view publication) {
   return new ChunkPush(std::string(channel) + "|" + std::string(publication) + "\n");
 }

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "chunk_push.h"
 #include "core/hub.h"
 #include "metrics/loop_metrics.h"
 #include "net/connection.h"
@@ -23,39 +24,23 @@ namespace {
 uint64_t now_ms = 1'000'000;
 uint64_t FakeNow() { return now_ms; }
 
-class TextPush final : public Push {
- public:
-  explicit TextPush(std::string text) : chunk_(net::Chunk::Create(text.size())) {
-    chunk_->Append(text);
-  }
-  ~TextPush() override { chunk_->Unref(); }
-  net::SendStatus SendTo(net::Connection& connection, net::PushClass push) const override {
-    return connection.SendShared(chunk_, 0, chunk_->size(), push);
-  }
-  size_t size() const override { return chunk_->size(); }
-  std::string_view text() const { return {chunk_->data(), chunk_->size()}; }
-
- private:
-  net::Chunk* chunk_;
-};
-
 std::string Publication(std::string_view data, std::string_view, uint64_t, std::string_view) {
   return std::string(data);
 }
 Push* PublicationPush(std::string_view, std::string_view publication) {
-  return new TextPush(std::string(publication) + "\n");
+  return new ChunkPush(std::string(publication) + "\n");
 }
 // "join <info>\n": the tests use the client's name as its info.
 Push* JoinLeave(std::string_view, bool join, std::string_view info) {
-  return new TextPush((join ? "join " : "leave ") + std::string(info) + "\n");
+  return new ChunkPush((join ? "join " : "leave ") + std::string(info) + "\n");
 }
 // Sizes of the joined pushes built, in order.
 std::vector<size_t> joins;
 Push* JoinPushes(const Push* const* pushes, size_t count) {
   std::string text;
-  for (size_t i = 0; i < count; ++i) text += static_cast<const TextPush*>(pushes[i])->text();
+  for (size_t i = 0; i < count; ++i) text += static_cast<const ChunkPush*>(pushes[i])->text();
   joins.push_back(count);
-  return new TextPush(text);
+  return new ChunkPush(text);
 }
 
 class Sink final : public net::Connection {

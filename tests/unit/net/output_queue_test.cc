@@ -8,6 +8,8 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace hermod::net {
 namespace {
@@ -291,6 +293,255 @@ TEST(OutputQueue, MatchesALanePerListModel) {
     ASSERT_EQ(q.cost(), q.bytes() + items * OutputQueue::kItemOverhead) << step;
     ASSERT_EQ(total, q.footprint()) << step;
   }
+}
+
+// Joining (per connection). A readable stand-in for a WebSocket text header: "<N>" before N
+// payload bytes; a joined message is framed the same way.
+size_t TestHeader(size_t payload_len, char* out) {
+  const std::string header = "<" + std::to_string(payload_len) + ">";
+  header.copy(out, header.size());
+  return header.size();
+}
+
+std::string Message(std::string_view payload) {
+  return "<" + std::to_string(payload.size()) + ">" + std::string(payload);
+}
+
+// Queues a joinable shared frame: header + payload.
+void PushJoinable(OutputQueue& q, std::string_view payload, Lane lane = Lane::kNormal) {
+  Chunk* chunk = Frame(Message(payload));
+  q.AppendShared(chunk, 0, chunk->size(), lane, 0, 0,
+                 static_cast<uint8_t>(chunk->size() - payload.size()));
+  chunk->Unref();
+}
+
+void AppendJoinable(OutputQueue& q, std::string_view payload, Lane lane = Lane::kControl) {
+  const std::string message = Message(payload);
+  q.Append(std::string_view(message).substr(0, message.size() - payload.size()), payload, lane,
+           true);
+}
+
+// What the joining Gather would write, and how many iovecs.
+std::string PendingJoined(const OutputQueue& q, JoinPlan& plan, size_t max_bytes = 1024,
+                          int* count = nullptr, int max_iov = OutputQueue::kMaxIov) {
+  iovec iov[OutputQueue::kMaxIov];
+  const int n = q.Gather(iov, max_iov, JoinSpec{max_bytes, &TestHeader}, plan);
+  if (count) *count = n;
+  std::string out;
+  for (int i = 0; i < n; ++i) out.append(static_cast<char*>(iov[i].iov_base), iov[i].iov_len);
+  return out;
+}
+
+TEST(OutputQueueJoin, QueuedMessagesLeaveAsOneNewlineJoinedMessage) {
+  OutputQueue q;
+  JoinPlan plan;
+  PushJoinable(q, "a");
+  PushJoinable(q, "bb");
+  PushJoinable(q, "c");
+  int count = 0;
+  EXPECT_EQ(PendingJoined(q, plan, 1024, &count), "<6>a\nbb\nc");
+  EXPECT_EQ(count, 1);
+  // The plain Gather still sees the queued frames as they are.
+  EXPECT_EQ(Pending(q), "<1>a<2>bb<1>c");
+  q.Consume(9, plan);
+  EXPECT_TRUE(q.empty());
+  EXPECT_EQ(q.cost(), 0u);
+  EXPECT_EQ(plan.TakeCounts(), (std::pair<uint64_t, uint64_t>{1, 3}));
+}
+
+TEST(OutputQueueJoin, RepliesAndPushesOfEveryLaneJoinInWritingOrder) {
+  OutputQueue q;
+  JoinPlan plan;
+  PushJoinable(q, "low", Lane::kLow);
+  PushJoinable(q, "normal", Lane::kNormal);
+  AppendJoinable(q, "reply1");
+  AppendJoinable(q, "reply2");  // its own item, in the same chunk as reply1
+  PushJoinable(q, "critical", Lane::kCritical);
+  EXPECT_EQ(Pending(q), "<6>reply1<6>reply2<8>critical<6>normal<3>low");
+  EXPECT_EQ(PendingJoined(q, plan), "<33>reply1\nreply2\ncritical\nnormal\nlow");
+  q.Consume(37, plan);
+  EXPECT_TRUE(q.empty());
+  EXPECT_EQ(q.footprint(), 0u);
+}
+
+TEST(OutputQueueJoin, ALoneMessageIsSentByReference) {
+  OutputQueue q;
+  JoinPlan plan;
+  Chunk* chunk = Frame(Message("only"));
+  q.AppendShared(chunk, 0, chunk->size(), Lane::kNormal, 0, 0, 3);
+  iovec iov[4];
+  ASSERT_EQ(q.Gather(iov, 4, JoinSpec{1024, &TestHeader}, plan), 1);
+  EXPECT_EQ(iov[0].iov_base, chunk->data());  // the shared frame itself, not a copy
+  q.Consume(iov[0].iov_len, plan);
+  EXPECT_EQ(plan.TakeCounts(), (std::pair<uint64_t, uint64_t>{0, 0}));
+  chunk->Unref();
+}
+
+TEST(OutputQueueJoin, TheSizeBoundStartsANewMessage) {
+  OutputQueue q;
+  JoinPlan plan;
+  PushJoinable(q, "aaaa");
+  PushJoinable(q, "bbbb");
+  PushJoinable(q, "cccc");
+  PushJoinable(q, "dddd");
+  PushJoinable(q, "eeeeeeeeeeee");  // 12 bytes: alone over the bound of 10
+  PushJoinable(q, "ff");
+  // 4 + 1 + 4 = 9 fits 10; adding another 5 does not.
+  int count = 0;
+  EXPECT_EQ(PendingJoined(q, plan, 10, &count), "<9>aaaa\nbbbb<9>cccc\ndddd<12>eeeeeeeeeeee<2>ff");
+  EXPECT_EQ(count, 4);
+  q.Consume(45, plan);
+  EXPECT_TRUE(q.empty());
+}
+
+TEST(OutputQueueJoin, NothingNotJoinableIsJoinedNorJoinedAcross) {
+  OutputQueue q;
+  JoinPlan plan;
+  PushJoinable(q, "a");
+  PushJoinable(q, "b");
+  Push(q, "[binary]", Lane::kNormal);  // not joinable: the run ends
+  PushJoinable(q, "c");
+  PushJoinable(q, "d");
+  q.Append("[close]", {}, Lane::kFinal);  // a Close frame is never joinable
+  EXPECT_EQ(PendingJoined(q, plan), "<3>a\nb[binary]<3>c\nd[close]");
+}
+
+TEST(OutputQueueJoin, ZeroBoundOrNoHeaderNeverJoins) {
+  OutputQueue q;
+  JoinPlan plan;
+  PushJoinable(q, "a");
+  PushJoinable(q, "b");
+  EXPECT_EQ(PendingJoined(q, plan, 0), "<1>a<1>b");
+  iovec iov[4];
+  EXPECT_EQ(q.Gather(iov, 4, JoinSpec{1024, nullptr}, plan), 2);
+}
+
+TEST(OutputQueueJoin, AWriteEndingInsideAJoinedMessageKeepsItsTailFirstAndWhole) {
+  OutputQueue q;
+  JoinPlan plan;
+  size_t account = 0;
+  q.set_account(&account);
+  PushJoinable(q, "first");
+  PushJoinable(q, "second");
+  PushJoinable(q, "third");
+  const std::string joined = "<18>first\nsecond\nthird";
+  ASSERT_EQ(PendingJoined(q, plan), joined);
+  q.Consume(7, plan);  // "<18>fir"
+  EXPECT_EQ(plan.TakeCounts(), (std::pair<uint64_t, uint64_t>{1, 3}));
+  // Queued after the write: a critical push and a reply must not overtake the tail.
+  PushJoinable(q, "late", Lane::kCritical);
+  AppendJoinable(q, "reply");
+  const std::string rest = joined.substr(7);
+  EXPECT_EQ(PendingJoined(q, plan), rest + "<10>reply\nlate");
+  EXPECT_EQ(q.bytes(), rest.size() + Message("late").size() + Message("reply").size());
+  EXPECT_EQ(account, q.footprint());
+  // Another partial write inside the (now owned) tail, then the rest.
+  q.Consume(4, plan);
+  EXPECT_EQ(PendingJoined(q, plan), rest.substr(4) + "<10>reply\nlate");
+  q.Consume(PendingJoined(q, plan).size(), plan);
+  EXPECT_TRUE(q.empty());
+  EXPECT_EQ(q.cost(), 0u);
+  EXPECT_EQ(account, 0u);
+}
+
+TEST(OutputQueueJoin, AWriteEndingBetweenMessagesLeavesTheRestQueuedAsItWas) {
+  OutputQueue q;
+  JoinPlan plan;
+  Push(q, "[x]", Lane::kControl);
+  PushJoinable(q, "a");
+  PushJoinable(q, "b");
+  Push(q, "[y]", Lane::kNormal);
+  ASSERT_EQ(PendingJoined(q, plan), "[x]<3>a\nb[y]");
+  q.Consume(2, plan);  // inside [x], an item sent as it is
+  EXPECT_EQ(PendingJoined(q, plan), "]<3>a\nb[y]");
+  q.Consume(1, plan);  // [x] done, the joined message not begun
+  EXPECT_EQ(plan.TakeCounts(), (std::pair<uint64_t, uint64_t>{0, 0}));
+  EXPECT_EQ(Pending(q), "<1>a<1>b[y]");
+  EXPECT_EQ(PendingJoined(q, plan), "<3>a\nb[y]");
+  q.Consume(6 + 2, plan);  // the joined message and "[y" of [y]
+  EXPECT_EQ(PendingJoined(q, plan), "]");
+}
+
+TEST(OutputQueueJoin, DropUnsentAfterAPartialJoinKeepsTheTail) {
+  OutputQueue q;
+  JoinPlan plan;
+  PushJoinable(q, "aaaa");
+  PushJoinable(q, "bbbb");
+  ASSERT_EQ(PendingJoined(q, plan), "<9>aaaa\nbbbb");
+  q.Consume(5, plan);
+  PushJoinable(q, "cccc");
+  q.DropUnsent();
+  EXPECT_EQ(PendingJoined(q, plan), "aa\nbbbb");
+}
+
+// Random appends, partial writes of the joined output and drops against a model of the
+// message stream: decoded, the bytes written are the messages sent, in order, each whole.
+TEST(OutputQueueJoin, MatchesTheMessageStreamUnderRandomWrites) {
+  std::mt19937 rng(777);
+  OutputQueue q;
+  JoinPlan plan;
+  size_t account = 0;
+  q.set_account(&account);
+  std::string written;
+  std::vector<size_t> lane_of(1, 0);  // by message id
+  for (int step = 0; step < 20000; ++step) {
+    const int op = static_cast<int>(rng() % 10);
+    const std::string payload = "m" + std::to_string(lane_of.size());
+    if (op < 4) {
+      const Lane lane = static_cast<Lane>(1 + rng() % kPriorities);
+      PushJoinable(q, payload, lane);
+      lane_of.push_back(static_cast<size_t>(lane));
+    } else if (op < 5) {
+      Push(q, "<" + std::to_string(payload.size()) + ">" + payload, Lane::kLow);  // not joinable
+      lane_of.push_back(static_cast<size_t>(Lane::kLow));
+    } else if (op < 7) {
+      AppendJoinable(q, payload);
+      lane_of.push_back(0);
+    } else {  // a write of part of the joined output
+      iovec iov[OutputQueue::kMaxIov];
+      const int max_iov = 1 + static_cast<int>(rng() % 8);
+      const int n = q.Gather(iov, max_iov, JoinSpec{8 + rng() % 40, &TestHeader}, plan);
+      std::string out;
+      for (int i = 0; i < n; ++i) out.append(static_cast<char*>(iov[i].iov_base), iov[i].iov_len);
+      const size_t take = out.empty() ? 0 : rng() % (out.size() + 1);
+      written += out.substr(0, take);
+      q.Consume(take, plan);
+      EXPECT_EQ(account, q.footprint());
+    }
+  }
+  while (!q.empty()) {
+    const std::string out = PendingJoined(q, plan, 30);
+    written += out;
+    q.Consume(out.size(), plan);
+  }
+  EXPECT_EQ(account, 0u);
+  // Decoded, the bytes are every message once, whole, and FIFO within each lane.
+  std::vector<bool> seen(lane_of.size(), false);
+  std::array<size_t, kLanes> last{};
+  size_t pos = 0;
+  while (pos < written.size()) {
+    ASSERT_EQ(written[pos], '<') << "at " << pos;
+    const size_t close = written.find('>', pos);
+    ASSERT_NE(close, std::string::npos);
+    const size_t len = std::stoul(written.substr(pos + 1, close - pos - 1));
+    const std::string body = written.substr(close + 1, len);
+    ASSERT_EQ(body.size(), len);
+    for (size_t start = 0; start <= body.size();) {
+      size_t end = body.find('\n', start);
+      if (end == std::string::npos) end = body.size();
+      const std::string one = body.substr(start, end - start);
+      ASSERT_EQ(one.substr(0, 1), "m") << one;
+      const size_t id = std::stoul(one.substr(1));
+      ASSERT_LT(id, lane_of.size());
+      EXPECT_FALSE(seen[id]) << id;
+      seen[id] = true;
+      EXPECT_GT(id, last[lane_of[id]]) << "lane order";
+      last[lane_of[id]] = id;
+      start = end + 1;
+    }
+    pos = close + 1 + len;
+  }
+  for (size_t id = 1; id < lane_of.size(); ++id) EXPECT_TRUE(seen[id]) << id;
 }
 
 }  // namespace
