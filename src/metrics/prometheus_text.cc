@@ -372,7 +372,8 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
           [](const LoopSnapshot& s) { return s.queued_connections; });
   t.Family("hermod_send_queue_dropped_total", "counter",
            "Messages dropped from send queues, by reason and priority (overflow includes the "
-           "connections closed for passing websocket.max_write_buffer_bytes).");
+           "connections closed for passing websocket.max_write_buffer_bytes; replaced: an "
+           "unsent push superseded by a newer one of the same key, delivery: latest).");
   for (size_t r = 0; r < kDropReasons.size(); ++r) {
     for (size_t p = 0; p < kDropPriorities.size(); ++p) {
       uint64_t n = m.queue_dropped[r][p];
@@ -385,12 +386,20 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
         // and latest-value replacement are all sheds.
         const size_t net_priority = kDropPriorities.size() - 1 - p;
         for (size_t why = 0; why < net::LoopStats::kDropReasons; ++why) {
+          if (why == net::LoopStats::kDropReplaced) continue;  // its own reason, below
           n += all.net.send_dropped[why][net_priority];
         }
       }
       t.Sample("hermod_send_queue_dropped_total",
                {{"reason", kDropReasons[r]}, {"priority", kDropPriorities[p]}}, n);
     }
+  }
+  // Latest-value replacement is by design (the client gets the newer value), not a loss: kept
+  // apart from shed so that a high or critical drop always means a missed push.
+  for (size_t p = 0; p < kDropPriorities.size(); ++p) {
+    t.Sample("hermod_send_queue_dropped_total",
+             {{"reason", "replaced"}, {"priority", kDropPriorities[p]}},
+             all.net.send_dropped[net::LoopStats::kDropReplaced][kDropPriorities.size() - 1 - p]);
   }
   t.Family("hermod_slow_consumer_disconnects_total", "counter",
            "Connections closed for not reading fast enough.");
