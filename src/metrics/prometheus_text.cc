@@ -372,7 +372,9 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
           [](const LoopSnapshot& s) { return s.queued_connections; });
   t.Family("hermod_send_queue_dropped_total", "counter",
            "Messages dropped from send queues, by reason and priority (overflow includes the "
-           "connections closed for passing websocket.max_write_buffer_bytes).");
+           "connections closed for passing websocket.max_write_buffer_bytes; replaced: an "
+           "unsent push superseded by a newer one of the same key, delivery: latest; cut: "
+           "unsent when its connection was disconnected as a slow consumer).");
   for (size_t r = 0; r < kDropReasons.size(); ++r) {
     for (size_t p = 0; p < kDropPriorities.size(); ++p) {
       uint64_t n = m.queue_dropped[r][p];
@@ -385,11 +387,24 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
         // and latest-value replacement are all sheds.
         const size_t net_priority = kDropPriorities.size() - 1 - p;
         for (size_t why = 0; why < net::LoopStats::kDropReasons; ++why) {
+          // Replaced and cut have their own reasons, below.
+          if (why == net::LoopStats::kDropReplaced || why == net::LoopStats::kDropCut) continue;
           n += all.net.send_dropped[why][net_priority];
         }
       }
       t.Sample("hermod_send_queue_dropped_total",
                {{"reason", kDropReasons[r]}, {"priority", kDropPriorities[p]}}, n);
+    }
+  }
+  // Latest-value replacement is by design (the client gets the newer value), not a loss: kept
+  // apart from shed so that a high or critical drop always means a missed push. cut: the
+  // pushes a slow consumer still had queued when it was disconnected (3008).
+  for (auto [why, name] : {std::pair{net::LoopStats::kDropReplaced, "replaced"},
+                           std::pair{net::LoopStats::kDropCut, "cut"}}) {
+    for (size_t p = 0; p < kDropPriorities.size(); ++p) {
+      t.Sample("hermod_send_queue_dropped_total",
+               {{"reason", name}, {"priority", kDropPriorities[p]}},
+               all.net.send_dropped[why][kDropPriorities.size() - 1 - p]);
     }
   }
   t.Family("hermod_slow_consumer_disconnects_total", "counter",

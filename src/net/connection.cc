@@ -61,7 +61,15 @@ void Connection::SlowConsumer(LoopStats::SlowReason reason) {
   state_ |= kSlow;
   ++loop_.stats().slow_consumer_disconnects[reason];
   if (reason == LoopStats::kSlowOverflow) ++loop_.stats().write_overflow;
-  if (out_) out_->DropUnsent();  // the memory goes now, not when the close completes
+  if (out_) {
+    // Pushes that will never leave, by priority, so a lost critical or high push is counted
+    // (the half-sent item is in no lane: it still leaves).
+    for (size_t p = 0; p < kPriorities; ++p) {
+      loop_.stats().send_dropped[LoopStats::kDropCut][p] +=
+          out_->lane_items(LaneOf(static_cast<Priority>(p)));
+    }
+    out_->DropUnsent();  // the memory goes now, not when the close completes
+  }
   OnSlowConsumer();
 }
 

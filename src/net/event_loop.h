@@ -63,7 +63,14 @@ struct LoopStats {
   uint64_t busy_us = 0;
   // Slow consumers (SendLimits): shared pushes not queued, by reason and priority
   // (index: Priority), and connections cut, by reason.
-  enum DropReason : uint8_t { kDropWatermark, kDropLoopBudget, kDropReplaced, kDropReasons };
+  // kDropCut: pushes still unsent when their connection was cut as a slow consumer.
+  enum DropReason : uint8_t {
+    kDropWatermark,
+    kDropLoopBudget,
+    kDropReplaced,
+    kDropCut,
+    kDropReasons
+  };
   enum SlowReason : uint8_t { kSlowOverflow, kSlowDeadline, kSlowReasons };
   uint64_t send_dropped[kDropReasons][4] = {};
   uint64_t slow_consumer_disconnects[kSlowReasons] = {};

@@ -4,13 +4,19 @@
   alert unit tests in deploy/prometheus/alerts_test.yml).
 - The metric names that the alert rules, the Grafana dashboard and the Kubernetes HPA and
   prometheus-adapter rules use must all be exported by a running hermod: the test starts
-  one, scrapes /metrics and fails on any name it does not expose.
+  one, scrapes /metrics and fails on any name it does not expose. The label values they
+  match on (`reason="replaced"`, `priority=~"high|critical"`) must be exposed too: a typo
+  would make a filter match nothing (or everything, for `!=`) without an error.
+- The broker families (`hermod_broker_*`, `hermod_circuit_breaker_*`) exist only with
+  `broker: nats`: they are checked against a hermod connected to a real nats-server on a
+  free port (skipped, saying so, only when nats-server is not installed: `scripts/deps
+  --test` installs it).
 - systemd: `systemd-analyze verify` on the unit (with the binary path pointed at this
   build), plus the hardening keys the unit must keep.
 - docker-compose.yml and the Kubernetes manifests: parsed as YAML, with the fields each kind
   needs and the cross-references between them (selectors, ports, config, mounted paths).
 - The Grafana dashboard and its provisioning: parsed, every panel queries the provisioned
-  datasource.
+  datasource, and every query parses as PromQL (promtool, with Grafana's variables set).
 - The Dockerfile (no Docker daemon here, so it is not built): two stages, base images pinned
   to a Debian release, the build stage installs exactly scripts/deps' build list, every
   package exists in Debian (`apt-cache show`), and the runtime stage's packages provide
@@ -22,11 +28,16 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 
 import yaml
 
 import hermod_harness as h
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cluster"))
+from cluster_test import NatsServer, wait_for  # noqa: E402  (the cluster tests' helpers)
+from cluster_test import metric as sample_value  # noqa: E402
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 DEPLOY = os.path.join(ROOT, "deploy")
@@ -37,6 +48,10 @@ PROD_CONFIG = os.path.join(ROOT, "examples", "config", "prod.json")
 
 # Prometheus' own series, not hermod's.
 PROMETHEUS_SERIES = {"up"}
+# Families exported only by a node with `broker: nats` (src/broker/link.cc).
+BROKER_PREFIXES = ("hermod_broker_", "hermod_circuit_breaker_")
+# Labels Prometheus adds to every scraped series; hermod does not expose them.
+TARGET_LABELS = {"job", "instance", "namespace", "pod"}
 _KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and",
              "or", "unless", "offset", "inf", "nan"}
 
@@ -61,6 +76,43 @@ def promql_metric_names(expr):
             continue
         names.add(m.group(0))
     return names
+
+
+_SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{([^}]*)\}")
+_MATCHER = re.compile(r'(\w+)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
+
+
+def promql_label_matchers(expr):
+    """(metric, label, operator, value) for each label matcher of a selector with a name."""
+    for selector in _SELECTOR.finditer(expr):
+        for m in _MATCHER.finditer(selector.group(2)):
+            yield selector.group(1), m.group(1), m.group(2), m.group(3)
+
+
+def matched_values(operator, value):
+    """The label values a matcher names, if it names them plainly (a|b for regexes), else
+    None (a real pattern, or a Grafana variable: nothing to compare)."""
+    if "$" in value or "<<" in value:
+        return None
+    if operator in ("=", "!="):
+        return [value]
+    if re.fullmatch(r"[\w-]+(\|[\w-]+)*", value):
+        return value.split("|")
+    return None
+
+
+def parse_exposition(text):
+    """{name: {label: {values}}} of a /metrics body; names of TYPE lines too (no labels)."""
+    exposed = {}
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            exposed.setdefault(line.split()[2], {})
+        elif line and not line.startswith("#"):
+            m = re.match(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})?", line)
+            labels = exposed.setdefault(m.group(1), {})
+            for lm in re.finditer(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""):
+                labels.setdefault(lm.group(1), set()).add(lm.group(2))
+    return exposed
 
 
 def run(argv, **kwargs):
@@ -94,6 +146,20 @@ class PromQlExtractorTest(h.unittest.TestCase):
             'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'), set())
         self.assertEqual(promql_metric_names('hermod_x{namespace!="",pod!=""}'), {"hermod_x"})
 
+    def test_finds_label_matchers(self):
+        expr = ('sum(rate(a_total{instance=~"$instance", reason!="replaced", '
+                'priority=~"high|critical"}[5m])) + b{name="broker"} + c{x=~"a.*"}')
+        self.assertEqual(list(promql_label_matchers(expr)), [
+            ("a_total", "instance", "=~", "$instance"), ("a_total", "reason", "!=", "replaced"),
+            ("a_total", "priority", "=~", "high|critical"), ("b", "name", "=", "broker"),
+            ("c", "x", "=~", "a.*")])
+        self.assertEqual(matched_values("=~", "high|critical"), ["high", "critical"])
+        self.assertIsNone(matched_values("=~", "a.*"))
+        self.assertIsNone(matched_values("=~", "$instance"))
+        exposed = parse_exposition('# TYPE a_total counter\na_total{loop="0",reason="x"} 1\n'
+                                   'b 2\n')
+        self.assertEqual(exposed, {"a_total": {"loop": {"0"}, "reason": {"x"}}, "b": {}})
+
 
 class DeployTest(h.HermodTestCase):
     # --- Prometheus ------------------------------------------------------------------------
@@ -114,10 +180,16 @@ class DeployTest(h.HermodTestCase):
             tests = yaml.safe_load(f)
         fired = {case["alertname"] for test in tests["tests"]
                  for case in test.get("alert_rule_test", []) if case.get("exp_alerts")}
+        quiet = {case["alertname"] for test in tests["tests"]
+                 for case in test.get("alert_rule_test", []) if not case.get("exp_alerts")}
         self.assertEqual(alerts - fired, set(), "alerts without a firing test")
+        self.assertEqual(alerts - quiet, set(), "alerts without a test where they stay quiet")
         for name in ("HermodDown", "HermodNotReady", "HermodDegraded", "HermodLoopUnresponsive",
                      "HermodMemoryNearBudget", "HermodConnectionsNearLimit",
-                     "HermodSlowConsumerDisconnects"):
+                     "HermodSlowConsumerDisconnects", "HermodBrokerBreakerOpen",
+                     "HermodBrokerDisconnected", "HermodBrokerPublishFailures",
+                     "HermodUrgentPushesDropped", "HermodPushesShed", "HermodCommandLatencyHigh",
+                     "HermodAdmissionRejections", "HermodCommandsRateLimited"):
             self.assertIn(name, alerts)
 
     def rules(self):
@@ -126,26 +198,21 @@ class DeployTest(h.HermodTestCase):
 
     # --- the metric names against a running hermod -------------------------------------------
 
-    def exposed_metric_names(self):
-        server = self.start_server({}, workers=2)
+    def scrape(self, server):
         r = h.http_exchange(server.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertEqual(r.status, 200)
-        names = set()
-        for line in r.body.decode().splitlines():
-            if line.startswith("# TYPE "):
-                names.add(line.split()[2])
-            elif line and not line.startswith("#"):
-                names.add(re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", line).group(0))
-        self.assertIn("hermod_connections_active", names)
-        return names
+        return parse_exposition(r.body.decode())
 
-    def used_metric_names(self):
-        """{name: [where it is used]} over the rules, the dashboard and the HPA/adapter."""
-        used = {}
+    def used_metrics(self):
+        """({name: [where]}, [(name, label, operator, value, where)]) over the rules, the
+        dashboard and the HPA/adapter."""
+        used, matchers = {}, []
 
         def add(expr, where):
             for name in promql_metric_names(expr):
                 used.setdefault(name, []).append(where)
+            for matcher in promql_label_matchers(expr):
+                matchers.append(matcher + (where,))
 
         for group in self.rules()["groups"]:
             for rule in group["rules"]:
@@ -168,20 +235,65 @@ class DeployTest(h.HermodTestCase):
                 for rule in yaml.safe_load(cm["data"]["config.yaml"])["rules"]:
                     add(rule["seriesQuery"], "prometheus-adapter seriesQuery")
                     add(rule["metricsQuery"], "prometheus-adapter metricsQuery")
-        return used
+        return used, matchers
 
-    def test_every_metric_used_by_rules_dashboard_and_hpa_is_exposed(self):
-        exposed = self.exposed_metric_names()
-        used = self.used_metric_names()
+    def check_exposed(self, exposed, broker):
+        """Fails on a used name (of the broker families if broker, else of the others) that
+        exposed lacks, or a label value a matcher names that no sample of it carries."""
+        used, matchers = self.used_metrics()
         recorded = {rule["record"] for group in self.rules()["groups"]
                     for rule in group["rules"] if "record" in rule}
-        self.assertGreaterEqual(len(used), 20, sorted(used))  # the check has something to check
-        missing = {name: where for name, where in used.items()
-                   if name not in exposed and name not in recorded
-                   and name not in PROMETHEUS_SERIES}
+
+        def ours(name):
+            return (name.startswith(BROKER_PREFIXES) == broker and name not in recorded
+                    and name not in PROMETHEUS_SERIES)
+
+        checked = {name: where for name, where in used.items() if ours(name)}
+        missing = {name: where for name, where in checked.items() if name not in exposed}
         self.assertEqual(missing, {}, "names hermod does not expose at /metrics")
-        for name in recorded:
-            self.assertTrue(name.startswith("hermod:"), name)
+        wrong = []
+        for name, label, operator, value, where in matchers:
+            values = matched_values(operator, value)
+            if not ours(name) or label in TARGET_LABELS or values is None:
+                continue
+            for v in values:
+                if v not in exposed[name].get(label, set()):
+                    wrong.append("%s: %s{%s%s\"%s\"}: no sample has %s=\"%s\" (exposed: %s)"
+                                 % (where, name, label, operator, value, label, v,
+                                    sorted(exposed[name].get(label, set()))))
+        self.assertEqual(wrong, [], "label values hermod does not expose")
+        return checked
+
+    def test_every_metric_used_by_rules_dashboard_and_hpa_is_exposed(self):
+        exposed = self.scrape(self.start_server({}, workers=2))
+        self.assertIn("hermod_connections_active", exposed)
+        checked = self.check_exposed(exposed, broker=False)
+        self.assertGreaterEqual(len(checked), 20, sorted(checked))  # it has something to check
+        # The broker families are a nats node's only: the partition above matches the binary.
+        self.assertEqual([n for n in exposed if n.startswith(BROKER_PREFIXES)], [])
+        for group in self.rules()["groups"]:
+            for rule in group["rules"]:
+                if "record" in rule:
+                    self.assertTrue(rule["record"].startswith("hermod:"), rule["record"])
+
+    def test_broker_metrics_used_are_exposed_by_a_node_on_nats(self):
+        nats = NatsServer()
+        if shutil.which("nats-server") is None and not os.access(nats.binary, os.X_OK):
+            self.skipTest("nats-server is not installed (scripts/deps --test installs it): "
+                          "the hermod_broker_* and hermod_circuit_breaker_* names the rules "
+                          "and the dashboard use are NOT checked")
+        nats.start()
+        self.addCleanup(nats.stop)
+        server = self.start_server({"broker": "nats", "nats": {"url": nats.url}}, workers=2)
+        wait_for("hermod_broker_connected 1",
+                 lambda: sample_value(server.port, "hermod_broker_connected") == 1)
+        exposed = self.scrape(server)
+        checked = self.check_exposed(exposed, broker=True)
+        for name in ("hermod_broker_connected", "hermod_circuit_breaker_state",
+                     "hermod_broker_messages_total", "hermod_broker_publish_failures_total"):
+            self.assertIn(name, checked, "neither the rules nor the dashboard use " + name)
+        # The node's own families are there too: it is a whole hermod, not a broker stub.
+        self.check_exposed(exposed, broker=False)
 
     # --- systemd -----------------------------------------------------------------------------
 
@@ -334,6 +446,18 @@ class DeployTest(h.HermodTestCase):
                 self.assertTrue(target["expr"].strip(), panel["title"])
             grid = panel["gridPos"]
             self.assertLessEqual(grid["x"] + grid["w"], 24, panel["title"])
+        # Every query parses as PromQL: promtool checks them as recording rules, with the
+        # dashboard's variables replaced as Grafana would.
+        rules = [{"record": "dashboard:panel%d_%s" % (panel["id"], target["refId"]),
+                  "expr": target["expr"].replace("$__rate_interval", "1m")
+                  .replace("$instance", ".*")}
+                 for panel in queried for target in panel["targets"]]
+        with tempfile.NamedTemporaryFile("w", suffix=".yml") as f:
+            yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}, f)
+            f.flush()
+            r = run(["promtool", "check", "rules", f.name])
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("SUCCESS: %d rules found" % len(rules), r.stdout)
 
     # --- Dockerfile ----------------------------------------------------------------------------
 

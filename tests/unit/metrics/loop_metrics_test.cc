@@ -120,6 +120,31 @@ TEST(RenderMetrics, WriteOverflowsCountAsOverflowDropsAndSlowConsumers) {
   EXPECT_NE(text.find("hermod_slow_consumer_disconnects_total 3\n"), std::string::npos);
 }
 
+TEST(RenderMetrics, LatestValueReplacementsAreNotShed) {
+  std::vector<LoopSnapshot> loops(1);
+  loops[0].answered = true;
+  // net counts by its own priority order: 0 critical, 1 high, 2 normal, 3 low.
+  loops[0].net.send_dropped[net::LoopStats::kDropReplaced][1] = 4;
+  loops[0].net.send_dropped[net::LoopStats::kDropWatermark][2] = 7;
+  loops[0].net.send_dropped[net::LoopStats::kDropCut][0] = 2;
+  std::string text = RenderMetrics(loops, ProcessStats{}, HealthFigures{}, BuildInfo{"1", "c"});
+  EXPECT_NE(text.find("hermod_send_queue_dropped_total{reason=\"replaced\",priority=\"high\"} "
+                      "4\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("hermod_send_queue_dropped_total{reason=\"shed\",priority=\"high\"} 0\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("hermod_send_queue_dropped_total{reason=\"shed\",priority=\"normal\"} "
+                      "7\n"),
+            std::string::npos);  // Pushes lost with a cut slow consumer: their own reason, so an
+                                 // urgent loss is seen.
+  EXPECT_NE(text.find("hermod_send_queue_dropped_total{reason=\"cut\",priority=\"critical\"} "
+                      "2\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("hermod_send_queue_dropped_total{reason=\"shed\",priority=\"critical\"} "
+                      "0\n"),
+            std::string::npos);
+}
+
 TEST(Dashboard, BasicPasswordMatchesOnlyTheExactPassword) {
   // "admin:s3cret", "admin:s3cre", ":s3cret", "admin:s3cretx", "s3cret" (no colon)
   EXPECT_TRUE(BasicPasswordMatches("Basic YWRtaW46czNjcmV0", "s3cret"));

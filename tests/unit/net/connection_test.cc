@@ -338,6 +338,8 @@ TEST(Connection, CriticalOutputWaitingPastTheDeadlineIsASlowConsumer) {
   EXPECT_TRUE(closed);
   EXPECT_EQ(loop.stats().slow_consumer_disconnects[LoopStats::kSlowDeadline], 1u);
   EXPECT_EQ(loop.queued_cost(), 0u);
+  // The two critical pushes never left: counted as cut, by priority.
+  EXPECT_EQ(loop.stats().send_dropped[LoopStats::kDropCut][0], 2u);
 }
 
 TEST(Connection, TheLoopsSweepCutsAStalledConnectionThatIsSentNothingMore) {
