@@ -119,6 +119,7 @@ class Hub::JoinLeaveBatches {
     std::string client;
     std::string info;
     bool join;
+    bool remote;  // from another node: shown here only
   };
   struct Batch final : net::TimerNode {
     Batch(Hub& h, size_t i, std::string_view channel) : hub(h), index(i), name(channel) {}
@@ -309,12 +310,11 @@ Hub::SubscribeResult Hub::Subscribe(net::Loop& loop, const SubscribeRequest& req
   }
   s->delivered_offset = result.position.offset;
   local.Add(request.channel, s);
-  if (options.join_leave) {
-    ToBroker(broker::MessageKind::kJoin, request.channel, {}, request.info, {}, net::Priority::kLow,
-             false);
-  }
   if (options.join_leave && options.join_leave_batch_delay.ms > 0) {
     BatchJoinLeave(index, request.channel, options, request.client, true, request.info);
+  } else if (options.join_leave) {
+    ToBroker(broker::MessageKind::kJoin, request.channel, {}, request.info, {}, net::Priority::kLow,
+             false);
   }
   return result;
 }
@@ -322,12 +322,12 @@ Hub::SubscribeResult Hub::Subscribe(net::Loop& loop, const SubscribeRequest& req
 void Hub::Unsubscribe(net::Loop& loop, std::string_view channel,
                       const config::ChannelOptions& options, std::string_view client,
                       std::string_view info, Subscription* s) {
-  if (options.join_leave) {
-    ToBroker(broker::MessageKind::kLeave, channel, {}, info, {}, net::Priority::kLow, false);
-  }
   const size_t index = static_cast<size_t>(loop.index());
   const bool last = locals_[index]->Remove(channel, s);
   const bool batched = options.join_leave && options.join_leave_batch_delay.ms > 0;
+  if (options.join_leave && !batched) {  // batched: the flush sends it, unless cancelled
+    ToBroker(broker::MessageKind::kLeave, channel, {}, info, {}, net::Priority::kLow, false);
+  }
   {
     Shard& shard = ShardOf(channel);
     std::lock_guard lock(shard.mutex);
@@ -354,15 +354,15 @@ void Hub::Unsubscribe(net::Loop& loop, std::string_view channel,
 
 void Hub::BatchJoinLeave(size_t index, std::string_view channel,
                          const config::ChannelOptions& options, std::string_view client, bool join,
-                         std::string_view info) {
+                         std::string_view info, bool remote) {
   auto& channels = batches_[index]->channels;
   auto it = channels.find(channel);
-  if (it != channels.end()) {
+  if (it != channels.end() && !remote) {
     std::vector<JoinLeaveBatches::Event>& events = it->second->events;
     // A client's events alternate, so at most one of its events is pending: the opposite
     // of this one cancels with it (join then leave, or leave then join: no change to show).
     for (size_t i = events.size(); i-- > 0;) {
-      if (events[i].client != client) continue;
+      if (events[i].remote || events[i].client != client) continue;
       if (events[i].join == join) break;  // cannot happen; keep both rather than guess
       metrics::RecordPresenceEvents(metrics::PresenceKind::kJoin,
                                     metrics::PresenceOutcome::kCancelled);
@@ -375,7 +375,7 @@ void Hub::BatchJoinLeave(size_t index, std::string_view channel,
       }
       return;
     }
-  } else {
+  } else if (it == channels.end()) {
     it = channels
              .emplace(std::string(channel),
                       std::make_unique<JoinLeaveBatches::Batch>(*this, index, channel))
@@ -383,7 +383,7 @@ void Hub::BatchJoinLeave(size_t index, std::string_view channel,
     it->second->options = options;
   }
   JoinLeaveBatches::Batch& batch = *it->second;
-  batch.events.push_back({std::string(client), std::string(info), join});
+  batch.events.push_back({std::string(client), std::string(info), join, remote});
   if (batch.events.size() >= options.join_leave_batch_max) {
     FlushJoinLeave(index, channel);  // full: waiting longer only adds latency and memory
   } else if (!batch.scheduled()) {
@@ -404,6 +404,7 @@ void Hub::FlushJoinLeave(size_t index, std::string_view channel) {
   pushes.reserve(batch->events.size());
   for (const JoinLeaveBatches::Event& e : batch->events) {
     pushes.push_back(codec_.join_leave_push(batch->name, e.join, e.info));
+    if (e.remote) continue;  // counted on the node of its client
     metrics::RecordPresenceEvents(
         e.join ? metrics::PresenceKind::kJoin : metrics::PresenceKind::kLeave,
         metrics::PresenceOutcome::kSent);
@@ -413,15 +414,24 @@ void Hub::FlushJoinLeave(size_t index, std::string_view channel) {
     for (Push* p : pushes) p->Unref();
     pushes.assign(1, joined);
   }
-  Shard& shard = ShardOf(batch->name);
-  std::lock_guard lock(shard.mutex);
-  auto state = shard.channels.find(batch->name);
-  for (Push* push : pushes) {
-    if (state != shard.channels.end() && state->second->loop_count > 0) {
-      PostPush(*state->second, batch->name, batch->options, push, 0, true, net::Priority::kLow);
-    } else {
-      push->Unref();  // nobody left to tell
+  {
+    Shard& shard = ShardOf(batch->name);
+    std::lock_guard lock(shard.mutex);
+    auto state = shard.channels.find(batch->name);
+    for (Push* push : pushes) {
+      if (state != shard.channels.end() && state->second->loop_count > 0) {
+        PostPush(*state->second, batch->name, batch->options, push, 0, true, net::Priority::kLow);
+      } else {
+        push->Unref();  // nobody left to tell
+      }
     }
+  }
+  // Other nodes get what survived the window, in the batch's order (the wire carries one
+  // event per message; their own batch joins them again).
+  for (const JoinLeaveBatches::Event& e : batch->events) {
+    if (e.remote) continue;
+    ToBroker(e.join ? broker::MessageKind::kJoin : broker::MessageKind::kLeave, batch->name, {},
+             e.info, {}, net::Priority::kLow, false);
   }
 }
 
@@ -573,6 +583,18 @@ void Hub::ToBroker(broker::MessageKind kind, std::string_view channel, std::stri
 void Hub::JoinLeaveFromBroker(std::string_view channel, const config::ChannelOptions& options,
                               bool join, std::string_view info) {
   if (!options.join_leave) return;
+  if (options.join_leave_batch_delay.ms > 0) {
+    // One loop per channel, so that a channel's remote events keep their order and meet in
+    // one batch; the batch and its timer are that loop's alone.
+    const size_t index = std::hash<std::string_view>{}(channel) % loops_.size();
+    if (loops_[index] != nullptr) {
+      loops_[index]->Post(
+          [this, index, channel = std::string(channel), options, join, info = std::string(info)] {
+            BatchJoinLeave(index, channel, options, {}, join, info, true);
+          });
+      return;
+    }
+  }
   Shard& shard = ShardOf(channel);
   std::lock_guard lock(shard.mutex);
   auto it = shard.channels.find(channel);

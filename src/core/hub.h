@@ -47,6 +47,12 @@
 // one (PushCodec::join) and posted once, taking the shard lock like any publication. A
 // subscriber thus gets at most one join/leave message per channel, window and source loop.
 // The publish path is untouched.
+//
+// Cluster mode with batching: a loop hands its clients' joins and leaves to the broker only
+// when it flushes the batch, after cancellation, so a pair cancelled here never leaves the
+// node. Events another node sends join a batch of their own on the receiving node (on the
+// loop the channel's name hashes to, marked remote: never cancelled, never sent on again),
+// so its watchers too get at most one message per channel, window and loop.
 #pragma once
 
 #include <array>
@@ -181,7 +187,8 @@ class Hub {
   // local delivery; publications go under the channel's shard lock, so that they leave in
   // offset order. Before the loops run; null (the `memory` engine): this node only.
   void set_broker(broker::Broker* broker) { broker_ = broker; }
-  // Any thread: a join or leave another node sent, to this node's subscribers of channel.
+  // Any thread: a join or leave another node sent, to this node's subscribers of channel;
+  // with join_leave_batch_delay, through a batch on one loop (the channel's by hash).
   void JoinLeaveFromBroker(std::string_view channel, const config::ChannelOptions& options,
                            bool join, std::string_view info);
 
@@ -213,8 +220,11 @@ class Hub {
   // On loop `index`'s thread, outside any lock: a client of this loop joined or left a
   // channel whose namespace batches join/leave pushes. A join and a leave of one client in
   // one window cancel out; a full batch leaves at once.
+  // remote: an event another node sent (no client id here; already batched and cancelled
+  // there): it is only shown, never cancelled nor sent to the broker again.
   void BatchJoinLeave(size_t index, std::string_view channel, const config::ChannelOptions& options,
-                      std::string_view client, bool join, std::string_view info);
+                      std::string_view client, bool join, std::string_view info,
+                      bool remote = false);
   // On loop `index`'s thread: sends the channel's batch as one joined push (and forgets it).
   void FlushJoinLeave(size_t index, std::string_view channel);
 

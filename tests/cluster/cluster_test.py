@@ -2,6 +2,11 @@
 
 - A subscriber on node B receives what the API and a client publish on node A, and the joins
   and leaves of node A's subscribers.
+- With join_leave_batch_delay: a client that joins and leaves within node A's window is
+  never shown on node B (nothing of it is sent); ten joins on node A, and their leaves,
+  reach node B's watcher in fewer messages than events.
+- publish_rate_limit is not applied again on the receiving node: node B, with a smaller
+  burst, delivers every publication node A admitted, and its own bucket stays whole.
 - nats-server stops: node A's circuit breaker opens after broker_breaker.failure_threshold
   failed sends, /health is degraded with the `broker` check, hermod_circuit_breaker_state
   {name="broker"} is 1, and node A's own subscribers still get node A's publications.
@@ -32,6 +37,7 @@ from hermod_harness import OP_TEXT, encode_frame, http_exchange, ws_open  # noqa
 
 DEADLINE_S = 20
 THRESHOLD = 3
+BATCH_WINDOW_MS = 500
 _NATS_LISTENING = re.compile(rb"Listening for client connections on [^:]+:(\d+)")
 
 
@@ -183,7 +189,7 @@ class ClusterTest(h.HermodTestCase):
         self.nats = NatsServer().start()
         self.addCleanup(lambda: self.nats.stop())  # the current one, after a restart too
 
-    def node(self):
+    def node(self, **extra):
         config = {
             "broker": "nats",
             "nats": {"url": self.nats.url, "prefix": "hermodtest", "dial_timeout": "500ms",
@@ -202,12 +208,13 @@ class ClusterTest(h.HermodTestCase):
             "history_size": 10,
             "history_ttl": "60s",
         }
+        config.update(extra)
         return self.start_server(config, workers=2, echo=False)
 
     def client(self, server, channel=None):
         c = Client(server.port)
         self.addCleanup(c.ws.close)
-        c.connect()
+        c.id = c.connect()["connect"]["client"]
         if channel:
             c.subscribe(channel)
         return c
@@ -325,6 +332,136 @@ class ClusterTest(h.HermodTestCase):
                                 input=get(a.port, "/metrics").encode(), capture_output=True,
                                 timeout=30)
         self.assertEqual(result.stdout + result.stderr, b"", "promtool lint findings")
+
+    def test_join_leave_batched_across_nodes(self):
+        """With join_leave_batch_delay, node A sends a client's join/leave only when its batch
+        is flushed, after cancellation, and node B batches what it receives."""
+        room = {"name": "room", "presence": True, "join_leave": True,
+                "force_push_join_leave": True, "allow_subscribe_for_client": True,
+                "allow_subscribe_for_anonymous": True,
+                "join_leave_batch_delay": "%dms" % BATCH_WINDOW_MS, "join_leave_batch_max": 100}
+        a, b = self.node(namespaces=[room]), self.node(namespaces=[room])
+        self.wait_connected(a, b)
+        watcher = JoinLeaveWatcher(self.client(b))
+        watcher.client.subscribe("room:x")
+        watcher.wait_for({("join", watcher.client.id)})  # its own, after the window
+        self.first_cross_node(a, watcher.client, "room:x", "warmup")
+
+        # Connects, subscribes and leaves within node A's window: cancelled there, so nothing
+        # of it may reach node B. A marker client that stays is shown after it.
+        gone = self.client(a)
+        gone_id = gone.id
+        gone.subscribe("room:x")
+        gone.call({"unsubscribe": {"channel": "room:x"}})
+        wait_for("node A cancelled the pair", lambda: metric(
+            a.port, "hermod_presence_events_total", 'kind="join",outcome="cancelled"') == 1)
+        marker = self.client(a)
+        marker_id = marker.id
+        marker.subscribe("room:x")
+        watcher.wait_for({("join", marker_id)})
+        self.assertNotIn(gone_id, [c for _, c in watcher.events], watcher.events)
+        self.assertEqual(metric(a.port, "hermod_broker_messages_total",
+                                'direction="out",kind="join"'), 1)  # the marker's only
+        self.assertIn(metric(a.port, "hermod_broker_messages_total",
+                             'direction="out",kind="leave"'), (None, 0))
+
+        # Ten joins on node A reach node B's watcher in fewer messages than joins; their
+        # leaves too.
+        # After each join, a publication from node A crosses to the watcher before the next:
+        # without batching each join would have reached node B (in order, before that
+        # publication) and been shown in a message of its own.
+        watcher.reset()
+        joiners = []
+        for n in range(10):
+            c = self.client(a)
+            joiners.append((c, c.id))
+            c.subscribe("room:x")
+            api(a.port, "publish", {"channel": "room:x", "data": {"after_join": n}})
+            watcher.wait_until(lambda n=n: {"after_join": n} in watcher.publications)
+        watcher.wait_for({("join", i) for _, i in joiners})
+        self.assertLess(watcher.messages, 10, watcher.events)
+        self.assertEqual(len(watcher.events), 10, watcher.events)
+        # Node B's presence is its own: the watcher (NATS carries no presence).
+        self.assertEqual(api(b.port, "presence_stats", {"channel": "room:x"})["result"]
+                         ["num_clients"], 1)
+        watcher.reset()
+        for n, (c, _) in enumerate(joiners):
+            c.ws.close()
+            api(a.port, "publish", {"channel": "room:x", "data": {"after_leave": n}})
+            watcher.wait_until(lambda n=n: {"after_leave": n} in watcher.publications)
+        watcher.wait_for({("leave", i) for _, i in joiners})
+        self.assertLess(watcher.messages, 10, watcher.events)
+        self.assertEqual(len(watcher.events), 10, watcher.events)
+
+    def test_received_publications_are_not_rate_limited_again(self):
+        """publish_rate_limit is applied on the node a publication is made on: node B, whose
+        own burst is smaller than what node A admits, still delivers every publication it
+        receives, and they take nothing from its own bucket."""
+        burst_a, burst_b = 8, 2
+
+        def limited(burst):
+            return [{"name": "limited", "allow_subscribe_for_client": True,
+                     "allow_subscribe_for_anonymous": True, "publish_rate_limit": 1,
+                     "publish_rate_burst": burst}]
+        a, b = self.node(namespaces=limited(burst_a)), self.node(namespaces=limited(burst_b))
+        self.wait_connected(a, b)
+        on_b = self.client(b, "limited:x")
+        on_b.subscribe("warm")
+        self.first_cross_node(a, on_b, "warm", "warmup")  # not on limited:x: no token taken
+
+        for n in range(burst_a):
+            reply = api(a.port, "publish", {"channel": "limited:x", "data": {"n": n}})
+            self.assertNotIn("error", reply, (n, reply))
+        # Node A's limit is on: one more within the same second is refused there.
+        over = api(a.port, "publish", {"channel": "limited:x", "data": {"n": "over"}})
+        self.assertEqual(over.get("error", {}).get("code"), 111, over)
+        got, deadline = [], time.monotonic() + DEADLINE_S
+        while len(got) < burst_a and got[-1:] != [None]:
+            got.append(on_b.try_publication("limited:x", max(0, deadline - time.monotonic())))
+        self.assertEqual(got, [{"n": n} for n in range(burst_a)])
+        # Node B's own bucket is whole: its burst is admitted, and then it refuses.
+        for n in range(burst_b):
+            reply = api(b.port, "publish", {"channel": "limited:x", "data": {"b": n}})
+            self.assertNotIn("error", reply, (n, reply))
+        over = api(b.port, "publish", {"channel": "limited:x", "data": {"b": "over"}})
+        self.assertEqual(over.get("error", {}).get("code"), 111, over)
+
+
+class JoinLeaveWatcher:
+    """Reads a client's WebSocket messages, keeping the join/leave pushes of each, so a test
+    can count the messages they came in."""
+
+    def __init__(self, client):
+        self.client = client
+        self.reset()
+
+    def reset(self):
+        self.events = []        # ("join"|"leave", client id), in arrival order
+        self.messages = 0       # WebSocket messages that carried join/leave pushes
+        self.publications = []  # their data
+
+    def wait_for(self, events, timeout=DEADLINE_S):
+        self.wait_until(lambda: events <= set(self.events), timeout,
+                        lambda: "watcher still misses %r" % (events - set(self.events)))
+
+    def wait_until(self, predicate, timeout=DEADLINE_S, what=lambda: "watcher's condition"):
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("timed out: %s" % what())
+            frame = self.client.ws.read_frame(timeout=left)
+            assert frame is not None and frame.opcode == OP_TEXT, frame
+            carried = False
+            for line in frame.payload.decode().split("\n"):
+                push = json.loads(line).get("push", {}) if line.strip() else {}
+                for kind in ("join", "leave"):
+                    if kind in push:
+                        self.events.append((kind, push[kind]["info"]["client"]))
+                        carried = True
+                if "pub" in push:
+                    self.publications.append(push["pub"]["data"])
+            self.messages += carried
 
 
 if __name__ == "__main__":

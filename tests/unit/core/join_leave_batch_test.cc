@@ -260,5 +260,58 @@ TEST_F(JoinLeaveBatchTest, WithoutADelayEachPushLeavesAtOnce) {
   EXPECT_EQ(Events(metrics::PresenceKind::kJoin, metrics::PresenceOutcome::kCancelled), 0u);
 }
 
+// Cluster mode: what the hub hands its broker (the engine itself runs in tests/cluster/).
+class Recorder final : public broker::Broker {
+ public:
+  void Publish(const broker::Message& m) override {
+    sent.push_back((m.kind == broker::MessageKind::kJoin ? "join " : "leave ") +
+                   std::string(m.info));
+  }
+  std::vector<std::string> sent;
+};
+
+TEST_F(JoinLeaveBatchTest, OnlyWhatSurvivesTheWindowIsSentToOtherNodesWhenItEnds) {
+  Recorder recorder;
+  hub_.set_broker(&recorder);
+  Watch();
+  recorder.sent.clear();
+  Join("brief");
+  Join("stays");
+  Leave("brief");
+  Join("late");
+  EXPECT_TRUE(recorder.sent.empty());  // nothing leaves the node before the window ends
+  Pass(kWindowMs + net::TimerWheel::kTickMs);
+  EXPECT_EQ(recorder.sent, (std::vector<std::string>{"join stays", "join late"}));
+  EXPECT_EQ(Watched(), "join stays\njoin late\n");
+  Leave("late");
+  Pass(kWindowMs + net::TimerWheel::kTickMs);
+  EXPECT_EQ(recorder.sent, (std::vector<std::string>{"join stays", "join late", "leave late"}));
+  hub_.set_broker(nullptr);
+}
+
+TEST_F(JoinLeaveBatchTest, EventsFromOtherNodesAreBatchedShownInOrderAndNeverSentOn) {
+  Recorder recorder;
+  hub_.set_broker(&recorder);
+  Watch();
+  recorder.sent.clear();
+  for (int i = 0; i < 10; ++i)
+    hub_.JoinLeaveFromBroker("ch", options_, true, "r" + std::to_string(i));
+  // A remote leave of a remote join in the same window is shown, not cancelled: the other
+  // node cancelled what it could, and sent these from two of its windows.
+  hub_.JoinLeaveFromBroker("ch", options_, false, "r0");
+  RunOnce();                 // the events' mailbox tasks
+  EXPECT_EQ(Watched(), "");  // the window is still open
+  Pass(kWindowMs + net::TimerWheel::kTickMs);
+  std::string expected;
+  for (int i = 0; i < 10; ++i) expected += "join r" + std::to_string(i) + "\n";
+  expected += "leave r0\n";
+  EXPECT_EQ(Watched(), expected);
+  EXPECT_EQ(joins, std::vector<size_t>{11});  // one message
+  EXPECT_TRUE(recorder.sent.empty());         // never back out to the broker
+  // Counted on the node of their clients, not here.
+  EXPECT_EQ(Events(metrics::PresenceKind::kJoin, metrics::PresenceOutcome::kSent), 1u);
+  hub_.set_broker(nullptr);
+}
+
 }  // namespace
 }  // namespace hermod::core

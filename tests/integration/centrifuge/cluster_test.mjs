@@ -1,0 +1,196 @@
+// Cluster mode with the real centrifuge SDK (pinned in package.json) in Node: a nats-server on
+// a port it picks itself, two hermod nodes with `broker: nats`. An SDK client on node B,
+// subscribed to a channel with join_leave and presence, receives in order the publications
+// made through node A's HTTP API and by an SDK client on node A, and that client's join and
+// leave. Every wait is an event or a condition with a deadline; every process is stopped.
+// Run: node cluster_test.mjs --hermod PATH [--nats-server PATH] (after `npm ci` here).
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { after, before, test } from 'node:test';
+
+import { Centrifuge } from 'centrifuge';
+import WebSocket from 'ws';
+
+import { nextEvent, startHermod } from './harness.mjs';
+
+const binary = process.argv[process.argv.indexOf('--hermod') + 1];
+assert.ok(process.argv.includes('--hermod') && binary, 'usage: --hermod PATH [--nats-server PATH]');
+const natsBinary = process.argv.includes('--nats-server')
+  ? process.argv[process.argv.indexOf('--nats-server') + 1]
+  : 'nats-server';
+
+const DEADLINE_MS = 10000;
+
+// nats-server on 127.0.0.1, port chosen by the server (-p -1), read from its log.
+async function startNats() {
+  const proc = spawn(natsBinary, ['-a', '127.0.0.1', '-p', '-1'],
+                     { stdio: ['ignore', 'ignore', 'pipe'] });
+  const log = [];
+  const exited = new Promise((resolve) => proc.on('exit', resolve));
+  const port = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('nats-server did not listen:\n' + log.join(''))),
+                             DEADLINE_MS);
+    proc.on('error', (e) => reject(e));
+    proc.stderr.setEncoding('utf8');
+    proc.stderr.on('data', (chunk) => {
+      log.push(chunk);
+      const m = /Listening for client connections on [^\s]+:(\d+)/.exec(log.join(''));
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    });
+    proc.on('exit', (code) => reject(new Error(`nats-server exited with ${code}:\n${log.join('')}`)));
+  });
+  return {
+    port,
+    async stop() {
+      proc.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+function nodeConfig(natsPort) {
+  return {
+    broker: 'nats',
+    nats: { url: `nats://127.0.0.1:${natsPort}`, prefix: 'sdkcluster', dial_timeout: '500ms' },
+    api_key: 'k',
+    allow_anonymous_connect_without_token: true,
+    allow_subscribe_for_client: true,
+    allow_subscribe_for_anonymous: true,
+    allow_publish_for_subscriber: true,
+    presence: true,
+    allow_presence_for_subscriber: true,
+    join_leave: true,
+    force_push_join_leave: true,
+  };
+}
+
+async function api(node, method, body) {
+  const response = await fetch(`http://127.0.0.1:${node.port}/api/${method}`, {
+    method: 'POST',
+    headers: { Authorization: 'apikey k' },
+    body: JSON.stringify(body),
+  });
+  assert.equal(response.status, 200);
+  const reply = await response.json();
+  assert.ok(!reply.error, JSON.stringify(reply));
+  return reply;
+}
+
+async function metric(node, name) {
+  const text = await (await fetch(`http://127.0.0.1:${node.port}/metrics`)).text();
+  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : null;
+}
+
+async function waitFor(what, predicate) {
+  const deadline = Date.now() + DEADLINE_MS;
+  while (Date.now() < deadline) {
+    if (await predicate()) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));  // poll interval of a condition
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+let nats;
+const nodes = [];
+const clients = [];
+
+function client(node) {
+  const c = new Centrifuge(`ws://127.0.0.1:${node.port}/connection/websocket`, {
+    websocket: WebSocket,
+    minReconnectDelay: 50,
+    maxReconnectDelay: 300,
+  });
+  clients.push(c);
+  return c;
+}
+
+async function connected(c) {
+  const ctx = nextEvent(c, 'connected');
+  c.connect();
+  return ctx;
+}
+
+async function subscribed(c, channel) {
+  const sub = c.newSubscription(channel);
+  const ctx = nextEvent(sub, 'subscribed');
+  sub.subscribe();
+  await ctx;
+  return sub;
+}
+
+before(async () => {
+  nats = await startNats();
+  nodes.push(await startHermod(binary, nodeConfig(nats.port)));
+  nodes.push(await startHermod(binary, nodeConfig(nats.port)));
+  for (const node of nodes) {
+    await waitFor(`node ${node.port} connected to NATS`,
+                  async () => (await metric(node, 'hermod_broker_connected')) === 1);
+  }
+});
+
+after(async () => {
+  for (const c of clients) c.disconnect();
+  const statuses = await Promise.all(nodes.map((node) => node.stop()));
+  if (nats) await nats.stop();
+  for (const status of statuses) assert.deepEqual(status, { code: 0, signal: null });
+});
+
+test('an SDK client on node B gets node A\'s publications in order, and its joins and leaves',
+     async () => {
+  const [a, b] = nodes;
+  const onB = client(b);
+  await connected(onB);
+  const watch = await subscribed(onB, 'chat');
+  const received = [];
+  watch.on('publication', (ctx) => received.push(ctx.data));
+
+  // Until node B's NATS subscription is known to be live: probes from node A until one crosses.
+  await waitFor('a probe from node A on node B', async () => {
+    await api(a, 'publish', { channel: 'chat', data: { probe: true } });
+    const deadline = Date.now() + 200;
+    while (Date.now() < deadline && received.length === 0) {
+      await new Promise((resolve) => setTimeout(resolve, 10));  // poll interval
+    }
+    return received.length > 0;
+  });
+  // Probes still in flight arrive before what follows (one sender, one NATS connection).
+  received.length = 0;
+  const expected = [];
+
+  await api(a, 'publish', { channel: 'chat', data: { n: 1, from: 'api' } });
+  expected.push({ n: 1, from: 'api' });
+
+  const onA = client(a);
+  const ctxA = await connected(onA);
+  const joined = nextEvent(watch, 'join', (ctx) => ctx.info.client === ctxA.client);
+  const subA = await subscribed(onA, 'chat');
+  const join = await joined;
+  assert.equal(join.channel, 'chat');
+  assert.equal(join.info.client, ctxA.client);
+
+  await subA.publish({ n: 2, from: 'client' });
+  expected.push({ n: 2, from: 'client' });
+  await api(a, 'publish', { channel: 'chat', data: { n: 3, from: 'api' } });
+  expected.push({ n: 3, from: 'api' });
+  await subA.publish({ n: 4, from: 'client' });
+  expected.push({ n: 4, from: 'client' });
+
+  await waitFor('every publication on node B',
+                () => received.filter((d) => !d.probe).length >= expected.length);
+  assert.deepEqual(received.filter((d) => !d.probe), expected);
+
+  // Presence on node B answers (it is per node: NATS carries joins and leaves, not presence).
+  const presence = await watch.presence();
+  assert.ok(onB._client in presence.clients, JSON.stringify(presence.clients));
+
+  const left = nextEvent(watch, 'leave', (ctx) => ctx.info.client === ctxA.client);
+  onA.disconnect();
+  const leave = await left;
+  assert.equal(leave.channel, 'chat');
+  assert.equal(leave.info.client, ctxA.client);
+  assert.deepEqual(received.filter((d) => !d.probe), expected);  // nothing extra came
+});
