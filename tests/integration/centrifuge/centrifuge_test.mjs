@@ -13,7 +13,9 @@ import { after, before, test } from 'node:test';
 import { Centrifuge } from 'centrifuge';
 import WebSocket from 'ws';
 
-import { nextEvent, startHermod, startProxy } from './harness.mjs';
+import {
+  connected, nextEvent, sdkClient, startHermod, startProxy, subscribed,
+} from './harness.mjs';
 
 const binary = process.argv[process.argv.indexOf('--hermod') + 1];
 assert.ok(process.argv.includes('--hermod') && binary, 'usage: --hermod PATH');
@@ -52,27 +54,7 @@ let proxy;
 const clients = [];
 
 function client(port = hermod.port) {
-  const c = new Centrifuge(`ws://127.0.0.1:${port}/connection/websocket`, {
-    websocket: WebSocket,
-    minReconnectDelay: 50,
-    maxReconnectDelay: 300,
-  });
-  clients.push(c);
-  return c;
-}
-
-async function connected(c) {
-  const ctx = nextEvent(c, 'connected');
-  c.connect();
-  return ctx;
-}
-
-async function subscribed(c, channel, options = {}) {
-  const sub = c.newSubscription(channel, options);
-  const ctx = nextEvent(sub, 'subscribed');
-  sub.subscribe();
-  await ctx;
-  return sub;
+  return sdkClient(port, clients);
 }
 
 // An HS256 JWT, as an application backend would make one.

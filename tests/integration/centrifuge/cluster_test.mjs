@@ -8,10 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, test } from 'node:test';
 
-import { Centrifuge } from 'centrifuge';
-import WebSocket from 'ws';
-
-import { nextEvent, startHermod } from './harness.mjs';
+import { connected, nextEvent, sdkClient, startHermod, subscribed } from './harness.mjs';
 
 const binary = process.argv[process.argv.indexOf('--hermod') + 1];
 assert.ok(process.argv.includes('--hermod') && binary, 'usage: --hermod PATH [--nats-server PATH]');
@@ -99,27 +96,7 @@ const nodes = [];
 const clients = [];
 
 function client(node) {
-  const c = new Centrifuge(`ws://127.0.0.1:${node.port}/connection/websocket`, {
-    websocket: WebSocket,
-    minReconnectDelay: 50,
-    maxReconnectDelay: 300,
-  });
-  clients.push(c);
-  return c;
-}
-
-async function connected(c) {
-  const ctx = nextEvent(c, 'connected');
-  c.connect();
-  return ctx;
-}
-
-async function subscribed(c, channel) {
-  const sub = c.newSubscription(channel);
-  const ctx = nextEvent(sub, 'subscribed');
-  sub.subscribe();
-  await ctx;
-  return sub;
+  return sdkClient(node.port, clients);
 }
 
 before(async () => {

@@ -7,6 +7,9 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
+import { Centrifuge } from 'centrifuge';
+import WebSocket from 'ws';
+
 const START_TIMEOUT_MS = 30000;
 
 export async function startHermod(binary, config) {
@@ -98,4 +101,32 @@ export function nextEvent(emitter, event, pred = () => true, timeoutMs = 10000) 
     }
     emitter.on(event, handler);
   });
+}
+
+// A centrifuge client for ws://127.0.0.1:port (Node's `ws` as its WebSocket, quick
+// reconnects), remembered in `into` so the test can disconnect every client at the end.
+export function sdkClient(port, into) {
+  const c = new Centrifuge(`ws://127.0.0.1:${port}/connection/websocket`, {
+    websocket: WebSocket,
+    minReconnectDelay: 50,
+    maxReconnectDelay: 300,
+  });
+  into.push(c);
+  return c;
+}
+
+// Connects c and resolves with the 'connected' event's context.
+export async function connected(c) {
+  const ctx = nextEvent(c, 'connected');
+  c.connect();
+  return ctx;
+}
+
+// Subscribes c to channel and resolves with the subscription once 'subscribed' fired.
+export async function subscribed(c, channel, options = {}) {
+  const sub = c.newSubscription(channel, options);
+  const ctx = nextEvent(sub, 'subscribed');
+  sub.subscribe();
+  await ctx;
+  return sub;
 }
