@@ -12,6 +12,7 @@ Run: python3 join_test.py --hermod PATH
 import json
 import zlib
 
+from guard_client import api_call
 from hermod_harness import (OP_TEXT, HermodTestCase, encode_frame, http_exchange, main,
                             ws_open)
 
@@ -62,11 +63,8 @@ class Client:
 
 
 def api(port, method, body):
-    data = json.dumps(body).encode()
-    request = ("POST /api/%s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: apikey k\r\n"
-               "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
-               % (method, len(data))).encode() + data
-    response = http_exchange(port, request)
+    """POST /api/<method> with the key "k"; the decoded answer (status 200 asserted)."""
+    response = api_call(port, method, body)
     assert response.status == 200, (response.status, response.body)
     return json.loads(response.body)
 

@@ -9,13 +9,13 @@
 // `npm ci` in both folders first). The blank page's Origin is "null": the config allows any.
 // Run: node browser_test.mjs --hermod PATH [--chromium PATH]
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import crypto from 'node:crypto';
 
+import { launchChromium } from '../node/chromium.mjs';
 import { startHermod, startProxy } from './harness.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -24,8 +24,6 @@ const arg = (name, fallback) =>
 const binary = arg('--hermod');
 const executablePath = arg('--chromium', '/usr/bin/chromium');
 assert.ok(binary, 'usage: --hermod PATH [--chromium PATH]');
-// playwright-core is a dependency of the transport tests' folder, not of this one.
-const { chromium } = createRequire(path.join(here, '../node/package.json'))('playwright-core');
 const SDK = path.join(here, 'node_modules/centrifuge/dist/centrifuge.js');
 
 const CONFIG = {
@@ -71,14 +69,7 @@ async function api(method, body) {
 
 before(async () => {
   hermod = await startHermod(binary, CONFIG);
-  browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-           '--disable-background-networking', '--disable-component-update', '--disable-sync',
-           '--disable-dev-shm-usage'],
-    timeout: 60000,
-  });
+  browser = await launchChromium(executablePath);
   page = await browser.newPage();
   page.on('console', (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
   await page.addScriptTag({ path: SDK });

@@ -3,7 +3,7 @@
 // Usage: node browser_client.mjs PORT [CHROMIUM]. Prints one JSON line with what the page saw;
 // exits non-zero on failure (run by browser_test.py, which starts hermod).
 import assert from 'node:assert/strict';
-import {chromium} from 'playwright-core';
+import {launchChromium} from './chromium.mjs';
 
 const port = Number(process.argv[2]);
 const executablePath = process.argv[3] || '/usr/bin/chromium';
@@ -38,14 +38,7 @@ async function pageTest(url) {
   return result;
 }
 
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-         '--disable-background-networking', '--disable-component-update', '--disable-sync',
-         '--disable-dev-shm-usage'],
-  timeout: 60000,
-});
+const browser = await launchChromium(executablePath);
 let failed = false;
 const consoleLines = [];  // Chromium explains WebSocket failures only on the console
 try {

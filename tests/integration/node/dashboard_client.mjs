@@ -6,7 +6,7 @@
 // Usage: node dashboard_client.mjs PORT CHROMIUM PASSWORD API_KEY SCREENSHOT.
 // Prints one JSON line with what it saw; exits non-zero on failure (dashboard_test.py).
 import assert from 'node:assert/strict';
-import {chromium} from 'playwright-core';
+import {launchChromium} from './chromium.mjs';
 import WebSocket from 'ws';
 
 const [port, executablePath, password, apiKey, screenshot] =
@@ -57,14 +57,7 @@ async function publish(n) {
   assert.equal(response.status, 200);
 }
 
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-         '--disable-background-networking', '--disable-component-update', '--disable-sync',
-         '--disable-dev-shm-usage'],
-  timeout: 60000,
-});
+const browser = await launchChromium(executablePath);
 let failed = false;
 const problems = [];  // console errors and page errors: the test fails on any
 const clients = [];
