@@ -77,8 +77,7 @@ class CommandParser {
  private:
   ParseStatus ParseLine(size_t begin, size_t end, Command* command);
   simdjson::ondemand::parser parser_;
-  simdjson::dom::parser validator_;  // full validation of each line
-  std::vector<char> buffer_;         // the padded copy the views point into
+  std::vector<char> buffer_;  // the padded copy the views point into
   size_t size_ = 0;
   size_t position_ = 0;
 };

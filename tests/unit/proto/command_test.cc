@@ -106,5 +106,25 @@ TEST(CommandParser, SkipsBlankLines) {
   EXPECT_EQ(last, ParseStatus::kEnd);
 }
 
+TEST(CommandParser, PassesNumbersOfAnySizeThroughVerbatim) {
+  // Issue 21 §4: valid JSON whose numbers no double or int64 holds was refused (3501).
+  CommandParser p;
+  ParseStatus last;
+  for (std::string data : {"{\"wei\": 100000000000000000000}", "1e99999", "-9223372036854775809"}) {
+    auto commands =
+        ParseAll(p, "{\"id\":3,\"publish\":{\"channel\":\"c\",\"data\":" + data + "}}", &last);
+    EXPECT_EQ(last, ParseStatus::kEnd) << data;
+    ASSERT_EQ(commands.size(), 1u) << data;
+    EXPECT_EQ(commands[0].data, data);
+  }
+}
+
+TEST(CommandParser, StillRefusesMalformedNumbers) {
+  CommandParser p;
+  ParseStatus last;
+  ParseAll(p, "{\"id\":3,\"publish\":{\"channel\":\"c\",\"data\":01}}", &last);
+  EXPECT_EQ(last, ParseStatus::kInvalidJson);
+}
+
 }  // namespace
 }  // namespace hermod::proto
