@@ -156,6 +156,13 @@ void CommandParser::Reset(std::string_view message) {
   std::memset(buffer_.data() + size_, 0, simdjson::SIMDJSON_PADDING);
 }
 
+size_t CommandParser::Release(size_t keep_bytes) {
+  const size_t held = buffer_.capacity();
+  if (held > keep_bytes) std::vector<char>().swap(buffer_);
+  if (parser_.capacity() > keep_bytes) parser_ = simdjson::ondemand::parser{};
+  return held;
+}
+
 ParseStatus CommandParser::Next(Command* command) {
   while (position_ < size_) {
     const char* start = buffer_.data() + position_;

@@ -73,6 +73,11 @@ class CommandParser {
   void Reset(std::string_view message);
   // kOk: *command holds the next command; kEnd: the message is done.
   ParseStatus Next(Command* command);
+  // After a message: frees the message copy and the parser's index when that message grew
+  // them past keep_bytes (a 1 MiB message leaves no 1 MiB copy and ~5 MiB of index behind).
+  // Returns the copy's capacity before.
+  size_t Release(size_t keep_bytes);
+  size_t held_bytes() const { return buffer_.capacity(); }
 
  private:
   ParseStatus ParseLine(size_t begin, size_t end, Command* command);
