@@ -311,6 +311,14 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
   t.Family("hermod_scratch_high_water_bytes", "gauge",
            "The largest capacity each per-loop scratch buffer reached (reply, command copy, "
            "deflate output, inflated input).");
+  for (const LoopSnapshot& s : loops) {
+    if (!s.answered) continue;
+    std::string loop = std::to_string(s.loop);
+    for (size_t i = 0; i < kScratchBuffers.size(); ++i) {
+      t.Sample("hermod_scratch_high_water_bytes", {{"loop", loop}, {"buffer", kScratchBuffers[i]}},
+               s.metrics.scratch_high_water[i]);
+    }
+  }
   t.Family("hermod_scratch_bytes", "gauge",
            "The capacity each per-loop scratch buffer keeps now: a buffer grown past its keep "
            "size is released after the message that grew it.");
@@ -318,8 +326,6 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
     if (!s.answered) continue;
     std::string loop = std::to_string(s.loop);
     for (size_t i = 0; i < kScratchBuffers.size(); ++i) {
-      t.Sample("hermod_scratch_high_water_bytes", {{"loop", loop}, {"buffer", kScratchBuffers[i]}},
-               s.metrics.scratch_high_water[i]);
       t.Sample("hermod_scratch_bytes", {{"loop", loop}, {"buffer", kScratchBuffers[i]}},
                s.metrics.scratch_kept[i]);
     }
