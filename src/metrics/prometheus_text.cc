@@ -331,8 +331,8 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
     }
   }
   t.Family("hermod_client_replies_limited_total", "counter",
-           "History replies bounded by the connection's write budget: cut short, or refused "
-           "with error 106 when not one publication fitted.");
+           "History and presence replies bounded by the connection's write budget: cut "
+           "short, or refused with error 106 when they did not fit.");
   for (const LoopSnapshot& s : loops) {
     if (!s.answered) continue;
     std::string loop = std::to_string(s.loop);

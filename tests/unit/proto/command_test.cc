@@ -126,5 +126,24 @@ TEST(CommandParser, StillRefusesMalformedNumbers) {
   EXPECT_EQ(last, ParseStatus::kInvalidJson);
 }
 
+// Issue 21 §1: a large message's copy is not kept for the loop's lifetime.
+TEST(CommandParser, ReleasesTheCopyOfALargeMessage) {
+  CommandParser p;
+  ParseStatus last;
+  const std::string big =
+      "{\"id\":1,\"publish\":{\"channel\":\"c\",\"data\":\"" + std::string(1 << 20, 'x') + "\"}}";
+  ASSERT_EQ(ParseAll(p, big, &last).size(), 1u);
+  EXPECT_GE(p.Release(256 * 1024), big.size());
+  EXPECT_EQ(p.held_bytes(), 0u);
+  // Small messages keep their copy: no allocation per message.
+  ParseAll(p, "{\"id\":2,\"presence\":{\"channel\":\"c\"}}", &last);
+  const size_t small = p.held_bytes();
+  EXPECT_GT(small, 0u);
+  p.Release(256 * 1024);
+  EXPECT_EQ(p.held_bytes(), small);
+  // And parsing goes on after a release.
+  EXPECT_EQ(ParseAll(p, big, &last).size(), 1u);
+}
+
 }  // namespace
 }  // namespace hermod::proto
