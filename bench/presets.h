@@ -1,4 +1,4 @@
-// The named presets of the seeds' load-testing suites, mapped onto hermod-bench scenarios and
+// The named presets common in WebSocket servers' load-testing suites, mapped onto hermod-bench scenarios and
 // scaled to a 2-core machine shared by server and client. A preset sets defaults only: any
 // option given on the command line wins.
 //

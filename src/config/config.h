@@ -174,7 +174,7 @@ struct Config {
   std::string token_ecdsa_public_key;
   std::string token_audience;
   std::string token_issuer;
-  // Admission (issue 6; core/admission.h). Centrifugo v5 names where Centrifugo has the
+  // Admission (core/admission.h). Centrifugo v5 names where Centrifugo has the
   // limit, all 0 (off) by default as there: WebSocket client connections on this node (503
   // with Retry-After at the upgrade), per user (disconnect 3504 at connect), and new
   // connections per second on this node (503).

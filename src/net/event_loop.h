@@ -27,7 +27,7 @@ class Pollable {
   virtual void OnEvents(uint32_t events) = 0;
 };
 
-// Admission and rate-limit refusals (issue 6), counted on the loop that refused; the
+// Admission and rate-limit refusals, counted on the loop that refused; the
 // metrics room reports them as hermod_connections_rejected_total{reason} and
 // hermod_client_commands_rate_limited_total{kind}.
 struct GuardStats {
