@@ -52,7 +52,7 @@ struct ChannelOptions {
   uint64_t join_leave_batch_max = 100;
   // Publications into one channel of this namespace per second, node-wide, from clients and
   // the server API alike (0: no limit; the channel's token bucket is in the hub, under its
-  // shard lock); over it: error 111. Per channel, not per namespace in total: see README.md.
+  // shard lock); over it: error 111. Per channel, not per namespace in total: docs/delivery.md.
   uint64_t publish_rate_limit = 0;
   uint64_t publish_rate_burst = 10;
 };
