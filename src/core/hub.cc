@@ -28,7 +28,7 @@ struct Hub::ChannelState {
 };
 
 struct Hub::Shard {
-  std::mutex mutex;         // guards channels, meta, publishes and sweep_bucket (LOCKS.md)
+  std::mutex mutex;         // guards channels, meta, publishes and sweep_bucket (/LOCKS.md)
   uint32_t publishes = 0;   // every kSweepEvery, the shard drops channels nobody uses
   size_t sweep_bucket = 0;  // where the next sweep starts (a bucket of channels)
   ChannelMap channels;
