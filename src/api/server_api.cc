@@ -14,6 +14,7 @@
 #include "proto/codes.h"
 #include "proto/command.h"
 #include "proto/encode.h"
+#include "proto/json_syntax.h"
 
 namespace hermod::api {
 
@@ -110,7 +111,9 @@ bool ReadDisconnect(od::value v, ApiRequest* r) {
     if (field.unescaped_key().get(key) != SUCCESS || field.value().get(value) != SUCCESS) {
       return false;
     }
-    if (key == "code" && value.get_uint64().get(r->code) != SUCCESS) return false;
+    // A code that is no unsigned integer (negative, past 2^64, a string) is kept as an
+    // unsendable one, so that the answer is 107 naming the field, not a 400 for the body.
+    if (key == "code" && value.get_uint64().get(r->code) != SUCCESS) r->code = UINT64_MAX;
     if (key == "reason" && value.get_string().get(r->reason) != SUCCESS) return false;
   }
   return true;
@@ -137,11 +140,12 @@ bool ReadSince(od::value v, ApiRequest* r) {
 }
 
 // Parses body (padded in place); the views in *r live as long as parser and body.
-bool Parse(od::parser& parser, simdjson::dom::parser& validator, std::string& body, ApiRequest* r) {
+// The body is validated by syntax alone (proto/json_syntax.h): `data` passes through, and a
+// number in it of any size is JSON.
+bool Parse(od::parser& parser, std::string& body, ApiRequest* r) {
   const size_t size = body.size();
+  if (!proto::IsJson(body)) return false;
   body.resize(size + simdjson::SIMDJSON_PADDING);
-  simdjson::dom::element ignored;
-  if (validator.parse(body.data(), size, false).get(ignored) != SUCCESS) return false;
   od::document doc;
   if (parser.iterate(body.data(), size, body.size()).get(doc) != SUCCESS) return false;
   od::object object;
@@ -204,13 +208,24 @@ bool Parse(od::parser& parser, simdjson::dom::parser& validator, std::string& bo
   return true;
 }
 
-void AppendError(std::string& out, proto::ErrorCode code) {
+// detail, when given, follows the code's message ("bad request: <detail>"): which field.
+void AppendError(std::string& out, proto::ErrorCode code, std::string_view detail = {}) {
   out += "{\"error\":{\"code\":";
   out += std::to_string(static_cast<uint32_t>(code));
   out += ",\"message\":";
-  proto::AppendJsonString(out, proto::ErrorMessage(code));
+  std::string message(proto::ErrorMessage(code));
+  if (!detail.empty()) {
+    message += ": ";
+    message += detail;
+  }
+  proto::AppendJsonString(out, message);
   out += "}}";
 }
+
+// A disconnect code the API may send: Centrifugo's custom ranges, 4000-4999 (the
+// application's) and 3000-3999 (its own). Anything else is refused: RFC 6455 §7.4 forbids
+// 1005, 1006 and 1015 on the wire, 0-999 are unused, and the close frame holds 16 bits.
+bool SendableDisconnectCode(uint64_t code) { return code >= 3000 && code <= 4999; }
 
 void AppendPosition(std::string& out, const core::StreamPosition& p) {
   out += '{';
@@ -285,11 +300,9 @@ int ServerApi::Batch(std::string& body, std::string& out) const {
   std::vector<std::pair<std::string, std::string>> commands;  // method, params
   {
     thread_local od::parser parser;
-    thread_local simdjson::dom::parser validator;
     const size_t size = body.size();
+    if (!proto::IsJson(body)) return 400;
     body.resize(size + simdjson::SIMDJSON_PADDING);
-    simdjson::dom::element ignored;
-    if (validator.parse(body.data(), size, false).get(ignored) != SUCCESS) return 400;
     od::document doc;
     od::object object;
     if (parser.iterate(body.data(), size, body.size()).get(doc) != SUCCESS ||
@@ -366,12 +379,11 @@ int ServerApi::Call(std::string_view method, std::string& body, std::string& out
     return 404;
   }
   thread_local od::parser parser;
-  thread_local simdjson::dom::parser validator;
   ApiRequest r;
-  if (!Parse(parser, validator, body, &r)) return 400;
+  if (!Parse(parser, body, &r)) return 400;
 
   auto options_or_error = [&](std::string_view channel) -> const config::ChannelOptions* {
-    if (channel.empty() || channel.size() > rules_.max_length()) {
+    if (!rules_.NameAllowed(channel)) {
       AppendError(out, proto::ErrorCode::kBadRequest);
       return nullptr;
     }
@@ -393,8 +405,7 @@ int ServerApi::Call(std::string_view method, std::string& body, std::string& out
   auto data_or_error = [&](std::string_view* data) {
     *data = r.data;
     if (data->empty() && r.has_b64data) {
-      simdjson::dom::element ignored;
-      if (validator.parse(r.decoded_data).get(ignored) == SUCCESS) *data = r.decoded_data;
+      if (proto::IsJson(r.decoded_data)) *data = r.decoded_data;
     }
     if (data->empty()) AppendError(out, proto::ErrorCode::kBadRequest);
     return !data->empty();
@@ -451,6 +462,10 @@ int ServerApi::Call(std::string_view method, std::string& body, std::string& out
     out += "]}}";
   } else if (method == "disconnect") {
     if (!clients_or_error(&user, &client)) return 200;
+    if (r.code != 0 && !SendableDisconnectCode(r.code)) {
+      AppendError(out, proto::ErrorCode::kBadRequest, "disconnect.code must be 3000..4999");
+      return 200;
+    }
     const uint16_t code = r.code != 0 ? static_cast<uint16_t>(r.code) : 3503;
     std::string reason = r.code != 0 ? std::string(r.reason) : "force disconnect";
     for_each_client_(std::move(user), std::move(client),

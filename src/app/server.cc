@@ -273,7 +273,8 @@ int Server::Run() {
   hub_ = std::make_unique<core::Hub>(
       count, proto::JsonPushCodec(handshake_policy_.deflate.level,
                                   handshake_policy_.deflate.server_max_window_bits));
-  hub_->set_limits({config_.send_queue.inbox_budget_bytes, config_.idempotency_window.ms});
+  hub_->set_limits({config_.send_queue.inbox_budget_bytes, config_.idempotency_window.ms,
+                    config_.history_meta_ttl.ms, config_.history_meta_max_channels});
   core::AdmissionLimits limits;
   limits.connection_limit = config_.client_connection_limit;
   limits.soft_connection_limit = config_.admission.soft_connection_limit;

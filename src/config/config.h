@@ -157,6 +157,18 @@ struct Config {
   uint64_t channel_max_length = 255;
   std::string channel_private_prefix = "$";  // channels that need a subscription token
   uint64_t client_recovery_max_publication_limit = 300;
+  // A client's `history` returns at most this many publications (Centrifugo's default); 0:
+  // no cap by count. Replies are also cut to the connection's write budget (README limits).
+  uint64_t client_history_max_publication_limit = 300;
+  // Centrifugo's rule: channel names are ASCII; others are refused with 107. false: any
+  // UTF-8 (the WebSocket layer has checked it already).
+  bool channel_name_ascii_only = true;
+  // A channel's history position (epoch, top offset) outlives its stream by this long, so
+  // that a channel whose last subscriber left continues the same stream and its clients
+  // recover (Centrifugo's history_meta_ttl, 30 days); 0: forgotten with the channel. At
+  // most history_meta_max_channels positions are kept; past it the oldest is forgotten.
+  Duration history_meta_ttl{30ull * 24 * 3600 * 1000};
+  uint64_t history_meta_max_channels = 100000;
   Duration ping_interval{25000};  // the protocol's {} pings; the client answers {}
   Duration pong_timeout{8000};
   Duration client_stale_close_delay{10000};    // a connection that sends no connect: 3502

@@ -6,7 +6,17 @@ ChannelRules::ChannelRules(const config::Config& config)
     : top_(config.channel),
       namespaces_(config.namespaces),
       max_length_(config.channel_max_length),
-      private_prefix_(config.channel_private_prefix) {}
+      private_prefix_(config.channel_private_prefix),
+      ascii_only_(config.channel_name_ascii_only) {}
+
+bool ChannelRules::NameAllowed(std::string_view channel) const {
+  if (channel.empty() || channel.size() > max_length_) return false;
+  if (!ascii_only_) return true;
+  for (char ch : channel) {
+    if (static_cast<unsigned char>(ch) >= 0x80) return false;
+  }
+  return true;
+}
 
 bool ChannelRules::UserListed(std::string_view channel, std::string_view user) {
   size_t hash = channel.find('#');
@@ -22,6 +32,7 @@ bool ChannelRules::UserListed(std::string_view channel, std::string_view user) {
 }
 
 const config::ChannelOptions* ChannelRules::Find(std::string_view channel) const {
+  if (IsPrivate(channel)) channel.remove_prefix(private_prefix_.size());
   size_t colon = channel.find(':');
   if (colon == std::string_view::npos) return &top_;
   std::string_view name = channel.substr(0, colon);

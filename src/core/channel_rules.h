@@ -3,6 +3,10 @@
 // without ':' takes the top-level options. Built once from the config, then read by every
 // loop at once. Also the name rules: private channels (a prefix, "$" by default) and
 // user-limited channels (`name#user1,user2`).
+//
+// As Centrifugo, a private channel's prefix is not part of its namespace: `$rw:x` is the
+// private channel `rw:x` of namespace `rw`. Names are ASCII unless channel_name_ascii_only
+// is off (Centrifugo documents ASCII-only names and answers 107 to others).
 #pragma once
 
 #include <string>
@@ -20,6 +24,8 @@ class ChannelRules {
   // Null when the channel's namespace is not configured.
   const config::ChannelOptions* Find(std::string_view channel) const;
   size_t max_length() const { return max_length_; }
+  // Not empty, at most max_length bytes, and ASCII when the config says so: else 107.
+  bool NameAllowed(std::string_view channel) const;
   // Channels with channel_private_prefix need a subscription token.
   bool IsPrivate(std::string_view channel) const {
     return !private_prefix_.empty() && channel.starts_with(private_prefix_);
@@ -35,6 +41,7 @@ class ChannelRules {
   std::vector<config::Namespace> namespaces_;
   size_t max_length_;
   std::string private_prefix_;
+  bool ascii_only_;
 };
 
 }  // namespace hermod::core

@@ -22,27 +22,42 @@ size_t HistoryStream::IndexAfter(uint64_t after) const {
 }
 
 std::vector<std::string> HistoryStream::Read(const StreamPosition* since, int64_t limit,
-                                             bool reverse, uint64_t now_ms) {
+                                             bool reverse, uint64_t now_ms, size_t max_bytes,
+                                             bool* cut) {
   Expire(now_ms);
   std::vector<std::string> out;
+  if (cut != nullptr) *cut = false;
   if (limit == 0 || entries_.empty()) return out;
   const size_t max = limit < 0 ? entries_.size() : static_cast<size_t>(limit);
+  size_t bytes = 0;
+  // Sizes are checked before anything is copied: a reply that cannot fit costs nothing.
+  auto fits = [&](const Entry& e) {
+    const size_t size = e.publication.size() + 1;  // and its separator in the reply
+    if (size > max_bytes - bytes) {
+      if (cut != nullptr) *cut = true;
+      return false;
+    }
+    bytes += size;
+    return true;
+  };
   if (!reverse) {
     size_t begin = since ? IndexAfter(since->offset) : 0;
-    for (size_t i = begin; i < entries_.size() && out.size() < max; ++i) {
+    for (size_t i = begin; i < entries_.size() && out.size() < max && fits(entries_[i]); ++i) {
       out.push_back(entries_[i].publication);
     }
   } else {
     // Newest first; with since, only publications before since.offset.
     size_t end = entries_.size();
     if (since && since->offset != 0) end = std::min(end, IndexAfter(since->offset - 1));
-    for (size_t i = end; i > 0 && out.size() < max; --i) out.push_back(entries_[i - 1].publication);
+    for (size_t i = end; i > 0 && out.size() < max && fits(entries_[i - 1]); --i) {
+      out.push_back(entries_[i - 1].publication);
+    }
   }
   return out;
 }
 
 HistoryStream::Recovery HistoryStream::Recover(const StreamPosition& from, size_t max_publications,
-                                               uint64_t now_ms) {
+                                               uint64_t now_ms, size_t max_bytes) {
   Expire(now_ms);
   Recovery r;
   if (!from.epoch.empty() && from.epoch != epoch_) return r;
@@ -50,6 +65,11 @@ HistoryStream::Recovery HistoryStream::Recover(const StreamPosition& from, size_
   const uint64_t missed = top_ - from.offset;
   if (missed > max_publications) return r;
   if (missed > 0 && (entries_.empty() || entries_.front().offset > from.offset + 1)) return r;
+  size_t bytes = 0;
+  for (size_t i = IndexAfter(from.offset); i < entries_.size(); ++i) {
+    bytes += entries_[i].publication.size() + 1;
+    if (bytes > max_bytes) return r;  // checked before anything is copied
+  }
   for (size_t i = IndexAfter(from.offset); i < entries_.size(); ++i) {
     r.publications.push_back(entries_[i].publication);
   }

@@ -7,6 +7,7 @@
 // re-encodes. The stream is a plain value: the hub guards it with its channel shard's lock.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <string>
@@ -22,7 +23,10 @@ struct StreamPosition {
 
 class HistoryStream {
  public:
-  explicit HistoryStream(std::string epoch) : epoch_(std::move(epoch)) {}
+  // top: the offset of the last publication, when the stream continues one that was kept
+  // (history_meta.h); its publications are gone, its position is not.
+  explicit HistoryStream(std::string epoch, uint64_t top = 0)
+      : epoch_(std::move(epoch)), top_(top) {}
 
   // The offset the next Append gets (publications embed it before they are stored).
   uint64_t next_offset() const { return top_ + 1; }
@@ -39,8 +43,9 @@ class HistoryStream {
 
   // `history`: publications after since.offset (or from the oldest kept when since is
   // null), oldest first; with reverse, newest first and before since.offset. limit < 0: all.
+  // At most max_bytes of publications: *cut (optional) tells that one more did not fit.
   std::vector<std::string> Read(const StreamPosition* since, int64_t limit, bool reverse,
-                                uint64_t now_ms);
+                                uint64_t now_ms, size_t max_bytes = SIZE_MAX, bool* cut = nullptr);
 
   // Recovery: every publication after `from`, when the stream still holds all of them (same
   // epoch, none trimmed) and there are at most max_publications; otherwise recovered=false.
@@ -48,7 +53,9 @@ class HistoryStream {
     bool recovered = false;
     std::vector<std::string> publications;
   };
-  Recovery Recover(const StreamPosition& from, size_t max_publications, uint64_t now_ms);
+  // Also not recovered when the publications would take more than max_bytes.
+  Recovery Recover(const StreamPosition& from, size_t max_publications, uint64_t now_ms,
+                   size_t max_bytes = SIZE_MAX);
 
  private:
   struct Entry {

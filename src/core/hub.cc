@@ -28,12 +28,12 @@ struct Hub::ChannelState {
 };
 
 struct Hub::Shard {
-  std::mutex mutex;         // guards channels, publishes and sweep_bucket (see /LOCKS.md)
+  std::mutex mutex;         // guards channels, meta, publishes and sweep_bucket (/LOCKS.md)
   uint32_t publishes = 0;   // every kSweepEvery, the shard drops channels nobody uses
   size_t sweep_bucket = 0;  // where the next sweep starts (a bucket of channels)
-  std::unordered_map<std::string, std::unique_ptr<ChannelState>, LoopChannels::Hash,
-                     std::equal_to<>>
-      channels;
+  ChannelMap channels;
+  // The history positions of this shard's channels that were erased (history_meta.h).
+  HistoryMeta meta;
 };
 
 namespace {
@@ -147,6 +147,24 @@ Hub::Hub(size_t loop_count, PushCodec codec, Clock clock, SweepPolicy sweep)
 
 Hub::~Hub() = default;
 
+void Hub::set_limits(const Limits& limits) {
+  limits_ = limits;
+  // The cap is per shard: channels spread over the shards by hash.
+  const size_t per_shard = (limits.history_meta_max_channels + kShards - 1) / kShards;
+  for (auto& shard : shards_) {
+    std::lock_guard lock(shard->mutex);
+    shard->meta.set_limits(limits.history_meta_ttl_ms, per_shard);
+  }
+}
+
+void Hub::Forget(Shard& shard, ChannelMap::iterator it, uint64_t now) {
+  if (const HistoryStream* history = it->second->history.get()) {
+    const size_t forgotten = shard.meta.Put(it->first, {history->top(), history->epoch()}, now);
+    if (forgotten > 0) metrics::RecordHistoryMetaEvicted(forgotten);
+  }
+  shard.channels.erase(it);
+}
+
 void Hub::AttachLoop(net::Loop& loop) {
   const size_t index = static_cast<size_t>(loop.index());
   loops_[index] = &loop;
@@ -171,7 +189,12 @@ Hub::ChannelState& Hub::StateOf(Shard& shard, std::string_view channel,
   }
   ChannelState& state = *it->second;
   if (options.history_size > 0 && !state.history) {
-    state.history = std::make_unique<HistoryStream>(NewEpoch());
+    // The stream this channel had before it was erased continues, if its position is kept.
+    if (std::optional<StreamPosition> kept = shard.meta.Take(channel, clock_())) {
+      state.history = std::make_unique<HistoryStream>(std::move(kept->epoch), kept->offset);
+    } else {
+      state.history = std::make_unique<HistoryStream>(NewEpoch());
+    }
   }
   return state;
 }
@@ -186,7 +209,7 @@ void Hub::MaybeErase(Shard& shard, std::string_view channel) {
     state.history->Expire(now);
     if (state.history->size() > 0) return;
   }
-  shard.channels.erase(it);
+  Forget(shard, it, now);
 }
 
 void Hub::Sweep(Shard& shard) {
@@ -219,9 +242,10 @@ void Hub::Sweep(Shard& shard) {
       if (unused) idle.push_back(&it->first);
     }
     if (whole) ++shard.sweep_bucket;
-    for (const std::string* name : idle) channels.erase(channels.find(std::string_view(*name)));
+    for (const std::string* name : idle) Forget(shard, channels.find(std::string_view(*name)), now);
     idle.clear();
   }
+  shard.meta.Expire(now);
 }
 
 void Hub::SweepTick(size_t index, size_t visit) {
@@ -291,8 +315,8 @@ Hub::SubscribeResult Hub::Subscribe(net::Loop& loop, const SubscribeRequest& req
       result.position = {state.history->top(), state.history->epoch()};
       result.recoverable = request.recoverable;
       if (request.recover && request.recoverable) {
-        HistoryStream::Recovery r =
-            state.history->Recover(request.since, request.max_recovery, now);
+        HistoryStream::Recovery r = state.history->Recover(request.since, request.max_recovery, now,
+                                                           request.max_recovery_bytes);
         result.recovered = r.recovered;
         result.publications = std::move(r.publications);
       }
@@ -526,20 +550,32 @@ std::vector<std::pair<std::string, size_t>> Hub::Channels() {
 }
 
 Hub::HistoryResult Hub::History(std::string_view channel, const config::ChannelOptions& options,
-                                const StreamPosition* since, int64_t limit, bool reverse) {
+                                const StreamPosition* since, int64_t limit, bool reverse,
+                                size_t max_bytes) {
   HistoryResult result;
   Shard& shard = ShardOf(channel);
   std::lock_guard lock(shard.mutex);
-  // A channel nobody published to has no stream yet; asking must not create one.
+  // A channel nobody published to has no stream yet; asking must not create one. One that
+  // was erased answers with its kept position.
   auto it = shard.channels.find(channel);
-  if (it == shard.channels.end() || options.history_size == 0) return result;
+  if (options.history_size == 0) return result;
+  if (it == shard.channels.end()) {
+    if (const StreamPosition* kept = shard.meta.Find(channel, clock_())) {
+      result.position = *kept;
+      if (since && !since->epoch.empty() && since->epoch != kept->epoch) {
+        result.unrecoverable = true;
+      }
+    }
+    return result;
+  }
   ChannelState& state = StateOf(shard, channel, options);
   result.position = {state.history->top(), state.history->epoch()};
   if (since && !since->epoch.empty() && since->epoch != state.history->epoch()) {
     result.unrecoverable = true;
     return result;
   }
-  result.publications = state.history->Read(since, limit, reverse, clock_());
+  result.publications =
+      state.history->Read(since, limit, reverse, clock_(), max_bytes, &result.cut);
   return result;
 }
 

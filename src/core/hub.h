@@ -69,6 +69,7 @@
 
 #include "broker/broker.h"
 #include "config/config.h"
+#include "core/history_meta.h"
 #include "core/history_stream.h"
 #include "core/loop_channels.h"
 #include "core/push.h"
@@ -116,6 +117,10 @@ class Hub {
     size_t inbox_budget_bytes = size_t{64} << 20;
     // Centrifugo keeps idempotent publish results for 5 minutes.
     uint64_t idempotency_window_ms = 5 * 60 * 1000;
+    // A channel's history position outlives the channel this long (history_meta.h), at
+    // most history_meta_max_channels of them; 0: not kept.
+    uint64_t history_meta_ttl_ms = 30ull * 24 * 3600 * 1000;
+    size_t history_meta_max_channels = 100000;
   };
   Hub(size_t loop_count, PushCodec codec, Clock clock = &net::Loop::MonotonicMs,
       SweepPolicy sweep = {});
@@ -124,7 +129,7 @@ class Hub {
   // Before the loops run. Starts the loop's sweep timer; the loop must not run once the hub
   // is gone.
   void AttachLoop(net::Loop& loop);
-  void set_limits(const Limits& limits) { limits_ = limits; }
+  void set_limits(const Limits& limits);
   const Limits& limits() const { return limits_; }
 
   struct SubscribeRequest {
@@ -137,6 +142,9 @@ class Hub {
     bool recover = false;
     StreamPosition since;
     size_t max_recovery = 300;
+    // Recovery publications (their bytes) the subscriber can take in its reply; more is
+    // not recovered (recovered false), as too many publications are not.
+    size_t max_recovery_bytes = SIZE_MAX;
   };
   struct SubscribeResult {
     bool recoverable = false;
@@ -175,9 +183,13 @@ class Hub {
     bool unrecoverable = false;  // since.epoch is not the stream's
     StreamPosition position;
     std::vector<std::string> publications;
+    bool cut = false;  // publications stop short of limit: the next did not fit max_bytes
   };
+  // max_bytes bounds the publications' bytes in all (the reply's room on its connection):
+  // the result stops before the first that would pass it.
   HistoryResult History(std::string_view channel, const config::ChannelOptions& options,
-                        const StreamPosition* since, int64_t limit, bool reverse);
+                        const StreamPosition* since, int64_t limit, bool reverse,
+                        size_t max_bytes = SIZE_MAX);
   std::vector<std::pair<std::string, PresenceEntry>> Presence(std::string_view channel);
   // {clients, distinct users}
   std::pair<size_t, size_t> PresenceStats(std::string_view channel);
@@ -212,6 +224,10 @@ class Hub {
   // Under the shard lock: whether every loop the channel reaches has room for a push.
   bool Admits(const ChannelState& state, net::Priority priority) const;
   void MaybeErase(Shard& shard, std::string_view channel);
+  using ChannelMap = std::unordered_map<std::string, std::unique_ptr<ChannelState>,
+                                        LoopChannels::Hash, std::equal_to<>>;
+  // Under the shard lock: erases the channel, keeping its history position (history_meta.h).
+  void Forget(Shard& shard, ChannelMap::iterator it, uint64_t now);
   // Under the shard lock: erases channels without subscribers, presence or live history,
   // visiting at most the sweep budget of them from where the last sweep of the shard ended.
   void Sweep(Shard& shard);

@@ -103,6 +103,16 @@ inline constexpr std::array<std::string_view, 2> kPresenceKinds = {"join", "leav
 enum class PresenceOutcome : uint8_t { kSent, kCancelled, kCount };
 inline constexpr std::array<std::string_view, 2> kPresenceOutcomes = {"sent", "cancelled"};
 
+// Per-loop scratch buffers (issue 21 §1): the client protocol's reply and command copy, the
+// WebSocket layer's deflate output and inflated input. Each is reused by every connection
+// of its loop and released after a message that made it larger than its keep size.
+enum class ScratchBuffer : uint8_t { kReply, kCommand, kDeflate, kInflate, kCount };
+inline constexpr std::array<std::string_view, 4> kScratchBuffers = {"reply", "command", "deflate",
+                                                                    "inflate"};
+// Replies bounded by the connection's write budget: history cut short, or refused (106).
+enum class ReplyLimit : uint8_t { kCut, kRefused, kCount };
+inline constexpr std::array<std::string_view, 2> kReplyLimits = {"cut", "refused"};
+
 struct LoopMetrics {
   // Client protocol: commands by method and the latency of the message that carried them.
   std::array<uint64_t, kCommandMethods.size()> commands{};
@@ -131,6 +141,14 @@ struct LoopMetrics {
   // Send queues.
   std::array<std::array<uint64_t, kDropPriorities.size()>, kDropReasons.size()> queue_dropped{};
   uint64_t slow_consumer_disconnects = 0;
+
+  // Scratch buffers: the largest capacity each reached (high-water mark) and the capacity
+  // it keeps now, in bytes.
+  std::array<uint64_t, kScratchBuffers.size()> scratch_high_water{};
+  std::array<uint64_t, kScratchBuffers.size()> scratch_kept{};
+  std::array<uint64_t, kReplyLimits.size()> replies_limited{};
+  // History positions forgotten to keep history_meta_max_channels (core/history_meta.h).
+  uint64_t history_meta_evicted = 0;
 
   // Presence join/leave events, [kind][outcome].
   std::array<std::array<uint64_t, kPresenceOutcomes.size()>, kPresenceKinds.size()>
@@ -177,6 +195,24 @@ inline void RecordPresenceEvents(PresenceKind kind, PresenceOutcome outcome, uin
   if (LoopMetrics* m = Local()) {
     m->presence_events[static_cast<size_t>(kind)][static_cast<size_t>(outcome)] += n;
   }
+}
+
+// A scratch buffer reached peak bytes of capacity while in use and keeps kept bytes now.
+inline void RecordScratch(ScratchBuffer buffer, size_t peak, size_t kept) {
+  if (LoopMetrics* m = Local()) {
+    const size_t i = static_cast<size_t>(buffer);
+    if (peak > m->scratch_high_water[i]) m->scratch_high_water[i] = peak;
+    m->scratch_kept[i] = kept;
+  }
+}
+
+inline void RecordReplyLimited(ReplyLimit outcome) {
+  if (LoopMetrics* m = Local()) ++m->replies_limited[static_cast<size_t>(outcome)];
+}
+
+// Core: n history positions were forgotten to stay within history_meta_max_channels.
+inline void RecordHistoryMetaEvicted(uint64_t n) {
+  if (LoopMetrics* m = Local()) m->history_meta_evicted += n;
 }
 
 // Client protocol: one WebSocket message of commands was handled; counts holds how many of

@@ -307,6 +307,45 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
           "Times the listener paused accepting for admission.accept_rate_per_loop.",
           [](const LoopSnapshot& s) { return s.net.guard.accept_throttled; });
 
+  // Per-loop scratch buffers and what bounds replies (issue 21 §1).
+  t.Family("hermod_scratch_high_water_bytes", "gauge",
+           "The largest capacity each per-loop scratch buffer reached (reply, command copy, "
+           "deflate output, inflated input).");
+  for (const LoopSnapshot& s : loops) {
+    if (!s.answered) continue;
+    std::string loop = std::to_string(s.loop);
+    for (size_t i = 0; i < kScratchBuffers.size(); ++i) {
+      t.Sample("hermod_scratch_high_water_bytes", {{"loop", loop}, {"buffer", kScratchBuffers[i]}},
+               s.metrics.scratch_high_water[i]);
+    }
+  }
+  t.Family("hermod_scratch_bytes", "gauge",
+           "The capacity each per-loop scratch buffer keeps now: a buffer grown past its keep "
+           "size is released after the message that grew it.");
+  for (const LoopSnapshot& s : loops) {
+    if (!s.answered) continue;
+    std::string loop = std::to_string(s.loop);
+    for (size_t i = 0; i < kScratchBuffers.size(); ++i) {
+      t.Sample("hermod_scratch_bytes", {{"loop", loop}, {"buffer", kScratchBuffers[i]}},
+               s.metrics.scratch_kept[i]);
+    }
+  }
+  t.Family("hermod_client_replies_limited_total", "counter",
+           "History and presence replies bounded by the connection's write budget: cut "
+           "short, or refused with error 106 when they did not fit.");
+  for (const LoopSnapshot& s : loops) {
+    if (!s.answered) continue;
+    std::string loop = std::to_string(s.loop);
+    for (size_t i = 0; i < kReplyLimits.size(); ++i) {
+      t.Sample("hermod_client_replies_limited_total",
+               {{"loop", loop}, {"outcome", kReplyLimits[i]}}, s.metrics.replies_limited[i]);
+    }
+  }
+  PerLoop(t, loops, "hermod_history_meta_evicted_total", "counter",
+          "History positions of erased channels forgotten before their history_meta_ttl, to "
+          "stay within history_meta_max_channels.",
+          [](const LoopSnapshot& s) { return s.metrics.history_meta_evicted; });
+
   const LoopSnapshot all = MergeSnapshots(loops);
   const LoopMetrics& m = all.metrics;
   constexpr double kUs = 1e6;  // recorded in microseconds, exposed in seconds

@@ -13,6 +13,12 @@ namespace hermod::proto {
 
 namespace {
 
+// Scratch buffers grown past this by one large message are freed after it (as the WebSocket
+// reader's inflate buffer): a loop keeps what ordinary messages need and no peak.
+constexpr size_t kScratchKeepBytes = 256 * 1024;
+// A reply's bytes beyond its publications or presence entries: id, method, epoch, offset.
+constexpr size_t kReplyEnvelopeBytes = 256;
+
 struct LoopScratch {
   CommandParser parser;
   std::string reply;
@@ -62,6 +68,7 @@ ClientOptions ClientOptions::FromConfig(const config::Config& config) {
   o.allow_anonymous = config.allow_anonymous_connect_without_token;
   o.channel_limit = config.client_channel_limit;
   o.max_recovery = config.client_recovery_max_publication_limit;
+  o.max_history = static_cast<int64_t>(config.client_history_max_publication_limit);
   o.ping_interval_ms = config.ping_interval.ms;
   o.pong_timeout_ms = config.pong_timeout.ms;
   o.stale_close_ms = config.client_stale_close_delay.ms;
@@ -354,6 +361,12 @@ void ClientConnection::OnWebSocketMessage(ws::Opcode opcode, std::string_view pa
     SendMessage(ws::Opcode::kText, scratch.reply);
     metrics::RecordSent(metrics::SentType::kReply, scratch.reply.size());
   }
+  const size_t reply_peak = scratch.reply.capacity();
+  if (reply_peak > kScratchKeepBytes) std::string().swap(scratch.reply);
+  metrics::RecordScratch(metrics::ScratchBuffer::kReply, reply_peak, scratch.reply.capacity());
+  const size_t command_peak = scratch.parser.Release(kScratchKeepBytes);
+  metrics::RecordScratch(metrics::ScratchBuffer::kCommand, command_peak,
+                         scratch.parser.held_bytes());
   metrics::RecordCommandMessage(methods, payload.size(), net::Loop::MonotonicUs() - started_us);
 }
 
@@ -424,6 +437,14 @@ bool ClientConnection::Handle(const Command& c) {
 
 void ClientConnection::ReplyError(uint32_t id, ErrorCode code) { AppendError(*reply_, id, code); }
 
+size_t ClientConnection::ReplyRoom() const {
+  // A sixteenth of the budget stays free: the queue also counts a record per queued frame
+  // against it, and pushes of this loop iteration may follow the reply.
+  const size_t budget = loop().max_write_buffer_bytes();
+  const size_t used = queued_bytes() + reply_->size() + kReplyEnvelopeBytes + budget / 16;
+  return used >= budget ? 0 : budget - used;
+}
+
 void ClientConnection::HandleConnect(const Command& c) {
   auth::TokenClaims claims;
   if (!c.token.empty()) {
@@ -472,7 +493,7 @@ void ClientConnection::AddServerSubscription(const Command& c, std::string_view 
                                              std::vector<core::Hub::SubscribeResult>& results,
                                              std::vector<ServerSubscription>& subs) {
   const config::ChannelOptions* options = context_.rules.Find(channel);
-  if (!options || channel.size() > context_.rules.max_length() || FindSubscription(channel) ||
+  if (!options || !context_.rules.NameAllowed(channel) || FindSubscription(channel) ||
       subscriptions_.size() >= context_.options.channel_limit) {
     return;
   }
@@ -496,9 +517,17 @@ void ClientConnection::AddServerSubscription(const Command& c, std::string_view 
   core::StreamPosition since;
   if (recover) since = {known->offset, std::string(known->epoch)};
   const bool recoverable = effective.history_size > 0 && effective.force_recovery;
-  results.push_back(AddSubscription(
-      channel, *options, recoverable, recover, since, effective.force_push_join_leave, 0,
-      token_sub ? std::string_view(token_sub->info) : "", std::move(overridden)));
+  // The connect reply carries every subscription's recovered publications: together they
+  // get the reply's room.
+  size_t taken = 0;
+  for (const core::Hub::SubscribeResult& r : results) {
+    for (const std::string& p : r.publications) taken += p.size() + 1;
+  }
+  const size_t room = ReplyRoom();
+  results.push_back(AddSubscription(channel, *options, recoverable, recover, since,
+                                    effective.force_push_join_leave, 0,
+                                    token_sub ? std::string_view(token_sub->info) : "",
+                                    std::move(overridden), room > taken ? room - taken : 0));
   subscriptions_.back()->server_side = true;
   ServerSubscription sub{channel, &results.back(), recoverable && recover};
   if (token_sub) sub.data = token_sub->data;
@@ -532,7 +561,7 @@ void ClientConnection::HandleRefresh(const Command& c) {
 }
 
 const config::ChannelOptions* ClientConnection::ChannelOptionsOrReply(const Command& c) {
-  if (c.channel.empty() || c.channel.size() > context_.rules.max_length()) {
+  if (!context_.rules.NameAllowed(c.channel)) {
     ReplyError(c.id, ErrorCode::kBadRequest);
     return nullptr;
   }
@@ -551,7 +580,8 @@ ClientConnection::ClientSubscription* ClientConnection::FindSubscription(std::st
 core::Hub::SubscribeResult ClientConnection::AddSubscription(
     std::string_view channel, const config::ChannelOptions& options, bool recoverable, bool recover,
     const core::StreamPosition& since, bool join_leave, int64_t expires_at,
-    std::string_view chan_info, std::unique_ptr<config::ChannelOptions> overridden) {
+    std::string_view chan_info, std::unique_ptr<config::ChannelOptions> overridden,
+    size_t max_recovery_bytes) {
   auto subscription = std::make_unique<ClientSubscription>();
   subscription->connection = this;
   subscription->channel = std::string(channel);
@@ -578,6 +608,7 @@ core::Hub::SubscribeResult ClientConnection::AddSubscription(
   request.recover = recover;
   request.since = since;
   request.max_recovery = context_.options.max_recovery;
+  request.max_recovery_bytes = max_recovery_bytes;
   core::Hub::SubscribeResult result = context_.hub.Subscribe(loop(), request, subscription.get());
   subscriptions_.push_back(std::move(subscription));
   return result;
@@ -618,9 +649,9 @@ void ClientConnection::HandleSubscribe(const Command& c) {
     if (!allowed) return ReplyError(c.id, ErrorCode::kPermissionDenied);
   }
   const bool recoverable = options->history_size > 0 && (c.recoverable || options->force_recovery);
-  core::Hub::SubscribeResult result =
-      AddSubscription(c.channel, *options, recoverable, c.recover, {c.offset, std::string(c.epoch)},
-                      c.join_leave || options->force_push_join_leave, expires_at, chan_info);
+  core::Hub::SubscribeResult result = AddSubscription(
+      c.channel, *options, recoverable, c.recover, {c.offset, std::string(c.epoch)},
+      c.join_leave || options->force_push_join_leave, expires_at, chan_info, nullptr, ReplyRoom());
   AppendSubscribeReply(*reply_, c.id, result, recoverable && c.recover, TtlSeconds(expires_at));
 }
 
@@ -715,9 +746,16 @@ void ClientConnection::HandlePresence(const Command& c, bool stats) {
   if (stats) {
     auto [clients, users] = context_.hub.PresenceStats(c.channel);
     AppendPresenceStatsReply(*reply_, c.id, clients, users);
-  } else {
-    AppendPresenceReply(*reply_, c.id, context_.hub.Presence(c.channel));
+    return;
   }
+  const auto presence = context_.hub.Presence(c.channel);
+  size_t bytes = 0;
+  for (const auto& [client, entry] : presence) bytes += client.size() + entry.info.size() + 4;
+  if (bytes > ReplyRoom()) {
+    metrics::RecordReplyLimited(metrics::ReplyLimit::kRefused);
+    return ReplyError(c.id, ErrorCode::kLimitExceeded);
+  }
+  AppendPresenceReply(*reply_, c.id, presence);
 }
 
 void ClientConnection::HandleHistory(const Command& c) {
@@ -728,9 +766,23 @@ void ClientConnection::HandleHistory(const Command& c) {
                        (options->allow_history_for_subscriber && FindSubscription(c.channel));
   if (!allowed) return ReplyError(c.id, ErrorCode::kPermissionDenied);
   core::StreamPosition since{c.since_offset, std::string(c.since_epoch)};
-  core::Hub::HistoryResult result =
-      context_.hub.History(c.channel, *options, c.has_since ? &since : nullptr, c.limit, c.reverse);
+  // Cut short as Centrifugo's client_history_max_publication_limit does (limit -1, or more
+  // than the cap, gets the cap), and to the reply's room: a client pages on with `since`
+  // from the last offset it got; the reply's `offset` is the stream's top.
+  int64_t limit = c.limit;
+  const int64_t max = context_.options.max_history;
+  if (max > 0 && (limit < 0 || limit > max)) limit = max;
+  core::Hub::HistoryResult result = context_.hub.History(
+      c.channel, *options, c.has_since ? &since : nullptr, limit, c.reverse, ReplyRoom());
   if (result.unrecoverable) return ReplyError(c.id, ErrorCode::kUnrecoverablePosition);
+  if (result.cut) {
+    // Not one publication fits: 106 says so; a smaller limit or a read queue helps.
+    if (result.publications.empty()) {
+      metrics::RecordReplyLimited(metrics::ReplyLimit::kRefused);
+      return ReplyError(c.id, ErrorCode::kLimitExceeded);
+    }
+    metrics::RecordReplyLimited(metrics::ReplyLimit::kCut);
+  }
   AppendHistoryReply(*reply_, c.id, result);
 }
 

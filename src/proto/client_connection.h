@@ -19,6 +19,9 @@
 // object (the Connection's own timer belongs to the WebSocket layer), so it costs no
 // allocation. The command parser and the reply buffer are per thread (per loop), not per
 // connection: an idle client holds its id, its user and its subscriptions, nothing more.
+// Both are released after a message that grew them past kScratchKeepBytes, and what one
+// message's replies may hold is bounded by the connection's write budget (ReplyRoom), so a
+// message of 50 large history commands cannot pin a gigabyte (issue 21 §1).
 #pragma once
 
 #include <cstdint>
@@ -48,6 +51,7 @@ struct ClientOptions {
   bool allow_anonymous = false;
   size_t channel_limit = 128;
   size_t max_recovery = 300;
+  int64_t max_history = 300;          // publications per history reply; 0: no cap by count
   uint64_t ping_interval_ms = 25000;  // 0: no pings
   uint64_t pong_timeout_ms = 8000;
   uint64_t stale_close_ms = 10000;  // a connection without connect is closed (3502); 0: off
@@ -154,6 +158,12 @@ class ClientConnection final : public ws::WebSocketConnection {
   void HandlePresence(const Command& c, bool stats);
   void HandleHistory(const Command& c);
   void ReplyError(uint32_t id, ErrorCode code);
+  // The bytes one more reply may take: the connection's write budget (websocket.
+  // max_write_buffer_bytes, which bounds pushes too) less what is queued and what this
+  // message's replies already hold. A history or presence reply that would pass it is cut
+  // short or refused with 106 before it is built; past the budget the connection would be
+  // cut (3008), and a message of many such commands would pin their sum in memory.
+  size_t ReplyRoom() const;
   // Checks the channel name and its namespace; replies with the error when it fails.
   const config::ChannelOptions* ChannelOptionsOrReply(const Command& c);
   ClientSubscription* FindSubscription(std::string_view channel);
@@ -162,8 +172,8 @@ class ClientConnection final : public ws::WebSocketConnection {
   core::Hub::SubscribeResult AddSubscription(
       std::string_view channel, const config::ChannelOptions& options, bool recoverable,
       bool recover, const core::StreamPosition& since, bool join_leave, int64_t expires_at,
-      std::string_view chan_info = {},
-      std::unique_ptr<config::ChannelOptions> overridden = nullptr);
+      std::string_view chan_info = {}, std::unique_ptr<config::ChannelOptions> overridden = nullptr,
+      size_t max_recovery_bytes = SIZE_MAX);
   // A server-side subscription from the connection token, recovered from connect.subs.
   void AddServerSubscription(const Command& c, std::string_view channel,
                              const auth::TokenSubscription* token_sub,

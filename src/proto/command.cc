@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "proto/json_syntax.h"
+
 namespace hermod::proto {
 
 namespace {
@@ -154,6 +156,13 @@ void CommandParser::Reset(std::string_view message) {
   std::memset(buffer_.data() + size_, 0, simdjson::SIMDJSON_PADDING);
 }
 
+size_t CommandParser::Release(size_t keep_bytes) {
+  const size_t held = buffer_.capacity();
+  if (held > keep_bytes) std::vector<char>().swap(buffer_);
+  if (parser_.capacity() > keep_bytes) parser_ = simdjson::ondemand::parser{};
+  return held;
+}
+
 ParseStatus CommandParser::Next(Command* command) {
   while (position_ < size_) {
     const char* start = buffer_.data() + position_;
@@ -177,11 +186,9 @@ ParseStatus CommandParser::Next(Command* command) {
 ParseStatus CommandParser::ParseLine(size_t begin, size_t end, Command* c) {
   *c = Command{};
   // Full validation first: On Demand checks only what it reads, and `data` goes to every
-  // subscriber, whose SDK would fail on malformed JSON.
-  simdjson::dom::element ignored;
-  if (validator_.parse(buffer_.data() + begin, end - begin, false).get(ignored) != SUCCESS) {
-    return ParseStatus::kInvalidJson;
-  }
+  // subscriber, whose SDK would fail on malformed JSON. Syntax only (json_syntax.h): a number
+  // too large for a double or an int64 is still JSON.
+  if (!IsJson({buffer_.data() + begin, end - begin})) return ParseStatus::kInvalidJson;
   od::document doc;
   if (parser_.iterate(buffer_.data() + begin, end - begin, buffer_.size() - begin).get(doc) !=
       SUCCESS) {

@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "metrics/loop_metrics.h"
 #include "ws/deflate.h"
 #include "ws/mask.h"
 
@@ -296,8 +297,11 @@ MessageReader::Result MessageReader::DeliverMessage(std::string_view payload, bo
   message_compressed_ = false;
   handler.OnMessage(opcode, message);
   buffer_.reset();
-  if (inflated != nullptr && inflated->capacity() > kScratchKeepBytes)
-    std::string().swap(*inflated);
+  if (inflated != nullptr) {
+    const size_t peak = inflated->capacity();
+    if (peak > kScratchKeepBytes) std::string().swap(*inflated);
+    metrics::RecordScratch(metrics::ScratchBuffer::kInflate, peak, inflated->capacity());
+  }
   return {};
 }
 

@@ -12,9 +12,21 @@ namespace hermod::ws {
 
 namespace {
 
+// Deflated output, one per loop. A large message's output is freed after it is queued (the
+// queue holds its own copy), as the reader frees its inflate buffer: the loop keeps what
+// ordinary messages need, not its largest message (issue 21 §1).
+constexpr size_t kScratchKeepBytes = 256 * 1024;
+
 std::string& Scratch() {
   thread_local std::string scratch;
   return scratch;
+}
+
+void ReleaseScratch() {
+  std::string& scratch = Scratch();
+  const size_t peak = scratch.capacity();
+  if (peak > kScratchKeepBytes) std::string().swap(scratch);
+  metrics::RecordScratch(metrics::ScratchBuffer::kDeflate, peak, scratch.capacity());
 }
 
 }  // namespace
@@ -168,6 +180,7 @@ net::SendStatus WebSocketConnection::SendMessage(Opcode opcode, std::string_view
                 payload.substr(offset, piece));
     }
   }
+  if (compressed) ReleaseScratch();
   return closed() ? net::SendStatus::kOverflow : net::SendStatus::kQueued;
 }
 

@@ -2,14 +2,13 @@
 // among them; one past the list is an unknown method, so nested commands are reached), the rest is
 // the body. Every input must get a status (200, 400 or 404) and, for 200, a JSON object; never a
 // crash. The hub has no loops, and the per-client methods are recorded, not run.
-#include <simdjson.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
 
 #include "api/server_api.h"
+#include "proto/json_syntax.h"
 #include "proto/prepared_push.h"
 
 namespace {
@@ -29,7 +28,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using hermod::api::ServerApi;
   static const hermod::config::Config config = MakeConfig();
   static const hermod::core::ChannelRules rules(config);
-  static simdjson::dom::parser check;
   if (size == 0) return 0;
   // A hub per input: idempotency keys and streams from one input never pile up.
   hermod::core::Hub hub(0, hermod::proto::JsonPushCodec());
@@ -41,9 +39,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string out;
   const int status = api.Call(method, body, out);
   if (status != 200 && status != 400 && status != 404) std::abort();
-  if (status == 200) {
-    simdjson::dom::element answer;
-    if (check.parse(out).get(answer) != simdjson::SUCCESS || !answer.is_object()) std::abort();
+  // A 200 answer is one JSON object. Checked by syntax alone: history answers carry
+  // publication data verbatim, whose numbers may be of any size.
+  if (status == 200 && (out.empty() || out.front() != '{' || !hermod::proto::IsJson(out))) {
+    std::abort();
   }
   return 0;
 }

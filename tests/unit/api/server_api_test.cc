@@ -139,5 +139,42 @@ TEST_F(ServerApiTest, InfoDescribesTheNode) {
   EXPECT_EQ(info.substr(0, 28), R"({"result":{"nodes":[{"uid":")");
 }
 
+// Issue 21 §7: only Centrifugo's custom ranges go into a close frame; the rest is 107 naming
+// the field, and no client is selected.
+TEST_F(ServerApiTest, DisconnectRefusesCodesOutsideCentrifugosRanges) {
+  constexpr std::string_view kRefused =
+      R"({"error":{"code":107,"message":"bad request: disconnect.code must be 3000..4999"}})";
+  for (std::string code : {"1005", "1006", "999", "1000", "2999", "5000", "66536", "-1",
+                           "18446744073709551616", "\"4000\"", "4000.5"}) {
+    EXPECT_EQ(Ok("disconnect", R"({"user":"u","disconnect":{"code":)" + code + "}}"), kRefused)
+        << code;
+  }
+  EXPECT_TRUE(selected_.empty());
+  for (std::string code : {"3000", "3999", "4000", "4999"}) {
+    EXPECT_EQ(Ok("disconnect", R"({"user":"u","disconnect":{"code":)" + code + "}}"),
+              R"({"result":{}})");
+  }
+  EXPECT_EQ(Ok("disconnect", R"({"user":"u"})"), R"({"result":{}})");  // default 3503
+  EXPECT_EQ(selected_.size(), 5u);
+}
+
+// Issue 21 §4: numbers of any size are JSON; the publication keeps them as they came.
+TEST_F(ServerApiTest, PublishesDataWithNumbersOfAnySize) {
+  for (std::string data :
+       {R"({"wei": 100000000000000000000})", "1e99999", "-9223372036854775809"}) {
+    EXPECT_EQ(Call("publish", R"({"channel":"big","data":)" + data + "}").first, 200) << data;
+  }
+  const std::string history = Ok("history", R"({"channel":"big","limit":-1})");
+  EXPECT_NE(history.find(R"("data":{"wei": 100000000000000000000})"), std::string::npos);
+  EXPECT_NE(history.find(R"("data":1e99999)"), std::string::npos);
+  EXPECT_NE(history.find(R"("data":-9223372036854775809)"), std::string::npos);
+  EXPECT_EQ(Call("publish", R"({"channel":"big","data":01})").first, 400);
+}
+
+// Issue 13 §3: names past ASCII are refused, as Centrifugo does.
+TEST_F(ServerApiTest, RefusesChannelNamesPastAscii) {
+  EXPECT_EQ(Ok("publish", "{\"channel\":\"caf\xc3\xa9\",\"data\":{}}"), kBadRequest);
+}
+
 }  // namespace
 }  // namespace hermod::api

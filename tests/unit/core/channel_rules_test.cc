@@ -47,5 +47,35 @@ TEST(ChannelRules, UserLimitedChannelsListTheirUsersAfterTheHash) {
   EXPECT_FALSE(ChannelRules::UserListed("dialog#", ""));
 }
 
+// Issue 13 §3: Centrifugo strips the private prefix before it looks up the namespace.
+TEST(ChannelRules, PrivateChannelTakesItsNamespaceWithoutThePrefix) {
+  config::Config c;
+  config::Namespace rw;
+  rw.name = "rw";
+  rw.options.history_size = 3;
+  c.namespaces.push_back(rw);
+  ChannelRules rules(c);
+  const config::ChannelOptions* o = rules.Find("$rw:x");
+  ASSERT_NE(o, nullptr);
+  EXPECT_EQ(o->history_size, 3u);
+  EXPECT_TRUE(rules.IsPrivate("$rw:x"));
+  EXPECT_EQ(rules.Find("$nope:x"), nullptr);
+  EXPECT_NE(rules.Find("$plain"), nullptr);  // top-level options
+}
+
+TEST(ChannelRules, NamesAreAsciiByDefaultAsCentrifugoDocuments) {
+  config::Config c;
+  c.channel_max_length = 8;
+  ChannelRules rules(c);
+  EXPECT_TRUE(rules.NameAllowed("news"));
+  EXPECT_FALSE(rules.NameAllowed("caf\xc3\xa9"));
+  EXPECT_FALSE(rules.NameAllowed(""));
+  EXPECT_FALSE(rules.NameAllowed("123456789"));
+  c.channel_name_ascii_only = false;
+  ChannelRules any(c);
+  EXPECT_TRUE(any.NameAllowed("caf\xc3\xa9"));
+  EXPECT_FALSE(any.NameAllowed("123456789"));
+}
+
 }  // namespace
 }  // namespace hermod::core

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <string>
+
 namespace hermod::core {
 namespace {
 
@@ -81,6 +84,36 @@ TEST(HistoryStream, RecoversNothingMissedEvenWhenEntriesExpired) {
   Fill(s, 3, 0, 10, 100);
   EXPECT_TRUE(s.Recover({3, "e"}, 300, 500).recovered);
   EXPECT_FALSE(s.Recover({2, "e"}, 300, 500).recovered);
+}
+
+// Issue 21 §1: a history read stops at its byte bound before it copies anything more.
+TEST(HistoryStream, ReadStopsAtTheByteBound) {
+  HistoryStream s("e");
+  for (int i = 0; i < 10; ++i) s.Append(std::string(100, 'x'), 0, 100, 60000);
+  bool cut = false;
+  // 100 bytes and a separator each: 350 bytes hold three.
+  EXPECT_EQ(s.Read(nullptr, -1, false, 0, 350, &cut).size(), 3u);
+  EXPECT_TRUE(cut);
+  EXPECT_EQ(s.Read(nullptr, 3, false, 0, 350, &cut).size(), 3u);
+  EXPECT_FALSE(cut);
+  EXPECT_EQ(s.Read(nullptr, -1, true, 0, 50, &cut).size(), 0u);
+  EXPECT_TRUE(cut);
+  EXPECT_EQ(s.Read(nullptr, -1, false, 0, SIZE_MAX, &cut).size(), 10u);
+  EXPECT_FALSE(cut);
+}
+
+TEST(HistoryStream, RecoveryLargerThanItsByteBoundIsNotRecovered) {
+  HistoryStream s("e");
+  for (int i = 0; i < 10; ++i) s.Append(std::string(100, 'x'), 0, 100, 60000);
+  EXPECT_FALSE(s.Recover({5, "e"}, 300, 0, 400).recovered);  // 5 x 101 bytes
+  EXPECT_TRUE(s.Recover({5, "e"}, 300, 0, 505).recovered);
+}
+
+TEST(HistoryStream, ContinuesAKeptPosition) {
+  HistoryStream s("e", 41);
+  EXPECT_EQ(s.next_offset(), 42u);
+  EXPECT_TRUE(s.Recover({41, "e"}, 300, 0).recovered);
+  EXPECT_FALSE(s.Recover({40, "e"}, 300, 0).recovered);  // offset 41 is gone
 }
 
 }  // namespace

@@ -260,6 +260,9 @@ class HubClockTest : public ::testing::Test {
     loop_.timers().Advance(fake_now_ms);
   }
 
+  // Reset before loop_ reads the clock: a clock left far ahead by an earlier test would put
+  // the sweep timer's first tick past this test's whole run.
+  uint64_t clock_reset_ = fake_now_ms = 1'000'000;
   Hub hub_{1, PushCodec{&Publication, &Frame, &JoinLeave, &Join}, &FakeNow,
            SweepPolicy{1000, kBudget}};
   net::Loop loop_{0, 4096, &FakeNow};
@@ -310,6 +313,49 @@ TEST_F(HubClockTest, SweepFreesChannelsOnceTheirIdempotencyKeysExpire) {
   EXPECT_EQ(hub_.ChannelCount(), 1u);
   for (int tick = 0; tick < 5 * 60 + 70 && hub_.ChannelCount() > 0; ++tick) Tick();
   EXPECT_EQ(hub_.ChannelCount(), 0u);
+}
+
+// Issue 21 §12: a swept channel's stream continues (epoch, top offset) while its position is
+// kept (history_meta_ttl), and starts anew once it is not.
+TEST_F(HubClockTest, SweptChannelContinuesItsStreamWithinTheMetaTtl) {
+  Hub::Limits limits;
+  limits.history_meta_ttl_ms = 600'000;
+  hub_.set_limits(limits);
+  const StreamPosition first = *hub_.Publish("gone", options_, "1", {});
+  hub_.Publish("gone", options_, "2", {});
+  Tick(5000);
+  for (int tick = 0; tick < 200 && hub_.ChannelCount() > 0; ++tick) Tick();
+  ASSERT_EQ(hub_.ChannelCount(), 0u);
+  // Asking does not bring the channel back, but answers with its position.
+  Hub::HistoryResult kept = hub_.History("gone", options_, nullptr, -1, false);
+  EXPECT_EQ(kept.position.epoch, first.epoch);
+  EXPECT_EQ(kept.position.offset, 2u);
+  EXPECT_EQ(hub_.ChannelCount(), 0u);
+  const StreamPosition next = *hub_.Publish("gone", options_, "3", {});
+  EXPECT_EQ(next.epoch, first.epoch);
+  EXPECT_EQ(next.offset, 3u);
+
+  // Past the TTL the position is forgotten: a new stream, a new epoch.
+  Tick(5000);
+  for (int tick = 0; tick < 200 && hub_.ChannelCount() > 0; ++tick) Tick();
+  ASSERT_EQ(hub_.ChannelCount(), 0u);
+  fake_now_ms += 600'000;
+  const StreamPosition fresh = *hub_.Publish("gone", options_, "4", {});
+  EXPECT_NE(fresh.epoch, first.epoch);
+  EXPECT_EQ(fresh.offset, 1u);
+}
+
+TEST_F(HubClockTest, MetaTtlZeroForgetsTheStreamWithTheChannel) {
+  Hub::Limits limits;
+  limits.history_meta_ttl_ms = 0;
+  hub_.set_limits(limits);
+  const StreamPosition first = *hub_.Publish("gone", options_, "1", {});
+  Tick(5000);
+  for (int tick = 0; tick < 200 && hub_.ChannelCount() > 0; ++tick) Tick();
+  ASSERT_EQ(hub_.ChannelCount(), 0u);
+  const StreamPosition next = *hub_.Publish("gone", options_, "2", {});
+  EXPECT_NE(next.epoch, first.epoch);
+  EXPECT_EQ(next.offset, 1u);
 }
 
 TEST_F(HubTest, AnIdempotentRetryOnOneLoopWhileTheOtherPublishesTheFirstPublishesOnce) {

@@ -106,5 +106,44 @@ TEST(CommandParser, SkipsBlankLines) {
   EXPECT_EQ(last, ParseStatus::kEnd);
 }
 
+TEST(CommandParser, PassesNumbersOfAnySizeThroughVerbatim) {
+  // Issue 21 §4: valid JSON whose numbers no double or int64 holds was refused (3501).
+  CommandParser p;
+  ParseStatus last;
+  for (std::string data : {"{\"wei\": 100000000000000000000}", "1e99999", "-9223372036854775809"}) {
+    auto commands =
+        ParseAll(p, "{\"id\":3,\"publish\":{\"channel\":\"c\",\"data\":" + data + "}}", &last);
+    EXPECT_EQ(last, ParseStatus::kEnd) << data;
+    ASSERT_EQ(commands.size(), 1u) << data;
+    EXPECT_EQ(commands[0].data, data);
+  }
+}
+
+TEST(CommandParser, StillRefusesMalformedNumbers) {
+  CommandParser p;
+  ParseStatus last;
+  ParseAll(p, "{\"id\":3,\"publish\":{\"channel\":\"c\",\"data\":01}}", &last);
+  EXPECT_EQ(last, ParseStatus::kInvalidJson);
+}
+
+// Issue 21 §1: a large message's copy is not kept for the loop's lifetime.
+TEST(CommandParser, ReleasesTheCopyOfALargeMessage) {
+  CommandParser p;
+  ParseStatus last;
+  const std::string big =
+      "{\"id\":1,\"publish\":{\"channel\":\"c\",\"data\":\"" + std::string(1 << 20, 'x') + "\"}}";
+  ASSERT_EQ(ParseAll(p, big, &last).size(), 1u);
+  EXPECT_GE(p.Release(256 * 1024), big.size());
+  EXPECT_EQ(p.held_bytes(), 0u);
+  // Small messages keep their copy: no allocation per message.
+  ParseAll(p, "{\"id\":2,\"presence\":{\"channel\":\"c\"}}", &last);
+  const size_t small = p.held_bytes();
+  EXPECT_GT(small, 0u);
+  p.Release(256 * 1024);
+  EXPECT_EQ(p.held_bytes(), small);
+  // And parsing goes on after a release.
+  EXPECT_EQ(ParseAll(p, big, &last).size(), 1u);
+}
+
 }  // namespace
 }  // namespace hermod::proto
