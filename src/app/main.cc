@@ -47,7 +47,8 @@ struct ServeFlags {
 };
 
 // Defaults, then the file, then HERMOD_* variables, then flags. *sources says which were
-// applied, for the one config log line.
+// applied, for the one config log line; *service_links names the Kubernetes variables that
+// were skipped (config::IsKubernetesServiceLink).
 bool LoadConfig(const ServeFlags& flags, hermod::config::Config& config, std::string* error,
                 std::string* sources = nullptr, std::string* service_links = nullptr) {
   std::string applied = "defaults";
