@@ -63,10 +63,10 @@ bool ProbePortFree(const std::string& addr, uint16_t port, std::string* error) {
   // Linux), but no SO_REUSEPORT: a bind fails if any socket listens on the port.
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  const bool free = bind(fd, reinterpret_cast<sockaddr*>(&a.storage), a.len) == 0;
+  const bool is_free = bind(fd, reinterpret_cast<sockaddr*>(&a.storage), a.len) == 0;
   const int bind_errno = errno;
   close(fd);
-  if (free) return true;
+  if (is_free) return true;
   if (bind_errno == EADDRINUSE) {
     *error = "port " + std::to_string(port) + " is already in use on " + addr +
              " (another hermod or another server listens on it); refusing to share it";
