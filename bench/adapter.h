@@ -56,6 +56,11 @@ class Adapter {
 
 std::unique_ptr<Adapter> MakeAdapter(Protocol protocol);
 
+// Session::Fail reasons that start with this: the server refused a publication outright (no
+// permission, no such channel), which every later one would meet too, so the run stops at
+// once and hermod-bench exits with the server's error (main.cc) instead of measuring nothing.
+inline constexpr std::string_view kPublishRefused = "publish refused: ";
+
 // For byte-stream protocols carried over WebSocket (NATS, MQTT): a message may end inside a
 // protocol frame, so the unparsed tail waits in the session's carry buffer for the next one.
 // parse(bytes) returns how many bytes it consumed.

@@ -67,7 +67,11 @@ class HermodAdapter final : public Adapter {
     }
     uint64_t id = ReplyId(line);
     if (line.find("\"error\"") != std::string_view::npos) {
-      session.Fail("hermod: " + std::string(line.substr(0, 120)));
+      // A refused publish (id 3) stops the run, except 111 (too many requests): that is the
+      // load being measured, not a setup mistake.
+      const bool refused = id == 3 && line.find("\"code\":111") == std::string_view::npos;
+      session.Fail(std::string(refused ? kPublishRefused : "") +
+                   "hermod: " + std::string(line.substr(0, 120)));
       return;
     }
     if (id == 1) {

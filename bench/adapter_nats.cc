@@ -96,7 +96,11 @@ class NatsAdapter final : public Adapter {
       } else if (StartsWithNoCase(line, "PONG")) {
         if (!session.is_ready()) session.Ready();
       } else if (StartsWithNoCase(line, "-ERR")) {
-        session.Fail("nats: " + std::string(line.substr(0, 80)));
+        // A publish permission violation (nats-server's text) stops the run (adapter.h).
+        const bool refused =
+            line.find("Permissions Violation for Publish") != std::string_view::npos;
+        session.Fail(std::string(refused ? kPublishRefused : "") +
+                     "nats: " + std::string(line.substr(0, 80)));
         return buf.size();
       }
       // INFO and +OK need nothing.

@@ -454,6 +454,7 @@ void ClientLoop::Fail(ClientConnection& c, std::string_view reason) {
     return;
   }
   stats_.AddError(std::string(reason));
+  if (reason.starts_with(kPublishRefused)) ++refused_;
   bool measuring = measuring_ && !stopping_;
   if (measuring) ++stats_.At(SecondOf(NowNs())).errors;
   if (c.state == ConnState::kReady) {
@@ -489,7 +490,9 @@ void ClientLoop::Deliver(ClientConnection& c, std::string_view payload) {
   stats_.latency.Record(now > stamp.sent_ns ? now - stamp.sent_ns : 0);
   ++stats_.delivered;
   stats_.last_delivery_ns = now;
-  ++stats_.At(SecondOf(now)).delivered;
+  Second& second = stats_.At(SecondOf(now));
+  ++second.delivered;
+  second.latency.Record(now > stamp.sent_ns ? now - stamp.sent_ns : 0);
   SequenceTracker::Outcome o = c.tracker.Observe(stamp.publisher, stamp.seq);
   stats_.lost += o.lost;
   if (o.duplicate) ++stats_.duplicates;
@@ -632,6 +635,7 @@ void ClientLoop::PublishProgress() {
   progress_.errors.store(stats_.error_count(), std::memory_order_relaxed);
   progress_.connects.store(stats_.connects_ok, std::memory_order_relaxed);
   progress_.publishers_done.store(publishers_done_, std::memory_order_relaxed);
+  progress_.refused.store(refused_, std::memory_order_relaxed);
 }
 
 void ClientLoop::Run() {

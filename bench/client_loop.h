@@ -118,6 +118,7 @@ class ClientLoop {
   uint64_t open_ = 0;
   uint64_t ready_ = 0;
   uint64_t failed_ = 0;
+  uint64_t refused_ = 0;  // publishes the server refused (kPublishRefused)
   uint64_t publishers_done_ = 0;
 };
 

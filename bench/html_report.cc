@@ -50,11 +50,58 @@ std::string Num(double v) {
   return buf;
 }
 
-// A line chart in SVG. x_labels: optional (x, label) ticks replacing numeric x ticks.
+// Axis numbers read at a glance: at most three significant digits and an SI suffix (950,
+// 12.5k, 1.2M), never an exponent.
+std::string Short(double v) {
+  const double a = std::fabs(v);
+  const char* suffix = "";
+  if (a >= 1e9) {
+    v /= 1e9;
+    suffix = "G";
+  } else if (a >= 1e6) {
+    v /= 1e6;
+    suffix = "M";
+  } else if (a >= 1e3) {
+    v /= 1e3;
+    suffix = "k";
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), a != 0 && a < 0.01 ? "%.2f" : "%.3g", v);
+  return std::string(buf) + suffix;
+}
+
+// A duration given in milliseconds, in the unit that fits it: 172 us, 3.4 ms, 1.2 s.
+std::string Millis(double ms) {
+  char buf[32];
+  if (ms == 0) return "0";
+  if (ms < 1) {
+    std::snprintf(buf, sizeof(buf), "%.3g us", ms * 1e3);
+  } else if (ms < 1000) {
+    std::snprintf(buf, sizeof(buf), "%.3g ms", ms);
+  } else {
+    std::snprintf(buf, sizeof(buf), "%.3g s", ms / 1e3);
+  }
+  return buf;
+}
+
+// The smallest 1, 2, 2.5 or 5 times a power of ten at or above v: tick steps people can add.
+double NiceStep(double v) {
+  if (v <= 0) return 1;
+  const double power = std::pow(10.0, std::floor(std::log10(v)));
+  for (double m : {1.0, 2.0, 2.5, 5.0, 10.0}) {
+    if (v <= m * power * (1 + 1e-9)) return m * power;
+  }
+  return 10 * power;
+}
+
+// A line chart in SVG. x_labels: optional (x, label) ticks replacing numeric x ticks;
+// y_format writes the y tick labels (Short, or Millis for latencies).
 std::string LineChart(const std::string& title, const std::string& x_label,
                       const std::string& y_label, const std::vector<Series>& series,
-                      const std::vector<std::pair<double, std::string>>& x_labels = {}) {
-  constexpr double kW = 720, kH = 260, kL = 70, kR = 20, kT = 30, kB = 40;
+                      const std::vector<std::pair<double, std::string>>& x_labels = {},
+                      std::string (*y_format)(double) = Short) {
+  // Margins wide enough for the longest tick label ("999 us", "99.999%") and the legend.
+  constexpr double kW = 760, kH = 280, kL = 64, kR = 40, kT = 34, kB = 42;
   double x0 = INFINITY, x1 = -INFINITY, y1 = 0;
   for (const Series& s : series) {
     for (auto [x, y] : s.points) {
@@ -66,35 +113,36 @@ std::string LineChart(const std::string& title, const std::string& x_label,
   std::string svg = "<figure><figcaption>" + Escape(title) + "</figcaption>";
   if (!std::isfinite(x0)) return svg + "<p class=empty>no data</p></figure>";
   if (x1 <= x0) x1 = x0 + 1;
-  if (y1 <= 0) y1 = 1;
-  y1 *= 1.05;
+  const double y_step = NiceStep((y1 > 0 ? y1 : 1) / 4);
+  y1 = 4 * y_step;
   auto px = [&](double x) { return kL + (x - x0) / (x1 - x0) * (kW - kL - kR); };
   auto py = [&](double y) { return kH - kB - y / y1 * (kH - kT - kB); };
   char buf[256];
   std::snprintf(buf, sizeof(buf),
                 "<svg viewBox=\"0 0 %.0f %.0f\" width=\"%.0f\" height=\"%.0f\" "
+                "style=\"max-width:100%%;height:auto;overflow:visible\" "
                 "xmlns=\"http://www.w3.org/2000/svg\" font-size=\"11\">",
                 kW, kH, kW, kH);
   svg += buf;
   // Axes, grid and ticks.
   for (int i = 0; i <= 4; ++i) {
-    double y = y1 * i / 4;
+    double y = y_step * i;
     std::snprintf(buf, sizeof(buf),
                   "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>"
-                  "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%s</text>",
-                  kL, py(y), kW - kR, py(y), kL - 4, py(y) + 4, Num(y).c_str());
-    svg += buf;
+                  "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">",
+                  kL, py(y), kW - kR, py(y), kL - 4, py(y) + 4);
+    svg += buf + Escape(y_format(y)) + "</text>";
   }
   if (x_labels.empty()) {
-    for (int i = 0; i <= 5; ++i) {
-      double x = x0 + (x1 - x0) * i / 5;
-      std::snprintf(buf, sizeof(buf),
-                    "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>", px(x),
-                    kH - kB + 14, Num(x).c_str());
-      svg += buf;
+    const double x_step = NiceStep((x1 - x0) / 6);
+    for (double x = std::ceil(x0 / x_step) * x_step; x <= x1 + 1e-9; x += x_step) {
+      std::snprintf(buf, sizeof(buf), "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">", px(x),
+                    kH - kB + 14);
+      svg += buf + Escape(Short(x)) + "</text>";
     }
   } else {
     for (const auto& [x, label] : x_labels) {
+      if (x < x0 || x > x1) continue;  // a tick past the data would land outside the chart
       std::snprintf(buf, sizeof(buf),
                     "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>"
                     "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">",
@@ -145,7 +193,7 @@ std::string PercentileChart(const Histogram& h, const std::string& title) {
   }
   std::vector<std::pair<double, std::string>> ticks = {{0, "0%"},    {1, "90%"},    {2, "99%"},
                                                        {3, "99.9%"}, {4, "99.99%"}, {5, "99.999%"}};
-  return LineChart(title, "percentile", "ms", {s}, ticks);
+  return LineChart(title, "percentile", "latency", {s}, ticks, Millis);
 }
 
 void Row(std::string& html, std::string_view name, const std::string& value) {
@@ -180,16 +228,23 @@ std::string ReportHtml(const RunConfig& config, const RunResult& result, const S
     }
     html += "</table>";
   }
+  if (IsOverloadTest(config)) {
+    html +=
+        "<p class=bad><b>Overload test</b> (-r 0: publishers send as fast as they can): "
+        "loss " +
+        Percent(LossFraction(m)) + " of " + std::to_string(m.expected) +
+        " expected deliveries; latency is queueing under overload.</p>";
+  }
   html += "<h2>Summary</h2><table>";
   Row(html, "connections", std::to_string(TotalConnections(config)));
   Row(html, "measured", Num(m.measured_s) + " s");
-  Row(html, "sent", std::to_string(m.sent) + " (" + Num(m.sent_per_s) + "/s)");
-  Row(html, "delivered", std::to_string(m.delivered) + " (" + Num(m.deliveries_per_s) + "/s)");
-  Row(html, "received bytes/s", Num(m.bytes_in_per_s));
+  Row(html, "sent", std::to_string(m.sent) + " (" + Short(m.sent_per_s) + "/s)");
+  Row(html, "delivered", std::to_string(m.delivered) + " (" + Short(m.deliveries_per_s) + "/s)");
+  Row(html, "received bytes/s", Short(m.bytes_in_per_s));
   Row(html, "latency p50 / p90 / p99 / p99.9 / max",
-      Num(m.latency.p50 / 1e3) + " / " + Num(m.latency.p90 / 1e3) + " / " +
-          Num(m.latency.p99 / 1e3) + " / " + Num(m.latency.p999 / 1e3) + " / " +
-          Num(m.latency.max / 1e3) + " ms");
+      Millis(m.latency.p50 / 1e3) + " / " + Millis(m.latency.p90 / 1e3) + " / " +
+          Millis(m.latency.p99 / 1e3) + " / " + Millis(m.latency.p999 / 1e3) + " / " +
+          Millis(m.latency.max / 1e3));
   Row(html, "lost / duplicated / undelivered",
       std::to_string(m.lost) + " / " + std::to_string(m.duplicates) + " / " +
           std::to_string(m.undelivered));
@@ -197,13 +252,24 @@ std::string ReportHtml(const RunConfig& config, const RunResult& result, const S
       std::to_string(m.connects_ok) + " / " + std::to_string(m.connects_failed));
   Row(html, "connects/s (measured)", Num(m.connects_per_s));
   Row(html, "connect latency p50 / p99 / max",
-      Num(m.connect.p50 / 1e3) + " / " + Num(m.connect.p99 / 1e3) + " / " +
-          Num(m.connect.max / 1e3) + " ms");
-  Row(html, "errors (rate)", std::to_string(m.errors) + " (" + Num(m.error_rate) + ")");
+      Millis(m.connect.p50 / 1e3) + " / " + Millis(m.connect.p99 / 1e3) + " / " +
+          Millis(m.connect.max / 1e3));
+  Row(html, "errors, loss", std::to_string(m.errors) + ", " + Percent(LossFraction(m)));
   Row(html, "disconnects", std::to_string(m.disconnects));
   html += "</table>";
 
-  if (s.latency.count() > 0) html += PercentileChart(s.latency, "Delivery latency by percentile");
+  if (s.latency.count() > 0) {
+    html += PercentileChart(s.latency, "Delivery latency by percentile");
+    Series p50{"p50", "#1f77b4", {}}, p99{"p99", "#d62728", {}};
+    for (size_t i = 0; i < s.timeline.size(); ++i) {
+      const CoarseLatency& l = s.timeline[i].latency;
+      if (l.count() == 0) continue;
+      p50.points.emplace_back(static_cast<double>(i), static_cast<double>(l.ValueAt(0.5)) / 1e6);
+      p99.points.emplace_back(static_cast<double>(i), static_cast<double>(l.ValueAt(0.99)) / 1e6);
+    }
+    html += LineChart("Delivery latency over time (per second, within 25 %)", "seconds", "latency",
+                      {p99, p50}, {}, Millis);
+  }
   if (s.connect_latency.count() > 0) {
     html += PercentileChart(s.connect_latency, "Connect + handshake latency by percentile");
   }

@@ -3,8 +3,11 @@
 // grades against an SLO file and compares against an earlier report.
 //
 // Exit codes: 0 ok; 1 the run could not measure anything (no connection became ready);
-// 2 bad usage; 3 regression against --compare. Ctrl-C (SIGINT) ends the run early: the
-// summary and reports are written from what was measured, marked "interrupted".
+// 2 bad usage; 3 regression against --compare; 4 an objective of --slo missed (grade C, D or
+// F); 5 the server refused a publication (no permission, no such channel): the run stops at
+// once with the server's error. When several apply: 1, else 5, else 4, else 3 (what broke
+// the run before the verdict on it). Ctrl-C (SIGINT) ends the run early: the summary and
+// reports are written from what was measured, marked "interrupted".
 #include <signal.h>
 #include <sys/resource.h>
 
@@ -15,6 +18,7 @@
 #include <sstream>
 #include <string>
 
+#include "adapter.h"
 #include "grade.h"
 #include "html_report.h"
 #include "interrupt.h"
@@ -56,6 +60,14 @@ void PrintSummary(const RunConfig& c, const Summary& m, const GradeResult* grade
               ScenarioName(c.scenario), ScenarioName(Effective(c)), ProtocolName(c.protocol),
               c.url.c_str(), TotalConnections(c), m.measured_s);
   if (interrupted) std::printf("  interrupted (SIGINT): partial figures\n");
+  if (IsOverloadTest(c)) {
+    // -r 0 publishes as fast as the client can: the server is overloaded on purpose, so what
+    // it dropped is the result and the latency is mostly queueing.
+    std::printf(
+        "  overload test (-r 0: publishers send as fast as they can): loss %s of %llu "
+        "expected deliveries; latency below is queueing under overload\n",
+        Percent(LossFraction(m)).c_str(), static_cast<unsigned long long>(m.expected));
+  }
   if (Effective(c) != Scenario::kConnect) {
     std::printf("  sent %llu (%.0f/s)  delivered %llu (%.0f/s, %.2f MB/s)\n",
                 static_cast<unsigned long long>(m.sent), m.sent_per_s,
@@ -73,11 +85,26 @@ void PrintSummary(const RunConfig& c, const Summary& m, const GradeResult* grade
               static_cast<unsigned long long>(m.connects_ok),
               static_cast<unsigned long long>(m.connects_failed), m.connects_per_s,
               m.connect.p50 / 1e3, m.connect.p99 / 1e3);
-  std::printf("  errors %llu (rate %.3g)  disconnects %llu\n",
-              static_cast<unsigned long long>(m.errors), m.error_rate,
+  std::printf("  errors %llu, loss %s  disconnects %llu\n",
+              static_cast<unsigned long long>(m.errors), Percent(LossFraction(m)).c_str(),
               static_cast<unsigned long long>(m.disconnects));
-  if (grade)
+  if (grade) {
     std::printf("  grade %s (worst ratio to SLO %.2f)\n", grade->grade.c_str(), grade->worst);
+    for (const GradeCheck& check : grade->checks) {
+      if (!check.ok) {
+        std::printf("  SLO missed: %s %.4g, objective %.4g\n", check.name.c_str(), check.value,
+                    check.limit);
+      }
+    }
+  }
+}
+
+// The server's answer to a refused publication, if the run stopped on one (adapter.h).
+std::string RefusedReason(const RunStats& stats) {
+  for (const auto& [reason, n] : stats.errors) {
+    if (reason.starts_with(kPublishRefused)) return reason.substr(kPublishRefused.size());
+  }
+  return {};
 }
 
 }  // namespace
@@ -223,6 +250,10 @@ int main(int argc, char** argv) {
   }
 
   RaiseFileLimit();
+  if (IsOverloadTest(config) && !quiet) {
+    std::cerr << "hermod-bench: -r 0 is an overload test: publishers send as fast as they can; "
+                 "the loss is the result\n";
+  }
   RunResult result = RunDistributed(config);
   Summary summary = Summarize(config, result);
   GradeResult grade;
@@ -243,13 +274,21 @@ int main(int argc, char** argv) {
     std::cerr << "hermod-bench: cannot write " << html_path << "\n";
   }
   int rc = summary.connects_ok == 0 ? 1 : 0;
+  if (const std::string refused = RefusedReason(result.stats); !refused.empty()) {
+    std::cerr << "hermod-bench: the server refused the publisher, run stopped: " << refused << "\n";
+    if (rc == 0) rc = 5;
+  }
+  if (grading && rc == 0 && grade.worst > 1.0) {
+    std::cerr << "hermod-bench: grade " << grade.grade << ": the SLO is not met\n";
+    rc = 4;
+  }
   if (!compare_path.empty()) {
     std::map<std::string, double> new_figures;
     std::string json = ReportJson(config, result, summary, nullptr);
     ReadSummaryFigures(json, new_figures, &error);
     Comparison cmp = CompareFigures(old_figures, new_figures, tolerance);
     std::printf("%s", FormatComparison(cmp).c_str());
-    if (cmp.regression) rc = 3;
+    if (cmp.regression && rc == 0) rc = 3;
   }
   return rc;
 }

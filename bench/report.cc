@@ -3,6 +3,7 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <ctime>
 
 #include "grade.h"
@@ -54,8 +55,15 @@ void WriteStats(JsonWriter& w, const RunStats& s) {
         .Field("bytes_in", t.bytes_in)
         .Field("bytes_out", t.bytes_out)
         .Field("errors", t.errors)
-        .Field("connects", t.connects)
-        .EndObject();
+        .Field("connects", t.connects);
+    // Coarse delivery latency of the second: p50/p99 for readers, the buckets for merging.
+    w.Field("latency_p50_us", Us(t.latency.ValueAt(0.5)))
+        .Field("latency_p99_us", Us(t.latency.ValueAt(0.99)));
+    w.Key("latency_buckets").BeginArray();
+    for (size_t b = 0; b < t.latency.counts.size(); ++b) {
+      if (t.latency.counts[b] != 0) w.BeginArray().Uint(b).Uint(t.latency.counts[b]).EndArray();
+    }
+    w.EndArray().EndObject();
   }
   w.EndArray();
   w.Key("server").BeginArray();
@@ -121,6 +129,19 @@ void Flatten(simdjson::dom::element e, const std::string& prefix,
 }
 
 }  // namespace
+
+std::string Percent(double fraction) {
+  const double pct = fraction * 100;
+  char buf[32];
+  if (pct == 0 || pct >= 0.1) {
+    std::snprintf(buf, sizeof buf, "%.1f%%", pct);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.2g%%", pct);  // keep a small loss visible: 0.012%
+  }
+  std::string out = buf;
+  if (out == "0.0%") out = "0%";
+  return out;
+}
 
 LatencySummary Summarize(const Histogram& h) {
   LatencySummary l;
@@ -302,6 +323,17 @@ bool ResultFromJson(std::string_view json, RunResult& result, std::string* error
       sec.bytes_out += U(t, "bytes_out");
       sec.errors += U(t, "errors");
       sec.connects += U(t, "connects");
+      simdjson::dom::array buckets;
+      if (t["latency_buckets"].get_array().get(buckets) == simdjson::SUCCESS) {
+        for (simdjson::dom::element b : buckets) {
+          uint64_t index = 0, n = 0;
+          if (b.at(0).get_uint64().get(index) == simdjson::SUCCESS &&
+              b.at(1).get_uint64().get(n) == simdjson::SUCCESS &&
+              index < sec.latency.counts.size()) {
+            sec.latency.counts[index] += static_cast<uint32_t>(n);
+          }
+        }
+      }
     }
   }
   simdjson::dom::element latency, connect;

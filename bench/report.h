@@ -42,6 +42,16 @@ struct Summary {
   double deliveries_per_server_cpu_s = 0;
 };
 
+// The share of expected deliveries that never arrived (lost in a sequence, or undelivered at
+// the end); 0 when nothing was expected.
+inline double LossFraction(const Summary& m) {
+  return m.expected == 0
+             ? 0.0
+             : static_cast<double>(m.lost + m.undelivered) / static_cast<double>(m.expected);
+}
+// "17.6%", "0%", "0.012%": a fraction as a percentage readers do not have to decode.
+std::string Percent(double fraction);
+
 LatencySummary Summarize(const Histogram& h);
 Summary Summarize(const RunConfig& config, const RunResult& result);
 

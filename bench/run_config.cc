@@ -8,6 +8,11 @@ Scenario Effective(const RunConfig& config) {
   return config.scenario == Scenario::kSoak ? config.load : config.scenario;
 }
 
+bool IsOverloadTest(const RunConfig& config) {
+  const Scenario s = Effective(config);
+  return config.rate == 0 && (s == Scenario::kFanout || s == Scenario::kChannels);
+}
+
 uint32_t TotalConnections(const RunConfig& config) {
   switch (Effective(config)) {
     case Scenario::kEcho:

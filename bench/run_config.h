@@ -53,6 +53,9 @@ struct ConnectionPlan {
 
 // The scenario the connections actually run (soak runs its `load`).
 Scenario Effective(const RunConfig& config);
+// -r 0 on fanout or channels: publishers send as fast as they can, an overload on purpose
+// (echo at -r 0 is a closed loop instead: each reply sends the next message).
+bool IsOverloadTest(const RunConfig& config);
 uint32_t TotalConnections(const RunConfig& config);
 uint32_t PublisherCount(const RunConfig& config);
 // How many subscribers receive each publication (for the undelivered count).

@@ -1,8 +1,48 @@
 #include "run_stats.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace hermod::bench {
+
+void CoarseLatency::Record(uint64_t ns) {
+  const int msb = ns == 0 ? 0 : 63 - __builtin_clzll(ns);
+  size_t index = 0;
+  if (msb >= kLowOctave) {
+    // The two bits below the leading one pick the quarter of the octave.
+    const uint64_t quarter = (ns >> (msb - 2)) & 3;
+    index = std::min(kBuckets - 1, static_cast<size_t>(msb - kLowOctave) * kPerOctave + quarter);
+  }
+  ++counts[index];
+}
+
+void CoarseLatency::Merge(const CoarseLatency& other) {
+  for (size_t i = 0; i < kBuckets; ++i) counts[i] += other.counts[i];
+}
+
+uint64_t CoarseLatency::count() const {
+  uint64_t n = 0;
+  for (uint32_t c : counts) n += c;
+  return n;
+}
+
+uint64_t CoarseLatency::UpperBound(size_t index) {
+  const size_t octave = index / kPerOctave + kLowOctave;
+  const uint64_t quarter = index % kPerOctave;
+  return (uint64_t{1} << octave) + ((quarter + 1) << (octave - 2));
+}
+
+uint64_t CoarseLatency::ValueAt(double q) const {
+  const uint64_t n = count();
+  if (n == 0) return 0;
+  const auto rank = static_cast<uint64_t>(std::ceil(q * static_cast<double>(n)));
+  uint64_t seen = 0;
+  for (size_t i = 0; i < kBuckets; ++i) {
+    seen += counts[i];
+    if (seen >= std::max<uint64_t>(rank, 1)) return UpperBound(i);
+  }
+  return UpperBound(kBuckets - 1);
+}
 
 Second& RunStats::At(uint64_t second) {
   // Bounded: a run longer than a day keeps adding to its last second.
@@ -42,6 +82,7 @@ void RunStats::Merge(const RunStats& other) {
     s.bytes_out += o.bytes_out;
     s.errors += o.errors;
     s.connects += o.connects;
+    s.latency.Merge(o.latency);
   }
   if (server.empty()) server = other.server;
 }

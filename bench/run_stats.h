@@ -3,6 +3,7 @@
 // Nothing here is shared while a run is under way, so nothing here is atomic.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -12,6 +13,23 @@
 
 namespace hermod::bench {
 
+// Delivery latencies of one second, coarse: four buckets per power of two (a bucket spans at
+// most a quarter of its lower bound) from 1 us to 18 min, clamped at both ends. Enough for the
+// report's p50/p99-over-time chart at 480 bytes a second; the run's own histogram stays exact.
+struct CoarseLatency {
+  static constexpr int kPerOctave = 4;
+  static constexpr int kLowOctave = 10;  // 2^10 ns, about 1 us
+  static constexpr size_t kBuckets = 30 * kPerOctave;
+  std::array<uint32_t, kBuckets> counts{};
+
+  void Record(uint64_t ns);
+  void Merge(const CoarseLatency& other);
+  uint64_t count() const;
+  // The upper bound of the bucket holding the q-th value, in ns; 0 when empty.
+  uint64_t ValueAt(double q) const;
+  static uint64_t UpperBound(size_t index);
+};
+
 // One second of the measured phase, by receive (or send) time relative to its start.
 struct Second {
   uint64_t sent = 0;
@@ -20,6 +38,7 @@ struct Second {
   uint64_t bytes_out = 0;
   uint64_t errors = 0;
   uint64_t connects = 0;
+  CoarseLatency latency;  // of the deliveries that arrived in this second
 };
 
 // One sample of the server process, taken by the runner once a second (soak).

@@ -23,12 +23,13 @@ constexpr auto kTick = std::chrono::milliseconds(50);
 
 struct Totals {
   uint64_t ready = 0, failed = 0, open = 0, sent = 0, delivered = 0, accounted = 0, errors = 0,
-           connects = 0, publishers_done = 0;
+           connects = 0, publishers_done = 0, refused = 0;
 };
 
 Totals Sum(const std::vector<std::unique_ptr<LoopProgress>>& progress) {
   Totals t;
   for (const auto& p : progress) {
+    t.refused += p->refused.load(std::memory_order_relaxed);
     t.ready += p->ready.load(std::memory_order_relaxed);
     t.failed += p->failed.load(std::memory_order_relaxed);
     t.open += p->open.load(std::memory_order_relaxed);
@@ -153,6 +154,7 @@ RunResult RunLocal(const RunConfig& config, uint32_t begin, uint32_t end,
   ServerSample last_sample;
   bool have_sample = false;
   uint64_t measure_end = start;
+  bool refused = false;  // a publish refused: no drain, the run ends with the server's error
   while (true) {
     uint64_t now = NowNs();
     if (sampler && now >= next_sample) {
@@ -168,9 +170,10 @@ RunResult RunLocal(const RunConfig& config, uint32_t begin, uint32_t end,
     line.Measure("measure", t, Seconds(start, now), have_sample ? &last_sample : nullptr);
     bool counted_out = config.messages > 0 && local_publishers > 0 &&
                        t.publishers_done >= local_publishers && scenario != Scenario::kConnect;
-    if (now - start >= duration_ns || counted_out || Interrupted()) {
+    if (now - start >= duration_ns || counted_out || Interrupted() || t.refused > 0) {
       measure_end = now;
       result.interrupted = Interrupted();
+      refused = t.refused > 0;
       break;
     }
     WaitForInterrupt(kTick);
@@ -189,7 +192,7 @@ RunResult RunLocal(const RunConfig& config, uint32_t begin, uint32_t end,
   }
   uint64_t last_delivered = Sum(progress).delivered;
   uint64_t quiet_since = NowNs();
-  while (NowNs() < drain_limit && scenario != Scenario::kConnect) {
+  while (NowNs() < drain_limit && scenario != Scenario::kConnect && !refused) {
     Totals t = Sum(progress);
     line.Measure("drain", t, Seconds(start, NowNs()), have_sample ? &last_sample : nullptr);
     if (expected_here > 0 && t.accounted >= expected_here) break;

@@ -47,21 +47,28 @@ struct ServeFlags {
 };
 
 // Defaults, then the file, then HERMOD_* variables, then flags. *sources says which were
-// applied, for the one config log line.
+// applied, for the one config log line; *service_links names the Kubernetes variables that
+// were skipped (config::IsKubernetesServiceLink).
 bool LoadConfig(const ServeFlags& flags, hermod::config::Config& config, std::string* error,
-                std::string* sources = nullptr) {
+                std::string* sources = nullptr, std::string* service_links = nullptr) {
   std::string applied = "defaults";
   if (!flags.config_file.empty()) {
     if (!hermod::config::ApplyFile(flags.config_file, config, error)) return false;
     applied += ", file " + flags.config_file;
   }
   if (!hermod::config::ApplyEnvironment(environ, config, error)) return false;
-  std::string variables;
+  std::string variables, ignored;
   for (char** e = environ; *e != nullptr; ++e) {
     std::string_view entry = *e;
     if (!entry.starts_with("HERMOD_")) continue;
-    variables += (variables.empty() ? "" : " ") + std::string(entry.substr(0, entry.find('=')));
+    const size_t eq = entry.find('=');
+    const bool link =
+        eq != std::string_view::npos &&
+        hermod::config::IsKubernetesServiceLink(entry.substr(0, eq), entry.substr(eq + 1));
+    std::string& list = link ? ignored : variables;
+    list += (list.empty() ? "" : " ") + std::string(entry.substr(0, eq));
   }
+  if (service_links != nullptr) *service_links = ignored;
   if (!variables.empty()) applied += ", environment " + variables;
   std::string set;
   auto flag = [&](bool present, const char* name) {
@@ -300,14 +307,18 @@ int main(int argc, char** argv) {
     std::cout << hermod::config::ToJson(config);
     return 0;
   }
-  std::string sources;
-  if (!LoadConfig(serve_flags, config, &error, &sources)) {
+  std::string sources, service_links;
+  if (!LoadConfig(serve_flags, config, &error, &sources, &service_links)) {
     std::cerr << "hermod: " << error << "\n";
     return 2;
   }
   hermod::app::SetUpLogging(config.log_format, config.log_level);
   spdlog::info("config: {} (log_level {}, log_format {})", sources, config.log_level,
                config.log_format);
+  if (!service_links.empty()) {
+    spdlog::info("ignored Kubernetes service-link variables (not configuration): {}",
+                 service_links);
+  }
   hermod::app::Server server(std::move(config));
   return server.Run();
 }

@@ -270,6 +270,11 @@ int Server::Run() {
   size_t count =
       config_.workers != 0 ? config_.workers : std::max(1u, std::thread::hardware_concurrency());
   uint16_t port = static_cast<uint16_t>(config_.port);
+  // Before anything binds: our listeners' SO_REUSEPORT would share a busy port silently.
+  if (std::string error; port != 0 && !net::ProbePortFree(config_.bind, port, &error)) {
+    spdlog::error("{}", error);
+    return 1;
+  }
   hub_ = std::make_unique<core::Hub>(
       count, proto::JsonPushCodec(handshake_policy_.deflate.level,
                                   handshake_policy_.deflate.server_max_window_bits));

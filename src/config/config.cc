@@ -7,6 +7,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <regex>
 #include <sstream>
 #include <string_view>
 #include <variant>
@@ -409,6 +410,57 @@ bool ApplyFile(const std::string& path, Config& config, std::string* error) {
   return true;
 }
 
+bool IsKubernetesServiceLink(std::string_view name, std::string_view value) {
+  // What follows the Service's name: 1 SERVICE_HOST, 2 SERVICE_PORT[_<port name>], 3 PORT,
+  // or PORT_<4 number>_<5 protocol>[6 _PROTO|_PORT|_ADDR].
+  static const std::regex kShape(
+      "(SERVICE_HOST)|(SERVICE_PORT(?:_[A-Z0-9_]+)?)|(PORT)|"
+      "PORT_([0-9]+)_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?");
+  static const std::regex kServiceName("HERMOD(?:_[A-Z0-9_]+)?");
+  static const std::regex kAddress("[0-9A-Fa-f.:]+");
+  static const std::regex kUrl("(tcp|udp|sctp)://\\[?[0-9A-Fa-f.:]+\\]?:([0-9]+)");
+  const std::string v(value);
+  auto is_number = [](std::string_view s) {
+    return !s.empty() && s.find_first_not_of("0123456789") == std::string_view::npos;
+  };
+  // The Service's name may itself hold "_PORT" (hermod-port-x): try every split.
+  for (size_t split = name.find('_'); split != std::string_view::npos;
+       split = name.find('_', split + 1)) {
+    std::cmatch m;
+    const std::string_view service = name.substr(0, split);
+    const std::string_view shape = name.substr(split + 1);
+    if (!std::regex_match(service.begin(), service.end(), kServiceName) ||
+        !std::regex_match(shape.begin(), shape.end(), m, kShape)) {
+      continue;
+    }
+    std::smatch url;
+    bool link;
+    if (m[1].matched) {
+      link = std::regex_match(v, kAddress);
+    } else if (m[2].matched) {
+      link = is_number(v);
+    } else if (m[3].matched) {
+      link = std::regex_match(v, url, kUrl);
+    } else {
+      std::string protocol = m[5].str();
+      for (char& ch : protocol) {
+        ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      }
+      if (!m[6].matched) {
+        link = std::regex_match(v, url, kUrl) && url[1] == protocol && url[2] == m[4].str();
+      } else if (m[6] == "_PROTO") {
+        link = v == protocol;
+      } else if (m[6] == "_PORT") {
+        link = v == m[4].str();
+      } else {
+        link = std::regex_match(v, kAddress);
+      }
+    }
+    if (link) return true;
+  }
+  return false;
+}
+
 bool ApplyEnvironment(char** environment, Config& config, std::string* error) {
   std::vector<Field> fields = AllFields(config);
   for (char** e = environment; e != nullptr && *e != nullptr; ++e) {
@@ -417,6 +469,7 @@ bool ApplyEnvironment(char** environment, Config& config, std::string* error) {
     size_t eq = entry.find('=');
     if (eq == std::string_view::npos) continue;
     std::string_view name = entry.substr(0, eq);
+    if (IsKubernetesServiceLink(name, entry.substr(eq + 1))) continue;
     bool known = false;
     for (Field& field : fields) {
       if (EnvName(field.key) != name) continue;

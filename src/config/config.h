@@ -251,7 +251,18 @@ struct Config {
 // Each returns false with *error naming the key (or the file) on failure.
 bool ApplyJson(const std::string& json, Config& config, std::string* error);
 bool ApplyFile(const std::string& path, Config& config, std::string* error);
+// Variables whose name and value both have the shape of a Kubernetes service link are
+// skipped (IsKubernetesServiceLink); any other HERMOD_* variable must name a key.
 bool ApplyEnvironment(char** environment, Config& config, std::string* error);
+// The kubelet gives every container, for each Service of its namespace, variables named
+// after the Service (Kubernetes docs, "Service" > "Discovering services" > "Environment
+// variables"): a Service named hermod yields HERMOD_SERVICE_HOST=10.0.0.11,
+// HERMOD_SERVICE_PORT=8000, HERMOD_SERVICE_PORT_HTTP=8000, HERMOD_PORT=tcp://10.0.0.11:8000,
+// HERMOD_PORT_8000_TCP=tcp://10.0.0.11:8000 and HERMOD_PORT_8000_TCP_{PROTO,PORT,ADDR}; one
+// named hermod-nats yields HERMOD_NATS_SERVICE_HOST and so on. They are not configuration.
+// True when name=value is one of these shapes, value included, so that HERMOD_PORT=8000 is
+// still the port key and HERMOD_PORT=tcp://10.0.0.11:8000 is Kubernetes'.
+bool IsKubernetesServiceLink(std::string_view name, std::string_view value);
 bool Validate(const Config& config, std::string* error);
 // The whole config as JSON (genconfig, and the log at start-up).
 std::string ToJson(const Config& config);

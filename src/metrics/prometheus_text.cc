@@ -358,7 +358,7 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
   t.Family("hermod_websocket_connection_duration_seconds", "histogram",
            "How long closed WebSocket connections were open.");
   HistogramSamples(t, "hermod_websocket_connection_duration_seconds", "", "", all.ws.duration_ms,
-                   1e-3);
+                   1e3);
 
   t.Family("hermod_client_commands_total", "counter", "Client protocol commands, by method.");
   for (size_t i = 0; i < kCommandMethods.size(); ++i) {
@@ -495,6 +495,23 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
   t.Family("hermod_process_start_time_seconds", "gauge",
            "Start time of the process since the Unix epoch.");
   t.Sample("hermod_process_start_time_seconds", {}, process.start_time_seconds);
+  // The same figures under the names every Prometheus client library exports, which stock
+  // dashboards and alerts query (prometheus.io/docs/instrumenting/writing_clientlibs,
+  // "Process metrics"); the hermod_process_* names above stay for existing dashboards.
+  t.Family("process_cpu_seconds_total", "counter",
+           "Total user and system CPU time spent in seconds.");
+  t.Sample("process_cpu_seconds_total", {}, process.cpu_seconds);
+  t.Family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+  t.Sample("process_resident_memory_bytes", {}, process.resident_bytes);
+  t.Family("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
+  t.Sample("process_virtual_memory_bytes", {}, process.virtual_bytes);
+  t.Family("process_open_fds", "gauge", "Number of open file descriptors.");
+  t.Sample("process_open_fds", {}, process.open_fds);
+  t.Family("process_max_fds", "gauge", "Maximum number of open file descriptors.");
+  t.Sample("process_max_fds", {}, process.max_fds);
+  t.Family("process_start_time_seconds", "gauge",
+           "Start time of the process since unix epoch in seconds.");
+  t.Sample("process_start_time_seconds", {}, process.start_time_seconds);
   return t.text();
 }
 

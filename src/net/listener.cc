@@ -17,28 +17,70 @@
 
 namespace hermod::net {
 
-int BindListener(const std::string& addr, uint16_t port, int backlog, uint16_t* bound_port,
-                 std::string* error) {
+namespace {
+
+struct SocketAddress {
   sockaddr_storage storage{};
-  socklen_t len;
-  int family;
-  auto* v4 = reinterpret_cast<sockaddr_in*>(&storage);
-  auto* v6 = reinterpret_cast<sockaddr_in6*>(&storage);
+  socklen_t len = 0;
+  int family = 0;
+  uint16_t port() const {
+    return ntohs(family == AF_INET ? reinterpret_cast<const sockaddr_in*>(&storage)->sin_port
+                                   : reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_port);
+  }
+};
+
+bool ParseAddress(const std::string& addr, uint16_t port, SocketAddress* out, std::string* error) {
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&out->storage);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&out->storage);
   if (inet_pton(AF_INET, addr.c_str(), &v4->sin_addr) == 1) {
-    family = AF_INET;
+    out->family = AF_INET;
     v4->sin_family = AF_INET;
     v4->sin_port = htons(port);
-    len = sizeof *v4;
+    out->len = sizeof *v4;
   } else if (inet_pton(AF_INET6, addr.c_str(), &v6->sin6_addr) == 1) {
-    family = AF_INET6;
+    out->family = AF_INET6;
     v6->sin6_family = AF_INET6;
     v6->sin6_port = htons(port);
-    len = sizeof *v6;
+    out->len = sizeof *v6;
   } else {
     *error = "bind: not an IPv4 or IPv6 address: " + addr;
-    return -1;
+    return false;
   }
-  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  return true;
+}
+
+}  // namespace
+
+bool ProbePortFree(const std::string& addr, uint16_t port, std::string* error) {
+  SocketAddress a;
+  if (!ParseAddress(addr, port, &a, error)) return false;
+  int fd = socket(a.family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    *error = std::string("socket: ") + strerror(errno);
+    return false;
+  }
+  // SO_REUSEADDR as our listeners have it (a port with connections in TIME_WAIT is free on
+  // Linux), but no SO_REUSEPORT: a bind fails if any socket listens on the port.
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  const bool is_free = bind(fd, reinterpret_cast<sockaddr*>(&a.storage), a.len) == 0;
+  const int bind_errno = errno;
+  close(fd);
+  if (is_free) return true;
+  if (bind_errno == EADDRINUSE) {
+    *error = "port " + std::to_string(port) + " is already in use on " + addr +
+             " (another hermod or another server listens on it); refusing to share it";
+  } else {
+    *error = "bind " + addr + ":" + std::to_string(port) + ": " + strerror(bind_errno);
+  }
+  return false;
+}
+
+int BindListener(const std::string& addr, uint16_t port, int backlog, uint16_t* bound_port,
+                 std::string* error) {
+  SocketAddress a;
+  if (!ParseAddress(addr, port, &a, error)) return -1;
+  int fd = socket(a.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     *error = std::string("socket: ") + strerror(errno);
     return -1;
@@ -46,13 +88,13 @@ int BindListener(const std::string& addr, uint16_t port, int backlog, uint16_t* 
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&storage), len) != 0 || listen(fd, backlog) != 0) {
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a.storage), a.len) != 0 || listen(fd, backlog) != 0) {
     *error = "bind " + addr + ":" + std::to_string(port) + ": " + strerror(errno);
     close(fd);
     return -1;
   }
-  getsockname(fd, reinterpret_cast<sockaddr*>(&storage), &len);
-  *bound_port = ntohs(family == AF_INET ? v4->sin_port : v6->sin6_port);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a.storage), &a.len);
+  *bound_port = a.port();
   return fd;
 }
 

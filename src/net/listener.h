@@ -26,6 +26,14 @@ namespace hermod::net {
 
 class TlsContext;
 
+// False, with *error naming the port, when a socket already listens on addr:port. Our own
+// listeners set SO_REUSEPORT, which would let them join another process's listening group
+// on that port (another hermod of the same user: the kernel would then split connections
+// between two servers), so the server probes before it binds. A server that binds the port
+// between the probe and our bind is not detected; two hermods started at the same instant
+// are the case, which a supervisor does not do.
+bool ProbePortFree(const std::string& addr, uint16_t port, std::string* error);
+
 // Binds addr:port with SO_REUSEPORT; port 0 picks a free one. Returns the fd, or -1 with
 // *error set. *bound_port receives the actual port.
 int BindListener(const std::string& addr, uint16_t port, int backlog, uint16_t* bound_port,

@@ -133,6 +133,13 @@ def k8s_objects():
     return objects
 
 
+def k8s_object(objects, kind, name):
+    """The one object of kind named name (nats.yaml has a Service and a PDB of its own)."""
+    found = [obj for _, obj in objects.get(kind, []) if obj["metadata"]["name"] == name]
+    assert len(found) == 1, "%s %s: %d found" % (kind, name, len(found))
+    return found[0]
+
+
 class PromQlExtractorTest(h.unittest.TestCase):
     """The cross-check is only as good as the extractor: it must find every selected name."""
 
@@ -377,7 +384,7 @@ class DeployTest(h.HermodTestCase):
             for name, obj in items:
                 self.assertIn("apiVersion", obj, name)
                 self.assertIn("name", obj["metadata"], name)
-        _, deployment = objects["Deployment"][0]
+        deployment = k8s_object(objects, "Deployment", "hermod")
         self.assertEqual(deployment["apiVersion"], "apps/v1")
         selector = deployment["spec"]["selector"]["matchLabels"]
         pod = deployment["spec"]["template"]
@@ -402,12 +409,12 @@ class DeployTest(h.HermodTestCase):
                          "k8s/configmap.yaml differs from examples/config/prod.json")
         self.assertIn("/etc/hermod/hermod.json", container["args"])
 
-        _, service = objects["Service"][0]
+        service = k8s_object(objects, "Service", "hermod")
         self.assertEqual(service["spec"]["selector"], selector)
         for port in service["spec"]["ports"]:
             self.assertIn(port["targetPort"], ports)
 
-        _, pdb = objects["PodDisruptionBudget"][0]
+        pdb = k8s_object(objects, "PodDisruptionBudget", "hermod")
         self.assertEqual(pdb["apiVersion"], "policy/v1")
         self.assertEqual(pdb["spec"]["selector"]["matchLabels"], selector)
         self.assertTrue("maxUnavailable" in pdb["spec"] or "minAvailable" in pdb["spec"])
@@ -425,6 +432,87 @@ class DeployTest(h.HermodTestCase):
         files = sorted(n for n in os.listdir(K8S) if n.endswith(".yaml")
                        and n != "kustomization.yaml")
         self.assertEqual(sorted(kustomization["resources"]), files)
+
+    def test_kubernetes_hermod_pods_cluster_over_the_shipped_nats(self):
+        """Issue 20 §2: 3-20 replicas need a message bus. The manifests ship NATS with
+        JetStream, hermod's environment points at its Service, and each link between them
+        (Service selector, ports, the StatefulSet's routes) resolves inside the manifests."""
+        objects = k8s_objects()
+        nats = k8s_object(objects, "StatefulSet", "nats")
+        pod = nats["spec"]["template"]
+        self.assertLessEqual(nats["spec"]["selector"]["matchLabels"].items(),
+                             pod["metadata"]["labels"].items())
+        self.assertGreaterEqual(nats["spec"]["replicas"], 3)  # JetStream R3 survives one down
+        container = pod["spec"]["containers"][0]
+        self.assertRegex(container["image"], r"^nats:\d+\.\d+\.\d+")
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        # The config: from its ConfigMap, at the path the args name, JetStream on.
+        volume = [v for v in pod["spec"]["volumes"] if "configMap" in v][0]
+        mount = [m for m in container["volumeMounts"] if m["name"] == volume["name"]][0]
+        conf_name = [a for a in container["args"] if a.endswith(".conf")][0]
+        self.assertEqual(os.path.dirname(conf_name), mount["mountPath"])
+        conf = k8s_object(objects, "ConfigMap", volume["configMap"]["name"])["data"][
+            os.path.basename(conf_name)]
+        self.assertRegex(conf, r"(?m)^jetstream\s*\{")
+        self.assertRegex(conf, r"(?m)^\s*store_dir:\s*/data/")
+        self.assertIn("/data", [m["mountPath"] for m in container["volumeMounts"]
+                                if m["name"] in [t["metadata"]["name"] for t in
+                                                 nats["spec"]["volumeClaimTemplates"]]])
+        self.assertEqual(int(re.search(r"(?m)^port:\s*(\d+)", conf).group(1)), ports["client"])
+        lame_duck = re.search(r"(?m)^lame_duck_duration:\s*(\d+)s", conf)
+        if lame_duck:  # clients move away before the kubelet's SIGKILL
+            self.assertGreater(pod["spec"]["terminationGracePeriodSeconds"],
+                               int(lame_duck.group(1)))
+        cluster_port = int(re.search(r"cluster\s*\{[^}]*?port:\s*(\d+)", conf, re.S).group(1))
+        self.assertEqual(cluster_port, ports["cluster"])
+        # Routes name every pod of the StatefulSet through its headless Service.
+        headless = k8s_object(objects, "Service", nats["spec"]["serviceName"])
+        self.assertEqual(headless["spec"]["clusterIP"], "None")
+        self.assertLessEqual(headless["spec"]["selector"].items(),
+                             pod["metadata"]["labels"].items())
+        routes = sorted(re.findall(r"nats://([\w.-]+:\d+)", conf))
+        self.assertEqual(routes, ["%s-%d.%s:%d" % (nats["metadata"]["name"], i,
+                                                   nats["spec"]["serviceName"], cluster_port)
+                                  for i in range(nats["spec"]["replicas"])])
+        # nats-server itself accepts the file (with the variable the pod sets).
+        binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+        if os.access(binary, os.X_OK):
+            with tempfile.NamedTemporaryFile("w", suffix=".conf") as f:
+                f.write(conf)
+                f.flush()
+                r = run([binary, "-t", "-c", f.name], env=dict(os.environ, POD_NAME="nats-0"))
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        else:
+            self.fail("nats-server missing: scripts/deps --test installs it")
+
+        # hermod: broker nats, nats.url naming the client Service on a port that reaches the
+        # nats container's client port.
+        hermod = k8s_object(objects, "Deployment", "hermod")["spec"]["template"]
+        env = {e["name"]: e["value"] for e in hermod["spec"]["containers"][0]["env"]
+               if "value" in e}
+        self.assertEqual(env.get("HERMOD_BROKER"), "nats")
+        m = re.fullmatch(r"nats://([\w-]+):(\d+)", env.get("HERMOD_NATS__URL", ""))
+        self.assertIsNotNone(m, env)
+        client = k8s_object(objects, "Service", m.group(1))
+        self.assertLessEqual(client["spec"]["selector"].items(), pod["metadata"]["labels"].items())
+        port = [p for p in client["spec"]["ports"] if p["port"] == int(m.group(2))]
+        self.assertEqual(len(port), 1, client["spec"]["ports"])
+        self.assertIn(port[0]["targetPort"], (ports["client"], "client"))
+        # The binary reads that environment with the ConfigMap's file into a config that
+        # names the broker and the URL and passes validation.
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "hermod.json")
+            with open(path, "w") as f:
+                f.write(k8s_object(objects, "ConfigMap", "hermod-config")["data"]["hermod.json"])
+            clean = {k: v for k, v in os.environ.items() if not k.startswith("HERMOD_")}
+            r = run([h.HERMOD, "genconfig", "--config", path], env=dict(clean, **env))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        config = json.loads(r.stdout)
+        self.assertEqual(config["broker"], "nats")
+        self.assertEqual(config["nats"]["url"], env["HERMOD_NATS__URL"])
+        # Both pod specs keep the kubelet's service-link variables out (issue 20 §1).
+        for spec in (hermod["spec"], pod["spec"]):
+            self.assertIs(spec.get("enableServiceLinks"), False)
 
     # --- Grafana -------------------------------------------------------------------------------
 

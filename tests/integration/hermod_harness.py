@@ -50,12 +50,14 @@ def raise_nofile_limit():
 class Hermod:
     """One running hermod process."""
 
-    def __init__(self, binary, config=None, flags=(), workers=1, echo=True):
+    def __init__(self, binary, config=None, flags=(), workers=1, echo=True, port=0, env=None):
         self.binary = binary
         self.config = dict(config or {})
         self.flags = list(flags)
         self.workers = workers
         self.echo = echo
+        self.listen_port = port  # 0: a free one
+        self.env = env  # the whole environment of the process; None: this one's
         self.proc = None
         self.port = None
         self.scheme = None
@@ -67,12 +69,13 @@ class Hermod:
         config_path = os.path.join(self._dir.name, "hermod.json")
         with open(config_path, "w") as f:
             json.dump(self.config, f)
-        argv = [self.binary, "serve", "--bind", "127.0.0.1", "--port", "0",
+        argv = [self.binary, "serve", "--bind", "127.0.0.1", "--port", str(self.listen_port),
                 "--workers", str(self.workers), "--config", config_path] + self.flags
         if self.echo:
             argv.append("--echo")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, preexec_fn=raise_nofile_limit)
+                                     stderr=subprocess.PIPE, preexec_fn=raise_nofile_limit,
+                                     env=self.env)
         self._wait_listening()
         self._reader = threading.Thread(target=self._drain_stderr, daemon=True)
         self._reader.start()

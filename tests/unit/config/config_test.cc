@@ -61,6 +61,40 @@ TEST(Config, UnknownEnvironmentVariableIsAnError) {
   EXPECT_NE(error.find("HERMOD_PROT"), std::string::npos);
 }
 
+TEST(Config, KubernetesServiceLinksAreRecognisedByNameAndValue) {
+  // What the kubelet sets for Services named hermod (port 8000 named http) and hermod-nats.
+  for (auto [name, value] : {std::pair{"HERMOD_SERVICE_HOST", "10.96.12.34"},
+                             {"HERMOD_SERVICE_PORT", "8000"},
+                             {"HERMOD_SERVICE_PORT_HTTP", "8000"},
+                             {"HERMOD_PORT", "tcp://10.96.12.34:8000"},
+                             {"HERMOD_PORT_8000_TCP", "tcp://10.96.12.34:8000"},
+                             {"HERMOD_PORT_8000_TCP_PROTO", "tcp"},
+                             {"HERMOD_PORT_8000_TCP_PORT", "8000"},
+                             {"HERMOD_PORT_8000_TCP_ADDR", "10.96.12.34"},
+                             {"HERMOD_NATS_SERVICE_PORT", "4222"},
+                             {"HERMOD_NATS_PORT_4222_TCP_ADDR", "10.96.40.2"},
+                             {"HERMOD_PORT", "udp://[fd00::1]:53"}}) {
+    EXPECT_TRUE(IsKubernetesServiceLink(name, value)) << name << "=" << value;
+  }
+  for (auto [name, value] : {std::pair{"HERMOD_PORT", "8000"},
+                             {"HERMOD_SERVICE_HOST", "hermod.default"},
+                             {"HERMOD_SERVICE_PORT", "http"},
+                             {"HERMOD_PORT_8000_TCP", "tcp://10.96.12.34:9000"},
+                             {"HERMOD_PORT_8000_TCP_PORT", "9000"},
+                             {"HERMOD_PORT_8000_TCP_PROTO", "udp"},
+                             {"HERMOD_LOG_LEVEL", "debug"},
+                             {"HERMODX_SERVICE_HOST", "10.0.0.1"}}) {
+    EXPECT_FALSE(IsKubernetesServiceLink(name, value)) << name << "=" << value;
+  }
+  Config c;
+  std::string error;
+  std::string link = "HERMOD_PORT=tcp://10.96.12.34:9999", port = "HERMOD_WORKERS=3";
+  char* env[] = {link.data(), port.data(), nullptr};
+  ASSERT_TRUE(ApplyEnvironment(env, c, &error)) << error;
+  EXPECT_EQ(c.port, 8000u);
+  EXPECT_EQ(c.workers, 3u);
+}
+
 TEST(Config, LogFormatIsTextOrJsonFromFileOrEnvironment) {
   Config c;
   std::string error;
