@@ -17,7 +17,6 @@ Run: python3 no_silent_loss_test.py --hermod PATH [--bench PATH]
 
 import asyncio
 import json
-import os
 import re
 import subprocess
 import sys
