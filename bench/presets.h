@@ -1,6 +1,6 @@
-// The named presets of the seeds' load-testing suites, mapped onto hermod-bench scenarios and
-// scaled to a 2-core machine shared by server and client. A preset sets defaults only: any
-// option given on the command line wins.
+// The named presets common in WebSocket servers' load-testing suites, mapped onto
+// hermod-bench scenarios and scaled to a 2-core machine shared by server and client. A
+// preset sets defaults only: any option given on the command line wins.
 //
 //   baseline   fan-out, 100 subscribers, 1 publisher at 100/s, 30 s   (echo servers: echo,
 //              100 connections at 10/s each)

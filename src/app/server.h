@@ -66,7 +66,7 @@ class Server {
   ws::HandshakePolicy handshake_policy_;
   http::Router router_;
   std::unique_ptr<net::TlsContext> tls_;
-  // The client protocol on /connection/websocket (issue 4): its WebSocket options (pings
+  // The client protocol on /connection/websocket: its WebSocket options (pings
   // are the protocol's `{}`, not RFC 6455 pings), the channel rules, the hub, and what
   // every client connection shares. The hub is built in Run, once the loop count is known;
   // declared before workers_ so that it outlives the loops (their connections unsubscribe).
@@ -79,7 +79,7 @@ class Server {
   std::unique_ptr<broker::NatsBroker> broker_;
   proto::ClientCounts client_counts_;  // the API's info: clients and users
   std::unique_ptr<proto::ClientContext> client_context_;
-  // Connection limits shared by every loop (issue 6; core/admission.h), built in Run.
+  // Connection limits shared by every loop (core/admission.h), built in Run.
   std::unique_ptr<core::Admission> admission_;
   std::unique_ptr<api::ServerApi> api_;  // /api/<method>, built in Run beside the hub
   // GET /metrics and /health*, built in Run once the loops exist.

@@ -1,5 +1,5 @@
 // The broker: how a publication, a join or a leave made on this node reaches the other nodes
-// of a cluster. One small interface, two engines (DESIGN.md):
+// of a cluster. One small interface, two engines (docs/architecture.md, "Cluster"):
 //
 // - `memory` (the default): no broker at all. The hub's own in-process fan-out to every loop
 //   is the whole delivery; the hub's broker pointer is null. A class that forwards nothing

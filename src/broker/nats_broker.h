@@ -1,6 +1,6 @@
 // The `nats` engine: core NATS (libnats) between the nodes of a cluster, as Centrifugo's
 // `broker: "nats"` does: publications, joins and leaves cross; history and presence stay
-// node-local (cluster-wide history is JetStream's, presence NATS KV's: later issues).
+// node-local (cluster-wide history and presence would need JetStream and NATS KV: not built).
 //
 // Subjects: every node publishes to and subscribes to one subject, `<prefix>.broker`; the
 // channel travels in the payload (wire.h). One wildcard-free subscription instead of one per

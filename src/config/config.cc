@@ -163,7 +163,7 @@ std::vector<Field> AllFields(Config& c) {
           {"token_audience", &c.token_audience},
           {"token_issuer", &c.token_issuer},
       });
-  // Admission and rate limits (issue 6).
+  // Admission and rate limits.
   auto& a = c.admission;
   auto& r = c.client_command_rate_limit;
   fields.insert(fields.end(),

@@ -56,7 +56,7 @@ struct ChannelOptions {
   uint64_t join_leave_batch_max = 100;
   // Publications into one channel of this namespace per second, node-wide, from clients and
   // the server API alike (0: no limit; the channel's token bucket is in the hub, under its
-  // shard lock); over it: error 111. Per channel, not per namespace in total: see README.md.
+  // shard lock); over it: error 111. Per channel, not per namespace in total: docs/delivery.md.
   uint64_t publish_rate_limit = 0;
   uint64_t publish_rate_burst = 10;
 };
@@ -181,7 +181,7 @@ struct Config {
   std::string token_ecdsa_public_key;
   std::string token_audience;
   std::string token_issuer;
-  // Admission (issue 6; core/admission.h). Centrifugo v5 names where Centrifugo has the
+  // Admission (core/admission.h). Centrifugo v5 names where Centrifugo has the
   // limit, all 0 (off) by default as there: WebSocket client connections on this node (503
   // with Retry-After at the upgrade), per user (disconnect 3504 at connect), and new
   // connections per second on this node (503).

@@ -3,7 +3,7 @@
 //
 // Connections live on several loops, so the counts here are shared: the node-wide count is
 // one atomic (fetch_add, and a fetch_sub when the add overshot), the per-IP and per-user
-// counts live in 16 mutex-guarded shards picked by hash (LOCKS.md). A lock is taken once per
+// counts live in 16 mutex-guarded shards picked by hash (/LOCKS.md). A lock is taken once per
 // upgrade and once per close, never per message. The node-wide connection rate is split
 // into one bucket per loop (RateLimit::Share), touched only by its loop: no lock at all.
 //

@@ -28,7 +28,7 @@ struct Hub::ChannelState {
 };
 
 struct Hub::Shard {
-  std::mutex mutex;         // guards channels, publishes and sweep_bucket (see LOCKS.md)
+  std::mutex mutex;         // guards channels, publishes and sweep_bucket (see /LOCKS.md)
   uint32_t publishes = 0;   // every kSweepEvery, the shard drops channels nobody uses
   size_t sweep_bucket = 0;  // where the next sweep starts (a bucket of channels)
   std::unordered_map<std::string, std::unique_ptr<ChannelState>, LoopChannels::Hash,

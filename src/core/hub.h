@@ -9,7 +9,7 @@
 // frame, and its deflated form built once on first need), and the push is posted to each loop
 // that has subscribers; the posts happen under the lock so that every loop sees a channel's
 // publications in offset order. Each loop then queues the push to its subscribers by
-// reference. Locks: see LOCKS.md.
+// reference. Locks: LOCKS.md, at the repository's root.
 //
 // Subscribing runs on the subscriber's loop: under the shard lock it marks the loop, reads
 // the stream position (and the publications to recover), and adds presence; then it adds the

@@ -4,7 +4,7 @@
 // deflated form): no copy and no allocation per subscriber. Everything here runs on its
 // loop's thread; nothing is locked.
 //
-// Push coalescing (the seeds' "batching"): the pushes for one channel that reach this loop in
+// Push coalescing ("message batching"): the pushes for one channel that reach this loop in
 // one mailbox run are held and leave together, as one message of newline-joined pushes (the
 // protocol allows several per frame; the SDK splits on '\n') bounded by the namespace's
 // push_coalesce_max_bytes. The joined push is built once per loop per batch, through the

@@ -7,7 +7,9 @@
 // Why an interface here: how a push is queued depends on the subscriber's transport and is
 // not core's business (core never includes ws/ or proto/). proto's PreparedPush carries the
 // WebSocket frame and its deflated form, compressed once for every permessage-deflate
-// receiver on every loop; an SSE transport frames the same JSON its own way.
+// receiver on every loop. WebSocket is the only transport today: PreparedPush::SendTo
+// assumes its connection is a ws::WebSocketConnection, so another transport needs a push of
+// its own kind before it may subscribe (docs/architecture.md, the last section).
 #pragma once
 
 #include <atomic>

@@ -58,7 +58,7 @@ class TokenBucket {
   uint32_t last_ms_ = 0;
 };
 
-// The client commands that have their own bucket (PROTOCOL.md's methods, grouped).
+// The client commands that have their own bucket (the protocol's methods, grouped).
 enum class CommandKind : uint8_t {
   kPublish,
   kSubscribe,  // subscribe and sub_refresh

@@ -84,7 +84,7 @@ enum class PushType : uint8_t { kPublication, kJoin, kLeave, kSubscribe, kUnsubs
 inline constexpr std::array<std::string_view, 5> kPushTypes = {"publication", "join", "leave",
                                                                "subscribe", "unsubscribe"};
 
-// Send-queue drops (the priority send queues record these; see README.md).
+// Send-queue drops (docs/observability.md: nothing in src/ records these today).
 enum class DropReason : uint8_t {
   kOverflow,  // the queue passed its byte limit
   kShed,      // dropped to make room for a message of higher priority

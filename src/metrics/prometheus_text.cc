@@ -228,7 +228,7 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
              s.net.accept_emfile);
     t.Sample("hermod_connections_rejected_total", {{"loop", loop}, {"reason", "epoll"}},
              s.net.register_failed);
-    // Admission (issue 6).
+    // Admission (core/admission.h).
     const net::GuardStats& g = s.net.guard;
     for (auto [reason, value] :
          {std::pair{"capacity", g.rejected_capacity}, std::pair{"node_rate", g.rejected_node_rate},
@@ -287,7 +287,7 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
           "WebSocket connections closed for being idle too long.",
           [](const LoopSnapshot& s) { return s.ws.idle_timeouts; });
 
-  // Rate limits and the accept throttle (issue 6).
+  // Rate limits and the accept throttle.
   t.Family("hermod_client_commands_rate_limited_total", "counter",
            "Client commands answered with error 111, by the bucket that refused them "
            "(channel: a namespace's publish_rate_limit).");

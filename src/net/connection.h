@@ -115,11 +115,9 @@ class Connection : public Pollable, public TimerNode {
     kLingering = 4,  // half-closed, discarding input until FIN or the linger timer
     kWantWrite = 8,  // EPOLLOUT registered
     kInFlushList = 16,
-    kTlsWriteWantsRead = 32,
-    kTlsReadWantsWrite = 64,
-    kSlow = 128,  // cut as a slow consumer: no more pushes, only the closing output  // SSL_read
-                  // returned WANT_WRITE: retry the read on writable  // SSL_write returned
-                  // WANT_READ: retry the flush on readable
+    kTlsWriteWantsRead = 32,  // SSL_write returned WANT_READ: retry the flush on readable
+    kTlsReadWantsWrite = 64,  // SSL_read returned WANT_WRITE: retry the read on writable
+    kSlow = 128,              // cut as a slow consumer: no more pushes, only the closing output
   };
 
   void OnEvents(uint32_t events) override;

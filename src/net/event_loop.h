@@ -3,9 +3,10 @@
 // one read buffer. A connection lives on one loop for its life, so nothing here is locked:
 // everything but Mailbox::Post runs on the loop's own thread.
 //
-// One iteration: wait for events; read and dispatch them; run the mailbox; fire due timers;
-// then flush every connection that queued output during the iteration, each with one
-// writev (corking); then free the connections closed during the iteration.
+// One iteration: wait for events (or the next timer); fire due timers; dispatch the events,
+// the mailbox's eventfd among them (its tasks run then); then flush every connection that
+// queued output during the iteration, each with one writev (corking); then free the
+// connections closed during the iteration.
 #pragma once
 
 #include <cstdint>
@@ -27,7 +28,7 @@ class Pollable {
   virtual void OnEvents(uint32_t events) = 0;
 };
 
-// Admission and rate-limit refusals (issue 6), counted on the loop that refused; the
+// Admission and rate-limit refusals, counted on the loop that refused; the
 // metrics room reports them as hermod_connections_rejected_total{reason} and
 // hermod_client_commands_rate_limited_total{kind}.
 struct GuardStats {

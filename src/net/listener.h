@@ -5,7 +5,7 @@
 // counted. When another loop took the freed descriptor first, so that there is nothing
 // left to shed with, the listener stops polling for 100 ms (as nginx does) rather than spin.
 //
-// Accept throttle (issue 6): with an accept rate set, each loop accepts at most that many
+// Accept throttle: with an accept rate set, each loop accepts at most that many
 // connections per second (a bucket of a tenth of a second's worth, in milli-tokens on the
 // loop clock); when it runs dry the listener stops polling until the next token is due, and
 // the connections wait in the kernel's backlog. A reconnect storm then arrives as a steady

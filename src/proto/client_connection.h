@@ -55,7 +55,7 @@ struct ClientOptions {
   // client_expired_close_delay): the SDK refreshes at exp, and the round trip takes time.
   uint64_t expired_close_ms = 25000;
   std::string version;
-  core::CommandRateLimits rate_limits;  // per connection (issue 6)
+  core::CommandRateLimits rate_limits;  // per connection
 
   static ClientOptions FromConfig(const config::Config& config);
 };
@@ -100,7 +100,7 @@ class ClientConnection final : public ws::WebSocketConnection {
   void SubscribeFromServer(std::string_view channel);
   // The API's unsubscribe: ends the subscription with an `unsubscribe` push (code 2000).
   void UnsubscribeFromServer(std::string_view channel);
-  // Admission (issue 6): this connection was counted for `ip` by Admission::Admit; it is
+  // Admission (core/admission.h): this connection was counted for `ip` by Admission::Admit; it is
   // released when the connection goes. must_recover: admitted in the soft band, so its
   // connect must carry a recovery position.
   void SetAdmitted(std::string ip, bool must_recover);
@@ -175,7 +175,7 @@ class ClientConnection final : public ws::WebSocketConnection {
   void SetExpiry(int64_t expires_at_s);
   // Unsubscribes everything and leaves the counts: the connection is gone.
   void UnsubscribeAll();
-  // Issue 6: true when the command was refused by a rate limit (answered with 111, or the
+  // Rate limits: true when the command was refused by a rate limit (answered with 111, or the
   // connection cut with 3013).
   bool RateLimited(const Command& c);
   // Connect-time admission: the soft band and the per-user limit; false when refused.

@@ -1,5 +1,5 @@
 // The client protocol's numbers, in one table each: reply error codes and disconnect codes
-// (Centrifugo's "codes" page; PROTOCOL.md). A disconnect is sent as the WebSocket close code
+// (Centrifugo's "codes" page; docs/protocol.md). A disconnect is sent as the WebSocket close code
 // and reason: 3000-3499 and 4000-4499 tell the SDK to reconnect, 3500-3999 and 4500-4999 not.
 #pragma once
 

@@ -1,7 +1,7 @@
 """Measures the cross-node hop: one client publishes on node A, one subscriber on node A and
 one on node B (both nodes `broker: nats`, one nats-server), one publication at a time; prints
 p50/p99 from the publish command's send to each subscriber's receipt. A measurement, not a
-test (not in ctest); the figures in src/broker/README.md come from it.
+test (not in ctest); the figures in docs/benchmarks.md ("Cluster") come from it.
 
 Run: python3 tests/cluster/latency.py --hermod build/hermod [--count 2000]
 """

@@ -1,4 +1,4 @@
-"""Admission and rate limits (issue 6), each limit reached and its answer checked.
+"""Admission and rate limits, each limit reached and its answer checked.
 
 Connection limits: node (503 + Retry-After before the 101, no WebSocket), per IP (429),
 per-IP rate (429), per user (disconnect 3504 at connect), the soft band (a connect without

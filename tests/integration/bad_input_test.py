@@ -1,8 +1,8 @@
-"""Bad input, all of it answered (issue 6): each kind gets its documented code, and none
+"""Bad input, all of it answered: each kind gets its documented code, and none
 touches another client's state: a bystander subscribed to `news` before the abuse receives a
 publication after each case.
 
-Documented answers (PROTOCOL.md, RFC 6455, RFC 7230):
+Documented answers (docs/protocol.md, RFC 6455, RFC 7230):
 
 | input on /connection/websocket                         | answer            |
 | ------------------------------------------------------ | ----------------- |

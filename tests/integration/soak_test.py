@@ -1,4 +1,4 @@
-"""Two-minute soak with connection churn (issue 6), labelled `soak`.
+"""Two-minute soak with connection churn, labelled `soak`.
 
 hermod (2 loops) carries, for SOAK_S seconds, hermod-bench's `soak` scenario (a steady
 fan-out: SUBSCRIBERS clients on one channel, one publisher at RATE/s, the server's RSS sampled

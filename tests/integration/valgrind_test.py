@@ -1,4 +1,4 @@
-"""One integration run under valgrind memcheck (issue 6): a short scenario against
+"""One integration run under valgrind memcheck: a short scenario against
 `valgrind --error-exitcode=1 --leak-check=full hermod`, and the process must exit 0 after
 SIGTERM: any invalid read or write, use of uninitialised memory, or definite/possible leak
 fails it. The release binary is used: its -march=x86-64-v2 -mpclmul (SSE4.2, POPCNT,

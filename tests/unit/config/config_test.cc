@@ -126,7 +126,7 @@ TEST(Config, HealthThresholdsOutOfOrderNameTheKeys) {
 TEST(Config, AdmissionAndRateLimitKeysComeFromJsonAndEnvironment) {
   Config c;
   std::string error;
-  EXPECT_EQ(c.client_command_rate_limit.publish.rate, 100u);  // the seeds' defaults
+  EXPECT_EQ(c.client_command_rate_limit.publish.rate, 100u);  // config.h's defaults
   EXPECT_EQ(c.client_command_rate_limit.publish.burst, 10u);
   ASSERT_TRUE(ApplyJson(R"({"client_connection_limit": 10, "client_user_connection_limit": 2,
       "admission": {"soft_connection_limit": 8, "retry_after": "3s"},
