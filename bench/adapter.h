@@ -30,6 +30,9 @@ class Session {
   virtual void Deliver(std::string_view payload) = 0;
   // The server answered with a protocol error: counted by reason, connection closed.
   virtual void Fail(std::string_view reason) = 0;
+  // The server told this subscriber that its stream has a gap (an unsubscribe push): a loss
+  // seen after it is a told loss, not a silent one (a disconnect tells too).
+  virtual void Told() = 0;
   // Protocol bytes carried over from the previous WebSocket message (NATS, MQTT).
   virtual std::string& carry() = 0;
   // Scratch space for building outgoing protocol messages.

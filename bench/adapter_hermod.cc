@@ -55,6 +55,14 @@ class HermodAdapter final : public Adapter {
   }
 
  private:
+  static void Subscribe(Session& session) {
+    std::string& out = session.scratch();
+    out.assign("{\"id\":2,\"subscribe\":{\"channel\":\"");
+    out.append(ChannelName(Protocol::kHermod, session.plan().subscribe));
+    out.append("\"}}");
+    session.Send(out);
+  }
+
   void Line(Session& session, std::string_view line) {
     if (line.empty()) return;
     if (line == "{}") {
@@ -62,7 +70,15 @@ class HermodAdapter final : public Adapter {
       return;
     }
     if (line.starts_with("{\"push\"")) {
-      if (line.find("\"pub\"") != std::string_view::npos) session.Deliver(line);
+      if (line.find("\"pub\"") != std::string_view::npos) {
+        session.Deliver(line);
+      } else if (line.find("\"unsubscribe\"") != std::string_view::npos &&
+                 session.plan().subscribe >= 0) {
+        // The server told us our stream has a gap (2500): as the SDK, resubscribe; the
+        // gap the next publication shows is a told loss.
+        session.Told();
+        Subscribe(session);
+      }
       return;  // join/leave/disconnect pushes are not publications
     }
     uint64_t id = ReplyId(line);
@@ -76,11 +92,7 @@ class HermodAdapter final : public Adapter {
     }
     if (id == 1) {
       if (session.plan().subscribe >= 0) {
-        std::string& out = session.scratch();
-        out.assign("{\"id\":2,\"subscribe\":{\"channel\":\"");
-        out.append(ChannelName(Protocol::kHermod, session.plan().subscribe));
-        out.append("\"}}");
-        session.Send(out);
+        Subscribe(session);
       } else {
         session.Ready();
       }

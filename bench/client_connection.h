@@ -35,6 +35,7 @@ struct ClientConnection final : public Session, public ws::MessageHandler {
   void Ready() override;
   void Deliver(std::string_view payload) override;
   void Fail(std::string_view reason) override;
+  void Told() override;
   std::string& carry() override { return carry_; }
   std::string& scratch() override;
   uint32_t id() const override { return id_; }
@@ -68,6 +69,12 @@ struct ClientConnection final : public Session, public ws::MessageHandler {
   std::string carry_;
   ws::MessageReader reader;
   SequenceTracker tracker;
+  // Loss accounting per subscriber (issue 13): a tell not yet matched by a gap, and what
+  // this subscriber already counted (each subscriber once per kind).
+  bool tell_pending = false;
+  bool counted_told = false;
+  bool counted_lost = false;
+  bool counted_silent = false;
   // permessage-deflate (RFC 7692), when --deflate and the server agreed. What we send is
   // compressed by the loop's Deflater for the agreed window; what we receive needs a stream
   // of our own unless the server agreed server_no_context_takeover (then the loop's serves).

@@ -89,6 +89,7 @@ void ClientConnection::Send(std::string_view message) {
 void ClientConnection::Ready() { loop.Ready(*this); }
 void ClientConnection::Deliver(std::string_view payload) { loop.Deliver(*this, payload); }
 void ClientConnection::Fail(std::string_view reason) { loop.Fail(*this, reason); }
+void ClientConnection::Told() { loop.Told(*this); }
 std::string& ClientConnection::scratch() { return loop.scratch_; }
 
 void ClientConnection::OnMessage(ws::Opcode, std::string_view payload) {
@@ -158,6 +159,7 @@ void ClientLoop::Open(ClientConnection& c, uint64_t now) {
   c.started_ns = now;
   c.reader = ws::MessageReader();
   c.tracker = SequenceTracker();
+  c.tell_pending = false;
   c.deflate = false;
   c.inflater.reset();
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -458,7 +460,10 @@ void ClientLoop::Fail(ClientConnection& c, std::string_view reason) {
   bool measuring = measuring_ && !stopping_;
   if (measuring) ++stats_.At(SecondOf(NowNs())).errors;
   if (c.state == ConnState::kReady) {
-    if (!stopping_) ++stats_.disconnects;
+    if (!stopping_) {
+      ++stats_.disconnects;
+      Told(c);  // a disconnect tells the subscriber as much as an unsubscribe push
+    }
   } else if (c.state != ConnState::kClosing) {
     ++stats_.connects_failed;
     ++failed_;
@@ -479,6 +484,15 @@ void ClientLoop::Ready(ClientConnection& c) {
   }
 }
 
+void ClientLoop::Told(ClientConnection& c) {
+  if (c.plan_.subscribe < 0 || !measuring_) return;
+  c.tell_pending = true;
+  if (!c.counted_told) {
+    c.counted_told = true;
+    ++stats_.subscribers_told;
+  }
+}
+
 void ClientLoop::Deliver(ClientConnection& c, std::string_view payload) {
   if (c.plan_.subscribe < 0 || !measuring_) return;
   Stamp stamp;
@@ -495,6 +509,23 @@ void ClientLoop::Deliver(ClientConnection& c, std::string_view payload) {
   second.latency.Record(now > stamp.sent_ns ? now - stamp.sent_ns : 0);
   SequenceTracker::Outcome o = c.tracker.Observe(stamp.publisher, stamp.seq);
   stats_.lost += o.lost;
+  if (o.lost > 0) {
+    // A gap after a tell is the one the server announced; any other is a silent loss.
+    if (!c.counted_lost) {
+      c.counted_lost = true;
+      ++stats_.subscribers_lost;
+    }
+    if (c.tell_pending) {
+      stats_.lost_told += o.lost;
+      c.tell_pending = false;
+    } else {
+      stats_.lost_silently += o.lost;
+      if (!c.counted_silent) {
+        c.counted_silent = true;
+        ++stats_.subscribers_lost_silently;
+      }
+    }
+  }
   if (o.duplicate) ++stats_.duplicates;
   // Echo at full speed is a closed loop: each returning message sends the next.
   if (config_.rate == 0 && c.plan_.publish == c.plan_.subscribe &&
@@ -632,6 +663,7 @@ void ClientLoop::PublishProgress() {
   progress_.delivered.store(stats_.delivered, std::memory_order_relaxed);
   progress_.accounted.store(stats_.delivered - stats_.duplicates + stats_.lost,
                             std::memory_order_relaxed);
+  progress_.lost_silently.store(stats_.lost_silently, std::memory_order_relaxed);
   progress_.errors.store(stats_.error_count(), std::memory_order_relaxed);
   progress_.connects.store(stats_.connects_ok, std::memory_order_relaxed);
   progress_.publishers_done.store(publishers_done_, std::memory_order_relaxed);
@@ -673,6 +705,7 @@ void ClientLoop::Run() {
       progress_.delivered.store(stats_.delivered, std::memory_order_relaxed);
       progress_.accounted.store(stats_.delivered - stats_.duplicates + stats_.lost,
                                 std::memory_order_relaxed);
+      progress_.lost_silently.store(stats_.lost_silently, std::memory_order_relaxed);
       progress_.ready.store(ready_, std::memory_order_relaxed);
       progress_.failed.store(failed_, std::memory_order_relaxed);
       progress_.publishers_done.store(publishers_done_, std::memory_order_relaxed);

@@ -61,6 +61,7 @@ class ClientLoop {
   void Fail(ClientConnection& c, std::string_view reason);
   void Ready(ClientConnection& c);
   void Deliver(ClientConnection& c, std::string_view payload);
+  void Told(ClientConnection& c);
   void PublishOne(ClientConnection& c, uint64_t now);
 
   void OpenDue(uint64_t now);

@@ -245,6 +245,8 @@ std::string ReportHtml(const RunConfig& config, const RunResult& result, const S
       Millis(m.latency.p50 / 1e3) + " / " + Millis(m.latency.p90 / 1e3) + " / " +
           Millis(m.latency.p99 / 1e3) + " / " + Millis(m.latency.p999 / 1e3) + " / " +
           Millis(m.latency.max / 1e3));
+  Row(html, "lost silently (subscribers)",
+      std::to_string(m.lost_silently) + " (" + std::to_string(m.subscribers_lost_silently) + ")");
   Row(html, "lost / duplicated / undelivered",
       std::to_string(m.lost) + " / " + std::to_string(m.duplicates) + " / " +
           std::to_string(m.undelivered));

@@ -22,7 +22,8 @@ struct alignas(64) LoopProgress {
   std::atomic<uint64_t> open{0};    // connections open now
   std::atomic<uint64_t> sent{0};
   std::atomic<uint64_t> delivered{0};
-  std::atomic<uint64_t> accounted{0};  // sequence numbers received or known lost
+  std::atomic<uint64_t> accounted{0};      // sequence numbers received or known lost
+  std::atomic<uint64_t> lost_silently{0};  // gaps no unsubscribe or disconnect announced
   std::atomic<uint64_t> errors{0};
   std::atomic<uint64_t> connects{0};         // connect scenario: completed handshakes
   std::atomic<uint64_t> publishers_done{0};  // publishers that sent their message count

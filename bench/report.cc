@@ -173,6 +173,11 @@ Summary Summarize(const RunConfig& config, const RunResult& result) {
   m.expected = s.sent * ReceiversPerPublication(config);
   m.undelivered = m.expected > s.delivered + s.lost ? m.expected - s.delivered - s.lost : 0;
   m.lost = s.lost;
+  m.lost_told = s.lost_told;
+  m.lost_silently = s.lost_silently;
+  m.subscribers_lost = s.subscribers_lost;
+  m.subscribers_lost_silently = s.subscribers_lost_silently;
+  m.subscribers_told = s.subscribers_told;
   m.duplicates = s.duplicates;
   m.unstamped = s.unstamped;
   m.sent_per_s = static_cast<double>(s.sent) / secs;
@@ -235,6 +240,11 @@ std::string ReportJson(const RunConfig& config, const RunResult& result, const S
       .Field("expected", m.expected)
       .Field("undelivered", m.undelivered)
       .Field("lost", m.lost)
+      .Field("lost_told", m.lost_told)
+      .Field("lost_silently", m.lost_silently)
+      .Field("subscribers_lost", m.subscribers_lost)
+      .Field("subscribers_lost_silently", m.subscribers_lost_silently)
+      .Field("subscribers_told", m.subscribers_told)
       .Field("duplicates", m.duplicates)
       .Field("unstamped", m.unstamped)
       .Field("sent_per_s", m.sent_per_s)
@@ -272,6 +282,11 @@ std::string ResultToJson(const RunResult& result) {
       .Field("bytes_in", s.bytes_in)
       .Field("bytes_out", s.bytes_out)
       .Field("lost", s.lost)
+      .Field("lost_told", s.lost_told)
+      .Field("lost_silently", s.lost_silently)
+      .Field("subscribers_lost", s.subscribers_lost)
+      .Field("subscribers_lost_silently", s.subscribers_lost_silently)
+      .Field("subscribers_told", s.subscribers_told)
       .Field("duplicates", s.duplicates)
       .Field("unstamped", s.unstamped)
       .Field("connects_ok", s.connects_ok)
@@ -301,6 +316,11 @@ bool ResultFromJson(std::string_view json, RunResult& result, std::string* error
   s.bytes_in = U(doc, "bytes_in");
   s.bytes_out = U(doc, "bytes_out");
   s.lost = U(doc, "lost");
+  s.lost_told = U(doc, "lost_told");
+  s.lost_silently = U(doc, "lost_silently");
+  s.subscribers_lost = U(doc, "subscribers_lost");
+  s.subscribers_lost_silently = U(doc, "subscribers_lost_silently");
+  s.subscribers_told = U(doc, "subscribers_told");
   s.duplicates = U(doc, "duplicates");
   s.unstamped = U(doc, "unstamped");
   s.connects_ok = U(doc, "connects_ok");

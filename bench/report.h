@@ -29,6 +29,9 @@ struct Summary {
   double delivery_s = 0;  // start to the last delivery; delivery rates divide by this
   uint64_t sent = 0, delivered = 0, expected = 0, undelivered = 0, lost = 0, duplicates = 0,
            unstamped = 0;
+  // lost = lost_told + lost_silently (run_stats.h), and the subscribers behind them.
+  uint64_t lost_told = 0, lost_silently = 0, subscribers_lost = 0, subscribers_lost_silently = 0,
+           subscribers_told = 0;
   double sent_per_s = 0, deliveries_per_s = 0, bytes_in_per_s = 0;
   LatencySummary latency;
   uint64_t connects_ok = 0, connects_failed = 0, disconnects = 0;

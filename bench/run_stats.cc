@@ -65,6 +65,11 @@ void RunStats::Merge(const RunStats& other) {
   bytes_in += other.bytes_in;
   bytes_out += other.bytes_out;
   lost += other.lost;
+  lost_told += other.lost_told;
+  lost_silently += other.lost_silently;
+  subscribers_lost += other.subscribers_lost;
+  subscribers_lost_silently += other.subscribers_lost_silently;
+  subscribers_told += other.subscribers_told;
   duplicates += other.duplicates;
   unstamped += other.unstamped;
   connects_ok += other.connects_ok;

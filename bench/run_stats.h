@@ -49,19 +49,26 @@ struct ServerSample {
 };
 
 struct RunStats {
-  Histogram latency;              // publish -> delivery, ns
-  Histogram connect_latency;      // connect() -> protocol ready (handshake + subscribe), ns
-  uint64_t sent = 0;              // publications sent in the measured phase
-  uint64_t delivered = 0;         // publications received by subscribers
-  uint64_t bytes_in = 0;          // WebSocket data payload bytes received (inflated)
-  uint64_t bytes_out = 0;         // WebSocket data payload bytes sent (before deflate)
-  uint64_t lost = 0;              // sequence gaps
-  uint64_t duplicates = 0;        // sequence repeats
-  uint64_t unstamped = 0;         // data messages without a stamp (not measured)
-  uint64_t connects_ok = 0;       // connections that became ready
-  uint64_t connects_failed = 0;   // connect, handshake or subscribe failures
-  uint64_t disconnects = 0;       // ready connections lost before the end
-  uint64_t last_delivery_ns = 0;  // when the last counted delivery arrived (NowNs)
+  Histogram latency;          // publish -> delivery, ns
+  Histogram connect_latency;  // connect() -> protocol ready (handshake + subscribe), ns
+  uint64_t sent = 0;          // publications sent in the measured phase
+  uint64_t delivered = 0;     // publications received by subscribers
+  uint64_t bytes_in = 0;      // WebSocket data payload bytes received (inflated)
+  uint64_t bytes_out = 0;     // WebSocket data payload bytes sent (before deflate)
+  uint64_t lost = 0;          // sequence gaps
+  // Of lost, the gaps the server announced (an unsubscribe push or a disconnect seen before
+  // the gap) and the others: a silent loss is a subscriber shown holes as a clean stream.
+  uint64_t lost_told = 0;
+  uint64_t lost_silently = 0;
+  uint64_t subscribers_lost = 0;           // subscribers with any gap
+  uint64_t subscribers_lost_silently = 0;  // subscribers with a gap nobody announced
+  uint64_t subscribers_told = 0;           // subscribers that saw an unsubscribe or disconnect
+  uint64_t duplicates = 0;                 // sequence repeats
+  uint64_t unstamped = 0;                  // data messages without a stamp (not measured)
+  uint64_t connects_ok = 0;                // connections that became ready
+  uint64_t connects_failed = 0;            // connect, handshake or subscribe failures
+  uint64_t disconnects = 0;                // ready connections lost before the end
+  uint64_t last_delivery_ns = 0;           // when the last counted delivery arrived (NowNs)
   std::map<std::string, uint64_t> errors;  // reason -> count
   std::vector<Second> timeline;
   std::vector<ServerSample> server;

@@ -23,7 +23,7 @@ constexpr auto kTick = std::chrono::milliseconds(50);
 
 struct Totals {
   uint64_t ready = 0, failed = 0, open = 0, sent = 0, delivered = 0, accounted = 0, errors = 0,
-           connects = 0, publishers_done = 0, refused = 0;
+           connects = 0, publishers_done = 0, refused = 0, lost_silently = 0;
 };
 
 Totals Sum(const std::vector<std::unique_ptr<LoopProgress>>& progress) {
@@ -36,6 +36,7 @@ Totals Sum(const std::vector<std::unique_ptr<LoopProgress>>& progress) {
     t.sent += p->sent.load(std::memory_order_relaxed);
     t.delivered += p->delivered.load(std::memory_order_relaxed);
     t.accounted += p->accounted.load(std::memory_order_relaxed);
+    t.lost_silently += p->lost_silently.load(std::memory_order_relaxed);
     t.errors += p->errors.load(std::memory_order_relaxed);
     t.connects += p->connects.load(std::memory_order_relaxed);
     t.publishers_done += p->publishers_done.load(std::memory_order_relaxed);
@@ -65,11 +66,11 @@ class ProgressLine {
     double conn_rate = dt > 0 ? static_cast<double>(t.connects - last_.connects) / dt : 0;
     std::fprintf(stderr,
                  "\r\33[K[%s %5.1fs] sent %llu (%.0f/s)  delivered %llu (%.0f/s)  connects %.0f/s"
-                 "  errors %llu  open %llu",
+                 "  errors %llu  open %llu  lost silently %llu",
                  phase, s, static_cast<unsigned long long>(t.sent), sent_rate,
                  static_cast<unsigned long long>(t.delivered), recv_rate, conn_rate,
-                 static_cast<unsigned long long>(t.errors),
-                 static_cast<unsigned long long>(t.open));
+                 static_cast<unsigned long long>(t.errors), static_cast<unsigned long long>(t.open),
+                 static_cast<unsigned long long>(t.lost_silently));
     if (server) {
       std::fprintf(stderr, "  server %.0f MiB %.0f%% cpu",
                    static_cast<double>(server->rss_kb) / 1024.0, server->cpu_pct);

@@ -337,6 +337,7 @@ int Server::Run() {
     worker->loop->set_send_limits({std::min(config_.send_queue.drop_low_bytes, bound),
                                    std::min(config_.send_queue.drop_normal_bytes, bound), bound,
                                    config_.send_queue.urgent_deadline_ms,
+                                   config_.send_queue.normal_deadline_ms,
                                    config_.send_queue.loop_budget_bytes, join});
     hub_->AttachLoop(*worker->loop);
     Worker* w = worker.get();

@@ -46,6 +46,7 @@ void AddChannelFields(std::vector<Field>& fields, ChannelOptions& o) {
                     {"push_coalesce_delay", &o.push_coalesce_delay},
                     {"default_priority", &o.default_priority},
                     {"delivery", &o.delivery},
+                    {"droppable", &o.droppable},
                     {"join_leave_batch_delay", &o.join_leave_batch_delay},
                     {"join_leave_batch_max", &o.join_leave_batch_max},
                     {"publish_rate_limit", &o.publish_rate_limit},
@@ -119,6 +120,7 @@ std::vector<Field> Fields(Config& c) {
       {"send_queue.drop_low_bytes", &c.send_queue.drop_low_bytes},
       {"send_queue.drop_normal_bytes", &c.send_queue.drop_normal_bytes},
       {"send_queue.urgent_deadline_ms", &c.send_queue.urgent_deadline_ms},
+      {"send_queue.normal_deadline_ms", &c.send_queue.normal_deadline_ms},
       {"send_queue.loop_budget_bytes", &c.send_queue.loop_budget_bytes},
       {"send_queue.inbox_budget_bytes", &c.send_queue.inbox_budget_bytes},
       {"idempotency_window", &c.idempotency_window},
@@ -531,6 +533,7 @@ bool Validate(const Config& c, std::string* error) {
         "drop_low_bytes <= drop_normal_bytes");
   }
   if (sq.urgent_deadline_ms == 0) return fail("config key send_queue.urgent_deadline_ms: >= 1");
+  if (sq.normal_deadline_ms == 0) return fail("config key send_queue.normal_deadline_ms: >= 1");
   if (sq.loop_budget_bytes < 1024 || sq.inbox_budget_bytes < 1024) {
     return fail("config keys send_queue.loop_budget_bytes, inbox_budget_bytes: at least 1024");
   }

@@ -45,6 +45,10 @@ struct ChannelOptions {
   // value instead of a backlog ("all": every publication).
   std::string default_priority = "normal";
   std::string delivery = "all";
+  // Losses acceptable (tickers, cursors): a subscriber that falls behind silently misses
+  // publications of this channel. Otherwise (the default) it is told at once: unsubscribe
+  // 2500, or disconnect 3008. "latest" delivery and low priority are droppable too.
+  bool droppable = false;
   // Presence join/leave pushes of a channel collected for this long and sent as one message
   // of at most join_leave_batch_max pushes; a join and a leave of the same client within the
   // window cancel out (0: each push leaves at once, riding push coalescing only).
@@ -108,9 +112,11 @@ struct Config {
   } websocket;
 
   // Slow consumers and publisher backpressure (net::SendLimits, core::Hub::Limits): per
-  // connection, low pushes are dropped past drop_low_bytes queued, normal ones past
-  // drop_normal_bytes; a connection whose critical or high pushes wait urgent_deadline_ms,
-  // or whose queue passes websocket.max_write_buffer_bytes, is cut (3008). Per loop: past
+  // connection, low pushes are not queued past drop_low_bytes queued, normal ones past
+  // drop_normal_bytes (silently only on channels that accept losses; otherwise the
+  // subscriber is told: unsubscribe 2500, or 3008); a connection whose critical or high
+  // pushes wait urgent_deadline_ms, whose normal or low pushes wait normal_deadline_ms, or
+  // whose queue passes websocket.max_write_buffer_bytes, is cut (3008). Per loop: past
   // loop_budget_bytes held by all its queues (their own bytes and a record per queued
   // frame; shared frames are not counted per queue), low and normal pushes go only to
   // connections with nothing queued; past inbox_budget_bytes undelivered, publications to
@@ -119,6 +125,7 @@ struct Config {
     uint64_t drop_low_bytes = 512 * 1024;
     uint64_t drop_normal_bytes = 1 << 20;
     uint64_t urgent_deadline_ms = 5000;
+    uint64_t normal_deadline_ms = 10000;
     uint64_t loop_budget_bytes = 256ull << 20;
     uint64_t inbox_budget_bytes = 64ull << 20;
   } send_queue;

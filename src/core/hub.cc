@@ -281,7 +281,7 @@ void Hub::PostPush(const ChannelState& state, std::string_view channel,
                    bool join_leave, net::Priority priority) {
   const Delivery delivery{
       Coalescing{options.push_coalesce_max_bytes, options.push_coalesce_delay.ms}, priority,
-      options.delivery == "latest"};
+      options.delivery == "latest", options.droppable};
   const size_t bytes = push->size() + channel.size() + kTaskOverhead;
   for (size_t i = 0; i < state.loops.size(); ++i) {
     if (!state.loops[i]) continue;

@@ -53,16 +53,20 @@ void LoopChannels::Erase(Map::iterator it) {
   channels_.erase(it);  // a posted flush finds no channel and does nothing
 }
 
-bool LoopChannels::SendOne(Subscription& s, const Push& push, net::PushClass cls, bool has_offset) {
+bool LoopChannels::SendOne(Subscription& s, const Push& push, net::PushClass cls) {
   switch (push.SendTo(*s.connection, cls)) {
     case net::SendStatus::kQueued:
       return true;
     case net::SendStatus::kShed:
-      if (has_offset && s.on_missed != nullptr) {
+      return true;  // droppable, by the channel's choice: a later push may still fit
+    case net::SendStatus::kMissed:
+      // The subscriber must learn it now: told (and unsubscribed), or cut.
+      if (s.on_missed != nullptr) {
         s.on_missed(s);
-        return false;
+      } else {
+        s.connection->CutSlow();
       }
-      return true;  // at most once: a later push may still fit
+      return false;
     default:
       return false;  // the connection is ending (and may have freed s)
   }
@@ -88,12 +92,13 @@ void LoopChannels::Deliver(std::string_view channel, const Push& push, uint64_t 
   if (it == channels_.end()) return;
   Channel& ch = *it->second;
   ch.latest = delivery.latest;
+  ch.droppable = delivery.droppable;
   const Coalescing& coalescing = delivery.coalescing;
   if (coalescing.max_bytes == 0 || !join_ || loop_ == nullptr) {
     if (!ch.pending.empty()) FlushBatch(ch);  // keep the channel's order
-    const net::PushClass cls{delivery.priority, ch.latest ? ch.latest_key : 0};
+    const net::PushClass cls{delivery.priority, ch.latest ? ch.latest_key : 0, ch.droppable};
     ForEachSubscriber(ch.subscribers, [&](Subscription& s) {
-      if (Wants(s, offset, join_leave)) SendOne(s, push, cls, offset != 0);
+      if (Wants(s, offset, join_leave)) SendOne(s, push, cls);
     });
   } else {
     if (ch.latest && !join_leave) {
@@ -144,24 +149,21 @@ void LoopChannels::FlushBatch(Channel& ch) {
   struct Run {
     const Push* push;
     net::Priority priority;
-    bool has_offset;
   };
   std::vector<Run> joined;
   auto build = [&] {
     std::vector<const Push*> run;
     size_t bytes = 0;
-    bool has_offset = false;
     net::Priority priority = batch.front().priority;
     auto close_run = [&] {
       if (run.size() == 1) {
         run[0]->Ref();
-        joined.push_back({run[0], priority, has_offset});
+        joined.push_back({run[0], priority});
       } else if (!run.empty()) {
-        joined.push_back({join_(run.data(), run.size()), priority, has_offset});
+        joined.push_back({join_(run.data(), run.size()), priority});
       }
       run.clear();
       bytes = 0;
-      has_offset = false;
     };
     for (const Pending& p : batch) {
       const size_t size = p.push->size() + 1;
@@ -169,7 +171,6 @@ void LoopChannels::FlushBatch(Channel& ch) {
       run.push_back(p.push);
       priority = p.priority;
       bytes += size;
-      has_offset = has_offset || p.offset != 0;
     }
     close_run();
   };
@@ -180,12 +181,12 @@ void LoopChannels::FlushBatch(Channel& ch) {
     if (all) {
       if (joined.empty()) build();
       for (const Run& run : joined) {
-        if (!SendOne(s, *run.push, {run.priority, key}, run.has_offset)) break;
+        if (!SendOne(s, *run.push, {run.priority, key, ch.droppable})) break;
       }
     } else {
       for (const Pending& p : batch) {
         if (!Wants(s, p.offset, p.join_leave)) continue;
-        if (!SendOne(s, *p.push, {p.priority, key}, p.offset != 0)) break;
+        if (!SendOne(s, *p.push, {p.priority, key, ch.droppable})) break;
       }
     }
   });

@@ -21,10 +21,14 @@
 // Priorities and slow consumers: every push goes to the connection with its priority (the
 // publication's, or its namespace's default_priority; join/leave pushes are low), and runs
 // of one batch are joined only within one priority. A connection past its watermark does not
-// queue a low or normal push (net::SendStatus::kShed): for a subscriber with on_missed set
-// (a recoverable subscription: the client tracks offsets) LoopChannels calls it once, as the
-// last thing it does with that subscription, so the client can be told its stream has a gap
-// (Centrifugo's "insufficient state": the SDK resubscribes and recovers from history).
+// queue a low or normal push. A droppable one (low priority, delivery: latest, or a
+// namespace with droppable: true) is left out silently (net::SendStatus::kShed); any other
+// (net::SendStatus::kMissed) makes LoopChannels call the subscription's on_missed once, as
+// the last thing it does with that subscription, so the client is told at once that its
+// stream has a gap (Centrifugo's "insufficient state": the SDK resubscribes and recovers
+// from history where it can); a subscription without on_missed has its connection cut
+// (net::Connection::CutSlow). No publication of a channel that did not opt in to losses is
+// lost silently.
 // "Latest value wins" channels (namespace delivery: latest) keep only the newest pending
 // publication of a batch, and a push queued but unsent at a connection is replaced in place
 // by a newer one of the same channel (net::PushClass::latest_key).
@@ -60,8 +64,10 @@ struct Subscription {
   uint64_t delivered_offset = 0;
   bool wants_join_leave = false;
   uint32_t slot = 0;  // index in LoopChannels' list for its channel
-  // Called when a publication with an offset was shed for this subscriber (backpressure).
-  // It may end the subscription (and free it): LoopChannels touches s no more after it.
+  // Called when a push that may not be dropped was not queued for this subscriber
+  // (backpressure): it must tell the client now (or cut the connection). It may end the
+  // subscription (and free it): LoopChannels touches s no more after it. Null: the
+  // connection is cut (3008 for the client protocol).
   void (*on_missed)(Subscription& s) = nullptr;
 };
 
@@ -71,14 +77,16 @@ struct Coalescing {
   uint64_t delay_ms = 0;
 };
 
-// How one push is delivered on a loop: its channel's coalescing, its priority, and whether
-// its channel wants "latest value wins".
+// How one push is delivered on a loop: its channel's coalescing, its priority, whether its
+// channel wants "latest value wins", and whether it accepts losses (namespace droppable).
 struct Delivery {
-  Delivery(Coalescing c = {}, net::Priority p = net::Priority::kNormal, bool l = false)
-      : coalescing(c), priority(p), latest(l) {}
+  Delivery(Coalescing c = {}, net::Priority p = net::Priority::kNormal, bool l = false,
+           bool d = false)
+      : coalescing(c), priority(p), latest(l), droppable(d) {}
   Coalescing coalescing;
   net::Priority priority;
   bool latest;
+  bool droppable;
 };
 
 class LoopChannels {
@@ -136,6 +144,7 @@ class LoopChannels {
     std::string name;
     uint64_t latest_key;  // net::PushClass::latest_key for this channel (never 0)
     bool latest = false;
+    bool droppable = false;
     std::vector<Subscription*> subscribers;
     std::vector<Pending> pending;
     size_t pending_bytes = 0;
@@ -155,7 +164,7 @@ class LoopChannels {
   void Erase(Map::iterator it);
   // Sends one push to s; false when s must not be used again (its connection is ending, or
   // on_missed ran and may have freed it).
-  static bool SendOne(Subscription& s, const Push& push, net::PushClass cls, bool has_offset);
+  static bool SendOne(Subscription& s, const Push& push, net::PushClass cls);
 
   Join join_;
   net::Loop* loop_ = nullptr;

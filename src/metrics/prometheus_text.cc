@@ -184,7 +184,8 @@ uint64_t ProtocolErrorCloses(const LoopSnapshot& s) {
 uint64_t SlowConsumerCloses(const LoopSnapshot& s) {
   // write_overflow counts the cuts at the queue's bound; the deadline's are net's own.
   return s.net.write_overflow + s.metrics.slow_consumer_disconnects +
-         s.net.slow_consumer_disconnects[net::LoopStats::kSlowDeadline];
+         s.net.slow_consumer_disconnects[net::LoopStats::kSlowDeadline] +
+         s.net.slow_consumer_disconnects[net::LoopStats::kSlowMissed];
 }
 
 std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessStats& process,
@@ -410,10 +411,11 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
           "Connections of the loop with bytes queued for writing.",
           [](const LoopSnapshot& s) { return s.queued_connections; });
   t.Family("hermod_send_queue_dropped_total", "counter",
-           "Messages dropped from send queues, by reason and priority (overflow includes the "
-           "connections closed for passing websocket.max_write_buffer_bytes; replaced: an "
-           "unsent push superseded by a newer one of the same key, delivery: latest; cut: "
-           "unsent when its connection was disconnected as a slow consumer).");
+           "Messages dropped from send queues, by reason and priority (shed: droppable pushes "
+           "left out silently; overflow includes the connections closed for passing "
+           "websocket.max_write_buffer_bytes; replaced: an unsent push superseded by a newer "
+           "one of the same key, delivery: latest; told: not queued, the subscriber told at "
+           "once; cut: unsent when its connection was disconnected as a slow consumer).");
   for (size_t r = 0; r < kDropReasons.size(); ++r) {
     for (size_t p = 0; p < kDropPriorities.size(); ++p) {
       uint64_t n = m.queue_dropped[r][p];
@@ -426,8 +428,11 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
         // and latest-value replacement are all sheds.
         const size_t net_priority = kDropPriorities.size() - 1 - p;
         for (size_t why = 0; why < net::LoopStats::kDropReasons; ++why) {
-          // Replaced and cut have their own reasons, below.
-          if (why == net::LoopStats::kDropReplaced || why == net::LoopStats::kDropCut) continue;
+          // Replaced, cut and told have their own reasons, below.
+          if (why == net::LoopStats::kDropReplaced || why == net::LoopStats::kDropCut ||
+              why == net::LoopStats::kDropTold) {
+            continue;
+          }
           n += all.net.send_dropped[why][net_priority];
         }
       }
@@ -436,10 +441,14 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
     }
   }
   // Latest-value replacement is by design (the client gets the newer value), not a loss: kept
-  // apart from shed so that a high or critical drop always means a missed push. cut: the
-  // pushes a slow consumer still had queued when it was disconnected (3008).
-  for (auto [why, name] : {std::pair{net::LoopStats::kDropReplaced, "replaced"},
-                           std::pair{net::LoopStats::kDropCut, "cut"}}) {
+  // apart from shed so that a high or critical drop always means a missed push. shed counts
+  // only droppable pushes (lost silently, by the channel's choice). told: a push that may
+  // not be dropped was not queued and its subscriber was told at once (unsubscribe 2500, or
+  // a disconnect for a server-side subscription); cut: the pushes a slow consumer still had
+  // queued when it was disconnected (3008). Silent loss of a non-droppable push: none.
+  for (auto [why, name] :
+       {std::pair{net::LoopStats::kDropReplaced, "replaced"},
+        std::pair{net::LoopStats::kDropCut, "cut"}, std::pair{net::LoopStats::kDropTold, "told"}}) {
     for (size_t p = 0; p < kDropPriorities.size(); ++p) {
       t.Sample("hermod_send_queue_dropped_total",
                {{"reason", name}, {"priority", kDropPriorities[p]}},

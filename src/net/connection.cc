@@ -48,13 +48,26 @@ OutputQueue& Connection::Queue() {
   return *out_;
 }
 
-bool Connection::CheckUrgentDeadline() {
+bool Connection::CheckDeadlines() {
   if (!out_ || (state_ & (kClosed | kDraining | kLingering | kSlow))) return false;
+  const SendLimits& limits = loop_.send_limits();
   const uint64_t urgent_since = out_->UrgentSinceMs();
-  if (urgent_since == 0) return false;
-  if (loop_.now_ms() < urgent_since + loop_.send_limits().urgent_deadline_ms) return true;
-  SlowConsumer(LoopStats::kSlowDeadline);
-  return false;
+  const uint64_t push_since = out_->PushSinceMs();
+  if (urgent_since == 0 && push_since == 0) return false;
+  const uint64_t now = loop_.now_ms();
+  // A reader that stopped reading with only normal pushes queued is cut too: left alone it
+  // would stay subscribed and half-alive, holding its backlog, for as long as it likes.
+  if ((urgent_since != 0 && now >= urgent_since + limits.urgent_deadline_ms) ||
+      (push_since != 0 && now >= push_since + limits.normal_deadline_ms)) {
+    SlowConsumer(LoopStats::kSlowDeadline);
+    return false;
+  }
+  return true;
+}
+
+void Connection::CutSlow() {
+  if (state_ & (kClosed | kLingering | kSlow)) return;
+  SlowConsumer(LoopStats::kSlowMissed);
 }
 
 void Connection::SlowConsumer(LoopStats::SlowReason reason) {
@@ -106,13 +119,21 @@ SendStatus Connection::SendShared(Chunk* chunk, size_t offset, size_t len, PushC
     if (push.priority >= Priority::kNormal) {
       const size_t watermark =
           push.priority == Priority::kLow ? limits.drop_low_bytes : limits.drop_normal_bytes;
+      LoopStats::DropReason why = LoopStats::kDropReasons;
       if (cost >= watermark) {
-        ++loop_.stats().send_dropped[LoopStats::kDropWatermark][p];
-        return SendStatus::kShed;
+        why = LoopStats::kDropWatermark;
+      } else if (loop_.queued_cost() >= limits.loop_budget_bytes) {
+        why = LoopStats::kDropLoopBudget;
       }
-      if (loop_.queued_cost() >= limits.loop_budget_bytes) {
-        ++loop_.stats().send_dropped[LoopStats::kDropLoopBudget][p];
-        return SendStatus::kShed;
+      if (why != LoopStats::kDropReasons) {
+        // Only a channel that accepts losses loses a push silently; any other push left out
+        // is the caller's to tell (issue 13: no publication lost silently).
+        if (push.may_drop()) {
+          ++loop_.stats().send_dropped[why][p];
+          return SendStatus::kShed;
+        }
+        ++loop_.stats().send_dropped[LoopStats::kDropTold][p];
+        return SendStatus::kMissed;
       }
     }
   }
@@ -124,10 +145,12 @@ SendStatus Connection::SendShared(Chunk* chunk, size_t offset, size_t len, PushC
   }
   if (cost > 0) {
     // Only a backlog can hold an item past its deadline (this one was stamped now).
-    CheckUrgentDeadline();
+    CheckDeadlines();
     if (state_ & (kClosed | kSlow)) return SendStatus::kOverflow;
+    loop_.ArmSendSweep();  // a backlog: the sweep cuts it if the reader stopped for good
+  } else if (push.priority <= Priority::kHigh) {
+    loop_.ArmSendSweep();
   }
-  if (push.priority <= Priority::kHigh) loop_.ArmSendSweep();
   loop_.NeedsFlush(this);
   return SendStatus::kQueued;
 }
@@ -266,9 +289,10 @@ void Connection::Flush() {
     StartLinger();
     return;
   }
-  // The socket took what it could: critical or high output still waiting past the
-  // deadline marks a slow consumer.
-  CheckUrgentDeadline();
+  // The socket took what it could: output still waiting past its deadline marks a slow
+  // consumer; output still waiting at all needs the sweep, as a reader that stopped for
+  // good may never make the socket writable again.
+  if (CheckDeadlines()) loop_.ArmSendSweep();
   if (state_ & kClosed) return;
   UpdateInterest();
 }

@@ -6,11 +6,13 @@
 //
 // Backpressure: every send lands in the output queue's lanes (output_queue.h) and is judged
 // against the loop's SendLimits. A shared push of low or normal priority that finds the queue
-// past its watermark is not queued (kShed: the caller knows the subscriber missed it and can
-// tell it so); critical and high pushes always queue, and a connection that lets them wait
-// past the deadline, or whose queue passes max_bytes, is a slow consumer: its unsent items
-// are dropped at once (the half-sent frame stays, so framing holds) and OnSlowConsumer
-// decides how it ends (the WebSocket layer sends a Close; the default closes at once).
+// past its watermark is not queued: a droppable one (its channel accepts losses) silently
+// (kShed), any other with kMissed, and the caller must tell the subscriber at once (no
+// publication is lost silently). Critical and high pushes always queue. A connection that
+// lets them wait past the urgent deadline, or lets a normal or low push wait past the normal
+// deadline, or whose queue passes max_bytes, is a slow consumer: its unsent items are
+// dropped at once (the half-sent frame stays, so framing holds) and OnSlowConsumer decides
+// how it ends (the WebSocket layer sends a Close; the default closes at once).
 //
 // Closing is always deferred: Close() unregisters and closes the fd at once but the object
 // is freed at the end of the loop iteration, so a call stack that still holds it stays valid.
@@ -34,14 +36,20 @@ enum class SendStatus : uint8_t {
   kQueued,    // will leave with this iteration's flush
   kDropped,   // the connection is closing or closed; nothing was queued
   kOverflow,  // a slow consumer (limit or deadline passed): the connection is ending
-  kShed,      // backpressure: this push was not queued, the connection stays open
+  kShed,      // backpressure: this droppable push was not queued (by design, nobody is told)
+  kMissed,    // backpressure: this push, which may not be dropped, was not queued; the
+              // connection stays open and the caller must tell the subscriber now
 };
 
 // How a shared push is queued: its priority, and for "latest value wins" delivery a key
-// (not 0) under which a newer push replaces a queued, unsent one.
+// (not 0) under which a newer push replaces a queued, unsent one. droppable: its channel
+// accepts losses under backpressure (a ticker, a cursor); low-priority and latest-value
+// pushes are droppable whatever it says.
 struct PushClass {
   Priority priority = Priority::kNormal;
   uint64_t latest_key = 0;
+  bool droppable = false;
+  bool may_drop() const { return droppable || latest_key != 0 || priority == Priority::kLow; }
 };
 
 class Connection : public Pollable, public TimerNode {
@@ -92,6 +100,9 @@ class Connection : public Pollable, public TimerNode {
   virtual void OnShutdown() { CloseAfterFlush(); }
   // A slow consumer: the queue's unsent items are already dropped. Must end the connection.
   virtual void OnSlowConsumer() { Close(); }
+  // Cuts the connection as a slow consumer (kSlowMissed): for a protocol that cannot tell a
+  // subscriber about a missed push any other way. Unsent items go at once.
+  void CutSlow();
   // How joined output is framed (JoinSpec::header); null: this connection never joins. Asked
   // once per flush; the bound is the loop's SendLimits::join_max_bytes.
   virtual decltype(JoinSpec::header) JoinHeader() const { return nullptr; }
@@ -121,9 +132,10 @@ class Connection : public Pollable, public TimerNode {
   void FlushTls();
   void StartLinger();
   void UpdateInterest();
-  // For the loop's sweep: cuts the connection when its oldest critical or high output has
-  // waited past the deadline; true while such output still waits.
-  bool CheckUrgentDeadline();
+  // For the loop's sweep and every flush: cuts the connection when its oldest critical or
+  // high output has waited past the urgent deadline, or its oldest normal or low push past
+  // the normal deadline; true while such output still waits.
+  bool CheckDeadlines();
   // Drops what is unsent, counts, and hands over to OnSlowConsumer.
   void SlowConsumer(LoopStats::SlowReason reason);
   OutputQueue& Queue();

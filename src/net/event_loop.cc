@@ -90,13 +90,14 @@ void Loop::Bury(Connection* c) { graveyard_.push_back(c); }
 
 void Loop::ArmSendSweep() {
   if (send_sweep_.scheduled()) return;
-  timers_.Schedule(&send_sweep_,
-                   std::max<uint64_t>(send_limits_.urgent_deadline_ms / 2, TimerWheel::kTickMs));
+  const uint64_t shorter =
+      std::min(send_limits_.urgent_deadline_ms, send_limits_.normal_deadline_ms);
+  timers_.Schedule(&send_sweep_, std::max<uint64_t>(shorter / 2, TimerWheel::kTickMs));
 }
 
 void Loop::SendSweep::OnTimer() {
   bool again = false;
-  loop_.ForEachConnection([&again](Connection* c) { again = c->CheckUrgentDeadline() || again; });
+  loop_.ForEachConnection([&again](Connection* c) { again = c->CheckDeadlines() || again; });
   if (again) loop_.ArmSendSweep();
 }
 

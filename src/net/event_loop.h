@@ -63,16 +63,22 @@ struct LoopStats {
   uint64_t wait_us = 0;
   uint64_t busy_us = 0;
   // Slow consumers (SendLimits): shared pushes not queued, by reason and priority
-  // (index: Priority), and connections cut, by reason.
-  // kDropCut: pushes still unsent when their connection was cut as a slow consumer.
+  // (index: Priority), and connections cut, by reason. Watermark and loop budget count only
+  // droppable pushes (PushClass::droppable: left out silently, by the channel's choice);
+  // kDropTold: a push that may not be dropped was not queued and its subscriber was told at
+  // once (SendStatus::kMissed); kDropCut: pushes still unsent when their connection was cut
+  // as a slow consumer (told by the disconnect).
   enum DropReason : uint8_t {
     kDropWatermark,
     kDropLoopBudget,
     kDropReplaced,
     kDropCut,
+    kDropTold,
     kDropReasons
   };
-  enum SlowReason : uint8_t { kSlowOverflow, kSlowDeadline, kSlowReasons };
+  // kSlowDeadline: urgent output past urgent_deadline_ms, or pushes past normal_deadline_ms;
+  // kSlowMissed: the protocol cut it because a missed push could not be told otherwise.
+  enum SlowReason : uint8_t { kSlowOverflow, kSlowDeadline, kSlowMissed, kSlowReasons };
   uint64_t send_dropped[kDropReasons][4] = {};
   uint64_t slow_consumer_disconnects[kSlowReasons] = {};
   GuardStats guard;
@@ -82,16 +88,19 @@ struct LoopStats {
 // A connection's queue cost (OutputQueue::cost) decides what happens to a shared push:
 // past drop_low_bytes low pushes are not queued, past drop_normal_bytes normal ones neither;
 // critical and high always queue, but a queue past max_bytes, or whose oldest critical or
-// high item has waited urgent_deadline_ms, cuts the connection (a slow consumer). While the
-// loop's queues together hold more than loop_budget_bytes of their own (OutputQueue::
-// footprint: copied bytes and item records; shared frames are counted once per frame, by
-// the largest queue that holds them), low and normal pushes go only to connections with
-// nothing queued.
+// high item has waited urgent_deadline_ms, or whose oldest normal or low push has waited
+// normal_deadline_ms, cuts the connection (a slow consumer). While the loop's queues
+// together hold more than loop_budget_bytes of their own (OutputQueue::footprint: copied
+// bytes and item records; shared frames are counted once per frame, by the largest queue
+// that holds them), low and normal pushes go only to connections with nothing queued.
+// A push left out is dropped silently only when it is droppable (PushClass); otherwise the
+// sender learns it (SendStatus::kMissed) and must tell the subscriber.
 struct SendLimits {
   size_t drop_low_bytes = 512 * 1024;
   size_t drop_normal_bytes = 1 << 20;
   size_t max_bytes = 4 << 20;
   uint64_t urgent_deadline_ms = 5000;
+  uint64_t normal_deadline_ms = 10000;
   size_t loop_budget_bytes = size_t{256} << 20;
   // Joinable messages queued to one connection leave joined into messages of at most this
   // payload (websocket.join_max_bytes); 0: never joined.
@@ -126,9 +135,10 @@ class Loop {
   void set_max_write_buffer_bytes(size_t n) { send_limits_.max_bytes = n; }
   const SendLimits& send_limits() const { return send_limits_; }
   void set_send_limits(const SendLimits& limits) { send_limits_ = limits; }
-  // Critical or high output was queued: within urgent_deadline_ms / 2 the loop looks at every
-  // connection whose output waits, so a peer that stopped reading is cut at its deadline
-  // even when nothing else is sent to it (no send, no writable event would notice).
+  // A push waits (critical or high output queued, or a flush left pushes unsent): within
+  // half the shorter deadline the loop looks at every connection whose output waits, so a
+  // peer that stopped reading is cut at its deadline even when nothing else is sent to it
+  // (no send, no writable event would notice).
   void ArmSendSweep();
   // The footprint of every connection's output queue on this loop, summed.
   size_t queued_cost() const { return queued_cost_; }

@@ -207,6 +207,23 @@ uint64_t OutputQueue::UrgentSinceMs() const {
   return since;
 }
 
+uint64_t OutputQueue::PushSinceMs() const {
+  uint64_t since = 0;
+  size_t begin = LaneBegin(static_cast<size_t>(Lane::kNormal));
+  for (Lane lane : {Lane::kNormal, Lane::kLow}) {
+    // FIFO within a lane: its first shared item is its oldest. Owned items are few (one
+    // notice per subscription told), so the scan past them is short.
+    const size_t end = begin + lane_count_[static_cast<size_t>(lane)];
+    for (size_t i = begin; i < end; ++i) {
+      if (items_[i].stamp == kOwned) continue;
+      if (since == 0 || items_[i].stamp < since) since = items_[i].stamp;
+      break;
+    }
+    begin = end;  // kLow's run follows kNormal's
+  }
+  return since;
+}
+
 int OutputQueue::Gather(iovec* iov, int max_iov) const {
   int n = 0;
   for (size_t i = head_; i < items_.size() && n < max_iov; ++i, ++n) {

@@ -188,6 +188,9 @@ class OutputQueue {
   size_t lane_items(Lane lane) const { return lane_count_[static_cast<size_t>(lane)]; }
   // When the oldest queued critical or high item was appended (its now_ms); 0: none.
   uint64_t UrgentSinceMs() const;
+  // The same for the normal and low lanes' shared pushes (owned bytes queued there, such as
+  // a protocol's notice that a push was not queued, carry no stamp); 0: none.
+  uint64_t PushSinceMs() const;
   // Drops everything pending.
   void Clear();
   // Every later change of footprint() is also applied to *total (the loop's sum, read on the

@@ -218,7 +218,13 @@ void ClientConnection::OnSlowConsumer() {
 void ClientConnection::OnMissed(core::Subscription& missed) {
   auto& s = static_cast<ClientSubscription&>(missed);
   auto& client = static_cast<ClientConnection&>(*s.connection);
-  if (s.server_side) return client.Disconnect(kDisconnectInsufficientState);
+  if (s.server_side) {
+    // No unsubscribe push can end a server-side subscription for the SDK to resubscribe:
+    // the connection ends, and the SDK reconnects (and recovers where it can).
+    if (s.recoverable) return client.Disconnect(kDisconnectInsufficientState);
+    return client.CutSlow();  // 3008 "slow"
+  }
+  const bool recoverable = s.recoverable;
   const std::string channel = s.channel;  // s is freed below
   auto it = std::find_if(client.subscriptions_.begin(), client.subscriptions_.end(),
                          [&](const auto& p) { return p.get() == &s; });
@@ -226,10 +232,16 @@ void ClientConnection::OnMissed(core::Subscription& missed) {
   client.context_.hub.Unsubscribe(client.loop(), s.channel, *s.options, client.client_id_,
                                   client.info_, &s);
   client.subscriptions_.erase(it);
+  // 2500..2999: the SDK resubscribes; a recoverable subscription recovers the gap from
+  // history ("insufficient state", as Centrifugo), any other learns it lost publications.
   std::string push = "{\"push\":{\"channel\":";
   AppendJsonString(push, channel);
-  push += ",\"unsubscribe\":{\"code\":2500,\"reason\":\"insufficient state\"}}}";
-  client.SendMessage(ws::Opcode::kText, push);
+  push += recoverable ? ",\"unsubscribe\":{\"code\":2500,\"reason\":\"insufficient state\"}}}"
+                      : ",\"unsubscribe\":{\"code\":2500,\"reason\":\"slow: publications lost\"}}}";
+  // In the normal lane, behind the publications already queued for it: the client reads
+  // everything it was sent, then learns where its stream stops (and, recovering, resumes
+  // from its last offset without duplicates). Past max_write_buffer_bytes this cuts (3008).
+  client.SendMessage(ws::Opcode::kText, push, net::Lane::kNormal);
 }
 
 void ClientConnection::Disconnect(proto::Disconnect reason) {
@@ -596,8 +608,10 @@ core::Hub::SubscribeResult ClientConnection::AddSubscription(
     subscription->info += chan_info;
     subscription->info += '}';
   }
-  // Only a client that tracks offsets can notice and recover a shed publication.
-  if (recoverable) subscription->on_missed = &ClientConnection::OnMissed;
+  // Every subscription is told when a publication it may not miss is not queued: a
+  // recoverable one recovers it from history, any other at least learns it.
+  subscription->recoverable = recoverable;
+  subscription->on_missed = &ClientConnection::OnMissed;
   core::Hub::SubscribeRequest request;
   request.channel = channel;
   request.options = subscription->options;

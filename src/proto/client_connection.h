@@ -124,6 +124,7 @@ class ClientConnection final : public ws::WebSocketConnection {
       return info.empty() ? connection : info;
     }
     bool server_side = false;  // from the connection token's channels or subs
+    bool recoverable = false;  // the client tracks offsets: it can recover a gap
   };
   class Keepalive final : public net::TimerNode {
    public:
@@ -139,10 +140,11 @@ class ClientConnection final : public ws::WebSocketConnection {
   void OnClosed() override;
   // Slow consumers (net::Connection): the queue passed its bound or its deadline: 3008.
   void OnSlowConsumer() override;
-  // A recoverable subscription missed a publication under backpressure (core::Subscription::
-  // on_missed): as Centrifugo, a client-side subscription gets an unsubscribe push with
-  // 2500 "insufficient state" (the SDK resubscribes and recovers the gap from history); a
-  // server-side one ends the connection with 3010, and the SDK reconnects and recovers.
+  // A subscription missed a publication under backpressure (core::Subscription::on_missed):
+  // a client-side one gets an unsubscribe push with 2500 at once (recoverable: "insufficient
+  // state", as Centrifugo: the SDK resubscribes and recovers the gap from history; otherwise
+  // "slow: publications lost"); a server-side one ends the connection (recoverable: 3010,
+  // the SDK reconnects and recovers; otherwise 3008 "slow").
   static void OnMissed(core::Subscription& s);
   void OnKeepalive();
   void ScheduleKeepalive();

@@ -157,7 +157,8 @@ void WebSocketConnection::CloseWith(uint16_t code, std::string_view reason) {
   ScheduleTimer();
 }
 
-net::SendStatus WebSocketConnection::SendMessage(Opcode opcode, std::string_view payload) {
+net::SendStatus WebSocketConnection::SendMessage(Opcode opcode, std::string_view payload,
+                                                 net::Lane lane) {
   if ((flags_ & kSentClose) || closing()) return net::SendStatus::kDropped;
   ++stats_.messages_out;
   bool compressed = false;
@@ -166,11 +167,13 @@ net::SendStatus WebSocketConnection::SendMessage(Opcode opcode, std::string_view
     OutgoingDeflater().Deflate(payload, flags_ & kServerNoContext, out);
     payload = out;
     compressed = true;
+    // Deflated with the connection's own context: it must leave in the order it was made.
+    if (!(flags_ & kServerNoContext)) lane = net::Lane::kControl;
   }
   const size_t piece = options_.fragment_bytes;
   if (piece == 0 || payload.size() <= piece) {
     SendFrame(opcode, true, compressed, payload,
-              (flags_ & kJoinText) && opcode == Opcode::kText && !compressed);
+              (flags_ & kJoinText) && opcode == Opcode::kText && !compressed, lane);
   } else {
     // §5.4: the first frame carries the opcode (and RSV1), the rest are continuations.
     for (size_t offset = 0; offset < payload.size(); offset += piece) {
@@ -206,7 +209,7 @@ decltype(net::JoinSpec::header) WebSocketConnection::JoinHeader() const {
 }
 
 void WebSocketConnection::SendFrame(Opcode opcode, bool fin, bool rsv1, std::string_view payload,
-                                    bool joinable) {
+                                    bool joinable, net::Lane lane) {
   FrameHeaderSpec spec;
   spec.opcode = opcode;
   spec.fin = fin;
@@ -216,7 +219,7 @@ void WebSocketConnection::SendFrame(Opcode opcode, bool fin, bool rsv1, std::str
   size_t header_len = EncodeFrameHeader(spec, header);
   // RFC 6455 §5.5.1: nothing follows a Close, whatever priority it has.
   Send({reinterpret_cast<const char*>(header), header_len}, payload,
-       opcode == Opcode::kClose ? net::Lane::kFinal : net::Lane::kControl, joinable);
+       opcode == Opcode::kClose ? net::Lane::kFinal : lane, joinable);
 }
 
 void WebSocketConnection::ScheduleTimer() {

@@ -55,8 +55,11 @@ class WebSocketConnection : public net::Connection, private MessageHandler {
   ~WebSocketConnection() override;
 
   // Sends one message (compressed when negotiated and worth it; fragmented when
-  // fragment_bytes is set).
-  net::SendStatus SendMessage(Opcode opcode, std::string_view payload);
+  // fragment_bytes is set). lane: kControl, or a push lane for a message that must leave
+  // after the pushes of that priority already queued (it falls back to kControl when it is
+  // fragmented or compressed with this connection's own context, whose order is fixed).
+  net::SendStatus SendMessage(Opcode opcode, std::string_view payload,
+                              net::Lane lane = net::Lane::kControl);
   // Sends a message encoded once for many receivers, by reference (the fan-out path).
   net::SendStatus SendPrepared(const PreparedMessage& message, net::PushClass push = {});
   // Starts the close handshake (RFC 6455 §7.1.2); reads stop delivering messages.
@@ -100,7 +103,7 @@ class WebSocketConnection : public net::Connection, private MessageHandler {
   void CountClose(uint16_t code);
 
   void SendFrame(Opcode opcode, bool fin, bool rsv1, std::string_view payload,
-                 bool joinable = false);
+                 bool joinable = false, net::Lane lane = net::Lane::kControl);
   void ScheduleTimer();
   Deflater& OutgoingDeflater();
   Inflater& IncomingInflater();

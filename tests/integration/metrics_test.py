@@ -146,7 +146,7 @@ class MetricsTest(ServerCase):
                 self.assertIn(family + suffix, names)
         # Every send-queue drop reason and priority is a sample, zero or not.
         drops = [labels for name, labels, _ in samples if name == "hermod_send_queue_dropped_total"]
-        self.assertEqual(len(drops), 5 * 4)  # overflow, shed, expired, replaced, cut
+        self.assertEqual(len(drops), 6 * 4)  # overflow, shed, expired, replaced, cut, told
 
     def test_not_found_counts_as_client_error(self):
         before, _ = parse_metrics(self.scrape(self.server))

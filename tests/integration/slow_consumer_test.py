@@ -6,9 +6,11 @@ as fast as it answers.
   the server cuts it with 3008 "slow" (the Close arrives, after whole frames only, once the
   client reads again); the readers get every publication, in order; the server's RSS stays
   within a bound while it happens.
-- Normal-priority publications are shed past the watermark: the slow client (recoverable
-  subscription) gets an `unsubscribe` push with 2500 "insufficient state", stays connected,
-  resubscribes with its last offset and recovers exactly what it missed from history.
+- Normal-priority publications are not queued past the watermark, and never silently (issue
+  13): the slow client (recoverable subscription) gets an `unsubscribe` push with 2500
+  "insufficient state" right behind the publications already queued for it, stays
+  connected, resubscribes with its last offset and recovers exactly what it missed from
+  history, without a duplicate. Counted as told, not as shed.
 - A publisher that outruns a loop gets error 111 once the loop's inbox budget is spent.
 
 Run: python3 slow_consumer_test.py --hermod PATH
@@ -261,9 +263,11 @@ class SlowConsumerTest(HermodTestCase):
             for r in publisher.pipeline("publish", [body] * BATCH):
                 self.assertIn("result", r)
         self.assertGreater(
+            metric_sum(port, "hermod_send_queue_dropped_total", 'reason="told"'), 0)
+        self.assertEqual(
             metric_sum(port, "hermod_send_queue_dropped_total", 'reason="shed"'), 0)
         # The slow client reads what was queued for it: a run of publications without a gap,
-        # then the unsubscribe push that says its stream has one.
+        # then the unsubscribe push that says its stream has one (queued behind them).
         offsets = []
         while True:
             m = slow.read_line(timeout=30)

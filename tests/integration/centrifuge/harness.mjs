@@ -51,7 +51,9 @@ export async function startHermod(binary, config) {
   };
 }
 
-// A TCP proxy to 127.0.0.1:target; cutAll() destroys every proxied connection.
+// A TCP proxy to 127.0.0.1:target; cutAll() destroys every proxied connection; pauseAll()
+// stops reading what the server sends (a client that stalls: the server's queue for it
+// grows) until resumeAll().
 export async function startProxy(target) {
   const pairs = new Set();
   const server = net.createServer((client) => {
@@ -73,6 +75,15 @@ export async function startProxy(target) {
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     port: server.address().port,
+    pauseAll() {
+      for (const { client, upstream } of pairs) {
+        upstream.unpipe(client);
+        upstream.pause();
+      }
+    },
+    resumeAll() {
+      for (const { client, upstream } of pairs) upstream.pipe(client);
+    },
     cutAll() {
       for (const { client, upstream } of pairs) {
         client.resetAndDestroy();

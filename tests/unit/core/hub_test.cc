@@ -497,7 +497,9 @@ TEST_F(StoppedLoopTest, AShedPublicationTellsTheRecoverableSubscriberOnce) {
   for (int i = 0; i < 50; ++i) ASSERT_TRUE(hub_.Publish("ch", options_, data, ""));
   RunOnce();  // all 50 in one mailbox run: the queue is corked, the watermark is passed
   EXPECT_EQ(missed_calls, 1);
-  EXPECT_EQ(loop_.stats().send_dropped[net::LoopStats::kDropWatermark][2], 1u);
+  // Told, not shed: the subscriber learns of the gap at once (issue 13).
+  EXPECT_EQ(loop_.stats().send_dropped[net::LoopStats::kDropTold][2], 1u);
+  EXPECT_EQ(loop_.stats().send_dropped[net::LoopStats::kDropWatermark][2], 0u);
   const std::string got = ReadAll();
   // Every publication before the gap arrived, whole and in order; none after it.
   const size_t frame = std::string("ch|" + data + "@1\n").size();
@@ -506,6 +508,47 @@ TEST_F(StoppedLoopTest, AShedPublicationTellsTheRecoverableSubscriberOnce) {
   EXPECT_LT(delivered, 50u);
   EXPECT_GE(got.size(), delivered * frame);
   EXPECT_TRUE(got.ends_with("@" + std::to_string(delivered) + "\n"));
+}
+
+TEST_F(StoppedLoopTest, ADroppableChannelShedsSilentlyAndNeverTells) {
+  net::SendLimits limits;
+  limits.drop_low_bytes = 1000;
+  limits.drop_normal_bytes = 2000;
+  loop_.set_send_limits(limits);
+  options_.push_coalesce_max_bytes = 0;
+  options_.droppable = true;
+  missed_calls = 0;
+  missed_hub = &hub_;
+  missed_loop = &loop_;
+  missed_options = &options_;
+  subscription_.on_missed = &OnMissed;
+  Subscribe();
+  const std::string data(100, 'x');
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(hub_.Publish("ch", options_, data, ""));
+  RunOnce();
+  EXPECT_EQ(missed_calls, 0);
+  EXPECT_EQ(loop_.stats().send_dropped[net::LoopStats::kDropTold][2], 0u);
+  const size_t shed = loop_.stats().send_dropped[net::LoopStats::kDropWatermark][2];
+  const std::string got = ReadAll();
+  // Every publication was either delivered or counted as shed; the subscriber stays.
+  EXPECT_GT(shed, 0u);
+  EXPECT_EQ(std::count(got.begin(), got.end(), '\n') + shed, 50u);
+  EXPECT_FALSE(sink_->closing());
+}
+
+TEST_F(StoppedLoopTest, AMissedPushWithNobodyToTellCutsTheConnection) {
+  net::SendLimits limits;
+  limits.drop_low_bytes = 1000;
+  limits.drop_normal_bytes = 2000;
+  loop_.set_send_limits(limits);
+  options_.push_coalesce_max_bytes = 0;
+  subscription_.on_missed = nullptr;  // a subscriber that could not be told otherwise
+  Subscribe();
+  const std::string data(100, 'x');
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(hub_.Publish("ch", options_, data, ""));
+  RunOnce();
+  EXPECT_EQ(loop_.stats().slow_consumer_disconnects[net::LoopStats::kSlowMissed], 1u);
+  EXPECT_EQ(loop_.stats().send_dropped[net::LoopStats::kDropTold][2], 1u);
 }
 
 TEST_F(StoppedLoopTest, LatestDeliveryGivesASlowClientTheNewestValueNotABacklog) {

@@ -127,6 +127,8 @@ TEST(RenderMetrics, LatestValueReplacementsAreNotShed) {
   loops[0].net.send_dropped[net::LoopStats::kDropReplaced][1] = 4;
   loops[0].net.send_dropped[net::LoopStats::kDropWatermark][2] = 7;
   loops[0].net.send_dropped[net::LoopStats::kDropCut][0] = 2;
+  loops[0].net.send_dropped[net::LoopStats::kDropTold][2] = 3;
+  loops[0].net.slow_consumer_disconnects[net::LoopStats::kSlowMissed] = 1;
   std::string text = RenderMetrics(loops, ProcessStats{}, HealthFigures{}, BuildInfo{"1", "c"});
   EXPECT_NE(text.find("hermod_send_queue_dropped_total{reason=\"replaced\",priority=\"high\"} "
                       "4\n"),
@@ -143,6 +145,12 @@ TEST(RenderMetrics, LatestValueReplacementsAreNotShed) {
   EXPECT_NE(text.find("hermod_send_queue_dropped_total{reason=\"shed\",priority=\"critical\"} "
                       "0\n"),
             std::string::npos);
+  // Told (issue 13): not queued, the subscriber told at once: never counted as shed, which
+  // keeps only the silent drops of channels that accept losses.
+  EXPECT_NE(text.find("hermod_send_queue_dropped_total{reason=\"told\",priority=\"normal\"} "
+                      "3\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("hermod_slow_consumer_disconnects_total 1\n"), std::string::npos);
 }
 
 TEST(Dashboard, BasicPasswordMatchesOnlyTheExactPassword) {

@@ -102,10 +102,11 @@ TEST(Connection, ClosesWhenTheWriteBufferLimitIsPassed) {
 }
 
 // A shared frame of n bytes of ch (the test's own reference dropped after queuing).
-SendStatus SendFrame(Connection& c, char ch, size_t n, Priority p, uint64_t key = 0) {
+SendStatus SendFrame(Connection& c, char ch, size_t n, Priority p, uint64_t key = 0,
+                     bool droppable = false) {
   Chunk* chunk = Chunk::Create(n);
   chunk->Append(std::string(n, ch));
-  SendStatus status = c.SendShared(chunk, 0, n, {p, key});
+  SendStatus status = c.SendShared(chunk, 0, n, {p, key, droppable});
   chunk->Unref();
   return status;
 }
@@ -245,7 +246,10 @@ TEST(Connection, ShedsLowPastItsWatermarkThenNormalButQueuesCriticalAndHigh) {
     for (int i = 0; i < 3; ++i)
       EXPECT_EQ(SendFrame(*c, 'n', 300, Priority::kNormal), SendStatus::kQueued);
     EXPECT_GE(7 * item, 2000u);  // now past drop_normal_bytes
-    EXPECT_EQ(SendFrame(*c, 'n', 300, Priority::kNormal), SendStatus::kShed);
+    // A normal push of a channel that accepts losses is shed silently; any other is not
+    // queued either, but its sender must tell the subscriber (kMissed).
+    EXPECT_EQ(SendFrame(*c, 'd', 300, Priority::kNormal, 0, true), SendStatus::kShed);
+    EXPECT_EQ(SendFrame(*c, 'n', 300, Priority::kNormal), SendStatus::kMissed);
     EXPECT_EQ(SendFrame(*c, 'h', 300, Priority::kHigh), SendStatus::kQueued);
     EXPECT_EQ(SendFrame(*c, 'c', 300, Priority::kCritical), SendStatus::kQueued);
     EXPECT_EQ(c->Send("reply"), SendStatus::kQueued);  // replies are never shed
@@ -254,12 +258,45 @@ TEST(Connection, ShedsLowPastItsWatermarkThenNormalButQueuesCriticalAndHigh) {
   loop.Run();
   EXPECT_FALSE(closed);
   EXPECT_EQ(loop.stats().send_dropped[LoopStats::kDropWatermark][3], 1u);
+  // Only the droppable normal push counts as shed; the other one as told.
   EXPECT_EQ(loop.stats().send_dropped[LoopStats::kDropWatermark][2], 1u);
+  EXPECT_EQ(loop.stats().send_dropped[LoopStats::kDropTold][2], 1u);
   // Written in priority order: the reply, critical, high, then the normal backlog.
   std::string expected =
       "reply" + std::string(300, 'c') + std::string(300, 'h') + std::string(7 * 300, 'n');
   EXPECT_EQ(pair.ReadPeer(), expected);
   EXPECT_EQ(loop.queued_cost(), 0u);
+}
+
+TEST(Connection, PushClassSaysWhichPushesMayBeDroppedSilently) {
+  EXPECT_FALSE((PushClass{Priority::kNormal, 0, false}.may_drop()));
+  EXPECT_FALSE((PushClass{Priority::kHigh, 0, false}.may_drop()));
+  EXPECT_TRUE((PushClass{Priority::kNormal, 0, true}.may_drop()));   // droppable: true
+  EXPECT_TRUE((PushClass{Priority::kNormal, 9, false}.may_drop()));  // delivery: latest
+  EXPECT_TRUE((PushClass{Priority::kLow, 0, false}.may_drop()));     // the low lane
+}
+
+TEST(Connection, TheLoopBudgetLeavesOutOnlyDroppablePushesSilently) {
+  Loop loop(0, 4096);
+  SendLimits limits = SmallLimits();
+  limits.loop_budget_bytes = 100;  // passed by the first queued item's record
+  loop.set_send_limits(limits);
+  Pair pair;
+  std::string received;
+  bool closed = false;
+  auto* c = new Recorder(loop, pair.server, &received, &closed);
+  loop.Post([&] {
+    EXPECT_EQ(c->Send(std::string(200, 'r')), SendStatus::kQueued);
+    EXPECT_EQ(SendFrame(*c, 'l', 10, Priority::kLow), SendStatus::kShed);
+    EXPECT_EQ(SendFrame(*c, 'n', 10, Priority::kNormal), SendStatus::kMissed);
+    EXPECT_EQ(SendFrame(*c, 'h', 10, Priority::kHigh), SendStatus::kQueued);
+    loop.Stop();
+  });
+  loop.Run();
+  EXPECT_FALSE(closed);
+  EXPECT_EQ(loop.stats().send_dropped[LoopStats::kDropLoopBudget][3], 1u);
+  EXPECT_EQ(loop.stats().send_dropped[LoopStats::kDropLoopBudget][2], 0u);
+  EXPECT_EQ(loop.stats().send_dropped[LoopStats::kDropTold][2], 1u);
 }
 
 TEST(Connection, LatestValueReplacesAnUnsentFrameOfItsChannel) {
@@ -364,6 +401,58 @@ TEST(Connection, TheLoopsSweepCutsAStalledConnectionThatIsSentNothingMore) {
   loop.Run();
   EXPECT_TRUE(closed);
   EXPECT_EQ(loop.stats().slow_consumer_disconnects[LoopStats::kSlowDeadline], 1u);
+}
+
+TEST(Connection, NormalPushesWaitingPastTheNormalDeadlineAreASlowConsumer) {
+  fake_now_ms = 1000;
+  Loop loop(0, 4096, &FakeClock);
+  SendLimits limits = SmallLimits();
+  limits.drop_normal_bytes = limits.max_bytes = 64 << 20;
+  limits.urgent_deadline_ms = 100;
+  limits.normal_deadline_ms = 300;
+  loop.set_send_limits(limits);
+  Pair pair;
+  int small = 4096;
+  ASSERT_EQ(setsockopt(pair.server, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+  std::string received;
+  bool closed = false;
+  auto* c = new Recorder(loop, pair.server, &received, &closed);
+  loop.Post([&] {
+    // More normal pushes than the socket takes; the peer never reads and nothing urgent is
+    // queued: only the normal deadline can end it, through the loop's sweep.
+    for (int i = 0; i < 64; ++i) {
+      EXPECT_EQ(SendFrame(*c, 'n', 1000, Priority::kNormal), SendStatus::kQueued);
+    }
+    fake_now_ms += 200;  // past the urgent deadline, within the normal one
+    loop.Post([&] {
+      EXPECT_FALSE(c->closed());
+      EXPECT_EQ(loop.stats().slow_consumer_disconnects[LoopStats::kSlowDeadline], 0u);
+      fake_now_ms += 200;  // now past the normal deadline
+      loop.Post([] {});
+    });
+  });
+  loop.Run();
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(loop.stats().slow_consumer_disconnects[LoopStats::kSlowDeadline], 1u);
+  EXPECT_GT(loop.stats().send_dropped[LoopStats::kDropCut][2], 0u);
+  EXPECT_EQ(loop.queued_cost(), 0u);
+}
+
+TEST(Connection, CutSlowDropsTheBacklogAndEndsTheConnection) {
+  Loop loop(0, 4096);
+  Pair pair;
+  std::string received;
+  bool closed = false;
+  auto* c = new Recorder(loop, pair.server, &received, &closed);
+  loop.Post([&] {
+    EXPECT_EQ(SendFrame(*c, 'n', 100, Priority::kNormal), SendStatus::kQueued);
+    c->CutSlow();
+    EXPECT_TRUE(c->closed());
+  });
+  loop.Run();
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(loop.stats().slow_consumer_disconnects[LoopStats::kSlowMissed], 1u);
+  EXPECT_EQ(loop.stats().send_dropped[LoopStats::kDropCut][2], 1u);
 }
 
 TEST(Connection, CloseAfterFlushSendsEverythingThenHalfCloses) {
