@@ -159,6 +159,15 @@ bool HttpConnection::OnDrained() {
   return queued;
 }
 
+void HttpConnection::OnShutdown() {
+  if (streaming_) {
+    stream_close_ = true;
+    pending_.clear();
+    return;
+  }
+  CloseAfterFlush();
+}
+
 void HttpConnection::Refuse(int status, Rejection why, std::string_view detail) {
   if (status < 500) ++stats_.errors_4xx;
   ++stats_.rejected[static_cast<size_t>(why)];

@@ -86,6 +86,9 @@ class HttpConnection final : public net::Connection {
   void OnData(uint8_t* data, size_t len) override;
   void OnTimeout() override;
   bool OnDrained() override;
+  // Graceful shutdown: an answer being written is finished (within the shutdown deadline),
+  // then the connection closes; an idle one closes at once.
+  void OnShutdown() override;
 
  private:
   friend class DeferredResponse;

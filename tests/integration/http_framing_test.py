@@ -260,6 +260,39 @@ class LongResponseTest(h.HermodTestCase):
             self.assertEqual(pubs[-1]["data"]["i"], 99)
 
 
+class StalledReaderTest(h.HermodTestCase):
+    """A peer that reads none of a long answer for http.keepalive_timeout_ms is cut, logged and
+    counted; it pins the answer no longer than that."""
+
+    def test_a_reader_that_stops_is_cut_after_the_keepalive_timeout(self):
+        config = dict(CONFIG, http={"keepalive_timeout_ms": 300})
+        server = self.start_server(config, workers=1, echo=False)
+        payload = "p" * 50000
+        with h.connect(server.port) as sock:
+            sock.sendall(b"".join(publish_request("big", {"p": payload}) for _ in range(200)))
+            reader = h.ResponseReader(sock)
+            for _ in range(200):
+                self.assertEqual(reader.read(timeout=30).status, 200)
+        with h.connect(server.port) as sock:
+            # A small receive window and 10 MB of answer: more than the kernel buffers on both
+            # ends hold (tcp_wmem's maximum is 4 MiB by default), so the answer must wait on
+            # this reader.
+            sock.setsockopt(h.socket.SOL_SOCKET, h.socket.SO_RCVBUF, 4096)
+            data = json.dumps({"channel": "big", "limit": 200}).encode()
+            sock.sendall(("POST /api/history HTTP/1.1\r\nHost: a\r\nX-API-Key: %s\r\n"
+                          "Content-Length: %d\r\n\r\n" % (KEY, len(data))).encode() + data)
+            deadline = time.monotonic() + LOG_TIMEOUT_S
+            while not any("read none of a" in line for line in list(server.log)):
+                if time.monotonic() > deadline:
+                    self.fail("no log line; stderr:\n%s" % server.stderr_text())
+                time.sleep(0.01)
+        # (What the kernel already took still trickles out after the close: not measured.)
+        with h.connect(server.port) as sock:
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            body = h.ResponseReader(sock).read().body.decode()
+        self.assertIn('hermod_http_rejected_total{reason="response_stalled"} 1', body)
+
+
 class ResponseBoundTest(h.HermodTestCase):
     """A response over http.max_response_bytes is refused with 500 and a log line."""
 
