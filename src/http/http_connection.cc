@@ -188,7 +188,7 @@ void HttpConnection::OnTimeout() {
       return;
     }
     ++stats_.rejected[static_cast<size_t>(Rejection::kResponseStalled)];
-    spdlog::info("http: fd {} closed: the peer read none of a {}-byte response in {} ms", fd(),
+    spdlog::info("http: fd {} closed: the peer read none of a {}-byte response for {} ms", fd(),
                  stream_.size(), options_.keepalive_timeout_ms);
     Close();
     return;
