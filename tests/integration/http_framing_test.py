@@ -10,8 +10,10 @@ the check that nothing landed can fail.
 """
 
 import json
+import os
 import re
 import subprocess
+import tempfile
 import time
 
 import hermod_harness as h
@@ -258,6 +260,44 @@ class LongResponseTest(h.HermodTestCase):
             pubs = json.loads(r.body)["replies"][0]["history"]["publications"]
             self.assertEqual(len(pubs), 100)
             self.assertEqual(pubs[-1]["data"]["i"], 99)
+
+
+class LongResponseTlsTest(h.HermodTestCase):
+    """The same answers over TLS, where the socket drains through SSL_write, read by curl."""
+
+    def test_history_of_5_mb_answers_whole_over_tls(self):
+        directory = tempfile.TemporaryDirectory(prefix="hermod-tls-")
+        self.addCleanup(directory.cleanup)
+        cert = os.path.join(directory.name, "cert.pem")
+        key = os.path.join(directory.name, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj",
+                        "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", key, "-out", cert],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+        server = self.start_server(dict(CONFIG, tls={"cert_file": cert, "key_file": key}),
+                                   workers=1, echo=False)
+        url = "https://127.0.0.1:%d/api/" % server.port
+        body_path = os.path.join(directory.name, "publish.json")
+        with open(body_path, "w") as f:
+            json.dump({"channel": "big", "data": {"p": "p" * 50000}}, f)
+        # One curl, 100 publishes (each its own request: --next) on one connection.
+        one = ["-sS", "--fail", "--cacert", cert, "-H", "X-API-Key: " + KEY,
+               "--data-binary", "@" + body_path, url + "publish"]
+        run = subprocess.run(["curl"] + one + sum((["--next"] + one for _ in range(99)), []),
+                             capture_output=True, timeout=120)
+        self.assertEqual(run.returncode, 0, run.stderr)
+        for method, body in (("history", {"channel": "big", "limit": 100}),
+                             ("batch", {"commands": [{"history": {"channel": "big",
+                                                                  "limit": 100}}]})):
+            run = subprocess.run(["curl", "-sS", "--fail", "--cacert", cert, "-H",
+                                  "X-API-Key: " + KEY, "--data-binary", json.dumps(body),
+                                  url + method], capture_output=True, timeout=120)
+            self.assertEqual(run.returncode, 0, run.stderr)
+            self.assertGreater(len(run.stdout), 5_000_000)
+            answer = json.loads(run.stdout)
+            result = answer["result"] if method == "history" else answer["replies"][0]["history"]
+            self.assertEqual(len(result["publications"]), 100)
 
 
 class StalledReaderTest(h.HermodTestCase):
