@@ -4,6 +4,8 @@
 #include <boost/beast/http/error.hpp>
 #include <optional>
 #include <string>
+#include <tuple>
+#include <utility>
 
 namespace hermod::http {
 
