@@ -243,7 +243,8 @@ TEST(RequestParser, AcceptsChunkExtensionsAndDropsTrailers) {
     EXPECT_EQ(o.body, "hello");
     EXPECT_EQ(o.consumed, text.size());
   }
-  RequestParser parser({});
+  ParserLimits limits;
+  RequestParser parser(limits);
   size_t consumed = 0;
   ASSERT_EQ(ParseAll(parser, text, &consumed), RequestParser::Status::kDone);
   EXPECT_EQ(parser.request().Header("X-API-Key"), "");
@@ -278,7 +279,8 @@ TEST(RequestParser, AcceptsTheAbsoluteFormAndTakesItsHost) {
   // RFC 9112 §3.2.2 and §3.2.3.
   for (std::string target :
        {"http://example.com/health?x=1", "HTTPS://example.com:8443/health?x=1"}) {
-    RequestParser parser({});
+    ParserLimits limits;
+    RequestParser parser(limits);
     size_t consumed = 0;
     ASSERT_EQ(ParseAll(parser, "GET " + target + " HTTP/1.1\r\nHost: other\r\n\r\n", &consumed),
               RequestParser::Status::kDone);
@@ -311,7 +313,8 @@ TEST(RequestParser, AsksForContinueOnlyWhileAnHttp11BodyIsToCome) {
   const std::string head =
       "POST /api HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n";
   {
-    RequestParser parser({});
+    ParserLimits limits;
+    RequestParser parser(limits);
     size_t consumed = 0;
     ASSERT_EQ(ParseAll(parser, head, &consumed), RequestParser::Status::kNeedMore);
     EXPECT_TRUE(parser.header_done());
@@ -321,7 +324,8 @@ TEST(RequestParser, AsksForContinueOnlyWhileAnHttp11BodyIsToCome) {
     ASSERT_EQ(ParseAll(parser, "hello", &consumed), RequestParser::Status::kDone);
   }
   {
-    RequestParser parser({});
+    ParserLimits limits;
+    RequestParser parser(limits);
     size_t consumed = 0;
     ASSERT_EQ(ParseAll(parser, head + "hel", &consumed), RequestParser::Status::kNeedMore);
     // Some of the body is here already: §10.1.1 lets the server skip 100, but the client
@@ -332,7 +336,8 @@ TEST(RequestParser, AsksForContinueOnlyWhileAnHttp11BodyIsToCome) {
        {"POST /api HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
         "POST /api HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n",
         "POST /api HTTP/1.1\r\nContent-Length: 5\r\n\r\n"}) {
-    RequestParser parser({});
+    ParserLimits limits;
+    RequestParser parser(limits);
     size_t consumed = 0;
     ParseAll(parser, text, &consumed);
     EXPECT_FALSE(parser.wants_continue()) << text;
