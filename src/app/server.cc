@@ -52,6 +52,7 @@ Server::Server(config::Config config)
   http_options_.limits.max_headers = static_cast<uint32_t>(h.max_headers);
   http_options_.limits.max_body_bytes = h.max_body_bytes;
   http_options_.keepalive_timeout_ms = h.keepalive_timeout_ms;
+  http_options_.max_response_bytes = h.max_response_bytes;
   http_options_.request_timeout_ms = config_.websocket.handshake_timeout_ms;
 
   const auto& w = config_.websocket;

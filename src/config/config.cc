@@ -99,6 +99,7 @@ std::vector<Field> Fields(Config& c) {
       {"http.max_headers", &c.http.max_headers},
       {"http.max_body_bytes", &c.http.max_body_bytes},
       {"http.keepalive_timeout_ms", &c.http.keepalive_timeout_ms},
+      {"http.max_response_bytes", &c.http.max_response_bytes},
       {"websocket.max_message_bytes", &ws.max_message_bytes},
       {"websocket.handshake_timeout_ms", &ws.handshake_timeout_ms},
       {"websocket.ping_interval_ms", &ws.ping_interval_ms},
@@ -512,6 +513,9 @@ bool Validate(const Config& c, std::string* error) {
   }
   if (c.http.max_body_bytes > kMaxBuffer) {
     return fail("config key http.max_body_bytes: at most 2^30");
+  }
+  if (c.http.max_response_bytes < 4096 || c.http.max_response_bytes > (uint64_t{4} << 30)) {
+    return fail("config key http.max_response_bytes: must be 4096..2^32");
   }
   if (c.websocket.ping_interval_ms != 0 && c.websocket.pong_timeout_ms == 0) {
     return fail("config key websocket.pong_timeout_ms: must be set when pings are on");

@@ -82,6 +82,9 @@ struct Config {
     uint64_t max_headers = 64;
     uint64_t max_body_bytes = 1 << 20;
     uint64_t keepalive_timeout_ms = 30000;
+    // One HTTP response (an API answer) is written whole however slowly the peer reads; past
+    // this it is refused with 500 instead.
+    uint64_t max_response_bytes = uint64_t{64} << 20;
   } http;
 
   struct WebSocket {

@@ -11,7 +11,7 @@ namespace hermod::http {
 
 struct Request {
   std::string method;
-  std::string target;  // as sent: path and query
+  std::string target;  // path and query (an absolute-form target is reduced to them)
   int version = 11;    // 10 or 11
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;

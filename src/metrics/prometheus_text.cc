@@ -130,6 +130,10 @@ LoopSnapshot MergeSnapshots(const std::vector<LoopSnapshot>& loops) {
     all.http.requests += s.http.requests;
     all.http.errors_4xx += s.http.errors_4xx;
     all.http.timeouts += s.http.timeouts;
+    all.http.continues += s.http.continues;
+    for (size_t r = 0; r < std::size(all.http.rejected); ++r) {
+      all.http.rejected[r] += s.http.rejected[r];
+    }
     all.ws.opened += s.ws.opened;
     all.ws.messages_in += s.ws.messages_in;
     all.ws.messages_out += s.ws.messages_out;
@@ -261,7 +265,9 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
   PerLoop(t, loops, "hermod_http_request_timeouts_total", "counter",
           "HTTP requests that did not arrive whole in time (408).",
           [](const LoopSnapshot& s) { return s.http.timeouts; });
-
+  PerLoop(t, loops, "hermod_http_continues_total", "counter",
+          "100 Continue responses sent to requests with Expect: 100-continue.",
+          [](const LoopSnapshot& s) { return s.http.continues; });
   PerLoop(t, loops, "hermod_websocket_opened_total", "counter", "WebSocket handshakes completed.",
           [](const LoopSnapshot& s) { return s.ws.opened; });
   PerLoop(t, loops, "hermod_websocket_messages_received_total", "counter",
@@ -349,6 +355,17 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
 
   const LoopSnapshot all = MergeSnapshots(loops);
   const LoopMetrics& m = all.metrics;
+  t.Family("hermod_http_rejected_total", "counter",
+           "HTTP requests refused by the HTTP layer, by reason (each closes its connection), "
+           "and responses refused (response_too_large: 500 over http.max_response_bytes) or "
+           "abandoned (response_stalled: the peer read none of it for "
+           "http.keepalive_timeout_ms).");
+  for (size_t r = 0; r < std::size(all.http.rejected); ++r) {
+    t.Sample("hermod_http_rejected_total",
+             {{"reason", http::RejectionName(static_cast<http::Rejection>(r))}},
+             all.http.rejected[r]);
+  }
+
   constexpr double kUs = 1e6;  // recorded in microseconds, exposed in seconds
   t.Family("hermod_websocket_closed_total", "counter",
            "WebSocket connections closed, by the code of the Close that ended them (ours or "

@@ -279,10 +279,15 @@ void Connection::HandleReadable() {
 
 void Connection::Flush() {
   if (state_ & kClosed) return;
-  if (ssl_ == nullptr) {
-    FlushPlain();
-  } else {
-    FlushTls();
+  for (;;) {
+    if (ssl_ == nullptr) {
+      FlushPlain();
+    } else {
+      FlushTls();
+    }
+    if (state_ & kClosed) return;
+    if ((out_ && !out_->empty()) || (state_ & (kDraining | kLingering | kSlow))) break;
+    if (!OnDrained() || (state_ & kClosed)) break;
   }
   if (state_ & kClosed) return;
   if ((state_ & kDraining) && (!out_ || out_->empty())) {

@@ -103,6 +103,10 @@ class Connection : public Pollable, public TimerNode {
   // Cuts the connection as a slow consumer (kSlowMissed): for a protocol that cannot tell a
   // subscriber about a missed push any other way. Unsent items go at once.
   void CutSlow();
+  // The socket took everything queued (not while closing): a protocol that writes a long
+  // answer a window at a time (http::HttpConnection) queues its next piece. True when it
+  // queued more, which the same flush then writes.
+  virtual bool OnDrained() { return false; }
   // How joined output is framed (JoinSpec::header); null: this connection never joins. Asked
   // once per flush; the bound is the loop's SendLimits::join_max_bytes.
   virtual decltype(JoinSpec::header) JoinHeader() const { return nullptr; }

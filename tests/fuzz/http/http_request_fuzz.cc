@@ -1,6 +1,8 @@
 // The HTTP request path: bytes arrive in pieces (the first input byte picks the split), as
 // from a socket, and requests are parsed one after another as on a keep-alive connection.
-// Anything may come back as an error status; nothing may crash, hang or leak.
+// Anything may come back as an error status; nothing may crash, hang or leak. And no request
+// that completes may carry ambiguous framing (RFC 9112 §6.1, §6.3): Transfer-Encoding with
+// Content-Length, or Transfer-Encoding in HTTP/1.0, is always refused, never passed on.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -26,14 +28,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                   &consumed);
       if (status == hermod::http::RequestParser::Status::kError) {
         int code = parser->error_status();
-        if (code != 400 && code != 413 && code != 431) __builtin_trap();
+        if (code != 400 && code != 413 && code != 431 && code != 501) __builtin_trap();
         return 0;
       }
       pending.erase(0, consumed);
-      if (status == hermod::http::RequestParser::Status::kNeedMore) break;
+      if (status == hermod::http::RequestParser::Status::kNeedMore) {
+        if (parser->wants_continue()) parser->ContinueSent();
+        break;
+      }
       hermod::http::Request& r = parser->request();
       (void)r.Header("host");
       (void)r.Path();
+      bool has_coding = false;
+      bool has_length = false;
+      for (const auto& [name, value] : r.headers) {
+        has_coding = has_coding || hermod::http::EqualsIgnoreCase(name, "transfer-encoding");
+        has_length = has_length || hermod::http::EqualsIgnoreCase(name, "content-length");
+      }
+      if (has_coding && (has_length || r.version < 11)) __builtin_trap();
       parser = std::make_unique<hermod::http::RequestParser>(limits);
     }
   }

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -485,6 +486,55 @@ TEST(Connection, CloseAfterFlushSendsEverythingThenHalfCloses) {
   loop.Run();
   peer.join();
   EXPECT_TRUE(closed);
+}
+
+// Writes a long answer a piece at a time, each when the socket took the one before, as
+// http::HttpConnection does: never more than one piece queued.
+class Streamer final : public Connection {
+ public:
+  Streamer(Loop& loop, int fd, std::string answer, size_t piece)
+      : Connection(loop, fd, nullptr), answer_(std::move(answer)), piece_(piece) {}
+  void OnData(uint8_t*, size_t) override {}
+  bool OnDrained() override {
+    if (offset_ == answer_.size()) {
+      CloseAfterFlush();
+      return false;
+    }
+    EXPECT_EQ(queued_bytes(), 0u);
+    const size_t n = std::min(piece_, answer_.size() - offset_);
+    EXPECT_EQ(Send(std::string_view(answer_).substr(offset_, n)), SendStatus::kQueued);
+    offset_ += n;
+    return true;
+  }
+  void OnClosed() override { loop().Stop(); }
+
+ private:
+  std::string answer_;
+  size_t piece_;
+  size_t offset_ = 0;
+};
+
+TEST(Connection, OnDrainedWritesAnAnswerFarOverMaxBytesWhole) {
+  Loop loop(0, 4096);
+  loop.set_send_limits(SmallLimits());  // max_bytes 8000
+  Pair pair;
+  std::string answer;
+  for (int i = 0; answer.size() < (1 << 20); ++i) answer += std::to_string(i) + ' ';
+  auto* c = new Streamer(loop, pair.server, answer, 2000);
+  loop.Post([&] { c->Send(""); });  // a flush starts the stream
+  fcntl(pair.peer, F_SETFL, 0);
+  std::string got;
+  std::thread peer([&] {
+    char buffer[4096];
+    ssize_t n;
+    while ((n = read(pair.peer, buffer, sizeof buffer)) > 0) got.append(buffer, size_t(n));
+    shutdown(pair.peer, SHUT_WR);
+  });
+  loop.Run();  // until the linger after CloseAfterFlush ends with the peer's FIN
+  peer.join();
+  EXPECT_EQ(got.size(), answer.size());
+  EXPECT_TRUE(got == answer);
+  EXPECT_EQ(loop.stats().write_overflow, 0u);
 }
 
 TEST(Connection, PeerCloseClosesTheConnection) {
