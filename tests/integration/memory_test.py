@@ -6,7 +6,7 @@
   while the stream runs, and returns to 0 within a few seconds of the TTL once it stops;
   hermod_hub_reclaim_backlog stays small throughout.
 - Memory handed back after a peak (release build only: ASan has an allocator of its own;
-  ctest passes HERMOD_SANITIZE to say so):
+  ctest sets MEMORY_TEST_SANITIZED to say so):
   18,000 connections held by hermod-bench take the RSS above twice its start-up value; once
   they are gone, an idle loop's malloc_trim (memory_trim_interval) brings it back within 2x
   of start-up. hermod_memory_trims_total counts the trims.
@@ -92,7 +92,7 @@ class MemoryTrimTest(h.HermodTestCase):
     CONNECTIONS = 18000  # one hermod-bench process (--per-process)
 
     def test_rss_comes_back_within_twice_start_up_after_a_connection_peak(self):
-        if os.environ.get("HERMOD_SANITIZE"):
+        if os.environ.get("MEMORY_TEST_SANITIZED"):
             self.skipTest("ASan's allocator, not glibc's: the release build measures this")
         bench = os.path.join(os.path.dirname(h.HERMOD), "hermod-bench")
         self.assertTrue(os.access(bench, os.X_OK), "hermod-bench not built next to hermod")
