@@ -40,6 +40,8 @@ constexpr uint64_t kMaxBudget = uint64_t{1} << 40;
 // Token buckets count milli-tokens in 32 bits (core/rate_limit.h).
 constexpr uint64_t kMaxRate = 1000000;
 constexpr uint64_t kMaxCount = uint64_t{1} << 32;
+// Health thresholds are compared as doubles; a huge one means "never" (tests use 10^9).
+constexpr uint64_t kMaxPercent = 1000000000;
 
 // The channel option keys, shared by the top level and each namespace.
 void AddChannelFields(std::vector<Field>& fields, ChannelOptions& o) {
@@ -147,9 +149,9 @@ std::vector<Field> Fields(Config& c) {
       {"health.loop_deadline_ms", &c.health.loop_deadline_ms, 1, kMaxMs},
       {"health.memory_budget_bytes", &c.health.memory_budget_bytes, 0, uint64_t{1} << 50},
       {"health.max_connections", &c.health.max_connections, 0, kMaxCount},
-      {"health.degraded_percent", &c.health.degraded_percent, 1, 1000},
-      {"health.unhealthy_percent", &c.health.unhealthy_percent, 1, 1000},
-      {"health.critical_percent", &c.health.critical_percent, 1, 1000},
+      {"health.degraded_percent", &c.health.degraded_percent, 1, kMaxPercent},
+      {"health.unhealthy_percent", &c.health.unhealthy_percent, 1, kMaxPercent},
+      {"health.critical_percent", &c.health.critical_percent, 1, kMaxPercent},
       {"health.history_size", &c.health.history_size, 1, 1024},
       {"health.error_window_ms", &c.health.error_window_ms, 1000, 3600000},
       {"health.max_protocol_error_closes_per_second",
