@@ -292,7 +292,9 @@ void ServerApi::Handle(http::HttpConnection& connection, http::Request& request)
     return;
   }
   out += '\n';
-  connection.Respond(http::BuildResponse(200, "application/json", out, keep_alive), keep_alive);
+  // 413: a publication larger than the cluster's broker carries; the body is the error
+  // (106), and the status tells HTTP clients that check only statuses: never a 200.
+  connection.Respond(http::BuildResponse(status, "application/json", out, keep_alive), keep_alive);
 }
 
 int ServerApi::Batch(std::string& body, std::string& out) const {
@@ -358,7 +360,7 @@ int ServerApi::Batch(std::string& body, std::string& out) const {
     constexpr std::string_view kResult = "{\"result\":";
     if (status == 404) {
       AppendError(out, proto::ErrorCode::kMethodNotFound);
-    } else if (status != 200) {
+    } else if (status != 200 && status != 413) {  // 413: the reply is the error
       AppendError(out, proto::ErrorCode::kBadRequest);
     } else if (reply.starts_with(kResult)) {
       out += "{";
@@ -410,12 +412,20 @@ int ServerApi::Call(std::string_view method, std::string& body, std::string& out
     if (data->empty()) AppendError(out, proto::ErrorCode::kBadRequest);
     return !data->empty();
   };
+  bool too_large = false;  // a publication the broker cannot carry: HTTP 413 for `publish`
   auto publish = [&](std::string_view channel, const config::ChannelOptions& options,
                      std::string_view data) {
     config::ChannelOptions effective = options;
     if (r.skip_history) effective.history_size = 0;
+    core::Hub::Refusal refusal;
     std::optional<core::StreamPosition> position =
-        hub_.Publish(channel, effective, data, {}, r.idempotency_key, r.tags, priority);
+        hub_.Publish(channel, effective, data, {}, r.idempotency_key, r.tags, priority, &refusal);
+    if (refusal == core::Hub::Refusal::kTooLarge) {
+      // Larger than the cluster's broker carries: published nowhere (106, not temporary).
+      AppendError(out, proto::ErrorCode::kLimitExceeded);
+      too_large = true;
+      return;
+    }
     if (!position) {
       // A loop the channel reaches is over its inbox budget, or the channel is over its
       // namespace's publish_rate_limit: nothing was published.
@@ -446,6 +456,7 @@ int ServerApi::Call(std::string_view method, std::string& body, std::string& out
     const config::ChannelOptions* options = options_or_error(r.channel);
     if (!options) return 200;
     publish(r.channel, *options, data);
+    if (too_large) return 413;
   } else if (method == "broadcast") {
     std::string_view data;
     if (!data_or_error(&data)) return 200;

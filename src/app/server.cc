@@ -12,6 +12,7 @@
 #include <atomic>
 
 #include "http/response.h"
+#include "metrics/hub_state.h"
 #include "proto/encode.h"
 #include "proto/prepared_push.h"
 
@@ -226,6 +227,11 @@ void Server::BuildMetrics() {
   metrics_ = std::make_unique<metrics::Routes>(std::move(counters), *health_,
                                                config_.health.loop_deadline_ms,
                                                metrics::BuildInfo{HERMOD_VERSION, __VERSION__});
+  metrics_->AddRenderer([hub = hub_.get()](metrics::PrometheusText& text) {
+    metrics::RenderHubState(text, metrics::ReadHubState(*hub));
+  });
+  metrics_->AddRenderer(
+      [trim = &memory_trim_](metrics::PrometheusText& text) { trim->Render(text); });
   if (broker_) {
     broker::Link* link = &broker_->link();
     health_->AddCheck([link] { return link->Health(); });
@@ -341,6 +347,11 @@ int Server::Run() {
                                    config_.send_queue.normal_deadline_ms,
                                    config_.send_queue.loop_budget_bytes, join});
     hub_->AttachLoop(*worker->loop);
+    if (config_.memory_trim_interval.ms > 0) {
+      worker->memory_trim = std::make_unique<MemoryTrim::Timer>(memory_trim_, *worker->loop,
+                                                                config_.memory_trim_interval.ms);
+      worker->memory_trim->Start();
+    }
     Worker* w = worker.get();
     worker->listener = std::make_unique<net::Listener>(
         *worker->loop, fd, tls_.get(), [this, w](net::Loop& loop, int client, SSL* ssl) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "api/server_api.h"
+#include "app/memory_trim.h"
 #include "auth/token_verifier.h"
 #include "broker/nats_broker.h"
 #include "config/config.h"
@@ -49,7 +50,8 @@ class Server {
     std::unique_ptr<net::Loop> loop;
     std::unique_ptr<net::Listener> listener;
     std::thread thread;
-    std::unique_ptr<net::TimerNode> drain_watch;  // set at shutdown
+    std::unique_ptr<net::TimerNode> drain_watch;     // set at shutdown
+    std::unique_ptr<MemoryTrim::Timer> memory_trim;  // with memory_trim_interval
   };
 
   void BuildRoutes();
@@ -74,6 +76,7 @@ class Server {
   core::ChannelRules channel_rules_;
   auth::TokenVerifier token_verifier_;
   std::unique_ptr<core::Hub> hub_;
+  MemoryTrim memory_trim_;
   // Config broker "nats": other nodes' publications enter the hub from libnats's threads;
   // built and stopped in Run, declared after hub_ so that it goes first.
   std::unique_ptr<broker::NatsBroker> broker_;

@@ -39,6 +39,10 @@ class Broker {
   virtual ~Broker() = default;
   // Any thread; returns at once (the engine queues, drops or fails fast, and counts it).
   virtual void Publish(const Message& message) = 0;
+  // Any thread, before the hub accepts a publication: whether the engine can carry it at all
+  // (NATS: the server's max_payload). false: the hub refuses the publication to its publisher
+  // (counted here), rather than deliver it locally while the other nodes never get it.
+  virtual bool Fits(const Message& message) = 0;
 };
 
 }  // namespace hermod::broker

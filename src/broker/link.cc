@@ -62,6 +62,13 @@ void Link::OnSent(MessageKind kind, bool ok) {
   Note();
 }
 
+void Link::OnSentTooLarge(MessageKind kind) {
+  CountTooLarge(kind);
+  std::lock_guard lock(mutex_);
+  breaker_.OnSuccess();
+  Note();
+}
+
 void Link::OnConnected() {
   std::lock_guard lock(mutex_);
   connected_ = true;
@@ -94,6 +101,14 @@ void Link::OnTrial(bool ok) {
 
 void Link::CountIn(MessageKind kind) {
   received_[KindIndex(kind)].fetch_add(1, std::memory_order_relaxed);
+}
+
+void Link::CountTooLarge(MessageKind kind) {
+  too_large_[KindIndex(kind)].fetch_add(1, std::memory_order_relaxed);
+}
+
+uint64_t Link::too_large(MessageKind kind) const {
+  return too_large_[KindIndex(kind)].load(std::memory_order_relaxed);
 }
 
 void Link::CountDropped(DropReason reason) {
@@ -182,6 +197,14 @@ void Link::Render(metrics::PrometheusText& t) {
   t.Family("hermod_broker_publish_failures_total", "counter",
            "Broker sends that failed (disconnected, send queue full, client error).");
   t.Sample("hermod_broker_publish_failures_total", {}, failures());
+  t.Family("hermod_broker_publish_too_large_total", "counter",
+           "Messages larger than the NATS server's max_payload, by kind: publications refused "
+           "to their publisher (error 106, never delivered anywhere), joins and leaves not "
+           "sent. Not failures: the circuit breaker does not count them.");
+  for (MessageKind k : {MessageKind::kPublication, MessageKind::kJoin, MessageKind::kLeave}) {
+    t.Sample("hermod_broker_publish_too_large_total", {{"kind", kKindNames[KindIndex(k)]}},
+             too_large(k));
+  }
   t.Family("hermod_broker_publish_skipped_total", "counter",
            "Broker sends skipped while the circuit breaker was open (delivered locally only).");
   t.Sample("hermod_broker_publish_skipped_total", {}, skipped());

@@ -50,6 +50,15 @@ class Link {
 
   void CountIn(MessageKind kind);
   void CountDropped(DropReason reason);
+  // A message larger than the server carries (max_payload): refused before it was queued
+  // (a publication, whose publisher got an error) or not sent (a join or leave). Never a
+  // failure of the link: the breaker does not see it.
+  void CountTooLarge(MessageKind kind);
+  // An admitted send found too large only when it was due (max_payload learned or lowered
+  // since): counted as too large, and reported to the breaker as a call that went well (the
+  // server is there; a half-open trial must not stay in flight for ever).
+  void OnSentTooLarge(MessageKind kind);
+  uint64_t too_large(MessageKind kind) const;
 
   core::CircuitBreaker::State state();
   bool connected() const;
@@ -78,6 +87,7 @@ class Link {
   std::atomic<uint64_t> failures_{0};
   std::atomic<uint64_t> sent_[3] = {};
   std::atomic<uint64_t> received_[3] = {};
+  std::atomic<uint64_t> too_large_[3] = {};
   std::atomic<uint64_t> dropped_[5] = {};
 };
 

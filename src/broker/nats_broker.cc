@@ -90,7 +90,9 @@ void NatsBroker::OnConnectionEvent(natsConnection* nc, void* self) {
   CallbackScope scope(broker->in_callback_, broker->closing_);
   if (!scope.live()) return;
   if (natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED) {
-    spdlog::info("broker: connected to NATS at {}", broker->options_.url);
+    broker->LearnMaxPayload(nc);
+    spdlog::info("broker: connected to NATS at {} (max_payload {})", broker->options_.url,
+                 broker->max_payload());
     broker->link_.OnConnected();
   } else {
     spdlog::warn("broker: disconnected from NATS at {}; reconnecting every {} ms",
@@ -146,7 +148,8 @@ bool NatsBroker::Start(std::string* error) {
   s = natsConnection_Connect(&connection_, o);
   if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) return fail(s, "connect");
   if (s == NATS_OK) {
-    spdlog::info("broker: connected to NATS at {}", options_.url);
+    LearnMaxPayload(connection_);
+    spdlog::info("broker: connected to NATS at {} (max_payload {})", options_.url, max_payload());
     link_.OnConnected();
   } else {
     spdlog::warn("broker: NATS at {} not reachable yet; retrying every {} ms", options_.url,
@@ -190,8 +193,23 @@ void NatsBroker::Stop() {
   }
 }
 
+void NatsBroker::LearnMaxPayload(natsConnection* nc) {
+  const int64_t max = natsConnection_GetMaxPayload(nc);
+  if (max > 0) max_payload_.store(static_cast<uint64_t>(max), std::memory_order_relaxed);
+}
+
+bool NatsBroker::Fits(const Message& message) {
+  if (receiving) return true;  // it came over this link: it fits
+  const uint64_t max = max_payload();
+  if (max == 0 || EncodedSize(message) <= max) return true;
+  link_.CountTooLarge(message.kind);
+  return false;
+}
+
 void NatsBroker::Publish(const Message& message) {
   if (receiving) return;  // fed in from another node: not ours to send
+  // Publications were checked by Fits; a join or leave with a huge info is checked here.
+  if (message.kind != MessageKind::kPublication && !Fits(message)) return;
   if (!link_.Admit()) return;
   std::string bytes = Encode(node_id_, message);
   {
@@ -216,11 +234,25 @@ void NatsBroker::SendLoop() {
     queued_bytes_ = 0;
     lock.unlock();
     for (Outgoing& m : batch) {
+      // Too large for the server (a join or leave with a huge info, or a publication queued
+      // before max_payload was known): the server would close the connection on it, and it
+      // says nothing about the link's health. Not sent, counted, not a breaker failure.
+      const uint64_t max = max_payload();
+      if (max != 0 && m.bytes.size() > max) {
+        link_.OnSentTooLarge(m.kind);
+        continue;
+      }
       // Not connected: fail now (the breaker counts it) rather than fill the reconnect buffer.
-      const bool ok = natsConnection_Status(connection_) == NATS_CONN_STATUS_CONNECTED &&
-                      natsConnection_Publish(connection_, subject_.c_str(), m.bytes.data(),
-                                             static_cast<int>(m.bytes.size())) == NATS_OK;
-      link_.OnSent(m.kind, ok);
+      const natsStatus s =
+          natsConnection_Status(connection_) == NATS_CONN_STATUS_CONNECTED
+              ? natsConnection_Publish(connection_, subject_.c_str(), m.bytes.data(),
+                                       static_cast<int>(m.bytes.size()))
+              : NATS_CONNECTION_CLOSED;
+      if (s == NATS_MAX_PAYLOAD) {
+        link_.OnSentTooLarge(m.kind);
+        continue;
+      }
+      link_.OnSent(m.kind, s == NATS_OK);
     }
     if (batch.empty() && link_.TrialDue()) {
       // An idle node's trial: a round trip to the server (PING, PONG).

@@ -72,6 +72,9 @@ class NatsBroker final : public Broker {
   void Stop();
 
   void Publish(const Message& message) override;
+  bool Fits(const Message& message) override;
+  // The server's max_payload as learned on the last connect; 0 before the first.
+  uint64_t max_payload() const { return max_payload_.load(std::memory_order_relaxed); }
 
   Link& link() { return link_; }
   uint64_t node_id() const { return node_id_; }
@@ -86,6 +89,8 @@ class NatsBroker final : public Broker {
   static void OnAsyncError(natsConnection* nc, natsSubscription* sub, natsStatus status,
                            void* self);
   void Receive(std::string_view bytes);
+  // On (re)connect: the server's INFO max_payload, which a publish must not pass.
+  void LearnMaxPayload(natsConnection* nc);
   void SendLoop();
 
   const Options options_;
@@ -101,6 +106,9 @@ class NatsBroker final : public Broker {
   // Callbacks in progress, and whether they must do nothing (Stop waits for the count).
   std::atomic<int> in_callback_{0};
   std::atomic<bool> closing_{false};
+  // The server's max_payload (its INFO, read by libnats on every connect); 0: not yet known,
+  // everything fits until then (a send while disconnected fails anyway).
+  std::atomic<uint64_t> max_payload_{0};
 
   std::mutex mutex_;  // guards queue_, queued_bytes_, stopping_
   std::condition_variable wake_;

@@ -53,6 +53,15 @@ std::string Encode(uint64_t node, const Message& m) {
   return out;
 }
 
+size_t EncodedSize(const Message& m) {
+  auto field = [](std::string_view f) {
+    size_t n = 1;
+    for (uint64_t size = f.size(); size >= 0x80; size >>= 7) ++n;
+    return n + f.size();
+  };
+  return kHeader + field(m.channel) + field(m.data) + field(m.info) + field(m.tags);
+}
+
 bool Decode(std::string_view in, uint64_t* node, Message* m) {
   if (in.size() < kHeader || static_cast<uint8_t>(in[0]) != kWireVersion) return false;
   const auto kind = static_cast<uint8_t>(in[1]);

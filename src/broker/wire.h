@@ -22,6 +22,8 @@ namespace hermod::broker {
 inline constexpr uint8_t kWireVersion = 1;
 
 std::string Encode(uint64_t node, const Message& message);
+// Encode(node, message).size(), without encoding.
+size_t EncodedSize(const Message& message);
 // Views into bytes; false when bytes are not exactly one message of this version.
 bool Decode(std::string_view bytes, uint64_t* node, Message* message);
 

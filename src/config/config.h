@@ -134,6 +134,9 @@ struct Config {
   } send_queue;
   // Publications with the same idempotency_key on a channel within this window publish once.
   Duration idempotency_window{5 * 60 * 1000};
+  // How often an idle loop checks whether freed heap memory should go back to the kernel
+  // (malloc_trim; app/memory_trim.h); 0: never.
+  Duration memory_trim_interval{10000};
 
   // GET /health: the checks behind the level and their thresholds. A check's value is a
   // percentage of its budget: at degraded_percent it is degraded, then unhealthy, then
@@ -273,7 +276,19 @@ bool ApplyEnvironment(char** environment, Config& config, std::string* error);
 // True when name=value is one of these shapes, value included, so that HERMOD_PORT=8000 is
 // still the port key and HERMOD_PORT=tcp://10.0.0.11:8000 is Kubernetes'.
 bool IsKubernetesServiceLink(std::string_view name, std::string_view value);
+// Every numeric key within the range of the field table (config.cc), with the key and the
+// range in the message, then the keys that constrain each other. checkconfig and serve both
+// call it: serve never starts with a value checkconfig would refuse, nor aborts on one it
+// accepted.
 bool Validate(const Config& config, std::string* error);
+// The numeric keys' ranges (durations in milliseconds), for tests and documentation.
+struct KeyRange {
+  std::string key;
+  uint64_t min;
+  uint64_t max;
+  bool duration;
+};
+std::vector<KeyRange> KeyRanges();
 // The whole config as JSON (genconfig, and the log at start-up).
 std::string ToJson(const Config& config);
 // s as a JSON string literal, quotes included (also for the CLI and token claims).

@@ -7,13 +7,14 @@ namespace hermod::core {
 void HistoryStream::Append(std::string publication, uint64_t now_ms, uint64_t size,
                            uint64_t ttl_ms) {
   ++top_;
+  bytes_ += publication.size();
   entries_.push_back(Entry{top_, now_ms + ttl_ms, std::move(publication)});
-  while (entries_.size() > size) entries_.pop_front();
+  while (entries_.size() > size) PopFront();
   Expire(now_ms);
 }
 
 void HistoryStream::Expire(uint64_t now_ms) {
-  while (!entries_.empty() && entries_.front().expires_ms <= now_ms) entries_.pop_front();
+  while (!entries_.empty() && entries_.front().expires_ms <= now_ms) PopFront();
 }
 
 size_t HistoryStream::IndexAfter(uint64_t after) const {

@@ -33,13 +33,20 @@ class HistoryStream {
   uint64_t top() const { return top_; }
   const std::string& epoch() const { return epoch_; }
   size_t size() const { return entries_.size(); }
+  // The publications' bytes held (what /metrics reports as history bytes).
+  size_t bytes() const { return bytes_; }
+  // When the newest entry expires, so when the whole stream is empty (0: it is now).
+  uint64_t expires_ms() const { return entries_.empty() ? 0 : entries_.back().expires_ms; }
 
   // Stores the publication encoded with next_offset(); trims to size and ttl.
   void Append(std::string publication, uint64_t now_ms, uint64_t size, uint64_t ttl_ms);
   // Drops entries whose ttl passed.
   void Expire(uint64_t now_ms);
   // Drops every entry; the position (top offset, epoch) stays (API history_remove).
-  void Clear() { entries_.clear(); }
+  void Clear() {
+    entries_.clear();
+    bytes_ = 0;
+  }
 
   // `history`: publications after since.offset (or from the oldest kept when since is
   // null), oldest first; with reverse, newest first and before since.offset. limit < 0: all.
@@ -65,10 +72,15 @@ class HistoryStream {
   };
   // Index of the first entry with offset > after (entries are contiguous in offset).
   size_t IndexAfter(uint64_t after) const;
+  void PopFront() {
+    bytes_ -= entries_.front().publication.size();
+    entries_.pop_front();
+  }
 
   std::string epoch_;
   uint64_t top_ = 0;
   std::deque<Entry> entries_;
+  size_t bytes_ = 0;  // sum of the entries' publication sizes
 };
 
 }  // namespace hermod::core

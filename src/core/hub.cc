@@ -1,5 +1,7 @@
 #include "core/hub.h"
 
+#include <algorithm>
+#include <functional>
 #include <random>
 #include <unordered_set>
 
@@ -20,6 +22,7 @@ struct Hub::ChannelState {
   // anyway. publish_limit: the limit last used, so the sweep can tell a refilled bucket.
   TokenBucket publish_bucket;
   RateLimit publish_limit;
+  uint64_t reclaim_at = 0;  // its entry in the shard's reclaim queue; 0: none
   // Under the shard lock: nothing but the channel's name would be lost by erasing it now.
   bool Unused(uint64_t now) {
     return loop_count == 0 && presence.empty() && idempotency.empty() &&
@@ -34,6 +37,16 @@ struct Hub::Shard {
   ChannelMap channels;
   // The history positions of this shard's channels that were erased (history_meta.h).
   HistoryMeta meta;
+  // Channels without subscribers by the time they may become unused: a min-heap (std::
+  // push_heap with greater). An entry whose time is not its channel's reclaim_at is stale
+  // (the channel was queued again, or erased) and is skipped when it comes up.
+  struct Due {
+    uint64_t at;
+    std::string name;
+    bool operator>(const Due& other) const { return at > other.at; }
+  };
+  std::vector<Due> reclaim;
+  uint64_t reclaimed = 0;  // channels erased, for /metrics
 };
 
 namespace {
@@ -183,6 +196,8 @@ Hub::ChannelState& Hub::StateOf(Shard& shard, std::string_view channel,
                                 const config::ChannelOptions& options) {
   auto it = shard.channels.find(channel);
   if (it == shard.channels.end()) {
+    // A new channel pays for reclaiming old ones (see the top of hub.h).
+    ReclaimDue(shard, clock_(), kReclaimPerCreate);
     auto state = std::make_unique<ChannelState>();
     state->loops.assign(loops_.size(), false);
     it = shard.channels.emplace(std::string(channel), std::move(state)).first;
@@ -199,17 +214,68 @@ Hub::ChannelState& Hub::StateOf(Shard& shard, std::string_view channel,
   return state;
 }
 
+bool Hub::Reclaimable(ChannelState& state, uint64_t now) {
+  if (state.loop_count != 0 || !state.presence.empty()) return false;
+  if (!state.idempotency.empty()) {
+    std::erase_if(state.idempotency, [now](const auto& e) { return e.second.second <= now; });
+  }
+  if (!state.Unused(now)) return false;
+  if (state.history) {
+    state.history->Expire(now);
+    return state.history->size() == 0;
+  }
+  return true;
+}
+
+void Hub::QueueReclaim(Shard& shard, std::string_view name, ChannelState& state, uint64_t now) {
+  if (state.loop_count != 0 || !state.presence.empty()) return;  // their leaving queues it
+  uint64_t at = now;
+  if (state.history && state.history->size() > 0) at = std::max(at, state.history->expires_ms());
+  // Keys expire a window after they were stored, so none outlives now + the window (exact
+  // for the key just stored; a later pass finds older keys gone). Not a walk of the keys:
+  // this runs on every keyed publish to a channel without subscribers.
+  if (!state.idempotency.empty()) at = std::max(at, now + limits_.idempotency_window_ms);
+  at = std::max(at, now + state.publish_bucket.FullInMs(state.publish_limit, now));
+  // An earlier entry is enough: when it comes up, the channel is queued again if need be.
+  if (state.reclaim_at != 0 && state.reclaim_at <= at) return;
+  state.reclaim_at = at;
+  shard.reclaim.push_back({at, std::string(name)});
+  std::push_heap(shard.reclaim.begin(), shard.reclaim.end(), std::greater<>{});
+}
+
+size_t Hub::ReclaimDue(Shard& shard, uint64_t now, size_t max) {
+  size_t taken = 0;
+  auto& heap = shard.reclaim;
+  while (taken < max && !heap.empty() && heap.front().at <= now) {
+    std::pop_heap(heap.begin(), heap.end(), std::greater<>{});
+    Shard::Due due = std::move(heap.back());
+    heap.pop_back();
+    ++taken;
+    auto it = shard.channels.find(std::string_view(due.name));
+    if (it == shard.channels.end() || it->second->reclaim_at != due.at) continue;  // stale
+    ChannelState& state = *it->second;
+    state.reclaim_at = 0;
+    if (Reclaimable(state, now)) {
+      Forget(shard, it, now);
+      ++shard.reclaimed;
+    } else {
+      QueueReclaim(shard, it->first, state, now);
+    }
+  }
+  return taken;
+}
+
 void Hub::MaybeErase(Shard& shard, std::string_view channel) {
   auto it = shard.channels.find(channel);
   if (it == shard.channels.end()) return;
   ChannelState& state = *it->second;
   const uint64_t now = clock_();
-  if (!state.Unused(now)) return;
-  if (state.history) {
-    state.history->Expire(now);
-    if (state.history->size() > 0) return;
+  if (!Reclaimable(state, now)) {
+    QueueReclaim(shard, it->first, state, now);
+    return;
   }
   Forget(shard, it, now);
+  ++shard.reclaimed;
 }
 
 void Hub::Sweep(Shard& shard) {
@@ -243,6 +309,7 @@ void Hub::Sweep(Shard& shard) {
     }
     if (whole) ++shard.sweep_bucket;
     for (const std::string* name : idle) Forget(shard, channels.find(std::string_view(*name)), now);
+    shard.reclaimed += idle.size();
     idle.clear();
   }
   shard.meta.Expire(now);
@@ -253,9 +320,40 @@ void Hub::SweepTick(size_t index, size_t visit) {
   if (index >= kShards) return;  // more loops than shards: the first kShards sweep
   // The shards this loop owns: index, index + loop_count, ...
   const size_t owned = (kShards - index + loop_count - 1) / loop_count;
+  // Every owned shard's due channels (a heap top compared when none is due), then the
+  // bucket sweep of one of them.
+  for (size_t k = 0; k < owned; ++k) {
+    Shard& shard = *shards_[index + k * loop_count];
+    std::lock_guard lock(shard.mutex);
+    ReclaimDue(shard, clock_(), sweep_.budget);
+  }
   Shard& shard = *shards_[index + (visit % owned) * loop_count];
   std::lock_guard lock(shard.mutex);
   Sweep(shard);
+}
+
+Hub::StateStats Hub::State(size_t loop) {
+  StateStats stats;
+  const uint64_t now = clock_();
+  for (size_t i = 0; i < kShards; ++i) {
+    if (loop != static_cast<size_t>(-1) && i % loops_.size() != loop) continue;
+    Shard& shard = *shards_[i];
+    std::lock_guard lock(shard.mutex);
+    stats.channels += shard.channels.size();
+    for (const auto& [name, state] : shard.channels) {
+      stats.subscriptions += state->subscribers;
+      stats.presence_entries += state->presence.size();
+      stats.idempotency_keys += state->idempotency.size();
+      if (state->history) {
+        stats.history_entries += state->history->size();
+        stats.history_bytes += state->history->bytes();
+      }
+    }
+    stats.reclaim_queued += shard.reclaim.size();
+    for (const Shard::Due& due : shard.reclaim) stats.reclaim_backlog += due.at <= now ? 1 : 0;
+    stats.reclaimed += shard.reclaimed;
+  }
+  return stats;
 }
 
 size_t Hub::ChannelCount() {
@@ -470,6 +568,19 @@ std::optional<StreamPosition> Hub::Publish(std::string_view channel,
       priority ? *priority
                : ParsePriority(options.default_priority).value_or(net::Priority::kNormal);
   const uint64_t published_us = net::Loop::MonotonicUs();  // publish-to-queue latency metric
+  // Cluster mode: a publication the broker cannot carry is refused before anything sees it,
+  // so no node has it and its publisher is told (issue 21 §3), outside the shard lock.
+  if (broker_ != nullptr) {
+    broker::Message m;
+    m.channel = channel;
+    m.data = data;
+    m.info = info;
+    m.tags = tags;
+    if (!broker_->Fits(m)) {
+      if (refusal != nullptr) *refusal = Refusal::kTooLarge;
+      return std::nullopt;
+    }
+  }
   Shard& shard = ShardOf(channel);
   std::lock_guard lock(shard.mutex);
   // Publishes create streams for channels without subscribers: now and then, drop those
@@ -525,6 +636,10 @@ std::optional<StreamPosition> Hub::Publish(std::string_view channel,
   if (!idempotency_key.empty()) {
     state.idempotency[std::string(idempotency_key)] = {position,
                                                        now + limits_.idempotency_window_ms};
+  }
+  if (state.loop_count == 0) {
+    // Nobody listens: the channel is kept for its history or key, then reclaimed.
+    QueueReclaim(shard, channel, state, now);
   }
   ToBroker(broker::MessageKind::kPublication, channel, data, info, tags, p,
            options.history_size == 0);

@@ -17,10 +17,20 @@
 // mailbox are not delivered twice and nothing published after is missed.
 //
 // Channels nobody uses any more (no subscribers, presence, idempotency keys or live history)
-// are swept: each loop has a timer that, every sweep interval, visits a bounded number of
-// channels of the next shard it owns (loop i owns shards i, i + loops, ...), so a quiet
-// server frees them too and no tick holds a shard lock for long. Publishes also sweep,
-// bounded the same way, every kSweepEvery publishes per shard.
+// are reclaimed by time, not by search: when a channel is left without subscribers, each
+// shard queues it by the time it can first become unused (its newest history entry's
+// expiry, its last idempotency key's, its rate bucket's refill), a min-heap on that time.
+// Due entries are taken off the heap by each loop's timer, every sweep interval, for each
+// shard the loop owns (loop i owns shards i, i + loops, ...), at most the sweep budget per
+// shard per tick so that no tick holds a lock for long; and by every channel created, which
+// takes up to kReclaimPerCreate due entries of its shard first. Creating channels thus pays
+// for reclaiming them: however fast new names arrive, reclaim keeps up once their time has
+// come, and the count settles at about creation rate x TTL. A due entry still in use (a
+// subscriber came, a newer publication) is queued again for its new time, or dropped when
+// subscribers hold it (their leaving queues it again). The older bucket-by-bucket sweep of
+// one shard per tick (and every kSweepEvery publishes per shard) stays as a net for state
+// that changed without queueing (history_remove). StateStats reports both, with the
+// backlog: queued channels whose time has passed.
 //
 // Publisher backpressure: a publisher can outrun the loops (one API call fans out to every
 // subscriber on every loop). Each loop's undelivered pushes are counted (LoopChannels::
@@ -157,11 +167,12 @@ class Hub {
   void Unsubscribe(net::Loop& loop, std::string_view channel, const config::ChannelOptions& options,
                    std::string_view client, std::string_view info, Subscription* s);
 
-  // Why Publish refused a publication (both answer 111, a temporary error).
+  // Why Publish refused a publication (the first two answer 111, a temporary error).
   enum class Refusal : uint8_t {
     kNone,
     kBackpressure,  // a loop the channel reaches is over its inbox budget
     kRateLimit,     // the namespace's publish_rate_limit, for this channel, node-wide
+    kTooLarge,      // larger than the broker carries (NATS max_payload): 106, not temporary
   };
   // Any thread. Returns the publication's position (offset 0 without history). A non-empty
   // idempotency_key seen on this channel within the idempotency window returns the first
@@ -178,6 +189,23 @@ class Hub {
   std::vector<std::pair<std::string, size_t>> Channels();
   // Every channel the hub keeps state for, used or not (tests, metrics).
   size_t ChannelCount();
+
+  // What the hub holds, for /metrics: of the shards loop `loop` sweeps (shard % loops ==
+  // loop), or of all when loop is npos. Walks those shards' channels, one lock at a time,
+  // briefly: a scrape's cost grows with the channel count, never a publisher's.
+  struct StateStats {
+    uint64_t channels = 0;
+    uint64_t subscriptions = 0;  // subscribers of those channels, on every loop
+    uint64_t history_entries = 0;
+    uint64_t history_bytes = 0;  // the stored publications' bytes
+    uint64_t presence_entries = 0;
+    uint64_t idempotency_keys = 0;
+    uint64_t reclaim_queued = 0;   // channels queued for reclaim (stale entries included)
+    uint64_t reclaim_backlog = 0;  // of those, the ones whose time has passed
+    uint64_t reclaimed = 0;        // channels reclaimed since start (a counter)
+  };
+  StateStats State(size_t loop = static_cast<size_t>(-1));
+  size_t loop_count() const { return loops_.size(); }
 
   struct HistoryResult {
     bool unrecoverable = false;  // since.epoch is not the stream's
@@ -212,6 +240,8 @@ class Hub {
   static constexpr size_t kShards = 64;
   static constexpr uint32_t kSweepEvery = 1024;        // publishes per shard between sweeps
   static constexpr size_t kIdempotencyPruneAt = 1024;  // keys per channel before pruning
+  // Due channels a new channel reclaims first: above 1, reclaim outruns any creation rate.
+  static constexpr size_t kReclaimPerCreate = 2;
 
   Shard& ShardOf(std::string_view channel);
   // Under the shard lock.
@@ -228,6 +258,14 @@ class Hub {
                                         LoopChannels::Hash, std::equal_to<>>;
   // Under the shard lock: erases the channel, keeping its history position (history_meta.h).
   void Forget(Shard& shard, ChannelMap::iterator it, uint64_t now);
+  // Under the shard lock. Whether the channel holds nothing worth keeping at now (expired
+  // history entries and idempotency keys are dropped on the way).
+  static bool Reclaimable(ChannelState& state, uint64_t now);
+  // Under the shard lock: queues a channel without subscribers for reclaim at the first time
+  // it can be unused (nothing when it never can: history without a TTL).
+  void QueueReclaim(Shard& shard, std::string_view name, ChannelState& state, uint64_t now);
+  // Under the shard lock: handles up to max due reclaim entries; returns how many it took.
+  size_t ReclaimDue(Shard& shard, uint64_t now, size_t max);
   // Under the shard lock: erases channels without subscribers, presence or live history,
   // visiting at most the sweep budget of them from where the last sweep of the shard ended.
   void Sweep(Shard& shard);

@@ -45,6 +45,12 @@ class TokenBucket {
     Repay(limit, now_ms);
     return debt_ == 0;
   }
+  // Milliseconds until Full (0: it is).
+  uint64_t FullInMs(const RateLimit& limit, uint64_t now_ms) {
+    if (!limit.enabled()) return 0;
+    Repay(limit, now_ms);
+    return (uint64_t{debt_} + limit.rate - 1) / limit.rate;
+  }
 
  private:
   void Repay(const RateLimit& limit, uint64_t now_ms) {

@@ -35,6 +35,15 @@ LatencyHistogram Sum(const std::array<LatencyHistogram, N>& histograms) {
   return all;
 }
 
+void AppendState(std::string& out, const core::Hub::StateStats& s) {
+  fmt::format_to(std::back_inserter(out),
+                 "{{\"channels\":{},\"subscriptions\":{},\"history_entries\":{},"
+                 "\"history_bytes\":{},\"presence_entries\":{},\"idempotency_keys\":{},"
+                 "\"reclaim_backlog\":{}}}",
+                 s.channels, s.subscriptions, s.history_entries, s.history_bytes,
+                 s.presence_entries, s.idempotency_keys, s.reclaim_backlog);
+}
+
 uint64_t UnixMs() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                    std::chrono::system_clock::now().time_since_epoch())
@@ -74,7 +83,7 @@ bool BasicPasswordMatches(std::string_view authorization, std::string_view passw
 
 std::string DashboardJson(const std::vector<LoopSnapshot>& loops, const std::string& health_json,
                           const std::vector<std::pair<std::string, size_t>>& channels,
-                          uint64_t unix_ms) {
+                          const std::vector<core::Hub::StateStats>& state, uint64_t unix_ms) {
   const LoopSnapshot all = MergeSnapshots(loops);
   const LoopMetrics& m = all.metrics;
   std::string out;
@@ -114,7 +123,14 @@ std::string DashboardJson(const std::vector<LoopSnapshot>& loops, const std::str
     AppendJsonString(out, channels[i].first);
     fmt::format_to(back, ",\"subscribers\":{}}}", channels[i].second);
   }
-  out += "],\"health\":";
+  out += "],\"state\":{\"total\":";
+  AppendState(out, SumHubState(state));
+  out += ",\"loops\":[";
+  for (size_t i = 0; i < state.size(); ++i) {
+    if (i > 0) out += ',';
+    AppendState(out, state[i]);
+  }
+  out += "]},\"health\":";
   // The monitor's JSON ends with a newline; a JSON value does not need it.
   std::string_view health = health_json;
   while (!health.empty() && health.back() == '\n') health.remove_suffix(1);
@@ -161,13 +177,14 @@ void Dashboard::Data(http::HttpConnection& c, http::Request& request) {
                       return a.second != b.second ? a.second > b.second : a.first < b.first;
                     });
   channels.resize(top);
+  std::vector<core::Hub::StateStats> state = ReadHubState(hub_);  // the same walk, once more
   http::DeferredResponse answer = c.Defer();
   bool keep_alive = request.keep_alive;
   GatherSnapshots(c.loop(), loops_, deadline_ms_,
-                  [this, answer, keep_alive,
-                   channels = std::move(channels)](std::vector<LoopSnapshot> snapshots) {
+                  [this, answer, keep_alive, channels = std::move(channels),
+                   state = std::move(state)](std::vector<LoopSnapshot> snapshots) {
                     std::string body =
-                        DashboardJson(snapshots, monitor_.Json(), channels, UnixMs());
+                        DashboardJson(snapshots, monitor_.Json(), channels, state, UnixMs());
                     answer.Respond(http::BuildResponse(200, "application/json", body, keep_alive,
                                                        "Cache-Control: no-store\r\n"),
                                    keep_alive);

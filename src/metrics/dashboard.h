@@ -19,6 +19,7 @@
 #include "http/http_connection.h"
 #include "http/request.h"
 #include "metrics/health.h"
+#include "metrics/hub_state.h"
 #include "metrics/loop_snapshot.h"
 
 namespace hermod::metrics {
@@ -29,10 +30,10 @@ extern const std::string_view kDashboardHtml;
 // True when an Authorization header carries HTTP Basic credentials with this password.
 bool BasicPasswordMatches(std::string_view authorization, std::string_view password);
 
-// The /dashboard/data body.
+// The /dashboard/data body. state: the hub's figures per loop (hub_state.h).
 std::string DashboardJson(const std::vector<LoopSnapshot>& loops, const std::string& health_json,
                           const std::vector<std::pair<std::string, size_t>>& channels,
-                          uint64_t unix_ms);
+                          const std::vector<core::Hub::StateStats>& state, uint64_t unix_ms);
 
 class Dashboard {
  public:

@@ -745,6 +745,10 @@ void ClientConnection::HandlePublish(const Command& c) {
                             subscription ? subscription->client_info(info_) : info_, {}, {},
                             std::nullopt, &refusal)) {
     if (refusal == core::Hub::Refusal::kRateLimit) ++loop().stats().guard.commands_limited[6];
+    // Larger than the cluster's broker carries: retrying cannot help (106, not temporary).
+    if (refusal == core::Hub::Refusal::kTooLarge) {
+      return ReplyError(c.id, ErrorCode::kLimitExceeded);
+    }
     return ReplyError(c.id, ErrorCode::kTooManyRequests);
   }
   AppendEmptyReply(*reply_, c.id, "publish");

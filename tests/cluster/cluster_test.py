@@ -10,6 +10,9 @@
 - nats-server stops: node A's circuit breaker opens after broker_breaker.failure_threshold
   failed sends, /health is degraded with the `broker` check, hermod_circuit_breaker_state
   {name="broker"} is 1, and node A's own subscribers still get node A's publications.
+- A publication larger than the server's max_payload is refused to its publisher (client
+  error 106, API 413 with error 106) and counted, never a broker failure: the breaker stays
+  closed and the next publications cross.
 - nats-server comes back on the same port: libnats reconnects, after open_timeout a trial
   closes the breaker, /health is healthy again, and cross-node delivery resumes.
 
@@ -330,6 +333,58 @@ class ClusterTest(h.HermodTestCase):
                                 input=get(a.port, "/metrics").encode(), capture_output=True,
                                 timeout=30)
         self.assertEqual(result.stdout + result.stderr, b"", "promtool lint findings")
+
+    def test_a_publication_larger_than_max_payload_is_refused_and_partitions_nothing(self):
+        # nats-server's default max_payload is 1 MiB; the nodes accept larger messages and
+        # bodies, so only the broker's bound can refuse (issue 21 §3).
+        big = {"websocket": {"max_message_bytes": 4 << 20},
+               "http": {"max_body_bytes": 4 << 20}}
+        a, b = self.node(**big), self.node(**big)
+        self.wait_connected(a, b)
+        on_a = self.client(a, "big")
+        on_b = self.client(b, "big")
+        self.first_cross_node(a, on_b, "big", "before")
+        on_a.pending.clear()
+        on_b.pending.clear()
+        oversized = "x" * (1 << 20)  # with its framing and info, past 1,048,576 bytes
+        # A client's publication: error 106 (not temporary), and no push on either node.
+        for _ in range(5):
+            i = on_a.send({"publish": {"channel": "big", "data": oversized}})
+            reply = on_a.wait(lambda m: m.get("id") == i)
+            self.assertEqual(reply.get("error", {}).get("code"), 106, str(reply)[:200])
+        # The API's: HTTP 413 with the same error in the body, never a 200.
+        response = api_call(a.port, "publish", {"channel": "big", "data": oversized})
+        self.assertEqual(response.status, 413, response.body[:200])
+        self.assertEqual(json.loads(response.body)["error"]["code"], 106)
+        # In a batch: the command's reply is the error, the others are answered.
+        response = api_call(a.port, "batch", {"commands": [
+            {"publish": {"channel": "big", "data": oversized}},
+            {"publish": {"channel": "big", "data": {"in": "batch"}}}]})
+        self.assertEqual(response.status, 200)
+        replies = json.loads(response.body)["replies"]
+        self.assertEqual(replies[0]["error"]["code"], 106)
+        self.assertIn("publish", replies[1])
+        self.assertEqual(metric(a.port, "hermod_broker_publish_too_large_total",
+                                'kind="publication"'), 7)
+        # Not a broker failure: the breaker stays closed and the next publications cross.
+        self.assertEqual(metric(a.port, "hermod_broker_publish_failures_total"), 0)
+        self.assertEqual(metric(a.port, "hermod_circuit_breaker_state", 'name="broker"'), 0)
+        self.assertEqual(on_b.try_publication("big", DEADLINE_S), {"in": "batch"})
+        api(a.port, "publish", {"channel": "big", "data": {"unrelated": 1}})
+        self.assertEqual(on_b.try_publication("big", DEADLINE_S), {"unrelated": 1})
+        # Node A's own subscriber never saw the refused ones either: only the warm-up probes
+        # come before the batch's.
+        seen = []
+        while not seen or seen[-1] != {"in": "batch"}:
+            seen.append(on_a.try_publication("big", DEADLINE_S))
+            self.assertIsNotNone(seen[-1])
+        self.assertTrue(all(isinstance(d, dict) and "probe" in d for d in seen[:-1]),
+                        str(seen)[:300])
+        # Just under the bound crosses: the limit is the server's, not a guess.
+        fits = "y" * ((1 << 20) - 4096)
+        api(a.port, "publish", {"channel": "big", "data": fits})
+        self.assertEqual(on_b.try_publication("big", DEADLINE_S), fits)
+        self.assertEqual(metric(a.port, "hermod_broker_publish_failures_total"), 0)
 
     def test_join_leave_batched_across_nodes(self):
         """With join_leave_batch_delay, node A sends a client's join/leave only when its batch

@@ -186,5 +186,67 @@ class JsonLogTest(CliCase):
         self.assertEqual(json.loads(out)["log_format"], "json")
 
 
+# Issue 21 §9: values that once passed checkconfig and then aborted serve (bad_alloc, exit
+# 134) or wrapped silently. Each is refused by both, naming the key and its range.
+HOSTILE = [
+    ({"read_buffer_bytes": 1099511627776}, "read_buffer_bytes", "4096..67108864"),
+    ({"read_buffer_bytes": 18446744073709551615}, "read_buffer_bytes", "4096..67108864"),
+    ({"backlog": 4294967296}, "backlog", "0..65535"),
+    ({"workers": 1000000}, "workers", "0..1024"),
+    ({"websocket": {"handshake_timeout_ms": 18446744073709551000}},
+     "websocket.handshake_timeout_ms", "0..2147483648"),
+    ({"http": {"keepalive_timeout_ms": 18446744073709551615}}, "http.keepalive_timeout_ms",
+     "0..2147483648"),
+    ({"idempotency_window": "5124095576031h"}, "idempotency_window", " is out of range "),
+    ({"idempotency_window": "18446744073709551615ms"}, "idempotency_window",
+     " is out of range "),
+    ({"idempotency_window": 18446744073709551}, "idempotency_window", " is out of range "),
+    ({"history_ttl": "999999999h", "history_size": 10}, "history_ttl", " is out of range "),
+    ({"namespaces": [{"name": "n", "history_size": 18446744073709551615, "history_ttl": "1s"}]},
+     "namespaces[0].history_size", "0..10000000"),
+    ({"send_queue": {"loop_budget_bytes": 18446744073709551615}}, "send_queue.loop_budget_bytes",
+     " is out of range "),
+    ({"health": {"memory_budget_bytes": 18446744073709551615}}, "health.memory_budget_bytes",
+     " is out of range "),
+    ({"admission": {"ip_table_size": 18446744073709551615}}, "admission.ip_table_size",
+     " is out of range "),
+    ({"client_channel_limit": 18446744073709551615}, "client_channel_limit", " is out of range "),
+    ({"websocket": {"compression": {"min_size": 18446744073709551615}}},
+     "websocket.compression.min_size", " is out of range "),
+]
+
+
+class ConfigRangeTest(CliCase):
+    def test_checkconfig_and_serve_refuse_hostile_numbers_naming_the_key(self):
+        for keys, key, detail in HOSTILE:
+            with self.subTest(key=key, keys=keys):
+                path = self.write("hostile.json", json.dumps(keys))
+                code, out, err = run("checkconfig", path)
+                self.assertEqual(code, 2, out + err)
+                self.assertIn("config key %s: " % key, err)
+                self.assertIn(detail, err)
+                # serve refuses it the same way: a clean error, never an abort (134).
+                code, _, serve_err = run("serve", "--config", path, "--port", "0")
+                self.assertEqual(code, 2, serve_err)
+                self.assertIn("config key %s: " % key, serve_err)
+
+    def test_serve_runs_with_the_largest_values_checkconfig_accepts(self):
+        # The upper ends of the keys that allocate or arm timers: serve starts, answers and
+        # stops cleanly (a value checkconfig accepts never aborts serve).
+        keys = {"read_buffer_bytes": 67108864, "backlog": 65535,
+                "websocket": {"handshake_timeout_ms": 2147483648,
+                              "close_timeout_ms": 2147483648, "idle_timeout_ms": 2147483648},
+                "http": {"keepalive_timeout_ms": 2147483648},
+                "idempotency_window": "2147483648ms", "history_ttl": "8760h",
+                "history_size": 10000000}
+        path = self.write("edge.json", json.dumps(keys))
+        code, out, err = run("checkconfig", path)
+        self.assertEqual(code, 0, err)
+        server = self.start_server(keys)
+        r = h.http_exchange(server.port, b"GET /health/live HTTP/1.1\r\nHost: x\r\n"
+                            b"Connection: close\r\n\r\n")
+        self.assertEqual(r.status, 200)
+
+
 if __name__ == "__main__":
     h.main()

@@ -125,8 +125,10 @@ try {
   const latency = await page.evaluate(
       () => [...document.querySelectorAll('#latency tbody tr')].map((r) => r.innerText));
   const loops = await page.evaluate(() => document.querySelectorAll('#loops tbody tr').length);
+  const state = await page.evaluate(
+      () => [...document.querySelectorAll('#state tbody tr')].map((r) => r.innerText));
   await page.screenshot({path: screenshot, fullPage: true});
-  const seen = {before, during, channels, level, latency, loops, screenshot, problems};
+  const seen = {before, during, channels, level, latency, loops, state, screenshot, problems};
   console.log(JSON.stringify(seen));
 
   assert.ok(Number(during.connections) >= CLIENTS, `connections ${during.connections}`);
@@ -139,6 +141,10 @@ try {
   assert.ok(latency.length === 3 && latency.slice(0, 2).every((r) => !r.includes('–')),
             `latency rows: ${latency}`);
   assert.ok(loops >= 1);
+  // The hub's state table: the subscribers are counted (total column first).
+  const subscriptions = state.find((r) => r.startsWith('subscriptions'));
+  assert.ok(subscriptions && Number(subscriptions.split('\t')[1]) >= CLIENTS,
+            `state rows: ${state}`);
   assert.deepEqual(problems, []);
   console.log('PASS');
 } catch (error) {

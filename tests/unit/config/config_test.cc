@@ -279,5 +279,68 @@ TEST(Config, ToJsonRoundTrips) {
   EXPECT_EQ(back.tls.key_file, "/y.pem");
 }
 
+// Issue 21 §9: every numeric key has a range that Validate enforces, with the key and the
+// range in the message; the default is inside it; one past either end is refused.
+TEST(Config, EveryNumericKeyHasARangeThatHoldsItsDefaultAndRefusesOnePast) {
+  const std::vector<KeyRange> ranges = KeyRanges();
+  ASSERT_GT(ranges.size(), 80u);
+  for (const KeyRange& r : ranges) {
+    SCOPED_TRACE(r.key);
+    EXPECT_LT(r.max, UINT64_MAX) << "no upper bound";
+    EXPECT_LE(r.min, r.max);
+    // The key as nested JSON, with a value in milliseconds for durations.
+    auto json = [&](uint64_t value) {
+      std::string text = r.duration ? "\"" + std::to_string(value) + "ms\"" : std::to_string(value);
+      std::string key = r.key;
+      std::string open, close;
+      for (size_t dot; (dot = key.find('.')) != std::string::npos; key = key.substr(dot + 1)) {
+        open += "{\"" + key.substr(0, dot) + "\": ";
+        close += "}";
+      }
+      return open + "{\"" + key + "\": " + text + "}" + close;
+    };
+    for (uint64_t bad : {r.max + 1, r.min - 1}) {
+      if (bad == r.max + 1 || r.min > 0) {
+        Config c;
+        std::string error;
+        ASSERT_TRUE(ApplyJson(json(bad), c, &error)) << error << " " << json(bad);
+        EXPECT_FALSE(Validate(c, &error)) << json(bad);
+        EXPECT_NE(error.find("config key " + r.key + ": "), std::string::npos) << error;
+        EXPECT_NE(error.find("out of range"), std::string::npos) << error;
+      }
+    }
+  }
+  Config defaults;
+  std::string error;
+  EXPECT_TRUE(Validate(defaults, &error)) << error;
+}
+
+TEST(Config, DurationsThatWouldWrapAreRefusedNotWrapped) {
+  for (const char* json : {R"({"idempotency_window": "18446744073709551615ms"})",
+                           R"({"idempotency_window": "5124095576031h"})",
+                           R"({"idempotency_window": 18446744073709551})",
+                           R"({"admission": {"retry_after": "307445734561825861m"}})"}) {
+    Config c;
+    std::string error;
+    ASSERT_TRUE(ApplyJson(json, c, &error)) << error;
+    EXPECT_FALSE(Validate(c, &error)) << json;
+    EXPECT_NE(error.find("out of range"), std::string::npos) << error;
+  }
+  Config c;
+  std::string error;
+  ASSERT_TRUE(ApplyJson(R"({"read_buffer_bytes": 1099511627776})", c, &error));
+  EXPECT_FALSE(Validate(c, &error));
+  EXPECT_EQ(error, "config key read_buffer_bytes: 1099511627776 is out of range 4096..67108864");
+}
+
+TEST(Config, NamespaceKeysAreRangedWithTheirIndex) {
+  Config c;
+  std::string error;
+  ASSERT_TRUE(ApplyJson(
+      R"({"namespaces": [{"name": "a"}, {"name": "b", "history_ttl": "99999999h"}]})", c, &error));
+  EXPECT_FALSE(Validate(c, &error));
+  EXPECT_NE(error.find("config key namespaces[1].history_ttl: "), std::string::npos) << error;
+}
+
 }  // namespace
 }  // namespace hermod::config

@@ -269,22 +269,137 @@ class HubClockTest : public ::testing::Test {
   config::ChannelOptions options_;
 };
 
-TEST_F(HubClockTest, TimerSweepsChannelsWhoseHistoryExpiredWithoutAnyPublish) {
+TEST_F(HubClockTest, TimerReclaimsChannelsWhoseHistoryExpiredWithoutAnyPublish) {
   config::ChannelOptions lasting = options_;
   lasting.history_ttl.ms = 3'600'000;
   for (int i = 0; i < 40; ++i) hub_.Publish("short" + std::to_string(i), options_, "d", {});
   hub_.Publish("lasting", lasting, "d", {});
   EXPECT_EQ(hub_.ChannelCount(), 41u);
-  Tick(5000);  // the history expired; each tick from here sweeps one shard
-  // One shard per tick, at most kBudget channels visited per tick: a quiet server frees every
-  // expired channel within one lap of its shards (64 ticks) plus what the budget defers.
-  for (int tick = 0; tick < 200 && hub_.ChannelCount() > 1; ++tick) {
-    const size_t count = hub_.ChannelCount();
-    Tick();
-    EXPECT_LE(count - hub_.ChannelCount(), kBudget);
-  }
+  EXPECT_EQ(hub_.State().reclaim_queued, 41u);
+  Tick(4000);  // within the TTL: nothing is due
+  EXPECT_EQ(hub_.ChannelCount(), 41u);
+  EXPECT_EQ(hub_.State().reclaim_backlog, 0u);
+  // The TTL passed: the next tick takes every due channel off its shard's queue (at most
+  // kBudget per shard per tick; 40 names over 64 shards need at most a few ticks).
+  fake_now_ms += 1000;
+  EXPECT_EQ(hub_.State().reclaim_backlog, 40u);
+  for (int tick = 0; tick < 10 && hub_.ChannelCount() > 1; ++tick) Tick();
   EXPECT_EQ(hub_.ChannelCount(), 1u);
+  const Hub::StateStats state = hub_.State();
+  EXPECT_EQ(state.reclaim_backlog, 0u);
+  EXPECT_EQ(state.reclaim_queued, 1u);  // "lasting", an hour from now
+  EXPECT_EQ(state.reclaimed, 40u);
   EXPECT_EQ(hub_.History("lasting", lasting, nullptr, -1, false).publications.size(), 1u);
+}
+
+// Issue 21 §2: 3,000 publications a second, each to a new channel name, history_ttl 2 s. The
+// channel count settles near rate x TTL instead of growing, the backlog stays small, and
+// once the names stop, the timer reclaims the rest at its budget per shard and tick.
+TEST_F(HubClockTest, ReclaimKeepsUpWithAStreamOfNewChannelNames) {
+  options_.history_ttl.ms = 2000;
+  constexpr int kPerMs = 3;
+  constexpr int kMs = 20'000;
+  size_t peak = 0;
+  uint64_t peak_backlog = 0;
+  int name = 0;
+  for (int ms = 0; ms < kMs; ++ms) {
+    for (int i = 0; i < kPerMs; ++i)
+      hub_.Publish("order-" + std::to_string(name++), options_, "d", {});
+    Tick(1);
+    if (ms % 100 == 0) {
+      const Hub::StateStats state = hub_.State();
+      peak = std::max<size_t>(peak, state.channels);
+      peak_backlog = std::max(peak_backlog, state.reclaim_backlog);
+    }
+  }
+  // 2 s of names is 6,000 channels; a tick (1 s) of lag adds at most 3,000.
+  EXPECT_LE(peak, size_t{kPerMs} * 3000);
+  EXPECT_GE(peak, size_t{kPerMs} * 1900);  // the TTL is kept: not reclaimed early
+  EXPECT_LE(peak_backlog, size_t{kPerMs} * 1000);
+  // No more names: the timer alone reclaims kBudget per shard per tick (64 shards), so the
+  // TTL's ticks and as many as the last TTL's names need (twice: names hash unevenly across
+  // shards), and nothing is left.
+  const size_t ticks = 2 + 2 * hub_.ChannelCount() / (64 * kBudget) + 2;
+  for (size_t tick = 0; tick < ticks && hub_.ChannelCount() > 0; ++tick) Tick();
+  EXPECT_EQ(hub_.ChannelCount(), 0u);
+  EXPECT_EQ(hub_.State().reclaimed, static_cast<uint64_t>(name));
+}
+
+// The same stream without any timer: creating channels alone reclaims the due ones, so the
+// count stays bounded by the creation rate x TTL however slow the timer is.
+TEST(HubReclaim, CreatingChannelsReclaimsDueOnesWithoutTheTimer) {
+  fake_now_ms = 1'000'000;
+  Hub hub{1, PushCodec{&Publication, &Frame, &JoinLeave, &Join}, &FakeNow, SweepPolicy{0, 0}};
+  config::ChannelOptions options;
+  options.history_size = 10;
+  options.history_ttl.ms = 2000;
+  size_t peak = 0;
+  int name = 0;
+  for (int ms = 0; ms < 20'000; ++ms) {
+    fake_now_ms += 1;
+    for (int i = 0; i < 3; ++i) hub.Publish("job-" + std::to_string(name++), options, "d", {});
+    peak = std::max(peak, hub.ChannelCount());
+  }
+  // 6,000 live channels; shards differ in their share of new names, so some slack.
+  EXPECT_LE(peak, size_t{7500});
+  EXPECT_GE(peak, size_t{5700});
+}
+
+// Cluster mode: a broker that carries at most kMax bytes of data.
+class SmallBroker final : public broker::Broker {
+ public:
+  static constexpr size_t kMax = 100;
+  void Publish(const broker::Message& m) override { sent.emplace_back(m.data); }
+  bool Fits(const broker::Message& m) override { return m.data.size() <= kMax; }
+  std::vector<std::string> sent;
+};
+
+// Issue 21 §3: a publication the broker cannot carry is refused with its reason before it
+// gets an offset, so neither this node nor any other has it; the next one goes through.
+TEST_F(HubClockTest, APublicationTheBrokerCannotCarryIsRefusedEverywhere) {
+  SmallBroker broker;
+  hub_.set_broker(&broker);
+  Hub::Refusal refusal = Hub::Refusal::kNone;
+  EXPECT_FALSE(hub_.Publish("big", options_, std::string(SmallBroker::kMax + 1, 'x'), {}, {}, {},
+                            std::nullopt, &refusal));
+  EXPECT_EQ(refusal, Hub::Refusal::kTooLarge);
+  EXPECT_EQ(hub_.ChannelCount(), 0u);  // no stream, no history entry, no offset taken
+  EXPECT_TRUE(broker.sent.empty());
+  const std::optional<StreamPosition> small = hub_.Publish(
+      "big", options_, std::string(SmallBroker::kMax, 'x'), {}, {}, {}, std::nullopt, &refusal);
+  ASSERT_TRUE(small);
+  EXPECT_EQ(small->offset, 1u);
+  EXPECT_EQ(refusal, Hub::Refusal::kNone);
+  EXPECT_EQ(broker.sent.size(), 1u);
+  hub_.set_broker(nullptr);
+}
+
+// State reports what the hub holds, channels counted by the loop that sweeps their shard.
+TEST_F(HubTest, StateCountsChannelsSubscriptionsHistoryPresenceAndKeys) {
+  auto a = NewSubscriber(0);
+  auto b = NewSubscriber(1);
+  Subscribe(0, *a, "a");
+  Subscribe(1, *b, "b");
+  ASSERT_TRUE(hub_.Publish("ch", options_, "one", {}, "key-1"));
+  ASSERT_TRUE(hub_.Publish("ch", options_, "three", {}));
+  config::ChannelOptions no_history;
+  ASSERT_TRUE(hub_.Publish("keyed", no_history, "x", {}, "key-2"));
+  const Hub::StateStats all = hub_.State();
+  EXPECT_EQ(all.channels, 2u);
+  EXPECT_EQ(all.subscriptions, 2u);
+  EXPECT_EQ(all.presence_entries, 2u);
+  EXPECT_EQ(all.history_entries, 2u);
+  EXPECT_EQ(all.history_bytes, std::string("one@1").size() + std::string("three@2").size());
+  EXPECT_EQ(all.idempotency_keys, 2u);
+  EXPECT_EQ(all.reclaim_queued, 1u);  // "keyed": nobody subscribes to it
+  const Hub::StateStats l0 = hub_.State(0);
+  const Hub::StateStats l1 = hub_.State(1);
+  EXPECT_EQ(l0.channels + l1.channels, all.channels);
+  EXPECT_EQ(l0.history_bytes + l1.history_bytes, all.history_bytes);
+  EXPECT_EQ(l0.idempotency_keys + l1.idempotency_keys, all.idempotency_keys);
+  // Both publications delivered before the subscribers go.
+  EXPECT_EQ(Read(a->peer, 2), "ch|one@1\nch|three@2\n");
+  EXPECT_EQ(Read(b->peer, 2), "ch|one@1\nch|three@2\n");
 }
 
 TEST_F(HubClockTest, TimerKeepsChannelsWithLiveHistory) {

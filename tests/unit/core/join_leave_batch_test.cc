@@ -269,6 +269,7 @@ class Recorder final : public broker::Broker {
     sent.push_back((m.kind == broker::MessageKind::kJoin ? "join " : "leave ") +
                    std::string(m.info));
   }
+  bool Fits(const broker::Message&) override { return true; }
   std::vector<std::string> sent;
 };
 

@@ -170,11 +170,19 @@ TEST(Dashboard, DataNamesLoopsChannelsAndEmbedsTheHealthJson) {
   std::vector<LoopSnapshot> loops(1);
   loops[0].answered = true;
   loops[0].connections = 3;
-  std::string json = DashboardJson(loops, "{\"level\":\"healthy\"}\n", {{"a\"b", 7}}, 123);
+  std::vector<core::Hub::StateStats> state(2);
+  state[0].channels = 5;
+  state[1].channels = 6;
+  state[1].history_bytes = 70;
+  std::string json = DashboardJson(loops, "{\"level\":\"healthy\"}\n", {{"a\"b", 7}}, state, 123);
   EXPECT_NE(json.find("\"at_ms\":123"), std::string::npos);
   EXPECT_NE(json.find("\"connections\":3"), std::string::npos);
   EXPECT_NE(json.find("{\"channel\":\"a\\\"b\",\"subscribers\":7}"), std::string::npos);
   EXPECT_NE(json.find("\"health\":{\"level\":\"healthy\"}}\n"), std::string::npos);
+  // The hub's state: the sum, then each loop.
+  EXPECT_NE(json.find("\"state\":{\"total\":{\"channels\":11,"), std::string::npos);
+  EXPECT_NE(json.find("\"history_bytes\":70,"), std::string::npos);
+  EXPECT_NE(json.find("\"loops\":[{\"channels\":5,"), std::string::npos);
   EXPECT_FALSE(kDashboardHtml.empty());
   EXPECT_NE(kDashboardHtml.find("/dashboard/data"), std::string_view::npos);
 }
