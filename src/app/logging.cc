@@ -6,9 +6,11 @@
 
 #include <chrono>
 #include <ctime>
+#include <iterator>
 #include <string>
 
 #include "json/string_writer.h"
+#include "log/fields.h"
 
 namespace hermod::app {
 
@@ -46,7 +48,21 @@ void JsonLogFormatter::format(const spdlog::details::log_msg& msg, spdlog::memor
   AppendEscaped(dest, std::string_view(msg.logger_name.data(), msg.logger_name.size()));
   dest.append(std::string_view("\",\"msg\":\""));
   AppendEscaped(dest, std::string_view(msg.payload.data(), msg.payload.size()));
-  dest.append(std::string_view("\"}\n"));
+  dest.push_back('"');
+  // The line's fields, when it was logged with log::Write on this thread (log/fields.h).
+  for (const log::Field& field : log::CurrentFields()) {
+    dest.append(std::string_view(",\""));
+    AppendEscaped(dest, field.key);
+    dest.append(std::string_view("\":"));
+    if (field.is_number) {
+      fmt::format_to(std::back_inserter(dest), "{}", field.number);
+    } else {
+      dest.push_back('"');
+      AppendEscaped(dest, field.text);
+      dest.push_back('"');
+    }
+  }
+  dest.append(std::string_view("}\n"));
 }
 
 std::unique_ptr<spdlog::formatter> JsonLogFormatter::clone() const {

@@ -1,5 +1,7 @@
 #include "net/connection.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <openssl/err.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -55,6 +57,19 @@ bool Connection::CheckUrgentDeadline() {
   if (loop_.now_ms() < urgent_since + loop_.send_limits().urgent_deadline_ms) return true;
   SlowConsumer(LoopStats::kSlowDeadline);
   return false;
+}
+
+std::string Connection::PeerIp() const {
+  sockaddr_storage storage{};
+  socklen_t len = sizeof storage;
+  char text[INET6_ADDRSTRLEN] = "";
+  if (fd_ < 0 || getpeername(fd_, reinterpret_cast<sockaddr*>(&storage), &len) != 0) return "";
+  if (storage.ss_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&storage)->sin_addr, text, sizeof text);
+  } else if (storage.ss_family == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&storage)->sin6_addr, text, sizeof text);
+  }
+  return text;
 }
 
 void Connection::SlowConsumer(LoopStats::SlowReason reason) {

@@ -154,6 +154,8 @@ class ClientConnection final : public ws::WebSocketConnection {
   void HandlePresence(const Command& c, bool stats);
   void HandleHistory(const Command& c);
   void ReplyError(uint32_t id, ErrorCode code);
+  // One throttled log line for a connect refused for its credentials (101, 109).
+  void LogAuthFailure(ErrorCode code, std::string_view reason);
   // Checks the channel name and its namespace; replies with the error when it fails.
   const config::ChannelOptions* ChannelOptionsOrReply(const Command& c);
   ClientSubscription* FindSubscription(std::string_view channel);
