@@ -1,4 +1,5 @@
-"""The operator's commands and logs: `hermod version`, `gentoken` and `checktoken` against
+"""The operator's commands and logs: `hermod version` and `--version`, `checkconfig` (with
+the environment applied, syntax errors located), `gentoken` and `checktoken` against
 the server's own verifier (the token a running server accepts on connect), and
 `--log-format json` with its one line per config load, refused upgrade and client
 disconnect with an error code, and the fields (client, user, code, reason, remote) of those
@@ -9,6 +10,7 @@ Keys are generated per run (openssl), never checked in.
 
 import json
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -51,6 +53,45 @@ class VersionTest(CliCase):
         self.assertRegex(fields["commit"], r"^([0-9a-f]{7,40}|unknown)$")
         self.assertRegex(fields["compiler"], r"^(gcc|clang) \d")
         self.assertIn(fields["build type"], {"Release", "RelWithDebInfo", "Debug", "MinSizeRel"})
+
+
+    def test_version_flag_prints_the_version_cmake_was_given(self):
+        cmake = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                             "CMakeLists.txt")
+        with open(cmake) as f:
+            project = re.search(r"project\(hermod VERSION (\d+\.\d+\.\d+)", f.read())
+        self.assertIsNotNone(project)
+        code, out, err = run("--version")
+        self.assertEqual(code, 0, err)
+        self.assertEqual(out.splitlines()[0], "hermod " + project.group(1))
+        self.assertEqual(out, run("version")[1])
+
+
+class CheckConfigTest(CliCase):
+    def test_environment_is_applied_as_serve_applies_it(self):
+        config = self.config(port=8000)
+        code, out, err = run("checkconfig", config)
+        self.assertEqual(code, 0, err)
+        self.assertIn(": ok", out)
+        # A variable that would stop `serve` stops the check, naming the key.
+        env = dict(os.environ, HERMOD_LOG_FORMAT="yaml")
+        code, _, err = run("checkconfig", config, env=env)
+        self.assertEqual(code, 2)
+        self.assertIn("config key log_format: text or json", err)
+        code, _, err = run("checkconfig", config, env=dict(os.environ, HERMOD_PORT="99999"))
+        self.assertEqual(code, 2)
+        self.assertIn("port", err)
+        code, _, err = run("checkconfig", config, env=dict(os.environ, HERMOD_LOG_FORMAT="json"))
+        self.assertEqual(code, 0, err)
+
+    def test_json_syntax_error_names_line_and_column(self):
+        path = self.write("broken.json", '{\n  "port": 8000,\n  "bind" "0.0.0.0"\n}\n')
+        expected = (path + ": config is not valid JSON: line 3, column 10: "
+                    "expected ':' after the key")
+        for args in (["checkconfig", path], ["serve", "--config", path, "--port", "0"]):
+            code, _, err = run(*args)
+            self.assertEqual(code, 2, args)
+            self.assertIn(expected, err, args)
 
 
 class TokenTest(CliCase):

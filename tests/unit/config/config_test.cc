@@ -245,5 +245,12 @@ TEST(Config, ToJsonRoundTrips) {
   EXPECT_EQ(back.tls.key_file, "/y.pem");
 }
 
+TEST(Config, JsonSyntaxErrorNamesLineAndColumn) {
+  Config c;
+  std::string error;
+  EXPECT_FALSE(ApplyJson("{\n  \"port\": 8000,\n  \"bind\" \"x\"\n}", c, &error));
+  EXPECT_EQ(error, "config is not valid JSON: line 3, column 10: expected ':' after the key");
+}
+
 }  // namespace
 }  // namespace hermod::config
