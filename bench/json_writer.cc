@@ -3,6 +3,8 @@
 #include <cmath>
 #include <cstdio>
 
+#include "json/string_writer.h"
+
 namespace hermod::bench {
 
 void JsonWriter::Separate() {
@@ -51,36 +53,7 @@ JsonWriter& JsonWriter::Key(std::string_view key) {
 
 JsonWriter& JsonWriter::String(std::string_view s) {
   Separate();
-  out_.push_back('"');
-  for (char ch : s) {
-    unsigned char c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"':
-        out_ += "\\\"";
-        break;
-      case '\\':
-        out_ += "\\\\";
-        break;
-      case '\n':
-        out_ += "\\n";
-        break;
-      case '\r':
-        out_ += "\\r";
-        break;
-      case '\t':
-        out_ += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out_ += buf;
-        } else {
-          out_.push_back(ch);
-        }
-    }
-  }
-  out_.push_back('"');
+  json::AppendJsonString(out_, s);
   return *this;
 }
 

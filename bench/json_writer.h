@@ -1,5 +1,6 @@
-// A small streaming JSON writer for the reports: keys, numbers, strings (escaped), nested
-// objects and arrays, with commas placed by a stack of "first element" flags.
+// A small streaming JSON writer for the reports: keys, numbers, strings (escaped by the
+// server's json/string_writer.h), nested objects and arrays, with commas placed by a stack of
+// "first element" flags.
 #pragma once
 
 #include <cstdint>

@@ -9,7 +9,9 @@
 #include <vector>
 
 #include "api/channel_pattern.h"
+#include "core/rate_limit.h"
 #include "http/response.h"
+#include "log/fields.h"
 #include "metrics/loop_metrics.h"
 #include "proto/codes.h"
 #include "proto/command.h"
@@ -269,19 +271,35 @@ bool ServerApi::Authorized(const http::Request& request) const {
 
 void ServerApi::Handle(http::HttpConnection& connection, http::Request& request) const {
   const bool keep_alive = request.keep_alive;
+  std::string_view path = request.Path();
+  std::string_view method = path.substr(path.rfind('/') + 1);
   if (!Authorized(request)) {
+    // A wrong key is worth a line (a misconfigured backend, or someone guessing), but a
+    // flood of them must not flood the log: at most one a second per loop.
+    thread_local core::LogThrottle unauthorized_log;
+    uint64_t suppressed = 0;
+    if (spdlog::should_log(spdlog::level::info) &&
+        unauthorized_log.Allow(connection.loop().now_ms(), &suppressed)) {
+      const std::string remote = connection.PeerIp();
+      log::Write(spdlog::level::info,
+                 {{"method", method},
+                  {"code", 401},
+                  {"reason", "bad or missing API key"},
+                  {"remote", remote}},
+                 "api {} from {}: refused with 401, bad or missing API key ({} more since)", method,
+                 remote, suppressed);
+    }
     connection.Respond(http::BuildResponse(401, "text/plain", "unauthorized\n", keep_alive),
                        keep_alive);
     return;
   }
-  std::string_view path = request.Path();
-  std::string_view method = path.substr(path.rfind('/') + 1);
   std::string out;
   const uint64_t started_us = net::Loop::MonotonicUs();
   const int status = Call(method, request.body, out);
   metrics::RecordApiCall(method, net::Loop::MonotonicUs() - started_us);
   if (status == 400) {
-    spdlog::debug("api {}: bad request body", method);
+    log::Write(spdlog::level::debug, {{"method", method}, {"code", 400}, {"reason", "bad request"}},
+               "api {}: bad request body", method);
     connection.Respond(http::BuildResponse(400, "text/plain", "bad request\n", keep_alive),
                        keep_alive);
     return;

@@ -1,36 +1,29 @@
 #include "app/logging.h"
 
-#include <simdjson.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <ctime>
+#include <iterator>
 #include <string>
+
+#include "json/string_writer.h"
+#include "log/fields.h"
 
 namespace hermod::app {
 
 namespace {
 
+// Escapes into a per-thread scratch string, then into spdlog's buffer: the escaping is
+// json/string_writer.h's, shared with every other JSON hermod writes. Messages may carry
+// bytes from clients; invalid UTF-8 becomes U+FFFD, so each line stays valid JSON.
 void AppendEscaped(spdlog::memory_buf_t& dest, std::string_view text) {
-  // Messages may carry bytes from clients; JSON needs valid UTF-8.
-  const bool utf8 = simdjson::validate_utf8(text.data(), text.size());
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (char ch : text) {
-    auto byte = static_cast<unsigned char>(ch);
-    if (ch == '"' || ch == '\\') {
-      dest.push_back('\\');
-      dest.push_back(ch);
-    } else if (ch == '\n') {
-      dest.append(std::string_view("\\n"));
-    } else if (byte < 0x20 || (byte >= 0x80 && !utf8)) {
-      const char escape[] = {'\\', 'u', '0', '0', kHex[byte >> 4], kHex[byte & 15]};
-      dest.append(escape, escape + sizeof escape);
-    } else {
-      dest.push_back(ch);
-    }
-  }
+  thread_local std::string scratch;
+  scratch.clear();
+  json::AppendEscaped(scratch, text);
+  dest.append(scratch.data(), scratch.data() + scratch.size());
 }
 
 }  // namespace
@@ -55,7 +48,21 @@ void JsonLogFormatter::format(const spdlog::details::log_msg& msg, spdlog::memor
   AppendEscaped(dest, std::string_view(msg.logger_name.data(), msg.logger_name.size()));
   dest.append(std::string_view("\",\"msg\":\""));
   AppendEscaped(dest, std::string_view(msg.payload.data(), msg.payload.size()));
-  dest.append(std::string_view("\"}\n"));
+  dest.push_back('"');
+  // The line's fields, when it was logged with log::Write on this thread (log/fields.h).
+  for (const log::Field& field : log::CurrentFields()) {
+    dest.append(std::string_view(",\""));
+    AppendEscaped(dest, field.key);
+    dest.append(std::string_view("\":"));
+    if (field.is_number) {
+      fmt::format_to(std::back_inserter(dest), "{}", field.number);
+    } else {
+      dest.push_back('"');
+      AppendEscaped(dest, field.text);
+      dest.push_back('"');
+    }
+  }
+  dest.append(std::string_view("}\n"));
 }
 
 std::unique_ptr<spdlog::formatter> JsonLogFormatter::clone() const {

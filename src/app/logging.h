@@ -13,8 +13,9 @@
 
 namespace hermod::app {
 
-// {"time":"2026-01-02T03:04:05.678Z","level":"info","logger":"hermod","msg":"..."}: UTC
-// time with milliseconds; msg escaped for JSON (bytes of invalid UTF-8 as \u00XX).
+// {"time":"2026-01-02T03:04:05.678Z","level":"info","logger":"hermod","msg":"...",...}: UTC
+// time with milliseconds; msg escaped for JSON (invalid UTF-8 as U+FFFD); then the fields
+// the line was logged with (log::Write), e.g. "client", "user", "code", "reason", "remote".
 class JsonLogFormatter final : public spdlog::formatter {
  public:
   void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override;

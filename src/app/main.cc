@@ -234,7 +234,9 @@ int CheckToken(const TokenFlags& flags) {
   return 0;
 }
 
-int Version() {
+// `hermod version` and `hermod --version`: the version from CMake's project(), then the
+// commit, compiler and build type.
+std::string VersionText() {
 #if defined(__clang__)
   const std::string compiler = "clang " + std::to_string(__clang_major__) + "." +
                                std::to_string(__clang_minor__) + "." +
@@ -242,9 +244,8 @@ int Version() {
 #else
   const std::string compiler = "gcc " __VERSION__;
 #endif
-  std::cout << "hermod " << HERMOD_VERSION << "\ncommit: " << HERMOD_GIT_COMMIT
-            << "\ncompiler: " << compiler << "\nbuild type: " << HERMOD_BUILD_TYPE << "\n";
-  return 0;
+  return std::string("hermod ") + HERMOD_VERSION + "\ncommit: " + HERMOD_GIT_COMMIT +
+         "\ncompiler: " + compiler + "\nbuild type: " + HERMOD_BUILD_TYPE;
 }
 
 }  // namespace
@@ -254,6 +255,7 @@ int main(int argc, char** argv) {
 
   CLI::App app{"hermod: a real-time messaging server"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", VersionText, "print the version and exit");
   ServeFlags serve_flags;
   CLI::App* serve = app.add_subcommand("serve", "run the server");
   AddServeFlags(serve, serve_flags);
@@ -261,7 +263,8 @@ int main(int argc, char** argv) {
   CLI::App* genconfig = app.add_subcommand("genconfig", "print the effective config as JSON");
   AddServeFlags(genconfig, gen_flags);
   std::string check_file;
-  CLI::App* checkconfig = app.add_subcommand("checkconfig", "validate a config file");
+  CLI::App* checkconfig = app.add_subcommand(
+      "checkconfig", "validate a config file, with HERMOD_* variables applied as serve does");
   checkconfig->add_option("file", check_file, "JSON config file")->required();
   TokenFlags token_flags;
   CLI::App* gentoken = app.add_subcommand(
@@ -284,14 +287,20 @@ int main(int argc, char** argv) {
   app.add_subcommand("bench", "run hermod-bench (see hermod-bench --help)");
   CLI11_PARSE(app, argc, argv);
 
-  if (*version) return Version();
+  if (*version) {
+    std::cout << VersionText() << "\n";
+    return 0;
+  }
   if (*gentoken) return GenToken(token_flags);
   if (*checktoken) return CheckToken(token_flags);
   std::string error;
   if (*checkconfig) {
+    // The file as `serve --config` would load it, environment included: a HERMOD_* variable
+    // that would stop the server stops the check too.
     hermod::config::Config config;
-    if (!hermod::config::ApplyFile(check_file, config, &error) ||
-        !hermod::config::Validate(config, &error)) {
+    ServeFlags check_flags;
+    check_flags.config_file = check_file;
+    if (!LoadConfig(check_flags, config, &error)) {
       std::cerr << "hermod: " << error << "\n";
       return 2;
     }

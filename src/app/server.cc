@@ -12,6 +12,7 @@
 #include <atomic>
 
 #include "http/response.h"
+#include "log/fields.h"
 #include "metrics/hub_state.h"
 #include "proto/encode.h"
 #include "proto/prepared_push.h"
@@ -133,8 +134,11 @@ void Server::Upgrade(http::HttpConnection& connection, http::Request& request, b
   if (result.status != 101) {
     // The path only: a query may carry credentials; bounded, it is the client's text.
     std::string_view path = std::string_view(request.target).substr(0, 128);
-    spdlog::info("ws: upgrade on {} refused with {}: {}", path.substr(0, path.find('?')),
-                 result.status, result.reason);
+    const std::string remote = connection.PeerIp();
+    log::Write(spdlog::level::info,
+               {{"code", result.status}, {"reason", result.reason}, {"remote", remote}},
+               "ws: upgrade on {} refused with {}: {}", path.substr(0, path.find('?')),
+               result.status, result.reason);
     connection.Respond(result.response, false);
     return;
   }
@@ -153,28 +157,10 @@ void Server::Upgrade(http::HttpConnection& connection, http::Request& request, b
   }
 }
 
-namespace {
-
-// The peer's address as text: the per-IP admission key.
-std::string PeerIp(int fd) {
-  sockaddr_storage storage{};
-  socklen_t len = sizeof storage;
-  char text[INET6_ADDRSTRLEN] = "";
-  if (getpeername(fd, reinterpret_cast<sockaddr*>(&storage), &len) != 0) return "";
-  if (storage.ss_family == AF_INET) {
-    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&storage)->sin_addr, text, sizeof text);
-  } else if (storage.ss_family == AF_INET6) {
-    inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&storage)->sin6_addr, text, sizeof text);
-  }
-  return text;
-}
-
-}  // namespace
-
 bool Server::Admit(http::HttpConnection& connection, std::string* ip, bool* must_recover) {
   if (!admission_->enabled()) return true;
   net::Loop& loop = connection.loop();
-  *ip = PeerIp(connection.fd());
+  *ip = connection.PeerIp();
   core::AdmitVerdict verdict =
       admission_->Admit(static_cast<size_t>(loop.index()), *ip, loop.now_ms());
   if (core::Admitted(verdict)) {

@@ -12,6 +12,8 @@
 #include <string_view>
 #include <variant>
 
+#include "json/syntax_error.h"
+
 namespace hermod::config {
 
 namespace {
@@ -410,7 +412,14 @@ bool ApplyJson(const std::string& json, Config& config, std::string* error) {
   simdjson::dom::parser parser;
   simdjson::dom::element root;
   if (auto ec = parser.parse(json).get(root); ec != simdjson::SUCCESS) {
-    *error = std::string("config is not valid JSON: ") + simdjson::error_message(ec);
+    *error = "config is not valid JSON: ";
+    // simdjson names the kind of error only; a person needs to know where it is.
+    if (json::SyntaxError at = json::FindSyntaxError(json); at.found) {
+      *error += "line " + std::to_string(at.line) + ", column " + std::to_string(at.column) +
+                ": expected " + at.expected;
+    } else {
+      *error += simdjson::error_message(ec);
+    }
     return false;
   }
   simdjson::dom::object object;
@@ -743,23 +752,6 @@ std::string ToJson(const Config& config) {
   out += copy.namespaces.empty() ? "]" : "\n  ]";
   out += "\n}\n";
   return out;
-}
-
-void AppendJsonString(std::string& out, std::string_view s) {
-  out += '"';
-  for (char ch : s) {
-    if (ch == '"' || ch == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (static_cast<unsigned char>(ch) < 0x20) {
-      char buffer[8];
-      std::snprintf(buffer, sizeof buffer, "\\u%04x", ch);
-      out += buffer;
-    } else {
-      out += ch;
-    }
-  }
-  out += '"';
 }
 
 }  // namespace hermod::config

@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#include "json/string_writer.h"
+
 namespace hermod::config {
 
 // A duration key: JSON "300s", "500ms", "2m", "1h" (Centrifugo v5 style) or an integer of
@@ -292,6 +294,6 @@ std::vector<KeyRange> KeyRanges();
 // The whole config as JSON (genconfig, and the log at start-up).
 std::string ToJson(const Config& config);
 // s as a JSON string literal, quotes included (also for the CLI and token claims).
-void AppendJsonString(std::string& out, std::string_view s);
+using json::AppendJsonString;
 
 }  // namespace hermod::config

@@ -1,5 +1,7 @@
 #include "net/connection.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <openssl/err.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -68,6 +70,19 @@ bool Connection::CheckDeadlines() {
 void Connection::CutSlow() {
   if (state_ & (kClosed | kLingering | kSlow)) return;
   SlowConsumer(LoopStats::kSlowMissed);
+}
+
+std::string Connection::PeerIp() const {
+  sockaddr_storage storage{};
+  socklen_t len = sizeof storage;
+  char text[INET6_ADDRSTRLEN] = "";
+  if (fd_ < 0 || getpeername(fd_, reinterpret_cast<sockaddr*>(&storage), &len) != 0) return "";
+  if (storage.ss_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&storage)->sin_addr, text, sizeof text);
+  } else if (storage.ss_family == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&storage)->sin6_addr, text, sizeof text);
+  }
+  return text;
 }
 
 void Connection::SlowConsumer(LoopStats::SlowReason reason) {

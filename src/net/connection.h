@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "net/event_loop.h"
@@ -89,6 +90,9 @@ class Connection : public Pollable, public TimerNode {
   bool closed() const { return state_ & kClosed; }
   bool closing() const { return state_ & (kClosed | kDraining | kLingering); }
   size_t queued_bytes() const { return out_ ? out_->bytes() : 0; }
+  // The peer's IP address as text (the per-IP admission key, the logs' `remote`); empty once
+  // the socket is closed.
+  std::string PeerIp() const;
 
   // Called for every read; data is the loop's buffer (mutable) and valid during the call.
   virtual void OnData(uint8_t* data, size_t len) = 0;

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <random>
 
+#include "log/fields.h"
 #include "metrics/loop_metrics.h"
 #include "proto/encode.h"
 
@@ -24,6 +25,7 @@ struct LoopScratch {
   std::string reply;
   core::LogThrottle rate_log;
   core::LogThrottle admission_log;
+  core::LogThrottle auth_log;
 };
 
 LoopScratch& Scratch() {
@@ -161,9 +163,14 @@ bool ClientConnection::RateLimited(const Command& c) {
   uint64_t suppressed = 0;
   const bool abuse = verdict == core::CommandLimiter::Verdict::kAbuse;
   if (Scratch().rate_log.Allow(now, &suppressed)) {
-    spdlog::info("client {} user '{}': {} rate limit{} ({} more refusals on this loop since)",
-                 client_id_, user_, core::CommandKindName(refused_by),
-                 abuse ? " exceeded persistently: disconnect 3013" : ": error 111", suppressed);
+    log::Write(spdlog::level::info,
+               {{"client", client_id_},
+                {"user", user_},
+                {"code", abuse ? kDisconnectTooManyRequests.code : 111},
+                {"reason", core::CommandKindName(refused_by)}},
+               "client {} user '{}': {} rate limit{} ({} more refusals on this loop since)",
+               client_id_, user_, core::CommandKindName(refused_by),
+               abuse ? " exceeded persistently: disconnect 3013" : ": error 111", suppressed);
   }
   if (abuse) {
     ++loop().stats().guard.rate_limit_disconnects;
@@ -196,10 +203,13 @@ bool ClientConnection::AdmitConnect(const Command& c, const std::string& user) {
   if (!user.empty() && !admission->AddUser(user)) {
     ++loop().stats().guard.rejected_user_limit;
     if (Scratch().admission_log.Allow(loop().now_ms(), &suppressed)) {
-      spdlog::info(
-          "connect of user '{}' refused: client_user_connection_limit {} reached, "
-          "disconnect 3504 ({} more admission refusals on this loop since)",
-          user, admission->limits().user_connection_limit, suppressed);
+      log::Write(spdlog::level::info,
+                 {{"user", user},
+                  {"code", kDisconnectConnectionLimit.code},
+                  {"reason", "client_user_connection_limit"}},
+                 "connect of user '{}' refused: client_user_connection_limit {} reached, "
+                 "disconnect 3504 ({} more admission refusals on this loop since)",
+                 user, admission->limits().user_connection_limit, suppressed);
     }
     Disconnect(kDisconnectConnectionLimit);
     return false;
@@ -248,9 +258,19 @@ void ClientConnection::Disconnect(proto::Disconnect reason) {
   if (disconnected_) return;
   disconnected_ = true;
   // One line per disconnect; the mass 3001 of a graceful shutdown only at debug.
-  spdlog::log(reason.code == kDisconnectShutdown.code ? spdlog::level::debug : spdlog::level::info,
-              "client {} (user \"{}\"): disconnect {} {}", client_id_, user_, reason.code,
-              reason.reason);
+  const auto level =
+      reason.code == kDisconnectShutdown.code ? spdlog::level::debug : spdlog::level::info;
+  if (spdlog::should_log(level)) {
+    const std::string remote = PeerIp();
+    log::Write(level,
+               {{"client", client_id_},
+                {"user", user_},
+                {"code", reason.code},
+                {"reason", reason.reason},
+                {"remote", remote}},
+               "client {} (user \"{}\"): disconnect {} {}", client_id_, user_, reason.code,
+               reason.reason);
+  }
   loop().timers().Cancel(&keepalive_);
   UnsubscribeAll();
   CloseWith(reason.code, reason.reason);
@@ -457,15 +477,33 @@ size_t ClientConnection::ReplyRoom() const {
   return used >= budget ? 0 : budget - used;
 }
 
+void ClientConnection::LogAuthFailure(ErrorCode code, std::string_view reason) {
+  uint64_t suppressed = 0;
+  if (!spdlog::should_log(spdlog::level::info) ||
+      !Scratch().auth_log.Allow(loop().now_ms(), &suppressed)) {
+    return;
+  }
+  const std::string remote = PeerIp();
+  log::Write(spdlog::level::info,
+             {{"code", static_cast<int>(code)}, {"reason", reason}, {"remote", remote}},
+             "connect from {} refused with {}: {} ({} more auth refusals on this loop since)",
+             remote, static_cast<int>(code), reason, suppressed);
+}
+
 void ClientConnection::HandleConnect(const Command& c) {
   auth::TokenClaims claims;
   if (!c.token.empty()) {
     auth::TokenStatus status = context_.tokens.enabled()
                                    ? context_.tokens.Verify(c.token, WallSeconds(), &claims)
                                    : auth::TokenStatus::kInvalid;
-    if (status == auth::TokenStatus::kExpired) return ReplyError(c.id, ErrorCode::kTokenExpired);
+    if (status == auth::TokenStatus::kExpired) {
+      LogAuthFailure(ErrorCode::kTokenExpired, "connection token expired");
+      return ReplyError(c.id, ErrorCode::kTokenExpired);
+    }
+    // Logged by Disconnect, with its code and reason.
     if (status != auth::TokenStatus::kOk) return Disconnect(kDisconnectInvalidToken);
   } else if (!context_.options.allow_anonymous) {
+    LogAuthFailure(ErrorCode::kUnauthorized, "no connection token, anonymous not allowed");
     return ReplyError(c.id, ErrorCode::kUnauthorized);
   }
   if (!AdmitConnect(c, claims.user)) return;

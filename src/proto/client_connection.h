@@ -166,6 +166,8 @@ class ClientConnection final : public ws::WebSocketConnection {
   // short or refused with 106 before it is built; past the budget the connection would be
   // cut (3008), and a message of many such commands would pin their sum in memory.
   size_t ReplyRoom() const;
+  // One throttled log line for a connect refused for its credentials (101, 109).
+  void LogAuthFailure(ErrorCode code, std::string_view reason);
   // Checks the channel name and its namespace; replies with the error when it fails.
   const config::ChannelOptions* ChannelOptionsOrReply(const Command& c);
   ClientSubscription* FindSubscription(std::string_view channel);

@@ -1,7 +1,5 @@
 #include "proto/encode.h"
 
-#include <cstdio>
-
 namespace hermod::proto {
 
 namespace {
@@ -75,38 +73,6 @@ void AppendPublicationPush(std::string& out, std::string_view channel,
 void AppendJoinLeavePush(std::string& out, std::string_view channel, bool join,
                          std::string_view info) {
   AppendPush(out, channel, join ? "join" : "leave", "{\"info\":", info, "}");
-}
-
-void AppendJsonString(std::string& out, std::string_view s) {
-  out += '"';
-  for (char ch : s) {
-    switch (ch) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(ch) < 0x20) {
-          char buffer[8];
-          std::snprintf(buffer, sizeof buffer, "\\u%04x", ch);
-          out += buffer;
-        } else {
-          out += ch;
-        }
-    }
-  }
-  out += '"';
 }
 
 std::string ClientInfoJson(std::string_view user, std::string_view client,

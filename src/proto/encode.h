@@ -11,11 +11,12 @@
 #include <vector>
 
 #include "core/hub.h"
+#include "json/string_writer.h"
 #include "proto/codes.h"
 
 namespace hermod::proto {
 
-void AppendJsonString(std::string& out, std::string_view s);
+using json::AppendJsonString;
 
 // `{"user":"..","client":"..","conn_info":..,"chan_info":..}`; the infos are raw JSON, left
 // out when empty.

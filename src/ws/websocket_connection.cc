@@ -6,6 +6,7 @@
 #include <array>
 #include <string>
 
+#include "log/fields.h"
 #include "ws/frame_encoder.h"
 
 namespace hermod::ws {
@@ -90,8 +91,13 @@ void WebSocketConnection::OnData(uint8_t* data, size_t len) {
   if (result.ok || closed()) return;
   ++stats_.protocol_errors;
   if (!(flags_ & kSentClose)) CountClose(static_cast<uint16_t>(result.error.code));
-  spdlog::info("ws: closing fd {} with {}: {}", fd(), static_cast<int>(result.error.code),
-               result.error.reason);
+  if (spdlog::should_log(spdlog::level::info)) {
+    const std::string remote = PeerIp();
+    const int code = static_cast<int>(result.error.code);
+    log::Write(spdlog::level::info,
+               {{"code", code}, {"reason", result.error.reason}, {"remote", remote}},
+               "ws: closing fd {} with {}: {}", fd(), code, result.error.reason);
+  }
   if (!(flags_ & kSentClose)) {
     flags_ |= kSentClose;
     SendFrame(Opcode::kClose, true, false,

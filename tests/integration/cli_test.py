@@ -1,13 +1,16 @@
-"""The operator's commands and logs: `hermod version`, `gentoken` and `checktoken` against
+"""The operator's commands and logs: `hermod version` and `--version`, `checkconfig` (with
+the environment applied, syntax errors located), `gentoken` and `checktoken` against
 the server's own verifier (the token a running server accepts on connect), and
 `--log-format json` with its one line per config load, refused upgrade and client
-disconnect with an error code.
+disconnect with an error code, and the fields (client, user, code, reason, remote) of those
+lines and of auth failures.
 
 Keys are generated per run (openssl), never checked in.
 """
 
 import json
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -50,6 +53,45 @@ class VersionTest(CliCase):
         self.assertRegex(fields["commit"], r"^([0-9a-f]{7,40}|unknown)$")
         self.assertRegex(fields["compiler"], r"^(gcc|clang) \d")
         self.assertIn(fields["build type"], {"Release", "RelWithDebInfo", "Debug", "MinSizeRel"})
+
+
+    def test_version_flag_prints_the_version_cmake_was_given(self):
+        cmake = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                             "CMakeLists.txt")
+        with open(cmake) as f:
+            project = re.search(r"project\(hermod VERSION (\d+\.\d+\.\d+)", f.read())
+        self.assertIsNotNone(project)
+        code, out, err = run("--version")
+        self.assertEqual(code, 0, err)
+        self.assertEqual(out.splitlines()[0], "hermod " + project.group(1))
+        self.assertEqual(out, run("version")[1])
+
+
+class CheckConfigTest(CliCase):
+    def test_environment_is_applied_as_serve_applies_it(self):
+        config = self.config(port=8000)
+        code, out, err = run("checkconfig", config)
+        self.assertEqual(code, 0, err)
+        self.assertIn(": ok", out)
+        # A variable that would stop `serve` stops the check, naming the key.
+        env = dict(os.environ, HERMOD_LOG_FORMAT="yaml")
+        code, _, err = run("checkconfig", config, env=env)
+        self.assertEqual(code, 2)
+        self.assertIn("config key log_format: text or json", err)
+        code, _, err = run("checkconfig", config, env=dict(os.environ, HERMOD_PORT="99999"))
+        self.assertEqual(code, 2)
+        self.assertIn("port", err)
+        code, _, err = run("checkconfig", config, env=dict(os.environ, HERMOD_LOG_FORMAT="json"))
+        self.assertEqual(code, 0, err)
+
+    def test_json_syntax_error_names_line_and_column(self):
+        path = self.write("broken.json", '{\n  "port": 8000,\n  "bind" "0.0.0.0"\n}\n')
+        expected = (path + ": config is not valid JSON: line 3, column 10: "
+                    "expected ':' after the key")
+        for args in (["checkconfig", path], ["serve", "--config", path, "--port", "0"]):
+            code, _, err = run(*args)
+            self.assertEqual(code, 2, args)
+            self.assertIn(expected, err, args)
 
 
 class TokenTest(CliCase):
@@ -175,6 +217,49 @@ class JsonLogTest(CliCase):
         self.assertEqual(code, 3501)
         records, hits = self.wait_lines(server, lambda r: "disconnect 3501" in r["msg"])
         self.assertEqual(len(hits), 1, records)
+
+    def test_lines_carry_client_user_code_reason_and_remote_as_fields(self):
+        server = self.start_server({"token_hmac_secret_key": "s3cret", "api_key": "k3y"},
+                                   flags=["--log-format", "json"], echo=False)
+        config = self.config(token_hmac_secret_key="s3cret")
+        code, token, err = run("gentoken", "--config", config, "--user", "ann")
+        self.assertEqual(code, 0, err)
+
+        # A connected client disconnected (3501 for a malformed command).
+        ws = h.ws_open(server.port, "/connection/websocket")
+        self.addCleanup(ws.close)
+        ws.send_frame(h.OP_TEXT, json.dumps({"id": 1, "connect": {"token": token.strip()}}))
+        client = json.loads(ws.read_frame().payload)["connect"]["client"]
+        ws.send_frame(h.OP_TEXT, b"{not json")
+        self.assertEqual(ws.expect_close()[0], 3501)
+        _, hits = self.wait_lines(server, lambda r: r.get("code") == 3501)
+        self.assertEqual(len(hits), 1)
+        self.assertEqual({k: hits[0][k] for k in ("client", "user", "code", "reason", "remote")},
+                         {"client": client, "user": "ann", "code": 3501, "reason": "bad request",
+                          "remote": "127.0.0.1"}, hits[0])
+
+        # Auth failures: a bad token (disconnect 3500), no token (error 101), a bad API key.
+        ws = h.ws_open(server.port, "/connection/websocket")
+        self.addCleanup(ws.close)
+        ws.send_frame(h.OP_TEXT, json.dumps({"id": 1, "connect": {"token": "not.a.jwt"}}))
+        self.assertEqual(ws.expect_close()[0], 3500)
+        ws = h.ws_open(server.port, "/connection/websocket")
+        self.addCleanup(ws.close)
+        ws.send_frame(h.OP_TEXT, json.dumps({"id": 1, "connect": {}}))
+        self.assertEqual(json.loads(ws.read_frame().payload)["error"]["code"], 101)
+        response = h.http_exchange(server.port, (
+            "POST /api/publish HTTP/1.1\r\nHost: x\r\nX-API-Key: wrong\r\n"
+            "Content-Length: 2\r\n\r\n{}").encode())
+        self.assertEqual(response.status, 401)
+        records, _ = self.wait_lines(server, lambda r: r.get("code") in (3500, 101, 401), 3)
+        by_code = {r["code"]: r for r in records if "code" in r}
+        self.assertEqual(by_code[3500]["reason"], "invalid token", records)
+        self.assertEqual(by_code[101]["reason"], "no connection token, anonymous not allowed")
+        self.assertEqual(by_code[401]["method"], "publish")
+        for c in (3500, 101, 401):
+            self.assertEqual(by_code[c]["remote"], "127.0.0.1", by_code[c])
+            self.assertEqual(by_code[c]["level"], "info")
+            self.assertIsInstance(by_code[c]["msg"], str)
 
     def test_environment_selects_the_format_and_bad_values_name_the_key(self):
         env = dict(os.environ, HERMOD_LOG_FORMAT="yaml")

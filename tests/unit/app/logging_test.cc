@@ -3,9 +3,15 @@
 
 #include <gtest/gtest.h>
 #include <spdlog/details/log_msg.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <memory>
+#include <sstream>
 #include <string>
+
+#include "log/fields.h"
 
 namespace hermod::app {
 namespace {
@@ -34,12 +40,38 @@ TEST(JsonLogFormatter, EscapesQuotesBackslashesAndControlBytes) {
             "\n");
 }
 
-TEST(JsonLogFormatter, KeepsValidUtf8AndEscapesInvalidBytes) {
+TEST(JsonLogFormatter, KeepsValidUtf8AndReplacesInvalidBytes) {
   EXPECT_NE(Format("caf\xc3\xa9", spdlog::level::info).find("\"msg\":\"caf\xc3\xa9\""),
             std::string::npos);
-  // Invalid UTF-8 (a lone 0xff): every high byte as \u00XX, so the line stays valid JSON.
-  EXPECT_NE(Format("caf\xc3\xa9\xff", spdlog::level::info).find(R"("msg":"caf\u00c3\u00a9\u00ff")"),
-            std::string::npos);
+  // Invalid UTF-8 (a lone 0xff) becomes U+FFFD; the valid bytes around it are kept.
+  EXPECT_NE(
+      Format("caf\xc3\xa9\xff", spdlog::level::info).find("\"msg\":\"caf\xc3\xa9\xef\xbf\xbd\""),
+      std::string::npos);
+}
+
+TEST(JsonLogFormatter, WritesTheFieldsOfLogWriteAsMembers) {
+  // The formatter as the logger calls it, inside log::Write, where the line's fields are set.
+  std::ostringstream stream;
+  auto logger = std::make_shared<spdlog::logger>(
+      "hermod", std::make_shared<spdlog::sinks::ostream_sink_st>(stream));
+  logger->set_formatter(std::make_unique<JsonLogFormatter>());
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(logger);
+  log::Write(spdlog::level::info,
+             {{"client", "c-1"}, {"user", "a\"b"}, {"code", 3008}, {"reason", "slow"}},
+             "client {}: disconnect {}", "c-1", 3008);
+  const std::string with_fields = stream.str();
+  stream.str("");
+  spdlog::info("no fields");
+  const std::string line = stream.str();
+  spdlog::set_default_logger(previous);
+  EXPECT_NE(with_fields.find(R"("msg":"client c-1: disconnect 3008","client":"c-1",)"
+                             R"("user":"a\"b","code":3008,"reason":"slow"})"
+                             "\n"),
+            std::string::npos)
+      << with_fields;
+  // The fields belong to their line only.
+  EXPECT_NE(line.find(R"("msg":"no fields"})"), std::string::npos) << line;
 }
 
 }  // namespace

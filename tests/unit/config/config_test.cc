@@ -279,7 +279,7 @@ TEST(Config, ToJsonRoundTrips) {
   EXPECT_EQ(back.tls.key_file, "/y.pem");
 }
 
-// Issue 21 §9: every numeric key has a range that Validate enforces, with the key and the
+// Every numeric key has a range that Validate enforces, with the key and the
 // range in the message; the default is inside it; one past either end is refused.
 TEST(Config, EveryNumericKeyHasARangeThatHoldsItsDefaultAndRefusesOnePast) {
   const std::vector<KeyRange> ranges = KeyRanges();
@@ -340,6 +340,13 @@ TEST(Config, NamespaceKeysAreRangedWithTheirIndex) {
       R"({"namespaces": [{"name": "a"}, {"name": "b", "history_ttl": "99999999h"}]})", c, &error));
   EXPECT_FALSE(Validate(c, &error));
   EXPECT_NE(error.find("config key namespaces[1].history_ttl: "), std::string::npos) << error;
+}
+
+TEST(Config, JsonSyntaxErrorNamesLineAndColumn) {
+  Config c;
+  std::string error;
+  EXPECT_FALSE(ApplyJson("{\n  \"port\": 8000,\n  \"bind\" \"x\"\n}", c, &error));
+  EXPECT_EQ(error, "config is not valid JSON: line 3, column 10: expected ':' after the key");
 }
 
 }  // namespace
