@@ -99,6 +99,7 @@ class MemoryTrimTest(h.HermodTestCase):
         server = self.start_server({"allow_anonymous_connect_without_token": True,
                                     "allow_subscribe_for_client": True,
                                     "allow_subscribe_for_anonymous": True,
+                                    "allow_publish_for_client": True,
                                     "memory_trim_interval": "1s"}, workers=2, echo=False)
         start_kib = server.rss_kib()
         url = "ws://127.0.0.1:%d/connection/websocket" % server.port
