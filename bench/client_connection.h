@@ -69,7 +69,7 @@ struct ClientConnection final : public Session, public ws::MessageHandler {
   std::string carry_;
   ws::MessageReader reader;
   SequenceTracker tracker;
-  // Loss accounting per subscriber (issue 13): a tell not yet matched by a gap, and what
+  // Loss accounting per subscriber: a tell not yet matched by a gap, and what
   // this subscriber already counted (each subscriber once per kind).
   bool tell_pending = false;
   bool counted_told = false;

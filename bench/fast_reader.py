@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The fast reader of issue 13: how many publications a Python `websockets` subscriber that
+"""The fast reader: how many publications a Python `websockets` subscriber that
 reads as fast as it can gets, and whether it is told about the rest.
 
 Starts hermod (the given binary, the server's defaults but for anonymous subscribers and the

@@ -76,7 +76,7 @@ void PrintSummary(const RunConfig& c, const Summary& m, const GradeResult* grade
     std::printf("  latency ms: p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n",
                 m.latency.p50 / 1e3, m.latency.p90 / 1e3, m.latency.p99 / 1e3, m.latency.p999 / 1e3,
                 m.latency.max / 1e3);
-    // The headline of issue 13: a gap no unsubscribe push or disconnect announced.
+    // The headline: a gap no unsubscribe push or disconnect announced.
     std::printf("  lost silently: %llu  (subscribers %llu)\n",
                 static_cast<unsigned long long>(m.lost_silently),
                 static_cast<unsigned long long>(m.subscribers_lost_silently));

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """RSS of a hermod at start, at the peak of a connection churn and after cool-down
-(issue 21 §10; docs/benchmarks.md, "Memory after a connection peak").
+(docs/benchmarks.md, "Memory after a connection peak").
 
 Starts hermod (2 loops, anonymous clients) on a free port, reads VmRSS once it listens, then
 per cycle: hermod-bench's fanout scenario holds --connections subscribers (forking a worker

@@ -1,4 +1,4 @@
-// Handing memory back to the kernel after a peak (issue 21 §10).
+// Handing memory back to the kernel after a peak.
 //
 // glibc's malloc keeps what a peak freed: each loop thread allocates from an arena of its
 // own, and an arena returns pages only from its top, so after 20,000 connections come and go

@@ -569,7 +569,7 @@ std::optional<StreamPosition> Hub::Publish(std::string_view channel,
                : ParsePriority(options.default_priority).value_or(net::Priority::kNormal);
   const uint64_t published_us = net::Loop::MonotonicUs();  // publish-to-queue latency metric
   // Cluster mode: a publication the broker cannot carry is refused before anything sees it,
-  // so no node has it and its publisher is told (issue 21 §3), outside the shard lock.
+  // so no node has it and its publisher is told, outside the shard lock.
   if (broker_ != nullptr) {
     broker::Message m;
     m.channel = channel;

@@ -103,7 +103,7 @@ inline constexpr std::array<std::string_view, 2> kPresenceKinds = {"join", "leav
 enum class PresenceOutcome : uint8_t { kSent, kCancelled, kCount };
 inline constexpr std::array<std::string_view, 2> kPresenceOutcomes = {"sent", "cancelled"};
 
-// Per-loop scratch buffers (issue 21 §1): the client protocol's reply and command copy, the
+// Per-loop scratch buffers: the client protocol's reply and command copy, the
 // WebSocket layer's deflate output and inflated input. Each is reused by every connection
 // of its loop and released after a message that made it larger than its keep size.
 enum class ScratchBuffer : uint8_t { kReply, kCommand, kDeflate, kInflate, kCount };

@@ -314,7 +314,7 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
           "Times the listener paused accepting for admission.accept_rate_per_loop.",
           [](const LoopSnapshot& s) { return s.net.guard.accept_throttled; });
 
-  // Per-loop scratch buffers and what bounds replies (issue 21 §1).
+  // Per-loop scratch buffers and what bounds replies.
   t.Family("hermod_scratch_high_water_bytes", "gauge",
            "The largest capacity each per-loop scratch buffer reached (reply, command copy, "
            "deflate output, inflated input).");

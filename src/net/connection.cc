@@ -142,7 +142,7 @@ SendStatus Connection::SendShared(Chunk* chunk, size_t offset, size_t len, PushC
       }
       if (why != LoopStats::kDropReasons) {
         // Only a channel that accepts losses loses a push silently; any other push left out
-        // is the caller's to tell (issue 13: no publication lost silently).
+        // is the caller's to tell.
         if (push.may_drop()) {
           ++loop_.stats().send_dropped[why][p];
           return SendStatus::kShed;

@@ -21,7 +21,7 @@
 // connection: an idle client holds its id, its user and its subscriptions, nothing more.
 // Both are released after a message that grew them past kScratchKeepBytes, and what one
 // message's replies may hold is bounded by the connection's write budget (ReplyRoom), so a
-// message of 50 large history commands cannot pin a gigabyte (issue 21 §1).
+// message of 50 large history commands cannot pin a gigabyte.
 #pragma once
 
 #include <cstdint>

@@ -15,7 +15,7 @@ namespace {
 
 // Deflated output, one per loop. A large message's output is freed after it is queued (the
 // queue holds its own copy), as the reader frees its inflate buffer: the loop keeps what
-// ordinary messages need, not its largest message (issue 21 §1).
+// ordinary messages need, not its largest message.
 constexpr size_t kScratchKeepBytes = 256 * 1024;
 
 std::string& Scratch() {

@@ -336,7 +336,7 @@ class ClusterTest(h.HermodTestCase):
 
     def test_a_publication_larger_than_max_payload_is_refused_and_partitions_nothing(self):
         # nats-server's default max_payload is 1 MiB; the nodes accept larger messages and
-        # bodies, so only the broker's bound can refuse (issue 21 §3).
+        # bodies, so only the broker's bound can refuse.
         big = {"websocket": {"max_message_bytes": 4 << 20},
                "http": {"max_body_bytes": 4 << 20}}
         a, b = self.node(**big), self.node(**big)

@@ -1,4 +1,4 @@
-"""Answers that were wrong, each as Centrifugo gives it (issue 21 §4, §7, §12; issue 13 §3).
+"""Answers that were wrong, each as Centrifugo gives it.
 
 - §4: `data` is any JSON text (RFC 8259): numbers past int64 or double (`10^20` wei,
   `1e99999`, -2^63-1) pass through verbatim, from a client's publish and from the API.
@@ -7,7 +7,7 @@
   client stays connected.
 - §12: a channel's epoch and top offset outlive its last subscriber (history_meta_ttl), so
   the next publication continues the stream and a client recovers from its position.
-- Issue 13 §3: `$rw:x` is the private channel `rw:x` of namespace `rw` (the prefix is not
+- `$rw:x` is the private channel `rw:x` of namespace `rw` (the prefix is not
   part of the namespace); channel names are ASCII unless channel_name_ascii_only is off.
 """
 

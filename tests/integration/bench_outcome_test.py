@@ -1,4 +1,4 @@
-"""hermod-bench says how a run went, in its exit code and its words (issue 20 §8).
+"""hermod-bench says how a run went, in its exit code and its words.
 
 Runs the real hermod-bench (built next to hermod) against the real hermod:
 

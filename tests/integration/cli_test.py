@@ -271,7 +271,7 @@ class JsonLogTest(CliCase):
         self.assertEqual(json.loads(out)["log_format"], "json")
 
 
-# Issue 21 §9: values that once passed checkconfig and then aborted serve (bad_alloc, exit
+# Values that once passed checkconfig and then aborted serve (bad_alloc, exit
 # 134) or wrapped silently. Each is refused by both, naming the key and its range.
 HOSTILE = [
     ({"read_buffer_bytes": 1099511627776}, "read_buffer_bytes", "4096..67108864"),

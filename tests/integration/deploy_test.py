@@ -434,7 +434,7 @@ class DeployTest(h.HermodTestCase):
         self.assertEqual(sorted(kustomization["resources"]), files)
 
     def test_kubernetes_hermod_pods_cluster_over_the_shipped_nats(self):
-        """Issue 20 §2: 3-20 replicas need a message bus. The manifests ship NATS with
+        """3-20 replicas need a message bus. The manifests ship NATS with
         JetStream, hermod's environment points at its Service, and each link between them
         (Service selector, ports, the StatefulSet's routes) resolves inside the manifests."""
         objects = k8s_objects()
@@ -510,7 +510,7 @@ class DeployTest(h.HermodTestCase):
         config = json.loads(r.stdout)
         self.assertEqual(config["broker"], "nats")
         self.assertEqual(config["nats"]["url"], env["HERMOD_NATS__URL"])
-        # Both pod specs keep the kubelet's service-link variables out (issue 20 §1).
+        # Both pod specs keep the kubelet's service-link variables out.
         for spec in (hermod["spec"], pod["spec"]):
             self.assertIs(spec.get("enableServiceLinks"), False)
 

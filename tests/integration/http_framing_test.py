@@ -1,5 +1,5 @@
-"""HTTP/1.1 framing over raw sockets: request smuggling (issue 13 §2), long API answers
-(issue 21 §5), Expect: 100-continue (§6) and the request-line forms of RFC 9112 (§8).
+"""HTTP/1.1 framing over raw sockets: request smuggling, long API answers,
+Expect: 100-continue and the request-line forms of RFC 9112.
 
 Smuggling: every request below carries, after what hermod must take as its end, a second,
 authenticated POST /api/publish to a channel with history. A refusal must be one answer
@@ -95,7 +95,7 @@ class FramingTest(h.HermodTestCase):
                 self.fail("no log line with %r; stderr:\n%s" % (text, self.server.stderr_text()))
             time.sleep(0.01)
 
-    # --- issue 13 §2: request smuggling ---
+    # --- request smuggling ---
 
     def test_ambiguous_framing_is_refused_once_and_the_smuggled_request_never_runs(self):
         smuggled = publish_request("smuggled", {"x": 1})
@@ -180,7 +180,7 @@ class FramingTest(h.HermodTestCase):
         self.assertEqual(h.http_exchange(self.port, request).status, 401)
         self.assertEqual(self.history("trailer"), [])
 
-    # --- issue 21 §8: request-line forms ---
+    # --- request-line forms ---
 
     def test_absolute_form_and_empty_lines_before_the_request_line_are_accepted(self):
         r = h.http_exchange(self.port, b"GET http://x/health HTTP/1.1\r\nHost: y\r\n"
@@ -191,7 +191,7 @@ class FramingTest(h.HermodTestCase):
                                        b"Connection: close\r\n\r\n")
         self.assertEqual(r.status, 200)
 
-    # --- issue 21 §6: Expect: 100-continue ---
+    # --- Expect: 100-continue ---
 
     def test_expect_100_continue_is_answered_before_the_body_is_sent(self):
         body = json.dumps({"channel": "expect", "data": {"big": "x" * 2000}}).encode()
@@ -225,7 +225,7 @@ class FramingTest(h.HermodTestCase):
 
 
 class LongResponseTest(h.HermodTestCase):
-    """Issue 21 §5: answers above websocket.max_write_buffer_bytes (4 MiB) come whole."""
+    """Answers above websocket.max_write_buffer_bytes (4 MiB) come whole."""
 
     def setUp(self):
         self.server = self.start_server(CONFIG, workers=1, echo=False)

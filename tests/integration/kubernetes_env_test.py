@@ -1,4 +1,4 @@
-"""Kubernetes' service-link variables do not stop hermod (issue 20 §1).
+"""Kubernetes' service-link variables do not stop hermod.
 
 The kubelet gives every container, for each Service of its namespace, variables named after
 the Service. A Service named `hermod` yields HERMOD_SERVICE_HOST, HERMOD_PORT=tcp://... and

@@ -1,4 +1,4 @@
-"""What the server holds comes back down (issue 21 §2, §10), measured through /metrics and
+"""What the server holds comes back down, measured through /metrics and
 /proc, every wait a condition polled against a deadline.
 
 - A sustained stream of publications, each to a new channel name, with history_ttl 2s

@@ -1,4 +1,4 @@
-"""Units of /metrics, checked against the wall clock (issue 20 §4).
+"""Units of /metrics, checked against the wall clock.
 
 hermod records durations in whatever unit suits the recorder (microseconds for latencies,
 milliseconds for connection lifetimes) and converts at exposition; a wrong divisor once

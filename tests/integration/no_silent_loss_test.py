@@ -1,4 +1,4 @@
-"""Issue 13: no publication is lost silently. A subscriber gets every publication of its
+"""No publication is lost silently. A subscriber gets every publication of its
 channels in order, or it learns that it did not (an `unsubscribe` push with 2500, or a
 disconnect with 3008 "slow"); only a channel that opted in to losses (`droppable`) drops
 silently, and that is counted.

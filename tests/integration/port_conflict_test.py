@@ -1,4 +1,4 @@
-"""hermod refuses a port something already listens on (issue 20 §3).
+"""hermod refuses a port something already listens on.
 
 hermod's listeners set SO_REUSEPORT (one per loop, the kernel spreads accepts over them),
 which also lets a second hermod of the same user join the first's listening group: the

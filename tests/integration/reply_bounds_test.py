@@ -1,4 +1,4 @@
-"""Issue 21 §1: one message of commands cannot pin memory or block a loop.
+"""one message of commands cannot pin memory or block a loop.
 
 The attack as reported: 100 publications of 100 KB in a channel's history, then one 2.5 KB
 WebSocket message of 50 `{"history":{"channel":"news","limit":100}}` commands. Before the

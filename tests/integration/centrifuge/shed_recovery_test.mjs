@@ -1,4 +1,4 @@
-// Issue 13 with the real centrifuge SDK: a recoverable subscriber that stalls (the proxy stops
+// With the real centrifuge SDK: a recoverable subscriber that stalls (the proxy stops
 // reading for it) while the server API publishes is told at once when a publication cannot be
 // queued for it (an `unsubscribe` push with 2500, behind the publications already queued), and
 // the SDK, resubscribing with recovery, ends with every publication exactly once, in order.

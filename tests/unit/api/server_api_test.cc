@@ -139,7 +139,7 @@ TEST_F(ServerApiTest, InfoDescribesTheNode) {
   EXPECT_EQ(info.substr(0, 28), R"({"result":{"nodes":[{"uid":")");
 }
 
-// Issue 21 §7: only Centrifugo's custom ranges go into a close frame; the rest is 107 naming
+// only Centrifugo's custom ranges go into a close frame; the rest is 107 naming
 // the field, and no client is selected.
 TEST_F(ServerApiTest, DisconnectRefusesCodesOutsideCentrifugosRanges) {
   constexpr std::string_view kRefused =
@@ -158,7 +158,7 @@ TEST_F(ServerApiTest, DisconnectRefusesCodesOutsideCentrifugosRanges) {
   EXPECT_EQ(selected_.size(), 5u);
 }
 
-// Issue 21 §4: numbers of any size are JSON; the publication keeps them as they came.
+// numbers of any size are JSON; the publication keeps them as they came.
 TEST_F(ServerApiTest, PublishesDataWithNumbersOfAnySize) {
   for (std::string data :
        {R"({"wei": 100000000000000000000})", "1e99999", "-9223372036854775809"}) {
@@ -171,7 +171,7 @@ TEST_F(ServerApiTest, PublishesDataWithNumbersOfAnySize) {
   EXPECT_EQ(Call("publish", R"({"channel":"big","data":01})").first, 400);
 }
 
-// Issue 13 §3: names past ASCII are refused, as Centrifugo does.
+// names past ASCII are refused, as Centrifugo does.
 TEST_F(ServerApiTest, RefusesChannelNamesPastAscii) {
   EXPECT_EQ(Ok("publish", "{\"channel\":\"caf\xc3\xa9\",\"data\":{}}"), kBadRequest);
 }

@@ -47,7 +47,7 @@ TEST(ChannelRules, UserLimitedChannelsListTheirUsersAfterTheHash) {
   EXPECT_FALSE(ChannelRules::UserListed("dialog#", ""));
 }
 
-// Issue 13 §3: Centrifugo strips the private prefix before it looks up the namespace.
+// Centrifugo strips the private prefix before it looks up the namespace.
 TEST(ChannelRules, PrivateChannelTakesItsNamespaceWithoutThePrefix) {
   config::Config c;
   config::Namespace rw;

@@ -86,7 +86,7 @@ TEST(HistoryStream, RecoversNothingMissedEvenWhenEntriesExpired) {
   EXPECT_FALSE(s.Recover({2, "e"}, 300, 500).recovered);
 }
 
-// Issue 21 §1: a history read stops at its byte bound before it copies anything more.
+// a history read stops at its byte bound before it copies anything more.
 TEST(HistoryStream, ReadStopsAtTheByteBound) {
   HistoryStream s("e");
   for (int i = 0; i < 10; ++i) s.Append(std::string(100, 'x'), 0, 100, 60000);

@@ -292,7 +292,7 @@ TEST_F(HubClockTest, TimerReclaimsChannelsWhoseHistoryExpiredWithoutAnyPublish) 
   EXPECT_EQ(hub_.History("lasting", lasting, nullptr, -1, false).publications.size(), 1u);
 }
 
-// Issue 21 §2: 3,000 publications a second, each to a new channel name, history_ttl 2 s. The
+// 3,000 publications a second, each to a new channel name, history_ttl 2 s. The
 // channel count settles near rate x TTL instead of growing, the backlog stays small, and
 // once the names stop, the timer reclaims the rest at its budget per shard and tick.
 TEST_F(HubClockTest, ReclaimKeepsUpWithAStreamOfNewChannelNames) {
@@ -354,7 +354,7 @@ class SmallBroker final : public broker::Broker {
   std::vector<std::string> sent;
 };
 
-// Issue 21 §3: a publication the broker cannot carry is refused with its reason before it
+// a publication the broker cannot carry is refused with its reason before it
 // gets an offset, so neither this node nor any other has it; the next one goes through.
 TEST_F(HubClockTest, APublicationTheBrokerCannotCarryIsRefusedEverywhere) {
   SmallBroker broker;
@@ -430,7 +430,7 @@ TEST_F(HubClockTest, SweepFreesChannelsOnceTheirIdempotencyKeysExpire) {
   EXPECT_EQ(hub_.ChannelCount(), 0u);
 }
 
-// Issue 21 §12: a swept channel's stream continues (epoch, top offset) while its position is
+// a swept channel's stream continues (epoch, top offset) while its position is
 // kept (history_meta_ttl), and starts anew once it is not.
 TEST_F(HubClockTest, SweptChannelContinuesItsStreamWithinTheMetaTtl) {
   Hub::Limits limits;
@@ -612,7 +612,7 @@ TEST_F(StoppedLoopTest, AShedPublicationTellsTheRecoverableSubscriberOnce) {
   for (int i = 0; i < 50; ++i) ASSERT_TRUE(hub_.Publish("ch", options_, data, ""));
   RunOnce();  // all 50 in one mailbox run: the queue is corked, the watermark is passed
   EXPECT_EQ(missed_calls, 1);
-  // Told, not shed: the subscriber learns of the gap at once (issue 13).
+  // Told, not shed: the subscriber learns of the gap at once.
   EXPECT_EQ(loop_.stats().send_dropped[net::LoopStats::kDropTold][2], 1u);
   EXPECT_EQ(loop_.stats().send_dropped[net::LoopStats::kDropWatermark][2], 0u);
   const std::string got = ReadAll();

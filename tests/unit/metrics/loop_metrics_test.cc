@@ -145,7 +145,7 @@ TEST(RenderMetrics, LatestValueReplacementsAreNotShed) {
   EXPECT_NE(text.find("hermod_send_queue_dropped_total{reason=\"shed\",priority=\"critical\"} "
                       "0\n"),
             std::string::npos);
-  // Told (issue 13): not queued, the subscriber told at once: never counted as shed, which
+  // Told: not queued, the subscriber told at once: never counted as shed, which
   // keeps only the silent drops of channels that accept losses.
   EXPECT_NE(text.find("hermod_send_queue_dropped_total{reason=\"told\",priority=\"normal\"} "
                       "3\n"),

@@ -107,7 +107,7 @@ TEST(CommandParser, SkipsBlankLines) {
 }
 
 TEST(CommandParser, PassesNumbersOfAnySizeThroughVerbatim) {
-  // Issue 21 §4: valid JSON whose numbers no double or int64 holds was refused (3501).
+  // valid JSON whose numbers no double or int64 holds was refused (3501).
   CommandParser p;
   ParseStatus last;
   for (std::string data : {"{\"wei\": 100000000000000000000}", "1e99999", "-9223372036854775809"}) {
@@ -126,7 +126,7 @@ TEST(CommandParser, StillRefusesMalformedNumbers) {
   EXPECT_EQ(last, ParseStatus::kInvalidJson);
 }
 
-// Issue 21 §1: a large message's copy is not kept for the loop's lifetime.
+// a large message's copy is not kept for the loop's lifetime.
 TEST(CommandParser, ReleasesTheCopyOfALargeMessage) {
   CommandParser p;
   ParseStatus last;
