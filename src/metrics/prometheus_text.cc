@@ -1,5 +1,6 @@
 #include "metrics/prometheus_text.h"
 
+#include <array>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -68,6 +69,21 @@ void PerLoop(PrometheusText& text, const std::vector<LoopSnapshot>& loops, std::
     if (!s.answered) continue;
     std::string loop = std::to_string(s.loop);
     text.Sample(name, {{"loop", loop}}, field(s));
+  }
+}
+
+// One family with a sample per loop and value of a second label: field(s) is an array
+// indexed like values.
+template <size_t N, class Field>
+void PerLoopBy(PrometheusText& text, const std::vector<LoopSnapshot>& loops, std::string_view name,
+               std::string_view type, std::string_view help, std::string_view label,
+               const std::array<std::string_view, N>& values, Field field) {
+  text.Family(name, type, help);
+  for (const LoopSnapshot& s : loops) {
+    if (!s.answered) continue;
+    std::string loop = std::to_string(s.loop);
+    for (size_t i = 0; i < N; ++i)
+      text.Sample(name, {{"loop", loop}, {label, values[i]}}, field(s)[i]);
   }
 }
 
@@ -315,39 +331,21 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
           [](const LoopSnapshot& s) { return s.net.guard.accept_throttled; });
 
   // Per-loop scratch buffers and what bounds replies.
-  t.Family("hermod_scratch_high_water_bytes", "gauge",
-           "The largest capacity each per-loop scratch buffer reached (reply, command copy, "
-           "deflate output, inflated input).");
-  for (const LoopSnapshot& s : loops) {
-    if (!s.answered) continue;
-    std::string loop = std::to_string(s.loop);
-    for (size_t i = 0; i < kScratchBuffers.size(); ++i) {
-      t.Sample("hermod_scratch_high_water_bytes", {{"loop", loop}, {"buffer", kScratchBuffers[i]}},
-               s.metrics.scratch_high_water[i]);
-    }
-  }
-  t.Family("hermod_scratch_bytes", "gauge",
-           "The capacity each per-loop scratch buffer keeps now: a buffer grown past its keep "
-           "size is released after the message that grew it.");
-  for (const LoopSnapshot& s : loops) {
-    if (!s.answered) continue;
-    std::string loop = std::to_string(s.loop);
-    for (size_t i = 0; i < kScratchBuffers.size(); ++i) {
-      t.Sample("hermod_scratch_bytes", {{"loop", loop}, {"buffer", kScratchBuffers[i]}},
-               s.metrics.scratch_kept[i]);
-    }
-  }
-  t.Family("hermod_client_replies_limited_total", "counter",
-           "History and presence replies bounded by the connection's write budget: cut "
-           "short, or refused with error 106 when they did not fit.");
-  for (const LoopSnapshot& s : loops) {
-    if (!s.answered) continue;
-    std::string loop = std::to_string(s.loop);
-    for (size_t i = 0; i < kReplyLimits.size(); ++i) {
-      t.Sample("hermod_client_replies_limited_total",
-               {{"loop", loop}, {"outcome", kReplyLimits[i]}}, s.metrics.replies_limited[i]);
-    }
-  }
+  PerLoopBy(t, loops, "hermod_scratch_high_water_bytes", "gauge",
+            "The largest capacity each per-loop scratch buffer reached (reply, command copy, "
+            "deflate output, inflated input).",
+            "buffer", kScratchBuffers,
+            [](const LoopSnapshot& s) { return s.metrics.scratch_high_water; });
+  PerLoopBy(t, loops, "hermod_scratch_bytes", "gauge",
+            "The capacity each per-loop scratch buffer keeps now: a buffer grown past its keep "
+            "size is released after the message that grew it.",
+            "buffer", kScratchBuffers,
+            [](const LoopSnapshot& s) { return s.metrics.scratch_kept; });
+  PerLoopBy(t, loops, "hermod_client_replies_limited_total", "counter",
+            "History and presence replies bounded by the connection's write budget: cut "
+            "short, or refused with error 106 when they did not fit.",
+            "outcome", kReplyLimits,
+            [](const LoopSnapshot& s) { return s.metrics.replies_limited; });
   PerLoop(t, loops, "hermod_history_meta_evicted_total", "counter",
           "History positions of erased channels forgotten before their history_meta_ttl, to "
           "stay within history_meta_max_channels.",
