@@ -1,5 +1,6 @@
 #include "http/request_parser.h"
 
+#include <algorithm>
 #include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/error.hpp>
 #include <optional>
@@ -65,6 +66,8 @@ std::string_view RejectionName(Rejection r) {
       return "content_length";
     case Rejection::kChunk:
       return "chunk";
+    case Rejection::kHost:
+      return "host";
     case Rejection::kUnsupportedCoding:
       return "unsupported_coding";
     case Rejection::kHeaderTooLarge:
@@ -157,6 +160,13 @@ class RequestParser::Impl final : public bhttp::basic_parser<true> {
     request.keep_alive = keep_alive();
     CheckFraming(ec);
     if (ec) return;
+    // RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, and for any request with
+    // more than one (two could name two hosts to two readers of the request).
+    size_t hosts = std::ranges::count_if(
+        request.headers, [](const auto& field) { return EqualsIgnoreCase(field.first, "Host"); });
+    if (hosts > 1 || (hosts == 0 && request.version >= 11)) {
+      return Refuse(400, Rejection::kHost, ec);
+    }
     if (!absolute_authority_.empty()) {
       std::erase_if(request.headers,
                     [](const auto& field) { return EqualsIgnoreCase(field.first, "Host"); });

@@ -45,6 +45,7 @@ enum class Rejection : uint8_t {
   kTeWithLength,       // 400: Transfer-Encoding and Content-Length together
   kContentLength,      // 400: invalid or differing Content-Length values
   kChunk,              // 400: bad chunk size, extension or chunk end
+  kHost,               // 400: HTTP/1.1 without Host, or more than one Host
   kUnsupportedCoding,  // 501: a transfer coding other than chunked
   kHeaderTooLarge,     // 431
   kTooManyHeaders,     // 431

@@ -140,6 +140,10 @@ class FramingTest(h.HermodTestCase):
                                              + chunked(b"{}", trailer=b"Content-Length: 9\r\n"),
             # Empty lines beyond the few that are skipped (§2.2).
             "many empty lines": b"\r\n" * 9 + post + b"Content-Length: 0\r\n\r\n",
+            # Host missing in HTTP/1.1, or given twice (§3.2): two readers could each take
+            # a different one.
+            "no host": post.replace(b"Host: a\r\n", b"") + b"Content-Length: 0\r\n\r\n",
+            "two hosts": post + b"Host: b\r\nContent-Length: 0\r\n\r\n",
         }
         before = self.scrape()
         for name, request in cases.items():
@@ -154,6 +158,7 @@ class FramingTest(h.HermodTestCase):
         self.assertGreaterEqual(after["transfer_encoding"] - before["transfer_encoding"], 4)
         self.assertEqual(after["obs_fold"] - before["obs_fold"], 2)
         self.assertEqual(after["unsupported_coding"] - before["unsupported_coding"], 1)
+        self.assertEqual(after["host"] - before["host"], 2)
         self.wait_log("refused with 400 (te_with_content_length)")
 
     def test_a_pipelined_control_pair_gets_two_answers_and_runs_twice(self):

@@ -55,7 +55,8 @@ TEST(RequestParser, ReadsAContentLengthBody) {
   ParserLimits limits;
   RequestParser parser(limits);
   size_t consumed = 0;
-  ASSERT_EQ(ParseAll(parser, "POST /api HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", &consumed),
+  ASSERT_EQ(ParseAll(parser, "POST /api HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+                     &consumed),
             RequestParser::Status::kDone);
   EXPECT_EQ(parser.request().body, "hello");
 }
@@ -311,7 +312,7 @@ TEST(RequestParser, IgnoresEmptyLinesBeforeTheRequestLineWithinABound) {
 
 TEST(RequestParser, AsksForContinueOnlyWhileAnHttp11BodyIsToCome) {
   const std::string head =
-      "POST /api HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n";
+      "POST /api HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n";
   {
     ParserLimits limits;
     RequestParser parser(limits);
@@ -334,8 +335,8 @@ TEST(RequestParser, AsksForContinueOnlyWhileAnHttp11BodyIsToCome) {
   }
   for (std::string text :
        {"POST /api HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
-        "POST /api HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n",
-        "POST /api HTTP/1.1\r\nContent-Length: 5\r\n\r\n"}) {
+        "POST /api HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n",
+        "POST /api HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n"}) {
     ParserLimits limits;
     RequestParser parser(limits);
     size_t consumed = 0;
@@ -348,6 +349,19 @@ TEST(Request, HeaderListJoinsRepeatedHeaders) {
   Request r;
   r.headers = {{"Connection", "keep-alive"}, {"connection", "Upgrade"}};
   EXPECT_EQ(r.HeaderList("Connection"), "keep-alive, Upgrade");
+}
+
+TEST(RequestParser, RefusesHttp11WithoutHostAndAnyRequestWithTwo) {
+  // RFC 9112 §3.2: two Host fields could name two hosts to two readers of one request.
+  ExpectRefused("GET / HTTP/1.1\r\n\r\n", 400, Rejection::kHost);
+  ExpectRefused("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, Rejection::kHost);
+  ExpectRefused("GET / HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n", 400, Rejection::kHost);
+  // The absolute form still needs its Host field, whose value it then overrides.
+  ExpectRefused("GET http://x/health HTTP/1.1\r\n\r\n", 400, Rejection::kHost);
+  ParserLimits limits;
+  RequestParser parser(limits);
+  size_t consumed = 0;
+  ASSERT_EQ(ParseAll(parser, "GET / HTTP/1.0\r\n\r\n", &consumed), RequestParser::Status::kDone);
 }
 
 }  // namespace
