@@ -16,7 +16,7 @@
 #include "proto/codes.h"
 #include "proto/command.h"
 #include "proto/encode.h"
-#include "proto/json_syntax.h"
+#include "json/syntax.h"
 
 namespace hermod::api {
 
@@ -142,11 +142,11 @@ bool ReadSince(od::value v, ApiRequest* r) {
 }
 
 // Parses body (padded in place); the views in *r live as long as parser and body.
-// The body is validated by syntax alone (proto/json_syntax.h): `data` passes through, and a
+// The body is validated by syntax alone (json/syntax.h): `data` passes through, and a
 // number in it of any size is JSON.
 bool Parse(od::parser& parser, std::string& body, ApiRequest* r) {
   const size_t size = body.size();
-  if (!proto::IsJson(body)) return false;
+  if (!json::IsJson(body)) return false;
   body.resize(size + simdjson::SIMDJSON_PADDING);
   od::document doc;
   if (parser.iterate(body.data(), size, body.size()).get(doc) != SUCCESS) return false;
@@ -321,7 +321,7 @@ int ServerApi::Batch(std::string& body, std::string& out) const {
   {
     thread_local od::parser parser;
     const size_t size = body.size();
-    if (!proto::IsJson(body)) return 400;
+    if (!json::IsJson(body)) return 400;
     body.resize(size + simdjson::SIMDJSON_PADDING);
     od::document doc;
     od::object object;
@@ -425,7 +425,7 @@ int ServerApi::Call(std::string_view method, std::string& body, std::string& out
   auto data_or_error = [&](std::string_view* data) {
     *data = r.data;
     if (data->empty() && r.has_b64data) {
-      if (proto::IsJson(r.decoded_data)) *data = r.decoded_data;
+      if (json::IsJson(r.decoded_data)) *data = r.decoded_data;
     }
     if (data->empty()) AppendError(out, proto::ErrorCode::kBadRequest);
     return !data->empty();

@@ -12,7 +12,7 @@
 #include <string_view>
 #include <variant>
 
-#include "json/syntax_error.h"
+#include "json/syntax.h"
 
 namespace hermod::config {
 

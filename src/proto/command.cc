@@ -2,7 +2,7 @@
 
 #include <cstring>
 
-#include "proto/json_syntax.h"
+#include "json/syntax.h"
 
 namespace hermod::proto {
 
@@ -186,9 +186,9 @@ ParseStatus CommandParser::Next(Command* command) {
 ParseStatus CommandParser::ParseLine(size_t begin, size_t end, Command* c) {
   *c = Command{};
   // Full validation first: On Demand checks only what it reads, and `data` goes to every
-  // subscriber, whose SDK would fail on malformed JSON. Syntax only (json_syntax.h): a number
+  // subscriber, whose SDK would fail on malformed JSON. Syntax only (json/syntax.h): a number
   // too large for a double or an int64 is still JSON.
-  if (!IsJson({buffer_.data() + begin, end - begin})) return ParseStatus::kInvalidJson;
+  if (!json::IsJson({buffer_.data() + begin, end - begin})) return ParseStatus::kInvalidJson;
   od::document doc;
   if (parser_.iterate(buffer_.data() + begin, end - begin, buffer_.size() - begin).get(doc) !=
       SUCCESS) {

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "api/server_api.h"
-#include "proto/json_syntax.h"
+#include "json/syntax.h"
 #include "proto/prepared_push.h"
 
 namespace {
@@ -41,7 +41,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (status != 200 && status != 400 && status != 404) std::abort();
   // A 200 answer is one JSON object. Checked by syntax alone: history answers carry
   // publication data verbatim, whose numbers may be of any size.
-  if (status == 200 && (out.empty() || out.front() != '{' || !hermod::proto::IsJson(out))) {
+  if (status == 200 && (out.empty() || out.front() != '{' || !hermod::json::IsJson(out))) {
     std::abort();
   }
   return 0;

@@ -1,10 +1,10 @@
-#include "proto/json_syntax.h"
-
 #include <gtest/gtest.h>
 
 #include <string>
 
-namespace hermod::proto {
+#include "json/syntax.h"
+
+namespace hermod::json {
 namespace {
 
 TEST(IsJson, AcceptsNumbersOfAnySizeAndPrecision) {
@@ -50,4 +50,4 @@ TEST(IsJson, BoundsNesting) {
 }
 
 }  // namespace
-}  // namespace hermod::proto
+}  // namespace hermod::json

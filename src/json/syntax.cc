@@ -1,11 +1,10 @@
-#include "proto/json_syntax.h"
+#include "json/syntax.h"
 
 #include <simdjson.h>
 
 #include <bitset>
-#include <cstdint>
 
-namespace hermod::proto {
+namespace hermod::json {
 
 namespace {
 
@@ -13,6 +12,9 @@ bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 
 bool IsHex(char c) { return IsDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
 
+// Each production consumes its bytes or fails, leaving p_ at the first byte that breaks it
+// and expected_ naming what the grammar allows there (only failures write it, so the
+// success path pays nothing for the message).
 class Walker {
  public:
   explicit Walker(std::string_view text) : p_(text.data()), end_(text.data() + text.size()) {}
@@ -21,49 +23,57 @@ class Walker {
     SkipSpace();
     if (!Value()) return false;
     SkipSpace();
-    return p_ == end_;
+    return p_ == end_ || Fail("the end of the text after the top-level value");
   }
+  const char* position() const { return p_; }
+  const char* expected() const { return expected_; }
 
  private:
-  // RFC 8259 §2: insignificant whitespace.
+  bool Fail(const char* expected) {
+    expected_ = expected;
+    return false;
+  }
+
+  // §2: insignificant whitespace.
   void SkipSpace() {
     while (p_ != end_ && (*p_ == ' ' || *p_ == '\t' || *p_ == '\n' || *p_ == '\r')) ++p_;
   }
 
+  // word is a literal (NUL-terminated), so it names itself when the text breaks it.
   bool Literal(std::string_view word) {
-    if (static_cast<size_t>(end_ - p_) < word.size() || std::string_view(p_, word.size()) != word) {
-      return false;
+    for (char c : word) {
+      if (p_ == end_ || *p_ != c) return Fail(word.data());
+      ++p_;
     }
-    p_ += word.size();
     return true;
   }
 
   // §6: -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?
   bool Number() {
     if (p_ != end_ && *p_ == '-') ++p_;
-    if (p_ == end_) return false;
+    if (p_ == end_) return Fail("a digit");
     if (*p_ == '0') {
       ++p_;
     } else if (IsDigit(*p_)) {
       while (p_ != end_ && IsDigit(*p_)) ++p_;
     } else {
-      return false;
+      return Fail("a digit");
     }
     if (p_ != end_ && *p_ == '.') {
       ++p_;
-      if (p_ == end_ || !IsDigit(*p_)) return false;
+      if (p_ == end_ || !IsDigit(*p_)) return Fail("a digit after the decimal point");
       while (p_ != end_ && IsDigit(*p_)) ++p_;
     }
     if (p_ != end_ && (*p_ == 'e' || *p_ == 'E')) {
       ++p_;
       if (p_ != end_ && (*p_ == '+' || *p_ == '-')) ++p_;
-      if (p_ == end_ || !IsDigit(*p_)) return false;
+      if (p_ == end_ || !IsDigit(*p_)) return Fail("a digit in the exponent");
       while (p_ != end_ && IsDigit(*p_)) ++p_;
     }
     return true;
   }
 
-  // §7, at the opening quote. UTF-8 was checked for the whole text first.
+  // §7, at the opening quote.
   bool String() {
     ++p_;
     while (p_ != end_) {
@@ -72,13 +82,13 @@ class Walker {
         ++p_;
         return true;
       }
-      if (c < 0x20) return false;  // control characters must be escaped
+      if (c < 0x20) return Fail("a control character escaped in a string");
       if (c != '\\') {
         ++p_;
         continue;
       }
       ++p_;
-      if (p_ == end_) return false;
+      if (p_ == end_) break;
       switch (*p_) {
         case '"':
         case '\\':
@@ -91,20 +101,21 @@ class Walker {
           ++p_;
           break;
         case 'u':
-          if (end_ - p_ < 5 || !IsHex(p_[1]) || !IsHex(p_[2]) || !IsHex(p_[3]) || !IsHex(p_[4])) {
-            return false;
+          for (int k = 0; k < 4; ++k) {
+            ++p_;
+            if (p_ == end_ || !IsHex(*p_)) return Fail("four hex digits after \\u");
           }
-          p_ += 5;
+          ++p_;
           break;
         default:
-          return false;
+          return Fail("an escape: \\\" \\\\ \\/ \\b \\f \\n \\r \\t or \\uXXXX");
       }
     }
-    return false;
+    return Fail("the closing '\"' of the string");
   }
 
   bool Scalar() {
-    if (p_ == end_) return false;
+    if (p_ == end_) return Fail("a value");
     switch (*p_) {
       case '"':
         return String();
@@ -114,19 +125,21 @@ class Walker {
         return Literal("false");
       case 'n':
         return Literal("null");
-      default:
+      case '-':
         return Number();
+      default:
+        return IsDigit(*p_) ? Number() : Fail("a value");
     }
   }
 
-  // A value, containers included: open_ holds whether each open container is an object.
+  // A value, containers included: open holds whether each open container is an object.
   bool Value() {
     Stack open;
     while (true) {
-      if (p_ == end_) return false;
+      if (p_ == end_) return Fail("a value");
       if (*p_ == '{' || *p_ == '[') {
         const bool object = *p_ == '{';
-        if (open.size() == kMaxJsonDepth) return false;
+        if (open.size() == kMaxJsonDepth) return Fail("less nesting");
         open.push_back(object);
         ++p_;
         SkipSpace();
@@ -144,15 +157,16 @@ class Walker {
       while (true) {
         if (open.empty()) return true;
         SkipSpace();
-        if (p_ == end_) return false;
         const bool object = open.back();
-        if (*p_ == ',') {
+        if (p_ != end_ && *p_ == ',') {
           ++p_;
           SkipSpace();
           if (object && !Key()) return false;
           break;  // the next member's value
         }
-        if (*p_ != (object ? '}' : ']')) return false;
+        if (p_ == end_ || *p_ != (object ? '}' : ']')) {
+          return Fail(object ? "',' or '}'" : "',' or ']'");
+        }
         ++p_;
         open.pop_back();
       }
@@ -161,9 +175,10 @@ class Walker {
 
   // An object member's name and its colon, leaving p_ at the value.
   bool Key() {
-    if (p_ == end_ || *p_ != '"' || !String()) return false;
+    if (p_ == end_ || *p_ != '"') return Fail("a string key in double quotes");
+    if (!String()) return false;
     SkipSpace();
-    if (p_ == end_ || *p_ != ':') return false;
+    if (p_ == end_ || *p_ != ':') return Fail("':' after the key");
     ++p_;
     SkipSpace();
     return true;
@@ -172,8 +187,8 @@ class Walker {
   // The open containers, innermost last: a bit each (object or array), no allocation.
   class Stack {
    public:
-    bool empty() const { return depth_ == 0; }
     size_t size() const { return depth_; }
+    bool empty() const { return depth_ == 0; }
     bool back() const { return bits_[depth_ - 1]; }
     void push_back(bool object) { bits_[depth_++] = object; }
     void pop_back() { --depth_; }
@@ -185,6 +200,7 @@ class Walker {
 
   const char* p_;
   const char* end_;
+  const char* expected_ = "";
 };
 
 }  // namespace
@@ -194,4 +210,26 @@ bool IsJson(std::string_view text) {
   return Walker(text).Run();
 }
 
-}  // namespace hermod::proto
+SyntaxError FindSyntaxError(std::string_view text) {
+  Walker walker(text);
+  SyntaxError error;
+  if (walker.Run()) return error;
+  error.found = true;
+  error.offset = static_cast<size_t>(walker.position() - text.data());
+  error.expected = walker.expected();
+  error.line = 1;
+  size_t line_start = 0;
+  for (size_t k = 0; k < error.offset; ++k) {
+    if (text[k] == '\n') {
+      ++error.line;
+      line_start = k + 1;
+    }
+  }
+  error.column = 1;
+  for (size_t k = line_start; k < error.offset; ++k) {
+    if ((static_cast<unsigned char>(text[k]) & 0xC0) != 0x80) ++error.column;
+  }
+  return error;
+}
+
+}  // namespace hermod::json

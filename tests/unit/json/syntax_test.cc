@@ -1,4 +1,4 @@
-#include "json/syntax_error.h"
+#include "json/syntax.h"
 
 #include <gtest/gtest.h>
 
@@ -52,7 +52,7 @@ TEST(SyntaxErrorTest, BoundsNestingInsteadOfOverflowingTheStack) {
   const SyntaxError e = FindSyntaxError(deep);
   EXPECT_TRUE(e.found);
   EXPECT_EQ(e.expected, "less nesting");
-  EXPECT_EQ(e.column, static_cast<size_t>(kMaxSyntaxDepth) + 1);
+  EXPECT_EQ(e.column, static_cast<size_t>(kMaxJsonDepth) + 1);
 }
 
 }  // namespace
