@@ -308,6 +308,7 @@ int Server::Run() {
         }
       },
       api::NodeInfo{HERMOD_VERSION, [this] { return client_counts_.Get(); }});
+  std::vector<int> listening;
   for (size_t i = 0; i < count; ++i) {
     std::string error;
     // The first bind resolves port 0; the others share that port through SO_REUSEPORT.
@@ -317,6 +318,7 @@ int Server::Run() {
       spdlog::error("{}", error);
       return 1;
     }
+    listening.push_back(fd);
     auto worker = std::make_unique<Worker>();
     worker->loop = std::make_unique<net::Loop>(static_cast<int>(i), config_.read_buffer_bytes);
     worker->loop->set_max_write_buffer_bytes(config_.websocket.max_write_buffer_bytes);
@@ -346,6 +348,11 @@ int Server::Run() {
         });
     worker->listener->SetAcceptRate(config_.admission.accept_rate_per_loop);
     workers_.push_back(std::move(worker));
+  }
+  // Bound, not yet serving: a server that took the port since the probe is seen now.
+  if (std::string error; !net::PortOwned(config_.bind, port, listening, &error)) {
+    spdlog::error("{}", error);
+    return 1;
   }
   // Cluster mode: with every loop attached to the hub, before any runs.
   if (config_.broker == "nats") {

@@ -2,16 +2,21 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <system_error>
+#include <unordered_set>
 
 #include "net/tls.h"
 
@@ -74,6 +79,107 @@ bool ProbePortFree(const std::string& addr, uint16_t port, std::string* error) {
     *error = "bind " + addr + ":" + std::to_string(port) + ": " + strerror(bind_errno);
   }
   return false;
+}
+
+namespace {
+
+// The listening TCP sockets of one family in this network namespace: {inode, address
+// bytes (4 or 16), port}. False when the kernel cannot be asked.
+struct Listening {
+  uint32_t inode;
+  bool wildcard;
+  std::string address;  // raw bytes
+};
+bool ListListening(int family, uint16_t port, std::vector<Listening>* out) {
+  int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (fd < 0) return false;
+  struct {
+    nlmsghdr header;
+    inet_diag_req_v2 request;
+  } message{};
+  message.header.nlmsg_len = sizeof message;
+  message.header.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  message.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  message.request.sdiag_family = static_cast<uint8_t>(family);
+  message.request.sdiag_protocol = IPPROTO_TCP;
+  message.request.idiag_states = 1u << 10;  // TCP_LISTEN
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  if (sendto(fd, &message, sizeof message, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) <
+      0) {
+    close(fd);
+    return false;
+  }
+  const size_t address_bytes = family == AF_INET ? 4 : 16;
+  alignas(nlmsghdr) char buffer[16384];
+  bool done = false;
+  bool ok = true;
+  while (!done) {
+    ssize_t n = recv(fd, buffer, sizeof buffer, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      ok = false;
+      break;
+    }
+    if (n == 0) break;
+    int left = static_cast<int>(n);
+    for (auto* h = reinterpret_cast<nlmsghdr*>(buffer); NLMSG_OK(h, left);
+         h = NLMSG_NEXT(h, left)) {
+      if (h->nlmsg_type == NLMSG_DONE) {
+        done = true;
+        break;
+      }
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        done = true;
+        ok = false;
+        break;
+      }
+      const auto* r = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
+      if (ntohs(r->id.idiag_sport) != port) continue;
+      std::string address(reinterpret_cast<const char*>(r->id.idiag_src), address_bytes);
+      const bool wildcard = address == std::string(address_bytes, '\0');
+      out->push_back({r->idiag_inode, wildcard, std::move(address)});
+    }
+  }
+  close(fd);
+  return ok;
+}
+
+}  // namespace
+
+bool PortOwned(const std::string& addr, uint16_t port, const std::vector<int>& ours,
+               std::string* error) {
+  SocketAddress a;
+  if (!ParseAddress(addr, port, &a, error)) return false;
+  std::unordered_set<uint32_t> inodes;
+  for (int fd : ours) {
+    struct stat st {};
+    if (fstat(fd, &st) == 0) inodes.insert(static_cast<uint32_t>(st.st_ino));
+  }
+  std::string mine;
+  if (a.family == AF_INET) {
+    const auto* v4 = reinterpret_cast<const sockaddr_in*>(&a.storage);
+    mine.assign(reinterpret_cast<const char*>(&v4->sin_addr), 4);
+  } else {
+    const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&a.storage);
+    mine.assign(reinterpret_cast<const char*>(&v6->sin6_addr), 16);
+  }
+  const bool mine_wildcard = mine == std::string(mine.size(), '\0');
+  for (int family : {AF_INET, AF_INET6}) {
+    std::vector<Listening> listening;
+    // Without sock_diag (a kernel built without it) the probe alone stands.
+    if (!ListListening(family, port, &listening)) continue;
+    for (const Listening& l : listening) {
+      if (inodes.contains(l.inode)) continue;
+      const bool overlaps =
+          mine_wildcard || l.wildcard || (family == a.family && l.address == mine);
+      if (!overlaps) continue;
+      *error = "port " + std::to_string(port) + " is already in use on " + addr +
+               " (another server began listening on it as hermod started); refusing to share it";
+      return false;
+    }
+  }
+  return true;
 }
 
 int BindListener(const std::string& addr, uint16_t port, int backlog, uint16_t* bound_port,

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "net/event_loop.h"
 #include "net/timer_wheel.h"
@@ -29,10 +30,17 @@ class TlsContext;
 // False, with *error naming the port, when a socket already listens on addr:port. Our own
 // listeners set SO_REUSEPORT, which would let them join another process's listening group
 // on that port (another hermod of the same user: the kernel would then split connections
-// between two servers), so the server probes before it binds. A server that binds the port
-// between the probe and our bind is not detected; two hermods started at the same instant
-// are the case, which a supervisor does not do.
+// between two servers), so the server probes before it binds, for a clear message, and
+// checks again with PortOwned once bound, for the race the probe cannot see.
 bool ProbePortFree(const std::string& addr, uint16_t port, std::string* error);
+
+// After our listeners are bound (before anything is accepted): false, with *error, when any
+// TCP socket but ours listens on port at an address that overlaps addr (the same address,
+// or a wildcard on either side), as the kernel's socket table says (sock_diag). This closes
+// the probe's race: of two servers that bind the port at the same instant, each sees the
+// other, so neither serves half of it. ours: our listening fds.
+bool PortOwned(const std::string& addr, uint16_t port, const std::vector<int>& ours,
+               std::string* error);
 
 // Binds addr:port with SO_REUSEPORT; port 0 picks a free one. Returns the fd, or -1 with
 // *error set. *bound_port receives the actual port.
