@@ -101,6 +101,17 @@ void NatsBroker::OnConnectionEvent(natsConnection* nc, void* self) {
   }
 }
 
+void NatsBroker::OnClosed(natsConnection*, void* self) {
+  auto* broker = static_cast<NatsBroker*>(self);
+  CallbackScope scope(broker->in_callback_, broker->closing_);
+  if (!scope.live()) return;  // our own Stop
+  // libnats gave up on the connection: nothing more will cross nodes. Said loudly, and the
+  // link's breaker and /health show the broker down from now on.
+  spdlog::error("broker: NATS connection to {} closed; cluster delivery stopped",
+                broker->options_.url);
+  broker->link_.OnDisconnected();
+}
+
 void NatsBroker::OnAsyncError(natsConnection*, natsSubscription*, natsStatus status, void* self) {
   auto* broker = static_cast<NatsBroker*>(self);
   CallbackScope scope(broker->in_callback_, broker->closing_);
@@ -142,23 +153,37 @@ bool NatsBroker::Start(std::string* error) {
   natsOptions_SetDisconnectedCB(o, &NatsBroker::OnConnectionEvent, this);
   natsOptions_SetReconnectedCB(o, &NatsBroker::OnConnectionEvent, this);
   natsOptions_SetErrorHandler(o, &NatsBroker::OnAsyncError, this);
+  natsOptions_SetClosedCB(o, &NatsBroker::OnClosed, this);
   // A node starts whether or not the server is up; it serves locally until it connects.
   natsOptions_SetRetryOnFailedConnect(o, true, &NatsBroker::OnConnectionEvent, this);
 
-  s = natsConnection_Connect(&connection_, o);
-  if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) return fail(s, "connect");
-  if (s == NATS_OK) {
-    LearnMaxPayload(connection_);
-    spdlog::info("broker: connected to NATS at {} (max_payload {})", options_.url, max_payload());
-    link_.OnConnected();
-  } else {
-    spdlog::warn("broker: NATS at {} not reachable yet; retrying every {} ms", options_.url,
-                 options_.reconnect_wait_ms);
+  // A first connect that fails partway (a server too slow to finish the handshake) can leave
+  // libnats's connection closed rather than retrying; the subscription then fails with
+  // "Connection Closed". A closed connection never comes back, so start-up connects afresh,
+  // a few times, before giving up loudly.
+  constexpr int kStartAttempts = 5;
+  for (int attempt = 1;; ++attempt) {
+    s = natsConnection_Connect(&connection_, o);
+    if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) return fail(s, "connect");
+    if (s == NATS_OK) {
+      LearnMaxPayload(connection_);
+      spdlog::info("broker: connected to NATS at {} (max_payload {})", options_.url, max_payload());
+      link_.OnConnected();
+    } else {
+      spdlog::warn("broker: NATS at {} not reachable yet; retrying every {} ms", options_.url,
+                   options_.reconnect_wait_ms);
+    }
+    // Registered now, sent on every (re)connect by libnats.
+    s = natsConnection_Subscribe(&subscription_, connection_, subject_.c_str(),
+                                 &NatsBroker::OnMessage, this);
+    if (s == NATS_OK) break;
+    if (s != NATS_CONNECTION_CLOSED || attempt == kStartAttempts) return fail(s, "subscribe");
+    spdlog::warn("broker: NATS connection closed during start-up ({}); connecting again",
+                 natsStatus_GetText(s));
+    natsConnection_Destroy(connection_);
+    connection_ = nullptr;
+    std::this_thread::sleep_for(std::chrono::milliseconds(options_.reconnect_wait_ms));
   }
-  // Registered now, sent on every (re)connect by libnats.
-  s = natsConnection_Subscribe(&subscription_, connection_, subject_.c_str(),
-                               &NatsBroker::OnMessage, this);
-  if (s != NATS_OK) return fail(s, "subscribe");
   natsSubscription_SetPendingLimits(subscription_, -1, ClampInt(options_.receive_queue_bytes));
   // Connected: wait for the server to have the SUB, so that the node is a listener once up.
   if (s == NATS_OK && natsConnection_Status(connection_) == NATS_CONN_STATUS_CONNECTED) {

@@ -86,6 +86,7 @@ class NatsBroker final : public Broker {
   };
   static void OnMessage(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* self);
   static void OnConnectionEvent(natsConnection* nc, void* self);
+  static void OnClosed(natsConnection* nc, void* self);
   static void OnAsyncError(natsConnection* nc, natsSubscription* sub, natsStatus status,
                            void* self);
   void Receive(std::string_view bytes);
