@@ -198,11 +198,29 @@ class Client:
         self.id = self.connected.get("client")
         return self.connected
 
+    def result(self, method, params):
+        """Calls method; fails on an error reply; returns its result object."""
+        r = self.call(method, params)
+        assert method in r, r
+        return r[method]
+
     def subscribe(self, channel, **params):
-        """Subscribes; fails on an error reply; returns the subscribe result."""
-        r = self.call("subscribe", dict(params, channel=channel))
-        assert "subscribe" in r, r
-        return r["subscribe"]
+        return self.result("subscribe", dict(params, channel=channel))
+
+    def unsubscribe(self, channel):
+        return self.result("unsubscribe", {"channel": channel})
+
+    def publish(self, channel, data):
+        return self.result("publish", {"channel": channel, "data": data})
+
+    def history(self, channel, **params):
+        return self.result("history", dict(params, channel=channel))
+
+    def presence(self, channel):
+        return self.result("presence", {"channel": channel})
+
+    def rpc(self, method, data):
+        return self.result("rpc", {"method": method, "data": data})
 
     def next_publication(self, channel, timeout=h.IO_TIMEOUT_S):
         """The next publication pushed on channel (the `pub` object)."""
