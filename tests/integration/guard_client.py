@@ -133,7 +133,8 @@ class Client:
     # --- reading message by message ---
 
     def read_message(self, timeout=h.IO_TIMEOUT_S):
-        """The next reply or push; the protocol's pings are answered (pong) and skipped."""
+        """The next reply or push; the protocol's pings (`{}`) are skipped, and answered with
+        a pong (`{}`) when the connect result says `"pong": true`."""
         deadline = time.monotonic() + timeout
         while not self.pending:
             _, text = self.read_frame(max(0.0, deadline - time.monotonic()))
@@ -141,7 +142,8 @@ class Client:
                 message = json.loads(line)
                 if message:
                     self.pending.append(message)
-                elif self.pong:
+                elif self.pong and (self.connected or {}).get("pong", True):
+                    # As the SDKs do: a pong when the connect result asked for one.
                     self.ws.send(h.encode_frame(h.OP_TEXT, b"{}"))
         return self.pending.pop(0)
 
