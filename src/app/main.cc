@@ -108,7 +108,8 @@ void AddServeFlags(CLI::App* command, ServeFlags& flags) {
 }
 
 int RunBench(int argc, char** argv) {
-  // `hermod bench ...` runs the hermod-bench binary installed beside this one.
+  // `hermod bench ...` runs the hermod-bench binary installed beside this one (found on PATH,
+  // as this one was, when argv[0] has no slash).
   std::string self = argv[0];
   size_t slash = self.rfind('/');
   std::string bench =
@@ -117,7 +118,7 @@ int RunBench(int argc, char** argv) {
   args.push_back(bench.data());
   for (int i = 2; i < argc; ++i) args.push_back(argv[i]);
   args.push_back(nullptr);
-  execv(bench.c_str(), args.data());
+  execvp(bench.c_str(), args.data());
   std::perror(bench.c_str());
   return 127;
 }

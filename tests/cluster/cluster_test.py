@@ -36,8 +36,8 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 
 import hermod_harness as h  # noqa: E402
-from guard_client import api_call  # noqa: E402
-from hermod_harness import OP_TEXT, encode_frame, http_exchange, ws_open  # noqa: E402
+from guard_client import Client, api_call  # noqa: E402  (the one raw protocol client)
+from hermod_harness import http_exchange  # noqa: E402
 
 DEADLINE_S = 20
 THRESHOLD = 3
@@ -106,60 +106,6 @@ def wait_for(what, predicate, timeout=DEADLINE_S):
     raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
 
 
-class Client:
-    """A client of the JSON protocol over a raw WebSocket."""
-
-    def __init__(self, port):
-        self.ws = ws_open(port, "/connection/websocket")
-        self.pending = []
-        self.next_id = 1
-
-    def send(self, command):
-        command["id"] = self.next_id
-        self.next_id += 1
-        self.ws.send(encode_frame(OP_TEXT, json.dumps(command).encode()))
-        return command["id"]
-
-    def read(self, timeout):
-        while not self.pending:
-            frame = self.ws.read_frame(timeout=timeout)
-            assert frame is not None and frame.opcode == OP_TEXT, frame
-            self.pending += [json.loads(line) for line in frame.payload.decode().split("\n")
-                             if line.strip()]
-        return self.pending.pop(0)
-
-    def wait(self, predicate, timeout=DEADLINE_S):
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError("no matching message within %ss" % timeout)
-            message = self.read(left)
-            if predicate(message):
-                return message
-
-    def call(self, command):
-        i = self.send(command)
-        reply = self.wait(lambda m: m.get("id") == i)
-        assert "error" not in reply, reply
-        return reply
-
-    def connect(self):
-        return self.call({"connect": {}})
-
-    def subscribe(self, channel):
-        return self.call({"subscribe": {"channel": channel}})
-
-    def try_publication(self, channel, timeout):
-        """The data of the next publication on channel within timeout, else None."""
-        try:
-            m = self.wait(lambda m: m.get("push", {}).get("channel") == channel
-                          and "pub" in m["push"], timeout)
-        except (AssertionError, OSError):
-            return None
-        return m["push"]["pub"]["data"]
-
-
 def api(port, method, params):
     """POST /api/<method> with the key "k"; the decoded answer (status 200 asserted)."""
     response = api_call(port, method, params)
@@ -214,8 +160,8 @@ class ClusterTest(h.HermodTestCase):
 
     def client(self, server, channel=None):
         c = Client(server.port)
-        self.addCleanup(c.ws.close)
-        c.id = c.connect()["connect"]["client"]
+        self.addCleanup(c.close)
+        c.connect()
         if channel:
             c.subscribe(channel)
         return c
@@ -242,7 +188,7 @@ class ClusterTest(h.HermodTestCase):
         self.wait_connected(a, b)
         on_b = self.client(b, "chat")
         self.first_cross_node(a, on_b, "chat", "warmup")
-        on_b.pending.clear()
+        on_b.forget()
 
         # The API on node A.
         api(a.port, "publish", {"channel": "chat", "data": {"text": "from the api"}})
@@ -252,7 +198,8 @@ class ClusterTest(h.HermodTestCase):
         on_a.subscribe("chat")
         join = on_b.wait(lambda m: "join" in m.get("push", {}))
         self.assertEqual(join["push"]["channel"], "chat")
-        on_a.call({"publish": {"channel": "chat", "data": {"text": "from a client"}}})
+        self.assertNotIn("error", on_a.call("publish", {"channel": "chat",
+                                                        "data": {"text": "from a client"}}))
         self.assertEqual(on_b.try_publication("chat", DEADLINE_S), {"text": "from a client"})
         # Node A's subscriber gets its own node's publication once, not again from NATS: the
         # next publication it sees is the one published after it.
@@ -260,7 +207,7 @@ class ClusterTest(h.HermodTestCase):
         api(a.port, "publish", {"channel": "chat", "data": {"text": "next"}})
         self.assertEqual(on_a.try_publication("chat", DEADLINE_S), {"text": "next"})
         self.assertEqual(on_b.try_publication("chat", DEADLINE_S), {"text": "next"})
-        on_a.call({"unsubscribe": {"channel": "chat"}})
+        self.assertNotIn("error", on_a.call("unsubscribe", {"channel": "chat"}))
         leave = on_b.wait(lambda m: "leave" in m.get("push", {}))
         self.assertEqual(leave["push"]["channel"], "chat")
         # History is per node: node B kept what it received, at its own offsets.
@@ -288,7 +235,7 @@ class ClusterTest(h.HermodTestCase):
         self.nats.stop()
         wait_for("node A disconnected", lambda: metric(a.port, "hermod_broker_connected") == 0)
         # Every publication still reaches node A's own subscriber, NATS or not.
-        on_a.pending.clear()
+        on_a.forget()
         for i in range(THRESHOLD + 2):
             api(a.port, "publish", {"channel": "news", "data": {"local": i}})
             got = on_a.wait(lambda m: m.get("push", {}).get("pub", {}).get("data", {})
@@ -324,7 +271,7 @@ class ClusterTest(h.HermodTestCase):
                  == "healthy")
         self.assertGreaterEqual(metric(a.port, "hermod_circuit_breaker_transitions_total",
                                        'name="broker",to="closed"'), 1)
-        on_b.pending.clear()
+        on_b.forget()
         self.first_cross_node(a, on_b, "news", "after")
 
         promtool = shutil.which("promtool")
@@ -344,12 +291,12 @@ class ClusterTest(h.HermodTestCase):
         on_a = self.client(a, "big")
         on_b = self.client(b, "big")
         self.first_cross_node(a, on_b, "big", "before")
-        on_a.pending.clear()
-        on_b.pending.clear()
+        on_a.forget()
+        on_b.forget()
         oversized = "x" * (1 << 20)  # with its framing and info, past 1,048,576 bytes
         # A client's publication: error 106 (not temporary), and no push on either node.
         for _ in range(5):
-            i = on_a.send({"publish": {"channel": "big", "data": oversized}})
+            i = on_a.send({"publish": {"channel": "big", "data": oversized}})[0]
             reply = on_a.wait(lambda m: m.get("id") == i)
             self.assertEqual(reply.get("error", {}).get("code"), 106, str(reply)[:200])
         # The API's: HTTP 413 with the same error in the body, never a 200.
@@ -399,13 +346,14 @@ class ClusterTest(h.HermodTestCase):
         watcher.client.subscribe("room:x")
         watcher.wait_for({("join", watcher.client.id)})  # its own, after the window
         self.first_cross_node(a, watcher.client, "room:x", "warmup")
+        watcher.client.forget()  # the watcher reads whole messages from here
 
         # Connects, subscribes and leaves within node A's window: cancelled there, so nothing
         # of it may reach node B. A marker client that stays is shown after it.
         gone = self.client(a)
         gone_id = gone.id
         gone.subscribe("room:x")
-        gone.call({"unsubscribe": {"channel": "room:x"}})
+        self.assertNotIn("error", gone.call("unsubscribe", {"channel": "room:x"}))
         wait_for("node A cancelled the pair", lambda: metric(
             a.port, "hermod_presence_events_total", 'kind="join",outcome="cancelled"') == 1)
         marker = self.client(a)
@@ -503,11 +451,9 @@ class JoinLeaveWatcher:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise AssertionError("timed out: %s" % what())
-            frame = self.client.ws.read_frame(timeout=left)
-            assert frame is not None and frame.opcode == OP_TEXT, frame
             carried = False
-            for line in frame.payload.decode().split("\n"):
-                push = json.loads(line).get("push", {}) if line.strip() else {}
+            for message in self.client.read_objects(timeout=left)[1]:
+                push = message.get("push", {})
                 for kind in ("join", "leave"):
                     if kind in push:
                         self.events.append((kind, push[kind]["info"]["client"]))

@@ -2,16 +2,16 @@
 tags, b64data, skip_history, channel patterns and the idempotency window (within it; its end is
 unit-tested in tests/unit/core/hub_test.cc with the injectable clock).
 
-Clients are raw WebSockets speaking the JSON protocol, so what a subscriber receives is
-checked byte for byte where it matters (tags, chan_info are not SDK-visible everywhere).
+Clients are raw WebSockets speaking the JSON protocol (guard_client.Client), so what a
+subscriber receives is checked byte for byte where it matters (tags, chan_info are not
+SDK-visible everywhere).
 """
 
 import base64
-import hashlib
-import hmac
 import json
 import time
 
+import guard_client as g
 import hermod_harness as h
 
 KEY = "api-key"
@@ -35,71 +35,11 @@ CONFIG = {
 
 
 def jwt(claims):
-    part = lambda o: base64.urlsafe_b64encode(json.dumps(o).encode()).rstrip(b"=").decode()
-    body = part({"alg": "HS256", "typ": "JWT"}) + "." + part(claims)
-    sig = hmac.new(SECRET.encode(), body.encode(), hashlib.sha256).digest()
-    return body + "." + base64.urlsafe_b64encode(sig).rstrip(b"=").decode()
+    return g.jwt(claims, key=SECRET)
 
 
 def b64(text):
     return base64.b64encode(text.encode()).decode()
-
-
-class Client:
-    """A JSON-protocol client on a raw WebSocket; answers the server's pings."""
-
-    def __init__(self, port, token=None):
-        self.ws = h.ws_open(port, "/connection/websocket")
-        self.next_id = 1
-        self.pending = []  # messages read but not yet taken
-        connect = {"token": token} if token else {}
-        self.connect = self.call("connect", connect)["connect"]
-        self.id = self.connect["client"]
-
-    def send(self, method, params):
-        cid = self.next_id
-        self.next_id += 1
-        self.ws.send_frame(h.OP_TEXT, json.dumps({"id": cid, method: params}).encode())
-        return cid
-
-    def call(self, method, params):
-        cid = self.send(method, params)
-        return self.wait(lambda m: m.get("id") == cid)
-
-    def wait(self, pred, timeout=h.IO_TIMEOUT_S):
-        """The first message (taken from what was read, then from the socket) matching pred."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for i, message in enumerate(self.pending):
-                if pred(message):
-                    return self.pending.pop(i)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError("no matching message; have %r" % self.pending[-5:])
-            try:
-                frame = self.ws.read_frame(left)
-            except AssertionError:  # the reader's own timeout
-                raise AssertionError("no matching message; have %r" % self.pending[-5:])
-            if frame is None or frame.opcode == h.OP_CLOSE:
-                raise AssertionError("closed: %r" % (frame and h.parse_close(frame.payload)))
-            for line in frame.payload.decode().split("\n"):
-                message = json.loads(line)
-                if message == {}:
-                    self.ws.send_frame(h.OP_TEXT, b"{}")  # pong
-                else:
-                    self.pending.append(message)
-
-    def pub(self, channel):
-        return self.wait(lambda m: m.get("push", {}).get("channel") == channel and
-                         "pub" in m["push"])["push"]["pub"]
-
-    def subscribe(self, channel):
-        reply = self.call("subscribe", {"channel": channel})
-        assert "subscribe" in reply, reply
-        return reply["subscribe"]
-
-    def close(self):
-        self.ws.close()
 
 
 class ApiTest(h.HermodTestCase):
@@ -112,8 +52,9 @@ class ApiTest(h.HermodTestCase):
             c.close()
 
     def client(self, token=None):
-        c = Client(self.server.port, token)
+        c = g.Client(self.server.port)
         self.clients.append(c)
+        c.connect({"token": token} if token else {})
         return c
 
     def raw(self, method, body, headers=None):
@@ -169,7 +110,7 @@ class ApiTest(h.HermodTestCase):
         c.subscribe("tagged")
         tags = {"kind": "alert", "é": "\"q\""}
         self.api("publish", {"channel": "tagged", "data": {"x": 1}, "tags": tags})
-        self.assertEqual(c.pub("tagged")["tags"], tags)
+        self.assertEqual(c.next_publication("tagged")["tags"], tags)
         history = self.api("history", {"channel": "tagged", "limit": -1})["result"]
         self.assertEqual(history["publications"][0]["tags"], tags)
         self.assertEqual(history["publications"][0]["data"], {"x": 1})
@@ -181,7 +122,7 @@ class ApiTest(h.HermodTestCase):
         c.subscribe("bin")
         result = self.api("publish", {"channel": "bin", "b64data": b64('{"from":"b64"}')})
         self.assertEqual(result["result"]["offset"], 1)
-        self.assertEqual(c.pub("bin")["data"], {"from": "b64"})
+        self.assertEqual(c.next_publication("bin")["data"], {"from": "b64"})
         # Valid base64 of bytes that are not JSON: the JSON protocol cannot carry them.
         self.assertEqual(self.error("publish", {"channel": "bin", "b64data": b64("not json")}),
                          107)
@@ -195,8 +136,8 @@ class ApiTest(h.HermodTestCase):
         self.api("publish", {"channel": "skip", "data": 1})
         self.assertEqual(self.api("publish", {"channel": "skip", "data": 2,
                                               "skip_history": True}), {"result": {}})
-        self.assertEqual(c.pub("skip")["data"], 1)
-        delivered = c.pub("skip")
+        self.assertEqual(c.next_publication("skip")["data"], 1)
+        delivered = c.next_publication("skip")
         self.assertEqual(delivered["data"], 2)
         self.assertNotIn("offset", delivered)
         history = self.api("history", {"channel": "skip", "limit": -1})["result"]
@@ -242,7 +183,7 @@ class ApiTest(h.HermodTestCase):
         self.assertEqual(responses[1], {"error": {"code": 102, "message": "unknown channel"}})
         self.assertEqual(responses[2], {"result": {}})
         for channel in ("bc1", "bare:bc2"):
-            pub = a.pub(channel)
+            pub = a.next_publication(channel)
             self.assertEqual((pub["data"], pub["tags"]), ({"v": 1}, {"t": "1"}))
         self.assertEqual(self.error("broadcast", {"channels": [], "data": 1}), 107)
         self.assertEqual(self.error("broadcast", {"channels": ["bc1"]}), 107)
@@ -362,7 +303,7 @@ class ApiTest(h.HermodTestCase):
         push = c.wait(lambda m: "subscribe" in m.get("push", {}))["push"]
         self.assertEqual(push["channel"], "ops")
         self.api("publish", {"channel": "ops", "data": "go"})
-        self.assertEqual(c.pub("ops")["data"], "go")
+        self.assertEqual(c.next_publication("ops")["data"], "go")
         self.assertEqual(self.api("unsubscribe", {"user": "sam", "channel": "ops"}),
                          {"result": {}})
         push = c.wait(lambda m: "unsubscribe" in m.get("push", {}))["push"]
@@ -385,7 +326,7 @@ class ApiTest(h.HermodTestCase):
     def test_refresh_expires_or_extends_connections(self):
         a = self.client(jwt({"sub": "eve"}))
         b = self.client(jwt({"sub": "eve", "exp": int(time.time()) + 2}))
-        self.assertIn("ttl", b.connect)
+        self.assertIn("ttl", b.connected)
         # expired: disconnected now, with 3005.
         self.assertEqual(self.api("refresh", {"user": "eve", "client": a.id, "expired": True}),
                          {"result": {}})

@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import time
 
+import guard_client as g
 import hermod_harness as h
 
 LOG_TIMEOUT_S = 10
@@ -169,11 +170,9 @@ class TokenTest(CliCase):
         server = self.start_server({"token_hmac_secret_key": "s3cret"})
         config = self.config(token_hmac_secret_key="s3cret")
         token = self.gentoken(config, "--user", "ann")
-        ws = h.ws_open(server.port, "/connection/websocket")
-        self.addCleanup(ws.close)
-        ws.send_frame(h.OP_TEXT, json.dumps({"id": 1, "connect": {"token": token}}))
-        frame = ws.read_frame()
-        reply = json.loads(frame.payload)
+        c = g.Client(server.port)
+        self.addCleanup(c.close)
+        reply = c.call("connect", {"token": token})
         self.assertEqual(reply["id"], 1, reply)
         self.assertIn("client", reply["connect"], reply)
 

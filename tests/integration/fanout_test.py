@@ -11,12 +11,10 @@ Run: python3 fanout_test.py --hermod PATH
 """
 
 import json
-import zlib
 
-from hermod_harness import (OP_TEXT, HermodTestCase, encode_frame, http_exchange, main,
-                            ws_open)
+from guard_client import Client
+from hermod_harness import HermodTestCase, http_exchange, main
 
-DEFLATE_OFFER = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"
 CONFIG = {
     "allow_anonymous_connect_without_token": True,
     "allow_subscribe_for_client": True,
@@ -25,42 +23,6 @@ CONFIG = {
     "history_size": 10,
     "history_ttl": "60s",
 }
-
-
-class Client:
-    """A client of the JSON protocol over a raw WebSocket; inflates what the server deflates."""
-
-    def __init__(self, port, deflate):
-        self.ws = ws_open(port, "/connection/websocket",
-                          [DEFLATE_OFFER] if deflate else [])
-        extensions = self.ws.response.header("sec-websocket-extensions") or ""
-        self.deflate = "permessage-deflate" in extensions
-        self.no_context = "server_no_context_takeover" in extensions
-        self.stream = zlib.decompressobj(-15)
-        self.compressed = 0  # messages that arrived with RSV1
-
-    def send(self, command):
-        self.ws.send(encode_frame(OP_TEXT, json.dumps(command).encode()))
-
-    def read(self):
-        """The next text message, inflated; returns (rsv1, text)."""
-        frame = self.ws.read_frame()
-        assert frame is not None and frame.opcode == OP_TEXT, frame
-        rsv1 = bool(frame.rsv & 4)
-        payload = frame.payload
-        if rsv1:
-            self.compressed += 1
-            stream = self.stream if not self.no_context else zlib.decompressobj(-15)
-            payload = stream.decompress(payload + b"\x00\x00\xff\xff")
-        return rsv1, payload.decode()
-
-    def connect_and_subscribe(self, channel):
-        self.send({"id": 1, "connect": {}})
-        assert '"connect"' in self.read()[1]
-        self.send({"id": 2, "subscribe": {"channel": channel}})
-        reply = self.read()[1]
-        assert "\"subscribe\"" in reply, reply
-        self.compressed = 0  # count pushes only
 
 
 def api_publish(port, channel, data):
@@ -74,9 +36,14 @@ def api_publish(port, channel, data):
 
 class FanoutTest(HermodTestCase):
     def client(self, port, deflate):
-        c = Client(port, deflate)
-        self.addCleanup(c.ws.close)
+        c = Client(port, deflate=deflate)
+        self.addCleanup(c.close)
         return c
+
+    def connect_and_subscribe(self, c, channel):
+        c.connect()
+        c.subscribe(channel)
+        c.compressed = 0  # count pushes only
 
     def publish_to_both(self, config):
         server = self.start_server(config, workers=2)
@@ -84,13 +51,13 @@ class FanoutTest(HermodTestCase):
         plain = self.client(server.port, deflate=False)
         self.assertTrue(deflated.deflate)
         self.assertFalse(plain.deflate)
-        deflated.connect_and_subscribe("news")
-        plain.connect_and_subscribe("news")
+        self.connect_and_subscribe(deflated, "news")
+        self.connect_and_subscribe(plain, "news")
         for n in range(1, 6):
             data = {"n": n, "text": "the same words again and again " * 8}
             api_publish(server.port, "news", data)
-            rsv1_d, got_d = deflated.read()
-            rsv1_p, got_p = plain.read()
+            rsv1_d, got_d = deflated.read_frame()
+            rsv1_p, got_p = plain.read_frame()
             self.assertTrue(rsv1_d, "the deflate client's push is compressed")
             self.assertFalse(rsv1_p, "the plain client's push is not")
             self.assertEqual(got_d, got_p)
@@ -100,7 +67,7 @@ class FanoutTest(HermodTestCase):
             self.assertEqual(push["pub"]["offset"], n)
         # A push shorter than compression.min_size leaves uncompressed for both.
         api_publish(server.port, "news", 1)
-        self.assertEqual(deflated.read(), plain.read())
+        self.assertEqual(deflated.read_frame(), plain.read_frame())
         self.assertEqual(deflated.compressed, 5)
         return deflated
 
@@ -121,18 +88,16 @@ class FanoutTest(HermodTestCase):
         server = self.start_server(config, workers=1)
         subscribers = [self.client(server.port, True), self.client(server.port, False)]
         for c in subscribers:
-            c.connect_and_subscribe("news")
+            self.connect_and_subscribe(c, "news")
         publisher = self.client(server.port, deflate=False)
-        publisher.send({"id": 1, "connect": {}})
-        publisher.read()
-        commands = [json.dumps({"id": 2 + n, "publish": {"channel": "news", "data": {"n": n}}})
-                    for n in range(count)]
-        publisher.ws.send(encode_frame(OP_TEXT, "\n".join(commands).encode()))
+        publisher.connect()
+        publisher.send(*[("publish", {"channel": "news", "data": {"n": n}})
+                         for n in range(count)])
         frames = []
         for c in subscribers:
             got = []
             while sum(len(f) for f in got) < count:
-                got.append([json.loads(line)["push"] for line in c.read()[1].split("\n")])
+                got.append([o["push"] for o in c.read_objects()[1]])
             frames.append(got)
         for got in frames:
             pushes = [p for frame in got for p in frame]

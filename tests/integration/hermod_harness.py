@@ -50,8 +50,11 @@ def raise_nofile_limit():
 class Hermod:
     """One running hermod process."""
 
-    def __init__(self, binary, config=None, flags=(), workers=1, echo=True, port=0, env=None):
+    def __init__(self, binary, config=None, flags=(), workers=1, echo=True, port=0, env=None,
+                 argv=None, cwd=None):
         self.binary = binary
+        self.argv = argv  # `serve ...` exactly as given (no config file, no flags added)
+        self.cwd = cwd
         self.config = dict(config or {})
         self.flags = list(flags)
         self.workers = workers
@@ -73,9 +76,11 @@ class Hermod:
                 "--workers", str(self.workers), "--config", config_path] + self.flags
         if self.echo:
             argv.append("--echo")
+        if self.argv is not None:
+            argv = [self.binary] + list(self.argv)
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, preexec_fn=raise_nofile_limit,
-                                     env=self.env)
+                                     env=self.env, cwd=self.cwd)
         self._wait_listening()
         self._reader = threading.Thread(target=self._drain_stderr, daemon=True)
         self._reader.start()

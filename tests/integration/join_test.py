@@ -10,13 +10,10 @@ Run: python3 join_test.py --hermod PATH
 """
 
 import json
-import zlib
 
-from guard_client import api_call
-from hermod_harness import (OP_TEXT, HermodTestCase, encode_frame, http_exchange, main,
-                            ws_open)
+from guard_client import Client, api_call
+from hermod_harness import HermodTestCase, http_exchange, main
 
-DEFLATE_OFFER = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"
 CONFIG = {
     "allow_anonymous_connect_without_token": True,
     "allow_subscribe_for_client": True,
@@ -25,41 +22,6 @@ CONFIG = {
     "ping_interval": "60s",
 }
 BIG = "the same words again and again " * 8  # past compression.min_size
-
-
-class Client:
-    """The JSON protocol over a raw WebSocket; read() returns one message, inflated."""
-
-    def __init__(self, port, deflate=False):
-        self.ws = ws_open(port, "/connection/websocket", [DEFLATE_OFFER] if deflate else [])
-        extensions = self.ws.response.header("sec-websocket-extensions") or ""
-        assert ("permessage-deflate" in extensions) == deflate, extensions
-        self.next_id = 1
-
-    def frame(self, *commands):
-        text = "\n".join(json.dumps(c) for c in commands)
-        return encode_frame(OP_TEXT, text.encode())
-
-    def command(self, method, params):
-        command = {"id": self.next_id, method: params}
-        self.next_id += 1
-        return command
-
-    def read(self):
-        """(rsv1, [objects]) of the next message."""
-        frame = self.ws.read_frame()
-        assert frame is not None and frame.opcode == OP_TEXT and frame.fin, frame
-        payload = frame.payload
-        rsv1 = bool(frame.rsv & 4)
-        if rsv1:
-            payload = zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff")
-        return rsv1, [json.loads(line) for line in payload.decode().split("\n")]
-
-    def call(self, method, params):
-        self.ws.send(self.frame(self.command(method, params)))
-        _, objects = self.read()
-        assert len(objects) == 1 and method in objects[0], objects
-        return objects[0]
 
 
 def api(port, method, body):
@@ -82,9 +44,10 @@ def joined_total(port):
 
 class JoinTest(HermodTestCase):
     def client(self, port, deflate=False):
-        c = Client(port, deflate)
-        self.addCleanup(c.ws.close)
-        c.call("connect", {})
+        c = Client(port, deflate=deflate)
+        self.addCleanup(c.close)
+        self.assertEqual(c.deflate, deflate)
+        c.connect()
         return c
 
     def batch_to_two_channels(self, config, deflate=False, data=None):
@@ -92,15 +55,15 @@ class JoinTest(HermodTestCase):
         client's messages until both pushes arrived, as (rsv1, [pushes])."""
         server = self.start_server(config, workers=1)
         c = self.client(server.port, deflate)
-        c.call("subscribe", {"channel": "a"})
-        c.call("subscribe", {"channel": "b"})
+        c.subscribe("a")
+        c.subscribe("b")
         result = api(server.port, "batch", {"commands": [
             {"publish": {"channel": "a", "data": data or {"n": 1}}},
             {"publish": {"channel": "b", "data": data or {"n": 2}}}]})
         self.assertNotIn("error", json.dumps(result))
         messages = []
         while sum(len(objects) for _, objects in messages) < 2:
-            messages.append(c.read())
+            messages.append(c.read_objects())
         return server, messages
 
     def test_a_batch_to_two_channels_arrives_as_one_message(self):
@@ -132,13 +95,13 @@ class JoinTest(HermodTestCase):
         # Two WebSocket messages in one write: one read on the server, two replies queued.
         c.ws.send(c.frame(c.command("subscribe", {"channel": "x"})) +
                   c.frame(c.command("subscribe", {"channel": "y"})))
-        _, objects = c.read()
+        _, objects = c.read_objects()
         self.assertEqual([o["id"] for o in objects], [2, 3])
         self.assertTrue(all("subscribe" in o for o in objects), objects)
         # Two commands in one message: one reply message, as before.
         c.ws.send(c.frame(c.command("presence_stats", {"channel": "x"}),
                           c.command("unsubscribe", {"channel": "y"})))
-        _, objects = c.read()
+        _, objects = c.read_objects()
         self.assertEqual([o["id"] for o in objects], [4, 5])
 
     def test_replies_and_a_push_arrive_whole_and_in_order(self):
@@ -148,12 +111,12 @@ class JoinTest(HermodTestCase):
         # message holds whole objects in order: replies by id, then the push.
         server = self.start_server(dict(CONFIG, allow_publish_for_client=True), workers=1)
         c = self.client(server.port)
-        c.call("subscribe", {"channel": "p"})
+        c.subscribe("p")
         c.ws.send(c.frame(c.command("publish", {"channel": "p", "data": {"n": 7}}),
                           c.command("presence_stats", {"channel": "p"})))
         seen = []
         while not any("push" in o for o in seen):
-            seen.extend(c.read()[1])
+            seen.extend(c.read_objects()[1])
         self.assertEqual([o.get("id") for o in seen], [3, 4, None])
         self.assertEqual(seen[2]["push"]["pub"]["data"], {"n": 7})
 

@@ -13,6 +13,7 @@ import subprocess
 import threading
 import time
 
+import guard_client as g
 import hermod_harness as h
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")
@@ -227,24 +228,23 @@ class ClientLoadTest(ServerCase):
         clients = []
         try:
             for _ in range(self.CLIENTS):
-                ws = h.ws_open(server.port, "/connection/websocket")
-                clients.append(ws)
+                c = g.Client(server.port)
+                clients.append(c)
                 # connect and subscribe in one message: two commands share its latency.
-                ws.send_frame(h.OP_TEXT, b'{"id":1,"connect":{}}\n'
-                                         b'{"id":2,"subscribe":{"channel":"news"}}')
-                reply = ws.read_frame().payload.decode()
+                c.send(("connect", {}), ("subscribe", {"channel": "news"}))
+                _, reply = c.read_frame()
                 self.assertIn('"subscribe"', reply)
             for i in range(self.PUBLICATIONS):
                 self.api_publish(server, "news", {"n": i})
-            for ws in clients:
+            for c in clients:
                 got = 0  # pushes may arrive coalesced, newline-joined
                 while got < self.PUBLICATIONS:
-                    got += ws.read_frame().payload.decode().count('"pub"')
+                    got += c.read_frame()[1].count('"pub"')
                 self.assertEqual(got, self.PUBLICATIONS)
             text = self.scrape(server)
         finally:
-            for ws in clients:
-                ws.close()
+            for c in clients:
+                c.close()
         result = subprocess.run([promtool, "check", "metrics"], input=text.encode(),
                                 capture_output=True, timeout=60)
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)

@@ -23,6 +23,7 @@ import re
 import threading
 import time
 
+import guard_client as g
 import hermod_harness as h
 
 HOLD_S = 0.5  # how long the client connection stays open, measured around it
@@ -85,14 +86,14 @@ class HistogramUnitsTest(h.HermodTestCase):
         server = self.start_server(CONFIG, workers=1)
         before = samples(scrape(server.port))
         start = time.monotonic()
-        ws = h.ws_open(server.port, "/connection/websocket")
+        c = g.Client(server.port)
+        ws = c.ws
         opened = time.monotonic()  # the server took its open time before answering 101
         try:
-            ws.send_frame(h.OP_TEXT, b'{"id":1,"connect":{}}\n'
-                                     b'{"id":2,"subscribe":{"channel":"units"}}')
-            self.assertIn(b'"subscribe"', ws.read_frame().payload)
+            c.send(("connect", {}), ("subscribe", {"channel": "units"}))
+            self.assertIn('"subscribe"', c.read_frame()[1])
             self.api(server.port, "publish", {"channel": "units", "data": {"n": 1}})
-            self.assertIn(b'"pub"', ws.read_frame().payload)
+            self.assertIn('"pub"', c.read_frame()[1])
             # Holding the connection open is what is measured here, not a synchronisation.
             threading.Event().wait(max(0.0, HOLD_S - (time.monotonic() - opened)))
             held = time.monotonic() - opened

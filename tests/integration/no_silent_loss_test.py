@@ -108,11 +108,9 @@ def read_until_end(client, timeout):
     close code or None when the stream just ended)."""
     seqs, unsubscribes = [], []
     while True:
-        m = client.read_line(timeout=timeout)
+        m = client.read_or_none(timeout=timeout)
         if m is None:
-            frame = getattr(client, "close_frame", None)
-            code = int.from_bytes(frame.payload[:2], "big") if frame else None
-            return seqs, unsubscribes, code
+            return seqs, unsubscribes, client.closed.code
         push = m.get("push", {})
         if "pub" in push:
             seqs.append(push["pub"]["data"]["n"])
@@ -142,9 +140,10 @@ class NoSilentLossTest(HermodTestCase):
             reader.start()
             self.assertTrue(reader.ready.wait(10))
             self.assertIsNone(reader.error)
-        stalled = Client(ws_open_small_rcvbuf(port, 4096))
-        self.addCleanup(stalled.ws.close)
-        stalled.connect_and_subscribe("ch")
+        stalled = Client(ws=ws_open_small_rcvbuf(port, 4096))
+        self.addCleanup(stalled.close)
+        stalled.connect()
+        stalled.subscribe("ch")
         started = time.monotonic()
         publish_all(port, "ch", COUNT)
         published = time.monotonic()
@@ -188,9 +187,10 @@ class NoSilentLossTest(HermodTestCase):
                                              "allow_subscribe_for_anonymous": True}])
         server = self.start(config)
         port = server.port
-        slow = Client(ws_open_small_rcvbuf(port, 4096))
-        self.addCleanup(slow.ws.close)
-        slow.connect_and_subscribe("tick:a")
+        slow = Client(ws=ws_open_small_rcvbuf(port, 4096))
+        self.addCleanup(slow.close)
+        slow.connect()
+        slow.subscribe("tick:a")
         count = 400  # 6.4 MB: past the 1 MiB watermark and what the kernel buffers hold
         publish_all(port, "tick:a", count)
         shed = metric_sum(port, "hermod_send_queue_dropped_total",
@@ -207,8 +207,8 @@ class NoSilentLossTest(HermodTestCase):
         marker_sent = False
 
         def read_one():
-            m = slow.read_line(timeout=10)
-            self.assertIsNotNone(m, "closed: %r" % getattr(slow, "close_frame", None))
+            m = slow.read_or_none(timeout=10)
+            self.assertIsNotNone(m, "closed: %s" % slow.closed)
             push = m.get("push", {})
             self.assertNotIn("unsubscribe", push)
             if "pub" in push:

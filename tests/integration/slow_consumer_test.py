@@ -23,9 +23,9 @@ import socket
 import threading
 import time
 
-from hermod_harness import (IO_TIMEOUT_S, OP_CLOSE, OP_TEXT, HermodTestCase, RawWebSocket,
-                            ResponseReader, connect, encode_frame, main, upgrade_request,
-                            ws_accept)
+from guard_client import Client
+from hermod_harness import (IO_TIMEOUT_S, OP_TEXT, HermodTestCase, RawWebSocket, ResponseReader,
+                            connect, encode_frame, main, upgrade_request, ws_accept)
 
 MIB = 1 << 20
 CONFIG = {
@@ -65,49 +65,6 @@ def ws_open_small_rcvbuf(port, rcvbuf):
     return RawWebSocket(sock, response, reader.buf)
 
 
-class Client:
-    """The JSON protocol over a raw WebSocket: commands out, messages split into lines."""
-
-    def __init__(self, ws):
-        self.ws = ws
-        self.lines = []
-        self.next_id = 1
-
-    def send(self, command):
-        command["id"] = self.next_id
-        self.next_id += 1
-        self.ws.send(encode_frame(OP_TEXT, json.dumps(command).encode()))
-        return command["id"]
-
-    def read_line(self, timeout=IO_TIMEOUT_S):
-        """The next JSON message; None when the connection closed. A Close frame is kept."""
-        while not self.lines:
-            frame = self.ws.read_frame(timeout)
-            if frame is None:
-                return None
-            if frame.opcode == OP_CLOSE:
-                self.close_frame = frame
-                return None
-            assert frame.opcode == OP_TEXT, frame
-            self.lines.extend(json.loads(x) for x in frame.payload.decode().split("\n"))
-        return self.lines.pop(0)
-
-    def reply(self, command_id):
-        while True:
-            m = self.read_line()
-            frame = getattr(self, "close_frame", None)
-            assert m is not None, "closed while waiting for reply %d: %r" % (
-                command_id, frame and frame.payload)
-            if m.get("id") == command_id:
-                return m
-
-    def connect_and_subscribe(self, channel, **sub):
-        self.reply(self.send({"connect": {}}))
-        r = self.reply(self.send({"subscribe": dict(channel=channel, **sub)}))
-        assert "subscribe" in r, r
-        return r["subscribe"]
-
-
 class Reader(threading.Thread):
     """Reads pushes until `count` publications of `channel` arrived, recording offsets."""
 
@@ -120,11 +77,10 @@ class Reader(threading.Thread):
     def run(self):
         try:
             while len(self.offsets) < self.count:
-                m = self.client.read_line(timeout=60)
+                m = self.client.read_or_none(timeout=60)
                 if m is None:
-                    frame = getattr(self.client, "close_frame", None)
-                    raise AssertionError("reader closed after %d: %r" % (
-                        len(self.offsets), frame and frame.payload))
+                    raise AssertionError("reader closed after %d: %s" % (
+                        len(self.offsets), self.client.closed))
                 pub = m.get("push", {}).get("pub")
                 if pub is not None:
                     self.offsets.append(pub["offset"])
@@ -194,16 +150,17 @@ class SlowConsumerTest(HermodTestCase):
         return server
 
     def fast_client(self, port, channel):
-        c = Client(connect_ws(port))
-        self.addCleanup(c.ws.close)
-        c.connect_and_subscribe(channel)
+        c = Client(port)
+        self.addCleanup(c.close)
+        c.connect()
+        c.subscribe(channel)
         return c
 
     def slow_client(self, port, channel, **sub):
-        c = Client(ws_open_small_rcvbuf(port, 4096))
-        self.addCleanup(c.ws.close)
-        result = c.connect_and_subscribe(channel, **sub)
-        return c, result
+        c = Client(ws=ws_open_small_rcvbuf(port, 4096))
+        self.addCleanup(c.close)
+        c.connect()
+        return c, c.subscribe(channel, **sub)
 
     def test_slow_reader_is_cut_with_3008_while_the_others_get_everything(self):
         server = self.start(dict(CONFIG, history_size=100))
@@ -238,12 +195,9 @@ class SlowConsumerTest(HermodTestCase):
                         "RSS grew from %d to %d KiB" % (rss_before, rss_peak))
         # The client reads again: whole frames (the parser would fail on a torn one), then
         # the Close with 3008.
-        while slow.read_line(timeout=30) is not None:
+        while slow.read_or_none(timeout=30) is not None:
             pass
-        frame = getattr(slow, "close_frame", None)
-        self.assertIsNotNone(frame, "no Close frame")
-        code = int.from_bytes(frame.payload[:2], "big")
-        self.assertEqual((code, frame.payload[2:]), (3008, b"slow"))
+        self.assertEqual((slow.closed.code, slow.closed.reason), (3008, b"slow"))
         # High priority is never shed (the cut itself may count as an overflow drop).
         self.assertEqual(metric_sum(port, "hermod_send_queue_dropped_total", 'reason="shed"'), 0)
 
@@ -270,7 +224,7 @@ class SlowConsumerTest(HermodTestCase):
         # then the unsubscribe push that says its stream has one (queued behind them).
         offsets = []
         while True:
-            m = slow.read_line(timeout=30)
+            m = slow.read_or_none(timeout=30)
             self.assertIsNotNone(m, "closed instead of unsubscribed")
             push = m.get("push", {})
             if "pub" in push:
@@ -285,7 +239,7 @@ class SlowConsumerTest(HermodTestCase):
         r = slow.reply(slow.send({"subscribe": {"channel": "ch", "recoverable": True,
                                                 "recover": True,
                                                 "offset": offsets[-1] if offsets else 0,
-                                                "epoch": epoch}}))
+                                                "epoch": epoch}})[0])
         result = r["subscribe"]
         self.assertTrue(result.get("recovered"), result)
         recovered = [p["offset"] for p in result.get("publications", [])]
@@ -307,20 +261,9 @@ class SlowConsumerTest(HermodTestCase):
         self.assertEqual(first, {"id": 100, "publish": {}})
         self.assertEqual(second["error"]["code"], 111, second)
         # Once the loop delivered, the budget is free again.
-        while "pub" not in c.read_line().get("push", {}):
-            pass
-        r = c.reply(c.send({"publish": {"channel": "ch", "data": DATA}}))
+        c.next_publication("ch")
+        r = c.reply(c.send({"publish": {"channel": "ch", "data": DATA}})[0])
         self.assertNotIn("error", r)
-
-
-def connect_ws(port):
-    sock = connect(port)
-    key = "dGhlIHNhbXBsZSBub25jZQ=="
-    sock.sendall(upgrade_request(port, "/connection/websocket", key=key))
-    reader = ResponseReader(sock)
-    response = reader.read(head_only=True)
-    assert response.status == 101, response.status
-    return RawWebSocket(sock, response, reader.buf)
 
 
 if __name__ == "__main__":
