@@ -260,6 +260,35 @@ Status Refresh(const ApiContext& api, std::string& body, Answer& a) {
   return Result(a);
 }
 
+// presence's answer.
+void AppendPresence(std::string& out,
+                    const std::vector<std::pair<std::string, core::PresenceEntry>>& presence) {
+  out += "{\"result\":{\"presence\":{";
+  for (size_t i = 0; i < presence.size(); ++i) {
+    if (i > 0) out += ',';
+    proto::AppendJsonString(out, presence[i].first);
+    out += ':';
+    out += presence[i].second.info;
+  }
+  out += "}}}";
+}
+
+// history's answer, or 112 for a `since` of another epoch.
+void AppendHistory(std::string& out, const core::Hub::HistoryResult& h) {
+  if (h.unrecoverable) {
+    AppendError(out, proto::ErrorCode::kUnrecoverablePosition);
+    return;
+  }
+  out += "{\"result\":{\"publications\":[";
+  for (size_t i = 0; i < h.publications.size(); ++i) {
+    if (i > 0) out += ',';
+    out += h.publications[i];
+  }
+  out += "],\"epoch\":";
+  proto::AppendJsonString(out, h.position.epoch);
+  out += ",\"offset\":" + std::to_string(h.position.offset) + "}}";
+}
+
 // The channel's options when it keeps presence; else false with the error answered.
 const config::ChannelOptions* PresenceOptions(const ApiContext& api, std::string_view channel,
                                               Answer& a) {
@@ -275,15 +304,7 @@ Status Presence(const ApiContext& api, std::string& body, Answer& a) {
   ChannelRequest r;
   if (!Parse(body, &r)) return Status::kNotRequest;
   if (!PresenceOptions(api, r.channel, a)) return Status::kAnswered;
-  const auto presence = api.hub.Presence(r.channel);
-  a.out += "{\"result\":{\"presence\":{";
-  for (size_t i = 0; i < presence.size(); ++i) {
-    if (i > 0) a.out += ',';
-    proto::AppendJsonString(a.out, presence[i].first);
-    a.out += ':';
-    a.out += presence[i].second.info;
-  }
-  a.out += "}}}";
+  AppendPresence(a.out, api.hub.Presence(r.channel));
   return Status::kAnswered;
 }
 
@@ -305,20 +326,8 @@ Status History(const ApiContext& api, std::string& body, Answer& a) {
     AppendError(a.out, proto::ErrorCode::kNotAvailable);
     return Status::kAnswered;
   }
-  const core::Hub::HistoryResult h =
-      api.hub.History(r.channel, *options, r.has_since ? &r.since : nullptr, r.limit, r.reverse);
-  if (h.unrecoverable) {
-    AppendError(a.out, proto::ErrorCode::kUnrecoverablePosition);
-    return Status::kAnswered;
-  }
-  a.out += "{\"result\":{\"publications\":[";
-  for (size_t i = 0; i < h.publications.size(); ++i) {
-    if (i > 0) a.out += ',';
-    a.out += h.publications[i];
-  }
-  a.out += "],\"epoch\":";
-  proto::AppendJsonString(a.out, h.position.epoch);
-  a.out += ",\"offset\":" + std::to_string(h.position.offset) + "}}";
+  AppendHistory(a.out, api.hub.History(r.channel, *options, r.has_since ? &r.since : nullptr,
+                                       r.limit, r.reverse));
   return Status::kAnswered;
 }
 
