@@ -1,214 +1,41 @@
 #include "api/server_api.h"
 
-#include <simdjson.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <optional>
 #include <random>
-#include <vector>
 
 #include "api/channel_pattern.h"
+#include "api/methods.h"
+#include "api/requests.h"
 #include "core/rate_limit.h"
 #include "http/response.h"
+#include "json/syntax.h"
 #include "log/fields.h"
 #include "metrics/loop_metrics.h"
 #include "proto/codes.h"
-#include "proto/command.h"
 #include "proto/encode.h"
-#include "json/syntax.h"
 
 namespace hermod::api {
 
 namespace {
 
-namespace od = simdjson::ondemand;
-using simdjson::SUCCESS;
-
-// The fields of every method's request; views into the padded body (or into the strings
-// here, for what had to be decoded).
-struct ApiRequest {
-  std::string_view channel;
-  std::vector<std::string_view> channels;
-  std::string_view data;
-  std::string decoded_data;  // b64data, decoded
-  bool has_b64data = false;
-  std::string tags;  // re-encoded JSON object of strings; empty when absent
-  std::string_view user;
-  std::string_view client;
-  std::string_view session;
-  uint64_t code = 0;
-  std::string_view reason;
-  std::string_view idempotency_key;
-  std::string_view pattern;
-  std::string_view priority;  // low|normal|high|critical; empty: the namespace's default
-  bool skip_history = false;
-  bool has_since = false;
-  core::StreamPosition since;
-  int64_t limit = 0;
-  bool reverse = false;
-  bool expired = false;
-  int64_t expire_at = 0;
+// What a handler did.
+enum class Status : uint8_t {
+  kAnswered,    // a result or an error object is in the answer (HTTP 200)
+  kNotRequest,  // the body is not the method's request; nothing answered (HTTP 400)
+  kTooLarge,    // nothing done, error 106 answered: a publication larger than the broker
+                // carries (HTTP 413)
+  kNoRoom,      // nothing done, error 106 answered: the answer would not fit (HTTP 413)
 };
 
-// Standard base64 (as Go's StdEncoding, which Centrifugo uses), padding optional.
-bool DecodeBase64(std::string_view in, std::string* out) {
-  while (!in.empty() && in.back() == '=') in.remove_suffix(1);
-  out->clear();
-  uint32_t bits = 0;
-  int count = 0;
-  for (char ch : in) {
-    int v;
-    if (ch >= 'A' && ch <= 'Z') {
-      v = ch - 'A';
-    } else if (ch >= 'a' && ch <= 'z') {
-      v = ch - 'a' + 26;
-    } else if (ch >= '0' && ch <= '9') {
-      v = ch - '0' + 52;
-    } else if (ch == '+') {
-      v = 62;
-    } else if (ch == '/') {
-      v = 63;
-    } else {
-      return false;
-    }
-    bits = (bits << 6) | static_cast<uint32_t>(v);
-    count += 6;
-    if (count >= 8) {
-      count -= 8;
-      out->push_back(static_cast<char>((bits >> count) & 0xFF));
-    }
-  }
-  return count < 6;  // one leftover symbol (6 bits) cannot end a valid encoding
-}
-
-// tags: an object whose values are strings, re-encoded as compact JSON.
-bool ReadTags(od::value v, std::string* out) {
-  od::object object;
-  if (v.get_object().get(object) != SUCCESS) return false;
-  *out = "{";
-  for (auto field : object) {
-    std::string_view key;
-    std::string_view value;
-    if (field.unescaped_key().get(key) != SUCCESS ||
-        field.value().get_string().get(value) != SUCCESS) {
-      return false;
-    }
-    if (out->size() > 1) *out += ',';
-    proto::AppendJsonString(*out, key);
-    *out += ':';
-    proto::AppendJsonString(*out, value);
-  }
-  *out += '}';
-  if (*out == "{}") out->clear();
-  return true;
-}
-
-bool ReadDisconnect(od::value v, ApiRequest* r) {
-  od::object object;
-  if (v.get_object().get(object) != SUCCESS) return false;
-  for (auto field : object) {
-    std::string_view key;
-    od::value value;
-    if (field.unescaped_key().get(key) != SUCCESS || field.value().get(value) != SUCCESS) {
-      return false;
-    }
-    // A code that is no unsigned integer (negative, past 2^64, a string) is kept as an
-    // unsendable one, so that the answer is 107 naming the field, not a 400 for the body.
-    if (key == "code" && value.get_uint64().get(r->code) != SUCCESS) r->code = UINT64_MAX;
-    if (key == "reason" && value.get_string().get(r->reason) != SUCCESS) return false;
-  }
-  return true;
-}
-
-bool ReadSince(od::value v, ApiRequest* r) {
-  od::object object;
-  if (v.get_object().get(object) != SUCCESS) return false;
-  r->has_since = true;
-  for (auto field : object) {
-    std::string_view key;
-    od::value value;
-    if (field.unescaped_key().get(key) != SUCCESS || field.value().get(value) != SUCCESS) {
-      return false;
-    }
-    std::string_view epoch;
-    if (key == "offset" && value.get_uint64().get(r->since.offset) != SUCCESS) return false;
-    if (key == "epoch") {
-      if (value.get_string().get(epoch) != SUCCESS) return false;
-      r->since.epoch = std::string(epoch);
-    }
-  }
-  return true;
-}
-
-// Parses body (padded in place); the views in *r live as long as parser and body.
-// The body is validated by syntax alone (json/syntax.h): `data` passes through, and a
-// number in it of any size is JSON.
-bool Parse(od::parser& parser, std::string& body, ApiRequest* r) {
-  const size_t size = body.size();
-  if (!json::IsJson(body)) return false;
-  body.resize(size + simdjson::SIMDJSON_PADDING);
-  od::document doc;
-  if (parser.iterate(body.data(), size, body.size()).get(doc) != SUCCESS) return false;
-  od::object object;
-  if (doc.get_object().get(object) != SUCCESS) return false;
-  for (auto field : object) {
-    std::string_view key;
-    od::value v;
-    if (field.unescaped_key().get(key) != SUCCESS || field.value().get(v) != SUCCESS) {
-      return false;
-    }
-    simdjson::error_code e = SUCCESS;
-    if (key == "channel") {
-      e = v.get_string().get(r->channel);
-    } else if (key == "data") {
-      e = proto::RawJson(v, &r->data);
-    } else if (key == "user") {
-      e = v.get_string().get(r->user);
-    } else if (key == "b64data") {
-      std::string_view text;
-      e = v.get_string().get(text);
-      if (e == SUCCESS && !DecodeBase64(text, &r->decoded_data)) return false;
-      r->has_b64data = true;
-    } else if (key == "tags") {
-      if (!ReadTags(v, &r->tags)) return false;
-    } else if (key == "client") {
-      e = v.get_string().get(r->client);
-    } else if (key == "session") {
-      e = v.get_string().get(r->session);
-    } else if (key == "pattern") {
-      e = v.get_string().get(r->pattern);
-    } else if (key == "expired") {
-      e = v.get_bool().get(r->expired);
-    } else if (key == "expire_at") {
-      e = v.get_int64().get(r->expire_at);
-    } else if (key == "idempotency_key") {
-      e = v.get_string().get(r->idempotency_key);
-    } else if (key == "priority") {
-      e = v.get_string().get(r->priority);
-    } else if (key == "skip_history") {
-      e = v.get_bool().get(r->skip_history);
-    } else if (key == "limit") {
-      e = v.get_int64().get(r->limit);
-    } else if (key == "reverse") {
-      e = v.get_bool().get(r->reverse);
-    } else if (key == "since") {
-      if (!ReadSince(v, r)) return false;
-    } else if (key == "disconnect") {
-      if (!ReadDisconnect(v, r)) return false;
-    } else if (key == "channels") {
-      od::array array;
-      if (v.get_array().get(array) != SUCCESS) return false;
-      for (auto item : array) {
-        std::string_view channel;
-        if (item.get_string().get(channel) != SUCCESS) return false;
-        r->channels.push_back(channel);
-      }
-    }
-    if (e != SUCCESS) return false;
-  }
-  return true;
-}
+// A handler's answer: out, and the bytes it may add (a method that acts checks before it
+// acts that its answer fits; see RunCommands).
+struct Answer {
+  std::string& out;
+  size_t room = SIZE_MAX;
+};
 
 // detail, when given, follows the code's message ("bad request: <detail>"): which field.
 void AppendError(std::string& out, proto::ErrorCode code, std::string_view detail = {}) {
@@ -223,6 +50,31 @@ void AppendError(std::string& out, proto::ErrorCode code, std::string_view detai
   proto::AppendJsonString(out, message);
   out += "}}";
 }
+
+Status BadRequest(Answer& a, std::string_view detail = {}) {
+  AppendError(a.out, proto::ErrorCode::kBadRequest, detail);
+  return Status::kAnswered;
+}
+
+// Not run: its answer would not fit. As short as an error gets, since every command not
+// run costs one; the log says why.
+Status NoRoom(Answer& a) {
+  AppendError(a.out, proto::ErrorCode::kLimitExceeded);
+  return Status::kNoRoom;
+}
+
+void LogNotRun(std::string_view what, size_t not_run, size_t total) {
+  log::Write(spdlog::level::info,
+             {{"method", what}, {"code", 106}, {"reason", "answer over http.max_response_bytes"}},
+             "api {}: {} of {} not run (106), the answer would pass http.max_response_bytes", what,
+             not_run, total);
+}
+
+// The most one publication's answer takes: a position of a 20-digit offset and an epoch of
+// up to 64 bytes, or an error.
+constexpr size_t kPublishAnswerBound = 128;
+// The most the answer of any other acting method takes ({} or an error with its detail).
+constexpr size_t kActAnswerBound = 128;
 
 // A disconnect code the API may send: Centrifugo's custom ranges, 4000-4999 (the
 // application's) and 3000-3999 (its own). Anything else is refused: RFC 6455 §7.4 forbids
@@ -240,22 +92,512 @@ void AppendPosition(std::string& out, const core::StreamPosition& p) {
   out += '}';
 }
 
+// The channel's options, or false with the error answered: 107 for a name the rules refuse,
+// 102 for a namespace that does not exist.
+const config::ChannelOptions* OptionsOrError(const ApiContext& api, std::string_view channel,
+                                             Answer& a) {
+  if (!api.rules.NameAllowed(channel)) {
+    BadRequest(a);
+    return nullptr;
+  }
+  const config::ChannelOptions* options = api.rules.Find(channel);
+  if (!options) AppendError(a.out, proto::ErrorCode::kUnknownChannel);
+  return options;
+}
+
+// What publish and broadcast publish: data (or b64data decoded: the JSON protocol publishes
+// JSON only, see the header) and the priority (absent: the namespace's default_priority).
+// False with 107 answered when either is unusable.
+bool Checked(const Publication& p, std::string_view* data, std::optional<net::Priority>* priority,
+             Answer& a) {
+  if (!p.priority.empty()) *priority = core::ParsePriority(p.priority);
+  *data = p.data;
+  if (data->empty() && p.has_b64data && json::IsJson(p.decoded_data)) *data = p.decoded_data;
+  if ((!p.priority.empty() && !*priority) || data->empty()) {
+    BadRequest(a);
+    return false;
+  }
+  return true;
+}
+
+// Publishes to one channel through the hub and answers its position or the refusal.
+Status PublishTo(const ApiContext& api, std::string_view channel,
+                 const config::ChannelOptions& options, const Publication& p, std::string_view data,
+                 std::optional<net::Priority> priority, Answer& a) {
+  config::ChannelOptions effective = options;
+  if (p.skip_history) effective.history_size = 0;
+  core::Hub::Refusal refusal;
+  std::optional<core::StreamPosition> position =
+      api.hub.Publish(channel, effective, data, {}, p.idempotency_key, p.tags, priority, &refusal);
+  if (refusal == core::Hub::Refusal::kTooLarge) {
+    // Larger than the cluster's broker carries: published nowhere (106, not temporary).
+    AppendError(a.out, proto::ErrorCode::kLimitExceeded);
+    return Status::kTooLarge;
+  }
+  if (!position) {
+    // A loop the channel reaches is over its inbox budget, or the channel is over its
+    // namespace's publish_rate_limit: nothing was published.
+    AppendError(a.out, proto::ErrorCode::kTooManyRequests);
+    return Status::kAnswered;
+  }
+  a.out += "{\"result\":";
+  AppendPosition(a.out, *position);
+  a.out += '}';
+  return Status::kAnswered;
+}
+
+// The per-client methods select connections by user, then client (or session: hermod's
+// sessions are its client ids). False with 107 answered when nothing selects.
+bool Selected(const ClientSelector& s, std::string* user, std::string* client, Answer& a) {
+  if (s.user.empty() && s.client.empty() && s.session.empty()) {
+    BadRequest(a);
+    return false;
+  }
+  *user = std::string(s.user);
+  *client = std::string(s.client.empty() ? s.session : s.client);
+  return true;
+}
+
+Status Result(Answer& a, std::string_view result = "{}") {
+  a.out += "{\"result\":";
+  a.out += result;
+  a.out += '}';
+  return Status::kAnswered;
+}
+
+// --- The handlers, one per row of the table ---
+
+Status Publish(const ApiContext& api, std::string& body, Answer& a) {
+  PublishRequest r;
+  if (!Parse(body, &r)) return Status::kNotRequest;
+  std::string_view data;
+  std::optional<net::Priority> priority;
+  if (!Checked(r.publication, &data, &priority, a)) return Status::kAnswered;
+  const config::ChannelOptions* options = OptionsOrError(api, r.channel, a);
+  if (!options) return Status::kAnswered;
+  return PublishTo(api, r.channel, *options, r.publication, data, priority, a);
+}
+
+Status Broadcast(const ApiContext& api, std::string& body, Answer& a) {
+  BroadcastRequest r;
+  if (!Parse(body, &r)) return Status::kNotRequest;
+  std::string_view data;
+  std::optional<net::Priority> priority;
+  if (!Checked(r.publication, &data, &priority, a)) return Status::kAnswered;
+  if (r.channels.empty()) return BadRequest(a);
+  if (a.room < 64 + r.channels.size() * (kPublishAnswerBound + 1)) {
+    LogNotRun("broadcast", r.channels.size(), r.channels.size());
+    return NoRoom(a);
+  }
+  a.out += "{\"result\":{\"responses\":[";
+  for (size_t i = 0; i < r.channels.size(); ++i) {
+    if (i > 0) a.out += ',';
+    // A publication too large for the broker is too large on every channel: each says so
+    // (106), and the broadcast as a whole is answered (HTTP 200).
+    const config::ChannelOptions* options = OptionsOrError(api, r.channels[i], a);
+    if (options) PublishTo(api, r.channels[i], *options, r.publication, data, priority, a);
+  }
+  a.out += "]}}";
+  return Status::kAnswered;
+}
+
+Status SubscribeOrUnsubscribe(const ApiContext& api, std::string& body, Answer& a, bool subscribe) {
+  ChannelForClientsRequest r;
+  if (!Parse(body, &r)) return Status::kNotRequest;
+  std::string user;
+  std::string client;
+  if (!Selected(r.clients, &user, &client, a)) return Status::kAnswered;
+  if (!OptionsOrError(api, r.channel, a)) return Status::kAnswered;
+  std::string channel(r.channel);
+  if (subscribe) {
+    api.for_each_client(std::move(user), std::move(client),
+                        [channel](proto::ClientConnection& c) { c.SubscribeFromServer(channel); });
+  } else {
+    api.for_each_client(std::move(user), std::move(client), [channel](proto::ClientConnection& c) {
+      c.UnsubscribeFromServer(channel);
+    });
+  }
+  return Result(a);
+}
+
+Status Subscribe(const ApiContext& api, std::string& body, Answer& a) {
+  return SubscribeOrUnsubscribe(api, body, a, true);
+}
+
+Status Unsubscribe(const ApiContext& api, std::string& body, Answer& a) {
+  return SubscribeOrUnsubscribe(api, body, a, false);
+}
+
+Status Disconnect(const ApiContext& api, std::string& body, Answer& a) {
+  DisconnectRequest r;
+  if (!Parse(body, &r)) return Status::kNotRequest;
+  std::string user;
+  std::string client;
+  if (!Selected(r.clients, &user, &client, a)) return Status::kAnswered;
+  if (r.code != 0 && !SendableDisconnectCode(r.code)) {
+    return BadRequest(a, "disconnect.code must be 3000..4999");
+  }
+  const uint16_t code = r.code != 0 ? static_cast<uint16_t>(r.code) : 3503;
+  std::string reason = r.code != 0 ? std::string(r.reason) : "force disconnect";
+  api.for_each_client(std::move(user), std::move(client),
+                      [code, reason = std::move(reason)](proto::ClientConnection& c) {
+                        c.Disconnect({code, reason});
+                      });
+  return Result(a);
+}
+
+Status Refresh(const ApiContext& api, std::string& body, Answer& a) {
+  RefreshRequest r;
+  if (!Parse(body, &r)) return Status::kNotRequest;
+  std::string user;
+  std::string client;
+  if (!Selected(r.clients, &user, &client, a)) return Status::kAnswered;
+  if (r.expire_at < 0) return BadRequest(a);
+  api.for_each_client(std::move(user), std::move(client),
+                      [expired = r.expired, expire_at = r.expire_at](proto::ClientConnection& c) {
+                        c.RefreshFromServer(expired, expire_at);
+                      });
+  return Result(a);
+}
+
+// presence's answer.
+void AppendPresence(std::string& out,
+                    const std::vector<std::pair<std::string, core::PresenceEntry>>& presence) {
+  out += "{\"result\":{\"presence\":{";
+  for (size_t i = 0; i < presence.size(); ++i) {
+    if (i > 0) out += ',';
+    proto::AppendJsonString(out, presence[i].first);
+    out += ':';
+    out += presence[i].second.info;
+  }
+  out += "}}}";
+}
+
+// history's answer, or 112 for a `since` of another epoch.
+void AppendHistory(std::string& out, const core::Hub::HistoryResult& h) {
+  if (h.unrecoverable) {
+    AppendError(out, proto::ErrorCode::kUnrecoverablePosition);
+    return;
+  }
+  out += "{\"result\":{\"publications\":[";
+  for (size_t i = 0; i < h.publications.size(); ++i) {
+    if (i > 0) out += ',';
+    out += h.publications[i];
+  }
+  out += "],\"epoch\":";
+  proto::AppendJsonString(out, h.position.epoch);
+  out += ",\"offset\":" + std::to_string(h.position.offset) + "}}";
+}
+
+// The channel's options when it keeps presence; else false with the error answered.
+const config::ChannelOptions* PresenceOptions(const ApiContext& api, std::string_view channel,
+                                              Answer& a) {
+  const config::ChannelOptions* options = OptionsOrError(api, channel, a);
+  if (options && !options->presence) {
+    AppendError(a.out, proto::ErrorCode::kNotAvailable);
+    return nullptr;
+  }
+  return options;
+}
+
+Status Presence(const ApiContext& api, std::string& body, Answer& a) {
+  ChannelRequest r;
+  if (!Parse(body, &r)) return Status::kNotRequest;
+  if (!PresenceOptions(api, r.channel, a)) return Status::kAnswered;
+  AppendPresence(a.out, api.hub.Presence(r.channel));
+  return Status::kAnswered;
+}
+
+Status PresenceStats(const ApiContext& api, std::string& body, Answer& a) {
+  ChannelRequest r;
+  if (!Parse(body, &r)) return Status::kNotRequest;
+  if (!PresenceOptions(api, r.channel, a)) return Status::kAnswered;
+  const auto [clients, users] = api.hub.PresenceStats(r.channel);
+  return Result(a, "{\"num_clients\":" + std::to_string(clients) +
+                       ",\"num_users\":" + std::to_string(users) + "}");
+}
+
+Status History(const ApiContext& api, std::string& body, Answer& a) {
+  HistoryRequest r;
+  if (!Parse(body, &r)) return Status::kNotRequest;
+  const config::ChannelOptions* options = OptionsOrError(api, r.channel, a);
+  if (!options) return Status::kAnswered;
+  if (options->history_size == 0) {
+    AppendError(a.out, proto::ErrorCode::kNotAvailable);
+    return Status::kAnswered;
+  }
+  AppendHistory(a.out, api.hub.History(r.channel, *options, r.has_since ? &r.since : nullptr,
+                                       r.limit, r.reverse));
+  return Status::kAnswered;
+}
+
+Status HistoryRemove(const ApiContext& api, std::string& body, Answer& a) {
+  ChannelRequest r;
+  if (!Parse(body, &r)) return Status::kNotRequest;
+  if (!OptionsOrError(api, r.channel, a)) return Status::kAnswered;
+  api.hub.RemoveHistory(r.channel);
+  return Result(a);
+}
+
+Status Channels(const ApiContext& api, std::string& body, Answer& a) {
+  ChannelsRequest r;
+  if (!Parse(body, &r)) return Status::kNotRequest;
+  if (!ChannelPattern::Valid(r.pattern)) return BadRequest(a);
+  a.out += "{\"result\":{\"channels\":{";
+  bool first = true;
+  for (const auto& [name, count] : api.hub.Channels()) {
+    if (!r.pattern.empty() && !ChannelPattern::Matches(r.pattern, name)) continue;
+    if (!first) a.out += ',';
+    first = false;
+    proto::AppendJsonString(a.out, name);
+    a.out += ":{\"num_clients\":" + std::to_string(count) + "}";
+  }
+  a.out += "}}}";
+  return Status::kAnswered;
+}
+
+// Centrifugo's Node object, for this one node.
+Status Info(const ApiContext& api, std::string& body, Answer& a) {
+  if (!ParseEmpty(body)) return Status::kNotRequest;
+  size_t channels = 0;
+  size_t subscriptions = 0;
+  for (const auto& [name, count] : api.hub.Channels()) {
+    ++channels;
+    subscriptions += count;
+  }
+  auto [clients, users] = api.node.clients ? api.node.clients() : std::pair<size_t, size_t>{0, 0};
+  a.out += "{\"result\":{\"nodes\":[{\"uid\":";
+  proto::AppendJsonString(a.out, api.uid);
+  a.out += ",\"name\":\"hermod\",\"version\":";
+  proto::AppendJsonString(a.out, api.node.version);
+  a.out += ",\"num_clients\":" + std::to_string(clients);
+  a.out += ",\"num_users\":" + std::to_string(users);
+  a.out += ",\"num_channels\":" + std::to_string(channels);
+  a.out += ",\"uptime\":" + std::to_string((net::Loop::MonotonicMs() - api.started_ms) / 1000);
+  a.out += ",\"num_subs\":" + std::to_string(subscriptions);
+  a.out += "}]}}";
+  return Status::kAnswered;
+}
+
+Status Batch(const ApiContext& api, std::string& body, Answer& a);
+
+// --- The table ---
+
+using Handler = Status (*)(const ApiContext& api, std::string& body, Answer& a);
+enum class Effect : uint8_t {
+  kReads,  // answers what is; an answer too long for a batch is replaced, nothing lost
+  kActs,   // publishes, reaches clients or removes: it runs only when its answer fits
+};
+struct Method {
+  std::string_view name;  // the route /api/<name> and the metric label
+  Handler handle;
+  Effect effect;
+};
+
+constexpr Method kTable[] = {
+    {"publish", Publish, Effect::kActs},       {"broadcast", Broadcast, Effect::kActs},
+    {"subscribe", Subscribe, Effect::kActs},   {"unsubscribe", Unsubscribe, Effect::kActs},
+    {"disconnect", Disconnect, Effect::kActs}, {"refresh", Refresh, Effect::kActs},
+    {"presence", Presence, Effect::kReads},    {"presence_stats", PresenceStats, Effect::kReads},
+    {"history", History, Effect::kReads},      {"history_remove", HistoryRemove, Effect::kActs},
+    {"channels", Channels, Effect::kReads},    {"info", Info, Effect::kReads},
+    {"batch", Batch, Effect::kActs},
+};
+
+constexpr bool TableMatchesMethodNames() {
+  if (std::size(kTable) != kMethodNames.size()) return false;
+  for (size_t i = 0; i < kMethodNames.size(); ++i) {
+    if (kTable[i].name != kMethodNames[i]) return false;
+  }
+  return true;
+}
+static_assert(TableMatchesMethodNames(), "api/methods.h names the table's rows, in order");
+
+const Method* Find(std::string_view name) {
+  for (const Method& m : kTable) {
+    if (m.name == name) return &m;
+  }
+  return nullptr;
+}
+
+// --- Several commands in one answer: batch and the legacy /api body ---
+
+enum class Envelope : uint8_t {
+  kBatch,   // {"replies":[{"<method>":result} or {"error":...}, ...]}
+  kLegacy,  // one {"id":N,"result":...} or {"id":N,"error":...} per line
+};
+
+constexpr std::string_view kResultKey = "{\"result\":";
+// What an envelope may add to a lone call's answer: a method name longer than "result",
+// or `"id":4294967295,`.
+constexpr size_t kEnvelopeSlack = 24;
+
+// Appends a lone call's answer ({"result":X} or {"error":E}) as command's envelope has it.
+void AppendEnveloped(std::string& out, Envelope envelope, const Command& command,
+                     std::string_view answer) {
+  if (envelope == Envelope::kBatch) {
+    if (!answer.starts_with(kResultKey)) {
+      out += answer;
+      return;
+    }
+    out += '{';
+    proto::AppendJsonString(out, command.method);
+    out += ':';
+    out += answer.substr(kResultKey.size());
+    return;
+  }
+  if (command.id == 0) {
+    out += answer;
+    return;
+  }
+  out += "{\"id\":";
+  out += std::to_string(command.id);
+  out += ',';
+  out += answer.substr(1);
+}
+
+// Runs one command into answer; the table row it ran (null: none).
+const Method* RunOne(const ApiContext& api, Envelope envelope, Command& command, Answer& a,
+                     Status* status) {
+  *status = Status::kAnswered;
+  const Method* method = command.method == "batch" ? nullptr : Find(command.method);
+  if (!method) {
+    // A batch command that is not one method, or a nested batch, is a bad command; a name
+    // the table does not have is 104. The legacy route has no batch: 104 too.
+    if (envelope == Envelope::kBatch && (command.method.empty() || command.method == "batch")) {
+      BadRequest(a);
+    } else {
+      AppendError(a.out, proto::ErrorCode::kMethodNotFound);
+    }
+    return nullptr;
+  }
+  if (method->effect == Effect::kActs && a.room < kActAnswerBound) {
+    *status = NoRoom(a);
+    return method;
+  }
+  *status = method->handle(api, command.params, a);
+  if (*status == Status::kNotRequest) BadRequest(a);
+  return method;
+}
+
+// Runs commands in order into one answer that takes at most room bytes: every command gets
+// an answer, and a command runs only while its answer fits beside the least the answers
+// after it take (106, undone). From the first that does not fit, the rest are undone too,
+// so that what was done is a prefix of what was asked.
+Status RunCommands(const ApiContext& api, Envelope envelope, std::vector<Command>& commands,
+                   Answer& a) {
+  const bool batch = envelope == Envelope::kBatch;
+  const std::string_view open = batch ? "{\"replies\":[" : "";
+  const std::string_view close = batch ? "]}" : "";
+  std::string undone;
+  AppendError(undone, proto::ErrorCode::kLimitExceeded);
+  // reserve[i]: what the answers of commands i.. take at least, with their separators.
+  std::vector<size_t> reserve(commands.size() + 1, close.size());
+  std::string enveloped;
+  for (size_t i = commands.size(); i-- > 0;) {
+    enveloped.clear();
+    AppendEnveloped(enveloped, envelope, commands[i], undone);
+    reserve[i] = reserve[i + 1] + enveloped.size() + 1;
+  }
+  const std::string_view what = batch ? "batch" : "/api";
+  if (a.room < open.size() + reserve[0]) {  // not even the refusals fit: nothing runs
+    LogNotRun(what, commands.size(), commands.size());
+    return NoRoom(a);
+  }
+  const size_t limit = a.out.size() + a.room;
+  a.out += open;
+  std::string answer;
+  bool full = false;
+  size_t not_run = 0;
+  for (size_t i = 0; i < commands.size(); ++i) {
+    if (i > 0) a.out += batch ? ',' : '\n';
+    Command& command = commands[i];
+    const size_t start = a.out.size();
+    if (!full) {
+      // The room left for this answer once the rest are reserved: at least the refusal's
+      // size, unless an acting command before took more than its bound.
+      const size_t used = start + reserve[i + 1];
+      const size_t left = limit > used ? limit - used : 0;
+      answer.clear();
+      Answer one{answer, left > kEnvelopeSlack ? left - kEnvelopeSlack : 0};
+      Status status;
+      const uint64_t started_us = batch ? 0 : net::Loop::MonotonicUs();
+      const Method* method = RunOne(api, envelope, command, one, &status);
+      if (!batch) {
+        // The legacy route counts each command as its method's call.
+        metrics::RecordApiCall(method ? method->name : kUnknownMethod,
+                               net::Loop::MonotonicUs() - started_us);
+      }
+      AppendEnveloped(a.out, envelope, command, answer);
+      if (a.out.size() - start <= left) {
+        full = status == Status::kNoRoom;
+        not_run += full;
+        continue;
+      }
+      if (method && method->effect == Effect::kActs) {
+        // Done, and answered even though longer than its bound said: the work is reported.
+        continue;
+      }
+      a.out.resize(start);  // a read too long to fit: nothing done, nothing lost
+      full = true;
+    }
+    AppendEnveloped(a.out, envelope, command, undone);
+    ++not_run;
+  }
+  a.out += close;
+  if (not_run > 0) LogNotRun(what, not_run, commands.size());
+  return Status::kAnswered;
+}
+
+Status Batch(const ApiContext& api, std::string& body, Answer& a) {
+  BatchRequest r;
+  if (!Parse(body, &r)) return Status::kNotRequest;
+  return RunCommands(api, Envelope::kBatch, r.commands, a);
+}
+
+int HttpStatus(Status status) {
+  switch (status) {
+    case Status::kAnswered:
+      return 200;
+    case Status::kNotRequest:
+      return 400;
+    case Status::kTooLarge:
+    case Status::kNoRoom:
+      return 413;
+  }
+  return 500;
+}
+
+// What an API answer may take of http.max_response_bytes: the rest is the status line and
+// headers (BuildResponse writes about 130 bytes) and the final newline.
+constexpr size_t kResponseHeadBound = 256;
+
+size_t AnswerRoom(uint64_t max_response_bytes) {
+  return max_response_bytes > kResponseHeadBound ? max_response_bytes - kResponseHeadBound : 0;
+}
+
 }  // namespace
 
 ServerApi::ServerApi(core::Hub& hub, const core::ChannelRules& rules, std::string api_key,
                      ForEachClientFn for_each_client, NodeInfo node)
-    : hub_(hub),
-      rules_(rules),
-      api_key_(std::move(api_key)),
-      for_each_client_(std::move(for_each_client)),
-      node_(std::move(node)),
-      started_ms_(net::Loop::MonotonicMs()) {
+    : api_key_(std::move(api_key)), context_{hub,
+                                             rules,
+                                             std::move(for_each_client),
+                                             std::move(node),
+                                             {},
+                                             net::Loop::MonotonicMs()} {
   std::mt19937_64 random{std::random_device{}()};
   static constexpr char kHex[] = "0123456789abcdef";
   for (int i = 0; i < 32; ++i) {
-    if (i == 8 || i == 12 || i == 16 || i == 20) uid_ += '-';
-    uid_ += kHex[random() & 15];
+    if (i == 8 || i == 12 || i == 16 || i == 20) context_.uid += '-';
+    context_.uid += kHex[random() & 15];
   }
+}
+
+std::vector<std::string> ServerApi::Routes() {
+  std::vector<std::string> routes{"/api"};
+  for (const Method& m : kTable) routes.push_back("/api/" + std::string(m.name));
+  return routes;
 }
 
 bool ServerApi::Authorized(const http::Request& request) const {
@@ -272,6 +614,7 @@ bool ServerApi::Authorized(const http::Request& request) const {
 void ServerApi::Handle(http::HttpConnection& connection, http::Request& request) const {
   const bool keep_alive = request.keep_alive;
   std::string_view path = request.Path();
+  const bool legacy = path == "/api";
   std::string_view method = path.substr(path.rfind('/') + 1);
   if (!Authorized(request)) {
     // A wrong key is worth a line (a misconfigured backend, or someone guessing), but a
@@ -294,9 +637,15 @@ void ServerApi::Handle(http::HttpConnection& connection, http::Request& request)
     return;
   }
   std::string out;
-  const uint64_t started_us = net::Loop::MonotonicUs();
-  const int status = Call(method, request.body, out);
-  metrics::RecordApiCall(method, net::Loop::MonotonicUs() - started_us);
+  const size_t room = AnswerRoom(connection.max_response_bytes());
+  int status;
+  if (legacy) {
+    status = CallLegacy(request.body, out, room);  // counts each command as its method
+  } else {
+    const uint64_t started_us = net::Loop::MonotonicUs();
+    status = Call(method, request.body, out, room);
+    metrics::RecordApiCall(method, net::Loop::MonotonicUs() - started_us);
+  }
   if (status == 400) {
     log::Write(spdlog::level::debug, {{"method", method}, {"code", 400}, {"reason", "bad request"}},
                "api {}: bad request body", method);
@@ -310,304 +659,25 @@ void ServerApi::Handle(http::HttpConnection& connection, http::Request& request)
     return;
   }
   out += '\n';
-  // 413: a publication larger than the cluster's broker carries; the body is the error
-  // (106), and the status tells HTTP clients that check only statuses: never a 200.
+  // 413: nothing was done (a publication larger than the cluster's broker carries, or an
+  // answer that would not fit); the body is the error (106), and the status tells HTTP
+  // clients that check only statuses: never a 200.
   connection.Respond(http::BuildResponse(status, "application/json", out, keep_alive), keep_alive);
 }
 
-int ServerApi::Batch(std::string& body, std::string& out) const {
-  // First the commands, copied out of the body, then each one: Call reuses the parsers.
-  std::vector<std::pair<std::string, std::string>> commands;  // method, params
-  {
-    thread_local od::parser parser;
-    const size_t size = body.size();
-    if (!json::IsJson(body)) return 400;
-    body.resize(size + simdjson::SIMDJSON_PADDING);
-    od::document doc;
-    od::object object;
-    if (parser.iterate(body.data(), size, body.size()).get(doc) != SUCCESS ||
-        doc.get_object().get(object) != SUCCESS) {
-      return 400;
-    }
-    for (auto field : object) {
-      std::string_view key;
-      od::value v;
-      if (field.unescaped_key().get(key) != SUCCESS || field.value().get(v) != SUCCESS) {
-        return 400;
-      }
-      if (key == "parallel") {
-        bool parallel;
-        if (v.get_bool().get(parallel) != SUCCESS) return 400;
-      } else if (key == "commands") {
-        od::array array;
-        if (v.get_array().get(array) != SUCCESS) return 400;
-        for (auto item : array) {
-          od::object command;
-          if (item.get_object().get(command) != SUCCESS) return 400;
-          std::string method;
-          std::string params;
-          size_t fields = 0;
-          for (auto f : command) {
-            std::string_view name;
-            od::value p;
-            std::string_view raw;
-            if (f.unescaped_key().get(name) != SUCCESS || f.value().get(p) != SUCCESS ||
-                proto::RawJson(p, &raw) != SUCCESS) {
-              return 400;
-            }
-            if (++fields == 1) {
-              method = std::string(name);
-              params = std::string(raw);
-            }
-          }
-          // A command is one method: none or several is a bad command, answered in place.
-          if (fields != 1) method.clear();
-          commands.emplace_back(std::move(method), std::move(params));
-        }
-      }
-    }
-  }
-  out += "{\"replies\":[";
-  std::string reply;
-  for (size_t i = 0; i < commands.size(); ++i) {
-    if (i > 0) out += ',';
-    auto& [method, params] = commands[i];
-    reply.clear();
-    int status = 400;
-    if (!method.empty() && method != "batch") status = Call(method, params, reply);
-    constexpr std::string_view kResult = "{\"result\":";
-    if (status == 404) {
-      AppendError(out, proto::ErrorCode::kMethodNotFound);
-    } else if (status != 200 && status != 413) {  // 413: the reply is the error
-      AppendError(out, proto::ErrorCode::kBadRequest);
-    } else if (reply.starts_with(kResult)) {
-      out += "{";
-      proto::AppendJsonString(out, method);
-      out += ':';
-      out.append(reply, kResult.size());
-    } else {
-      out += reply;  // an error object
-    }
-  }
-  out += "]}";
-  return 200;
+int ServerApi::Call(std::string_view method, std::string& body, std::string& out,
+                    size_t reply_limit) const {
+  const Method* row = Find(method);
+  if (!row) return 404;
+  Answer a{out, reply_limit};
+  return HttpStatus(row->handle(context_, body, a));
 }
 
-int ServerApi::Call(std::string_view method, std::string& body, std::string& out) const {
-  if (method == "batch") return Batch(body, out);
-  if (std::find(std::begin(kMethods), std::end(kMethods), method) == std::end(kMethods)) {
-    return 404;
-  }
-  thread_local od::parser parser;
-  ApiRequest r;
-  if (!Parse(parser, body, &r)) return 400;
-
-  auto options_or_error = [&](std::string_view channel) -> const config::ChannelOptions* {
-    if (!rules_.NameAllowed(channel)) {
-      AppendError(out, proto::ErrorCode::kBadRequest);
-      return nullptr;
-    }
-    const config::ChannelOptions* options = rules_.Find(channel);
-    if (!options) AppendError(out, proto::ErrorCode::kUnknownChannel);
-    return options;
-  };
-  // A publication's priority (slow consumers drop low, then normal, first); absent: the
-  // namespace's default_priority.
-  std::optional<net::Priority> priority;
-  if (!r.priority.empty()) {
-    priority = core::ParsePriority(r.priority);
-    if (!priority && (method == "publish" || method == "broadcast")) {
-      AppendError(out, proto::ErrorCode::kBadRequest);
-      return 200;
-    }
-  }
-  // data, or b64data decoded: the JSON protocol publishes JSON only (see the header).
-  auto data_or_error = [&](std::string_view* data) {
-    *data = r.data;
-    if (data->empty() && r.has_b64data) {
-      if (json::IsJson(r.decoded_data)) *data = r.decoded_data;
-    }
-    if (data->empty()) AppendError(out, proto::ErrorCode::kBadRequest);
-    return !data->empty();
-  };
-  bool too_large = false;  // a publication the broker cannot carry: HTTP 413 for `publish`
-  auto publish = [&](std::string_view channel, const config::ChannelOptions& options,
-                     std::string_view data) {
-    config::ChannelOptions effective = options;
-    if (r.skip_history) effective.history_size = 0;
-    core::Hub::Refusal refusal;
-    std::optional<core::StreamPosition> position =
-        hub_.Publish(channel, effective, data, {}, r.idempotency_key, r.tags, priority, &refusal);
-    if (refusal == core::Hub::Refusal::kTooLarge) {
-      // Larger than the cluster's broker carries: published nowhere (106, not temporary).
-      AppendError(out, proto::ErrorCode::kLimitExceeded);
-      too_large = true;
-      return;
-    }
-    if (!position) {
-      // A loop the channel reaches is over its inbox budget, or the channel is over its
-      // namespace's publish_rate_limit: nothing was published.
-      AppendError(out, proto::ErrorCode::kTooManyRequests);
-      return;
-    }
-    out += "{\"result\":";
-    AppendPosition(out, *position);
-    out += '}';
-  };
-  // The per-client methods select connections by user, then client (or session: hermod's
-  // sessions are its client ids).
-  auto clients_or_error = [&](std::string* user, std::string* client) {
-    if (r.user.empty() && r.client.empty() && r.session.empty()) {
-      AppendError(out, proto::ErrorCode::kBadRequest);
-      return false;
-    }
-    *user = std::string(r.user);
-    *client = std::string(r.client.empty() ? r.session : r.client);
-    return true;
-  };
-
-  std::string user;
-  std::string client;
-  if (method == "publish") {
-    std::string_view data;
-    if (!data_or_error(&data)) return 200;
-    const config::ChannelOptions* options = options_or_error(r.channel);
-    if (!options) return 200;
-    publish(r.channel, *options, data);
-    if (too_large) return 413;
-  } else if (method == "broadcast") {
-    std::string_view data;
-    if (!data_or_error(&data)) return 200;
-    if (r.channels.empty()) {
-      AppendError(out, proto::ErrorCode::kBadRequest);
-      return 200;
-    }
-    out += "{\"result\":{\"responses\":[";
-    for (size_t i = 0; i < r.channels.size(); ++i) {
-      if (i > 0) out += ',';
-      const config::ChannelOptions* options = options_or_error(r.channels[i]);
-      if (options) publish(r.channels[i], *options, data);
-    }
-    out += "]}}";
-  } else if (method == "disconnect") {
-    if (!clients_or_error(&user, &client)) return 200;
-    if (r.code != 0 && !SendableDisconnectCode(r.code)) {
-      AppendError(out, proto::ErrorCode::kBadRequest, "disconnect.code must be 3000..4999");
-      return 200;
-    }
-    const uint16_t code = r.code != 0 ? static_cast<uint16_t>(r.code) : 3503;
-    std::string reason = r.code != 0 ? std::string(r.reason) : "force disconnect";
-    for_each_client_(std::move(user), std::move(client),
-                     [code, reason = std::move(reason)](proto::ClientConnection& c) {
-                       c.Disconnect({code, reason});
-                     });
-    out += "{\"result\":{}}";
-  } else if (method == "refresh") {
-    if (!clients_or_error(&user, &client)) return 200;
-    if (r.expire_at < 0) {
-      AppendError(out, proto::ErrorCode::kBadRequest);
-      return 200;
-    }
-    for_each_client_(std::move(user), std::move(client),
-                     [expired = r.expired, expire_at = r.expire_at](proto::ClientConnection& c) {
-                       c.RefreshFromServer(expired, expire_at);
-                     });
-    out += "{\"result\":{}}";
-  } else if (method == "subscribe" || method == "unsubscribe") {
-    if (!clients_or_error(&user, &client)) return 200;
-    if (!options_or_error(r.channel)) return 200;
-    std::string channel(r.channel);
-    if (method == "subscribe") {
-      for_each_client_(std::move(user), std::move(client),
-                       [channel](proto::ClientConnection& c) { c.SubscribeFromServer(channel); });
-    } else {
-      for_each_client_(std::move(user), std::move(client),
-                       [channel](proto::ClientConnection& c) { c.UnsubscribeFromServer(channel); });
-    }
-    out += "{\"result\":{}}";
-  } else if (method == "history_remove") {
-    if (!options_or_error(r.channel)) return 200;
-    hub_.RemoveHistory(r.channel);
-    out += "{\"result\":{}}";
-  } else if (method == "channels") {
-    if (!ChannelPattern::Valid(r.pattern)) {
-      AppendError(out, proto::ErrorCode::kBadRequest);
-      return 200;
-    }
-    out += "{\"result\":{\"channels\":{";
-    bool first = true;
-    for (const auto& [name, count] : hub_.Channels()) {
-      if (!r.pattern.empty() && !ChannelPattern::Matches(r.pattern, name)) continue;
-      if (!first) out += ',';
-      first = false;
-      proto::AppendJsonString(out, name);
-      out += ":{\"num_clients\":" + std::to_string(count) + "}";
-    }
-    out += "}}}";
-  } else if (method == "presence" || method == "presence_stats") {
-    const config::ChannelOptions* options = options_or_error(r.channel);
-    if (!options) return 200;
-    if (!options->presence) {
-      AppendError(out, proto::ErrorCode::kNotAvailable);
-      return 200;
-    }
-    if (method == "presence") {
-      out += "{\"result\":{\"presence\":{";
-      auto presence = hub_.Presence(r.channel);
-      for (size_t i = 0; i < presence.size(); ++i) {
-        if (i > 0) out += ',';
-        proto::AppendJsonString(out, presence[i].first);
-        out += ':';
-        out += presence[i].second.info;
-      }
-      out += "}}}";
-    } else {
-      auto [clients, users] = hub_.PresenceStats(r.channel);
-      out += "{\"result\":{\"num_clients\":" + std::to_string(clients) +
-             ",\"num_users\":" + std::to_string(users) + "}}";
-    }
-  } else if (method == "history") {
-    const config::ChannelOptions* options = options_or_error(r.channel);
-    if (!options) return 200;
-    if (options->history_size == 0) {
-      AppendError(out, proto::ErrorCode::kNotAvailable);
-      return 200;
-    }
-    core::Hub::HistoryResult h =
-        hub_.History(r.channel, *options, r.has_since ? &r.since : nullptr, r.limit, r.reverse);
-    if (h.unrecoverable) {
-      AppendError(out, proto::ErrorCode::kUnrecoverablePosition);
-      return 200;
-    }
-    out += "{\"result\":{\"publications\":[";
-    for (size_t i = 0; i < h.publications.size(); ++i) {
-      if (i > 0) out += ',';
-      out += h.publications[i];
-    }
-    out += "],\"epoch\":";
-    proto::AppendJsonString(out, h.position.epoch);
-    out += ",\"offset\":" + std::to_string(h.position.offset) + "}}";
-  } else if (method == "info") {
-    // Centrifugo's Node object, for this one node.
-    size_t channels = 0;
-    size_t subscriptions = 0;
-    for (const auto& [name, count] : hub_.Channels()) {
-      ++channels;
-      subscriptions += count;
-    }
-    auto [clients, users] = node_.clients ? node_.clients() : std::pair<size_t, size_t>{0, 0};
-    out += "{\"result\":{\"nodes\":[{\"uid\":";
-    proto::AppendJsonString(out, uid_);
-    out += ",\"name\":\"hermod\",\"version\":";
-    proto::AppendJsonString(out, node_.version);
-    out += ",\"num_clients\":" + std::to_string(clients);
-    out += ",\"num_users\":" + std::to_string(users);
-    out += ",\"num_channels\":" + std::to_string(channels);
-    out += ",\"uptime\":" + std::to_string((net::Loop::MonotonicMs() - started_ms_) / 1000);
-    out += ",\"num_subs\":" + std::to_string(subscriptions);
-    out += "}]}}";
-  }
-  return 200;
+int ServerApi::CallLegacy(std::string& body, std::string& out, size_t reply_limit) const {
+  std::vector<Command> commands;
+  if (!ParseLegacy(body, &commands) || commands.empty()) return 400;
+  Answer a{out, reply_limit};
+  return HttpStatus(RunCommands(context_, Envelope::kLegacy, commands, a));
 }
 
 }  // namespace hermod::api

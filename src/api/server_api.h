@@ -1,15 +1,25 @@
 // Centrifugo's server HTTP API: `POST /api/<method>` with a JSON body, authenticated by
 // `Authorization: apikey KEY` or `X-API-Key: KEY`, answered with `{"result":{...}}` or
 // `{"error":{"code":C,"message":"..."}}` (HTTP 200; 401 for a missing or wrong key, 400 for
-// a body that is not a JSON object, 404 for a method that does not exist). Runs on whichever
-// loop received the request: publish goes through the hub like a client's, the per-client
-// methods (subscribe, unsubscribe, disconnect, refresh) reach every loop through its mailbox.
+// a body that is not the method's request, 404 for a method that does not exist). Also
+// Centrifugo's older form, still served by Centrifugo v5: `POST /api` with one
+// `{"method":"<name>","params":{...},"id":N}` per line, answered with one
+// `{"id":N,"result":...}` or `{"id":N,"error":...}` per line.
 //
-// Methods: publish, broadcast, subscribe, unsubscribe, disconnect, refresh, presence,
-// presence_stats, history, history_remove, channels, info, batch. `batch` answers
-// `{"replies":[{"<method>":{result}} or {"error":{...}}, ...]}` in command order; its
-// `parallel` flag is accepted and the commands run one after another (each is a few
-// microseconds of in-memory work here, nothing to overlap).
+// One table drives it (server_api.cc): each row is a method's name (its route
+// `/api/<name>` and its metric label, from api/methods.h), its handler, and whether it acts
+// (publishes, reaches clients, removes history) or only reads. A handler parses its
+// request struct (api/requests.h), calls the hub or the clients, and answers Centrifugo's
+// result shape. Runs on whichever loop received the request: publish goes through the hub
+// like a client's, the per-client methods reach every loop through ForEachClientFn.
+//
+// `batch` answers `{"replies":[{"<method>":{result}} or {"error":{...}}, ...]}` in command
+// order; its `parallel` flag is accepted and the commands run one after another (each is a
+// few microseconds of in-memory work here, nothing to overlap). An answer that reports
+// work done is never refused after the work: a batch (or a legacy `/api` body) whose
+// answers would pass http.max_response_bytes answers error 106 for every command from the
+// first that no longer fits, and does not run those; a broadcast whose answer would not fit
+// publishes nothing and answers 106 (HTTP 413 when alone).
 //
 // `b64data`: the JSON protocol carries publication data as JSON text, so decoded bytes that
 // are valid JSON are published as `data`; anything else is error 107 (bad request) rather
@@ -21,6 +31,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "core/channel_rules.h"
 #include "core/hub.h"
@@ -43,33 +54,40 @@ struct NodeInfo {
   std::function<std::pair<size_t, size_t>()> clients;
 };
 
+// What the method handlers work with.
+struct ApiContext {
+  core::Hub& hub;
+  const core::ChannelRules& rules;
+  ForEachClientFn for_each_client;
+  NodeInfo node;
+  std::string uid;          // this node's id in `info`, random per start
+  uint64_t started_ms = 0;  // for `uptime`
+};
+
 class ServerApi {
  public:
   ServerApi(core::Hub& hub, const core::ChannelRules& rules, std::string api_key,
             ForEachClientFn for_each_client, NodeInfo node = {});
 
-  static constexpr std::string_view kMethods[] = {
-      "publish",  "broadcast", "subscribe",      "unsubscribe", "disconnect",
-      "refresh",  "presence",  "presence_stats", "history",     "history_remove",
-      "channels", "info",      "batch"};
+  // The paths Handle serves (POST): `/api`, and `/api/<name>` for every method.
+  static std::vector<std::string> Routes();
 
-  // The route handler for /api/<method>.
+  // The route handler for every path of Routes().
   void Handle(http::HttpConnection& connection, http::Request& request) const;
-  // Answers one method: the HTTP status (200, 400 for a body that is not a JSON object, 404
-  // for an unknown method) and, for 200, the JSON answer in out. body is padded in place.
-  int Call(std::string_view method, std::string& body, std::string& out) const;
+  // Answers one method: the HTTP status (200; 400 for a body that is not the method's
+  // request; 404 for an unknown method; 413 with error 106 in out when nothing was done: a
+  // publication larger than the broker carries, or an answer that would not fit in
+  // reply_limit bytes) and the JSON answer in out. body is padded in place.
+  int Call(std::string_view method, std::string& body, std::string& out,
+           size_t reply_limit = SIZE_MAX) const;
+  // The legacy `/api` body: 200 and one answer per line, or 400 when a line is no command.
+  int CallLegacy(std::string& body, std::string& out, size_t reply_limit = SIZE_MAX) const;
 
  private:
   bool Authorized(const http::Request& request) const;
-  int Batch(std::string& body, std::string& out) const;
 
-  core::Hub& hub_;
-  const core::ChannelRules& rules_;
   std::string api_key_;
-  ForEachClientFn for_each_client_;
-  NodeInfo node_;
-  std::string uid_;          // this node's id in `info`, random per start
-  uint64_t started_ms_ = 0;  // for `uptime`
+  ApiContext context_;
 };
 
 }  // namespace hermod::api

@@ -101,8 +101,8 @@ void Server::BuildRoutes() {
   }
   router_.Add("/connection/websocket", {"GET"},
               [this](http::HttpConnection& c, http::Request& r) { Upgrade(c, r, false); });
-  for (std::string_view method : api::ServerApi::kMethods) {
-    router_.Add("/api/" + std::string(method), {"POST"},
+  for (std::string& route : api::ServerApi::Routes()) {
+    router_.Add(std::move(route), {"POST"},
                 [this](http::HttpConnection& c, http::Request& r) { api_->Handle(c, r); });
   }
   if (config_.echo) {

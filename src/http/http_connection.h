@@ -82,6 +82,9 @@ class HttpConnection final : public net::Connection {
 
   // From a route handler: the answer comes later, through the returned handle.
   DeferredResponse Defer();
+  // The largest response Respond writes (http.max_response_bytes); a route whose answer
+  // reports work done sizes it to fit rather than have it refused after the work.
+  uint64_t max_response_bytes() const { return options_.max_response_bytes; }
 
   void OnData(uint8_t* data, size_t len) override;
   void OnTimeout() override;

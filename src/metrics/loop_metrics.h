@@ -19,6 +19,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "api/methods.h"
+
 namespace hermod::metrics {
 
 // Bucket upper bounds, in the unit the histogram records; Prometheus' +Inf is implicit.
@@ -70,11 +72,8 @@ using FanoutHistogram = Histogram<kFanoutBounds>;
 inline constexpr std::array<std::string_view, 13> kCommandMethods = {
     "pong",    "connect", "subscribe", "unsubscribe", "publish",     "presence", "presence_stats",
     "history", "send",    "rpc",       "refresh",     "sub_refresh", "unknown"};
-// Server API methods (api/server_api.cc); anything else counts as "unknown".
-inline constexpr std::array<std::string_view, 14> kApiMethods = {
-    "publish",  "broadcast", "subscribe",      "unsubscribe", "disconnect",
-    "refresh",  "presence",  "presence_stats", "history",     "history_remove",
-    "channels", "info",      "batch",          "unknown"};
+// Server API methods, from the API's method table, then "unknown" for anything else.
+inline constexpr auto kApiMethods = api::kMethodLabels;
 
 // Client-protocol messages out, by what they carry.
 enum class SentType : uint8_t { kReply, kPush, kPing, kCount };

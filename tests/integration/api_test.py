@@ -220,6 +220,29 @@ class ApiTest(h.HermodTestCase):
         self.assertEqual(self.raw("batch", {"commands": {}}).status, 400)
         self.assertEqual(self.raw("batch", {"commands": [1]}).status, 400)
 
+    def test_the_legacy_api_route_answers_one_line_per_command(self):
+        """Centrifugo's older form, still served by v5: POST /api, one command per line."""
+        def post(body, key=KEY):
+            request = ("POST /api HTTP/1.1\r\nHost: x\r\nX-API-Key: %s\r\n"
+                       "Content-Length: %d\r\n\r\n" % (key, len(body))).encode() + body
+            return h.http_exchange(self.server.port, request)
+        body = b"\n".join(json.dumps(c).encode() for c in [
+            {"method": "publish", "params": {"channel": "legacy", "data": {"n": 1}}, "id": 1},
+            {"method": "HISTORY", "params": {"channel": "legacy", "limit": -1}, "id": 2},
+            {"method": "batch", "params": {"commands": []}, "id": 3},
+            {"method": "info"}])
+        response = post(body)
+        self.assertEqual(response.status, 200, response.body)
+        self.assertEqual(response.header("content-type"), "application/json")
+        lines = [json.loads(line) for line in response.body.decode().splitlines()]
+        self.assertEqual(len(lines), 4, response.body)
+        self.assertEqual((lines[0]["id"], lines[0]["result"]["offset"]), (1, 1))
+        self.assertEqual([p["data"] for p in lines[1]["result"]["publications"]], [{"n": 1}])
+        self.assertEqual(lines[2], {"id": 3, "error": {"code": 104, "message": "method not found"}})
+        self.assertEqual(lines[3]["result"]["nodes"][0]["name"], "hermod")
+        self.assertEqual(post(b"{not json").status, 400)
+        self.assertEqual(post(body, key="wrong").status, 401)
+
     # --- channels, info, presence ---
 
     def test_channels_lists_subscribed_channels_filtered_by_pattern(self):

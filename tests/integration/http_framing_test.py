@@ -362,6 +362,43 @@ class ResponseBoundTest(h.HermodTestCase):
                 self.fail("no log line; stderr:\n%s" % server.stderr_text())
             time.sleep(0.01)
 
+    def test_a_batch_over_the_bound_runs_only_what_its_answer_can_report(self):
+        """A batch's answers past the bound were once a 500 sent after every publish in it
+        had run; now a command runs only while its answer fits, the rest answer 106."""
+        config = dict(CONFIG, http={"max_response_bytes": 4096})
+        server = self.start_server(config, workers=1, echo=False)
+
+        def post(method, body):
+            data = json.dumps(body).encode()
+            with h.connect(server.port) as sock:
+                sock.sendall(("POST /api/%s HTTP/1.1\r\nHost: a\r\nX-API-Key: %s\r\n"
+                              "Content-Length: %d\r\nConnection: close\r\n\r\n"
+                              % (method, KEY, len(data))).encode() + data)
+                response = h.ResponseReader(sock).read()
+            is_json = response.body.startswith(b"{")
+            return response.status, json.loads(response.body) if is_json else response.body
+
+        def published(channel):
+            status, answer = post("history", {"channel": channel, "limit": -1})
+            self.assertEqual(status, 200, answer)
+            return [p["data"] for p in answer["result"]["publications"]]
+
+        not_run = {"error": {"code": 106, "message": "limit exceeded"}}
+        many = {"commands": [{"publish": {"channel": "many", "data": i}} for i in range(300)]}
+        self.assertEqual(post("batch", many), (413, not_run))
+        self.assertEqual(published("many"), [])
+
+        for _ in range(3):
+            self.assertEqual(post("publish", {"channel": "long", "data": "x" * 1500})[0], 200)
+        status, answer = post("batch", {"commands": [
+            {"publish": {"channel": "c", "data": 1}},
+            {"history": {"channel": "long", "limit": -1}},
+            {"publish": {"channel": "c", "data": 2}}]})
+        self.assertEqual(status, 200)
+        self.assertEqual(answer["replies"][0]["publish"]["offset"], 1)
+        self.assertEqual(answer["replies"][1:], [not_run, not_run])
+        self.assertEqual(published("c"), [1])
+
 
 if __name__ == "__main__":
     h.main()

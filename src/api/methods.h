@@ -1,0 +1,34 @@
+// The server API's method names, in the order of ServerApi's method table (server_api.cc
+// pairs each name with its handler there and checks the order at compile time). Each name
+// is also the method's route, `/api/<name>`, and its `method` label on
+// hermod_api_calls_total; the metrics room reads the labels from here, so a new method is
+// one row here and one in the table.
+//
+// Dependency-free on purpose: the per-loop counters (metrics/loop_metrics.h) size their
+// arrays with it, and rooms below api/ include those.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <string_view>
+
+namespace hermod::api {
+
+inline constexpr std::array<std::string_view, 13> kMethodNames = {
+    "publish",  "broadcast", "subscribe",      "unsubscribe", "disconnect",
+    "refresh",  "presence",  "presence_stats", "history",     "history_remove",
+    "channels", "info",      "batch"};
+
+// The label of a call that names no method of the table (a `method` the legacy `/api`
+// route does not know).
+inline constexpr std::string_view kUnknownMethod = "unknown";
+
+// The `method` label values: every method, then kUnknownMethod.
+inline constexpr std::array<std::string_view, kMethodNames.size() + 1> kMethodLabels = [] {
+  std::array<std::string_view, kMethodNames.size() + 1> labels{};
+  for (size_t i = 0; i < kMethodNames.size(); ++i) labels[i] = kMethodNames[i];
+  labels.back() = kUnknownMethod;
+  return labels;
+}();
+
+}  // namespace hermod::api
