@@ -17,7 +17,7 @@
 #include <cstdint>
 #include <mutex>
 
-#include "broker/broker.h"
+#include "core/broker.h"
 #include "core/circuit_breaker.h"
 #include "metrics/health.h"
 #include "metrics/prometheus_text.h"
@@ -41,31 +41,31 @@ class Link {
   // Any thread. Whether a send of this kind may be queued now; false: skipped (counted).
   bool Admit();
   // The outcome of an admitted send (ok: handed to the connection).
-  void OnSent(MessageKind kind, bool ok);
+  void OnSent(core::BrokerMessageKind kind, bool ok);
   void OnConnected();
   void OnDisconnected();
   // Half-open, connected, and a trial may go out now (the trial is taken: report OnTrial).
   bool TrialDue();
   void OnTrial(bool ok);
 
-  void CountIn(MessageKind kind);
+  void CountIn(core::BrokerMessageKind kind);
   void CountDropped(DropReason reason);
   // A message larger than the server carries (max_payload): refused before it was queued
   // (a publication, whose publisher got an error) or not sent (a join or leave). Never a
   // failure of the link: the breaker does not see it.
-  void CountTooLarge(MessageKind kind);
+  void CountTooLarge(core::BrokerMessageKind kind);
   // An admitted send found too large only when it was due (max_payload learned or lowered
   // since): counted as too large, and reported to the breaker as a call that went well (the
   // server is there; a half-open trial must not stay in flight for ever).
-  void OnSentTooLarge(MessageKind kind);
-  uint64_t too_large(MessageKind kind) const;
+  void OnSentTooLarge(core::BrokerMessageKind kind);
+  uint64_t too_large(core::BrokerMessageKind kind) const;
 
   core::CircuitBreaker::State state();
   bool connected() const;
   uint64_t skipped() const { return skipped_.load(std::memory_order_relaxed); }
   uint64_t failures() const { return failures_.load(std::memory_order_relaxed); }
-  uint64_t sent(MessageKind kind) const;
-  uint64_t received(MessageKind kind) const;
+  uint64_t sent(core::BrokerMessageKind kind) const;
+  uint64_t received(core::BrokerMessageKind kind) const;
   uint64_t dropped(DropReason reason) const;
 
   metrics::HealthCheck Health();

@@ -346,11 +346,11 @@ TEST(HubReclaim, CreatingChannelsReclaimsDueOnesWithoutTheTimer) {
 }
 
 // Cluster mode: a broker that carries at most kMax bytes of data.
-class SmallBroker final : public broker::Broker {
+class SmallBroker final : public core::Broker {
  public:
   static constexpr size_t kMax = 100;
-  void Publish(const broker::Message& m) override { sent.emplace_back(m.data); }
-  bool Fits(const broker::Message& m) override { return m.data.size() <= kMax; }
+  void Publish(const core::BrokerMessage& m) override { sent.emplace_back(m.data); }
+  bool Fits(const core::BrokerMessage& m) override { return m.data.size() <= kMax; }
   std::vector<std::string> sent;
 };
 

@@ -263,13 +263,13 @@ TEST_F(JoinLeaveBatchTest, WithoutADelayEachPushLeavesAtOnce) {
 }
 
 // Cluster mode: what the hub hands its broker (the engine itself runs in tests/cluster/).
-class Recorder final : public broker::Broker {
+class Recorder final : public core::Broker {
  public:
-  void Publish(const broker::Message& m) override {
-    sent.push_back((m.kind == broker::MessageKind::kJoin ? "join " : "leave ") +
+  void Publish(const core::BrokerMessage& m) override {
+    sent.push_back((m.kind == core::BrokerMessageKind::kJoin ? "join " : "leave ") +
                    std::string(m.info));
   }
-  bool Fits(const broker::Message&) override { return true; }
+  bool Fits(const core::BrokerMessage&) override { return true; }
   std::vector<std::string> sent;
 };
 
