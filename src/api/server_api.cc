@@ -9,14 +9,15 @@
 #include <vector>
 
 #include "api/channel_pattern.h"
+#include "api/method_labels.h"
 #include "core/rate_limit.h"
 #include "http/response.h"
 #include "log/fields.h"
-#include "metrics/loop_metrics.h"
 #include "proto/codes.h"
 #include "proto/command.h"
 #include "proto/encode.h"
 #include "proto/json_syntax.h"
+#include "stats/loop_metrics.h"
 
 namespace hermod::api {
 
@@ -296,7 +297,7 @@ void ServerApi::Handle(http::HttpConnection& connection, http::Request& request)
   std::string out;
   const uint64_t started_us = net::Loop::MonotonicUs();
   const int status = Call(method, request.body, out);
-  metrics::RecordApiCall(method, net::Loop::MonotonicUs() - started_us);
+  stats::RecordApiCall(MethodLabelIndex(method), net::Loop::MonotonicUs() - started_us);
   if (status == 400) {
     log::Write(spdlog::level::debug, {{"method", method}, {"code", 400}, {"reason", "bad request"}},
                "api {}: bad request body", method);

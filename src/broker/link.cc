@@ -111,7 +111,7 @@ uint64_t Link::too_large(core::BrokerMessageKind kind) const {
   return too_large_[KindIndex(kind)].load(std::memory_order_relaxed);
 }
 
-void Link::CountDropped(DropReason reason) {
+void Link::CountDropped(ReceiveDrop reason) {
   dropped_[static_cast<size_t>(reason)].fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -133,7 +133,7 @@ uint64_t Link::sent(core::BrokerMessageKind kind) const {
 uint64_t Link::received(core::BrokerMessageKind kind) const {
   return received_[KindIndex(kind)].load(std::memory_order_relaxed);
 }
-uint64_t Link::dropped(DropReason reason) const {
+uint64_t Link::dropped(ReceiveDrop reason) const {
   return dropped_[static_cast<size_t>(reason)].load(std::memory_order_relaxed);
 }
 
@@ -216,8 +216,8 @@ void Link::Render(metrics::PrometheusText& t) {
   t.Sample("hermod_broker_publish_skipped_total", {}, skipped());
   t.Family("hermod_broker_received_dropped_total", "counter",
            "Broker messages received and not delivered, by reason.");
-  for (DropReason r : {DropReason::kDecode, DropReason::kOwn, DropReason::kChannel,
-                       DropReason::kRefused, DropReason::kSlowConsumer}) {
+  for (ReceiveDrop r : {ReceiveDrop::kDecode, ReceiveDrop::kOwn, ReceiveDrop::kChannel,
+                        ReceiveDrop::kRefused, ReceiveDrop::kSlowConsumer}) {
     t.Sample("hermod_broker_received_dropped_total",
              {{"reason", kDropNames[static_cast<size_t>(r)]}}, dropped(r));
   }

@@ -27,7 +27,10 @@ namespace hermod::broker {
 // Why a received message was not delivered: it did not decode, it was this node's own, its
 // channel's namespace is unknown here, the hub refused it (a loop over its inbox budget), or
 // libnats dropped messages past receive_queue_bytes (a slow consumer; one count per report).
-enum class DropReason : uint8_t { kDecode, kOwn, kChannel, kRefused, kSlowConsumer };
+// Not a row of stats/reasons.h: these are cluster messages this node would not deliver,
+// counted node-wide on the link's atomics from libnats's threads, not a loop's refusals or
+// a subscriber's lost pushes, and shown in their own family (hermod_broker_received_dropped_total).
+enum class ReceiveDrop : uint8_t { kDecode, kOwn, kChannel, kRefused, kSlowConsumer };
 
 class Link {
  public:
@@ -49,7 +52,7 @@ class Link {
   void OnTrial(bool ok);
 
   void CountIn(core::BrokerMessageKind kind);
-  void CountDropped(DropReason reason);
+  void CountDropped(ReceiveDrop reason);
   // A message larger than the server carries (max_payload): refused before it was queued
   // (a publication, whose publisher got an error) or not sent (a join or leave). Never a
   // failure of the link: the breaker does not see it.
@@ -66,7 +69,7 @@ class Link {
   uint64_t failures() const { return failures_.load(std::memory_order_relaxed); }
   uint64_t sent(core::BrokerMessageKind kind) const;
   uint64_t received(core::BrokerMessageKind kind) const;
-  uint64_t dropped(DropReason reason) const;
+  uint64_t dropped(ReceiveDrop reason) const;
 
   metrics::HealthCheck Health();
   // The broker and breaker families of /metrics.

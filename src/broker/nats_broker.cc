@@ -106,7 +106,7 @@ void NatsBroker::OnAsyncError(natsConnection*, natsSubscription*, natsStatus sta
   CallbackScope scope(broker->in_callback_, broker->closing_);
   if (!scope.live()) return;
   if (status == NATS_SLOW_CONSUMER) {
-    broker->link_.CountDropped(DropReason::kSlowConsumer);
+    broker->link_.CountDropped(ReceiveDrop::kSlowConsumer);
     spdlog::warn("broker: received messages dropped past nats.receive_queue_bytes ({})",
                  broker->options_.receive_queue_bytes);
   } else {
@@ -267,16 +267,16 @@ void NatsBroker::Receive(std::string_view bytes) {
   uint64_t node = 0;
   core::BrokerMessage m;
   if (!Decode(bytes, &node, &m)) {
-    link_.CountDropped(DropReason::kDecode);
+    link_.CountDropped(ReceiveDrop::kDecode);
     return;
   }
   if (node == node_id_) {
-    link_.CountDropped(DropReason::kOwn);
+    link_.CountDropped(ReceiveDrop::kOwn);
     return;
   }
   const config::ChannelOptions* options = rules_.Find(m.channel);
   if (options == nullptr) {
-    link_.CountDropped(DropReason::kChannel);
+    link_.CountDropped(ReceiveDrop::kChannel);
     return;
   }
   receiving = true;
@@ -292,7 +292,7 @@ void NatsBroker::Receive(std::string_view bytes) {
     } else {
       position = hub_.Publish(m.channel, *options, m.data, m.info, {}, m.tags, priority);
     }
-    position ? link_.CountIn(m.kind) : link_.CountDropped(DropReason::kRefused);
+    position ? link_.CountIn(m.kind) : link_.CountDropped(ReceiveDrop::kRefused);
   } else {
     hub_.JoinLeaveFromBroker(m.channel, *options, m.kind == core::BrokerMessageKind::kJoin, m.info);
     link_.CountIn(m.kind);

@@ -5,7 +5,7 @@
 #include <random>
 #include <unordered_set>
 
-#include "metrics/loop_metrics.h"
+#include "stats/loop_metrics.h"
 
 namespace hermod::core {
 
@@ -173,7 +173,7 @@ void Hub::set_limits(const Limits& limits) {
 void Hub::Forget(Shard& shard, ChannelMap::iterator it, uint64_t now) {
   if (const HistoryStream* history = it->second->history.get()) {
     const size_t forgotten = shard.meta.Put(it->first, {history->top(), history->epoch()}, now);
-    if (forgotten > 0) metrics::RecordHistoryMetaEvicted(forgotten);
+    if (forgotten > 0) stats::RecordHistoryMetaEvicted(forgotten);
   }
   shard.channels.erase(it);
 }
@@ -427,7 +427,7 @@ Hub::SubscribeResult Hub::Subscribe(net::Loop& loop, const SubscribeRequest& req
       PostPush(state, request.channel, options,
                codec_.join_leave_push(request.channel, true, request.info), 0, true,
                net::Priority::kLow);
-      metrics::RecordPresenceEvents(metrics::PresenceKind::kJoin, metrics::PresenceOutcome::kSent);
+      stats::RecordPresenceEvents(stats::PresenceKind::kJoin, stats::PresenceOutcome::kSent);
     }
   }
   s->delivered_offset = result.position.offset;
@@ -465,8 +465,7 @@ void Hub::Unsubscribe(net::Loop& loop, std::string_view channel,
       if (options.join_leave && !batched && state.loop_count > 0) {
         PostPush(state, channel, options, codec_.join_leave_push(channel, false, info), 0, true,
                  net::Priority::kLow);
-        metrics::RecordPresenceEvents(metrics::PresenceKind::kLeave,
-                                      metrics::PresenceOutcome::kSent);
+        stats::RecordPresenceEvents(stats::PresenceKind::kLeave, stats::PresenceOutcome::kSent);
       }
       MaybeErase(shard, channel);
     }
@@ -486,10 +485,8 @@ void Hub::BatchJoinLeave(size_t index, std::string_view channel,
     for (size_t i = events.size(); i-- > 0;) {
       if (events[i].remote || events[i].client != client) continue;
       if (events[i].join == join) break;  // cannot happen; keep both rather than guess
-      metrics::RecordPresenceEvents(metrics::PresenceKind::kJoin,
-                                    metrics::PresenceOutcome::kCancelled);
-      metrics::RecordPresenceEvents(metrics::PresenceKind::kLeave,
-                                    metrics::PresenceOutcome::kCancelled);
+      stats::RecordPresenceEvents(stats::PresenceKind::kJoin, stats::PresenceOutcome::kCancelled);
+      stats::RecordPresenceEvents(stats::PresenceKind::kLeave, stats::PresenceOutcome::kCancelled);
       events.erase(events.begin() + static_cast<ptrdiff_t>(i));
       if (events.empty()) {
         loops_[index]->timers().Cancel(it->second.get());
@@ -527,9 +524,8 @@ void Hub::FlushJoinLeave(size_t index, std::string_view channel) {
   for (const JoinLeaveBatches::Event& e : batch->events) {
     pushes.push_back(codec_.join_leave_push(batch->name, e.join, e.info));
     if (e.remote) continue;  // counted on the node of its client
-    metrics::RecordPresenceEvents(
-        e.join ? metrics::PresenceKind::kJoin : metrics::PresenceKind::kLeave,
-        metrics::PresenceOutcome::kSent);
+    stats::RecordPresenceEvents(e.join ? stats::PresenceKind::kJoin : stats::PresenceKind::kLeave,
+                                stats::PresenceOutcome::kSent);
   }
   if (pushes.size() > 1 && codec_.join) {
     Push* joined = codec_.join(pushes.data(), pushes.size());

@@ -86,6 +86,7 @@
 #include "core/rate_limit.h"
 #include "net/event_loop.h"
 #include "net/output_queue.h"
+#include "stats/hub_state.h"
 
 namespace hermod::core {
 
@@ -193,17 +194,7 @@ class Hub {
   // What the hub holds, for /metrics: of the shards loop `loop` sweeps (shard % loops ==
   // loop), or of all when loop is npos. Walks those shards' channels, one lock at a time,
   // briefly: a scrape's cost grows with the channel count, never a publisher's.
-  struct StateStats {
-    uint64_t channels = 0;
-    uint64_t subscriptions = 0;  // subscribers of those channels, on every loop
-    uint64_t history_entries = 0;
-    uint64_t history_bytes = 0;  // the stored publications' bytes
-    uint64_t presence_entries = 0;
-    uint64_t idempotency_keys = 0;
-    uint64_t reclaim_queued = 0;   // channels queued for reclaim (stale entries included)
-    uint64_t reclaim_backlog = 0;  // of those, the ones whose time has passed
-    uint64_t reclaimed = 0;        // channels reclaimed since start (a counter)
-  };
+  using StateStats = stats::HubState;
   StateStats State(size_t loop = static_cast<size_t>(-1));
   size_t loop_count() const { return loops_.size(); }
 

@@ -27,7 +27,7 @@ void ReleaseScratch() {
   std::string& scratch = Scratch();
   const size_t peak = scratch.capacity();
   if (peak > kScratchKeepBytes) std::string().swap(scratch);
-  metrics::RecordScratch(metrics::ScratchBuffer::kDeflate, peak, scratch.capacity());
+  stats::RecordScratch(stats::ScratchBuffer::kDeflate, peak, scratch.capacity());
 }
 
 }  // namespace

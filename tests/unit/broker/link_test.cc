@@ -142,7 +142,7 @@ TEST(BrokerLink, CountsReceivedAndDropped) {
   link.CountIn(core::BrokerMessageKind::kJoin);
   link.CountIn(core::BrokerMessageKind::kPublication);
   link.CountIn(core::BrokerMessageKind::kPublication);
-  link.CountDropped(DropReason::kDecode);
+  link.CountDropped(ReceiveDrop::kDecode);
   const std::string text = Render(link);
   EXPECT_NE(text.find("hermod_broker_messages_total{direction=\"in\",kind=\"publication\"} 2\n"),
             std::string::npos);
