@@ -7,12 +7,15 @@
 #include <cstddef>
 #include <string_view>
 
+#include "stats/loop_metrics.h"
+
 namespace hermod::api {
 
 inline constexpr std::array<std::string_view, 14> kMethodLabels = {
     "publish",  "broadcast", "subscribe",      "unsubscribe", "disconnect",
     "refresh",  "presence",  "presence_stats", "history",     "history_remove",
     "channels", "info",      "batch",          "unknown"};
+static_assert(kMethodLabels.size() <= stats::kMaxMethods);
 
 // method's index in kMethodLabels ("unknown"'s when it is none of them).
 constexpr size_t MethodLabelIndex(std::string_view method) {

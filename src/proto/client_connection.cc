@@ -368,6 +368,7 @@ void ClientConnection::OnWebSocketMessage(ws::Opcode opcode, std::string_view pa
   // the commands of one message leave in one reply, so each has the message's latency. The
   // loop's cached now_ms would cost nothing but is too coarse for sub-millisecond commands.
   const uint64_t started_us = net::Loop::MonotonicUs();
+  static_assert(kMethodNames.size() <= stats::kMaxMethods);
   std::array<uint32_t, kMethodNames.size()> methods{};
   LoopScratch& scratch = Scratch();
   scratch.reply.clear();

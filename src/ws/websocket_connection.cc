@@ -7,6 +7,7 @@
 #include <string>
 
 #include "log/fields.h"
+#include "stats/loop_metrics.h"
 #include "ws/frame_encoder.h"
 
 namespace hermod::ws {

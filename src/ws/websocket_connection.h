@@ -13,7 +13,7 @@
 #include <string_view>
 
 #include "net/connection.h"
-#include "stats/loop_metrics.h"
+#include "stats/histogram.h"
 #include "ws/deflate.h"
 #include "ws/frame.h"
 #include "ws/handshake.h"
