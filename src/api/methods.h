@@ -1,11 +1,8 @@
 // The server API's method names, in the order of ServerApi's method table (server_api.cc
 // pairs each name with its handler there and checks the order at compile time). Each name
 // is also the method's route, `/api/<name>`, and its `method` label on
-// hermod_api_calls_total; the metrics room reads the labels from here, so a new method is
-// one row here and one in the table.
-//
-// Dependency-free on purpose: the per-loop counters (metrics/loop_metrics.h) size their
-// arrays with it, and rooms below api/ include those.
+// hermod_api_calls_total: app/ hands kMethodLabels to the metrics room at start, so a new
+// method is one row here and one in the table.
 #pragma once
 
 #include <array>
@@ -30,5 +27,13 @@ inline constexpr std::array<std::string_view, kMethodNames.size() + 1> kMethodLa
   labels.back() = kUnknownMethod;
   return labels;
 }();
+
+// method's index in kMethodLabels (kUnknownMethod's when it is none of them): the index the
+// per-loop counters (stats::RecordApiCall) count it under.
+constexpr size_t MethodLabelIndex(std::string_view method) {
+  size_t i = 0;
+  while (i + 1 < kMethodLabels.size() && kMethodLabels[i] != method) ++i;
+  return i;
+}
 
 }  // namespace hermod::api

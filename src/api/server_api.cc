@@ -13,9 +13,9 @@
 #include "http/response.h"
 #include "json/syntax.h"
 #include "log/fields.h"
-#include "metrics/loop_metrics.h"
 #include "proto/codes.h"
 #include "proto/encode.h"
+#include "stats/loop_metrics.h"
 
 namespace hermod::api {
 
@@ -412,6 +412,8 @@ constexpr bool TableMatchesMethodNames() {
   return true;
 }
 static_assert(TableMatchesMethodNames(), "api/methods.h names the table's rows, in order");
+static_assert(kMethodLabels.size() <= stats::kMaxMethods,
+              "the per-loop counters have a slot per label");
 
 const Method* Find(std::string_view name) {
   for (const Method& m : kTable) {
@@ -525,8 +527,8 @@ Status RunCommands(const ApiContext& api, Envelope envelope, std::vector<Command
       const Method* method = RunOne(api, envelope, command, one, &status);
       if (!batch) {
         // The legacy route counts each command as its method's call.
-        metrics::RecordApiCall(method ? method->name : kUnknownMethod,
-                               net::Loop::MonotonicUs() - started_us);
+        stats::RecordApiCall(MethodLabelIndex(method ? method->name : kUnknownMethod),
+                             net::Loop::MonotonicUs() - started_us);
       }
       AppendEnveloped(a.out, envelope, command, answer);
       if (a.out.size() - start <= left) {
@@ -644,7 +646,7 @@ void ServerApi::Handle(http::HttpConnection& connection, http::Request& request)
   } else {
     const uint64_t started_us = net::Loop::MonotonicUs();
     status = Call(method, request.body, out, room);
-    metrics::RecordApiCall(method, net::Loop::MonotonicUs() - started_us);
+    stats::RecordApiCall(MethodLabelIndex(method), net::Loop::MonotonicUs() - started_us);
   }
   if (status == 400) {
     log::Write(spdlog::level::debug, {{"method", method}, {"code", 400}, {"reason", "bad request"}},

@@ -11,9 +11,11 @@
 #include <algorithm>
 #include <atomic>
 
+#include "api/methods.h"
 #include "http/response.h"
 #include "log/fields.h"
 #include "metrics/hub_state.h"
+#include "proto/command.h"
 #include "proto/encode.h"
 #include "proto/prepared_push.h"
 
@@ -167,24 +169,22 @@ bool Server::Admit(http::HttpConnection& connection, std::string* ip, bool* must
     *must_recover = verdict == core::AdmitVerdict::kAdmittedIfRecovering;
     return true;
   }
-  net::GuardStats& stats = loop.stats().guard;
-  int status = 503;
+  stats::Refusal refusal = stats::Refusal::kIpRate;
   switch (verdict) {
     case core::AdmitVerdict::kAtCapacity:
-      ++stats.rejected_capacity;
+      refusal = stats::Refusal::kCapacity;
       break;
     case core::AdmitVerdict::kNodeRate:
-      ++stats.rejected_node_rate;
+      refusal = stats::Refusal::kNodeRate;
       break;
     case core::AdmitVerdict::kIpLimit:
-      ++stats.rejected_ip_limit;
-      status = 429;
+      refusal = stats::Refusal::kIpLimit;
       break;
     default:
-      ++stats.rejected_ip_rate;
-      status = 429;
       break;
   }
+  loop.stats().guard.Count(refusal);
+  const int status = stats::Row(refusal).code;
   thread_local core::LogThrottle log;
   uint64_t suppressed = 0;
   if (log.Allow(loop.now_ms(), &suppressed)) {
@@ -206,15 +206,25 @@ void Server::BuildMetrics() {
         {worker->loop.get(), &worker->http_stats, &worker->ws_stats, &worker->metrics});
   }
   health_ = std::make_unique<metrics::HealthMonitor>(config_.health, counters);
+  // The metrics room reads the hub through these callbacks and never includes it.
+  core::Hub* hub = hub_.get();
+  metrics::HubSource hub_source{[hub] {
+                                  std::vector<stats::HubState> loops;
+                                  for (size_t i = 0; i < hub->loop_count(); ++i)
+                                    loops.push_back(hub->State(i));
+                                  return loops;
+                                },
+                                [hub] { return hub->Channels(); }};
   if (config_.admin) {
     dashboard_ = std::make_unique<metrics::Dashboard>(
-        counters, *health_, *hub_, config_.health.loop_deadline_ms, config_.admin_password);
+        counters, *health_, hub_source, config_.health.loop_deadline_ms, config_.admin_password);
   }
-  metrics_ = std::make_unique<metrics::Routes>(std::move(counters), *health_,
-                                               config_.health.loop_deadline_ms,
-                                               metrics::BuildInfo{HERMOD_VERSION, __VERSION__});
-  metrics_->AddRenderer([hub = hub_.get()](metrics::PrometheusText& text) {
-    metrics::RenderHubState(text, metrics::ReadHubState(*hub));
+  metrics_ = std::make_unique<metrics::Routes>(
+      std::move(counters), *health_, config_.health.loop_deadline_ms,
+      metrics::BuildInfo{HERMOD_VERSION, __VERSION__},
+      metrics::MethodLabels{proto::kMethodNames, api::kMethodLabels});
+  metrics_->AddRenderer([state = hub_source.state](metrics::PrometheusText& text) {
+    metrics::RenderHubState(text, state());
   });
   metrics_->AddRenderer(
       [trim = &memory_trim_](metrics::PrometheusText& text) { trim->Render(text); });
@@ -369,7 +379,7 @@ int Server::Run() {
   BuildMetrics();
   for (auto& worker : workers_) {
     worker->thread = std::thread([loop = worker->loop.get(), m = &worker->metrics] {
-      metrics::BindThread(m);  // the loop's records (metrics/loop_metrics.h) go here
+      stats::BindThread(m);  // the loop's records (stats/loop_metrics.h) go here
       loop->Run();
     });
   }

@@ -46,7 +46,7 @@ class Server {
     // Before the loop: connections the loop closes as it is destroyed still count into these.
     http::HttpStats http_stats;
     ws::WebSocketStats ws_stats;
-    metrics::LoopMetrics metrics;
+    stats::LoopMetrics metrics;
     std::unique_ptr<net::Loop> loop;
     std::unique_ptr<net::Listener> listener;
     std::thread thread;

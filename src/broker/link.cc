@@ -12,7 +12,7 @@ using State = core::CircuitBreaker::State;
 constexpr const char* kKindNames[] = {"publication", "join", "leave"};
 constexpr const char* kDropNames[] = {"decode", "own", "channel", "refused", "slow_consumer"};
 
-size_t KindIndex(MessageKind kind) { return static_cast<size_t>(kind) - 1; }
+size_t KindIndex(core::BrokerMessageKind kind) { return static_cast<size_t>(kind) - 1; }
 
 const char* StateName(State s) {
   switch (s) {
@@ -51,7 +51,7 @@ bool Link::Admit() {
   return allowed;
 }
 
-void Link::OnSent(MessageKind kind, bool ok) {
+void Link::OnSent(core::BrokerMessageKind kind, bool ok) {
   if (ok) {
     sent_[KindIndex(kind)].fetch_add(1, std::memory_order_relaxed);
   } else {
@@ -62,7 +62,7 @@ void Link::OnSent(MessageKind kind, bool ok) {
   Note();
 }
 
-void Link::OnSentTooLarge(MessageKind kind) {
+void Link::OnSentTooLarge(core::BrokerMessageKind kind) {
   CountTooLarge(kind);
   std::lock_guard lock(mutex_);
   breaker_.OnSuccess();
@@ -99,19 +99,19 @@ void Link::OnTrial(bool ok) {
   Note();
 }
 
-void Link::CountIn(MessageKind kind) {
+void Link::CountIn(core::BrokerMessageKind kind) {
   received_[KindIndex(kind)].fetch_add(1, std::memory_order_relaxed);
 }
 
-void Link::CountTooLarge(MessageKind kind) {
+void Link::CountTooLarge(core::BrokerMessageKind kind) {
   too_large_[KindIndex(kind)].fetch_add(1, std::memory_order_relaxed);
 }
 
-uint64_t Link::too_large(MessageKind kind) const {
+uint64_t Link::too_large(core::BrokerMessageKind kind) const {
   return too_large_[KindIndex(kind)].load(std::memory_order_relaxed);
 }
 
-void Link::CountDropped(DropReason reason) {
+void Link::CountDropped(ReceiveDrop reason) {
   dropped_[static_cast<size_t>(reason)].fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -127,13 +127,13 @@ bool Link::connected() const {
   return connected_;
 }
 
-uint64_t Link::sent(MessageKind kind) const {
+uint64_t Link::sent(core::BrokerMessageKind kind) const {
   return sent_[KindIndex(kind)].load(std::memory_order_relaxed);
 }
-uint64_t Link::received(MessageKind kind) const {
+uint64_t Link::received(core::BrokerMessageKind kind) const {
   return received_[KindIndex(kind)].load(std::memory_order_relaxed);
 }
-uint64_t Link::dropped(DropReason reason) const {
+uint64_t Link::dropped(ReceiveDrop reason) const {
   return dropped_[static_cast<size_t>(reason)].load(std::memory_order_relaxed);
 }
 
@@ -186,11 +186,15 @@ void Link::Render(metrics::PrometheusText& t) {
   }
   t.Family("hermod_broker_messages_total", "counter",
            "Broker messages sent to (out) and received from (in) other nodes, by kind.");
-  for (MessageKind k : {MessageKind::kPublication, MessageKind::kJoin, MessageKind::kLeave}) {
+  for (core::BrokerMessageKind k :
+       {core::BrokerMessageKind::kPublication, core::BrokerMessageKind::kJoin,
+        core::BrokerMessageKind::kLeave}) {
     t.Sample("hermod_broker_messages_total",
              {{"direction", "out"}, {"kind", kKindNames[KindIndex(k)]}}, sent(k));
   }
-  for (MessageKind k : {MessageKind::kPublication, MessageKind::kJoin, MessageKind::kLeave}) {
+  for (core::BrokerMessageKind k :
+       {core::BrokerMessageKind::kPublication, core::BrokerMessageKind::kJoin,
+        core::BrokerMessageKind::kLeave}) {
     t.Sample("hermod_broker_messages_total",
              {{"direction", "in"}, {"kind", kKindNames[KindIndex(k)]}}, received(k));
   }
@@ -201,7 +205,9 @@ void Link::Render(metrics::PrometheusText& t) {
            "Messages larger than the NATS server's max_payload, by kind: publications refused "
            "to their publisher (error 106, never delivered anywhere), joins and leaves not "
            "sent. Not failures: the circuit breaker does not count them.");
-  for (MessageKind k : {MessageKind::kPublication, MessageKind::kJoin, MessageKind::kLeave}) {
+  for (core::BrokerMessageKind k :
+       {core::BrokerMessageKind::kPublication, core::BrokerMessageKind::kJoin,
+        core::BrokerMessageKind::kLeave}) {
     t.Sample("hermod_broker_publish_too_large_total", {{"kind", kKindNames[KindIndex(k)]}},
              too_large(k));
   }
@@ -210,8 +216,8 @@ void Link::Render(metrics::PrometheusText& t) {
   t.Sample("hermod_broker_publish_skipped_total", {}, skipped());
   t.Family("hermod_broker_received_dropped_total", "counter",
            "Broker messages received and not delivered, by reason.");
-  for (DropReason r : {DropReason::kDecode, DropReason::kOwn, DropReason::kChannel,
-                       DropReason::kRefused, DropReason::kSlowConsumer}) {
+  for (ReceiveDrop r : {ReceiveDrop::kDecode, ReceiveDrop::kOwn, ReceiveDrop::kChannel,
+                        ReceiveDrop::kRefused, ReceiveDrop::kSlowConsumer}) {
     t.Sample("hermod_broker_received_dropped_total",
              {{"reason", kDropNames[static_cast<size_t>(r)]}}, dropped(r));
   }

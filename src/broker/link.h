@@ -17,7 +17,7 @@
 #include <cstdint>
 #include <mutex>
 
-#include "broker/broker.h"
+#include "core/broker.h"
 #include "core/circuit_breaker.h"
 #include "metrics/health.h"
 #include "metrics/prometheus_text.h"
@@ -27,7 +27,10 @@ namespace hermod::broker {
 // Why a received message was not delivered: it did not decode, it was this node's own, its
 // channel's namespace is unknown here, the hub refused it (a loop over its inbox budget), or
 // libnats dropped messages past receive_queue_bytes (a slow consumer; one count per report).
-enum class DropReason : uint8_t { kDecode, kOwn, kChannel, kRefused, kSlowConsumer };
+// Not a row of stats/reasons.h: these are cluster messages this node would not deliver,
+// counted node-wide on the link's atomics from libnats's threads, not a loop's refusals or
+// a subscriber's lost pushes, and shown in their own family (hermod_broker_received_dropped_total).
+enum class ReceiveDrop : uint8_t { kDecode, kOwn, kChannel, kRefused, kSlowConsumer };
 
 class Link {
  public:
@@ -41,32 +44,32 @@ class Link {
   // Any thread. Whether a send of this kind may be queued now; false: skipped (counted).
   bool Admit();
   // The outcome of an admitted send (ok: handed to the connection).
-  void OnSent(MessageKind kind, bool ok);
+  void OnSent(core::BrokerMessageKind kind, bool ok);
   void OnConnected();
   void OnDisconnected();
   // Half-open, connected, and a trial may go out now (the trial is taken: report OnTrial).
   bool TrialDue();
   void OnTrial(bool ok);
 
-  void CountIn(MessageKind kind);
-  void CountDropped(DropReason reason);
+  void CountIn(core::BrokerMessageKind kind);
+  void CountDropped(ReceiveDrop reason);
   // A message larger than the server carries (max_payload): refused before it was queued
   // (a publication, whose publisher got an error) or not sent (a join or leave). Never a
   // failure of the link: the breaker does not see it.
-  void CountTooLarge(MessageKind kind);
+  void CountTooLarge(core::BrokerMessageKind kind);
   // An admitted send found too large only when it was due (max_payload learned or lowered
   // since): counted as too large, and reported to the breaker as a call that went well (the
   // server is there; a half-open trial must not stay in flight for ever).
-  void OnSentTooLarge(MessageKind kind);
-  uint64_t too_large(MessageKind kind) const;
+  void OnSentTooLarge(core::BrokerMessageKind kind);
+  uint64_t too_large(core::BrokerMessageKind kind) const;
 
   core::CircuitBreaker::State state();
   bool connected() const;
   uint64_t skipped() const { return skipped_.load(std::memory_order_relaxed); }
   uint64_t failures() const { return failures_.load(std::memory_order_relaxed); }
-  uint64_t sent(MessageKind kind) const;
-  uint64_t received(MessageKind kind) const;
-  uint64_t dropped(DropReason reason) const;
+  uint64_t sent(core::BrokerMessageKind kind) const;
+  uint64_t received(core::BrokerMessageKind kind) const;
+  uint64_t dropped(ReceiveDrop reason) const;
 
   metrics::HealthCheck Health();
   // The broker and breaker families of /metrics.

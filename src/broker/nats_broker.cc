@@ -117,7 +117,7 @@ void NatsBroker::OnAsyncError(natsConnection*, natsSubscription*, natsStatus sta
   CallbackScope scope(broker->in_callback_, broker->closing_);
   if (!scope.live()) return;
   if (status == NATS_SLOW_CONSUMER) {
-    broker->link_.CountDropped(DropReason::kSlowConsumer);
+    broker->link_.CountDropped(ReceiveDrop::kSlowConsumer);
     spdlog::warn("broker: received messages dropped past nats.receive_queue_bytes ({})",
                  broker->options_.receive_queue_bytes);
   } else {
@@ -223,7 +223,7 @@ void NatsBroker::LearnMaxPayload(natsConnection* nc) {
   if (max > 0) max_payload_.store(static_cast<uint64_t>(max), std::memory_order_relaxed);
 }
 
-bool NatsBroker::Fits(const Message& message) {
+bool NatsBroker::Fits(const core::BrokerMessage& message) {
   if (receiving) return true;  // it came over this link: it fits
   const uint64_t max = max_payload();
   if (max == 0 || EncodedSize(message) <= max) return true;
@@ -231,10 +231,10 @@ bool NatsBroker::Fits(const Message& message) {
   return false;
 }
 
-void NatsBroker::Publish(const Message& message) {
+void NatsBroker::Publish(const core::BrokerMessage& message) {
   if (receiving) return;  // fed in from another node: not ours to send
   // Publications were checked by Fits; a join or leave with a huge info is checked here.
-  if (message.kind != MessageKind::kPublication && !Fits(message)) return;
+  if (message.kind != core::BrokerMessageKind::kPublication && !Fits(message)) return;
   if (!link_.Admit()) return;
   std::string bytes = Encode(node_id_, message);
   {
@@ -290,24 +290,24 @@ void NatsBroker::SendLoop() {
 
 void NatsBroker::Receive(std::string_view bytes) {
   uint64_t node = 0;
-  Message m;
+  core::BrokerMessage m;
   if (!Decode(bytes, &node, &m)) {
-    link_.CountDropped(DropReason::kDecode);
+    link_.CountDropped(ReceiveDrop::kDecode);
     return;
   }
   if (node == node_id_) {
-    link_.CountDropped(DropReason::kOwn);
+    link_.CountDropped(ReceiveDrop::kOwn);
     return;
   }
   const config::ChannelOptions* options = rules_.Find(m.channel);
   if (options == nullptr) {
-    link_.CountDropped(DropReason::kChannel);
+    link_.CountDropped(ReceiveDrop::kChannel);
     return;
   }
   receiving = true;
-  if (m.kind == MessageKind::kPublication) {
+  if (m.kind == core::BrokerMessageKind::kPublication) {
     std::optional<core::StreamPosition> position;
-    const auto priority = static_cast<net::Priority>(m.priority);
+    const net::Priority priority = m.priority;
     const bool skip_history = m.skip_history && options->history_size > 0;
     if (skip_history || options->publish_rate_limit != 0) {
       config::ChannelOptions effective = *options;
@@ -317,9 +317,9 @@ void NatsBroker::Receive(std::string_view bytes) {
     } else {
       position = hub_.Publish(m.channel, *options, m.data, m.info, {}, m.tags, priority);
     }
-    position ? link_.CountIn(m.kind) : link_.CountDropped(DropReason::kRefused);
+    position ? link_.CountIn(m.kind) : link_.CountDropped(ReceiveDrop::kRefused);
   } else {
-    hub_.JoinLeaveFromBroker(m.channel, *options, m.kind == MessageKind::kJoin, m.info);
+    hub_.JoinLeaveFromBroker(m.channel, *options, m.kind == core::BrokerMessageKind::kJoin, m.info);
     link_.CountIn(m.kind);
   }
   receiving = false;

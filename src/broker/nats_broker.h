@@ -36,15 +36,15 @@
 #include <string>
 #include <thread>
 
-#include "broker/broker.h"
 #include "broker/link.h"
 #include "config/config.h"
+#include "core/broker.h"
 #include "core/channel_rules.h"
 #include "core/hub.h"
 
 namespace hermod::broker {
 
-class NatsBroker final : public Broker {
+class NatsBroker final : public core::Broker {
  public:
   struct Options {
     std::string url = "nats://127.0.0.1:4222";
@@ -71,8 +71,8 @@ class NatsBroker final : public Broker {
   // Unsubscribes, closes and waits for libnats's threads; no callback runs after it.
   void Stop();
 
-  void Publish(const Message& message) override;
-  bool Fits(const Message& message) override;
+  void Publish(const core::BrokerMessage& message) override;
+  bool Fits(const core::BrokerMessage& message) override;
   // The server's max_payload as learned on the last connect; 0 before the first.
   uint64_t max_payload() const { return max_payload_.load(std::memory_order_relaxed); }
 
@@ -81,7 +81,7 @@ class NatsBroker final : public Broker {
 
  private:
   struct Outgoing {
-    MessageKind kind;
+    core::BrokerMessageKind kind;
     std::string bytes;
   };
   static void OnMessage(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* self);

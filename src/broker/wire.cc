@@ -39,12 +39,13 @@ bool TakeField(std::string_view* in, std::string_view* field) {
 
 }  // namespace
 
-std::string Encode(uint64_t node, const Message& m) {
+std::string Encode(uint64_t node, const core::BrokerMessage& m) {
   std::string out;
   out.reserve(kHeader + 16 + m.channel.size() + m.data.size() + m.info.size() + m.tags.size());
   out += static_cast<char>(kWireVersion);
   out += static_cast<char>(m.kind);
-  out += static_cast<char>((m.priority & kPriorityMask) | (m.skip_history ? kSkipHistory : 0));
+  out += static_cast<char>((static_cast<uint8_t>(m.priority) & kPriorityMask) |
+                           (m.skip_history ? kSkipHistory : 0));
   for (int i = 0; i < 8; ++i) out += static_cast<char>((node >> (8 * i)) & 0xff);
   PutField(out, m.channel);
   PutField(out, m.data);
@@ -53,7 +54,7 @@ std::string Encode(uint64_t node, const Message& m) {
   return out;
 }
 
-size_t EncodedSize(const Message& m) {
+size_t EncodedSize(const core::BrokerMessage& m) {
   auto field = [](std::string_view f) {
     size_t n = 1;
     for (uint64_t size = f.size(); size >= 0x80; size >>= 7) ++n;
@@ -62,7 +63,7 @@ size_t EncodedSize(const Message& m) {
   return kHeader + field(m.channel) + field(m.data) + field(m.info) + field(m.tags);
 }
 
-bool Decode(std::string_view in, uint64_t* node, Message* m) {
+bool Decode(std::string_view in, uint64_t* node, core::BrokerMessage* m) {
   if (in.size() < kHeader || static_cast<uint8_t>(in[0]) != kWireVersion) return false;
   const auto kind = static_cast<uint8_t>(in[1]);
   if (kind < 1 || kind > 3) return false;
@@ -72,9 +73,9 @@ bool Decode(std::string_view in, uint64_t* node, Message* m) {
   for (int i = 0; i < 8; ++i)
     id |= static_cast<uint64_t>(static_cast<uint8_t>(in[3 + i])) << (8 * i);
   in.remove_prefix(kHeader);
-  Message out;
-  out.kind = static_cast<MessageKind>(kind);
-  out.priority = flags & kPriorityMask;
+  core::BrokerMessage out;
+  out.kind = static_cast<core::BrokerMessageKind>(kind);
+  out.priority = static_cast<net::Priority>(flags & kPriorityMask);  // all four are valid
   out.skip_history = (flags & kSkipHistory) != 0;
   if (!TakeField(&in, &out.channel) || !TakeField(&in, &out.data) || !TakeField(&in, &out.info) ||
       !TakeField(&in, &out.tags) || !in.empty() || out.channel.empty()) {

@@ -15,16 +15,16 @@
 #include <string>
 #include <string_view>
 
-#include "broker/broker.h"
+#include "core/broker.h"
 
 namespace hermod::broker {
 
 inline constexpr uint8_t kWireVersion = 1;
 
-std::string Encode(uint64_t node, const Message& message);
+std::string Encode(uint64_t node, const core::BrokerMessage& message);
 // Encode(node, message).size(), without encoding.
-size_t EncodedSize(const Message& message);
+size_t EncodedSize(const core::BrokerMessage& message);
 // Views into bytes; false when bytes are not exactly one message of this version.
-bool Decode(std::string_view bytes, uint64_t* node, Message* message);
+bool Decode(std::string_view bytes, uint64_t* node, core::BrokerMessage* message);
 
 }  // namespace hermod::broker

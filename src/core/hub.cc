@@ -5,7 +5,7 @@
 #include <random>
 #include <unordered_set>
 
-#include "metrics/loop_metrics.h"
+#include "stats/loop_metrics.h"
 
 namespace hermod::core {
 
@@ -173,7 +173,7 @@ void Hub::set_limits(const Limits& limits) {
 void Hub::Forget(Shard& shard, ChannelMap::iterator it, uint64_t now) {
   if (const HistoryStream* history = it->second->history.get()) {
     const size_t forgotten = shard.meta.Put(it->first, {history->top(), history->epoch()}, now);
-    if (forgotten > 0) metrics::RecordHistoryMetaEvicted(forgotten);
+    if (forgotten > 0) stats::RecordHistoryMetaEvicted(forgotten);
   }
   shard.channels.erase(it);
 }
@@ -427,7 +427,7 @@ Hub::SubscribeResult Hub::Subscribe(net::Loop& loop, const SubscribeRequest& req
       PostPush(state, request.channel, options,
                codec_.join_leave_push(request.channel, true, request.info), 0, true,
                net::Priority::kLow);
-      metrics::RecordPresenceEvents(metrics::PresenceKind::kJoin, metrics::PresenceOutcome::kSent);
+      stats::RecordPresenceEvents(stats::PresenceKind::kJoin, stats::PresenceOutcome::kSent);
     }
   }
   s->delivered_offset = result.position.offset;
@@ -435,7 +435,7 @@ Hub::SubscribeResult Hub::Subscribe(net::Loop& loop, const SubscribeRequest& req
   if (options.join_leave && options.join_leave_batch_delay.ms > 0) {
     BatchJoinLeave(index, request.channel, options, request.client, true, request.info);
   } else if (options.join_leave) {
-    ToBroker(broker::MessageKind::kJoin, request.channel, {}, request.info, {}, net::Priority::kLow,
+    ToBroker(BrokerMessageKind::kJoin, request.channel, {}, request.info, {}, net::Priority::kLow,
              false);
   }
   return result;
@@ -448,7 +448,7 @@ void Hub::Unsubscribe(net::Loop& loop, std::string_view channel,
   const bool last = locals_[index]->Remove(channel, s);
   const bool batched = options.join_leave && options.join_leave_batch_delay.ms > 0;
   if (options.join_leave && !batched) {  // batched: the flush sends it, unless cancelled
-    ToBroker(broker::MessageKind::kLeave, channel, {}, info, {}, net::Priority::kLow, false);
+    ToBroker(BrokerMessageKind::kLeave, channel, {}, info, {}, net::Priority::kLow, false);
   }
   {
     Shard& shard = ShardOf(channel);
@@ -465,8 +465,7 @@ void Hub::Unsubscribe(net::Loop& loop, std::string_view channel,
       if (options.join_leave && !batched && state.loop_count > 0) {
         PostPush(state, channel, options, codec_.join_leave_push(channel, false, info), 0, true,
                  net::Priority::kLow);
-        metrics::RecordPresenceEvents(metrics::PresenceKind::kLeave,
-                                      metrics::PresenceOutcome::kSent);
+        stats::RecordPresenceEvents(stats::PresenceKind::kLeave, stats::PresenceOutcome::kSent);
       }
       MaybeErase(shard, channel);
     }
@@ -486,10 +485,8 @@ void Hub::BatchJoinLeave(size_t index, std::string_view channel,
     for (size_t i = events.size(); i-- > 0;) {
       if (events[i].remote || events[i].client != client) continue;
       if (events[i].join == join) break;  // cannot happen; keep both rather than guess
-      metrics::RecordPresenceEvents(metrics::PresenceKind::kJoin,
-                                    metrics::PresenceOutcome::kCancelled);
-      metrics::RecordPresenceEvents(metrics::PresenceKind::kLeave,
-                                    metrics::PresenceOutcome::kCancelled);
+      stats::RecordPresenceEvents(stats::PresenceKind::kJoin, stats::PresenceOutcome::kCancelled);
+      stats::RecordPresenceEvents(stats::PresenceKind::kLeave, stats::PresenceOutcome::kCancelled);
       events.erase(events.begin() + static_cast<ptrdiff_t>(i));
       if (events.empty()) {
         loops_[index]->timers().Cancel(it->second.get());
@@ -527,9 +524,8 @@ void Hub::FlushJoinLeave(size_t index, std::string_view channel) {
   for (const JoinLeaveBatches::Event& e : batch->events) {
     pushes.push_back(codec_.join_leave_push(batch->name, e.join, e.info));
     if (e.remote) continue;  // counted on the node of its client
-    metrics::RecordPresenceEvents(
-        e.join ? metrics::PresenceKind::kJoin : metrics::PresenceKind::kLeave,
-        metrics::PresenceOutcome::kSent);
+    stats::RecordPresenceEvents(e.join ? stats::PresenceKind::kJoin : stats::PresenceKind::kLeave,
+                                stats::PresenceOutcome::kSent);
   }
   if (pushes.size() > 1 && codec_.join) {
     Push* joined = codec_.join(pushes.data(), pushes.size());
@@ -552,8 +548,8 @@ void Hub::FlushJoinLeave(size_t index, std::string_view channel) {
   // event per message; their own batch joins them again).
   for (const JoinLeaveBatches::Event& e : batch->events) {
     if (e.remote) continue;
-    ToBroker(e.join ? broker::MessageKind::kJoin : broker::MessageKind::kLeave, batch->name, {},
-             e.info, {}, net::Priority::kLow, false);
+    ToBroker(e.join ? BrokerMessageKind::kJoin : BrokerMessageKind::kLeave, batch->name, {}, e.info,
+             {}, net::Priority::kLow, false);
   }
 }
 
@@ -571,7 +567,7 @@ std::optional<StreamPosition> Hub::Publish(std::string_view channel,
   // Cluster mode: a publication the broker cannot carry is refused before anything sees it,
   // so no node has it and its publisher is told, outside the shard lock.
   if (broker_ != nullptr) {
-    broker::Message m;
+    BrokerMessage m;
     m.channel = channel;
     m.data = data;
     m.info = info;
@@ -589,7 +585,7 @@ std::optional<StreamPosition> Hub::Publish(std::string_view channel,
   auto it = shard.channels.find(channel);
   if (it == shard.channels.end() && options.history_size == 0 && idempotency_key.empty() &&
       options.publish_rate_limit == 0) {
-    ToBroker(broker::MessageKind::kPublication, channel, data, info, tags, p, true);
+    ToBroker(BrokerMessageKind::kPublication, channel, data, info, tags, p, true);
     return StreamPosition{};  // nobody listens here, nothing to remember
   }
   ChannelState& state = StateOf(shard, channel, options);
@@ -641,7 +637,7 @@ std::optional<StreamPosition> Hub::Publish(std::string_view channel,
     // Nobody listens: the channel is kept for its history or key, then reclaimed.
     QueueReclaim(shard, channel, state, now);
   }
-  ToBroker(broker::MessageKind::kPublication, channel, data, info, tags, p,
+  ToBroker(BrokerMessageKind::kPublication, channel, data, info, tags, p,
            options.history_size == 0);
   return position;
 }
@@ -714,15 +710,15 @@ std::pair<size_t, size_t> Hub::PresenceStats(std::string_view channel) {
   return {it->second->presence.size(), users.size()};
 }
 
-// Cluster mode (broker/broker.h): what follows is the hub's only tie to other nodes.
+// Cluster mode (core/broker.h): what follows is the hub's only tie to other nodes.
 
-void Hub::ToBroker(broker::MessageKind kind, std::string_view channel, std::string_view data,
+void Hub::ToBroker(BrokerMessageKind kind, std::string_view channel, std::string_view data,
                    std::string_view info, std::string_view tags, net::Priority priority,
                    bool skip_history) {
   if (broker_ == nullptr) return;
-  broker::Message m;
+  BrokerMessage m;
   m.kind = kind;
-  m.priority = static_cast<uint8_t>(priority);
+  m.priority = priority;
   m.skip_history = skip_history;
   m.channel = channel;
   m.data = data;

@@ -77,8 +77,8 @@
 #include <utility>
 #include <vector>
 
-#include "broker/broker.h"
 #include "config/config.h"
+#include "core/broker.h"
 #include "core/history_meta.h"
 #include "core/history_stream.h"
 #include "core/loop_channels.h"
@@ -86,6 +86,7 @@
 #include "core/rate_limit.h"
 #include "net/event_loop.h"
 #include "net/output_queue.h"
+#include "stats/hub_state.h"
 
 namespace hermod::core {
 
@@ -193,17 +194,7 @@ class Hub {
   // What the hub holds, for /metrics: of the shards loop `loop` sweeps (shard % loops ==
   // loop), or of all when loop is npos. Walks those shards' channels, one lock at a time,
   // briefly: a scrape's cost grows with the channel count, never a publisher's.
-  struct StateStats {
-    uint64_t channels = 0;
-    uint64_t subscriptions = 0;  // subscribers of those channels, on every loop
-    uint64_t history_entries = 0;
-    uint64_t history_bytes = 0;  // the stored publications' bytes
-    uint64_t presence_entries = 0;
-    uint64_t idempotency_keys = 0;
-    uint64_t reclaim_queued = 0;   // channels queued for reclaim (stale entries included)
-    uint64_t reclaim_backlog = 0;  // of those, the ones whose time has passed
-    uint64_t reclaimed = 0;        // channels reclaimed since start (a counter)
-  };
+  using StateStats = stats::HubState;
   StateStats State(size_t loop = static_cast<size_t>(-1));
   size_t loop_count() const { return loops_.size(); }
 
@@ -222,11 +213,11 @@ class Hub {
   // {clients, distinct users}
   std::pair<size_t, size_t> PresenceStats(std::string_view channel);
 
-  // Cluster mode (broker/broker.h). With a broker, every publication this hub accepts (from
+  // Cluster mode (core/broker.h). With a broker, every publication this hub accepts (from
   // the API, a client, or the broker itself) and every join and leave is handed to it after
   // local delivery; publications go under the channel's shard lock, so that they leave in
   // offset order. Before the loops run; null (the `memory` engine): this node only.
-  void set_broker(broker::Broker* broker) { broker_ = broker; }
+  void set_broker(Broker* broker) { broker_ = broker; }
   // Any thread: a join or leave another node sent, to this node's subscribers of channel;
   // with join_leave_batch_delay, through a batch on one loop (the channel's by hash).
   void JoinLeaveFromBroker(std::string_view channel, const config::ChannelOptions& options,
@@ -291,8 +282,8 @@ class Hub {
   std::vector<std::unique_ptr<SweepTimer>> sweepers_;       // one per loop
   std::vector<std::unique_ptr<JoinLeaveBatches>> batches_;  // one per loop
   std::array<std::unique_ptr<Shard>, kShards> shards_;
-  broker::Broker* broker_ = nullptr;
-  void ToBroker(broker::MessageKind kind, std::string_view channel, std::string_view data,
+  Broker* broker_ = nullptr;
+  void ToBroker(BrokerMessageKind kind, std::string_view channel, std::string_view data,
                 std::string_view info, std::string_view tags, net::Priority priority,
                 bool skip_history);
 };

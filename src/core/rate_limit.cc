@@ -21,6 +21,24 @@ uint64_t TokenBucket::WaitMs(const RateLimit& limit, uint64_t now_ms) {
   return (need - cap + limit.rate - 1) / limit.rate;
 }
 
+stats::Refusal LimitedRefusal(CommandKind kind) {
+  switch (kind) {
+    case CommandKind::kPublish:
+      return stats::Refusal::kLimitedPublish;
+    case CommandKind::kSubscribe:
+      return stats::Refusal::kLimitedSubscribe;
+    case CommandKind::kHistory:
+      return stats::Refusal::kLimitedHistory;
+    case CommandKind::kPresence:
+      return stats::Refusal::kLimitedPresence;
+    case CommandKind::kRpc:
+      return stats::Refusal::kLimitedRpc;
+    case CommandKind::kOther:
+      break;
+  }
+  return stats::Refusal::kLimitedTotal;
+}
+
 std::string_view CommandKindName(CommandKind kind) {
   switch (kind) {
     case CommandKind::kPublish:

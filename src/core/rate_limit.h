@@ -17,6 +17,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "stats/reasons.h"
+
 namespace hermod::core {
 
 struct RateLimit {
@@ -75,6 +77,8 @@ enum class CommandKind : uint8_t {
 };
 inline constexpr size_t kCommandKinds = 5;  // kinds with their own bucket
 std::string_view CommandKindName(CommandKind kind);
+// The refusal a command refused by kind's bucket counts as (kOther: the total bucket's).
+stats::Refusal LimitedRefusal(CommandKind kind);
 
 // The server's command limits (config: client_command_rate_limit.*), read-only.
 struct CommandRateLimits {

@@ -35,7 +35,7 @@ LatencyHistogram Sum(const std::array<LatencyHistogram, N>& histograms) {
   return all;
 }
 
-void AppendState(std::string& out, const core::Hub::StateStats& s) {
+void AppendState(std::string& out, const stats::HubState& s) {
   fmt::format_to(std::back_inserter(out),
                  "{{\"channels\":{},\"subscriptions\":{},\"history_entries\":{},"
                  "\"history_bytes\":{},\"presence_entries\":{},\"idempotency_keys\":{},"
@@ -83,7 +83,7 @@ bool BasicPasswordMatches(std::string_view authorization, std::string_view passw
 
 std::string DashboardJson(const std::vector<LoopSnapshot>& loops, const std::string& health_json,
                           const std::vector<std::pair<std::string, size_t>>& channels,
-                          const std::vector<core::Hub::StateStats>& state, uint64_t unix_ms) {
+                          const std::vector<stats::HubState>& state, uint64_t unix_ms) {
   const LoopSnapshot all = MergeSnapshots(loops);
   const LoopMetrics& m = all.metrics;
   std::string out;
@@ -139,11 +139,11 @@ std::string DashboardJson(const std::vector<LoopSnapshot>& loops, const std::str
   return out;
 }
 
-Dashboard::Dashboard(std::vector<LoopCounters> loops, const HealthMonitor& monitor, core::Hub& hub,
+Dashboard::Dashboard(std::vector<LoopCounters> loops, const HealthMonitor& monitor, HubSource hub,
                      uint64_t deadline_ms, std::string password)
     : loops_(std::move(loops)),
       monitor_(monitor),
-      hub_(hub),
+      hub_(std::move(hub)),
       deadline_ms_(deadline_ms),
       password_(std::move(password)) {}
 
@@ -170,14 +170,14 @@ void Dashboard::Page(http::HttpConnection& c, http::Request& request) {
 void Dashboard::Data(http::HttpConnection& c, http::Request& request) {
   if (!Authorized(c, request)) return;
   // The busiest channels: the hub walks its shards (one lock each, briefly) once per poll.
-  std::vector<std::pair<std::string, size_t>> channels = hub_.Channels();
+  std::vector<std::pair<std::string, size_t>> channels = hub_.channels();
   const size_t top = std::min(kTopChannels, channels.size());
   std::partial_sort(channels.begin(), channels.begin() + static_cast<ptrdiff_t>(top),
                     channels.end(), [](const auto& a, const auto& b) {
                       return a.second != b.second ? a.second > b.second : a.first < b.first;
                     });
   channels.resize(top);
-  std::vector<core::Hub::StateStats> state = ReadHubState(hub_);  // the same walk, once more
+  std::vector<stats::HubState> state = hub_.state();  // the same walk, once more
   http::DeferredResponse answer = c.Defer();
   bool keep_alive = request.keep_alive;
   GatherSnapshots(c.loop(), loops_, deadline_ms_,

@@ -15,7 +15,6 @@
 #include <string_view>
 #include <vector>
 
-#include "core/hub.h"
 #include "http/http_connection.h"
 #include "http/request.h"
 #include "metrics/health.h"
@@ -33,12 +32,12 @@ bool BasicPasswordMatches(std::string_view authorization, std::string_view passw
 // The /dashboard/data body. state: the hub's figures per loop (hub_state.h).
 std::string DashboardJson(const std::vector<LoopSnapshot>& loops, const std::string& health_json,
                           const std::vector<std::pair<std::string, size_t>>& channels,
-                          const std::vector<core::Hub::StateStats>& state, uint64_t unix_ms);
+                          const std::vector<stats::HubState>& state, uint64_t unix_ms);
 
 class Dashboard {
  public:
-  // monitor and hub outlive this.
-  Dashboard(std::vector<LoopCounters> loops, const HealthMonitor& monitor, core::Hub& hub,
+  // monitor outlives this.
+  Dashboard(std::vector<LoopCounters> loops, const HealthMonitor& monitor, HubSource hub,
             uint64_t deadline_ms, std::string password);
 
   void Page(http::HttpConnection& c, http::Request& request);
@@ -52,7 +51,7 @@ class Dashboard {
 
   const std::vector<LoopCounters> loops_;
   const HealthMonitor& monitor_;
-  core::Hub& hub_;
+  const HubSource hub_;
   const uint64_t deadline_ms_;
   const std::string password_;
 };

@@ -129,9 +129,6 @@ void HealthMonitor::CheckOnce() {
           s.ws.close_codes.emplace(*it);
         }
       }
-      if (counters.metrics != nullptr) {
-        s.metrics.slow_consumer_disconnects = counters.metrics->slow_consumer_disconnects;
-      }
       std::lock_guard lock(round->mutex);
       round->answered[i] = true;
       round->connections[i] = connections;

@@ -4,15 +4,9 @@
 
 namespace hermod::metrics {
 
-std::vector<core::Hub::StateStats> ReadHubState(core::Hub& hub) {
-  std::vector<core::Hub::StateStats> loops;
-  for (size_t i = 0; i < hub.loop_count(); ++i) loops.push_back(hub.State(i));
-  return loops;
-}
-
-core::Hub::StateStats SumHubState(const std::vector<core::Hub::StateStats>& loops) {
-  core::Hub::StateStats all;
-  for (const core::Hub::StateStats& s : loops) {
+stats::HubState SumHubState(const std::vector<stats::HubState>& loops) {
+  stats::HubState all;
+  for (const stats::HubState& s : loops) {
     all.channels += s.channels;
     all.subscriptions += s.subscriptions;
     all.history_entries += s.history_entries;
@@ -26,8 +20,8 @@ core::Hub::StateStats SumHubState(const std::vector<core::Hub::StateStats>& loop
   return all;
 }
 
-void RenderHubState(PrometheusText& text, const std::vector<core::Hub::StateStats>& loops) {
-  using Stats = core::Hub::StateStats;
+void RenderHubState(PrometheusText& text, const std::vector<stats::HubState>& loops) {
+  using Stats = stats::HubState;
   struct Family {
     const char* name;
     const char* type;

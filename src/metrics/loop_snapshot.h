@@ -10,11 +10,19 @@
 #include <vector>
 
 #include "http/http_connection.h"
-#include "metrics/loop_metrics.h"
 #include "net/event_loop.h"
+#include "stats/loop_metrics.h"
 #include "ws/websocket_connection.h"
 
 namespace hermod::metrics {
+
+// The per-loop counters are the stats room's (a leaf every room records into); this room
+// reads and renders them.
+using stats::Histogram;
+using stats::kLatencyBoundsUs;
+using stats::LatencyHistogram;
+using stats::LoopMetrics;
+using stats::PushType;
 
 // Where one loop keeps its counters. Read only on that loop's thread.
 struct LoopCounters {

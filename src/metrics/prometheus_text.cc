@@ -1,9 +1,9 @@
 #include "metrics/prometheus_text.h"
 
-#include <array>
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <iterator>
 #include <utility>
@@ -59,6 +59,19 @@ void PrometheusText::Sample(std::string_view name, Labels labels, double value) 
 }
 
 namespace {
+
+// The `priority` label, low first (net::Priority counts critical first).
+constexpr std::array<std::string_view, 4> kDropPriorities = {"low", "normal", "high", "critical"};
+
+// One sample per refusal of a family, for one loop.
+void RefusalSamples(PrometheusText& t, std::string_view name, const std::string& loop,
+                    std::string_view label, stats::RefusalFamily family,
+                    const stats::GuardStats& guard) {
+  for (size_t r = 0; r < stats::kRefusals.size(); ++r) {
+    if (stats::kRefusals[r].family != family) continue;
+    t.Sample(name, {{"loop", loop}, {label, stats::kRefusals[r].name}}, guard.refused.values[r]);
+  }
+}
 
 // One family with a sample per loop.
 template <class Field>
@@ -136,11 +149,13 @@ LoopSnapshot MergeSnapshots(const std::vector<LoopSnapshot>& loops) {
     all.net.messages_joined += s.net.messages_joined;
     all.net.wait_us += s.net.wait_us;
     all.net.busy_us += s.net.busy_us;
-    for (size_t r = 0; r < net::LoopStats::kDropReasons; ++r) {
-      for (size_t p = 0; p < 4; ++p) all.net.send_dropped[r][p] += s.net.send_dropped[r][p];
+    for (size_t r = 0; r < all.net.send_dropped.values.size(); ++r) {
+      for (size_t p = 0; p < net::kPriorities; ++p) {
+        all.net.send_dropped.values[r][p] += s.net.send_dropped.values[r][p];
+      }
     }
-    for (size_t r = 0; r < net::LoopStats::kSlowReasons; ++r) {
-      all.net.slow_consumer_disconnects[r] += s.net.slow_consumer_disconnects[r];
+    for (size_t r = 0; r < all.net.slow_consumer_disconnects.values.size(); ++r) {
+      all.net.slow_consumer_disconnects.values[r] += s.net.slow_consumer_disconnects.values[r];
     }
     all.send_queue_footprint += s.send_queue_footprint;
     all.http.requests += s.http.requests;
@@ -177,12 +192,6 @@ LoopSnapshot MergeSnapshots(const std::vector<LoopSnapshot>& loops) {
       a.api_calls[i] += m.api_calls[i];
       a.api_latency[i].Add(m.api_latency[i]);
     }
-    for (size_t r = 0; r < m.queue_dropped.size(); ++r) {
-      for (size_t p = 0; p < m.queue_dropped[r].size(); ++p) {
-        a.queue_dropped[r][p] += m.queue_dropped[r][p];
-      }
-    }
-    a.slow_consumer_disconnects += m.slow_consumer_disconnects;
     for (size_t k = 0; k < m.presence_events.size(); ++k) {
       for (size_t o = 0; o < m.presence_events[k].size(); ++o) {
         a.presence_events[k][o] += m.presence_events[k][o];
@@ -203,13 +212,13 @@ uint64_t ProtocolErrorCloses(const LoopSnapshot& s) {
 
 uint64_t SlowConsumerCloses(const LoopSnapshot& s) {
   // write_overflow counts the cuts at the queue's bound; the deadline's are net's own.
-  return s.net.write_overflow + s.metrics.slow_consumer_disconnects +
-         s.net.slow_consumer_disconnects[net::LoopStats::kSlowDeadline] +
-         s.net.slow_consumer_disconnects[net::LoopStats::kSlowMissed];
+  return s.net.write_overflow + s.net.slow_consumer_disconnects[stats::SlowReason::kDeadline] +
+         s.net.slow_consumer_disconnects[stats::SlowReason::kMissed];
 }
 
 std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessStats& process,
-                          const HealthFigures& health, const BuildInfo& build) {
+                          const HealthFigures& health, const BuildInfo& build,
+                          const MethodLabels& methods) {
   PrometheusText t;
   t.Family("hermod_build_info", "gauge", "Build information; the value is always 1.");
   t.Sample("hermod_build_info", {{"version", build.version}, {"compiler", build.compiler}},
@@ -248,15 +257,9 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
              s.net.accept_emfile);
     t.Sample("hermod_connections_rejected_total", {{"loop", loop}, {"reason", "epoll"}},
              s.net.register_failed);
-    // Admission (core/admission.h).
-    const net::GuardStats& g = s.net.guard;
-    for (auto [reason, value] :
-         {std::pair{"capacity", g.rejected_capacity}, std::pair{"node_rate", g.rejected_node_rate},
-          std::pair{"ip_limit", g.rejected_ip_limit}, std::pair{"ip_rate", g.rejected_ip_rate},
-          std::pair{"soft_limit", g.rejected_soft_limit},
-          std::pair{"user_limit", g.rejected_user_limit}}) {
-      t.Sample("hermod_connections_rejected_total", {{"loop", loop}, {"reason", reason}}, value);
-    }
+    // Admission (core/admission.h) and the connect's own limits.
+    RefusalSamples(t, "hermod_connections_rejected_total", loop, "reason",
+                   stats::RefusalFamily::kConnection, s.net.guard);
   }
   PerLoop(t, loops, "hermod_write_buffer_overflows_total", "counter",
           "Connections closed for passing the write buffer limit (slow consumers).",
@@ -316,16 +319,14 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
   for (const LoopSnapshot& s : loops) {
     if (!s.answered) continue;
     std::string loop = std::to_string(s.loop);
-    static constexpr const char* kKinds[] = {"publish", "subscribe", "history", "presence",
-                                             "rpc",     "total",     "channel"};
-    for (size_t i = 0; i < std::size(kKinds); ++i) {
-      t.Sample("hermod_client_commands_rate_limited_total", {{"loop", loop}, {"kind", kKinds[i]}},
-               s.net.guard.commands_limited[i]);
-    }
+    RefusalSamples(t, "hermod_client_commands_rate_limited_total", loop, "kind",
+                   stats::RefusalFamily::kCommand, s.net.guard);
   }
   PerLoop(t, loops, "hermod_client_rate_limit_disconnects_total", "counter",
           "Client connections disconnected with 3013 for refused commands past the threshold.",
-          [](const LoopSnapshot& s) { return s.net.guard.rate_limit_disconnects; });
+          [](const LoopSnapshot& s) {
+            return s.net.guard.refused[stats::Refusal::kRateLimitDisconnect];
+          });
   PerLoop(t, loops, "hermod_accept_throttled_total", "counter",
           "Times the listener paused accepting for admission.accept_rate_per_loop.",
           [](const LoopSnapshot& s) { return s.net.guard.accept_throttled; });
@@ -334,17 +335,17 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
   PerLoopBy(t, loops, "hermod_scratch_high_water_bytes", "gauge",
             "The largest capacity each per-loop scratch buffer reached (reply, command copy, "
             "deflate output, inflated input).",
-            "buffer", kScratchBuffers,
+            "buffer", stats::kScratchBuffers,
             [](const LoopSnapshot& s) { return s.metrics.scratch_high_water; });
   PerLoopBy(t, loops, "hermod_scratch_bytes", "gauge",
             "The capacity each per-loop scratch buffer keeps now: a buffer grown past its keep "
             "size is released after the message that grew it.",
-            "buffer", kScratchBuffers,
+            "buffer", stats::kScratchBuffers,
             [](const LoopSnapshot& s) { return s.metrics.scratch_kept; });
   PerLoopBy(t, loops, "hermod_client_replies_limited_total", "counter",
             "History and presence replies bounded by the connection's write budget: cut "
             "short, or refused with error 106 when they did not fit.",
-            "outcome", kReplyLimits,
+            "outcome", stats::kReplyLimits,
             [](const LoopSnapshot& s) { return s.metrics.replies_limited; });
   PerLoop(t, loops, "hermod_history_meta_evicted_total", "counter",
           "History positions of erased channels forgotten before their history_meta_ttl, to "
@@ -377,14 +378,14 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
                    1e3);
 
   t.Family("hermod_client_commands_total", "counter", "Client protocol commands, by method.");
-  for (size_t i = 0; i < kCommandMethods.size(); ++i) {
-    t.Sample("hermod_client_commands_total", {{"method", kCommandMethods[i]}}, m.commands[i]);
+  for (size_t i = 0; i < methods.commands.size() && i < stats::kMaxMethods; ++i) {
+    t.Sample("hermod_client_commands_total", {{"method", methods.commands[i]}}, m.commands[i]);
   }
   t.Family("hermod_client_command_duration_seconds", "histogram",
            "Time from a command message's arrival to its replies being queued, by method (the "
            "commands of one message share its time).");
-  for (size_t i = 0; i < kCommandMethods.size(); ++i) {
-    HistogramSamples(t, "hermod_client_command_duration_seconds", "method", kCommandMethods[i],
+  for (size_t i = 0; i < methods.commands.size() && i < stats::kMaxMethods; ++i) {
+    HistogramSamples(t, "hermod_client_command_duration_seconds", "method", methods.commands[i],
                      m.command_latency[i], kUs);
   }
   t.Family("hermod_client_messages_received_total", "counter",
@@ -396,17 +397,18 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
   t.Family("hermod_client_messages_sent_total", "counter",
            "Client protocol WebSocket messages queued, by type (a push message may carry "
            "several coalesced pushes).");
-  for (size_t i = 0; i < kSentTypes.size(); ++i) {
-    t.Sample("hermod_client_messages_sent_total", {{"type", kSentTypes[i]}}, m.messages_out[i]);
+  for (size_t i = 0; i < stats::kSentTypes.size(); ++i) {
+    t.Sample("hermod_client_messages_sent_total", {{"type", stats::kSentTypes[i]}},
+             m.messages_out[i]);
   }
   t.Family("hermod_client_sent_bytes_total", "counter",
            "Client protocol message bytes queued, by type (uncompressed payload).");
-  for (size_t i = 0; i < kSentTypes.size(); ++i) {
-    t.Sample("hermod_client_sent_bytes_total", {{"type", kSentTypes[i]}}, m.bytes_out[i]);
+  for (size_t i = 0; i < stats::kSentTypes.size(); ++i) {
+    t.Sample("hermod_client_sent_bytes_total", {{"type", stats::kSentTypes[i]}}, m.bytes_out[i]);
   }
   t.Family("hermod_client_pushes_sent_total", "counter", "Pushes queued to clients, by push type.");
-  for (size_t i = 0; i < kPushTypes.size(); ++i) {
-    t.Sample("hermod_client_pushes_sent_total", {{"type", kPushTypes[i]}}, m.pushes_out[i]);
+  for (size_t i = 0; i < stats::kPushTypes.size(); ++i) {
+    t.Sample("hermod_client_pushes_sent_total", {{"type", stats::kPushTypes[i]}}, m.pushes_out[i]);
   }
 
   t.Family("hermod_publish_to_queue_seconds", "histogram",
@@ -431,28 +433,22 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
            "websocket.max_write_buffer_bytes; replaced: an unsent push superseded by a newer "
            "one of the same key, delivery: latest; told: not queued, the subscriber told at "
            "once; cut: unsent when its connection was disconnected as a slow consumer).");
-  for (size_t r = 0; r < kDropReasons.size(); ++r) {
+  // overflow: the connections cut for passing the queue's bound, as one normal drop each;
+  // shed: every net reason labelled so; expired: kept at 0 for dashboards and alerts (a
+  // queued push past its deadline cuts its connection: cut).
+  for (std::string_view label : {"overflow", "shed", "expired"}) {
     for (size_t p = 0; p < kDropPriorities.size(); ++p) {
-      uint64_t n = m.queue_dropped[r][p];
-      if (static_cast<DropReason>(r) == DropReason::kOverflow &&
-          static_cast<DropPriority>(p) == DropPriority::kNormal) {
-        n += all.net.write_overflow;
-      }
-      if (static_cast<DropReason>(r) == DropReason::kShed) {
-        // net counts by its own priority order (critical first): watermark, loop budget
-        // and latest-value replacement are all sheds.
-        const size_t net_priority = kDropPriorities.size() - 1 - p;
-        for (size_t why = 0; why < net::LoopStats::kDropReasons; ++why) {
-          // Replaced, cut and told have their own reasons, below.
-          if (why == net::LoopStats::kDropReplaced || why == net::LoopStats::kDropCut ||
-              why == net::LoopStats::kDropTold) {
-            continue;
-          }
-          n += all.net.send_dropped[why][net_priority];
+      // net counts by its own priority order (critical first).
+      const auto priority = static_cast<net::Priority>(kDropPriorities.size() - 1 - p);
+      uint64_t n = 0;
+      if (label == "overflow" && priority == net::Priority::kNormal) n = all.net.write_overflow;
+      for (size_t why = 0; why < stats::kDropReasons.size(); ++why) {
+        if (stats::kDropReasons[why].label == label) {
+          n += all.net.send_dropped.values[why][static_cast<size_t>(priority)];
         }
       }
       t.Sample("hermod_send_queue_dropped_total",
-               {{"reason", kDropReasons[r]}, {"priority", kDropPriorities[p]}}, n);
+               {{"reason", label}, {"priority", kDropPriorities[p]}}, n);
     }
   }
   // Latest-value replacement is by design (the client gets the newer value), not a loss: kept
@@ -461,12 +457,12 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
   // not be dropped was not queued and its subscriber was told at once (unsubscribe 2500, or
   // a disconnect for a server-side subscription); cut: the pushes a slow consumer still had
   // queued when it was disconnected (3008). Silent loss of a non-droppable push: none.
-  for (auto [why, name] :
-       {std::pair{net::LoopStats::kDropReplaced, "replaced"},
-        std::pair{net::LoopStats::kDropCut, "cut"}, std::pair{net::LoopStats::kDropTold, "told"}}) {
+  for (stats::DropReason why :
+       {stats::DropReason::kReplaced, stats::DropReason::kCut, stats::DropReason::kTold}) {
     for (size_t p = 0; p < kDropPriorities.size(); ++p) {
       t.Sample("hermod_send_queue_dropped_total",
-               {{"reason", name}, {"priority", kDropPriorities[p]}},
+               {{"reason", stats::kDropReasons[static_cast<size_t>(why)].label},
+                {"priority", kDropPriorities[p]}},
                all.net.send_dropped[why][kDropPriorities.size() - 1 - p]);
     }
   }
@@ -477,22 +473,22 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
   t.Family("hermod_presence_events_total", "counter",
            "Presence join/leave events, by kind and outcome: sent (alone or in a batch) or "
            "cancelled (a join and a leave of one client within join_leave_batch_delay).");
-  for (size_t k = 0; k < kPresenceKinds.size(); ++k) {
-    for (size_t o = 0; o < kPresenceOutcomes.size(); ++o) {
+  for (size_t k = 0; k < stats::kPresenceKinds.size(); ++k) {
+    for (size_t o = 0; o < stats::kPresenceOutcomes.size(); ++o) {
       t.Sample("hermod_presence_events_total",
-               {{"kind", kPresenceKinds[k]}, {"outcome", kPresenceOutcomes[o]}},
+               {{"kind", stats::kPresenceKinds[k]}, {"outcome", stats::kPresenceOutcomes[o]}},
                m.presence_events[k][o]);
     }
   }
 
   t.Family("hermod_api_calls_total", "counter", "Server HTTP API calls, by method.");
-  for (size_t i = 0; i < kApiMethods.size(); ++i) {
-    t.Sample("hermod_api_calls_total", {{"method", kApiMethods[i]}}, m.api_calls[i]);
+  for (size_t i = 0; i < methods.api.size() && i < stats::kMaxMethods; ++i) {
+    t.Sample("hermod_api_calls_total", {{"method", methods.api[i]}}, m.api_calls[i]);
   }
   t.Family("hermod_api_call_duration_seconds", "histogram",
            "Server HTTP API call time (parse and execute), by method.");
-  for (size_t i = 0; i < kApiMethods.size(); ++i) {
-    HistogramSamples(t, "hermod_api_call_duration_seconds", "method", kApiMethods[i],
+  for (size_t i = 0; i < methods.api.size() && i < stats::kMaxMethods; ++i) {
+    HistogramSamples(t, "hermod_api_call_duration_seconds", "method", methods.api[i],
                      m.api_latency[i], kUs);
   }
 

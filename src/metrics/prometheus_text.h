@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -47,6 +48,13 @@ struct BuildInfo {
   std::string_view compiler;
 };
 
+// The `method` labels, owned by the rooms whose methods they name (proto::kMethodNames,
+// api::kMethodLabels) and handed over at start: the counters are indexed like these lists.
+struct MethodLabels {
+  std::span<const std::string_view> commands;
+  std::span<const std::string_view> api;
+};
+
 // Every answered loop's figures added up (histograms merged; max_queued_bytes the largest).
 LoopSnapshot MergeSnapshots(const std::vector<LoopSnapshot>& loops);
 // What the error-rate health checks count.
@@ -55,6 +63,7 @@ uint64_t SlowConsumerCloses(const LoopSnapshot& s);
 
 // The whole /metrics body.
 std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessStats& process,
-                          const HealthFigures& health, const BuildInfo& build);
+                          const HealthFigures& health, const BuildInfo& build,
+                          const MethodLabels& methods);
 
 }  // namespace hermod::metrics

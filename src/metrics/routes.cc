@@ -8,8 +8,12 @@
 namespace hermod::metrics {
 
 Routes::Routes(std::vector<LoopCounters> loops, const HealthMonitor& monitor, uint64_t deadline_ms,
-               BuildInfo build)
-    : loops_(std::move(loops)), monitor_(monitor), deadline_ms_(deadline_ms), build_(build) {}
+               BuildInfo build, MethodLabels methods)
+    : loops_(std::move(loops)),
+      monitor_(monitor),
+      deadline_ms_(deadline_ms),
+      build_(build),
+      methods_(methods) {}
 
 void Routes::Metrics(http::HttpConnection& c, http::Request& request) {
   http::DeferredResponse answer = c.Defer();
@@ -17,7 +21,8 @@ void Routes::Metrics(http::HttpConnection& c, http::Request& request) {
   GatherSnapshots(
       c.loop(), loops_, deadline_ms_,
       [this, answer, keep_alive](std::vector<LoopSnapshot> snapshots) {
-        std::string body = RenderMetrics(snapshots, ReadProcessStats(), monitor_.Figures(), build_);
+        std::string body =
+            RenderMetrics(snapshots, ReadProcessStats(), monitor_.Figures(), build_, methods_);
         if (!renderers_.empty()) {
           PrometheusText extra;
           for (const auto& render : renderers_) render(extra);

@@ -20,7 +20,7 @@ class Routes {
  public:
   // loops: one entry per loop, in loop order. monitor outlives this.
   Routes(std::vector<LoopCounters> loops, const HealthMonitor& monitor, uint64_t deadline_ms,
-         BuildInfo build);
+         BuildInfo build, MethodLabels methods);
 
   // Before the loops run: families another room renders (e.g. the broker's), appended to
   // every scrape; called on the scraping loop's thread, must not block.
@@ -38,6 +38,7 @@ class Routes {
   const HealthMonitor& monitor_;
   const uint64_t deadline_ms_;
   const BuildInfo build_;
+  const MethodLabels methods_;
   std::vector<std::function<void(PrometheusText&)>> renderers_;
 };
 

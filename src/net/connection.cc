@@ -61,7 +61,7 @@ bool Connection::CheckDeadlines() {
   // would stay subscribed and half-alive, holding its backlog, for as long as it likes.
   if ((urgent_since != 0 && now >= urgent_since + limits.urgent_deadline_ms) ||
       (push_since != 0 && now >= push_since + limits.normal_deadline_ms)) {
-    SlowConsumer(LoopStats::kSlowDeadline);
+    SlowConsumer(stats::SlowReason::kDeadline);
     return false;
   }
   return true;
@@ -69,7 +69,7 @@ bool Connection::CheckDeadlines() {
 
 void Connection::CutSlow() {
   if (state_ & (kClosed | kLingering | kSlow)) return;
-  SlowConsumer(LoopStats::kSlowMissed);
+  SlowConsumer(stats::SlowReason::kMissed);
 }
 
 std::string Connection::PeerIp() const {
@@ -85,15 +85,15 @@ std::string Connection::PeerIp() const {
   return text;
 }
 
-void Connection::SlowConsumer(LoopStats::SlowReason reason) {
+void Connection::SlowConsumer(stats::SlowReason reason) {
   state_ |= kSlow;
   ++loop_.stats().slow_consumer_disconnects[reason];
-  if (reason == LoopStats::kSlowOverflow) ++loop_.stats().write_overflow;
+  if (reason == stats::SlowReason::kOverflow) ++loop_.stats().write_overflow;
   if (out_) {
     // Pushes that will never leave, by priority, so a lost critical or high push is counted
     // (the half-sent item is in no lane: it still leaves).
     for (size_t p = 0; p < kPriorities; ++p) {
-      loop_.stats().send_dropped[LoopStats::kDropCut][p] +=
+      loop_.stats().send_dropped[stats::DropReason::kCut][p] +=
           out_->lane_items(LaneOf(static_cast<Priority>(p)));
     }
     out_->DropUnsent();  // the memory goes now, not when the close completes
@@ -111,7 +111,7 @@ SendStatus Connection::Send(std::string_view head, std::string_view body, Lane l
       Close();
       return SendStatus::kOverflow;
     }
-    SlowConsumer(LoopStats::kSlowOverflow);
+    SlowConsumer(stats::SlowReason::kOverflow);
     return SendStatus::kOverflow;
   }
   loop_.NeedsFlush(this);
@@ -128,26 +128,26 @@ SendStatus Connection::SendShared(Chunk* chunk, size_t offset, size_t len, PushC
   if (cost > 0) {
     if (push.latest_key != 0 &&
         out_->Replace(lane, push.latest_key, chunk, offset, len, join_head)) {
-      ++loop_.stats().send_dropped[LoopStats::kDropReplaced][p];
+      ++loop_.stats().send_dropped[stats::DropReason::kReplaced][p];
       return SendStatus::kQueued;
     }
     if (push.priority >= Priority::kNormal) {
       const size_t watermark =
           push.priority == Priority::kLow ? limits.drop_low_bytes : limits.drop_normal_bytes;
-      LoopStats::DropReason why = LoopStats::kDropReasons;
+      stats::DropReason why = stats::DropReason::kCount;
       if (cost >= watermark) {
-        why = LoopStats::kDropWatermark;
+        why = stats::DropReason::kWatermark;
       } else if (loop_.queued_cost() >= limits.loop_budget_bytes) {
-        why = LoopStats::kDropLoopBudget;
+        why = stats::DropReason::kLoopBudget;
       }
-      if (why != LoopStats::kDropReasons) {
+      if (why != stats::DropReason::kCount) {
         // Only a channel that accepts losses loses a push silently; any other push left out
         // is the caller's to tell.
         if (push.may_drop()) {
           ++loop_.stats().send_dropped[why][p];
           return SendStatus::kShed;
         }
-        ++loop_.stats().send_dropped[LoopStats::kDropTold][p];
+        ++loop_.stats().send_dropped[stats::DropReason::kTold][p];
         return SendStatus::kMissed;
       }
     }
@@ -155,7 +155,7 @@ SendStatus Connection::SendShared(Chunk* chunk, size_t offset, size_t len, PushC
   OutputQueue& out = Queue();
   out.AppendShared(chunk, offset, len, lane, push.latest_key, loop_.now_ms(), join_head);
   if (out.cost() > limits.max_bytes) {
-    SlowConsumer(LoopStats::kSlowOverflow);
+    SlowConsumer(stats::SlowReason::kOverflow);
     return SendStatus::kOverflow;
   }
   if (cost > 0) {

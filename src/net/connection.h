@@ -104,7 +104,7 @@ class Connection : public Pollable, public TimerNode {
   virtual void OnShutdown() { CloseAfterFlush(); }
   // A slow consumer: the queue's unsent items are already dropped. Must end the connection.
   virtual void OnSlowConsumer() { Close(); }
-  // Cuts the connection as a slow consumer (kSlowMissed): for a protocol that cannot tell a
+  // Cuts the connection as a slow consumer (SlowReason::kMissed): for a protocol that cannot tell a
   // subscriber about a missed push any other way. Unsent items go at once.
   void CutSlow();
   // The socket took everything queued (not while closing): a protocol that writes a long
@@ -145,7 +145,7 @@ class Connection : public Pollable, public TimerNode {
   // the normal deadline; true while such output still waits.
   bool CheckDeadlines();
   // Drops what is unsent, counts, and hands over to OnSlowConsumer.
-  void SlowConsumer(LoopStats::SlowReason reason);
+  void SlowConsumer(stats::SlowReason reason);
   OutputQueue& Queue();
   ssize_t ReadSome(uint8_t* buffer, size_t size, bool* again);
 

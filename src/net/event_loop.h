@@ -9,6 +9,7 @@
 // connections closed during the iteration.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -16,6 +17,7 @@
 
 #include "net/mailbox.h"
 #include "net/timer_wheel.h"
+#include "stats/reasons.h"
 
 namespace hermod::net {
 
@@ -26,23 +28,6 @@ class Pollable {
  public:
   virtual ~Pollable() = default;
   virtual void OnEvents(uint32_t events) = 0;
-};
-
-// Admission and rate-limit refusals, counted on the loop that refused; the
-// metrics room reports them as hermod_connections_rejected_total{reason} and
-// hermod_client_commands_rate_limited_total{kind}.
-struct GuardStats {
-  uint64_t rejected_capacity = 0;    // 503: client_connection_limit
-  uint64_t rejected_node_rate = 0;   // 503: client_connection_rate_limit
-  uint64_t rejected_ip_limit = 0;    // 429: admission.ip_connection_limit
-  uint64_t rejected_ip_rate = 0;     // 429: admission.ip_connection_rate
-  uint64_t rejected_soft_limit = 0;  // connect without a recovery position in the soft band
-  uint64_t rejected_user_limit = 0;  // disconnect 3504: client_user_connection_limit
-  uint64_t accept_throttled = 0;     // listener pauses for admission.accept_rate_per_loop
-  // Commands answered with error 111, by bucket: publish, subscribe, history, presence, rpc,
-  // total (core::CommandKind order), then the namespaces' publish_rate_limit.
-  uint64_t commands_limited[7] = {};
-  uint64_t rate_limit_disconnects = 0;  // disconnect 3013
 };
 
 // Counters one loop keeps; read by the metrics room through the mailbox.
@@ -62,26 +47,12 @@ struct LoopStats {
   // flushes). busy / (busy + wait) is the loop's load.
   uint64_t wait_us = 0;
   uint64_t busy_us = 0;
-  // Slow consumers (SendLimits): shared pushes not queued, by reason and priority
-  // (index: Priority), and connections cut, by reason. Watermark and loop budget count only
-  // droppable pushes (PushClass::droppable: left out silently, by the channel's choice);
-  // kDropTold: a push that may not be dropped was not queued and its subscriber was told at
-  // once (SendStatus::kMissed); kDropCut: pushes still unsent when their connection was cut
-  // as a slow consumer (told by the disconnect).
-  enum DropReason : uint8_t {
-    kDropWatermark,
-    kDropLoopBudget,
-    kDropReplaced,
-    kDropCut,
-    kDropTold,
-    kDropReasons
-  };
-  // kSlowDeadline: urgent output past urgent_deadline_ms, or pushes past normal_deadline_ms;
-  // kSlowMissed: the protocol cut it because a missed push could not be told otherwise.
-  enum SlowReason : uint8_t { kSlowOverflow, kSlowDeadline, kSlowMissed, kSlowReasons };
-  uint64_t send_dropped[kDropReasons][4] = {};
-  uint64_t slow_consumer_disconnects[kSlowReasons] = {};
-  GuardStats guard;
+  // Slow consumers (SendLimits): shared pushes not queued or left unsent, by reason and
+  // priority (index: Priority), and connections cut, by reason (stats/reasons.h).
+  stats::ByReason<stats::DropReason, std::array<uint64_t, 4>> send_dropped;
+  stats::ByReason<stats::SlowReason> slow_consumer_disconnects;
+  // Admission and rate-limit refusals of the rooms above, counted on the loop that refused.
+  stats::GuardStats guard;
 };
 
 // How much a slow consumer may hold (config send_queue.*, websocket.max_write_buffer_bytes).

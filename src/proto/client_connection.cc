@@ -7,8 +7,8 @@
 #include <random>
 
 #include "log/fields.h"
-#include "metrics/loop_metrics.h"
 #include "proto/encode.h"
+#include "stats/loop_metrics.h"
 
 namespace hermod::proto {
 
@@ -157,9 +157,9 @@ bool ClientConnection::RateLimited(const Command& c) {
   bool by_total = false;
   const core::CommandLimiter::Verdict verdict = limiter_.Check(limits, kind, now, &by_total);
   if (verdict == core::CommandLimiter::Verdict::kAllow) return false;
-  // Counted under the bucket that refused: the kind's own, or "total" (index 5).
+  // Counted under the bucket that refused: the kind's own, or the total.
   const core::CommandKind refused_by = by_total ? core::CommandKind::kOther : kind;
-  ++loop().stats().guard.commands_limited[by_total ? 5 : static_cast<size_t>(kind)];
+  loop().stats().guard.Count(core::LimitedRefusal(refused_by));
   uint64_t suppressed = 0;
   const bool abuse = verdict == core::CommandLimiter::Verdict::kAbuse;
   if (Scratch().rate_log.Allow(now, &suppressed)) {
@@ -173,7 +173,7 @@ bool ClientConnection::RateLimited(const Command& c) {
                abuse ? " exceeded persistently: disconnect 3013" : ": error 111", suppressed);
   }
   if (abuse) {
-    ++loop().stats().guard.rate_limit_disconnects;
+    loop().stats().guard.Count(stats::Refusal::kRateLimitDisconnect);
     Disconnect(kDisconnectTooManyRequests);
   } else if (c.method != Method::kSend) {
     ReplyError(c.id, ErrorCode::kTooManyRequests);
@@ -189,7 +189,7 @@ bool ClientConnection::AdmitConnect(const Command& c, const std::string& user) {
     const bool recovering =
         std::any_of(c.subs.begin(), c.subs.end(), [](const ConnectSub& s) { return s.recover; });
     if (!recovering) {
-      ++loop().stats().guard.rejected_soft_limit;
+      loop().stats().guard.Count(stats::Refusal::kSoftLimit);
       if (Scratch().admission_log.Allow(loop().now_ms(), &suppressed)) {
         spdlog::info(
             "connect refused (soft connection limit, no recovery position): 111 "
@@ -201,7 +201,7 @@ bool ClientConnection::AdmitConnect(const Command& c, const std::string& user) {
     }
   }
   if (!user.empty() && !admission->AddUser(user)) {
-    ++loop().stats().guard.rejected_user_limit;
+    loop().stats().guard.Count(stats::Refusal::kUserLimit);
     if (Scratch().admission_log.Allow(loop().now_ms(), &suppressed)) {
       log::Write(spdlog::level::info,
                  {{"user", user},
@@ -342,7 +342,7 @@ void ClientConnection::OnKeepalive() {
         if (s->expires_at != 0 && s->expires_at <= wall) return Disconnect(kDisconnectSubExpired);
       }
       SendMessage(ws::Opcode::kText, "{}");
-      metrics::RecordSent(metrics::SentType::kPing, 2);
+      stats::RecordSent(stats::SentType::kPing, 2);
       awaiting_pong_ = true;
       pong_deadline_ms_ = now + context_.options.pong_timeout_ms;
       next_ping_ms_ = now + context_.options.ping_interval_ms;
@@ -367,9 +367,9 @@ void ClientConnection::OnWebSocketMessage(ws::Opcode opcode, std::string_view pa
   // Metrics: the steady clock (vDSO, no syscall) read twice per message, not per command:
   // the commands of one message leave in one reply, so each has the message's latency. The
   // loop's cached now_ms would cost nothing but is too coarse for sub-millisecond commands.
-  static_assert(metrics::kCommandMethods.size() == static_cast<size_t>(Method::kUnknown) + 1);
   const uint64_t started_us = net::Loop::MonotonicUs();
-  std::array<uint32_t, metrics::kCommandMethods.size()> methods{};
+  static_assert(kMethodNames.size() <= stats::kMaxMethods);
+  std::array<uint32_t, kMethodNames.size()> methods{};
   LoopScratch& scratch = Scratch();
   scratch.reply.clear();
   reply_ = &scratch.reply;
@@ -391,15 +391,14 @@ void ClientConnection::OnWebSocketMessage(ws::Opcode opcode, std::string_view pa
   reply_ = nullptr;
   if (ok && !scratch.reply.empty()) {
     SendMessage(ws::Opcode::kText, scratch.reply);
-    metrics::RecordSent(metrics::SentType::kReply, scratch.reply.size());
+    stats::RecordSent(stats::SentType::kReply, scratch.reply.size());
   }
   const size_t reply_peak = scratch.reply.capacity();
   if (reply_peak > kScratchKeepBytes) std::string().swap(scratch.reply);
-  metrics::RecordScratch(metrics::ScratchBuffer::kReply, reply_peak, scratch.reply.capacity());
+  stats::RecordScratch(stats::ScratchBuffer::kReply, reply_peak, scratch.reply.capacity());
   const size_t command_peak = scratch.parser.Release(kScratchKeepBytes);
-  metrics::RecordScratch(metrics::ScratchBuffer::kCommand, command_peak,
-                         scratch.parser.held_bytes());
-  metrics::RecordCommandMessage(methods, payload.size(), net::Loop::MonotonicUs() - started_us);
+  stats::RecordScratch(stats::ScratchBuffer::kCommand, command_peak, scratch.parser.held_bytes());
+  stats::RecordCommandMessage(methods, payload.size(), net::Loop::MonotonicUs() - started_us);
 }
 
 bool ClientConnection::Handle(const Command& c) {
@@ -738,7 +737,7 @@ void ClientConnection::SubscribeFromServer(std::string_view channel) {
   AppendSubscribeResult(push, result, false);
   push += "}}";
   SendMessage(ws::Opcode::kText, push);
-  metrics::RecordSent(metrics::SentType::kPush, push.size(), metrics::PushType::kSubscribe);
+  stats::RecordSent(stats::SentType::kPush, push.size(), stats::PushType::kSubscribe);
 }
 
 void ClientConnection::UnsubscribeFromServer(std::string_view channel) {
@@ -752,7 +751,7 @@ void ClientConnection::UnsubscribeFromServer(std::string_view channel) {
   AppendJsonString(push, channel);
   push += ",\"unsubscribe\":{\"code\":2000,\"reason\":\"server unsubscribe\"}}}";
   SendMessage(ws::Opcode::kText, push);
-  metrics::RecordSent(metrics::SentType::kPush, push.size(), metrics::PushType::kUnsubscribe);
+  stats::RecordSent(stats::SentType::kPush, push.size(), stats::PushType::kUnsubscribe);
 }
 
 void ClientConnection::HandleUnsubscribe(const Command& c) {
@@ -782,7 +781,9 @@ void ClientConnection::HandlePublish(const Command& c) {
   if (!context_.hub.Publish(c.channel, *options, c.data,
                             subscription ? subscription->client_info(info_) : info_, {}, {},
                             std::nullopt, &refusal)) {
-    if (refusal == core::Hub::Refusal::kRateLimit) ++loop().stats().guard.commands_limited[6];
+    if (refusal == core::Hub::Refusal::kRateLimit) {
+      loop().stats().guard.Count(stats::Refusal::kLimitedChannel);
+    }
     // Larger than the cluster's broker carries: retrying cannot help (106, not temporary).
     if (refusal == core::Hub::Refusal::kTooLarge) {
       return ReplyError(c.id, ErrorCode::kLimitExceeded);
@@ -808,7 +809,7 @@ void ClientConnection::HandlePresence(const Command& c, bool stats) {
   size_t bytes = 0;
   for (const auto& [client, entry] : presence) bytes += client.size() + entry.info.size() + 4;
   if (bytes > ReplyRoom()) {
-    metrics::RecordReplyLimited(metrics::ReplyLimit::kRefused);
+    stats::RecordReplyLimited(stats::ReplyLimit::kRefused);
     return ReplyError(c.id, ErrorCode::kLimitExceeded);
   }
   AppendPresenceReply(*reply_, c.id, presence);
@@ -834,10 +835,10 @@ void ClientConnection::HandleHistory(const Command& c) {
   if (result.cut) {
     // Not one publication fits: 106 says so; a smaller limit or a read queue helps.
     if (result.publications.empty()) {
-      metrics::RecordReplyLimited(metrics::ReplyLimit::kRefused);
+      stats::RecordReplyLimited(stats::ReplyLimit::kRefused);
       return ReplyError(c.id, ErrorCode::kLimitExceeded);
     }
-    metrics::RecordReplyLimited(metrics::ReplyLimit::kCut);
+    stats::RecordReplyLimited(stats::ReplyLimit::kCut);
   }
   AppendHistoryReply(*reply_, c.id, result);
 }

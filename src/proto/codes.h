@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "stats/reasons.h"
+
 namespace hermod::proto {
 
 enum class ErrorCode : uint32_t {
@@ -48,5 +50,12 @@ inline constexpr Disconnect kDisconnectBadRequest{3501, "bad request"};
 inline constexpr Disconnect kDisconnectStale{3502, "stale"};
 inline constexpr Disconnect kDisconnectConnectionLimit{3504, "connection limit"};
 inline constexpr Disconnect kDisconnectChannelLimit{3505, "channel limit"};
+
+// The refusals counted in stats/reasons.h answer with these codes.
+static_assert(stats::Row(stats::Refusal::kUserLimit).code == kDisconnectConnectionLimit.code);
+static_assert(stats::Row(stats::Refusal::kRateLimitDisconnect).code ==
+              kDisconnectTooManyRequests.code);
+static_assert(stats::Row(stats::Refusal::kLimitedTotal).code ==
+              static_cast<uint16_t>(ErrorCode::kTooManyRequests));
 
 }  // namespace hermod::proto

@@ -10,6 +10,8 @@
 
 #include <simdjson.h>
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <string_view>
 #include <vector>
@@ -31,6 +33,12 @@ enum class Method : uint8_t {
   kSubRefresh,
   kUnknown,  // a method this server does not know: error 104 method not found
 };
+
+// Method's names in its order: the `method` label of the client command metrics.
+inline constexpr std::array<std::string_view, static_cast<size_t>(Method::kUnknown) + 1>
+    kMethodNames = {"pong",     "connect",        "subscribe", "unsubscribe", "publish",
+                    "presence", "presence_stats", "history",   "send",        "rpc",
+                    "refresh",  "sub_refresh",    "unknown"};
 
 // connect.subs: where the client is in a server-side subscription's stream.
 struct ConnectSub {

@@ -17,7 +17,7 @@ std::string& Scratch() {
   return scratch;
 }
 
-PreparedPush::Carried One(metrics::PushType type) {
+PreparedPush::Carried One(stats::PushType type) {
   PreparedPush::Carried carried{};
   carried[static_cast<size_t>(type)] = 1;
   return carried;
@@ -29,7 +29,7 @@ net::SendStatus PreparedPush::SendTo(net::Connection& connection, net::PushClass
   net::SendStatus status =
       static_cast<ws::WebSocketConnection&>(connection).SendPrepared(message_, push);
   if (status == net::SendStatus::kQueued) {
-    metrics::RecordPushQueued(
+    stats::RecordPushQueued(
         id(), published_us(), [this] { return message_.payload().size(); },
         [this] { return carried_; }, &net::Loop::MonotonicUs);
   }
@@ -44,14 +44,14 @@ core::PushCodec JsonPushCodec(int deflate_level, int deflate_window_bits) {
     std::string& json = Scratch();
     AppendPublicationPush(json, channel, publication);
     return new PreparedPush(json, deflate_level, deflate_window_bits,
-                            One(metrics::PushType::kPublication));
+                            One(stats::PushType::kPublication));
   };
   codec.join_leave_push = [deflate_level, deflate_window_bits](std::string_view channel, bool join,
                                                                std::string_view info) {
     std::string& json = Scratch();
     AppendJoinLeavePush(json, channel, join, info);
     return new PreparedPush(json, deflate_level, deflate_window_bits,
-                            One(join ? metrics::PushType::kJoin : metrics::PushType::kLeave));
+                            One(join ? stats::PushType::kJoin : stats::PushType::kLeave));
   };
   codec.join = [deflate_level, deflate_window_bits](const core::Push* const* pushes, size_t count) {
     std::string& json = Scratch();

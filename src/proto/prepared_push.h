@@ -14,7 +14,7 @@
 
 #include "core/hub.h"
 #include "core/push.h"
-#include "metrics/loop_metrics.h"
+#include "stats/loop_metrics.h"
 #include "ws/prepared_message.h"
 
 namespace hermod::proto {
@@ -22,7 +22,7 @@ namespace hermod::proto {
 class PreparedPush final : public core::Push {
  public:
   // What a push carries, by type, for the metrics (a coalesced push carries several).
-  using Carried = std::array<uint16_t, metrics::kPushTypes.size()>;
+  using Carried = std::array<uint16_t, stats::kPushTypes.size()>;
 
   PreparedPush(std::string_view json, int deflate_level, int deflate_window_bits,
                const Carried& carried)

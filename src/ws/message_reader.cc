@@ -22,7 +22,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "metrics/loop_metrics.h"
+#include "stats/loop_metrics.h"
 #include "ws/deflate.h"
 #include "ws/mask.h"
 
@@ -300,7 +300,7 @@ MessageReader::Result MessageReader::DeliverMessage(std::string_view payload, bo
   if (inflated != nullptr) {
     const size_t peak = inflated->capacity();
     if (peak > kScratchKeepBytes) std::string().swap(*inflated);
-    metrics::RecordScratch(metrics::ScratchBuffer::kInflate, peak, inflated->capacity());
+    stats::RecordScratch(stats::ScratchBuffer::kInflate, peak, inflated->capacity());
   }
   return {};
 }

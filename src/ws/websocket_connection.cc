@@ -7,6 +7,7 @@
 #include <string>
 
 #include "log/fields.h"
+#include "stats/loop_metrics.h"
 #include "ws/frame_encoder.h"
 
 namespace hermod::ws {
@@ -27,7 +28,7 @@ void ReleaseScratch() {
   std::string& scratch = Scratch();
   const size_t peak = scratch.capacity();
   if (peak > kScratchKeepBytes) std::string().swap(scratch);
-  metrics::RecordScratch(metrics::ScratchBuffer::kDeflate, peak, scratch.capacity());
+  stats::RecordScratch(stats::ScratchBuffer::kDeflate, peak, scratch.capacity());
 }
 
 }  // namespace

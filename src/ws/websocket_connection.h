@@ -12,8 +12,8 @@
 #include <memory>
 #include <string_view>
 
-#include "metrics/loop_metrics.h"
 #include "net/connection.h"
+#include "stats/histogram.h"
 #include "ws/deflate.h"
 #include "ws/frame.h"
 #include "ws/handshake.h"
@@ -44,7 +44,7 @@ struct WebSocketStats {
   // Closed connections by the code of the Close that ended them: ours when we closed first,
   // the peer's when it did (1005 when its Close had none), 1006 when no Close was exchanged.
   std::map<uint16_t, uint64_t> close_codes;
-  metrics::DurationHistogram duration_ms;  // handshake to close
+  stats::DurationHistogram duration_ms;  // handshake to close
 };
 
 class WebSocketConnection : public net::Connection, private MessageHandler {

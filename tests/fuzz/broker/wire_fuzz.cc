@@ -9,14 +9,14 @@
 #include "broker/wire.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  using hermod::broker::Message;
+  using hermod::core::BrokerMessage;
   const std::string input(reinterpret_cast<const char*>(data), size);
   uint64_t node = 0;
-  Message m;
+  BrokerMessage m;
   if (!hermod::broker::Decode(input, &node, &m)) return 0;
   const std::string again = hermod::broker::Encode(node, m);
   uint64_t node2 = 0;
-  Message m2;
+  BrokerMessage m2;
   if (!hermod::broker::Decode(again, &node2, &m2)) __builtin_trap();
   if (node2 != node || m2.kind != m.kind || m2.priority != m.priority ||
       m2.skip_history != m.skip_history || m2.channel != m.channel || m2.data != m.data ||

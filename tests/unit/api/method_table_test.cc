@@ -11,8 +11,8 @@
 #include "api/methods.h"
 #include "api/server_api.h"
 #include "json/syntax.h"
-#include "metrics/loop_metrics.h"
 #include "proto/prepared_push.h"
+#include "stats/loop_metrics.h"
 
 namespace hermod::api {
 namespace {
@@ -51,8 +51,7 @@ TEST_F(MethodTableTest, EveryMethodHasARouteAMetricLabelAndAnAnswer) {
   for (std::string_view name : kMethodNames) {
     EXPECT_NE(std::find(routes.begin(), routes.end(), "/api/" + std::string(name)), routes.end())
         << name;
-    EXPECT_NE(std::find(metrics::kApiMethods.begin(), metrics::kApiMethods.end(), name),
-              metrics::kApiMethods.end())
+    EXPECT_NE(std::find(kMethodLabels.begin(), kMethodLabels.end(), name), kMethodLabels.end())
         << name;
     std::string body(kAnyRequest);
     std::string out;
@@ -60,8 +59,8 @@ TEST_F(MethodTableTest, EveryMethodHasARouteAMetricLabelAndAnAnswer) {
     EXPECT_TRUE(out.starts_with(name == "batch" ? R"({"replies":)" : R"({"result":)"))
         << name << ": " << out;
   }
-  EXPECT_EQ(metrics::kApiMethods.back(), "unknown");
-  EXPECT_EQ(metrics::kApiMethods.size(), kMethodNames.size() + 1);
+  EXPECT_EQ(kMethodLabels.back(), "unknown");
+  EXPECT_EQ(kMethodLabels.size(), kMethodNames.size() + 1);
 }
 
 TEST_F(MethodTableTest, UnknownMethodsAre404AloneAnd104InABatchOrTheLegacyBody) {

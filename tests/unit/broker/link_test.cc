@@ -37,10 +37,10 @@ TEST(BrokerLink, DisconnectAndFailedSendsOpenTheBreakerThenSendsAreSkipped) {
   EXPECT_EQ(link.Health().level, HealthLevel::kHealthy);
   link.OnDisconnected();  // one failure
   ASSERT_TRUE(link.Admit());
-  link.OnSent(MessageKind::kPublication, false);
+  link.OnSent(core::BrokerMessageKind::kPublication, false);
   EXPECT_EQ(link.state(), State::kClosed);
   ASSERT_TRUE(link.Admit());
-  link.OnSent(MessageKind::kPublication, false);
+  link.OnSent(core::BrokerMessageKind::kPublication, false);
   EXPECT_EQ(link.state(), State::kOpen);
   EXPECT_EQ(link.failures(), 2u);
 
@@ -67,7 +67,7 @@ TEST(BrokerLink, AfterOpenTimeoutOneTrialDecides) {
   link.OnConnected();
   for (int i = 0; i < 3; ++i) {
     ASSERT_TRUE(link.Admit());
-    link.OnSent(MessageKind::kPublication, false);
+    link.OnSent(core::BrokerMessageKind::kPublication, false);
   }
   ASSERT_EQ(link.state(), State::kOpen);
   now_ms = 499;
@@ -77,15 +77,15 @@ TEST(BrokerLink, AfterOpenTimeoutOneTrialDecides) {
   EXPECT_EQ(link.Health().level, HealthLevel::kDegraded);
   ASSERT_TRUE(link.Admit());   // the one trial
   EXPECT_FALSE(link.Admit());  // bounded: no second while it is out
-  link.OnSent(MessageKind::kPublication, false);
+  link.OnSent(core::BrokerMessageKind::kPublication, false);
   EXPECT_EQ(link.state(), State::kOpen);  // the trial failed: open again, for open_ms
 
   now_ms = 1000;
   ASSERT_TRUE(link.Admit());
-  link.OnSent(MessageKind::kPublication, true);
+  link.OnSent(core::BrokerMessageKind::kPublication, true);
   EXPECT_EQ(link.state(), State::kClosed);
   EXPECT_EQ(link.Health().level, HealthLevel::kHealthy);
-  EXPECT_EQ(link.sent(MessageKind::kPublication), 1u);
+  EXPECT_EQ(link.sent(core::BrokerMessageKind::kPublication), 1u);
   const std::string text = Render(link);
   EXPECT_NE(text.find("{name=\"broker\",to=\"open\"} 2\n"), std::string::npos) << text;
   EXPECT_NE(text.find("{name=\"broker\",to=\"half_open\"} 2\n"), std::string::npos) << text;
@@ -139,10 +139,10 @@ TEST(BrokerLink, DisconnectedPastTheBoundIsUnhealthy) {
 TEST(BrokerLink, CountsReceivedAndDropped) {
   now_ms = 0;
   Link link(Options(), &Clock);
-  link.CountIn(MessageKind::kJoin);
-  link.CountIn(MessageKind::kPublication);
-  link.CountIn(MessageKind::kPublication);
-  link.CountDropped(DropReason::kDecode);
+  link.CountIn(core::BrokerMessageKind::kJoin);
+  link.CountIn(core::BrokerMessageKind::kPublication);
+  link.CountIn(core::BrokerMessageKind::kPublication);
+  link.CountDropped(ReceiveDrop::kDecode);
   const std::string text = Render(link);
   EXPECT_NE(text.find("hermod_broker_messages_total{direction=\"in\",kind=\"publication\"} 2\n"),
             std::string::npos);

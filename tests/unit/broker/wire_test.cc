@@ -8,9 +8,9 @@ namespace hermod::broker {
 namespace {
 
 TEST(BrokerWire, PublicationRoundTripsEveryField) {
-  Message m;
-  m.kind = MessageKind::kPublication;
-  m.priority = 3;
+  core::BrokerMessage m;
+  m.kind = core::BrokerMessageKind::kPublication;
+  m.priority = net::Priority::kLow;
   m.skip_history = true;
   m.channel = "news:sport.eu *>";    // not a NATS subject token: it travels in the payload
   const std::string data(300, 'x');  // a length past one LEB128 byte
@@ -23,11 +23,11 @@ TEST(BrokerWire, PublicationRoundTripsEveryField) {
             11 + 1 + m.channel.size() + 2 + data.size() + 1 + m.info.size() + 1 + m.tags.size());
 
   uint64_t got_node = 0;
-  Message got;
+  core::BrokerMessage got;
   ASSERT_TRUE(Decode(bytes, &got_node, &got));
   EXPECT_EQ(got_node, node);
-  EXPECT_EQ(got.kind, MessageKind::kPublication);
-  EXPECT_EQ(got.priority, 3);
+  EXPECT_EQ(got.kind, core::BrokerMessageKind::kPublication);
+  EXPECT_EQ(got.priority, net::Priority::kLow);
   EXPECT_TRUE(got.skip_history);
   EXPECT_EQ(got.channel, m.channel);
   EXPECT_EQ(got.data, data);
@@ -36,19 +36,20 @@ TEST(BrokerWire, PublicationRoundTripsEveryField) {
 }
 
 TEST(BrokerWire, JoinAndLeaveRoundTripWithEmptyFields) {
-  for (MessageKind kind : {MessageKind::kJoin, MessageKind::kLeave}) {
-    Message m;
+  for (core::BrokerMessageKind kind :
+       {core::BrokerMessageKind::kJoin, core::BrokerMessageKind::kLeave}) {
+    core::BrokerMessage m;
     m.kind = kind;
-    m.priority = 0;
+    m.priority = net::Priority::kCritical;
     m.channel = "c";
     m.info = "{}";
     uint64_t node = 1;
-    Message got;
+    core::BrokerMessage got;
     const std::string bytes = Encode(7, m);  // got views into it
     ASSERT_TRUE(Decode(bytes, &node, &got));
     EXPECT_EQ(node, 7u);
     EXPECT_EQ(got.kind, kind);
-    EXPECT_EQ(got.priority, 0);
+    EXPECT_EQ(got.priority, net::Priority::kCritical);
     EXPECT_FALSE(got.skip_history);
     EXPECT_EQ(got.channel, "c");
     EXPECT_EQ(got.data, "");
@@ -58,12 +59,12 @@ TEST(BrokerWire, JoinAndLeaveRoundTripWithEmptyFields) {
 }
 
 TEST(BrokerWire, RejectsEveryTruncationAndTrailingBytes) {
-  Message m;
+  core::BrokerMessage m;
   m.channel = "chat";
   m.data = R"({"text":"hi"})";
   const std::string bytes = Encode(42, m);
   uint64_t node;
-  Message got;
+  core::BrokerMessage got;
   for (size_t n = 0; n < bytes.size(); ++n) {
     EXPECT_FALSE(Decode(std::string_view(bytes).substr(0, n), &node, &got)) << n;
   }
@@ -71,11 +72,11 @@ TEST(BrokerWire, RejectsEveryTruncationAndTrailingBytes) {
 }
 
 TEST(BrokerWire, RejectsOtherVersionsKindsFlagsAndEmptyChannels) {
-  Message m;
+  core::BrokerMessage m;
   m.channel = "chat";
   std::string bytes = Encode(42, m);
   uint64_t node;
-  Message got;
+  core::BrokerMessage got;
   ASSERT_TRUE(Decode(bytes, &node, &got));
   for (auto [at, value] : {std::pair{0, 2}, std::pair{1, 0}, std::pair{1, 4}, std::pair{2, 8}}) {
     std::string bad = bytes;

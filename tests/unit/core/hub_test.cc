@@ -346,11 +346,11 @@ TEST(HubReclaim, CreatingChannelsReclaimsDueOnesWithoutTheTimer) {
 }
 
 // Cluster mode: a broker that carries at most kMax bytes of data.
-class SmallBroker final : public broker::Broker {
+class SmallBroker final : public core::Broker {
  public:
   static constexpr size_t kMax = 100;
-  void Publish(const broker::Message& m) override { sent.emplace_back(m.data); }
-  bool Fits(const broker::Message& m) override { return m.data.size() <= kMax; }
+  void Publish(const core::BrokerMessage& m) override { sent.emplace_back(m.data); }
+  bool Fits(const core::BrokerMessage& m) override { return m.data.size() <= kMax; }
   std::vector<std::string> sent;
 };
 
@@ -613,8 +613,8 @@ TEST_F(StoppedLoopTest, AShedPublicationTellsTheRecoverableSubscriberOnce) {
   RunOnce();  // all 50 in one mailbox run: the queue is corked, the watermark is passed
   EXPECT_EQ(missed_calls, 1);
   // Told, not shed: the subscriber learns of the gap at once.
-  EXPECT_EQ(loop_.stats().send_dropped[net::LoopStats::kDropTold][2], 1u);
-  EXPECT_EQ(loop_.stats().send_dropped[net::LoopStats::kDropWatermark][2], 0u);
+  EXPECT_EQ(loop_.stats().send_dropped[stats::DropReason::kTold][2], 1u);
+  EXPECT_EQ(loop_.stats().send_dropped[stats::DropReason::kWatermark][2], 0u);
   const std::string got = ReadAll();
   // Every publication before the gap arrived, whole and in order; none after it.
   const size_t frame = std::string("ch|" + data + "@1\n").size();
@@ -642,8 +642,8 @@ TEST_F(StoppedLoopTest, ADroppableChannelShedsSilentlyAndNeverTells) {
   for (int i = 0; i < 50; ++i) ASSERT_TRUE(hub_.Publish("ch", options_, data, ""));
   RunOnce();
   EXPECT_EQ(missed_calls, 0);
-  EXPECT_EQ(loop_.stats().send_dropped[net::LoopStats::kDropTold][2], 0u);
-  const size_t shed = loop_.stats().send_dropped[net::LoopStats::kDropWatermark][2];
+  EXPECT_EQ(loop_.stats().send_dropped[stats::DropReason::kTold][2], 0u);
+  const size_t shed = loop_.stats().send_dropped[stats::DropReason::kWatermark][2];
   const std::string got = ReadAll();
   // Every publication was either delivered or counted as shed; the subscriber stays.
   EXPECT_GT(shed, 0u);
@@ -662,8 +662,8 @@ TEST_F(StoppedLoopTest, AMissedPushWithNobodyToTellCutsTheConnection) {
   const std::string data(100, 'x');
   for (int i = 0; i < 50; ++i) ASSERT_TRUE(hub_.Publish("ch", options_, data, ""));
   RunOnce();
-  EXPECT_EQ(loop_.stats().slow_consumer_disconnects[net::LoopStats::kSlowMissed], 1u);
-  EXPECT_EQ(loop_.stats().send_dropped[net::LoopStats::kDropTold][2], 1u);
+  EXPECT_EQ(loop_.stats().slow_consumer_disconnects[stats::SlowReason::kMissed], 1u);
+  EXPECT_EQ(loop_.stats().send_dropped[stats::DropReason::kTold][2], 1u);
 }
 
 TEST_F(StoppedLoopTest, LatestDeliveryGivesASlowClientTheNewestValueNotABacklog) {

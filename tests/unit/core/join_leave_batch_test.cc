@@ -15,8 +15,8 @@
 
 #include "chunk_push.h"
 #include "core/hub.h"
-#include "metrics/loop_metrics.h"
 #include "net/connection.h"
+#include "stats/loop_metrics.h"
 
 namespace hermod::core {
 namespace {
@@ -54,7 +54,7 @@ class JoinLeaveBatchTest : public ::testing::Test {
   static constexpr uint64_t kWindowMs = 100;
   void SetUp() override {
     joins.clear();
-    metrics::BindThread(&metrics_);
+    stats::BindThread(&metrics_);
     hub_.AttachLoop(loop_);
     options_.presence = true;
     options_.join_leave = true;
@@ -67,7 +67,7 @@ class JoinLeaveBatchTest : public ::testing::Test {
     others_ = NewPeer(&others_connection_);
   }
   void TearDown() override {
-    metrics::BindThread(nullptr);
+    stats::BindThread(nullptr);
     close(watcher_);
     close(others_);
   }
@@ -120,7 +120,7 @@ class JoinLeaveBatchTest : public ::testing::Test {
     }
     return out;
   }
-  uint64_t Events(metrics::PresenceKind kind, metrics::PresenceOutcome outcome) const {
+  uint64_t Events(stats::PresenceKind kind, stats::PresenceOutcome outcome) const {
     return metrics_.presence_events[static_cast<size_t>(kind)][static_cast<size_t>(outcome)];
   }
   // The watcher subscribes and its own join's window passes.
@@ -134,7 +134,7 @@ class JoinLeaveBatchTest : public ::testing::Test {
   // The clock starts over before the loop is built: its timer wheel takes its start from it,
   // and a clock left ahead by the previous test in this process would never fire its timers.
   uint64_t clock_start_ = now_ms = 1'000'000;
-  metrics::LoopMetrics metrics_;
+  stats::LoopMetrics metrics_;
   net::Loop loop_{0, 4096, &FakeNow};
   Hub hub_{1, PushCodec{&Publication, &PublicationPush, &JoinLeave, &JoinPushes}, &FakeNow};
   config::ChannelOptions options_;
@@ -164,7 +164,7 @@ TEST_F(JoinLeaveBatchTest, JoinsWithinAWindowLeaveAsOneMessageWhenItEnds) {
   EXPECT_EQ(lines, expected);
   EXPECT_EQ(std::count(got.begin(), got.end(), '\n'), 20);
   EXPECT_EQ(joins, std::vector<size_t>{20});  // one joined push for the 20
-  EXPECT_EQ(Events(metrics::PresenceKind::kJoin, metrics::PresenceOutcome::kSent), 21u);
+  EXPECT_EQ(Events(stats::PresenceKind::kJoin, stats::PresenceOutcome::kSent), 21u);
 }
 
 TEST_F(JoinLeaveBatchTest, AJoinAndALeaveOfOneClientWithinAWindowCancel) {
@@ -174,23 +174,23 @@ TEST_F(JoinLeaveBatchTest, AJoinAndALeaveOfOneClientWithinAWindowCancel) {
   Leave("brief");
   Pass(kWindowMs + net::TimerWheel::kTickMs);
   EXPECT_EQ(Watched(), "join stays\n");
-  EXPECT_EQ(Events(metrics::PresenceKind::kJoin, metrics::PresenceOutcome::kCancelled), 1u);
-  EXPECT_EQ(Events(metrics::PresenceKind::kLeave, metrics::PresenceOutcome::kCancelled), 1u);
-  EXPECT_EQ(Events(metrics::PresenceKind::kJoin, metrics::PresenceOutcome::kSent), 2u);
+  EXPECT_EQ(Events(stats::PresenceKind::kJoin, stats::PresenceOutcome::kCancelled), 1u);
+  EXPECT_EQ(Events(stats::PresenceKind::kLeave, stats::PresenceOutcome::kCancelled), 1u);
+  EXPECT_EQ(Events(stats::PresenceKind::kJoin, stats::PresenceOutcome::kSent), 2u);
 
   // Leave then join of the same client (unsubscribe, subscribe again): nothing to show.
   Leave("stays");
   Join("stays");
   Pass(kWindowMs + net::TimerWheel::kTickMs);
   EXPECT_EQ(Watched(), "");
-  EXPECT_EQ(Events(metrics::PresenceKind::kLeave, metrics::PresenceOutcome::kCancelled), 2u);
+  EXPECT_EQ(Events(stats::PresenceKind::kLeave, stats::PresenceOutcome::kCancelled), 2u);
 
   // The same user on a new client is another client: both leave and join are sent, in order.
   Leave("stays");
   Join("stays-again");
   Pass(kWindowMs + net::TimerWheel::kTickMs);
   EXPECT_EQ(Watched(), "leave stays\njoin stays-again\n");
-  EXPECT_EQ(Events(metrics::PresenceKind::kLeave, metrics::PresenceOutcome::kSent), 1u);
+  EXPECT_EQ(Events(stats::PresenceKind::kLeave, stats::PresenceOutcome::kSent), 1u);
 }
 
 TEST_F(JoinLeaveBatchTest, ALeaveInALaterWindowComesAfterItsJoin) {
@@ -257,19 +257,19 @@ TEST_F(JoinLeaveBatchTest, WithoutADelayEachPushLeavesAtOnce) {
   RunOnce();
   EXPECT_EQ(Watched(), "join watcher\njoin a\nleave a\n");
   EXPECT_TRUE(joins.empty());
-  EXPECT_EQ(Events(metrics::PresenceKind::kJoin, metrics::PresenceOutcome::kSent), 2u);
-  EXPECT_EQ(Events(metrics::PresenceKind::kLeave, metrics::PresenceOutcome::kSent), 1u);
-  EXPECT_EQ(Events(metrics::PresenceKind::kJoin, metrics::PresenceOutcome::kCancelled), 0u);
+  EXPECT_EQ(Events(stats::PresenceKind::kJoin, stats::PresenceOutcome::kSent), 2u);
+  EXPECT_EQ(Events(stats::PresenceKind::kLeave, stats::PresenceOutcome::kSent), 1u);
+  EXPECT_EQ(Events(stats::PresenceKind::kJoin, stats::PresenceOutcome::kCancelled), 0u);
 }
 
 // Cluster mode: what the hub hands its broker (the engine itself runs in tests/cluster/).
-class Recorder final : public broker::Broker {
+class Recorder final : public core::Broker {
  public:
-  void Publish(const broker::Message& m) override {
-    sent.push_back((m.kind == broker::MessageKind::kJoin ? "join " : "leave ") +
+  void Publish(const core::BrokerMessage& m) override {
+    sent.push_back((m.kind == core::BrokerMessageKind::kJoin ? "join " : "leave ") +
                    std::string(m.info));
   }
-  bool Fits(const broker::Message&) override { return true; }
+  bool Fits(const core::BrokerMessage&) override { return true; }
   std::vector<std::string> sent;
 };
 
@@ -312,7 +312,7 @@ TEST_F(JoinLeaveBatchTest, EventsFromOtherNodesAreBatchedShownInOrderAndNeverSen
   EXPECT_EQ(joins, std::vector<size_t>{11});  // one message
   EXPECT_TRUE(recorder.sent.empty());         // never back out to the broker
   // Counted on the node of their clients, not here.
-  EXPECT_EQ(Events(metrics::PresenceKind::kJoin, metrics::PresenceOutcome::kSent), 1u);
+  EXPECT_EQ(Events(stats::PresenceKind::kJoin, stats::PresenceOutcome::kSent), 1u);
   hub_.set_broker(nullptr);
 }
 

@@ -34,7 +34,8 @@ TEST(RenderMetrics, ReportsALoopThatMissedTheDeadlineAsDownAndSkipsItsCounters) 
   loops[0].answered = true;
   loops[0].ws.messages_in = 42;
   loops[1].loop = 1;
-  std::string text = RenderMetrics(loops, ProcessStats{}, HealthFigures{}, BuildInfo{"1", "c"});
+  std::string text =
+      RenderMetrics(loops, ProcessStats{}, HealthFigures{}, BuildInfo{"1", "c"}, MethodLabels{});
   EXPECT_NE(text.find("hermod_loop_up{loop=\"0\"} 1\n"), std::string::npos);
   EXPECT_NE(text.find("hermod_loop_up{loop=\"1\"} 0\n"), std::string::npos);
   EXPECT_NE(text.find("hermod_websocket_messages_received_total{loop=\"0\"} 42\n"),

@@ -258,10 +258,10 @@ TEST(Connection, ShedsLowPastItsWatermarkThenNormalButQueuesCriticalAndHigh) {
   });
   loop.Run();
   EXPECT_FALSE(closed);
-  EXPECT_EQ(loop.stats().send_dropped[LoopStats::kDropWatermark][3], 1u);
+  EXPECT_EQ(loop.stats().send_dropped[stats::DropReason::kWatermark][3], 1u);
   // Only the droppable normal push counts as shed; the other one as told.
-  EXPECT_EQ(loop.stats().send_dropped[LoopStats::kDropWatermark][2], 1u);
-  EXPECT_EQ(loop.stats().send_dropped[LoopStats::kDropTold][2], 1u);
+  EXPECT_EQ(loop.stats().send_dropped[stats::DropReason::kWatermark][2], 1u);
+  EXPECT_EQ(loop.stats().send_dropped[stats::DropReason::kTold][2], 1u);
   // Written in priority order: the reply, critical, high, then the normal backlog.
   std::string expected =
       "reply" + std::string(300, 'c') + std::string(300, 'h') + std::string(7 * 300, 'n');
@@ -295,9 +295,9 @@ TEST(Connection, TheLoopBudgetLeavesOutOnlyDroppablePushesSilently) {
   });
   loop.Run();
   EXPECT_FALSE(closed);
-  EXPECT_EQ(loop.stats().send_dropped[LoopStats::kDropLoopBudget][3], 1u);
-  EXPECT_EQ(loop.stats().send_dropped[LoopStats::kDropLoopBudget][2], 0u);
-  EXPECT_EQ(loop.stats().send_dropped[LoopStats::kDropTold][2], 1u);
+  EXPECT_EQ(loop.stats().send_dropped[stats::DropReason::kLoopBudget][3], 1u);
+  EXPECT_EQ(loop.stats().send_dropped[stats::DropReason::kLoopBudget][2], 0u);
+  EXPECT_EQ(loop.stats().send_dropped[stats::DropReason::kTold][2], 1u);
 }
 
 TEST(Connection, LatestValueReplacesAnUnsentFrameOfItsChannel) {
@@ -314,7 +314,7 @@ TEST(Connection, LatestValueReplacesAnUnsentFrameOfItsChannel) {
   });
   loop.Run();
   EXPECT_EQ(pair.ReadPeer(), "222xxx");
-  EXPECT_EQ(loop.stats().send_dropped[LoopStats::kDropReplaced][2], 1u);
+  EXPECT_EQ(loop.stats().send_dropped[stats::DropReason::kReplaced][2], 1u);
 }
 
 TEST(Connection, PassingMaxBytesIsASlowConsumerAndFreesTheQueueAtOnce) {
@@ -336,7 +336,7 @@ TEST(Connection, PassingMaxBytesIsASlowConsumerAndFreesTheQueueAtOnce) {
   });
   loop.Run();
   EXPECT_TRUE(closed);
-  EXPECT_EQ(loop.stats().slow_consumer_disconnects[LoopStats::kSlowOverflow], 1u);
+  EXPECT_EQ(loop.stats().slow_consumer_disconnects[stats::SlowReason::kOverflow], 1u);
   EXPECT_EQ(loop.queued_cost(), 0u);
 }
 
@@ -374,10 +374,10 @@ TEST(Connection, CriticalOutputWaitingPastTheDeadlineIsASlowConsumer) {
   });
   loop.Run();
   EXPECT_TRUE(closed);
-  EXPECT_EQ(loop.stats().slow_consumer_disconnects[LoopStats::kSlowDeadline], 1u);
+  EXPECT_EQ(loop.stats().slow_consumer_disconnects[stats::SlowReason::kDeadline], 1u);
   EXPECT_EQ(loop.queued_cost(), 0u);
   // The two critical pushes never left: counted as cut, by priority.
-  EXPECT_EQ(loop.stats().send_dropped[LoopStats::kDropCut][0], 2u);
+  EXPECT_EQ(loop.stats().send_dropped[stats::DropReason::kCut][0], 2u);
 }
 
 TEST(Connection, TheLoopsSweepCutsAStalledConnectionThatIsSentNothingMore) {
@@ -401,7 +401,7 @@ TEST(Connection, TheLoopsSweepCutsAStalledConnectionThatIsSentNothingMore) {
   });
   loop.Run();
   EXPECT_TRUE(closed);
-  EXPECT_EQ(loop.stats().slow_consumer_disconnects[LoopStats::kSlowDeadline], 1u);
+  EXPECT_EQ(loop.stats().slow_consumer_disconnects[stats::SlowReason::kDeadline], 1u);
 }
 
 TEST(Connection, NormalPushesWaitingPastTheNormalDeadlineAreASlowConsumer) {
@@ -427,15 +427,15 @@ TEST(Connection, NormalPushesWaitingPastTheNormalDeadlineAreASlowConsumer) {
     fake_now_ms += 200;  // past the urgent deadline, within the normal one
     loop.Post([&] {
       EXPECT_FALSE(c->closed());
-      EXPECT_EQ(loop.stats().slow_consumer_disconnects[LoopStats::kSlowDeadline], 0u);
+      EXPECT_EQ(loop.stats().slow_consumer_disconnects[stats::SlowReason::kDeadline], 0u);
       fake_now_ms += 200;  // now past the normal deadline
       loop.Post([] {});
     });
   });
   loop.Run();
   EXPECT_TRUE(closed);
-  EXPECT_EQ(loop.stats().slow_consumer_disconnects[LoopStats::kSlowDeadline], 1u);
-  EXPECT_GT(loop.stats().send_dropped[LoopStats::kDropCut][2], 0u);
+  EXPECT_EQ(loop.stats().slow_consumer_disconnects[stats::SlowReason::kDeadline], 1u);
+  EXPECT_GT(loop.stats().send_dropped[stats::DropReason::kCut][2], 0u);
   EXPECT_EQ(loop.queued_cost(), 0u);
 }
 
@@ -452,8 +452,8 @@ TEST(Connection, CutSlowDropsTheBacklogAndEndsTheConnection) {
   });
   loop.Run();
   EXPECT_TRUE(closed);
-  EXPECT_EQ(loop.stats().slow_consumer_disconnects[LoopStats::kSlowMissed], 1u);
-  EXPECT_EQ(loop.stats().send_dropped[LoopStats::kDropCut][2], 1u);
+  EXPECT_EQ(loop.stats().slow_consumer_disconnects[stats::SlowReason::kMissed], 1u);
+  EXPECT_EQ(loop.stats().send_dropped[stats::DropReason::kCut][2], 1u);
 }
 
 TEST(Connection, CloseAfterFlushSendsEverythingThenHalfCloses) {

@@ -1,10 +1,10 @@
-// The broker: how a publication, a join or a leave made on this node reaches the other nodes
-// of a cluster. One small interface, two engines (docs/architecture.md, "Cluster"):
+// The broker interface: how a publication, a join or a leave made on this node reaches the other
+// nodes of a cluster. One small interface, two engines (docs/architecture.md, "Cluster"):
 //
 // - `memory` (the default): no broker at all. The hub's own in-process fan-out to every loop
 //   is the whole delivery; the hub's broker pointer is null. A class that forwards nothing
 //   would only be a layer that forwards.
-// - `nats` (nats_broker.h): core NATS, one subject per cluster, every node subscribed to it.
+// - `nats` (broker/nats_broker.h): core NATS, one subject per cluster, every node subscribed to it.
 //
 // The hub calls Publish after it has delivered locally, for every publication, join and
 // leave it accepted, from any thread (loops, the API, the engine's own receive thread). An
@@ -13,20 +13,23 @@
 // them if the network returns them). What another node sent enters this node's hub as a
 // local publication (history, recovery and offsets are this node's own).
 //
-// This header has no dependencies, so that core/hub.h can include it.
+// The interface lives in core/ because the hub is its caller; its engines live in broker/,
+// which includes core/ and never the other way round.
 #pragma once
 
 #include <cstdint>
 #include <string_view>
 
-namespace hermod::broker {
+#include "net/output_queue.h"
 
-enum class MessageKind : uint8_t { kPublication = 1, kJoin = 2, kLeave = 3 };
+namespace hermod::core {
+
+enum class BrokerMessageKind : uint8_t { kPublication = 1, kJoin = 2, kLeave = 3 };
 
 // Borrowed views, valid for the call only.
-struct Message {
-  MessageKind kind = MessageKind::kPublication;
-  uint8_t priority = 2;       // net::Priority: 0 critical, 1 high, 2 normal, 3 low
+struct BrokerMessage {
+  BrokerMessageKind kind = BrokerMessageKind::kPublication;
+  net::Priority priority = net::Priority::kNormal;
   bool skip_history = false;  // the publisher asked for no history (the API's skip_history)
   std::string_view channel;
   std::string_view data;  // publications: the data JSON
@@ -38,11 +41,11 @@ class Broker {
  public:
   virtual ~Broker() = default;
   // Any thread; returns at once (the engine queues, drops or fails fast, and counts it).
-  virtual void Publish(const Message& message) = 0;
+  virtual void Publish(const BrokerMessage& message) = 0;
   // Any thread, before the hub accepts a publication: whether the engine can carry it at all
   // (NATS: the server's max_payload). false: the hub refuses the publication to its publisher
   // (counted here), rather than deliver it locally while the other nodes never get it.
-  virtual bool Fits(const Message& message) = 0;
+  virtual bool Fits(const BrokerMessage& message) = 0;
 };
 
-}  // namespace hermod::broker
+}  // namespace hermod::core

@@ -1,79 +1,32 @@
-// The counters that rooms above net/ (core's fan-out, proto's client protocol, the server API,
-// the send queues) keep for the metrics room, and the small API they record through. Like
+// The counters that rooms above net/ (core's fan-out, proto's client protocol, the server API)
+// keep for the metrics room, and the small API they record through. Like
 // net's LoopStats, every LoopMetrics belongs to one loop and is touched only by that loop's
 // thread: plain integers, no atomics, no locks. Each loop thread binds its LoopMetrics once
 // (BindThread) and the recording calls find it through a thread_local pointer, so no room
 // has to carry a pointer to it around: one TLS load and a null test per record. A thread
 // with none bound (unit tests, the health monitor) records nothing.
 //
-// Histograms have fixed buckets (Prometheus `le` bounds known at compile time): recording is
-// a short linear scan and an increment, a scrape copies the arrays through the loop's mailbox
-// (loop_snapshot.h) and the merge adds them up.
+// Method labels belong to their rooms: proto/command.h lists the client protocol's methods and
+// the server API lists its own; the counters here are indexed by a method's position in its
+// room's list (at most kMaxMethods), and the metrics room is handed the lists at start
+// (metrics::MethodLabels) to name them.
 //
-// Header-only and dependency-free on purpose: core/ and net/ may include it without linking
-// the metrics room (which itself links http/ and ws/).
+// Header-only and dependency-free on purpose: a leaf that core/, proto/, api/ and ws/ record
+// into without linking the metrics room.
 #pragma once
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string_view>
 
-#include "api/methods.h"
+#include "stats/histogram.h"
 
-namespace hermod::metrics {
+namespace hermod::stats {
 
-// Bucket upper bounds, in the unit the histogram records; Prometheus' +Inf is implicit.
-// Latencies are recorded in microseconds and exposed in seconds.
-inline constexpr std::array<uint64_t, 15> kLatencyBoundsUs = {
-    50,    100,   250,    500,    1000,   2500,    5000,   10000,
-    25000, 50000, 100000, 250000, 500000, 1000000, 5000000};
-// Connection durations, recorded in milliseconds, exposed in seconds.
-inline constexpr std::array<uint64_t, 11> kDurationBoundsMs = {
-    100, 1000, 10000, 60000, 300000, 900000, 3600000, 10800000, 43200000, 86400000, 604800000};
-// Subscribers reached by one push on one loop.
-inline constexpr std::array<uint64_t, 12> kFanoutBounds = {1,   2,    5,    10,    50,    100,
-                                                           500, 1000, 5000, 10000, 50000, 100000};
-
-template <const auto& Bounds>
-struct Histogram {
-  static constexpr size_t N = Bounds.size();
-  static constexpr const auto& bounds = Bounds;
-  std::array<uint64_t, N + 1> counts{};  // not cumulative; the last is +Inf
-  uint64_t sum = 0;                      // in the recorded unit
-
-  void Record(uint64_t value) {
-    size_t i = 0;
-    while (i < N && value > Bounds[i]) ++i;
-    ++counts[i];
-    sum += value;
-  }
-  void RecordN(uint64_t value, uint64_t n) {
-    size_t i = 0;
-    while (i < N && value > Bounds[i]) ++i;
-    counts[i] += n;
-    sum += value * n;
-  }
-  void Add(const Histogram& other) {
-    for (size_t i = 0; i <= N; ++i) counts[i] += other.counts[i];
-    sum += other.sum;
-  }
-  uint64_t count() const {
-    uint64_t n = 0;
-    for (uint64_t c : counts) n += c;
-    return n;
-  }
-};
-using LatencyHistogram = Histogram<kLatencyBoundsUs>;
-using DurationHistogram = Histogram<kDurationBoundsMs>;
-using FanoutHistogram = Histogram<kFanoutBounds>;
-
-// proto::Method, in its order (client_connection.cc static_asserts the two agree).
-inline constexpr std::array<std::string_view, 13> kCommandMethods = {
-    "pong",    "connect", "subscribe", "unsubscribe", "publish",     "presence", "presence_stats",
-    "history", "send",    "rpc",       "refresh",     "sub_refresh", "unknown"};
-// Server API methods, from the API's method table, then "unknown" for anything else.
-inline constexpr auto kApiMethods = api::kMethodLabels;
+// The most methods a room may list (proto::kMethodNames, the server API's methods).
+inline constexpr size_t kMaxMethods = 24;
 
 // Client-protocol messages out, by what they carry.
 enum class SentType : uint8_t { kReply, kPush, kPing, kCount };
@@ -82,18 +35,6 @@ inline constexpr std::array<std::string_view, 3> kSentTypes = {"reply", "push", 
 enum class PushType : uint8_t { kPublication, kJoin, kLeave, kSubscribe, kUnsubscribe, kCount };
 inline constexpr std::array<std::string_view, 5> kPushTypes = {"publication", "join", "leave",
                                                                "subscribe", "unsubscribe"};
-
-// Send-queue drops (docs/observability.md: nothing in src/ records these today).
-enum class DropReason : uint8_t {
-  kOverflow,  // the queue passed its byte limit
-  kShed,      // dropped to make room for a message of higher priority
-  kExpired,   // waited in the queue past its deadline
-  kCount
-};
-inline constexpr std::array<std::string_view, 3> kDropReasons = {"overflow", "shed", "expired"};
-enum class DropPriority : uint8_t { kLow, kNormal, kHigh, kCritical, kCount };
-inline constexpr std::array<std::string_view, 4> kDropPriorities = {"low", "normal", "high",
-                                                                    "critical"};
 
 // Presence join/leave events (core::Hub), by kind and what became of them: sent (alone or
 // in a batch) or cancelled (a join and a leave of one client within one batch window).
@@ -114,8 +55,8 @@ inline constexpr std::array<std::string_view, 2> kReplyLimits = {"cut", "refused
 
 struct LoopMetrics {
   // Client protocol: commands by method and the latency of the message that carried them.
-  std::array<uint64_t, kCommandMethods.size()> commands{};
-  std::array<LatencyHistogram, kCommandMethods.size()> command_latency;
+  std::array<uint64_t, kMaxMethods> commands{};
+  std::array<LatencyHistogram, kMaxMethods> command_latency;
   uint64_t command_messages_in = 0;
   uint64_t command_bytes_in = 0;
   std::array<uint64_t, static_cast<size_t>(SentType::kCount)> messages_out{};
@@ -134,12 +75,8 @@ struct LoopMetrics {
   std::array<uint16_t, kPushTypes.size()> run_carried{};
 
   // Server HTTP API.
-  std::array<uint64_t, kApiMethods.size()> api_calls{};
-  std::array<LatencyHistogram, kApiMethods.size()> api_latency;
-
-  // Send queues.
-  std::array<std::array<uint64_t, kDropPriorities.size()>, kDropReasons.size()> queue_dropped{};
-  uint64_t slow_consumer_disconnects = 0;
+  std::array<uint64_t, kMaxMethods> api_calls{};
+  std::array<LatencyHistogram, kMaxMethods> api_latency;
 
   // Scratch buffers: the largest capacity each reached (high-water mark) and the capacity
   // it keeps now, in bytes.
@@ -175,19 +112,6 @@ inline void BindThread(LoopMetrics* metrics) { internal::bound = metrics; }
 // This thread's LoopMetrics, or null.
 inline LoopMetrics* Local() { return internal::bound; }
 
-// The recording API for the send queues (src/net/output_queue.*, src/core/loop_channels.*):
-// call on the connection's loop. `messages` dropped at once for one reason and priority.
-inline void RecordSendQueueDrop(DropReason reason, DropPriority priority, uint64_t messages = 1) {
-  if (LoopMetrics* m = Local()) {
-    m->queue_dropped[static_cast<size_t>(reason)][static_cast<size_t>(priority)] += messages;
-  }
-}
-// A connection closed because it could not keep up (after its drops). Do not call it for the
-// close that net::Connection::Send already counts as LoopStats::write_overflow.
-inline void RecordSlowConsumerDisconnect() {
-  if (LoopMetrics* m = Local()) ++m->slow_consumer_disconnects;
-}
-
 // Core: join/leave events of one kind had this outcome (on the loop of the client that
 // joined or left).
 inline void RecordPresenceEvents(PresenceKind kind, PresenceOutcome outcome, uint64_t n = 1) {
@@ -215,15 +139,16 @@ inline void RecordHistoryMetaEvicted(uint64_t n) {
 }
 
 // Client protocol: one WebSocket message of commands was handled; counts holds how many of
-// each method it carried, elapsed_us the time from its arrival to its replies being queued.
-// Every command of the message gets that latency: the replies leave together.
-inline void RecordCommandMessage(const std::array<uint32_t, kCommandMethods.size()>& counts,
-                                 size_t bytes, uint64_t elapsed_us) {
+// each method it carried (indexed like proto::kMethodNames), elapsed_us the time from its
+// arrival to its replies being queued. Every command of the message gets that latency: the
+// replies leave together.
+inline void RecordCommandMessage(std::span<const uint32_t> counts, size_t bytes,
+                                 uint64_t elapsed_us) {
   LoopMetrics* m = Local();
   if (!m) return;
   ++m->command_messages_in;
   m->command_bytes_in += bytes;
-  for (size_t i = 0; i < counts.size(); ++i) {
+  for (size_t i = 0; i < counts.size() && i < kMaxMethods; ++i) {
     if (counts[i] == 0) continue;
     m->commands[i] += counts[i];
     m->command_latency[i].RecordN(elapsed_us, counts[i]);
@@ -240,15 +165,13 @@ inline void RecordSent(SentType type, size_t bytes, PushType push = PushType::kC
   if (push != PushType::kCount) ++m->pushes_out[static_cast<size_t>(push)];
 }
 
-// Server HTTP API: one call of method (a name in kApiMethods; others count as "unknown")
-// took elapsed_us.
-inline void RecordApiCall(std::string_view method, uint64_t elapsed_us) {
+// Server HTTP API: one call of the method at this index of the API's method list took
+// elapsed_us.
+inline void RecordApiCall(size_t method, uint64_t elapsed_us) {
   LoopMetrics* m = Local();
-  if (!m) return;
-  size_t i = 0;
-  while (i + 1 < kApiMethods.size() && kApiMethods[i] != method) ++i;
-  ++m->api_calls[i];
-  m->api_latency[i].Record(elapsed_us);
+  if (!m || method >= kMaxMethods) return;
+  ++m->api_calls[method];
+  m->api_latency[method].Record(elapsed_us);
 }
 
 // Client protocol: a hub push was queued for one subscriber. The hub hands a push to a
@@ -283,4 +206,4 @@ inline void RecordPushQueued(uint64_t push_id, uint64_t published_us, Bytes byte
   StartPushRun(m, push_id, published_us, bytes, carried, now_us);  // out of line: rare
 }
 
-}  // namespace hermod::metrics
+}  // namespace hermod::stats
