@@ -75,12 +75,12 @@ TEST_F(MethodTableTest, UnknownMethodsAre404AloneAnd104InABatchOrTheLegacyBody) 
   ASSERT_EQ(api_.Call("batch", batch, out), 200);
   EXPECT_EQ(out, R"({"replies":[{"error":{"code":104,"message":"method not found"}}]})");
 
-  metrics::LoopMetrics m;
-  metrics::BindThread(&m);
+  stats::LoopMetrics m;
+  stats::BindThread(&m);
   std::string legacy = "{\"method\":\"nosuch\",\"id\":7}\n{\"method\":\"batch\",\"params\":{}}";
   out.clear();
   EXPECT_EQ(api_.CallLegacy(legacy, out), 200);
-  metrics::BindThread(nullptr);
+  stats::BindThread(nullptr);
   EXPECT_EQ(out,
             "{\"id\":7,\"error\":{\"code\":104,\"message\":\"method not found\"}}\n"
             "{\"error\":{\"code\":104,\"message\":\"method not found\"}}");
