@@ -7,7 +7,9 @@
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
+#include <fstream>
 #include <regex>
+#include <sstream>
 #include <set>
 #include <string>
 #include <vector>
@@ -276,6 +278,23 @@ TEST(Centrifugo, EveryMappedKeyNamesAHermodKey) {
     bool listed = false;
     for (const centrifugo::Default& d : centrifugo::V5Keys()) listed = listed || d.key == k.path;
     EXPECT_TRUE(listed) << k.path << " is not a Centrifugo v5 key";
+  }
+}
+
+// docs/centrifugo.md lists every key the tables know.
+TEST(Centrifugo, TheDocsListEveryKey) {
+  std::ifstream in(std::string(HERMOD_SOURCE_DIR) + "/docs/centrifugo.md");
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string docs = text.str();
+  ASSERT_FALSE(docs.empty());
+  auto listed = [&](std::string_view key) {
+    return docs.find("`" + std::string(key) + "`") != std::string::npos;
+  };
+  for (const centrifugo::Default& d : centrifugo::V5Keys()) EXPECT_TRUE(listed(d.key)) << d.key;
+  for (std::string_view key : centrifugo::NamespaceKeys()) EXPECT_TRUE(listed(key)) << key;
+  for (auto table : {centrifugo::V5Table(), centrifugo::V6Table()}) {
+    for (const centrifugo::Key& k : table) EXPECT_TRUE(listed(k.path)) << k.path;
   }
 }
 
