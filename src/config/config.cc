@@ -531,6 +531,11 @@ bool ApplyCentrifugo(Reader& r, const centrifugo::Key& key, const std::string& p
     **std::get_if<uint64_t*>(&field->target) = d.ms;
     return true;
   }
+  if (auto* d = std::get_if<Duration*>(&field->target);
+      d != nullptr && (simdjson::minify(value) == "-1" || simdjson::minify(value) == "\"-1\"")) {
+    (*d)->ms = 0;  // Centrifugo v6's -1: off (hermod's 0)
+    return true;
+  }
   if (HasFieldType(*field, value)) {
     if (SetFromJson(*field, value, r.error)) return true;
   } else if (value.get_string().get(text) == simdjson::SUCCESS) {

@@ -9,8 +9,8 @@
 
 #include <fstream>
 #include <regex>
-#include <sstream>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -243,6 +243,10 @@ TEST(Centrifugo, V6BrokerAndEngineMapOntoHermodsBroker) {
   EXPECT_EQ(l.config.broker, "nats");
   EXPECT_EQ(l.config.nats.url, "nats://10.0.0.1:4222");
   EXPECT_EQ(l.config.nats.prefix, "app");
+  Loaded pings = LoadJson(R"({"client": {"ping_interval": "-1", "pong_timeout": -1}})");
+  ASSERT_TRUE(pings.ok) << pings.error;
+  EXPECT_EQ(pings.config.ping_interval.ms, 0u);  // v6's -1: off
+  EXPECT_EQ(pings.config.pong_timeout.ms, 0u);
   Loaded off = LoadJson(R"({"prometheus": {"enabled": false}, "engine": {"type": "redis"}})");
   ASSERT_TRUE(off.ok) << off.error;
   EXPECT_EQ(WarnedKeys(off.warnings), (std::set<std::string>{"prometheus.enabled", "engine.type"}));
