@@ -16,6 +16,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "app/logging.h"
 #include "app/server.h"
@@ -44,16 +45,28 @@ struct ServeFlags {
   std::optional<std::string> log_format;
   std::optional<std::string> tls_cert;
   std::optional<std::string> tls_key;
+  // Refuse the Centrifugo keys hermod does not support instead of warning about them.
+  bool strict = false;
 };
 
 // Defaults, then the file, then HERMOD_* variables, then flags. *sources says which were
 // applied, for the one config log line; *service_links names the Kubernetes variables that
-// were skipped (config::IsKubernetesServiceLink).
+// were skipped (config::IsKubernetesServiceLink); *warnings has one line per Centrifugo key
+// that hermod ignores (with flags.strict, those keys are an error instead).
 bool LoadConfig(const ServeFlags& flags, hermod::config::Config& config, std::string* error,
-                std::string* sources = nullptr, std::string* service_links = nullptr) {
+                std::string* sources = nullptr, std::string* service_links = nullptr,
+                std::vector<std::string>* warnings = nullptr) {
   std::string applied = "defaults";
   if (!flags.config_file.empty()) {
-    if (!hermod::config::ApplyFile(flags.config_file, config, error)) return false;
+    std::vector<std::string> ignored;
+    if (!hermod::config::ApplyFile(flags.config_file, config, error, &ignored)) return false;
+    if (flags.strict && !ignored.empty()) {
+      *error = flags.config_file + ": --strict: " + std::to_string(ignored.size()) +
+               " Centrifugo key(s) hermod does not support:";
+      for (const std::string& line : ignored) *error += "\n  " + line;
+      return false;
+    }
+    if (warnings != nullptr) *warnings = std::move(ignored);
     applied += ", file " + flags.config_file;
   }
   if (!hermod::config::ApplyEnvironment(environ, config, error)) return false;
@@ -105,6 +118,8 @@ void AddServeFlags(CLI::App* command, ServeFlags& flags) {
   command->add_option("--log-format", flags.log_format, "text, or json: one object per line");
   command->add_option("--tls-cert", flags.tls_cert, "PEM certificate chain (enables TLS)");
   command->add_option("--tls-key", flags.tls_key, "PEM private key");
+  command->add_flag("--strict", flags.strict,
+                    "refuse Centrifugo config keys hermod does not support (default: warn)");
 }
 
 int RunBench(int argc, char** argv) {
@@ -264,9 +279,12 @@ int main(int argc, char** argv) {
   CLI::App* genconfig = app.add_subcommand("genconfig", "print the effective config as JSON");
   AddServeFlags(genconfig, gen_flags);
   std::string check_file;
+  bool check_strict = false;
   CLI::App* checkconfig = app.add_subcommand(
       "checkconfig", "validate a config file, with HERMOD_* variables applied as serve does");
   checkconfig->add_option("file", check_file, "JSON config file")->required();
+  checkconfig->add_flag("--strict", check_strict,
+                        "refuse Centrifugo config keys hermod does not support (default: warn)");
   TokenFlags token_flags;
   CLI::App* gentoken = app.add_subcommand(
       "gentoken", "sign a connection (or, with --channel, subscription) JWT with the config's key");
@@ -301,10 +319,14 @@ int main(int argc, char** argv) {
     hermod::config::Config config;
     ServeFlags check_flags;
     check_flags.config_file = check_file;
-    if (!LoadConfig(check_flags, config, &error)) {
+    check_flags.strict = check_strict;
+    std::vector<std::string> warnings;
+    if (!LoadConfig(check_flags, config, &error, nullptr, nullptr, &warnings)) {
       std::cerr << "hermod: " << error << "\n";
       return 2;
     }
+    for (const std::string& line : warnings)
+      std::cerr << "hermod: warning: ignoring " << line << "\n";
     std::cout << check_file << ": ok\n";
     return 0;
   }
@@ -318,13 +340,15 @@ int main(int argc, char** argv) {
     return 0;
   }
   std::string sources, service_links;
-  if (!LoadConfig(serve_flags, config, &error, &sources, &service_links)) {
+  std::vector<std::string> warnings;
+  if (!LoadConfig(serve_flags, config, &error, &sources, &service_links, &warnings)) {
     std::cerr << "hermod: " << error << "\n";
     return 2;
   }
   hermod::app::SetUpLogging(config.log_format, config.log_level);
   spdlog::info("config: {} (log_level {}, log_format {})", sources, config.log_level,
                config.log_format);
+  for (const std::string& line : warnings) spdlog::warn("config: ignoring {}", line);
   if (!service_links.empty()) {
     spdlog::info("ignored Kubernetes service-link variables (not configuration): {}",
                  service_links);

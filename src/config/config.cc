@@ -2,35 +2,80 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cstring>
 #include <fstream>
 #include <functional>
 #include <regex>
+#include <span>
 #include <sstream>
 #include <string_view>
 #include <variant>
 
+#include "config/centrifugo.h"
 #include "json/syntax.h"
 
 namespace hermod::config {
 
 namespace {
 
-using Target = std::variant<uint64_t*, bool*, std::string*, std::vector<std::string>*, Duration*>;
+using Target = std::variant<uint64_t*, bool*, std::string*, std::vector<std::string>*, Duration*,
+                            Priority*, Delivery*>;
 
 constexpr uint64_t kUnbounded = UINT64_MAX;
 
-// A key, where its value goes, and for numbers the range serve can run with: checkconfig and
-// serve both enforce it (Validate), so a value checkconfig accepts never aborts serve. A
-// duration's range is in milliseconds. Every numeric key has one (config_test checks it).
+// An enum key's names, indexed by the enum's value.
+constexpr std::string_view kPriorityNames[] = {"critical", "high", "normal", "low"};
+constexpr std::string_view kDeliveryNames[] = {"all", "latest"};
+std::span<const std::string_view> Names(Priority*) { return kPriorityNames; }
+std::span<const std::string_view> Names(Delivery*) { return kDeliveryNames; }
+
+// A string key's shape, beyond a list of values: the rule it breaks, or nullptr.
+using Check = const char* (*)(std::string_view);
+
+// A key, where its value goes, and the bounds serve can run with: a number's range, a
+// string's values (one_of) or shape (check). checkconfig and serve both enforce them
+// (Validate), so a value checkconfig accepts never aborts serve. A duration's range is in
+// milliseconds. Every numeric key has a range (config_test checks it); an enum key is parsed
+// to its enum when read, so its names are its bounds.
 struct Field {
   const char* key;  // dotted JSON path
   Target target;
   uint64_t min = 0;
   uint64_t max = kUnbounded;
+  std::span<const std::string_view> one_of = {};
+  Check check = nullptr;
 };
+
+Field OneOf(const char* key, std::string* target, std::span<const std::string_view> values) {
+  return {key, target, 0, kUnbounded, values};
+}
+Field Shaped(const char* key, std::string* target, Check check) {
+  return {key, target, 0, kUnbounded, {}, check};
+}
+
+constexpr std::string_view kLogLevels[] = {"trace", "debug", "info", "warn", "error", "off"};
+constexpr std::string_view kLogFormats[] = {"text", "json"};
+constexpr std::string_view kBrokers[] = {"memory", "nats"};
+
+const char* CheckNatsUrl(std::string_view url) {
+  return url.starts_with("nats://") || url.starts_with("tls://")
+             ? nullptr
+             : "nats://host:port (several: comma-separated)";
+}
+// The prefix is the subject's first tokens: NATS subjects have no spaces or wildcards.
+const char* CheckNatsPrefix(std::string_view prefix) {
+  const bool ok = !prefix.empty() && prefix.front() != '.' && prefix.back() != '.' &&
+                  prefix.find_first_of(" \t\r\n*>") == std::string_view::npos &&
+                  prefix.find("..") == std::string_view::npos;
+  return ok ? nullptr : "subject tokens without spaces, '*' or '>'";
+}
+const char* CheckNamespaceName(std::string_view name) {
+  return name.empty() || name.find(':') != std::string_view::npos ? "must be non-empty, without ':'"
+                                                                  : nullptr;
+}
 
 // Ranges shared by many keys. Timers add a delay to a uint64 millisecond clock and some
 // count it in 32 bits (core/rate_limit.h): 2^31 ms (24 days) keeps every sum and cast exact.
@@ -115,8 +160,8 @@ std::vector<Field> Fields(Config& c) {
       {"port", &c.port, 0, 65535},
       {"workers", &c.workers, 0, 1024},
       {"echo", &c.echo},
-      {"log_level", &c.log_level},
-      {"log_format", &c.log_format},
+      OneOf("log_level", &c.log_level, kLogLevels),
+      OneOf("log_format", &c.log_format, kLogFormats),
       {"backlog", &c.backlog, 0, 65535},
       {"read_buffer_bytes", &c.read_buffer_bytes, 4096, uint64_t{64} << 20},
       {"shutdown_timeout_ms", &c.shutdown_timeout_ms, 0, kMaxMs},
@@ -233,9 +278,9 @@ std::vector<Field> AllFields(Config& c) {
   fields.insert(
       fields.end(),
       {
-          {"broker", &c.broker},
-          {"nats.url", &c.nats.url},
-          {"nats.prefix", &c.nats.prefix},
+          OneOf("broker", &c.broker, kBrokers),
+          Shaped("nats.url", &c.nats.url, CheckNatsUrl),
+          Shaped("nats.prefix", &c.nats.prefix, CheckNatsPrefix),
           {"nats.dial_timeout", &c.nats.dial_timeout, 1, 60000},
           {"nats.reconnect_wait", &c.nats.reconnect_wait, 1, 60000},
           {"nats.reconnect_buffer_bytes", &c.nats.reconnect_buffer_bytes, 1024, kMaxBuffer},
@@ -268,8 +313,40 @@ bool IsSection(std::vector<Field>& fields, std::string_view prefix) {
   return false;
 }
 
+template <class E>
+bool SetEnum(E* target, std::string_view text) {
+  const auto names = Names(target);
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == text) {
+      *target = static_cast<E>(i);
+      return true;
+    }
+  }
+  return false;
+}
+
+// "text or json", "one of trace, debug, info, warn, error, off".
+std::string Alternatives(std::span<const std::string_view> names) {
+  if (names.size() == 2) return std::string(names[0]) + " or " + std::string(names[1]);
+  std::string out = "one of ";
+  for (size_t i = 0; i < names.size(); ++i) out += (i ? ", " : "") + std::string(names[i]);
+  return out;
+}
+
+// Sets an enum target from its name; false (and *expected: the names) for any other text.
+bool SetEnumTarget(Field& field, std::string_view text, std::string* expected) {
+  if (auto* p = std::get_if<Priority*>(&field.target)) {
+    if (SetEnum(*p, text)) return true;
+    *expected = Alternatives(Names(*p));
+  } else if (auto* d = std::get_if<Delivery*>(&field.target)) {
+    if (SetEnum(*d, text)) return true;
+    *expected = Alternatives(Names(*d));
+  }
+  return false;
+}
+
 bool SetFromJson(Field& field, simdjson::dom::element value, std::string* error) {
-  auto wrong = [&](const char* expected) {
+  auto wrong = [&](const std::string& expected) {
     *error = std::string("config key ") + field.key + ": expected " + expected;
     return false;
   };
@@ -284,7 +361,7 @@ bool SetFromJson(Field& field, simdjson::dom::element value, std::string* error)
   } else if (auto* s = std::get_if<std::string*>(&field.target)) {
     std::string_view v;
     if (value.get_string().get(v) != simdjson::SUCCESS) return wrong("a string");
-    **s = std::string(v);
+    **s = std::string(centrifugo::TranslateValue(field.key, v));
   } else if (auto* d = std::get_if<Duration*>(&field.target)) {
     uint64_t seconds;
     std::string_view text;
@@ -303,28 +380,27 @@ bool SetFromJson(Field& field, simdjson::dom::element value, std::string* error)
       if (item.get_string().get(v) != simdjson::SUCCESS) return wrong("an array of strings");
       (*list)->emplace_back(v);
     }
+  } else {
+    std::string_view v;
+    std::string expected = "a string";
+    if (value.get_string().get(v) != simdjson::SUCCESS || !SetEnumTarget(field, v, &expected)) {
+      return wrong(expected);
+    }
   }
   return true;
 }
 
-bool WalkObject(std::vector<Field>& fields, simdjson::dom::object object, const std::string& prefix,
-                std::string* error) {
-  for (auto [key, value] : object) {
-    if (prefix.empty() && key == "namespaces") continue;  // ParseNamespaces
-    std::string path = prefix.empty() ? std::string(key) : prefix + "." + std::string(key);
-    if (Field* field = FindField(fields, path)) {
-      if (!SetFromJson(*field, value, error)) return false;
-      continue;
-    }
-    simdjson::dom::object inner;
-    if (IsSection(fields, path) && value.get_object().get(inner) == simdjson::SUCCESS) {
-      if (!WalkObject(fields, inner, path, error)) return false;
-      continue;
-    }
-    *error = "unknown config key: " + path;
-    return false;
-  }
-  return true;
+// Whether a JSON value has the type of the field (its value may still be refused): a key
+// whose value has another type may be Centrifugo's spelling of it ("port": "8000").
+bool HasFieldType(const Field& field, simdjson::dom::element value) {
+  using T = simdjson::dom::element_type;
+  const T type = value.type();
+  const bool number = type == T::INT64 || type == T::UINT64 || type == T::DOUBLE;
+  if (std::holds_alternative<uint64_t*>(field.target)) return number;
+  if (std::holds_alternative<bool*>(field.target)) return type == T::BOOL;
+  if (std::holds_alternative<std::vector<std::string>*>(field.target)) return type == T::ARRAY;
+  if (std::holds_alternative<Duration*>(field.target)) return number || type == T::STRING;
+  return type == T::STRING;  // strings and enums
 }
 
 bool SetFromString(Field& field, std::string_view text, const std::string& source,
@@ -362,6 +438,185 @@ bool SetFromString(Field& field, std::string_view text, const std::string& sourc
       if (comma == std::string_view::npos) break;
       text.remove_prefix(comma + 1);
     }
+  } else {
+    std::string expected;
+    if (!SetEnumTarget(field, text, &expected)) {
+      *error = source + ": expected " + expected + ", got '" + std::string(text) + "'";
+      return false;
+    }
+  }
+  return true;
+}
+
+// One config file being read: hermod's field table, and where Centrifugo keys hermod does
+// not support are reported.
+struct Reader {
+  std::vector<Field> fields;
+  std::vector<std::string>* warnings;
+  std::string* error;
+  // A Centrifugo v5 file (it has global_history_meta_ttl): its top-level history_meta_ttl is
+  // a channel option (0: the global one), not hermod's history_meta_ttl.
+  bool v5_history_meta = false;
+
+  void Unsupported(const std::string& path, simdjson::dom::element value,
+                   std::string_view hermod_value = {}) {
+    if (warnings == nullptr) return;
+    std::string line = path + ": Centrifugo key not supported by hermod yet";
+    if (!hermod_value.empty()) {
+      line = path + " = " + simdjson::minify(value) +
+             ": not supported by hermod, which behaves as " + std::string(hermod_value);
+    }
+    warnings->push_back(std::move(line));
+  }
+};
+
+// false, "", 0, [], {} and null ask for no feature: Centrifugo's "off" for every key that
+// turns something on.
+bool AsksForNothing(simdjson::dom::element value) {
+  using T = simdjson::dom::element_type;
+  switch (value.type()) {
+    case T::ARRAY:
+      return simdjson::dom::array(value).size() == 0;
+    case T::OBJECT:
+      return simdjson::dom::object(value).size() == 0;
+    case T::STRING:
+      return std::string_view(value).empty();
+    case T::BOOL:
+      return !bool(value);
+    case T::INT64:
+      return int64_t(value) == 0;
+    case T::UINT64:
+      return uint64_t(value) == 0;
+    case T::DOUBLE:
+      return double(value) == 0;
+    case T::NULL_VALUE:
+      return true;
+  }
+  return false;
+}
+
+// A Centrifugo key (centrifugo.h): mapped onto hermod's, accepted, or reported.
+bool ApplyCentrifugo(Reader& r, const centrifugo::Key& key, const std::string& path,
+                     simdjson::dom::element value) {
+  using centrifugo::Kind;
+  switch (key.kind) {
+    case Kind::kSame:
+      if (!key.target.empty() && simdjson::minify(value) != key.target) {
+        r.Unsupported(path, value, key.target);
+      }
+      return true;
+    case Kind::kUnsupported:
+      if (!AsksForNothing(value) && simdjson::minify(value) != key.centrifugo_default) {
+        r.Unsupported(path, value);
+      }
+      return true;
+    case Kind::kMapped:
+    case Kind::kMappedMs:
+      break;
+  }
+  Field* field = FindField(r.fields, key.target);
+  if (field == nullptr) {  // the tables name hermod keys only (config_test checks it)
+    *r.error = "config key " + path + ": no hermod key " + std::string(key.target);
+    return false;
+  }
+  const std::string where = "config key " + path + " (hermod's " + field->key + ")";
+  std::string_view text;
+  if (key.kind == Kind::kMappedMs) {
+    Duration d;
+    Field as_duration{field->key, &d};
+    if (!SetFromJson(as_duration, value, r.error)) {
+      *r.error = where + ": expected a duration such as \"30s\"";
+      return false;
+    }
+    **std::get_if<uint64_t*>(&field->target) = d.ms;
+    return true;
+  }
+  if (auto* d = std::get_if<Duration*>(&field->target);
+      d != nullptr && (simdjson::minify(value) == "-1" || simdjson::minify(value) == "\"-1\"")) {
+    (*d)->ms = 0;  // Centrifugo v6's -1: off (hermod's 0)
+    return true;
+  }
+  if (HasFieldType(*field, value)) {
+    if (SetFromJson(*field, value, r.error)) return true;
+  } else if (value.get_string().get(text) == simdjson::SUCCESS) {
+    // Centrifugo v5 reads values loosely: "port": "8000", "client_channel_limit": "128".
+    if (SetFromString(*field, centrifugo::TranslateValue(field->key, text), where, r.error)) {
+      return true;
+    }
+    return false;
+  } else {
+    SetFromJson(*field, value, r.error);
+  }
+  *r.error = where + r.error->substr(r.error->find(':'));
+  return false;
+}
+
+bool ParseNamespaces(Reader& r, simdjson::dom::element value, const std::string& where,
+                     Config& config);
+
+// The channel options of a namespace or, in a v6 config, of channel.without_namespace:
+// hermod's keys, then Centrifugo's namespace options (reported when they ask for something).
+bool WalkChannelOptions(Reader& r, std::vector<Field>& fields, simdjson::dom::object object,
+                        const std::string& where) {
+  for (auto [key, value] : object) {
+    Field* field = FindField(fields, key);
+    if (field != nullptr) {
+      if (!SetFromJson(*field, value, r.error)) {
+        *r.error = "config key " + where + r.error->substr(std::strlen("config key "));
+        return false;
+      }
+    } else if (centrifugo::IsNamespaceKey(key)) {
+      if (!AsksForNothing(value)) r.Unsupported(where + std::string(key), value);
+    } else {
+      *r.error = "unknown config key: " + where + std::string(key);
+      return false;
+    }
+  }
+  return true;
+}
+
+bool WalkObject(Reader& r, Config& config, simdjson::dom::object object,
+                const std::string& prefix) {
+  for (auto [key, value] : object) {
+    if (prefix.empty() && key == "namespaces") continue;  // ParseNamespaces, after the rest
+    const std::string path = prefix.empty() ? std::string(key) : prefix + "." + std::string(key);
+    simdjson::dom::object inner;
+    const bool is_object = value.get_object().get(inner) == simdjson::SUCCESS;
+    // Centrifugo v6's channel section: the top level's and the namespaces' options.
+    if (path == "channel.namespaces") {
+      if (!ParseNamespaces(r, value, path, config)) return false;
+      continue;
+    }
+    if (path == "channel.without_namespace" && is_object) {
+      std::vector<Field> fields;
+      AddChannelFields(fields, config.channel);
+      if (!WalkChannelOptions(r, fields, inner, path + ".")) return false;
+      continue;
+    }
+    if (path == "history_meta_ttl" && r.v5_history_meta) {
+      if (!AsksForNothing(value)) r.Unsupported(path, value);
+      continue;
+    }
+    Field* field = FindField(r.fields, path);
+    if (field != nullptr && HasFieldType(*field, value)) {
+      if (!SetFromJson(*field, value, r.error)) return false;
+      continue;
+    }
+    const std::string_view top = std::string_view(path).substr(0, path.find('.'));
+    if (is_object && (IsSection(r.fields, path) || centrifugo::IsV6Section(top) ||
+                      centrifugo::IsV5Section(path))) {
+      if (!WalkObject(r, config, inner, path)) return false;
+      continue;
+    }
+    std::optional<centrifugo::Key> c = centrifugo::FindV5(path);
+    if (!c) c = centrifugo::FindV6(path);
+    if (c) {
+      if (!ApplyCentrifugo(r, *c, path, value)) return false;
+      continue;
+    }
+    if (field != nullptr) return SetFromJson(*field, value, r.error);  // its type's error
+    *r.error = "unknown config key: " + path;
+    return false;
   }
   return true;
 }
@@ -380,27 +635,26 @@ std::string EnvName(std::string_view key) {
   return name;
 }
 
-// `namespaces`: a list of objects, each a `name` and channel option keys.
-bool ParseNamespaces(simdjson::dom::element value, Config& config, std::string* error) {
+// `namespaces` (v6: channel.namespaces): a list of objects, each a `name` and channel options.
+bool ParseNamespaces(Reader& r, simdjson::dom::element value, const std::string& where,
+                     Config& config) {
   simdjson::dom::array array;
   if (value.get_array().get(array) != simdjson::SUCCESS) {
-    *error = "config key namespaces: expected an array of objects";
+    *r.error = "config key " + where + ": expected an array of objects";
     return false;
   }
   config.namespaces.clear();
   for (simdjson::dom::element item : array) {
     simdjson::dom::object object;
     if (item.get_object().get(object) != simdjson::SUCCESS) {
-      *error = "config key namespaces: expected an array of objects";
+      *r.error = "config key " + where + ": expected an array of objects";
       return false;
     }
     Namespace ns;
-    std::vector<Field> fields{{"name", &ns.name}};
+    std::vector<Field> fields{Shaped("name", &ns.name, CheckNamespaceName)};
     AddChannelFields(fields, ns.options);
-    if (!WalkObject(fields, object, "", error)) {
-      *error = "config key namespaces[" + std::to_string(config.namespaces.size()) + "]: " + *error;
-      return false;
-    }
+    const std::string at = "namespaces[" + std::to_string(config.namespaces.size()) + "].";
+    if (!WalkChannelOptions(r, fields, object, at)) return false;
     config.namespaces.push_back(std::move(ns));
   }
   return true;
@@ -408,7 +662,8 @@ bool ParseNamespaces(simdjson::dom::element value, Config& config, std::string* 
 
 }  // namespace
 
-bool ApplyJson(const std::string& json, Config& config, std::string* error) {
+bool ApplyJson(const std::string& json, Config& config, std::string* error,
+               std::vector<std::string>* warnings) {
   simdjson::dom::parser parser;
   simdjson::dom::element root;
   if (auto ec = parser.parse(json).get(root); ec != simdjson::SUCCESS) {
@@ -427,16 +682,19 @@ bool ApplyJson(const std::string& json, Config& config, std::string* error) {
     *error = "config must be a JSON object";
     return false;
   }
-  std::vector<Field> fields = AllFields(config);
-  if (!WalkObject(fields, object, "", error)) return false;
+  Reader reader{AllFields(config), warnings, error};
+  simdjson::dom::element global_meta;
+  reader.v5_history_meta = object["global_history_meta_ttl"].get(global_meta) == simdjson::SUCCESS;
+  if (!WalkObject(reader, config, object, "")) return false;
   simdjson::dom::element namespaces;
   if (object["namespaces"].get(namespaces) == simdjson::SUCCESS) {
-    return ParseNamespaces(namespaces, config, error);
+    return ParseNamespaces(reader, namespaces, "namespaces", config);
   }
   return true;
 }
 
-bool ApplyFile(const std::string& path, Config& config, std::string* error) {
+bool ApplyFile(const std::string& path, Config& config, std::string* error,
+               std::vector<std::string>* warnings) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     *error = "cannot read config file " + path + ": " + std::strerror(errno);
@@ -444,7 +702,7 @@ bool ApplyFile(const std::string& path, Config& config, std::string* error) {
   }
   std::stringstream text;
   text << in.rdbuf();
-  if (!ApplyJson(text.str(), config, error)) {
+  if (!ApplyJson(text.str(), config, error, warnings)) {
     *error = path + ": " + *error;
     return false;
   }
@@ -534,9 +792,24 @@ std::string FormatBound(const Field& field, uint64_t value) {
   return std::to_string(value);
 }
 
-// Every numeric key within its range (the table above); where: the key's prefix.
-bool CheckRanges(const std::vector<Field>& fields, const std::string& where, std::string* error) {
+// Every key within its bounds (the table above); where: the key's prefix.
+bool CheckFields(const std::vector<Field>& fields, const std::string& where, std::string* error) {
   for (const Field& f : fields) {
+    if (auto* s = std::get_if<std::string*>(&f.target)) {
+      const std::string& value = **s;
+      if (!f.one_of.empty() &&
+          std::find(f.one_of.begin(), f.one_of.end(), value) == f.one_of.end()) {
+        *error = "config key " + where + f.key + ": " + Alternatives(f.one_of);
+        return false;
+      }
+      if (f.check != nullptr) {
+        if (const char* rule = f.check(value)) {
+          *error = "config key " + where + f.key + ": " + rule;
+          return false;
+        }
+      }
+      continue;
+    }
     uint64_t value;
     if (auto* u = std::get_if<uint64_t*>(&f.target)) {
       value = **u;
@@ -575,11 +848,11 @@ bool Validate(const Config& c, std::string* error) {
   };
   // Ranges first, from the field table; what follows relates keys to each other.
   Config copy = c;
-  if (!CheckRanges(AllFields(copy), "", error)) return false;
+  if (!CheckFields(AllFields(copy), "", error)) return false;
   for (size_t i = 0; i < copy.namespaces.size(); ++i) {
-    std::vector<Field> fields;
+    std::vector<Field> fields{Shaped("name", &copy.namespaces[i].name, CheckNamespaceName)};
     AddChannelFields(fields, copy.namespaces[i].options);
-    if (!CheckRanges(fields, "namespaces[" + std::to_string(i) + "].", error)) return false;
+    if (!CheckFields(fields, "namespaces[" + std::to_string(i) + "].", error)) return false;
   }
   if (c.websocket.ping_interval_ms != 0 && c.websocket.pong_timeout_ms == 0) {
     return fail("config key websocket.pong_timeout_ms: must be set when pings are on");
@@ -619,22 +892,12 @@ bool Validate(const Config& c, std::string* error) {
     if (o.history_size > 0 && o.history_ttl.ms == 0) {
       return fail("config key " + where + "history_ttl: must be set when history_size is");
     }
-    if (o.default_priority != "low" && o.default_priority != "normal" &&
-        o.default_priority != "high" && o.default_priority != "critical") {
-      return fail("config key " + where + "default_priority: low, normal, high or critical");
-    }
-    if (o.delivery != "all" && o.delivery != "latest") {
-      return fail("config key " + where + "delivery: all or latest");
-    }
     return true;
   };
   if (!check_channel(c.channel, "")) return false;
   for (size_t i = 0; i < c.namespaces.size(); ++i) {
     const std::string& name = c.namespaces[i].name;
     std::string where = "namespaces[" + std::to_string(i) + "].";
-    if (name.empty() || name.find(':') != std::string::npos) {
-      return fail("config key " + where + "name: must be non-empty, without ':'");
-    }
     for (size_t j = 0; j < i; ++j) {
       if (c.namespaces[j].name == name) return fail("config key " + where + "name: duplicate");
     }
@@ -646,26 +909,35 @@ bool Validate(const Config& c, std::string* error) {
         "config keys ping_interval, pong_timeout: ping_interval at least 1s, "
         "pong_timeout above 0 and below ping_interval");
   }
-  if (c.log_level != "trace" && c.log_level != "debug" && c.log_level != "info" &&
-      c.log_level != "warn" && c.log_level != "error" && c.log_level != "off") {
-    return fail("config key log_level: one of trace, debug, info, warn, error, off");
-  }
-  if (c.log_format != "text" && c.log_format != "json") {
-    return fail("config key log_format: text or json");
-  }
-  if (c.broker != "memory" && c.broker != "nats") return fail("config key broker: memory or nats");
-  const auto& n = c.nats;
-  if (!n.url.starts_with("nats://") && !n.url.starts_with("tls://")) {
-    return fail("config key nats.url: nats://host:port (several: comma-separated)");
-  }
-  // The prefix is the subject's first tokens: NATS subjects have no spaces or wildcards.
-  if (n.prefix.empty() || n.prefix.front() == '.' || n.prefix.back() == '.' ||
-      n.prefix.find_first_of(" \t\r\n*>") != std::string::npos ||
-      n.prefix.find("..") != std::string::npos) {
-    return fail("config key nats.prefix: subject tokens without spaces, '*' or '>'");
-  }
   return true;
 }
+
+namespace {
+
+void AppendValue(std::string& out, const Target& target) {
+  if (auto* u = std::get_if<uint64_t*>(&target)) {
+    out += std::to_string(**u);
+  } else if (auto* b = std::get_if<bool*>(&target)) {
+    out += **b ? "true" : "false";
+  } else if (auto* s = std::get_if<std::string*>(&target)) {
+    AppendJsonString(out, **s);
+  } else if (auto* d = std::get_if<Duration*>(&target)) {
+    AppendJsonString(out, FormatDuration((*d)->ms));
+  } else if (auto* list = std::get_if<std::vector<std::string>*>(&target)) {
+    out += '[';
+    for (size_t i = 0; i < (*list)->size(); ++i) {
+      if (i > 0) out += ", ";
+      AppendJsonString(out, (**list)[i]);
+    }
+    out += ']';
+  } else if (auto* p = std::get_if<Priority*>(&target)) {
+    AppendJsonString(out, Names(*p)[static_cast<size_t>(**p)]);
+  } else if (auto* v = std::get_if<Delivery*>(&target)) {
+    AppendJsonString(out, Names(*v)[static_cast<size_t>(**v)]);
+  }
+}
+
+}  // namespace
 
 std::string ToJson(const Config& config) {
   Config copy = config;
@@ -705,22 +977,7 @@ std::string ToJson(const Config& config) {
     out += std::string(2 * (open.size() + 1), ' ');
     AppendJsonString(out, parts.back());
     out += ": ";
-    if (auto* u = std::get_if<uint64_t*>(&field.target)) {
-      out += std::to_string(**u);
-    } else if (auto* b = std::get_if<bool*>(&field.target)) {
-      out += **b ? "true" : "false";
-    } else if (auto* s = std::get_if<std::string*>(&field.target)) {
-      AppendJsonString(out, **s);
-    } else if (auto* d = std::get_if<Duration*>(&field.target)) {
-      AppendJsonString(out, FormatDuration((*d)->ms));
-    } else if (auto* list = std::get_if<std::vector<std::string>*>(&field.target)) {
-      out += '[';
-      for (size_t i = 0; i < (*list)->size(); ++i) {
-        if (i > 0) out += ", ";
-        AppendJsonString(out, (**list)[i]);
-      }
-      out += ']';
-    }
+    AppendValue(out, field.target);
   }
   while (!open.empty()) {
     out += "\n" + std::string(2 * open.size(), ' ') + "}";
@@ -737,15 +994,7 @@ std::string ToJson(const Config& config) {
       out += j == 0 ? "" : ", ";
       AppendJsonString(out, f.key);
       out += ": ";
-      if (auto* u = std::get_if<uint64_t*>(&f.target)) {
-        out += std::to_string(**u);
-      } else if (auto* b = std::get_if<bool*>(&f.target)) {
-        out += **b ? "true" : "false";
-      } else if (auto* s = std::get_if<std::string*>(&f.target)) {
-        AppendJsonString(out, **s);
-      } else if (auto* d = std::get_if<Duration*>(&f.target)) {
-        AppendJsonString(out, FormatDuration((*d)->ms));
-      }
+      AppendValue(out, f.target);
     }
     out += "}";
   }

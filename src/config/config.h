@@ -19,6 +19,13 @@ struct Duration {
   uint64_t ms = 0;
 };
 
+// A publication's priority class, in net::Priority's order (core converts with a cast, and
+// checks the order): slow consumers drop low first, critical last.
+enum class Priority : uint8_t { kCritical = 0, kHigh = 1, kNormal = 2, kLow = 3 };
+// "all": every publication reaches every subscriber; "latest": a slow subscriber gets the
+// newest value of the channel instead of a backlog.
+enum class Delivery : uint8_t { kAll = 0, kLatest = 1 };
+
 // Centrifugo v5 channel options: the top-level keys apply to channels without a namespace,
 // each entry of `namespaces` carries its own set for channels `name:...`.
 struct ChannelOptions {
@@ -45,8 +52,8 @@ struct ChannelOptions {
   // Slow consumers: a publication's priority when the API gives none (low, normal, high,
   // critical), and "latest" for state-like channels where a slow client gets the newest
   // value instead of a backlog ("all": every publication).
-  std::string default_priority = "normal";
-  std::string delivery = "all";
+  Priority default_priority = Priority::kNormal;
+  Delivery delivery = Delivery::kAll;
   // Losses acceptable (tickers, cursors): a subscriber that falls behind silently misses
   // publications of this channel. Otherwise (the default) it is told at once: unsubscribe
   // 2500, or disconnect 3008. "latest" delivery and low priority are droppable too.
@@ -263,9 +270,14 @@ struct Config {
   std::vector<Namespace> namespaces;  // JSON only (no environment form)
 };
 
-// Each returns false with *error naming the key (or the file) on failure.
-bool ApplyJson(const std::string& json, Config& config, std::string* error);
-bool ApplyFile(const std::string& path, Config& config, std::string* error);
+// Each returns false with *error naming the key (or the file) on failure. A Centrifugo v5 or
+// v6 config is read too (centrifugo.h): keys with a hermod equivalent are mapped, and each
+// key hermod does not support yet adds one line to *warnings (when given: "admin_secret:
+// Centrifugo key not supported by hermod yet") and is ignored.
+bool ApplyJson(const std::string& json, Config& config, std::string* error,
+               std::vector<std::string>* warnings = nullptr);
+bool ApplyFile(const std::string& path, Config& config, std::string* error,
+               std::vector<std::string>* warnings = nullptr);
 // Variables whose name and value both have the shape of a Kubernetes service link are
 // skipped (IsKubernetesServiceLink); any other HERMOD_* variable must name a key.
 bool ApplyEnvironment(char** environment, Config& config, std::string* error);
@@ -278,8 +290,9 @@ bool ApplyEnvironment(char** environment, Config& config, std::string* error);
 // True when name=value is one of these shapes, value included, so that HERMOD_PORT=8000 is
 // still the port key and HERMOD_PORT=tcp://10.0.0.11:8000 is Kubernetes'.
 bool IsKubernetesServiceLink(std::string_view name, std::string_view value);
-// Every numeric key within the range of the field table (config.cc), with the key and the
-// range in the message, then the keys that constrain each other. checkconfig and serve both
+// Every key within the bounds of the field table (config.cc): numbers in their range, strings
+// among their values or of their shape, with the key and the rule in the message; then the
+// keys that constrain each other. checkconfig and serve both
 // call it: serve never starts with a value checkconfig would refuse, nor aborts on one it
 // accepted.
 bool Validate(const Config& config, std::string* error);

@@ -379,7 +379,7 @@ void Hub::PostPush(const ChannelState& state, std::string_view channel,
                    bool join_leave, net::Priority priority) {
   const Delivery delivery{
       Coalescing{options.push_coalesce_max_bytes, options.push_coalesce_delay.ms}, priority,
-      options.delivery == "latest", options.droppable};
+      options.delivery == config::Delivery::kLatest, options.droppable};
   const size_t bytes = push->size() + channel.size() + kTaskOverhead;
   for (size_t i = 0; i < state.loops.size(); ++i) {
     if (!state.loops[i]) continue;
@@ -560,9 +560,11 @@ std::optional<StreamPosition> Hub::Publish(std::string_view channel,
                                            std::optional<net::Priority> priority,
                                            Refusal* refusal) {
   if (refusal != nullptr) *refusal = Refusal::kNone;
+  // config::Priority is net::Priority's order (config/ may not include net/).
+  static_assert(int(config::Priority::kHigh) == int(net::Priority::kHigh) &&
+                int(config::Priority::kLow) == int(net::Priority::kLow));
   const net::Priority p =
-      priority ? *priority
-               : ParsePriority(options.default_priority).value_or(net::Priority::kNormal);
+      priority ? *priority : static_cast<net::Priority>(options.default_priority);
   const uint64_t published_us = net::Loop::MonotonicUs();  // publish-to-queue latency metric
   // Cluster mode: a publication the broker cannot carry is refused before anything sees it,
   // so no node has it and its publisher is told, outside the shard lock.

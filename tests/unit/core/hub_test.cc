@@ -667,7 +667,7 @@ TEST_F(StoppedLoopTest, AMissedPushWithNobodyToTellCutsTheConnection) {
 }
 
 TEST_F(StoppedLoopTest, LatestDeliveryGivesASlowClientTheNewestValueNotABacklog) {
-  options_.delivery = "latest";
+  options_.delivery = config::Delivery::kLatest;
   Subscribe();
   for (const int coalesce : {64 * 1024, 0}) {
     options_.push_coalesce_max_bytes = static_cast<uint64_t>(coalesce);
