@@ -6,6 +6,7 @@
 // node's total and show whether one loop's shards hold more than their share.
 #pragma once
 
+#include <string>
 #include <vector>
 
 #include "core/hub.h"
@@ -19,5 +20,7 @@ std::vector<core::Hub::StateStats> ReadHubState(core::Hub& hub);
 void RenderHubState(PrometheusText& text, const std::vector<core::Hub::StateStats>& loops);
 // Every loop's figures added up.
 core::Hub::StateStats SumHubState(const std::vector<core::Hub::StateStats>& loops);
+// The dashboard's form: {"total":{...},"loops":[{...},...]}.
+std::string HubStateJson(const std::vector<core::Hub::StateStats>& loops);
 
 }  // namespace hermod::metrics
