@@ -220,9 +220,39 @@ try {
                                  Math.round(box.height))};
   }, {png, box: chartBox});
 
+  // Both scales read on one chart: ten minutes of 200/s in and 100k/s out, drawn by the page
+  // itself; each line's height, as a fraction of the plot above its baseline, from the
+  // canvas's pixels of its colour. On a linear axis 200/s would lie on the baseline (0.002).
+  const scales = await page.evaluate(() => {
+    for (const key of Object.keys(samples)) samples[key].length = 0;
+    const now = Date.now();
+    for (let i = 0; i <= 600; ++i) {
+      samples.at_ms.push(now - (600 - i) * 1000);
+      samples.messages_in.push(200 * i);
+      samples.messages_out.push(100000 * i);
+      samples.publications_out.push(0);
+    }
+    drawChart();
+    const canvas = document.getElementById('chart');
+    const d = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    const rows = {in: [], out: []};
+    for (let i = 0; i < d.length; i += 4) {
+      const [r, g, b] = [d[i], d[i + 1], d[i + 2]];
+      const row = Math.floor(i / 4 / canvas.width);
+      if (r === 0x4f && g === 0xb3 && b === 0xff) rows.in.push(row);
+      if (r === 0x7d && g === 0xdc && b === 0x7a) rows.out.push(row);
+    }
+    const ratio = window.devicePixelRatio || 1;
+    const top = 8 * ratio, bottom = canvas.height - 20 * ratio;
+    const height = (list) => (list.length === 0 ? null
+        : (bottom - list.reduce((a, b) => a + b, 0) / list.length) / (bottom - top));
+    return {in: height(rows.in), out: height(rows.out), pixels_in: rows.in.length,
+            pixels_out: rows.out.length};
+  });
+
   const seen = {tiles, nodes, heldBefore, heldAfter, found, actions, detail, presentUsers,
-                historyLeft: historyLeft.length, historyShown, forged, pixels, screenshot,
-                problems};
+                historyLeft: historyLeft.length, historyShown, forged, pixels, scales,
+                screenshot, problems};
   console.log(JSON.stringify(seen));
 
   assert.ok(/^v\d/.test(tiles.version), tiles.version);
@@ -244,6 +274,10 @@ try {
   assert.equal(historyLeft.length, 0);
   assert.deepEqual(historyShown, ['empty']);
   assert.equal(forged, 403);
+  // 200/s sits well above the baseline, 100k/s near the top, both drawn across the width.
+  assert.ok(scales.pixels_in > 500 && scales.pixels_out > 500, JSON.stringify(scales));
+  assert.ok(scales.in > 0.3 && scales.in < 0.6, JSON.stringify(scales));
+  assert.ok(scales.out > 0.8 && scales.out <= 1.01, JSON.stringify(scales));
   assert.deepEqual(problems, []);
   console.log('PASS');
 } catch (error) {
