@@ -57,6 +57,14 @@ def png_size(path):
     return struct.unpack(">II", head[16:24])
 
 
+def wait_logged(test, server, line):
+    """hermod's stderr is read by a thread: the line may come a moment after the answer."""
+    deadline = time.monotonic() + DEADLINE_S
+    while line not in server.stderr_text() and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling a condition against a deadline
+    test.assertIn(line, server.stderr_text())
+
+
 def get(port, path, password=None):
     auth = ""
     if password is not None:
@@ -152,7 +160,7 @@ class DashboardAccessTest(h.HermodTestCase):
         self.assertEqual(r.status, 200)
         self.assertEqual(json.loads(r.body)["result"], {"channels": {}})
         self.assertEqual(post(server.port, "/dashboard/api/nosuch", {}, admin).status, 404)
-        self.assertIn("dashboard: api publish from 127.0.0.1 answered 200", server.stderr_text())
+        wait_logged(self, server, "dashboard: api publish from 127.0.0.1 answered 200")
 
     def test_admin_without_a_password_is_refused_at_start(self):
         server = h.Hermod(h.HERMOD, {"admin": True})
@@ -202,8 +210,7 @@ class DashboardBrowserTest(h.HermodTestCase):
         # history removal took effect (checked by the script against clients and the API).
         self.assertEqual(seen["presentUsers"], ["alice"])
         self.assertEqual(seen["historyLeft"], 0)
-        self.assertIn("dashboard: api disconnect from 127.0.0.1 answered 200",
-                      server.stderr_text())
+        wait_logged(self, server, "dashboard: api disconnect from 127.0.0.1 answered 200")
 
 
 if __name__ == "__main__":

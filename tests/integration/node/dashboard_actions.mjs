@@ -167,10 +167,11 @@ try {
   const presence = await serverApi('presence', {channel: 'room-1'});
   const presentUsers = Object.values(presence.presence).map((i) => i.user).sort();
 
+  // An action on the channel shown reloads its detail before it counts as done.
   before = await loads();
   actions.historyRemove = await act('#history-remove-send', {'#history-remove-channel': 'room-1'});
   const historyLeft = (await serverApi('history', {channel: 'room-1', limit: 10})).publications;
-  await until('the detail reloaded', async () => (await loads()) > before);
+  assert.ok((await loads()) > before, 'the detail was not reloaded');
   const historyShown = await page.evaluate(
       () => [...document.querySelectorAll('#history tbody tr')].map((r) => r.innerText));
 
