@@ -1,6 +1,7 @@
 #include "app/server.h"
 
 #include <arpa/inet.h>
+#include <fmt/format.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -100,6 +101,13 @@ void Server::BuildRoutes() {
                 [this](http::HttpConnection& c, http::Request& r) { dashboard_->Page(c, r); });
     router_.Add("/dashboard/data", {"GET"},
                 [this](http::HttpConnection& c, http::Request& r) { dashboard_->Data(c, r); });
+    router_.Add("/dashboard/history", {"GET"},
+                [this](http::HttpConnection& c, http::Request& r) { dashboard_->History(c, r); });
+    // The server API with the admin's credentials (metrics/dashboard.h).
+    for (std::string_view method : api::ServerApi::kMethods) {
+      router_.Add("/dashboard/api/" + std::string(method), {"POST"},
+                  [this](http::HttpConnection& c, http::Request& r) { dashboard_->Api(c, r); });
+    }
   }
   router_.Add("/connection/websocket", {"GET"},
               [this](http::HttpConnection& c, http::Request& r) { Upgrade(c, r, false); });
@@ -215,9 +223,16 @@ void Server::BuildMetrics() {
                                   return loops;
                                 },
                                 [hub] { return hub->Channels(); }};
-  if (config_.admin) {
-    dashboard_ = std::make_unique<metrics::Dashboard>(
-        counters, *health_, hub_source, config_.health.loop_deadline_ms, config_.admin_password);
+  // In a cluster every node keeps its samples, so that it can tell the others about itself,
+  // whether or not it serves the dashboard's routes.
+  if (config_.admin || broker_) {
+    dashboard_ =
+        std::make_unique<metrics::Dashboard>(counters, *health_, config_.health.loop_deadline_ms,
+                                             config_.admin_password, DashboardSources());
+    dashboard_->Start();
+    if (broker_) {
+      broker_->SetNodeInfo([dashboard = dashboard_.get()] { return dashboard->NodeJson(); });
+    }
   }
   metrics_ = std::make_unique<metrics::Routes>(
       std::move(counters), *health_, config_.health.loop_deadline_ms,
@@ -233,6 +248,27 @@ void Server::BuildMetrics() {
     health_->AddCheck([link] { return link->Health(); });
     metrics_->AddRenderer([link](metrics::PrometheusText& text) { link->Render(text); });
   }
+}
+
+metrics::DashboardSources Server::DashboardSources() {
+  metrics::DashboardSources s;
+  s.node_id = broker_ ? fmt::format("{:016x}", broker_->node_id()) : "local";
+  char host[256] = {};
+  s.node_name = gethostname(host, sizeof(host) - 1) == 0 ? host : "hermod";
+  s.version = HERMOD_VERSION;
+  s.clients = [this] { return client_counts_.Get(); };
+  s.channels = [hub = hub_.get()] { return hub->Channels(); };
+  s.hub = [hub = hub_.get()] {
+    std::vector<stats::HubState> state;
+    for (size_t i = 0; i < hub->loop_count(); ++i) state.push_back(hub->State(i));
+    const stats::HubState total = metrics::SumHubState(state);
+    return metrics::HubFigures{total.channels, total.subscriptions, metrics::HubStateJson(state)};
+  };
+  s.api = [api = api_.get()](std::string_view method, std::string& body, std::string& out) {
+    return api->Call(method, body, out);
+  };
+  if (broker_) s.other_nodes = [broker = broker_.get()] { return broker->OtherNodes(); };
+  return s;
 }
 
 void Server::ShutdownWorker(Worker& worker) {
@@ -368,6 +404,11 @@ int Server::Run() {
   if (config_.broker == "nats") {
     broker_ = std::make_unique<broker::NatsBroker>(broker::NatsBroker::Options::FromConfig(config_),
                                                    *hub_, channel_rules_);
+  }
+  // Before the threads start: the routes read metrics_ from every loop. Before the broker
+  // starts: it sends the dashboard's word about this node to the others.
+  BuildMetrics();
+  if (broker_) {
     std::string error;
     if (!broker_->Start(&error)) {
       spdlog::error("{}", error);
@@ -375,8 +416,6 @@ int Server::Run() {
     }
     hub_->set_broker(broker_.get());
   }
-  // Before the threads start: the routes read metrics_ from every loop.
-  BuildMetrics();
   for (auto& worker : workers_) {
     worker->thread = std::thread([loop = worker->loop.get(), m = &worker->metrics] {
       stats::BindThread(m);  // the loop's records (stats/loop_metrics.h) go here

@@ -61,6 +61,8 @@ class Server {
   void ShutdownWorker(Worker& worker);
   // Once the loops exist: the health monitor and the /metrics and /health* routes.
   void BuildMetrics();
+  // What the dashboard shows of the hub, the API and the broker.
+  metrics::DashboardSources DashboardSources();
 
   config::Config config_;
   http::HttpOptions http_options_;

@@ -52,7 +52,8 @@ NatsBroker::NatsBroker(Options options, core::Hub& hub, const core::ChannelRules
       rules_(rules),
       node_id_(NewNodeId()),
       subject_(options_.prefix + ".broker"),
-      link_(options_.link, &net::Loop::MonotonicMs) {}
+      link_(options_.link, &net::Loop::MonotonicMs),
+      nodes_subject_(options_.prefix + ".nodes") {}
 
 NatsBroker::~NatsBroker() { Stop(); }
 
@@ -84,6 +85,20 @@ void NatsBroker::OnMessage(natsConnection*, natsSubscription*, natsMsg* msg, voi
   }
   natsMsg_Destroy(msg);
 }
+
+void NatsBroker::OnNodeInfo(natsConnection*, natsSubscription*, natsMsg* msg, void* self) {
+  auto* broker = static_cast<NatsBroker*>(self);
+  CallbackScope scope(broker->in_callback_, broker->closing_);
+  if (scope.live()) {
+    broker->nodes_.Receive(
+        broker->node_id_,
+        std::string_view(natsMsg_GetData(msg), static_cast<size_t>(natsMsg_GetDataLength(msg))),
+        net::Loop::MonotonicMs());
+  }
+  natsMsg_Destroy(msg);
+}
+
+std::vector<std::string> NatsBroker::OtherNodes() { return nodes_.Alive(net::Loop::MonotonicMs()); }
 
 void NatsBroker::OnConnectionEvent(natsConnection* nc, void* self) {
   auto* broker = static_cast<NatsBroker*>(self);
@@ -185,6 +200,11 @@ bool NatsBroker::Start(std::string* error) {
     std::this_thread::sleep_for(std::chrono::milliseconds(options_.reconnect_wait_ms));
   }
   natsSubscription_SetPendingLimits(subscription_, -1, ClampInt(options_.receive_queue_bytes));
+  if (node_info_) {
+    s = natsConnection_Subscribe(&nodes_subscription_, connection_, nodes_subject_.c_str(),
+                                 &NatsBroker::OnNodeInfo, this);
+    if (s != NATS_OK) return fail(s, "subscribe to the node subject");
+  }
   // Connected: wait for the server to have the SUB, so that the node is a listener once up.
   if (s == NATS_OK && natsConnection_Status(connection_) == NATS_CONN_STATUS_CONNECTED) {
     natsConnection_FlushTimeout(connection_, static_cast<int64_t>(options_.dial_timeout_ms));
@@ -205,8 +225,11 @@ void NatsBroker::Stop() {
   closing_.store(true);
   while (in_callback_.load() != 0) std::this_thread::yield();
   if (subscription_ != nullptr) natsSubscription_Unsubscribe(subscription_);
+  if (nodes_subscription_ != nullptr) natsSubscription_Unsubscribe(nodes_subscription_);
   if (connection_ != nullptr) natsConnection_Close(connection_);
   natsSubscription_Destroy(subscription_);
+  natsSubscription_Destroy(nodes_subscription_);
+  nodes_subscription_ = nullptr;
   natsConnection_Destroy(connection_);
   natsOptions_Destroy(nats_options_);
   subscription_ = nullptr;
@@ -279,6 +302,7 @@ void NatsBroker::SendLoop() {
       }
       link_.OnSent(m.kind, s == NATS_OK);
     }
+    SendNodeInfo();
     if (batch.empty() && link_.TrialDue()) {
       // An idle node's trial: a round trip to the server (PING, PONG).
       link_.OnTrial(natsConnection_FlushTimeout(
@@ -286,6 +310,19 @@ void NatsBroker::SendLoop() {
     }
     lock.lock();
   }
+}
+
+void NatsBroker::SendNodeInfo() {
+  if (!node_info_) return;
+  const uint64_t now = net::Loop::MonotonicMs();
+  if (now < node_info_due_ms_) return;
+  node_info_due_ms_ = now + ClusterNodes::kIntervalMs;
+  // Outside the breaker: a once-a-second word about this node is no load worth shedding,
+  // and its failure while the server is away says nothing the publications do not.
+  if (natsConnection_Status(connection_) != NATS_CONN_STATUS_CONNECTED) return;
+  const std::string bytes = ClusterNodes::Encode(node_id_, node_info_());
+  natsConnection_Publish(connection_, nodes_subject_.c_str(), bytes.data(),
+                         static_cast<int>(bytes.size()));
 }
 
 void NatsBroker::Receive(std::string_view bytes) {

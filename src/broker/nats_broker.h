@@ -32,10 +32,13 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "broker/cluster_nodes.h"
 #include "broker/link.h"
 #include "config/config.h"
 #include "core/broker.h"
@@ -79,12 +82,19 @@ class NatsBroker final : public core::Broker {
   Link& link() { return link_; }
   uint64_t node_id() const { return node_id_; }
 
+  // Before Start: what this node tells the others about itself every
+  // ClusterNodes::kIntervalMs (cluster_nodes.h), called on the sender thread; a JSON object.
+  void SetNodeInfo(std::function<std::string()> info) { node_info_ = std::move(info); }
+  // Any thread: the other nodes heard from lately, their JSON as they sent it.
+  std::vector<std::string> OtherNodes();
+
  private:
   struct Outgoing {
     core::BrokerMessageKind kind;
     std::string bytes;
   };
   static void OnMessage(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* self);
+  static void OnNodeInfo(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* self);
   static void OnConnectionEvent(natsConnection* nc, void* self);
   static void OnClosed(natsConnection* nc, void* self);
   static void OnAsyncError(natsConnection* nc, natsSubscription* sub, natsStatus status,
@@ -93,6 +103,8 @@ class NatsBroker final : public core::Broker {
   // On (re)connect: the server's INFO max_payload, which a publish must not pass.
   void LearnMaxPayload(natsConnection* nc);
   void SendLoop();
+  // On the sender thread: this node's info, when it is due.
+  void SendNodeInfo();
 
   const Options options_;
   core::Hub& hub_;
@@ -104,6 +116,12 @@ class NatsBroker final : public core::Broker {
   natsOptions* nats_options_ = nullptr;
   natsConnection* connection_ = nullptr;
   natsSubscription* subscription_ = nullptr;
+  // The cluster's nodes (cluster_nodes.h): their own subject, sent by the sender thread.
+  const std::string nodes_subject_;
+  natsSubscription* nodes_subscription_ = nullptr;
+  std::function<std::string()> node_info_;
+  uint64_t node_info_due_ms_ = 0;  // sender thread only
+  ClusterNodes nodes_;
   // Callbacks in progress, and whether they must do nothing (Stop waits for the count).
   std::atomic<int> in_callback_{0};
   std::atomic<bool> closing_{false};

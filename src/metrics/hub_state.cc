@@ -1,5 +1,8 @@
 #include "metrics/hub_state.h"
 
+#include <fmt/format.h>
+
+#include <iterator>
 #include <string>
 
 namespace hermod::metrics {
@@ -60,6 +63,35 @@ void RenderHubState(PrometheusText& text, const std::vector<stats::HubState>& lo
       text.Sample(f.name, {{"loop", std::to_string(i)}}, loops[i].*f.field);
     }
   }
+}
+
+}  // namespace hermod::metrics
+
+namespace hermod::metrics {
+
+namespace {
+
+void AppendState(std::string& out, const stats::HubState& s) {
+  fmt::format_to(std::back_inserter(out),
+                 "{{\"channels\":{},\"subscriptions\":{},\"history_entries\":{},"
+                 "\"history_bytes\":{},\"presence_entries\":{},\"idempotency_keys\":{},"
+                 "\"reclaim_backlog\":{}}}",
+                 s.channels, s.subscriptions, s.history_entries, s.history_bytes,
+                 s.presence_entries, s.idempotency_keys, s.reclaim_backlog);
+}
+
+}  // namespace
+
+std::string HubStateJson(const std::vector<stats::HubState>& loops) {
+  std::string out = "{\"total\":";
+  AppendState(out, SumHubState(loops));
+  out += ",\"loops\":[";
+  for (size_t i = 0; i < loops.size(); ++i) {
+    if (i > 0) out += ',';
+    AppendState(out, loops[i]);
+  }
+  out += "]}";
+  return out;
 }
 
 }  // namespace hermod::metrics

@@ -30,5 +30,7 @@ struct HubSource {
 void RenderHubState(PrometheusText& text, const std::vector<stats::HubState>& loops);
 // Every loop's figures added up.
 stats::HubState SumHubState(const std::vector<stats::HubState>& loops);
+// The dashboard's form: {"total":{...},"loops":[{...},...]}.
+std::string HubStateJson(const std::vector<stats::HubState>& loops);
 
 }  // namespace hermod::metrics

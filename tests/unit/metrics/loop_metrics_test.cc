@@ -4,6 +4,7 @@
 #include <string>
 
 #include "metrics/dashboard.h"
+#include "metrics/hub_state.h"
 #include "metrics/prometheus_text.h"
 
 namespace hermod::metrics {
@@ -114,7 +115,9 @@ TEST(Dashboard, DataNamesLoopsChannelsAndEmbedsTheHealthJson) {
   state[0].channels = 5;
   state[1].channels = 6;
   state[1].history_bytes = 70;
-  std::string json = DashboardJson(loops, "{\"level\":\"healthy\"}\n", {{"a\"b", 7}}, state, 123);
+  std::string json =
+      DashboardJson(loops, "{\"level\":\"healthy\"}\n", {{"a\"b", 7}}, HubStateJson(state),
+                    {"{\"id\":\"n1\"}", "{\"id\":\"n2\"}"}, 123);
   EXPECT_NE(json.find("\"at_ms\":123"), std::string::npos);
   EXPECT_NE(json.find("\"connections\":3"), std::string::npos);
   EXPECT_NE(json.find("{\"channel\":\"a\\\"b\",\"subscribers\":7}"), std::string::npos);
@@ -123,8 +126,42 @@ TEST(Dashboard, DataNamesLoopsChannelsAndEmbedsTheHealthJson) {
   EXPECT_NE(json.find("\"state\":{\"total\":{\"channels\":11,"), std::string::npos);
   EXPECT_NE(json.find("\"history_bytes\":70,"), std::string::npos);
   EXPECT_NE(json.find("\"loops\":[{\"channels\":5,"), std::string::npos);
+  // Every node of the cluster, this one first.
+  EXPECT_NE(json.find("\"nodes\":[{\"id\":\"n1\"},{\"id\":\"n2\"}]"), std::string::npos);
   EXPECT_FALSE(kDashboardHtml.empty());
   EXPECT_NE(kDashboardHtml.find("/dashboard/data"), std::string_view::npos);
+}
+
+TEST(Dashboard, HistoryKeepsTheLastTenMinutesOldestFirst) {
+  SampleRing ring;
+  EXPECT_TRUE(ring.Since(0).empty());
+  EXPECT_TRUE(ring.Last2().empty());
+  const size_t total = SampleRing::kCapacity + 50;
+  for (size_t i = 1; i <= total; ++i) {
+    Sample s;
+    s.at_ms = 1000 * i;
+    s.messages_out = 100000 * i;
+    ring.Add(s);
+  }
+  std::vector<Sample> all = ring.Since(0);
+  ASSERT_EQ(all.size(), SampleRing::kCapacity);
+  EXPECT_EQ(all.front().at_ms, 1000 * (total - SampleRing::kCapacity + 1));
+  EXPECT_EQ(all.back().at_ms, 1000 * total);
+  EXPECT_TRUE(std::is_sorted(all.begin(), all.end(),
+                             [](const Sample& a, const Sample& b) { return a.at_ms < b.at_ms; }));
+  // A page that has everything up to a time gets only what came after it.
+  std::vector<Sample> newer = ring.Since(1000 * (total - 2));
+  ASSERT_EQ(newer.size(), 2u);
+  EXPECT_EQ(newer[0].at_ms, 1000 * (total - 1));
+  std::vector<Sample> last = ring.Last2();
+  ASSERT_EQ(last.size(), 2u);
+  EXPECT_EQ(last[1].at_ms, 1000 * total);
+  const std::string json = SamplesJson(newer);
+  EXPECT_NE(json.find("\"at_ms\":[" + std::to_string(1000 * (total - 1)) + "," +
+                      std::to_string(1000 * total) + "]"),
+            std::string::npos);
+  EXPECT_NE(json.find("\"messages_out\":[" + std::to_string(100000 * (total - 1)) + ","),
+            std::string::npos);
 }
 
 }  // namespace
