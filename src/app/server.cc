@@ -104,7 +104,7 @@ void Server::BuildRoutes() {
     router_.Add("/dashboard/history", {"GET"},
                 [this](http::HttpConnection& c, http::Request& r) { dashboard_->History(c, r); });
     // The server API with the admin's credentials (metrics/dashboard.h).
-    for (std::string_view method : api::ServerApi::kMethods) {
+    for (std::string_view method : api::kMethodNames) {
       router_.Add("/dashboard/api/" + std::string(method), {"POST"},
                   [this](http::HttpConnection& c, http::Request& r) { dashboard_->Api(c, r); });
     }
@@ -265,7 +265,10 @@ metrics::DashboardSources Server::DashboardSources() {
     return metrics::HubFigures{total.channels, total.subscriptions, metrics::HubStateJson(state)};
   };
   s.api = [api = api_.get()](std::string_view method, std::string& body, std::string& out) {
-    return api->Call(method, body, out);
+    const uint64_t started_us = net::Loop::MonotonicUs();
+    const int status = api->Call(method, body, out);
+    stats::RecordApiCall(api::MethodLabelIndex(method), net::Loop::MonotonicUs() - started_us);
+    return status;
   };
   if (broker_) s.other_nodes = [broker = broker_.get()] { return broker->OtherNodes(); };
   return s;
