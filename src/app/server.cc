@@ -16,6 +16,7 @@
 #include "metrics/hub_state.h"
 #include "proto/encode.h"
 #include "proto/prepared_push.h"
+#include "proto/websocket_transport.h"
 
 namespace hermod::app {
 
@@ -151,9 +152,9 @@ void Server::Upgrade(http::HttpConnection& connection, http::Request& request, b
   if (echo) {
     connection.Upgrade<ws::EchoConnection>(ws_options_, result, worker.ws_stats);
   } else {
-    auto* client = connection.Upgrade<proto::ClientSession>(client_ws_options_, result,
-                                                            worker.ws_stats, *client_context_);
-    if (admission_->enabled()) client->SetAdmitted(std::move(ip), must_recover);
+    auto* client = connection.Upgrade<proto::WebSocketTransport>(client_ws_options_, result,
+                                                                 worker.ws_stats, *client_context_);
+    if (admission_->enabled()) client->session().SetAdmitted(std::move(ip), must_recover);
   }
 }
 
@@ -287,27 +288,22 @@ int Server::Run() {
   limits.ip_table_size = config_.admission.ip_table_size;
   limits.retry_after_s = (config_.admission.retry_after.ms + 999) / 1000;
   admission_ = std::make_unique<core::Admission>(limits, count);
+  client_registry_ = std::make_unique<proto::ClientRegistry>(count);
   client_context_ = std::make_unique<proto::ClientContext>(proto::ClientContext{
       *hub_, channel_rules_, token_verifier_, proto::ClientOptions::FromConfig(config_),
-      &client_counts_, admission_.get()});
-  // The API's per-client methods: every loop looks for the user's client connections.
+      client_registry_.get(), admission_.get()});
+  // The API's per-client methods: every loop looks the user up in its part of the registry.
   api_ = std::make_unique<api::ServerApi>(
       *hub_, channel_rules_, config_.api_key,
       [this](std::string user, std::string client, api::ClientAction action) {
         for (auto& worker : workers_) {
           net::Loop* loop = worker->loop.get();
-          loop->Post([loop, user, client, action] {
-            loop->ForEachConnection([&](net::Connection* c) {
-              auto* cc = dynamic_cast<proto::ClientSession*>(c);
-              if (cc && cc->connected() && cc->user() == user &&
-                  (client.empty() || cc->client_id() == client)) {
-                action(*cc);
-              }
-            });
+          loop->Post([this, loop, user, client, action] {
+            client_registry_->ForEachOfUser(*loop, user, client, action);
           });
         }
       },
-      api::NodeInfo{HERMOD_VERSION, [this] { return client_counts_.Get(); }});
+      api::NodeInfo{HERMOD_VERSION, [this] { return client_registry_->Get(); }});
   for (size_t i = 0; i < count; ++i) {
     std::string error;
     // The first bind resolves port 0; the others share that port through SO_REUSEPORT.

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cassert>
 #include <random>
 
 #include "log/fields.h"
@@ -24,6 +25,7 @@ struct LoopScratch {
   CommandParser parser;
   std::string reply;
   core::LogThrottle auth_log;
+  core::LogThrottle missed_log;
 };
 
 LoopScratch& Scratch() {
@@ -52,11 +54,9 @@ std::string NewClientId() {
 
 }  // namespace
 
-ClientSession::ClientSession(net::Connection& from, const ws::WebSocketOptions& options,
-                             const ws::HandshakeResult& handshake, ws::WebSocketStats& stats,
-                             ClientContext& context)
-    : ws::WebSocketConnection(from, options, handshake, stats), context_(context) {
-  EnableJoin();  // the JSON protocol: several replies and pushes in one newline-joined message
+ClientSession::ClientSession(Transport& transport, ClientContext& context)
+    : transport_(transport), context_(context) {
+  assert(loop().InThisThread());
   if (context_.options.stale_close_ms > 0) {
     stale_deadline_ms_ = loop().now_ms() + context_.options.stale_close_ms;
   }
@@ -64,38 +64,35 @@ ClientSession::ClientSession(net::Connection& from, const ws::WebSocketOptions& 
 }
 
 ClientSession::~ClientSession() {
+  assert(loop().InThisThread());
   loop().timers().Cancel(&keepalive_);
   UnsubscribeAll();
   ReleaseAdmission();
 }
 
-void ClientSession::OnClosed() {
-  ws::WebSocketConnection::OnClosed();  // counts the close
+void ClientSession::OnTransportClosed() {
+  assert(loop().InThisThread());
   loop().timers().Cancel(&keepalive_);
   UnsubscribeAll();
   ReleaseAdmission();
-}
-
-void ClientSession::OnShutdown() { Disconnect(kDisconnectShutdown); }
-
-void ClientSession::OnSlowConsumer() {
-  Disconnect(kDisconnectSlow);
-  FailWith(kDisconnectSlow.code, kDisconnectSlow.reason);  // no wait for the client's Close
 }
 
 void ClientSession::OnMissed(core::Subscription& missed) {
   auto& s = static_cast<ClientSubscription&>(missed);
-  auto& client = static_cast<ClientSession&>(*s.connection);
+  ClientSession& client = *s.session;
+  assert(client.loop().InThisThread());
+  client.LogMissed(s);
   if (s.server_side) {
     // No unsubscribe push can end a server-side subscription for the SDK to resubscribe:
     // the connection ends, and the SDK reconnects (and recovers where it can).
     if (s.recoverable) return client.Disconnect(kDisconnectInsufficientState);
-    return client.CutSlow();  // 3008 "slow"
+    return client.transport_.connection().CutSlow();  // 3008 "slow"
   }
   const bool recoverable = s.recoverable;
   const std::string channel = s.channel;  // s is freed below
   auto it = std::find_if(client.subscriptions_.begin(), client.subscriptions_.end(),
                          [&](const auto& p) { return p.get() == &s; });
+  assert(it != client.subscriptions_.end() && "a missed push for a subscription not held");
   if (it == client.subscriptions_.end()) return;
   client.context_.hub.Unsubscribe(client.loop(), s.channel, *s.options, client.client_id_,
                                   client.info_, &s);
@@ -108,10 +105,32 @@ void ClientSession::OnMissed(core::Subscription& missed) {
   // In the normal lane, behind the publications already queued for it: the client reads
   // everything it was sent, then learns where its stream stops (and, recovering, resumes
   // from its last offset without duplicates). Past max_write_buffer_bytes this cuts (3008).
-  client.SendMessage(ws::Opcode::kText, push, net::Lane::kNormal);
+  client.transport_.SendReply(push, net::Lane::kNormal);
+}
+
+void ClientSession::LogMissed(const ClientSubscription& s) {
+  uint64_t suppressed = 0;
+  if (!spdlog::should_log(spdlog::level::info) ||
+      !Scratch().missed_log.Allow(loop().now_ms(), &suppressed)) {
+    return;
+  }
+  // What the client is told: a server-side subscription cannot be resubscribed alone.
+  const proto::Disconnect told = !s.server_side  ? proto::Disconnect{2500, "unsubscribe"}
+                                 : s.recoverable ? kDisconnectInsufficientState
+                                                 : kDisconnectSlow;
+  log::Write(spdlog::level::info,
+             {{"client", client_id_},
+              {"user", user_},
+              {"channel", s.channel},
+              {"code", told.code},
+              {"reason", "publication missed"}},
+             "client {} (user \"{}\") missed a publication of channel \"{}\": {} {} ({} more "
+             "on this loop since)",
+             client_id_, user_, s.channel, told.code, told.reason, suppressed);
 }
 
 void ClientSession::Disconnect(proto::Disconnect reason) {
+  assert(loop().InThisThread());
   if (disconnected_) return;
   disconnected_ = true;
   // One line per disconnect; the mass 3001 of a graceful shutdown only at debug.
@@ -130,13 +149,13 @@ void ClientSession::Disconnect(proto::Disconnect reason) {
   }
   loop().timers().Cancel(&keepalive_);
   UnsubscribeAll();
-  CloseWith(reason.code, reason.reason);
+  transport_.Close(reason);
 }
 
 void ClientSession::UnsubscribeAll() {
   if (counted_) {
     counted_ = false;
-    context_.counts->Remove(user_);
+    context_.registry->Remove(*this);
   }
   for (auto& s : subscriptions_) {
     context_.hub.Unsubscribe(loop(), s->channel, *s->options, client_id_, s->client_info(info_),
@@ -145,12 +164,9 @@ void ClientSession::UnsubscribeAll() {
   subscriptions_.clear();
 }
 
-void ClientSession::OnWebSocketMessage(ws::Opcode opcode, std::string_view payload) {
+void ClientSession::OnMessage(std::string_view payload) {
+  assert(loop().InThisThread());
   if (disconnected_) return;
-  if (opcode != ws::Opcode::kText) {
-    Disconnect(kDisconnectBadRequest);  // the JSON protocol is text only
-    return;
-  }
   // Metrics: the steady clock (vDSO, no syscall) read twice per message, not per command:
   // the commands of one message leave in one reply, so each has the message's latency. The
   // loop's cached now_ms would cost nothing but is too coarse for sub-millisecond commands.
@@ -177,7 +193,7 @@ void ClientSession::OnWebSocketMessage(ws::Opcode opcode, std::string_view paylo
   }
   reply_ = nullptr;
   if (ok && !scratch.reply.empty()) {
-    SendMessage(ws::Opcode::kText, scratch.reply);
+    transport_.SendReply(scratch.reply);
     metrics::RecordSent(metrics::SentType::kReply, scratch.reply.size());
   }
   const size_t reply_peak = scratch.reply.capacity();
@@ -248,6 +264,7 @@ bool ClientSession::Handle(const Command& c) {
       ReplyError(c.id, ErrorCode::kMethodNotFound);
       break;
     case Method::kPong:
+      assert(false && "a pong is answered before the switch");
       break;
   }
   if (reply_->size() == before && before > 0) reply_->pop_back();  // no reply: drop the '\n'
@@ -298,8 +315,8 @@ void ClientSession::HandleConnect(const Command& c) {
   client_id_ = NewClientId();
   user_ = std::move(claims.user);
   info_ = ClientInfoJson(user_, client_id_, claims.info);
-  if (context_.counts) {
-    context_.counts->Add(user_);
+  if (context_.registry) {
+    context_.registry->Add(*this);
     counted_ = true;
   }
   SetExpiry(claims.expires_at);
@@ -372,6 +389,7 @@ void ClientSession::AddServerSubscription(const Command& c, std::string_view cha
 }
 
 void ClientSession::RefreshFromServer(bool expired, int64_t expire_at) {
+  assert(loop().InThisThread());
   if (!connected()) return;
   if (expired) return Disconnect(kDisconnectExpired);
   SetExpiry(expire_at);
@@ -420,7 +438,9 @@ core::Hub::SubscribeResult ClientSession::AddSubscription(
     std::string_view chan_info, std::unique_ptr<config::ChannelOptions> overridden,
     size_t max_recovery_bytes) {
   auto subscription = std::make_unique<ClientSubscription>();
-  subscription->connection = this;
+  subscription->connection = &transport_.connection();
+  subscription->transport = &transport_;
+  subscription->session = this;
   subscription->channel = std::string(channel);
   subscription->overridden = std::move(overridden);
   subscription->options = subscription->overridden ? subscription->overridden.get() : &options;
@@ -510,6 +530,7 @@ void ClientSession::HandleSubRefresh(const Command& c) {
 }
 
 void ClientSession::SubscribeFromServer(std::string_view channel) {
+  assert(loop().InThisThread());
   if (!connected() || FindSubscription(channel)) return;
   const config::ChannelOptions* options = context_.rules.Find(channel);
   if (!options) return;
@@ -521,11 +542,12 @@ void ClientSession::SubscribeFromServer(std::string_view channel) {
       AddSubscription(channel, *options, recoverable, false, {}, options->force_push_join_leave, 0);
   std::string push;
   AppendSubscribePush(push, channel, result);
-  SendMessage(ws::Opcode::kText, push);
+  transport_.SendReply(push);
   metrics::RecordSent(metrics::SentType::kPush, push.size(), metrics::PushType::kSubscribe);
 }
 
 void ClientSession::UnsubscribeFromServer(std::string_view channel) {
+  assert(loop().InThisThread());
   auto it = std::find_if(subscriptions_.begin(), subscriptions_.end(),
                          [&](const auto& s) { return s->channel == channel; });
   if (!connected() || it == subscriptions_.end()) return;
@@ -534,7 +556,7 @@ void ClientSession::UnsubscribeFromServer(std::string_view channel) {
   subscriptions_.erase(it);
   std::string push;
   AppendUnsubscribePush(push, channel, 2000, "server unsubscribe");
-  SendMessage(ws::Opcode::kText, push);
+  transport_.SendReply(push);
   metrics::RecordSent(metrics::SentType::kPush, push.size(), metrics::PushType::kUnsubscribe);
 }
 

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cassert>
 
 #include "log/fields.h"
 #include "proto/client_session.h"
@@ -24,6 +25,7 @@ GuardLogs& Scratch() {
 }  // namespace
 
 void ClientSession::SetAdmitted(std::string ip, bool must_recover) {
+  assert(loop().InThisThread());
   admitted_ip_ = std::move(ip);
   admitted_ = true;
   must_recover_ = must_recover;

@@ -2,6 +2,8 @@
 // the pong deadline, and token expiry.
 #include "proto/keepalive.h"
 
+#include <cassert>
+
 #include "metrics/loop_metrics.h"
 #include "proto/client_session.h"
 
@@ -29,6 +31,7 @@ void ClientSession::ScheduleKeepalive() {
 }
 
 void ClientSession::OnKeepalive() {
+  assert(loop().InThisThread());
   if (disconnected_ || closing()) return;
   const uint64_t now = loop().now_ms();
   if (!connected_) {
@@ -42,7 +45,7 @@ void ClientSession::OnKeepalive() {
       for (auto& s : subscriptions_) {
         if (s->expires_at != 0 && s->expires_at <= wall) return Disconnect(kDisconnectSubExpired);
       }
-      SendMessage(ws::Opcode::kText, "{}");
+      transport_.SendReply("{}");
       metrics::RecordSent(metrics::SentType::kPing, 2);
       awaiting_pong_ = true;
       pong_deadline_ms_ = now + context_.options.pong_timeout_ms;
