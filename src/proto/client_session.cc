@@ -219,9 +219,14 @@ bool ClientSession::Handle(const Command& c) {
   }
   if (!reply_->empty()) *reply_ += '\n';
   const size_t before = reply_->size();
-  if (connected_ && RateLimited(c)) {
-    if (reply_->size() == before && before > 0) reply_->pop_back();
-    return !disconnected_;
+  if (connected_) {
+    const CommandGuard::Verdict verdict =
+        guard_.CheckCommand(c, loop(), context_.options.rate_limits, client_id_, user_);
+    if (verdict.kind != CommandGuard::Verdict::kPass) {
+      Refuse(c, verdict);
+      if (reply_->size() == before && before > 0) reply_->pop_back();
+      return !disconnected_;
+    }
   }
   switch (c.method) {
     case Method::kConnect:
@@ -273,6 +278,16 @@ bool ClientSession::Handle(const Command& c) {
 
 void ClientSession::ReplyError(uint32_t id, ErrorCode code) { AppendError(*reply_, id, code); }
 
+void ClientSession::Refuse(const Command& c, const CommandGuard::Verdict& verdict) {
+  if (verdict.kind == CommandGuard::Verdict::kDisconnect) return Disconnect(verdict.disconnect);
+  if (c.method != Method::kSend) ReplyError(c.id, verdict.error);
+}
+
+void ClientSession::SetAdmitted(std::string ip, bool must_recover) {
+  assert(loop().InThisThread());
+  guard_.SetAdmitted(std::move(ip), must_recover);
+}
+
 size_t ClientSession::ReplyRoom() const {
   // A sixteenth of the budget stays free: the queue also counts a record per queued frame
   // against it, and pushes of this loop iteration may follow the reply.
@@ -310,7 +325,9 @@ void ClientSession::HandleConnect(const Command& c) {
     LogAuthFailure(ErrorCode::kUnauthorized, "no connection token, anonymous not allowed");
     return ReplyError(c.id, ErrorCode::kUnauthorized);
   }
-  if (!AdmitConnect(c, claims.user)) return;
+  const CommandGuard::Verdict admitted =
+      guard_.AdmitConnect(c, loop(), context_.admission, claims.user);
+  if (admitted.kind != CommandGuard::Verdict::kPass) return Refuse(c, admitted);
   connected_ = true;
   client_id_ = NewClientId();
   user_ = std::move(claims.user);

@@ -45,6 +45,7 @@
 #include "proto/client_registry.h"
 #include "proto/codes.h"
 #include "proto/command.h"
+#include "proto/command_guard.h"
 #include "proto/encode.h"
 #include "proto/transport.h"
 
@@ -168,12 +169,10 @@ class ClientSession {
   void SetExpiry(int64_t expires_at_s);
   // Unsubscribes everything and leaves the counts: the connection is gone.
   void UnsubscribeAll();
-  // Rate limits: true when the command was refused by a rate limit (answered with 111, or the
-  // connection cut with 3013).
-  bool RateLimited(const Command& c);
-  // Connect-time admission: the soft band and the per-user limit; false when refused.
-  bool AdmitConnect(const Command& c, const std::string& user);
-  void ReleaseAdmission();
+  // Carries out a guard's refusal (command_guard.h): the error reply (none for `send`,
+  // which has no reply) or the disconnect.
+  void Refuse(const Command& c, const CommandGuard::Verdict& verdict);
+  void ReleaseAdmission() { guard_.Release(context_.admission, user_); }
 
   Transport& transport_;
   ClientContext& context_;
@@ -191,11 +190,7 @@ class ClientSession {
   std::string info_;              // ClientInfo JSON
   std::string* reply_ = nullptr;  // the loop's reply buffer while a message is handled
   std::vector<std::unique_ptr<ClientSubscription>> subscriptions_;
-  core::CommandLimiter limiter_;
-  std::string admitted_ip_;  // set while counted by the admission
-  bool admitted_ = false;
-  bool must_recover_ = false;
-  bool user_counted_ = false;
+  CommandGuard guard_;
 };
 
 }  // namespace hermod::proto

@@ -1,12 +1,11 @@
-// The session's guards: per-connection command rate limits (111, or 3013 when abused) and
-// connect-time admission (the soft band's recovery rule, the per-user limit: 3504).
+#include "proto/command_guard.h"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cassert>
 
 #include "log/fields.h"
-#include "proto/client_session.h"
 
 namespace hermod::proto {
 
@@ -24,23 +23,24 @@ GuardLogs& Scratch() {
 
 }  // namespace
 
-void ClientSession::SetAdmitted(std::string ip, bool must_recover) {
-  assert(loop().InThisThread());
+void CommandGuard::SetAdmitted(std::string ip, bool must_recover) {
   admitted_ip_ = std::move(ip);
   admitted_ = true;
   must_recover_ = must_recover;
 }
 
-void ClientSession::ReleaseAdmission() {
-  core::Admission* admission = context_.admission;
+void CommandGuard::Release(core::Admission* admission, const std::string& user) {
   if (admission == nullptr) return;
-  if (user_counted_) admission->RemoveUser(user_);
+  if (user_counted_) admission->RemoveUser(user);
   user_counted_ = false;
   if (admitted_) admission->Release(admitted_ip_);
   admitted_ = false;
 }
 
-bool ClientSession::RateLimited(const Command& c) {
+CommandGuard::Verdict CommandGuard::CheckCommand(const Command& c, net::Loop& loop,
+                                                 const core::CommandRateLimits& limits,
+                                                 std::string_view client, std::string_view user) {
+  assert(loop.InThisThread());
   core::CommandKind kind;
   switch (c.method) {
     case Method::kPublish:
@@ -65,57 +65,55 @@ bool ClientSession::RateLimited(const Command& c) {
       kind = core::CommandKind::kOther;
       break;
   }
-  const uint64_t now = loop().now_ms();
-  const core::CommandRateLimits& limits = context_.options.rate_limits;
+  const uint64_t now = loop.now_ms();
   bool by_total = false;
   const core::CommandLimiter::Verdict verdict = limiter_.Check(limits, kind, now, &by_total);
-  if (verdict == core::CommandLimiter::Verdict::kAllow) return false;
+  if (verdict == core::CommandLimiter::Verdict::kAllow) return {};
   // Counted under the bucket that refused: the kind's own, or "total" (index 5).
   const core::CommandKind refused_by = by_total ? core::CommandKind::kOther : kind;
-  ++loop().stats().guard.commands_limited[by_total ? 5 : static_cast<size_t>(kind)];
+  ++loop.stats().guard.commands_limited[by_total ? 5 : static_cast<size_t>(kind)];
   uint64_t suppressed = 0;
   const bool abuse = verdict == core::CommandLimiter::Verdict::kAbuse;
   if (Scratch().rate_log.Allow(now, &suppressed)) {
     log::Write(spdlog::level::info,
-               {{"client", client_id_},
-                {"user", user_},
+               {{"client", client},
+                {"user", user},
                 {"code", abuse ? kDisconnectTooManyRequests.code : 111},
                 {"reason", core::CommandKindName(refused_by)}},
-               "client {} user '{}': {} rate limit{} ({} more refusals on this loop since)",
-               client_id_, user_, core::CommandKindName(refused_by),
+               "client {} user '{}': {} rate limit{} ({} more refusals on this loop since)", client,
+               user, core::CommandKindName(refused_by),
                abuse ? " exceeded persistently: disconnect 3013" : ": error 111", suppressed);
   }
   if (abuse) {
-    ++loop().stats().guard.rate_limit_disconnects;
-    Disconnect(kDisconnectTooManyRequests);
-  } else if (c.method != Method::kSend) {
-    ReplyError(c.id, ErrorCode::kTooManyRequests);
+    ++loop.stats().guard.rate_limit_disconnects;
+    return {Verdict::kDisconnect, ErrorCode::kTooManyRequests, kDisconnectTooManyRequests};
   }
-  return true;
+  return {Verdict::kRefuse, ErrorCode::kTooManyRequests, {}};
 }
 
-bool ClientSession::AdmitConnect(const Command& c, const std::string& user) {
-  core::Admission* admission = context_.admission;
-  if (admission == nullptr) return true;
+CommandGuard::Verdict CommandGuard::AdmitConnect(const Command& c, net::Loop& loop,
+                                                 core::Admission* admission,
+                                                 const std::string& user) {
+  assert(loop.InThisThread());
+  if (admission == nullptr) return {};
   uint64_t suppressed = 0;
   if (must_recover_) {
     const bool recovering =
         std::any_of(c.subs.begin(), c.subs.end(), [](const ConnectSub& s) { return s.recover; });
     if (!recovering) {
-      ++loop().stats().guard.rejected_soft_limit;
-      if (Scratch().admission_log.Allow(loop().now_ms(), &suppressed)) {
+      ++loop.stats().guard.rejected_soft_limit;
+      if (Scratch().admission_log.Allow(loop.now_ms(), &suppressed)) {
         spdlog::info(
             "connect refused (soft connection limit, no recovery position): 111 "
             "({} more admission refusals on this loop since)",
             suppressed);
       }
-      ReplyError(c.id, ErrorCode::kTooManyRequests);
-      return false;
+      return {Verdict::kRefuse, ErrorCode::kTooManyRequests, {}};
     }
   }
   if (!user.empty() && !admission->AddUser(user)) {
-    ++loop().stats().guard.rejected_user_limit;
-    if (Scratch().admission_log.Allow(loop().now_ms(), &suppressed)) {
+    ++loop.stats().guard.rejected_user_limit;
+    if (Scratch().admission_log.Allow(loop.now_ms(), &suppressed)) {
       log::Write(spdlog::level::info,
                  {{"user", user},
                   {"code", kDisconnectConnectionLimit.code},
@@ -124,11 +122,10 @@ bool ClientSession::AdmitConnect(const Command& c, const std::string& user) {
                  "disconnect 3504 ({} more admission refusals on this loop since)",
                  user, admission->limits().user_connection_limit, suppressed);
     }
-    Disconnect(kDisconnectConnectionLimit);
-    return false;
+    return {Verdict::kDisconnect, ErrorCode::kTooManyRequests, kDisconnectConnectionLimit};
   }
   user_counted_ = !user.empty() && admission->limits().user_connection_limit != 0;
-  return true;
+  return {};
 }
 
 }  // namespace hermod::proto
