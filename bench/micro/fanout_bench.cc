@@ -1,5 +1,6 @@
 // Fan-out of one publication to N local subscribers through core's real code path: one
-// net::Loop on its own thread, N ws::WebSocketConnections on real TCP loopback sockets, a
+// net::Loop on its own thread, N proto::WebSocketTransports (the client protocol's
+// WebSocket connections, whose sessions never connect) on real TCP loopback sockets, a
 // core::Hub with proto's JSON codec, as the server wires them (one loop, no deflate). The
 // sockets' far ends live in a forked child that reads and discards everything, as clients
 // would: one process may hold 20,000 files here, fewer than 10,000 socket pairs need.
@@ -38,13 +39,17 @@
 #include <thread>
 #include <vector>
 
+#include "auth/token_verifier.h"
 #include "config/config.h"
+#include "core/channel_rules.h"
 #include "core/hub.h"
 #include "core/loop_channels.h"
 #include "core/push.h"
 #include "net/connection.h"
 #include "net/event_loop.h"
+#include "proto/client_session.h"
 #include "proto/prepared_push.h"
+#include "proto/websocket_transport.h"
 #include "ws/websocket_connection.h"
 
 namespace {
@@ -61,17 +66,6 @@ class Transport final : public net::Connection {
  public:
   using net::Connection::Connection;
   void OnData(uint8_t*, size_t) override {}
-};
-
-// The JSON protocol's connection as far as sending goes: its text messages may be joined
-// (proto::ClientConnection enables it the same way).
-class JsonConnection final : public ws::WebSocketConnection {
- public:
-  JsonConnection(net::Connection& from, const ws::WebSocketOptions& options,
-                 const ws::HandshakeResult& handshake, ws::WebSocketStats& stats)
-      : ws::WebSocketConnection(from, options, handshake, stats) {
-    EnableJoin();
-  }
 };
 
 // The child: connects n sockets to port, reads and discards until control closes.
@@ -130,6 +124,10 @@ class Rig {
     loop_ = std::make_unique<net::Loop>(0);
     hub_ = std::make_unique<core::Hub>(1, proto::JsonPushCodec());
     hub_->AttachLoop(*loop_);
+    proto::ClientOptions client_options;
+    client_options.stale_close_ms = 0;  // the sessions never connect
+    client_context_ = std::make_unique<proto::ClientContext>(
+        proto::ClientContext{*hub_, rules_, tokens_, client_options});
     ws::WebSocketOptions options;
     options.ping_interval_ms = 0;
     ws::HandshakeResult handshake;
@@ -140,7 +138,8 @@ class Rig {
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       // The loop owns connections and frees them; the transport is buried by the hand-over.
       auto* transport = new Transport(*loop_, fd, nullptr);
-      auto* connection = new JsonConnection(*transport, options, handshake, stats_);
+      auto* connection =
+          new proto::WebSocketTransport(*transport, options, handshake, stats_, *client_context_);
       core::Hub::SubscribeRequest request;
       request.channel = kChannel;
       request.options = &channel_options_;
@@ -148,8 +147,10 @@ class Rig {
       request.user = "";
       request.info = "{}";
       subscriptions_[i].connection = connection;
+      subscriptions_[i].transport = connection;
       hub_->Subscribe(*loop_, request, &subscriptions_[i]);
       direct_[i].connection = connection;
+      direct_[i].transport = connection;
       local_.Add(kChannel, &direct_[i]);
     }
     close(listener);
@@ -176,6 +177,7 @@ class Rig {
       while (static_cast<int>(extra_.size()) < k) {
         extra_.emplace_back();
         extra_.back().connection = direct_[0].connection;
+        extra_.back().transport = direct_[0].transport;
         local_.Add("c" + std::to_string(extra_.size() - 1), &extra_.back());
       }
     });
@@ -219,10 +221,14 @@ class Rig {
   int control_ = -1;
   config::ChannelOptions channel_options_;  // no history, no presence: bench/peers/hermod.json
   ws::WebSocketStats stats_;
-  std::vector<core::Subscription> subscriptions_;  // the hub's
-  std::vector<core::Subscription> direct_;         // local_'s, on the same connections
-  std::deque<core::Subscription> extra_;           // SubscribeChannels'
-  core::LoopChannels local_;                       // touched on the loop thread only
+  std::vector<proto::TransportSubscription> subscriptions_;  // the hub's
+  std::vector<proto::TransportSubscription> direct_;         // local_'s, on the same connections
+  std::deque<proto::TransportSubscription> extra_;           // SubscribeChannels'
+  config::Config config_;
+  core::ChannelRules rules_{config_};
+  auth::TokenVerifier tokens_{auth::TokenKeys{}};
+  std::unique_ptr<proto::ClientContext> client_context_;
+  core::LoopChannels local_;  // touched on the loop thread only
   std::unique_ptr<net::Loop> loop_;
   std::unique_ptr<core::Hub> hub_;
   std::thread thread_;

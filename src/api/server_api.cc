@@ -211,9 +211,9 @@ Status SubscribeOrUnsubscribe(const ApiContext& api, std::string& body, Answer& 
   std::string channel(r.channel);
   if (subscribe) {
     api.for_each_client(std::move(user), std::move(client),
-                        [channel](proto::ClientConnection& c) { c.SubscribeFromServer(channel); });
+                        [channel](proto::ClientSession& c) { c.SubscribeFromServer(channel); });
   } else {
-    api.for_each_client(std::move(user), std::move(client), [channel](proto::ClientConnection& c) {
+    api.for_each_client(std::move(user), std::move(client), [channel](proto::ClientSession& c) {
       c.UnsubscribeFromServer(channel);
     });
   }
@@ -240,7 +240,7 @@ Status Disconnect(const ApiContext& api, std::string& body, Answer& a) {
   const uint16_t code = r.code != 0 ? static_cast<uint16_t>(r.code) : 3503;
   std::string reason = r.code != 0 ? std::string(r.reason) : "force disconnect";
   api.for_each_client(std::move(user), std::move(client),
-                      [code, reason = std::move(reason)](proto::ClientConnection& c) {
+                      [code, reason = std::move(reason)](proto::ClientSession& c) {
                         c.Disconnect({code, reason});
                       });
   return Result(a);
@@ -254,7 +254,7 @@ Status Refresh(const ApiContext& api, std::string& body, Answer& a) {
   if (!Selected(r.clients, &user, &client, a)) return Status::kAnswered;
   if (r.expire_at < 0) return BadRequest(a);
   api.for_each_client(std::move(user), std::move(client),
-                      [expired = r.expired, expire_at = r.expire_at](proto::ClientConnection& c) {
+                      [expired = r.expired, expire_at = r.expire_at](proto::ClientSession& c) {
                         c.RefreshFromServer(expired, expire_at);
                       });
   return Result(a);

@@ -19,6 +19,7 @@
 #include "proto/command.h"
 #include "proto/encode.h"
 #include "proto/prepared_push.h"
+#include "proto/websocket_transport.h"
 
 namespace hermod::app {
 
@@ -161,9 +162,9 @@ void Server::Upgrade(http::HttpConnection& connection, http::Request& request, b
   if (echo) {
     connection.Upgrade<ws::EchoConnection>(ws_options_, result, worker.ws_stats);
   } else {
-    auto* client = connection.Upgrade<proto::ClientConnection>(client_ws_options_, result,
-                                                               worker.ws_stats, *client_context_);
-    if (admission_->enabled()) client->SetAdmitted(std::move(ip), must_recover);
+    auto* client = connection.Upgrade<proto::WebSocketTransport>(client_ws_options_, result,
+                                                                 worker.ws_stats, *client_context_);
+    if (admission_->enabled()) client->session().SetAdmitted(std::move(ip), must_recover);
   }
 }
 
@@ -256,7 +257,7 @@ metrics::DashboardSources Server::DashboardSources() {
   char host[256] = {};
   s.node_name = gethostname(host, sizeof(host) - 1) == 0 ? host : "hermod";
   s.version = HERMOD_VERSION;
-  s.clients = [this] { return client_counts_.Get(); };
+  s.clients = [this] { return client_registry_->Get(); };
   s.channels = [hub = hub_.get()] { return hub->Channels(); };
   s.hub = [hub = hub_.get()] {
     std::vector<stats::HubState> state;
@@ -336,27 +337,22 @@ int Server::Run() {
   limits.ip_table_size = config_.admission.ip_table_size;
   limits.retry_after_s = (config_.admission.retry_after.ms + 999) / 1000;
   admission_ = std::make_unique<core::Admission>(limits, count);
+  client_registry_ = std::make_unique<proto::ClientRegistry>(count);
   client_context_ = std::make_unique<proto::ClientContext>(proto::ClientContext{
       *hub_, channel_rules_, token_verifier_, proto::ClientOptions::FromConfig(config_),
-      &client_counts_, admission_.get()});
-  // The API's per-client methods: every loop looks for the user's client connections.
+      client_registry_.get(), admission_.get()});
+  // The API's per-client methods: every loop looks the user up in its part of the registry.
   api_ = std::make_unique<api::ServerApi>(
       *hub_, channel_rules_, config_.api_key,
       [this](std::string user, std::string client, api::ClientAction action) {
         for (auto& worker : workers_) {
           net::Loop* loop = worker->loop.get();
-          loop->Post([loop, user, client, action] {
-            loop->ForEachConnection([&](net::Connection* c) {
-              auto* cc = dynamic_cast<proto::ClientConnection*>(c);
-              if (cc && cc->connected() && cc->user() == user &&
-                  (client.empty() || cc->client_id() == client)) {
-                action(*cc);
-              }
-            });
+          loop->Post([this, loop, user, client, action] {
+            client_registry_->ForEachOfUser(*loop, user, client, action);
           });
         }
       },
-      api::NodeInfo{HERMOD_VERSION, [this] { return client_counts_.Get(); }});
+      api::NodeInfo{HERMOD_VERSION, [this] { return client_registry_->Get(); }});
   std::vector<int> listening;
   for (size_t i = 0; i < count; ++i) {
     std::string error;

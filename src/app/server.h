@@ -26,7 +26,8 @@
 #include "net/event_loop.h"
 #include "net/listener.h"
 #include "net/tls.h"
-#include "proto/client_connection.h"
+#include "proto/client_registry.h"
+#include "proto/client_session.h"
 #include "ws/handshake.h"
 #include "ws/websocket_connection.h"
 
@@ -82,7 +83,8 @@ class Server {
   // Config broker "nats": other nodes' publications enter the hub from libnats's threads;
   // built and stopped in Run, declared after hub_ so that it goes first.
   std::unique_ptr<broker::NatsBroker> broker_;
-  proto::ClientCounts client_counts_;  // the API's info: clients and users
+  // Connected clients: the API's info (clients, users) and its per-user actions.
+  std::unique_ptr<proto::ClientRegistry> client_registry_;
   std::unique_ptr<proto::ClientContext> client_context_;
   // Connection limits shared by every loop (core/admission.h), built in Run.
   std::unique_ptr<core::Admission> admission_;

@@ -54,7 +54,7 @@ void LoopChannels::Erase(Map::iterator it) {
 }
 
 bool LoopChannels::SendOne(Subscription& s, const Push& push, net::PushClass cls) {
-  switch (push.SendTo(*s.connection, cls)) {
+  switch (push.SendTo(s, cls)) {
     case net::SendStatus::kQueued:
       return true;
     case net::SendStatus::kShed:

@@ -5,11 +5,10 @@
 // usually wraps).
 //
 // Why an interface here: how a push is queued depends on the subscriber's transport and is
-// not core's business (core never includes ws/ or proto/). proto's PreparedPush carries the
-// WebSocket frame and its deflated form, compressed once for every permessage-deflate
-// receiver on every loop. WebSocket is the only transport today: PreparedPush::SendTo
-// assumes its connection is a ws::WebSocketConnection, so another transport needs a push of
-// its own kind before it may subscribe (docs/architecture.md, the last section).
+// not core's business (core never includes ws/ or proto/). proto's PreparedPush holds the
+// JSON once and its form per transport kind (the WebSocket frame and its deflated form,
+// compressed once for every permessage-deflate receiver on every loop); the subscriber
+// knows its transport (proto/transport.h).
 #pragma once
 
 #include <atomic>
@@ -20,6 +19,8 @@
 
 namespace hermod::core {
 
+struct Subscription;
+
 class Push {
  public:
   Push(const Push&) = delete;
@@ -29,9 +30,9 @@ class Push {
   void Unref() const {
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
   }
-  // Queues the push to a subscriber's connection (on the connection's loop), by reference,
-  // with its priority (kShed: backpressure left it out).
-  virtual net::SendStatus SendTo(net::Connection& connection, net::PushClass push = {}) const = 0;
+  // Queues the push to a subscriber (on its connection's loop), by reference, with its
+  // priority (kShed: backpressure left it out).
+  virtual net::SendStatus SendTo(Subscription& subscriber, net::PushClass push = {}) const = 0;
   // The message's length (its JSON), which bounds coalescing.
   virtual size_t size() const = 0;
   // For the publish-to-queue latency metric: when Hub::Publish began, on

@@ -133,6 +133,7 @@ void Loop::Run() {
   constexpr int kMaxEvents = 512;
   epoll_event events[kMaxEvents];
   running_ = true;
+  owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
   // Two clock reads per iteration (vDSO, no syscall) give the busy ratio.
   uint64_t mark_us = MonotonicUs();
   while (running_) {
@@ -153,6 +154,7 @@ void Loop::Run() {
     mark_us = MonotonicUs();
     stats_.busy_us += mark_us - woke_us;
   }
+  owner_.store(std::thread::id(), std::memory_order_relaxed);
 }
 
 }  // namespace hermod::net

@@ -10,9 +10,11 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "net/mailbox.h"
@@ -92,6 +94,13 @@ class Loop {
   // Runs until Stop() is called on the loop's thread.
   void Run();
   void Stop() { running_ = false; }
+  // For debug assertions of the threading rule (state of a loop is touched by its thread
+  // only): true on the thread inside Run, and on any thread while the loop is not running
+  // (set-up and tear-down are single-threaded).
+  bool InThisThread() const {
+    const std::thread::id owner = owner_.load(std::memory_order_relaxed);
+    return owner == std::thread::id() || owner == std::this_thread::get_id();
+  }
   // Thread-safe.
   void Post(std::function<void()> task) { mailbox_.Post(std::move(task)); }
 
@@ -158,6 +167,7 @@ class Loop {
   Clock clock_;
   uint64_t now_ms_;
   bool running_ = false;
+  std::atomic<std::thread::id> owner_{};  // Run's thread while it runs
   Mailbox mailbox_;
   Wakeup wakeup_{mailbox_};
   TimerWheel timers_;

@@ -1,9 +1,9 @@
 #include "proto/prepared_push.h"
 
+#include <cassert>
 #include <string>
 
 #include "proto/encode.h"
-#include "ws/websocket_connection.h"
 
 namespace hermod::proto {
 
@@ -23,11 +23,44 @@ PreparedPush::Carried One(stats::PushType type) {
   return carried;
 }
 
+std::atomic<size_t> transport_kinds{1};  // kind 0, the WebSocket, frames with the push
+std::array<std::atomic<FramePushFn>, kMaxTransportKinds> framings{};
+
 }  // namespace
 
-net::SendStatus PreparedPush::SendTo(net::Connection& connection, net::PushClass push) const {
-  net::SendStatus status =
-      static_cast<ws::WebSocketConnection&>(connection).SendPrepared(message_, push);
+size_t RegisterTransportKind(FramePushFn frame) {
+  const size_t kind = transport_kinds.fetch_add(1, std::memory_order_relaxed);
+  assert(kind < kMaxTransportKinds && "raise kMaxTransportKinds");
+  framings[kind].store(frame, std::memory_order_release);
+  return kind;
+}
+
+FramePushFn TransportFraming(size_t kind) {
+  return kind < kMaxTransportKinds ? framings[kind].load(std::memory_order_acquire) : nullptr;
+}
+
+PreparedPush::~PreparedPush() {
+  for (auto& f : framed_) delete f.load(std::memory_order_relaxed);
+}
+
+const FramedPush& PreparedPush::Frame(size_t kind) const {
+  FramePushFn frame = TransportFraming(kind);
+  assert(kind != kWebSocketKind && frame != nullptr);
+  // Two loops may race to frame the first subscriber's push: one form wins, the other is
+  // freed (rare, and cheaper than a lock on the push).
+  const FramedPush* built = frame(json());
+  const FramedPush* expected = nullptr;
+  if (framed_[kind].compare_exchange_strong(expected, built, std::memory_order_acq_rel)) {
+    return *built;
+  }
+  delete built;
+  return *expected;
+}
+
+net::SendStatus PreparedPush::SendTo(core::Subscription& subscriber, net::PushClass push) const {
+  Transport* transport = static_cast<TransportSubscription&>(subscriber).transport;
+  assert(transport != nullptr && transport->loop().InThisThread());
+  net::SendStatus status = transport->SendPush(*this, push);
   if (status == net::SendStatus::kQueued) {
     stats::RecordPushQueued(
         id(), published_us(), [this] { return message_.payload().size(); },

@@ -1,19 +1,24 @@
-// The hub's pushes as the WebSocket client protocol sends them: a JSON push encoded once into
-// a ws::PreparedMessage, which holds the plain frame and, built once on first need by
-// whichever loop needs it first, the permessage-deflate frame (no context takeover). Every
-// subscriber's output queue references one of the two: a publication costs one encode and at
-// most one compression however many subscribers and loops it reaches. Only a receiver with a
+// The hub's pushes as the client protocol sends them: a JSON push encoded once, framed once
+// per transport kind (proto/transport.h). The WebSocket kind's form is built with the push:
+// a ws::PreparedMessage, whose frame holds the JSON (so the JSON is held once) and which
+// builds the permessage-deflate frame (no context takeover) once, on first need, by
+// whichever loop needs it first. Another kind's form is built from the JSON on its first
+// subscriber and shared the same way. Every subscriber's output queue references one of
+// them: a publication costs one encode and at most one framing (and compression) per kind
+// however many subscribers and loops it reaches. Only a WebSocket receiver with a
 // compression context of its own (context takeover, or a smaller window than the shared
 // frame's) compresses for itself (ws::WebSocketConnection::SendPrepared decides).
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
 
 #include "core/hub.h"
 #include "core/push.h"
+#include "proto/transport.h"
 #include "stats/loop_metrics.h"
 #include "ws/prepared_message.h"
 
@@ -28,15 +33,27 @@ class PreparedPush final : public core::Push {
                const Carried& carried)
       : message_(ws::Opcode::kText, json, deflate_level, deflate_window_bits), carried_(carried) {}
 
-  // The connection must be a ws::WebSocketConnection: only proto's clients subscribe.
-  net::SendStatus SendTo(net::Connection& connection, net::PushClass push = {}) const override;
+  ~PreparedPush() override;
+
+  // subscriber is a TransportSubscription (only sessions subscribe): its transport sends.
+  net::SendStatus SendTo(core::Subscription& subscriber, net::PushClass push = {}) const override;
   size_t size() const override { return message_.payload().size(); }
+  std::string_view json() const { return message_.payload(); }
+  // The WebSocket kind's form.
   const ws::PreparedMessage& message() const { return message_; }
+  // Another kind's form (kind > 0, registered), built on first call; any thread.
+  const FramedPush& framed(size_t kind) const {
+    const FramedPush* f = framed_[kind].load(std::memory_order_acquire);
+    return f != nullptr ? *f : Frame(kind);
+  }
   const Carried& carried() const { return carried_; }
 
  private:
+  const FramedPush& Frame(size_t kind) const;
+
   ws::PreparedMessage message_;
   Carried carried_;
+  mutable std::array<std::atomic<const FramedPush*>, kMaxTransportKinds> framed_{};
 };
 
 // The hub's codec for the JSON protocol; its join makes one message of newline-joined pushes.

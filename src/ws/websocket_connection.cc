@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cassert>
 #include <string>
 
 #include "log/fields.h"
@@ -76,6 +77,7 @@ Inflater& WebSocketConnection::IncomingInflater() {
 }
 
 void WebSocketConnection::OnData(uint8_t* data, size_t len) {
+  assert(loop().InThisThread());
   last_read_ms_ = loop().now_ms();
   if (reader_.closed()) return;
   ReaderLimits limits;
@@ -150,6 +152,7 @@ void WebSocketConnection::OnShutdown() { CloseWith(1001, "server shutdown"); }
 void WebSocketConnection::OnSlowConsumer() { FailWith(1008, "slow consumer"); }
 
 void WebSocketConnection::FailWith(uint16_t code, std::string_view reason) {
+  assert(loop().InThisThread());
   CloseWith(code, reason);
   // The peer's Close is not awaited: the connection ends once ours is written (the queue
   // holds little else), or after close_timeout_ms if the peer still reads nothing.
@@ -157,6 +160,7 @@ void WebSocketConnection::FailWith(uint16_t code, std::string_view reason) {
 }
 
 void WebSocketConnection::CloseWith(uint16_t code, std::string_view reason) {
+  assert(loop().InThisThread());
   if ((flags_ & kSentClose) || closing()) return;
   flags_ |= kSentClose;
   CountClose(code);
@@ -166,6 +170,7 @@ void WebSocketConnection::CloseWith(uint16_t code, std::string_view reason) {
 
 net::SendStatus WebSocketConnection::SendMessage(Opcode opcode, std::string_view payload,
                                                  net::Lane lane) {
+  assert(loop().InThisThread());
   if ((flags_ & kSentClose) || closing()) return net::SendStatus::kDropped;
   ++stats_.messages_out;
   bool compressed = false;
@@ -196,6 +201,7 @@ net::SendStatus WebSocketConnection::SendMessage(Opcode opcode, std::string_view
 
 net::SendStatus WebSocketConnection::SendPrepared(const PreparedMessage& message,
                                                   net::PushClass push) {
+  assert(loop().InThisThread());
   if ((flags_ & kSentClose) || closing()) return net::SendStatus::kDropped;
   const bool compress = deflate() && message.payload().size() >= options_.deflate_min_size;
   if (compress && !((flags_ & kServerNoContext) && server_window_bits_ >= message.window_bits())) {
@@ -253,6 +259,7 @@ void WebSocketConnection::ScheduleTimer() {
 }
 
 void WebSocketConnection::OnTimeout() {
+  assert(loop().InThisThread());
   const uint64_t now = loop().now_ms();
   if (flags_ & kSentClose) {
     Close();  // the peer never answered our Close

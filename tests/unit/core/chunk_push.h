@@ -4,6 +4,7 @@
 
 #include <string_view>
 
+#include "core/loop_channels.h"
 #include "core/push.h"
 #include "net/connection.h"
 
@@ -15,8 +16,8 @@ class ChunkPush final : public Push {
     chunk_->Append(text);
   }
   ~ChunkPush() override { chunk_->Unref(); }
-  net::SendStatus SendTo(net::Connection& connection, net::PushClass push) const override {
-    return connection.SendShared(chunk_, 0, chunk_->size(), push);
+  net::SendStatus SendTo(Subscription& subscriber, net::PushClass push) const override {
+    return subscriber.connection->SendShared(chunk_, 0, chunk_->size(), push);
   }
   size_t size() const override { return chunk_->size(); }
   std::string_view text() const { return {chunk_->data(), chunk_->size()}; }

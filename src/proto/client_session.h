@@ -1,7 +1,9 @@
-// A client of the Centrifugo protocol on /connection/websocket: a WebSocket connection whose
-// messages are commands. Commands of one message are handled in order and their replies
-// leave as one message (newline-joined); pushes from the hub arrive as shared frames queued
-// behind them. The first command must be `connect` (else disconnect 3501).
+// A client of the Centrifugo protocol: the session behind one connection, whatever carries
+// it (proto/transport.h; today a WebSocket, websocket_transport.h). Its messages are
+// commands. Commands of one message are handled in order and their replies leave as one
+// message (newline-joined); pushes from the hub arrive as shared frames queued behind them.
+// The first command must be `connect` (else disconnect 3501). Everything here runs on the
+// transport's loop.
 //
 // Authentication: a connection JWT (user, info, expiry, server-side `channels` and `subs`
 // with per-channel info, data and option overrides), or none
@@ -15,21 +17,19 @@
 // Keepalive is the protocol's, not RFC 6455's: every ping_interval the server sends `{}`;
 // the connect result says `"pong": true`, so the client answers `{}`, and a client silent for
 // pong_timeout after a ping is disconnected with 3012. One timer covers the stale deadline
-// (no connect), pings, the pong deadline and token expiry. It is a second TimerNode in the
-// object (the Connection's own timer belongs to the WebSocket layer), so it costs no
-// allocation. The command parser and the reply buffer are per thread (per loop), not per
-// connection: an idle client holds its id, its user and its subscriptions, nothing more.
-// Both are released after a message that grew them past kScratchKeepBytes, and what one
-// message's replies may hold is bounded by the connection's write budget (ReplyRoom), so a
-// message of 50 large history commands cannot pin a gigabyte.
+// (no connect), pings, the pong deadline and token expiry (keepalive.cc). It is a TimerNode
+// in the session, which lives inside its transport's object (the Connection's own timer
+// belongs to the transport), so it costs no allocation. The command parser and the reply buffer are
+// per thread (per loop), not per connection: an idle client holds its id, its user and its
+// subscriptions, nothing more. Both are released after a message that grew them past
+// kScratchKeepBytes, and what one message's replies may hold is bounded by the connection's write
+// budget (ReplyRoom), so a message of 50 large history commands cannot pin a gigabyte.
 #pragma once
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -39,61 +39,42 @@
 #include "core/channel_rules.h"
 #include "core/hub.h"
 #include "core/rate_limit.h"
+#include "net/event_loop.h"
 #include "net/timer_wheel.h"
+#include "proto/client_options.h"
+#include "proto/client_registry.h"
 #include "proto/codes.h"
 #include "proto/command.h"
+#include "proto/command_guard.h"
 #include "proto/encode.h"
-#include "ws/websocket_connection.h"
+#include "proto/transport.h"
 
 namespace hermod::proto {
 
-struct ClientOptions {
-  bool allow_anonymous = false;
-  size_t channel_limit = 128;
-  size_t max_recovery = 300;
-  int64_t max_history = 300;          // publications per history reply; 0: no cap by count
-  uint64_t ping_interval_ms = 25000;  // 0: no pings
-  uint64_t pong_timeout_ms = 8000;
-  uint64_t stale_close_ms = 10000;  // a connection without connect is closed (3502); 0: off
-  // After the token's exp, the client has this long to refresh before 3005 (Centrifugo's
-  // client_expired_close_delay): the SDK refreshes at exp, and the round trip takes time.
-  uint64_t expired_close_ms = 25000;
-  std::string version;
-  core::CommandRateLimits rate_limits;  // per connection
-
-  static ClientOptions FromConfig(const config::Config& config);
-};
-
-// Connected clients and distinct users in this process (the API's `info`), counted at
-// connect and close only, so one mutex is no cost on any message path.
-class ClientCounts {
- public:
-  void Add(const std::string& user);
-  void Remove(const std::string& user);
-  std::pair<size_t, size_t> Get() const;  // {clients, users}
-
- private:
-  mutable std::mutex mutex_;
-  size_t clients_ = 0;                             // guarded by mutex_
-  std::unordered_map<std::string, size_t> users_;  // guarded by mutex_
-};
-
-// What every client connection shares: read-only options, rules and keys, and the hub.
+// What every client session shares: read-only options, rules and keys, and the hub.
 struct ClientContext {
   core::Hub& hub;
   const core::ChannelRules& rules;
   const auth::TokenVerifier& tokens;
   ClientOptions options;
-  ClientCounts* counts = nullptr;        // null: not counted
+  ClientRegistry* registry = nullptr;    // null: not counted nor found by user
   core::Admission* admission = nullptr;  // null: no admission limits
 };
 
-class ClientConnection final : public ws::WebSocketConnection {
+class ClientSession {
  public:
-  ClientConnection(net::Connection& from, const ws::WebSocketOptions& options,
-                   const ws::HandshakeResult& handshake, ws::WebSocketStats& stats,
-                   ClientContext& context);
-  ~ClientConnection() override;
+  // Called by the transport's constructor (on its loop): the stale deadline starts.
+  ClientSession(Transport& transport, ClientContext& context);
+  ~ClientSession();
+  ClientSession(const ClientSession&) = delete;
+  ClientSession& operator=(const ClientSession&) = delete;
+
+  // From the transport: one client message (newline-separated JSON commands).
+  void OnMessage(std::string_view payload);
+  // From the transport: it is gone (closed by either side); called once.
+  void OnTransportClosed();
+  Transport& transport() const { return transport_; }
+  net::Loop& loop() const { return transport_.loop(); }
 
   const std::string& user() const { return user_; }
   const std::string& client_id() const { return client_id_; }
@@ -113,7 +94,8 @@ class ClientConnection final : public ws::WebSocketConnection {
   void RefreshFromServer(bool expired, int64_t expire_at);
 
  private:
-  struct ClientSubscription : core::Subscription {
+  struct ClientSubscription : TransportSubscription {
+    ClientSession* session = nullptr;
     std::string channel;
     const config::ChannelOptions* options;
     // The namespace's options with the token's `override`s applied, when it had any.
@@ -128,24 +110,24 @@ class ClientConnection final : public ws::WebSocketConnection {
   };
   class Keepalive final : public net::TimerNode {
    public:
-    explicit Keepalive(ClientConnection& client) : client_(client) {}
+    explicit Keepalive(ClientSession& client) : client_(client) {}
     void OnTimer() override { client_.OnKeepalive(); }
 
    private:
-    ClientConnection& client_;
+    ClientSession& client_;
   };
 
-  void OnWebSocketMessage(ws::Opcode opcode, std::string_view payload) override;
-  void OnShutdown() override;
-  void OnClosed() override;
-  // Slow consumers (net::Connection): the queue passed its bound or its deadline: 3008.
-  void OnSlowConsumer() override;
+  size_t queued_bytes() const { return transport_.queued_bytes(); }
+  bool closing() const { return transport_.closing(); }
+  std::string PeerIp() const { return transport_.PeerIp(); }
   // A subscription missed a publication under backpressure (core::Subscription::on_missed):
   // a client-side one gets an unsubscribe push with 2500 at once (recoverable: "insufficient
   // state", as Centrifugo: the SDK resubscribes and recovers the gap from history; otherwise
   // "slow: publications lost"); a server-side one ends the connection (recoverable: 3010,
   // the SDK reconnects and recovers; otherwise 3008 "slow").
   static void OnMissed(core::Subscription& s);
+  // One throttled log line per loop and second for a missed push, with its channel.
+  void LogMissed(const ClientSubscription& s);
   void OnKeepalive();
   void ScheduleKeepalive();
 
@@ -187,19 +169,18 @@ class ClientConnection final : public ws::WebSocketConnection {
   void SetExpiry(int64_t expires_at_s);
   // Unsubscribes everything and leaves the counts: the connection is gone.
   void UnsubscribeAll();
-  // Rate limits: true when the command was refused by a rate limit (answered with 111, or the
-  // connection cut with 3013).
-  bool RateLimited(const Command& c);
-  // Connect-time admission: the soft band and the per-user limit; false when refused.
-  bool AdmitConnect(const Command& c, const std::string& user);
-  void ReleaseAdmission();
+  // Carries out a guard's refusal (command_guard.h): the error reply (none for `send`,
+  // which has no reply) or the disconnect.
+  void Refuse(const Command& c, const CommandGuard::Verdict& verdict);
+  void ReleaseAdmission() { guard_.Release(context_.admission, user_); }
 
+  Transport& transport_;
   ClientContext& context_;
   Keepalive keepalive_{*this};
   bool connected_ = false;
   bool disconnected_ = false;
   bool awaiting_pong_ = false;
-  bool counted_ = false;  // in context_.counts
+  bool counted_ = false;  // in context_.registry
   uint64_t stale_deadline_ms_ = 0;
   uint64_t next_ping_ms_ = 0;
   uint64_t pong_deadline_ms_ = 0;
@@ -209,11 +190,7 @@ class ClientConnection final : public ws::WebSocketConnection {
   std::string info_;              // ClientInfo JSON
   std::string* reply_ = nullptr;  // the loop's reply buffer while a message is handled
   std::vector<std::unique_ptr<ClientSubscription>> subscriptions_;
-  core::CommandLimiter limiter_;
-  std::string admitted_ip_;  // set while counted by the admission
-  bool admitted_ = false;
-  bool must_recover_ = false;
-  bool user_counted_ = false;
+  CommandGuard guard_;
 };
 
 }  // namespace hermod::proto
