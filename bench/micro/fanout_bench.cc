@@ -45,6 +45,7 @@
 #include "net/connection.h"
 #include "net/event_loop.h"
 #include "proto/prepared_push.h"
+#include "store/engines.h"
 #include "ws/websocket_connection.h"
 
 namespace {
@@ -128,7 +129,7 @@ class Rig {
     control_ = control[1];
 
     loop_ = std::make_unique<net::Loop>(0);
-    hub_ = std::make_unique<core::Hub>(1, proto::JsonPushCodec());
+    hub_ = std::make_unique<core::Hub>(1, proto::JsonPushCodec(), store::MemoryStores());
     hub_->AttachLoop(*loop_);
     ws::WebSocketOptions options;
     options.ping_interval_ms = 0;
@@ -249,7 +250,7 @@ void Report(benchmark::State& state, Rig& rig) {
 void BM_HubPublish(benchmark::State& state) {
   Rig& rig = RigOf(static_cast<int>(state.range(0)));
   for (auto _ : state) {
-    rig.hub().Publish(kChannel, rig.channel_options(), kData, {});
+    rig.hub().Publish({kChannel, &rig.channel_options(), kData, {}, {}, {}, {}, {}});
     rig.WaitFlushed();
   }
   Report(state, rig);

@@ -435,23 +435,25 @@ int ServerApi::Call(std::string_view method, std::string& body, std::string& out
                      std::string_view data) {
     config::ChannelOptions effective = options;
     if (r.skip_history) effective.history_size = 0;
-    core::Hub::Refusal refusal;
-    std::optional<core::StreamPosition> position =
-        hub_.Publish(channel, effective, data, {}, r.idempotency_key, r.tags, priority, &refusal);
-    if (refusal == core::Hub::Refusal::kTooLarge) {
+    const core::Hub::PublishResult published =
+        hub_.Publish({channel, &effective, data, {}, r.idempotency_key, r.tags, priority, {}});
+    if (published.refusal == core::Hub::Refusal::kTooLarge) {
       // Larger than the cluster's broker carries: published nowhere (106, not temporary).
       AppendError(out, proto::ErrorCode::kLimitExceeded);
       too_large = true;
       return;
     }
-    if (!position) {
+    if (!published.ok()) {
       // A loop the channel reaches is over its inbox budget, or the channel is over its
-      // namespace's publish_rate_limit: nothing was published.
-      AppendError(out, proto::ErrorCode::kTooManyRequests);
+      // namespace's publish_rate_limit: nothing was published. (kPending needs a deferred
+      // answer: no engine that completes later is offered yet.)
+      AppendError(out, published.refusal == core::Hub::Refusal::kStoreFailed
+                           ? proto::ErrorCode::kInternal
+                           : proto::ErrorCode::kTooManyRequests);
       return;
     }
     out += "{\"result\":";
-    AppendPosition(out, *position);
+    AppendPosition(out, published.position);
     out += '}';
   };
   // The per-client methods select connections by user, then client (or session: hermod's

@@ -185,6 +185,8 @@ std::vector<Field> AllFields(Config& c) {
           {"channel_name_ascii_only", &c.channel_name_ascii_only},
           {"history_meta_ttl", &c.history_meta_ttl, 0, 10 * kYearMs},
           {"history_meta_max_channels", &c.history_meta_max_channels, 0, kMaxCount},
+          {"history_engine", &c.history_engine},
+          {"presence_engine", &c.presence_engine},
           {"ping_interval", &c.ping_interval, 0, kMaxMs},
           {"pong_timeout", &c.pong_timeout, 0, kMaxMs},
           {"client_stale_close_delay", &c.client_stale_close_delay, 0, kMaxMs},
@@ -654,6 +656,8 @@ bool Validate(const Config& c, std::string* error) {
     return fail("config key log_format: text or json");
   }
   if (c.broker != "memory" && c.broker != "nats") return fail("config key broker: memory or nats");
+  if (c.history_engine != "memory") return fail("config key history_engine: memory");
+  if (c.presence_engine != "memory") return fail("config key presence_engine: memory");
   const auto& n = c.nats;
   if (!n.url.starts_with("nats://") && !n.url.starts_with("tls://")) {
     return fail("config key nats.url: nats://host:port (several: comma-separated)");

@@ -79,9 +79,12 @@
 
 #include "broker/broker.h"
 #include "config/config.h"
-#include "core/history_meta.h"
+#include "core/completion.h"
+#include "core/history_store.h"
 #include "core/history_stream.h"
+#include "core/idempotency_store.h"
 #include "core/loop_channels.h"
+#include "core/presence_store.h"
 #include "core/push.h"
 #include "core/rate_limit.h"
 #include "net/event_loop.h"
@@ -105,9 +108,15 @@ struct PushCodec {
   std::function<Push*(const Push* const* pushes, size_t count)> join;
 };
 
-struct PresenceEntry {
-  std::string user;
-  std::string info;  // ClientInfo JSON
+// The engines the hub keeps history, presence and idempotency keys in (store/engines.h
+// makes them from config; `memory` by default).
+struct Stores {
+  std::unique_ptr<HistoryStore> history;
+  std::unique_ptr<PresenceStore> presence;
+  std::unique_ptr<IdempotencyStore> idempotency;
+  // Whether every history call completes inline (the memory engine): the publish path then
+  // makes no completion.
+  bool history_inline = true;
 };
 
 // How idle channels are swept (see the top of this file).
@@ -132,7 +141,7 @@ class Hub {
     uint64_t history_meta_ttl_ms = 30ull * 24 * 3600 * 1000;
     size_t history_meta_max_channels = 100000;
   };
-  Hub(size_t loop_count, PushCodec codec, Clock clock = &net::Loop::MonotonicMs,
+  Hub(size_t loop_count, PushCodec codec, Stores stores, Clock clock = &net::Loop::MonotonicMs,
       SweepPolicy sweep = {});
   ~Hub();
 
@@ -173,16 +182,44 @@ class Hub {
     kBackpressure,  // a loop the channel reaches is over its inbox budget
     kRateLimit,     // the namespace's publish_rate_limit, for this channel, node-wide
     kTooLarge,      // larger than the broker carries (NATS max_payload): 106, not temporary
+    kStoreFailed,   // the history engine could not store it: nothing was published
+    kPending,       // not a refusal: the engine completes later, through request.done
   };
-  // Any thread. Returns the publication's position (offset 0 without history). A non-empty
-  // idempotency_key seen on this channel within the idempotency window returns the first
-  // publication's position and publishes nothing. priority: the publication's, else the
-  // namespace's default_priority. nullopt: refused (nothing was published; try again), and
-  // *refusal (optional) says why.
-  std::optional<StreamPosition> Publish(
-      std::string_view channel, const config::ChannelOptions& options, std::string_view data,
-      std::string_view info, std::string_view idempotency_key = {}, std::string_view tags = {},
-      std::optional<net::Priority> priority = std::nullopt, Refusal* refusal = nullptr);
+  struct PublishResult {
+    Refusal refusal = Refusal::kNone;
+    StreamPosition position;  // offset 0 without history
+    bool ok() const { return refusal == Refusal::kNone; }
+    explicit operator bool() const { return ok(); }
+  };
+  struct PublishRequest {
+    std::string_view channel;
+    const config::ChannelOptions* options = nullptr;
+    std::string_view data;
+    std::string_view info;
+    // Non-empty and seen on this channel within the idempotency window: the first
+    // publication's position, and nothing is published.
+    std::string_view idempotency_key;
+    std::string_view tags;
+    std::optional<net::Priority> priority;  // none: the namespace's default_priority
+    // Called with the result when a history engine completes the append later (the result
+    // was kPending); unused with the memory engine, which answers at once.
+    Completion<PublishResult> done;
+  };
+  // Any thread. Refused: nothing was published (kBackpressure, kRateLimit: try again).
+  // A history engine that completes later: kPending, and request.done gets the result once
+  // the publication is stored and fanned out (in offset order, see history_store.h).
+  PublishResult Publish(PublishRequest request);
+  // The former form, for the client session until its call moves to the request.
+  std::optional<StreamPosition> Publish(std::string_view channel,
+                                        const config::ChannelOptions& options,
+                                        std::string_view data, std::string_view info,
+                                        std::string_view idempotency_key, std::string_view tags,
+                                        std::optional<net::Priority> priority, Refusal* refusal) {
+    PublishResult r = Publish({channel, &options, data, info, idempotency_key, tags, priority, {}});
+    if (refusal != nullptr) *refusal = r.refusal;
+    if (!r.ok()) return std::nullopt;
+    return std::move(r.position);
+  }
   // Drops the channel's stored publications (its position stays).
   void RemoveHistory(std::string_view channel);
   // Channels with subscribers, and how many (API `channels`).
@@ -207,20 +244,18 @@ class Hub {
   StateStats State(size_t loop = static_cast<size_t>(-1));
   size_t loop_count() const { return loops_.size(); }
 
-  struct HistoryResult {
-    bool unrecoverable = false;  // since.epoch is not the stream's
-    StreamPosition position;
-    std::vector<std::string> publications;
-    bool cut = false;  // publications stop short of limit: the next did not fit max_bytes
-  };
+  using HistoryResult = HistoryPage;
   // max_bytes bounds the publications' bytes in all (the reply's room on its connection):
-  // the result stops before the first that would pass it.
+  // the result stops before the first that would pass it. An engine that reads later
+  // answers through done (the returned result is then `pending`).
   HistoryResult History(std::string_view channel, const config::ChannelOptions& options,
                         const StreamPosition* since, int64_t limit, bool reverse,
-                        size_t max_bytes = SIZE_MAX);
-  std::vector<std::pair<std::string, PresenceEntry>> Presence(std::string_view channel);
-  // {clients, distinct users}
-  std::pair<size_t, size_t> PresenceStats(std::string_view channel);
+                        size_t max_bytes = SIZE_MAX, Completion<HistoryPage> done = {});
+  // An engine that lists later answers through done (the returned list is then empty).
+  PresenceList Presence(std::string_view channel, Completion<PresenceList> done = {});
+  // {clients, distinct users}; an engine that counts later answers through done.
+  std::pair<size_t, size_t> PresenceStats(std::string_view channel,
+                                          Completion<PresenceCounts> done = {});
 
   // Cluster mode (broker/broker.h). With a broker, every publication this hub accepts (from
   // the API, a client, or the broker itself) and every join and leave is handed to it after
@@ -238,8 +273,7 @@ class Hub {
   class SweepTimer;
   class JoinLeaveBatches;
   static constexpr size_t kShards = 64;
-  static constexpr uint32_t kSweepEvery = 1024;        // publishes per shard between sweeps
-  static constexpr size_t kIdempotencyPruneAt = 1024;  // keys per channel before pruning
+  static constexpr uint32_t kSweepEvery = 1024;  // publishes per shard between sweeps
   // Due channels a new channel reclaims first: above 1, reclaim outruns any creation rate.
   static constexpr size_t kReclaimPerCreate = 2;
 
@@ -254,6 +288,9 @@ class Hub {
   // Under the shard lock: whether every loop the channel reaches has room for a push.
   bool Admits(const ChannelState& state, net::Priority priority) const;
   void MaybeErase(Shard& shard, std::string_view channel);
+  // From the history engine's thread: an append that completed later (Publish's kPending).
+  struct PendingPublish;
+  void Appended(PendingPublish& pending, HistoryAppended appended);
   using ChannelMap = std::unordered_map<std::string, std::unique_ptr<ChannelState>,
                                         LoopChannels::Hash, std::equal_to<>>;
   // Under the shard lock: erases the channel, keeping its history position (history_meta.h).
@@ -283,6 +320,7 @@ class Hub {
   void FlushJoinLeave(size_t index, std::string_view channel);
 
   PushCodec codec_;
+  Stores stores_;
   Clock clock_;
   Limits limits_;
   std::vector<net::Loop*> loops_;
