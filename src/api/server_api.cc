@@ -500,7 +500,7 @@ int ServerApi::Call(std::string_view method, std::string& body, std::string& out
     const uint16_t code = r.code != 0 ? static_cast<uint16_t>(r.code) : 3503;
     std::string reason = r.code != 0 ? std::string(r.reason) : "force disconnect";
     for_each_client_(std::move(user), std::move(client),
-                     [code, reason = std::move(reason)](proto::ClientConnection& c) {
+                     [code, reason = std::move(reason)](proto::ClientSession& c) {
                        c.Disconnect({code, reason});
                      });
     out += "{\"result\":{}}";
@@ -511,7 +511,7 @@ int ServerApi::Call(std::string_view method, std::string& body, std::string& out
       return 200;
     }
     for_each_client_(std::move(user), std::move(client),
-                     [expired = r.expired, expire_at = r.expire_at](proto::ClientConnection& c) {
+                     [expired = r.expired, expire_at = r.expire_at](proto::ClientSession& c) {
                        c.RefreshFromServer(expired, expire_at);
                      });
     out += "{\"result\":{}}";
@@ -521,10 +521,10 @@ int ServerApi::Call(std::string_view method, std::string& body, std::string& out
     std::string channel(r.channel);
     if (method == "subscribe") {
       for_each_client_(std::move(user), std::move(client),
-                       [channel](proto::ClientConnection& c) { c.SubscribeFromServer(channel); });
+                       [channel](proto::ClientSession& c) { c.SubscribeFromServer(channel); });
     } else {
       for_each_client_(std::move(user), std::move(client),
-                       [channel](proto::ClientConnection& c) { c.UnsubscribeFromServer(channel); });
+                       [channel](proto::ClientSession& c) { c.UnsubscribeFromServer(channel); });
     }
     out += "{\"result\":{}}";
   } else if (method == "history_remove") {

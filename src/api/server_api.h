@@ -26,13 +26,13 @@
 #include "core/hub.h"
 #include "http/http_connection.h"
 #include "http/request.h"
-#include "proto/client_connection.h"
+#include "proto/client_session.h"
 
 namespace hermod::api {
 
 // Runs action on every client connection of `user` (only `client` when it is not empty), on
 // its own loop (the server posts it to every loop).
-using ClientAction = std::function<void(proto::ClientConnection&)>;
+using ClientAction = std::function<void(proto::ClientSession&)>;
 using ForEachClientFn =
     std::function<void(std::string user, std::string client, ClientAction action)>;
 

@@ -152,8 +152,8 @@ void Server::Upgrade(http::HttpConnection& connection, http::Request& request, b
   if (echo) {
     connection.Upgrade<ws::EchoConnection>(ws_options_, result, worker.ws_stats);
   } else {
-    auto* client = connection.Upgrade<proto::ClientConnection>(client_ws_options_, result,
-                                                               worker.ws_stats, *client_context_);
+    auto* client = connection.Upgrade<proto::ClientSession>(client_ws_options_, result,
+                                                            worker.ws_stats, *client_context_);
     if (admission_->enabled()) client->SetAdmitted(std::move(ip), must_recover);
   }
 }
@@ -301,7 +301,7 @@ int Server::Run() {
           net::Loop* loop = worker->loop.get();
           loop->Post([loop, user, client, action] {
             loop->ForEachConnection([&](net::Connection* c) {
-              auto* cc = dynamic_cast<proto::ClientConnection*>(c);
+              auto* cc = dynamic_cast<proto::ClientSession*>(c);
               if (cc && cc->connected() && cc->user() == user &&
                   (client.empty() || cc->client_id() == client)) {
                 action(*cc);

@@ -26,7 +26,7 @@
 #include "net/event_loop.h"
 #include "net/listener.h"
 #include "net/tls.h"
-#include "proto/client_connection.h"
+#include "proto/client_session.h"
 #include "ws/handshake.h"
 #include "ws/websocket_connection.h"
 
@@ -80,7 +80,7 @@ class Server {
   // Config broker "nats": other nodes' publications enter the hub from libnats's threads;
   // built and stopped in Run, declared after hub_ so that it goes first.
   std::unique_ptr<broker::NatsBroker> broker_;
-  proto::ClientCounts client_counts_;  // the API's info: clients and users
+  proto::ClientRegistry client_counts_;  // the API's info: clients and users
   std::unique_ptr<proto::ClientContext> client_context_;
   // Connection limits shared by every loop (core/admission.h), built in Run.
   std::unique_ptr<core::Admission> admission_;

@@ -66,7 +66,7 @@ using LatencyHistogram = Histogram<kLatencyBoundsUs>;
 using DurationHistogram = Histogram<kDurationBoundsMs>;
 using FanoutHistogram = Histogram<kFanoutBounds>;
 
-// proto::Method, in its order (client_connection.cc static_asserts the two agree).
+// proto::Method, in its order (client_session.cc static_asserts the two agree).
 inline constexpr std::array<std::string_view, 13> kCommandMethods = {
     "pong",    "connect", "subscribe", "unsubscribe", "publish",     "presence", "presence_stats",
     "history", "send",    "rpc",       "refresh",     "sub_refresh", "unknown"};

@@ -75,6 +75,26 @@ void AppendJoinLeavePush(std::string& out, std::string_view channel, bool join,
   AppendPush(out, channel, join ? "join" : "leave", "{\"info\":", info, "}");
 }
 
+void AppendSubscribePush(std::string& out, std::string_view channel,
+                         const core::Hub::SubscribeResult& result) {
+  out += "{\"push\":{\"channel\":";
+  AppendJsonString(out, channel);
+  out += ",\"subscribe\":";
+  AppendSubscribeResult(out, result, false);
+  out += "}}";
+}
+
+void AppendUnsubscribePush(std::string& out, std::string_view channel, uint32_t code,
+                           std::string_view reason) {
+  out += "{\"push\":{\"channel\":";
+  AppendJsonString(out, channel);
+  out += ",\"unsubscribe\":{\"code\":";
+  out += std::to_string(code);
+  out += ",\"reason\":";
+  AppendJsonString(out, reason);
+  out += "}}}";
+}
+
 std::string ClientInfoJson(std::string_view user, std::string_view client,
                            std::string_view conn_info, std::string_view chan_info) {
   std::string out = "{\"user\":";

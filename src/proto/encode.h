@@ -67,5 +67,11 @@ void AppendPublicationPush(std::string& out, std::string_view channel,
                            std::string_view publication);
 void AppendJoinLeavePush(std::string& out, std::string_view channel, bool join,
                          std::string_view info);
+// The pushes one client gets alone: a server-side subscribe (the API's subscribe) and an
+// unsubscribe with its code (2000: the API's; 2500: publications were missed).
+void AppendSubscribePush(std::string& out, std::string_view channel,
+                         const core::Hub::SubscribeResult& result);
+void AppendUnsubscribePush(std::string& out, std::string_view channel, uint32_t code,
+                           std::string_view reason);
 
 }  // namespace hermod::proto

@@ -26,10 +26,8 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -40,6 +38,8 @@
 #include "core/hub.h"
 #include "core/rate_limit.h"
 #include "net/timer_wheel.h"
+#include "proto/client_options.h"
+#include "proto/client_registry.h"
 #include "proto/codes.h"
 #include "proto/command.h"
 #include "proto/encode.h"
@@ -47,53 +47,22 @@
 
 namespace hermod::proto {
 
-struct ClientOptions {
-  bool allow_anonymous = false;
-  size_t channel_limit = 128;
-  size_t max_recovery = 300;
-  int64_t max_history = 300;          // publications per history reply; 0: no cap by count
-  uint64_t ping_interval_ms = 25000;  // 0: no pings
-  uint64_t pong_timeout_ms = 8000;
-  uint64_t stale_close_ms = 10000;  // a connection without connect is closed (3502); 0: off
-  // After the token's exp, the client has this long to refresh before 3005 (Centrifugo's
-  // client_expired_close_delay): the SDK refreshes at exp, and the round trip takes time.
-  uint64_t expired_close_ms = 25000;
-  std::string version;
-  core::CommandRateLimits rate_limits;  // per connection
-
-  static ClientOptions FromConfig(const config::Config& config);
-};
-
-// Connected clients and distinct users in this process (the API's `info`), counted at
-// connect and close only, so one mutex is no cost on any message path.
-class ClientCounts {
- public:
-  void Add(const std::string& user);
-  void Remove(const std::string& user);
-  std::pair<size_t, size_t> Get() const;  // {clients, users}
-
- private:
-  mutable std::mutex mutex_;
-  size_t clients_ = 0;                             // guarded by mutex_
-  std::unordered_map<std::string, size_t> users_;  // guarded by mutex_
-};
-
 // What every client connection shares: read-only options, rules and keys, and the hub.
 struct ClientContext {
   core::Hub& hub;
   const core::ChannelRules& rules;
   const auth::TokenVerifier& tokens;
   ClientOptions options;
-  ClientCounts* counts = nullptr;        // null: not counted
+  ClientRegistry* counts = nullptr;      // null: not counted
   core::Admission* admission = nullptr;  // null: no admission limits
 };
 
-class ClientConnection final : public ws::WebSocketConnection {
+class ClientSession final : public ws::WebSocketConnection {
  public:
-  ClientConnection(net::Connection& from, const ws::WebSocketOptions& options,
-                   const ws::HandshakeResult& handshake, ws::WebSocketStats& stats,
-                   ClientContext& context);
-  ~ClientConnection() override;
+  ClientSession(net::Connection& from, const ws::WebSocketOptions& options,
+                const ws::HandshakeResult& handshake, ws::WebSocketStats& stats,
+                ClientContext& context);
+  ~ClientSession() override;
 
   const std::string& user() const { return user_; }
   const std::string& client_id() const { return client_id_; }
@@ -128,11 +97,11 @@ class ClientConnection final : public ws::WebSocketConnection {
   };
   class Keepalive final : public net::TimerNode {
    public:
-    explicit Keepalive(ClientConnection& client) : client_(client) {}
+    explicit Keepalive(ClientSession& client) : client_(client) {}
     void OnTimer() override { client_.OnKeepalive(); }
 
    private:
-    ClientConnection& client_;
+    ClientSession& client_;
   };
 
   void OnWebSocketMessage(ws::Opcode opcode, std::string_view payload) override;

@@ -1,14 +1,14 @@
-#include "proto/client_connection.h"
+#include "proto/client_session.h"
 
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <chrono>
 #include <random>
 
 #include "log/fields.h"
 #include "metrics/loop_metrics.h"
 #include "proto/encode.h"
+#include "proto/keepalive.h"
 
 namespace hermod::proto {
 
@@ -23,8 +23,6 @@ constexpr size_t kReplyEnvelopeBytes = 256;
 struct LoopScratch {
   CommandParser parser;
   std::string reply;
-  core::LogThrottle rate_log;
-  core::LogThrottle admission_log;
   core::LogThrottle auth_log;
 };
 
@@ -52,45 +50,11 @@ std::string NewClientId() {
   return id;
 }
 
-// Token expiry is wall-clock time (JWT exp).
-int64_t WallSeconds() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-int64_t TtlSeconds(int64_t expires_at) {
-  return expires_at == 0 ? 0 : std::max<int64_t>(1, expires_at - WallSeconds());
-}
-
 }  // namespace
 
-ClientOptions ClientOptions::FromConfig(const config::Config& config) {
-  ClientOptions o;
-  o.allow_anonymous = config.allow_anonymous_connect_without_token;
-  o.channel_limit = config.client_channel_limit;
-  o.max_recovery = config.client_recovery_max_publication_limit;
-  o.max_history = static_cast<int64_t>(config.client_history_max_publication_limit);
-  o.ping_interval_ms = config.ping_interval.ms;
-  o.pong_timeout_ms = config.pong_timeout.ms;
-  o.stale_close_ms = config.client_stale_close_delay.ms;
-  o.expired_close_ms = config.client_expired_close_delay.ms;
-  o.version = "hermod";
-  const auto& r = config.client_command_rate_limit;
-  auto bucket = [](const config::Config::CommandRateLimit::Bucket& b) {
-    return core::RateLimit{static_cast<uint32_t>(b.rate), static_cast<uint32_t>(b.burst)};
-  };
-  o.rate_limits.total = bucket(r.total);
-  o.rate_limits.kinds = {bucket(r.publish), bucket(r.subscribe), bucket(r.history),
-                         bucket(r.presence), bucket(r.rpc)};
-  o.rate_limits.disconnect_after = static_cast<uint32_t>(r.disconnect_after);
-  o.rate_limits.disconnect_window_ms = static_cast<uint32_t>(r.disconnect_window.ms);
-  return o;
-}
-
-ClientConnection::ClientConnection(net::Connection& from, const ws::WebSocketOptions& options,
-                                   const ws::HandshakeResult& handshake, ws::WebSocketStats& stats,
-                                   ClientContext& context)
+ClientSession::ClientSession(net::Connection& from, const ws::WebSocketOptions& options,
+                             const ws::HandshakeResult& handshake, ws::WebSocketStats& stats,
+                             ClientContext& context)
     : ws::WebSocketConnection(from, options, handshake, stats), context_(context) {
   EnableJoin();  // the JSON protocol: several replies and pushes in one newline-joined message
   if (context_.options.stale_close_ms > 0) {
@@ -99,135 +63,29 @@ ClientConnection::ClientConnection(net::Connection& from, const ws::WebSocketOpt
   ScheduleKeepalive();
 }
 
-ClientConnection::~ClientConnection() {
+ClientSession::~ClientSession() {
   loop().timers().Cancel(&keepalive_);
   UnsubscribeAll();
   ReleaseAdmission();
 }
 
-void ClientConnection::OnClosed() {
+void ClientSession::OnClosed() {
   ws::WebSocketConnection::OnClosed();  // counts the close
   loop().timers().Cancel(&keepalive_);
   UnsubscribeAll();
   ReleaseAdmission();
 }
 
-void ClientConnection::SetAdmitted(std::string ip, bool must_recover) {
-  admitted_ip_ = std::move(ip);
-  admitted_ = true;
-  must_recover_ = must_recover;
-}
+void ClientSession::OnShutdown() { Disconnect(kDisconnectShutdown); }
 
-void ClientConnection::ReleaseAdmission() {
-  core::Admission* admission = context_.admission;
-  if (admission == nullptr) return;
-  if (user_counted_) admission->RemoveUser(user_);
-  user_counted_ = false;
-  if (admitted_) admission->Release(admitted_ip_);
-  admitted_ = false;
-}
-
-bool ClientConnection::RateLimited(const Command& c) {
-  core::CommandKind kind;
-  switch (c.method) {
-    case Method::kPublish:
-      kind = core::CommandKind::kPublish;
-      break;
-    case Method::kSubscribe:
-    case Method::kSubRefresh:
-      kind = core::CommandKind::kSubscribe;
-      break;
-    case Method::kHistory:
-      kind = core::CommandKind::kHistory;
-      break;
-    case Method::kPresence:
-    case Method::kPresenceStats:
-      kind = core::CommandKind::kPresence;
-      break;
-    case Method::kRpc:
-    case Method::kSend:
-      kind = core::CommandKind::kRpc;
-      break;
-    default:
-      kind = core::CommandKind::kOther;
-      break;
-  }
-  const uint64_t now = loop().now_ms();
-  const core::CommandRateLimits& limits = context_.options.rate_limits;
-  bool by_total = false;
-  const core::CommandLimiter::Verdict verdict = limiter_.Check(limits, kind, now, &by_total);
-  if (verdict == core::CommandLimiter::Verdict::kAllow) return false;
-  // Counted under the bucket that refused: the kind's own, or "total" (index 5).
-  const core::CommandKind refused_by = by_total ? core::CommandKind::kOther : kind;
-  ++loop().stats().guard.commands_limited[by_total ? 5 : static_cast<size_t>(kind)];
-  uint64_t suppressed = 0;
-  const bool abuse = verdict == core::CommandLimiter::Verdict::kAbuse;
-  if (Scratch().rate_log.Allow(now, &suppressed)) {
-    log::Write(spdlog::level::info,
-               {{"client", client_id_},
-                {"user", user_},
-                {"code", abuse ? kDisconnectTooManyRequests.code : 111},
-                {"reason", core::CommandKindName(refused_by)}},
-               "client {} user '{}': {} rate limit{} ({} more refusals on this loop since)",
-               client_id_, user_, core::CommandKindName(refused_by),
-               abuse ? " exceeded persistently: disconnect 3013" : ": error 111", suppressed);
-  }
-  if (abuse) {
-    ++loop().stats().guard.rate_limit_disconnects;
-    Disconnect(kDisconnectTooManyRequests);
-  } else if (c.method != Method::kSend) {
-    ReplyError(c.id, ErrorCode::kTooManyRequests);
-  }
-  return true;
-}
-
-bool ClientConnection::AdmitConnect(const Command& c, const std::string& user) {
-  core::Admission* admission = context_.admission;
-  if (admission == nullptr) return true;
-  uint64_t suppressed = 0;
-  if (must_recover_) {
-    const bool recovering =
-        std::any_of(c.subs.begin(), c.subs.end(), [](const ConnectSub& s) { return s.recover; });
-    if (!recovering) {
-      ++loop().stats().guard.rejected_soft_limit;
-      if (Scratch().admission_log.Allow(loop().now_ms(), &suppressed)) {
-        spdlog::info(
-            "connect refused (soft connection limit, no recovery position): 111 "
-            "({} more admission refusals on this loop since)",
-            suppressed);
-      }
-      ReplyError(c.id, ErrorCode::kTooManyRequests);
-      return false;
-    }
-  }
-  if (!user.empty() && !admission->AddUser(user)) {
-    ++loop().stats().guard.rejected_user_limit;
-    if (Scratch().admission_log.Allow(loop().now_ms(), &suppressed)) {
-      log::Write(spdlog::level::info,
-                 {{"user", user},
-                  {"code", kDisconnectConnectionLimit.code},
-                  {"reason", "client_user_connection_limit"}},
-                 "connect of user '{}' refused: client_user_connection_limit {} reached, "
-                 "disconnect 3504 ({} more admission refusals on this loop since)",
-                 user, admission->limits().user_connection_limit, suppressed);
-    }
-    Disconnect(kDisconnectConnectionLimit);
-    return false;
-  }
-  user_counted_ = !user.empty() && admission->limits().user_connection_limit != 0;
-  return true;
-}
-
-void ClientConnection::OnShutdown() { Disconnect(kDisconnectShutdown); }
-
-void ClientConnection::OnSlowConsumer() {
+void ClientSession::OnSlowConsumer() {
   Disconnect(kDisconnectSlow);
   FailWith(kDisconnectSlow.code, kDisconnectSlow.reason);  // no wait for the client's Close
 }
 
-void ClientConnection::OnMissed(core::Subscription& missed) {
+void ClientSession::OnMissed(core::Subscription& missed) {
   auto& s = static_cast<ClientSubscription&>(missed);
-  auto& client = static_cast<ClientConnection&>(*s.connection);
+  auto& client = static_cast<ClientSession&>(*s.connection);
   if (s.server_side) {
     // No unsubscribe push can end a server-side subscription for the SDK to resubscribe:
     // the connection ends, and the SDK reconnects (and recovers where it can).
@@ -244,17 +102,16 @@ void ClientConnection::OnMissed(core::Subscription& missed) {
   client.subscriptions_.erase(it);
   // 2500..2999: the SDK resubscribes; a recoverable subscription recovers the gap from
   // history ("insufficient state", as Centrifugo), any other learns it lost publications.
-  std::string push = "{\"push\":{\"channel\":";
-  AppendJsonString(push, channel);
-  push += recoverable ? ",\"unsubscribe\":{\"code\":2500,\"reason\":\"insufficient state\"}}}"
-                      : ",\"unsubscribe\":{\"code\":2500,\"reason\":\"slow: publications lost\"}}}";
+  std::string push;
+  AppendUnsubscribePush(push, channel, 2500,
+                        recoverable ? "insufficient state" : "slow: publications lost");
   // In the normal lane, behind the publications already queued for it: the client reads
   // everything it was sent, then learns where its stream stops (and, recovering, resumes
   // from its last offset without duplicates). Past max_write_buffer_bytes this cuts (3008).
   client.SendMessage(ws::Opcode::kText, push, net::Lane::kNormal);
 }
 
-void ClientConnection::Disconnect(proto::Disconnect reason) {
+void ClientSession::Disconnect(proto::Disconnect reason) {
   if (disconnected_) return;
   disconnected_ = true;
   // One line per disconnect; the mass 3001 of a graceful shutdown only at debug.
@@ -276,25 +133,7 @@ void ClientConnection::Disconnect(proto::Disconnect reason) {
   CloseWith(reason.code, reason.reason);
 }
 
-void ClientCounts::Add(const std::string& user) {
-  std::lock_guard lock(mutex_);
-  ++clients_;
-  ++users_[user];
-}
-
-void ClientCounts::Remove(const std::string& user) {
-  std::lock_guard lock(mutex_);
-  --clients_;
-  auto it = users_.find(user);
-  if (it != users_.end() && --it->second == 0) users_.erase(it);
-}
-
-std::pair<size_t, size_t> ClientCounts::Get() const {
-  std::lock_guard lock(mutex_);
-  return {clients_, users_.size()};
-}
-
-void ClientConnection::UnsubscribeAll() {
+void ClientSession::UnsubscribeAll() {
   if (counted_) {
     counted_ = false;
     context_.counts->Remove(user_);
@@ -306,59 +145,7 @@ void ClientConnection::UnsubscribeAll() {
   subscriptions_.clear();
 }
 
-void ClientConnection::ScheduleKeepalive() {
-  if (disconnected_ || closing()) return;
-  uint64_t due = UINT64_MAX;
-  if (!connected_) {
-    if (stale_deadline_ms_ != 0) due = stale_deadline_ms_;
-  } else {
-    if (awaiting_pong_) {
-      due = pong_deadline_ms_;
-    } else if (next_ping_ms_ != 0) {
-      due = next_ping_ms_;
-    }
-    if (expire_ms_ != 0) due = std::min(due, expire_ms_);
-  }
-  if (due == UINT64_MAX) {
-    loop().timers().Cancel(&keepalive_);
-    return;
-  }
-  const uint64_t now = loop().now_ms();
-  loop().timers().Schedule(&keepalive_, due > now ? due - now : 0);
-}
-
-void ClientConnection::OnKeepalive() {
-  if (disconnected_ || closing()) return;
-  const uint64_t now = loop().now_ms();
-  if (!connected_) {
-    if (stale_deadline_ms_ != 0 && now >= stale_deadline_ms_) return Disconnect(kDisconnectStale);
-  } else {
-    if (expire_ms_ != 0 && now >= expire_ms_) return Disconnect(kDisconnectExpired);
-    if (awaiting_pong_ && now >= pong_deadline_ms_) return Disconnect(kDisconnectNoPong);
-    if (!awaiting_pong_ && next_ping_ms_ != 0 && now >= next_ping_ms_) {
-      // Subscription tokens are checked at ping time: expiry is seen within one interval.
-      const int64_t wall = WallSeconds();
-      for (auto& s : subscriptions_) {
-        if (s->expires_at != 0 && s->expires_at <= wall) return Disconnect(kDisconnectSubExpired);
-      }
-      SendMessage(ws::Opcode::kText, "{}");
-      metrics::RecordSent(metrics::SentType::kPing, 2);
-      awaiting_pong_ = true;
-      pong_deadline_ms_ = now + context_.options.pong_timeout_ms;
-      next_ping_ms_ = now + context_.options.ping_interval_ms;
-    }
-  }
-  ScheduleKeepalive();
-}
-
-void ClientConnection::SetExpiry(int64_t expires_at_s) {
-  expire_ms_ = expires_at_s == 0
-                   ? 0
-                   : loop().now_ms() + static_cast<uint64_t>(TtlSeconds(expires_at_s)) * 1000 +
-                         context_.options.expired_close_ms;
-}
-
-void ClientConnection::OnWebSocketMessage(ws::Opcode opcode, std::string_view payload) {
+void ClientSession::OnWebSocketMessage(ws::Opcode opcode, std::string_view payload) {
   if (disconnected_) return;
   if (opcode != ws::Opcode::kText) {
     Disconnect(kDisconnectBadRequest);  // the JSON protocol is text only
@@ -402,7 +189,7 @@ void ClientConnection::OnWebSocketMessage(ws::Opcode opcode, std::string_view pa
   metrics::RecordCommandMessage(methods, payload.size(), net::Loop::MonotonicUs() - started_us);
 }
 
-bool ClientConnection::Handle(const Command& c) {
+bool ClientSession::Handle(const Command& c) {
   if (c.method == Method::kPong) {
     if (awaiting_pong_) {
       awaiting_pong_ = false;
@@ -467,9 +254,9 @@ bool ClientConnection::Handle(const Command& c) {
   return !disconnected_;
 }
 
-void ClientConnection::ReplyError(uint32_t id, ErrorCode code) { AppendError(*reply_, id, code); }
+void ClientSession::ReplyError(uint32_t id, ErrorCode code) { AppendError(*reply_, id, code); }
 
-size_t ClientConnection::ReplyRoom() const {
+size_t ClientSession::ReplyRoom() const {
   // A sixteenth of the budget stays free: the queue also counts a record per queued frame
   // against it, and pushes of this loop iteration may follow the reply.
   const size_t budget = loop().max_write_buffer_bytes();
@@ -477,7 +264,7 @@ size_t ClientConnection::ReplyRoom() const {
   return used >= budget ? 0 : budget - used;
 }
 
-void ClientConnection::LogAuthFailure(ErrorCode code, std::string_view reason) {
+void ClientSession::LogAuthFailure(ErrorCode code, std::string_view reason) {
   uint64_t suppressed = 0;
   if (!spdlog::should_log(spdlog::level::info) ||
       !Scratch().auth_log.Allow(loop().now_ms(), &suppressed)) {
@@ -490,7 +277,7 @@ void ClientConnection::LogAuthFailure(ErrorCode code, std::string_view reason) {
              remote, static_cast<int>(code), reason, suppressed);
 }
 
-void ClientConnection::HandleConnect(const Command& c) {
+void ClientSession::HandleConnect(const Command& c) {
   auth::TokenClaims claims;
   if (!c.token.empty()) {
     auth::TokenStatus status = context_.tokens.enabled()
@@ -538,10 +325,10 @@ void ClientConnection::HandleConnect(const Command& c) {
   ScheduleKeepalive();
 }
 
-void ClientConnection::AddServerSubscription(const Command& c, std::string_view channel,
-                                             const auth::TokenSubscription* token_sub,
-                                             std::vector<core::Hub::SubscribeResult>& results,
-                                             std::vector<ServerSubscription>& subs) {
+void ClientSession::AddServerSubscription(const Command& c, std::string_view channel,
+                                          const auth::TokenSubscription* token_sub,
+                                          std::vector<core::Hub::SubscribeResult>& results,
+                                          std::vector<ServerSubscription>& subs) {
   const config::ChannelOptions* options = context_.rules.Find(channel);
   if (!options || !context_.rules.NameAllowed(channel) || FindSubscription(channel) ||
       subscriptions_.size() >= context_.options.channel_limit) {
@@ -584,14 +371,14 @@ void ClientConnection::AddServerSubscription(const Command& c, std::string_view 
   subs.push_back(sub);
 }
 
-void ClientConnection::RefreshFromServer(bool expired, int64_t expire_at) {
+void ClientSession::RefreshFromServer(bool expired, int64_t expire_at) {
   if (!connected()) return;
   if (expired) return Disconnect(kDisconnectExpired);
   SetExpiry(expire_at);
   ScheduleKeepalive();
 }
 
-void ClientConnection::HandleRefresh(const Command& c) {
+void ClientSession::HandleRefresh(const Command& c) {
   auth::TokenClaims claims;
   auth::TokenStatus status = c.token.empty() || !context_.tokens.enabled()
                                  ? auth::TokenStatus::kInvalid
@@ -610,7 +397,7 @@ void ClientConnection::HandleRefresh(const Command& c) {
   AppendRefreshReply(*reply_, c.id, result);
 }
 
-const config::ChannelOptions* ClientConnection::ChannelOptionsOrReply(const Command& c) {
+const config::ChannelOptions* ClientSession::ChannelOptionsOrReply(const Command& c) {
   if (!context_.rules.NameAllowed(c.channel)) {
     ReplyError(c.id, ErrorCode::kBadRequest);
     return nullptr;
@@ -620,14 +407,14 @@ const config::ChannelOptions* ClientConnection::ChannelOptionsOrReply(const Comm
   return options;
 }
 
-ClientConnection::ClientSubscription* ClientConnection::FindSubscription(std::string_view channel) {
+ClientSession::ClientSubscription* ClientSession::FindSubscription(std::string_view channel) {
   for (auto& s : subscriptions_) {
     if (s->channel == channel) return s.get();
   }
   return nullptr;
 }
 
-core::Hub::SubscribeResult ClientConnection::AddSubscription(
+core::Hub::SubscribeResult ClientSession::AddSubscription(
     std::string_view channel, const config::ChannelOptions& options, bool recoverable, bool recover,
     const core::StreamPosition& since, bool join_leave, int64_t expires_at,
     std::string_view chan_info, std::unique_ptr<config::ChannelOptions> overridden,
@@ -649,7 +436,7 @@ core::Hub::SubscribeResult ClientConnection::AddSubscription(
   // Every subscription is told when a publication it may not miss is not queued: a
   // recoverable one recovers it from history, any other at least learns it.
   subscription->recoverable = recoverable;
-  subscription->on_missed = &ClientConnection::OnMissed;
+  subscription->on_missed = &ClientSession::OnMissed;
   core::Hub::SubscribeRequest request;
   request.channel = channel;
   request.options = subscription->options;
@@ -666,7 +453,7 @@ core::Hub::SubscribeResult ClientConnection::AddSubscription(
   return result;
 }
 
-void ClientConnection::HandleSubscribe(const Command& c) {
+void ClientSession::HandleSubscribe(const Command& c) {
   const config::ChannelOptions* options = ChannelOptionsOrReply(c);
   if (!options) return;
   if (FindSubscription(c.channel)) return ReplyError(c.id, ErrorCode::kAlreadySubscribed);
@@ -707,7 +494,7 @@ void ClientConnection::HandleSubscribe(const Command& c) {
   AppendSubscribeReply(*reply_, c.id, result, recoverable && c.recover, TtlSeconds(expires_at));
 }
 
-void ClientConnection::HandleSubRefresh(const Command& c) {
+void ClientSession::HandleSubRefresh(const Command& c) {
   ClientSubscription* s = FindSubscription(c.channel);
   if (!s) return ReplyError(c.id, ErrorCode::kBadRequest);
   auth::TokenClaims claims;
@@ -722,7 +509,7 @@ void ClientConnection::HandleSubRefresh(const Command& c) {
   AppendSubRefreshReply(*reply_, c.id, TtlSeconds(claims.expires_at));
 }
 
-void ClientConnection::SubscribeFromServer(std::string_view channel) {
+void ClientSession::SubscribeFromServer(std::string_view channel) {
   if (!connected() || FindSubscription(channel)) return;
   const config::ChannelOptions* options = context_.rules.Find(channel);
   if (!options) return;
@@ -732,30 +519,26 @@ void ClientConnection::SubscribeFromServer(std::string_view channel) {
   const bool recoverable = options->history_size > 0 && options->force_recovery;
   core::Hub::SubscribeResult result =
       AddSubscription(channel, *options, recoverable, false, {}, options->force_push_join_leave, 0);
-  std::string push = "{\"push\":{\"channel\":";
-  AppendJsonString(push, channel);
-  push += ",\"subscribe\":";
-  AppendSubscribeResult(push, result, false);
-  push += "}}";
+  std::string push;
+  AppendSubscribePush(push, channel, result);
   SendMessage(ws::Opcode::kText, push);
   metrics::RecordSent(metrics::SentType::kPush, push.size(), metrics::PushType::kSubscribe);
 }
 
-void ClientConnection::UnsubscribeFromServer(std::string_view channel) {
+void ClientSession::UnsubscribeFromServer(std::string_view channel) {
   auto it = std::find_if(subscriptions_.begin(), subscriptions_.end(),
                          [&](const auto& s) { return s->channel == channel; });
   if (!connected() || it == subscriptions_.end()) return;
   ClientSubscription& s = **it;
   context_.hub.Unsubscribe(loop(), s.channel, *s.options, client_id_, s.client_info(info_), &s);
   subscriptions_.erase(it);
-  std::string push = "{\"push\":{\"channel\":";
-  AppendJsonString(push, channel);
-  push += ",\"unsubscribe\":{\"code\":2000,\"reason\":\"server unsubscribe\"}}}";
+  std::string push;
+  AppendUnsubscribePush(push, channel, 2000, "server unsubscribe");
   SendMessage(ws::Opcode::kText, push);
   metrics::RecordSent(metrics::SentType::kPush, push.size(), metrics::PushType::kUnsubscribe);
 }
 
-void ClientConnection::HandleUnsubscribe(const Command& c) {
+void ClientSession::HandleUnsubscribe(const Command& c) {
   auto it = std::find_if(subscriptions_.begin(), subscriptions_.end(),
                          [&](const auto& s) { return s->channel == c.channel; });
   if (it != subscriptions_.end()) {
@@ -766,7 +549,7 @@ void ClientConnection::HandleUnsubscribe(const Command& c) {
   AppendEmptyReply(*reply_, c.id, "unsubscribe");
 }
 
-void ClientConnection::HandlePublish(const Command& c) {
+void ClientSession::HandlePublish(const Command& c) {
   const config::ChannelOptions* options = ChannelOptionsOrReply(c);
   if (!options) return;
   if (c.data.empty()) return ReplyError(c.id, ErrorCode::kBadRequest);
@@ -792,7 +575,7 @@ void ClientConnection::HandlePublish(const Command& c) {
   AppendEmptyReply(*reply_, c.id, "publish");
 }
 
-void ClientConnection::HandlePresence(const Command& c, bool stats) {
+void ClientSession::HandlePresence(const Command& c, bool stats) {
   const config::ChannelOptions* options = ChannelOptionsOrReply(c);
   if (!options) return;
   if (!options->presence) return ReplyError(c.id, ErrorCode::kNotAvailable);
@@ -814,7 +597,7 @@ void ClientConnection::HandlePresence(const Command& c, bool stats) {
   AppendPresenceReply(*reply_, c.id, presence);
 }
 
-void ClientConnection::HandleHistory(const Command& c) {
+void ClientSession::HandleHistory(const Command& c) {
   const config::ChannelOptions* options = ChannelOptionsOrReply(c);
   if (!options) return;
   if (options->history_size == 0) return ReplyError(c.id, ErrorCode::kNotAvailable);
