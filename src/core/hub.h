@@ -150,6 +150,9 @@ class Hub {
   void AttachLoop(net::Loop& loop);
   void set_limits(const Limits& limits);
   const Limits& limits() const { return limits_; }
+  // Whether history calls complete inline (the memory engine): callers then need not make
+  // a completion (see Stores).
+  bool history_inline() const { return stores_.history_inline; }
 
   struct SubscribeRequest {
     std::string_view channel;
@@ -209,17 +212,6 @@ class Hub {
   // A history engine that completes later: kPending, and request.done gets the result once
   // the publication is stored and fanned out (in offset order, see history_store.h).
   PublishResult Publish(PublishRequest request);
-  // The former form, for the client session until its call moves to the request.
-  std::optional<StreamPosition> Publish(std::string_view channel,
-                                        const config::ChannelOptions& options,
-                                        std::string_view data, std::string_view info,
-                                        std::string_view idempotency_key, std::string_view tags,
-                                        std::optional<net::Priority> priority, Refusal* refusal) {
-    PublishResult r = Publish({channel, &options, data, info, idempotency_key, tags, priority, {}});
-    if (refusal != nullptr) *refusal = r.refusal;
-    if (!r.ok()) return std::nullopt;
-    return std::move(r.position);
-  }
   // Drops the channel's stored publications (its position stays).
   void RemoveHistory(std::string_view channel);
   // Channels with subscribers, and how many (API `channels`).

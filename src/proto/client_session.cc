@@ -549,6 +549,35 @@ void ClientSession::HandleUnsubscribe(const Command& c) {
   AppendEmptyReply(*reply_, c.id, "unsubscribe");
 }
 
+template <class T>
+core::Completion<T> ClientSession::Later(std::function<void(ClientSession&, T)> fn) {
+  if (!alive_) alive_ = std::make_shared<char>();
+  return core::Completion<T>(
+      loop(), std::weak_ptr<const void>(alive_),
+      [this, fn = std::move(fn)](T result) { fn(*this, std::move(result)); });
+}
+
+void ClientSession::SendLaterReply(const std::string& reply) {
+  if (!connected()) return;
+  SendMessage(ws::Opcode::kText, reply);
+  metrics::RecordSent(metrics::SentType::kReply, reply.size());
+}
+
+namespace {
+
+ErrorCode PublishRefusalCode(core::Hub::Refusal refusal) {
+  switch (refusal) {
+    case core::Hub::Refusal::kTooLarge:  // retrying cannot help (106, not temporary)
+      return ErrorCode::kLimitExceeded;
+    case core::Hub::Refusal::kStoreFailed:
+      return ErrorCode::kInternal;
+    default:
+      return ErrorCode::kTooManyRequests;
+  }
+}
+
+}  // namespace
+
 void ClientSession::HandlePublish(const Command& c) {
   const config::ChannelOptions* options = ChannelOptionsOrReply(c);
   if (!options) return;
@@ -561,16 +590,24 @@ void ClientSession::HandlePublish(const Command& c) {
   // by the namespace's publish_rate_limit (the channel's bucket in the hub, node-wide), or
   // while a loop the channel reaches is over its inbox budget (publisher backpressure): 111
   // is temporary, the SDK's publish may be retried.
-  core::Hub::Refusal refusal;
-  if (!context_.hub.Publish(c.channel, *options, c.data,
-                            subscription ? subscription->client_info(info_) : info_, {}, {},
-                            std::nullopt, &refusal)) {
-    if (refusal == core::Hub::Refusal::kRateLimit) ++loop().stats().guard.commands_limited[6];
-    // Larger than the cluster's broker carries: retrying cannot help (106, not temporary).
-    if (refusal == core::Hub::Refusal::kTooLarge) {
-      return ReplyError(c.id, ErrorCode::kLimitExceeded);
+  core::Hub::PublishRequest request{c.channel, options, c.data,
+                                    subscription ? subscription->client_info(info_) : info_};
+  if (!context_.hub.history_inline()) {
+    request.done = Later<core::Hub::PublishResult>(
+        [id = c.id](ClientSession& session, core::Hub::PublishResult r) {
+          std::string reply;
+          r ? AppendEmptyReply(reply, id, "publish")
+            : AppendError(reply, id, PublishRefusalCode(r.refusal));
+          session.SendLaterReply(reply);
+        });
+  }
+  const core::Hub::PublishResult published = context_.hub.Publish(std::move(request));
+  if (published.refusal == core::Hub::Refusal::kPending) return;  // answered when stored
+  if (!published) {
+    if (published.refusal == core::Hub::Refusal::kRateLimit) {
+      ++loop().stats().guard.commands_limited[6];
     }
-    return ReplyError(c.id, ErrorCode::kTooManyRequests);
+    return ReplyError(c.id, PublishRefusalCode(published.refusal));
   }
   AppendEmptyReply(*reply_, c.id, "publish");
 }
@@ -611,8 +648,27 @@ void ClientSession::HandleHistory(const Command& c) {
   int64_t limit = c.limit;
   const int64_t max = context_.options.max_history;
   if (max > 0 && (limit < 0 || limit > max)) limit = max;
-  core::Hub::HistoryResult result = context_.hub.History(
-      c.channel, *options, c.has_since ? &since : nullptr, limit, c.reverse, ReplyRoom());
+  core::Completion<core::HistoryPage> later;
+  if (!context_.hub.history_inline()) {
+    later = Later<core::HistoryPage>([id = c.id](ClientSession& session, core::HistoryPage page) {
+      std::string reply;
+      if (page.failed) {
+        AppendError(reply, id, ErrorCode::kInternal);
+      } else if (page.unrecoverable) {
+        AppendError(reply, id, ErrorCode::kUnrecoverablePosition);
+      } else if (page.cut && page.publications.empty()) {
+        AppendError(reply, id, ErrorCode::kLimitExceeded);
+      } else {
+        AppendHistoryReply(reply, id, page);
+      }
+      session.SendLaterReply(reply);
+    });
+  }
+  core::Hub::HistoryResult result =
+      context_.hub.History(c.channel, *options, c.has_since ? &since : nullptr, limit, c.reverse,
+                           ReplyRoom(), std::move(later));
+  if (result.pending) return;  // answered when read
+  if (result.failed) return ReplyError(c.id, ErrorCode::kInternal);
   if (result.unrecoverable) return ReplyError(c.id, ErrorCode::kUnrecoverablePosition);
   if (result.cut) {
     // Not one publication fits: 106 says so; a smaller limit or a read queue helps.

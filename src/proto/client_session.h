@@ -25,6 +25,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -162,6 +163,12 @@ class ClientSession final : public ws::WebSocketConnection {
   // Connect-time admission: the soft band and the per-user limit; false when refused.
   bool AdmitConnect(const Command& c, const std::string& user);
   void ReleaseAdmission();
+  // A store engine that completes later (core/completion.h): the reply leaves on its own,
+  // on this loop, and only while this session lives (its liveness handle, made on first
+  // use: the memory engine never needs it).
+  template <class T>
+  core::Completion<T> Later(std::function<void(ClientSession&, T)> fn);
+  void SendLaterReply(const std::string& reply);
 
   ClientContext& context_;
   Keepalive keepalive_{*this};
@@ -183,6 +190,7 @@ class ClientSession final : public ws::WebSocketConnection {
   bool admitted_ = false;
   bool must_recover_ = false;
   bool user_counted_ = false;
+  std::shared_ptr<const void> alive_;  // see Later
 };
 
 }  // namespace hermod::proto
