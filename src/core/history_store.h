@@ -13,6 +13,10 @@
 // hub fans a publication out when its append completes, taking the shard lock again, so
 // every loop still sees a channel's publications in offset order.
 //
+// Shutdown: the hub destroys the engine before its channels (an engine that stops may still
+// complete what it holds, into a hub that is whole), so a Stream may outlive its store and
+// must not need it in its destructor.
+//
 // Reclaim: the hub frees a channel nobody uses, and first asks its stream what it holds in
 // this process's memory (entries, bytes, when the newest expires). The memory engine holds
 // everything; a durable engine holds nothing, and Close loses nothing.

@@ -154,7 +154,9 @@ Hub::Hub(size_t loop_count, PushCodec codec, Stores stores, Clock clock, SweepPo
   for (auto& shard : shards_) shard = std::make_unique<Shard>();
 }
 
-Hub::~Hub() = default;
+// The engines go first: one that completes later may finish its work as it stops, and its
+// completions come back into the hub, which must still be whole.
+Hub::~Hub() { stores_ = {}; }
 
 void Hub::set_limits(const Limits& limits) {
   limits_ = limits;
@@ -625,6 +627,7 @@ Hub::PublishResult Hub::Publish(PublishRequest request) {
     std::optional<HistoryAppended> appended =
         state.history->Append(append, codec_.publication, std::move(later));
     if (!appended) return {Refusal::kPending, {}};
+    if (!stores_.history_inline) --state.appending;  // answered at once after all
     if (appended->failed) return {Refusal::kStoreFailed, {}};
     result.position = std::move(appended->position);
     state.top = result.position.offset;
