@@ -744,22 +744,44 @@ Hub::HistoryResult Hub::History(std::string_view channel, const config::ChannelO
 }
 
 PresenceList Hub::Presence(std::string_view channel, Completion<PresenceList> done) {
-  Shard& shard = ShardOf(channel);
-  std::lock_guard lock(shard.mutex);
-  auto it = shard.channels.find(channel);
-  if (it == shard.channels.end() || !it->second->presence) return {};
-  return it->second->presence->List(std::move(done)).value_or(PresenceList{});
+  std::optional<PresenceList> list;
+  {
+    Shard& shard = ShardOf(channel);
+    std::lock_guard lock(shard.mutex);
+    auto it = shard.channels.find(channel);
+    if (it == shard.channels.end() || !it->second->presence) {
+      list.emplace();
+    } else {
+      list = it->second->presence->List(done);  // a copy: ours answers if it does not
+      if (!list) return {};                     // the engine answers through done
+    }
+  }
+  if (done) {
+    done(std::move(*list));  // with done, the answer always comes through it
+    return {};
+  }
+  return std::move(*list);
 }
 
 std::pair<size_t, size_t> Hub::PresenceStats(std::string_view channel,
                                              Completion<PresenceCounts> done) {
-  Shard& shard = ShardOf(channel);
-  std::lock_guard lock(shard.mutex);
-  auto it = shard.channels.find(channel);
-  if (it == shard.channels.end() || !it->second->presence) return {0, 0};
-  const PresenceCounts counts =
-      it->second->presence->Stats(std::move(done)).value_or(PresenceCounts{});
-  return {counts.clients, counts.users};
+  std::optional<PresenceCounts> counts;
+  {
+    Shard& shard = ShardOf(channel);
+    std::lock_guard lock(shard.mutex);
+    auto it = shard.channels.find(channel);
+    if (it == shard.channels.end() || !it->second->presence) {
+      counts.emplace();
+    } else {
+      counts = it->second->presence->Stats(done);
+      if (!counts) return {0, 0};  // the engine answers through done
+    }
+  }
+  if (done) {
+    done(*counts);
+    return {0, 0};
+  }
+  return {counts->clients, counts->users};
 }
 
 // Cluster mode (broker/broker.h): what follows is the hub's only tie to other nodes.

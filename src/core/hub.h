@@ -243,9 +243,10 @@ class Hub {
   HistoryResult History(std::string_view channel, const config::ChannelOptions& options,
                         const StreamPosition* since, int64_t limit, bool reverse,
                         size_t max_bytes = SIZE_MAX, Completion<HistoryPage> done = {});
-  // An engine that lists later answers through done (the returned list is then empty).
+  // With done, the answer always comes through it (at once, or later from an engine that
+  // lists later) and the returned list is empty.
   PresenceList Presence(std::string_view channel, Completion<PresenceList> done = {});
-  // {clients, distinct users}; an engine that counts later answers through done.
+  // {clients, distinct users}; with done, as Presence.
   std::pair<size_t, size_t> PresenceStats(std::string_view channel,
                                           Completion<PresenceCounts> done = {});
 

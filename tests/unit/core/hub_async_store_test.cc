@@ -380,5 +380,29 @@ TEST_F(HubAsyncStoreTest, HistoryAnswersThroughTheCallersLoopAndSubscribeReports
   EXPECT_EQ(sub.position.epoch, "later");
 }
 
+TEST_F(HubAsyncStoreTest, PresenceWithACompletionAlwaysAnswersThroughIt) {
+  options_.presence = true;
+  Subscription a;
+  Subscribe(0, &a);
+  std::promise<size_t> listed;
+  std::promise<size_t> counted;
+  std::promise<size_t> nobody;
+  On(1, [&] {
+    EXPECT_TRUE(
+        hub_.Presence("ch", Completion<PresenceList>(
+                                *loops_[1], [&](PresenceList l) { listed.set_value(l.size()); }))
+            .empty());
+    hub_.PresenceStats("ch", Completion<PresenceCounts>(*loops_[1], [&](PresenceCounts c) {
+                         counted.set_value(c.clients);
+                       }));
+    hub_.Presence("none",
+                  Completion<PresenceList>([&](PresenceList l) { nobody.set_value(l.size()); }));
+    return 0;
+  });
+  EXPECT_EQ(listed.get_future().get(), 1u);
+  EXPECT_EQ(counted.get_future().get(), 1u);
+  EXPECT_EQ(nobody.get_future().get(), 0u);
+}
+
 }  // namespace
 }  // namespace hermod::core
