@@ -3,8 +3,10 @@
 //
 // Each loop keeps its own channel -> local subscribers map (LoopChannels), touched only by
 // its thread. What all loops share lives in ChannelState, one per channel, in one of
-// kShards shards, each guarded by its own mutex: which loops have subscribers, the history
-// stream, the presence set. A publication takes its shard's lock once: it gets its offset,
+// kShards shards, each guarded by its own mutex: which loops have subscribers, and the store
+// engines' per-channel history stream, presence set and idempotency keys (history_store.h
+// and its siblings; an engine that completes later has the publication fanned out on
+// completion, under the lock again, in offset order). A publication takes its shard's lock once: it gets its offset,
 // is encoded once (the publication JSON for history, and one refcounted Push: the WebSocket
 // frame, and its deflated form built once on first need), and the push is posted to each loop
 // that has subscribers; the posts happen under the lock so that every loop sees a channel's

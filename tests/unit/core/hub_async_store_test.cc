@@ -231,10 +231,11 @@ class HubAsyncStoreTest : public ::testing::Test {
     peers_.push_back(fds[1]);
     On(i, [&] {
       s->connection = new Sink(*loops_[i], fds[0], nullptr);
+      const std::string client = "c" + std::to_string(i);
       Hub::SubscribeRequest r;
       r.channel = "ch";
       r.options = &options_;
-      r.client = "c" + std::to_string(i);
+      r.client = client;
       r.recoverable = true;
       return hub_.Subscribe(*loops_[i], r, s).position.offset;
     });
@@ -274,7 +275,8 @@ TEST_F(HubAsyncStoreTest, FansOutInOffsetOrderToEveryLoopWhenAppendsCompleteLate
   for (int t = 0; t < kThreads; ++t) {
     publishers.emplace_back([&, t] {
       for (int i = 0; i < kEach; ++i) {
-        Hub::PublishRequest r{"ch", &options_, "t" + std::to_string(t), "", {}, {}, {}, {}};
+        const std::string data = "t" + std::to_string(t);
+        Hub::PublishRequest r{"ch", &options_, data, "", {}, {}, {}, {}};
         r.done = Completion<Hub::PublishResult>([&](Hub::PublishResult result) {
           EXPECT_TRUE(result.ok());
           std::lock_guard lock(mutex);
