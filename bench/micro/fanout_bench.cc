@@ -50,6 +50,7 @@
 #include "proto/client_session.h"
 #include "proto/prepared_push.h"
 #include "proto/websocket_transport.h"
+#include "store/engines.h"
 #include "ws/websocket_connection.h"
 
 namespace {
@@ -122,7 +123,7 @@ class Rig {
     control_ = control[1];
 
     loop_ = std::make_unique<net::Loop>(0);
-    hub_ = std::make_unique<core::Hub>(1, proto::JsonPushCodec());
+    hub_ = std::make_unique<core::Hub>(1, proto::JsonPushCodec(), store::MemoryStores());
     hub_->AttachLoop(*loop_);
     proto::ClientOptions client_options;
     client_options.stale_close_ms = 0;  // the sessions never connect
@@ -255,7 +256,7 @@ void Report(benchmark::State& state, Rig& rig) {
 void BM_HubPublish(benchmark::State& state) {
   Rig& rig = RigOf(static_cast<int>(state.range(0)));
   for (auto _ : state) {
-    rig.hub().Publish(kChannel, rig.channel_options(), kData, {});
+    rig.hub().Publish({kChannel, &rig.channel_options(), kData, {}, {}, {}, {}, {}});
     rig.WaitFlushed();
   }
   Report(state, rig);

@@ -126,22 +126,24 @@ Status PublishTo(const ApiContext& api, std::string_view channel,
                  std::optional<net::Priority> priority, Answer& a) {
   config::ChannelOptions effective = options;
   if (p.skip_history) effective.history_size = 0;
-  core::Hub::Refusal refusal;
-  std::optional<core::StreamPosition> position =
-      api.hub.Publish(channel, effective, data, {}, p.idempotency_key, p.tags, priority, &refusal);
-  if (refusal == core::Hub::Refusal::kTooLarge) {
+  const core::Hub::PublishResult published =
+      api.hub.Publish({channel, &effective, data, {}, p.idempotency_key, p.tags, priority, {}});
+  if (published.refusal == core::Hub::Refusal::kTooLarge) {
     // Larger than the cluster's broker carries: published nowhere (106, not temporary).
     AppendError(a.out, proto::ErrorCode::kLimitExceeded);
     return Status::kTooLarge;
   }
-  if (!position) {
+  if (!published.ok()) {
     // A loop the channel reaches is over its inbox budget, or the channel is over its
-    // namespace's publish_rate_limit: nothing was published.
-    AppendError(a.out, proto::ErrorCode::kTooManyRequests);
+    // namespace's publish_rate_limit: nothing was published. (kPending needs a deferred
+    // answer: no engine that completes later is offered yet.)
+    AppendError(a.out, published.refusal == core::Hub::Refusal::kStoreFailed
+                           ? proto::ErrorCode::kInternal
+                           : proto::ErrorCode::kTooManyRequests);
     return Status::kAnswered;
   }
   a.out += "{\"result\":";
-  AppendPosition(a.out, *position);
+  AppendPosition(a.out, published.position);
   a.out += '}';
   return Status::kAnswered;
 }
@@ -213,9 +215,8 @@ Status SubscribeOrUnsubscribe(const ApiContext& api, std::string& body, Answer& 
     api.for_each_client(std::move(user), std::move(client),
                         [channel](proto::ClientSession& c) { c.SubscribeFromServer(channel); });
   } else {
-    api.for_each_client(std::move(user), std::move(client), [channel](proto::ClientSession& c) {
-      c.UnsubscribeFromServer(channel);
-    });
+    api.for_each_client(std::move(user), std::move(client),
+                        [channel](proto::ClientSession& c) { c.UnsubscribeFromServer(channel); });
   }
   return Result(a);
 }

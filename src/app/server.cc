@@ -20,6 +20,7 @@
 #include "proto/encode.h"
 #include "proto/prepared_push.h"
 #include "proto/websocket_transport.h"
+#include "store/engines.h"
 
 namespace hermod::app {
 
@@ -319,8 +320,10 @@ int Server::Run() {
     return 1;
   }
   hub_ = std::make_unique<core::Hub>(
-      count, proto::JsonPushCodec(handshake_policy_.deflate.level,
-                                  handshake_policy_.deflate.server_max_window_bits));
+      count,
+      proto::JsonPushCodec(handshake_policy_.deflate.level,
+                           handshake_policy_.deflate.server_max_window_bits),
+      store::MakeStores(config_.history_engine, config_.presence_engine));
   hub_->set_limits({config_.send_queue.inbox_budget_bytes, config_.idempotency_window.ms,
                     config_.history_meta_ttl.ms, config_.history_meta_max_channels});
   core::AdmissionLimits limits;

@@ -343,18 +343,18 @@ void NatsBroker::Receive(std::string_view bytes) {
   }
   receiving = true;
   if (m.kind == core::BrokerMessageKind::kPublication) {
-    std::optional<core::StreamPosition> position;
-    const net::Priority priority = m.priority;
+    core::Hub::PublishRequest request{m.channel, options, m.data, m.info, {}, m.tags, m.priority};
     const bool skip_history = m.skip_history && options->history_size > 0;
+    std::optional<config::ChannelOptions> effective;
     if (skip_history || options->publish_rate_limit != 0) {
-      config::ChannelOptions effective = *options;
-      if (skip_history) effective.history_size = 0;
-      effective.publish_rate_limit = 0;  // limited on the node it was published on
-      position = hub_.Publish(m.channel, effective, m.data, m.info, {}, m.tags, priority);
-    } else {
-      position = hub_.Publish(m.channel, *options, m.data, m.info, {}, m.tags, priority);
+      effective = *options;
+      if (skip_history) effective->history_size = 0;
+      effective->publish_rate_limit = 0;  // limited on the node it was published on
+      request.options = &*effective;
     }
-    position ? link_.CountIn(m.kind) : link_.CountDropped(ReceiveDrop::kRefused);
+    hub_.Publish(std::move(request)).refusal != core::Hub::Refusal::kNone
+        ? link_.CountDropped(ReceiveDrop::kRefused)
+        : link_.CountIn(m.kind);
   } else {
     hub_.JoinLeaveFromBroker(m.channel, *options, m.kind == core::BrokerMessageKind::kJoin, m.info);
     link_.CountIn(m.kind);

@@ -59,6 +59,7 @@ Field Shaped(const char* key, std::string* target, Check check) {
 constexpr std::string_view kLogLevels[] = {"trace", "debug", "info", "warn", "error", "off"};
 constexpr std::string_view kLogFormats[] = {"text", "json"};
 constexpr std::string_view kBrokers[] = {"memory", "nats"};
+constexpr std::string_view kStoreEngines[] = {"memory"};
 
 const char* CheckNatsUrl(std::string_view url) {
   return url.starts_with("nats://") || url.starts_with("tls://")
@@ -230,6 +231,8 @@ std::vector<Field> AllFields(Config& c) {
           {"channel_name_ascii_only", &c.channel_name_ascii_only},
           {"history_meta_ttl", &c.history_meta_ttl, 0, 10 * kYearMs},
           {"history_meta_max_channels", &c.history_meta_max_channels, 0, kMaxCount},
+          OneOf("history_engine", &c.history_engine, kStoreEngines),
+          OneOf("presence_engine", &c.presence_engine, kStoreEngines),
           {"ping_interval", &c.ping_interval, 0, kMaxMs},
           {"pong_timeout", &c.pong_timeout, 0, kMaxMs},
           {"client_stale_close_delay", &c.client_stale_close_delay, 0, kMaxMs},

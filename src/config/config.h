@@ -191,6 +191,10 @@ struct Config {
   // most history_meta_max_channels positions are kept; past it the oldest is forgotten.
   Duration history_meta_ttl{30ull * 24 * 3600 * 1000};
   uint64_t history_meta_max_channels = 100000;
+  // Where history (with idempotency keys) and presence live (src/store/): "memory", in
+  // this process, is the only engine so far.
+  std::string history_engine = "memory";
+  std::string presence_engine = "memory";
   Duration ping_interval{25000};  // the protocol's {} pings; the client answers {}
   Duration pong_timeout{8000};
   Duration client_stale_close_delay{10000};    // a connection that sends no connect: 3502

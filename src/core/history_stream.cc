@@ -4,13 +4,16 @@
 
 namespace hermod::core {
 
-void HistoryStream::Append(std::string publication, uint64_t now_ms, uint64_t size,
-                           uint64_t ttl_ms) {
+const std::string& HistoryStream::Append(std::string publication, uint64_t now_ms, uint64_t size,
+                                         uint64_t ttl_ms) {
+  // Expired entries go first, so the new one is never trimmed by its own append (size >= 1)
+  // and the caller may read it until the next call.
+  Expire(now_ms);
   ++top_;
   bytes_ += publication.size();
   entries_.push_back(Entry{top_, now_ms + ttl_ms, std::move(publication)});
-  while (entries_.size() > size) PopFront();
-  Expire(now_ms);
+  while (entries_.size() > std::max<uint64_t>(size, 1)) PopFront();
+  return entries_.back().publication;
 }
 
 void HistoryStream::Expire(uint64_t now_ms) {

@@ -38,8 +38,10 @@ class HistoryStream {
   // When the newest entry expires, so when the whole stream is empty (0: it is now).
   uint64_t expires_ms() const { return entries_.empty() ? 0 : entries_.back().expires_ms; }
 
-  // Stores the publication encoded with next_offset(); trims to size and ttl.
-  void Append(std::string publication, uint64_t now_ms, uint64_t size, uint64_t ttl_ms);
+  // Stores the publication encoded with next_offset(); trims to size and ttl. Returns the
+  // stored copy, valid until the next call.
+  const std::string& Append(std::string publication, uint64_t now_ms, uint64_t size,
+                            uint64_t ttl_ms);
   // Drops entries whose ttl passed.
   void Expire(uint64_t now_ms);
   // Drops every entry; the position (top offset, epoch) stays (API history_remove).

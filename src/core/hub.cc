@@ -1,9 +1,8 @@
 #include "core/hub.h"
 
 #include <algorithm>
+#include <cassert>
 #include <functional>
-#include <random>
-#include <unordered_set>
 
 #include "stats/loop_metrics.h"
 
@@ -13,10 +12,15 @@ struct Hub::ChannelState {
   std::vector<bool> loops;  // loops with local subscribers
   size_t loop_count = 0;    // how many are set
   size_t subscribers = 0;   // on all loops
-  std::unique_ptr<HistoryStream> history;
-  std::unordered_map<std::string, PresenceEntry> presence;
-  // idempotency_key -> (position, expiry); pruned when a keyed publish finds it large.
-  std::unordered_map<std::string, std::pair<StreamPosition, uint64_t>> idempotency;
+  // The engines' per-channel state (history_store.h and beside it); presence and keys are
+  // opened on first use.
+  std::unique_ptr<HistoryStore::Stream> history;
+  std::unique_ptr<PresenceStore::Set> presence;
+  std::unique_ptr<IdempotencyStore::Keys> idempotency;
+  // The offset fanned out last: what a subscriber's position is, whatever an engine that
+  // completes later has stored beyond it.
+  uint64_t top = 0;
+  uint32_t appending = 0;  // appends an engine completes later, in flight: kept till done
   // The namespace's publish_rate_limit for this channel, node-wide: every publisher of the
   // channel, on any loop or API call, takes its token here under the shard lock it holds
   // anyway. publish_limit: the limit last used, so the sweep can tell a refilled bucket.
@@ -24,19 +28,19 @@ struct Hub::ChannelState {
   RateLimit publish_limit;
   uint64_t reclaim_at = 0;  // its entry in the shard's reclaim queue; 0: none
   // Under the shard lock: nothing but the channel's name would be lost by erasing it now.
+  bool HasPresence() const { return presence && !presence->empty(); }
+  bool HasKeys() const { return idempotency && !idempotency->empty(); }
   bool Unused(uint64_t now) {
-    return loop_count == 0 && presence.empty() && idempotency.empty() &&
+    return loop_count == 0 && !HasPresence() && !HasKeys() && appending == 0 &&
            publish_bucket.Full(publish_limit, now);
   }
 };
 
 struct Hub::Shard {
-  std::mutex mutex;         // guards channels, meta, publishes and sweep_bucket (/LOCKS.md)
+  std::mutex mutex;         // guards channels, publishes and sweep_bucket (/LOCKS.md)
   uint32_t publishes = 0;   // every kSweepEvery, the shard drops channels nobody uses
   size_t sweep_bucket = 0;  // where the next sweep starts (a bucket of channels)
   ChannelMap channels;
-  // The history positions of this shard's channels that were erased (history_meta.h).
-  HistoryMeta meta;
   // Channels without subscribers by the time they may become unused: a min-heap (std::
   // push_heap with greater). An entry whose time is not its channel's reclaim_at is stale
   // (the channel was queued again, or erased) and is skipped when it comes up.
@@ -50,19 +54,6 @@ struct Hub::Shard {
 };
 
 namespace {
-
-// A new stream's epoch: random, so a client never mistakes a restarted stream for its own.
-std::string NewEpoch() {
-  thread_local std::mt19937_64 random{std::random_device{}()};
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string epoch(8, '0');
-  uint64_t bits = random();
-  for (char& ch : epoch) {
-    ch = kHex[bits & 15];
-    bits >>= 4;
-  }
-  return epoch;
-}
 
 // What a mailbox task costs its loop's inbox beyond the push's bytes (the task, its
 // std::function, the channel name's copy).
@@ -148,8 +139,13 @@ class Hub::JoinLeaveBatches {
       channels;
 };
 
-Hub::Hub(size_t loop_count, PushCodec codec, Clock clock, SweepPolicy sweep)
-    : codec_(codec), clock_(clock), loops_(loop_count, nullptr), sweep_(sweep) {
+Hub::Hub(size_t loop_count, PushCodec codec, Stores stores, Clock clock, SweepPolicy sweep)
+    : codec_(codec),
+      stores_(std::move(stores)),
+      clock_(clock),
+      loops_(loop_count, nullptr),
+      sweep_(sweep) {
+  assert(stores_.history && stores_.presence && stores_.idempotency);
   sweepers_.resize(loop_count);
   batches_.resize(loop_count);
   for (auto& batches : batches_) batches = std::make_unique<JoinLeaveBatches>();
@@ -158,23 +154,17 @@ Hub::Hub(size_t loop_count, PushCodec codec, Clock clock, SweepPolicy sweep)
   for (auto& shard : shards_) shard = std::make_unique<Shard>();
 }
 
-Hub::~Hub() = default;
+// The engines go first: one that completes later may finish its work as it stops, and its
+// completions come back into the hub, which must still be whole.
+Hub::~Hub() { stores_ = {}; }
 
 void Hub::set_limits(const Limits& limits) {
   limits_ = limits;
-  // The cap is per shard: channels spread over the shards by hash.
-  const size_t per_shard = (limits.history_meta_max_channels + kShards - 1) / kShards;
-  for (auto& shard : shards_) {
-    std::lock_guard lock(shard->mutex);
-    shard->meta.set_limits(limits.history_meta_ttl_ms, per_shard);
-  }
+  stores_.history->SetMetaLimits(limits.history_meta_ttl_ms, limits.history_meta_max_channels);
 }
 
 void Hub::Forget(Shard& shard, ChannelMap::iterator it, uint64_t now) {
-  if (const HistoryStream* history = it->second->history.get()) {
-    const size_t forgotten = shard.meta.Put(it->first, {history->top(), history->epoch()}, now);
-    if (forgotten > 0) stats::RecordHistoryMetaEvicted(forgotten);
-  }
+  if (it->second->history) stores_.history->Close(it->first, std::move(it->second->history), now);
   shard.channels.erase(it);
 }
 
@@ -205,36 +195,34 @@ Hub::ChannelState& Hub::StateOf(Shard& shard, std::string_view channel,
   ChannelState& state = *it->second;
   if (options.history_size > 0 && !state.history) {
     // The stream this channel had before it was erased continues, if its position is kept.
-    if (std::optional<StreamPosition> kept = shard.meta.Take(channel, clock_())) {
-      state.history = std::make_unique<HistoryStream>(std::move(kept->epoch), kept->offset);
-    } else {
-      state.history = std::make_unique<HistoryStream>(NewEpoch());
-    }
+    state.history = stores_.history->Open(channel, clock_());
+    state.top = state.history->Position().offset;
   }
   return state;
 }
 
 bool Hub::Reclaimable(ChannelState& state, uint64_t now) {
-  if (state.loop_count != 0 || !state.presence.empty()) return false;
-  if (!state.idempotency.empty()) {
-    std::erase_if(state.idempotency, [now](const auto& e) { return e.second.second <= now; });
-  }
+  if (state.loop_count != 0 || state.HasPresence()) return false;
+  if (state.HasKeys()) state.idempotency->Expire(now);
   if (!state.Unused(now)) return false;
   if (state.history) {
     state.history->Expire(now);
-    return state.history->size() == 0;
+    return state.history->entries() == 0;
   }
   return true;
 }
 
 void Hub::QueueReclaim(Shard& shard, std::string_view name, ChannelState& state, uint64_t now) {
-  if (state.loop_count != 0 || !state.presence.empty()) return;  // their leaving queues it
+  // Their leaving queues it, or the append's completion.
+  if (state.loop_count != 0 || state.HasPresence() || state.appending != 0) return;
   uint64_t at = now;
-  if (state.history && state.history->size() > 0) at = std::max(at, state.history->expires_ms());
+  if (state.history && state.history->entries() > 0) {
+    at = std::max(at, state.history->expires_ms());
+  }
   // Keys expire a window after they were stored, so none outlives now + the window (exact
   // for the key just stored; a later pass finds older keys gone). Not a walk of the keys:
   // this runs on every keyed publish to a channel without subscribers.
-  if (!state.idempotency.empty()) at = std::max(at, now + limits_.idempotency_window_ms);
+  if (state.HasKeys()) at = std::max(at, now + limits_.idempotency_window_ms);
   at = std::max(at, now + state.publish_bucket.FullInMs(state.publish_limit, now));
   // An earlier entry is enough: when it comes up, the channel is queued again if need be.
   if (state.reclaim_at != 0 && state.reclaim_at <= at) return;
@@ -296,14 +284,12 @@ void Hub::Sweep(Shard& shard) {
       }
       ++visited;
       ChannelState& state = *it->second;
-      bool unused = state.loop_count == 0 && state.presence.empty();
-      if (unused && !state.idempotency.empty()) {
-        std::erase_if(state.idempotency, [now](const auto& e) { return e.second.second <= now; });
-      }
+      bool unused = state.loop_count == 0 && !state.HasPresence();
+      if (unused && state.HasKeys()) state.idempotency->Expire(now);
       unused = unused && state.Unused(now);
       if (unused && state.history) {
         state.history->Expire(now);
-        unused = state.history->size() == 0;
+        unused = state.history->entries() == 0;
       }
       if (unused) idle.push_back(&it->first);
     }
@@ -312,7 +298,6 @@ void Hub::Sweep(Shard& shard) {
     shard.reclaimed += idle.size();
     idle.clear();
   }
-  shard.meta.Expire(now);
 }
 
 void Hub::SweepTick(size_t index, size_t visit) {
@@ -327,9 +312,13 @@ void Hub::SweepTick(size_t index, size_t visit) {
     std::lock_guard lock(shard.mutex);
     ReclaimDue(shard, clock_(), sweep_.budget);
   }
-  Shard& shard = *shards_[index + (visit % owned) * loop_count];
-  std::lock_guard lock(shard.mutex);
-  Sweep(shard);
+  {
+    Shard& shard = *shards_[index + (visit % owned) * loop_count];
+    std::lock_guard lock(shard.mutex);
+    Sweep(shard);
+  }
+  // The positions freed channels left, outside any shard lock (the engine locks its own).
+  if (index == 0) stores_.history->ExpireKept(clock_());
 }
 
 Hub::StateStats Hub::State(size_t loop) {
@@ -342,10 +331,10 @@ Hub::StateStats Hub::State(size_t loop) {
     stats.channels += shard.channels.size();
     for (const auto& [name, state] : shard.channels) {
       stats.subscriptions += state->subscribers;
-      stats.presence_entries += state->presence.size();
-      stats.idempotency_keys += state->idempotency.size();
+      if (state->presence) stats.presence_entries += state->presence->size();
+      if (state->idempotency) stats.idempotency_keys += state->idempotency->size();
       if (state->history) {
-        stats.history_entries += state->history->size();
+        stats.history_entries += state->history->entries();
         stats.history_bytes += state->history->bytes();
       }
     }
@@ -410,18 +399,22 @@ Hub::SubscribeResult Hub::Subscribe(net::Loop& loop, const SubscribeRequest& req
     if (state.history) {
       const uint64_t now = clock_();
       state.history->Expire(now);
-      result.position = {state.history->top(), state.history->epoch()};
+      result.position = {state.top, state.history->Position().epoch};
       result.recoverable = request.recoverable;
       if (request.recover && request.recoverable) {
-        HistoryStream::Recovery r = state.history->Recover(request.since, request.max_recovery, now,
-                                                           request.max_recovery_bytes);
-        result.recovered = r.recovered;
-        result.publications = std::move(r.publications);
+        // An engine that reads later is not waited for here: the subscriber is told
+        // recovered=false with the current position (the protocol's way to say "gap").
+        std::optional<HistoryStream::Recovery> r = state.history->Recover(
+            {request.since, state.top, request.max_recovery, request.max_recovery_bytes, now}, {});
+        if (r) {
+          result.recovered = r->recovered;
+          result.publications = std::move(r->publications);
+        }
       }
     }
     if (options.presence) {
-      state.presence[std::string(request.client)] =
-          PresenceEntry{std::string(request.user), std::string(request.info)};
+      if (!state.presence) state.presence = stores_.presence->Open(request.channel);
+      state.presence->Add(request.client, request.user, request.info);
     }
     if (options.join_leave && options.join_leave_batch_delay.ms == 0) {
       PostPush(state, request.channel, options,
@@ -461,7 +454,7 @@ void Hub::Unsubscribe(net::Loop& loop, std::string_view channel,
         state.loops[index] = false;
         --state.loop_count;
       }
-      if (options.presence) state.presence.erase(std::string(client));
+      if (options.presence && state.presence) state.presence->Remove(client);
       if (options.join_leave && !batched && state.loop_count > 0) {
         PostPush(state, channel, options, codec_.join_leave_push(channel, false, info), 0, true,
                  net::Priority::kLow);
@@ -553,31 +546,38 @@ void Hub::FlushJoinLeave(size_t index, std::string_view channel) {
   }
 }
 
-std::optional<StreamPosition> Hub::Publish(std::string_view channel,
-                                           const config::ChannelOptions& options,
-                                           std::string_view data, std::string_view info,
-                                           std::string_view idempotency_key, std::string_view tags,
-                                           std::optional<net::Priority> priority,
-                                           Refusal* refusal) {
-  if (refusal != nullptr) *refusal = Refusal::kNone;
+// A publication whose append an engine completes later: what its fan-out needs then.
+struct Hub::PendingPublish {
+  std::string channel;
+  config::ChannelOptions options;
+  std::string data;
+  std::string info;
+  std::string tags;
+  std::string idempotency_key;
+  net::Priority priority;
+  uint64_t published_us;
+  Completion<PublishResult> done;
+};
+
+Hub::PublishResult Hub::Publish(PublishRequest request) {
+  const config::ChannelOptions& options = *request.options;
+  const std::string_view channel = request.channel;
+  const std::string_view key = request.idempotency_key;
   // config::Priority is net::Priority's order (config/ may not include net/).
   static_assert(int(config::Priority::kHigh) == int(net::Priority::kHigh) &&
                 int(config::Priority::kLow) == int(net::Priority::kLow));
   const net::Priority p =
-      priority ? *priority : static_cast<net::Priority>(options.default_priority);
+      request.priority ? *request.priority : static_cast<net::Priority>(options.default_priority);
   const uint64_t published_us = net::Loop::MonotonicUs();  // publish-to-queue latency metric
   // Cluster mode: a publication the broker cannot carry is refused before anything sees it,
   // so no node has it and its publisher is told, outside the shard lock.
   if (broker_ != nullptr) {
     BrokerMessage m;
     m.channel = channel;
-    m.data = data;
-    m.info = info;
-    m.tags = tags;
-    if (!broker_->Fits(m)) {
-      if (refusal != nullptr) *refusal = Refusal::kTooLarge;
-      return std::nullopt;
-    }
+    m.data = request.data;
+    m.info = request.info;
+    m.tags = request.tags;
+    if (!broker_->Fits(m)) return {Refusal::kTooLarge, {}};
   }
   Shard& shard = ShardOf(channel);
   std::lock_guard lock(shard.mutex);
@@ -585,70 +585,115 @@ std::optional<StreamPosition> Hub::Publish(std::string_view channel,
   // whose history expired, so distinct channel names cannot grow the map without bound.
   if (++shard.publishes % kSweepEvery == 0) Sweep(shard);
   auto it = shard.channels.find(channel);
-  if (it == shard.channels.end() && options.history_size == 0 && idempotency_key.empty() &&
+  if (it == shard.channels.end() && options.history_size == 0 && key.empty() &&
       options.publish_rate_limit == 0) {
-    ToBroker(BrokerMessageKind::kPublication, channel, data, info, tags, p, true);
-    return StreamPosition{};  // nobody listens here, nothing to remember
+    ToBroker(BrokerMessageKind::kPublication, channel, request.data, request.info, request.tags, p,
+             true);
+    return {};  // nobody listens here, nothing to remember
   }
   ChannelState& state = StateOf(shard, channel, options);
   const uint64_t now = clock_();
-  if (!idempotency_key.empty()) {
-    auto seen = state.idempotency.find(std::string(idempotency_key));
-    if (seen != state.idempotency.end() && seen->second.second > now) return seen->second.first;
-    if (state.idempotency.size() >= kIdempotencyPruneAt) {
-      std::erase_if(state.idempotency, [now](const auto& e) { return e.second.second <= now; });
+  if (!key.empty() && state.idempotency) {
+    if (std::optional<StreamPosition> seen = state.idempotency->Find(key, now)) {
+      return {Refusal::kNone, std::move(*seen)};
     }
   }
-  if (state.loop_count > 0 && !Admits(state, p)) {
-    if (refusal != nullptr) *refusal = Refusal::kBackpressure;
-    return std::nullopt;
-  }
+  if (state.loop_count > 0 && !Admits(state, p)) return {Refusal::kBackpressure, {}};
   // After the checks that take nothing: a refused or deduplicated publication costs no token.
   if (options.publish_rate_limit != 0) {
     state.publish_limit = RateLimit{static_cast<uint32_t>(options.publish_rate_limit),
                                     static_cast<uint32_t>(options.publish_rate_burst)};
     if (!state.publish_bucket.TryTake(state.publish_limit, now)) {
-      if (refusal != nullptr) *refusal = Refusal::kRateLimit;
-      return std::nullopt;
+      return {Refusal::kRateLimit, {}};
     }
   }
-  StreamPosition position;
-  std::string publication;
+  PublishResult result;
   // history_size 0 with a stream: the API's skip_history; delivered without an offset.
   if (state.history && options.history_size > 0) {
-    position = {state.history->next_offset(), state.history->epoch()};
-    publication = codec_.publication(data, info, position.offset, tags);
-    if (state.loop_count > 0) {
-      Push* push = codec_.publication_push(channel, publication);
-      push->set_published_us(published_us);
-      PostPush(state, channel, options, push, position.offset, false, p);
+    const HistoryAppend append{request.data,         request.info,           request.tags, key,
+                               options.history_size, options.history_ttl.ms, now};
+    Completion<HistoryAppended> later;
+    if (!stores_.history_inline) {
+      // Fanned out when the engine completes (Appended), which it does in append order.
+      auto pending = std::make_shared<PendingPublish>(PendingPublish{
+          std::string(channel), options, std::string(request.data), std::string(request.info),
+          std::string(request.tags), std::string(key), p, published_us, std::move(request.done)});
+      later = Completion<HistoryAppended>(
+          [this, pending](HistoryAppended appended) { Appended(*pending, std::move(appended)); });
+      ++state.appending;
     }
-    state.history->Append(std::move(publication), now, options.history_size,
-                          options.history_ttl.ms);
+    std::optional<HistoryAppended> appended =
+        state.history->Append(append, codec_.publication, std::move(later));
+    if (!appended) return {Refusal::kPending, {}};
+    if (!stores_.history_inline) --state.appending;  // answered at once after all
+    if (appended->failed) return {Refusal::kStoreFailed, {}};
+    result.position = std::move(appended->position);
+    state.top = result.position.offset;
+    if (state.loop_count > 0) {
+      Push* push = codec_.publication_push(channel, appended->bytes());
+      push->set_published_us(published_us);
+      PostPush(state, channel, options, push, result.position.offset, false, p);
+    }
   } else if (state.loop_count > 0) {
-    publication = codec_.publication(data, info, 0, tags);
+    const std::string publication = codec_.publication(request.data, request.info, 0, request.tags);
     Push* push = codec_.publication_push(channel, publication);
     push->set_published_us(published_us);
     PostPush(state, channel, options, push, 0, false, p);
   }
-  if (!idempotency_key.empty()) {
-    state.idempotency[std::string(idempotency_key)] = {position,
-                                                       now + limits_.idempotency_window_ms};
+  if (!key.empty()) {
+    if (!state.idempotency) state.idempotency = stores_.idempotency->Open(channel);
+    state.idempotency->Put(key, result.position, now, now + limits_.idempotency_window_ms);
   }
   if (state.loop_count == 0) {
     // Nobody listens: the channel is kept for its history or key, then reclaimed.
     QueueReclaim(shard, channel, state, now);
   }
-  ToBroker(BrokerMessageKind::kPublication, channel, data, info, tags, p,
+  ToBroker(BrokerMessageKind::kPublication, channel, request.data, request.info, request.tags, p,
            options.history_size == 0);
-  return position;
+  return result;
+}
+
+void Hub::Appended(PendingPublish& pending, HistoryAppended appended) {
+  PublishResult result;
+  {
+    Shard& shard = ShardOf(pending.channel);
+    std::lock_guard lock(shard.mutex);
+    auto it = shard.channels.find(std::string_view(pending.channel));
+    // An append in flight keeps its channel (Unused), so the channel is still here.
+    assert(it != shard.channels.end());
+    if (it == shard.channels.end()) return;
+    ChannelState& state = *it->second;
+    --state.appending;
+    const uint64_t now = clock_();
+    if (appended.failed) {
+      result.refusal = Refusal::kStoreFailed;
+    } else {
+      result.position = std::move(appended.position);
+      state.top = result.position.offset;
+      if (state.loop_count > 0) {
+        Push* push = codec_.publication_push(pending.channel, appended.bytes());
+        push->set_published_us(pending.published_us);
+        PostPush(state, pending.channel, pending.options, push, result.position.offset, false,
+                 pending.priority);
+      }
+      if (!pending.idempotency_key.empty()) {
+        if (!state.idempotency) state.idempotency = stores_.idempotency->Open(pending.channel);
+        state.idempotency->Put(pending.idempotency_key, result.position, now,
+                               now + limits_.idempotency_window_ms);
+      }
+      ToBroker(BrokerMessageKind::kPublication, pending.channel, pending.data, pending.info,
+               pending.tags, pending.priority, false);
+    }
+    if (state.loop_count == 0) QueueReclaim(shard, it->first, state, now);
+  }
+  pending.done(std::move(result));  // outside the lock: it may run the requester's code
 }
 
 void Hub::RemoveHistory(std::string_view channel) {
   Shard& shard = ShardOf(channel);
   std::lock_guard lock(shard.mutex);
   auto it = shard.channels.find(channel);
-  if (it != shard.channels.end() && it->second->history) it->second->history->Clear();
+  if (it != shard.channels.end() && it->second->history) it->second->history->Remove();
 }
 
 std::vector<std::pair<std::string, size_t>> Hub::Channels() {
@@ -664,52 +709,77 @@ std::vector<std::pair<std::string, size_t>> Hub::Channels() {
 
 Hub::HistoryResult Hub::History(std::string_view channel, const config::ChannelOptions& options,
                                 const StreamPosition* since, int64_t limit, bool reverse,
-                                size_t max_bytes) {
+                                size_t max_bytes, Completion<HistoryPage> done) {
   HistoryResult result;
+  if (options.history_size == 0) return result;
   Shard& shard = ShardOf(channel);
   std::lock_guard lock(shard.mutex);
   // A channel nobody published to has no stream yet; asking must not create one. One that
   // was erased answers with its kept position.
   auto it = shard.channels.find(channel);
-  if (options.history_size == 0) return result;
   if (it == shard.channels.end()) {
-    if (const StreamPosition* kept = shard.meta.Find(channel, clock_())) {
-      result.position = *kept;
-      if (since && !since->epoch.empty() && since->epoch != kept->epoch) {
+    if (std::optional<StreamPosition> kept = stores_.history->Kept(channel, clock_())) {
+      result.position = std::move(*kept);
+      if (since && !since->epoch.empty() && since->epoch != result.position.epoch) {
         result.unrecoverable = true;
       }
     }
     return result;
   }
   ChannelState& state = StateOf(shard, channel, options);
-  result.position = {state.history->top(), state.history->epoch()};
-  if (since && !since->epoch.empty() && since->epoch != state.history->epoch()) {
-    result.unrecoverable = true;
+  HistoryQuery query;
+  if (since) query.since = *since;
+  query.limit = limit;
+  query.reverse = reverse;
+  query.max_bytes = max_bytes;
+  query.now_ms = clock_();
+  std::optional<HistoryPage> page = state.history->Read(query, std::move(done));
+  if (!page) {
+    result.pending = true;
     return result;
   }
-  result.publications =
-      state.history->Read(since, limit, reverse, clock_(), max_bytes, &result.cut);
-  return result;
+  return std::move(*page);
 }
 
-std::vector<std::pair<std::string, PresenceEntry>> Hub::Presence(std::string_view channel) {
-  std::vector<std::pair<std::string, PresenceEntry>> out;
-  Shard& shard = ShardOf(channel);
-  std::lock_guard lock(shard.mutex);
-  auto it = shard.channels.find(channel);
-  if (it == shard.channels.end()) return out;
-  out.assign(it->second->presence.begin(), it->second->presence.end());
-  return out;
+PresenceList Hub::Presence(std::string_view channel, Completion<PresenceList> done) {
+  std::optional<PresenceList> list;
+  {
+    Shard& shard = ShardOf(channel);
+    std::lock_guard lock(shard.mutex);
+    auto it = shard.channels.find(channel);
+    if (it == shard.channels.end() || !it->second->presence) {
+      list.emplace();
+    } else {
+      list = it->second->presence->List(done);  // a copy: ours answers if it does not
+      if (!list) return {};                     // the engine answers through done
+    }
+  }
+  if (done) {
+    done(std::move(*list));  // with done, the answer always comes through it
+    return {};
+  }
+  return std::move(*list);
 }
 
-std::pair<size_t, size_t> Hub::PresenceStats(std::string_view channel) {
-  Shard& shard = ShardOf(channel);
-  std::lock_guard lock(shard.mutex);
-  auto it = shard.channels.find(channel);
-  if (it == shard.channels.end()) return {0, 0};
-  std::unordered_set<std::string_view> users;
-  for (const auto& [client, entry] : it->second->presence) users.insert(entry.user);
-  return {it->second->presence.size(), users.size()};
+std::pair<size_t, size_t> Hub::PresenceStats(std::string_view channel,
+                                             Completion<PresenceCounts> done) {
+  std::optional<PresenceCounts> counts;
+  {
+    Shard& shard = ShardOf(channel);
+    std::lock_guard lock(shard.mutex);
+    auto it = shard.channels.find(channel);
+    if (it == shard.channels.end() || !it->second->presence) {
+      counts.emplace();
+    } else {
+      counts = it->second->presence->Stats(done);
+      if (!counts) return {0, 0};  // the engine answers through done
+    }
+  }
+  if (done) {
+    done(*counts);
+    return {0, 0};
+  }
+  return {counts->clients, counts->users};
 }
 
 // Cluster mode (core/broker.h): what follows is the hub's only tie to other nodes.

@@ -3,11 +3,13 @@
 //
 // Each loop keeps its own channel -> local subscribers map (LoopChannels), touched only by
 // its thread. What all loops share lives in ChannelState, one per channel, in one of
-// kShards shards, each guarded by its own mutex: which loops have subscribers, the history
-// stream, the presence set. A publication takes its shard's lock once: it gets its offset,
-// is encoded once (the publication JSON for history, and one refcounted Push: the WebSocket
-// frame, and its deflated form built once on first need), and the push is posted to each loop
-// that has subscribers; the posts happen under the lock so that every loop sees a channel's
+// kShards shards, each guarded by its own mutex: which loops have subscribers, and the store
+// engines' per-channel history stream, presence set and idempotency keys (history_store.h
+// and its siblings; an engine that completes later has the publication fanned out on
+// completion, under the lock again, in offset order). A publication takes its shard's lock once: it
+// gets its offset, is encoded once (the publication JSON for history, and one refcounted Push: the
+// WebSocket frame, and its deflated form built once on first need), and the push is posted to each
+// loop that has subscribers; the posts happen under the lock so that every loop sees a channel's
 // publications in offset order. Each loop then queues the push to its subscribers by
 // reference. Locks: LOCKS.md, at the repository's root.
 //
@@ -79,9 +81,12 @@
 
 #include "config/config.h"
 #include "core/broker.h"
-#include "core/history_meta.h"
+#include "core/completion.h"
+#include "core/history_store.h"
 #include "core/history_stream.h"
+#include "core/idempotency_store.h"
 #include "core/loop_channels.h"
+#include "core/presence_store.h"
 #include "core/push.h"
 #include "core/rate_limit.h"
 #include "net/event_loop.h"
@@ -106,9 +111,15 @@ struct PushCodec {
   std::function<Push*(const Push* const* pushes, size_t count)> join;
 };
 
-struct PresenceEntry {
-  std::string user;
-  std::string info;  // ClientInfo JSON
+// The engines the hub keeps history, presence and idempotency keys in (store/engines.h
+// makes them from config; `memory` by default).
+struct Stores {
+  std::unique_ptr<HistoryStore> history;
+  std::unique_ptr<PresenceStore> presence;
+  std::unique_ptr<IdempotencyStore> idempotency;
+  // Whether every history call completes inline (the memory engine): the publish path then
+  // makes no completion.
+  bool history_inline = true;
 };
 
 // How idle channels are swept (see the top of this file).
@@ -133,7 +144,7 @@ class Hub {
     uint64_t history_meta_ttl_ms = 30ull * 24 * 3600 * 1000;
     size_t history_meta_max_channels = 100000;
   };
-  Hub(size_t loop_count, PushCodec codec, Clock clock = &net::Loop::MonotonicMs,
+  Hub(size_t loop_count, PushCodec codec, Stores stores, Clock clock = &net::Loop::MonotonicMs,
       SweepPolicy sweep = {});
   ~Hub();
 
@@ -142,6 +153,9 @@ class Hub {
   void AttachLoop(net::Loop& loop);
   void set_limits(const Limits& limits);
   const Limits& limits() const { return limits_; }
+  // Whether history calls complete inline (the memory engine): callers then need not make
+  // a completion (see Stores).
+  bool history_inline() const { return stores_.history_inline; }
 
   struct SubscribeRequest {
     std::string_view channel;
@@ -174,16 +188,33 @@ class Hub {
     kBackpressure,  // a loop the channel reaches is over its inbox budget
     kRateLimit,     // the namespace's publish_rate_limit, for this channel, node-wide
     kTooLarge,      // larger than the broker carries (NATS max_payload): 106, not temporary
+    kStoreFailed,   // the history engine could not store it: nothing was published
+    kPending,       // not a refusal: the engine completes later, through request.done
   };
-  // Any thread. Returns the publication's position (offset 0 without history). A non-empty
-  // idempotency_key seen on this channel within the idempotency window returns the first
-  // publication's position and publishes nothing. priority: the publication's, else the
-  // namespace's default_priority. nullopt: refused (nothing was published; try again), and
-  // *refusal (optional) says why.
-  std::optional<StreamPosition> Publish(
-      std::string_view channel, const config::ChannelOptions& options, std::string_view data,
-      std::string_view info, std::string_view idempotency_key = {}, std::string_view tags = {},
-      std::optional<net::Priority> priority = std::nullopt, Refusal* refusal = nullptr);
+  struct PublishResult {
+    Refusal refusal = Refusal::kNone;
+    StreamPosition position;  // offset 0 without history
+    bool ok() const { return refusal == Refusal::kNone; }
+    explicit operator bool() const { return ok(); }
+  };
+  struct PublishRequest {
+    std::string_view channel;
+    const config::ChannelOptions* options = nullptr;
+    std::string_view data;
+    std::string_view info;
+    // Non-empty and seen on this channel within the idempotency window: the first
+    // publication's position, and nothing is published.
+    std::string_view idempotency_key;
+    std::string_view tags;
+    std::optional<net::Priority> priority;  // none: the namespace's default_priority
+    // Called with the result when a history engine completes the append later (the result
+    // was kPending); unused with the memory engine, which answers at once.
+    Completion<PublishResult> done;
+  };
+  // Any thread. Refused: nothing was published (kBackpressure, kRateLimit: try again).
+  // A history engine that completes later: kPending, and request.done gets the result once
+  // the publication is stored and fanned out (in offset order, see history_store.h).
+  PublishResult Publish(PublishRequest request);
   // Drops the channel's stored publications (its position stays).
   void RemoveHistory(std::string_view channel);
   // Channels with subscribers, and how many (API `channels`).
@@ -198,20 +229,19 @@ class Hub {
   StateStats State(size_t loop = static_cast<size_t>(-1));
   size_t loop_count() const { return loops_.size(); }
 
-  struct HistoryResult {
-    bool unrecoverable = false;  // since.epoch is not the stream's
-    StreamPosition position;
-    std::vector<std::string> publications;
-    bool cut = false;  // publications stop short of limit: the next did not fit max_bytes
-  };
+  using HistoryResult = HistoryPage;
   // max_bytes bounds the publications' bytes in all (the reply's room on its connection):
-  // the result stops before the first that would pass it.
+  // the result stops before the first that would pass it. An engine that reads later
+  // answers through done (the returned result is then `pending`).
   HistoryResult History(std::string_view channel, const config::ChannelOptions& options,
                         const StreamPosition* since, int64_t limit, bool reverse,
-                        size_t max_bytes = SIZE_MAX);
-  std::vector<std::pair<std::string, PresenceEntry>> Presence(std::string_view channel);
-  // {clients, distinct users}
-  std::pair<size_t, size_t> PresenceStats(std::string_view channel);
+                        size_t max_bytes = SIZE_MAX, Completion<HistoryPage> done = {});
+  // With done, the answer always comes through it (at once, or later from an engine that
+  // lists later) and the returned list is empty.
+  PresenceList Presence(std::string_view channel, Completion<PresenceList> done = {});
+  // {clients, distinct users}; with done, as Presence.
+  std::pair<size_t, size_t> PresenceStats(std::string_view channel,
+                                          Completion<PresenceCounts> done = {});
 
   // Cluster mode (core/broker.h). With a broker, every publication this hub accepts (from
   // the API, a client, or the broker itself) and every join and leave is handed to it after
@@ -229,8 +259,7 @@ class Hub {
   class SweepTimer;
   class JoinLeaveBatches;
   static constexpr size_t kShards = 64;
-  static constexpr uint32_t kSweepEvery = 1024;        // publishes per shard between sweeps
-  static constexpr size_t kIdempotencyPruneAt = 1024;  // keys per channel before pruning
+  static constexpr uint32_t kSweepEvery = 1024;  // publishes per shard between sweeps
   // Due channels a new channel reclaims first: above 1, reclaim outruns any creation rate.
   static constexpr size_t kReclaimPerCreate = 2;
 
@@ -245,6 +274,9 @@ class Hub {
   // Under the shard lock: whether every loop the channel reaches has room for a push.
   bool Admits(const ChannelState& state, net::Priority priority) const;
   void MaybeErase(Shard& shard, std::string_view channel);
+  // From the history engine's thread: an append that completed later (Publish's kPending).
+  struct PendingPublish;
+  void Appended(PendingPublish& pending, HistoryAppended appended);
   using ChannelMap = std::unordered_map<std::string, std::unique_ptr<ChannelState>,
                                         LoopChannels::Hash, std::equal_to<>>;
   // Under the shard lock: erases the channel, keeping its history position (history_meta.h).
@@ -274,6 +306,7 @@ class Hub {
   void FlushJoinLeave(size_t index, std::string_view channel);
 
   PushCodec codec_;
+  Stores stores_;
   Clock clock_;
   Limits limits_;
   std::vector<net::Loop*> loops_;

@@ -7,9 +7,9 @@
 #include <random>
 
 #include "log/fields.h"
-#include "stats/loop_metrics.h"
 #include "proto/encode.h"
 #include "proto/keepalive.h"
+#include "stats/loop_metrics.h"
 
 namespace hermod::proto {
 
@@ -200,8 +200,7 @@ void ClientSession::OnMessage(std::string_view payload) {
   if (reply_peak > kScratchKeepBytes) std::string().swap(scratch.reply);
   stats::RecordScratch(stats::ScratchBuffer::kReply, reply_peak, scratch.reply.capacity());
   const size_t command_peak = scratch.parser.Release(kScratchKeepBytes);
-  stats::RecordScratch(stats::ScratchBuffer::kCommand, command_peak,
-                         scratch.parser.held_bytes());
+  stats::RecordScratch(stats::ScratchBuffer::kCommand, command_peak, scratch.parser.held_bytes());
   stats::RecordCommandMessage(methods, payload.size(), net::Loop::MonotonicUs() - started_us);
 }
 
@@ -588,6 +587,35 @@ void ClientSession::HandleUnsubscribe(const Command& c) {
   AppendEmptyReply(*reply_, c.id, "unsubscribe");
 }
 
+template <class T>
+core::Completion<T> ClientSession::Later(std::function<void(ClientSession&, T)> fn) {
+  if (!alive_) alive_ = std::make_shared<char>();
+  return core::Completion<T>(
+      loop(), std::weak_ptr<const void>(alive_),
+      [this, fn = std::move(fn)](T result) { fn(*this, std::move(result)); });
+}
+
+void ClientSession::SendLaterReply(const std::string& reply) {
+  if (!connected()) return;
+  transport_.SendReply(reply);
+  stats::RecordSent(stats::SentType::kReply, reply.size());
+}
+
+namespace {
+
+ErrorCode PublishRefusalCode(core::Hub::Refusal refusal) {
+  switch (refusal) {
+    case core::Hub::Refusal::kTooLarge:  // retrying cannot help (106, not temporary)
+      return ErrorCode::kLimitExceeded;
+    case core::Hub::Refusal::kStoreFailed:
+      return ErrorCode::kInternal;
+    default:
+      return ErrorCode::kTooManyRequests;
+  }
+}
+
+}  // namespace
+
 void ClientSession::HandlePublish(const Command& c) {
   const config::ChannelOptions* options = ChannelOptionsOrReply(c);
   if (!options) return;
@@ -600,18 +628,24 @@ void ClientSession::HandlePublish(const Command& c) {
   // by the namespace's publish_rate_limit (the channel's bucket in the hub, node-wide), or
   // while a loop the channel reaches is over its inbox budget (publisher backpressure): 111
   // is temporary, the SDK's publish may be retried.
-  core::Hub::Refusal refusal;
-  if (!context_.hub.Publish(c.channel, *options, c.data,
-                            subscription ? subscription->client_info(info_) : info_, {}, {},
-                            std::nullopt, &refusal)) {
-    if (refusal == core::Hub::Refusal::kRateLimit) {
+  core::Hub::PublishRequest request{c.channel, options, c.data,
+                                    subscription ? subscription->client_info(info_) : info_};
+  if (!context_.hub.history_inline()) {
+    request.done = Later<core::Hub::PublishResult>(
+        [id = c.id](ClientSession& session, core::Hub::PublishResult r) {
+          std::string reply;
+          r ? AppendEmptyReply(reply, id, "publish")
+            : AppendError(reply, id, PublishRefusalCode(r.refusal));
+          session.SendLaterReply(reply);
+        });
+  }
+  const core::Hub::PublishResult published = context_.hub.Publish(std::move(request));
+  if (published.refusal == core::Hub::Refusal::kPending) return;  // answered when stored
+  if (!published) {
+    if (published.refusal == core::Hub::Refusal::kRateLimit) {
       loop().stats().guard.Count(stats::Refusal::kLimitedChannel);
     }
-    // Larger than the cluster's broker carries: retrying cannot help (106, not temporary).
-    if (refusal == core::Hub::Refusal::kTooLarge) {
-      return ReplyError(c.id, ErrorCode::kLimitExceeded);
-    }
-    return ReplyError(c.id, ErrorCode::kTooManyRequests);
+    return ReplyError(c.id, PublishRefusalCode(published.refusal));
   }
   AppendEmptyReply(*reply_, c.id, "publish");
 }
@@ -652,8 +686,27 @@ void ClientSession::HandleHistory(const Command& c) {
   int64_t limit = c.limit;
   const int64_t max = context_.options.max_history;
   if (max > 0 && (limit < 0 || limit > max)) limit = max;
-  core::Hub::HistoryResult result = context_.hub.History(
-      c.channel, *options, c.has_since ? &since : nullptr, limit, c.reverse, ReplyRoom());
+  core::Completion<core::HistoryPage> later;
+  if (!context_.hub.history_inline()) {
+    later = Later<core::HistoryPage>([id = c.id](ClientSession& session, core::HistoryPage page) {
+      std::string reply;
+      if (page.failed) {
+        AppendError(reply, id, ErrorCode::kInternal);
+      } else if (page.unrecoverable) {
+        AppendError(reply, id, ErrorCode::kUnrecoverablePosition);
+      } else if (page.cut && page.publications.empty()) {
+        AppendError(reply, id, ErrorCode::kLimitExceeded);
+      } else {
+        AppendHistoryReply(reply, id, page);
+      }
+      session.SendLaterReply(reply);
+    });
+  }
+  core::Hub::HistoryResult result =
+      context_.hub.History(c.channel, *options, c.has_since ? &since : nullptr, limit, c.reverse,
+                           ReplyRoom(), std::move(later));
+  if (result.pending) return;  // answered when read
+  if (result.failed) return ReplyError(c.id, ErrorCode::kInternal);
   if (result.unrecoverable) return ReplyError(c.id, ErrorCode::kUnrecoverablePosition);
   if (result.cut) {
     // Not one publication fits: 106 says so; a smaller limit or a read queue helps.

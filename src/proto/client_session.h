@@ -27,6 +27,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -173,6 +174,12 @@ class ClientSession {
   // which has no reply) or the disconnect.
   void Refuse(const Command& c, const CommandGuard::Verdict& verdict);
   void ReleaseAdmission() { guard_.Release(context_.admission, user_); }
+  // A store engine that completes later (core/completion.h): the reply leaves on its own,
+  // on this loop, and only while this session lives (its liveness handle, made on first
+  // use: the memory engine never needs it).
+  template <class T>
+  core::Completion<T> Later(std::function<void(ClientSession&, T)> fn);
+  void SendLaterReply(const std::string& reply);
 
   Transport& transport_;
   ClientContext& context_;
@@ -191,6 +198,7 @@ class ClientSession {
   std::string* reply_ = nullptr;  // the loop's reply buffer while a message is handled
   std::vector<std::unique_ptr<ClientSubscription>> subscriptions_;
   CommandGuard guard_;
+  std::shared_ptr<const void> alive_;  // see Later
 };
 
 }  // namespace hermod::proto

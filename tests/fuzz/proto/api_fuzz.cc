@@ -12,6 +12,7 @@
 #include "api/server_api.h"
 #include "json/syntax.h"
 #include "proto/prepared_push.h"
+#include "store/engines.h"
 
 namespace {
 
@@ -32,7 +33,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const hermod::core::ChannelRules rules(config);
   if (size == 0) return 0;
   // A hub per input: idempotency keys and streams from one input never pile up.
-  hermod::core::Hub hub(0, hermod::proto::JsonPushCodec());
+  hermod::core::Hub hub(0, hermod::proto::JsonPushCodec(), hermod::store::MemoryStores());
   ServerApi api(hub, rules, "key", [](std::string, std::string, hermod::api::ClientAction) {});
   constexpr size_t kCount = hermod::api::kMethodNames.size();
   const size_t pick = data[0] % (kCount + 2);

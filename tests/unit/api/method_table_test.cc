@@ -13,6 +13,7 @@
 #include "json/syntax.h"
 #include "proto/prepared_push.h"
 #include "stats/loop_metrics.h"
+#include "store/engines.h"
 
 namespace hermod::api {
 namespace {
@@ -33,7 +34,7 @@ class MethodTableTest : public ::testing::Test {
 
   config::Config config_ = MakeConfig();
   core::ChannelRules rules_{config_};
-  core::Hub hub_{0, proto::JsonPushCodec()};
+  core::Hub hub_{0, proto::JsonPushCodec(), store::MemoryStores()};
   std::vector<std::string> selected_;  // users the per-client methods reached
   ServerApi api_{hub_, rules_, "key",
                  [this](std::string user, std::string, ClientAction) { selected_.push_back(user); },

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "proto/prepared_push.h"
+#include "store/engines.h"
 
 namespace hermod::api {
 namespace {
@@ -38,7 +39,7 @@ class ServerApiTest : public ::testing::Test {
 
   config::Config config_ = MakeConfig();
   core::ChannelRules rules_{config_};
-  core::Hub hub_{0, proto::JsonPushCodec()};
+  core::Hub hub_{0, proto::JsonPushCodec(), store::MemoryStores()};
   struct Selection {
     std::string user, client;
   };

@@ -199,6 +199,22 @@ TEST(Config, AdmissionAndRateLimitValidationNamesTheKey) {
   EXPECT_NE(error.find("publish_rate_limit"), std::string::npos) << error;
 }
 
+TEST(Config, StoreEnginesDefaultToMemoryAndOnlyKnownNamesPass) {
+  Config c;
+  std::string error;
+  EXPECT_EQ(c.history_engine, "memory");
+  EXPECT_EQ(c.presence_engine, "memory");
+  ASSERT_TRUE(ApplyJson(R"({"history_engine": "memory", "presence_engine": "memory"})", c, &error));
+  EXPECT_TRUE(Validate(c, &error)) << error;
+  for (auto [json, key] : {std::pair{R"({"history_engine": "sqlite"})", "history_engine"},
+                           std::pair{R"({"presence_engine": "kv"})", "presence_engine"}}) {
+    Config bad;
+    ASSERT_TRUE(ApplyJson(json, bad, &error)) << error;
+    EXPECT_FALSE(Validate(bad, &error)) << json;
+    EXPECT_NE(error.find(key), std::string::npos) << error;
+  }
+}
+
 TEST(Config, BrokerKeysComeFromJsonAndEnvironmentAndAreValidated) {
   Config c;
   std::string error;

@@ -17,9 +17,23 @@
 
 #include "chunk_push.h"
 #include "net/connection.h"
+#include "store/engines.h"
 
 namespace hermod::core {
 namespace {
+
+// Tests publish plain data: the request with the rest left empty.
+std::optional<StreamPosition> Publish(Hub& hub, std::string_view channel,
+                                      const config::ChannelOptions& options, std::string_view data,
+                                      std::string_view info, std::string_view key = {},
+                                      std::string_view tags = {},
+                                      std::optional<net::Priority> priority = std::nullopt,
+                                      Hub::Refusal* refusal = nullptr) {
+  Hub::PublishResult r = hub.Publish({channel, &options, data, info, key, tags, priority, {}});
+  if (refusal != nullptr) *refusal = r.refusal;
+  if (!r) return std::nullopt;
+  return std::move(r.position);
+}
 
 // Frames are "channel|publication\n"; a publication is "data@offset".
 std::string Publication(std::string_view data, std::string_view, uint64_t offset,
@@ -126,7 +140,7 @@ class HubTest : public ::testing::Test {
     return out;
   }
 
-  Hub hub_{2, PushCodec{&Publication, &Frame, &JoinLeave, &Join}};
+  Hub hub_{2, PushCodec{&Publication, &Frame, &JoinLeave, &Join}, store::MemoryStores()};
   std::unique_ptr<net::Loop> loops_[2];
   std::thread threads_[2];
   std::vector<int> peers_;
@@ -140,7 +154,7 @@ TEST_F(HubTest, DeliversEveryPublicationInOrderToSubscribersOnEveryLoop) {
   Subscribe(1, *b, "b");
   std::string expected;
   for (int i = 1; i <= 50; ++i) {
-    StreamPosition p = *hub_.Publish("ch", options_, std::to_string(i), "");
+    StreamPosition p = *Publish(hub_, "ch", options_, std::to_string(i), "");
     EXPECT_EQ(p.offset, static_cast<uint64_t>(i));
     expected += "ch|" + std::to_string(i) + "@" + std::to_string(i) + "\n";
   }
@@ -162,7 +176,7 @@ class CoalescingTest : public HubTest {
     const int before = joined_pushes.load();
     std::string expected;
     for (int i = 1; i <= n; ++i) {
-      hub_.Publish("ch", options_, std::to_string(i), "");
+      Publish(hub_, "ch", options_, std::to_string(i), "");
       expected += "ch|" + std::to_string(i) + "@" + std::to_string(i) + "\n";
     }
     release.set_value();
@@ -192,25 +206,25 @@ TEST_F(CoalescingTest, WaitsForTheDelayToJoinMore) {
   auto a = NewSubscriber(0);
   Subscribe(0, *a, "a");
   const int before = joined_pushes.load();
-  for (int i = 1; i <= 3; ++i) hub_.Publish("ch", options_, std::to_string(i), "");
+  for (int i = 1; i <= 3; ++i) Publish(hub_, "ch", options_, std::to_string(i), "");
   EXPECT_EQ(Read(a->peer, 3), "ch|1@1\nch|2@2\nch|3@3\n");
   EXPECT_EQ(joined_pushes.load() - before, 1);
 }
 
 TEST_F(HubTest, RecoversMissedPublicationsWithoutDeliveringThemTwice) {
-  for (int i = 1; i <= 3; ++i) hub_.Publish("ch", options_, "p" + std::to_string(i), "");
+  for (int i = 1; i <= 3; ++i) Publish(hub_, "ch", options_, "p" + std::to_string(i), "");
   auto s = NewSubscriber(1);
   std::string epoch = hub_.History("ch", options_, nullptr, 0, false).position.epoch;
   Hub::SubscribeResult r = Subscribe(1, *s, "c", true, {1, epoch});
   EXPECT_TRUE(r.recovered);
   EXPECT_EQ(r.publications, (std::vector<std::string>{"p2@2", "p3@3"}));
   EXPECT_EQ(r.position.offset, 3u);
-  hub_.Publish("ch", options_, "p4", "");
+  Publish(hub_, "ch", options_, "p4", "");
   EXPECT_EQ(Read(s->peer, 1), "ch|p4@4\n");
 }
 
 TEST_F(HubTest, ReportsUnrecoveredForAnotherEpoch) {
-  hub_.Publish("ch", options_, "p1", "");
+  Publish(hub_, "ch", options_, "p1", "");
   auto s = NewSubscriber(0);
   Hub::SubscribeResult r = Subscribe(0, *s, "c", true, {0, "not-this-one"});
   EXPECT_FALSE(r.recovered);
@@ -232,8 +246,8 @@ TEST_F(HubTest, UnsubscribeStopsDeliveryAndLeavesPresence) {
   // came (both were posted to its loop's mailbox in this order).
   auto b2 = NewSubscriber(1);
   Subscribe(1, *b2, "b2", false, {}, "other");
-  hub_.Publish("ch", options_, "x", "");
-  hub_.Publish("other", options_, "y", "");
+  Publish(hub_, "ch", options_, "x", "");
+  Publish(hub_, "other", options_, "y", "");
   EXPECT_EQ(Read(a->peer, 1), "ch|x@1\n");
   EXPECT_EQ(Read(b2->peer, 1), "other|y@1\n");
   pollfd p{b->peer, POLLIN, 0};
@@ -263,7 +277,7 @@ class HubClockTest : public ::testing::Test {
   // Reset before loop_ reads the clock: a clock left far ahead by an earlier test would put
   // the sweep timer's first tick past this test's whole run.
   uint64_t clock_reset_ = fake_now_ms = 1'000'000;
-  Hub hub_{1, PushCodec{&Publication, &Frame, &JoinLeave, &Join}, &FakeNow,
+  Hub hub_{1, PushCodec{&Publication, &Frame, &JoinLeave, &Join}, store::MemoryStores(), &FakeNow,
            SweepPolicy{1000, kBudget}};
   net::Loop loop_{0, 4096, &FakeNow};
   config::ChannelOptions options_;
@@ -272,8 +286,8 @@ class HubClockTest : public ::testing::Test {
 TEST_F(HubClockTest, TimerReclaimsChannelsWhoseHistoryExpiredWithoutAnyPublish) {
   config::ChannelOptions lasting = options_;
   lasting.history_ttl.ms = 3'600'000;
-  for (int i = 0; i < 40; ++i) hub_.Publish("short" + std::to_string(i), options_, "d", {});
-  hub_.Publish("lasting", lasting, "d", {});
+  for (int i = 0; i < 40; ++i) Publish(hub_, "short" + std::to_string(i), options_, "d", {});
+  Publish(hub_, "lasting", lasting, "d", {});
   EXPECT_EQ(hub_.ChannelCount(), 41u);
   EXPECT_EQ(hub_.State().reclaim_queued, 41u);
   Tick(4000);  // within the TTL: nothing is due
@@ -304,7 +318,7 @@ TEST_F(HubClockTest, ReclaimKeepsUpWithAStreamOfNewChannelNames) {
   int name = 0;
   for (int ms = 0; ms < kMs; ++ms) {
     for (int i = 0; i < kPerMs; ++i)
-      hub_.Publish("order-" + std::to_string(name++), options_, "d", {});
+      Publish(hub_, "order-" + std::to_string(name++), options_, "d", {});
     Tick(1);
     if (ms % 100 == 0) {
       const Hub::StateStats state = hub_.State();
@@ -329,7 +343,8 @@ TEST_F(HubClockTest, ReclaimKeepsUpWithAStreamOfNewChannelNames) {
 // count stays bounded by the creation rate x TTL however slow the timer is.
 TEST(HubReclaim, CreatingChannelsReclaimsDueOnesWithoutTheTimer) {
   fake_now_ms = 1'000'000;
-  Hub hub{1, PushCodec{&Publication, &Frame, &JoinLeave, &Join}, &FakeNow, SweepPolicy{0, 0}};
+  Hub hub{1, PushCodec{&Publication, &Frame, &JoinLeave, &Join}, store::MemoryStores(), &FakeNow,
+          SweepPolicy{0, 0}};
   config::ChannelOptions options;
   options.history_size = 10;
   options.history_ttl.ms = 2000;
@@ -337,7 +352,7 @@ TEST(HubReclaim, CreatingChannelsReclaimsDueOnesWithoutTheTimer) {
   int name = 0;
   for (int ms = 0; ms < 20'000; ++ms) {
     fake_now_ms += 1;
-    for (int i = 0; i < 3; ++i) hub.Publish("job-" + std::to_string(name++), options, "d", {});
+    for (int i = 0; i < 3; ++i) Publish(hub, "job-" + std::to_string(name++), options, "d", {});
     peak = std::max(peak, hub.ChannelCount());
   }
   // 6,000 live channels; shards differ in their share of new names, so some slack.
@@ -360,13 +375,14 @@ TEST_F(HubClockTest, APublicationTheBrokerCannotCarryIsRefusedEverywhere) {
   SmallBroker broker;
   hub_.set_broker(&broker);
   Hub::Refusal refusal = Hub::Refusal::kNone;
-  EXPECT_FALSE(hub_.Publish("big", options_, std::string(SmallBroker::kMax + 1, 'x'), {}, {}, {},
-                            std::nullopt, &refusal));
+  EXPECT_FALSE(Publish(hub_, "big", options_, std::string(SmallBroker::kMax + 1, 'x'), {}, {}, {},
+                       std::nullopt, &refusal));
   EXPECT_EQ(refusal, Hub::Refusal::kTooLarge);
   EXPECT_EQ(hub_.ChannelCount(), 0u);  // no stream, no history entry, no offset taken
   EXPECT_TRUE(broker.sent.empty());
-  const std::optional<StreamPosition> small = hub_.Publish(
-      "big", options_, std::string(SmallBroker::kMax, 'x'), {}, {}, {}, std::nullopt, &refusal);
+  const std::optional<StreamPosition> small =
+      Publish(hub_, "big", options_, std::string(SmallBroker::kMax, 'x'), {}, {}, {}, std::nullopt,
+              &refusal);
   ASSERT_TRUE(small);
   EXPECT_EQ(small->offset, 1u);
   EXPECT_EQ(refusal, Hub::Refusal::kNone);
@@ -380,10 +396,10 @@ TEST_F(HubTest, StateCountsChannelsSubscriptionsHistoryPresenceAndKeys) {
   auto b = NewSubscriber(1);
   Subscribe(0, *a, "a");
   Subscribe(1, *b, "b");
-  ASSERT_TRUE(hub_.Publish("ch", options_, "one", {}, "key-1"));
-  ASSERT_TRUE(hub_.Publish("ch", options_, "three", {}));
+  ASSERT_TRUE(Publish(hub_, "ch", options_, "one", {}, "key-1"));
+  ASSERT_TRUE(Publish(hub_, "ch", options_, "three", {}));
   config::ChannelOptions no_history;
-  ASSERT_TRUE(hub_.Publish("keyed", no_history, "x", {}, "key-2"));
+  ASSERT_TRUE(Publish(hub_, "keyed", no_history, "x", {}, "key-2"));
   const Hub::StateStats all = hub_.State();
   EXPECT_EQ(all.channels, 2u);
   EXPECT_EQ(all.subscriptions, 2u);
@@ -403,7 +419,7 @@ TEST_F(HubTest, StateCountsChannelsSubscriptionsHistoryPresenceAndKeys) {
 }
 
 TEST_F(HubClockTest, TimerKeepsChannelsWithLiveHistory) {
-  hub_.Publish("kept", options_, "d", {});
+  Publish(hub_, "kept", options_, "d", {});
   for (int tick = 0; tick < 70; ++tick) {
     fake_now_ms += 50;  // 3.5 s in all: within the 5 s TTL
     loop_.timers().Advance(fake_now_ms);
@@ -412,17 +428,17 @@ TEST_F(HubClockTest, TimerKeepsChannelsWithLiveHistory) {
 }
 
 TEST_F(HubClockTest, IdempotencyKeyHoldsForTheWindowThenPublishesAgain) {
-  const StreamPosition first = *hub_.Publish("pay", options_, "1", {}, "key");
+  const StreamPosition first = *Publish(hub_, "pay", options_, "1", {}, "key");
   EXPECT_EQ(first.offset, 1u);
   fake_now_ms += 5 * 60 * 1000 - 1;  // just inside Centrifugo's 5 minutes
-  EXPECT_EQ(hub_.Publish("pay", options_, "2", {}, "key")->offset, 1u);
+  EXPECT_EQ(Publish(hub_, "pay", options_, "2", {}, "key")->offset, 1u);
   fake_now_ms += 1;
-  EXPECT_EQ(hub_.Publish("pay", options_, "3", {}, "key")->offset, 2u);
+  EXPECT_EQ(Publish(hub_, "pay", options_, "3", {}, "key")->offset, 2u);
 }
 
 TEST_F(HubClockTest, SweepFreesChannelsOnceTheirIdempotencyKeysExpire) {
   config::ChannelOptions no_history;
-  hub_.Publish("keyed", no_history, "1", {}, "key");
+  Publish(hub_, "keyed", no_history, "1", {}, "key");
   EXPECT_EQ(hub_.ChannelCount(), 1u);
   for (int tick = 0; tick < 70; ++tick) Tick();  // 70 s: the key is live, the channel stays
   EXPECT_EQ(hub_.ChannelCount(), 1u);
@@ -436,8 +452,8 @@ TEST_F(HubClockTest, SweptChannelContinuesItsStreamWithinTheMetaTtl) {
   Hub::Limits limits;
   limits.history_meta_ttl_ms = 600'000;
   hub_.set_limits(limits);
-  const StreamPosition first = *hub_.Publish("gone", options_, "1", {});
-  hub_.Publish("gone", options_, "2", {});
+  const StreamPosition first = *Publish(hub_, "gone", options_, "1", {});
+  Publish(hub_, "gone", options_, "2", {});
   Tick(5000);
   for (int tick = 0; tick < 200 && hub_.ChannelCount() > 0; ++tick) Tick();
   ASSERT_EQ(hub_.ChannelCount(), 0u);
@@ -446,7 +462,7 @@ TEST_F(HubClockTest, SweptChannelContinuesItsStreamWithinTheMetaTtl) {
   EXPECT_EQ(kept.position.epoch, first.epoch);
   EXPECT_EQ(kept.position.offset, 2u);
   EXPECT_EQ(hub_.ChannelCount(), 0u);
-  const StreamPosition next = *hub_.Publish("gone", options_, "3", {});
+  const StreamPosition next = *Publish(hub_, "gone", options_, "3", {});
   EXPECT_EQ(next.epoch, first.epoch);
   EXPECT_EQ(next.offset, 3u);
 
@@ -455,7 +471,7 @@ TEST_F(HubClockTest, SweptChannelContinuesItsStreamWithinTheMetaTtl) {
   for (int tick = 0; tick < 200 && hub_.ChannelCount() > 0; ++tick) Tick();
   ASSERT_EQ(hub_.ChannelCount(), 0u);
   fake_now_ms += 600'000;
-  const StreamPosition fresh = *hub_.Publish("gone", options_, "4", {});
+  const StreamPosition fresh = *Publish(hub_, "gone", options_, "4", {});
   EXPECT_NE(fresh.epoch, first.epoch);
   EXPECT_EQ(fresh.offset, 1u);
 }
@@ -464,11 +480,11 @@ TEST_F(HubClockTest, MetaTtlZeroForgetsTheStreamWithTheChannel) {
   Hub::Limits limits;
   limits.history_meta_ttl_ms = 0;
   hub_.set_limits(limits);
-  const StreamPosition first = *hub_.Publish("gone", options_, "1", {});
+  const StreamPosition first = *Publish(hub_, "gone", options_, "1", {});
   Tick(5000);
   for (int tick = 0; tick < 200 && hub_.ChannelCount() > 0; ++tick) Tick();
   ASSERT_EQ(hub_.ChannelCount(), 0u);
-  const StreamPosition next = *hub_.Publish("gone", options_, "2", {});
+  const StreamPosition next = *Publish(hub_, "gone", options_, "2", {});
   EXPECT_NE(next.epoch, first.epoch);
   EXPECT_EQ(next.offset, 1u);
 }
@@ -486,7 +502,7 @@ TEST_F(HubTest, AnIdempotentRetryOnOneLoopWhileTheOtherPublishesTheFirstPublishe
     for (int i = 0; i < 2; ++i) {
       std::packaged_task<uint64_t()> task([&, start] {
         start.wait();
-        return hub_.Publish("ch", options_, "p" + std::to_string(round), "", key)->offset;
+        return Publish(hub_, "ch", options_, "p" + std::to_string(round), "", key)->offset;
       });
       first[i] = task.get_future();
       loops_[i]->Post([t = std::make_shared<decltype(task)>(std::move(task))] { (*t)(); });
@@ -506,16 +522,16 @@ TEST_F(HubTest, AnIdempotentRetryOnOneLoopWhileTheOtherPublishesTheFirstPublishe
 
 TEST(HubIdempotency, TheWindowComesFromLimits) {
   fake_now_ms = 0;
-  Hub hub(1, PushCodec{&Publication, &Frame, &JoinLeave, &Join}, &FakeNow);
+  Hub hub(1, PushCodec{&Publication, &Frame, &JoinLeave, &Join}, store::MemoryStores(), &FakeNow);
   hub.set_limits({Hub::Limits{}.inbox_budget_bytes, 1000});
   config::ChannelOptions options;
   options.history_size = 10;
   options.history_ttl.ms = 600000;
-  EXPECT_EQ(hub.Publish("ch", options, "a", "", "k")->offset, 1u);
+  EXPECT_EQ(Publish(hub, "ch", options, "a", "", "k")->offset, 1u);
   fake_now_ms = 999;
-  EXPECT_EQ(hub.Publish("ch", options, "a", "", "k")->offset, 1u);
+  EXPECT_EQ(Publish(hub, "ch", options, "a", "", "k")->offset, 1u);
   fake_now_ms = 1000;  // the window is over: a new publication
-  EXPECT_EQ(hub.Publish("ch", options, "a", "", "k")->offset, 2u);
+  EXPECT_EQ(Publish(hub, "ch", options, "a", "", "k")->offset, 2u);
 }
 
 // One loop that runs only when the test says: its mailbox fills as a busy loop's would.
@@ -554,7 +570,7 @@ class StoppedLoopTest : public ::testing::Test {
   }
 
   net::Loop loop_{0, 4096};
-  Hub hub_{1, PushCodec{&Publication, &Frame, &JoinLeave, &Join}};
+  Hub hub_{1, PushCodec{&Publication, &Frame, &JoinLeave, &Join}, store::MemoryStores()};
   Sink* sink_ = nullptr;
   Subscription subscription_;
   int peer_ = -1;
@@ -566,16 +582,16 @@ TEST_F(StoppedLoopTest, PublicationsAreRefusedWhileTheLoopsInboxIsOverBudget) {
   Subscribe();
   const std::string data(100, 'x');
   int accepted = 0;
-  while (hub_.Publish("ch", options_, data, "")) ++accepted;
+  while (Publish(hub_, "ch", options_, data, "")) ++accepted;
   EXPECT_GT(accepted, 5);
   EXPECT_LT(accepted, 40);  // each push costs its bytes and a task: about 4096 / 240
   // Critical publications may use twice the budget.
   int critical = 0;
-  while (hub_.Publish("ch", options_, data, "", {}, {}, net::Priority::kCritical)) ++critical;
+  while (Publish(hub_, "ch", options_, data, "", {}, {}, net::Priority::kCritical)) ++critical;
   EXPECT_GT(critical, 5);
-  EXPECT_FALSE(hub_.Publish("ch", options_, data, ""));
+  EXPECT_FALSE(Publish(hub_, "ch", options_, data, ""));
   RunOnce();  // the loop catches up: the budget is free again
-  std::optional<StreamPosition> next = hub_.Publish("ch", options_, data, "");
+  std::optional<StreamPosition> next = Publish(hub_, "ch", options_, data, "");
   ASSERT_TRUE(next);
   EXPECT_EQ(next->offset, static_cast<uint64_t>(accepted + critical + 1));
   RunOnce();
@@ -609,7 +625,7 @@ TEST_F(StoppedLoopTest, AShedPublicationTellsTheRecoverableSubscriberOnce) {
   subscription_.on_missed = &OnMissed;
   Subscribe();
   const std::string data(100, 'x');
-  for (int i = 0; i < 50; ++i) ASSERT_TRUE(hub_.Publish("ch", options_, data, ""));
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(Publish(hub_, "ch", options_, data, ""));
   RunOnce();  // all 50 in one mailbox run: the queue is corked, the watermark is passed
   EXPECT_EQ(missed_calls, 1);
   // Told, not shed: the subscriber learns of the gap at once.
@@ -639,7 +655,7 @@ TEST_F(StoppedLoopTest, ADroppableChannelShedsSilentlyAndNeverTells) {
   subscription_.on_missed = &OnMissed;
   Subscribe();
   const std::string data(100, 'x');
-  for (int i = 0; i < 50; ++i) ASSERT_TRUE(hub_.Publish("ch", options_, data, ""));
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(Publish(hub_, "ch", options_, data, ""));
   RunOnce();
   EXPECT_EQ(missed_calls, 0);
   EXPECT_EQ(loop_.stats().send_dropped[stats::DropReason::kTold][2], 0u);
@@ -660,7 +676,7 @@ TEST_F(StoppedLoopTest, AMissedPushWithNobodyToTellCutsTheConnection) {
   subscription_.on_missed = nullptr;  // a subscriber that could not be told otherwise
   Subscribe();
   const std::string data(100, 'x');
-  for (int i = 0; i < 50; ++i) ASSERT_TRUE(hub_.Publish("ch", options_, data, ""));
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(Publish(hub_, "ch", options_, data, ""));
   RunOnce();
   EXPECT_EQ(loop_.stats().slow_consumer_disconnects[stats::SlowReason::kMissed], 1u);
   EXPECT_EQ(loop_.stats().send_dropped[stats::DropReason::kTold][2], 1u);
@@ -671,7 +687,7 @@ TEST_F(StoppedLoopTest, LatestDeliveryGivesASlowClientTheNewestValueNotABacklog)
   Subscribe();
   for (const int coalesce : {64 * 1024, 0}) {
     options_.push_coalesce_max_bytes = static_cast<uint64_t>(coalesce);
-    for (int i = 1; i <= 5; ++i) ASSERT_TRUE(hub_.Publish("ch", options_, "v", ""));
+    for (int i = 1; i <= 5; ++i) ASSERT_TRUE(Publish(hub_, "ch", options_, "v", ""));
     RunOnce();
     RunOnce();  // a coalesced batch leaves on the next mailbox run
   }

@@ -17,6 +17,7 @@
 #include "core/hub.h"
 #include "net/connection.h"
 #include "stats/loop_metrics.h"
+#include "store/engines.h"
 
 namespace hermod::core {
 namespace {
@@ -136,7 +137,8 @@ class JoinLeaveBatchTest : public ::testing::Test {
   uint64_t clock_start_ = now_ms = 1'000'000;
   stats::LoopMetrics metrics_;
   net::Loop loop_{0, 4096, &FakeNow};
-  Hub hub_{1, PushCodec{&Publication, &PublicationPush, &JoinLeave, &JoinPushes}, &FakeNow};
+  Hub hub_{1, PushCodec{&Publication, &PublicationPush, &JoinLeave, &JoinPushes},
+           store::MemoryStores(), &FakeNow};
   config::ChannelOptions options_;
   Sink* watcher_connection_ = nullptr;
   Sink* others_connection_ = nullptr;

@@ -27,6 +27,7 @@
 #include "proto/client_registry.h"
 #include "proto/prepared_push.h"
 #include "proto/transport.h"
+#include "store/engines.h"
 
 namespace hermod::proto {
 namespace {
@@ -141,7 +142,7 @@ class ClientSessionTest : public ::testing::Test {
   config::Config config_ = MakeConfig();
   core::ChannelRules rules_{config_};
   auth::TokenVerifier tokens_{auth::TokenKeys{}};
-  core::Hub hub_{1, JsonPushCodec()};
+  core::Hub hub_{1, JsonPushCodec(), store::MemoryStores()};
   ClientRegistry registry_{1};
   ClientContext context_{hub_, rules_, tokens_, ClientOptions{}, &registry_, nullptr};
   std::vector<FakeTransport*> transports_;  // the loop owns them
@@ -255,7 +256,7 @@ TEST_F(ClientSessionTest, AMissedPushIsToldAsUnsubscribe2500BehindThePublication
   FakeTransport& t = Connected();
   t.session.OnMessage(R"({"id":2,"subscribe":{"channel":"news"}})");
   t.refuse_pushes = true;
-  ASSERT_TRUE(hub_.Publish("news", config_.channel, R"({"n":1})", ""));
+  ASSERT_TRUE(hub_.Publish({"news", &config_.channel, R"({"n":1})", ""}));
   RunOnce();
   EXPECT_TRUE(t.pushes.empty());
   EXPECT_EQ(t.lane_normal,
@@ -264,7 +265,7 @@ TEST_F(ClientSessionTest, AMissedPushIsToldAsUnsubscribe2500BehindThePublication
   EXPECT_TRUE(t.closed_with.empty());
   // Unsubscribed: the next publication is not sent to it at all.
   t.refuse_pushes = false;
-  ASSERT_TRUE(hub_.Publish("news", config_.channel, R"({"n":2})", ""));
+  ASSERT_TRUE(hub_.Publish({"news", &config_.channel, R"({"n":2})", ""}));
   RunOnce();
   EXPECT_TRUE(t.pushes.empty());
   EXPECT_EQ(t.lane_normal.size(), 1u);
@@ -296,7 +297,7 @@ TEST_F(ClientSessionTest, TheLogLineOfAMissedPushCarriesItsChannelAsAField) {
   FakeTransport& t = Connected();
   t.session.OnMessage(R"({"id":2,"subscribe":{"channel":"news"}})");
   t.refuse_pushes = true;
-  ASSERT_TRUE(hub_.Publish("news", config_.channel, R"({"n":1})", ""));
+  ASSERT_TRUE(hub_.Publish({"news", &config_.channel, R"({"n":1})", ""}));
   RunOnce();
   spdlog::set_default_logger(previous);
   ASSERT_EQ(sink->lines.size(), 1u);

@@ -1,0 +1,37 @@
+#include "store/engines.h"
+
+#include <memory>
+
+#include "store/memory_history.h"
+#include "store/memory_idempotency.h"
+#include "store/memory_presence.h"
+
+namespace hermod::store {
+
+core::Stores MemoryStores() {
+  core::Stores stores;
+  stores.history = std::make_unique<MemoryHistoryStore>();
+  stores.presence = std::make_unique<MemoryPresenceStore>();
+  stores.idempotency = std::make_unique<MemoryIdempotencyStore>();
+  return stores;
+}
+
+core::Stores MakeStores(std::string_view history_engine, std::string_view presence_engine,
+                        std::string* error) {
+  core::Stores stores;
+  if (history_engine.empty() || history_engine == "memory") {
+    stores.history = std::make_unique<MemoryHistoryStore>();
+    // Keys live beside the stream: an engine that stores history durably deduplicates too.
+    stores.idempotency = std::make_unique<MemoryIdempotencyStore>();
+  } else if (error != nullptr) {
+    *error = "unknown history_engine \"" + std::string(history_engine) + "\"";
+  }
+  if (presence_engine.empty() || presence_engine == "memory") {
+    stores.presence = std::make_unique<MemoryPresenceStore>();
+  } else if (error != nullptr) {
+    *error = "unknown presence_engine \"" + std::string(presence_engine) + "\"";
+  }
+  return stores;
+}
+
+}  // namespace hermod::store

@@ -1,0 +1,410 @@
+// The hub with a history engine that completes later, as a disk or network engine will: a
+// real engine (publications kept in a HistoryStream) whose every call is done by its own
+// worker thread, one at a time in call order, and answered through the completion. What
+// must hold: publications reach subscribers on every loop in offset order however many
+// threads publish, each publisher learns its position through its completion, reads answer
+// through the caller's loop, and a completion whose requester is gone is dropped.
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "chunk_push.h"
+#include "core/hub.h"
+#include "net/connection.h"
+#include "store/memory_idempotency.h"
+#include "store/memory_presence.h"
+
+namespace hermod::core {
+namespace {
+
+std::string Publication(std::string_view data, std::string_view, uint64_t offset,
+                        std::string_view) {
+  return std::string(data) + "@" + std::to_string(offset);
+}
+Push* Frame(std::string_view channel, std::string_view publication) {
+  return new ChunkPush(std::string(channel) + "|" + std::string(publication) + "\n");
+}
+Push* JoinLeave(std::string_view channel, bool join, std::string_view) {
+  return Frame(channel, join ? "join" : "leave");
+}
+
+// Runs its tasks on one thread, in order; a closed gate holds them.
+class Worker {
+ public:
+  Worker() : thread_([this] { Run(); }) {}
+  ~Worker() {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+      open_ = true;
+    }
+    ready_.notify_all();
+    thread_.join();
+  }
+  void Post(std::function<void()> task) {
+    {
+      std::lock_guard lock(mutex_);
+      tasks_.push_back(std::move(task));
+    }
+    ready_.notify_all();
+  }
+  void SetOpen(bool open) {
+    {
+      std::lock_guard lock(mutex_);
+      open_ = open;
+    }
+    ready_.notify_all();
+  }
+
+ private:
+  void Run() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      ready_.wait(lock, [this] { return stop_ || (open_ && !tasks_.empty()); });
+      if (tasks_.empty()) return;
+      auto task = std::move(tasks_.front());
+      tasks_.pop_front();
+      lock.unlock();
+      task();
+      lock.lock();
+    }
+  }
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::deque<std::function<void()>> tasks_;
+  bool open_ = true;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+class LaterHistoryStore final : public HistoryStore {
+ public:
+  class LaterStream final : public Stream {
+   public:
+    LaterStream(Worker& worker, std::string epoch, uint64_t top)
+        : worker_(worker), state_(std::make_shared<State>(std::move(epoch), top)) {}
+    StreamPosition Position() const override {
+      std::lock_guard lock(state_->mutex);
+      return {state_->stream.top(), state_->stream.epoch()};
+    }
+    std::optional<HistoryAppended> Append(const HistoryAppend& a, const PublicationEncoder& encode,
+                                          Completion<HistoryAppended> done) override {
+      worker_.Post([state = state_, data = std::string(a.data), info = std::string(a.info),
+                    tags = std::string(a.tags), size = a.size, ttl = a.ttl_ms, now = a.now_ms,
+                    &encode, done = std::move(done)]() mutable {
+        HistoryAppended r;
+        {
+          std::lock_guard lock(state->mutex);
+          r.position = {state->stream.next_offset(), state->stream.epoch()};
+          r.publication = encode(data, info, r.position.offset, tags);
+          state->stream.Append(r.publication, now, size, ttl);
+        }
+        done(std::move(r));
+      });
+      return std::nullopt;
+    }
+    std::optional<HistoryPage> Read(const HistoryQuery& q, Completion<HistoryPage> done) override {
+      worker_.Post([state = state_, q, done = std::move(done)]() mutable {
+        HistoryPage page;
+        {
+          std::lock_guard lock(state->mutex);
+          page.position = {state->stream.top(), state->stream.epoch()};
+          page.publications = state->stream.Read(q.since ? &*q.since : nullptr, q.limit, q.reverse,
+                                                 q.now_ms, q.max_bytes, &page.cut);
+        }
+        done(std::move(page));
+      });
+      return std::nullopt;
+    }
+    std::optional<HistoryStream::Recovery> Recover(const RecoveryQuery&,
+                                                   Completion<HistoryStream::Recovery>) override {
+      return std::nullopt;  // the hub does not wait for it: recovered=false
+    }
+    void Remove() override {
+      std::lock_guard lock(state_->mutex);
+      state_->stream.Clear();
+    }
+    // Durable: nothing of it needs this process's memory.
+    void Expire(uint64_t) override {}
+    size_t entries() const override { return 0; }
+    size_t bytes() const override { return 0; }
+    uint64_t expires_ms() const override { return 0; }
+
+   private:
+    struct State {
+      State(std::string epoch, uint64_t top) : stream(std::move(epoch), top) {}
+      std::mutex mutex;
+      HistoryStream stream;
+    };
+    Worker& worker_;
+    std::shared_ptr<State> state_;
+  };
+
+  const char* name() const override { return "later"; }
+  void SetMetaLimits(uint64_t, size_t) override {}
+  std::unique_ptr<Stream> Open(std::string_view channel, uint64_t) override {
+    std::lock_guard lock(mutex_);
+    auto it = kept_.find(std::string(channel));
+    if (it != kept_.end()) {
+      return std::make_unique<LaterStream>(worker_, it->second.epoch, it->second.offset);
+    }
+    return std::make_unique<LaterStream>(worker_, "later", 0);
+  }
+  void Close(std::string_view channel, std::unique_ptr<Stream> stream, uint64_t) override {
+    std::lock_guard lock(mutex_);
+    kept_[std::string(channel)] = stream->Position();
+  }
+  std::optional<StreamPosition> Kept(std::string_view channel, uint64_t) override {
+    std::lock_guard lock(mutex_);
+    auto it = kept_.find(std::string(channel));
+    if (it == kept_.end()) return std::nullopt;
+    return it->second;
+  }
+  void ExpireKept(uint64_t) override {}
+  Worker& worker() { return worker_; }
+
+ private:
+  Worker worker_;
+  std::mutex mutex_;
+  std::map<std::string, StreamPosition> kept_;
+};
+
+class Sink final : public net::Connection {
+ public:
+  using net::Connection::Connection;
+  void OnData(uint8_t*, size_t) override {}
+};
+
+Stores LaterStores(LaterHistoryStore** history) {
+  Stores stores;
+  auto later = std::make_unique<LaterHistoryStore>();
+  *history = later.get();
+  stores.history = std::move(later);
+  stores.presence = std::make_unique<store::MemoryPresenceStore>();
+  stores.idempotency = std::make_unique<store::MemoryIdempotencyStore>();
+  stores.history_inline = false;
+  return stores;
+}
+
+class HubAsyncStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (int i = 0; i < 2; ++i) {
+      loops_[i] = std::make_unique<net::Loop>(i, 4096);
+      hub_.AttachLoop(*loops_[i]);
+    }
+    for (int i = 0; i < 2; ++i) threads_[i] = std::thread([this, i] { loops_[i]->Run(); });
+    options_.history_size = 1000;
+    options_.history_ttl.ms = 60000;
+  }
+  void TearDown() override {
+    for (int i = 0; i < 2; ++i) {
+      net::Loop* loop = loops_[i].get();
+      loop->Post([loop] { loop->Stop(); });
+      threads_[i].join();
+    }
+    for (int fd : peers_) close(fd);
+  }
+  template <class F>
+  auto On(int i, F fn) {
+    std::packaged_task<decltype(fn())()> task(fn);
+    auto result = task.get_future();
+    loops_[i]->Post([&task] { task(); });
+    return result.get();
+  }
+  // A subscriber of "ch" on loop i; returns its peer's fd.
+  int Subscribe(int i, Subscription* s) {
+    int fds[2];
+    EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
+    peers_.push_back(fds[1]);
+    On(i, [&] {
+      s->connection = new Sink(*loops_[i], fds[0], nullptr);
+      const std::string client = "c" + std::to_string(i);
+      Hub::SubscribeRequest r;
+      r.channel = "ch";
+      r.options = &options_;
+      r.client = client;
+      r.recoverable = true;
+      return hub_.Subscribe(*loops_[i], r, s).position.offset;
+    });
+    return fds[1];
+  }
+  static std::string Read(int fd, int lines) {
+    std::string out;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::count(out.begin(), out.end(), '\n') < lines &&
+           std::chrono::steady_clock::now() < deadline) {
+      pollfd p{fd, POLLIN, 0};
+      if (poll(&p, 1, 100) <= 0) continue;
+      char buffer[4096];
+      ssize_t n = read(fd, buffer, sizeof buffer);
+      if (n > 0) out.append(buffer, static_cast<size_t>(n));
+    }
+    return out;
+  }
+
+  LaterHistoryStore* history_ = nullptr;
+  Hub hub_{2, PushCodec{&Publication, &Frame, &JoinLeave, {}}, LaterStores(&history_)};
+  std::unique_ptr<net::Loop> loops_[2];
+  std::thread threads_[2];
+  std::vector<int> peers_;
+  config::ChannelOptions options_;
+};
+
+TEST_F(HubAsyncStoreTest, FansOutInOffsetOrderToEveryLoopWhenAppendsCompleteLater) {
+  Subscription a, b;
+  const int peer_a = Subscribe(0, &a);
+  const int peer_b = Subscribe(1, &b);
+  constexpr int kThreads = 3, kEach = 50, kAll = kThreads * kEach;
+  std::mutex mutex;
+  std::set<uint64_t> offsets;
+  std::promise<void> all_done;
+  std::vector<std::thread> publishers;
+  for (int t = 0; t < kThreads; ++t) {
+    publishers.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        const std::string data = "t" + std::to_string(t);
+        Hub::PublishRequest r{"ch", &options_, data, "", {}, {}, {}, {}};
+        r.done = Completion<Hub::PublishResult>([&](Hub::PublishResult result) {
+          EXPECT_TRUE(result.ok());
+          std::lock_guard lock(mutex);
+          offsets.insert(result.position.offset);
+          if (offsets.size() == kAll) all_done.set_value();
+        });
+        EXPECT_EQ(hub_.Publish(std::move(r)).refusal, Hub::Refusal::kPending);
+      }
+    });
+  }
+  for (auto& t : publishers) t.join();
+  all_done.get_future().wait();
+  EXPECT_EQ(*offsets.begin(), 1u);
+  EXPECT_EQ(*offsets.rbegin(), static_cast<uint64_t>(kAll));  // unique and contiguous
+  for (int peer : {peer_a, peer_b}) {
+    std::istringstream lines(Read(peer, kAll));
+    std::string line;
+    uint64_t expected = 1;
+    while (std::getline(lines, line)) {
+      ASSERT_EQ(line.substr(line.rfind('@') + 1), std::to_string(expected)) << line;
+      ++expected;
+    }
+    EXPECT_EQ(expected, static_cast<uint64_t>(kAll) + 1);
+  }
+}
+
+TEST_F(HubAsyncStoreTest, APublishersCompletionRunsOnItsLoopAndIsDroppedOnceItIsGone) {
+  Subscription a;
+  const int peer = Subscribe(0, &a);
+  history_->worker().SetOpen(false);  // appends wait
+  auto alive = std::make_shared<int>(0);
+  auto gone = std::make_shared<int>(0);
+  std::promise<std::thread::id> ran_on;
+  std::atomic<bool> gone_ran{false};
+  Hub::PublishRequest kept{"ch", &options_, "kept", "", {}, {}, {}, {}};
+  kept.done = Completion<Hub::PublishResult>(*loops_[1], std::weak_ptr<const void>(alive),
+                                             [&](Hub::PublishResult r) {
+                                               EXPECT_EQ(r.position.offset, 1u);
+                                               ran_on.set_value(std::this_thread::get_id());
+                                             });
+  Hub::PublishRequest dropped{"ch", &options_, "dropped", "", {}, {}, {}, {}};
+  dropped.done = Completion<Hub::PublishResult>(*loops_[1], std::weak_ptr<const void>(gone),
+                                                [&](Hub::PublishResult) { gone_ran = true; });
+  EXPECT_EQ(hub_.Publish(std::move(kept)).refusal, Hub::Refusal::kPending);
+  EXPECT_EQ(hub_.Publish(std::move(dropped)).refusal, Hub::Refusal::kPending);
+  gone.reset();  // the second publisher's connection closes before its append completes
+  history_->worker().SetOpen(true);
+  EXPECT_EQ(ran_on.get_future().get(), threads_[1].get_id());
+  // Both were stored and fanned out; the second completion's task ran (or will) on loop 1
+  // before this one, and did nothing.
+  EXPECT_EQ(Read(peer, 2), "ch|kept@1\nch|dropped@2\n");
+  // The worker's next task runs after the second completion was posted to loop 1; loop 1's
+  // next task runs after that completion's.
+  std::promise<void> idle;
+  history_->worker().Post([&] { idle.set_value(); });
+  idle.get_future().wait();
+  On(1, [] { return 0; });
+  EXPECT_FALSE(gone_ran);
+}
+
+TEST_F(HubAsyncStoreTest, HistoryAnswersThroughTheCallersLoopAndSubscribeReportsTheFannedOutTop) {
+  std::promise<void> stored;
+  for (int i = 1; i <= 3; ++i) {
+    Hub::PublishRequest r{"ch", &options_, "p", "", {}, {}, {}, {}};
+    if (i == 3)
+      r.done = Completion<Hub::PublishResult>([&](Hub::PublishResult) { stored.set_value(); });
+    hub_.Publish(std::move(r));
+  }
+  stored.get_future().wait();
+  std::promise<HistoryPage> answered;
+  std::thread::id on;
+  const Hub::HistoryResult now = On(0, [&] {
+    return hub_.History("ch", options_, nullptr, -1, false, SIZE_MAX,
+                        Completion<HistoryPage>(*loops_[0], [&](HistoryPage page) {
+                          on = std::this_thread::get_id();
+                          answered.set_value(std::move(page));
+                        }));
+  });
+  EXPECT_TRUE(now.pending);
+  HistoryPage page = answered.get_future().get();
+  EXPECT_EQ(on, threads_[0].get_id());
+  EXPECT_EQ(page.publications, (std::vector<std::string>{"p@1", "p@2", "p@3"}));
+  EXPECT_EQ(page.position.offset, 3u);
+  // Recovery the engine cannot answer at once: told recovered=false, at the fanned-out top.
+  Subscription s;
+  s.connection = nullptr;
+  const Hub::SubscribeResult sub = On(1, [&] {
+    int fds[2];
+    EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
+    peers_.push_back(fds[1]);
+    s.connection = new Sink(*loops_[1], fds[0], nullptr);
+    Hub::SubscribeRequest r;
+    r.channel = "ch";
+    r.options = &options_;
+    r.client = "late";
+    r.recoverable = true;
+    r.recover = true;
+    r.since = {1, "later"};
+    return hub_.Subscribe(*loops_[1], r, &s);
+  });
+  EXPECT_FALSE(sub.recovered);
+  EXPECT_EQ(sub.position.offset, 3u);
+  EXPECT_EQ(sub.position.epoch, "later");
+}
+
+TEST_F(HubAsyncStoreTest, PresenceWithACompletionAlwaysAnswersThroughIt) {
+  options_.presence = true;
+  Subscription a;
+  Subscribe(0, &a);
+  std::promise<size_t> listed;
+  std::promise<size_t> counted;
+  std::promise<size_t> nobody;
+  On(1, [&] {
+    EXPECT_TRUE(
+        hub_.Presence("ch", Completion<PresenceList>(
+                                *loops_[1], [&](PresenceList l) { listed.set_value(l.size()); }))
+            .empty());
+    hub_.PresenceStats("ch", Completion<PresenceCounts>(*loops_[1], [&](PresenceCounts c) {
+                         counted.set_value(c.clients);
+                       }));
+    hub_.Presence("none",
+                  Completion<PresenceList>([&](PresenceList l) { nobody.set_value(l.size()); }));
+    return 0;
+  });
+  EXPECT_EQ(listed.get_future().get(), 1u);
+  EXPECT_EQ(counted.get_future().get(), 1u);
+  EXPECT_EQ(nobody.get_future().get(), 0u);
+}
+
+}  // namespace
+}  // namespace hermod::core
