@@ -54,10 +54,11 @@ class HttpConnectionTest : public ::testing::Test {
   }
 
   uint64_t clock_reset_ = fake_now_ms = 1'000'000;
-  net::Loop loop_{0, 65536, &FakeNow};
+  // Before the loop, which frees the connection that refers to them.
   HttpOptions options_;
   HttpStats stats_;
   Router router_;
+  net::Loop loop_{0, 65536, &FakeNow};
   std::optional<DeferredResponse> deferred_;
   HttpConnection* connection_ = nullptr;
   int peer_ = -1;

@@ -119,9 +119,10 @@ class WebSocketConnectionTest : public ::testing::Test {
   }
 
   uint64_t clock_reset_ = fake_now_ms = 1'000'000;
-  net::Loop loop_{0, 65536, &FakeNow};
+  // Before the loop: closing the connections at its destruction counts into stats_.
   WebSocketOptions options_;
   WebSocketStats stats_;
+  net::Loop loop_{0, 65536, &FakeNow};
   std::vector<std::string> received_;
   int server_fd_ = -1;
   int peer_ = -1;
