@@ -189,6 +189,9 @@ net::SendStatus WebSocketConnection::SendMessage(Opcode opcode, std::string_view
   } else {
     // §5.4: the first frame carries the opcode (and RSV1), the rest are continuations.
     for (size_t offset = 0; offset < payload.size(); offset += piece) {
+      // A frame that overflowed the queue ended the connection: a continuation queued now
+      // would follow a dropped first frame.
+      if ((flags_ & kSentClose) || closing()) break;
       bool first = offset == 0;
       bool fin = offset + piece >= payload.size();
       SendFrame(first ? opcode : Opcode::kContinuation, fin, first && compressed,
@@ -196,7 +199,8 @@ net::SendStatus WebSocketConnection::SendMessage(Opcode opcode, std::string_view
     }
   }
   if (compressed) ReleaseScratch();
-  return closed() ? net::SendStatus::kOverflow : net::SendStatus::kQueued;
+  // An overflow runs OnSlowConsumer, which sends a Close (or closes): the message is lost.
+  return (flags_ & kSentClose) || closing() ? net::SendStatus::kOverflow : net::SendStatus::kQueued;
 }
 
 net::SendStatus WebSocketConnection::SendPrepared(const PreparedMessage& message,
