@@ -122,9 +122,12 @@ bool ListListening(int family, uint16_t port, std::vector<Listening>* out) {
       break;
     }
     if (n == 0) break;
-    int left = static_cast<int>(n);
-    for (auto* h = reinterpret_cast<nlmsghdr*>(buffer); NLMSG_OK(h, left);
-         h = NLMSG_NEXT(h, left)) {
+    // NLMSG_OK/NLMSG_NEXT, spelled out without their mixed-sign comparisons.
+    const size_t size = static_cast<size_t>(n);
+    for (size_t at = 0; at + sizeof(nlmsghdr) <= size;) {
+      auto* h = reinterpret_cast<nlmsghdr*>(buffer + at);
+      if (h->nlmsg_len < sizeof(nlmsghdr) || at + h->nlmsg_len > size) break;
+      at += NLMSG_ALIGN(h->nlmsg_len);
       if (h->nlmsg_type == NLMSG_DONE) {
         done = true;
         break;
