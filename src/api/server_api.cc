@@ -30,11 +30,71 @@ enum class Status : uint8_t {
   kNoRoom,      // nothing done, error 106 answered: the answer would not fit (HTTP 413)
 };
 
+}  // namespace
+
+// An answer with pieces an engine gives later (a publication's position, a history page,
+// presence): each a hole at an offset of the answer's text, filled on the requester's loop
+// (completions run there, so nothing here is shared between threads). Once the last is
+// filled, the pieces are spliced in and `done` gets the whole answer.
+struct LaterPieces {
+  std::string out;  // the text around the holes, once the handler has returned
+  std::vector<std::pair<size_t, std::string>> pieces;  // (offset in out, text), in order
+  size_t outstanding = 0;
+  std::function<void(std::string)> done;  // set before the loop runs a completion
+
+  void Fill(size_t index, std::string text) {
+    pieces[index].second = std::move(text);
+    if (--outstanding > 0) return;
+    std::string whole;
+    size_t at = 0;
+    for (auto& [offset, piece] : pieces) {
+      whole.append(out, at, offset - at);
+      whole += piece;
+      at = offset;
+    }
+    whole.append(out, at);
+    if (done) std::exchange(done, nullptr)(std::move(whole));
+  }
+};
+
+void LaterAnswer::Then(std::function<void(int status, std::string answer)> fn) {
+  pieces_->done = [status = status_, fn = std::move(fn)](std::string answer) {
+    fn(status, std::move(answer));
+  };
+}
+
+namespace {
+
 // A handler's answer: out, and the bytes it may add (a method that acts checks before it
 // acts that its answer fits; see RunCommands).
 struct Answer {
   std::string& out;
   size_t room = SIZE_MAX;
+  // The requester's loop when it can wait for an engine that answers later; null: it cannot.
+  net::Loop* loop = nullptr;
+  std::shared_ptr<LaterPieces> later;  // made by the first piece that may come later
+
+  bool waits() const { return later && later->outstanding > 0; }
+};
+
+// Where the answer of an engine that may answer later goes: a hole at the end of the answer
+// (opened only once the engine said it answers later: nothing else is written meanwhile).
+class Hole {
+ public:
+  explicit Hole(Answer& a) {
+    if (!a.later) a.later = std::make_shared<LaterPieces>();
+    later_ = a.later;
+    index_ = later_->pieces.size();
+  }
+  void Open(Answer& a) const {
+    later_->pieces.emplace_back(a.out.size(), std::string());
+    ++later_->outstanding;
+  }
+  void Fill(std::string text) const { later_->Fill(index_, std::move(text)); }
+
+ private:
+  std::shared_ptr<LaterPieces> later_;
+  size_t index_ = 0;
 };
 
 // detail, when given, follows the code's message ("bad request: <detail>"): which field.
@@ -120,32 +180,58 @@ bool Checked(const Publication& p, std::string_view* data, std::optional<net::Pr
   return true;
 }
 
-// Publishes to one channel through the hub and answers its position or the refusal.
+// A publication's position, or why it was refused.
+Status AppendPublished(std::string& out, const core::Hub::PublishResult& published) {
+  if (published.refusal == core::Hub::Refusal::kTooLarge) {
+    // Larger than the cluster's broker carries: published nowhere (106, not temporary).
+    AppendError(out, proto::ErrorCode::kLimitExceeded);
+    return Status::kTooLarge;
+  }
+  if (!published.ok()) {
+    // A loop the channel reaches is over its inbox budget, or the channel is over its
+    // namespace's publish_rate_limit, or the engine could not store it: nothing was
+    // published.
+    AppendError(out, published.refusal == core::Hub::Refusal::kStoreFailed
+                         ? proto::ErrorCode::kInternal
+                         : proto::ErrorCode::kTooManyRequests);
+    return Status::kAnswered;
+  }
+  out += "{\"result\":";
+  AppendPosition(out, published.position);
+  out += '}';
+  return Status::kAnswered;
+}
+
+// Publishes to one channel through the hub and answers its position or the refusal (later,
+// in a hole, when the engine stores it later and the requester can wait).
 Status PublishTo(const ApiContext& api, std::string_view channel,
                  const config::ChannelOptions& options, const Publication& p, std::string_view data,
                  std::optional<net::Priority> priority, Answer& a) {
   config::ChannelOptions effective = options;
   if (p.skip_history) effective.history_size = 0;
-  const core::Hub::PublishResult published =
-      api.hub.Publish({channel, &effective, data, {}, p.idempotency_key, p.tags, priority, {}});
-  if (published.refusal == core::Hub::Refusal::kTooLarge) {
-    // Larger than the cluster's broker carries: published nowhere (106, not temporary).
-    AppendError(a.out, proto::ErrorCode::kLimitExceeded);
-    return Status::kTooLarge;
+  core::Hub::PublishRequest request{channel,           &effective, data,     {},
+                                    p.idempotency_key, p.tags,     priority, {}};
+  std::optional<Hole> hole;
+  if (a.loop != nullptr && !api.hub.history_inline()) {
+    // Answered once the engine has stored it (the memory engine answers at once, no hole).
+    hole.emplace(a);
+    request.done = core::Completion<core::Hub::PublishResult>(
+        *a.loop, [h = *hole](core::Hub::PublishResult published) {
+          std::string text;
+          AppendPublished(text, published);
+          h.Fill(std::move(text));
+        });
   }
-  if (!published.ok()) {
-    // A loop the channel reaches is over its inbox budget, or the channel is over its
-    // namespace's publish_rate_limit: nothing was published. (kPending needs a deferred
-    // answer: no engine that completes later is offered yet.)
-    AppendError(a.out, published.refusal == core::Hub::Refusal::kStoreFailed
-                           ? proto::ErrorCode::kInternal
-                           : proto::ErrorCode::kTooManyRequests);
+  const core::Hub::PublishResult published = api.hub.Publish(std::move(request));
+  if (published.refusal == core::Hub::Refusal::kPending) {
+    if (hole) {
+      hole->Open(a);
+    } else {
+      a.out += "{\"result\":{}}";  // stored later, and nobody waits for its position
+    }
     return Status::kAnswered;
   }
-  a.out += "{\"result\":";
-  AppendPosition(a.out, published.position);
-  a.out += '}';
-  return Status::kAnswered;
+  return AppendPublished(a.out, published);
 }
 
 // The per-client methods select connections by user, then client (or session: hermod's
@@ -276,6 +362,10 @@ void AppendPresence(std::string& out,
 
 // history's answer, or 112 for a `since` of another epoch.
 void AppendHistory(std::string& out, const core::Hub::HistoryResult& h) {
+  if (h.failed || h.pending) {  // pending: an engine that answers later, and nobody waits
+    AppendError(out, proto::ErrorCode::kInternal);
+    return;
+  }
   if (h.unrecoverable) {
     AppendError(out, proto::ErrorCode::kUnrecoverablePosition);
     return;
@@ -305,17 +395,44 @@ Status Presence(const ApiContext& api, std::string& body, Answer& a) {
   ChannelRequest r;
   if (!Parse(body, &r)) return Status::kNotRequest;
   if (!PresenceOptions(api, r.channel, a)) return Status::kAnswered;
-  AppendPresence(a.out, api.hub.Presence(r.channel));
+  if (a.loop == nullptr || api.hub.presence_inline()) {
+    AppendPresence(a.out, api.hub.Presence(r.channel));
+    return Status::kAnswered;
+  }
+  const Hole hole(a);
+  hole.Open(a);  // with a completion, the answer always comes through it
+  api.hub.Presence(
+      r.channel, core::Completion<core::PresenceList>(*a.loop, [hole](core::PresenceList presence) {
+        std::string text;
+        AppendPresence(text, presence);
+        hole.Fill(std::move(text));
+      }));
   return Status::kAnswered;
+}
+
+void AppendPresenceStats(std::string& out, size_t clients, size_t users) {
+  out += "{\"result\":{\"num_clients\":" + std::to_string(clients) +
+         ",\"num_users\":" + std::to_string(users) + "}}";
 }
 
 Status PresenceStats(const ApiContext& api, std::string& body, Answer& a) {
   ChannelRequest r;
   if (!Parse(body, &r)) return Status::kNotRequest;
   if (!PresenceOptions(api, r.channel, a)) return Status::kAnswered;
-  const auto [clients, users] = api.hub.PresenceStats(r.channel);
-  return Result(a, "{\"num_clients\":" + std::to_string(clients) +
-                       ",\"num_users\":" + std::to_string(users) + "}");
+  if (a.loop == nullptr || api.hub.presence_inline()) {
+    const auto [clients, users] = api.hub.PresenceStats(r.channel);
+    AppendPresenceStats(a.out, clients, users);
+    return Status::kAnswered;
+  }
+  const Hole hole(a);
+  hole.Open(a);
+  api.hub.PresenceStats(r.channel, core::Completion<core::PresenceCounts>(
+                                       *a.loop, [hole](core::PresenceCounts counts) {
+                                         std::string text;
+                                         AppendPresenceStats(text, counts.clients, counts.users);
+                                         hole.Fill(std::move(text));
+                                       }));
+  return Status::kAnswered;
 }
 
 Status History(const ApiContext& api, std::string& body, Answer& a) {
@@ -327,8 +444,24 @@ Status History(const ApiContext& api, std::string& body, Answer& a) {
     AppendError(a.out, proto::ErrorCode::kNotAvailable);
     return Status::kAnswered;
   }
-  AppendHistory(a.out, api.hub.History(r.channel, *options, r.has_since ? &r.since : nullptr,
-                                       r.limit, r.reverse));
+  const core::StreamPosition* since = r.has_since ? &r.since : nullptr;
+  if (a.loop == nullptr || api.hub.history_inline()) {
+    AppendHistory(a.out, api.hub.History(r.channel, *options, since, r.limit, r.reverse));
+    return Status::kAnswered;
+  }
+  const Hole hole(a);
+  const core::Hub::HistoryResult now =
+      api.hub.History(r.channel, *options, since, r.limit, r.reverse, SIZE_MAX,
+                      core::Completion<core::HistoryPage>(*a.loop, [hole](core::HistoryPage page) {
+                        std::string text;
+                        AppendHistory(text, page);
+                        hole.Fill(std::move(text));
+                      }));
+  if (now.pending) {
+    hole.Open(a);
+  } else {
+    AppendHistory(a.out, now);  // a channel the engine holds nothing of yet
+  }
   return Status::kAnswered;
 }
 
@@ -486,69 +619,143 @@ const Method* RunOne(const ApiContext& api, Envelope envelope, Command& command,
 // Runs commands in order into one answer that takes at most room bytes: every command gets
 // an answer, and a command runs only while its answer fits beside the least the answers
 // after it take (106, undone). From the first that does not fit, the rest are undone too,
-// so that what was done is a prefix of what was asked.
-Status RunCommands(const ApiContext& api, Envelope envelope, std::vector<Command>& commands,
-                   Answer& a) {
-  const bool batch = envelope == Envelope::kBatch;
-  const std::string_view open = batch ? "{\"replies\":[" : "";
-  const std::string_view close = batch ? "]}" : "";
-  std::string undone;
-  AppendError(undone, proto::ErrorCode::kLimitExceeded);
-  // reserve[i]: what the answers of commands i.. take at least, with their separators.
-  std::vector<size_t> reserve(commands.size() + 1, close.size());
-  std::string enveloped;
-  for (size_t i = commands.size(); i-- > 0;) {
-    enveloped.clear();
-    AppendEnveloped(enveloped, envelope, commands[i], undone);
-    reserve[i] = reserve[i + 1] + enveloped.size() + 1;
+// so that what was done is a prefix of what was asked. A command an engine answers later
+// holds the ones after it: they run once its answer is in (on the requester's loop).
+class CommandRun : public std::enable_shared_from_this<CommandRun> {
+ public:
+  CommandRun(const ApiContext& api, Envelope envelope, std::vector<Command> commands, size_t room,
+             net::Loop* loop)
+      : api_(api),
+        envelope_(envelope),
+        commands_(std::move(commands)),
+        loop_(loop),
+        limit_(room),
+        reserve_(commands_.size() + 1, close().size()) {
+    AppendError(undone_, proto::ErrorCode::kLimitExceeded);
+    // reserve_[i]: what the answers of commands i.. take at least, with their separators.
+    std::string enveloped;
+    for (size_t i = commands_.size(); i-- > 0;) {
+      enveloped.clear();
+      AppendEnveloped(enveloped, envelope_, commands_[i], undone_);
+      reserve_[i] = reserve_[i + 1] + enveloped.size() + 1;
+    }
   }
-  const std::string_view what = batch ? "batch" : "/api";
-  if (a.room < open.size() + reserve[0]) {  // not even the refusals fit: nothing runs
-    LogNotRun(what, commands.size(), commands.size());
-    return NoRoom(a);
+
+  // Whether even the refusals fit in room: if not, nothing runs.
+  bool Fits() const { return limit_ >= open().size() + reserve_[0]; }
+  size_t size() const { return commands_.size(); }
+  std::string_view what() const { return batch() ? "batch" : "/api"; }
+
+  // Runs the commands; true: all are answered (out()), false: a command waits for an
+  // engine, and done gets the answer once all are in.
+  bool Start() {
+    out_ += open();
+    return Step();
   }
-  const size_t limit = a.out.size() + a.room;
-  a.out += open;
-  std::string answer;
-  bool full = false;
-  size_t not_run = 0;
-  for (size_t i = 0; i < commands.size(); ++i) {
-    if (i > 0) a.out += batch ? ',' : '\n';
-    Command& command = commands[i];
-    const size_t start = a.out.size();
-    if (!full) {
+  std::string& out() { return out_; }
+  void set_done(std::function<void(std::string)> done) { done_ = std::move(done); }
+
+ private:
+  bool batch() const { return envelope_ == Envelope::kBatch; }
+  std::string_view open() const { return batch() ? "{\"replies\":[" : ""; }
+  std::string_view close() const { return batch() ? "]}" : ""; }
+
+  // Runs commands from next_ until one waits for an engine (false) or all are answered.
+  bool Step() {
+    for (; next_ < commands_.size(); ++next_) {
+      if (next_ > 0) out_ += batch() ? ',' : '\n';
+      start_ = out_.size();
+      if (full_) {
+        Undone();
+        continue;
+      }
       // The room left for this answer once the rest are reserved: at least the refusal's
       // size, unless an acting command before took more than its bound.
-      const size_t used = start + reserve[i + 1];
-      const size_t left = limit > used ? limit - used : 0;
-      answer.clear();
-      Answer one{answer, left > kEnvelopeSlack ? left - kEnvelopeSlack : 0};
-      Status status;
-      const uint64_t started_us = batch ? 0 : net::Loop::MonotonicUs();
-      const Method* method = RunOne(api, envelope, command, one, &status);
-      if (!batch) {
-        // The legacy route counts each command as its method's call.
-        stats::RecordApiCall(MethodLabelIndex(method ? method->name : kUnknownMethod),
-                             net::Loop::MonotonicUs() - started_us);
+      const size_t used = start_ + reserve_[next_ + 1];
+      left_ = limit_ > used ? limit_ - used : 0;
+      answer_.clear();
+      Answer one{answer_, left_ > kEnvelopeSlack ? left_ - kEnvelopeSlack : 0, loop_};
+      started_us_ = batch() ? 0 : net::Loop::MonotonicUs();
+      method_ = RunOne(api_, envelope_, commands_[next_], one, &status_);
+      if (one.waits()) {
+        one.later->out = std::move(answer_);
+        one.later->done = [self = shared_from_this()](std::string answer) {
+          self->answer_ = std::move(answer);
+          self->Answered();
+          ++self->next_;
+          if (self->Step() && self->done_)
+            std::exchange(self->done_, nullptr)(std::move(self->out_));
+        };
+        return false;
       }
-      AppendEnveloped(a.out, envelope, command, answer);
-      if (a.out.size() - start <= left) {
-        full = status == Status::kNoRoom;
-        not_run += full;
-        continue;
-      }
-      if (method && method->effect == Effect::kActs) {
-        // Done, and answered even though longer than its bound said: the work is reported.
-        continue;
-      }
-      a.out.resize(start);  // a read too long to fit: nothing done, nothing lost
-      full = true;
+      Answered();
     }
-    AppendEnveloped(a.out, envelope, command, undone);
-    ++not_run;
+    out_ += close();
+    if (not_run_ > 0) LogNotRun(what(), not_run_, commands_.size());
+    return true;
   }
-  a.out += close;
-  if (not_run > 0) LogNotRun(what, not_run, commands.size());
+
+  // The command next_ answered answer_: in, or replaced by 106 when a read does not fit.
+  void Answered() {
+    const Command& command = commands_[next_];
+    if (!batch()) {
+      // The legacy route counts each command as its method's call.
+      stats::RecordApiCall(MethodLabelIndex(method_ ? method_->name : kUnknownMethod),
+                           net::Loop::MonotonicUs() - started_us_);
+    }
+    AppendEnveloped(out_, envelope_, command, answer_);
+    if (out_.size() - start_ <= left_) {
+      full_ = status_ == Status::kNoRoom;
+      not_run_ += full_;
+      return;
+    }
+    // An acting command is done, and answered even though longer than its bound said: the
+    // work is reported.
+    if (method_ && method_->effect == Effect::kActs) return;
+    out_.resize(start_);  // a read too long to fit: nothing done, nothing lost
+    full_ = true;
+    Undone();
+  }
+  void Undone() {
+    AppendEnveloped(out_, envelope_, commands_[next_], undone_);
+    ++not_run_;
+  }
+
+  const ApiContext& api_;
+  const Envelope envelope_;
+  std::vector<Command> commands_;
+  net::Loop* const loop_;
+  const size_t limit_;
+  std::vector<size_t> reserve_;
+  std::string undone_;
+  std::string out_;
+  std::function<void(std::string)> done_;
+  size_t next_ = 0;
+  bool full_ = false;
+  size_t not_run_ = 0;
+  // The command in progress.
+  std::string answer_;
+  size_t start_ = 0;
+  size_t left_ = 0;
+  const Method* method_ = nullptr;
+  Status status_ = Status::kAnswered;
+  uint64_t started_us_ = 0;
+};
+
+Status RunCommands(const ApiContext& api, Envelope envelope, std::vector<Command>& commands,
+                   Answer& a) {
+  auto run = std::make_shared<CommandRun>(api, envelope, std::move(commands), a.room, a.loop);
+  if (!run->Fits()) {  // not even the refusals fit: nothing runs
+    LogNotRun(run->what(), run->size(), run->size());
+    return NoRoom(a);
+  }
+  if (run->Start()) {
+    a.out += run->out();
+    return Status::kAnswered;
+  }
+  const Hole hole(a);
+  hole.Open(a);
+  run->set_done([hole](std::string answer) { hole.Fill(std::move(answer)); });
   return Status::kAnswered;
 }
 
@@ -574,6 +781,21 @@ int HttpStatus(Status status) {
 // What an API answer may take of http.max_response_bytes: the rest is the status line and
 // headers (BuildResponse writes about 130 bytes) and the final newline.
 constexpr size_t kResponseHeadBound = 256;
+
+// The HTTP response for a call's status and answer.
+std::string Response(int status, std::string& out, std::string_view method, bool keep_alive) {
+  if (status == 400) {
+    log::Write(spdlog::level::debug, {{"method", method}, {"code", 400}, {"reason", "bad request"}},
+               "api {}: bad request body", method);
+    return http::BuildResponse(400, "text/plain", "bad request\n", keep_alive);
+  }
+  if (status == 404) return http::BuildResponse(404, "text/plain", "not found\n", keep_alive);
+  out += '\n';
+  // 413: nothing was done (a publication larger than the cluster's broker carries, or an
+  // answer that would not fit); the body is the error (106), and the status tells HTTP
+  // clients that check only statuses: never a 200.
+  return http::BuildResponse(status, "application/json", out, keep_alive);
+}
 
 size_t AnswerRoom(uint64_t max_response_bytes) {
   return max_response_bytes > kResponseHeadBound ? max_response_bytes - kResponseHeadBound : 0;
@@ -641,46 +863,54 @@ void ServerApi::Handle(http::HttpConnection& connection, http::Request& request)
   }
   std::string out;
   const size_t room = AnswerRoom(connection.max_response_bytes());
-  int status;
-  if (legacy) {
-    status = CallLegacy(request.body, out, room);  // counts each command as its method
-  } else {
-    const uint64_t started_us = net::Loop::MonotonicUs();
-    status = Call(method, request.body, out, room);
-    stats::RecordApiCall(MethodLabelIndex(method), net::Loop::MonotonicUs() - started_us);
-  }
-  if (status == 400) {
-    log::Write(spdlog::level::debug, {{"method", method}, {"code", 400}, {"reason", "bad request"}},
-               "api {}: bad request body", method);
-    connection.Respond(http::BuildResponse(400, "text/plain", "bad request\n", keep_alive),
-                       keep_alive);
+  const uint64_t started_us = net::Loop::MonotonicUs();
+  LaterAnswer later;
+  // The legacy route counts each command as its method's call.
+  const int status = legacy ? CallLegacy(request.body, out, room, &connection.loop(), &later)
+                            : Call(method, request.body, out, room, &connection.loop(), &later);
+  if (status != kLater) {
+    if (!legacy) {
+      stats::RecordApiCall(MethodLabelIndex(method), net::Loop::MonotonicUs() - started_us);
+    }
+    connection.Respond(Response(status, out, method, keep_alive), keep_alive);
     return;
   }
-  if (status == 404) {
-    connection.Respond(http::BuildResponse(404, "text/plain", "not found\n", keep_alive),
-                       keep_alive);
-    return;
-  }
-  out += '\n';
-  // 413: nothing was done (a publication larger than the cluster's broker carries, or an
-  // answer that would not fit); the body is the error (106), and the status tells HTTP
-  // clients that check only statuses: never a 200.
-  connection.Respond(http::BuildResponse(status, "application/json", out, keep_alive), keep_alive);
+  // An engine answers later: so does this connection (a closed one is answered by nobody).
+  later.Then([answer = connection.Defer(), legacy, keep_alive, started_us,
+              method = std::string(method)](int status, std::string out) {
+    if (!legacy) {
+      stats::RecordApiCall(MethodLabelIndex(method), net::Loop::MonotonicUs() - started_us);
+    }
+    answer.Respond(Response(status, out, method, keep_alive), keep_alive);
+  });
 }
 
 int ServerApi::Call(std::string_view method, std::string& body, std::string& out,
-                    size_t reply_limit) const {
+                    size_t reply_limit, net::Loop* loop, LaterAnswer* later) const {
   const Method* row = Find(method);
   if (!row) return 404;
-  Answer a{out, reply_limit};
-  return HttpStatus(row->handle(context_, body, a));
+  Answer a{out, reply_limit, later != nullptr ? loop : nullptr, {}};
+  const int status = HttpStatus(row->handle(context_, body, a));
+  return Settle(status, a.waits() ? std::move(a.later) : nullptr, out, later);
 }
 
-int ServerApi::CallLegacy(std::string& body, std::string& out, size_t reply_limit) const {
+int ServerApi::CallLegacy(std::string& body, std::string& out, size_t reply_limit, net::Loop* loop,
+                          LaterAnswer* later) const {
   std::vector<Command> commands;
   if (!ParseLegacy(body, &commands) || commands.empty()) return 400;
-  Answer a{out, reply_limit};
-  return HttpStatus(RunCommands(context_, Envelope::kLegacy, commands, a));
+  Answer a{out, reply_limit, later != nullptr ? loop : nullptr, {}};
+  const int status = HttpStatus(RunCommands(context_, Envelope::kLegacy, commands, a));
+  return Settle(status, a.waits() ? std::move(a.later) : nullptr, out, later);
+}
+
+int ServerApi::Settle(int status, std::shared_ptr<LaterPieces> pieces, std::string& out,
+                      LaterAnswer* later) {
+  if (!pieces) return status;
+  pieces->out = std::move(out);
+  out.clear();
+  later->pieces_ = std::move(pieces);
+  later->status_ = status;
+  return kLater;
 }
 
 }  // namespace hermod::api

@@ -21,6 +21,14 @@
 // first that no longer fits, and does not run those; a broadcast whose answer would not fit
 // publishes nothing and answers 106 (HTTP 413 when alone).
 //
+// Engines that complete later (core/completion.h): publish, broadcast, history, presence
+// and presence_stats then answer once the engine has, through HttpConnection::Defer (the
+// connection serves no further request meanwhile; one that closes first is answered by
+// nobody, and nothing else changes). The memory engines answer at once and no completion
+// is made for them. A batch (or a legacy body) runs its commands one after another still:
+// a command answered later holds the ones after it until its answer is in, so that the
+// answers keep their order and the bound above is checked on each real answer.
+//
 // `b64data`: the JSON protocol carries publication data as JSON text, so decoded bytes that
 // are valid JSON are published as `data`; anything else is error 107 (bad request) rather
 // than bytes a JSON client could not parse.
@@ -28,6 +36,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -54,6 +63,21 @@ struct NodeInfo {
   std::function<std::pair<size_t, size_t>()> clients;
 };
 
+// The answer of a call that an engine completes later (Call returned kLater): the text
+// around the pieces still awaited.
+struct LaterPieces;
+class LaterAnswer {
+ public:
+  // fn gets the HTTP status and the answer, on the loop the call was made on. Right after
+  // Call returned kLater, before that loop runs anything else.
+  void Then(std::function<void(int status, std::string answer)> fn);
+
+ private:
+  friend class ServerApi;
+  std::shared_ptr<LaterPieces> pieces_;
+  int status_ = 0;
+};
+
 // What the method handlers work with.
 struct ApiContext {
   core::Hub& hub;
@@ -78,13 +102,23 @@ class ServerApi {
   // request; 404 for an unknown method; 413 with error 106 in out when nothing was done: a
   // publication larger than the broker carries, or an answer that would not fit in
   // reply_limit bytes) and the JSON answer in out. body is padded in place.
+  // Without loop and later nothing waits: a publication an engine stores later is answered
+  // without its position, a read an engine answers later with error 100.
   int Call(std::string_view method, std::string& body, std::string& out,
-           size_t reply_limit = SIZE_MAX) const;
+           size_t reply_limit = SIZE_MAX, net::Loop* loop = nullptr,
+           LaterAnswer* later = nullptr) const;
   // The legacy `/api` body: 200 and one answer per line, or 400 when a line is no command.
-  int CallLegacy(std::string& body, std::string& out, size_t reply_limit = SIZE_MAX) const;
+  int CallLegacy(std::string& body, std::string& out, size_t reply_limit = SIZE_MAX,
+                 net::Loop* loop = nullptr, LaterAnswer* later = nullptr) const;
+  // What Call and CallLegacy return, on the calling loop, when an engine answers later:
+  // out is left empty and *later tells the status and answer.
+  static constexpr int kLater = 0;
 
  private:
   bool Authorized(const http::Request& request) const;
+  // status, or kLater with *later waiting for pieces (then out moves into them).
+  static int Settle(int status, std::shared_ptr<LaterPieces> pieces, std::string& out,
+                    LaterAnswer* later);
 
   std::string api_key_;
   ApiContext context_;

@@ -120,6 +120,9 @@ struct Stores {
   // Whether every history call completes inline (the memory engine): the publish path then
   // makes no completion.
   bool history_inline = true;
+  // Whether presence lists and counts complete inline (the memory engine): a caller then
+  // need not pass a completion.
+  bool presence_inline = true;
 };
 
 // How idle channels are swept (see the top of this file).
@@ -156,6 +159,7 @@ class Hub {
   // Whether history calls complete inline (the memory engine): callers then need not make
   // a completion (see Stores).
   bool history_inline() const { return stores_.history_inline; }
+  bool presence_inline() const { return stores_.presence_inline; }
 
   struct SubscribeRequest {
     std::string_view channel;
