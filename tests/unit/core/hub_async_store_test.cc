@@ -1,20 +1,18 @@
-// The hub with a history engine that completes later, as a disk or network engine will: a
-// real engine (publications kept in a HistoryStream) whose every call is done by its own
-// worker thread, one at a time in call order, and answered through the completion. What
-// must hold: publications reach subscribers on every loop in offset order however many
-// threads publish, each publisher learns its position through its completion, reads answer
-// through the caller's loop, and a completion whose requester is gone is dropped.
+// The hub with a history engine that completes later (later_history_store.h). What must
+// hold: publications reach subscribers on every loop in offset order however many threads
+// publish, each publisher learns its position through its completion, reads answer through
+// the caller's loop, a completion whose requester is gone is dropped, and a subscriber that
+// recovers gets the publications it missed, then the live ones, once each, in order.
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <deque>
 #include <future>
-#include <map>
+#include <memory>
 #include <set>
 #include <sstream>
 #include <string>
@@ -22,9 +20,8 @@
 
 #include "chunk_push.h"
 #include "core/hub.h"
+#include "later_history_store.h"
 #include "net/connection.h"
-#include "store/memory_idempotency.h"
-#include "store/memory_presence.h"
 
 namespace hermod::core {
 namespace {
@@ -40,163 +37,11 @@ Push* JoinLeave(std::string_view channel, bool join, std::string_view) {
   return Frame(channel, join ? "join" : "leave");
 }
 
-// Runs its tasks on one thread, in order; a closed gate holds them.
-class Worker {
- public:
-  Worker() : thread_([this] { Run(); }) {}
-  ~Worker() {
-    {
-      std::lock_guard lock(mutex_);
-      stop_ = true;
-      open_ = true;
-    }
-    ready_.notify_all();
-    thread_.join();
-  }
-  void Post(std::function<void()> task) {
-    {
-      std::lock_guard lock(mutex_);
-      tasks_.push_back(std::move(task));
-    }
-    ready_.notify_all();
-  }
-  void SetOpen(bool open) {
-    {
-      std::lock_guard lock(mutex_);
-      open_ = open;
-    }
-    ready_.notify_all();
-  }
-
- private:
-  void Run() {
-    std::unique_lock lock(mutex_);
-    for (;;) {
-      ready_.wait(lock, [this] { return stop_ || (open_ && !tasks_.empty()); });
-      if (tasks_.empty()) return;
-      auto task = std::move(tasks_.front());
-      tasks_.pop_front();
-      lock.unlock();
-      task();
-      lock.lock();
-    }
-  }
-  std::mutex mutex_;
-  std::condition_variable ready_;
-  std::deque<std::function<void()>> tasks_;
-  bool open_ = true;
-  bool stop_ = false;
-  std::thread thread_;
-};
-
-class LaterHistoryStore final : public HistoryStore {
- public:
-  class LaterStream final : public Stream {
-   public:
-    LaterStream(Worker& worker, std::string epoch, uint64_t top)
-        : worker_(worker), state_(std::make_shared<State>(std::move(epoch), top)) {}
-    StreamPosition Position() const override {
-      std::lock_guard lock(state_->mutex);
-      return {state_->stream.top(), state_->stream.epoch()};
-    }
-    std::optional<HistoryAppended> Append(const HistoryAppend& a, const PublicationEncoder& encode,
-                                          Completion<HistoryAppended> done) override {
-      worker_.Post([state = state_, data = std::string(a.data), info = std::string(a.info),
-                    tags = std::string(a.tags), size = a.size, ttl = a.ttl_ms, now = a.now_ms,
-                    &encode, done = std::move(done)]() mutable {
-        HistoryAppended r;
-        {
-          std::lock_guard lock(state->mutex);
-          r.position = {state->stream.next_offset(), state->stream.epoch()};
-          r.publication = encode(data, info, r.position.offset, tags);
-          state->stream.Append(r.publication, now, size, ttl);
-        }
-        done(std::move(r));
-      });
-      return std::nullopt;
-    }
-    std::optional<HistoryPage> Read(const HistoryQuery& q, Completion<HistoryPage> done) override {
-      worker_.Post([state = state_, q, done = std::move(done)]() mutable {
-        HistoryPage page;
-        {
-          std::lock_guard lock(state->mutex);
-          page.position = {state->stream.top(), state->stream.epoch()};
-          page.publications = state->stream.Read(q.since ? &*q.since : nullptr, q.limit, q.reverse,
-                                                 q.now_ms, q.max_bytes, &page.cut);
-        }
-        done(std::move(page));
-      });
-      return std::nullopt;
-    }
-    std::optional<HistoryStream::Recovery> Recover(const RecoveryQuery&,
-                                                   Completion<HistoryStream::Recovery>) override {
-      return std::nullopt;  // the hub does not wait for it: recovered=false
-    }
-    void Remove() override {
-      std::lock_guard lock(state_->mutex);
-      state_->stream.Clear();
-    }
-    // Durable: nothing of it needs this process's memory.
-    void Expire(uint64_t) override {}
-    size_t entries() const override { return 0; }
-    size_t bytes() const override { return 0; }
-    uint64_t expires_ms() const override { return 0; }
-
-   private:
-    struct State {
-      State(std::string epoch, uint64_t top) : stream(std::move(epoch), top) {}
-      std::mutex mutex;
-      HistoryStream stream;
-    };
-    Worker& worker_;
-    std::shared_ptr<State> state_;
-  };
-
-  const char* name() const override { return "later"; }
-  void SetMetaLimits(uint64_t, size_t) override {}
-  std::unique_ptr<Stream> Open(std::string_view channel, uint64_t) override {
-    std::lock_guard lock(mutex_);
-    auto it = kept_.find(std::string(channel));
-    if (it != kept_.end()) {
-      return std::make_unique<LaterStream>(worker_, it->second.epoch, it->second.offset);
-    }
-    return std::make_unique<LaterStream>(worker_, "later", 0);
-  }
-  void Close(std::string_view channel, std::unique_ptr<Stream> stream, uint64_t) override {
-    std::lock_guard lock(mutex_);
-    kept_[std::string(channel)] = stream->Position();
-  }
-  std::optional<StreamPosition> Kept(std::string_view channel, uint64_t) override {
-    std::lock_guard lock(mutex_);
-    auto it = kept_.find(std::string(channel));
-    if (it == kept_.end()) return std::nullopt;
-    return it->second;
-  }
-  void ExpireKept(uint64_t) override {}
-  Worker& worker() { return worker_; }
-
- private:
-  Worker worker_;
-  std::mutex mutex_;
-  std::map<std::string, StreamPosition> kept_;
-};
-
 class Sink final : public net::Connection {
  public:
   using net::Connection::Connection;
   void OnData(uint8_t*, size_t) override {}
 };
-
-Stores LaterStores(LaterHistoryStore** history) {
-  Stores stores;
-  auto later = std::make_unique<LaterHistoryStore>();
-  *history = later.get();
-  stores.history = std::move(later);
-  stores.presence = std::make_unique<store::MemoryPresenceStore>();
-  stores.idempotency = std::make_unique<store::MemoryIdempotencyStore>();
-  stores.history_inline = false;
-  return stores;
-}
 
 class HubAsyncStoreTest : public ::testing::Test {
  protected:
@@ -380,6 +225,135 @@ TEST_F(HubAsyncStoreTest, HistoryAnswersThroughTheCallersLoopAndSubscribeReports
   EXPECT_FALSE(sub.recovered);
   EXPECT_EQ(sub.position.offset, 3u);
   EXPECT_EQ(sub.position.epoch, "later");
+}
+
+// A subscriber that recovers while publications keep coming: it gets the ones it missed (in
+// its reply, here a frame written first), then the ones published during the engine's read,
+// then the live ones, each once, in offset order.
+TEST_F(HubAsyncStoreTest, RecoveryThatCompletesLaterIsFollowedByWhatWasPublishedMeanwhileOnce) {
+  Subscription a;
+  const int peer_a = Subscribe(0, &a);  // loop 0: a subscriber since offset 0
+  std::promise<void> stored;
+  for (int i = 1; i <= 3; ++i) {
+    Hub::PublishRequest r{"ch", &options_, "p", "", {}, {}, {}, {}};
+    if (i == 3)
+      r.done = Completion<Hub::PublishResult>([&](Hub::PublishResult) { stored.set_value(); });
+    hub_.Publish(std::move(r));
+  }
+  stored.get_future().wait();
+  history_->reader().SetOpen(false);  // the recovery's read waits
+  int fds[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
+  peers_.push_back(fds[1]);
+  Subscription s;
+  std::promise<Hub::SubscribeResult> completed;
+  const Hub::SubscribeResult now = On(1, [&] {
+    s.connection = new Sink(*loops_[1], fds[0], nullptr);
+    Hub::SubscribeRequest r;
+    r.channel = "ch";
+    r.options = &options_;
+    r.client = "late";
+    r.recoverable = true;
+    r.recover = true;
+    r.since = {1, "later"};
+    return hub_.Subscribe(*loops_[1], r, &s,
+                          Hub::SubscribeDone(*loops_[1], [&](Hub::SubscribeResult result) {
+                            // The reply, then the held pushes.
+                            std::string reply = "reply|";
+                            for (const std::string& p : result.publications) reply += p + " ";
+                            Push* push = new ChunkPush(reply + "\n");
+                            push->SendTo(s);
+                            push->Unref();
+                            hub_.Resume(&s, result);
+                            completed.set_value(std::move(result));
+                          }));
+  });
+  EXPECT_TRUE(now.pending);
+  EXPECT_EQ(now.position.offset, 3u);
+  // Published, stored and fanned out while the read waits: held on loop 1.
+  std::promise<void> meanwhile;
+  for (int i = 4; i <= 5; ++i) {
+    Hub::PublishRequest r{"ch", &options_, "m", "", {}, {}, {}, {}};
+    if (i == 5)
+      r.done = Completion<Hub::PublishResult>([&](Hub::PublishResult) { meanwhile.set_value(); });
+    hub_.Publish(std::move(r));
+  }
+  meanwhile.get_future().wait();
+  EXPECT_EQ(On(1, [&] { return s.held ? s.held->entries.size() : 99; }), 2u);
+  // The read completes while more are published, from another thread.
+  history_->reader().SetOpen(true);
+  std::thread publisher([&] {
+    for (int i = 6; i <= 30; ++i) {
+      hub_.Publish(Hub::PublishRequest{"ch", &options_, "l", "", {}, {}, {}, {}});
+    }
+  });
+  publisher.join();
+  const Hub::SubscribeResult result = completed.get_future().get();
+  EXPECT_TRUE(result.recovered);
+  EXPECT_EQ(result.publications, (std::vector<std::string>{"p@2", "p@3"}));
+  EXPECT_EQ(result.delivered_offset, 3u);
+  std::string expected = "reply|p@2 p@3 \nch|m@4\nch|m@5\n";
+  for (int i = 6; i <= 30; ++i) expected += "ch|l@" + std::to_string(i) + "\n";
+  EXPECT_EQ(Read(fds[1], 28), expected);
+  // The subscriber from the start saw every one, once.
+  std::string all = "ch|p@1\nch|p@2\nch|p@3\nch|m@4\nch|m@5\n";
+  for (int i = 6; i <= 30; ++i) all += "ch|l@" + std::to_string(i) + "\n";
+  EXPECT_EQ(Read(peer_a, 30), all);
+  On(1, [&] {
+    hub_.Unsubscribe(*loops_[1], "ch", options_, "late", "", &s);
+    return 0;
+  });
+}
+
+TEST_F(HubAsyncStoreTest, ASubscriberGoneBeforeItsRecoveryCompletesIsToldNothingAndHoldsNothing) {
+  std::promise<void> stored;
+  Hub::PublishRequest first{"ch", &options_, "p", "", {}, {}, {}, {}};
+  first.done = Completion<Hub::PublishResult>([&](Hub::PublishResult) { stored.set_value(); });
+  hub_.Publish(std::move(first));
+  stored.get_future().wait();
+  history_->reader().SetOpen(false);
+  int fds[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
+  peers_.push_back(fds[1]);
+  auto s = std::make_unique<Subscription>();
+  auto alive = std::make_shared<int>(0);
+  std::atomic<bool> ran{false};
+  EXPECT_TRUE(On(1, [&] {
+    s->connection = new Sink(*loops_[1], fds[0], nullptr);
+    Hub::SubscribeRequest r;
+    r.channel = "ch";
+    r.options = &options_;
+    r.client = "gone";
+    r.recoverable = true;
+    r.recover = true;
+    r.since = {0, "later"};
+    return hub_
+        .Subscribe(*loops_[1], r, s.get(),
+                   Hub::SubscribeDone(*loops_[1], std::weak_ptr<const void>(alive),
+                                      [&](Hub::SubscribeResult) { ran = true; }))
+        .pending;
+  }));
+  std::promise<void> held;
+  Hub::PublishRequest second{"ch", &options_, "q", "", {}, {}, {}, {}};
+  second.done = Completion<Hub::PublishResult>([&](Hub::PublishResult) { held.set_value(); });
+  hub_.Publish(std::move(second));
+  held.get_future().wait();
+  On(1, [&] {
+    EXPECT_EQ(s->held->entries.size(), 1u);
+    // Its session goes: unsubscribed and freed, the pushes it held with it (ASan: no leak).
+    hub_.Unsubscribe(*loops_[1], "ch", options_, "gone", "", s.get());
+    s.reset();
+    alive.reset();
+    return 0;
+  });
+  history_->reader().SetOpen(true);
+  std::promise<void> idle;
+  history_->reader().Post([&] { idle.set_value(); });
+  idle.get_future().wait();
+  On(1, [] { return 0; });  // the completion's task, posted before this one, ran
+  EXPECT_FALSE(ran);
+  pollfd p{fds[1], POLLIN, 0};
+  EXPECT_EQ(poll(&p, 1, 0), 0);  // nothing was written
 }
 
 TEST_F(HubAsyncStoreTest, PresenceWithACompletionAlwaysAnswersThroughIt) {
