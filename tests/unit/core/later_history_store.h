@@ -6,6 +6,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
@@ -126,10 +127,14 @@ class LaterHistoryStore final : public HistoryStore {
         HistoryStream::Recovery r;
         {
           std::lock_guard lock(state->mutex);
-          r = state->stream.Recover(q.since, q.max_publications, q.now_ms, q.max_bytes);
+          // All it holds past since, then cut at until, then the limits.
+          r = state->stream.Recover(q.since, SIZE_MAX, q.now_ms);
         }
         const uint64_t wanted = q.until > q.since.offset ? q.until - q.since.offset : 0;
         if (r.recovered && r.publications.size() > wanted) r.publications.resize(wanted);
+        size_t bytes = 0;
+        for (const std::string& p : r.publications) bytes += p.size() + 1;
+        if (r.publications.size() > q.max_publications || bytes > q.max_bytes) r = {};
         done(std::move(r));
       });
       return std::nullopt;

@@ -448,5 +448,27 @@ TEST_F(ClientSessionLaterStoreTest, AClientThatUnsubscribesBeforeTheEngineAnswer
   EXPECT_TRUE(t.pushes.empty());  // n=2 came in the second reply, never as a push
 }
 
+TEST_F(ClientSessionLaterStoreTest,
+       MoreThanTheWriteBudgetHeldDuringTheReadIsToldAs2500AfterTheReply) {
+  FakeTransport& t = Connected();
+  Publish(R"({"n":1})");
+  loop_.set_max_write_buffer_bytes(400);
+  history_->reader().SetOpen(false);
+  t.session.OnMessage(
+      R"({"id":2,"subscribe":{"channel":"news","recoverable":true,"recover":true,"offset":1,"epoch":"later"}})");
+  const std::string big(150, 'x');
+  for (int i = 0; i < 4; ++i) Publish(R"({"big":")" + big + R"("})");
+  RunOnce();  // held, past the budget: dropped
+  history_->reader().SetOpen(true);
+  WaitForReads();
+  RunOnce();
+  ASSERT_EQ(t.replies.size(), 1u);
+  EXPECT_NE(t.replies[0].find(R"("recovered":true)"), std::string::npos) << t.replies[0];
+  EXPECT_TRUE(t.pushes.empty());
+  EXPECT_EQ(t.lane_normal,
+            std::vector<std::string>{R"({"push":{"channel":"news","unsubscribe":{"code":2500,)"
+                                     R"("reason":"insufficient state"}}})"});
+}
+
 }  // namespace
 }  // namespace hermod::proto
