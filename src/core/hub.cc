@@ -382,7 +382,7 @@ void Hub::PostPush(const ChannelState& state, std::string_view channel,
 }
 
 Hub::SubscribeResult Hub::Subscribe(net::Loop& loop, const SubscribeRequest& request,
-                                    Subscription* s) {
+                                    Subscription* s, SubscribeDone done) {
   SubscribeResult result;
   const config::ChannelOptions& options = *request.options;
   const size_t index = static_cast<size_t>(loop.index());
@@ -401,14 +401,35 @@ Hub::SubscribeResult Hub::Subscribe(net::Loop& loop, const SubscribeRequest& req
       state.history->Expire(now);
       result.position = {state.top, state.history->Position().epoch};
       result.recoverable = request.recoverable;
+      result.delivered_offset = state.top;
       if (request.recover && request.recoverable) {
-        // An engine that reads later is not waited for here: the subscriber is told
-        // recovered=false with the current position (the protocol's way to say "gap").
+        // An engine that reads later completes on its thread; the result goes on to the
+        // subscriber's loop through done. Without done: recovered=false with the current
+        // position (the protocol's way to say "gap"). The memory engine makes no completion.
+        const bool deferred = !stores_.history_inline && done;
+        Completion<HistoryStream::Recovery> later;
+        if (deferred) {
+          later = Completion<HistoryStream::Recovery>([done = std::move(done), base = result,
+                                                       since = request.since.offset](
+                                                          HistoryStream::Recovery r) mutable {
+            base.recovered = r.recovered;
+            if (r.recovered) {
+              // Recovery stops at the position read; an engine past it still gives no
+              // duplicate: the held pushes at or below this are skipped.
+              base.delivered_offset = std::max(base.position.offset, since + r.publications.size());
+              base.publications = std::move(r.publications);
+            }
+            done(std::move(base));
+          });
+        }
         std::optional<HistoryStream::Recovery> r = state.history->Recover(
-            {request.since, state.top, request.max_recovery, request.max_recovery_bytes, now}, {});
+            {request.since, state.top, request.max_recovery, request.max_recovery_bytes, now},
+            std::move(later));
         if (r) {
           result.recovered = r->recovered;
           result.publications = std::move(r->publications);
+        } else if (deferred) {
+          result.pending = true;
         }
       }
     }
@@ -424,6 +445,8 @@ Hub::SubscribeResult Hub::Subscribe(net::Loop& loop, const SubscribeRequest& req
     }
   }
   s->delivered_offset = result.position.offset;
+  // Pushes past the position read wait for the reply (Resume).
+  if (result.pending) s->held = std::make_unique<HeldPushes>();
   local.Add(request.channel, s);
   if (options.join_leave && options.join_leave_batch_delay.ms > 0) {
     BatchJoinLeave(index, request.channel, options, request.client, true, request.info);
@@ -432,6 +455,10 @@ Hub::SubscribeResult Hub::Subscribe(net::Loop& loop, const SubscribeRequest& req
              false);
   }
   return result;
+}
+
+void Hub::Resume(Subscription* s, const SubscribeResult& result) {
+  LoopChannels::Resume(*s, result.delivered_offset);
 }
 
 void Hub::Unsubscribe(net::Loop& loop, std::string_view channel,

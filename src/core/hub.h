@@ -16,7 +16,13 @@
 // Subscribing runs on the subscriber's loop: under the shard lock it marks the loop, reads
 // the stream position (and the publications to recover), and adds presence; then it adds the
 // subscriber locally with delivered_offset = the position read, so frames already in the
-// mailbox are not delivered twice and nothing published after is missed.
+// mailbox are not delivered twice and nothing published after is missed. An engine that
+// recovers later (a read from disk or the network) is not waited for: the subscriber is
+// added in the same way but holding its pushes (Subscription::held: what the hub fans out
+// past the position read waits there, in offset order), and the caller's completion gets
+// the recovered publications on its loop; the caller sends its reply, then Resume sends
+// the held pushes past the last recovered offset. No gap, no duplicate, in offset order,
+// however many publications arrive during the read.
 //
 // Channels nobody uses any more (no subscribers, presence, idempotency keys or live history)
 // are reclaimed by time, not by search: when a channel is left without subscribers, each
@@ -180,9 +186,23 @@ class Hub {
     StreamPosition position;
     bool recovered = false;
     std::vector<std::string> publications;
+    // The engine recovers later: the answer comes through the caller's completion.
+    bool pending = false;
+    // What the subscriber has once this result is sent: the last recovered offset, or the
+    // position (for Resume).
+    uint64_t delivered_offset = 0;
   };
-  // On the subscriber's loop.
-  SubscribeResult Subscribe(net::Loop& loop, const SubscribeRequest& request, Subscription* s);
+  using SubscribeDone = Completion<SubscribeResult>;
+  // On the subscriber's loop. With recover and a history engine that recovers later:
+  // without done, the result says not recovered (the current position: the protocol's
+  // "gap"); with done (made with the subscriber's loop), the result is `pending`, s holds
+  // its pushes, and done gets the whole result; send it, then call Resume. The memory
+  // engine always answers here, and done is not used.
+  SubscribeResult Subscribe(net::Loop& loop, const SubscribeRequest& request, Subscription* s,
+                            SubscribeDone done = {});
+  // On s's loop, after the reply of a pending Subscribe went out: sends the pushes s held
+  // past result.delivered_offset. s may be gone when it returns (LoopChannels::Resume).
+  void Resume(Subscription* s, const SubscribeResult& result);
   void Unsubscribe(net::Loop& loop, std::string_view channel, const config::ChannelOptions& options,
                    std::string_view client, std::string_view info, Subscription* s);
 

@@ -1,5 +1,7 @@
 #include "core/loop_channels.h"
 
+#include <algorithm>
+
 #include "core/push.h"
 
 namespace hermod::core {
@@ -11,6 +13,12 @@ bool Wants(const Subscription& s, uint64_t offset, bool join_leave) {
 }
 
 }  // namespace
+
+void HeldPushes::Drop() {
+  for (const Entry& e : entries) e.push->Unref();
+  entries.clear();
+  bytes = 0;
+}
 
 LoopChannels::LoopChannels(Join join) : join_(std::move(join)) {}
 
@@ -60,15 +68,50 @@ bool LoopChannels::SendOne(Subscription& s, const Push& push, net::PushClass cls
     case net::SendStatus::kShed:
       return true;  // droppable, by the channel's choice: a later push may still fit
     case net::SendStatus::kMissed:
-      // The subscriber must learn it now: told (and unsubscribed), or cut.
-      if (s.on_missed != nullptr) {
-        s.on_missed(s);
-      } else {
-        s.connection->CutSlow();
-      }
+      Missed(s);
       return false;
     default:
       return false;  // the connection is ending (and may have freed s)
+  }
+}
+
+void LoopChannels::Missed(Subscription& s) {
+  // The subscriber must learn it now: told (and unsubscribed), or cut.
+  if (s.on_missed != nullptr) {
+    s.on_missed(s);
+  } else {
+    s.connection->CutSlow();
+  }
+}
+
+bool LoopChannels::Offer(Subscription& s, const Push& push, net::PushClass cls, uint64_t offset,
+                         bool join_leave) {
+  if (!s.held) return SendOne(s, push, cls);
+  HeldPushes& held = *s.held;
+  if (held.overflowed) return true;
+  if (held.bytes + push.size() > s.connection->loop().max_write_buffer_bytes()) {
+    // As a full queue would: the subscriber learns the gap after its reply (Resume).
+    if (!cls.may_drop()) {
+      held.Drop();
+      held.overflowed = true;
+    }
+    return true;
+  }
+  push.Ref();
+  held.entries.push_back({&push, offset, join_leave, cls});
+  held.bytes += push.size();
+  return true;
+}
+
+void LoopChannels::Resume(Subscription& s, uint64_t delivered_offset) {
+  std::unique_ptr<HeldPushes> held = std::move(s.held);
+  if (!held) return;
+  s.delivered_offset = std::max(s.delivered_offset, delivered_offset);
+  if (s.connection->closing()) return;
+  if (held->overflowed) return Missed(s);
+  for (const HeldPushes::Entry& e : held->entries) {
+    if (!Wants(s, e.offset, e.join_leave)) continue;  // in the reply already
+    if (!SendOne(s, *e.push, e.cls)) break;           // s may be gone
   }
 }
 
@@ -98,7 +141,7 @@ void LoopChannels::Deliver(std::string_view channel, const Push& push, uint64_t 
     if (!ch.pending.empty()) FlushBatch(ch);  // keep the channel's order
     const net::PushClass cls{delivery.priority, ch.latest ? ch.latest_key : 0, ch.droppable};
     ForEachSubscriber(ch.subscribers, [&](Subscription& s) {
-      if (Wants(s, offset, join_leave)) SendOne(s, push, cls);
+      if (Wants(s, offset, join_leave)) Offer(s, push, cls, offset, join_leave);
     });
   } else {
     if (ch.latest && !join_leave) {
@@ -176,7 +219,8 @@ void LoopChannels::FlushBatch(Channel& ch) {
   };
   const uint64_t key = ch.latest ? ch.latest_key : 0;
   ForEachSubscriber(ch.subscribers, [&](Subscription& s) {
-    bool all = true;
+    // A held subscriber takes the pushes one by one: its reply decides which it keeps.
+    bool all = !s.held;
     for (const Pending& p : batch) all = all && Wants(s, p.offset, p.join_leave);
     if (all) {
       if (joined.empty()) build();
@@ -186,7 +230,7 @@ void LoopChannels::FlushBatch(Channel& ch) {
     } else {
       for (const Pending& p : batch) {
         if (!Wants(s, p.offset, p.join_leave)) continue;
-        if (!SendOne(s, *p.push, {p.priority, key, ch.droppable})) break;
+        if (!Offer(s, *p.push, {p.priority, key, ch.droppable}, p.offset, p.join_leave)) break;
       }
     }
   });

@@ -55,6 +55,28 @@ namespace hermod::core {
 
 class Push;
 
+// The pushes a subscription gets while its subscribe reply waits for a history engine that
+// recovers later (Hub::Subscribe with a completion): held by reference, in the order they
+// came, and sent after the reply (Hub::Resume). Bounded by the connection's write budget,
+// as its queue would be: past it they are dropped and the subscription is told it missed
+// publications once its reply is out.
+struct HeldPushes {
+  struct Entry {
+    const Push* push;  // a reference held
+    uint64_t offset;
+    bool join_leave;
+    net::PushClass cls;
+  };
+  HeldPushes() = default;
+  HeldPushes(const HeldPushes&) = delete;
+  HeldPushes& operator=(const HeldPushes&) = delete;
+  ~HeldPushes() { Drop(); }
+  void Drop();
+  std::vector<Entry> entries;
+  size_t bytes = 0;
+  bool overflowed = false;
+};
+
 // One connection's subscription to one channel, owned by the connection; the loop's list
 // points at it while it is subscribed.
 struct Subscription {
@@ -69,6 +91,9 @@ struct Subscription {
   // subscription (and free it): LoopChannels touches s no more after it. Null: the
   // connection is cut (3008 for the client protocol).
   void (*on_missed)(Subscription& s) = nullptr;
+  // Non-null while the subscribe reply waits for recovery: pushes wait here, not in the
+  // connection's queue (LoopChannels::Resume sends them).
+  std::unique_ptr<HeldPushes> held;
 };
 
 // A channel's coalescing bounds (from its namespace's options).
@@ -114,6 +139,11 @@ class LoopChannels {
   // asked for them.
   void Deliver(std::string_view channel, const Push& push, uint64_t offset, bool join_leave,
                Delivery delivery = {});
+  // The subscribe reply of s (held) is out: publications at or below delivered_offset were
+  // in it; the held pushes past it are sent, in order. A subscription that overflowed its
+  // hold is told it missed publications (on_missed, or its connection is cut). s may be
+  // gone when this returns (on_missed).
+  static void Resume(Subscription& s, uint64_t delivered_offset);
   size_t channel_count() const { return channels_.size(); }
 
   // Posted but not yet delivered bytes (any thread; see the top of the file).
@@ -165,6 +195,11 @@ class LoopChannels {
   // Sends one push to s; false when s must not be used again (its connection is ending, or
   // on_missed ran and may have freed it).
   static bool SendOne(Subscription& s, const Push& push, net::PushClass cls);
+  // SendOne, or held while s waits for its subscribe reply (Subscription::held).
+  static bool Offer(Subscription& s, const Push& push, net::PushClass cls, uint64_t offset,
+                    bool join_leave);
+  // A push that may not be dropped was not queued for s: tell it (or cut).
+  static void Missed(Subscription& s);
 
   Join join_;
   net::Loop* loop_ = nullptr;

@@ -452,7 +452,7 @@ core::Hub::SubscribeResult ClientSession::AddSubscription(
     std::string_view channel, const config::ChannelOptions& options, bool recoverable, bool recover,
     const core::StreamPosition& since, bool join_leave, int64_t expires_at,
     std::string_view chan_info, std::unique_ptr<config::ChannelOptions> overridden,
-    size_t max_recovery_bytes) {
+    size_t max_recovery_bytes, core::Hub::SubscribeDone done) {
   auto subscription = std::make_unique<ClientSubscription>();
   subscription->connection = &transport_.connection();
   subscription->transport = &transport_;
@@ -484,9 +484,21 @@ core::Hub::SubscribeResult ClientSession::AddSubscription(
   request.since = since;
   request.max_recovery = context_.options.max_recovery;
   request.max_recovery_bytes = max_recovery_bytes;
-  core::Hub::SubscribeResult result = context_.hub.Subscribe(loop(), request, subscription.get());
+  core::Hub::SubscribeResult result =
+      context_.hub.Subscribe(loop(), request, subscription.get(), std::move(done));
   subscriptions_.push_back(std::move(subscription));
   return result;
+}
+
+void ClientSession::SendRecovered(uint32_t id, std::string_view channel, uint64_t recovery,
+                                  int64_t expires_at, core::Hub::SubscribeResult result) {
+  ClientSubscription* s = FindSubscription(channel);
+  if (!s || s->recovery != recovery || !connected()) return;  // unsubscribed meanwhile
+  s->recovery = 0;
+  std::string reply;
+  AppendSubscribeReply(reply, id, result, true, TtlSeconds(expires_at));
+  SendLaterReply(reply);
+  context_.hub.Resume(s, result);  // may end s (a hold that overflowed)
 }
 
 void ClientSession::HandleSubscribe(const Command& c) {
@@ -524,9 +536,25 @@ void ClientSession::HandleSubscribe(const Command& c) {
     if (!allowed) return ReplyError(c.id, ErrorCode::kPermissionDenied);
   }
   const bool recoverable = options->history_size > 0 && (c.recoverable || options->force_recovery);
-  core::Hub::SubscribeResult result = AddSubscription(
-      c.channel, *options, recoverable, c.recover, {c.offset, std::string(c.epoch)},
-      c.join_leave || options->force_push_join_leave, expires_at, chan_info, nullptr, ReplyRoom());
+  // An engine that recovers later answers through the loop; the memory engine never does.
+  core::Hub::SubscribeDone later;
+  uint64_t recovery = 0;
+  if (recoverable && c.recover && !context_.hub.history_inline()) {
+    recovery = ++recoveries_;
+    later = Later<core::Hub::SubscribeResult>(
+        [id = c.id, channel = std::string(c.channel), recovery, expires_at](
+            ClientSession& session, core::Hub::SubscribeResult result) {
+          session.SendRecovered(id, channel, recovery, expires_at, std::move(result));
+        });
+  }
+  core::Hub::SubscribeResult result =
+      AddSubscription(c.channel, *options, recoverable, c.recover, {c.offset, std::string(c.epoch)},
+                      c.join_leave || options->force_push_join_leave, expires_at, chan_info,
+                      nullptr, ReplyRoom(), std::move(later));
+  if (result.pending) {
+    subscriptions_.back()->recovery = recovery;  // its completion runs on this loop, later
+    return;
+  }
   AppendSubscribeReply(*reply_, c.id, result, recoverable && c.recover, TtlSeconds(expires_at));
 }
 

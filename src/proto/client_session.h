@@ -108,6 +108,9 @@ class ClientSession {
     }
     bool server_side = false;  // from the connection token's channels or subs
     bool recoverable = false;  // the client tracks offsets: it can recover a gap
+    // Non-zero while its subscribe reply waits for the history engine's recovery: which
+    // one (a subscription made again for the channel meanwhile has another).
+    uint64_t recovery = 0;
   };
   class Keepalive final : public net::TimerNode {
    public:
@@ -160,7 +163,11 @@ class ClientSession {
       std::string_view channel, const config::ChannelOptions& options, bool recoverable,
       bool recover, const core::StreamPosition& since, bool join_leave, int64_t expires_at,
       std::string_view chan_info = {}, std::unique_ptr<config::ChannelOptions> overridden = nullptr,
-      size_t max_recovery_bytes = SIZE_MAX);
+      size_t max_recovery_bytes = SIZE_MAX, core::Hub::SubscribeDone done = {});
+  // The subscribe reply whose recovery an engine completed later (Hub::Subscribe's done):
+  // sent, then the pushes held meanwhile; nothing when the subscription is gone.
+  void SendRecovered(uint32_t id, std::string_view channel, uint64_t recovery, int64_t expires_at,
+                     core::Hub::SubscribeResult result);
   // A server-side subscription from the connection token, recovered from connect.subs.
   void AddServerSubscription(const Command& c, std::string_view channel,
                              const auth::TokenSubscription* token_sub,
@@ -199,6 +206,7 @@ class ClientSession {
   std::vector<std::unique_ptr<ClientSubscription>> subscriptions_;
   CommandGuard guard_;
   std::shared_ptr<const void> alive_;  // see Later
+  uint64_t recoveries_ = 0;            // ClientSubscription::recovery's last value
 };
 
 }  // namespace hermod::proto

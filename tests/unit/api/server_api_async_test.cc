@@ -1,4 +1,4 @@
-// The server API with a history engine that completes later (async_test_store.h) on a real
+// The server API with a history engine that completes later (later_history_store.h) on a real
 // loop: the calls an engine answers later answer once it has (kLater, then the answer on
 // the loop), a batch keeps its answers in command order, and with the memory engines
 // every answer is given at once.
@@ -12,7 +12,7 @@
 #include <string>
 #include <thread>
 
-#include "../core/async_test_store.h"
+#include "../core/later_history_store.h"
 #include "api/server_api.h"
 #include "http/http_connection.h"
 #include "proto/prepared_push.h"

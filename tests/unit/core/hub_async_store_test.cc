@@ -1,28 +1,26 @@
-// The hub with a history engine that completes later, as a disk or network engine will: a
-// real engine (publications kept in a HistoryStream) whose every call is done by its own
-// worker thread, one at a time in call order, and answered through the completion. What
-// must hold: publications reach subscribers on every loop in offset order however many
-// threads publish, each publisher learns its position through its completion, reads answer
-// through the caller's loop, and a completion whose requester is gone is dropped.
+// The hub with a history engine that completes later (later_history_store.h). What must
+// hold: publications reach subscribers on every loop in offset order however many threads
+// publish, each publisher learns its position through its completion, reads answer through
+// the caller's loop, a completion whose requester is gone is dropped, and a subscriber that
+// recovers gets the publications it missed, then the live ones, once each, in order.
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <deque>
 #include <future>
-#include <map>
+#include <memory>
 #include <set>
 #include <sstream>
 #include <string>
 #include <thread>
 
-#include "async_test_store.h"
 #include "chunk_push.h"
 #include "core/hub.h"
+#include "later_history_store.h"
 #include "net/connection.h"
 
 namespace hermod::core {
@@ -227,6 +225,135 @@ TEST_F(HubAsyncStoreTest, HistoryAnswersThroughTheCallersLoopAndSubscribeReports
   EXPECT_FALSE(sub.recovered);
   EXPECT_EQ(sub.position.offset, 3u);
   EXPECT_EQ(sub.position.epoch, "later");
+}
+
+// A subscriber that recovers while publications keep coming: it gets the ones it missed (in
+// its reply, here a frame written first), then the ones published during the engine's read,
+// then the live ones, each once, in offset order.
+TEST_F(HubAsyncStoreTest, RecoveryThatCompletesLaterIsFollowedByWhatWasPublishedMeanwhileOnce) {
+  Subscription a;
+  const int peer_a = Subscribe(0, &a);  // loop 0: a subscriber since offset 0
+  std::promise<void> stored;
+  for (int i = 1; i <= 3; ++i) {
+    Hub::PublishRequest r{"ch", &options_, "p", "", {}, {}, {}, {}};
+    if (i == 3)
+      r.done = Completion<Hub::PublishResult>([&](Hub::PublishResult) { stored.set_value(); });
+    hub_.Publish(std::move(r));
+  }
+  stored.get_future().wait();
+  history_->reader().SetOpen(false);  // the recovery's read waits
+  int fds[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
+  peers_.push_back(fds[1]);
+  Subscription s;
+  std::promise<Hub::SubscribeResult> completed;
+  const Hub::SubscribeResult now = On(1, [&] {
+    s.connection = new Sink(*loops_[1], fds[0], nullptr);
+    Hub::SubscribeRequest r;
+    r.channel = "ch";
+    r.options = &options_;
+    r.client = "late";
+    r.recoverable = true;
+    r.recover = true;
+    r.since = {1, "later"};
+    return hub_.Subscribe(*loops_[1], r, &s,
+                          Hub::SubscribeDone(*loops_[1], [&](Hub::SubscribeResult result) {
+                            // The reply, then the held pushes.
+                            std::string reply = "reply|";
+                            for (const std::string& p : result.publications) reply += p + " ";
+                            Push* push = new ChunkPush(reply + "\n");
+                            push->SendTo(s);
+                            push->Unref();
+                            hub_.Resume(&s, result);
+                            completed.set_value(std::move(result));
+                          }));
+  });
+  EXPECT_TRUE(now.pending);
+  EXPECT_EQ(now.position.offset, 3u);
+  // Published, stored and fanned out while the read waits: held on loop 1.
+  std::promise<void> meanwhile;
+  for (int i = 4; i <= 5; ++i) {
+    Hub::PublishRequest r{"ch", &options_, "m", "", {}, {}, {}, {}};
+    if (i == 5)
+      r.done = Completion<Hub::PublishResult>([&](Hub::PublishResult) { meanwhile.set_value(); });
+    hub_.Publish(std::move(r));
+  }
+  meanwhile.get_future().wait();
+  EXPECT_EQ(On(1, [&] { return s.held ? s.held->entries.size() : 99; }), 2u);
+  // The read completes while more are published, from another thread.
+  history_->reader().SetOpen(true);
+  std::thread publisher([&] {
+    for (int i = 6; i <= 30; ++i) {
+      hub_.Publish(Hub::PublishRequest{"ch", &options_, "l", "", {}, {}, {}, {}});
+    }
+  });
+  publisher.join();
+  const Hub::SubscribeResult result = completed.get_future().get();
+  EXPECT_TRUE(result.recovered);
+  EXPECT_EQ(result.publications, (std::vector<std::string>{"p@2", "p@3"}));
+  EXPECT_EQ(result.delivered_offset, 3u);
+  std::string expected = "reply|p@2 p@3 \nch|m@4\nch|m@5\n";
+  for (int i = 6; i <= 30; ++i) expected += "ch|l@" + std::to_string(i) + "\n";
+  EXPECT_EQ(Read(fds[1], 28), expected);
+  // The subscriber from the start saw every one, once.
+  std::string all = "ch|p@1\nch|p@2\nch|p@3\nch|m@4\nch|m@5\n";
+  for (int i = 6; i <= 30; ++i) all += "ch|l@" + std::to_string(i) + "\n";
+  EXPECT_EQ(Read(peer_a, 30), all);
+  On(1, [&] {
+    hub_.Unsubscribe(*loops_[1], "ch", options_, "late", "", &s);
+    return 0;
+  });
+}
+
+TEST_F(HubAsyncStoreTest, ASubscriberGoneBeforeItsRecoveryCompletesIsToldNothingAndHoldsNothing) {
+  std::promise<void> stored;
+  Hub::PublishRequest first{"ch", &options_, "p", "", {}, {}, {}, {}};
+  first.done = Completion<Hub::PublishResult>([&](Hub::PublishResult) { stored.set_value(); });
+  hub_.Publish(std::move(first));
+  stored.get_future().wait();
+  history_->reader().SetOpen(false);
+  int fds[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
+  peers_.push_back(fds[1]);
+  auto s = std::make_unique<Subscription>();
+  auto alive = std::make_shared<int>(0);
+  std::atomic<bool> ran{false};
+  EXPECT_TRUE(On(1, [&] {
+    s->connection = new Sink(*loops_[1], fds[0], nullptr);
+    Hub::SubscribeRequest r;
+    r.channel = "ch";
+    r.options = &options_;
+    r.client = "gone";
+    r.recoverable = true;
+    r.recover = true;
+    r.since = {0, "later"};
+    return hub_
+        .Subscribe(*loops_[1], r, s.get(),
+                   Hub::SubscribeDone(*loops_[1], std::weak_ptr<const void>(alive),
+                                      [&](Hub::SubscribeResult) { ran = true; }))
+        .pending;
+  }));
+  std::promise<void> held;
+  Hub::PublishRequest second{"ch", &options_, "q", "", {}, {}, {}, {}};
+  second.done = Completion<Hub::PublishResult>([&](Hub::PublishResult) { held.set_value(); });
+  hub_.Publish(std::move(second));
+  held.get_future().wait();
+  On(1, [&] {
+    EXPECT_EQ(s->held->entries.size(), 1u);
+    // Its session goes: unsubscribed and freed, the pushes it held with it (ASan: no leak).
+    hub_.Unsubscribe(*loops_[1], "ch", options_, "gone", "", s.get());
+    s.reset();
+    alive.reset();
+    return 0;
+  });
+  history_->reader().SetOpen(true);
+  std::promise<void> idle;
+  history_->reader().Post([&] { idle.set_value(); });
+  idle.get_future().wait();
+  On(1, [] { return 0; });  // the completion's task, posted before this one, ran
+  EXPECT_FALSE(ran);
+  pollfd p{fds[1], POLLIN, 0};
+  EXPECT_EQ(poll(&p, 1, 0), 0);  // nothing was written
 }
 
 TEST_F(HubAsyncStoreTest, PresenceWithACompletionAlwaysAnswersThroughIt) {

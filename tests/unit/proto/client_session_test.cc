@@ -11,12 +11,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "../core/later_history_store.h"
 #include "auth/token_verifier.h"
 #include "config/config.h"
 #include "core/channel_rules.h"
@@ -86,7 +88,9 @@ class FakeTransport final : public net::Connection, public Transport {
 
 class ClientSessionTest : public ::testing::Test {
  protected:
-  ClientSessionTest() {
+  ClientSessionTest() : ClientSessionTest(store::MemoryStores(), MakeConfig()) {}
+  ClientSessionTest(core::Stores stores, config::Config config)
+      : config_(std::move(config)), hub_(1, JsonPushCodec(), std::move(stores)) {
     fake_now_ms = 1'000'000;
     context_.options.allow_anonymous = true;
     context_.options.ping_interval_ms = 10'000;
@@ -139,10 +143,10 @@ class ClientSessionTest : public ::testing::Test {
     return config;
   }
 
-  config::Config config_ = MakeConfig();
+  config::Config config_;
   core::ChannelRules rules_{config_};
   auth::TokenVerifier tokens_{auth::TokenKeys{}};
-  core::Hub hub_{1, JsonPushCodec(), store::MemoryStores()};
+  core::Hub hub_;
   ClientRegistry registry_{1};
   ClientContext context_{hub_, rules_, tokens_, ClientOptions{}, &registry_, nullptr};
   std::vector<FakeTransport*> transports_;  // the loop owns them
@@ -355,6 +359,115 @@ TEST_F(ClientSessionTest, TheTransportsEndUnsubscribesAndLeavesTheRegistry) {
   std::erase(transports_, &t);
   RunOnce();  // frees t
   EXPECT_EQ(hub_.Presence("news").size(), 0u);
+}
+
+// The same session over a history engine that completes later (its reads on a thread the
+// test holds): the subscribe reply of a recovering client waits for the engine.
+class ClientSessionLaterStoreTest : public ClientSessionTest {
+ protected:
+  ClientSessionLaterStoreTest() : ClientSessionTest(Stores(), HistoryConfig()), history_(made_) {}
+  ~ClientSessionLaterStoreTest() override { WaitForReads(); }
+  static core::Stores Stores() { return core::LaterStores(&made_); }
+  static config::Config HistoryConfig() {
+    config::Config config = MakeConfig();
+    config.channel.history_size = 100;
+    config.channel.history_ttl.ms = 60'000;
+    return config;
+  }
+  // Publishes and waits until the publication is stored and posted to the loop.
+  void Publish(std::string_view data) {
+    std::promise<void> stored;
+    core::Hub::PublishRequest r{"news", &config_.channel, data, ""};
+    r.done = core::Completion<core::Hub::PublishResult>([&](core::Hub::PublishResult result) {
+      EXPECT_TRUE(result.ok());
+      stored.set_value();
+    });
+    EXPECT_EQ(hub_.Publish(std::move(r)).refusal, core::Hub::Refusal::kPending);
+    stored.get_future().wait();
+  }
+  // Every read asked so far has completed (and posted its answer to the loop).
+  void WaitForReads() {
+    std::promise<void> idle;
+    history_->reader().Post([&] { idle.set_value(); });
+    idle.get_future().wait();
+  }
+  static inline core::LaterHistoryStore* made_ = nullptr;
+  core::LaterHistoryStore* history_;
+};
+
+TEST_F(ClientSessionLaterStoreTest, TheRecoveredReplyComesWhenTheEngineAnswersThenTheLivePushes) {
+  FakeTransport& t = Connected();
+  Publish(R"({"n":1})");
+  Publish(R"({"n":2})");
+  history_->reader().SetOpen(false);
+  t.session.OnMessage(
+      R"({"id":2,"subscribe":{"channel":"news","recoverable":true,"recover":true,"offset":1,"epoch":"later"}})");
+  EXPECT_TRUE(t.replies.empty());  // the engine has not answered
+  Publish(R"({"n":3})");           // during the read: held for the subscriber
+  RunOnce();
+  EXPECT_TRUE(t.replies.empty());
+  EXPECT_TRUE(t.pushes.empty());
+  history_->reader().SetOpen(true);
+  WaitForReads();
+  RunOnce();
+  ASSERT_EQ(t.replies.size(), 1u);
+  const std::string& reply = t.replies[0];
+  EXPECT_TRUE(reply.starts_with(R"({"id":2,"subscribe":{)")) << reply;
+  EXPECT_NE(reply.find(R"("recovered":true)"), std::string::npos) << reply;
+  EXPECT_NE(reply.find(R"("data":{"n":2},"offset":2)"), std::string::npos) << reply;
+  EXPECT_EQ(reply.find(R"("n":1)"), std::string::npos) << reply;
+  EXPECT_EQ(reply.find(R"("n":3)"), std::string::npos) << reply;
+  EXPECT_NE(reply.find(R"("offset":2)"), std::string::npos) << reply;
+  ASSERT_EQ(t.pushes.size(), 1u);
+  EXPECT_NE(t.pushes[0].find(R"("data":{"n":3},"offset":3)"), std::string::npos) << t.pushes[0];
+  Publish(R"({"n":4})");
+  RunOnce();
+  ASSERT_EQ(t.pushes.size(), 2u);
+  EXPECT_NE(t.pushes[1].find(R"("data":{"n":4},"offset":4)"), std::string::npos) << t.pushes[1];
+}
+
+TEST_F(ClientSessionLaterStoreTest, AClientThatUnsubscribesBeforeTheEngineAnswersGetsNoReplyForIt) {
+  FakeTransport& t = Connected();
+  Publish(R"({"n":1})");
+  history_->reader().SetOpen(false);
+  t.session.OnMessage(
+      R"({"id":2,"subscribe":{"channel":"news","recoverable":true,"recover":true,"offset":0,"epoch":"later"}})");
+  Publish(R"({"n":2})");
+  RunOnce();
+  t.session.OnMessage(R"({"id":3,"unsubscribe":{"channel":"news"}})");
+  // Subscribed again at once, recovering too: only the second recovery answers it.
+  t.session.OnMessage(
+      R"({"id":4,"subscribe":{"channel":"news","recoverable":true,"recover":true,"offset":1,"epoch":"later"}})");
+  history_->reader().SetOpen(true);
+  WaitForReads();
+  RunOnce();
+  ASSERT_EQ(t.replies.size(), 2u);
+  EXPECT_EQ(t.replies[0], R"({"id":3,"unsubscribe":{}})");
+  EXPECT_TRUE(t.replies[1].starts_with(R"({"id":4,"subscribe":{)")) << t.replies[1];
+  EXPECT_NE(t.replies[1].find(R"("data":{"n":2},"offset":2)"), std::string::npos) << t.replies[1];
+  EXPECT_TRUE(t.pushes.empty());  // n=2 came in the second reply, never as a push
+}
+
+TEST_F(ClientSessionLaterStoreTest,
+       MoreThanTheWriteBudgetHeldDuringTheReadIsToldAs2500AfterTheReply) {
+  FakeTransport& t = Connected();
+  Publish(R"({"n":1})");
+  loop_.set_max_write_buffer_bytes(400);
+  history_->reader().SetOpen(false);
+  t.session.OnMessage(
+      R"({"id":2,"subscribe":{"channel":"news","recoverable":true,"recover":true,"offset":1,"epoch":"later"}})");
+  const std::string big(150, 'x');
+  for (int i = 0; i < 4; ++i) Publish(R"({"big":")" + big + R"("})");
+  RunOnce();  // held, past the budget: dropped
+  history_->reader().SetOpen(true);
+  WaitForReads();
+  RunOnce();
+  ASSERT_EQ(t.replies.size(), 1u);
+  EXPECT_NE(t.replies[0].find(R"("recovered":true)"), std::string::npos) << t.replies[0];
+  EXPECT_TRUE(t.pushes.empty());
+  EXPECT_EQ(t.lane_normal,
+            std::vector<std::string>{R"({"push":{"channel":"news","unsubscribe":{"code":2500,)"
+                                     R"("reason":"insufficient state"}}})"});
 }
 
 }  // namespace

@@ -1,15 +1,18 @@
 // A history engine that completes later, as a disk or network engine will, for tests of
-// what waits for one (the hub, the server API): a real engine (publications kept in a
-// HistoryStream) whose every call is done by its own worker thread, one at a time in call
-// order, and answered through the completion.
+// the hub and of the session over it: a real engine (publications kept in a HistoryStream)
+// whose appends are done by a writer thread and whose reads and recoveries by a reader
+// thread, each one at a time in call order, answered through the completion. Each thread
+// has a gate a test may close to hold its calls.
 #pragma once
 
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -72,10 +75,17 @@ class Worker {
 
 class LaterHistoryStore final : public HistoryStore {
  public:
+  // A channel's publications, as the engine's storage holds them: they outlive the Stream
+  // (a channel freed and used again finds them).
+  struct State {
+    State(std::string epoch, uint64_t top) : stream(std::move(epoch), top) {}
+    std::mutex mutex;
+    HistoryStream stream;
+  };
   class LaterStream final : public Stream {
    public:
-    LaterStream(Worker& worker, std::string epoch, uint64_t top)
-        : worker_(worker), state_(std::make_shared<State>(std::move(epoch), top)) {}
+    LaterStream(Worker& worker, Worker& reader, std::shared_ptr<State> state)
+        : worker_(worker), reader_(reader), state_(std::move(state)) {}
     StreamPosition Position() const override {
       std::lock_guard lock(state_->mutex);
       return {state_->stream.top(), state_->stream.epoch()};
@@ -97,7 +107,7 @@ class LaterHistoryStore final : public HistoryStore {
       return std::nullopt;
     }
     std::optional<HistoryPage> Read(const HistoryQuery& q, Completion<HistoryPage> done) override {
-      worker_.Post([state = state_, q, done = std::move(done)]() mutable {
+      reader_.Post([state = state_, q, done = std::move(done)]() mutable {
         HistoryPage page;
         {
           std::lock_guard lock(state->mutex);
@@ -109,9 +119,25 @@ class LaterHistoryStore final : public HistoryStore {
       });
       return std::nullopt;
     }
-    std::optional<HistoryStream::Recovery> Recover(const RecoveryQuery&,
-                                                   Completion<HistoryStream::Recovery>) override {
-      return std::nullopt;  // the hub does not wait for it: recovered=false
+    // Stops at query.until, as the contract says: what the stream holds past it, the hub is
+    // fanning out (the subscriber holds it until its reply is out).
+    std::optional<HistoryStream::Recovery> Recover(
+        const RecoveryQuery& q, Completion<HistoryStream::Recovery> done) override {
+      reader_.Post([state = state_, q, done = std::move(done)]() mutable {
+        HistoryStream::Recovery r;
+        {
+          std::lock_guard lock(state->mutex);
+          // All it holds past since, then cut at until, then the limits.
+          r = state->stream.Recover(q.since, SIZE_MAX, q.now_ms);
+        }
+        const uint64_t wanted = q.until > q.since.offset ? q.until - q.since.offset : 0;
+        if (r.recovered && r.publications.size() > wanted) r.publications.resize(wanted);
+        size_t bytes = 0;
+        for (const std::string& p : r.publications) bytes += p.size() + 1;
+        if (r.publications.size() > q.max_publications || bytes > q.max_bytes) r = {};
+        done(std::move(r));
+      });
+      return std::nullopt;
     }
     void Remove() override {
       std::lock_guard lock(state_->mutex);
@@ -124,12 +150,8 @@ class LaterHistoryStore final : public HistoryStore {
     uint64_t expires_ms() const override { return 0; }
 
    private:
-    struct State {
-      State(std::string epoch, uint64_t top) : stream(std::move(epoch), top) {}
-      std::mutex mutex;
-      HistoryStream stream;
-    };
     Worker& worker_;
+    Worker& reader_;
     std::shared_ptr<State> state_;
   };
 
@@ -137,33 +159,29 @@ class LaterHistoryStore final : public HistoryStore {
   void SetMetaLimits(uint64_t, size_t) override {}
   std::unique_ptr<Stream> Open(std::string_view channel, uint64_t) override {
     std::lock_guard lock(mutex_);
-    auto it = kept_.find(std::string(channel));
-    if (it != kept_.end()) {
-      return std::make_unique<LaterStream>(worker_, it->second.epoch, it->second.offset);
-    }
-    return std::make_unique<LaterStream>(worker_, "later", 0);
+    std::shared_ptr<State>& state = stored_[std::string(channel)];
+    if (!state) state = std::make_shared<State>("later", 0);
+    return std::make_unique<LaterStream>(worker_, reader_, state);
   }
-  void Close(std::string_view channel, std::unique_ptr<Stream> stream, uint64_t) override {
-    std::lock_guard lock(mutex_);
-    kept_[std::string(channel)] = stream->Position();
-  }
+  void Close(std::string_view, std::unique_ptr<Stream>, uint64_t) override {}  // all stored
   std::optional<StreamPosition> Kept(std::string_view channel, uint64_t) override {
     std::lock_guard lock(mutex_);
-    auto it = kept_.find(std::string(channel));
-    if (it == kept_.end()) return std::nullopt;
-    return it->second;
+    auto it = stored_.find(std::string(channel));
+    if (it == stored_.end()) return std::nullopt;
+    std::lock_guard stream_lock(it->second->mutex);
+    return StreamPosition{it->second->stream.top(), it->second->stream.epoch()};
   }
   void ExpireKept(uint64_t) override {}
-  Worker& worker() { return worker_; }
+  Worker& worker() { return worker_; }  // appends
+  Worker& reader() { return reader_; }  // reads and recovery
 
  private:
   Worker worker_;
+  Worker reader_;
   std::mutex mutex_;
-  std::map<std::string, StreamPosition> kept_;
+  std::map<std::string, std::shared_ptr<State>> stored_;
 };
 
-// Stores with the later history engine (its pointer in *history) and memory presence and
-// idempotency.
 inline Stores LaterStores(LaterHistoryStore** history) {
   Stores stores;
   auto later = std::make_unique<LaterHistoryStore>();
