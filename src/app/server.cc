@@ -266,11 +266,21 @@ metrics::DashboardSources Server::DashboardSources() {
     const stats::HubState total = metrics::SumHubState(state);
     return metrics::HubFigures{total.channels, total.subscriptions, metrics::HubStateJson(state)};
   };
-  s.api = [api = api_.get()](std::string_view method, std::string& body, std::string& out) {
+  s.api = [api = api_.get()](std::string_view method, std::string& body, std::string& out,
+                             net::Loop& loop, std::function<void(int, std::string)> later) {
     const uint64_t started_us = net::Loop::MonotonicUs();
-    const int status = api->Call(method, body, out);
-    stats::RecordApiCall(api::MethodLabelIndex(method), net::Loop::MonotonicUs() - started_us);
-    return status;
+    const size_t index = api::MethodLabelIndex(method);
+    api::LaterAnswer answer;
+    const int status = api->Call(method, body, out, SIZE_MAX, &loop, &answer);
+    if (status != api::ServerApi::kLater) {
+      stats::RecordApiCall(index, net::Loop::MonotonicUs() - started_us);
+      return status;
+    }
+    answer.Then([later = std::move(later), index, started_us](int status, std::string out) {
+      stats::RecordApiCall(index, net::Loop::MonotonicUs() - started_us);
+      later(status, std::move(out));
+    });
+    return 0;
   };
   if (broker_) s.other_nodes = [broker = broker_.get()] { return broker->OtherNodes(); };
   return s;

@@ -313,21 +313,34 @@ void Dashboard::Api(http::HttpConnection& c, http::Request& request) {
   }
   std::string_view path = request.Path();
   std::string_view method = path.substr(path.rfind('/') + 1);
+  // The answer, built once the status is known (at once, or when a store engine answers).
+  auto response = [keep_alive, method = std::string(method), peer = c.PeerIp()](int status,
+                                                                                std::string out) {
+    // Who did what: an operator's action through the dashboard leaves a line.
+    spdlog::info("dashboard: api {} from {} answered {}", method, peer, status);
+    if (status == 200 || status == 413) {
+      out += '\n';
+      return http::BuildResponse(status, "application/json", out, keep_alive, kNoStore);
+    }
+    return http::BuildResponse(status, "text/plain; charset=utf-8",
+                               status == 404 ? "not found\n" : "bad request\n", keep_alive,
+                               kNoStore);
+  };
+  // Set once the call is known to answer later; the completion runs after this returns.
+  auto deferred = std::make_shared<http::DeferredResponse>();
   std::string out;
   // Counted as an API call of its method by the source (app/ knows the method table).
-  const int status = sources_.api ? sources_.api(method, request.body, out) : 404;
-  // Who did what: an operator's action through the dashboard leaves a line.
-  spdlog::info("dashboard: api {} from {} answered {}", method, c.PeerIp(), status);
-  if (status == 200 || status == 413) {
-    out += '\n';
-    c.Respond(http::BuildResponse(status, "application/json", out, keep_alive, kNoStore),
-              keep_alive);
+  const int status =
+      sources_.api ? sources_.api(method, request.body, out, c.loop(),
+                                  [deferred, response, keep_alive](int status, std::string out) {
+                                    deferred->Respond(response(status, std::move(out)), keep_alive);
+                                  })
+                   : 404;
+  if (status == 0) {
+    *deferred = c.Defer();
     return;
   }
-  c.Respond(
-      http::BuildResponse(status, "text/plain; charset=utf-8",
-                          status == 404 ? "not found\n" : "bad request\n", keep_alive, kNoStore),
-      keep_alive);
+  c.Respond(response(status, std::move(out)), keep_alive);
 }
 
 }  // namespace hermod::metrics

@@ -66,8 +66,11 @@ struct DashboardSources {
   // Every channel with its subscriber count (the dashboard picks the busiest).
   std::function<std::vector<std::pair<std::string, size_t>>()> channels;
   std::function<HubFigures()> hub;
-  // The server API: HTTP status and answer for one method (api::ServerApi::Call).
-  std::function<int(std::string_view method, std::string& body, std::string& out)> api;
+  // The server API (api::ServerApi::Call): the HTTP status and answer (in out) for one
+  // method; or 0 when a store engine answers later, and then `later` gets them on loop.
+  std::function<int(std::string_view method, std::string& body, std::string& out, net::Loop& loop,
+                    std::function<void(int status, std::string out)> later)>
+      api;
   // The other nodes of the cluster, each as the JSON object NodeJson made there; null or
   // empty on a single node.
   std::function<std::vector<std::string>()> other_nodes;

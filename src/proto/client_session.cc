@@ -685,6 +685,37 @@ void ClientSession::HandlePresence(const Command& c, bool stats) {
   const bool allowed = options->allow_presence_for_client ||
                        (options->allow_presence_for_subscriber && FindSubscription(c.channel));
   if (!allowed) return ReplyError(c.id, ErrorCode::kPermissionDenied);
+  if (!context_.hub.presence_inline()) {
+    // An engine that may list later (core/presence_store.h): the reply leaves when it has.
+    if (stats) {
+      context_.hub.PresenceStats(
+          c.channel, Later<core::PresenceCounts>(
+                         [id = c.id](ClientSession& session, core::PresenceCounts counts) {
+                           std::string reply;
+                           AppendPresenceStatsReply(reply, id, counts.clients, counts.users);
+                           session.SendLaterReply(reply);
+                         }));
+      return;
+    }
+    context_.hub.Presence(
+        c.channel,
+        Later<core::PresenceList>([id = c.id](ClientSession& session, core::PresenceList list) {
+          size_t bytes = 0;
+          for (const auto& [client, entry] : list) bytes += client.size() + entry.info.size() + 4;
+          // The room a reply has now (ReplyRoom is for a reply built during a message).
+          const size_t budget = session.loop().max_write_buffer_bytes();
+          const size_t used = session.queued_bytes() + kReplyEnvelopeBytes + budget / 16;
+          std::string reply;
+          if (used >= budget || bytes > budget - used) {
+            stats::RecordReplyLimited(stats::ReplyLimit::kRefused);
+            AppendError(reply, id, ErrorCode::kLimitExceeded);
+          } else {
+            AppendPresenceReply(reply, id, list);
+          }
+          session.SendLaterReply(reply);
+        }));
+    return;
+  }
   if (stats) {
     auto [clients, users] = context_.hub.PresenceStats(c.channel);
     AppendPresenceStatsReply(*reply_, c.id, clients, users);

@@ -470,5 +470,38 @@ TEST_F(ClientSessionLaterStoreTest,
                                      R"("reason":"insufficient state"}}})"});
 }
 
+// The session over a presence engine that may list later: the memory engine, asked with a
+// completion, answers through it (on the loop's mailbox), as a later engine would.
+class ClientSessionLaterPresenceTest : public ClientSessionTest {
+ protected:
+  ClientSessionLaterPresenceTest() : ClientSessionTest(Stores(), PresenceConfig()) {}
+  static core::Stores Stores() {
+    core::Stores stores = store::MemoryStores();
+    stores.presence_inline = false;
+    return stores;
+  }
+  static config::Config PresenceConfig() {
+    config::Config config = MakeConfig();
+    config.channel.presence = true;
+    config.channel.allow_presence_for_subscriber = true;
+    return config;
+  }
+};
+
+TEST_F(ClientSessionLaterPresenceTest, PresenceAndItsStatsAreAnsweredWhenTheEngineAnswers) {
+  FakeTransport& t = Connected();
+  t.session.OnMessage(R"({"id":2,"subscribe":{"channel":"news"}})");
+  ASSERT_EQ(t.replies.size(), 1u);
+  t.replies.clear();
+  t.session.OnMessage(R"({"id":3,"presence":{"channel":"news"}})");
+  t.session.OnMessage(R"({"id":4,"presence_stats":{"channel":"news"}})");
+  EXPECT_TRUE(t.replies.empty());  // answered through the loop, not inline
+  RunOnce();
+  ASSERT_EQ(t.replies.size(), 2u);
+  EXPECT_TRUE(t.replies[0].starts_with(R"({"id":3,"presence":{"presence":{")")) << t.replies[0];
+  EXPECT_NE(t.replies[0].find(t.session.client_id()), std::string::npos) << t.replies[0];
+  EXPECT_EQ(t.replies[1], R"({"id":4,"presence_stats":{"num_clients":1,"num_users":1}})");
+}
+
 }  // namespace
 }  // namespace hermod::proto
