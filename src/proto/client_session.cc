@@ -287,11 +287,11 @@ void ClientSession::SetAdmitted(std::string ip, bool must_recover) {
   guard_.SetAdmitted(std::move(ip), must_recover);
 }
 
-size_t ClientSession::ReplyRoom() const {
+size_t ClientSession::RoomBeside(size_t pending) const {
   // A sixteenth of the budget stays free: the queue also counts a record per queued frame
   // against it, and pushes of this loop iteration may follow the reply.
   const size_t budget = loop().max_write_buffer_bytes();
-  const size_t used = queued_bytes() + reply_->size() + kReplyEnvelopeBytes + budget / 16;
+  const size_t used = queued_bytes() + pending + kReplyEnvelopeBytes + budget / 16;
   return used >= budget ? 0 : budget - used;
 }
 
@@ -702,11 +702,8 @@ void ClientSession::HandlePresence(const Command& c, bool stats) {
         Later<core::PresenceList>([id = c.id](ClientSession& session, core::PresenceList list) {
           size_t bytes = 0;
           for (const auto& [client, entry] : list) bytes += client.size() + entry.info.size() + 4;
-          // The room a reply has now (ReplyRoom is for a reply built during a message).
-          const size_t budget = session.loop().max_write_buffer_bytes();
-          const size_t used = session.queued_bytes() + kReplyEnvelopeBytes + budget / 16;
           std::string reply;
-          if (used >= budget || bytes > budget - used) {
+          if (bytes > session.RoomBeside(0)) {
             stats::RecordReplyLimited(stats::ReplyLimit::kRefused);
             AppendError(reply, id, ErrorCode::kLimitExceeded);
           } else {

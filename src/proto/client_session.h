@@ -151,7 +151,10 @@ class ClientSession {
   // message's replies already hold. A history or presence reply that would pass it is cut
   // short or refused with 106 before it is built; past the budget the connection would be
   // cut (3008), and a message of many such commands would pin their sum in memory.
-  size_t ReplyRoom() const;
+  size_t ReplyRoom() const { return RoomBeside(reply_->size()); }
+  // The same room beside `pending` reply bytes not yet queued (0: a reply sent on its own,
+  // as one a store engine answers later).
+  size_t RoomBeside(size_t pending) const;
   // One throttled log line for a connect refused for its credentials (101, 109).
   void LogAuthFailure(ErrorCode code, std::string_view reason);
   // Checks the channel name and its namespace; replies with the error when it fails.
