@@ -55,6 +55,10 @@ struct HistoryAppend {
 
 struct HistoryAppended {
   bool failed = false;  // nothing was stored (an engine's I/O error): the publish is refused
+  // An engine that deduplicates as it stores found append.idempotency_key within its window:
+  // nothing was stored, position is the original publication's, and the hub fans nothing
+  // out (the publisher gets that position, as from the IdempotencyStore).
+  bool duplicate = false;
   StreamPosition position;
   // The publication encoded with position.offset: owned here (an engine that completes
   // later), or a view of the engine's own copy, valid until the stream's next call (the

@@ -2,11 +2,29 @@
 
 #include <algorithm>
 #include <cassert>
+#include <deque>
 #include <functional>
 
 #include "stats/loop_metrics.h"
 
 namespace hermod::core {
+
+namespace {
+
+// A publication without history (skip_history, or a namespace without it) accepted while
+// appends an engine completes later are in flight on its channel: it waits behind them, so
+// that fan-out keeps the order publications were accepted in.
+struct WaitingPublish {
+  uint64_t after;  // fanned out once this many appends of the channel have completed
+  config::ChannelOptions options;
+  std::string data;
+  std::string info;
+  std::string tags;
+  net::Priority priority;
+  uint64_t published_us;
+};
+
+}  // namespace
 
 struct Hub::ChannelState {
   std::vector<bool> loops;  // loops with local subscribers
@@ -21,6 +39,8 @@ struct Hub::ChannelState {
   // completes later has stored beyond it.
   uint64_t top = 0;
   uint32_t appending = 0;  // appends an engine completes later, in flight: kept till done
+  uint64_t appended = 0;   // of those, how many have completed (WaitingPublish::after)
+  std::deque<WaitingPublish> waiting;  // in acceptance order; empty when appending is 0
   // The namespace's publish_rate_limit for this channel, node-wide: every publisher of the
   // channel, on any loop or API call, takes its token here under the shard lock it holds
   // anyway. publish_limit: the limit last used, so the sweep can tell a refilled bucket.
@@ -654,6 +674,8 @@ Hub::PublishResult Hub::Publish(PublishRequest request) {
     if (!appended) return {Refusal::kPending, {}};
     if (!stores_.history_inline) --state.appending;  // answered at once after all
     if (appended->failed) return {Refusal::kStoreFailed, {}};
+    // The engine's own deduplication (history_store.h): the original's position, no fan-out.
+    if (appended->duplicate) return {Refusal::kNone, std::move(appended->position)};
     result.position = std::move(appended->position);
     state.top = result.position.offset;
     if (state.loop_count > 0) {
@@ -661,6 +683,16 @@ Hub::PublishResult Hub::Publish(PublishRequest request) {
       push->set_published_us(published_us);
       PostPush(state, channel, options, push, result.position.offset, false, p);
     }
+  } else if (state.appending > 0) {
+    // Appends still in flight: fanned out (and handed to the broker) after them (Appended).
+    state.waiting.push_back({state.appended + state.appending, options, std::string(request.data),
+                             std::string(request.info), std::string(request.tags), p,
+                             published_us});
+    if (!key.empty()) {
+      if (!state.idempotency) state.idempotency = stores_.idempotency->Open(channel);
+      state.idempotency->Put(key, result.position, now, now + limits_.idempotency_window_ms);
+    }
+    return result;
   } else if (state.loop_count > 0) {
     const std::string publication = codec_.publication(request.data, request.info, 0, request.tags);
     Push* push = codec_.publication_push(channel, publication);
@@ -691,9 +723,18 @@ void Hub::Appended(PendingPublish& pending, HistoryAppended appended) {
     if (it == shard.channels.end()) return;
     ChannelState& state = *it->second;
     --state.appending;
+    ++state.appended;
     const uint64_t now = clock_();
     if (appended.failed) {
       result.refusal = Refusal::kStoreFailed;
+    } else if (appended.duplicate) {
+      // Stored before (the engine's deduplication): the original's position, nothing sent.
+      result.position = std::move(appended.position);
+      if (!pending.idempotency_key.empty()) {
+        if (!state.idempotency) state.idempotency = stores_.idempotency->Open(pending.channel);
+        state.idempotency->Put(pending.idempotency_key, result.position, now,
+                               now + limits_.idempotency_window_ms);
+      }
     } else {
       result.position = std::move(appended.position);
       state.top = result.position.offset;
@@ -710,6 +751,19 @@ void Hub::Appended(PendingPublish& pending, HistoryAppended appended) {
       }
       ToBroker(BrokerMessageKind::kPublication, pending.channel, pending.data, pending.info,
                pending.tags, pending.priority, false);
+    }
+    // Publications without history accepted after this append and before the next.
+    while (!state.waiting.empty() && state.waiting.front().after <= state.appended) {
+      const WaitingPublish& w = state.waiting.front();
+      if (state.loop_count > 0) {
+        const std::string publication = codec_.publication(w.data, w.info, 0, w.tags);
+        Push* push = codec_.publication_push(pending.channel, publication);
+        push->set_published_us(w.published_us);
+        PostPush(state, pending.channel, w.options, push, 0, false, w.priority);
+      }
+      ToBroker(BrokerMessageKind::kPublication, pending.channel, w.data, w.info, w.tags, w.priority,
+               true);
+      state.waiting.pop_front();
     }
     if (state.loop_count == 0) QueueReclaim(shard, it->first, state, now);
   }

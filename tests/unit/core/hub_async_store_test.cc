@@ -356,6 +356,79 @@ TEST_F(HubAsyncStoreTest, ASubscriberGoneBeforeItsRecoveryCompletesIsToldNothing
   EXPECT_EQ(poll(&p, 1, 0), 0);  // nothing was written
 }
 
+// Two publications with one idempotency key in flight together: the hub's keys know
+// neither yet, the engine stores the first and answers the second as a duplicate. The
+// second is not fanned out, and both publishers get the first's position.
+TEST_F(HubAsyncStoreTest, ADuplicateTheEngineReportsIsNotFannedOutAndAnswersTheOriginalPosition) {
+  Subscription a;
+  const int peer = Subscribe(0, &a);
+  history_->worker().SetOpen(false);
+  std::promise<Hub::PublishResult> first, second;
+  Hub::PublishRequest r1{"ch", &options_, "a", "", "k", {}, {}, {}};
+  r1.done = Completion<Hub::PublishResult>([&](Hub::PublishResult r) { first.set_value(r); });
+  Hub::PublishRequest r2{"ch", &options_, "b", "", "k", {}, {}, {}};
+  r2.done = Completion<Hub::PublishResult>([&](Hub::PublishResult r) { second.set_value(r); });
+  EXPECT_EQ(hub_.Publish(std::move(r1)).refusal, Hub::Refusal::kPending);
+  EXPECT_EQ(hub_.Publish(std::move(r2)).refusal, Hub::Refusal::kPending);
+  history_->worker().SetOpen(true);
+  const Hub::PublishResult one = first.get_future().get();
+  const Hub::PublishResult two = second.get_future().get();
+  EXPECT_TRUE(one.ok());
+  EXPECT_TRUE(two.ok());
+  EXPECT_EQ(one.position.offset, 1u);
+  EXPECT_EQ(two.position.offset, 1u);
+  EXPECT_EQ(two.position.epoch, "later");
+  // Known to the hub's keys now: answered at once, nothing stored.
+  const Hub::PublishResult three =
+      hub_.Publish(Hub::PublishRequest{"ch", &options_, "c", "", "k", {}, {}, {}});
+  EXPECT_TRUE(three.ok());
+  EXPECT_EQ(three.position.offset, 1u);
+  std::promise<void> stored;
+  Hub::PublishRequest next{"ch", &options_, "d", "", {}, {}, {}, {}};
+  next.done = Completion<Hub::PublishResult>([&](Hub::PublishResult r) {
+    EXPECT_EQ(r.position.offset, 2u);  // the duplicate took no offset
+    stored.set_value();
+  });
+  hub_.Publish(std::move(next));
+  stored.get_future().wait();
+  EXPECT_EQ(Read(peer, 2), "ch|a@1\nch|d@2\n");
+}
+
+// A publication without history (the API's skip_history) accepted while appends are in
+// flight waits behind them: subscribers get the channel's publications in the order they
+// were accepted.
+TEST_F(HubAsyncStoreTest, APublicationWithoutHistoryWaitsBehindTheAppendsInFlight) {
+  Subscription a, b;
+  const int peer_a = Subscribe(0, &a);
+  const int peer_b = Subscribe(1, &b);
+  config::ChannelOptions skip = options_;
+  skip.history_size = 0;
+  history_->worker().SetOpen(false);
+  std::promise<void> stored;
+  EXPECT_EQ(hub_.Publish(Hub::PublishRequest{"ch", &options_, "a", "", {}, {}, {}, {}}).refusal,
+            Hub::Refusal::kPending);
+  const Hub::PublishResult s1 =
+      hub_.Publish(Hub::PublishRequest{"ch", &skip, "s", "", {}, {}, {}, {}});
+  EXPECT_TRUE(s1.ok());  // answered at once: it takes no offset
+  EXPECT_EQ(s1.position.offset, 0u);
+  Hub::PublishRequest last{"ch", &options_, "b", "", {}, {}, {}, {}};
+  last.done = Completion<Hub::PublishResult>([&](Hub::PublishResult) { stored.set_value(); });
+  EXPECT_EQ(hub_.Publish(std::move(last)).refusal, Hub::Refusal::kPending);
+  hub_.Publish(Hub::PublishRequest{"ch", &skip, "t", "", {}, {}, {}, {}});
+  On(0, [] { return 0; });
+  On(1, [] { return 0; });
+  for (int peer : {peer_a, peer_b}) {
+    pollfd p{peer, POLLIN, 0};
+    EXPECT_EQ(poll(&p, 1, 0), 0);  // nothing overtook the appends
+  }
+  history_->worker().SetOpen(true);
+  stored.get_future().wait();
+  for (int peer : {peer_a, peer_b}) EXPECT_EQ(Read(peer, 4), "ch|a@1\nch|s@0\nch|b@2\nch|t@0\n");
+  // Nothing in flight: at once.
+  hub_.Publish(Hub::PublishRequest{"ch", &skip, "u", "", {}, {}, {}, {}});
+  for (int peer : {peer_a, peer_b}) EXPECT_EQ(Read(peer, 1), "ch|u@0\n");
+}
+
 TEST_F(HubAsyncStoreTest, PresenceWithACompletionAlwaysAnswersThroughIt) {
   options_.presence = true;
   Subscription a;

@@ -2,7 +2,9 @@
 // the hub and of the session over it: a real engine (publications kept in a HistoryStream)
 // whose appends are done by a writer thread and whose reads and recoveries by a reader
 // thread, each one at a time in call order, answered through the completion. Each thread
-// has a gate a test may close to hold its calls.
+// has a gate a test may close to hold its calls. Like JetStream's Nats-Msg-Id, it
+// deduplicates as it stores: an append with an idempotency key it stored before is answered
+// as a duplicate with the original position (idempotency_store.h).
 #pragma once
 
 #include <condition_variable>
@@ -81,6 +83,7 @@ class LaterHistoryStore final : public HistoryStore {
     State(std::string epoch, uint64_t top) : stream(std::move(epoch), top) {}
     std::mutex mutex;
     HistoryStream stream;
+    std::map<std::string, StreamPosition, std::less<>> keys;  // idempotency key -> position
   };
   class LaterStream final : public Stream {
    public:
@@ -93,14 +96,20 @@ class LaterHistoryStore final : public HistoryStore {
     std::optional<HistoryAppended> Append(const HistoryAppend& a, const PublicationEncoder& encode,
                                           Completion<HistoryAppended> done) override {
       worker_.Post([state = state_, data = std::string(a.data), info = std::string(a.info),
-                    tags = std::string(a.tags), size = a.size, ttl = a.ttl_ms, now = a.now_ms,
-                    &encode, done = std::move(done)]() mutable {
+                    tags = std::string(a.tags), key = std::string(a.idempotency_key), size = a.size,
+                    ttl = a.ttl_ms, now = a.now_ms, &encode, done = std::move(done)]() mutable {
         HistoryAppended r;
         {
           std::lock_guard lock(state->mutex);
-          r.position = {state->stream.next_offset(), state->stream.epoch()};
-          r.publication = encode(data, info, r.position.offset, tags);
-          state->stream.Append(r.publication, now, size, ttl);
+          if (auto seen = state->keys.find(key); !key.empty() && seen != state->keys.end()) {
+            r.duplicate = true;
+            r.position = seen->second;
+          } else {
+            r.position = {state->stream.next_offset(), state->stream.epoch()};
+            r.publication = encode(data, info, r.position.offset, tags);
+            state->stream.Append(r.publication, now, size, ttl);
+            if (!key.empty()) state->keys.emplace(key, r.position);
+          }
         }
         done(std::move(r));
       });
