@@ -350,12 +350,82 @@ void ClientSession::HandleConnect(const Command& c) {
   }
 
   const uint64_t ping = context_.options.ping_interval_ms;
+  next_ping_ms_ = ping > 0 ? loop().now_ms() + ping : 0;
+  ScheduleKeepalive();
+  const bool later = std::any_of(results.begin(), results.end(),
+                                 [](const core::Hub::SubscribeResult& r) { return r.pending; });
+  if (later) {
+    // The reply leaves when the engine has answered every recovery (ConnectRecovered);
+    // meanwhile every server-side subscription holds its pushes, so that none reaches the
+    // client before the reply that tells it is subscribed.
+    auto pending = std::make_unique<PendingConnect>();
+    pending->id = c.id;
+    pending->ping_s = static_cast<uint32_t>(ping / 1000);
+    pending->pong = ping > 0;
+    pending->ttl_s = TtlSeconds(claims.expires_at);
+    for (size_t i = 0; i < subs.size(); ++i) {
+      ClientSubscription* s = FindSubscription(subs[i].channel);
+      PendingConnect::Sub sub{std::string(subs[i].channel), std::string(subs[i].data),
+                              subs[i].was_recovering};
+      if (results[i].pending) {
+        sub.recovery = s->recovery;
+        sub.waiting = true;
+        ++pending->waiting;
+      } else {
+        s->held = std::make_unique<core::HeldPushes>();
+      }
+      sub.result = std::move(results[i]);
+      pending->subs.push_back(std::move(sub));
+    }
+    pending_connect_ = std::move(pending);
+    return;
+  }
   ConnectResult result{
       client_id_, context_.options.version,      static_cast<uint32_t>(ping / 1000),
       ping > 0,   TtlSeconds(claims.expires_at), std::move(subs)};
   AppendConnectReply(*reply_, c.id, result);
-  next_ping_ms_ = ping > 0 ? loop().now_ms() + ping : 0;
-  ScheduleKeepalive();
+}
+
+void ClientSession::ConnectRecovered(uint64_t recovery, core::Hub::SubscribeResult recovered) {
+  if (!pending_connect_) return;
+  PendingConnect& pending = *pending_connect_;
+  auto it = std::find_if(pending.subs.begin(), pending.subs.end(),
+                         [&](const PendingConnect::Sub& s) { return s.recovery == recovery; });
+  if (it == pending.subs.end() || !it->waiting) return;
+  it->waiting = false;
+  it->result = std::move(recovered);
+  if (--pending.waiting > 0) return;
+  std::unique_ptr<PendingConnect> done = std::move(pending_connect_);
+  // Together the recovered publications get the reply's room, as at connect: what does not
+  // fit is not recovered (the client learns the gap, and the held pushes follow).
+  const size_t room = RoomBeside(0);
+  size_t taken = 0;
+  std::vector<ServerSubscription> subs;
+  subs.reserve(done->subs.size());
+  for (PendingConnect::Sub& sub : done->subs) {
+    size_t bytes = 0;
+    for (const std::string& p : sub.result.publications) bytes += p.size() + 1;
+    if (sub.recovery != 0 && taken + bytes > room) {
+      sub.result.recovered = false;
+      sub.result.publications.clear();
+      sub.result.delivered_offset = sub.result.position.offset;
+      bytes = 0;
+    }
+    taken += bytes;
+    subs.push_back({sub.channel, &sub.result, sub.was_recovering, sub.data});
+  }
+  const ConnectResult result{client_id_,  context_.options.version, done->ping_s, done->pong,
+                             done->ttl_s, std::move(subs)};
+  std::string reply;
+  AppendConnectReply(reply, done->id, result);
+  SendLaterReply(reply);
+  for (const PendingConnect::Sub& sub : done->subs) {
+    if (!connected()) return;  // a hold that overflowed ended the connection (3010, 3008)
+    ClientSubscription* s = FindSubscription(sub.channel);
+    if (!s || s->recovery != sub.recovery) continue;  // unsubscribed meanwhile
+    s->recovery = 0;
+    context_.hub.Resume(s, sub.result);
+  }
 }
 
 void ClientSession::AddServerSubscription(const Command& c, std::string_view channel,
@@ -394,11 +464,22 @@ void ClientSession::AddServerSubscription(const Command& c, std::string_view cha
     for (const std::string& p : r.publications) taken += p.size() + 1;
   }
   const size_t room = ReplyRoom();
-  results.push_back(AddSubscription(channel, *options, recoverable, recover, since,
-                                    effective.force_push_join_leave, 0,
-                                    token_sub ? std::string_view(token_sub->info) : "",
-                                    std::move(overridden), room > taken ? room - taken : 0));
+  // An engine that recovers later answers through the loop (ConnectRecovered).
+  core::Hub::SubscribeDone later;
+  uint64_t recovery = 0;
+  if (recoverable && recover && !context_.hub.history_inline()) {
+    recovery = ++recoveries_;
+    later = Later<core::Hub::SubscribeResult>(
+        [recovery](ClientSession& session, core::Hub::SubscribeResult result) {
+          session.ConnectRecovered(recovery, std::move(result));
+        });
+  }
+  results.push_back(AddSubscription(
+      channel, *options, recoverable, recover, since, effective.force_push_join_leave, 0,
+      token_sub ? std::string_view(token_sub->info) : "", std::move(overridden),
+      room > taken ? room - taken : 0, std::move(later)));
   subscriptions_.back()->server_side = true;
+  if (results.back().pending) subscriptions_.back()->recovery = recovery;
   ServerSubscription sub{channel, &results.back(), recoverable && recover};
   if (token_sub) sub.data = token_sub->data;
   subs.push_back(sub);

@@ -176,6 +176,28 @@ class ClientSession {
                              const auth::TokenSubscription* token_sub,
                              std::vector<core::Hub::SubscribeResult>& results,
                              std::vector<ServerSubscription>& subs);
+  // A connect whose server-side subscriptions a history engine recovers later: the reply
+  // waits for every recovery, and every server-side subscription holds its pushes until
+  // the reply is out (then Hub::Resume), as a client's subscribe does.
+  struct PendingConnect {
+    struct Sub {
+      std::string channel;
+      std::string data;
+      bool was_recovering = false;
+      uint64_t recovery = 0;  // ClientSubscription::recovery; 0: answered at connect
+      bool waiting = false;   // its recovery has not answered yet
+      core::Hub::SubscribeResult result;
+    };
+    uint32_t id = 0;
+    uint32_t ping_s = 0;
+    bool pong = false;
+    int64_t ttl_s = 0;
+    std::vector<Sub> subs;
+    size_t waiting = 0;
+  };
+  // A server-side subscription's recovery answered (on this loop); the last one sends the
+  // connect reply, then the held pushes.
+  void ConnectRecovered(uint64_t recovery, core::Hub::SubscribeResult recovered);
   // The token's expiry as a deadline on the loop's clock.
   void SetExpiry(int64_t expires_at_s);
   // Unsubscribes everything and leaves the counts: the connection is gone.
@@ -208,8 +230,9 @@ class ClientSession {
   std::string* reply_ = nullptr;  // the loop's reply buffer while a message is handled
   std::vector<std::unique_ptr<ClientSubscription>> subscriptions_;
   CommandGuard guard_;
-  std::shared_ptr<const void> alive_;  // see Later
-  uint64_t recoveries_ = 0;            // ClientSubscription::recovery's last value
+  std::shared_ptr<const void> alive_;                // see Later
+  uint64_t recoveries_ = 0;                          // ClientSubscription::recovery's last value
+  std::unique_ptr<PendingConnect> pending_connect_;  // while a connect waits for recoveries
 };
 
 }  // namespace hermod::proto

@@ -6,6 +6,7 @@
 #include "proto/client_session.h"
 
 #include <gtest/gtest.h>
+#include <jwt.h>
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
@@ -33,6 +34,21 @@
 
 namespace hermod::proto {
 namespace {
+
+// An HS256 connection token with these claims (raw JSON, e.g. server-side `channels`).
+std::string Token(const std::string& claims, const char* secret) {
+  jwt_t* jwt = nullptr;
+  EXPECT_EQ(jwt_new(&jwt), 0);
+  EXPECT_EQ(jwt_add_grants_json(jwt, claims.c_str()), 0);
+  EXPECT_EQ(jwt_set_alg(jwt, JWT_ALG_HS256, reinterpret_cast<const unsigned char*>(secret),
+                        static_cast<int>(strlen(secret))),
+            0);
+  char* text = jwt_encode_str(jwt);
+  std::string token = text != nullptr ? text : "";
+  free(text);
+  jwt_free(jwt);
+  return token;
+}
 
 uint64_t fake_now_ms = 1'000'000;
 uint64_t FakeNow() { return fake_now_ms; }
@@ -145,7 +161,13 @@ class ClientSessionTest : public ::testing::Test {
 
   config::Config config_;
   core::ChannelRules rules_{config_};
-  auth::TokenVerifier tokens_{auth::TokenKeys{}};
+  static auth::TokenKeys Keys() {
+    auth::TokenKeys keys;
+    keys.hmac_secret = kSecret;
+    return keys;
+  }
+  static constexpr const char* kSecret = "secret";
+  auth::TokenVerifier tokens_{Keys()};
   core::Hub hub_;
   ClientRegistry registry_{1};
   ClientContext context_{hub_, rules_, tokens_, ClientOptions{}, &registry_, nullptr};
@@ -372,12 +394,13 @@ class ClientSessionLaterStoreTest : public ClientSessionTest {
     config::Config config = MakeConfig();
     config.channel.history_size = 100;
     config.channel.history_ttl.ms = 60'000;
+    config.channel.force_recovery = true;  // server-side subscriptions recover
     return config;
   }
   // Publishes and waits until the publication is stored and posted to the loop.
-  void Publish(std::string_view data) {
+  void Publish(std::string_view data, std::string_view channel = "news") {
     std::promise<void> stored;
-    core::Hub::PublishRequest r{"news", &config_.channel, data, ""};
+    core::Hub::PublishRequest r{channel, &config_.channel, data, ""};
     r.done = core::Completion<core::Hub::PublishResult>([&](core::Hub::PublishResult result) {
       EXPECT_TRUE(result.ok());
       stored.set_value();
@@ -468,6 +491,88 @@ TEST_F(ClientSessionLaterStoreTest,
   EXPECT_EQ(t.lane_normal,
             std::vector<std::string>{R"({"push":{"channel":"news","unsubscribe":{"code":2500,)"
                                      R"("reason":"insufficient state"}}})"});
+}
+
+// Server-side subscriptions (the connection token's `channels`) recovered from connect.subs:
+// the connect reply waits for the engine, as a subscribe's does; every server-side
+// subscription holds what is published meanwhile and gets it after the reply, once.
+TEST_F(ClientSessionLaterStoreTest,
+       AConnectRecoversItsServerSideSubscriptionsWhenTheEngineAnswers) {
+  Publish(R"({"n":1})");
+  Publish(R"({"n":2})");
+  history_->reader().SetOpen(false);
+  FakeTransport& t = NewClient();
+  t.session.OnMessage(R"({"id":1,"connect":{"token":")" +
+                      Token(R"({"sub":"u1","channels":["news","other"]})", kSecret) +
+                      R"(","subs":{"news":{"recover":true,"offset":1,"epoch":"later"}}}})");
+  EXPECT_TRUE(t.session.connected());
+  EXPECT_TRUE(t.replies.empty());  // the engine has not answered
+  Publish(R"({"n":3})");           // during the read: held
+  Publish(R"({"o":1})", "other");  // not recovering, but held behind the reply too
+  RunOnce();
+  EXPECT_TRUE(t.replies.empty());
+  EXPECT_TRUE(t.pushes.empty());
+  history_->reader().SetOpen(true);
+  WaitForReads();
+  RunOnce();
+  ASSERT_EQ(t.replies.size(), 1u);
+  const std::string& reply = t.replies[0];
+  EXPECT_TRUE(reply.starts_with(R"({"id":1,"connect":{"client":")")) << reply;
+  const size_t news = reply.find(R"("news":{)");
+  const size_t other = reply.find(R"("other":{)");
+  ASSERT_NE(news, std::string::npos) << reply;
+  ASSERT_NE(other, std::string::npos) << reply;
+  const std::string news_sub = reply.substr(news, other > news ? other - news : std::string::npos);
+  EXPECT_NE(news_sub.find(R"("recovered":true)"), std::string::npos) << reply;
+  EXPECT_NE(news_sub.find(R"("data":{"n":2},"offset":2)"), std::string::npos) << reply;
+  EXPECT_EQ(reply.find(R"("n":1)"), std::string::npos) << reply;
+  EXPECT_EQ(reply.find(R"("n":3)"), std::string::npos) << reply;
+  EXPECT_EQ(reply.find(R"("o":1)"), std::string::npos) << reply;
+  ASSERT_EQ(t.pushes.size(), 2u);
+  EXPECT_NE(t.pushes[0].find(R"("data":{"n":3},"offset":3)"), std::string::npos) << t.pushes[0];
+  EXPECT_NE(t.pushes[1].find(R"("data":{"o":1},"offset":1)"), std::string::npos) << t.pushes[1];
+  Publish(R"({"n":4})");
+  RunOnce();
+  ASSERT_EQ(t.pushes.size(), 3u);
+  EXPECT_NE(t.pushes[2].find(R"("data":{"n":4},"offset":4)"), std::string::npos) << t.pushes[2];
+}
+
+// A recovery the engine cannot make (another epoch): recovered false with the position, and
+// the pushes held meanwhile follow the reply.
+TEST_F(ClientSessionLaterStoreTest, AConnectWhoseRecoveryFailsIsToldNotRecoveredThenGetsTheHeld) {
+  Publish(R"({"n":1})");
+  history_->reader().SetOpen(false);
+  FakeTransport& t = NewClient();
+  t.session.OnMessage(R"({"id":1,"connect":{"token":")" +
+                      Token(R"({"sub":"u1","channels":["news"]})", kSecret) +
+                      R"(","subs":{"news":{"recover":true,"offset":1,"epoch":"gone"}}}})");
+  EXPECT_TRUE(t.replies.empty());
+  Publish(R"({"n":2})");
+  RunOnce();
+  history_->reader().SetOpen(true);
+  WaitForReads();
+  RunOnce();
+  ASSERT_EQ(t.replies.size(), 1u);
+  EXPECT_EQ(t.replies[0].find(R"("recovered")"), std::string::npos) << t.replies[0];  // false
+  EXPECT_NE(t.replies[0].find(R"("offset":1,"was_recovering":true)"), std::string::npos)
+      << t.replies[0];
+  ASSERT_EQ(t.pushes.size(), 1u);
+  EXPECT_NE(t.pushes[0].find(R"("data":{"n":2},"offset":2)"), std::string::npos) << t.pushes[0];
+}
+
+// A connection that ends before the engine answers is sent nothing.
+TEST_F(ClientSessionLaterStoreTest, AConnectionGoneBeforeItsConnectRecoveryIsSentNothing) {
+  history_->reader().SetOpen(false);
+  FakeTransport& t = NewClient();
+  t.session.OnMessage(R"({"id":1,"connect":{"token":")" +
+                      Token(R"({"sub":"u1","channels":["news"]})", kSecret) +
+                      R"(","subs":{"news":{"recover":true,"offset":0,"epoch":"later"}}}})");
+  t.session.Disconnect({4000, "custom"});
+  history_->reader().SetOpen(true);
+  WaitForReads();
+  RunOnce();
+  EXPECT_TRUE(t.replies.empty());
+  EXPECT_EQ(t.closed_with, std::vector<uint16_t>{4000});
 }
 
 // The session over a presence engine that may list later: the memory engine, asked with a
