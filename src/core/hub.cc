@@ -620,7 +620,9 @@ Hub::PublishResult Hub::Publish(PublishRequest request) {
   }
   ChannelState& state = StateOf(shard, channel, options);
   const uint64_t now = clock_();
-  if (!key.empty() && state.idempotency) {
+  // Opened before the first Find: a durable engine's Keys hold the keys it kept.
+  if (!key.empty() && !state.idempotency) state.idempotency = stores_.idempotency->Open(channel);
+  if (!key.empty()) {
     if (std::optional<StreamPosition> seen = state.idempotency->Find(key, now)) {
       return {Refusal::kNone, std::move(*seen)};
     }
