@@ -233,6 +233,8 @@ bool SqliteDb::Open(std::string* error) {
                 "sqlite.path");
   }
   sqlite3_extended_result_codes(db_, 1);
+  // A server killed a moment ago may still hold the file's locks while the kernel reaps it.
+  sqlite3_busy_timeout(db_, 5000);
   auto exec = [&](const char* sql) { return sqlite3_exec(db_, sql, nullptr, nullptr, nullptr); };
   // The first read of the file tells a corrupt or foreign file apart.
   int rc = exec("PRAGMA journal_mode=WAL");
