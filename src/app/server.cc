@@ -342,6 +342,7 @@ int Server::Run() {
   engine_config.presence_engine = config_.presence_engine;
   engine_config.sqlite.path = config_.sqlite.path;
   engine_config.sqlite.max_batch = config_.sqlite.max_batch;
+  engine_config.sqlite.max_queue = config_.sqlite.max_queue;
   engine_config.sqlite.synchronous_full = config_.sqlite.synchronous == "full";
   engine_config.sqlite.idempotency_window_ms = config_.idempotency_window.ms;
   store::Engines engines;

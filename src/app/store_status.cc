@@ -10,8 +10,9 @@ void RenderStoreMetrics(metrics::PrometheusText& t, const StoreStatusFn& status)
   t.Family("hermod_store_operations_total", "counter",
            "Store engine operations done, by engine and kind (append, read, recover, remove, "
            "key, trim: one per transaction).");
-  t.Family("hermod_store_errors_total", "counter",
-           "Store engine failures, by engine and reason (io, file_gone, breaker_open).");
+  t.Family(
+      "hermod_store_errors_total", "counter",
+      "Store engine failures, by engine and reason (io, file_gone, breaker_open, queue_full).");
   t.Family("hermod_store_latency_seconds", "histogram",
            "Store engine operations, from queued to completed.");
   t.Family("hermod_store_queue_depth", "gauge", "Store engine operations queued for its writer.");

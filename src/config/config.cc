@@ -238,6 +238,7 @@ std::vector<Field> AllFields(Config& c) {
           OneOf("presence_engine", &c.presence_engine, kPresenceEngines),
           {"sqlite.path", &c.sqlite.path},
           {"sqlite.max_batch", &c.sqlite.max_batch, 1, 100000},
+          {"sqlite.max_queue", &c.sqlite.max_queue, 1, 10000000},
           OneOf("sqlite.synchronous", &c.sqlite.synchronous, kSqliteSync),
           {"ping_interval", &c.ping_interval, 0, kMaxMs},
           {"pong_timeout", &c.pong_timeout, 0, kMaxMs},

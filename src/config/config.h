@@ -201,6 +201,7 @@ struct Config {
   struct Sqlite {
     std::string path = "hermod.db";  // relative: to the working directory
     uint64_t max_batch = 1024;       // writes per transaction (group commit)
+    uint64_t max_queue = 65536;      // appends waiting for the disk; past it, refused
     // "full": a commit is fsynced (survives power loss); "normal": survives kill -9 only.
     std::string synchronous = "full";
   } sqlite;

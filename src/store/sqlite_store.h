@@ -48,6 +48,7 @@ struct SqliteOptions {
   size_t max_batch = 1024;       // writes per transaction
   bool synchronous_full = true;  // false: synchronous=NORMAL
   size_t max_trim = 1024;        // expired rows deleted per transaction
+  size_t max_queue = 65536;      // appends waiting for the writer; past it, refused
   uint64_t idempotency_window_ms = 5 * 60 * 1000;
   core::CircuitBreaker::Options breaker;
 };
@@ -55,11 +56,11 @@ struct SqliteOptions {
 // What /metrics and /health show of a store engine (any engine; the memory engine has none).
 struct StoreStatus {
   enum Kind : size_t { kAppend, kRead, kRecover, kRemove, kKey, kTrim, kKinds };
-  enum Reason : size_t { kIo, kFileGone, kBreakerOpen, kReasons };
+  enum Reason : size_t { kIo, kFileGone, kBreakerOpen, kQueueFull, kReasons };
   static constexpr std::array<const char*, kKinds> kKindNames = {"append", "read", "recover",
                                                                  "remove", "key",  "trim"};
   static constexpr std::array<const char*, kReasons> kReasonNames = {"io", "file_gone",
-                                                                     "breaker_open"};
+                                                                     "breaker_open", "queue_full"};
   static constexpr std::array<double, 10> kLatencyBounds = {0.0005, 0.001, 0.0025, 0.005, 0.01,
                                                             0.025,  0.05,  0.1,    0.25,  1};
   std::string engine;
