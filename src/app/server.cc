@@ -13,6 +13,7 @@
 #include <atomic>
 
 #include "api/methods.h"
+#include "app/store_status.h"
 #include "http/response.h"
 #include "log/fields.h"
 #include "metrics/hub_state.h"
@@ -245,6 +246,12 @@ void Server::BuildMetrics() {
   });
   metrics_->AddRenderer(
       [trim = &memory_trim_](metrics::PrometheusText& text) { trim->Render(text); });
+  metrics_->AddRenderer([status = store_status_](metrics::PrometheusText& text) {
+    RenderStoreMetrics(text, status);
+  });
+  if (store_status_) {
+    health_->AddCheck([status = store_status_] { return StoreHealth(status()); });
+  }
   if (broker_) {
     broker::Link* link = &broker_->link();
     health_->AddCheck([link] { return link->Health(); });
@@ -329,11 +336,26 @@ int Server::Run() {
     spdlog::error("{}", error);
     return 1;
   }
+  store::EngineConfig engine_config;
+  engine_config.engine = config_.engine;
+  engine_config.history_engine = config_.history_engine;
+  engine_config.presence_engine = config_.presence_engine;
+  engine_config.sqlite.path = config_.sqlite.path;
+  engine_config.sqlite.max_batch = config_.sqlite.max_batch;
+  engine_config.sqlite.max_queue = config_.sqlite.max_queue;
+  engine_config.sqlite.synchronous_full = config_.sqlite.synchronous == "full";
+  engine_config.sqlite.idempotency_window_ms = config_.idempotency_window.ms;
+  store::Engines engines;
+  if (std::string error; !store::MakeEngines(engine_config, &engines, &error)) {
+    spdlog::error("{}", error);
+    return 1;
+  }
+  store_status_ = std::move(engines.status);
   hub_ = std::make_unique<core::Hub>(
       count,
       proto::JsonPushCodec(handshake_policy_.deflate.level,
                            handshake_policy_.deflate.server_max_window_bits),
-      store::MakeStores(config_.history_engine, config_.presence_engine));
+      std::move(engines.stores));
   hub_->set_limits({config_.send_queue.inbox_budget_bytes, config_.idempotency_window.ms,
                     config_.history_meta_ttl.ms, config_.history_meta_max_channels});
   core::AdmissionLimits limits;

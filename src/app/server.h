@@ -5,6 +5,7 @@
 // the writes drain, and exit within shutdown_timeout_ms.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -28,6 +29,7 @@
 #include "net/tls.h"
 #include "proto/client_registry.h"
 #include "proto/client_session.h"
+#include "store/sqlite_store.h"
 #include "ws/handshake.h"
 #include "ws/websocket_connection.h"
 
@@ -79,6 +81,8 @@ class Server {
   core::ChannelRules channel_rules_;
   auth::TokenVerifier token_verifier_;
   std::unique_ptr<core::Hub> hub_;
+  // The store engine's status for /metrics and /health (empty: the memory engine).
+  std::function<store::StoreStatus()> store_status_;
   MemoryTrim memory_trim_;
   // Config broker "nats": other nodes' publications enter the hub from libnats's threads;
   // built and stopped in Run, declared after hub_ so that it goes first.

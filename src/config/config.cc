@@ -59,7 +59,9 @@ Field Shaped(const char* key, std::string* target, Check check) {
 constexpr std::string_view kLogLevels[] = {"trace", "debug", "info", "warn", "error", "off"};
 constexpr std::string_view kLogFormats[] = {"text", "json"};
 constexpr std::string_view kBrokers[] = {"memory", "nats"};
-constexpr std::string_view kStoreEngines[] = {"memory"};
+constexpr std::string_view kStoreEngines[] = {"memory", "sqlite"};
+constexpr std::string_view kPresenceEngines[] = {"memory"};
+constexpr std::string_view kSqliteSync[] = {"full", "normal"};
 
 const char* CheckNatsUrl(std::string_view url) {
   return url.starts_with("nats://") || url.starts_with("tls://")
@@ -231,8 +233,13 @@ std::vector<Field> AllFields(Config& c) {
           {"channel_name_ascii_only", &c.channel_name_ascii_only},
           {"history_meta_ttl", &c.history_meta_ttl, 0, 10 * kYearMs},
           {"history_meta_max_channels", &c.history_meta_max_channels, 0, kMaxCount},
+          OneOf("engine", &c.engine, kStoreEngines),
           OneOf("history_engine", &c.history_engine, kStoreEngines),
-          OneOf("presence_engine", &c.presence_engine, kStoreEngines),
+          OneOf("presence_engine", &c.presence_engine, kPresenceEngines),
+          {"sqlite.path", &c.sqlite.path},
+          {"sqlite.max_batch", &c.sqlite.max_batch, 1, 100000},
+          {"sqlite.max_queue", &c.sqlite.max_queue, 1, 10000000},
+          OneOf("sqlite.synchronous", &c.sqlite.synchronous, kSqliteSync),
           {"ping_interval", &c.ping_interval, 0, kMaxMs},
           {"pong_timeout", &c.pong_timeout, 0, kMaxMs},
           {"client_stale_close_delay", &c.client_stale_close_delay, 0, kMaxMs},

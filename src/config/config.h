@@ -192,9 +192,19 @@ struct Config {
   Duration history_meta_ttl{30ull * 24 * 3600 * 1000};
   uint64_t history_meta_max_channels = 100000;
   // Where history (with idempotency keys) and presence live (src/store/): "memory", in
-  // this process, is the only engine so far.
+  // this process, or "sqlite", history and idempotency keys in the file sqlite.path
+  // (presence stays in memory). `engine` (Centrifugo's key) sets history and idempotency;
+  // history_engine does the same, presence_engine is "memory".
+  std::string engine = "memory";
   std::string history_engine = "memory";
   std::string presence_engine = "memory";
+  struct Sqlite {
+    std::string path = "hermod.db";  // relative: to the working directory
+    uint64_t max_batch = 1024;       // writes per transaction (group commit)
+    uint64_t max_queue = 65536;      // appends waiting for the disk; past it, refused
+    // "full": a commit is fsynced (survives power loss); "normal": survives kill -9 only.
+    std::string synchronous = "full";
+  } sqlite;
   Duration ping_interval{25000};  // the protocol's {} pings; the client answers {}
   Duration pong_timeout{8000};
   Duration client_stale_close_delay{10000};    // a connection that sends no connect: 3502

@@ -640,7 +640,9 @@ Hub::PublishResult Hub::Publish(PublishRequest request) {
   }
   ChannelState& state = StateOf(shard, channel, options);
   const uint64_t now = clock_();
-  if (!key.empty() && state.idempotency) {
+  // Opened before the first Find: a durable engine's Keys hold the keys it kept.
+  if (!key.empty() && !state.idempotency) state.idempotency = stores_.idempotency->Open(channel);
+  if (!key.empty()) {
     if (std::optional<StreamPosition> seen = state.idempotency->Find(key, now)) {
       return {Refusal::kNone, std::move(*seen)};
     }
@@ -798,8 +800,13 @@ Hub::HistoryResult Hub::History(std::string_view channel, const config::ChannelO
   // A channel nobody published to has no stream yet; asking must not create one. One that
   // was erased answers with its kept position.
   auto it = shard.channels.find(channel);
-  if (it == shard.channels.end()) {
-    if (std::optional<StreamPosition> kept = stores_.history->Kept(channel, clock_())) {
+  std::optional<StreamPosition> kept;
+  if (it == shard.channels.end()) kept = stores_.history->Kept(channel, clock_());
+  // A durable engine (not inline) still holds a freed channel's publications (after a
+  // restart: every channel's): they are read through its stream, the channel reclaimed after.
+  const bool reopen = kept && !stores_.history_inline;
+  if (it == shard.channels.end() && !reopen) {
+    if (kept) {
       result.position = std::move(*kept);
       if (since && !since->epoch.empty() && since->epoch != result.position.epoch) {
         result.unrecoverable = true;
@@ -808,6 +815,7 @@ Hub::HistoryResult Hub::History(std::string_view channel, const config::ChannelO
     return result;
   }
   ChannelState& state = StateOf(shard, channel, options);
+  if (reopen && state.loop_count == 0) QueueReclaim(shard, channel, state, clock_());
   HistoryQuery query;
   if (since) query.since = *since;
   query.limit = limit;

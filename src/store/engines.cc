@@ -35,3 +35,24 @@ core::Stores MakeStores(std::string_view history_engine, std::string_view presen
 }
 
 }  // namespace hermod::store
+
+namespace hermod::store {
+
+bool MakeEngines(const EngineConfig& config, Engines* out, std::string* error) {
+  const bool sqlite = config.engine == "sqlite" || config.history_engine == "sqlite";
+  if (!sqlite) {
+    out->stores = MakeStores(config.history_engine, config.presence_engine, error);
+    return out->stores.history && out->stores.presence;
+  }
+  std::shared_ptr<SqliteEngine> engine = SqliteEngine::Open(config.sqlite, error);
+  if (!engine) return false;
+  out->stores.history = engine->History();
+  out->stores.idempotency = engine->Idempotency();
+  out->stores.history_inline = false;
+  // Presence is about live connections: in memory on one node.
+  out->stores.presence = std::make_unique<MemoryPresenceStore>();
+  out->status = [engine] { return engine->Status(); };
+  return true;
+}
+
+}  // namespace hermod::store

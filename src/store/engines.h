@@ -1,12 +1,15 @@
-// The store engines by name: what `hermod serve` builds from config (history_engine,
-// presence_engine; only "memory" exists so far). A new engine adds its files here and its
-// name to Make; config/ accepts the name.
+// The store engines by name: what `hermod serve` builds from config (`engine`, and the
+// older history_engine / presence_engine): "memory" (default) or "sqlite" (history and
+// idempotency keys in a file; presence stays in memory). A new engine adds its files here
+// and its name to MakeEngines; config/ accepts the name.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 
 #include "core/hub.h"
+#include "store/sqlite_store.h"
 
 namespace hermod::store {
 
@@ -16,5 +19,19 @@ core::Stores MakeStores(std::string_view history_engine, std::string_view presen
                         std::string* error = nullptr);
 // The default: every concern in this process's memory.
 core::Stores MemoryStores();
+
+struct EngineConfig {
+  std::string engine = "memory";  // history and idempotency
+  std::string history_engine = "memory";
+  std::string presence_engine = "memory";
+  SqliteOptions sqlite;
+};
+struct Engines {
+  core::Stores stores;
+  // The engine's operations and health, for /metrics and /health; empty for memory.
+  std::function<StoreStatus()> status;
+};
+// false, with *error naming the file and the fix, when an engine cannot start.
+bool MakeEngines(const EngineConfig& config, Engines* out, std::string* error);
 
 }  // namespace hermod::store

@@ -45,15 +45,18 @@ export async function startHermod(binary, config) {
       fs.rmSync(dir, { recursive: true, force: true });
       return status;
     },
+    // SIGKILL; resolves once the process is gone.
     kill() {
       proc.kill('SIGKILL');
+      return exited;
     },
   };
 }
 
 // A TCP proxy to 127.0.0.1:target; cutAll() destroys every proxied connection; pauseAll()
 // stops reading what the server sends (a client that stalls: the server's queue for it
-// grows) until resumeAll().
+// grows) until resumeAll(); retarget(port) sends new connections to another port (a
+// restarted server).
 export async function startProxy(target) {
   const pairs = new Set();
   const server = net.createServer((client) => {
@@ -93,6 +96,9 @@ export async function startProxy(target) {
     },
     close() {
       server.close();
+    },
+    retarget(port) {
+      target = port;
     },
   };
 }

@@ -1,0 +1,903 @@
+#include "store/sqlite_store.h"
+
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "net/event_loop.h"
+
+namespace hermod::store {
+
+namespace {
+
+std::string NewEpoch() {
+  thread_local std::mt19937_64 random{std::random_device{}()};
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string epoch(8, '0');
+  uint64_t bits = random();
+  for (char& ch : epoch) {
+    ch = kHex[bits & 15];
+    bits >>= 4;
+  }
+  return epoch;
+}
+
+int64_t WallMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+uint64_t SteadyUs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+constexpr const char* kSchema =
+    "CREATE TABLE IF NOT EXISTS meta(channel TEXT PRIMARY KEY, epoch TEXT NOT NULL,"
+    " top INTEGER NOT NULL);"
+    // A rowid table: publications are appended at its end, and a 1 KiB row would spill to
+    // overflow pages in a WITHOUT ROWID table's index b-tree (many times the writes).
+    "CREATE TABLE IF NOT EXISTS pubs(channel TEXT NOT NULL, offset INTEGER NOT NULL,"
+    " expires INTEGER NOT NULL, pub BLOB NOT NULL);"
+    "CREATE UNIQUE INDEX IF NOT EXISTS pubs_key ON pubs(channel, offset);"
+    "CREATE INDEX IF NOT EXISTS pubs_expires ON pubs(expires);"
+    "CREATE TABLE IF NOT EXISTS keys(channel TEXT NOT NULL, key TEXT NOT NULL,"
+    " offset INTEGER NOT NULL, epoch TEXT NOT NULL, expires INTEGER NOT NULL,"
+    " PRIMARY KEY(channel, key));"
+    "CREATE INDEX IF NOT EXISTS keys_expires ON keys(expires);";
+
+// A prepared statement, reset after each use.
+class Stmt {
+ public:
+  Stmt() = default;
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+  ~Stmt() { sqlite3_finalize(s_); }
+  bool Prepare(sqlite3* db, const char* sql) {
+    return sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s_, nullptr) == SQLITE_OK;
+  }
+  Stmt& Bind(int i, std::string_view text) {
+    sqlite3_bind_text(s_, i, text.data(), static_cast<int>(text.size()), SQLITE_STATIC);
+    return *this;
+  }
+  Stmt& Blob(int i, std::string_view bytes) {
+    sqlite3_bind_blob(s_, i, bytes.data(), static_cast<int>(bytes.size()), SQLITE_STATIC);
+    return *this;
+  }
+  Stmt& Bind(int i, int64_t v) {
+    sqlite3_bind_int64(s_, i, v);
+    return *this;
+  }
+  // One step of a statement that returns no rows; resets it.
+  bool Run() {
+    const int rc = sqlite3_step(s_);
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+    return rc == SQLITE_DONE;
+  }
+  int Step() { return sqlite3_step(s_); }
+  void Reset() {
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+  }
+  int64_t Int(int col) const { return sqlite3_column_int64(s_, col); }
+  std::string_view Text(int col) const {
+    const void* p = sqlite3_column_blob(s_, col);
+    const int n = sqlite3_column_bytes(s_, col);
+    return p == nullptr ? std::string_view() : std::string_view(static_cast<const char*>(p), n);
+  }
+
+ private:
+  sqlite3_stmt* s_ = nullptr;
+};
+
+}  // namespace
+
+// The engine's state; see sqlite_store.h.
+class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
+ public:
+  // A channel's position. epoch never changes; top is the committed offset (the writer
+  // stores it after each commit, Position reads it); writer_top is the writer's own.
+  struct Chan {
+    Chan(std::string n, std::string e, uint64_t t) : name(std::move(n)), epoch(std::move(e)) {
+      top.store(t);
+      writer_top = t;
+    }
+    const std::string name;
+    const std::string epoch;
+    std::atomic<uint64_t> top{0};
+    uint64_t writer_top = 0;  // writer thread only
+    bool open = false;        // under channels_mutex_
+    uint64_t closed_ms = 0;   // under channels_mutex_
+  };
+  struct Key {
+    std::string key;
+    core::StreamPosition position;
+    uint64_t expires_ms;  // the hub's clock
+  };
+
+  SqliteDb(SqliteOptions options)
+      : options_(std::move(options)), breaker_(options_.breaker, &Now) {}
+  ~SqliteDb() {
+    Stop();
+    stmts_ = {};
+    if (db_ != nullptr) sqlite3_close(db_);
+  }
+
+  bool Open(std::string* error);
+  void Start() {
+    writer_ = std::thread([this] { Run(); });
+  }
+  void Stop();
+
+  std::shared_ptr<Chan> OpenChannel(std::string_view channel, uint64_t now_ms);
+  void CloseChannel(const std::shared_ptr<Chan>& chan, uint64_t now_ms);
+  std::optional<core::StreamPosition> Kept(std::string_view channel);
+  void ExpireKept(uint64_t now_ms);
+  void SetMetaTtl(uint64_t ttl_ms) {
+    std::lock_guard lock(channels_mutex_);
+    meta_ttl_ms_ = ttl_ms;
+  }
+  std::vector<Key> TakeKeys(std::string_view channel);
+
+  std::optional<core::HistoryAppended> Append(const std::shared_ptr<Chan>& chan,
+                                              const core::HistoryAppend& append,
+                                              const core::PublicationEncoder& encode,
+                                              core::Completion<core::HistoryAppended> done);
+  void Read(const std::shared_ptr<Chan>& chan, const core::HistoryQuery& query,
+            core::Completion<core::HistoryPage> done);
+  void Recover(const std::shared_ptr<Chan>& chan, const core::RecoveryQuery& query,
+               core::Completion<core::HistoryStream::Recovery> done);
+  void Remove(const std::shared_ptr<Chan>& chan);
+  void PutKey(std::string_view channel, std::string_view key, const core::StreamPosition& position,
+              uint64_t expires_ms);
+  StoreStatus Status() const;
+
+ private:
+  enum class Op { kAppend, kRead, kRecover, kRemove, kKey, kNew, kForget };
+  struct Task {
+    Op op;
+    std::shared_ptr<Chan> chan;
+    std::string channel;  // kKey, kForget
+    std::string data, info, tags, key;
+    uint64_t size = 0, ttl = 0, now = 0, expires = 0;
+    const core::PublicationEncoder* encode = nullptr;
+    core::Completion<core::HistoryAppended> appended;
+    core::HistoryQuery query;
+    core::Completion<core::HistoryPage> page;
+    core::RecoveryQuery recovery;
+    core::Completion<core::HistoryStream::Recovery> recovered;
+    core::StreamPosition position;
+    uint64_t queued_us = 0;
+  };
+  struct Stmts {
+    Stmt begin, commit, rollback, insert_pub, insert_key, upsert_meta, trim_size, remove_pubs,
+        forget_meta, expire_pubs, expire_keys, read_fwd, read_rev, recover;
+  };
+
+  static uint64_t Now() { return net::Loop::MonotonicMs(); }
+  int64_t ToWall(uint64_t mono_ms) const { return static_cast<int64_t>(mono_ms) + wall_delta_; }
+  // false: refused at once (stopped, or an append while the breaker is open); task is then
+  // left to the caller, who completes it.
+  bool Post(Task& task);
+  void Run();
+  void Process(std::vector<Task>& batch);
+  void Transaction(std::vector<Task>& batch, size_t begin, size_t end);
+  bool Write(Task& task, core::HistoryAppended* result,
+             std::unordered_map<Chan*, std::pair<uint64_t, uint64_t>>* touched);
+  void RunRead(Task& task);
+  void RunRecover(Task& task);
+  bool FileGone();
+  void Record(StoreStatus::Kind kind, uint64_t queued_us, size_t n = 1);
+  void Fail(StoreStatus::Reason reason, std::string message);
+
+  SqliteOptions options_;
+  sqlite3* db_ = nullptr;
+  std::unique_ptr<Stmts> stmts_;
+  dev_t dev_ = 0;
+  ino_t ino_ = 0;
+  int64_t wall_delta_ = 0;  // wall-clock ms minus the monotonic clock's, at Open
+
+  mutable std::mutex channels_mutex_;  // guards channels_, keys_, Chan::open/closed_ms
+  std::unordered_map<std::string, std::shared_ptr<Chan>> channels_;
+  std::unordered_map<std::string, std::vector<Key>> keys_;  // loaded, not yet taken
+  uint64_t meta_ttl_ms_ = 0;
+
+  mutable std::mutex mutex_;  // guards the queue, the breaker and the status
+  std::condition_variable ready_;
+  std::deque<Task> queue_;
+  bool stopping_ = false;
+  mutable core::CircuitBreaker breaker_;  // state() advances its clock
+  StoreStatus status_;
+  std::thread writer_;
+};
+
+bool SqliteDb::Open(std::string* error) {
+  const std::string& path = options_.path;
+  auto fail = [&](const std::string& what, const std::string& fix) {
+    *error = "sqlite: " + path + ": " + what + ": " + fix;
+    return false;
+  };
+  if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
+      SQLITE_OK) {
+    return fail(db_ ? sqlite3_errmsg(db_) : "cannot open",
+                "check that the directory exists and hermod's user may write it, or set "
+                "sqlite.path");
+  }
+  sqlite3_extended_result_codes(db_, 1);
+  // A server killed a moment ago may still hold the file's locks while the kernel reaps it.
+  sqlite3_busy_timeout(db_, 5000);
+  auto exec = [&](const char* sql) { return sqlite3_exec(db_, sql, nullptr, nullptr, nullptr); };
+  // The first read of the file tells a corrupt or foreign file apart.
+  int rc = exec("PRAGMA journal_mode=WAL");
+  if (rc == SQLITE_OK) rc = exec(kSchema);
+  if (rc == SQLITE_OK) rc = exec("PRAGMA quick_check(1)");
+  if ((rc & 0xff) == SQLITE_NOTADB || (rc & 0xff) == SQLITE_CORRUPT) {
+    return fail(std::string("not a usable SQLite database (") + sqlite3_errmsg(db_) + ")",
+                "move the file aside (or restore it from a backup) and start again, or set "
+                "sqlite.path to another file");
+  }
+  if ((rc & 0xff) == SQLITE_READONLY || (rc & 0xff) == SQLITE_CANTOPEN ||
+      (rc & 0xff) == SQLITE_PERM) {
+    return fail(std::string("cannot write (") + sqlite3_errmsg(db_) + ")",
+                "make the file and its directory writable by hermod's user, or set sqlite.path");
+  }
+  if (rc != SQLITE_OK) {
+    return fail(sqlite3_errmsg(db_), "check the file and its directory, or set sqlite.path");
+  }
+  // A write now, so a read-only file stops start-up rather than the first publication.
+  rc = exec("BEGIN IMMEDIATE; COMMIT");
+  if (rc != SQLITE_OK) {
+    return fail(std::string("cannot write (") + sqlite3_errmsg(db_) + ")",
+                "make the file and its directory writable by hermod's user, or set sqlite.path");
+  }
+  exec(options_.synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+  // The pages a burst touches stay cached between transactions (64 MiB at most).
+  exec("PRAGMA cache_size=-65536");
+  struct stat st {};
+  if (stat(path.c_str(), &st) == 0) {
+    dev_ = st.st_dev;
+    ino_ = st.st_ino;
+  }
+  wall_delta_ = WallMs() - static_cast<int64_t>(Now());
+
+  stmts_ = std::make_unique<Stmts>();
+  Stmts& s = *stmts_;
+  const bool prepared =
+      s.begin.Prepare(db_, "BEGIN IMMEDIATE") && s.commit.Prepare(db_, "COMMIT") &&
+      s.rollback.Prepare(db_, "ROLLBACK") &&
+      s.insert_pub.Prepare(db_,
+                           "INSERT OR REPLACE INTO pubs(channel,offset,expires,pub) "
+                           "VALUES(?1,?2,?3,?4)") &&
+      s.insert_key.Prepare(db_,
+                           "INSERT OR REPLACE INTO keys(channel,key,offset,epoch,expires) "
+                           "VALUES(?1,?2,?3,?4,?5)") &&
+      s.upsert_meta.Prepare(db_,
+                            "INSERT INTO meta(channel,epoch,top) VALUES(?1,?2,?3) "
+                            "ON CONFLICT(channel) DO UPDATE SET epoch=excluded.epoch, "
+                            "top=excluded.top") &&
+      s.trim_size.Prepare(db_, "DELETE FROM pubs WHERE channel=?1 AND offset<=?2") &&
+      s.remove_pubs.Prepare(db_, "DELETE FROM pubs WHERE channel=?1") &&
+      s.forget_meta.Prepare(db_, "DELETE FROM meta WHERE channel=?1") &&
+      s.expire_pubs.Prepare(db_,
+                            "DELETE FROM pubs WHERE rowid IN (SELECT rowid FROM pubs WHERE "
+                            "expires<=?1 LIMIT ?2)") &&
+      s.expire_keys.Prepare(db_,
+                            "DELETE FROM keys WHERE rowid IN (SELECT rowid FROM keys WHERE "
+                            "expires<=?1 LIMIT ?2)") &&
+      s.read_fwd.Prepare(db_,
+                         "SELECT pub FROM pubs WHERE channel=?1 AND offset>?2 AND expires>?3 "
+                         "ORDER BY offset LIMIT ?4") &&
+      s.read_rev.Prepare(db_,
+                         "SELECT pub FROM pubs WHERE channel=?1 AND offset<?2 AND expires>?3 "
+                         "ORDER BY offset DESC LIMIT ?4") &&
+      s.recover.Prepare(db_,
+                        "SELECT pub FROM pubs WHERE channel=?1 AND offset>?2 AND offset<=?3 AND "
+                        "expires>?4 ORDER BY offset LIMIT ?5");
+  if (!prepared) return fail(sqlite3_errmsg(db_), "move the file aside or set sqlite.path");
+
+  // Every channel's position, and the keys still within their window.
+  const uint64_t now = Now();
+  {
+    Stmt q;
+    if (!q.Prepare(db_, "SELECT channel, epoch, top FROM meta")) {
+      return fail(sqlite3_errmsg(db_), "move the file aside or set sqlite.path");
+    }
+    while (q.Step() == SQLITE_ROW) {
+      std::string name(q.Text(0));
+      auto chan =
+          std::make_shared<Chan>(name, std::string(q.Text(1)), static_cast<uint64_t>(q.Int(2)));
+      chan->closed_ms = now;
+      channels_.emplace(std::move(name), std::move(chan));
+    }
+  }
+  {
+    Stmt q;
+    if (!q.Prepare(db_, "SELECT channel, key, offset, epoch, expires FROM keys WHERE expires>?1")) {
+      return fail(sqlite3_errmsg(db_), "move the file aside or set sqlite.path");
+    }
+    q.Bind(1, WallMs());
+    while (q.Step() == SQLITE_ROW) {
+      const int64_t expires = q.Int(4) - wall_delta_;
+      keys_[std::string(q.Text(0))].push_back(
+          Key{std::string(q.Text(1)),
+              {static_cast<uint64_t>(q.Int(2)), std::string(q.Text(3))},
+              expires > 0 ? static_cast<uint64_t>(expires) : 0});
+    }
+  }
+  status_.engine = "sqlite";
+  status_.failure_threshold = options_.breaker.failure_threshold;
+  return true;
+}
+
+void SqliteDb::Stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  ready_.notify_all();
+  // The writer completes what is queued, then returns.
+  if (writer_.joinable() && writer_.get_id() != std::this_thread::get_id()) writer_.join();
+}
+
+std::shared_ptr<SqliteDb::Chan> SqliteDb::OpenChannel(std::string_view channel, uint64_t now_ms) {
+  std::shared_ptr<Chan> chan;
+  {
+    std::lock_guard lock(channels_mutex_);
+    auto it = channels_.find(std::string(channel));
+    if (it != channels_.end()) {
+      it->second->open = true;
+      return it->second;
+    }
+    chan = std::make_shared<Chan>(std::string(channel), NewEpoch(), 0);
+    chan->open = true;
+    channels_.emplace(std::string(channel), chan);
+  }
+  // The new epoch is written before any append (and any older publications of the name
+  // dropped), so a restart keeps it even if nothing is published.
+  Task task{Op::kNew};
+  task.chan = chan;
+  task.now = now_ms;
+  Post(task);
+  return chan;
+}
+
+void SqliteDb::CloseChannel(const std::shared_ptr<Chan>& chan, uint64_t now_ms) {
+  std::lock_guard lock(channels_mutex_);
+  chan->open = false;
+  chan->closed_ms = now_ms;
+}
+
+std::optional<core::StreamPosition> SqliteDb::Kept(std::string_view channel) {
+  std::lock_guard lock(channels_mutex_);
+  auto it = channels_.find(std::string(channel));
+  if (it == channels_.end()) return std::nullopt;
+  return core::StreamPosition{it->second->top.load(), it->second->epoch};
+}
+
+void SqliteDb::ExpireKept(uint64_t now_ms) {
+  std::vector<std::string> forgotten;
+  {
+    std::lock_guard lock(channels_mutex_);
+    if (meta_ttl_ms_ == 0) return;
+    for (auto it = channels_.begin(); it != channels_.end();) {
+      const Chan& c = *it->second;
+      if (!c.open && c.closed_ms + meta_ttl_ms_ <= now_ms) {
+        forgotten.push_back(it->first);
+        it = channels_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (std::string& name : forgotten) {
+    Task task{Op::kForget};
+    task.channel = std::move(name);
+    Post(task);
+  }
+}
+
+std::vector<SqliteDb::Key> SqliteDb::TakeKeys(std::string_view channel) {
+  std::lock_guard lock(channels_mutex_);
+  auto it = keys_.find(std::string(channel));
+  if (it == keys_.end()) return {};
+  std::vector<Key> keys = std::move(it->second);
+  keys_.erase(it);
+  return keys;
+}
+
+bool SqliteDb::Post(Task& task) {
+  task.queued_us = SteadyUs();
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return false;
+    // An open breaker refuses writes at once: nothing piles up behind a file that fails.
+    if (task.op == Op::kAppend && breaker_.state() == core::CircuitBreaker::State::kOpen) {
+      ++status_.errors[StoreStatus::kBreakerOpen];
+      return false;
+    }
+    // Publications faster than the disk takes them are refused, not queued without bound.
+    if (task.op == Op::kAppend && queue_.size() >= options_.max_queue) {
+      ++status_.errors[StoreStatus::kQueueFull];
+      return false;
+    }
+    queue_.push_back(std::move(task));
+    status_.queue_depth = queue_.size();
+  }
+  ready_.notify_one();
+  return true;
+}
+
+std::optional<core::HistoryAppended> SqliteDb::Append(
+    const std::shared_ptr<Chan>& chan, const core::HistoryAppend& a,
+    const core::PublicationEncoder& encode, core::Completion<core::HistoryAppended> done) {
+  Task task{Op::kAppend};
+  task.chan = chan;
+  task.data = a.data;
+  task.info = a.info;
+  task.tags = a.tags;
+  task.key = a.idempotency_key;
+  task.size = a.size;
+  task.ttl = a.ttl_ms;
+  task.now = a.now_ms;
+  task.encode = &encode;
+  task.appended = std::move(done);
+  if (Post(task)) return std::nullopt;
+  core::HistoryAppended failed;
+  failed.failed = true;
+  return failed;
+}
+
+void SqliteDb::Read(const std::shared_ptr<Chan>& chan, const core::HistoryQuery& query,
+                    core::Completion<core::HistoryPage> done) {
+  Task task{Op::kRead};
+  task.chan = chan;
+  task.query = query;
+  task.page = std::move(done);
+  if (!Post(task)) {
+    core::HistoryPage page;
+    page.failed = true;
+    task.page(std::move(page));
+  }
+}
+
+void SqliteDb::Recover(const std::shared_ptr<Chan>& chan, const core::RecoveryQuery& query,
+                       core::Completion<core::HistoryStream::Recovery> done) {
+  Task task{Op::kRecover};
+  task.chan = chan;
+  task.recovery = query;
+  task.recovered = std::move(done);
+  if (!Post(task)) task.recovered({});
+}
+
+void SqliteDb::Remove(const std::shared_ptr<Chan>& chan) {
+  Task task{Op::kRemove};
+  task.chan = chan;
+  Post(task);
+}
+
+void SqliteDb::PutKey(std::string_view channel, std::string_view key,
+                      const core::StreamPosition& position, uint64_t expires_ms) {
+  Task task{Op::kKey};
+  task.channel = channel;
+  task.key = key;
+  task.position = position;
+  task.expires = expires_ms;
+  Post(task);
+}
+
+void SqliteDb::Run() {
+  std::vector<Task> batch;
+  for (;;) {
+    {
+      std::unique_lock lock(mutex_);
+      ready_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, and everything queued is done
+      while (!queue_.empty() && batch.size() < options_.max_batch) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+      status_.queue_depth = queue_.size();
+    }
+    Process(batch);
+    batch.clear();
+  }
+}
+
+void SqliteDb::Process(std::vector<Task>& batch) {
+  auto is_read = [](const Task& t) { return t.op == Op::kRead || t.op == Op::kRecover; };
+  size_t i = 0;
+  while (i < batch.size()) {
+    if (is_read(batch[i])) {
+      batch[i].op == Op::kRead ? RunRead(batch[i]) : RunRecover(batch[i]);
+      ++i;
+      continue;
+    }
+    size_t j = i;
+    while (j < batch.size() && !is_read(batch[j])) ++j;
+    Transaction(batch, i, j);
+    i = j;
+  }
+}
+
+bool SqliteDb::FileGone() {
+  struct stat st {};
+  return stat(options_.path.c_str(), &st) != 0 || st.st_ino != ino_ || st.st_dev != dev_;
+}
+
+bool SqliteDb::Write(Task& t, core::HistoryAppended* result,
+                     std::unordered_map<Chan*, std::pair<uint64_t, uint64_t>>* touched) {
+  Stmts& s = *stmts_;
+  switch (t.op) {
+    case Op::kNew:
+      return s.remove_pubs.Bind(1, t.chan->name).Run() &&
+             s.upsert_meta.Bind(1, t.chan->name)
+                 .Bind(2, t.chan->epoch)
+                 .Bind(3, static_cast<int64_t>(t.chan->writer_top))
+                 .Run();
+    case Op::kAppend: {
+      Chan& c = *t.chan;
+      const uint64_t offset = c.writer_top + 1;
+      result->position = {offset, c.epoch};
+      result->publication = (*t.encode)(t.data, t.info, offset, t.tags);
+      if (!s.insert_pub.Bind(1, c.name)
+               .Bind(2, static_cast<int64_t>(offset))
+               .Bind(3, ToWall(t.now + t.ttl))
+               .Blob(4, result->publication)
+               .Run()) {
+        return false;
+      }
+      if (!t.key.empty() && !s.insert_key.Bind(1, c.name)
+                                 .Bind(2, t.key)
+                                 .Bind(3, static_cast<int64_t>(offset))
+                                 .Bind(4, c.epoch)
+                                 .Bind(5, ToWall(t.now + options_.idempotency_window_ms))
+                                 .Run()) {
+        return false;
+      }
+      c.writer_top = offset;
+      (*touched)[&c] = {t.size, offset};
+      return true;
+    }
+    case Op::kRemove:
+      return s.remove_pubs.Bind(1, t.chan->name).Run();
+    case Op::kKey:
+      return s.insert_key.Bind(1, t.channel)
+          .Bind(2, t.key)
+          .Bind(3, static_cast<int64_t>(t.position.offset))
+          .Bind(4, t.position.epoch)
+          .Bind(5, ToWall(t.expires))
+          .Run();
+    case Op::kForget:
+      return s.remove_pubs.Bind(1, t.channel).Run() && s.forget_meta.Bind(1, t.channel).Run();
+    case Op::kRead:
+    case Op::kRecover:
+      break;
+  }
+  return true;
+}
+
+void SqliteDb::Transaction(std::vector<Task>& batch, size_t begin, size_t end) {
+  Stmts& s = *stmts_;
+  bool allowed;
+  {
+    std::lock_guard lock(mutex_);
+    allowed = breaker_.Allow();
+  }
+  std::optional<StoreStatus::Reason> reason;
+  std::string message;
+  if (!allowed) {
+    reason = StoreStatus::kBreakerOpen;
+  } else if (FileGone()) {
+    reason = StoreStatus::kFileGone;
+    message = "sqlite: " + options_.path +
+              " was removed or replaced while hermod runs: publications with history are "
+              "refused; restore the file and restart hermod";
+  }
+  std::vector<core::HistoryAppended> results(end - begin);
+  std::unordered_map<Chan*, std::pair<uint64_t, uint64_t>> touched;  // size, top
+  std::vector<Chan*> appended;
+  bool began = false;
+  bool ok = !reason;
+  if (ok) ok = began = s.begin.Run();
+  for (size_t i = begin; ok && i < end; ++i) {
+    if (batch[i].op == Op::kAppend) appended.push_back(batch[i].chan.get());
+    ok = Write(batch[i], &results[i - begin], &touched);
+  }
+  if (ok) {
+    // Trimming to size, and the channel's top, once per channel per transaction.
+    for (auto& [chan, size_top] : touched) {
+      const auto [size, top] = size_top;
+      if (size > 0 && top > size) {
+        ok = ok && s.trim_size.Bind(1, chan->name).Bind(2, static_cast<int64_t>(top - size)).Run();
+      }
+      ok = ok && s.upsert_meta.Bind(1, chan->name)
+                     .Bind(2, chan->epoch)
+                     .Bind(3, static_cast<int64_t>(top))
+                     .Run();
+    }
+    // Expired rows, at most max_trim of each per transaction.
+    const int64_t now_wall = WallMs();
+    const auto max_trim = static_cast<int64_t>(options_.max_trim);
+    ok = ok && s.expire_pubs.Bind(1, now_wall).Bind(2, max_trim).Run();
+    ok = ok && s.expire_keys.Bind(1, now_wall).Bind(2, max_trim).Run();
+  }
+  if (ok) ok = s.commit.Run();
+  if (!ok && !reason) {
+    reason = StoreStatus::kIo;
+    message = "sqlite: " + options_.path + ": " + sqlite3_errmsg(db_) +
+              ": publications with history are refused until a write succeeds";
+  }
+  if (!ok && began) s.rollback.Run();
+  if (!ok) {
+    // Nothing of the burst is stored: its channels continue from their committed top.
+    for (Chan* c : appended) c->writer_top = c->top.load();
+    Fail(*reason, std::move(message));
+  } else {
+    for (auto& [chan, size_top] : touched) chan->top.store(size_top.second);
+    std::lock_guard lock(mutex_);
+    breaker_.OnSuccess();
+    status_.last_error.clear();
+  }
+  if (allowed && !ok && reason != StoreStatus::kBreakerOpen) {
+    std::lock_guard lock(mutex_);
+    breaker_.OnFailure();
+  }
+  // Completed in queue order, so each channel's appends in the order they were made.
+  size_t kinds[StoreStatus::kKinds] = {};
+  for (size_t i = begin; i < end; ++i) {
+    Task& t = batch[i];
+    if (t.op == Op::kAppend) {
+      core::HistoryAppended r = std::move(results[i - begin]);
+      if (!ok) r = core::HistoryAppended{true, {}, {}, {}};
+      Record(StoreStatus::kAppend, t.queued_us);
+      t.appended(std::move(r));
+    } else if (t.op == Op::kKey) {
+      ++kinds[StoreStatus::kKey];
+    } else if (t.op == Op::kRemove) {
+      ++kinds[StoreStatus::kRemove];
+    }
+  }
+  std::lock_guard lock(mutex_);
+  for (size_t k = 0; k < StoreStatus::kKinds; ++k) status_.operations[k] += kinds[k];
+  if (ok) ++status_.operations[StoreStatus::kTrim];
+}
+
+void SqliteDb::Fail(StoreStatus::Reason reason, std::string message) {
+  std::lock_guard lock(mutex_);
+  ++status_.errors[reason];
+  if (!message.empty()) status_.last_error = std::move(message);
+}
+
+void SqliteDb::Record(StoreStatus::Kind kind, uint64_t queued_us, size_t n) {
+  const double seconds = static_cast<double>(SteadyUs() - queued_us) / 1e6;
+  size_t bucket = 0;
+  while (bucket < StoreStatus::kLatencyBounds.size() &&
+         seconds > StoreStatus::kLatencyBounds[bucket]) {
+    ++bucket;
+  }
+  std::lock_guard lock(mutex_);
+  status_.operations[kind] += n;
+  status_.latency_buckets[bucket] += n;
+  status_.latency_sum_s += seconds * static_cast<double>(n);
+  status_.latency_count += n;
+}
+
+void SqliteDb::RunRead(Task& t) {
+  const Chan& c = *t.chan;
+  const core::HistoryQuery& q = t.query;
+  core::HistoryPage page;
+  page.position = {c.top.load(), c.epoch};
+  if (q.since && !q.since->epoch.empty() && q.since->epoch != c.epoch) {
+    page.unrecoverable = true;
+  } else if (q.limit != 0) {
+    Stmt& st = q.reverse ? stmts_->read_rev : stmts_->read_fwd;
+    int64_t bound = 0;
+    if (q.reverse) {
+      bound = q.since && q.since->offset != 0 ? static_cast<int64_t>(q.since->offset) : INT64_MAX;
+    } else {
+      bound = q.since ? static_cast<int64_t>(q.since->offset) : 0;
+    }
+    st.Bind(1, c.name).Bind(2, bound).Bind(3, ToWall(q.now_ms)).Bind(4, q.limit < 0 ? -1 : q.limit);
+    size_t bytes = 0;
+    int rc;
+    while ((rc = st.Step()) == SQLITE_ROW) {
+      const std::string_view pub = st.Text(0);
+      if (pub.size() + 1 > q.max_bytes - bytes) {
+        page.cut = true;
+        break;
+      }
+      bytes += pub.size() + 1;
+      page.publications.emplace_back(pub);
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+      page.failed = true;
+      page.publications.clear();
+    }
+    st.Reset();
+  }
+  Record(StoreStatus::kRead, t.queued_us);
+  t.page(std::move(page));
+}
+
+void SqliteDb::RunRecover(Task& t) {
+  const Chan& c = *t.chan;
+  const core::RecoveryQuery& q = t.recovery;
+  core::HistoryStream::Recovery r;
+  const uint64_t top = c.top.load();
+  const bool same = q.since.epoch.empty() || q.since.epoch == c.epoch;
+  if (same && q.since.offset <= top) {
+    // What the hub has fanned out is what the subscriber may get (see history_store.h).
+    const uint64_t upto = std::max(q.since.offset, std::min(top, q.until));
+    const uint64_t wanted = upto - q.since.offset;
+    if (wanted <= q.max_publications) {
+      Stmt& st = stmts_->recover;
+      st.Bind(1, c.name)
+          .Bind(2, static_cast<int64_t>(q.since.offset))
+          .Bind(3, static_cast<int64_t>(upto))
+          .Bind(4, ToWall(q.now_ms))
+          .Bind(5, static_cast<int64_t>(wanted));
+      size_t bytes = 0;
+      bool fits = true;
+      while (st.Step() == SQLITE_ROW) {
+        const std::string_view pub = st.Text(0);
+        bytes += pub.size() + 1;
+        if (bytes > q.max_bytes) {
+          fits = false;
+          break;
+        }
+        r.publications.emplace_back(pub);
+      }
+      st.Reset();
+      // Recovered only when every publication missed is still held.
+      r.recovered = fits && r.publications.size() == wanted;
+      if (!r.recovered) r.publications.clear();
+    }
+  }
+  Record(StoreStatus::kRecover, t.queued_us);
+  t.recovered(std::move(r));
+}
+
+StoreStatus SqliteDb::Status() const {
+  std::lock_guard lock(mutex_);
+  StoreStatus s = status_;
+  s.breaker = breaker_.state();
+  return s;
+}
+
+namespace {
+
+class SqliteStream final : public core::HistoryStore::Stream {
+ public:
+  SqliteStream(std::shared_ptr<SqliteDb> db, std::shared_ptr<SqliteDb::Chan> chan)
+      : db_(std::move(db)), chan_(std::move(chan)) {}
+  core::StreamPosition Position() const override { return {chan_->top.load(), chan_->epoch}; }
+  std::optional<core::HistoryAppended> Append(
+      const core::HistoryAppend& append, const core::PublicationEncoder& encode,
+      core::Completion<core::HistoryAppended> done) override {
+    return db_->Append(chan_, append, encode, std::move(done));
+  }
+  std::optional<core::HistoryPage> Read(const core::HistoryQuery& query,
+                                        core::Completion<core::HistoryPage> done) override {
+    db_->Read(chan_, query, std::move(done));
+    return std::nullopt;
+  }
+  std::optional<core::HistoryStream::Recovery> Recover(
+      const core::RecoveryQuery& query,
+      core::Completion<core::HistoryStream::Recovery> done) override {
+    db_->Recover(chan_, query, std::move(done));
+    return std::nullopt;
+  }
+  void Remove() override { db_->Remove(chan_); }
+  // Durable: nothing of it is held in this process's memory but its position.
+  void Expire(uint64_t) override {}
+  size_t entries() const override { return 0; }
+  size_t bytes() const override { return 0; }
+  uint64_t expires_ms() const override { return 0; }
+  const std::shared_ptr<SqliteDb::Chan>& chan() const { return chan_; }
+
+ private:
+  std::shared_ptr<SqliteDb> db_;
+  std::shared_ptr<SqliteDb::Chan> chan_;
+};
+
+class SqliteHistoryStore final : public core::HistoryStore {
+ public:
+  explicit SqliteHistoryStore(std::shared_ptr<SqliteDb> db) : db_(std::move(db)) {}
+  // The hub destroys its engines first: what is queued is stored and completed now.
+  ~SqliteHistoryStore() override { db_->Stop(); }
+  const char* name() const override { return "sqlite"; }
+  void SetMetaLimits(uint64_t ttl_ms, size_t) override { db_->SetMetaTtl(ttl_ms); }
+  std::unique_ptr<Stream> Open(std::string_view channel, uint64_t now_ms) override {
+    return std::make_unique<SqliteStream>(db_, db_->OpenChannel(channel, now_ms));
+  }
+  void Close(std::string_view, std::unique_ptr<Stream> stream, uint64_t now_ms) override {
+    if (stream) db_->CloseChannel(static_cast<SqliteStream&>(*stream).chan(), now_ms);
+  }
+  std::optional<core::StreamPosition> Kept(std::string_view channel, uint64_t) override {
+    return db_->Kept(channel);
+  }
+  void ExpireKept(uint64_t now_ms) override { db_->ExpireKept(now_ms); }
+
+ private:
+  std::shared_ptr<SqliteDb> db_;
+};
+
+// A channel's keys in memory (Find answers from here), each Put also written to the file.
+class SqliteKeys final : public core::IdempotencyStore::Keys {
+ public:
+  SqliteKeys(std::shared_ptr<SqliteDb> db, std::string channel, std::vector<SqliteDb::Key> loaded)
+      : db_(std::move(db)), channel_(std::move(channel)) {
+    for (SqliteDb::Key& k : loaded) keys_[std::move(k.key)] = {std::move(k.position), k.expires_ms};
+  }
+  std::optional<core::StreamPosition> Find(std::string_view key, uint64_t now_ms) override {
+    auto it = keys_.find(std::string(key));
+    if (it == keys_.end() || it->second.second <= now_ms) return std::nullopt;
+    return it->second.first;
+  }
+  void Put(std::string_view key, const core::StreamPosition& position, uint64_t now_ms,
+           uint64_t expires_ms) override {
+    if (keys_.size() >= 1024) Expire(now_ms);
+    keys_[std::string(key)] = {position, expires_ms};
+    db_->PutKey(channel_, key, position, expires_ms);
+  }
+  void Expire(uint64_t now_ms) override {
+    std::erase_if(keys_, [now_ms](const auto& e) { return e.second.second <= now_ms; });
+  }
+  size_t size() const override { return keys_.size(); }
+
+ private:
+  std::shared_ptr<SqliteDb> db_;
+  std::string channel_;
+  std::unordered_map<std::string, std::pair<core::StreamPosition, uint64_t>> keys_;
+};
+
+class SqliteIdempotencyStore final : public core::IdempotencyStore {
+ public:
+  explicit SqliteIdempotencyStore(std::shared_ptr<SqliteDb> db) : db_(std::move(db)) {}
+  const char* name() const override { return "sqlite"; }
+  std::unique_ptr<Keys> Open(std::string_view channel) override {
+    return std::make_unique<SqliteKeys>(db_, std::string(channel), db_->TakeKeys(channel));
+  }
+
+ private:
+  std::shared_ptr<SqliteDb> db_;
+};
+
+}  // namespace
+
+std::shared_ptr<SqliteEngine> SqliteEngine::Open(const SqliteOptions& options, std::string* error) {
+  auto db = std::make_shared<SqliteDb>(options);
+  std::string message;
+  if (!db->Open(&message)) {
+    if (error != nullptr) *error = std::move(message);
+    return nullptr;
+  }
+  db->Start();
+  return std::shared_ptr<SqliteEngine>(new SqliteEngine(std::move(db)));
+}
+
+SqliteEngine::SqliteEngine(std::shared_ptr<SqliteDb> db) : db_(std::move(db)) {}
+SqliteEngine::~SqliteEngine() = default;
+
+std::unique_ptr<core::HistoryStore> SqliteEngine::History() {
+  return std::make_unique<SqliteHistoryStore>(db_);
+}
+std::unique_ptr<core::IdempotencyStore> SqliteEngine::Idempotency() {
+  return std::make_unique<SqliteIdempotencyStore>(db_);
+}
+StoreStatus SqliteEngine::Status() const { return db_->Status(); }
+void SqliteEngine::Stop() { db_->Stop(); }
+
+}  // namespace hermod::store

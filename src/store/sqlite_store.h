@@ -1,0 +1,99 @@
+// The `sqlite` engine: channel history (publications, each channel's epoch and top offset)
+// and idempotency keys in one SQLite file (WAL), so they survive a restart, clean or kill -9.
+//
+// Threads. The hub calls the engine under a channel's shard lock, on the event loops; the
+// engine never touches the file there. One writer thread owns the only connection: the
+// loops queue work for it (appends, key writes, removes, reads, recoveries) and it runs a
+// burst of writes as one transaction (group commit: one fsync per burst, at most max_batch
+// writes), then completes the burst's appends in queue order through their Completions, so
+// a channel's appends complete in the order they were made. Reads and recoveries run on the
+// same thread between transactions, so they see every append queued before them.
+//
+// What is in memory: each channel's position (epoch, committed top offset), loaded from the
+// file at start-up, so Stream::Position and HistoryStore::Kept answer without I/O; the
+// unexpired idempotency keys, loaded at start-up and handed to the channel's Keys when the
+// hub opens them (Keys::Find is from memory). A keyed append writes its key in the same
+// transaction as the publication, so a publish that was answered is never repeated after a
+// restart within the window.
+//
+// Durability: the answer (API 200, client reply) follows the COMMIT. synchronous=FULL (the
+// default) fsyncs the WAL at each commit: an answered publication survives kill -9 and power
+// loss. synchronous=NORMAL leaves the fsync to checkpoints: kill -9 loses nothing (the WAL
+// is in the OS's cache), power loss may lose the last transactions.
+//
+// Failure. Every transaction's outcome goes to a circuit breaker: failures (I/O error, disk
+// full, the file removed or replaced under the server) fail the burst's appends (never a
+// silent success) and, past the threshold, open the breaker, which refuses appends at once
+// until a trial transaction succeeds. Status() reports it for /health and /metrics.
+//
+// Times: the hub's clock is monotonic; the file holds wall-clock expiry times, converted
+// with the difference between the two clocks taken when the store is opened.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "core/circuit_breaker.h"
+#include "core/history_store.h"
+#include "core/idempotency_store.h"
+
+namespace hermod::store {
+
+struct SqliteOptions {
+  std::string path = "hermod.db";
+  size_t max_batch = 1024;       // writes per transaction
+  bool synchronous_full = true;  // false: synchronous=NORMAL
+  size_t max_trim = 1024;        // expired rows deleted per transaction
+  size_t max_queue = 65536;      // appends waiting for the writer; past it, refused
+  uint64_t idempotency_window_ms = 5 * 60 * 1000;
+  core::CircuitBreaker::Options breaker;
+};
+
+// What /metrics and /health show of a store engine (any engine; the memory engine has none).
+struct StoreStatus {
+  enum Kind : size_t { kAppend, kRead, kRecover, kRemove, kKey, kTrim, kKinds };
+  enum Reason : size_t { kIo, kFileGone, kBreakerOpen, kQueueFull, kReasons };
+  static constexpr std::array<const char*, kKinds> kKindNames = {"append", "read", "recover",
+                                                                 "remove", "key",  "trim"};
+  static constexpr std::array<const char*, kReasons> kReasonNames = {"io", "file_gone",
+                                                                     "breaker_open", "queue_full"};
+  static constexpr std::array<double, 10> kLatencyBounds = {0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                                            0.025,  0.05,  0.1,    0.25,  1};
+  std::string engine;
+  std::array<uint64_t, kKinds> operations{};
+  std::array<uint64_t, kReasons> errors{};
+  // Queue to completion, per operation: counts per bound (not cumulative), then +Inf.
+  std::array<uint64_t, kLatencyBounds.size() + 1> latency_buckets{};
+  double latency_sum_s = 0;
+  uint64_t latency_count = 0;
+  uint64_t queue_depth = 0;
+  core::CircuitBreaker::State breaker = core::CircuitBreaker::State::kClosed;
+  uint32_t failure_threshold = 0;
+  std::string last_error;  // empty while it works
+};
+
+class SqliteDb;
+
+// The engine's shared part (connection, writer, positions, loaded keys), used by its history
+// and idempotency stores. Open fails with a message naming the file and the fix.
+class SqliteEngine {
+ public:
+  static std::shared_ptr<SqliteEngine> Open(const SqliteOptions& options, std::string* error);
+  ~SqliteEngine();
+  std::unique_ptr<core::HistoryStore> History();
+  std::unique_ptr<core::IdempotencyStore> Idempotency();
+  StoreStatus Status() const;
+  // Completes what is queued and stops the writer (the history store does it when the hub
+  // destroys it); later calls fail at once.
+  void Stop();
+
+ private:
+  explicit SqliteEngine(std::shared_ptr<SqliteDb> db);
+  std::shared_ptr<SqliteDb> db_;
+};
+
+}  // namespace hermod::store

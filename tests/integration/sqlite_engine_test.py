@@ -1,0 +1,166 @@
+"""The `sqlite` engine with the real binary and a real file.
+
+- kill -9 while a publisher calls the API in a loop; restart on the same file: every
+  publication answered 200 is in history with the offset it was answered with, the epoch is
+  the same, and offsets continue from there. Idempotency keys survive too.
+- The file removed under a running server: publications to channels with history are
+  refused with an error (API and client publish), never answered as published; channels
+  without history keep working; /health shows the `store` check degraded and
+  hermod_store_errors_total counts.
+- A corrupt file, or one hermod may not write, stops start-up with a message naming it.
+"""
+
+import json
+import os
+import shutil
+import signal
+import tempfile
+import threading
+
+import guard_client as g
+import hermod_harness as h
+
+
+def config(path):
+    return {
+        "api_key": "k",
+        "engine": "sqlite",
+        "sqlite": {"path": path},
+        "allow_publish_for_client": True,
+        "allow_subscribe_for_client": True,
+        "allow_anonymous_connect_without_token": True,
+        "allow_subscribe_for_anonymous": True,
+        "allow_publish_for_anonymous": True,
+        "namespaces": [
+            {"name": "h", "history_size": 100000, "history_ttl": "600s",
+             "allow_publish_for_client": True, "allow_subscribe_for_client": True,
+             "allow_publish_for_anonymous": True, "allow_subscribe_for_anonymous": True},
+            {"name": "live", "allow_publish_for_client": True,
+             "allow_subscribe_for_client": True, "allow_publish_for_anonymous": True,
+             "allow_subscribe_for_anonymous": True},
+        ],
+    }
+
+
+class SqliteEngineTest(h.HermodTestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="hermod-sqlite-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.path = os.path.join(self.dir, "hermod.db")
+
+    def history(self, port, channel):
+        r = json.loads(g.api_call(port, "history", {"channel": channel, "limit": -1}).body)
+        return r["result"]
+
+    def test_every_answered_publication_survives_kill_9(self):
+        # Not start_server: its teardown wants exit status 0, and this one is killed.
+        server = h.Hermod(h.HERMOD, config(self.path), workers=2)
+        self.addCleanup(server.cleanup)
+        server.start()
+        answered = {}  # offset -> n
+        epochs = set()
+        stop = threading.Event()
+        failures = []
+
+        def publish_loop():
+            n = 0
+            while not stop.is_set():
+                n += 1
+                try:
+                    r = g.api_call(server.port, "publish", {"channel": "h:feed", "data": {"n": n}})
+                except (OSError, EOFError, AssertionError):
+                    return  # the server is gone: unanswered, so promised nothing
+                if r.status != 200:
+                    return
+                body = json.loads(r.body)
+                if "result" not in body:
+                    failures.append(body)
+                    return
+                answered[body["result"]["offset"]] = n
+                epochs.add(body["result"]["epoch"])
+
+        keyed = json.loads(g.api_call(server.port, "publish", {
+            "channel": "h:keyed", "data": {}, "idempotency_key": "once"}).body)["result"]
+        publisher = threading.Thread(target=publish_loop)
+        publisher.start()
+        try:
+            g.wait_for(lambda: len(answered) >= 300, timeout=60, what="300 publications")
+            os.kill(server.pid, signal.SIGKILL)  # mid-loop: a publication may be in flight
+            server.wait_exit()
+        finally:
+            stop.set()
+            publisher.join()
+        self.assertEqual(failures, [])
+        self.assertEqual(len(epochs), 1)
+        epoch = epochs.pop()
+
+        again = self.start_server(config(self.path), workers=2)
+        result = self.history(again.port, "h:feed")
+        self.assertEqual(result["epoch"], epoch)
+        held = {p["offset"]: p["data"]["n"] for p in result["publications"]}
+        for offset, n in answered.items():
+            self.assertEqual(held.get(offset), n, "answered offset %d lost or changed" % offset)
+        # Offsets are contiguous from 1, and the top is at least every answered one.
+        self.assertEqual(sorted(held), list(range(1, result["offset"] + 1)))
+        self.assertGreaterEqual(result["offset"], max(answered))
+        r = json.loads(g.api_call(again.port, "publish",
+                                  {"channel": "h:feed", "data": {"n": -1}}).body)["result"]
+        self.assertEqual(r, {"offset": result["offset"] + 1, "epoch": epoch})
+        # The key published before the crash still names its publication.
+        r = json.loads(g.api_call(again.port, "publish", {
+            "channel": "h:keyed", "data": {}, "idempotency_key": "once"}).body)["result"]
+        self.assertEqual(r, keyed)
+
+    def test_a_failing_file_refuses_publications_with_history_and_degrades_health(self):
+        server = self.start_server(config(self.path), workers=2)
+        r = json.loads(g.api_call(server.port, "publish", {"channel": "h:a", "data": {}}).body)
+        self.assertEqual(r["result"]["offset"], 1)
+        c = g.Client(server.port)
+        self.addCleanup(c.close)
+        c.connect()
+        c.subscribe("live:x")
+        os.remove(self.path)  # the server's file is gone: nothing more can be stored in it
+        for _ in range(3):
+            r = json.loads(g.api_call(server.port, "publish", {"channel": "h:a", "data": {}}).body)
+            self.assertNotIn("result", r)
+            self.assertEqual(r["error"]["code"], 100)
+        reply = c.call("publish", {"channel": "h:a", "data": {}})
+        self.assertEqual(reply.get("error", {}).get("code"), 100, reply)
+        # A channel without history does not need the store.
+        r = json.loads(g.api_call(server.port, "publish", {"channel": "live:x", "data": {"v": 1}}).body)
+        self.assertIn("result", r)
+        self.assertEqual(c.next_publication("live:x")["data"], {"v": 1})
+
+        def store_check():
+            health = json.loads(h.http_exchange(server.port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").body)
+            checks = [k for k in health["checks"] if k["name"] == "store"]
+            return checks and checks[0]["level"] == "degraded" and checks[0]
+
+        check = g.wait_for(store_check, what="the store check degraded")
+        self.assertIn(self.path, check["detail"])
+        self.assertGreaterEqual(g.metric(server.port, "hermod_store_errors_total",
+                                         engine="sqlite"), 4)
+
+    def test_a_corrupt_or_unwritable_file_stops_start_up_naming_it(self):
+        with open(self.path, "wb") as f:
+            f.write(b"this is not a database" * 1000)
+        server = h.Hermod(h.HERMOD, config(self.path))
+        self.addCleanup(server.cleanup)
+        with self.assertRaises(AssertionError):
+            server.start()
+        self.assertIn(self.path, server.stderr_text())
+        self.assertIn("move the file aside", server.stderr_text())
+        if os.geteuid() == 0:
+            return  # root writes read-only files
+        os.remove(self.path)
+        os.chmod(self.dir, 0o500)
+        self.addCleanup(os.chmod, self.dir, 0o700)
+        server = h.Hermod(h.HERMOD, config(self.path))
+        self.addCleanup(server.cleanup)
+        with self.assertRaises(AssertionError):
+            server.start()
+        self.assertIn(self.path, server.stderr_text())
+
+
+if __name__ == "__main__":
+    h.main()

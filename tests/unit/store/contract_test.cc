@@ -1,0 +1,345 @@
+// The store contract: the same cases against every engine, through the interfaces as the
+// hub calls them (core/history_store.h, idempotency_store.h). An engine that completes
+// later is driven through its Completions: the test waits on a future, never sleeps.
+// Another engine gets these tests by one line in kEngines.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <future>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/hub.h"
+#include "net/event_loop.h"
+#include "store/engines.h"
+#include "store/sqlite_store.h"
+
+namespace hermod::store {
+namespace {
+
+// One engine on its storage (a temporary directory the test owns).
+struct Engine {
+  core::Stores stores;
+  // Makes the storage fail from now on (an engine that cannot fail: empty).
+  std::function<void()> break_storage;
+};
+
+struct EngineFactory {
+  const char* name;
+  bool durable;  // what it stores survives the engine being made again on the same storage
+  std::function<std::unique_ptr<Engine>(const std::string& dir)> make;
+};
+
+std::unique_ptr<Engine> MakeMemory(const std::string&) {
+  auto e = std::make_unique<Engine>();
+  e->stores = MemoryStores();
+  return e;
+}
+
+std::unique_ptr<Engine> MakeSqlite(const std::string& dir) {
+  auto e = std::make_unique<Engine>();
+  EngineConfig config;
+  config.engine = "sqlite";
+  config.sqlite.path = dir + "/hermod.db";
+  config.sqlite.breaker.failure_threshold = 1000;  // every failure reaches the file
+  Engines engines;
+  std::string error;
+  if (!MakeEngines(config, &engines, &error)) {
+    ADD_FAILURE() << error;
+    return nullptr;
+  }
+  e->stores = std::move(engines.stores);
+  const std::string path = config.sqlite.path;
+  e->break_storage = [path] { std::filesystem::remove(path); };
+  return e;
+}
+
+// The engines under contract. A new engine: one line here.
+const EngineFactory kEngines[] = {
+    {"memory", false, &MakeMemory},
+    {"sqlite", true, &MakeSqlite},
+};
+
+std::string Encode(std::string_view data, std::string_view, uint64_t offset, std::string_view) {
+  return std::string(data) + "@" + std::to_string(offset);
+}
+const core::PublicationEncoder kEncode = &Encode;
+
+// The engine's answer, now or through the completion.
+template <class T, class Call>
+T Await(Call&& call) {
+  auto promise = std::make_shared<std::promise<T>>();
+  std::future<T> future = promise->get_future();
+  std::optional<T> now =
+      call(core::Completion<T>([promise](T v) { promise->set_value(std::move(v)); }));
+  if (now) return std::move(*now);
+  if (future.wait_for(std::chrono::seconds(30)) != std::future_status::ready) {
+    ADD_FAILURE() << "the engine never completed";
+    return T{};
+  }
+  return future.get();
+}
+
+class StoreContract : public ::testing::TestWithParam<EngineFactory> {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/hermod-contract-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    Start();
+    base_ = net::Loop::MonotonicMs();
+  }
+  void TearDown() override {
+    engine_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  // (Re)makes the engine on the same storage: a restart.
+  void Start() {
+    engine_.reset();
+    engine_ = GetParam().make(dir_);
+    ASSERT_TRUE(engine_);
+    history().SetMetaLimits(3600 * 1000, 1000);
+  }
+  core::HistoryStore& history() { return *engine_->stores.history; }
+  core::IdempotencyStore& idempotency() { return *engine_->stores.idempotency; }
+
+  core::HistoryAppended Append(core::HistoryStore::Stream& s, std::string_view data,
+                               uint64_t size = 10, uint64_t ttl = 60000, uint64_t at = 0) {
+    core::HistoryAppend a;
+    a.data = data;
+    a.size = size;
+    a.ttl_ms = ttl;
+    a.now_ms = base_ + at;
+    core::HistoryAppended r = Await<core::HistoryAppended>(
+        [&](auto done) { return s.Append(a, kEncode, std::move(done)); });
+    // An answer held by the engine (the memory engine's view) is copied before the next call.
+    if (r.publication.empty() && r.stored.data() != nullptr) r.publication = std::string(r.stored);
+    r.stored = {};
+    return r;
+  }
+  std::vector<std::string> Read(core::HistoryStore::Stream& s, core::HistoryQuery q,
+                                core::HistoryPage* out = nullptr) {
+    if (q.now_ms == 0) q.now_ms = base_;
+    core::HistoryPage page =
+        Await<core::HistoryPage>([&](auto done) { return s.Read(q, std::move(done)); });
+    if (out != nullptr) *out = page;
+    return page.publications;
+  }
+  core::HistoryStream::Recovery Recover(core::HistoryStore::Stream& s, core::StreamPosition since,
+                                        uint64_t at = 0) {
+    core::RecoveryQuery q;
+    q.since = std::move(since);
+    q.until = s.Position().offset;
+    q.now_ms = base_ + at;
+    return Await<core::HistoryStream::Recovery>(
+        [&](auto done) { return s.Recover(q, std::move(done)); });
+  }
+  std::unique_ptr<core::HistoryStore::Stream> Open(std::string_view channel) {
+    return history().Open(channel, base_);
+  }
+
+  std::string dir_;
+  std::unique_ptr<Engine> engine_;
+  uint64_t base_ = 0;
+};
+
+std::vector<std::string> Pubs(std::initializer_list<int> offsets) {
+  std::vector<std::string> out;
+  for (int o : offsets) out.push_back("p" + std::to_string(o) + "@" + std::to_string(o));
+  return out;
+}
+
+TEST_P(StoreContract, AppendsWithContiguousOffsetsInOneEpochAndReads) {
+  auto s = Open("ch");
+  const std::string epoch = s->Position().epoch;
+  EXPECT_FALSE(epoch.empty());
+  EXPECT_EQ(s->Position().offset, 0u);
+  for (int i = 1; i <= 5; ++i) {
+    core::HistoryAppended r = Append(*s, "p" + std::to_string(i));
+    ASSERT_FALSE(r.failed);
+    EXPECT_EQ(r.position.offset, static_cast<uint64_t>(i));
+    EXPECT_EQ(r.position.epoch, epoch);
+    EXPECT_EQ(r.publication, "p" + std::to_string(i) + "@" + std::to_string(i));
+  }
+  EXPECT_EQ(s->Position().offset, 5u);
+  EXPECT_EQ(s->Position().epoch, epoch);
+
+  EXPECT_EQ(Read(*s, {}), Pubs({1, 2, 3, 4, 5}));
+  core::HistoryQuery q;
+  q.since = core::StreamPosition{2, epoch};
+  q.limit = 2;
+  EXPECT_EQ(Read(*s, q), Pubs({3, 4}));
+  q = {};
+  q.reverse = true;
+  q.limit = 2;
+  EXPECT_EQ(Read(*s, q), Pubs({5, 4}));
+  q.since = core::StreamPosition{4, epoch};
+  q.limit = -1;
+  EXPECT_EQ(Read(*s, q), Pubs({3, 2, 1}));
+  q = {};
+  q.limit = 0;
+  EXPECT_TRUE(Read(*s, q).empty());
+  // max_bytes: each publication counts with its separator; the page stops before the first
+  // that passes it and says so.
+  q = {};
+  q.max_bytes = 9;  // "p1@1" + 1 + "p2@2" + 1 = 10
+  core::HistoryPage page;
+  EXPECT_EQ(Read(*s, q, &page), Pubs({1}));
+  EXPECT_TRUE(page.cut);
+  EXPECT_EQ(page.position.offset, 5u);
+  // An epoch that is not the stream's.
+  q = {};
+  q.since = core::StreamPosition{1, "other"};
+  Read(*s, q, &page);
+  EXPECT_TRUE(page.unrecoverable);
+}
+
+TEST_P(StoreContract, ChannelsHaveTheirOwnOffsetsAndEpochs) {
+  auto a = Open("a");
+  auto b = Open("b");
+  Append(*a, "p1");
+  Append(*a, "p2");
+  EXPECT_EQ(Append(*b, "p1").position.offset, 1u);
+  EXPECT_EQ(a->Position().offset, 2u);
+  EXPECT_EQ(b->Position().offset, 1u);
+  EXPECT_NE(a->Position().epoch, b->Position().epoch);
+}
+
+TEST_P(StoreContract, TrimsToSize) {
+  auto s = Open("ch");
+  for (int i = 1; i <= 5; ++i) Append(*s, "p" + std::to_string(i), 3);
+  EXPECT_EQ(Read(*s, {}), Pubs({3, 4, 5}));
+  EXPECT_EQ(s->Position().offset, 5u);
+}
+
+TEST_P(StoreContract, TrimsByTtlAndKeepsThePosition) {
+  auto s = Open("ch");
+  Append(*s, "p1", 10, 1000, 0);
+  Append(*s, "p2", 10, 1000, 500);
+  core::HistoryQuery q;
+  q.now_ms = base_ + 1200;  // p1 expired at 1000, p2 expires at 1500
+  EXPECT_EQ(Read(*s, q), Pubs({2}));
+  q.now_ms = base_ + 2000;
+  EXPECT_TRUE(Read(*s, q).empty());
+  EXPECT_EQ(s->Position().offset, 2u);
+  EXPECT_EQ(Append(*s, "p3", 10, 1000, 2000).position.offset, 3u);
+}
+
+TEST_P(StoreContract, RemoveDropsPublicationsAndKeepsThePosition) {
+  auto s = Open("ch");
+  Append(*s, "p1");
+  Append(*s, "p2");
+  const core::StreamPosition before = s->Position();
+  s->Remove();
+  EXPECT_TRUE(Read(*s, {}).empty());
+  EXPECT_EQ(s->Position().offset, before.offset);
+  EXPECT_EQ(s->Position().epoch, before.epoch);
+  EXPECT_EQ(Append(*s, "p3").position.offset, 3u);
+  EXPECT_EQ(Read(*s, {}), Pubs({3}));
+}
+
+TEST_P(StoreContract, ClosedChannelKeepsItsPositionAndContinues) {
+  auto s = Open("ch");
+  Append(*s, "p1");
+  Append(*s, "p2");
+  const core::StreamPosition before = s->Position();
+  history().Close("ch", std::move(s), base_);
+  std::optional<core::StreamPosition> kept = history().Kept("ch", base_);
+  ASSERT_TRUE(kept);
+  EXPECT_EQ(kept->offset, 2u);
+  EXPECT_EQ(kept->epoch, before.epoch);
+  EXPECT_FALSE(history().Kept("never", base_));
+  auto again = Open("ch");
+  EXPECT_EQ(again->Position().epoch, before.epoch);
+  EXPECT_EQ(Append(*again, "p3").position.offset, 3u);
+}
+
+TEST_P(StoreContract, RecoversWhatItHoldsAndOnlyThat) {
+  auto s = Open("ch");
+  for (int i = 1; i <= 5; ++i) Append(*s, "p" + std::to_string(i), 3);  // holds 3..5
+  const std::string epoch = s->Position().epoch;
+  core::HistoryStream::Recovery r = Recover(*s, {2, epoch});
+  EXPECT_TRUE(r.recovered);
+  EXPECT_EQ(r.publications, Pubs({3, 4, 5}));
+  r = Recover(*s, {5, epoch});
+  EXPECT_TRUE(r.recovered);
+  EXPECT_TRUE(r.publications.empty());
+  EXPECT_FALSE(Recover(*s, {1, epoch}).recovered);  // p2 was trimmed
+  EXPECT_FALSE(Recover(*s, {3, "other"}).recovered);
+  EXPECT_FALSE(Recover(*s, {9, epoch}).recovered);  // past the top
+}
+
+TEST_P(StoreContract, IdempotencyKeysHoldForTheirWindow) {
+  auto keys = idempotency().Open("ch");
+  EXPECT_FALSE(keys->Find("k", base_));
+  keys->Put("k", {7, "e"}, base_, base_ + 1000);
+  std::optional<core::StreamPosition> seen = keys->Find("k", base_ + 999);
+  ASSERT_TRUE(seen);
+  EXPECT_EQ(seen->offset, 7u);
+  EXPECT_EQ(seen->epoch, "e");
+  EXPECT_FALSE(keys->Find("other", base_));
+  EXPECT_FALSE(keys->Find("k", base_ + 1000));
+  keys->Expire(base_ + 1000);
+  EXPECT_TRUE(keys->empty());
+}
+
+TEST_P(StoreContract, WhatItStoresSurvivesARestart) {
+  if (!GetParam().durable) GTEST_SKIP() << GetParam().name << " keeps nothing past the process";
+  std::string epoch;
+  {
+    auto s = Open("ch");
+    for (int i = 1; i <= 4; ++i) Append(*s, "p" + std::to_string(i), 3);
+    epoch = s->Position().epoch;
+    auto keys = idempotency().Open("ch");
+    keys->Put("k", {4, epoch}, base_, base_ + 60000);
+    // A keyed append stores its key with it.
+    core::HistoryAppend a;
+    a.data = "p5";
+    a.size = 3;
+    a.ttl_ms = 60000;
+    a.now_ms = base_;
+    a.idempotency_key = "k5";
+    Await<core::HistoryAppended>([&](auto done) { return s->Append(a, kEncode, std::move(done)); });
+    auto other = Open("closed");
+    Append(*other, "p1");
+    history().Close("closed", std::move(other), base_);
+  }
+  Start();  // the engine again, on the same file
+  EXPECT_EQ(history().Kept("closed", base_)->offset, 1u);
+  auto s = Open("ch");
+  EXPECT_EQ(s->Position().offset, 5u);
+  EXPECT_EQ(s->Position().epoch, epoch);
+  EXPECT_EQ(Read(*s, {}), Pubs({3, 4, 5}));
+  EXPECT_TRUE(Recover(*s, {3, epoch}).recovered);
+  EXPECT_EQ(Append(*s, "p6", 3).position.offset, 6u);
+  auto keys = idempotency().Open("ch");
+  ASSERT_TRUE(keys->Find("k", base_));
+  EXPECT_EQ(keys->Find("k", base_)->offset, 4u);
+  ASSERT_TRUE(keys->Find("k5", base_));
+  EXPECT_EQ(keys->Find("k5", base_)->offset, 5u);
+}
+
+TEST_P(StoreContract, AFailingStorageFailsAppendsNeverSilently) {
+  if (!engine_->break_storage) GTEST_SKIP() << GetParam().name << " has no storage to fail";
+  auto s = Open("ch");
+  ASSERT_FALSE(Append(*s, "p1").failed);
+  engine_->break_storage();
+  for (int i = 0; i < 3; ++i) {
+    core::HistoryAppended r = Append(*s, "p2");
+    EXPECT_TRUE(r.failed);
+  }
+  // Nothing was stored: the position is the last one stored.
+  EXPECT_EQ(s->Position().offset, 1u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, StoreContract, ::testing::ValuesIn(kEngines),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+}  // namespace
+}  // namespace hermod::store
