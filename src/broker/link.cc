@@ -10,7 +10,8 @@ namespace {
 using State = core::CircuitBreaker::State;
 
 constexpr const char* kKindNames[] = {"publication", "join", "leave"};
-constexpr const char* kDropNames[] = {"decode", "own", "channel", "refused", "slow_consumer"};
+constexpr const char* kDropNames[] = {"decode",  "own",           "channel",
+                                      "refused", "slow_consumer", "unwanted"};
 
 size_t KindIndex(core::BrokerMessageKind kind) { return static_cast<size_t>(kind) - 1; }
 
@@ -216,11 +217,21 @@ void Link::Render(metrics::PrometheusText& t) {
   t.Sample("hermod_broker_publish_skipped_total", {}, skipped());
   t.Family("hermod_broker_received_dropped_total", "counter",
            "Broker messages received and not delivered, by reason.");
-  for (ReceiveDrop r : {ReceiveDrop::kDecode, ReceiveDrop::kOwn, ReceiveDrop::kChannel,
-                        ReceiveDrop::kRefused, ReceiveDrop::kSlowConsumer}) {
+  for (ReceiveDrop r :
+       {ReceiveDrop::kDecode, ReceiveDrop::kOwn, ReceiveDrop::kChannel, ReceiveDrop::kRefused,
+        ReceiveDrop::kSlowConsumer, ReceiveDrop::kUnwanted}) {
     t.Sample("hermod_broker_received_dropped_total",
              {{"reason", kDropNames[static_cast<size_t>(r)]}}, dropped(r));
   }
+  t.Family("hermod_broker_subjects", "gauge",
+           "Channel subjects this node is subscribed to: the channels it holds.");
+  t.Sample("hermod_broker_subjects", {}, subjects());
+  t.Family("hermod_broker_interest_changes_total", "counter",
+           "Channel subject subscriptions sent to NATS (op sub) and ended (op unsub).");
+  t.Sample("hermod_broker_interest_changes_total", {{"op", "sub"}},
+           subscribes_.load(std::memory_order_relaxed));
+  t.Sample("hermod_broker_interest_changes_total", {{"op", "unsub"}},
+           unsubscribes_.load(std::memory_order_relaxed));
   t.Family("hermod_broker_connected", "gauge", "1 while the broker connection is up, else 0.");
   t.Sample("hermod_broker_connected", {}, uint64_t{up ? 1u : 0u});
   t.Family("hermod_circuit_breaker_state", "gauge",

@@ -25,12 +25,14 @@
 namespace hermod::broker {
 
 // Why a received message was not delivered: it did not decode, it was this node's own, its
-// channel's namespace is unknown here, the hub refused it (a loop over its inbox budget), or
-// libnats dropped messages past receive_queue_bytes (a slow consumer; one count per report).
+// channel's namespace is unknown here, the hub refused it (a loop over its inbox budget),
+// libnats dropped messages past receive_queue_bytes (a slow consumer; one count per report),
+// or this node no longer holds the channel (unwanted: it was in flight when the node's
+// interest ended, or its subject is shared with a long name's hash, subject.h).
 // Not a row of stats/reasons.h: these are cluster messages this node would not deliver,
 // counted node-wide on the link's atomics from libnats's threads, not a loop's refusals or
 // a subscriber's lost pushes, and shown in their own family (hermod_broker_received_dropped_total).
-enum class ReceiveDrop : uint8_t { kDecode, kOwn, kChannel, kRefused, kSlowConsumer };
+enum class ReceiveDrop : uint8_t { kDecode, kOwn, kChannel, kRefused, kSlowConsumer, kUnwanted };
 
 class Link {
  public:
@@ -62,6 +64,12 @@ class Link {
   // server is there; a half-open trial must not stay in flight for ever).
   void OnSentTooLarge(core::BrokerMessageKind kind);
   uint64_t too_large(core::BrokerMessageKind kind) const;
+  // The channel subjects this node is subscribed to, and the SUBs and UNSUBs sent for them.
+  void SetSubjects(uint64_t count) { subjects_.store(count, std::memory_order_relaxed); }
+  void CountInterest(bool on, uint64_t n) {
+    (on ? subscribes_ : unsubscribes_).fetch_add(n, std::memory_order_relaxed);
+  }
+  uint64_t subjects() const { return subjects_.load(std::memory_order_relaxed); }
 
   core::CircuitBreaker::State state();
   bool connected() const;
@@ -91,7 +99,10 @@ class Link {
   std::atomic<uint64_t> sent_[3] = {};
   std::atomic<uint64_t> received_[3] = {};
   std::atomic<uint64_t> too_large_[3] = {};
-  std::atomic<uint64_t> dropped_[5] = {};
+  std::atomic<uint64_t> dropped_[6] = {};
+  std::atomic<uint64_t> subjects_{0};
+  std::atomic<uint64_t> subscribes_{0};
+  std::atomic<uint64_t> unsubscribes_{0};
 };
 
 }  // namespace hermod::broker

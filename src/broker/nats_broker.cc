@@ -5,6 +5,7 @@
 #include <chrono>
 #include <random>
 
+#include "broker/subject.h"
 #include "broker/wire.h"
 #include "net/event_loop.h"
 
@@ -51,7 +52,6 @@ NatsBroker::NatsBroker(Options options, core::Hub& hub, const core::ChannelRules
       hub_(hub),
       rules_(rules),
       node_id_(NewNodeId()),
-      subject_(options_.prefix + ".broker"),
       link_(options_.link, &net::Loop::MonotonicMs),
       nodes_subject_(options_.prefix + ".nodes") {}
 
@@ -161,6 +161,8 @@ bool NatsBroker::Start(std::string* error) {
   // Written at once by the sender thread (one write per send, never on a loop): libnats's
   // flusher otherwise sleeps 1 ms before each flush, a millisecond on every cross-node hop.
   natsOptions_SetSendAsap(o, true);
+  // One delivery thread for every subscription (libnats's pool), not one per channel subject.
+  natsOptions_UseGlobalMessageDelivery(o, true);
   natsOptions_SetAllowReconnect(o, true);
   natsOptions_SetMaxReconnect(o, -1);  // forever: the breaker, not libnats, gives up
   natsOptions_SetReconnectWait(o, static_cast<int64_t>(options_.reconnect_wait_ms));
@@ -188,9 +190,9 @@ bool NatsBroker::Start(std::string* error) {
       spdlog::warn("broker: NATS at {} not reachable yet; retrying every {} ms", options_.url,
                    options_.reconnect_wait_ms);
     }
-    // Registered now, sent on every (re)connect by libnats.
-    s = natsConnection_Subscribe(&subscription_, connection_, subject_.c_str(),
-                                 &NatsBroker::OnMessage, this);
+    // Registered now, sent on every (re)connect by libnats (as the channel subjects are).
+    s = natsConnection_Subscribe(&nodes_subscription_, connection_, nodes_subject_.c_str(),
+                                 &NatsBroker::OnNodeInfo, this);
     if (s == NATS_OK) break;
     if (s != NATS_CONNECTION_CLOSED || attempt == kStartAttempts) return fail(s, "subscribe");
     spdlog::warn("broker: NATS connection closed during start-up ({}); connecting again",
@@ -199,18 +201,12 @@ bool NatsBroker::Start(std::string* error) {
     connection_ = nullptr;
     std::this_thread::sleep_for(std::chrono::milliseconds(options_.reconnect_wait_ms));
   }
-  natsSubscription_SetPendingLimits(subscription_, -1, ClampInt(options_.receive_queue_bytes));
-  if (node_info_) {
-    s = natsConnection_Subscribe(&nodes_subscription_, connection_, nodes_subject_.c_str(),
-                                 &NatsBroker::OnNodeInfo, this);
-    if (s != NATS_OK) return fail(s, "subscribe to the node subject");
-  }
   // Connected: wait for the server to have the SUB, so that the node is a listener once up.
   if (s == NATS_OK && natsConnection_Status(connection_) == NATS_CONN_STATUS_CONNECTED) {
     natsConnection_FlushTimeout(connection_, static_cast<int64_t>(options_.dial_timeout_ms));
   }
   sender_ = std::thread([this] { SendLoop(); });
-  spdlog::info("broker: nats, subject {}, node {:016x}", subject_, node_id_);
+  spdlog::info("broker: nats, subjects {}.ch.<channel>, node {:016x}", options_.prefix, node_id_);
   return true;
 }
 
@@ -224,15 +220,17 @@ void NatsBroker::Stop() {
   if (sender_.joinable()) sender_.join();
   closing_.store(true);
   while (in_callback_.load() != 0) std::this_thread::yield();
-  if (subscription_ != nullptr) natsSubscription_Unsubscribe(subscription_);
+  // The sender has ended: its subscriptions are this thread's now.
+  for (auto& [channel, sub] : subscriptions_) natsSubscription_Unsubscribe(sub);
   if (nodes_subscription_ != nullptr) natsSubscription_Unsubscribe(nodes_subscription_);
   if (connection_ != nullptr) natsConnection_Close(connection_);
-  natsSubscription_Destroy(subscription_);
+  for (auto& [channel, sub] : subscriptions_) natsSubscription_Destroy(sub);
+  subscriptions_.clear();
+  link_.SetSubjects(0);
   natsSubscription_Destroy(nodes_subscription_);
   nodes_subscription_ = nullptr;
   natsConnection_Destroy(connection_);
   natsOptions_Destroy(nats_options_);
-  subscription_ = nullptr;
   connection_ = nullptr;
   nats_options_ = nullptr;
   // libnats's threads (delivery, flusher, callbacks) end here, so none calls back later.
@@ -260,11 +258,12 @@ void NatsBroker::Publish(const core::BrokerMessage& message) {
   if (message.kind != core::BrokerMessageKind::kPublication && !Fits(message)) return;
   if (!link_.Admit()) return;
   std::string bytes = Encode(node_id_, message);
+  std::string subject = ChannelSubject(options_.prefix, message.channel);
   {
     std::lock_guard lock(mutex_);
     if (!stopping_ && queued_bytes_ + bytes.size() <= options_.send_queue_bytes) {
       queued_bytes_ += bytes.size();
-      queue_.push_back({message.kind, std::move(bytes)});
+      queue_.push_back({message.kind, std::move(subject), std::move(bytes)});
       wake_.notify_one();
       return;
     }
@@ -275,12 +274,17 @@ void NatsBroker::Publish(const core::BrokerMessage& message) {
 void NatsBroker::SendLoop() {
   std::unique_lock lock(mutex_);
   while (!stopping_) {
-    wake_.wait_for(lock, kTrialPoll, [this] { return stopping_ || !queue_.empty(); });
+    wake_.wait_for(lock, kTrialPoll,
+                   [this] { return stopping_ || !queue_.empty() || interest_dirty_; });
     if (stopping_) break;
     std::deque<Outgoing> batch;
     batch.swap(queue_);
     queued_bytes_ = 0;
+    const bool interest = interest_dirty_;
+    interest_dirty_ = false;
     lock.unlock();
+    // Before the publications: a node's SUB goes out before what it publishes next.
+    if (interest) ApplyInterest();
     for (Outgoing& m : batch) {
       // Too large for the server (a join or leave with a huge info, or a publication queued
       // before max_payload was known): the server would close the connection on it, and it
@@ -293,7 +297,7 @@ void NatsBroker::SendLoop() {
       // Not connected: fail now (the breaker counts it) rather than fill the reconnect buffer.
       const natsStatus s =
           natsConnection_Status(connection_) == NATS_CONN_STATUS_CONNECTED
-              ? natsConnection_Publish(connection_, subject_.c_str(), m.bytes.data(),
+              ? natsConnection_Publish(connection_, m.subject.c_str(), m.bytes.data(),
                                        static_cast<int>(m.bytes.size()))
               : NATS_CONNECTION_CLOSED;
       if (s == NATS_MAX_PAYLOAD) {
@@ -310,6 +314,67 @@ void NatsBroker::SendLoop() {
     }
     lock.lock();
   }
+}
+
+void NatsBroker::Interest(std::string_view channel, bool on) {
+  {
+    std::lock_guard lock(interest_mutex_);
+    if (on) {
+      wanted_.emplace(channel);
+    } else if (auto it = wanted_.find(channel); it != wanted_.end()) {
+      wanted_.erase(it);
+    }
+    interest_changes_[std::string(channel)] = on;  // the last word wins
+  }
+  {
+    std::lock_guard lock(mutex_);
+    interest_dirty_ = true;
+  }
+  wake_.notify_one();
+}
+
+bool NatsBroker::Wanted(std::string_view channel) {
+  std::lock_guard lock(interest_mutex_);
+  return wanted_.find(channel) != wanted_.end();
+}
+
+void NatsBroker::ApplyInterest() {
+  std::unordered_map<std::string, bool> changes;
+  {
+    std::lock_guard lock(interest_mutex_);
+    changes.swap(interest_changes_);
+  }
+  uint64_t subscribed = 0;
+  uint64_t unsubscribed = 0;
+  for (auto& [channel, on] : changes) {
+    auto it = subscriptions_.find(channel);
+    if (on && it == subscriptions_.end()) {
+      // Registered with libnats even while disconnected: it sends every SUB on reconnect.
+      natsSubscription* sub = nullptr;
+      const std::string subject = ChannelSubject(options_.prefix, channel);
+      const natsStatus s = natsConnection_Subscribe(&sub, connection_, subject.c_str(),
+                                                    &NatsBroker::OnMessage, this);
+      if (s != NATS_OK) {
+        spdlog::warn("broker: subscribe to {}: {}", subject, natsStatus_GetText(s));
+        continue;
+      }
+      natsSubscription_SetPendingLimits(sub, -1, ClampInt(options_.receive_queue_bytes));
+      subscriptions_.emplace(channel, sub);
+      ++subscribed;
+    } else if (!on && it != subscriptions_.end()) {
+      natsSubscription_Unsubscribe(it->second);
+      natsSubscription_Destroy(it->second);
+      subscriptions_.erase(it);
+      ++unsubscribed;
+    }
+  }
+  link_.CountInterest(true, subscribed);
+  link_.CountInterest(false, unsubscribed);
+  // The server has the new SUBs once its PONG is back; the subjects gauge says so after it.
+  if (subscribed > 0 && natsConnection_Status(connection_) == NATS_CONN_STATUS_CONNECTED) {
+    natsConnection_FlushTimeout(connection_, static_cast<int64_t>(options_.dial_timeout_ms));
+  }
+  link_.SetSubjects(subscriptions_.size());
 }
 
 void NatsBroker::SendNodeInfo() {
@@ -334,6 +399,10 @@ void NatsBroker::Receive(std::string_view bytes) {
   }
   if (node == node_id_) {
     link_.CountDropped(ReceiveDrop::kOwn);
+    return;
+  }
+  if (!Wanted(m.channel)) {
+    link_.CountDropped(ReceiveDrop::kUnwanted);
     return;
   }
   const config::ChannelOptions* options = rules_.Find(m.channel);

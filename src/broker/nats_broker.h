@@ -2,16 +2,27 @@
 // `broker: "nats"` does: publications, joins and leaves cross; history and presence stay
 // node-local (cluster-wide history and presence would need JetStream and NATS KV: not built).
 //
-// Subjects: every node publishes to and subscribes to one subject, `<prefix>.broker`; the
-// channel travels in the payload (wire.h). One wildcard-free subscription instead of one per
-// channel (Centrifugo's way): channel names need no mapping onto NATS subject tokens (they
-// may hold '.', '*', '>' or spaces), there is no race between a node's first subscriber and
-// its SUB reaching the server, and no subscribe/unsubscribe traffic with channel churn; the
-// price is that each node receives every publication of the cluster, also for channels it
-// has no subscriber on (those go into its history, or nowhere). For a few nodes that share
-// most channels this is the cheaper trade; per-channel interest is the step for many nodes
-// with sparse channels. The connection is made with no_echo: the server never returns a
-// node's own messages, and a message carrying this node's id is dropped anyway (counted).
+// Subjects: one per channel, `<prefix>.ch.<token>` (subject.h maps any channel name to a safe,
+// injective token), carrying the channel's publications, joins and leaves; the channel also
+// travels in the payload (wire.h). A node subscribes to a channel's subject only while it
+// holds the channel (Interest: the hub calls it when the node's first local subscriber
+// arrives, or a history stream is opened, and when the channel is freed), as Centrifugo's
+// NATS broker does: nats-server then routes each publication only to the nodes that hold its
+// channel, and a channel with no subscriber on a node costs that node nothing. Interest is
+// recorded at once (the hub's call only locks and marks) and applied by the sender thread,
+// coalesced per channel: a storm of subscribes to one channel is one SUB, a subscribe and
+// unsubscribe between two rounds is nothing, and the last word for a channel wins. After a
+// round with new SUBs the sender flushes (PING/PONG), so the server has them.
+//
+// The window (docs/cluster.md): a client's subscribe reply does not wait for its node's SUB.
+// A publication made on another node before the server has this node's SUB (one sender round
+// and a round trip after the node's first subscriber to the channel: well under a millisecond
+// on a LAN) does not reach this node; from then on every one does. Later subscribers of a
+// channel the node already holds have no window. Received messages for channels the node no
+// longer holds (in flight when it unsubscribed) are dropped, counted as `unwanted`. The
+// connection is made with no_echo: the server never returns a node's own messages, and a
+// message carrying this node's id is dropped anyway (counted). Other nodes' word about
+// themselves goes on `<prefix>.nodes` (cluster_nodes.h), which every node subscribes to.
 //
 // Threads. Loops (and the API) call Publish: it asks the Link (link.h: the circuit breaker)
 // and queues the encoded message for the sender thread, bounded by send_queue_bytes; a loop
@@ -36,6 +47,8 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "broker/cluster_nodes.h"
@@ -48,6 +61,11 @@
 namespace hermod::broker {
 
 class NatsBroker final : public core::Broker {
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+
  public:
   struct Options {
     std::string url = "nats://127.0.0.1:4222";
@@ -76,6 +94,8 @@ class NatsBroker final : public core::Broker {
 
   void Publish(const core::BrokerMessage& message) override;
   bool Fits(const core::BrokerMessage& message) override;
+  // Under the channel's shard lock (core/broker.h): records, wakes the sender, returns.
+  void Interest(std::string_view channel, bool on) override;
   // The server's max_payload as learned on the last connect; 0 before the first.
   uint64_t max_payload() const { return max_payload_.load(std::memory_order_relaxed); }
 
@@ -91,6 +111,7 @@ class NatsBroker final : public core::Broker {
  private:
   struct Outgoing {
     core::BrokerMessageKind kind;
+    std::string subject;
     std::string bytes;
   };
   static void OnMessage(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* self);
@@ -103,6 +124,10 @@ class NatsBroker final : public core::Broker {
   // On (re)connect: the server's INFO max_payload, which a publish must not pass.
   void LearnMaxPayload(natsConnection* nc);
   void SendLoop();
+  // On the sender thread: SUB and UNSUB for the interest changed since the last round.
+  void ApplyInterest();
+  // Any thread: whether the node holds channel now.
+  bool Wanted(std::string_view channel);
   // On the sender thread: this node's info, when it is due.
   void SendNodeInfo();
 
@@ -110,12 +135,13 @@ class NatsBroker final : public core::Broker {
   core::Hub& hub_;
   const core::ChannelRules& rules_;
   const uint64_t node_id_;
-  const std::string subject_;
   Link link_;
 
   natsOptions* nats_options_ = nullptr;
   natsConnection* connection_ = nullptr;
-  natsSubscription* subscription_ = nullptr;
+  // The channel subjects subscribed to, by channel: the sender thread's alone (Stop's once
+  // the sender has ended).
+  std::unordered_map<std::string, natsSubscription*> subscriptions_;
   // The cluster's nodes (cluster_nodes.h): their own subject, sent by the sender thread.
   const std::string nodes_subject_;
   natsSubscription* nodes_subscription_ = nullptr;
@@ -129,7 +155,16 @@ class NatsBroker final : public core::Broker {
   // everything fits until then (a send while disconnected fails anyway).
   std::atomic<uint64_t> max_payload_{0};
 
-  std::mutex mutex_;  // guards queue_, queued_bytes_, stopping_
+  // Guards wanted_ and interest_changes_ (LOCKS.md: a leaf, taken under a shard lock by
+  // Interest, by the receive thread per message, by the sender once a round).
+  std::mutex interest_mutex_;
+  // The channels the node holds now (the hub's last word), and the changes not yet applied
+  // (channel -> on), coalesced.
+  std::unordered_set<std::string, Hash, std::equal_to<>> wanted_;
+  std::unordered_map<std::string, bool> interest_changes_;
+
+  std::mutex mutex_;             // guards queue_, queued_bytes_, stopping_, interest_dirty_
+  bool interest_dirty_ = false;  // interest_changes_ may hold something: wake the sender
   std::condition_variable wake_;
   std::deque<Outgoing> queue_;
   size_t queued_bytes_ = 0;

@@ -4,7 +4,8 @@
 // - `memory` (the default): no broker at all. The hub's own in-process fan-out to every loop
 //   is the whole delivery; the hub's broker pointer is null. A class that forwards nothing
 //   would only be a layer that forwards.
-// - `nats` (broker/nats_broker.h): core NATS, one subject per cluster, every node subscribed to it.
+// - `nats` (broker/nats_broker.h): core NATS, one subject per channel, each node subscribed to
+//   the subjects of the channels it holds (Interest below).
 //
 // The hub calls Publish after it has delivered locally, for every publication, join and
 // leave it accepted, from any thread (loops, the API, the engine's own receive thread). An
@@ -46,6 +47,17 @@ class Broker {
   // (NATS: the server's max_payload). false: the hub refuses the publication to its publisher
   // (counted here), rather than deliver it locally while the other nodes never get it.
   virtual bool Fits(const BrokerMessage& message) = 0;
+  // Whether this node wants what other nodes send to channel: on when the node starts to hold
+  // the channel (its first local subscriber, or a history stream it keeps), off when it holds
+  // it no more (the last subscriber left and the channel was freed). The hub calls it under
+  // the channel's shard lock, so calls for one channel arrive in the order of the changes
+  // they report, and the last call is the truth; an engine only records it and returns
+  // (never the network, never a lock the hub's callers hold beyond its own, LOCKS.md).
+  // The default: every node receives everything (an engine without per-channel interest).
+  virtual void Interest(std::string_view channel, bool on) {
+    (void)channel;
+    (void)on;
+  }
 };
 
 }  // namespace hermod::core

@@ -47,6 +47,7 @@ struct Hub::ChannelState {
   TokenBucket publish_bucket;
   RateLimit publish_limit;
   uint64_t reclaim_at = 0;  // its entry in the shard's reclaim queue; 0: none
+  bool interest = false;    // the broker was told this node holds the channel (SyncInterest)
   // Under the shard lock: nothing but the channel's name would be lost by erasing it now.
   bool HasPresence() const { return presence && !presence->empty(); }
   bool HasKeys() const { return idempotency && !idempotency->empty(); }
@@ -184,7 +185,13 @@ void Hub::set_limits(const Limits& limits) {
 }
 
 void Hub::Forget(Shard& shard, ChannelMap::iterator it, uint64_t now) {
-  if (it->second->history) stores_.history->Close(it->first, std::move(it->second->history), now);
+  if (it->second->interest) broker_->Interest(it->first, false);
+  // With a broker, what other nodes publish from now on does not reach this node: a kept
+  // position would let a returning subscriber "recover" past publications never received.
+  // The stream starts afresh (a new epoch) instead.
+  if (it->second->history && broker_ == nullptr) {
+    stores_.history->Close(it->first, std::move(it->second->history), now);
+  }
   shard.channels.erase(it);
 }
 
@@ -218,7 +225,16 @@ Hub::ChannelState& Hub::StateOf(Shard& shard, std::string_view channel,
     state.history = stores_.history->Open(channel, clock_());
     state.top = state.history->Position().offset;
   }
+  SyncInterest(channel, state);
   return state;
+}
+
+void Hub::SyncInterest(std::string_view channel, ChannelState& state) {
+  // Held: it has subscribers here, or a history stream this node keeps complete.
+  const bool held = state.loop_count > 0 || state.history != nullptr;
+  if (broker_ == nullptr || held == state.interest) return;
+  state.interest = held;
+  broker_->Interest(channel, held);
 }
 
 bool Hub::Reclaimable(ChannelState& state, uint64_t now) {
@@ -414,6 +430,7 @@ Hub::SubscribeResult Hub::Subscribe(net::Loop& loop, const SubscribeRequest& req
     if (!state.loops[index]) {
       state.loops[index] = true;
       ++state.loop_count;
+      SyncInterest(request.channel, state);
     }
     ++state.subscribers;
     if (state.history) {
@@ -500,6 +517,7 @@ void Hub::Unsubscribe(net::Loop& loop, std::string_view channel,
       if (last && state.loops[index]) {
         state.loops[index] = false;
         --state.loop_count;
+        SyncInterest(channel, state);
       }
       if (options.presence && state.presence) state.presence->Remove(client);
       if (options.join_leave && !batched && state.loop_count > 0) {

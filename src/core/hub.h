@@ -298,6 +298,9 @@ class Hub {
   // Under the shard lock: whether every loop the channel reaches has room for a push.
   bool Admits(const ChannelState& state, net::Priority priority) const;
   void MaybeErase(Shard& shard, std::string_view channel);
+  // Under the shard lock: tells the broker when the node starts or stops holding the channel
+  // (Broker::Interest).
+  void SyncInterest(std::string_view channel, ChannelState& state);
   // From the history engine's thread: an append that completed later (Publish's kPending).
   struct PendingPublish;
   void Appended(PendingPublish& pending, HistoryAppended appended);

@@ -48,14 +48,15 @@ _NATS_LISTENING = re.compile(rb"Listening for client connections on [^:]+:(\d+)"
 class NatsServer:
     """One nats-server process on 127.0.0.1; port None: it picks a free one."""
 
-    def __init__(self, port=None):
+    def __init__(self, port=None, extra=()):
         self.binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
         self.port = port
+        self.extra = list(extra)  # more nats-server arguments
         self.proc = None
         self.log = []
 
     def start(self):
-        argv = [self.binary, "-a", "127.0.0.1", "-p", str(self.port or -1)]
+        argv = [self.binary, "-a", "127.0.0.1", "-p", str(self.port or -1)] + self.extra
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
         fd = self.proc.stderr.fileno()

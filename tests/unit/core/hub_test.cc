@@ -390,6 +390,60 @@ TEST_F(HubClockTest, APublicationTheBrokerCannotCarryIsRefusedEverywhere) {
   hub_.set_broker(nullptr);
 }
 
+// Records what the hub tells a broker about the channels this node holds.
+class InterestBroker final : public core::Broker {
+ public:
+  void Publish(const core::BrokerMessage&) override {}
+  bool Fits(const core::BrokerMessage&) override { return true; }
+  void Interest(std::string_view channel, bool on) override {
+    events.push_back(std::string(on ? "+" : "-") + std::string(channel));
+  }
+  std::vector<std::string> events;
+};
+
+// The node holds a channel from its first subscriber to its last (not per subscriber, not
+// per loop); a channel published to without history or subscribers is never held; a
+// history stream is held until it expires, and its position is then not kept (the node
+// hears nothing for it afterwards, so a later stream has a new epoch).
+TEST_F(HubClockTest, TheBrokerHearsWhenTheNodeStartsAndStopsHoldingAChannel) {
+  InterestBroker broker;
+  hub_.set_broker(&broker);
+  config::ChannelOptions plain;  // no history
+  Subscription s1, s2;
+  Hub::SubscribeRequest r;
+  r.channel = "a";
+  r.options = &plain;
+  r.client = "c1";
+  hub_.Subscribe(loop_, r, &s1);
+  r.client = "c2";
+  hub_.Subscribe(loop_, r, &s2);
+  EXPECT_EQ(broker.events, std::vector<std::string>{"+a"});
+  hub_.Unsubscribe(loop_, "a", plain, "c1", "{}", &s1);
+  EXPECT_EQ(broker.events, std::vector<std::string>{"+a"});
+  hub_.Unsubscribe(loop_, "a", plain, "c2", "{}", &s2);
+  EXPECT_EQ(broker.events, (std::vector<std::string>{"+a", "-a"}));
+  // Again: a subscribe after the last unsubscribe holds it again.
+  hub_.Subscribe(loop_, r, &s2);
+  hub_.Unsubscribe(loop_, "a", plain, "c2", "{}", &s2);
+  EXPECT_EQ(broker.events, (std::vector<std::string>{"+a", "-a", "+a", "-a"}));
+  broker.events.clear();
+
+  ASSERT_TRUE(Publish(hub_, "nobody", plain, "d", {}));
+  EXPECT_TRUE(broker.events.empty());
+
+  const std::optional<StreamPosition> first = Publish(hub_, "h", options_, "d", {});
+  ASSERT_TRUE(first);
+  EXPECT_EQ(broker.events, std::vector<std::string>{"+h"});
+  Tick(options_.history_ttl.ms + 1000);
+  for (int tick = 0; tick < 70 && hub_.ChannelCount() > 0; ++tick) Tick();
+  EXPECT_EQ(broker.events, (std::vector<std::string>{"+h", "-h"}));
+  const std::optional<StreamPosition> later = Publish(hub_, "h", options_, "d", {});
+  ASSERT_TRUE(later);
+  EXPECT_EQ(later->offset, 1u);
+  EXPECT_NE(later->epoch, first->epoch);
+  hub_.set_broker(nullptr);
+}
+
 // State reports what the hub holds, channels counted by the loop that sweeps their shard.
 TEST_F(HubTest, StateCountsChannelsSubscriptionsHistoryPresenceAndKeys) {
   auto a = NewSubscriber(0);
