@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <random>
 
@@ -338,11 +339,28 @@ bool NatsBroker::Wanted(std::string_view channel) {
   return wanted_.find(channel) != wanted_.end();
 }
 
+bool NatsBroker::AwaitInterest(std::string_view channel, std::function<void()> ready) {
+  std::lock_guard lock(interest_mutex_);
+  uint64_t round = 0;
+  if (interest_changes_.find(channel) != interest_changes_.end()) {
+    round = rounds_ + 1;  // the next round takes it
+  } else if (applying_.find(channel) != applying_.end()) {
+    round = rounds_;  // the round in progress has it
+  } else {
+    return false;  // applied and acknowledged already (or given up on)
+  }
+  waiting_.emplace_back(round, std::move(ready));
+  return true;
+}
+
 void NatsBroker::ApplyInterest() {
-  std::unordered_map<std::string, bool> changes;
+  std::unordered_map<std::string, bool, Hash, std::equal_to<>> changes;
+  uint64_t round = 0;
   {
     std::lock_guard lock(interest_mutex_);
     changes.swap(interest_changes_);
+    round = ++rounds_;
+    applying_ = changes;
   }
   uint64_t subscribed = 0;
   uint64_t unsubscribed = 0;
@@ -375,6 +393,18 @@ void NatsBroker::ApplyInterest() {
     natsConnection_FlushTimeout(connection_, static_cast<int64_t>(options_.dial_timeout_ms));
   }
   link_.SetSubjects(subscriptions_.size());
+  // The subscribers who waited for this round get their replies now (their completions post
+  // to their loops); those waiting for a later round stay.
+  std::vector<std::function<void()>> ready;
+  {
+    std::lock_guard lock(interest_mutex_);
+    applying_.clear();
+    auto keep = std::partition(waiting_.begin(), waiting_.end(),
+                               [round](const auto& w) { return w.first > round; });
+    for (auto it = keep; it != waiting_.end(); ++it) ready.push_back(std::move(it->second));
+    waiting_.erase(keep, waiting_.end());
+  }
+  for (auto& r : ready) r();
 }
 
 void NatsBroker::SendNodeInfo() {

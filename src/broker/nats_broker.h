@@ -14,11 +14,9 @@
 // unsubscribe between two rounds is nothing, and the last word for a channel wins. After a
 // round with new SUBs the sender flushes (PING/PONG), so the server has them.
 //
-// The window (docs/cluster.md): a client's subscribe reply does not wait for its node's SUB.
-// A publication made on another node before the server has this node's SUB (one sender round
-// and a round trip after the node's first subscriber to the channel: well under a millisecond
-// on a LAN) does not reach this node; from then on every one does. Later subscribers of a
-// channel the node already holds have no window. Received messages for channels the node no
+// No window after a subscribe reply (docs/cluster.md): a subscriber added while its channel's
+// SUB is pending or in the current round waits (AwaitInterest) until that round's SUBs are
+// acknowledged by the server's PONG; then whatever another node publishes reaches it. Received messages for channels the node no
 // longer holds (in flight when it unsubscribed) are dropped, counted as `unwanted`. The
 // connection is made with no_echo: the server never returns a node's own messages, and a
 // message carrying this node's id is dropped anyway (counted). Other nodes' word about
@@ -96,6 +94,10 @@ class NatsBroker final : public core::Broker {
   bool Fits(const core::BrokerMessage& message) override;
   // Under the channel's shard lock (core/broker.h): records, wakes the sender, returns.
   void Interest(std::string_view channel, bool on) override;
+  // Under the channel's shard lock: true while the channel's change is pending or in the
+  // sender's current round; ready runs on the sender thread once that round's SUBs are
+  // acknowledged (PING/PONG), or written while disconnected.
+  bool AwaitInterest(std::string_view channel, std::function<void()> ready) override;
   // The server's max_payload as learned on the last connect; 0 before the first.
   uint64_t max_payload() const { return max_payload_.load(std::memory_order_relaxed); }
 
@@ -161,7 +163,12 @@ class NatsBroker final : public core::Broker {
   // The channels the node holds now (the hub's last word), and the changes not yet applied
   // (channel -> on), coalesced.
   std::unordered_set<std::string, Hash, std::equal_to<>> wanted_;
-  std::unordered_map<std::string, bool> interest_changes_;
+  std::unordered_map<std::string, bool, Hash, std::equal_to<>> interest_changes_;
+  // The changes the sender's current round applies (empty between rounds), the rounds
+  // begun, and the subscribers waiting for a round's end: (round, ready).
+  std::unordered_map<std::string, bool, Hash, std::equal_to<>> applying_;
+  uint64_t rounds_ = 0;
+  std::vector<std::pair<uint64_t, std::function<void()>>> waiting_;
 
   std::mutex mutex_;             // guards queue_, queued_bytes_, stopping_, interest_dirty_
   bool interest_dirty_ = false;  // interest_changes_ may hold something: wake the sender

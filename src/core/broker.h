@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string_view>
 
 #include "net/output_queue.h"
@@ -57,6 +58,16 @@ class Broker {
   virtual void Interest(std::string_view channel, bool on) {
     (void)channel;
     (void)on;
+  }
+  // Under the channel's shard lock, right after a subscriber was added while the node holds
+  // the channel: true when the node's subscription to it is not yet in place at the server
+  // (Interest(on) not yet applied and acknowledged); the engine then calls ready, from any
+  // thread, once it is (or once it gave up: disconnected), and the subscriber's reply waits
+  // for it. false: nothing to wait for (ready is not called).
+  virtual bool AwaitInterest(std::string_view channel, std::function<void()> ready) {
+    (void)channel;
+    (void)ready;
+    return false;
   }
 };
 

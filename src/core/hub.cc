@@ -185,7 +185,7 @@ void Hub::set_limits(const Limits& limits) {
 }
 
 void Hub::Forget(Shard& shard, ChannelMap::iterator it, uint64_t now) {
-  if (it->second->interest) broker_->Interest(it->first, false);
+  if (it->second->interest && broker_ != nullptr) broker_->Interest(it->first, false);
   // With a broker, what other nodes publish from now on does not reach this node: a kept
   // position would let a returning subscriber "recover" past publications never received.
   // The stream starts afresh (a new epoch) instead.
@@ -479,6 +479,17 @@ Hub::SubscribeResult Hub::Subscribe(net::Loop& loop, const SubscribeRequest& req
                codec_.join_leave_push(request.channel, true, request.info), 0, true,
                net::Priority::kLow);
       stats::RecordPresenceEvents(stats::PresenceKind::kJoin, stats::PresenceOutcome::kSent);
+    }
+    // Cluster: while the node's subscription to the channel's subject is on its way to the
+    // server, the reply waits for it (held pushes, as a later recovery), so that whatever
+    // another node publishes after the reply reaches this subscriber (docs/cluster.md).
+    if (broker_ != nullptr && done && !result.pending) {
+      result.delivered_offset = result.position.offset;
+      auto answer = std::make_shared<SubscribeResult>(result);
+      if (broker_->AwaitInterest(request.channel,
+                                 [done, answer]() mutable { done(std::move(*answer)); })) {
+        result.pending = true;
+      }
     }
   }
   s->delivered_offset = result.position.offset;

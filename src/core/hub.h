@@ -272,6 +272,7 @@ class Hub {
   // local delivery; publications go under the channel's shard lock, so that they leave in
   // offset order. Before the loops run; null (the `memory` engine): this node only.
   void set_broker(Broker* broker) { broker_ = broker; }
+  bool clustered() const { return broker_ != nullptr; }
   // Any thread: a join or leave another node sent, to this node's subscribers of channel;
   // with join_leave_batch_delay, through a batch on one loop (the channel's by hash).
   void JoinLeaveFromBroker(std::string_view channel, const config::ChannelOptions& options,

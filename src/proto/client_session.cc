@@ -572,12 +572,13 @@ core::Hub::SubscribeResult ClientSession::AddSubscription(
 }
 
 void ClientSession::SendRecovered(uint32_t id, std::string_view channel, uint64_t recovery,
-                                  int64_t expires_at, core::Hub::SubscribeResult result) {
+                                  int64_t expires_at, bool was_recovering,
+                                  core::Hub::SubscribeResult result) {
   ClientSubscription* s = FindSubscription(channel);
   if (!s || s->recovery != recovery || !connected()) return;  // unsubscribed meanwhile
   s->recovery = 0;
   std::string reply;
-  AppendSubscribeReply(reply, id, result, true, TtlSeconds(expires_at));
+  AppendSubscribeReply(reply, id, result, was_recovering, TtlSeconds(expires_at));
   SendLaterReply(reply);
   context_.hub.Resume(s, result);  // may end s (a hold that overflowed)
 }
@@ -617,15 +618,18 @@ void ClientSession::HandleSubscribe(const Command& c) {
     if (!allowed) return ReplyError(c.id, ErrorCode::kPermissionDenied);
   }
   const bool recoverable = options->history_size > 0 && (c.recoverable || options->force_recovery);
-  // An engine that recovers later answers through the loop; the memory engine never does.
+  // An engine that recovers later answers through the loop (the memory engine never does),
+  // and so does a cluster node whose subscription to the channel is on its way to NATS.
   core::Hub::SubscribeDone later;
   uint64_t recovery = 0;
-  if (recoverable && c.recover && !context_.hub.history_inline()) {
+  const bool was_recovering = recoverable && c.recover;
+  if ((was_recovering && !context_.hub.history_inline()) || context_.hub.clustered()) {
     recovery = ++recoveries_;
     later = Later<core::Hub::SubscribeResult>(
-        [id = c.id, channel = std::string(c.channel), recovery, expires_at](
+        [id = c.id, channel = std::string(c.channel), recovery, expires_at, was_recovering](
             ClientSession& session, core::Hub::SubscribeResult result) {
-          session.SendRecovered(id, channel, recovery, expires_at, std::move(result));
+          session.SendRecovered(id, channel, recovery, expires_at, was_recovering,
+                                std::move(result));
         });
   }
   core::Hub::SubscribeResult result =

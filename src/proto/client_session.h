@@ -170,7 +170,7 @@ class ClientSession {
   // The subscribe reply whose recovery an engine completed later (Hub::Subscribe's done):
   // sent, then the pushes held meanwhile; nothing when the subscription is gone.
   void SendRecovered(uint32_t id, std::string_view channel, uint64_t recovery, int64_t expires_at,
-                     core::Hub::SubscribeResult result);
+                     bool was_recovering, core::Hub::SubscribeResult result);
   // A server-side subscription from the connection token, recovered from connect.subs.
   void AddServerSubscription(const Command& c, std::string_view channel,
                              const auth::TokenSubscription* token_sub,

@@ -444,6 +444,50 @@ TEST_F(HubClockTest, TheBrokerHearsWhenTheNodeStartsAndStopsHoldingAChannel) {
   hub_.set_broker(nullptr);
 }
 
+// A broker whose subscription to a channel is not yet in place: the subscriber's reply
+// waits (pending, its pushes held) until the broker says it is.
+class SlowInterestBroker final : public core::Broker {
+ public:
+  void Publish(const core::BrokerMessage&) override {}
+  bool Fits(const core::BrokerMessage&) override { return true; }
+  bool AwaitInterest(std::string_view, std::function<void()> ready) override {
+    waiting.push_back(std::move(ready));
+    return true;
+  }
+  std::vector<std::function<void()>> waiting;
+};
+
+TEST_F(HubClockTest, ASubscribeReplyWaitsForTheBrokersInterest) {
+  SlowInterestBroker broker;
+  hub_.set_broker(&broker);
+  ASSERT_TRUE(Publish(hub_, "w", options_, "before", {}));
+  Subscription s;
+  Hub::SubscribeRequest r;
+  r.channel = "w";
+  r.options = &options_;
+  r.client = "c";
+  r.recoverable = true;
+  std::optional<Hub::SubscribeResult> answered;
+  Hub::SubscribeResult result = hub_.Subscribe(
+      loop_, r, &s,
+      Hub::SubscribeDone([&](Hub::SubscribeResult got) { answered = std::move(got); }));
+  EXPECT_TRUE(result.pending);
+  EXPECT_TRUE(s.held != nullptr);  // what is published meanwhile waits for the reply
+  ASSERT_EQ(broker.waiting.size(), 1u);
+  EXPECT_FALSE(answered);
+  broker.waiting[0]();
+  ASSERT_TRUE(answered);
+  EXPECT_EQ(answered->position.offset, 1u);
+  EXPECT_EQ(answered->delivered_offset, 1u);
+  // Without a completion (a server-side subscription) nothing waits.
+  Subscription t;
+  r.client = "d";
+  EXPECT_FALSE(hub_.Subscribe(loop_, r, &t).pending);
+  hub_.Unsubscribe(loop_, "w", options_, "c", "{}", &s);
+  hub_.Unsubscribe(loop_, "w", options_, "d", "{}", &t);
+  hub_.set_broker(nullptr);
+}
+
 // State reports what the hub holds, channels counted by the loop that sweeps their shard.
 TEST_F(HubTest, StateCountsChannelsSubscriptionsHistoryPresenceAndKeys) {
   auto a = NewSubscriber(0);
