@@ -179,32 +179,34 @@ void Dashboard::Start() {
 }
 
 void Dashboard::TakeSample() {
-  GatherSnapshots(*loops_.front().loop, loops_, deadline_ms_,
-                  [this](std::vector<LoopSnapshot> snapshots) {
-                    const LoopSnapshot all = MergeSnapshots(snapshots);
-                    const LoopMetrics& m = all.metrics;
-                    Sample s;
-                    s.at_ms = UnixMs();
-                    s.connections = all.connections;
-                    s.messages_in = all.ws.messages_in;
-                    s.messages_out = all.ws.messages_out;
-                    s.bytes_read = all.net.bytes_read;
-                    s.bytes_written = all.net.bytes_written;
-                    s.publications_out = m.pushes_out[static_cast<size_t>(PushType::kPublication)];
-                    for (uint64_t n : m.commands) s.commands += n;
-                    for (uint64_t n : m.api_calls) s.api_calls += n;
-                    // Two cheap reads (a system call and /proc/self/statm), not the whole
-                    // ReadProcessStats with its walk of every open descriptor.
-                    s.cpu_seconds = CpuSeconds();
-                    s.resident_bytes = ReadResidentBytes();
-                    if (sources_.clients) std::tie(s.clients, s.users) = sources_.clients();
-                    if (sources_.hub) {
-                      const HubFigures hub = sources_.hub();
-                      s.channels = hub.channels;
-                      s.subscriptions = hub.subscriptions;
-                    }
-                    history_.Add(s);
-                  });
+  GatherSnapshots(
+      *loops_.front().loop, loops_, deadline_ms_,
+      [this](std::vector<LoopSnapshot> snapshots) {
+        const LoopSnapshot all = MergeSnapshots(snapshots);
+        const LoopMetrics& m = all.metrics;
+        Sample s;
+        s.at_ms = UnixMs();
+        s.connections = all.connections;
+        s.messages_in = all.ws.messages_in;
+        s.messages_out = all.ws.messages_out;
+        s.bytes_read = all.net.bytes_read;
+        s.bytes_written = all.net.bytes_written;
+        s.publications_out = m.pushes_out[static_cast<size_t>(PushType::kPublication)];
+        for (uint64_t n : m.commands) s.commands += n;
+        for (uint64_t n : m.api_calls) s.api_calls += n;
+        // Two cheap reads (a system call and /proc/self/statm), not the whole
+        // ReadProcessStats with its walk of every open descriptor.
+        s.cpu_seconds = CpuSeconds();
+        s.resident_bytes = ReadResidentBytes();
+        if (sources_.clients) std::tie(s.clients, s.users) = sources_.clients();
+        if (sources_.hub) {
+          const HubFigures hub = sources_.hub();
+          s.channels = hub.channels;
+          s.subscriptions = hub.subscriptions;
+        }
+        history_.Add(s);
+      },
+      /*queues=*/false);  // a sample keeps no queue figures: no walk per connection
 }
 
 std::string Dashboard::NodeJson() const {

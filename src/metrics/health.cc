@@ -124,7 +124,7 @@ void HealthMonitor::CheckOnce() {
       LoopSnapshot s;
       s.net = loop->stats();
       if (counters.ws != nullptr) {
-        s.ws.protocol_errors = counters.ws->protocol_errors;
+        s.ws.closed_by = counters.ws->closed_by;
         if (auto it = counters.ws->close_codes.find(3501); it != counters.ws->close_codes.end()) {
           s.ws.close_codes.emplace(*it);
         }

@@ -10,7 +10,7 @@ namespace hermod::metrics {
 
 namespace {
 
-LoopSnapshot Take(const LoopCounters& counters) {
+LoopSnapshot Take(const LoopCounters& counters, bool queues) {
   LoopSnapshot s;
   s.loop = counters.loop->index();
   s.answered = true;
@@ -25,6 +25,7 @@ LoopSnapshot Take(const LoopCounters& counters) {
   }
   // Queue depth is read, not kept: a walk over the loop's connections per scrape (about a
   // nanosecond each) costs the hot path nothing, where a running sum would cost every send.
+  if (!queues) return s;
   counters.loop->ForEachConnection([&s](net::Connection* c) {
     size_t queued = c->queued_bytes();
     s.queued_bytes += queued;
@@ -77,17 +78,18 @@ class Gathering final : public net::TimerNode {
 }  // namespace
 
 void GatherSnapshots(net::Loop& origin, const std::vector<LoopCounters>& loops,
-                     uint64_t deadline_ms, std::function<void(std::vector<LoopSnapshot>)> done) {
+                     uint64_t deadline_ms, std::function<void(std::vector<LoopSnapshot>)> done,
+                     bool queues) {
   auto gathering = std::make_shared<Gathering>(origin, loops.size(), std::move(done));
   gathering->Start(gathering, deadline_ms);
   for (size_t i = 0; i < loops.size(); ++i) {
     const LoopCounters counters = loops[i];
     if (counters.loop == &origin) {
-      gathering->Answer(i, Take(counters));
+      gathering->Answer(i, Take(counters, queues));
       continue;
     }
-    counters.loop->Post([gathering, counters, i, origin = &origin]() mutable {
-      LoopSnapshot snapshot = Take(counters);
+    counters.loop->Post([gathering, counters, i, origin = &origin, queues]() mutable {
+      LoopSnapshot snapshot = Take(counters, queues);
       // The reference moves into the reply, so the last owner is always on origin.
       origin->Post(
           [gathering = std::move(gathering), i, snapshot] { gathering->Answer(i, snapshot); });

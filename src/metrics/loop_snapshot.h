@@ -51,7 +51,9 @@ struct LoopSnapshot {
 
 // On origin's thread: asks every loop for a snapshot and calls done on origin's thread with
 // one entry per loop, in loop order, once all have answered or deadline_ms has passed.
+// queues false: the send-queue figures (a walk of every connection) are left at 0.
 void GatherSnapshots(net::Loop& origin, const std::vector<LoopCounters>& loops,
-                     uint64_t deadline_ms, std::function<void(std::vector<LoopSnapshot>)> done);
+                     uint64_t deadline_ms, std::function<void(std::vector<LoopSnapshot>)> done,
+                     bool queues = true);
 
 }  // namespace hermod::metrics

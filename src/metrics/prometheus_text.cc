@@ -168,9 +168,9 @@ LoopSnapshot MergeSnapshots(const std::vector<LoopSnapshot>& loops) {
     all.ws.opened += s.ws.opened;
     all.ws.messages_in += s.ws.messages_in;
     all.ws.messages_out += s.ws.messages_out;
-    all.ws.protocol_errors += s.ws.protocol_errors;
-    all.ws.pong_timeouts += s.ws.pong_timeouts;
-    all.ws.idle_timeouts += s.ws.idle_timeouts;
+    for (size_t r = 0; r < all.ws.closed_by.values.size(); ++r) {
+      all.ws.closed_by.values[r] += s.ws.closed_by.values[r];
+    }
     for (const auto& [code, n] : s.ws.close_codes) all.ws.close_codes[code] += n;
     all.ws.duration_ms.Add(s.ws.duration_ms);
     const LoopMetrics& m = s.metrics;
@@ -207,7 +207,8 @@ LoopSnapshot MergeSnapshots(const std::vector<LoopSnapshot>& loops) {
 uint64_t ProtocolErrorCloses(const LoopSnapshot& s) {
   // WebSocket protocol errors (1002, 1007, 1009) and the client protocol's bad request.
   auto bad_request = s.ws.close_codes.find(3501);
-  return s.ws.protocol_errors + (bad_request == s.ws.close_codes.end() ? 0 : bad_request->second);
+  return s.ws.closed_by[stats::WsClose::kProtocolError] +
+         (bad_request == s.ws.close_codes.end() ? 0 : bad_request->second);
 }
 
 uint64_t SlowConsumerCloses(const LoopSnapshot& s) {
@@ -302,15 +303,18 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
           "Queued messages that left inside a joined message (minus "
           "hermod_websocket_frames_joined_total: the messages saved).",
           [](const LoopSnapshot& s) { return s.net.messages_joined; });
-  PerLoop(t, loops, "hermod_websocket_protocol_error_closes_total", "counter",
-          "WebSocket connections closed by us for a protocol error (1002, 1007, 1009).",
-          [](const LoopSnapshot& s) { return s.ws.protocol_errors; });
-  PerLoop(t, loops, "hermod_websocket_pong_timeouts_total", "counter",
-          "WebSocket connections closed for not answering a ping in time.",
-          [](const LoopSnapshot& s) { return s.ws.pong_timeouts; });
-  PerLoop(t, loops, "hermod_websocket_idle_timeouts_total", "counter",
-          "WebSocket connections closed for being idle too long.",
-          [](const LoopSnapshot& s) { return s.ws.idle_timeouts; });
+  // The WebSocket layer's own closes, one family per row of stats::kWsCloses.
+  static constexpr std::array<std::string_view, stats::kWsCloses.size()> kWsCloseHelp = {
+      "WebSocket connections closed by us for a protocol error (1002, 1007, 1009).",
+      "WebSocket connections closed for not answering a ping in time.",
+      "WebSocket connections closed for being idle too long.",
+  };
+  for (size_t r = 0; r < stats::kWsCloses.size(); ++r) {
+    const std::string family =
+        "hermod_websocket_" + std::string(stats::kWsCloses[r].metric) + "_total";
+    PerLoop(t, loops, family, "counter", kWsCloseHelp[r],
+            [r](const LoopSnapshot& s) { return s.ws.closed_by.values[r]; });
+  }
 
   // Rate limits and the accept throttle.
   t.Family("hermod_client_commands_rate_limited_total", "counter",

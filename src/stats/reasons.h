@@ -96,6 +96,30 @@ enum class SlowReason : uint8_t { kOverflow, kDeadline, kMissed, kCount };
 inline constexpr std::array<std::string_view, static_cast<size_t>(SlowReason::kCount)>
     kSlowReasons = {"overflow", "deadline", "missed"};
 
+// Why the WebSocket layer itself closed a connection (ws::WebSocketConnection), counted per
+// loop in hermod_websocket_<metric>_total and named by `name` in its log line. Every close,
+// whoever ends it, is also counted by its close code (hermod_websocket_closed_total{code}):
+// those stay numbers, since the peer may close with any code of 1000..4999.
+enum class WsClose : uint8_t {
+  kProtocolError,  // an RFC 6455 violation: our Close with 1002, 1007 (bad UTF-8) or 1009
+  kPongTimeout,    // no pong to our ping within pong_timeout_ms: cut, no Close (1006)
+  kIdleTimeout,    // nothing read for idle_timeout_ms: our Close with 1001
+  kCount
+};
+
+struct WsCloseRow {
+  std::string_view name;    // the log's reason
+  std::string_view metric;  // hermod_websocket_<metric>_total
+  uint16_t code;            // the close code counted for it; 0: the error's (1002, 1007, 1009)
+};
+
+inline constexpr std::array<WsCloseRow, static_cast<size_t>(WsClose::kCount)> kWsCloses = {{
+    {"protocol_error", "protocol_error_closes", 0},
+    {"pong_timeout", "pong_timeouts", 1006},
+    {"idle_timeout", "idle_timeouts", 1001},
+}};
+inline constexpr const WsCloseRow& Row(WsClose r) { return kWsCloses[static_cast<size_t>(r)]; }
+
 // An array of counters indexed by one of the enums above.
 template <class Enum, class T = uint64_t>
 struct ByReason {

@@ -92,13 +92,16 @@ void WebSocketConnection::OnData(uint8_t* data, size_t len) {
   }
   MessageReader::Result result = reader_.Feed(data, len, limits, *this, inflater, reset);
   if (result.ok || closed()) return;
-  ++stats_.protocol_errors;
+  ++stats_.closed_by[stats::WsClose::kProtocolError];
   if (!(flags_ & kSentClose)) CountClose(static_cast<uint16_t>(result.error.code));
   if (spdlog::should_log(spdlog::level::info)) {
     const std::string remote = PeerIp();
     const int code = static_cast<int>(result.error.code);
     log::Write(spdlog::level::info,
-               {{"code", code}, {"reason", result.error.reason}, {"remote", remote}},
+               {{"code", code},
+                {"close", stats::Row(stats::WsClose::kProtocolError).name},
+                {"reason", result.error.reason},
+                {"remote", remote}},
                "ws: closing fd {} with {}: {}", fd(), code, result.error.reason);
   }
   if (!(flags_ & kSentClose)) {
@@ -270,14 +273,21 @@ void WebSocketConnection::OnTimeout() {
     return;
   }
   if ((flags_ & kAwaitingPong) && now >= last_ping_ms_ + options_.pong_timeout_ms) {
-    ++stats_.pong_timeouts;
-    spdlog::debug("ws: fd {} sent no pong in {} ms", fd(), options_.pong_timeout_ms);
+    ++stats_.closed_by[stats::WsClose::kPongTimeout];
+    if (spdlog::should_log(spdlog::level::debug)) {
+      log::Write(spdlog::level::debug, {{"close", stats::Row(stats::WsClose::kPongTimeout).name}},
+                 "ws: fd {} sent no pong in {} ms", fd(), options_.pong_timeout_ms);
+    }
     Close();  // a peer that does not answer pings is gone: no handshake to wait for
     return;
   }
   if (options_.idle_timeout_ms != 0 && now >= last_read_ms_ + options_.idle_timeout_ms) {
-    ++stats_.idle_timeouts;
-    CloseWith(1001, "idle timeout");
+    ++stats_.closed_by[stats::WsClose::kIdleTimeout];
+    if (spdlog::should_log(spdlog::level::debug)) {
+      log::Write(spdlog::level::debug, {{"close", stats::Row(stats::WsClose::kIdleTimeout).name}},
+                 "ws: fd {} idle for {} ms", fd(), options_.idle_timeout_ms);
+    }
+    CloseWith(stats::Row(stats::WsClose::kIdleTimeout).code, "idle timeout");
     return;
   }
   // One ping in flight at a time: the next goes out an interval after the previous one, and

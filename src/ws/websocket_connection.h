@@ -14,6 +14,7 @@
 
 #include "net/connection.h"
 #include "stats/histogram.h"
+#include "stats/reasons.h"
 #include "ws/deflate.h"
 #include "ws/frame.h"
 #include "ws/handshake.h"
@@ -38,9 +39,8 @@ struct WebSocketStats {
   uint64_t opened = 0;
   uint64_t messages_in = 0;
   uint64_t messages_out = 0;
-  uint64_t protocol_errors = 0;  // closes with 1002, 1007, 1009 that we sent
-  uint64_t pong_timeouts = 0;
-  uint64_t idle_timeouts = 0;
+  // The closes the WebSocket layer decides, by why (stats/reasons.h).
+  stats::ByReason<stats::WsClose> closed_by;
   // Closed connections by the code of the Close that ended them: ours when we closed first,
   // the peer's when it did (1005 when its Close had none), 1006 when no Close was exchanged.
   std::map<uint16_t, uint64_t> close_codes;

@@ -207,7 +207,7 @@ TEST_F(WebSocketConnectionTest, AnUnmaskedClientFrameFailsTheConnectionWith1002)
   EXPECT_EQ(frames[0].close_code(), 1002);
   EXPECT_TRUE(eof);
   EXPECT_TRUE(received_.empty());
-  EXPECT_EQ(stats_.protocol_errors, 1u);
+  EXPECT_EQ(stats_.closed_by[stats::WsClose::kProtocolError], 1u);
   EXPECT_EQ(stats_.close_codes[1002], 1u);
 }
 
@@ -255,7 +255,7 @@ TEST_F(WebSocketConnectionTest, AnUnansweredPingClosesTheConnection) {
   EXPECT_EQ(frames[0].opcode, static_cast<uint8_t>(Opcode::kPing));
   fake_now_ms += 600;
   RunOnce();
-  EXPECT_EQ(stats_.pong_timeouts, 1u);
+  EXPECT_EQ(stats_.closed_by[stats::WsClose::kPongTimeout], 1u);
   EXPECT_EQ(loop_.connection_count(), 0u);
 }
 
