@@ -608,7 +608,12 @@ bool WalkObject(Reader& r, Config& config, simdjson::dom::object object,
       continue;
     }
     Field* field = FindField(r.fields, path);
-    if (field != nullptr && HasFieldType(*field, value)) {
+    // Centrifugo's `engine: "redis"` is reported as Centrifugo's key below, not refused.
+    const bool centrifugos =
+        field != nullptr && path == "engine" && value.is_string() &&
+        std::find(field->one_of.begin(), field->one_of.end(),
+                  std::string_view(value.get_string().value_unsafe())) == field->one_of.end();
+    if (field != nullptr && HasFieldType(*field, value) && !centrifugos) {
       if (!SetFromJson(*field, value, r.error)) return false;
       continue;
     }

@@ -206,8 +206,23 @@ TEST(Config, StoreEnginesDefaultToMemoryAndOnlyKnownNamesPass) {
   EXPECT_EQ(c.presence_engine, "memory");
   ASSERT_TRUE(ApplyJson(R"({"history_engine": "memory", "presence_engine": "memory"})", c, &error));
   EXPECT_TRUE(Validate(c, &error)) << error;
-  for (auto [json, key] : {std::pair{R"({"history_engine": "sqlite"})", "history_engine"},
-                           std::pair{R"({"presence_engine": "kv"})", "presence_engine"}}) {
+  Config sqlite;
+  ASSERT_TRUE(ApplyJson(
+      R"({"engine": "sqlite", "sqlite": {"path": "/tmp/x.db", "synchronous": "normal",
+          "max_batch": 64, "max_queue": 100}})",
+      sqlite, &error))
+      << error;
+  EXPECT_TRUE(Validate(sqlite, &error)) << error;
+  EXPECT_EQ(sqlite.engine, "sqlite");
+  EXPECT_EQ(sqlite.sqlite.path, "/tmp/x.db");
+  EXPECT_EQ(sqlite.sqlite.synchronous, "normal");
+  EXPECT_EQ(sqlite.sqlite.max_batch, 64u);
+  EXPECT_EQ(sqlite.sqlite.max_queue, 100u);
+  for (auto [json, key] :
+       {std::pair{R"({"history_engine": "redis"})", "history_engine"},
+        std::pair{R"({"presence_engine": "sqlite"})", "presence_engine"},
+        std::pair{R"({"sqlite": {"max_batch": 0}})", "sqlite.max_batch"},
+        std::pair{R"({"sqlite": {"synchronous": "off"}})", "sqlite.synchronous"}}) {
     Config bad;
     ASSERT_TRUE(ApplyJson(json, bad, &error)) << error;
     EXPECT_FALSE(Validate(bad, &error)) << json;

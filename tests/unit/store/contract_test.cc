@@ -12,6 +12,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,9 @@ struct EngineFactory {
   bool durable;  // what it stores survives the engine being made again on the same storage
   std::function<std::unique_ptr<Engine>(const std::string& dir)> make;
 };
+
+// The test's name shows the engine, not the factory's bytes.
+void PrintTo(const EngineFactory& f, std::ostream* os) { *os << f.name; }
 
 std::unique_ptr<Engine> MakeMemory(const std::string&) {
   auto e = std::make_unique<Engine>();
