@@ -55,6 +55,9 @@ struct HistoryAppend {
 
 struct HistoryAppended {
   bool failed = false;  // nothing was stored (an engine's I/O error): the publish is refused
+  // An engine that deduplicates as it stores (HistoryAppend::idempotency_key): the key was
+  // seen, nothing was stored, position is the first publication's; nothing is fanned out.
+  bool duplicate = false;
   StreamPosition position;
   // The publication encoded with position.offset: owned here (an engine that completes
   // later), or a view of the engine's own copy, valid until the stream's next call (the
