@@ -267,6 +267,23 @@ void Server::BuildMetrics() {
   });
   metrics_->AddRenderer(
       [trim = &memory_trim_](metrics::PrometheusText& text) { trim->Render(text); });
+  // The history engine's failures (publications refused), offset races and duplicates: the
+  // memory engine has none of them.
+  metrics_->AddRenderer(
+      [history = nats_history_, engine = config_.history_engine](metrics::PrometheusText& text) {
+        const std::pair<const char*, uint64_t> families[] = {
+            {"hermod_store_append_failures_total", history ? history->store_errors() : 0},
+            {"hermod_store_offset_conflicts_total", history ? history->conflicts() : 0},
+            {"hermod_store_duplicates_total", history ? history->duplicates() : 0}};
+        const char* help[] = {
+            "Publications the history engine could not store (refused to their publisher).",
+            "Appends retried because another node took the offset first (history_engine nats).",
+            "Keyed publications the engine answered as duplicates (history_engine nats)."};
+        for (size_t i = 0; i < 3; ++i) {
+          text.Family(families[i].first, "counter", help[i]);
+          text.Sample(families[i].first, {{"engine", engine}}, families[i].second);
+        }
+      });
   if (broker_) {
     broker::Link* link = &broker_->link();
     health_->AddCheck([link] { return link->Health(); });

@@ -20,6 +20,7 @@ Run: python3 jetstream_test.py --hermod PATH
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -96,6 +97,11 @@ def api(port, method, params):
     response = api_call(port, method, params)
     assert response.status == 200, (response.status, response.body)
     return json.loads(response.body)
+
+
+def get(port, path):
+    request = ("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % path).encode()
+    return h.http_exchange(port, request).body.decode()
 
 
 def history(port, channel):
@@ -225,6 +231,9 @@ class JetStreamTest(h.HermodTestCase):
         r = api_call(a.port, "publish", {"channel": "keep", "data": {"i": "lost"}})
         body = json.loads(r.body) if r.body else {}
         self.assertTrue(r.status != 200 or "error" in body, (r.status, r.body))
+        failures = re.search(r'^hermod_store_append_failures_total\{engine="nats"\} (\d+)$',
+                             get(a.port, "/metrics"), re.M)
+        self.assertGreaterEqual(int(failures.group(1)), 1)
         self.nats.start()
 
         def stored():
