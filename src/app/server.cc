@@ -22,10 +22,32 @@
 #include "proto/prepared_push.h"
 #include "proto/websocket_transport.h"
 #include "store/engines.h"
+#include "store/nats_history.h"
 
 namespace hermod::app {
 
 namespace {
+
+// The JetStream history engine's options from config: the stream keeps the largest
+// history_size of any namespace per channel, and positions for history_meta_ttl.
+store::NatsHistoryOptions NatsHistoryOptionsOf(const config::Config& config) {
+  store::NatsHistoryOptions o;
+  o.url = config.nats.url;
+  o.prefix = config.nats.prefix;
+  o.stream = config.nats.jetstream.stream;
+  o.replicas = static_cast<int64_t>(config.nats.jetstream.replicas);
+  o.file_storage = config.nats.jetstream.storage != "memory";
+  o.workers = config.nats.jetstream.workers;
+  uint64_t size = std::max<uint64_t>(1, config.channel.history_size);
+  for (const config::Namespace& ns : config.namespaces) {
+    size = std::max(size, ns.options.history_size);
+  }
+  o.max_msgs_per_subject = static_cast<int64_t>(size);
+  o.max_age_ms = config.history_meta_ttl.ms;
+  o.duplicates_ms = config.idempotency_window.ms;
+  o.timeout_ms = std::max<uint64_t>(config.nats.dial_timeout.ms, 1000);
+  return o;
+}
 
 // Waits for the loop to have no connections left, or for the deadline, then stops it.
 class DrainWatch final : public net::TimerNode {
@@ -252,6 +274,23 @@ void Server::BuildMetrics() {
   if (store_status_) {
     health_->AddCheck([status = store_status_] { return StoreHealth(status()); });
   }
+  // The history engine's failures (publications refused), offset races and duplicates: the
+  // memory engine has none of them.
+  metrics_->AddRenderer(
+      [history = nats_history_, engine = config_.history_engine](metrics::PrometheusText& text) {
+        const std::pair<const char*, uint64_t> families[] = {
+            {"hermod_store_append_failures_total", history ? history->store_errors() : 0},
+            {"hermod_store_offset_conflicts_total", history ? history->conflicts() : 0},
+            {"hermod_store_duplicates_total", history ? history->duplicates() : 0}};
+        const char* help[] = {
+            "Publications the history engine could not store (refused to their publisher).",
+            "Appends retried because another node took the offset first (history_engine nats).",
+            "Keyed publications the engine answered as duplicates (history_engine nats)."};
+        for (size_t i = 0; i < 3; ++i) {
+          text.Family(families[i].first, "counter", help[i]);
+          text.Sample(families[i].first, {{"engine", engine}}, families[i].second);
+        }
+      });
   if (broker_) {
     broker::Link* link = &broker_->link();
     health_->AddCheck([link] { return link->Health(); });
@@ -338,7 +377,9 @@ int Server::Run() {
   }
   store::EngineConfig engine_config;
   engine_config.engine = config_.engine;
-  engine_config.history_engine = config_.history_engine;
+  // JetStream history is built below, once the hub it delivers into exists.
+  const bool nats_history_on = config_.history_engine == "nats";
+  engine_config.history_engine = nats_history_on ? "memory" : config_.history_engine;
   engine_config.presence_engine = config_.presence_engine;
   engine_config.sqlite.path = config_.sqlite.path;
   engine_config.sqlite.max_batch = config_.sqlite.max_batch;
@@ -351,11 +392,38 @@ int Server::Run() {
     return 1;
   }
   store_status_ = std::move(engines.status);
+  store::NatsHistoryStore* nats_history = nullptr;
+  if (nats_history_on) {
+    // History and idempotency on JetStream, shared by the cluster (store/nats_history.h).
+    auto history = std::make_unique<store::NatsHistoryStore>(NatsHistoryOptionsOf(config_));
+    nats_history = history.get();
+    engines.stores.history = std::move(history);
+    engines.stores.idempotency = std::make_unique<store::NatsIdempotencyStore>();
+    engines.stores.history_inline = false;
+    engines.stores.history_delivers = true;
+  }
   hub_ = std::make_unique<core::Hub>(
       count,
       proto::JsonPushCodec(handshake_policy_.deflate.level,
                            handshake_policy_.deflate.server_max_window_bits),
       std::move(engines.stores));
+  if (nats_history != nullptr) {
+    nats_history_ = nats_history;
+    nats_history->SetDelivered(
+        [hub = hub_.get(), rules = &channel_rules_](
+            std::string_view channel, const core::StreamPosition& p, std::string_view publication) {
+          if (const config::ChannelOptions* options = rules->Find(channel)) {
+            hub->Deliver(channel, *options, p, publication);
+          }
+        });
+    // A stream whose config conflicts, or no JetStream at all, stops start-up here.
+    if (std::string error; !nats_history->Start(&error)) {
+      spdlog::error("{}", error);
+      return 1;
+    }
+    spdlog::info("history on JetStream stream {} at {}", config_.nats.jetstream.stream,
+                 config_.nats.url);
+  }
   hub_->set_limits({config_.send_queue.inbox_budget_bytes, config_.idempotency_window.ms,
                     config_.history_meta_ttl.ms, config_.history_meta_max_channels});
   core::AdmissionLimits limits;
@@ -471,6 +539,7 @@ int Server::Run() {
   health_->SetDraining();
   for (auto& worker : workers_) worker->thread.join();
   if (broker_) broker_->Stop();  // its receive thread posts to the loops: before they go
+  if (nats_history_ != nullptr) nats_history_->Stop();  // so do its deliveries
   health_->Stop();
   spdlog::info("stopped");
   return 0;

@@ -33,6 +33,10 @@
 #include "ws/handshake.h"
 #include "ws/websocket_connection.h"
 
+namespace hermod::store {
+class NatsHistoryStore;
+}
+
 namespace hermod::app {
 
 class Server {
@@ -87,6 +91,8 @@ class Server {
   // Config broker "nats": other nodes' publications enter the hub from libnats's threads;
   // built and stopped in Run, declared after hub_ so that it goes first.
   std::unique_ptr<broker::NatsBroker> broker_;
+  // history_engine "nats": the engine the hub owns, stopped with the broker.
+  store::NatsHistoryStore* nats_history_ = nullptr;
   // Connected clients: the API's info (clients, users) and its per-user actions.
   std::unique_ptr<proto::ClientRegistry> client_registry_;
   std::unique_ptr<proto::ClientContext> client_context_;

@@ -60,8 +60,20 @@ constexpr std::string_view kLogLevels[] = {"trace", "debug", "info", "warn", "er
 constexpr std::string_view kLogFormats[] = {"text", "json"};
 constexpr std::string_view kBrokers[] = {"memory", "nats"};
 constexpr std::string_view kStoreEngines[] = {"memory", "sqlite"};
+constexpr std::string_view kHistoryEngines[] = {"memory", "sqlite", "nats"};
 constexpr std::string_view kPresenceEngines[] = {"memory"};
 constexpr std::string_view kSqliteSync[] = {"full", "normal"};
+constexpr std::string_view kJetStreamStorage[] = {"file", "memory"};
+// A JetStream stream name: no spaces, dots, wildcards or path separators.
+const char* CheckStreamName(std::string_view name) {
+  if (name.empty() || name.size() > 255) return "a JetStream stream name (1 to 255 characters)";
+  for (char c : name) {
+    if (c <= ' ' || c == '.' || c == '*' || c == '>' || c == '/' || c == '\\' || c == 127) {
+      return "a JetStream stream name: no spaces, '.', '*', '>', '/' or '\\'";
+    }
+  }
+  return nullptr;
+}
 
 const char* CheckNatsUrl(std::string_view url) {
   return url.starts_with("nats://") || url.starts_with("tls://")
@@ -234,7 +246,7 @@ std::vector<Field> AllFields(Config& c) {
           {"history_meta_ttl", &c.history_meta_ttl, 0, 10 * kYearMs},
           {"history_meta_max_channels", &c.history_meta_max_channels, 0, kMaxCount},
           OneOf("engine", &c.engine, kStoreEngines),
-          OneOf("history_engine", &c.history_engine, kStoreEngines),
+          OneOf("history_engine", &c.history_engine, kHistoryEngines),
           OneOf("presence_engine", &c.presence_engine, kPresenceEngines),
           {"sqlite.path", &c.sqlite.path},
           {"sqlite.max_batch", &c.sqlite.max_batch, 1, 100000},
@@ -297,6 +309,10 @@ std::vector<Field> AllFields(Config& c) {
           {"nats.send_queue_bytes", &c.nats.send_queue_bytes, 1024, kMaxBuffer},
           {"nats.receive_queue_bytes", &c.nats.receive_queue_bytes, 1024, kMaxBuffer},
           {"nats.unhealthy_after", &c.nats.unhealthy_after, 0, kMaxMs},
+          Shaped("nats.jetstream.stream", &c.nats.jetstream.stream, CheckStreamName),
+          {"nats.jetstream.replicas", &c.nats.jetstream.replicas, 1, 5},
+          OneOf("nats.jetstream.storage", &c.nats.jetstream.storage, kJetStreamStorage),
+          {"nats.jetstream.workers", &c.nats.jetstream.workers, 1, 64},
           {"broker_breaker.failure_threshold", &c.broker_breaker.failure_threshold, 1, kMaxRate},
           {"broker_breaker.window", &c.broker_breaker.window, 1, kMaxMs},
           {"broker_breaker.open_timeout", &c.broker_breaker.open_timeout, 1, kMaxMs},

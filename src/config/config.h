@@ -192,9 +192,9 @@ struct Config {
   Duration history_meta_ttl{30ull * 24 * 3600 * 1000};
   uint64_t history_meta_max_channels = 100000;
   // Where history (with idempotency keys) and presence live (src/store/): "memory", in
-  // this process, or "sqlite", history and idempotency keys in the file sqlite.path
-  // (presence stays in memory). `engine` (Centrifugo's key) sets history and idempotency;
-  // history_engine does the same, presence_engine is "memory".
+  // this process; "sqlite", history and idempotency keys in the file sqlite.path (presence
+  // stays in memory); history also "nats" (JetStream at nats.url, shared by the cluster).
+  // `engine` (Centrifugo's key) sets history and idempotency.
   std::string engine = "memory";
   std::string history_engine = "memory";
   std::string presence_engine = "memory";
@@ -271,6 +271,14 @@ struct Config {
     uint64_t send_queue_bytes = 16 << 20;       // encoded sends waiting for the sender thread
     uint64_t receive_queue_bytes = 64 << 20;    // received, not yet in the hub (then dropped)
     Duration unhealthy_after{0};  // disconnected this long: health unhealthy; 0: degraded only
+    // history_engine "nats" (store/nats_history.h): the JetStream stream holding every
+    // channel's history, its replicas and storage, and the engine's threads.
+    struct JetStream {
+      std::string stream = "HERMOD_HISTORY";
+      uint64_t replicas = 1;
+      std::string storage = "file";  // "file" or "memory"
+      uint64_t workers = 4;
+    } jetstream;
   } nats;
   // The circuit breaker around broker sends (core/circuit_breaker.h): open after
   // failure_threshold failures within window; after open_timeout, half_open_trials sends.

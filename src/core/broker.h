@@ -12,7 +12,10 @@
 // engine must never block the caller on the network, and must not send back out what it
 // fed into the hub itself (a node delivers its own publications locally once, and ignores
 // them if the network returns them). What another node sent enters this node's hub as a
-// local publication (history, recovery and offsets are this node's own).
+// local publication (history, recovery and offsets are this node's own), except with a
+// history engine that delivers itself (Stores::history_delivers, JetStream): publications
+// to channels with history then reach every node from the engine, with the cluster's
+// offsets (Hub::Deliver), and the hub does not send them to the broker.
 //
 // The interface lives in core/ because the hub is its caller; its engines live in broker/,
 // which includes core/ and never the other way round.

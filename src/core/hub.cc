@@ -766,6 +766,9 @@ void Hub::Appended(PendingPublish& pending, HistoryAppended appended) {
         state.idempotency->Put(pending.idempotency_key, result.position, now,
                                now + limits_.idempotency_window_ms);
       }
+    } else if (stores_.history_delivers) {
+      // Stored: it comes back through Deliver, on every node (this one too), in offset order.
+      result.position = std::move(appended.position);
     } else {
       result.position = std::move(appended.position);
       state.top = result.position.offset;
@@ -799,6 +802,21 @@ void Hub::Appended(PendingPublish& pending, HistoryAppended appended) {
     if (state.loop_count == 0) QueueReclaim(shard, it->first, state, now);
   }
   pending.done(std::move(result));  // outside the lock: it may run the requester's code
+}
+
+void Hub::Deliver(std::string_view channel, const config::ChannelOptions& options,
+                  const StreamPosition& position, std::string_view publication) {
+  Shard& shard = ShardOf(channel);
+  std::lock_guard lock(shard.mutex);
+  auto it = shard.channels.find(channel);
+  if (it == shard.channels.end()) return;  // nobody here: the engine keeps its position
+  ChannelState& state = *it->second;
+  if (position.offset <= state.top) return;  // covered by its subscribers' position
+  state.top = position.offset;
+  if (state.loop_count == 0) return;
+  Push* push = codec_.publication_push(channel, publication);
+  PostPush(state, channel, options, push, position.offset, false,
+           static_cast<net::Priority>(options.default_priority));
 }
 
 void Hub::RemoveHistory(std::string_view channel) {

@@ -129,6 +129,11 @@ struct Stores {
   // Whether presence lists and counts complete inline (the memory engine): a caller then
   // need not pass a completion.
   bool presence_inline = true;
+  // Whether the history engine itself brings every stored publication back, from every
+  // node, with its offset (JetStream's RePublish: store/nats_history.h), through
+  // Hub::Deliver: an append's completion then only answers its publisher, and Deliver fans
+  // out, in the engine's order, for the whole cluster.
+  bool history_delivers = false;
 };
 
 // How idle channels are swept (see the top of this file).
@@ -239,6 +244,12 @@ class Hub {
   // A history engine that completes later: kPending, and request.done gets the result once
   // the publication is stored and fanned out (in offset order, see history_store.h).
   PublishResult Publish(PublishRequest request);
+  // Any thread, with Stores::history_delivers: a publication the engine stored at position
+  // (on this node or another), in the engine's order, to this node's subscribers. One at or
+  // below the channel's position is skipped (a subscriber's position covers it); the
+  // channel's position follows it. Nothing is stored or sent to the broker.
+  void Deliver(std::string_view channel, const config::ChannelOptions& options,
+               const StreamPosition& position, std::string_view publication);
   // Drops the channel's stored publications (its position stays).
   void RemoveHistory(std::string_view channel);
   // Channels with subscribers, and how many (API `channels`).

@@ -1,0 +1,931 @@
+#include "store/nats_history.h"
+
+#include <chrono>
+#include <random>
+
+#include "core/loop_channels.h"
+
+namespace hermod::store {
+
+namespace {
+
+constexpr const char* kOffset = "Hermod-Offset";
+constexpr const char* kEpoch = "Hermod-Epoch";
+constexpr const char* kSize = "Hermod-Size";
+constexpr const char* kTtl = "Hermod-Ttl";
+constexpr const char* kMark = "Hermod-Mark";
+constexpr const char* kLengths = "Hermod-Lengths";  // a batch: each publication's bytes
+constexpr size_t kBatchMax = 256;                   // publications in one message, at most
+constexpr size_t kBatchBytes = 256 * 1024;          // and their bytes (under max_payload)
+constexpr const char* kExpectSubjectSeq = "Nats-Expected-Last-Subject-Sequence";
+constexpr const char* kMsgId = "Nats-Msg-Id";
+constexpr int kMaxConflicts = 64;  // offset races lost in a row before an append fails
+
+uint64_t WallMs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+std::string NewEpoch() {
+  thread_local std::mt19937_64 random{std::random_device{}()};
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string epoch(8, '0');
+  uint64_t bits = random();
+  for (char& ch : epoch) {
+    ch = kHex[bits & 15];
+    bits >>= 4;
+  }
+  return epoch;
+}
+
+uint64_t ParseU64(const char* text) {
+  if (text == nullptr) return 0;
+  uint64_t v = 0;
+  for (const char* p = text; *p >= '0' && *p <= '9'; ++p)
+    v = v * 10 + static_cast<uint64_t>(*p - '0');
+  return v;
+}
+
+const char* Header(natsMsg* msg, const char* key) {
+  const char* value = nullptr;
+  if (natsMsgHeader_Get(msg, key, &value) != NATS_OK) return nullptr;
+  return value;
+}
+
+// A message's publications: one, or a batch (Hermod-Lengths "12,40,33"); empty when the
+// lengths do not match the payload.
+std::vector<std::string_view> Publications(natsMsg* msg) {
+  const std::string_view payload(natsMsg_GetData(msg),
+                                 static_cast<size_t>(natsMsg_GetDataLength(msg)));
+  const char* lengths = Header(msg, kLengths);
+  if (lengths == nullptr) return {payload};
+  std::vector<std::string_view> out;
+  size_t at = 0;
+  for (const char* p = lengths; *p != '\0';) {
+    const uint64_t n = ParseU64(p);
+    if (n > payload.size() - at) return {};
+    out.push_back(payload.substr(at, n));
+    at += n;
+    while (*p >= '0' && *p <= '9') ++p;
+    if (*p == ',') ++p;
+  }
+  if (at != payload.size()) return {};
+  return out;
+}
+
+bool PlainTokenChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '-' || c == ':';
+}
+
+constexpr char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+int B64Value(char c) {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == '-') return 62;
+  if (c == '_') return 63;
+  return -1;
+}
+
+// A task queue served by one thread, in order.
+}  // namespace
+
+class NatsHistoryStore::Worker {
+ public:
+  Worker() : thread_([this] { Run(); }) {}
+  ~Worker() {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    ready_.notify_all();
+    thread_.join();
+  }
+  void Post(std::function<void()> task) {
+    {
+      std::lock_guard lock(mutex_);
+      tasks_.push_back(std::move(task));
+    }
+    ready_.notify_one();
+  }
+
+ private:
+  void Run() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      ready_.wait(lock, [this] { return stop_ || !tasks_.empty(); });
+      if (tasks_.empty()) return;  // stopping, all done
+      auto task = std::move(tasks_.front());
+      tasks_.pop_front();
+      lock.unlock();
+      task();
+      lock.lock();
+    }
+  }
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::deque<std::function<void()>> tasks_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+std::string SubjectToken(std::string_view channel) {
+  bool plain = !channel.empty();
+  for (char c : channel) plain = plain && PlainTokenChar(c);
+  if (plain) return std::string(channel);
+  std::string out = "~";
+  uint32_t bits = 0;
+  int count = 0;
+  for (unsigned char c : channel) {
+    bits = (bits << 8) | c;
+    count += 8;
+    while (count >= 6) {
+      count -= 6;
+      out.push_back(kB64[(bits >> count) & 63]);
+    }
+  }
+  if (count > 0) out.push_back(kB64[(bits << (6 - count)) & 63]);
+  return out;
+}
+
+std::optional<std::string> ChannelOfToken(std::string_view token) {
+  if (token.empty()) return std::nullopt;
+  if (token[0] != '~') {
+    for (char c : token) {
+      if (!PlainTokenChar(c)) return std::nullopt;
+    }
+    return std::string(token);
+  }
+  std::string out;
+  uint32_t bits = 0;
+  int count = 0;
+  for (char c : token.substr(1)) {
+    const int v = B64Value(c);
+    if (v < 0) return std::nullopt;
+    bits = (bits << 6) | static_cast<uint32_t>(v);
+    count += 6;
+    if (count >= 8) {
+      count -= 8;
+      out.push_back(static_cast<char>((bits >> count) & 0xff));
+    }
+  }
+  // Unpadded base64: leftover bits are zero and fewer than a byte; a name that maps to
+  // itself plainly is never encoded.
+  if (count >= 6 || (bits & ((1u << count) - 1)) != 0 || out.empty()) return std::nullopt;
+  if (SubjectToken(out) != token) return std::nullopt;
+  return out;
+}
+
+// A channel's view for the hub: everything goes to the channel's worker.
+class NatsHistoryStore::NatsStream final : public core::HistoryStore::Stream {
+ public:
+  NatsStream(NatsHistoryStore& store, std::shared_ptr<Channel> channel)
+      : store_(store), channel_(std::move(channel)) {}
+
+  core::StreamPosition Position() const override {
+    std::lock_guard lock(channel_->mutex);
+    return {channel_->top, channel_->epoch};
+  }
+
+  std::optional<core::HistoryAppended> Append(
+      const core::HistoryAppend& a, const core::PublicationEncoder& encode,
+      core::Completion<core::HistoryAppended> done) override {
+    bool first;
+    {
+      std::lock_guard lock(channel_->mutex);
+      first = channel_->pending.empty();
+      channel_->pending.push_back({std::string(a.data), std::string(a.info), std::string(a.tags),
+                                   std::string(a.idempotency_key), a.size, a.ttl_ms, &encode,
+                                   std::move(done)});
+    }
+    // One flush task for what piles up meanwhile: the worker takes it all at once.
+    if (first) {
+      store_.WorkerOf(*channel_).Post(
+          [store = &store_, channel = channel_] { store->Flush(*channel); });
+    }
+    return std::nullopt;
+  }
+
+  std::optional<core::HistoryPage> Read(const core::HistoryQuery& q,
+                                        core::Completion<core::HistoryPage> done) override {
+    store_.WorkerOf(*channel_).Post(
+        [store = &store_, channel = channel_, q, done = std::move(done)]() mutable {
+          core::HistoryPage page;
+          core::HistoryStream stream("", 0);
+          if (!store->Snapshot(*channel, WallMs(), &stream)) {
+            page.failed = true;
+            done(std::move(page));
+            return;
+          }
+          page.position = {stream.top(), stream.epoch()};
+          const core::StreamPosition* since = q.since ? &*q.since : nullptr;
+          if (since && !since->epoch.empty() && since->epoch != stream.epoch()) {
+            page.unrecoverable = true;
+          } else {
+            page.publications =
+                stream.Read(since, q.limit, q.reverse, WallMs(), q.max_bytes, &page.cut);
+          }
+          done(std::move(page));
+        });
+    return std::nullopt;
+  }
+
+  std::optional<core::HistoryStream::Recovery> Recover(
+      const core::RecoveryQuery& q, core::Completion<core::HistoryStream::Recovery> done) override {
+    store_.WorkerOf(*channel_).Post(
+        [store = &store_, channel = channel_, q, done = std::move(done)]() mutable {
+          core::HistoryStream::Recovery r;
+          core::HistoryStream stream("", 0);
+          if (!store->Snapshot(*channel, WallMs(), &stream)) {
+            done(std::move(r));
+            return;
+          }
+          // All it holds past since, cut at until (the hub fans out what is past it), then
+          // the limits.
+          r = stream.Recover(q.since, SIZE_MAX, WallMs());
+          const uint64_t wanted = q.until > q.since.offset ? q.until - q.since.offset : 0;
+          if (r.recovered && r.publications.size() > wanted) r.publications.resize(wanted);
+          size_t bytes = 0;
+          for (const std::string& p : r.publications) bytes += p.size() + 1;
+          if (r.publications.size() > q.max_publications || bytes > q.max_bytes) r = {};
+          done(std::move(r));
+        });
+    return std::nullopt;
+  }
+
+  // In the appends' queue: an append made after it is never removed by it.
+  void Remove() override {
+    bool first;
+    {
+      std::lock_guard lock(channel_->mutex);
+      first = channel_->pending.empty();
+      PendingAppend remove;
+      remove.remove = true;
+      channel_->pending.push_back(std::move(remove));
+    }
+    if (first) {
+      store_.WorkerOf(*channel_).Post(
+          [store = &store_, channel = channel_] { store->Flush(*channel); });
+    }
+  }
+  // Durable: nothing of it is in this process's memory.
+  void Expire(uint64_t) override {}
+  size_t entries() const override { return 0; }
+  size_t bytes() const override { return 0; }
+  uint64_t expires_ms() const override { return 0; }
+
+ private:
+  NatsHistoryStore& store_;
+  std::shared_ptr<Channel> channel_;
+};
+
+NatsHistoryStore::NatsHistoryStore(NatsHistoryOptions options)
+    : options_(std::move(options)),
+      history_prefix_(options_.prefix + ".history."),
+      deliver_prefix_(options_.prefix + ".deliver.") {}
+
+NatsHistoryStore::~NatsHistoryStore() { Stop(); }
+
+void NatsHistoryStore::Stop() {
+  if (deliveries_ != nullptr) {
+    // Drained: no delivery callback runs once this returns (the hub may be going).
+    if (natsSubscription_Drain(deliveries_) == NATS_OK) {
+      natsSubscription_WaitForDrainCompletion(deliveries_, 5000);
+    }
+    natsSubscription_Destroy(deliveries_);
+    deliveries_ = nullptr;
+  }
+  workers_.clear();  // each finishes what it holds (JetStream answers, or times out)
+  if (js_ != nullptr) {
+    jsCtx_Destroy(js_);
+    js_ = nullptr;
+  }
+  if (connection_ != nullptr) {
+    natsConnection_Close(connection_);
+    natsConnection_Destroy(connection_);
+    connection_ = nullptr;
+  }
+  if (nats_options_ != nullptr) {
+    natsOptions_Destroy(nats_options_);
+    nats_options_ = nullptr;
+  }
+}
+
+void NatsHistoryStore::Failed() { failed_at_ms_.store(WallMs(), std::memory_order_relaxed); }
+
+bool NatsHistoryStore::Down() const {
+  const uint64_t at = failed_at_ms_.load(std::memory_order_relaxed);
+  return at != 0 && WallMs() < at + 1000;
+}
+
+bool NatsHistoryStore::Start(std::string* error) {
+  auto fail = [&](natsStatus s, const std::string& what) {
+    *error = "history_engine nats: " + what + ": " + natsStatus_GetText(s);
+    const char* last = nats_GetLastError(nullptr);
+    if (last != nullptr && *last != '\0') *error += std::string(" (") + last + ")";
+    return false;
+  };
+  natsStatus s = natsOptions_Create(&nats_options_);
+  if (s != NATS_OK) return fail(s, "natsOptions_Create");
+  if ((s = natsOptions_SetURL(nats_options_, options_.url.c_str())) != NATS_OK) {
+    return fail(s, "config key nats.url");
+  }
+  natsOptions_SetName(nats_options_, "hermod-history");
+  natsOptions_SetTimeout(nats_options_, static_cast<int64_t>(options_.timeout_ms));
+  natsOptions_SetAllowReconnect(nats_options_, true);
+  natsOptions_SetMaxReconnect(nats_options_, -1);
+  natsOptions_SetReconnectWait(nats_options_, 250);
+  // Appends are requests answered by the server: a publish sent at once, not after the
+  // flusher's millisecond.
+  natsOptions_SetSendAsap(nats_options_, true);
+  natsOptions_SetReconnectedCB(nats_options_, &NatsHistoryStore::OnReconnected, this);
+  // While reconnecting, a request is refused at once, never buffered to be sent later: an
+  // append the publisher was told failed must not be stored after all.
+  natsOptions_SetReconnectBufSize(nats_options_, 0);
+  if ((s = natsConnection_Connect(&connection_, nats_options_)) != NATS_OK) {
+    return fail(s, "connect to " + options_.url);
+  }
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = static_cast<int64_t>(options_.timeout_ms);
+  if ((s = natsConnection_JetStream(&js_, connection_, &jo)) != NATS_OK) {
+    return fail(s, "JetStream context");
+  }
+  if (!EnsureStream(error)) return false;
+  if (options_.deliver) {
+    const std::string subject = deliver_prefix_ + ">";
+    s = natsConnection_Subscribe(&deliveries_, connection_, subject.c_str(),
+                                 &NatsHistoryStore::OnDeliver, this);
+    if (s != NATS_OK) return fail(s, "subscribe to " + subject);
+    // Deliveries must not be dropped for a slow hub: libnats's limits, raised.
+    natsSubscription_SetPendingLimits(deliveries_, -1, -1);
+    natsConnection_Flush(connection_);
+  }
+  for (size_t i = 0; i < std::max<size_t>(1, options_.workers); ++i) {
+    workers_.push_back(std::make_unique<Worker>());
+  }
+  return true;
+}
+
+bool NatsHistoryStore::EnsureStream(std::string* error) {
+  const std::string subject = history_prefix_ + ">";
+  const std::string republish = deliver_prefix_ + ">";
+  const char* subjects[] = {subject.c_str()};
+  jsRePublish rp;
+  jsRePublish_Init(&rp);
+  rp.Source = subject.c_str();
+  rp.Destination = republish.c_str();
+  jsStreamConfig want;
+  jsStreamConfig_Init(&want);
+  want.Name = options_.stream.c_str();
+  want.Subjects = subjects;
+  want.SubjectsLen = 1;
+  want.Retention = js_LimitsPolicy;
+  want.Storage = options_.file_storage ? js_FileStorage : js_MemoryStorage;
+  want.Replicas = options_.replicas;
+  want.MaxMsgsPerSubject = std::max<int64_t>(1, options_.max_msgs_per_subject);
+  want.MaxAge = static_cast<int64_t>(options_.max_age_ms) * 1000000;
+  want.Duplicates =
+      static_cast<int64_t>(std::max<uint64_t>(options_.duplicates_ms, 1000)) * 1000000;
+  if (want.MaxAge != 0 && want.Duplicates > want.MaxAge) want.Duplicates = want.MaxAge;
+  want.AllowDirect = true;
+  if (options_.deliver) want.RePublish = &rp;
+  const std::string fix =
+      "; fix: set nats.jetstream.stream to another name, or remove the stream (`nats stream rm " +
+      options_.stream + "`)";
+
+  jsStreamInfo* info = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetStreamInfo(&info, js_, options_.stream.c_str(), nullptr, &jerr);
+  if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
+    s = js_AddStream(&info, js_, &want, nullptr, &jerr);
+    if (s != NATS_OK) {
+      const char* last = nats_GetLastError(nullptr);
+      *error = "history_engine nats: cannot create JetStream stream " + options_.stream + ": " +
+               natsStatus_GetText(s) + (last ? std::string(" (") + last + ")" : "") +
+               " (is nats-server running with -js?)";
+      return false;
+    }
+    jsStreamInfo_Destroy(info);
+    return true;
+  }
+  if (s != NATS_OK) {
+    const char* last = nats_GetLastError(nullptr);
+    *error = "history_engine nats: JetStream not available at " + options_.url + ": " +
+             natsStatus_GetText(s) + (last ? std::string(" (") + last + ")" : "") +
+             " (is nats-server running with -js?)";
+    return false;
+  }
+  const jsStreamConfig* have = info->Config;
+  std::string conflict;
+  auto add = [&conflict](const std::string& why) {
+    conflict += (conflict.empty() ? "" : "; ") + why;
+  };
+  bool has_subject = false;
+  for (int i = 0; i < have->SubjectsLen; ++i) has_subject |= subject == have->Subjects[i];
+  if (!has_subject) add("its subjects do not include " + subject);
+  if (have->Retention != js_LimitsPolicy) add("its retention is not limits");
+  if (have->Storage != want.Storage) {
+    add(std::string("its storage is ") + (have->Storage == js_FileStorage ? "file" : "memory") +
+        " (nats.jetstream.storage says " + (options_.file_storage ? "file" : "memory") + ")");
+  }
+  if (have->Mirror != nullptr || have->SourcesLen > 0) add("it is a mirror or has sources");
+  // RePublish cannot be changed on a stream (nats-server 2.9): it must be hermod's already.
+  const bool republishes =
+      have->RePublish != nullptr && have->RePublish->Source != nullptr &&
+      have->RePublish->Destination != nullptr && subject == have->RePublish->Source &&
+      republish == have->RePublish->Destination && !have->RePublish->HeadersOnly;
+  if (options_.deliver && !republishes) {
+    add("it does not RePublish " + subject + " to " + republish);
+  }
+  if (have->Discard != js_DiscardOld) add("its discard policy is not old");
+  if (have->MaxMsgs > 0 || have->MaxBytes > 0) {
+    add("it has MaxMsgs or MaxBytes limits (hermod trims per subject)");
+  }
+  if (!conflict.empty()) {
+    jsStreamInfo_Destroy(info);
+    *error = "history_engine nats: JetStream stream " + options_.stream +
+             " conflicts: " + conflict + fix;
+    return false;
+  }
+  // Limits hermod sets (per-subject size, age, duplicates window, direct get, republish) are
+  // brought to what config says.
+  bool update = have->MaxMsgsPerSubject != want.MaxMsgsPerSubject || have->MaxAge != want.MaxAge ||
+                have->Duplicates != want.Duplicates || !have->AllowDirect ||
+                have->Replicas != want.Replicas;
+  jsStreamInfo_Destroy(info);
+  if (!update) return true;
+  s = js_UpdateStream(&info, js_, &want, nullptr, &jerr);
+  if (s != NATS_OK) {
+    const char* last = nats_GetLastError(nullptr);
+    *error = "history_engine nats: JetStream stream " + options_.stream +
+             " conflicts and cannot be updated: " + natsStatus_GetText(s) +
+             (last ? std::string(" (") + last + ")" : "") + fix;
+    return false;
+  }
+  jsStreamInfo_Destroy(info);
+  return true;
+}
+
+std::shared_ptr<NatsHistoryStore::Channel> NatsHistoryStore::ChannelOf(std::string_view channel) {
+  std::lock_guard lock(mutex_);
+  auto it = channels_.find(std::string(channel));
+  if (it != channels_.end()) return it->second;
+  // Bounded: channels no Stream holds are forgotten first (their next Open reads again).
+  if (channels_.size() >= 100000) {
+    for (auto e = channels_.begin(); e != channels_.end();) {
+      e = e->second.use_count() == 1 ? channels_.erase(e) : std::next(e);
+    }
+  }
+  auto state = std::make_shared<Channel>(std::string(channel));
+  channels_.emplace(state->name, state);
+  return state;
+}
+
+NatsHistoryStore::Worker& NatsHistoryStore::WorkerOf(const Channel& channel) {
+  return *workers_[core::LoopChannels::Hash{}(channel.name) % workers_.size()];
+}
+
+bool NatsHistoryStore::ReadLast(const Channel& channel, Last* last, natsStatus* status) {
+  const std::string subject = history_prefix_ + channel.token;
+  jsDirectGetMsgOptions dg;
+  jsDirectGetMsgOptions_Init(&dg);
+  dg.LastBySubject = subject.c_str();
+  natsMsg* msg = nullptr;
+  natsStatus s = js_DirectGetMsg(&msg, js_, options_.stream.c_str(), nullptr, &dg);
+  *status = s;
+  if (s == NATS_NOT_FOUND) {
+    *last = {};
+    return true;
+  }
+  if (s != NATS_OK) return false;
+  last->found = true;
+  // A batch's offset is its first publication's.
+  const size_t count =
+      Header(msg, kMark) != nullptr ? 1 : std::max<size_t>(1, Publications(msg).size());
+  last->position = {ParseU64(Header(msg, kOffset)) + count - 1, ""};
+  if (const char* e = Header(msg, kEpoch)) last->position.epoch = e;
+  last->seq = natsMsg_GetSequence(msg);
+  natsMsg_Destroy(msg);
+  return true;
+}
+
+bool NatsHistoryStore::Load(Channel& channel) {
+  Last last;
+  natsStatus s;
+  if (!ReadLast(channel, &last, &s)) {
+    Failed();
+    return false;
+  }
+  // A channel never written: its epoch is named now, by a mark at offset 0 that only the
+  // first node can write, so that its first subscriber already has the cluster's epoch.
+  if (!last.found) {
+    const std::string subject = history_prefix_ + channel.token;
+    const std::string epoch = NewEpoch();
+    natsMsg* msg = nullptr;
+    if (natsMsg_Create(&msg, subject.c_str(), nullptr, nullptr, 0) != NATS_OK) return false;
+    natsMsgHeader_Set(msg, kOffset, "0");
+    natsMsgHeader_Set(msg, kEpoch, epoch.c_str());
+    natsMsgHeader_Set(msg, kMark, "epoch");
+    natsMsgHeader_Set(msg, kExpectSubjectSeq, "0");
+    jsPubAck* ack = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    s = js_PublishMsg(&ack, js_, msg, nullptr, &jerr);
+    natsMsg_Destroy(msg);
+    if (s == NATS_OK && ack != nullptr) {
+      last.found = true;
+      last.position = {0, epoch};
+      last.seq = ack->Sequence;
+    } else if (jerr != JSStreamWrongLastSequenceErr || !ReadLast(channel, &last, &s)) {
+      if (ack != nullptr) jsPubAck_Destroy(ack);
+      Failed();
+      return false;  // another node named it first: read above, else failed
+    }
+    if (ack != nullptr) jsPubAck_Destroy(ack);
+  }
+  std::lock_guard lock(channel.mutex);
+  // A delivery may have brought a newer message meanwhile.
+  if (!channel.loaded || last.seq >= channel.last_seq) {
+    channel.top = last.position.offset;
+    channel.epoch = last.position.epoch;
+    channel.last_seq = last.seq;
+  }
+  channel.loaded = true;
+  return true;
+}
+
+void NatsHistoryStore::Flush(Channel& channel) {
+  for (;;) {
+    std::vector<PendingAppend> batch;
+    bool remove = false;
+    {
+      std::lock_guard lock(channel.mutex);
+      if (!channel.pending.empty() && channel.pending.front().remove) {
+        channel.pending.pop_front();
+        remove = true;
+      }
+      size_t bytes = 0;
+      while (!remove && !channel.pending.empty() && batch.size() < kBatchMax) {
+        PendingAppend& next = channel.pending.front();
+        if (next.remove) break;
+        // A keyed publication is a message of its own (the key is the message's id); a
+        // batch shares one size and TTL.
+        if (!batch.empty() &&
+            (!next.key.empty() || !batch.front().key.empty() || next.size != batch.front().size ||
+             next.ttl_ms != batch.front().ttl_ms || bytes + next.data.size() > kBatchBytes)) {
+          break;
+        }
+        bytes += next.data.size() + next.info.size() + next.tags.size();
+        batch.push_back(std::move(next));
+        channel.pending.pop_front();
+      }
+    }
+    if (remove) {
+      DoRemove(channel);
+      continue;
+    }
+    if (batch.empty()) return;
+    std::vector<core::HistoryAppended> results = DoAppend(channel, batch);
+    for (size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move(results[i]));
+  }
+}
+
+std::vector<core::HistoryAppended> NatsHistoryStore::DoAppend(Channel& channel,
+                                                              std::vector<PendingAppend>& batch) {
+  auto failed = [&] {
+    store_errors_.fetch_add(batch.size(), std::memory_order_relaxed);
+    std::vector<core::HistoryAppended> out(batch.size());
+    for (core::HistoryAppended& r : out) r.failed = true;
+    return out;
+  };
+  bool loaded;
+  {
+    std::lock_guard lock(channel.mutex);
+    loaded = channel.loaded;
+  }
+  if (!loaded && !Load(channel)) return failed();
+  const PendingAppend& head = batch.front();
+  const std::string subject = history_prefix_ + channel.token;
+  const std::string msg_id = head.key.empty() ? std::string() : channel.token + " " + head.key;
+  const std::string size_text = std::to_string(head.size);
+  const std::string ttl_text = std::to_string(head.ttl_ms);
+  for (int attempt = 0; attempt < kMaxConflicts; ++attempt) {
+    uint64_t first;
+    uint64_t expect;
+    std::string epoch;
+    {
+      std::lock_guard lock(channel.mutex);
+      // No message at all: this append starts the channel's stream, with a new epoch
+      // (whoever appends first names it; the others' appends conflict and adopt it).
+      if (channel.last_seq == 0) {
+        channel.epoch = NewEpoch();
+        channel.top = 0;
+      }
+      first = channel.top + 1;
+      expect = channel.last_seq;
+      epoch = channel.epoch;
+    }
+    // Encoded with their offsets (again after a conflict): one payload, lengths beside it.
+    std::vector<std::string> publications;
+    publications.reserve(batch.size());
+    std::string payload;
+    std::string lengths;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const PendingAppend& a = batch[i];
+      publications.push_back((*a.encode)(a.data, a.info, first + i, a.tags));
+      payload += publications.back();
+      if (i > 0) lengths += ',';
+      lengths += std::to_string(publications.back().size());
+    }
+    natsMsg* msg = nullptr;
+    if (natsMsg_Create(&msg, subject.c_str(), nullptr, payload.data(),
+                       static_cast<int>(payload.size())) != NATS_OK) {
+      return failed();
+    }
+    const std::string offset_text = std::to_string(first);
+    const std::string expect_text = std::to_string(expect);
+    natsMsgHeader_Set(msg, kOffset, offset_text.c_str());
+    natsMsgHeader_Set(msg, kEpoch, epoch.c_str());
+    natsMsgHeader_Set(msg, kSize, size_text.c_str());
+    natsMsgHeader_Set(msg, kTtl, ttl_text.c_str());
+    if (batch.size() > 1) natsMsgHeader_Set(msg, kLengths, lengths.c_str());
+    natsMsgHeader_Set(msg, kExpectSubjectSeq, expect_text.c_str());
+    if (!msg_id.empty()) natsMsgHeader_Set(msg, kMsgId, msg_id.c_str());
+    jsPubAck* ack = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    natsStatus s = js_PublishMsg(&ack, js_, msg, nullptr, &jerr);
+    natsMsg_Destroy(msg);
+    if (s == NATS_OK && ack != nullptr) {
+      const uint64_t seq = ack->Sequence;
+      const bool duplicate = ack->Duplicate;
+      jsPubAck_Destroy(ack);
+      std::vector<core::HistoryAppended> out(batch.size());
+      if (duplicate) {
+        // The first publication with this key (always a message of its own): its position,
+        // nothing appended.
+        duplicates_.fetch_add(1, std::memory_order_relaxed);
+        natsMsg* original = nullptr;
+        jsDirectGetMsgOptions dg;
+        jsDirectGetMsgOptions_Init(&dg);
+        dg.Sequence = seq;
+        if (js_DirectGetMsg(&original, js_, options_.stream.c_str(), nullptr, &dg) != NATS_OK) {
+          Failed();
+          return failed();
+        }
+        out[0].duplicate = true;
+        out[0].position.offset = ParseU64(Header(original, kOffset));
+        if (const char* e = Header(original, kEpoch)) out[0].position.epoch = e;
+        natsMsg_Destroy(original);
+        return out;
+      }
+      const uint64_t top = first + batch.size() - 1;
+      {
+        std::lock_guard lock(channel.mutex);
+        if (seq > channel.last_seq) {
+          channel.top = top;
+          channel.epoch = epoch;
+          channel.last_seq = seq;
+        }
+      }
+      for (size_t i = 0; i < batch.size(); ++i) {
+        out[i].position = {first + i, epoch};
+        out[i].publication = std::move(publications[i]);
+      }
+      return out;
+    }
+    if (ack != nullptr) jsPubAck_Destroy(ack);
+    if (jerr == JSStreamWrongLastSequenceErr) {
+      // Another node appended first: its message is the last now; read it and go again.
+      conflicts_.fetch_add(1, std::memory_order_relaxed);
+      if (!Load(channel)) break;
+      continue;
+    }
+    Failed();
+    break;
+  }
+  return failed();
+}
+
+bool NatsHistoryStore::Snapshot(Channel& channel, uint64_t now_ms, core::HistoryStream* out) {
+  if (!Load(channel)) return false;
+  Last last;
+  {
+    std::lock_guard lock(channel.mutex);
+    last.found = channel.last_seq != 0;
+    last.position = {channel.top, channel.epoch};
+    last.seq = channel.last_seq;
+  }
+  if (!last.found) {
+    *out = core::HistoryStream(last.position.epoch, 0);
+    return true;
+  }
+  natsStatus s;
+  // Every message the stream keeps for the channel, oldest first, up to the last one read.
+  const std::string subject = history_prefix_ + channel.token;
+  std::vector<Entry> entries;
+  uint64_t size = 0;
+  uint64_t seq = 1;
+  while (seq <= last.seq) {
+    jsDirectGetMsgOptions dg;
+    jsDirectGetMsgOptions_Init(&dg);
+    dg.Sequence = seq;
+    dg.NextBySubject = subject.c_str();
+    natsMsg* msg = nullptr;
+    s = js_DirectGetMsg(&msg, js_, options_.stream.c_str(), nullptr, &dg);
+    if (s == NATS_NOT_FOUND) break;
+    if (s != NATS_OK) {
+      Failed();
+      return false;
+    }
+    const uint64_t got = natsMsg_GetSequence(msg);
+    if (got > last.seq) {
+      natsMsg_Destroy(msg);
+      break;
+    }
+    Entry e;
+    e.offset = ParseU64(Header(msg, kOffset));
+    e.ts_ms = static_cast<uint64_t>(natsMsg_GetTime(msg) / 1000000);
+    e.mark = Header(msg, kMark) != nullptr;
+    size = ParseU64(Header(msg, kSize));
+    e.ttl_ms = ParseU64(Header(msg, kTtl));
+    if (e.mark) {
+      entries.clear();  // history_remove: nothing before it counts
+      entries.push_back(std::move(e));
+    } else {
+      // A batch: its publications at consecutive offsets.
+      for (std::string_view p : Publications(msg)) {
+        e.publication.assign(p);
+        entries.push_back(e);
+        ++e.offset;
+      }
+    }
+    natsMsg_Destroy(msg);
+    seq = got + 1;
+  }
+  // Rebuilt with the size the last append used and each entry's own TTL: the memory
+  // engine's answers, exactly.
+  uint64_t base = last.position.offset;
+  for (const Entry& e : entries) {
+    if (!e.mark) {
+      base = e.offset - 1;
+      break;
+    }
+  }
+  core::HistoryStream stream(last.position.epoch, base);
+  for (Entry& e : entries) {
+    if (e.mark || e.offset != stream.next_offset()) continue;
+    stream.Append(std::move(e.publication), e.ts_ms, size == 0 ? SIZE_MAX : size,
+                  e.ttl_ms == 0 ? uint64_t{1} << 62 : e.ttl_ms);  // 0: no TTL
+  }
+  stream.Expire(now_ms);
+  // A stream whose entries all expired keeps its top: the last message's offset.
+  if (stream.top() != last.position.offset) {
+    stream = core::HistoryStream(last.position.epoch, last.position.offset);
+  }
+  *out = std::move(stream);
+  return true;
+}
+
+void NatsHistoryStore::DoRemove(Channel& channel) {
+  if (!Load(channel)) return;
+  uint64_t top;
+  uint64_t expect;
+  std::string epoch;
+  {
+    std::lock_guard lock(channel.mutex);
+    if (channel.last_seq == 0) return;  // nothing stored
+    top = channel.top;
+    expect = channel.last_seq;
+    epoch = channel.epoch;
+  }
+  // A mark with the position, then everything before it purged: the position stays.
+  const std::string subject = history_prefix_ + channel.token;
+  natsMsg* msg = nullptr;
+  if (natsMsg_Create(&msg, subject.c_str(), nullptr, nullptr, 0) != NATS_OK) return;
+  const std::string top_text = std::to_string(top);
+  const std::string expect_text = std::to_string(expect);
+  natsMsgHeader_Set(msg, kOffset, top_text.c_str());
+  natsMsgHeader_Set(msg, kEpoch, epoch.c_str());
+  natsMsgHeader_Set(msg, kMark, "remove");
+  natsMsgHeader_Set(msg, kExpectSubjectSeq, expect_text.c_str());
+  jsPubAck* ack = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_PublishMsg(&ack, js_, msg, nullptr, &jerr);
+  natsMsg_Destroy(msg);
+  if (ack != nullptr) {
+    std::lock_guard lock(channel.mutex);
+    if (ack->Sequence > channel.last_seq) channel.last_seq = ack->Sequence;
+    jsPubAck_Destroy(ack);
+  }
+  if (s != NATS_OK) return;  // a conflict: a newer publication came; the reader skips marks
+  jsOptions po;
+  jsOptions_Init(&po);
+  po.Stream.Purge.Subject = subject.c_str();
+  po.Stream.Purge.Keep = 1;
+  js_PurgeStream(js_, options_.stream.c_str(), &po, &jerr);
+}
+
+std::unique_ptr<core::HistoryStore::Stream> NatsHistoryStore::Open(std::string_view channel,
+                                                                   uint64_t) {
+  std::shared_ptr<Channel> state = ChannelOf(channel);
+  bool loaded;
+  {
+    std::lock_guard lock(state->mutex);
+    loaded = state->loaded;
+  }
+  // The position now, so the channel's first subscriber gets the cluster's: one read, not
+  // while JetStream is failing (the worker reads it before any append).
+  if (!loaded && !Down()) Load(*state);
+  return std::make_unique<NatsStream>(*this, std::move(state));
+}
+
+void NatsHistoryStore::Close(std::string_view, std::unique_ptr<Stream>, uint64_t) {}
+
+std::optional<core::StreamPosition> NatsHistoryStore::Kept(std::string_view channel, uint64_t) {
+  std::lock_guard lock(mutex_);
+  auto it = channels_.find(std::string(channel));
+  if (it == channels_.end()) return std::nullopt;
+  std::lock_guard channel_lock(it->second->mutex);
+  if (!it->second->loaded || it->second->last_seq == 0) return std::nullopt;
+  return core::StreamPosition{it->second->top, it->second->epoch};
+}
+
+void NatsHistoryStore::OnReconnected(natsConnection*, void* self) {
+  // Deliveries may have been missed while away: every cached position is read again.
+  auto* store = static_cast<NatsHistoryStore*>(self);
+  std::lock_guard lock(store->mutex_);
+  for (auto& [name, channel] : store->channels_) {
+    std::lock_guard channel_lock(channel->mutex);
+    channel->loaded = false;
+  }
+}
+
+void NatsHistoryStore::OnDeliver(natsConnection*, natsSubscription*, natsMsg* msg, void* self) {
+  auto* store = static_cast<NatsHistoryStore*>(self);
+  const std::string_view subject = natsMsg_GetSubject(msg);
+  std::optional<std::string> channel;
+  if (subject.starts_with(store->deliver_prefix_)) {
+    channel = ChannelOfToken(subject.substr(store->deliver_prefix_.size()));
+  }
+  if (!channel || Header(msg, kMark) != nullptr) {
+    natsMsg_Destroy(msg);
+    return;
+  }
+  core::StreamPosition position{ParseU64(Header(msg, kOffset)), ""};
+  if (const char* e = Header(msg, kEpoch)) position.epoch = e;
+  const uint64_t seq = ParseU64(Header(msg, "Nats-Sequence"));
+  const std::vector<std::string_view> publications = Publications(msg);
+  const uint64_t top = position.offset + std::max<size_t>(1, publications.size()) - 1;
+  {
+    std::shared_ptr<Channel> state;
+    {
+      std::lock_guard lock(store->mutex_);
+      auto it = store->channels_.find(*channel);
+      if (it != store->channels_.end()) state = it->second;
+    }
+    if (state) {
+      std::lock_guard lock(state->mutex);
+      if (state->loaded && seq > state->last_seq) {
+        state->top = top;
+        state->epoch = position.epoch;
+        state->last_seq = seq;
+      }
+    }
+  }
+  if (store->delivered_) {
+    // A batch: each publication at its own offset, in order.
+    for (std::string_view publication : publications) {
+      store->delivered_(*channel, position, publication);
+      ++position.offset;
+    }
+  }
+  natsMsg_Destroy(msg);
+}
+
+namespace {
+class NoKeys final : public core::IdempotencyStore::Keys {
+ public:
+  std::optional<core::StreamPosition> Find(std::string_view, uint64_t) override {
+    return std::nullopt;
+  }
+  void Put(std::string_view, const core::StreamPosition&, uint64_t, uint64_t) override {}
+  void Expire(uint64_t) override {}
+  size_t size() const override { return 0; }
+};
+}  // namespace
+
+std::unique_ptr<core::IdempotencyStore::Keys> NatsIdempotencyStore::Open(std::string_view) {
+  return std::make_unique<NoKeys>();
+}
+
+std::unique_ptr<NatsHistoryStore> MakeNatsHistoryStore(NatsHistoryOptions options,
+                                                       std::string* error) {
+  auto store = std::make_unique<NatsHistoryStore>(std::move(options));
+  if (!store->Start(error)) return nullptr;
+  return store;
+}
+
+}  // namespace hermod::store

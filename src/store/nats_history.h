@@ -1,0 +1,208 @@
+// The `nats` history engine: channel history on NATS JetStream, shared by every node of a
+// cluster (and idempotency through JetStream's Nats-Msg-Id duplicate window).
+//
+// Layout. One stream (nats.jetstream.stream, default HERMOD_HISTORY) holds every channel, on
+// subjects `<prefix>.history.<token>`: the token is the channel name itself when it is made of
+// [A-Za-z0-9_:-] only, otherwise `~` and the name in unpadded base64url (a plain token never
+// starts with `~`, so two channels never share a subject). Each message is one publication as
+// the client protocol encodes it (with its offset), and carries headers: Hermod-Offset,
+// Hermod-Epoch, and the history_size and history_ttl it was appended with (Hermod-Size,
+// Hermod-Ttl). A "mark" message (Hermod-Mark) carries a position and no publication: the
+// first one names a new channel's epoch, history_remove appends one and purges the rest.
+//
+// Limits. The stream keeps MaxMsgsPerSubject = the largest history_size of any namespace and
+// MaxAge = history_meta_ttl (30 days): the last message of a channel outlives its history_ttl,
+// so a channel's epoch and top offset outlive its publications (Centrifugo's history meta),
+// without a second record to keep in step. A channel's own size and TTL are applied when it
+// is read, from the last message's headers, so namespaces with different limits share one
+// stream and the memory engine's answers are reproduced exactly (core::HistoryStream).
+//
+// Offsets. The next offset is the last message's plus one, appended with
+// Nats-Expected-Last-Subject-Sequence = that message's stream sequence: when another node
+// appended first the server refuses (error 10071), the engine reads the last message again
+// and retries. So offsets are contiguous per channel across the cluster and never given
+// twice. The epoch changes only when a channel has no message left (the stream was recreated
+// or purged, or the channel was silent for MaxAge).
+//
+// Idempotency. A keyed publication is appended with Nats-Msg-Id = token + ' ' + key; within
+// the stream's Duplicates window (the idempotency window) the server answers a repeat as a
+// duplicate with the first message's sequence, whose offset the publisher gets; nothing is
+// appended or delivered. NatsIdempotencyStore keeps no keys (idempotency_store.h).
+//
+// Delivery. The stream RePublishes every stored message to `<prefix>.deliver.<token>`, in
+// stream order; each node subscribes to `<prefix>.deliver.>` and hands every publication to
+// the hub with the offset it was stored with (Hub::Deliver): every node, the appending one
+// too, fans out the cluster's publications in offset order, and its position follows them.
+//
+// Threads. Appends, reads and recoveries run on `workers` threads of the engine, a channel
+// always on the same one (by hash), so a channel's appends complete in the order they were
+// made; the hub's calls only queue. Open reads a channel's last message on the caller when
+// the engine has not seen the channel yet (one round trip, skipped while JetStream is
+// failing); after that, appends and deliveries keep the engine's cache of positions current.
+#pragma once
+
+#include <nats/nats.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "core/history_store.h"
+#include "core/idempotency_store.h"
+
+namespace hermod::store {
+
+struct NatsHistoryOptions {
+  std::string url = "nats://127.0.0.1:4222";
+  std::string prefix = "hermod";          // subjects <prefix>.history.* and <prefix>.deliver.*
+  std::string stream = "HERMOD_HISTORY";  // nats.jetstream.stream
+  int64_t replicas = 1;                   // nats.jetstream.replicas
+  bool file_storage = true;               // nats.jetstream.storage: "file" or "memory"
+  int64_t max_msgs_per_subject = 1000;    // the largest history_size
+  uint64_t max_age_ms = 30ull * 24 * 3600 * 1000;  // history_meta_ttl; 0: none
+  uint64_t duplicates_ms = 5 * 60 * 1000;          // the idempotency window
+  uint64_t timeout_ms = 2000;                      // a JetStream request's wait
+  size_t workers = 4;
+  bool deliver = true;  // RePublish to <prefix>.deliver.> and subscribe to it
+};
+
+// A channel's token in a subject (see the top of this file), and back; nullopt for a token
+// no channel maps to.
+std::string SubjectToken(std::string_view channel);
+std::optional<std::string> ChannelOfToken(std::string_view token);
+
+class NatsHistoryStore final : public core::HistoryStore {
+ public:
+  // A publication the stream stored (on this node or another), in stream order, from the
+  // engine's delivery thread.
+  using Delivered =
+      std::function<void(std::string_view channel, const core::StreamPosition& position,
+                         std::string_view publication)>;
+  explicit NatsHistoryStore(NatsHistoryOptions options);
+  ~NatsHistoryStore() override;
+  NatsHistoryStore(const NatsHistoryStore&) = delete;
+  NatsHistoryStore& operator=(const NatsHistoryStore&) = delete;
+
+  // Before Start.
+  void SetDelivered(Delivered delivered) { delivered_ = std::move(delivered); }
+  // Connects, makes or checks the stream, subscribes to deliveries and starts the workers.
+  // false with *error when JetStream is not reachable or the stream's config conflicts.
+  bool Start(std::string* error);
+  // Stops the workers (what they hold completes as failed) and closes the connection.
+  void Stop();
+
+  const char* name() const override { return "nats"; }
+  void SetMetaLimits(uint64_t, size_t) override {}  // the stream's MaxAge keeps positions
+  std::unique_ptr<Stream> Open(std::string_view channel, uint64_t now_ms) override;
+  void Close(std::string_view channel, std::unique_ptr<Stream> stream, uint64_t now_ms) override;
+  std::optional<core::StreamPosition> Kept(std::string_view channel, uint64_t now_ms) override;
+  void ExpireKept(uint64_t) override {}
+
+  // Counters (any thread): appends refused because JetStream failed, offset conflicts
+  // retried, duplicates answered, deliveries seen with a gap before them.
+  uint64_t store_errors() const { return store_errors_.load(std::memory_order_relaxed); }
+  uint64_t conflicts() const { return conflicts_.load(std::memory_order_relaxed); }
+  uint64_t duplicates() const { return duplicates_.load(std::memory_order_relaxed); }
+  const NatsHistoryOptions& options() const { return options_; }
+
+  // An append waiting for its channel's worker.
+  struct PendingAppend {
+    std::string data;
+    std::string info;
+    std::string tags;
+    std::string key;
+    uint64_t size = 0;
+    uint64_t ttl_ms = 0;
+    const core::PublicationEncoder* encode = nullptr;
+    core::Completion<core::HistoryAppended> done;
+    bool remove = false;  // not an append: history_remove, in its place in the order
+  };
+  // What the engine knows of a channel (shared by its Streams, the workers and deliveries).
+  struct Channel {
+    explicit Channel(std::string n) : name(std::move(n)), token(SubjectToken(name)) {}
+    const std::string name;
+    const std::string token;
+    std::mutex mutex;  // guards the rest
+    bool loaded = false;
+    std::string epoch;
+    uint64_t top = 0;
+    uint64_t last_seq = 0;  // the stream sequence of the channel's last message
+    // Appends not yet taken by the worker: taken together, as one message (group commit).
+    std::deque<PendingAppend> pending;
+  };
+
+ private:
+  class NatsStream;
+  class Worker;
+  struct Last {
+    bool found = false;
+    core::StreamPosition position;
+    uint64_t seq = 0;
+  };
+  struct Entry {
+    uint64_t offset = 0;
+    uint64_t ts_ms = 0;
+    uint64_t ttl_ms = 0;  // its own history_ttl (0: none)
+    bool mark = false;
+    std::string publication;
+  };
+  std::shared_ptr<Channel> ChannelOf(std::string_view channel);
+  Worker& WorkerOf(const Channel& channel);
+  // On a worker (or Open): the channel's last message into its cache; false on an error.
+  bool Load(Channel& channel);
+  bool ReadLast(const Channel& channel, Last* last, natsStatus* status);
+  // On a worker: appends what the channel has pending, a batch per message, until none is.
+  void Flush(Channel& channel);
+  // On a worker: appends one batch as one message, retrying on offset conflicts; each
+  // append's result, in order.
+  std::vector<core::HistoryAppended> DoAppend(Channel& channel, std::vector<PendingAppend>& batch);
+  // On a worker: the channel's kept publications as a HistoryStream with its logical limits;
+  // false on an error.
+  bool Snapshot(Channel& channel, uint64_t now_ms, core::HistoryStream* out);
+  void DoRemove(Channel& channel);
+  bool EnsureStream(std::string* error);
+  void Failed();
+  bool Down() const;
+  static void OnDeliver(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* self);
+  static void OnReconnected(natsConnection* nc, void* self);
+
+  const NatsHistoryOptions options_;
+  const std::string history_prefix_;  // <prefix>.history.
+  const std::string deliver_prefix_;  // <prefix>.deliver.
+  Delivered delivered_;
+  natsOptions* nats_options_ = nullptr;
+  natsConnection* connection_ = nullptr;
+  jsCtx* js_ = nullptr;
+  natsSubscription* deliveries_ = nullptr;
+  std::vector<std::unique_ptr<Worker>> workers_;
+
+  std::mutex mutex_;  // guards channels_
+  std::unordered_map<std::string, std::shared_ptr<Channel>> channels_;
+  std::atomic<uint64_t> failed_at_ms_{0};
+  std::atomic<uint64_t> store_errors_{0};
+  std::atomic<uint64_t> conflicts_{0};
+  std::atomic<uint64_t> duplicates_{0};
+};
+
+// Keys are JetStream's (the Duplicates window): this store keeps none.
+class NatsIdempotencyStore final : public core::IdempotencyStore {
+ public:
+  const char* name() const override { return "nats"; }
+  std::unique_ptr<Keys> Open(std::string_view channel) override;
+};
+
+// The engine started on options, or null with *error (the contract tests' factory).
+std::unique_ptr<NatsHistoryStore> MakeNatsHistoryStore(NatsHistoryOptions options,
+                                                       std::string* error);
+
+}  // namespace hermod::store

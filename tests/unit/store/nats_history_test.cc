@@ -1,0 +1,463 @@
+// The `nats` history engine (JetStream) through the store interface, against a real
+// nats-server -js: the contract cases the memory engine passes (append and read, offsets and
+// epochs, size and TTL trimming, remove, recovery, idempotency), plus what only a shared
+// engine has: two engines ("nodes") appending to one channel at once, an epoch that
+// survives a nats-server restart, deliveries in offset order, refusals while JetStream is
+// gone, and a conflicting stream refused at start.
+#include "store/nats_history.h"
+
+#include <gtest/gtest.h>
+#include <nats/nats.h>
+
+#include <future>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/unit/store/nats_server.h"
+
+namespace hermod::store {
+namespace {
+
+std::string Encode(std::string_view data, std::string_view, uint64_t offset, std::string_view) {
+  return std::string(data) + "@" + std::to_string(offset);
+}
+const core::PublicationEncoder kEncode = &Encode;
+
+// One test's engine options: its own stream and subjects, so tests never see each other.
+NatsHistoryOptions OptionsFor(const test::NatsServer& server, const std::string& name) {
+  NatsHistoryOptions o;
+  o.url = server.url();
+  o.prefix = "t" + name;
+  o.stream = "T_" + name;
+  o.max_msgs_per_subject = 100;
+  o.timeout_ms = 1000;
+  o.workers = 2;
+  return o;
+}
+
+core::HistoryAppended Append(core::HistoryStore::Stream& s, std::string_view data,
+                             uint64_t size = 10, uint64_t ttl = 60000, std::string_view key = {}) {
+  core::HistoryAppend a;
+  a.data = data;
+  a.size = size;
+  a.ttl_ms = ttl;
+  a.idempotency_key = key;
+  std::promise<core::HistoryAppended> p;
+  auto f = p.get_future();
+  auto now =
+      s.Append(a, kEncode, core::Completion<core::HistoryAppended>([&p](core::HistoryAppended r) {
+                 p.set_value(std::move(r));
+               }));
+  if (now) return *now;
+  return f.get();
+}
+
+core::HistoryPage Read(core::HistoryStore::Stream& s, std::optional<core::StreamPosition> since,
+                       int64_t limit = -1, bool reverse = false) {
+  core::HistoryQuery q;
+  q.since = std::move(since);
+  q.limit = limit;
+  q.reverse = reverse;
+  std::promise<core::HistoryPage> p;
+  auto f = p.get_future();
+  auto now = s.Read(q, core::Completion<core::HistoryPage>(
+                           [&p](core::HistoryPage r) { p.set_value(std::move(r)); }));
+  if (now) return *now;
+  return f.get();
+}
+
+core::HistoryStream::Recovery Recover(core::HistoryStore::Stream& s, core::StreamPosition since,
+                                      uint64_t until, size_t max = 300) {
+  core::RecoveryQuery q;
+  q.since = std::move(since);
+  q.until = until;
+  q.max_publications = max;
+  std::promise<core::HistoryStream::Recovery> p;
+  auto f = p.get_future();
+  auto now =
+      s.Recover(q, core::Completion<core::HistoryStream::Recovery>(
+                       [&p](core::HistoryStream::Recovery r) { p.set_value(std::move(r)); }));
+  if (now) return *now;
+  return f.get();
+}
+
+class NatsHistoryTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!test::NatsServer::Available()) return;
+    server_ = new test::NatsServer();
+    ASSERT_TRUE(server_->Start());
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  void SetUp() override {
+    if (server_ == nullptr) GTEST_SKIP() << "no nats-server";
+  }
+  std::unique_ptr<NatsHistoryStore> Make(const std::string& name) {
+    std::string error;
+    auto store = MakeNatsHistoryStore(OptionsFor(*server_, name), &error);
+    EXPECT_TRUE(store) << error;
+    return store;
+  }
+  static test::NatsServer* server_;
+};
+test::NatsServer* NatsHistoryTest::server_ = nullptr;
+
+TEST(NatsSubjectToken, PlainNamesStayEncodedNamesRoundTrip) {
+  EXPECT_EQ(SubjectToken("news"), "news");
+  EXPECT_EQ(SubjectToken("chat:room-1_a"), "chat:room-1_a");
+  for (const std::string& name :
+       std::vector<std::string>{"a.b", "a b", "*", ">", "~x", "ü", "a\nb", "#user,42", "x.y.z>",
+                                std::string("\0\xff", 2)}) {
+    const std::string token = SubjectToken(name);
+    EXPECT_EQ(token[0], '~') << name;
+    for (char c : token) {
+      EXPECT_TRUE(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '~')
+          << name;
+    }
+    EXPECT_EQ(ChannelOfToken(token), name);
+  }
+  EXPECT_EQ(ChannelOfToken("news"), "news");
+  EXPECT_FALSE(ChannelOfToken(""));
+  EXPECT_FALSE(ChannelOfToken("~"));
+  EXPECT_FALSE(ChannelOfToken("~!!"));
+  EXPECT_FALSE(ChannelOfToken("~bmV3cw"));  // "news" is never encoded
+  EXPECT_FALSE(ChannelOfToken("a.b"));
+}
+
+TEST_F(NatsHistoryTest, AppendReadOffsetsAndEpoch) {
+  auto store = Make("read");
+  auto s = store->Open("chat", 0);
+  EXPECT_EQ(s->Position().offset, 0u);
+  // Named at once (its first subscriber gets it), kept by the first append.
+  const std::string named = s->Position().epoch;
+  EXPECT_FALSE(named.empty());
+  std::string epoch;
+  for (int i = 1; i <= 5; ++i) {
+    core::HistoryAppended a = Append(*s, "m" + std::to_string(i));
+    ASSERT_FALSE(a.failed);
+    EXPECT_FALSE(a.duplicate);
+    EXPECT_EQ(a.position.offset, static_cast<uint64_t>(i));
+    EXPECT_EQ(a.publication, "m" + std::to_string(i) + "@" + std::to_string(i));
+    if (i == 1) epoch = a.position.epoch;
+    EXPECT_EQ(a.position.epoch, named);
+    EXPECT_EQ(a.position.epoch, epoch);
+    EXPECT_FALSE(epoch.empty());
+  }
+  EXPECT_EQ(s->Position().offset, 5u);
+  EXPECT_EQ(s->Position().epoch, epoch);
+
+  core::HistoryPage all = Read(*s, std::nullopt);
+  ASSERT_FALSE(all.failed);
+  EXPECT_EQ(all.position.offset, 5u);
+  EXPECT_EQ(all.position.epoch, epoch);
+  EXPECT_EQ(all.publications, (std::vector<std::string>{"m1@1", "m2@2", "m3@3", "m4@4", "m5@5"}));
+  EXPECT_EQ(Read(*s, std::nullopt, 2).publications, (std::vector<std::string>{"m1@1", "m2@2"}));
+  EXPECT_EQ(Read(*s, std::nullopt, 2, true).publications,
+            (std::vector<std::string>{"m5@5", "m4@4"}));
+  EXPECT_EQ(Read(*s, core::StreamPosition{3, epoch}).publications,
+            (std::vector<std::string>{"m4@4", "m5@5"}));
+  EXPECT_EQ(Read(*s, core::StreamPosition{3, epoch}, -1, true).publications,
+            (std::vector<std::string>{"m2@2", "m1@1"}));
+  EXPECT_TRUE(Read(*s, core::StreamPosition{3, "other"}).unrecoverable);
+
+  // Another stream object (another node, or the channel opened again) sees the same.
+  auto again = store->Open("chat", 0);
+  EXPECT_EQ(again->Position().offset, 5u);
+  EXPECT_EQ(again->Position().epoch, epoch);
+  EXPECT_EQ(store->Kept("chat", 0)->offset, 5u);
+  EXPECT_FALSE(store->Kept("never", 0));
+  // Channels are separate streams of offsets.
+  auto other = store->Open("other.channel with spaces", 0);
+  EXPECT_EQ(Append(*other, "x").position.offset, 1u);
+  EXPECT_EQ(Read(*other, std::nullopt).publications, (std::vector<std::string>{"x@1"}));
+}
+
+TEST_F(NatsHistoryTest, TrimsBySizeAndTtlAndKeepsThePosition) {
+  auto store = Make("trim");
+  auto s = store->Open("sized", 0);
+  for (int i = 1; i <= 5; ++i) ASSERT_FALSE(Append(*s, "s" + std::to_string(i), 2).failed);
+  core::HistoryPage page = Read(*s, std::nullopt);
+  EXPECT_EQ(page.publications, (std::vector<std::string>{"s4@4", "s5@5"}));
+  EXPECT_EQ(page.position.offset, 5u);
+
+  auto t = store->Open("timed", 0);
+  ASSERT_FALSE(Append(*t, "t1", 10, 150).failed);
+  const std::string epoch = t->Position().epoch;
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the TTL passes
+  page = Read(*t, std::nullopt);
+  EXPECT_TRUE(page.publications.empty());
+  EXPECT_EQ(page.position.offset, 1u);  // the position outlives the publications
+  EXPECT_EQ(page.position.epoch, epoch);
+  core::HistoryAppended next = Append(*t, "t2", 10, 60000);
+  EXPECT_EQ(next.position.offset, 2u);
+  EXPECT_EQ(next.position.epoch, epoch);
+  EXPECT_EQ(Read(*t, std::nullopt).publications, (std::vector<std::string>{"t2@2"}));
+}
+
+TEST_F(NatsHistoryTest, RecoversOnlyWhatIsWhole) {
+  auto store = Make("recover");
+  auto s = store->Open("r", 0);
+  for (int i = 1; i <= 4; ++i) ASSERT_FALSE(Append(*s, "r" + std::to_string(i), 3).failed);
+  const std::string epoch = s->Position().epoch;
+  core::HistoryStream::Recovery r = Recover(*s, {2, epoch}, 4);
+  EXPECT_TRUE(r.recovered);
+  EXPECT_EQ(r.publications, (std::vector<std::string>{"r3@3", "r4@4"}));
+  r = Recover(*s, {2, epoch}, 3);  // stops at until
+  EXPECT_TRUE(r.recovered);
+  EXPECT_EQ(r.publications, (std::vector<std::string>{"r3@3"}));
+  EXPECT_TRUE(Recover(*s, {4, epoch}, 4).recovered);
+  EXPECT_FALSE(Recover(*s, {0, epoch}, 4).recovered);  // r1 was trimmed (size 3)
+  EXPECT_FALSE(Recover(*s, {2, "other"}, 4).recovered);
+  EXPECT_FALSE(Recover(*s, {1, epoch}, 4, 2).recovered);  // more than max_publications
+}
+
+TEST_F(NatsHistoryTest, RemoveKeepsThePosition) {
+  auto store = Make("remove");
+  auto s = store->Open("gone", 0);
+  for (int i = 1; i <= 3; ++i) ASSERT_FALSE(Append(*s, "g").failed);
+  const std::string epoch = s->Position().epoch;
+  s->Remove();
+  core::HistoryPage page = Read(*s, std::nullopt);  // after Remove: one worker, in order
+  EXPECT_TRUE(page.publications.empty());
+  EXPECT_EQ(page.position.offset, 3u);
+  EXPECT_EQ(page.position.epoch, epoch);
+  core::HistoryAppended a = Append(*s, "after");
+  EXPECT_EQ(a.position.offset, 4u);
+  EXPECT_EQ(a.position.epoch, epoch);
+  EXPECT_EQ(Read(*s, std::nullopt).publications, (std::vector<std::string>{"after@4"}));
+}
+
+TEST_F(NatsHistoryTest, IdempotencyKeyAnswersTheFirstOffset) {
+  auto store = Make("idem");
+  auto s = store->Open("pay", 0);
+  ASSERT_FALSE(Append(*s, "a").failed);
+  core::HistoryAppended first = Append(*s, "b", 10, 60000, "k1");
+  ASSERT_FALSE(first.failed);
+  EXPECT_EQ(first.position.offset, 2u);
+  EXPECT_FALSE(first.duplicate);
+  // From another engine (another node), the same key on the same channel: a duplicate.
+  auto other = Make("idem");
+  auto s2 = other->Open("pay", 0);
+  core::HistoryAppended again = Append(*s2, "b", 10, 60000, "k1");
+  ASSERT_FALSE(again.failed);
+  EXPECT_TRUE(again.duplicate);
+  EXPECT_EQ(again.position.offset, 2u);
+  EXPECT_EQ(again.position.epoch, first.position.epoch);
+  // The same key on another channel is another publication.
+  auto elsewhere = store->Open("pay2", 0);
+  EXPECT_FALSE(Append(*elsewhere, "b", 10, 60000, "k1").duplicate);
+  EXPECT_EQ(Append(*s, "c").position.offset, 3u);
+  EXPECT_EQ(Read(*s, std::nullopt).publications, (std::vector<std::string>{"a@1", "b@2", "c@3"}));
+  // Keys live in JetStream: the idempotency store keeps none.
+  NatsIdempotencyStore keys;
+  auto k = keys.Open("pay");
+  k->Put("k1", {2, "e"}, 0, 1000);
+  EXPECT_FALSE(k->Find("k1", 0));
+  EXPECT_TRUE(k->empty());
+}
+
+TEST_F(NatsHistoryTest, TwoNodesAppendingAtOnceGetContiguousUniqueOffsets) {
+  auto a = Make("race");
+  auto b = Make("race");
+  auto sa = a->Open("hot", 0);
+  auto sb = b->Open("hot", 0);
+  constexpr int kEach = 45;  // 90 in all, within the stream's 100 per channel
+  std::vector<uint64_t> offsets_a, offsets_b;
+  std::thread ta([&] {
+    for (int i = 0; i < kEach; ++i) offsets_a.push_back(Append(*sa, "a", 1000).position.offset);
+  });
+  std::thread tb([&] {
+    for (int i = 0; i < kEach; ++i) offsets_b.push_back(Append(*sb, "b", 1000).position.offset);
+  });
+  ta.join();
+  tb.join();
+  std::set<uint64_t> all(offsets_a.begin(), offsets_a.end());
+  all.insert(offsets_b.begin(), offsets_b.end());
+  EXPECT_EQ(all.size(), 2u * kEach);  // never one offset twice
+  EXPECT_EQ(*all.begin(), 1u);
+  EXPECT_EQ(*all.rbegin(), 2u * kEach);  // contiguous
+  EXPECT_TRUE(std::is_sorted(offsets_a.begin(), offsets_a.end()));
+  EXPECT_EQ(sa->Position().epoch, sb->Position().epoch);
+  core::HistoryPage page = Read(*sb, std::nullopt);
+  ASSERT_EQ(page.publications.size(), 2u * kEach);
+  for (size_t i = 0; i < page.publications.size(); ++i) {
+    EXPECT_TRUE(page.publications[i].ends_with("@" + std::to_string(i + 1)));
+  }
+  EXPECT_EQ(Read(*sa, std::nullopt).publications, page.publications);
+}
+
+// Appends made without waiting are stored together (one message per batch) and complete
+// in call order, each with its own offset; reads and deliveries split the batches again.
+TEST_F(NatsHistoryTest, AppendsInFlightCompleteInOrderWithTheirOwnOffsets) {
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::vector<std::pair<std::string, uint64_t>> delivered;
+  NatsHistoryStore receiver(OptionsFor(*server_, "burst"));
+  receiver.SetDelivered(
+      [&](std::string_view, const core::StreamPosition& p, std::string_view publication) {
+        std::lock_guard lock(mutex);
+        delivered.emplace_back(std::string(publication), p.offset);
+        changed.notify_all();
+      });
+  std::string error;
+  ASSERT_TRUE(receiver.Start(&error)) << error;
+  auto store = Make("burst");
+  auto s = store->Open("burst", 0);
+  constexpr int kCount = 500;
+  std::vector<uint64_t> completed;
+  core::HistoryAppend a;
+  a.size = 1000;
+  a.ttl_ms = 60000;
+  std::vector<std::string> datas;
+  for (int i = 0; i < kCount; ++i) datas.push_back("b" + std::to_string(i));
+  for (int i = 0; i < kCount; ++i) {
+    a.data = datas[static_cast<size_t>(i)];
+    EXPECT_FALSE(
+        s->Append(a, kEncode, core::Completion<core::HistoryAppended>([&](core::HistoryAppended r) {
+                    std::lock_guard lock(mutex);
+                    completed.push_back(r.failed ? 0 : r.position.offset);
+                    changed.notify_all();
+                  })));
+  }
+  std::unique_lock lock(mutex);
+  ASSERT_TRUE(changed.wait_for(lock, std::chrono::seconds(20), [&] {
+    return completed.size() == kCount && delivered.size() == kCount;
+  }));
+  for (int i = 0; i < kCount; ++i) {
+    const size_t k = static_cast<size_t>(i);
+    EXPECT_EQ(completed[k], k + 1);
+    EXPECT_EQ(delivered[k].second, k + 1);
+    EXPECT_EQ(delivered[k].first, "b" + std::to_string(i) + "@" + std::to_string(i + 1));
+  }
+  lock.unlock();
+  core::HistoryPage page = Read(*s, std::nullopt);
+  ASSERT_EQ(page.publications.size(), static_cast<size_t>(kCount));
+  EXPECT_EQ(page.publications.back(), "b499@500");
+  EXPECT_EQ(Read(*s, core::StreamPosition{490, page.position.epoch}, 3).publications,
+            (std::vector<std::string>{"b490@491", "b491@492", "b492@493"}));
+  // A fresh engine (another node) finds the top of the last batch.
+  auto other = Make("burst");
+  EXPECT_EQ(other->Open("burst", 0)->Position().offset, static_cast<uint64_t>(kCount));
+}
+
+TEST_F(NatsHistoryTest, DeliversEveryStoredPublicationInOffsetOrder) {
+  std::mutex mutex;
+  std::condition_variable done;
+  std::vector<std::pair<std::string, uint64_t>> seen;
+  std::string error;
+  NatsHistoryOptions o = OptionsFor(*server_, "deliver");
+  NatsHistoryStore receiver(o);
+  receiver.SetDelivered(
+      [&](std::string_view channel, const core::StreamPosition& p, std::string_view publication) {
+        std::lock_guard lock(mutex);
+        seen.emplace_back(std::string(channel) + " " + std::string(publication), p.offset);
+        done.notify_all();
+      });
+  ASSERT_TRUE(receiver.Start(&error)) << error;
+  auto sender = Make("deliver");
+  auto s = sender->Open("d.1", 0);
+  for (int i = 0; i < 5; ++i) ASSERT_FALSE(Append(*s, "p").failed);
+  s->Remove();  // a mark: not a publication
+  ASSERT_FALSE(Append(*s, "q").failed);
+  std::unique_lock lock(mutex);
+  ASSERT_TRUE(done.wait_for(lock, std::chrono::seconds(10), [&] { return seen.size() >= 6; }));
+  for (size_t i = 0; i < 5; ++i) {
+    EXPECT_EQ(seen[i].first, "d.1 p@" + std::to_string(i + 1));
+    EXPECT_EQ(seen[i].second, i + 1);
+  }
+  EXPECT_EQ(seen[5].first, "d.1 q@6");
+  EXPECT_EQ(seen.size(), 6u);
+}
+
+TEST_F(NatsHistoryTest, ConflictingStreamStopsStart) {
+  // A stream of hermod's name made by someone else, with memory storage.
+  natsConnection* nc = nullptr;
+  ASSERT_EQ(natsConnection_ConnectTo(&nc, server_->url().c_str()), NATS_OK);
+  jsCtx* js = nullptr;
+  ASSERT_EQ(natsConnection_JetStream(&js, nc, nullptr), NATS_OK);
+  jsStreamConfig cfg;
+  jsStreamConfig_Init(&cfg);
+  cfg.Name = "T_conflict";
+  const char* subjects[] = {"tconflict.history.>"};
+  cfg.Subjects = subjects;
+  cfg.SubjectsLen = 1;
+  cfg.Storage = js_MemoryStorage;
+  jsStreamInfo* si = nullptr;
+  ASSERT_EQ(js_AddStream(&si, js, &cfg, nullptr, nullptr), NATS_OK);
+  jsStreamInfo_Destroy(si);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+  std::string error;
+  EXPECT_FALSE(MakeNatsHistoryStore(OptionsFor(*server_, "conflict"), &error));
+  EXPECT_NE(error.find("T_conflict"), std::string::npos) << error;
+  EXPECT_NE(error.find("storage"), std::string::npos) << error;
+  EXPECT_NE(error.find("fix"), std::string::npos) << error;
+  // With the storage config asks for, still refused: it does not RePublish (which a stream
+  // cannot be changed to have).
+  NatsHistoryOptions memory = OptionsFor(*server_, "conflict");
+  memory.file_storage = false;
+  EXPECT_FALSE(MakeNatsHistoryStore(memory, &error));
+  EXPECT_NE(error.find("RePublish"), std::string::npos) << error;
+  // A stream hermod made is accepted again, its limits brought to config's.
+  NatsHistoryOptions mine = OptionsFor(*server_, "conflict2");
+  ASSERT_TRUE(MakeNatsHistoryStore(mine, &error)) << error;
+  mine.max_msgs_per_subject = 50;
+  mine.duplicates_ms = 10000;
+  EXPECT_TRUE(MakeNatsHistoryStore(mine, &error)) << error;
+}
+
+TEST(NatsHistoryNoServer, StartFailsWithoutJetStream) {
+  test::NatsServer nobody;  // never started: nothing listens on its port
+  NatsHistoryOptions o;
+  o.url = nobody.url();
+  o.timeout_ms = 500;
+  std::string error;
+  EXPECT_FALSE(MakeNatsHistoryStore(o, &error));
+  EXPECT_NE(error.find("history_engine nats"), std::string::npos) << error;
+}
+
+// Restarts its own server: the epoch and offsets survive (file storage); while the server
+// is gone, appends fail (the hub refuses the publication) and are counted.
+TEST(NatsHistoryRestart, EpochSurvivesAndAppendsFailWhileGone) {
+  if (!test::NatsServer::Available()) GTEST_SKIP() << "no nats-server";
+  test::NatsServer server;
+  ASSERT_TRUE(server.Start());
+  std::string error;
+  auto store = MakeNatsHistoryStore(OptionsFor(server, "restart"), &error);
+  ASSERT_TRUE(store) << error;
+  auto s = store->Open("keep", 0);
+  for (int i = 0; i < 3; ++i) ASSERT_FALSE(Append(*s, "k").failed);
+  const core::StreamPosition before = s->Position();
+
+  server.Stop(/*kill=*/true);
+  core::HistoryAppended refused = Append(*s, "lost");
+  EXPECT_TRUE(refused.failed);
+  EXPECT_GE(store->store_errors(), 1u);
+  EXPECT_TRUE(Read(*s, std::nullopt).failed);
+
+  ASSERT_TRUE(server.Start());
+  // A fresh engine (a node started after the restart) and the old one (reconnected) agree.
+  auto fresh = MakeNatsHistoryStore(OptionsFor(server, "restart"), &error);
+  ASSERT_TRUE(fresh) << error;
+  auto f = fresh->Open("keep", 0);
+  EXPECT_EQ(f->Position().offset, before.offset);
+  EXPECT_EQ(f->Position().epoch, before.epoch);
+  EXPECT_EQ(Read(*f, std::nullopt).publications, (std::vector<std::string>{"k@1", "k@2", "k@3"}));
+  core::HistoryAppended next;
+  for (int attempt = 0; attempt < 100; ++attempt) {  // the old connection reconnects
+    next = Append(*s, "k");
+    if (!next.failed) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_FALSE(next.failed);
+  EXPECT_EQ(next.position.offset, 4u);
+  EXPECT_EQ(next.position.epoch, before.epoch);
+}
+
+}  // namespace
+}  // namespace hermod::store
