@@ -245,11 +245,43 @@ void Server::BuildMetrics() {
   });
   metrics_->AddRenderer(
       [trim = &memory_trim_](metrics::PrometheusText& text) { trim->Render(text); });
+  if (nats_presence_ != nullptr) AddPresenceChecks(nats_presence_->counters());
   if (broker_) {
     broker::Link* link = &broker_->link();
     health_->AddCheck([link] { return link->Health(); });
     metrics_->AddRenderer([link](metrics::PrometheusText& text) { link->Render(text); });
   }
+}
+
+void Server::AddPresenceChecks(std::shared_ptr<const store::NatsPresenceStore::Counters> c) {
+  health_->AddCheck([c] {
+    const bool up = c->connected.load();
+    metrics::HealthCheck check{"presence", metrics::HealthLevel::kHealthy, up ? 1.0 : 0.0, 1.0,
+                               "presence engine nats: connected"};
+    if (!up) {
+      check.level = metrics::HealthLevel::kDegraded;
+      check.detail =
+          "presence engine nats: not connected to NATS: presence and presence_stats answer "
+          "errors, this node's entries are put again once it connects";
+    }
+    return check;
+  });
+  metrics_->AddRenderer([c](metrics::PrometheusText& t) {
+    t.Family("hermod_store_presence_operations_total", "counter",
+             "Presence engine nats: writes sent (puts, deletes, refreshes) and reads made");
+    t.Sample("hermod_store_presence_operations_total", {{"kind", "write"}}, c->writes.load());
+    t.Sample("hermod_store_presence_operations_total", {{"kind", "read"}}, c->reads.load());
+    t.Family("hermod_store_presence_errors_total", "counter",
+             "Presence engine nats: writes not acknowledged, reads answered with an error");
+    t.Sample("hermod_store_presence_errors_total", {{"kind", "write"}}, c->write_errors.load());
+    t.Sample("hermod_store_presence_errors_total", {{"kind", "read"}}, c->read_errors.load());
+    t.Family("hermod_store_presence_entries", "gauge",
+             "Presence engine nats: this node's entries, refreshed every presence_ttl/3");
+    t.Sample("hermod_store_presence_entries", {}, c->entries.load());
+    t.Family("hermod_store_presence_queue_depth", "gauge",
+             "Presence engine nats: operations waiting for the engine's thread");
+    t.Sample("hermod_store_presence_queue_depth", {}, c->queued.load());
+  });
 }
 
 metrics::DashboardSources Server::DashboardSources() {
@@ -329,11 +361,22 @@ int Server::Run() {
     spdlog::error("{}", error);
     return 1;
   }
+  core::Stores stores = store::MakeStores(config_.history_engine, config_.presence_engine);
+  if (config_.presence_engine == "nats") {
+    auto presence = store::MakeNatsPresence(config_);
+    if (std::string error; !presence->Start(&error)) {
+      spdlog::error("{}", error);
+      return 1;
+    }
+    nats_presence_ = presence.get();
+    stores.presence = std::move(presence);
+    stores.presence_inline = false;
+  }
   hub_ = std::make_unique<core::Hub>(
       count,
       proto::JsonPushCodec(handshake_policy_.deflate.level,
                            handshake_policy_.deflate.server_max_window_bits),
-      store::MakeStores(config_.history_engine, config_.presence_engine));
+      std::move(stores));
   hub_->set_limits({config_.send_queue.inbox_budget_bytes, config_.idempotency_window.ms,
                     config_.history_meta_ttl.ms, config_.history_meta_max_channels});
   core::AdmissionLimits limits;
@@ -448,6 +491,8 @@ int Server::Run() {
   }
   health_->SetDraining();
   for (auto& worker : workers_) worker->thread.join();
+  // The clients' leaving removed their entries: sent before the connection closes.
+  if (nats_presence_ != nullptr) nats_presence_->Stop();
   if (broker_) broker_->Stop();  // its receive thread posts to the loops: before they go
   health_->Stop();
   spdlog::info("stopped");

@@ -28,6 +28,7 @@
 #include "net/tls.h"
 #include "proto/client_registry.h"
 #include "proto/client_session.h"
+#include "store/nats_presence.h"
 #include "ws/handshake.h"
 #include "ws/websocket_connection.h"
 
@@ -62,6 +63,8 @@ class Server {
   void ShutdownWorker(Worker& worker);
   // Once the loops exist: the health monitor and the /metrics and /health* routes.
   void BuildMetrics();
+  // presence_engine nats: its health check and /metrics families.
+  void AddPresenceChecks(std::shared_ptr<const store::NatsPresenceStore::Counters> counters);
   // What the dashboard shows of the hub, the API and the broker.
   metrics::DashboardSources DashboardSources();
 
@@ -83,6 +86,9 @@ class Server {
   // Config broker "nats": other nodes' publications enter the hub from libnats's threads;
   // built and stopped in Run, declared after hub_ so that it goes first.
   std::unique_ptr<broker::NatsBroker> broker_;
+  // presence_engine "nats" (store/nats_presence.h): owned by the hub, stopped in Run after
+  // the loops and before the broker (which tears libnats down).
+  store::NatsPresenceStore* nats_presence_ = nullptr;
   // Connected clients: the API's info (clients, users) and its per-user actions.
   std::unique_ptr<proto::ClientRegistry> client_registry_;
   std::unique_ptr<proto::ClientContext> client_context_;

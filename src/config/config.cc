@@ -60,6 +60,15 @@ constexpr std::string_view kLogLevels[] = {"trace", "debug", "info", "warn", "er
 constexpr std::string_view kLogFormats[] = {"text", "json"};
 constexpr std::string_view kBrokers[] = {"memory", "nats"};
 constexpr std::string_view kStoreEngines[] = {"memory"};
+constexpr std::string_view kPresenceEngines[] = {"memory", "nats"};
+constexpr std::string_view kStorageTypes[] = {"file", "memory"};
+// A KV bucket's name (a JetStream stream's: KV_<bucket>).
+const char* CheckBucket(std::string_view name) {
+  const bool ok = !name.empty() && name.find_first_not_of(
+                                       "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                       "0123456789_-") == std::string_view::npos;
+  return ok ? nullptr : "letters, digits, '_' and '-'";
+}
 
 const char* CheckNatsUrl(std::string_view url) {
   return url.starts_with("nats://") || url.starts_with("tls://")
@@ -232,7 +241,8 @@ std::vector<Field> AllFields(Config& c) {
           {"history_meta_ttl", &c.history_meta_ttl, 0, 10 * kYearMs},
           {"history_meta_max_channels", &c.history_meta_max_channels, 0, kMaxCount},
           OneOf("history_engine", &c.history_engine, kStoreEngines),
-          OneOf("presence_engine", &c.presence_engine, kStoreEngines),
+          OneOf("presence_engine", &c.presence_engine, kPresenceEngines),
+          {"presence_ttl", &c.presence_ttl, 1000, kMaxMs},
           {"ping_interval", &c.ping_interval, 0, kMaxMs},
           {"pong_timeout", &c.pong_timeout, 0, kMaxMs},
           {"client_stale_close_delay", &c.client_stale_close_delay, 0, kMaxMs},
@@ -290,6 +300,9 @@ std::vector<Field> AllFields(Config& c) {
           {"nats.send_queue_bytes", &c.nats.send_queue_bytes, 1024, kMaxBuffer},
           {"nats.receive_queue_bytes", &c.nats.receive_queue_bytes, 1024, kMaxBuffer},
           {"nats.unhealthy_after", &c.nats.unhealthy_after, 0, kMaxMs},
+          Shaped("nats.presence.bucket", &c.nats.presence.bucket, CheckBucket),
+          {"nats.presence.replicas", &c.nats.presence.replicas, 1, 5},
+          OneOf("nats.presence.storage", &c.nats.presence.storage, kStorageTypes),
           {"broker_breaker.failure_threshold", &c.broker_breaker.failure_threshold, 1, kMaxRate},
           {"broker_breaker.window", &c.broker_breaker.window, 1, kMaxMs},
           {"broker_breaker.open_timeout", &c.broker_breaker.open_timeout, 1, kMaxMs},

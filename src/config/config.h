@@ -194,7 +194,11 @@ struct Config {
   // Where history (with idempotency keys) and presence live (src/store/): "memory", in
   // this process, is the only engine so far.
   std::string history_engine = "memory";
+  // "nats": presence in a NATS KV bucket at nats.url (nats.presence), seen from every node.
   std::string presence_engine = "memory";
+  // presence_engine nats: an entry not refreshed for this long is gone (a killed node's);
+  // live nodes refresh theirs every third of it (Centrifugo's global_presence_ttl).
+  Duration presence_ttl{60000};
   Duration ping_interval{25000};  // the protocol's {} pings; the client answers {}
   Duration pong_timeout{8000};
   Duration client_stale_close_delay{10000};    // a connection that sends no connect: 3502
@@ -261,6 +265,11 @@ struct Config {
     uint64_t send_queue_bytes = 16 << 20;       // encoded sends waiting for the sender thread
     uint64_t receive_queue_bytes = 64 << 20;    // received, not yet in the hub (then dropped)
     Duration unhealthy_after{0};  // disconnected this long: health unhealthy; 0: degraded only
+    struct Presence {             // presence_engine nats: its KV bucket
+      std::string bucket = "hermod_presence";
+      uint64_t replicas = 1;
+      std::string storage = "file";  // or "memory"
+    } presence;
   } nats;
   // The circuit breaker around broker sends (core/circuit_breaker.h): open after
   // failure_threshold failures within window; after open_timeout, half_open_trials sends.
