@@ -158,6 +158,7 @@ class NatsPresenceStore::Engine {
   void Refresh();
 
   static void OnConnectionEvent(natsConnection* nc, void* self);
+  static void OnClosed(natsConnection* nc, void* self);
   static void OnPublishError(jsCtx* js, jsPubAckErr* error, void* self);
 
   const Options options_;
@@ -170,6 +171,7 @@ class NatsPresenceStore::Engine {
   bool started_ = false;
   bool stopping_ = false;
   bool reconnected_ = false;  // libnats reconnected: refresh now
+  bool closed_ = false;       // libnats's last callback for the connection has run
   std::thread thread_;
 
   // The engine's thread only (Start's first attempt before it runs).
@@ -194,6 +196,14 @@ void NatsPresenceStore::Engine::OnConnectionEvent(natsConnection* nc, void* self
     }
     engine->wake_.notify_one();
   }
+}
+
+// libnats's last callback for a connection: after it, none touches this engine.
+void NatsPresenceStore::Engine::OnClosed(natsConnection*, void* self) {
+  auto* engine = static_cast<Engine*>(self);
+  std::lock_guard lock(engine->mutex_);
+  engine->closed_ = true;
+  engine->wake_.notify_all();  // under the lock: the engine is not freed before it returns
 }
 
 void NatsPresenceStore::Engine::OnPublishError(jsCtx*, jsPubAckErr* error, void* self) {
@@ -223,6 +233,7 @@ bool NatsPresenceStore::Engine::Connect(std::string* error) {
     natsOptions_SetReconnectWait(o, static_cast<int64_t>(options_.reconnect_wait_ms));
     natsOptions_SetDisconnectedCB(o, &Engine::OnConnectionEvent, this);
     natsOptions_SetReconnectedCB(o, &Engine::OnConnectionEvent, this);
+    natsOptions_SetClosedCB(o, &Engine::OnClosed, this);
   }
   if (nc_ == nullptr) {
     s = natsConnection_Connect(&nc_, nats_options_);
@@ -279,7 +290,15 @@ void NatsPresenceStore::Engine::Close() {
   if (js_ != nullptr) jsCtx_Destroy(js_);
   js_ = nullptr;
   if (nc_ != nullptr) {
+    {
+      std::lock_guard lock(mutex_);
+      closed_ = false;
+    }
     natsConnection_Close(nc_);
+    // libnats calls back on its own thread (disconnected, then closed): wait for the last.
+    std::unique_lock lock(mutex_);
+    wake_.wait_for(lock, std::chrono::milliseconds(2000), [this] { return closed_; });
+    lock.unlock();
     natsConnection_Destroy(nc_);
   }
   nc_ = nullptr;
