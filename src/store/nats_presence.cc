@@ -179,7 +179,9 @@ class NatsPresenceStore::Engine {
   natsConnection* nc_ = nullptr;
   jsCtx* js_ = nullptr;
   kvStore* kv_ = nullptr;
-  bool bucket_failed_ = false;  // a write failed since the last refresh: check the bucket
+  // A write failed, or the connection came back (a server restarted with memory storage
+  // lost the bucket): the next refresh makes sure of the bucket first.
+  std::atomic<bool> bucket_failed_{false};
   std::unordered_map<std::string, std::string> local_;  // this node's entries, key -> value
   uint64_t refresh_due_ms_ = 0;
   uint64_t connect_due_ms_ = 0;
@@ -209,6 +211,7 @@ void NatsPresenceStore::Engine::OnClosed(natsConnection*, void* self) {
 void NatsPresenceStore::Engine::OnPublishError(jsCtx*, jsPubAckErr* error, void* self) {
   auto* engine = static_cast<Engine*>(self);
   engine->counters_->write_errors.fetch_add(1, std::memory_order_relaxed);
+  engine->bucket_failed_.store(true);
   spdlog::debug("presence: a write to NATS KV failed: {}",
                 error->ErrText != nullptr ? error->ErrText : natsStatus_GetText(error->Err));
 }
@@ -385,6 +388,7 @@ void NatsPresenceStore::Engine::Run() {
                          // removes what its clients' leaving removed)
       counters_->queued.store(0, std::memory_order_relaxed);
       refresh_now = std::exchange(reconnected_, false);
+      if (refresh_now) bucket_failed_.store(true);
     }
     const uint64_t now = NowMs();
     if (kv_ == nullptr && now >= connect_due_ms_) {

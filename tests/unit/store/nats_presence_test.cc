@@ -1,7 +1,8 @@
 // The nats presence engine against a real `nats-server -js` (free port, temporary store
 // directory; skipped when nats-server is not installed): entries of two stores (two nodes)
 // seen by both, odd channel names and client ids kept apart, entries not refreshed expire,
-// refreshed ones stay, and an unreachable server answers failed, never an empty list.
+// refreshed ones stay, an unreachable server answers failed, never an empty list, and a
+// server that comes back without the bucket gets it again with this node's entries.
 #include "store/nats_presence.h"
 
 #include <gtest/gtest.h>
@@ -37,6 +38,10 @@ class NatsServer {
     dir_ = ::testing::TempDir() + "/nats-presence-" + std::to_string(getpid()) + "-" +
            std::to_string(port_);
     std::filesystem::create_directories(dir_);
+    Run();
+  }
+  // After Kill: the same port and store directory.
+  void Run() {
     pid_ = fork();
     if (pid_ == 0) {
       std::freopen("/dev/null", "w", stdout);
@@ -242,7 +247,7 @@ TEST_F(NatsPresenceTest, EntriesNotRefreshedExpireAndRefreshedOnesStay) {
   EXPECT_EQ(Stats(lives, "room").clients, 1u);
 }
 
-TEST_F(NatsPresenceTest, AnUnreachableServerAnswersFailedAndTheBucketComesBack) {
+TEST_F(NatsPresenceTest, AnUnreachableServerAnswersFailedNeverAnEmptyList) {
   NatsPresenceStore store(Options(server_->url()));
   std::string error;
   ASSERT_TRUE(store.Start(&error)) << error;
@@ -257,6 +262,29 @@ TEST_F(NatsPresenceTest, AnUnreachableServerAnswersFailedAndTheBucketComesBack) 
   NatsPresenceStore early(Options(server_->url()));
   ASSERT_TRUE(early.Start(&error)) << error;
   EXPECT_TRUE(List(early, "room").failed);
+}
+
+TEST_F(NatsPresenceTest, AServerThatComesBackWithoutTheBucketGetsItAndTheEntriesAgain) {
+  NatsPresenceStore::Options options = Options(server_->url());
+  options.memory_storage = true;  // lost with the server
+  NatsPresenceStore store(options);
+  std::string error;
+  ASSERT_TRUE(store.Start(&error)) << error;
+  auto set = store.Open("room");
+  set->Add("c1", "u", "{}");
+  ASSERT_EQ(List(store, "room").clients.size(), 1u);
+  server_->Kill();
+  server_->Run();
+  ASSERT_TRUE(server_->Ready());
+  // Reconnected: the bucket is made again and this node's entries put again.
+  Listed listed = List(store, "room");
+  const auto deadline = steady_clock::now() + std::chrono::seconds(15);
+  while ((listed.failed || listed.clients.count("c1") == 0) && steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(50));  // polling a condition, with a deadline
+    listed = List(store, "room");
+  }
+  EXPECT_FALSE(listed.failed);
+  EXPECT_EQ(listed.clients.count("c1"), 1u);
 }
 
 TEST_F(NatsPresenceTest, ABucketMadeWithAnotherTtlStopsStartUpNamingIt) {
