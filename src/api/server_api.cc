@@ -348,8 +348,11 @@ Status Refresh(const ApiContext& api, std::string& body, Answer& a) {
 }
 
 // presence's answer.
-void AppendPresence(std::string& out,
-                    const std::vector<std::pair<std::string, core::PresenceEntry>>& presence) {
+void AppendPresence(std::string& out, const core::PresenceList& presence) {
+  if (presence.failed) {  // the engine's server unreachable: an error, not an empty list
+    AppendError(out, proto::ErrorCode::kInternal);
+    return;
+  }
   out += "{\"result\":{\"presence\":{";
   for (size_t i = 0; i < presence.size(); ++i) {
     if (i > 0) out += ',';
@@ -429,7 +432,11 @@ Status PresenceStats(const ApiContext& api, std::string& body, Answer& a) {
   api.hub.PresenceStats(r.channel, core::Completion<core::PresenceCounts>(
                                        *a.loop, [hole](core::PresenceCounts counts) {
                                          std::string text;
-                                         AppendPresenceStats(text, counts.clients, counts.users);
+                                         if (counts.failed) {
+                                           AppendError(text, proto::ErrorCode::kInternal);
+                                         } else {
+                                           AppendPresenceStats(text, counts.clients, counts.users);
+                                         }
                                          hole.Fill(std::move(text));
                                        }));
   return Status::kAnswered;

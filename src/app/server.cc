@@ -291,11 +291,43 @@ void Server::BuildMetrics() {
           text.Sample(families[i].first, {{"engine", engine}}, families[i].second);
         }
       });
+  if (nats_presence_ != nullptr) AddPresenceChecks(nats_presence_->counters());
   if (broker_) {
     broker::Link* link = &broker_->link();
     health_->AddCheck([link] { return link->Health(); });
     metrics_->AddRenderer([link](metrics::PrometheusText& text) { link->Render(text); });
   }
+}
+
+void Server::AddPresenceChecks(std::shared_ptr<const store::NatsPresenceStore::Counters> c) {
+  health_->AddCheck([c] {
+    const bool up = c->connected.load();
+    metrics::HealthCheck check{"presence", metrics::HealthLevel::kHealthy, up ? 1.0 : 0.0, 1.0,
+                               "presence engine nats: connected"};
+    if (!up) {
+      check.level = metrics::HealthLevel::kDegraded;
+      check.detail =
+          "presence engine nats: not connected to NATS: presence and presence_stats answer "
+          "errors, this node's entries are put again once it connects";
+    }
+    return check;
+  });
+  metrics_->AddRenderer([c](metrics::PrometheusText& t) {
+    t.Family("hermod_store_presence_operations_total", "counter",
+             "Presence engine nats: writes sent (puts, deletes, refreshes) and reads made");
+    t.Sample("hermod_store_presence_operations_total", {{"kind", "write"}}, c->writes.load());
+    t.Sample("hermod_store_presence_operations_total", {{"kind", "read"}}, c->reads.load());
+    t.Family("hermod_store_presence_errors_total", "counter",
+             "Presence engine nats: writes not acknowledged, reads answered with an error");
+    t.Sample("hermod_store_presence_errors_total", {{"kind", "write"}}, c->write_errors.load());
+    t.Sample("hermod_store_presence_errors_total", {{"kind", "read"}}, c->read_errors.load());
+    t.Family("hermod_store_presence_entries", "gauge",
+             "Presence engine nats: this node's entries, refreshed every presence_ttl/3");
+    t.Sample("hermod_store_presence_entries", {}, c->entries.load());
+    t.Family("hermod_store_presence_queue_depth", "gauge",
+             "Presence engine nats: operations waiting for the engine's thread");
+    t.Sample("hermod_store_presence_queue_depth", {}, c->queued.load());
+  });
 }
 
 metrics::DashboardSources Server::DashboardSources() {
@@ -380,7 +412,9 @@ int Server::Run() {
   // JetStream history is built below, once the hub it delivers into exists.
   const bool nats_history_on = config_.history_engine == "nats";
   engine_config.history_engine = nats_history_on ? "memory" : config_.history_engine;
-  engine_config.presence_engine = config_.presence_engine;
+  // Presence on NATS KV is built below too: it needs its options and a start.
+  const bool nats_presence_on = config_.presence_engine == "nats";
+  engine_config.presence_engine = nats_presence_on ? "memory" : config_.presence_engine;
   engine_config.sqlite.path = config_.sqlite.path;
   engine_config.sqlite.max_batch = config_.sqlite.max_batch;
   engine_config.sqlite.max_queue = config_.sqlite.max_queue;
@@ -401,6 +435,16 @@ int Server::Run() {
     engines.stores.idempotency = std::make_unique<store::NatsIdempotencyStore>();
     engines.stores.history_inline = false;
     engines.stores.history_delivers = true;
+  }
+  if (nats_presence_on) {
+    auto presence = store::MakeNatsPresence(config_);
+    if (std::string error; !presence->Start(&error)) {
+      spdlog::error("{}", error);
+      return 1;
+    }
+    nats_presence_ = presence.get();
+    engines.stores.presence = std::move(presence);
+    engines.stores.presence_inline = false;
   }
   hub_ = std::make_unique<core::Hub>(
       count,
@@ -538,6 +582,8 @@ int Server::Run() {
   }
   health_->SetDraining();
   for (auto& worker : workers_) worker->thread.join();
+  // The clients' leaving removed their entries: sent before the connection closes.
+  if (nats_presence_ != nullptr) nats_presence_->Stop();
   if (broker_) broker_->Stop();  // its receive thread posts to the loops: before they go
   if (nats_history_ != nullptr) nats_history_->Stop();  // so do its deliveries
   health_->Stop();

@@ -30,6 +30,7 @@
 #include "proto/client_registry.h"
 #include "proto/client_session.h"
 #include "store/sqlite_store.h"
+#include "store/nats_presence.h"
 #include "ws/handshake.h"
 #include "ws/websocket_connection.h"
 
@@ -68,6 +69,8 @@ class Server {
   void ShutdownWorker(Worker& worker);
   // Once the loops exist: the health monitor and the /metrics and /health* routes.
   void BuildMetrics();
+  // presence_engine nats: its health check and /metrics families.
+  void AddPresenceChecks(std::shared_ptr<const store::NatsPresenceStore::Counters> counters);
   // What the dashboard shows of the hub, the API and the broker.
   metrics::DashboardSources DashboardSources();
 
@@ -93,6 +96,9 @@ class Server {
   std::unique_ptr<broker::NatsBroker> broker_;
   // history_engine "nats": the engine the hub owns, stopped with the broker.
   store::NatsHistoryStore* nats_history_ = nullptr;
+  // presence_engine "nats" (store/nats_presence.h): owned by the hub, stopped in Run after
+  // the loops and before the broker (which tears libnats down).
+  store::NatsPresenceStore* nats_presence_ = nullptr;
   // Connected clients: the API's info (clients, users) and its per-user actions.
   std::unique_ptr<proto::ClientRegistry> client_registry_;
   std::unique_ptr<proto::ClientContext> client_context_;

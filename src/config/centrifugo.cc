@@ -467,6 +467,7 @@ constexpr Key kV5[] = {
     {"gomaxprocs", K::kMapped, "workers"},
     {"allowed_origins", K::kMapped, "websocket.allowed_origins"},
     {"global_history_meta_ttl", K::kMapped, "history_meta_ttl"},
+    {"global_presence_ttl", K::kMapped, "presence_ttl"},
     {"shutdown_timeout", K::kMappedMs, "shutdown_timeout_ms"},
     {"tls_cert", K::kMapped, "tls.cert_file"},
     {"tls_key", K::kMapped, "tls.key_file"},

@@ -61,9 +61,9 @@ constexpr std::string_view kLogFormats[] = {"text", "json"};
 constexpr std::string_view kBrokers[] = {"memory", "nats"};
 constexpr std::string_view kStoreEngines[] = {"memory", "sqlite"};
 constexpr std::string_view kHistoryEngines[] = {"memory", "sqlite", "nats"};
-constexpr std::string_view kPresenceEngines[] = {"memory"};
+constexpr std::string_view kPresenceEngines[] = {"memory", "nats"};
 constexpr std::string_view kSqliteSync[] = {"full", "normal"};
-constexpr std::string_view kJetStreamStorage[] = {"file", "memory"};
+constexpr std::string_view kStorageTypes[] = {"file", "memory"};
 // A JetStream stream name: no spaces, dots, wildcards or path separators.
 const char* CheckStreamName(std::string_view name) {
   if (name.empty() || name.size() > 255) return "a JetStream stream name (1 to 255 characters)";
@@ -73,6 +73,13 @@ const char* CheckStreamName(std::string_view name) {
     }
   }
   return nullptr;
+}
+// A KV bucket's name (a JetStream stream's: KV_<bucket>).
+const char* CheckBucket(std::string_view name) {
+  const bool ok = !name.empty() && name.find_first_not_of(
+                                       "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                       "0123456789_-") == std::string_view::npos;
+  return ok ? nullptr : "letters, digits, '_' and '-'";
 }
 
 const char* CheckNatsUrl(std::string_view url) {
@@ -252,6 +259,7 @@ std::vector<Field> AllFields(Config& c) {
           {"sqlite.max_batch", &c.sqlite.max_batch, 1, 100000},
           {"sqlite.max_queue", &c.sqlite.max_queue, 1, 10000000},
           OneOf("sqlite.synchronous", &c.sqlite.synchronous, kSqliteSync),
+          {"presence_ttl", &c.presence_ttl, 1000, kMaxMs},
           {"ping_interval", &c.ping_interval, 0, kMaxMs},
           {"pong_timeout", &c.pong_timeout, 0, kMaxMs},
           {"client_stale_close_delay", &c.client_stale_close_delay, 0, kMaxMs},
@@ -311,8 +319,11 @@ std::vector<Field> AllFields(Config& c) {
           {"nats.unhealthy_after", &c.nats.unhealthy_after, 0, kMaxMs},
           Shaped("nats.jetstream.stream", &c.nats.jetstream.stream, CheckStreamName),
           {"nats.jetstream.replicas", &c.nats.jetstream.replicas, 1, 5},
-          OneOf("nats.jetstream.storage", &c.nats.jetstream.storage, kJetStreamStorage),
+          OneOf("nats.jetstream.storage", &c.nats.jetstream.storage, kStorageTypes),
           {"nats.jetstream.workers", &c.nats.jetstream.workers, 1, 64},
+          Shaped("nats.presence.bucket", &c.nats.presence.bucket, CheckBucket),
+          {"nats.presence.replicas", &c.nats.presence.replicas, 1, 5},
+          OneOf("nats.presence.storage", &c.nats.presence.storage, kStorageTypes),
           {"broker_breaker.failure_threshold", &c.broker_breaker.failure_threshold, 1, kMaxRate},
           {"broker_breaker.window", &c.broker_breaker.window, 1, kMaxMs},
           {"broker_breaker.open_timeout", &c.broker_breaker.open_timeout, 1, kMaxMs},

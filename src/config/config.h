@@ -197,6 +197,7 @@ struct Config {
   // `engine` (Centrifugo's key) sets history and idempotency.
   std::string engine = "memory";
   std::string history_engine = "memory";
+  // "nats": presence in a NATS KV bucket at nats.url (nats.presence), seen from every node.
   std::string presence_engine = "memory";
   struct Sqlite {
     std::string path = "hermod.db";  // relative: to the working directory
@@ -205,6 +206,9 @@ struct Config {
     // "full": a commit is fsynced (survives power loss); "normal": survives kill -9 only.
     std::string synchronous = "full";
   } sqlite;
+  // presence_engine nats: an entry not refreshed for this long is gone (a killed node's);
+  // live nodes refresh theirs every third of it (Centrifugo's global_presence_ttl).
+  Duration presence_ttl{60000};
   Duration ping_interval{25000};  // the protocol's {} pings; the client answers {}
   Duration pong_timeout{8000};
   Duration client_stale_close_delay{10000};    // a connection that sends no connect: 3502
@@ -279,6 +283,11 @@ struct Config {
       std::string storage = "file";  // "file" or "memory"
       uint64_t workers = 4;
     } jetstream;
+    struct Presence {             // presence_engine nats: its KV bucket
+      std::string bucket = "hermod_presence";
+      uint64_t replicas = 1;
+      std::string storage = "file";  // or "memory"
+    } presence;
   } nats;
   // The circuit breaker around broker sends (core/circuit_breaker.h): open after
   // failure_threshold failures within window; after open_timeout, half_open_trials sends.

@@ -883,11 +883,18 @@ PresenceList Hub::Presence(std::string_view channel, Completion<PresenceList> do
     Shard& shard = ShardOf(channel);
     std::lock_guard lock(shard.mutex);
     auto it = shard.channels.find(channel);
-    if (it == shard.channels.end() || !it->second->presence) {
-      list.emplace();
-    } else {
+    if (it != shard.channels.end() && it->second->presence) {
       list = it->second->presence->List(done);  // a copy: ours answers if it does not
-      if (!list) return {};                     // the engine answers through done
+    } else if (!stores_.presence_inline) {
+      // A cluster-wide engine knows entries of other nodes: ask it through a set of none.
+      list = stores_.presence->Open(channel)->List(done);
+    } else {
+      list.emplace();
+    }
+    if (!list) {  // the engine answers through done; without one, nobody would hear it
+      PresenceList failed;
+      failed.failed = !done;
+      return failed;
     }
   }
   if (done) {
@@ -904,12 +911,14 @@ std::pair<size_t, size_t> Hub::PresenceStats(std::string_view channel,
     Shard& shard = ShardOf(channel);
     std::lock_guard lock(shard.mutex);
     auto it = shard.channels.find(channel);
-    if (it == shard.channels.end() || !it->second->presence) {
-      counts.emplace();
-    } else {
+    if (it != shard.channels.end() && it->second->presence) {
       counts = it->second->presence->Stats(done);
-      if (!counts) return {0, 0};  // the engine answers through done
+    } else if (!stores_.presence_inline) {
+      counts = stores_.presence->Open(channel)->Stats(done);  // as in Presence
+    } else {
+      counts.emplace();
     }
+    if (!counts) return {0, 0};  // the engine answers through done
   }
   if (done) {
     done(*counts);

@@ -1,12 +1,15 @@
 // Channel presence behind an interface: who is subscribed to a channel (client id, user and
 // ClientInfo), for the `presence` and `presence_stats` command and API methods. Implemented
-// in store/ (`memory` today; NATS KV next, which lists the clients of every node).
+// in store/ (`memory`: this node's clients; `nats`: a NATS KV bucket, the clients of every
+// node, which lists later).
 //
 // As with history_store.h, the hub holds one Set per channel with presence, in the channel's
 // state, and calls it under the shard lock: Add and Remove must not block (an engine that
 // writes elsewhere queues the write and returns), List and Stats answer at once or complete
 // later through the caller's loop (completion.h). empty() answers from memory whether this
-// process still has entries there, so that the hub keeps the channel while it does.
+// process still has entries there, so that the hub keeps the channel while it does. An
+// engine that lists later may be asked through a set opened for the call alone (a channel
+// with no entries on this node): its List and Stats must not need the set to live on.
 #pragma once
 
 #include <cstddef>
@@ -26,11 +29,17 @@ struct PresenceEntry {
   std::string info;  // ClientInfo JSON
 };
 
-using PresenceList = std::vector<std::pair<std::string, PresenceEntry>>;  // by client id
+// By client id. failed: the engine could not answer (its server unreachable): the caller
+// answers an error, never an empty list.
+struct PresenceList : std::vector<std::pair<std::string, PresenceEntry>> {
+  using vector::vector;
+  bool failed = false;
+};
 
 struct PresenceCounts {
   size_t clients = 0;
   size_t users = 0;  // distinct
+  bool failed = false;
 };
 
 class PresenceStore {

@@ -777,7 +777,11 @@ void ClientSession::HandlePresence(const Command& c, bool stats) {
           c.channel, Later<core::PresenceCounts>(
                          [id = c.id](ClientSession& session, core::PresenceCounts counts) {
                            std::string reply;
-                           AppendPresenceStatsReply(reply, id, counts.clients, counts.users);
+                           if (counts.failed) {
+                             AppendError(reply, id, ErrorCode::kInternal);
+                           } else {
+                             AppendPresenceStatsReply(reply, id, counts.clients, counts.users);
+                           }
                            session.SendLaterReply(reply);
                          }));
       return;
@@ -788,7 +792,9 @@ void ClientSession::HandlePresence(const Command& c, bool stats) {
           size_t bytes = 0;
           for (const auto& [client, entry] : list) bytes += client.size() + entry.info.size() + 4;
           std::string reply;
-          if (bytes > session.RoomBeside(0)) {
+          if (list.failed) {  // the engine's server unreachable: an error, not an empty list
+            AppendError(reply, id, ErrorCode::kInternal);
+          } else if (bytes > session.RoomBeside(0)) {
             stats::RecordReplyLimited(stats::ReplyLimit::kRefused);
             AppendError(reply, id, ErrorCode::kLimitExceeded);
           } else {

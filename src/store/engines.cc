@@ -1,10 +1,12 @@
 #include "store/engines.h"
 
 #include <memory>
+#include <utility>
 
 #include "store/memory_history.h"
 #include "store/memory_idempotency.h"
 #include "store/memory_presence.h"
+#include "store/nats_presence.h"
 
 namespace hermod::store {
 
@@ -14,6 +16,18 @@ core::Stores MemoryStores() {
   stores.presence = std::make_unique<MemoryPresenceStore>();
   stores.idempotency = std::make_unique<MemoryIdempotencyStore>();
   return stores;
+}
+
+std::unique_ptr<NatsPresenceStore> MakeNatsPresence(const config::Config& c) {
+  NatsPresenceStore::Options o;
+  o.url = c.nats.url;
+  o.bucket = c.nats.presence.bucket;
+  o.replicas = static_cast<int>(c.nats.presence.replicas);
+  o.memory_storage = c.nats.presence.storage == "memory";
+  o.ttl_ms = c.presence_ttl.ms;
+  o.dial_timeout_ms = c.nats.dial_timeout.ms;
+  o.reconnect_wait_ms = c.nats.reconnect_wait.ms;
+  return std::make_unique<NatsPresenceStore>(std::move(o));
 }
 
 core::Stores MakeStores(std::string_view history_engine, std::string_view presence_engine,
@@ -28,6 +42,8 @@ core::Stores MakeStores(std::string_view history_engine, std::string_view presen
   }
   if (presence_engine.empty() || presence_engine == "memory") {
     stores.presence = std::make_unique<MemoryPresenceStore>();
+  } else if (presence_engine == "nats") {
+    // Needs its options and a start (nats_presence.h): the app builds it, MakeNatsPresence.
   } else if (error != nullptr) {
     *error = "unknown presence_engine \"" + std::string(presence_engine) + "\"";
   }

@@ -41,6 +41,7 @@ import hermod_harness as h
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cluster"))
 from cluster_test import NatsServer, metric  # noqa: E402  (the cluster tests' helpers)
+from kv_presence_test import JetStreamServer  # noqa: E402  (nats-server -js)
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 README = os.path.join(ROOT, "README.md")
@@ -367,10 +368,11 @@ class ReadmeTest(h.HermodTestCase):
                          sent["data"])
 
     def test_every_metric_family_is_in_the_tables(self):
-        nats = NatsServer().start()
+        nats = JetStreamServer().start()
         self.addCleanup(nats.stop)
         exposed = set()
-        for config in ({}, {"broker": "nats", "nats": {"url": nats.url}}):
+        for config in ({}, {"broker": "nats", "presence_engine": "nats",
+                            "nats": {"url": nats.url}}):
             server = self.start_server(config)
             r = h.http_exchange(server.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
             exposed |= set(re.findall(r"^# TYPE (\S+)", r.body.decode(), re.M))

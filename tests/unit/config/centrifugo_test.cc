@@ -172,6 +172,7 @@ TEST(Centrifugo, V5ValuesAreReadAsCentrifugoReadsThem) {
 
 TEST(Centrifugo, V5NamespaceOptionsHermodLacksAreReported) {
   Loaded l = LoadJson(R"({"global_history_meta_ttl": "24h", "history_meta_ttl": "1h",
+      "global_presence_ttl": "30s",
       "namespaces": [{"name": "chat", "presence": true, "proxy_subscribe": true,
                       "allow_positioning": false, "channel_regex": ""}]})");
   ASSERT_TRUE(l.ok) << l.error;
@@ -179,6 +180,7 @@ TEST(Centrifugo, V5NamespaceOptionsHermodLacksAreReported) {
   EXPECT_TRUE(l.config.namespaces[0].options.presence);
   // v5's top-level history_meta_ttl is a channel option beside global_history_meta_ttl.
   EXPECT_EQ(l.config.history_meta_ttl.ms, 24ull * 3600 * 1000);
+  EXPECT_EQ(l.config.presence_ttl.ms, 30000u);  // presence_engine nats's TTL
   EXPECT_EQ(WarnedKeys(l.warnings),
             (std::set<std::string>{"history_meta_ttl", "namespaces[0].proxy_subscribe"}));
   Loaded typo = LoadJson(R"({"namespaces": [{"name": "chat", "presense": true}]})");

@@ -230,6 +230,34 @@ TEST(Config, StoreEnginesDefaultToMemoryAndOnlyKnownNamesPass) {
   }
 }
 
+TEST(Config, PresenceOnNatsKeysComeFromJsonAndAreValidated) {
+  Config c;
+  std::string error;
+  EXPECT_EQ(c.presence_ttl.ms, 60000u);
+  EXPECT_EQ(c.nats.presence.bucket, "hermod_presence");
+  ASSERT_TRUE(ApplyJson(R"({"presence_engine": "nats", "presence_ttl": "5s",
+      "nats": {"presence": {"bucket": "eu-presence_1", "replicas": 3, "storage": "memory"}}})",
+                        c, &error))
+      << error;
+  EXPECT_TRUE(Validate(c, &error)) << error;
+  EXPECT_EQ(c.presence_engine, "nats");
+  EXPECT_EQ(c.presence_ttl.ms, 5000u);
+  EXPECT_EQ(c.nats.presence.bucket, "eu-presence_1");
+  EXPECT_EQ(c.nats.presence.replicas, 3u);
+  EXPECT_EQ(c.nats.presence.storage, "memory");
+  for (auto [json, key] :
+       {std::pair{R"({"presence_ttl": "500ms"})", "presence_ttl"},
+        std::pair{R"({"nats": {"presence": {"bucket": "a.b"}}})", "nats.presence.bucket"},
+        std::pair{R"({"nats": {"presence": {"bucket": ""}}})", "nats.presence.bucket"},
+        std::pair{R"({"nats": {"presence": {"replicas": 0}}})", "nats.presence.replicas"},
+        std::pair{R"({"nats": {"presence": {"storage": "disk"}}})", "nats.presence.storage"}}) {
+    Config bad;
+    ASSERT_TRUE(ApplyJson(json, bad, &error)) << error;
+    EXPECT_FALSE(Validate(bad, &error)) << json;
+    EXPECT_NE(error.find(key), std::string::npos) << json << ": " << error;
+  }
+}
+
 TEST(Config, BrokerKeysComeFromJsonAndEnvironmentAndAreValidated) {
   Config c;
   std::string error;

@@ -1,0 +1,215 @@
+"""Presence across a cluster (presence_engine nats) over a real `nats-server -js`.
+
+Three hermod nodes share one NATS KV bucket. Clients subscribed on nodes A and B are listed
+by `presence` and counted by `presence_stats` on node C, which has no client in the channel,
+through the server API and the client command alike. Node A is killed (SIGKILL: nothing is
+removed): its entries are gone within presence_ttl (2 s here), while node B's, refreshed by
+B, stay past the TTL. With nats-server gone, presence on a node answers an error (never an
+empty list), counted, and /health shows the `presence` check degraded.
+
+Every wait is a condition polled against a deadline; nats-server picks its own port and
+keeps JetStream in a temporary directory; every process is stopped at the end.
+
+Run: python3 kv_presence_test.py --hermod PATH
+"""
+
+import json
+import os
+import re
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+
+import hermod_harness as h  # noqa: E402
+from guard_client import SECRET, Client, api_call, jwt  # noqa: E402
+from hermod_harness import http_exchange  # noqa: E402
+
+DEADLINE_S = 20
+TTL_S = 2.0
+CHANNEL = "room.1 *"  # not a NATS token: escaped into the bucket's keys
+_LISTENING = re.compile(rb"Listening for client connections on [^:]+:(\d+)")
+
+
+class JetStreamServer:
+    """nats-server -js on 127.0.0.1, a port of its choosing, a temporary store directory."""
+
+    def __init__(self):
+        self.binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+        self.dir = tempfile.TemporaryDirectory(prefix="hermod-presence-js-")
+        self.proc = None
+        self.port = None
+        self.log = []
+
+    def start(self):
+        argv = [self.binary, "-a", "127.0.0.1", "-p", "-1", "-js", "-sd", self.dir.name]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        fd = self.proc.stderr.fileno()
+        deadline = time.monotonic() + DEADLINE_S
+        pending = b""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.proc.poll() is not None:
+                self.stop()
+                raise AssertionError("nats-server did not listen: %s" % "\n".join(self.log))
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(fd, 65536)
+            pending += chunk
+            self.log += [line.decode(errors="replace") for line in chunk.splitlines()]
+            m = _LISTENING.search(pending)
+            if m:
+                self.port = int(m.group(1))
+                return self
+
+    @property
+    def url(self):
+        return "nats://127.0.0.1:%d" % self.port
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc is not None and self.proc.stderr:
+            self.proc.stderr.close()
+        self.dir.cleanup()
+
+
+def wait_for(what, predicate, timeout=DEADLINE_S):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(0.02)  # polling interval of a condition wait, not synchronisation
+    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
+
+
+def api(port, method, params):
+    response = api_call(port, method, params)
+    assert response.status == 200, (response.status, response.body)
+    return json.loads(response.body)
+
+
+def listed(port):
+    """{client id: user} of CHANNEL from node port's API."""
+    answer = api(port, "presence", {"channel": CHANNEL})
+    assert "result" in answer, answer
+    return {c: info["user"] for c, info in answer["result"]["presence"].items()}
+
+
+def get(port, path):
+    response = http_exchange(port, ("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % path).encode())
+    return response.body.decode()
+
+
+def metric(port, name, labels=""):
+    pattern = re.compile(r"^%s(\{%s\})? (\S+)$" % (re.escape(name), re.escape(labels)), re.M)
+    m = pattern.search(get(port, "/metrics"))
+    return float(m.group(2)) if m else None
+
+
+class PresenceClusterTest(h.HermodTestCase):
+    def setUp(self):
+        self.nats = JetStreamServer().start()
+        self.addCleanup(self.nats.stop)
+
+    def node(self, killed=False):
+        """A node; killed: one the test kills, whose exit status is not checked."""
+        config = {
+            "broker": "nats",
+            "presence_engine": "nats",
+            "presence_ttl": "%dms" % int(TTL_S * 1000),
+            "nats": {"url": self.nats.url, "prefix": "presencetest", "dial_timeout": "500ms",
+                     "reconnect_wait": "100ms", "presence": {"bucket": "presence_test"}},
+            "health": {"check_interval_ms": 100},
+            "api_key": "k",
+            "token_hmac_secret_key": SECRET,
+            "allow_subscribe_for_client": True,
+            "allow_presence_for_client": True,
+            "presence": True,
+        }
+        if not killed:
+            return self.start_server(config, workers=2, echo=False)
+        server = h.Hermod(h.HERMOD, config, workers=2, echo=False)
+        self.addCleanup(server.cleanup)
+        server.start()
+        return server
+
+    def client(self, server, user, channel=None):
+        c = Client(server.port)
+        self.addCleanup(c.close)
+        c.connect({"token": jwt({"sub": user})})
+        if channel:
+            c.subscribe(channel)
+        return c
+
+    def test_every_node_lists_every_node_and_a_killed_nodes_entries_expire(self):
+        a, b, c = self.node(killed=True), self.node(), self.node()
+        on_a = self.client(a, "alice", CHANNEL)
+        bob = self.client(b, "bob", CHANNEL)
+        alice_on_b = self.client(b, "alice", CHANNEL)
+        everyone = {on_a.id: "alice", bob.id: "bob", alice_on_b.id: "alice"}
+
+        # Node C has nobody in the channel, and lists both other nodes' clients.
+        wait_for("node C to list A's and B's clients", lambda: listed(c.port) == everyone)
+        stats = api(c.port, "presence_stats", {"channel": CHANNEL})["result"]
+        self.assertEqual(stats, {"num_clients": 3, "num_users": 2})
+        asker = self.client(c, "carol")  # not subscribed: allow_presence_for_client
+        presence = asker.presence(CHANNEL)["presence"]
+        self.assertEqual({k: v["user"] for k, v in presence.items()}, everyone)
+        self.assertEqual(asker.result("presence_stats", {"channel": CHANNEL}),
+                         {"num_clients": 3, "num_users": 2})
+        # Node A's own view is the same.
+        self.assertEqual(listed(a.port), everyone)
+
+        # A dies without a word: its entry outlives it until the TTL.
+        subscribed = time.monotonic()
+        a.kill()
+        killed = time.monotonic()
+        wait_for("A's client to expire", lambda: on_a.id not in listed(c.port),
+                 timeout=TTL_S * 2 + 5)
+        gone_after = time.monotonic() - killed
+        self.assertLess(gone_after, TTL_S + 2.0, "A's entry outlived presence_ttl by far")
+        # B's entries are older than the TTL by now (or become so): B refreshes them.
+        while time.monotonic() - subscribed < TTL_S * 1.5:
+            self.assertEqual(listed(c.port), {bob.id: "bob", alice_on_b.id: "alice"})
+            time.sleep(0.1)  # sampling a condition that must hold throughout, not a sync
+        self.assertEqual(api(c.port, "presence_stats", {"channel": CHANNEL})["result"],
+                         {"num_clients": 2, "num_users": 2})
+
+        # A clean leave is seen at once (no TTL wait).
+        bob.unsubscribe(CHANNEL)
+        wait_for("bob's leave", lambda: listed(c.port) == {alice_on_b.id: "alice"}, timeout=5)
+
+        # nats-server gone: an error, never an empty list; counted; health degraded.
+        self.nats.stop()
+
+        def refused():
+            answer = api(c.port, "presence", {"channel": CHANNEL})
+            return answer.get("error", {}).get("code") == 100
+        wait_for("presence to answer an error", refused)
+        reply = asker.call("presence", {"channel": CHANNEL})
+        self.assertEqual(reply.get("error", {}).get("code"), 100, reply)
+        self.assertGreaterEqual(
+            metric(c.port, "hermod_store_presence_errors_total", 'kind="read"'), 2)
+
+        def degraded():
+            checks = {x["name"]: x for x in json.loads(get(c.port, "/health"))["checks"]}
+            return checks.get("presence", {}).get("level") == "degraded"
+        wait_for("/health's presence check degraded", degraded)
+
+
+if __name__ == "__main__":
+    h.main()

@@ -1,0 +1,301 @@
+// The nats presence engine against a real `nats-server -js` (free port, temporary store
+// directory; skipped when nats-server is not installed): entries of two stores (two nodes)
+// seen by both, odd channel names and client ids kept apart, entries not refreshed expire,
+// refreshed ones stay, an unreachable server answers failed, never an empty list, and a
+// server that comes back without the bucket gets it again with this node's entries.
+#include "store/nats_presence.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <future>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "../bench/test_servers.h"
+
+namespace hermod::store {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+
+bool Installed() { return std::system("command -v nats-server >/dev/null 2>&1") == 0; }
+
+// nats-server -js on a free port with its own store directory; killed (SIGKILL) on Kill or
+// stopped (SIGTERM) at the end.
+class NatsServer {
+ public:
+  NatsServer() : port_(bench::testing::FreePort()) {
+    dir_ = ::testing::TempDir() + "/nats-presence-" + std::to_string(getpid()) + "-" +
+           std::to_string(port_);
+    std::filesystem::create_directories(dir_);
+    Run();
+  }
+  // After Kill: the same port and store directory.
+  void Run() {
+    pid_ = fork();
+    if (pid_ == 0) {
+      std::freopen("/dev/null", "w", stdout);
+      std::freopen("/dev/null", "w", stderr);
+      const std::string port = std::to_string(port_);
+      execlp("nats-server", "nats-server", "-a", "127.0.0.1", "-p", port.c_str(), "-js", "-sd",
+             dir_.c_str(), nullptr);
+      _exit(127);
+    }
+  }
+  ~NatsServer() {
+    Kill(SIGTERM);
+    std::filesystem::remove_all(dir_);
+  }
+  bool Ready() { return bench::testing::WaitForListener(port_, std::chrono::seconds(10)); }
+  void Kill(int signal = SIGKILL) {
+    if (pid_ <= 0) return;
+    kill(pid_, signal);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  uint16_t port_;
+  std::string dir_;
+  pid_t pid_ = -1;
+};
+
+NatsPresenceStore::Options Options(const std::string& url, uint64_t ttl_ms = 60000) {
+  NatsPresenceStore::Options o;
+  o.url = url;
+  o.ttl_ms = ttl_ms;
+  o.reconnect_wait_ms = 100;
+  o.request_timeout_ms = 2000;
+  return o;
+}
+
+// A list as a map, read through the completion (run on the engine's thread).
+struct Listed {
+  bool failed = false;
+  std::map<std::string, core::PresenceEntry> clients;
+};
+Listed List(core::PresenceStore& store, std::string_view channel) {
+  auto set = store.Open(channel);
+  std::promise<core::PresenceList> promise;
+  auto future = promise.get_future();
+  EXPECT_FALSE(set->List(core::Completion<core::PresenceList>(
+      [&promise](core::PresenceList l) { promise.set_value(std::move(l)); })));
+  set.reset();  // a set opened for the call alone: the answer does not need it
+  EXPECT_EQ(future.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  core::PresenceList list = future.get();
+  Listed out;
+  out.failed = list.failed;
+  for (auto& [client, entry] : list) out.clients[client] = entry;
+  EXPECT_EQ(out.clients.size(), list.size()) << "a client listed twice";
+  return out;
+}
+core::PresenceCounts Stats(core::PresenceStore& store, std::string_view channel) {
+  auto set = store.Open(channel);
+  std::promise<core::PresenceCounts> promise;
+  auto future = promise.get_future();
+  EXPECT_FALSE(set->Stats(core::Completion<core::PresenceCounts>(
+      [&promise](core::PresenceCounts c) { promise.set_value(c); })));
+  EXPECT_EQ(future.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  return future.get();
+}
+
+TEST(PresenceKeyToken, IsInjectiveIntoKeyCharactersWithoutDots) {
+  std::mt19937 random(7);
+  std::map<std::string, std::string> seen;  // token -> input
+  auto check = [&](const std::string& input) {
+    const std::string token = PresenceKeyToken(input);
+    ASSERT_FALSE(token.empty());
+    for (char c : token) {
+      ASSERT_TRUE(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '/' || c == '=')
+          << "'" << c << "' in " << token;
+    }
+    ASSERT_EQ(ParsePresenceKeyToken(token), input);
+    auto [it, added] = seen.emplace(token, input);
+    ASSERT_TRUE(added || it->second == input) << it->second << " and " << input << ": " << token;
+  };
+  for (const char* s : {"", "=", "==", "a", "a.b", "a=2Eb", "_kv", "*", ">", "chat:room #1",
+                        "x/y-z", "=3D", "\xff"}) {
+    check(s);
+  }
+  check(std::string("\0", 1));
+  check(std::string("\0a", 2));
+  for (int i = 0; i < 20000; ++i) {
+    std::string s(random() % 6, '\0');
+    for (char& c : s) c = "a=.3D_*>\xc3\xa9-/ "[random() % 14];
+    check(s);
+  }
+  // Tokens that are no escaping's output parse to nothing.
+  for (const char* bad : {"", "a=", "a=4", "=41", "=2e", "=zz", "a.b", "a b"}) {
+    EXPECT_FALSE(ParsePresenceKeyToken(bad)) << bad;
+  }
+  EXPECT_EQ(DecodePresenceValue(EncodePresenceValue("u:1", "{\"x\":1}"))->user, "u:1");
+  EXPECT_FALSE(DecodePresenceValue("x:"));
+  EXPECT_FALSE(DecodePresenceValue("9:ab"));
+}
+
+class NatsPresenceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!Installed()) GTEST_SKIP() << "nats-server not installed";
+    server_ = std::make_unique<NatsServer>();
+    ASSERT_TRUE(server_->Ready());
+  }
+  std::unique_ptr<NatsServer> server_;
+};
+
+TEST_F(NatsPresenceTest, TwoNodesSeeEachOthersEntriesAndRemovals) {
+  NatsPresenceStore a(Options(server_->url())), b(Options(server_->url()));
+  std::string error;
+  ASSERT_TRUE(a.Start(&error)) << error;
+  ASSERT_TRUE(b.Start(&error)) << error;
+  auto on_a = a.Open("chat:room");
+  auto on_b = b.Open("chat:room");
+  on_a->Add("c1", "alice", "{\"user\":\"alice\"}");
+  on_a->Add("c2", "alice", "{}");
+  on_b->Add("c3", "bob", "{\"b\":true}");
+  on_b->Add("c3", "bob", "{\"b\":2}");  // a client is one entry: the latest info
+  EXPECT_EQ(on_a->size(), 2u);
+  EXPECT_EQ(on_b->size(), 1u);
+
+  // Each node reads its own writes at once; the other node's come within moments.
+  Listed listed = List(a, "chat:room");
+  const auto deadline = steady_clock::now() + std::chrono::seconds(5);
+  while (listed.clients.size() < 3 && steady_clock::now() < deadline) {
+    listed = List(a, "chat:room");
+  }
+  ASSERT_FALSE(listed.failed);
+  ASSERT_EQ(listed.clients.size(), 3u);
+  EXPECT_EQ(listed.clients["c1"].user, "alice");
+  EXPECT_EQ(listed.clients["c1"].info, "{\"user\":\"alice\"}");
+  EXPECT_EQ(listed.clients["c3"].user, "bob");
+  EXPECT_EQ(listed.clients["c3"].info, "{\"b\":2}");
+  const core::PresenceCounts counts = Stats(b, "chat:room");
+  EXPECT_FALSE(counts.failed);
+  EXPECT_EQ(counts.clients, 3u);
+  EXPECT_EQ(counts.users, 2u);
+
+  on_a->Remove("c1");
+  on_a->Remove("nobody");
+  EXPECT_EQ(on_a->size(), 1u);
+  listed = List(a, "chat:room");
+  EXPECT_EQ(listed.clients.count("c1"), 0u);
+  EXPECT_EQ(listed.clients.size(), 2u);
+  // A channel nobody is in, on a node that never opened it.
+  listed = List(b, "chat:empty");
+  EXPECT_FALSE(listed.failed);
+  EXPECT_TRUE(listed.clients.empty());
+}
+
+TEST_F(NatsPresenceTest, OddChannelNamesAndClientIdsStayApart) {
+  NatsPresenceStore store(Options(server_->url()));
+  std::string error;
+  ASSERT_TRUE(store.Start(&error)) << error;
+  // Channels that a naive key mapping would merge, nest or refuse.
+  const std::vector<std::string> channels = {"a",     "a.b", "a.*",
+                                             "a.>",   ">",   "*",
+                                             "a=2Eb", "_kv", "news:ünïcode room",
+                                             "x y",   "a/b", std::string(300, '.')};
+  std::vector<std::unique_ptr<core::PresenceStore::Set>> sets;
+  for (size_t i = 0; i < channels.size(); ++i) {
+    sets.push_back(store.Open(channels[i]));
+    sets.back()->Add("client." + std::to_string(i), "user " + std::to_string(i), "{}");
+    sets.back()->Add("*.>", "odd", "{\"i\":" + std::to_string(i) + "}");
+  }
+  for (size_t i = 0; i < channels.size(); ++i) {
+    Listed listed = List(store, channels[i]);
+    ASSERT_FALSE(listed.failed) << channels[i];
+    ASSERT_EQ(listed.clients.size(), 2u) << channels[i];
+    EXPECT_EQ(listed.clients["client." + std::to_string(i)].user, "user " + std::to_string(i));
+    EXPECT_EQ(listed.clients["*.>"].info, "{\"i\":" + std::to_string(i) + "}");
+  }
+}
+
+TEST_F(NatsPresenceTest, EntriesNotRefreshedExpireAndRefreshedOnesStay) {
+  constexpr uint64_t kTtlMs = 1500;
+  NatsPresenceStore dies(Options(server_->url(), kTtlMs)), lives(Options(server_->url(), kTtlMs));
+  std::string error;
+  ASSERT_TRUE(dies.Start(&error)) << error;
+  ASSERT_TRUE(lives.Start(&error)) << error;
+  auto gone = dies.Open("room");
+  auto kept = lives.Open("room");
+  gone->Add("dead", "u1", "{}");
+  kept->Add("alive", "u2", "{}");
+  ASSERT_EQ(List(dies, "room").clients.count("dead"), 1u);  // acknowledged before it stops
+  const auto stopped = steady_clock::now();
+  dies.Stop();  // as a killed node: its entry is left, nobody refreshes it
+  Listed listed = List(lives, "room");
+  EXPECT_EQ(listed.clients.count("dead"), 1u);
+  const auto deadline = stopped + milliseconds(3 * kTtlMs + 2000);
+  while (listed.clients.count("dead") != 0 && steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(50));  // polling a condition, with a deadline
+    listed = List(lives, "room");
+  }
+  EXPECT_EQ(listed.clients.count("dead"), 0u) << "the dead node's entry did not expire";
+  EXPECT_GE(steady_clock::now() - stopped, milliseconds(kTtlMs / 2));
+  // Older than the TTL by now: refreshed by its live node.
+  EXPECT_EQ(listed.clients.count("alive"), 1u);
+  EXPECT_EQ(Stats(lives, "room").clients, 1u);
+}
+
+TEST_F(NatsPresenceTest, AnUnreachableServerAnswersFailedNeverAnEmptyList) {
+  NatsPresenceStore store(Options(server_->url()));
+  std::string error;
+  ASSERT_TRUE(store.Start(&error)) << error;
+  auto set = store.Open("room");
+  set->Add("c1", "u", "{}");
+  ASSERT_EQ(List(store, "room").clients.size(), 1u);
+  server_->Kill();
+  EXPECT_TRUE(List(store, "room").failed);
+  EXPECT_TRUE(Stats(store, "room").failed);
+  EXPECT_GE(store.counters()->read_errors.load(), 2u);
+  // A node that starts while the server is away serves, and answers failed.
+  NatsPresenceStore early(Options(server_->url()));
+  ASSERT_TRUE(early.Start(&error)) << error;
+  EXPECT_TRUE(List(early, "room").failed);
+}
+
+TEST_F(NatsPresenceTest, AServerThatComesBackWithoutTheBucketGetsItAndTheEntriesAgain) {
+  NatsPresenceStore::Options options = Options(server_->url());
+  options.memory_storage = true;  // lost with the server
+  NatsPresenceStore store(options);
+  std::string error;
+  ASSERT_TRUE(store.Start(&error)) << error;
+  auto set = store.Open("room");
+  set->Add("c1", "u", "{}");
+  ASSERT_EQ(List(store, "room").clients.size(), 1u);
+  server_->Kill();
+  server_->Run();
+  ASSERT_TRUE(server_->Ready());
+  // Reconnected: the bucket is made again and this node's entries put again.
+  Listed listed = List(store, "room");
+  const auto deadline = steady_clock::now() + std::chrono::seconds(15);
+  while ((listed.failed || listed.clients.count("c1") == 0) && steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(50));  // polling a condition, with a deadline
+    listed = List(store, "room");
+  }
+  EXPECT_FALSE(listed.failed);
+  EXPECT_EQ(listed.clients.count("c1"), 1u);
+}
+
+TEST_F(NatsPresenceTest, ABucketMadeWithAnotherTtlStopsStartUpNamingIt) {
+  NatsPresenceStore first(Options(server_->url(), 60000));
+  std::string error;
+  ASSERT_TRUE(first.Start(&error)) << error;
+  NatsPresenceStore other(Options(server_->url(), 5000));
+  EXPECT_FALSE(other.Start(&error));
+  EXPECT_NE(error.find("hermod_presence"), std::string::npos) << error;
+}
+
+}  // namespace
+}  // namespace hermod::store
