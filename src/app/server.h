@@ -28,6 +28,7 @@
 #include "net/tls.h"
 #include "proto/client_registry.h"
 #include "proto/client_session.h"
+#include "proxy/proxies.h"
 #include "ws/handshake.h"
 #include "ws/websocket_connection.h"
 
@@ -85,6 +86,7 @@ class Server {
   std::unique_ptr<broker::NatsBroker> broker_;
   // Connected clients: the API's info (clients, users) and its per-user actions.
   std::unique_ptr<proto::ClientRegistry> client_registry_;
+  std::unique_ptr<proxy::Proxies> proxies_;  // null: no proxy endpoint configured
   std::unique_ptr<proto::ClientContext> client_context_;
   // Connection limits shared by every loop (core/admission.h), built in Run.
   std::unique_ptr<core::Admission> admission_;
