@@ -2,7 +2,7 @@
 """Backend proxies, measured side by side in one run (docs/benchmarks.md, "Backend proxies").
 
 Starts hermod (the binary given) with a connect and an rpc proxy pointing at a trivial
-backend in this process (asyncio, HTTP/1.1 keep-alive, answers at once), and drives it with
+backend in a child process (asyncio, HTTP/1.1 keep-alive, answers at once), and drives it with
 raw WebSocket clients (asyncio, bounded concurrency):
 
 - connect: N connections, each a WebSocket upgrade, a `connect`, its reply, a close; once
@@ -23,6 +23,7 @@ import base64
 import hashlib
 import hmac
 import json
+import multiprocessing
 import os
 import re
 import signal
@@ -189,6 +190,15 @@ def start_hermod(binary, config, workers):
     raise RuntimeError("hermod did not start:\n" + log.decode(errors="replace"))
 
 
+def run_backend(ports):
+    """The backend in a process of its own: the clients' event loop does not serve it."""
+    async def serve():
+        server = await asyncio.start_server(backend_handler, "127.0.0.1", 0)
+        ports.put(server.sockets[0].getsockname()[1])
+        await server.serve_forever()
+    asyncio.run(serve())
+
+
 async def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--hermod", required=True)
@@ -198,8 +208,10 @@ async def main():
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
 
-    backend = await asyncio.start_server(backend_handler, "127.0.0.1", 0)
-    backend_port = backend.sockets[0].getsockname()[1]
+    ports = multiprocessing.Queue()
+    backend = multiprocessing.Process(target=run_backend, args=(ports,), daemon=True)
+    backend.start()
+    backend_port = ports.get(timeout=30)
     url = "http://127.0.0.1:%d" % backend_port
     config = {"token_hmac_secret_key": SECRET, "proxy_connect_endpoint": url + "/connect",
               "proxy_rpc_endpoint": url + "/rpc", "presence": True,
@@ -224,7 +236,8 @@ async def main():
             proc.wait(20)
         except subprocess.TimeoutExpired:
             proc.kill()
-        backend.close()
+        backend.terminate()
+        backend.join()
 
 
 if __name__ == "__main__":

@@ -363,6 +363,9 @@ void ClientSession::CompleteConnect(const Command& c, auth::TokenClaims claims,
       client_id_, context_.options.version,      static_cast<uint32_t>(ping / 1000),
       ping > 0,   TtlSeconds(claims.expires_at), std::move(subs)};
   result.data = data;
+  // The refresh proxy extends a proxied connection on the server's side: the client is not
+  // told its ttl, or the SDK would try to refresh it with a token it does not have.
+  if (refresh_by_proxy_ && Proxy(proxy::Kind::kRefresh)) result.ttl_s = 0;
   AppendConnectReply(*reply_, c.id, result);
   next_ping_ms_ = ping > 0 ? loop().now_ms() + ping : 0;
   ScheduleKeepalive();
