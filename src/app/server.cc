@@ -11,9 +11,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 
 #include "api/methods.h"
 #include "app/store_status.h"
+#include "app/proxy_metrics.h"
 #include "http/response.h"
 #include "log/fields.h"
 #include "metrics/hub_state.h"
@@ -189,6 +191,20 @@ void Server::Upgrade(http::HttpConnection& connection, http::Request& request, b
     auto* client = connection.Upgrade<proto::WebSocketTransport>(client_ws_options_, result,
                                                                  worker.ws_stats, *client_context_);
     if (admission_->enabled()) client->session().SetAdmitted(std::move(ip), must_recover);
+    if (proxies_ && !proxies_->forwarded_headers().empty()) {
+      // proxy_http_headers: the request's headers the backend proxies are sent, kept for
+      // the connection's calls (only those listed).
+      std::vector<std::string> forwarded;
+      for (const auto& [name, value] : request.headers) {
+        std::string lower = name;
+        for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        const auto& allow = proxies_->forwarded_headers();
+        if (std::find(allow.begin(), allow.end(), lower) != allow.end()) {
+          forwarded.push_back(name + ": " + value);
+        }
+      }
+      client->session().SetProxyHeaders(std::move(forwarded));
+    }
   }
 }
 
@@ -292,6 +308,12 @@ void Server::BuildMetrics() {
         }
       });
   if (nats_presence_ != nullptr) AddPresenceChecks(nats_presence_->counters());
+  if (proxies_) {
+    proxy::Proxies* proxies = proxies_.get();
+    health_->AddCheck([proxies] { return ProxiesHealth(*proxies); });
+    metrics_->AddRenderer(
+        [proxies](metrics::PrometheusText& text) { RenderProxies(*proxies, text); });
+  }
   if (broker_) {
     broker::Link* link = &broker_->link();
     health_->AddCheck([link] { return link->Health(); });
@@ -485,9 +507,11 @@ int Server::Run() {
   limits.retry_after_s = (config_.admission.retry_after.ms + 999) / 1000;
   admission_ = std::make_unique<core::Admission>(limits, count);
   client_registry_ = std::make_unique<proto::ClientRegistry>(count);
+  // The backend proxies' HTTP client thread starts here; it stops after the loops.
+  proxies_ = proxy::Proxies::FromConfig(config_, [] { return net::Loop::MonotonicMs(); });
   client_context_ = std::make_unique<proto::ClientContext>(proto::ClientContext{
       *hub_, channel_rules_, token_verifier_, proto::ClientOptions::FromConfig(config_),
-      client_registry_.get(), admission_.get()});
+      client_registry_.get(), admission_.get(), proxies_.get()});
   // The API's per-client methods: every loop looks the user up in its part of the registry.
   api_ = std::make_unique<api::ServerApi>(
       *hub_, channel_rules_, config_.api_key,
@@ -586,6 +610,7 @@ int Server::Run() {
   if (nats_presence_ != nullptr) nats_presence_->Stop();
   if (broker_) broker_->Stop();  // its receive thread posts to the loops: before they go
   if (nats_history_ != nullptr) nats_history_->Stop();  // so do its deliveries
+  if (proxies_) proxies_->Stop();  // its answers post to the loops too
   health_->Stop();
   spdlog::info("stopped");
   return 0;

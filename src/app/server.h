@@ -31,6 +31,7 @@
 #include "proto/client_session.h"
 #include "store/sqlite_store.h"
 #include "store/nats_presence.h"
+#include "proxy/proxies.h"
 #include "ws/handshake.h"
 #include "ws/websocket_connection.h"
 
@@ -101,6 +102,7 @@ class Server {
   store::NatsPresenceStore* nats_presence_ = nullptr;
   // Connected clients: the API's info (clients, users) and its per-user actions.
   std::unique_ptr<proto::ClientRegistry> client_registry_;
+  std::unique_ptr<proxy::Proxies> proxies_;  // null: no proxy endpoint configured
   std::unique_ptr<proto::ClientContext> client_context_;
   // Connection limits shared by every loop (core/admission.h), built in Run.
   std::unique_ptr<core::Admission> admission_;

@@ -39,6 +39,8 @@ Family FamilyOf(jwt_alg_t alg) {
   }
 }
 
+}  // namespace
+
 // Standard or URL-safe base64, padded or not (b64info).
 bool DecodeBase64(std::string_view in, std::string* out) {
   std::string s(in);
@@ -77,6 +79,8 @@ bool ReadInfo(simdjson::dom::object object, std::string* out) {
   return true;
 }
 
+namespace {
+
 bool ReadOverride(simdjson::dom::object object, std::string_view key, OverrideFlag* flag) {
   simdjson::dom::element value;
   if (object[key].get(value) != SUCCESS) return true;
@@ -87,6 +91,8 @@ bool ReadOverride(simdjson::dom::object object, std::string_view key, OverrideFl
   if (wrapper["value"].get(inner) != SUCCESS) return true;  // absent: false, as protobuf's
   return inner.get_bool().get(flag->value) == SUCCESS;
 }
+
+}  // namespace
 
 // `subs`: {"channel": {"info", "b64info", "data", "b64data", "override": {...}}}.
 bool ReadSubs(simdjson::dom::element subs, std::vector<TokenSubscription>* out) {
@@ -127,6 +133,8 @@ bool ReadSubs(simdjson::dom::element subs, std::vector<TokenSubscription>* out) 
   }
   return true;
 }
+
+namespace {
 
 bool AudienceMatches(simdjson::dom::element aud, std::string_view want) {
   std::string_view one;

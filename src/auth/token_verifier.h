@@ -12,6 +12,8 @@
 // it never expires. An `expire_at` already past makes the token expired, as `exp` would.
 #pragma once
 
+#include <simdjson.h>
+
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -50,6 +52,14 @@ struct TokenClaims {
   std::vector<TokenSubscription> subs;  // connection: the same, with per-channel options
   std::string channel;                  // subscription: the channel it grants
 };
+
+// The claims' shapes, shared with the connect proxy's result (proxy/), which has the same
+// fields. Standard or URL-safe base64, padded or not.
+bool DecodeBase64(std::string_view in, std::string* out);
+// `info` as raw JSON, or `b64info` decoded (it must be JSON); absent: *out untouched.
+bool ReadInfo(simdjson::dom::object object, std::string* out);
+// `subs`: {"channel": {"info", "b64info", "data", "b64data", "override": {...}}}.
+bool ReadSubs(simdjson::dom::element subs, std::vector<TokenSubscription>* out);
 
 struct TokenKeys {
   std::string hmac_secret;

@@ -94,6 +94,12 @@ const char* CheckNatsPrefix(std::string_view prefix) {
                   prefix.find("..") == std::string_view::npos;
   return ok ? nullptr : "subject tokens without spaces, '*' or '>'";
 }
+// A proxy endpoint: empty (off), or an http(s) URL.
+const char* CheckEndpoint(std::string_view url) {
+  return url.empty() || url.starts_with("http://") || url.starts_with("https://")
+             ? nullptr
+             : "an http:// or https:// URL, or empty (off)";
+}
 const char* CheckNamespaceName(std::string_view name) {
   return name.empty() || name.find(':') != std::string_view::npos ? "must be non-empty, without ':'"
                                                                   : nullptr;
@@ -141,6 +147,8 @@ void AddChannelFields(std::vector<Field>& fields, ChannelOptions& o) {
                     {"join_leave_batch_max", &o.join_leave_batch_max, 1, 10000},
                     {"publish_rate_limit", &o.publish_rate_limit, 0, kMaxRate},
                     {"publish_rate_burst", &o.publish_rate_burst, 1, kMaxRate},
+                    {"proxy_subscribe", &o.proxy_subscribe},
+                    {"proxy_publish", &o.proxy_publish},
                 });
 }
 
@@ -328,6 +336,33 @@ std::vector<Field> AllFields(Config& c) {
           {"broker_breaker.window", &c.broker_breaker.window, 1, kMaxMs},
           {"broker_breaker.open_timeout", &c.broker_breaker.open_timeout, 1, kMaxMs},
           {"broker_breaker.half_open_trials", &c.broker_breaker.half_open_trials, 1, kMaxRate},
+      });
+  // Backend proxies (src/proxy/).
+  constexpr uint64_t kMaxProxyMs = 600000;
+  fields.insert(
+      fields.end(),
+      {
+          Shaped("proxy_connect_endpoint", &c.proxy_connect_endpoint, CheckEndpoint),
+          {"proxy_connect_timeout", &c.proxy_connect_timeout, 1, kMaxProxyMs},
+          Shaped("proxy_refresh_endpoint", &c.proxy_refresh_endpoint, CheckEndpoint),
+          {"proxy_refresh_timeout", &c.proxy_refresh_timeout, 1, kMaxProxyMs},
+          Shaped("proxy_subscribe_endpoint", &c.proxy_subscribe_endpoint, CheckEndpoint),
+          {"proxy_subscribe_timeout", &c.proxy_subscribe_timeout, 1, kMaxProxyMs},
+          Shaped("proxy_publish_endpoint", &c.proxy_publish_endpoint, CheckEndpoint),
+          {"proxy_publish_timeout", &c.proxy_publish_timeout, 1, kMaxProxyMs},
+          Shaped("proxy_rpc_endpoint", &c.proxy_rpc_endpoint, CheckEndpoint),
+          {"proxy_rpc_timeout", &c.proxy_rpc_timeout, 1, kMaxProxyMs},
+          {"proxy_http_headers", &c.proxy_http_headers},
+          {"proxy_client.max_in_flight", &c.proxy_client.max_in_flight, 1, kMaxCount},
+          {"proxy_client.max_in_flight_per_connection",
+           &c.proxy_client.max_in_flight_per_connection, 1, 100000},
+          {"proxy_client.max_connections_per_endpoint",
+           &c.proxy_client.max_connections_per_endpoint, 1, 100000},
+          {"proxy_client.max_response_bytes", &c.proxy_client.max_response_bytes, 1024, kMaxBuffer},
+          {"proxy_breaker.failure_threshold", &c.proxy_breaker.failure_threshold, 1, kMaxRate},
+          {"proxy_breaker.window", &c.proxy_breaker.window, 1, kMaxMs},
+          {"proxy_breaker.open_timeout", &c.proxy_breaker.open_timeout, 1, kMaxMs},
+          {"proxy_breaker.half_open_trials", &c.proxy_breaker.half_open_trials, 1, kMaxRate},
       });
   AddChannelFields(fields, c.channel);
   return fields;
@@ -933,6 +968,15 @@ bool Validate(const Config& c, std::string* error) {
   auto check_channel = [&](const ChannelOptions& o, const std::string& where) {
     if (o.history_size > 0 && o.history_ttl.ms == 0) {
       return fail("config key " + where + "history_ttl: must be set when history_size is");
+    }
+    const std::pair<bool, const std::string*> proxies[] = {
+        {o.proxy_subscribe, &c.proxy_subscribe_endpoint},
+        {o.proxy_publish, &c.proxy_publish_endpoint}};
+    const char* names[] = {"proxy_subscribe", "proxy_publish"};
+    for (size_t i = 0; i < 2; ++i) {
+      if (proxies[i].first && proxies[i].second->empty()) {
+        return fail("config key " + where + names[i] + ": needs " + names[i] + "_endpoint");
+      }
     }
     return true;
   };

@@ -68,6 +68,11 @@ struct ChannelOptions {
   // shard lock); over it: error 111. Per channel, not per namespace in total: docs/delivery.md.
   uint64_t publish_rate_limit = 0;
   uint64_t publish_rate_burst = 10;
+  // Backend proxies (Centrifugo's names): a client's subscribe without a token and its
+  // publications go to the application over HTTP (proxy_subscribe_endpoint,
+  // proxy_publish_endpoint), which decides instead of the allow_* options.
+  bool proxy_subscribe = false;
+  bool proxy_publish = false;
 };
 
 struct Namespace {
@@ -297,6 +302,39 @@ struct Config {
     Duration open_timeout{5000};
     uint64_t half_open_trials = 1;
   } broker_breaker;
+  // Backend proxies (src/proxy/; Centrifugo v5's flat keys): each event of a client is POSTed
+  // as JSON to its endpoint (empty: off), answered within its timeout. connect: a connect
+  // without a token; refresh: an expiring connection proxied at connect; rpc: every `rpc`;
+  // subscribe, publish: the namespaces that turn them on.
+  std::string proxy_connect_endpoint;
+  Duration proxy_connect_timeout{1000};
+  std::string proxy_refresh_endpoint;
+  Duration proxy_refresh_timeout{1000};
+  std::string proxy_subscribe_endpoint;
+  Duration proxy_subscribe_timeout{1000};
+  std::string proxy_publish_endpoint;
+  Duration proxy_publish_timeout{1000};
+  std::string proxy_rpc_endpoint;
+  Duration proxy_rpc_timeout{1000};
+  // The client's HTTP request headers forwarded to every proxy request (none unless listed:
+  // Cookie, Authorization, X-Real-Ip, ...).
+  std::vector<std::string> proxy_http_headers;
+  // hermod's bounds on the proxies' HTTP client: requests in flight per endpoint and per
+  // client connection (past either: error 111, temporary), keep-alive connections kept per
+  // endpoint, and the largest answer read (past it: the call fails).
+  struct ProxyClient {
+    uint64_t max_in_flight = 4096;
+    uint64_t max_in_flight_per_connection = 16;
+    uint64_t max_connections_per_endpoint = 64;
+    uint64_t max_response_bytes = 1 << 20;
+  } proxy_client;
+  // The circuit breaker of each proxy endpoint (core/circuit_breaker.h), as broker_breaker.
+  struct ProxyBreaker {
+    uint64_t failure_threshold = 10;
+    Duration window{10000};
+    Duration open_timeout{5000};
+    uint64_t half_open_trials = 1;
+  } proxy_breaker;
   ChannelOptions channel;             // channels outside any namespace
   std::vector<Namespace> namespaces;  // JSON only (no environment form)
 };

@@ -229,7 +229,7 @@ bool ClientSession::Handle(const Command& c) {
   }
   switch (c.method) {
     case Method::kConnect:
-      if (connected_) {
+      if (connected_ || connecting_) {
         Disconnect(kDisconnectBadRequest);
         return false;
       }
@@ -262,7 +262,7 @@ bool ClientSession::Handle(const Command& c) {
     case Method::kSend:
       break;  // no reply; nothing handles async messages yet
     case Method::kRpc:
-      ReplyError(c.id, ErrorCode::kNotAvailable);
+      HandleRpc(c);
       break;
     case Method::kUnknown:
       ReplyError(c.id, ErrorCode::kMethodNotFound);
@@ -320,15 +320,24 @@ void ClientSession::HandleConnect(const Command& c) {
     }
     // Logged by Disconnect, with its code and reason.
     if (status != auth::TokenStatus::kOk) return Disconnect(kDisconnectInvalidToken);
+  } else if (Proxy(proxy::Kind::kConnect)) {
+    // The backend says who this is, for a client id it is told now (the connection keeps it).
+    client_id_ = NewClientId();
+    return ProxyConnect(c);
   } else if (!context_.options.allow_anonymous) {
     LogAuthFailure(ErrorCode::kUnauthorized, "no connection token, anonymous not allowed");
     return ReplyError(c.id, ErrorCode::kUnauthorized);
   }
+  CompleteConnect(c, std::move(claims));
+}
+
+void ClientSession::CompleteConnect(const Command& c, auth::TokenClaims claims,
+                                    std::string_view data) {
   const CommandGuard::Verdict admitted =
       guard_.AdmitConnect(c, loop(), context_.admission, claims.user);
   if (admitted.kind != CommandGuard::Verdict::kPass) return Refuse(c, admitted);
   connected_ = true;
-  client_id_ = NewClientId();
+  if (client_id_.empty()) client_id_ = NewClientId();  // a proxied connect named it already
   user_ = std::move(claims.user);
   info_ = ClientInfoJson(user_, client_id_, claims.info);
   if (context_.registry) {
@@ -383,6 +392,10 @@ void ClientSession::HandleConnect(const Command& c) {
   ConnectResult result{
       client_id_, context_.options.version,      static_cast<uint32_t>(ping / 1000),
       ping > 0,   TtlSeconds(claims.expires_at), std::move(subs)};
+  result.data = data;
+  // The refresh proxy extends a proxied connection on the server's side: the client is not
+  // told its ttl, or the SDK would try to refresh it with a token it does not have.
+  if (refresh_by_proxy_ && Proxy(proxy::Kind::kRefresh)) result.ttl_s = 0;
   AppendConnectReply(*reply_, c.id, result);
 }
 
@@ -586,9 +599,19 @@ void ClientSession::SendRecovered(uint32_t id, std::string_view channel, uint64_
 void ClientSession::HandleSubscribe(const Command& c) {
   const config::ChannelOptions* options = ChannelOptionsOrReply(c);
   if (!options) return;
-  if (FindSubscription(c.channel)) return ReplyError(c.id, ErrorCode::kAlreadySubscribed);
-  if (subscriptions_.size() >= context_.options.channel_limit) {
+  if (FindSubscription(c.channel) ||
+      std::find(pending_subscribes_.begin(), pending_subscribes_.end(), c.channel) !=
+          pending_subscribes_.end()) {
+    return ReplyError(c.id, ErrorCode::kAlreadySubscribed);
+  }
+  if (subscriptions_.size() + pending_subscribes_.size() >= context_.options.channel_limit) {
     return ReplyError(c.id, ErrorCode::kLimitExceeded);
+  }
+  // Centrifugo: the subscribe proxy decides for subscriptions without a token, except on
+  // user-limited channels (the channel name says who may).
+  if (c.token.empty() && options->proxy_subscribe && Proxy(proxy::Kind::kSubscribe) &&
+      !(options->allow_user_limited_channels && core::ChannelRules::IsUserLimited(c.channel))) {
+    return ProxySubscribe(c, *options);
   }
   int64_t expires_at = 0;
   std::string chan_info;
@@ -617,30 +640,43 @@ void ClientSession::HandleSubscribe(const Command& c) {
     }
     if (!allowed) return ReplyError(c.id, ErrorCode::kPermissionDenied);
   }
-  const bool recoverable = options->history_size > 0 && (c.recoverable || options->force_recovery);
+  SubscribeAllowed({c.id, c.channel, c.recoverable, c.recover, c.offset, c.epoch, c.join_leave},
+                   *options, expires_at, chan_info);
+}
+
+void ClientSession::SubscribeAllowed(const SubscribeAsk& ask,
+                                     const config::ChannelOptions& namespace_options,
+                                     int64_t expires_at, std::string_view chan_info,
+                                     std::unique_ptr<config::ChannelOptions> overridden,
+                                     std::string_view data) {
+  const config::ChannelOptions* options = overridden ? overridden.get() : &namespace_options;
+  const bool recoverable =
+      options->history_size > 0 && (ask.recoverable || options->force_recovery);
   // An engine that recovers later answers through the loop (the memory engine never does),
   // and so does a cluster node whose subscription to the channel is on its way to NATS.
   core::Hub::SubscribeDone later;
   uint64_t recovery = 0;
-  const bool was_recovering = recoverable && c.recover;
+  const bool was_recovering = recoverable && ask.recover;
   if ((was_recovering && !context_.hub.history_inline()) || context_.hub.clustered()) {
     recovery = ++recoveries_;
     later = Later<core::Hub::SubscribeResult>(
-        [id = c.id, channel = std::string(c.channel), recovery, expires_at, was_recovering](
+        [id = ask.id, channel = std::string(ask.channel), recovery, expires_at, was_recovering](
             ClientSession& session, core::Hub::SubscribeResult result) {
           session.SendRecovered(id, channel, recovery, expires_at, was_recovering,
                                 std::move(result));
         });
   }
+  const bool join_leave = ask.join_leave || options->force_push_join_leave;
   core::Hub::SubscribeResult result =
-      AddSubscription(c.channel, *options, recoverable, c.recover, {c.offset, std::string(c.epoch)},
-                      c.join_leave || options->force_push_join_leave, expires_at, chan_info,
-                      nullptr, ReplyRoom(), std::move(later));
+      AddSubscription(ask.channel, namespace_options, recoverable, ask.recover,
+                      {ask.offset, std::string(ask.epoch)}, join_leave, expires_at, chan_info,
+                      std::move(overridden), ReplyRoom(), std::move(later));
   if (result.pending) {
     subscriptions_.back()->recovery = recovery;  // its completion runs on this loop, later
     return;
   }
-  AppendSubscribeReply(*reply_, c.id, result, recoverable && c.recover, TtlSeconds(expires_at));
+  AppendSubscribeReply(*reply_, ask.id, result, recoverable && ask.recover, TtlSeconds(expires_at),
+                       data);
 }
 
 void ClientSession::HandleSubRefresh(const Command& c) {
@@ -690,6 +726,8 @@ void ClientSession::UnsubscribeFromServer(std::string_view channel) {
 }
 
 void ClientSession::HandleUnsubscribe(const Command& c) {
+  // A subscribe still waiting for the subscribe proxy ends here: its answer subscribes nothing.
+  std::erase(pending_subscribes_, c.channel);
   auto it = std::find_if(subscriptions_.begin(), subscriptions_.end(),
                          [&](const auto& s) { return s->channel == c.channel; });
   if (it != subscriptions_.end()) {
@@ -733,19 +771,28 @@ void ClientSession::HandlePublish(const Command& c) {
   const config::ChannelOptions* options = ChannelOptionsOrReply(c);
   if (!options) return;
   if (c.data.empty()) return ReplyError(c.id, ErrorCode::kBadRequest);
-  const ClientSubscription* subscription = FindSubscription(c.channel);
-  const bool allowed =
-      options->allow_publish_for_client || (options->allow_publish_for_subscriber && subscription);
+  // The publish proxy decides instead of the namespace's rules (and may rewrite data).
+  if (options->proxy_publish && Proxy(proxy::Kind::kPublish)) return ProxyPublish(c, *options);
+  const bool allowed = options->allow_publish_for_client ||
+                       (options->allow_publish_for_subscriber && FindSubscription(c.channel));
   if (!allowed) return ReplyError(c.id, ErrorCode::kPermissionDenied);
+  PublishAllowed(c.id, c.channel, *options, c.data);
+}
+
+void ClientSession::PublishAllowed(uint32_t id, std::string_view channel,
+                                   const config::ChannelOptions& options_ref,
+                                   std::string_view data) {
+  const config::ChannelOptions* options = &options_ref;
+  const ClientSubscription* subscription = FindSubscription(channel);
   // A subscriber publishes with its channel info (chan_info), as Centrifugo does. Refused
   // by the namespace's publish_rate_limit (the channel's bucket in the hub, node-wide), or
   // while a loop the channel reaches is over its inbox budget (publisher backpressure): 111
   // is temporary, the SDK's publish may be retried.
-  core::Hub::PublishRequest request{c.channel, options, c.data,
+  core::Hub::PublishRequest request{channel, options, data,
                                     subscription ? subscription->client_info(info_) : info_};
   if (!context_.hub.history_inline()) {
-    request.done = Later<core::Hub::PublishResult>(
-        [id = c.id](ClientSession& session, core::Hub::PublishResult r) {
+    request.done =
+        Later<core::Hub::PublishResult>([id](ClientSession& session, core::Hub::PublishResult r) {
           std::string reply;
           r ? AppendEmptyReply(reply, id, "publish")
             : AppendError(reply, id, PublishRefusalCode(r.refusal));
@@ -758,9 +805,9 @@ void ClientSession::HandlePublish(const Command& c) {
     if (published.refusal == core::Hub::Refusal::kRateLimit) {
       loop().stats().guard.Count(stats::Refusal::kLimitedChannel);
     }
-    return ReplyError(c.id, PublishRefusalCode(published.refusal));
+    return ReplyError(id, PublishRefusalCode(published.refusal));
   }
-  AppendEmptyReply(*reply_, c.id, "publish");
+  AppendEmptyReply(*reply_, id, "publish");
 }
 
 void ClientSession::HandlePresence(const Command& c, bool stats) {
@@ -865,5 +912,9 @@ void ClientSession::HandleHistory(const Command& c) {
   }
   AppendHistoryReply(*reply_, c.id, result);
 }
+
+// proxy.cc's calls answer through Later too.
+template core::Completion<proxy::Reply> ClientSession::Later<proxy::Reply>(
+    std::function<void(ClientSession&, proxy::Reply)> fn);
 
 }  // namespace hermod::proto

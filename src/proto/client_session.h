@@ -49,6 +49,7 @@
 #include "proto/command_guard.h"
 #include "proto/encode.h"
 #include "proto/transport.h"
+#include "proxy/proxies.h"
 
 namespace hermod::proto {
 
@@ -60,6 +61,7 @@ struct ClientContext {
   ClientOptions options;
   ClientRegistry* registry = nullptr;    // null: not counted nor found by user
   core::Admission* admission = nullptr;  // null: no admission limits
+  proxy::Proxies* proxies = nullptr;     // null: no backend proxies configured
 };
 
 class ClientSession {
@@ -93,6 +95,9 @@ class ClientSession {
   // The API's refresh: expired disconnects now (3005); else expire_at (wall clock s, 0:
   // never) becomes the connection's expiry.
   void RefreshFromServer(bool expired, int64_t expire_at);
+  // The client's HTTP request headers that proxy_http_headers forwards to the backend
+  // proxies ("Name: value" lines), kept for the connection's proxy calls.
+  void SetProxyHeaders(std::vector<std::string> headers) { proxy_headers_ = std::move(headers); }
 
  private:
   struct ClientSubscription : TransportSubscription {
@@ -146,12 +151,55 @@ class ClientSession {
   void HandlePresence(const Command& c, bool stats);
   void HandleHistory(const Command& c);
   void ReplyError(uint32_t id, ErrorCode code);
+  // The rest of a connect once its credentials are known (a token's claims, or the connect
+  // proxy's result): admission, server-side subscriptions, the reply (with `data`).
+  void CompleteConnect(const Command& c, auth::TokenClaims claims, std::string_view data = {});
+
+  // Backend proxies (proxy/proxies.h, proxy.cc). Each call leaves on the proxy client's
+  // thread and its answer comes back through this loop (Later); the reply leaves then.
+  proxy::Endpoint* Proxy(proxy::Kind kind) const {
+    return context_.proxies ? context_.proxies->endpoint(kind) : nullptr;
+  }
+  proxy::ClientFields ProxyFields() const { return {client_id_, user_}; }
+  // Sends a call; false (and nothing sent) past proxy_client.max_in_flight_per_connection.
+  bool CallProxy(proxy::Kind kind, std::string body,
+                 std::function<void(ClientSession&, proxy::Reply)> answer);
+  // A reply of a call answered later: builds it into a buffer of its own (fn appends to
+  // reply_ as a handler does) and sends it, unless the client is gone meanwhile.
+  void AnswerLater(const std::function<void()>& fn);
+  // The backend's error or disconnect, or a failed call (error 100, temporary; 111 when the
+  // endpoint had too many calls out): replies or disconnects and returns true; false for a
+  // result, which the caller carries out.
+  bool ProxyRefused(uint32_t id, const proxy::Reply& reply);
+  void ProxyConnect(const Command& c);
+  void HandleRpc(const Command& c);
+  void ProxySubscribe(const Command& c, const config::ChannelOptions& options);
+  void ProxyPublish(const Command& c, const config::ChannelOptions& options);
+  void ProxyRefresh();
+  // A subscribe the namespace's rules or the subscribe proxy allowed: subscribes and
+  // replies (now, or when an engine recovers later).
+  struct SubscribeAsk {
+    uint32_t id = 0;
+    std::string_view channel;
+    bool recoverable = false;  // the client's
+    bool recover = false;
+    uint64_t offset = 0;
+    std::string_view epoch;
+    bool join_leave = false;
+  };
+  void SubscribeAllowed(const SubscribeAsk& ask, const config::ChannelOptions& options,
+                        int64_t expires_at, std::string_view chan_info,
+                        std::unique_ptr<config::ChannelOptions> overridden = nullptr,
+                        std::string_view data = {});
+  // The publish a namespace's rules or the publish proxy allowed.
+  void PublishAllowed(uint32_t id, std::string_view channel, const config::ChannelOptions& options,
+                      std::string_view data);
   // The bytes one more reply may take: the connection's write budget (websocket.
   // max_write_buffer_bytes, which bounds pushes too) less what is queued and what this
   // message's replies already hold. A history or presence reply that would pass it is cut
   // short or refused with 106 before it is built; past the budget the connection would be
   // cut (3008), and a message of many such commands would pin their sum in memory.
-  size_t ReplyRoom() const { return RoomBeside(reply_->size()); }
+  size_t ReplyRoom() const { return RoomBeside(reply_ ? reply_->size() : 0); }
   // The same room beside `pending` reply bytes not yet queued (0: a reply sent on its own,
   // as one a store engine answers later).
   size_t RoomBeside(size_t pending) const;
@@ -232,6 +280,15 @@ class ClientSession {
   CommandGuard guard_;
   std::shared_ptr<const void> alive_;                // see Later
   uint64_t recoveries_ = 0;                          // ClientSubscription::recovery's last value
+  // Backend proxies: the forwarded request headers, the calls out now, a connect waiting
+  // for the connect proxy, the subscribes waiting for the subscribe proxy, whether the
+  // refresh proxy decides this connection's expiry (it was connected by the proxy).
+  std::vector<std::string> proxy_headers_;
+  uint32_t proxy_in_flight_ = 0;
+  bool connecting_ = false;
+  bool refresh_by_proxy_ = false;
+  bool refreshing_ = false;
+  std::vector<std::string> pending_subscribes_;
   std::unique_ptr<PendingConnect> pending_connect_;  // while a connect waits for recoveries
 };
 

@@ -118,6 +118,8 @@ bool ReadRequest(od::object request, Command* c) {
       e = v.get_string().get(c->token);
     } else if (key == "data") {
       e = RawJson(v, &c->data);
+    } else if (key == "method" && c->method == Method::kRpc) {
+      e = v.get_string().get(c->rpc_method);
     } else if (key == "epoch") {
       e = v.get_string().get(c->epoch);
     } else if (key == "offset") {

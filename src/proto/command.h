@@ -53,7 +53,8 @@ struct Command {
   Method method = Method::kPong;
   std::string_view channel;
   std::string_view token;
-  std::string_view data;  // raw JSON of `data`, empty when absent
+  std::string_view data;        // raw JSON of `data`, empty when absent
+  std::string_view rpc_method;  // rpc: `method`
   std::string_view epoch;
   uint64_t offset = 0;
   bool recover = false;

@@ -123,6 +123,27 @@ void AppendError(std::string& out, uint32_t id, ErrorCode code) {
   out += "}}";
 }
 
+void AppendBackendError(std::string& out, uint32_t id, uint32_t code, std::string_view message,
+                        bool temporary) {
+  AppendId(out, id);
+  out += ",\"error\":{\"code\":";
+  out += std::to_string(code);
+  out += ",\"message\":";
+  AppendJsonString(out, message);
+  if (temporary) out += ",\"temporary\":true";
+  out += "}}";
+}
+
+void AppendRpcReply(std::string& out, uint32_t id, std::string_view data) {
+  AppendId(out, id);
+  out += ",\"rpc\":{";
+  if (!data.empty()) {
+    out += "\"data\":";
+    out += data;
+  }
+  out += "}}";
+}
+
 void AppendConnectReply(std::string& out, uint32_t id, const ConnectResult& r) {
   AppendId(out, id);
   out += ",\"connect\":{\"client\":";
@@ -135,6 +156,10 @@ void AppendConnectReply(std::string& out, uint32_t id, const ConnectResult& r) {
     out += std::to_string(r.ping_s);
   }
   if (r.pong) out += ",\"pong\":true";
+  if (!r.data.empty()) {
+    out += ",\"data\":";
+    out += r.data;
+  }
   if (!r.subs.empty()) {
     out += ",\"subs\":{";
     for (size_t i = 0; i < r.subs.size(); ++i) {
@@ -207,10 +232,10 @@ void AppendSubscribeResult(std::string& out, const core::Hub::SubscribeResult& r
 }
 
 void AppendSubscribeReply(std::string& out, uint32_t id, const core::Hub::SubscribeResult& r,
-                          bool was_recovering, int64_t ttl_s) {
+                          bool was_recovering, int64_t ttl_s, std::string_view data) {
   AppendId(out, id);
   out += ",\"subscribe\":";
-  AppendSubscribeResult(out, r, was_recovering, ttl_s);
+  AppendSubscribeResult(out, r, was_recovering, ttl_s, data);
   out += '}';
 }
 

@@ -24,6 +24,11 @@ std::string ClientInfoJson(std::string_view user, std::string_view client,
                            std::string_view conn_info = {}, std::string_view chan_info = {});
 
 void AppendError(std::string& out, uint32_t id, ErrorCode code);
+// An error the application chose (a backend proxy's answer: code 400..1999).
+void AppendBackendError(std::string& out, uint32_t id, uint32_t code, std::string_view message,
+                        bool temporary);
+// `{"id":N,"rpc":{"data":..}}`: data is raw JSON, left out when empty.
+void AppendRpcReply(std::string& out, uint32_t id, std::string_view data);
 
 // A server-side subscription's result, as the connect reply's `subs` carries it.
 struct ServerSubscription {
@@ -40,6 +45,7 @@ struct ConnectResult {
   bool pong = false;
   int64_t ttl_s = 0;  // > 0: the token expires (`expires`, `ttl`)
   std::vector<ServerSubscription> subs;
+  std::string_view data;  // raw JSON (the connect proxy's `data`); empty when absent
 };
 void AppendConnectReply(std::string& out, uint32_t id, const ConnectResult& result);
 // `refresh` (client, version, expires, ttl) and `sub_refresh` (expires, ttl).
@@ -49,7 +55,7 @@ void AppendSubRefreshReply(std::string& out, uint32_t id, int64_t ttl_s);
 void AppendSubscribeResult(std::string& out, const core::Hub::SubscribeResult& r,
                            bool was_recovering, int64_t ttl_s = 0, std::string_view data = {});
 void AppendSubscribeReply(std::string& out, uint32_t id, const core::Hub::SubscribeResult& r,
-                          bool was_recovering, int64_t ttl_s = 0);
+                          bool was_recovering, int64_t ttl_s = 0, std::string_view data = {});
 // `{"id":N,"<method>":{}}`: unsubscribe, publish.
 void AppendEmptyReply(std::string& out, uint32_t id, std::string_view method);
 void AppendHistoryReply(std::string& out, uint32_t id, const core::Hub::HistoryResult& r);

@@ -4,8 +4,8 @@
 
 #include <cassert>
 
-#include "stats/loop_metrics.h"
 #include "proto/client_session.h"
+#include "stats/loop_metrics.h"
 
 namespace hermod::proto {
 
@@ -37,7 +37,14 @@ void ClientSession::OnKeepalive() {
   if (!connected_) {
     if (stale_deadline_ms_ != 0 && now >= stale_deadline_ms_) return Disconnect(kDisconnectStale);
   } else {
-    if (expire_ms_ != 0 && now >= expire_ms_) return Disconnect(kDisconnectExpired);
+    if (expire_ms_ != 0 && now >= expire_ms_) {
+      // A connection the connect proxy made asks the refresh proxy whether it lives on.
+      if (refresh_by_proxy_ && Proxy(proxy::Kind::kRefresh)) {
+        ProxyRefresh();
+      } else {
+        return Disconnect(kDisconnectExpired);
+      }
+    }
     if (awaiting_pong_ && now >= pong_deadline_ms_) return Disconnect(kDisconnectNoPong);
     if (!awaiting_pong_ && next_ping_ms_ != 0 && now >= next_ping_ms_) {
       // Subscription tokens are checked at ping time: expiry is seen within one interval.

@@ -372,7 +372,8 @@ class ReadmeTest(h.HermodTestCase):
         self.addCleanup(nats.stop)
         exposed = set()
         for config in ({}, {"broker": "nats", "presence_engine": "nats",
-                            "nats": {"url": nats.url}}):
+                            "nats": {"url": nats.url}},
+                       {"proxy_rpc_endpoint": "http://127.0.0.1:9/rpc"}):
             server = self.start_server(config)
             r = h.http_exchange(server.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
             exposed |= set(re.findall(r"^# TYPE (\S+)", r.body.decode(), re.M))
