@@ -31,7 +31,8 @@ Loop::Loop(int index, size_t read_buffer_bytes, Clock clock)
       now_ms_(clock()),
       timers_(now_ms_),
       read_buffer_(new uint8_t[read_buffer_bytes]),
-      read_buffer_size_(read_buffer_bytes) {
+      read_buffer_size_(read_buffer_bytes),
+      cork_(new char[kCorkBytes]) {
   if (epoll_fd_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
   if (!Add(mailbox_.fd(), EPOLLIN, &wakeup_)) {
     throw std::system_error(errno, std::generic_category(), "epoll_ctl add (mailbox)");
