@@ -12,6 +12,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "net/syscalls.h"
+
 namespace hermod::net {
 
 Connection::Connection(Loop& loop, int fd, SSL* ssl) : loop_(loop), fd_(fd), ssl_(ssl) {
@@ -165,7 +167,7 @@ void Connection::DropCork() {
 void Connection::WriteCork() {
   const size_t len = loop_.cork_len_;
   loop_.cork_len_ = 0;
-  ssize_t n = send(fd_, loop_.cork_.get(), len, MSG_NOSIGNAL);
+  ssize_t n = sys::Send(fd_, loop_.cork_.get(), len, MSG_NOSIGNAL);
   if (n < 0) {
     if (errno != EAGAIN && errno != EINTR) {
       Close();
@@ -345,7 +347,7 @@ void Connection::OnEvents(uint32_t events) {
 ssize_t Connection::ReadSome(uint8_t* buffer, size_t size, bool* again) {
   *again = false;
   if (ssl_ == nullptr) {
-    ssize_t n = recv(fd_, buffer, size, 0);
+    ssize_t n = sys::Recv(fd_, buffer, size);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) *again = true;
     return n;
   }
@@ -483,11 +485,11 @@ void Connection::FlushJoined(const JoinSpec& spec) {
 }
 
 ssize_t Connection::WriteV(const iovec* iov, int count) {
-  if (count == 1) return send(fd_, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+  if (count == 1) return sys::Send(fd_, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
   msghdr message{};
   message.msg_iov = const_cast<iovec*>(iov);
   message.msg_iovlen = static_cast<size_t>(count);
-  return sendmsg(fd_, &message, MSG_NOSIGNAL);
+  return sys::SendMsg(fd_, &message, MSG_NOSIGNAL);
 }
 
 // TLS does not join: a retried SSL_write must be given the same leading bytes, and a joined
