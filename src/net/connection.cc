@@ -386,7 +386,10 @@ void Connection::HandleReadable() {
       // written right after the read is handled (see connection.h).
       const bool cork = ssl_ == nullptr && loop_.cork_owner_ == nullptr &&
                         !(state_ & (kWantWrite | kDraining | kSlow)) && (!out_ || out_->empty());
-      if (cork) loop_.cork_owner_ = this;
+      if (cork) {
+        loop_.cork_owner_ = this;
+        loop_.cork_join_at_ = Loop::kNoJoin;  // nothing corked yet to join
+      }
       OnData(buffer, static_cast<size_t>(n));
       if (Corked()) {
         loop_.cork_owner_ = nullptr;

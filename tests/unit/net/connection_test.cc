@@ -693,7 +693,15 @@ TEST(DirectWrite, PushesAndRepliesKeepTheQueuesLaneOrder) {
 TEST(DirectWrite, JoinableRepliesAreJoinedInTheCork) {
   Loop loop(0, 4096);
   Pair pair;
-  auto* c = new Scripted(loop, pair.server, [](Scripted& self, std::string_view) {
+  auto* c = new Scripted(loop, pair.server, [](Scripted& self, std::string_view request) {
+    if (request == "y") {
+      self.Send("<1>", "a", Lane::kControl, true);
+      return;
+    }
+    if (request == "z") {
+      self.Send("<2>", "bb", Lane::kControl, true);
+      return;
+    }
     self.Send("<1>", "a", Lane::kControl, true);
     self.Send("<2>", "bb", Lane::kControl, true);
     self.Send("<10>", std::string(10, 'c'), Lane::kControl, true);  // the header grows
@@ -705,6 +713,13 @@ TEST(DirectWrite, JoinableRepliesAreJoinedInTheCork) {
   EXPECT_EQ(Drain(loop, pair, *c), "<15>a\nbb\n" + std::string(10, 'c') + "raw<1>d");
   EXPECT_EQ(loop.stats().frames_joined, 1u);
   EXPECT_EQ(loop.stats().messages_joined, 3u);
+  // The next read's replies start a cork of their own: nothing joins what already left.
+  ASSERT_EQ(write(pair.peer, "y", 1), 1);
+  loop.Run();
+  EXPECT_EQ(Drain(loop, pair, *c), "<1>a");
+  ASSERT_EQ(write(pair.peer, "z", 1), 1);
+  loop.Run();
+  EXPECT_EQ(Drain(loop, pair, *c), "<2>bb");
 }
 
 TEST(DirectWrite, CloseAfterFlushWritesTheCorkFirstAndCloseDropsIt) {
