@@ -12,6 +12,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "net/syscalls.h"
+
 namespace hermod::net {
 
 Connection::Connection(Loop& loop, int fd, SSL* ssl) : loop_(loop), fd_(fd), ssl_(ssl) {
@@ -24,7 +26,11 @@ Connection::Connection(Loop& loop, int fd, SSL* ssl) : loop_(loop), fd_(fd), ssl
 }
 
 Connection::Connection(Connection& from)
-    : loop_(from.loop_), fd_(from.fd_), ssl_(from.ssl_), out_(std::move(from.out_)) {
+    : loop_(from.loop_),
+      fd_(from.fd_),
+      ssl_(from.ssl_),
+      // What `from` corked (the handshake's answer) leaves first, from the queue taken over.
+      out_((from.SpillCork(), std::move(from.out_))) {
   state_ = from.state_ & (kWantWrite | kTlsWriteWantsRead | kTlsReadWantsWrite);
   from.fd_ = -1;
   from.ssl_ = nullptr;
@@ -87,6 +93,7 @@ std::string Connection::PeerIp() const {
 
 void Connection::SlowConsumer(stats::SlowReason reason) {
   state_ |= kSlow;
+  DropCork();  // replies not begun, dropped as the queue's unsent items are
   ++loop_.stats().slow_consumer_disconnects[reason];
   if (reason == stats::SlowReason::kOverflow) ++loop_.stats().write_overflow;
   if (out_) {
@@ -101,9 +108,109 @@ void Connection::SlowConsumer(stats::SlowReason reason) {
   OnSlowConsumer();
 }
 
+void Connection::CorkAppend(std::string_view head, std::string_view body, bool joinable) {
+  char* const cork = loop_.cork_.get();
+  size_t& len = loop_.cork_len_;
+  const size_t at = loop_.cork_join_at_;
+  const size_t old_head = loop_.cork_join_head_;
+  const size_t old_payload = len - at - old_head;  // meaningful when at != kNoJoin
+  const size_t payload = old_payload + 1 + body.size();
+  const auto join_header =
+      joinable && at != Loop::kNoJoin && payload <= loop_.send_limits().join_max_bytes
+          ? JoinHeader()
+          : nullptr;
+  if (join_header != nullptr) {
+    // The last corked frame is a joinable message: this one joins it, newline-separated, as
+    // the queue's joining gather would have joined the two (a new header, the payloads).
+    char header[JoinSpec::kMaxJoinHeader];
+    const size_t new_head = join_header(payload, header);
+    if (new_head != old_head) std::memmove(cork + at + new_head, cork + at + old_head, old_payload);
+    std::memcpy(cork + at, header, new_head);
+    char* out = cork + at + new_head + old_payload;
+    *out++ = '\n';
+    if (!body.empty()) std::memcpy(out, body.data(), body.size());
+    len = at + new_head + payload;
+    loop_.cork_join_head_ = new_head;
+    // As the joining flush counts: a joined message, and every message it carries.
+    if (++loop_.cork_join_messages_ == 2) {
+      ++loop_.stats_.frames_joined;
+      ++loop_.stats_.messages_joined;
+    }
+    ++loop_.stats_.messages_joined;
+    return;
+  }
+  loop_.cork_join_at_ = joinable ? len : Loop::kNoJoin;
+  loop_.cork_join_head_ = head.size();
+  loop_.cork_join_messages_ = 1;
+  if (!head.empty()) std::memcpy(cork + len, head.data(), head.size());
+  if (!body.empty()) std::memcpy(cork + len + head.size(), body.data(), body.size());
+  len += head.size() + body.size();
+}
+
+void Connection::SpillCork() {
+  if (!Corked()) return;
+  loop_.cork_owner_ = nullptr;
+  const size_t len = loop_.cork_len_;
+  loop_.cork_len_ = 0;
+  if (len == 0) return;
+  // The queue is empty (the cork exists only while it is): the bytes go first.
+  Queue().Append({loop_.cork_.get(), len});
+  loop_.NeedsFlush(this);
+}
+
+void Connection::DropCork() {
+  if (!Corked()) return;
+  loop_.cork_owner_ = nullptr;
+  loop_.cork_len_ = 0;
+}
+
+void Connection::WriteCork() {
+  const size_t len = loop_.cork_len_;
+  loop_.cork_len_ = 0;
+  ssize_t n = sys::Send(fd_, loop_.cork_.get(), len, MSG_NOSIGNAL);
+  if (n < 0) {
+    if (errno != EAGAIN && errno != EINTR) {
+      Close();
+      return;
+    }
+    n = 0;
+  }
+  loop_.stats().bytes_written += static_cast<uint64_t>(n);
+  if (static_cast<size_t>(n) == len) {
+    // As a flush that drained the queue: a protocol writing a long answer queues more.
+    if (!(state_ & (kDraining | kLingering | kSlow)) && OnDrained() && !(state_ & kClosed)) {
+      Flush();
+    }
+    return;
+  }
+  // The socket is full: the rest waits in the queue, a begun frame as the half-sent item.
+  const char* rest = loop_.cork_.get() + n;
+  if (n == 0) {
+    Queue().Append({rest, len});
+  } else {
+    Queue().AppendBegun(rest, len - static_cast<size_t>(n));
+  }
+  Settle();
+}
+
 SendStatus Connection::Send(std::string_view head, std::string_view body, Lane lane,
                             bool joinable) {
   if (state_ & (kClosed | kLingering)) return SendStatus::kDropped;
+  if (Corked()) {
+    const size_t total = head.size() + body.size();
+    if (total == 0) {  // nothing to write, but a flush (and OnDrained) as a queued send gets
+      loop_.NeedsFlush(this);
+      return SendStatus::kQueued;
+    }
+    // Joining may grow the joined message's header by up to kMaxJoinHeader bytes.
+    const size_t room = loop_.cork_len_ + total + JoinSpec::kMaxJoinHeader;
+    if (lane == Lane::kControl && room <= Loop::kCorkBytes &&
+        loop_.cork_len_ + total + OutputQueue::kItemOverhead <= loop_.send_limits().max_bytes) {
+      CorkAppend(head, body, joinable);
+      return SendStatus::kQueued;
+    }
+    SpillCork();
+  }
   OutputQueue& out = Queue();
   out.Append(head, body, lane, joinable);
   if (out.cost() > loop_.send_limits().max_bytes) {
@@ -121,6 +228,7 @@ SendStatus Connection::Send(std::string_view head, std::string_view body, Lane l
 SendStatus Connection::SendShared(Chunk* chunk, size_t offset, size_t len, PushClass push,
                                   uint8_t join_head) {
   if (state_ & (kClosed | kLingering | kSlow)) return SendStatus::kDropped;
+  if (Corked()) SpillCork();  // a push to the connection reading now: judged with its replies
   const SendLimits& limits = loop_.send_limits();
   const Lane lane = LaneOf(push.priority);
   const size_t p = static_cast<size_t>(push.priority);
@@ -172,6 +280,7 @@ SendStatus Connection::SendShared(Chunk* chunk, size_t offset, size_t len, PushC
 
 void Connection::CloseAfterFlush(uint64_t deadline_ms) {
   if (closing()) return;
+  SpillCork();
   state_ |= kDraining;
   SetTimeout(deadline_ms);
   if (out_ && !out_->empty()) {
@@ -192,6 +301,7 @@ void Connection::StartLinger() {
 void Connection::Close() {
   if (state_ & kClosed) return;
   state_ |= kClosed;
+  DropCork();
   CancelTimeout();
   loop_.Remove(fd_);
   close(fd_);
@@ -237,7 +347,7 @@ void Connection::OnEvents(uint32_t events) {
 ssize_t Connection::ReadSome(uint8_t* buffer, size_t size, bool* again) {
   *again = false;
   if (ssl_ == nullptr) {
-    ssize_t n = recv(fd_, buffer, size, 0);
+    ssize_t n = sys::Recv(fd_, buffer, size);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) *again = true;
     return n;
   }
@@ -272,7 +382,19 @@ void Connection::HandleReadable() {
     if (n > 0) {
       loop_.stats().bytes_read += static_cast<uint64_t>(n);
       if (state_ & kLingering) continue;  // discard until the peer's FIN
+      // The direct path: while nothing of this connection waits, its replies are corked and
+      // written right after the read is handled (see connection.h).
+      const bool cork = ssl_ == nullptr && loop_.cork_owner_ == nullptr &&
+                        !(state_ & (kWantWrite | kDraining | kSlow)) && (!out_ || out_->empty());
+      if (cork) {
+        loop_.cork_owner_ = this;
+        loop_.cork_join_at_ = Loop::kNoJoin;  // nothing corked yet to join
+      }
       OnData(buffer, static_cast<size_t>(n));
+      if (Corked()) {
+        loop_.cork_owner_ = nullptr;
+        if (loop_.cork_len_ != 0) WriteCork();
+      }
       if (state_ & kClosed) return;
       // What this read produced for this connection (its replies) leaves now, in one
       // writev, so the peer gets its answers while the loop serves the other sockets; output
@@ -304,6 +426,10 @@ void Connection::Flush() {
     if ((out_ && !out_->empty()) || (state_ & (kDraining | kLingering | kSlow))) break;
     if (!OnDrained() || (state_ & kClosed)) break;
   }
+  Settle();
+}
+
+void Connection::Settle() {
   if (state_ & kClosed) return;
   if ((state_ & kDraining) && (!out_ || out_->empty())) {
     StartLinger();
@@ -362,11 +488,11 @@ void Connection::FlushJoined(const JoinSpec& spec) {
 }
 
 ssize_t Connection::WriteV(const iovec* iov, int count) {
-  if (count == 1) return send(fd_, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+  if (count == 1) return sys::Send(fd_, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
   msghdr message{};
   message.msg_iov = const_cast<iovec*>(iov);
   message.msg_iovlen = static_cast<size_t>(count);
-  return sendmsg(fd_, &message, MSG_NOSIGNAL);
+  return sys::SendMsg(fd_, &message, MSG_NOSIGNAL);
 }
 
 // TLS does not join: a retried SSL_write must be given the same leading bytes, and a joined

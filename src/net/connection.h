@@ -14,6 +14,16 @@
 // dropped at once (the half-sent frame stays, so framing holds) and OnSlowConsumer decides
 // how it ends (the WebSocket layer sends a Close; the default closes at once).
 //
+// The direct path. What a plain connection sends while it handles a read (its replies, in
+// the control lane) is copied into the loop's cork buffer and written with one send right
+// after the read is handled: no queue, no flush list. It applies while nothing of this
+// connection is queued; the first send that must wait or be judged (a push, a Close frame,
+// a reply that does not fit the cork) moves the corked bytes into the queue first, and
+// everything after it goes to the queue too, so the wire order is the queue's (replies,
+// then pushes by priority, the Close last). A send that leaves bytes over queues them as
+// the half-sent item, written first. Joinable replies are joined in the cork as the queue
+// would join them. TLS connections always queue.
+//
 // Closing is always deferred: Close() unregisters and closes the fd at once but the object
 // is freed at the end of the loop iteration, so a call stack that still holds it stays valid.
 #pragma once
@@ -89,7 +99,9 @@ class Connection : public Pollable, public TimerNode {
   bool tls() const { return ssl_ != nullptr; }
   bool closed() const { return state_ & kClosed; }
   bool closing() const { return state_ & (kClosed | kDraining | kLingering); }
-  size_t queued_bytes() const { return out_ ? out_->bytes() : 0; }
+  size_t queued_bytes() const {
+    return (out_ ? out_->bytes() : 0) + (loop_.cork_owner_ == this ? loop_.cork_len_ : 0);
+  }
   // The peer's IP address as text (the per-IP admission key, the logs' `remote`); empty once
   // the socket is closed.
   std::string PeerIp() const;
@@ -132,6 +144,16 @@ class Connection : public Pollable, public TimerNode {
   void OnTimer() final;
   void HandleReadable();
   void Flush();  // by the loop, at the end of the iteration
+  // After a write: linger once drained, watch deadlines, ask for EPOLLOUT while output waits.
+  void Settle();
+  // The direct path (see the top of the file).
+  bool Corked() const { return loop_.cork_owner_ == this; }
+  void CorkAppend(std::string_view head, std::string_view body, bool joinable);
+  // Moves the corked bytes into the queue and ends the cork: later sends queue behind them.
+  [[gnu::noinline]] void SpillCork();
+  void DropCork();
+  // Writes the corked bytes with one send; what the socket does not take is queued.
+  void WriteCork();
   void FlushPlain();
   // FlushPlain when the queue's messages may be joined (output_queue.h).
   [[gnu::noinline]] void FlushJoined(const JoinSpec& spec);

@@ -9,6 +9,7 @@
 #include <system_error>
 
 #include "net/connection.h"
+#include "net/syscalls.h"
 
 namespace hermod::net {
 
@@ -31,7 +32,8 @@ Loop::Loop(int index, size_t read_buffer_bytes, Clock clock)
       now_ms_(clock()),
       timers_(now_ms_),
       read_buffer_(new uint8_t[read_buffer_bytes]),
-      read_buffer_size_(read_buffer_bytes) {
+      read_buffer_size_(read_buffer_bytes),
+      cork_(new char[kCorkBytes]) {
   if (epoll_fd_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
   if (!Add(mailbox_.fd(), EPOLLIN, &wakeup_)) {
     throw std::system_error(errno, std::generic_category(), "epoll_ctl add (mailbox)");
@@ -138,10 +140,12 @@ void Loop::Run() {
   uint64_t mark_us = MonotonicUs();
   while (running_) {
     int timeout = timers_.NextTimeoutMs(now_ms_);
-    int n = epoll_wait(epoll_fd_, events, kMaxEvents, timeout);
+    int n = sys::EpollWait(epoll_fd_, events, kMaxEvents, timeout);
     uint64_t woke_us = MonotonicUs();
     stats_.wait_us += woke_us - mark_us;
-    now_ms_ = clock_();
+    // The loop's clock is the monotonic one unless a test injected its own: then the read
+    // just made gives it without another call.
+    now_ms_ = clock_ == &MonotonicMs ? woke_us / 1000 : clock_();
     if (n < 0 && errno != EINTR) throw std::system_error(errno, std::generic_category(), "epoll");
     // Timers first: the wheel must stand at now before any event schedules a new timer, or
     // a timer set after an idle spell would count from a stale tick and fire at once.

@@ -130,6 +130,11 @@ class Loop {
   uint8_t* read_buffer() { return read_buffer_.get(); }
   size_t read_buffer_size() const { return read_buffer_size_; }
 
+  // The direct write path (Connection::Send): replies a connection produces while it reads
+  // are copied here and written with one send when the read is handled, with no output
+  // queue. At most this much; more, or anything that must wait, goes to the queue.
+  static constexpr size_t kCorkBytes = 16 * 1024;
+
   // Connection bookkeeping (called by Connection).
   void Attach(Connection* c);
   void Detach(Connection* c);
@@ -181,6 +186,18 @@ class Loop {
   Connection* connections_ = nullptr;  // all open connections (doubly linked)
   size_t connection_count_ = 0;
   Connection* flush_head_ = nullptr;  // connections with output queued this iteration
+  // The cork (Connection::HandleReadable): the connection reading now, and the replies it
+  // produced so far, whole frames in order. The last frame may be a joinable message
+  // (output_queue.h) that later joinable replies join: it starts at cork_join_at_
+  // (kNoJoin: the last frame is not joinable) with a header of cork_join_head_ bytes and
+  // carries cork_join_messages_ messages.
+  static constexpr size_t kNoJoin = SIZE_MAX;
+  Connection* cork_owner_ = nullptr;
+  std::unique_ptr<char[]> cork_;
+  size_t cork_len_ = 0;
+  size_t cork_join_at_ = kNoJoin;
+  size_t cork_join_head_ = 0;
+  size_t cork_join_messages_ = 0;
   std::vector<Connection*> graveyard_;
 };
 

@@ -153,6 +153,9 @@ class OutputQueue {
   // joinable: head + body is one whole message that may be joined (its own item then).
   void Append(std::string_view head, std::string_view body = {}, Lane lane = Lane::kControl,
               bool joinable = false);
+  // Queues bytes a write has begun (the rest of what the direct path could not send) as
+  // the half-sent item: written first, never dropped. Only into an empty queue.
+  void AppendBegun(const char* data, size_t len) { PushFrontPartial(data, len); }
   // References [offset, offset+len) of a shared chunk (one whole frame); takes a reference.
   // now_ms stamps the item (UrgentSinceMs); key, when not 0, lets Replace find it.
   // join_head: the frame's header length when it may be joined; 0: never joined.

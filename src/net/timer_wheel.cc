@@ -1,6 +1,7 @@
 #include "net/timer_wheel.h"
 
 #include <algorithm>
+#include <bit>
 
 namespace hermod::net {
 
@@ -17,6 +18,8 @@ void TimerWheel::Link(TimerNode* node) {
   node->next_ = &head;
   head.prev_->next_ = node;
   head.prev_ = node;
+  const size_t slot = node->expiry_tick_ % kSlots;
+  occupied_[slot / 64] |= uint64_t{1} << (slot % 64);
   ++count_;
 }
 
@@ -32,9 +35,12 @@ void TimerWheel::Cancel(TimerNode* node) {
   node->next_->prev_ = node->prev_;
   node->prev_ = node->next_ = nullptr;
   --count_;
+  // A node of FireDue's local list has left its slot already; settling it again is harmless.
+  Settle(node->expiry_tick_ % kSlots);
 }
 
-void TimerWheel::CollectDue(Head& slot, Head& due) {
+void TimerWheel::CollectDue(size_t index, Head& due) {
+  Head& slot = slots_[index];
   for (TimerNode* node = slot.next_; node != &slot;) {
     TimerNode* next = node->next_;
     if (node->expiry_tick_ <= current_tick_) {
@@ -47,6 +53,7 @@ void TimerWheel::CollectDue(Head& slot, Head& due) {
     }
     node = next;
   }
+  Settle(index);
 }
 
 void TimerWheel::FireDue(Head& due) {
@@ -70,27 +77,33 @@ void TimerWheel::Advance(uint64_t now_ms) {
   if (target - current_tick_ >= kSlots) {
     // More than a lap behind (a stalled loop): one sweep of every slot, not one per tick.
     current_tick_ = target;
-    for (Head& slot : slots_) CollectDue(slot, due);
+    for (size_t slot = 0; slot < kSlots; ++slot) CollectDue(slot, due);
     FireDue(due);
     return;
   }
   while (current_tick_ < target) {
     ++current_tick_;
-    CollectDue(slots_[current_tick_ % kSlots], due);
+    CollectDue(current_tick_ % kSlots, due);
     FireDue(due);
   }
 }
 
 int TimerWheel::NextTimeoutMs(uint64_t now_ms) const {
   if (count_ == 0) return -1;
-  // Sleep until the next non-empty slot, looking a bounded distance ahead: an idle loop
-  // with timers far away wakes rarely, and a busy loop pays a few compares per iteration.
-  constexpr uint64_t kLookAhead = 64;
-  uint64_t tick = current_tick_ + 1;
-  for (; tick < current_tick_ + kLookAhead; ++tick) {
-    const Head& slot = slots_[tick % kSlots];
-    if (slot.next_ != &slot) break;
+  // The first marked slot after the current tick: the bits from there to the end of its
+  // word, then the next word (64 more slots, past the look-ahead).
+  const size_t start = (current_tick_ + 1) % kSlots;
+  const size_t word = start / 64;
+  const size_t bit = start % 64;
+  uint64_t distance;
+  if (const uint64_t here = occupied_[word] >> bit; here != 0) {
+    distance = static_cast<uint64_t>(std::countr_zero(here));
+  } else if (const uint64_t next = occupied_[(word + 1) % kWords]; next != 0) {
+    distance = 64 - bit + static_cast<uint64_t>(std::countr_zero(next));
+  } else {
+    distance = kLookAhead - 1;
   }
+  const uint64_t tick = current_tick_ + 1 + std::min<uint64_t>(distance, kLookAhead - 1);
   const uint64_t next_ms = tick * kTickMs;
   return next_ms > now_ms ? static_cast<int>(next_ms - now_ms) : 0;
 }

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -547,6 +548,220 @@ TEST(Connection, PeerCloseClosesTheConnection) {
   loop.Run();
   EXPECT_TRUE(closed);
   EXPECT_EQ(loop.connection_count(), 0u);
+}
+
+}  // namespace
+}  // namespace hermod::net
+
+namespace hermod::net {
+namespace {
+
+// The direct path: what a connection sends while it handles a read. `reply` runs in OnData;
+// "<N>" frames a joinable message of N bytes.
+class Scripted final : public Connection {
+ public:
+  Scripted(Loop& loop, int fd, std::function<void(Scripted&, std::string_view)> reply)
+      : Connection(loop, fd, nullptr), reply_(std::move(reply)) {}
+  void OnData(uint8_t* data, size_t len) override {
+    reply_(*this, {reinterpret_cast<char*>(data), len});
+    loop().Stop();
+  }
+  void OnClosed() override { loop().Stop(); }
+  decltype(JoinSpec::header) JoinHeader() const override {
+    return [](size_t len, char* out) {
+      const std::string header = "<" + std::to_string(len) + ">";
+      return header.copy(out, header.size());
+    };
+  }
+
+ private:
+  std::function<void(Scripted&, std::string_view)> reply_;
+};
+
+// Runs loop iterations, reading the peer, until the connection has nothing queued.
+std::string Drain(Loop& loop, Pair& pair, Connection& c) {
+  std::string received;
+  for (int round = 0; round < 1000 && c.queued_bytes() > 0; ++round) {
+    received += pair.ReadPeer();
+    loop.Post([&] { loop.Stop(); });  // an iteration: EPOLLOUT lets the flush continue
+    loop.Run();
+  }
+  EXPECT_EQ(c.queued_bytes(), 0u);
+  return received + pair.ReadPeer();
+}
+
+TEST(DirectWrite, RepliesToAReadLeaveWithOneSendAndNoQueue) {
+  Loop loop(0, 4096);
+  Pair pair;
+  size_t cost_while_replying = 1;
+  auto* c = new Scripted(loop, pair.server, [&](Scripted& self, std::string_view request) {
+    EXPECT_EQ(self.Send("re:", request), SendStatus::kQueued);
+    EXPECT_EQ(self.Send("!"), SendStatus::kQueued);
+    EXPECT_EQ(self.queued_bytes(), 3 + request.size() + 1);  // corked, not yet written
+    cost_while_replying = loop.queued_cost();                // no output queue was made
+  });
+  ASSERT_EQ(write(pair.peer, "ping", 4), 4);
+  loop.Run();
+  EXPECT_EQ(cost_while_replying, 0u);
+  EXPECT_EQ(c->queued_bytes(), 0u);
+  EXPECT_EQ(pair.ReadPeer(), "re:ping!");
+  EXPECT_EQ(loop.stats().bytes_written, 8u);
+}
+
+TEST(DirectWrite, APartialWriteQueuesTheRestAsHalfSentAndLaterRepliesFollowIt) {
+  Loop loop(0, 4096);
+  Pair pair;
+  int small = 4096;
+  ASSERT_EQ(setsockopt(pair.server, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+  // Three replies of 4,000 bytes fit the cork (16 KiB) but not the socket.
+  auto* c = new Scripted(loop, pair.server, [](Scripted& self, std::string_view request) {
+    for (char ch : request) EXPECT_EQ(self.Send(std::string(4000, ch)), SendStatus::kQueued);
+  });
+  ASSERT_EQ(write(pair.peer, "ABC", 3), 3);
+  loop.Run();
+  const size_t left = c->queued_bytes();
+  EXPECT_GT(left, 0u);      // the socket took part...
+  EXPECT_LT(left, 12000u);  // ...of the cork: the rest is queued
+  // A read while the rest waits: its replies queue behind it; a push goes after them.
+  ASSERT_EQ(write(pair.peer, "D", 1), 1);
+  loop.Run();
+  loop.Post([&] {
+    Chunk* chunk = Chunk::Create(4);
+    chunk->Append("push");
+    EXPECT_EQ(c->SendShared(chunk, 0, 4, {Priority::kCritical}), SendStatus::kQueued);
+    chunk->Unref();
+    loop.Stop();
+  });
+  loop.Run();
+  const std::string received = Drain(loop, pair, *c);
+  const std::string expected = std::string(4000, 'A') + std::string(4000, 'B') +
+                               std::string(4000, 'C') + std::string(4000, 'D') + "push";
+  ASSERT_TRUE(received == expected) << received.size();
+}
+
+TEST(DirectWrite, ASocketThatTakesNothingQueuesTheWholeCork) {
+  Loop loop(0, 4096);
+  Pair pair;
+  // Fill the socket from the server's side until it takes nothing more.
+  std::string filler;
+  const std::string block(1024, 'f');
+  while (write(pair.server, block.data(), block.size()) > 0) filler += block;
+  auto* c = new Scripted(loop, pair.server, [](Scripted& self, std::string_view) {
+    EXPECT_EQ(self.Send("one "), SendStatus::kQueued);
+    EXPECT_EQ(self.Send("two"), SendStatus::kQueued);
+  });
+  ASSERT_EQ(write(pair.peer, "x", 1), 1);
+  loop.Run();
+  EXPECT_EQ(c->queued_bytes(), 7u);
+  const std::string received = Drain(loop, pair, *c);
+  ASSERT_TRUE(received == filler + "one two") << received.size();
+}
+
+TEST(DirectWrite, PushesAndRepliesKeepTheQueuesLaneOrder) {
+  Loop loop(0, 4096);
+  Pair pair;
+  auto push = [](Connection& c, std::string_view text, Priority p) {
+    Chunk* chunk = Chunk::Create(text.size());
+    chunk->Append(text);
+    EXPECT_EQ(c.SendShared(chunk, 0, text.size(), {p}), SendStatus::kQueued);
+    chunk->Unref();
+  };
+  // A push queued before a reply: the reply, in the control lane, leaves first (as queued
+  // output does: replies, then pushes by priority). A reply corked before a push leaves
+  // before it; one after the push still goes before it.
+  auto* c = new Scripted(loop, pair.server, [&](Scripted& self, std::string_view request) {
+    if (request == "1") {
+      push(self, "[normal]", Priority::kNormal);
+      EXPECT_EQ(self.Send("(reply)"), SendStatus::kQueued);
+    } else {
+      EXPECT_EQ(self.Send("(r1)"), SendStatus::kQueued);
+      push(self, "[low]", Priority::kLow);
+      push(self, "[critical]", Priority::kCritical);
+      EXPECT_EQ(self.Send("(r2)"), SendStatus::kQueued);
+      EXPECT_EQ(self.Send("[close]", {}, Lane::kFinal), SendStatus::kQueued);
+      EXPECT_EQ(self.Send("(r3)"), SendStatus::kQueued);
+    }
+  });
+  ASSERT_EQ(write(pair.peer, "1", 1), 1);
+  loop.Run();
+  EXPECT_EQ(Drain(loop, pair, *c), "(reply)[normal]");
+  ASSERT_EQ(write(pair.peer, "2", 1), 1);
+  loop.Run();
+  EXPECT_EQ(Drain(loop, pair, *c), "(r1)(r2)(r3)[critical][low][close]");
+}
+
+TEST(DirectWrite, JoinableRepliesAreJoinedInTheCork) {
+  Loop loop(0, 4096);
+  Pair pair;
+  auto* c = new Scripted(loop, pair.server, [](Scripted& self, std::string_view request) {
+    if (request == "y") {
+      self.Send("<1>", "a", Lane::kControl, true);
+      return;
+    }
+    if (request == "z") {
+      self.Send("<2>", "bb", Lane::kControl, true);
+      return;
+    }
+    self.Send("<1>", "a", Lane::kControl, true);
+    self.Send("<2>", "bb", Lane::kControl, true);
+    self.Send("<10>", std::string(10, 'c'), Lane::kControl, true);  // the header grows
+    self.Send("raw");                                               // not joinable
+    self.Send("<1>", "d", Lane::kControl, true);
+  });
+  ASSERT_EQ(write(pair.peer, "x", 1), 1);
+  loop.Run();
+  EXPECT_EQ(Drain(loop, pair, *c), "<15>a\nbb\n" + std::string(10, 'c') + "raw<1>d");
+  EXPECT_EQ(loop.stats().frames_joined, 1u);
+  EXPECT_EQ(loop.stats().messages_joined, 3u);
+  // The next read's replies start a cork of their own: nothing joins what already left.
+  ASSERT_EQ(write(pair.peer, "y", 1), 1);
+  loop.Run();
+  EXPECT_EQ(Drain(loop, pair, *c), "<1>a");
+  ASSERT_EQ(write(pair.peer, "z", 1), 1);
+  loop.Run();
+  EXPECT_EQ(Drain(loop, pair, *c), "<2>bb");
+}
+
+TEST(DirectWrite, CloseAfterFlushWritesTheCorkFirstAndCloseDropsIt) {
+  Loop loop(0, 4096);
+  Pair pair;
+  new Scripted(loop, pair.server, [](Scripted& self, std::string_view request) {
+    EXPECT_EQ(self.Send("bye"), SendStatus::kQueued);
+    if (request == "close") {
+      self.Close();
+    } else {
+      self.CloseAfterFlush();
+    }
+  });
+  ASSERT_EQ(write(pair.peer, "drain", 5), 5);
+  loop.Run();
+  EXPECT_EQ(pair.ReadPeer(), "bye");
+  char byte;
+  EXPECT_EQ(read(pair.peer, &byte, 1), 0);  // then our half-close
+
+  Pair second;
+  new Scripted(loop, second.server, [](Scripted& self, std::string_view) {
+    EXPECT_EQ(self.Send("never"), SendStatus::kQueued);
+    self.Close();
+  });
+  ASSERT_EQ(write(second.peer, "close", 5), 5);
+  loop.Run();
+  EXPECT_EQ(second.ReadPeer(), "");
+}
+
+TEST(DirectWrite, AReplyOverTheCorkOrTheBoundGoesThroughTheQueue) {
+  Loop loop(0, 4096);
+  Pair pair;
+  const std::string big(Loop::kCorkBytes + 1, 'b');
+  auto* c = new Scripted(loop, pair.server, [&](Scripted& self, std::string_view) {
+    EXPECT_EQ(self.Send("small"), SendStatus::kQueued);
+    EXPECT_EQ(self.Send(big), SendStatus::kQueued);
+    EXPECT_GT(loop.queued_cost(), big.size());  // queued, the corked bytes ahead of it
+    EXPECT_EQ(self.Send("after"), SendStatus::kQueued);
+  });
+  ASSERT_EQ(write(pair.peer, "x", 1), 1);
+  loop.Run();
+  ASSERT_TRUE(Drain(loop, pair, *c) == "small" + big + "after");
 }
 
 }  // namespace

@@ -586,3 +586,53 @@ TEST(MessageReader, CompressedMessagesWithoutContextTakeoverUseAResetInflater) {
 
 }  // namespace
 }  // namespace hermod::ws
+
+namespace hermod::ws {
+namespace {
+
+// Short whole frames take the reader's fast path when they arrive whole and the general one
+// when a read cuts them: both must agree, at every length and alignment of the 8-byte
+// unmasking, for ASCII, other valid UTF-8, invalid UTF-8 and binary payloads.
+TEST(MessageReaderFastPath, AgreesWithTheGeneralPathAtEveryShortLength) {
+  const std::string utf8 = "h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80 ";  // 2, 3 and 4 bytes
+  for (size_t n = 0; n <= 130; ++n) {
+    SCOPED_TRACE(n);
+    std::string ascii, mixed, binary;
+    for (size_t i = 0; i < n; ++i) {
+      ascii.push_back(static_cast<char>('a' + i % 26));
+      binary.push_back(static_cast<char>(i * 37 + 11));
+    }
+    while (mixed.size() < n) mixed += utf8;
+    // Cut at a code point boundary: the valid prefix of the right length at most.
+    while (mixed.size() > n) {
+      mixed.pop_back();
+      while (!mixed.empty() && (static_cast<uint8_t>(mixed.back()) & 0xC0) == 0x80) {
+        mixed.pop_back();
+      }
+      if (!mixed.empty() && static_cast<uint8_t>(mixed.back()) >= 0xC0) mixed.pop_back();
+    }
+    const std::string bytes = Frame(Opcode::kText, ascii) + Frame(Opcode::kText, mixed) +
+                              Frame(Opcode::kBinary, binary) + Frame(Opcode::kPing, "p");
+    Outcome whole = FeedInPieces(bytes, 0);
+    EXPECT_EQ(whole.error, 0);
+    EXPECT_EQ(whole.events, (std::vector<std::string>{"text:" + ascii, "text:" + mixed,
+                                                      "binary:" + binary, "ping:p"}));
+    EXPECT_EQ(FeedInPieces(bytes, 1).events, whole.events);
+    if (n == 0) continue;
+    // An invalid byte anywhere in a text message: 1007 both ways, nothing delivered.
+    std::string bad = ascii;
+    bad[n / 2] = '\xff';
+    const std::string invalid = Frame(Opcode::kText, ascii) + Frame(Opcode::kText, bad);
+    Outcome bad_whole = FeedInPieces(invalid, 0);
+    EXPECT_EQ(bad_whole.error, 1007);
+    EXPECT_EQ(bad_whole.events, std::vector<std::string>{"text:" + ascii});
+    EXPECT_EQ(FeedInPieces(invalid, 1).error, 1007);
+    // The size limit holds on the fast path too.
+    Options small;
+    small.limits.max_message_size = n - 1;
+    EXPECT_EQ(FeedInPieces(Frame(Opcode::kBinary, binary), 0, small).error, 1009);
+  }
+}
+
+}  // namespace
+}  // namespace hermod::ws
