@@ -20,6 +20,8 @@ The standard `process_*` families are checked against /proc and the hermod_proce
 import json
 import os
 import re
+import shutil
+import tempfile
 import threading
 import time
 
@@ -83,7 +85,12 @@ class HistogramUnitsTest(h.HermodTestCase):
         self.assertEqual(r.status, 200, r.body)
 
     def test_every_seconds_histogram_is_in_seconds(self):
-        server = self.start_server(CONFIG, workers=1)
+        # The sqlite engine with history on: its store latency histogram gets samples too.
+        store = tempfile.mkdtemp(prefix="hermod-units-")
+        self.addCleanup(shutil.rmtree, store, True)
+        config = dict(CONFIG, engine="sqlite", sqlite={"path": os.path.join(store, "h.db")},
+                      history_size=10, history_ttl="60s")
+        server = self.start_server(config, workers=1)
         before = samples(scrape(server.port))
         start = time.monotonic()
         c = g.Client(server.port)
@@ -120,6 +127,7 @@ class HistogramUnitsTest(h.HermodTestCase):
         self.assertIn("hermod_client_command_duration_seconds", seconds)
         self.assertIn("hermod_publish_to_queue_seconds", seconds)
         self.assertIn("hermod_api_call_duration_seconds", seconds)
+        self.assertIn("hermod_store_latency_seconds", seconds)
         for family in seconds:
             with self.subTest(family=family):
                 bounds = bucket_bounds(after, family)
