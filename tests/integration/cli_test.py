@@ -53,7 +53,7 @@ class VersionTest(CliCase):
         self.assertEqual(set(fields), {"commit", "compiler", "build type"})
         self.assertRegex(fields["commit"], r"^([0-9a-f]{7,40}|unknown)$")
         self.assertRegex(fields["compiler"], r"^(gcc|clang) \d")
-        self.assertIn(fields["build type"], {"Release", "RelWithDebInfo", "Debug", "MinSizeRel"})
+        self.assertIn(fields["build type"], {"Release", "RelWithDebInfo", "Debug", "MinSizeRel", "Sanitize"})
 
 
     def test_version_flag_prints_the_version_cmake_was_given(self):
