@@ -43,6 +43,8 @@ export async function startHermod(binary, config) {
       proc.kill('SIGTERM');
       const status = await exited;
       fs.rmSync(dir, { recursive: true, force: true });
+      // What the server said is the only clue to an unclean exit: show it with the status.
+      if (status.code !== 0) console.error(`hermod exited with ${JSON.stringify(status)}:\n${log.join('')}`);
       return status;
     },
     // SIGKILL; resolves once the process is gone.
