@@ -105,6 +105,7 @@ bool LoadConfig(const ServeFlags& flags, hermod::config::Config& config, std::st
   if (flags.tls_cert) config.tls.cert_file = *flags.tls_cert;
   if (flags.tls_key) config.tls.key_file = *flags.tls_key;
   if (sources != nullptr) *sources = applied;
+  hermod::config::ResolveEngine(config);
   return hermod::config::Validate(config, error);
 }
 

@@ -14,8 +14,8 @@
 #include <cctype>
 
 #include "api/methods.h"
-#include "app/store_status.h"
 #include "app/proxy_metrics.h"
+#include "app/store_status.h"
 #include "http/response.h"
 #include "log/fields.h"
 #include "metrics/hub_state.h"
@@ -610,7 +610,7 @@ int Server::Run() {
   if (nats_presence_ != nullptr) nats_presence_->Stop();
   if (broker_) broker_->Stop();  // its receive thread posts to the loops: before they go
   if (nats_history_ != nullptr) nats_history_->Stop();  // so do its deliveries
-  if (proxies_) proxies_->Stop();  // its answers post to the loops too
+  if (proxies_) proxies_->Stop();                       // its answers post to the loops too
   health_->Stop();
   spdlog::info("stopped");
   return 0;

@@ -29,9 +29,9 @@
 #include "net/tls.h"
 #include "proto/client_registry.h"
 #include "proto/client_session.h"
-#include "store/sqlite_store.h"
-#include "store/nats_presence.h"
 #include "proxy/proxies.h"
+#include "store/nats_presence.h"
+#include "store/sqlite_store.h"
 #include "ws/handshake.h"
 #include "ws/websocket_connection.h"
 

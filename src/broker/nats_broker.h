@@ -16,11 +16,11 @@
 //
 // No window after a subscribe reply (docs/cluster.md): a subscriber added while its channel's
 // SUB is pending or in the current round waits (AwaitInterest) until that round's SUBs are
-// acknowledged by the server's PONG; then whatever another node publishes reaches it. Received messages for channels the node no
-// longer holds (in flight when it unsubscribed) are dropped, counted as `unwanted`. The
-// connection is made with no_echo: the server never returns a node's own messages, and a
-// message carrying this node's id is dropped anyway (counted). Other nodes' word about
-// themselves goes on `<prefix>.nodes` (cluster_nodes.h), which every node subscribes to.
+// acknowledged by the server's PONG; then whatever another node publishes reaches it. Received
+// messages for channels the node no longer holds (in flight when it unsubscribed) are dropped,
+// counted as `unwanted`. The connection is made with no_echo: the server never returns a node's own
+// messages, and a message carrying this node's id is dropped anyway (counted). Other nodes' word
+// about themselves goes on `<prefix>.nodes` (cluster_nodes.h), which every node subscribes to.
 //
 // Threads. Loops (and the API) call Publish: it asks the Link (link.h: the circuit breaker)
 // and queues the encoded message for the sender thread, bounded by send_queue_bytes; a loop

@@ -59,7 +59,7 @@ Field Shaped(const char* key, std::string* target, Check check) {
 constexpr std::string_view kLogLevels[] = {"trace", "debug", "info", "warn", "error", "off"};
 constexpr std::string_view kLogFormats[] = {"text", "json"};
 constexpr std::string_view kBrokers[] = {"memory", "nats"};
-constexpr std::string_view kStoreEngines[] = {"memory", "sqlite"};
+constexpr std::string_view kStoreEngines[] = {"memory", "sqlite", "nats"};
 constexpr std::string_view kHistoryEngines[] = {"memory", "sqlite", "nats"};
 constexpr std::string_view kPresenceEngines[] = {"memory", "nats"};
 constexpr std::string_view kSqliteSync[] = {"full", "normal"};
@@ -916,6 +916,13 @@ std::vector<KeyRange> KeyRanges() {
     }
   }
   return out;
+}
+
+void ResolveEngine(Config& c) {
+  if (c.engine != "nats") return;
+  for (std::string* key : {&c.broker, &c.history_engine, &c.presence_engine}) {
+    if (*key == "memory") *key = "nats";
+  }
 }
 
 bool Validate(const Config& c, std::string* error) {

@@ -288,7 +288,7 @@ struct Config {
       std::string storage = "file";  // "file" or "memory"
       uint64_t workers = 4;
     } jetstream;
-    struct Presence {             // presence_engine nats: its KV bucket
+    struct Presence {  // presence_engine nats: its KV bucket
       std::string bucket = "hermod_presence";
       uint64_t replicas = 1;
       std::string storage = "file";  // or "memory"
@@ -365,6 +365,11 @@ bool IsKubernetesServiceLink(std::string_view name, std::string_view value);
 // call it: serve never starts with a value checkconfig would refuse, nor aborts on one it
 // accepted.
 bool Validate(const Config& config, std::string* error);
+// `engine: "nats"` is a cluster's one switch: fan-out (broker), history and presence all on
+// NATS. It sets broker, history_engine and presence_engine to "nats" where they were left at
+// "memory" (a key set to another engine stays). After every source is applied, before
+// Validate.
+void ResolveEngine(Config& config);
 // The numeric keys' ranges (durations in milliseconds), for tests and documentation.
 struct KeyRange {
   std::string key;

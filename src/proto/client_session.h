@@ -278,8 +278,8 @@ class ClientSession {
   std::string* reply_ = nullptr;  // the loop's reply buffer while a message is handled
   std::vector<std::unique_ptr<ClientSubscription>> subscriptions_;
   CommandGuard guard_;
-  std::shared_ptr<const void> alive_;                // see Later
-  uint64_t recoveries_ = 0;                          // ClientSubscription::recovery's last value
+  std::shared_ptr<const void> alive_;  // see Later
+  uint64_t recoveries_ = 0;            // ClientSubscription::recovery's last value
   // Backend proxies: the forwarded request headers, the calls out now, a connect waiting
   // for the connect proxy, the subscribes waiting for the subscribe proxy, whether the
   // refresh proxy decides this connection's expiry (it was connected by the proxy).

@@ -11,8 +11,8 @@
 
 #include "config/config.h"
 #include "core/hub.h"
-#include "store/sqlite_store.h"
 #include "store/nats_presence.h"
+#include "store/sqlite_store.h"
 
 namespace hermod::store {
 

@@ -12,6 +12,36 @@ TEST(Config, DefaultsAreValid) {
   EXPECT_EQ(c.port, 8000u);
 }
 
+TEST(Config, EngineNatsPutsFanOutHistoryAndPresenceOnNats) {
+  Config c;
+  std::string error;
+  ASSERT_TRUE(
+      ApplyJson(R"({"engine": "nats", "nats": {"url": "nats://127.0.0.1:4222"}})", c, &error))
+      << error;
+  ResolveEngine(c);
+  EXPECT_EQ(c.broker, "nats");
+  EXPECT_EQ(c.history_engine, "nats");
+  EXPECT_EQ(c.presence_engine, "nats");
+  EXPECT_TRUE(Validate(c, &error)) << error;
+
+  // A key set to another engine stays; memory and sqlite leave the other keys alone.
+  Config d;
+  ASSERT_TRUE(ApplyJson(R"({"engine": "nats", "presence_engine": "memory",
+      "history_engine": "sqlite"})",
+                        d, &error))
+      << error;
+  ResolveEngine(d);
+  EXPECT_EQ(d.broker, "nats");
+  EXPECT_EQ(d.history_engine, "sqlite");
+  EXPECT_EQ(d.presence_engine, "nats");  // "memory" is the default: not told apart
+  Config e;
+  ASSERT_TRUE(ApplyJson(R"({"engine": "sqlite"})", e, &error)) << error;
+  ResolveEngine(e);
+  EXPECT_EQ(e.broker, "memory");
+  EXPECT_EQ(e.history_engine, "memory");
+  EXPECT_EQ(e.presence_engine, "memory");
+}
+
 TEST(Config, JsonOverridesNestedKeys) {
   Config c;
   std::string error;
