@@ -332,6 +332,20 @@ class DeployTest(h.HermodTestCase):
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
             self.assertEqual(r.stderr.strip(), "")
 
+    def assert_state_on_nats(self, environment):
+        """The config a node runs (prod.json with the HERMOD_* variables a deployment sets),
+        as the binary resolves it: broker, history and presence all on NATS."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HERMOD_")}
+        env.update({k: str(v) for k, v in environment.items()
+                    if not str(v).startswith("${")})  # compose's required-secret syntax
+        env.setdefault("HERMOD_TOKEN_HMAC_SECRET_KEY", "deploy-test")
+        r = run([h.HERMOD, "genconfig", "--config", PROD_CONFIG], env=env)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        effective = json.loads(r.stdout)
+        self.assertEqual((effective["broker"], effective["history_engine"],
+                          effective["presence_engine"]), ("nats", "nats", "nats"), environment)
+        return effective
+
     # --- docker compose ------------------------------------------------------------------------
 
     def test_compose_runs_three_nodes_nats_prometheus_and_grafana(self):
@@ -347,6 +361,9 @@ class DeployTest(h.HermodTestCase):
             self.assertNotRegex(image, r":latest$", name)
             for volume in service.get("volumes", []):
                 host = volume.split(":")[0]
+                if not host.startswith((".", "/")):  # a named volume, declared below
+                    self.assertIn(host, compose.get("volumes") or {}, name)
+                    continue
                 self.assertTrue(os.path.exists(os.path.join(DEPLOY, host)),
                                 "%s mounts missing %s" % (name, host))
         for node in nodes:
@@ -355,6 +372,14 @@ class DeployTest(h.HermodTestCase):
             self.assertEqual(services[node]["build"]["dockerfile"], "deploy/Dockerfile")
             self.assertTrue(os.path.exists(os.path.join(DEPLOY, services[node]["build"]["context"],
                                                         "deploy", "Dockerfile")))
+        # The cluster's state is on NATS: the nodes' environment, read by the binary itself,
+        # puts fan-out, history and presence there, and nats-server keeps JetStream on a
+        # volume that outlives the container.
+        self.assert_state_on_nats(services["hermod-1"]["environment"])
+        nats_command = services["nats"]["command"]
+        self.assertIn("--jetstream", nats_command)
+        store_dir = nats_command[nats_command.index("--store_dir") + 1]
+        self.assertIn(store_dir, [v.split(":")[1] for v in services["nats"]["volumes"]])
         # Prometheus scrapes exactly the compose nodes on the port hermod listens on.
         with open(os.path.join(PROMETHEUS, "prometheus.yml")) as f:
             prometheus = yaml.safe_load(f)
@@ -490,7 +515,10 @@ class DeployTest(h.HermodTestCase):
         hermod = k8s_object(objects, "Deployment", "hermod")["spec"]["template"]
         env = {e["name"]: e["value"] for e in hermod["spec"]["containers"][0]["env"]
                if "value" in e}
-        self.assertEqual(env.get("HERMOD_BROKER"), "nats")
+        effective = self.assert_state_on_nats(env)
+        # JetStream's replicas cannot exceed the NATS pods.
+        self.assertLessEqual(effective["nats"]["jetstream"]["replicas"], nats["spec"]["replicas"])
+        self.assertLessEqual(effective["nats"]["presence"]["replicas"], nats["spec"]["replicas"])
         m = re.fullmatch(r"nats://([\w-]+):(\d+)", env.get("HERMOD_NATS__URL", ""))
         self.assertIsNotNone(m, env)
         client = k8s_object(objects, "Service", m.group(1))
