@@ -453,6 +453,8 @@ int Server::Run() {
     // History and idempotency on JetStream, shared by the cluster (store/nats_history.h).
     auto history = std::make_unique<store::NatsHistoryStore>(NatsHistoryOptionsOf(config_));
     nats_history = history.get();
+    // Its breaker and counters: hermod_store_* with engine="nats", the /health `store` check.
+    store_status_ = [nats_history] { return nats_history->Status(); };
     engines.stores.history = std::move(history);
     engines.stores.idempotency = std::make_unique<store::NatsIdempotencyStore>();
     engines.stores.history_inline = false;

@@ -36,9 +36,15 @@
 //
 // Threads. Appends, reads and recoveries run on `workers` threads of the engine, a channel
 // always on the same one (by hash), so a channel's appends complete in the order they were
-// made; the hub's calls only queue. Open reads a channel's last message on the caller when
-// the engine has not seen the channel yet (one round trip, skipped while JetStream is
-// failing); after that, appends and deliveries keep the engine's cache of positions current.
+// made; the hub's calls only queue.
+//
+// Failure. Appends go through a circuit breaker (options.breaker): JetStream's failures
+// (gone, timing out, refusing) open it, and while it is open an append is refused at once,
+// on the caller, without a request; after open_ms one append tries again and closes it on
+// success. Status() is hermod_store_* with engine="nats" and the /health `store` check. Open reads
+// a channel's last message on the caller when the engine has not seen the channel yet (one round
+// trip, skipped while JetStream is failing); after that, appends and deliveries keep the engine's
+// cache of positions current.
 #pragma once
 
 #include <nats/nats.h>
@@ -57,8 +63,10 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/circuit_breaker.h"
 #include "core/history_store.h"
 #include "core/idempotency_store.h"
+#include "store/store_status.h"
 
 namespace hermod::store {
 
@@ -74,6 +82,8 @@ struct NatsHistoryOptions {
   uint64_t timeout_ms = 2000;                      // a JetStream request's wait
   size_t workers = 4;
   bool deliver = true;  // RePublish to <prefix>.deliver.> and subscribe to it
+  // Around appends: JetStream failures open it; while open, appends are refused at once.
+  core::CircuitBreaker::Options breaker;
 };
 
 // A channel's token in a subject (see the top of this file), and back; nullopt for a token
@@ -114,6 +124,8 @@ class NatsHistoryStore final : public core::HistoryStore {
   uint64_t conflicts() const { return conflicts_.load(std::memory_order_relaxed); }
   uint64_t duplicates() const { return duplicates_.load(std::memory_order_relaxed); }
   const NatsHistoryOptions& options() const { return options_; }
+  // hermod_store_* and the /health `store` check (engine "nats"); any thread.
+  StoreStatus Status() const { return status_.Status(); }
 
   // An append waiting for its channel's worker.
   struct PendingAppend {
@@ -125,7 +137,8 @@ class NatsHistoryStore final : public core::HistoryStore {
     uint64_t ttl_ms = 0;
     const core::PublicationEncoder* encode = nullptr;
     core::Completion<core::HistoryAppended> done;
-    bool remove = false;  // not an append: history_remove, in its place in the order
+    bool remove = false;     // not an append: history_remove, in its place in the order
+    uint64_t queued_us = 0;  // StatusKeeper::SteadyUs when the hub made it
   };
   // What the engine knows of a channel (shared by its Streams, the workers and deliveries).
   struct Channel {
@@ -165,7 +178,9 @@ class NatsHistoryStore final : public core::HistoryStore {
   void Flush(Channel& channel);
   // On a worker: appends one batch as one message, retrying on offset conflicts; each
   // append's result, in order.
-  std::vector<core::HistoryAppended> DoAppend(Channel& channel, std::vector<PendingAppend>& batch);
+  // *error: why it failed (JetStream's answer), for /health.
+  std::vector<core::HistoryAppended> DoAppend(Channel& channel, std::vector<PendingAppend>& batch,
+                                              std::string* error);
   // On a worker: the channel's kept publications as a HistoryStream with its logical limits;
   // false on an error.
   bool Snapshot(Channel& channel, uint64_t now_ms, core::HistoryStream* out);
@@ -177,6 +192,7 @@ class NatsHistoryStore final : public core::HistoryStore {
   static void OnReconnected(natsConnection* nc, void* self);
 
   const NatsHistoryOptions options_;
+  StatusKeeper status_;
   const std::string history_prefix_;  // <prefix>.history.
   const std::string deliver_prefix_;  // <prefix>.deliver.
   Delivered delivered_;
