@@ -568,6 +568,12 @@ bool NatsHistoryStore::Load(Channel& channel) {
     channel.epoch = last.position.epoch;
     channel.last_seq = last.seq;
   }
+  // Where deliveries start being checked for gaps: what the channel held when first read.
+  if (channel.delivered_seq == 0) {
+    channel.delivered = last.position.offset;
+    channel.delivered_seq = last.seq;
+    channel.delivered_epoch = last.position.epoch;
+  }
   channel.loaded = true;
   return true;
 }
@@ -912,6 +918,43 @@ void NatsHistoryStore::OnReconnected(natsConnection*, void* self) {
   }
 }
 
+bool NatsHistoryStore::Fill(const Channel& channel, uint64_t from_seq, uint64_t to_seq,
+                            uint64_t after, uint64_t until,
+                            std::vector<std::pair<uint64_t, std::string>>* out) {
+  const std::string subject = history_prefix_ + channel.token;
+  uint64_t seq = from_seq;
+  uint64_t next = after + 1;
+  while (seq < to_seq && next < until) {
+    jsDirectGetMsgOptions dg;
+    jsDirectGetMsgOptions_Init(&dg);
+    dg.Sequence = seq;
+    dg.NextBySubject = subject.c_str();
+    natsMsg* msg = nullptr;
+    if (js_DirectGetMsg(&msg, js_, options_.stream.c_str(), nullptr, &dg) != NATS_OK) break;
+    const uint64_t got = natsMsg_GetSequence(msg);
+    if (got >= to_seq) {
+      natsMsg_Destroy(msg);
+      break;
+    }
+    if (Header(msg, kMark) != nullptr) {
+      // history_remove: what came before it is gone.
+      natsMsg_Destroy(msg);
+      return false;
+    }
+    uint64_t offset = ParseU64(Header(msg, kOffset));
+    for (std::string_view p : Publications(msg)) {
+      if (offset == next && offset < until) {
+        out->emplace_back(offset, std::string(p));
+        ++next;
+      }
+      ++offset;
+    }
+    natsMsg_Destroy(msg);
+    seq = got + 1;
+  }
+  return next == until;
+}
+
 void NatsHistoryStore::OnDeliver(natsConnection*, natsSubscription*, natsMsg* msg, void* self) {
   auto* store = static_cast<NatsHistoryStore*>(self);
   const std::string_view subject = natsMsg_GetSubject(msg);
@@ -928,6 +971,8 @@ void NatsHistoryStore::OnDeliver(natsConnection*, natsSubscription*, natsMsg* ms
   const uint64_t seq = ParseU64(Header(msg, "Nats-Sequence"));
   const std::vector<std::string_view> publications = Publications(msg);
   const uint64_t top = position.offset + std::max<size_t>(1, publications.size()) - 1;
+  std::vector<std::pair<uint64_t, std::string>> missed;
+  bool lost = false;
   {
     std::shared_ptr<Channel> state;
     {
@@ -935,6 +980,8 @@ void NatsHistoryStore::OnDeliver(natsConnection*, natsSubscription*, natsMsg* ms
       auto it = store->channels_.find(*channel);
       if (it != store->channels_.end()) state = it->second;
     }
+    bool gap = false;
+    uint64_t from_seq = 0, after = 0;
     if (state) {
       std::lock_guard lock(state->mutex);
       if (state->loaded && seq > state->last_seq) {
@@ -942,9 +989,33 @@ void NatsHistoryStore::OnDeliver(natsConnection*, natsSubscription*, natsMsg* ms
         state->epoch = position.epoch;
         state->last_seq = seq;
       }
+      if (seq > state->delivered_seq) {
+        if (state->delivered_seq != 0 && position.epoch == state->delivered_epoch &&
+            position.offset > state->delivered + 1) {
+          gap = true;
+          from_seq = state->delivered_seq + 1;
+          after = state->delivered;
+        }
+        state->delivered = top;
+        state->delivered_seq = seq;
+        state->delivered_epoch = position.epoch;
+      }
+    }
+    if (gap) {
+      if (store->Fill(*state, from_seq, seq, after, position.offset, &missed)) {
+        store->gaps_filled_.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        store->gaps_lost_.fetch_add(1, std::memory_order_relaxed);
+        missed.clear();
+        lost = true;
+      }
     }
   }
+  if (lost && store->lost_) store->lost_(*channel);
   if (store->delivered_) {
+    for (const auto& [offset, publication] : missed) {
+      store->delivered_(*channel, {offset, position.epoch}, publication);
+    }
     // A batch: each publication at its own offset, in order.
     for (std::string_view publication : publications) {
       store->delivered_(*channel, position, publication);

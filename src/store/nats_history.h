@@ -33,6 +33,10 @@
 // stream order; each node subscribes to `<prefix>.deliver.>` and hands every publication to
 // the hub with the offset it was stored with (Hub::Deliver): every node, the appending one
 // too, fans out the cluster's publications in offset order, and its position follows them.
+// Deliveries missed while a node's NATS connection was down (RePublish is not replayed) are
+// read back from the stream when the next one shows the gap, and handed on first; when they
+// are gone (trimmed, removed) the channel's subscribers are told (SetLost), never a silent
+// jump.
 //
 // Threads. Appends, reads and recoveries run on `workers` threads of the engine, a channel
 // always on the same one (by hash), so a channel's appends complete in the order they were
@@ -123,6 +127,13 @@ class NatsHistoryStore final : public core::HistoryStore {
   uint64_t store_errors() const { return store_errors_.load(std::memory_order_relaxed); }
   uint64_t conflicts() const { return conflicts_.load(std::memory_order_relaxed); }
   uint64_t duplicates() const { return duplicates_.load(std::memory_order_relaxed); }
+  // Deliveries that came past a gap: filled from the stream, or not (publications trimmed or
+  // JetStream failing; the channel's subscribers are then told through Lost).
+  uint64_t gaps_filled() const { return gaps_filled_.load(std::memory_order_relaxed); }
+  uint64_t gaps_lost() const { return gaps_lost_.load(std::memory_order_relaxed); }
+  // Before Start: called (delivery thread) when a gap could not be filled, before the
+  // delivery past it.
+  void SetLost(std::function<void(std::string_view channel)> lost) { lost_ = std::move(lost); }
   const NatsHistoryOptions& options() const { return options_; }
   // hermod_store_* and the /health `store` check (engine "nats"); any thread.
   StoreStatus Status() const { return status_.Status(); }
@@ -152,6 +163,11 @@ class NatsHistoryStore final : public core::HistoryStore {
     uint64_t last_seq = 0;  // the stream sequence of the channel's last message
     // Appends not yet taken by the worker: taken together, as one message (group commit).
     std::deque<PendingAppend> pending;
+    // What the delivery thread handed on last (0: nothing yet): a delivery past it + 1 in the
+    // same epoch means deliveries were missed (a NATS reconnect), and the gap is read back.
+    uint64_t delivered = 0;
+    uint64_t delivered_seq = 0;
+    std::string delivered_epoch;
   };
 
  private:
@@ -188,6 +204,10 @@ class NatsHistoryStore final : public core::HistoryStore {
   bool EnsureStream(std::string* error);
   void Failed();
   bool Down() const;
+  // On the delivery thread: the publications of channel at offsets after+1 .. until-1, read
+  // from stream sequences from_seq .. to_seq-1; false unless every one was there.
+  bool Fill(const Channel& channel, uint64_t from_seq, uint64_t to_seq, uint64_t after,
+            uint64_t until, std::vector<std::pair<uint64_t, std::string>>* out);
   static void OnDeliver(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* self);
   static void OnReconnected(natsConnection* nc, void* self);
 
@@ -208,6 +228,9 @@ class NatsHistoryStore final : public core::HistoryStore {
   std::atomic<uint64_t> store_errors_{0};
   std::atomic<uint64_t> conflicts_{0};
   std::atomic<uint64_t> duplicates_{0};
+  std::atomic<uint64_t> gaps_filled_{0};
+  std::atomic<uint64_t> gaps_lost_{0};
+  std::function<void(std::string_view channel)> lost_;
 };
 
 // Keys are JetStream's (the Duplicates window): this store keeps none.
