@@ -306,6 +306,13 @@ void Server::BuildMetrics() {
           text.Family(families[i].first, "counter", help[i]);
           text.Sample(families[i].first, {{"engine", engine}}, families[i].second);
         }
+        text.Family("hermod_store_delivery_gaps_total", "counter",
+                    "Deliveries that came past a gap (missed while NATS was away): filled from "
+                    "the stream, or lost (history_engine nats).");
+        text.Sample("hermod_store_delivery_gaps_total", {{"result", "filled"}},
+                    history ? history->gaps_filled() : 0);
+        text.Sample("hermod_store_delivery_gaps_total", {{"result", "lost"}},
+                    history ? history->gaps_lost() : 0);
       });
   if (nats_presence_ != nullptr) AddPresenceChecks(nats_presence_->counters());
   if (proxies_) {
@@ -453,6 +460,8 @@ int Server::Run() {
     // History and idempotency on JetStream, shared by the cluster (store/nats_history.h).
     auto history = std::make_unique<store::NatsHistoryStore>(NatsHistoryOptionsOf(config_));
     nats_history = history.get();
+    // Its breaker and counters: hermod_store_* with engine="nats", the /health `store` check.
+    store_status_ = [nats_history] { return nats_history->Status(); };
     engines.stores.history = std::move(history);
     engines.stores.idempotency = std::make_unique<store::NatsIdempotencyStore>();
     engines.stores.history_inline = false;
@@ -482,6 +491,12 @@ int Server::Run() {
             hub->Deliver(channel, *options, p, publication);
           }
         });
+    nats_history->SetLost([](std::string_view channel) {
+      spdlog::warn(
+          "channel \"{}\": publications missed while NATS was away are no longer in the "
+          "stream; this node's subscribers see a jump in offsets",
+          channel);
+    });
     // A stream whose config conflicts, or no JetStream at all, stops start-up here.
     if (std::string error; !nats_history->Start(&error)) {
       spdlog::error("{}", error);

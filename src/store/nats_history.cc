@@ -193,14 +193,22 @@ class NatsHistoryStore::NatsStream final : public core::HistoryStore::Stream {
   std::optional<core::HistoryAppended> Append(
       const core::HistoryAppend& a, const core::PublicationEncoder& encode,
       core::Completion<core::HistoryAppended> done) override {
+    if (store_.status_.RefuseNow()) {
+      // JetStream failed lately (the breaker is open): no request, refused now.
+      store_.store_errors_.fetch_add(1, std::memory_order_relaxed);
+      core::HistoryAppended refused;
+      refused.failed = true;
+      return refused;
+    }
     bool first;
     {
       std::lock_guard lock(channel_->mutex);
       first = channel_->pending.empty();
       channel_->pending.push_back({std::string(a.data), std::string(a.info), std::string(a.tags),
                                    std::string(a.idempotency_key), a.size, a.ttl_ms, &encode,
-                                   std::move(done)});
+                                   std::move(done), false, StatusKeeper::SteadyUs()});
     }
+    store_.status_.Queued(1);
     // One flush task for what piles up meanwhile: the worker takes it all at once.
     if (first) {
       store_.WorkerOf(*channel_).Post(
@@ -211,48 +219,52 @@ class NatsHistoryStore::NatsStream final : public core::HistoryStore::Stream {
 
   std::optional<core::HistoryPage> Read(const core::HistoryQuery& q,
                                         core::Completion<core::HistoryPage> done) override {
-    store_.WorkerOf(*channel_).Post(
-        [store = &store_, channel = channel_, q, done = std::move(done)]() mutable {
-          core::HistoryPage page;
-          core::HistoryStream stream("", 0);
-          if (!store->Snapshot(*channel, WallMs(), &stream)) {
-            page.failed = true;
-            done(std::move(page));
-            return;
-          }
-          page.position = {stream.top(), stream.epoch()};
-          const core::StreamPosition* since = q.since ? &*q.since : nullptr;
-          if (since && !since->epoch.empty() && since->epoch != stream.epoch()) {
-            page.unrecoverable = true;
-          } else {
-            page.publications =
-                stream.Read(since, q.limit, q.reverse, WallMs(), q.max_bytes, &page.cut);
-          }
-          done(std::move(page));
-        });
+    store_.WorkerOf(*channel_).Post([store = &store_, channel = channel_, q, done = std::move(done),
+                                     queued = StatusKeeper::SteadyUs()]() mutable {
+      core::HistoryPage page;
+      core::HistoryStream stream("", 0);
+      const bool ok = store->Snapshot(*channel, WallMs(), &stream);
+      store->status_.Record(StoreStatus::kRead, queued);
+      if (!ok) {
+        page.failed = true;
+        done(std::move(page));
+        return;
+      }
+      page.position = {stream.top(), stream.epoch()};
+      const core::StreamPosition* since = q.since ? &*q.since : nullptr;
+      if (since && !since->epoch.empty() && since->epoch != stream.epoch()) {
+        page.unrecoverable = true;
+      } else {
+        page.publications =
+            stream.Read(since, q.limit, q.reverse, WallMs(), q.max_bytes, &page.cut);
+      }
+      done(std::move(page));
+    });
     return std::nullopt;
   }
 
   std::optional<core::HistoryStream::Recovery> Recover(
       const core::RecoveryQuery& q, core::Completion<core::HistoryStream::Recovery> done) override {
-    store_.WorkerOf(*channel_).Post(
-        [store = &store_, channel = channel_, q, done = std::move(done)]() mutable {
-          core::HistoryStream::Recovery r;
-          core::HistoryStream stream("", 0);
-          if (!store->Snapshot(*channel, WallMs(), &stream)) {
-            done(std::move(r));
-            return;
-          }
-          // All it holds past since, cut at until (the hub fans out what is past it), then
-          // the limits.
-          r = stream.Recover(q.since, SIZE_MAX, WallMs());
-          const uint64_t wanted = q.until > q.since.offset ? q.until - q.since.offset : 0;
-          if (r.recovered && r.publications.size() > wanted) r.publications.resize(wanted);
-          size_t bytes = 0;
-          for (const std::string& p : r.publications) bytes += p.size() + 1;
-          if (r.publications.size() > q.max_publications || bytes > q.max_bytes) r = {};
-          done(std::move(r));
-        });
+    store_.WorkerOf(*channel_).Post([store = &store_, channel = channel_, q, done = std::move(done),
+                                     queued = StatusKeeper::SteadyUs()]() mutable {
+      core::HistoryStream::Recovery r;
+      core::HistoryStream stream("", 0);
+      const bool ok = store->Snapshot(*channel, WallMs(), &stream);
+      store->status_.Record(StoreStatus::kRecover, queued);
+      if (!ok) {
+        done(std::move(r));
+        return;
+      }
+      // All it holds past since, cut at until (the hub fans out what is past it), then
+      // the limits.
+      r = stream.Recover(q.since, SIZE_MAX, WallMs());
+      const uint64_t wanted = q.until > q.since.offset ? q.until - q.since.offset : 0;
+      if (r.recovered && r.publications.size() > wanted) r.publications.resize(wanted);
+      size_t bytes = 0;
+      for (const std::string& p : r.publications) bytes += p.size() + 1;
+      if (r.publications.size() > q.max_publications || bytes > q.max_bytes) r = {};
+      done(std::move(r));
+    });
     return std::nullopt;
   }
 
@@ -264,8 +276,10 @@ class NatsHistoryStore::NatsStream final : public core::HistoryStore::Stream {
       first = channel_->pending.empty();
       PendingAppend remove;
       remove.remove = true;
+      remove.queued_us = StatusKeeper::SteadyUs();
       channel_->pending.push_back(std::move(remove));
     }
+    store_.status_.Queued(1);
     if (first) {
       store_.WorkerOf(*channel_).Post(
           [store = &store_, channel = channel_] { store->Flush(*channel); });
@@ -284,6 +298,7 @@ class NatsHistoryStore::NatsStream final : public core::HistoryStore::Stream {
 
 NatsHistoryStore::NatsHistoryStore(NatsHistoryOptions options)
     : options_(std::move(options)),
+      status_("nats", options_.breaker),
       history_prefix_(options_.prefix + ".history."),
       deliver_prefix_(options_.prefix + ".deliver.") {}
 
@@ -553,6 +568,12 @@ bool NatsHistoryStore::Load(Channel& channel) {
     channel.epoch = last.position.epoch;
     channel.last_seq = last.seq;
   }
+  // Where deliveries start being checked for gaps: what the channel held when first read.
+  if (channel.delivered_seq == 0) {
+    channel.delivered = last.position.offset;
+    channel.delivered_seq = last.seq;
+    channel.delivered_epoch = last.position.epoch;
+  }
   channel.loaded = true;
   return true;
 }
@@ -561,9 +582,11 @@ void NatsHistoryStore::Flush(Channel& channel) {
   for (;;) {
     std::vector<PendingAppend> batch;
     bool remove = false;
+    uint64_t remove_queued = 0;
     {
       std::lock_guard lock(channel.mutex);
       if (!channel.pending.empty() && channel.pending.front().remove) {
+        remove_queued = channel.pending.front().queued_us;
         channel.pending.pop_front();
         remove = true;
       }
@@ -584,18 +607,45 @@ void NatsHistoryStore::Flush(Channel& channel) {
       }
     }
     if (remove) {
+      status_.Queued(-1);
       DoRemove(channel);
+      status_.Record(StoreStatus::kRemove, remove_queued);
       continue;
     }
     if (batch.empty()) return;
-    std::vector<core::HistoryAppended> results = DoAppend(channel, batch);
-    for (size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move(results[i]));
+    status_.Queued(-static_cast<int64_t>(batch.size()));
+    std::vector<core::HistoryAppended> results;
+    if (!status_.Allow()) {
+      // Open (or half-open with its trial out): refused without a request.
+      store_errors_.fetch_add(batch.size(), std::memory_order_relaxed);
+      results.resize(batch.size());
+      for (core::HistoryAppended& r : results) r.failed = true;
+    } else {
+      std::string error;
+      results = DoAppend(channel, batch, &error);
+      if (results.front().failed) {
+        status_.Failed(StoreStatus::kIo, "JetStream stream " + options_.stream + " at " +
+                                             options_.url + ": " + error +
+                                             ": publications to channels with history are refused");
+      } else {
+        status_.Succeeded();
+      }
+    }
+    for (size_t i = 0; i < batch.size(); ++i) {
+      status_.Record(StoreStatus::kAppend, batch[i].queued_us);
+      batch[i].done(std::move(results[i]));
+    }
   }
 }
 
 std::vector<core::HistoryAppended> NatsHistoryStore::DoAppend(Channel& channel,
-                                                              std::vector<PendingAppend>& batch) {
+                                                              std::vector<PendingAppend>& batch,
+                                                              std::string* error) {
   auto failed = [&] {
+    if (error->empty()) {
+      const char* last = nats_GetLastError(nullptr);
+      *error = last != nullptr && *last != '\0' ? last : "no answer";
+    }
     store_errors_.fetch_add(batch.size(), std::memory_order_relaxed);
     std::vector<core::HistoryAppended> out(batch.size());
     for (core::HistoryAppended& r : out) r.failed = true;
@@ -704,8 +754,13 @@ std::vector<core::HistoryAppended> NatsHistoryStore::DoAppend(Channel& channel,
       continue;
     }
     Failed();
+    *error = natsStatus_GetText(s);
+    if (jerr != 0) *error += " (JetStream error " + std::to_string(static_cast<int>(jerr)) + ")";
     break;
   }
+  if (error->empty())
+    *error = "offsets taken by other nodes " + std::to_string(kMaxConflicts) +
+             " times in a row, or the channel's last message unreadable";
   return failed();
 }
 
@@ -863,6 +918,43 @@ void NatsHistoryStore::OnReconnected(natsConnection*, void* self) {
   }
 }
 
+bool NatsHistoryStore::Fill(const Channel& channel, uint64_t from_seq, uint64_t to_seq,
+                            uint64_t after, uint64_t until,
+                            std::vector<std::pair<uint64_t, std::string>>* out) {
+  const std::string subject = history_prefix_ + channel.token;
+  uint64_t seq = from_seq;
+  uint64_t next = after + 1;
+  while (seq < to_seq && next < until) {
+    jsDirectGetMsgOptions dg;
+    jsDirectGetMsgOptions_Init(&dg);
+    dg.Sequence = seq;
+    dg.NextBySubject = subject.c_str();
+    natsMsg* msg = nullptr;
+    if (js_DirectGetMsg(&msg, js_, options_.stream.c_str(), nullptr, &dg) != NATS_OK) break;
+    const uint64_t got = natsMsg_GetSequence(msg);
+    if (got >= to_seq) {
+      natsMsg_Destroy(msg);
+      break;
+    }
+    if (Header(msg, kMark) != nullptr) {
+      // history_remove: what came before it is gone.
+      natsMsg_Destroy(msg);
+      return false;
+    }
+    uint64_t offset = ParseU64(Header(msg, kOffset));
+    for (std::string_view p : Publications(msg)) {
+      if (offset == next && offset < until) {
+        out->emplace_back(offset, std::string(p));
+        ++next;
+      }
+      ++offset;
+    }
+    natsMsg_Destroy(msg);
+    seq = got + 1;
+  }
+  return next == until;
+}
+
 void NatsHistoryStore::OnDeliver(natsConnection*, natsSubscription*, natsMsg* msg, void* self) {
   auto* store = static_cast<NatsHistoryStore*>(self);
   const std::string_view subject = natsMsg_GetSubject(msg);
@@ -879,6 +971,8 @@ void NatsHistoryStore::OnDeliver(natsConnection*, natsSubscription*, natsMsg* ms
   const uint64_t seq = ParseU64(Header(msg, "Nats-Sequence"));
   const std::vector<std::string_view> publications = Publications(msg);
   const uint64_t top = position.offset + std::max<size_t>(1, publications.size()) - 1;
+  std::vector<std::pair<uint64_t, std::string>> missed;
+  bool lost = false;
   {
     std::shared_ptr<Channel> state;
     {
@@ -886,6 +980,8 @@ void NatsHistoryStore::OnDeliver(natsConnection*, natsSubscription*, natsMsg* ms
       auto it = store->channels_.find(*channel);
       if (it != store->channels_.end()) state = it->second;
     }
+    bool gap = false;
+    uint64_t from_seq = 0, after = 0;
     if (state) {
       std::lock_guard lock(state->mutex);
       if (state->loaded && seq > state->last_seq) {
@@ -893,9 +989,33 @@ void NatsHistoryStore::OnDeliver(natsConnection*, natsSubscription*, natsMsg* ms
         state->epoch = position.epoch;
         state->last_seq = seq;
       }
+      if (seq > state->delivered_seq) {
+        if (state->delivered_seq != 0 && position.epoch == state->delivered_epoch &&
+            position.offset > state->delivered + 1) {
+          gap = true;
+          from_seq = state->delivered_seq + 1;
+          after = state->delivered;
+        }
+        state->delivered = top;
+        state->delivered_seq = seq;
+        state->delivered_epoch = position.epoch;
+      }
+    }
+    if (gap) {
+      if (store->Fill(*state, from_seq, seq, after, position.offset, &missed)) {
+        store->gaps_filled_.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        store->gaps_lost_.fetch_add(1, std::memory_order_relaxed);
+        missed.clear();
+        lost = true;
+      }
     }
   }
+  if (lost && store->lost_) store->lost_(*channel);
   if (store->delivered_) {
+    for (const auto& [offset, publication] : missed) {
+      store->delivered_(*channel, {offset, position.epoch}, publication);
+    }
     // A batch: each publication at its own offset, in order.
     for (std::string_view publication : publications) {
       store->delivered_(*channel, position, publication);

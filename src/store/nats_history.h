@@ -33,12 +33,22 @@
 // stream order; each node subscribes to `<prefix>.deliver.>` and hands every publication to
 // the hub with the offset it was stored with (Hub::Deliver): every node, the appending one
 // too, fans out the cluster's publications in offset order, and its position follows them.
+// Deliveries missed while a node's NATS connection was down (RePublish is not replayed) are
+// read back from the stream when the next one shows the gap, and handed on first; when they
+// are gone (trimmed, removed) the channel's subscribers are told (SetLost), never a silent
+// jump.
 //
 // Threads. Appends, reads and recoveries run on `workers` threads of the engine, a channel
 // always on the same one (by hash), so a channel's appends complete in the order they were
-// made; the hub's calls only queue. Open reads a channel's last message on the caller when
-// the engine has not seen the channel yet (one round trip, skipped while JetStream is
-// failing); after that, appends and deliveries keep the engine's cache of positions current.
+// made; the hub's calls only queue.
+//
+// Failure. Appends go through a circuit breaker (options.breaker): JetStream's failures
+// (gone, timing out, refusing) open it, and while it is open an append is refused at once,
+// on the caller, without a request; after open_ms one append tries again and closes it on
+// success. Status() is hermod_store_* with engine="nats" and the /health `store` check. Open reads
+// a channel's last message on the caller when the engine has not seen the channel yet (one round
+// trip, skipped while JetStream is failing); after that, appends and deliveries keep the engine's
+// cache of positions current.
 #pragma once
 
 #include <nats/nats.h>
@@ -57,8 +67,10 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/circuit_breaker.h"
 #include "core/history_store.h"
 #include "core/idempotency_store.h"
+#include "store/store_status.h"
 
 namespace hermod::store {
 
@@ -74,6 +86,8 @@ struct NatsHistoryOptions {
   uint64_t timeout_ms = 2000;                      // a JetStream request's wait
   size_t workers = 4;
   bool deliver = true;  // RePublish to <prefix>.deliver.> and subscribe to it
+  // Around appends: JetStream failures open it; while open, appends are refused at once.
+  core::CircuitBreaker::Options breaker;
 };
 
 // A channel's token in a subject (see the top of this file), and back; nullopt for a token
@@ -113,7 +127,16 @@ class NatsHistoryStore final : public core::HistoryStore {
   uint64_t store_errors() const { return store_errors_.load(std::memory_order_relaxed); }
   uint64_t conflicts() const { return conflicts_.load(std::memory_order_relaxed); }
   uint64_t duplicates() const { return duplicates_.load(std::memory_order_relaxed); }
+  // Deliveries that came past a gap: filled from the stream, or not (publications trimmed or
+  // JetStream failing; the channel's subscribers are then told through Lost).
+  uint64_t gaps_filled() const { return gaps_filled_.load(std::memory_order_relaxed); }
+  uint64_t gaps_lost() const { return gaps_lost_.load(std::memory_order_relaxed); }
+  // Before Start: called (delivery thread) when a gap could not be filled, before the
+  // delivery past it.
+  void SetLost(std::function<void(std::string_view channel)> lost) { lost_ = std::move(lost); }
   const NatsHistoryOptions& options() const { return options_; }
+  // hermod_store_* and the /health `store` check (engine "nats"); any thread.
+  StoreStatus Status() const { return status_.Status(); }
 
   // An append waiting for its channel's worker.
   struct PendingAppend {
@@ -125,7 +148,8 @@ class NatsHistoryStore final : public core::HistoryStore {
     uint64_t ttl_ms = 0;
     const core::PublicationEncoder* encode = nullptr;
     core::Completion<core::HistoryAppended> done;
-    bool remove = false;  // not an append: history_remove, in its place in the order
+    bool remove = false;     // not an append: history_remove, in its place in the order
+    uint64_t queued_us = 0;  // StatusKeeper::SteadyUs when the hub made it
   };
   // What the engine knows of a channel (shared by its Streams, the workers and deliveries).
   struct Channel {
@@ -139,6 +163,11 @@ class NatsHistoryStore final : public core::HistoryStore {
     uint64_t last_seq = 0;  // the stream sequence of the channel's last message
     // Appends not yet taken by the worker: taken together, as one message (group commit).
     std::deque<PendingAppend> pending;
+    // What the delivery thread handed on last (0: nothing yet): a delivery past it + 1 in the
+    // same epoch means deliveries were missed (a NATS reconnect), and the gap is read back.
+    uint64_t delivered = 0;
+    uint64_t delivered_seq = 0;
+    std::string delivered_epoch;
   };
 
  private:
@@ -165,7 +194,9 @@ class NatsHistoryStore final : public core::HistoryStore {
   void Flush(Channel& channel);
   // On a worker: appends one batch as one message, retrying on offset conflicts; each
   // append's result, in order.
-  std::vector<core::HistoryAppended> DoAppend(Channel& channel, std::vector<PendingAppend>& batch);
+  // *error: why it failed (JetStream's answer), for /health.
+  std::vector<core::HistoryAppended> DoAppend(Channel& channel, std::vector<PendingAppend>& batch,
+                                              std::string* error);
   // On a worker: the channel's kept publications as a HistoryStream with its logical limits;
   // false on an error.
   bool Snapshot(Channel& channel, uint64_t now_ms, core::HistoryStream* out);
@@ -173,10 +204,15 @@ class NatsHistoryStore final : public core::HistoryStore {
   bool EnsureStream(std::string* error);
   void Failed();
   bool Down() const;
+  // On the delivery thread: the publications of channel at offsets after+1 .. until-1, read
+  // from stream sequences from_seq .. to_seq-1; false unless every one was there.
+  bool Fill(const Channel& channel, uint64_t from_seq, uint64_t to_seq, uint64_t after,
+            uint64_t until, std::vector<std::pair<uint64_t, std::string>>* out);
   static void OnDeliver(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* self);
   static void OnReconnected(natsConnection* nc, void* self);
 
   const NatsHistoryOptions options_;
+  StatusKeeper status_;
   const std::string history_prefix_;  // <prefix>.history.
   const std::string deliver_prefix_;  // <prefix>.deliver.
   Delivered delivered_;
@@ -192,6 +228,9 @@ class NatsHistoryStore final : public core::HistoryStore {
   std::atomic<uint64_t> store_errors_{0};
   std::atomic<uint64_t> conflicts_{0};
   std::atomic<uint64_t> duplicates_{0};
+  std::atomic<uint64_t> gaps_filled_{0};
+  std::atomic<uint64_t> gaps_lost_{0};
+  std::function<void(std::string_view channel)> lost_;
 };
 
 // Keys are JetStream's (the Duplicates window): this store keeps none.

@@ -477,21 +477,65 @@ void NatsPresenceStore::Engine::Settle() {
   if (js_PublishAsyncComplete(js_, &po) != NATS_OK) bucket_failed_ = true;
 }
 
+// A list is exact: it holds every entry put (and acknowledged) before the read began and not
+// removed since. A watcher alone is not: libnats ends its initial values after as many
+// messages as the first one's pending count, and entries put again during the read (every
+// node refreshes its own) make that count too small, so a list could stop early. So the keys
+// under the channel are taken first from the stream's subjects (one request); the watcher
+// then brings their values, and any key it did not bring is read directly.
 bool NatsPresenceStore::Engine::Read(const std::string& token, core::PresenceList* out) {
   if (kv_ == nullptr || !Connected()) return false;
   Settle();
   const uint64_t deadline = NowMs() + options_.request_timeout_ms;
+  const std::string filter = token + ".*";
+  std::unordered_set<std::string> expected;  // keys, without the "$KV.<bucket>." prefix
+  {
+    jsOptions o;
+    jsOptions_Init(&o);
+    o.Wait = static_cast<int64_t>(options_.request_timeout_ms);
+    const std::string subjects = subject_prefix_ + filter;
+    o.Stream.Info.SubjectsFilter = subjects.c_str();
+    jsStreamInfo* info = nullptr;
+    jsErrCode code = static_cast<jsErrCode>(0);
+    const std::string stream = "KV_" + options_.bucket;
+    natsStatus s = js_GetStreamInfo(&info, js_, stream.c_str(), &o, &code);
+    if (s != NATS_OK) {
+      spdlog::debug("presence: stream info {}: {}", subjects, StatusText(s));
+      return false;
+    }
+    if (info->State.Subjects != nullptr) {
+      for (int i = 0; i < info->State.Subjects->Count; ++i) {
+        const std::string_view subject = info->State.Subjects->List[i].Subject;
+        if (subject.size() > subject_prefix_.size()) {
+          expected.emplace(subject.substr(subject_prefix_.size()));
+        }
+      }
+    }
+    jsStreamInfo_Destroy(info);
+  }
+  auto add = [&](std::string_view key, kvEntry* entry) {
+    std::optional<std::string> client;
+    if (key.size() > token.size() + 1) client = ParsePresenceKeyToken(key.substr(token.size() + 1));
+    const auto* data = static_cast<const char*>(kvEntry_Value(entry));
+    const int length = kvEntry_ValueLen(entry);
+    std::optional<core::PresenceEntry> value;
+    if (data != nullptr && length > 0) {
+      value = DecodePresenceValue(std::string_view(data, static_cast<size_t>(length)));
+    }
+    if (client && value) out->emplace_back(std::move(*client), std::move(*value));
+  };
+  if (expected.empty()) return true;
+
   kvWatchOptions wo;
   kvWatchOptions_Init(&wo);
-  wo.IgnoreDeletes = true;
   wo.Timeout = static_cast<int64_t>(options_.request_timeout_ms);
   kvWatcher* watcher = nullptr;
-  const std::string filter = token + ".*";
   natsStatus s = kvStore_Watch(&watcher, kv_, filter.c_str(), &wo);
   if (s != NATS_OK) {
     spdlog::debug("presence: watch {}: {}", filter, StatusText(s));
     return false;
   }
+  std::unordered_set<std::string> seen;
   bool ok = true;
   for (;;) {
     const uint64_t now = NowMs();
@@ -505,21 +549,27 @@ bool NatsPresenceStore::Engine::Read(const std::string& token, core::PresenceLis
       ok = false;
       break;
     }
-    if (entry == nullptr) break;  // every current value seen
+    if (entry == nullptr) break;  // libnats's end of the initial values (not always all)
     const std::string_view key = kvEntry_Key(entry);
-    std::optional<std::string> client;
-    if (key.size() > token.size() + 1) client = ParsePresenceKeyToken(key.substr(token.size() + 1));
-    const auto* data = static_cast<const char*>(kvEntry_Value(entry));
-    const int length = kvEntry_ValueLen(entry);
-    std::optional<core::PresenceEntry> value;
-    if (data != nullptr && length > 0) {
-      value = DecodePresenceValue(std::string_view(data, static_cast<size_t>(length)));
-    }
-    if (client && value) out->emplace_back(std::move(*client), std::move(*value));
+    // A key seen twice (put again during the read) is listed once, with its first value.
+    if (seen.emplace(key).second && kvEntry_Operation(entry) == kvOp_Put) add(key, entry);
     kvEntry_Destroy(entry);
   }
   kvWatcher_Destroy(watcher);
-  return ok;
+  if (!ok) return false;
+  for (const std::string& key : expected) {
+    if (seen.count(key) != 0) continue;
+    kvEntry* entry = nullptr;
+    s = kvStore_Get(&entry, kv_, key.c_str());
+    if (s == NATS_NOT_FOUND) continue;  // removed (or expired) since: not listed
+    if (s != NATS_OK) {
+      spdlog::debug("presence: get {}: {}", key, StatusText(s));
+      return false;
+    }
+    add(key, entry);
+    kvEntry_Destroy(entry);
+  }
+  return true;
 }
 
 void NatsPresenceStore::Engine::Refresh() {

@@ -4,7 +4,9 @@
 // Layout: one key per (channel, client), `<token(channel)>.<token(client)>` (PresenceKeyToken:
 // an injective escaping into the characters KV keys allow, with no '.'), its value the user
 // and ClientInfo (EncodePresenceValue). A channel's entries are the keys under
-// `<token(channel)>.*`, read with a KV watcher (the last value per key, deletes skipped).
+// `<token(channel)>.*`: a read takes the keys from the stream's subjects, their values from
+// a KV watcher, and any key the watcher's initial values missed directly (exact even while
+// entries are put again: Engine::Read).
 //
 // Expiry. nats-server 2.9 has no per-key TTL: the bucket's TTL (MaxAge, presence_ttl) ages
 // every key out, and each node re-puts its own live entries every ttl/3, so a live node's

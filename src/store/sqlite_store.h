@@ -40,6 +40,7 @@
 #include "core/circuit_breaker.h"
 #include "core/history_store.h"
 #include "core/idempotency_store.h"
+#include "store/store_status.h"
 
 namespace hermod::store {
 
@@ -51,29 +52,6 @@ struct SqliteOptions {
   size_t max_queue = 65536;      // appends waiting for the writer; past it, refused
   uint64_t idempotency_window_ms = 5 * 60 * 1000;
   core::CircuitBreaker::Options breaker;
-};
-
-// What /metrics and /health show of a store engine (any engine; the memory engine has none).
-struct StoreStatus {
-  enum Kind : size_t { kAppend, kRead, kRecover, kRemove, kKey, kTrim, kKinds };
-  enum Reason : size_t { kIo, kFileGone, kBreakerOpen, kQueueFull, kReasons };
-  static constexpr std::array<const char*, kKinds> kKindNames = {"append", "read", "recover",
-                                                                 "remove", "key",  "trim"};
-  static constexpr std::array<const char*, kReasons> kReasonNames = {"io", "file_gone",
-                                                                     "breaker_open", "queue_full"};
-  static constexpr std::array<double, 10> kLatencyBounds = {0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                                            0.025,  0.05,  0.1,    0.25,  1};
-  std::string engine;
-  std::array<uint64_t, kKinds> operations{};
-  std::array<uint64_t, kReasons> errors{};
-  // Queue to completion, per operation: counts per bound (not cumulative), then +Inf.
-  std::array<uint64_t, kLatencyBounds.size() + 1> latency_buckets{};
-  double latency_sum_s = 0;
-  uint64_t latency_count = 0;
-  uint64_t queue_depth = 0;
-  core::CircuitBreaker::State breaker = core::CircuitBreaker::State::kClosed;
-  uint32_t failure_threshold = 0;
-  std::string last_error;  // empty while it works
 };
 
 class SqliteDb;

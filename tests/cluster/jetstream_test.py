@@ -10,6 +10,11 @@
 - nats-server restarts (same store dir): history and epoch intact; while it is down, a
   publication to a channel with history is refused with an error (never answered 200 and
   lost), and one without history still goes out locally.
+- nats-server killed (-9): publications with history are refused with the API's error (code
+  100, no result), counted in hermod_store_errors_total{engine="nats"}; past the breaker's
+  threshold they are refused without a request (reason breaker_open); /health's `store`
+  check is degraded. Restarted on the same port and store dir: the next publications are
+  stored after the last one answered, and the check is healthy again.
 - A stream whose config conflicts with hermod's stops start-up with a message naming it.
 
 Every wait is a condition polled against a deadline; nats-server runs on a free port with a
@@ -33,7 +38,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 
 import hermod_harness as h  # noqa: E402
-from guard_client import Client, api_call  # noqa: E402
+from guard_client import Client, api_call, metric  # noqa: E402
 
 DEADLINE_S = 20
 
@@ -247,6 +252,43 @@ class JetStreamTest(h.HermodTestCase):
         view = history(a.port, "keep")
         self.assertEqual([p["data"]["i"] for p in view["publications"]], [0, 1, 2, 3])
         self.assertNotIn("lost", json.dumps(view))
+
+    def test_jetstream_killed_opens_the_breaker_and_degrades_health_until_it_returns(self):
+        a = self.node()
+        for i in range(2):
+            api(a.port, "publish", {"channel": "kept", "data": {"i": i}})
+
+        def store_check():
+            health = json.loads(get(a.port, "/health"))
+            return [k for k in health["checks"] if k["name"] == "store"][0]
+
+        self.assertEqual(store_check()["level"], "healthy")
+        self.nats.stop(kill=True)
+        for _ in range(8):  # past the breaker's threshold (5 failures)
+            r = json.loads(api_call(a.port, "publish",
+                                    {"channel": "kept", "data": {"i": "lost"}}).body)
+            self.assertNotIn("result", r)
+            self.assertEqual(r["error"]["code"], 100, r)
+        self.assertGreaterEqual(metric(a.port, "hermod_store_errors_total", engine="nats",
+                                       reason="io"), 1)
+        self.assertGreaterEqual(metric(a.port, "hermod_store_errors_total", engine="nats",
+                                       reason="breaker_open"), 1)
+        self.assertGreaterEqual(metric(a.port, "hermod_store_operations_total", engine="nats",
+                                       kind="append"), 2)
+        # /health evaluates its checks periodically: polled.
+        check = wait_for("the store check degraded",
+                         lambda: store_check()["level"] == "degraded" and store_check())
+        self.assertIn("breaker open", check["detail"])
+        self.nats.start()  # same port, same store dir
+
+        def stored():
+            r = json.loads(api_call(a.port, "publish", {"channel": "kept", "data": {"i": 2}}).body)
+            return r.get("result")
+        after = wait_for("a publication stored after the restart", stored)
+        self.assertEqual(after["offset"], 3)
+        wait_for("the store check healthy again", lambda: store_check()["level"] == "healthy")
+        view = history(a.port, "kept")
+        self.assertEqual([p["data"]["i"] for p in view["publications"]], [0, 1, 2])
 
     def test_conflicting_stream_stops_start(self):
         # A stream of hermod's name with other subjects, made before hermod starts.

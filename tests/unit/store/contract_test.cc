@@ -1,7 +1,9 @@
 // The store contract: the same cases against every engine, through the interfaces as the
-// hub calls them (core/history_store.h, idempotency_store.h). An engine that completes
-// later is driven through its Completions: the test waits on a future, never sleeps.
-// Another engine gets these tests by one line in kEngines.
+// hub calls them (core/history_store.h, idempotency_store.h, presence_store.h). An engine
+// that completes later is driven through its Completions: the test waits on a future, never
+// sleeps. Another engine gets these tests by one line in kEngines. The nats engines run on a
+// real `nats-server -js` the suite starts (free port, temporary store directory; stopped at
+// the end, killed by the failing-storage case and started again for the next case).
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,6 +13,7 @@
 #include <filesystem>
 #include <functional>
 #include <future>
+#include <map>
 #include <memory>
 #include <ostream>
 #include <string>
@@ -19,7 +22,10 @@
 #include "core/hub.h"
 #include "net/event_loop.h"
 #include "store/engines.h"
+#include "store/nats_history.h"
+#include "store/nats_presence.h"
 #include "store/sqlite_store.h"
+#include "tests/unit/store/nats_server.h"
 
 namespace hermod::store {
 namespace {
@@ -35,6 +41,18 @@ struct EngineFactory {
   const char* name;
   bool durable;  // what it stores survives the engine being made again on the same storage
   std::function<std::unique_ptr<Engine>(const std::string& dir)> make;
+  // Trims by TTL on the caller's clock (HistoryAppend/HistoryQuery::now_ms). The nats engine
+  // cannot: a message's age is JetStream's timestamp against the wall clock, so its TTL case
+  // waits for real time to pass instead.
+  bool caller_clock = true;
+  // Keeps idempotency keys in its Keys. The nats engine keeps them in JetStream's Duplicates
+  // window instead (a repeated keyed append answers the first offset: nats_history_test's
+  // IdempotencyKeyAnswersTheFirstOffset), so its Keys find nothing by design.
+  bool keys = true;
+  // Kept() knows channels closed before the engine was made again. The nats engine's Kept is
+  // a cache of the channels this process opened; after a restart Open reads the position
+  // from the stream, which the restart case checks for every engine.
+  bool kept_after_restart = true;
 };
 
 // The test's name shows the engine, not the factory's bytes.
@@ -64,10 +82,66 @@ std::unique_ptr<Engine> MakeSqlite(const std::string& dir) {
   return e;
 }
 
+// The nats-server of the nats cases: started by the first, killed by a failing-storage case
+// (the next one starts another), stopped when the suite ends.
+std::unique_ptr<test::NatsServer>& Nats() {
+  static std::unique_ptr<test::NatsServer> server;
+  return server;
+}
+class NatsEnvironment : public ::testing::Environment {
+ public:
+  void TearDown() override { Nats().reset(); }
+};
+const auto* const kNatsEnvironment = ::testing::AddGlobalTestEnvironment(new NatsEnvironment);
+
+// History on JetStream and presence on NATS KV; the names come from the case's directory,
+// so cases never see each other's channels and a restart finds its own stream again.
+std::unique_ptr<Engine> MakeNats(const std::string& dir) {
+  if (!Nats()) {
+    Nats() = std::make_unique<test::NatsServer>();
+    if (!Nats()->Start()) {
+      ADD_FAILURE() << "nats-server did not start";
+      Nats().reset();
+      return nullptr;
+    }
+  }
+  const std::string id = std::filesystem::path(dir).filename().string().substr(16);  // XXXXXX
+  NatsHistoryOptions history;
+  history.url = Nats()->url();
+  history.prefix = "c" + id;
+  history.stream = "C_" + id;
+  history.timeout_ms = 1000;
+  history.workers = 2;
+  std::string error;
+  auto e = std::make_unique<Engine>();
+  e->stores.history = MakeNatsHistoryStore(history, &error);
+  if (!e->stores.history) {
+    ADD_FAILURE() << error;
+    return nullptr;
+  }
+  NatsPresenceStore::Options presence;
+  presence.url = Nats()->url();
+  presence.bucket = "p_" + id;
+  presence.reconnect_wait_ms = 100;
+  auto kv = std::make_unique<NatsPresenceStore>(presence);
+  if (!kv->Start(&error)) {
+    ADD_FAILURE() << error;
+    return nullptr;
+  }
+  e->stores.presence = std::move(kv);
+  e->stores.idempotency = std::make_unique<NatsIdempotencyStore>();
+  e->stores.history_inline = false;
+  e->stores.presence_inline = false;
+  e->break_storage = [] { Nats()->Stop(/*kill=*/true), Nats().reset(); };
+  return e;
+}
+
 // The engines under contract. A new engine: one line here.
 const EngineFactory kEngines[] = {
     {"memory", false, &MakeMemory},
     {"sqlite", true, &MakeSqlite},
+    {"nats", true, &MakeNats, /*caller_clock=*/false, /*keys=*/false,
+     /*kept_after_restart=*/false},
 };
 
 std::string Encode(std::string_view data, std::string_view, uint64_t offset, std::string_view) {
@@ -224,6 +298,19 @@ TEST_P(StoreContract, TrimsToSize) {
 
 TEST_P(StoreContract, TrimsByTtlAndKeepsThePosition) {
   auto s = Open("ch");
+  if (!GetParam().caller_clock) {
+    // The wall clock: p1 lives a second, p2 a minute; p1 goes (polled, with a deadline).
+    Append(*s, "p1", 10, 1000);
+    Append(*s, "p2", 10, 60000);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    std::vector<std::string> read = Read(*s, {});
+    EXPECT_EQ(read.size(), 2u) << "p1 expired at once";
+    while (read.size() != 1 && std::chrono::steady_clock::now() < deadline) read = Read(*s, {});
+    EXPECT_EQ(read, Pubs({2}));
+    EXPECT_EQ(s->Position().offset, 2u);
+    EXPECT_EQ(Append(*s, "p3", 10, 1000).position.offset, 3u);
+    return;
+  }
   Append(*s, "p1", 10, 1000, 0);
   Append(*s, "p2", 10, 1000, 500);
   core::HistoryQuery q;
@@ -280,6 +367,7 @@ TEST_P(StoreContract, RecoversWhatItHoldsAndOnlyThat) {
 }
 
 TEST_P(StoreContract, IdempotencyKeysHoldForTheirWindow) {
+  if (!GetParam().keys) GTEST_SKIP() << GetParam().name << " keeps keys in its history (above)";
   auto keys = idempotency().Open("ch");
   EXPECT_FALSE(keys->Find("k", base_));
   keys->Put("k", {7, "e"}, base_, base_ + 1000);
@@ -315,13 +403,17 @@ TEST_P(StoreContract, WhatItStoresSurvivesARestart) {
     history().Close("closed", std::move(other), base_);
   }
   Start();  // the engine again, on the same file
-  EXPECT_EQ(history().Kept("closed", base_)->offset, 1u);
+  if (GetParam().kept_after_restart) {
+    EXPECT_EQ(history().Kept("closed", base_)->offset, 1u);
+  }
+  EXPECT_EQ(Open("closed")->Position().offset, 1u);
   auto s = Open("ch");
   EXPECT_EQ(s->Position().offset, 5u);
   EXPECT_EQ(s->Position().epoch, epoch);
   EXPECT_EQ(Read(*s, {}), Pubs({3, 4, 5}));
   EXPECT_TRUE(Recover(*s, {3, epoch}).recovered);
   EXPECT_EQ(Append(*s, "p6", 3).position.offset, 6u);
+  if (!GetParam().keys) return;
   auto keys = idempotency().Open("ch");
   ASSERT_TRUE(keys->Find("k", base_));
   EXPECT_EQ(keys->Find("k", base_)->offset, 4u);
@@ -340,6 +432,46 @@ TEST_P(StoreContract, AFailingStorageFailsAppendsNeverSilently) {
   }
   // Nothing was stored: the position is the last one stored.
   EXPECT_EQ(s->Position().offset, 1u);
+}
+
+std::map<std::string, core::PresenceEntry> Listed(core::PresenceStore::Set& set) {
+  core::PresenceList list =
+      Await<core::PresenceList>([&](auto done) { return set.List(std::move(done)); });
+  EXPECT_FALSE(list.failed);
+  std::map<std::string, core::PresenceEntry> out(list.begin(), list.end());
+  EXPECT_EQ(out.size(), list.size()) << "a client listed twice";
+  return out;
+}
+
+TEST_P(StoreContract, PresenceListsAndCountsAChannelsClients) {
+  core::PresenceStore& presence = *engine_->stores.presence;
+  auto room = presence.Open("room");
+  auto other = presence.Open("other");
+  room->Add("c1", "alice", "{\"a\":1}");
+  room->Add("c2", "alice", "{}");
+  room->Add("c3", "bob", "{}");
+  room->Add("c3", "bob", "{\"b\":2}");  // a client is one entry: its latest info
+  other->Add("c9", "carol", "{}");
+  EXPECT_EQ(room->size(), 3u);
+  auto listed = Listed(*room);
+  ASSERT_EQ(listed.size(), 3u);
+  EXPECT_EQ(listed["c1"].user, "alice");
+  EXPECT_EQ(listed["c1"].info, "{\"a\":1}");
+  EXPECT_EQ(listed["c3"].info, "{\"b\":2}");
+  core::PresenceCounts counts =
+      Await<core::PresenceCounts>([&](auto done) { return room->Stats(std::move(done)); });
+  EXPECT_FALSE(counts.failed);
+  EXPECT_EQ(counts.clients, 3u);
+  EXPECT_EQ(counts.users, 2u);
+
+  room->Remove("c1");
+  room->Remove("nobody");
+  EXPECT_EQ(room->size(), 2u);
+  listed = Listed(*room);
+  EXPECT_EQ(listed.count("c1"), 0u);
+  EXPECT_EQ(listed.size(), 2u);
+  EXPECT_EQ(Listed(*other).size(), 1u);
+  EXPECT_TRUE(Listed(*presence.Open("empty")).empty());
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, StoreContract, ::testing::ValuesIn(kEngines),
