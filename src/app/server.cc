@@ -30,6 +30,22 @@ namespace hermod::app {
 
 namespace {
 
+constexpr std::string_view kProtobufSubprotocol = "centrifuge-protobuf";
+
+// The client protocol's Protobuf encoding is asked for by the subprotocol, or, as Centrifugo
+// accepts, by the query's `format=protobuf` or `cf_protocol=protobuf`.
+bool AsksForProtobuf(std::string_view subprotocol, std::string_view query) {
+  if (subprotocol == kProtobufSubprotocol) return true;
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    if (pair == "format=protobuf" || pair == "cf_protocol=protobuf") return true;
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return false;
+}
+
 // The JetStream history engine's options from config: the stream keeps the largest
 // history_size of any namespace per channel, and positions for history_meta_ttl.
 store::NatsHistoryOptions NatsHistoryOptionsOf(const config::Config& config) {
@@ -109,6 +125,8 @@ Server::Server(config::Config config)
   d.min_size = w.compression.min_size;
   client_ws_options_ = ws_options_;
   client_ws_options_.ping_interval_ms = 0;
+  client_handshake_policy_ = handshake_policy_;
+  client_handshake_policy_.subprotocols.push_back(std::string(kProtobufSubprotocol));
   BuildRoutes();
 }
 
@@ -167,7 +185,8 @@ void Server::Upgrade(http::HttpConnection& connection, http::Request& request, b
   upgrade_request.origin = request.Header("Origin");
   upgrade_request.protocols = protocols;
   upgrade_request.extensions = extensions;
-  ws::HandshakeResult result = ws::AcceptUpgrade(upgrade_request, handshake_policy_);
+  ws::HandshakeResult result =
+      ws::AcceptUpgrade(upgrade_request, echo ? handshake_policy_ : client_handshake_policy_);
   if (result.status != 101) {
     // The path only: a query may carry credentials; bounded, it is the client's text.
     std::string_view path = std::string_view(request.target).substr(0, 128);
@@ -188,8 +207,10 @@ void Server::Upgrade(http::HttpConnection& connection, http::Request& request, b
   if (echo) {
     connection.Upgrade<ws::EchoConnection>(ws_options_, result, worker.ws_stats);
   } else {
-    auto* client = connection.Upgrade<proto::WebSocketTransport>(client_ws_options_, result,
-                                                                 worker.ws_stats, *client_context_);
+    auto* client = connection.Upgrade<proto::WebSocketTransport>(
+        client_ws_options_, result, worker.ws_stats, *client_context_,
+        AsksForProtobuf(result.subprotocol, request.Query()) ? proto::Format::kProtobuf
+                                                             : proto::Format::kJson);
     if (admission_->enabled()) client->session().SetAdmitted(std::move(ip), must_recover);
     if (proxies_ && !proxies_->forwarded_headers().empty()) {
       // proxy_http_headers: the request's headers the backend proxies are sent, kept for

@@ -79,6 +79,8 @@ class Server {
   http::HttpOptions http_options_;
   ws::WebSocketOptions ws_options_;
   ws::HandshakePolicy handshake_policy_;
+  // The client endpoint's: also offers `centrifuge-protobuf` (the SDK's protobuf build).
+  ws::HandshakePolicy client_handshake_policy_;
   http::Router router_;
   std::unique_ptr<net::TlsContext> tls_;
   // The client protocol on /connection/websocket: its WebSocket options (pings

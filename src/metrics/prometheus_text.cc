@@ -180,6 +180,9 @@ LoopSnapshot MergeSnapshots(const std::vector<LoopSnapshot>& loops) {
       a.command_latency[i].Add(m.command_latency[i]);
     }
     a.command_messages_in += m.command_messages_in;
+    for (size_t i = 0; i < m.malformed_messages.size(); ++i) {
+      a.malformed_messages[i] += m.malformed_messages[i];
+    }
     a.command_bytes_in += m.command_bytes_in;
     for (size_t i = 0; i < m.messages_out.size(); ++i) {
       a.messages_out[i] += m.messages_out[i];
@@ -381,6 +384,11 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
   HistogramSamples(t, "hermod_websocket_connection_duration_seconds", "", "", all.ws.duration_ms,
                    1e3);
 
+  t.Family("hermod_client_malformed_messages_total", "counter",
+           "Client messages that did not decode (disconnect 3501), by format.");
+  t.Sample("hermod_client_malformed_messages_total", {{"format", "json"}}, m.malformed_messages[0]);
+  t.Sample("hermod_client_malformed_messages_total", {{"format", "protobuf"}},
+           m.malformed_messages[1]);
   t.Family("hermod_client_commands_total", "counter", "Client protocol commands, by method.");
   for (size_t i = 0; i < methods.commands.size() && i < stats::kMaxMethods; ++i) {
     t.Sample("hermod_client_commands_total", {{"method", methods.commands[i]}}, m.commands[i]);

@@ -9,6 +9,7 @@
 #include "log/fields.h"
 #include "proto/encode.h"
 #include "proto/keepalive.h"
+#include "proto/protobuf.h"
 #include "stats/loop_metrics.h"
 
 namespace hermod::proto {
@@ -23,6 +24,7 @@ constexpr size_t kReplyEnvelopeBytes = 256;
 
 struct LoopScratch {
   CommandParser parser;
+  ProtobufCommandParser protobuf_parser;
   std::string reply;
   core::LogThrottle auth_log;
   core::LogThrottle missed_log;
@@ -176,21 +178,35 @@ void ClientSession::OnMessage(std::string_view payload) {
   LoopScratch& scratch = Scratch();
   scratch.reply.clear();
   reply_ = &scratch.reply;
-  scratch.parser.Reset(payload);
-  Command command;
-  bool ok = true;
-  while (ok) {
-    ParseStatus status = scratch.parser.Next(&command);
-    if (status == ParseStatus::kEnd) break;
-    if (status != ParseStatus::kOk) {
-      spdlog::debug("client {}: malformed command", client_id_);
-      Disconnect(kDisconnectBadRequest);
-      ok = false;
-      break;
+  const Format format = transport_.format();
+  // One state machine for both encodings: each parser fills the same Command.
+  auto handle_all = [&](auto& parser) {
+    parser.Reset(payload);
+    Command command;
+    bool ok = true;
+    while (ok) {
+      ParseStatus status = parser.Next(&command);
+      if (status == ParseStatus::kEnd) break;
+      if (status != ParseStatus::kOk) {
+        stats::RecordMalformedMessage(static_cast<size_t>(format));
+        const std::string remote = PeerIp();
+        log::Write(spdlog::level::info,
+                   {{"client", client_id_},
+                    {"format", kFormatNames[static_cast<size_t>(format)]},
+                    {"remote", remote}},
+                   "client {}: malformed {} command", client_id_,
+                   kFormatNames[static_cast<size_t>(format)]);
+        Disconnect(kDisconnectBadRequest);
+        ok = false;
+        break;
+      }
+      ++methods[static_cast<size_t>(command.method)];
+      ok = Handle(command);
     }
-    ++methods[static_cast<size_t>(command.method)];
-    ok = Handle(command);
-  }
+    return ok;
+  };
+  const bool ok = format == Format::kProtobuf ? handle_all(scratch.protobuf_parser)
+                                              : handle_all(scratch.parser);
   reply_ = nullptr;
   if (ok && !scratch.reply.empty()) {
     transport_.SendReply(scratch.reply);
@@ -199,6 +215,7 @@ void ClientSession::OnMessage(std::string_view payload) {
   const size_t reply_peak = scratch.reply.capacity();
   if (reply_peak > kScratchKeepBytes) std::string().swap(scratch.reply);
   stats::RecordScratch(stats::ScratchBuffer::kReply, reply_peak, scratch.reply.capacity());
+  scratch.protobuf_parser.Release(kScratchKeepBytes);
   const size_t command_peak = scratch.parser.Release(kScratchKeepBytes);
   stats::RecordScratch(stats::ScratchBuffer::kCommand, command_peak, scratch.parser.held_bytes());
   stats::RecordCommandMessage(methods, payload.size(), net::Loop::MonotonicUs() - started_us);
@@ -771,8 +788,12 @@ void ClientSession::HandlePublish(const Command& c) {
   const config::ChannelOptions* options = ChannelOptionsOrReply(c);
   if (!options) return;
   if (c.data.empty()) return ReplyError(c.id, ErrorCode::kBadRequest);
-  // The publish proxy decides instead of the namespace's rules (and may rewrite data).
-  if (options->proxy_publish && Proxy(proxy::Kind::kPublish)) return ProxyPublish(c, *options);
+  // The publish proxy decides instead of the namespace's rules (and may rewrite data). Its
+  // request carries data as JSON: a Protobuf client's binary data cannot go there.
+  if (options->proxy_publish && Proxy(proxy::Kind::kPublish)) {
+    if (IsBinaryData(c.data)) return ReplyError(c.id, ErrorCode::kBadRequest);
+    return ProxyPublish(c, *options);
+  }
   const bool allowed = options->allow_publish_for_client ||
                        (options->allow_publish_for_subscriber && FindSubscription(c.channel));
   if (!allowed) return ReplyError(c.id, ErrorCode::kPermissionDenied);

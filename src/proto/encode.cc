@@ -1,5 +1,7 @@
 #include "proto/encode.h"
 
+#include "proto/protobuf.h"
+
 namespace hermod::proto {
 
 namespace {
@@ -29,8 +31,16 @@ void AppendPublications(std::string& out, const std::vector<std::string>& public
 
 std::string PublicationJson(std::string_view data, std::string_view info, uint64_t offset,
                             std::string_view tags) {
-  std::string out = "{\"data\":";
-  out += data.empty() ? std::string_view("null") : data;
+  std::string out;
+  if (IsBinaryData(data)) {
+    // A Protobuf client's binary data (proto/protobuf.h): base64, as the API's b64data.
+    out = "{\"b64data\":\"";
+    out += data.substr(1);
+    out += '"';
+  } else {
+    out = "{\"data\":";
+    out += data.empty() ? std::string_view("null") : data;
+  }
   if (!info.empty()) {
     out += ",\"info\":";
     out += info;

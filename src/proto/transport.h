@@ -11,7 +11,9 @@
 // shared by every subscriber of that kind on every loop.
 #pragma once
 
+#include <array>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -35,9 +37,14 @@ using FramePushFn = FramedPush* (*)(std::string_view json);
 // need another framing registers its kind once, at static initialization:
 //   const size_t kSseKind = RegisterTransportKind(&FrameSse);
 inline constexpr size_t kWebSocketKind = 0;
-inline constexpr size_t kMaxTransportKinds = 4;
+inline constexpr size_t kMaxTransportKinds = 8;
 size_t RegisterTransportKind(FramePushFn frame);
 FramePushFn TransportFraming(size_t kind);
+
+// How a session's commands and replies are encoded: the JSON protocol (text), or Protobuf
+// (binary, proto/protobuf.h). The session decodes by it; the transport encodes replies by it.
+enum class Format : uint8_t { kJson, kProtobuf };
+inline constexpr std::array<std::string_view, 2> kFormatNames = {"json", "protobuf"};
 
 class Transport {
  public:
@@ -45,6 +52,7 @@ class Transport {
   virtual net::Loop& loop() const = 0;
   // Which push framing its subscribers use (RegisterTransportKind).
   virtual size_t kind() const = 0;
+  virtual Format format() const { return Format::kJson; }
   // One message of replies, or a push only this client gets (a ping, a server-side
   // subscribe, a told unsubscribe). lane: kControl, or kNormal to leave behind the
   // publications already queued.

@@ -1,8 +1,12 @@
 // The client protocol over WebSocket (/connection/websocket): the WebSocket connection is
 // the transport (proto/transport.h), and it owns the session it carries, in the same
-// allocation. Text messages go to the session; a binary message is a protocol error (3501).
-// Replies and a client's own pushes are text messages, joinable with their neighbours into
-// one newline-joined message; the hub's pushes are the shared frames of PreparedPush.
+// allocation. Its format is chosen at the handshake: JSON (text messages; a binary one is a
+// protocol error, 3501), or Protobuf (subprotocol `centrifuge-protobuf`, or the query's
+// `format=protobuf` / `cf_protocol=protobuf`: binary messages, proto/protobuf.h; a text one
+// is 3501). JSON replies and a client's own pushes are text messages, joinable with their
+// neighbours into one newline-joined message; Protobuf ones are encoded from them into one
+// binary message of length-delimited Replies. The hub's pushes are the shared frames of
+// PreparedPush: the JSON frame, or the Protobuf frame built once per push (kProtobufKind).
 #pragma once
 
 #include <string>
@@ -15,22 +19,24 @@
 
 namespace hermod::proto {
 
+// The push framing of Protobuf WebSocket subscribers (a binary ws::PreparedMessage).
+extern const size_t kProtobufKind;
+
 class WebSocketTransport final : public ws::WebSocketConnection, public Transport {
  public:
   WebSocketTransport(net::Connection& from, const ws::WebSocketOptions& options,
                      const ws::HandshakeResult& handshake, ws::WebSocketStats& stats,
-                     ClientContext& context);
+                     ClientContext& context, Format format = Format::kJson);
 
   ClientSession& session() { return session_; }
 
   net::Loop& loop() const override { return ws::WebSocketConnection::loop(); }
-  size_t kind() const override { return kWebSocketKind; }
-  net::SendStatus SendReply(std::string_view json, net::Lane lane) override {
-    return SendMessage(ws::Opcode::kText, json, lane);
+  size_t kind() const override {
+    return format_ == Format::kProtobuf ? kProtobufKind : kWebSocketKind;
   }
-  net::SendStatus SendPush(const PreparedPush& push, net::PushClass push_class) override {
-    return SendPrepared(push.message(), push_class);
-  }
+  Format format() const override { return format_; }
+  net::SendStatus SendReply(std::string_view json, net::Lane lane) override;
+  net::SendStatus SendPush(const PreparedPush& push, net::PushClass push_class) override;
   void Close(Disconnect reason) override { CloseWith(reason.code, reason.reason); }
   size_t queued_bytes() const override { return ws::WebSocketConnection::queued_bytes(); }
   bool closing() const override { return ws::WebSocketConnection::closing(); }
@@ -44,6 +50,7 @@ class WebSocketTransport final : public ws::WebSocketConnection, public Transpor
   // Slow consumers (net::Connection): the queue passed its bound or its deadline: 3008.
   void OnSlowConsumer() override;
 
+  Format format_;
   ClientSession session_;
 };
 

@@ -59,6 +59,8 @@ struct LoopMetrics {
   std::array<LatencyHistogram, kMaxMethods> command_latency;
   uint64_t command_messages_in = 0;
   uint64_t command_bytes_in = 0;
+  // Messages that failed to decode (disconnect 3501), by format: JSON, Protobuf.
+  std::array<uint64_t, 2> malformed_messages{};
   std::array<uint64_t, static_cast<size_t>(SentType::kCount)> messages_out{};
   std::array<uint64_t, static_cast<size_t>(SentType::kCount)> bytes_out{};
   std::array<uint64_t, static_cast<size_t>(PushType::kCount)> pushes_out{};
@@ -152,6 +154,13 @@ inline void RecordCommandMessage(std::span<const uint32_t> counts, size_t bytes,
     if (counts[i] == 0) continue;
     m->commands[i] += counts[i];
     m->command_latency[i].RecordN(elapsed_us, counts[i]);
+  }
+}
+
+// Client protocol: a message of commands did not decode (format: 0 JSON, 1 Protobuf).
+inline void RecordMalformedMessage(size_t format) {
+  if (LoopMetrics* m = Local(); m && format < m->malformed_messages.size()) {
+    ++m->malformed_messages[format];
   }
 }
 
