@@ -17,11 +17,14 @@
 #include "app/proxy_metrics.h"
 #include "app/store_status.h"
 #include "http/response.h"
+#include "json/string_writer.h"
 #include "log/fields.h"
 #include "metrics/hub_state.h"
 #include "proto/command.h"
 #include "proto/encode.h"
 #include "proto/prepared_push.h"
+#include "proto/stream_format.h"
+#include "proto/stream_transport.h"
 #include "proto/websocket_transport.h"
 #include "store/engines.h"
 #include "store/nats_history.h"
@@ -127,6 +130,10 @@ Server::Server(config::Config config)
   client_ws_options_.ping_interval_ms = 0;
   client_handshake_policy_ = handshake_policy_;
   client_handshake_policy_.subprotocols.push_back(std::string(kProtobufSubprotocol));
+  uni_ws_options_ = client_ws_options_;
+  uni_ws_options_.max_message_bytes = config_.uni_websocket_message_size_limit;
+  uni_handshake_policy_ = handshake_policy_;
+  uni_handshake_policy_.deflate.enabled = false;
   BuildRoutes();
 }
 
@@ -160,13 +167,40 @@ void Server::BuildRoutes() {
     router_.Add(std::move(route), {"POST"},
                 [this](http::HttpConnection& c, http::Request& r) { api_->Handle(c, r); });
   }
+  // Disabled transports have no route: 404, as Centrifugo answers.
+  if (config_.uni_websocket) {
+    router_.Add("/connection/uni_websocket", {"GET"},
+                [this](http::HttpConnection& c, http::Request& r) { Upgrade(c, r, false, true); });
+  }
+  if (config_.uni_sse) {
+    router_.Add("/connection/uni_sse", {"GET", "POST"},
+                [this](http::HttpConnection& c, http::Request& r) { UniStream(c, r, true); });
+  }
+  if (config_.uni_http_stream) {
+    router_.Add("/connection/uni_http_stream", {"POST"},
+                [this](http::HttpConnection& c, http::Request& r) { UniStream(c, r, false); });
+  }
+  if (config_.fragments) {
+    router_.Add("/connection/fragments", {"GET"},
+                [this](http::HttpConnection& c, http::Request& r) { Fragments(c, r); });
+  }
+  if (config_.fragments_websocket) {
+    router_.Add("/connection/fragments/websocket", {"GET"},
+                [this](http::HttpConnection& c, http::Request& r) {
+                  std::string commands;
+                  std::vector<std::string> channels;
+                  if (!FragmentCommands(c, r, &commands, &channels)) return;
+                  Upgrade(c, r, false, false, &commands, channels.size());
+                });
+  }
   if (config_.echo) {
     router_.Add("/connection/echo", {"GET"},
                 [this](http::HttpConnection& c, http::Request& r) { Upgrade(c, r, true); });
   }
 }
 
-void Server::Upgrade(http::HttpConnection& connection, http::Request& request, bool echo) {
+void Server::Upgrade(http::HttpConnection& connection, http::Request& request, bool echo, bool uni,
+                     const std::string* fragments, size_t channels) {
   std::string upgrade = request.HeaderList("Upgrade");
   std::string connection_header = request.HeaderList("Connection");
   std::string protocols = request.HeaderList("Sec-WebSocket-Protocol");
@@ -185,8 +219,10 @@ void Server::Upgrade(http::HttpConnection& connection, http::Request& request, b
   upgrade_request.origin = request.Header("Origin");
   upgrade_request.protocols = protocols;
   upgrade_request.extensions = extensions;
-  ws::HandshakeResult result =
-      ws::AcceptUpgrade(upgrade_request, echo ? handshake_policy_ : client_handshake_policy_);
+  ws::HandshakeResult result = ws::AcceptUpgrade(
+      upgrade_request, echo                 ? handshake_policy_
+                       : uni || fragments ? uni_handshake_policy_
+                                          : client_handshake_policy_);
   if (result.status != 101) {
     // The path only: a query may carry credentials; bounded, it is the client's text.
     std::string_view path = std::string_view(request.target).substr(0, 128);
@@ -206,6 +242,16 @@ void Server::Upgrade(http::HttpConnection& connection, http::Request& request, b
   Worker& worker = *workers_[static_cast<size_t>(connection.loop().index())];
   if (echo) {
     connection.Upgrade<ws::EchoConnection>(ws_options_, result, worker.ws_stats);
+  } else if (fragments != nullptr) {
+    // RFC 6455 pings keep the page's socket alive: htmx reads no protocol pings.
+    auto* client = connection.Upgrade<proto::FragmentsWebSocketTransport>(
+        ws_options_, result, worker.ws_stats, *client_context_);
+    if (admission_->enabled()) client->session().SetAdmitted(std::move(ip), must_recover);
+    client->Start(*fragments, channels);
+  } else if (uni) {
+    auto* client = connection.Upgrade<proto::UniWebSocketTransport>(
+        uni_ws_options_, result, worker.ws_stats, *client_context_);
+    if (admission_->enabled()) client->session().SetAdmitted(std::move(ip), must_recover);
   } else {
     auto* client = connection.Upgrade<proto::WebSocketTransport>(
         client_ws_options_, result, worker.ws_stats, *client_context_,
@@ -227,6 +273,155 @@ void Server::Upgrade(http::HttpConnection& connection, http::Request& request, b
       client->session().SetProxyHeaders(std::move(forwarded));
     }
   }
+}
+
+namespace {
+
+// A plain-text refusal of a stream's request (the connection stays open for the next one).
+void RefuseStream(http::HttpConnection& connection, const http::Request& request, int status,
+                  std::string_view why) {
+  connection.Respond(http::BuildResponse(status, "text/plain; charset=utf-8",
+                                         std::string(why) + "\n", request.keep_alive),
+                     request.keep_alive);
+}
+
+// The chunked stream needs HTTP/1.1; a HEAD learns the head of an answer and nothing more.
+bool StreamRequestOk(http::HttpConnection& connection, const http::Request& request,
+                     std::string_view type) {
+  if (request.version < 11) {
+    RefuseStream(connection, request, 400, "streaming needs HTTP/1.1");
+    return false;
+  }
+  if (request.method == "HEAD") {
+    connection.Respond(http::BuildResponse(200, type, {}, request.keep_alive), request.keep_alive);
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+void Server::StartStream(http::HttpConnection& connection, const http::Request& request,
+                         proto::StreamTransport::Format format, std::string_view commands,
+                         std::vector<std::string> channels) {
+  const std::string_view origin = request.Header("Origin");
+  if (!ws::OriginAllowed(origin, request.Header("Host"), handshake_policy_.allowed_origins)) {
+    return RefuseStream(connection, request, 403, "origin not allowed");
+  }
+  std::string headers;
+  if (!origin.empty()) {
+    headers = "Access-Control-Allow-Origin: " + std::string(origin) + "\r\nVary: Origin\r\n";
+  }
+  std::string ip;
+  bool must_recover = false;
+  if (!Admit(connection, &ip, &must_recover)) return;
+  auto* stream = connection.Upgrade<proto::StreamTransport>(format, *client_context_);
+  if (admission_->enabled()) stream->session().SetAdmitted(std::move(ip), must_recover);
+  stream->Start(commands, std::move(channels), std::move(headers));
+}
+
+void Server::UniStream(http::HttpConnection& connection, http::Request& request, bool sse) {
+  if (!StreamRequestOk(connection, request, sse ? "text/event-stream" : "application/json")) {
+    return;
+  }
+  const uint64_t limit =
+      sse ? config_.uni_sse_max_request_body_size : config_.uni_http_stream_max_request_body_size;
+  std::string connect;
+  if (request.method == "GET") {
+    // uni_sse: the connect request is the cf_connect query parameter (EventSource cannot POST).
+    std::vector<std::pair<std::string, std::string>> params;
+    if (!http::ParseQuery(request.Query(), &params)) {
+      return RefuseStream(connection, request, 400, "bad query string");
+    }
+    for (auto& [name, value] : params) {
+      if (name == "cf_connect") connect = std::move(value);
+    }
+  } else {
+    connect = std::move(request.body);
+  }
+  if (connect.size() > limit) {
+    return RefuseStream(connection, request, 413, "connect request too large");
+  }
+  std::string command;
+  if (!proto::WrapConnect(connect, &command)) {
+    return RefuseStream(connection, request, 400, "the connect request is not a JSON object");
+  }
+  StartStream(
+      connection, request,
+      sse ? proto::StreamTransport::Format::kUniSse : proto::StreamTransport::Format::kUniJsonLines,
+      command);
+}
+
+void Server::Fragments(http::HttpConnection& connection, http::Request& request) {
+  if (!StreamRequestOk(connection, request, "text/event-stream")) return;
+  std::string commands;
+  std::vector<std::string> channels;
+  if (!FragmentCommands(connection, request, &commands, &channels)) return;
+  StartStream(connection, request, proto::StreamTransport::Format::kFragments, commands,
+              std::move(channels));
+}
+
+bool Server::FragmentCommands(http::HttpConnection& connection, const http::Request& request,
+                              std::string* out, std::vector<std::string>* channels_out) {
+  std::vector<std::pair<std::string, std::string>> params;
+  if (!http::ParseQuery(request.Query(), &params)) {
+    RefuseStream(connection, request, 400, "bad query string");
+    return false;
+  }
+  std::string token;
+  std::vector<std::string> channels;
+  for (auto& [name, value] : params) {
+    if (name == "token") {
+      token = std::move(value);
+    } else if (name == "channel") {
+      if (std::find(channels.begin(), channels.end(), value) == channels.end()) {
+        channels.push_back(std::move(value));
+      }
+    }
+  }
+  if (channels.empty()) {
+    RefuseStream(connection, request, 400, "no channel");
+    return false;
+  }
+  if (channels.size() > config_.client_channel_limit && config_.client_channel_limit > 0) {
+    RefuseStream(connection, request, 400, "too many channels");
+    return false;
+  }
+  // The browser's reconnect names the last event it saw: <epoch>:<offset> of one channel's
+  // stream. Every channel asks to recover from it; the channel whose epoch it is recovers
+  // (epochs are random per stream), the others learn they cannot and start from now.
+  std::string epoch;
+  uint64_t offset = 0;
+  const std::string_view last = request.Header("Last-Event-ID");
+  const bool recover = !last.empty();
+  if (recover && !proto::ParseLastEventId(last, &epoch, &offset)) {
+    RefuseStream(connection, request, 400, "bad Last-Event-ID");
+    return false;
+  }
+  std::string& commands = *out;
+  commands = "{\"id\":1,\"connect\":{";
+  if (!token.empty()) {
+    commands += "\"token\":";
+    json::AppendJsonString(commands, token);
+  }
+  commands += "}}";
+  uint32_t id = 2;
+  for (const std::string& channel : channels) {
+    commands += "\n{\"id\":";
+    commands += std::to_string(id++);
+    commands += ",\"subscribe\":{\"channel\":";
+    json::AppendJsonString(commands, channel);
+    commands += ",\"recoverable\":true";
+    if (recover) {
+      commands += ",\"recover\":true,\"epoch\":";
+      json::AppendJsonString(commands, epoch);
+      commands += ",\"offset\":";
+      commands += std::to_string(offset);
+    }
+    commands += "}}";
+  }
+  *channels_out = std::move(channels);
+  return true;
 }
 
 bool Server::Admit(http::HttpConnection& connection, std::string* ip, bool* must_recover) {

@@ -29,6 +29,7 @@
 #include "net/tls.h"
 #include "proto/client_registry.h"
 #include "proto/client_session.h"
+#include "proto/stream_transport.h"
 #include "proxy/proxies.h"
 #include "store/nats_presence.h"
 #include "store/sqlite_store.h"
@@ -64,7 +65,26 @@ class Server {
   };
 
   void BuildRoutes();
-  void Upgrade(http::HttpConnection& connection, http::Request& request, bool echo);
+  // uni: /connection/uni_websocket (no permessage-deflate, the unidirectional session);
+  // fragments (not null): /connection/fragments/websocket, its connect and subscribes.
+  void Upgrade(http::HttpConnection& connection, http::Request& request, bool echo,
+               bool uni = false, const std::string* fragments = nullptr, size_t channels = 0);
+  // The query of a fragments request as the session's connect and subscribes (ids 1, 2, ...),
+  // with Last-Event-ID as their recovery position; false when it answered an error.
+  bool FragmentCommands(http::HttpConnection& connection, const http::Request& request,
+                        std::string* commands, std::vector<std::string>* channels);
+  // /connection/uni_sse and /connection/uni_http_stream: the connect request from the body
+  // (or uni_sse's cf_connect), then the streamed response (proto/stream_transport.h).
+  void UniStream(http::HttpConnection& connection, http::Request& request, bool sse);
+  // /connection/fragments: connect with the query's token, subscribe to its channels
+  // (recovering from Last-Event-ID), stream their publications as SSE events.
+  void Fragments(http::HttpConnection& connection, http::Request& request);
+  // Admission, then the request's connection becomes a StreamTransport fed commands.
+  // The request's Origin is checked as for a WebSocket (allowed_origins: 403) and echoed
+  // in Access-Control-Allow-Origin.
+  void StartStream(http::HttpConnection& connection, const http::Request& request,
+                   proto::StreamTransport::Format format, std::string_view commands,
+                   std::vector<std::string> channels = {});
   // Admission of a client-protocol upgrade; answers 503/429 and returns false on refusal.
   bool Admit(http::HttpConnection& connection, std::string* ip, bool* must_recover);
   void ShutdownWorker(Worker& worker);
@@ -88,6 +108,8 @@ class Server {
   // every client connection shares. The hub is built in Run, once the loop count is known;
   // declared before workers_ so that it outlives the loops (their connections unsubscribe).
   ws::WebSocketOptions client_ws_options_;
+  ws::WebSocketOptions uni_ws_options_;       // uni_websocket: its message size limit
+  ws::HandshakePolicy uni_handshake_policy_;  // uni_websocket: no permessage-deflate
   core::ChannelRules channel_rules_;
   auth::TokenVerifier token_verifier_;
   std::unique_ptr<core::Hub> hub_;

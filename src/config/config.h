@@ -180,6 +180,17 @@ struct Config {
 
   // The client protocol (Centrifugo v5 names, top-level keys).
   bool allow_anonymous_connect_without_token = false;
+  // Unidirectional transports (Centrifugo v5 keys): off unless enabled, then served on
+  // /connection/uni_websocket, /connection/uni_sse, /connection/uni_http_stream.
+  bool uni_websocket = false;
+  uint64_t uni_websocket_message_size_limit = 65536;  // the connect request's bound
+  bool uni_sse = false;
+  uint64_t uni_sse_max_request_body_size = 65536;  // a POST's connect request (or cf_connect)
+  bool uni_http_stream = false;
+  uint64_t uni_http_stream_max_request_body_size = 65536;
+  // hermod's HTML fragments for htmx: SSE on /connection/fragments, and the WebSocket twin.
+  bool fragments = false;
+  bool fragments_websocket = false;  // /connection/fragments/websocket, htmx's ws extension
   uint64_t client_channel_limit = 128;
   uint64_t channel_max_length = 255;
   std::string channel_private_prefix = "$";  // channels that need a subscription token

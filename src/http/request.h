@@ -28,4 +28,8 @@ struct Request {
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b);
 
+// A query string's parameters in order, names and values percent-decoded ('+' is a space,
+// as forms send it); false for a bad escape (a '%' not followed by two hex digits).
+bool ParseQuery(std::string_view query, std::vector<std::pair<std::string, std::string>>* out);
+
 }  // namespace hermod::http

@@ -387,7 +387,7 @@ void ClientSession::CompleteConnect(const Command& c, auth::TokenClaims claims,
     auto pending = std::make_unique<PendingConnect>();
     pending->id = c.id;
     pending->ping_s = static_cast<uint32_t>(ping / 1000);
-    pending->pong = ping > 0;
+    pending->pong = ping > 0 && !unidirectional_;
     pending->ttl_s = TtlSeconds(claims.expires_at);
     for (size_t i = 0; i < subs.size(); ++i) {
       ClientSubscription* s = FindSubscription(subs[i].channel);
@@ -406,9 +406,12 @@ void ClientSession::CompleteConnect(const Command& c, auth::TokenClaims claims,
     pending_connect_ = std::move(pending);
     return;
   }
-  ConnectResult result{
-      client_id_, context_.options.version,      static_cast<uint32_t>(ping / 1000),
-      ping > 0,   TtlSeconds(claims.expires_at), std::move(subs)};
+  ConnectResult result{client_id_,
+                       context_.options.version,
+                       static_cast<uint32_t>(ping / 1000),
+                       ping > 0 && !unidirectional_,
+                       TtlSeconds(claims.expires_at),
+                       std::move(subs)};
   result.data = data;
   // The refresh proxy extends a proxied connection on the server's side: the client is not
   // told its ttl, or the SDK would try to refresh it with a token it does not have.

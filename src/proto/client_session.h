@@ -98,6 +98,10 @@ class ClientSession {
   // The client's HTTP request headers that proxy_http_headers forwards to the backend
   // proxies ("Name: value" lines), kept for the connection's proxy calls.
   void SetProxyHeaders(std::vector<std::string> headers) { proxy_headers_ = std::move(headers); }
+  // A unidirectional transport (uni_websocket, uni_sse, uni_http_stream, fragments): the
+  // client sends nothing after its connect, so the connect result says no pong and none is
+  // awaited.
+  void SetUnidirectional() { unidirectional_ = true; }
 
  private:
   struct ClientSubscription : TransportSubscription {
@@ -267,6 +271,7 @@ class ClientSession {
   bool connected_ = false;
   bool disconnected_ = false;
   bool awaiting_pong_ = false;
+  bool unidirectional_ = false;
   bool counted_ = false;  // in context_.registry
   uint64_t stale_deadline_ms_ = 0;
   uint64_t next_ping_ms_ = 0;

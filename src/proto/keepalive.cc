@@ -54,7 +54,8 @@ void ClientSession::OnKeepalive() {
       }
       transport_.SendReply("{}");
       stats::RecordSent(stats::SentType::kPing, 2);
-      awaiting_pong_ = true;
+      // A unidirectional client cannot answer: its pings only keep the stream warm.
+      awaiting_pong_ = !unidirectional_;
       pong_deadline_ms_ = now + context_.options.pong_timeout_ms;
       next_ping_ms_ = now + context_.options.ping_interval_ms;
     }

@@ -54,4 +54,78 @@ class WebSocketTransport final : public ws::WebSocketConnection, public Transpor
   ClientSession session_;
 };
 
+// Centrifugo's unidirectional WebSocket (/connection/uni_websocket): the client's first
+// message is a bare connect request, and later messages are ignored; the server sends
+// every push bare and alone in its own text message (`{"connect":...}`, then
+// `{"channel":"c","pub":{...}}`, pings `{}`), never newline-joined. Subscriptions come only
+// from the server (the token's `channels`, the personal channel, the API's subscribe);
+// recovery where the connect request's `subs` carries positions. No permessage-deflate (the
+// route negotiates none), so a push's frames are built once and shared by every subscriber.
+class UniWebSocketTransport final : public ws::WebSocketConnection, public Transport {
+ public:
+  UniWebSocketTransport(net::Connection& from, const ws::WebSocketOptions& options,
+                        const ws::HandshakeResult& handshake, ws::WebSocketStats& stats,
+                        ClientContext& context);
+
+  ClientSession& session() { return session_; }
+
+  net::Loop& loop() const override { return ws::WebSocketConnection::loop(); }
+  size_t kind() const override;
+  net::SendStatus SendReply(std::string_view json, net::Lane lane) override;
+  net::SendStatus SendPush(const PreparedPush& push, net::PushClass push_class) override;
+  void Close(Disconnect reason) override { CloseWith(reason.code, reason.reason); }
+  size_t queued_bytes() const override { return ws::WebSocketConnection::queued_bytes(); }
+  bool closing() const override { return ws::WebSocketConnection::closing(); }
+  std::string PeerIp() const override { return ws::WebSocketConnection::PeerIp(); }
+  net::Connection& connection() override { return *this; }
+
+ private:
+  void OnWebSocketMessage(ws::Opcode opcode, std::string_view payload) override;
+  void OnShutdown() override;
+  void OnClosed() override;
+  void OnSlowConsumer() override;
+
+  bool got_connect_ = false;
+  ClientSession session_;
+};
+
+// HTML fragments over WebSocket for htmx's `ws` extension (/connection/fragments/websocket,
+// hermod's own): the session is connected and subscribed by the request's query (as
+// /connection/fragments), and each publication's data is sent verbatim as one text message
+// (a JSON string unquoted: the HTML that htmx swaps in). A message from the page is a form
+// htmx's `ws-send` sent (a JSON object of its fields): its `channel` field names the channel,
+// and the object without htmx's `HEADERS` becomes a publication there, allowed as a client's
+// publish is. Anything else from the page closes with 3501. No history replay: the `ws`
+// extension reconnects without a position.
+class FragmentsWebSocketTransport final : public ws::WebSocketConnection, public Transport {
+ public:
+  FragmentsWebSocketTransport(net::Connection& from, const ws::WebSocketOptions& options,
+                              const ws::HandshakeResult& handshake, ws::WebSocketStats& stats,
+                              ClientContext& context);
+
+  ClientSession& session() { return session_; }
+  // The connect and subscribes (ids 1, 2, ... in channel order), as for the SSE endpoint.
+  void Start(std::string_view commands, size_t channels);
+
+  net::Loop& loop() const override { return ws::WebSocketConnection::loop(); }
+  size_t kind() const override;
+  net::SendStatus SendReply(std::string_view json, net::Lane lane) override;
+  net::SendStatus SendPush(const PreparedPush& push, net::PushClass push_class) override;
+  void Close(Disconnect reason) override { CloseWith(reason.code, reason.reason); }
+  size_t queued_bytes() const override { return ws::WebSocketConnection::queued_bytes(); }
+  bool closing() const override { return ws::WebSocketConnection::closing(); }
+  std::string PeerIp() const override { return ws::WebSocketConnection::PeerIp(); }
+  net::Connection& connection() override { return *this; }
+
+ private:
+  void OnWebSocketMessage(ws::Opcode opcode, std::string_view payload) override;
+  void OnShutdown() override;
+  void OnClosed() override;
+  void OnSlowConsumer() override;
+
+  uint32_t setup_ids_ = 1;  // the connect's and the subscribes' ids: errors there close
+  uint32_t next_id_ = 2;
+  ClientSession session_;
+};
+
 }  // namespace hermod::proto

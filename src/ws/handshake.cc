@@ -72,8 +72,8 @@ std::string_view OriginAuthority(std::string_view origin) {
   return origin.substr(scheme_end + 3);
 }
 
-bool OriginAllowed(std::string_view origin, std::string_view host,
-                   const std::vector<std::string>& allowed) {
+bool OriginAllowedIn(std::string_view origin, std::string_view host,
+                     const std::vector<std::string>& allowed) {
   if (origin.empty()) return true;
   if (allowed.empty()) {
     const std::string_view authority = OriginAuthority(origin);
@@ -159,7 +159,7 @@ HandshakeResult AcceptUpgrade(const UpgradeRequest& request, const HandshakePoli
   const std::string_view key = TrimOws(request.key);
   if (!IsValidKey(key)) return Refuse(400, "invalid Sec-WebSocket-Key", kClose);
   const std::string_view origin = TrimOws(request.origin);
-  if (!OriginAllowed(origin, TrimOws(request.host), policy.allowed_origins)) {
+  if (!OriginAllowedIn(origin, TrimOws(request.host), policy.allowed_origins)) {
     return Refuse(403, "origin not allowed", kClose);
   }
 
@@ -196,6 +196,11 @@ HandshakeResult AcceptUpgrade(const UpgradeRequest& request, const HandshakePoli
   }
   result.response += "\r\n";
   return result;
+}
+
+bool OriginAllowed(std::string_view origin, std::string_view host,
+                   const std::vector<std::string>& allowed) {
+  return OriginAllowedIn(origin, host, allowed);
 }
 
 }  // namespace hermod::ws

@@ -34,9 +34,9 @@ struct HandshakePolicy {
 };
 
 struct HandshakeResult {
-  int status = 101;     // 101, or 400 / 403 / 405 / 426 to refuse
-  std::string reason;   // human-readable, for the body of a refusal and the log
-  std::string response; // complete HTTP response (head only for 101; with body otherwise)
+  int status = 101;      // 101, or 400 / 403 / 405 / 426 to refuse
+  std::string reason;    // human-readable, for the body of a refusal and the log
+  std::string response;  // complete HTTP response (head only for 101; with body otherwise)
   std::string subprotocol;
   bool deflate = false;
   DeflateParams deflate_params;
@@ -46,6 +46,12 @@ HandshakeResult AcceptUpgrade(const UpgradeRequest& request, const HandshakePoli
 
 // base64(SHA-1(key + GUID)), RFC 6455 §4.2.2 step 5.
 std::string AcceptKey(std::string_view key);
+
+// The allowed_origins rule of the upgrade (HandshakePolicy::allowed_origins): true for no
+// Origin, a listed one (or "*"), or, with an empty list, an origin of the request's host.
+// The streamed transports apply it too.
+bool OriginAllowed(std::string_view origin, std::string_view host,
+                   const std::vector<std::string>& allowed);
 
 // True when a comma-separated header value contains token (case-insensitive).
 bool HeaderHasToken(std::string_view header_value, std::string_view token);

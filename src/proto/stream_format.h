@@ -1,0 +1,86 @@
+// The unidirectional and fragment wire forms of the session's output (pure functions, no
+// loop): what proto/stream_transport.* and the unidirectional WebSocket frame with.
+//
+// The session writes bidirectional JSON (replies `{"id":N,...}`, pushes `{"push":{...}}`,
+// pings `{}`), several newline-joined in one message when joined. A unidirectional client
+// gets each value alone and bare, as Centrifugo sends them: a push's inner object
+// (`{"channel":"c","pub":{...}}`), the connect reply as `{"connect":{...}}`, pings `{}`.
+// Values are split by their JSON structure, never at a newline: publication data is raw
+// JSON and may hold newlines as whitespace, which the NDJSON and SSE forms turn into spaces
+// (a raw newline cannot be inside a valid JSON string, so the value means the same).
+//
+// Fragments (hermod's own, for htmx): a publication becomes the SSE event
+//   event: <channel>\nid: <epoch>:<offset>\ndata: <line>\n...\n\n
+// whose data is the publication's data verbatim (a JSON string unquoted), one `data:` line
+// per line of it.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace hermod::proto {
+
+// Calls fn with each top-level JSON value of text (objects, arrays or scalars separated by
+// whitespace); stops early when fn returns false. Text that is not JSON ends the walk at
+// the first value that does not close.
+void ForEachJsonValue(std::string_view text, const std::function<bool(std::string_view)>& fn);
+
+// One value of the session's output in its unidirectional form.
+struct UniValue {
+  enum Kind : uint8_t { kPush, kConnect, kError, kPing, kOther } kind = kOther;
+  std::string_view body;    // kPush: the inner object; kConnect: the connect result object
+  uint32_t error_code = 0;  // kError
+  uint32_t id = 0;          // kConnect, kError, kOther: the reply's command id
+};
+UniValue ToUni(std::string_view value);
+
+// `data: <line>\n` per line of text (LF, CRLF or CR), then the blank line that ends the event.
+void AppendSseData(std::string& out, std::string_view text);
+// text with raw CR and LF as spaces, then '\n' (one JSON value per line).
+void AppendJsonLine(std::string& out, std::string_view text);
+// An HTTP/1.1 chunk: hex size, CRLF, payload, CRLF (an empty payload writes nothing).
+void AppendHttpChunk(std::string& out, std::string_view payload);
+inline constexpr std::string_view kHttpLastChunk = "0\r\n\r\n";
+
+// A connect request as a unidirectional client sends it (a bare JSON object, or nothing)
+// wrapped as the session's first command; false when it is not one JSON object.
+bool WrapConnect(std::string_view request, std::string* command);
+
+// Last-Event-ID as fragments write it: `<epoch>:<offset>` (epoch without ':', at most 64
+// bytes; offset decimal, no sign, fits uint64).
+bool ParseLastEventId(std::string_view text, std::string* epoch, uint64_t* offset);
+
+// A publication push's inner object ({"channel":...,"pub":{"data":...,"offset":N}}) as a
+// fragment: false for any other push.
+struct Fragment {
+  std::string channel;
+  std::string data;  // verbatim: a JSON string's unescaped text, any other value's JSON
+  uint64_t offset = 0;
+};
+bool FragmentOf(std::string_view push, Fragment* out);
+// A publication object ({"data":...,"offset":N}) of a subscribe reply: false when it has no data.
+bool FragmentOfPublication(std::string_view publication, std::string_view channel, Fragment* out);
+// The event, with `id:` only when epoch is not empty.
+void AppendFragmentEvent(std::string& out, const Fragment& f, std::string_view epoch);
+
+// A form htmx's `ws-send` sent (a JSON object of the form's fields, and `HEADERS`): the
+// channel its `channel` field names, and the publication's data, the object without
+// `HEADERS`. False when it is not such an object.
+bool FormPublication(std::string_view message, std::string* channel, std::string* data);
+
+// A subscribe reply's result: its epoch and recovered publications (raw JSON objects).
+struct SubscribeReplyView {
+  uint32_t id = 0;
+  std::string epoch;
+  std::vector<std::string> publications;
+};
+bool ParseSubscribeReply(std::string_view reply, SubscribeReplyView* out);
+// A connect result's server-side subscriptions ({"subs":{"ch":{"epoch":...},...}}): each
+// channel's epoch.
+bool ParseConnectEpochs(std::string_view connect_result,
+                        std::vector<std::pair<std::string, std::string>>* out);
+
+}  // namespace hermod::proto

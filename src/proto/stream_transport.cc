@@ -1,0 +1,349 @@
+#include "proto/stream_transport.h"
+
+#include <cassert>
+
+#include "proto/stream_format.h"
+
+namespace hermod::proto {
+
+namespace {
+
+constexpr uint32_t kAlreadySubscribedCode = static_cast<uint32_t>(ErrorCode::kAlreadySubscribed);
+
+// A push's bytes for one Format: HTTP chunks, built once and shared by every subscriber.
+struct ChunkFramed final : FramedPush {
+  ~ChunkFramed() override {
+    if (chunk != nullptr) chunk->Unref();
+  }
+  net::Chunk* chunk = nullptr;  // null: nothing to send (a push this Format does not carry)
+  // Fragments: the epoch each channel's events were framed with.
+  std::vector<std::pair<std::string, std::string>> epochs;
+};
+
+ChunkFramed* ToFramed(std::string_view payload) {
+  auto* framed = new ChunkFramed;
+  if (payload.empty()) return framed;
+  std::string bytes;
+  AppendHttpChunk(bytes, payload);
+  framed->chunk = net::Chunk::Create(bytes.size());
+  framed->chunk->Append(bytes);
+  return framed;
+}
+
+// One uni value as an SSE event or a JSON line.
+void AppendUni(std::string& out, std::string_view json, bool sse) {
+  if (!sse) return AppendJsonLine(out, json);
+  out += "data: ";
+  AppendJsonLine(out, json);
+  out += '\n';
+}
+
+// Every push of a (joined) message in its uni form.
+std::string UniPushes(std::string_view json, bool sse) {
+  std::string out;
+  ForEachJsonValue(json, [&](std::string_view value) {
+    const UniValue u = ToUni(value);
+    if (u.kind == UniValue::kPush) AppendUni(out, u.body, sse);
+    return true;
+  });
+  return out;
+}
+
+FramedPush* FrameUniSse(std::string_view json) { return ToFramed(UniPushes(json, true)); }
+FramedPush* FrameUniLines(std::string_view json) { return ToFramed(UniPushes(json, false)); }
+
+// Fragments are framed with the epochs of the transport framing them (the channel's stream,
+// the same for every subscriber of the node but a rare reset): set around push.framed().
+thread_local const StreamTransport* framing_for = nullptr;
+
+std::string FragmentEvents(std::string_view json,
+                           const std::function<std::string_view(std::string_view)>& epoch_of,
+                           std::vector<std::pair<std::string, std::string>>* used) {
+  std::string out;
+  Fragment f;
+  ForEachJsonValue(json, [&](std::string_view value) {
+    const UniValue u = ToUni(value);
+    if (u.kind == UniValue::kPush && FragmentOf(u.body, &f)) {
+      const std::string_view epoch = epoch_of(f.channel);
+      if (used != nullptr) used->emplace_back(f.channel, epoch);
+      AppendFragmentEvent(out, f, epoch);
+    }
+    return true;
+  });
+  return out;
+}
+
+std::function<std::string_view(std::string_view)> EpochLookup(const StreamTransport* t);
+
+FramedPush* FrameFragments(std::string_view json) {
+  std::vector<std::pair<std::string, std::string>> used;
+  const std::string events = FragmentEvents(json, EpochLookup(framing_for), &used);
+  ChunkFramed* framed = ToFramed(events);
+  framed->epochs = std::move(used);
+  return framed;
+}
+
+const size_t kUniSseKind = RegisterTransportKind(&FrameUniSse);
+const size_t kUniLinesKind = RegisterTransportKind(&FrameUniLines);
+const size_t kFragmentsKind = RegisterTransportKind(&FrameFragments);
+
+std::string_view ReasonPhrase(int status) {
+  switch (status) {
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 429:
+      return "Too Many Requests";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Internal Server Error";
+  }
+}
+
+}  // namespace
+
+namespace {
+std::function<std::string_view(std::string_view)> EpochLookup(const StreamTransport* t) {
+  return [t](std::string_view channel) {
+    const std::string* epoch = t != nullptr ? t->EpochOf(channel) : nullptr;
+    return epoch != nullptr ? std::string_view(*epoch) : std::string_view();
+  };
+}
+}  // namespace
+
+int StreamStatusOf(uint32_t code) {
+  switch (code) {
+    case 101:   // unauthorized
+    case 109:   // token expired
+    case 3500:  // invalid token
+    case 3005:  // expired
+      return 401;
+    case 103:  // permission denied
+      return 403;
+    case 111:   // too many requests
+    case 3013:  // too many requests
+    case 3504:  // connection limit
+      return 429;
+    case 3001:  // shutdown
+      return 503;
+    case 100:   // internal
+    case 3004:  // internal server error
+      return 500;
+    default:
+      return 400;
+  }
+}
+
+StreamTransport::StreamTransport(net::Connection& from, Format format, ClientContext& context)
+    : net::Connection(from), format_(format), session_(*this, context) {
+  CancelTimeout();  // the HTTP request's deadline; the session keeps its own
+  session_.SetUnidirectional();
+}
+
+StreamTransport::~StreamTransport() = default;
+
+size_t StreamTransport::kind() const {
+  switch (format_) {
+    case Format::kUniSse:
+      return kUniSseKind;
+    case Format::kUniJsonLines:
+      return kUniLinesKind;
+    case Format::kFragments:
+      break;
+  }
+  return kFragmentsKind;
+}
+
+void StreamTransport::Start(std::string_view commands, std::vector<std::string> channels,
+                            std::string extra_headers) {
+  assert(loop().InThisThread());
+  channels_ = std::move(channels);
+  extra_headers_ = std::move(extra_headers);
+  session_.OnMessage(commands);
+}
+
+void StreamTransport::StartResponse() {
+  if (started_) return;
+  started_ = true;
+  const std::string_view type =
+      format_ == Format::kUniJsonLines ? "application/json" : "text/event-stream";
+  std::string head = "HTTP/1.1 200 OK\r\nContent-Type: ";
+  head += type;
+  head +=
+      "\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\nTransfer-Encoding: "
+      "chunked\r\n";
+  head += extra_headers_;
+  head += "\r\n";
+  std::string().swap(extra_headers_);
+  // Fragments: the browser reconnects a second after the stream ends (the default is 3 s).
+  if (format_ == Format::kFragments) AppendHttpChunk(head, "retry: 1000\n\n");
+  Send(head);
+}
+
+void StreamTransport::Refuse(int status) {
+  ended_ = true;
+  const std::string_view phrase = ReasonPhrase(status);
+  std::string response = "HTTP/1.1 " + std::to_string(status) + " ";
+  response += phrase;
+  response += "\r\nContent-Type: text/plain\r\nContent-Length: ";
+  response += std::to_string(phrase.size() + 1);
+  response += "\r\nConnection: close\r\n\r\n";
+  response += phrase;
+  response += '\n';
+  Send(response, {}, net::Lane::kFinal);
+  CloseAfterFlush();
+}
+
+const std::string* StreamTransport::EpochOf(std::string_view channel) const {
+  for (const auto& [name, epoch] : epochs_) {
+    if (name == channel) return &epoch;
+  }
+  return nullptr;
+}
+
+net::SendStatus StreamTransport::SendReply(std::string_view json, net::Lane lane) {
+  assert(loop().InThisThread());
+  if (ended_ || closing()) return net::SendStatus::kDropped;
+  std::string out;
+  uint32_t refused = 0;  // an error reply: the code
+  bool end = false;      // fragments: a subscription ended, the browser reconnects
+  const bool sse = format_ != Format::kUniJsonLines;
+  ForEachJsonValue(json, [&](std::string_view value) {
+    const UniValue u = ToUni(value);
+    // Fragments: a channel the token's `channels` already subscribed (105) streams as it is.
+    if (u.kind == UniValue::kError &&
+        !(format_ == Format::kFragments && u.error_code == kAlreadySubscribedCode)) {
+      refused = u.error_code;
+      return false;
+    }
+    if (format_ != Format::kFragments) {
+      switch (u.kind) {
+        case UniValue::kConnect: {
+          std::string connect = "{\"connect\":";
+          connect += u.body;
+          connect += '}';
+          AppendUni(out, connect, sse);
+          break;
+        }
+        case UniValue::kPush:
+          AppendUni(out, u.body, sse);
+          break;
+        case UniValue::kPing:
+          AppendUni(out, "{}", sse);
+          break;
+        default:
+          break;
+      }
+      return true;
+    }
+    // Fragments: subscribe replies carry the epoch and what recovery found; pushes become
+    // events; an ended subscription (a missed publication, the API's unsubscribe) ends the
+    // stream, and the browser's reconnect recovers from Last-Event-ID.
+    if (u.kind == UniValue::kConnect) {
+      // The token's server-side subscriptions stream too: their epochs are in the result.
+      std::vector<std::pair<std::string, std::string>> epochs;
+      if (ParseConnectEpochs(u.body, &epochs)) {
+        for (auto& e : epochs) epochs_.push_back(std::move(e));
+      }
+    } else if (u.kind == UniValue::kPing) {
+      out += ":\n\n";  // a comment: keeps proxies from timing the stream out
+    } else if (u.kind == UniValue::kPush) {
+      Fragment f;
+      if (FragmentOf(u.body, &f)) {
+        const std::string* epoch = EpochOf(f.channel);
+        AppendFragmentEvent(out, f, epoch ? std::string_view(*epoch) : std::string_view());
+      } else if (u.body.find("\"unsubscribe\":") != std::string_view::npos) {
+        end = true;
+        return false;
+      }
+    } else if (u.kind == UniValue::kOther) {
+      SubscribeReplyView reply;
+      if (ParseSubscribeReply(value, &reply)) {
+        // The channel is the one this reply answers: subscribes were sent in channel order
+        // with ids 2, 3, ... (app/server.cc).
+        const size_t index = reply.id >= 2 ? reply.id - 2 : SIZE_MAX;
+        if (index < channels_.size() && EpochOf(channels_[index]) == nullptr) {
+          const std::string& channel = channels_[index];
+          epochs_.emplace_back(channel, reply.epoch);
+          Fragment f;
+          for (const std::string& pub : reply.publications) {
+            if (FragmentOfPublication(pub, channel, &f)) AppendFragmentEvent(out, f, reply.epoch);
+          }
+        }
+      }
+    }
+    return true;
+  });
+  if (refused != 0 || end) {
+    if (!started_) {
+      Refuse(StreamStatusOf(refused));
+      return net::SendStatus::kDropped;
+    }
+    ended_ = true;
+    std::string bytes;
+    AppendHttpChunk(bytes, out);
+    bytes += kHttpLastChunk;
+    Send(bytes, {}, net::Lane::kFinal);
+    CloseAfterFlush();
+    return net::SendStatus::kDropped;
+  }
+  if (!started_) StartResponse();
+  if (out.empty()) return net::SendStatus::kQueued;
+  std::string bytes;
+  AppendHttpChunk(bytes, out);
+  return Send(bytes, {}, lane);
+}
+
+net::SendStatus StreamTransport::SendPush(const PreparedPush& push, net::PushClass push_class) {
+  assert(loop().InThisThread());
+  if (ended_ || closing()) return net::SendStatus::kDropped;
+  if (!started_) StartResponse();
+  const ChunkFramed* framed = nullptr;
+  std::unique_ptr<ChunkFramed> own;
+  if (format_ == Format::kFragments) {
+    framing_for = this;
+    framed = static_cast<const ChunkFramed*>(&push.framed(kFragmentsKind));
+    framing_for = nullptr;
+    for (const auto& [channel, epoch] : framed->epochs) {
+      const std::string* mine = EpochOf(channel);
+      if (mine == nullptr || *mine != epoch) {
+        // Framed by a subscriber that saw another stream of the channel (a reset between
+        // two subscribes): this one's events carry its own epoch.
+        own.reset(ToFramed(FragmentEvents(push.json(), EpochLookup(this), nullptr)));
+        framed = own.get();
+        break;
+      }
+    }
+  } else {
+    framed = static_cast<const ChunkFramed*>(&push.framed(kind()));
+  }
+  if (framed->chunk == nullptr) return net::SendStatus::kQueued;  // nothing of it is ours
+  return SendShared(framed->chunk, 0, framed->chunk->size(), push_class);
+}
+
+void StreamTransport::Close(Disconnect reason) {
+  if (ended_ || closing()) return;
+  if (!started_) return Refuse(StreamStatusOf(reason.code));
+  ended_ = true;
+  Send(kHttpLastChunk, {}, net::Lane::kFinal);
+  CloseAfterFlush();
+}
+
+void StreamTransport::OnData(uint8_t*, size_t) {
+  // The request is read; a streamed response reads nothing more (bytes after it are dropped).
+}
+
+void StreamTransport::OnShutdown() { session_.Disconnect(kDisconnectShutdown); }
+
+void StreamTransport::OnClosed() { session_.OnTransportClosed(); }
+
+void StreamTransport::OnSlowConsumer() {
+  session_.Disconnect(kDisconnectSlow);
+  net::Connection::Close();
+}
+
+}  // namespace hermod::proto

@@ -1,0 +1,89 @@
+// The client protocol over one streamed HTTP response (proto/transport.h): the HTTP
+// connection hands its socket over once the request is read, and this object writes the
+// response head and then the session's output as HTTP/1.1 chunks, until either side ends.
+// One class carries every streamed form (Format): the unidirectional SSE and HTTP-streaming
+// transports (Centrifugo's uni_sse and uni_http_stream) and hermod's HTML fragments for
+// htmx. The bidirectional emulation (http_stream, sse) would be a further Format whose
+// session also takes commands from another request.
+//
+// The session is the WebSocket's (client_session.h): the same send queue, priorities,
+// slow-consumer cut and missed-push rules, since this is a net::Connection like a
+// WebSocket. Hub pushes are framed once per publication per Format (a registered transport
+// kind) and shared by every subscriber.
+//
+// The response head waits for the session's first output: a connect or subscribe that fails
+// before it is answered with an HTTP status (401 bad or missing token, 403 refused channel,
+// 400 bad request, 429 too many requests, 503 shutting down) instead of an empty stream.
+// Once streaming, a disconnect ends the chunked body and the connection.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "proto/client_session.h"
+#include "proto/prepared_push.h"
+#include "proto/transport.h"
+
+namespace hermod::proto {
+
+class StreamTransport final : public net::Connection, public Transport {
+ public:
+  enum class Format : uint8_t {
+    kUniSse,        // text/event-stream, `data: <push>` per push
+    kUniJsonLines,  // application/json, one push per line
+    kFragments,     // text/event-stream, `event: <channel>`, `id:`, data verbatim
+  };
+
+  StreamTransport(net::Connection& from, Format format, ClientContext& context);
+  ~StreamTransport() override;
+
+  ClientSession& session() { return session_; }
+  // Feeds the session the commands the request carried (the wrapped connect, and for
+  // fragments the subscribes, ids 2, 3, ... in the order of channels); the response starts
+  // with their answers.
+  // extra_headers: complete "Name: value\r\n" lines for the response head (CORS).
+  void Start(std::string_view commands, std::vector<std::string> channels = {},
+             std::string extra_headers = {});
+  // Fragments: a channel's epoch once its subscribe is answered; null before.
+  const std::string* EpochOf(std::string_view channel) const;
+
+  // Transport.
+  net::Loop& loop() const override { return net::Connection::loop(); }
+  size_t kind() const override;
+  net::SendStatus SendReply(std::string_view json, net::Lane lane) override;
+  net::SendStatus SendPush(const PreparedPush& push, net::PushClass push_class) override;
+  void Close(Disconnect reason) override;
+  using net::Connection::Close;
+  size_t queued_bytes() const override { return net::Connection::queued_bytes(); }
+  bool closing() const override { return net::Connection::closing(); }
+  std::string PeerIp() const override { return net::Connection::PeerIp(); }
+  net::Connection& connection() override { return *this; }
+
+  // net::Connection.
+  void OnData(uint8_t* data, size_t len) override;
+  void OnShutdown() override;
+  void OnClosed() override;
+  void OnSlowConsumer() override;
+
+ private:
+  // Sends the response head once.
+  void StartResponse();
+  // Ends the stream before the head: an HTTP error status.
+  void Refuse(int status);
+
+  Format format_;
+  bool started_ = false;
+  bool ended_ = false;
+  std::vector<std::string> channels_;  // fragments: the channels asked for
+  std::string extra_headers_;
+  // Fragments: each channel's epoch, from its subscribe reply (the `id:` of its events).
+  std::vector<std::pair<std::string, std::string>> epochs_;
+  ClientSession session_;
+};
+
+// The HTTP status a stream that has not started answers for a disconnect or an error code.
+int StreamStatusOf(uint32_t code);
+
+}  // namespace hermod::proto

@@ -1,0 +1,280 @@
+"""The unidirectional transports (uni_websocket, uni_sse, uni_http_stream) and the HTML
+fragments for htmx, against real clients: curl -N, the npm `ws` client, Chromium's
+EventSource and an htmx page (htmx.org and htmx-ext-sse from npm) in headless Chromium.
+
+Publications go through the server API; subscriptions are the token's `channels` claim.
+A disabled transport answers 404; bad input (a body over the limit, a cf_connect that is not
+JSON, a bad Last-Event-ID, a refused channel) gets an HTTP error, never a stream.
+"""
+
+import json
+import os
+import select
+import shutil
+import subprocess
+import time
+import urllib.parse
+
+import guard_client as g
+import hermod_harness as h
+import node_runner
+
+KEY = "api-key"
+SECRET = "hmac-secret"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CURL = shutil.which("curl") or "/usr/bin/curl"
+
+CONFIG = {
+    "api_key": KEY,
+    "token_hmac_secret_key": SECRET,
+    "uni_websocket": True,
+    "uni_sse": True,
+    "uni_http_stream": True,
+    "uni_http_stream_max_request_body_size": 4096,
+    "fragments": True,
+    "fragments_websocket": True,
+    "allow_publish_for_client": True,
+    "history_size": 50,
+    "history_ttl": "300s",
+    "force_recovery": True,
+    "allow_subscribe_for_client": True,
+    "namespaces": [{"name": "private", "allow_subscribe_for_client": False}],
+}
+
+
+def token(user="u1", channels=("news",)):
+    return g.jwt({"sub": user, "channels": list(channels)}, key=SECRET)
+
+
+class CurlStream:
+    """`curl -sN` reading a streamed response; lines taken with a deadline (no sleeps)."""
+
+    def __init__(self, test, args):
+        self.proc = subprocess.Popen([CURL, "-sN", "--no-buffer", "-D", "-"] + args,
+                                     stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        test.addCleanup(self.stop)
+        self.buffer = b""
+
+    def line(self, timeout=h.IO_TIMEOUT_S):
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("no line within %ss; have %r" % (timeout, self.buffer))
+            ready, _, _ = select.select([self.proc.stdout], [], [], left)
+            if ready:
+                chunk = os.read(self.proc.stdout.fileno(), 65536)
+                if not chunk:
+                    raise AssertionError("stream ended; have %r" % self.buffer)
+                self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line.decode().rstrip("\r")
+
+    def head(self):
+        """The status line and headers (curl -D -), as (status, {lower name: value})."""
+        status = int(self.line().split()[1])
+        headers = {}
+        while True:
+            line = self.line()
+            if not line:
+                return status, headers
+            name, value = line.split(":", 1)
+            headers[name.strip().lower()] = value.strip()
+
+    def rest(self, timeout=h.IO_TIMEOUT_S):
+        """Everything until the stream ends."""
+        self.proc.wait(timeout=timeout)
+        data = self.buffer + self.proc.stdout.read()
+        self.buffer = b""
+        return data.decode()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.proc.stdout.close()
+
+
+class UniTest(h.HermodTestCase):
+    def setUp(self):
+        self.server = self.start_server(CONFIG, workers=2, echo=False)
+        self.url = "http://127.0.0.1:%d" % self.server.port
+
+    def publish(self, channel, data):
+        r = g.api_call(self.server.port, "publish", {"channel": channel, "data": data}, key=KEY)
+        self.assertEqual(r.status, 200, r.body)
+        self.assertNotIn(b'"error"', r.body)
+
+    def sse_events(self, stream):
+        """One SSE event's fields as a list of (name, value)."""
+        fields = []
+        while True:
+            line = stream.line()
+            if line == "":
+                # The stream's `retry:` alone is no event.
+                if fields and any(name != "retry" for name, _ in fields):
+                    return fields
+                fields = []
+                continue
+            name, _, value = line.partition(":")
+            fields.append((name, value[1:] if value.startswith(" ") else value))
+
+    def test_uni_http_stream_with_curl(self):
+        s = CurlStream(self, ["-X", "POST", "--data-binary", json.dumps({"token": token()}),
+                              self.url + "/connection/uni_http_stream"])
+        status, headers = s.head()
+        self.assertEqual(status, 200)
+        self.assertEqual(headers["content-type"], "application/json")
+        connect = json.loads(s.line())
+        self.assertIn("client", connect["connect"])
+        self.assertIn("news", connect["connect"]["subs"])
+        # Data with raw newlines as JSON whitespace: still one value on one line.
+        body = b'{"channel":"news","data":{"a":\n1,\n"b":"x\\ny"}}'
+        raw = h.http_exchange(self.server.port, (
+            "POST /api/publish HTTP/1.1\r\nHost: x\r\nAuthorization: apikey %s\r\n"
+            "Content-Length: %d\r\n\r\n" % (KEY, len(body))).encode() + body)
+        self.assertEqual(raw.status, 200)
+        self.publish("news", {"n": 2})
+        first = json.loads(s.line())
+        self.assertEqual(first["channel"], "news")
+        self.assertEqual(first["pub"]["data"], {"a": 1, "b": "x\ny"})
+        self.assertEqual(json.loads(s.line())["pub"]["data"], {"n": 2})
+
+    def test_uni_sse_with_curl_get_and_post(self):
+        connect = urllib.parse.quote(json.dumps({"token": token()}))
+        get = CurlStream(self, [self.url + "/connection/uni_sse?cf_connect=" + connect])
+        post = CurlStream(self, ["-X", "POST", "--data-binary", json.dumps({"token": token()}),
+                                 self.url + "/connection/uni_sse"])
+        for s in (get, post):
+            status, headers = s.head()
+            self.assertEqual(status, 200)
+            self.assertEqual(headers["content-type"], "text/event-stream")
+            (name, value), = self.sse_events(s)
+            self.assertEqual(name, "data")
+            self.assertIn("news", json.loads(value)["connect"]["subs"])
+        self.publish("news", "<p>one\ntwo</p>")
+        for s in (get, post):
+            (name, value), = self.sse_events(s)
+            self.assertEqual(json.loads(value), {"channel": "news",
+                                                 "pub": json.loads(value)["pub"]})
+            self.assertEqual(json.loads(value)["pub"]["data"], "<p>one\ntwo</p>")
+
+    def test_uni_sse_recovers_from_positions(self):
+        self.publish("news", {"n": 0})
+        s = CurlStream(self, ["-X", "POST", "--data-binary", json.dumps({"token": token()}),
+                              self.url + "/connection/uni_http_stream"])
+        s.head()
+        sub = json.loads(s.line())["connect"]["subs"]["news"]
+        epoch, offset = sub["epoch"], sub["offset"]
+        s.stop()
+        self.publish("news", {"n": 1})
+        self.publish("news", {"n": 2})
+        again = CurlStream(self, ["-X", "POST", "--data-binary", json.dumps(
+            {"token": token(), "subs": {"news": {"recover": True, "epoch": epoch,
+                                                 "offset": offset}}}),
+            self.url + "/connection/uni_http_stream"])
+        again.head()
+        result = json.loads(again.line())["connect"]["subs"]["news"]
+        self.assertTrue(result.get("recovered"), result)
+        self.assertEqual([p["data"] for p in result["publications"]], [{"n": 1}, {"n": 2}])
+
+    def test_uni_websocket_with_ws(self):
+        node_runner.run_node_script(self, "uni_clients.mjs", self.server, "ws", token(), KEY)
+
+    def test_uni_sse_with_browser_eventsource(self):
+        node_runner.run_node_script(self, "uni_clients.mjs", self.server, "eventsource",
+                                    token(), KEY, CHROMIUM, timeout=180)
+
+    def test_fragments_with_htmx_in_chromium(self):
+        node_runner.run_node_script(self, "uni_clients.mjs", self.server, "htmx",
+                                    token("htmx-user", ()), KEY, CHROMIUM, timeout=180)
+
+    def test_fragments_websocket_with_htmx_ws_in_chromium(self):
+        node_runner.run_node_script(self, "uni_clients.mjs", self.server, "htmxws",
+                                    token("page", ()), KEY, CHROMIUM,
+                                    token("listener", ("chat",)), timeout=180)
+
+    def test_fragments_with_curl_and_last_event_id(self):
+        url = (self.url + "/connection/fragments?channel=news&channel=sport&token="
+               + token("reader", ()))
+        s = CurlStream(self, [url])
+        status, headers = s.head()
+        self.assertEqual(status, 200)
+        self.assertEqual(headers["content-type"], "text/event-stream")
+        self.publish("news", "<li>a</li>\n<li>b</li>")
+        self.publish("sport", {"json": "as is"})
+        news = dict(self.sse_events(s))
+        fields = self.sse_events(s)
+        self.assertEqual(dict(fields)["event"], "sport")
+        # Not a string: its JSON text as published (verbatim, the API's spacing kept).
+        self.assertEqual(dict(fields)["data"], json.dumps({"json": "as is"}))
+        s.stop()
+        # One event's fields, with two data lines for the two lines of HTML.
+        self.assertEqual(news["event"], "news")
+        epoch, offset = news["id"].split(":")
+        self.assertEqual(offset, "1")
+        self.publish("news", "<li>c</li>")
+        self.publish("news", "<li>d</li>")
+        again = CurlStream(self, ["-H", "Last-Event-ID: %s:%s" % (epoch, offset), url])
+        self.assertEqual(again.head()[0], 200)
+        replayed = [self.sse_events(again) for _ in range(2)]
+        self.assertEqual([dict(e)["data"] for e in replayed], ["<li>c</li>", "<li>d</li>"])
+        self.assertEqual([dict(e)["id"] for e in replayed],
+                         ["%s:2" % epoch, "%s:3" % epoch])
+
+    def test_fragments_multiline_data(self):
+        # The token's `channels` already has news: its server-side subscription streams.
+        s = CurlStream(self, [self.url + "/connection/fragments?channel=news&token=" + token()])
+        self.assertEqual(s.head()[0], 200)
+        self.publish("news", "<ul>\n<li>x</li>\r\n</ul>")
+        fields = self.sse_events(s)
+        self.assertEqual([v for n, v in fields if n == "data"], ["<ul>", "<li>x</li>", "</ul>"])
+
+    def test_bad_input_gets_http_errors(self):
+        def get(path, headers=""):
+            return h.http_exchange(self.server.port, (
+                "GET %s HTTP/1.1\r\nHost: x\r\n%s\r\n" % (path, headers)).encode())
+
+        def post(path, body):
+            return h.http_exchange(self.server.port, (
+                "POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+                % (path, len(body))).encode() + body)
+
+        self.assertEqual(post("/connection/uni_http_stream", b'{"token":"' + b"x" * 5000 + b'"}')
+                         .status, 413)
+        self.assertEqual(post("/connection/uni_http_stream", b'{"token":').status, 400)
+        self.assertEqual(post("/connection/uni_http_stream", b'[]').status, 400)
+        self.assertEqual(get("/connection/uni_sse?cf_connect=%7Bnot-json").status, 400)
+        self.assertEqual(get("/connection/uni_sse?cf_connect=%zz").status, 400)
+        # A bad token: 401 before any stream.
+        self.assertEqual(post("/connection/uni_http_stream", b'{"token":"bad"}').status, 401)
+        frag = "/connection/fragments?channel=news&token=" + token()
+        self.assertEqual(get(frag, "Last-Event-ID: nonsense\r\n").status, 400)
+        self.assertEqual(get(frag, "Last-Event-ID: e:-5\r\n").status, 400)
+        self.assertEqual(get("/connection/fragments?token=" + token()).status, 400)
+        # A channel the token does not open: refused like a subscribe (103), with 403.
+        self.assertEqual(get("/connection/fragments?channel=private:x&token=" + token())
+                         .status, 403)
+        self.assertEqual(get("/connection/fragments?channel=news&token=bad").status, 401)
+        # The server is still fine.
+        s = CurlStream(self, [self.url + "/connection/fragments?channel=news&token=" + token()])
+        self.assertEqual(s.head()[0], 200)
+
+
+class DisabledTest(h.HermodTestCase):
+    def test_disabled_transports_answer_404(self):
+        server = self.start_server({"api_key": KEY}, echo=False)
+        for method, path in [("GET", "/connection/uni_websocket"),
+                             ("GET", "/connection/uni_sse"),
+                             ("POST", "/connection/uni_sse"),
+                             ("POST", "/connection/uni_http_stream"),
+                             ("GET", "/connection/fragments?channel=a"),
+                             ("GET", "/connection/fragments/websocket?channel=a")]:
+            r = h.http_exchange(server.port, ("%s %s HTTP/1.1\r\nHost: x\r\n"
+                                              "Content-Length: 0\r\n\r\n" % (method, path))
+                                .encode())
+            self.assertEqual(r.status, 404, path)
+
+
+if __name__ == "__main__":
+    h.main()

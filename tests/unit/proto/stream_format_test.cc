@@ -1,0 +1,122 @@
+#include "proto/stream_format.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace hermod::proto {
+namespace {
+
+std::vector<std::string> Values(std::string_view text) {
+  std::vector<std::string> out;
+  ForEachJsonValue(text, [&](std::string_view v) {
+    out.emplace_back(v);
+    return true;
+  });
+  return out;
+}
+
+TEST(StreamFormat, SplitsJoinedValuesByStructureNotNewlines) {
+  // Raw newlines inside publication data (JSON whitespace) and inside strings' escapes.
+  const auto v = Values("{\"push\":{\"pub\":{\"data\":{\"a\":\n1}}}}\n{\"s\":\"x\\\"}\\n\"}\n{}");
+  ASSERT_EQ(v.size(), 3u);
+  EXPECT_EQ(v[0], "{\"push\":{\"pub\":{\"data\":{\"a\":\n1}}}}");
+  EXPECT_EQ(v[1], "{\"s\":\"x\\\"}\\n\"}");
+  EXPECT_EQ(v[2], "{}");
+  EXPECT_TRUE(Values("{\"unclosed\":").empty());
+}
+
+TEST(StreamFormat, UnidirectionalForms) {
+  UniValue u = ToUni("{\"push\":{\"channel\":\"c\",\"pub\":{\"data\":1}}}");
+  EXPECT_EQ(u.kind, UniValue::kPush);
+  EXPECT_EQ(u.body, "{\"channel\":\"c\",\"pub\":{\"data\":1}}");
+  u = ToUni("{\"id\":1,\"connect\":{\"client\":\"x\"}}");
+  EXPECT_EQ(u.kind, UniValue::kConnect);
+  EXPECT_EQ(u.body, "{\"client\":\"x\"}");
+  u = ToUni("{\"id\":12,\"error\":{\"code\":103,\"message\":\"permission denied\"}}");
+  EXPECT_EQ(u.kind, UniValue::kError);
+  EXPECT_EQ(u.error_code, 103u);
+  EXPECT_EQ(ToUni("{}").kind, UniValue::kPing);
+  EXPECT_EQ(ToUni("{\"id\":2,\"subscribe\":{}}").kind, UniValue::kOther);
+}
+
+TEST(StreamFormat, SseDataLinesAndJsonLines) {
+  std::string out;
+  AppendSseData(out, "<li>\r\n a\n</li>\n");
+  EXPECT_EQ(out, "data: <li>\ndata:  a\ndata: </li>\n\n");
+  out.clear();
+  AppendJsonLine(out, "{\"a\":\r\n1}");
+  EXPECT_EQ(out, "{\"a\":  1}\n");
+  out.clear();
+  AppendHttpChunk(out, std::string(26, 'x'));
+  EXPECT_EQ(out.substr(0, 4), "1a\r\n");
+}
+
+TEST(StreamFormat, WrapsOnlyOneObject) {
+  std::string c;
+  ASSERT_TRUE(WrapConnect("", &c));
+  EXPECT_EQ(c, "{\"id\":1,\"connect\":{}}");
+  ASSERT_TRUE(WrapConnect(" {\"token\":\n\"t\"} ", &c));
+  EXPECT_EQ(c, "{\"id\":1,\"connect\":{\"token\": \"t\"}}");
+  EXPECT_FALSE(WrapConnect("{}}\n{\"id\":2,\"publish\":{}}", &c));
+  EXPECT_FALSE(WrapConnect("[1]", &c));
+  EXPECT_FALSE(WrapConnect("{\"token\":", &c));
+}
+
+TEST(StreamFormat, LastEventId) {
+  std::string epoch;
+  uint64_t offset = 0;
+  ASSERT_TRUE(ParseLastEventId("AbCd:17", &epoch, &offset));
+  EXPECT_EQ(epoch, "AbCd");
+  EXPECT_EQ(offset, 17u);
+  EXPECT_FALSE(ParseLastEventId("17", &epoch, &offset));
+  EXPECT_FALSE(ParseLastEventId(":17", &epoch, &offset));
+  EXPECT_FALSE(ParseLastEventId("e:", &epoch, &offset));
+  EXPECT_FALSE(ParseLastEventId("e:-1", &epoch, &offset));
+  EXPECT_FALSE(ParseLastEventId("e:99999999999999999999", &epoch, &offset));
+  EXPECT_FALSE(ParseLastEventId("a:b:1", &epoch, &offset));
+  EXPECT_FALSE(ParseLastEventId(std::string(65, 'e') + ":1", &epoch, &offset));
+}
+
+TEST(StreamFormat, FragmentEventsSendDataVerbatim) {
+  Fragment f;
+  ASSERT_TRUE(FragmentOf(
+      "{\"channel\":\"news\",\"pub\":{\"data\":\"<li>\\\"hi\\\"\\n</li>\",\"offset\":7}}", &f));
+  std::string out;
+  AppendFragmentEvent(out, f, "ep");
+  EXPECT_EQ(out, "event: news\nid: ep:7\ndata: <li>\"hi\"\ndata: </li>\n\n");
+  ASSERT_TRUE(FragmentOf("{\"channel\":\"n\",\"pub\":{\"data\":{\"a\":1}}}", &f));
+  EXPECT_EQ(f.data, "{\"a\":1}");
+  EXPECT_FALSE(FragmentOf("{\"channel\":\"n\",\"join\":{\"info\":{}}}", &f));
+  SubscribeReplyView reply;
+  ASSERT_TRUE(ParseSubscribeReply(
+      "{\"id\":3,\"subscribe\":{\"recoverable\":true,\"epoch\":\"E\",\"offset\":9,"
+      "\"publications\":[{\"data\":\"x\",\"offset\":8},{\"data\":\"y\",\"offset\":9}]}}",
+      &reply));
+  EXPECT_EQ(reply.id, 3u);
+  EXPECT_EQ(reply.epoch, "E");
+  ASSERT_EQ(reply.publications.size(), 2u);
+  ASSERT_TRUE(FragmentOfPublication(reply.publications[1], "c", &f));
+  EXPECT_EQ(f.data, "y");
+  EXPECT_EQ(f.offset, 9u);
+}
+
+TEST(StreamFormat, HtmxFormBecomesPublication) {
+  std::string channel;
+  std::string data;
+  ASSERT_TRUE(
+      FormPublication("{\"message\":\"hi \\\"you\\\"\",\"channel\":\"chat\",\"n\": 1 ,"
+                      "\"HEADERS\":{\"HX-Request\":\"true\",\"HX-Trigger\":null}}",
+                      &channel, &data));
+  EXPECT_EQ(channel, "chat");
+  EXPECT_EQ(data, "{\"message\":\"hi \\\"you\\\"\",\"channel\":\"chat\",\"n\":1}");
+  EXPECT_FALSE(FormPublication("{\"message\":\"no channel\"}", &channel, &data));
+  EXPECT_FALSE(FormPublication("{\"channel\":1}", &channel, &data));
+  EXPECT_FALSE(FormPublication("{\"channel\":\"\"}", &channel, &data));
+  EXPECT_FALSE(FormPublication("[]", &channel, &data));
+  EXPECT_FALSE(FormPublication("{\"channel\":\"a\"} {}", &channel, &data));
+}
+
+}  // namespace
+}  // namespace hermod::proto
