@@ -94,6 +94,14 @@ bool ReadOverride(simdjson::dom::object object, std::string_view key, OverrideFl
 
 }  // namespace
 
+bool ReadMeta(simdjson::dom::object object, std::string* out) {
+  simdjson::dom::element value;
+  if (object["meta"].get(value) != SUCCESS || value.is_null()) return true;
+  if (!value.is_object()) return false;
+  *out = simdjson::minify(value);
+  return true;
+}
+
 // `subs`: {"channel": {"info", "b64info", "data", "b64data", "override": {...}}}.
 bool ReadSubs(simdjson::dom::element subs, std::vector<TokenSubscription>* out) {
   simdjson::dom::object map;
@@ -269,6 +277,7 @@ TokenStatus TokenVerifier::Verify(std::string_view token, int64_t now_s, TokenCl
     claims->channel = std::string(text_value);
   }
   if (!ReadInfo(object, &claims->info)) return invalid("info, or b64info as base64 of JSON");
+  if (!ReadMeta(object, &claims->meta)) return invalid("meta is not an object");
   // The token itself (exp), then what it opens (expire_at: 0 never expires).
   if (exp != 0 && exp <= now_s) {
     if (reason != nullptr) {

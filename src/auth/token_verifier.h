@@ -48,6 +48,9 @@ struct TokenClaims {
   // `expire_at` when the token has it, else `exp`.
   int64_t expires_at = 0;
   std::string info;  // ClientInfo's conn_info / chan_info: raw JSON, empty when absent
+  // connection: `meta`, a JSON object the server keeps and never shows other clients (the
+  // proxies send it with proxy_include_connection_meta); empty when absent.
+  std::string meta;
   std::vector<std::string> channels;    // connection: server-side subscriptions
   std::vector<TokenSubscription> subs;  // connection: the same, with per-channel options
   std::string channel;                  // subscription: the channel it grants
@@ -60,6 +63,8 @@ bool DecodeBase64(std::string_view in, std::string* out);
 bool ReadInfo(simdjson::dom::object object, std::string* out);
 // `subs`: {"channel": {"info", "b64info", "data", "b64data", "override": {...}}}.
 bool ReadSubs(simdjson::dom::element subs, std::vector<TokenSubscription>* out);
+// `meta` as a JSON object (minified); absent or null: *out untouched; false when not an object.
+bool ReadMeta(simdjson::dom::object object, std::string* out);
 
 struct TokenKeys {
   std::string hmac_secret;

@@ -149,6 +149,7 @@ void AddChannelFields(std::vector<Field>& fields, ChannelOptions& o) {
                     {"publish_rate_burst", &o.publish_rate_burst, 1, kMaxRate},
                     {"proxy_subscribe", &o.proxy_subscribe},
                     {"proxy_publish", &o.proxy_publish},
+                    {"proxy_sub_refresh", &o.proxy_sub_refresh},
                 });
 }
 
@@ -361,7 +362,10 @@ std::vector<Field> AllFields(Config& c) {
           {"proxy_publish_timeout", &c.proxy_publish_timeout, 1, kMaxProxyMs},
           Shaped("proxy_rpc_endpoint", &c.proxy_rpc_endpoint, CheckEndpoint),
           {"proxy_rpc_timeout", &c.proxy_rpc_timeout, 1, kMaxProxyMs},
+          Shaped("proxy_sub_refresh_endpoint", &c.proxy_sub_refresh_endpoint, CheckEndpoint),
+          {"proxy_sub_refresh_timeout", &c.proxy_sub_refresh_timeout, 1, kMaxProxyMs},
           {"proxy_http_headers", &c.proxy_http_headers},
+          {"proxy_include_connection_meta", &c.proxy_include_connection_meta},
           {"proxy_client.max_in_flight", &c.proxy_client.max_in_flight, 1, kMaxCount},
           {"proxy_client.max_in_flight_per_connection",
            &c.proxy_client.max_in_flight_per_connection, 1, 100000},
@@ -656,6 +660,28 @@ bool WalkChannelOptions(Reader& r, std::vector<Field>& fields, simdjson::dom::ob
   return true;
 }
 
+// proxy_static_http_headers: {"Name": "value"}; a name is an HTTP token, a value has no
+// control characters (nothing that could end the header early).
+bool ParseStaticHeaders(Reader& r, simdjson::dom::object object, const std::string& path,
+                        Config& config) {
+  config.proxy_static_http_headers.clear();
+  for (auto [name, value] : object) {
+    std::string_view text;
+    const bool name_ok = !name.empty() && name.find_first_not_of(
+                                              "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVW"
+                                              "XYZ0123456789!#$%&'*+-.^_`|~") == name.npos;
+    if (!name_ok || value.get_string().get(text) != simdjson::SUCCESS ||
+        std::any_of(text.begin(), text.end(),
+                    [](char ch) { return static_cast<unsigned char>(ch) < 0x20 || ch == 127; })) {
+      *r.error = "config key " + path + "." + std::string(name) +
+                 ": must be a header name with a string value (no control characters)";
+      return false;
+    }
+    config.proxy_static_http_headers.push_back(std::string(name) + ": " + std::string(text));
+  }
+  return true;
+}
+
 bool WalkObject(Reader& r, Config& config, simdjson::dom::object object,
                 const std::string& prefix) {
   for (auto [key, value] : object) {
@@ -666,6 +692,10 @@ bool WalkObject(Reader& r, Config& config, simdjson::dom::object object,
     // Centrifugo v6's channel section: the top level's and the namespaces' options.
     if (path == "channel.namespaces") {
       if (!ParseNamespaces(r, value, path, config)) return false;
+      continue;
+    }
+    if (path == "proxy_static_http_headers" && is_object) {
+      if (!ParseStaticHeaders(r, inner, path, config)) return false;
       continue;
     }
     if (path == "channel.without_namespace" && is_object) {
@@ -987,9 +1017,10 @@ bool Validate(const Config& c, std::string* error) {
     }
     const std::pair<bool, const std::string*> proxies[] = {
         {o.proxy_subscribe, &c.proxy_subscribe_endpoint},
-        {o.proxy_publish, &c.proxy_publish_endpoint}};
-    const char* names[] = {"proxy_subscribe", "proxy_publish"};
-    for (size_t i = 0; i < 2; ++i) {
+        {o.proxy_publish, &c.proxy_publish_endpoint},
+        {o.proxy_sub_refresh, &c.proxy_sub_refresh_endpoint}};
+    const char* names[] = {"proxy_subscribe", "proxy_publish", "proxy_sub_refresh"};
+    for (size_t i = 0; i < 3; ++i) {
       if (proxies[i].first && proxies[i].second->empty()) {
         return fail("config key " + where + names[i] + ": needs " + names[i] + "_endpoint");
       }
@@ -1101,7 +1132,16 @@ std::string ToJson(const Config& config) {
     out += "}";
   }
   out += copy.namespaces.empty() ? "]" : "\n  ]";
-  out += "\n}\n";
+  out += ",\n  \"proxy_static_http_headers\": {";
+  for (size_t i = 0; i < copy.proxy_static_http_headers.size(); ++i) {
+    const std::string& line = copy.proxy_static_http_headers[i];
+    const size_t colon = line.find(':');
+    out += i == 0 ? "" : ", ";
+    AppendJsonString(out, std::string_view(line).substr(0, colon));
+    out += ": ";
+    AppendJsonString(out, std::string_view(line).substr(std::min(line.size(), colon + 2)));
+  }
+  out += "}\n}\n";
   return out;
 }
 

@@ -73,6 +73,10 @@ struct ChannelOptions {
   // proxy_publish_endpoint), which decides instead of the allow_* options.
   bool proxy_subscribe = false;
   bool proxy_publish = false;
+  // A subscription the subscribe proxy gave an `expire_at` is refreshed by the server through
+  // proxy_sub_refresh_endpoint (extended, or ended with unsubscribe 2501) instead of by the
+  // client.
+  bool proxy_sub_refresh = false;
 };
 
 struct Namespace {
@@ -327,9 +331,17 @@ struct Config {
   Duration proxy_publish_timeout{1000};
   std::string proxy_rpc_endpoint;
   Duration proxy_rpc_timeout{1000};
+  std::string proxy_sub_refresh_endpoint;
+  Duration proxy_sub_refresh_timeout{1000};
   // The client's HTTP request headers forwarded to every proxy request (none unless listed:
   // Cookie, Authorization, X-Real-Ip, ...).
   std::vector<std::string> proxy_http_headers;
+  // Fixed headers added to every proxy request: JSON `{"Name": "value"}`, kept as
+  // "Name: value" lines (JSON only: no environment form).
+  std::vector<std::string> proxy_static_http_headers;
+  // The connection's `meta` (from its token or the connect proxy's result) in every proxy
+  // request after connect.
+  bool proxy_include_connection_meta = false;
   // hermod's bounds on the proxies' HTTP client: requests in flight per endpoint and per
   // client connection (past either: error 111, temporary), keep-alive connections kept per
   // endpoint, and the largest answer read (past it: the call fails).

@@ -356,6 +356,7 @@ void ClientSession::CompleteConnect(const Command& c, auth::TokenClaims claims,
   connected_ = true;
   if (client_id_.empty()) client_id_ = NewClientId();  // a proxied connect named it already
   user_ = std::move(claims.user);
+  meta_ = std::move(claims.meta);
   info_ = ClientInfoJson(user_, client_id_, claims.info);
   if (context_.registry) {
     context_.registry->Add(*this);
@@ -606,12 +607,12 @@ core::Hub::SubscribeResult ClientSession::AddSubscription(
 
 void ClientSession::SendRecovered(uint32_t id, std::string_view channel, uint64_t recovery,
                                   int64_t expires_at, bool was_recovering,
-                                  core::Hub::SubscribeResult result) {
+                                  core::Hub::SubscribeResult result, std::string_view data) {
   ClientSubscription* s = FindSubscription(channel);
   if (!s || s->recovery != recovery || !connected()) return;  // unsubscribed meanwhile
   s->recovery = 0;
   std::string reply;
-  AppendSubscribeReply(reply, id, result, was_recovering, TtlSeconds(expires_at));
+  AppendSubscribeReply(reply, id, result, was_recovering, TtlSeconds(expires_at), data);
   SendLaterReply(reply);
   context_.hub.Resume(s, result);  // may end s (a hold that overflowed)
 }
@@ -676,14 +677,16 @@ void ClientSession::SubscribeAllowed(const SubscribeAsk& ask,
   // and so does a cluster node whose subscription to the channel is on its way to NATS.
   core::Hub::SubscribeDone later;
   uint64_t recovery = 0;
+  // A subscription the server refreshes tells the client no ttl: it has nothing to refresh.
+  const int64_t reply_expires = ask.refresh_by_proxy ? 0 : expires_at;
   const bool was_recovering = recoverable && ask.recover;
   if ((was_recovering && !context_.hub.history_inline()) || context_.hub.clustered()) {
     recovery = ++recoveries_;
     later = Later<core::Hub::SubscribeResult>(
-        [id = ask.id, channel = std::string(ask.channel), recovery, expires_at, was_recovering](
-            ClientSession& session, core::Hub::SubscribeResult result) {
-          session.SendRecovered(id, channel, recovery, expires_at, was_recovering,
-                                std::move(result));
+        [id = ask.id, channel = std::string(ask.channel), recovery, reply_expires, was_recovering,
+         data = std::string(data)](ClientSession& session, core::Hub::SubscribeResult result) {
+          session.SendRecovered(id, channel, recovery, reply_expires, was_recovering,
+                                std::move(result), data);
         });
   }
   const bool join_leave = ask.join_leave || options->force_push_join_leave;
@@ -691,12 +694,13 @@ void ClientSession::SubscribeAllowed(const SubscribeAsk& ask,
       AddSubscription(ask.channel, namespace_options, recoverable, ask.recover,
                       {ask.offset, std::string(ask.epoch)}, join_leave, expires_at, chan_info,
                       std::move(overridden), ReplyRoom(), std::move(later));
+  subscriptions_.back()->refresh_by_proxy = ask.refresh_by_proxy;
   if (result.pending) {
     subscriptions_.back()->recovery = recovery;  // its completion runs on this loop, later
     return;
   }
-  AppendSubscribeReply(*reply_, ask.id, result, recoverable && ask.recover, TtlSeconds(expires_at),
-                       data);
+  AppendSubscribeReply(*reply_, ask.id, result, recoverable && ask.recover,
+                       TtlSeconds(reply_expires), data);
 }
 
 void ClientSession::HandleSubRefresh(const Command& c) {
@@ -732,15 +736,21 @@ void ClientSession::SubscribeFromServer(std::string_view channel) {
 }
 
 void ClientSession::UnsubscribeFromServer(std::string_view channel) {
+  EndSubscription(channel, 2000, "server unsubscribe");
+}
+
+void ClientSession::EndSubscription(std::string_view channel, uint32_t code,
+                                    std::string_view reason) {
   assert(loop().InThisThread());
   auto it = std::find_if(subscriptions_.begin(), subscriptions_.end(),
                          [&](const auto& s) { return s->channel == channel; });
   if (!connected() || it == subscriptions_.end()) return;
+  const std::string name = (*it)->channel;  // channel may be a view of it
   ClientSubscription& s = **it;
-  context_.hub.Unsubscribe(loop(), s.channel, *s.options, client_id_, s.client_info(info_), &s);
+  context_.hub.Unsubscribe(loop(), name, *s.options, client_id_, s.client_info(info_), &s);
   subscriptions_.erase(it);
   std::string push;
-  AppendUnsubscribePush(push, channel, 2000, "server unsubscribe");
+  AppendUnsubscribePush(push, name, code, reason);
   transport_.SendReply(push);
   stats::RecordSent(stats::SentType::kPush, push.size(), stats::PushType::kUnsubscribe);
 }

@@ -120,6 +120,10 @@ class ClientSession {
     // Non-zero while its subscribe reply waits for the history engine's recovery: which
     // one (a subscription made again for the channel meanwhile has another).
     uint64_t recovery = 0;
+    // Expiry is the sub_refresh proxy's to decide (a subscribe proxy's `expire_at` on a
+    // namespace with proxy_sub_refresh), not the client's; the call out, if any (0: none).
+    bool refresh_by_proxy = false;
+    uint64_t sub_refresh_call = 0;
   };
   class Keepalive final : public net::TimerNode {
    public:
@@ -164,7 +168,11 @@ class ClientSession {
   proxy::Endpoint* Proxy(proxy::Kind kind) const {
     return context_.proxies ? context_.proxies->endpoint(kind) : nullptr;
   }
-  proxy::ClientFields ProxyFields() const { return {client_id_, user_}; }
+  proxy::ClientFields ProxyFields() const {
+    proxy::ClientFields fields{client_id_, user_};
+    if (context_.proxies->include_connection_meta()) fields.meta = meta_;
+    return fields;
+  }
   // Sends a call; false (and nothing sent) past proxy_client.max_in_flight_per_connection.
   bool CallProxy(proxy::Kind kind, std::string body,
                  std::function<void(ClientSession&, proxy::Reply)> answer);
@@ -180,6 +188,11 @@ class ClientSession {
   void ProxySubscribe(const Command& c, const config::ChannelOptions& options);
   void ProxyPublish(const Command& c, const config::ChannelOptions& options);
   void ProxyRefresh();
+  // Asks the sub_refresh proxy whether an expired subscription lives on: extended, or ended
+  // with unsubscribe 2501; a failed call is tried again at the next check.
+  void ProxySubRefresh(ClientSubscription& s);
+  // Ends a subscription with an unsubscribe push (the API's unsubscribe, an expiry).
+  void EndSubscription(std::string_view channel, uint32_t code, std::string_view reason);
   // A subscribe the namespace's rules or the subscribe proxy allowed: subscribes and
   // replies (now, or when an engine recovers later).
   struct SubscribeAsk {
@@ -190,6 +203,7 @@ class ClientSession {
     uint64_t offset = 0;
     std::string_view epoch;
     bool join_leave = false;
+    bool refresh_by_proxy = false;  // ClientSubscription::refresh_by_proxy: no ttl in the reply
   };
   void SubscribeAllowed(const SubscribeAsk& ask, const config::ChannelOptions& options,
                         int64_t expires_at, std::string_view chan_info,
@@ -220,9 +234,11 @@ class ClientSession {
       std::string_view chan_info = {}, std::unique_ptr<config::ChannelOptions> overridden = nullptr,
       size_t max_recovery_bytes = SIZE_MAX, core::Hub::SubscribeDone done = {});
   // The subscribe reply whose recovery an engine completed later (Hub::Subscribe's done):
-  // sent, then the pushes held meanwhile; nothing when the subscription is gone.
+  // sent (with the subscribe proxy's `data`, if any), then the pushes held meanwhile;
+  // nothing when the subscription is gone.
   void SendRecovered(uint32_t id, std::string_view channel, uint64_t recovery, int64_t expires_at,
-                     bool was_recovering, core::Hub::SubscribeResult result);
+                     bool was_recovering, core::Hub::SubscribeResult result,
+                     std::string_view data = {});
   // A server-side subscription from the connection token, recovered from connect.subs.
   void AddServerSubscription(const Command& c, std::string_view channel,
                              const auth::TokenSubscription* token_sub,
@@ -280,11 +296,13 @@ class ClientSession {
   std::string client_id_;
   std::string user_;
   std::string info_;              // ClientInfo JSON
+  std::string meta_;              // the connection's `meta` (JSON object) or empty
   std::string* reply_ = nullptr;  // the loop's reply buffer while a message is handled
   std::vector<std::unique_ptr<ClientSubscription>> subscriptions_;
   CommandGuard guard_;
   std::shared_ptr<const void> alive_;  // see Later
   uint64_t recoveries_ = 0;            // ClientSubscription::recovery's last value
+  uint64_t sub_refresh_calls_ = 0;     // ClientSubscription::sub_refresh_call's last value
   // Backend proxies: the forwarded request headers, the calls out now, a connect waiting
   // for the connect proxy, the subscribes waiting for the subscribe proxy, whether the
   // refresh proxy decides this connection's expiry (it was connected by the proxy).

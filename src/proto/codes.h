@@ -48,6 +48,9 @@ inline constexpr Disconnect kDisconnectTooManyRequests{3013, "too many requests"
 inline constexpr Disconnect kDisconnectInvalidToken{3500, "invalid token"};
 inline constexpr Disconnect kDisconnectBadRequest{3501, "bad request"};
 inline constexpr Disconnect kDisconnectStale{3502, "stale"};
+// An unsubscribe push's code and reason: a subscription the sub_refresh proxy expired ends
+// alone, the connection stays (Centrifugo v5).
+inline constexpr Disconnect kUnsubscribeExpired{2501, "subscription expired"};
 inline constexpr Disconnect kDisconnectConnectionLimit{3504, "connection limit"};
 inline constexpr Disconnect kDisconnectChannelLimit{3505, "channel limit"};
 

@@ -50,7 +50,9 @@ void ClientSession::OnKeepalive() {
       // Subscription tokens are checked at ping time: expiry is seen within one interval.
       const int64_t wall = WallSeconds();
       for (auto& s : subscriptions_) {
-        if (s->expires_at != 0 && s->expires_at <= wall) return Disconnect(kDisconnectSubExpired);
+        if (s->expires_at == 0 || s->expires_at > wall) continue;
+        if (!s->refresh_by_proxy) return Disconnect(kDisconnectSubExpired);
+        ProxySubRefresh(*s);
       }
       transport_.SendReply("{}");
       stats::RecordSent(stats::SentType::kPing, 2);

@@ -18,6 +18,7 @@
 #include "log/fields.h"
 #include "proto/client_session.h"
 #include "proto/encode.h"
+#include "proto/keepalive.h"
 #include "stats/loop_metrics.h"
 
 namespace hermod::proto {
@@ -181,8 +182,12 @@ void ClientSession::ProxySubscribe(const Command& c, const config::ChannelOption
             }
             if (o.force_recovery.set) overridden->force_recovery = o.force_recovery.value;
           }
+          // A namespace with proxy_sub_refresh leaves an expiring subscription's refresh to
+          // the server (Centrifugo: no client-side refresh).
+          const bool by_proxy = options->proxy_sub_refresh && reply.claims.expires_at != 0 &&
+                                session.Proxy(proxy::Kind::kSubRefresh) != nullptr;
           session.SubscribeAllowed({saved->id, saved->channel, saved->recoverable, saved->recover,
-                                    saved->offset, saved->epoch, saved->join_leave},
+                                    saved->offset, saved->epoch, saved->join_leave, by_proxy},
                                    *options, reply.claims.expires_at, reply.claims.info,
                                    std::move(overridden), reply.data);
         });
@@ -227,6 +232,29 @@ void ClientSession::ProxyRefresh() {
   // Meanwhile the old deadline is off; past the per-connection bound, try again later.
   expire_ms_ = sent ? 0 : loop().now_ms() + kRefreshRetryMs;
   refreshing_ = sent;
+}
+
+void ClientSession::ProxySubRefresh(ClientSubscription& s) {
+  if (s.sub_refresh_call != 0) return;  // one call out per subscription
+  const uint64_t call = ++sub_refresh_calls_;
+  std::string body = proxy::SubRefreshRequest(ProxyFields(), s.channel);
+  const bool sent =
+      CallProxy(proxy::Kind::kSubRefresh, std::move(body),
+                [channel = s.channel, call](ClientSession& session, proxy::Reply reply) {
+                  ClientSubscription* sub = session.FindSubscription(channel);
+                  if (!sub || sub->sub_refresh_call != call || !session.connected()) return;
+                  sub->sub_refresh_call = 0;
+                  // Error and disconnect answers do not apply to sub_refresh; a failure is tried
+                  // again at the next check (the subscription stays meanwhile, as in Centrifugo).
+                  if (reply.outcome != proxy::Outcome::kOk) return;
+                  const int64_t expires_at = reply.claims.expires_at;
+                  if (reply.expired || (expires_at != 0 && expires_at <= WallSeconds())) {
+                    return session.EndSubscription(channel, kUnsubscribeExpired.code,
+                                                   kUnsubscribeExpired.reason);
+                  }
+                  sub->expires_at = expires_at;
+                });
+  if (sent) s.sub_refresh_call = call;
 }
 
 }  // namespace hermod::proto

@@ -24,6 +24,10 @@ std::string Begin(const ClientFields& c) {
   Field(out, "transport", c.transport);
   Field(out, "protocol", c.protocol);
   Field(out, "encoding", c.encoding);
+  if (!c.meta.empty()) {
+    out += ",\"meta\":";
+    out += c.meta;  // a JSON object the server checked when it got it
+  }
   return out;
 }
 
@@ -94,6 +98,7 @@ bool ReadResult(Kind kind, simdjson::dom::object r, Reply* reply) {
     // A connect result names the user ("" is an anonymous one, and must be said).
     if (r["user"].get(value) != SUCCESS || value.get_string().get(user) != SUCCESS) return false;
     reply->claims.user = std::string(user);
+    if (!auth::ReadMeta(r, &reply->claims.meta)) return false;
     if (r["channels"].get(value) == SUCCESS) {
       simdjson::dom::array channels;
       if (value.get_array().get(channels) != SUCCESS) return false;

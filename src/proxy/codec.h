@@ -64,7 +64,7 @@ struct Reply {
   // kDisconnect
   uint16_t disconnect_code = 0;
   std::string disconnect_reason;  // at most 32 bytes
-  // kOk: connect (user, expire_at, info, data, channels, subs), refresh (expired,
+  // kOk: connect (user, expire_at, info, data, channels, subs, meta), refresh (expired,
   // expire_at, info), subscribe (info, data, expire_at, override), publish (data,
   // skip_history), sub_refresh (expired, expire_at, info), rpc (data).
   auth::TokenClaims claims;  // user, expires_at (expire_at), info, channels, subs
@@ -81,6 +81,8 @@ struct ClientFields {
   std::string_view transport = "websocket";
   std::string_view protocol = "json";
   std::string_view encoding = "json";
+  // The connection's `meta` (JSON), sent with proxy_include_connection_meta; empty: none.
+  std::string_view meta = {};
 };
 
 std::string ConnectRequest(const ClientFields& c, std::string_view name, std::string_view version,

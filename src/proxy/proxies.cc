@@ -131,12 +131,14 @@ std::array<uint64_t, kLatencyBuckets.size() + 1> Endpoint::buckets() const {
 std::unique_ptr<Proxies> Proxies::FromConfig(const config::Config& c, Endpoint::Clock clock) {
   const bool any = !c.proxy_connect_endpoint.empty() || !c.proxy_refresh_endpoint.empty() ||
                    !c.proxy_subscribe_endpoint.empty() || !c.proxy_publish_endpoint.empty() ||
-                   !c.proxy_rpc_endpoint.empty();
+                   !c.proxy_rpc_endpoint.empty() || !c.proxy_sub_refresh_endpoint.empty();
   return any ? std::make_unique<Proxies>(c, clock) : nullptr;
 }
 
 Proxies::Proxies(const config::Config& c, Endpoint::Clock clock)
-    : max_per_connection_(c.proxy_client.max_in_flight_per_connection),
+    : static_headers_(c.proxy_static_http_headers),
+      include_meta_(c.proxy_include_connection_meta),
+      max_per_connection_(c.proxy_client.max_in_flight_per_connection),
       client_(HttpClient::Options{c.proxy_client.max_connections_per_endpoint,
                                   c.proxy_client.max_response_bytes}) {
   core::CircuitBreaker::Options breaker;
@@ -144,15 +146,12 @@ Proxies::Proxies(const config::Config& c, Endpoint::Clock clock)
   breaker.window_ms = c.proxy_breaker.window.ms;
   breaker.open_ms = c.proxy_breaker.open_timeout.ms;
   breaker.half_open_trials = static_cast<uint32_t>(c.proxy_breaker.half_open_trials);
-  // sub_refresh has no endpoint key yet (proxy_sub_refresh_endpoint is warned about).
-  const std::string none;
-  const config::Duration none_timeout;
   const std::pair<const std::string*, const config::Duration*> configured[kKinds] = {
       {&c.proxy_connect_endpoint, &c.proxy_connect_timeout},
       {&c.proxy_refresh_endpoint, &c.proxy_refresh_timeout},
       {&c.proxy_subscribe_endpoint, &c.proxy_subscribe_timeout},
       {&c.proxy_publish_endpoint, &c.proxy_publish_timeout},
-      {&none, &none_timeout},
+      {&c.proxy_sub_refresh_endpoint, &c.proxy_sub_refresh_timeout},
       {&c.proxy_rpc_endpoint, &c.proxy_rpc_timeout},
   };
   for (size_t i = 0; i < kKinds; ++i) {
@@ -192,6 +191,7 @@ void Proxies::Call(Kind kind, std::string body, const std::vector<std::string>& 
     return;
   }
   HttpRequest request{endpoint->url(), headers, std::move(body), endpoint->timeout_ms()};
+  request.headers.insert(request.headers.end(), static_headers_.begin(), static_headers_.end());
   client_.Send(std::move(request),
                [endpoint, kind, done = std::move(done)](HttpResponse response) mutable {
                  Reply reply;

@@ -91,10 +91,13 @@ class Proxies {
   // proxy_http_headers, lower-cased: the client request headers forwarded.
   const std::vector<std::string>& forwarded_headers() const { return forwarded_; }
   uint64_t max_in_flight_per_connection() const { return max_per_connection_; }
+  // proxy_include_connection_meta: requests carry the connection's `meta`.
+  bool include_connection_meta() const { return include_meta_; }
   // Every configured endpoint, for metrics and health.
   std::vector<Endpoint*> endpoints() const;
 
-  // Any loop. headers: "Name: value" lines forwarded with the request. done gets the
+  // Any loop. headers: "Name: value" lines forwarded with the request (the static headers
+  // follow them). done gets the
   // parsed answer (or the refusal) once, through its loop.
   void Call(Kind kind, std::string body, const std::vector<std::string>& headers,
             core::Completion<Reply> done);
@@ -104,6 +107,8 @@ class Proxies {
  private:
   std::array<std::unique_ptr<Endpoint>, kKinds> endpoints_;
   std::vector<std::string> forwarded_;
+  std::vector<std::string> static_headers_;  // proxy_static_http_headers, "Name: value"
+  bool include_meta_;
   uint64_t max_per_connection_;
   HttpClient client_;
 };

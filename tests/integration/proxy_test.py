@@ -9,14 +9,21 @@ one it refuses with its code; a publication the publish proxy rewrites; the back
 and disconnect answers; a backend that is down, answers 500, answers invalid JSON, answers
 too much, or answers too late: error 100 (temporary), counted by outcome; the circuit
 breaker opening (fail fast, /health degraded, the metric); the refresh proxy extending an
-expiring connection, or expiring it (3005).
+expiring connection, or expiring it (3005); the sub_refresh proxy extending or expiring
+an expiring subscription (unsubscribe 2501); the subscribe proxy's data on a subscribe whose
+recovery the history engine completes later; proxy_static_http_headers and the connection's
+meta (proxy_include_connection_meta) in the requests.
 """
 
 import http.server
 import json
 import os
+import random
 import socket
+import shutil
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -63,6 +70,8 @@ class Backend:
                     pass  # hermod gave up on it (a timeout)
 
         class Server(http.server.ThreadingHTTPServer):
+            request_queue_size = 1024  # hermod opens up to 64 connections at once (the pool)
+
             def handle_error(self, request, client_address):
                 pass  # hermod closing a connection it gave up on (a timeout, a large answer)
 
@@ -81,6 +90,15 @@ class Backend:
             if cookie == "session=alice":
                 return 200, {"result": {"user": "alice", "info": {"name": "Alice"},
                                         "data": {"welcome": True}, "channels": ["news"]}}
+            if cookie.startswith("session=u"):
+                # Answers held a little, in another order than asked.
+                time.sleep(random.random() * 0.02)
+                return 200, {"result": {"user": cookie[len("session="):]}}
+            if cookie == "session=storm":
+                self.release.wait(30)
+                return 200, {"result": {"user": "storm"}}
+            if cookie == "session=meta":
+                return 200, {"result": {"user": "mia", "meta": {"tier": "gold"}}}
             if cookie == "session=expiring":
                 return 200, {"result": {"user": "eve", "expire_at": int(time.time()) + 1}}
             if cookie == "session=gone":
@@ -91,6 +109,8 @@ class Backend:
                 return 200, {"result": {"data": {"echo": body.get("data"), "user": body["user"]}}}
             return 200, {"error": {"code": 1001, "message": "boom"}}
         if path == "/subscribe":
+            if body.get("channel") in ("proxied:extend", "proxied:expire"):
+                return 200, {"result": {"expire_at": int(time.time()) + 1}}
             if body.get("channel") == "proxied:ok":
                 return 200, {"result": {"info": {"role": "reader"}, "data": {"sub": "ok"}}}
             return 200, {"error": {"code": 1002, "message": "not allowed"}}
@@ -101,9 +121,15 @@ class Backend:
             if self.refresh_expired:
                 return 200, {"result": {"expired": True}}
             return 200, {"result": {"expire_at": int(time.time()) + 600}}
+        if path == "/sub_refresh":
+            if body.get("channel") == "proxied:expire":
+                return 200, {"result": {"expired": True}}
+            return 200, {"result": {"expire_at": int(time.time()) + 600}}
         if path == "/slow":
             self.release.wait(5)
             return 200, {"result": {"user": "late"}}
+        if path == "/huge":
+            return 200, b'{"result": {"user": "' + b"x" * (10 << 20) + b'"}}'
         if path == "/500":
             return 500, b"oops"
         if path == "/invalid":
@@ -143,6 +169,33 @@ def http_get(port, path):
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
+
+
+# A child of the connect storm: opens `count` WebSocket connections to hermod, each sending a
+# connect with the storm's cookie, says so on stdout, and holds them until stdin closes.
+STORM_CHILD = r'''
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import hermod_harness as h
+port, count = int(sys.argv[2]), int(sys.argv[3])
+held = []
+for i in range(count):
+    ws = h.ws_open(port, "/connection/websocket", extra_headers=["Cookie: session=storm"])
+    ws.send_frame(h.OP_TEXT, json.dumps({"id": 1, "connect": {}}))
+    held.append(ws)
+print("open", flush=True)
+sys.stdin.read()
+'''
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return int([l for l in f if l.startswith("VmRSS:")][0].split()[1])
+
+
+def peak_rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return int([l for l in f if l.startswith("VmHWM:")][0].split()[1])
 
 
 def metric(text, name, **labels):
@@ -305,6 +358,162 @@ class ProxyTest(h.HermodTestCase):
         json.loads(ws2.read_frame().payload)
         code, reason = ws2.expect_close()
         self.assertEqual(code, 3005)
+
+    def test_each_connection_gets_the_answer_to_its_own_request(self):
+        # Many connects out at once on pooled keep-alive connections, answered out of order:
+        # no client gets the user the backend named for another one.
+        server = self.start_server(self.config())
+        sockets = [self.raw_connect(server, "session=u%d" % i) for i in range(60)]
+        for ws in sockets:
+            self.addCleanup(ws.close)
+        # Every connect is out before the first answer is read; then each asks its user back.
+        for i, ws in enumerate(sockets):
+            self.assertIn("connect", json.loads(ws.read_frame().payload))
+            ws.send_frame(h.OP_TEXT, json.dumps({"id": 2, "rpc": {"method": "echo", "data": i}}))
+        for i, ws in enumerate(sockets):
+            reply = json.loads(ws.read_frame().payload)
+            self.assertEqual(reply.get("rpc", reply).get("data"), {"echo": i, "user": "u%d" % i},
+                             reply)
+        _, text = http_get(server.port, "/metrics")
+        self.assertEqual(metric(text, "hermod_proxy_requests_total", kind="connect",
+                                outcome="ok"), len(sockets))
+
+    def test_a_ten_megabyte_answer_is_refused_at_the_bound(self):
+        server = self.start_server(self.config(proxy_connect_endpoint=self.backend.url("/huge")))
+        peak_before = peak_rss_kb(server.proc.pid)
+        out = self.sdk(server, "connect")
+        self.assertEqual(out, {"event": "error", "code": 100, "temporary": True})
+        _, text = http_get(server.port, "/metrics")
+        self.assertEqual(metric(text, "hermod_proxy_requests_total", kind="connect",
+                                outcome="too_large"), 1)
+        # Read up to proxy_client.max_response_bytes (1 MiB), not the 10 MB: the peak
+        # grows by less than holding the answer would take.
+        grown_kb = peak_rss_kb(server.proc.pid) - peak_before
+        self.assertLess(grown_kb, 8 * 1024, grown_kb)
+
+    def test_a_connect_storm_against_a_slow_backend_is_bounded_by_the_in_flight_limit(self):
+        # 2,000 connects from 4 processes against a backend that holds every answer: 100 are
+        # out (proxy_client.max_in_flight), every other is refused at once (111, temporary),
+        # and the memory the storm takes is bounded by the connections and that limit.
+        in_flight, processes, per_process = 100, 4, 500
+        clients = processes * per_process
+        server = self.start_server(self.config(
+            proxy_connect_timeout="30s", proxy_client={"max_in_flight": in_flight}))
+        rss_before = rss_kb(server.proc.pid)
+        here = os.path.dirname(os.path.abspath(__file__))
+        children = [subprocess.Popen([sys.executable, "-c", STORM_CHILD, here, str(server.port),
+                                      str(per_process)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+                    for _ in range(processes)]
+        for child in children:
+            self.addCleanup(child.wait, 10)
+            self.addCleanup(child.stdin.close)
+        for child in children:
+            self.assertEqual(child.stdout.readline().strip(), "open")
+        deadline = time.monotonic() + 30
+        while True:
+            _, text = http_get(server.port, "/metrics")
+            out = metric(text, "hermod_proxy_in_flight", kind="connect") or 0
+            refused = metric(text, "hermod_proxy_requests_total", kind="connect",
+                             outcome="overloaded") or 0
+            if out + refused >= clients or time.monotonic() > deadline:
+                break
+        self.assertEqual((out, refused), (in_flight, clients - in_flight), text)
+        # Each connection may hold its buffers (64 KiB is far above a connected client's) and
+        # each call out its request and answer (the answer is bounded by max_response_bytes,
+        # and these are small); the held answers do not grow with the storm.
+        grown_kb = rss_kb(server.proc.pid) - rss_before
+        self.assertLess(grown_kb, clients * 64 + in_flight * 16, grown_kb)
+        self.backend.release.set()
+        deadline = time.monotonic() + 30
+        while True:
+            _, text = http_get(server.port, "/metrics")
+            ok = metric(text, "hermod_proxy_requests_total", kind="connect", outcome="ok") or 0
+            if ok >= in_flight or time.monotonic() > deadline:
+                break
+        self.assertEqual(ok, in_flight)
+
+    def test_static_headers_and_connection_meta_reach_the_backend(self):
+        server = self.start_server(self.config(
+            proxy_static_http_headers={"X-Static": "yes"}, proxy_include_connection_meta=True))
+        ws = self.raw_connect(server, "session=meta")
+        self.addCleanup(ws.close)
+        self.assertIn("connect", json.loads(ws.read_frame().payload))
+        ws.send_frame(h.OP_TEXT, json.dumps({"id": 2, "rpc": {"method": "echo", "data": 1}}))
+        self.assertEqual(json.loads(ws.read_frame().payload)["rpc"]["data"]["echo"], 1)
+        _, connect_headers, connect = self.backend.wait_for("/connect")[0]
+        self.assertEqual(connect_headers.get("X-Static"), "yes")
+        self.assertEqual(connect_headers.get("Cookie"), "session=meta")
+        self.assertNotIn("meta", connect)  # the backend gives it: nothing to send yet
+        _, rpc_headers, rpc = self.backend.wait_for("/rpc")[0]
+        self.assertEqual(rpc_headers.get("X-Static"), "yes")
+        self.assertEqual(rpc["meta"], {"tier": "gold"})
+        self.assertEqual(rpc["user"], "mia")
+
+    def test_subscribe_data_survives_a_recovery_the_engine_completes_later(self):
+        # The sqlite engine answers history later: the subscribe reply leaves from the
+        # recovery's completion, and must still carry the subscribe proxy's data.
+        store = tempfile.mkdtemp(prefix="hermod-proxy-sqlite-")
+        self.addCleanup(shutil.rmtree, store, True)
+        server = self.start_server(self.config(
+            engine="sqlite", sqlite={"path": os.path.join(store, "h.db")},
+            namespaces=[{"name": "proxied", "proxy_subscribe": True, "history_size": 10,
+                         "history_ttl": "60s"}]))
+        ws = self.raw_connect(server, "session=alice")
+        self.addCleanup(ws.close)
+        self.assertIn("connect", json.loads(ws.read_frame().payload))
+        ws.send_frame(h.OP_TEXT, json.dumps({"id": 2, "subscribe": {
+            "channel": "proxied:ok", "recoverable": True, "recover": True, "offset": 0,
+            "epoch": "x"}}))
+        reply = json.loads(ws.read_frame().payload)
+        self.assertEqual(reply["id"], 2, reply)
+        self.assertTrue(reply["subscribe"].get("was_recovering"), reply)
+        self.assertEqual(reply["subscribe"].get("data"), {"sub": "ok"}, reply)
+
+    def test_sub_refresh_proxy_extends_or_expires_a_subscription(self):
+        server = self.start_server(self.config(
+            proxy_sub_refresh_endpoint=self.backend.url("/sub_refresh"),
+            ping_interval="1s", pong_timeout="500ms",
+            namespaces=[{"name": "proxied", "proxy_subscribe": True,
+                         "proxy_sub_refresh": True}]))
+        ws = self.raw_connect(server, "session=alice")
+        self.addCleanup(ws.close)
+        self.assertIn("connect", json.loads(ws.read_frame().payload))
+        for i, channel in [(2, "proxied:extend"), (3, "proxied:expire")]:
+            ws.send_frame(h.OP_TEXT, json.dumps({"id": i, "subscribe": {"channel": channel}}))
+            reply = json.loads(ws.read_frame().payload)
+            # The server refreshes it: the client is given no ttl to refresh by itself.
+            self.assertEqual(reply["id"], i, reply)
+            self.assertNotIn("expires", reply["subscribe"])
+            self.assertNotIn("ttl", reply["subscribe"])
+        # Within a ping interval of expiring, each asks the sub_refresh proxy: one is
+        # extended, the other ends with unsubscribe 2501; the connection answers pings.
+        unsubscribed = None
+        pings = 0
+        while unsubscribed is None or pings < 3:
+            for line in ws.read_frame().payload.decode().splitlines():
+                message = json.loads(line)
+                if message == {}:
+                    pings += 1
+                    ws.send_frame(h.OP_TEXT, "{}")
+                elif "push" in message and "unsubscribe" in message["push"]:
+                    unsubscribed = message["push"]
+        self.assertEqual(unsubscribed["channel"], "proxied:expire")
+        self.assertEqual(unsubscribed["unsubscribe"]["code"], 2501)
+        refreshes = [(b["channel"], b["user"]) for _, _, b in
+                     self.backend.wait_for("/sub_refresh", 2)]
+        # Extended by ten minutes: asked once, not at every ping since.
+        self.assertEqual(sorted(refreshes), [("proxied:expire", "alice"),
+                                             ("proxied:extend", "alice")])
+        ws.send_frame(h.OP_TEXT, json.dumps({"id": 9, "rpc": {"method": "echo", "data": 1}}))
+        while True:
+            answer = json.loads(ws.read_frame().payload.decode().splitlines()[-1])
+            if answer.get("id") == 9:
+                break
+        self.assertEqual(answer["rpc"]["data"]["echo"], 1)
+        _, text = http_get(server.port, "/metrics")
+        self.assertEqual(metric(text, "hermod_proxy_requests_total", kind="sub_refresh",
+                                outcome="ok"), 2)
 
 
 if __name__ == "__main__":

@@ -99,6 +99,7 @@ std::string Changed(std::string_view key, std::string_view json) {
   if (json == "true") return "false";
   if (key == "namespaces") return R"([{"name": "x"}])";
   if (json == "[]") return R"(["x"])";
+  if (key == "proxy_static_http_headers") return R"({"X-App": "x"})";
   if (json == "{}") return R"({"enabled": true})";
   if (json.front() == '"') {
     const std::string text(json.substr(1, json.size() - 2));
@@ -161,11 +162,11 @@ TEST(Centrifugo, V5ValuesAreReadAsCentrifugoReadsThem) {
   EXPECT_TRUE(l.config.websocket.compression.enabled);
   EXPECT_EQ(l.config.websocket.max_message_bytes, 1000u);
 
-  Loaded redis = LoadJson(R"({"engine": "redis", "proxy_sub_refresh_endpoint": "http://x",
+  Loaded redis = LoadJson(R"({"engine": "redis", "proxy_subscribe_stream_endpoint": "http://x",
       "admin_insecure": true})");
   ASSERT_TRUE(redis.ok) << redis.error;
   EXPECT_EQ(WarnedKeys(redis.warnings),
-            (std::set<std::string>{"engine", "proxy_sub_refresh_endpoint", "admin_insecure"}));
+            (std::set<std::string>{"engine", "proxy_subscribe_stream_endpoint", "admin_insecure"}));
   EXPECT_EQ(redis.warnings[0],
             R"(engine = "redis": not supported by hermod, which behaves as "memory")");
 }
@@ -173,7 +174,7 @@ TEST(Centrifugo, V5ValuesAreReadAsCentrifugoReadsThem) {
 TEST(Centrifugo, V5NamespaceOptionsHermodLacksAreReported) {
   Loaded l = LoadJson(R"({"global_history_meta_ttl": "24h", "history_meta_ttl": "1h",
       "global_presence_ttl": "30s",
-      "namespaces": [{"name": "chat", "presence": true, "proxy_sub_refresh": true,
+      "namespaces": [{"name": "chat", "presence": true, "proxy_subscribe_stream": true,
                       "allow_positioning": false, "channel_regex": ""}]})");
   ASSERT_TRUE(l.ok) << l.error;
   ASSERT_EQ(l.config.namespaces.size(), 1u);
@@ -182,7 +183,7 @@ TEST(Centrifugo, V5NamespaceOptionsHermodLacksAreReported) {
   EXPECT_EQ(l.config.history_meta_ttl.ms, 24ull * 3600 * 1000);
   EXPECT_EQ(l.config.presence_ttl.ms, 30000u);  // presence_engine nats's TTL
   EXPECT_EQ(WarnedKeys(l.warnings),
-            (std::set<std::string>{"history_meta_ttl", "namespaces[0].proxy_sub_refresh"}));
+            (std::set<std::string>{"history_meta_ttl", "namespaces[0].proxy_subscribe_stream"}));
   Loaded typo = LoadJson(R"({"namespaces": [{"name": "chat", "presense": true}]})");
   EXPECT_FALSE(typo.ok);
   EXPECT_EQ(typo.error, "unknown config key: namespaces[0].presense");

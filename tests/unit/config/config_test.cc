@@ -147,6 +147,32 @@ TEST(Config, ValidationNamesTheKey) {
   EXPECT_NE(error.find("server_max_window_bits"), std::string::npos);
 }
 
+TEST(Config, ProxyStaticHeadersAreAnObjectOfHeaderNamesAndCleanValues) {
+  Config c;
+  std::string error;
+  ASSERT_TRUE(ApplyJson(R"({"proxy_static_http_headers": {"X-App": "hermod", "X-Env": "t 1"},
+      "proxy_include_connection_meta": true, "proxy_sub_refresh_endpoint": "http://b/sr",
+      "namespaces": [{"name": "n", "proxy_sub_refresh": true}]})",
+                        c, &error))
+      << error;
+  EXPECT_EQ(c.proxy_static_http_headers, (std::vector<std::string>{"X-App: hermod", "X-Env: t 1"}));
+  EXPECT_TRUE(c.proxy_include_connection_meta);
+  EXPECT_TRUE(Validate(c, &error)) << error;
+  Config back;
+  ASSERT_TRUE(ApplyJson(ToJson(c), back, &error)) << error;
+  EXPECT_EQ(back.proxy_static_http_headers, c.proxy_static_http_headers);
+  Config bad;
+  EXPECT_FALSE(ApplyJson(R"({"proxy_static_http_headers": {"X-A": "a\r\nB: c"}})", bad, &error));
+  EXPECT_NE(error.find("proxy_static_http_headers.X-A"), std::string::npos) << error;
+  EXPECT_FALSE(ApplyJson(R"({"proxy_static_http_headers": {"Bad Name": "a"}})", bad, &error));
+  EXPECT_FALSE(ApplyJson(R"({"proxy_static_http_headers": {"X-N": 1}})", bad, &error));
+  Config no_endpoint;
+  ASSERT_TRUE(ApplyJson(R"({"namespaces": [{"name": "n", "proxy_sub_refresh": true}]})",
+                        no_endpoint, &error));
+  EXPECT_FALSE(Validate(no_endpoint, &error));
+  EXPECT_NE(error.find("proxy_sub_refresh_endpoint"), std::string::npos) << error;
+}
+
 TEST(Config, JoinMaxBytesComesFromJsonAndEnvironmentAndIsBounded) {
   Config c;
   std::string error;

@@ -59,6 +59,20 @@ TEST(ProxyCodec, ConnectResultBecomesClaims) {
   EXPECT_TRUE(r.claims.subs[0].presence.value);
 }
 
+TEST(ProxyCodec, ConnectionMetaIsReadFromAConnectResultAndSentWhenAsked) {
+  Reply r;
+  ParseReply(Kind::kConnect, R"({"result": {"user": "5", "meta": {"tier": "gold"}}})", &r);
+  ASSERT_EQ(r.outcome, Outcome::kOk);
+  EXPECT_EQ(r.claims.meta, R"({"tier":"gold"})");
+  ParseReply(Kind::kConnect, R"({"result": {"user": "5", "meta": [1]}})", &r);
+  EXPECT_EQ(r.outcome, Outcome::kInvalid);  // meta is an object
+  ClientFields with_meta = Alice();
+  with_meta.meta = R"({"tier":"gold"})";
+  EXPECT_EQ(RpcRequest(with_meta, "m", ""),
+            R"({"client":"c1","transport":"websocket","protocol":"json","encoding":"json",)"
+            R"("meta":{"tier":"gold"},"user":"alice","method":"m"})");
+}
+
 TEST(ProxyCodec, Base64InfoAndDataAreDecoded) {
   Reply r;
   // {"a":1} and {"b":2}
