@@ -476,8 +476,31 @@ Status HistoryRemove(const ApiContext& api, std::string& body, Answer& a) {
   ChannelRequest r;
   if (!Parse(body, &r)) return Status::kNotRequest;
   if (!OptionsOrError(api, r.channel, a)) return Status::kAnswered;
-  api.hub.RemoveHistory(r.channel);
-  return Result(a);
+  if (a.loop == nullptr || api.hub.history_inline()) {
+    api.hub.RemoveHistory(r.channel);
+    return Result(a);
+  }
+  // A durable engine: answered once the removal is stored, or with an error (never 200 for
+  // a removal the engine then failed to make).
+  const Hole hole(a);
+  const std::optional<bool> now =
+      api.hub.RemoveHistory(r.channel, core::Completion<bool>(*a.loop, [hole](bool removed) {
+                              std::string text;
+                              if (removed) {
+                                text = "{\"result\":{}}";
+                              } else {
+                                AppendError(text, proto::ErrorCode::kInternal);
+                              }
+                              hole.Fill(std::move(text));
+                            }));
+  if (!now) {
+    hole.Open(a);
+  } else if (*now) {
+    Result(a);
+  } else {
+    AppendError(a.out, proto::ErrorCode::kInternal);
+  }
+  return Status::kAnswered;
 }
 
 Status Channels(const ApiContext& api, std::string& body, Answer& a) {

@@ -117,6 +117,13 @@ class HistoryStore {
         const RecoveryQuery& query, Completion<HistoryStream::Recovery> done) = 0;
     // history_remove: drops the publications; the position stays.
     virtual void Remove() = 0;
+    // Remove, answered: true once the removal is stored, false when the engine failed and
+    // nothing was removed; now (an engine that removes at once) or later through done.
+    virtual std::optional<bool> RemoveThen(Completion<bool> done) {
+      (void)done;
+      Remove();
+      return true;
+    }
 
     // What this process's memory holds for the stream (reclaim, /metrics).
     virtual void Expire(uint64_t now_ms) = 0;

@@ -826,6 +826,14 @@ void Hub::RemoveHistory(std::string_view channel) {
   if (it != shard.channels.end() && it->second->history) it->second->history->Remove();
 }
 
+std::optional<bool> Hub::RemoveHistory(std::string_view channel, Completion<bool> done) {
+  Shard& shard = ShardOf(channel);
+  std::lock_guard lock(shard.mutex);
+  auto it = shard.channels.find(channel);
+  if (it == shard.channels.end() || !it->second->history) return true;
+  return it->second->history->RemoveThen(std::move(done));
+}
+
 std::vector<std::pair<std::string, size_t>> Hub::Channels() {
   std::vector<std::pair<std::string, size_t>> out;
   for (auto& shard : shards_) {

@@ -252,6 +252,9 @@ class Hub {
                const StreamPosition& position, std::string_view publication);
   // Drops the channel's stored publications (its position stays).
   void RemoveHistory(std::string_view channel);
+  // RemoveHistory, answered when the engine stored it (HistoryStore::Stream::RemoveThen):
+  // true, or false when it failed; now, or later through done.
+  std::optional<bool> RemoveHistory(std::string_view channel, Completion<bool> done);
   // Channels with subscribers, and how many (API `channels`).
   std::vector<std::pair<std::string, size_t>> Channels();
   // Every channel the hub keeps state for, used or not (tests, metrics).

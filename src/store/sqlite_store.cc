@@ -159,7 +159,7 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
             core::Completion<core::HistoryPage> done);
   void Recover(const std::shared_ptr<Chan>& chan, const core::RecoveryQuery& query,
                core::Completion<core::HistoryStream::Recovery> done);
-  void Remove(const std::shared_ptr<Chan>& chan);
+  void Remove(const std::shared_ptr<Chan>& chan, core::Completion<bool> done = {});
   void PutKey(std::string_view channel, std::string_view key, const core::StreamPosition& position,
               uint64_t expires_ms);
   StoreStatus Status() const;
@@ -178,6 +178,7 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
     core::Completion<core::HistoryPage> page;
     core::RecoveryQuery recovery;
     core::Completion<core::HistoryStream::Recovery> recovered;
+    core::Completion<bool> removed;  // kRemove: answered once committed (or failed)
     core::StreamPosition position;
     uint64_t queued_us = 0;
   };
@@ -481,10 +482,11 @@ void SqliteDb::Recover(const std::shared_ptr<Chan>& chan, const core::RecoveryQu
   if (!Post(task)) task.recovered({});
 }
 
-void SqliteDb::Remove(const std::shared_ptr<Chan>& chan) {
+void SqliteDb::Remove(const std::shared_ptr<Chan>& chan, core::Completion<bool> done) {
   Task task{Op::kRemove};
   task.chan = chan;
-  Post(task);
+  task.removed = std::move(done);
+  if (!Post(task) && task.removed) task.removed(false);
 }
 
 void SqliteDb::PutKey(std::string_view channel, std::string_view key,
@@ -667,6 +669,8 @@ void SqliteDb::Transaction(std::vector<Task>& batch, size_t begin, size_t end) {
       ++kinds[StoreStatus::kKey];
     } else if (t.op == Op::kRemove) {
       ++kinds[StoreStatus::kRemove];
+      // history_remove is answered now: removed, or refused (nothing of it is stored).
+      if (t.removed) t.removed(ok);
     }
   }
   std::lock_guard lock(mutex_);
@@ -800,6 +804,10 @@ class SqliteStream final : public core::HistoryStore::Stream {
     return std::nullopt;
   }
   void Remove() override { db_->Remove(chan_); }
+  std::optional<bool> RemoveThen(core::Completion<bool> done) override {
+    db_->Remove(chan_, std::move(done));
+    return std::nullopt;
+  }
   // Durable: nothing of it is held in this process's memory but its position.
   void Expire(uint64_t) override {}
   size_t entries() const override { return 0; }

@@ -7,6 +7,8 @@
   refused with an error (API and client publish), never answered as published; channels
   without history keep working; /health shows the `store` check degraded and
   hermod_store_errors_total counts.
+- history_remove is answered once the removal is committed; with the file gone it answers
+  error 100, never 200 for a removal that was then lost, and the history is unchanged.
 - A corrupt file, or one hermod may not write, stops start-up with a message naming it.
 """
 
@@ -140,6 +142,26 @@ class SqliteEngineTest(h.HermodTestCase):
         self.assertIn(self.path, check["detail"])
         self.assertGreaterEqual(g.metric(server.port, "hermod_store_errors_total",
                                          engine="sqlite"), 4)
+
+    def test_history_remove_is_answered_after_it_is_stored_or_with_an_error(self):
+        server = self.start_server(config(self.path), workers=2)
+        for channel in ("h:gone", "h:kept"):
+            for n in range(3):
+                r = json.loads(g.api_call(server.port, "publish",
+                                          {"channel": channel, "data": {"n": n}}).body)
+                self.assertIn("result", r)
+        r = json.loads(g.api_call(server.port, "history_remove", {"channel": "h:gone"}).body)
+        self.assertEqual(r, {"result": {}})
+        # Answered after the commit: the next read sees it gone, the position kept.
+        view = self.history(server.port, "h:gone")
+        self.assertEqual(view.get("publications", []), [])
+        self.assertEqual(view["offset"], 3)
+        os.remove(self.path)  # nothing more can be stored in the file
+        r = json.loads(g.api_call(server.port, "history_remove", {"channel": "h:kept"}).body)
+        self.assertNotIn("result", r)
+        self.assertEqual(r["error"]["code"], 100, r)
+        view = self.history(server.port, "h:kept")
+        self.assertEqual([p["data"]["n"] for p in view["publications"]], [0, 1, 2])
 
     def test_a_corrupt_or_unwritable_file_stops_start_up_naming_it(self):
         with open(self.path, "wb") as f:
