@@ -36,6 +36,7 @@ class RawAdapter final : public Adapter {
 std::unique_ptr<Adapter> MakeNatsAdapter();
 std::unique_ptr<Adapter> MakeMqttAdapter();
 std::unique_ptr<Adapter> MakeHermodAdapter();
+std::unique_ptr<Adapter> MakeHermodProtobufAdapter();
 
 std::unique_ptr<Adapter> MakeAdapter(Protocol protocol) {
   switch (protocol) {
@@ -49,6 +50,8 @@ std::unique_ptr<Adapter> MakeAdapter(Protocol protocol) {
       return MakeMqttAdapter();
     case Protocol::kHermod:
       return MakeHermodAdapter();
+    case Protocol::kHermodProtobuf:
+      return MakeHermodProtobufAdapter();
   }
   return nullptr;
 }

@@ -132,7 +132,8 @@ int main(int argc, char** argv) {
                  "spike | endurance")
       ->required();
   app.add_option("-u,--url", config.url, "ws://host:port/path of the server")->required();
-  app.add_option("-p,--protocol", protocol_name, "echo | raw | nats | mqtt | hermod")
+  app.add_option("-p,--protocol", protocol_name,
+                 "echo | raw | nats | mqtt | hermod | hermod-protobuf")
       ->capture_default_str();
   app.add_option("-c,--connections", config.connections,
                  "echo: connections; fanout/soak: subscribers; connect: concurrency")

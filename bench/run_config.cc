@@ -105,6 +105,8 @@ const char* ProtocolName(Protocol p) {
       return "mqtt";
     case Protocol::kHermod:
       return "hermod";
+    case Protocol::kHermodProtobuf:
+      return "hermod-protobuf";
   }
   return "?";
 }
@@ -126,8 +128,8 @@ const char* ScenarioName(Scenario s) {
 }
 
 bool ParseProtocol(const std::string& name, Protocol& out) {
-  for (Protocol p :
-       {Protocol::kEcho, Protocol::kRaw, Protocol::kNats, Protocol::kMqtt, Protocol::kHermod}) {
+  for (Protocol p : {Protocol::kEcho, Protocol::kRaw, Protocol::kNats, Protocol::kMqtt,
+                     Protocol::kHermod, Protocol::kHermodProtobuf}) {
     if (name == ProtocolName(p)) {
       out = p;
       return true;

@@ -9,7 +9,7 @@
 
 namespace hermod::bench {
 
-enum class Protocol { kEcho, kRaw, kNats, kMqtt, kHermod };
+enum class Protocol { kEcho, kRaw, kNats, kMqtt, kHermod, kHermodProtobuf };
 enum class Scenario { kEcho, kFanout, kChannels, kConnect, kSoak };
 
 struct RunConfig {

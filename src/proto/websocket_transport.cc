@@ -25,19 +25,6 @@ std::string& Buffer() {
 }
 constexpr size_t kScratchKeepBytes = 256 * 1024;
 
-// A push's Protobuf form: one binary WebSocket message of length-delimited Replies (several
-// when the push was coalesced), built once and shared like the JSON frame. Its deflated
-// frame uses the defaults (level 1, 15 bits): a receiver that negotiated a smaller window
-// compresses for itself (ws::WebSocketConnection::SendPrepared).
-class ProtobufPush final : public FramedPush {
- public:
-  explicit ProtobufPush(std::string_view bytes) : message_(ws::Opcode::kBinary, bytes, 1, 15) {}
-  const ws::PreparedMessage& message() const { return message_; }
-
- private:
-  ws::PreparedMessage message_;
-};
-
 FramedPush* FrameProtobuf(std::string_view json) {
   std::string& bytes = Buffer();
   if (!Encoder().Append(json, bytes)) {

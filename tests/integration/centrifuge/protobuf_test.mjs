@@ -1,9 +1,9 @@
 // hermod against the centrifuge SDK's Protobuf build (`centrifuge/build/protobuf`,
 // `protocol: 'protobuf'`) in Node: the subprotocol handshake, connect with a token,
 // subscribe, client publish (JSON and binary data), an API publication arriving as its JSON
-// text, history (binary data byte-exact), presence, recovery after a cut connection, a JSON
-// and a Protobuf subscriber on one channel, the query's `format=protobuf`, and malformed
-// Protobuf answered with 3501 and counted.
+// text, history (binary data byte-exact), presence, keepalive, recovery after a cut
+// connection, a JSON and a Protobuf subscriber on one channel, the query's `format=protobuf`
+// and `cf_protocol=protobuf`, and malformed Protobuf answered with 3501 and counted.
 // Run: node protobuf_test.mjs --hermod PATH (after `npm ci` here).
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -32,6 +32,8 @@ const CONFIG = {
   force_recovery: true,
   api_key: 'test-key',
   token_hmac_secret_key: 'hmac-secret',
+  ping_interval: '1s',
+  pong_timeout: '500ms',
 };
 
 let hermod;
@@ -213,6 +215,18 @@ test('format=protobuf or cf_protocol=protobuf in the query picks Protobuf too', 
     assert.deepEqual(Array.from(data.subarray(1, 4)), [0x08, 0x01, 0x2a], query);
     ws.close();
   }
+});
+
+test('answers the server\'s pings (empty Replies) with pongs (empty Commands)', async () => {
+  const c = pbClient('frank');
+  await connected(c);
+  let disconnects = 0;
+  c.on('disconnected', () => disconnects++);
+  c.on('connecting', () => disconnects++);
+  // Three ping intervals: a client that did not answer would be cut with 3012 after one.
+  await new Promise((resolve) => setTimeout(resolve, 3000));
+  assert.equal(disconnects, 0);
+  assert.equal(c.state, 'connected');
 });
 
 test('malformed Protobuf is disconnected with 3501 and counted', async () => {
