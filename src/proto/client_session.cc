@@ -94,8 +94,8 @@ void ClientSession::OnMissed(core::Subscription& missed) {
                          [&](const auto& p) { return p.get() == &s; });
   assert(it != client.subscriptions_.end() && "a missed push for a subscription not held");
   if (it == client.subscriptions_.end()) return;
-  client.context_.hub.Unsubscribe(client.loop(), s.channel, *s.options, client.client_id_,
-                                  client.info_, &s);
+  client.context_.hub.Unsubscribe(client.loop(), s.channel, *s.options, client.client_id(),
+                                  client.Info(&s), &s);
   client.subscriptions_.erase(it);
   // 2500..2999: the SDK resubscribes; a recoverable subscription recovers the gap from
   // history ("insufficient state", as Centrifugo), any other learns it lost publications.
@@ -119,14 +119,14 @@ void ClientSession::LogMissed(const ClientSubscription& s) {
                                  : s.recoverable ? kDisconnectInsufficientState
                                                  : kDisconnectSlow;
   log::Write(spdlog::level::info,
-             {{"client", client_id_},
+             {{"client", client_id()},
               {"user", user_},
               {"channel", s.channel},
               {"code", told.code},
               {"reason", "publication missed"}},
              "client {} (user \"{}\") missed a publication of channel \"{}\": {} {} ({} more "
              "on this loop since)",
-             client_id_, user_, s.channel, told.code, told.reason, suppressed);
+             client_id(), user_, s.channel, told.code, told.reason, suppressed);
 }
 
 void ClientSession::Disconnect(proto::Disconnect reason) {
@@ -139,17 +139,22 @@ void ClientSession::Disconnect(proto::Disconnect reason) {
   if (spdlog::should_log(level)) {
     const std::string remote = PeerIp();
     log::Write(level,
-               {{"client", client_id_},
+               {{"client", client_id()},
                 {"user", user_},
                 {"code", reason.code},
                 {"reason", reason.reason},
                 {"remote", remote}},
-               "client {} (user \"{}\"): disconnect {} {}", client_id_, user_, reason.code,
+               "client {} (user \"{}\"): disconnect {} {}", client_id(), user_, reason.code,
                reason.reason);
   }
   loop().timers().Cancel(&keepalive_);
   UnsubscribeAll();
   transport_.Close(reason);
+}
+
+std::string ClientSession::Info(const ClientSubscription* s) const {
+  return ClientInfoJson(user_, client_id(), rare_ ? std::string_view(rare_->conn_info) : "",
+                        s != nullptr && s->chan_info ? std::string_view(*s->chan_info) : "");
 }
 
 void ClientSession::UnsubscribeAll() {
@@ -158,8 +163,7 @@ void ClientSession::UnsubscribeAll() {
     context_.registry->Remove(*this);
   }
   for (auto& s : subscriptions_) {
-    context_.hub.Unsubscribe(loop(), s->channel, *s->options, client_id_, s->client_info(info_),
-                             s.get());
+    context_.hub.Unsubscribe(loop(), s->channel, *s->options, client_id(), Info(s.get()), s.get());
   }
   subscriptions_.clear();
 }
@@ -183,7 +187,7 @@ void ClientSession::OnMessage(std::string_view payload) {
     ParseStatus status = scratch.parser.Next(&command);
     if (status == ParseStatus::kEnd) break;
     if (status != ParseStatus::kOk) {
-      spdlog::debug("client {}: malformed command", client_id_);
+      spdlog::debug("client {}: malformed command", client_id());
       Disconnect(kDisconnectBadRequest);
       ok = false;
       break;
@@ -220,7 +224,7 @@ bool ClientSession::Handle(const Command& c) {
   const size_t before = reply_->size();
   if (connected_) {
     const CommandGuard::Verdict verdict =
-        guard_.CheckCommand(c, loop(), context_.options.rate_limits, client_id_, user_);
+        guard_.CheckCommand(c, loop(), context_.options.rate_limits, client_id(), user_);
     if (verdict.kind != CommandGuard::Verdict::kPass) {
       Refuse(c, verdict);
       if (reply_->size() == before && before > 0) reply_->pop_back();
@@ -339,7 +343,7 @@ void ClientSession::CompleteConnect(const Command& c, auth::TokenClaims claims,
   connected_ = true;
   if (client_id_.empty()) client_id_ = NewClientId();  // a proxied connect named it already
   user_ = std::move(claims.user);
-  info_ = ClientInfoJson(user_, client_id_, claims.info);
+  if (!claims.info.empty()) rare().conn_info = std::move(claims.info);
   if (context_.registry) {
     context_.registry->Add(*this);
     counted_ = true;
@@ -386,12 +390,12 @@ void ClientSession::CompleteConnect(const Command& c, auth::TokenClaims claims,
       sub.result = std::move(results[i]);
       pending->subs.push_back(std::move(sub));
     }
-    pending_connect_ = std::move(pending);
+    rare().pending_connect = std::move(pending);
     return;
   }
   ConnectResult result{
-      client_id_, context_.options.version,      static_cast<uint32_t>(ping / 1000),
-      ping > 0,   TtlSeconds(claims.expires_at), std::move(subs)};
+      client_id(), context_.options.version,      static_cast<uint32_t>(ping / 1000),
+      ping > 0,    TtlSeconds(claims.expires_at), std::move(subs)};
   result.data = data;
   // The refresh proxy extends a proxied connection on the server's side: the client is not
   // told its ttl, or the SDK would try to refresh it with a token it does not have.
@@ -400,15 +404,15 @@ void ClientSession::CompleteConnect(const Command& c, auth::TokenClaims claims,
 }
 
 void ClientSession::ConnectRecovered(uint64_t recovery, core::Hub::SubscribeResult recovered) {
-  if (!pending_connect_) return;
-  PendingConnect& pending = *pending_connect_;
+  if (!rare_ || !rare_->pending_connect) return;
+  PendingConnect& pending = *rare_->pending_connect;
   auto it = std::find_if(pending.subs.begin(), pending.subs.end(),
                          [&](const PendingConnect::Sub& s) { return s.recovery == recovery; });
   if (it == pending.subs.end() || !it->waiting) return;
   it->waiting = false;
   it->result = std::move(recovered);
   if (--pending.waiting > 0) return;
-  std::unique_ptr<PendingConnect> done = std::move(pending_connect_);
+  std::unique_ptr<PendingConnect> done = std::move(rare_->pending_connect);
   // Together the recovered publications get the reply's room, as at connect: what does not
   // fit is not recovered (the client learns the gap, and the held pushes follow).
   const size_t room = RoomBeside(0);
@@ -427,7 +431,7 @@ void ClientSession::ConnectRecovered(uint64_t recovery, core::Hub::SubscribeResu
     taken += bytes;
     subs.push_back({sub.channel, &sub.result, sub.was_recovering, sub.data});
   }
-  const ConnectResult result{client_id_,  context_.options.version, done->ping_s, done->pong,
+  const ConnectResult result{client_id(), context_.options.version, done->ping_s, done->pong,
                              done->ttl_s, std::move(subs)};
   std::string reply;
   AppendConnectReply(reply, done->id, result);
@@ -481,7 +485,7 @@ void ClientSession::AddServerSubscription(const Command& c, std::string_view cha
   core::Hub::SubscribeDone later;
   uint64_t recovery = 0;
   if (recoverable && recover && !context_.hub.history_inline()) {
-    recovery = ++recoveries_;
+    recovery = ++rare().recoveries;
     later = Later<core::Hub::SubscribeResult>(
         [recovery](ClientSession& session, core::Hub::SubscribeResult result) {
           session.ConnectRecovered(recovery, std::move(result));
@@ -519,7 +523,7 @@ void ClientSession::HandleRefresh(const Command& c) {
   SetExpiry(claims.expires_at);
   ScheduleKeepalive();
   ConnectResult result;
-  result.client = client_id_;
+  result.client = client_id();
   result.version = context_.options.version;
   result.ttl_s = TtlSeconds(claims.expires_at);
   AppendRefreshReply(*reply_, c.id, result);
@@ -556,13 +560,7 @@ core::Hub::SubscribeResult ClientSession::AddSubscription(
   subscription->options = subscription->overridden ? subscription->overridden.get() : &options;
   subscription->wants_join_leave = join_leave;
   subscription->expires_at = expires_at;
-  if (!chan_info.empty()) {
-    // info_ with chan_info added: the connection keeps no separate copy of its conn_info.
-    subscription->info = info_.substr(0, info_.size() - 1);
-    subscription->info += ",\"chan_info\":";
-    subscription->info += chan_info;
-    subscription->info += '}';
-  }
+  if (!chan_info.empty()) subscription->chan_info = std::make_unique<std::string>(chan_info);
   // Every subscription is told when a publication it may not miss is not queued: a
   // recoverable one recovers it from history, any other at least learns it.
   subscription->recoverable = recoverable;
@@ -570,9 +568,10 @@ core::Hub::SubscribeResult ClientSession::AddSubscription(
   core::Hub::SubscribeRequest request;
   request.channel = channel;
   request.options = subscription->options;
-  request.client = client_id_;
+  request.client = client_id();
   request.user = user_;
-  request.info = subscription->client_info(info_);
+  const std::string info = Info(subscription.get());
+  request.info = info;
   request.recoverable = recoverable;
   request.recover = recover;
   request.since = since;
@@ -600,11 +599,11 @@ void ClientSession::HandleSubscribe(const Command& c) {
   const config::ChannelOptions* options = ChannelOptionsOrReply(c);
   if (!options) return;
   if (FindSubscription(c.channel) ||
-      std::find(pending_subscribes_.begin(), pending_subscribes_.end(), c.channel) !=
-          pending_subscribes_.end()) {
+      (rare_ && std::find(rare_->pending_subscribes.begin(), rare_->pending_subscribes.end(),
+                          c.channel) != rare_->pending_subscribes.end())) {
     return ReplyError(c.id, ErrorCode::kAlreadySubscribed);
   }
-  if (subscriptions_.size() + pending_subscribes_.size() >= context_.options.channel_limit) {
+  if (subscriptions_.size() + pending_subscribe_count() >= context_.options.channel_limit) {
     return ReplyError(c.id, ErrorCode::kLimitExceeded);
   }
   // Centrifugo: the subscribe proxy decides for subscriptions without a token, except on
@@ -658,7 +657,7 @@ void ClientSession::SubscribeAllowed(const SubscribeAsk& ask,
   uint64_t recovery = 0;
   const bool was_recovering = recoverable && ask.recover;
   if ((was_recovering && !context_.hub.history_inline()) || context_.hub.clustered()) {
-    recovery = ++recoveries_;
+    recovery = ++rare().recoveries;
     later = Later<core::Hub::SubscribeResult>(
         [id = ask.id, channel = std::string(ask.channel), recovery, expires_at, was_recovering](
             ClientSession& session, core::Hub::SubscribeResult result) {
@@ -717,7 +716,7 @@ void ClientSession::UnsubscribeFromServer(std::string_view channel) {
                          [&](const auto& s) { return s->channel == channel; });
   if (!connected() || it == subscriptions_.end()) return;
   ClientSubscription& s = **it;
-  context_.hub.Unsubscribe(loop(), s.channel, *s.options, client_id_, s.client_info(info_), &s);
+  context_.hub.Unsubscribe(loop(), s.channel, *s.options, client_id(), Info(&s), &s);
   subscriptions_.erase(it);
   std::string push;
   AppendUnsubscribePush(push, channel, 2000, "server unsubscribe");
@@ -727,12 +726,12 @@ void ClientSession::UnsubscribeFromServer(std::string_view channel) {
 
 void ClientSession::HandleUnsubscribe(const Command& c) {
   // A subscribe still waiting for the subscribe proxy ends here: its answer subscribes nothing.
-  std::erase(pending_subscribes_, c.channel);
+  if (rare_) std::erase(rare_->pending_subscribes, c.channel);
   auto it = std::find_if(subscriptions_.begin(), subscriptions_.end(),
                          [&](const auto& s) { return s->channel == c.channel; });
   if (it != subscriptions_.end()) {
     ClientSubscription& s = **it;
-    context_.hub.Unsubscribe(loop(), s.channel, *s.options, client_id_, s.client_info(info_), &s);
+    context_.hub.Unsubscribe(loop(), s.channel, *s.options, client_id(), Info(&s), &s);
     subscriptions_.erase(it);
   }
   AppendEmptyReply(*reply_, c.id, "unsubscribe");
@@ -740,9 +739,10 @@ void ClientSession::HandleUnsubscribe(const Command& c) {
 
 template <class T>
 core::Completion<T> ClientSession::Later(std::function<void(ClientSession&, T)> fn) {
-  if (!alive_) alive_ = std::make_shared<char>();
+  std::shared_ptr<const void>& alive = rare().alive;
+  if (!alive) alive = std::make_shared<char>();
   return core::Completion<T>(
-      loop(), std::weak_ptr<const void>(alive_),
+      loop(), std::weak_ptr<const void>(alive),
       [this, fn = std::move(fn)](T result) { fn(*this, std::move(result)); });
 }
 
@@ -788,8 +788,8 @@ void ClientSession::PublishAllowed(uint32_t id, std::string_view channel,
   // by the namespace's publish_rate_limit (the channel's bucket in the hub, node-wide), or
   // while a loop the channel reaches is over its inbox budget (publisher backpressure): 111
   // is temporary, the SDK's publish may be retried.
-  core::Hub::PublishRequest request{channel, options, data,
-                                    subscription ? subscription->client_info(info_) : info_};
+  const std::string info = Info(subscription);
+  core::Hub::PublishRequest request{channel, options, data, info};
   if (!context_.hub.history_inline()) {
     request.done =
         Later<core::Hub::PublishResult>([id](ClientSession& session, core::Hub::PublishResult r) {
