@@ -145,6 +145,7 @@ LoopSnapshot MergeSnapshots(const std::vector<LoopSnapshot>& loops) {
     all.net.register_failed += s.net.register_failed;
     all.net.bytes_read += s.net.bytes_read;
     all.net.bytes_written += s.net.bytes_written;
+    all.net.writes += s.net.writes;
     all.net.frames_joined += s.net.frames_joined;
     all.net.messages_joined += s.net.messages_joined;
     all.net.wait_us += s.net.wait_us;
@@ -279,6 +280,10 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
           [](const LoopSnapshot& s) { return s.net.bytes_read; });
   PerLoop(t, loops, "hermod_network_written_bytes_total", "counter", "Bytes written to sockets.",
           [](const LoopSnapshot& s) { return s.net.bytes_written; });
+  PerLoop(t, loops, "hermod_network_writes_total", "counter",
+          "Write syscalls on sockets (send, sendmsg, SSL_write; one that found the socket full "
+          "included).",
+          [](const LoopSnapshot& s) { return s.net.writes; });
 
   PerLoop(t, loops, "hermod_http_requests_total", "counter", "HTTP requests parsed.",
           [](const LoopSnapshot& s) { return s.http.requests; });

@@ -167,6 +167,7 @@ void Connection::DropCork() {
 void Connection::WriteCork() {
   const size_t len = loop_.cork_len_;
   loop_.cork_len_ = 0;
+  ++loop_.stats().writes;
   ssize_t n = sys::Send(fd_, loop_.cork_.get(), len, MSG_NOSIGNAL);
   if (n < 0) {
     if (errno != EAGAIN && errno != EINTR) {
@@ -221,7 +222,7 @@ SendStatus Connection::Send(std::string_view head, std::string_view body, Lane l
     SlowConsumer(stats::SlowReason::kOverflow);
     return SendStatus::kOverflow;
   }
-  loop_.NeedsFlush(this);
+  FlushSoon();
   return SendStatus::kQueued;
 }
 
@@ -274,7 +275,7 @@ SendStatus Connection::SendShared(Chunk* chunk, size_t offset, size_t len, PushC
   } else if (push.priority <= Priority::kHigh) {
     loop_.ArmSendSweep();
   }
-  loop_.NeedsFlush(this);
+  FlushSoon();
   return SendStatus::kQueued;
 }
 
@@ -488,6 +489,7 @@ void Connection::FlushJoined(const JoinSpec& spec) {
 }
 
 ssize_t Connection::WriteV(const iovec* iov, int count) {
+  ++loop_.stats().writes;
   if (count == 1) return sys::Send(fd_, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
   msghdr message{};
   message.msg_iov = const_cast<iovec*>(iov);
@@ -519,6 +521,7 @@ void Connection::FlushTls() {
       data = staging;
     }
     ERR_clear_error();
+    ++loop_.stats().writes;
     int n = SSL_write(ssl_, data, static_cast<int>(std::min<size_t>(len, INT32_MAX)));
     if (n > 0) {
       loop_.stats().bytes_written += static_cast<uint64_t>(n);

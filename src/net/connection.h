@@ -146,6 +146,16 @@ class Connection : public Pollable, public TimerNode {
   void Flush();  // by the loop, at the end of the iteration
   // After a write: linger once drained, watch deadlines, ask for EPOLLOUT while output waits.
   void Settle();
+  // Adaptive coalescing (the corking of uWebSockets, Nagle's rule for a socket): output
+  // queued to a connection whose socket is full (EPOLLOUT registered) does not try a write
+  // at the end of the iteration, which would find the socket still full or take a sliver;
+  // it waits in the queue and leaves when the socket is writable again, joined with what
+  // queued before it (one message, one send). A connection with nothing waiting is flushed
+  // in the iteration that queued its output, so an idle path is never delayed. Nothing is
+  // lost by waiting: the queue's watermarks, deadlines and bound judge each push as before.
+  void FlushSoon() {
+    if (!(state_ & kWantWrite)) loop_.NeedsFlush(this);
+  }
   // The direct path (see the top of the file).
   bool Corked() const { return loop_.cork_owner_ == this; }
   void CorkAppend(std::string_view head, std::string_view body, bool joinable);

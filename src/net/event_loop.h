@@ -41,6 +41,7 @@ struct LoopStats {
   uint64_t register_failed = 0;  // accepted sockets epoll would not take
   uint64_t bytes_read = 0;
   uint64_t bytes_written = 0;
+  uint64_t writes = 0;  // write syscalls on sockets (send, sendmsg, SSL_write), EAGAIN included
   // Per-connection joining (OutputQueue's joining Gather): joined messages written, and the
   // queued messages they carried (messages_joined - frames_joined: messages saved).
   uint64_t frames_joined = 0;

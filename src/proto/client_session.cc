@@ -96,8 +96,8 @@ void ClientSession::OnMissed(core::Subscription& missed) {
                          [&](const auto& p) { return p.get() == &s; });
   assert(it != client.subscriptions_.end() && "a missed push for a subscription not held");
   if (it == client.subscriptions_.end()) return;
-  client.context_.hub.Unsubscribe(client.loop(), s.channel, *s.options, client.client_id_,
-                                  client.info_, &s);
+  client.context_.hub.Unsubscribe(client.loop(), s.channel, *s.options, client.client_id(),
+                                  client.Info(&s), &s);
   client.subscriptions_.erase(it);
   // 2500..2999: the SDK resubscribes; a recoverable subscription recovers the gap from
   // history ("insufficient state", as Centrifugo), any other learns it lost publications.
@@ -121,14 +121,14 @@ void ClientSession::LogMissed(const ClientSubscription& s) {
                                  : s.recoverable ? kDisconnectInsufficientState
                                                  : kDisconnectSlow;
   log::Write(spdlog::level::info,
-             {{"client", client_id_},
+             {{"client", client_id()},
               {"user", user_},
               {"channel", s.channel},
               {"code", told.code},
               {"reason", "publication missed"}},
              "client {} (user \"{}\") missed a publication of channel \"{}\": {} {} ({} more "
              "on this loop since)",
-             client_id_, user_, s.channel, told.code, told.reason, suppressed);
+             client_id(), user_, s.channel, told.code, told.reason, suppressed);
 }
 
 void ClientSession::Disconnect(proto::Disconnect reason) {
@@ -141,17 +141,22 @@ void ClientSession::Disconnect(proto::Disconnect reason) {
   if (spdlog::should_log(level)) {
     const std::string remote = PeerIp();
     log::Write(level,
-               {{"client", client_id_},
+               {{"client", client_id()},
                 {"user", user_},
                 {"code", reason.code},
                 {"reason", reason.reason},
                 {"remote", remote}},
-               "client {} (user \"{}\"): disconnect {} {}", client_id_, user_, reason.code,
+               "client {} (user \"{}\"): disconnect {} {}", client_id(), user_, reason.code,
                reason.reason);
   }
   loop().timers().Cancel(&keepalive_);
   UnsubscribeAll();
   transport_.Close(reason);
+}
+
+std::string ClientSession::Info(const ClientSubscription* s) const {
+  return ClientInfoJson(user_, client_id(), rare_ ? std::string_view(rare_->conn_info) : "",
+                        s != nullptr && s->chan_info ? std::string_view(*s->chan_info) : "");
 }
 
 void ClientSession::UnsubscribeAll() {
@@ -160,8 +165,7 @@ void ClientSession::UnsubscribeAll() {
     context_.registry->Remove(*this);
   }
   for (auto& s : subscriptions_) {
-    context_.hub.Unsubscribe(loop(), s->channel, *s->options, client_id_, s->client_info(info_),
-                             s.get());
+    context_.hub.Unsubscribe(loop(), s->channel, *s->options, client_id(), Info(s.get()), s.get());
   }
   subscriptions_.clear();
 }
@@ -191,10 +195,10 @@ void ClientSession::OnMessage(std::string_view payload) {
         stats::RecordMalformedMessage(static_cast<size_t>(format));
         const std::string remote = PeerIp();
         log::Write(spdlog::level::info,
-                   {{"client", client_id_},
+                   {{"client", client_id()},
                     {"format", kFormatNames[static_cast<size_t>(format)]},
                     {"remote", remote}},
-                   "client {}: malformed {} command", client_id_,
+                   "client {}: malformed {} command", client_id(),
                    kFormatNames[static_cast<size_t>(format)]);
         Disconnect(kDisconnectBadRequest);
         ok = false;
@@ -237,7 +241,7 @@ bool ClientSession::Handle(const Command& c) {
   const size_t before = reply_->size();
   if (connected_) {
     const CommandGuard::Verdict verdict =
-        guard_.CheckCommand(c, loop(), context_.options.rate_limits, client_id_, user_);
+        guard_.CheckCommand(c, loop(), context_.options.rate_limits, client_id(), user_);
     if (verdict.kind != CommandGuard::Verdict::kPass) {
       Refuse(c, verdict);
       if (reply_->size() == before && before > 0) reply_->pop_back();
@@ -356,8 +360,8 @@ void ClientSession::CompleteConnect(const Command& c, auth::TokenClaims claims,
   connected_ = true;
   if (client_id_.empty()) client_id_ = NewClientId();  // a proxied connect named it already
   user_ = std::move(claims.user);
-  meta_ = std::move(claims.meta);
-  info_ = ClientInfoJson(user_, client_id_, claims.info);
+  if (!claims.info.empty()) rare().conn_info = std::move(claims.info);
+  if (!claims.meta.empty()) rare().meta = std::move(claims.meta);
   if (context_.registry) {
     context_.registry->Add(*this);
     counted_ = true;
@@ -404,10 +408,10 @@ void ClientSession::CompleteConnect(const Command& c, auth::TokenClaims claims,
       sub.result = std::move(results[i]);
       pending->subs.push_back(std::move(sub));
     }
-    pending_connect_ = std::move(pending);
+    rare().pending_connect = std::move(pending);
     return;
   }
-  ConnectResult result{client_id_,
+  ConnectResult result{client_id(),
                        context_.options.version,
                        static_cast<uint32_t>(ping / 1000),
                        ping > 0 && !unidirectional_,
@@ -421,15 +425,15 @@ void ClientSession::CompleteConnect(const Command& c, auth::TokenClaims claims,
 }
 
 void ClientSession::ConnectRecovered(uint64_t recovery, core::Hub::SubscribeResult recovered) {
-  if (!pending_connect_) return;
-  PendingConnect& pending = *pending_connect_;
+  if (!rare_ || !rare_->pending_connect) return;
+  PendingConnect& pending = *rare_->pending_connect;
   auto it = std::find_if(pending.subs.begin(), pending.subs.end(),
                          [&](const PendingConnect::Sub& s) { return s.recovery == recovery; });
   if (it == pending.subs.end() || !it->waiting) return;
   it->waiting = false;
   it->result = std::move(recovered);
   if (--pending.waiting > 0) return;
-  std::unique_ptr<PendingConnect> done = std::move(pending_connect_);
+  std::unique_ptr<PendingConnect> done = std::move(rare_->pending_connect);
   // Together the recovered publications get the reply's room, as at connect: what does not
   // fit is not recovered (the client learns the gap, and the held pushes follow).
   const size_t room = RoomBeside(0);
@@ -448,7 +452,7 @@ void ClientSession::ConnectRecovered(uint64_t recovery, core::Hub::SubscribeResu
     taken += bytes;
     subs.push_back({sub.channel, &sub.result, sub.was_recovering, sub.data});
   }
-  const ConnectResult result{client_id_,  context_.options.version, done->ping_s, done->pong,
+  const ConnectResult result{client_id(), context_.options.version, done->ping_s, done->pong,
                              done->ttl_s, std::move(subs)};
   std::string reply;
   AppendConnectReply(reply, done->id, result);
@@ -502,7 +506,7 @@ void ClientSession::AddServerSubscription(const Command& c, std::string_view cha
   core::Hub::SubscribeDone later;
   uint64_t recovery = 0;
   if (recoverable && recover && !context_.hub.history_inline()) {
-    recovery = ++recoveries_;
+    recovery = ++rare().recoveries;
     later = Later<core::Hub::SubscribeResult>(
         [recovery](ClientSession& session, core::Hub::SubscribeResult result) {
           session.ConnectRecovered(recovery, std::move(result));
@@ -540,7 +544,7 @@ void ClientSession::HandleRefresh(const Command& c) {
   SetExpiry(claims.expires_at);
   ScheduleKeepalive();
   ConnectResult result;
-  result.client = client_id_;
+  result.client = client_id();
   result.version = context_.options.version;
   result.ttl_s = TtlSeconds(claims.expires_at);
   AppendRefreshReply(*reply_, c.id, result);
@@ -577,13 +581,7 @@ core::Hub::SubscribeResult ClientSession::AddSubscription(
   subscription->options = subscription->overridden ? subscription->overridden.get() : &options;
   subscription->wants_join_leave = join_leave;
   subscription->expires_at = expires_at;
-  if (!chan_info.empty()) {
-    // info_ with chan_info added: the connection keeps no separate copy of its conn_info.
-    subscription->info = info_.substr(0, info_.size() - 1);
-    subscription->info += ",\"chan_info\":";
-    subscription->info += chan_info;
-    subscription->info += '}';
-  }
+  if (!chan_info.empty()) subscription->chan_info = std::make_unique<std::string>(chan_info);
   // Every subscription is told when a publication it may not miss is not queued: a
   // recoverable one recovers it from history, any other at least learns it.
   subscription->recoverable = recoverable;
@@ -591,9 +589,10 @@ core::Hub::SubscribeResult ClientSession::AddSubscription(
   core::Hub::SubscribeRequest request;
   request.channel = channel;
   request.options = subscription->options;
-  request.client = client_id_;
+  request.client = client_id();
   request.user = user_;
-  request.info = subscription->client_info(info_);
+  const std::string info = Info(subscription.get());
+  request.info = info;
   request.recoverable = recoverable;
   request.recover = recover;
   request.since = since;
@@ -621,11 +620,11 @@ void ClientSession::HandleSubscribe(const Command& c) {
   const config::ChannelOptions* options = ChannelOptionsOrReply(c);
   if (!options) return;
   if (FindSubscription(c.channel) ||
-      std::find(pending_subscribes_.begin(), pending_subscribes_.end(), c.channel) !=
-          pending_subscribes_.end()) {
+      (rare_ && std::find(rare_->pending_subscribes.begin(), rare_->pending_subscribes.end(),
+                          c.channel) != rare_->pending_subscribes.end())) {
     return ReplyError(c.id, ErrorCode::kAlreadySubscribed);
   }
-  if (subscriptions_.size() + pending_subscribes_.size() >= context_.options.channel_limit) {
+  if (subscriptions_.size() + pending_subscribe_count() >= context_.options.channel_limit) {
     return ReplyError(c.id, ErrorCode::kLimitExceeded);
   }
   // Centrifugo: the subscribe proxy decides for subscriptions without a token, except on
@@ -681,7 +680,7 @@ void ClientSession::SubscribeAllowed(const SubscribeAsk& ask,
   const int64_t reply_expires = ask.refresh_by_proxy ? 0 : expires_at;
   const bool was_recovering = recoverable && ask.recover;
   if ((was_recovering && !context_.hub.history_inline()) || context_.hub.clustered()) {
-    recovery = ++recoveries_;
+    recovery = ++rare().recoveries;
     later = Later<core::Hub::SubscribeResult>(
         [id = ask.id, channel = std::string(ask.channel), recovery, reply_expires, was_recovering,
          data = std::string(data)](ClientSession& session, core::Hub::SubscribeResult result) {
@@ -747,7 +746,7 @@ void ClientSession::EndSubscription(std::string_view channel, uint32_t code,
   if (!connected() || it == subscriptions_.end()) return;
   const std::string name = (*it)->channel;  // channel may be a view of it
   ClientSubscription& s = **it;
-  context_.hub.Unsubscribe(loop(), name, *s.options, client_id_, s.client_info(info_), &s);
+  context_.hub.Unsubscribe(loop(), name, *s.options, client_id(), Info(&s), &s);
   subscriptions_.erase(it);
   std::string push;
   AppendUnsubscribePush(push, name, code, reason);
@@ -757,12 +756,12 @@ void ClientSession::EndSubscription(std::string_view channel, uint32_t code,
 
 void ClientSession::HandleUnsubscribe(const Command& c) {
   // A subscribe still waiting for the subscribe proxy ends here: its answer subscribes nothing.
-  std::erase(pending_subscribes_, c.channel);
+  if (rare_) std::erase(rare_->pending_subscribes, c.channel);
   auto it = std::find_if(subscriptions_.begin(), subscriptions_.end(),
                          [&](const auto& s) { return s->channel == c.channel; });
   if (it != subscriptions_.end()) {
     ClientSubscription& s = **it;
-    context_.hub.Unsubscribe(loop(), s.channel, *s.options, client_id_, s.client_info(info_), &s);
+    context_.hub.Unsubscribe(loop(), s.channel, *s.options, client_id(), Info(&s), &s);
     subscriptions_.erase(it);
   }
   AppendEmptyReply(*reply_, c.id, "unsubscribe");
@@ -770,9 +769,10 @@ void ClientSession::HandleUnsubscribe(const Command& c) {
 
 template <class T>
 core::Completion<T> ClientSession::Later(std::function<void(ClientSession&, T)> fn) {
-  if (!alive_) alive_ = std::make_shared<char>();
+  std::shared_ptr<const void>& alive = rare().alive;
+  if (!alive) alive = std::make_shared<char>();
   return core::Completion<T>(
-      loop(), std::weak_ptr<const void>(alive_),
+      loop(), std::weak_ptr<const void>(alive),
       [this, fn = std::move(fn)](T result) { fn(*this, std::move(result)); });
 }
 
@@ -822,8 +822,8 @@ void ClientSession::PublishAllowed(uint32_t id, std::string_view channel,
   // by the namespace's publish_rate_limit (the channel's bucket in the hub, node-wide), or
   // while a loop the channel reaches is over its inbox budget (publisher backpressure): 111
   // is temporary, the SDK's publish may be retried.
-  core::Hub::PublishRequest request{channel, options, data,
-                                    subscription ? subscription->client_info(info_) : info_};
+  const std::string info = Info(subscription);
+  core::Hub::PublishRequest request{channel, options, data, info};
   if (!context_.hub.history_inline()) {
     request.done =
         Later<core::Hub::PublishResult>([id](ClientSession& session, core::Hub::PublishResult r) {

@@ -26,7 +26,10 @@
 // budget (ReplyRoom), so a message of 50 large history commands cannot pin a gigabyte.
 #pragma once
 
+#include <algorithm>
+#include <cassert>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
@@ -80,7 +83,7 @@ class ClientSession {
   net::Loop& loop() const { return transport_.loop(); }
 
   const std::string& user() const { return user_; }
-  const std::string& client_id() const { return client_id_; }
+  std::string_view client_id() const { return client_id_; }
   bool connected() const { return connected_ && !disconnected_; }
   // A server-side decision (the API's disconnect): code and reason as the client gets them.
   void Disconnect(proto::Disconnect reason);
@@ -97,7 +100,9 @@ class ClientSession {
   void RefreshFromServer(bool expired, int64_t expire_at);
   // The client's HTTP request headers that proxy_http_headers forwards to the backend
   // proxies ("Name: value" lines), kept for the connection's proxy calls.
-  void SetProxyHeaders(std::vector<std::string> headers) { proxy_headers_ = std::move(headers); }
+  void SetProxyHeaders(std::vector<std::string> headers) {
+    if (!headers.empty()) rare().proxy_headers = std::move(headers);
+  }
   // A unidirectional transport (uni_websocket, uni_sse, uni_http_stream, fragments): the
   // client sends nothing after its connect, so the connect result says no pong and none is
   // awaited.
@@ -110,11 +115,9 @@ class ClientSession {
     const config::ChannelOptions* options;
     // The namespace's options with the token's `override`s applied, when it had any.
     std::unique_ptr<config::ChannelOptions> overridden;
-    std::string info;        // ClientInfo with chan_info; empty: the connection's info_
-    int64_t expires_at = 0;  // subscription token's expiry (wall clock s); 0: never
-    const std::string& client_info(const std::string& connection) const {
-      return info.empty() ? connection : info;
-    }
+    // The token's chan_info (raw JSON), when it had one: allocated only then.
+    std::unique_ptr<std::string> chan_info;
+    int64_t expires_at = 0;    // subscription token's expiry (wall clock s); 0: never
     bool server_side = false;  // from the connection token's channels or subs
     bool recoverable = false;  // the client tracks offsets: it can recover a gap
     // Non-zero while its subscribe reply waits for the history engine's recovery: which
@@ -143,6 +146,10 @@ class ClientSession {
   // "slow: publications lost"); a server-side one ends the connection (recoverable: 3010,
   // the SDK reconnects and recovers; otherwise 3008 "slow").
   static void OnMissed(core::Subscription& s);
+  // The ClientInfo JSON that presence, join/leave and publications carry, with s's
+  // chan_info when it has one. Built when needed (subscribe, unsubscribe, publish), not
+  // kept: every connection would hold ~80 bytes more for it.
+  std::string Info(const ClientSubscription* s = nullptr) const;
   // One throttled log line per loop and second for a missed push, with its channel.
   void LogMissed(const ClientSubscription& s);
   void OnKeepalive();
@@ -170,7 +177,7 @@ class ClientSession {
   }
   proxy::ClientFields ProxyFields() const {
     proxy::ClientFields fields{client_id_, user_};
-    if (context_.proxies->include_connection_meta()) fields.meta = meta_;
+    if (context_.proxies->include_connection_meta() && rare_) fields.meta = rare_->meta;
     return fields;
   }
   // Sends a call; false (and nothing sent) past proxy_client.max_in_flight_per_connection.
@@ -293,26 +300,54 @@ class ClientSession {
   uint64_t next_ping_ms_ = 0;
   uint64_t pong_deadline_ms_ = 0;
   uint64_t expire_ms_ = 0;  // connection token expiry; 0: never
-  std::string client_id_;
+  // The client id (a UUID), kept in the session: a std::string would allocate 48 bytes more.
+  class ClientId {
+   public:
+    operator std::string_view() const { return {data_, size_}; }
+    bool empty() const { return size_ == 0; }
+    void clear() { size_ = 0; }
+    ClientId& operator=(std::string_view id) {
+      assert(id.size() <= sizeof(data_));
+      size_ = static_cast<uint8_t>(std::min(id.size(), sizeof(data_)));
+      std::memcpy(data_, id.data(), size_);
+      return *this;
+    }
+
+   private:
+    char data_[36];
+    uint8_t size_ = 0;
+  };
+  ClientId client_id_;
   std::string user_;
-  std::string info_;              // ClientInfo JSON
-  std::string meta_;              // the connection's `meta` (JSON object) or empty
   std::string* reply_ = nullptr;  // the loop's reply buffer while a message is handled
   std::vector<std::unique_ptr<ClientSubscription>> subscriptions_;
   CommandGuard guard_;
-  std::shared_ptr<const void> alive_;  // see Later
-  uint64_t recoveries_ = 0;            // ClientSubscription::recovery's last value
-  uint64_t sub_refresh_calls_ = 0;     // ClientSubscription::sub_refresh_call's last value
-  // Backend proxies: the forwarded request headers, the calls out now, a connect waiting
-  // for the connect proxy, the subscribes waiting for the subscribe proxy, whether the
+  // Backend proxies: the calls out now, a connect waiting for the connect proxy, whether the
   // refresh proxy decides this connection's expiry (it was connected by the proxy).
-  std::vector<std::string> proxy_headers_;
   uint32_t proxy_in_flight_ = 0;
   bool connecting_ = false;
   bool refresh_by_proxy_ = false;
   bool refreshing_ = false;
-  std::vector<std::string> pending_subscribes_;
-  std::unique_ptr<PendingConnect> pending_connect_;  // while a connect waits for recoveries
+  // What only some connections need (backend proxies, store engines that answer later, a
+  // token's conn_info), in
+  // an allocation of its own made on first use: a plain connection is smaller without it
+  // (docs/benchmarks.md, "Memory per connection with one subscription").
+  struct Rare {
+    std::shared_ptr<const void> alive;                // see Later
+    uint64_t recoveries = 0;                          // ClientSubscription::recovery's last value
+    std::vector<std::string> proxy_headers;           // forwarded to the backend proxies
+    std::vector<std::string> pending_subscribes;      // waiting for the subscribe proxy
+    std::unique_ptr<PendingConnect> pending_connect;  // while a connect waits for recoveries
+    std::string conn_info;           // the token's conn_info (raw JSON), when it had one
+    std::string meta;                // the connection's `meta` (JSON object), when it had one
+    uint64_t sub_refresh_calls = 0;  // ClientSubscription::sub_refresh_call's last value
+  };
+  Rare& rare() {
+    if (!rare_) rare_ = std::make_unique<Rare>();
+    return *rare_;
+  }
+  size_t pending_subscribe_count() const { return rare_ ? rare_->pending_subscribes.size() : 0; }
+  std::unique_ptr<Rare> rare_;
 };
 
 }  // namespace hermod::proto

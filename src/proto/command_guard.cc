@@ -24,7 +24,7 @@ GuardLogs& Scratch() {
 }  // namespace
 
 void CommandGuard::SetAdmitted(std::string ip, bool must_recover) {
-  admitted_ip_ = std::move(ip);
+  admitted_ip_ = std::make_unique<std::string>(std::move(ip));
   admitted_ = true;
   must_recover_ = must_recover;
 }
@@ -33,7 +33,7 @@ void CommandGuard::Release(core::Admission* admission, const std::string& user) 
   if (admission == nullptr) return;
   if (user_counted_) admission->RemoveUser(user);
   user_counted_ = false;
-  if (admitted_) admission->Release(admitted_ip_);
+  if (admitted_) admission->Release(*admitted_ip_);
   admitted_ = false;
 }
 

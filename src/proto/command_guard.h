@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -40,7 +41,9 @@ class CommandGuard {
 
  private:
   core::CommandLimiter limiter_;
-  std::string admitted_ip_;  // set while counted by the admission
+  // Set while counted by the admission; a pointer, as most servers run without admission
+  // limits and every connection would carry the string's 32 bytes.
+  std::unique_ptr<std::string> admitted_ip_;
   bool admitted_ = false;
   bool must_recover_ = false;
   bool user_counted_ = false;

@@ -42,7 +42,7 @@ bool ClientSession::CallProxy(proxy::Kind kind, std::string body,
   if (proxy_in_flight_ >= context_.proxies->max_in_flight_per_connection()) return false;
   ++proxy_in_flight_;
   context_.proxies->Call(
-      kind, std::move(body), proxy_headers_,
+      kind, std::move(body), rare().proxy_headers,
       Later<proxy::Reply>([answer = std::move(answer)](ClientSession& session, proxy::Reply r) {
         --session.proxy_in_flight_;
         answer(session, std::move(r));
@@ -83,12 +83,12 @@ bool ClientSession::ProxyRefused(uint32_t id, const proxy::Reply& reply) {
   if (reply.outcome != Outcome::kStopped && spdlog::should_log(spdlog::level::warn) &&
       FailureLog().Allow(loop().now_ms(), &suppressed)) {
     log::Write(spdlog::level::warn,
-               {{"client", client_id_},
+               {{"client", client_id()},
                 {"user", user_},
                 {"outcome", proxy::kOutcomeNames[static_cast<size_t>(reply.outcome)]}},
                "client {} (user \"{}\"): proxy call failed ({}): error 100 ({} more on this "
                "loop since)",
-               client_id_, user_, proxy::kOutcomeNames[static_cast<size_t>(reply.outcome)],
+               client_id(), user_, proxy::kOutcomeNames[static_cast<size_t>(reply.outcome)],
                suppressed);
   }
   ReplyError(id, ErrorCode::kInternal);
@@ -161,10 +161,10 @@ void ClientSession::ProxySubscribe(const Command& c, const config::ChannelOption
   const bool sent = CallProxy(
       proxy::Kind::kSubscribe, std::move(body),
       [saved, options = &options](ClientSession& session, proxy::Reply reply) {
-        auto pending = std::find(session.pending_subscribes_.begin(),
-                                 session.pending_subscribes_.end(), saved->channel);
-        if (pending == session.pending_subscribes_.end()) return;  // unsubscribed meanwhile
-        session.pending_subscribes_.erase(pending);
+        std::vector<std::string>& waiting = session.rare().pending_subscribes;
+        auto pending = std::find(waiting.begin(), waiting.end(), saved->channel);
+        if (pending == waiting.end()) return;  // unsubscribed meanwhile
+        waiting.erase(pending);
         session.AnswerLater([&] {
           if (session.ProxyRefused(saved->id, reply)) return;
           if (session.FindSubscription(saved->channel)) {  // the API subscribed it meanwhile
@@ -193,7 +193,7 @@ void ClientSession::ProxySubscribe(const Command& c, const config::ChannelOption
         });
       });
   if (!sent) return ReplyError(c.id, ErrorCode::kTooManyRequests);
-  pending_subscribes_.emplace_back(c.channel);
+  rare().pending_subscribes.emplace_back(c.channel);
 }
 
 void ClientSession::ProxyPublish(const Command& c, const config::ChannelOptions& options) {
@@ -236,7 +236,7 @@ void ClientSession::ProxyRefresh() {
 
 void ClientSession::ProxySubRefresh(ClientSubscription& s) {
   if (s.sub_refresh_call != 0) return;  // one call out per subscription
-  const uint64_t call = ++sub_refresh_calls_;
+  const uint64_t call = ++rare().sub_refresh_calls;
   std::string body = proxy::SubRefreshRequest(ProxyFields(), s.channel);
   const bool sent =
       CallProxy(proxy::Kind::kSubRefresh, std::move(body),

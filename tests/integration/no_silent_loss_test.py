@@ -246,6 +246,12 @@ class NoSilentLossTest(HermodTestCase):
         self.assertEqual(int(m.group(1)), 0, out)
         delivered = re.search(r"delivered (\d+)", out)
         self.assertGreater(int(delivered.group(1)), 0, out)
+        # The count: every publication a subscriber did not get is in a gap it was told of
+        # (pushes joined behind full sockets included: adaptive coalescing is the default).
+        gaps = re.search(r"lost (\d+) \(told (\d+); subscribers with a gap (\d+), told (\d+)\)", out)
+        self.assertIsNotNone(gaps, out)
+        self.assertEqual(gaps.group(1), gaps.group(2), out)
+        self.assertEqual(gaps.group(3), gaps.group(4), out)
         self.assert_no_silent_loss(port)
 
 

@@ -230,6 +230,81 @@ TEST(Connection, AJoinedMessageCutByAFullSocketArrivesWholeAndInOrder) {
   ASSERT_TRUE(payloads == expected_payload + "\nlater1\nlater2") << payloads.size();
 }
 
+// Adaptive coalescing, the idle half: a connection with nothing waiting writes each push in
+// the iteration that queued it, alone (no wait for company, no join).
+TEST(Connection, APushToAConnectionWithNothingWaitingLeavesInItsOwnIteration) {
+  Loop loop(0, 4096);
+  Pair pair;
+  auto* c = new Joiner(loop, pair.server, nullptr);
+  for (int i = 0; i < 3; ++i) {
+    const uint64_t writes = loop.stats().writes;
+    const std::string payload = "p" + std::to_string(i);
+    loop.Post([&] {
+      EXPECT_EQ(SendJoinable(*c, payload, Priority::kNormal), SendStatus::kQueued);
+      loop.Stop();
+    });
+    loop.Run();
+    EXPECT_EQ(pair.ReadPeer(), "<2>" + payload);
+    EXPECT_EQ(loop.stats().writes, writes + 1);
+  }
+  EXPECT_EQ(loop.stats().frames_joined, 0u);
+}
+
+// Adaptive coalescing, the busy half: pushes queued behind a full socket try no write (each
+// would find the socket full); they wait and leave with the socket's EPOLLOUT as one joined
+// message behind what waited, in order, none lost.
+TEST(Connection, PushesBehindAFullSocketWaitForItAndLeaveJoined) {
+  Loop loop(0, 4096);
+  Pair pair;
+  int small = 4096;
+  ASSERT_EQ(setsockopt(pair.server, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+  auto* c = new Joiner(loop, pair.server, nullptr);
+  std::string expected;
+  loop.Post([&] {
+    for (int i = 0; i < 20; ++i) {
+      const std::string payload(1000, static_cast<char>('A' + i));
+      EXPECT_EQ(SendJoinable(*c, payload, Priority::kHigh), SendStatus::kQueued);
+      expected += (i > 0 ? "\n" : "") + payload;
+    }
+    loop.Stop();
+  });
+  loop.Run();
+  ASSERT_GT(c->queued_bytes(), 0u);  // the socket is full: output waits for EPOLLOUT
+  const uint64_t writes = loop.stats().writes;
+  for (int i = 0; i < 5; ++i) {  // five iterations, one push each, the peer not reading
+    loop.Post([&, i] {
+      EXPECT_EQ(SendJoinable(*c, "p" + std::to_string(i), Priority::kHigh), SendStatus::kQueued);
+      loop.Stop();
+    });
+    loop.Run();
+    expected += "\np" + std::to_string(i);
+  }
+  EXPECT_EQ(loop.stats().writes, writes);  // no write tried while the socket was full
+  std::string received;
+  for (int round = 0; round < 1000 && c->queued_bytes() > 0; ++round) {
+    received += pair.ReadPeer();
+    loop.Post([&] { loop.Stop(); });  // an iteration: EPOLLOUT lets the flush continue
+    loop.Run();
+  }
+  received += pair.ReadPeer();
+  ASSERT_EQ(c->queued_bytes(), 0u);
+  std::string payloads;
+  std::string last;
+  size_t pos = 0;
+  while (pos < received.size()) {
+    ASSERT_EQ(received[pos], '<') << "at " << pos;
+    const size_t close = received.find('>', pos);
+    ASSERT_NE(close, std::string::npos);
+    const size_t len = std::stoul(received.substr(pos + 1, close - pos - 1));
+    last = received.substr(close + 1, len);
+    payloads += (payloads.empty() ? "" : "\n") + last;
+    pos = close + 1 + len;
+  }
+  ASSERT_TRUE(payloads == expected) << payloads.size() << " of " << expected.size();
+  // The five pushes left together, in the message that ended the queue.
+  EXPECT_NE(last.find("p0\np1\np2\np3\np4"), std::string::npos);
+}
+
 TEST(Connection, ShedsLowPastItsWatermarkThenNormalButQueuesCriticalAndHigh) {
   Loop loop(0, 4096);
   loop.set_send_limits(SmallLimits());

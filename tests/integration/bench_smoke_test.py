@@ -1,0 +1,66 @@
+"""Every hermod-bench scenario still runs: a smoke of seconds, not a benchmark.
+
+Runs the real hermod-bench (built next to hermod) against the real hermod, each scenario
+(echo, fanout, channels, connect, soak) once, briefly and with a few connections, and checks
+that it completes (exit 0), prints its summary, writes a JSON report that parses, and moved
+messages (or connections). No timing is asserted: the figures are the benchmark's.
+"""
+
+import json
+import os
+import re
+import subprocess
+import tempfile
+
+import hermod_harness as h
+
+CONFIG = {
+    "allow_anonymous_connect_without_token": True,
+    "allow_subscribe_for_client": True,
+    "allow_subscribe_for_anonymous": True,
+    "allow_publish_for_client": True,
+    "allow_publish_for_subscriber": True,
+    "client_command_rate_limit": {"total": {"rate": 0}, "publish": {"rate": 0}},
+}
+
+# scenario, protocol, path, arguments: each bounded (a few connections, ~1 s).
+RUNS = [
+    ("echo", "echo", "/connection/echo", ["-c", "4", "-d", "1"]),
+    ("fanout", "hermod", "/connection/websocket", ["-c", "4", "-r", "50", "-d", "1"]),
+    ("channels", "hermod", "/connection/websocket",
+     ["--channels", "3", "--subscribers", "2", "-r", "20", "-d", "1"]),
+    ("connect", "hermod", "/connection/websocket", ["-c", "4", "--connect-rate", "50", "-d", "1"]),
+    ("soak", "hermod", "/connection/websocket",
+     ["-c", "4", "-r", "20", "-d", "2", "--connect-rate", "5"]),
+]
+
+
+class BenchSmokeTest(h.HermodTestCase):
+    def test_every_scenario_runs_and_reports(self):
+        bench = os.path.join(os.path.dirname(h.HERMOD), "hermod-bench")
+        self.assertTrue(os.access(bench, os.X_OK), "hermod-bench not built next to hermod")
+        server = self.start_server(CONFIG, workers=1, echo=True)
+        with tempfile.TemporaryDirectory(prefix="hermod-bench-smoke-") as tmp:
+            for scenario, protocol, path, args in RUNS:
+                with self.subTest(scenario=scenario):
+                    report = os.path.join(tmp, scenario + ".json")
+                    argv = [bench, scenario, "-u", "ws://127.0.0.1:%d%s" % (server.port, path),
+                            "-p", protocol, "--no-progress", "--drain", "1",
+                            "--json", report] + args
+                    r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                                       text=True, timeout=60, preexec_fn=h.raise_nofile_limit)
+                    out = r.stdout + r.stderr
+                    self.assertEqual(r.returncode, 0, out)
+                    self.assertRegex(r.stdout, r"errors 0, loss", out)
+                    with open(report) as f:
+                        self.assertIsInstance(json.load(f), dict)
+                    if scenario == "connect":
+                        m = re.search(r"connects ok (\d+)", r.stdout)
+                    else:
+                        m = re.search(r"delivered (\d+)", r.stdout)
+                    self.assertIsNotNone(m, out)
+                    self.assertGreater(int(m.group(1)), 0, out)
+
+
+if __name__ == "__main__":
+    h.main()
