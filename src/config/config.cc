@@ -641,10 +641,18 @@ bool ParseNamespaces(Reader& r, simdjson::dom::element value, const std::string&
 
 // The channel options of a namespace or, in a v6 config, of channel.without_namespace:
 // hermod's keys, then Centrifugo's namespace options (reported when they ask for something).
+// Centrifugo v6's names of the namespace options hermod has under v5's.
+std::string_view NamespaceAlias(std::string_view key) {
+  if (key == "subscribe_proxy_enabled") return "proxy_subscribe";
+  if (key == "publish_proxy_enabled") return "proxy_publish";
+  if (key == "sub_refresh_proxy_enabled") return "proxy_sub_refresh";
+  return key;
+}
+
 bool WalkChannelOptions(Reader& r, std::vector<Field>& fields, simdjson::dom::object object,
                         const std::string& where) {
   for (auto [key, value] : object) {
-    Field* field = FindField(fields, key);
+    Field* field = FindField(fields, NamespaceAlias(key));
     if (field != nullptr) {
       if (!SetFromJson(*field, value, r.error)) {
         *r.error = "config key " + where + r.error->substr(std::strlen("config key "));

@@ -24,10 +24,8 @@ EXPECTED_WARNINGS = {
     "v5_genconfig.json": {"admin_secret"},
     "v5_all_keys.json": {"health", "prometheus"},
     "v6_genconfig.json": {"admin.secret"},
-    "v6.json": {"client.concurrency", "client.proxy.connect.enabled",
-                "client.proxy.connect.endpoint", "channel.without_namespace.allow_positioning",
-                "namespaces[0].subscribe_proxy_enabled", "rpc.namespaces", "admin.secret",
-                "node.name"},
+    "v6.json": {"client.concurrency", "channel.without_namespace.allow_positioning",
+                "rpc.namespaces", "admin.secret", "node.name"},
 }
 
 

@@ -379,7 +379,8 @@ class ProxyTest(h.HermodTestCase):
                                 outcome="ok"), len(sockets))
 
     def test_a_ten_megabyte_answer_is_refused_at_the_bound(self):
-        server = self.start_server(self.config(proxy_connect_endpoint=self.backend.url("/huge")))
+        server = self.start_server(self.config(proxy_connect_endpoint=self.backend.url("/huge"),
+                                               proxy_connect_timeout="20s"))
         peak_before = peak_rss_kb(server.proc.pid)
         out = self.sdk(server, "connect")
         self.assertEqual(out, {"event": "error", "code": 100, "temporary": True})

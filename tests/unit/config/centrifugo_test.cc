@@ -189,6 +189,41 @@ TEST(Centrifugo, V5NamespaceOptionsHermodLacksAreReported) {
   EXPECT_EQ(typo.error, "unknown config key: namespaces[0].presense");
 }
 
+TEST(Centrifugo, V6ProxiesMapOntoTheFlatProxyKeys) {
+  Loaded l = LoadJson(R"({
+      "client": {"proxy": {
+          "connect": {"enabled": true, "endpoint": "http://b/connect", "timeout": "2s",
+                      "http_headers": ["Cookie"], "include_connection_meta": true},
+          "refresh": {"enabled": true, "endpoint": "http://b/refresh"}}},
+      "channel": {"proxy": {"subscribe": {"endpoint": "http://b/sub"},
+                            "publish": {"endpoint": "http://b/pub"},
+                            "sub_refresh": {"endpoint": "http://b/subrefresh", "timeout": "3s"}},
+                  "namespaces": [{"name": "chat", "subscribe_proxy_enabled": true,
+                                  "publish_proxy_enabled": true,
+                                  "sub_refresh_proxy_enabled": true}]},
+      "rpc": {"proxy": {"endpoint": "http://b/rpc"},
+              "without_namespace": {"proxy_enabled": true}}})");
+  ASSERT_TRUE(l.ok) << l.error;
+  EXPECT_TRUE(l.warnings.empty()) << l.warnings[0];
+  const Config& c = l.config;
+  EXPECT_EQ(c.proxy_connect_endpoint, "http://b/connect");
+  EXPECT_EQ(c.proxy_connect_timeout.ms, 2000u);
+  EXPECT_EQ(c.proxy_http_headers, std::vector<std::string>{"Cookie"});
+  EXPECT_TRUE(c.proxy_include_connection_meta);
+  EXPECT_EQ(c.proxy_refresh_endpoint, "http://b/refresh");
+  EXPECT_EQ(c.proxy_subscribe_endpoint, "http://b/sub");
+  EXPECT_EQ(c.proxy_publish_endpoint, "http://b/pub");
+  EXPECT_EQ(c.proxy_sub_refresh_endpoint, "http://b/subrefresh");
+  EXPECT_EQ(c.proxy_sub_refresh_timeout.ms, 3000u);
+  EXPECT_EQ(c.proxy_rpc_endpoint, "http://b/rpc");
+  ASSERT_EQ(c.namespaces.size(), 1u);
+  EXPECT_TRUE(c.namespaces[0].options.proxy_subscribe);
+  EXPECT_TRUE(c.namespaces[0].options.proxy_publish);
+  EXPECT_TRUE(c.namespaces[0].options.proxy_sub_refresh);
+  std::string error;
+  EXPECT_TRUE(Validate(c, &error)) << error;
+}
+
 TEST(Centrifugo, V6GenconfigOutputLoadsWithOneWarningForAdminSecret) {
   Loaded l = LoadFile("v6_genconfig.json");
   ASSERT_TRUE(l.ok) << l.error;
@@ -229,10 +264,11 @@ TEST(Centrifugo, V6NestedKeysAreMapped) {
   EXPECT_EQ(c.shutdown_timeout_ms, 30000u);
   EXPECT_EQ(
       WarnedKeys(l.warnings),
-      (std::set<std::string>{
-          "client.concurrency", "client.proxy.connect.enabled", "client.proxy.connect.endpoint",
-          "channel.without_namespace.allow_positioning", "namespaces[0].subscribe_proxy_enabled",
-          "rpc.namespaces", "admin.secret", "node.name"}));
+      (std::set<std::string>{"client.concurrency", "channel.without_namespace.allow_positioning",
+                             "rpc.namespaces", "admin.secret", "node.name"}));
+  // The proxies are mapped (V6ProxiesMapOntoTheFlatProxyKeys).
+  EXPECT_EQ(c.proxy_connect_endpoint, "http://localhost:3000/centrifugo/connect");
+  EXPECT_TRUE(c.namespaces[0].options.proxy_subscribe);
   std::string error;
   EXPECT_TRUE(Validate(c, &error)) << error;
 }
