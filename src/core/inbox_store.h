@@ -138,7 +138,7 @@ class InboxStore {
   virtual InboxChange DeadLetter(std::string_view channel, const std::vector<uint64_t>& offsets,
                                  std::string_view reason, uint64_t now_ms, InboxStored stored) = 0;
   // Dead letters back into their inbox (pending, count 0, same offset); offsets empty: all
-  // of the channel's.
+  // of the channel's (none: nothing changes, no error).
   virtual InboxChange Redrive(std::string_view channel, const std::vector<uint64_t>& offsets,
                               uint64_t now_ms, InboxStored stored) = 0;
   // Forgets dead letters; offsets empty: all of the channel's.

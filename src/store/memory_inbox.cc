@@ -313,7 +313,6 @@ core::InboxChange MemoryInboxStore::Redrive(std::string_view channel,
       if (e.state == core::InboxState::kDead) wanted.push_back(offset);
     }
   }
-  if (wanted.empty()) change.error = "no dead letters";
   for (uint64_t offset : wanted) {
     if (!change.error.empty()) break;
     auto it = inbox ? inbox->entries.find(offset) : decltype(inbox->entries.end()){};
@@ -355,7 +354,6 @@ core::InboxChange MemoryInboxStore::RemoveDead(std::string_view channel,
       if (e.state == core::InboxState::kDead) wanted.push_back(offset);
     }
   }
-  if (wanted.empty()) change.error = "no dead letters";
   for (uint64_t offset : wanted) {
     if (!change.error.empty()) break;
     auto it = inbox ? inbox->entries.find(offset) : decltype(inbox->entries.end()){};
