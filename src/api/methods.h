@@ -11,10 +11,12 @@
 
 namespace hermod::api {
 
-inline constexpr std::array<std::string_view, 13> kMethodNames = {
+inline constexpr std::array<std::string_view, 17> kMethodNames = {
     "publish",  "broadcast", "subscribe",      "unsubscribe", "disconnect",
     "refresh",  "presence",  "presence_stats", "history",     "history_remove",
-    "channels", "info",      "batch"};
+    "channels", "info",      "batch",
+    // Inboxes (api/inbox_api.h).
+    "inbox_status", "dead_letters", "dead_letters_redrive", "dead_letters_remove"};
 
 // The label of a call that names no method of the table (a `method` the legacy `/api`
 // route does not know).

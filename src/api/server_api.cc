@@ -7,6 +7,7 @@
 #include <random>
 
 #include "api/channel_pattern.h"
+#include "api/inbox_api.h"
 #include "api/methods.h"
 #include "api/requests.h"
 #include "core/rate_limit.h"
@@ -28,6 +29,7 @@ enum class Status : uint8_t {
   kTooLarge,    // nothing done, error 106 answered: a publication larger than the broker
                 // carries (HTTP 413)
   kNoRoom,      // nothing done, error 106 answered: the answer would not fit (HTTP 413)
+  kFull,        // nothing done, error 111 answered: the inbox is full (HTTP 429)
 };
 
 }  // namespace
@@ -202,11 +204,45 @@ Status AppendPublished(std::string& out, const core::Hub::PublishResult& publish
   return Status::kAnswered;
 }
 
+// Publishes to an inbox (core/inbox.h) and answers its offset and epoch once stored (in a
+// hole when the requester can wait), or the refusal of a full inbox at once.
+Status InboxPublishTo(const ApiContext& api, std::string_view channel, std::string_view data,
+                      Answer& a) {
+  if (!core::ChannelRules::IsUserLimited(channel)) {
+    return BadRequest(a, "an inbox channel names its user: <namespace>:#<user>");
+  }
+  std::optional<Hole> hole;
+  core::Completion<core::Inbox::Published> done;
+  if (a.loop != nullptr) {
+    hole.emplace(a);
+    done = core::Completion<core::Inbox::Published>(
+        *a.loop, [h = *hole](core::Inbox::Published published) {
+          std::string text;
+          AppendInboxPublished(text, published);
+          h.Fill(std::move(text));
+        });
+  }
+  const core::InboxAppended::Status status = api.inbox->Publish(channel, data, std::move(done));
+  if (status != core::InboxAppended::Status::kOk) {
+    core::Inbox::Published refused;
+    refused.status = status;
+    AppendInboxPublished(a.out, refused);
+    return status == core::InboxAppended::Status::kFull ? Status::kFull : Status::kAnswered;
+  }
+  if (hole) {
+    hole->Open(a);
+  } else {
+    a.out += "{\"result\":{}}";  // stored later, and nobody waits for its position
+  }
+  return Status::kAnswered;
+}
+
 // Publishes to one channel through the hub and answers its position or the refusal (later,
 // in a hole, when the engine stores it later and the requester can wait).
 Status PublishTo(const ApiContext& api, std::string_view channel,
                  const config::ChannelOptions& options, const Publication& p, std::string_view data,
                  std::optional<net::Priority> priority, Answer& a) {
+  if (options.inbox && api.inbox != nullptr) return InboxPublishTo(api, channel, data, a);
   config::ChannelOptions effective = options;
   if (p.skip_history) effective.history_size = 0;
   core::Hub::PublishRequest request{channel,           &effective, data,     {},
@@ -545,6 +581,12 @@ Status Info(const ApiContext& api, std::string& body, Answer& a) {
 
 Status Batch(const ApiContext& api, std::string& body, Answer& a);
 
+// The inboxes' methods (api/inbox_api.h).
+template <bool (*call)(core::Inbox*, std::string&, std::string&)>
+Status InboxCall(const ApiContext& api, std::string& body, Answer& a) {
+  return call(api.inbox, body, a.out) ? Status::kAnswered : Status::kNotRequest;
+}
+
 // --- The table ---
 
 using Handler = Status (*)(const ApiContext& api, std::string& body, Answer& a);
@@ -566,6 +608,10 @@ constexpr Method kTable[] = {
     {"history", History, Effect::kReads},      {"history_remove", HistoryRemove, Effect::kActs},
     {"channels", Channels, Effect::kReads},    {"info", Info, Effect::kReads},
     {"batch", Batch, Effect::kActs},
+    {"inbox_status", InboxCall<InboxStatusCall>, Effect::kReads},
+    {"dead_letters", InboxCall<DeadLettersCall>, Effect::kReads},
+    {"dead_letters_redrive", InboxCall<DeadLettersRedriveCall>, Effect::kActs},
+    {"dead_letters_remove", InboxCall<DeadLettersRemoveCall>, Effect::kActs},
 };
 
 constexpr bool TableMatchesMethodNames() {
@@ -804,6 +850,8 @@ int HttpStatus(Status status) {
     case Status::kTooLarge:
     case Status::kNoRoom:
       return 413;
+    case Status::kFull:
+      return 429;
   }
   return 500;
 }

@@ -44,6 +44,7 @@
 
 #include "core/channel_rules.h"
 #include "core/hub.h"
+#include "core/inbox.h"
 #include "http/http_connection.h"
 #include "http/request.h"
 #include "proto/client_session.h"
@@ -86,6 +87,7 @@ struct ApiContext {
   NodeInfo node;
   std::string uid;          // this node's id in `info`, random per start
   uint64_t started_ms = 0;  // for `uptime`
+  core::Inbox* inbox = nullptr;  // null: no inbox namespaces
 };
 
 class ServerApi {
@@ -95,6 +97,8 @@ class ServerApi {
 
   // The paths Handle serves (POST): `/api`, and `/api/<name>` for every method.
   static std::vector<std::string> Routes();
+  // Namespaces with `inbox: true` (core/inbox.h): before the loops run.
+  void set_inbox(core::Inbox* inbox) { context_.inbox = inbox; }
 
   // The route handler for every path of Routes().
   void Handle(http::HttpConnection& connection, http::Request& request) const;

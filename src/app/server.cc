@@ -503,6 +503,9 @@ void Server::BuildMetrics() {
   metrics_->AddRenderer([status = store_status_](metrics::PrometheusText& text) {
     RenderStoreMetrics(text, status);
   });
+  metrics_->AddRenderer([inbox = inbox_.get()](metrics::PrometheusText& text) {
+    inbox ? inbox->Render(text) : RenderNoInboxMetrics(text);
+  });
   if (store_status_) {
     health_->AddCheck([status = store_status_] { return StoreHealth(status()); });
   }
@@ -671,6 +674,7 @@ int Server::Run() {
     return 1;
   }
   store_status_ = std::move(engines.status);
+  std::shared_ptr<store::SqliteEngine> engines_sqlite = engines.sqlite;
   store::NatsHistoryStore* nats_history = nullptr;
   if (nats_history_on) {
     // History and idempotency on JetStream, shared by the cluster (store/nats_history.h).
@@ -721,6 +725,14 @@ int Server::Run() {
     spdlog::info("history on JetStream stream {} at {}", config_.nats.jetstream.stream,
                  config_.nats.url);
   }
+  if (InboxService::Wanted(config_)) {
+    std::string error;
+    inbox_ = InboxService::Make(config_, engines_sqlite, channel_rules_, *hub_, &error);
+    if (!inbox_) {
+      spdlog::error("{}", error);
+      return 1;
+    }
+  }
   hub_->set_limits({config_.send_queue.inbox_budget_bytes, config_.idempotency_window.ms,
                     config_.history_meta_ttl.ms, config_.history_meta_max_channels});
   core::AdmissionLimits limits;
@@ -743,6 +755,10 @@ int Server::Run() {
   client_context_ = std::make_unique<proto::ClientContext>(proto::ClientContext{
       *hub_, channel_rules_, token_verifier_, proto::ClientOptions::FromConfig(config_),
       client_registry_.get(), admission_.get(), proxies_.get()});
+  if (inbox_) client_context_->inbox = &inbox_->inbox();
+  if (config_.user_subscribe_to_personal) {
+    client_context_->personal_namespace = config_.user_personal_channel_namespace;
+  }
   // The API's per-client methods: every loop looks the user up in its part of the registry.
   api_ = std::make_unique<api::ServerApi>(
       *hub_, channel_rules_, config_.api_key,
@@ -755,6 +771,7 @@ int Server::Run() {
         }
       },
       api::NodeInfo{HERMOD_VERSION, [this] { return client_registry_->Get(); }});
+  if (inbox_) api_->set_inbox(&inbox_->inbox());
   std::vector<int> listening;
   for (size_t i = 0; i < count; ++i) {
     std::string error;
@@ -782,6 +799,7 @@ int Server::Run() {
                                    config_.send_queue.normal_deadline_ms,
                                    config_.send_queue.loop_budget_bytes, join});
     hub_->AttachLoop(*worker->loop);
+    if (inbox_ && i == 0) inbox_->Start(*worker->loop);
     if (config_.memory_trim_interval.ms > 0) {
       worker->memory_trim = std::make_unique<MemoryTrim::Timer>(memory_trim_, *worker->loop,
                                                                 config_.memory_trim_interval.ms);
@@ -842,6 +860,7 @@ int Server::Run() {
   if (broker_) broker_->Stop();  // its receive thread posts to the loops: before they go
   if (nats_history_ != nullptr) nats_history_->Stop();  // so do its deliveries
   if (proxies_) proxies_->Stop();                       // its answers post to the loops too
+  if (inbox_) inbox_->Stop();  // its engine's completions reach the inboxes
   health_->Stop();
   spdlog::info("stopped");
   return 0;

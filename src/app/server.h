@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "api/server_api.h"
+#include "app/inbox_service.h"
 #include "app/memory_trim.h"
 #include "auth/token_verifier.h"
 #include "broker/nats_broker.h"
@@ -113,6 +114,8 @@ class Server {
   core::ChannelRules channel_rules_;
   auth::TokenVerifier token_verifier_;
   std::unique_ptr<core::Hub> hub_;
+  // Namespaces with `inbox: true` (app/inbox_service.h): after hub_, so it goes first.
+  std::unique_ptr<InboxService> inbox_;
   // The store engine's status for /metrics and /health (empty: the memory engine).
   std::function<store::StoreStatus()> store_status_;
   MemoryTrim memory_trim_;

@@ -119,6 +119,8 @@ constexpr uint64_t kMaxCount = uint64_t{1} << 32;
 // Health thresholds are compared as doubles; a huge one means "never" (tests use 10^9).
 constexpr uint64_t kMaxPercent = 1000000000;
 
+constexpr std::string_view kInboxOverflow[] = {"reject", "dead_letter_oldest"};
+
 // The channel option keys, shared by the top level and each namespace.
 void AddChannelFields(std::vector<Field>& fields, ChannelOptions& o) {
   fields.insert(fields.end(),
@@ -150,6 +152,13 @@ void AddChannelFields(std::vector<Field>& fields, ChannelOptions& o) {
                     {"proxy_subscribe", &o.proxy_subscribe},
                     {"proxy_publish", &o.proxy_publish},
                     {"proxy_sub_refresh", &o.proxy_sub_refresh},
+                    {"inbox", &o.inbox},
+                    {"inbox_size", &o.inbox_size, 1, 1000000},
+                    {"inbox_ttl", &o.inbox_ttl, 1000, kYearMs},
+                    {"ack_timeout", &o.ack_timeout, 10, 24ull * 3600 * 1000},
+                    {"max_deliveries", &o.max_deliveries, 1, 1000},
+                    OneOf("inbox_overflow", &o.inbox_overflow, kInboxOverflow),
+                    {"receipts_channel", &o.receipts_channel},
                 });
 }
 
@@ -260,6 +269,8 @@ std::vector<Field> AllFields(Config& c) {
            kMaxBuffer},
           {"fragments", &c.fragments},
           {"fragments_websocket", &c.fragments_websocket},
+          {"user_subscribe_to_personal", &c.user_subscribe_to_personal},
+          {"user_personal_channel_namespace", &c.user_personal_channel_namespace},
           {"client_channel_limit", &c.client_channel_limit, 0, 1000000},
           {"channel_max_length", &c.channel_max_length, 1, 65535},
           {"channel_private_prefix", &c.channel_private_prefix},

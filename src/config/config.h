@@ -77,6 +77,19 @@ struct ChannelOptions {
   // proxy_sub_refresh_endpoint (extended, or ended with unsubscribe 2501) instead of by the
   // client.
   bool proxy_sub_refresh = false;
+  // Durable per-user inboxes (core/inbox.h): every publication is stored until the user acks
+  // it (RPC hermod.ack), delivered again after ack_timeout (doubling, at most 16 times) and on
+  // every connect, dead-lettered after max_deliveries, on reject, past inbox_ttl, or to make
+  // room when inbox_overflow is "dead_letter_oldest" ("reject": a full inbox refuses).
+  bool inbox = false;
+  uint64_t inbox_size = 1000;
+  Duration inbox_ttl{168ull * 3600 * 1000};
+  Duration ack_timeout{30 * 1000};
+  uint64_t max_deliveries = 5;
+  std::string inbox_overflow = "reject";
+  // A channel that gets a receipt ({channel, offset, status, at}) on each ack and
+  // dead-lettering ("": none).
+  std::string receipts_channel;
 };
 
 struct Namespace {
@@ -195,6 +208,9 @@ struct Config {
   // hermod's HTML fragments for htmx: SSE on /connection/fragments, and the WebSocket twin.
   bool fragments = false;
   bool fragments_websocket = false;  // /connection/fragments/websocket, htmx's ws extension
+  // Each connection of user 42 is subscribed server-side to `<namespace>:#42` on connect.
+  bool user_subscribe_to_personal = false;
+  std::string user_personal_channel_namespace;
   uint64_t client_channel_limit = 128;
   uint64_t channel_max_length = 255;
   std::string channel_private_prefix = "$";  // channels that need a subscription token

@@ -372,12 +372,18 @@ void ClientSession::CompleteConnect(const Command& c, auth::TokenClaims claims,
   // connect.subs. results is reserved so the pointers in subs stay valid.
   std::vector<core::Hub::SubscribeResult> results;
   std::vector<ServerSubscription> subs;
-  results.reserve(claims.channels.size() + claims.subs.size());
+  std::string personal;  // outlives subs, which views it
+  results.reserve(claims.channels.size() + claims.subs.size() + 1);
   for (const std::string& channel : claims.channels) {
     AddServerSubscription(c, channel, nullptr, results, subs);
   }
   for (const auth::TokenSubscription& sub : claims.subs) {
     AddServerSubscription(c, sub.channel, &sub, results, subs);
+  }
+  if (context_.personal_namespace && !user_.empty()) {
+    const std::string& ns = *context_.personal_namespace;
+    personal = ns.empty() ? "#" + user_ : ns + ":#" + user_;
+    AddServerSubscription(c, personal, nullptr, results, subs);
   }
 
   const uint64_t ping = context_.options.ping_interval_ms;
@@ -600,6 +606,7 @@ core::Hub::SubscribeResult ClientSession::AddSubscription(
   request.max_recovery_bytes = max_recovery_bytes;
   core::Hub::SubscribeResult result =
       context_.hub.Subscribe(loop(), request, subscription.get(), std::move(done));
+  WatchInbox(*subscription);
   subscriptions_.push_back(std::move(subscription));
   return result;
 }
@@ -801,6 +808,8 @@ void ClientSession::HandlePublish(const Command& c) {
   const config::ChannelOptions* options = ChannelOptionsOrReply(c);
   if (!options) return;
   if (c.data.empty()) return ReplyError(c.id, ErrorCode::kBadRequest);
+  // Inboxes take publications from the server API only (core/inbox.h).
+  if (options->inbox) return ReplyError(c.id, ErrorCode::kPermissionDenied);
   // The publish proxy decides instead of the namespace's rules (and may rewrite data). Its
   // request carries data as JSON: a Protobuf client's binary data cannot go there.
   if (options->proxy_publish && Proxy(proxy::Kind::kPublish)) {

@@ -32,6 +32,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -42,6 +43,7 @@
 #include "core/admission.h"
 #include "core/channel_rules.h"
 #include "core/hub.h"
+#include "core/inbox.h"
 #include "core/rate_limit.h"
 #include "net/event_loop.h"
 #include "net/timer_wheel.h"
@@ -65,6 +67,10 @@ struct ClientContext {
   ClientRegistry* registry = nullptr;    // null: not counted nor found by user
   core::Admission* admission = nullptr;  // null: no admission limits
   proxy::Proxies* proxies = nullptr;     // null: no backend proxies configured
+  core::Inbox* inbox = nullptr;          // null: no inbox namespaces
+  // user_subscribe_to_personal: each connection of a user is subscribed server-side to
+  // `<namespace>:#<user>` (`#<user>` with an empty namespace); nullopt: off.
+  std::optional<std::string> personal_namespace;
 };
 
 class ClientSession {
@@ -120,6 +126,8 @@ class ClientSession {
     int64_t expires_at = 0;    // subscription token's expiry (wall clock s); 0: never
     bool server_side = false;  // from the connection token's channels or subs
     bool recoverable = false;  // the client tracks offsets: it can recover a gap
+    // An inbox namespace's: its watch (inbox_rpc.cc), ended with the subscription.
+    std::shared_ptr<core::Inbox::Watcher> inbox_watch;
     // Non-zero while its subscribe reply waits for the history engine's recovery: which
     // one (a subscription made again for the channel meanwhile has another).
     uint64_t recovery = 0;
@@ -192,6 +200,12 @@ class ClientSession {
   bool ProxyRefused(uint32_t id, const proxy::Reply& reply);
   void ProxyConnect(const Command& c);
   void HandleRpc(const Command& c);
+  // Inboxes (inbox_rpc.cc): hermod.ack and hermod.reject (false: another RPC method), the
+  // watch of a subscription to an inbox, and its deliveries.
+  class InboxWatch;
+  bool HandleInboxRpc(const Command& c);
+  void WatchInbox(ClientSubscription& s);
+  void SendInbox(std::string_view channel, const std::vector<core::InboxEntry>& entries);
   void ProxySubscribe(const Command& c, const config::ChannelOptions& options);
   void ProxyPublish(const Command& c, const config::ChannelOptions& options);
   void ProxyRefresh();

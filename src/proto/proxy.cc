@@ -134,6 +134,7 @@ void ClientSession::ProxyConnect(const Command& c) {
 }
 
 void ClientSession::HandleRpc(const Command& c) {
+  if (HandleInboxRpc(c)) return;
   if (!Proxy(proxy::Kind::kRpc)) return ReplyError(c.id, ErrorCode::kNotAvailable);
   if (c.rpc_method.empty() && c.data.empty()) return ReplyError(c.id, ErrorCode::kBadRequest);
   std::string body = proxy::RpcRequest(ProxyFields(), c.rpc_method, c.data);

@@ -68,6 +68,7 @@ bool MakeEngines(const EngineConfig& config, Engines* out, std::string* error) {
   // Presence is about live connections: in memory on one node.
   out->stores.presence = std::make_unique<MemoryPresenceStore>();
   out->status = [engine] { return engine->Status(); };
+  out->sqlite = engine;
   return true;
 }
 

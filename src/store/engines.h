@@ -36,6 +36,8 @@ struct Engines {
   core::Stores stores;
   // The engine's operations and health, for /metrics and /health; empty for memory.
   std::function<StoreStatus()> status;
+  // The sqlite engine, when it is the one (its file and writer also keep the inboxes).
+  std::shared_ptr<SqliteEngine> sqlite;
 };
 // false, with *error naming the file and the fix, when an engine cannot start.
 bool MakeEngines(const EngineConfig& config, Engines* out, std::string* error);

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -163,9 +164,11 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
   void PutKey(std::string_view channel, std::string_view key, const core::StreamPosition& position,
               uint64_t expires_ms);
   StoreStatus Status() const;
+  // Another concern's writes (store/sqlite_inbox.h), in the next transaction.
+  bool Exec(std::function<bool(sqlite3*)> write, std::function<void(bool)> done);
 
  private:
-  enum class Op { kAppend, kRead, kRecover, kRemove, kKey, kNew, kForget };
+  enum class Op { kAppend, kRead, kRecover, kRemove, kKey, kNew, kForget, kCall };
   struct Task {
     Op op;
     std::shared_ptr<Chan> chan;
@@ -180,6 +183,8 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
     core::Completion<core::HistoryStream::Recovery> recovered;
     core::Completion<bool> removed;  // kRemove: answered once committed (or failed)
     core::StreamPosition position;
+    std::function<bool(sqlite3*)> call;  // kCall: its writes; called(committed) after
+    std::function<void(bool)> called;
     uint64_t queued_us = 0;
   };
   struct Stmts {
@@ -418,6 +423,13 @@ std::vector<SqliteDb::Key> SqliteDb::TakeKeys(std::string_view channel) {
   return keys;
 }
 
+bool SqliteDb::Exec(std::function<bool(sqlite3*)> write, std::function<void(bool)> done) {
+  Task task{Op::kCall};
+  task.call = std::move(write);
+  task.called = std::move(done);
+  return Post(task);
+}
+
 bool SqliteDb::Post(Task& task) {
   task.queued_us = SteadyUs();
   {
@@ -583,6 +595,8 @@ bool SqliteDb::Write(Task& t, core::HistoryAppended* result,
           .Run();
     case Op::kForget:
       return s.remove_pubs.Bind(1, t.channel).Run() && s.forget_meta.Bind(1, t.channel).Run();
+    case Op::kCall:
+      return t.call(db_);
     case Op::kRead:
     case Op::kRecover:
       break;
@@ -665,6 +679,8 @@ void SqliteDb::Transaction(std::vector<Task>& batch, size_t begin, size_t end) {
       if (!ok) r = core::HistoryAppended{true, {}, {}, {}};
       Record(StoreStatus::kAppend, t.queued_us);
       t.appended(std::move(r));
+    } else if (t.op == Op::kCall) {
+      if (t.called) t.called(ok);
     } else if (t.op == Op::kKey) {
       ++kinds[StoreStatus::kKey];
     } else if (t.op == Op::kRemove) {
@@ -906,6 +922,9 @@ std::unique_ptr<core::IdempotencyStore> SqliteEngine::Idempotency() {
   return std::make_unique<SqliteIdempotencyStore>(db_);
 }
 StoreStatus SqliteEngine::Status() const { return db_->Status(); }
+bool SqliteEngine::Exec(std::function<bool(sqlite3*)> write, std::function<void(bool)> done) {
+  return db_->Exec(std::move(write), std::move(done));
+}
 void SqliteEngine::Stop() { db_->Stop(); }
 
 }  // namespace hermod::store

@@ -33,6 +33,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -41,6 +42,8 @@
 #include "core/history_store.h"
 #include "core/idempotency_store.h"
 #include "store/store_status.h"
+
+struct sqlite3;
 
 namespace hermod::store {
 
@@ -65,6 +68,10 @@ class SqliteEngine {
   std::unique_ptr<core::HistoryStore> History();
   std::unique_ptr<core::IdempotencyStore> Idempotency();
   StoreStatus Status() const;
+  // Runs write on the writer thread inside its next transaction (group commit with
+  // history's writes; false fails the transaction), then done(committed) on that thread.
+  // false: refused at once (stopped), and neither is called.
+  bool Exec(std::function<bool(sqlite3*)> write, std::function<void(bool)> done);
   // Completes what is queued and stops the writer (the history store does it when the hub
   // destroys it); later calls fail at once.
   void Stop();

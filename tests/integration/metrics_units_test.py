@@ -8,7 +8,7 @@ histogram whose name ends in `_seconds`, whatever it measures:
 - its finite `le` bounds look like seconds: the smallest between 1 microsecond and 1 s, the
   largest at most 10^6 s (11.6 days);
 - a short scripted session (a client connects, subscribes, gets one publication from the
-  API, stays a measured while, closes) moves its count, and its `_sum` by no more than the
+  API and one in its inbox, which it acks, stays a measured while, closes) moves its count, and its `_sum` by no more than the
   wall time the whole session took (the session is sequential: no two timed things overlap);
 - the connection's lifetime, held for a known time, shows up in
   hermod_websocket_connection_duration_seconds_sum within the time measured around it.
@@ -35,6 +35,11 @@ CONFIG = {
     "allow_subscribe_for_client": True,
     "allow_subscribe_for_anonymous": True,
     "api_key": "k",
+    # An inbox, so that the ack latency histogram records an ack.
+    "token_hmac_secret_key": g.SECRET,
+    "user_subscribe_to_personal": True,
+    "user_personal_channel_namespace": "inbox",
+    "namespaces": [{"name": "inbox", "inbox": True}],
 }
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")
 
@@ -97,10 +102,17 @@ class HistogramUnitsTest(h.HermodTestCase):
         ws = c.ws
         opened = time.monotonic()  # the server took its open time before answering 101
         try:
-            c.send(("connect", {}), ("subscribe", {"channel": "units"}))
+            c.send(("connect", {"token": g.jwt({"sub": "u1"})}),
+                   ("subscribe", {"channel": "units"}))
             self.assertIn('"subscribe"', c.read_frame()[1])
             self.api(server.port, "publish", {"channel": "units", "data": {"n": 1}})
             self.assertIn('"pub"', c.read_frame()[1])
+            # An inbox publication, delivered and acked.
+            self.api(server.port, "publish", {"channel": "inbox:#u1", "data": {"n": 2}})
+            self.assertIn('"inbox:#u1"', c.read_frame()[1])
+            c.send(("rpc", {"method": "hermod.ack",
+                            "data": {"channel": "inbox:#u1", "offsets": [1]}}))
+            self.assertIn('"offsets":[1]', c.read_frame()[1])
             # Holding the connection open is what is measured here, not a synchronisation.
             threading.Event().wait(max(0.0, HOLD_S - (time.monotonic() - opened)))
             held = time.monotonic() - opened

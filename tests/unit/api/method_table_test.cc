@@ -14,6 +14,7 @@
 #include "proto/prepared_push.h"
 #include "stats/loop_metrics.h"
 #include "store/engines.h"
+#include "store/memory_inbox.h"
 
 namespace hermod::api {
 namespace {
@@ -25,8 +26,13 @@ class MethodTableTest : public ::testing::Test {
     c.channel.history_size = 1000;
     c.channel.history_ttl.ms = 60000;
     c.channel.presence = true;
+    config::Namespace inbox;
+    inbox.name = "inbox";
+    inbox.options.inbox = true;
+    c.namespaces.push_back(inbox);
     return c;
   }
+  void SetUp() override { api_.set_inbox(&inbox_); }
 
   size_t Published(std::string_view channel) {
     return hub_.History(channel, config_.channel, nullptr, -1, false).publications.size();
@@ -39,6 +45,8 @@ class MethodTableTest : public ::testing::Test {
   ServerApi api_{hub_, rules_, "key",
                  [this](std::string user, std::string, ClientAction) { selected_.push_back(user); },
                  NodeInfo{"1.0", nullptr}};
+  store::MemoryInboxStore inbox_store_;
+  core::Inbox inbox_{inbox_store_, rules_, hub_, config_};
 };
 
 // A body every method accepts as its request.
@@ -54,7 +62,10 @@ TEST_F(MethodTableTest, EveryMethodHasARouteAMetricLabelAndAnAnswer) {
         << name;
     EXPECT_NE(std::find(kMethodLabels.begin(), kMethodLabels.end(), name), kMethodLabels.end())
         << name;
-    std::string body(kAnyRequest);
+    // The inboxes' methods on an inbox channel.
+    std::string body(name.starts_with("inbox_") || name.starts_with("dead_letters")
+                         ? R"({"channel":"inbox:#u"})"
+                         : kAnyRequest);
     std::string out;
     EXPECT_EQ(api_.Call(name, body, out), 200) << name;
     EXPECT_TRUE(out.starts_with(name == "batch" ? R"({"replies":)" : R"({"result":)"))

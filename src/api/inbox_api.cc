@@ -1,0 +1,205 @@
+#include "api/inbox_api.h"
+
+#include <simdjson.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <optional>
+#include <vector>
+
+#include "json/string_writer.h"
+
+namespace hermod::api {
+
+namespace {
+
+struct InboxRequest {
+  std::string channel;
+  std::string user;
+  std::vector<uint64_t> offsets;
+  uint64_t cursor = 0;
+  uint64_t limit = 100;
+};
+
+bool ParseRequest(std::string_view body, InboxRequest* r) {
+  simdjson::padded_string padded(body);
+  simdjson::ondemand::parser parser;
+  simdjson::ondemand::document doc;
+  if (parser.iterate(padded).get(doc) != simdjson::SUCCESS) return false;
+  simdjson::ondemand::object object;
+  if (doc.get_object().get(object) != simdjson::SUCCESS) return false;
+  for (auto field : object) {
+    std::string_view key;
+    if (field.unescaped_key().get(key) != simdjson::SUCCESS) return false;
+    simdjson::ondemand::value v = field.value();
+    std::string_view s;
+    if (key == "channel" || key == "user") {
+      if (v.get_string().get(s) != simdjson::SUCCESS) return false;
+      (key == "channel" ? r->channel : r->user) = std::string(s);
+    } else if (key == "cursor") {
+      // A string (as Centrifugo's cursors) or a number.
+      if (v.get_string().get(s) == simdjson::SUCCESS) {
+        if (!s.empty()) r->cursor = std::strtoull(std::string(s).c_str(), nullptr, 10);
+      } else if (v.get_uint64().get(r->cursor) != simdjson::SUCCESS) {
+        return false;
+      }
+    } else if (key == "limit") {
+      if (v.get_uint64().get(r->limit) != simdjson::SUCCESS) return false;
+    } else if (key == "offsets") {
+      simdjson::ondemand::array array;
+      if (v.get_array().get(array) != simdjson::SUCCESS) return false;
+      for (auto item : array) {
+        uint64_t n;
+        if (item.get_uint64().get(n) != simdjson::SUCCESS) return false;
+        if (r->offsets.size() >= 100000) return false;
+        r->offsets.push_back(n);
+      }
+    }
+  }
+  return true;
+}
+
+void Error(std::string& out, uint32_t code, std::string_view message) {
+  out += "{\"error\":{\"code\":" + std::to_string(code) + ",\"message\":";
+  json::AppendJsonString(out, message);
+  out += "}}";
+}
+
+void AppendTime(std::string& out, std::string_view key, uint64_t ms) {
+  if (ms == 0) return;
+  out += ",\"";
+  out += key;
+  out += "\":";
+  out += std::to_string(ms);
+}
+
+void AppendEntry(std::string& out, const core::InboxEntry& e, bool with_data) {
+  out += "{\"channel\":";
+  json::AppendJsonString(out, e.channel);
+  out += ",\"offset\":" + std::to_string(e.offset) + ",\"status\":\"";
+  out += core::InboxStateName(e.state);
+  out += "\",\"deliveries\":" + std::to_string(e.deliveries);
+  if (e.state == core::InboxState::kDead) {
+    out += ",\"reason\":";
+    json::AppendJsonString(out, e.reason);
+  }
+  AppendTime(out, "published_at", e.published_ms);
+  AppendTime(out, "delivered_at", e.delivered_ms);
+  if (e.state == core::InboxState::kAcked) AppendTime(out, "acked_at", e.done_ms);
+  if (e.state == core::InboxState::kDead) AppendTime(out, "dead_at", e.done_ms);
+  AppendTime(out, "expires_at", e.expires_ms);
+  if (with_data && !e.data.empty()) {
+    out += ",\"data\":";
+    out += e.data;
+  }
+  out += '}';
+}
+
+bool Unavailable(core::Inbox* inbox, std::string& out) {
+  if (inbox != nullptr) return false;
+  Error(out, 108, "not available: no namespace has inbox: true");
+  return true;
+}
+
+bool NotInbox(core::Inbox* inbox, std::string_view channel, std::string& out) {
+  if (inbox->Options(channel) != nullptr) return false;
+  Error(out, 107, "bad request: channel is not in an inbox namespace");
+  return true;
+}
+
+bool Change(core::Inbox* inbox, std::string& body, std::string& out, bool redrive) {
+  InboxRequest r;
+  if (!ParseRequest(body, &r)) return false;
+  if (Unavailable(inbox, out)) return true;
+  if (r.channel.empty()) {
+    Error(out, 107, "bad request: channel");
+    return true;
+  }
+  if (NotInbox(inbox, r.channel, out)) return true;
+  const core::InboxChange change = redrive
+                                       ? inbox->Redrive(r.channel, r.offsets, {})
+                                       : inbox->store().RemoveDead(r.channel, r.offsets, nullptr);
+  if (!change) {
+    Error(out, 107, "bad request: " + change.error);
+    return true;
+  }
+  out += "{\"result\":{\"offsets\":[";
+  for (size_t i = 0; i < change.changed.size(); ++i) {
+    if (i > 0) out += ',';
+    out += std::to_string(change.changed[i].offset);
+  }
+  out += "]}}";
+  return true;
+}
+
+}  // namespace
+
+bool InboxStatusCall(core::Inbox* inbox, std::string& body, std::string& out) {
+  InboxRequest r;
+  if (!ParseRequest(body, &r)) return false;
+  if (Unavailable(inbox, out)) return true;
+  if (r.channel.empty()) {
+    Error(out, 107, "bad request: channel");
+    return true;
+  }
+  if (NotInbox(inbox, r.channel, out)) return true;
+  const core::InboxPosition position = inbox->store().Position(r.channel);
+  out += "{\"result\":{\"offset\":" + std::to_string(position.offset) + ",\"epoch\":";
+  json::AppendJsonString(out, position.epoch);
+  out += ",\"publications\":[";
+  bool first = true;
+  for (const core::InboxEntry& e : inbox->store().Status(r.channel, r.offsets)) {
+    if (!first) out += ',';
+    first = false;
+    AppendEntry(out, e, false);
+  }
+  out += "]}}";
+  return true;
+}
+
+bool DeadLettersCall(core::Inbox* inbox, std::string& body, std::string& out) {
+  InboxRequest r;
+  if (!ParseRequest(body, &r)) return false;
+  if (Unavailable(inbox, out)) return true;
+  core::DeadLetterQuery query;
+  query.channel = r.channel;
+  query.user = r.user;
+  query.cursor = r.cursor;
+  query.limit = std::clamp<uint64_t>(r.limit, 1, 1000);
+  const core::DeadLetterPage page = inbox->store().DeadLetters(query);
+  out += "{\"result\":{\"dead_letters\":[";
+  for (size_t i = 0; i < page.entries.size(); ++i) {
+    if (i > 0) out += ',';
+    AppendEntry(out, page.entries[i], true);
+  }
+  out += "],\"cursor\":\"";
+  if (page.next_cursor != 0) out += std::to_string(page.next_cursor);
+  out += "\"}}";
+  return true;
+}
+
+bool DeadLettersRedriveCall(core::Inbox* inbox, std::string& body, std::string& out) {
+  return Change(inbox, body, out, true);
+}
+
+bool DeadLettersRemoveCall(core::Inbox* inbox, std::string& body, std::string& out) {
+  return Change(inbox, body, out, false);
+}
+
+void AppendInboxPublished(std::string& out, const core::Inbox::Published& p) {
+  switch (p.status) {
+    case core::InboxAppended::Status::kOk:
+      out += "{\"result\":{\"offset\":" + std::to_string(p.position.offset) + ",\"epoch\":";
+      json::AppendJsonString(out, p.position.epoch);
+      out += "}}";
+      return;
+    case core::InboxAppended::Status::kFull:
+      Error(out, 111, "too many requests: inbox full (inbox_size), nothing published");
+      return;
+    case core::InboxAppended::Status::kFailed:
+      Error(out, 100, "internal server error: the inbox could not store it");
+      return;
+  }
+}
+
+}  // namespace hermod::api

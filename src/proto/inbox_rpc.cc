@@ -1,0 +1,152 @@
+// The client's side of the inboxes (core/inbox.h): acks and rejects through the SDK's RPC
+// (`hermod.ack` {channel, offsets | up_to}, `hermod.reject` {channel, offsets, reason}),
+// answered by hermod before any RPC proxy, once the engine has stored them; and the
+// deliveries of an inbox this connection is subscribed to, sent as ordinary publication
+// pushes with the delivery count in `tags` (`hermod-delivery`).
+#include <simdjson.h>
+
+#include <string>
+#include <vector>
+
+#include "proto/client_session.h"
+#include "stats/loop_metrics.h"
+
+namespace hermod::proto {
+
+namespace {
+
+struct InboxRpc {
+  std::string channel;
+  std::vector<uint64_t> offsets;
+  std::optional<uint64_t> up_to;
+  std::string reason;
+};
+
+// `{channel, offsets?, up_to?, reason?}`; false when it is not that.
+bool ParseInboxRpc(std::string_view json, InboxRpc* r) {
+  if (json.empty()) return false;
+  simdjson::padded_string padded(json);
+  simdjson::ondemand::parser parser;
+  simdjson::ondemand::document doc;
+  if (parser.iterate(padded).get(doc) != simdjson::SUCCESS) return false;
+  simdjson::ondemand::object object;
+  if (doc.get_object().get(object) != simdjson::SUCCESS) return false;
+  for (auto field : object) {
+    std::string_view key;
+    if (field.unescaped_key().get(key) != simdjson::SUCCESS) return false;
+    simdjson::ondemand::value v = field.value();
+    if (key == "channel") {
+      std::string_view s;
+      if (v.get_string().get(s) != simdjson::SUCCESS) return false;
+      r->channel = std::string(s);
+    } else if (key == "reason") {
+      std::string_view s;
+      if (v.get_string().get(s) != simdjson::SUCCESS) return false;
+      r->reason = std::string(s.substr(0, 256));
+    } else if (key == "up_to") {
+      uint64_t n;
+      if (v.get_uint64().get(n) != simdjson::SUCCESS) return false;
+      r->up_to = n;
+    } else if (key == "offsets") {
+      simdjson::ondemand::array array;
+      if (v.get_array().get(array) != simdjson::SUCCESS) return false;
+      for (auto item : array) {
+        uint64_t n;
+        if (item.get_uint64().get(n) != simdjson::SUCCESS) return false;
+        if (r->offsets.size() >= 10000) return false;
+        r->offsets.push_back(n);
+      }
+    }
+  }
+  return !r->channel.empty();
+}
+
+std::string OffsetsJson(const std::vector<uint64_t>& offsets) {
+  std::string out = "{\"offsets\":[";
+  for (size_t i = 0; i < offsets.size(); ++i) {
+    if (i > 0) out += ',';
+    out += std::to_string(offsets[i]);
+  }
+  out += "]}";
+  return out;
+}
+
+}  // namespace
+
+// A subscription's watch of its inbox: lives as long as the subscription.
+class ClientSession::InboxWatch final : public core::Inbox::Watcher {
+ public:
+  explicit InboxWatch(ClientSession& session) : session_(session) {}
+  void DeliverInbox(std::string_view channel,
+                    const std::vector<core::InboxEntry>& entries) override {
+    session_.SendInbox(channel, entries);
+  }
+
+ private:
+  ClientSession& session_;
+};
+
+void ClientSession::WatchInbox(ClientSubscription& s) {
+  if (context_.inbox == nullptr || !s.options->inbox) return;
+  auto watch = std::make_shared<InboxWatch>(*this);
+  s.inbox_watch = watch;
+  context_.inbox->Watch(s.channel, loop(), watch);
+}
+
+void ClientSession::SendInbox(std::string_view channel,
+                              const std::vector<core::InboxEntry>& entries) {
+  if (!connected() || closing()) return;
+  std::string push;
+  std::string tags;
+  for (const core::InboxEntry& e : entries) {
+    tags = "{\"hermod-delivery\":\"" + std::to_string(e.deliveries) + "\"}";
+    if (!push.empty()) push += '\n';
+    AppendPublicationPush(push, channel, PublicationJson(e.data, {}, e.offset, tags));
+  }
+  if (push.empty()) return;
+  transport_.SendReply(push, net::Lane::kNormal);
+  stats::RecordSent(stats::SentType::kReply, push.size());
+}
+
+bool ClientSession::HandleInboxRpc(const Command& c) {
+  const bool ack = c.rpc_method == "hermod.ack";
+  if (!ack && c.rpc_method != "hermod.reject") return false;
+  if (context_.inbox == nullptr) {
+    AppendBackendError(*reply_, c.id, static_cast<uint32_t>(ErrorCode::kNotAvailable),
+                       "no inbox namespaces", false);
+    return true;
+  }
+  InboxRpc r;
+  if (!ParseInboxRpc(c.data, &r) || (ack && r.offsets.empty() && !r.up_to) ||
+      (!ack && r.offsets.empty())) {
+    AppendBackendError(*reply_, c.id, static_cast<uint32_t>(ErrorCode::kBadRequest),
+                       ack ? "hermod.ack wants {channel, offsets: [..]} or {channel, up_to: N}"
+                           : "hermod.reject wants {channel, offsets: [..], reason}",
+                       false);
+    return true;
+  }
+  // Answered on this loop, once stored, only while this session lives (as Later).
+  if (!alive_) alive_ = std::make_shared<char>();
+  core::Completion<core::Inbox::Answer> done(
+      loop(), std::weak_ptr<const void>(alive_), [this, id = c.id](core::Inbox::Answer answer) {
+        std::string reply;
+        if (answer.denied) {
+          AppendBackendError(reply, id, static_cast<uint32_t>(ErrorCode::kPermissionDenied),
+                             "not this user's inbox", false);
+        } else if (!answer.error.empty()) {
+          AppendBackendError(reply, id, static_cast<uint32_t>(ErrorCode::kBadRequest), answer.error,
+                             false);
+        } else {
+          AppendRpcReply(reply, id, OffsetsJson(answer.offsets));
+        }
+        SendLaterReply(reply);
+      });
+  if (ack) {
+    context_.inbox->Ack(user_, r.channel, r.offsets, r.up_to, std::move(done));
+  } else {
+    context_.inbox->Reject(user_, r.channel, r.offsets, r.reason, std::move(done));
+  }
+  return true;
+}
+
+}  // namespace hermod::proto

@@ -1,0 +1,105 @@
+// The `memory` inbox engine (core/inbox_store.h), and the state every engine keeps in memory.
+//
+// Each inbox is an ordered map of its entries (offset → entry) with its epoch and top offset,
+// under one mutex for all inboxes: inbox calls are per publication, ack and delivery, far
+// fewer than fan-out's pushes, and a call holds it for a map lookup or a short walk. Dead
+// letters are also indexed by their dead_id (the API's cursor order).
+//
+// A durable engine derives from it (store/sqlite_inbox.h): each change is recorded as row
+// writes and handed to Persist, in the order the changes were made (under the mutex), and
+// the engine calls `stored` once they are durable. The memory engine persists nothing: not
+// durable, it says so at start-up (app/) and in the README.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "core/inbox_store.h"
+
+namespace hermod::store {
+
+class MemoryInboxStore : public core::InboxStore {
+ public:
+  MemoryInboxStore() = default;
+  const char* name() const override { return "memory"; }
+  bool durable() const override { return false; }
+
+  core::InboxAppended Append(std::string_view channel, std::string_view data,
+                             const core::InboxLimits& limits, uint64_t now_ms,
+                             core::InboxStored stored) override;
+  core::InboxPosition Position(std::string_view channel) override;
+  std::vector<core::InboxEntry> Unacked(std::string_view channel) override;
+  std::vector<core::InboxEntry> MarkDelivered(std::string_view channel,
+                                              const std::vector<uint64_t>& offsets,
+                                              uint64_t ack_timeout_ms, uint64_t now_ms) override;
+  core::InboxChange Ack(std::string_view channel, const std::vector<uint64_t>& offsets,
+                        std::optional<uint64_t> up_to, uint64_t now_ms,
+                        core::InboxStored stored) override;
+  core::InboxChange DeadLetter(std::string_view channel, const std::vector<uint64_t>& offsets,
+                               std::string_view reason, uint64_t now_ms,
+                               core::InboxStored stored) override;
+  core::InboxChange Redrive(std::string_view channel, const std::vector<uint64_t>& offsets,
+                            uint64_t now_ms, core::InboxStored stored) override;
+  core::InboxChange RemoveDead(std::string_view channel, const std::vector<uint64_t>& offsets,
+                               core::InboxStored stored) override;
+  core::DeadLetterPage DeadLetters(const core::DeadLetterQuery& query) override;
+  std::vector<core::InboxEntry> Status(std::string_view channel,
+                                       const std::vector<uint64_t>& offsets) override;
+  std::vector<core::InboxEntry> Expire(uint64_t now_ms) override;
+  std::vector<std::pair<std::string, size_t>> PendingCounts() override;
+  size_t DeadCount() override;
+
+ protected:
+  // One row write of a durable engine, in the order the changes were made.
+  struct Write {
+    enum class Kind : uint8_t { kPut, kDelete, kMeta } kind;
+    core::InboxEntry entry;  // kPut: the whole entry; kDelete: channel and offset
+    std::string epoch;       // kMeta: the channel's epoch and top (entry.offset)
+  };
+  // Under the mutex, with a call's writes (never empty). nullopt: the engine calls stored
+  // later; else the result now (the caller calls stored, outside the mutex).
+  virtual std::optional<bool> Persist(std::vector<Write>& writes, core::InboxStored& stored) {
+    (void)writes;
+    (void)stored;
+    return true;
+  }
+  // A durable engine's start-up: entries and positions as they were stored.
+  void Restore(std::string_view channel, std::string epoch, uint64_t top);
+  void Restore(core::InboxEntry entry, const core::InboxLimits& limits);
+  // Whether Persist is worth its writes' copies (a durable engine).
+  virtual bool journaled() const { return false; }
+
+ private:
+  struct Inbox {
+    std::string epoch;
+    uint64_t top = 0;
+    std::map<uint64_t, core::InboxEntry> entries;
+    size_t unacked = 0, acked = 0, dead = 0;
+    core::InboxLimits limits;
+  };
+  Inbox& Get(std::string_view channel, std::vector<Write>* writes);
+  Inbox* Find(std::string_view channel);
+  void Put(std::vector<Write>& w, const core::InboxEntry& e);
+  void Erase(Inbox& inbox, std::map<uint64_t, core::InboxEntry>::iterator it,
+             std::vector<Write>& w);
+  void Kill(Inbox& inbox, core::InboxEntry& e, std::string_view reason, uint64_t now_ms);
+  // Keeps at most limits.size acked and dead entries.
+  void Bound(Inbox& inbox, std::vector<Write>& w);
+  // Hands writes to Persist and answers stored (now, outside the lock, or later).
+  void Finish(std::unique_lock<std::mutex>& lock, std::vector<Write>& writes,
+              core::InboxStored stored);
+
+  std::mutex mutex_;
+  std::unordered_map<std::string, Inbox> inboxes_;
+  std::map<uint64_t, std::pair<std::string, uint64_t>> dead_;  // dead_id → channel, offset
+  uint64_t next_dead_id_ = 1;
+};
+
+}  // namespace hermod::store

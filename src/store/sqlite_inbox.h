@@ -1,0 +1,41 @@
+// The `sqlite` inbox engine: the memory engine's state (store/memory_inbox.h), each change
+// also written to the engine's SQLite file (store/sqlite_store.h) by its one writer thread,
+// in the same group-committed transactions as history, so an inbox costs no connection and
+// no thread of its own. What a call changed is durable when its `stored` is called (after
+// the COMMIT): the API answers a publish, and a client its ack, only then. Delivery counts
+// are written without waiting (a count lost to kill -9 means one more delivery, never a lost
+// publication). At start-up every inbox row is read back into memory.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "store/memory_inbox.h"
+#include "store/sqlite_store.h"
+
+namespace hermod::store {
+
+class SqliteInboxStore final : public MemoryInboxStore {
+ public:
+  // Creates the tables if needed and loads them; nullptr with *error when it cannot.
+  static std::unique_ptr<SqliteInboxStore> Open(std::shared_ptr<SqliteEngine> engine,
+                                                std::string* error);
+  ~SqliteInboxStore() override;
+  const char* name() const override { return "sqlite"; }
+  bool durable() const override { return true; }
+
+  struct Statements;
+
+ protected:
+  std::optional<bool> Persist(std::vector<Write>& writes, core::InboxStored& stored) override;
+  bool journaled() const override { return true; }
+
+ private:
+  explicit SqliteInboxStore(std::shared_ptr<SqliteEngine> engine);
+  std::shared_ptr<SqliteEngine> engine_;
+  std::shared_ptr<Statements> stmts_;
+};
+
+}  // namespace hermod::store

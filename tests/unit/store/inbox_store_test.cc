@@ -1,0 +1,240 @@
+// The inbox engines (core/inbox_store.h): the same cases against memory and sqlite, through
+// the interface as core/inbox.h calls it. `stored` is awaited on a future, never slept for.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <future>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "store/memory_inbox.h"
+#include "store/sqlite_inbox.h"
+
+namespace hermod::store {
+namespace {
+
+using core::InboxState;
+
+struct Factory {
+  const char* name;
+  bool durable;
+};
+void PrintTo(const Factory& f, std::ostream* os) { *os << f.name; }
+
+const Factory kEngines[] = {{"memory", false}, {"sqlite", true}};
+
+class InboxStoreTest : public ::testing::TestWithParam<Factory> {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("hermod-inbox-" + std::to_string(getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    Reopen();
+  }
+  void TearDown() override {
+    store_.reset();
+    engine_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  // The engine made again on the same storage (a restart).
+  void Reopen() {
+    store_.reset();
+    engine_.reset();
+    if (!GetParam().durable) {
+      store_ = std::make_unique<MemoryInboxStore>();
+      return;
+    }
+    SqliteOptions options;
+    options.path = (dir_ / "hermod.db").string();
+    std::string error;
+    engine_ = SqliteEngine::Open(options, &error);
+    ASSERT_TRUE(engine_) << error;
+    store_ = SqliteInboxStore::Open(engine_, &error);
+    ASSERT_TRUE(store_) << error;
+  }
+  // Runs a call and waits until its change is stored.
+  template <class Call>
+  auto Stored(Call&& call) {
+    auto promise = std::make_shared<std::promise<bool>>();
+    auto future = promise->get_future();
+    auto result = call([promise](bool ok) { promise->set_value(ok); });
+    EXPECT_TRUE(future.get());
+    return result;
+  }
+  uint64_t Publish(std::string_view channel, std::string_view data, core::InboxLimits limits = {}) {
+    auto r = Stored([&](core::InboxStored s) {
+      return store_->Append(channel, data, limits, now_, std::move(s));
+    });
+    EXPECT_EQ(r.status, core::InboxAppended::Status::kOk);
+    return r.position.offset;
+  }
+  static std::vector<uint64_t> Offsets(const std::vector<core::InboxEntry>& entries) {
+    std::vector<uint64_t> v;
+    for (const auto& e : entries) v.push_back(e.offset);
+    return v;
+  }
+
+  std::filesystem::path dir_;
+  std::shared_ptr<SqliteEngine> engine_;
+  std::unique_ptr<core::InboxStore> store_;
+  uint64_t now_ = 1'700'000'000'000;
+};
+
+TEST_P(InboxStoreTest, AppendsWithOffsetsAndListsUnackedInOrder) {
+  EXPECT_EQ(Publish("inbox:#42", R"({"n":1})"), 1u);
+  EXPECT_EQ(Publish("inbox:#42", R"({"n":2})"), 2u);
+  EXPECT_EQ(Publish("inbox:#7", R"({"n":1})"), 1u);
+  const auto unacked = store_->Unacked("inbox:#42");
+  ASSERT_EQ(Offsets(unacked), (std::vector<uint64_t>{1, 2}));
+  EXPECT_EQ(unacked[1].data, R"({"n":2})");
+  EXPECT_EQ(unacked[0].state, InboxState::kPending);
+  EXPECT_FALSE(store_->Position("inbox:#42").epoch.empty());
+  EXPECT_TRUE(store_->Unacked("inbox:#nobody").empty());
+}
+
+TEST_P(InboxStoreTest, AcksByOffsetsAndUpToAndRefusesBadAcksWithoutChange) {
+  for (int i = 0; i < 5; ++i) Publish("inbox:#42", "{}");
+  auto acked = Stored([&](core::InboxStored s) {
+    return store_->Ack("inbox:#42", {2}, std::nullopt, now_ + 5, std::move(s));
+  });
+  ASSERT_TRUE(acked) << acked.error;
+  EXPECT_EQ(Offsets(acked.changed), (std::vector<uint64_t>{2}));
+  // Twice, unknown, and one bad offset among good ones: errors, nothing changes.
+  EXPECT_FALSE(store_->Ack("inbox:#42", {2}, std::nullopt, now_, nullptr));
+  EXPECT_FALSE(store_->Ack("inbox:#42", {9}, std::nullopt, now_, nullptr));
+  EXPECT_FALSE(store_->Ack("inbox:#42", {1, 9}, std::nullopt, now_, nullptr));
+  EXPECT_FALSE(store_->Ack("inbox:#7", {1}, std::nullopt, now_, nullptr));
+  EXPECT_FALSE(store_->Ack("inbox:#42", {}, 99, now_, nullptr));
+  EXPECT_EQ(Offsets(store_->Unacked("inbox:#42")), (std::vector<uint64_t>{1, 3, 4, 5}));
+  acked = Stored(
+      [&](core::InboxStored s) { return store_->Ack("inbox:#42", {}, 4, now_, std::move(s)); });
+  ASSERT_TRUE(acked) << acked.error;
+  EXPECT_EQ(Offsets(acked.changed), (std::vector<uint64_t>{1, 3, 4}));
+  EXPECT_FALSE(store_->Ack("inbox:#42", {}, 4, now_, nullptr));
+  EXPECT_EQ(Offsets(store_->Unacked("inbox:#42")), (std::vector<uint64_t>{5}));
+  const auto status = store_->Status("inbox:#42", {2, 5, 77});
+  ASSERT_EQ(status.size(), 2u);
+  EXPECT_EQ(status[0].state, InboxState::kAcked);
+  EXPECT_EQ(status[0].done_ms, now_ + 5);
+  EXPECT_EQ(status[1].state, InboxState::kPending);
+}
+
+TEST_P(InboxStoreTest, CountsDeliveriesWithBackoff) {
+  Publish("inbox:#42", "{}");
+  auto d = store_->MarkDelivered("inbox:#42", {1, 2}, 100, now_);
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_EQ(d[0].deliveries, 1u);
+  EXPECT_EQ(d[0].due_ms, now_ + 100);
+  d = store_->MarkDelivered("inbox:#42", {1}, 100, now_);
+  EXPECT_EQ(d[0].deliveries, 2u);
+  EXPECT_EQ(d[0].due_ms, now_ + 200);
+  for (int i = 0; i < 8; ++i) d = store_->MarkDelivered("inbox:#42", {1}, 100, now_);
+  EXPECT_EQ(d[0].due_ms, now_ + 1600);  // at most 16 × ack_timeout
+  EXPECT_EQ(store_->Unacked("inbox:#42")[0].state, InboxState::kDelivered);
+}
+
+TEST_P(InboxStoreTest, DeadLettersPageRedriveAndRemove) {
+  for (int i = 0; i < 3; ++i) Publish("inbox:#42", "{}");
+  for (int i = 0; i < 2; ++i) Publish("inbox:#7", "{}");
+  auto dead = Stored([&](core::InboxStored s) {
+    return store_->DeadLetter("inbox:#42", {1, 3}, "bad payload", now_, std::move(s));
+  });
+  ASSERT_TRUE(dead) << dead.error;
+  EXPECT_FALSE(store_->DeadLetter("inbox:#42", {1}, "again", now_, nullptr));
+  Stored([&](core::InboxStored s) {
+    return store_->DeadLetter("inbox:#7", {2}, "max_deliveries", now_, std::move(s));
+  });
+  EXPECT_EQ(store_->DeadCount(), 3u);
+  // Paging by cursor, all channels, then filtered.
+  auto page = store_->DeadLetters({"", "", 0, 2});
+  ASSERT_EQ(page.entries.size(), 2u);
+  EXPECT_NE(page.next_cursor, 0u);
+  EXPECT_EQ(page.entries[0].reason, "bad payload");
+  auto rest = store_->DeadLetters({"", "", page.next_cursor, 2});
+  ASSERT_EQ(rest.entries.size(), 1u);
+  EXPECT_EQ(rest.next_cursor, 0u);
+  EXPECT_EQ(rest.entries[0].channel, "inbox:#7");
+  EXPECT_EQ(store_->DeadLetters({"", "7", 0, 10}).entries.size(), 1u);
+  EXPECT_EQ(store_->DeadLetters({"inbox:#42", "", 0, 10}).entries.size(), 2u);
+  // Redrive: back in the inbox, count reset, same offset.
+  auto back = Stored(
+      [&](core::InboxStored s) { return store_->Redrive("inbox:#42", {3}, now_, std::move(s)); });
+  ASSERT_TRUE(back) << back.error;
+  EXPECT_FALSE(store_->Redrive("inbox:#42", {2}, now_, nullptr));
+  const auto unacked = store_->Unacked("inbox:#42");
+  EXPECT_EQ(Offsets(unacked), (std::vector<uint64_t>{2, 3}));
+  EXPECT_EQ(unacked[1].deliveries, 0u);
+  auto removed = Stored(
+      [&](core::InboxStored s) { return store_->RemoveDead("inbox:#42", {}, std::move(s)); });
+  ASSERT_TRUE(removed) << removed.error;
+  EXPECT_EQ(Offsets(removed.changed), (std::vector<uint64_t>{1}));
+  EXPECT_EQ(store_->DeadCount(), 1u);
+}
+
+TEST_P(InboxStoreTest, FullInboxRefusesOrDeadLettersTheOldest) {
+  core::InboxLimits limits;
+  limits.size = 2;
+  Publish("inbox:#42", "{}", limits);
+  Publish("inbox:#42", "{}", limits);
+  auto full = store_->Append("inbox:#42", "{}", limits, now_, nullptr);
+  EXPECT_EQ(full.status, core::InboxAppended::Status::kFull);
+  EXPECT_EQ(store_->Unacked("inbox:#42").size(), 2u);
+  limits.dead_letter_oldest = true;
+  auto r = Stored([&](core::InboxStored s) {
+    return store_->Append("inbox:#42", "{}", limits, now_, std::move(s));
+  });
+  ASSERT_EQ(r.status, core::InboxAppended::Status::kOk);
+  EXPECT_EQ(r.position.offset, 3u);
+  ASSERT_EQ(r.dead.size(), 1u);
+  EXPECT_EQ(r.dead[0].offset, 1u);
+  EXPECT_EQ(r.dead[0].reason, "overflow");
+  EXPECT_EQ(Offsets(store_->Unacked("inbox:#42")), (std::vector<uint64_t>{2, 3}));
+}
+
+TEST_P(InboxStoreTest, ExpiresUnackedIntoDeadLetters) {
+  core::InboxLimits limits;
+  limits.ttl_ms = 1000;
+  Publish("inbox:#42", "{}", limits);
+  EXPECT_TRUE(store_->Expire(now_ + 999).empty());
+  const auto died = store_->Expire(now_ + 1000);
+  ASSERT_EQ(died.size(), 1u);
+  EXPECT_EQ(died[0].reason, "expired");
+  EXPECT_TRUE(store_->Unacked("inbox:#42").empty());
+  // The dead letter goes a ttl after it died.
+  EXPECT_EQ(store_->DeadCount(), 1u);
+  store_->Expire(now_ + 2000);
+  EXPECT_EQ(store_->DeadCount(), 0u);
+}
+
+TEST_P(InboxStoreTest, KeepsWhatWasStoredAcrossARestart) {
+  if (!GetParam().durable) GTEST_SKIP() << "not durable";
+  for (int i = 0; i < 4; ++i) Publish("inbox:#42", "{\"i\":" + std::to_string(i) + "}");
+  const std::string epoch = store_->Position("inbox:#42").epoch;
+  Stored([&](core::InboxStored s) {
+    return store_->Ack("inbox:#42", {1, 3}, std::nullopt, now_, std::move(s));
+  });
+  Stored([&](core::InboxStored s) {
+    return store_->DeadLetter("inbox:#42", {4}, "rejected", now_, std::move(s));
+  });
+  store_->MarkDelivered("inbox:#42", {2}, 100, now_);
+  Reopen();
+  const auto unacked = store_->Unacked("inbox:#42");
+  ASSERT_EQ(Offsets(unacked), (std::vector<uint64_t>{2}));
+  EXPECT_EQ(unacked[0].data, R"({"i":1})");
+  EXPECT_EQ(unacked[0].deliveries, 1u);  // the writer stored it before the later commits
+  EXPECT_EQ(store_->Status("inbox:#42", {1})[0].state, InboxState::kAcked);
+  EXPECT_EQ(store_->DeadLetters({}).entries.size(), 1u);
+  EXPECT_EQ(store_->Position("inbox:#42").epoch, epoch);
+  EXPECT_EQ(Publish("inbox:#42", "{}"), 5u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, InboxStoreTest, ::testing::ValuesIn(kEngines),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+}  // namespace
+}  // namespace hermod::store
