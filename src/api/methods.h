@@ -11,10 +11,10 @@
 
 namespace hermod::api {
 
-inline constexpr std::array<std::string_view, 13> kMethodNames = {
+inline constexpr std::array<std::string_view, 15> kMethodNames = {
     "publish",  "broadcast", "subscribe",      "unsubscribe", "disconnect",
     "refresh",  "presence",  "presence_stats", "history",     "history_remove",
-    "channels", "info",      "batch"};
+    "channels", "info",      "batch",          "scheduled",   "scheduled_cancel"};
 
 // The label of a call that names no method of the table (a `method` the legacy `/api`
 // route does not know).

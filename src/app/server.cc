@@ -15,6 +15,7 @@
 
 #include "api/methods.h"
 #include "app/proxy_metrics.h"
+#include "app/scheduled.h"
 #include "app/store_status.h"
 #include "http/response.h"
 #include "log/fields.h"
@@ -25,6 +26,7 @@
 #include "proto/websocket_transport.h"
 #include "store/engines.h"
 #include "store/nats_history.h"
+#include "store/nats_schedule.h"
 
 namespace hermod::app {
 
@@ -287,6 +289,9 @@ void Server::BuildMetrics() {
   metrics_->AddRenderer([status = store_status_](metrics::PrometheusText& text) {
     RenderStoreMetrics(text, status);
   });
+  metrics_->AddRenderer([scheduler = scheduler_.get()](metrics::PrometheusText& text) {
+    RenderScheduled(text, *scheduler);
+  });
   if (store_status_) {
     health_->AddCheck([status = store_status_] { return StoreHealth(status()); });
   }
@@ -458,6 +463,21 @@ int Server::Run() {
     engines.stores.history_inline = false;
     engines.stores.history_delivers = true;
   }
+  if (nats_history_on) {
+    // Scheduled publications in a KV bucket shared by the cluster (store/nats_schedule.h).
+    store::NatsScheduleOptions o;
+    o.url = config_.nats.url;
+    o.bucket = config_.nats.prefix + "_schedules";
+    o.claims_bucket = config_.nats.prefix + "_schedule_claims";
+    o.dial_timeout_ms = config_.nats.dial_timeout.ms;
+    o.reconnect_wait_ms = config_.nats.reconnect_wait.ms;
+    std::string error;
+    engines.schedules = store::MakeNatsSchedules(o, &error);
+    if (!engines.schedules) {
+      spdlog::error("{}", error);
+      return 1;
+    }
+  }
   if (nats_presence_on) {
     auto presence = store::MakeNatsPresence(config_);
     if (std::string error; !presence->Start(&error)) {
@@ -524,6 +544,9 @@ int Server::Run() {
         }
       },
       api::NodeInfo{HERMOD_VERSION, [this] { return client_registry_->Get(); }});
+  scheduler_ = std::make_unique<core::Scheduler>(std::move(engines.schedules),
+                                                 config_.schedule_max_delay.ms);
+  api_->set_scheduler(scheduler_.get());
   std::vector<int> listening;
   for (size_t i = 0; i < count; ++i) {
     std::string error;
@@ -586,6 +609,18 @@ int Server::Run() {
     }
     hub_->set_broker(broker_.get());
   }
+  // Before the loops run: what it fires waits in their mailboxes until they do.
+  {
+    std::vector<net::Loop*> loops;
+    for (auto& worker : workers_) loops.push_back(worker->loop.get());
+    if (std::string error; !scheduler_->Start(FireThroughApi(*api_, std::move(loops)), &error)) {
+      spdlog::error("{}", error);
+      return 1;
+    }
+    if (!scheduler_->durable()) {
+      spdlog::info("scheduled publications are kept in memory: a restart loses those pending");
+    }
+  }
   for (auto& worker : workers_) {
     worker->thread = std::thread([loop = worker->loop.get(), m = &worker->metrics] {
       stats::BindThread(m);  // the loop's records (stats/loop_metrics.h) go here
@@ -600,6 +635,7 @@ int Server::Run() {
   sigwait(&signals, &signal_number);
   spdlog::info("{}: shutting down (deadline {} ms)", strsignal(signal_number),
                config_.shutdown_timeout_ms);
+  scheduler_->Stop();  // what has not fired stays in the store
   for (auto& worker : workers_) {
     Worker* w = worker.get();
     w->loop->Post([this, w] { ShutdownWorker(*w); });

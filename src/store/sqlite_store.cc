@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "net/event_loop.h"
+#include "store/sqlite_schedule.h"
 
 namespace hermod::store {
 
@@ -163,9 +164,15 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
   void PutKey(std::string_view channel, std::string_view key, const core::StreamPosition& position,
               uint64_t expires_ms);
   StoreStatus Status() const;
+  void Exec(std::function<bool(sqlite3*)> write, std::function<void(bool)> done) {
+    Task task{Op::kExec};
+    task.exec = std::move(write);
+    task.exec_done = std::move(done);
+    if (!Post(task)) task.exec_done(false);
+  }
 
  private:
-  enum class Op { kAppend, kRead, kRecover, kRemove, kKey, kNew, kForget };
+  enum class Op { kAppend, kRead, kRecover, kRemove, kKey, kNew, kForget, kExec };
   struct Task {
     Op op;
     std::shared_ptr<Chan> chan;
@@ -180,6 +187,8 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
     core::Completion<core::HistoryStream::Recovery> recovered;
     core::StreamPosition position;
     uint64_t queued_us = 0;
+    std::function<bool(sqlite3*)> exec;   // kExec
+    std::function<void(bool)> exec_done;  // kExec
   };
   struct Stmts {
     Stmt begin, commit, rollback, insert_pub, insert_key, upsert_meta, trim_size, remove_pubs,
@@ -581,6 +590,8 @@ bool SqliteDb::Write(Task& t, core::HistoryAppended* result,
           .Run();
     case Op::kForget:
       return s.remove_pubs.Bind(1, t.channel).Run() && s.forget_meta.Bind(1, t.channel).Run();
+    case Op::kExec:
+      return t.exec(db_);
     case Op::kRead:
     case Op::kRecover:
       break;
@@ -663,6 +674,8 @@ void SqliteDb::Transaction(std::vector<Task>& batch, size_t begin, size_t end) {
       if (!ok) r = core::HistoryAppended{true, {}, {}, {}};
       Record(StoreStatus::kAppend, t.queued_us);
       t.appended(std::move(r));
+    } else if (t.op == Op::kExec) {
+      t.exec_done(ok);
     } else if (t.op == Op::kKey) {
       ++kinds[StoreStatus::kKey];
     } else if (t.op == Op::kRemove) {
@@ -898,6 +911,15 @@ std::unique_ptr<core::IdempotencyStore> SqliteEngine::Idempotency() {
   return std::make_unique<SqliteIdempotencyStore>(db_);
 }
 StoreStatus SqliteEngine::Status() const { return db_->Status(); }
+std::unique_ptr<core::ScheduleStore> SqliteEngine::Schedules() {
+  return MakeSqliteSchedules(
+      [db = db_](std::function<bool(sqlite3*)> fn, std::function<void(bool)> done) {
+        db->Exec(std::move(fn), std::move(done));
+      });
+}
+void SqliteEngine::Write(std::function<bool(sqlite3*)> write, std::function<void(bool)> done) {
+  db_->Exec(std::move(write), std::move(done));
+}
 void SqliteEngine::Stop() { db_->Stop(); }
 
 }  // namespace hermod::store

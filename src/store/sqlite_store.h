@@ -33,6 +33,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -40,6 +41,9 @@
 #include "core/circuit_breaker.h"
 #include "core/history_store.h"
 #include "core/idempotency_store.h"
+#include "core/schedule_store.h"
+
+struct sqlite3;
 
 namespace hermod::store {
 
@@ -86,6 +90,12 @@ class SqliteEngine {
   ~SqliteEngine();
   std::unique_ptr<core::HistoryStore> History();
   std::unique_ptr<core::IdempotencyStore> Idempotency();
+  // Scheduled publications in the same file (sqlite_schedule.cc); creates its table.
+  std::unique_ptr<core::ScheduleStore> Schedules();
+  // Runs write on the writer thread inside its next transaction, with the other writes
+  // queued (write returns false on failure: the transaction is rolled back), then
+  // done(committed) on that thread. Refused (done(false) at once) once stopped.
+  void Write(std::function<bool(sqlite3*)> write, std::function<void(bool)> done);
   StoreStatus Status() const;
   // Completes what is queued and stops the writer (the history store does it when the hub
   // destroys it); later calls fail at once.
