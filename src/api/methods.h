@@ -11,10 +11,10 @@
 
 namespace hermod::api {
 
-inline constexpr std::array<std::string_view, 17> kMethodNames = {
-    "publish",  "broadcast", "subscribe",      "unsubscribe", "disconnect",
-    "refresh",  "presence",  "presence_stats", "history",     "history_remove",
-    "channels", "info",      "batch",
+inline constexpr std::array<std::string_view, 19> kMethodNames = {
+    "publish", "broadcast", "subscribe", "unsubscribe", "disconnect", "refresh", "presence",
+    "presence_stats", "history", "history_remove", "channels", "info", "batch", "scheduled",
+    "scheduled_cancel",
     // Inboxes (api/inbox_api.h).
     "inbox_status", "dead_letters", "dead_letters_redrive", "dead_letters_remove"};
 

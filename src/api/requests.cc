@@ -2,6 +2,9 @@
 
 #include <simdjson.h>
 
+#include <charconv>
+
+#include "config/config.h"
 #include "json/string_writer.h"
 #include "json/syntax.h"
 #include "proto/command.h"
@@ -79,6 +82,25 @@ bool ReadPublication(std::string_view key, od::value v, Publication* p) {
   if (key == "idempotency_key") return String(v, &p->idempotency_key);
   if (key == "priority") return String(v, &p->priority);
   if (key == "skip_history") return v.get_bool().get(p->skip_history) == SUCCESS;
+  if (key == "delay") {
+    p->has_delay = true;
+    std::string_view text;
+    if (!String(v, &text) || !config::ParseDuration(text, &p->delay_ms)) p->bad_field = "delay";
+    return true;
+  }
+  if (key == "deliver_at") {
+    p->has_deliver_at = true;
+    std::string_view text;
+    od::json_type type;
+    bool ok = v.type().get(type) == SUCCESS;
+    if (ok && type == od::json_type::number) {
+      ok = v.get_int64().get(p->deliver_at_ms) == SUCCESS;
+    } else {
+      ok = ok && String(v, &text) && ParseRfc3339(text, &p->deliver_at_ms);
+    }
+    if (!ok) p->bad_field = "deliver_at";
+    return true;
+  }
   return true;
 }
 
@@ -219,6 +241,87 @@ bool Parse(std::string& body, ChannelsRequest* r) {
   return ForEachField(body, [r](std::string_view key, od::value v) {
     return key != "pattern" || String(v, &r->pattern);
   });
+}
+
+bool Parse(std::string& body, ScheduledRequest* r) {
+  return ForEachField(body, [r](std::string_view key, od::value v) {
+    if (key == "channel") return String(v, &r->channel);
+    if (key == "cursor") return String(v, &r->cursor);
+    if (key == "limit") return v.get_int64().get(r->limit) == SUCCESS;
+    return true;
+  });
+}
+
+bool Parse(std::string& body, ScheduleCancelRequest* r) {
+  return ForEachField(body, [r](std::string_view key, od::value v) {
+    return key != "schedule_id" || String(v, &r->schedule_id);
+  });
+}
+
+namespace {
+
+// Days since 1970-01-01 of a civil date (Howard Hinnant's days_from_civil).
+int64_t DaysFromCivil(int64_t y, unsigned m, unsigned d) {
+  y -= m <= 2;
+  const int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const auto yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<int64_t>(doe) - 719468;
+}
+
+bool Digits(std::string_view text, size_t at, size_t n, unsigned* out) {
+  if (at + n > text.size()) return false;
+  *out = 0;
+  for (size_t i = at; i < at + n; ++i) {
+    if (text[i] < '0' || text[i] > '9') return false;
+    *out = *out * 10 + static_cast<unsigned>(text[i] - '0');
+  }
+  return true;
+}
+
+}  // namespace
+
+bool ParseRfc3339(std::string_view t, int64_t* ms) {
+  unsigned year, month, day, hour, minute, second;
+  if (!Digits(t, 0, 4, &year) || t.size() < 20 || t[4] != '-' || !Digits(t, 5, 2, &month) ||
+      t[7] != '-' || !Digits(t, 8, 2, &day) || (t[10] != 'T' && t[10] != 't' && t[10] != ' ') ||
+      !Digits(t, 11, 2, &hour) || t[13] != ':' || !Digits(t, 14, 2, &minute) || t[16] != ':' ||
+      !Digits(t, 17, 2, &second)) {
+    return false;
+  }
+  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) {
+    return false;
+  }
+  size_t at = 19;
+  int64_t millis = 0;
+  if (t[at] == '.') {
+    size_t n = 0;
+    for (++at; at < t.size() && t[at] >= '0' && t[at] <= '9'; ++at, ++n) {
+      if (n < 3) millis = millis * 10 + (t[at] - '0');
+    }
+    if (n == 0) return false;
+    for (; n < 3; ++n) millis *= 10;
+  }
+  int64_t offset_min = 0;
+  if (at < t.size() && (t[at] == 'Z' || t[at] == 'z')) {
+    ++at;
+  } else if (at < t.size() && (t[at] == '+' || t[at] == '-')) {
+    unsigned oh, om;
+    if (!Digits(t, at + 1, 2, &oh) || at + 3 >= t.size() || t[at + 3] != ':' ||
+        !Digits(t, at + 4, 2, &om) || oh > 23 || om > 59) {
+      return false;
+    }
+    offset_min = (t[at] == '-' ? -1 : 1) * static_cast<int64_t>(oh * 60 + om);
+    at += 6;
+  } else {
+    return false;
+  }
+  if (at != t.size()) return false;
+  const int64_t days = DaysFromCivil(year, month, day);
+  const int64_t seconds = days * 86400 + hour * 3600 + minute * 60 + second - offset_min * 60;
+  *ms = seconds * 1000 + millis;
+  return true;
 }
 
 bool ParseEmpty(std::string& body) {

@@ -27,6 +27,14 @@ struct Publication {
   std::string_view idempotency_key;
   std::string_view priority;  // low|normal|high|critical; empty: the namespace's default
   bool skip_history = false;
+  // Scheduled delivery: `delay` ("90s") or `deliver_at` (RFC 3339 text or Unix ms). A value
+  // that is no such thing names its field in bad_field (answered 107, not 400).
+  bool has_delay = false;
+  uint64_t delay_ms = 0;
+  bool has_deliver_at = false;
+  int64_t deliver_at_ms = 0;
+  std::string_view bad_field;
+  bool scheduled() const { return has_delay || has_deliver_at || !bad_field.empty(); }
 };
 
 struct PublishRequest {
@@ -80,6 +88,18 @@ struct HistoryRequest {
   bool reverse = false;
 };
 
+// scheduled: pending scheduled publications, optionally of one channel, a page at a time.
+struct ScheduledRequest {
+  std::string_view channel;
+  std::string_view cursor;
+  int64_t limit = 0;  // 0: 100
+};
+
+// scheduled_cancel.
+struct ScheduleCancelRequest {
+  std::string_view schedule_id;
+};
+
 struct ChannelsRequest {
   std::string_view pattern;  // empty: every channel
 };
@@ -105,6 +125,10 @@ bool Parse(std::string& body, RefreshRequest* request);
 bool Parse(std::string& body, ChannelRequest* request);
 bool Parse(std::string& body, HistoryRequest* request);
 bool Parse(std::string& body, ChannelsRequest* request);
+bool Parse(std::string& body, ScheduledRequest* request);
+bool Parse(std::string& body, ScheduleCancelRequest* request);
+// RFC 3339 ("2026-12-06T17:00:00Z", "...00.250+01:00") to Unix ms; false if it is not.
+bool ParseRfc3339(std::string_view text, int64_t* ms);
 // info has no fields, but its body must still be a JSON object.
 bool ParseEmpty(std::string& body);
 // A batch body: `commands` (objects, each copied with its first key as the method) and

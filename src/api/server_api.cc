@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <future>
 #include <optional>
 #include <random>
 
@@ -75,6 +76,9 @@ struct Answer {
   // The requester's loop when it can wait for an engine that answers later; null: it cannot.
   net::Loop* loop = nullptr;
   std::shared_ptr<LaterPieces> later;  // made by the first piece that may come later
+  // Not empty: a scheduled publication firing (ServerApi::Fire), keyed by this when it has
+  // no idempotency_key of its own; its delay and deliver_at are done with.
+  std::string_view fire_key = {};
 
   bool waits() const { return later && later->outstanding > 0; }
 };
@@ -215,12 +219,12 @@ Status InboxPublishTo(const ApiContext& api, std::string_view channel, std::stri
   core::Completion<core::Inbox::Published> done;
   if (a.loop != nullptr) {
     hole.emplace(a);
-    done = core::Completion<core::Inbox::Published>(
-        *a.loop, [h = *hole](core::Inbox::Published published) {
-          std::string text;
-          AppendInboxPublished(text, published);
-          h.Fill(std::move(text));
-        });
+    done = core::Completion<core::Inbox::Published>(*a.loop,
+                                                    [h = *hole](core::Inbox::Published published) {
+                                                      std::string text;
+                                                      AppendInboxPublished(text, published);
+                                                      h.Fill(std::move(text));
+                                                    });
   }
   const core::InboxAppended::Status status = api.inbox->Publish(channel, data, std::move(done));
   if (status != core::InboxAppended::Status::kOk) {
@@ -289,9 +293,69 @@ Status Result(Answer& a, std::string_view result = "{}") {
   return Status::kAnswered;
 }
 
+// The answer to a scheduled publish or broadcast, once the store has it.
+void AppendScheduled(std::string& out, bool stored, const std::string& id, int64_t at) {
+  if (!stored) {
+    AppendError(out, proto::ErrorCode::kInternal);
+    return;
+  }
+  out += "{\"result\":{\"schedule_id\":";
+  proto::AppendJsonString(out, id);
+  out += ",\"deliver_at\":" + std::to_string(at) + "}}";
+}
+
+// publish or broadcast with `delay` or `deliver_at`: checked (107 naming the field),
+// stored by the scheduler, answered with its schedule_id once stored (on disk for a
+// durable engine).
+Status Schedule(const ApiContext& api, std::string method, std::vector<std::string> channels,
+                std::string_view params, const Publication& p, Answer& a) {
+  if (api.scheduler == nullptr) {
+    AppendError(a.out, proto::ErrorCode::kNotAvailable, "scheduled delivery");
+    return Status::kAnswered;
+  }
+  if (!p.bad_field.empty()) return BadRequest(a, p.bad_field);
+  if (p.has_delay && p.has_deliver_at) return BadRequest(a, "delay and deliver_at: give one");
+  const int64_t now = core::Scheduler::WallMs();
+  const uint64_t max = api.scheduler->max_delay_ms();
+  int64_t at = p.deliver_at_ms;
+  if (p.has_delay) {
+    if (p.delay_ms > max) return BadRequest(a, "delay: more than schedule_max_delay");
+    at = now + static_cast<int64_t>(p.delay_ms);
+  } else if (at < 0) {
+    return BadRequest(a, "deliver_at");
+  } else if (at > now && static_cast<uint64_t>(at - now) > max) {
+    return BadRequest(a, "deliver_at: more than schedule_max_delay ahead");
+  }
+  if (a.room < kPublishAnswerBound) return NoRoom(a);
+  core::ScheduledPublication s{{}, std::move(method), std::move(channels), std::string(params), at,
+                               0};
+  if (a.loop == nullptr) {
+    // Nobody can wait on a loop: this thread waits for the store.
+    std::promise<std::pair<bool, std::string>> stored;
+    api.scheduler->Add(std::move(s), [&stored](bool ok, std::string id) {
+      stored.set_value({ok, std::move(id)});
+    });
+    const auto [ok, id] = stored.get_future().get();
+    AppendScheduled(a.out, ok, id, at);
+    return Status::kAnswered;
+  }
+  const Hole hole(a);
+  hole.Open(a);
+  api.scheduler->Add(std::move(s), [done = core::Completion<std::pair<bool, std::string>>(
+                                        *a.loop, [hole, at](std::pair<bool, std::string> r) {
+                                          std::string text;
+                                          AppendScheduled(text, r.first, r.second, at);
+                                          hole.Fill(std::move(text));
+                                        })](bool ok, std::string id) mutable {
+    done({ok, std::move(id)});
+  });
+  return Status::kAnswered;
+}
+
 // --- The handlers, one per row of the table ---
 
 Status Publish(const ApiContext& api, std::string& body, Answer& a) {
+  const size_t size = body.size();  // Parse pads body: the call as it came is its start
   PublishRequest r;
   if (!Parse(body, &r)) return Status::kNotRequest;
   std::string_view data;
@@ -299,16 +363,33 @@ Status Publish(const ApiContext& api, std::string& body, Answer& a) {
   if (!Checked(r.publication, &data, &priority, a)) return Status::kAnswered;
   const config::ChannelOptions* options = OptionsOrError(api, r.channel, a);
   if (!options) return Status::kAnswered;
+  if (a.fire_key.empty() && r.publication.scheduled()) {
+    return Schedule(api, "publish", {std::string(r.channel)}, std::string_view(body.data(), size),
+                    r.publication, a);
+  }
+  if (r.publication.idempotency_key.empty()) r.publication.idempotency_key = a.fire_key;
   return PublishTo(api, r.channel, *options, r.publication, data, priority, a);
 }
 
 Status Broadcast(const ApiContext& api, std::string& body, Answer& a) {
+  const size_t size = body.size();
   BroadcastRequest r;
   if (!Parse(body, &r)) return Status::kNotRequest;
   std::string_view data;
   std::optional<net::Priority> priority;
   if (!Checked(r.publication, &data, &priority, a)) return Status::kAnswered;
   if (r.channels.empty()) return BadRequest(a);
+  if (a.fire_key.empty() && r.publication.scheduled()) {
+    // Every channel is checked now: a scheduled broadcast is refused whole, not at its time.
+    std::vector<std::string> channels;
+    for (std::string_view channel : r.channels) {
+      if (!OptionsOrError(api, channel, a)) return Status::kAnswered;
+      channels.emplace_back(channel);
+    }
+    return Schedule(api, "broadcast", std::move(channels), std::string_view(body.data(), size),
+                    r.publication, a);
+  }
+  if (r.publication.idempotency_key.empty()) r.publication.idempotency_key = a.fire_key;
   if (a.room < 64 + r.channels.size() * (kPublishAnswerBound + 1)) {
     LogNotRun("broadcast", r.channels.size(), r.channels.size());
     return NoRoom(a);
@@ -579,6 +660,78 @@ Status Info(const ApiContext& api, std::string& body, Answer& a) {
   return Status::kAnswered;
 }
 
+void AppendScheduledItem(std::string& out, const core::ScheduledPublication& p) {
+  out += "{\"schedule_id\":";
+  proto::AppendJsonString(out, p.id);
+  out += ",\"method\":";
+  proto::AppendJsonString(out, p.method);
+  out += ",\"channels\":[";
+  for (size_t i = 0; i < p.channels.size(); ++i) {
+    if (i > 0) out += ',';
+    proto::AppendJsonString(out, p.channels[i]);
+  }
+  out += "],\"deliver_at\":" + std::to_string(p.deliver_at_ms);
+  out += ",\"created_at\":" + std::to_string(p.created_ms) + "}";
+}
+
+// Pending scheduled publications, oldest deliver_at first, a page at a time (`cursor`
+// from the previous page; absent in the answer on the last).
+Status Scheduled(const ApiContext& api, std::string& body, Answer& a) {
+  ScheduledRequest r;
+  if (!Parse(body, &r)) return Status::kNotRequest;
+  if (api.scheduler == nullptr) return Result(a, R"({"scheduled":[]})");  // nothing pending
+  if (r.limit < 0 || r.limit > 1000) return BadRequest(a, "limit must be 0..1000");
+  const core::Scheduler::Page page =
+      api.scheduler->List(r.channel, r.cursor, r.limit == 0 ? 100 : static_cast<size_t>(r.limit));
+  a.out += "{\"result\":{\"scheduled\":[";
+  for (size_t i = 0; i < page.items.size(); ++i) {
+    if (i > 0) a.out += ',';
+    AppendScheduledItem(a.out, page.items[i]);
+  }
+  a.out += ']';
+  if (!page.cursor.empty()) {
+    a.out += ",\"cursor\":";
+    proto::AppendJsonString(a.out, page.cursor);
+  }
+  a.out += "}}";
+  return Status::kAnswered;
+}
+
+void AppendCancelled(std::string& out, bool cancelled) {
+  if (cancelled) {
+    out += "{\"result\":{}}";
+  } else {
+    AppendError(out, proto::ErrorCode::kBadRequest, "schedule_id: not pending");
+  }
+}
+
+// Cancels a pending scheduled publication: answered once the store forgot it.
+Status ScheduledCancel(const ApiContext& api, std::string& body, Answer& a) {
+  ScheduleCancelRequest r;
+  if (!Parse(body, &r)) return Status::kNotRequest;
+  if (api.scheduler == nullptr) {
+    AppendError(a.out, proto::ErrorCode::kNotAvailable, "scheduled delivery");
+    return Status::kAnswered;
+  }
+  if (r.schedule_id.empty()) return BadRequest(a, "schedule_id");
+  if (a.loop == nullptr) {
+    std::promise<bool> cancelled;
+    api.scheduler->Cancel(std::string(r.schedule_id),
+                          [&cancelled](bool ok) { cancelled.set_value(ok); });
+    AppendCancelled(a.out, cancelled.get_future().get());
+    return Status::kAnswered;
+  }
+  const Hole hole(a);
+  hole.Open(a);
+  api.scheduler->Cancel(std::string(r.schedule_id),
+                        [done = core::Completion<bool>(*a.loop, [hole](bool ok) {
+                           std::string text;
+                           AppendCancelled(text, ok);
+                           hole.Fill(std::move(text));
+                         })](bool ok) mutable { done(ok); });
+  return Status::kAnswered;
+}
+
 Status Batch(const ApiContext& api, std::string& body, Answer& a);
 
 // The inboxes' methods (api/inbox_api.h).
@@ -601,17 +754,25 @@ struct Method {
 };
 
 constexpr Method kTable[] = {
-    {"publish", Publish, Effect::kActs},       {"broadcast", Broadcast, Effect::kActs},
-    {"subscribe", Subscribe, Effect::kActs},   {"unsubscribe", Unsubscribe, Effect::kActs},
-    {"disconnect", Disconnect, Effect::kActs}, {"refresh", Refresh, Effect::kActs},
-    {"presence", Presence, Effect::kReads},    {"presence_stats", PresenceStats, Effect::kReads},
-    {"history", History, Effect::kReads},      {"history_remove", HistoryRemove, Effect::kActs},
-    {"channels", Channels, Effect::kReads},    {"info", Info, Effect::kReads},
+    {"publish", Publish, Effect::kActs},
+    {"broadcast", Broadcast, Effect::kActs},
+    {"subscribe", Subscribe, Effect::kActs},
+    {"unsubscribe", Unsubscribe, Effect::kActs},
+    {"disconnect", Disconnect, Effect::kActs},
+    {"refresh", Refresh, Effect::kActs},
+    {"presence", Presence, Effect::kReads},
+    {"presence_stats", PresenceStats, Effect::kReads},
+    {"history", History, Effect::kReads},
+    {"history_remove", HistoryRemove, Effect::kActs},
+    {"channels", Channels, Effect::kReads},
+    {"info", Info, Effect::kReads},
     {"batch", Batch, Effect::kActs},
     {"inbox_status", InboxCall<InboxStatusCall>, Effect::kReads},
     {"dead_letters", InboxCall<DeadLettersCall>, Effect::kReads},
     {"dead_letters_redrive", InboxCall<DeadLettersRedriveCall>, Effect::kActs},
     {"dead_letters_remove", InboxCall<DeadLettersRemoveCall>, Effect::kActs},
+    {"scheduled", Scheduled, Effect::kReads},
+    {"scheduled_cancel", ScheduledCancel, Effect::kActs},
 };
 
 constexpr bool TableMatchesMethodNames() {
@@ -979,6 +1140,31 @@ int ServerApi::CallLegacy(std::string& body, std::string& out, size_t reply_limi
   Answer a{out, reply_limit, later != nullptr ? loop : nullptr, {}};
   const int status = HttpStatus(RunCommands(context_, Envelope::kLegacy, commands, a));
   return Settle(status, a.waits() ? std::move(a.later) : nullptr, out, later);
+}
+
+void ServerApi::Fire(const core::ScheduledPublication& s, net::Loop& loop,
+                     std::function<void(bool retry)> done) const {
+  const Method* row = Find(s.method);
+  if (row == nullptr || (s.method != "publish" && s.method != "broadcast")) {
+    done(false);
+    return;
+  }
+  // Refused for now (100: the engine failed; 111: a rate or inbox budget): again later.
+  auto finish = [done = std::move(done)](std::string answer) {
+    done(answer.find("\"code\":100") != std::string::npos ||
+         answer.find("\"code\":111") != std::string::npos);
+  };
+  std::string body = s.params;
+  std::string out;
+  const std::string key = "hermod-schedule:" + s.id;
+  Answer a{out, SIZE_MAX, &loop, {}, key};
+  row->handle(context_, body, a);
+  if (!a.waits()) {
+    finish(std::move(out));
+    return;
+  }
+  a.later->out = std::move(out);
+  a.later->done = std::move(finish);
 }
 
 int ServerApi::Settle(int status, std::shared_ptr<LaterPieces> pieces, std::string& out,

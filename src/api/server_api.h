@@ -45,6 +45,7 @@
 #include "core/channel_rules.h"
 #include "core/hub.h"
 #include "core/inbox.h"
+#include "core/scheduler.h"
 #include "http/http_connection.h"
 #include "http/request.h"
 #include "proto/client_session.h"
@@ -85,9 +86,12 @@ struct ApiContext {
   const core::ChannelRules& rules;
   ForEachClientFn for_each_client;
   NodeInfo node;
-  std::string uid;          // this node's id in `info`, random per start
-  uint64_t started_ms = 0;  // for `uptime`
+  std::string uid;               // this node's id in `info`, random per start
+  uint64_t started_ms = 0;       // for `uptime`
   core::Inbox* inbox = nullptr;  // null: no inbox namespaces
+  // publish/broadcast with `delay` or `deliver_at`, `scheduled`, `scheduled_cancel`;
+  // null: those answer 108 (not available).
+  core::Scheduler* scheduler = nullptr;
 };
 
 class ServerApi {
@@ -117,6 +121,15 @@ class ServerApi {
   // What Call and CallLegacy return, on the calling loop, when an engine answers later:
   // out is left empty and *later tells the status and answer.
   static constexpr int kLater = 0;
+
+  // Scheduled delivery (core/scheduler.h): set before the loops run.
+  void set_scheduler(core::Scheduler* scheduler) { context_.scheduler = scheduler; }
+  // Publishes a scheduled publication now, on loop (from that loop's thread), as its API
+  // call would have: its delay is ignored and, without an idempotency_key of its own, it is
+  // keyed by its id, so that firing it twice publishes it once. done(retry): true when it
+  // was refused for now (error 100 or 111 in the answer), false once it is done.
+  void Fire(const core::ScheduledPublication& s, net::Loop& loop,
+            std::function<void(bool retry)> done) const;
 
  private:
   bool Authorized(const http::Request& request) const;

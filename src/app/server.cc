@@ -15,6 +15,7 @@
 
 #include "api/methods.h"
 #include "app/proxy_metrics.h"
+#include "app/scheduled.h"
 #include "app/store_status.h"
 #include "http/response.h"
 #include "json/string_writer.h"
@@ -28,6 +29,7 @@
 #include "proto/websocket_transport.h"
 #include "store/engines.h"
 #include "store/nats_history.h"
+#include "store/nats_schedule.h"
 
 namespace hermod::app {
 
@@ -219,10 +221,10 @@ void Server::Upgrade(http::HttpConnection& connection, http::Request& request, b
   upgrade_request.origin = request.Header("Origin");
   upgrade_request.protocols = protocols;
   upgrade_request.extensions = extensions;
-  ws::HandshakeResult result = ws::AcceptUpgrade(
-      upgrade_request, echo                 ? handshake_policy_
-                       : uni || fragments ? uni_handshake_policy_
-                                          : client_handshake_policy_);
+  ws::HandshakeResult result =
+      ws::AcceptUpgrade(upgrade_request, echo               ? handshake_policy_
+                                         : uni || fragments ? uni_handshake_policy_
+                                                            : client_handshake_policy_);
   if (result.status != 101) {
     // The path only: a query may carry credentials; bounded, it is the client's text.
     std::string_view path = std::string_view(request.target).substr(0, 128);
@@ -506,6 +508,9 @@ void Server::BuildMetrics() {
   metrics_->AddRenderer([inbox = inbox_.get()](metrics::PrometheusText& text) {
     inbox ? inbox->Render(text) : RenderNoInboxMetrics(text);
   });
+  metrics_->AddRenderer([scheduler = scheduler_.get()](metrics::PrometheusText& text) {
+    RenderScheduled(text, *scheduler);
+  });
   if (store_status_) {
     health_->AddCheck([status = store_status_] { return StoreHealth(status()); });
   }
@@ -687,6 +692,21 @@ int Server::Run() {
     engines.stores.history_inline = false;
     engines.stores.history_delivers = true;
   }
+  if (nats_history_on) {
+    // Scheduled publications in a KV bucket shared by the cluster (store/nats_schedule.h).
+    store::NatsScheduleOptions o;
+    o.url = config_.nats.url;
+    o.bucket = config_.nats.prefix + "_schedules";
+    o.claims_bucket = config_.nats.prefix + "_schedule_claims";
+    o.dial_timeout_ms = config_.nats.dial_timeout.ms;
+    o.reconnect_wait_ms = config_.nats.reconnect_wait.ms;
+    std::string error;
+    engines.schedules = store::MakeNatsSchedules(o, &error);
+    if (!engines.schedules) {
+      spdlog::error("{}", error);
+      return 1;
+    }
+  }
   if (nats_presence_on) {
     auto presence = store::MakeNatsPresence(config_);
     if (std::string error; !presence->Start(&error)) {
@@ -772,6 +792,9 @@ int Server::Run() {
       },
       api::NodeInfo{HERMOD_VERSION, [this] { return client_registry_->Get(); }});
   if (inbox_) api_->set_inbox(&inbox_->inbox());
+  scheduler_ = std::make_unique<core::Scheduler>(std::move(engines.schedules),
+                                                 config_.schedule_max_delay.ms);
+  api_->set_scheduler(scheduler_.get());
   std::vector<int> listening;
   for (size_t i = 0; i < count; ++i) {
     std::string error;
@@ -835,6 +858,18 @@ int Server::Run() {
     }
     hub_->set_broker(broker_.get());
   }
+  // Before the loops run: what it fires waits in their mailboxes until they do.
+  {
+    std::vector<net::Loop*> loops;
+    for (auto& worker : workers_) loops.push_back(worker->loop.get());
+    if (std::string error; !scheduler_->Start(FireThroughApi(*api_, std::move(loops)), &error)) {
+      spdlog::error("{}", error);
+      return 1;
+    }
+    if (!scheduler_->durable()) {
+      spdlog::info("scheduled publications are kept in memory: a restart loses those pending");
+    }
+  }
   for (auto& worker : workers_) {
     worker->thread = std::thread([loop = worker->loop.get(), m = &worker->metrics] {
       stats::BindThread(m);  // the loop's records (stats/loop_metrics.h) go here
@@ -849,6 +884,7 @@ int Server::Run() {
   sigwait(&signals, &signal_number);
   spdlog::info("{}: shutting down (deadline {} ms)", strsignal(signal_number),
                config_.shutdown_timeout_ms);
+  scheduler_->Stop();  // what has not fired stays in the store
   for (auto& worker : workers_) {
     Worker* w = worker.get();
     w->loop->Post([this, w] { ShutdownWorker(*w); });

@@ -20,6 +20,7 @@
 #include "core/admission.h"
 #include "core/channel_rules.h"
 #include "core/hub.h"
+#include "core/scheduler.h"
 #include "http/http_connection.h"
 #include "http/router.h"
 #include "metrics/dashboard.h"
@@ -134,6 +135,8 @@ class Server {
   // Connection limits shared by every loop (core/admission.h), built in Run.
   std::unique_ptr<core::Admission> admission_;
   std::unique_ptr<api::ServerApi> api_;  // /api/<method>, built in Run beside the hub
+  // Scheduled delivery (core/scheduler.h): fires through api_ on the loops; stopped first.
+  std::unique_ptr<core::Scheduler> scheduler_;
   // GET /metrics and /health*, built in Run once the loops exist.
   std::unique_ptr<metrics::HealthMonitor> health_;
   std::unique_ptr<metrics::Routes> metrics_;

@@ -162,7 +162,8 @@ void AddChannelFields(std::vector<Field>& fields, ChannelOptions& o) {
                 });
 }
 
-// "300s", "500ms", "2m", "1h"; false on anything else.
+}  // namespace
+
 bool ParseDuration(std::string_view text, uint64_t* ms) {
   size_t digits = 0;
   while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) ++digits;
@@ -187,6 +188,8 @@ bool ParseDuration(std::string_view text, uint64_t* ms) {
   *ms = value > UINT64_MAX / scale ? UINT64_MAX : value * scale;
   return true;
 }
+
+namespace {
 
 std::string FormatDuration(uint64_t ms) {
   return ms % 1000 == 0 ? std::to_string(ms / 1000) + "s" : std::to_string(ms) + "ms";
@@ -235,6 +238,7 @@ std::vector<Field> Fields(Config& c) {
       {"send_queue.loop_budget_bytes", &c.send_queue.loop_budget_bytes, 1024, kMaxBudget},
       {"send_queue.inbox_budget_bytes", &c.send_queue.inbox_budget_bytes, 1024, kMaxBudget},
       {"idempotency_window", &c.idempotency_window, 1, kMaxMs},
+      {"schedule_max_delay", &c.schedule_max_delay, 1000, 10 * kYearMs},
       {"memory_trim_interval", &c.memory_trim_interval, 0, kMaxMs},
       {"health.check_interval_ms", &c.health.check_interval_ms, 1, kMaxMs},
       {"health.loop_deadline_ms", &c.health.loop_deadline_ms, 1, kMaxMs},

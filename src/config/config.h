@@ -18,6 +18,8 @@ namespace hermod::config {
 struct Duration {
   uint64_t ms = 0;
 };
+// A duration's text: "300s", "500ms", "2m", "1h"; false on anything else (saturates).
+bool ParseDuration(std::string_view text, uint64_t* ms);
 
 // A publication's priority class, in net::Priority's order (core converts with a cast, and
 // checks the order): slow consumers drop low first, critical last.
@@ -165,6 +167,8 @@ struct Config {
   } send_queue;
   // Publications with the same idempotency_key on a channel within this window publish once.
   Duration idempotency_window{5 * 60 * 1000};
+  // Server API publish/broadcast with `delay` or `deliver_at`: at most this far ahead.
+  Duration schedule_max_delay{720ull * 3600 * 1000};
   // How often an idle loop checks whether freed heap memory should go back to the kernel
   // (malloc_trim; app/memory_trim.h); 0: never.
   Duration memory_trim_interval{10000};

@@ -6,6 +6,7 @@
 #include "store/memory_history.h"
 #include "store/memory_idempotency.h"
 #include "store/memory_presence.h"
+#include "store/memory_schedule.h"
 #include "store/nats_presence.h"
 
 namespace hermod::store {
@@ -58,6 +59,7 @@ bool MakeEngines(const EngineConfig& config, Engines* out, std::string* error) {
   const bool sqlite = config.engine == "sqlite" || config.history_engine == "sqlite";
   if (!sqlite) {
     out->stores = MakeStores(config.history_engine, config.presence_engine, error);
+    out->schedules = std::make_unique<MemoryScheduleStore>();
     return out->stores.history && out->stores.presence;
   }
   std::shared_ptr<SqliteEngine> engine = SqliteEngine::Open(config.sqlite, error);
@@ -65,6 +67,7 @@ bool MakeEngines(const EngineConfig& config, Engines* out, std::string* error) {
   out->stores.history = engine->History();
   out->stores.idempotency = engine->Idempotency();
   out->stores.history_inline = false;
+  out->schedules = engine->Schedules();
   // Presence is about live connections: in memory on one node.
   out->stores.presence = std::make_unique<MemoryPresenceStore>();
   out->status = [engine] { return engine->Status(); };

@@ -11,6 +11,7 @@
 
 #include "config/config.h"
 #include "core/hub.h"
+#include "core/schedule_store.h"
 #include "store/nats_presence.h"
 #include "store/sqlite_store.h"
 
@@ -34,6 +35,8 @@ struct EngineConfig {
 };
 struct Engines {
   core::Stores stores;
+  // Scheduled publications (core/scheduler.h): in the sqlite engine's file, else in memory.
+  std::unique_ptr<core::ScheduleStore> schedules;
   // The engine's operations and health, for /metrics and /health; empty for memory.
   std::function<StoreStatus()> status;
   // The sqlite engine, when it is the one (its file and writer also keep the inboxes).

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "net/event_loop.h"
+#include "store/sqlite_schedule.h"
 
 namespace hermod::store {
 
@@ -164,7 +165,8 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
   void PutKey(std::string_view channel, std::string_view key, const core::StreamPosition& position,
               uint64_t expires_ms);
   StoreStatus Status() const;
-  // Another concern's writes (store/sqlite_inbox.h), in the next transaction.
+  // Another concern's writes (store/sqlite_inbox.h, sqlite_schedule.cc), in the next
+  // transaction.
   bool Exec(std::function<bool(sqlite3*)> write, std::function<void(bool)> done);
 
  private:
@@ -924,6 +926,23 @@ std::unique_ptr<core::IdempotencyStore> SqliteEngine::Idempotency() {
 StoreStatus SqliteEngine::Status() const { return db_->Status(); }
 bool SqliteEngine::Exec(std::function<bool(sqlite3*)> write, std::function<void(bool)> done) {
   return db_->Exec(std::move(write), std::move(done));
+}
+namespace {
+// Exec, with a refusal (a stopped writer) answered as done(false) at once.
+void ExecOrRefuse(SqliteDb& db, std::function<bool(sqlite3*)> write,
+                  std::function<void(bool)> done) {
+  auto once = std::make_shared<std::function<void(bool)>>(std::move(done));
+  if (!db.Exec(std::move(write), [once](bool ok) { (*once)(ok); })) (*once)(false);
+}
+}  // namespace
+std::unique_ptr<core::ScheduleStore> SqliteEngine::Schedules() {
+  return MakeSqliteSchedules(
+      [db = db_](std::function<bool(sqlite3*)> fn, std::function<void(bool)> done) {
+        ExecOrRefuse(*db, std::move(fn), std::move(done));
+      });
+}
+void SqliteEngine::Write(std::function<bool(sqlite3*)> write, std::function<void(bool)> done) {
+  ExecOrRefuse(*db_, std::move(write), std::move(done));
 }
 void SqliteEngine::Stop() { db_->Stop(); }
 

@@ -41,6 +41,7 @@
 #include "core/circuit_breaker.h"
 #include "core/history_store.h"
 #include "core/idempotency_store.h"
+#include "core/schedule_store.h"
 #include "store/store_status.h"
 
 struct sqlite3;
@@ -67,6 +68,12 @@ class SqliteEngine {
   ~SqliteEngine();
   std::unique_ptr<core::HistoryStore> History();
   std::unique_ptr<core::IdempotencyStore> Idempotency();
+  // Scheduled publications in the same file (sqlite_schedule.cc); creates its table.
+  std::unique_ptr<core::ScheduleStore> Schedules();
+  // Runs write on the writer thread inside its next transaction, with the other writes
+  // queued (write returns false on failure: the transaction is rolled back), then
+  // done(committed) on that thread. Refused (done(false) at once) once stopped.
+  void Write(std::function<bool(sqlite3*)> write, std::function<void(bool)> done);
   StoreStatus Status() const;
   // Runs write on the writer thread inside its next transaction (group commit with
   // history's writes; false fails the transaction), then done(committed) on that thread.

@@ -113,6 +113,10 @@ class HistogramUnitsTest(h.HermodTestCase):
             c.send(("rpc", {"method": "hermod.ack",
                             "data": {"channel": "inbox:#u1", "offsets": [1]}}))
             self.assertIn('"offsets":[1]', c.read_frame()[1])
+            # Scheduled for now: fired at once, into hermod_scheduled_lateness_seconds.
+            self.api(server.port, "publish", {"channel": "units", "data": {"n": 2},
+                                              "deliver_at": int(time.time() * 1000)})
+            self.assertIn('"pub"', c.read_frame()[1])
             # Holding the connection open is what is measured here, not a synchronisation.
             threading.Event().wait(max(0.0, HOLD_S - (time.monotonic() - opened)))
             held = time.monotonic() - opened

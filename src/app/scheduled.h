@@ -1,0 +1,19 @@
+// Scheduled delivery's wiring: how the scheduler fires (through the server API on a loop,
+// round robin) and what /metrics shows of it (hermod_scheduled_*).
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "api/server_api.h"
+#include "core/scheduler.h"
+#include "metrics/prometheus_text.h"
+#include "net/event_loop.h"
+
+namespace hermod::app {
+
+// Publishes each on one of loops, as its API call would have (ServerApi::Fire).
+core::Scheduler::FireFn FireThroughApi(const api::ServerApi& api, std::vector<net::Loop*> loops);
+void RenderScheduled(metrics::PrometheusText& t, const core::Scheduler& scheduler);
+
+}  // namespace hermod::app

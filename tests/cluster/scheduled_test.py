@@ -1,0 +1,101 @@
+"""Scheduled delivery with `engine: nats`: three hermod nodes on one nats-server -js.
+
+- A publication scheduled through node A, which is then killed (kill -9) before its time,
+  fires once, on time (within 1 s), from another node: subscribers on B and C each receive
+  it once, and the cluster's history holds it once.
+- Every node lists a pending one (`scheduled`), and a cancel on one node holds on all: it
+  never fires.
+
+Every wait is a condition polled against a deadline; nats-server runs on a free port with a
+temporary store directory; every process is stopped at the end.
+
+Run: python3 scheduled_test.py --hermod PATH
+"""
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+
+import hermod_harness as h  # noqa: E402
+from guard_client import Client  # noqa: E402
+from jetstream_test import JetStreamServer, api, history, wait_for  # noqa: E402
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+class ScheduledClusterTest(h.HermodTestCase):
+    def setUp(self):
+        self.nats = JetStreamServer().start()
+        self.addCleanup(self.nats.cleanup)
+
+    def config(self):
+        return {
+            "engine": "nats",
+            "nats": {"url": self.nats.url, "prefix": "schedtest", "dial_timeout": "1s",
+                     "reconnect_wait": "100ms"},
+            "api_key": "k",
+            "allow_anonymous_connect_without_token": True,
+            "allow_subscribe_for_client": True,
+            "allow_subscribe_for_anonymous": True,
+            "history_size": 100,
+            "history_ttl": "600s",
+        }
+
+    def node(self):
+        return self.start_server(self.config(), workers=1, echo=False)
+
+    def subscriber(self, server, channel):
+        c = Client(server.port)
+        self.addCleanup(c.close)
+        c.connect()
+        c.subscribe(channel)
+        return c
+
+    def test_fires_once_on_another_node_when_its_node_is_killed(self):
+        a = h.Hermod(h.HERMOD, self.config(), workers=1, echo=False)
+        self.addCleanup(a.cleanup)
+        a.start()
+        b, c = self.node(), self.node()
+        subs = [self.subscriber(b, "job"), self.subscriber(c, "job")]
+        at = now_ms() + 3000
+        r = api(a.port, "publish", {"channel": "job", "data": {"run": 1}, "deliver_at": at})
+        sid = r["result"]["schedule_id"]
+        # B and C learn of it through the bucket.
+        for n in (b, c):
+            wait_for("node lists it", lambda n=n: [
+                s for s in api(n.port, "scheduled", {})["result"]["scheduled"]
+                if s["schedule_id"] == sid])
+        a.kill()
+        for s in subs:
+            pub = s.next_publication("job", timeout=10)
+            got = now_ms()
+            self.assertEqual(pub["data"], {"run": 1})
+            self.assertGreaterEqual(got - at, -5)
+            self.assertLessEqual(got - at, 1000)
+        for s in subs:
+            self.assertIsNone(s.try_publication("job", 0.5))
+        self.assertEqual(len(history(b.port, "job")["publications"]), 1)
+        for n in (b, c):
+            wait_for("nothing pending",
+                     lambda n=n: api(n.port, "scheduled", {})["result"]["scheduled"] == [])
+
+    def test_cancel_on_one_node_holds_on_all(self):
+        a, b = self.node(), self.node()
+        sub = self.subscriber(b, "c")
+        r = api(a.port, "publish", {"channel": "c", "data": {"x": 1}, "delay": "1500ms"})
+        sid = r["result"]["schedule_id"]
+        wait_for("b lists it", lambda: api(b.port, "scheduled", {"channel": "c"})
+                 ["result"]["scheduled"])
+        self.assertEqual(api(b.port, "scheduled_cancel", {"schedule_id": sid}), {"result": {}})
+        wait_for("a forgets it", lambda: api(a.port, "scheduled", {})["result"]["scheduled"] == [])
+        self.assertIsNone(sub.try_publication("c", 2.5))
+        self.assertEqual(history(b.port, "c")["publications"], [])
+
+
+if __name__ == "__main__":
+    h.main()
