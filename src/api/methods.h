@@ -13,10 +13,11 @@ namespace hermod::api {
 
 inline constexpr std::array<std::string_view, 19> kMethodNames = {
     "publish", "broadcast", "subscribe", "unsubscribe", "disconnect", "refresh", "presence",
-    "presence_stats", "history", "history_remove", "channels", "info", "batch", "scheduled",
-    "scheduled_cancel",
+    "presence_stats", "history", "history_remove", "channels", "info", "batch",
     // Inboxes (api/inbox_api.h).
-    "inbox_status", "dead_letters", "dead_letters_redrive", "dead_letters_remove"};
+    "inbox_status", "dead_letters", "dead_letters_redrive", "dead_letters_remove",
+    // Scheduled delivery (core/scheduler.h).
+    "scheduled", "scheduled_cancel"};
 
 // The label of a call that names no method of the table (a `method` the legacy `/api`
 // route does not know).

@@ -126,9 +126,10 @@ bool ClientSession::HandleInboxRpc(const Command& c) {
     return true;
   }
   // Answered on this loop, once stored, only while this session lives (as Later).
-  if (!alive_) alive_ = std::make_shared<char>();
+  std::shared_ptr<const void>& alive = rare().alive;
+  if (!alive) alive = std::make_shared<char>();
   core::Completion<core::Inbox::Answer> done(
-      loop(), std::weak_ptr<const void>(alive_), [this, id = c.id](core::Inbox::Answer answer) {
+      loop(), std::weak_ptr<const void>(alive), [this, id = c.id](core::Inbox::Answer answer) {
         std::string reply;
         if (answer.denied) {
           AppendBackendError(reply, id, static_cast<uint32_t>(ErrorCode::kPermissionDenied),
