@@ -70,13 +70,36 @@ bool ReadTags(od::value v, std::string* out) {
   return true;
 }
 
+// JSON text without the line breaks of its whitespace (minified); false when a line break is
+// left, which only a string could hold, where JSON allows none.
+bool WithoutLineBreaks(std::string_view json, std::string* out) {
+  out->resize(json.size());
+  size_t size = 0;
+  if (simdjson::minify(json.data(), json.size(), out->data(), size) != SUCCESS) return false;
+  out->resize(size);
+  return out->find_first_of("\r\n") == std::string::npos;
+}
+
 // A field of publish's and broadcast's publication; true for a key that is none of them.
 bool ReadPublication(std::string_view key, od::value v, Publication* p) {
-  if (key == "data") return proto::RawJson(v, &p->data) == SUCCESS;
+  if (key == "data") {
+    if (proto::RawJson(v, &p->data) != SUCCESS) return false;
+    if (p->data.find_first_of("\r\n") == std::string_view::npos) return true;
+    if (!WithoutLineBreaks(p->data, &p->compacted_data)) return false;
+    p->data = p->compacted_data;
+    return true;
+  }
   if (key == "b64data") {
     std::string_view text;
     p->has_b64data = true;
-    return String(v, &text) && DecodeBase64(text, &p->decoded_data);
+    if (!String(v, &text) || !DecodeBase64(text, &p->decoded_data)) return false;
+    // Binary data stays as it is; JSON in it is published as JSON, one line like data's.
+    std::string compact;
+    if (p->decoded_data.find_first_of("\r\n") != std::string::npos &&
+        WithoutLineBreaks(p->decoded_data, &compact)) {
+      p->decoded_data = std::move(compact);
+    }
+    return true;
   }
   if (key == "tags") return ReadTags(v, &p->tags);
   if (key == "idempotency_key") return String(v, &p->idempotency_key);

@@ -20,8 +20,11 @@ namespace hermod::api {
 
 // publish's and broadcast's publication.
 struct Publication {
-  std::string_view data;     // raw JSON text, as it came
+  std::string_view data;     // raw JSON text, as it came (or compacted_data)
   std::string decoded_data;  // b64data, decoded
+  // data without its line breaks: a push is one line of the JSON protocol's frames, so JSON
+  // whitespace with a newline in it would split a publication in two at every subscriber.
+  std::string compacted_data;
   bool has_b64data = false;
   std::string tags;  // re-encoded JSON object of strings; empty when absent or {}
   std::string_view idempotency_key;

@@ -117,6 +117,22 @@ class ApiTest(h.HermodTestCase):
         self.assertEqual(self.raw("publish", {"channel": "tagged", "data": 1,
                                               "tags": {"k": 1}}).status, 400)
 
+    def test_data_with_line_breaks_reaches_subscribers_and_history_whole(self):
+        # Line breaks as JSON whitespace would split the push across the JSON protocol's
+        # lines: the publication is stored and sent without them.
+        c = self.client()
+        c.subscribe("lines")
+        body = b'{"channel": "lines", "data": {"a":\r\n  [1,\n 2], "s": "x y"}\n}'
+        response = self.raw("publish", body)
+        self.assertEqual(response.status, 200, response.body)
+        self.assertEqual(json.loads(response.body)["result"]["offset"], 1)
+        self.assertEqual(c.next_publication("lines")["data"], {"a": [1, 2], "s": "x y"})
+        history = self.api("history", {"channel": "lines", "limit": -1})["result"]
+        self.assertEqual([p["data"] for p in history["publications"]],
+                         [{"a": [1, 2], "s": "x y"}])
+        # A raw line break inside a string is not JSON.
+        self.assertEqual(self.raw("publish", b'{"channel": "lines", "data": "a\nb"}').status, 400)
+
     def test_b64data_publishes_json_and_refuses_what_is_not(self):
         c = self.client()
         c.subscribe("bin")
