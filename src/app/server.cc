@@ -731,11 +731,12 @@ int Server::Run() {
             hub->Deliver(channel, *options, p, publication);
           }
         });
-    nats_history->SetLost([](std::string_view channel) {
+    nats_history->SetLost([hub = hub_.get()](std::string_view channel) {
       spdlog::warn(
           "channel \"{}\": publications missed while NATS was away are no longer in the "
-          "stream; this node's subscribers see a jump in offsets",
+          "stream; this node's subscribers are told to recover",
           channel);
+      hub->TellMissed(channel);
     });
     // A stream whose config conflicts, or no JetStream at all, stops start-up here.
     if (std::string error; !nats_history->Start(&error)) {

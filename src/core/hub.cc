@@ -819,6 +819,19 @@ void Hub::Deliver(std::string_view channel, const config::ChannelOptions& option
            static_cast<net::Priority>(options.default_priority));
 }
 
+void Hub::TellMissed(std::string_view channel) {
+  Shard& shard = ShardOf(channel);
+  std::lock_guard lock(shard.mutex);
+  auto it = shard.channels.find(channel);
+  if (it == shard.channels.end()) return;
+  const ChannelState& state = *it->second;
+  for (size_t i = 0; i < state.loops.size(); ++i) {
+    if (!state.loops[i]) continue;
+    LoopChannels* local = locals_[i].get();
+    loops_[i]->Post([local, channel = std::string(channel)] { local->TellMissed(channel); });
+  }
+}
+
 void Hub::RemoveHistory(std::string_view channel) {
   Shard& shard = ShardOf(channel);
   std::lock_guard lock(shard.mutex);

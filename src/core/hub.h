@@ -250,6 +250,11 @@ class Hub {
   // channel's position follows it. Nothing is stored or sent to the broker.
   void Deliver(std::string_view channel, const config::ChannelOptions& options,
                const StreamPosition& position, std::string_view publication);
+  // Any thread: the engine cannot hand on publications this node's subscribers of the
+  // channel should have had (gone from the stream before they could be read). Each
+  // subscriber is told it missed publications (LoopChannels::TellMissed), never left with a
+  // silent jump.
+  void TellMissed(std::string_view channel);
   // Drops the channel's stored publications (its position stays).
   void RemoveHistory(std::string_view channel);
   // RemoveHistory, answered when the engine stored it (HistoryStore::Stream::RemoveThen):

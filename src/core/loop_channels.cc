@@ -172,6 +172,22 @@ void LoopChannels::Deliver(std::string_view channel, const Push& push, uint64_t 
   if (ch.subscribers.empty() && !delivering_) Erase(it);
 }
 
+void LoopChannels::TellMissed(std::string_view channel) {
+  auto it = channels_.find(channel);
+  if (it == channels_.end()) return;
+  Channel& ch = *it->second;
+  if (!ch.pending.empty()) FlushBatch(ch);  // what came before the gap leaves first
+  ForEachSubscriber(ch.subscribers, [](Subscription& s) {
+    if (s.held) {
+      s.held->Drop();
+      s.held->overflowed = true;
+      return;
+    }
+    Missed(s);
+  });
+  if (ch.subscribers.empty() && !delivering_) Erase(it);
+}
+
 void LoopChannels::Flush(std::string_view channel) {
   auto it = channels_.find(channel);
   if (it == channels_.end()) return;

@@ -144,6 +144,10 @@ class LoopChannels {
   // hold is told it missed publications (on_missed, or its connection is cut). s may be
   // gone when this returns (on_missed).
   static void Resume(Subscription& s, uint64_t delivered_offset);
+  // Every subscriber of the channel missed publications the engine cannot hand on: each is
+  // told (on_missed, or its connection is cut); one still waiting for its subscribe reply
+  // learns it after the reply, as from an overflowed hold.
+  void TellMissed(std::string_view channel);
   size_t channel_count() const { return channels_.size(); }
 
   // Posted but not yet delivered bytes (any thread; see the top of the file).

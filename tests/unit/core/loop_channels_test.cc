@@ -301,5 +301,34 @@ TEST_F(LoopChannelsTest, BackpressureTellsOnMissedShedsDroppablesAndCutsTheRest)
   EXPECT_EQ(Read(told), std::string(300, 'x'));
 }
 
+TEST_F(LoopChannelsTest, TellMissedTellsEverySubscriberAfterWhatWasPendingAndHoldsNoGap) {
+  LoopChannels channels(&JoinBracketed);
+  channels.Attach(loop_);
+  Peer& told = NewPeer();
+  told.subscription.on_missed = &CountMissed;
+  Peer& cut = NewPeer();
+  Peer& waiting = NewPeer();  // its subscribe reply is not out yet
+  waiting.subscription.on_missed = &CountMissed;
+  waiting.subscription.held = std::make_unique<HeldPushes>();
+  Peer& elsewhere = NewPeer();
+  elsewhere.subscription.on_missed = &CountMissed;
+  channels.Add("ch", &told.subscription);
+  channels.Add("ch", &cut.subscription);
+  channels.Add("ch", &waiting.subscription);
+  channels.Add("other", &elsewhere.subscription);
+  missed = 0;
+  Deliver(channels, "before", 1, false, Delivery{{1000, 0}});  // pending in a batch
+  channels.TellMissed("ch");
+  EXPECT_EQ(missed, 1);  // told; the one without on_missed is cut instead
+  EXPECT_TRUE(cut.subscription.connection->closing());
+  EXPECT_TRUE(waiting.subscription.held->overflowed);  // learns it after its reply
+  EXPECT_TRUE(waiting.subscription.held->entries.empty());
+  EXPECT_FALSE(elsewhere.subscription.connection->closing());
+  channels.TellMissed("nosuch");  // no subscriber here: nothing to tell
+  EXPECT_EQ(missed, 1);
+  RunOnce();
+  EXPECT_EQ(Read(told), "before");  // what came before the gap still arrived first
+}
+
 }  // namespace
 }  // namespace hermod::core
