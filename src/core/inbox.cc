@@ -206,41 +206,23 @@ void Inbox::Answered(const InboxChange& change, bool acked, Completion<Answer> d
 void Inbox::Ack(std::string_view user, std::string_view channel,
                 const std::vector<uint64_t>& offsets, std::optional<uint64_t> up_to,
                 Completion<Answer> done) {
-  if (Options(channel) == nullptr || !Owns(channel, user)) {
-    Answer denied;
-    denied.denied = true;
-    done(std::move(denied));
-    return;
-  }
-  auto shared_done = std::make_shared<Completion<Answer>>(std::move(done));
-  auto change = std::make_shared<InboxChange>();
-  auto ready = std::make_shared<std::atomic<int>>(0);
-  auto finish = [this, change, shared_done](bool ok) {
-    if (!ok) {
-      Answer failed;
-      failed.error = "not stored";
-      (*shared_done)(std::move(failed));
-      return;
-    }
-    Answered(*change, true, std::move(*shared_done));
-  };
-  auto stored_ok = std::make_shared<bool>(false);
-  *change = store_.Ack(channel, offsets, up_to, wall_(), [finish, ready, stored_ok](bool ok) {
-    *stored_ok = ok;
-    if (ready->fetch_add(1) == 1) finish(ok);
+  Settle(user, channel, true, std::move(done), [&](std::function<void(bool)> stored) {
+    return store_.Ack(channel, offsets, up_to, wall_(), std::move(stored));
   });
-  if (!*change) {
-    Answer refused;
-    refused.error = change->error;
-    (*shared_done)(std::move(refused));
-    return;
-  }
-  if (ready->fetch_add(1) == 1) finish(*stored_ok);
 }
 
 void Inbox::Reject(std::string_view user, std::string_view channel,
                    const std::vector<uint64_t>& offsets, std::string_view reason,
                    Completion<Answer> done) {
+  Settle(user, channel, false, std::move(done), [&](std::function<void(bool)> stored) {
+    return store_.DeadLetter(channel, offsets, reason.empty() ? "rejected" : reason, wall_(),
+                             std::move(stored));
+  });
+}
+
+void Inbox::Settle(std::string_view user, std::string_view channel, bool acked,
+                   Completion<Answer> done,
+                   const std::function<InboxChange(std::function<void(bool)>)>& apply) {
   if (Options(channel) == nullptr || !Owns(channel, user)) {
     Answer denied;
     denied.denied = true;
@@ -249,22 +231,23 @@ void Inbox::Reject(std::string_view user, std::string_view channel,
   }
   auto shared_done = std::make_shared<Completion<Answer>>(std::move(done));
   auto change = std::make_shared<InboxChange>();
+  // The answer leaves once both the change is known here and the store has committed it
+  // (on the writer thread, before or after apply returns): whichever comes second sends it.
   auto ready = std::make_shared<std::atomic<int>>(0);
-  auto finish = [this, change, shared_done](bool ok) {
+  auto finish = [this, change, shared_done, acked](bool ok) {
     if (!ok) {
       Answer failed;
       failed.error = "not stored";
       (*shared_done)(std::move(failed));
       return;
     }
-    Answered(*change, false, std::move(*shared_done));
+    Answered(*change, acked, std::move(*shared_done));
   };
   auto stored_ok = std::make_shared<bool>(false);
-  *change = store_.DeadLetter(channel, offsets, reason.empty() ? "rejected" : reason, wall_(),
-                              [finish, ready, stored_ok](bool ok) {
-                                *stored_ok = ok;
-                                if (ready->fetch_add(1) == 1) finish(ok);
-                              });
+  *change = apply([finish, ready, stored_ok](bool ok) {
+    *stored_ok = ok;
+    if (ready->fetch_add(1) == 1) finish(ok);
+  });
   if (!*change) {
     Answer refused;
     refused.error = change->error;
