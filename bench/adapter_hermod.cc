@@ -3,6 +3,7 @@
 //   -> {"id":1,"connect":{"name":"hermod-bench"}}           <- {"id":1,"connect":{...}}
 //   -> {"id":2,"subscribe":{"channel":"hb0"}}               <- {"id":2,"subscribe":{...}}
 //   -> {"id":3,"publish":{"channel":"hb0","data":<payload>}}
+//   -> {"id":4,"subscribe":{"channel":"hb7"}}  (stand: the group channel, after id 2's reply)
 //   <- {"push":{"channel":"hb0","pub":{"data":<payload>}}}
 //   <- {}  (the server's ping; answered with {})
 //
@@ -64,6 +65,14 @@ class HermodAdapter final : public Adapter {
     out.append("\"}}");
     session.Send(out);
   }
+  // The stand's second subscription, after the first is confirmed.
+  static void SubscribeGroup(Session& session) {
+    std::string& out = session.scratch();
+    out.assign("{\"id\":4,\"subscribe\":{\"channel\":\"");
+    out.append(ChannelName(Protocol::kHermod, session.plan().group));
+    out.append("\"}}");
+    session.Send(out);
+  }
 
   void Line(Session& session, std::string_view line) {
     if (line.empty()) return;
@@ -99,6 +108,12 @@ class HermodAdapter final : public Adapter {
         session.Ready();
       }
     } else if (id == 2) {
+      if (session.plan().group >= 0 && !session.is_ready()) {
+        SubscribeGroup(session);
+      } else {
+        session.Ready();
+      }
+    } else if (id == 4) {
       session.Ready();
     }
   }

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "adapter.h"
 #include "run_config.h"
@@ -62,6 +63,12 @@ struct ClientConnection final : public Session, public ws::MessageHandler {
   uint64_t started_ns = 0;   // connect() time, for connect latency and setup timeout
   uint64_t deadline_ns = 0;  // closing: give up waiting for the server's Close
   uint64_t next_seq = 0;
+  // stand publisher: the next stamp of each channel it owns (personal ones, then groups),
+  // where it is in each round robin, and the credit deciding which kind comes next.
+  std::vector<uint64_t> stream_seq;
+  uint32_t personal_cursor = 0;
+  uint32_t group_cursor = 0;
+  double group_credit = 0;
   std::string key;      // Sec-WebSocket-Key
   std::string http;     // the upgrade response, until its end
   std::string out;      // frames not yet written

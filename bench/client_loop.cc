@@ -125,9 +125,15 @@ ClientLoop::ClientLoop(const RunConfig& config, std::vector<uint32_t> indices, L
       read_buf_(kReadBuffer),
       rng_(seed | 1) {
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
-  target_.sin_family = AF_INET;
-  target_.sin_port = htons(config.port);
-  inet_pton(AF_INET, config.host.c_str(), &target_.sin_addr);
+  std::vector<Target> targets = config.targets;
+  if (targets.empty()) targets.push_back({config.host, config.port, config.path});
+  for (const Target& t : targets) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(t.port);
+    inet_pton(AF_INET, t.host.c_str(), &a.sin_addr);
+    targets_.push_back(a);
+  }
   if (!config.source.empty()) {
     bind_source_ = true;
     source_.sin_family = AF_INET;
@@ -138,9 +144,18 @@ ClientLoop::ClientLoop(const RunConfig& config, std::vector<uint32_t> indices, L
   deflate_limits_ = limits_;
   deflate_limits_.deflate = true;
   if (config.rate > 0) interval_ns_ = static_cast<uint64_t>(1e9 / config.rate);
+  const double stand_rate = config.personal_rate + config.group_rate;
+  if (scenario_ == Scenario::kStand && config.publishers > 0 && stand_rate > 0) {
+    interval_ns_ = static_cast<uint64_t>(1e9 * config.publishers / stand_rate);
+  }
   conns_.reserve(indices.size());
   for (uint32_t index : indices) {
     conns_.push_back(std::make_unique<ClientConnection>(*this, index, PlanFor(config, index)));
+    if (conns_.back()->plan_.churner) {
+      churners_.push_back(conns_.back().get());
+    } else {
+      ++setup_count_;  // indices ascend, and churners have the highest
+    }
   }
 }
 
@@ -187,7 +202,8 @@ void ClientLoop::Open(ClientConnection& c, uint64_t now) {
   ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
   ev.data.ptr = &c;
   epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&target_), sizeof(target_)) != 0 &&
+  const sockaddr_in& target = targets_[c.id_ % targets_.size()];
+  if (connect(fd, reinterpret_cast<const sockaddr*>(&target), sizeof(target)) != 0 &&
       errno != EINPROGRESS) {
     Fail(c, std::string("connect: ") + strerror(errno));
   }
@@ -211,8 +227,10 @@ void ClientLoop::OnConnected(ClientConnection& c) {
   std::string& req = c.out;
   req.clear();
   c.out_sent = 0;
-  req += "GET " + config_.path + " HTTP/1.1\r\nHost: " + config_.host + ":" +
-         std::to_string(config_.port) +
+  const Target& target = config_.targets.empty() ? Target{config_.host, config_.port, config_.path}
+                                                 : config_.targets[c.id_ % config_.targets.size()];
+  req += "GET " + target.path + " HTTP/1.1\r\nHost: " + target.host + ":" +
+         std::to_string(target.port) +
          "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + c.key +
          "\r\nSec-WebSocket-Version: 13\r\n";
   if (!adapter_->subprotocol().empty()) {
@@ -478,14 +496,14 @@ void ClientLoop::Ready(ClientConnection& c) {
   stats_.connect_latency.Record(now - c.started_ns);
   ++stats_.connects_ok;
   ++ready_;
-  if (scenario_ == Scenario::kConnect) {
+  if (scenario_ == Scenario::kConnect || c.plan_.churner) {
     if (measuring_) ++stats_.At(SecondOf(now)).connects;
     StartClose(c, 1000, now);
   }
 }
 
 void ClientLoop::Told(ClientConnection& c) {
-  if (c.plan_.subscribe < 0 || !measuring_) return;
+  if (c.plan_.subscribe < 0 || c.plan_.churner || !measuring_) return;
   c.tell_pending = true;
   if (!c.counted_told) {
     c.counted_told = true;
@@ -494,7 +512,8 @@ void ClientLoop::Told(ClientConnection& c) {
 }
 
 void ClientLoop::Deliver(ClientConnection& c, std::string_view payload) {
-  if (c.plan_.subscribe < 0 || !measuring_) return;
+  // A churner's deliveries are not counted: what it should get depends on when it was there.
+  if (c.plan_.subscribe < 0 || c.plan_.churner || !measuring_) return;
   Stamp stamp;
   if (!ReadStamp(payload, stamp)) {
     ++stats_.unstamped;
@@ -534,8 +553,46 @@ void ClientLoop::Deliver(ClientConnection& c, std::string_view payload) {
   }
 }
 
+void ClientLoop::PublishStand(ClientConnection& c, uint64_t now) {
+  // Publisher j of P owns personal channels j, j+P, ... and groups j, j+P, ...; each is a
+  // stream of its own (the stamp's publisher is the channel number).
+  const uint32_t p = std::max<uint32_t>(config_.publishers, 1), j = c.plan_.publisher_id;
+  const uint32_t n = config_.connections, groups = StandGroups(config_);
+  const uint32_t own_personal = n > j ? (n - j + p - 1) / p : 0;
+  const uint32_t own_groups = groups > j ? (groups - j + p - 1) / p : 0;
+  if (own_personal + own_groups == 0) return;
+  if (c.stream_seq.empty()) c.stream_seq.assign(own_personal + own_groups, 0);
+  // group_rate of every (personal_rate + group_rate) publications go to groups, evenly.
+  const double total = config_.personal_rate + config_.group_rate;
+  c.group_credit += config_.group_rate;
+  bool to_group = c.group_credit >= total;
+  if (to_group) c.group_credit -= total;
+  if (own_groups == 0) to_group = false;
+  if (own_personal == 0) to_group = true;
+  uint32_t channel, slot;
+  uint64_t receivers;
+  if (to_group) {
+    const uint32_t k = c.group_cursor++ % own_groups;
+    channel = n + j + k * p;
+    slot = own_personal + k;
+    receivers = StandGroupMembers(config_, j + k * p);
+  } else {
+    const uint32_t k = c.personal_cursor++ % own_personal;
+    channel = j + k * p;
+    slot = k;
+    receivers = 1;
+  }
+  Stamp stamp{now, channel, c.stream_seq[slot]++};
+  WritePayload(payload_, stamp, config_.size);
+  adapter_->Publish(c, ChannelName(config_.protocol, static_cast<int32_t>(channel)), payload_);
+  ++stats_.sent;
+  stats_.expected += receivers;
+  ++stats_.At(SecondOf(now)).sent;
+}
+
 void ClientLoop::PublishOne(ClientConnection& c, uint64_t now) {
   if (c.publishing_done || c.state != ConnState::kReady) return;
+  if (c.plan_.stand_publisher) return PublishStand(c, now);
   Stamp stamp{now, c.plan_.publisher_id, c.next_seq++};
   WritePayload(payload_, stamp, config_.size);
   adapter_->Publish(c, c.publish_channel, payload_);
@@ -550,7 +607,7 @@ void ClientLoop::PublishOne(ClientConnection& c, uint64_t now) {
 void ClientLoop::OpenDue(uint64_t now) {
   if (scenario_ == Scenario::kConnect) return;
   if (setup_start_ns_ == 0) setup_start_ns_ = now;
-  size_t allowed = conns_.size();
+  size_t allowed = setup_count_;
   if (config_.ramp > 0) {
     double per_loop = config_.ramp / std::max<uint32_t>(config_.threads, 1);
     allowed = std::min(allowed, 1 + static_cast<size_t>(static_cast<double>(now - setup_start_ns_) *
@@ -571,14 +628,15 @@ void ClientLoop::StartMeasure(uint64_t now) {
   churn_started_ = 0;
   for (auto& cp : conns_) {
     ClientConnection& c = *cp;
-    if (c.plan_.publish < 0 || c.state != ConnState::kReady) {
-      if (c.plan_.publish >= 0 && !c.publishing_done) {
+    const bool publishes = c.plan_.publish >= 0 || c.plan_.stand_publisher;
+    if (!publishes || c.state != ConnState::kReady) {
+      if (publishes && !c.publishing_done) {
         c.publishing_done = true;  // never became ready: counts as done so runs can end
         ++publishers_done_;
       }
       continue;
     }
-    if (config_.rate > 0) {
+    if (interval_ns_ > 0) {
       // Spread publishers over one interval so that they do not all fire together.
       timers_.push({now + XorShift(rng_) % std::max<uint64_t>(interval_ns_, 1), &c});
     } else if (c.plan_.publish == c.plan_.subscribe && !(c.plan_.subscribe < 0)) {
@@ -624,11 +682,22 @@ void ClientLoop::Churn(uint64_t now) {
   double per_loop = config_.connect_rate / std::max<uint32_t>(config_.threads, 1);
   uint64_t allowed =
       static_cast<uint64_t>(static_cast<double>(now - measure_start_ns_) * per_loop / 1e9) + 1;
+  auto open_idle = [&](ClientConnection& c) {
+    if (churn_started_ >= allowed) return false;
+    if (c.state == ConnState::kIdle) {
+      Open(c, now);
+      ++churn_started_;
+    }
+    return true;
+  };
+  if (scenario_ == Scenario::kStand) {
+    for (ClientConnection* c : churners_) {
+      if (!open_idle(*c)) break;
+    }
+    return;
+  }
   for (auto& cp : conns_) {
-    if (churn_started_ >= allowed) break;
-    if (cp->state != ConnState::kIdle) continue;
-    Open(*cp, now);
-    ++churn_started_;
+    if (!open_idle(*cp)) break;
   }
 }
 
@@ -682,7 +751,7 @@ void ClientLoop::Run() {
     if (phase == Phase::kMeasure) {
       RunTimers(now);
       spin = PumpFullSpeed(now);
-      if (scenario_ == Scenario::kConnect) Churn(now);
+      if (scenario_ == Scenario::kConnect || !churners_.empty()) Churn(now);
     }
     if (phase >= Phase::kDrain && !draining_) {
       draining_ = true;

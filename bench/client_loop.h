@@ -63,6 +63,7 @@ class ClientLoop {
   void Deliver(ClientConnection& c, std::string_view payload);
   void Told(ClientConnection& c);
   void PublishOne(ClientConnection& c, uint64_t now);
+  void PublishStand(ClientConnection& c, uint64_t now);
 
   void OpenDue(uint64_t now);
   void StartMeasure(uint64_t now);
@@ -81,7 +82,7 @@ class ClientLoop {
   LoopProgress& progress_;
   RunStats stats_;
   int epoll_fd_ = -1;
-  sockaddr_in target_{};
+  std::vector<sockaddr_in> targets_;  // connection i goes to targets_[i % size]
   sockaddr_in source_{};
   bool bind_source_ = false;
   ws::ReaderLimits limits_;
@@ -94,6 +95,8 @@ class ClientLoop {
   std::vector<std::unique_ptr<ClientConnection>> conns_;
   std::vector<ClientConnection*> dirty_;
   std::vector<ClientConnection*> full_speed_;  // rate 0 publishers that are not echo loops
+  std::vector<ClientConnection*> churners_;    // stand: reconnected during the measure
+  size_t setup_count_ = 0;                     // conns_ opened in setup (churners come last)
   std::vector<uint8_t> read_buf_;
   std::string payload_;
   std::string scratch_;

@@ -17,6 +17,7 @@
 #include <iostream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "adapter.h"
 #include "grade.h"
@@ -123,15 +124,19 @@ int main(int argc, char** argv) {
   RunConfig config;
   std::string scenario_name, protocol_name = "echo", load_name = "fanout";
   std::string json_path, html_path, slo_path, compare_path;
+  std::vector<std::string> urls;
   double tolerance = 0.1;
   bool quiet = false;
 
   CLI::App app{"hermod-bench: WebSocket load generator for hermod and its peers"};
   app.add_option("scenario", scenario_name,
-                 "echo | fanout | channels | connect | soak, or a preset: baseline | stress | "
-                 "spike | endurance")
+                 "echo | fanout | channels | connect | soak | stand, or a preset: baseline | "
+                 "stress | spike | endurance")
       ->required();
-  app.add_option("-u,--url", config.url, "ws://host:port/path of the server")->required();
+  app.add_option("-u,--url", urls,
+                 "ws://host:port/path of the server; several: connection i goes to the "
+                 "(i mod count)-th, e.g. the nodes of a cluster")
+      ->required();
   app.add_option("-p,--protocol", protocol_name,
                  "echo | raw | nats | mqtt | hermod | hermod-protobuf")
       ->capture_default_str();
@@ -159,6 +164,17 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--connect-rate", config.connect_rate, "connect: new connections/s")
       ->capture_default_str();
+  app.add_option("--group-size", config.group_size, "stand: members of each group channel")
+      ->capture_default_str();
+  app.add_option("--personal-rate", config.personal_rate,
+                 "stand: publications/s to personal channels, in all")
+      ->capture_default_str();
+  app.add_option("--group-rate", config.group_rate,
+                 "stand: publications/s to group channels, in all")
+      ->capture_default_str();
+  app.add_option("--churners", config.churners,
+                 "stand: reconnecting connection slots (0: connect-rate / 2)")
+      ->capture_default_str();
   app.add_option("--load", load_name, "soak: the steady load (echo | fanout | channels)")
       ->capture_default_str();
   app.add_option("-t,--threads", config.threads, "client event loops (threads)")
@@ -181,6 +197,8 @@ int main(int argc, char** argv) {
   app.add_flag(
       "--no-progress", [&](int64_t) { config.progress = false; }, "no live progress line");
   app.add_flag("-q,--quiet", quiet, "no summary on stdout");
+  app.add_flag("--phases", config.phases,
+               "print 'hermod-bench: measure start' on stderr as the measured phase starts");
   CLI11_PARSE(app, argc, argv);
 
   std::string error;
@@ -188,9 +206,11 @@ int main(int argc, char** argv) {
     std::cerr << "hermod-bench: unknown protocol " << protocol_name << "\n";
     return 2;
   }
-  if (!ParseUrl(config.url, config, &error)) {
-    std::cerr << "hermod-bench: " << error << "\n";
-    return 2;
+  for (const std::string& url : urls) {
+    if (!ParseUrl(url, config, &error)) {
+      std::cerr << "hermod-bench: " << error << "\n";
+      return 2;
+    }
   }
   RunConfig preset = config;
   if (ApplyPreset(scenario_name, config.protocol, preset)) {
@@ -221,7 +241,7 @@ int main(int argc, char** argv) {
       return 2;
     }
     if (!ParseScenario(load_name, config.load) || config.load == Scenario::kSoak ||
-        config.load == Scenario::kConnect) {
+        config.load == Scenario::kConnect || config.load == Scenario::kStand) {
       std::cerr << "hermod-bench: --load must be echo, fanout or channels\n";
       return 2;
     }
@@ -237,6 +257,20 @@ int main(int argc, char** argv) {
       (effective == Scenario::kChannels || effective == Scenario::kEcho)) {
     std::cerr << "hermod-bench: a raw broadcast server has one channel; use fanout or connect\n";
     return 2;
+  }
+  if (effective == Scenario::kStand && config.protocol != Protocol::kHermod) {
+    std::cerr << "hermod-bench: stand speaks hermod's JSON protocol (-p hermod)\n";
+    return 2;
+  }
+  if (effective == Scenario::kStand && config.publishers == 0 &&
+      config.personal_rate + config.group_rate > 0) {
+    std::cerr << "hermod-bench: stand needs --publishers for its publication rates\n";
+    return 2;
+  }
+  if (effective == Scenario::kStand) {
+    // Fixed here, so that worker processes (each churning its share of the rate) agree on
+    // the layout.
+    config.churners = config.connect_rate > 0 ? StandChurners(config) : 0;
   }
   Slo slo;
   bool grading = !slo_path.empty();

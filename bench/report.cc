@@ -170,7 +170,8 @@ Summary Summarize(const RunConfig& config, const RunResult& result) {
   m.delivered = s.delivered;
   // A broadcast server also returns messages to their publishers, which are not counted, and
   // echo-style scenarios are exact; both are expected = sent x receivers.
-  m.expected = s.sent * ReceiversPerPublication(config);
+  m.expected =
+      Effective(config) == Scenario::kStand ? s.expected : s.sent * ReceiversPerPublication(config);
   m.undelivered = m.expected > s.delivered + s.lost ? m.expected - s.delivered - s.lost : 0;
   m.lost = s.lost;
   m.lost_told = s.lost_told;
@@ -231,6 +232,13 @@ std::string ReportJson(const RunConfig& config, const RunResult& result, const S
       .Field("connect_rate", config.connect_rate)
       .Field("threads", config.threads)
       .Field("per_process", config.per_process);
+  if (Effective(config) == Scenario::kStand) {
+    w.Field("group_size", config.group_size)
+        .Field("personal_rate", config.personal_rate)
+        .Field("group_rate", config.group_rate)
+        .Field("churners", StandChurners(config))
+        .Field("targets", static_cast<uint64_t>(config.targets.size()));
+  }
   w.EndObject();
   w.Key("summary").BeginObject();
   w.Field("measured_s", m.measured_s)
@@ -279,6 +287,7 @@ std::string ResultToJson(const RunResult& result) {
       .Field("interrupted", result.interrupted)
       .Field("sent", s.sent)
       .Field("delivered", s.delivered)
+      .Field("expected", s.expected)
       .Field("bytes_in", s.bytes_in)
       .Field("bytes_out", s.bytes_out)
       .Field("lost", s.lost)
@@ -313,6 +322,7 @@ bool ResultFromJson(std::string_view json, RunResult& result, std::string* error
   }
   s.sent = U(doc, "sent");
   s.delivered = U(doc, "delivered");
+  s.expected = U(doc, "expected");
   s.bytes_in = U(doc, "bytes_in");
   s.bytes_out = U(doc, "bytes_out");
   s.lost = U(doc, "lost");

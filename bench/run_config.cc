@@ -1,5 +1,6 @@
 #include "run_config.h"
 
+#include <algorithm>
 #include <charconv>
 
 namespace hermod::bench {
@@ -23,8 +24,37 @@ uint32_t TotalConnections(const RunConfig& config) {
       return config.connections + config.publishers;
     case Scenario::kChannels:
       return config.channels * config.subscribers + config.channels;
+    case Scenario::kStand:
+      return config.connections + config.publishers + StandChurners(config);
   }
   return 0;
+}
+
+uint32_t StandGroups(const RunConfig& config) {
+  const uint32_t size = std::max<uint32_t>(config.group_size, 1);
+  return (config.connections + size - 1) / size;
+}
+
+uint32_t StandChurners(const RunConfig& config) {
+  if (config.churners > 0) return config.churners;
+  if (config.connect_rate <= 0) return 0;
+  // A reconnect (TCP, upgrade, connect, two subscribes, close) takes milliseconds; slots for
+  // half a second of it at the rate leave room for a server that is slow to answer.
+  return std::max<uint32_t>(1, static_cast<uint32_t>(config.connect_rate / 2));
+}
+
+uint32_t StandGroupMembers(const RunConfig& config, uint32_t group) {
+  const uint32_t size = std::max<uint32_t>(config.group_size, 1);
+  const uint64_t first = uint64_t{group} * size;
+  if (first >= config.connections) return 0;
+  return static_cast<uint32_t>(std::min<uint64_t>(size, config.connections - first));
+}
+
+uint32_t SetupConnections(const RunConfig& config, uint32_t begin, uint32_t end) {
+  if (Effective(config) == Scenario::kConnect) return 0;
+  if (Effective(config) != Scenario::kStand) return end - begin;
+  const uint32_t held = config.connections + config.publishers;
+  return begin >= held ? 0 : std::min(end, held) - begin;
 }
 
 uint32_t PublisherCount(const RunConfig& config) {
@@ -35,6 +65,8 @@ uint32_t PublisherCount(const RunConfig& config) {
       return config.publishers;
     case Scenario::kChannels:
       return config.channels;
+    case Scenario::kStand:
+      return config.publishers;
     default:
       return 0;
   }
@@ -81,6 +113,26 @@ ConnectionPlan PlanFor(const RunConfig& config, uint32_t index) {
       }
       break;
     }
+    case Scenario::kStand: {
+      const uint32_t n = config.connections;
+      const uint32_t size = std::max<uint32_t>(config.group_size, 1);
+      if (index < n) {
+        plan.subscribe = static_cast<int32_t>(index);
+        plan.group = static_cast<int32_t>(n + index / size);
+      } else if (index < n + config.publishers) {
+        plan.stand_publisher = true;
+        plan.publisher_id = index - n;
+      } else {
+        // Churners join the held clients' groups round robin, with personal channels of their
+        // own that nobody publishes to.
+        const uint32_t k = index - n - config.publishers;
+        const uint32_t groups = StandGroups(config);
+        plan.churner = true;
+        plan.subscribe = static_cast<int32_t>(n + groups + k);
+        if (groups > 0) plan.group = static_cast<int32_t>(n + k % groups);
+      }
+      break;
+    }
     default:
       break;
   }
@@ -123,6 +175,8 @@ const char* ScenarioName(Scenario s) {
       return "connect";
     case Scenario::kSoak:
       return "soak";
+    case Scenario::kStand:
+      return "stand";
   }
   return "?";
 }
@@ -140,7 +194,7 @@ bool ParseProtocol(const std::string& name, Protocol& out) {
 
 bool ParseScenario(const std::string& name, Scenario& out) {
   for (Scenario s : {Scenario::kEcho, Scenario::kFanout, Scenario::kChannels, Scenario::kConnect,
-                     Scenario::kSoak}) {
+                     Scenario::kSoak, Scenario::kStand}) {
     if (name == ScenarioName(s)) {
       out = s;
       return true;
@@ -162,7 +216,9 @@ bool ParseUrl(const std::string& url, RunConfig& config, std::string* error) {
   }
   size_t slash = rest.find('/');
   std::string_view hostport = rest.substr(0, slash);
-  config.path = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
+  if (config.targets.empty()) {
+    config.path = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
+  }
   size_t colon = hostport.rfind(':');
   std::string_view host = hostport.substr(0, colon);
   uint32_t port = 80;
@@ -178,9 +234,18 @@ bool ParseUrl(const std::string& url, RunConfig& config, std::string* error) {
     *error = "no host in URL: " + url;
     return false;
   }
-  config.host = host == "localhost" ? "127.0.0.1" : std::string(host);
-  config.port = static_cast<uint16_t>(port);
-  config.url = url;
+  Target target;
+  target.host = host == "localhost" ? "127.0.0.1" : std::string(host);
+  target.port = static_cast<uint16_t>(port);
+  target.path = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
+  if (config.targets.empty()) {
+    config.host = target.host;
+    config.port = target.port;
+    config.url = url;
+  } else {
+    config.url += " " + url;
+  }
+  config.targets.push_back(std::move(target));
   return true;
 }
 

@@ -6,11 +6,20 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace hermod::bench {
 
 enum class Protocol { kEcho, kRaw, kNats, kMqtt, kHermod, kHermodProtobuf };
-enum class Scenario { kEcho, kFanout, kChannels, kConnect, kSoak };
+enum class Scenario { kEcho, kFanout, kChannels, kConnect, kSoak, kStand };
+
+// One server to connect to (-u may be given several times: connection i goes to target
+// i modulo their number, so that a cluster's nodes share the connections evenly).
+struct Target {
+  std::string host = "127.0.0.1";
+  uint16_t port = 0;
+  std::string path = "/";
+};
 
 struct RunConfig {
   // Target.
@@ -18,6 +27,7 @@ struct RunConfig {
   std::string host = "127.0.0.1";
   uint16_t port = 0;
   std::string path = "/";
+  std::vector<Target> targets;  // every -u, in order (the first is host/port/path)
   Protocol protocol = Protocol::kEcho;
   // Scenario and sizes.
   Scenario scenario = Scenario::kEcho;
@@ -33,7 +43,15 @@ struct RunConfig {
   double duration_s = 10;      // measured phase
   uint64_t messages = 0;       // per publisher; 0: until the duration ends
   double ramp = 0;             // new connections/s during setup; 0: as fast as possible
-  double connect_rate = 500;   // connect scenario: new connections/s
+  double connect_rate = 500;   // connect scenario: new connections/s; stand: churn
+  // stand: `connections` held clients, each subscribed to its personal channel and to a group
+  // channel of `group_size` members; `publishers` publish personal_rate + group_rate
+  // publications/s in all, spread over those channels; `churners` connection slots reconnect
+  // at connect_rate (0: connect_rate / 2, slots for half a second of reconnecting).
+  uint32_t group_size = 10;
+  double personal_rate = 5000;
+  double group_rate = 4500;
+  uint32_t churners = 0;
   // Machinery.
   uint32_t threads = 1;
   std::string source;            // local address to bind, e.g. 127.0.0.2; empty: any
@@ -42,6 +60,7 @@ struct RunConfig {
   double drain_s = 2;  // after the last publication, wait at most this for deliveries
   int server_pid = 0;  // sample /proc/<pid> once a second when set
   bool progress = true;
+  bool phases = false;  // a line on stderr when the measured phase starts (for scripts)
 };
 
 // One connection's part in the scenario.
@@ -49,7 +68,23 @@ struct ConnectionPlan {
   int32_t subscribe = -1;  // channel number, or -1
   int32_t publish = -1;    // channel number, or -1
   uint32_t publisher_id = 0;
+  // stand: the group channel, subscribed after the personal one (subscribe); a churner
+  // reconnects over and over and is not counted; a stand publisher publishes to its share
+  // of every held client's personal and group channels (publisher_id of PublisherCount()).
+  int32_t group = -1;
+  bool churner = false;
+  bool stand_publisher = false;
 };
+
+// The stand's layout (run_config.cc): held clients [0, connections), then the publishers,
+// then the churners. Channel numbers: personal i = i, group g = connections + g, a churner's
+// personal channel after those; each channel is one stream of stamps (Stamp::publisher).
+uint32_t StandGroups(const RunConfig& config);
+uint32_t StandChurners(const RunConfig& config);
+// Held members of group g: group_size, fewer for a last partial group.
+uint32_t StandGroupMembers(const RunConfig& config, uint32_t group);
+// Connections that set up before measuring (all but the stand's churners) in [begin, end).
+uint32_t SetupConnections(const RunConfig& config, uint32_t begin, uint32_t end);
 
 // The scenario the connections actually run (soak runs its `load`).
 Scenario Effective(const RunConfig& config);
@@ -69,6 +104,7 @@ const char* ScenarioName(Scenario s);
 bool ParseProtocol(const std::string& name, Protocol& out);
 bool ParseScenario(const std::string& name, Scenario& out);
 // ws://host:port/path (host an IPv4 address or "localhost"); false with a reason otherwise.
+// Sets host/port/path when it is the first and appends a Target.
 bool ParseUrl(const std::string& url, RunConfig& config, std::string* error);
 
 }  // namespace hermod::bench

@@ -62,6 +62,7 @@ void RunStats::Merge(const RunStats& other) {
   connect_latency.Merge(other.connect_latency);
   sent += other.sent;
   delivered += other.delivered;
+  expected += other.expected;
   bytes_in += other.bytes_in;
   bytes_out += other.bytes_out;
   lost += other.lost;

@@ -53,9 +53,12 @@ struct RunStats {
   Histogram connect_latency;  // connect() -> protocol ready (handshake + subscribe), ns
   uint64_t sent = 0;          // publications sent in the measured phase
   uint64_t delivered = 0;     // publications received by subscribers
-  uint64_t bytes_in = 0;      // WebSocket data payload bytes received (inflated)
-  uint64_t bytes_out = 0;     // WebSocket data payload bytes sent (before deflate)
-  uint64_t lost = 0;          // sequence gaps
+  // Deliveries the publishers asked for, when receivers differ per publication (stand: 1 for
+  // a personal channel, the group's members for a group); 0 otherwise.
+  uint64_t expected = 0;
+  uint64_t bytes_in = 0;   // WebSocket data payload bytes received (inflated)
+  uint64_t bytes_out = 0;  // WebSocket data payload bytes sent (before deflate)
+  uint64_t lost = 0;       // sequence gaps
   // Of lost, the gaps the server announced (an unsubscribe push or a disconnect seen before
   // the gap) and the others: a silent loss is a subscriber shown holes as a clean stream.
   uint64_t lost_told = 0;

@@ -131,11 +131,12 @@ RunResult RunLocal(const RunConfig& config, uint32_t begin, uint32_t end,
   uint64_t setup_start = NowNs();
   uint64_t setup_limit =
       setup_start + static_cast<uint64_t>(config.setup_timeout_s * 1e9) + 1'000'000'000ull;
-  if (scenario != Scenario::kConnect) {
+  const uint32_t setup_count = SetupConnections(config, begin, end);
+  if (setup_count > 0) {
     while (true) {
       Totals t = Sum(progress);
-      line.Setup(t, count, Seconds(setup_start, NowNs()));
-      if (t.ready + t.failed >= count || NowNs() > setup_limit) break;
+      line.Setup(t, setup_count, Seconds(setup_start, NowNs()));
+      if (t.ready + t.failed >= setup_count || NowNs() > setup_limit) break;
       if (WaitForInterrupt(kTick)) break;
     }
   }
@@ -145,6 +146,10 @@ RunResult RunLocal(const RunConfig& config, uint32_t begin, uint32_t end,
   while (NowNs() < start) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   control.measure_start_ns.store(start, std::memory_order_release);
   control.phase.store(Phase::kMeasure, std::memory_order_release);
+  if (config.phases && !barrier) {
+    std::fputs("hermod-bench: measure start\n", stderr);
+    std::fflush(stderr);
+  }
 
   // Measure: until the duration ends or every local publisher sent its message count.
   std::unique_ptr<ProcSampler> sampler;

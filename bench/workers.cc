@@ -140,6 +140,13 @@ RunResult RunDistributed(const RunConfig& config) {
       double share = static_cast<double>(end - begin) / total;
       c.ramp = config.ramp * share;
       c.connect_rate = config.connect_rate * share;
+      if (Effective(config) == Scenario::kStand) {
+        // The stand's churners are the last indices: the workers holding them churn.
+        const uint32_t churners = StandChurners(config);
+        const uint32_t first = total - churners;
+        const uint32_t mine = end <= first ? 0 : end - std::max(begin, first);
+        c.connect_rate = churners == 0 ? 0 : config.connect_rate * mine / churners;
+      }
       WorkerMain(c, begin, end, down[0], up[1]);
     }
     close(down[0]);
@@ -174,6 +181,11 @@ RunResult RunDistributed(const RunConfig& config) {
   }
   uint64_t start = NowNs() + 20'000'000;  // all workers begin together, 20 ms from now
   for (Worker& w : workers) WriteAll(w.to, &start, sizeof(start));
+  if (config.phases) {
+    while (NowNs() < start) poll(nullptr, 0, 1);
+    std::fputs("hermod-bench: measure start\n", stderr);
+    std::fflush(stderr);
+  }
 
   // Measure: sample the server while the workers run; collect their results.
   RunResult merged;
