@@ -3,13 +3,18 @@
 Runs the real hermod-bench (built next to hermod) against the real hermod, each scenario
 (echo, fanout, channels, connect, soak) once, briefly and with a few connections, and checks
 that it completes (exit 0), prints its summary, writes a JSON report that parses, and moved
-messages (or connections). No timing is asserted: the figures are the benchmark's.
+messages (or connections). And bench/cluster-stand at a few hundred connections over three
+nodes on a real nats-server (the `stand` scenario): it runs, prints its table, every client
+is held, and every publication reached every member with nothing lost. No timing is
+asserted: the figures are the benchmark's.
 """
 
 import json
 import os
 import re
+import shutil
 import subprocess
+import sys
 import tempfile
 
 import hermod_harness as h
@@ -60,6 +65,33 @@ class BenchSmokeTest(h.HermodTestCase):
                         m = re.search(r"delivered (\d+)", r.stdout)
                     self.assertIsNotNone(m, out)
                     self.assertGreater(int(m.group(1)), 0, out)
+
+    def test_cluster_stand_runs_and_loses_nothing(self):
+        bench = os.path.join(os.path.dirname(h.HERMOD), "hermod-bench")
+        nats = shutil.which("nats-server") or "/usr/sbin/nats-server"
+        if not os.access(nats, os.X_OK):
+            self.skipTest("nats-server not installed")
+        stand = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench",
+                             "cluster-stand")
+        with tempfile.TemporaryDirectory(prefix="hermod-stand-smoke-") as tmp:
+            report = os.path.join(tmp, "stand.json")
+            argv = [sys.executable, stand, "--scale", "300", "--nodes", "3", "-d", "2",
+                    "--drain", "3", "--hermod", h.HERMOD, "--bench", bench,
+                    "--nats-server", nats, "--json", report]
+            r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                               timeout=120)
+            out = r.stdout + r.stderr
+            self.assertEqual(r.returncode, 0, out)
+            self.assertIn("| deliveries/s |", r.stdout, out)
+            with open(report) as f:
+                figures = json.load(f)
+        self.assertEqual(figures["connections_held"], 300, out)
+        self.assertGreater(figures["delivered"], 0, out)
+        self.assertEqual(figures["delivered"], figures["expected"], out)
+        self.assertEqual((figures["lost"], figures["undelivered"], figures["errors"]), (0, 0, 0),
+                         out)
+        self.assertGreater(figures["churn_connects_per_min"], 0, out)
+        self.assertEqual(len(figures["per_node"]), 3, out)
 
 
 if __name__ == "__main__":
