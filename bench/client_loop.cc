@@ -644,6 +644,8 @@ void ClientLoop::StartMeasure(uint64_t now) {
     if (interval_ns_ > 0) {
       // Spread publishers over one interval so that they do not all fire together.
       timers_.push({now + XorShift(rng_) % std::max<uint64_t>(interval_ns_, 1), &c});
+    } else if (c.plan_.stand_publisher) {
+      continue;  // the stand at rates 0: connections held, nothing published
     } else if (c.plan_.publish == c.plan_.subscribe && !(c.plan_.subscribe < 0)) {
       for (uint32_t i = 0; i < std::max<uint32_t>(config_.inflight, 1); ++i) PublishOne(c, now);
     } else {
