@@ -67,14 +67,14 @@ ClientSession::ClientSession(Transport& transport, ClientContext& context)
 
 ClientSession::~ClientSession() {
   assert(loop().InThisThread());
-  loop().timers().Cancel(&keepalive_);
+  loop().timers().Cancel(keepalive());
   UnsubscribeAll();
   ReleaseAdmission();
 }
 
 void ClientSession::OnTransportClosed() {
   assert(loop().InThisThread());
-  loop().timers().Cancel(&keepalive_);
+  loop().timers().Cancel(keepalive());
   UnsubscribeAll();
   ReleaseAdmission();
 }
@@ -149,14 +149,14 @@ void ClientSession::Disconnect(proto::Disconnect reason) {
                "client {} (user \"{}\"): disconnect {} {}", client_id(), user_, reason.code,
                reason.reason);
   }
-  loop().timers().Cancel(&keepalive_);
+  loop().timers().Cancel(keepalive());
   UnsubscribeAll();
   transport_.Close(reason);
 }
 
 std::string ClientSession::Info(const ClientSubscription* s) const {
   return ClientInfoJson(user_, client_id(), rare_ ? std::string_view(rare_->conn_info) : "",
-                        s != nullptr && s->chan_info ? std::string_view(*s->chan_info) : "");
+                        s != nullptr && s->rare ? std::string_view(s->rare->chan_info) : "");
 }
 
 void ClientSession::UnsubscribeAll() {
@@ -583,11 +583,11 @@ core::Hub::SubscribeResult ClientSession::AddSubscription(
   subscription->transport = &transport_;
   subscription->session = this;
   subscription->channel = std::string(channel);
-  subscription->overridden = std::move(overridden);
-  subscription->options = subscription->overridden ? subscription->overridden.get() : &options;
+  subscription->options = overridden ? overridden.get() : &options;
+  if (overridden) subscription->rare_state().overridden = std::move(overridden);
   subscription->wants_join_leave = join_leave;
   subscription->expires_at = expires_at;
-  if (!chan_info.empty()) subscription->chan_info = std::make_unique<std::string>(chan_info);
+  if (!chan_info.empty()) subscription->rare_state().chan_info = std::string(chan_info);
   // Every subscription is told when a publication it may not miss is not queued: a
   // recoverable one recovers it from history, any other at least learns it.
   subscription->recoverable = recoverable;

@@ -73,7 +73,8 @@ struct ClientContext {
   std::optional<std::string> personal_namespace;
 };
 
-class ClientSession {
+// Private TimerNode: the keepalive timer (OnTimer).
+class ClientSession final : private net::TimerNode {
  public:
   // Called by the transport's constructor (on its loop): the stale deadline starts.
   ClientSession(Transport& transport, ClientContext& context);
@@ -119,31 +120,36 @@ class ClientSession {
     ClientSession* session = nullptr;
     std::string channel;
     const config::ChannelOptions* options;
-    // The namespace's options with the token's `override`s applied, when it had any.
-    std::unique_ptr<config::ChannelOptions> overridden;
-    // The token's chan_info (raw JSON), when it had one: allocated only then.
-    std::unique_ptr<std::string> chan_info;
     int64_t expires_at = 0;    // subscription token's expiry (wall clock s); 0: never
     bool server_side = false;  // from the connection token's channels or subs
     bool recoverable = false;  // the client tracks offsets: it can recover a gap
-    // An inbox namespace's: its watch (inbox_rpc.cc), ended with the subscription.
-    std::shared_ptr<core::Inbox::Watcher> inbox_watch;
+    // Expiry is the sub_refresh proxy's to decide (a subscribe proxy's `expire_at` on a
+    // namespace with proxy_sub_refresh), not the client's (the call out: Rare).
+    bool refresh_by_proxy = false;
     // Non-zero while its subscribe reply waits for the history engine's recovery: which
     // one (a subscription made again for the channel meanwhile has another).
     uint64_t recovery = 0;
-    // Expiry is the sub_refresh proxy's to decide (a subscribe proxy's `expire_at` on a
-    // namespace with proxy_sub_refresh), not the client's; the call out, if any (0: none).
-    bool refresh_by_proxy = false;
-    uint64_t sub_refresh_call = 0;
+    // What only some subscriptions have, in an allocation made on first use: a plain
+    // subscription is 40 bytes smaller without it (docs/benchmarks.md).
+    struct Rare {
+      // The namespace's options with the token's `override`s applied, when it had any.
+      std::unique_ptr<config::ChannelOptions> overridden;
+      std::string chan_info;  // the token's chan_info (raw JSON), when it had one
+      // An inbox namespace's: its watch (inbox_rpc.cc), ended with the subscription.
+      std::shared_ptr<core::Inbox::Watcher> inbox_watch;
+      uint64_t sub_refresh_call = 0;  // the sub_refresh proxy's call out (0: none)
+    };
+    std::unique_ptr<Rare> rare;
+    Rare& rare_state() {
+      if (!rare) rare = std::make_unique<Rare>();
+      return *rare;
+    }
+    uint64_t sub_refresh_call() const { return rare ? rare->sub_refresh_call : 0; }
   };
-  class Keepalive final : public net::TimerNode {
-   public:
-    explicit Keepalive(ClientSession& client) : client_(client) {}
-    void OnTimer() override { client_.OnKeepalive(); }
-
-   private:
-    ClientSession& client_;
-  };
+  // The keepalive timer (the session is its own timer node: 8 bytes less than a member
+  // node pointing back at it).
+  void OnTimer() override { OnKeepalive(); }
+  net::TimerNode* keepalive() { return this; }
 
   size_t queued_bytes() const { return transport_.queued_bytes(); }
   bool closing() const { return transport_.closing(); }
@@ -304,7 +310,6 @@ class ClientSession {
 
   Transport& transport_;
   ClientContext& context_;
-  Keepalive keepalive_{*this};
   bool connected_ = false;
   bool disconnected_ = false;
   bool awaiting_pong_ = false;
@@ -334,7 +339,50 @@ class ClientSession {
   ClientId client_id_;
   std::string user_;
   std::string* reply_ = nullptr;  // the loop's reply buffer while a message is handled
-  std::vector<std::unique_ptr<ClientSubscription>> subscriptions_;
+  // The subscriptions, with room for one inside: most connections hold one or none, and a
+  // std::vector's block for one pointer is 32 bytes of heap more (docs/benchmarks.md).
+  class Subscriptions {
+   public:
+    using Ptr = std::unique_ptr<ClientSubscription>;
+    Subscriptions() = default;
+    Subscriptions(const Subscriptions&) = delete;
+    Subscriptions& operator=(const Subscriptions&) = delete;
+    ~Subscriptions() {
+      clear();
+      delete[] heap_;
+    }
+    Ptr* begin() { return heap_ != nullptr ? heap_ : &one_; }
+    Ptr* end() { return begin() + size_; }
+    size_t size() const { return size_; }
+    Ptr& back() { return begin()[size_ - 1]; }
+    void push_back(Ptr p) {
+      if (size_ == capacity_) Grow();
+      begin()[size_++] = std::move(p);
+    }
+    void erase(Ptr* it) {
+      std::move(it + 1, end(), it);
+      begin()[--size_].reset();
+    }
+    void clear() {
+      for (Ptr& p : *this) p.reset();
+      size_ = 0;
+    }
+
+   private:
+    void Grow() {
+      const uint32_t capacity = capacity_ * 2;
+      Ptr* heap = new Ptr[capacity];
+      std::move(begin(), end(), heap);
+      delete[] heap_;
+      heap_ = heap;
+      capacity_ = capacity;
+    }
+    Ptr* heap_ = nullptr;  // null: the one inside
+    uint32_t size_ = 0;
+    uint32_t capacity_ = 1;
+    Ptr one_;
+  };
+  Subscriptions subscriptions_;
   CommandGuard guard_;
   // Backend proxies: the calls out now, a connect waiting for the connect proxy, whether the
   // refresh proxy decides this connection's expiry (it was connected by the proxy).

@@ -89,7 +89,7 @@ class ClientSession::InboxWatch final : public core::Inbox::Watcher {
 void ClientSession::WatchInbox(ClientSubscription& s) {
   if (context_.inbox == nullptr || !s.options->inbox) return;
   auto watch = std::make_shared<InboxWatch>(*this);
-  s.inbox_watch = watch;
+  s.rare_state().inbox_watch = watch;
   context_.inbox->Watch(s.channel, loop(), watch);
 }
 

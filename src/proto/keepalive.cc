@@ -23,11 +23,11 @@ void ClientSession::ScheduleKeepalive() {
     if (expire_ms_ != 0) due = std::min(due, expire_ms_);
   }
   if (due == UINT64_MAX) {
-    loop().timers().Cancel(&keepalive_);
+    loop().timers().Cancel(keepalive());
     return;
   }
   const uint64_t now = loop().now_ms();
-  loop().timers().Schedule(&keepalive_, due > now ? due - now : 0);
+  loop().timers().Schedule(keepalive(), due > now ? due - now : 0);
 }
 
 void ClientSession::OnKeepalive() {

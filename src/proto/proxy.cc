@@ -236,15 +236,15 @@ void ClientSession::ProxyRefresh() {
 }
 
 void ClientSession::ProxySubRefresh(ClientSubscription& s) {
-  if (s.sub_refresh_call != 0) return;  // one call out per subscription
+  if (s.sub_refresh_call() != 0) return;  // one call out per subscription
   const uint64_t call = ++rare().sub_refresh_calls;
   std::string body = proxy::SubRefreshRequest(ProxyFields(), s.channel);
   const bool sent =
       CallProxy(proxy::Kind::kSubRefresh, std::move(body),
                 [channel = s.channel, call](ClientSession& session, proxy::Reply reply) {
                   ClientSubscription* sub = session.FindSubscription(channel);
-                  if (!sub || sub->sub_refresh_call != call || !session.connected()) return;
-                  sub->sub_refresh_call = 0;
+                  if (!sub || sub->sub_refresh_call() != call || !session.connected()) return;
+                  sub->rare->sub_refresh_call = 0;
                   // Error and disconnect answers do not apply to sub_refresh; a failure is tried
                   // again at the next check (the subscription stays meanwhile, as in Centrifugo).
                   if (reply.outcome != proxy::Outcome::kOk) return;
@@ -255,7 +255,7 @@ void ClientSession::ProxySubRefresh(ClientSubscription& s) {
                   }
                   sub->expires_at = expires_at;
                 });
-  if (sent) s.sub_refresh_call = call;
+  if (sent) s.rare_state().sub_refresh_call = call;
 }
 
 }  // namespace hermod::proto

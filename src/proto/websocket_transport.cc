@@ -25,15 +25,23 @@ std::string& Buffer() {
 }
 constexpr size_t kScratchKeepBytes = 256 * 1024;
 
-FramedPush* FrameProtobuf(std::string_view json) {
+// The one Protobuf send path of replies and pushes alike: json's Protobuf form in the
+// thread's scratch, handed to use, and the scratch trimmed after. what: for the log line.
+template <class Use>
+auto WithProtobuf(std::string_view json, const char* what, Use&& use) {
   std::string& bytes = Buffer();
   if (!Encoder().Append(json, bytes)) {
-    spdlog::error("protobuf: a push did not encode: {}", json.substr(0, 128));
+    spdlog::error("protobuf: a {} did not encode: {}", what, json.substr(0, 128));
   }
-  auto* framed = new ProtobufPush(bytes);
+  auto result = use(std::string_view(bytes));
   Encoder().Release(kScratchKeepBytes);
   if (bytes.capacity() > kScratchKeepBytes) std::string().swap(bytes);
-  return framed;
+  return result;
+}
+
+FramedPush* FrameProtobuf(std::string_view json) {
+  return WithProtobuf(
+      json, "push", [](std::string_view bytes) -> FramedPush* { return new ProtobufPush(bytes); });
 }
 
 }  // namespace
@@ -53,20 +61,18 @@ WebSocketTransport::WebSocketTransport(net::Connection& from, const ws::WebSocke
 
 net::SendStatus WebSocketTransport::SendReply(std::string_view json, net::Lane lane) {
   if (format_ == Format::kJson) return SendMessage(ws::Opcode::kText, json, lane);
-  std::string& bytes = Buffer();
-  if (!Encoder().Append(json, bytes)) {
-    spdlog::error("protobuf: a reply did not encode: {}", json.substr(0, 128));
-  }
-  const net::SendStatus status = SendMessage(ws::Opcode::kBinary, bytes, lane);
-  Encoder().Release(kScratchKeepBytes);
-  if (bytes.capacity() > kScratchKeepBytes) std::string().swap(bytes);
-  return status;
+  return WithProtobuf(json, "reply", [&](std::string_view bytes) {
+    return SendMessage(ws::Opcode::kBinary, bytes, lane);
+  });
 }
 
 net::SendStatus WebSocketTransport::SendPush(const PreparedPush& push, net::PushClass push_class) {
-  if (format_ == Format::kJson) return SendPrepared(push.message(), push_class);
-  return SendPrepared(static_cast<const ProtobufPush&>(push.framed(kProtobufKind)).message(),
-                      push_class);
+  // The JSON frame, or the Protobuf one built once per push by FrameProtobuf.
+  const ws::PreparedMessage& message =
+      format_ == Format::kJson
+          ? push.message()
+          : static_cast<const ProtobufPush&>(push.framed(kProtobufKind)).message();
+  return SendPrepared(message, push_class);
 }
 
 void WebSocketTransport::OnWebSocketMessage(ws::Opcode opcode, std::string_view payload) {

@@ -297,6 +297,33 @@ TEST_F(ClientSessionTest, AMissedPushIsToldAsUnsubscribe2500BehindThePublication
   EXPECT_EQ(t.lane_normal.size(), 1u);
 }
 
+// The session's subscription list keeps its first entry inside and moves to the heap from
+// the second: subscribing past it, unsubscribing from the middle and subscribing again keep
+// every channel's pushes, and only its own.
+TEST_F(ClientSessionTest, SubscriptionsGrowPastTheOneInsideAndLeaveFromTheMiddle) {
+  FakeTransport& t = Connected();
+  const char* channels[] = {"a", "b", "c", "d"};
+  uint32_t id = 2;
+  for (const char* c : channels) {
+    t.session.OnMessage(R"({"id":)" + std::to_string(id++) + R"(,"subscribe":{"channel":")" + c +
+                        R"("}})");
+  }
+  ASSERT_EQ(t.replies.size(), 4u);
+  t.session.OnMessage(R"({"id":9,"unsubscribe":{"channel":"b"}})");
+  t.session.OnMessage(R"({"id":10,"subscribe":{"channel":"e"}})");
+  t.session.OnMessage(R"({"id":11,"unsubscribe":{"channel":"a"}})");
+  for (const char* c : {"a", "b", "c", "d", "e"}) {
+    ASSERT_TRUE(hub_.Publish({c, &config_.channel, R"({"n":1})", ""}));
+  }
+  RunOnce();
+  std::vector<std::string> got;
+  for (const std::string& p : t.pushes) got.push_back(p.substr(0, p.find(",\"pub\"")));
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got, (std::vector<std::string>{R"({"push":{"channel":"c")", R"({"push":{"channel":"d")",
+                                           R"({"push":{"channel":"e")"}));
+  // The rest leave with the transport (the fixture closes it): UnsubscribeAll on the heap.
+}
+
 // Each line's log::Write fields, as the JSON log format reads them (log/fields.h).
 class FieldSink final : public spdlog::sinks::base_sink<std::mutex> {
  public:
