@@ -1,62 +1,21 @@
 #include "api/inbox_api.h"
 
-#include <simdjson.h>
-
 #include <algorithm>
 #include <cstdlib>
 #include <optional>
 #include <vector>
 
 #include "json/string_writer.h"
+#include "proto/inbox_request.h"
 
 namespace hermod::api {
 
 namespace {
 
-struct InboxRequest {
-  std::string channel;
-  std::string user;
-  std::vector<uint64_t> offsets;
-  uint64_t cursor = 0;
-  uint64_t limit = 100;
-};
+using proto::InboxRequest;
 
 bool ParseRequest(std::string_view body, InboxRequest* r) {
-  simdjson::padded_string padded(body);
-  simdjson::ondemand::parser parser;
-  simdjson::ondemand::document doc;
-  if (parser.iterate(padded).get(doc) != simdjson::SUCCESS) return false;
-  simdjson::ondemand::object object;
-  if (doc.get_object().get(object) != simdjson::SUCCESS) return false;
-  for (auto field : object) {
-    std::string_view key;
-    if (field.unescaped_key().get(key) != simdjson::SUCCESS) return false;
-    simdjson::ondemand::value v = field.value();
-    std::string_view s;
-    if (key == "channel" || key == "user") {
-      if (v.get_string().get(s) != simdjson::SUCCESS) return false;
-      (key == "channel" ? r->channel : r->user) = std::string(s);
-    } else if (key == "cursor") {
-      // A string (as Centrifugo's cursors) or a number.
-      if (v.get_string().get(s) == simdjson::SUCCESS) {
-        if (!s.empty()) r->cursor = std::strtoull(std::string(s).c_str(), nullptr, 10);
-      } else if (v.get_uint64().get(r->cursor) != simdjson::SUCCESS) {
-        return false;
-      }
-    } else if (key == "limit") {
-      if (v.get_uint64().get(r->limit) != simdjson::SUCCESS) return false;
-    } else if (key == "offsets") {
-      simdjson::ondemand::array array;
-      if (v.get_array().get(array) != simdjson::SUCCESS) return false;
-      for (auto item : array) {
-        uint64_t n;
-        if (item.get_uint64().get(n) != simdjson::SUCCESS) return false;
-        if (r->offsets.size() >= 100000) return false;
-        r->offsets.push_back(n);
-      }
-    }
-  }
-  return true;
+  return proto::ParseInboxRequest(body, r, 100000);
 }
 
 void Error(std::string& out, uint32_t code, std::string_view message) {

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "store/memory_inbox.h"
+#include "store/nats_inbox.h"
 #include "store/sqlite_inbox.h"
 
 namespace hermod::app {
@@ -41,11 +42,20 @@ std::unique_ptr<InboxService> InboxService::Make(const config::Config& config,
     if (!service->store_) return nullptr;
     service->sqlite_ = std::move(sqlite);
     spdlog::info("inboxes in the sqlite file {} (durable)", config.sqlite.path);
+  } else if (config.history_engine == "nats") {
+    store::NatsInboxOptions o;
+    o.url = config.nats.url;
+    o.bucket = config.nats.prefix + "_inbox";
+    o.dial_timeout_ms = config.nats.dial_timeout.ms;
+    o.reconnect_wait_ms = config.nats.reconnect_wait.ms;
+    service->store_ = store::MakeNatsInbox(o, error);
+    if (!service->store_) return nullptr;
+    spdlog::info("inboxes in the NATS KV bucket {} (durable, shared by the cluster)", o.bucket);
   } else {
     service->store_ = std::make_unique<store::MemoryInboxStore>();
     spdlog::warn(
         "inboxes are kept in memory (engine {}): they are NOT durable, a restart loses every "
-        "unacknowledged publication; use engine \"sqlite\" for durable inboxes",
+        "unacknowledged publication; use engine \"sqlite\" or \"nats\" for durable inboxes",
         config.engine);
   }
   service->inbox_ = std::make_unique<core::Inbox>(*service->store_, rules, hub, config);

@@ -1,6 +1,6 @@
 // The inboxes of a running server (core/inbox.h): their engine (sqlite when the server's
-// engine is, with its file and writer; otherwise memory, which says at start-up that it is
-// not durable), the timer that redelivers (on loop 0), and their /metrics families
+// engine is, with its file and writer; a NATS KV bucket shared by the cluster with engine
+// nats; otherwise memory, which says at start-up that it is not durable), the timer that redelivers (on loop 0), and their /metrics families
 // (hermod_inbox_*). Built by Server::Run only when a namespace has `inbox: true`.
 #pragma once
 

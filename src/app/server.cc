@@ -614,6 +614,22 @@ metrics::DashboardSources Server::DashboardSources() {
     return 0;
   };
   if (broker_) s.other_nodes = [broker = broker_.get()] { return broker->OtherNodes(); };
+  if (inbox_) {
+    s.inboxes = [inbox = &inbox_->inbox()] {
+      const core::InboxStats stats = inbox->Stats();
+      uint64_t pending = 0;
+      std::string namespaces;
+      for (const auto& [ns, count] : stats.pending) {
+        pending += count;
+        namespaces += namespaces.empty() ? "{\"namespace\":" : ",{\"namespace\":";
+        json::AppendJsonString(namespaces, ns);
+        namespaces += ",\"pending\":" + std::to_string(count) + "}";
+      }
+      return "{\"pending\":" + std::to_string(pending) +
+             ",\"dead\":" + std::to_string(stats.dead_held) + ",\"namespaces\":[" + namespaces +
+             "]}";
+    };
+  }
   return s;
 }
 

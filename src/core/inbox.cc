@@ -65,7 +65,24 @@ Inbox::Inbox(InboxStore& store, const ChannelRules& rules, Hub& hub, const confi
   };
   consider(config.channel);
   for (const config::Namespace& ns : config.namespaces) consider(ns.options);
+  // Another node's publish or redrive (an engine shared by a cluster): delivered here to this
+  // node's watchers of the channel, if it has any.
+  store_.OnRemotePending([this](const std::string& channel) {
+    const config::ChannelOptions* options = Options(channel);
+    if (options == nullptr) return;
+    {
+      std::lock_guard lock(mutex_);
+      if (watches_.find(channel) == watches_.end()) return;
+    }
+    std::vector<uint64_t> offsets;
+    for (const InboxEntry& e : store_.Unacked(channel)) {
+      if (e.state == InboxState::kPending && e.deliveries == 0) offsets.push_back(e.offset);
+    }
+    Deliver(channel, *options, std::move(offsets), nullptr);
+  });
 }
+
+Inbox::~Inbox() { store_.OnRemotePending(nullptr); }
 
 const config::ChannelOptions* Inbox::Options(std::string_view channel) const {
   const config::ChannelOptions* o = rules_.Find(channel);

@@ -81,6 +81,9 @@ class Inbox {
   // tick_ms from the config's shortest ack_timeout of an inbox namespace.
   Inbox(InboxStore& store, const ChannelRules& rules, Hub& hub, const config::Config& config,
         WallClock wall = &WallMs);
+  ~Inbox();
+  Inbox(const Inbox&) = delete;
+  Inbox& operator=(const Inbox&) = delete;
   InboxStore& store() { return store_; }
   // The namespace options of an inbox channel, or null when channel is not one.
   const config::ChannelOptions* Options(std::string_view channel) const;

@@ -1,7 +1,7 @@
 // Durable per-user inboxes behind an interface: what the inbox's callers need (core/inbox.h:
 // the API's publish, inbox_status and dead letters; the client's acks and rejects through
 // RPC; delivery on connect and redelivery), implemented by an engine in store/ (`memory`,
-// `sqlite`).
+// `sqlite`, `nats`).
 //
 // An inbox is a channel of a namespace with `inbox: true`. Each publication gets the next
 // offset of its channel and stays until it is acknowledged or dead-lettered:
@@ -154,6 +154,12 @@ class InboxStore {
   // Every inbox with unacked entries, and how many.
   virtual std::vector<std::pair<std::string, size_t>> PendingCounts() = 0;
   virtual size_t DeadCount() = 0;
+
+  // An engine shared by a cluster's nodes calls pending (on its own thread) when another node
+  // stored publications that wait for a first delivery in channel (a publish, a redrive), so
+  // this node delivers them to its watchers. Null: stop calling (before the caller goes).
+  using RemotePending = std::function<void(const std::string& channel)>;
+  virtual void OnRemotePending(RemotePending pending) { (void)pending; }
 };
 
 }  // namespace hermod::core

@@ -104,7 +104,7 @@ bool BasicPasswordMatches(std::string_view authorization, std::string_view passw
 std::string DashboardJson(const std::vector<LoopSnapshot>& loops, const std::string& health_json,
                           const std::vector<std::pair<std::string, size_t>>& channels,
                           const std::string& state_json, const std::vector<std::string>& nodes,
-                          uint64_t unix_ms) {
+                          uint64_t unix_ms, const std::string& inboxes_json) {
   const LoopSnapshot all = MergeSnapshots(loops);
   const LoopMetrics& m = all.metrics;
   std::string out;
@@ -146,6 +146,8 @@ std::string DashboardJson(const std::vector<LoopSnapshot>& loops, const std::str
   }
   out += "],\"state\":";
   out += state_json.empty() ? std::string_view("null") : std::string_view(state_json);
+  out += ",\"inboxes\":";
+  out += inboxes_json.empty() ? std::string_view("null") : std::string_view(inboxes_json);
   out += ",\"nodes\":[";
   for (size_t i = 0; i < nodes.size(); ++i) {
     if (i > 0) out += ',';
@@ -271,6 +273,8 @@ void Dashboard::Data(http::HttpConnection& c, http::Request& request) {
   channels.resize(top);
   std::string state;  // the same walk, once more
   if (sources_.hub) state = sources_.hub().state_json;
+  std::string inboxes;
+  if (sources_.inboxes) inboxes = sources_.inboxes();
   std::vector<std::string> nodes{NodeJson()};
   if (sources_.other_nodes) {
     for (std::string& node : sources_.other_nodes()) nodes.push_back(std::move(node));
@@ -280,9 +284,10 @@ void Dashboard::Data(http::HttpConnection& c, http::Request& request) {
   GatherSnapshots(
       c.loop(), loops_, deadline_ms_,
       [this, answer, keep_alive, channels = std::move(channels), state = std::move(state),
-       nodes = std::move(nodes)](std::vector<LoopSnapshot> snapshots) {
+       nodes = std::move(nodes),
+       inboxes = std::move(inboxes)](std::vector<LoopSnapshot> snapshots) {
         std::string body =
-            DashboardJson(snapshots, monitor_.Json(), channels, state, nodes, UnixMs());
+            DashboardJson(snapshots, monitor_.Json(), channels, state, nodes, UnixMs(), inboxes);
         answer.Respond(http::BuildResponse(200, "application/json", body, keep_alive, kNoStore),
                        keep_alive);
       });

@@ -5,7 +5,8 @@
 // - GET /dashboard/data: this node (version, uptime, memory, CPU, clients, users, channels,
 //   subscriptions), every node of the cluster (what the broker heard from the others), every
 //   loop's counters gathered as a scrape is (loop_snapshot.h), latency histograms, the health
-//   monitor's last result, the busiest channels and the hub's state.
+//   monitor's last result, the busiest channels, the hub's state, and the inboxes' pending
+//   and dead counts.
 // - GET /dashboard/history[?after=MS]: the last ten minutes of samples (dashboard_history.h),
 //   taken once a second by a timer on the first loop whether or not a page is open, so that
 //   a reload keeps the chart. Counters are cumulative: the page differences them into rates.
@@ -74,13 +75,16 @@ struct DashboardSources {
   // The other nodes of the cluster, each as the JSON object NodeJson made there; null or
   // empty on a single node.
   std::function<std::vector<std::string>()> other_nodes;
+  // The inboxes (inbox namespaces only), as the JSON object the page shows:
+  // {"pending":N,"dead":N,"namespaces":[{"namespace":"..","pending":N},...]}; null without.
+  std::function<std::string()> inboxes;
 };
 
 // The /dashboard/data body. nodes: this node's JSON first, then the others'.
 std::string DashboardJson(const std::vector<LoopSnapshot>& loops, const std::string& health_json,
                           const std::vector<std::pair<std::string, size_t>>& channels,
                           const std::string& state_json, const std::vector<std::string>& nodes,
-                          uint64_t unix_ms);
+                          uint64_t unix_ms, const std::string& inboxes_json = {});
 
 class Dashboard {
  public:

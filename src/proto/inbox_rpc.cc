@@ -3,63 +3,16 @@
 // answered by hermod before any RPC proxy, once the engine has stored them; and the
 // deliveries of an inbox this connection is subscribed to, sent as ordinary publication
 // pushes with the delivery count in `tags` (`hermod-delivery`).
-#include <simdjson.h>
-
 #include <string>
 #include <vector>
 
 #include "proto/client_session.h"
+#include "proto/inbox_request.h"
 #include "stats/loop_metrics.h"
 
 namespace hermod::proto {
 
 namespace {
-
-struct InboxRpc {
-  std::string channel;
-  std::vector<uint64_t> offsets;
-  std::optional<uint64_t> up_to;
-  std::string reason;
-};
-
-// `{channel, offsets?, up_to?, reason?}`; false when it is not that.
-bool ParseInboxRpc(std::string_view json, InboxRpc* r) {
-  if (json.empty()) return false;
-  simdjson::padded_string padded(json);
-  simdjson::ondemand::parser parser;
-  simdjson::ondemand::document doc;
-  if (parser.iterate(padded).get(doc) != simdjson::SUCCESS) return false;
-  simdjson::ondemand::object object;
-  if (doc.get_object().get(object) != simdjson::SUCCESS) return false;
-  for (auto field : object) {
-    std::string_view key;
-    if (field.unescaped_key().get(key) != simdjson::SUCCESS) return false;
-    simdjson::ondemand::value v = field.value();
-    if (key == "channel") {
-      std::string_view s;
-      if (v.get_string().get(s) != simdjson::SUCCESS) return false;
-      r->channel = std::string(s);
-    } else if (key == "reason") {
-      std::string_view s;
-      if (v.get_string().get(s) != simdjson::SUCCESS) return false;
-      r->reason = std::string(s.substr(0, 256));
-    } else if (key == "up_to") {
-      uint64_t n;
-      if (v.get_uint64().get(n) != simdjson::SUCCESS) return false;
-      r->up_to = n;
-    } else if (key == "offsets") {
-      simdjson::ondemand::array array;
-      if (v.get_array().get(array) != simdjson::SUCCESS) return false;
-      for (auto item : array) {
-        uint64_t n;
-        if (item.get_uint64().get(n) != simdjson::SUCCESS) return false;
-        if (r->offsets.size() >= 10000) return false;
-        r->offsets.push_back(n);
-      }
-    }
-  }
-  return !r->channel.empty();
-}
 
 std::string OffsetsJson(const std::vector<uint64_t>& offsets) {
   std::string out = "{\"offsets\":[";
@@ -116,9 +69,9 @@ bool ClientSession::HandleInboxRpc(const Command& c) {
                        "no inbox namespaces", false);
     return true;
   }
-  InboxRpc r;
-  if (!ParseInboxRpc(c.data, &r) || (ack && r.offsets.empty() && !r.up_to) ||
-      (!ack && r.offsets.empty())) {
+  InboxRequest r;
+  if (!ParseInboxRequest(c.data, &r, 10000) || r.channel.empty() ||
+      (ack && r.offsets.empty() && !r.up_to) || (!ack && r.offsets.empty())) {
     AppendBackendError(*reply_, c.id, static_cast<uint32_t>(ErrorCode::kBadRequest),
                        ack ? "hermod.ack wants {channel, offsets: [..]} or {channel, up_to: N}"
                            : "hermod.reject wants {channel, offsets: [..], reason}",

@@ -96,7 +96,7 @@ void MemoryInboxStore::Kill(Inbox& inbox, core::InboxEntry& e, std::string_view 
   e.done_ms = now_ms;
   // A dead letter is kept for the inbox's ttl after it died.
   e.expires_ms = now_ms + inbox.limits.ttl_ms;
-  e.dead_id = next_dead_id_++;
+  e.dead_id = NextDeadId(now_ms);
   dead_[e.dead_id] = {e.channel, e.offset};
 }
 
@@ -454,18 +454,44 @@ void MemoryInboxStore::Restore(std::string_view channel, std::string epoch, uint
 
 void MemoryInboxStore::Restore(core::InboxEntry e, const core::InboxLimits& limits) {
   std::lock_guard lock(mutex_);
+  inboxes_[e.channel].limits = limits;
+  if (e.state == core::InboxState::kDead) next_dead_id_ = std::max(next_dead_id_, e.dead_id + 1);
+  ReplaceLocked(std::move(e));
+}
+
+void MemoryInboxStore::ReplaceLocked(core::InboxEntry e) {
+  ForgetLocked(e.channel, e.offset);
   Inbox& inbox = inboxes_[e.channel];
-  inbox.limits = limits;
   inbox.top = std::max(inbox.top, e.offset);
   if (IsUnacked(e)) ++inbox.unacked;
   if (e.state == core::InboxState::kAcked) ++inbox.acked;
   if (e.state == core::InboxState::kDead) {
     ++inbox.dead;
     dead_[e.dead_id] = {e.channel, e.offset};
-    next_dead_id_ = std::max(next_dead_id_, e.dead_id + 1);
   }
   const uint64_t offset = e.offset;
   inbox.entries[offset] = std::move(e);
+}
+
+void MemoryInboxStore::ForgetLocked(std::string_view channel, uint64_t offset) {
+  Inbox* inbox = Find(channel);
+  if (inbox == nullptr) return;
+  auto it = inbox->entries.find(offset);
+  if (it == inbox->entries.end()) return;
+  core::InboxEntry& e = it->second;
+  if (IsUnacked(e)) --inbox->unacked;
+  if (e.state == core::InboxState::kAcked) --inbox->acked;
+  if (e.state == core::InboxState::kDead) {
+    --inbox->dead;
+    dead_.erase(e.dead_id);
+  }
+  inbox->entries.erase(it);
+}
+
+void MemoryInboxStore::MetaLocked(std::string_view channel, std::string epoch, uint64_t top) {
+  Inbox& inbox = inboxes_[std::string(channel)];
+  inbox.epoch = std::move(epoch);
+  inbox.top = std::max(inbox.top, top);
 }
 
 }  // namespace hermod::store

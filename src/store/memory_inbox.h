@@ -75,6 +75,17 @@ class MemoryInboxStore : public core::InboxStore {
   void Restore(core::InboxEntry entry, const core::InboxLimits& limits);
   // Whether Persist is worth its writes' copies (a durable engine).
   virtual bool journaled() const { return false; }
+  // A dead letter's id (its cursor order): a cluster's engine makes them unique across nodes.
+  virtual uint64_t NextDeadId(uint64_t now_ms) {
+    (void)now_ms;
+    return next_dead_id_++;
+  }
+  // An engine shared with other processes (store/nats_inbox.h) applies their changes, and
+  // undoes its own that did not stick, with these, holding inbox_mutex().
+  std::mutex& inbox_mutex() { return mutex_; }
+  void ReplaceLocked(core::InboxEntry entry);  // the entry as stored, instead of ours
+  void ForgetLocked(std::string_view channel, uint64_t offset);
+  void MetaLocked(std::string_view channel, std::string epoch, uint64_t top);
 
  private:
   struct Inbox {

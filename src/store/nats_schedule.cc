@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include "store/nats_kv.h"
+
 namespace hermod::store {
 
 namespace {
@@ -79,33 +81,20 @@ class NatsScheduleStore final : public core::ScheduleStore {
   }
 
   bool Connect(std::string* error) {
-    auto fail = [&](natsStatus s, const char* what) {
-      *error = std::string("nats schedules: ") + what + " at " + options_.url + ": " +
-               natsStatus_GetText(s) +
-               ": start nats-server with -js (JetStream) there, or set nats.url";
+    NatsKvOptions o{options_.url, "hermod-schedules", options_.dial_timeout_ms,
+                    options_.reconnect_wait_ms, options_.request_timeout_ms};
+    if (!ConnectNatsKv(o, "nats schedules", &nc_, &js_, error)) return false;
+    natsStatus s = OpenNatsBucket(js_, options_.bucket, 0, &kv_);
+    if (s != NATS_OK) {
+      *error = NatsKvError("nats schedules", "KV bucket", options_.url, s);
       return false;
-    };
-    natsOptions* o = nullptr;
-    natsStatus s = natsOptions_Create(&o);
-    if (s == NATS_OK) s = natsOptions_SetURL(o, options_.url.c_str());
-    if (s == NATS_OK) {
-      natsOptions_SetName(o, "hermod-schedules");
-      natsOptions_SetTimeout(o, static_cast<int64_t>(options_.dial_timeout_ms));
-      natsOptions_SetAllowReconnect(o, true);
-      natsOptions_SetMaxReconnect(o, -1);
-      natsOptions_SetReconnectWait(o, static_cast<int64_t>(options_.reconnect_wait_ms));
-      s = natsConnection_Connect(&nc_, o);
     }
-    natsOptions_Destroy(o);
-    if (s != NATS_OK) return fail(s, "connect");
-    jsOptions jo;
-    jsOptions_Init(&jo);
-    jo.Wait = static_cast<int64_t>(options_.request_timeout_ms);
-    if ((s = natsConnection_JetStream(&js_, nc_, &jo)) != NATS_OK) return fail(s, "JetStream");
-    if (!Bucket(options_.bucket, 0, &kv_, &s)) return fail(s, "KV bucket");
-    if (!Bucket(options_.claims_bucket, static_cast<int64_t>(options_.lease_ms), &claims_, &s)) {
-      return fail(s, "KV claims bucket");
+    const auto lease = static_cast<int64_t>(options_.lease_ms);
+    if ((s = OpenNatsBucket(js_, options_.claims_bucket, lease, &claims_)) != NATS_OK) {
+      *error = NatsKvError("nats schedules", "KV claims bucket", options_.url, s);
+      return false;
     }
+    Retime(claims_, options_.claims_bucket, lease);
     return true;
   }
 
@@ -178,15 +167,29 @@ class NatsScheduleStore final : public core::ScheduleStore {
                                      : std::string_view(data, static_cast<size_t>(n));
   }
 
-  bool Bucket(const std::string& name, int64_t ttl_ms, kvStore** out, natsStatus* s) {
-    kvConfig config;
-    kvConfig_Init(&config);
-    config.Bucket = name.c_str();
-    config.History = 1;
-    config.TTL = ttl_ms * 1000000;  // nanoseconds
-    *s = js_CreateKeyValue(out, js_, &config);
-    if (*s != NATS_OK) *s = js_KeyValue(out, js_, name.c_str());  // made by another node
-    return *s == NATS_OK;
+  // A bucket made with another TTL (the claims' lease changed since) takes this one: the
+  // entries' expiry is the bucket stream's MaxAge. Nodes with different leases take turns;
+  // a failure keeps the bucket's own and says so.
+  void Retime(kvStore* kv, const std::string& name, int64_t ttl_ms) {
+    kvStatus* status = nullptr;
+    if (kvStore_Status(&status, kv) != NATS_OK) return;
+    const int64_t current = kvStatus_TTL(status);
+    kvStatus_Destroy(status);
+    if (current == ttl_ms * 1000000) return;
+    const std::string stream = "KV_" + name;
+    jsStreamInfo* info = nullptr;
+    natsStatus s = js_GetStreamInfo(&info, js_, stream.c_str(), nullptr, nullptr);
+    if (s == NATS_OK) {
+      info->Config->MaxAge = ttl_ms * 1000000;
+      jsStreamInfo* updated = nullptr;
+      s = js_UpdateStream(&updated, js_, info->Config, nullptr, nullptr);
+      if (updated != nullptr) jsStreamInfo_Destroy(updated);
+      jsStreamInfo_Destroy(info);
+    }
+    if (s != NATS_OK) {
+      spdlog::warn("nats schedules: bucket {} keeps its TTL of {} ms, not {} ms: {}", name,
+                   current / 1000000, ttl_ms, natsStatus_GetText(s));
+    }
   }
 
   void Queue(std::function<void()> task) {

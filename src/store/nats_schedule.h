@@ -2,7 +2,8 @@
 // cluster's nodes (`<prefix>_schedules`), so that every node holds every pending one (a
 // KV watcher tells each node what the others add and remove) and exactly one fires each:
 // at its time every node tries to create the key `<id>` in a second bucket
-// (`<prefix>_schedule_claims`, whose entries expire after lease_ms); the node whose create
+// (`<prefix>_schedule_claims`, whose entries expire after lease_ms; a bucket made with
+// another lease is given this one); the node whose create
 // succeeds fires it and then deletes the schedule (the claim expires by itself). If that node dies
 // first, its claim expires and another node claims and fires it (lease_ms late); one that fired but
 // died before deleting is fired again, and the history engine's idempotency (Nats-Msg-Id of the

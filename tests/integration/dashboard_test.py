@@ -97,6 +97,25 @@ class DashboardAccessTest(h.HermodTestCase):
         self.assertEqual(len(data["latency"]["command"]), len(data["latency"]["bounds_us"]) + 1)
         self.assertGreaterEqual(data["totals"]["connections"], 1)  # this request's own
 
+    def test_data_has_the_inboxes_pending_and_dead_counts(self):
+        # Without an inbox namespace: null (the page hides the table).
+        server = self.start_server(CONFIG)
+        self.assertIsNone(json.loads(get(server.port, "/dashboard/data", PASSWORD).body)
+                          ["inboxes"])
+        server.stop()
+        config = dict(CONFIG, namespaces=[{"name": "inbox", "inbox": True, "inbox_size": 2,
+                                           "inbox_overflow": "dead_letter_oldest"}])
+        server = self.start_server(config)
+        for n in range(3):  # the third makes room: the first is a dead letter (overflow)
+            r = post(server.port, "/api/publish", {"channel": "inbox:#42", "data": {"n": n}},
+                     "Authorization: apikey k\r\n")
+            self.assertEqual(r.status, 200, r.body)
+        post(server.port, "/api/publish", {"channel": "inbox:#7", "data": {}},
+             "Authorization: apikey k\r\n")
+        inboxes = json.loads(get(server.port, "/dashboard/data", PASSWORD).body)["inboxes"]
+        self.assertEqual(inboxes, {"pending": 3, "dead": 1,
+                                   "namespaces": [{"namespace": "inbox", "pending": 3}]})
+
     def test_admin_off_is_not_found(self):
         server = self.start_server({"admin_password": PASSWORD})
         for path in ("/dashboard", "/dashboard/data", "/dashboard/history"):

@@ -3,8 +3,10 @@
 // WebSocket; publications come from the server HTTP API. Chromium offers permessage-deflate,
 // so this also covers the fan-out path's shared deflated frame in a real browser. The same
 // scenarios as the Node test where a page can play them: presence, join/leave, history, a
-// token connection, a private channel with a subscription token, and recovery after the
-// harness's TCP proxy cuts the page's connection (the SDK reconnects by itself).
+// token connection, a private channel with a subscription token, recovery after the
+// harness's TCP proxy cuts the page's connection (the SDK reconnects by itself), and an inbox:
+// a publication queued while the user was offline arrives in the page, the page acks it with
+// the `hermod.ack` RPC, and the receipt arrives on the receipts channel.
 // Chromium is Debian's (/usr/bin/chromium), driven by playwright-core from ../node (run
 // `npm ci` in both folders first). The blank page's Origin is "null": the config allows any.
 // Run: node browser_test.mjs --hermod PATH [--chromium PATH]
@@ -41,6 +43,11 @@ const CONFIG = {
   allow_publish_for_subscriber: true,
   api_key: 'test-key',
   token_hmac_secret_key: 'hmac-secret',
+  // An inbox the page's user subscribes to itself, with receipts to a top-level channel.
+  namespaces: [{
+    name: 'inbox', inbox: true, ack_timeout: '600s', receipts_channel: 'receipts',
+    allow_user_limited_channels: true, allow_subscribe_for_client: true,
+  }],
 };
 
 // An HS256 JWT, as an application backend would make one.
@@ -282,4 +289,41 @@ test('recovers every missed publication in order after the connection is cut', a
   });
   assert.equal(seen.recovered, true);
   assert.deepEqual(seen.received, [0, 1, 2, 3, 4]);
+});
+
+test('an inbox delivery is acked from the browser and its receipt arrives', async (t) => {
+  // Queued while user 42 is offline.
+  const published = await api('publish', { channel: 'inbox:#42', data: { task: 'browser' } });
+  const offset = published.result.offset;
+  const token = jwt({ sub: '42', exp: now() + 600 });
+  const seen = await inPage(t, async ({ u, token, offset }) => {
+    // A backend's watcher of the receipts, in the same page.
+    const watcher = await window.connectClient(u);
+    const receipts = await window.subscribeTo(watcher, 'receipts');
+    const receipt = window.nextEvent(receipts, 'publication', (ctx) => ctx.data.offset === offset);
+    const c = await window.connectClient(u, { token });
+    const sub = c.newSubscription('inbox:#42');
+    const delivered = window.nextEvent(sub, 'publication');
+    sub.subscribe();
+    const pub = await delivered;
+    const ack = await c.rpc('hermod.ack', { channel: 'inbox:#42', offsets: [pub.offset] });
+    const got = await receipt;
+    // Acked twice: an error reply, nothing changes.
+    const again = await c.rpc('hermod.ack', { channel: 'inbox:#42', offsets: [pub.offset] })
+      .then(() => null, (e) => e.code);
+    c.disconnect();
+    watcher.disconnect();
+    return { data: pub.data, offset: pub.offset, delivery: pub.tags['hermod-delivery'],
+             ack: ack.data, receipt: got.data, again };
+  }, { u: url(), token, offset });
+  assert.deepEqual(seen.data, { task: 'browser' });
+  assert.equal(seen.offset, offset);
+  assert.equal(seen.delivery, '1');
+  assert.deepEqual(seen.ack, { offsets: [offset] });
+  assert.deepEqual([seen.receipt.channel, seen.receipt.offset, seen.receipt.status],
+                   ['inbox:#42', offset, 'acked']);
+  assert.ok(seen.receipt.at > 0);
+  assert.equal(seen.again, 107);
+  const status = await api('inbox_status', { channel: 'inbox:#42', offsets: [offset] });
+  assert.equal(status.result.publications[0].status, 'acked');
 });

@@ -1,17 +1,29 @@
-// The inbox engines (core/inbox_store.h): the same cases against memory and sqlite, through
-// the interface as core/inbox.h calls it. `stored` is awaited on a future, never slept for.
+// The inbox engines (core/inbox_store.h): the same cases against memory, sqlite and nats,
+// through the interface as core/inbox.h calls it. `stored` is awaited on a future, never slept
+// for. The nats engine runs on a real `nats-server -js` the suite starts (a free port, a
+// temporary store directory), a bucket per case; a restart is a new store on the same bucket.
+// NatsInboxNodes: two stores on one bucket are two nodes of a cluster.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <condition_variable>
+#include <algorithm>
 #include <filesystem>
+#include <map>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <ostream>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "store/memory_inbox.h"
+#include "store/nats_inbox.h"
 #include "store/sqlite_inbox.h"
+#include "tests/unit/store/nats_server.h"
 
 namespace hermod::store {
 namespace {
@@ -24,7 +36,45 @@ struct Factory {
 };
 void PrintTo(const Factory& f, std::ostream* os) { *os << f.name; }
 
-const Factory kEngines[] = {{"memory", false}, {"sqlite", true}};
+const Factory kEngines[] = {{"memory", false}, {"sqlite", true}, {"nats", true}};
+
+// The nats-server of the nats cases: started by the first, stopped after the last.
+std::unique_ptr<test::NatsServer>& Nats() {
+  static std::unique_ptr<test::NatsServer> server;
+  return server;
+}
+class NatsEnvironment : public ::testing::Environment {
+ public:
+  void TearDown() override { Nats().reset(); }
+};
+const auto* const kNatsEnvironment = ::testing::AddGlobalTestEnvironment(new NatsEnvironment);
+
+// A store on the case's own bucket; null (with a failure) when nats-server cannot start.
+std::unique_ptr<core::InboxStore> NatsStore(const std::string& bucket) {
+  if (!Nats()) {
+    Nats() = std::make_unique<test::NatsServer>();
+    if (!Nats()->Start()) {
+      ADD_FAILURE() << "nats-server did not start";
+      Nats().reset();
+      return nullptr;
+    }
+  }
+  NatsInboxOptions options;
+  options.url = Nats()->url();
+  options.bucket = bucket;
+  std::string error;
+  auto store = MakeNatsInbox(options, &error);
+  EXPECT_TRUE(store) << error;
+  return store;
+}
+
+std::string CaseBucket() {
+  std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  for (char& c : name) {
+    if (c == '/') c = '_';
+  }
+  return "t" + std::to_string(getpid()) + "_" + name;
+}
 
 class InboxStoreTest : public ::testing::TestWithParam<Factory> {
  protected:
@@ -47,6 +97,12 @@ class InboxStoreTest : public ::testing::TestWithParam<Factory> {
     engine_.reset();
     if (!GetParam().durable) {
       store_ = std::make_unique<MemoryInboxStore>();
+      return;
+    }
+    if (std::string_view(GetParam().name) == "nats") {
+      if (!test::NatsServer::Available()) GTEST_SKIP() << "no nats-server";
+      store_ = NatsStore(CaseBucket());
+      ASSERT_TRUE(store_);
       return;
     }
     SqliteOptions options;
@@ -235,6 +291,153 @@ TEST_P(InboxStoreTest, KeepsWhatWasStoredAcrossARestart) {
 
 INSTANTIATE_TEST_SUITE_P(Engines, InboxStoreTest, ::testing::ValuesIn(kEngines),
                          [](const auto& info) { return std::string(info.param.name); });
+
+// Two nats stores on one bucket: two nodes of a cluster.
+class NatsInboxNodes : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!test::NatsServer::Available()) GTEST_SKIP() << "no nats-server";
+    a_ = NatsStore(CaseBucket());
+    b_ = NatsStore(CaseBucket());
+    ASSERT_TRUE(a_ && b_);
+    b_->OnRemotePending([this](const std::string& channel) {
+      std::lock_guard lock(mutex_);
+      pending_.insert(channel);
+      changed_.notify_all();
+    });
+  }
+  void TearDown() override {
+    if (b_) b_->OnRemotePending(nullptr);
+  }
+  // Waits until b was told of a publication to channel that A stored (at most 5 s).
+  bool ToldB(const std::string& channel) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, std::chrono::seconds(5),
+                             [&] { return pending_.count(channel) > 0; });
+  }
+  static bool Stored(const std::function<bool(core::InboxStored)>& call) {
+    auto promise = std::make_shared<std::promise<bool>>();
+    auto future = promise->get_future();
+    if (!call([promise](bool ok) { promise->set_value(ok); })) return false;
+    return future.get();
+  }
+
+  std::unique_ptr<core::InboxStore> a_, b_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::set<std::string> pending_;
+  uint64_t now_ = 1'700'000'000'000;
+};
+
+TEST_F(NatsInboxNodes, WhatOneNodeStoresTheOtherDeliversAndAcks) {
+  ASSERT_TRUE(Stored([&](core::InboxStored s) {
+    return a_->Append("inbox:#42", "{\"n\":1}", {}, now_, std::move(s)).status ==
+           core::InboxAppended::Status::kOk;
+  }));
+  ASSERT_TRUE(ToldB("inbox:#42"));
+  const auto unacked = b_->Unacked("inbox:#42");
+  ASSERT_EQ(unacked.size(), 1u);
+  EXPECT_EQ(unacked[0].data, "{\"n\":1}");
+  EXPECT_EQ(b_->Position("inbox:#42").epoch, a_->Position("inbox:#42").epoch);
+  ASSERT_EQ(b_->MarkDelivered("inbox:#42", {1}, 100, now_).size(), 1u);
+  // A has not seen B's delivery yet or has: either way it cannot count it a second time
+  // with its older revision, and once it read the key back its count is B's.
+  const auto again = a_->MarkDelivered("inbox:#42", {1}, 100, now_);
+  if (!again.empty()) {
+    EXPECT_EQ(again[0].deliveries, 2u);
+  }
+  ASSERT_TRUE(Stored([&](core::InboxStored s) {
+    return static_cast<bool>(b_->Ack("inbox:#42", {1}, std::nullopt, now_, std::move(s)));
+  }));
+  // Acked twice, from the other node: an error (it reads the entry back), nothing changes.
+  EXPECT_FALSE(a_->Ack("inbox:#42", {1}, std::nullopt, now_, nullptr));
+  EXPECT_EQ(a_->Status("inbox:#42", {1})[0].state, InboxState::kAcked);
+}
+
+TEST_F(NatsInboxNodes, ConcurrentPublishesOnTwoNodesTakeDistinctOffsets) {
+  constexpr int kEach = 40;
+  std::vector<uint64_t> offsets_a, offsets_b;
+  auto run = [&](core::InboxStore& store, std::vector<uint64_t>* out) {
+    for (int i = 0; i < kEach; ++i) {
+      auto promise = std::make_shared<std::promise<bool>>();
+      auto future = promise->get_future();
+      auto r =
+          store.Append("inbox:#7", "{}", {}, now_, [promise](bool ok) { promise->set_value(ok); });
+      ASSERT_EQ(r.status, core::InboxAppended::Status::kOk);
+      ASSERT_TRUE(future.get());
+      out->push_back(r.position.offset);
+    }
+  };
+  std::thread ta([&] { run(*a_, &offsets_a); });
+  std::thread tb([&] { run(*b_, &offsets_b); });
+  ta.join();
+  tb.join();
+  std::set<uint64_t> all(offsets_a.begin(), offsets_a.end());
+  all.insert(offsets_b.begin(), offsets_b.end());
+  EXPECT_EQ(all.size(), 2u * kEach);
+}
+
+TEST_F(NatsInboxNodes, NoDeliveryIsCountedByTwoNodes) {
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(Stored([&](core::InboxStored s) {
+      return a_->Append("inbox:#9", "{}", {}, now_, std::move(s)).status ==
+             core::InboxAppended::Status::kOk;
+    }));
+  }
+  // Until B holds all 20 (each publication tells it).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (b_->Unacked("inbox:#9").size() < 20 && std::chrono::steady_clock::now() < deadline) {
+    ToldB("inbox:#9");
+    std::lock_guard lock(mutex_);
+    pending_.clear();
+  }
+  ASSERT_EQ(b_->Unacked("inbox:#9").size(), 20u);
+  std::vector<uint64_t> offsets;
+  for (uint64_t o = 1; o <= 20; ++o) offsets.push_back(o);
+  std::vector<core::InboxEntry> got_a, got_b;
+  std::thread ta([&] { got_a = a_->MarkDelivered("inbox:#9", offsets, 1000, now_); });
+  std::thread tb([&] { got_b = b_->MarkDelivered("inbox:#9", offsets, 1000, now_); });
+  ta.join();
+  tb.join();
+  // No delivery is counted twice: each count of an entry (1, 2, ...) was taken by one node
+  // only, whatever the interleaving (a node that already saw the other's count takes the
+  // next one; one that had not loses the write and leaves the entry out).
+  std::map<uint64_t, std::vector<uint32_t>> counts;
+  for (const auto& e : got_a) counts[e.offset].push_back(e.deliveries);
+  for (const auto& e : got_b) counts[e.offset].push_back(e.deliveries);
+  EXPECT_EQ(counts.size(), 20u);
+  for (auto& [offset, values] : counts) {
+    std::sort(values.begin(), values.end());
+    std::vector<uint32_t> expected(values.size());
+    for (size_t i = 0; i < expected.size(); ++i) expected[i] = static_cast<uint32_t>(i + 1);
+    EXPECT_EQ(values, expected) << offset;
+  }
+}
+
+TEST_F(NatsInboxNodes, DeadLettersOfBothNodesAreListedByEither) {
+  ASSERT_TRUE(Stored([&](core::InboxStored s) {
+    return a_->Append("inbox:#1", "{}", {}, now_, std::move(s)).status ==
+           core::InboxAppended::Status::kOk;
+  }));
+  ASSERT_TRUE(Stored([&](core::InboxStored s) {
+    return b_->Append("inbox:#2", "{}", {}, now_, std::move(s)).status ==
+           core::InboxAppended::Status::kOk;
+  }));
+  ASSERT_TRUE(Stored([&](core::InboxStored s) {
+    return static_cast<bool>(a_->DeadLetter("inbox:#1", {1}, "rejected", now_, std::move(s)));
+  }));
+  ASSERT_TRUE(ToldB("inbox:#1"));
+  ASSERT_TRUE(Stored([&](core::InboxStored s) {
+    return static_cast<bool>(b_->DeadLetter("inbox:#2", {1}, "rejected", now_, std::move(s)));
+  }));
+  // A fresh node reads both from the bucket, with distinct cursors.
+  auto c = NatsStore(CaseBucket());
+  ASSERT_TRUE(c);
+  const auto page = c->DeadLetters({});
+  ASSERT_EQ(page.entries.size(), 2u);
+  EXPECT_NE(page.entries[0].dead_id, page.entries[1].dead_id);
+  EXPECT_EQ(c->DeadCount(), 2u);
+}
 
 }  // namespace
 }  // namespace hermod::store

@@ -5,6 +5,7 @@
 #include "store/nats_schedule.h"
 
 #include <gtest/gtest.h>
+#include <nats/nats.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -130,6 +131,33 @@ TEST_F(NatsScheduleTest, OtherNodesListLoadAndForgetCancelled) {
   ASSERT_TRUE(c);
   ASSERT_EQ(listed(*c), 1u);
   EXPECT_EQ(c->List("", "", 100).items[0].id, kept);
+}
+
+// The claims' lease is configurable: a node started with another lease than the bucket was
+// made with gives the bucket its own (the claims' TTL), so a changed config takes effect.
+TEST_F(NatsScheduleTest, ALaterNodeWithAnotherLeaseRetimesTheClaims) {
+  for (const uint64_t lease : {1000u, 2500u}) {
+    NatsScheduleOptions o;
+    o.url = nats_.url();
+    o.lease_ms = lease;
+    std::string error;
+    auto store = MakeNatsSchedules(o, &error);
+    ASSERT_TRUE(store) << error;
+    EXPECT_EQ(store->lease_ms(), lease);
+  }
+  natsConnection* nc = nullptr;
+  ASSERT_EQ(natsConnection_ConnectTo(&nc, nats_.url().c_str()), NATS_OK);
+  jsCtx* js = nullptr;
+  ASSERT_EQ(natsConnection_JetStream(&js, nc, nullptr), NATS_OK);
+  kvStore* kv = nullptr;
+  ASSERT_EQ(js_KeyValue(&kv, js, NatsScheduleOptions().claims_bucket.c_str()), NATS_OK);
+  kvStatus* status = nullptr;
+  ASSERT_EQ(kvStore_Status(&status, kv), NATS_OK);
+  EXPECT_EQ(kvStatus_TTL(status), 2500 * 1000000LL);
+  kvStatus_Destroy(status);
+  kvStore_Destroy(kv);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
 }
 
 }  // namespace

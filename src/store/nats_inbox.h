@@ -1,0 +1,47 @@
+// The `nats` inbox engine (core/inbox_store.h): the memory engine's state (store/memory_inbox.h)
+// kept in a NATS KV bucket (`<prefix>_inbox`) shared by every node of the cluster, so a user
+// gets and acks on node B what was queued while they were on node A, and what a killed node
+// held is delivered by another.
+//
+// Keys: `<hex channel>.m` holds the inbox's epoch and top offset; `<hex channel>.<offset>` one
+// entry (state, count, times, reason, data). Every node holds every inbox in memory (a KV
+// watcher applies what the others store) and answers reads from there. Each change is written
+// with compare-and-set on the revisions this node last saw (kvStore_Create for a key it has
+// never seen, kvStore_Update for one it has), before the call returns, so two nodes never both
+// take an offset, both count one delivery, or both ack or dead-letter one entry: the loser's
+// write fails, it reads the keys it could not write back from NATS, and does the call again
+// (a publish takes the next offset; an ack of what the other node acked is an error; a
+// delivery or expiry the other node made is left out of its result, so only one node
+// redelivers each entry and sends its receipt).
+//
+// Limits: reads on a node lag the other nodes' writes by the watcher's latency (about a
+// millisecond on one host); a call waits for NATS (at most the request timeout) while it
+// holds the engine's lock; with NATS unreachable a change fails (stored(false)) and the API
+// answers an error. A change of several entries that loses a race part-way keeps the part
+// it wrote. A node that has already seen another's delivery when it delivers counts the
+// next one (a user connected to two nodes may get a redelivery from each, counted 2 and 3).
+// With `kill -9` nothing acknowledged as stored is lost: a change is answered only after
+// NATS stored it.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "core/inbox_store.h"
+
+namespace hermod::store {
+
+struct NatsInboxOptions {
+  std::string url = "nats://127.0.0.1:4222";
+  std::string bucket = "hermod_inbox";
+  uint64_t dial_timeout_ms = 1000;
+  uint64_t reconnect_wait_ms = 1000;
+  uint64_t request_timeout_ms = 2000;
+};
+
+// Connects, creates (or binds) the bucket and reads it; null with *error naming NATS and the
+// fix.
+std::unique_ptr<core::InboxStore> MakeNatsInbox(const NatsInboxOptions& options,
+                                                std::string* error);
+
+}  // namespace hermod::store

@@ -1,0 +1,49 @@
+#include "store/nats_kv.h"
+
+namespace hermod::store {
+
+std::string NatsKvError(const char* who, const char* what, const std::string& url, natsStatus s) {
+  return std::string(who) + ": " + what + " at " + url + ": " + natsStatus_GetText(s) +
+         ": start nats-server with -js (JetStream) there, or set nats.url";
+}
+
+bool ConnectNatsKv(const NatsKvOptions& options, const char* who, natsConnection** nc,
+                   jsCtx** js, std::string* error) {
+  natsOptions* o = nullptr;
+  natsStatus s = natsOptions_Create(&o);
+  if (s == NATS_OK) s = natsOptions_SetURL(o, options.url.c_str());
+  if (s == NATS_OK) {
+    natsOptions_SetName(o, options.name);
+    natsOptions_SetTimeout(o, static_cast<int64_t>(options.dial_timeout_ms));
+    natsOptions_SetAllowReconnect(o, true);
+    natsOptions_SetMaxReconnect(o, -1);
+    natsOptions_SetReconnectWait(o, static_cast<int64_t>(options.reconnect_wait_ms));
+    s = natsConnection_Connect(nc, o);
+  }
+  natsOptions_Destroy(o);
+  if (s != NATS_OK) {
+    *error = NatsKvError(who, "connect", options.url, s);
+    return false;
+  }
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = static_cast<int64_t>(options.request_timeout_ms);
+  if ((s = natsConnection_JetStream(js, *nc, &jo)) != NATS_OK) {
+    *error = NatsKvError(who, "JetStream", options.url, s);
+    return false;
+  }
+  return true;
+}
+
+natsStatus OpenNatsBucket(jsCtx* js, const std::string& name, int64_t ttl_ms, kvStore** out) {
+  kvConfig config;
+  kvConfig_Init(&config);
+  config.Bucket = name.c_str();
+  config.History = 1;
+  config.TTL = ttl_ms * 1000000;  // nanoseconds
+  const natsStatus s = js_CreateKeyValue(out, js, &config);
+  if (s == NATS_OK) return s;
+  return js_KeyValue(out, js, name.c_str());  // made by another node, or an earlier run
+}
+
+}  // namespace hermod::store
