@@ -15,91 +15,17 @@ Run: python3 kv_presence_test.py --hermod PATH
 
 import json
 import os
-import re
-import select
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 
 import hermod_harness as h  # noqa: E402
-from guard_client import SECRET, Client, api_call, jwt  # noqa: E402
-from hermod_harness import http_exchange  # noqa: E402
+from guard_client import SECRET, Client, jwt  # noqa: E402
+from nats_harness import NatsServer, api, get, metric, wait_for  # noqa: E402
 
-DEADLINE_S = 20
 TTL_S = 2.0
 CHANNEL = "room.1 *"  # not a NATS token: escaped into the bucket's keys
-_LISTENING = re.compile(rb"Listening for client connections on [^:]+:(\d+)")
-
-
-class JetStreamServer:
-    """nats-server -js on 127.0.0.1, a port of its choosing, a temporary store directory."""
-
-    def __init__(self):
-        self.binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
-        self.dir = tempfile.TemporaryDirectory(prefix="hermod-presence-js-")
-        self.proc = None
-        self.port = None
-        self.log = []
-
-    def start(self):
-        argv = [self.binary, "-a", "127.0.0.1", "-p", "-1", "-js", "-sd", self.dir.name]
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
-        fd = self.proc.stderr.fileno()
-        deadline = time.monotonic() + DEADLINE_S
-        pending = b""
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or self.proc.poll() is not None:
-                self.stop()
-                raise AssertionError("nats-server did not listen: %s" % "\n".join(self.log))
-            ready, _, _ = select.select([fd], [], [], left)
-            if not ready:
-                continue
-            chunk = os.read(fd, 65536)
-            pending += chunk
-            self.log += [line.decode(errors="replace") for line in chunk.splitlines()]
-            m = _LISTENING.search(pending)
-            if m:
-                self.port = int(m.group(1))
-                return self
-
-    @property
-    def url(self):
-        return "nats://127.0.0.1:%d" % self.port
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc is not None and self.proc.stderr:
-            self.proc.stderr.close()
-        self.dir.cleanup()
-
-
-def wait_for(what, predicate, timeout=DEADLINE_S):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.02)  # polling interval of a condition wait, not synchronisation
-    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
-
-
-def api(port, method, params):
-    response = api_call(port, method, params)
-    assert response.status == 200, (response.status, response.body)
-    return json.loads(response.body)
 
 
 def listed(port):
@@ -109,21 +35,10 @@ def listed(port):
     return {c: info["user"] for c, info in answer["result"]["presence"].items()}
 
 
-def get(port, path):
-    response = http_exchange(port, ("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % path).encode())
-    return response.body.decode()
-
-
-def metric(port, name, labels=""):
-    pattern = re.compile(r"^%s(\{%s\})? (\S+)$" % (re.escape(name), re.escape(labels)), re.M)
-    m = pattern.search(get(port, "/metrics"))
-    return float(m.group(2)) if m else None
-
-
 class PresenceClusterTest(h.HermodTestCase):
     def setUp(self):
-        self.nats = JetStreamServer().start()
-        self.addCleanup(self.nats.stop)
+        self.nats = NatsServer(jetstream=True).start()
+        self.addCleanup(self.nats.cleanup)
 
     def node(self, killed=False):
         """A node; killed: one the test kills, whose exit status is not checked."""

@@ -8,16 +8,12 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
 import {
-  connected, nextEvent, sdkClient, startHermod, startNats, subscribed,
+  argValue, connected, nextEvent, sdkClient, startHermod, startNats, subscribed, waitFor,
 } from './harness.mjs';
 
-const binary = process.argv[process.argv.indexOf('--hermod') + 1];
-assert.ok(process.argv.includes('--hermod') && binary, 'usage: --hermod PATH [--nats-server PATH]');
-const natsBinary = process.argv.includes('--nats-server')
-  ? process.argv[process.argv.indexOf('--nats-server') + 1]
-  : 'nats-server';
-
-const DEADLINE_MS = 10000;
+const binary = argValue('--hermod');
+assert.ok(binary, 'usage: --hermod PATH [--nats-server PATH]');
+const natsBinary = argValue('--nats-server', 'nats-server');
 
 function nodeConfig(natsPort) {
   return {
@@ -51,15 +47,6 @@ async function metric(node, name) {
   const text = await (await fetch(`http://127.0.0.1:${node.port}/metrics`)).text();
   const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
   return m ? Number(m[1]) : null;
-}
-
-async function waitFor(what, predicate) {
-  const deadline = Date.now() + DEADLINE_MS;
-  while (Date.now() < deadline) {
-    if (await predicate()) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));  // poll interval of a condition
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 let nats;

@@ -139,6 +139,22 @@ export async function startProxy(target) {
   };
 }
 
+// The value after `name` on the command line, or fallback.
+export function argValue(name, fallback = undefined) {
+  const i = process.argv.indexOf(name);
+  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
+}
+
+// Polls predicate (sync or async) until it is truthy; fails with `what` after timeoutMs.
+export async function waitFor(what, predicate, timeoutMs = 10000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await predicate()) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));  // poll interval of a condition
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
 // Resolves with the first `event` from emitter whose argument satisfies pred.
 export function nextEvent(emitter, event, pred = () => true, timeoutMs = 10000) {
   return new Promise((resolve, reject) => {

@@ -10,14 +10,12 @@ import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 
 import {
-  connected, nextEvent, sdkClient, startHermod, startNats, startProxy,
+  argValue, connected, nextEvent, sdkClient, startHermod, startNats, startProxy, waitFor,
 } from './harness.mjs';
 
-const binary = process.argv[process.argv.indexOf('--hermod') + 1];
-assert.ok(process.argv.includes('--hermod') && binary, 'usage: --hermod PATH [--nats-server PATH]');
-const natsBinary = process.argv.includes('--nats-server')
-  ? process.argv[process.argv.indexOf('--nats-server') + 1]
-  : 'nats-server';
+const binary = argValue('--hermod');
+assert.ok(binary, 'usage: --hermod PATH [--nats-server PATH]');
+const natsBinary = argValue('--nats-server', 'nats-server');
 
 const DEADLINE_MS = 20000;
 const BEFORE_KILL = 30;  // publications the client sees live from node A
@@ -48,15 +46,6 @@ async function publish(node, n) {
   const body = await response.json();
   assert.ok(body.result, JSON.stringify(body));
   return body.result;
-}
-
-async function waitFor(what, predicate) {
-  const deadline = Date.now() + DEADLINE_MS;
-  while (Date.now() < deadline) {
-    if (await predicate()) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));  // poll interval of a condition
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 let nats;
@@ -105,7 +94,8 @@ test('the SDK recovers on node B after node A is killed, with no gap and no dupl
     }
   })();
 
-  await waitFor(`${BEFORE_KILL} publications on node A`, () => got.length >= BEFORE_KILL);
+  await waitFor(`${BEFORE_KILL} publications on node A`, () => got.length >= BEFORE_KILL,
+                DEADLINE_MS);
   const recovered = nextEvent(sub, 'subscribed', () => true, DEADLINE_MS);
   await a.kill();
   proxy.retarget(b.port);
@@ -114,12 +104,13 @@ test('the SDK recovers on node B after node A is killed, with no gap and no dupl
   assert.equal(ctx.recovered, true);
   assert.equal(ctx.streamPosition.epoch, streamPosition.epoch);
   const atRecovery = n;
-  await waitFor(`${AFTER_RECOVERY} more publications`, () => n >= atRecovery + AFTER_RECOVERY);
+  await waitFor(`${AFTER_RECOVERY} more publications`, () => n >= atRecovery + AFTER_RECOVERY,
+                DEADLINE_MS);
   stop = true;
   await publisher;
 
   const last = n;
-  await waitFor(`publication ${last} on node B`, () => got.length >= last);
+  await waitFor(`publication ${last} on node B`, () => got.length >= last, DEADLINE_MS);
   const expected = Array.from({ length: last }, (_, i) => [i + 1, answered.get(i + 1)]);
   assert.deepEqual(got, expected);
   // Node B's subscriber is live: the next one arrives with the next offset.
