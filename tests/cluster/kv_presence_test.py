@@ -6,6 +6,8 @@ through the server API and the client command alike. Node A is killed (SIGKILL: 
 removed): its entries are gone within presence_ttl (2 s here), while node B's, refreshed by
 B, stay past the TTL. With nats-server gone, presence on a node answers an error (never an
 empty list), counted, and /health shows the `presence` check degraded.
+A client that leaves while its node cannot reach NATS is removed once nats-server is back
+(killed -9, restarted on the same port and store directory), not left until presence_ttl.
 
 Every wait is a condition polled against a deadline; nats-server picks its own port and
 keeps JetStream in a temporary directory; every process is stopped at the end.
@@ -40,14 +42,14 @@ class PresenceClusterTest(h.HermodTestCase):
         self.nats = NatsServer(jetstream=True).start()
         self.addCleanup(self.nats.cleanup)
 
-    def node(self, killed=False):
+    def node(self, killed=False, ttl_s=TTL_S, bucket="presence_test"):
         """A node; killed: one the test kills, whose exit status is not checked."""
         config = {
             "broker": "nats",
             "presence_engine": "nats",
-            "presence_ttl": "%dms" % int(TTL_S * 1000),
+            "presence_ttl": "%dms" % int(ttl_s * 1000),
             "nats": {"url": self.nats.url, "prefix": "presencetest", "dial_timeout": "500ms",
-                     "reconnect_wait": "100ms", "presence": {"bucket": "presence_test"}},
+                     "reconnect_wait": "100ms", "presence": {"bucket": bucket}},
             "health": {"check_interval_ms": 100},
             "api_key": "k",
             "token_hmac_secret_key": SECRET,
@@ -124,6 +126,32 @@ class PresenceClusterTest(h.HermodTestCase):
             checks = {x["name"]: x for x in json.loads(get(c.port, "/health"))["checks"]}
             return checks.get("presence", {}).get("level") == "degraded"
         wait_for("/health's presence check degraded", degraded)
+
+    def test_a_leave_during_a_nats_outage_is_removed_once_nats_returns(self):
+        # A TTL far past the deadline: only the delete sent after the outage can remove it.
+        ttl_s = 300
+        a = self.node(ttl_s=ttl_s, bucket="presence_outage")
+        b = self.node(ttl_s=ttl_s, bucket="presence_outage")
+        on_a = self.client(a, "alice", CHANNEL)
+        bob = self.client(b, "bob", CHANNEL)
+        wait_for("both listed", lambda: listed(b.port) == {on_a.id: "alice", bob.id: "bob"})
+
+        self.nats.stop(kill=True)  # its file store keeps alice's entry
+        wait_for("node A to see NATS gone",
+                 lambda: api(a.port, "presence", {"channel": CHANNEL}).get("error"))
+        on_a.close()  # alice leaves while node A cannot tell NATS
+        wait_for("the delete kept", lambda: metric(
+            a.port, "hermod_store_presence_pending_deletes") == 1)
+
+        self.nats.start()  # the same port and store directory
+
+        def only_bob():
+            answer = api(b.port, "presence", {"channel": CHANNEL})  # an error until B is back
+            return "result" in answer and set(answer["result"]["presence"]) == {bob.id}
+        wait_for("alice's entry removed long before presence_ttl", only_bob)
+        self.assertEqual(metric(a.port, "hermod_store_presence_pending_deletes"), 0)
+        self.assertEqual(
+            metric(a.port, "hermod_store_presence_errors_total", 'kind="delete_dropped"'), 0)
 
 
 if __name__ == "__main__":
