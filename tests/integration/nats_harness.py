@@ -20,7 +20,7 @@ import tempfile
 import time
 
 from guard_client import api_call
-from hermod_harness import http_exchange
+from hermod_harness import http_exchange, wait_for  # noqa: F401  (the cluster tests' wait)
 
 DEADLINE_S = 20
 _LISTENING = re.compile(rb"Listening for client connections on [^:]+:(\d+)")
@@ -92,18 +92,6 @@ class NatsServer:
         self.stop(kill=True)
         if self.dir is not None:
             self.dir.cleanup()
-
-
-def wait_for(what, predicate, timeout=DEADLINE_S):
-    """Polls predicate until it returns a truthy value; fails with `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.02)  # polling interval of a condition wait, not synchronisation
-    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
 
 
 def api(port, method, params):
