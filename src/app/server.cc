@@ -570,6 +570,8 @@ void Server::AddPresenceChecks(std::shared_ptr<const store::NatsPresenceStore::C
              "Presence engine nats: writes sent (puts, deletes, refreshes) and reads made");
     t.Sample("hermod_store_presence_operations_total", {{"kind", "write"}}, c->writes.load());
     t.Sample("hermod_store_presence_operations_total", {{"kind", "read"}}, c->reads.load());
+    t.Sample("hermod_store_presence_operations_total", {{"kind", "read_shared"}},
+             c->reads_shared.load());
     t.Family("hermod_store_presence_errors_total", "counter",
              "Presence engine nats: writes not acknowledged, reads answered with an error, "
              "deletes dropped past the bound of those kept during an outage");

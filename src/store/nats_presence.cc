@@ -192,6 +192,10 @@ class NatsPresenceStore::Engine {
   std::atomic<bool> bucket_failed_{false};
   std::unordered_map<std::string, std::string> local_;  // this node's entries, key -> value
   std::unordered_set<std::string> pending_deletes_;     // not sent yet (KeepDelete)
+  // Lists read for this batch of operations, by channel token: every operation of a batch
+  // was queued before the batch began, so a read made for one answers the later reads of
+  // the same channel too, until a write to that channel in the batch (Execute).
+  std::unordered_map<std::string, core::PresenceList> batch_reads_;
   uint64_t refresh_due_ms_ = 0;
   uint64_t connect_due_ms_ = 0;
 };
@@ -432,6 +436,7 @@ void NatsPresenceStore::Engine::Run() {
     }
     for (Op& op : ops) Execute(op);
     ops.clear();
+    batch_reads_.clear();
     if (refresh_now || NowMs() >= refresh_due_ms_) {
       Refresh();
       refresh_due_ms_ = NowMs() + refresh_every;
@@ -448,22 +453,28 @@ void NatsPresenceStore::Engine::Run() {
 void NatsPresenceStore::Engine::Execute(Op& op) {
   switch (op.kind) {
     case Op::kPut:
+      batch_reads_.erase(op.key.substr(0, op.key.find('.')));
       pending_deletes_.erase(op.key);  // put again: the put replaces the delete
       Write(op.key, &op.value);
       local_[op.key] = std::move(op.value);
       break;
     case Op::kDelete:
+      batch_reads_.erase(op.key.substr(0, op.key.find('.')));
       if (local_.erase(op.key) != 0 && !Write(op.key, nullptr)) KeepDelete(std::move(op.key));
       break;
     case Op::kList:
     case Op::kStats: {
       core::PresenceList list;
-      counters_->reads.fetch_add(1, std::memory_order_relaxed);
-      if (!Read(op.key, &list)) {
-        counters_->reads.fetch_sub(1, std::memory_order_relaxed);
+      if (auto read = batch_reads_.find(op.key); read != batch_reads_.end()) {
+        list = read->second;
+        counters_->reads_shared.fetch_add(1, std::memory_order_relaxed);
+      } else if (Read(op.key, &list)) {
+        batch_reads_.emplace(op.key, list);
+      } else {
         Refuse(op);
         break;
       }
+      counters_->reads.fetch_add(1, std::memory_order_relaxed);
       if (op.kind == Op::kList) {
         op.list(std::move(list));
       } else {

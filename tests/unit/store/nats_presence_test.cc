@@ -201,6 +201,34 @@ TEST_F(NatsPresenceTest, AListIsWholeWhileItsEntriesArePutAgain) {
   EXPECT_GT(puts.load(), kClients) << "the entries were not put again during the reads";
 }
 
+// Reads of one channel queued together share one NATS read; a write queued between two of
+// them is in the later ones' answer.
+TEST_F(NatsPresenceTest, ReadsQueuedTogetherShareOneReadButNotAcrossAWrite) {
+  NatsPresenceStore store(Options(server_->url()));
+  std::string error;
+  ASSERT_TRUE(store.Start(&error)) << error;
+  auto set = store.Open("room");
+  set->Add("c1", "u1", "{}");
+  ASSERT_EQ(List(store, "room").clients.size(), 1u);
+  constexpr int kReads = 40;
+  std::vector<std::promise<size_t>> answers(2 * kReads);
+  auto list = [&](int i) {
+    EXPECT_FALSE(set->List(core::Completion<core::PresenceList>(
+        [&answers, i](core::PresenceList l) { answers[i].set_value(l.failed ? 0 : l.size()); })));
+  };
+  // Queued in a burst, while the engine's thread is busy with the first of them.
+  for (int i = 0; i < kReads; ++i) list(i);
+  set->Add("c2", "u2", "{}");
+  for (int i = kReads; i < 2 * kReads; ++i) list(i);
+  for (int i = 0; i < 2 * kReads; ++i) {
+    auto answer = answers[i].get_future();
+    ASSERT_EQ(answer.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+    EXPECT_EQ(answer.get(), i < kReads ? 1u : 2u) << "read " << i;
+  }
+  EXPECT_GT(store.counters()->reads_shared.load(), 0u);
+  EXPECT_LT(store.counters()->reads_shared.load(), static_cast<uint64_t>(2 * kReads));
+}
+
 TEST_F(NatsPresenceTest, OddChannelNamesAndClientIdsStayApart) {
   NatsPresenceStore store(Options(server_->url()));
   std::string error;
