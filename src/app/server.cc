@@ -570,16 +570,24 @@ void Server::AddPresenceChecks(std::shared_ptr<const store::NatsPresenceStore::C
              "Presence engine nats: writes sent (puts, deletes, refreshes) and reads made");
     t.Sample("hermod_store_presence_operations_total", {{"kind", "write"}}, c->writes.load());
     t.Sample("hermod_store_presence_operations_total", {{"kind", "read"}}, c->reads.load());
+    t.Sample("hermod_store_presence_operations_total", {{"kind", "read_shared"}},
+             c->reads_shared.load());
     t.Family("hermod_store_presence_errors_total", "counter",
-             "Presence engine nats: writes not acknowledged, reads answered with an error");
+             "Presence engine nats: writes not acknowledged, reads answered with an error, "
+             "deletes dropped past the bound of those kept during an outage");
     t.Sample("hermod_store_presence_errors_total", {{"kind", "write"}}, c->write_errors.load());
     t.Sample("hermod_store_presence_errors_total", {{"kind", "read"}}, c->read_errors.load());
+    t.Sample("hermod_store_presence_errors_total", {{"kind", "delete_dropped"}},
+             c->deletes_dropped.load());
     t.Family("hermod_store_presence_entries", "gauge",
              "Presence engine nats: this node's entries, refreshed every presence_ttl/3");
     t.Sample("hermod_store_presence_entries", {}, c->entries.load());
     t.Family("hermod_store_presence_queue_depth", "gauge",
              "Presence engine nats: operations waiting for the engine's thread");
     t.Sample("hermod_store_presence_queue_depth", {}, c->queued.load());
+    t.Family("hermod_store_presence_pending_deletes", "gauge",
+             "Presence engine nats: deletes made while NATS was unreachable, sent once it is back");
+    t.Sample("hermod_store_presence_pending_deletes", {}, c->pending_deletes.load());
   });
 }
 

@@ -7,10 +7,12 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
+#include <vector>
 
 namespace hermod::store {
 
@@ -151,7 +153,12 @@ class NatsPresenceStore::Engine {
     return nc_ != nullptr && natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED;
   }
   void Execute(Op& op);
-  void Write(const std::string& key, const std::string* value);
+  // False when the write was not handed to libnats (not connected, or refused).
+  bool Write(const std::string& key, const std::string* value);
+  // A delete that could not be sent is kept (bounded) and sent once connected again, so a
+  // client that left during a NATS outage is not listed until presence_ttl.
+  void KeepDelete(std::string key);
+  void SendPendingDeletes();
   // Waits for this node's writes to be acknowledged (bounded by request_timeout_ms).
   void Settle();
   bool Read(const std::string& token, core::PresenceList* out);
@@ -165,13 +172,14 @@ class NatsPresenceStore::Engine {
   const std::shared_ptr<Counters> counters_;
   const std::string subject_prefix_;  // "$KV.<bucket>."
 
-  std::mutex mutex_;  // guards queue_, stopping_, started_, reconnected_
+  std::mutex mutex_;  // guards queue_, stopping_, started_, reconnected_, unacked_deletes_
   std::condition_variable wake_;
   std::deque<Op> queue_;
   bool started_ = false;
   bool stopping_ = false;
-  bool reconnected_ = false;  // libnats reconnected: refresh now
-  bool closed_ = false;       // libnats's last callback for the connection has run
+  bool reconnected_ = false;                  // libnats reconnected: refresh now
+  bool closed_ = false;                       // libnats's last callback for the connection has run
+  std::vector<std::string> unacked_deletes_;  // keys of deletes sent and not acknowledged
   std::thread thread_;
 
   // The engine's thread only (Start's first attempt before it runs).
@@ -183,6 +191,11 @@ class NatsPresenceStore::Engine {
   // lost the bucket): the next refresh makes sure of the bucket first.
   std::atomic<bool> bucket_failed_{false};
   std::unordered_map<std::string, std::string> local_;  // this node's entries, key -> value
+  std::unordered_set<std::string> pending_deletes_;     // not sent yet (KeepDelete)
+  // Lists read for this batch of operations, by channel token: every operation of a batch
+  // was queued before the batch began, so a read made for one answers the later reads of
+  // the same channel too, until a write to that channel in the batch (Execute).
+  std::unordered_map<std::string, core::PresenceList> batch_reads_;
   uint64_t refresh_due_ms_ = 0;
   uint64_t connect_due_ms_ = 0;
 };
@@ -212,6 +225,16 @@ void NatsPresenceStore::Engine::OnPublishError(jsCtx*, jsPubAckErr* error, void*
   auto* engine = static_cast<Engine*>(self);
   engine->counters_->write_errors.fetch_add(1, std::memory_order_relaxed);
   engine->bucket_failed_.store(true);
+  const char* operation = nullptr;
+  if (error->Msg != nullptr &&
+      natsMsgHeader_Get(error->Msg, "KV-Operation", &operation) == NATS_OK &&
+      operation != nullptr && std::string_view(operation) == "DEL") {
+    const std::string_view subject = natsMsg_GetSubject(error->Msg);
+    if (subject.size() > engine->subject_prefix_.size()) {
+      std::lock_guard lock(engine->mutex_);
+      engine->unacked_deletes_.emplace_back(subject.substr(engine->subject_prefix_.size()));
+    }
+  }
   spdlog::debug("presence: a write to NATS KV failed: {}",
                 error->ErrText != nullptr ? error->ErrText : natsStatus_GetText(error->Err));
 }
@@ -373,6 +396,7 @@ void NatsPresenceStore::Engine::Refuse(Op& op) {
 void NatsPresenceStore::Engine::Run() {
   const uint64_t refresh_every = std::max<uint64_t>(1, options_.ttl_ms / 3);
   std::deque<Op> ops;
+  std::vector<std::string> unacked;
   for (;;) {
     bool refresh_now = false;
     {
@@ -389,7 +413,16 @@ void NatsPresenceStore::Engine::Run() {
       counters_->queued.store(0, std::memory_order_relaxed);
       refresh_now = std::exchange(reconnected_, false);
       if (refresh_now) bucket_failed_.store(true);
+      unacked.swap(unacked_deletes_);
     }
+    // A delete not acknowledged is sent again with the next refresh, unless put again since.
+    for (std::string& key : unacked) {
+      if (local_.count(key) == 0) KeepDelete(std::move(key));
+    }
+    if (!unacked.empty()) {
+      counters_->pending_deletes.store(pending_deletes_.size(), std::memory_order_relaxed);
+    }
+    unacked.clear();
     const uint64_t now = NowMs();
     if (kv_ == nullptr && now >= connect_due_ms_) {
       std::string error;
@@ -403,6 +436,7 @@ void NatsPresenceStore::Engine::Run() {
     }
     for (Op& op : ops) Execute(op);
     ops.clear();
+    batch_reads_.clear();
     if (refresh_now || NowMs() >= refresh_due_ms_) {
       Refresh();
       refresh_due_ms_ = NowMs() + refresh_every;
@@ -419,21 +453,28 @@ void NatsPresenceStore::Engine::Run() {
 void NatsPresenceStore::Engine::Execute(Op& op) {
   switch (op.kind) {
     case Op::kPut:
+      batch_reads_.erase(op.key.substr(0, op.key.find('.')));
+      pending_deletes_.erase(op.key);  // put again: the put replaces the delete
       Write(op.key, &op.value);
       local_[op.key] = std::move(op.value);
       break;
     case Op::kDelete:
-      if (local_.erase(op.key) != 0) Write(op.key, nullptr);
+      batch_reads_.erase(op.key.substr(0, op.key.find('.')));
+      if (local_.erase(op.key) != 0 && !Write(op.key, nullptr)) KeepDelete(std::move(op.key));
       break;
     case Op::kList:
     case Op::kStats: {
       core::PresenceList list;
-      counters_->reads.fetch_add(1, std::memory_order_relaxed);
-      if (!Read(op.key, &list)) {
-        counters_->reads.fetch_sub(1, std::memory_order_relaxed);
+      if (auto read = batch_reads_.find(op.key); read != batch_reads_.end()) {
+        list = read->second;
+        counters_->reads_shared.fetch_add(1, std::memory_order_relaxed);
+      } else if (Read(op.key, &list)) {
+        batch_reads_.emplace(op.key, list);
+      } else {
         Refuse(op);
         break;
       }
+      counters_->reads.fetch_add(1, std::memory_order_relaxed);
       if (op.kind == Op::kList) {
         op.list(std::move(list));
       } else {
@@ -445,10 +486,29 @@ void NatsPresenceStore::Engine::Execute(Op& op) {
     }
   }
   counters_->entries.store(local_.size(), std::memory_order_relaxed);
+  counters_->pending_deletes.store(pending_deletes_.size(), std::memory_order_relaxed);
 }
 
-void NatsPresenceStore::Engine::Write(const std::string& key, const std::string* value) {
-  if (js_ == nullptr || !Connected()) return;  // the refresh after the (re)connect puts it
+void NatsPresenceStore::Engine::KeepDelete(std::string key) {
+  if (pending_deletes_.size() >= kMaxPendingDeletes) {
+    // Past the bound the entry is left to expire (presence_ttl): counted, not silent.
+    counters_->deletes_dropped.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  pending_deletes_.insert(std::move(key));
+}
+
+void NatsPresenceStore::Engine::SendPendingDeletes() {
+  for (auto it = pending_deletes_.begin(); it != pending_deletes_.end();) {
+    if (!Write(*it, nullptr)) break;  // down again: the next reconnect's refresh retries
+    it = pending_deletes_.erase(it);
+  }
+  counters_->pending_deletes.store(pending_deletes_.size(), std::memory_order_relaxed);
+}
+
+bool NatsPresenceStore::Engine::Write(const std::string& key, const std::string* value) {
+  // Not connected: the refresh after the (re)connect puts (or deletes) it.
+  if (js_ == nullptr || !Connected()) return false;
   const std::string subject = subject_prefix_ + key;
   jsPubOptions po;
   jsPubOptions_Init(&po);
@@ -467,7 +527,9 @@ void NatsPresenceStore::Engine::Write(const std::string& key, const std::string*
   if (s != NATS_OK) {
     counters_->write_errors.fetch_add(1, std::memory_order_relaxed);
     bucket_failed_ = true;
+    return false;
   }
+  return true;
 }
 
 void NatsPresenceStore::Engine::Settle() {
@@ -578,6 +640,7 @@ void NatsPresenceStore::Engine::Refresh() {
     std::string error;
     if (!EnsureBucket(&error)) spdlog::warn("{}", error);
   }
+  SendPendingDeletes();
   for (const auto& [key, value] : local_) Write(key, &value);
 }
 

@@ -17,7 +17,12 @@
 // Completion (Stores::presence_inline is false); the thread first waits for this node's
 // queued writes to be acknowledged, so a node reads its own writes. A read while NATS is
 // unreachable answers failed (the protocol's internal error), counted, never an empty list.
-// The thread connects, and reconnects, in the background: the node serves meanwhile.
+// Reads of one channel queued together cost one read: the first one's list answers the
+// others, unless a write to the channel came between them.
+// The thread connects, and reconnects, in the background: the node serves meanwhile. A
+// delete that could not be sent or was not acknowledged (NATS down) is kept, bounded, and
+// sent again once connected, so a client that left during an outage is not listed until
+// presence_ttl; a put of the same key since cancels it.
 #pragma once
 
 #include <atomic>
@@ -41,6 +46,8 @@ std::optional<core::PresenceEntry> DecodePresenceValue(std::string_view value);
 
 class NatsPresenceStore final : public core::PresenceStore {
  public:
+  // Deletes kept while NATS is unreachable (KeepDelete), at most.
+  static constexpr size_t kMaxPendingDeletes = 65536;
   struct Options {
     std::string url = "nats://127.0.0.1:4222";
     std::string bucket = "hermod_presence";
@@ -57,9 +64,12 @@ class NatsPresenceStore final : public core::PresenceStore {
     std::atomic<uint64_t> writes{0};        // puts and deletes sent, refreshes included
     std::atomic<uint64_t> write_errors{0};  // not sent, or not acknowledged
     std::atomic<uint64_t> reads{0};
-    std::atomic<uint64_t> read_errors{0};  // answered failed
-    std::atomic<uint64_t> entries{0};      // this node's entries
-    std::atomic<uint64_t> queued{0};       // operations waiting for the engine's thread
+    std::atomic<uint64_t> reads_shared{0};     // of reads: answered by a read of the same batch
+    std::atomic<uint64_t> read_errors{0};      // answered failed
+    std::atomic<uint64_t> entries{0};          // this node's entries
+    std::atomic<uint64_t> queued{0};           // operations waiting for the engine's thread
+    std::atomic<uint64_t> pending_deletes{0};  // deletes made while NATS was down, not sent yet
+    std::atomic<uint64_t> deletes_dropped{0};  // past kMaxPendingDeletes: left to expire
   };
 
   explicit NatsPresenceStore(Options options);

@@ -24,106 +24,19 @@ Run: python3 cluster_test.py --hermod PATH
 
 import json
 import os
-import re
-import select
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 
 import hermod_harness as h  # noqa: E402
 from guard_client import Client, api_call  # noqa: E402  (the one raw protocol client)
-from hermod_harness import http_exchange  # noqa: E402
+from nats_harness import DEADLINE_S, NatsServer, api, get, metric, wait_for  # noqa: E402
 
-DEADLINE_S = 20
 THRESHOLD = 3
 BATCH_WINDOW_MS = 500
-_NATS_LISTENING = re.compile(rb"Listening for client connections on [^:]+:(\d+)")
-
-
-class NatsServer:
-    """One nats-server process on 127.0.0.1; port None: it picks a free one."""
-
-    def __init__(self, port=None, extra=()):
-        self.binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
-        self.port = port
-        self.extra = list(extra)  # more nats-server arguments
-        self.proc = None
-        self.log = []
-
-    def start(self):
-        argv = [self.binary, "-a", "127.0.0.1", "-p", str(self.port or -1)] + self.extra
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
-        fd = self.proc.stderr.fileno()
-        deadline = time.monotonic() + DEADLINE_S
-        pending = b""
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or self.proc.poll() is not None:
-                self.stop()
-                raise AssertionError("nats-server did not listen: %s" % "\n".join(self.log))
-            ready, _, _ = select.select([fd], [], [], left)
-            if not ready:
-                continue
-            chunk = os.read(fd, 65536)
-            pending += chunk
-            self.log += [line.decode(errors="replace") for line in chunk.splitlines()]
-            m = _NATS_LISTENING.search(pending)
-            if m:
-                self.port = int(m.group(1))
-                # Later lines go nowhere; nats-server logs little and never blocks on it.
-                return self
-
-    @property
-    def url(self):
-        return "nats://127.0.0.1:%d" % self.port
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc is not None:
-            self.proc.stderr.close()
-
-
-def wait_for(what, predicate, timeout=DEADLINE_S):
-    """Polls predicate until it returns a truthy value; fails with `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.02)  # polling interval of a condition wait, not synchronisation
-    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
-
-
-def api(port, method, params):
-    """POST /api/<method> with the key "k"; the decoded answer (status 200 asserted)."""
-    response = api_call(port, method, params)
-    assert response.status == 200, (response.status, response.body)
-    return json.loads(response.body)
-
-
-def get(port, path):
-    response = http_exchange(port, ("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % path).encode())
-    return response.body.decode()
-
-
-def metric(port, name, labels=""):
-    """The value of one sample (labels as written in the exposition, e.g. 'name="broker"')."""
-    pattern = re.compile(r"^%s(\{%s\})? (\S+)$" % (re.escape(name), re.escape(labels)), re.M)
-    m = pattern.search(get(port, "/metrics"))
-    return float(m.group(2)) if m else None
 
 
 def broker_check(port):

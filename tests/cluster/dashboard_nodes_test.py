@@ -14,7 +14,8 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 
 import hermod_harness as h  # noqa: E402
-from cluster_test import Client, NatsServer, wait_for  # noqa: E402
+from guard_client import Client  # noqa: E402
+from nats_harness import NatsServer, wait_for  # noqa: E402
 
 PASSWORD = "cluster-dashboard"
 

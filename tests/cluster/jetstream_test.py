@@ -26,87 +26,15 @@ Run: python3 jetstream_test.py --hermod PATH
 import json
 import os
 import re
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
-import time
-import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 
 import hermod_harness as h  # noqa: E402
 from guard_client import Client, api_call, metric  # noqa: E402
+from nats_harness import DEADLINE_S, NatsServer, api, get, wait_for  # noqa: E402
 
-DEADLINE_S = 20
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class JetStreamServer:
-    """nats-server -js on a free port with its own store dir; restartable in place."""
-
-    def __init__(self):
-        self.binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
-        self.port = free_port()
-        self.dir = tempfile.TemporaryDirectory(prefix="hermod-js-")
-        self.proc = None
-
-    def start(self):
-        self.proc = subprocess.Popen(
-            [self.binary, "-js", "-sd", self.dir.name, "-a", "127.0.0.1", "-p", str(self.port)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for("nats-server listening", self.accepts)
-        return self
-
-    def accepts(self):
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-            return True
-        except OSError:
-            return self.proc.poll() is not None and \
-                (_ for _ in ()).throw(AssertionError("nats-server exited"))
-
-    @property
-    def url(self):
-        return "nats://127.0.0.1:%d" % self.port
-
-    def stop(self, kill=False):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill() if kill else self.proc.terminate()
-            self.proc.wait(timeout=10)
-
-    def cleanup(self):
-        self.stop(kill=True)
-        self.dir.cleanup()
-
-
-def wait_for(what, predicate, timeout=DEADLINE_S):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.02)  # polling interval of a condition wait, not synchronisation
-    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
-
-
-def api(port, method, params):
-    response = api_call(port, method, params)
-    assert response.status == 200, (response.status, response.body)
-    return json.loads(response.body)
-
-
-def get(port, path):
-    request = ("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % path).encode()
-    return h.http_exchange(port, request).body.decode()
 
 
 def history(port, channel):
@@ -116,7 +44,7 @@ def history(port, channel):
 
 class JetStreamTest(h.HermodTestCase):
     def setUp(self):
-        self.nats = JetStreamServer().start()
+        self.nats = NatsServer(jetstream=True).start()
         self.addCleanup(self.nats.cleanup)
 
     def node(self, **extra):

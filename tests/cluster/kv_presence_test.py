@@ -6,6 +6,8 @@ through the server API and the client command alike. Node A is killed (SIGKILL: 
 removed): its entries are gone within presence_ttl (2 s here), while node B's, refreshed by
 B, stay past the TTL. With nats-server gone, presence on a node answers an error (never an
 empty list), counted, and /health shows the `presence` check degraded.
+A client that leaves while its node cannot reach NATS is removed once nats-server is back
+(killed -9, restarted on the same port and store directory), not left until presence_ttl.
 
 Every wait is a condition polled against a deadline; nats-server picks its own port and
 keeps JetStream in a temporary directory; every process is stopped at the end.
@@ -15,91 +17,17 @@ Run: python3 kv_presence_test.py --hermod PATH
 
 import json
 import os
-import re
-import select
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 
 import hermod_harness as h  # noqa: E402
-from guard_client import SECRET, Client, api_call, jwt  # noqa: E402
-from hermod_harness import http_exchange  # noqa: E402
+from guard_client import SECRET, Client, jwt  # noqa: E402
+from nats_harness import NatsServer, api, get, metric, wait_for  # noqa: E402
 
-DEADLINE_S = 20
 TTL_S = 2.0
 CHANNEL = "room.1 *"  # not a NATS token: escaped into the bucket's keys
-_LISTENING = re.compile(rb"Listening for client connections on [^:]+:(\d+)")
-
-
-class JetStreamServer:
-    """nats-server -js on 127.0.0.1, a port of its choosing, a temporary store directory."""
-
-    def __init__(self):
-        self.binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
-        self.dir = tempfile.TemporaryDirectory(prefix="hermod-presence-js-")
-        self.proc = None
-        self.port = None
-        self.log = []
-
-    def start(self):
-        argv = [self.binary, "-a", "127.0.0.1", "-p", "-1", "-js", "-sd", self.dir.name]
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
-        fd = self.proc.stderr.fileno()
-        deadline = time.monotonic() + DEADLINE_S
-        pending = b""
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or self.proc.poll() is not None:
-                self.stop()
-                raise AssertionError("nats-server did not listen: %s" % "\n".join(self.log))
-            ready, _, _ = select.select([fd], [], [], left)
-            if not ready:
-                continue
-            chunk = os.read(fd, 65536)
-            pending += chunk
-            self.log += [line.decode(errors="replace") for line in chunk.splitlines()]
-            m = _LISTENING.search(pending)
-            if m:
-                self.port = int(m.group(1))
-                return self
-
-    @property
-    def url(self):
-        return "nats://127.0.0.1:%d" % self.port
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc is not None and self.proc.stderr:
-            self.proc.stderr.close()
-        self.dir.cleanup()
-
-
-def wait_for(what, predicate, timeout=DEADLINE_S):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.02)  # polling interval of a condition wait, not synchronisation
-    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
-
-
-def api(port, method, params):
-    response = api_call(port, method, params)
-    assert response.status == 200, (response.status, response.body)
-    return json.loads(response.body)
 
 
 def listed(port):
@@ -109,30 +37,19 @@ def listed(port):
     return {c: info["user"] for c, info in answer["result"]["presence"].items()}
 
 
-def get(port, path):
-    response = http_exchange(port, ("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % path).encode())
-    return response.body.decode()
-
-
-def metric(port, name, labels=""):
-    pattern = re.compile(r"^%s(\{%s\})? (\S+)$" % (re.escape(name), re.escape(labels)), re.M)
-    m = pattern.search(get(port, "/metrics"))
-    return float(m.group(2)) if m else None
-
-
 class PresenceClusterTest(h.HermodTestCase):
     def setUp(self):
-        self.nats = JetStreamServer().start()
-        self.addCleanup(self.nats.stop)
+        self.nats = NatsServer(jetstream=True).start()
+        self.addCleanup(self.nats.cleanup)
 
-    def node(self, killed=False):
+    def node(self, killed=False, ttl_s=TTL_S, bucket="presence_test"):
         """A node; killed: one the test kills, whose exit status is not checked."""
         config = {
             "broker": "nats",
             "presence_engine": "nats",
-            "presence_ttl": "%dms" % int(TTL_S * 1000),
+            "presence_ttl": "%dms" % int(ttl_s * 1000),
             "nats": {"url": self.nats.url, "prefix": "presencetest", "dial_timeout": "500ms",
-                     "reconnect_wait": "100ms", "presence": {"bucket": "presence_test"}},
+                     "reconnect_wait": "100ms", "presence": {"bucket": bucket}},
             "health": {"check_interval_ms": 100},
             "api_key": "k",
             "token_hmac_secret_key": SECRET,
@@ -209,6 +126,32 @@ class PresenceClusterTest(h.HermodTestCase):
             checks = {x["name"]: x for x in json.loads(get(c.port, "/health"))["checks"]}
             return checks.get("presence", {}).get("level") == "degraded"
         wait_for("/health's presence check degraded", degraded)
+
+    def test_a_leave_during_a_nats_outage_is_removed_once_nats_returns(self):
+        # A TTL far past the deadline: only the delete sent after the outage can remove it.
+        ttl_s = 300
+        a = self.node(ttl_s=ttl_s, bucket="presence_outage")
+        b = self.node(ttl_s=ttl_s, bucket="presence_outage")
+        on_a = self.client(a, "alice", CHANNEL)
+        bob = self.client(b, "bob", CHANNEL)
+        wait_for("both listed", lambda: listed(b.port) == {on_a.id: "alice", bob.id: "bob"})
+
+        self.nats.stop(kill=True)  # its file store keeps alice's entry
+        wait_for("node A to see NATS gone",
+                 lambda: api(a.port, "presence", {"channel": CHANNEL}).get("error"))
+        on_a.close()  # alice leaves while node A cannot tell NATS
+        wait_for("the delete kept", lambda: metric(
+            a.port, "hermod_store_presence_pending_deletes") == 1)
+
+        self.nats.start()  # the same port and store directory
+
+        def only_bob():
+            answer = api(b.port, "presence", {"channel": CHANNEL})  # an error until B is back
+            return "result" in answer and set(answer["result"]["presence"]) == {bob.id}
+        wait_for("alice's entry removed long before presence_ttl", only_bob)
+        self.assertEqual(metric(a.port, "hermod_store_presence_pending_deletes"), 0)
+        self.assertEqual(
+            metric(a.port, "hermod_store_presence_errors_total", 'kind="delete_dropped"'), 0)
 
 
 if __name__ == "__main__":

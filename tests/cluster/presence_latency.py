@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 import hermod_harness as h  # noqa: E402
 from guard_client import Client  # noqa: E402
-from kv_presence_test import JetStreamServer  # noqa: E402
+from nats_harness import NatsServer  # noqa: E402
 
 
 def measure(hermod, config, clients, count):
@@ -61,7 +61,7 @@ def main():
     parser.add_argument("--clients", type=int, default=100)
     args = parser.parse_args()
     unlimited = {"rate": 1000000, "burst": 100000}
-    nats = JetStreamServer().start()
+    nats = NatsServer(jetstream=True).start()
     try:
         base = {"allow_anonymous_connect_without_token": True, "allow_subscribe_for_client": True,
                 "allow_subscribe_for_anonymous": True, "allow_presence_for_client": True,
@@ -74,7 +74,7 @@ def main():
                 print("%-6s %-15s p50 %6.0f us  p99 %6.0f us  (%d calls, %d clients listed)"
                       % (engine, method, p50, p99, args.count, args.clients))
     finally:
-        nats.stop()
+        nats.cleanup()
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import hermod_harness as h  # noqa: E402
 from guard_client import Client  # noqa: E402
-from jetstream_test import JetStreamServer, api, history, wait_for  # noqa: E402
+from jetstream_test import history  # noqa: E402
+from nats_harness import NatsServer, api, wait_for  # noqa: E402
 
 
 def now_ms():
@@ -30,7 +31,7 @@ def now_ms():
 
 class ScheduledClusterTest(h.HermodTestCase):
     def setUp(self):
-        self.nats = JetStreamServer().start()
+        self.nats = NatsServer(jetstream=True).start()
         self.addCleanup(self.nats.cleanup)
 
     def config(self):

@@ -20,7 +20,6 @@ Run: python3 subjects_test.py --hermod PATH
 
 import json
 import os
-import socket
 import sys
 import urllib.request
 
@@ -28,16 +27,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 
 import hermod_harness as h  # noqa: E402
-from cluster_test import DEADLINE_S, NatsServer, api, metric, wait_for  # noqa: E402
 from guard_client import Client  # noqa: E402
+from nats_harness import DEADLINE_S, NatsServer, api, free_port, metric, wait_for  # noqa: E402
 
 PREFIX = "hermodsubj"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class MonitoredNats(NatsServer):

@@ -210,6 +210,19 @@ def main():
 
 # --- raw sockets -----------------------------------------------------------------------------
 
+def wait_for(what, predicate, timeout=20, interval=0.02):
+    """Polls predicate until it returns a truthy value (returned); fails with `what` at the
+    deadline."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)  # polling interval of a condition wait, not synchronisation
+    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
+
+
 def connect(port, timeout=IO_TIMEOUT_S):
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -33,14 +33,7 @@ def metric_sum(port, name):
 
 
 def wait_for(what, predicate, timeout=DEADLINE_S):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.1)  # polling interval of a condition wait, not synchronisation
-    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
+    return h.wait_for(what, predicate, timeout, interval=0.1)
 
 
 class ChannelReclaimTest(h.HermodTestCase):

@@ -32,16 +32,13 @@ import select
 import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 
 import guard_client as g
 import hermod_harness as h
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cluster"))
-from cluster_test import NatsServer, metric  # noqa: E402  (the cluster tests' helpers)
-from kv_presence_test import JetStreamServer  # noqa: E402  (nats-server -js)
+from nats_harness import NatsServer, metric  # the cluster tests' helpers
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 README = os.path.join(ROOT, "README.md")
@@ -368,8 +365,8 @@ class ReadmeTest(h.HermodTestCase):
                          sent["data"])
 
     def test_every_metric_family_is_in_the_tables(self):
-        nats = JetStreamServer().start()
-        self.addCleanup(nats.stop)
+        nats = NatsServer(jetstream=True).start()
+        self.addCleanup(nats.cleanup)
         exposed = set()
         for config in ({}, {"broker": "nats", "presence_engine": "nats",
                             "nats": {"url": nats.url}},

@@ -5,48 +5,15 @@
 // leave. Every wait is an event or a condition with a deadline; every process is stopped.
 // Run: node cluster_test.mjs --hermod PATH [--nats-server PATH] (after `npm ci` here).
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, before, test } from 'node:test';
 
-import { connected, nextEvent, sdkClient, startHermod, subscribed } from './harness.mjs';
+import {
+  argValue, connected, nextEvent, sdkClient, startHermod, startNats, subscribed, waitFor,
+} from './harness.mjs';
 
-const binary = process.argv[process.argv.indexOf('--hermod') + 1];
-assert.ok(process.argv.includes('--hermod') && binary, 'usage: --hermod PATH [--nats-server PATH]');
-const natsBinary = process.argv.includes('--nats-server')
-  ? process.argv[process.argv.indexOf('--nats-server') + 1]
-  : 'nats-server';
-
-const DEADLINE_MS = 10000;
-
-// nats-server on 127.0.0.1, port chosen by the server (-p -1), read from its log.
-async function startNats() {
-  const proc = spawn(natsBinary, ['-a', '127.0.0.1', '-p', '-1'],
-                     { stdio: ['ignore', 'ignore', 'pipe'] });
-  const log = [];
-  const exited = new Promise((resolve) => proc.on('exit', resolve));
-  const port = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('nats-server did not listen:\n' + log.join(''))),
-                             DEADLINE_MS);
-    proc.on('error', (e) => reject(e));
-    proc.stderr.setEncoding('utf8');
-    proc.stderr.on('data', (chunk) => {
-      log.push(chunk);
-      const m = /Listening for client connections on [^\s]+:(\d+)/.exec(log.join(''));
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
-      }
-    });
-    proc.on('exit', (code) => reject(new Error(`nats-server exited with ${code}:\n${log.join('')}`)));
-  });
-  return {
-    port,
-    async stop() {
-      proc.kill('SIGTERM');
-      await exited;
-    },
-  };
-}
+const binary = argValue('--hermod');
+assert.ok(binary, 'usage: --hermod PATH [--nats-server PATH]');
+const natsBinary = argValue('--nats-server', 'nats-server');
 
 function nodeConfig(natsPort) {
   return {
@@ -82,15 +49,6 @@ async function metric(node, name) {
   return m ? Number(m[1]) : null;
 }
 
-async function waitFor(what, predicate) {
-  const deadline = Date.now() + DEADLINE_MS;
-  while (Date.now() < deadline) {
-    if (await predicate()) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));  // poll interval of a condition
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
 let nats;
 const nodes = [];
 const clients = [];
@@ -100,7 +58,7 @@ function client(node) {
 }
 
 before(async () => {
-  nats = await startNats();
+  nats = await startNats(natsBinary);
   nodes.push(await startHermod(binary, nodeConfig(nats.port)));
   nodes.push(await startHermod(binary, nodeConfig(nats.port)));
   for (const node of nodes) {

@@ -12,6 +12,40 @@ import WebSocket from 'ws';
 
 const START_TIMEOUT_MS = 30000;
 
+// nats-server on 127.0.0.1, port chosen by the server (-p -1), read from its log. With
+// jetstream: `-js` on a temporary store dir, removed by stop(); kill() is SIGKILL.
+export async function startNats(binary = 'nats-server', { jetstream = false } = {}) {
+  const args = ['-a', '127.0.0.1', '-p', '-1'];
+  const dir = jetstream ? fs.mkdtempSync(path.join(os.tmpdir(), 'hermod-js-')) : null;
+  if (dir) args.push('-js', '-sd', dir);
+  const proc = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const log = [];
+  const exited = new Promise((resolve) => proc.on('exit', resolve));
+  const port = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('nats-server did not listen:\n' + log.join(''))),
+                             START_TIMEOUT_MS);
+    proc.on('error', (e) => reject(e));
+    proc.stderr.setEncoding('utf8');
+    proc.stderr.on('data', (chunk) => {
+      log.push(chunk);
+      const m = /Listening for client connections on [^\s]+:(\d+)/.exec(log.join(''));
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    });
+    proc.on('exit', (code) => reject(new Error(`nats-server exited with ${code}:\n${log.join('')}`)));
+  });
+  return {
+    port,
+    async stop() {
+      proc.kill('SIGTERM');
+      await exited;
+      if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 export async function startHermod(binary, config) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hermod-centrifuge-'));
   const configPath = path.join(dir, 'hermod.json');
@@ -103,6 +137,22 @@ export async function startProxy(target) {
       target = port;
     },
   };
+}
+
+// The value after `name` on the command line, or fallback.
+export function argValue(name, fallback = undefined) {
+  const i = process.argv.indexOf(name);
+  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
+}
+
+// Polls predicate (sync or async) until it is truthy; fails with `what` after timeoutMs.
+export async function waitFor(what, predicate, timeoutMs = 10000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await predicate()) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));  // poll interval of a condition
+  }
+  throw new Error(`timed out waiting for ${what}`);
 }
 
 // Resolves with the first `event` from emitter whose argument satisfies pred.

@@ -7,14 +7,9 @@
 
 #include <gtest/gtest.h>
 #include <nats/nats.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
-#include <cstdlib>
-#include <filesystem>
 #include <future>
 #include <map>
 #include <random>
@@ -22,56 +17,13 @@
 #include <string>
 #include <thread>
 
-#include "../bench/test_servers.h"
+#include "tests/unit/store/nats_server.h"
 
 namespace hermod::store {
 namespace {
 
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
-
-bool Installed() { return std::system("command -v nats-server >/dev/null 2>&1") == 0; }
-
-// nats-server -js on a free port with its own store directory; killed (SIGKILL) on Kill or
-// stopped (SIGTERM) at the end.
-class NatsServer {
- public:
-  NatsServer() : port_(bench::testing::FreePort()) {
-    dir_ = ::testing::TempDir() + "/nats-presence-" + std::to_string(getpid()) + "-" +
-           std::to_string(port_);
-    std::filesystem::create_directories(dir_);
-    Run();
-  }
-  // After Kill: the same port and store directory.
-  void Run() {
-    pid_ = fork();
-    if (pid_ == 0) {
-      std::freopen("/dev/null", "w", stdout);
-      std::freopen("/dev/null", "w", stderr);
-      const std::string port = std::to_string(port_);
-      execlp("nats-server", "nats-server", "-a", "127.0.0.1", "-p", port.c_str(), "-js", "-sd",
-             dir_.c_str(), nullptr);
-      _exit(127);
-    }
-  }
-  ~NatsServer() {
-    Kill(SIGTERM);
-    std::filesystem::remove_all(dir_);
-  }
-  bool Ready() { return bench::testing::WaitForListener(port_, std::chrono::seconds(10)); }
-  void Kill(int signal = SIGKILL) {
-    if (pid_ <= 0) return;
-    kill(pid_, signal);
-    waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-  std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
-
- private:
-  uint16_t port_;
-  std::string dir_;
-  pid_t pid_ = -1;
-};
 
 NatsPresenceStore::Options Options(const std::string& url, uint64_t ttl_ms = 60000) {
   NatsPresenceStore::Options o;
@@ -149,11 +101,11 @@ TEST(PresenceKeyToken, IsInjectiveIntoKeyCharactersWithoutDots) {
 class NatsPresenceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!Installed()) GTEST_SKIP() << "nats-server not installed";
-    server_ = std::make_unique<NatsServer>();
-    ASSERT_TRUE(server_->Ready());
+    if (!test::NatsServer::Available()) GTEST_SKIP() << "nats-server not installed";
+    server_ = std::make_unique<test::NatsServer>();
+    ASSERT_TRUE(server_->Start());
   }
-  std::unique_ptr<NatsServer> server_;
+  std::unique_ptr<test::NatsServer> server_;
 };
 
 TEST_F(NatsPresenceTest, TwoNodesSeeEachOthersEntriesAndRemovals) {
@@ -249,6 +201,34 @@ TEST_F(NatsPresenceTest, AListIsWholeWhileItsEntriesArePutAgain) {
   EXPECT_GT(puts.load(), kClients) << "the entries were not put again during the reads";
 }
 
+// Reads of one channel queued together share one NATS read; a write queued between two of
+// them is in the later ones' answer.
+TEST_F(NatsPresenceTest, ReadsQueuedTogetherShareOneReadButNotAcrossAWrite) {
+  NatsPresenceStore store(Options(server_->url()));
+  std::string error;
+  ASSERT_TRUE(store.Start(&error)) << error;
+  auto set = store.Open("room");
+  set->Add("c1", "u1", "{}");
+  ASSERT_EQ(List(store, "room").clients.size(), 1u);
+  constexpr int kReads = 40;
+  std::vector<std::promise<size_t>> answers(2 * kReads);
+  auto list = [&](int i) {
+    EXPECT_FALSE(set->List(core::Completion<core::PresenceList>(
+        [&answers, i](core::PresenceList l) { answers[i].set_value(l.failed ? 0 : l.size()); })));
+  };
+  // Queued in a burst, while the engine's thread is busy with the first of them.
+  for (int i = 0; i < kReads; ++i) list(i);
+  set->Add("c2", "u2", "{}");
+  for (int i = kReads; i < 2 * kReads; ++i) list(i);
+  for (int i = 0; i < 2 * kReads; ++i) {
+    auto answer = answers[i].get_future();
+    ASSERT_EQ(answer.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+    EXPECT_EQ(answer.get(), i < kReads ? 1u : 2u) << "read " << i;
+  }
+  EXPECT_GT(store.counters()->reads_shared.load(), 0u);
+  EXPECT_LT(store.counters()->reads_shared.load(), static_cast<uint64_t>(2 * kReads));
+}
+
 TEST_F(NatsPresenceTest, OddChannelNamesAndClientIdsStayApart) {
   NatsPresenceStore store(Options(server_->url()));
   std::string error;
@@ -307,7 +287,7 @@ TEST_F(NatsPresenceTest, AnUnreachableServerAnswersFailedNeverAnEmptyList) {
   auto set = store.Open("room");
   set->Add("c1", "u", "{}");
   ASSERT_EQ(List(store, "room").clients.size(), 1u);
-  server_->Kill();
+  server_->Stop(/*kill=*/true);
   EXPECT_TRUE(List(store, "room").failed);
   EXPECT_TRUE(Stats(store, "room").failed);
   EXPECT_GE(store.counters()->read_errors.load(), 2u);
@@ -326,9 +306,8 @@ TEST_F(NatsPresenceTest, AServerThatComesBackWithoutTheBucketGetsItAndTheEntries
   auto set = store.Open("room");
   set->Add("c1", "u", "{}");
   ASSERT_EQ(List(store, "room").clients.size(), 1u);
-  server_->Kill();
-  server_->Run();
-  ASSERT_TRUE(server_->Ready());
+  server_->Stop(/*kill=*/true);
+  ASSERT_TRUE(server_->Start());  // the same port and store directory
   // Reconnected: the bucket is made again and this node's entries put again.
   Listed listed = List(store, "room");
   const auto deadline = steady_clock::now() + std::chrono::seconds(15);
