@@ -696,9 +696,13 @@ Hub::PublishResult Hub::Publish(PublishRequest request) {
     Completion<HistoryAppended> later;
     if (!stores_.history_inline) {
       // Fanned out when the engine completes (Appended), which it does in append order.
+      // The publication's parts are kept only for the broker: the engine encodes its own.
+      const bool relay = broker_ != nullptr;
       auto pending = std::make_shared<PendingPublish>(PendingPublish{
-          std::string(channel), options, std::string(request.data), std::string(request.info),
-          std::string(request.tags), std::string(key), p, published_us, std::move(request.done)});
+          std::string(channel), options, relay ? std::string(request.data) : std::string(),
+          relay ? std::string(request.info) : std::string(),
+          relay ? std::string(request.tags) : std::string(), std::string(key), p, published_us,
+          std::move(request.done)});
       later = Completion<HistoryAppended>(
           [this, pending](HistoryAppended appended) { Appended(*pending, std::move(appended)); });
       ++state.appending;

@@ -212,7 +212,7 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
   // left to the caller, who completes it.
   bool Post(Task& task);
   void Run();
-  void Process(std::vector<Task>& batch);
+  void Process(std::vector<Task>& batch, size_t begin, size_t end);
   void Transaction(std::vector<Task>& batch, size_t begin, size_t end);
   bool Write(Task& task, core::HistoryAppended* result,
              std::unordered_map<Chan*, uint64_t>* touched);
@@ -246,7 +246,9 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
 
   mutable std::mutex mutex_;  // guards the queue, the breaker and the status
   std::condition_variable ready_;
-  std::deque<Task> queue_;
+  // Swapped whole with the writer's batch (both keep their capacity): no allocation per
+  // task, and the loops wait for the lock only as long as a swap.
+  std::vector<Task> queue_;
   bool stopping_ = false;
   mutable core::CircuitBreaker breaker_;  // state() advances its clock
   StoreStatus status_;
@@ -598,28 +600,28 @@ void SqliteDb::Run() {
       std::unique_lock lock(mutex_);
       ready_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping, and everything queued is done
-      while (!queue_.empty() && batch.size() < options_.max_batch) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
-      status_.queue_depth = queue_.size();
+      batch.swap(queue_);
+      status_.queue_depth = 0;
     }
-    Process(batch);
+    // At most max_batch writes per transaction.
+    for (size_t i = 0; i < batch.size(); i += options_.max_batch) {
+      Process(batch, i, std::min(batch.size(), i + options_.max_batch));
+    }
     batch.clear();
   }
 }
 
-void SqliteDb::Process(std::vector<Task>& batch) {
+void SqliteDb::Process(std::vector<Task>& batch, size_t begin, size_t end) {
   auto is_read = [](const Task& t) { return t.op == Op::kRead || t.op == Op::kRecover; };
-  size_t i = 0;
-  while (i < batch.size()) {
+  size_t i = begin;
+  while (i < end) {
     if (is_read(batch[i])) {
       batch[i].op == Op::kRead ? RunRead(batch[i]) : RunRecover(batch[i]);
       ++i;
       continue;
     }
     size_t j = i;
-    while (j < batch.size() && !is_read(batch[j])) ++j;
+    while (j < end && !is_read(batch[j])) ++j;
     Transaction(batch, i, j);
     i = j;
   }
