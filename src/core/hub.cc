@@ -633,6 +633,9 @@ struct Hub::PendingPublish {
   net::Priority priority;
   uint64_t published_us;
   Completion<PublishResult> done;
+  // false: a publication without history whose idempotency key a durable engine writes
+  // (IdempotencyStore::Keys::PutDurable); fanned out without an offset once it is stored.
+  bool history = true;
 };
 
 Hub::PublishResult Hub::Publish(PublishRequest request) {
@@ -693,9 +696,13 @@ Hub::PublishResult Hub::Publish(PublishRequest request) {
     Completion<HistoryAppended> later;
     if (!stores_.history_inline) {
       // Fanned out when the engine completes (Appended), which it does in append order.
+      // The publication's parts are kept only for the broker: the engine encodes its own.
+      const bool relay = broker_ != nullptr;
       auto pending = std::make_shared<PendingPublish>(PendingPublish{
-          std::string(channel), options, std::string(request.data), std::string(request.info),
-          std::string(request.tags), std::string(key), p, published_us, std::move(request.done)});
+          std::string(channel), options, relay ? std::string(request.data) : std::string(),
+          relay ? std::string(request.info) : std::string(),
+          relay ? std::string(request.tags) : std::string(), std::string(key), p, published_us,
+          std::move(request.done)});
       later = Completion<HistoryAppended>(
           [this, pending](HistoryAppended appended) { Appended(*pending, std::move(appended)); });
       ++state.appending;
@@ -714,6 +721,24 @@ Hub::PublishResult Hub::Publish(PublishRequest request) {
       push->set_published_us(published_us);
       PostPush(state, channel, options, push, result.position.offset, false, p);
     }
+  } else if (!key.empty() && state.idempotency->durable()) {
+    // A durable engine's key: answered and fanned out once it is stored (Appended), in
+    // order with the channel's appends, so an answered publish is never repeated.
+    auto pending = std::make_shared<PendingPublish>(
+        PendingPublish{std::string(channel), options, std::string(request.data),
+                       std::string(request.info), std::string(request.tags), std::string(key), p,
+                       published_us, std::move(request.done), false});
+    Completion<bool> stored([this, pending](bool ok) {
+      HistoryAppended appended;
+      appended.failed = !ok;
+      Appended(*pending, std::move(appended));
+    });
+    if (!state.idempotency->PutDurable(key, {}, now + limits_.idempotency_window_ms,
+                                       std::move(stored))) {
+      return {Refusal::kStoreFailed, {}};
+    }
+    ++state.appending;
+    return {Refusal::kPending, {}};
   } else if (state.appending > 0) {
     // Appends still in flight: fanned out (and handed to the broker) after them (Appended).
     state.waiting.push_back({state.appended + state.appending, options, std::string(request.data),
@@ -758,6 +783,19 @@ void Hub::Appended(PendingPublish& pending, HistoryAppended appended) {
     const uint64_t now = clock_();
     if (appended.failed) {
       result.refusal = Refusal::kStoreFailed;
+    } else if (!pending.history) {
+      // Its key is stored: remembered, fanned out without an offset, handed to the broker.
+      state.idempotency->Put(pending.idempotency_key, result.position, now,
+                             now + limits_.idempotency_window_ms);
+      if (state.loop_count > 0) {
+        const std::string publication =
+            codec_.publication(pending.data, pending.info, 0, pending.tags);
+        Push* push = codec_.publication_push(pending.channel, publication);
+        push->set_published_us(pending.published_us);
+        PostPush(state, pending.channel, pending.options, push, 0, false, pending.priority);
+      }
+      ToBroker(BrokerMessageKind::kPublication, pending.channel, pending.data, pending.info,
+               pending.tags, pending.priority, true);
     } else if (appended.duplicate) {
       // Stored before (the engine's deduplication): the original's position, nothing sent.
       result.position = std::move(appended.position);

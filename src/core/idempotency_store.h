@@ -16,6 +16,7 @@
 #include <optional>
 #include <string_view>
 
+#include "core/completion.h"
 #include "core/history_stream.h"
 
 namespace hermod::core {
@@ -29,6 +30,17 @@ class IdempotencyStore {
     virtual std::optional<StreamPosition> Find(std::string_view key, uint64_t now_ms) = 0;
     virtual void Put(std::string_view key, const StreamPosition& position, uint64_t now_ms,
                      uint64_t expires_ms) = 0;
+    // A durable engine (sqlite) writes the key of a publication *with* history in the
+    // append's transaction, and that of one *without* history through PutDurable: the hub
+    // answers the publisher (and fans out) only in done(stored), so an answered publish is
+    // never repeated after a crash. done runs on the engine's thread, in the order of the
+    // channel's history appends; the hub then Puts the key (memory only) under the shard
+    // lock. false: refused at once, and done is not called. durable() false: Put suffices.
+    virtual bool durable() const { return false; }
+    virtual bool PutDurable(std::string_view /*key*/, const StreamPosition& /*position*/,
+                            uint64_t /*expires_ms*/, Completion<bool> /*done*/) {
+      return false;
+    }
     // Forgets expired keys.
     virtual void Expire(uint64_t now_ms) = 0;
     virtual size_t size() const = 0;

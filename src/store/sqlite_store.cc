@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <list>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "net/event_loop.h"
+#include "stats/loop_metrics.h"
 #include "store/sqlite_schedule.h"
 
 namespace hermod::store {
@@ -46,8 +48,10 @@ uint64_t SteadyUs() {
 }
 
 constexpr const char* kSchema =
+    // expires: when the channel's newest publication expires (wall ms; 0: none held), so
+    // history_meta_max_channels can tell channels with no history left without a scan.
     "CREATE TABLE IF NOT EXISTS meta(channel TEXT PRIMARY KEY, epoch TEXT NOT NULL,"
-    " top INTEGER NOT NULL);"
+    " top INTEGER NOT NULL, expires INTEGER NOT NULL DEFAULT 0);"
     // A rowid table: publications are appended at its end, and a 1 KiB row would spill to
     // overflow pages in a WITHOUT ROWID table's index b-tree (many times the writes).
     "CREATE TABLE IF NOT EXISTS pubs(channel TEXT NOT NULL, offset INTEGER NOT NULL,"
@@ -119,9 +123,13 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
     const std::string name;
     const std::string epoch;
     std::atomic<uint64_t> top{0};
-    uint64_t writer_top = 0;  // writer thread only
-    bool open = false;        // under channels_mutex_
-    uint64_t closed_ms = 0;   // under channels_mutex_
+    // When its newest stored publication expires (wall ms; 0: none), stored after commits.
+    std::atomic<int64_t> expires{0};
+    uint64_t writer_top = 0;               // writer thread only
+    int64_t writer_expires = 0;            // writer thread only
+    bool open = false;                     // under channels_mutex_
+    uint64_t closed_ms = 0;                // under channels_mutex_
+    std::list<Chan*>::iterator closed_at;  // in closed_, while !open; under channels_mutex_
   };
   struct Key {
     std::string key;
@@ -147,9 +155,10 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
   void CloseChannel(const std::shared_ptr<Chan>& chan, uint64_t now_ms);
   std::optional<core::StreamPosition> Kept(std::string_view channel);
   void ExpireKept(uint64_t now_ms);
-  void SetMetaTtl(uint64_t ttl_ms) {
+  void SetMetaLimits(uint64_t ttl_ms, size_t max_channels) {
     std::lock_guard lock(channels_mutex_);
     meta_ttl_ms_ = ttl_ms;
+    meta_max_channels_ = max_channels;
   }
   std::vector<Key> TakeKeys(std::string_view channel);
 
@@ -162,8 +171,10 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
   void Recover(const std::shared_ptr<Chan>& chan, const core::RecoveryQuery& query,
                core::Completion<core::HistoryStream::Recovery> done);
   void Remove(const std::shared_ptr<Chan>& chan, core::Completion<bool> done = {});
-  void PutKey(std::string_view channel, std::string_view key, const core::StreamPosition& position,
-              uint64_t expires_ms);
+  // A key of a publication without history; done(stored) after the commit. false: refused
+  // at once (stopped, breaker open, queue full), done not called.
+  bool PutKey(std::string_view channel, std::string_view key, const core::StreamPosition& position,
+              uint64_t expires_ms, core::Completion<bool> done);
   StoreStatus Status() const;
   // Another concern's writes (store/sqlite_inbox.h, sqlite_schedule.cc), in the next
   // transaction.
@@ -184,6 +195,7 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
     core::RecoveryQuery recovery;
     core::Completion<core::HistoryStream::Recovery> recovered;
     core::Completion<bool> removed;  // kRemove: answered once committed (or failed)
+    core::Completion<bool> stored;   // kKey: answered once committed (or failed)
     core::StreamPosition position;
     std::function<bool(sqlite3*)> call;  // kCall: its writes; called(committed) after
     std::function<void(bool)> called;
@@ -200,14 +212,17 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
   // left to the caller, who completes it.
   bool Post(Task& task);
   void Run();
-  void Process(std::vector<Task>& batch);
+  void Process(std::vector<Task>& batch, size_t begin, size_t end);
   void Transaction(std::vector<Task>& batch, size_t begin, size_t end);
   bool Write(Task& task, core::HistoryAppended* result,
-             std::unordered_map<Chan*, std::pair<uint64_t, uint64_t>>* touched);
+             std::unordered_map<Chan*, uint64_t>* touched);
   void RunRead(Task& task);
   void RunRecover(Task& task);
   bool FileGone();
-  void Record(StoreStatus::Kind kind, uint64_t queued_us, size_t n = 1);
+  // Counts an operation and its latency in recorded_ (writer thread); Publish adds them to
+  // the status under the lock, once per transaction rather than once per row.
+  void Record(StoreStatus::Kind kind, uint64_t queued_us, uint64_t now_us);
+  void PublishRecorded();
   void Fail(StoreStatus::Reason reason, std::string message);
 
   SqliteOptions options_;
@@ -220,14 +235,29 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
   mutable std::mutex channels_mutex_;  // guards channels_, keys_, Chan::open/closed_ms
   std::unordered_map<std::string, std::shared_ptr<Chan>> channels_;
   std::unordered_map<std::string, std::vector<Key>> keys_;  // loaded, not yet taken
+  // Channels not open, in the order they were closed (the oldest first): the positions
+  // history_meta_max_channels bounds.
+  std::list<Chan*> closed_;
   uint64_t meta_ttl_ms_ = 0;
+  size_t meta_max_channels_ = SIZE_MAX;
+  // Forgets the oldest closed channels with no history left while more than the cap are
+  // closed; under channels_mutex_. Returns the names to forget in the file.
+  std::vector<std::string> EvictClosed(uint64_t now_ms);
 
   mutable std::mutex mutex_;  // guards the queue, the breaker and the status
   std::condition_variable ready_;
-  std::deque<Task> queue_;
+  // Swapped whole with the writer's batch (both keep their capacity): no allocation per
+  // task, and the loops wait for the lock only as long as a swap.
+  std::vector<Task> queue_;
   bool stopping_ = false;
   mutable core::CircuitBreaker breaker_;  // state() advances its clock
   StoreStatus status_;
+  struct Recorded {
+    std::array<uint64_t, StoreStatus::kKinds> operations{};
+    std::array<uint64_t, StoreStatus::kLatencyBounds.size() + 1> buckets{};
+    double sum_s = 0;
+    uint64_t count = 0;
+  } recorded_;  // writer thread only
   std::thread writer_;
 };
 
@@ -270,6 +300,12 @@ bool SqliteDb::Open(std::string* error) {
     return fail(std::string("cannot write (") + sqlite3_errmsg(db_) + ")",
                 "make the file and its directory writable by hermod's user, or set sqlite.path");
   }
+  // A file from before meta had its expires column: added, and filled once from pubs.
+  if (exec("ALTER TABLE meta ADD COLUMN expires INTEGER NOT NULL DEFAULT 0") == SQLITE_OK) {
+    exec(
+        "UPDATE meta SET expires=coalesce((SELECT max(expires) FROM pubs WHERE "
+        "pubs.channel=meta.channel),0)");
+  }
   exec(options_.synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
   // The pages a burst touches stay cached between transactions (64 MiB at most).
   exec("PRAGMA cache_size=-65536");
@@ -292,9 +328,9 @@ bool SqliteDb::Open(std::string* error) {
                            "INSERT OR REPLACE INTO keys(channel,key,offset,epoch,expires) "
                            "VALUES(?1,?2,?3,?4,?5)") &&
       s.upsert_meta.Prepare(db_,
-                            "INSERT INTO meta(channel,epoch,top) VALUES(?1,?2,?3) "
+                            "INSERT INTO meta(channel,epoch,top,expires) VALUES(?1,?2,?3,?4) "
                             "ON CONFLICT(channel) DO UPDATE SET epoch=excluded.epoch, "
-                            "top=excluded.top") &&
+                            "top=excluded.top, expires=excluded.expires") &&
       s.trim_size.Prepare(db_, "DELETE FROM pubs WHERE channel=?1 AND offset<=?2") &&
       s.remove_pubs.Prepare(db_, "DELETE FROM pubs WHERE channel=?1") &&
       s.forget_meta.Prepare(db_, "DELETE FROM meta WHERE channel=?1") &&
@@ -319,14 +355,17 @@ bool SqliteDb::Open(std::string* error) {
   const uint64_t now = Now();
   {
     Stmt q;
-    if (!q.Prepare(db_, "SELECT channel, epoch, top FROM meta")) {
+    if (!q.Prepare(db_, "SELECT channel, epoch, top, expires FROM meta")) {
       return fail(sqlite3_errmsg(db_), "move the file aside or set sqlite.path");
     }
     while (q.Step() == SQLITE_ROW) {
       std::string name(q.Text(0));
       auto chan =
           std::make_shared<Chan>(name, std::string(q.Text(1)), static_cast<uint64_t>(q.Int(2)));
+      chan->expires.store(q.Int(3));
+      chan->writer_expires = q.Int(3);
       chan->closed_ms = now;
+      chan->closed_at = closed_.insert(closed_.end(), chan.get());
       channels_.emplace(std::move(name), std::move(chan));
     }
   }
@@ -365,7 +404,9 @@ std::shared_ptr<SqliteDb::Chan> SqliteDb::OpenChannel(std::string_view channel, 
     std::lock_guard lock(channels_mutex_);
     auto it = channels_.find(std::string(channel));
     if (it != channels_.end()) {
-      it->second->open = true;
+      Chan& c = *it->second;
+      if (!c.open) closed_.erase(c.closed_at);
+      c.open = true;
       return it->second;
     }
     chan = std::make_shared<Chan>(std::string(channel), NewEpoch(), 0);
@@ -382,9 +423,43 @@ std::shared_ptr<SqliteDb::Chan> SqliteDb::OpenChannel(std::string_view channel, 
 }
 
 void SqliteDb::CloseChannel(const std::shared_ptr<Chan>& chan, uint64_t now_ms) {
-  std::lock_guard lock(channels_mutex_);
-  chan->open = false;
-  chan->closed_ms = now_ms;
+  std::vector<std::string> forgotten;
+  {
+    std::lock_guard lock(channels_mutex_);
+    if (!chan->open) return;
+    chan->open = false;
+    chan->closed_ms = now_ms;
+    chan->closed_at = closed_.insert(closed_.end(), chan.get());
+    forgotten = EvictClosed(now_ms);
+  }
+  if (!forgotten.empty()) stats::RecordHistoryMetaEvicted(forgotten.size());
+  for (std::string& name : forgotten) {
+    Task task{Op::kForget};
+    task.channel = std::move(name);
+    Post(task);
+  }
+}
+
+std::vector<std::string> SqliteDb::EvictClosed(uint64_t now_ms) {
+  std::vector<std::string> forgotten;
+  if (closed_.size() <= meta_max_channels_) return forgotten;
+  size_t excess = closed_.size() - meta_max_channels_;
+  const int64_t now_wall = ToWall(now_ms);
+  // A channel whose history is still held keeps its position (forgetting it would drop the
+  // history); a bounded look past those, so a close costs O(1).
+  size_t looked = 0;
+  for (auto it = closed_.begin(); it != closed_.end() && excess > 0 && looked < 64; ++looked) {
+    Chan* c = *it;
+    if (c->expires.load() > now_wall) {
+      ++it;
+      continue;
+    }
+    forgotten.push_back(c->name);
+    it = closed_.erase(it);
+    channels_.erase(forgotten.back());  // c is gone now
+    --excess;
+  }
+  return forgotten;
 }
 
 std::optional<core::StreamPosition> SqliteDb::Kept(std::string_view channel) {
@@ -403,6 +478,7 @@ void SqliteDb::ExpireKept(uint64_t now_ms) {
       const Chan& c = *it->second;
       if (!c.open && c.closed_ms + meta_ttl_ms_ <= now_ms) {
         forgotten.push_back(it->first);
+        closed_.erase(c.closed_at);
         it = channels_.erase(it);
       } else {
         ++it;
@@ -438,12 +514,14 @@ bool SqliteDb::Post(Task& task) {
     std::lock_guard lock(mutex_);
     if (stopping_) return false;
     // An open breaker refuses writes at once: nothing piles up behind a file that fails.
-    if (task.op == Op::kAppend && breaker_.state() == core::CircuitBreaker::State::kOpen) {
+    // A key is a publication's (one without history), refused like an append.
+    const bool publication = task.op == Op::kAppend || task.op == Op::kKey;
+    if (publication && breaker_.state() == core::CircuitBreaker::State::kOpen) {
       ++status_.errors[StoreStatus::kBreakerOpen];
       return false;
     }
     // Publications faster than the disk takes them are refused, not queued without bound.
-    if (task.op == Op::kAppend && queue_.size() >= options_.max_queue) {
+    if (publication && queue_.size() >= options_.max_queue) {
       ++status_.errors[StoreStatus::kQueueFull];
       return false;
     }
@@ -503,14 +581,16 @@ void SqliteDb::Remove(const std::shared_ptr<Chan>& chan, core::Completion<bool> 
   if (!Post(task) && task.removed) task.removed(false);
 }
 
-void SqliteDb::PutKey(std::string_view channel, std::string_view key,
-                      const core::StreamPosition& position, uint64_t expires_ms) {
+bool SqliteDb::PutKey(std::string_view channel, std::string_view key,
+                      const core::StreamPosition& position, uint64_t expires_ms,
+                      core::Completion<bool> done) {
   Task task{Op::kKey};
   task.channel = channel;
   task.key = key;
   task.position = position;
   task.expires = expires_ms;
-  Post(task);
+  task.stored = std::move(done);
+  return Post(task);
 }
 
 void SqliteDb::Run() {
@@ -520,28 +600,28 @@ void SqliteDb::Run() {
       std::unique_lock lock(mutex_);
       ready_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping, and everything queued is done
-      while (!queue_.empty() && batch.size() < options_.max_batch) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
-      status_.queue_depth = queue_.size();
+      batch.swap(queue_);
+      status_.queue_depth = 0;
     }
-    Process(batch);
+    // At most max_batch writes per transaction.
+    for (size_t i = 0; i < batch.size(); i += options_.max_batch) {
+      Process(batch, i, std::min(batch.size(), i + options_.max_batch));
+    }
     batch.clear();
   }
 }
 
-void SqliteDb::Process(std::vector<Task>& batch) {
+void SqliteDb::Process(std::vector<Task>& batch, size_t begin, size_t end) {
   auto is_read = [](const Task& t) { return t.op == Op::kRead || t.op == Op::kRecover; };
-  size_t i = 0;
-  while (i < batch.size()) {
+  size_t i = begin;
+  while (i < end) {
     if (is_read(batch[i])) {
       batch[i].op == Op::kRead ? RunRead(batch[i]) : RunRecover(batch[i]);
       ++i;
       continue;
     }
     size_t j = i;
-    while (j < batch.size() && !is_read(batch[j])) ++j;
+    while (j < end && !is_read(batch[j])) ++j;
     Transaction(batch, i, j);
     i = j;
   }
@@ -553,7 +633,7 @@ bool SqliteDb::FileGone() {
 }
 
 bool SqliteDb::Write(Task& t, core::HistoryAppended* result,
-                     std::unordered_map<Chan*, std::pair<uint64_t, uint64_t>>* touched) {
+                     std::unordered_map<Chan*, uint64_t>* touched) {
   Stmts& s = *stmts_;
   switch (t.op) {
     case Op::kNew:
@@ -561,15 +641,18 @@ bool SqliteDb::Write(Task& t, core::HistoryAppended* result,
              s.upsert_meta.Bind(1, t.chan->name)
                  .Bind(2, t.chan->epoch)
                  .Bind(3, static_cast<int64_t>(t.chan->writer_top))
+                 .Bind(4, int64_t{0})
                  .Run();
     case Op::kAppend: {
       Chan& c = *t.chan;
       const uint64_t offset = c.writer_top + 1;
+      const int64_t expires = ToWall(t.now + t.ttl);
+      (*touched)[&c] = t.size;
       result->position = {offset, c.epoch};
       result->publication = (*t.encode)(t.data, t.info, offset, t.tags);
       if (!s.insert_pub.Bind(1, c.name)
                .Bind(2, static_cast<int64_t>(offset))
-               .Bind(3, ToWall(t.now + t.ttl))
+               .Bind(3, expires)
                .Blob(4, result->publication)
                .Run()) {
         return false;
@@ -583,10 +666,12 @@ bool SqliteDb::Write(Task& t, core::HistoryAppended* result,
         return false;
       }
       c.writer_top = offset;
-      (*touched)[&c] = {t.size, offset};
+      c.writer_expires = std::max(c.writer_expires, expires);
       return true;
     }
     case Op::kRemove:
+      (*touched)[t.chan.get()] = 0;
+      t.chan->writer_expires = 0;  // no history left; the position stays
       return s.remove_pubs.Bind(1, t.chan->name).Run();
     case Op::kKey:
       return s.insert_key.Bind(1, t.channel)
@@ -624,25 +709,24 @@ void SqliteDb::Transaction(std::vector<Task>& batch, size_t begin, size_t end) {
               "refused; restore the file and restart hermod";
   }
   std::vector<core::HistoryAppended> results(end - begin);
-  std::unordered_map<Chan*, std::pair<uint64_t, uint64_t>> touched;  // size, top
-  std::vector<Chan*> appended;
+  std::unordered_map<Chan*, uint64_t> touched;  // channels written: their history_size
   bool began = false;
   bool ok = !reason;
   if (ok) ok = began = s.begin.Run();
   for (size_t i = begin; ok && i < end; ++i) {
-    if (batch[i].op == Op::kAppend) appended.push_back(batch[i].chan.get());
     ok = Write(batch[i], &results[i - begin], &touched);
   }
   if (ok) {
     // Trimming to size, and the channel's top, once per channel per transaction.
-    for (auto& [chan, size_top] : touched) {
-      const auto [size, top] = size_top;
+    for (auto& [chan, size] : touched) {
+      const uint64_t top = chan->writer_top;
       if (size > 0 && top > size) {
         ok = ok && s.trim_size.Bind(1, chan->name).Bind(2, static_cast<int64_t>(top - size)).Run();
       }
       ok = ok && s.upsert_meta.Bind(1, chan->name)
                      .Bind(2, chan->epoch)
                      .Bind(3, static_cast<int64_t>(top))
+                     .Bind(4, chan->writer_expires)
                      .Run();
     }
     // Expired rows, at most max_trim of each per transaction.
@@ -660,10 +744,16 @@ void SqliteDb::Transaction(std::vector<Task>& batch, size_t begin, size_t end) {
   if (!ok && began) s.rollback.Run();
   if (!ok) {
     // Nothing of the burst is stored: its channels continue from their committed top.
-    for (Chan* c : appended) c->writer_top = c->top.load();
+    for (auto& [chan, size] : touched) {
+      chan->writer_top = chan->top.load();
+      chan->writer_expires = chan->expires.load();
+    }
     Fail(*reason, std::move(message));
   } else {
-    for (auto& [chan, size_top] : touched) chan->top.store(size_top.second);
+    for (auto& [chan, size] : touched) {
+      chan->top.store(chan->writer_top);
+      chan->expires.store(chan->writer_expires);
+    }
     std::lock_guard lock(mutex_);
     breaker_.OnSuccess();
     status_.last_error.clear();
@@ -673,27 +763,27 @@ void SqliteDb::Transaction(std::vector<Task>& batch, size_t begin, size_t end) {
     breaker_.OnFailure();
   }
   // Completed in queue order, so each channel's appends in the order they were made.
-  size_t kinds[StoreStatus::kKinds] = {};
+  const uint64_t now_us = SteadyUs();
   for (size_t i = begin; i < end; ++i) {
     Task& t = batch[i];
     if (t.op == Op::kAppend) {
       core::HistoryAppended r = std::move(results[i - begin]);
       if (!ok) r = core::HistoryAppended{true, {}, {}, {}};
-      Record(StoreStatus::kAppend, t.queued_us);
+      Record(StoreStatus::kAppend, t.queued_us, now_us);
       t.appended(std::move(r));
     } else if (t.op == Op::kCall) {
       if (t.called) t.called(ok);
     } else if (t.op == Op::kKey) {
-      ++kinds[StoreStatus::kKey];
+      Record(StoreStatus::kKey, t.queued_us, now_us);
+      t.stored(ok);  // the publish is answered now: stored, or refused
     } else if (t.op == Op::kRemove) {
-      ++kinds[StoreStatus::kRemove];
+      ++recorded_.operations[StoreStatus::kRemove];
       // history_remove is answered now: removed, or refused (nothing of it is stored).
       if (t.removed) t.removed(ok);
     }
   }
-  std::lock_guard lock(mutex_);
-  for (size_t k = 0; k < StoreStatus::kKinds; ++k) status_.operations[k] += kinds[k];
-  if (ok) ++status_.operations[StoreStatus::kTrim];
+  if (ok) ++recorded_.operations[StoreStatus::kTrim];
+  PublishRecorded();
 }
 
 void SqliteDb::Fail(StoreStatus::Reason reason, std::string message) {
@@ -702,18 +792,28 @@ void SqliteDb::Fail(StoreStatus::Reason reason, std::string message) {
   if (!message.empty()) status_.last_error = std::move(message);
 }
 
-void SqliteDb::Record(StoreStatus::Kind kind, uint64_t queued_us, size_t n) {
-  const double seconds = static_cast<double>(SteadyUs() - queued_us) / 1e6;
+void SqliteDb::Record(StoreStatus::Kind kind, uint64_t queued_us, uint64_t now_us) {
+  const double seconds = static_cast<double>(now_us - queued_us) / 1e6;
   size_t bucket = 0;
   while (bucket < StoreStatus::kLatencyBounds.size() &&
          seconds > StoreStatus::kLatencyBounds[bucket]) {
     ++bucket;
   }
+  ++recorded_.operations[kind];
+  ++recorded_.buckets[bucket];
+  recorded_.sum_s += seconds;
+  ++recorded_.count;
+}
+
+void SqliteDb::PublishRecorded() {
   std::lock_guard lock(mutex_);
-  status_.operations[kind] += n;
-  status_.latency_buckets[bucket] += n;
-  status_.latency_sum_s += seconds * static_cast<double>(n);
-  status_.latency_count += n;
+  for (size_t k = 0; k < StoreStatus::kKinds; ++k) status_.operations[k] += recorded_.operations[k];
+  for (size_t b = 0; b < recorded_.buckets.size(); ++b) {
+    status_.latency_buckets[b] += recorded_.buckets[b];
+  }
+  status_.latency_sum_s += recorded_.sum_s;
+  status_.latency_count += recorded_.count;
+  recorded_ = {};
 }
 
 void SqliteDb::RunRead(Task& t) {
@@ -749,7 +849,8 @@ void SqliteDb::RunRead(Task& t) {
     }
     st.Reset();
   }
-  Record(StoreStatus::kRead, t.queued_us);
+  Record(StoreStatus::kRead, t.queued_us, SteadyUs());
+  PublishRecorded();
   t.page(std::move(page));
 }
 
@@ -787,7 +888,8 @@ void SqliteDb::RunRecover(Task& t) {
       if (!r.recovered) r.publications.clear();
     }
   }
-  Record(StoreStatus::kRecover, t.queued_us);
+  Record(StoreStatus::kRecover, t.queued_us, SteadyUs());
+  PublishRecorded();
   t.recovered(std::move(r));
 }
 
@@ -844,7 +946,9 @@ class SqliteHistoryStore final : public core::HistoryStore {
   // The hub destroys its engines first: what is queued is stored and completed now.
   ~SqliteHistoryStore() override { db_->Stop(); }
   const char* name() const override { return "sqlite"; }
-  void SetMetaLimits(uint64_t ttl_ms, size_t) override { db_->SetMetaTtl(ttl_ms); }
+  void SetMetaLimits(uint64_t ttl_ms, size_t max_channels) override {
+    db_->SetMetaLimits(ttl_ms, max_channels);
+  }
   std::unique_ptr<Stream> Open(std::string_view channel, uint64_t now_ms) override {
     return std::make_unique<SqliteStream>(db_, db_->OpenChannel(channel, now_ms));
   }
@@ -860,7 +964,8 @@ class SqliteHistoryStore final : public core::HistoryStore {
   std::shared_ptr<SqliteDb> db_;
 };
 
-// A channel's keys in memory (Find answers from here), each Put also written to the file.
+// A channel's keys in memory (Find answers from here). A key reaches the file with its
+// publication's append, or through PutDurable (one without history); Put only remembers.
 class SqliteKeys final : public core::IdempotencyStore::Keys {
  public:
   SqliteKeys(std::shared_ptr<SqliteDb> db, std::string channel, std::vector<SqliteDb::Key> loaded)
@@ -876,7 +981,11 @@ class SqliteKeys final : public core::IdempotencyStore::Keys {
            uint64_t expires_ms) override {
     if (keys_.size() >= 1024) Expire(now_ms);
     keys_[std::string(key)] = {position, expires_ms};
-    db_->PutKey(channel_, key, position, expires_ms);
+  }
+  bool durable() const override { return true; }
+  bool PutDurable(std::string_view key, const core::StreamPosition& position, uint64_t expires_ms,
+                  core::Completion<bool> done) override {
+    return db_->PutKey(channel_, key, position, expires_ms, std::move(done));
   }
   void Expire(uint64_t now_ms) override {
     std::erase_if(keys_, [now_ms](const auto& e) { return e.second.second <= now_ms; });

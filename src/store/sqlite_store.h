@@ -13,8 +13,9 @@
 // file at start-up, so Stream::Position and HistoryStore::Kept answer without I/O; the
 // unexpired idempotency keys, loaded at start-up and handed to the channel's Keys when the
 // hub opens them (Keys::Find is from memory). A keyed append writes its key in the same
-// transaction as the publication, so a publish that was answered is never repeated after a
-// restart within the window.
+// transaction as the publication, and the key of a publication without history is a write of
+// its own in the same queue (Keys::PutDurable), answered after its commit: a publish that was
+// answered is never repeated after a restart within the window.
 //
 // Durability: the answer (API 200, client reply) follows the COMMIT. synchronous=FULL (the
 // default) fsyncs the WAL at each commit: an answered publication survives kill -9 and power
@@ -25,6 +26,11 @@
 // full, the file removed or replaced under the server) fail the burst's appends (never a
 // silent success) and, past the threshold, open the breaker, which refuses appends at once
 // until a trial transaction succeeds. Status() reports it for /health and /metrics.
+//
+// Kept positions: a freed channel's row of `meta` stays (history_meta_ttl); at most
+// history_meta_max_channels of them, the oldest forgotten first, but only a channel with no
+// publication left in the file (meta.expires, its newest publication's expiry, has passed):
+// forgetting a position drops its channel's history.
 //
 // Times: the hub's clock is monotonic; the file holds wall-clock expiry times, converted
 // with the difference between the two clocks taken when the store is opened.

@@ -3,6 +3,8 @@
 - kill -9 while a publisher calls the API in a loop; restart on the same file: every
   publication answered 200 is in history with the offset it was answered with, the epoch is
   the same, and offsets continue from there. Idempotency keys survive too.
+- kill -9 at once after a batch of keyed publications *without* history was answered: their
+  keys were stored before the answer, so retrying them after the restart publishes nothing.
 - The file removed under a running server: publications to channels with history are
   refused with an error (API and client publish), never answered as published; channels
   without history keep working; /health shows the `store` check degraded and
@@ -112,6 +114,44 @@ class SqliteEngineTest(h.HermodTestCase):
         r = json.loads(g.api_call(again.port, "publish", {
             "channel": "h:keyed", "data": {}, "idempotency_key": "once"}).body)["result"]
         self.assertEqual(r, keyed)
+
+    def test_keys_of_publications_without_history_are_stored_before_the_answer(self):
+        server = h.Hermod(h.HERMOD, config(self.path), workers=2)
+        self.addCleanup(server.cleanup)
+        server.start()
+        first = g.Client(server.port)
+        self.addCleanup(first.close)
+        first.connect()
+        first.subscribe("live:keyed")
+        batch = {"commands": [
+            {"publish": {"channel": "live:keyed", "data": {"n": n}, "idempotency_key": "k%d" % n}}
+            for n in range(100)]}
+        r = g.api_call(server.port, "batch", batch)
+        os.kill(server.pid, signal.SIGKILL)  # at once: the answer is all that was promised
+        server.wait_exit()
+        self.assertEqual(r.status, 200)
+        replies = json.loads(r.body)["replies"]
+        self.assertEqual(replies, [{"publish": {}}] * 100)
+        # The subscriber of the killed server got each once.
+        got = []
+        while True:
+            try:
+                got.append(first.next_publication("live:keyed")["data"]["n"])
+            except (g.ClosedError, OSError, AssertionError):
+                break
+        self.assertEqual(got, list(range(len(got))))
+
+        again = self.start_server(config(self.path), workers=2)
+        second = g.Client(again.port)
+        self.addCleanup(second.close)
+        second.connect()
+        second.subscribe("live:keyed")
+        r = g.api_call(again.port, "batch", batch)
+        self.assertEqual(json.loads(r.body)["replies"], [{"publish": {}}] * 100)
+        # Retried with the same keys: answered, published to nobody; a publication without a
+        # key after them arrives first.
+        g.api_call(again.port, "publish", {"channel": "live:keyed", "data": {"n": "end"}})
+        self.assertEqual(second.next_publication("live:keyed")["data"], {"n": "end"})
 
     def test_a_failing_file_refuses_publications_with_history_and_degrades_health(self):
         server = self.start_server(config(self.path), workers=2)
