@@ -106,6 +106,7 @@ bool LoadConfig(const ServeFlags& flags, hermod::config::Config& config, std::st
   if (flags.tls_key) config.tls.key_file = *flags.tls_key;
   if (sources != nullptr) *sources = applied;
   hermod::config::ResolveEngine(config);
+  hermod::config::ResolveProxies(config);
   return hermod::config::Validate(config, error);
 }
 

@@ -545,6 +545,9 @@ void Server::BuildMetrics() {
     metrics_->AddRenderer(
         [proxies](metrics::PrometheusText& text) { RenderProxies(*proxies, text); });
   }
+  metrics_->AddRenderer([consumers = &consumers_](metrics::PrometheusText& text) {
+    RenderConsumers(*consumers, text);
+  });
   if (broker_) {
     broker::Link* link = &broker_->link();
     health_->AddCheck([link] { return link->Health(); });
@@ -872,6 +875,11 @@ int Server::Run() {
     broker_ = std::make_unique<broker::NatsBroker>(broker::NatsBroker::Options::FromConfig(config_),
                                                    *hub_, channel_rules_);
   }
+  {
+    std::vector<net::Loop*> loops;
+    for (auto& worker : workers_) loops.push_back(worker->loop.get());
+    consumers_ = MakeConsumers(config_, *api_, loops);
+  }
   // Before the threads start: the routes read metrics_ from every loop. Before the broker
   // starts: it sends the dashboard's word about this node to the others.
   BuildMetrics();
@@ -895,6 +903,8 @@ int Server::Run() {
       spdlog::info("scheduled publications are kept in memory: a restart loses those pending");
     }
   }
+  // What they fetch waits in a loop's mailbox until the loops run.
+  for (auto& consumer : consumers_) consumer->Start();
   for (auto& worker : workers_) {
     worker->thread = std::thread([loop = worker->loop.get(), m = &worker->metrics] {
       stats::BindThread(m);  // the loop's records (stats/loop_metrics.h) go here
@@ -910,6 +920,8 @@ int Server::Run() {
   spdlog::info("{}: shutting down (deadline {} ms)", strsignal(signal_number),
                config_.shutdown_timeout_ms);
   scheduler_->Stop();  // what has not fired stays in the store
+  // While the loops still run: the commands they execute are acked.
+  for (auto& consumer : consumers_) consumer->Stop();
   for (auto& worker : workers_) {
     Worker* w = worker.get();
     w->loop->Post([this, w] { ShutdownWorker(*w); });

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "api/server_api.h"
+#include "app/consumers.h"
 #include "app/inbox_service.h"
 #include "app/memory_trim.h"
 #include "auth/token_verifier.h"
@@ -137,6 +138,8 @@ class Server {
   std::unique_ptr<api::ServerApi> api_;  // /api/<method>, built in Run beside the hub
   // Scheduled delivery (core/scheduler.h): fires through api_ on the loops; stopped first.
   std::unique_ptr<core::Scheduler> scheduler_;
+  // Async consumers (config `consumers`): stopped before the loops, which execute for them.
+  std::vector<std::unique_ptr<JetStreamConsumer>> consumers_;
   // GET /metrics and /health*, built in Run once the loops exist.
   std::unique_ptr<metrics::HealthMonitor> health_;
   std::unique_ptr<metrics::Routes> metrics_;

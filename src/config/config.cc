@@ -152,6 +152,9 @@ void AddChannelFields(std::vector<Field>& fields, ChannelOptions& o) {
                     {"proxy_subscribe", &o.proxy_subscribe},
                     {"proxy_publish", &o.proxy_publish},
                     {"proxy_sub_refresh", &o.proxy_sub_refresh},
+                    {"subscribe_proxy_name", &o.subscribe_proxy_name},
+                    {"publish_proxy_name", &o.publish_proxy_name},
+                    {"sub_refresh_proxy_name", &o.sub_refresh_proxy_name},
                     {"inbox", &o.inbox},
                     {"inbox_size", &o.inbox_size, 1, 1000000},
                     {"inbox_ttl", &o.inbox_ttl, 1000, kYearMs},
@@ -381,6 +384,10 @@ std::vector<Field> AllFields(Config& c) {
           {"proxy_sub_refresh_timeout", &c.proxy_sub_refresh_timeout, 1, kMaxProxyMs},
           {"proxy_http_headers", &c.proxy_http_headers},
           {"proxy_include_connection_meta", &c.proxy_include_connection_meta},
+          {"granular_proxy_mode", &c.granular_proxy_mode},
+          {"connect_proxy_name", &c.connect_proxy_name},
+          {"refresh_proxy_name", &c.refresh_proxy_name},
+          {"rpc_proxy_name", &c.rpc_proxy_name},
           {"proxy_client.max_in_flight", &c.proxy_client.max_in_flight, 1, kMaxCount},
           {"proxy_client.max_in_flight_per_connection",
            &c.proxy_client.max_in_flight_per_connection, 1, 100000},
@@ -394,6 +401,37 @@ std::vector<Field> AllFields(Config& c) {
       });
   AddChannelFields(fields, c.channel);
   return fields;
+}
+
+constexpr std::string_view kConsumerTypes[] = {"nats_jetstream", "postgresql", "kafka"};
+constexpr std::string_view kDeliverPolicies[] = {"new", "all"};
+// A consumer's stream or durable name: a JetStream name once the consumer is enabled.
+const char* CheckOptionalStream(std::string_view name) {
+  return name.empty() ? nullptr : CheckStreamName(name);
+}
+const char* CheckHeaderName(std::string_view name) {
+  const bool ok =
+      name.find_first_not_of(
+          "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-.^_`|~") ==
+      name.npos;
+  return ok ? nullptr : "an HTTP-style header name, or empty (the body's method)";
+}
+
+// One `consumers` entry's keys; nats_jetstream's nested under "nats_jetstream.".
+std::vector<Field> ConsumerFields(Consumer& c) {
+  auto& j = c.nats_jetstream;
+  return {
+      Shaped("name", &c.name, CheckBucket),
+      {"enabled", &c.enabled},
+      OneOf("type", &c.type, kConsumerTypes),
+      Shaped("nats_jetstream.url", &j.url, CheckNatsUrl),
+      Shaped("nats_jetstream.stream_name", &j.stream_name, CheckOptionalStream),
+      {"nats_jetstream.subjects", &j.subjects},
+      Shaped("nats_jetstream.durable_consumer_name", &j.durable_consumer_name, CheckOptionalStream),
+      OneOf("nats_jetstream.deliver_policy", &j.deliver_policy, kDeliverPolicies),
+      {"nats_jetstream.max_ack_pending", &j.max_ack_pending, 1, 65536},
+      {"nats_jetstream.ack_wait", &j.ack_wait, 1000, 3600000},
+      Shaped("nats_jetstream.method_header", &j.method_header, CheckHeaderName)};
 }
 
 Field* FindField(std::vector<Field>& fields, std::string_view key) {
@@ -686,8 +724,8 @@ bool WalkChannelOptions(Reader& r, std::vector<Field>& fields, simdjson::dom::ob
 // proxy_static_http_headers: {"Name": "value"}; a name is an HTTP token, a value has no
 // control characters (nothing that could end the header early).
 bool ParseStaticHeaders(Reader& r, simdjson::dom::object object, const std::string& path,
-                        Config& config) {
-  config.proxy_static_http_headers.clear();
+                        std::vector<std::string>& out) {
+  out.clear();
   for (auto [name, value] : object) {
     std::string_view text;
     const bool name_ok = !name.empty() && name.find_first_not_of(
@@ -700,15 +738,163 @@ bool ParseStaticHeaders(Reader& r, simdjson::dom::object object, const std::stri
                  ": must be a header name with a string value (no control characters)";
       return false;
     }
-    config.proxy_static_http_headers.push_back(std::string(name) + ": " + std::string(text));
+    out.push_back(std::string(name) + ": " + std::string(text));
   }
   return true;
+}
+
+// `consumers`: a list of objects (Centrifugo v6.2's shape, also inside a v5-style config).
+// Keys hermod does not know inside an entry (another type's block, TLS, credentials) are
+// reported as not supported when they ask for something.
+bool ParseConsumers(Reader& r, simdjson::dom::element value, Config& config) {
+  simdjson::dom::array array;
+  if (value.get_array().get(array) != simdjson::SUCCESS) {
+    *r.error = "config key consumers: expected an array of objects";
+    return false;
+  }
+  config.consumers.clear();
+  for (simdjson::dom::element item : array) {
+    const std::string at = "consumers[" + std::to_string(config.consumers.size()) + "].";
+    simdjson::dom::object object;
+    if (item.get_object().get(object) != simdjson::SUCCESS) {
+      *r.error = "config key consumers: expected an array of objects";
+      return false;
+    }
+    Consumer consumer;
+    std::vector<Field> fields = ConsumerFields(consumer);
+    std::function<bool(simdjson::dom::object, const std::string&)> walk =
+        [&](simdjson::dom::object o, const std::string& prefix) {
+          for (auto [key, v] : o) {
+            const std::string path = prefix + std::string(key);
+            simdjson::dom::object inner;
+            if (path == "nats_jetstream" && v.get_object().get(inner) == simdjson::SUCCESS) {
+              if (!walk(inner, path + ".")) return false;
+              continue;
+            }
+            Field* field = FindField(fields, path);
+            if (field == nullptr) {
+              if (!AsksForNothing(v)) r.Unsupported(at + path, v);
+              continue;
+            }
+            if (!SetFromJson(*field, v, r.error)) {
+              *r.error = "config key " + at + r.error->substr(std::strlen("config key "));
+              return false;
+            }
+          }
+          return true;
+        };
+    if (!walk(object, "")) return false;
+    if (consumer.enabled && consumer.type != "nats_jetstream") {
+      simdjson::dom::element type;
+      if (object["type"].get(type) == simdjson::SUCCESS) r.Unsupported(at + "type", type);
+    }
+    config.consumers.push_back(std::move(consumer));
+  }
+  return true;
+}
+
+// Walks an array of objects, each through the fields fields_of gives its new element;
+// other keys are reported when they ask for something.
+template <class T>
+bool ParseObjects(Reader& r, simdjson::dom::element value, const std::string& key,
+                  std::vector<T>& out, std::vector<Field> (*fields_of)(T&),
+                  // 0: not its key; 1: read; -1: refused (*r.error says why).
+                  int (*special)(Reader&, T&, std::string_view, simdjson::dom::element,
+                                 const std::string&) = nullptr) {
+  simdjson::dom::array array;
+  if (value.get_array().get(array) != simdjson::SUCCESS) {
+    *r.error = "config key " + key + ": expected an array of objects";
+    return false;
+  }
+  out.clear();
+  for (simdjson::dom::element item : array) {
+    const std::string at = key + "[" + std::to_string(out.size()) + "].";
+    simdjson::dom::object object;
+    if (item.get_object().get(object) != simdjson::SUCCESS) {
+      *r.error = "config key " + key + ": expected an array of objects";
+      return false;
+    }
+    T element{};
+    std::vector<Field> fields = fields_of(element);
+    for (auto [name, v] : object) {
+      if (const int read = special ? special(r, element, name, v, at) : 0; read != 0) {
+        if (read < 0) return false;
+        continue;
+      }
+      Field* field = FindField(fields, name);
+      if (field == nullptr) {
+        if (!AsksForNothing(v)) r.Unsupported(at + std::string(name), v);
+        continue;
+      }
+      if (!SetFromJson(*field, v, r.error)) {
+        *r.error = "config key " + at + r.error->substr(std::strlen("config key "));
+        return false;
+      }
+    }
+    out.push_back(std::move(element));
+  }
+  return true;
+}
+
+std::vector<Field> NamedProxyFields(NamedProxy& p) {
+  return {{"name", &p.name},
+          Shaped("endpoint", &p.endpoint, CheckEndpoint),
+          {"timeout", &p.timeout, 1, kMaxMs},
+          {"http_headers", &p.http_headers},
+          {"include_connection_meta", &p.include_connection_meta}};
+}
+std::vector<Field> RpcNamespaceFields(RpcNamespace& n) {
+  return {{"name", &n.name}, {"rpc_proxy_name", &n.rpc_proxy_name}};
+}
+
+// A named proxy's static_http_headers ({"Name": "value"}; Centrifugo v6: http.static_headers).
+int NamedProxySpecial(Reader& r, NamedProxy& p, std::string_view key, simdjson::dom::element value,
+                      const std::string& at) {
+  simdjson::dom::element headers = value;
+  std::string path = at + std::string(key);
+  if (key == "http") {
+    simdjson::dom::object http;
+    if (value.get_object().get(http) != simdjson::SUCCESS) return 0;
+    for (auto [name, v] : http) {
+      if (name == "static_headers") {
+        headers = v;
+        path += ".static_headers";
+      } else if (!AsksForNothing(v)) {
+        r.Unsupported(path + "." + std::string(name), v);
+      }
+    }
+    if (path == at + "http") return 1;
+  } else if (key != "static_http_headers") {
+    return 0;
+  }
+  simdjson::dom::object object;
+  if (headers.get_object().get(object) != simdjson::SUCCESS) {
+    *r.error = "config key " + path + ": expected an object";
+    return -1;
+  }
+  return ParseStaticHeaders(r, object, path, p.static_http_headers) ? 1 : -1;
 }
 
 bool WalkObject(Reader& r, Config& config, simdjson::dom::object object,
                 const std::string& prefix) {
   for (auto [key, value] : object) {
     if (prefix.empty() && key == "namespaces") continue;  // ParseNamespaces, after the rest
+    if (prefix.empty() && key == "consumers") {
+      if (!ParseConsumers(r, value, config)) return false;
+      continue;
+    }
+    if (prefix.empty() && key == "proxies") {
+      if (!ParseObjects(r, value, "proxies", config.proxies, NamedProxyFields, NamedProxySpecial)) {
+        return false;
+      }
+      continue;
+    }
+    if (prefix.empty() && key == "rpc_namespaces") {
+      if (!ParseObjects(r, value, "rpc_namespaces", config.rpc_namespaces, RpcNamespaceFields)) {
+        return false;
+      }
+      continue;
+    }
     const std::string path = prefix.empty() ? std::string(key) : prefix + "." + std::string(key);
     simdjson::dom::object inner;
     const bool is_object = value.get_object().get(inner) == simdjson::SUCCESS;
@@ -718,7 +904,7 @@ bool WalkObject(Reader& r, Config& config, simdjson::dom::object object,
       continue;
     }
     if (path == "proxy_static_http_headers" && is_object) {
-      if (!ParseStaticHeaders(r, inner, path, config)) return false;
+      if (!ParseStaticHeaders(r, inner, path, config.proxy_static_http_headers)) return false;
       continue;
     }
     if (path == "channel.without_namespace" && is_object) {
@@ -987,6 +1173,17 @@ void ResolveEngine(Config& c) {
   }
 }
 
+void ResolveProxies(Config& c) {
+  if (!c.granular_proxy_mode) return;
+  auto resolve = [](ChannelOptions& o) {
+    o.proxy_subscribe = !o.subscribe_proxy_name.empty();
+    o.proxy_publish = !o.publish_proxy_name.empty();
+    o.proxy_sub_refresh = !o.sub_refresh_proxy_name.empty();
+  };
+  resolve(c.channel);
+  for (Namespace& ns : c.namespaces) resolve(ns.options);
+}
+
 bool Validate(const Config& c, std::string* error) {
   auto fail = [&](const std::string& message) {
     *error = message;
@@ -999,6 +1196,79 @@ bool Validate(const Config& c, std::string* error) {
     std::vector<Field> fields{Shaped("name", &copy.namespaces[i].name, CheckNamespaceName)};
     AddChannelFields(fields, copy.namespaces[i].options);
     if (!CheckFields(fields, "namespaces[" + std::to_string(i) + "].", error)) return false;
+  }
+  for (size_t i = 0; i < copy.consumers.size(); ++i) {
+    Consumer& consumer = copy.consumers[i];
+    const std::string where = "consumers[" + std::to_string(i) + "].";
+    if (!CheckFields(ConsumerFields(consumer), where, error)) return false;
+    for (size_t j = 0; j < i; ++j) {
+      if (copy.consumers[j].name == consumer.name) {
+        return fail("config key " + where + "name: duplicate");
+      }
+    }
+    if (!consumer.enabled || consumer.type != "nats_jetstream") continue;
+    const auto& js = consumer.nats_jetstream;
+    if (js.stream_name.empty() || js.durable_consumer_name.empty()) {
+      return fail("config keys " + where +
+                  "nats_jetstream.stream_name, durable_consumer_name: " + "must be set");
+    }
+    // jsConsumerConfig of the libnats hermod builds with has one FilterSubject.
+    if (js.subjects.size() > 1) {
+      return fail("config key " + where +
+                  "nats_jetstream.subjects: at most one subject (none: the whole stream)");
+    }
+    for (const std::string& subject : js.subjects) {
+      if (const char* rule = CheckNatsPrefix(subject); rule != nullptr && subject != ">" &&
+                                                       !subject.ends_with(".>") &&
+                                                       subject.find('*') == std::string::npos) {
+        return fail("config key " + where + "nats_jetstream.subjects: " + rule);
+      }
+    }
+  }
+  // Granular proxy mode: names unique, each name used is a proxy's.
+  for (size_t i = 0; i < c.proxies.size(); ++i) {
+    const std::string where = "config key proxies[" + std::to_string(i) + "].";
+    std::vector<Field> fields = NamedProxyFields(copy.proxies[i]);
+    if (!CheckFields(fields, "proxies[" + std::to_string(i) + "].", error)) return false;
+    if (c.proxies[i].name.empty() || c.proxies[i].endpoint.empty()) {
+      return fail(where + "name, endpoint: must be set");
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (c.proxies[j].name == c.proxies[i].name) return fail(where + "name: duplicate");
+    }
+  }
+  // "default": Centrifugo v6's name of the flat keys' proxy.
+  auto named = [&](const std::string& name, const std::string& key) {
+    if (name.empty() || name == "default") return true;
+    for (const NamedProxy& p : c.proxies) {
+      if (p.name == name) return true;
+    }
+    return fail("config key " + key + ": no proxy named \"" + name + "\" in proxies");
+  };
+  if (!named(c.connect_proxy_name, "connect_proxy_name") ||
+      !named(c.refresh_proxy_name, "refresh_proxy_name") ||
+      !named(c.rpc_proxy_name, "rpc_proxy_name")) {
+    return false;
+  }
+  for (size_t i = 0; i < c.rpc_namespaces.size(); ++i) {
+    const std::string where = "rpc_namespaces[" + std::to_string(i) + "].";
+    if (const char* rule = CheckNamespaceName(c.rpc_namespaces[i].name)) {
+      return fail("config key " + where + "name: " + rule);
+    }
+    if (c.rpc_namespaces[i].rpc_proxy_name.empty()) {
+      return fail("config key " + where + "rpc_proxy_name: must be set");
+    }
+    if (!named(c.rpc_namespaces[i].rpc_proxy_name, where + "rpc_proxy_name")) return false;
+  }
+  for (size_t i = 0; i <= c.namespaces.size(); ++i) {
+    const ChannelOptions& o = i < c.namespaces.size() ? c.namespaces[i].options : c.channel;
+    const std::string where =
+        i < c.namespaces.size() ? "namespaces[" + std::to_string(i) + "]." : "";
+    if (!named(o.subscribe_proxy_name, where + "subscribe_proxy_name") ||
+        !named(o.publish_proxy_name, where + "publish_proxy_name") ||
+        !named(o.sub_refresh_proxy_name, where + "sub_refresh_proxy_name")) {
+      return false;
+    }
   }
   if (c.websocket.ping_interval_ms != 0 && c.websocket.pong_timeout_ms == 0) {
     return fail("config key websocket.pong_timeout_ms: must be set when pings are on");
@@ -1043,8 +1313,11 @@ bool Validate(const Config& c, std::string* error) {
         {o.proxy_publish, &c.proxy_publish_endpoint},
         {o.proxy_sub_refresh, &c.proxy_sub_refresh_endpoint}};
     const char* names[] = {"proxy_subscribe", "proxy_publish", "proxy_sub_refresh"};
-    for (size_t i = 0; i < 3; ++i) {
-      if (proxies[i].first && proxies[i].second->empty()) {
+    const std::string* named[] = {&o.subscribe_proxy_name, &o.publish_proxy_name,
+                                  &o.sub_refresh_proxy_name};
+    for (size_t i = 0; i < 3 && !c.granular_proxy_mode; ++i) {
+      if (proxies[i].first && proxies[i].second->empty() &&
+          (named[i]->empty() || *named[i] == "default")) {
         return fail("config key " + where + names[i] + ": needs " + names[i] + "_endpoint");
       }
     }
@@ -1155,6 +1428,59 @@ std::string ToJson(const Config& config) {
     out += "}";
   }
   out += copy.namespaces.empty() ? "]" : "\n  ]";
+  out += ",\n  \"proxies\": [";
+  for (size_t i = 0; i < copy.proxies.size(); ++i) {
+    std::vector<Field> p_fields = NamedProxyFields(copy.proxies[i]);
+    out += i == 0 ? "\n    {" : ",\n    {";
+    for (size_t j = 0; j < p_fields.size(); ++j) {
+      out += j == 0 ? "" : ", ";
+      AppendJsonString(out, p_fields[j].key);
+      out += ": ";
+      AppendValue(out, p_fields[j].target);
+    }
+    out += ", \"static_http_headers\": {";
+    const auto& lines = copy.proxies[i].static_http_headers;
+    for (size_t j = 0; j < lines.size(); ++j) {
+      const size_t colon = lines[j].find(':');
+      out += j == 0 ? "" : ", ";
+      AppendJsonString(out, std::string_view(lines[j]).substr(0, colon));
+      out += ": ";
+      AppendJsonString(out,
+                       std::string_view(lines[j]).substr(std::min(lines[j].size(), colon + 2)));
+    }
+    out += "}}";
+  }
+  out += copy.proxies.empty() ? "]" : "\n  ]";
+  out += ",\n  \"rpc_namespaces\": [";
+  for (size_t i = 0; i < copy.rpc_namespaces.size(); ++i) {
+    out += i == 0 ? "\n    {\"name\": " : ",\n    {\"name\": ";
+    AppendJsonString(out, copy.rpc_namespaces[i].name);
+    out += ", \"rpc_proxy_name\": ";
+    AppendJsonString(out, copy.rpc_namespaces[i].rpc_proxy_name);
+    out += "}";
+  }
+  out += copy.rpc_namespaces.empty() ? "]" : "\n  ]";
+  out += ",\n  \"consumers\": [";
+  for (size_t i = 0; i < copy.consumers.size(); ++i) {
+    std::vector<Field> c_fields = ConsumerFields(copy.consumers[i]);
+    out += i == 0 ? "\n    {" : ",\n    {";
+    bool nested = false;
+    for (size_t j = 0; j < c_fields.size(); ++j) {
+      std::string_view key = c_fields[j].key;
+      if (key.starts_with("nats_jetstream.")) {
+        out += nested ? ", " : ", \"nats_jetstream\": {";
+        nested = true;
+        key.remove_prefix(std::strlen("nats_jetstream."));
+      } else {
+        out += j == 0 ? "" : ", ";
+      }
+      AppendJsonString(out, key);
+      out += ": ";
+      AppendValue(out, c_fields[j].target);
+    }
+    out += nested ? "}}" : "}";
+  }
+  out += copy.consumers.empty() ? "]" : "\n  ]";
   out += ",\n  \"proxy_static_http_headers\": {";
   for (size_t i = 0; i < copy.proxy_static_http_headers.size(); ++i) {
     const std::string& line = copy.proxy_static_http_headers[i];

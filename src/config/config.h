@@ -79,6 +79,11 @@ struct ChannelOptions {
   // proxy_sub_refresh_endpoint (extended, or ended with unsubscribe 2501) instead of by the
   // client.
   bool proxy_sub_refresh = false;
+  // Granular proxy mode (granular_proxy_mode): the named proxy (Config::proxies) each of
+  // these calls; set, it turns that proxy on for the namespace.
+  std::string subscribe_proxy_name;
+  std::string publish_proxy_name;
+  std::string sub_refresh_proxy_name;
   // Durable per-user inboxes (core/inbox.h): every publication is stored until the user acks
   // it (RPC hermod.ack), delivered again after ack_timeout (doubling, at most 16 times) and on
   // every connect, dead-lettered after max_deliveries, on reject, past inbox_ttl, or to make
@@ -97,6 +102,43 @@ struct ChannelOptions {
 struct Namespace {
   std::string name;
   ChannelOptions options;
+};
+
+// A named proxy of granular proxy mode (Centrifugo v5's `proxies` entry).
+struct NamedProxy {
+  std::string name;
+  std::string endpoint;  // http:// or https://
+  Duration timeout{1000};
+  std::vector<std::string> http_headers;         // request headers forwarded (allowlist)
+  std::vector<std::string> static_http_headers;  // "Name: value"
+  bool include_connection_meta = false;
+};
+// rpc_namespaces: rpc methods `<name>:...` go to the named proxy rpc_proxy_name.
+struct RpcNamespace {
+  std::string name;
+  std::string rpc_proxy_name;
+};
+
+// An async consumer (Centrifugo v6.2's `consumers` entry): server API commands read from a
+// NATS JetStream durable consumer (app/consumers.h). Only type "nats_jetstream" runs.
+struct Consumer {
+  std::string name;
+  bool enabled = false;
+  std::string type;
+  struct NatsJetStream {
+    std::string url = "nats://127.0.0.1:4222";
+    std::string stream_name;  // must exist: hermod creates or updates the consumer only
+    // The consumer's filter subject (at most one with hermod's libnats; none: the stream's).
+    std::vector<std::string> subjects;
+    std::string durable_consumer_name;
+    std::string deliver_policy = "new";  // "new" or "all", when the consumer is created
+    uint64_t max_ack_pending = 100;      // commands executing at once
+    // hermod's: how long a fetched command may stay unacked before the server delivers it
+    // again (after a crash, the delay before the commands that were executing run again).
+    Duration ack_wait{30000};
+    // With this header the body is the bare request and the header its method.
+    std::string method_header = "centrifugo-method";
+  } nats_jetstream;
 };
 
 struct Config {
@@ -378,8 +420,19 @@ struct Config {
     Duration open_timeout{5000};
     uint64_t half_open_trials = 1;
   } proxy_breaker;
-  ChannelOptions channel;             // channels outside any namespace
-  std::vector<Namespace> namespaces;  // JSON only (no environment form)
+  std::vector<Consumer> consumers;  // JSON only (no environment form)
+  // Granular proxy mode: every proxied event names its proxy among `proxies` instead of
+  // the proxy_*_endpoint keys (which it ignores): connect_proxy_name, refresh_proxy_name,
+  // rpc_proxy_name (rpc methods without a namespace), rpc_namespaces, and the namespaces'
+  // subscribe_proxy_name, publish_proxy_name, sub_refresh_proxy_name.
+  bool granular_proxy_mode = false;
+  std::vector<NamedProxy> proxies;  // JSON only
+  std::string connect_proxy_name;
+  std::string refresh_proxy_name;
+  std::string rpc_proxy_name;
+  std::vector<RpcNamespace> rpc_namespaces;  // JSON only
+  ChannelOptions channel;                    // channels outside any namespace
+  std::vector<Namespace> namespaces;         // JSON only (no environment form)
 };
 
 // Each returns false with *error naming the key (or the file) on failure. A Centrifugo v5 or
@@ -413,6 +466,9 @@ bool Validate(const Config& config, std::string* error);
 // "memory" (a key set to another engine stays). After every source is applied, before
 // Validate.
 void ResolveEngine(Config& config);
+// Granular proxy mode: a namespace's *_proxy_name turns its proxy_subscribe, proxy_publish
+// or proxy_sub_refresh on (the flat mode's switches). After every source, before Validate.
+void ResolveProxies(Config& config);
 // The numeric keys' ranges (durations in milliseconds), for tests and documentation.
 struct KeyRange {
   std::string key;

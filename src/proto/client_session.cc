@@ -636,7 +636,8 @@ void ClientSession::HandleSubscribe(const Command& c) {
   }
   // Centrifugo: the subscribe proxy decides for subscriptions without a token, except on
   // user-limited channels (the channel name says who may).
-  if (c.token.empty() && options->proxy_subscribe && Proxy(proxy::Kind::kSubscribe) &&
+  if (c.token.empty() && options->proxy_subscribe &&
+      Proxy(proxy::Kind::kSubscribe, options->subscribe_proxy_name) &&
       !(options->allow_user_limited_channels && core::ChannelRules::IsUserLimited(c.channel))) {
     return ProxySubscribe(c, *options);
   }
@@ -812,7 +813,7 @@ void ClientSession::HandlePublish(const Command& c) {
   if (options->inbox) return ReplyError(c.id, ErrorCode::kPermissionDenied);
   // The publish proxy decides instead of the namespace's rules (and may rewrite data). Its
   // request carries data as JSON: a Protobuf client's binary data cannot go there.
-  if (options->proxy_publish && Proxy(proxy::Kind::kPublish)) {
+  if (options->proxy_publish && Proxy(proxy::Kind::kPublish, options->publish_proxy_name)) {
     if (IsBinaryData(c.data)) return ReplyError(c.id, ErrorCode::kBadRequest);
     return ProxyPublish(c, *options);
   }

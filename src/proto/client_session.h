@@ -186,8 +186,9 @@ class ClientSession final : private net::TimerNode {
 
   // Backend proxies (proxy/proxies.h, proxy.cc). Each call leaves on the proxy client's
   // thread and its answer comes back through this loop (Later); the reply leaves then.
-  proxy::Endpoint* Proxy(proxy::Kind kind) const {
-    return context_.proxies ? context_.proxies->endpoint(kind) : nullptr;
+  // name: granular proxy mode's proxy of the namespace (empty: the kind's default).
+  proxy::Endpoint* Proxy(proxy::Kind kind, std::string_view name = {}) const {
+    return context_.proxies ? context_.proxies->endpoint(kind, name) : nullptr;
   }
   proxy::ClientFields ProxyFields() const {
     proxy::ClientFields fields{client_id_, user_};
@@ -195,7 +196,7 @@ class ClientSession final : private net::TimerNode {
     return fields;
   }
   // Sends a call; false (and nothing sent) past proxy_client.max_in_flight_per_connection.
-  bool CallProxy(proxy::Kind kind, std::string body,
+  bool CallProxy(proxy::Kind kind, proxy::Endpoint* endpoint, std::string body,
                  std::function<void(ClientSession&, proxy::Reply)> answer);
   // A reply of a call answered later: builds it into a buffer of its own (fn appends to
   // reply_ as a handler does) and sends it, unless the client is gone meanwhile.

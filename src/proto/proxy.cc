@@ -37,12 +37,12 @@ core::LogThrottle& FailureLog() {
 
 }  // namespace
 
-bool ClientSession::CallProxy(proxy::Kind kind, std::string body,
+bool ClientSession::CallProxy(proxy::Kind kind, proxy::Endpoint* endpoint, std::string body,
                               std::function<void(ClientSession&, proxy::Reply)> answer) {
   if (proxy_in_flight_ >= context_.proxies->max_in_flight_per_connection()) return false;
   ++proxy_in_flight_;
   context_.proxies->Call(
-      kind, std::move(body), rare().proxy_headers,
+      endpoint, kind, std::move(body), rare().proxy_headers,
       Later<proxy::Reply>([answer = std::move(answer)](ClientSession& session, proxy::Reply r) {
         --session.proxy_in_flight_;
         answer(session, std::move(r));
@@ -110,7 +110,7 @@ void ClientSession::ProxyConnect(const Command& c) {
     saved->subs.push_back({{}, s.recover, s.offset, {}});
   }
   std::string body = proxy::ConnectRequest(ProxyFields(), {}, {}, c.data);
-  connecting_ = CallProxy(proxy::Kind::kConnect, std::move(body),
+  connecting_ = CallProxy(proxy::Kind::kConnect, Proxy(proxy::Kind::kConnect), std::move(body),
                           [saved](ClientSession& session, proxy::Reply reply) {
                             session.connecting_ = false;
                             session.AnswerLater([&] {
@@ -135,10 +135,12 @@ void ClientSession::ProxyConnect(const Command& c) {
 
 void ClientSession::HandleRpc(const Command& c) {
   if (HandleInboxRpc(c)) return;
-  if (!Proxy(proxy::Kind::kRpc)) return ReplyError(c.id, ErrorCode::kNotAvailable);
+  proxy::Endpoint* endpoint =
+      context_.proxies ? context_.proxies->RpcEndpoint(c.rpc_method) : nullptr;
+  if (!endpoint) return ReplyError(c.id, ErrorCode::kNotAvailable);
   if (c.rpc_method.empty() && c.data.empty()) return ReplyError(c.id, ErrorCode::kBadRequest);
   std::string body = proxy::RpcRequest(ProxyFields(), c.rpc_method, c.data);
-  const bool sent = CallProxy(proxy::Kind::kRpc, std::move(body),
+  const bool sent = CallProxy(proxy::Kind::kRpc, endpoint, std::move(body),
                               [id = c.id](ClientSession& session, proxy::Reply reply) {
                                 session.AnswerLater([&] {
                                   if (session.ProxyRefused(id, reply)) return;
@@ -160,8 +162,8 @@ void ClientSession::ProxySubscribe(const Command& c, const config::ChannelOption
                                              c.join_leave, c.offset, std::string(c.epoch)});
   std::string body = proxy::SubscribeRequest(ProxyFields(), c.channel, c.data);
   const bool sent = CallProxy(
-      proxy::Kind::kSubscribe, std::move(body),
-      [saved, options = &options](ClientSession& session, proxy::Reply reply) {
+      proxy::Kind::kSubscribe, Proxy(proxy::Kind::kSubscribe, options.subscribe_proxy_name),
+      std::move(body), [saved, options = &options](ClientSession& session, proxy::Reply reply) {
         std::vector<std::string>& waiting = session.rare().pending_subscribes;
         auto pending = std::find(waiting.begin(), waiting.end(), saved->channel);
         if (pending == waiting.end()) return;  // unsubscribed meanwhile
@@ -185,8 +187,9 @@ void ClientSession::ProxySubscribe(const Command& c, const config::ChannelOption
           }
           // A namespace with proxy_sub_refresh leaves an expiring subscription's refresh to
           // the server (Centrifugo: no client-side refresh).
-          const bool by_proxy = options->proxy_sub_refresh && reply.claims.expires_at != 0 &&
-                                session.Proxy(proxy::Kind::kSubRefresh) != nullptr;
+          const bool by_proxy =
+              options->proxy_sub_refresh && reply.claims.expires_at != 0 &&
+              session.Proxy(proxy::Kind::kSubRefresh, options->sub_refresh_proxy_name) != nullptr;
           session.SubscribeAllowed({saved->id, saved->channel, saved->recoverable, saved->recover,
                                     saved->offset, saved->epoch, saved->join_leave, by_proxy},
                                    *options, reply.claims.expires_at, reply.claims.info,
@@ -200,7 +203,8 @@ void ClientSession::ProxySubscribe(const Command& c, const config::ChannelOption
 void ClientSession::ProxyPublish(const Command& c, const config::ChannelOptions& options) {
   std::string body = proxy::PublishRequest(ProxyFields(), c.channel, c.data);
   const bool sent = CallProxy(
-      proxy::Kind::kPublish, std::move(body),
+      proxy::Kind::kPublish, Proxy(proxy::Kind::kPublish, options.publish_proxy_name),
+      std::move(body),
       [id = c.id, channel = std::string(c.channel), data = std::string(c.data), options = &options](
           ClientSession& session, proxy::Reply reply) {
         session.AnswerLater([&] {
@@ -215,7 +219,7 @@ void ClientSession::ProxyPublish(const Command& c, const config::ChannelOptions&
 void ClientSession::ProxyRefresh() {
   if (refreshing_) return;
   std::string body = proxy::RefreshRequest(ProxyFields());
-  const bool sent = CallProxy(proxy::Kind::kRefresh, std::move(body),
+  const bool sent = CallProxy(proxy::Kind::kRefresh, Proxy(proxy::Kind::kRefresh), std::move(body),
                               [](ClientSession& session, proxy::Reply reply) {
                                 session.refreshing_ = false;
                                 if (!session.connected()) return;
@@ -239,22 +243,24 @@ void ClientSession::ProxySubRefresh(ClientSubscription& s) {
   if (s.sub_refresh_call() != 0) return;  // one call out per subscription
   const uint64_t call = ++rare().sub_refresh_calls;
   std::string body = proxy::SubRefreshRequest(ProxyFields(), s.channel);
-  const bool sent =
-      CallProxy(proxy::Kind::kSubRefresh, std::move(body),
-                [channel = s.channel, call](ClientSession& session, proxy::Reply reply) {
-                  ClientSubscription* sub = session.FindSubscription(channel);
-                  if (!sub || sub->sub_refresh_call() != call || !session.connected()) return;
-                  sub->rare->sub_refresh_call = 0;
-                  // Error and disconnect answers do not apply to sub_refresh; a failure is tried
-                  // again at the next check (the subscription stays meanwhile, as in Centrifugo).
-                  if (reply.outcome != proxy::Outcome::kOk) return;
-                  const int64_t expires_at = reply.claims.expires_at;
-                  if (reply.expired || (expires_at != 0 && expires_at <= WallSeconds())) {
-                    return session.EndSubscription(channel, kUnsubscribeExpired.code,
-                                                   kUnsubscribeExpired.reason);
-                  }
-                  sub->expires_at = expires_at;
-                });
+  const bool sent = CallProxy(
+      proxy::Kind::kSubRefresh,
+      Proxy(proxy::Kind::kSubRefresh,
+            s.options ? s.options->sub_refresh_proxy_name : std::string_view()),
+      std::move(body), [channel = s.channel, call](ClientSession& session, proxy::Reply reply) {
+        ClientSubscription* sub = session.FindSubscription(channel);
+        if (!sub || sub->sub_refresh_call() != call || !session.connected()) return;
+        sub->rare->sub_refresh_call = 0;
+        // Error and disconnect answers do not apply to sub_refresh; a failure is tried
+        // again at the next check (the subscription stays meanwhile, as in Centrifugo).
+        if (reply.outcome != proxy::Outcome::kOk) return;
+        const int64_t expires_at = reply.claims.expires_at;
+        if (reply.expired || (expires_at != 0 && expires_at <= WallSeconds())) {
+          return session.EndSubscription(channel, kUnsubscribeExpired.code,
+                                         kUnsubscribeExpired.reason);
+        }
+        sub->expires_at = expires_at;
+      });
   if (sent) s.rare_state().sub_refresh_call = call;
 }
 

@@ -46,13 +46,35 @@ Outcome FromHttp(const HttpResponse& r) {
 }  // namespace
 
 Endpoint::Endpoint(Kind kind, std::string url, uint64_t timeout_ms, uint64_t max_in_flight,
-                   core::CircuitBreaker::Options breaker, Clock clock)
+                   core::CircuitBreaker::Options breaker, Clock clock, std::string name)
     : kind_(kind),
       url_(std::move(url)),
+      name_(std::move(name)),
       timeout_ms_(timeout_ms),
       max_in_flight_(max_in_flight),
       breaker_options_(breaker),
       breaker_(breaker, clock) {}
+
+void Endpoint::AddHeaders(const std::vector<std::string>& client,
+                          std::vector<std::string>& out) const {
+  if (!filter_headers_) {
+    out = client;
+    return;
+  }
+  for (const std::string& line : client) {
+    const std::string_view name = std::string_view(line).substr(0, line.find(':'));
+    for (const std::string& allowed : forwarded_) {
+      if (allowed.size() == name.size() &&
+          std::equal(name.begin(), name.end(), allowed.begin(), [](char a, char b) {
+            return std::tolower(static_cast<unsigned char>(a)) == b;
+          })) {
+        out.push_back(line);
+        break;
+      }
+    }
+  }
+  out.insert(out.end(), static_headers_.begin(), static_headers_.end());
+}
 
 void Endpoint::Note() {
   const State now = breaker_.state();
@@ -132,39 +154,112 @@ std::unique_ptr<Proxies> Proxies::FromConfig(const config::Config& c, Endpoint::
   const bool any = !c.proxy_connect_endpoint.empty() || !c.proxy_refresh_endpoint.empty() ||
                    !c.proxy_subscribe_endpoint.empty() || !c.proxy_publish_endpoint.empty() ||
                    !c.proxy_rpc_endpoint.empty() || !c.proxy_sub_refresh_endpoint.empty();
-  return any ? std::make_unique<Proxies>(c, clock) : nullptr;
+  const bool named = !c.proxies.empty();
+  return any || named ? std::make_unique<Proxies>(c, clock) : nullptr;
+}
+
+Endpoint* Proxies::Add(Kind kind, const config::Config& c, const std::string& name) {
+  if (name.empty() || name == "default") return nullptr;
+  auto& by_name = named_[static_cast<size_t>(kind)];
+  if (auto it = by_name.find(name); it != by_name.end()) return it->second;
+  for (const config::NamedProxy& p : c.proxies) {
+    if (p.name != name) continue;
+    auto endpoint = std::make_unique<Endpoint>(
+        kind, p.endpoint, p.timeout.ms, c.proxy_client.max_in_flight, breaker_, clock_, name);
+    std::vector<std::string> forwarded;
+    for (std::string h : p.http_headers) {
+      std::transform(h.begin(), h.end(), h.begin(),
+                     [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+      if (std::find(forwarded_.begin(), forwarded_.end(), h) == forwarded_.end()) {
+        forwarded_.push_back(h);
+      }
+      forwarded.push_back(std::move(h));
+    }
+    endpoint->set_headers(std::move(forwarded), p.static_http_headers);
+    include_meta_ = include_meta_ || p.include_connection_meta;
+    Endpoint* raw = endpoint.get();
+    owned_.push_back(std::move(endpoint));
+    by_name.emplace(name, raw);
+    return raw;
+  }
+  return nullptr;  // Validate refuses a name no proxy has
 }
 
 Proxies::Proxies(const config::Config& c, Endpoint::Clock clock)
-    : static_headers_(c.proxy_static_http_headers),
+    : clock_(clock),
+      static_headers_(c.proxy_static_http_headers),
       include_meta_(c.proxy_include_connection_meta),
       max_per_connection_(c.proxy_client.max_in_flight_per_connection),
       client_(HttpClient::Options{c.proxy_client.max_connections_per_endpoint,
                                   c.proxy_client.max_response_bytes}) {
-  core::CircuitBreaker::Options breaker;
-  breaker.failure_threshold = static_cast<uint32_t>(c.proxy_breaker.failure_threshold);
-  breaker.window_ms = c.proxy_breaker.window.ms;
-  breaker.open_ms = c.proxy_breaker.open_timeout.ms;
-  breaker.half_open_trials = static_cast<uint32_t>(c.proxy_breaker.half_open_trials);
-  const std::pair<const std::string*, const config::Duration*> configured[kKinds] = {
-      {&c.proxy_connect_endpoint, &c.proxy_connect_timeout},
-      {&c.proxy_refresh_endpoint, &c.proxy_refresh_timeout},
-      {&c.proxy_subscribe_endpoint, &c.proxy_subscribe_timeout},
-      {&c.proxy_publish_endpoint, &c.proxy_publish_timeout},
-      {&c.proxy_sub_refresh_endpoint, &c.proxy_sub_refresh_timeout},
-      {&c.proxy_rpc_endpoint, &c.proxy_rpc_timeout},
+  breaker_.failure_threshold = static_cast<uint32_t>(c.proxy_breaker.failure_threshold);
+  breaker_.window_ms = c.proxy_breaker.window.ms;
+  breaker_.open_ms = c.proxy_breaker.open_timeout.ms;
+  breaker_.half_open_trials = static_cast<uint32_t>(c.proxy_breaker.half_open_trials);
+  // Flat mode: the proxy_*_endpoint keys are the default endpoints. Granular mode (v5) only
+  // the named proxies. In both, a name other than "default" (Centrifugo v6's name of the
+  // flat proxy) picks a named proxy: one endpoint (breaker, in-flight bound, counters) per
+  // proxy and event it serves.
+  if (c.granular_proxy_mode) {
+    static_headers_.clear();
+    include_meta_ = false;
+  } else {
+    const std::pair<const std::string*, const config::Duration*> configured[kKinds] = {
+        {&c.proxy_connect_endpoint, &c.proxy_connect_timeout},
+        {&c.proxy_refresh_endpoint, &c.proxy_refresh_timeout},
+        {&c.proxy_subscribe_endpoint, &c.proxy_subscribe_timeout},
+        {&c.proxy_publish_endpoint, &c.proxy_publish_timeout},
+        {&c.proxy_sub_refresh_endpoint, &c.proxy_sub_refresh_timeout},
+        {&c.proxy_rpc_endpoint, &c.proxy_rpc_timeout},
+    };
+    for (size_t i = 0; i < kKinds; ++i) {
+      if (configured[i].first->empty()) continue;
+      owned_.push_back(std::make_unique<Endpoint>(static_cast<Kind>(i), *configured[i].first,
+                                                  configured[i].second->ms,
+                                                  c.proxy_client.max_in_flight, breaker_, clock));
+      defaults_[i] = owned_.back().get();
+    }
+    for (std::string h : c.proxy_http_headers) {
+      std::transform(h.begin(), h.end(), h.begin(),
+                     [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+      forwarded_.push_back(std::move(h));
+    }
+  }
+  const std::pair<Kind, const std::string*> top[] = {{Kind::kConnect, &c.connect_proxy_name},
+                                                     {Kind::kRefresh, &c.refresh_proxy_name},
+                                                     {Kind::kRpc, &c.rpc_proxy_name}};
+  for (const auto& [kind, name] : top) {
+    if (Endpoint* e = Add(kind, c, *name)) defaults_[static_cast<size_t>(kind)] = e;
+  }
+  for (const config::RpcNamespace& ns : c.rpc_namespaces) {
+    if (Add(Kind::kRpc, c, ns.rpc_proxy_name) != nullptr) {
+      rpc_routes_.emplace(ns.name, ns.rpc_proxy_name);
+    }
+  }
+  auto channel = [&](const config::ChannelOptions& o) {
+    if (o.proxy_subscribe) Add(Kind::kSubscribe, c, o.subscribe_proxy_name);
+    if (o.proxy_publish) Add(Kind::kPublish, c, o.publish_proxy_name);
+    if (o.proxy_sub_refresh) Add(Kind::kSubRefresh, c, o.sub_refresh_proxy_name);
   };
-  for (size_t i = 0; i < kKinds; ++i) {
-    if (configured[i].first->empty()) continue;
-    endpoints_[i] = std::make_unique<Endpoint>(static_cast<Kind>(i), *configured[i].first,
-                                               configured[i].second->ms,
-                                               c.proxy_client.max_in_flight, breaker, clock);
+  channel(c.channel);
+  for (const config::Namespace& ns : c.namespaces) channel(ns.options);
+}
+
+Endpoint* Proxies::endpoint(Kind kind, std::string_view name) const {
+  if (name.empty() || name == "default") return defaults_[static_cast<size_t>(kind)];
+  const auto& by_name = named_[static_cast<size_t>(kind)];
+  auto it = by_name.find(name);
+  return it == by_name.end() ? nullptr : it->second;
+}
+
+Endpoint* Proxies::RpcEndpoint(std::string_view method) const {
+  const size_t colon = method.find(':');
+  if (colon != std::string_view::npos) {
+    if (auto it = rpc_routes_.find(method.substr(0, colon)); it != rpc_routes_.end()) {
+      return endpoint(Kind::kRpc, it->second);
+    }
   }
-  for (std::string h : c.proxy_http_headers) {
-    std::transform(h.begin(), h.end(), h.begin(),
-                   [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
-    forwarded_.push_back(std::move(h));
-  }
+  return endpoint(Kind::kRpc);
 }
 
 Proxies::~Proxies() { Stop(); }
@@ -173,15 +268,12 @@ void Proxies::Stop() { client_.Stop(); }
 
 std::vector<Endpoint*> Proxies::endpoints() const {
   std::vector<Endpoint*> out;
-  for (const auto& e : endpoints_) {
-    if (e) out.push_back(e.get());
-  }
+  for (const auto& e : owned_) out.push_back(e.get());
   return out;
 }
 
-void Proxies::Call(Kind kind, std::string body, const std::vector<std::string>& headers,
-                   core::Completion<Reply> done) {
-  Endpoint* endpoint = this->endpoint(kind);
+void Proxies::Call(Endpoint* endpoint, Kind kind, std::string body,
+                   const std::vector<std::string>& headers, core::Completion<Reply> done) {
   const Outcome admitted = endpoint ? endpoint->Admit() : Outcome::kUnavailable;
   if (admitted != Outcome::kOk) {
     if (endpoint) endpoint->CountRefused(admitted);
@@ -190,7 +282,8 @@ void Proxies::Call(Kind kind, std::string body, const std::vector<std::string>& 
     done(std::move(refused));  // posted to the caller's loop: never inline
     return;
   }
-  HttpRequest request{endpoint->url(), headers, std::move(body), endpoint->timeout_ms()};
+  HttpRequest request{endpoint->url(), {}, std::move(body), endpoint->timeout_ms()};
+  endpoint->AddHeaders(headers, request.headers);
   request.headers.insert(request.headers.end(), static_headers_.begin(), static_headers_.end());
   client_.Send(std::move(request),
                [endpoint, kind, done = std::move(done)](HttpResponse response) mutable {

@@ -18,9 +18,11 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "config/config.h"
@@ -39,10 +41,20 @@ class Endpoint {
  public:
   using Clock = core::CircuitBreaker::Clock;
   Endpoint(Kind kind, std::string url, uint64_t timeout_ms, uint64_t max_in_flight,
-           core::CircuitBreaker::Options breaker, Clock clock);
+           core::CircuitBreaker::Options breaker, Clock clock, std::string name = "default");
 
   Kind kind() const { return kind_; }
   const std::string& url() const { return url_; }
+  // The named proxy of granular mode (its metrics label), "default" for the flat keys'.
+  const std::string& name() const { return name_; }
+  // Granular mode: the proxy's own http_headers (lower-cased) and static_http_headers.
+  void set_headers(std::vector<std::string> forwarded, std::vector<std::string> fixed) {
+    filter_headers_ = true;
+    forwarded_ = std::move(forwarded);
+    static_headers_ = std::move(fixed);
+  }
+  // Of the client's forwarded header lines, those this proxy forwards, then its own.
+  void AddHeaders(const std::vector<std::string>& client, std::vector<std::string>& out) const;
   uint64_t timeout_ms() const { return timeout_ms_; }
 
   // The caller's side: whether a call may go out now (kOk), or why not (kOpen, kOverloaded).
@@ -66,6 +78,10 @@ class Endpoint {
 
   const Kind kind_;
   const std::string url_;
+  const std::string name_;
+  bool filter_headers_ = false;
+  std::vector<std::string> forwarded_;
+  std::vector<std::string> static_headers_;
   const uint64_t timeout_ms_;
   const uint64_t max_in_flight_;
   const core::CircuitBreaker::Options breaker_options_;
@@ -85,10 +101,16 @@ class Proxies {
   Proxies(const config::Config& config, Endpoint::Clock clock);
   ~Proxies();
 
-  // The endpoint of a kind; null when it is not configured.
-  Endpoint* endpoint(Kind kind) const { return endpoints_[static_cast<size_t>(kind)].get(); }
+  // The endpoint of a kind: the flat key's (granular mode: connect_proxy_name's,
+  // refresh_proxy_name's, rpc_proxy_name's) when name is empty, else the named proxy's
+  // (granular mode: a namespace's subscribe_proxy_name and friends); null when none.
+  Endpoint* endpoint(Kind kind, std::string_view name = {}) const;
   bool has(Kind kind) const { return endpoint(kind) != nullptr; }
-  // proxy_http_headers, lower-cased: the client request headers forwarded.
+  // The rpc endpoint of a method: granular mode routes `<ns>:<method>` to the proxy of
+  // rpc_namespaces' entry <ns>; others (and flat mode) go to the default.
+  Endpoint* RpcEndpoint(std::string_view method) const;
+  // proxy_http_headers, lower-cased: the client request headers forwarded (granular mode:
+  // those of every named proxy; each call forwards its proxy's own).
   const std::vector<std::string>& forwarded_headers() const { return forwarded_; }
   uint64_t max_in_flight_per_connection() const { return max_per_connection_; }
   // proxy_include_connection_meta: requests carry the connection's `meta`.
@@ -100,12 +122,24 @@ class Proxies {
   // follow them). done gets the
   // parsed answer (or the refusal) once, through its loop.
   void Call(Kind kind, std::string body, const std::vector<std::string>& headers,
-            core::Completion<Reply> done);
+            core::Completion<Reply> done) {
+    Call(endpoint(kind), kind, std::move(body), headers, std::move(done));
+  }
+  // The same to one endpoint (null: refused as unavailable).
+  void Call(Endpoint* endpoint, Kind kind, std::string body,
+            const std::vector<std::string>& headers, core::Completion<Reply> done);
   // Answers what is in flight (kStopped) and stops the client thread.
   void Stop();
 
  private:
-  std::array<std::unique_ptr<Endpoint>, kKinds> endpoints_;
+  Endpoint* Add(Kind kind, const config::Config& c, const std::string& name);
+
+  std::vector<std::unique_ptr<Endpoint>> owned_;
+  std::array<Endpoint*, kKinds> defaults_{};
+  std::array<std::map<std::string, Endpoint*, std::less<>>, kKinds> named_;
+  std::map<std::string, std::string, std::less<>> rpc_routes_;  // namespace -> proxy name
+  core::CircuitBreaker::Options breaker_;
+  Endpoint::Clock clock_;
   std::vector<std::string> forwarded_;
   std::vector<std::string> static_headers_;  // proxy_static_http_headers, "Name: value"
   bool include_meta_;

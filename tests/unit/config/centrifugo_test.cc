@@ -98,6 +98,10 @@ std::string Changed(std::string_view key, std::string_view json) {
   if (json == "false") return "true";
   if (json == "true") return "false";
   if (key == "namespaces") return R"([{"name": "x"}])";
+  // Arrays of objects hermod reads.
+  if (key == "proxies") return R"([{"name": "x", "endpoint": "http://x"}])";
+  if (key == "rpc_namespaces") return R"([{"name": "x", "rpc_proxy_name": "x"}])";
+  if (key == "consumers") return R"([{"name": "x", "type": "kafka"}])";
   if (json == "[]") return R"(["x"])";
   if (key == "proxy_static_http_headers") return R"({"X-App": "x"})";
   if (json == "{}") return R"({"enabled": true})";

@@ -173,6 +173,94 @@ TEST(Config, ProxyStaticHeadersAreAnObjectOfHeaderNamesAndCleanValues) {
   EXPECT_NE(error.find("proxy_sub_refresh_endpoint"), std::string::npos) << error;
 }
 
+TEST(Config, GranularProxyModeNamesProxiesAndRoundTrips) {
+  Config c;
+  std::string error;
+  std::vector<std::string> warnings;
+  ASSERT_TRUE(ApplyJson(R"({"granular_proxy_mode": true,
+      "proxies": [{"name": "a", "endpoint": "http://b/a", "timeout": "2s",
+                   "http_headers": ["Cookie"], "static_http_headers": {"X-P": "a"},
+                   "binary_encoding": true},
+                  {"name": "b", "endpoint": "http://b/b"}],
+      "connect_proxy_name": "a", "rpc_proxy_name": "b",
+      "rpc_namespaces": [{"name": "r", "rpc_proxy_name": "a"}],
+      "namespaces": [{"name": "n", "subscribe_proxy_name": "b", "publish_proxy_name": "a"}]})",
+                        c, &error, &warnings))
+      << error;
+  ASSERT_EQ(c.proxies.size(), 2u);
+  EXPECT_EQ(c.proxies[0].timeout.ms, 2000u);
+  EXPECT_EQ(c.proxies[0].static_http_headers, (std::vector<std::string>{"X-P: a"}));
+  EXPECT_EQ(warnings.size(), 1u);  // binary_encoding: not supported
+  ResolveProxies(c);
+  EXPECT_TRUE(c.namespaces[0].options.proxy_subscribe);
+  EXPECT_TRUE(c.namespaces[0].options.proxy_publish);
+  EXPECT_FALSE(c.namespaces[0].options.proxy_sub_refresh);
+  EXPECT_TRUE(Validate(c, &error)) << error;
+  Config back;
+  ASSERT_TRUE(ApplyJson(ToJson(c), back, &error)) << error;
+  EXPECT_EQ(back.proxies[0].static_http_headers, c.proxies[0].static_http_headers);
+  EXPECT_EQ(back.rpc_namespaces[0].rpc_proxy_name, "a");
+  EXPECT_EQ(back.connect_proxy_name, "a");
+
+  Config unknown = c;
+  unknown.namespaces[0].options.subscribe_proxy_name = "nope";
+  EXPECT_FALSE(Validate(unknown, &error));
+  EXPECT_NE(error.find("namespaces[0].subscribe_proxy_name"), std::string::npos) << error;
+  // Centrifugo v6: a namespace's *_proxy_enabled with a name, no granular mode; "default"
+  // is the flat keys' proxy.
+  Config v6;
+  ASSERT_TRUE(ApplyJson(R"({"proxies": [{"name": "a", "endpoint": "http://b/a"}],
+      "proxy_publish_endpoint": "http://b/p",
+      "channel": {"namespaces": [{"name": "n", "subscribe_proxy_enabled": true,
+          "subscribe_proxy_name": "a", "publish_proxy_enabled": true,
+          "publish_proxy_name": "default"}]}})",
+                        v6, &error))
+      << error;
+  ResolveProxies(v6);
+  EXPECT_TRUE(v6.namespaces[0].options.proxy_subscribe);
+  EXPECT_TRUE(Validate(v6, &error)) << error;
+  v6.namespaces[0].options.subscribe_proxy_name = "nope";
+  EXPECT_FALSE(Validate(v6, &error));
+}
+
+TEST(Config, ConsumersTakeCentrifugosNatsJetStreamShape) {
+  Config c;
+  std::string error;
+  std::vector<std::string> warnings;
+  ASSERT_TRUE(ApplyJson(R"({"consumers": [{"enabled": true, "name": "outbox",
+      "type": "nats_jetstream", "nats_jetstream": {"url": "nats://n:4222",
+      "stream_name": "CMDS", "subjects": ["cmds.>"], "durable_consumer_name": "hermod",
+      "deliver_policy": "all", "max_ack_pending": 10, "ack_wait": "5s"}},
+      {"enabled": false, "name": "pg", "type": "postgresql", "postgresql": {"dsn": "x"}}]})",
+                        c, &error, &warnings))
+      << error;
+  ASSERT_EQ(c.consumers.size(), 2u);
+  const auto& js = c.consumers[0].nats_jetstream;
+  EXPECT_EQ(js.stream_name, "CMDS");
+  EXPECT_EQ(js.subjects, (std::vector<std::string>{"cmds.>"}));
+  EXPECT_EQ(js.max_ack_pending, 10u);
+  EXPECT_EQ(js.ack_wait.ms, 5000u);
+  EXPECT_EQ(js.method_header, "centrifugo-method");
+  EXPECT_EQ(warnings.size(), 1u);  // the postgresql block
+  EXPECT_TRUE(Validate(c, &error)) << error;
+  Config back;
+  ASSERT_TRUE(ApplyJson(ToJson(c), back, &error)) << error;
+  EXPECT_EQ(back.consumers[0].nats_jetstream.durable_consumer_name, "hermod");
+  EXPECT_EQ(back.consumers[0].nats_jetstream.deliver_policy, "all");
+
+  Config two = c;
+  two.consumers[0].nats_jetstream.subjects.push_back("more.>");
+  EXPECT_FALSE(Validate(two, &error));
+  EXPECT_NE(error.find("consumers[0].nats_jetstream.subjects"), std::string::npos) << error;
+  Config unnamed = c;
+  unnamed.consumers[0].nats_jetstream.stream_name.clear();
+  EXPECT_FALSE(Validate(unnamed, &error));
+  Config window = c;
+  window.consumers[0].nats_jetstream.max_ack_pending = 0;
+  EXPECT_FALSE(Validate(window, &error));
+  EXPECT_NE(error.find("max_ack_pending"), std::string::npos) << error;
+}
+
 TEST(Config, JoinMaxBytesComesFromJsonAndEnvironmentAndIsBounded) {
   Config c;
   std::string error;
