@@ -112,6 +112,9 @@ struct PushCodec {
   // A new push (refcount 1) carrying the publication, or a join/leave, to its channel.
   std::function<Push*(std::string_view channel, std::string_view publication)> publication_push;
   std::function<Push*(std::string_view channel, bool join, std::string_view info)> join_leave_push;
+  // One new push carrying the messages of count pushes, newline-joined, as the protocol
+  // allows (push coalescing); empty: every push leaves as its own message.
+  std::function<Push*(const Push* const* pushes, size_t count)> join;
   // A publication push that also carries the forms a delta subscriber gets (Centrifugo's
   // delta compression, namespaces with allowed_delta_types): its data as the full payload,
   // and, when base is given, a fossil delta against base's data. seq orders the channel's
@@ -125,9 +128,6 @@ struct PushCodec {
   std::function<Push*(std::string_view channel, std::string_view publication,
                       const DeltaSource& delta)>
       delta_push;
-  // One new push carrying the messages of count pushes, newline-joined, as the protocol
-  // allows (push coalescing); empty: every push leaves as its own message.
-  std::function<Push*(const Push* const* pushes, size_t count)> join;
 };
 
 // The engines the hub keeps history, presence and idempotency keys in (store/engines.h
