@@ -105,6 +105,7 @@ bool ReadPublication(std::string_view key, od::value v, Publication* p) {
   if (key == "idempotency_key") return String(v, &p->idempotency_key);
   if (key == "priority") return String(v, &p->priority);
   if (key == "skip_history") return v.get_bool().get(p->skip_history) == SUCCESS;
+  if (key == "delta") return v.get_bool().get(p->delta) == SUCCESS;
   if (key == "delay") {
     p->has_delay = true;
     std::string_view text;

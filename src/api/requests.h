@@ -30,6 +30,7 @@ struct Publication {
   std::string_view idempotency_key;
   std::string_view priority;  // low|normal|high|critical; empty: the namespace's default
   bool skip_history = false;
+  bool delta = false;  // delta subscribers get it as a fossil delta (Centrifugo's)
   // Scheduled delivery: `delay` ("90s") or `deliver_at` (RFC 3339 text or Unix ms). A value
   // that is no such thing names its field in bad_field (answered 107, not 400).
   bool has_delay = false;

@@ -251,6 +251,7 @@ Status PublishTo(const ApiContext& api, std::string_view channel,
   if (p.skip_history) effective.history_size = 0;
   core::Hub::PublishRequest request{channel,           &effective, data,     {},
                                     p.idempotency_key, p.tags,     priority, {}};
+  request.delta = p.delta;
   std::optional<Hole> hole;
   if (a.loop != nullptr && !api.hub.history_inline()) {
     // Answered once the engine has stored it (the memory engine answers at once, no hole).

@@ -140,6 +140,7 @@ void AddChannelFields(std::vector<Field>& fields, ChannelOptions& o) {
                     {"allow_presence_for_client", &o.allow_presence_for_client},
                     {"allow_presence_for_subscriber", &o.allow_presence_for_subscriber},
                     {"allow_user_limited_channels", &o.allow_user_limited_channels},
+                    {"allowed_delta_types", &o.allowed_delta_types},
                     {"push_coalesce_max_bytes", &o.push_coalesce_max_bytes, 0, kMaxBuffer},
                     {"push_coalesce_delay", &o.push_coalesce_delay, 0, 1000},
                     {"default_priority", &o.default_priority},
@@ -1307,6 +1308,11 @@ bool Validate(const Config& c, std::string* error) {
   auto check_channel = [&](const ChannelOptions& o, const std::string& where) {
     if (o.history_size > 0 && o.history_ttl.ms == 0) {
       return fail("config key " + where + "history_ttl: must be set when history_size is");
+    }
+    for (const std::string& type : o.allowed_delta_types) {
+      if (type != "fossil") {
+        return fail("config key " + where + "allowed_delta_types: only \"fossil\" is known");
+      }
     }
     const std::pair<bool, const std::string*> proxies[] = {
         {o.proxy_subscribe, &c.proxy_subscribe_endpoint},

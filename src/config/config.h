@@ -46,6 +46,8 @@ struct ChannelOptions {
   bool allow_presence_for_client = false;
   bool allow_presence_for_subscriber = false;
   bool allow_user_limited_channels = false;  // `name#u1,u2`: only those users subscribe
+  // Delta compression a subscriber may ask for (Centrifugo's; only "fossil" exists).
+  std::vector<std::string> allowed_delta_types;
   // hermod's push batching: the pushes one loop delivers to a channel in one iteration leave
   // as one newline-joined frame of at most this many bytes (0: one frame per push), after
   // waiting push_coalesce_delay for more (0: no wait).

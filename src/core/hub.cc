@@ -46,6 +46,11 @@ struct Hub::ChannelState {
   // anyway. publish_limit: the limit last used, so the sweep can tell a refilled bucket.
   TokenBucket publish_bucket;
   RateLimit publish_limit;
+  // Delta compression (PublicationPush): the last publication fanned out, its sequence
+  // number (0: none known), and the count that numbers publications without an offset.
+  std::string delta_prev;
+  uint64_t delta_prev_seq = 0;
+  uint64_t delta_count = 0;
   uint64_t reclaim_at = 0;  // its entry in the shard's reclaim queue; 0: none
   bool interest = false;    // the broker was told this node holds the channel (SyncInterest)
   // Under the shard lock: nothing but the channel's name would be lost by erasing it now.
@@ -717,7 +722,8 @@ Hub::PublishResult Hub::Publish(PublishRequest request) {
     result.position = std::move(appended->position);
     state.top = result.position.offset;
     if (state.loop_count > 0) {
-      Push* push = codec_.publication_push(channel, appended->bytes());
+      Push* push = PublicationPush(state, channel, options, appended->bytes(),
+                                   result.position.offset, request.delta);
       push->set_published_us(published_us);
       PostPush(state, channel, options, push, result.position.offset, false, p);
     }
@@ -751,7 +757,7 @@ Hub::PublishResult Hub::Publish(PublishRequest request) {
     return result;
   } else if (state.loop_count > 0) {
     const std::string publication = codec_.publication(request.data, request.info, 0, request.tags);
-    Push* push = codec_.publication_push(channel, publication);
+    Push* push = PublicationPush(state, channel, options, publication, 0, request.delta);
     push->set_published_us(published_us);
     PostPush(state, channel, options, push, 0, false, p);
   }
@@ -766,6 +772,27 @@ Hub::PublishResult Hub::Publish(PublishRequest request) {
   ToBroker(BrokerMessageKind::kPublication, channel, request.data, request.info, request.tags, p,
            options.history_size == 0);
   return result;
+}
+
+Push* Hub::PublicationPush(ChannelState& state, std::string_view channel,
+                           const config::ChannelOptions& options, std::string_view publication,
+                           uint64_t offset, bool delta) {
+  if (options.allowed_delta_types.empty() || !codec_.delta_push) {
+    return codec_.publication_push(channel, publication);
+  }
+  // Publications without an offset are numbered apart (top bit set), so neither kind of
+  // number can be mistaken for the other.
+  constexpr uint64_t kUnpositioned = uint64_t{1} << 63;
+  PushCodec::DeltaSource source;
+  source.seq = offset != 0 ? offset : kUnpositioned | ++state.delta_count;
+  if (delta && state.delta_prev_seq != 0) {
+    source.base_seq = state.delta_prev_seq;
+    source.base_publication = state.delta_prev;
+  }
+  Push* push = codec_.delta_push(channel, publication, source);
+  state.delta_prev.assign(publication);
+  state.delta_prev_seq = source.seq;
+  return push;
 }
 
 void Hub::Appended(PendingPublish& pending, HistoryAppended appended) {
@@ -811,7 +838,8 @@ void Hub::Appended(PendingPublish& pending, HistoryAppended appended) {
       result.position = std::move(appended.position);
       state.top = result.position.offset;
       if (state.loop_count > 0) {
-        Push* push = codec_.publication_push(pending.channel, appended.bytes());
+        Push* push = PublicationPush(state, pending.channel, pending.options, appended.bytes(),
+                                     result.position.offset, false);
         push->set_published_us(pending.published_us);
         PostPush(state, pending.channel, pending.options, push, result.position.offset, false,
                  pending.priority);
@@ -829,7 +857,7 @@ void Hub::Appended(PendingPublish& pending, HistoryAppended appended) {
       const WaitingPublish& w = state.waiting.front();
       if (state.loop_count > 0) {
         const std::string publication = codec_.publication(w.data, w.info, 0, w.tags);
-        Push* push = codec_.publication_push(pending.channel, publication);
+        Push* push = PublicationPush(state, pending.channel, w.options, publication, 0, false);
         push->set_published_us(w.published_us);
         PostPush(state, pending.channel, w.options, push, 0, false, w.priority);
       }
@@ -852,7 +880,7 @@ void Hub::Deliver(std::string_view channel, const config::ChannelOptions& option
   if (position.offset <= state.top) return;  // covered by its subscribers' position
   state.top = position.offset;
   if (state.loop_count == 0) return;
-  Push* push = codec_.publication_push(channel, publication);
+  Push* push = PublicationPush(state, channel, options, publication, position.offset, false);
   PostPush(state, channel, options, push, position.offset, false,
            static_cast<net::Priority>(options.default_priority));
 }

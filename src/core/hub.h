@@ -115,6 +115,19 @@ struct PushCodec {
   // One new push carrying the messages of count pushes, newline-joined, as the protocol
   // allows (push coalescing); empty: every push leaves as its own message.
   std::function<Push*(const Push* const* pushes, size_t count)> join;
+  // A publication push that also carries the forms a delta subscriber gets (Centrifugo's
+  // delta compression, namespaces with allowed_delta_types): its data as the full payload,
+  // and, when base is given, a fossil delta against base's data. seq orders the channel's
+  // publications (the offset, or a count of its own for those without one); base_seq is the
+  // publication the delta applies to. Empty: delta subscribers get the plain push.
+  struct DeltaSource {
+    uint64_t seq = 0;
+    uint64_t base_seq = 0;              // 0: no delta, full data only
+    std::string_view base_publication;  // the publication at base_seq
+  };
+  std::function<Push*(std::string_view channel, std::string_view publication,
+                      const DeltaSource& delta)>
+      delta_push;
 };
 
 // The engines the hub keeps history, presence and idempotency keys in (store/engines.h
@@ -196,6 +209,8 @@ class Hub {
     // What the subscriber has once this result is sent: the last recovered offset, or the
     // position (for Resume).
     uint64_t delivered_offset = 0;
+    // The subscriber gets fossil deltas (the session decides; the reply says so).
+    bool delta = false;
   };
   using SubscribeDone = Completion<SubscribeResult>;
   // On the subscriber's loop. With recover and a history engine that recovers later:
@@ -239,6 +254,9 @@ class Hub {
     // Called with the result when a history engine completes the append later (the result
     // was kPending); unused with the memory engine, which answers at once.
     Completion<PublishResult> done;
+    // The API's `delta`: delta subscribers get this publication as a fossil delta against
+    // the channel's previous one (namespaces with allowed_delta_types).
+    bool delta = false;
   };
   // Any thread. Refused: nothing was published (kBackpressure, kRateLimit: try again).
   // A history engine that completes later: kPending, and request.done gets the result once
@@ -311,6 +329,12 @@ class Hub {
   // Under the shard lock.
   ChannelState& StateOf(Shard& shard, std::string_view channel,
                         const config::ChannelOptions& options);
+  // Under the shard lock: the push of a publication; in a namespace with delta compression
+  // it carries the delta forms (PushCodec::delta_push), against the channel's previous
+  // publication when delta is asked and that one is known.
+  Push* PublicationPush(ChannelState& state, std::string_view channel,
+                        const config::ChannelOptions& options, std::string_view publication,
+                        uint64_t offset, bool delta);
   // Posts push to every loop with subscribers; takes over the caller's reference.
   void PostPush(const ChannelState& state, std::string_view channel,
                 const config::ChannelOptions& options, Push* push, uint64_t offset, bool join_leave,

@@ -236,7 +236,7 @@ void LoopChannels::FlushBatch(Channel& ch) {
   const uint64_t key = ch.latest ? ch.latest_key : 0;
   ForEachSubscriber(ch.subscribers, [&](Subscription& s) {
     // A held subscriber takes the pushes one by one: its reply decides which it keeps.
-    bool all = !s.held;
+    bool all = !s.held && !s.delta;
     for (const Pending& p : batch) all = all && Wants(s, p.offset, p.join_leave);
     if (all) {
       if (joined.empty()) build();

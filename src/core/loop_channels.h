@@ -85,6 +85,9 @@ struct Subscription {
   // still in the mailbox when the subscriber joined is not delivered twice.
   uint64_t delivered_offset = 0;
   bool wants_join_leave = false;
+  // Gets fossil deltas: its pushes differ from its neighbours' (Push::SendTo picks the form),
+  // so they are never joined with others' (coalescing).
+  bool delta = false;
   uint32_t slot = 0;  // index in LoopChannels' list for its channel
   // Called when a push that may not be dropped was not queued for this subscriber
   // (backpressure): it must tell the client now (or cut the connection). It may end the

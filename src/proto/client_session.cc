@@ -7,6 +7,7 @@
 #include <random>
 
 #include "log/fields.h"
+#include "proto/delta.h"
 #include "proto/encode.h"
 #include "proto/keepalive.h"
 #include "proto/protobuf.h"
@@ -617,6 +618,7 @@ void ClientSession::SendRecovered(uint32_t id, std::string_view channel, uint64_
   ClientSubscription* s = FindSubscription(channel);
   if (!s || s->recovery != recovery || !connected()) return;  // unsubscribed meanwhile
   s->recovery = 0;
+  if (s->delta) DeltaRecovered(*s, result);
   std::string reply;
   AppendSubscribeReply(reply, id, result, was_recovering, TtlSeconds(expires_at), data);
   SendLaterReply(reply);
@@ -668,8 +670,9 @@ void ClientSession::HandleSubscribe(const Command& c) {
     }
     if (!allowed) return ReplyError(c.id, ErrorCode::kPermissionDenied);
   }
-  SubscribeAllowed({c.id, c.channel, c.recoverable, c.recover, c.offset, c.epoch, c.join_leave},
-                   *options, expires_at, chan_info);
+  SubscribeAllowed(
+      {c.id, c.channel, c.recoverable, c.recover, c.offset, c.epoch, c.join_leave, false, c.delta},
+      *options, expires_at, chan_info);
 }
 
 void ClientSession::SubscribeAllowed(const SubscribeAsk& ask,
@@ -678,6 +681,15 @@ void ClientSession::SubscribeAllowed(const SubscribeAsk& ask,
                                      std::unique_ptr<config::ChannelOptions> overridden,
                                      std::string_view data) {
   const config::ChannelOptions* options = overridden ? overridden.get() : &namespace_options;
+  // Centrifugo: an unknown delta type is a bad request; a known one the namespace does not
+  // allow is just not granted. "latest" delivery replaces queued pushes, which would break
+  // a subscriber's chain of deltas: not granted there either.
+  if (!ask.delta.empty() && ask.delta != "fossil") return Disconnect(kDisconnectBadRequest);
+  const bool delta =
+      !ask.delta.empty() &&
+      std::find(options->allowed_delta_types.begin(), options->allowed_delta_types.end(),
+                ask.delta) != options->allowed_delta_types.end() &&
+      options->delivery == config::Delivery::kAll;
   const bool recoverable =
       options->history_size > 0 && (ask.recoverable || options->force_recovery);
   // An engine that recovers later answers through the loop (the memory engine never does),
@@ -702,12 +714,32 @@ void ClientSession::SubscribeAllowed(const SubscribeAsk& ask,
                       {ask.offset, std::string(ask.epoch)}, join_leave, expires_at, chan_info,
                       std::move(overridden), ReplyRoom(), std::move(later));
   subscriptions_.back()->refresh_by_proxy = ask.refresh_by_proxy;
+  subscriptions_.back()->delta = delta;
   if (result.pending) {
     subscriptions_.back()->recovery = recovery;  // its completion runs on this loop, later
     return;
   }
+  if (delta) DeltaRecovered(*subscriptions_.back(), result);
   AppendSubscribeReply(*reply_, ask.id, result, recoverable && ask.recover,
                        TtlSeconds(reply_expires), data);
+}
+
+void ClientSession::DeltaRecovered(ClientSubscription& s, core::Hub::SubscribeResult& result) {
+  result.delta = true;
+  s.delta_base = 0;
+  std::string base;
+  std::string form;
+  for (std::string& publication : result.publications) {
+    bool is_delta = false;
+    if (DeltaPublication(publication, base, transport_.format(), &form, &is_delta)) {
+      base = std::move(publication);
+      publication = std::move(form);
+    } else {
+      base.clear();  // not a publication object: no delta against it
+    }
+  }
+  // Live publications are numbered by offset: the next delta applies to the last recovered.
+  if (!result.publications.empty() && !base.empty()) s.delta_base = result.delivered_offset;
 }
 
 void ClientSession::HandleSubRefresh(const Command& c) {

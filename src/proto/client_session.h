@@ -232,6 +232,7 @@ class ClientSession final : private net::TimerNode {
     std::string_view epoch;
     bool join_leave = false;
     bool refresh_by_proxy = false;  // ClientSubscription::refresh_by_proxy: no ttl in the reply
+    std::string_view delta;         // the delta compression asked for ("fossil")
   };
   void SubscribeAllowed(const SubscribeAsk& ask, const config::ChannelOptions& options,
                         int64_t expires_at, std::string_view chan_info,
@@ -261,6 +262,10 @@ class ClientSession final : private net::TimerNode {
       bool recover, const core::StreamPosition& since, bool join_leave, int64_t expires_at,
       std::string_view chan_info = {}, std::unique_ptr<config::ChannelOptions> overridden = nullptr,
       size_t max_recovery_bytes = SIZE_MAX, core::Hub::SubscribeDone done = {});
+  // A subscription granted delta compression: its recovered publications as the client
+  // decodes them (the first in full, each next a delta against the one before), and the
+  // publication its next delta applies to.
+  void DeltaRecovered(ClientSubscription& s, core::Hub::SubscribeResult& result);
   // The subscribe reply whose recovery an engine completed later (Hub::Subscribe's done):
   // sent (with the subscribe proxy's `data`, if any), then the pushes held meanwhile;
   // nothing when the subscription is gone.

@@ -132,6 +132,8 @@ bool ReadRequest(od::object request, Command* c) {
       e = v.get_bool().get(c->positioned);
     } else if (key == "join_leave") {
       e = v.get_bool().get(c->join_leave);
+    } else if (key == "delta") {
+      e = v.get_string().get(c->delta);
     } else if (key == "limit") {
       e = v.get_int64().get(c->limit);
     } else if (key == "reverse") {

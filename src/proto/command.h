@@ -61,6 +61,7 @@ struct Command {
   bool recoverable = false;
   bool positioned = false;
   bool join_leave = false;
+  std::string_view delta;  // subscribe: the delta type asked for ("fossil"), empty: none
   // history
   bool has_since = false;
   uint64_t since_offset = 0;

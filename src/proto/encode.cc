@@ -229,6 +229,10 @@ void AppendSubscribeResult(std::string& out, const core::Hub::SubscribeResult& r
     sep();
     out += "\"recovered\":true";
   }
+  if (r.delta) {
+    sep();
+    out += "\"delta\":true";
+  }
   if (was_recovering) {
     sep();
     out += "\"was_recovering\":true";

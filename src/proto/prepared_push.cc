@@ -3,6 +3,7 @@
 #include <cassert>
 #include <string>
 
+#include "proto/delta.h"
 #include "proto/encode.h"
 
 namespace hermod::proto {
@@ -41,6 +42,9 @@ FramePushFn TransportFraming(size_t kind) {
 
 PreparedPush::~PreparedPush() {
   for (auto& f : framed_) delete f.load(std::memory_order_relaxed);
+  for (const PreparedPush* form : {delta_.json_full, delta_.json_delta, delta_.protobuf_delta}) {
+    if (form != nullptr) form->Unref();
+  }
 }
 
 const FramedPush& PreparedPush::Frame(size_t kind) const {
@@ -58,9 +62,20 @@ const FramedPush& PreparedPush::Frame(size_t kind) const {
 }
 
 net::SendStatus PreparedPush::SendTo(core::Subscription& subscriber, net::PushClass push) const {
-  Transport* transport = static_cast<TransportSubscription&>(subscriber).transport;
+  auto& ts = static_cast<TransportSubscription&>(subscriber);
+  Transport* transport = ts.transport;
   assert(transport != nullptr && transport->loop().InThisThread());
-  net::SendStatus status = transport->SendPush(*this, push);
+  const PreparedPush* form = this;
+  if (ts.delta && delta_.seq != 0) {
+    const bool json = transport->format() == Format::kJson;
+    if (delta_.base_seq != 0 && ts.delta_base == delta_.base_seq) {
+      form = json ? delta_.json_delta : delta_.protobuf_delta;
+    }
+    if (form == nullptr || form == this) form = json ? delta_.json_full : this;
+  }
+  net::SendStatus status = transport->SendPush(*form, push);
+  // A push not queued breaks the subscriber's chain: its next publication goes in full.
+  if (ts.delta) ts.delta_base = status == net::SendStatus::kQueued ? delta_.seq : 0;
   if (status == net::SendStatus::kQueued) {
     stats::RecordPushQueued(
         id(), published_us(), [this] { return message_.payload().size(); },
@@ -78,6 +93,39 @@ core::PushCodec JsonPushCodec(int deflate_level, int deflate_window_bits) {
     AppendPublicationPush(json, channel, publication);
     return new PreparedPush(json, deflate_level, deflate_window_bits,
                             One(stats::PushType::kPublication));
+  };
+  codec.delta_push = [deflate_level, deflate_window_bits](
+                         std::string_view channel, std::string_view publication,
+                         const core::PushCodec::DeltaSource& source) {
+    auto make = [&](std::string_view pub) {
+      std::string& json = Scratch();
+      AppendPublicationPush(json, channel, pub);
+      return new PreparedPush(json, deflate_level, deflate_window_bits,
+                              One(stats::PushType::kPublication));
+    };
+    PreparedPush* push = make(publication);
+    PreparedPush::DeltaForms forms;
+    std::string form;
+    bool is_delta = false;
+    if (!DeltaPublication(publication, {}, Format::kJson, &form, &is_delta)) return push;
+    forms.seq = source.seq;
+    forms.json_full = make(form);
+    if (source.base_seq != 0) {
+      if (DeltaPublication(publication, source.base_publication, Format::kJson, &form, &is_delta) &&
+          is_delta) {
+        forms.json_delta = make(form);
+      }
+      if (DeltaPublication(publication, source.base_publication, Format::kProtobuf, &form,
+                           &is_delta) &&
+          is_delta) {
+        forms.protobuf_delta = make(form);
+      }
+      if (forms.json_delta != nullptr || forms.protobuf_delta != nullptr) {
+        forms.base_seq = source.base_seq;
+      }
+    }
+    push->set_delta(forms);
+    return push;
   };
   codec.join_leave_push = [deflate_level, deflate_window_bits](std::string_view channel, bool join,
                                                                std::string_view info) {

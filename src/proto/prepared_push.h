@@ -48,11 +48,26 @@ class PreparedPush final : public core::Push {
   }
   const Carried& carried() const { return carried_; }
 
+  // A publication in a namespace with delta compression: what a delta subscriber gets
+  // instead (proto/delta.h), built once for all of them. seq numbers the channel's
+  // publications; a subscriber whose last one was base_seq gets the delta form of its
+  // format, any other the full form.
+  struct DeltaForms {
+    uint64_t seq = 0;
+    uint64_t base_seq = 0;                    // 0: no delta form
+    const PreparedPush* json_full = nullptr;  // data as a JSON string
+    const PreparedPush* json_delta = nullptr;
+    const PreparedPush* protobuf_delta = nullptr;  // the full form is the push itself
+  };
+  // Takes over the forms' references.
+  void set_delta(const DeltaForms& forms) { delta_ = forms; }
+
  private:
   const FramedPush& Frame(size_t kind) const;
 
   ws::PreparedMessage message_;
   Carried carried_;
+  DeltaForms delta_;
   mutable std::array<std::atomic<const FramedPush*>, kMaxTransportKinds> framed_{};
 };
 

@@ -214,6 +214,8 @@ bool ReadRequest(Reader r, std::string& binary, Command* c) {
           ok = ReadBool(r, wire, &c->recoverable);
         } else if (field == 11) {
           ok = ReadBool(r, wire, &c->join_leave);
+        } else if (field == 12) {
+          ok = ReadString(r, wire, &c->delta);
         } else {
           known = false;
         }

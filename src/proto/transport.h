@@ -80,6 +80,9 @@ class Transport {
 // (only sessions subscribe with proto's push codec).
 struct TransportSubscription : core::Subscription {
   Transport* transport = nullptr;
+  // With delta (core::Subscription::delta): the sequence number of the last publication
+  // this subscriber was sent, whose data its client keeps (0: none; the next is full).
+  uint64_t delta_base = 0;
 };
 
 }  // namespace hermod::proto

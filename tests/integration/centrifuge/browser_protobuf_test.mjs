@@ -5,21 +5,9 @@
 // after the connection is cut.
 // Run: node browser_protobuf_test.mjs --hermod PATH [--chromium PATH]
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
-import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 
-import { launchChromium } from '../node/chromium.mjs';
-import { startHermod, startProxy } from './harness.mjs';
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const arg = (name, fallback) =>
-  process.argv.includes(name) ? process.argv[process.argv.indexOf(name) + 1] : fallback;
-const binary = arg('--hermod');
-const executablePath = arg('--chromium', '/usr/bin/chromium');
-assert.ok(binary, 'usage: --hermod PATH [--chromium PATH]');
-const SDK = path.join(here, 'node_modules/centrifuge/dist/centrifuge.protobuf.js');
+import { jwt, now, startBrowserHarness } from './browser_harness.mjs';
 
 const CONFIG = {
   websocket: { allowed_origins: ['*'] },
@@ -35,63 +23,20 @@ const CONFIG = {
   token_hmac_secret_key: 'hmac-secret',
 };
 
-function jwt(claims) {
-  const part = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
-  const body = `${part({ alg: 'HS256', typ: 'JWT' })}.${part(claims)}`;
-  return `${body}.${crypto.createHmac('sha256', 'hmac-secret').update(body).digest('base64url')}`;
-}
-const now = () => Math.floor(Date.now() / 1000);
-
+let h;
 let hermod;
 let proxy;
-let browser;
 let page;
-const consoleLines = [];
-
-async function api(method, body) {
-  const response = await fetch(`http://127.0.0.1:${hermod.port}/api/${method}`, {
-    method: 'POST',
-    headers: { Authorization: 'apikey test-key' },
-    body: JSON.stringify(body),
-  });
-  assert.equal(response.status, 200);
-  return response.json();
-}
+let api;
 
 before(async () => {
-  hermod = await startHermod(binary, CONFIG);
-  proxy = await startProxy(hermod.port);
-  browser = await launchChromium(executablePath);
-  page = await browser.newPage();
-  page.on('console', (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
-  await page.addScriptTag({ path: SDK });
-  await page.evaluate(() => {
-    window.nextEvent = (emitter, event, timeoutMs = 10000) => new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`timed out waiting for ${event}`)), timeoutMs);
-      emitter.once(event, (ctx) => {
-        clearTimeout(timer);
-        resolve(ctx);
-      });
-    });
-    window.text = (bytes) => new TextDecoder().decode(bytes);
-  });
+  h = await startBrowserHarness(CONFIG, 'centrifuge.protobuf.js');
+  ({ hermod, proxy, page, api } = h);
 });
 
-after(async () => {
-  if (browser) await browser.close();
-  if (proxy) proxy.close();
-  if (hermod) {
-    const status = await hermod.stop();
-    assert.equal(status.code, 0, hermod.log.join(''));
-  }
-});
+after(() => h?.stop());
 
-function inPage(t, fn, arg) {
-  t.after(() => {
-    if (t.signal.aborted) console.error(`page console:\n${consoleLines.join('\n')}`);
-  });
-  return page.evaluate(fn, arg);
-}
+const inPage = (t, fn, arg) => h.inPage(t, fn, arg);
 
 test('the protobuf bundle connects, publishes, and reads history and presence', async (t) => {
   const token = jwt({ sub: 'alice', exp: now() + 600 });

@@ -11,22 +11,9 @@
 // `npm ci` in both folders first). The blank page's Origin is "null": the config allows any.
 // Run: node browser_test.mjs --hermod PATH [--chromium PATH]
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 
-import crypto from 'node:crypto';
-
-import { launchChromium } from '../node/chromium.mjs';
-import { startHermod, startProxy } from './harness.mjs';
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const arg = (name, fallback) =>
-  process.argv.includes(name) ? process.argv[process.argv.indexOf(name) + 1] : fallback;
-const binary = arg('--hermod');
-const executablePath = arg('--chromium', '/usr/bin/chromium');
-assert.ok(binary, 'usage: --hermod PATH [--chromium PATH]');
-const SDK = path.join(here, 'node_modules/centrifuge/dist/centrifuge.js');
+import { jwt, now, startBrowserHarness } from './browser_harness.mjs';
 
 const CONFIG = {
   websocket: { allowed_origins: ['*'] },
@@ -50,87 +37,22 @@ const CONFIG = {
   }],
 };
 
-// An HS256 JWT, as an application backend would make one.
-function jwt(claims) {
-  const part = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
-  const body = `${part({ alg: 'HS256', typ: 'JWT' })}.${part(claims)}`;
-  return `${body}.${crypto.createHmac('sha256', 'hmac-secret').update(body).digest('base64url')}`;
-}
-const now = () => Math.floor(Date.now() / 1000);
-
+let h;
 let hermod;
-let proxy;
-let browser;
 let page;
-const consoleLines = [];  // Chromium explains WebSocket failures only on the console
-
-async function api(method, body) {
-  const response = await fetch(`http://127.0.0.1:${hermod.port}/api/${method}`, {
-    method: 'POST',
-    headers: { Authorization: 'apikey test-key' },
-    body: JSON.stringify(body),
-  });
-  assert.equal(response.status, 200);
-  return response.json();
-}
+let proxy;
+let api;
 
 before(async () => {
-  hermod = await startHermod(binary, CONFIG);
-  browser = await launchChromium(executablePath);
-  page = await browser.newPage();
-  page.on('console', (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
-  await page.addScriptTag({ path: SDK });
-  // In-page helpers: the SDK's events as promises with a deadline.
-  await page.evaluate(() => {
-    window.clients = [];
-    window.nextEvent = (emitter, event, pred = () => true, timeoutMs = 10000) =>
-      new Promise((resolve, reject) => {
-        const timer = setTimeout(() => {
-          emitter.off(event, handler);
-          reject(new Error(`timed out waiting for ${event}`));
-        }, timeoutMs);
-        function handler(ctx) {
-          if (!pred(ctx)) return;
-          clearTimeout(timer);
-          emitter.off(event, handler);
-          resolve(ctx);
-        }
-        emitter.on(event, handler);
-      });
-    window.connectClient = async (url, options = {}) => {
-      const c = new Centrifuge(url, { minReconnectDelay: 50, maxReconnectDelay: 300, ...options });
-      window.clients.push(c);
-      const connected = window.nextEvent(c, 'connected');
-      c.connect();
-      await connected;
-      return c;
-    };
-    window.subscribeTo = async (c, channel, options = {}) => {
-      const sub = c.newSubscription(channel, options);
-      const subscribed = window.nextEvent(sub, 'subscribed');
-      sub.subscribe();
-      await subscribed;
-      return sub;
-    };
-  });
-  proxy = await startProxy(hermod.port);
+  h = await startBrowserHarness(CONFIG, 'centrifuge.js');
+  ({ hermod, page, proxy, api } = h);
 });
 
-after(async () => {
-  if (browser) await browser.close();
-  if (proxy) proxy.close();
-  if (hermod) {
-    const status = await hermod.stop();
-    assert.equal(status.code, 0, hermod.log.join(''));
-  }
-});
+after(() => h?.stop());
 
 test('the browser SDK connects, subscribes and receives API publications', async (t) => {
-  t.after(() => {
-    if (t.signal.aborted) console.error(`page console:\n${consoleLines.join('\n')}`);
-  });
   // In the page: connect and subscribe; window.received collects publications.
-  const ready = await page.evaluate(async (url) => {
+  const ready = await h.inPage(t, async (url) => {
     const sockets = [];
     // The browser's WebSocket, remembered so the test can read the negotiated extensions.
     class RecordingWebSocket extends WebSocket {
@@ -186,13 +108,7 @@ test('the browser SDK connects, subscribes and receives API publications', async
 
 const url = () => `ws://127.0.0.1:${hermod.port}/connection/websocket`;
 
-// Runs fn in the page; on failure prints the page's console.
-async function inPage(t, fn, arg) {
-  t.after(() => {
-    if (t.signal.aborted) console.error(`page console:\n${consoleLines.join('\n')}`);
-  });
-  return page.evaluate(fn, arg);
-}
+const inPage = (t, fn, arg) => h.inPage(t, fn, arg);
 
 test('presence, presence stats, join and leave in the browser', async (t) => {
   const seen = await inPage(t, async (u) => {

@@ -91,16 +91,18 @@ export async function startHermod(binary, config) {
 
 // A TCP proxy to 127.0.0.1:target; cutAll() destroys every proxied connection; pauseAll()
 // stops reading what the server sends (a client that stalls: the server's queue for it
-// grows) until resumeAll(); retarget(port) sends new connections to another port (a
+// grows) until resumeAll(); counts.down is the bytes sent to clients; retarget(port) sends new connections to another port (a
 // restarted server).
 export async function startProxy(target) {
   const pairs = new Set();
+  const counts = { down: 0 };  // bytes the server sent through the proxy
   const server = net.createServer((client) => {
     const upstream = net.connect(target, '127.0.0.1');
     const pair = { client, upstream };
     pairs.add(pair);
     client.pipe(upstream);
     upstream.pipe(client);
+    upstream.on('data', (chunk) => { counts.down += chunk.length; });
     const drop = () => {
       client.destroy();
       upstream.destroy();
@@ -114,6 +116,7 @@ export async function startProxy(target) {
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     port: server.address().port,
+    counts,
     pauseAll() {
       for (const { client, upstream } of pairs) {
         upstream.unpipe(client);
