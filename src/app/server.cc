@@ -182,6 +182,18 @@ void Server::BuildRoutes() {
     router_.Add("/connection/uni_http_stream", {"POST"},
                 [this](http::HttpConnection& c, http::Request& r) { UniStream(c, r, false); });
   }
+  if (config_.http_stream) {
+    router_.Add("/connection/http_stream", {"POST", "OPTIONS"},
+                [this](http::HttpConnection& c, http::Request& r) { EmulatedStream(c, r, false); });
+  }
+  if (config_.sse) {
+    router_.Add("/connection/sse", {"GET", "POST", "OPTIONS"},
+                [this](http::HttpConnection& c, http::Request& r) { EmulatedStream(c, r, true); });
+  }
+  if (config_.http_stream || config_.sse) {
+    router_.Add("/emulation", {"POST", "OPTIONS"},
+                [this](http::HttpConnection& c, http::Request& r) { Emulation(c, r); });
+  }
   if (config_.fragments) {
     router_.Add("/connection/fragments", {"GET"},
                 [this](http::HttpConnection& c, http::Request& r) { Fragments(c, r); });
@@ -804,6 +816,9 @@ int Server::Run() {
       *hub_, channel_rules_, token_verifier_, proto::ClientOptions::FromConfig(config_),
       client_registry_.get(), admission_.get(), proxies_.get()});
   if (inbox_) client_context_->inbox = &inbox_->inbox();
+  if (config_.http_stream || config_.sse) {
+    emulation_ = std::make_unique<proto::EmulationRegistry>(count);
+  }
   if (config_.user_subscribe_to_personal) {
     client_context_->personal_namespace = config_.user_personal_channel_namespace;
   }
@@ -850,6 +865,7 @@ int Server::Run() {
                                    config_.send_queue.normal_deadline_ms,
                                    config_.send_queue.loop_budget_bytes, join});
     hub_->AttachLoop(*worker->loop);
+    if (emulation_) emulation_->SetLoop(i, worker->loop.get());
     if (inbox_ && i == 0) inbox_->Start(*worker->loop);
     if (config_.memory_trim_interval.ms > 0) {
       worker->memory_trim = std::make_unique<MemoryTrim::Timer>(memory_trim_, *worker->loop,

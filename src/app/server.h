@@ -32,6 +32,7 @@
 #include "net/tls.h"
 #include "proto/client_registry.h"
 #include "proto/client_session.h"
+#include "proto/emulation.h"
 #include "proto/stream_transport.h"
 #include "proxy/proxies.h"
 #include "store/nats_presence.h"
@@ -88,6 +89,15 @@ class Server {
   void StartStream(http::HttpConnection& connection, const http::Request& request,
                    proto::StreamTransport::Format format, std::string_view commands,
                    std::vector<std::string> channels = {});
+  // Bidirectional emulation (app/emulation_routes.cc, proto/emulation.h):
+  // /connection/http_stream and /connection/sse open the stream; /emulation takes the
+  // client's commands for it. CORS preflights (OPTIONS) are answered per allowed_origins.
+  void EmulatedStream(http::HttpConnection& connection, http::Request& request, bool sse);
+  void Emulation(http::HttpConnection& connection, http::Request& request);
+  // The Access-Control-Allow-Origin lines for the request's Origin; false (answered 403)
+  // when allowed_origins refuses it. OPTIONS: answers the preflight and returns false.
+  bool Cors(http::HttpConnection& connection, const http::Request& request,
+            std::string_view methods, std::string* headers);
   // Admission of a client-protocol upgrade; answers 503/429 and returns false on refusal.
   bool Admit(http::HttpConnection& connection, std::string* ip, bool* must_recover);
   void ShutdownWorker(Worker& worker);
@@ -133,6 +143,8 @@ class Server {
   std::unique_ptr<proto::ClientRegistry> client_registry_;
   std::unique_ptr<proxy::Proxies> proxies_;  // null: no proxy endpoint configured
   std::unique_ptr<proto::ClientContext> client_context_;
+  // http_stream or sse: routes /emulation's commands to the sessions (outlives the loops).
+  std::unique_ptr<proto::EmulationRegistry> emulation_;
   // Connection limits shared by every loop (core/admission.h), built in Run.
   std::unique_ptr<core::Admission> admission_;
   std::unique_ptr<api::ServerApi> api_;  // /api/<method>, built in Run beside the hub

@@ -552,6 +552,11 @@ constexpr Key kV6[] = {
     {"websocket.compression_min_size", K::kMapped, "websocket.compression.min_size"},
     {"shutdown.timeout", K::kMappedMs, "shutdown_timeout_ms"},
     {"usage_stats.disabled", K::kSame, ""},
+    {"http_stream.enabled", K::kMapped, "http_stream"},
+    {"http_stream.max_request_body_size", K::kMapped, "http_stream_max_request_body_size"},
+    {"sse.enabled", K::kMapped, "sse"},
+    {"sse.max_request_body_size", K::kMapped, "sse_max_request_body_size"},
+    {"emulation.max_request_body_size", K::kMapped, "emulation_max_request_body_size"},
     // Proxies: one endpoint per event (an endpoint set turns it on); every proxy's
     // http_headers and include_connection_meta go to hermod's one list and flag.
     {"client.proxy.connect.endpoint", K::kMapped, "proxy_connect_endpoint"},

@@ -253,6 +253,13 @@ struct Config {
   uint64_t uni_sse_max_request_body_size = 65536;  // a POST's connect request (or cf_connect)
   bool uni_http_stream = false;
   uint64_t uni_http_stream_max_request_body_size = 65536;
+  // Bidirectional emulation (Centrifugo v5 keys): /connection/http_stream and /connection/sse,
+  // with client commands POSTed to /emulation (on when either is).
+  bool http_stream = false;
+  uint64_t http_stream_max_request_body_size = 65536;  // the connect request
+  bool sse = false;
+  uint64_t sse_max_request_body_size = 65536;        // a POST's connect request (or cf_connect)
+  uint64_t emulation_max_request_body_size = 65536;  // one /emulation request
   // hermod's HTML fragments for htmx: SSE on /connection/fragments, and the WebSocket twin.
   bool fragments = false;
   bool fragments_websocket = false;  // /connection/fragments/websocket, htmx's ws extension

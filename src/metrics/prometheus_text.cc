@@ -184,6 +184,9 @@ LoopSnapshot MergeSnapshots(const std::vector<LoopSnapshot>& loops) {
     for (size_t i = 0; i < m.malformed_messages.size(); ++i) {
       a.malformed_messages[i] += m.malformed_messages[i];
     }
+    for (size_t i = 0; i < m.emulation_requests.size(); ++i) {
+      a.emulation_requests[i] += m.emulation_requests[i];
+    }
     a.command_bytes_in += m.command_bytes_in;
     for (size_t i = 0; i < m.messages_out.size(); ++i) {
       a.messages_out[i] += m.messages_out[i];
@@ -394,6 +397,12 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
   t.Sample("hermod_client_malformed_messages_total", {{"format", "json"}}, m.malformed_messages[0]);
   t.Sample("hermod_client_malformed_messages_total", {{"format", "protobuf"}},
            m.malformed_messages[1]);
+  t.Family("hermod_emulation_requests_total", "counter",
+           "POSTs to /emulation (commands of http_stream and sse clients), by outcome.");
+  for (size_t i = 0; i < stats::kEmulationOutcomes.size(); ++i) {
+    t.Sample("hermod_emulation_requests_total", {{"result", stats::kEmulationOutcomes[i]}},
+             m.emulation_requests[i]);
+  }
   t.Family("hermod_client_commands_total", "counter", "Client protocol commands, by method.");
   for (size_t i = 0; i < methods.commands.size() && i < stats::kMaxMethods; ++i) {
     t.Sample("hermod_client_commands_total", {{"method", methods.commands[i]}}, m.commands[i]);

@@ -37,7 +37,7 @@ using FramePushFn = FramedPush* (*)(std::string_view json);
 // need another framing registers its kind once, at static initialization:
 //   const size_t kSseKind = RegisterTransportKind(&FrameSse);
 inline constexpr size_t kWebSocketKind = 0;
-inline constexpr size_t kMaxTransportKinds = 8;
+inline constexpr size_t kMaxTransportKinds = 12;
 size_t RegisterTransportKind(FramePushFn frame);
 FramePushFn TransportFraming(size_t kind);
 

@@ -53,6 +53,11 @@ inline constexpr std::array<std::string_view, 4> kScratchBuffers = {"reply", "co
 enum class ReplyLimit : uint8_t { kCut, kRefused, kCount };
 inline constexpr std::array<std::string_view, 2> kReplyLimits = {"cut", "refused"};
 
+// POSTs to /emulation (bidirectional emulation), by outcome.
+enum class EmulationOutcome : uint8_t { kAccepted, kBadRequest, kTooLarge, kUnknownNode, kCount };
+inline constexpr std::array<std::string_view, 4> kEmulationOutcomes = {"accepted", "bad_request",
+                                                                       "too_large", "unknown_node"};
+
 struct LoopMetrics {
   // Client protocol: commands by method and the latency of the message that carried them.
   std::array<uint64_t, kMaxMethods> commands{};
@@ -87,6 +92,7 @@ struct LoopMetrics {
   std::array<uint64_t, kReplyLimits.size()> replies_limited{};
   // History positions forgotten to keep history_meta_max_channels (core/history_meta.h).
   uint64_t history_meta_evicted = 0;
+  std::array<uint64_t, kEmulationOutcomes.size()> emulation_requests{};
 
   // Presence join/leave events, [kind][outcome].
   std::array<std::array<uint64_t, kPresenceOutcomes.size()>, kPresenceKinds.size()>
@@ -133,6 +139,10 @@ inline void RecordScratch(ScratchBuffer buffer, size_t peak, size_t kept) {
 
 inline void RecordReplyLimited(ReplyLimit outcome) {
   if (LoopMetrics* m = Local()) ++m->replies_limited[static_cast<size_t>(outcome)];
+}
+
+inline void RecordEmulationRequest(EmulationOutcome outcome) {
+  if (LoopMetrics* m = Local()) ++m->emulation_requests[static_cast<size_t>(outcome)];
 }
 
 // Core: n history positions were forgotten to stay within history_meta_max_channels.
