@@ -22,12 +22,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import guard_client as g  # noqa: E402
 import hermod_harness as h  # noqa: E402
 from guard_client import Client  # noqa: E402
-from jetstream_test import JetStreamServer, api, wait_for  # noqa: E402
+from nats_harness import NatsServer, api, wait_for  # noqa: E402
 
 
 class InboxClusterTest(h.HermodTestCase):
     def setUp(self):
-        self.nats = JetStreamServer().start()
+        self.nats = NatsServer(jetstream=True).start()
         self.addCleanup(self.nats.cleanup)
 
     def config(self):
