@@ -91,6 +91,7 @@ void Server::EmulatedStream(http::HttpConnection& connection, http::Request& req
       sse ? proto::EmulationTransport::Kind::kSse : proto::EmulationTransport::Kind::kHttpStream,
       format, *client_context_, *emulation_);
   if (admission_->enabled()) stream->session().SetAdmitted(std::move(ip), must_recover);
+  ForwardProxyHeaders(request, stream->session());
   stream->Start(commands, std::move(headers));
 }
 

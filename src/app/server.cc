@@ -261,32 +261,37 @@ void Server::Upgrade(http::HttpConnection& connection, http::Request& request, b
     auto* client = connection.Upgrade<proto::FragmentsWebSocketTransport>(
         ws_options_, result, worker.ws_stats, *client_context_);
     if (admission_->enabled()) client->session().SetAdmitted(std::move(ip), must_recover);
+    ForwardProxyHeaders(request, client->session());
     client->Start(*fragments, channels);
   } else if (uni) {
     auto* client = connection.Upgrade<proto::UniWebSocketTransport>(
         uni_ws_options_, result, worker.ws_stats, *client_context_);
     if (admission_->enabled()) client->session().SetAdmitted(std::move(ip), must_recover);
+    ForwardProxyHeaders(request, client->session());
   } else {
     auto* client = connection.Upgrade<proto::WebSocketTransport>(
         client_ws_options_, result, worker.ws_stats, *client_context_,
         AsksForProtobuf(result.subprotocol, request.Query()) ? proto::Format::kProtobuf
                                                              : proto::Format::kJson);
     if (admission_->enabled()) client->session().SetAdmitted(std::move(ip), must_recover);
-    if (proxies_ && !proxies_->forwarded_headers().empty()) {
-      // proxy_http_headers: the request's headers the backend proxies are sent, kept for
-      // the connection's calls (only those listed).
-      std::vector<std::string> forwarded;
-      for (const auto& [name, value] : request.headers) {
-        std::string lower = name;
-        for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-        const auto& allow = proxies_->forwarded_headers();
-        if (std::find(allow.begin(), allow.end(), lower) != allow.end()) {
-          forwarded.push_back(name + ": " + value);
-        }
-      }
-      client->session().SetProxyHeaders(std::move(forwarded));
+    ForwardProxyHeaders(request, client->session());
+  }
+}
+
+// proxy_http_headers: the request's headers the backend proxies are sent, kept for the
+// connection's calls (only those listed), whatever transport carries the session.
+void Server::ForwardProxyHeaders(const http::Request& request, proto::ClientSession& session) {
+  if (!proxies_ || proxies_->forwarded_headers().empty()) return;
+  const auto& allow = proxies_->forwarded_headers();
+  std::vector<std::string> forwarded;
+  for (const auto& [name, value] : request.headers) {
+    std::string lower = name;
+    for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (std::find(allow.begin(), allow.end(), lower) != allow.end()) {
+      forwarded.push_back(name + ": " + value);
     }
   }
+  session.SetProxyHeaders(std::move(forwarded));
 }
 
 namespace {
@@ -331,6 +336,7 @@ void Server::StartStream(http::HttpConnection& connection, const http::Request& 
   if (!Admit(connection, &ip, &must_recover)) return;
   auto* stream = connection.Upgrade<proto::StreamTransport>(format, *client_context_);
   if (admission_->enabled()) stream->session().SetAdmitted(std::move(ip), must_recover);
+  ForwardProxyHeaders(request, stream->session());
   stream->Start(commands, std::move(channels), std::move(headers));
 }
 

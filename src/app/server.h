@@ -100,6 +100,7 @@ class Server {
             std::string_view methods, std::string* headers);
   // Admission of a client-protocol upgrade; answers 503/429 and returns false on refusal.
   bool Admit(http::HttpConnection& connection, std::string* ip, bool* must_recover);
+  void ForwardProxyHeaders(const http::Request& request, proto::ClientSession& session);
   void ShutdownWorker(Worker& worker);
   // Once the loops exist: the health monitor and the /metrics and /health* routes.
   void BuildMetrics();

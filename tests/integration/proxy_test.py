@@ -17,6 +17,7 @@ namespace and each rpc namespace reaching its own named proxy on one of two back
 that proxy's headers, breaker and metrics label.
 """
 
+import http.client
 import http.server
 import json
 import os
@@ -457,6 +458,26 @@ class ProxyTest(h.HermodTestCase):
         self.assertEqual(rpc_headers.get("X-Static"), "yes")
         self.assertEqual(rpc["meta"], {"tier": "gold"})
         self.assertEqual(rpc["user"], "mia")
+
+    def test_streamed_transports_forward_the_listed_headers_too(self):
+        # The fallbacks carry the same session: a connect through the proxy needs the
+        # browser's cookie whichever transport the SDK ended up on.
+        server = self.start_server(self.config(http_stream=True, uni_http_stream=True))
+        for path, body in (("/connection/http_stream", '{"id":1,"connect":{}}\n'),
+                           ("/connection/uni_http_stream", "{}")):
+            with self.subTest(path=path):
+                conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+                self.addCleanup(conn.close)
+                conn.request("POST", path, body, headers={
+                    "Cookie": "session=alice", "Content-Type": "application/json"})
+                response = conn.getresponse()
+                self.assertEqual(response.status, 200)
+                reply = json.loads(response.readline())
+                self.assertEqual(reply["connect"]["data"], {"welcome": True}, reply)
+                conn.close()
+        connects = self.backend.wait_for("/connect", count=2)
+        self.assertEqual([headers.get("Cookie") for _, headers, _ in connects],
+                         ["session=alice", "session=alice"])
 
     def test_subscribe_data_survives_a_recovery_the_engine_completes_later(self):
         # The sqlite engine answers history later: the subscribe reply leaves from the
