@@ -745,6 +745,7 @@ int Server::Run() {
     o.claims_bucket = config_.nats.prefix + "_schedule_claims";
     o.dial_timeout_ms = config_.nats.dial_timeout.ms;
     o.reconnect_wait_ms = config_.nats.reconnect_wait.ms;
+    o.lease_ms = config_.nats.schedule_claim_lease.ms;
     std::string error;
     engines.schedules = store::MakeNatsSchedules(o, &error);
     if (!engines.schedules) {

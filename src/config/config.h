@@ -379,6 +379,10 @@ struct Config {
       uint64_t replicas = 1;
       std::string storage = "file";  // or "memory"
     } presence;
+    // engine nats: how long a node's claim on a due scheduled publication holds before
+    // another node may fire it (store/nats_schedule.h): how late a firing whose node died
+    // between claiming and publishing comes.
+    Duration schedule_claim_lease{5000};
   } nats;
   // The circuit breaker around broker sends (core/circuit_breaker.h): open after
   // failure_threshold failures within window; after open_timeout, half_open_trials sends.
@@ -421,6 +425,9 @@ struct Config {
     uint64_t max_in_flight_per_connection = 16;
     uint64_t max_connections_per_endpoint = 64;
     uint64_t max_response_bytes = 1 << 20;
+    // https endpoints are verified against the system's CA store; a PEM file here is used
+    // instead (a backend with a private CA).
+    std::string ca_file;
   } proxy_client;
   // The circuit breaker of each proxy endpoint (core/circuit_breaker.h), as broker_breaker.
   struct ProxyBreaker {

@@ -118,6 +118,8 @@ void HttpClient::Start(std::unique_ptr<Transfer> t) {
   curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+  // Peer and host verification stay libcurl's default (on); only the trusted CAs change.
+  if (!options_.ca_file.empty()) curl_easy_setopt(easy, CURLOPT_CAINFO, options_.ca_file.c_str());
   curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L);
   curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &Transfer::Write);
   curl_easy_setopt(easy, CURLOPT_WRITEDATA, t.get());

@@ -54,6 +54,7 @@ class HttpClient {
   struct Options {
     uint64_t max_connections_per_host = 64;
     uint64_t max_response_bytes = 1 << 20;
+    std::string ca_file;  // empty: the system's CA store
   };
   using Done = std::function<void(HttpResponse)>;
 

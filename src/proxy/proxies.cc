@@ -191,7 +191,7 @@ Proxies::Proxies(const config::Config& c, Endpoint::Clock clock)
       include_meta_(c.proxy_include_connection_meta),
       max_per_connection_(c.proxy_client.max_in_flight_per_connection),
       client_(HttpClient::Options{c.proxy_client.max_connections_per_endpoint,
-                                  c.proxy_client.max_response_bytes}) {
+                                  c.proxy_client.max_response_bytes, c.proxy_client.ca_file}) {
   breaker_.failure_threshold = static_cast<uint32_t>(c.proxy_breaker.failure_threshold);
   breaker_.window_ms = c.proxy_breaker.window.ms;
   breaker_.open_ms = c.proxy_breaker.open_timeout.ms;

@@ -23,6 +23,7 @@ import json
 import os
 import random
 import socket
+import ssl
 import shutil
 import subprocess
 import sys
@@ -32,6 +33,7 @@ import time
 import urllib.request
 
 import hermod_harness as h
+from tls_test import make_certificate
 
 CENTRIFUGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "centrifuge")
 
@@ -40,7 +42,7 @@ class Backend:
     """The application: answers /connect, /rpc, /subscribe, /publish, /refresh, and the
     faulty /slow, /500, /invalid, /big. Every request is recorded (path, headers, body)."""
 
-    def __init__(self):
+    def __init__(self, tls=None):
         self.requests = []
         self.lock = threading.Lock()
         self.arrived = threading.Condition(self.lock)
@@ -80,12 +82,18 @@ class Backend:
 
         self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        self.scheme = "http"
+        if tls:  # (cert, key): an https backend with its own certificate
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            self.scheme = "https"
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     def url(self, path):
-        return "http://127.0.0.1:%d%s" % (self.port, path)
+        return "%s://127.0.0.1:%d%s" % (self.scheme, self.port, path)
 
     def answer(self, path, headers, body):
         cookie = headers.get("Cookie", "")
@@ -478,6 +486,32 @@ class ProxyTest(h.HermodTestCase):
         connects = self.backend.wait_for("/connect", count=2)
         self.assertEqual([headers.get("Cookie") for _, headers, _ in connects],
                          ["session=alice", "session=alice"])
+
+    def test_https_backends_are_verified_against_the_ca_store_or_the_ca_file(self):
+        directory = tempfile.mkdtemp(prefix="hermod-proxy-tls-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        cert, key = make_certificate(directory)
+        secure = Backend(tls=(cert, key))
+        self.addCleanup(secure.stop)
+        config = {"proxy_connect_endpoint": secure.url("/connect"),
+                  "proxy_http_headers": ["Cookie"]}
+        # A self-signed certificate is in no system store: the call fails verification,
+        # the client gets error 100 and the backend never sees the request.
+        server = self.start_server(config)
+        self.assertEqual(self.sdk(server, "connect"),
+                         {"event": "error", "code": 100, "temporary": True})
+        _, text = http_get(server.port, "/metrics")
+        self.assertGreaterEqual(metric(text, "hermod_proxy_requests_total", kind="connect",
+                                       outcome="unavailable") or 0, 1, text)
+        self.assertEqual([r for r in secure.requests if r[0] == "/connect"], [])
+        server.stop()
+        # Trusted through proxy_client.ca_file: the same backend answers over TLS.
+        server = self.start_server(dict(config, proxy_client={"ca_file": cert}))
+        ws = self.raw_connect(server, "session=alice")
+        self.addCleanup(ws.close)
+        reply = json.loads(ws.read_frame().payload)
+        self.assertEqual(reply["connect"]["data"], {"welcome": True}, reply)
+        self.assertEqual(secure.wait_for("/connect")[0][1].get("Cookie"), "session=alice")
 
     def test_subscribe_data_survives_a_recovery_the_engine_completes_later(self):
         # The sqlite engine answers history later: the subscribe reply leaves from the

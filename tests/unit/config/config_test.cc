@@ -389,12 +389,17 @@ TEST(Config, PresenceOnNatsKeysComeFromJsonAndAreValidated) {
   EXPECT_EQ(c.nats.presence.bucket, "eu-presence_1");
   EXPECT_EQ(c.nats.presence.replicas, 3u);
   EXPECT_EQ(c.nats.presence.storage, "memory");
+  EXPECT_EQ(c.nats.schedule_claim_lease.ms, 5000u);
+  ASSERT_TRUE(ApplyJson(R"({"nats": {"schedule_claim_lease": "2s"}})", c, &error)) << error;
+  EXPECT_TRUE(Validate(c, &error)) << error;
+  EXPECT_EQ(c.nats.schedule_claim_lease.ms, 2000u);
   for (auto [json, key] :
        {std::pair{R"({"presence_ttl": "500ms"})", "presence_ttl"},
         std::pair{R"({"nats": {"presence": {"bucket": "a.b"}}})", "nats.presence.bucket"},
         std::pair{R"({"nats": {"presence": {"bucket": ""}}})", "nats.presence.bucket"},
         std::pair{R"({"nats": {"presence": {"replicas": 0}}})", "nats.presence.replicas"},
-        std::pair{R"({"nats": {"presence": {"storage": "disk"}}})", "nats.presence.storage"}}) {
+        std::pair{R"({"nats": {"presence": {"storage": "disk"}}})", "nats.presence.storage"},
+        std::pair{R"({"nats": {"schedule_claim_lease": "50ms"}})", "nats.schedule_claim_lease"}}) {
     Config bad;
     ASSERT_TRUE(ApplyJson(json, bad, &error)) << error;
     EXPECT_FALSE(Validate(bad, &error)) << json;
