@@ -73,9 +73,13 @@ net::SendStatus PreparedPush::SendTo(core::Subscription& subscriber, net::PushCl
     }
     if (form == nullptr || form == this) form = json ? delta_.json_full : this;
   }
+  const bool delta = ts.delta;
   net::SendStatus status = transport->SendPush(*form, push);
-  // A push not queued breaks the subscriber's chain: its next publication goes in full.
-  if (ts.delta) ts.delta_base = status == net::SendStatus::kQueued ? delta_.seq : 0;
+  // A send that ends the connection (a slow consumer's cut) has freed the subscription:
+  // only a connection that goes on has a chain to keep. A push not queued breaks it, and the
+  // subscriber's next publication goes in full.
+  const bool ended = status == net::SendStatus::kOverflow || status == net::SendStatus::kDropped;
+  if (delta && !ended) ts.delta_base = status == net::SendStatus::kQueued ? delta_.seq : 0;
   if (status == net::SendStatus::kQueued) {
     stats::RecordPushQueued(
         id(), published_us(), [this] { return message_.payload().size(); },
