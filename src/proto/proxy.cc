@@ -39,7 +39,11 @@ core::LogThrottle& FailureLog() {
 
 bool ClientSession::CallProxy(proxy::Kind kind, proxy::Endpoint* endpoint, std::string body,
                               std::function<void(ClientSession&, proxy::Reply)> answer) {
-  if (proxy_in_flight_ >= context_.proxies->max_in_flight_per_connection()) return false;
+  if (proxy_in_flight_ >= context_.proxies->max_in_flight_per_connection()) {
+    // Counted on the endpoint's metrics; the caller answers 111 (temporary).
+    if (endpoint != nullptr) endpoint->CountRefused(proxy::Outcome::kConnectionLimit);
+    return false;
+  }
   ++proxy_in_flight_;
   context_.proxies->Call(
       endpoint, kind, std::move(body), rare().proxy_headers,

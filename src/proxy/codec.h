@@ -32,19 +32,20 @@ enum class Outcome : uint8_t {
   kOk,
   kError,
   kDisconnect,
-  kTimeout,      // no answer within the endpoint's timeout
-  kUnavailable,  // could not connect, or the connection broke
-  kHttpStatus,   // a status other than 2xx
-  kInvalid,      // an answer that is not Centrifugo's shape
-  kTooLarge,     // past proxy_client.max_response_bytes
-  kOpen,         // not sent: the endpoint's circuit breaker is open
-  kOverloaded,   // not sent: proxy_client.max_in_flight calls already out to the endpoint
-  kStopped,      // the server is stopping
+  kTimeout,          // no answer within the endpoint's timeout
+  kUnavailable,      // could not connect, or the connection broke
+  kHttpStatus,       // a status other than 2xx
+  kInvalid,          // an answer that is not Centrifugo's shape
+  kTooLarge,         // past proxy_client.max_response_bytes
+  kOpen,             // not sent: the endpoint's circuit breaker is open
+  kOverloaded,       // not sent: proxy_client.max_in_flight calls already out to the endpoint
+  kStopped,          // the server is stopping
+  kConnectionLimit,  // not sent: max_in_flight_per_connection calls already out for the client
 };
-inline constexpr size_t kOutcomes = 11;
+inline constexpr size_t kOutcomes = 12;
 inline constexpr std::array<std::string_view, kOutcomes> kOutcomeNames = {
     "ok",      "error",     "disconnect", "timeout",    "unavailable", "http_status",
-    "invalid", "too_large", "open",       "overloaded", "stopped"};
+    "invalid", "too_large", "open",       "overloaded", "stopped",     "connection_limit"};
 // A failure the breaker counts: the backend is not answering as it should.
 inline bool IsBackendFailure(Outcome o) {
   return o == Outcome::kTimeout || o == Outcome::kUnavailable || o == Outcome::kHttpStatus ||

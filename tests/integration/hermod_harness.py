@@ -125,6 +125,17 @@ class Hermod:
     def stderr_text(self):
         return "\n".join(self.log[-200:])
 
+    def sanitizer_summary(self):
+        """A sanitizer's verdict and the top frames of its report, on the first line of a
+        failure: a truncated log still shows why the process failed."""
+        lines = self.log
+        for i, line in enumerate(lines):
+            if "ERROR: AddressSanitizer" in line or "ERROR: LeakSanitizer" in line or \
+                    "runtime error:" in line:
+                frames = [l.strip() for l in lines[i + 1:i + 40] if l.strip().startswith("#")]
+                return " (%s | %s)" % (line.strip(), " | ".join(frames[:12]))
+        return ""
+
     @property
     def pid(self):
         return self.proc.pid
@@ -155,8 +166,8 @@ class Hermod:
             self.signal_stop()
             code = self.wait_exit()
         if code != 0:
-            raise AssertionError("hermod exited with %s; stderr:\n%s"
-                                 % (code, self.stderr_text()))
+            raise AssertionError("hermod exited with %s%s; stderr:\n%s"
+                                 % (code, self.sanitizer_summary(), self.stderr_text()))
 
     def kill(self):
         if self.running():

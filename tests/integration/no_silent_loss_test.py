@@ -251,7 +251,9 @@ class NoSilentLossTest(HermodTestCase):
         gaps = re.search(r"lost (\d+) \(told (\d+); subscribers with a gap (\d+), told (\d+)\)", out)
         self.assertIsNotNone(gaps, out)
         self.assertEqual(gaps.group(1), gaps.group(2), out)
-        self.assertEqual(gaps.group(3), gaps.group(4), out)
+        # Every subscriber with a gap was told; one told near the end of the run may see no
+        # publication after its resubscribe, so no gap (told, not lost).
+        self.assertLessEqual(int(gaps.group(3)), int(gaps.group(4)), out)
         self.assert_no_silent_loss(port)
 
 

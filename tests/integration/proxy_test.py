@@ -116,6 +116,9 @@ class Backend:
                 return 200, {"disconnect": {"code": 4501, "reason": "go away"}}
             return 200, {"error": {"code": 1000, "message": "bad session"}}
         if path == "/rpc":
+            if body.get("method") == "hold":
+                self.release.wait(30)
+                return 200, {"result": {"data": {"held": body.get("data")}}}
             if body.get("method") == "echo":
                 return 200, {"result": {"data": {"echo": body.get("data"), "user": body["user"]}}}
             return 200, {"error": {"code": 1001, "message": "boom"}}
@@ -218,6 +221,14 @@ def metric(text, family, **labels):
         if all('%s="%s"' % (k, v) in line for k, v in labels.items()):
             total = (total or 0) + float(line.rsplit(" ", 1)[1])
     return total
+
+
+def read_replies(ws, count):
+    """The next `count` replies: a frame may carry several, one JSON value per line."""
+    replies = []
+    while len(replies) < count:
+        replies += [json.loads(line) for line in ws.read_frame().payload.splitlines() if line]
+    return replies
 
 
 class ProxyTest(h.HermodTestCase):
@@ -389,6 +400,45 @@ class ProxyTest(h.HermodTestCase):
         _, text = http_get(server.port, "/metrics")
         self.assertEqual(metric(text, "hermod_proxy_requests_total", kind="connect",
                                 outcome="ok"), len(sockets))
+
+    def test_one_connection_has_at_most_its_bound_of_calls_out(self):
+        # proxy_client.max_in_flight_per_connection: 3. One connection sends 5 rpcs to a
+        # backend that holds its answers: 3 go out, the other 2 are refused at once (111)
+        # and counted; another connection's rpc is not held up by them (the bound is the
+        # connection's, not the endpoint's). Once the answers come, the bound is free again.
+        server = self.start_server(self.config(proxy_client={"max_in_flight_per_connection": 3}))
+        busy = self.raw_connect(server, "session=alice")
+        self.addCleanup(busy.close)
+        self.assertIn("connect", json.loads(busy.read_frame().payload))
+        for n in range(5):
+            busy.send_frame(h.OP_TEXT, json.dumps(
+                {"id": 10 + n, "rpc": {"method": "hold", "data": n}}))
+        refused = read_replies(busy, 2)
+        self.assertEqual(sorted(r["id"] for r in refused), [13, 14], refused)
+        for r in refused:
+            self.assertEqual(r["error"]["code"], 111, r)
+        held = self.backend.wait_for("/rpc", 3)
+        self.assertEqual(sorted(b["data"] for _, _, b in held), [0, 1, 2])
+        _, text = http_get(server.port, "/metrics")
+        self.assertEqual(metric(text, "hermod_proxy_requests_total", kind="rpc",
+                                outcome="connection_limit"), 2)
+        self.assertEqual(metric(text, "hermod_proxy_in_flight", kind="rpc"), 3)
+
+        other = self.raw_connect(server, "session=alice")
+        self.addCleanup(other.close)
+        self.assertIn("connect", json.loads(other.read_frame().payload))
+        other.send_frame(h.OP_TEXT, json.dumps({"id": 2, "rpc": {"method": "echo", "data": 1}}))
+        self.assertEqual(json.loads(other.read_frame().payload)["rpc"]["data"],
+                         {"echo": 1, "user": "alice"})
+
+        self.backend.release.set()
+        answers = read_replies(busy, 3)
+        self.assertEqual(sorted((a["id"], a["rpc"]["data"]["held"]) for a in answers),
+                         [(10, 0), (11, 1), (12, 2)], answers)
+        busy.send_frame(h.OP_TEXT, json.dumps({"id": 20, "rpc": {"method": "echo", "data": 2}}))
+        again = json.loads(busy.read_frame().payload)
+        self.assertEqual((again["id"], again["rpc"]["data"]["echo"]), (20, 2), again)
+        self.assertEqual(self.backend.wait_for("/rpc", 5)[-1][2]["data"], 2)
 
     def test_a_ten_megabyte_answer_is_refused_at_the_bound(self):
         server = self.start_server(self.config(proxy_connect_endpoint=self.backend.url("/huge"),
