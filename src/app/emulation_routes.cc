@@ -111,11 +111,15 @@ void Server::Emulation(http::HttpConnection& connection, http::Request& request)
                "emulation: bad request from {}: {}", remote, why);
     return Refuse(connection, request, 400, "bad emulation request: " + why, headers);
   }
-  if (emulation_->Dispatch(std::move(decoded)) == proto::EmulationRegistry::Route::kUnknownNode) {
+  const auto route = emulation_->Dispatch(std::move(decoded));
+  if (route == proto::EmulationRegistry::Route::kUnknownNode) {
     stats::RecordEmulationRequest(stats::EmulationOutcome::kUnknownNode);
     return Refuse(connection, request, 404, "unknown node", headers);
   }
-  stats::RecordEmulationRequest(stats::EmulationOutcome::kAccepted);
+  // 204 as for an ended session: the stream, not this answer, tells the client.
+  stats::RecordEmulationRequest(route == proto::EmulationRegistry::Route::kNoSession
+                                    ? stats::EmulationOutcome::kNoSession
+                                    : stats::EmulationOutcome::kAccepted);
   connection.Respond(http::BuildResponse(204, "text/plain", {}, request.keep_alive, headers),
                      request.keep_alive);
 }

@@ -10,6 +10,7 @@
 #include "proto/prepared_push.h"
 #include "proto/protobuf.h"
 #include "proto/stream_format.h"
+#include "stats/loop_metrics.h"
 
 namespace hermod::proto {
 
@@ -114,12 +115,17 @@ void EmulationRegistry::Remove(net::Loop& loop, const std::string& session) {
 EmulationRegistry::Route EmulationRegistry::Dispatch(EmulationRequest request) {
   if (request.node != node_) return Route::kUnknownNode;
   const size_t index = LoopOf(request.session);
-  if (index >= loops_.size() || loops_[index] == nullptr) return Route::kAccepted;
+  if (index >= loops_.size() || loops_[index] == nullptr) return Route::kNoSession;
   net::Loop* loop = loops_[index];
   loop->Post([this, index, session = std::move(request.session), data = std::move(request.data)] {
     auto& table = sessions_[index];
     auto it = table.find(session);
-    if (it != table.end()) it->second->OnEmulation(data);
+    if (it != table.end()) {
+      it->second->OnEmulation(data);
+    } else {
+      // Its stream has ended: the client learns that from the stream, the operator here.
+      stats::RecordEmulationRequest(stats::EmulationOutcome::kNoSession);
+    }
   });
   return Route::kAccepted;
 }

@@ -46,9 +46,10 @@ class EmulationRegistry {
   std::string Add(EmulationTransport* transport);
   void Remove(net::Loop& loop, const std::string& session);
 
-  enum class Route : uint8_t { kAccepted, kUnknownNode };
-  // Any loop: the commands go to the session's loop. kAccepted for a session that is not
-  // (or no longer) there too: its stream ended, and the client learns it from the stream.
+  enum class Route : uint8_t { kAccepted, kUnknownNode, kNoSession };
+  // Any loop: the commands go to the session's loop. A session that is no longer there is
+  // kAccepted too (its loop finds that out, and counts it as no_session): its stream ended,
+  // and the client learns it from the stream. kNoSession: an id no loop could own.
   Route Dispatch(EmulationRequest request);
 
  private:

@@ -54,9 +54,18 @@ enum class ReplyLimit : uint8_t { kCut, kRefused, kCount };
 inline constexpr std::array<std::string_view, 2> kReplyLimits = {"cut", "refused"};
 
 // POSTs to /emulation (bidirectional emulation), by outcome.
-enum class EmulationOutcome : uint8_t { kAccepted, kBadRequest, kTooLarge, kUnknownNode, kCount };
-inline constexpr std::array<std::string_view, 4> kEmulationOutcomes = {"accepted", "bad_request",
-                                                                       "too_large", "unknown_node"};
+// kNoSession: answered 204 (the session's loop is known only after the answer), but its
+// session had ended, so its commands were not run.
+enum class EmulationOutcome : uint8_t {
+  kAccepted,
+  kBadRequest,
+  kTooLarge,
+  kUnknownNode,
+  kNoSession,
+  kCount
+};
+inline constexpr std::array<std::string_view, 5> kEmulationOutcomes = {
+    "accepted", "bad_request", "too_large", "unknown_node", "no_session"};
 
 struct LoopMetrics {
   // Client protocol: commands by method and the latency of the message that carried them.

@@ -328,6 +328,12 @@ test('a stream that ended runs no more commands', async () => {
   }
   const history = await api('history', { channel: 'after', limit: 10 });
   assert.deepEqual(history.result.publications.map((p) => p.data.text), ['alive']);
+  // An id no loop owns is answered the same; both are counted, not silently dropped. The
+  // dead session's commands ran (were found without a session) before the live one's reply.
+  assert.equal((await emulate(JSON.stringify({ session: '999-x', node: dead.node,
+    data: '{"id":4,"presence":{"channel":"after"}}' }))).status, 204);
+  const metrics = await (await fetch(`http://127.0.0.1:${hermod.port}/metrics`)).text();
+  assert.match(metrics, /hermod_emulation_requests_total\{result="no_session"\} 2/);
   live.abort.abort();
 });
 
