@@ -443,6 +443,7 @@ void NatsBroker::Receive(std::string_view bytes) {
   receiving = true;
   if (m.kind == core::BrokerMessageKind::kPublication) {
     core::Hub::PublishRequest request{m.channel, options, m.data, m.info, {}, m.tags, m.priority};
+    request.delta = m.delta;
     const bool skip_history = m.skip_history && options->history_size > 0;
     std::optional<config::ChannelOptions> effective;
     if (skip_history || options->publish_rate_limit != 0) {

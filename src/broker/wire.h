@@ -2,7 +2,8 @@
 //
 //   byte 0      version (1)
 //   byte 1      kind: 1 publication, 2 join, 3 leave
-//   byte 2      flags: bits 0-1 priority (net::Priority: 0 critical .. 3 low), bit 2 skip_history
+//   byte 2      flags: bits 0-1 priority (net::Priority: 0 critical .. 3 low), bit 2 skip_history,
+//               bit 3 delta (set only when asked: nodes that predate it drop such a message)
 //   bytes 3-10  the sending node's id, little endian
 //   then channel, data, info, tags: each a LEB128 length and that many bytes
 //

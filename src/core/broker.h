@@ -36,6 +36,9 @@ struct BrokerMessage {
   BrokerMessageKind kind = BrokerMessageKind::kPublication;
   net::Priority priority = net::Priority::kNormal;
   bool skip_history = false;  // the publisher asked for no history (the API's skip_history)
+  // The API's delta: the receiving node's delta subscribers get it as a fossil delta against
+  // the channel's previous publication there.
+  bool delta = false;
   std::string_view channel;
   std::string_view data;  // publications: the data JSON
   std::string_view info;  // publications: ClientInfo JSON or empty; join/leave: ClientInfo

@@ -22,6 +22,7 @@ struct WaitingPublish {
   std::string tags;
   net::Priority priority;
   uint64_t published_us;
+  bool delta;
 };
 
 }  // namespace
@@ -641,6 +642,7 @@ struct Hub::PendingPublish {
   // false: a publication without history whose idempotency key a durable engine writes
   // (IdempotencyStore::Keys::PutDurable); fanned out without an offset once it is stored.
   bool history = true;
+  bool delta = false;  // the API's delta (PublishRequest::delta)
 };
 
 Hub::PublishResult Hub::Publish(PublishRequest request) {
@@ -672,7 +674,7 @@ Hub::PublishResult Hub::Publish(PublishRequest request) {
   if (it == shard.channels.end() && options.history_size == 0 && key.empty() &&
       options.publish_rate_limit == 0) {
     ToBroker(BrokerMessageKind::kPublication, channel, request.data, request.info, request.tags, p,
-             true);
+             true, request.delta);
     return {};  // nobody listens here, nothing to remember
   }
   ChannelState& state = StateOf(shard, channel, options);
@@ -707,7 +709,7 @@ Hub::PublishResult Hub::Publish(PublishRequest request) {
           std::string(channel), options, relay ? std::string(request.data) : std::string(),
           relay ? std::string(request.info) : std::string(),
           relay ? std::string(request.tags) : std::string(), std::string(key), p, published_us,
-          std::move(request.done)});
+          std::move(request.done), true, request.delta});
       later = Completion<HistoryAppended>(
           [this, pending](HistoryAppended appended) { Appended(*pending, std::move(appended)); });
       ++state.appending;
@@ -733,7 +735,7 @@ Hub::PublishResult Hub::Publish(PublishRequest request) {
     auto pending = std::make_shared<PendingPublish>(
         PendingPublish{std::string(channel), options, std::string(request.data),
                        std::string(request.info), std::string(request.tags), std::string(key), p,
-                       published_us, std::move(request.done), false});
+                       published_us, std::move(request.done), false, request.delta});
     Completion<bool> stored([this, pending](bool ok) {
       HistoryAppended appended;
       appended.failed = !ok;
@@ -748,8 +750,8 @@ Hub::PublishResult Hub::Publish(PublishRequest request) {
   } else if (state.appending > 0) {
     // Appends still in flight: fanned out (and handed to the broker) after them (Appended).
     state.waiting.push_back({state.appended + state.appending, options, std::string(request.data),
-                             std::string(request.info), std::string(request.tags), p,
-                             published_us});
+                             std::string(request.info), std::string(request.tags), p, published_us,
+                             request.delta});
     if (!key.empty()) {
       if (!state.idempotency) state.idempotency = stores_.idempotency->Open(channel);
       state.idempotency->Put(key, result.position, now, now + limits_.idempotency_window_ms);
@@ -770,7 +772,7 @@ Hub::PublishResult Hub::Publish(PublishRequest request) {
     QueueReclaim(shard, channel, state, now);
   }
   ToBroker(BrokerMessageKind::kPublication, channel, request.data, request.info, request.tags, p,
-           options.history_size == 0);
+           options.history_size == 0, request.delta);
   return result;
 }
 
@@ -817,12 +819,14 @@ void Hub::Appended(PendingPublish& pending, HistoryAppended appended) {
       if (state.loop_count > 0) {
         const std::string publication =
             codec_.publication(pending.data, pending.info, 0, pending.tags);
-        Push* push = codec_.publication_push(pending.channel, publication);
+        // Through PublicationPush: a delta namespace's next delta is against this one.
+        Push* push =
+            PublicationPush(state, pending.channel, pending.options, publication, 0, pending.delta);
         push->set_published_us(pending.published_us);
         PostPush(state, pending.channel, pending.options, push, 0, false, pending.priority);
       }
       ToBroker(BrokerMessageKind::kPublication, pending.channel, pending.data, pending.info,
-               pending.tags, pending.priority, true);
+               pending.tags, pending.priority, true, pending.delta);
     } else if (appended.duplicate) {
       // Stored before (the engine's deduplication): the original's position, nothing sent.
       result.position = std::move(appended.position);
@@ -839,7 +843,7 @@ void Hub::Appended(PendingPublish& pending, HistoryAppended appended) {
       state.top = result.position.offset;
       if (state.loop_count > 0) {
         Push* push = PublicationPush(state, pending.channel, pending.options, appended.bytes(),
-                                     result.position.offset, false);
+                                     result.position.offset, pending.delta);
         push->set_published_us(pending.published_us);
         PostPush(state, pending.channel, pending.options, push, result.position.offset, false,
                  pending.priority);
@@ -850,19 +854,19 @@ void Hub::Appended(PendingPublish& pending, HistoryAppended appended) {
                                now + limits_.idempotency_window_ms);
       }
       ToBroker(BrokerMessageKind::kPublication, pending.channel, pending.data, pending.info,
-               pending.tags, pending.priority, false);
+               pending.tags, pending.priority, false, pending.delta);
     }
     // Publications without history accepted after this append and before the next.
     while (!state.waiting.empty() && state.waiting.front().after <= state.appended) {
       const WaitingPublish& w = state.waiting.front();
       if (state.loop_count > 0) {
         const std::string publication = codec_.publication(w.data, w.info, 0, w.tags);
-        Push* push = PublicationPush(state, pending.channel, w.options, publication, 0, false);
+        Push* push = PublicationPush(state, pending.channel, w.options, publication, 0, w.delta);
         push->set_published_us(w.published_us);
         PostPush(state, pending.channel, w.options, push, 0, false, w.priority);
       }
       ToBroker(BrokerMessageKind::kPublication, pending.channel, w.data, w.info, w.tags, w.priority,
-               true);
+               true, w.delta);
       state.waiting.pop_front();
     }
     if (state.loop_count == 0) QueueReclaim(shard, it->first, state, now);
@@ -1018,12 +1022,13 @@ std::pair<size_t, size_t> Hub::PresenceStats(std::string_view channel,
 
 void Hub::ToBroker(BrokerMessageKind kind, std::string_view channel, std::string_view data,
                    std::string_view info, std::string_view tags, net::Priority priority,
-                   bool skip_history) {
+                   bool skip_history, bool delta) {
   if (broker_ == nullptr) return;
   BrokerMessage m;
   m.kind = kind;
   m.priority = priority;
   m.skip_history = skip_history;
+  m.delta = delta;
   m.channel = channel;
   m.data = data;
   m.info = info;

@@ -389,7 +389,7 @@ class Hub {
   Broker* broker_ = nullptr;
   void ToBroker(BrokerMessageKind kind, std::string_view channel, std::string_view data,
                 std::string_view info, std::string_view tags, net::Priority priority,
-                bool skip_history);
+                bool skip_history, bool delta = false);
 };
 
 }  // namespace hermod::core

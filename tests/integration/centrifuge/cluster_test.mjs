@@ -28,6 +28,8 @@ function nodeConfig(natsPort) {
     allow_presence_for_subscriber: true,
     join_leave: true,
     force_push_join_leave: true,
+    namespaces: [{ name: 'doc', allowed_delta_types: ['fossil'], allow_subscribe_for_client: true,
+                   allow_subscribe_for_anonymous: true }],
   };
 }
 
@@ -128,4 +130,43 @@ test('an SDK client on node B gets node A\'s publications in order, and its join
   assert.equal(leave.channel, 'chat');
   assert.equal(leave.info.client, ctxA.client);
   assert.deepEqual(received.filter((d) => !d.probe), expected);  // nothing extra came
+});
+
+test('a delta subscriber on node B gets node A\'s delta publications as fossil deltas',
+     async () => {
+  const [a, b] = nodes;
+  const onB = client(b);
+  await connected(onB);
+  const sub = await subscribed(onB, 'doc:x', { delta: 'fossil' });
+  assert.equal(sub._delta_negotiated, true);
+  const received = [];
+  sub.on('publication', (ctx) => received.push(ctx.data));
+  await waitFor('a probe from node A on node B', async () => {
+    await api(a, 'publish', { channel: 'doc:x', data: { probe: true } });
+    const deadline = Date.now() + 200;
+    while (Date.now() < deadline && received.length === 0) {
+      await new Promise((resolve) => setTimeout(resolve, 10));  // poll interval
+    }
+    return received.length > 0;
+  });
+  const probes = () => received.filter((d) => d.probe).length;
+  await waitFor('probes in flight', async () => {
+    const seen = probes();
+    await new Promise((resolve) => setTimeout(resolve, 100));  // poll interval
+    return probes() === seen;
+  });
+  const fullBefore = sub.deltaStats().numFullPayloads;
+  received.length = 0;
+  const VERSIONS = 20;
+  const doc = (v) => ({ v, body: `${'lorem ipsum '.repeat(200)}${v}` });
+  for (let v = 0; v < VERSIONS; v++) {
+    await api(a, 'publish', { channel: 'doc:x', data: doc(v), delta: true });
+  }
+  await waitFor('every version on node B', () => received.length >= VERSIONS);
+  assert.deepEqual(received, Array.from({ length: VERSIONS }, (_, v) => doc(v)));
+  // Relayed with its delta flag: node B sent each as a delta against its previous one (the
+  // first may go in full: a delta against the small probe is not shorter).
+  const stats = sub.deltaStats();
+  assert.ok(stats.numFullPayloads <= fullBefore + 1, JSON.stringify(stats));
+  assert.ok(stats.numDeltaPayloads >= VERSIONS - 1, JSON.stringify(stats));
 });

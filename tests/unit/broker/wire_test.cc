@@ -29,10 +29,29 @@ TEST(BrokerWire, PublicationRoundTripsEveryField) {
   EXPECT_EQ(got.kind, core::BrokerMessageKind::kPublication);
   EXPECT_EQ(got.priority, net::Priority::kLow);
   EXPECT_TRUE(got.skip_history);
+  EXPECT_FALSE(got.delta);
   EXPECT_EQ(got.channel, m.channel);
   EXPECT_EQ(got.data, data);
   EXPECT_EQ(got.info, m.info);
   EXPECT_EQ(got.tags, m.tags);
+}
+
+TEST(BrokerWire, TheDeltaFlagRoundTrips) {
+  core::BrokerMessage m;
+  m.channel = "doc:1";
+  m.data = R"({"v":2})";
+  m.delta = true;
+  const std::string bytes = Encode(3, m);
+  uint64_t node = 0;
+  core::BrokerMessage got;
+  ASSERT_TRUE(Decode(bytes, &node, &got));
+  EXPECT_TRUE(got.delta);
+  EXPECT_FALSE(got.skip_history);
+  EXPECT_EQ(got.priority, m.priority);
+  // A flag this version does not know is still refused.
+  std::string unknown = bytes;
+  unknown[2] = static_cast<char>(unknown[2] | 0x10);
+  EXPECT_FALSE(Decode(unknown, &node, &got));
 }
 
 TEST(BrokerWire, JoinAndLeaveRoundTripWithEmptyFields) {
@@ -78,7 +97,7 @@ TEST(BrokerWire, RejectsOtherVersionsKindsFlagsAndEmptyChannels) {
   uint64_t node;
   core::BrokerMessage got;
   ASSERT_TRUE(Decode(bytes, &node, &got));
-  for (auto [at, value] : {std::pair{0, 2}, std::pair{1, 0}, std::pair{1, 4}, std::pair{2, 8}}) {
+  for (auto [at, value] : {std::pair{0, 2}, std::pair{1, 0}, std::pair{1, 4}, std::pair{2, 16}}) {
     std::string bad = bytes;
     bad[at] = static_cast<char>(value);
     EXPECT_FALSE(Decode(bad, &node, &got)) << at << "=" << value;
