@@ -161,9 +161,11 @@ void ClientSession::ProxySubscribe(const Command& c, const config::ChannelOption
     bool recoverable, recover, join_leave;
     uint64_t offset;
     std::string epoch;
+    std::string delta;  // asked for; granted by the namespace's allowed_delta_types
   };
   auto saved = std::make_shared<Saved>(Saved{c.id, std::string(c.channel), c.recoverable, c.recover,
-                                             c.join_leave, c.offset, std::string(c.epoch)});
+                                             c.join_leave, c.offset, std::string(c.epoch),
+                                             std::string(c.delta)});
   std::string body = proxy::SubscribeRequest(ProxyFields(), c.channel, c.data);
   const bool sent = CallProxy(
       proxy::Kind::kSubscribe, Proxy(proxy::Kind::kSubscribe, options.subscribe_proxy_name),
@@ -194,10 +196,11 @@ void ClientSession::ProxySubscribe(const Command& c, const config::ChannelOption
           const bool by_proxy =
               options->proxy_sub_refresh && reply.claims.expires_at != 0 &&
               session.Proxy(proxy::Kind::kSubRefresh, options->sub_refresh_proxy_name) != nullptr;
-          session.SubscribeAllowed({saved->id, saved->channel, saved->recoverable, saved->recover,
-                                    saved->offset, saved->epoch, saved->join_leave, by_proxy},
-                                   *options, reply.claims.expires_at, reply.claims.info,
-                                   std::move(overridden), reply.data);
+          session.SubscribeAllowed(
+              {saved->id, saved->channel, saved->recoverable, saved->recover, saved->offset,
+               saved->epoch, saved->join_leave, by_proxy, saved->delta},
+              *options, reply.claims.expires_at, reply.claims.info, std::move(overridden),
+              reply.data);
         });
       });
   if (!sent) return ReplyError(c.id, ErrorCode::kTooManyRequests);

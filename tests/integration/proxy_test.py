@@ -125,7 +125,7 @@ class Backend:
         if path == "/subscribe":
             if body.get("channel") in ("proxied:extend", "proxied:expire"):
                 return 200, {"result": {"expire_at": int(time.time()) + 1}}
-            if body.get("channel") == "proxied:ok":
+            if body.get("channel") in ("proxied:ok", "plain:ok"):
                 return 200, {"result": {"info": {"role": "reader"}, "data": {"sub": "ok"}}}
             return 200, {"error": {"code": 1002, "message": "not allowed"}}
         if path == "/publish":
@@ -221,6 +221,15 @@ def metric(text, family, **labels):
         if all('%s="%s"' % (k, v) in line for k, v in labels.items()):
             total = (total or 0) + float(line.rsplit(" ", 1)[1])
     return total
+
+
+def api_call(port, method, params):
+    """The server HTTP API (api_key "k")."""
+    request = urllib.request.Request("http://127.0.0.1:%d/api/%s" % (port, method),
+                                     data=json.dumps(params).encode(), method="POST",
+                                     headers={"Authorization": "apikey k"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        return json.loads(r.read())
 
 
 def read_replies(ws, count):
@@ -439,6 +448,34 @@ class ProxyTest(h.HermodTestCase):
         again = json.loads(busy.read_frame().payload)
         self.assertEqual((again["id"], again["rpc"]["data"]["echo"]), (20, 2), again)
         self.assertEqual(self.backend.wait_for("/rpc", 5)[-1][2]["data"], 2)
+
+    def test_a_subscription_the_proxy_allows_is_granted_delta(self):
+        # The client's delta ask goes through the subscribe proxy: granted by the namespace's
+        # allowed_delta_types, as for a subscription allowed without a proxy.
+        server = self.start_server(self.config(api_key="k", namespaces=[
+            {"name": "proxied", "proxy_subscribe": True, "allowed_delta_types": ["fossil"]},
+            {"name": "plain", "proxy_subscribe": True}]))
+        ws = self.raw_connect(server, "session=alice")
+        self.addCleanup(ws.close)
+        self.assertIn("connect", read_replies(ws, 1)[0])
+        ws.send_frame(h.OP_TEXT, json.dumps(
+            {"id": 2, "subscribe": {"channel": "proxied:ok", "delta": "fossil"}}))
+        reply = read_replies(ws, 1)[0]
+        self.assertEqual(reply["id"], 2, reply)
+        self.assertIs(reply["subscribe"].get("delta"), True, reply)
+        self.assertEqual(reply["subscribe"].get("data"), {"sub": "ok"}, reply)
+        for n in (1, 2):
+            self.assertIn("result", api_call(server.port, "publish", {
+                "channel": "proxied:ok", "data": {"doc": "x" * 400, "n": n}, "delta": True}))
+        pushes = [r["push"]["pub"] for r in read_replies(ws, 2)]
+        self.assertNotIn("delta", pushes[0], pushes[0])  # the first in full
+        self.assertIs(pushes[1].get("delta"), True, pushes[1])
+        # A namespace without allowed_delta_types does not grant it.
+        ws.send_frame(h.OP_TEXT, json.dumps(
+            {"id": 3, "subscribe": {"channel": "plain:ok", "delta": "fossil"}}))
+        plain = read_replies(ws, 1)[0]
+        self.assertIn("subscribe", plain, plain)
+        self.assertNotIn("delta", plain["subscribe"], plain)
 
     def test_a_ten_megabyte_answer_is_refused_at_the_bound(self):
         server = self.start_server(self.config(proxy_connect_endpoint=self.backend.url("/huge"),
