@@ -138,7 +138,8 @@ int main(int argc, char** argv) {
                  "(i mod count)-th, e.g. the nodes of a cluster")
       ->required();
   app.add_option("-p,--protocol", protocol_name,
-                 "echo | raw | nats | mqtt | hermod | hermod-protobuf")
+                 "echo | raw | nats | mqtt | hermod | hermod-protobuf | sse | http_stream "
+                 "(hermod, subscribers on uni_sse or fragments, or uni_http_stream)")
       ->capture_default_str();
   app.add_option("-c,--connections", config.connections,
                  "echo: connections; fanout/soak: subscribers; connect: concurrency")
@@ -149,6 +150,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--publishers", config.publishers, "fanout: publishers")->capture_default_str();
   app.add_option("-s,--size", config.size, "payload bytes")->capture_default_str();
+  app.add_option("--token", config.token,
+                 "sse, http_stream: the subscribers' connection token (a JWT whose `channels` "
+                 "claim names the channels); sse without it reads /connection/fragments");
   app.add_flag("--deflate", config.deflate,
                "offer permessage-deflate and compress every message sent; a server that "
                "declines fails the connection");
@@ -256,6 +260,16 @@ int main(int argc, char** argv) {
   if (config.protocol == Protocol::kRaw &&
       (effective == Scenario::kChannels || effective == Scenario::kEcho)) {
     std::cerr << "hermod-bench: a raw broadcast server has one channel; use fanout or connect\n";
+    return 2;
+  }
+  if (StreamsSubscribers(config.protocol) &&
+      (effective == Scenario::kStand || effective == Scenario::kEcho ||
+       effective == Scenario::kConnect)) {
+    std::cerr << "hermod-bench: sse and http_stream measure fanout, channels or soak\n";
+    return 2;
+  }
+  if (config.protocol == Protocol::kHermodHttpStream && config.token.empty()) {
+    std::cerr << "hermod-bench: http_stream subscribes with --token (its `channels` claim)\n";
     return 2;
   }
   if (effective == Scenario::kStand && config.protocol != Protocol::kHermod) {
