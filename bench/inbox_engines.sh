@@ -1,7 +1,7 @@
 #!/bin/bash
 # Reliable delivery, measured: `hermod-bench inbox` (USERS users x PER_USER publications, each
 # acked) against hermod on the memory and the sqlite engine (a fresh file each run, the default
-# synchronous=full) and against nats-server -js alone (a file stream, one durable push consumer
+# synchronous=full; and synchronous=normal) and against nats-server -js alone (a file stream, one durable push consumer
 # per user), in interleaved rounds, one server at a time on free loopback ports. Acks: batch
 # (hermod up_to / JetStream AckAll, once per read) and, for JetStream, explicit per message.
 # One line per run, then the medians. Stops everything it started.
@@ -24,6 +24,8 @@ base = {"api_key": "k", "token_hmac_secret_key": "hermod-bench",
 json.dump(base, open(d + "/memory.json", "w"))
 base.update({"engine": "sqlite", "sqlite": {"path": d + "/bench.db"}})
 json.dump(base, open(d + "/sqlite.json", "w"))
+base["sqlite"]["synchronous"] = "normal"
+json.dump(base, open(d + "/sqlite-normal.json", "w"))
 PY
 figures() {
   python3 -c "import json; s=json.load(open('$DIR/r.json'))['summary']; \
@@ -36,7 +38,7 @@ stop() { kill "$SP"; wait "$SP" 2> /dev/null; SP=; }
 ARGS=(-c "$USERS" -n "$PER_USER" --publishers "$PUBLISHERS" -d 60 --drain 10 --no-progress -q
       --json "$DIR/r.json")
 for round in $(seq "$ROUNDS"); do
-  for engine in memory sqlite; do
+  for engine in memory sqlite sqlite-normal; do
     rm -f "$DIR"/bench.db*
     PORT=$(freeport)
     "$HERMOD" serve --bind 127.0.0.1 --port "$PORT" --config "$DIR/$engine.json" > "$DIR/server.log" 2>&1 &
