@@ -427,8 +427,10 @@ struct Runner {
       if (line.find("\"pub\"") == std::string_view::npos) return;
       uint64_t user, seq, t;
       if (!ParseStamp(line, &user, &seq, &t)) return Error("hermod: a push without a stamp");
-      const size_t data_end = line.find("]");
-      const uint64_t offset = NumberField(line.substr(data_end), "\"offset\":");
+      // The offset after the stamp (the data could hold a key named "offset" of its own).
+      const size_t data_end = line.find(']', line.find("\"hb\":["));
+      const uint64_t offset = NumberField(
+          data_end == std::string_view::npos ? line : line.substr(data_end), "\"offset\":");
       const size_t d = line.find("\"hermod-delivery\":\"");
       const uint64_t count = d == std::string_view::npos ? 1 : ParseU64(line, d + 19);
       OnDelivery(c, user, seq, t, count);
