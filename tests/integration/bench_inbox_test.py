@@ -5,16 +5,21 @@ sqlite on a temp file), each acked over the client protocol: the run exits 0, it
 says every publication was published and acked once with nothing lost, duplicated or
 redelivered, and hermod's own counters (hermod_inbox_published_total, _acked_total) agree
 with it. A server that does not subscribe users to their inboxes fails the setup (exit 1),
-so the scenario cannot pass by measuring nothing. No timing is asserted.
+so the scenario cannot pass by measuring nothing. And the peer: the same run against
+nats-server -js alone (`-p nats`, one durable consumer per user, explicit acks). No timing is
+asserted.
 """
 
 import json
 import os
 import re
+import shutil
+import socket
 import subprocess
 import tempfile
 
 import hermod_harness as h
+import nats_harness
 
 USERS, PER_USER = 20, 10
 
@@ -35,12 +40,13 @@ def metric(port, name):
 
 
 class BenchInboxTest(h.HermodTestCase):
-    def bench(self, port, tmp, extra=()):
+    def bench(self, port, tmp, extra=(), protocol="hermod"):
         bench = os.path.join(os.path.dirname(h.HERMOD), "hermod-bench")
         self.assertTrue(os.access(bench, os.X_OK), "hermod-bench not built next to hermod")
         report = os.path.join(tmp, "inbox.json")
-        argv = [bench, "inbox", "-u", "ws://127.0.0.1:%d/connection/websocket" % port,
-                "-p", "hermod", "--hmac-secret", "bench-secret", "--api-key", "k",
+        path = "/connection/websocket" if protocol == "hermod" else "/"
+        argv = [bench, "inbox", "-u", "ws://127.0.0.1:%d%s" % (port, path),
+                "-p", protocol, "--hmac-secret", "bench-secret", "--api-key", "k",
                 "-c", str(USERS), "-n", str(PER_USER), "--publishers", "4", "-d", "20",
                 "--drain", "5", "--setup-timeout", "10", "--no-progress",
                 "--json", report] + list(extra)
@@ -52,9 +58,7 @@ class BenchInboxTest(h.HermodTestCase):
                 summary = json.load(f)["summary"]
         return r, summary
 
-    def check_run(self, config, tmp):
-        server = self.start_server(config, workers=1)
-        r, s = self.bench(server.port, tmp)
+    def check_report(self, r, s):
         out = r.stdout + r.stderr
         self.assertEqual(r.returncode, 0, out)
         total = USERS * PER_USER
@@ -66,6 +70,12 @@ class BenchInboxTest(h.HermodTestCase):
         self.assertGreater(s["acked_per_s"], 0, out)
         self.assertGreaterEqual(s["latency_p99_ms"], s["latency_p50_ms"], out)
         self.assertRegex(r.stdout, r"acked %d \(" % total, out)
+
+    def check_run(self, config, tmp):
+        server = self.start_server(config, workers=1)
+        r, s = self.bench(server.port, tmp)
+        self.check_report(r, s)
+        total = USERS * PER_USER
         # The server saw the same: every publication stored and acked.
         self.assertEqual(metric(server.port, "hermod_inbox_published_total"), total)
         self.assertEqual(metric(server.port, "hermod_inbox_acked_total"), total)
@@ -79,6 +89,25 @@ class BenchInboxTest(h.HermodTestCase):
             config = dict(CONFIG, engine="sqlite",
                           sqlite={"path": os.path.join(tmp, "inbox.db")})
             self.check_run(config, tmp)
+
+    def test_jetstream_peer_every_publication_acked_once(self):
+        if not os.access(shutil.which("nats-server") or "/usr/sbin/nats-server", os.X_OK):
+            self.skipTest("nats-server not installed")
+        with tempfile.TemporaryDirectory(prefix="hermod-bench-inbox-") as tmp:
+            ws_port = nats_harness.free_port()
+            conf = os.path.join(tmp, "nats.conf")
+            with open(conf, "w") as f:
+                f.write("websocket { host: 127.0.0.1, port: %d, no_tls: true }\n" % ws_port)
+            nats = nats_harness.NatsServer(jetstream=True, extra=["-c", conf])
+            self.addCleanup(nats.cleanup)
+            nats.start()
+
+            def ws_listening():
+                with socket.socket() as s:
+                    return s.connect_ex(("127.0.0.1", ws_port)) == 0
+            h.wait_for("nats-server's websocket listener", ws_listening)
+            r, s = self.bench(ws_port, tmp, ["--ack", "each"], protocol="nats")
+            self.check_report(r, s)
 
     def test_users_not_subscribed_to_their_inbox_fail_the_setup(self):
         config = dict(CONFIG, user_subscribe_to_personal=False)
