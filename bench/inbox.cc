@@ -1,12 +1,13 @@
 // The inbox scenario (inbox.h). Wire, per protocol:
 //
 // hermod (-p hermod), users over WebSocket, publishers over HTTP/1.1 keep-alive:
-//   -> {"id":1,"connect":{"token":"<JWT sub=u<i>>"}}  <-
-//   {"id":1,"connect":{..."subs":{"inbox:#u<i>"... POST /api/publish
-//   {"channel":"inbox:#u<i>","data":{"hb":[i,seq,t]}}  <- 200 {"result":{"offset":..}}
-//   <-
-//   {"push":{"channel":"inbox:#u<i>","pub":{"data":{"hb":[..]},"offset":O,"tags":{"hermod-delivery":"D"}}}}
-//   -> {"id":S,"rpc":{"method":"hermod.ack","data":{"channel":"inbox:#u<i>","up_to":O}}}
+//   -> {"id":1,"connect":{"token":"<JWT, sub u<i>>"}}
+//   <- {"id":1,"connect":{... "subs":{"inbox:#u<i>": ...}}}
+//   POST /api/publish {"channel":"inbox:#u<i>","data":{"hb":[i,seq,t]}}
+//   <- 200 {"result":{"offset":O,"epoch":..}}
+//   <- {"push":{"channel":"inbox:#u<i>","pub":{"data":{"hb":[..]},"offset":O,
+//        "tags":{"hermod-delivery":"D"}}}}
+//   -> {"id":S,"rpc":{"method":"hermod.ack","data":{"channel":"inbox:#u<i>","offsets":[O]}}}
 //   <- {"id":S,"rpc":{"data":{"offsets":[..]}}}
 //
 // NATS JetStream (-p nats), everything over nats-server's WebSocket listener:
@@ -18,8 +19,9 @@
 //   -> PUB $JS.ACK.... _A.u<i>.<S> 0   (an ack with a reply subject: the server confirms it)
 //
 // A delivery is remembered (its publish time from the payload) until an ack covering it is
-// confirmed; "batch" acks once per read (hermod: up_to the highest offset read; JetStream:
-// AckAll on the last message read), "each" acks every delivery on its own.
+// confirmed; "batch" acks once per read (hermod: the offsets read; JetStream: AckAll on the
+// last message read, safe there since a consumer delivers in stream order), "each" acks every
+// delivery on its own; "up_to" (hermod) acks up_to the highest offset read (inbox.h: unsafe).
 #include "inbox.h"
 
 #include <arpa/inet.h>
@@ -175,6 +177,8 @@ struct Conn final : public ws::MessageHandler {
   std::deque<Pending> pending;  // deliveries not yet confirmed acked, in receipt order
   uint64_t next_serial = 1;
   uint64_t read_top_offset = 0;  // hermod: highest offset seen in this read
+  std::string read_offsets;      // hermod: the offsets of this read, comma-separated
+  uint64_t top_offset = 0;       // hermod: highest offset seen so far
   uint64_t unacked_in_read = 0;  // deliveries of this read not yet covered by an ack
   std::string last_ack_subject;  // NATS: the last delivery's ack subject in this read
   std::vector<uint8_t> seen;     // per seq: 0 never, 1 delivered, 2 acked
@@ -207,6 +211,7 @@ struct Runner {
   uint64_t publish_failed = 0;
   uint64_t delivered = 0;    // every delivery, redeliveries included
   uint64_t redelivered = 0;  // deliveries whose count says > 1
+  uint64_t reordered = 0;    // hermod: a push whose offset is below one received before
   uint64_t duplicates = 0;   // a seq delivered again after its first delivery
   uint64_t acked = 0;        // distinct publications whose ack was confirmed
   uint64_t ack_requests = 0;
@@ -434,7 +439,11 @@ struct Runner {
       const size_t d = line.find("\"hermod-delivery\":\"");
       const uint64_t count = d == std::string_view::npos ? 1 : ParseU64(line, d + 19);
       OnDelivery(c, user, seq, t, count);
+      if (offset < c.top_offset) ++reordered;
+      c.top_offset = std::max(c.top_offset, offset);
       c.read_top_offset = std::max(c.read_top_offset, offset);
+      if (!c.read_offsets.empty()) c.read_offsets += ',';
+      c.read_offsets += std::to_string(offset);
       if (o.ack_each) {
         SendAck(c, "\"offsets\":[" + std::to_string(offset) + "]", c.next_serial - 1);
       }
@@ -474,7 +483,11 @@ struct Runner {
     if (nats) {
       SendNatsAck(c, c.last_ack_subject, serial);
     } else {
-      SendAck(c, "\"up_to\":" + std::to_string(c.read_top_offset), serial);
+      SendAck(c,
+              o.ack_up_to ? "\"up_to\":" + std::to_string(c.read_top_offset)
+                          : "\"offsets\":[" + c.read_offsets + "]",
+              serial);
+      c.read_offsets.clear();
     }
     c.unacked_in_read = 0;
   }
@@ -809,7 +822,10 @@ struct Runner {
           "scenario inbox protocol %s url %s: %u users x %llu publications, %u publishers, "
           "acks %s, %.2f s measured\n",
           ProtocolName(config.protocol), config.url.c_str(), config.connections,
-          static_cast<unsigned long long>(o.per_user), o.publishers, o.ack_each ? "each" : "batch",
+          static_cast<unsigned long long>(o.per_user), o.publishers,
+          o.ack_each    ? "each"
+          : o.ack_up_to ? "up_to"
+                        : "batch",
           secs);
       std::printf(
           "  published %llu of %llu (failed %llu)  acked %llu (%.0f/s)  ack requests %llu\n",
@@ -821,10 +837,10 @@ struct Runner {
       std::printf("  publish->stored ms: p50 %.3f  p99 %.3f\n", ms(publish_latency, 0.5),
                   ms(publish_latency, 0.99));
       std::printf(
-          "  deliveries %llu  redelivered %llu  duplicates %llu  never delivered %llu  "
-          "delivered unacked %llu  lost (stored, not acked) %llu\n",
-          static_cast<unsigned long long>(delivered), static_cast<unsigned long long>(redelivered),
-          static_cast<unsigned long long>(duplicates),
+          "  deliveries %llu  out of offset order %llu  redelivered %llu  duplicates %llu  "
+          "never delivered %llu  delivered unacked %llu  lost (stored, not acked) %llu\n",
+          static_cast<unsigned long long>(delivered), static_cast<unsigned long long>(reordered),
+          static_cast<unsigned long long>(redelivered), static_cast<unsigned long long>(duplicates),
           static_cast<unsigned long long>(never_delivered),
           static_cast<unsigned long long>(delivered_unacked),
           static_cast<unsigned long long>(expected_missing));
@@ -850,18 +866,23 @@ struct Runner {
           "\"published\":%llu,\"publish_failed\":%llu,\"acked\":%llu,\"acked_per_s\":%.1f,"
           "\"ack_requests\":%llu,\"latency_p50_ms\":%.3f,\"latency_p90_ms\":%.3f,"
           "\"latency_p99_ms\":%.3f,\"latency_max_ms\":%.3f,\"publish_p50_ms\":%.3f,"
-          "\"publish_p99_ms\":%.3f,\"deliveries\":%llu,\"redelivered\":%llu,\"duplicates\":%llu,"
+          "\"publish_p99_ms\":%.3f,\"deliveries\":%llu,\"reordered\":%llu,\"redelivered\":%llu,"
+          "\"duplicates\":%llu,"
           "\"never_delivered\":%llu,\"delivered_unacked\":%llu,\"lost\":%llu,\"errors\":%zu,"
           "\"server_cpu_s\":%.3f}}\n",
           ProtocolName(config.protocol), config.connections,
-          static_cast<unsigned long long>(o.per_user), o.publishers, o.ack_each ? "each" : "batch",
+          static_cast<unsigned long long>(o.per_user), o.publishers,
+          o.ack_each    ? "each"
+          : o.ack_up_to ? "up_to"
+                        : "batch",
           secs, static_cast<unsigned long long>(total),
           static_cast<unsigned long long>(published_ok),
           static_cast<unsigned long long>(publish_failed), static_cast<unsigned long long>(acked),
           acked_per_s, static_cast<unsigned long long>(ack_requests), ms(latency, 0.5),
           ms(latency, 0.9), ms(latency, 0.99), latency.max() / 1e6, ms(publish_latency, 0.5),
           ms(publish_latency, 0.99), static_cast<unsigned long long>(delivered),
-          static_cast<unsigned long long>(redelivered), static_cast<unsigned long long>(duplicates),
+          static_cast<unsigned long long>(reordered), static_cast<unsigned long long>(redelivered),
+          static_cast<unsigned long long>(duplicates),
           static_cast<unsigned long long>(never_delivered),
           static_cast<unsigned long long>(delivered_unacked),
           static_cast<unsigned long long>(expected_missing), errors.size(), server_cpu_s);

@@ -3,7 +3,8 @@
 # acked) against hermod on the memory and the sqlite engine (a fresh file each run, the default
 # synchronous=full; and synchronous=normal) and against nats-server -js alone (a file stream, one durable push consumer
 # per user), in interleaved rounds, one server at a time on free loopback ports. Acks: batch
-# (hermod up_to / JetStream AckAll, once per read) and, for JetStream, explicit per message.
+# (once per read: hermod's offsets read / JetStream AckAll) and, for JetStream, explicit per
+# message. JETSTREAM=0 skips the JetStream runs.
 # One line per run, then the medians. Stops everything it started.
 # Usage: bench/inbox_engines.sh [HERMOD] [HERMOD_BENCH] [ROUNDS] [USERS] [PER_USER] [PUBLISHERS]
 set -u
@@ -48,6 +49,7 @@ for round in $(seq "$ROUNDS"); do
     stop
   done
   for ack in batch each; do
+    [ "${JETSTREAM:-1}" = 0 ] && break
     rm -rf "$DIR/js"
     NPORT=$(freeport); WPORT=$(freeport)
     printf 'listen: 127.0.0.1:%s\njetstream { store_dir: "%s" }\nwebsocket { host: 127.0.0.1, port: %s, no_tls: true }\n' \

@@ -208,8 +208,9 @@ int main(int argc, char** argv) {
   app.add_option("--namespace", inbox.ns, "inbox, hermod: the inbox namespace")
       ->capture_default_str();
   app.add_option("--ack", ack_mode,
-                 "inbox: batch (one ack per read: up_to / JetStream AckAll) | each (one ack "
-                 "per delivery: offsets / JetStream explicit)")
+                 "inbox: batch (one ack per read: the offsets read / JetStream AckAll) | each "
+                 "(one ack per delivery / JetStream explicit) | up_to (hermod: one ack per "
+                 "read, up_to the highest offset read)")
       ->capture_default_str();
   app.add_option("--js-storage", inbox.js_storage,
                  "inbox, nats: the stream's storage (file | memory)")
@@ -239,11 +240,13 @@ int main(int argc, char** argv) {
       std::cerr << "hermod-bench: inbox speaks -p hermod or -p nats (JetStream)\n";
       return 2;
     }
-    if (ack_mode != "batch" && ack_mode != "each") {
-      std::cerr << "hermod-bench: --ack must be batch or each\n";
+    if (ack_mode != "batch" && ack_mode != "each" &&
+        (ack_mode != "up_to" || config.protocol != Protocol::kHermod)) {
+      std::cerr << "hermod-bench: --ack must be batch or each (or up_to with -p hermod)\n";
       return 2;
     }
     inbox.ack_each = ack_mode == "each";
+    inbox.ack_up_to = ack_mode == "up_to";
     inbox.per_user = config.messages != 0 ? config.messages : 100;
     inbox.publishers = app.get_option("--publishers")->count() > 0 ? config.publishers : 16;
     inbox.rate = config.rate;
