@@ -30,9 +30,9 @@ json.dump(base, open(d + "/sqlite-normal.json", "w"))
 PY
 figures() {
   python3 -c "import json; s=json.load(open('$DIR/r.json'))['summary']; \
-print('acked/s=%.0f p50_ms=%.2f p99_ms=%.2f acked=%d published=%d lost=%d dup=%d redelivered=%d server_us_per_ack=%.1f' % \
+print('acked/s=%.0f p50_ms=%.2f p99_ms=%.2f acked=%d published=%d lost=%d dup=%d redelivered=%d reordered=%d server_us_per_ack=%.1f' % \
 (s['acked_per_s'], s['latency_p50_ms'], s['latency_p99_ms'], s['acked'], s['published'], s['lost'], \
-s['duplicates'], s['redelivered'], s['server_cpu_s'] * 1e6 / max(1, s['acked'])))"
+s['duplicates'], s['redelivered'], s['reordered'], s['server_cpu_s'] * 1e6 / max(1, s['acked'])))"
 }
 wait_port() { for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/"$1") 2> /dev/null && return; sleep 0.1; done; }
 stop() { kill "$SP"; wait "$SP" 2> /dev/null; SP=; }
