@@ -49,6 +49,8 @@ std::unique_ptr<Adapter> MakeAdapter(Protocol protocol) {
     case Protocol::kMqtt:
       return MakeMqttAdapter();
     case Protocol::kHermod:
+    case Protocol::kHermodSse:  // publishers; subscribers stream (client_loop.cc)
+    case Protocol::kHermodHttpStream:
       return MakeHermodAdapter();
     case Protocol::kHermodProtobuf:
       return MakeHermodProtobufAdapter();

@@ -89,6 +89,11 @@ struct ClientConnection final : public Session, public ws::MessageHandler {
   bool inflate_reset = false;  // server_no_context_takeover: each message starts fresh
   uint8_t deflate_bits = 15;   // client_max_window_bits agreed
   std::unique_ptr<ws::Inflater> inflater;
+  // A subscriber on a streamed HTTP response (-p sse, http_stream): no WebSocket; the body is
+  // chunked (http holds an unfinished chunk header), its text lines wait in carry_.
+  bool stream = false;
+  uint64_t chunk_left = 0;  // payload bytes of the current chunk still to come
+  uint8_t chunk_crlf = 0;   // bytes of the CRLF after it still to skip
 };
 
 }  // namespace hermod::bench

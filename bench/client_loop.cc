@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
+#include <charconv>
 #include <cstring>
 
 #include "clock.h"
@@ -85,6 +87,7 @@ std::string_view HeaderValue(std::string_view head, std::string_view name) {
 ClientConnection::ClientConnection(ClientLoop& l, uint32_t id, ConnectionPlan plan)
     : loop(l), id_(id), plan_(plan) {
   if (plan.publish >= 0) publish_channel = ChannelName(l.config_.protocol, plan.publish);
+  stream = StreamsSubscribers(l.config_.protocol) && plan.subscribe >= 0 && plan.publish < 0;
 }
 
 void ClientConnection::Send(std::string_view message) {
@@ -181,6 +184,8 @@ void ClientLoop::Open(ClientConnection& c, uint64_t now) {
   c.tell_pending = false;
   c.deflate = false;
   c.inflater.reset();
+  c.chunk_left = 0;
+  c.chunk_crlf = 0;
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     Fail(c, std::string("socket: ") + strerror(errno));
@@ -233,6 +238,11 @@ void ClientLoop::OnConnected(ClientConnection& c) {
   c.out_sent = 0;
   const Target& target = config_.targets.empty() ? Target{config_.host, config_.port, config_.path}
                                                  : config_.targets[c.id_ % config_.targets.size()];
+  if (c.stream) {
+    StreamRequest(c, target);
+    MarkDirty(c);
+    return;
+  }
   req += "GET " + target.path + " HTTP/1.1\r\nHost: " + target.host + ":" +
          std::to_string(target.port) +
          "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + c.key +
@@ -300,6 +310,7 @@ void ClientLoop::OnBytes(ClientConnection& c, uint8_t* data, size_t len) {
     OnUpgradeResponse(c, data, len);
     return;
   }
+  if (c.stream) return OnStreamBytes(c, reinterpret_cast<const char*>(data), len);
   ws::Inflater* inflater = c.inflater ? c.inflater.get() : shared_inflater_.get();
   ws::MessageReader::Result r =
       c.deflate ? c.reader.Feed(data, len, deflate_limits_, c, inflater, c.inflate_reset)
@@ -311,6 +322,107 @@ void ClientLoop::OnBytes(ClientConnection& c, uint8_t* data, size_t len) {
   }
 }
 
+void ClientLoop::StreamRequest(ClientConnection& c, const Target& target) {
+  const std::string channel = ChannelName(config_.protocol, c.plan_.subscribe);
+  const std::string connect = "{\"token\":\"" + config_.token + "\",\"name\":\"hermod-bench\"}";
+  std::string& req = c.out;
+  const std::string host = "\r\nHost: " + target.host + ":" + std::to_string(target.port);
+  if (config_.protocol == Protocol::kHermodHttpStream) {
+    req +=
+        "POST /connection/uni_http_stream HTTP/1.1" + host +
+        "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(connect.size()) +
+        "\r\n\r\n" + connect;
+    return;
+  }
+  if (config_.token.empty()) {
+    req += "GET /connection/fragments?channel=" + channel;
+  } else {
+    req += "GET /connection/uni_sse?cf_connect=";
+    static constexpr char kHex[] = "0123456789ABCDEF";
+    for (unsigned char ch : connect) {
+      if (std::isalnum(ch) || ch == '-' || ch == '_' || ch == '.') {
+        req += static_cast<char>(ch);
+      } else {
+        req += '%';
+        req += kHex[ch >> 4];
+        req += kHex[ch & 15];
+      }
+    }
+  }
+  req += " HTTP/1.1" + host + "\r\nAccept: text/event-stream\r\n\r\n";
+}
+
+void ClientLoop::OnStreamBytes(ClientConnection& c, const char* data, size_t len) {
+  stats_.bytes_in += len;
+  if (measuring_) stats_.At(SecondOf(NowNs())).bytes_in += len;
+  // De-chunk into carry_, then take its complete lines.
+  std::string& body = c.carry_;
+  while (len > 0) {
+    if (c.chunk_crlf > 0) {
+      const size_t skip = std::min<size_t>(c.chunk_crlf, len);
+      c.chunk_crlf -= static_cast<uint8_t>(skip);
+      data += skip;
+      len -= skip;
+      continue;
+    }
+    if (c.chunk_left > 0) {
+      const size_t take = std::min<uint64_t>(c.chunk_left, len);
+      body.append(data, take);
+      c.chunk_left -= take;
+      data += take;
+      len -= take;
+      if (c.chunk_left == 0) c.chunk_crlf = 2;
+      continue;
+    }
+    // A chunk header: hex size, CRLF.
+    const size_t had = c.http.size();
+    c.http.append(data, std::min<size_t>(len, 32));
+    const size_t eol = c.http.find("\r\n");
+    if (eol == std::string::npos) {
+      if (c.http.size() >= 32) return Fail(c, "stream: bad chunk header");
+      data += len;
+      len = 0;
+      break;
+    }
+    uint64_t size = 0;
+    auto [end, ec] = std::from_chars(c.http.data(), c.http.data() + eol, size, 16);
+    if (ec != std::errc() || end != c.http.data() + eol) return Fail(c, "stream: bad chunk");
+    const size_t used = eol + 2 - had;
+    data += used;
+    len -= used;
+    c.http.clear();
+    if (size == 0) return Fail(c, "closed by server: stream ended");
+    c.chunk_left = size;
+  }
+  size_t pos = 0;
+  while (c.fd >= 0) {
+    const size_t eol = body.find('\n', pos);
+    if (eol == std::string::npos) break;
+    StreamLine(c, std::string_view(body).substr(pos, eol - pos));
+    pos = eol + 1;
+  }
+  if (c.fd >= 0) body.erase(0, pos);
+}
+
+void ClientLoop::StreamLine(ClientConnection& c, std::string_view line) {
+  if (config_.protocol == Protocol::kHermodSse) {
+    if (!line.starts_with("data: ")) return;  // event:, id:, retry:, comments, blank lines
+    line.remove_prefix(6);
+    if (config_.token.empty()) {  // fragments: the data is the publication's, verbatim
+      Deliver(c, line);
+      return;
+    }
+  }
+  // A uni value: {"connect":{...}}, {"channel":..,"pub":{...}}, {} (ping), or an unsubscribe.
+  if (line.starts_with("{\"connect\"")) {
+    Ready(c);
+  } else if (line.find("\"pub\"") != std::string_view::npos) {
+    Deliver(c, line);
+  } else if (line.find("\"unsubscribe\"") != std::string_view::npos) {
+    Told(c);
+  }
+}
+
 void ClientLoop::OnUpgradeResponse(ClientConnection& c, uint8_t* data, size_t len) {
   c.http.append(reinterpret_cast<const char*>(data), len);
   size_t end = c.http.find("\r\n\r\n");
@@ -319,6 +431,19 @@ void ClientLoop::OnUpgradeResponse(ClientConnection& c, uint8_t* data, size_t le
     return;
   }
   std::string_view head(c.http.data(), end + 2);
+  if (c.stream) {
+    if (!head.starts_with("HTTP/1.1 200")) {
+      Fail(c, "stream: " + std::string(head.substr(0, std::min<size_t>(head.find("\r\n"), 40))));
+      return;
+    }
+    std::string rest = c.http.substr(end + 4);
+    c.http.clear();
+    c.state = ConnState::kSetup;
+    // Fragments subscribe before the head leaves: streaming is being subscribed.
+    if (config_.protocol == Protocol::kHermodSse && config_.token.empty()) Ready(c);
+    if (!rest.empty()) OnStreamBytes(c, rest.data(), rest.size());
+    return;
+  }
   if (!head.starts_with("HTTP/1.1 101")) {
     std::string status(head.substr(0, std::min<size_t>(head.find("\r\n"), 40)));
     Fail(c, "handshake: " + status);
@@ -441,6 +566,7 @@ void ClientLoop::Flush(ClientConnection& c) {
 
 void ClientLoop::StartClose(ClientConnection& c, uint16_t code, uint64_t now) {
   if (c.fd < 0) return;
+  if (c.stream) return CloseSocket(c);  // a streamed response ends with its connection
   if (c.state == ConnState::kSetup || c.state == ConnState::kReady) {
     SendFrame(c, ws::Opcode::kClose, ws::ClosePayload(code, ""));
     c.state = ConnState::kClosing;

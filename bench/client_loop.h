@@ -52,6 +52,10 @@ class ClientLoop {
   void OnBytes(ClientConnection& c, uint8_t* data, size_t len);
   void OnUpgradeResponse(ClientConnection& c, uint8_t* data, size_t len);
   bool AcceptExtensions(ClientConnection& c, std::string_view extensions);
+  // A stream subscriber (-p sse, http_stream): its request, its chunked body, one text line.
+  void StreamRequest(ClientConnection& c, const Target& target);
+  void OnStreamBytes(ClientConnection& c, const char* data, size_t len);
+  void StreamLine(ClientConnection& c, std::string_view line);
   void Flush(ClientConnection& c);
   void MarkDirty(ClientConnection& c);
   void FlushDirty();

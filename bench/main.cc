@@ -7,7 +7,8 @@
 // F); 5 the server refused a publication (no permission, no such channel): the run stops at
 // once with the server's error. When several apply: 1, else 5, else 4, else 3 (what broke
 // the run before the verdict on it). Ctrl-C (SIGINT) ends the run early: the summary and
-// reports are written from what was measured, marked "interrupted".
+// reports are written from what was measured, marked "interrupted". The inbox scenario
+// (inbox.h) also exits 6 when a stored publication was not acked exactly once.
 #include <signal.h>
 #include <sys/resource.h>
 
@@ -22,6 +23,7 @@
 #include "adapter.h"
 #include "grade.h"
 #include "html_report.h"
+#include "inbox.h"
 #include "interrupt.h"
 #include "presets.h"
 #include "regression.h"
@@ -127,18 +129,22 @@ int main(int argc, char** argv) {
   std::vector<std::string> urls;
   double tolerance = 0.1;
   bool quiet = false;
+  InboxOptions inbox;
+  std::string ack_mode = "batch";
 
   CLI::App app{"hermod-bench: WebSocket load generator for hermod and its peers"};
-  app.add_option("scenario", scenario_name,
-                 "echo | fanout | channels | connect | soak | stand, or a preset: baseline | "
-                 "stress | spike | endurance")
+  app.add_option(
+         "scenario", scenario_name,
+         "echo | fanout | channels | connect | soak | stand | inbox, or a preset: baseline | "
+         "stress | spike | endurance")
       ->required();
   app.add_option("-u,--url", urls,
                  "ws://host:port/path of the server; several: connection i goes to the "
                  "(i mod count)-th, e.g. the nodes of a cluster")
       ->required();
   app.add_option("-p,--protocol", protocol_name,
-                 "echo | raw | nats | mqtt | hermod | hermod-protobuf")
+                 "echo | raw | nats | mqtt | hermod | hermod-protobuf | sse | http_stream "
+                 "(hermod, subscribers on uni_sse or fragments, or uni_http_stream)")
       ->capture_default_str();
   app.add_option("-c,--connections", config.connections,
                  "echo: connections; fanout/soak: subscribers; connect: concurrency")
@@ -149,6 +155,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--publishers", config.publishers, "fanout: publishers")->capture_default_str();
   app.add_option("-s,--size", config.size, "payload bytes")->capture_default_str();
+  app.add_option("--token", config.token,
+                 "sse, http_stream: the subscribers' connection token (a JWT whose `channels` "
+                 "claim names the channels); sse without it reads /connection/fragments");
   app.add_flag("--deflate", config.deflate,
                "offer permessage-deflate and compress every message sent; a server that "
                "declines fails the connection");
@@ -194,6 +203,22 @@ int main(int argc, char** argv) {
   app.add_option("--compare", compare_path, "exit 3 if worse than this earlier JSON report");
   app.add_option("--tolerance", tolerance, "allowed fraction worse for --compare")
       ->capture_default_str();
+  app.add_option("--api-url", inbox.api_url,
+                 "inbox, hermod: http://host:port of the server API (default: -u's)");
+  app.add_option("--api-key", inbox.api_key, "inbox, hermod: the API key")->capture_default_str();
+  app.add_option("--hmac-secret", inbox.secret,
+                 "inbox, hermod: token_hmac_secret_key, to sign each user's JWT")
+      ->capture_default_str();
+  app.add_option("--namespace", inbox.ns, "inbox, hermod: the inbox namespace")
+      ->capture_default_str();
+  app.add_option("--ack", ack_mode,
+                 "inbox: batch (one ack per read: the offsets read / JetStream AckAll) | each "
+                 "(one ack per delivery / JetStream explicit) | up_to (hermod: one ack per "
+                 "read, up_to the highest offset read)")
+      ->capture_default_str();
+  app.add_option("--js-storage", inbox.js_storage,
+                 "inbox, nats: the stream's storage (file | memory)")
+      ->capture_default_str();
   app.add_flag(
       "--no-progress", [&](int64_t) { config.progress = false; }, "no live progress line");
   app.add_flag("-q,--quiet", quiet, "no summary on stdout");
@@ -211,6 +236,32 @@ int main(int argc, char** argv) {
       std::cerr << "hermod-bench: " << error << "\n";
       return 2;
     }
+  }
+  if (scenario_name == "inbox") {
+    // -c users, -n publications per user, --publishers concurrent publishers (16 unless
+    // given), -r publications/s in all, -d the time bound of the measure (inbox.h).
+    if (config.protocol != Protocol::kHermod && config.protocol != Protocol::kNats) {
+      std::cerr << "hermod-bench: inbox speaks -p hermod or -p nats (JetStream)\n";
+      return 2;
+    }
+    if (ack_mode != "batch" && ack_mode != "each" &&
+        (ack_mode != "up_to" || config.protocol != Protocol::kHermod)) {
+      std::cerr << "hermod-bench: --ack must be batch or each (or up_to with -p hermod)\n";
+      return 2;
+    }
+    inbox.ack_each = ack_mode == "each";
+    inbox.ack_up_to = ack_mode == "up_to";
+    inbox.per_user = config.messages != 0 ? config.messages : 100;
+    inbox.publishers = app.get_option("--publishers")->count() > 0 ? config.publishers : 16;
+    inbox.rate = config.rate;
+    inbox.json_path = json_path;
+    inbox.quiet = quiet;
+    if (inbox.publishers == 0 || config.connections == 0) {
+      std::cerr << "hermod-bench: inbox needs users (-c) and publishers\n";
+      return 2;
+    }
+    RaiseFileLimit();
+    return RunInbox(config, inbox);
   }
   RunConfig preset = config;
   if (ApplyPreset(scenario_name, config.protocol, preset)) {
@@ -256,6 +307,16 @@ int main(int argc, char** argv) {
   if (config.protocol == Protocol::kRaw &&
       (effective == Scenario::kChannels || effective == Scenario::kEcho)) {
     std::cerr << "hermod-bench: a raw broadcast server has one channel; use fanout or connect\n";
+    return 2;
+  }
+  if (StreamsSubscribers(config.protocol) &&
+      (effective == Scenario::kStand || effective == Scenario::kEcho ||
+       effective == Scenario::kConnect)) {
+    std::cerr << "hermod-bench: sse and http_stream measure fanout, channels or soak\n";
+    return 2;
+  }
+  if (config.protocol == Protocol::kHermodHttpStream && config.token.empty()) {
+    std::cerr << "hermod-bench: http_stream subscribes with --token (its `channels` claim)\n";
     return 2;
   }
   if (effective == Scenario::kStand && config.protocol != Protocol::kHermod) {

@@ -145,6 +145,10 @@ std::string ChannelName(Protocol protocol, int32_t channel) {
   return "hb" + std::to_string(channel);
 }
 
+bool StreamsSubscribers(Protocol p) {
+  return p == Protocol::kHermodSse || p == Protocol::kHermodHttpStream;
+}
+
 const char* ProtocolName(Protocol p) {
   switch (p) {
     case Protocol::kEcho:
@@ -159,6 +163,10 @@ const char* ProtocolName(Protocol p) {
       return "hermod";
     case Protocol::kHermodProtobuf:
       return "hermod-protobuf";
+    case Protocol::kHermodSse:
+      return "sse";
+    case Protocol::kHermodHttpStream:
+      return "http_stream";
   }
   return "?";
 }
@@ -182,8 +190,9 @@ const char* ScenarioName(Scenario s) {
 }
 
 bool ParseProtocol(const std::string& name, Protocol& out) {
-  for (Protocol p : {Protocol::kEcho, Protocol::kRaw, Protocol::kNats, Protocol::kMqtt,
-                     Protocol::kHermod, Protocol::kHermodProtobuf}) {
+  for (Protocol p :
+       {Protocol::kEcho, Protocol::kRaw, Protocol::kNats, Protocol::kMqtt, Protocol::kHermod,
+        Protocol::kHermodProtobuf, Protocol::kHermodSse, Protocol::kHermodHttpStream}) {
     if (name == ProtocolName(p)) {
       out = p;
       return true;

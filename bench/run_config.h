@@ -10,7 +10,22 @@
 
 namespace hermod::bench {
 
-enum class Protocol { kEcho, kRaw, kNats, kMqtt, kHermod, kHermodProtobuf };
+// kHermodSse, kHermodHttpStream: hermod's JSON protocol, with subscribers on a streamed HTTP
+// response instead of a WebSocket (publishers stay on the WebSocket): sse is
+// /connection/uni_sse with --token (whose `channels` claim names the channels), else
+// /connection/fragments?channel=...; http_stream is /connection/uni_http_stream (--token).
+enum class Protocol {
+  kEcho,
+  kRaw,
+  kNats,
+  kMqtt,
+  kHermod,
+  kHermodProtobuf,
+  kHermodSse,
+  kHermodHttpStream
+};
+// Whether a connection of this plan subscribes over a streamed response.
+bool StreamsSubscribers(Protocol p);
 enum class Scenario { kEcho, kFanout, kChannels, kConnect, kSoak, kStand };
 
 // One server to connect to (-u may be given several times: connection i goes to target
@@ -61,6 +76,7 @@ struct RunConfig {
   int server_pid = 0;  // sample /proc/<pid> once a second when set
   bool progress = true;
   bool phases = false;  // a line on stderr when the measured phase starts (for scripts)
+  std::string token;    // sse, http_stream: the connect request's token
 };
 
 // One connection's part in the scenario.

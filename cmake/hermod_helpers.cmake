@@ -22,7 +22,8 @@ endif()
 endfunction()
 
 # hermod_add_fuzzer(NAME name SOURCES a.cc LIBS lib... CORPUS dir)
-# A libFuzzer target plus a short bounded run over its seed corpus as a ctest.
+# A libFuzzer target plus a short bounded run over its seed corpus as a ctest (10 s: a smoke;
+# longer runs are for a developer's machine).
 function(hermod_add_fuzzer)
   cmake_parse_arguments(F "" "NAME;CORPUS" "SOURCES;LIBS" ${ARGN})
   add_executable(${F_NAME} ${F_SOURCES})
@@ -31,6 +32,6 @@ function(hermod_add_fuzzer)
   set_target_properties(${F_NAME} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/fuzz)
   set(_work ${CMAKE_BINARY_DIR}/fuzz/${F_NAME}-corpus)
   add_test(NAME fuzz.${F_NAME}
-    COMMAND sh -c "mkdir -p ${_work} && exec $<TARGET_FILE:${F_NAME}> -max_total_time=20 -rss_limit_mb=2048 -max_len=65536 -seed=1 ${_work} ${F_CORPUS}")
+    COMMAND sh -c "mkdir -p ${_work} && exec $<TARGET_FILE:${F_NAME}> -max_total_time=10 -rss_limit_mb=2048 -max_len=65536 -seed=1 ${_work} ${F_CORPUS}")
   set_tests_properties(fuzz.${F_NAME} PROPERTIES LABELS fuzz TIMEOUT 120)
 endfunction()

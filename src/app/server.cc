@@ -203,7 +203,8 @@ void Server::BuildRoutes() {
                 [this](http::HttpConnection& c, http::Request& r) {
                   std::string commands;
                   std::vector<std::string> channels;
-                  if (!FragmentCommands(c, r, &commands, &channels)) return;
+                  std::vector<proto::StreamPosition> from;
+                  if (!FragmentCommands(c, r, &commands, &channels, &from)) return;
                   Upgrade(c, r, false, false, &commands, channels.size());
                 });
   }
@@ -322,7 +323,8 @@ bool StreamRequestOk(http::HttpConnection& connection, const http::Request& requ
 
 void Server::StartStream(http::HttpConnection& connection, const http::Request& request,
                          proto::StreamTransport::Format format, std::string_view commands,
-                         std::vector<std::string> channels) {
+                         std::vector<std::string> channels,
+                         std::vector<proto::StreamPosition> from) {
   const std::string_view origin = request.Header("Origin");
   if (!ws::OriginAllowed(origin, request.Header("Host"), handshake_policy_.allowed_origins)) {
     return RefuseStream(connection, request, 403, "origin not allowed");
@@ -337,7 +339,7 @@ void Server::StartStream(http::HttpConnection& connection, const http::Request& 
   auto* stream = connection.Upgrade<proto::StreamTransport>(format, *client_context_);
   if (admission_->enabled()) stream->session().SetAdmitted(std::move(ip), must_recover);
   ForwardProxyHeaders(request, stream->session());
-  stream->Start(commands, std::move(channels), std::move(headers));
+  stream->Start(commands, std::move(channels), std::move(headers), std::move(from));
 }
 
 void Server::UniStream(http::HttpConnection& connection, http::Request& request, bool sse) {
@@ -376,13 +378,15 @@ void Server::Fragments(http::HttpConnection& connection, http::Request& request)
   if (!StreamRequestOk(connection, request, "text/event-stream")) return;
   std::string commands;
   std::vector<std::string> channels;
-  if (!FragmentCommands(connection, request, &commands, &channels)) return;
+  std::vector<proto::StreamPosition> from;
+  if (!FragmentCommands(connection, request, &commands, &channels, &from)) return;
   StartStream(connection, request, proto::StreamTransport::Format::kFragments, commands,
-              std::move(channels));
+              std::move(channels), std::move(from));
 }
 
 bool Server::FragmentCommands(http::HttpConnection& connection, const http::Request& request,
-                              std::string* out, std::vector<std::string>* channels_out) {
+                              std::string* out, std::vector<std::string>* channels_out,
+                              std::vector<proto::StreamPosition>* from_out) {
   std::vector<std::pair<std::string, std::string>> params;
   if (!http::ParseQuery(request.Query(), &params)) {
     RefuseStream(connection, request, 400, "bad query string");
@@ -407,39 +411,60 @@ bool Server::FragmentCommands(http::HttpConnection& connection, const http::Requ
     RefuseStream(connection, request, 400, "too many channels");
     return false;
   }
-  // The browser's reconnect names the last event it saw: <epoch>:<offset> of one channel's
-  // stream. Every channel asks to recover from it; the channel whose epoch it is recovers
-  // (epochs are random per stream), the others learn they cannot and start from now.
-  std::string epoch;
-  uint64_t offset = 0;
+  // The browser's reconnect names the last event it saw, whose id is the stream's position
+  // in every channel (proto/stream_format.h): each channel recovers from its own. The id
+  // has room for kMaxLastEventIdBytes / kMaxPositionBytes channels.
+  if (channels.size() > proto::kMaxLastEventIdBytes / proto::kMaxPositionBytes) {
+    RefuseStream(connection, request, 400, "too many channels");
+    return false;
+  }
+  std::vector<proto::StreamPosition> from;
   const std::string_view last = request.Header("Last-Event-ID");
-  const bool recover = !last.empty();
-  if (recover && !proto::ParseLastEventId(last, &epoch, &offset)) {
+  if (!last.empty() && !proto::ParseEventPositions(last, channels.size(), &from)) {
+    connection.loop().stats().guard.Count(stats::Refusal::kBadLastEventId);
     RefuseStream(connection, request, 400, "bad Last-Event-ID");
     return false;
   }
+  auto append_position = [](std::string& out, const proto::StreamPosition& p) {
+    out += "\"recover\":true,\"epoch\":";
+    json::AppendJsonString(out, p.epoch);
+    out += ",\"offset\":";
+    out += std::to_string(p.offset);
+  };
   std::string& commands = *out;
   commands = "{\"id\":1,\"connect\":{";
   if (!token.empty()) {
     commands += "\"token\":";
     json::AppendJsonString(commands, token);
+    commands += ',';
   }
-  commands += "}}";
+  // A channel the token's `channels` subscribes server-side recovers at the connect.
+  commands += "\"subs\":{";
+  bool first = true;
+  for (size_t i = 0; i < from.size(); ++i) {
+    if (!from[i].known) continue;
+    if (!first) commands += ',';
+    first = false;
+    json::AppendJsonString(commands, channels[i]);
+    commands += ":{";
+    append_position(commands, from[i]);
+    commands += '}';
+  }
+  commands += "}}}";
   uint32_t id = 2;
-  for (const std::string& channel : channels) {
+  for (size_t i = 0; i < channels.size(); ++i) {
     commands += "\n{\"id\":";
     commands += std::to_string(id++);
     commands += ",\"subscribe\":{\"channel\":";
-    json::AppendJsonString(commands, channel);
+    json::AppendJsonString(commands, channels[i]);
     commands += ",\"recoverable\":true";
-    if (recover) {
-      commands += ",\"recover\":true,\"epoch\":";
-      json::AppendJsonString(commands, epoch);
-      commands += ",\"offset\":";
-      commands += std::to_string(offset);
+    if (i < from.size() && from[i].known) {
+      commands += ',';
+      append_position(commands, from[i]);
     }
     commands += "}}";
   }
+  *from_out = std::move(from);
   *channels_out = std::move(channels);
   return true;
 }

@@ -74,9 +74,11 @@ class Server {
   void Upgrade(http::HttpConnection& connection, http::Request& request, bool echo,
                bool uni = false, const std::string* fragments = nullptr, size_t channels = 0);
   // The query of a fragments request as the session's connect and subscribes (ids 1, 2, ...),
-  // with Last-Event-ID as their recovery position; false when it answered an error.
+  // with Last-Event-ID as each channel's recovery position (from); false when it answered
+  // an error.
   bool FragmentCommands(http::HttpConnection& connection, const http::Request& request,
-                        std::string* commands, std::vector<std::string>* channels);
+                        std::string* commands, std::vector<std::string>* channels,
+                        std::vector<proto::StreamPosition>* from);
   // /connection/uni_sse and /connection/uni_http_stream: the connect request from the body
   // (or uni_sse's cf_connect), then the streamed response (proto/stream_transport.h).
   void UniStream(http::HttpConnection& connection, http::Request& request, bool sse);
@@ -88,7 +90,8 @@ class Server {
   // in Access-Control-Allow-Origin.
   void StartStream(http::HttpConnection& connection, const http::Request& request,
                    proto::StreamTransport::Format format, std::string_view commands,
-                   std::vector<std::string> channels = {});
+                   std::vector<std::string> channels = {},
+                   std::vector<proto::StreamPosition> from = {});
   // Bidirectional emulation (app/emulation_routes.cc, proto/emulation.h):
   // /connection/http_stream and /connection/sse open the stream; /emulation takes the
   // client's commands for it. CORS preflights (OPTIONS) are answered per allowed_origins.

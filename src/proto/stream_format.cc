@@ -71,6 +71,35 @@ bool ReadPublication(od::object pub, Fragment* out) {
   return has_data;
 }
 
+bool ReadSubscribeResult(od::object result, SubscribeReplyView* out) {
+  for (auto r : result) {
+    std::string_view name;
+    if (r.unescaped_key().get(name) != SUCCESS) return false;
+    od::value rv;
+    if (r.value().get(rv) != SUCCESS) return false;
+    if (name == "epoch") {
+      std::string_view epoch;
+      if (rv.get_string().get(epoch) != SUCCESS) return false;
+      out->epoch.assign(epoch);
+    } else if (name == "offset") {
+      if (rv.get_uint64().get(out->offset) != SUCCESS) return false;
+    } else if (name == "recovered") {
+      if (rv.get_bool().get(out->recovered) != SUCCESS) return false;
+    } else if (name == "publications") {
+      od::array pubs;
+      if (rv.get_array().get(pubs) != SUCCESS) return false;
+      for (auto p : pubs) {
+        od::value pv;
+        if (p.get(pv) != SUCCESS) return false;
+        std::string_view raw;
+        if (RawJson(pv, &raw) != SUCCESS) return false;
+        out->publications.emplace_back(raw);
+      }
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 void ForEachJsonValue(std::string_view text, const std::function<bool(std::string_view)>& fn) {
@@ -212,6 +241,44 @@ bool ParseLastEventId(std::string_view text, std::string* epoch, uint64_t* offse
   return true;
 }
 
+bool ParseEventPositions(std::string_view text, size_t channels, std::vector<StreamPosition>* out) {
+  out->clear();
+  if (text.size() > kMaxLastEventIdBytes || channels == 0) return false;
+  if (text.find(',') == std::string_view::npos) {
+    StreamPosition p;
+    if (!ParseLastEventId(text, &p.epoch, &p.offset)) return false;
+    p.known = true;
+    out->assign(channels, p);
+    return true;
+  }
+  size_t from = 0;
+  while (true) {
+    const size_t comma = text.find(',', from);
+    const std::string_view item =
+        text.substr(from, comma == std::string_view::npos ? std::string_view::npos : comma - from);
+    StreamPosition p;
+    if (!item.empty()) {
+      if (!ParseLastEventId(item, &p.epoch, &p.offset)) return false;
+      p.known = true;
+    }
+    if (out->size() == channels) return false;  // more positions than channels
+    out->push_back(std::move(p));
+    if (comma == std::string_view::npos) break;
+    from = comma + 1;
+  }
+  return out->size() == channels;
+}
+
+void AppendEventPositions(std::string& out, const std::vector<StreamPosition>& positions) {
+  for (size_t i = 0; i < positions.size(); ++i) {
+    if (i > 0) out += ',';
+    if (!positions[i].known) continue;
+    out += positions[i].epoch;
+    out += ':';
+    out += std::to_string(positions[i].offset);
+  }
+}
+
 bool FragmentOf(std::string_view push, Fragment* out) {
   simdjson::padded_string padded(push);
   od::document doc;
@@ -249,24 +316,46 @@ bool FragmentOfPublication(std::string_view publication, std::string_view channe
   return true;
 }
 
-void AppendFragmentEvent(std::string& out, const Fragment& f, std::string_view epoch) {
-  // A raw newline would end the field early: the channel rules refuse control characters,
-  // but this framing holds whatever it is given.
+namespace {
+
+// `event: <name>\n` and `id: <id>\n` when id is not empty. A raw newline would end a field
+// early: the channel rules refuse control characters, but this framing holds whatever it is
+// given.
+void AppendEventHead(std::string& out, std::string_view name, std::string_view id) {
   out += "event: ";
   const size_t from = out.size();
-  out += f.channel;
+  out += name;
   for (size_t i = from; i < out.size(); ++i) {
     if (out[i] == '\n' || out[i] == '\r') out[i] = ' ';
   }
   out += '\n';
-  if (!epoch.empty()) {
+  if (!id.empty()) {
     out += "id: ";
-    out += epoch;
-    out += ':';
-    out += std::to_string(f.offset);
+    out += id;
     out += '\n';
   }
+}
+
+}  // namespace
+
+void AppendFragmentEvent(std::string& out, const Fragment& f, std::string_view epoch) {
+  std::string id;
+  if (!epoch.empty()) {
+    id.assign(epoch);
+    id += ':';
+    id += std::to_string(f.offset);
+  }
+  AppendFragmentEventWithId(out, f, id);
+}
+
+void AppendFragmentEventWithId(std::string& out, const Fragment& f, std::string_view id) {
+  AppendEventHead(out, f.channel, id);
   AppendSseData(out, f.data);
+}
+
+void AppendUnrecoveredEvent(std::string& out, std::string_view channel, std::string_view id) {
+  AppendEventHead(out, "unrecovered", id);
+  AppendSseData(out, channel);
 }
 
 bool FormPublication(std::string_view message, std::string* channel, std::string* data) {
@@ -326,32 +415,39 @@ bool ParseSubscribeReply(std::string_view reply, SubscribeReplyView* out) {
       out->id = static_cast<uint32_t>(id);
     } else if (key == "subscribe") {
       od::object result;
-      if (v.get_object().get(result) != SUCCESS) return false;
-      for (auto r : result) {
-        std::string_view name;
-        if (r.unescaped_key().get(name) != SUCCESS) return false;
-        od::value rv;
-        if (r.value().get(rv) != SUCCESS) return false;
-        if (name == "epoch") {
-          std::string_view epoch;
-          if (rv.get_string().get(epoch) != SUCCESS) return false;
-          out->epoch.assign(epoch);
-        } else if (name == "publications") {
-          od::array pubs;
-          if (rv.get_array().get(pubs) != SUCCESS) return false;
-          for (auto p : pubs) {
-            od::value pv;
-            if (p.get(pv) != SUCCESS) return false;
-            std::string_view raw;
-            if (RawJson(pv, &raw) != SUCCESS) return false;
-            out->publications.emplace_back(raw);
-          }
-        }
+      if (v.get_object().get(result) != SUCCESS || !ReadSubscribeResult(result, out)) {
+        return false;
       }
       found = true;
     }
   }
   return found;
+}
+
+bool ParseConnectSubs(std::string_view connect_result, std::vector<SubscribeReplyView>* out) {
+  simdjson::padded_string padded(connect_result);
+  od::document doc;
+  if (Parser().iterate(padded).get(doc) != SUCCESS) return false;
+  od::object object;
+  if (doc.get_object().get(object) != SUCCESS) return false;
+  for (auto field : object) {
+    std::string_view key;
+    if (field.unescaped_key().get(key) != SUCCESS) return false;
+    if (key != "subs") continue;
+    od::object subs;
+    if (field.value().get_object().get(subs) != SUCCESS) return false;
+    for (auto sub : subs) {
+      std::string_view channel;
+      if (sub.unescaped_key().get(channel) != SUCCESS) return false;
+      od::object result;
+      if (sub.value().get_object().get(result) != SUCCESS) return false;
+      SubscribeReplyView view;
+      view.channel.assign(channel);
+      if (!ReadSubscribeResult(result, &view)) return false;
+      out->push_back(std::move(view));
+    }
+  }
+  return true;
 }
 
 bool ParseConnectEpochs(std::string_view connect_result,

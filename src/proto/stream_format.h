@@ -10,9 +10,11 @@
 // (a raw newline cannot be inside a valid JSON string, so the value means the same).
 //
 // Fragments (hermod's own, for htmx): a publication becomes the SSE event
-//   event: <channel>\nid: <epoch>:<offset>\ndata: <line>\n...\n\n
+//   event: <channel>\nid: <position>,<position>,...\ndata: <line>\n...\n\n
 // whose data is the publication's data verbatim (a JSON string unquoted), one `data:` line
-// per line of it.
+// per line of it. The id is the stream's position in every channel the request named, in
+// the request's order, each `<epoch>:<offset>` (empty for a channel without history): the
+// browser's reconnect sends the last one back as Last-Event-ID and every channel recovers.
 #pragma once
 
 #include <cstdint>
@@ -53,6 +55,25 @@ bool WrapConnect(std::string_view request, std::string* command);
 // bytes; offset decimal, no sign, fits uint64).
 bool ParseLastEventId(std::string_view text, std::string* epoch, uint64_t* offset);
 
+// One channel's position in a fragments event id; known false: none (no history, or not
+// yet subscribed).
+struct StreamPosition {
+  std::string epoch;
+  uint64_t offset = 0;
+  bool known = false;
+};
+// A Last-Event-ID longer than this is refused (the ids hermod writes stay under it: the
+// app refuses more channels than fit, kMaxPositionBytes each).
+inline constexpr size_t kMaxLastEventIdBytes = 8192;
+inline constexpr size_t kMaxPositionBytes = 64 + 1 + 20 + 1;  // epoch, ':', offset, ','
+// Last-Event-ID as positions of `channels` channels: one `<epoch>:<offset>` or empty per
+// channel, comma-separated. A single position without a comma (the id of a one-channel
+// stream) is every channel's (each recovers if the epoch is its own). False when malformed,
+// longer than kMaxLastEventIdBytes or with another count of positions.
+bool ParseEventPositions(std::string_view text, size_t channels, std::vector<StreamPosition>* out);
+// The id of positions (the inverse).
+void AppendEventPositions(std::string& out, const std::vector<StreamPosition>& positions);
+
 // A publication push's inner object ({"channel":...,"pub":{"data":...,"offset":N}}) as a
 // fragment: false for any other push.
 struct Fragment {
@@ -63,18 +84,28 @@ struct Fragment {
 bool FragmentOf(std::string_view push, Fragment* out);
 // A publication object ({"data":...,"offset":N}) of a subscribe reply: false when it has no data.
 bool FragmentOfPublication(std::string_view publication, std::string_view channel, Fragment* out);
-// The event, with `id:` only when epoch is not empty.
+// The event, with `id: <epoch>:<offset>` only when epoch is not empty.
 void AppendFragmentEvent(std::string& out, const Fragment& f, std::string_view epoch);
+// The event with the id given (none when empty).
+void AppendFragmentEventWithId(std::string& out, const Fragment& f, std::string_view id);
+// The event a fragments stream sends when a channel's publications since the position it
+// was given cannot be replayed (history gone, another epoch): `event: unrecovered`, `data:
+// <channel>`, with the id given.
+void AppendUnrecoveredEvent(std::string& out, std::string_view channel, std::string_view id);
 
 // A form htmx's `ws-send` sent (a JSON object of the form's fields, and `HEADERS`): the
 // channel its `channel` field names, and the publication's data, the object without
 // `HEADERS`. False when it is not such an object.
 bool FormPublication(std::string_view message, std::string* channel, std::string* data);
 
-// A subscribe reply's result: its epoch and recovered publications (raw JSON objects).
+// A subscribe reply's result: its epoch, offset, whether it recovered, and the recovered
+// publications (raw JSON objects).
 struct SubscribeReplyView {
   uint32_t id = 0;
+  std::string channel;  // ParseConnectSubs: the subscription's channel
   std::string epoch;
+  uint64_t offset = 0;
+  bool recovered = false;
   std::vector<std::string> publications;
 };
 bool ParseSubscribeReply(std::string_view reply, SubscribeReplyView* out);
@@ -82,5 +113,7 @@ bool ParseSubscribeReply(std::string_view reply, SubscribeReplyView* out);
 // channel's epoch.
 bool ParseConnectEpochs(std::string_view connect_result,
                         std::vector<std::pair<std::string, std::string>>* out);
+// The same subscriptions with what each recovered.
+bool ParseConnectSubs(std::string_view connect_result, std::vector<SubscribeReplyView>* out);
 
 }  // namespace hermod::proto

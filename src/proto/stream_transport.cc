@@ -1,5 +1,6 @@
 #include "proto/stream_transport.h"
 
+#include <algorithm>
 #include <cassert>
 
 #include "proto/stream_format.h"
@@ -16,8 +17,10 @@ struct ChunkFramed final : FramedPush {
     if (chunk != nullptr) chunk->Unref();
   }
   net::Chunk* chunk = nullptr;  // null: nothing to send (a push this Format does not carry)
-  // Fragments: the epoch each channel's events were framed with.
+  // Fragments: the epoch each channel's events were framed with, and the events parsed (a
+  // stream of several channels writes its own ids: its positions in all of them).
   std::vector<std::pair<std::string, std::string>> epochs;
+  std::vector<Fragment> fragments;
 };
 
 ChunkFramed* ToFramed(std::string_view payload) {
@@ -58,7 +61,8 @@ thread_local const StreamTransport* framing_for = nullptr;
 
 std::string FragmentEvents(std::string_view json,
                            const std::function<std::string_view(std::string_view)>& epoch_of,
-                           std::vector<std::pair<std::string, std::string>>* used) {
+                           std::vector<std::pair<std::string, std::string>>* used,
+                           std::vector<Fragment>* fragments) {
   std::string out;
   Fragment f;
   ForEachJsonValue(json, [&](std::string_view value) {
@@ -67,6 +71,7 @@ std::string FragmentEvents(std::string_view json,
       const std::string_view epoch = epoch_of(f.channel);
       if (used != nullptr) used->emplace_back(f.channel, epoch);
       AppendFragmentEvent(out, f, epoch);
+      if (fragments != nullptr) fragments->push_back(f);
     }
     return true;
   });
@@ -77,9 +82,11 @@ std::function<std::string_view(std::string_view)> EpochLookup(const StreamTransp
 
 FramedPush* FrameFragments(std::string_view json) {
   std::vector<std::pair<std::string, std::string>> used;
-  const std::string events = FragmentEvents(json, EpochLookup(framing_for), &used);
+  std::vector<Fragment> fragments;
+  const std::string events = FragmentEvents(json, EpochLookup(framing_for), &used, &fragments);
   ChunkFramed* framed = ToFramed(events);
   framed->epochs = std::move(used);
+  framed->fragments = std::move(fragments);
   return framed;
 }
 
@@ -159,10 +166,14 @@ size_t StreamTransport::kind() const {
 }
 
 void StreamTransport::Start(std::string_view commands, std::vector<std::string> channels,
-                            std::string extra_headers) {
+                            std::string extra_headers, std::vector<StreamPosition> from) {
   assert(loop().InThisThread());
   channels_ = std::move(channels);
   extra_headers_ = std::move(extra_headers);
+  if (from.size() != channels_.size()) from.assign(channels_.size(), StreamPosition{});
+  positions_ = std::move(from);
+  recovering_.resize(positions_.size());
+  for (size_t i = 0; i < positions_.size(); ++i) recovering_[i] = positions_[i].known;
   session_.OnMessage(commands);
 }
 
@@ -196,6 +207,50 @@ void StreamTransport::Refuse(int status) {
   response += '\n';
   Send(response, {}, net::Lane::kFinal);
   CloseAfterFlush();
+}
+
+std::string StreamTransport::EventId() const {
+  std::string id;
+  AppendEventPositions(id, positions_);
+  return id;
+}
+
+void StreamTransport::Advance(std::string_view channel, uint64_t offset) {
+  for (size_t i = 0; i < channels_.size(); ++i) {
+    if (channels_[i] != channel) continue;
+    const std::string* epoch = EpochOf(channel);
+    if (epoch == nullptr || epoch->empty()) return;  // no history: no position
+    StreamPosition& p = positions_[i];
+    p.epoch = *epoch;
+    p.offset = offset;
+    p.known = true;
+    return;
+  }
+}
+
+void StreamTransport::Subscribed(size_t index, const SubscribeReplyView& reply, std::string& out) {
+  const std::string& channel = channels_[index];
+  epochs_.emplace_back(channel, reply.epoch);
+  Fragment f;
+  uint64_t last = 0;
+  for (const std::string& pub : reply.publications) {
+    if (!FragmentOfPublication(pub, channel, &f)) continue;
+    Advance(channel, f.offset);
+    last = f.offset;
+    AppendFragmentEventWithId(out, f, EventId());
+  }
+  StreamPosition& p = positions_[index];
+  if (reply.epoch.empty()) {
+    p = StreamPosition{};
+  } else {
+    p.epoch = reply.epoch;
+    p.offset = std::max(reply.offset, last);
+    p.known = true;
+  }
+  // Asked to recover from a position and could not (its history is gone, or the stream has
+  // another epoch): the page learns it, never a silent gap. Its id carries the new position.
+  if (recovering_[index] && !reply.recovered) AppendUnrecoveredEvent(out, channel, EventId());
+  recovering_[index] = false;
 }
 
 const std::string* StreamTransport::EpochOf(std::string_view channel) const {
@@ -244,18 +299,26 @@ net::SendStatus StreamTransport::SendReply(std::string_view json, net::Lane lane
     // events; an ended subscription (a missed publication, the API's unsubscribe) ends the
     // stream, and the browser's reconnect recovers from Last-Event-ID.
     if (u.kind == UniValue::kConnect) {
-      // The token's server-side subscriptions stream too: their epochs are in the result.
-      std::vector<std::pair<std::string, std::string>> epochs;
-      if (ParseConnectEpochs(u.body, &epochs)) {
-        for (auto& e : epochs) epochs_.push_back(std::move(e));
+      // The token's server-side subscriptions stream too: their epochs are in the result,
+      // and those the request named recovered from the connect's `subs`.
+      std::vector<SubscribeReplyView> subs;
+      if (ParseConnectSubs(u.body, &subs)) {
+        for (const SubscribeReplyView& sub : subs) {
+          const auto it = std::find(channels_.begin(), channels_.end(), sub.channel);
+          if (it == channels_.end()) {
+            epochs_.emplace_back(sub.channel, sub.epoch);
+          } else {
+            Subscribed(static_cast<size_t>(it - channels_.begin()), sub, out);
+          }
+        }
       }
     } else if (u.kind == UniValue::kPing) {
       out += ":\n\n";  // a comment: keeps proxies from timing the stream out
     } else if (u.kind == UniValue::kPush) {
       Fragment f;
       if (FragmentOf(u.body, &f)) {
-        const std::string* epoch = EpochOf(f.channel);
-        AppendFragmentEvent(out, f, epoch ? std::string_view(*epoch) : std::string_view());
+        Advance(f.channel, f.offset);
+        AppendFragmentEventWithId(out, f, EventId());
       } else if (u.body.find("\"unsubscribe\":") != std::string_view::npos) {
         end = true;
         return false;
@@ -267,12 +330,7 @@ net::SendStatus StreamTransport::SendReply(std::string_view json, net::Lane lane
         // with ids 2, 3, ... (app/server.cc).
         const size_t index = reply.id >= 2 ? reply.id - 2 : SIZE_MAX;
         if (index < channels_.size() && EpochOf(channels_[index]) == nullptr) {
-          const std::string& channel = channels_[index];
-          epochs_.emplace_back(channel, reply.epoch);
-          Fragment f;
-          for (const std::string& pub : reply.publications) {
-            if (FragmentOfPublication(pub, channel, &f)) AppendFragmentEvent(out, f, reply.epoch);
-          }
+          Subscribed(index, reply, out);
         }
       }
     }
@@ -308,15 +366,26 @@ net::SendStatus StreamTransport::SendPush(const PreparedPush& push, net::PushCla
     framing_for = this;
     framed = static_cast<const ChunkFramed*>(&push.framed(kFragmentsKind));
     framing_for = nullptr;
+    // The shared events fit a stream of one channel whose stream they were framed with
+    // (their id is that channel's epoch:offset); any other stream writes its own ids.
+    bool shared = channels_.size() == 1;
     for (const auto& [channel, epoch] : framed->epochs) {
       const std::string* mine = EpochOf(channel);
-      if (mine == nullptr || *mine != epoch) {
-        // Framed by a subscriber that saw another stream of the channel (a reset between
-        // two subscribes): this one's events carry its own epoch.
-        own.reset(ToFramed(FragmentEvents(push.json(), EpochLookup(this), nullptr)));
-        framed = own.get();
+      if (!shared || channel != channels_[0] || mine == nullptr || *mine != epoch) {
+        shared = false;
         break;
       }
+    }
+    if (shared) {
+      for (const Fragment& f : framed->fragments) Advance(f.channel, f.offset);
+    } else {
+      std::string events;
+      for (const Fragment& f : framed->fragments) {
+        Advance(f.channel, f.offset);
+        AppendFragmentEventWithId(events, f, EventId());
+      }
+      own.reset(ToFramed(events));
+      framed = own.get();
     }
   } else {
     framed = static_cast<const ChunkFramed*>(&push.framed(kind()));

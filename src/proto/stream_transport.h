@@ -24,6 +24,7 @@
 
 #include "proto/client_session.h"
 #include "proto/prepared_push.h"
+#include "proto/stream_format.h"
 #include "proto/transport.h"
 
 namespace hermod::proto {
@@ -44,8 +45,10 @@ class StreamTransport final : public net::Connection, public Transport {
   // fragments the subscribes, ids 2, 3, ... in the order of channels); the response starts
   // with their answers.
   // extra_headers: complete "Name: value\r\n" lines for the response head (CORS).
+  // from (fragments): each channel's position from Last-Event-ID (empty, or one per channel);
+  // a channel given one that its subscribe does not recover gets an `unrecovered` event.
   void Start(std::string_view commands, std::vector<std::string> channels = {},
-             std::string extra_headers = {});
+             std::string extra_headers = {}, std::vector<StreamPosition> from = {});
   // Fragments: a channel's epoch once its subscribe is answered; null before.
   const std::string* EpochOf(std::string_view channel) const;
 
@@ -72,11 +75,23 @@ class StreamTransport final : public net::Connection, public Transport {
   void StartResponse();
   // Ends the stream before the head: an HTTP error status.
   void Refuse(int status);
+  // Fragments: the channel at index was subscribed (its subscribe reply, or the connect's
+  // server-side subscription): its recovered publications and, when it was asked to recover
+  // and could not, the `unrecovered` event, into out.
+  void Subscribed(size_t index, const SubscribeReplyView& reply, std::string& out);
+  // Fragments: a publication of channel at offset is being sent (its position moves).
+  void Advance(std::string_view channel, uint64_t offset);
+  // Fragments: the id of the next event, the positions of every channel asked for.
+  std::string EventId() const;
 
   Format format_;
   bool started_ = false;
   bool ended_ = false;
   std::vector<std::string> channels_;  // fragments: the channels asked for
+  // Fragments: each asked channel's position as of the last event sent, and whether the
+  // request gave one (the channel recovers from it).
+  std::vector<StreamPosition> positions_;
+  std::vector<bool> recovering_;
   std::string extra_headers_;
   // Fragments: each channel's epoch, from its subscribe reply (the `id:` of its events).
   std::vector<std::pair<std::string, std::string>> epochs_;

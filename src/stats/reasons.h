@@ -18,12 +18,13 @@ namespace hermod::stats {
 // Refusals of a connection or a command, counted on the loop that refused (GuardStats).
 enum class Refusal : uint8_t {
   // A connection refused: hermod_connections_rejected_total{reason}.
-  kCapacity,   // 503 at the upgrade: client_connection_limit
-  kNodeRate,   // 503 at the upgrade: client_connection_rate_limit
-  kIpLimit,    // 429 at the upgrade: admission.ip_connection_limit
-  kIpRate,     // 429 at the upgrade: admission.ip_connection_rate
-  kSoftLimit,  // 111 to a connect without a recovery position in the soft band
-  kUserLimit,  // disconnect 3504: client_user_connection_limit
+  kCapacity,        // 503 at the upgrade: client_connection_limit
+  kNodeRate,        // 503 at the upgrade: client_connection_rate_limit
+  kIpLimit,         // 429 at the upgrade: admission.ip_connection_limit
+  kIpRate,          // 429 at the upgrade: admission.ip_connection_rate
+  kSoftLimit,       // 111 to a connect without a recovery position in the soft band
+  kUserLimit,       // disconnect 3504: client_user_connection_limit
+  kBadLastEventId,  // 400 to a fragments stream whose Last-Event-ID is malformed
   // A command answered 111: hermod_client_commands_rate_limited_total{kind}, by the bucket
   // that refused it (core::CommandKind's, then the total bucket, then a namespace's
   // publish_rate_limit).
@@ -55,6 +56,7 @@ inline constexpr std::array<RefusalRow, static_cast<size_t>(Refusal::kCount)> kR
     {RefusalFamily::kConnection, "ip_rate", 429},
     {RefusalFamily::kConnection, "soft_limit", 111},
     {RefusalFamily::kConnection, "user_limit", 3504},
+    {RefusalFamily::kConnection, "bad_last_event_id", 400},
     {RefusalFamily::kCommand, "publish", 111},
     {RefusalFamily::kCommand, "subscribe", 111},
     {RefusalFamily::kCommand, "history", 111},

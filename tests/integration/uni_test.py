@@ -95,6 +95,52 @@ class CurlStream:
         self.proc.stdout.close()
 
 
+class EventSourceLike:
+    """An EventSource as the HTML spec reads a stream (fields, `id` kept across events, events
+    dispatched at a blank line, comments ignored), reconnecting with the Last-Event-ID it was
+    last given. Over curl -N; events taken with a deadline."""
+
+    def __init__(self, test, url):
+        self.test = test
+        self.url = url
+        self.last_event_id = ""
+        self.stream = None
+
+    def connect(self):
+        args = [self.url]
+        if self.last_event_id:
+            args = ["-H", "Last-Event-ID: " + self.last_event_id] + args
+        self.stream = CurlStream(self.test, args)
+        status, _ = self.stream.head()
+        return status
+
+    def close(self):
+        self.stream.stop()
+
+    def event(self):
+        """The next dispatched event as (type, data)."""
+        kind, data, pending_id = "message", [], None
+        while True:
+            line = self.stream.line()
+            if line == "":
+                if pending_id is not None:
+                    self.last_event_id = pending_id
+                if data:
+                    return kind, "\n".join(data)
+                kind, pending_id = "message", None
+                continue
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "event":
+                kind = value
+            elif name == "data":
+                data.append(value)
+            elif name == "id" and "\0" not in value:
+                pending_id = value
+
+
 class UniTest(h.HermodTestCase):
     def setUp(self):
         self.server = self.start_server(CONFIG, workers=2, echo=False)
@@ -211,16 +257,84 @@ class UniTest(h.HermodTestCase):
         s.stop()
         # One event's fields, with two data lines for the two lines of HTML.
         self.assertEqual(news["event"], "news")
-        epoch, offset = news["id"].split(":")
-        self.assertEqual(offset, "1")
+        # The id: both channels' positions, in the URL's order.
+        (epoch, offset), (sport_epoch, sport_offset) = [
+            p.split(":") for p in dict(fields)["id"].split(",")]
+        self.assertEqual((offset, sport_offset), ("1", "1"))
+        self.assertEqual(news["id"], "%s:1,%s:0" % (epoch, sport_epoch))
         self.publish("news", "<li>c</li>")
         self.publish("news", "<li>d</li>")
-        again = CurlStream(self, ["-H", "Last-Event-ID: %s:%s" % (epoch, offset), url])
+        again = CurlStream(self, ["-H", "Last-Event-ID: " + dict(fields)["id"], url])
         self.assertEqual(again.head()[0], 200)
         replayed = [self.sse_events(again) for _ in range(2)]
         self.assertEqual([dict(e)["data"] for e in replayed], ["<li>c</li>", "<li>d</li>"])
         self.assertEqual([dict(e)["id"] for e in replayed],
-                         ["%s:2" % epoch, "%s:3" % epoch])
+                         ["%s:2,%s:1" % (epoch, sport_epoch), "%s:3,%s:1" % (epoch, sport_epoch)])
+
+    def test_fragments_reconnect_recovers_every_channel(self):
+        channels = ["news", "sport", "weather"]
+        url = (self.url + "/connection/fragments?" + "&".join("channel=" + c for c in channels)
+               + "&token=" + token("reader", ()))
+        es = EventSourceLike(self, url)
+        self.assertEqual(es.connect(), 200)
+        for c in channels:
+            self.publish(c, "%s-live" % c)
+        self.assertEqual([es.event() for _ in channels], [(c, c + "-live") for c in channels])
+        # The id names every channel's position, in the request's order.
+        positions = es.last_event_id.split(",")
+        self.assertEqual(len(positions), 3)
+        self.assertEqual([p.split(":")[1] for p in positions], ["1", "1", "1"])
+        es.close()
+        # Away: publications land on every channel, interleaved.
+        away = [("news", "n2"), ("sport", "s2"), ("sport", "s3"), ("weather", "w2"),
+                ("news", "n3"), ("sport", "s4")]
+        for c, d in away:
+            self.publish(c, d)
+        self.assertEqual(es.connect(), 200)
+        got = [es.event() for _ in away]
+        for c in channels:
+            self.assertEqual([d for k, d in got if k == c], [d for k, d in away if k == c], c)
+        # Exactly once: the next events are live ones, nothing replayed twice.
+        for c in channels:
+            self.publish(c, c + "-after")
+        self.assertEqual([es.event() for _ in channels], [(c, c + "-after") for c in channels])
+        self.assertEqual([p.split(":")[1] for p in es.last_event_id.split(",")], ["4", "5", "3"])
+        es.close()
+        # A channel whose position cannot be recovered (another epoch) is told, never skipped
+        # silently; the others still recover.
+        self.publish("news", "n5")
+        self.publish("sport", "s6")
+        parts = es.last_event_id.split(",")
+        parts[1] = "stale:5"
+        es.last_event_id = ",".join(parts)
+        self.assertEqual(es.connect(), 200)
+        got = [es.event() for _ in range(2)]
+        self.assertIn(("news", "n5"), got)
+        self.assertIn(("unrecovered", "sport"), got)
+        # Its new position is the stream's top: the next reconnect recovers it again.
+        self.assertEqual(es.last_event_id.split(",")[1].split(":")[1], "6")
+        es.close()
+
+    def test_fragments_bad_last_event_id(self):
+        frag = "/connection/fragments?channel=news&channel=sport&token=" + token("reader", ())
+
+        def get(last):
+            return h.http_exchange(self.server.port, (
+                "GET %s HTTP/1.1\r\nHost: x\r\nLast-Event-ID: %s\r\n\r\n"
+                % (frag, last)).encode()).status
+
+        before = g.metric(self.server.port, "hermod_connections_rejected_total",
+                          reason="bad_last_event_id")
+        self.assertEqual(get("a:1,b:2,c:3"), 400)  # more positions than channels
+        self.assertEqual(get("a:1,b:x"), 400)
+        self.assertEqual(get(",".join(["e" * 64 + ":1"] * 100)), 400)  # over the bound
+        self.assertEqual(g.metric(self.server.port, "hermod_connections_rejected_total",
+                                  reason="bad_last_event_id"), before + 3)
+        # More channels than an id has room for: refused before any stream.
+        many = "&".join("channel=c%d" % i for i in range(100))
+        self.assertEqual(h.http_exchange(self.server.port, (
+            "GET /connection/fragments?%s&token=%s HTTP/1.1\r\nHost: x\r\n\r\n"
+            % (many, token("reader", ()))).encode()).status, 400)
 
     def test_fragments_multiline_data(self):
         # The token's `channels` already has news: its server-side subscription streams.

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "http/request.h"
 #include "json/syntax.h"
@@ -46,8 +47,28 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (ParseLastEventId(input, &epoch, &offset)) {
     if (epoch.empty() || epoch.find(':') != std::string::npos) std::abort();
   }
+  // A parsed Last-Event-ID of several channels written back parses to the same positions.
+  std::vector<StreamPosition> positions;
+  const size_t channels = 1 + input.size() % 4;
+  if (ParseEventPositions(input, channels, &positions)) {
+    if (positions.size() != channels) std::abort();
+    std::string id;
+    AppendEventPositions(id, positions);
+    std::vector<StreamPosition> again;
+    if (input.find(',') != std::string_view::npos) {
+      if (!ParseEventPositions(id, channels, &again)) std::abort();
+      for (size_t i = 0; i < channels; ++i) {
+        if (again[i].known != positions[i].known || again[i].epoch != positions[i].epoch ||
+            again[i].offset != positions[i].offset) {
+          std::abort();
+        }
+      }
+    }
+  }
   SubscribeReplyView reply;
   (void)ParseSubscribeReply(input, &reply);
+  std::vector<SubscribeReplyView> subs;
+  (void)ParseConnectSubs(input, &subs);
   std::string line;
   AppendJsonLine(line, input);
   if (line.find('\n') != line.size() - 1) std::abort();

@@ -5,7 +5,8 @@
 //   htmx:        an htmx page (htmx.org and htmx-ext-sse from npm) on /connection/fragments:
 //                a fragment published through the API appears in the DOM; after hermod cuts
 //                the page's stream (the API's disconnect), fragments published meanwhile
-//                appear too (EventSource's reconnect sends Last-Event-ID; hermod replays).
+//                appear too, on both of the page's channels (EventSource's reconnect sends
+//                Last-Event-ID, the positions of both; hermod replays each).
 //   htmxws:      an htmx page with htmx-ext-ws on /connection/fragments/websocket: a fragment
 //                published through the API is swapped into the DOM, and a form sent with
 //                ws-send becomes a publication to the channel it names (seen by a uni_websocket
@@ -111,17 +112,20 @@ const scripts = {
 };
 
 function htmxPage() {
-  const url = `/connection/fragments?channel=news&token=${encodeURIComponent(token)}`;
+  const url = `/connection/fragments?channel=news&channel=sport&token=${encodeURIComponent(token)}`;
   return `<!doctype html><html><head><script src="/js/htmx.min.js"></script>
 <script src="/js/sse.js"></script></head>
-<body><ul id="list" hx-ext="sse" sse-connect="${url}" sse-swap="news" hx-swap="beforeend">
-</ul></body></html>`;
+<body><div hx-ext="sse" sse-connect="${url}">
+<ul id="list" sse-swap="news" hx-swap="beforeend"></ul>
+<ul id="sport" sse-swap="sport" hx-swap="beforeend"></ul></div></body></html>`;
 }
 
 async function htmxFragments(page) {
-  const items = () => page.$$eval('#list li', (lis) => lis.map((li) => li.textContent));
-  const waitItems = (n) => page.waitForFunction(
-      (count) => document.querySelectorAll('#list li').length >= count, n, {timeout: 20000});
+  const items = (list = 'list') =>
+    page.$$eval(`#${list} li`, (lis) => lis.map((li) => li.textContent.trim()));
+  const waitItems = (n, list = 'list') => page.waitForFunction(
+      ([count, id]) => document.querySelectorAll(`#${id} li`).length >= count, [n, list],
+      {timeout: 20000});
   const opened = page.waitForEvent('response', (r) => r.url().includes('/connection/fragments'));
   await page.goto(`${base}/htmx-test`);
   await opened;
@@ -129,22 +133,30 @@ async function htmxFragments(page) {
   await api('publish', {channel: 'news', data: '<li class="item">first</li>'});
   await waitItems(1);
   assert.deepEqual(await items(), ['first']);
+  await api('publish', {channel: 'sport', data: '<li>s1</li>'});
+  await waitItems(1, 'sport');
   // Cut the page's stream (every connection of the user), publish while it reconnects.
   const reconnected = page.waitForEvent(
       'request', (r) => r.url().includes('/connection/fragments'));
   await api('disconnect', {user: 'htmx-user'});
   await api('publish', {channel: 'news', data: '<li class="item">second</li>'});
+  await api('publish', {channel: 'sport', data: '<li>s2</li>'});
   await api('publish', {channel: 'news', data: '<li class="item">third\n</li>'});
+  await api('publish', {channel: 'sport', data: '<li>s3</li>'});
   // Both are published while the page has no stream (the browser retries after the 1 s the
   // stream's `retry:` asked for), so only the replay from Last-Event-ID can bring them (its
   // header is added below what playwright reports; the curl test checks it byte for byte).
   await reconnected;
+  // Every channel's, not only the one the last event was of (the id holds both positions).
   await waitItems(3);
-  assert.deepEqual((await items()).map((s) => s.trim()), ['first', 'second', 'third']);
+  await waitItems(3, 'sport');
+  assert.deepEqual(await items(), ['first', 'second', 'third']);
+  assert.deepEqual(await items('sport'), ['s1', 's2', 's3']);
   // And live again after the reconnect.
   await api('publish', {channel: 'news', data: '<li class="item">fourth</li>'});
   await waitItems(4);
-  assert.deepEqual((await items()).map((s) => s.trim()), ['first', 'second', 'third', 'fourth']);
+  assert.deepEqual(await items(), ['first', 'second', 'third', 'fourth']);
+  assert.deepEqual(await items('sport'), ['s1', 's2', 's3']);
 }
 
 function htmxWsPage() {

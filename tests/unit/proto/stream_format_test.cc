@@ -79,6 +79,38 @@ TEST(StreamFormat, LastEventId) {
   EXPECT_FALSE(ParseLastEventId(std::string(65, 'e') + ":1", &epoch, &offset));
 }
 
+TEST(StreamFormat, EventPositionsOfEveryChannel) {
+  std::vector<StreamPosition> p;
+  // One position without a comma: every channel's (a one-channel stream's id).
+  ASSERT_TRUE(ParseEventPositions("E:4", 3, &p));
+  ASSERT_EQ(p.size(), 3u);
+  EXPECT_TRUE(p[2].known);
+  EXPECT_EQ(p[2].epoch, "E");
+  EXPECT_EQ(p[2].offset, 4u);
+  ASSERT_TRUE(ParseEventPositions("A:1,,C:30", 3, &p));
+  EXPECT_EQ(p[0].epoch, "A");
+  EXPECT_FALSE(p[1].known);
+  EXPECT_EQ(p[2].offset, 30u);
+  std::string id;
+  AppendEventPositions(id, p);
+  EXPECT_EQ(id, "A:1,,C:30");
+  EXPECT_FALSE(ParseEventPositions("A:1,B:2", 3, &p));      // another count of channels
+  EXPECT_FALSE(ParseEventPositions("A:1,B:2,C:3,D:4", 3, &p));
+  EXPECT_FALSE(ParseEventPositions("A:1,B:x,C:3", 3, &p));  // a malformed position
+  EXPECT_FALSE(ParseEventPositions(",", 3, &p));
+  EXPECT_FALSE(ParseEventPositions("", 1, &p));
+  // The bound: the longest id of the most channels hermod streams fits; one byte more not.
+  std::string longest;
+  std::vector<StreamPosition> most(kMaxLastEventIdBytes / kMaxPositionBytes,
+                                   StreamPosition{std::string(64, 'e'), UINT64_MAX, true});
+  AppendEventPositions(longest, most);
+  EXPECT_LE(longest.size(), kMaxLastEventIdBytes);
+  ASSERT_TRUE(ParseEventPositions(longest, most.size(), &p));
+  EXPECT_EQ(p.size(), most.size());
+  EXPECT_FALSE(ParseEventPositions(std::string(kMaxLastEventIdBytes + 1, ','),
+                                   kMaxLastEventIdBytes + 2, &p));
+}
+
 TEST(StreamFormat, FragmentEventsSendDataVerbatim) {
   Fragment f;
   ASSERT_TRUE(FragmentOf(
@@ -96,6 +128,8 @@ TEST(StreamFormat, FragmentEventsSendDataVerbatim) {
       &reply));
   EXPECT_EQ(reply.id, 3u);
   EXPECT_EQ(reply.epoch, "E");
+  EXPECT_EQ(reply.offset, 9u);
+  EXPECT_FALSE(reply.recovered);
   ASSERT_EQ(reply.publications.size(), 2u);
   ASSERT_TRUE(FragmentOfPublication(reply.publications[1], "c", &f));
   EXPECT_EQ(f.data, "y");
