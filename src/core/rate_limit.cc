@@ -74,6 +74,20 @@ CommandLimiter::Verdict CommandLimiter::Check(const CommandRateLimits& limits, C
   return ++rejections_ >= limits.disconnect_after ? Verdict::kAbuse : Verdict::kReject;
 }
 
+uint64_t CommandLimiter::FreshInMs(const CommandRateLimits& limits, uint64_t now_ms) {
+  uint64_t ms = total_.FullInMs(limits.total, now_ms);
+  for (size_t i = 0; i < kCommandKinds; ++i) {
+    ms = std::max(ms, kinds_[i].FullInMs(limits.kinds[i], now_ms));
+  }
+  if (rejections_ != 0) {
+    const uint32_t elapsed = static_cast<uint32_t>(now_ms) - window_start_ms_;
+    if (elapsed < limits.disconnect_window_ms) {
+      ms = std::max<uint64_t>(ms, limits.disconnect_window_ms - elapsed);
+    }
+  }
+  return ms;
+}
+
 bool LogThrottle::Allow(uint64_t now_ms, uint64_t* suppressed) {
   if (now_ms < next_ms_) {
     ++suppressed_;

@@ -89,9 +89,16 @@ struct CommandRateLimits {
   uint32_t disconnect_window_ms = 10000;
 
   const RateLimit& For(CommandKind kind) const { return kinds[static_cast<size_t>(kind)]; }
+  // Any bucket on (else a command never needs a limiter).
+  bool enabled() const {
+    bool on = total.enabled();
+    for (const RateLimit& k : kinds) on = on || k.enabled();
+    return on;
+  }
 };
 
-// One per client connection, on its loop: 56 bytes.
+// One per client connection that owes tokens, on its loop: 56 bytes, held only while it
+// differs from a new one (proto::CommandGuard drops it once FreshInMs says 0).
 class CommandLimiter {
  public:
   enum class Verdict : uint8_t {
@@ -103,6 +110,9 @@ class CommandLimiter {
   // than the kind's own.
   Verdict Check(const CommandRateLimits& limits, CommandKind kind, uint64_t now_ms,
                 bool* by_total = nullptr);
+  // Milliseconds until this limiter is as good as a new one: every bucket repaid and no
+  // refusal counted in an open window (0: it is now).
+  uint64_t FreshInMs(const CommandRateLimits& limits, uint64_t now_ms);
 
  private:
   TokenBucket total_;

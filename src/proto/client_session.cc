@@ -61,28 +61,28 @@ ClientSession::ClientSession(Transport& transport, ClientContext& context)
     : transport_(transport), context_(context) {
   assert(loop().InThisThread());
   if (context_.options.stale_close_ms > 0) {
-    stale_deadline_ms_ = loop().now_ms() + context_.options.stale_close_ms;
+    stale_ = true;
+    stale_or_pong_ = static_cast<uint32_t>(loop().now_ms() + context_.options.stale_close_ms);
   }
   ScheduleKeepalive();
 }
 
 ClientSession::~ClientSession() {
   assert(loop().InThisThread());
-  loop().timers().Cancel(keepalive());
   UnsubscribeAll();
   ReleaseAdmission();
 }
 
 void ClientSession::OnTransportClosed() {
   assert(loop().InThisThread());
-  loop().timers().Cancel(keepalive());
+  transport_.SetSessionTimer(Transport::kNoSessionTimer);
   UnsubscribeAll();
   ReleaseAdmission();
 }
 
 void ClientSession::OnMissed(core::Subscription& missed) {
   auto& s = static_cast<ClientSubscription&>(missed);
-  ClientSession& client = *s.session;
+  ClientSession& client = s.transport->client_session();
   assert(client.loop().InThisThread());
   client.LogMissed(s);
   if (s.server_side) {
@@ -150,7 +150,7 @@ void ClientSession::Disconnect(proto::Disconnect reason) {
                "client {} (user \"{}\"): disconnect {} {}", client_id(), user_, reason.code,
                reason.reason);
   }
-  loop().timers().Cancel(keepalive());
+  transport_.SetSessionTimer(Transport::kNoSessionTimer);
   UnsubscribeAll();
   transport_.Close(reason);
 }
@@ -241,8 +241,11 @@ bool ClientSession::Handle(const Command& c) {
   if (!reply_->empty()) *reply_ += '\n';
   const size_t before = reply_->size();
   if (connected_) {
+    const bool had_limiter = guard_.holds_limiter();
     const CommandGuard::Verdict verdict =
         guard_.CheckCommand(c, loop(), context_.options.rate_limits, client_id(), user_);
+    // A new limiter is dropped by the keepalive timer once repaid.
+    if (!had_limiter && guard_.holds_limiter()) ScheduleKeepalive();
     if (verdict.kind != CommandGuard::Verdict::kPass) {
       Refuse(c, verdict);
       if (reply_->size() == before && before > 0) reply_->pop_back();
@@ -388,7 +391,7 @@ void ClientSession::CompleteConnect(const Command& c, auth::TokenClaims claims,
   }
 
   const uint64_t ping = context_.options.ping_interval_ms;
-  next_ping_ms_ = ping > 0 ? loop().now_ms() + ping : 0;
+  if (ping > 0) SetNextPing(loop().now_ms() + ping);
   ScheduleKeepalive();
   const bool later = std::any_of(results.begin(), results.end(),
                                  [](const core::Hub::SubscribeResult& r) { return r.pending; });
@@ -511,7 +514,7 @@ void ClientSession::AddServerSubscription(const Command& c, std::string_view cha
   const size_t room = ReplyRoom();
   // An engine that recovers later answers through the loop (ConnectRecovered).
   core::Hub::SubscribeDone later;
-  uint64_t recovery = 0;
+  uint32_t recovery = 0;
   if (recoverable && recover && !context_.hub.history_inline()) {
     recovery = ++rare().recoveries;
     later = Later<core::Hub::SubscribeResult>(
@@ -582,7 +585,6 @@ core::Hub::SubscribeResult ClientSession::AddSubscription(
   auto subscription = std::make_unique<ClientSubscription>();
   subscription->connection = &transport_.connection();
   subscription->transport = &transport_;
-  subscription->session = this;
   subscription->channel = std::string(channel);
   subscription->options = overridden ? overridden.get() : &options;
   if (overridden) subscription->rare_state().overridden = std::move(overridden);
@@ -695,7 +697,7 @@ void ClientSession::SubscribeAllowed(const SubscribeAsk& ask,
   // An engine that recovers later answers through the loop (the memory engine never does),
   // and so does a cluster node whose subscription to the channel is on its way to NATS.
   core::Hub::SubscribeDone later;
-  uint64_t recovery = 0;
+  uint32_t recovery = 0;
   // A subscription the server refreshes tells the client no ttl: it has nothing to refresh.
   const int64_t reply_expires = ask.refresh_by_proxy ? 0 : expires_at;
   const bool was_recovering = recoverable && ask.recover;

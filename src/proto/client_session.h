@@ -17,11 +17,11 @@
 // Keepalive is the protocol's, not RFC 6455's: every ping_interval the server sends `{}`;
 // the connect result says `"pong": true`, so the client answers `{}`, and a client silent for
 // pong_timeout after a ping is disconnected with 3012. One timer covers the stale deadline
-// (no connect), pings, the pong deadline and token expiry (keepalive.cc). It is a TimerNode
-// in the session, which lives inside its transport's object (the Connection's own timer
-// belongs to the transport), so it costs no allocation. The command parser and the reply buffer are
-// per thread (per loop), not per connection: an idle client holds its id, its user and its
-// subscriptions, nothing more. Both are released after a message that grew them past
+// (no connect), pings, the pong deadline, token expiry and dropping a repaid rate limiter
+// (keepalive.cc). The transport keeps it (Transport::SetSessionTimer): a WebSocket's is its
+// connection's own timer, so it costs no node and no allocation. The command parser and the reply
+// buffer are per thread (per loop), not per connection: an idle client holds its id, its user and
+// its subscriptions, nothing more. Both are released after a message that grew them past
 // kScratchKeepBytes, and what one message's replies may hold is bounded by the connection's write
 // budget (ReplyRoom), so a message of 50 large history commands cannot pin a gigabyte.
 #pragma once
@@ -32,6 +32,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <new>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -73,8 +74,7 @@ struct ClientContext {
   std::optional<std::string> personal_namespace;
 };
 
-// Private TimerNode: the keepalive timer (OnTimer).
-class ClientSession final : private net::TimerNode {
+class ClientSession final {
  public:
   // Called by the transport's constructor (on its loop): the stale deadline starts.
   ClientSession(Transport& transport, ClientContext& context);
@@ -114,10 +114,15 @@ class ClientSession final : private net::TimerNode {
   // client sends nothing after its connect, so the connect result says no pong and none is
   // awaited.
   void SetUnidirectional() { unidirectional_ = true; }
+  // The bytes one subscription holds in its own allocation (the per-connection memory
+  // bound's test, websocket_transport_test).
+  static constexpr size_t SubscriptionBytes();
+  // From the transport: the session timer (Transport::SetSessionTimer) is due.
+  void OnKeepalive();
 
  private:
+  // Its session is transport->client_session() (no pointer of its own: 8 bytes).
   struct ClientSubscription : TransportSubscription {
-    ClientSession* session = nullptr;
     std::string channel;
     const config::ChannelOptions* options;
     int64_t expires_at = 0;    // subscription token's expiry (wall clock s); 0: never
@@ -127,8 +132,9 @@ class ClientSession final : private net::TimerNode {
     // namespace with proxy_sub_refresh), not the client's (the call out: Rare).
     bool refresh_by_proxy = false;
     // Non-zero while its subscribe reply waits for the history engine's recovery: which
-    // one (a subscription made again for the channel meanwhile has another).
-    uint64_t recovery = 0;
+    // one (a subscription made again for the channel meanwhile has another). 32 bits, in
+    // the flags' padding (Rare::recoveries counts them).
+    uint32_t recovery = 0;
     // What only some subscriptions have, in an allocation made on first use: a plain
     // subscription is 40 bytes smaller without it (docs/benchmarks.md).
     struct Rare {
@@ -146,10 +152,6 @@ class ClientSession final : private net::TimerNode {
     }
     uint64_t sub_refresh_call() const { return rare ? rare->sub_refresh_call : 0; }
   };
-  // The keepalive timer (the session is its own timer node: 8 bytes less than a member
-  // node pointing back at it).
-  void OnTimer() override { OnKeepalive(); }
-  net::TimerNode* keepalive() { return this; }
 
   size_t queued_bytes() const { return transport_.queued_bytes(); }
   bool closing() const { return transport_.closing(); }
@@ -166,7 +168,6 @@ class ClientSession final : private net::TimerNode {
   std::string Info(const ClientSubscription* s = nullptr) const;
   // One throttled log line per loop and second for a missed push, with its channel.
   void LogMissed(const ClientSubscription& s);
-  void OnKeepalive();
   void ScheduleKeepalive();
 
   // Each appends its reply to reply_; Handle returns false once the client is disconnected.
@@ -316,14 +317,6 @@ class ClientSession final : private net::TimerNode {
 
   Transport& transport_;
   ClientContext& context_;
-  bool connected_ = false;
-  bool disconnected_ = false;
-  bool awaiting_pong_ = false;
-  bool unidirectional_ = false;
-  bool counted_ = false;  // in context_.registry
-  uint64_t stale_deadline_ms_ = 0;
-  uint64_t next_ping_ms_ = 0;
-  uint64_t pong_deadline_ms_ = 0;
   uint64_t expire_ms_ = 0;  // connection token expiry; 0: never
   // The client id (a UUID), kept in the session: a std::string would allocate 48 bytes more.
   class ClientId {
@@ -343,6 +336,35 @@ class ClientSession final : private net::TimerNode {
     uint8_t size_ = 0;
   };
   ClientId client_id_;
+  // The flags (one bit each) and the 32-bit times follow the client id's 37 bytes, in what
+  // would be its padding: every 16 bytes of the transport object is a malloc size class
+  // (docs/benchmarks.md).
+  bool connected_ : 1 = false;
+  bool disconnected_ : 1 = false;
+  bool awaiting_pong_ : 1 = false;
+  bool unidirectional_ : 1 = false;
+  bool counted_ : 1 = false;  // in context_.registry
+  bool stale_ : 1 = false;    // before connect: stale_or_pong_ is the stale deadline
+  bool pinging_ : 1 = false;  // next_ping_ is set
+  // Backend proxies: a connect waiting for the connect proxy, whether the refresh proxy
+  // decides this connection's expiry (it was connected by the proxy).
+  bool connecting_ : 1 = false;
+  bool refresh_by_proxy_ : 1 = false;
+  bool refreshing_ : 1 = false;
+  uint32_t proxy_in_flight_ = 0;  // backend proxy calls out now
+  // Times on the loop's clock mod 2^32, each less than 2^31 ms ahead (config bounds):
+  // before connect the stale deadline (stale_), after it the pong deadline (while
+  // awaiting_pong_), never both in use; the next ping (pinging_).
+  uint32_t stale_or_pong_ = 0;
+  uint32_t next_ping_ = 0;
+  static uint64_t Unwrap(uint32_t t, uint64_t now) {
+    const auto ahead = static_cast<int32_t>(t - static_cast<uint32_t>(now));
+    return now + static_cast<uint64_t>(static_cast<int64_t>(ahead));
+  }
+  void SetNextPing(uint64_t ms) {
+    pinging_ = true;
+    next_ping_ = static_cast<uint32_t>(ms);
+  }
   std::string user_;
   std::string* reply_ = nullptr;  // the loop's reply buffer while a message is handled
   // The subscriptions, with room for one inside: most connections hold one or none, and a
@@ -350,14 +372,14 @@ class ClientSession final : private net::TimerNode {
   class Subscriptions {
    public:
     using Ptr = std::unique_ptr<ClientSubscription>;
-    Subscriptions() = default;
+    Subscriptions() { new (&one_) Ptr(); }
     Subscriptions(const Subscriptions&) = delete;
     Subscriptions& operator=(const Subscriptions&) = delete;
     ~Subscriptions() {
       clear();
-      delete[] heap_;
+      Free();
     }
-    Ptr* begin() { return heap_ != nullptr ? heap_ : &one_; }
+    Ptr* begin() { return capacity_ > 1 ? heap_ : &one_; }
     Ptr* end() { return begin() + size_; }
     size_t size() const { return size_; }
     Ptr& back() { return begin()[size_ - 1]; }
@@ -375,34 +397,38 @@ class ClientSession final : private net::TimerNode {
     }
 
    private:
+    void Free() {
+      if (capacity_ > 1) {
+        delete[] heap_;
+      } else {
+        one_.~Ptr();
+      }
+    }
     void Grow() {
       const uint32_t capacity = capacity_ * 2;
       Ptr* heap = new Ptr[capacity];
       std::move(begin(), end(), heap);
-      delete[] heap_;
+      Free();
       heap_ = heap;
       capacity_ = capacity;
     }
-    Ptr* heap_ = nullptr;  // null: the one inside
+    // capacity_ 1: the one inside (one_); more: heap_. 16 bytes in all.
+    union {
+      Ptr one_;
+      Ptr* heap_;
+    };
     uint32_t size_ = 0;
     uint32_t capacity_ = 1;
-    Ptr one_;
   };
   Subscriptions subscriptions_;
   CommandGuard guard_;
-  // Backend proxies: the calls out now, a connect waiting for the connect proxy, whether the
-  // refresh proxy decides this connection's expiry (it was connected by the proxy).
-  uint32_t proxy_in_flight_ = 0;
-  bool connecting_ = false;
-  bool refresh_by_proxy_ = false;
-  bool refreshing_ = false;
   // What only some connections need (backend proxies, store engines that answer later, a
   // token's conn_info), in
   // an allocation of its own made on first use: a plain connection is smaller without it
   // (docs/benchmarks.md, "Memory per connection with one subscription").
   struct Rare {
     std::shared_ptr<const void> alive;                // see Later
-    uint64_t recoveries = 0;                          // ClientSubscription::recovery's last value
+    uint32_t recoveries = 0;                          // ClientSubscription::recovery's last value
     std::vector<std::string> proxy_headers;           // forwarded to the backend proxies
     std::vector<std::string> pending_subscribes;      // waiting for the subscribe proxy
     std::unique_ptr<PendingConnect> pending_connect;  // while a connect waits for recoveries
@@ -416,6 +442,29 @@ class ClientSession final : private net::TimerNode {
   }
   size_t pending_subscribe_count() const { return rare_ ? rare_->pending_subscribes.size() : 0; }
   std::unique_ptr<Rare> rare_;
+};
+
+constexpr size_t ClientSession::SubscriptionBytes() { return sizeof(ClientSubscription); }
+
+// The session timer of a transport that has no timer to share (Transport::SetSessionTimer):
+// a node of its own. Declared before the session it serves (the session sets it when it is
+// made).
+class SessionTimer final : private net::TimerNode {
+ public:
+  SessionTimer(net::Loop& loop, ClientSession& session) : loop_(loop), session_(session) {}
+  ~SessionTimer() override { loop_.timers().Cancel(this); }
+  SessionTimer(const SessionTimer&) = delete;
+  SessionTimer& operator=(const SessionTimer&) = delete;
+  void Set(uint64_t due_ms) {
+    if (due_ms == Transport::kNoSessionTimer) return loop_.timers().Cancel(this);
+    const uint64_t now = loop_.now_ms();
+    loop_.timers().Schedule(this, due_ms > now ? due_ms - now : 0);
+  }
+
+ private:
+  void OnTimer() override { session_.OnKeepalive(); }
+  net::Loop& loop_;
+  ClientSession& session_;
 };
 
 }  // namespace hermod::proto

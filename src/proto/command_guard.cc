@@ -24,17 +24,18 @@ GuardLogs& Scratch() {
 }  // namespace
 
 void CommandGuard::SetAdmitted(std::string ip, bool must_recover) {
-  admitted_ip_ = std::make_unique<std::string>(std::move(ip));
-  admitted_ = true;
-  must_recover_ = must_recover;
+  Admitted& a = admitted();
+  a.ip = std::move(ip);
+  a.ip_counted = true;
+  a.must_recover = must_recover;
 }
 
 void CommandGuard::Release(core::Admission* admission, const std::string& user) {
-  if (admission == nullptr) return;
-  if (user_counted_) admission->RemoveUser(user);
-  user_counted_ = false;
-  if (admitted_) admission->Release(*admitted_ip_);
-  admitted_ = false;
+  if (admission == nullptr || !admitted_) return;
+  if (admitted_->user_counted) admission->RemoveUser(user);
+  admitted_->user_counted = false;
+  if (admitted_->ip_counted) admission->Release(admitted_->ip);
+  admitted_->ip_counted = false;
 }
 
 CommandGuard::Verdict CommandGuard::CheckCommand(const Command& c, net::Loop& loop,
@@ -65,9 +66,13 @@ CommandGuard::Verdict CommandGuard::CheckCommand(const Command& c, net::Loop& lo
       kind = core::CommandKind::kOther;
       break;
   }
+  if (!limiter_) {
+    if (!limits.enabled()) return {};
+    limiter_ = std::make_unique<core::CommandLimiter>();
+  }
   const uint64_t now = loop.now_ms();
   bool by_total = false;
-  const core::CommandLimiter::Verdict verdict = limiter_.Check(limits, kind, now, &by_total);
+  const core::CommandLimiter::Verdict verdict = limiter_->Check(limits, kind, now, &by_total);
   if (verdict == core::CommandLimiter::Verdict::kAllow) return {};
   // Counted under the bucket that refused: the kind's own, or the total.
   const core::CommandKind refused_by = by_total ? core::CommandKind::kOther : kind;
@@ -97,7 +102,7 @@ CommandGuard::Verdict CommandGuard::AdmitConnect(const Command& c, net::Loop& lo
   assert(loop.InThisThread());
   if (admission == nullptr) return {};
   uint64_t suppressed = 0;
-  if (must_recover_) {
+  if (admitted_ && admitted_->must_recover) {
     const bool recovering =
         std::any_of(c.subs.begin(), c.subs.end(), [](const ConnectSub& s) { return s.recover; });
     if (!recovering) {
@@ -124,7 +129,9 @@ CommandGuard::Verdict CommandGuard::AdmitConnect(const Command& c, net::Loop& lo
     }
     return {Verdict::kDisconnect, ErrorCode::kTooManyRequests, kDisconnectConnectionLimit};
   }
-  user_counted_ = !user.empty() && admission->limits().user_connection_limit != 0;
+  if (!user.empty() && admission->limits().user_connection_limit != 0) {
+    admitted().user_counted = true;
+  }
   return {};
 }
 

@@ -30,6 +30,16 @@ class CommandGuard {
   // A command of a connected client, against its rate limits.
   Verdict CheckCommand(const Command& c, net::Loop& loop, const core::CommandRateLimits& limits,
                        std::string_view client, std::string_view user);
+  // Milliseconds until the rate limiter may be dropped (DropFreshLimiter); UINT64_MAX while
+  // none is held.
+  uint64_t LimiterFreshInMs(const core::CommandRateLimits& limits, uint64_t now_ms) const {
+    return limiter_ ? limiter_->FreshInMs(limits, now_ms) : UINT64_MAX;
+  }
+  // Drops the rate limiter once it is as good as a new one: an idle connection holds none.
+  void DropFreshLimiter(const core::CommandRateLimits& limits, uint64_t now_ms) {
+    if (limiter_ && limiter_->FreshInMs(limits, now_ms) == 0) limiter_.reset();
+  }
+  bool holds_limiter() const { return limiter_ != nullptr; }
   // A connect of user (empty: anonymous), against the admission it was let in by (null:
   // none). kPass counts the user; Release gives it back.
   Verdict AdmitConnect(const Command& c, net::Loop& loop, core::Admission* admission,
@@ -40,13 +50,22 @@ class CommandGuard {
   void Release(core::Admission* admission, const std::string& user);
 
  private:
-  core::CommandLimiter limiter_;
-  // Set while counted by the admission; a pointer, as most servers run without admission
-  // limits and every connection would carry the string's 32 bytes.
-  std::unique_ptr<std::string> admitted_ip_;
-  bool admitted_ = false;
-  bool must_recover_ = false;
-  bool user_counted_ = false;
+  // Made by the first command that takes a token, dropped when repaid (DropFreshLimiter):
+  // 56 bytes that an idle connection does not hold (docs/benchmarks.md).
+  std::unique_ptr<core::CommandLimiter> limiter_;
+  // What the admission counted for this connection, made only with admission limits on
+  // (most servers run without: every connection would carry these 40 bytes).
+  struct Admitted {
+    std::string ip;             // counted for this IP (ip_counted)
+    bool ip_counted = false;    // by Admission::Admit
+    bool must_recover = false;  // admitted in the soft band
+    bool user_counted = false;  // the user's connection count
+  };
+  Admitted& admitted() {
+    if (!admitted_) admitted_ = std::make_unique<Admitted>();
+    return *admitted_;
+  }
+  std::unique_ptr<Admitted> admitted_;
 };
 
 }  // namespace hermod::proto

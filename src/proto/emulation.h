@@ -68,6 +68,7 @@ class EmulationTransport final : public net::Connection, public Transport {
   ~EmulationTransport() override;
 
   ClientSession& session() { return session_; }
+  ClientSession& client_session() override { return session_; }
   // The commands the request carried (the connect); extra_headers: complete "Name: value\r\n"
   // lines for the response head (CORS).
   void Start(std::string_view commands, std::string extra_headers);
@@ -86,6 +87,7 @@ class EmulationTransport final : public net::Connection, public Transport {
   bool closing() const override { return net::Connection::closing(); }
   std::string PeerIp() const override { return net::Connection::PeerIp(); }
   net::Connection& connection() override { return *this; }
+  void SetSessionTimer(uint64_t due_ms) override { session_timer_.Set(due_ms); }
 
   // net::Connection.
   void OnData(uint8_t* data, size_t len) override;
@@ -107,6 +109,7 @@ class EmulationTransport final : public net::Connection, public Transport {
   std::string extra_headers_;
   std::string id_;  // the session id; empty once out of the registry
   EmulationRegistry& registry_;
+  SessionTimer session_timer_{net::Connection::loop(), session_};  // before session_
   ClientSession session_;
 };
 

@@ -1,5 +1,5 @@
 // The session's keepalive (one timer): the stale deadline before connect, the `{}` pings and
-// the pong deadline, and token expiry.
+// the pong deadline, token expiry, and dropping the command rate limiter once it is repaid.
 #include "proto/keepalive.h"
 
 #include <cassert>
@@ -11,23 +11,22 @@ namespace hermod::proto {
 
 void ClientSession::ScheduleKeepalive() {
   if (disconnected_ || closing()) return;
+  const uint64_t now = loop().now_ms();
   uint64_t due = UINT64_MAX;
   if (!connected_) {
-    if (stale_deadline_ms_ != 0) due = stale_deadline_ms_;
+    if (stale_) due = Unwrap(stale_or_pong_, now);
   } else {
     if (awaiting_pong_) {
-      due = pong_deadline_ms_;
-    } else if (next_ping_ms_ != 0) {
-      due = next_ping_ms_;
+      due = Unwrap(stale_or_pong_, now);
+    } else if (pinging_) {
+      due = Unwrap(next_ping_, now);
     }
     if (expire_ms_ != 0) due = std::min(due, expire_ms_);
+    // The command rate limiter is dropped once repaid (CommandGuard::DropFreshLimiter).
+    const uint64_t fresh_in = guard_.LimiterFreshInMs(context_.options.rate_limits, now);
+    if (fresh_in != UINT64_MAX) due = std::min(due, now + fresh_in);
   }
-  if (due == UINT64_MAX) {
-    loop().timers().Cancel(keepalive());
-    return;
-  }
-  const uint64_t now = loop().now_ms();
-  loop().timers().Schedule(keepalive(), due > now ? due - now : 0);
+  transport_.SetSessionTimer(due);  // UINT64_MAX: kNoSessionTimer
 }
 
 void ClientSession::OnKeepalive() {
@@ -35,7 +34,7 @@ void ClientSession::OnKeepalive() {
   if (disconnected_ || closing()) return;
   const uint64_t now = loop().now_ms();
   if (!connected_) {
-    if (stale_deadline_ms_ != 0 && now >= stale_deadline_ms_) return Disconnect(kDisconnectStale);
+    if (stale_ && now >= Unwrap(stale_or_pong_, now)) return Disconnect(kDisconnectStale);
   } else {
     if (expire_ms_ != 0 && now >= expire_ms_) {
       // A connection the connect proxy made asks the refresh proxy whether it lives on.
@@ -45,8 +44,9 @@ void ClientSession::OnKeepalive() {
         return Disconnect(kDisconnectExpired);
       }
     }
-    if (awaiting_pong_ && now >= pong_deadline_ms_) return Disconnect(kDisconnectNoPong);
-    if (!awaiting_pong_ && next_ping_ms_ != 0 && now >= next_ping_ms_) {
+    if (awaiting_pong_ && now >= Unwrap(stale_or_pong_, now)) return Disconnect(kDisconnectNoPong);
+    guard_.DropFreshLimiter(context_.options.rate_limits, now);
+    if (!awaiting_pong_ && pinging_ && now >= Unwrap(next_ping_, now)) {
       // Subscription tokens are checked at ping time: expiry is seen within one interval.
       const int64_t wall = WallSeconds();
       for (auto& s : subscriptions_) {
@@ -58,8 +58,8 @@ void ClientSession::OnKeepalive() {
       stats::RecordSent(stats::SentType::kPing, 2);
       // A unidirectional client cannot answer: its pings only keep the stream warm.
       awaiting_pong_ = !unidirectional_;
-      pong_deadline_ms_ = now + context_.options.pong_timeout_ms;
-      next_ping_ms_ = now + context_.options.ping_interval_ms;
+      stale_or_pong_ = static_cast<uint32_t>(now + context_.options.pong_timeout_ms);
+      SetNextPing(now + context_.options.ping_interval_ms);
     }
   }
   ScheduleKeepalive();

@@ -41,6 +41,7 @@ class StreamTransport final : public net::Connection, public Transport {
   ~StreamTransport() override;
 
   ClientSession& session() { return session_; }
+  ClientSession& client_session() override { return session_; }
   // Feeds the session the commands the request carried (the wrapped connect, and for
   // fragments the subscribes, ids 2, 3, ... in the order of channels); the response starts
   // with their answers.
@@ -63,6 +64,7 @@ class StreamTransport final : public net::Connection, public Transport {
   bool closing() const override { return net::Connection::closing(); }
   std::string PeerIp() const override { return net::Connection::PeerIp(); }
   net::Connection& connection() override { return *this; }
+  void SetSessionTimer(uint64_t due_ms) override { session_timer_.Set(due_ms); }
 
   // net::Connection.
   void OnData(uint8_t* data, size_t len) override;
@@ -95,6 +97,7 @@ class StreamTransport final : public net::Connection, public Transport {
   std::string extra_headers_;
   // Fragments: each channel's epoch, from its subscribe reply (the `id:` of its events).
   std::vector<std::pair<std::string, std::string>> epochs_;
+  SessionTimer session_timer_{net::Connection::loop(), session_};  // before session_
   ClientSession session_;
 };
 

@@ -24,6 +24,7 @@
 
 namespace hermod::proto {
 
+class ClientSession;
 class PreparedPush;
 
 // A push's form for one transport kind, built once from its JSON; immutable once built.
@@ -70,6 +71,15 @@ class Transport {
   virtual std::string PeerIp() const = 0;
   // The connection the hub's subscriptions point at (closing, CutSlow).
   virtual net::Connection& connection() = 0;
+  // The session's one timer (keepalive.cc), kept by the transport so that a WebSocket's
+  // session shares its connection's timer node (ws::WebSocketConnection::SetProtocolTimer):
+  // at due_ms on the loop's clock the transport calls ClientSession::OnKeepalive. It may fire
+  // early (the session checks its deadlines and sets it again); kNoSessionTimer cancels it.
+  static constexpr uint64_t kNoSessionTimer = UINT64_MAX;
+  virtual void SetSessionTimer(uint64_t due_ms) = 0;
+  // The session it carries (a subscription finds its session here rather than keep a
+  // pointer of its own).
+  virtual ClientSession& client_session() = 0;
 
  protected:
   ~Transport() = default;

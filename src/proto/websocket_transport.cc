@@ -52,15 +52,14 @@ WebSocketTransport::WebSocketTransport(net::Connection& from, const ws::WebSocke
                                        const ws::HandshakeResult& handshake,
                                        ws::WebSocketStats& stats, ClientContext& context,
                                        Format format)
-    : ws::WebSocketConnection(from, options, handshake, stats),
-      format_(format),
-      session_(*this, context) {
+    : ws::WebSocketConnection(from, options, handshake, stats), session_(*this, context) {
+  set_subclass_byte(static_cast<uint8_t>(format));
   // The JSON protocol: several replies and pushes in one newline-joined message.
-  if (format_ == Format::kJson) EnableJoin();
+  if (format == Format::kJson) EnableJoin();
 }
 
 net::SendStatus WebSocketTransport::SendReply(std::string_view json, net::Lane lane) {
-  if (format_ == Format::kJson) return SendMessage(ws::Opcode::kText, json, lane);
+  if (format() == Format::kJson) return SendMessage(ws::Opcode::kText, json, lane);
   return WithProtobuf(json, "reply", [&](std::string_view bytes) {
     return SendMessage(ws::Opcode::kBinary, bytes, lane);
   });
@@ -69,7 +68,7 @@ net::SendStatus WebSocketTransport::SendReply(std::string_view json, net::Lane l
 net::SendStatus WebSocketTransport::SendPush(const PreparedPush& push, net::PushClass push_class) {
   // The JSON frame, or the Protobuf one built once per push by FrameProtobuf.
   const ws::PreparedMessage& message =
-      format_ == Format::kJson
+      format() == Format::kJson
           ? push.message()
           : static_cast<const ProtobufPush&>(push.framed(kProtobufKind)).message();
   return SendPrepared(message, push_class);
@@ -78,7 +77,7 @@ net::SendStatus WebSocketTransport::SendPush(const PreparedPush& push, net::Push
 void WebSocketTransport::OnWebSocketMessage(ws::Opcode opcode, std::string_view payload) {
   assert(loop().InThisThread());
   // JSON is text only, Protobuf binary only.
-  const ws::Opcode expected = format_ == Format::kJson ? ws::Opcode::kText : ws::Opcode::kBinary;
+  const ws::Opcode expected = format() == Format::kJson ? ws::Opcode::kText : ws::Opcode::kBinary;
   if (opcode != expected) return session_.Disconnect(kDisconnectBadRequest);
   session_.OnMessage(payload);
 }

@@ -42,12 +42,14 @@ class WebSocketTransport final : public ws::WebSocketConnection, public Transpor
                      ClientContext& context, Format format = Format::kJson);
 
   ClientSession& session() { return session_; }
+  ClientSession& client_session() override { return session_; }
 
   net::Loop& loop() const override { return ws::WebSocketConnection::loop(); }
   size_t kind() const override {
-    return format_ == Format::kProtobuf ? kProtobufKind : kWebSocketKind;
+    return format() == Format::kProtobuf ? kProtobufKind : kWebSocketKind;
   }
-  Format format() const override { return format_; }
+  // Kept in ws::WebSocketConnection::subclass_byte().
+  Format format() const override { return static_cast<Format>(subclass_byte()); }
   net::SendStatus SendReply(std::string_view json, net::Lane lane) override;
   net::SendStatus SendPush(const PreparedPush& push, net::PushClass push_class) override;
   void Close(Disconnect reason) override { CloseWith(reason.code, reason.reason); }
@@ -55,15 +57,16 @@ class WebSocketTransport final : public ws::WebSocketConnection, public Transpor
   bool closing() const override { return ws::WebSocketConnection::closing(); }
   std::string PeerIp() const override { return ws::WebSocketConnection::PeerIp(); }
   net::Connection& connection() override { return *this; }
+  void SetSessionTimer(uint64_t due_ms) override { SetProtocolTimer(due_ms); }
 
  private:
   void OnWebSocketMessage(ws::Opcode opcode, std::string_view payload) override;
   void OnShutdown() override;
   void OnClosed() override;
+  void OnProtocolTimer() override { session_.OnKeepalive(); }
   // Slow consumers (net::Connection): the queue passed its bound or its deadline: 3008.
   void OnSlowConsumer() override;
 
-  Format format_;
   ClientSession session_;
 };
 
@@ -81,6 +84,7 @@ class UniWebSocketTransport final : public ws::WebSocketConnection, public Trans
                         ClientContext& context);
 
   ClientSession& session() { return session_; }
+  ClientSession& client_session() override { return session_; }
 
   net::Loop& loop() const override { return ws::WebSocketConnection::loop(); }
   size_t kind() const override;
@@ -91,11 +95,13 @@ class UniWebSocketTransport final : public ws::WebSocketConnection, public Trans
   bool closing() const override { return ws::WebSocketConnection::closing(); }
   std::string PeerIp() const override { return ws::WebSocketConnection::PeerIp(); }
   net::Connection& connection() override { return *this; }
+  void SetSessionTimer(uint64_t due_ms) override { SetProtocolTimer(due_ms); }
 
  private:
   void OnWebSocketMessage(ws::Opcode opcode, std::string_view payload) override;
   void OnShutdown() override;
   void OnClosed() override;
+  void OnProtocolTimer() override { session_.OnKeepalive(); }
   void OnSlowConsumer() override;
 
   bool got_connect_ = false;
@@ -117,6 +123,7 @@ class FragmentsWebSocketTransport final : public ws::WebSocketConnection, public
                               ClientContext& context);
 
   ClientSession& session() { return session_; }
+  ClientSession& client_session() override { return session_; }
   // The connect and subscribes (ids 1, 2, ... in channel order), as for the SSE endpoint.
   void Start(std::string_view commands, size_t channels);
 
@@ -129,11 +136,13 @@ class FragmentsWebSocketTransport final : public ws::WebSocketConnection, public
   bool closing() const override { return ws::WebSocketConnection::closing(); }
   std::string PeerIp() const override { return ws::WebSocketConnection::PeerIp(); }
   net::Connection& connection() override { return *this; }
+  void SetSessionTimer(uint64_t due_ms) override { SetProtocolTimer(due_ms); }
 
  private:
   void OnWebSocketMessage(ws::Opcode opcode, std::string_view payload) override;
   void OnShutdown() override;
   void OnClosed() override;
+  void OnProtocolTimer() override { session_.OnKeepalive(); }
   void OnSlowConsumer() override;
 
   uint32_t setup_ids_ = 1;  // the connect's and the subscribes' ids: errors there close

@@ -39,9 +39,9 @@ WebSocketConnection::WebSocketConnection(net::Connection& from, const WebSocketO
     : net::Connection(from),
       options_(options),
       stats_(stats),
-      last_read_ms_(loop().now_ms()),
-      last_ping_ms_(last_read_ms_) {
-  opened_ms_ = static_cast<uint32_t>(last_read_ms_);
+      opened_ms_(static_cast<uint32_t>(loop().now_ms())),
+      last_read_ms_(opened_ms_),
+      last_ping_ms_(opened_ms_) {
   if (handshake.deflate) {
     flags_ |= kDeflate;
     if (handshake.deflate_params.server_no_context_takeover) flags_ |= kServerNoContext;
@@ -78,7 +78,7 @@ Inflater& WebSocketConnection::IncomingInflater() {
 
 void WebSocketConnection::OnData(uint8_t* data, size_t len) {
   assert(loop().InThisThread());
-  last_read_ms_ = loop().now_ms();
+  last_read_ms_ = static_cast<uint32_t>(loop().now_ms());
   if (reader_.closed()) return;
   ReaderLimits limits;
   limits.max_message_size = options_.max_message_bytes;
@@ -242,6 +242,25 @@ void WebSocketConnection::SendFrame(Opcode opcode, bool fin, bool rsv1, std::str
        opcode == Opcode::kClose ? net::Lane::kFinal : lane, joinable);
 }
 
+void WebSocketConnection::SetProtocolTimer(uint64_t due_ms) {
+  if (due_ms == UINT64_MAX) {
+    flags_ &= ~kProtocolTimer;
+  } else {
+    const uint64_t now = loop().now_ms();
+    constexpr uint64_t kMaxAhead = uint64_t{1} << 30;
+    if (due_ms > now + kMaxAhead) due_ms = now + kMaxAhead;
+    protocol_due_ms_ = static_cast<uint32_t>(due_ms);
+    flags_ |= kProtocolTimer;
+  }
+  ScheduleTimer();
+}
+
+uint64_t WebSocketConnection::ProtocolDue(uint64_t now) const {
+  // Signed distance: a due time in the past (a late tick) reads as now.
+  const auto ahead = static_cast<int32_t>(protocol_due_ms_ - static_cast<uint32_t>(now));
+  return ahead > 0 ? now + static_cast<uint64_t>(ahead) : now;
+}
+
 void WebSocketConnection::ScheduleTimer() {
   if (closing()) return;
   const uint64_t now = loop().now_ms();
@@ -249,13 +268,14 @@ void WebSocketConnection::ScheduleTimer() {
   if (flags_ & kSentClose) {
     due = now + options_.close_timeout_ms;
   } else {
+    if (flags_ & kProtocolTimer) due = ProtocolDue(now);
     if (flags_ & kAwaitingPong) {
-      due = std::min(due, last_ping_ms_ + options_.pong_timeout_ms);
+      due = std::min(due, At(last_ping_ms_, now) + options_.pong_timeout_ms);
     } else if (options_.ping_interval_ms != 0) {
-      due = std::min(due, last_ping_ms_ + options_.ping_interval_ms);
+      due = std::min(due, At(last_ping_ms_, now) + options_.ping_interval_ms);
     }
     if (options_.idle_timeout_ms != 0) {
-      due = std::min(due, last_read_ms_ + options_.idle_timeout_ms);
+      due = std::min(due, At(last_read_ms_, now) + options_.idle_timeout_ms);
     }
   }
   if (due == UINT64_MAX) {
@@ -272,7 +292,7 @@ void WebSocketConnection::OnTimeout() {
     Close();  // the peer never answered our Close
     return;
   }
-  if ((flags_ & kAwaitingPong) && now >= last_ping_ms_ + options_.pong_timeout_ms) {
+  if ((flags_ & kAwaitingPong) && now >= At(last_ping_ms_, now) + options_.pong_timeout_ms) {
     ++stats_.closed_by[stats::WsClose::kPongTimeout];
     if (spdlog::should_log(spdlog::level::debug)) {
       log::Write(spdlog::level::debug, {{"close", stats::Row(stats::WsClose::kPongTimeout).name}},
@@ -281,7 +301,7 @@ void WebSocketConnection::OnTimeout() {
     Close();  // a peer that does not answer pings is gone: no handshake to wait for
     return;
   }
-  if (options_.idle_timeout_ms != 0 && now >= last_read_ms_ + options_.idle_timeout_ms) {
+  if (options_.idle_timeout_ms != 0 && now >= At(last_read_ms_, now) + options_.idle_timeout_ms) {
     ++stats_.closed_by[stats::WsClose::kIdleTimeout];
     if (spdlog::should_log(spdlog::level::debug)) {
       log::Write(spdlog::level::debug, {{"close", stats::Row(stats::WsClose::kIdleTimeout).name}},
@@ -290,12 +310,17 @@ void WebSocketConnection::OnTimeout() {
     CloseWith(stats::Row(stats::WsClose::kIdleTimeout).code, "idle timeout");
     return;
   }
+  if ((flags_ & kProtocolTimer) && now >= ProtocolDue(now)) {
+    flags_ &= ~kProtocolTimer;
+    OnProtocolTimer();  // may set it again, send, or close
+    if (closing() || (flags_ & kSentClose)) return;
+  }
   // One ping in flight at a time: the next goes out an interval after the previous one, and
   // only once it was answered.
   if (options_.ping_interval_ms != 0 && !(flags_ & kAwaitingPong) &&
-      now >= last_ping_ms_ + options_.ping_interval_ms) {
+      now >= At(last_ping_ms_, now) + options_.ping_interval_ms) {
     SendFrame(Opcode::kPing, true, false, {});
-    last_ping_ms_ = now;
+    last_ping_ms_ = static_cast<uint32_t>(now);
     flags_ |= kAwaitingPong;
   }
   ScheduleTimer();

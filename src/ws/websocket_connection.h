@@ -76,9 +76,20 @@ class WebSocketConnection : public net::Connection, private MessageHandler {
   // joinable, and the flush joins those queued together (net/output_queue.h). Never for
   // echo, nor binary, compressed or control frames.
   void EnableJoin() { flags_ |= kJoinText; }
+  // One byte the subclass keeps here, in this object's padding (the client protocol's
+  // format): a member of its own would cost 8 bytes in every connection.
+  uint8_t subclass_byte() const { return subclass_byte_; }
+  void set_subclass_byte(uint8_t b) { subclass_byte_ = b; }
   decltype(net::JoinSpec::header) JoinHeader() const override;
   // A complete text or binary message; the default drops it.
   virtual void OnWebSocketMessage(Opcode opcode, std::string_view payload);
+  // A deadline of the subclass's protocol (the client session's keepalive) on this
+  // connection's one timer, which then costs no timer node of its own: OnProtocolTimer is
+  // called once due_ms (the loop's clock) has passed, unless the close handshake started.
+  // It may be called early (a deadline more than 2^30 ms away waits in steps); UINT64_MAX
+  // cancels it.
+  void SetProtocolTimer(uint64_t due_ms);
+  virtual void OnProtocolTimer() {}
   // Counts the close and the connection's duration; a subclass's override calls it.
   void OnClosed() override;
 
@@ -90,6 +101,7 @@ class WebSocketConnection : public net::Connection, private MessageHandler {
     kSentClose = 8,
     kAwaitingPong = 16,
     kJoinText = 32,
+    kProtocolTimer = 64,  // protocol_due_ms_ is set
   };
 
   void OnData(uint8_t* data, size_t len) override;
@@ -105,6 +117,7 @@ class WebSocketConnection : public net::Connection, private MessageHandler {
   void SendFrame(Opcode opcode, bool fin, bool rsv1, std::string_view payload,
                  bool joinable = false, net::Lane lane = net::Lane::kControl);
   void ScheduleTimer();
+  uint64_t ProtocolDue(uint64_t now) const;
   Deflater& OutgoingDeflater();
   Inflater& IncomingInflater();
 
@@ -114,9 +127,18 @@ class WebSocketConnection : public net::Connection, private MessageHandler {
   uint8_t flags_ = 0;
   uint8_t server_window_bits_ = 15;
   uint8_t client_window_bits_ = 15;
-  uint32_t opened_ms_;  // the loop's clock at the handshake, mod 2^32 (durations < 49 days)
-  uint64_t last_read_ms_;
-  uint64_t last_ping_ms_;  // when we last sent a ping (or opened)
+  // The loop's clock mod 2^32 (4 bytes each instead of 8, paid by every connection): at the
+  // handshake (durations < 49 days), at the last read, and when we last sent a ping (or
+  // opened). The last two are read back with At(), which is exact while they are less than
+  // 2^32 ms old; every timeout that reads them is at most 2^31 ms (config) and fires first.
+  uint32_t opened_ms_;
+  uint32_t last_read_ms_;
+  uint32_t last_ping_ms_;
+  uint32_t protocol_due_ms_ = 0;  // SetProtocolTimer's, mod 2^32 (due within 2^30 ms)
+  uint8_t subclass_byte_ = 0;     // subclass_byte()
+  static uint64_t At(uint32_t then, uint64_t now) {
+    return now - static_cast<uint32_t>(static_cast<uint32_t>(now) - then);
+  }
   // zlib streams of our own, only when context takeover was negotiated. One pointer for
   // both: every byte here is paid by every idle connection.
   struct OwnStreams {

@@ -85,6 +85,25 @@ TEST(CommandLimiter, PublishBucketRefusesAfterItsBurstOthersGoOn) {
   EXPECT_EQ(limiter.Check(limits, CommandKind::kHistory, 100), CommandLimiter::Verdict::kAllow);
 }
 
+// proto::CommandGuard drops a limiter once it is as good as a new one (an idle connection
+// holds none): every bucket repaid and no refusal counted in an open window.
+TEST(CommandLimiter, IsFreshOnceEveryBucketIsRepaidAndTheRefusalWindowClosed) {
+  CommandLimiter limiter;
+  CommandRateLimits limits = Limits();
+  EXPECT_TRUE(limits.enabled());
+  EXPECT_FALSE(CommandRateLimits{}.enabled());
+  EXPECT_EQ(limiter.FreshInMs(limits, 100), 0u);
+  EXPECT_EQ(limiter.Check(limits, CommandKind::kPublish, 100), CommandLimiter::Verdict::kAllow);
+  EXPECT_EQ(limiter.FreshInMs(limits, 100), 10u);  // the publish bucket: 1 token at 100/s
+  EXPECT_EQ(limiter.FreshInMs(limits, 105), 5u);
+  EXPECT_EQ(limiter.FreshInMs(limits, 110), 0u);
+  // A refusal keeps it until its window (1 s) closes, though the buckets repay sooner.
+  for (int i = 0; i < 10; ++i) limiter.Check(limits, CommandKind::kPublish, 200);
+  EXPECT_EQ(limiter.Check(limits, CommandKind::kPublish, 200), CommandLimiter::Verdict::kReject);
+  EXPECT_EQ(limiter.FreshInMs(limits, 300), 900u);
+  EXPECT_EQ(limiter.FreshInMs(limits, 1200), 0u);
+}
+
 TEST(CommandLimiter, TotalBucketCountsEveryKind) {
   CommandLimiter limiter;
   CommandRateLimits limits = Limits();

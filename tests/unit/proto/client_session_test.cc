@@ -69,7 +69,7 @@ const size_t kLineKind = RegisterTransportKind(&FrameLine);
 class FakeTransport final : public net::Connection, public Transport {
  public:
   FakeTransport(net::Loop& loop, int fd, ClientContext& context)
-      : net::Connection(loop, fd, nullptr), session(*this, context) {}
+      : net::Connection(loop, fd, nullptr), timer(loop, session), session(*this, context) {}
 
   net::Loop& loop() const override { return net::Connection::loop(); }
   size_t kind() const override { return kLineKind; }
@@ -89,10 +89,13 @@ class FakeTransport final : public net::Connection, public Transport {
   bool closing() const override { return net::Connection::closing(); }
   std::string PeerIp() const override { return "192.0.2.1"; }
   net::Connection& connection() override { return *this; }
+  void SetSessionTimer(uint64_t due_ms) override { timer.Set(due_ms); }
+  ClientSession& client_session() override { return session; }
 
   void OnData(uint8_t*, size_t) override {}
   void OnClosed() override { session.OnTransportClosed(); }
 
+  SessionTimer timer;  // before the session, which sets it when it is made
   ClientSession session;
   std::vector<std::string> replies;      // control lane: replies, pings, own pushes
   std::vector<std::string> lane_normal;  // behind the queued publications
