@@ -450,37 +450,4 @@ bool ParseConnectSubs(std::string_view connect_result, std::vector<SubscribeRepl
   return true;
 }
 
-bool ParseConnectEpochs(std::string_view connect_result,
-                        std::vector<std::pair<std::string, std::string>>* out) {
-  simdjson::padded_string padded(connect_result);
-  od::document doc;
-  if (Parser().iterate(padded).get(doc) != SUCCESS) return false;
-  od::object object;
-  if (doc.get_object().get(object) != SUCCESS) return false;
-  for (auto field : object) {
-    std::string_view key;
-    if (field.unescaped_key().get(key) != SUCCESS) return false;
-    if (key != "subs") continue;
-    od::object subs;
-    if (field.value().get_object().get(subs) != SUCCESS) return false;
-    for (auto sub : subs) {
-      std::string_view channel;
-      if (sub.unescaped_key().get(channel) != SUCCESS) return false;
-      od::object result;
-      if (sub.value().get_object().get(result) != SUCCESS) return false;
-      std::string epoch;
-      for (auto r : result) {
-        std::string_view name;
-        if (r.unescaped_key().get(name) != SUCCESS) return false;
-        if (name != "epoch") continue;
-        std::string_view e;
-        if (r.value().get_string().get(e) != SUCCESS) return false;
-        epoch.assign(e);
-      }
-      out->emplace_back(channel, std::move(epoch));
-    }
-  }
-  return true;
-}
-
 }  // namespace hermod::proto

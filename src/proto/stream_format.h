@@ -109,11 +109,8 @@ struct SubscribeReplyView {
   std::vector<std::string> publications;
 };
 bool ParseSubscribeReply(std::string_view reply, SubscribeReplyView* out);
-// A connect result's server-side subscriptions ({"subs":{"ch":{"epoch":...},...}}): each
-// channel's epoch.
-bool ParseConnectEpochs(std::string_view connect_result,
-                        std::vector<std::pair<std::string, std::string>>* out);
-// The same subscriptions with what each recovered.
+// A connect result's server-side subscriptions ({"subs":{"ch":{...},...}}): each channel's
+// epoch, offset and what it recovered.
 bool ParseConnectSubs(std::string_view connect_result, std::vector<SubscribeReplyView>* out);
 
 }  // namespace hermod::proto
