@@ -1,21 +1,43 @@
 # hermod_add_test(NAME name SOURCES a.cc b.cc LIBS lib... [LABELS l...] [ENVIRONMENT k=v...])
 # One helper adds every GoogleTest binary: executable, links, discovery, labels, and the
 # environment its tests run in (generator expressions allowed, e.g. $<TARGET_FILE:hermod>).
+# A test without labels or environment of its own is an object library `name` (so
+# target_compile_definitions(name ...) still applies to its sources) linked into one binary per
+# folder, build/tests/unit_<folder>: a link and a discovery per room instead of per file (the
+# ASan links were a good part of the CI's build). Test names are GoogleTest's, unchanged; ctest
+# still runs each test in a process of its own.
 include(GoogleTest)
 function(hermod_add_test)
   cmake_parse_arguments(T "" "NAME" "SOURCES;LIBS;LABELS;ENVIRONMENT" ${ARGN})
-  add_executable(${T_NAME} ${T_SOURCES})
-  target_link_libraries(${T_NAME} PRIVATE ${T_LIBS} GTest::gtest GTest::gtest_main)
-  set_target_properties(${T_NAME} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+  if(T_LABELS OR T_ENVIRONMENT)
+    add_executable(${T_NAME} ${T_SOURCES})
+    target_link_libraries(${T_NAME} PRIVATE ${T_LIBS} GTest::gtest GTest::gtest_main)
+    _hermod_test_binary(${T_NAME} "${T_LABELS}" "${T_ENVIRONMENT}")
+    return()
+  endif()
+  add_library(${T_NAME} OBJECT ${T_SOURCES})
+  target_link_libraries(${T_NAME} PUBLIC ${T_LIBS} GTest::gtest)
+  get_filename_component(_folder ${CMAKE_CURRENT_SOURCE_DIR} NAME)
+  set(_binary unit_${_folder})
+  if(NOT TARGET ${_binary})
+    add_executable(${_binary})
+    target_link_libraries(${_binary} PRIVATE GTest::gtest_main)
+    _hermod_test_binary(${_binary} "" "")
+  endif()
+  target_link_libraries(${_binary} PRIVATE ${T_NAME})
+endfunction()
+
+function(_hermod_test_binary binary labels environment)
+  set_target_properties(${binary} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
   # Labels and environment are lists, which do not survive the script gtest_discover_tests
   # generates; a file that ctest reads after the discovered tests sets them on each of them.
-  gtest_discover_tests(${T_NAME} DISCOVERY_TIMEOUT 60)
-  set(_labels unit ${T_LABELS})
-  set(_properties "${CMAKE_CURRENT_BINARY_DIR}/${T_NAME}_properties.cmake")
+  gtest_discover_tests(${binary} DISCOVERY_TIMEOUT 60)
+  set(_labels unit ${labels})
+  set(_properties "${CMAKE_CURRENT_BINARY_DIR}/${binary}_properties.cmake")
   file(GENERATE OUTPUT "${_properties}" CONTENT
-"if(DEFINED ${T_NAME}_TESTS)
-  set_tests_properties(\${${T_NAME}_TESTS} PROPERTIES
-    LABELS [==[${_labels}]==] ENVIRONMENT [==[${T_ENVIRONMENT}]==])
+"if(DEFINED ${binary}_TESTS)
+  set_tests_properties(\${${binary}_TESTS} PROPERTIES
+    LABELS [==[${_labels}]==] ENVIRONMENT [==[${environment}]==])
 endif()
 ")
   set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES "${_properties}")
