@@ -65,8 +65,8 @@ MemoryInboxStore::Inbox* MemoryInboxStore::Find(std::string_view channel) {
   return it == inboxes_.end() ? nullptr : &it->second;
 }
 
-void MemoryInboxStore::Put(std::vector<Write>& w, const core::InboxEntry& e) {
-  if (journaled()) w.push_back({Write::Kind::kPut, e, {}});
+void MemoryInboxStore::Put(std::vector<Write>& w, const core::InboxEntry& e, bool state_only) {
+  if (journaled()) w.push_back({Write::Kind::kPut, e, {}, state_only});
 }
 
 void MemoryInboxStore::Erase(Inbox& inbox, std::map<uint64_t, core::InboxEntry>::iterator it,
@@ -141,7 +141,7 @@ core::InboxAppended MemoryInboxStore::Append(std::string_view channel, std::stri
     for (auto& [offset, e] : inbox.entries) {
       if (!IsUnacked(e)) continue;
       Kill(inbox, e, "overflow", now_ms);
-      Put(w, e);
+      Put(w, e, true);
       result.dead.push_back(e);
       if (inbox.unacked < max) break;
     }
@@ -203,7 +203,7 @@ std::vector<core::InboxEntry> MemoryInboxStore::MarkDelivered(std::string_view c
       ++e.deliveries;
       e.delivered_ms = now_ms;
       e.due_ms = now_ms + core::InboxRedeliveryDelay(ack_timeout_ms, e.deliveries);
-      Put(w, e);
+      Put(w, e, true);
       out.push_back(e);
     }
   }
@@ -264,7 +264,7 @@ core::InboxChange MemoryInboxStore::Ack(std::string_view channel,
     change.changed.push_back(e);
     e.data.clear();
     e.data.shrink_to_fit();
-    Put(w, e);
+    Put(w, e, true);
   }
   Bound(*inbox, w);
   Finish(lock, w, std::move(stored));
@@ -295,7 +295,7 @@ core::InboxChange MemoryInboxStore::DeadLetter(std::string_view channel,
   for (uint64_t offset : wanted) {
     core::InboxEntry& e = inbox->entries[offset];
     Kill(*inbox, e, reason, now_ms);
-    Put(w, e);
+    Put(w, e, true);
     change.changed.push_back(e);
   }
   Bound(*inbox, w);
@@ -337,7 +337,7 @@ core::InboxChange MemoryInboxStore::Redrive(std::string_view channel,
     e.done_ms = 0;
     e.due_ms = 0;
     e.expires_ms = now_ms + inbox->limits.ttl_ms;
-    Put(w, e);
+    Put(w, e, true);
     change.changed.push_back(e);
   }
   Finish(lock, w, std::move(stored));
@@ -420,7 +420,7 @@ std::vector<core::InboxEntry> MemoryInboxStore::Expire(uint64_t now_ms) {
       if (e.expires_ms <= now_ms) {
         if (IsUnacked(e)) {
           Kill(inbox, e, "expired", now_ms);
-          Put(w, e);
+          Put(w, e, true);
           died.push_back(e);
         } else {
           Erase(inbox, it, w);

@@ -62,6 +62,10 @@ class MemoryInboxStore : public core::InboxStore {
     enum class Kind : uint8_t { kPut, kDelete, kMeta } kind;
     core::InboxEntry entry;  // kPut: the whole entry; kDelete: channel and offset
     std::string epoch;       // kMeta: the channel's epoch and top (entry.offset)
+    // kPut of an entry whose data is unchanged since it was put, or cleared (a delivery, an
+    // ack, a dead letter, a redrive): an engine may write its state alone, and then must not
+    // write it at all when its row is gone (removed since).
+    bool state_only = false;
   };
   // Under the mutex, with a call's writes (never empty). nullopt: the engine calls stored
   // later; else the result now (the caller calls stored, outside the mutex).
@@ -97,7 +101,7 @@ class MemoryInboxStore : public core::InboxStore {
   };
   Inbox& Get(std::string_view channel, std::vector<Write>* writes);
   Inbox* Find(std::string_view channel);
-  void Put(std::vector<Write>& w, const core::InboxEntry& e);
+  void Put(std::vector<Write>& w, const core::InboxEntry& e, bool state_only = false);
   void Erase(Inbox& inbox, std::map<uint64_t, core::InboxEntry>::iterator it,
              std::vector<Write>& w);
   void Kill(Inbox& inbox, core::InboxEntry& e, std::string_view reason, uint64_t now_ms);

@@ -28,7 +28,9 @@ struct SqliteInboxStore::Statements {
   sqlite3_stmt* put = nullptr;
   sqlite3_stmt* del = nullptr;
   sqlite3_stmt* meta = nullptr;
+  sqlite3_stmt* state = nullptr;
   ~Statements() {
+    sqlite3_finalize(state);
     sqlite3_finalize(put);
     sqlite3_finalize(del);
     sqlite3_finalize(meta);
@@ -46,7 +48,16 @@ struct SqliteInboxStore::Statements {
                               "INSERT INTO inbox_meta(channel,epoch,top) VALUES(?1,?2,?3) "
                               "ON CONFLICT(channel) DO UPDATE SET epoch=excluded.epoch,"
                               " top=max(top, excluded.top)",
-                              -1, SQLITE_PREPARE_PERSISTENT, &meta, nullptr) == SQLITE_OK;
+                              -1, SQLITE_PREPARE_PERSISTENT, &meta, nullptr) == SQLITE_OK &&
+           // A delivery, an ack, a dead letter: the state columns in place (the data is not
+           // copied again; an ack's cleared data is emptied), and nothing when the row is
+           // gone, so a late write never brings back a removed entry.
+           sqlite3_prepare_v3(db,
+                              "UPDATE inbox SET state=?3,deliveries=?4,delivered=?5,due=?6,"
+                              "done=?7,expires=?8,reason=?9,dead_id=?10,"
+                              "data=CASE WHEN ?11 THEN x'' ELSE data END "
+                              "WHERE channel=?1 AND offset=?2",
+                              -1, SQLITE_PREPARE_PERSISTENT, &state, nullptr) == SQLITE_OK;
   }
   static bool Run(sqlite3_stmt* s) {
     const int rc = sqlite3_step(s);
@@ -149,6 +160,21 @@ std::optional<bool> SqliteInboxStore::Persist(std::vector<Write>& writes,
       sqlite3_stmt* s = nullptr;
       switch (w.kind) {
         case Write::Kind::kPut:
+          if (w.state_only) {
+            s = stmts->state;
+            Statements::Text(s, 1, e.channel);
+            sqlite3_bind_int64(s, 2, I(e.offset));
+            sqlite3_bind_int(s, 3, static_cast<int>(e.state));
+            sqlite3_bind_int64(s, 4, e.deliveries);
+            sqlite3_bind_int64(s, 5, I(e.delivered_ms));
+            sqlite3_bind_int64(s, 6, I(e.due_ms));
+            sqlite3_bind_int64(s, 7, I(e.done_ms));
+            sqlite3_bind_int64(s, 8, I(e.expires_ms));
+            Statements::Text(s, 9, e.reason);
+            sqlite3_bind_int64(s, 10, I(e.dead_id));
+            sqlite3_bind_int(s, 11, e.data.empty() ? 1 : 0);
+            break;
+          }
           s = stmts->put;
           Statements::Text(s, 1, e.channel);
           sqlite3_bind_int64(s, 2, I(e.offset));

@@ -182,14 +182,10 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
 
  private:
   enum class Op { kAppend, kRead, kRecover, kRemove, kKey, kNew, kForget, kCall };
-  struct Task {
-    Op op;
-    std::shared_ptr<Chan> chan;
+  // What a read, recovery, remove, key or forget needs: apart, so an append's task (the one
+  // queued per publication, moved into the queue and grown with it) stays small.
+  struct Rare {
     std::string channel;  // kKey, kForget
-    std::string data, info, tags, key;
-    uint64_t size = 0, ttl = 0, now = 0, expires = 0;
-    const core::PublicationEncoder* encode = nullptr;
-    core::Completion<core::HistoryAppended> appended;
     core::HistoryQuery query;
     core::Completion<core::HistoryPage> page;
     core::RecoveryQuery recovery;
@@ -197,9 +193,22 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
     core::Completion<bool> removed;  // kRemove: answered once committed (or failed)
     core::Completion<bool> stored;   // kKey: answered once committed (or failed)
     core::StreamPosition position;
+  };
+  struct Task {
+    Op op;
+    std::shared_ptr<Chan> chan;
+    std::string data, info, tags, key;
+    uint64_t size = 0, ttl = 0, now = 0, expires = 0;
+    const core::PublicationEncoder* encode = nullptr;
+    core::Completion<core::HistoryAppended> appended;
     std::function<bool(sqlite3*)> call;  // kCall: its writes; called(committed) after
     std::function<void(bool)> called;
     uint64_t queued_us = 0;
+    std::unique_ptr<Rare> rare;
+    Rare& More() {
+      if (!rare) rare = std::make_unique<Rare>();
+      return *rare;
+    }
   };
   struct Stmts {
     Stmt begin, commit, rollback, insert_pub, insert_key, upsert_meta, trim_size, remove_pubs,
@@ -435,7 +444,7 @@ void SqliteDb::CloseChannel(const std::shared_ptr<Chan>& chan, uint64_t now_ms) 
   if (!forgotten.empty()) stats::RecordHistoryMetaEvicted(forgotten.size());
   for (std::string& name : forgotten) {
     Task task{Op::kForget};
-    task.channel = std::move(name);
+    task.More().channel = std::move(name);
     Post(task);
   }
 }
@@ -487,7 +496,7 @@ void SqliteDb::ExpireKept(uint64_t now_ms) {
   }
   for (std::string& name : forgotten) {
     Task task{Op::kForget};
-    task.channel = std::move(name);
+    task.More().channel = std::move(name);
     Post(task);
   }
 }
@@ -556,12 +565,12 @@ void SqliteDb::Read(const std::shared_ptr<Chan>& chan, const core::HistoryQuery&
                     core::Completion<core::HistoryPage> done) {
   Task task{Op::kRead};
   task.chan = chan;
-  task.query = query;
-  task.page = std::move(done);
+  task.More().query = query;
+  task.More().page = std::move(done);
   if (!Post(task)) {
     core::HistoryPage page;
     page.failed = true;
-    task.page(std::move(page));
+    task.More().page(std::move(page));
   }
 }
 
@@ -569,27 +578,27 @@ void SqliteDb::Recover(const std::shared_ptr<Chan>& chan, const core::RecoveryQu
                        core::Completion<core::HistoryStream::Recovery> done) {
   Task task{Op::kRecover};
   task.chan = chan;
-  task.recovery = query;
-  task.recovered = std::move(done);
-  if (!Post(task)) task.recovered({});
+  task.More().recovery = query;
+  task.More().recovered = std::move(done);
+  if (!Post(task)) task.More().recovered({});
 }
 
 void SqliteDb::Remove(const std::shared_ptr<Chan>& chan, core::Completion<bool> done) {
   Task task{Op::kRemove};
   task.chan = chan;
-  task.removed = std::move(done);
-  if (!Post(task) && task.removed) task.removed(false);
+  task.More().removed = std::move(done);
+  if (!Post(task) && task.More().removed) task.More().removed(false);
 }
 
 bool SqliteDb::PutKey(std::string_view channel, std::string_view key,
                       const core::StreamPosition& position, uint64_t expires_ms,
                       core::Completion<bool> done) {
   Task task{Op::kKey};
-  task.channel = channel;
+  task.More().channel = channel;
   task.key = key;
-  task.position = position;
+  task.More().position = position;
   task.expires = expires_ms;
-  task.stored = std::move(done);
+  task.More().stored = std::move(done);
   return Post(task);
 }
 
@@ -674,14 +683,15 @@ bool SqliteDb::Write(Task& t, core::HistoryAppended* result,
       t.chan->writer_expires = 0;  // no history left; the position stays
       return s.remove_pubs.Bind(1, t.chan->name).Run();
     case Op::kKey:
-      return s.insert_key.Bind(1, t.channel)
+      return s.insert_key.Bind(1, t.rare->channel)
           .Bind(2, t.key)
-          .Bind(3, static_cast<int64_t>(t.position.offset))
-          .Bind(4, t.position.epoch)
+          .Bind(3, static_cast<int64_t>(t.rare->position.offset))
+          .Bind(4, t.rare->position.epoch)
           .Bind(5, ToWall(t.expires))
           .Run();
     case Op::kForget:
-      return s.remove_pubs.Bind(1, t.channel).Run() && s.forget_meta.Bind(1, t.channel).Run();
+      return s.remove_pubs.Bind(1, t.rare->channel).Run() &&
+             s.forget_meta.Bind(1, t.rare->channel).Run();
     case Op::kCall:
       return t.call(db_);
     case Op::kRead:
@@ -775,11 +785,11 @@ void SqliteDb::Transaction(std::vector<Task>& batch, size_t begin, size_t end) {
       if (t.called) t.called(ok);
     } else if (t.op == Op::kKey) {
       Record(StoreStatus::kKey, t.queued_us, now_us);
-      t.stored(ok);  // the publish is answered now: stored, or refused
+      t.rare->stored(ok);  // the publish is answered now: stored, or refused
     } else if (t.op == Op::kRemove) {
       ++recorded_.operations[StoreStatus::kRemove];
       // history_remove is answered now: removed, or refused (nothing of it is stored).
-      if (t.removed) t.removed(ok);
+      if (t.rare->removed) t.rare->removed(ok);
     }
   }
   if (ok) ++recorded_.operations[StoreStatus::kTrim];
@@ -818,7 +828,7 @@ void SqliteDb::PublishRecorded() {
 
 void SqliteDb::RunRead(Task& t) {
   const Chan& c = *t.chan;
-  const core::HistoryQuery& q = t.query;
+  const core::HistoryQuery& q = t.rare->query;
   core::HistoryPage page;
   page.position = {c.top.load(), c.epoch};
   if (q.since && !q.since->epoch.empty() && q.since->epoch != c.epoch) {
@@ -851,12 +861,12 @@ void SqliteDb::RunRead(Task& t) {
   }
   Record(StoreStatus::kRead, t.queued_us, SteadyUs());
   PublishRecorded();
-  t.page(std::move(page));
+  t.rare->page(std::move(page));
 }
 
 void SqliteDb::RunRecover(Task& t) {
   const Chan& c = *t.chan;
-  const core::RecoveryQuery& q = t.recovery;
+  const core::RecoveryQuery& q = t.rare->recovery;
   core::HistoryStream::Recovery r;
   const uint64_t top = c.top.load();
   const bool same = q.since.epoch.empty() || q.since.epoch == c.epoch;
@@ -890,7 +900,7 @@ void SqliteDb::RunRecover(Task& t) {
   }
   Record(StoreStatus::kRecover, t.queued_us, SteadyUs());
   PublishRecorded();
-  t.recovered(std::move(r));
+  t.rare->recovered(std::move(r));
 }
 
 StoreStatus SqliteDb::Status() const {

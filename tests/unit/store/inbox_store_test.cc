@@ -4,6 +4,7 @@
 // temporary store directory), a bucket per case; a restart is a new store on the same bucket.
 // NatsInboxNodes: two stores on one bucket are two nodes of a cluster.
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -291,6 +292,54 @@ TEST_P(InboxStoreTest, KeepsWhatWasStoredAcrossARestart) {
   EXPECT_EQ(store_->DeadLetters({}).entries.size(), 1u);
   EXPECT_EQ(store_->Position("inbox:#42").epoch, epoch);
   EXPECT_EQ(Publish("inbox:#42", "{}"), 5u);
+}
+
+// Deliveries, acks and dead letters write the entry's state alone: the data stays as it was
+// published (a dead letter's, to redrive it), an ack's is dropped, and a state write for a
+// row that is gone from the file does not bring it back.
+TEST_P(InboxStoreTest, StateWritesKeepDataAndNeverBringBackARemovedRow) {
+  if (!GetParam().durable || std::string_view(GetParam().name) != "sqlite") {
+    GTEST_SKIP() << "sqlite rows";
+  }
+  for (int i = 0; i < 4; ++i) Publish("inbox:#42", "{\"i\":" + std::to_string(i) + "}");
+  store_->MarkDelivered("inbox:#42", {1, 2, 3}, 100, now_);
+  Stored([&](core::InboxStored s) {
+    return store_->Ack("inbox:#42", {1}, std::nullopt, now_, std::move(s));
+  });
+  Stored([&](core::InboxStored s) {
+    return store_->DeadLetter("inbox:#42", {2}, "rejected", now_, std::move(s));
+  });
+  // Offset 3's row removed from the file behind the store's back, then written as delivered.
+  auto removed = std::make_shared<std::promise<bool>>();
+  ASSERT_TRUE(engine_->Exec(
+      [](sqlite3* db) {
+        return sqlite3_exec(db, "DELETE FROM inbox WHERE offset=3", nullptr, nullptr, nullptr) ==
+               SQLITE_OK;
+      },
+      [removed](bool ok) { removed->set_value(ok); }));
+  ASSERT_TRUE(removed->get_future().get());
+  store_->MarkDelivered("inbox:#42", {3}, 100, now_);
+  // Offset 4 dead-lettered, redriven, delivered twice: its data and count as they were.
+  Stored([&](core::InboxStored s) {
+    return store_->DeadLetter("inbox:#42", {4}, "later", now_, std::move(s));
+  });
+  Stored(
+      [&](core::InboxStored s) { return store_->Redrive("inbox:#42", {4}, now_, std::move(s)); });
+  store_->MarkDelivered("inbox:#42", {4}, 100, now_);
+  store_->MarkDelivered("inbox:#42", {4}, 100, now_);
+  Reopen();
+  const auto status = store_->Status("inbox:#42", {});
+  ASSERT_EQ(Offsets(status), (std::vector<uint64_t>{1, 2, 4}));
+  EXPECT_EQ(status[0].state, InboxState::kAcked);
+  EXPECT_EQ(status[0].data, "");
+  EXPECT_EQ(status[1].state, InboxState::kDead);
+  EXPECT_EQ(status[1].data, R"({"i":1})");
+  EXPECT_EQ(status[1].reason, "rejected");
+  EXPECT_EQ(status[1].deliveries, 1u);
+  EXPECT_EQ(status[2].state, InboxState::kDelivered);
+  EXPECT_EQ(status[2].data, R"({"i":3})");
+  EXPECT_EQ(status[2].deliveries, 2u);
+  EXPECT_EQ(store_->DeadLetters({}).entries.size(), 1u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, InboxStoreTest, ::testing::ValuesIn(kEngines),
