@@ -3,6 +3,7 @@
 // Every command that reads a config reads it the way `serve` does (defaults, the file,
 // HERMOD_* variables, flags), so `gentoken` signs with, and `checktoken` verifies with,
 // exactly the keys the server would use.
+#include <nats/nats.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -138,6 +139,17 @@ int RunBench(int argc, char** argv) {
   execvp(bench.c_str(), args.data());
   std::perror(bench.c_str());
   return 127;
+}
+
+// Once, after the server is gone: every NATS user (broker, stores, consumers) has closed and
+// destroyed its connections by then, so libnats's own threads end here at once and none
+// outlives main. Closed earlier, a user still connected would hold it up to the timeout and
+// then work on a closed library.
+void CloseNatsLibrary() {
+  const natsStatus s = nats_CloseAndWait(2000);
+  if (s != NATS_OK && s != NATS_NOT_INITIALIZED) {
+    spdlog::warn("libnats threads did not end: {}", natsStatus_GetText(s));
+  }
 }
 
 int64_t WallSeconds() {
@@ -355,6 +367,11 @@ int main(int argc, char** argv) {
     spdlog::info("ignored Kubernetes service-link variables (not configuration): {}",
                  service_links);
   }
-  hermod::app::Server server(std::move(config));
-  return server.Run();
+  int code = 0;
+  {
+    hermod::app::Server server(std::move(config));
+    code = server.Run();
+  }
+  CloseNatsLibrary();
+  return code;
 }

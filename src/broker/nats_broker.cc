@@ -119,13 +119,34 @@ void NatsBroker::OnConnectionEvent(natsConnection* nc, void* self) {
 
 void NatsBroker::OnClosed(natsConnection*, void* self) {
   auto* broker = static_cast<NatsBroker*>(self);
-  CallbackScope scope(broker->in_callback_, broker->closing_);
-  if (!scope.live()) return;  // our own Stop
-  // libnats gave up on the connection: nothing more will cross nodes. Said loudly, and the
-  // link's breaker and /health show the broker down from now on.
-  spdlog::error("broker: NATS connection to {} closed; cluster delivery stopped",
-                broker->options_.url);
-  broker->link_.OnDisconnected();
+  {
+    CallbackScope scope(broker->in_callback_, broker->closing_);
+    if (scope.live()) {
+      // libnats gave up on the connection: nothing more will cross nodes. Said loudly, and
+      // the link's breaker and /health show the broker down from now on.
+      spdlog::error("broker: NATS connection to {} closed; cluster delivery stopped",
+                    broker->options_.url);
+      broker->link_.OnDisconnected();
+    }
+  }
+  // The connection's last callback (libnats queues them in order on one thread).
+  broker->Done();
+}
+
+void NatsBroker::OnSubscriptionDone(void* self) { static_cast<NatsBroker*>(self)->Done(); }
+
+void NatsBroker::Track(natsSubscription* sub) {
+  std::lock_guard lock(done_mutex_);
+  if (natsSubscription_SetOnCompleteCB(sub, &NatsBroker::OnSubscriptionDone, this) == NATS_OK) {
+    ++pending_done_;
+  }
+}
+
+void NatsBroker::Done() {
+  // Notified under the lock: once Stop sees the count, this thread touches the broker no more.
+  std::lock_guard lock(done_mutex_);
+  --pending_done_;
+  done_.notify_all();
 }
 
 void NatsBroker::OnAsyncError(natsConnection*, natsSubscription*, natsStatus status, void* self) {
@@ -183,6 +204,10 @@ bool NatsBroker::Start(std::string* error) {
   for (int attempt = 1;; ++attempt) {
     s = natsConnection_Connect(&connection_, o);
     if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) return fail(s, "connect");
+    {
+      std::lock_guard lock(done_mutex_);
+      ++pending_done_;  // its closed callback, on Close or Destroy
+    }
     if (s == NATS_OK) {
       LearnMaxPayload(connection_);
       spdlog::info("broker: connected to NATS at {} (max_payload {})", options_.url, max_payload());
@@ -194,7 +219,10 @@ bool NatsBroker::Start(std::string* error) {
     // Registered now, sent on every (re)connect by libnats (as the channel subjects are).
     s = natsConnection_Subscribe(&nodes_subscription_, connection_, nodes_subject_.c_str(),
                                  &NatsBroker::OnNodeInfo, this);
-    if (s == NATS_OK) break;
+    if (s == NATS_OK) {
+      Track(nodes_subscription_);
+      break;
+    }
     if (s != NATS_CONNECTION_CLOSED || attempt == kStartAttempts) return fail(s, "subscribe");
     spdlog::warn("broker: NATS connection closed during start-up ({}); connecting again",
                  natsStatus_GetText(s));
@@ -234,9 +262,12 @@ void NatsBroker::Stop() {
   natsOptions_Destroy(nats_options_);
   connection_ = nullptr;
   nats_options_ = nullptr;
-  // libnats's threads (delivery, flusher, callbacks) end here, so none calls back later.
-  if (natsStatus s = nats_CloseAndWait(2000); s != NATS_OK) {
-    spdlog::warn("broker: libnats threads did not end: {}", natsStatus_GetText(s));
+  // Every subscription's completion and the connections' closed callbacks are queued now;
+  // past them libnats never calls this broker again. Bounded, in case the library is closed
+  // under it (its callback threads then never run them).
+  std::unique_lock lock(done_mutex_);
+  if (!done_.wait_for(lock, std::chrono::seconds(5), [this] { return pending_done_ <= 0; })) {
+    spdlog::warn("broker: {} libnats callbacks did not come within 5 s of closing", pending_done_);
   }
 }
 
@@ -376,6 +407,7 @@ void NatsBroker::ApplyInterest() {
         spdlog::warn("broker: subscribe to {}: {}", subject, natsStatus_GetText(s));
         continue;
       }
+      Track(sub);
       natsSubscription_SetPendingLimits(sub, -1, ClampInt(options_.receive_queue_bytes));
       subscriptions_.emplace(channel, sub);
       ++subscribed;

@@ -87,7 +87,10 @@ class NatsBroker final : public core::Broker {
   // serves locally meanwhile), subscribes and starts the sender thread. false on a bad
   // option (the URL), with *error.
   bool Start(std::string* error);
-  // Unsubscribes, closes and waits for libnats's threads; no callback runs after it.
+  // Unsubscribes, closes, and waits until libnats has made its last call into this broker
+  // (each subscription's completion, the connection's closed callback): no callback runs
+  // after it. The library itself stays open for the process's other NATS users; main
+  // closes it once, after the server is gone.
   void Stop();
 
   void Publish(const core::BrokerMessage& message) override;
@@ -122,6 +125,12 @@ class NatsBroker final : public core::Broker {
   static void OnClosed(natsConnection* nc, void* self);
   static void OnAsyncError(natsConnection* nc, natsSubscription* sub, natsStatus status,
                            void* self);
+  // A subscription's last callback has returned (libnats's completion callback).
+  static void OnSubscriptionDone(void* self);
+  // Registers sub's completion callback, counted until it runs.
+  void Track(natsSubscription* sub);
+  // The last touch of this broker by a libnats thread: one of the counted calls is over.
+  void Done();
   void Receive(std::string_view bytes);
   // On (re)connect: the server's INFO max_payload, which a publish must not pass.
   void LearnMaxPayload(natsConnection* nc);
@@ -153,6 +162,11 @@ class NatsBroker final : public core::Broker {
   // Callbacks in progress, and whether they must do nothing (Stop waits for the count).
   std::atomic<int> in_callback_{0};
   std::atomic<bool> closing_{false};
+  // libnats's calls still to come, which Stop waits for: one closed callback per connection
+  // made, one completion per subscription (done_mutex_ guards the count).
+  std::mutex done_mutex_;
+  std::condition_variable done_;
+  int pending_done_ = 0;
   // The server's max_payload (its INFO, read by libnats on every connect); 0: not yet known,
   // everything fits until then (a send while disconnected fails anyway).
   std::atomic<uint64_t> max_payload_{0};

@@ -35,8 +35,10 @@ LoopSnapshot Take(const LoopCounters& counters, bool queues) {
   return s;
 }
 
-// Lives on the origin loop. Owned by the replies in flight and, while its deadline timer is
-// scheduled, by itself; every owner lets go on origin's thread, so it dies there.
+// Lives on the origin loop. Owned by the replies in flight (every owner lets go on origin's
+// thread, so it dies there), never by itself: the last reply, or the deadline, finishes it,
+// and a gathering still waiting when the loops stop dies with the replies left in their
+// mailboxes (owned by itself, it leaked at shutdown).
 class Gathering final : public net::TimerNode {
  public:
   Gathering(net::Loop& origin, size_t count, std::function<void(std::vector<LoopSnapshot>)> done)
@@ -44,10 +46,7 @@ class Gathering final : public net::TimerNode {
     for (size_t i = 0; i < count; ++i) snapshots_[i].loop = static_cast<int>(i);
   }
 
-  void Start(std::shared_ptr<Gathering> self, uint64_t deadline_ms) {
-    self_ = std::move(self);
-    origin_.timers().Schedule(this, deadline_ms);
-  }
+  void Start(uint64_t deadline_ms) { origin_.timers().Schedule(this, deadline_ms); }
 
   void Answer(size_t index, const LoopSnapshot& snapshot) {
     if (finished_) return;
@@ -62,7 +61,6 @@ class Gathering final : public net::TimerNode {
     if (finished_) return;
     finished_ = true;
     origin_.timers().Cancel(this);
-    std::shared_ptr<Gathering> keep = std::move(self_);
     auto done = std::move(done_);
     done(std::move(snapshots_));
   }
@@ -72,7 +70,6 @@ class Gathering final : public net::TimerNode {
   size_t missing_;
   std::function<void(std::vector<LoopSnapshot>)> done_;
   bool finished_ = false;
-  std::shared_ptr<Gathering> self_;
 };
 
 }  // namespace
@@ -80,8 +77,9 @@ class Gathering final : public net::TimerNode {
 void GatherSnapshots(net::Loop& origin, const std::vector<LoopCounters>& loops,
                      uint64_t deadline_ms, std::function<void(std::vector<LoopSnapshot>)> done,
                      bool queues) {
+  if (loops.empty()) return done({});  // no reply would ever own or finish a gathering
   auto gathering = std::make_shared<Gathering>(origin, loops.size(), std::move(done));
-  gathering->Start(gathering, deadline_ms);
+  gathering->Start(deadline_ms);  // the replies own it from here, the local until they do
   for (size_t i = 0; i < loops.size(); ++i) {
     const LoopCounters counters = loops[i];
     if (counters.loop == &origin) {

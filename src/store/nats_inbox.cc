@@ -7,6 +7,7 @@
 #include <atomic>
 #include <charconv>
 #include <limits>
+#include <map>
 #include <mutex>
 #include <random>
 #include <set>
@@ -110,8 +111,21 @@ struct Report {
   bool keep_going = false;  // write every key, not stop at the first that fails
   bool resynced = false;    // a write lost a race, and the keys are read back: worth a retry
   std::set<std::pair<std::string, uint64_t>> failed;  // entries not written
+  // A delivery's counts as the caller saw them (Looked): an entry counted since is not.
+  const std::map<uint64_t, uint32_t>* expected = nullptr;
 };
 thread_local Report* t_report = nullptr;
+
+// The counts the last Unacked of this thread answered, which the caller decides a delivery
+// on (core/inbox.cc: the redelivery tick, a connect, another node's publish each read
+// Unacked, then deliver what they chose). Taken by the MarkDelivered of that channel that
+// follows; forgotten by any other change this thread makes.
+struct Looked {
+  const void* store = nullptr;
+  std::string channel;
+  std::map<uint64_t, uint32_t> deliveries;  // offset -> count
+};
+thread_local Looked t_looked;
 
 class NatsInboxStore final : public MemoryInboxStore {
  public:
@@ -162,9 +176,19 @@ class NatsInboxStore final : public MemoryInboxStore {
     pending_ = std::move(pending);
   }
 
+  std::vector<core::InboxEntry> Unacked(std::string_view channel) override {
+    std::vector<core::InboxEntry> out = MemoryInboxStore::Unacked(channel);
+    t_looked.store = this;
+    t_looked.channel = channel;
+    t_looked.deliveries.clear();
+    for (const core::InboxEntry& e : out) t_looked.deliveries.emplace(e.offset, e.deliveries);
+    return out;
+  }
+
   core::InboxAppended Append(std::string_view channel, std::string_view data,
                              const core::InboxLimits& limits, uint64_t now_ms,
                              core::InboxStored stored) override {
+    Forget();
     return Retried(std::move(stored), [&](core::InboxStored s) {
       return MemoryInboxStore::Append(channel, data, limits, now_ms, std::move(s));
     });
@@ -172,6 +196,7 @@ class NatsInboxStore final : public MemoryInboxStore {
   core::InboxChange Ack(std::string_view channel, const std::vector<uint64_t>& offsets,
                         std::optional<uint64_t> up_to, uint64_t now_ms,
                         core::InboxStored stored) override {
+    Forget();
     return Retried(std::move(stored), [&](core::InboxStored s) {
       return MemoryInboxStore::Ack(channel, offsets, up_to, now_ms, std::move(s));
     });
@@ -185,24 +210,34 @@ class NatsInboxStore final : public MemoryInboxStore {
   }
   core::InboxChange Redrive(std::string_view channel, const std::vector<uint64_t>& offsets,
                             uint64_t now_ms, core::InboxStored stored) override {
+    Forget();
     return Retried(std::move(stored), [&](core::InboxStored s) {
       return MemoryInboxStore::Redrive(channel, offsets, now_ms, std::move(s));
     });
   }
   core::InboxChange RemoveDead(std::string_view channel, const std::vector<uint64_t>& offsets,
                                core::InboxStored stored) override {
+    Forget();
     return Retried(std::move(stored), [&](core::InboxStored s) {
       return MemoryInboxStore::RemoveDead(channel, offsets, std::move(s));
     });
   }
-  // Each entry is claimed by its own write: one another node counted first is left out.
+  // Each entry is claimed by its own write: one another node counted first is left out, and
+  // so is one counted since this thread's Unacked saw it (another node's delivery that
+  // reached this node in between: a user on two nodes gets each redelivery from one).
   std::vector<core::InboxEntry> MarkDelivered(std::string_view channel,
                                               const std::vector<uint64_t>& offsets,
                                               uint64_t ack_timeout_ms, uint64_t now_ms) override {
+    std::map<uint64_t, uint32_t> expected;
+    const bool looked = t_looked.store == this && t_looked.channel == channel;
+    if (looked) expected.swap(t_looked.deliveries);
+    Forget();
     return Claimed(
-        [&] { return MemoryInboxStore::MarkDelivered(channel, offsets, ack_timeout_ms, now_ms); });
+        [&] { return MemoryInboxStore::MarkDelivered(channel, offsets, ack_timeout_ms, now_ms); },
+        looked ? &expected : nullptr);
   }
   std::vector<core::InboxEntry> Expire(uint64_t now_ms) override {
+    Forget();
     return Claimed([&] { return MemoryInboxStore::Expire(now_ms); });
   }
 
@@ -236,6 +271,11 @@ class NatsInboxStore final : public MemoryInboxStore {
         Resync(w);
         continue;
       }
+      if (!Expected(w)) {
+        t_report->failed.insert({w.entry.channel, w.entry.offset});
+        Resync(w);  // this node's copy back to the count it had (and NATS has)
+        continue;
+      }
       if (WriteOne(w)) continue;
       ok = false;
       if (t_report != nullptr && w.kind != Write::Kind::kMeta) {
@@ -262,10 +302,26 @@ class NatsInboxStore final : public MemoryInboxStore {
     }
   }
 
+  void Forget() {
+    if (t_looked.store == this) t_looked.store = nullptr;
+  }
+
+  // Whether w counts the delivery the caller decided on: its entry's count one past the one
+  // the caller saw (Looked), or no count expected of it.
+  static bool Expected(const Write& w) {
+    if (t_report == nullptr || t_report->expected == nullptr || w.kind != Write::Kind::kPut) {
+      return true;
+    }
+    auto it = t_report->expected->find(w.entry.offset);
+    return it == t_report->expected->end() || w.entry.deliveries == it->second + 1;
+  }
+
   template <class Call>
-  std::vector<core::InboxEntry> Claimed(const Call& call) {
+  std::vector<core::InboxEntry> Claimed(const Call& call,
+                                        const std::map<uint64_t, uint32_t>* expected = nullptr) {
     Report report;
     report.keep_going = true;
+    report.expected = expected;
     t_report = &report;
     std::vector<core::InboxEntry> out = call();
     t_report = nullptr;

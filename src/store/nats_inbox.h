@@ -12,16 +12,18 @@
 // write fails, it reads the keys it could not write back from NATS, and does the call again
 // (a publish takes the next offset; an ack of what the other node acked is an error; a
 // delivery or expiry the other node made is left out of its result, so only one node
-// redelivers each entry and sends its receipt).
+// redelivers each entry and sends its receipt). A delivery decided on what this node's
+// Unacked answered (the redelivery tick, a connect) also leaves out an entry whose count
+// changed since (another node's delivery that reached this node in between): a user
+// connected to two nodes gets each redelivery from one of them.
 //
 // Limits: reads on a node lag the other nodes' writes by the watcher's latency (about a
-// millisecond on one host); a call waits for NATS (at most the request timeout) while it
-// holds the engine's lock; with NATS unreachable a change fails (stored(false)) and the API
-// answers an error. A change of several entries that loses a race part-way keeps the part
-// it wrote. A node that has already seen another's delivery when it delivers counts the
-// next one (a user connected to two nodes may get a redelivery from each, counted 2 and 3).
-// With `kill -9` nothing acknowledged as stored is lost: a change is answered only after
-// NATS stored it.
+// millisecond on one host), so `inbox_status` there may answer the state before; a call
+// waits for NATS (at most the request timeout) while it holds the engine's lock; with NATS
+// unreachable a change fails (stored(false)) and the API answers an error. A change of
+// several entries that loses a race part-way keeps the part it wrote. A connect counts a
+// delivery of every unacked entry on the node connected to, as on one node. With `kill -9`
+// nothing acknowledged as stored is lost: a change is answered only after NATS stored it.
 #pragma once
 
 #include <memory>

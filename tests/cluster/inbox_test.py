@@ -15,6 +15,7 @@ Run: python3 inbox_test.py --hermod PATH
 
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
@@ -117,6 +118,25 @@ class InboxClusterTest(h.HermodTestCase):
         self.assertEqual((p["offset"], p["tags"]["hermod-delivery"]), (1, "1"))
         wait_for("a forgets the dead letter", lambda: api(
             a.port, "dead_letters", {})["result"]["dead_letters"] == [])
+
+    def test_sigterm_exits_at_once(self):
+        """SIGTERM with every NATS user on (broker, history, schedules, inbox, presence): each
+        closes its own connection and libnats is closed once, after them all. Closed by the
+        broker first, it waited its whole 2 s timeout for the others' connections."""
+        a = self.node()
+        c = self.user(a, "5")
+        api(a.port, "publish", {"channel": "inbox:#5", "data": {"n": 1}})
+        self.assertEqual(c.next_publication("inbox:#5")["offset"], 1)
+        # Gone first: a client that does not answer the close frame is waited for 2 s.
+        c.close()
+        wait_for("the client gone", lambda: api(a.port, "info", {})["result"]["nodes"][0][
+            "num_clients"] == 0)
+        started = time.monotonic()
+        a.signal_stop()
+        self.assertEqual(a.wait_exit(), 0, a.stderr_text())
+        took = time.monotonic() - started
+        self.assertEqual([line for line in a.log if "did not" in line], [])
+        self.assertLess(took, 1.5, a.stderr_text())
 
 
 if __name__ == "__main__":

@@ -467,6 +467,43 @@ TEST_F(NatsInboxNodes, NoDeliveryIsCountedByTwoNodes) {
   }
 }
 
+// A user connected to both nodes: node B's redelivery tick reads the entry due, then A's
+// redelivery of it reaches B before B counts its own. B leaves it out (A's was the
+// redelivery), rather than count a third delivery on top of A's second.
+TEST_F(NatsInboxNodes, ARedeliveryIsMadeByOneNodeWhenTheOtherSawItLate) {
+  ASSERT_TRUE(Stored([&](core::InboxStored s) {
+    return a_->Append("inbox:#3", "{}", {}, now_, std::move(s)).status ==
+           core::InboxAppended::Status::kOk;
+  }));
+  ASSERT_EQ(a_->MarkDelivered("inbox:#3", {1}, 1000, now_).size(), 1u);
+  // Until B holds the count A stored (the watcher's latency), at most 5 s.
+  auto b_counts = [&](uint32_t n) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (std::chrono::steady_clock::now() < deadline) {
+      const auto status = b_->Status("inbox:#3", {1});
+      if (!status.empty() && status[0].deliveries == n) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return false;
+  };
+  ASSERT_TRUE(b_counts(1));
+  const auto seen = b_->Unacked("inbox:#3");  // B's tick: delivered once, due
+  ASSERT_EQ(seen.size(), 1u);
+  ASSERT_EQ(seen[0].deliveries, 1u);
+  const auto by_a = a_->MarkDelivered("inbox:#3", {1}, 1000, now_ + 2000);
+  ASSERT_EQ(by_a.size(), 1u);
+  EXPECT_EQ(by_a[0].deliveries, 2u);
+  ASSERT_TRUE(b_counts(2));
+  EXPECT_TRUE(b_->MarkDelivered("inbox:#3", {1}, 1000, now_ + 2000).empty());
+  EXPECT_EQ(b_->Status("inbox:#3", {1})[0].deliveries, 2u);
+  EXPECT_EQ(a_->Status("inbox:#3", {1})[0].deliveries, 2u);
+  // Read afresh, the entry is B's to deliver again (a connect, or its next due time).
+  ASSERT_EQ(b_->Unacked("inbox:#3").size(), 1u);
+  const auto again = b_->MarkDelivered("inbox:#3", {1}, 1000, now_ + 9000);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].deliveries, 3u);
+}
+
 TEST_F(NatsInboxNodes, DeadLettersOfBothNodesAreListedByEither) {
   ASSERT_TRUE(Stored([&](core::InboxStored s) {
     return a_->Append("inbox:#1", "{}", {}, now_, std::move(s)).status ==
