@@ -177,6 +177,7 @@ TEST(SqliteScheduleStore, PendingOnesSurviveARestartFiredAndCancelledOnesDoNot) 
   std::string error;
   const int64_t now = Scheduler::WallMs();
   std::string soon, later, cancelled, fired_id;
+  int64_t soon_ms = 0;
   {
     auto engine = SqliteEngine::Open(o, &error);
     ASSERT_TRUE(engine) << error;
@@ -185,7 +186,9 @@ TEST(SqliteScheduleStore, PendingOnesSurviveARestartFiredAndCancelledOnesDoNot) 
     ASSERT_TRUE(scheduler.Start(fired.Fn(), &error)) << error;
     fired_id = AddSync(scheduler, Pub("a", now - 1));
     ASSERT_TRUE(fired.WaitFor(1));
-    soon = AddSync(scheduler, Pub("a", now + 400));
+    // Due after this run has surely stopped, even on a loaded machine, and passed while down.
+    soon_ms = Scheduler::WallMs() + 1500;
+    soon = AddSync(scheduler, Pub("a", soon_ms));
     later = AddSync(scheduler, Pub("b", now + 600000));
     cancelled = AddSync(scheduler, Pub("a", now + 600000));
     ASSERT_TRUE(CancelSync(scheduler, cancelled));
@@ -193,7 +196,7 @@ TEST(SqliteScheduleStore, PendingOnesSurviveARestartFiredAndCancelledOnesDoNot) 
     engine->Stop();
   }
   // Down past `soon`'s time.
-  while (Scheduler::WallMs() < now + 450)
+  while (Scheduler::WallMs() < soon_ms + 50)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   auto engine = SqliteEngine::Open(o, &error);
   ASSERT_TRUE(engine) << error;
