@@ -12,26 +12,14 @@ namespace {
 constexpr uint32_t kAlreadySubscribedCode = static_cast<uint32_t>(ErrorCode::kAlreadySubscribed);
 
 // A push's bytes for one Format: HTTP chunks, built once and shared by every subscriber.
-struct ChunkFramed final : FramedPush {
-  ~ChunkFramed() override {
-    if (chunk != nullptr) chunk->Unref();
-  }
-  net::Chunk* chunk = nullptr;  // null: nothing to send (a push this Format does not carry)
+struct StreamFramed final : ChunkFramed {
   // Fragments: the epoch each channel's events were framed with, and the events parsed (a
   // stream of several channels writes its own ids: its positions in all of them).
   std::vector<std::pair<std::string, std::string>> epochs;
   std::vector<Fragment> fragments;
 };
 
-ChunkFramed* ToFramed(std::string_view payload) {
-  auto* framed = new ChunkFramed;
-  if (payload.empty()) return framed;
-  std::string bytes;
-  AppendHttpChunk(bytes, payload);
-  framed->chunk = net::Chunk::Create(bytes.size());
-  framed->chunk->Append(bytes);
-  return framed;
-}
+StreamFramed* ToFramed(std::string_view payload) { return ToChunk<StreamFramed>(payload); }
 
 // One uni value as an SSE event or a JSON line.
 void AppendUni(std::string& out, std::string_view json, bool sse) {
@@ -84,7 +72,7 @@ FramedPush* FrameFragments(std::string_view json) {
   std::vector<std::pair<std::string, std::string>> used;
   std::vector<Fragment> fragments;
   const std::string events = FragmentEvents(json, EpochLookup(framing_for), &used, &fragments);
-  ChunkFramed* framed = ToFramed(events);
+  StreamFramed* framed = ToFramed(events);
   framed->epochs = std::move(used);
   framed->fragments = std::move(fragments);
   return framed;
@@ -146,9 +134,8 @@ int StreamStatusOf(uint32_t code) {
 }
 
 StreamTransport::StreamTransport(net::Connection& from, Format format, ClientContext& context)
-    : net::Connection(from), format_(format), session_(*this, context) {
-  CancelTimeout();  // the HTTP request's deadline; the session keeps its own
-  session_.SetUnidirectional();
+    : StreamedResponse(from, context), format_(format) {
+  session().SetUnidirectional();
 }
 
 StreamTransport::~StreamTransport() = default;
@@ -174,25 +161,14 @@ void StreamTransport::Start(std::string_view commands, std::vector<std::string> 
   positions_ = std::move(from);
   recovering_.resize(positions_.size());
   for (size_t i = 0; i < positions_.size(); ++i) recovering_[i] = positions_[i].known;
-  session_.OnMessage(commands);
+  session().OnMessage(commands);
 }
 
 void StreamTransport::StartResponse() {
-  if (started_) return;
-  started_ = true;
-  const std::string_view type =
-      format_ == Format::kUniJsonLines ? "application/json" : "text/event-stream";
-  std::string head = "HTTP/1.1 200 OK\r\nContent-Type: ";
-  head += type;
-  head +=
-      "\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\nTransfer-Encoding: "
-      "chunked\r\n";
-  head += extra_headers_;
-  head += "\r\n";
-  std::string().swap(extra_headers_);
   // Fragments: the browser reconnects a second after the stream ends (the default is 3 s).
-  if (format_ == Format::kFragments) AppendHttpChunk(head, "retry: 1000\n\n");
-  Send(head);
+  StreamedResponse::StartResponse(
+      format_ == Format::kUniJsonLines ? "application/json" : "text/event-stream",
+      format_ == Format::kFragments ? "retry: 1000\n\n" : "");
 }
 
 void StreamTransport::Refuse(int status) {
@@ -262,7 +238,7 @@ const std::string* StreamTransport::EpochOf(std::string_view channel) const {
 
 net::SendStatus StreamTransport::SendReply(std::string_view json, net::Lane lane) {
   assert(loop().InThisThread());
-  if (ended_ || closing()) return net::SendStatus::kDropped;
+  if (done()) return net::SendStatus::kDropped;
   std::string out;
   uint32_t refused = 0;  // an error reply: the code
   bool end = false;      // fragments: a subscription ended, the browser reconnects
@@ -341,30 +317,22 @@ net::SendStatus StreamTransport::SendReply(std::string_view json, net::Lane lane
       Refuse(StreamStatusOf(refused));
       return net::SendStatus::kDropped;
     }
-    ended_ = true;
-    std::string bytes;
-    AppendHttpChunk(bytes, out);
-    bytes += kHttpLastChunk;
-    Send(bytes, {}, net::Lane::kFinal);
-    CloseAfterFlush();
+    EndStream(out);
     return net::SendStatus::kDropped;
   }
-  if (!started_) StartResponse();
-  if (out.empty()) return net::SendStatus::kQueued;
-  std::string bytes;
-  AppendHttpChunk(bytes, out);
-  return Send(bytes, {}, lane);
+  StartResponse();
+  return SendChunk(out, lane);
 }
 
 net::SendStatus StreamTransport::SendPush(const PreparedPush& push, net::PushClass push_class) {
   assert(loop().InThisThread());
-  if (ended_ || closing()) return net::SendStatus::kDropped;
-  if (!started_) StartResponse();
-  const ChunkFramed* framed = nullptr;
-  std::unique_ptr<ChunkFramed> own;
+  if (done()) return net::SendStatus::kDropped;
+  StartResponse();
+  const StreamFramed* framed = nullptr;
+  std::unique_ptr<StreamFramed> own;
   if (format_ == Format::kFragments) {
     framing_for = this;
-    framed = static_cast<const ChunkFramed*>(&push.framed(kFragmentsKind));
+    framed = static_cast<const StreamFramed*>(&push.framed(kFragmentsKind));
     framing_for = nullptr;
     // The shared events fit a stream of one channel whose stream they were framed with
     // (their id is that channel's epoch:offset); any other stream writes its own ids.
@@ -388,31 +356,15 @@ net::SendStatus StreamTransport::SendPush(const PreparedPush& push, net::PushCla
       framed = own.get();
     }
   } else {
-    framed = static_cast<const ChunkFramed*>(&push.framed(kind()));
+    framed = static_cast<const StreamFramed*>(&push.framed(kind()));
   }
-  if (framed->chunk == nullptr) return net::SendStatus::kQueued;  // nothing of it is ours
-  return SendShared(framed->chunk, 0, framed->chunk->size(), push_class);
+  return SendFramed(*framed, push_class);  // no chunk: nothing of it is ours
 }
 
 void StreamTransport::Close(Disconnect reason) {
-  if (ended_ || closing()) return;
+  if (done()) return;
   if (!started_) return Refuse(StreamStatusOf(reason.code));
-  ended_ = true;
-  Send(kHttpLastChunk, {}, net::Lane::kFinal);
-  CloseAfterFlush();
-}
-
-void StreamTransport::OnData(uint8_t*, size_t) {
-  // The request is read; a streamed response reads nothing more (bytes after it are dropped).
-}
-
-void StreamTransport::OnShutdown() { session_.Disconnect(kDisconnectShutdown); }
-
-void StreamTransport::OnClosed() { session_.OnTransportClosed(); }
-
-void StreamTransport::OnSlowConsumer() {
-  session_.Disconnect(kDisconnectSlow);
-  net::Connection::Close();
+  EndStream();
 }
 
 }  // namespace hermod::proto

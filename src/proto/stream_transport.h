@@ -22,14 +22,13 @@
 #include <utility>
 #include <vector>
 
-#include "proto/client_session.h"
 #include "proto/prepared_push.h"
 #include "proto/stream_format.h"
-#include "proto/transport.h"
+#include "proto/streamed_response.h"
 
 namespace hermod::proto {
 
-class StreamTransport final : public net::Connection, public Transport {
+class StreamTransport final : public StreamedResponse {
  public:
   enum class Format : uint8_t {
     kUniSse,        // text/event-stream, `data: <push>` per push
@@ -40,8 +39,6 @@ class StreamTransport final : public net::Connection, public Transport {
   StreamTransport(net::Connection& from, Format format, ClientContext& context);
   ~StreamTransport() override;
 
-  ClientSession& session() { return session_; }
-  ClientSession& client_session() override { return session_; }
   // Feeds the session the commands the request carried (the wrapped connect, and for
   // fragments the subscribes, ids 2, 3, ... in the order of channels); the response starts
   // with their answers.
@@ -54,23 +51,11 @@ class StreamTransport final : public net::Connection, public Transport {
   const std::string* EpochOf(std::string_view channel) const;
 
   // Transport.
-  net::Loop& loop() const override { return net::Connection::loop(); }
   size_t kind() const override;
   net::SendStatus SendReply(std::string_view json, net::Lane lane) override;
   net::SendStatus SendPush(const PreparedPush& push, net::PushClass push_class) override;
   void Close(Disconnect reason) override;
   using net::Connection::Close;
-  size_t queued_bytes() const override { return net::Connection::queued_bytes(); }
-  bool closing() const override { return net::Connection::closing(); }
-  std::string PeerIp() const override { return net::Connection::PeerIp(); }
-  net::Connection& connection() override { return *this; }
-  void SetSessionTimer(uint64_t due_ms) override { session_timer_.Set(due_ms); }
-
-  // net::Connection.
-  void OnData(uint8_t* data, size_t len) override;
-  void OnShutdown() override;
-  void OnClosed() override;
-  void OnSlowConsumer() override;
 
  private:
   // Sends the response head once.
@@ -87,18 +72,13 @@ class StreamTransport final : public net::Connection, public Transport {
   std::string EventId() const;
 
   Format format_;
-  bool started_ = false;
-  bool ended_ = false;
   std::vector<std::string> channels_;  // fragments: the channels asked for
   // Fragments: each asked channel's position as of the last event sent, and whether the
   // request gave one (the channel recovers from it).
   std::vector<StreamPosition> positions_;
   std::vector<bool> recovering_;
-  std::string extra_headers_;
   // Fragments: each channel's epoch, from its subscribe reply (the `id:` of its events).
   std::vector<std::pair<std::string, std::string>> epochs_;
-  SessionTimer session_timer_{net::Connection::loop(), session_};  // before session_
-  ClientSession session_;
 };
 
 // The HTTP status a stream that has not started answers for a disconnect or an error code.
