@@ -323,8 +323,8 @@ bool StreamRequestOk(http::HttpConnection& connection, const http::Request& requ
 
 void Server::StartStream(http::HttpConnection& connection, const http::Request& request,
                          proto::StreamTransport::Format format, std::string_view commands,
-                         std::vector<std::string> channels,
-                         std::vector<proto::StreamPosition> from) {
+                         std::vector<std::string> channels, std::vector<proto::StreamPosition> from,
+                         std::vector<proto::NamedPosition> named_from) {
   const std::string_view origin = request.Header("Origin");
   if (!ws::OriginAllowed(origin, request.Header("Host"), handshake_policy_.allowed_origins)) {
     return RefuseStream(connection, request, 403, "origin not allowed");
@@ -339,7 +339,8 @@ void Server::StartStream(http::HttpConnection& connection, const http::Request& 
   auto* stream = connection.Upgrade<proto::StreamTransport>(format, *client_context_);
   if (admission_->enabled()) stream->session().SetAdmitted(std::move(ip), must_recover);
   ForwardProxyHeaders(request, stream->session());
-  stream->Start(commands, std::move(channels), std::move(headers), std::move(from));
+  stream->Start(commands, std::move(channels), std::move(headers), std::move(from),
+                std::move(named_from));
 }
 
 void Server::UniStream(http::HttpConnection& connection, http::Request& request, bool sse) {
@@ -349,6 +350,7 @@ void Server::UniStream(http::HttpConnection& connection, http::Request& request,
   const uint64_t limit =
       sse ? config_.uni_sse_max_request_body_size : config_.uni_http_stream_max_request_body_size;
   std::string connect;
+  std::vector<proto::NamedPosition> named_from;
   if (request.method == "GET") {
     // uni_sse: the connect request is the cf_connect query parameter (EventSource cannot POST).
     std::vector<std::pair<std::string, std::string>> params;
@@ -358,6 +360,14 @@ void Server::UniStream(http::HttpConnection& connection, http::Request& request,
     for (auto& [name, value] : params) {
       if (name == "cf_connect") connect = std::move(value);
     }
+    // An EventSource that reconnects by itself sends the URL it began with (stale positions,
+    // or none) and the id of the last event it saw: each channel's newer position.
+    std::vector<proto::StreamPosition> positional;
+    const std::string_view last = request.Header("Last-Event-ID");
+    if (sse && !last.empty() && !proto::ParseEventPositions(last, 0, &positional, &named_from)) {
+      connection.loop().stats().guard.Count(stats::Refusal::kBadLastEventId);
+      return RefuseStream(connection, request, 400, "bad Last-Event-ID");
+    }
   } else {
     connect = std::move(request.body);
   }
@@ -365,13 +375,13 @@ void Server::UniStream(http::HttpConnection& connection, http::Request& request,
     return RefuseStream(connection, request, 413, "connect request too large");
   }
   std::string command;
-  if (!proto::WrapConnect(connect, &command)) {
+  if (!proto::WrapConnect(connect, named_from, &command)) {
     return RefuseStream(connection, request, 400, "the connect request is not a JSON object");
   }
   StartStream(
       connection, request,
       sse ? proto::StreamTransport::Format::kUniSse : proto::StreamTransport::Format::kUniJsonLines,
-      command);
+      command, {}, {}, std::move(named_from));
 }
 
 void Server::Fragments(http::HttpConnection& connection, http::Request& request) {
@@ -379,14 +389,16 @@ void Server::Fragments(http::HttpConnection& connection, http::Request& request)
   std::string commands;
   std::vector<std::string> channels;
   std::vector<proto::StreamPosition> from;
-  if (!FragmentCommands(connection, request, &commands, &channels, &from)) return;
+  std::vector<proto::NamedPosition> named_from;
+  if (!FragmentCommands(connection, request, &commands, &channels, &from, &named_from)) return;
   StartStream(connection, request, proto::StreamTransport::Format::kFragments, commands,
-              std::move(channels), std::move(from));
+              std::move(channels), std::move(from), std::move(named_from));
 }
 
 bool Server::FragmentCommands(http::HttpConnection& connection, const http::Request& request,
                               std::string* out, std::vector<std::string>* channels_out,
-                              std::vector<proto::StreamPosition>* from_out) {
+                              std::vector<proto::StreamPosition>* from_out,
+                              std::vector<proto::NamedPosition>* named_out) {
   std::vector<std::pair<std::string, std::string>> params;
   if (!http::ParseQuery(request.Query(), &params)) {
     RefuseStream(connection, request, 400, "bad query string");
@@ -419,8 +431,9 @@ bool Server::FragmentCommands(http::HttpConnection& connection, const http::Requ
     return false;
   }
   std::vector<proto::StreamPosition> from;
+  std::vector<proto::NamedPosition> named;
   const std::string_view last = request.Header("Last-Event-ID");
-  if (!last.empty() && !proto::ParseEventPositions(last, channels.size(), &from)) {
+  if (!last.empty() && !proto::ParseEventPositions(last, channels.size(), &from, &named)) {
     connection.loop().stats().guard.Count(stats::Refusal::kBadLastEventId);
     RefuseStream(connection, request, 400, "bad Last-Event-ID");
     return false;
@@ -450,6 +463,18 @@ bool Server::FragmentCommands(http::HttpConnection& connection, const http::Requ
     append_position(commands, from[i]);
     commands += '}';
   }
+  // The channels the query did not name recover by name (the token still subscribes them).
+  std::erase_if(named, [&](const proto::NamedPosition& n) {
+    return std::find(channels.begin(), channels.end(), n.channel) != channels.end();
+  });
+  for (const proto::NamedPosition& n : named) {
+    if (!first) commands += ',';
+    first = false;
+    json::AppendJsonString(commands, n.channel);
+    commands += ":{";
+    append_position(commands, n.position);
+    commands += '}';
+  }
   commands += "}}}";
   uint32_t id = 2;
   for (size_t i = 0; i < channels.size(); ++i) {
@@ -466,6 +491,7 @@ bool Server::FragmentCommands(http::HttpConnection& connection, const http::Requ
   }
   *from_out = std::move(from);
   *channels_out = std::move(channels);
+  if (named_out != nullptr) *named_out = std::move(named);
   return true;
 }
 

@@ -74,11 +74,13 @@ class Server {
   void Upgrade(http::HttpConnection& connection, http::Request& request, bool echo,
                bool uni = false, const std::string* fragments = nullptr, size_t channels = 0);
   // The query of a fragments request as the session's connect and subscribes (ids 1, 2, ...),
-  // with Last-Event-ID as each channel's recovery position (from); false when it answered
-  // an error.
+  // with Last-Event-ID as each channel's recovery position (from), and the positions it names
+  // of channels the query did not (a token's `channels`: the connect's subs recover them;
+  // named_from); false when it answered an error.
   bool FragmentCommands(http::HttpConnection& connection, const http::Request& request,
                         std::string* commands, std::vector<std::string>* channels,
-                        std::vector<proto::StreamPosition>* from);
+                        std::vector<proto::StreamPosition>* from,
+                        std::vector<proto::NamedPosition>* named_from = nullptr);
   // /connection/uni_sse and /connection/uni_http_stream: the connect request from the body
   // (or uni_sse's cf_connect), then the streamed response (proto/stream_transport.h).
   void UniStream(http::HttpConnection& connection, http::Request& request, bool sse);
@@ -91,7 +93,8 @@ class Server {
   void StartStream(http::HttpConnection& connection, const http::Request& request,
                    proto::StreamTransport::Format format, std::string_view commands,
                    std::vector<std::string> channels = {},
-                   std::vector<proto::StreamPosition> from = {});
+                   std::vector<proto::StreamPosition> from = {},
+                   std::vector<proto::NamedPosition> named_from = {});
   // Bidirectional emulation (app/emulation_routes.cc, proto/emulation.h):
   // /connection/http_stream and /connection/sse open the stream; /emulation takes the
   // client's commands for it. CORS preflights (OPTIONS) are answered per allowed_origins.

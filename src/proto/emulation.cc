@@ -56,27 +56,9 @@ std::string ProtobufForm(std::string_view json) {
   return out;
 }
 
-// A push's bytes for one form: an HTTP chunk, built once and shared by every subscriber.
-struct ChunkFramed final : FramedPush {
-  ~ChunkFramed() override {
-    if (chunk != nullptr) chunk->Unref();
-  }
-  net::Chunk* chunk = nullptr;
-};
-
-FramedPush* ToChunk(std::string_view payload) {
-  auto* framed = new ChunkFramed;
-  if (payload.empty()) return framed;
-  std::string bytes;
-  AppendHttpChunk(bytes, payload);
-  framed->chunk = net::Chunk::Create(bytes.size());
-  framed->chunk->Append(bytes);
-  return framed;
-}
-
-FramedPush* FrameLines(std::string_view json) { return ToChunk(JsonForm(json, false)); }
-FramedPush* FrameSse(std::string_view json) { return ToChunk(JsonForm(json, true)); }
-FramedPush* FrameProtobufStream(std::string_view json) { return ToChunk(ProtobufForm(json)); }
+FramedPush* FrameLines(std::string_view json) { return ToChunk<>(JsonForm(json, false)); }
+FramedPush* FrameSse(std::string_view json) { return ToChunk<>(JsonForm(json, true)); }
+FramedPush* FrameProtobufStream(std::string_view json) { return ToChunk<>(ProtobufForm(json)); }
 
 const size_t kLinesKind = RegisterTransportKind(&FrameLines);
 const size_t kSseKind = RegisterTransportKind(&FrameSse);
@@ -132,13 +114,10 @@ EmulationRegistry::Route EmulationRegistry::Dispatch(EmulationRequest request) {
 
 EmulationTransport::EmulationTransport(net::Connection& from, Kind kind, Format format,
                                        ClientContext& context, EmulationRegistry& registry)
-    : net::Connection(from),
+    : StreamedResponse(from, context),
       kind_(kind),
       format_(kind == Kind::kSse ? Format::kJson : format),
-      registry_(registry),
-      session_(*this, context) {
-  CancelTimeout();  // the HTTP request's deadline; the session keeps its own
-}
+      registry_(registry) {}
 
 EmulationTransport::~EmulationTransport() { Leave(); }
 
@@ -157,29 +136,19 @@ void EmulationTransport::Start(std::string_view commands, std::string extra_head
   assert(loop().InThisThread());
   extra_headers_ = std::move(extra_headers);
   id_ = registry_.Add(this);
-  session_.OnMessage(commands);
+  session().OnMessage(commands);
 }
 
 void EmulationTransport::OnEmulation(std::string_view commands) {
   assert(loop().InThisThread());
-  if (ended_ || closing()) return;
-  session_.OnMessage(commands);
+  if (done()) return;
+  session().OnMessage(commands);
 }
 
 void EmulationTransport::StartResponse() {
-  if (started_) return;
-  started_ = true;
-  std::string head = "HTTP/1.1 200 OK\r\nContent-Type: ";
-  head += kind_ == Kind::kSse            ? "text/event-stream"
-          : format_ == Format::kProtobuf ? "application/octet-stream"
-                                         : "application/json";
-  head +=
-      "\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\nTransfer-Encoding: "
-      "chunked\r\n";
-  head += extra_headers_;
-  head += "\r\n";
-  std::string().swap(extra_headers_);
-  Send(head);
+  StreamedResponse::StartResponse(kind_ == Kind::kSse            ? "text/event-stream"
+                                  : format_ == Format::kProtobuf ? "application/octet-stream"
+                                                                 : "application/json");
 }
 
 std::string EmulationTransport::Frame(std::string_view json) {
@@ -218,58 +187,40 @@ std::string EmulationTransport::Frame(std::string_view json) {
 
 net::SendStatus EmulationTransport::SendReply(std::string_view json, net::Lane lane) {
   assert(loop().InThisThread());
-  if (ended_ || closing()) return net::SendStatus::kDropped;
+  if (done()) return net::SendStatus::kDropped;
   StartResponse();
-  const std::string payload = Frame(json);
-  if (payload.empty()) return net::SendStatus::kQueued;
-  std::string bytes;
-  AppendHttpChunk(bytes, payload);
-  return Send(bytes, {}, lane);
+  return SendChunk(Frame(json), lane);
 }
 
 net::SendStatus EmulationTransport::SendPush(const PreparedPush& push, net::PushClass push_class) {
   assert(loop().InThisThread());
-  if (ended_ || closing()) return net::SendStatus::kDropped;
+  if (done()) return net::SendStatus::kDropped;
   StartResponse();
-  const auto& framed = static_cast<const ChunkFramed&>(push.framed(kind()));
-  if (framed.chunk == nullptr) return net::SendStatus::kQueued;
-  return SendShared(framed.chunk, 0, framed.chunk->size(), push_class);
+  return SendFramed(static_cast<const ChunkFramed&>(push.framed(kind())), push_class);
 }
 
 void EmulationTransport::Close(Disconnect reason) {
-  if (ended_ || closing()) return;
+  if (done()) return;
   Leave();
   StartResponse();
-  ended_ = true;
   // The SDK reads the code from a disconnect push: whether and how soon to reconnect.
   std::string push = "{\"push\":{\"disconnect\":{\"code\":";
   push += std::to_string(reason.code);
   push += ",\"reason\":";
   json::AppendJsonString(push, reason.reason);
   push += "}}}";
-  std::string bytes;
-  AppendHttpChunk(bytes, format_ == Format::kProtobuf ? ProtobufForm(push)
-                                                      : JsonForm(push, kind_ == Kind::kSse));
-  bytes += kHttpLastChunk;
-  Send(bytes, {}, net::Lane::kFinal);
-  CloseAfterFlush();
+  EndStream(format_ == Format::kProtobuf ? ProtobufForm(push)
+                                         : JsonForm(push, kind_ == Kind::kSse));
 }
-
-void EmulationTransport::OnData(uint8_t*, size_t) {
-  // The request is read; commands come through /emulation (bytes after it are dropped).
-}
-
-void EmulationTransport::OnShutdown() { session_.Disconnect(kDisconnectShutdown); }
 
 void EmulationTransport::OnClosed() {
   Leave();
-  session_.OnTransportClosed();
+  StreamedResponse::OnClosed();
 }
 
 void EmulationTransport::OnSlowConsumer() {
   Leave();
-  session_.Disconnect(kDisconnectSlow);
-  net::Connection::Close();
+  StreamedResponse::OnSlowConsumer();
 }
 
 }  // namespace hermod::proto

@@ -27,9 +27,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "proto/client_session.h"
 #include "proto/emulation_request.h"
-#include "proto/transport.h"
+#include "proto/streamed_response.h"
 
 namespace hermod::proto {
 
@@ -59,7 +58,7 @@ class EmulationRegistry {
   std::vector<std::unordered_map<std::string, EmulationTransport*>> sessions_;
 };
 
-class EmulationTransport final : public net::Connection, public Transport {
+class EmulationTransport final : public StreamedResponse {
  public:
   enum class Kind : uint8_t { kHttpStream, kSse };
 
@@ -67,8 +66,6 @@ class EmulationTransport final : public net::Connection, public Transport {
                      EmulationRegistry& registry);
   ~EmulationTransport() override;
 
-  ClientSession& session() { return session_; }
-  ClientSession& client_session() override { return session_; }
   // The commands the request carried (the connect); extra_headers: complete "Name: value\r\n"
   // lines for the response head (CORS).
   void Start(std::string_view commands, std::string extra_headers);
@@ -76,22 +73,14 @@ class EmulationTransport final : public net::Connection, public Transport {
   void OnEmulation(std::string_view commands);
 
   // Transport.
-  net::Loop& loop() const override { return net::Connection::loop(); }
   size_t kind() const override;
   Format format() const override { return format_; }
   net::SendStatus SendReply(std::string_view json, net::Lane lane) override;
   net::SendStatus SendPush(const PreparedPush& push, net::PushClass push_class) override;
   void Close(Disconnect reason) override;
   using net::Connection::Close;
-  size_t queued_bytes() const override { return net::Connection::queued_bytes(); }
-  bool closing() const override { return net::Connection::closing(); }
-  std::string PeerIp() const override { return net::Connection::PeerIp(); }
-  net::Connection& connection() override { return *this; }
-  void SetSessionTimer(uint64_t due_ms) override { session_timer_.Set(due_ms); }
 
   // net::Connection.
-  void OnData(uint8_t* data, size_t len) override;
-  void OnShutdown() override;
   void OnClosed() override;
   void OnSlowConsumer() override;
 
@@ -103,14 +92,9 @@ class EmulationTransport final : public net::Connection, public Transport {
 
   Kind kind_;
   Format format_;
-  bool started_ = false;
-  bool ended_ = false;
   bool told_session_ = false;  // the connect reply carried session and node
-  std::string extra_headers_;
-  std::string id_;  // the session id; empty once out of the registry
+  std::string id_;             // the session id; empty once out of the registry
   EmulationRegistry& registry_;
-  SessionTimer session_timer_{net::Connection::loop(), session_};  // before session_
-  ClientSession session_;
 };
 
 }  // namespace hermod::proto

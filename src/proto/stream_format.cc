@@ -2,6 +2,7 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <charconv>
 
 #include "json/string_writer.h"
@@ -229,6 +230,86 @@ bool WrapConnect(std::string_view request, std::string* command) {
   return true;
 }
 
+bool WrapConnect(std::string_view request, const std::vector<NamedPosition>& recover,
+                 std::string* command) {
+  if (!WrapConnect(request, command)) return false;
+  if (recover.empty()) return true;
+  request = Trim(request);
+  if (request.empty()) request = "{}";
+  simdjson::padded_string padded(request);
+  od::document doc;
+  od::object object;
+  if (Parser().iterate(padded).get(doc) != SUCCESS || doc.get_object().get(object) != SUCCESS) {
+    return false;
+  }
+  auto recovers = [&](std::string_view channel) {
+    return std::any_of(recover.begin(), recover.end(),
+                       [&](const NamedPosition& n) { return n.channel == channel; });
+  };
+  auto append_recover = [&](std::string& out, bool first) {
+    for (const NamedPosition& n : recover) {
+      if (!first) out += ',';
+      first = false;
+      json::AppendJsonString(out, n.channel);
+      out += ":{\"recover\":true,\"epoch\":";
+      json::AppendJsonString(out, n.position.epoch);
+      out += ",\"offset\":";
+      out += std::to_string(n.position.offset);
+      out += '}';
+    }
+  };
+  std::string connect = "{";
+  bool first = true;
+  bool had_subs = false;
+  for (auto field : object) {
+    std::string_view key;
+    od::value v;
+    if (field.unescaped_key().get(key) != SUCCESS || field.value().get(v) != SUCCESS) return false;
+    if (!first) connect += ',';
+    first = false;
+    json::AppendJsonString(connect, key);
+    connect += ':';
+    std::string_view raw;
+    if (key != "subs" || had_subs) {
+      if (RawJson(v, &raw) != SUCCESS) return false;
+      connect += raw;
+      continue;
+    }
+    had_subs = true;
+    od::object subs;
+    if (v.get_object().get(subs) != SUCCESS) return false;
+    connect += '{';
+    bool first_sub = true;
+    for (auto sub : subs) {
+      std::string_view channel;
+      od::value position;
+      if (sub.unescaped_key().get(channel) != SUCCESS || sub.value().get(position) != SUCCESS) {
+        return false;
+      }
+      if (recovers(channel)) continue;
+      if (!first_sub) connect += ',';
+      first_sub = false;
+      json::AppendJsonString(connect, channel);
+      connect += ':';
+      if (RawJson(position, &raw) != SUCCESS) return false;
+      connect += raw;
+    }
+    append_recover(connect, first_sub);
+    connect += '}';
+  }
+  if (!had_subs) {
+    if (!first) connect += ',';
+    connect += "\"subs\":{";
+    append_recover(connect, true);
+    connect += '}';
+  }
+  connect += '}';
+  command->assign("{\"id\":1,\"connect\":");
+  AppendJsonLine(*command, connect);
+  command->back() = '}';  // the newline AppendJsonLine ended with
+  return true;
+}
+
 bool ParseLastEventId(std::string_view text, std::string* epoch, uint64_t* offset) {
   const size_t colon = text.rfind(':');
   if (colon == std::string_view::npos || colon == 0 || colon > 64) return false;
@@ -242,9 +323,65 @@ bool ParseLastEventId(std::string_view text, std::string* epoch, uint64_t* offse
 }
 
 bool ParseEventPositions(std::string_view text, size_t channels, std::vector<StreamPosition>* out) {
+  std::vector<NamedPosition> named;
+  return ParseEventPositions(text, channels, out, &named) && named.empty();
+}
+
+namespace {
+
+bool EscapedInId(unsigned char c) {
+  return c == '%' || c == ',' || c == '=' || c < 0x21 || c > 0x7e;
+}
+
+void AppendEscapedChannel(std::string& out, std::string_view channel) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  for (const char ch : channel) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (!EscapedInId(c)) {
+      out += ch;
+      continue;
+    }
+    out += '%';
+    out += kHex[c >> 4];
+    out += kHex[c & 15];
+  }
+}
+
+int HexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+bool UnescapeChannel(std::string_view text, std::string* out) {
   out->clear();
-  if (text.size() > kMaxLastEventIdBytes || channels == 0) return false;
-  if (text.find(',') == std::string_view::npos) {
+  for (size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c != '%') {
+      if (EscapedInId(c)) return false;
+      *out += text[i];
+      continue;
+    }
+    if (i + 2 >= text.size()) return false;
+    const int hi = HexDigit(text[i + 1]);
+    const int lo = HexDigit(text[i + 2]);
+    if (hi < 0 || lo < 0) return false;
+    *out += static_cast<char>(hi * 16 + lo);
+    i += 2;
+  }
+  return !out->empty();
+}
+
+}  // namespace
+
+bool ParseEventPositions(std::string_view text, size_t channels, std::vector<StreamPosition>* out,
+                         std::vector<NamedPosition>* named) {
+  out->clear();
+  named->clear();
+  if (text.size() > kMaxLastEventIdBytes || text.empty()) return false;
+  if (channels > 0 && text.find(',') == std::string_view::npos &&
+      text.find('=') == std::string_view::npos) {
     StreamPosition p;
     if (!ParseLastEventId(text, &p.epoch, &p.offset)) return false;
     p.known = true;
@@ -257,12 +394,27 @@ bool ParseEventPositions(std::string_view text, size_t channels, std::vector<Str
     const std::string_view item =
         text.substr(from, comma == std::string_view::npos ? std::string_view::npos : comma - from);
     StreamPosition p;
-    if (!item.empty()) {
-      if (!ParseLastEventId(item, &p.epoch, &p.offset)) return false;
-      p.known = true;
+    if (out->size() < channels) {
+      if (!item.empty()) {
+        if (!ParseLastEventId(item, &p.epoch, &p.offset)) return false;
+        p.known = true;
+      }
+      out->push_back(std::move(p));
+    } else {
+      // Past the positional ones: a named position.
+      const size_t equals = item.find('=');
+      if (equals == std::string_view::npos) return false;
+      NamedPosition n;
+      if (!UnescapeChannel(item.substr(0, equals), &n.channel) ||
+          !ParseLastEventId(item.substr(equals + 1), &n.position.epoch, &n.position.offset)) {
+        return false;
+      }
+      n.position.known = true;
+      for (const NamedPosition& other : *named) {
+        if (other.channel == n.channel) return false;
+      }
+      named->push_back(std::move(n));
     }
-    if (out->size() == channels) return false;  // more positions than channels
-    out->push_back(std::move(p));
     if (comma == std::string_view::npos) break;
     from = comma + 1;
   }
@@ -276,6 +428,28 @@ void AppendEventPositions(std::string& out, const std::vector<StreamPosition>& p
     out += positions[i].epoch;
     out += ':';
     out += std::to_string(positions[i].offset);
+  }
+}
+
+void AppendEventPositions(std::string& out, const std::vector<StreamPosition>& positions,
+                          const std::vector<NamedPosition>& named) {
+  const size_t start = out.size();
+  AppendEventPositions(out, positions);
+  bool first = positions.empty();
+  for (const NamedPosition& n : named) {
+    if (!n.position.known) continue;
+    const size_t before = out.size();
+    if (!first) out += ',';
+    AppendEscapedChannel(out, n.channel);
+    out += '=';
+    out += n.position.epoch;
+    out += ':';
+    out += std::to_string(n.position.offset);
+    if (out.size() - start > kMaxLastEventIdBytes) {
+      out.resize(before);
+      continue;
+    }
+    first = false;
   }
 }
 
@@ -413,6 +587,10 @@ bool ParseSubscribeReply(std::string_view reply, SubscribeReplyView* out) {
       uint64_t id = 0;
       if (v.get_uint64().get(id) != SUCCESS || id > UINT32_MAX) return false;
       out->id = static_cast<uint32_t>(id);
+    } else if (key == "channel") {
+      std::string_view channel;
+      if (v.get_string().get(channel) != SUCCESS) return false;
+      out->channel.assign(channel);
     } else if (key == "subscribe") {
       od::object result;
       if (v.get_object().get(result) != SUCCESS || !ReadSubscribeResult(result, out)) {

@@ -74,6 +74,28 @@ bool ParseEventPositions(std::string_view text, size_t channels, std::vector<Str
 // The id of positions (the inverse).
 void AppendEventPositions(std::string& out, const std::vector<StreamPosition>& positions);
 
+// A channel the request did not name (a token's `channels` claim, a server-side subscribe,
+// every channel of uni_sse) is in the id by name, after the positional ones:
+// `<channel>=<epoch>:<offset>`, the channel with '%', ',', '=' and bytes outside 0x21-0x7e
+// percent-escaped. Named positions are known ones only.
+struct NamedPosition {
+  std::string channel;
+  StreamPosition position;
+};
+// As ParseEventPositions, and then any number of named positions (at most one per channel:
+// a repeated channel is malformed). channels may be 0 (every position named).
+bool ParseEventPositions(std::string_view text, size_t channels, std::vector<StreamPosition>* out,
+                         std::vector<NamedPosition>* named);
+// The id of positions and then the known named ones; a named one that would take the id past
+// kMaxLastEventIdBytes is left out (that channel does not recover).
+void AppendEventPositions(std::string& out, const std::vector<StreamPosition>& positions,
+                          const std::vector<NamedPosition>& named);
+// As WrapConnect, the connect recovering each channel of recover from its position: the
+// request's `subs` entry of that channel, if any, gives way to {"recover":true,"epoch":...,
+// "offset":...} (a Last-Event-ID is newer than the positions the request was made with).
+bool WrapConnect(std::string_view request, const std::vector<NamedPosition>& recover,
+                 std::string* command);
+
 // A publication push's inner object ({"channel":...,"pub":{"data":...,"offset":N}}) as a
 // fragment: false for any other push.
 struct Fragment {
@@ -102,7 +124,7 @@ bool FormPublication(std::string_view message, std::string* channel, std::string
 // publications (raw JSON objects).
 struct SubscribeReplyView {
   uint32_t id = 0;
-  std::string channel;  // ParseConnectSubs: the subscription's channel
+  std::string channel;  // ParseConnectSubs, a subscribe push: the subscription's channel
   std::string epoch;
   uint64_t offset = 0;
   bool recovered = false;

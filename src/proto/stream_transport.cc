@@ -12,26 +12,24 @@ namespace {
 constexpr uint32_t kAlreadySubscribedCode = static_cast<uint32_t>(ErrorCode::kAlreadySubscribed);
 
 // A push's bytes for one Format: HTTP chunks, built once and shared by every subscriber.
-struct ChunkFramed final : FramedPush {
-  ~ChunkFramed() override {
-    if (chunk != nullptr) chunk->Unref();
-  }
-  net::Chunk* chunk = nullptr;  // null: nothing to send (a push this Format does not carry)
+struct StreamFramed final : ChunkFramed {
   // Fragments: the epoch each channel's events were framed with, and the events parsed (a
   // stream of several channels writes its own ids: its positions in all of them).
   std::vector<std::pair<std::string, std::string>> epochs;
   std::vector<Fragment> fragments;
+  // uni_sse: each push's event (its bytes in chunk), a publication's channel and offset (a
+  // stream with positions writes each publication's id before its event).
+  struct UniEvent {
+    size_t begin = 0;
+    size_t end = 0;
+    std::string channel;
+    uint64_t offset = 0;
+    bool publication = false;
+  };
+  std::vector<UniEvent> uni;
 };
 
-ChunkFramed* ToFramed(std::string_view payload) {
-  auto* framed = new ChunkFramed;
-  if (payload.empty()) return framed;
-  std::string bytes;
-  AppendHttpChunk(bytes, payload);
-  framed->chunk = net::Chunk::Create(bytes.size());
-  framed->chunk->Append(bytes);
-  return framed;
-}
+StreamFramed* ToFramed(std::string_view payload) { return ToChunk<StreamFramed>(payload); }
 
 // One uni value as an SSE event or a JSON line.
 void AppendUni(std::string& out, std::string_view json, bool sse) {
@@ -52,7 +50,36 @@ std::string UniPushes(std::string_view json, bool sse) {
   return out;
 }
 
-FramedPush* FrameUniSse(std::string_view json) { return ToFramed(UniPushes(json, true)); }
+FramedPush* FrameUniSse(std::string_view json) {
+  std::string out;
+  std::vector<StreamFramed::UniEvent> events;
+  Fragment f;
+  ForEachJsonValue(json, [&](std::string_view value) {
+    const UniValue u = ToUni(value);
+    if (u.kind != UniValue::kPush) return true;
+    StreamFramed::UniEvent event;
+    event.begin = out.size();
+    AppendUni(out, u.body, true);
+    event.end = out.size();
+    if (FragmentOf(u.body, &f)) {
+      event.channel = std::move(f.channel);
+      event.offset = f.offset;
+      event.publication = true;
+    }
+    events.push_back(std::move(event));
+    return true;
+  });
+  StreamFramed* framed = ToFramed(out);
+  if (framed->chunk != nullptr) {
+    const size_t head = framed->chunk->size() - out.size() - 2;  // the chunk's size line
+    for (StreamFramed::UniEvent& event : events) {
+      event.begin += head;
+      event.end += head;
+    }
+    framed->uni = std::move(events);
+  }
+  return framed;
+}
 FramedPush* FrameUniLines(std::string_view json) { return ToFramed(UniPushes(json, false)); }
 
 // Fragments are framed with the epochs of the transport framing them (the channel's stream,
@@ -84,7 +111,7 @@ FramedPush* FrameFragments(std::string_view json) {
   std::vector<std::pair<std::string, std::string>> used;
   std::vector<Fragment> fragments;
   const std::string events = FragmentEvents(json, EpochLookup(framing_for), &used, &fragments);
-  ChunkFramed* framed = ToFramed(events);
+  StreamFramed* framed = ToFramed(events);
   framed->epochs = std::move(used);
   framed->fragments = std::move(fragments);
   return framed;
@@ -146,9 +173,8 @@ int StreamStatusOf(uint32_t code) {
 }
 
 StreamTransport::StreamTransport(net::Connection& from, Format format, ClientContext& context)
-    : net::Connection(from), format_(format), session_(*this, context) {
-  CancelTimeout();  // the HTTP request's deadline; the session keeps its own
-  session_.SetUnidirectional();
+    : StreamedResponse(from, context), format_(format) {
+  session().SetUnidirectional();
 }
 
 StreamTransport::~StreamTransport() = default;
@@ -166,7 +192,8 @@ size_t StreamTransport::kind() const {
 }
 
 void StreamTransport::Start(std::string_view commands, std::vector<std::string> channels,
-                            std::string extra_headers, std::vector<StreamPosition> from) {
+                            std::string extra_headers, std::vector<StreamPosition> from,
+                            std::vector<NamedPosition> named_from) {
   assert(loop().InThisThread());
   channels_ = std::move(channels);
   extra_headers_ = std::move(extra_headers);
@@ -174,25 +201,15 @@ void StreamTransport::Start(std::string_view commands, std::vector<std::string> 
   positions_ = std::move(from);
   recovering_.resize(positions_.size());
   for (size_t i = 0; i < positions_.size(); ++i) recovering_[i] = positions_[i].known;
-  session_.OnMessage(commands);
+  for (NamedPosition& n : named_from) named_recovering_.push_back(std::move(n.channel));
+  session().OnMessage(commands);
 }
 
 void StreamTransport::StartResponse() {
-  if (started_) return;
-  started_ = true;
-  const std::string_view type =
-      format_ == Format::kUniJsonLines ? "application/json" : "text/event-stream";
-  std::string head = "HTTP/1.1 200 OK\r\nContent-Type: ";
-  head += type;
-  head +=
-      "\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\nTransfer-Encoding: "
-      "chunked\r\n";
-  head += extra_headers_;
-  head += "\r\n";
-  std::string().swap(extra_headers_);
   // Fragments: the browser reconnects a second after the stream ends (the default is 3 s).
-  if (format_ == Format::kFragments) AppendHttpChunk(head, "retry: 1000\n\n");
-  Send(head);
+  StreamedResponse::StartResponse(
+      format_ == Format::kUniJsonLines ? "application/json" : "text/event-stream",
+      format_ == Format::kFragments ? "retry: 1000\n\n" : "");
 }
 
 void StreamTransport::Refuse(int status) {
@@ -211,46 +228,87 @@ void StreamTransport::Refuse(int status) {
 
 std::string StreamTransport::EventId() const {
   std::string id;
-  AppendEventPositions(id, positions_);
+  AppendEventPositions(id, positions_, named_);
   return id;
 }
 
-void StreamTransport::Advance(std::string_view channel, uint64_t offset) {
+StreamPosition* StreamTransport::PositionOf(std::string_view channel) {
   for (size_t i = 0; i < channels_.size(); ++i) {
-    if (channels_[i] != channel) continue;
-    const std::string* epoch = EpochOf(channel);
-    if (epoch == nullptr || epoch->empty()) return;  // no history: no position
-    StreamPosition& p = positions_[i];
-    p.epoch = *epoch;
-    p.offset = offset;
-    p.known = true;
-    return;
+    if (channels_[i] == channel) return &positions_[i];
   }
+  for (NamedPosition& n : named_) {
+    if (n.channel == channel) return &n.position;
+  }
+  return nullptr;
 }
 
-void StreamTransport::Subscribed(size_t index, const SubscribeReplyView& reply, std::string& out) {
-  const std::string& channel = channels_[index];
-  epochs_.emplace_back(channel, reply.epoch);
+void StreamTransport::Advance(std::string_view channel, uint64_t offset) {
+  const std::string* epoch = EpochOf(channel);
+  if (epoch == nullptr || epoch->empty()) return;  // no history: no position
+  StreamPosition* p = PositionOf(channel);
+  if (p == nullptr) return;
+  p->epoch = *epoch;
+  p->offset = offset;
+  p->known = true;
+}
+
+void StreamTransport::Subscribed(const std::string& channel, const SubscribeReplyView& reply,
+                                 bool recovering, std::string& out) {
+  auto known = std::find_if(epochs_.begin(), epochs_.end(),
+                            [&](const auto& e) { return e.first == channel; });
+  if (known == epochs_.end()) {
+    epochs_.emplace_back(channel, reply.epoch);
+  } else {
+    known->second = reply.epoch;  // subscribed again (a server-side subscribe after an end)
+  }
+  // A channel the request did not name is in the id by name, once it has a position.
+  if (!reply.epoch.empty() && PositionOf(channel) == nullptr) {
+    named_.push_back(NamedPosition{channel, {}});
+  }
   Fragment f;
   uint64_t last = 0;
   for (const std::string& pub : reply.publications) {
     if (!FragmentOfPublication(pub, channel, &f)) continue;
-    Advance(channel, f.offset);
     last = f.offset;
+    // uni_sse: they travel inside the reply; fragments: each is an event.
+    if (format_ != Format::kFragments) continue;
+    Advance(channel, f.offset);
     AppendFragmentEventWithId(out, f, EventId());
   }
-  StreamPosition& p = positions_[index];
-  if (reply.epoch.empty()) {
-    p = StreamPosition{};
-  } else {
-    p.epoch = reply.epoch;
-    p.offset = std::max(reply.offset, last);
-    p.known = true;
+  if (StreamPosition* p = PositionOf(channel); p != nullptr) {
+    if (reply.epoch.empty()) {
+      *p = StreamPosition{};
+    } else {
+      p->epoch = reply.epoch;
+      p->offset = std::max(reply.offset, last);
+      p->known = true;
+    }
   }
   // Asked to recover from a position and could not (its history is gone, or the stream has
   // another epoch): the page learns it, never a silent gap. Its id carries the new position.
-  if (recovering_[index] && !reply.recovered) AppendUnrecoveredEvent(out, channel, EventId());
-  recovering_[index] = false;
+  if (format_ == Format::kFragments && recovering && !reply.recovered) {
+    AppendUnrecoveredEvent(out, channel, EventId());
+  }
+}
+
+void StreamTransport::UniSsePush(std::string_view body, std::string& out) {
+  Fragment f;
+  SubscribeReplyView subscribed;
+  if (FragmentOf(body, &f)) {
+    Advance(f.channel, f.offset);
+  } else if (ParseSubscribeReply(body, &subscribed) && !subscribed.channel.empty()) {
+    // A server-side subscribe (the API's): the channel is the id's from here on.
+    std::string none;
+    Subscribed(subscribed.channel, subscribed, false, none);
+  } else {
+    return AppendUni(out, body, true);
+  }
+  if (!named_.empty()) {
+    out += "id: ";
+    out += EventId();
+    out += '\n';
+  }
+  AppendUni(out, body, true);
 }
 
 const std::string* StreamTransport::EpochOf(std::string_view channel) const {
@@ -262,7 +320,7 @@ const std::string* StreamTransport::EpochOf(std::string_view channel) const {
 
 net::SendStatus StreamTransport::SendReply(std::string_view json, net::Lane lane) {
   assert(loop().InThisThread());
-  if (ended_ || closing()) return net::SendStatus::kDropped;
+  if (done()) return net::SendStatus::kDropped;
   std::string out;
   uint32_t refused = 0;  // an error reply: the code
   bool end = false;      // fragments: a subscription ended, the browser reconnects
@@ -278,6 +336,18 @@ net::SendStatus StreamTransport::SendReply(std::string_view json, net::Lane lane
     if (format_ != Format::kFragments) {
       switch (u.kind) {
         case UniValue::kConnect: {
+          // uni_sse: the server-side subscriptions with history are the event id's; the
+          // connect's own event carries their positions after what it recovered.
+          std::vector<SubscribeReplyView> subs;
+          if (format_ == Format::kUniSse && ParseConnectSubs(u.body, &subs)) {
+            std::string none;
+            for (const SubscribeReplyView& sub : subs) Subscribed(sub.channel, sub, false, none);
+          }
+          if (format_ == Format::kUniSse && !named_.empty()) {
+            out += "id: ";
+            out += EventId();
+            out += '\n';
+          }
           std::string connect = "{\"connect\":";
           connect += u.body;
           connect += '}';
@@ -285,7 +355,11 @@ net::SendStatus StreamTransport::SendReply(std::string_view json, net::Lane lane
           break;
         }
         case UniValue::kPush:
-          AppendUni(out, u.body, sse);
+          if (format_ == Format::kUniSse) {
+            UniSsePush(u.body, out);
+          } else {
+            AppendUni(out, u.body, sse);
+          }
           break;
         case UniValue::kPing:
           AppendUni(out, "{}", sse);
@@ -299,16 +373,21 @@ net::SendStatus StreamTransport::SendReply(std::string_view json, net::Lane lane
     // events; an ended subscription (a missed publication, the API's unsubscribe) ends the
     // stream, and the browser's reconnect recovers from Last-Event-ID.
     if (u.kind == UniValue::kConnect) {
-      // The token's server-side subscriptions stream too: their epochs are in the result,
-      // and those the request named recovered from the connect's `subs`.
+      // The token's server-side subscriptions stream too, recovered from the connect's
+      // `subs` (the request's channels by position, the others by name); those the request
+      // did not name follow its channels in the id.
       std::vector<SubscribeReplyView> subs;
       if (ParseConnectSubs(u.body, &subs)) {
         for (const SubscribeReplyView& sub : subs) {
           const auto it = std::find(channels_.begin(), channels_.end(), sub.channel);
           if (it == channels_.end()) {
-            epochs_.emplace_back(sub.channel, sub.epoch);
+            const bool recovering = std::find(named_recovering_.begin(), named_recovering_.end(),
+                                              sub.channel) != named_recovering_.end();
+            Subscribed(sub.channel, sub, recovering, out);
           } else {
-            Subscribed(static_cast<size_t>(it - channels_.begin()), sub, out);
+            const auto index = static_cast<size_t>(it - channels_.begin());
+            Subscribed(*it, sub, recovering_[index], out);
+            recovering_[index] = false;
           }
         }
       }
@@ -330,7 +409,8 @@ net::SendStatus StreamTransport::SendReply(std::string_view json, net::Lane lane
         // with ids 2, 3, ... (app/server.cc).
         const size_t index = reply.id >= 2 ? reply.id - 2 : SIZE_MAX;
         if (index < channels_.size() && EpochOf(channels_[index]) == nullptr) {
-          Subscribed(index, reply, out);
+          Subscribed(channels_[index], reply, recovering_[index], out);
+          recovering_[index] = false;
         }
       }
     }
@@ -341,34 +421,26 @@ net::SendStatus StreamTransport::SendReply(std::string_view json, net::Lane lane
       Refuse(StreamStatusOf(refused));
       return net::SendStatus::kDropped;
     }
-    ended_ = true;
-    std::string bytes;
-    AppendHttpChunk(bytes, out);
-    bytes += kHttpLastChunk;
-    Send(bytes, {}, net::Lane::kFinal);
-    CloseAfterFlush();
+    EndStream(out);
     return net::SendStatus::kDropped;
   }
-  if (!started_) StartResponse();
-  if (out.empty()) return net::SendStatus::kQueued;
-  std::string bytes;
-  AppendHttpChunk(bytes, out);
-  return Send(bytes, {}, lane);
+  StartResponse();
+  return SendChunk(out, lane);
 }
 
 net::SendStatus StreamTransport::SendPush(const PreparedPush& push, net::PushClass push_class) {
   assert(loop().InThisThread());
-  if (ended_ || closing()) return net::SendStatus::kDropped;
-  if (!started_) StartResponse();
-  const ChunkFramed* framed = nullptr;
-  std::unique_ptr<ChunkFramed> own;
+  if (done()) return net::SendStatus::kDropped;
+  StartResponse();
+  const StreamFramed* framed = nullptr;
+  std::unique_ptr<StreamFramed> own;
   if (format_ == Format::kFragments) {
     framing_for = this;
-    framed = static_cast<const ChunkFramed*>(&push.framed(kFragmentsKind));
+    framed = static_cast<const StreamFramed*>(&push.framed(kFragmentsKind));
     framing_for = nullptr;
     // The shared events fit a stream of one channel whose stream they were framed with
     // (their id is that channel's epoch:offset); any other stream writes its own ids.
-    bool shared = channels_.size() == 1;
+    bool shared = channels_.size() == 1 && named_.empty();
     for (const auto& [channel, epoch] : framed->epochs) {
       const std::string* mine = EpochOf(channel);
       if (!shared || channel != channels_[0] || mine == nullptr || *mine != epoch) {
@@ -388,31 +460,31 @@ net::SendStatus StreamTransport::SendPush(const PreparedPush& push, net::PushCla
       framed = own.get();
     }
   } else {
-    framed = static_cast<const ChunkFramed*>(&push.framed(kind()));
+    framed = static_cast<const StreamFramed*>(&push.framed(kind()));
+    if (format_ == Format::kUniSse && !named_.empty() && framed->chunk != nullptr) {
+      // A stream with positions: each publication's event after its id.
+      std::string events;
+      const char* bytes = framed->chunk->data();
+      for (const StreamFramed::UniEvent& event : framed->uni) {
+        if (event.publication) {
+          Advance(event.channel, event.offset);
+          events += "id: ";
+          events += EventId();
+          events += '\n';
+        }
+        events.append(bytes + event.begin, event.end - event.begin);
+      }
+      own.reset(ToFramed(events));
+      framed = own.get();
+    }
   }
-  if (framed->chunk == nullptr) return net::SendStatus::kQueued;  // nothing of it is ours
-  return SendShared(framed->chunk, 0, framed->chunk->size(), push_class);
+  return SendFramed(*framed, push_class);  // no chunk: nothing of it is ours
 }
 
 void StreamTransport::Close(Disconnect reason) {
-  if (ended_ || closing()) return;
+  if (done()) return;
   if (!started_) return Refuse(StreamStatusOf(reason.code));
-  ended_ = true;
-  Send(kHttpLastChunk, {}, net::Lane::kFinal);
-  CloseAfterFlush();
-}
-
-void StreamTransport::OnData(uint8_t*, size_t) {
-  // The request is read; a streamed response reads nothing more (bytes after it are dropped).
-}
-
-void StreamTransport::OnShutdown() { session_.Disconnect(kDisconnectShutdown); }
-
-void StreamTransport::OnClosed() { session_.OnTransportClosed(); }
-
-void StreamTransport::OnSlowConsumer() {
-  session_.Disconnect(kDisconnectSlow);
-  net::Connection::Close();
+  EndStream();
 }
 
 }  // namespace hermod::proto

@@ -195,12 +195,17 @@ class UniTest(h.HermodTestCase):
             status, headers = s.head()
             self.assertEqual(status, 200)
             self.assertEqual(headers["content-type"], "text/event-stream")
-            (name, value), = self.sse_events(s)
-            self.assertEqual(name, "data")
-            self.assertIn("news", json.loads(value)["connect"]["subs"])
+            fields = self.sse_events(s)
+            # news has history: the event's id is its position (uni_sse recovers with it).
+            self.assertEqual([n for n, _ in fields], ["id", "data"])
+            value = dict(fields)["data"]
+            epoch = json.loads(value)["connect"]["subs"]["news"]["epoch"]
+            self.assertEqual(dict(fields)["id"], "news=%s:0" % epoch)
         self.publish("news", "<p>one\ntwo</p>")
         for s in (get, post):
-            (name, value), = self.sse_events(s)
+            fields = self.sse_events(s)
+            self.assertEqual(dict(fields)["id"], "news=%s:1" % epoch)
+            value = dict(fields)["data"]
             self.assertEqual(json.loads(value), {"channel": "news",
                                                  "pub": json.loads(value)["pub"]})
             self.assertEqual(json.loads(value)["pub"]["data"], "<p>one\ntwo</p>")
@@ -314,6 +319,100 @@ class UniTest(h.HermodTestCase):
         # Its new position is the stream's top: the next reconnect recovers it again.
         self.assertEqual(es.last_event_id.split(",")[1].split(":")[1], "6")
         es.close()
+
+    def test_fragments_recover_the_token_channels_too(self):
+        # news from the URL, chat only from the token's `channels`: both in the id (the URL's
+        # channels by position, then the token's by name), both recovered.
+        es = EventSourceLike(self, self.url + "/connection/fragments?channel=news&token="
+                             + token("reader", ("chat",)))
+        self.assertEqual(es.connect(), 200)
+        self.publish("news", "n1")
+        self.publish("chat", "c1")
+        self.assertEqual([es.event() for _ in range(2)], [("news", "n1"), ("chat", "c1")])
+        news, chat = es.last_event_id.split(",")
+        self.assertEqual(news.split(":")[1], "1")
+        self.assertEqual(chat.split("=")[0], "chat")
+        self.assertEqual(chat.split(":")[-1], "1")
+        es.close()
+        away = [("chat", "c2"), ("news", "n2"), ("chat", "c3")]
+        for c, d in away:
+            self.publish(c, d)
+        self.assertEqual(es.connect(), 200)
+        got = [es.event() for _ in away]
+        for c in ("news", "chat"):
+            self.assertEqual([d for k, d in got if k == c], [d for k, d in away if k == c], c)
+        # Exactly once: the next event is live.
+        self.publish("chat", "c-after")
+        self.assertEqual(es.event(), ("chat", "c-after"))
+        self.assertTrue(es.last_event_id.endswith(":4"), es.last_event_id)
+        es.close()
+        # A token channel that cannot recover (another epoch) is told, as a URL channel is.
+        self.publish("chat", "c5")
+        es.last_event_id = es.last_event_id.split(",")[0] + ",chat=stale:4"
+        self.assertEqual(es.connect(), 200)
+        self.assertEqual(es.event(), ("unrecovered", "chat"))
+        self.assertTrue(es.last_event_id.endswith(":5"), es.last_event_id)
+        es.close()
+
+    def uni_sse_url(self, request):
+        return (self.url + "/connection/uni_sse?cf_connect="
+                + urllib.parse.quote(json.dumps(request)))
+
+    def test_uni_sse_event_ids_recover_an_eventsource_reconnect(self):
+        # The reconnect sends the URL it began with (cf_connect with an old position) and the
+        # id of the last event seen: the id wins.
+        self.publish("news", "n0")
+        es = EventSourceLike(self, self.uni_sse_url({"token": token()}))
+        self.assertEqual(es.connect(), 200)
+        kind, data = es.event()
+        sub = json.loads(data)["connect"]["subs"]["news"]
+        epoch = sub["epoch"]
+        self.assertEqual(es.last_event_id, "news=%s:%d" % (epoch, sub["offset"]))
+        self.publish("news", "n1")
+        self.assertEqual(json.loads(es.event()[1])["pub"]["data"], "n1")
+        self.assertEqual(es.last_event_id, "news=%s:2" % epoch)
+        es.close()
+        for d in ("n2", "n3"):
+            self.publish("news", d)
+        es.url = self.uni_sse_url({"token": token(), "subs": {
+            "news": {"recover": True, "epoch": epoch, "offset": 0}}})
+        self.assertEqual(es.connect(), 200)
+        result = json.loads(es.event()[1])["connect"]["subs"]["news"]
+        self.assertTrue(result.get("recovered"), result)
+        self.assertEqual([p["data"] for p in result["publications"]], ["n2", "n3"])
+        self.assertEqual(es.last_event_id, "news=%s:4" % epoch)
+        self.publish("news", "n4")
+        self.assertEqual(json.loads(es.event()[1])["pub"]["data"], "n4")
+        self.assertEqual(es.last_event_id, "news=%s:5" % epoch)
+        es.close()
+        # A position that cannot recover: the connect says so (recovered false, as Centrifugo's
+        # uni transports do), and the id moves to the stream's top.
+        es.last_event_id = "news=stale:5"
+        self.assertEqual(es.connect(), 200)
+        result = json.loads(es.event()[1])["connect"]["subs"]["news"]
+        self.assertFalse(result.get("recovered", False), result)
+        self.assertTrue(result.get("was_recovering"), result)
+        self.assertEqual(es.last_event_id, "news=%s:5" % epoch)
+        es.close()
+        # A malformed id: refused, counted.
+        before = g.metric(self.server.port, "hermod_connections_rejected_total",
+                          reason="bad_last_event_id")
+        raw = h.http_exchange(self.server.port, (
+            "GET /connection/uni_sse HTTP/1.1\r\nHost: x\r\nLast-Event-ID: e:1\r\n\r\n"
+        ).encode())
+        self.assertEqual(raw.status, 400)
+        self.assertEqual(g.metric(self.server.port, "hermod_connections_rejected_total",
+                                  reason="bad_last_event_id"), before + 1)
+
+    def test_uni_sse_no_ids_without_history(self):
+        # private has no history: nothing to recover, so no event carries an id.
+        s = CurlStream(self, [self.uni_sse_url({"token": token("u2", ("private:x",))})])
+        self.assertEqual(s.head()[0], 200)
+        fields = self.sse_events(s)
+        self.assertIn("private:x", json.loads(dict(fields)["data"])["connect"]["subs"])
+        self.publish("private:x", "p1")
+        fields += self.sse_events(s)
+        self.assertEqual([n for n, _ in fields], ["data", "data"])
 
     def test_fragments_bad_last_event_id(self):
         frag = "/connection/fragments?channel=news&channel=sport&token=" + token("reader", ())

@@ -65,6 +65,26 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
     }
   }
+  // With named positions (channels the request did not name): written back, the same.
+  std::vector<NamedPosition> named;
+  const size_t positional = input.size() % 3;
+  if (ParseEventPositions(input, positional, &positions, &named)) {
+    std::string id;
+    AppendEventPositions(id, positions, named);
+    std::vector<StreamPosition> again;
+    std::vector<NamedPosition> named_again;
+    if (input.find(',') != std::string_view::npos || positional == 0) {
+      if (!ParseEventPositions(id, positional, &again, &named_again)) std::abort();
+      if (named_again.size() != named.size()) std::abort();
+      for (size_t i = 0; i < named.size(); ++i) {
+        if (named_again[i].channel != named[i].channel ||
+            named_again[i].position.epoch != named[i].position.epoch ||
+            named_again[i].position.offset != named[i].position.offset) {
+          std::abort();
+        }
+      }
+    }
+  }
   SubscribeReplyView reply;
   (void)ParseSubscribeReply(input, &reply);
   std::vector<SubscribeReplyView> subs;

@@ -64,6 +64,33 @@ TEST(StreamFormat, WrapsOnlyOneObject) {
   EXPECT_FALSE(WrapConnect("{\"token\":", &c));
 }
 
+TEST(StreamFormat, WrapsAConnectRecoveringFromLastEventId) {
+  std::string c;
+  const std::vector<NamedPosition> from = {NamedPosition{"news", {"E", 7, true}},
+                                           NamedPosition{"a\"b", {"F", 0, true}}};
+  // No subs: they are added.
+  ASSERT_TRUE(WrapConnect("{\"token\":\"t\"}", from, &c));
+  EXPECT_EQ(c,
+            "{\"id\":1,\"connect\":{\"token\":\"t\",\"subs\":{"
+            "\"news\":{\"recover\":true,\"epoch\":\"E\",\"offset\":7},"
+            "\"a\\\"b\":{\"recover\":true,\"epoch\":\"F\",\"offset\":0}}}}");
+  // The request's own position of a channel gives way; its others stay, raw newlines go.
+  ASSERT_TRUE(WrapConnect(
+      "{\"subs\":{\"news\":{\"recover\":true,\"epoch\":\"E\",\"offset\":1},\"x\":{\"a\":\n1}},"
+      "\"data\":[1, 2]}",
+      {from[0]}, &c));
+  EXPECT_EQ(c,
+            "{\"id\":1,\"connect\":{\"subs\":{\"x\":{\"a\": 1},"
+            "\"news\":{\"recover\":true,\"epoch\":\"E\",\"offset\":7}},\"data\":[1, 2]}}");
+  ASSERT_TRUE(WrapConnect("", from, &c));
+  EXPECT_EQ(c.find("{\"id\":1,\"connect\":{\"subs\":{\"news\":"), 0u);
+  // Nothing to recover: as WrapConnect.
+  ASSERT_TRUE(WrapConnect(" {\"token\":\n\"t\"} ", {}, &c));
+  EXPECT_EQ(c, "{\"id\":1,\"connect\":{\"token\": \"t\"}}");
+  EXPECT_FALSE(WrapConnect("[1]", from, &c));
+  EXPECT_FALSE(WrapConnect("{\"subs\":[1]}", from, &c));
+}
+
 TEST(StreamFormat, LastEventId) {
   std::string epoch;
   uint64_t offset = 0;
@@ -94,7 +121,7 @@ TEST(StreamFormat, EventPositionsOfEveryChannel) {
   std::string id;
   AppendEventPositions(id, p);
   EXPECT_EQ(id, "A:1,,C:30");
-  EXPECT_FALSE(ParseEventPositions("A:1,B:2", 3, &p));      // another count of channels
+  EXPECT_FALSE(ParseEventPositions("A:1,B:2", 3, &p));  // another count of channels
   EXPECT_FALSE(ParseEventPositions("A:1,B:2,C:3,D:4", 3, &p));
   EXPECT_FALSE(ParseEventPositions("A:1,B:x,C:3", 3, &p));  // a malformed position
   EXPECT_FALSE(ParseEventPositions(",", 3, &p));
@@ -109,6 +136,53 @@ TEST(StreamFormat, EventPositionsOfEveryChannel) {
   EXPECT_EQ(p.size(), most.size());
   EXPECT_FALSE(ParseEventPositions(std::string(kMaxLastEventIdBytes + 1, ','),
                                    kMaxLastEventIdBytes + 2, &p));
+}
+
+TEST(StreamFormat, NamedEventPositions) {
+  std::vector<StreamPosition> p;
+  std::vector<NamedPosition> named;
+  // After the positional ones, the channels the request did not name, by name (escaped).
+  ASSERT_TRUE(ParseEventPositions("A:1,,x%2Cy%3D=B:7,ns:c%25=C:0", 2, &p, &named));
+  ASSERT_EQ(p.size(), 2u);
+  EXPECT_EQ(p[0].epoch, "A");
+  EXPECT_FALSE(p[1].known);
+  ASSERT_EQ(named.size(), 2u);
+  EXPECT_EQ(named[0].channel, "x,y=");
+  EXPECT_EQ(named[0].position.epoch, "B");
+  EXPECT_EQ(named[0].position.offset, 7u);
+  EXPECT_EQ(named[1].channel, "ns:c%");
+  std::string id;
+  AppendEventPositions(id, p, named);
+  EXPECT_EQ(id, "A:1,,x%2Cy%3D=B:7,ns:c%25=C:0");
+  ASSERT_TRUE(ParseEventPositions("6e0a2d41:1,chat=3b5142d1:1", 1, &p, &named));
+  EXPECT_EQ(named.at(0).channel, "chat");
+  // No positional ones (uni_sse): named only, a single one without a comma too.
+  ASSERT_TRUE(ParseEventPositions("news=E:3", 0, &p, &named));
+  EXPECT_TRUE(p.empty());
+  ASSERT_EQ(named.size(), 1u);
+  EXPECT_EQ(named[0].channel, "news");
+  id.clear();
+  AppendEventPositions(
+      id, {}, {NamedPosition{"a b", {"E", 1, true}}, NamedPosition{"skip", {"", 0, false}}});
+  EXPECT_EQ(id, "a%20b=E:1");
+  // The positional parser takes no named ones; malformed names, a repeated channel refused.
+  EXPECT_FALSE(ParseEventPositions("A:1,n=B:2", 1, &p));
+  EXPECT_FALSE(ParseEventPositions("A:1,B:2", 1, &p, &named));
+  EXPECT_FALSE(ParseEventPositions("n=B:2,n=C:3", 0, &p, &named));
+  EXPECT_FALSE(ParseEventPositions("=B:2", 0, &p, &named));
+  EXPECT_FALSE(ParseEventPositions("a%2=B:2", 0, &p, &named));
+  EXPECT_FALSE(ParseEventPositions("a%zz=B:2", 0, &p, &named));
+  EXPECT_FALSE(ParseEventPositions("a,b=B:2", 0, &p, &named));
+  EXPECT_FALSE(ParseEventPositions("", 0, &p, &named));
+  // Named ones that do not fit the bound are left out of the id, never past it.
+  std::vector<NamedPosition> many(200, NamedPosition{std::string(60, 'c'), {"E", 1, true}});
+  for (size_t i = 0; i < many.size(); ++i) many[i].channel += std::to_string(i);
+  id.clear();
+  AppendEventPositions(id, {}, many);
+  EXPECT_LE(id.size(), kMaxLastEventIdBytes);
+  ASSERT_TRUE(ParseEventPositions(id, 0, &p, &named));
+  EXPECT_GT(named.size(), 100u);
+  EXPECT_LT(named.size(), many.size());
 }
 
 TEST(StreamFormat, FragmentEventsSendDataVerbatim) {
