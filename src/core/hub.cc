@@ -177,7 +177,7 @@ Hub::Hub(size_t loop_count, PushCodec codec, Stores stores, Clock clock, SweepPo
   batches_.resize(loop_count);
   for (auto& batches : batches_) batches = std::make_unique<JoinLeaveBatches>();
   locals_.resize(loop_count);
-  for (auto& local : locals_) local = std::make_unique<LoopChannels>(codec_.join);
+  for (auto& local : locals_) local = std::make_unique<LoopChannels>(codec_.join, codec_.missed);
   for (auto& shard : shards_) shard = std::make_unique<Shard>();
 }
 
@@ -512,12 +512,13 @@ Hub::SubscribeResult Hub::Subscribe(net::Loop& loop, const SubscribeRequest& req
 }
 
 void Hub::Resume(Subscription* s, const SubscribeResult& result) {
-  LoopChannels::Resume(*s, result.delivered_offset);
+  locals_[static_cast<size_t>(s->connection->loop().index())]->Resume(*s, result.delivered_offset);
 }
 
-void Hub::Unsubscribe(net::Loop& loop, std::string_view channel,
-                      const config::ChannelOptions& options, std::string_view client,
-                      std::string_view info, Subscription* s) {
+void Hub::Unsubscribe(net::Loop& loop, std::string_view name, const config::ChannelOptions& options,
+                      std::string_view client, std::string_view info, Subscription* s) {
+  // name may be s's (Subscription::channel), which the loop's entry holds: Remove may end it.
+  const std::string channel(name);
   const size_t index = static_cast<size_t>(loop.index());
   const bool last = locals_[index]->Remove(channel, s);
   const bool batched = options.join_leave && options.join_leave_batch_delay.ms > 0;

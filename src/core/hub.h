@@ -128,6 +128,9 @@ struct PushCodec {
   std::function<Push*(std::string_view channel, std::string_view publication,
                       const DeltaSource& delta)>
       delta_push;
+  // Tells a subscriber with Subscription::tell_missed that a push it may not miss was not
+  // queued (LoopChannels' missed handler); null: such a subscriber's connection is cut.
+  void (*missed)(Subscription& s) = nullptr;
 };
 
 // The engines the hub keeps history, presence and idempotency keys in (store/engines.h

@@ -20,7 +20,7 @@ void HeldPushes::Drop() {
   bytes = 0;
 }
 
-LoopChannels::LoopChannels(Join join) : join_(std::move(join)) {}
+LoopChannels::LoopChannels(Join join, Missed missed) : join_(std::move(join)), missed_(missed) {}
 
 LoopChannels::~LoopChannels() {
   for (auto& [name, channel] : channels_) {
@@ -35,6 +35,7 @@ bool LoopChannels::Add(std::string_view channel, Subscription* s) {
   if (it == channels_.end()) {
     it = channels_.emplace(std::string(channel), std::make_unique<Channel>(*this, channel)).first;
   }
+  s->channel_name = &it->second->name;
   std::vector<Subscription*>& list = it->second->subscribers;
   s->slot = static_cast<uint32_t>(list.size());
   list.push_back(s);
@@ -68,17 +69,17 @@ bool LoopChannels::SendOne(Subscription& s, const Push& push, net::PushClass cls
     case net::SendStatus::kShed:
       return true;  // droppable, by the channel's choice: a later push may still fit
     case net::SendStatus::kMissed:
-      Missed(s);
+      OnMissed(s);
       return false;
     default:
       return false;  // the connection is ending (and may have freed s)
   }
 }
 
-void LoopChannels::Missed(Subscription& s) {
+void LoopChannels::OnMissed(Subscription& s) {
   // The subscriber must learn it now: told (and unsubscribed), or cut.
-  if (s.on_missed != nullptr) {
-    s.on_missed(s);
+  if (s.tell_missed && missed_ != nullptr) {
+    missed_(s);
   } else {
     s.connection->CutSlow();
   }
@@ -108,7 +109,7 @@ void LoopChannels::Resume(Subscription& s, uint64_t delivered_offset) {
   if (!held) return;
   s.delivered_offset = std::max(s.delivered_offset, delivered_offset);
   if (s.connection->closing()) return;
-  if (held->overflowed) return Missed(s);
+  if (held->overflowed) return OnMissed(s);
   for (const HeldPushes::Entry& e : held->entries) {
     if (!Wants(s, e.offset, e.join_leave)) continue;  // in the reply already
     if (!SendOne(s, *e.push, e.cls)) break;           // s may be gone
@@ -177,13 +178,13 @@ void LoopChannels::TellMissed(std::string_view channel) {
   if (it == channels_.end()) return;
   Channel& ch = *it->second;
   if (!ch.pending.empty()) FlushBatch(ch);  // what came before the gap leaves first
-  ForEachSubscriber(ch.subscribers, [](Subscription& s) {
+  ForEachSubscriber(ch.subscribers, [this](Subscription& s) {
     if (s.held) {
       s.held->Drop();
       s.held->overflowed = true;
       return;
     }
-    Missed(s);
+    OnMissed(s);
   });
   if (ch.subscribers.empty() && !delivering_) Erase(it);
 }

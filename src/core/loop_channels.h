@@ -23,10 +23,10 @@
 // of one batch are joined only within one priority. A connection past its watermark does not
 // queue a low or normal push. A droppable one (low priority, delivery: latest, or a
 // namespace with droppable: true) is left out silently (net::SendStatus::kShed); any other
-// (net::SendStatus::kMissed) makes LoopChannels call the subscription's on_missed once, as
-// the last thing it does with that subscription, so the client is told at once that its
-// stream has a gap (Centrifugo's "insufficient state": the SDK resubscribes and recovers
-// from history where it can); a subscription without on_missed has its connection cut
+// (net::SendStatus::kMissed) makes LoopChannels call its missed handler for the subscription once,
+// as the last thing it does with that subscription, so the client is told at once that its stream
+// has a gap (Centrifugo's "insufficient state": the SDK resubscribes and recovers from history
+// where it can); a subscription without tell_missed has its connection cut
 // (net::Connection::CutSlow). No publication of a channel that did not opt in to losses is
 // lost silently.
 // "Latest value wins" channels (namespace delivery: latest) keep only the newest pending
@@ -81,6 +81,11 @@ struct HeldPushes {
 // points at it while it is subscribed.
 struct Subscription {
   net::Connection* connection = nullptr;
+  // The channel's name as the loop's entry for the channel holds it (LoopChannels::Add sets
+  // it): one copy per loop, not one per subscriber. Valid while subscribed; the entry goes
+  // with its last subscriber, so a caller that removes s and still needs the name copies it.
+  const std::string* channel_name = nullptr;
+  std::string_view channel() const { return *channel_name; }
   // Publications at or below this offset were in the subscribe reply (recovery): a frame
   // still in the mailbox when the subscriber joined is not delivered twice.
   uint64_t delivered_offset = 0;
@@ -88,12 +93,13 @@ struct Subscription {
   // Gets fossil deltas: its pushes differ from its neighbours' (Push::SendTo picks the form),
   // so they are never joined with others' (coalescing).
   bool delta = false;
+  // When a push that may not be dropped was not queued for this subscriber (backpressure),
+  // it must learn it now: true, its loop's missed handler (LoopChannels::Missed, the client
+  // protocol's, the same for every subscription: a flag, not a pointer each) tells it, and
+  // may end the subscription (and free it): LoopChannels touches s no more after it. False,
+  // or no handler: the connection is cut (3008 for the client protocol).
+  bool tell_missed = false;
   uint32_t slot = 0;  // index in LoopChannels' list for its channel
-  // Called when a push that may not be dropped was not queued for this subscriber
-  // (backpressure): it must tell the client now (or cut the connection). It may end the
-  // subscription (and free it): LoopChannels touches s no more after it. Null: the
-  // connection is cut (3008 for the client protocol).
-  void (*on_missed)(Subscription& s) = nullptr;
   // Non-null while the subscribe reply waits for recovery: pushes wait here, not in the
   // connection's queue (LoopChannels::Resume sends them).
   std::unique_ptr<HeldPushes> held;
@@ -125,8 +131,10 @@ class LoopChannels {
   };
   // Builds one push from several (PushCodec::join); empty: no coalescing.
   using Join = std::function<Push*(const Push* const* pushes, size_t count)>;
+  // Tells a subscription with tell_missed that it missed a push (Subscription::tell_missed).
+  using Missed = void (*)(Subscription& s);
 
-  explicit LoopChannels(Join join = {});
+  explicit LoopChannels(Join join = {}, Missed missed = nullptr);
   ~LoopChannels();
   LoopChannels(const LoopChannels&) = delete;
   LoopChannels& operator=(const LoopChannels&) = delete;
@@ -144,11 +152,11 @@ class LoopChannels {
                Delivery delivery = {});
   // The subscribe reply of s (held) is out: publications at or below delivered_offset were
   // in it; the held pushes past it are sent, in order. A subscription that overflowed its
-  // hold is told it missed publications (on_missed, or its connection is cut). s may be
-  // gone when this returns (on_missed).
-  static void Resume(Subscription& s, uint64_t delivered_offset);
+  // hold is told it missed publications (the missed handler, or its connection is cut). s
+  // may be gone when this returns (the handler).
+  void Resume(Subscription& s, uint64_t delivered_offset);
   // Every subscriber of the channel missed publications the engine cannot hand on: each is
-  // told (on_missed, or its connection is cut); one still waiting for its subscribe reply
+  // told (the missed handler, or its connection is cut); one still waiting for its subscribe reply
   // learns it after the reply, as from an overflowed hold.
   void TellMissed(std::string_view channel);
   size_t channel_count() const { return channels_.size(); }
@@ -200,15 +208,16 @@ class LoopChannels {
   void ForEachSubscriber(std::vector<Subscription*>& list, Send send);
   void Erase(Map::iterator it);
   // Sends one push to s; false when s must not be used again (its connection is ending, or
-  // on_missed ran and may have freed it).
-  static bool SendOne(Subscription& s, const Push& push, net::PushClass cls);
+  // the missed handler ran and may have freed it).
+  bool SendOne(Subscription& s, const Push& push, net::PushClass cls);
   // SendOne, or held while s waits for its subscribe reply (Subscription::held).
-  static bool Offer(Subscription& s, const Push& push, net::PushClass cls, uint64_t offset,
-                    bool join_leave);
+  bool Offer(Subscription& s, const Push& push, net::PushClass cls, uint64_t offset,
+             bool join_leave);
   // A push that may not be dropped was not queued for s: tell it (or cut).
-  static void Missed(Subscription& s);
+  void OnMissed(Subscription& s);
 
   Join join_;
+  Missed missed_;
   net::Loop* loop_ = nullptr;
   Map channels_;
   bool delivering_ = false;  // no channel is erased while its list is walked

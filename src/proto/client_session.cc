@@ -92,12 +92,12 @@ void ClientSession::OnMissed(core::Subscription& missed) {
     return client.transport_.connection().CutSlow();  // 3008 "slow"
   }
   const bool recoverable = s.recoverable;
-  const std::string channel = s.channel;  // s is freed below
+  const std::string channel(s.channel());  // s is freed below
   auto it = std::find_if(client.subscriptions_.begin(), client.subscriptions_.end(),
                          [&](const auto& p) { return p.get() == &s; });
   assert(it != client.subscriptions_.end() && "a missed push for a subscription not held");
   if (it == client.subscriptions_.end()) return;
-  client.context_.hub.Unsubscribe(client.loop(), s.channel, *s.options, client.client_id(),
+  client.context_.hub.Unsubscribe(client.loop(), s.channel(), *s.options, client.client_id(),
                                   client.Info(&s), &s);
   client.subscriptions_.erase(it);
   // 2500..2999: the SDK resubscribes; a recoverable subscription recovers the gap from
@@ -124,12 +124,12 @@ void ClientSession::LogMissed(const ClientSubscription& s) {
   log::Write(spdlog::level::info,
              {{"client", client_id()},
               {"user", user_},
-              {"channel", s.channel},
+              {"channel", s.channel()},
               {"code", told.code},
               {"reason", "publication missed"}},
              "client {} (user \"{}\") missed a publication of channel \"{}\": {} {} ({} more "
              "on this loop since)",
-             client_id(), user_, s.channel, told.code, told.reason, suppressed);
+             client_id(), user_, s.channel(), told.code, told.reason, suppressed);
 }
 
 void ClientSession::Disconnect(proto::Disconnect reason) {
@@ -166,7 +166,8 @@ void ClientSession::UnsubscribeAll() {
     context_.registry->Remove(*this);
   }
   for (auto& s : subscriptions_) {
-    context_.hub.Unsubscribe(loop(), s->channel, *s->options, client_id(), Info(s.get()), s.get());
+    context_.hub.Unsubscribe(loop(), s->channel(), *s->options, client_id(), Info(s.get()),
+                             s.get());
   }
   subscriptions_.clear();
 }
@@ -572,7 +573,7 @@ const config::ChannelOptions* ClientSession::ChannelOptionsOrReply(const Command
 
 ClientSession::ClientSubscription* ClientSession::FindSubscription(std::string_view channel) {
   for (auto& s : subscriptions_) {
-    if (s->channel == channel) return s.get();
+    if (s->channel() == channel) return s.get();
   }
   return nullptr;
 }
@@ -585,7 +586,6 @@ core::Hub::SubscribeResult ClientSession::AddSubscription(
   auto subscription = std::make_unique<ClientSubscription>();
   subscription->connection = &transport_.connection();
   subscription->transport = &transport_;
-  subscription->channel = std::string(channel);
   subscription->options = overridden ? overridden.get() : &options;
   if (overridden) subscription->rare_state().overridden = std::move(overridden);
   subscription->wants_join_leave = join_leave;
@@ -594,7 +594,7 @@ core::Hub::SubscribeResult ClientSession::AddSubscription(
   // Every subscription is told when a publication it may not miss is not queued: a
   // recoverable one recovers it from history, any other at least learns it.
   subscription->recoverable = recoverable;
-  subscription->on_missed = &ClientSession::OnMissed;
+  subscription->tell_missed = true;  // ClientSession::OnMissed (JsonPushCodec)
   core::Hub::SubscribeRequest request;
   request.channel = channel;
   request.options = subscription->options;
@@ -784,9 +784,9 @@ void ClientSession::EndSubscription(std::string_view channel, uint32_t code,
                                     std::string_view reason) {
   assert(loop().InThisThread());
   auto it = std::find_if(subscriptions_.begin(), subscriptions_.end(),
-                         [&](const auto& s) { return s->channel == channel; });
+                         [&](const auto& s) { return s->channel() == channel; });
   if (!connected() || it == subscriptions_.end()) return;
-  const std::string name = (*it)->channel;  // channel may be a view of it
+  const std::string name((*it)->channel());  // the loop's entry may go with it
   ClientSubscription& s = **it;
   context_.hub.Unsubscribe(loop(), name, *s.options, client_id(), Info(&s), &s);
   subscriptions_.erase(it);
@@ -800,10 +800,10 @@ void ClientSession::HandleUnsubscribe(const Command& c) {
   // A subscribe still waiting for the subscribe proxy ends here: its answer subscribes nothing.
   if (rare_) std::erase(rare_->pending_subscribes, c.channel);
   auto it = std::find_if(subscriptions_.begin(), subscriptions_.end(),
-                         [&](const auto& s) { return s->channel == c.channel; });
+                         [&](const auto& s) { return s->channel() == c.channel; });
   if (it != subscriptions_.end()) {
     ClientSubscription& s = **it;
-    context_.hub.Unsubscribe(loop(), s.channel, *s.options, client_id(), Info(&s), &s);
+    context_.hub.Unsubscribe(loop(), s.channel(), *s.options, client_id(), Info(&s), &s);
     subscriptions_.erase(it);
   }
   AppendEmptyReply(*reply_, c.id, "unsubscribe");

@@ -119,11 +119,18 @@ class ClientSession final {
   static constexpr size_t SubscriptionBytes();
   // From the transport: the session timer (Transport::SetSessionTimer) is due.
   void OnKeepalive();
+  // A subscription (a ClientSubscription, with tell_missed) missed a publication under
+  // backpressure (core::PushCodec::missed, set by JsonPushCodec):
+  // a client-side one gets an unsubscribe push with 2500 at once (recoverable: "insufficient
+  // state", as Centrifugo: the SDK resubscribes and recovers the gap from history; otherwise
+  // "slow: publications lost"); a server-side one ends the connection (recoverable: 3010,
+  // the SDK reconnects and recovers; otherwise 3008 "slow").
+  static void OnMissed(core::Subscription& s);
 
  private:
   // Its session is transport->client_session() (no pointer of its own: 8 bytes).
+  // Its channel's name: core::Subscription::channel() (the hub's loop entry holds it).
   struct ClientSubscription : TransportSubscription {
-    std::string channel;
     const config::ChannelOptions* options;
     int64_t expires_at = 0;    // subscription token's expiry (wall clock s); 0: never
     bool server_side = false;  // from the connection token's channels or subs
@@ -156,12 +163,6 @@ class ClientSession final {
   size_t queued_bytes() const { return transport_.queued_bytes(); }
   bool closing() const { return transport_.closing(); }
   std::string PeerIp() const { return transport_.PeerIp(); }
-  // A subscription missed a publication under backpressure (core::Subscription::on_missed):
-  // a client-side one gets an unsubscribe push with 2500 at once (recoverable: "insufficient
-  // state", as Centrifugo: the SDK resubscribes and recovers the gap from history; otherwise
-  // "slow: publications lost"); a server-side one ends the connection (recoverable: 3010,
-  // the SDK reconnects and recovers; otherwise 3008 "slow").
-  static void OnMissed(core::Subscription& s);
   // The ClientInfo JSON that presence, join/leave and publications carry, with s's
   // chan_info when it has one. Built when needed (subscribe, unsubscribe, publish), not
   // kept: every connection would hold ~80 bytes more for it.

@@ -43,7 +43,7 @@ void ClientSession::WatchInbox(ClientSubscription& s) {
   if (context_.inbox == nullptr || !s.options->inbox) return;
   auto watch = std::make_shared<InboxWatch>(*this);
   s.rare_state().inbox_watch = watch;
-  context_.inbox->Watch(s.channel, loop(), watch);
+  context_.inbox->Watch(s.channel(), loop(), watch);
 }
 
 void ClientSession::SendInbox(std::string_view channel,

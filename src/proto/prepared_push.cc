@@ -3,6 +3,7 @@
 #include <cassert>
 #include <string>
 
+#include "proto/client_session.h"
 #include "proto/delta.h"
 #include "proto/encode.h"
 
@@ -91,6 +92,7 @@ net::SendStatus PreparedPush::SendTo(core::Subscription& subscriber, net::PushCl
 core::PushCodec JsonPushCodec(int deflate_level, int deflate_window_bits) {
   core::PushCodec codec;
   codec.publication = &PublicationJson;
+  codec.missed = &ClientSession::OnMissed;
   codec.publication_push = [deflate_level, deflate_window_bits](std::string_view channel,
                                                                 std::string_view publication) {
     std::string& json = Scratch();

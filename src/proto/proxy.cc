@@ -249,12 +249,13 @@ void ClientSession::ProxyRefresh() {
 void ClientSession::ProxySubRefresh(ClientSubscription& s) {
   if (s.sub_refresh_call() != 0) return;  // one call out per subscription
   const uint64_t call = ++rare().sub_refresh_calls;
-  std::string body = proxy::SubRefreshRequest(ProxyFields(), s.channel);
+  std::string body = proxy::SubRefreshRequest(ProxyFields(), s.channel());
   const bool sent = CallProxy(
       proxy::Kind::kSubRefresh,
       Proxy(proxy::Kind::kSubRefresh,
             s.options ? s.options->sub_refresh_proxy_name : std::string_view()),
-      std::move(body), [channel = s.channel, call](ClientSession& session, proxy::Reply reply) {
+      std::move(body),
+      [channel = std::string(s.channel()), call](ClientSession& session, proxy::Reply reply) {
         ClientSubscription* sub = session.FindSubscription(channel);
         if (!sub || sub->sub_refresh_call() != call || !session.connected()) return;
         sub->rare->sub_refresh_call = 0;

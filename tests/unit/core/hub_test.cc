@@ -633,6 +633,8 @@ TEST(HubIdempotency, TheWindowComesFromLimits) {
 }
 
 // One loop that runs only when the test says: its mailbox fills as a busy loop's would.
+void OnMissed(Subscription& s);
+
 class StoppedLoopTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -668,7 +670,9 @@ class StoppedLoopTest : public ::testing::Test {
   }
 
   net::Loop loop_{0, 4096};
-  Hub hub_{1, PushCodec{&Publication, &Frame, &JoinLeave, &Join}, store::MemoryStores()};
+  // The missed handler (PushCodec::missed): OnMissed below, for subscriptions with tell_missed.
+  Hub hub_{1, PushCodec{&Publication, &Frame, &JoinLeave, &Join, {}, &OnMissed},
+           store::MemoryStores()};
   Sink* sink_ = nullptr;
   Subscription subscription_;
   int peer_ = -1;
@@ -720,7 +724,7 @@ TEST_F(StoppedLoopTest, AShedPublicationTellsTheRecoverableSubscriberOnce) {
   missed_hub = &hub_;
   missed_loop = &loop_;
   missed_options = &options_;
-  subscription_.on_missed = &OnMissed;
+  subscription_.tell_missed = true;
   Subscribe();
   const std::string data(100, 'x');
   for (int i = 0; i < 50; ++i) ASSERT_TRUE(Publish(hub_, "ch", options_, data, ""));
@@ -750,7 +754,7 @@ TEST_F(StoppedLoopTest, ADroppableChannelShedsSilentlyAndNeverTells) {
   missed_hub = &hub_;
   missed_loop = &loop_;
   missed_options = &options_;
-  subscription_.on_missed = &OnMissed;
+  subscription_.tell_missed = true;
   Subscribe();
   const std::string data(100, 'x');
   for (int i = 0; i < 50; ++i) ASSERT_TRUE(Publish(hub_, "ch", options_, data, ""));
@@ -771,7 +775,7 @@ TEST_F(StoppedLoopTest, AMissedPushWithNobodyToTellCutsTheConnection) {
   limits.drop_normal_bytes = 2000;
   loop_.set_send_limits(limits);
   options_.push_coalesce_max_bytes = 0;
-  subscription_.on_missed = nullptr;  // a subscriber that could not be told otherwise
+  subscription_.tell_missed = false;  // a subscriber that could not be told otherwise
   Subscribe();
   const std::string data(100, 'x');
   for (int i = 0; i < 50; ++i) ASSERT_TRUE(Publish(hub_, "ch", options_, data, ""));

@@ -280,9 +280,9 @@ TEST_F(LoopChannelsTest, BackpressureTellsOnMissedShedsDroppablesAndCutsTheRest)
   limits.drop_low_bytes = 100;
   limits.drop_normal_bytes = 200;
   loop_.set_send_limits(limits);
-  LoopChannels channels;
+  LoopChannels channels({}, &CountMissed);
   Peer& told = NewPeer();
-  told.subscription.on_missed = &CountMissed;
+  told.subscription.tell_missed = true;
   Peer& cut = NewPeer();
   channels.Add("ch", &told.subscription);
   channels.Add("ch", &cut.subscription);
@@ -294,7 +294,7 @@ TEST_F(LoopChannelsTest, BackpressureTellsOnMissedShedsDroppablesAndCutsTheRest)
   EXPECT_FALSE(cut.subscription.connection->closing());
   Deliver(channels, "must-arrive", 3);
   EXPECT_EQ(missed, 1);
-  EXPECT_TRUE(cut.subscription.connection->closing());  // no on_missed: cut as slow
+  EXPECT_TRUE(cut.subscription.connection->closing());  // no tell_missed: cut as slow
   EXPECT_FALSE(told.subscription.connection->closing());
   EXPECT_EQ(Read(told), "");  // still corked
   RunOnce();
@@ -302,16 +302,16 @@ TEST_F(LoopChannelsTest, BackpressureTellsOnMissedShedsDroppablesAndCutsTheRest)
 }
 
 TEST_F(LoopChannelsTest, TellMissedTellsEverySubscriberAfterWhatWasPendingAndHoldsNoGap) {
-  LoopChannels channels(&JoinBracketed);
+  LoopChannels channels(&JoinBracketed, &CountMissed);
   channels.Attach(loop_);
   Peer& told = NewPeer();
-  told.subscription.on_missed = &CountMissed;
+  told.subscription.tell_missed = true;
   Peer& cut = NewPeer();
   Peer& waiting = NewPeer();  // its subscribe reply is not out yet
-  waiting.subscription.on_missed = &CountMissed;
+  waiting.subscription.tell_missed = true;
   waiting.subscription.held = std::make_unique<HeldPushes>();
   Peer& elsewhere = NewPeer();
-  elsewhere.subscription.on_missed = &CountMissed;
+  elsewhere.subscription.tell_missed = true;
   channels.Add("ch", &told.subscription);
   channels.Add("ch", &cut.subscription);
   channels.Add("ch", &waiting.subscription);
@@ -319,7 +319,7 @@ TEST_F(LoopChannelsTest, TellMissedTellsEverySubscriberAfterWhatWasPendingAndHol
   missed = 0;
   Deliver(channels, "before", 1, false, Delivery{{1000, 0}});  // pending in a batch
   channels.TellMissed("ch");
-  EXPECT_EQ(missed, 1);  // told; the one without on_missed is cut instead
+  EXPECT_EQ(missed, 1);  // told; the one without tell_missed is cut instead
   EXPECT_TRUE(cut.subscription.connection->closing());
   EXPECT_TRUE(waiting.subscription.held->overflowed);  // learns it after its reply
   EXPECT_TRUE(waiting.subscription.held->entries.empty());

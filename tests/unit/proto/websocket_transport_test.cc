@@ -50,7 +50,7 @@ TEST(ConnectionMemory, ObjectsOfAConnectedClientWithOneSubscriptionStaySmall) {
       transport, MallocBlock(transport), sizeof(ClientSession), subscription,
       MallocBlock(subscription), sizeof(ws::WebSocketConnection), sizeof(ws::EchoConnection));
   EXPECT_LE(MallocBlock(transport), 384u);
-  EXPECT_LE(MallocBlock(subscription), 128u);
+  EXPECT_LE(MallocBlock(subscription), 96u);
   // The idle echo connection (docs/benchmarks.md, "Memory per idle connection").
   EXPECT_LE(MallocBlock(sizeof(ws::EchoConnection)), 224u);
 }
