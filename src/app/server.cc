@@ -821,13 +821,13 @@ int Server::Run() {
       std::move(engines.stores));
   if (nats_history != nullptr) {
     nats_history_ = nats_history;
-    nats_history->SetDelivered(
-        [hub = hub_.get(), rules = &channel_rules_](
-            std::string_view channel, const core::StreamPosition& p, std::string_view publication) {
-          if (const config::ChannelOptions* options = rules->Find(channel)) {
-            hub->Deliver(channel, *options, p, publication);
-          }
-        });
+    nats_history->SetDelivered([hub = hub_.get(), rules = &channel_rules_](
+                                   std::string_view channel, const core::StreamPosition& p,
+                                   std::string_view publication, bool delta) {
+      if (const config::ChannelOptions* options = rules->Find(channel)) {
+        hub->Deliver(channel, *options, p, publication, delta);
+      }
+    });
     nats_history->SetLost([hub = hub_.get()](std::string_view channel) {
       spdlog::warn(
           "channel \"{}\": publications missed while NATS was away are no longer in the "

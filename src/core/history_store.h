@@ -51,6 +51,11 @@ struct HistoryAppend {
   uint64_t size = 0;  // history_size: entries kept
   uint64_t ttl_ms = 0;
   uint64_t now_ms = 0;
+  // The API's delta (Hub::PublishRequest::delta): an engine that hands publications back
+  // through Hub::Deliver (the nats engine) keeps it with the publication, so every node's
+  // delta subscribers get it as a delta. Recovery does not need it (every recovered
+  // publication after the first goes as a delta, as Centrifugo does).
+  bool delta = false;
 };
 
 struct HistoryAppended {

@@ -450,20 +450,32 @@ Hub::SubscribeResult Hub::Subscribe(net::Loop& loop, const SubscribeRequest& req
         // subscriber's loop through done. Without done: recovered=false with the current
         // position (the protocol's way to say "gap"). The memory engine makes no completion.
         const bool deferred = !stores_.history_inline && done;
+        const bool delta_namespace = !options.allowed_delta_types.empty();
         Completion<HistoryStream::Recovery> later;
         if (deferred) {
-          later = Completion<HistoryStream::Recovery>([done = std::move(done), base = result,
-                                                       since = request.since.offset](
-                                                          HistoryStream::Recovery r) mutable {
-            base.recovered = r.recovered;
-            if (r.recovered) {
-              // Recovery stops at the position read; an engine past it still gives no
-              // duplicate: the held pushes at or below this are skipped.
-              base.delivered_offset = std::max(base.position.offset, since + r.publications.size());
-              base.publications = std::move(r.publications);
-            }
-            done(std::move(base));
-          });
+          later = Completion<HistoryStream::Recovery>(
+              [this, done = std::move(done), base = result, since = request.since.offset,
+               channel = delta_namespace ? std::string(request.channel) : std::string(),
+               delta_namespace](HistoryStream::Recovery r) mutable {
+                base.recovered = r.recovered;
+                if (r.recovered) {
+                  // Recovery stops at the position read; an engine past it still gives no
+                  // duplicate: the held pushes at or below this are skipped.
+                  base.delivered_offset =
+                      std::max(base.position.offset, since + r.publications.size());
+                  base.publications = std::move(r.publications);
+                  if (delta_namespace && !base.publications.empty()) {
+                    Shard& shard = ShardOf(channel);
+                    std::lock_guard lock(shard.mutex);
+                    auto it = shard.channels.find(std::string_view(channel));
+                    if (it != shard.channels.end()) {
+                      SeedDelta(*it->second, true, since + base.publications.size(),
+                                base.publications.back());
+                    }
+                  }
+                }
+                done(std::move(base));
+              });
         }
         std::optional<HistoryStream::Recovery> r = state.history->Recover(
             {request.since, state.top, request.max_recovery, request.max_recovery_bytes, now},
@@ -471,6 +483,10 @@ Hub::SubscribeResult Hub::Subscribe(net::Loop& loop, const SubscribeRequest& req
         if (r) {
           result.recovered = r->recovered;
           result.publications = std::move(r->publications);
+          if (result.recovered && !result.publications.empty()) {
+            SeedDelta(state, delta_namespace, request.since.offset + result.publications.size(),
+                      result.publications.back());
+          }
         } else if (deferred) {
           result.pending = true;
         }
@@ -699,8 +715,9 @@ Hub::PublishResult Hub::Publish(PublishRequest request) {
   PublishResult result;
   // history_size 0 with a stream: the API's skip_history; delivered without an offset.
   if (state.history && options.history_size > 0) {
-    const HistoryAppend append{request.data,         request.info,           request.tags, key,
-                               options.history_size, options.history_ttl.ms, now};
+    const HistoryAppend append{request.data, request.info,         request.tags,
+                               key,          options.history_size, options.history_ttl.ms,
+                               now,          request.delta};
     Completion<HistoryAppended> later;
     if (!stores_.history_inline) {
       // Fanned out when the engine completes (Appended), which it does in append order.
@@ -798,6 +815,17 @@ Push* Hub::PublicationPush(ChannelState& state, std::string_view channel,
   return push;
 }
 
+void Hub::SeedDelta(ChannelState& state, bool delta_namespace, uint64_t offset,
+                    std::string_view publication) {
+  // A publication without an offset numbers above any offset (PublicationPush): kept.
+  if (!delta_namespace || !codec_.delta_push || state.top != offset ||
+      state.delta_prev_seq >= offset) {
+    return;
+  }
+  state.delta_prev.assign(publication);
+  state.delta_prev_seq = offset;
+}
+
 void Hub::Appended(PendingPublish& pending, HistoryAppended appended) {
   PublishResult result;
   {
@@ -876,7 +904,7 @@ void Hub::Appended(PendingPublish& pending, HistoryAppended appended) {
 }
 
 void Hub::Deliver(std::string_view channel, const config::ChannelOptions& options,
-                  const StreamPosition& position, std::string_view publication) {
+                  const StreamPosition& position, std::string_view publication, bool delta) {
   Shard& shard = ShardOf(channel);
   std::lock_guard lock(shard.mutex);
   auto it = shard.channels.find(channel);
@@ -885,7 +913,7 @@ void Hub::Deliver(std::string_view channel, const config::ChannelOptions& option
   if (position.offset <= state.top) return;  // covered by its subscribers' position
   state.top = position.offset;
   if (state.loop_count == 0) return;
-  Push* push = PublicationPush(state, channel, options, publication, position.offset, false);
+  Push* push = PublicationPush(state, channel, options, publication, position.offset, delta);
   PostPush(state, channel, options, push, position.offset, false,
            static_cast<net::Priority>(options.default_priority));
 }

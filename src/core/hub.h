@@ -268,9 +268,10 @@ class Hub {
   // Any thread, with Stores::history_delivers: a publication the engine stored at position
   // (on this node or another), in the engine's order, to this node's subscribers. One at or
   // below the channel's position is skipped (a subscriber's position covers it); the
-  // channel's position follows it. Nothing is stored or sent to the broker.
+  // channel's position follows it. Nothing is stored or sent to the broker. delta: it was
+  // published with the API's delta (PublishRequest::delta).
   void Deliver(std::string_view channel, const config::ChannelOptions& options,
-               const StreamPosition& position, std::string_view publication);
+               const StreamPosition& position, std::string_view publication, bool delta = false);
   // Any thread: the engine cannot hand on publications this node's subscribers of the
   // channel should have had (gone from the stream before they could be read). Each
   // subscriber is told it missed publications (LoopChannels::TellMissed), never left with a
@@ -338,6 +339,12 @@ class Hub {
   Push* PublicationPush(ChannelState& state, std::string_view channel,
                         const config::ChannelOptions& options, std::string_view publication,
                         uint64_t offset, bool delta);
+  // Under the shard lock, after a recovery that returned publications up to offset (the
+  // last one publication): when the channel is at offset but fanned out nothing since an
+  // older publication (nobody here got these), that one becomes the base of the next delta,
+  // so the recovered delta subscriber's next live publication is a delta against it.
+  void SeedDelta(ChannelState& state, bool delta_namespace, uint64_t offset,
+                 std::string_view publication);
   // Posts push to every loop with subscribers; takes over the caller's reference.
   void PostPush(const ChannelState& state, std::string_view channel,
                 const config::ChannelOptions& options, Push* push, uint64_t offset, bool join_leave,

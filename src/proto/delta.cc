@@ -11,17 +11,19 @@ namespace hermod::proto {
 
 namespace {
 
-// A publication object's parts; data holds the bytes (b64data decoded).
+// A publication object's parts.
 struct Parts {
   std::string data;
-  bool binary = false;
   std::string_view info;
   std::string_view tags;
   uint64_t offset = 0;
 };
 
-bool Split(std::string_view publication, Parts* p, simdjson::ondemand::parser& parser,
-           simdjson::padded_string& padded) {
+// For Protobuf, data holds the bytes (b64data decoded); for JSON, the data's JSON text, and
+// for binary data the JSON text of its base64 string: what the JSON protocol calls binary
+// data, and what a JSON delta subscriber's SDK parses (it JSON-parses every payload).
+bool Split(std::string_view publication, Format format, Parts* p,
+           simdjson::ondemand::parser& parser, simdjson::padded_string& padded) {
   padded = simdjson::padded_string(publication);
   simdjson::ondemand::document doc;
   simdjson::ondemand::object object;
@@ -35,8 +37,12 @@ bool Split(std::string_view publication, Parts* p, simdjson::ondemand::parser& p
       if (RawJson(v, &text)) return false;
       p->data.assign(text);
     } else if (key == "b64data") {
-      if (v.get_string().get(text) || !DecodeBase64Into(text, p->data)) return false;
-      p->binary = true;
+      if (v.get_string().get(text)) return false;
+      if (format == Format::kJson) {
+        p->data.assign(1, '"').append(text).push_back('"');
+      } else if (!DecodeBase64Into(text, p->data)) {
+        return false;
+      }
     } else if (key == "info") {
       if (RawJson(v, &p->info)) return false;
     } else if (key == "tags") {
@@ -72,14 +78,14 @@ bool DeltaPublication(std::string_view publication, std::string_view base, Forma
   simdjson::ondemand::parser parser;
   simdjson::padded_string padded;
   Parts p;
-  if (!Split(publication, &p, parser, padded)) return false;
+  if (!Split(publication, format, &p, parser, padded)) return false;
   std::string patch;
   *is_delta = false;
   if (!base.empty()) {
     simdjson::ondemand::parser base_parser;
     simdjson::padded_string base_padded;
     Parts b;
-    if (Split(base, &b, base_parser, base_padded)) {
+    if (Split(base, format, &b, base_parser, base_padded)) {
       core::AppendFossilDelta(patch, b.data, p.data);
       *is_delta = patch.size() < p.data.size() &&
                   (format != Format::kJson || simdjson::validate_utf8(patch.data(), patch.size()));
@@ -87,10 +93,7 @@ bool DeltaPublication(std::string_view publication, std::string_view base, Forma
   }
   out->clear();
   if (format == Format::kJson) {
-    if (p.binary && !*is_delta) {
-      *out = publication;  // the JSON protocol's binary data stays b64data
-      return true;
-    }
+    // Binary data too: the SDK parses every payload of a delta subscription as JSON text.
     *out += "{\"data\":";
     json::AppendJsonString(*out, *is_delta ? std::string_view(patch) : std::string_view(p.data));
   } else {

@@ -6,7 +6,10 @@
 // so even a full payload is the data's JSON text quoted); in Protobuf both are raw bytes
 // (the full one the publication's data as it is, so a delta subscriber's full form is the
 // plain push). A delta no shorter than the data, or (JSON) not valid UTF-8, is not sent: the
-// full payload goes instead, as Centrifugo does.
+// full payload goes instead, as Centrifugo does. Binary data (a Protobuf client's, sent to
+// plain JSON subscribers as `b64data`) reaches a JSON delta subscriber as the JSON text of
+// its base64 string (quoted): the SDK JSON-parses every payload of a delta subscription, so
+// the application gets the base64 string, and deltas apply to that text.
 //
 // These functions rewrite a publication object (PublicationJson's form); the hub's
 // PreparedPush holds their results once per publication for every delta subscriber.

@@ -15,6 +15,7 @@ constexpr const char* kSize = "Hermod-Size";
 constexpr const char* kTtl = "Hermod-Ttl";
 constexpr const char* kMark = "Hermod-Mark";
 constexpr const char* kLengths = "Hermod-Lengths";  // a batch: each publication's bytes
+constexpr const char* kDelta = "Hermod-Delta";      // "1" per delta publication, else "0"
 constexpr size_t kBatchMax = 256;                   // publications in one message, at most
 constexpr size_t kBatchBytes = 256 * 1024;          // and their bytes (under max_payload)
 constexpr const char* kExpectSubjectSeq = "Nats-Expected-Last-Subject-Sequence";
@@ -72,6 +73,14 @@ std::vector<std::string_view> Publications(natsMsg* msg) {
   }
   if (at != payload.size()) return {};
   return out;
+}
+
+// Whether the i-th publication of msg was published with the API's delta (kDelta).
+bool DeltaAt(natsMsg* msg, size_t i) {
+  const char* flags = Header(msg, kDelta);
+  if (flags == nullptr) return false;
+  const std::string_view f(flags);
+  return i < f.size() && f[i] == '1';
 }
 
 bool PlainTokenChar(char c) {
@@ -206,7 +215,7 @@ class NatsHistoryStore::NatsStream final : public core::HistoryStore::Stream {
       first = channel_->pending.empty();
       channel_->pending.push_back({std::string(a.data), std::string(a.info), std::string(a.tags),
                                    std::string(a.idempotency_key), a.size, a.ttl_ms, &encode,
-                                   std::move(done), false, StatusKeeper::SteadyUs()});
+                                   std::move(done), false, StatusKeeper::SteadyUs(), a.delta});
     }
     store_.status_.Queued(1);
     // One flush task for what piles up meanwhile: the worker takes it all at once.
@@ -683,12 +692,16 @@ std::vector<core::HistoryAppended> NatsHistoryStore::DoAppend(Channel& channel,
     publications.reserve(batch.size());
     std::string payload;
     std::string lengths;
+    std::string deltas;
+    bool any_delta = false;
     for (size_t i = 0; i < batch.size(); ++i) {
       const PendingAppend& a = batch[i];
       publications.push_back((*a.encode)(a.data, a.info, first + i, a.tags));
       payload += publications.back();
       if (i > 0) lengths += ',';
       lengths += std::to_string(publications.back().size());
+      deltas += a.delta ? '1' : '0';
+      any_delta = any_delta || a.delta;
     }
     natsMsg* msg = nullptr;
     if (natsMsg_Create(&msg, subject.c_str(), nullptr, payload.data(),
@@ -702,6 +715,7 @@ std::vector<core::HistoryAppended> NatsHistoryStore::DoAppend(Channel& channel,
     natsMsgHeader_Set(msg, kSize, size_text.c_str());
     natsMsgHeader_Set(msg, kTtl, ttl_text.c_str());
     if (batch.size() > 1) natsMsgHeader_Set(msg, kLengths, lengths.c_str());
+    if (any_delta) natsMsgHeader_Set(msg, kDelta, deltas.c_str());
     natsMsgHeader_Set(msg, kExpectSubjectSeq, expect_text.c_str());
     if (!msg_id.empty()) natsMsgHeader_Set(msg, kMsgId, msg_id.c_str());
     jsPubAck* ack = nullptr;
@@ -919,8 +933,7 @@ void NatsHistoryStore::OnReconnected(natsConnection*, void* self) {
 }
 
 bool NatsHistoryStore::Fill(const Channel& channel, uint64_t from_seq, uint64_t to_seq,
-                            uint64_t after, uint64_t until,
-                            std::vector<std::pair<uint64_t, std::string>>* out) {
+                            uint64_t after, uint64_t until, std::vector<Missed>* out) {
   const std::string subject = history_prefix_ + channel.token;
   uint64_t seq = from_seq;
   uint64_t next = after + 1;
@@ -942,12 +955,12 @@ bool NatsHistoryStore::Fill(const Channel& channel, uint64_t from_seq, uint64_t 
       return false;
     }
     uint64_t offset = ParseU64(Header(msg, kOffset));
-    for (std::string_view p : Publications(msg)) {
+    const std::vector<std::string_view> publications = Publications(msg);
+    for (size_t i = 0; i < publications.size(); ++i, ++offset) {
       if (offset == next && offset < until) {
-        out->emplace_back(offset, std::string(p));
+        out->push_back({offset, std::string(publications[i]), DeltaAt(msg, i)});
         ++next;
       }
-      ++offset;
     }
     natsMsg_Destroy(msg);
     seq = got + 1;
@@ -971,7 +984,7 @@ void NatsHistoryStore::OnDeliver(natsConnection*, natsSubscription*, natsMsg* ms
   const uint64_t seq = ParseU64(Header(msg, "Nats-Sequence"));
   const std::vector<std::string_view> publications = Publications(msg);
   const uint64_t top = position.offset + std::max<size_t>(1, publications.size()) - 1;
-  std::vector<std::pair<uint64_t, std::string>> missed;
+  std::vector<Missed> missed;
   bool lost = false;
   {
     std::shared_ptr<Channel> state;
@@ -1013,12 +1026,12 @@ void NatsHistoryStore::OnDeliver(natsConnection*, natsSubscription*, natsMsg* ms
   }
   if (lost && store->lost_) store->lost_(*channel);
   if (store->delivered_) {
-    for (const auto& [offset, publication] : missed) {
-      store->delivered_(*channel, {offset, position.epoch}, publication);
+    for (const Missed& m : missed) {
+      store->delivered_(*channel, {m.offset, position.epoch}, m.publication, m.delta);
     }
     // A batch: each publication at its own offset, in order.
-    for (std::string_view publication : publications) {
-      store->delivered_(*channel, position, publication);
+    for (size_t i = 0; i < publications.size(); ++i) {
+      store->delivered_(*channel, position, publications[i], DeltaAt(msg, i));
       ++position.offset;
     }
   }

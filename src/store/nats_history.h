@@ -7,8 +7,10 @@
 // starts with `~`, so two channels never share a subject). Each message is one publication as
 // the client protocol encodes it (with its offset), and carries headers: Hermod-Offset,
 // Hermod-Epoch, and the history_size and history_ttl it was appended with (Hermod-Size,
-// Hermod-Ttl). A "mark" message (Hermod-Mark) carries a position and no publication: the
-// first one names a new channel's epoch, history_remove appends one and purges the rest.
+// Hermod-Ttl), and, when the API asked for delta compression, Hermod-Delta (a character per
+// publication of the message, `1` for delta; absent: none), which deliveries hand on. A
+// "mark" message (Hermod-Mark) carries a position and no publication: the first one names a
+// new channel's epoch, history_remove appends one and purges the rest.
 //
 // Limits. The stream keeps MaxMsgsPerSubject = the largest history_size of any namespace and
 // MaxAge = history_meta_ttl (30 days): the last message of a channel outlives its history_ttl,
@@ -99,9 +101,10 @@ class NatsHistoryStore final : public core::HistoryStore {
  public:
   // A publication the stream stored (on this node or another), in stream order, from the
   // engine's delivery thread.
+  // delta: it was published with the API's delta (the Hermod-Delta header).
   using Delivered =
       std::function<void(std::string_view channel, const core::StreamPosition& position,
-                         std::string_view publication)>;
+                         std::string_view publication, bool delta)>;
   explicit NatsHistoryStore(NatsHistoryOptions options);
   ~NatsHistoryStore() override;
   NatsHistoryStore(const NatsHistoryStore&) = delete;
@@ -150,6 +153,7 @@ class NatsHistoryStore final : public core::HistoryStore {
     core::Completion<core::HistoryAppended> done;
     bool remove = false;     // not an append: history_remove, in its place in the order
     uint64_t queued_us = 0;  // StatusKeeper::SteadyUs when the hub made it
+    bool delta = false;      // HistoryAppend::delta, kept in the Hermod-Delta header
   };
   // What the engine knows of a channel (shared by its Streams, the workers and deliveries).
   struct Channel {
@@ -204,10 +208,16 @@ class NatsHistoryStore final : public core::HistoryStore {
   bool EnsureStream(std::string* error);
   void Failed();
   bool Down() const;
+  // A delivery read back from the stream (Fill).
+  struct Missed {
+    uint64_t offset = 0;
+    std::string publication;
+    bool delta = false;
+  };
   // On the delivery thread: the publications of channel at offsets after+1 .. until-1, read
   // from stream sequences from_seq .. to_seq-1; false unless every one was there.
   bool Fill(const Channel& channel, uint64_t from_seq, uint64_t to_seq, uint64_t after,
-            uint64_t until, std::vector<std::pair<uint64_t, std::string>>* out);
+            uint64_t until, std::vector<Missed>* out);
   static void OnDeliver(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* self);
   static void OnReconnected(natsConnection* nc, void* self);
 

@@ -5,6 +5,8 @@
 // the bytes on the wire (counted by a TCP proxy) are a fraction of the full payloads; after a
 // cut it recovers the missed versions, still as deltas. A subscriber that does not ask gets
 // full data on the same channel, and a namespace without allowed_delta_types grants none.
+// Binary data (a Protobuf client's) reaches a JSON delta subscriber as its base64 string
+// (the SDK JSON-parses every payload of a delta subscription).
 // Run: node delta_test.mjs --hermod PATH (after `npm ci` here).
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -23,6 +25,8 @@ const CONFIG = {
   allow_anonymous_connect_without_token: true,
   allow_subscribe_for_anonymous: true,
   api_key: 'test-key',
+  // The binary test publishes from one client faster than the default 100/s, burst 10.
+  client_command_rate_limit: { publish: { rate: 10000, burst: 1000 } },
   namespaces: [
     {
       name: 'doc',
@@ -34,6 +38,13 @@ const CONFIG = {
       force_recovery: true,
     },
     { name: 'plain', allow_subscribe_for_client: true, allow_subscribe_for_anonymous: true },
+    {
+      name: 'bin',
+      allowed_delta_types: ['fossil'],
+      allow_subscribe_for_client: true,
+      allow_subscribe_for_anonymous: true,
+      allow_publish_for_subscriber: true,
+    },
   ],
 };
 
@@ -175,4 +186,43 @@ test('a namespace without allowed_delta_types does not grant delta', async () =>
   await api('publish', { channel: 'plain:x', data: { a: 1 }, delta: true });
   await api('publish', { channel: 'plain:x', data: { a: 2 }, delta: true });
   assert.deepEqual(await got, [{ a: 1 }, { a: 2 }]);
+});
+
+// Binary publications (a Protobuf client's bytes, not JSON) to a JSON delta subscriber: the
+// JSON protocol names binary data by its base64 text, so the app gets each one's base64
+// string (and a JSON one its value), in order. (A client's publication carries no delta flag,
+// so each goes in full; a recovery would send them as deltas of that text.)
+test('json: binary data reaches a delta subscriber as its base64 string', async () => {
+  const channel = 'bin:x';
+  const publisher = client(true, hermod.port);
+  await connected(publisher);
+  const pbSub = await subscribed(publisher, channel);
+  const c = client(false);
+  await connected(c);
+  const sub = await subscribed(c, channel, { delta: 'fossil' });
+  assert.equal(sub._delta_negotiated, true);
+  const COUNT = 20;
+  const JSON_AT = 10;  // one JSON publication among the binary ones
+  const payloads = [];
+  for (let i = 0; i < COUNT; i++) {
+    if (i === JSON_AT) {
+      payloads.push(Buffer.from(JSON.stringify({ i, text: 'z'.repeat(300) })));
+      continue;
+    }
+    const bytes = Buffer.alloc(300);
+    for (let k = 0; k < bytes.length; k++) bytes[k] = (k * 31) & 0xff;  // 0xff etc.: not UTF-8
+    for (let k = 0; k < 3; k++) bytes[(i * 97 + k * 101) % bytes.length] = 0xfe;
+    payloads.push(bytes);
+  }
+  const received = collect(sub, COUNT);
+  for (const bytes of payloads) await pbSub.publish(new Uint8Array(bytes));
+  const got = await received;
+  for (let i = 0; i < COUNT; i++) {
+    if (i === JSON_AT) {
+      assert.deepEqual(got[i], JSON.parse(payloads[i].toString('utf8')));
+    } else {
+      assert.equal(got[i], payloads[i].toString('base64'), `publication ${i}`);
+    }
+  }
+  assert.equal(sub.deltaStats().numFullPayloads, COUNT);
 });

@@ -300,18 +300,21 @@ TEST_F(NatsHistoryTest, TwoNodesAppendingAtOnceGetContiguousUniqueOffsets) {
 }
 
 // Appends made without waiting are stored together (one message per batch) and complete
-// in call order, each with its own offset; reads and deliveries split the batches again.
+// in call order, each with its own offset; reads and deliveries split the batches again,
+// each publication delivered with its own delta flag (Hermod-Delta).
 TEST_F(NatsHistoryTest, AppendsInFlightCompleteInOrderWithTheirOwnOffsets) {
   std::mutex mutex;
   std::condition_variable changed;
   std::vector<std::pair<std::string, uint64_t>> delivered;
+  std::vector<bool> delivered_delta;
   NatsHistoryStore receiver(OptionsFor(*server_, "burst"));
-  receiver.SetDelivered(
-      [&](std::string_view, const core::StreamPosition& p, std::string_view publication) {
-        std::lock_guard lock(mutex);
-        delivered.emplace_back(std::string(publication), p.offset);
-        changed.notify_all();
-      });
+  receiver.SetDelivered([&](std::string_view, const core::StreamPosition& p,
+                            std::string_view publication, bool delta) {
+    std::lock_guard lock(mutex);
+    delivered.emplace_back(std::string(publication), p.offset);
+    delivered_delta.push_back(delta);
+    changed.notify_all();
+  });
   std::string error;
   ASSERT_TRUE(receiver.Start(&error)) << error;
   auto store = Make("burst");
@@ -325,6 +328,7 @@ TEST_F(NatsHistoryTest, AppendsInFlightCompleteInOrderWithTheirOwnOffsets) {
   for (int i = 0; i < kCount; ++i) datas.push_back("b" + std::to_string(i));
   for (int i = 0; i < kCount; ++i) {
     a.data = datas[static_cast<size_t>(i)];
+    a.delta = i % 3 == 1;
     EXPECT_FALSE(
         s->Append(a, kEncode, core::Completion<core::HistoryAppended>([&](core::HistoryAppended r) {
                     std::lock_guard lock(mutex);
@@ -341,6 +345,7 @@ TEST_F(NatsHistoryTest, AppendsInFlightCompleteInOrderWithTheirOwnOffsets) {
     EXPECT_EQ(completed[k], k + 1);
     EXPECT_EQ(delivered[k].second, k + 1);
     EXPECT_EQ(delivered[k].first, "b" + std::to_string(i) + "@" + std::to_string(i + 1));
+    EXPECT_EQ(delivered_delta[k], i % 3 == 1) << i;
   }
   lock.unlock();
   core::HistoryPage page = Read(*s, std::nullopt);
@@ -360,12 +365,12 @@ TEST_F(NatsHistoryTest, DeliversEveryStoredPublicationInOffsetOrder) {
   std::string error;
   NatsHistoryOptions o = OptionsFor(*server_, "deliver");
   NatsHistoryStore receiver(o);
-  receiver.SetDelivered(
-      [&](std::string_view channel, const core::StreamPosition& p, std::string_view publication) {
-        std::lock_guard lock(mutex);
-        seen.emplace_back(std::string(channel) + " " + std::string(publication), p.offset);
-        done.notify_all();
-      });
+  receiver.SetDelivered([&](std::string_view channel, const core::StreamPosition& p,
+                            std::string_view publication, bool) {
+    std::lock_guard lock(mutex);
+    seen.emplace_back(std::string(channel) + " " + std::string(publication), p.offset);
+    done.notify_all();
+  });
   ASSERT_TRUE(receiver.Start(&error)) << error;
   auto sender = Make("deliver");
   auto s = sender->Open("d.1", 0);
@@ -600,7 +605,7 @@ TEST_F(NatsHistoryTest, DeliveriesMissedWhileDisconnectedAreFilledFromTheStreamO
     via.url = proxy.url();
     NatsHistoryStore a(via);
     Deliveries got;
-    a.SetDelivered([&](std::string_view, const core::StreamPosition& p, std::string_view) {
+    a.SetDelivered([&](std::string_view, const core::StreamPosition& p, std::string_view, bool) {
       std::lock_guard lock(got.mutex);
       got.offsets.push_back(p.offset);
       got.changed.notify_all();
