@@ -9,15 +9,9 @@
 #include <cstdlib>
 #include <memory>
 
+#include "auth/jwt_ptr.h"
+
 namespace hermod::auth {
-
-namespace {
-
-struct JwtFree {
-  void operator()(jwt_t* jwt) const { jwt_free(jwt); }
-};
-
-}  // namespace
 
 TokenSigner TokenSigner::Hmac(std::string secret) {
   TokenSigner signer;
@@ -105,7 +99,7 @@ bool TokenSigner::Sign(const TokenRequest& request, std::string* token, std::str
     *error = "libjwt: out of memory";
     return false;
   }
-  std::unique_ptr<jwt_t, JwtFree> jwt(raw);
+  JwtPtr jwt(raw);
   if (jwt_add_grants_json(jwt.get(), claims.c_str()) != 0) {
     *error = "libjwt refused the claims";
     return false;

@@ -7,16 +7,13 @@
 #include <cstdlib>
 #include <memory>
 
+#include "auth/jwt_ptr.h"
+
 namespace hermod::auth {
 
 namespace {
 
 using simdjson::SUCCESS;
-
-struct JwtFree {
-  void operator()(jwt_t* jwt) const { jwt_free(jwt); }
-};
-using JwtPtr = std::unique_ptr<jwt_t, JwtFree>;
 
 enum class Family { kNone, kHmac, kRsa, kEcdsa };
 

@@ -39,12 +39,6 @@ LatencyHistogram Sum(const std::array<LatencyHistogram, N>& histograms) {
   return all;
 }
 
-uint64_t UnixMs() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count());
-}
-
 double CpuSeconds() {
   rusage usage{};
   if (getrusage(RUSAGE_SELF, &usage) != 0) return 0;

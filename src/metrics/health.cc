@@ -14,12 +14,6 @@ namespace hermod::metrics {
 
 namespace {
 
-uint64_t UnixMs() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count());
-}
-
 using config::AppendJsonString;
 
 // One round of pings: each loop answers on its own thread; the monitor waits on cv.

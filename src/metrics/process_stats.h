@@ -3,6 +3,7 @@
 // Nothing is cached; a read costs a few small file reads and one directory walk.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 
 namespace hermod::metrics {
@@ -22,5 +23,12 @@ ProcessStats ReadProcessStats();
 
 // Resident set size alone (one small read: /proc/self/statm).
 uint64_t ReadResidentBytes();
+
+// Wall-clock milliseconds since the Unix epoch, as the dashboard and /health report times.
+inline uint64_t UnixMs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
 
 }  // namespace hermod::metrics

@@ -16,7 +16,7 @@ struct GuardLogs {
   core::LogThrottle admission_log;
 };
 
-GuardLogs& Scratch() {
+GuardLogs& GuardScratch() {
   thread_local GuardLogs logs;
   return logs;
 }
@@ -79,7 +79,7 @@ CommandGuard::Verdict CommandGuard::CheckCommand(const Command& c, net::Loop& lo
   loop.stats().guard.Count(core::LimitedRefusal(refused_by));
   uint64_t suppressed = 0;
   const bool abuse = verdict == core::CommandLimiter::Verdict::kAbuse;
-  if (Scratch().rate_log.Allow(now, &suppressed)) {
+  if (GuardScratch().rate_log.Allow(now, &suppressed)) {
     log::Write(spdlog::level::info,
                {{"client", client},
                 {"user", user},
@@ -107,7 +107,7 @@ CommandGuard::Verdict CommandGuard::AdmitConnect(const Command& c, net::Loop& lo
         std::any_of(c.subs.begin(), c.subs.end(), [](const ConnectSub& s) { return s.recover; });
     if (!recovering) {
       loop.stats().guard.Count(stats::Refusal::kSoftLimit);
-      if (Scratch().admission_log.Allow(loop.now_ms(), &suppressed)) {
+      if (GuardScratch().admission_log.Allow(loop.now_ms(), &suppressed)) {
         spdlog::info(
             "connect refused (soft connection limit, no recovery position): 111 "
             "({} more admission refusals on this loop since)",
@@ -118,7 +118,7 @@ CommandGuard::Verdict CommandGuard::AdmitConnect(const Command& c, net::Loop& lo
   }
   if (!user.empty() && !admission->AddUser(user)) {
     loop.stats().guard.Count(stats::Refusal::kUserLimit);
-    if (Scratch().admission_log.Allow(loop.now_ms(), &suppressed)) {
+    if (GuardScratch().admission_log.Allow(loop.now_ms(), &suppressed)) {
       log::Write(spdlog::level::info,
                  {{"user", user},
                   {"code", kDisconnectConnectionLimit.code},

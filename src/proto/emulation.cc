@@ -28,11 +28,11 @@ std::string RandomHex(size_t bytes) {
   return out;
 }
 
-ProtobufReplyEncoder& Encoder() {
+ProtobufReplyEncoder& ReplyEncoder() {
   thread_local ProtobufReplyEncoder encoder;
   return encoder;
 }
-constexpr size_t kScratchKeepBytes = 256 * 1024;
+constexpr size_t kEncoderKeepBytes = 256 * 1024;
 
 // The JSON output (replies, pushes, pings; newline-joined) as JSON lines or SSE events:
 // one value each, raw newlines in a value's whitespace turned into spaces.
@@ -49,10 +49,10 @@ std::string JsonForm(std::string_view json, bool sse) {
 
 std::string ProtobufForm(std::string_view json) {
   std::string out;
-  if (!Encoder().Append(json, out)) {
+  if (!ReplyEncoder().Append(json, out)) {
     spdlog::error("protobuf: a reply did not encode: {}", json.substr(0, 128));
   }
-  Encoder().Release(kScratchKeepBytes);
+  ReplyEncoder().Release(kEncoderKeepBytes);
   return out;
 }
 

@@ -13,7 +13,7 @@ namespace {
 
 // The push JSON is built in the calling thread's buffer (the hub calls under a shard lock,
 // from any thread) and copied once, into the prepared frame.
-std::string& Scratch() {
+std::string& JsonScratch() {
   thread_local std::string scratch;
   scratch.clear();
   return scratch;
@@ -95,7 +95,7 @@ core::PushCodec JsonPushCodec(int deflate_level, int deflate_window_bits) {
   codec.missed = &ClientSession::OnMissed;
   codec.publication_push = [deflate_level, deflate_window_bits](std::string_view channel,
                                                                 std::string_view publication) {
-    std::string& json = Scratch();
+    std::string& json = JsonScratch();
     AppendPublicationPush(json, channel, publication);
     return new PreparedPush(json, deflate_level, deflate_window_bits,
                             One(stats::PushType::kPublication));
@@ -104,7 +104,7 @@ core::PushCodec JsonPushCodec(int deflate_level, int deflate_window_bits) {
                          std::string_view channel, std::string_view publication,
                          const core::PushCodec::DeltaSource& source) {
     auto make = [&](std::string_view pub) {
-      std::string& json = Scratch();
+      std::string& json = JsonScratch();
       AppendPublicationPush(json, channel, pub);
       return new PreparedPush(json, deflate_level, deflate_window_bits,
                               One(stats::PushType::kPublication));
@@ -135,13 +135,13 @@ core::PushCodec JsonPushCodec(int deflate_level, int deflate_window_bits) {
   };
   codec.join_leave_push = [deflate_level, deflate_window_bits](std::string_view channel, bool join,
                                                                std::string_view info) {
-    std::string& json = Scratch();
+    std::string& json = JsonScratch();
     AppendJoinLeavePush(json, channel, join, info);
     return new PreparedPush(json, deflate_level, deflate_window_bits,
                             One(join ? stats::PushType::kJoin : stats::PushType::kLeave));
   };
   codec.join = [deflate_level, deflate_window_bits](const core::Push* const* pushes, size_t count) {
-    std::string& json = Scratch();
+    std::string& json = JsonScratch();
     PreparedPush::Carried carried{};
     uint64_t published_us = 0;  // the oldest publication's: the latency of the batch's first
     for (size_t i = 0; i < count; ++i) {

@@ -23,7 +23,7 @@ std::string& Buffer() {
   buffer.clear();
   return buffer;
 }
-constexpr size_t kScratchKeepBytes = 256 * 1024;
+constexpr size_t kProtobufKeepBytes = 256 * 1024;
 
 // The one Protobuf send path of replies and pushes alike: json's Protobuf form in the
 // thread's scratch, handed to use, and the scratch trimmed after. what: for the log line.
@@ -34,8 +34,8 @@ auto WithProtobuf(std::string_view json, const char* what, Use&& use) {
     spdlog::error("protobuf: a {} did not encode: {}", what, json.substr(0, 128));
   }
   auto result = use(std::string_view(bytes));
-  Encoder().Release(kScratchKeepBytes);
-  if (bytes.capacity() > kScratchKeepBytes) std::string().swap(bytes);
+  Encoder().Release(kProtobufKeepBytes);
+  if (bytes.capacity() > kProtobufKeepBytes) std::string().swap(bytes);
   return result;
 }
 

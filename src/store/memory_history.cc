@@ -4,23 +4,11 @@
 
 #include "core/loop_channels.h"
 #include "stats/loop_metrics.h"
+#include "store/epoch.h"
 
 namespace hermod::store {
 
 namespace {
-
-// A new stream's epoch: random, so a client never mistakes a restarted stream for its own.
-std::string NewEpoch() {
-  thread_local std::mt19937_64 random{std::random_device{}()};
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string epoch(8, '0');
-  uint64_t bits = random();
-  for (char& ch : epoch) {
-    ch = kHex[bits & 15];
-    bits >>= 4;
-  }
-  return epoch;
-}
 
 class MemoryStream final : public core::HistoryStore::Stream {
  public:

@@ -4,6 +4,7 @@
 #include <random>
 
 #include "core/loop_channels.h"
+#include "store/epoch.h"
 
 namespace hermod::store {
 
@@ -26,18 +27,6 @@ uint64_t WallMs() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                    std::chrono::system_clock::now().time_since_epoch())
                                    .count());
-}
-
-std::string NewEpoch() {
-  thread_local std::mt19937_64 random{std::random_device{}()};
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string epoch(8, '0');
-  uint64_t bits = random();
-  for (char& ch : epoch) {
-    ch = kHex[bits & 15];
-    bits >>= 4;
-  }
-  return epoch;
 }
 
 uint64_t ParseU64(const char* text) {

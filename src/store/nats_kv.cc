@@ -7,8 +7,8 @@ std::string NatsKvError(const char* who, const char* what, const std::string& ur
          ": start nats-server with -js (JetStream) there, or set nats.url";
 }
 
-bool ConnectNatsKv(const NatsKvOptions& options, const char* who, natsConnection** nc,
-                   jsCtx** js, std::string* error) {
+bool ConnectNatsKv(const NatsKvOptions& options, const char* who, natsConnection** nc, jsCtx** js,
+                   std::string* error) {
   natsOptions* o = nullptr;
   natsStatus s = natsOptions_Create(&o);
   if (s == NATS_OK) s = natsOptions_SetURL(o, options.url.c_str());

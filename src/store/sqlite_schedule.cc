@@ -11,7 +11,7 @@ namespace hermod::store {
 
 namespace {
 
-constexpr const char* kSchema =
+constexpr const char* kScheduleSchema =
     "CREATE TABLE IF NOT EXISTS schedules(id TEXT PRIMARY KEY, deliver_at INTEGER NOT NULL,"
     " created INTEGER NOT NULL, method TEXT NOT NULL, channels BLOB NOT NULL,"
     " params BLOB NOT NULL)";
@@ -70,7 +70,8 @@ class SqliteScheduleStore final : public core::ScheduleStore {
     std::promise<bool> loaded;
     write_(
         [out](sqlite3* db) {
-          if (sqlite3_exec(db, kSchema, nullptr, nullptr, nullptr) != SQLITE_OK) return false;
+          if (sqlite3_exec(db, kScheduleSchema, nullptr, nullptr, nullptr) != SQLITE_OK)
+            return false;
           return Run(
               db, "SELECT id, deliver_at, created, method, channels, params FROM schedules",
               [](sqlite3_stmt*) {},

@@ -17,23 +17,12 @@
 
 #include "net/event_loop.h"
 #include "stats/loop_metrics.h"
+#include "store/epoch.h"
 #include "store/sqlite_schedule.h"
 
 namespace hermod::store {
 
 namespace {
-
-std::string NewEpoch() {
-  thread_local std::mt19937_64 random{std::random_device{}()};
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string epoch(8, '0');
-  uint64_t bits = random();
-  for (char& ch : epoch) {
-    ch = kHex[bits & 15];
-    bits >>= 4;
-  }
-  return epoch;
-}
 
 int64_t WallMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -6,7 +6,7 @@
 namespace hermod::store {
 
 namespace {
-uint64_t NowMs() { return StatusKeeper::SteadyUs() / 1000; }
+uint64_t SteadyMs() { return StatusKeeper::SteadyUs() / 1000; }
 }  // namespace
 
 uint64_t StatusKeeper::SteadyUs() {
@@ -16,7 +16,7 @@ uint64_t StatusKeeper::SteadyUs() {
 }
 
 StatusKeeper::StatusKeeper(std::string engine, core::CircuitBreaker::Options breaker)
-    : breaker_(breaker, &NowMs) {
+    : breaker_(breaker, &SteadyMs) {
   status_.engine = std::move(engine);
   status_.failure_threshold = breaker.failure_threshold;
 }

@@ -13,6 +13,8 @@
 #include <new>
 #include <vector>
 
+#include "ws/header_syntax.h"
+
 namespace hermod::ws {
 
 namespace {
@@ -20,25 +22,6 @@ namespace {
 constexpr int kMinWindowBits = 8;
 constexpr int kMaxWindowBits = 15;
 constexpr int kMinZlibWindowBits = 9;
-
-bool IsOws(char c) { return c == ' ' || c == '\t'; }
-
-std::string_view TrimOws(std::string_view s) {
-  while (!s.empty() && IsOws(s.front())) s.remove_prefix(1);
-  while (!s.empty() && IsOws(s.back())) s.remove_suffix(1);
-  return s;
-}
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
 
 // RFC 7230 §3.2.6 tchar.
 bool IsTokenChar(char c) {
