@@ -1,23 +1,12 @@
 #include "store/memory_inbox.h"
 
 #include <algorithm>
-#include <random>
+
+#include "store/epoch.h"
 
 namespace hermod::store {
 
 namespace {
-
-std::string NewInboxEpoch() {
-  thread_local std::mt19937_64 random{std::random_device{}()};
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string epoch(8, '0');
-  uint64_t bits = random();
-  for (char& ch : epoch) {
-    ch = kHex[bits & 15];
-    bits >>= 4;
-  }
-  return epoch;
-}
 
 bool IsUnacked(const core::InboxEntry& e) {
   return e.state == core::InboxState::kPending || e.state == core::InboxState::kDelivered;
@@ -51,7 +40,7 @@ MemoryInboxStore::Inbox& MemoryInboxStore::Get(std::string_view channel,
   auto it = inboxes_.find(std::string(channel));
   if (it != inboxes_.end()) return it->second;
   Inbox& inbox = inboxes_[std::string(channel)];
-  inbox.epoch = NewInboxEpoch();
+  inbox.epoch = NewEpoch();
   if (writes != nullptr) {
     Write w{Write::Kind::kMeta, {}, inbox.epoch};
     w.entry.channel = std::string(channel);
