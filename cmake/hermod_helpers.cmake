@@ -6,21 +6,16 @@
 # folder, build/tests/unit_<folder>: a link and a discovery per room instead of per file (the
 # ASan links were a good part of the CI's build). Test names are GoogleTest's, unchanged; ctest
 # still runs each test in a process of its own.
-# Under the sanitizers the test sources themselves compile at -O0 (the code under test keeps
-# the preset's -O1): a test file's code generation is most of the ASan build's time, and
-# a test body gains nothing from optimisation.
 include(GoogleTest)
 function(hermod_add_test)
   cmake_parse_arguments(T "" "NAME" "SOURCES;LIBS;LABELS;ENVIRONMENT" ${ARGN})
   if(T_LABELS OR T_ENVIRONMENT)
     add_executable(${T_NAME} ${T_SOURCES})
-    _hermod_test_flags(${T_NAME})
     target_link_libraries(${T_NAME} PRIVATE ${T_LIBS} GTest::gtest GTest::gtest_main)
     _hermod_test_binary(${T_NAME} "${T_LABELS}" "${T_ENVIRONMENT}")
     return()
   endif()
   add_library(${T_NAME} OBJECT ${T_SOURCES})
-  _hermod_test_flags(${T_NAME})
   target_link_libraries(${T_NAME} PUBLIC ${T_LIBS} GTest::gtest)
   get_filename_component(_folder ${CMAKE_CURRENT_SOURCE_DIR} NAME)
   set(_binary unit_${_folder})
@@ -30,12 +25,6 @@ function(hermod_add_test)
     _hermod_test_binary(${_binary} "" "")
   endif()
   target_link_libraries(${_binary} PRIVATE ${T_NAME})
-endfunction()
-
-function(_hermod_test_flags target)
-  if(CMAKE_BUILD_TYPE STREQUAL "Sanitize")
-    target_compile_options(${target} PRIVATE -O0)
-  endif()
 endfunction()
 
 function(_hermod_test_binary binary labels environment)
