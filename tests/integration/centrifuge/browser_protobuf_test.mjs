@@ -2,15 +2,18 @@
 // `protocol: 'protobuf'`) in headless Chromium: the browser's own WebSocket negotiates
 // `centrifuge-protobuf`; connect with a token, subscribe, client publish (JSON and binary
 // data), an API publication arriving as its JSON text, history, presence, and recovery
-// after the connection is cut.
+// after the connection is cut; and the same bundle over http_stream when WebSocket is blocked.
 // Run: node browser_protobuf_test.mjs --hermod PATH [--chromium PATH]
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { after, before, test } from 'node:test';
 
 import { jwt, now, startBrowserHarness } from './browser_harness.mjs';
 
 const CONFIG = {
   websocket: { allowed_origins: ['*'] },
+  http_stream: true,
+  allowed_origins: ['*'],
   allow_subscribe_for_client: true,
   history_size: 100,
   history_ttl: '300s',
@@ -37,6 +40,17 @@ before(async () => {
 after(() => h?.stop());
 
 const inPage = (t, fn, arg) => h.inPage(t, fn, arg);
+
+// A port nothing listens on: the WebSocket endpoint a proxy that breaks WebSocket leaves.
+function closedPort() {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
 
 test('the protobuf bundle connects, publishes, and reads history and presence', async (t) => {
   const token = jwt({ sub: 'alice', exp: now() + 600 });
@@ -115,4 +129,48 @@ test('recovers every missed publication in order after the connection is cut', a
   });
   assert.equal(seen.recovered, true);
   assert.deepEqual(seen.received, [0, 1, 2, 3]);
+});
+
+test('the protobuf bundle over http_stream (WebSocket blocked): publish, history, presence', async (t) => {
+  const token = jwt({ sub: 'carol', exp: now() + 600 });
+  const base = `http://127.0.0.1:${hermod.port}`;
+  const blocked = `ws://127.0.0.1:${await closedPort()}/connection/websocket`;
+  await inPage(t, async ({ base, blocked, token }) => {
+    const c = new Centrifuge([
+      { transport: 'websocket', endpoint: blocked },
+      { transport: 'http_stream', endpoint: `${base}/connection/http_stream` },
+    ], { protocol: 'protobuf', token, emulationEndpoint: `${base}/emulation` });
+    const connected = window.nextEvent(c, 'connected');
+    c.connect();
+    const ctx = await connected;
+    const sub = c.newSubscription('streamed');
+    window.streamed = { client: c, sub, transport: ctx.transport, received: [] };
+    sub.on('publication', (ctx) => window.streamed.received.push(Array.from(ctx.data)));
+    const subscribed = window.nextEvent(sub, 'subscribed');
+    sub.subscribe();
+    await subscribed;
+  }, { base, blocked, token });
+  await api('publish', { channel: 'streamed', data: { from: 'api' } });
+  const seen = await inPage(t, async () => {
+    const { sub, client } = window.streamed;
+    while (window.streamed.received.length < 1) await new Promise((r) => setTimeout(r, 10));
+    await sub.publish(new Uint8Array([0, 255, 10, 1]));
+    while (window.streamed.received.length < 2) await new Promise((r) => setTimeout(r, 10));
+    const history = await sub.history({ limit: 10 });
+    const presence = await sub.presence();
+    client.disconnect();
+    return {
+      transport: window.streamed.transport,
+      first: window.text(new Uint8Array(window.streamed.received[0])),
+      second: window.streamed.received[1],
+      history: history.publications.map((p) => Array.from(p.data)),
+      users: Object.values(presence.clients).map((info) => info.user),
+    };
+  });
+  assert.equal(seen.transport, 'http_stream');
+  assert.equal(seen.first, '{"from":"api"}');
+  assert.deepEqual(seen.second, [0, 255, 10, 1]);
+  assert.equal(seen.history.length, 2);
+  assert.deepEqual(seen.history[1], [0, 255, 10, 1]);
+  assert.deepEqual(seen.users, ['carol']);
 });
