@@ -10,13 +10,12 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import { launchChromium } from '../node/chromium.mjs';
-import { startHermod, startProxy } from './harness.mjs';
+import { closedPort, startHermod, startProxy } from './harness.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const arg = (name, fallback) =>
@@ -45,16 +44,6 @@ async function api(method, body) {
   });
   assert.equal(response.status, 200);
   return response.json();
-}
-
-async function closedPort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 before(async () => {

@@ -5,10 +5,10 @@
 // after the connection is cut; and the same bundle over http_stream when WebSocket is blocked.
 // Run: node browser_protobuf_test.mjs --hermod PATH [--chromium PATH]
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { after, before, test } from 'node:test';
 
 import { jwt, now, startBrowserHarness } from './browser_harness.mjs';
+import { closedPort } from './harness.mjs';
 
 const CONFIG = {
   websocket: { allowed_origins: ['*'] },
@@ -40,17 +40,6 @@ before(async () => {
 after(() => h?.stop());
 
 const inPage = (t, fn, arg) => h.inPage(t, fn, arg);
-
-// A port nothing listens on: the WebSocket endpoint a proxy that breaks WebSocket leaves.
-function closedPort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 test('the protobuf bundle connects, publishes, and reads history and presence', async (t) => {
   const token = jwt({ sub: 'alice', exp: now() + 600 });

@@ -12,7 +12,6 @@
 //      [--nats-server PATH]
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -22,8 +21,9 @@ import { Centrifuge as ProtobufCentrifuge } from 'centrifuge/build/protobuf';
 import WebSocket from 'ws';
 
 import {
-  argValue, connected, nextEvent, startHermod, startNats, startProxy, subscribed,
+  closedPort, argValue, connected, nextEvent, startHermod, startNats, startProxy, subscribed,
 } from './harness.mjs';
+import { bytesOf, documentText } from './delta_document.mjs';
 
 const binary = argValue('--hermod');
 const engine = argValue('--engine');
@@ -93,7 +93,7 @@ async function publish(channel, v) {
   const response = await fetch(`http://127.0.0.1:${a.port}/api/publish`, {
     method: 'POST',
     headers: { Authorization: 'apikey test-key' },
-    body: JSON.stringify({ channel, data: JSON.parse(documentText(v)), delta: true }),
+    body: JSON.stringify({ channel, data: JSON.parse(documentText(v, DOC_BYTES)), delta: true }),
   });
   assert.equal(response.status, 200);
   const answer = await response.json();
@@ -109,20 +109,6 @@ function client(protobuf, port) {
   return c;
 }
 
-// Version v of a document: DOC_BYTES of text in which a few bytes move with v.
-function documentText(v) {
-  const chars = [];
-  for (let i = 0; chars.length < DOC_BYTES - 40; i++) chars.push('abcdefghij'[(i * 7) % 10]);
-  for (let k = 0; k < 3; k++) chars[(v * 97 + k * 3331) % chars.length] = 'XYZ'[k];
-  return JSON.stringify({ version: v, text: chars.join('') });
-}
-
-// The data's bytes as the app got them: Protobuf hands the raw bytes, JSON the parsed value
-// (whose text is the published text: it was compact JSON).
-function bytesOf(protobuf, data) {
-  return protobuf ? Buffer.from(data).toString('utf8') : JSON.stringify(data);
-}
-
 // Every publication sub hands the app, in order.
 function record(sub) {
   const got = [];
@@ -136,15 +122,6 @@ async function until(what, predicate, timeoutMs = 20000) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 20));  // poll interval of a condition
   }
-}
-
-// A port nothing listens on: the proxy sends reconnects there while the subscriber is cut off.
-async function deadPort() {
-  const s = net.createServer();
-  await new Promise((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const { port } = s.address();
-  await new Promise((resolve) => s.close(resolve));
-  return port;
 }
 
 for (const protobuf of [false, true]) {
@@ -170,15 +147,15 @@ for (const protobuf of [false, true]) {
     const before = proxy.counts.down;
     let full = 0;
     for (let v = 0; v < VERSIONS; v++) {
-      full += Buffer.byteLength(documentText(v));
+      full += Buffer.byteLength(documentText(v, DOC_BYTES));
       await publish(channel, v);
     }
     await until(`${VERSIONS} versions`,
                 () => got.length >= VERSIONS && (a === b || gotA.length >= VERSIONS));
     const wire = proxy.counts.down - before;
     for (let v = 0; v < VERSIONS; v++) {
-      assert.equal(bytesOf(protobuf, got[v]), documentText(v), `version ${v}`);
-      if (a !== b) assert.equal(bytesOf(protobuf, gotA[v]), documentText(v), `version ${v} on A`);
+      assert.equal(bytesOf(protobuf, got[v]), documentText(v, DOC_BYTES), `version ${v}`);
+      if (a !== b) assert.equal(bytesOf(protobuf, gotA[v]), documentText(v, DOC_BYTES), `version ${v} on A`);
     }
     for (const s of subs) {
       const stats = s.deltaStats();
@@ -190,7 +167,7 @@ for (const protobuf of [false, true]) {
     assert.ok(wire < full / 10, `wire ${wire} B vs full ${full} B`);
 
     // Cut off: reconnects go to a dead port until MISSED versions are stored, then recover.
-    proxy.retarget(await deadPort());
+    proxy.retarget(await closedPort());
     const away = nextEvent(sub, 'subscribing');
     proxy.cutAll();
     await away;
@@ -203,7 +180,7 @@ for (const protobuf of [false, true]) {
     await until('the recovered versions', () => got.length >= VERSIONS + MISSED);
     const recoveryWire = proxy.counts.down - beforeRecovery;
     for (let v = VERSIONS; v < VERSIONS + MISSED; v++) {
-      assert.equal(bytesOf(protobuf, got[v]), documentText(v), `recovered version ${v}`);
+      assert.equal(bytesOf(protobuf, got[v]), documentText(v, DOC_BYTES), `recovered version ${v}`);
     }
     const stats = sub.deltaStats();
     // The first recovered in full (the SDK starts a new chain), the others as deltas.
@@ -215,7 +192,7 @@ for (const protobuf of [false, true]) {
     for (let v = VERSIONS + MISSED; v < VERSIONS + MISSED + 3; v++) await publish(channel, v);
     await until('live after recovery', () => got.length >= VERSIONS + MISSED + 3);
     for (let v = VERSIONS + MISSED; v < VERSIONS + MISSED + 3; v++) {
-      assert.equal(bytesOf(protobuf, got[v]), documentText(v), `version ${v}`);
+      assert.equal(bytesOf(protobuf, got[v]), documentText(v, DOC_BYTES), `version ${v}`);
     }
     assert.equal(sub.deltaStats().numDeltaPayloads, VERSIONS - 1 + MISSED - 1 + 3);
     assert.equal(got.length, VERSIONS + MISSED + 3);  // nothing twice

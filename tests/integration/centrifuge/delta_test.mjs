@@ -16,6 +16,7 @@ import { Centrifuge as ProtobufCentrifuge } from 'centrifuge/build/protobuf';
 import WebSocket from 'ws';
 
 import { connected, nextEvent, startHermod, startProxy, subscribed } from './harness.mjs';
+import { bytesOf, documentText } from './delta_document.mjs';
 
 const binary = process.argv[process.argv.indexOf('--hermod') + 1];
 assert.ok(process.argv.includes('--hermod') && binary, 'usage: --hermod PATH');
@@ -88,20 +89,6 @@ function client(protobuf, port = proxy.port) {
   return c;
 }
 
-// Version v of the document: 10 KiB of text in which a few bytes move with v.
-function documentText(v) {
-  const chars = [];
-  for (let i = 0; chars.length < DOC_BYTES - 40; i++) chars.push('abcdefghij'[(i * 7) % 10]);
-  for (let k = 0; k < 3; k++) chars[(v * 97 + k * 3331) % chars.length] = 'XYZ'[k];
-  return JSON.stringify({ version: v, text: chars.join('') });
-}
-
-// What the app got as the data's bytes: Protobuf hands the raw bytes, JSON the parsed value
-// (whose text is the published text: it was compact JSON).
-function bytesOf(protobuf, data) {
-  return protobuf ? Buffer.from(data).toString('utf8') : JSON.stringify(data);
-}
-
 // Collects the publications sub hands the app until `count` arrived.
 function collect(sub, count) {
   const got = [];
@@ -137,17 +124,17 @@ for (const protobuf of [false, true]) {
     const before = proxy.counts.down;
     let full = 0;
     for (let v = 0; v < VERSIONS; v++) {
-      const text = documentText(v);
+      const text = documentText(v, DOC_BYTES);
       full += Buffer.byteLength(text);
       await api('publish', { channel, data: JSON.parse(text), delta: true });
     }
     const got = await received;
     const wire = proxy.counts.down - before;
     for (let v = 0; v < VERSIONS; v++) {
-      assert.equal(bytesOf(protobuf, got[v]), documentText(v), `version ${v}`);
+      assert.equal(bytesOf(protobuf, got[v]), documentText(v, DOC_BYTES), `version ${v}`);
     }
     const plainGot = await plainReceived;
-    for (let v = 0; v < VERSIONS; v++) assert.equal(bytesOf(protobuf, plainGot[v]), documentText(v));
+    for (let v = 0; v < VERSIONS; v++) assert.equal(bytesOf(protobuf, plainGot[v]), documentText(v, DOC_BYTES));
     const stats = sub.deltaStats();
     assert.equal(stats.numFullPayloads, 1);
     assert.equal(stats.numDeltaPayloads, VERSIONS - 1);
@@ -162,16 +149,16 @@ for (const protobuf of [false, true]) {
     await Promise.race([gone, new Promise((r) => setTimeout(r, 100))]);
     const more = collect(sub, 10);
     for (let v = VERSIONS; v < VERSIONS + 5; v++) {
-      await api('publish', { channel, data: JSON.parse(documentText(v)), delta: true });
+      await api('publish', { channel, data: JSON.parse(documentText(v, DOC_BYTES)), delta: true });
     }
     const ctx = await back;
     assert.equal(ctx.recovered, true);
     for (let v = VERSIONS + 5; v < VERSIONS + 10; v++) {
-      await api('publish', { channel, data: JSON.parse(documentText(v)), delta: true });
+      await api('publish', { channel, data: JSON.parse(documentText(v, DOC_BYTES)), delta: true });
     }
     const after = await more;
     for (let i = 0; i < 10; i++) {
-      assert.equal(bytesOf(protobuf, after[i]), documentText(VERSIONS + i), `version ${VERSIONS + i}`);
+      assert.equal(bytesOf(protobuf, after[i]), documentText(VERSIONS + i, DOC_BYTES), `version ${VERSIONS + i}`);
     }
     assert.ok(sub.deltaStats().numDeltaPayloads >= VERSIONS - 1 + 8);
   });

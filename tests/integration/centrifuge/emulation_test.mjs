@@ -8,14 +8,13 @@
 // Run: node emulation_test.mjs --hermod PATH (after `npm ci` here).
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import net from 'node:net';
 import { after, before, test } from 'node:test';
 
 import { Centrifuge } from 'centrifuge';
 import { Centrifuge as ProtobufCentrifuge } from 'centrifuge/build/protobuf';
 import WebSocket from 'ws';
 
-import { nextEvent, startHermod, startProxy, subscribed } from './harness.mjs';
+import { closedPort, nextEvent, startHermod, startProxy, subscribed } from './harness.mjs';
 
 const binary = process.argv[process.argv.indexOf('--hermod') + 1];
 assert.ok(process.argv.includes('--hermod') && binary, 'usage: --hermod PATH');
@@ -177,16 +176,6 @@ test('http_stream alone (JSON)', async () => {
 test('sse alone (JSON)', async () => {
   await scenario(client([SSE()], 'u2'), 'sse', 'sse');
 });
-
-async function closedPort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 test('fallback chain: a WebSocket that cannot connect, then http_stream', async () => {
   const closed = await closedPort();

@@ -143,6 +143,16 @@ export async function startProxy(target) {
 }
 
 // The value after `name` on the command line, or fallback.
+// A port nothing listens on: where a test sends a client it wants cut off (a blocked
+// WebSocket endpoint, a server that is away).
+export async function closedPort() {
+  const s = net.createServer();
+  await new Promise((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const { port } = s.address();
+  await new Promise((resolve) => s.close(resolve));
+  return port;
+}
+
 export function argValue(name, fallback = undefined) {
   const i = process.argv.indexOf(name);
   return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;

@@ -5,13 +5,12 @@
 // Run: node sqlite_recovery_test.mjs --hermod PATH (after `npm ci` here).
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 
 import {
-  connected, nextEvent, sdkClient, startHermod, startProxy,
+  closedPort, connected, nextEvent, sdkClient, startHermod, startProxy,
 } from './harness.mjs';
 
 const binary = process.argv[process.argv.indexOf('--hermod') + 1];
@@ -53,15 +52,6 @@ async function publish(port, n) {
   return body.result;
 }
 
-// A port nothing listens on: the proxy sends the client there while the server is away.
-async function deadPort() {
-  const s = net.createServer();
-  await new Promise((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const { port } = s.address();
-  await new Promise((resolve) => s.close(resolve));
-  return port;
-}
-
 test('the SDK recovers across kill -9 and a restart on the same file', async () => {
   const first = await startHermod(binary, CONFIG);
   servers.push(first);
@@ -81,7 +71,7 @@ test('the SDK recovers across kill -9 and a restart on the same file', async () 
   await live;
 
   // The client loses the server; what is published meanwhile it has not seen.
-  proxy.retarget(await deadPort());
+  proxy.retarget(await closedPort());
   const gone = nextEvent(c, 'connecting');
   proxy.cutAll();
   await gone;
