@@ -143,7 +143,7 @@ class Backend:
             self.release.wait(5)
             return 200, {"result": {"user": "late"}}
         if path == "/huge":
-            return 200, b'{"result": {"user": "' + b"x" * (10 << 20) + b'"}}'
+            return 200, b'{"result": {"user": "' + b"x" * (40 << 20) + b'"}}'
         if path == "/500":
             return 500, b"oops"
         if path == "/invalid":
@@ -477,7 +477,7 @@ class ProxyTest(h.HermodTestCase):
         self.assertIn("subscribe", plain, plain)
         self.assertNotIn("delta", plain["subscribe"], plain)
 
-    def test_a_ten_megabyte_answer_is_refused_at_the_bound(self):
+    def test_a_forty_megabyte_answer_is_refused_at_the_bound(self):
         server = self.start_server(self.config(proxy_connect_endpoint=self.backend.url("/huge"),
                                                proxy_connect_timeout="20s"))
         peak_before = peak_rss_kb(server.proc.pid)
@@ -486,10 +486,11 @@ class ProxyTest(h.HermodTestCase):
         _, text = http_get(server.port, "/metrics")
         self.assertEqual(metric(text, "hermod_proxy_requests_total", kind="connect",
                                 outcome="too_large"), 1)
-        # Read up to proxy_client.max_response_bytes (1 MiB), not the 10 MB: the peak
-        # grows by less than holding the answer would take.
+        # Read up to proxy_client.max_response_bytes (1 MiB), not the 40 MB: the peak
+        # grows by half of what holding the answer would take at most (ASan's allocator
+        # alone adds about 8 MB on the first proxied connect).
         grown_kb = peak_rss_kb(server.proc.pid) - peak_before
-        self.assertLess(grown_kb, 8 * 1024, grown_kb)
+        self.assertLess(grown_kb, 20 * 1024, grown_kb)
 
     def test_a_connect_storm_against_a_slow_backend_is_bounded_by_the_in_flight_limit(self):
         # 5,000 connects from 5 processes (each under select()'s 1,024 descriptors) against a backend that holds every answer: 100 are
