@@ -5,6 +5,8 @@
 //   <- {"id":1,"connect":{... "subs":{"inbox:#u<i>": ...}}}
 //   POST /api/publish {"channel":"inbox:#u<i>","data":{"hb":[i,seq,t]}}
 //   <- 200 {"result":{"offset":O,"epoch":..}}
+//   or, --api-batch K: POST /api/batch {"commands":[{"publish":{..}} x K],"parallel":true}
+//   <- 200 {"replies":[{"publish":{"offset":O,"epoch":..}} x K]}
 //   <- {"push":{"channel":"inbox:#u<i>","pub":{"data":{"hb":[..]},"offset":O,
 //        "tags":{"hermod-delivery":"D"}}}}
 //   -> {"id":S,"rpc":{"method":"hermod.ack","data":{"channel":"inbox:#u<i>","offsets":[O]}}}
@@ -184,7 +186,8 @@ struct Conn final : public ws::MessageHandler {
   std::vector<uint8_t> seen;     // per seq: 0 never, 1 delivered, 2 acked
   // publisher
   bool busy = false;
-  uint32_t replies = 0;  // control: stream replies seen
+  uint32_t awaiting = 0;  // publications of the request in flight
+  uint32_t replies = 0;   // control: stream replies seen
 };
 
 struct Runner {
@@ -623,39 +626,70 @@ struct Runner {
 
   // ---- publishing ----
 
+  // One request of up to o.batch publications (fewer at the end).
   void Publish(Conn& c, uint64_t now) {
-    const uint64_t p = next_pub++;
-    const uint64_t user = p % config.connections;
-    const uint64_t seq = p / config.connections;
-    scratch = "{\"hb\":[" + std::to_string(user) + "," + std::to_string(seq) + "," +
-              std::to_string(now) + "]";
-    if (!padding.empty()) scratch += ",\"p\":\"" + padding + "\"";
-    scratch += "}";
     c.busy = true;
+    c.awaiting = 0;
     pub_started[c.index] = now;
-    if (nats) {
-      SendWs(c, "PUB inbox.u" + std::to_string(user) + " _P." + std::to_string(c.index) + " " +
-                    std::to_string(scratch.size()) + "\r\n" + scratch + "\r\n");
-      return;
+    std::string body;
+    std::string nats_out;
+    while (c.awaiting < o.batch && next_pub < total) {
+      const uint64_t p = next_pub++;
+      const uint64_t user = p % config.connections;
+      const uint64_t seq = p / config.connections;
+      scratch = "{\"hb\":[" + std::to_string(user) + "," + std::to_string(seq) + "," +
+                std::to_string(now) + "]";
+      if (!padding.empty()) scratch += ",\"p\":\"" + padding + "\"";
+      scratch += "}";
+      ++c.awaiting;
+      if (nats) {
+        nats_out += "PUB inbox.u" + std::to_string(user) + " _P." + std::to_string(c.index) + " " +
+                    std::to_string(scratch.size()) + "\r\n" + scratch + "\r\n";
+        continue;
+      }
+      const std::string one =
+          "{\"channel\":\"" + o.ns + ":#u" + std::to_string(user) + "\",\"data\":" + scratch + "}";
+      if (o.batch == 1) {
+        body = one;
+      } else {
+        body += body.empty() ? "{\"commands\":[" : ",";
+        body += "{\"publish\":" + one + "}";
+      }
     }
-    const std::string body =
-        "{\"channel\":\"" + o.ns + ":#u" + std::to_string(user) + "\",\"data\":" + scratch + "}";
-    c.out += "POST /api/publish HTTP/1.1\r\nHost: " + api_host + "\r\nAuthorization: apikey " +
-             o.api_key + "\r\nContent-Type: application/json\r\nContent-Length: " +
-             std::to_string(body.size()) + "\r\n\r\n" + body;
+    if (nats) return SendWs(c, nats_out);
+    if (o.batch > 1) body += "],\"parallel\":true}";
+    c.out +=
+        std::string("POST /api/") + (o.batch > 1 ? "batch" : "publish") +
+        " HTTP/1.1\r\nHost: " + api_host + "\r\nAuthorization: apikey " + o.api_key +
+        "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+        "\r\n\r\n" + body;
     Dirty(c);
   }
   std::vector<uint64_t> pub_started;
 
+  // An answer: a PubAck (one publication), an API publish's, or an API batch's (every
+  // publication of the request, each a reply {"publish":{..}} or {"error":{..}}).
   void OnPublished(Conn& c, std::string_view body) {
+    uint32_t answered = 1, ok = 0;
+    if (!nats && o.batch > 1) {
+      answered = c.awaiting;
+      for (size_t p = body.find("{\"publish\":{\"offset\":"); p != std::string_view::npos;
+           p = body.find("{\"publish\":{\"offset\":", p + 1)) {
+        ++ok;
+      }
+    } else {
+      ok = body.find("\"error\"") == std::string_view::npos ? 1 : 0;
+    }
+    ok = std::min(ok, answered);
+    published_ok += ok;
+    if (ok < answered) {
+      publish_failed += answered - ok;
+      Error("publish: " + std::string(body.substr(0, 160)));
+    }
+    c.awaiting -= std::min(c.awaiting, answered);
+    if (c.awaiting > 0) return;
     c.busy = false;
     publish_latency.Record(NowNs() - pub_started[c.index]);
-    if (body.find("\"error\"") != std::string_view::npos) {
-      ++publish_failed;
-      Error("publish: " + std::string(body.substr(0, 160)));
-    } else {
-      ++published_ok;
-    }
   }
 
   void OnHttp(Conn& c, const char* data, size_t len) {
@@ -671,7 +705,8 @@ struct Runner {
       std::string_view body(c.in.data() + end + 4, body_len);
       if (!head.starts_with("HTTP/1.1 200")) {
         c.busy = false;
-        ++publish_failed;
+        publish_failed += c.awaiting;
+        c.awaiting = 0;
         Error("publish: " + std::string(head.substr(0, head.find("\r\n"))) + " " +
               std::string(body.substr(0, 120)));
       } else {
@@ -819,10 +854,10 @@ struct Runner {
                     duplicates == 0 && publish_failed == 0 && ack_errors == 0;
     if (!o.quiet) {
       std::printf(
-          "scenario inbox protocol %s url %s: %u users x %llu publications, %u publishers, "
-          "acks %s, %.2f s measured\n",
+          "scenario inbox protocol %s url %s: %u users x %llu publications, %u publishers "
+          "x %u per request, acks %s, %.2f s measured\n",
           ProtocolName(config.protocol), config.url.c_str(), config.connections,
-          static_cast<unsigned long long>(o.per_user), o.publishers,
+          static_cast<unsigned long long>(o.per_user), o.publishers, o.batch,
           o.ack_each    ? "each"
           : o.ack_up_to ? "up_to"
                         : "batch",
@@ -862,7 +897,8 @@ struct Runner {
       std::snprintf(
           line, sizeof(line),
           "{\"scenario\":\"inbox\",\"protocol\":\"%s\",\"users\":%u,\"per_user\":%llu,"
-          "\"publishers\":%u,\"acks\":\"%s\",\"summary\":{\"measured_s\":%.3f,\"total\":%llu,"
+          "\"publishers\":%u,\"per_request\":%u,\"acks\":\"%s\",\"summary\":{\"measured_s\":%.3f,"
+          "\"total\":%llu,"
           "\"published\":%llu,\"publish_failed\":%llu,\"acked\":%llu,\"acked_per_s\":%.1f,"
           "\"ack_requests\":%llu,\"latency_p50_ms\":%.3f,\"latency_p90_ms\":%.3f,"
           "\"latency_p99_ms\":%.3f,\"latency_max_ms\":%.3f,\"publish_p50_ms\":%.3f,"
@@ -871,7 +907,7 @@ struct Runner {
           "\"never_delivered\":%llu,\"delivered_unacked\":%llu,\"lost\":%llu,\"errors\":%zu,"
           "\"server_cpu_s\":%.3f}}\n",
           ProtocolName(config.protocol), config.connections,
-          static_cast<unsigned long long>(o.per_user), o.publishers,
+          static_cast<unsigned long long>(o.per_user), o.publishers, o.batch,
           o.ack_each    ? "each"
           : o.ack_up_to ? "up_to"
                         : "batch",

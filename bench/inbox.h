@@ -18,9 +18,13 @@ namespace hermod::bench {
 
 struct InboxOptions {
   uint64_t per_user = 100;   // publications per user (M)
-  uint32_t publishers = 16;  // concurrent publishers, each with one publication in flight
-  double rate = 0;           // publications/s in all; 0: as fast as the publishers' answers
-  bool ack_each = false;     // one ack per delivery instead of one per read
+  uint32_t publishers = 16;  // concurrent publishers, each with one request in flight
+  // Publications per request: hermod, one API `batch` of that many `publish` commands with
+  // parallel: true (answered once all are stored); JetStream, that many publishes written
+  // at once, the next ones sent once every PubAck is in.
+  uint32_t batch = 1;
+  double rate = 0;        // publications/s in all; 0: as fast as the publishers' answers
+  bool ack_each = false;  // one ack per delivery instead of one per read
   // hermod, one ack per read: {channel, up_to: the highest offset read} instead of the
   // offsets read. Unsafe when pushes arrive out of offset order (they can: publications to
   // one inbox through two loops are delivered by whichever stores first): it acks an offset

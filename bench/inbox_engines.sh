@@ -6,10 +6,14 @@
 # (once per read: hermod's offsets read / JetStream AckAll) and, for JetStream, explicit per
 # message. JETSTREAM=0 skips the JetStream runs.
 # One line per run, then the medians. Stops everything it started.
+# PER_REQUEST publications per request (hermod: an API `batch` with parallel: true; JetStream:
+# that many publishes written at once). ENGINES (default "memory sqlite sqlite-normal") picks
+# hermod's engines.
 # Usage: bench/inbox_engines.sh [HERMOD] [HERMOD_BENCH] [ROUNDS] [USERS] [PER_USER] [PUBLISHERS]
+#        [PER_REQUEST]
 set -u
 HERMOD=${1:-build/hermod}; BENCH=${2:-build/hermod-bench}; ROUNDS=${3:-3}
-USERS=${4:-1000}; PER_USER=${5:-50}; PUBLISHERS=${6:-64}
+USERS=${4:-1000}; PER_USER=${5:-50}; PUBLISHERS=${6:-64}; PER_REQUEST=${7:-1}
 DIR=$(mktemp -d /tmp/hermod-inbox-engines-XXXXXX)
 SP=
 cleanup() { [ -n "$SP" ] && kill "$SP" 2> /dev/null && wait "$SP" 2> /dev/null; rm -rf "$DIR"; }
@@ -36,10 +40,10 @@ s['duplicates'], s['redelivered'], s['reordered'], s['server_cpu_s'] * 1e6 / max
 }
 wait_port() { for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/"$1") 2> /dev/null && return; sleep 0.1; done; }
 stop() { kill "$SP"; wait "$SP" 2> /dev/null; SP=; }
-ARGS=(-c "$USERS" -n "$PER_USER" --publishers "$PUBLISHERS" -d 60 --drain 10 --no-progress -q
+ARGS=(-c "$USERS" -n "$PER_USER" --publishers "$PUBLISHERS" --api-batch "$PER_REQUEST" -d 60 --drain 10 --no-progress -q
       --json "$DIR/r.json")
 for round in $(seq "$ROUNDS"); do
-  for engine in memory sqlite sqlite-normal; do
+  for engine in ${ENGINES:-memory sqlite sqlite-normal}; do
     rm -f "$DIR"/bench.db*
     PORT=$(freeport)
     "$HERMOD" serve --bind 127.0.0.1 --port "$PORT" --config "$DIR/$engine.json" > "$DIR/server.log" 2>&1 &

@@ -216,6 +216,10 @@ int main(int argc, char** argv) {
                  "(one ack per delivery / JetStream explicit) | up_to (hermod: one ack per "
                  "read, up_to the highest offset read)")
       ->capture_default_str();
+  app.add_option("--api-batch", inbox.batch,
+                 "inbox: publications per request (hermod: one API `batch` with parallel: true; "
+                 "JetStream: that many publishes written at once, each awaiting its PubAck)")
+      ->capture_default_str();
   app.add_option("--js-storage", inbox.js_storage,
                  "inbox, nats: the stream's storage (file | memory)")
       ->capture_default_str();
@@ -256,7 +260,7 @@ int main(int argc, char** argv) {
     inbox.rate = config.rate;
     inbox.json_path = json_path;
     inbox.quiet = quiet;
-    if (inbox.publishers == 0 || config.connections == 0) {
+    if (inbox.publishers == 0 || config.connections == 0 || inbox.batch == 0) {
       std::cerr << "hermod-bench: inbox needs users (-c) and publishers\n";
       return 2;
     }

@@ -357,10 +357,7 @@ bool ParseEmpty(std::string& body) {
 bool Parse(std::string& body, BatchRequest* r) {
   thread_local od::parser parser;
   return ForEachField(parser, body, [r](std::string_view key, od::value v) {
-    if (key == "parallel") {
-      bool parallel;
-      return v.get_bool().get(parallel) == SUCCESS;
-    }
+    if (key == "parallel") return v.get_bool().get(r->parallel) == SUCCESS;
     if (key != "commands") return true;
     od::array array;
     if (v.get_array().get(array) != SUCCESS) return false;

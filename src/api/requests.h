@@ -118,6 +118,7 @@ struct Command {
 
 struct BatchRequest {
   std::vector<Command> commands;
+  bool parallel = false;
 };
 
 // Each returns false when body is no such request. body is padded in place.
@@ -136,7 +137,7 @@ bool ParseRfc3339(std::string_view text, int64_t* ms);
 // info has no fields, but its body must still be a JSON object.
 bool ParseEmpty(std::string& body);
 // A batch body: `commands` (objects, each copied with its first key as the method) and
-// `parallel` (a bool; commands run in order either way).
+// `parallel` (a bool).
 bool Parse(std::string& body, BatchRequest* request);
 // The legacy `/api` body: one command object per line (blank lines skipped); `method` is
 // matched without regard to case. False: a line is no command object.

@@ -858,15 +858,20 @@ const Method* RunOne(const ApiContext& api, Envelope envelope, Command& command,
 // an answer, and a command runs only while its answer fits beside the least the answers
 // after it take (106, undone). From the first that does not fit, the rest are undone too,
 // so that what was done is a prefix of what was asked. A command an engine answers later
-// holds the ones after it: they run once its answer is in (on the requester's loop).
+// holds the ones after it: they run once its answer is in (on the requester's loop). With
+// parallel (a batch's flag), an acting command answered later does not hold the ones after
+// it: they run at once (each engine still keeps the order in which they were called, so a
+// batch of inbox publications is stored in order, in one group commit), its answer keeps
+// its place, and it is counted at its bound (kActAnswerBound) meanwhile.
 class CommandRun : public std::enable_shared_from_this<CommandRun> {
  public:
   CommandRun(const ApiContext& api, Envelope envelope, std::vector<Command> commands, size_t room,
-             net::Loop* loop)
+             net::Loop* loop, bool parallel = false)
       : api_(api),
         envelope_(envelope),
         commands_(std::move(commands)),
         loop_(loop),
+        parallel_(parallel),
         limit_(room),
         reserve_(commands_.size() + 1, close().size()) {
     AppendError(undone_, proto::ErrorCode::kLimitExceeded);
@@ -909,12 +914,16 @@ class CommandRun : public std::enable_shared_from_this<CommandRun> {
       }
       // The room left for this answer once the rest are reserved: at least the refusal's
       // size, unless an acting command before took more than its bound.
-      const size_t used = start_ + reserve_[next_ + 1];
+      const size_t used = start_ + reserve_[next_ + 1] + deferred_bytes_;
       left_ = limit_ > used ? limit_ - used : 0;
       answer_.clear();
       Answer one{answer_, left_ > kEnvelopeSlack ? left_ - kEnvelopeSlack : 0, loop_};
       started_us_ = batch() ? 0 : net::Loop::MonotonicUs();
       method_ = RunOne(api_, envelope_, commands_[next_], one, &status_);
+      if (one.waits() && parallel_ && method_ != nullptr && method_->effect == Effect::kActs) {
+        Defer(one);
+        continue;
+      }
       if (one.waits()) {
         one.later->out = std::move(answer_);
         one.later->done = [self = shared_from_this()](std::string answer) {
@@ -928,9 +937,47 @@ class CommandRun : public std::enable_shared_from_this<CommandRun> {
       }
       Answered();
     }
-    out_ += close();
-    if (not_run_ > 0) LogNotRun(what(), not_run_, commands_.size());
+    if (!closed_) {
+      closed_ = true;
+      out_ += close();
+      if (not_run_ > 0) LogNotRun(what(), not_run_, commands_.size());
+    }
+    if (outstanding_ > 0) return false;  // the last deferred answer finishes the run
+    Splice();
     return true;
+  }
+
+  // The command next_ waits for an engine and the ones after it run meanwhile: its answer
+  // goes at this place of out_ once in.
+  void Defer(Answer& one) {
+    const size_t index = next_;
+    deferred_.push_back({out_.size(), index, std::string()});
+    deferred_bytes_ += kActAnswerBound + kEnvelopeSlack;
+    ++outstanding_;
+    one.later->out = std::move(answer_);
+    one.later->done = [self = shared_from_this(), slot = deferred_.size() - 1](std::string answer) {
+      self->deferred_[slot].answer = std::move(answer);
+      // Until Step has run every command, it finishes the run itself.
+      if (--self->outstanding_ == 0 && self->closed_) {
+        self->Splice();
+        if (self->done_) std::exchange(self->done_, nullptr)(std::move(self->out_));
+      }
+    };
+  }
+
+  // Puts the deferred answers in their places.
+  void Splice() {
+    if (deferred_.empty()) return;
+    std::string out;
+    size_t from = 0;
+    for (const Deferred& d : deferred_) {
+      out.append(out_, from, d.at - from);
+      AppendEnveloped(out, envelope_, commands_[d.index], d.answer);
+      from = d.at;
+    }
+    out.append(out_, from, std::string::npos);
+    out_ = std::move(out);
+    deferred_.clear();
   }
 
   // The command next_ answered answer_: in, or replaced by 106 when a read does not fit.
@@ -963,6 +1010,7 @@ class CommandRun : public std::enable_shared_from_this<CommandRun> {
   const Envelope envelope_;
   std::vector<Command> commands_;
   net::Loop* const loop_;
+  const bool parallel_;
   const size_t limit_;
   std::vector<size_t> reserve_;
   std::string undone_;
@@ -971,6 +1019,16 @@ class CommandRun : public std::enable_shared_from_this<CommandRun> {
   size_t next_ = 0;
   bool full_ = false;
   size_t not_run_ = 0;
+  bool closed_ = false;
+  // parallel: commands answered later that did not hold the ones after them.
+  struct Deferred {
+    size_t at;     // in out_
+    size_t index;  // in commands_
+    std::string answer;
+  };
+  std::vector<Deferred> deferred_;
+  size_t deferred_bytes_ = 0;
+  size_t outstanding_ = 0;
   // The command in progress.
   std::string answer_;
   size_t start_ = 0;
@@ -981,8 +1039,9 @@ class CommandRun : public std::enable_shared_from_this<CommandRun> {
 };
 
 Status RunCommands(const ApiContext& api, Envelope envelope, std::vector<Command>& commands,
-                   Answer& a) {
-  auto run = std::make_shared<CommandRun>(api, envelope, std::move(commands), a.room, a.loop);
+                   Answer& a, bool parallel = false) {
+  auto run =
+      std::make_shared<CommandRun>(api, envelope, std::move(commands), a.room, a.loop, parallel);
   if (!run->Fits()) {  // not even the refusals fit: nothing runs
     LogNotRun(run->what(), run->size(), run->size());
     return NoRoom(a);
@@ -1000,7 +1059,7 @@ Status RunCommands(const ApiContext& api, Envelope envelope, std::vector<Command
 Status Batch(const ApiContext& api, std::string& body, Answer& a) {
   BatchRequest r;
   if (!Parse(body, &r)) return Status::kNotRequest;
-  return RunCommands(api, Envelope::kBatch, r.commands, a);
+  return RunCommands(api, Envelope::kBatch, r.commands, a, r.parallel);
 }
 
 int HttpStatus(Status status) {

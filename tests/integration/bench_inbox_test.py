@@ -4,10 +4,11 @@
 sqlite on a temp file), each acked over the client protocol: the run exits 0, its JSON report
 says every publication was published and acked once with nothing lost, duplicated or
 redelivered, and hermod's own counters (hermod_inbox_published_total, _acked_total) agree
-with it. A server that does not subscribe users to their inboxes fails the setup (exit 1),
-so the scenario cannot pass by measuring nothing. And the peer: the same run against
-nats-server -js alone (`-p nats`, one durable consumer per user, explicit acks). No timing is
-asserted.
+with it; and the same with 8 publications per API `batch` request (`--api-batch`). A server
+that does not subscribe users to their inboxes fails the setup (exit 1), so the scenario
+cannot pass by measuring nothing. And the peer: the same run against nats-server -js alone
+(`-p nats`, one durable consumer per user, explicit acks, 3 publishes in flight per
+publisher). No timing is asserted.
 """
 
 import json
@@ -71,9 +72,9 @@ class BenchInboxTest(h.HermodTestCase):
         self.assertGreaterEqual(s["latency_p99_ms"], s["latency_p50_ms"], out)
         self.assertRegex(r.stdout, r"acked %d \(" % total, out)
 
-    def check_run(self, config, tmp):
+    def check_run(self, config, tmp, extra=()):
         server = self.start_server(config, workers=1)
-        r, s = self.bench(server.port, tmp)
+        r, s = self.bench(server.port, tmp, extra)
         self.check_report(r, s)
         total = USERS * PER_USER
         # The server saw the same: every publication stored and acked.
@@ -89,6 +90,13 @@ class BenchInboxTest(h.HermodTestCase):
             config = dict(CONFIG, engine="sqlite",
                           sqlite={"path": os.path.join(tmp, "inbox.db")})
             self.check_run(config, tmp)
+
+    def test_sqlite_engine_batched_requests_every_publication_acked_once(self):
+        # --api-batch: 8 publications per API `batch` (parallel), 200 = 25 requests.
+        with tempfile.TemporaryDirectory(prefix="hermod-bench-inbox-") as tmp:
+            config = dict(CONFIG, engine="sqlite",
+                          sqlite={"path": os.path.join(tmp, "inbox.db")})
+            self.check_run(config, tmp, ["--api-batch", "8"])
 
     def test_jetstream_peer_every_publication_acked_once(self):
         if not os.access(shutil.which("nats-server") or "/usr/sbin/nats-server", os.X_OK):
@@ -106,7 +114,8 @@ class BenchInboxTest(h.HermodTestCase):
                 with socket.socket() as s:
                     return s.connect_ex(("127.0.0.1", ws_port)) == 0
             h.wait_for("nats-server's websocket listener", ws_listening)
-            r, s = self.bench(ws_port, tmp, ["--ack", "each"], protocol="nats")
+            r, s = self.bench(ws_port, tmp, ["--ack", "each", "--api-batch", "3"],
+                              protocol="nats")
             self.check_report(r, s)
 
     def test_users_not_subscribed_to_their_inbox_fail_the_setup(self):

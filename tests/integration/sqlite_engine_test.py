@@ -12,10 +12,14 @@
 - history_remove is answered once the removal is committed; with the file gone it answers
   error 100, never 200 for a removal that was then lost, and the history is unchanged.
 - A corrupt file, or one hermod may not write, stops start-up with a message naming it.
+- An API batch of inbox publications with `parallel: true` is stored in fewer transactions
+  than publications (without it: one each), answered in command order, refusals of a full
+  inbox in their places.
 """
 
 import json
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -55,6 +59,50 @@ class SqliteEngineTest(h.HermodTestCase):
     def history(self, port, channel):
         r = json.loads(g.api_call(port, "history", {"channel": channel, "limit": -1}).body)
         return r["result"]
+
+    def transactions(self, port):
+        r = h.http_exchange(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        m = re.search(r'^hermod_store_operations_total\{engine="sqlite",kind="trim"\} (\S+)$',
+                      r.body.decode(), re.M)
+        return float(m.group(1)) if m else 0.0
+
+    def test_a_parallel_batch_of_inbox_publications_shares_group_commits(self):
+        # Without parallel each publication waits for its commit before the next runs: one
+        # transaction each. With it they are queued together, and the answer still lists
+        # every one in command order, a full inbox's refusals in their places.
+        c = config(self.path)
+        c["namespaces"].append({"name": "inbox", "inbox": True, "inbox_size": 100})
+        server = self.start_server(c)
+
+        def batch(first, n, parallel):
+            commands = [{"publish": {"channel": "inbox:#42", "data": {"n": first + i}}}
+                        for i in range(n)]
+            r = g.api_call(server.port, "batch", {"commands": commands, "parallel": parallel})
+            self.assertEqual(r.status, 200, r.body)
+            return json.loads(r.body)["replies"]
+
+        before = self.transactions(server.port)
+        replies = batch(1, 40, False)
+        sequential = self.transactions(server.port) - before
+        self.assertEqual([x["publish"]["offset"] for x in replies], list(range(1, 41)))
+        self.assertGreaterEqual(sequential, 40)
+
+        before = self.transactions(server.port)
+        replies = batch(41, 40, True)
+        parallel = self.transactions(server.port) - before
+        self.assertEqual([x["publish"]["offset"] for x in replies], list(range(41, 81)))
+        self.assertLess(parallel, 20, "a parallel batch committed one by one")
+        self.assertEqual(len({x["publish"]["epoch"] for x in replies}), 1)
+
+        # 20 more fit (inbox_size 100): the last 10 of 30 are refused, in their places.
+        replies = batch(81, 30, True)
+        self.assertEqual([x["publish"]["offset"] for x in replies[:20]], list(range(81, 101)))
+        self.assertEqual([x["error"]["code"] for x in replies[20:]], [111] * 10)
+
+        # Stored in command order: the inbox's status lists offsets 1..100, each with its n.
+        r = json.loads(g.api_call(server.port, "inbox_status", {"channel": "inbox:#42"}).body)
+        offsets = [e["offset"] for e in r["result"]["publications"]]
+        self.assertEqual(offsets, list(range(1, 101)))
 
     def test_every_answered_publication_survives_kill_9(self):
         # Not start_server: its teardown wants exit status 0, and this one is killed.
