@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <charconv>
+#include <iterator>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -110,7 +111,8 @@ std::string_view Value(kvEntry* e) {
 struct Report {
   bool keep_going = false;  // write every key, not stop at the first that fails
   bool resynced = false;    // a write lost a race, and the keys are read back: worth a retry
-  std::set<std::pair<std::string, uint64_t>> failed;  // entries not written
+  std::set<std::pair<std::string, uint64_t>> failed;   // entries not written
+  std::set<std::pair<std::string, uint64_t>> written;  // entries written
   // A delivery's counts as the caller saw them (Looked): an entry counted since is not.
   const std::map<uint64_t, uint32_t>* expected = nullptr;
 };
@@ -193,13 +195,69 @@ class NatsInboxStore final : public MemoryInboxStore {
       return MemoryInboxStore::Append(channel, data, limits, now_ms, std::move(s));
     });
   }
+  // KV has no write of several keys at once: an ack that loses a race part-way (another
+  // node changed an entry it had not seen yet) keeps the acks it wrote, and the retry acks
+  // only the rest that is still unacked (an entry the other node acked or dead-lettered is
+  // not this call's). The answer lists exactly the entries this call acked, over all tries;
+  // stored(true) when it acked any, even if a later write failed.
   core::InboxChange Ack(std::string_view channel, const std::vector<uint64_t>& offsets,
                         std::optional<uint64_t> up_to, uint64_t now_ms,
                         core::InboxStored stored) override {
     Forget();
-    return Retried(std::move(stored), [&](core::InboxStored s) {
-      return MemoryInboxStore::Ack(channel, offsets, up_to, now_ms, std::move(s));
-    });
+    std::vector<core::InboxEntry> acked;  // written by the tries before
+    std::vector<uint64_t> rest = offsets;
+    for (int attempt = 0;; ++attempt) {
+      Report report;
+      t_report = &report;
+      bool called = false, ok = false;
+      core::InboxChange change = MemoryInboxStore::Ack(channel, rest, up_to, now_ms,
+                                                       [&](bool s) { called = true, ok = s; });
+      t_report = nullptr;
+      if (called && !ok) {
+        // What this try wrote is acked in NATS (and here) whatever failed after it.
+        for (const core::InboxEntry& e : change.changed) {
+          if (report.written.count({e.channel, e.offset}) > 0) acked.push_back(e);
+        }
+      }
+      if (called && !ok && report.resynced && attempt < kRetries) {
+        if (up_to) continue;  // recomputed from what this node holds now
+        std::set<uint64_t> unacked;
+        for (const core::InboxEntry& e : MemoryInboxStore::Status(channel, rest)) {
+          if (e.state == core::InboxState::kPending || e.state == core::InboxState::kDelivered) {
+            unacked.insert(e.offset);
+          }
+        }
+        std::erase_if(rest, [&](uint64_t o) {
+          return report.written.count({std::string(channel), o}) > 0;
+        });
+        std::vector<uint64_t> open;
+        std::copy_if(rest.begin(), rest.end(), std::back_inserter(open),
+                     [&](uint64_t o) { return unacked.count(o) > 0; });
+        if (!open.empty()) {
+          rest = std::move(open);
+          continue;
+        }
+        // Nothing acked by this call: the retry answers what a fresh call would (an error
+        // for an entry the other node settled), with nothing changed.
+        if (acked.empty()) continue;
+      }
+      if (acked.empty()) {
+        if (called && stored) stored(ok);
+        return change;
+      }
+      // Some acks were written: answered as done, with exactly those and this try's.
+      if (called && ok) {
+        acked.insert(acked.end(), std::make_move_iterator(change.changed.begin()),
+                     std::make_move_iterator(change.changed.end()));
+      }
+      std::sort(
+          acked.begin(), acked.end(),
+          [](const core::InboxEntry& x, const core::InboxEntry& y) { return x.offset < y.offset; });
+      core::InboxChange done;
+      done.changed = std::move(acked);
+      if (stored) stored(true);
+      return done;
+    }
   }
   core::InboxChange DeadLetter(std::string_view channel, const std::vector<uint64_t>& offsets,
                                std::string_view reason, uint64_t now_ms,
@@ -276,7 +334,12 @@ class NatsInboxStore final : public MemoryInboxStore {
         Resync(w);  // this node's copy back to the count it had (and NATS has)
         continue;
       }
-      if (WriteOne(w)) continue;
+      if (WriteOne(w)) {
+        if (t_report != nullptr && w.kind != Write::Kind::kMeta) {
+          t_report->written.insert({w.entry.channel, w.entry.offset});
+        }
+        continue;
+      }
       ok = false;
       if (t_report != nullptr && w.kind != Write::Kind::kMeta) {
         t_report->failed.insert({w.entry.channel, w.entry.offset});
