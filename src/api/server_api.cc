@@ -859,10 +859,10 @@ const Method* RunOne(const ApiContext& api, Envelope envelope, Command& command,
 // after it take (106, undone). From the first that does not fit, the rest are undone too,
 // so that what was done is a prefix of what was asked. A command an engine answers later
 // holds the ones after it: they run once its answer is in (on the requester's loop). With
-// parallel (a batch's flag), an acting command answered later does not hold the ones after
-// it: they run at once (each engine still keeps the order in which they were called, so a
+// parallel (a batch's flag), a publish answered later does not hold the ones after it:
+// they run at once (each engine still keeps the order in which they were called, so a
 // batch of inbox publications is stored in order, in one group commit), its answer keeps
-// its place, and it is counted at its bound (kActAnswerBound) meanwhile.
+// its place, and it is counted at its bound (kPublishAnswerBound) meanwhile.
 class CommandRun : public std::enable_shared_from_this<CommandRun> {
  public:
   CommandRun(const ApiContext& api, Envelope envelope, std::vector<Command> commands, size_t room,
@@ -920,7 +920,7 @@ class CommandRun : public std::enable_shared_from_this<CommandRun> {
       Answer one{answer_, left_ > kEnvelopeSlack ? left_ - kEnvelopeSlack : 0, loop_};
       started_us_ = batch() ? 0 : net::Loop::MonotonicUs();
       method_ = RunOne(api_, envelope_, commands_[next_], one, &status_);
-      if (one.waits() && parallel_ && method_ != nullptr && method_->effect == Effect::kActs) {
+      if (one.waits() && parallel_ && method_ != nullptr && method_->name == "publish") {
         Defer(one);
         continue;
       }
@@ -952,7 +952,7 @@ class CommandRun : public std::enable_shared_from_this<CommandRun> {
   void Defer(Answer& one) {
     const size_t index = next_;
     deferred_.push_back({out_.size(), index, std::string()});
-    deferred_bytes_ += kActAnswerBound + kEnvelopeSlack;
+    deferred_bytes_ += kPublishAnswerBound + kEnvelopeSlack;
     ++outstanding_;
     one.later->out = std::move(answer_);
     one.later->done = [self = shared_from_this(), slot = deferred_.size() - 1](std::string answer) {

@@ -14,9 +14,9 @@
 // like a client's, the per-client methods reach every loop through ForEachClientFn.
 //
 // `batch` answers `{"replies":[{"<method>":{result}} or {"error":{...}}, ...]}` in command
-// order. The commands run one after another; with `parallel: true`, an acting command
-// that an engine answers later (a publication stored by sqlite or nats) does not hold the
-// ones after it, so a batch of publications shares one group commit. An answer that reports
+// order. The commands run one after another; with `parallel: true`, a `publish` that an
+// engine answers later (a publication stored by sqlite or nats) does not hold the ones
+// after it, so a batch of publications shares one group commit. An answer that reports
 // work done is never refused after the work: a batch (or a legacy `/api` body) whose
 // answers would pass http.max_response_bytes answers error 106 for every command from the
 // first that no longer fits, and does not run those; a broadcast whose answer would not fit
@@ -29,7 +29,7 @@
 // is made for them. A batch (or a legacy body) runs its commands one after another still:
 // a command answered later holds the ones after it until its answer is in, so that the
 // answers keep their order and the bound above is checked on each real answer (with
-// `parallel`, an acting one is counted at its bound meanwhile: its answer is bounded).
+// `parallel`, a publish is counted at its bound meanwhile: its answer is bounded).
 //
 // `b64data`: the JSON protocol carries publication data as JSON text, so decoded bytes that
 // are valid JSON are published as `data`; anything else is error 107 (bad request) rather

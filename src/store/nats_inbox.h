@@ -23,9 +23,9 @@
 // unreachable a change fails (stored(false)) and the API answers an error. A change of
 // several entries that loses a race part-way keeps the part it wrote (KV has no atomic
 // write of several keys); an ack then acks the rest on its retry and answers exactly the
-// entries it acked (NatsInboxStore::Ack); a dead-lettering or redrive answers an error. A connect counts a
-// delivery of every unacked entry on the node connected to, as on one node. With `kill -9`
-// nothing acknowledged as stored is lost: a change is answered only after NATS stored it.
+// entries it acked (NatsInboxStore::Ack); a dead-lettering or redrive answers an error. A
+// connect counts a delivery of every unacked entry on the node connected to, as on one node. With
+// `kill -9` nothing acknowledged as stored is lost: a change is answered only after NATS stored it.
 #pragma once
 
 #include <memory>
