@@ -767,6 +767,9 @@ int Server::Run() {
   engine_config.sqlite.path = config_.sqlite.path;
   engine_config.sqlite.max_batch = config_.sqlite.max_batch;
   engine_config.sqlite.max_queue = config_.sqlite.max_queue;
+  engine_config.sqlite.pause_reads_at = config_.sqlite.pause_reads_at;
+  engine_config.sqlite.resume_reads_at =
+      std::min(config_.sqlite.resume_reads_at, config_.sqlite.pause_reads_at);
   engine_config.sqlite.synchronous_full = config_.sqlite.synchronous == "full";
   engine_config.sqlite.idempotency_window_ms = config_.idempotency_window.ms;
   store::Engines engines;
@@ -923,6 +926,11 @@ int Server::Run() {
                                    config_.send_queue.normal_deadline_ms,
                                    config_.send_queue.loop_budget_bytes, join});
     hub_->AttachLoop(*worker->loop);
+    // Publishers paused while the history engine's writer is behind resume once it drains
+    // (an engine that answers at once never pauses anyone).
+    if (config_.sqlite.pause_reads_at != 0) {
+      worker->loop->set_read_gate([hub = hub_.get()] { return hub->history_drained(); });
+    }
     if (emulation_) emulation_->SetLoop(i, worker->loop.get());
     if (inbox_ && i == 0) inbox_->Start(*worker->loop);
     if (config_.memory_trim_interval.ms > 0) {

@@ -294,6 +294,10 @@ struct Config {
     std::string path = "hermod.db";  // relative: to the working directory
     uint64_t max_batch = 1024;       // writes per transaction (group commit)
     uint64_t max_queue = 65536;      // appends waiting for the disk; past it, refused
+    // Read pause: publishing connections stop being read at this many writes waiting for
+    // the writer (0: never), and are read again at resume_reads_at or fewer.
+    uint64_t pause_reads_at = 4096;
+    uint64_t resume_reads_at = 1024;
     // "full": a commit is fsynced (survives power loss); "normal": survives kill -9 only.
     std::string synchronous = "full";
   } sqlite;

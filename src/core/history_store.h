@@ -151,6 +151,12 @@ class HistoryStore {
   virtual std::optional<StreamPosition> Kept(std::string_view channel, uint64_t now_ms) = 0;
   // Forgets kept positions whose TTL passed (the hub's sweep, any thread).
   virtual void ExpireKept(uint64_t now_ms) = 0;
+  // Backpressure for the loops (net::Connection::PauseReading): Backlogged while the
+  // engine's writes wait past its pause mark (a connection that just published should stop
+  // being read); Drained once they are back under its resume mark (the loops resume
+  // reading). Any thread, no lock. An engine that answers at once is never behind.
+  virtual bool Backlogged() const { return false; }
+  virtual bool Drained() const { return true; }
 };
 
 }  // namespace hermod::core

@@ -186,6 +186,9 @@ class Hub {
   // Whether history calls complete inline (the memory engine): callers then need not make
   // a completion (see Stores).
   bool history_inline() const { return stores_.history_inline; }
+  // The history engine's writes are behind (HistoryStore::Backlogged, Drained).
+  bool history_backlogged() const { return stores_.history && stores_.history->Backlogged(); }
+  bool history_drained() const { return !stores_.history || stores_.history->Drained(); }
   bool presence_inline() const { return stores_.presence_inline; }
 
   struct SubscribeRequest {

@@ -142,6 +142,7 @@ LoopSnapshot MergeSnapshots(const std::vector<LoopSnapshot>& loops) {
     all.net.accept_emfile += s.net.accept_emfile;
     all.net.closed += s.net.closed;
     all.net.write_overflow += s.net.write_overflow;
+    all.net.read_pauses += s.net.read_pauses;
     all.net.register_failed += s.net.register_failed;
     all.net.bytes_read += s.net.bytes_read;
     all.net.bytes_written += s.net.bytes_written;
@@ -272,6 +273,10 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
   PerLoop(t, loops, "hermod_write_buffer_overflows_total", "counter",
           "Connections closed for passing the write buffer limit (slow consumers).",
           [](const LoopSnapshot& s) { return s.net.write_overflow; });
+  PerLoop(t, loops, "hermod_read_pauses_total", "counter",
+          "Connections whose reads were paused after a publication because the history "
+          "engine's writer was behind (sqlite.pause_reads_at); each resumes when it drains.",
+          [](const LoopSnapshot& s) { return s.net.read_pauses; });
 
   PerLoop(t, loops, "hermod_send_queue_footprint_bytes", "gauge",
           "What the loop's output queues hold of their own (copied bytes and a record per "

@@ -31,7 +31,8 @@ Connection::Connection(Connection& from)
       ssl_(from.ssl_),
       // What `from` corked (the handshake's answer) leaves first, from the queue taken over.
       out_((from.SpillCork(), std::move(from.out_))) {
-  state_ = from.state_ & (kWantWrite | kTlsWriteWantsRead | kTlsReadWantsWrite);
+  state_ = from.state_ & (kWantWrite | kTlsWriteWantsRead | kTlsReadWantsWrite | kReadPaused);
+  if (state_ & kReadPaused) std::replace(loop_.paused_.begin(), loop_.paused_.end(), &from, this);
   from.fd_ = -1;
   from.ssl_ = nullptr;
   from.CancelTimeout();
@@ -39,7 +40,7 @@ Connection::Connection(Connection& from)
   from.state_ = kClosed;
   loop_.Bury(&from);
   loop_.Attach(this);
-  loop_.Modify(fd_, EPOLLIN | EPOLLRDHUP | ((state_ & kWantWrite) ? uint32_t{EPOLLOUT} : 0u), this);
+  loop_.Modify(fd_, Interest(), this);
   if (out_ && !out_->empty()) loop_.NeedsFlush(this);
 }
 
@@ -292,7 +293,7 @@ void Connection::CloseAfterFlush(uint64_t deadline_ms) {
 }
 
 void Connection::StartLinger() {
-  state_ = static_cast<uint8_t>((state_ & ~kDraining) | kLingering);
+  state_ = static_cast<uint16_t>((state_ & ~kDraining) | kLingering);
   out_.reset();
   if (ssl_ != nullptr) SSL_shutdown(ssl_);  // close_notify; the peer's is not awaited
   shutdown(fd_, SHUT_WR);
@@ -309,6 +310,7 @@ void Connection::Close() {
   fd_ = -1;
   out_.reset();
   loop_.Detach(this);
+  if (state_ & kReadPaused) std::erase(loop_.paused_, this);
   ++loop_.stats().closed;
   loop_.Bury(this);
   OnClosed();
@@ -327,7 +329,7 @@ void Connection::OnEvents(uint32_t events) {
   if (events & EPOLLOUT) {
     Flush();
     if (state_ & kClosed) return;
-    if (state_ & kTlsReadWantsWrite) {
+    if ((state_ & kTlsReadWantsWrite) && !(state_ & kReadPaused)) {
       // SSL_read needed to write (a handshake or key update); now it can.
       state_ &= ~kTlsReadWantsWrite;
       HandleReadable();
@@ -335,6 +337,11 @@ void Connection::OnEvents(uint32_t events) {
       UpdateInterest();
       return;
     }
+  }
+  if (state_ & kReadPaused) {
+    // Not reading: a peer that is gone ends the connection now (what it sent is moot).
+    if (events & (EPOLLHUP | EPOLLERR)) Close();
+    return;
   }
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
     if ((state_ & kTlsWriteWantsRead) && ssl_ != nullptr) {
@@ -401,7 +408,7 @@ void Connection::HandleReadable() {
       // writev, so the peer gets its answers while the loop serves the other sockets; output
       // queued for it later in the iteration (fan-out) joins the end-of-iteration flush.
       if (out_ && !out_->empty() && !(state_ & kWantWrite)) Flush();
-      if (state_ & kClosed) return;
+      if (state_ & (kClosed | kReadPaused)) return;
       continue;
     }
     if (again) return;
@@ -540,6 +547,34 @@ void Connection::FlushTls() {
   if (out_ && out_->empty()) out_.reset();
 }
 
+bool Connection::PauseReading() {
+  if ((state_ & (kReadPaused | kClosed | kDraining | kLingering)) || !loop_.has_read_gate()) {
+    return false;
+  }
+  state_ |= kReadPaused;
+  loop_.paused_.push_back(this);
+  ++loop_.stats().read_pauses;
+  loop_.Modify(fd_, Interest(), this);
+  return true;
+}
+
+void Connection::ResumeReading() {
+  if ((state_ & kClosed) || !(state_ & kReadPaused)) return;
+  state_ &= ~kReadPaused;
+  loop_.Modify(fd_, Interest(), this);
+  // Bytes OpenSSL already holds raise no event: read them now.
+  if (ssl_ != nullptr && (SSL_pending(ssl_) > 0 || (state_ & kTlsReadWantsWrite))) {
+    state_ &= ~kTlsReadWantsWrite;
+    HandleReadable();
+    if (!(state_ & kClosed)) UpdateInterest();
+  }
+}
+
+uint32_t Connection::Interest() const {
+  return ((state_ & kReadPaused) ? 0u : uint32_t{EPOLLIN | EPOLLRDHUP}) |
+         ((state_ & kWantWrite) ? uint32_t{EPOLLOUT} : 0u);
+}
+
 void Connection::UpdateInterest() {
   if (state_ & kClosed) return;
   bool pending = out_ && !out_->empty();
@@ -553,7 +588,7 @@ void Connection::UpdateInterest() {
   } else {
     state_ &= ~kWantWrite;
   }
-  loop_.Modify(fd_, EPOLLIN | EPOLLRDHUP | (want ? uint32_t{EPOLLOUT} : 0u), this);
+  loop_.Modify(fd_, Interest(), this);
 }
 
 }  // namespace hermod::net

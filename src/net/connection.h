@@ -88,6 +88,13 @@ class Connection : public Pollable, public TimerNode {
   void CloseAfterFlush(uint64_t deadline_ms = 2000);
   // Closes at once; pending output is dropped.
   void Close();
+  // Read pause: stops reading this connection (the rest of the read being handled still
+  // runs) until the loop's read gate opens (Loop::set_read_gate), which resumes it; output
+  // and the peer's hang-up are still seen. For a producer faster than what it feeds (a
+  // store's writer): its socket fills and TCP holds the peer back. False: no gate, nothing
+  // paused.
+  bool PauseReading();
+  bool reading_paused() const { return state_ & kReadPaused; }
 
   void SetTimeout(uint64_t ms) {
     if (!closed()) loop_.timers().Schedule(this, ms);
@@ -129,7 +136,7 @@ class Connection : public Pollable, public TimerNode {
 
  private:
   friend class Loop;
-  enum State : uint8_t {
+  enum State : uint16_t {
     kClosed = 1,
     kDraining = 2,   // CloseAfterFlush: waiting for the queue to drain
     kLingering = 4,  // half-closed, discarding input until FIN or the linger timer
@@ -138,6 +145,7 @@ class Connection : public Pollable, public TimerNode {
     kTlsWriteWantsRead = 32,  // SSL_write returned WANT_READ: retry the flush on readable
     kTlsReadWantsWrite = 64,  // SSL_read returned WANT_WRITE: retry the read on writable
     kSlow = 128,              // cut as a slow consumer: no more pushes, only the closing output
+    kReadPaused = 256,        // PauseReading: EPOLLIN not registered, in Loop::paused_
   };
 
   void OnEvents(uint32_t events) override;
@@ -172,6 +180,9 @@ class Connection : public Pollable, public TimerNode {
   void FlushTls();
   void StartLinger();
   void UpdateInterest();
+  // EPOLLIN | EPOLLRDHUP unless paused, EPOLLOUT when wanted.
+  uint32_t Interest() const;
+  void ResumeReading();  // by the loop, when its read gate opens
   // For the loop's sweep and every flush: cuts the connection when its oldest critical or
   // high output has waited past the urgent deadline, or its oldest normal or low push past
   // the normal deadline; true while such output still waits.
@@ -183,7 +194,7 @@ class Connection : public Pollable, public TimerNode {
 
   Loop& loop_;
   int fd_;
-  uint8_t state_ = 0;
+  uint16_t state_ = 0;
   SSL* ssl_;
   OutputQueuePtr out_;
   // Loop::connections_ and Loop::flush_head_ lists.

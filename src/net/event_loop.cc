@@ -140,6 +140,7 @@ void Loop::Run() {
   uint64_t mark_us = MonotonicUs();
   while (running_) {
     int timeout = timers_.NextTimeoutMs(now_ms_);
+    if (!paused_.empty() && (timeout < 0 || timeout > 1)) timeout = 1;
     int n = sys::EpollWait(epoll_fd_, events, kMaxEvents, timeout);
     uint64_t woke_us = MonotonicUs();
     stats_.wait_us += woke_us - mark_us;
@@ -153,12 +154,20 @@ void Loop::Run() {
     for (int i = 0; i < n; ++i) {
       static_cast<Pollable*>(events[i].data.ptr)->OnEvents(events[i].events);
     }
+    if (!paused_.empty() && read_gate_()) ResumePaused();
     FlushPending();
     FreeClosed();
     mark_us = MonotonicUs();
     stats_.busy_us += mark_us - woke_us;
   }
   owner_.store(std::thread::id(), std::memory_order_relaxed);
+}
+
+void Loop::ResumePaused() {
+  // Resuming reads, which may pause connections again: take the list first.
+  std::vector<Connection*> paused;
+  paused.swap(paused_);
+  for (Connection* c : paused) c->ResumeReading();
 }
 
 }  // namespace hermod::net

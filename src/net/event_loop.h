@@ -56,6 +56,9 @@ struct LoopStats {
   stats::ByReason<stats::SlowReason> slow_consumer_disconnects;
   // Admission and rate-limit refusals of the rooms above, counted on the loop that refused.
   stats::GuardStats guard;
+  // Connections whose reads were paused (Connection::PauseReading): a publisher held back
+  // while a store's writer is behind.
+  uint64_t read_pauses = 0;
 };
 
 // How much a slow consumer may hold (config send_queue.*, websocket.max_write_buffer_bytes).
@@ -145,6 +148,13 @@ class Loop {
   // Calls fn for every open connection; fn may close them.
   void ForEachConnection(const std::function<void(Connection*)>& fn);
 
+  // Read pause (Connection::PauseReading): while connections are paused the loop asks the
+  // gate each iteration, at least every millisecond, and resumes them all once it opens.
+  // Without a gate a pause is refused. Set before Run.
+  void set_read_gate(std::function<bool()> open) { read_gate_ = std::move(open); }
+  bool has_read_gate() const { return static_cast<bool>(read_gate_); }
+  size_t paused_count() const { return paused_.size(); }
+
  private:
   friend class Connection;
   void FlushPending();
@@ -200,6 +210,9 @@ class Loop {
   size_t cork_join_head_ = 0;
   size_t cork_join_messages_ = 0;
   std::vector<Connection*> graveyard_;
+  void ResumePaused();
+  std::function<bool()> read_gate_;
+  std::vector<Connection*> paused_;  // read-paused, open connections
 };
 
 }  // namespace hermod::net

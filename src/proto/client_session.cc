@@ -878,7 +878,12 @@ void ClientSession::PublishAllowed(uint32_t id, std::string_view channel,
         });
   }
   const core::Hub::PublishResult published = context_.hub.Publish(std::move(request));
-  if (published.refusal == core::Hub::Refusal::kPending) return;  // answered when stored
+  if (published.refusal == core::Hub::Refusal::kPending) {
+    // Answered when stored. While the engine's writer is behind, this publisher is not read
+    // until it drains (the loop's read gate): its next publications wait in its socket.
+    if (context_.hub.history_backlogged()) transport_.connection().PauseReading();
+    return;
+  }
   if (!published) {
     if (published.refusal == core::Hub::Refusal::kRateLimit) {
       loop().stats().guard.Count(stats::Refusal::kLimitedChannel);

@@ -165,6 +165,14 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
   bool PutKey(std::string_view channel, std::string_view key, const core::StreamPosition& position,
               uint64_t expires_ms, core::Completion<bool> done);
   StoreStatus Status() const;
+  // The loops' read pause (core::HistoryStore::Backlogged).
+  bool Backlogged() const {
+    return options_.pause_reads_at != 0 &&
+           outstanding_.load(std::memory_order_relaxed) >= options_.pause_reads_at;
+  }
+  bool Drained() const {
+    return outstanding_.load(std::memory_order_relaxed) <= options_.resume_reads_at;
+  }
   // Another concern's writes (store/sqlite_inbox.h, sqlite_schedule.cc), in the next
   // transaction.
   bool Exec(std::function<bool(sqlite3*)> write, std::function<void(bool)> done);
@@ -248,6 +256,9 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
   // task, and the loops wait for the lock only as long as a swap.
   std::vector<Task> queue_;
   bool stopping_ = false;
+  // Tasks queued or in the writer's batch and not yet completed: the loops' read pause
+  // (Backlogged, Drained) reads it without the lock.
+  std::atomic<size_t> outstanding_{0};
   mutable core::CircuitBreaker breaker_;  // state() advances its clock
   StoreStatus status_;
   struct Recorded {
@@ -307,6 +318,10 @@ bool SqliteDb::Open(std::string* error) {
   exec(options_.synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
   // The pages a burst touches stay cached between transactions (64 MiB at most).
   exec("PRAGMA cache_size=-65536");
+  // A checkpoint copies each page the WAL holds once, however often it was rewritten: with
+  // history trimmed to size the same pages take every append, so checkpoint rarely (40 MiB
+  // of WAL at most) and copy each of them once for many transactions.
+  exec("PRAGMA wal_autocheckpoint=10000");
   struct stat st {};
   if (stat(path.c_str(), &st) == 0) {
     dev_ = st.st_dev;
@@ -525,6 +540,7 @@ bool SqliteDb::Post(Task& task) {
     }
     queue_.push_back(std::move(task));
     status_.queue_depth = queue_.size();
+    outstanding_.fetch_add(1, std::memory_order_relaxed);
   }
   ready_.notify_one();
   return true;
@@ -603,7 +619,9 @@ void SqliteDb::Run() {
     }
     // At most max_batch writes per transaction.
     for (size_t i = 0; i < batch.size(); i += options_.max_batch) {
-      Process(batch, i, std::min(batch.size(), i + options_.max_batch));
+      const size_t end = std::min(batch.size(), i + options_.max_batch);
+      Process(batch, i, end);
+      outstanding_.fetch_sub(end - i, std::memory_order_relaxed);
     }
     batch.clear();
   }
@@ -958,6 +976,8 @@ class SqliteHistoryStore final : public core::HistoryStore {
     return db_->Kept(channel);
   }
   void ExpireKept(uint64_t now_ms) override { db_->ExpireKept(now_ms); }
+  bool Backlogged() const override { return db_->Backlogged(); }
+  bool Drained() const override { return db_->Drained(); }
 
  private:
   std::shared_ptr<SqliteDb> db_;

@@ -60,6 +60,12 @@ struct SqliteOptions {
   bool synchronous_full = true;  // false: synchronous=NORMAL
   size_t max_trim = 1024;        // expired rows deleted per transaction
   size_t max_queue = 65536;      // appends waiting for the writer; past it, refused
+  // Read pause (core::HistoryStore::Backlogged): with this many writes waiting or in the
+  // writer's batch the loops stop reading the connections that publish, and resume them
+  // at resume_reads_at or fewer, so a burst waits in the publishers' sockets, not in memory.
+  // 0: never paused.
+  size_t pause_reads_at = 4096;
+  size_t resume_reads_at = 1024;
   uint64_t idempotency_window_ms = 5 * 60 * 1000;
   core::CircuitBreaker::Options breaker;
 };

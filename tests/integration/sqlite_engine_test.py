@@ -15,6 +15,10 @@
 - An API batch of inbox publications with `parallel: true` is stored in fewer transactions
   than publications (without it: one each), answered in command order, refusals of a full
   inbox in their places.
+- A flood of pipelined client publishes faster than the writer commits: the publishers'
+  reads pause while the writer is behind (hermod_read_pauses_total) and resume as it drains,
+  so the queue never reaches sqlite.max_queue (nothing refused) and every publish is
+  answered; after kill -9 each answered one is in history.
 """
 
 import json
@@ -162,6 +166,71 @@ class SqliteEngineTest(h.HermodTestCase):
         r = json.loads(g.api_call(again.port, "publish", {
             "channel": "h:keyed", "data": {}, "idempotency_key": "once"}).body)["result"]
         self.assertEqual(r, keyed)
+
+    def test_a_flood_of_client_publishes_pauses_reads_and_loses_nothing(self):
+        cfg = config(self.path)
+        # Small reads (a pause takes effect after the read being handled) and a writer that
+        # commits few at a time, so the flood outruns it by far; max_queue a few reads over
+        # the pause mark. Without the pause the queue passes max_queue and publishes are
+        # refused.
+        cfg["read_buffer_bytes"] = 16384
+        cfg["client_command_rate_limit"] = {"total": {"rate": 0}, "publish": {"rate": 0}}
+        cfg["sqlite"].update({"max_batch": 16, "max_queue": 256, "pause_reads_at": 64,
+                              "resume_reads_at": 16})
+        server = h.Hermod(h.HERMOD, cfg, workers=1)
+        self.addCleanup(server.cleanup)
+        server.start()
+        clients, frames, per_frame = 2, 25, 80
+        body = "x" * 1000
+        replies = {}  # client index -> [reply]
+        errors = []
+
+        def flood(i):
+            c = g.Client(server.port)
+            self.addCleanup(c.close)
+            c.connect()
+            ids = []
+            # Sent by a thread of its own: a paused server stops reading, so the send blocks
+            # while this thread reads the replies.
+            def send():
+                for f in range(frames):
+                    ids.extend(c.send(*[("publish", {"channel": "h:flood", "data": {
+                        "c": i, "n": f * per_frame + k, "pad": body}})
+                        for k in range(per_frame)]))
+            sender = threading.Thread(target=send)
+            sender.start()
+            got = []
+            try:
+                while len(got) < frames * per_frame:
+                    m = c.read_message(timeout=60)
+                    if "id" in m:
+                        got.append(m)
+            except AssertionError as e:
+                errors.append(repr(e))
+            sender.join()
+            replies[i] = got
+
+        threads = [threading.Thread(target=flood, args=(i,)) for i in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
+        total = clients * frames * per_frame
+        for i in range(clients):
+            refused = [m for m in replies[i] if "error" in m]
+            self.assertEqual(len(refused), 0, "client %d: refused, e.g. %r" % (i, refused[:1]))
+            self.assertEqual(len(replies[i]), frames * per_frame)
+        self.assertGreater(g.metric(server.port, "hermod_read_pauses_total"), 0)
+        self.assertEqual(g.metric(server.port, "hermod_store_errors_total", reason="queue_full"), 0)
+        os.kill(server.pid, signal.SIGKILL)  # every publish was answered: all are stored
+        server.wait_exit()
+
+        again = self.start_server(config(self.path), workers=1)
+        result = self.history(again.port, "h:flood")
+        self.assertEqual(result["offset"], total)
+        held = sorted((p["data"]["c"], p["data"]["n"]) for p in result["publications"])
+        self.assertEqual(held, [(i, n) for i in range(clients) for n in range(frames * per_frame)])
 
     def test_keys_of_publications_without_history_are_stored_before_the_answer(self):
         server = h.Hermod(h.HERMOD, config(self.path), workers=2)

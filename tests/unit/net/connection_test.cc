@@ -625,6 +625,83 @@ TEST(Connection, PeerCloseClosesTheConnection) {
   EXPECT_EQ(loop.connection_count(), 0u);
 }
 
+// Pauses its reads after the first one (a publisher while a store's writer is behind).
+class Pauser final : public Connection {
+ public:
+  Pauser(Loop& loop, int fd, std::string* received, bool* closed)
+      : Connection(loop, fd, nullptr), received_(received), closed_(closed) {}
+  void OnData(uint8_t* data, size_t len) override {
+    received_->append(reinterpret_cast<char*>(data), len);
+    if (received_->size() == 1) {
+      EXPECT_TRUE(PauseReading());
+    }
+    loop().Stop();
+  }
+  void OnClosed() override {
+    *closed_ = true;
+    loop().Stop();
+  }
+
+ private:
+  std::string* received_;
+  bool* closed_;
+};
+
+TEST(ReadPause, APausedConnectionIsNotReadUntilTheGateOpens) {
+  Loop loop(0, 4096);
+  int asked = 0;
+  std::string received;
+  loop.set_read_gate([&] {
+    ++asked;
+    // Asked every iteration while paused; the first two find "b" waiting unread.
+    EXPECT_EQ(received, "a");
+    return asked >= 3;
+  });
+  Pair pair;
+  bool closed = false;
+  auto* c = new Pauser(loop, pair.server, &received, &closed);
+  ASSERT_EQ(write(pair.peer, "a", 1), 1);
+  loop.Run();
+  EXPECT_TRUE(c->reading_paused());
+  EXPECT_EQ(loop.paused_count(), 1u);
+  ASSERT_EQ(write(pair.peer, "b", 1), 1);
+  loop.Run();  // stops at the read of "b", after the gate opened
+  EXPECT_EQ(received, "ab");
+  EXPECT_EQ(asked, 3);
+  EXPECT_FALSE(c->reading_paused());
+  EXPECT_EQ(loop.paused_count(), 0u);
+  EXPECT_EQ(loop.stats().read_pauses, 1u);
+}
+
+TEST(ReadPause, APausedConnectionWhosePeerIsGoneIsClosedAndForgotten) {
+  Loop loop(0, 4096);
+  loop.set_read_gate([] { return false; });  // never drains
+  Pair pair;
+  std::string received;
+  bool closed = false;
+  new Pauser(loop, pair.server, &received, &closed);
+  ASSERT_EQ(write(pair.peer, "a", 1), 1);
+  loop.Run();
+  EXPECT_EQ(loop.paused_count(), 1u);
+  close(pair.peer);
+  pair.peer = -1;
+  loop.Run();  // the hang-up is seen though nothing is read
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(loop.paused_count(), 0u);
+  EXPECT_EQ(loop.connection_count(), 0u);
+}
+
+TEST(ReadPause, WithoutAGateNothingPauses) {
+  Loop loop(0, 4096);
+  Pair pair;
+  std::string received;
+  bool closed = false;
+  auto* c = new Recorder(loop, pair.server, &received, &closed);
+  EXPECT_FALSE(c->PauseReading());
+  EXPECT_EQ(loop.paused_count(), 0u);
+  EXPECT_EQ(loop.stats().read_pauses, 0u);
+}
+
 }  // namespace
 }  // namespace hermod::net
 
