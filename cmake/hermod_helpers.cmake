@@ -12,11 +12,13 @@ function(hermod_add_test)
   if(T_LABELS OR T_ENVIRONMENT)
     add_executable(${T_NAME} ${T_SOURCES})
     target_link_libraries(${T_NAME} PRIVATE ${T_LIBS} GTest::gtest GTest::gtest_main)
+    _hermod_test_pch(${T_NAME})
     _hermod_test_binary(${T_NAME} "${T_LABELS}" "${T_ENVIRONMENT}")
     return()
   endif()
   add_library(${T_NAME} OBJECT ${T_SOURCES})
   target_link_libraries(${T_NAME} PUBLIC ${T_LIBS} GTest::gtest)
+  _hermod_test_pch(${T_NAME})
   get_filename_component(_folder ${CMAKE_CURRENT_SOURCE_DIR} NAME)
   set(_binary unit_${_folder})
   if(NOT TARGET ${_binary})
@@ -25,6 +27,25 @@ function(hermod_add_test)
     _hermod_test_binary(${_binary} "" "")
   endif()
   target_link_libraries(${_binary} PRIVATE ${T_NAME})
+endfunction()
+
+# Every test source of a preset reuses one precompiled header: GoogleTest alone is about 2 s of
+# parsing in each of ~75 test sources, twice (release and asan); 32 test sources at -O3 took
+# 228 CPU seconds without it, 191 with it (its own build included). Project headers stay out
+# of it, so a test still compiles only what it includes of src/.
+# -Winvalid-pch (CMake's) with -Werror fails the build if a test's flags make it unusable.
+function(_hermod_test_pch target)
+  if(NOT TARGET hermod_test_pch)
+    set(_source ${CMAKE_BINARY_DIR}/hermod_test_pch.cc)
+    file(CONFIGURE OUTPUT ${_source} CONTENT "// The source the tests' precompiled header is built with.\n")
+    add_library(hermod_test_pch OBJECT ${_source})
+    target_link_libraries(hermod_test_pch PRIVATE GTest::gtest)
+    target_precompile_headers(hermod_test_pch PRIVATE
+      <gtest/gtest.h> <algorithm> <atomic> <chrono> <cstdint> <cstring> <functional> <map>
+      <memory> <mutex> <optional> <set> <string> <string_view> <thread> <unordered_map>
+      <utility> <vector>)
+  endif()
+  target_precompile_headers(${target} REUSE_FROM hermod_test_pch)
 endfunction()
 
 function(_hermod_test_binary binary labels environment)
@@ -44,8 +65,8 @@ endif()
 endfunction()
 
 # hermod_add_fuzzer(NAME name SOURCES a.cc LIBS lib... CORPUS dir)
-# A libFuzzer target plus a short bounded run over its seed corpus as a ctest (10 s: a smoke;
-# longer runs are for a developer's machine).
+# A libFuzzer target plus a short bounded run over its seed corpus as a ctest (5 s: a smoke that
+# replays the corpus, then mutates; longer runs are for a developer's machine).
 function(hermod_add_fuzzer)
   cmake_parse_arguments(F "" "NAME;CORPUS" "SOURCES;LIBS" ${ARGN})
   add_executable(${F_NAME} ${F_SOURCES})
@@ -54,6 +75,6 @@ function(hermod_add_fuzzer)
   set_target_properties(${F_NAME} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/fuzz)
   set(_work ${CMAKE_BINARY_DIR}/fuzz/${F_NAME}-corpus)
   add_test(NAME fuzz.${F_NAME}
-    COMMAND sh -c "mkdir -p ${_work} && exec $<TARGET_FILE:${F_NAME}> -max_total_time=10 -rss_limit_mb=2048 -max_len=65536 -seed=1 ${_work} ${F_CORPUS}")
+    COMMAND sh -c "mkdir -p ${_work} && exec $<TARGET_FILE:${F_NAME}> -max_total_time=5 -rss_limit_mb=2048 -max_len=65536 -seed=1 ${_work} ${F_CORPUS}")
   set_tests_properties(fuzz.${F_NAME} PROPERTIES LABELS fuzz TIMEOUT 120)
 endfunction()
