@@ -144,13 +144,12 @@ void Loop::FlushPending(bool behind) {
   flush_head_ = kept;
 }
 
-bool Loop::Behind(int events, int max_events, uint64_t now_us) {
+bool Loop::Behind(int events, int max_events, uint64_t now_us) const {
   if (!running_) return false;  // the last iteration writes everything
-  if (deferred_since_us_ != 0) {
-    // Flushes wait already: on while input keeps coming (the wait was not blocking), for at
-    // most the threshold, so a steady stream of events cannot hold them.
-    return events > 0 && now_us - deferred_since_us_ < behind_us_;
-  }
+  // Flushes that waited one iteration leave now: waiting on while input keeps coming would
+  // walk every waiting connection each iteration (at 10,000 subscribers that walk cost more
+  // than the writes it saved).
+  if (deferred_since_us_ != 0) return false;
   return events == max_events || (behind_us_ != 0 && now_us - busy_since_us_ >= behind_us_);
 }
 

@@ -159,7 +159,7 @@ class Loop {
   // (Connection::MayWaitForMore) stay in the list for the next iteration.
   void FlushPending(bool behind);
   // Whether this iteration's flush may leave some for the next (see kBehindUs).
-  bool Behind(int events, int max_events, uint64_t now_us);
+  bool Behind(int events, int max_events, uint64_t now_us) const;
   void FreeClosed();
 
   class SendSweep final : public TimerNode {
@@ -200,7 +200,7 @@ class Loop {
   size_t connection_count_ = 0;
   Connection* flush_head_ = nullptr;  // connections with output queued this iteration
   // Behind: since when the loop has worked without an idle wait; since when flushes wait
-  // (0: none waits; then the next epoll_wait does not block).
+  // (0: none waits; else the next epoll_wait does not block and the iteration writes them).
   uint64_t behind_us_ = kBehindUs;
   uint64_t busy_since_us_ = 0;
   uint64_t deferred_since_us_ = 0;
