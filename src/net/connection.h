@@ -164,6 +164,14 @@ class Connection : public Pollable, public TimerNode {
   void FlushSoon() {
     if (!(state_ & kWantWrite)) loop_.NeedsFlush(this);
   }
+  // The loop is behind (Loop::FlushPending): may this connection's flush wait one more
+  // iteration? Only when all it holds are normal or low pushes (no reply, control frame,
+  // urgent push, Close or half-sent bytes) on a plain socket that is not closing.
+  bool MayWaitForMore() const {
+    return ssl_ == nullptr && !(state_ & (kClosed | kDraining | kLingering | kSlow)) && out_ &&
+           !out_->empty() &&
+           out_->items() == out_->lane_items(Lane::kNormal) + out_->lane_items(Lane::kLow);
+  }
   // The direct path (see the top of the file).
   bool Corked() const { return loop_.cork_owner_ == this; }
   void CorkAppend(std::string_view head, std::string_view body, bool joinable);

@@ -139,6 +139,14 @@ class Loop {
   // queue. At most this much; more, or anything that must wait, goes to the queue.
   static constexpr size_t kCorkBytes = 16 * 1024;
 
+  // Adaptive coalescing when the loop is behind (docs/delivery.md): once the loop has
+  // worked this long without finding itself idle (or an epoll_wait returned a full batch),
+  // connections holding only normal or low pushes are flushed after the input that is
+  // already waiting has been read, so pushes it produces leave in the same write. 0: never
+  // by time.
+  static constexpr uint64_t kBehindUs = 1000;
+  void set_behind_threshold_us(uint64_t us) { behind_us_ = us; }
+
   // Connection bookkeeping (called by Connection).
   void Attach(Connection* c);
   void Detach(Connection* c);
@@ -157,7 +165,11 @@ class Loop {
 
  private:
   friend class Connection;
-  void FlushPending();
+  // Flushes the connections that queued output; when behind, those that may wait
+  // (Connection::MayWaitForMore) stay in the list for the next iteration.
+  void FlushPending(bool behind);
+  // Whether this iteration's flush may leave some for the next (see kBehindUs).
+  bool Behind(int events, int max_events, uint64_t now_us) const;
   void FreeClosed();
 
   class SendSweep final : public TimerNode {
@@ -197,6 +209,11 @@ class Loop {
   Connection* connections_ = nullptr;  // all open connections (doubly linked)
   size_t connection_count_ = 0;
   Connection* flush_head_ = nullptr;  // connections with output queued this iteration
+  // Behind: since when the loop has worked without an idle wait; since when flushes wait
+  // (0: none waits; else the next epoll_wait does not block and the iteration writes them).
+  uint64_t behind_us_ = kBehindUs;
+  uint64_t busy_since_us_ = 0;
+  uint64_t deferred_since_us_ = 0;
   // The cork (Connection::HandleReadable): the connection reading now, and the replies it
   // produced so far, whole frames in order. The last frame may be a joinable message
   // (output_queue.h) that later joinable replies join: it starts at cork_join_at_

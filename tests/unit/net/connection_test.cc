@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -303,6 +304,88 @@ TEST(Connection, PushesBehindAFullSocketWaitForItAndLeaveJoined) {
   ASSERT_TRUE(payloads == expected) << payloads.size() << " of " << expected.size();
   // The five pushes left together, in the message that ended the queue.
   EXPECT_NE(last.find("p0\np1\np2\np3\np4"), std::string::npos);
+}
+
+// Adaptive coalescing, the loop-is-behind half. An iteration that worked past the threshold
+// queues p0 while the next task already waits in the mailbox; that task queues p1. Returns
+// the write syscalls and what the peer read.
+uint64_t WritesAfterABusyIteration(uint64_t threshold_us, Priority p0, std::string* received) {
+  Loop loop(0, 4096);
+  loop.set_behind_threshold_us(threshold_us);
+  Pair pair;
+  auto* c = new Joiner(loop, pair.server, nullptr);
+  loop.Post([&] {
+    const uint64_t start = Loop::MonotonicUs();
+    while (Loop::MonotonicUs() - start < 3 * Loop::kBehindUs) {
+    }
+    EXPECT_EQ(SendJoinable(*c, "p0", p0), SendStatus::kQueued);
+    loop.Post([&] {
+      EXPECT_EQ(SendJoinable(*c, "p1", Priority::kNormal), SendStatus::kQueued);
+      loop.Post([&] { loop.Stop(); });
+    });
+  });
+  loop.Run();
+  *received = pair.ReadPeer();
+  return loop.stats().writes;
+}
+
+TEST(Connection, ALoopThatIsBehindReadsTheWaitingInputBeforeWritingNormalPushes) {
+  std::string received;
+  // Behind: p0's flush waits for the task already waiting, and both leave in one write.
+  EXPECT_EQ(WritesAfterABusyIteration(Loop::kBehindUs, Priority::kNormal, &received), 1u);
+  EXPECT_EQ(received, "<5>p0\np1");
+  // The same with the time rule off: one write per iteration.
+  EXPECT_EQ(WritesAfterABusyIteration(0, Priority::kNormal, &received), 2u);
+  EXPECT_EQ(received, "<2>p0<2>p1");
+  // A high push never waits for company, behind or not.
+  EXPECT_EQ(WritesAfterABusyIteration(Loop::kBehindUs, Priority::kHigh, &received), 2u);
+  EXPECT_EQ(received, "<2>p0<2>p1");
+}
+
+// A push that waits because the loop is behind, with no more input coming, leaves at the
+// next iteration, which does not block: nothing else (no event, no timer) is needed to send
+// it. The loop runs on its own thread; the peer waits for the push.
+TEST(Connection, APushThatWaitsBecauseTheLoopIsBehindLeavesWithoutFurtherInput) {
+  Loop loop(0, 4096);
+  Pair pair;
+  auto* c = new Joiner(loop, pair.server, nullptr);
+  loop.Post([&] {
+    const uint64_t start = Loop::MonotonicUs();
+    while (Loop::MonotonicUs() - start < 3 * Loop::kBehindUs) {
+    }
+    EXPECT_EQ(SendJoinable(*c, "lone", Priority::kNormal), SendStatus::kQueued);
+  });
+  std::thread runner([&] { loop.Run(); });
+  pollfd readable{pair.peer, POLLIN, 0};
+  EXPECT_EQ(poll(&readable, 1, 10000), 1);  // blocks until the push arrives (or 10 s)
+  EXPECT_EQ(pair.ReadPeer(), "<4>lone");
+  loop.Post([&] { loop.Stop(); });
+  runner.join();
+  EXPECT_EQ(loop.stats().writes, 1u);
+}
+
+// A loop that is not behind writes a lone push in the iteration that queued it: the next
+// task (posted by the first, so it runs in the next iteration) finds it written.
+TEST(Connection, APushOnALoopThatIsNotBehindLeavesInItsOwnIteration) {
+  Loop loop(0, 4096);
+  // Generous: a preempted test thread on a loaded machine must not look behind.
+  loop.set_behind_threshold_us(200 * 1000);
+  Pair pair;
+  auto* c = new Joiner(loop, pair.server, nullptr);
+  for (int i = 0; i < 3; ++i) {
+    const uint64_t writes = loop.stats().writes;
+    const std::string payload = "p" + std::to_string(i);
+    loop.Post([&] {
+      EXPECT_EQ(SendJoinable(*c, payload, Priority::kNormal), SendStatus::kQueued);
+      loop.Post([&] {
+        EXPECT_EQ(loop.stats().writes, writes + 1);
+        EXPECT_EQ(pair.ReadPeer(), "<2>" + payload);
+        loop.Stop();
+      });
+    });
+    loop.Run();
+  }
+  EXPECT_EQ(loop.stats().frames_joined, 0u);
 }
 
 TEST(Connection, ShedsLowPastItsWatermarkThenNormalButQueuesCriticalAndHigh) {
