@@ -18,12 +18,20 @@
 namespace hermod::net {
 namespace {
 
+// Records what it reads; with pause_after_first, pauses its reads after the first byte (a
+// publisher while a store's writer is behind).
 class Recorder final : public Connection {
  public:
-  Recorder(Loop& loop, int fd, std::string* received, bool* closed)
-      : Connection(loop, fd, nullptr), received_(received), closed_(closed) {}
+  Recorder(Loop& loop, int fd, std::string* received, bool* closed, bool pause_after_first = false)
+      : Connection(loop, fd, nullptr),
+        received_(received),
+        closed_(closed),
+        pause_after_first_(pause_after_first) {}
   void OnData(uint8_t* data, size_t len) override {
     received_->append(reinterpret_cast<char*>(data), len);
+    if (pause_after_first_ && received_->size() == 1) {
+      EXPECT_TRUE(PauseReading());
+    }
     loop().Stop();
   }
   void OnClosed() override {
@@ -34,6 +42,7 @@ class Recorder final : public Connection {
  private:
   std::string* received_;
   bool* closed_;
+  bool pause_after_first_;
 };
 
 struct Pair {
@@ -708,28 +717,6 @@ TEST(Connection, PeerCloseClosesTheConnection) {
   EXPECT_EQ(loop.connection_count(), 0u);
 }
 
-// Pauses its reads after the first one (a publisher while a store's writer is behind).
-class Pauser final : public Connection {
- public:
-  Pauser(Loop& loop, int fd, std::string* received, bool* closed)
-      : Connection(loop, fd, nullptr), received_(received), closed_(closed) {}
-  void OnData(uint8_t* data, size_t len) override {
-    received_->append(reinterpret_cast<char*>(data), len);
-    if (received_->size() == 1) {
-      EXPECT_TRUE(PauseReading());
-    }
-    loop().Stop();
-  }
-  void OnClosed() override {
-    *closed_ = true;
-    loop().Stop();
-  }
-
- private:
-  std::string* received_;
-  bool* closed_;
-};
-
 TEST(ReadPause, APausedConnectionIsNotReadUntilTheGateOpens) {
   Loop loop(0, 4096);
   int asked = 0;
@@ -742,7 +729,7 @@ TEST(ReadPause, APausedConnectionIsNotReadUntilTheGateOpens) {
   });
   Pair pair;
   bool closed = false;
-  auto* c = new Pauser(loop, pair.server, &received, &closed);
+  auto* c = new Recorder(loop, pair.server, &received, &closed, true);
   ASSERT_EQ(write(pair.peer, "a", 1), 1);
   loop.Run();
   EXPECT_TRUE(c->reading_paused());
@@ -762,7 +749,7 @@ TEST(ReadPause, APausedConnectionWhosePeerIsGoneIsClosedAndForgotten) {
   Pair pair;
   std::string received;
   bool closed = false;
-  new Pauser(loop, pair.server, &received, &closed);
+  new Recorder(loop, pair.server, &received, &closed, true);
   ASSERT_EQ(write(pair.peer, "a", 1), 1);
   loop.Run();
   EXPECT_EQ(loop.paused_count(), 1u);
