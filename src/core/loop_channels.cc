@@ -23,7 +23,6 @@ void HeldPushes::Drop() {
 LoopChannels::LoopChannels(Join join, Missed missed) : join_(std::move(join)), missed_(missed) {}
 
 LoopChannels::~LoopChannels() {
-  if (loop_ != nullptr) loop_->CancelIterationEnd(this);
   for (auto& [name, channel] : channels_) {
     for (const Pending& p : channel->pending) p.push->Unref();
   }
@@ -165,10 +164,9 @@ void LoopChannels::Deliver(std::string_view channel, const Push& push, uint64_t 
       if (coalescing.delay_ms > 0) {
         loop_->timers().Schedule(&ch.timer, coalescing.delay_ms);
       } else {
-        // Leaves at the end of this iteration, after every push its mailbox run delivers.
+        // Runs on the loop's next mailbox run, after every push this run delivers.
         ch.flush_posted = true;
-        due_.push_back(ch.name);
-        loop_->AtIterationEnd(this);
+        loop_->Post([this, name = ch.name] { Flush(name); });
       }
     }
   }
@@ -197,16 +195,6 @@ void LoopChannels::Flush(std::string_view channel) {
   it->second->flush_posted = false;
   FlushBatch(*it->second);
   if (it->second->subscribers.empty() && !delivering_) Erase(it);
-}
-
-void LoopChannels::OnIterationEnd() {
-  // A flush may end subscriptions, never deliver here: due_ does not grow while walked, but
-  // take it first all the same.
-  std::vector<std::string> due;
-  due.swap(due_);
-  for (const std::string& name : due) Flush(name);
-  due.clear();
-  if (due_.empty()) due.swap(due_);  // keep the capacity
 }
 
 void LoopChannels::FlushBatch(Channel& ch) {

@@ -5,21 +5,18 @@
 // loop's thread; nothing is locked.
 //
 // Push coalescing ("message batching"): the pushes for one channel that reach this loop in
-// one loop iteration (its mailbox run) are held and leave together, as one message of
-// newline-joined pushes (the protocol allows several per frame; the SDK splits on '\n') bounded by
-// the namespace's push_coalesce_max_bytes. The joined push is built once per loop per batch,
-// through the codec, and shared by reference by every subscriber of the channel on the loop, so
+// one mailbox run are held and leave together, as one message of newline-joined pushes (the
+// protocol allows several per frame; the SDK splits on '\n') bounded by the namespace's
+// push_coalesce_max_bytes. The joined push is built once per loop per batch, through the
+// codec, and shared by reference by every subscriber of the channel on the loop, so
 // coalescing keeps the fan-out zero-copy: the trade-off is that batches are per channel, not
 // per connection (a connection on many busy channels gets one frame per channel per run,
 // not one in all), and that a subscriber who must not get every push of a batch (it joined
 // mid-batch after recovering part of it, or did not ask for join/leave) gets the original
 // pushes one by one instead. A batch of one is the original push: at low rates nothing is
-// joined or copied. A batch leaves at the end of the loop iteration it arrived in, just
-// before the loop's flush (net::IterationTask, as uWebSockets commits its pub/sub at the end
-// of each iteration): every push the iteration's mailbox run brought is in it, and its
-// writes leave in that same iteration, with no extra wake-up of the loop and no added
-// iteration. With push_coalesce_delay it leaves after the delay instead, or as soon as it
-// holds push_coalesce_max_bytes.
+// joined or copied. The cost is latency: a batch leaves on the loop's next mailbox run (one
+// extra wakeup of the loop, microseconds), or after push_coalesce_delay when a namespace sets
+// one, or as soon as it holds push_coalesce_max_bytes.
 //
 // Priorities and slow consumers: every push goes to the connection with its priority (the
 // publication's, or its namespace's default_priority; join/leave pushes are low), and runs
@@ -126,7 +123,7 @@ struct Delivery {
   bool droppable;
 };
 
-class LoopChannels final : private net::IterationTask {
+class LoopChannels {
  public:
   struct Hash {
     using is_transparent = void;
@@ -142,7 +139,7 @@ class LoopChannels final : private net::IterationTask {
   LoopChannels(const LoopChannels&) = delete;
   LoopChannels& operator=(const LoopChannels&) = delete;
 
-  // Before the loop runs: coalescing needs the loop's iteration end and timers.
+  // Before the loop runs: coalescing needs the loop's mailbox and timers.
   void Attach(net::Loop& loop) { loop_ = &loop; }
   // Returns true when s is the loop's first subscriber of the channel.
   bool Add(std::string_view channel, Subscription* s);
@@ -197,15 +194,13 @@ class LoopChannels final : private net::IterationTask {
     std::vector<Pending> pending;
     size_t pending_bytes = 0;
     uint64_t max_bytes = 0;
-    bool flush_posted = false;  // in due_: the batch leaves at the end of the iteration
+    bool flush_posted = false;  // a mailbox task will flush the batch
     FlushTimer timer;           // or this timer (push_coalesce_delay)
   };
   using Map = std::unordered_map<std::string, std::unique_ptr<Channel>, Hash, std::equal_to<>>;
 
-  // Sends the batch (by name: from due_ or its timer), then erases an empty channel.
+  // Sends the batch (by name: from the mailbox task), then erases an empty channel.
   void Flush(std::string_view channel);
-  // The loop's iteration is ending: the batches in due_ leave.
-  void OnIterationEnd() override;
   void FlushBatch(Channel& channel);
   // Calls send for every open subscriber; send may close connections, which Remove
   // themselves from the list.
@@ -225,9 +220,6 @@ class LoopChannels final : private net::IterationTask {
   Missed missed_;
   net::Loop* loop_ = nullptr;
   Map channels_;
-  // Channels whose batch leaves at the end of this iteration (flush_posted), by name: a
-  // channel erased meanwhile is not found and skipped.
-  std::vector<std::string> due_;
   bool delivering_ = false;  // no channel is erased while its list is walked
   std::atomic<size_t> inbox_bytes_{0};
 };

@@ -90,35 +90,6 @@ void Loop::NeedsFlush(Connection* c) {
 
 void Loop::Bury(Connection* c) { graveyard_.push_back(c); }
 
-void Loop::AtIterationEnd(IterationTask* task) {
-  if (task->queued_) return;
-  task->queued_ = true;
-  iteration_end_.push_back(task);
-}
-
-void Loop::CancelIterationEnd(IterationTask* task) {
-  if (!task->queued_) return;
-  task->queued_ = false;
-  std::erase(iteration_end_, task);
-  std::replace(iteration_running_.begin(), iteration_running_.end(), task,
-               static_cast<IterationTask*>(nullptr));
-}
-
-void Loop::RunIterationEnd() {
-  // A task may queue more (itself included) or cancel one not yet run: the batch being run
-  // is a member that CancelIterationEnd sees.
-  while (!iteration_end_.empty()) {
-    iteration_running_.swap(iteration_end_);
-    for (size_t i = 0; i < iteration_running_.size(); ++i) {
-      IterationTask* task = iteration_running_[i];
-      if (task == nullptr) continue;
-      task->queued_ = false;
-      task->OnIterationEnd();
-    }
-    iteration_running_.clear();
-  }
-}
-
 void Loop::ArmSendSweep() {
   if (send_sweep_.scheduled()) return;
   const uint64_t shorter =
@@ -216,7 +187,6 @@ void Loop::Run() {
       static_cast<Pollable*>(events[i].data.ptr)->OnEvents(events[i].events);
     }
     if (!paused_.empty() && read_gate_()) ResumePaused();
-    if (!iteration_end_.empty()) RunIterationEnd();
     if (flush_head_ != nullptr) {
       const uint64_t now_us = MonotonicUs();
       FlushPending(Behind(n, kMaxEvents, now_us));

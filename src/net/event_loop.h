@@ -4,10 +4,9 @@
 // everything but Mailbox::Post runs on the loop's own thread.
 //
 // One iteration: wait for events (or the next timer); fire due timers; dispatch the events,
-// the mailbox's eventfd among them (its tasks run then); run the work deferred to the end of
-// the iteration (IterationTask: a channel's batch of the pushes that arrived in it); then
-// flush every connection that queued output during the iteration, each with one writev
-// (corking); then free the connections closed during the iteration.
+// the mailbox's eventfd among them (its tasks run then); then flush every connection that
+// queued output during the iteration, each with one writev (corking); then free the
+// connections closed during the iteration.
 #pragma once
 
 #include <array>
@@ -25,23 +24,6 @@
 namespace hermod::net {
 
 class Connection;
-
-// Work a room defers to the end of this iteration's event handling, just before the flush
-// (uWebSockets' post handler, where its pub/sub commits the iteration's publications): what
-// arrived in the iteration is gathered first, then handled once, and its output leaves in
-// the same iteration's flush, with no extra wake-up of the loop. Queued at most once per
-// iteration (Loop::AtIterationEnd).
-class IterationTask {
- public:
-  virtual void OnIterationEnd() = 0;
-
- protected:
-  ~IterationTask() = default;
-
- private:
-  friend class Loop;
-  bool queued_ = false;
-};
 
 // Anything registered with epoll: data.ptr points at one of these.
 class Pollable {
@@ -132,12 +114,6 @@ class Loop {
   void Remove(int fd);
 
   TimerWheel& timers() { return timers_; }
-  // Runs task->OnIterationEnd() once this iteration's events are handled, before its flush
-  // (IterationTask); nothing when it is queued already. A task queued while the loop is not
-  // running runs in the next iteration. The loop's thread only.
-  void AtIterationEnd(IterationTask* task);
-  // Takes back a queued task (its owner is going away).
-  void CancelIterationEnd(IterationTask* task);
   // A connection whose queued output passes this is closed (a slow consumer).
   size_t max_write_buffer_bytes() const { return send_limits_.max_bytes; }
   void set_max_write_buffer_bytes(size_t n) { send_limits_.max_bytes = n; }
@@ -195,8 +171,6 @@ class Loop {
   // Whether this iteration's flush may leave some for the next (see kBehindUs).
   bool Behind(int events, int max_events, uint64_t now_us) const;
   void FreeClosed();
-  // Runs the tasks queued by AtIterationEnd, and those they queue.
-  void RunIterationEnd();
 
   class SendSweep final : public TimerNode {
    public:
@@ -253,8 +227,6 @@ class Loop {
   size_t cork_join_head_ = 0;
   size_t cork_join_messages_ = 0;
   std::vector<Connection*> graveyard_;
-  std::vector<IterationTask*> iteration_end_;      // AtIterationEnd, in the order queued
-  std::vector<IterationTask*> iteration_running_;  // the batch RunIterationEnd is running
   void ResumePaused();
   std::function<bool()> read_gate_;
   std::vector<Connection*> paused_;  // read-paused, open connections

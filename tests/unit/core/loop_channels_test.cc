@@ -173,22 +173,6 @@ TEST_F(LoopChannelsTest, CoalescesOneMailboxRunIntoOneJoinedPushSharedBySubscrib
   EXPECT_EQ(Read(a), "d");
 }
 
-TEST_F(LoopChannelsTest, ABatchLeavesInTheIterationWhoseMailboxRunBroughtIt) {
-  LoopChannels channels(&JoinBracketed);
-  channels.Attach(loop_);
-  Peer& a = NewPeer();
-  channels.Add("ch", &a.subscription);
-  const Delivery batched{{/*max_bytes=*/1000, /*delay_ms=*/0}};
-  // As the hub delivers: from the loop's mailbox. The loop stops after this one iteration,
-  // so a batch waiting for another wake-up of the loop would not have left.
-  loop_.Post([&] {
-    Deliver(channels, "a", 1, false, batched);
-    Deliver(channels, "b", 2, false, batched);
-  });
-  RunOnce();
-  EXPECT_EQ(Read(a), "[a|b]");
-}
-
 TEST_F(LoopChannelsTest, ASubscriberThatMustNotGetTheWholeBatchGetsTheOriginals) {
   LoopChannels channels(&JoinBracketed);
   channels.Attach(loop_);

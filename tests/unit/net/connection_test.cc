@@ -84,54 +84,6 @@ TEST(Connection, CorksEverySendOfAnIterationIntoOneWrite) {
   EXPECT_EQ(loop.stats().bytes_written, 13u);
 }
 
-// Queues itself again once (a task may queue more) and records when it ran.
-class Step final : public IterationTask {
- public:
-  Step(Loop& loop, std::vector<std::string>& log, std::string name, int again = 0)
-      : loop_(loop), log_(log), name_(std::move(name)), again_(again) {}
-  void OnIterationEnd() override {
-    log_.push_back(name_);
-    if (again_-- > 0) loop_.AtIterationEnd(this);
-  }
-
- private:
-  Loop& loop_;
-  std::vector<std::string>& log_;
-  std::string name_;
-  int again_;
-};
-
-TEST(Loop, IterationTasksRunOnceInTheIterationThatQueuedThemBeforeItsFlush) {
-  Loop loop(0, 4096);
-  Pair pair;
-  std::string received;
-  bool closed = false;
-  auto* c = new Recorder(loop, pair.server, &received, &closed);
-  std::vector<std::string> log;
-  Step a(loop, log, "a", /*again=*/1);
-  Step b(loop, log, "b");
-  Step cancelled(loop, log, "cancelled");
-  class Sender final : public IterationTask {
-   public:
-    explicit Sender(Connection* c) : c_(c) {}
-    void OnIterationEnd() override { c_->Send("from the task"); }
-    Connection* c_;
-  } sender(c);
-  loop.Post([&] {
-    loop.AtIterationEnd(&a);
-    loop.AtIterationEnd(&b);
-    loop.AtIterationEnd(&a);  // queued already: runs once
-    loop.AtIterationEnd(&cancelled);
-    loop.CancelIterationEnd(&cancelled);
-    loop.AtIterationEnd(&sender);
-    EXPECT_TRUE(log.empty());  // not while the events are handled
-    loop.Stop();
-  });
-  loop.Run();  // one iteration: the tasks run, then the flush writes what they queued
-  EXPECT_EQ(log, (std::vector<std::string>{"a", "b", "a"}));
-  EXPECT_EQ(pair.ReadPeer(), "from the task");
-}
-
 TEST(Connection, DeliversReadsToOnData) {
   Loop loop(0, 4096);
   Pair pair;
