@@ -18,8 +18,8 @@ export HERMOD_NATS_URL=nats://127.0.0.1:$PORT
 for round in $(seq "$ROUNDS"); do
   for side in A B; do
     bin=$A; [ "$side" = B ] && bin=$B
-    "$bin" --benchmark_filter=NatsPresenceReads --benchmark_min_time=2s \
-      --benchmark_format=json > "$DIR/r.json" 2> /dev/null
+    "$bin" --benchmark_filter=NatsPresenceReads --benchmark_min_time=2 \
+      --benchmark_out="$DIR/r.json" --benchmark_out_format=json > /dev/null 2>&1
     python3 - "$DIR/r.json" "$round" "$side" <<'PY'
 import json, sys
 for b in json.load(open(sys.argv[1]))["benchmarks"]:
