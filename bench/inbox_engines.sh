@@ -8,15 +8,21 @@
 # One line per run, then the medians. Stops everything it started.
 # PER_REQUEST publications per request (hermod: an API `batch` with parallel: true; JetStream:
 # that many publishes written at once). ENGINES (default "memory sqlite sqlite-normal") picks
-# hermod's engines.
+# hermod's engines; `nats` is engine "nats" on a nats-server -js the run starts (a fresh store
+# each run). BASELINE=<another hermod binary> runs it too in each round, right after HERMOD,
+# its lines marked `engine=<engine>@baseline`: a same-run ratio of two builds.
 # Usage: bench/inbox_engines.sh [HERMOD] [HERMOD_BENCH] [ROUNDS] [USERS] [PER_USER] [PUBLISHERS]
 #        [PER_REQUEST]
 set -u
 HERMOD=${1:-build/hermod}; BENCH=${2:-build/hermod-bench}; ROUNDS=${3:-3}
 USERS=${4:-1000}; PER_USER=${5:-50}; PUBLISHERS=${6:-64}; PER_REQUEST=${7:-1}
 DIR=$(mktemp -d /tmp/hermod-inbox-engines-XXXXXX)
-SP=
-cleanup() { [ -n "$SP" ] && kill "$SP" 2> /dev/null && wait "$SP" 2> /dev/null; rm -rf "$DIR"; }
+SP=; NP=
+cleanup() {
+  [ -n "$SP" ] && kill "$SP" 2> /dev/null && wait "$SP" 2> /dev/null
+  [ -n "$NP" ] && kill "$NP" 2> /dev/null && wait "$NP" 2> /dev/null
+  rm -rf "$DIR"
+}
 trap cleanup EXIT
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 python3 - "$DIR" <<'PY'
@@ -31,6 +37,9 @@ base.update({"engine": "sqlite", "sqlite": {"path": d + "/bench.db"}})
 json.dump(base, open(d + "/sqlite.json", "w"))
 base["sqlite"]["synchronous"] = "normal"
 json.dump(base, open(d + "/sqlite-normal.json", "w"))
+del base["sqlite"]
+base.update({"engine": "nats", "nats": {"url": "nats://127.0.0.1:NATS_PORT"}})
+json.dump(base, open(d + "/nats.json", "w"))
 PY
 figures() {
   python3 -c "import json; s=json.load(open('$DIR/r.json'))['summary']; \
@@ -42,15 +51,30 @@ wait_port() { for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/"$1") 2> /dev/n
 stop() { kill "$SP"; wait "$SP" 2> /dev/null; SP=; }
 ARGS=(-c "$USERS" -n "$PER_USER" --publishers "$PUBLISHERS" --api-batch "$PER_REQUEST" -d 60 --drain 10 --no-progress -q
       --json "$DIR/r.json")
+# One hermod run: binary, engine, label.
+hermod_run() {
+  rm -f "$DIR"/bench.db*
+  local config="$DIR/$2.json"
+  if [ "$2" = nats ]; then
+    rm -rf "$DIR/kv"
+    local nport; nport=$(freeport)
+    nats-server -js -a 127.0.0.1 -p "$nport" -sd "$DIR/kv" > "$DIR/nats.log" 2>&1 &
+    NP=$!; wait_port "$nport"
+    sed "s/NATS_PORT/$nport/" "$DIR/nats.json" > "$DIR/nats-run.json"
+    config="$DIR/nats-run.json"
+  fi
+  PORT=$(freeport)
+  "$1" serve --bind 127.0.0.1 --port "$PORT" --config "$config" > "$DIR/server.log" 2>&1 &
+  SP=$!; wait_port "$PORT"
+  "$BENCH" inbox -u ws://127.0.0.1:"$PORT"/connection/websocket -p hermod --server-pid "$SP" "${ARGS[@]}"
+  echo "round=$round hermod engine=$3 acks=batch $(figures)"
+  stop
+  if [ -n "$NP" ]; then kill "$NP"; wait "$NP" 2> /dev/null; NP=; fi
+}
 for round in $(seq "$ROUNDS"); do
   for engine in ${ENGINES:-memory sqlite sqlite-normal}; do
-    rm -f "$DIR"/bench.db*
-    PORT=$(freeport)
-    "$HERMOD" serve --bind 127.0.0.1 --port "$PORT" --config "$DIR/$engine.json" > "$DIR/server.log" 2>&1 &
-    SP=$!; wait_port "$PORT"
-    "$BENCH" inbox -u ws://127.0.0.1:"$PORT"/connection/websocket -p hermod --server-pid "$SP" "${ARGS[@]}"
-    echo "round=$round hermod engine=$engine acks=batch $(figures)"
-    stop
+    hermod_run "$HERMOD" "$engine" "$engine"
+    [ -n "${BASELINE:-}" ] && hermod_run "$BASELINE" "$engine" "$engine@baseline"
   done
   for ack in batch each; do
     [ "${JETSTREAM:-1}" = 0 ] && break

@@ -369,6 +369,7 @@ std::vector<Field> AllFields(Config& c) {
           Shaped("nats.presence.bucket", &c.nats.presence.bucket, CheckBucket),
           {"nats.presence.replicas", &c.nats.presence.replicas, 1, 5},
           OneOf("nats.presence.storage", &c.nats.presence.storage, kStorageTypes),
+          {"nats.presence.readers", &c.nats.presence.readers, 1, 64},
           {"nats.schedule_claim_lease", &c.nats.schedule_claim_lease, 100, 3600000},
           {"broker_breaker.failure_threshold", &c.broker_breaker.failure_threshold, 1, kMaxRate},
           {"broker_breaker.window", &c.broker_breaker.window, 1, kMaxMs},

@@ -382,6 +382,9 @@ struct Config {
       std::string bucket = "hermod_presence";
       uint64_t replicas = 1;
       std::string storage = "file";  // or "memory"
+      // Threads that read presence (`presence`, `presence_stats`) at once; writes keep
+      // their own thread.
+      uint64_t readers = 4;
     } presence;
     // engine nats: how long a node's claim on a due scheduled publication holds before
     // another node may fire it (store/nats_schedule.h): how late a firing whose node died

@@ -25,6 +25,7 @@ std::unique_ptr<NatsPresenceStore> MakeNatsPresence(const config::Config& c) {
   o.bucket = c.nats.presence.bucket;
   o.replicas = static_cast<int>(c.nats.presence.replicas);
   o.memory_storage = c.nats.presence.storage == "memory";
+  o.readers = static_cast<int>(c.nats.presence.readers);
   o.ttl_ms = c.presence_ttl.ms;
   o.dial_timeout_ms = c.nats.dial_timeout.ms;
   o.reconnect_wait_ms = c.nats.reconnect_wait.ms;

@@ -402,24 +402,51 @@ std::vector<core::InboxEntry> MemoryInboxStore::Expire(uint64_t now_ms) {
   std::unique_lock lock(mutex_);
   std::vector<core::InboxEntry> died;
   std::vector<Write> w;
-  for (auto& [channel, inbox] : inboxes_) {
-    for (auto it = inbox.entries.begin(); it != inbox.entries.end();) {
-      auto next = std::next(it);
-      core::InboxEntry& e = it->second;
-      if (e.expires_ms <= now_ms) {
-        if (IsUnacked(e)) {
-          Kill(inbox, e, "expired", now_ms);
-          Put(w, e, true);
-          died.push_back(e);
-        } else {
-          Erase(inbox, it, w);
-        }
-      }
-      it = next;
-    }
-  }
+  for (auto& [channel, inbox] : inboxes_) ExpireLocked(inbox, now_ms, died, w);
   Finish(lock, w, nullptr);
   return died;
+}
+
+std::vector<std::string> MemoryInboxStore::ExpiringChannels(uint64_t now_ms) {
+  std::lock_guard lock(mutex_);
+  std::vector<std::string> out;
+  for (const auto& [channel, inbox] : inboxes_) {
+    for (const auto& [offset, e] : inbox.entries) {
+      if (e.expires_ms <= now_ms) {
+        out.push_back(channel);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<core::InboxEntry> MemoryInboxStore::ExpireChannel(std::string_view channel,
+                                                              uint64_t now_ms) {
+  std::unique_lock lock(mutex_);
+  std::vector<core::InboxEntry> died;
+  std::vector<Write> w;
+  if (Inbox* inbox = Find(channel)) ExpireLocked(*inbox, now_ms, died, w);
+  Finish(lock, w, nullptr);
+  return died;
+}
+
+void MemoryInboxStore::ExpireLocked(Inbox& inbox, uint64_t now_ms,
+                                    std::vector<core::InboxEntry>& died, std::vector<Write>& w) {
+  for (auto it = inbox.entries.begin(); it != inbox.entries.end();) {
+    auto next = std::next(it);
+    core::InboxEntry& e = it->second;
+    if (e.expires_ms <= now_ms) {
+      if (IsUnacked(e)) {
+        Kill(inbox, e, "expired", now_ms);
+        Put(w, e, true);
+        died.push_back(e);
+      } else {
+        Erase(inbox, it, w);
+      }
+    }
+    it = next;
+  }
 }
 
 std::vector<std::pair<std::string, size_t>> MemoryInboxStore::PendingCounts() {

@@ -67,8 +67,10 @@ class MemoryInboxStore : public core::InboxStore {
     // write it at all when its row is gone (removed since).
     bool state_only = false;
   };
-  // Under the mutex, with a call's writes (never empty). nullopt: the engine calls stored
-  // later; else the result now (the caller calls stored, outside the mutex).
+  // Under the mutex, with a call's writes (never empty), in the order the changes were made.
+  // nullopt: the engine calls stored later (or, store/nats_inbox.h, once the call has
+  // written them with the mutex released); else the result now (the caller calls stored,
+  // outside the mutex).
   virtual std::optional<bool> Persist(std::vector<Write>& writes, core::InboxStored& stored) {
     (void)writes;
     (void)stored;
@@ -90,6 +92,10 @@ class MemoryInboxStore : public core::InboxStore {
   void ReplaceLocked(core::InboxEntry entry);  // the entry as stored, instead of ours
   void ForgetLocked(std::string_view channel, uint64_t offset);
   void MetaLocked(std::string_view channel, std::string epoch, uint64_t top);
+  // Expire, one inbox at a time (an engine that serialises each inbox's changes sweeps them
+  // one by one): the inboxes holding an entry past its expiry, then one inbox's sweep.
+  std::vector<std::string> ExpiringChannels(uint64_t now_ms);
+  std::vector<core::InboxEntry> ExpireChannel(std::string_view channel, uint64_t now_ms);
 
  private:
   struct Inbox {
@@ -105,6 +111,8 @@ class MemoryInboxStore : public core::InboxStore {
   void Erase(Inbox& inbox, std::map<uint64_t, core::InboxEntry>::iterator it,
              std::vector<Write>& w);
   void Kill(Inbox& inbox, core::InboxEntry& e, std::string_view reason, uint64_t now_ms);
+  void ExpireLocked(Inbox& inbox, uint64_t now_ms, std::vector<core::InboxEntry>& died,
+                    std::vector<Write>& w);
   // Keeps at most limits.size acked and dead entries.
   void Bound(Inbox& inbox, std::vector<Write>& w);
   // Hands writes to Persist and answers stored (now, outside the lock, or later).

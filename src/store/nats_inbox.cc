@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <charconv>
+#include <condition_variable>
 #include <iterator>
 #include <limits>
 #include <map>
@@ -107,7 +108,55 @@ std::string_view Value(kvEntry* e) {
                                    : std::string_view(data, static_cast<size_t>(n));
 }
 
-// What Persist did in the call of this thread (the engine's calls are synchronous).
+// One holder per channel at a time: a channel's change runs from reading its state to the last
+// NATS reply with the channel's gate held, so one inbox's changes reach NATS in the order they
+// were made, while other inboxes' changes run beside it. A gate exists while held or waited for.
+class ChannelGates {
+ public:
+  class Held {
+   public:
+    Held(ChannelGates& gates, std::string_view channel) : gates_(gates), channel_(channel) {
+      gates_.Acquire(channel_);
+    }
+    ~Held() { gates_.Release(channel_); }
+    Held(const Held&) = delete;
+    Held& operator=(const Held&) = delete;
+
+   private:
+    ChannelGates& gates_;
+    const std::string channel_;
+  };
+
+ private:
+  struct Gate {
+    std::condition_variable free;
+    bool held = false;
+    size_t waiting = 0;
+  };
+  void Acquire(const std::string& channel) {
+    std::unique_lock lock(mutex_);
+    Gate& gate = gates_[channel];  // unordered_map nodes stay put while it grows
+    ++gate.waiting;
+    gate.free.wait(lock, [&] { return !gate.held; });
+    --gate.waiting;
+    gate.held = true;
+  }
+  void Release(const std::string& channel) {
+    std::lock_guard lock(mutex_);
+    auto it = gates_.find(channel);
+    it->second.held = false;
+    if (it->second.waiting == 0) {
+      gates_.erase(it);
+    } else {
+      it->second.free.notify_one();
+    }
+  }
+
+  std::mutex mutex_;  // a leaf: held to look a gate up, never across a wait for NATS
+  std::unordered_map<std::string, Gate> gates_;
+};
+
+// What Flush did in the call of this thread (the engine's calls are synchronous).
 struct Report {
   bool keep_going = false;  // write every key, not stop at the first that fails
   bool resynced = false;    // a write lost a race, and the keys are read back: worth a retry
@@ -191,7 +240,7 @@ class NatsInboxStore final : public MemoryInboxStore {
                              const core::InboxLimits& limits, uint64_t now_ms,
                              core::InboxStored stored) override {
     Forget();
-    return Retried(std::move(stored), [&](core::InboxStored s) {
+    return Retried(channel, std::move(stored), [&](core::InboxStored s) {
       return MemoryInboxStore::Append(channel, data, limits, now_ms, std::move(s));
     });
   }
@@ -204,14 +253,192 @@ class NatsInboxStore final : public MemoryInboxStore {
                         std::optional<uint64_t> up_to, uint64_t now_ms,
                         core::InboxStored stored) override {
     Forget();
+    std::set<std::string> told;
+    std::optional<bool> answer;
+    core::InboxChange result;
+    {
+      ChannelGates::Held gate(gates_, channel);
+      result = AckHeld(channel, offsets, up_to, now_ms, &answer, &told);
+    }
+    if (answer && stored) stored(*answer);
+    Tell(told);
+    return result;
+  }
+  core::InboxChange DeadLetter(std::string_view channel, const std::vector<uint64_t>& offsets,
+                               std::string_view reason, uint64_t now_ms,
+                               core::InboxStored stored) override {
+    return Retried(channel, std::move(stored), [&](core::InboxStored s) {
+      return MemoryInboxStore::DeadLetter(channel, offsets, reason, now_ms, std::move(s));
+    });
+  }
+  core::InboxChange Redrive(std::string_view channel, const std::vector<uint64_t>& offsets,
+                            uint64_t now_ms, core::InboxStored stored) override {
+    Forget();
+    return Retried(channel, std::move(stored), [&](core::InboxStored s) {
+      return MemoryInboxStore::Redrive(channel, offsets, now_ms, std::move(s));
+    });
+  }
+  core::InboxChange RemoveDead(std::string_view channel, const std::vector<uint64_t>& offsets,
+                               core::InboxStored stored) override {
+    Forget();
+    return Retried(channel, std::move(stored), [&](core::InboxStored s) {
+      return MemoryInboxStore::RemoveDead(channel, offsets, std::move(s));
+    });
+  }
+  // Each entry is claimed by its own write: one another node counted first is left out, and
+  // so is one counted since this thread's Unacked saw it (another node's delivery that
+  // reached this node in between: a user on two nodes gets each redelivery from one).
+  std::vector<core::InboxEntry> MarkDelivered(std::string_view channel,
+                                              const std::vector<uint64_t>& offsets,
+                                              uint64_t ack_timeout_ms, uint64_t now_ms) override {
+    std::map<uint64_t, uint32_t> expected;
+    const bool looked = t_looked.store == this && t_looked.channel == channel;
+    if (looked) expected.swap(t_looked.deliveries);
+    Forget();
+    std::set<std::string> told;
+    std::vector<core::InboxEntry> out;
+    {
+      ChannelGates::Held gate(gates_, channel);
+      out = Claimed(
+          [&] { return MemoryInboxStore::MarkDelivered(channel, offsets, ack_timeout_ms, now_ms); },
+          &told, looked ? &expected : nullptr);
+    }
+    Tell(told);
+    return out;
+  }
+  // One inbox at a time, each under its gate: the sweep waits for no inbox but the one it
+  // is at, and holds no lock across NATS that another inbox's change needs.
+  std::vector<core::InboxEntry> Expire(uint64_t now_ms) override {
+    Forget();
+    std::vector<core::InboxEntry> died;
+    std::set<std::string> told;
+    for (const std::string& channel : ExpiringChannels(now_ms)) {
+      ChannelGates::Held gate(gates_, channel);
+      std::vector<core::InboxEntry> out =
+          Claimed([&] { return MemoryInboxStore::ExpireChannel(channel, now_ms); }, &told);
+      died.insert(died.end(), std::make_move_iterator(out.begin()),
+                  std::make_move_iterator(out.end()));
+    }
+    Tell(told);
+    return died;
+  }
+
+ protected:
+  bool journaled() const override { return true; }
+
+  // Unique across nodes (a random tag per process in the low bits), in time order.
+  uint64_t NextDeadId(uint64_t now_ms) override {
+    uint64_t base = now_ms << 12;
+    if (base <= last_dead_base_) base = last_dead_base_ + (1u << 12);
+    last_dead_base_ = base;
+    return base | node_tag_;
+  }
+
+  // Under the engine's lock, in the same hold as the change: each write is taken into this
+  // thread's journal with the revision its key has now (the compare-and-set's), and its key
+  // marked in flight (the watcher holds that key's updates back until it lands). Flush
+  // writes them once the lock is released; stored is answered then.
+  std::optional<bool> Persist(std::vector<Write>& writes, core::InboxStored& stored) override {
+    if (t_journal == nullptr) {  // every change of this engine runs through Journaled
+      spdlog::error("nats inbox: a change outside a journal is not stored");
+      return false;
+    }
+    // A publish's meta (its epoch and new top) goes first, once (its last form): that write
+    // takes the offset, so a publish that loses the race to another node writes nothing.
+    auto meta = std::find_if(writes.rbegin(), writes.rend(),
+                             [](const Write& w) { return w.kind == Write::Kind::kMeta; });
+    if (meta != writes.rend()) {
+      Write first = *meta;
+      std::erase_if(writes, [](const Write& w) { return w.kind == Write::Kind::kMeta; });
+      writes.insert(writes.begin(), std::move(first));
+    }
+    for (Write& w : writes) {
+      std::string key = KeyOf(w);
+      auto it = revs_.find(key);
+      const uint64_t revision = it == revs_.end() ? 0 : it->second;
+      ++in_flight_[key];
+      t_journal->writes.push_back({std::move(w), std::move(key), revision});
+    }
+    t_journal->stored = std::move(stored);
+    return std::nullopt;
+  }
+
+ private:
+  // A change's writes, taken under the lock (Persist), written without it (Flush).
+  struct JournalWrite {
+    Write write;
+    std::string key;
+    uint64_t revision = 0;  // the key's as this node knew it when the change was made
+  };
+  struct Journal {
+    std::vector<JournalWrite> writes;
+    core::InboxStored stored;
+  };
+  static inline thread_local Journal* t_journal = nullptr;
+
+  // A key's update that the watcher held back while this node's write of it was in flight.
+  struct Deferred {
+    uint64_t revision = 0;
+    std::string value;
+    bool put = true;
+  };
+
+  // Runs one of MemoryInboxStore's changes, with the channel's gate held by the caller: its
+  // writes are journaled under the engine's lock, then written here with it released, and
+  // the change's stored answered.
+  template <class Call>
+  auto Journaled(const Call& call, std::set<std::string>* told) {
+    Journal journal;
+    t_journal = &journal;
+    auto result = call();
+    t_journal = nullptr;
+    if (!journal.writes.empty()) {
+      const bool ok = Flush(journal, told);
+      if (journal.stored) journal.stored(ok);
+    }
+    return result;
+  }
+
+  template <class Call>
+  std::invoke_result_t<const Call&, core::InboxStored> Retried(std::string_view channel,
+                                                               core::InboxStored stored,
+                                                               const Call& call) {
+    std::set<std::string> told;
+    std::optional<bool> answer;
+    auto result = [&] {
+      ChannelGates::Held gate(gates_, channel);
+      for (int attempt = 0;; ++attempt) {
+        Report report;
+        t_report = &report;
+        bool called = false, ok = false;
+        auto r = Journaled([&] { return call([&](bool s) { called = true, ok = s; }); }, &told);
+        t_report = nullptr;
+        if (called && !ok && report.resynced && attempt < kRetries) continue;
+        if (called) answer = ok;
+        return r;
+      }
+    }();
+    if (answer && stored) stored(*answer);
+    Tell(told);
+    return result;
+  }
+
+  // Ack's tries, with the channel's gate held; *answer: what stored is to be told, if anything.
+  core::InboxChange AckHeld(std::string_view channel, const std::vector<uint64_t>& offsets,
+                            std::optional<uint64_t> up_to, uint64_t now_ms,
+                            std::optional<bool>* answer, std::set<std::string>* told) {
     std::vector<core::InboxEntry> acked;  // written by the tries before
     std::vector<uint64_t> rest = offsets;
     for (int attempt = 0;; ++attempt) {
       Report report;
       t_report = &report;
       bool called = false, ok = false;
-      core::InboxChange change = MemoryInboxStore::Ack(channel, rest, up_to, now_ms,
-                                                       [&](bool s) { called = true, ok = s; });
+      core::InboxChange change = Journaled(
+          [&] {
+            return MemoryInboxStore::Ack(channel, rest, up_to, now_ms,
+                                         [&](bool s) { called = true, ok = s; });
+          },
+          told);
       t_report = nullptr;
       if (called && !ok) {
         // What this try wrote is acked in NATS (and here) whatever failed after it.
@@ -242,7 +469,7 @@ class NatsInboxStore final : public MemoryInboxStore {
         if (acked.empty()) continue;
       }
       if (acked.empty()) {
-        if (called && stored) stored(ok);
+        if (called) *answer = ok;
         return change;
       }
       // Some acks were written: answered as done, with exactly those and this try's.
@@ -255,113 +482,8 @@ class NatsInboxStore final : public MemoryInboxStore {
           [](const core::InboxEntry& x, const core::InboxEntry& y) { return x.offset < y.offset; });
       core::InboxChange done;
       done.changed = std::move(acked);
-      if (stored) stored(true);
+      *answer = true;
       return done;
-    }
-  }
-  core::InboxChange DeadLetter(std::string_view channel, const std::vector<uint64_t>& offsets,
-                               std::string_view reason, uint64_t now_ms,
-                               core::InboxStored stored) override {
-    return Retried(std::move(stored), [&](core::InboxStored s) {
-      return MemoryInboxStore::DeadLetter(channel, offsets, reason, now_ms, std::move(s));
-    });
-  }
-  core::InboxChange Redrive(std::string_view channel, const std::vector<uint64_t>& offsets,
-                            uint64_t now_ms, core::InboxStored stored) override {
-    Forget();
-    return Retried(std::move(stored), [&](core::InboxStored s) {
-      return MemoryInboxStore::Redrive(channel, offsets, now_ms, std::move(s));
-    });
-  }
-  core::InboxChange RemoveDead(std::string_view channel, const std::vector<uint64_t>& offsets,
-                               core::InboxStored stored) override {
-    Forget();
-    return Retried(std::move(stored), [&](core::InboxStored s) {
-      return MemoryInboxStore::RemoveDead(channel, offsets, std::move(s));
-    });
-  }
-  // Each entry is claimed by its own write: one another node counted first is left out, and
-  // so is one counted since this thread's Unacked saw it (another node's delivery that
-  // reached this node in between: a user on two nodes gets each redelivery from one).
-  std::vector<core::InboxEntry> MarkDelivered(std::string_view channel,
-                                              const std::vector<uint64_t>& offsets,
-                                              uint64_t ack_timeout_ms, uint64_t now_ms) override {
-    std::map<uint64_t, uint32_t> expected;
-    const bool looked = t_looked.store == this && t_looked.channel == channel;
-    if (looked) expected.swap(t_looked.deliveries);
-    Forget();
-    return Claimed(
-        [&] { return MemoryInboxStore::MarkDelivered(channel, offsets, ack_timeout_ms, now_ms); },
-        looked ? &expected : nullptr);
-  }
-  std::vector<core::InboxEntry> Expire(uint64_t now_ms) override {
-    Forget();
-    return Claimed([&] { return MemoryInboxStore::Expire(now_ms); });
-  }
-
- protected:
-  bool journaled() const override { return true; }
-
-  // Unique across nodes (a random tag per process in the low bits), in time order.
-  uint64_t NextDeadId(uint64_t now_ms) override {
-    uint64_t base = now_ms << 12;
-    if (base <= last_dead_base_) base = last_dead_base_ + (1u << 12);
-    last_dead_base_ = base;
-    return base | node_tag_;
-  }
-
-  // Under the engine's lock: each write with compare-and-set; a key that fails is read back.
-  std::optional<bool> Persist(std::vector<Write>& writes, core::InboxStored& stored) override {
-    (void)stored;
-    // A publish's meta (its epoch and new top) goes first, once (its last form): that write
-    // takes the offset, so a publish that loses the race to another node writes nothing.
-    auto meta = std::find_if(writes.rbegin(), writes.rend(),
-                             [](const Write& w) { return w.kind == Write::Kind::kMeta; });
-    if (meta != writes.rend()) {
-      Write first = *meta;
-      std::erase_if(writes, [](const Write& w) { return w.kind == Write::Kind::kMeta; });
-      writes.insert(writes.begin(), std::move(first));
-    }
-    const bool keep_going = t_report != nullptr && t_report->keep_going;
-    bool ok = true;
-    for (const Write& w : writes) {
-      if (!ok && !keep_going) {
-        Resync(w);
-        continue;
-      }
-      if (!Expected(w)) {
-        t_report->failed.insert({w.entry.channel, w.entry.offset});
-        Resync(w);  // this node's copy back to the count it had (and NATS has)
-        continue;
-      }
-      if (WriteOne(w)) {
-        if (t_report != nullptr && w.kind != Write::Kind::kMeta) {
-          t_report->written.insert({w.entry.channel, w.entry.offset});
-        }
-        continue;
-      }
-      ok = false;
-      if (t_report != nullptr && w.kind != Write::Kind::kMeta) {
-        t_report->failed.insert({w.entry.channel, w.entry.offset});
-      }
-      Resync(w);
-    }
-    return ok;
-  }
-
- private:
-  template <class Call>
-  std::invoke_result_t<const Call&, core::InboxStored> Retried(core::InboxStored stored,
-                                                               const Call& call) {
-    for (int attempt = 0;; ++attempt) {
-      Report report;
-      t_report = &report;
-      bool called = false, ok = false;
-      auto result = call([&](bool s) { called = true, ok = s; });
-      t_report = nullptr;
-      if (called && !ok && report.resynced && attempt < kRetries) continue;
-      if (called && stored) stored(ok);
-      return result;
     }
   }
 
@@ -380,13 +502,13 @@ class NatsInboxStore final : public MemoryInboxStore {
   }
 
   template <class Call>
-  std::vector<core::InboxEntry> Claimed(const Call& call,
+  std::vector<core::InboxEntry> Claimed(const Call& call, std::set<std::string>* told,
                                         const std::map<uint64_t, uint32_t>* expected = nullptr) {
     Report report;
     report.keep_going = true;
     report.expected = expected;
     t_report = &report;
-    std::vector<core::InboxEntry> out = call();
+    std::vector<core::InboxEntry> out = Journaled(call, told);
     t_report = nullptr;
     if (!report.failed.empty()) {
       std::erase_if(out, [&](const core::InboxEntry& e) {
@@ -401,57 +523,114 @@ class NatsInboxStore final : public MemoryInboxStore {
                                         : EntryKey(w.entry.channel, w.entry.offset);
   }
 
-  bool WriteOne(const Write& w) {
-    const std::string key = KeyOf(w);
+  // With no lock held (the channel's gate is): each write with compare-and-set on the
+  // revision the change saw; a key that fails is read back. Then the keys land (Land).
+  bool Flush(Journal& journal, std::set<std::string>* told) {
+    const bool keep_going = t_report != nullptr && t_report->keep_going;
+    bool ok = true;
+    std::unordered_map<std::string, uint64_t> wrote;  // key -> revision, by this flush
+    for (const JournalWrite& j : journal.writes) {
+      const Write& w = j.write;
+      if (!ok && !keep_going) {
+        Resync(j);
+        continue;
+      }
+      if (!Expected(w)) {
+        t_report->failed.insert({w.entry.channel, w.entry.offset});
+        Resync(j);  // this node's copy back to the count it had (and NATS has)
+        continue;
+      }
+      if (WriteOne(j, wrote)) {
+        if (t_report != nullptr && w.kind != Write::Kind::kMeta) {
+          t_report->written.insert({w.entry.channel, w.entry.offset});
+        }
+        continue;
+      }
+      ok = false;
+      if (t_report != nullptr && w.kind != Write::Kind::kMeta) {
+        t_report->failed.insert({w.entry.channel, w.entry.offset});
+      }
+      Resync(j);
+    }
+    Land(journal, told);
+    return ok;
+  }
+
+  // The journal's keys are no longer in flight: what the watcher held back for them is
+  // applied now, unless this node's write or read-back is as new.
+  void Land(const Journal& journal, std::set<std::string>* told) {
+    std::lock_guard lock(inbox_mutex());
+    for (const JournalWrite& j : journal.writes) {
+      auto it = in_flight_.find(j.key);
+      if (it == in_flight_.end() || --it->second > 0) continue;
+      in_flight_.erase(it);
+      auto held = deferred_.find(j.key);
+      if (held == deferred_.end()) continue;
+      ApplyLocked(j.key, held->second.revision, held->second.value, held->second.put, told);
+      deferred_.erase(held);
+    }
+  }
+
+  bool WriteOne(const JournalWrite& j, std::unordered_map<std::string, uint64_t>& wrote) {
+    const Write& w = j.write;
+    if (options_.before_write) options_.before_write(w.entry.channel);
     if (w.kind == Write::Kind::kDelete) {
       // Offsets are never reused: a delete cannot race a write that matters.
-      if (kvStore_Delete(kv_, key.c_str()) != NATS_OK) return false;
-      revs_[key] = kDeleted;
+      if (kvStore_Delete(kv_, j.key.c_str()) != NATS_OK) return false;
+      wrote[j.key] = kDeleted;
+      std::lock_guard lock(inbox_mutex());
+      revs_[j.key] = kDeleted;
       return true;
     }
     const std::string value = w.kind == Write::Kind::kMeta
                                   ? w.epoch + " " + std::to_string(w.entry.offset)
                                   : Encode(w.entry);
-    auto it = revs_.find(key);
-    const uint64_t last = it == revs_.end() || it->second == kDeleted ? 0 : it->second;
+    auto it = wrote.find(j.key);
+    const uint64_t known = it == wrote.end() ? j.revision : it->second;
+    const uint64_t last = known == kDeleted ? 0 : known;
     uint64_t rev = 0;
-    const natsStatus s = last == 0 ? kvStore_Create(&rev, kv_, key.c_str(), value.data(),
+    const natsStatus s = last == 0 ? kvStore_Create(&rev, kv_, j.key.c_str(), value.data(),
                                                     static_cast<int>(value.size()))
-                                   : kvStore_Update(&rev, kv_, key.c_str(), value.data(),
+                                   : kvStore_Update(&rev, kv_, j.key.c_str(), value.data(),
                                                     static_cast<int>(value.size()), last);
     if (s != NATS_OK) return false;
-    revs_[key] = rev;
+    wrote[j.key] = rev;
+    std::lock_guard lock(inbox_mutex());
+    revs_[j.key] = rev;
     return true;
   }
 
   // A key this node could not write: what NATS holds now replaces this node's idea of it.
-  void Resync(const Write& w) {
-    const std::string key = KeyOf(w);
+  void Resync(const JournalWrite& j) {
+    const Write& w = j.write;
     kvEntry* e = nullptr;
-    const natsStatus s = kvStore_Get(&e, kv_, key.c_str());
+    const natsStatus s = kvStore_Get(&e, kv_, j.key.c_str());
     if (s == NATS_NOT_FOUND) {
+      std::lock_guard lock(inbox_mutex());
       if (w.kind != Write::Kind::kMeta) ForgetLocked(w.entry.channel, w.entry.offset);
-      revs_.erase(key);
+      revs_.erase(j.key);
       if (t_report != nullptr) t_report->resynced = true;
       return;
     }
     if (s != NATS_OK) {
-      spdlog::warn("nats inbox: reading {} back: {}", key, natsStatus_GetText(s));
+      spdlog::warn("nats inbox: reading {} back: {}", j.key, natsStatus_GetText(s));
       return;
     }
-    // Forced: this node's copy may hold a change it never wrote, at the revision it knows.
-    if (ApplyLocked(kvEntry_Key(e), kvEntry_Revision(e), Value(e), /*put=*/true, nullptr,
-                    /*force=*/true) &&
-        t_report != nullptr) {
-      t_report->resynced = true;
+    bool applied = false;
+    {
+      // Forced: this node's copy may hold a change it never wrote, at the revision it knows.
+      std::lock_guard lock(inbox_mutex());
+      applied = ApplyLocked(kvEntry_Key(e), kvEntry_Revision(e), Value(e), /*put=*/true, nullptr,
+                            /*force=*/true);
     }
+    if (applied && t_report != nullptr) t_report->resynced = true;
     kvEntry_Destroy(e);
   }
 
   // Under the lock: a stored key's value (or delete) into memory, unless this node already
-  // has it (its own write, or a newer one). Adds to pending a channel with a new pending entry.
+  // has it (its own write, or a newer one). Adds to told a channel with a new pending entry.
   bool ApplyLocked(std::string_view key, uint64_t rev, std::string_view value, bool put,
-                   std::set<std::string>* pending, bool force = false) {
+                   std::set<std::string>* told, bool force = false) {
     const size_t dot = key.rfind('.');
     std::string channel;
     if (dot == std::string_view::npos || !Unhex(key.substr(0, dot), &channel)) return false;
@@ -477,8 +656,8 @@ class NatsInboxStore final : public MemoryInboxStore {
       core::InboxEntry e;
       if (!Num(tail, &e.offset) || !Decode(value, &e)) return false;
       e.channel = channel;
-      if (pending != nullptr && e.state == core::InboxState::kPending && e.deliveries == 0) {
-        pending->insert(channel);
+      if (told != nullptr && e.state == core::InboxState::kPending && e.deliveries == 0) {
+        told->insert(channel);
       }
       ReplaceLocked(std::move(e));
     }
@@ -486,10 +665,28 @@ class NatsInboxStore final : public MemoryInboxStore {
     return true;
   }
 
-  void Apply(kvEntry* e, std::set<std::string>* pending) {
+  // The watcher's update; held back while this node's own write of the key is in flight
+  // (the key lands after its reply: the revision it then knows decides whether this is news).
+  void Apply(kvEntry* e, std::set<std::string>* told) {
+    const std::string_view key = kvEntry_Key(e);
+    const uint64_t rev = kvEntry_Revision(e);
+    const bool put = kvEntry_Operation(e) == kvOp_Put;
     std::lock_guard lock(inbox_mutex());
-    ApplyLocked(kvEntry_Key(e), kvEntry_Revision(e), Value(e), kvEntry_Operation(e) == kvOp_Put,
-                pending);
+    if (auto it = in_flight_.find(std::string(key)); it != in_flight_.end()) {
+      Deferred& held = deferred_[it->first];
+      if (rev > held.revision) held = {rev, std::string(Value(e)), put};
+      return;
+    }
+    ApplyLocked(key, rev, Value(e), put, told);
+  }
+
+  // Tells core::Inbox of channels with new pending entries stored by another node. Never
+  // with a gate held: the callback delivers, which changes the channel here.
+  void Tell(const std::set<std::string>& channels) {
+    if (channels.empty()) return;
+    std::lock_guard lock(pending_mutex_);  // recursive: a delivery it makes may tell too
+    if (!pending_) return;
+    for (const std::string& channel : channels) pending_(channel);
   }
 
   void WatchLoop() {
@@ -497,13 +694,10 @@ class NatsInboxStore final : public MemoryInboxStore {
       kvEntry* e = nullptr;
       const natsStatus s = kvWatcher_Next(&e, watcher_, 200);
       if (s != NATS_OK || e == nullptr) continue;  // a timeout: look at stopping_ again
-      std::set<std::string> pending;
-      Apply(e, &pending);
+      std::set<std::string> told;
+      Apply(e, &told);
       kvEntry_Destroy(e);
-      if (pending.empty()) continue;
-      std::lock_guard lock(pending_mutex_);
-      if (!pending_) continue;
-      for (const std::string& channel : pending) pending_(channel);
+      Tell(told);
     }
   }
 
@@ -514,11 +708,16 @@ class NatsInboxStore final : public MemoryInboxStore {
   kvWatcher* watcher_ = nullptr;
   std::thread watcher_thread_;
   std::atomic<bool> stopping_{false};
-  // Under inbox_mutex(): the revision of each key as this node last wrote or saw it.
+  ChannelGates gates_;
+  // Under inbox_mutex(): the revision of each key as this node last wrote or saw it; the keys
+  // of journaled writes not yet landed (a count: a key may be in two writes of a change);
+  // the watcher's updates held back for them.
   std::unordered_map<std::string, uint64_t> revs_;
+  std::unordered_map<std::string, int> in_flight_;
+  std::unordered_map<std::string, Deferred> deferred_;
   uint64_t node_tag_ = 0;
   uint64_t last_dead_base_ = 0;
-  std::mutex pending_mutex_;
+  std::recursive_mutex pending_mutex_;
   RemotePending pending_;
 };
 

@@ -17,9 +17,19 @@
 // changed since (another node's delivery that reached this node in between): a user
 // connected to two nodes gets each redelivery from one of them.
 //
+// Threads: a change of one inbox holds that inbox's gate from reading its state to NATS's last
+// reply, and the engine's lock (the memory engine's) only for the change in memory and again
+// to record each reply: one inbox's changes reach NATS in the order they were made, while
+// other inboxes' changes, reads and the watcher go on beside it. The expiry sweep takes one
+// inbox's gate at a time. A key whose write is in flight is not touched by the watcher: its
+// update is held back and applied after the reply, if the reply's revision is older. A read
+// (Unacked, Status, dead letters) answers from memory at once, so it may show a change whose
+// write is still in flight (and is undone if that write loses a race), as the sqlite engine
+// shows a change before its COMMIT.
+//
 // Limits: reads on a node lag the other nodes' writes by the watcher's latency (about a
 // millisecond on one host), so `inbox_status` there may answer the state before; a call
-// waits for NATS (at most the request timeout) while it holds the engine's lock; with NATS
+// waits for NATS (at most the request timeout per key) while it holds its inbox's gate; with NATS
 // unreachable a change fails (stored(false)) and the API answers an error. A change of
 // several entries that loses a race part-way keeps the part it wrote (KV has no atomic
 // write of several keys); an ack then acks the rest on its retry and answers exactly the
@@ -28,8 +38,10 @@
 // `kill -9` nothing acknowledged as stored is lost: a change is answered only after NATS stored it.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "core/inbox_store.h"
 
@@ -41,6 +53,10 @@ struct NatsInboxOptions {
   uint64_t dial_timeout_ms = 1000;
   uint64_t reconnect_wait_ms = 1000;
   uint64_t request_timeout_ms = 2000;
+  // Called before each write to the bucket with the write's channel, on the calling thread,
+  // with none of the engine's locks held (only that channel's gate): tests hold one
+  // channel's writes back with it. Unset in the product.
+  std::function<void(std::string_view channel)> before_write;
 };
 
 // Connects, creates (or binds) the bucket and reads it; null with *error naming NATS and the

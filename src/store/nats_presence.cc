@@ -3,10 +3,12 @@
 #include <nats/nats.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <shared_mutex>
 #include <string_view>
 #include <thread>
 #include <unordered_map>
@@ -119,14 +121,14 @@ class NatsPresenceStore::Engine {
   void Stop();
 
   void Put(std::string key, std::string value) {
-    Enqueue(Op{Op::kPut, std::move(key), std::move(value), {}, {}});
+    Enqueue(Op{Op::kPut, std::move(key), std::move(value), {}, {}, 0});
   }
-  void Delete(std::string key) { Enqueue(Op{Op::kDelete, std::move(key), {}, {}, {}}); }
+  void Delete(std::string key) { Enqueue(Op{Op::kDelete, std::move(key), {}, {}, {}, 0}); }
   void List(std::string token, core::Completion<core::PresenceList> done) {
-    Enqueue(Op{Op::kList, std::move(token), {}, std::move(done), {}});
+    Enqueue(Op{Op::kList, std::move(token), {}, std::move(done), {}, 0});
   }
   void Stats(std::string token, core::Completion<core::PresenceCounts> done) {
-    Enqueue(Op{Op::kStats, std::move(token), {}, {}, std::move(done)});
+    Enqueue(Op{Op::kStats, std::move(token), {}, {}, std::move(done), 0});
   }
 
   const Options& options() const { return options_; }
@@ -139,12 +141,17 @@ class NatsPresenceStore::Engine {
     std::string value;
     core::Completion<core::PresenceList> list;
     core::Completion<core::PresenceCounts> stats;
+    uint64_t after = 0;  // a read: the writes queued before it (it waits until they settled)
   };
 
   void Enqueue(Op op);
   // An operation that will not run: reads answer failed.
   void Refuse(Op& op);
   void Run();
+  // A reader thread: takes a read (and the reads of the same channel queued with it), waits
+  // until the writes queued before them are acknowledged, reads, answers.
+  void ReadLoop();
+  void Answer(std::vector<Op>& reads, bool ok, const core::PresenceList& list);
   // On the engine's thread (or in Start, before it runs): connection, JetStream, bucket.
   bool Connect(std::string* error);
   bool EnsureBucket(std::string* error);
@@ -152,7 +159,7 @@ class NatsPresenceStore::Engine {
   bool Connected() const {
     return nc_ != nullptr && natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED;
   }
-  void Execute(Op& op);
+  void Execute(Op& op);  // a write
   // False when the write was not handed to libnats (not connected, or refused).
   bool Write(const std::string& key, const std::string* value);
   // A delete that could not be sent is kept (bounded) and sent once connected again, so a
@@ -172,9 +179,21 @@ class NatsPresenceStore::Engine {
   const std::shared_ptr<Counters> counters_;
   const std::string subject_prefix_;  // "$KV.<bucket>."
 
-  std::mutex mutex_;  // guards queue_, stopping_, started_, reconnected_, unacked_deletes_
-  std::condition_variable wake_;
-  std::deque<Op> queue_;
+  // Guards queue_, reads_, the write counts, stopping_, started_, reconnected_,
+  // unacked_deletes_.
+  std::mutex mutex_;
+  std::condition_variable wake_;      // the engine's thread
+  std::condition_variable readable_;  // the readers: a read queued, or writes settled
+  std::deque<Op> queue_;              // writes, for the engine's thread
+  std::deque<Op> reads_;              // lists and stats, for the readers
+  uint64_t writes_queued_ = 0;        // writes ever queued
+  uint64_t writes_taken_ = 0;         // of those, taken by the engine's thread
+  uint64_t writes_settled_ = 0;       // of those, sent and acknowledged (or failed)
+  uint64_t settle_wanted_ = 0;        // the most writes a queued read waits for
+  std::vector<std::thread> readers_;
+  // nc_, js_ and kv_: the readers use them shared, the engine's thread replaces them (a
+  // connect, a bucket made again, the close) exclusive.
+  std::shared_mutex connection_mutex_;
   bool started_ = false;
   bool stopping_ = false;
   bool reconnected_ = false;                  // libnats reconnected: refresh now
@@ -182,7 +201,8 @@ class NatsPresenceStore::Engine {
   std::vector<std::string> unacked_deletes_;  // keys of deletes sent and not acknowledged
   std::thread thread_;
 
-  // The engine's thread only (Start's first attempt before it runs).
+  // Written by the engine's thread only (Start's first attempt before it runs), under
+  // connection_mutex_ for the three the readers use.
   natsOptions* nats_options_ = nullptr;
   natsConnection* nc_ = nullptr;
   jsCtx* js_ = nullptr;
@@ -192,10 +212,6 @@ class NatsPresenceStore::Engine {
   std::atomic<bool> bucket_failed_{false};
   std::unordered_map<std::string, std::string> local_;  // this node's entries, key -> value
   std::unordered_set<std::string> pending_deletes_;     // not sent yet (KeepDelete)
-  // Lists read for this batch of operations, by channel token: every operation of a batch
-  // was queued before the batch began, so a read made for one answers the later reads of
-  // the same channel too, until a write to that channel in the batch (Execute).
-  std::unordered_map<std::string, core::PresenceList> batch_reads_;
   uint64_t refresh_due_ms_ = 0;
   uint64_t connect_due_ms_ = 0;
 };
@@ -350,6 +366,9 @@ bool NatsPresenceStore::Engine::Start(std::string* error) {
     started_ = true;
   }
   thread_ = std::thread([this] { Run(); });
+  for (int i = 0; i < std::max(1, options_.readers); ++i) {
+    readers_.emplace_back([this] { ReadLoop(); });
+  }
   return true;
 }
 
@@ -360,7 +379,11 @@ void NatsPresenceStore::Engine::Stop() {
     stopping_ = true;
   }
   wake_.notify_all();
+  readable_.notify_all();
   if (thread_.joinable()) thread_.join();
+  for (std::thread& reader : readers_) reader.join();
+  readers_.clear();
+  std::unique_lock connection(connection_mutex_);
   Close();
   if (nats_options_ != nullptr) natsOptions_Destroy(nats_options_);
   nats_options_ = nullptr;
@@ -370,9 +393,20 @@ void NatsPresenceStore::Engine::Enqueue(Op op) {
   {
     std::lock_guard lock(mutex_);
     if (started_ && !stopping_) {
-      queue_.push_back(std::move(op));
-      counters_->queued.store(queue_.size(), std::memory_order_relaxed);
-      wake_.notify_one();
+      if (op.kind == Op::kPut || op.kind == Op::kDelete) {
+        ++writes_queued_;
+        queue_.push_back(std::move(op));
+        wake_.notify_one();
+      } else {
+        op.after = writes_queued_;
+        if (op.after > writes_settled_) {
+          settle_wanted_ = std::max(settle_wanted_, op.after);
+          wake_.notify_one();
+        }
+        reads_.push_back(std::move(op));
+        readable_.notify_one();
+      }
+      counters_->queued.store(queue_.size() + reads_.size(), std::memory_order_relaxed);
       return;
     }
   }
@@ -398,19 +432,24 @@ void NatsPresenceStore::Engine::Run() {
   std::deque<Op> ops;
   std::vector<std::string> unacked;
   for (;;) {
-    bool refresh_now = false;
+    bool refresh_now = false, settle = false;
+    uint64_t taken = 0;
     {
       std::unique_lock lock(mutex_);
       const uint64_t now = NowMs();
       uint64_t due = refresh_due_ms_;
       if (kv_ == nullptr) due = std::min(due, connect_due_ms_);
       if (due > now) {
-        wake_.wait_for(lock, std::chrono::milliseconds(due - now),
-                       [&] { return stopping_ || !queue_.empty() || reconnected_; });
+        wake_.wait_for(lock, std::chrono::milliseconds(due - now), [&] {
+          return stopping_ || !queue_.empty() || reconnected_ || settle_wanted_ > writes_settled_;
+        });
       }
       ops.swap(queue_);  // stopping too: the writes still queued go out (a clean stop
                          // removes what its clients' leaving removed)
-      counters_->queued.store(0, std::memory_order_relaxed);
+      writes_taken_ += ops.size();
+      taken = writes_taken_;
+      settle = settle_wanted_ > writes_settled_;
+      counters_->queued.store(reads_.size(), std::memory_order_relaxed);
       refresh_now = std::exchange(reconnected_, false);
       if (refresh_now) bucket_failed_.store(true);
       unacked.swap(unacked_deletes_);
@@ -426,6 +465,7 @@ void NatsPresenceStore::Engine::Run() {
     const uint64_t now = NowMs();
     if (kv_ == nullptr && now >= connect_due_ms_) {
       std::string error;
+      std::unique_lock connection(connection_mutex_);
       if (Connect(&error)) {
         spdlog::info("presence: NATS KV bucket {} at {} (ttl {} ms)", options_.bucket, options_.url,
                      options_.ttl_ms);
@@ -436,7 +476,13 @@ void NatsPresenceStore::Engine::Run() {
     }
     for (Op& op : ops) Execute(op);
     ops.clear();
-    batch_reads_.clear();
+    if (settle) {
+      // A read waits for these writes: once acknowledged, they are in what it reads.
+      if (js_ != nullptr) Settle();
+      std::lock_guard lock(mutex_);
+      writes_settled_ = taken;
+      readable_.notify_all();
+    }
     if (refresh_now || NowMs() >= refresh_due_ms_) {
       Refresh();
       refresh_due_ms_ = NowMs() + refresh_every;
@@ -447,43 +493,77 @@ void NatsPresenceStore::Engine::Run() {
     }
   }
   if (js_ != nullptr) Settle();
-  // Reads that arrived while stopping: nobody waits for them any more (their loops stop).
+  // Reads still queued: nobody waits for them any more (their loops stop).
+}
+
+void NatsPresenceStore::Engine::ReadLoop() {
+  for (;;) {
+    std::vector<Op> reads;
+    {
+      std::unique_lock lock(mutex_);
+      readable_.wait(lock, [&] { return stopping_ || !reads_.empty(); });
+      if (stopping_) return;
+      // The reads of one channel queued meanwhile share this read: made after all of them
+      // were queued, it holds every write queued before any of them.
+      const std::string token = reads_.front().key;
+      uint64_t after = 0;
+      for (auto it = reads_.begin(); it != reads_.end();) {
+        if (it->key != token) {
+          ++it;
+          continue;
+        }
+        after = std::max(after, it->after);
+        reads.push_back(std::move(*it));
+        it = reads_.erase(it);
+      }
+      counters_->queued.store(queue_.size() + reads_.size(), std::memory_order_relaxed);
+      readable_.wait(lock, [&] { return stopping_ || writes_settled_ >= after; });
+      if (stopping_) return;
+    }
+    core::PresenceList list;
+    bool ok = false;
+    if (options_.before_read) options_.before_read(reads.front().key);
+    {
+      std::shared_lock connection(connection_mutex_);
+      ok = Read(reads.front().key, &list);
+    }
+    Answer(reads, ok, list);
+  }
+}
+
+void NatsPresenceStore::Engine::Answer(std::vector<Op>& reads, bool ok,
+                                       const core::PresenceList& list) {
+  for (size_t i = 0; i < reads.size(); ++i) {
+    Op& op = reads[i];
+    if (!ok) {
+      Refuse(op);
+      continue;
+    }
+    counters_->reads.fetch_add(1, std::memory_order_relaxed);
+    if (i > 0) counters_->reads_shared.fetch_add(1, std::memory_order_relaxed);
+    if (op.kind == Op::kList) {
+      op.list(list);
+    } else {
+      std::unordered_set<std::string_view> users;
+      for (const auto& [client, entry] : list) users.insert(entry.user);
+      op.stats(core::PresenceCounts{list.size(), users.size(), false});
+    }
+  }
 }
 
 void NatsPresenceStore::Engine::Execute(Op& op) {
   switch (op.kind) {
     case Op::kPut:
-      batch_reads_.erase(op.key.substr(0, op.key.find('.')));
       pending_deletes_.erase(op.key);  // put again: the put replaces the delete
       Write(op.key, &op.value);
       local_[op.key] = std::move(op.value);
       break;
     case Op::kDelete:
-      batch_reads_.erase(op.key.substr(0, op.key.find('.')));
       if (local_.erase(op.key) != 0 && !Write(op.key, nullptr)) KeepDelete(std::move(op.key));
       break;
     case Op::kList:
-    case Op::kStats: {
-      core::PresenceList list;
-      if (auto read = batch_reads_.find(op.key); read != batch_reads_.end()) {
-        list = read->second;
-        counters_->reads_shared.fetch_add(1, std::memory_order_relaxed);
-      } else if (Read(op.key, &list)) {
-        batch_reads_.emplace(op.key, list);
-      } else {
-        Refuse(op);
-        break;
-      }
-      counters_->reads.fetch_add(1, std::memory_order_relaxed);
-      if (op.kind == Op::kList) {
-        op.list(std::move(list));
-      } else {
-        std::unordered_set<std::string_view> users;
-        for (const auto& [client, entry] : list) users.insert(entry.user);
-        op.stats(core::PresenceCounts{list.size(), users.size(), false});
-      }
-      break;
-    }
+    case Op::kStats:
+      break;  // the readers' (ReadLoop)
   }
   counters_->entries.store(local_.size(), std::memory_order_relaxed);
   counters_->pending_deletes.store(pending_deletes_.size(), std::memory_order_relaxed);
@@ -547,7 +627,6 @@ void NatsPresenceStore::Engine::Settle() {
 // then brings their values, and any key it did not bring is read directly.
 bool NatsPresenceStore::Engine::Read(const std::string& token, core::PresenceList* out) {
   if (kv_ == nullptr || !Connected()) return false;
-  Settle();
   const uint64_t deadline = NowMs() + options_.request_timeout_ms;
   const std::string filter = token + ".*";
   std::unordered_set<std::string> expected;  // keys, without the "$KV.<bucket>." prefix
@@ -638,6 +717,7 @@ void NatsPresenceStore::Engine::Refresh() {
   if (js_ == nullptr) return;
   if (bucket_failed_ && Connected()) {
     std::string error;
+    std::unique_lock connection(connection_mutex_);
     if (!EnsureBucket(&error)) spdlog::warn("{}", error);
   }
   SendPendingDeletes();

@@ -13,12 +13,14 @@
 // entries stay and a killed node's are gone within presence_ttl of its last refresh.
 //
 // Threads. Set::Add/Remove run under the hub's shard lock: they queue the write for the
-// engine's thread and return. List/Stats queue a read and answer later through the
-// Completion (Stores::presence_inline is false); the thread first waits for this node's
-// queued writes to be acknowledged, so a node reads its own writes. A read while NATS is
-// unreachable answers failed (the protocol's internal error), counted, never an empty list.
-// Reads of one channel queued together cost one read: the first one's list answers the
-// others, unless a write to the channel came between them.
+// engine's thread and return. List/Stats queue a read for the readers (Options::readers
+// threads, each reading from NATS on its own, so reads from every loop run at once) and
+// answer later through the Completion (Stores::presence_inline is false). A read first waits
+// until the engine's thread has sent the writes queued before it and NATS acknowledged them,
+// so a node reads its own writes; it may also hold writes queued after it began (it answers
+// a state at least as new as the one when it was asked). A read while NATS is unreachable
+// answers failed (the protocol's internal error), counted, never an empty list. Reads of one
+// channel queued together cost one read: made once all were queued, it answers each.
 // The thread connects, and reconnects, in the background: the node serves meanwhile. A
 // delete that could not be sent or was not acknowledged (NATS down) is kept, bounded, and
 // sent again once connected, so a client that left during an outage is not listed until
@@ -27,6 +29,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -57,6 +60,10 @@ class NatsPresenceStore final : public core::PresenceStore {
     uint64_t dial_timeout_ms = 1000;
     uint64_t reconnect_wait_ms = 1000;
     uint64_t request_timeout_ms = 2000;  // a read's (and a write acknowledgement's) deadline
+    int readers = 4;                     // reads served at once (threads)
+    // Called by a reader before each read from NATS, with the channel's key token and no
+    // lock held: tests hold one channel's reads back with it. Unset in the product.
+    std::function<void(std::string_view token)> before_read;
   };
   // What health and /metrics show; any thread.
   struct Counters {

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <map>
 #include <memory>
@@ -51,7 +52,8 @@ class NatsEnvironment : public ::testing::Environment {
 const auto* const kNatsEnvironment = ::testing::AddGlobalTestEnvironment(new NatsEnvironment);
 
 // A store on the case's own bucket; null (with a failure) when nats-server cannot start.
-std::unique_ptr<core::InboxStore> NatsStore(const std::string& bucket) {
+std::unique_ptr<core::InboxStore> NatsStore(
+    const std::string& bucket, std::function<void(std::string_view)> before_write = {}) {
   if (!Nats()) {
     Nats() = std::make_unique<test::NatsServer>();
     if (!Nats()->Start()) {
@@ -63,6 +65,7 @@ std::unique_ptr<core::InboxStore> NatsStore(const std::string& bucket) {
   NatsInboxOptions options;
   options.url = Nats()->url();
   options.bucket = bucket;
+  options.before_write = std::move(before_write);
   std::string error;
   auto store = MakeNatsInbox(options, &error);
   EXPECT_TRUE(store) << error;
@@ -594,6 +597,95 @@ TEST_F(NatsInboxNodes, DeadLettersOfBothNodesAreListedByEither) {
   ASSERT_EQ(page.entries.size(), 2u);
   EXPECT_NE(page.entries[0].dead_id, page.entries[1].dead_id);
   EXPECT_EQ(c->DeadCount(), 2u);
+}
+
+// A change waits for NATS holding its inbox's gate, not the engine's lock: while the write of
+// an ack of inbox:#slow is held back (before_write, released by the test), an ack of another
+// inbox, a read of the stalled one and the expiry sweep of a third complete; a second change
+// of the stalled inbox waits for the first, and both complete once it is released.
+TEST(NatsInboxGates, AnInboxWaitingForNatsHoldsBackNoOtherInbox) {
+  if (!test::NatsServer::Available()) GTEST_SKIP() << "no nats-server";
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool hold = false, stalled = false, released = false;
+  auto store = NatsStore(CaseBucket(), [&](std::string_view channel) {
+    if (channel != "inbox:#slow") return;
+    std::unique_lock lock(mutex);
+    if (!hold) return;
+    stalled = true;
+    changed.notify_all();
+    changed.wait(lock, [&] { return released; });
+  });
+  ASSERT_TRUE(store);
+  auto release = [&] {
+    std::lock_guard lock(mutex);
+    released = true;
+    changed.notify_all();
+  };
+  const uint64_t now = 1'700'000'000'000;
+  auto publish = [&](const std::string& channel, core::InboxLimits limits) {
+    auto promise = std::make_shared<std::promise<bool>>();
+    auto future = promise->get_future();
+    const auto r =
+        store->Append(channel, "{}", limits, now, [promise](bool ok) { promise->set_value(ok); });
+    return r.status == core::InboxAppended::Status::kOk && future.get();
+  };
+  core::InboxLimits short_lived;
+  short_lived.ttl_ms = 1000;
+  ASSERT_TRUE(publish("inbox:#slow", {}));
+  ASSERT_TRUE(publish("inbox:#fast", {}));
+  ASSERT_TRUE(publish("inbox:#old", short_lived));
+  {
+    std::lock_guard lock(mutex);
+    hold = true;
+  }
+  auto slow_ack = std::async(std::launch::async, [&] {
+    return static_cast<bool>(store->Ack("inbox:#slow", {1}, std::nullopt, now, nullptr));
+  });
+  {
+    std::unique_lock lock(mutex);
+    ASSERT_TRUE(changed.wait_for(lock, std::chrono::seconds(10), [&] { return stalled; }));
+  }
+  auto slow_publish = std::async(std::launch::async, [&] { return publish("inbox:#slow", {}); });
+  auto fast_ack = std::async(std::launch::async, [&] {
+    auto promise = std::make_shared<std::promise<bool>>();
+    auto future = promise->get_future();
+    const auto change = store->Ack("inbox:#fast", {1}, std::nullopt, now,
+                                   [promise](bool ok) { promise->set_value(ok); });
+    return static_cast<bool>(change) && future.get();
+  });
+  auto sweep = std::async(std::launch::async, [&] { return store->Expire(now + 2000); });
+  auto read = std::async(std::launch::async, [&] { return store->Status("inbox:#slow", {}); });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  const bool fast_done = fast_ack.wait_until(deadline) == std::future_status::ready;
+  const bool sweep_done = sweep.wait_until(deadline) == std::future_status::ready;
+  const bool read_done = read.wait_until(deadline) == std::future_status::ready;
+  // Never ready while the first change of its inbox is held back (a bounded look, not a wait
+  // for anything to happen).
+  const bool slow_publish_waited =
+      slow_publish.wait_for(std::chrono::milliseconds(100)) == std::future_status::timeout;
+  release();
+  EXPECT_TRUE(fast_done) << "an ack of another inbox waited for the stalled one";
+  EXPECT_TRUE(sweep_done) << "the expiry sweep waited for the stalled inbox";
+  EXPECT_TRUE(read_done) << "a read waited for the stalled inbox";
+  EXPECT_TRUE(slow_publish_waited) << "a second change of one inbox overtook the first";
+  EXPECT_TRUE(slow_ack.get());
+  EXPECT_TRUE(slow_publish.get());
+  EXPECT_TRUE(fast_ack.get());
+  const auto died = sweep.get();
+  ASSERT_EQ(died.size(), 1u);
+  EXPECT_EQ(died[0].channel, "inbox:#old");
+  EXPECT_EQ(read.get().size(), 1u);
+  const auto slow = store->Status("inbox:#slow", {});
+  ASSERT_EQ(slow.size(), 2u);
+  EXPECT_EQ(slow[0].state, InboxState::kAcked);
+  EXPECT_EQ(slow[1].state, InboxState::kPending);
+  // Another node reads what both changes stored.
+  auto other = NatsStore(CaseBucket());
+  ASSERT_TRUE(other);
+  EXPECT_EQ(other->Status("inbox:#slow", {1})[0].state, InboxState::kAcked);
+  EXPECT_EQ(other->Status("inbox:#fast", {1})[0].state, InboxState::kAcked);
+  EXPECT_EQ(other->Status("inbox:#old", {1})[0].state, InboxState::kDead);
 }
 
 }  // namespace
