@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "app/build_info.h"
 #include "app/logging.h"
 #include "app/server.h"
 #include "auth/token_signer.h"
@@ -26,13 +27,6 @@
 #include "config/config.h"
 
 extern char** environ;
-
-#ifndef HERMOD_GIT_COMMIT
-#define HERMOD_GIT_COMMIT "unknown"
-#endif
-#ifndef HERMOD_BUILD_TYPE
-#define HERMOD_BUILD_TYPE "unknown"
-#endif
 
 namespace {
 
@@ -274,8 +268,8 @@ std::string VersionText() {
 #else
   const std::string compiler = "gcc " __VERSION__;
 #endif
-  return std::string("hermod ") + HERMOD_VERSION + "\ncommit: " + HERMOD_GIT_COMMIT +
-         "\ncompiler: " + compiler + "\nbuild type: " + HERMOD_BUILD_TYPE;
+  return std::string("hermod ") + HERMOD_VERSION + "\ncommit: " + hermod::app::kGitCommit +
+         "\ncompiler: " + compiler + "\nbuild type: " + hermod::app::kBuildType;
 }
 
 }  // namespace

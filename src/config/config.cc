@@ -8,7 +8,6 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
-#include <regex>
 #include <span>
 #include <sstream>
 #include <string_view>
@@ -1046,53 +1045,90 @@ bool ApplyFile(const std::string& path, Config& config, std::string* error,
   return true;
 }
 
+namespace {
+
+// The kubelet's shapes, matched by hand: <regex> cost more compile time than all the rest of
+// this file (tests/README.md, "CI time").
+constexpr std::string_view kDigits = "0123456789";
+constexpr std::string_view kNameChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_";
+constexpr std::string_view kAddressChars = "0123456789ABCDEFabcdef.:";
+
+// Non-empty and made of `chars` only.
+bool AllOf(std::string_view s, std::string_view chars) {
+  return !s.empty() && s.find_first_not_of(chars) == std::string_view::npos;
+}
+
+// HERMOD or HERMOD_<name>: a Service whose variables are in hermod's HERMOD_ namespace.
+bool IsServiceName(std::string_view s) {
+  return s == "HERMOD" || (s.starts_with("HERMOD_") && AllOf(s.substr(7), kNameChars));
+}
+
+// <tcp|udp|sctp>://<address>:<port>, the address in optional brackets: sets *protocol and
+// *port when `value` has that shape.
+bool ParseServiceUrl(std::string_view value, std::string_view* protocol, std::string_view* port) {
+  const size_t scheme = value.find("://");
+  if (scheme == std::string_view::npos) return false;
+  *protocol = value.substr(0, scheme);
+  if (*protocol != "tcp" && *protocol != "udp" && *protocol != "sctp") return false;
+  std::string_view rest = value.substr(scheme + 3);
+  if (rest.starts_with('[')) rest.remove_prefix(1);
+  const size_t colon = rest.rfind(':');
+  if (colon == std::string_view::npos) return false;
+  *port = rest.substr(colon + 1);
+  std::string_view address = rest.substr(0, colon);
+  if (address.ends_with(']')) address.remove_suffix(1);
+  return AllOf(*port, kDigits) && AllOf(address, kAddressChars);
+}
+
+// What follows the Service's name: SERVICE_HOST, SERVICE_PORT[_<port name>], PORT, or
+// PORT_<number>_<TCP|UDP|SCTP>[_PROTO|_PORT|_ADDR]; true when `value` is what the kubelet
+// sets for it.
+bool IsServiceLinkValue(std::string_view shape, std::string_view value) {
+  if (shape == "SERVICE_HOST") return AllOf(value, kAddressChars);
+  if (shape == "SERVICE_PORT" ||
+      (shape.starts_with("SERVICE_PORT_") && AllOf(shape.substr(13), kNameChars))) {
+    return AllOf(value, kDigits);
+  }
+  std::string_view url_protocol;
+  std::string_view url_port;
+  if (shape == "PORT") return ParseServiceUrl(value, &url_protocol, &url_port);
+  if (!shape.starts_with("PORT_")) return false;
+  shape.remove_prefix(5);
+  const size_t number_end = shape.find('_');
+  if (number_end == std::string_view::npos) return false;
+  const std::string_view port = shape.substr(0, number_end);
+  if (!AllOf(port, kDigits)) return false;
+  shape.remove_prefix(number_end + 1);
+  std::string_view protocol;
+  for (auto [upper, lower] : {std::pair<std::string_view, std::string_view>{"TCP", "tcp"},
+                              {"UDP", "udp"},
+                              {"SCTP", "sctp"}}) {
+    if (shape.starts_with(upper)) {
+      protocol = lower;
+      shape.remove_prefix(upper.size());
+      break;
+    }
+  }
+  if (protocol.empty()) return false;
+  if (shape.empty()) {
+    return ParseServiceUrl(value, &url_protocol, &url_port) && url_protocol == protocol &&
+           url_port == port;
+  }
+  if (shape == "_PROTO") return value == protocol;
+  if (shape == "_PORT") return value == port;
+  if (shape == "_ADDR") return AllOf(value, kAddressChars);
+  return false;
+}
+
+}  // namespace
+
 bool IsKubernetesServiceLink(std::string_view name, std::string_view value) {
-  // What follows the Service's name: 1 SERVICE_HOST, 2 SERVICE_PORT[_<port name>], 3 PORT,
-  // or PORT_<4 number>_<5 protocol>[6 _PROTO|_PORT|_ADDR].
-  static const std::regex kShape(
-      "(SERVICE_HOST)|(SERVICE_PORT(?:_[A-Z0-9_]+)?)|(PORT)|"
-      "PORT_([0-9]+)_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?");
-  static const std::regex kServiceName("HERMOD(?:_[A-Z0-9_]+)?");
-  static const std::regex kAddress("[0-9A-Fa-f.:]+");
-  static const std::regex kUrl("(tcp|udp|sctp)://\\[?[0-9A-Fa-f.:]+\\]?:([0-9]+)");
-  const std::string v(value);
-  auto is_number = [](std::string_view s) {
-    return !s.empty() && s.find_first_not_of("0123456789") == std::string_view::npos;
-  };
   // The Service's name may itself hold "_PORT" (hermod-port-x): try every split.
   for (size_t split = name.find('_'); split != std::string_view::npos;
        split = name.find('_', split + 1)) {
-    std::cmatch m;
-    const std::string_view service = name.substr(0, split);
-    const std::string_view shape = name.substr(split + 1);
-    if (!std::regex_match(service.begin(), service.end(), kServiceName) ||
-        !std::regex_match(shape.begin(), shape.end(), m, kShape)) {
-      continue;
+    if (IsServiceName(name.substr(0, split)) && IsServiceLinkValue(name.substr(split + 1), value)) {
+      return true;
     }
-    std::smatch url;
-    bool link;
-    if (m[1].matched) {
-      link = std::regex_match(v, kAddress);
-    } else if (m[2].matched) {
-      link = is_number(v);
-    } else if (m[3].matched) {
-      link = std::regex_match(v, url, kUrl);
-    } else {
-      std::string protocol = m[5].str();
-      for (char& ch : protocol) {
-        ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-      }
-      if (!m[6].matched) {
-        link = std::regex_match(v, url, kUrl) && url[1] == protocol && url[2] == m[4].str();
-      } else if (m[6] == "_PROTO") {
-        link = v == protocol;
-      } else if (m[6] == "_PORT") {
-        link = v == m[4].str();
-      } else {
-        link = std::regex_match(v, kAddress);
-      }
-    }
-    if (link) return true;
   }
   return false;
 }

@@ -9,11 +9,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <regex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -44,16 +44,18 @@ class HermodServer {
             "1", "-c", config_.c_str(), nullptr);
       _exit(127);
     }
-    const std::regex listening("listening on http://127\\.0\\.0\\.1:(\\d+)");
+    const std::string listening = "listening on http://127.0.0.1:";
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     while (port_ == 0 && std::chrono::steady_clock::now() < deadline) {
       const bool exited = waitpid(pid_, nullptr, WNOHANG) != 0;
       std::stringstream text;
       text << std::ifstream(log_).rdbuf();
       log_text_ = text.str();
-      std::smatch m;
-      if (std::regex_search(log_text_, m, listening)) {
-        port_ = static_cast<uint16_t>(std::stoi(m[1]));
+      const size_t at = log_text_.find(listening);
+      const size_t digits = at == std::string::npos ? at : at + listening.size();
+      if (digits < log_text_.size() &&
+          std::isdigit(static_cast<unsigned char>(log_text_[digits]))) {
+        port_ = static_cast<uint16_t>(std::stoi(log_text_.substr(digits)));
       } else if (exited) {
         pid_ = -1;  // the log says why
         break;

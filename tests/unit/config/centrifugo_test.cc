@@ -8,7 +8,6 @@
 #include <simdjson.h>
 
 #include <fstream>
-#include <regex>
 #include <set>
 #include <sstream>
 #include <string>
@@ -107,8 +106,13 @@ std::string Changed(std::string_view key, std::string_view json) {
   if (json == "{}") return R"({"enabled": true})";
   if (json.front() == '"') {
     const std::string text(json.substr(1, json.size() - 2));
-    if (std::regex_match(text, std::regex("[0-9]+"))) return "\"" + text + "1\"";
-    if (std::regex_match(text, std::regex("[0-9]+(ms|s|m|h)"))) return R"("7s")";
+    // A number ("10") or a duration ("10s"): digits, then nothing or a unit.
+    const size_t digits = text.find_first_not_of("0123456789");
+    if (!text.empty() && digits == std::string::npos) return "\"" + text + "1\"";
+    if (digits > 0 && digits != std::string::npos &&
+        std::set<std::string>{"ms", "s", "m", "h"}.count(text.substr(digits)) != 0) {
+      return R"("7s")";
+    }
     if (key == "log_level") return R"("debug")";
     return "\"x" + text + "\"";
   }
