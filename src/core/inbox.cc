@@ -157,7 +157,7 @@ void Inbox::Deliver(std::string_view channel, const config::ChannelOptions& opti
 }
 
 InboxAppended::Status Inbox::Publish(std::string_view channel, std::string_view data,
-                                     Completion<Published> done) {
+                                     Completion<Published> done, std::string_view fire_key) {
   const config::ChannelOptions* options = Options(channel);
   if (options == nullptr) return InboxAppended::Status::kFailed;
   auto answer = std::make_shared<Published>();
@@ -168,7 +168,7 @@ InboxAppended::Status Inbox::Publish(std::string_view channel, std::string_view 
   auto ready = std::make_shared<std::atomic<int>>(0);
   auto finish = [this, answer, shared_done, name, options](bool ok) {
     if (!ok) answer->status = InboxAppended::Status::kFailed;
-    if (ok) {
+    if (ok && !answer->duplicate) {
       {
         std::lock_guard lock(mutex_);
         ++stats_.published;
@@ -178,13 +178,14 @@ InboxAppended::Status Inbox::Publish(std::string_view channel, std::string_view 
     (*shared_done)(*answer);
   };
   auto stored_ok = std::make_shared<bool>(false);
-  InboxAppended appended = store_.Append(channel, data, LimitsOf(*options), wall_(),
+  InboxAppended appended = store_.Append(channel, data, fire_key, LimitsOf(*options), wall_(),
                                          [finish, ready, stored_ok](bool ok) {
                                            *stored_ok = ok;
                                            if (ready->fetch_add(1) == 1) finish(ok);
                                          });
   answer->status = appended.status;
   answer->position = appended.position;
+  answer->duplicate = appended.duplicate;
   if (!appended.dead.empty()) {
     CountDead(appended.dead);
     Receipts(appended.dead);

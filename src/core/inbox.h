@@ -96,12 +96,13 @@ class Inbox {
   struct Published {
     InboxAppended::Status status = InboxAppended::Status::kOk;
     InboxPosition position;
+    bool duplicate = false;  // its fire key was stored before: the first one's position
   };
   // Stores and delivers a publication: kOk, and done gets its position once it is stored
   // (or kFailed); kFull (the inbox is full and refuses) or kFailed (not an inbox) at once,
-  // and done is not called.
+  // and done is not called. fire_key: a scheduled publication's (InboxStore::Append).
   InboxAppended::Status Publish(std::string_view channel, std::string_view data,
-                                Completion<Published> done);
+                                Completion<Published> done, std::string_view fire_key = {});
 
   // The user's ack or reject (error: nothing changed; else the offsets, once stored).
   struct Answer {

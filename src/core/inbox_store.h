@@ -88,6 +88,9 @@ struct InboxAppended {
   Status status = Status::kOk;
   InboxPosition position;
   std::vector<InboxEntry> dead;  // dead-lettered to make room (dead_letter_oldest)
+  // Its fire key was stored before (a scheduled publication fired again after a crash):
+  // position is the first one's, nothing was stored, stored(true) is called at once.
+  bool duplicate = false;
 };
 
 // What an ack, reject, dead-lettering or redrive did: nothing when error is set.
@@ -119,9 +122,13 @@ class InboxStore {
   virtual bool durable() const = 0;
 
   // Stores a publication with the next offset. kFull: the inbox holds limits.size unacked
-  // entries and may not drop its oldest (nothing stored, stored not called).
+  // entries and may not drop its oldest (nothing stored, stored not called). fire_key (a
+  // scheduled publication's core::FireKey, or empty): a durable engine stores it with the
+  // entry, in one transaction, keeps it until its schedule is forgotten, and answers a
+  // second Append with it as a duplicate.
   virtual InboxAppended Append(std::string_view channel, std::string_view data,
-                               const InboxLimits& limits, uint64_t now_ms, InboxStored stored) = 0;
+                               std::string_view fire_key, const InboxLimits& limits,
+                               uint64_t now_ms, InboxStored stored) = 0;
   virtual InboxPosition Position(std::string_view channel) = 0;
   // The unacknowledged entries (pending and delivered), in offset order.
   virtual std::vector<InboxEntry> Unacked(std::string_view channel) = 0;

@@ -112,9 +112,21 @@ void MemoryInboxStore::Finish(std::unique_lock<std::mutex>& lock, std::vector<Wr
 }
 
 core::InboxAppended MemoryInboxStore::Append(std::string_view channel, std::string_view data,
+                                             std::string_view fire_key,
                                              const core::InboxLimits& limits, uint64_t now_ms,
                                              core::InboxStored stored) {
   std::unique_lock lock(mutex_);
+  if (!fire_key.empty() && !fired_.empty()) {
+    auto it = fired_.find({std::string(channel), std::string(fire_key)});
+    if (it != fired_.end()) {
+      core::InboxAppended result;
+      result.duplicate = true;
+      result.position = it->second;
+      lock.unlock();
+      if (stored) stored(true);
+      return result;
+    }
+  }
   std::vector<Write> w;
   Inbox& inbox = Get(channel, journaled() ? &w : nullptr);
   inbox.limits = limits;
@@ -148,6 +160,12 @@ core::InboxAppended MemoryInboxStore::Append(std::string_view channel, std::stri
     Write m{Write::Kind::kMeta, {}, inbox.epoch};
     m.entry.channel = e.channel;
     m.entry.offset = offset;
+    if (!fire_key.empty()) {
+      Write f = m;
+      f.kind = Write::Kind::kFired;
+      f.fire_key = std::string(fire_key);
+      w.push_back(std::move(f));
+    }
     w.push_back(std::move(m));
   }
   Bound(inbox, w);
@@ -448,6 +466,12 @@ void MemoryInboxStore::Restore(core::InboxEntry e, const core::InboxLimits& limi
   inboxes_[e.channel].limits = limits;
   if (e.state == core::InboxState::kDead) next_dead_id_ = std::max(next_dead_id_, e.dead_id + 1);
   ReplaceLocked(std::move(e));
+}
+
+void MemoryInboxStore::RestoreFired(std::string channel, std::string fire_key,
+                                    core::InboxPosition position) {
+  std::lock_guard lock(mutex_);
+  fired_[{std::move(channel), std::move(fire_key)}] = std::move(position);
 }
 
 void MemoryInboxStore::ReplaceLocked(core::InboxEntry e) {
