@@ -128,9 +128,10 @@ class Inbox {
     net::Loop* loop;
     std::weak_ptr<Watcher> watcher;
   };
-  // Counts a delivery of entries and sends them to the channel's watchers (or one).
+  // Counts a delivery of entries and sends them to the channel's watchers (or one). fresh:
+  // just stored, never delivered (no max_deliveries check, which copies every entry).
   void Deliver(std::string_view channel, const config::ChannelOptions& options,
-               std::vector<uint64_t> offsets, const Watching* only);
+               std::vector<uint64_t> offsets, const Watching* only, bool fresh = false);
   void Receipts(const std::vector<InboxEntry>& entries);
   // By each entry's reason, or all as `as` (a client's reject, whatever its reason).
   void CountDead(const std::vector<InboxEntry>& entries, std::string_view as = {});

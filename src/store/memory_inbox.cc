@@ -55,7 +55,27 @@ MemoryInboxStore::Inbox* MemoryInboxStore::Find(std::string_view channel) {
 }
 
 void MemoryInboxStore::Put(std::vector<Write>& w, const core::InboxEntry& e, bool state_only) {
-  if (journaled()) w.push_back({Write::Kind::kPut, e, {}, state_only});
+  if (!journaled()) return;
+  if (!state_only || state_writes_data()) {
+    w.push_back({Write::Kind::kPut, e, {}, state_only});
+    w.back().data_cleared = state_only && e.data.empty();
+    return;
+  }
+  Write s{Write::Kind::kPut, {}, {}, true};
+  s.data_cleared = e.data.empty();
+  core::InboxEntry& c = s.entry;
+  c.channel = e.channel;
+  c.offset = e.offset;
+  c.state = e.state;
+  c.deliveries = e.deliveries;
+  c.published_ms = e.published_ms;
+  c.delivered_ms = e.delivered_ms;
+  c.due_ms = e.due_ms;
+  c.done_ms = e.done_ms;
+  c.expires_ms = e.expires_ms;
+  c.reason = e.reason;
+  c.dead_id = e.dead_id;
+  w.push_back(std::move(s));
 }
 
 void MemoryInboxStore::Erase(Inbox& inbox, std::map<uint64_t, core::InboxEntry>::iterator it,

@@ -67,6 +67,9 @@ class MemoryInboxStore : public core::InboxStore {
     // write it at all when its row is gone (removed since).
     bool state_only = false;
     std::string fire_key;  // kFired: a scheduled publication's, stored with the entry
+    // state_only: the entry's data was cleared (an ack); the engine clears it too. Set as
+    // entry.data may be left out (state_writes_data).
+    bool data_cleared = false;
   };
   // Under the mutex, with a call's writes (never empty). nullopt: the engine calls stored
   // later; else the result now (the caller calls stored, outside the mutex).
@@ -82,6 +85,9 @@ class MemoryInboxStore : public core::InboxStore {
   void RestoreFired(std::string channel, std::string fire_key, core::InboxPosition position);
   // Whether Persist is worth its writes' copies (a durable engine).
   virtual bool journaled() const { return false; }
+  // Whether a state_only write needs the entry's data (an engine that rewrites the whole
+  // entry); false: it is left out of the copy (a delivery count then copies no payload).
+  virtual bool state_writes_data() const { return true; }
   // A dead letter's id (its cursor order): a cluster's engine makes them unique across nodes.
   virtual uint64_t NextDeadId(uint64_t now_ms) {
     (void)now_ms;

@@ -206,7 +206,7 @@ std::optional<bool> SqliteInboxStore::Persist(std::vector<Write>& writes,
             sqlite3_bind_int64(s, 8, I(e.expires_ms));
             Statements::Text(s, 9, e.reason);
             sqlite3_bind_int64(s, 10, I(e.dead_id));
-            sqlite3_bind_int(s, 11, e.data.empty() ? 1 : 0);
+            sqlite3_bind_int(s, 11, w.data_cleared ? 1 : 0);
             break;
           }
           s = stmts->put;

@@ -31,6 +31,7 @@ class SqliteInboxStore final : public MemoryInboxStore {
  protected:
   std::optional<bool> Persist(std::vector<Write>& writes, core::InboxStored& stored) override;
   bool journaled() const override { return true; }
+  bool state_writes_data() const override { return false; }  // an UPDATE of the state only
 
  private:
   explicit SqliteInboxStore(std::shared_ptr<SqliteEngine> engine);
