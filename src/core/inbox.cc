@@ -143,14 +143,35 @@ void Inbox::Deliver(std::string_view channel, const config::ChannelOptions& opti
     }
   }
   if (targets.empty()) return;
-  auto delivered = std::make_shared<std::vector<InboxEntry>>(
-      store_.MarkDelivered(channel, offsets, options.ack_timeout.ms, now));
-  if (delivered->empty()) return;
+  std::vector<InboxEntry> delivered =
+      store_.MarkDelivered(channel, offsets, options.ack_timeout.ms, now);
+  if (!delivered.empty()) Send(channel, &targets, std::move(delivered));
+}
+
+bool Inbox::Watched(std::string_view channel) {
+  std::lock_guard lock(mutex_);
+  auto it = watches_.find(channel);
+  return it != watches_.end() &&
+         std::any_of(it->second.begin(), it->second.end(),
+                     [](const Watching& w) { return !w.watcher.expired(); });
+}
+
+void Inbox::Send(std::string_view channel, const std::vector<Watching>* to,
+                 std::vector<InboxEntry> entries) {
+  std::vector<Watching> targets;
   {
     std::lock_guard lock(mutex_);
-    for (const InboxEntry& e : *delivered)
+    for (const InboxEntry& e : entries)
       ++(e.deliveries == 1 ? stats_.delivered : stats_.redelivered);
+    if (to != nullptr) {
+      targets = *to;
+    } else if (auto it = watches_.find(channel); it != watches_.end()) {
+      targets = it->second;
+    }
   }
+  // No one watches any more: it is due again after ack_timeout, to whoever watches then.
+  if (targets.empty()) return;
+  auto delivered = std::make_shared<std::vector<InboxEntry>>(std::move(entries));
   for (const Watching& w : targets) {
     w.loop->Post([watcher = w.watcher, channel = std::string(channel), delivered] {
       if (auto alive = watcher.lock()) alive->DeliverInbox(channel, *delivered);
@@ -171,6 +192,7 @@ InboxAppended::Status Inbox::Publish(std::string_view channel, std::string_view 
     std::string name;
     std::atomic<int> ready{0};
     bool stored_ok = false;
+    InboxEntry delivered;  // stored as delivered (deliveries 1): sent as it is
   };
   auto p = std::make_shared<Pending>();
   p->done = std::move(done);
@@ -182,13 +204,19 @@ InboxAppended::Status Inbox::Publish(std::string_view channel, std::string_view 
         std::lock_guard lock(mutex_);
         ++stats_.published;
       }
-      // Just stored: pending, never delivered, so no max_deliveries check (fresh).
-      Deliver(p.name, *options, {p.answer.position.offset}, nullptr, true);
+      if (p.delivered.deliveries != 0) {
+        Send(p.name, nullptr, {std::move(p.delivered)});
+      } else {
+        // Just stored: pending, never delivered, so no max_deliveries check (fresh).
+        Deliver(p.name, *options, {p.answer.position.offset}, nullptr, true);
+      }
     }
     p.done(p.answer);
   };
+  InboxLimits limits = LimitsOf(*options);
+  if (Watched(channel)) limits.delivered_ack_timeout_ms = options->ack_timeout.ms;
   InboxAppended appended =
-      store_.Append(channel, data, fire_key, LimitsOf(*options), wall_(), [p, finish](bool ok) {
+      store_.Append(channel, data, fire_key, limits, wall_(), [p, finish](bool ok) {
         p->stored_ok = ok;
         if (p->ready.fetch_add(1) == 1) finish(*p, ok);
       });
@@ -196,6 +224,7 @@ InboxAppended::Status Inbox::Publish(std::string_view channel, std::string_view 
   answer->status = appended.status;
   answer->position = std::move(appended.position);
   answer->duplicate = appended.duplicate;
+  p->delivered = std::move(appended.entry);
   if (!appended.dead.empty()) {
     CountDead(appended.dead);
     Receipts(appended.dead);

@@ -132,6 +132,11 @@ class Inbox {
   // just stored, never delivered (no max_deliveries check, which copies every entry).
   void Deliver(std::string_view channel, const config::ChannelOptions& options,
                std::vector<uint64_t> offsets, const Watching* only, bool fresh = false);
+  // Whether anyone watches channel (a publication is then stored delivered).
+  bool Watched(std::string_view channel);
+  // Counts entries delivered and sends them to to (null: the channel's watchers).
+  void Send(std::string_view channel, const std::vector<Watching>* to,
+            std::vector<InboxEntry> entries);
   void Receipts(const std::vector<InboxEntry>& entries);
   // By each entry's reason, or all as `as` (a client's reject, whatever its reason).
   void CountDead(const std::vector<InboxEntry>& entries, std::string_view as = {});

@@ -52,6 +52,10 @@ struct InboxLimits {
   size_t size = 1000;                      // unacknowledged entries per inbox
   uint64_t ttl_ms = 168ull * 3600 * 1000;  // from publication
   bool dead_letter_oldest = false;         // a full inbox: false refuses the new one
+  // Append only, non-zero: the publication is delivered as soon as it is stored (its inbox is
+  // watched), so it is stored delivered once, due again after InboxRedeliveryDelay of this:
+  // its delivery count goes in the append's own write, not one of its own.
+  uint64_t delivered_ack_timeout_ms = 0;
 };
 
 // The delay before a delivered entry is due again: ack_timeout, doubled with each delivery,
@@ -88,6 +92,7 @@ struct InboxAppended {
   Status status = Status::kOk;
   InboxPosition position;
   std::vector<InboxEntry> dead;  // dead-lettered to make room (dead_letter_oldest)
+  InboxEntry entry;  // limits.delivered_ack_timeout_ms set: the entry as stored, to send
   // Its fire key was stored before (a scheduled publication fired again after a crash):
   // position is the first one's, nothing was stored, stored(true) is called at once.
   bool duplicate = false;

@@ -174,6 +174,13 @@ core::InboxAppended MemoryInboxStore::Append(std::string_view channel, std::stri
   e.data = std::string(data);
   e.published_ms = now_ms;
   e.expires_ms = now_ms + limits.ttl_ms;
+  if (limits.delivered_ack_timeout_ms != 0) {
+    e.state = core::InboxState::kDelivered;
+    e.deliveries = 1;
+    e.delivered_ms = now_ms;
+    e.due_ms = now_ms + core::InboxRedeliveryDelay(limits.delivered_ack_timeout_ms, 1);
+    result.entry = e;
+  }
   ++inbox.unacked;
   Put(w, e);
   if (journaled()) {
