@@ -183,6 +183,11 @@ bool Checked(const Publication& p, std::string_view* data, std::optional<net::Pr
     BadRequest(a);
     return false;
   }
+  if (core::IsFireKey(p.idempotency_key)) {
+    // The scheduler's own keys, kept until their schedule is forgotten (core::FireKey).
+    BadRequest(a, "idempotency_key: the hermod-schedule: prefix is reserved");
+    return false;
+  }
   return true;
 }
 
@@ -212,6 +217,8 @@ Status AppendPublished(std::string& out, const core::Hub::PublishResult& publish
 // hole when the requester can wait), or the refusal of a full inbox at once.
 Status InboxPublishTo(const ApiContext& api, std::string_view channel, std::string_view data,
                       Answer& a) {
+  // A firing's key goes with the entry (a durable engine then publishes it once however it
+  // is repeated); a caller's idempotency_key has no effect on an inbox.
   if (!core::ChannelRules::IsUserLimited(channel)) {
     return BadRequest(a, "an inbox channel names its user: <namespace>:#<user>");
   }
@@ -226,7 +233,8 @@ Status InboxPublishTo(const ApiContext& api, std::string_view channel, std::stri
                                                       h.Fill(std::move(text));
                                                     });
   }
-  const core::InboxAppended::Status status = api.inbox->Publish(channel, data, std::move(done));
+  const core::InboxAppended::Status status =
+      api.inbox->Publish(channel, data, std::move(done), a.fire_key);
   if (status != core::InboxAppended::Status::kOk) {
     core::Inbox::Published refused;
     refused.status = status;
@@ -1216,7 +1224,7 @@ void ServerApi::Fire(const core::ScheduledPublication& s, net::Loop& loop,
   };
   std::string body = s.params;
   std::string out;
-  const std::string key = "hermod-schedule:" + s.id;
+  const std::string key = core::FireKey(s.id);
   Answer a{out, SIZE_MAX, &loop, {}, key};
   row->handle(context_, body, a);
   if (!a.waits()) {

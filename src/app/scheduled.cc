@@ -3,16 +3,24 @@
 #include <fmt/format.h>
 
 #include <atomic>
+#include <csignal>
 #include <string>
 #include <utility>
 
 namespace hermod::app {
 
-core::Scheduler::FireFn FireThroughApi(const api::ServerApi& api, std::vector<net::Loop*> loops) {
+core::Scheduler::FireFn FireThroughApi(const api::ServerApi& api, std::vector<net::Loop*> loops,
+                                       bool kill_after_published) {
   auto next = std::make_shared<std::atomic<size_t>>(0);
-  return [&api, loops = std::move(loops), next](const core::ScheduledPublication& s,
-                                                std::function<void(bool)> done) {
+  return [&api, loops = std::move(loops), next, kill_after_published](
+             const core::ScheduledPublication& s, std::function<void(bool)> done) {
     net::Loop* loop = loops[next->fetch_add(1) % loops.size()];
+    if (kill_after_published) {
+      done = [done = std::move(done)](bool retry) {
+        if (!retry) raise(SIGKILL);
+        done(retry);
+      };
+    }
     loop->Post(
         [&api, loop, s, done = std::move(done)]() mutable { api.Fire(s, *loop, std::move(done)); });
   };

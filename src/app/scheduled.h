@@ -13,7 +13,10 @@
 namespace hermod::app {
 
 // Publishes each on one of loops, as its API call would have (ServerApi::Fire).
-core::Scheduler::FireFn FireThroughApi(const api::ServerApi& api, std::vector<net::Loop*> loops);
+// kill_after_published (config fault_kill_at, crash tests only): SIGKILL once one is
+// published, before the scheduler forgets it.
+core::Scheduler::FireFn FireThroughApi(const api::ServerApi& api, std::vector<net::Loop*> loops,
+                                       bool kill_after_published = false);
 void RenderScheduled(metrics::PrometheusText& t, const core::Scheduler& scheduler);
 
 }  // namespace hermod::app

@@ -977,7 +977,9 @@ int Server::Run() {
   {
     std::vector<net::Loop*> loops;
     for (auto& worker : workers_) loops.push_back(worker->loop.get());
-    if (std::string error; !scheduler_->Start(FireThroughApi(*api_, std::move(loops)), &error)) {
+    if (std::string error; !scheduler_->Start(
+            FireThroughApi(*api_, std::move(loops), config_.fault_kill_at == "scheduled_published"),
+            &error)) {
       spdlog::error("{}", error);
       return 1;
     }

@@ -59,6 +59,7 @@ constexpr std::string_view kLogLevels[] = {"trace", "debug", "info", "warn", "er
 constexpr std::string_view kLogFormats[] = {"text", "json"};
 constexpr std::string_view kBrokers[] = {"memory", "nats"};
 constexpr std::string_view kStoreEngines[] = {"memory", "sqlite", "nats"};
+constexpr std::string_view kFaultPoints[] = {"", "scheduled_published"};
 constexpr std::string_view kHistoryEngines[] = {"memory", "sqlite", "nats"};
 constexpr std::string_view kPresenceEngines[] = {"memory", "nats"};
 constexpr std::string_view kSqliteSync[] = {"full", "normal"};
@@ -208,6 +209,7 @@ std::vector<Field> Fields(Config& c) {
       {"echo", &c.echo},
       OneOf("log_level", &c.log_level, kLogLevels),
       OneOf("log_format", &c.log_format, kLogFormats),
+      OneOf("fault_kill_at", &c.fault_kill_at, kFaultPoints),
       {"backlog", &c.backlog, 0, 65535},
       {"read_buffer_bytes", &c.read_buffer_bytes, 4096, uint64_t{64} << 20},
       {"shutdown_timeout_ms", &c.shutdown_timeout_ms, 0, kMaxMs},

@@ -213,6 +213,9 @@ struct Config {
   Duration idempotency_window{5 * 60 * 1000};
   // Server API publish/broadcast with `delay` or `deliver_at`: at most this far ahead.
   Duration schedule_max_delay{720ull * 3600 * 1000};
+  // Crash tests only: the process kills itself (SIGKILL) at this point. "scheduled_published":
+  // once a scheduled publication is published, before it is forgotten. Empty: never.
+  std::string fault_kill_at;
   // How often an idle loop checks whether freed heap memory should go back to the kernel
   // (malloc_trim; app/memory_trim.h); 0: never.
   Duration memory_trim_interval{10000};

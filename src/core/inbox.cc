@@ -112,23 +112,25 @@ void Inbox::Watch(std::string_view channel, net::Loop& loop, std::weak_ptr<Watch
 }
 
 void Inbox::Deliver(std::string_view channel, const config::ChannelOptions& options,
-                    std::vector<uint64_t> offsets, const Watching* only) {
+                    std::vector<uint64_t> offsets, const Watching* only, bool fresh) {
   if (offsets.empty()) return;  // (Status would read every entry)
   const uint64_t now = wall_();
-  // What was delivered max_deliveries times without an ack goes to the dead letters.
-  std::vector<uint64_t> spent;
-  std::vector<InboxEntry> unacked = store_.Status(channel, offsets);
-  offsets.clear();
-  for (const InboxEntry& e : unacked) {
-    if (e.state != InboxState::kPending && e.state != InboxState::kDelivered) continue;
-    (e.deliveries >= options.max_deliveries ? spent : offsets).push_back(e.offset);
+  if (!fresh) {
+    // What was delivered max_deliveries times without an ack goes to the dead letters.
+    std::vector<uint64_t> spent;
+    std::vector<InboxEntry> unacked = store_.Status(channel, offsets);
+    offsets.clear();
+    for (const InboxEntry& e : unacked) {
+      if (e.state != InboxState::kPending && e.state != InboxState::kDelivered) continue;
+      (e.deliveries >= options.max_deliveries ? spent : offsets).push_back(e.offset);
+    }
+    if (!spent.empty()) {
+      InboxChange dead = store_.DeadLetter(channel, spent, "max_deliveries", now, nullptr);
+      CountDead(dead.changed);
+      Receipts(dead.changed);
+    }
+    if (offsets.empty()) return;
   }
-  if (!spent.empty()) {
-    InboxChange dead = store_.DeadLetter(channel, spent, "max_deliveries", now, nullptr);
-    CountDead(dead.changed);
-    Receipts(dead.changed);
-  }
-  if (offsets.empty()) return;
   std::vector<Watching> targets;
   {
     std::lock_guard lock(mutex_);
@@ -141,14 +143,35 @@ void Inbox::Deliver(std::string_view channel, const config::ChannelOptions& opti
     }
   }
   if (targets.empty()) return;
-  auto delivered = std::make_shared<std::vector<InboxEntry>>(
-      store_.MarkDelivered(channel, offsets, options.ack_timeout.ms, now));
-  if (delivered->empty()) return;
+  std::vector<InboxEntry> delivered =
+      store_.MarkDelivered(channel, offsets, options.ack_timeout.ms, now);
+  if (!delivered.empty()) Send(channel, &targets, std::move(delivered));
+}
+
+bool Inbox::Watched(std::string_view channel) {
+  std::lock_guard lock(mutex_);
+  auto it = watches_.find(channel);
+  return it != watches_.end() &&
+         std::any_of(it->second.begin(), it->second.end(),
+                     [](const Watching& w) { return !w.watcher.expired(); });
+}
+
+void Inbox::Send(std::string_view channel, const std::vector<Watching>* to,
+                 std::vector<InboxEntry> entries) {
+  std::vector<Watching> targets;
   {
     std::lock_guard lock(mutex_);
-    for (const InboxEntry& e : *delivered)
+    for (const InboxEntry& e : entries)
       ++(e.deliveries == 1 ? stats_.delivered : stats_.redelivered);
+    if (to != nullptr) {
+      targets = *to;
+    } else if (auto it = watches_.find(channel); it != watches_.end()) {
+      targets = it->second;
+    }
   }
+  // No one watches any more: it is due again after ack_timeout, to whoever watches then.
+  if (targets.empty()) return;
+  auto delivered = std::make_shared<std::vector<InboxEntry>>(std::move(entries));
   for (const Watching& w : targets) {
     w.loop->Post([watcher = w.watcher, channel = std::string(channel), delivered] {
       if (auto alive = watcher.lock()) alive->DeliverInbox(channel, *delivered);
@@ -157,34 +180,51 @@ void Inbox::Deliver(std::string_view channel, const config::ChannelOptions& opti
 }
 
 InboxAppended::Status Inbox::Publish(std::string_view channel, std::string_view data,
-                                     Completion<Published> done) {
+                                     Completion<Published> done, std::string_view fire_key) {
   const config::ChannelOptions* options = Options(channel);
   if (options == nullptr) return InboxAppended::Status::kFailed;
-  auto answer = std::make_shared<Published>();
-  auto shared_done = std::make_shared<Completion<Published>>(std::move(done));
-  std::string name(channel);
   // The position is known before `stored` runs (the call returns under the engine's lock,
-  // stored after), so it waits in `answer`, which stored reads once both are there.
-  auto ready = std::make_shared<std::atomic<int>>(0);
-  auto finish = [this, answer, shared_done, name, options](bool ok) {
-    if (!ok) answer->status = InboxAppended::Status::kFailed;
-    if (ok) {
+  // stored after), so it waits here, and whichever of the two comes second finishes. One
+  // allocation for all of it: this is every inbox publication's path.
+  struct Pending {
+    Published answer;
+    Completion<Published> done;
+    std::string name;
+    std::atomic<int> ready{0};
+    bool stored_ok = false;
+    InboxEntry delivered;  // stored as delivered (deliveries 1): sent as it is
+  };
+  auto p = std::make_shared<Pending>();
+  p->done = std::move(done);
+  p->name = std::string(channel);
+  auto finish = [this, options](Pending& p, bool ok) {
+    if (!ok) p.answer.status = InboxAppended::Status::kFailed;
+    if (ok && !p.answer.duplicate) {
       {
         std::lock_guard lock(mutex_);
         ++stats_.published;
       }
-      Deliver(name, *options, {answer->position.offset}, nullptr);
+      if (p.delivered.deliveries != 0) {
+        Send(p.name, nullptr, {std::move(p.delivered)});
+      } else {
+        // Just stored: pending, never delivered, so no max_deliveries check (fresh).
+        Deliver(p.name, *options, {p.answer.position.offset}, nullptr, true);
+      }
     }
-    (*shared_done)(*answer);
+    p.done(p.answer);
   };
-  auto stored_ok = std::make_shared<bool>(false);
-  InboxAppended appended = store_.Append(channel, data, LimitsOf(*options), wall_(),
-                                         [finish, ready, stored_ok](bool ok) {
-                                           *stored_ok = ok;
-                                           if (ready->fetch_add(1) == 1) finish(ok);
-                                         });
+  InboxLimits limits = LimitsOf(*options);
+  if (Watched(channel)) limits.delivered_ack_timeout_ms = options->ack_timeout.ms;
+  InboxAppended appended =
+      store_.Append(channel, data, fire_key, limits, wall_(), [p, finish](bool ok) {
+        p->stored_ok = ok;
+        if (p->ready.fetch_add(1) == 1) finish(*p, ok);
+      });
+  Published* answer = &p->answer;
   answer->status = appended.status;
-  answer->position = appended.position;
+  answer->position = std::move(appended.position);
+  answer->duplicate = appended.duplicate;
+  p->delivered = std::move(appended.entry);
   if (!appended.dead.empty()) {
     CountDead(appended.dead);
     Receipts(appended.dead);
@@ -194,7 +234,7 @@ InboxAppended::Status Inbox::Publish(std::string_view channel, std::string_view 
     ++stats_.refused_full;
     return appended.status;
   }
-  if (ready->fetch_add(1) == 1) finish(*stored_ok);
+  if (p->ready.fetch_add(1) == 1) finish(*p, p->stored_ok);
   return InboxAppended::Status::kOk;
 }
 

@@ -96,12 +96,13 @@ class Inbox {
   struct Published {
     InboxAppended::Status status = InboxAppended::Status::kOk;
     InboxPosition position;
+    bool duplicate = false;  // its fire key was stored before: the first one's position
   };
   // Stores and delivers a publication: kOk, and done gets its position once it is stored
   // (or kFailed); kFull (the inbox is full and refuses) or kFailed (not an inbox) at once,
-  // and done is not called.
+  // and done is not called. fire_key: a scheduled publication's (InboxStore::Append).
   InboxAppended::Status Publish(std::string_view channel, std::string_view data,
-                                Completion<Published> done);
+                                Completion<Published> done, std::string_view fire_key = {});
 
   // The user's ack or reject (error: nothing changed; else the offsets, once stored).
   struct Answer {
@@ -127,9 +128,15 @@ class Inbox {
     net::Loop* loop;
     std::weak_ptr<Watcher> watcher;
   };
-  // Counts a delivery of entries and sends them to the channel's watchers (or one).
+  // Counts a delivery of entries and sends them to the channel's watchers (or one). fresh:
+  // just stored, never delivered (no max_deliveries check, which copies every entry).
   void Deliver(std::string_view channel, const config::ChannelOptions& options,
-               std::vector<uint64_t> offsets, const Watching* only);
+               std::vector<uint64_t> offsets, const Watching* only, bool fresh = false);
+  // Whether anyone watches channel (a publication is then stored delivered).
+  bool Watched(std::string_view channel);
+  // Counts entries delivered and sends them to to (null: the channel's watchers).
+  void Send(std::string_view channel, const std::vector<Watching>* to,
+            std::vector<InboxEntry> entries);
   void Receipts(const std::vector<InboxEntry>& entries);
   // By each entry's reason, or all as `as` (a client's reject, whatever its reason).
   void CountDead(const std::vector<InboxEntry>& entries, std::string_view as = {});

@@ -52,6 +52,10 @@ struct InboxLimits {
   size_t size = 1000;                      // unacknowledged entries per inbox
   uint64_t ttl_ms = 168ull * 3600 * 1000;  // from publication
   bool dead_letter_oldest = false;         // a full inbox: false refuses the new one
+  // Append only, non-zero: the publication is delivered as soon as it is stored (its inbox is
+  // watched), so it is stored delivered once, due again after InboxRedeliveryDelay of this:
+  // its delivery count goes in the append's own write, not one of its own.
+  uint64_t delivered_ack_timeout_ms = 0;
 };
 
 // The delay before a delivered entry is due again: ack_timeout, doubled with each delivery,
@@ -88,6 +92,10 @@ struct InboxAppended {
   Status status = Status::kOk;
   InboxPosition position;
   std::vector<InboxEntry> dead;  // dead-lettered to make room (dead_letter_oldest)
+  InboxEntry entry;  // limits.delivered_ack_timeout_ms set: the entry as stored, to send
+  // Its fire key was stored before (a scheduled publication fired again after a crash):
+  // position is the first one's, nothing was stored, stored(true) is called at once.
+  bool duplicate = false;
 };
 
 // What an ack, reject, dead-lettering or redrive did: nothing when error is set.
@@ -119,9 +127,13 @@ class InboxStore {
   virtual bool durable() const = 0;
 
   // Stores a publication with the next offset. kFull: the inbox holds limits.size unacked
-  // entries and may not drop its oldest (nothing stored, stored not called).
+  // entries and may not drop its oldest (nothing stored, stored not called). fire_key (a
+  // scheduled publication's core::FireKey, or empty): a durable engine stores it with the
+  // entry, in one transaction, keeps it until its schedule is forgotten, and answers a
+  // second Append with it as a duplicate.
   virtual InboxAppended Append(std::string_view channel, std::string_view data,
-                               const InboxLimits& limits, uint64_t now_ms, InboxStored stored) = 0;
+                               std::string_view fire_key, const InboxLimits& limits,
+                               uint64_t now_ms, InboxStored stored) = 0;
   virtual InboxPosition Position(std::string_view channel) = 0;
   // The unacknowledged entries (pending and delivered), in offset order.
   virtual std::vector<InboxEntry> Unacked(std::string_view channel) = 0;

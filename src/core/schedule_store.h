@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace hermod::core {
@@ -22,6 +23,16 @@ struct ScheduledPublication {
   int64_t created_ms = 0;             // Unix time
 };
 
+// The idempotency key a firing publishes with when its call has none of its own. A durable
+// engine keeps such a key with the publication (in the append's transaction) until the
+// schedule is forgotten, not for idempotency_window: a firing repeated after a crash, however
+// long the server was down, then publishes nothing. The API refuses it as a caller's key.
+inline constexpr std::string_view kFireKeyPrefix = "hermod-schedule:";
+inline std::string FireKey(std::string_view id) {
+  return std::string(kFireKeyPrefix) + std::string(id);
+}
+inline bool IsFireKey(std::string_view key) { return key.starts_with(kFireKeyPrefix); }
+
 class ScheduleStore {
  public:
   virtual ~ScheduleStore() = default;
@@ -32,7 +43,8 @@ class ScheduleStore {
   virtual bool Load(std::vector<ScheduledPublication>* out, std::string* error) = 0;
   // done(stored) from any thread, once stored (on disk for a durable store); never blocks.
   virtual void Put(const ScheduledPublication& s, std::function<void(bool)> done) = 0;
-  // Forgets one (fired or cancelled); done(removed) as Put's, done may be empty.
+  // Forgets one (fired or cancelled), with the fire keys (FireKey) its publications kept;
+  // done(removed) as Put's, done may be empty.
   virtual void Remove(const std::string& id, std::function<void(bool)> done) = 0;
 
   // A store shared by a cluster's nodes (`nats`): what the other nodes add and remove,

@@ -3,8 +3,9 @@
 // earliest is due (no polling), hands it to FireFn (the app publishes it through the
 // server API on a loop), and forgets it, in the store too, once FireFn reports it
 // published. A publication fired but not yet forgotten when the process dies is fired
-// again at the next start: FireFn publishes with an idempotency key derived from the id,
-// so the engine's idempotency window keeps that second firing from publishing twice.
+// again at the next start: FireFn publishes with an idempotency key derived from the id
+// (FireKey), which a durable engine keeps until the schedule is forgotten, so that second
+// firing publishes nothing however late it comes (schedule_store.h).
 //
 // Threads: every method may be called from any thread (one mutex); FireFn is called on
 // the scheduler's thread, and the done it gets may be called from any thread.

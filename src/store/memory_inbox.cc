@@ -55,7 +55,27 @@ MemoryInboxStore::Inbox* MemoryInboxStore::Find(std::string_view channel) {
 }
 
 void MemoryInboxStore::Put(std::vector<Write>& w, const core::InboxEntry& e, bool state_only) {
-  if (journaled()) w.push_back({Write::Kind::kPut, e, {}, state_only});
+  if (!journaled()) return;
+  if (!state_only || state_writes_data()) {
+    w.push_back({Write::Kind::kPut, e, {}, state_only});
+    w.back().data_cleared = state_only && e.data.empty();
+    return;
+  }
+  Write s{Write::Kind::kPut, {}, {}, true};
+  s.data_cleared = e.data.empty();
+  core::InboxEntry& c = s.entry;
+  c.channel = e.channel;
+  c.offset = e.offset;
+  c.state = e.state;
+  c.deliveries = e.deliveries;
+  c.published_ms = e.published_ms;
+  c.delivered_ms = e.delivered_ms;
+  c.due_ms = e.due_ms;
+  c.done_ms = e.done_ms;
+  c.expires_ms = e.expires_ms;
+  c.reason = e.reason;
+  c.dead_id = e.dead_id;
+  w.push_back(std::move(s));
 }
 
 void MemoryInboxStore::Erase(Inbox& inbox, std::map<uint64_t, core::InboxEntry>::iterator it,
@@ -112,9 +132,21 @@ void MemoryInboxStore::Finish(std::unique_lock<std::mutex>& lock, std::vector<Wr
 }
 
 core::InboxAppended MemoryInboxStore::Append(std::string_view channel, std::string_view data,
+                                             std::string_view fire_key,
                                              const core::InboxLimits& limits, uint64_t now_ms,
                                              core::InboxStored stored) {
   std::unique_lock lock(mutex_);
+  if (!fire_key.empty() && !fired_.empty()) {
+    auto it = fired_.find({std::string(channel), std::string(fire_key)});
+    if (it != fired_.end()) {
+      core::InboxAppended result;
+      result.duplicate = true;
+      result.position = it->second;
+      lock.unlock();
+      if (stored) stored(true);
+      return result;
+    }
+  }
   std::vector<Write> w;
   Inbox& inbox = Get(channel, journaled() ? &w : nullptr);
   inbox.limits = limits;
@@ -142,12 +174,25 @@ core::InboxAppended MemoryInboxStore::Append(std::string_view channel, std::stri
   e.data = std::string(data);
   e.published_ms = now_ms;
   e.expires_ms = now_ms + limits.ttl_ms;
+  if (limits.delivered_ack_timeout_ms != 0) {
+    e.state = core::InboxState::kDelivered;
+    e.deliveries = 1;
+    e.delivered_ms = now_ms;
+    e.due_ms = now_ms + core::InboxRedeliveryDelay(limits.delivered_ack_timeout_ms, 1);
+    result.entry = e;
+  }
   ++inbox.unacked;
   Put(w, e);
   if (journaled()) {
     Write m{Write::Kind::kMeta, {}, inbox.epoch};
     m.entry.channel = e.channel;
     m.entry.offset = offset;
+    if (!fire_key.empty()) {
+      Write f = m;
+      f.kind = Write::Kind::kFired;
+      f.fire_key = std::string(fire_key);
+      w.push_back(std::move(f));
+    }
     w.push_back(std::move(m));
   }
   Bound(inbox, w);
@@ -475,6 +520,12 @@ void MemoryInboxStore::Restore(core::InboxEntry e, const core::InboxLimits& limi
   inboxes_[e.channel].limits = limits;
   if (e.state == core::InboxState::kDead) next_dead_id_ = std::max(next_dead_id_, e.dead_id + 1);
   ReplaceLocked(std::move(e));
+}
+
+void MemoryInboxStore::RestoreFired(std::string channel, std::string fire_key,
+                                    core::InboxPosition position) {
+  std::lock_guard lock(mutex_);
+  fired_[{std::move(channel), std::move(fire_key)}] = std::move(position);
 }
 
 void MemoryInboxStore::ReplaceLocked(core::InboxEntry e) {

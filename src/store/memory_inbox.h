@@ -32,8 +32,8 @@ class MemoryInboxStore : public core::InboxStore {
   bool durable() const override { return false; }
 
   core::InboxAppended Append(std::string_view channel, std::string_view data,
-                             const core::InboxLimits& limits, uint64_t now_ms,
-                             core::InboxStored stored) override;
+                             std::string_view fire_key, const core::InboxLimits& limits,
+                             uint64_t now_ms, core::InboxStored stored) override;
   core::InboxPosition Position(std::string_view channel) override;
   std::vector<core::InboxEntry> Unacked(std::string_view channel) override;
   std::vector<core::InboxEntry> MarkDelivered(std::string_view channel,
@@ -59,13 +59,17 @@ class MemoryInboxStore : public core::InboxStore {
  protected:
   // One row write of a durable engine, in the order the changes were made.
   struct Write {
-    enum class Kind : uint8_t { kPut, kDelete, kMeta } kind;
-    core::InboxEntry entry;  // kPut: the whole entry; kDelete: channel and offset
-    std::string epoch;       // kMeta: the channel's epoch and top (entry.offset)
+    enum class Kind : uint8_t { kPut, kDelete, kMeta, kFired } kind;
+    core::InboxEntry entry;  // kPut: the whole entry; kDelete, kFired: channel and offset
+    std::string epoch;       // kMeta: the channel's epoch and top (entry.offset); kFired: too
     // kPut of an entry whose data is unchanged since it was put, or cleared (a delivery, an
     // ack, a dead letter, a redrive): an engine may write its state alone, and then must not
     // write it at all when its row is gone (removed since).
     bool state_only = false;
+    std::string fire_key;  // kFired: a scheduled publication's, stored with the entry
+    // state_only: the entry's data was cleared (an ack); the engine clears it too. Set as
+    // entry.data may be left out (state_writes_data).
+    bool data_cleared = false;
   };
   // Under the mutex, with a call's writes (never empty), in the order the changes were made.
   // nullopt: the engine calls stored later (or, store/nats_inbox.h, once the call has
@@ -79,8 +83,13 @@ class MemoryInboxStore : public core::InboxStore {
   // A durable engine's start-up: entries and positions as they were stored.
   void Restore(std::string_view channel, std::string epoch, uint64_t top);
   void Restore(core::InboxEntry entry, const core::InboxLimits& limits);
+  // A fire key stored with an entry before the restart, and that entry's position.
+  void RestoreFired(std::string channel, std::string fire_key, core::InboxPosition position);
   // Whether Persist is worth its writes' copies (a durable engine).
   virtual bool journaled() const { return false; }
+  // Whether a state_only write needs the entry's data (an engine that rewrites the whole
+  // entry); false: it is left out of the copy (a delivery count then copies no payload).
+  virtual bool state_writes_data() const { return true; }
   // A dead letter's id (its cursor order): a cluster's engine makes them unique across nodes.
   virtual uint64_t NextDeadId(uint64_t now_ms) {
     (void)now_ms;
@@ -122,6 +131,9 @@ class MemoryInboxStore : public core::InboxStore {
   std::mutex mutex_;
   std::unordered_map<std::string, Inbox> inboxes_;
   std::map<uint64_t, std::pair<std::string, uint64_t>> dead_;  // dead_id → channel, offset
+  // (channel, fire key) → position: the keys a durable engine stored before the restart
+  // (only those: a firing is repeated only after a restart), until the process ends.
+  std::map<std::pair<std::string, std::string>, core::InboxPosition> fired_;
   uint64_t next_dead_id_ = 1;
 };
 

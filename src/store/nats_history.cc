@@ -4,6 +4,7 @@
 #include <random>
 
 #include "core/loop_channels.h"
+#include "core/schedule_store.h"
 #include "store/epoch.h"
 
 namespace hermod::store {
@@ -660,6 +661,20 @@ std::vector<core::HistoryAppended> NatsHistoryStore::DoAppend(Channel& channel,
   const std::string msg_id = head.key.empty() ? std::string() : channel.token + " " + head.key;
   const std::string size_text = std::to_string(head.size);
   const std::string ttl_text = std::to_string(head.ttl_ms);
+  if (core::IsFireKey(head.key)) {
+    // A scheduled publication fired again after a crash may come later than JetStream's
+    // duplicate window: the channel's stored messages are searched for its id first, so it
+    // is published once while the first one is in the channel's history.
+    std::optional<core::StreamPosition> seen;
+    if (!FindMsgId(channel, msg_id, &seen)) return failed();
+    if (seen) {
+      duplicates_.fetch_add(1, std::memory_order_relaxed);
+      std::vector<core::HistoryAppended> out(batch.size());
+      out[0].duplicate = true;
+      out[0].position = std::move(*seen);
+      return out;
+    }
+  }
   for (int attempt = 0; attempt < kMaxConflicts; ++attempt) {
     uint64_t first;
     uint64_t expect;
@@ -765,6 +780,36 @@ std::vector<core::HistoryAppended> NatsHistoryStore::DoAppend(Channel& channel,
     *error = "offsets taken by other nodes " + std::to_string(kMaxConflicts) +
              " times in a row, or the channel's last message unreadable";
   return failed();
+}
+
+bool NatsHistoryStore::FindMsgId(Channel& channel, const std::string& msg_id,
+                                 std::optional<core::StreamPosition>* found) {
+  // To the stream's end, not the last message this node saw: another node's are searched.
+  const std::string subject = history_prefix_ + channel.token;
+  for (uint64_t seq = 1;;) {
+    jsDirectGetMsgOptions dg;
+    jsDirectGetMsgOptions_Init(&dg);
+    dg.Sequence = seq;
+    dg.NextBySubject = subject.c_str();
+    natsMsg* msg = nullptr;
+    const natsStatus s = js_DirectGetMsg(&msg, js_, options_.stream.c_str(), nullptr, &dg);
+    if (s == NATS_NOT_FOUND) break;
+    if (s != NATS_OK) {
+      Failed();
+      return false;
+    }
+    const char* id = Header(msg, kMsgId);
+    if (id != nullptr && msg_id == id) {
+      core::StreamPosition p{ParseU64(Header(msg, kOffset)), ""};
+      if (const char* e = Header(msg, kEpoch)) p.epoch = e;
+      *found = std::move(p);
+      natsMsg_Destroy(msg);
+      return true;
+    }
+    seq = natsMsg_GetSequence(msg) + 1;
+    natsMsg_Destroy(msg);
+  }
+  return true;
 }
 
 bool NatsHistoryStore::Snapshot(Channel& channel, uint64_t now_ms, core::HistoryStream* out) {

@@ -204,6 +204,10 @@ class NatsHistoryStore final : public core::HistoryStore {
   // On a worker: the channel's kept publications as a HistoryStream with its logical limits;
   // false on an error.
   bool Snapshot(Channel& channel, uint64_t now_ms, core::HistoryStream* out);
+  // The position of the channel's stored message with this Nats-Msg-Id, in *found (nullopt:
+  // none). false: JetStream failed.
+  bool FindMsgId(Channel& channel, const std::string& msg_id,
+                 std::optional<core::StreamPosition>* found);
   void DoRemove(Channel& channel);
   bool EnsureStream(std::string* error);
   void Failed();

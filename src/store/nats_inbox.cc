@@ -237,11 +237,13 @@ class NatsInboxStore final : public MemoryInboxStore {
   }
 
   core::InboxAppended Append(std::string_view channel, std::string_view data,
-                             const core::InboxLimits& limits, uint64_t now_ms,
-                             core::InboxStored stored) override {
+                             std::string_view /*fire_key*/, const core::InboxLimits& limits,
+                             uint64_t now_ms, core::InboxStored stored) override {
     Forget();
+    // No fire keys in KV: a firing repeated after a crash is published again (README,
+    // Scheduled delivery).
     return Retried(channel, std::move(stored), [&](core::InboxStored s) {
-      return MemoryInboxStore::Append(channel, data, limits, now_ms, std::move(s));
+      return MemoryInboxStore::Append(channel, data, {}, limits, now_ms, std::move(s));
     });
   }
   // KV has no write of several keys at once: an ack that loses a race part-way (another

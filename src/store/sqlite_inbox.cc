@@ -3,7 +3,10 @@
 #include <sqlite3.h>
 
 #include <future>
+#include <string>
 #include <utility>
+
+#include "core/schedule_store.h"
 
 namespace hermod::store {
 
@@ -29,7 +32,9 @@ struct SqliteInboxStore::Statements {
   sqlite3_stmt* del = nullptr;
   sqlite3_stmt* meta = nullptr;
   sqlite3_stmt* state = nullptr;
+  sqlite3_stmt* fired = nullptr;
   ~Statements() {
+    sqlite3_finalize(fired);
     sqlite3_finalize(state);
     sqlite3_finalize(put);
     sqlite3_finalize(del);
@@ -57,7 +62,13 @@ struct SqliteInboxStore::Statements {
                               "done=?7,expires=?8,reason=?9,dead_id=?10,"
                               "data=CASE WHEN ?11 THEN x'' ELSE data END "
                               "WHERE channel=?1 AND offset=?2",
-                              -1, SQLITE_PREPARE_PERSISTENT, &state, nullptr) == SQLITE_OK;
+                              -1, SQLITE_PREPARE_PERSISTENT, &state, nullptr) == SQLITE_OK &&
+           // A scheduled publication's fire key, in the history keys' table (sqlite_store.cc):
+           // kept until its schedule is forgotten, which deletes it (sqlite_schedule.cc).
+           sqlite3_prepare_v3(db,
+                              "INSERT OR REPLACE INTO keys(channel,key,offset,epoch,expires) "
+                              "VALUES(?1,?2,?3,?4,9223372036854775807)",
+                              -1, SQLITE_PREPARE_PERSISTENT, &fired, nullptr) == SQLITE_OK;
   }
   static bool Run(sqlite3_stmt* s) {
     const int rc = sqlite3_step(s);
@@ -78,9 +89,14 @@ SqliteInboxStore::~SqliteInboxStore() = default;
 std::unique_ptr<SqliteInboxStore> SqliteInboxStore::Open(std::shared_ptr<SqliteEngine> engine,
                                                          std::string* error) {
   std::unique_ptr<SqliteInboxStore> store(new SqliteInboxStore(engine));
+  struct Fired {
+    std::string channel, key;
+    core::InboxPosition position;
+  };
   struct Loaded {
     std::vector<std::pair<std::string, std::pair<std::string, uint64_t>>> metas;
     std::vector<core::InboxEntry> entries;
+    std::vector<Fired> fired;
     std::string error;
   };
   auto loaded = std::make_shared<Loaded>();
@@ -134,6 +150,21 @@ std::unique_ptr<SqliteInboxStore> SqliteInboxStore::Open(std::shared_ptr<SqliteE
           loaded->entries.push_back(std::move(e));
         }
         sqlite3_finalize(q);
+        // Fire keys of inboxes.
+        const std::string fired = "SELECT channel,key,offset,epoch FROM keys WHERE key LIKE '" +
+                                  std::string(core::kFireKeyPrefix) +
+                                  "%' AND channel IN (SELECT channel FROM inbox_meta)";
+        if (sqlite3_prepare_v2(db, fired.c_str(), -1, &q, nullptr) != SQLITE_OK) {
+          loaded->error = sqlite3_errmsg(db);
+          return false;
+        }
+        while (sqlite3_step(q) == SQLITE_ROW) {
+          loaded->fired.push_back(
+              {text(q, 0),
+               text(q, 1),
+               {static_cast<uint64_t>(sqlite3_column_int64(q, 2)), text(q, 3)}});
+        }
+        sqlite3_finalize(q);
         return true;
       },
       [&done](bool ok) { done.set_value(ok); });
@@ -148,6 +179,9 @@ std::unique_ptr<SqliteInboxStore> SqliteInboxStore::Open(std::shared_ptr<SqliteE
     store->Restore(channel, std::move(meta.first), meta.second);
   }
   for (core::InboxEntry& e : loaded->entries) store->Restore(std::move(e), core::InboxLimits{});
+  for (Fired& f : loaded->fired) {
+    store->RestoreFired(std::move(f.channel), std::move(f.key), std::move(f.position));
+  }
   return store;
 }
 
@@ -172,7 +206,7 @@ std::optional<bool> SqliteInboxStore::Persist(std::vector<Write>& writes,
             sqlite3_bind_int64(s, 8, I(e.expires_ms));
             Statements::Text(s, 9, e.reason);
             sqlite3_bind_int64(s, 10, I(e.dead_id));
-            sqlite3_bind_int(s, 11, e.data.empty() ? 1 : 0);
+            sqlite3_bind_int(s, 11, w.data_cleared ? 1 : 0);
             break;
           }
           s = stmts->put;
@@ -193,6 +227,13 @@ std::optional<bool> SqliteInboxStore::Persist(std::vector<Write>& writes,
           s = stmts->del;
           Statements::Text(s, 1, e.channel);
           sqlite3_bind_int64(s, 2, I(e.offset));
+          break;
+        case Write::Kind::kFired:
+          s = stmts->fired;
+          Statements::Text(s, 1, e.channel);
+          Statements::Text(s, 2, w.fire_key);
+          sqlite3_bind_int64(s, 3, I(e.offset));
+          Statements::Text(s, 4, w.epoch);
           break;
         case Write::Kind::kMeta:
           s = stmts->meta;

@@ -4,7 +4,9 @@
 // no thread of its own. What a call changed is durable when its `stored` is called (after
 // the COMMIT): the API answers a publish, and a client its ack, only then. Delivery counts
 // are written without waiting (a count lost to kill -9 means one more delivery, never a lost
-// publication). At start-up every inbox row is read back into memory.
+// publication); a publication to a watched inbox is stored with its first delivery counted,
+// in its own row's write (a kill -9 before it is sent then counts one delivery too many).
+// At start-up every inbox row is read back into memory.
 #pragma once
 
 #include <memory>
@@ -31,6 +33,7 @@ class SqliteInboxStore final : public MemoryInboxStore {
  protected:
   std::optional<bool> Persist(std::vector<Write>& writes, core::InboxStored& stored) override;
   bool journaled() const override { return true; }
+  bool state_writes_data() const override { return false; }  // an UPDATE of the state only
 
  private:
   explicit SqliteInboxStore(std::shared_ptr<SqliteEngine> engine);

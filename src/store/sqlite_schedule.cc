@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <future>
 #include <string>
 #include <utility>
@@ -116,9 +117,30 @@ class SqliteScheduleStore final : public core::ScheduleStore {
   void Remove(const std::string& id, std::function<void(bool)> done) override {
     write_(
         [id](sqlite3* db) {
+          // Its publications' fire keys go with it, in one transaction: until then a firing
+          // repeated after a crash finds them (sqlite_store.cc keeps them that long).
+          std::vector<std::string> channels;
+          const std::string key = core::FireKey(id);
           return Run(
-              db, "DELETE FROM schedules WHERE id = ?1",
-              [&id](sqlite3_stmt* st) { Text(st, 1, id); }, [](sqlite3_stmt*) {});
+                     db, "SELECT channels FROM schedules WHERE id = ?1",
+                     [&id](sqlite3_stmt* st) { Text(st, 1, id); },
+                     [&channels](sqlite3_stmt* st) { channels = SplitChannels(Column(st, 0)); }) &&
+                 std::all_of(
+                     channels.begin(), channels.end(),
+                     [&](const std::string& channel) {
+                       return Run(
+                           db, "DELETE FROM keys WHERE channel = ?1 AND key = ?2",
+                           [&](sqlite3_stmt* st) {
+                             sqlite3_bind_text(st, 1, channel.data(),
+                                               static_cast<int>(channel.size()), SQLITE_TRANSIENT);
+                             sqlite3_bind_text(st, 2, key.data(), static_cast<int>(key.size()),
+                                               SQLITE_TRANSIENT);
+                           },
+                           [](sqlite3_stmt*) {});
+                     }) &&
+                 Run(
+                     db, "DELETE FROM schedules WHERE id = ?1",
+                     [&id](sqlite3_stmt* st) { Text(st, 1, id); }, [](sqlite3_stmt*) {});
         },
         [done = std::move(done)](bool ok) {
           if (done) done(ok);

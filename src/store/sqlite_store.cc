@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/schedule_store.h"
 #include "net/event_loop.h"
 #include "stats/loop_metrics.h"
 #include "store/epoch.h"
@@ -51,6 +52,13 @@ constexpr const char* kSchema =
     " offset INTEGER NOT NULL, epoch TEXT NOT NULL, expires INTEGER NOT NULL,"
     " PRIMARY KEY(channel, key));"
     "CREATE INDEX IF NOT EXISTS keys_expires ON keys(expires);";
+
+// A firing's key (core::FireKey) stays until its schedule is forgotten, which deletes it
+// (sqlite_schedule.cc), rather than for idempotency_window: the firing is repeated after a
+// crash between its publication and that, however long the server was down.
+int64_t KeyExpires(std::string_view key, int64_t expires_wall_ms) {
+  return core::IsFireKey(key) ? INT64_MAX : expires_wall_ms;
+}
 
 // A prepared statement, reset after each use.
 class Stmt {
@@ -673,12 +681,13 @@ bool SqliteDb::Write(Task& t, core::HistoryAppended* result,
                .Run()) {
         return false;
       }
-      if (!t.key.empty() && !s.insert_key.Bind(1, c.name)
-                                 .Bind(2, t.key)
-                                 .Bind(3, static_cast<int64_t>(offset))
-                                 .Bind(4, c.epoch)
-                                 .Bind(5, ToWall(t.now + options_.idempotency_window_ms))
-                                 .Run()) {
+      if (!t.key.empty() &&
+          !s.insert_key.Bind(1, c.name)
+               .Bind(2, t.key)
+               .Bind(3, static_cast<int64_t>(offset))
+               .Bind(4, c.epoch)
+               .Bind(5, KeyExpires(t.key, ToWall(t.now + options_.idempotency_window_ms)))
+               .Run()) {
         return false;
       }
       c.writer_top = offset;
@@ -694,7 +703,7 @@ bool SqliteDb::Write(Task& t, core::HistoryAppended* result,
           .Bind(2, t.key)
           .Bind(3, static_cast<int64_t>(t.rare->position.offset))
           .Bind(4, t.rare->position.epoch)
-          .Bind(5, ToWall(t.expires))
+          .Bind(5, KeyExpires(t.key, ToWall(t.expires)))
           .Run();
     case Op::kForget:
       return s.remove_pubs.Bind(1, t.rare->channel).Run() &&

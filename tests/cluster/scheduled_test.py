@@ -5,6 +5,8 @@
   it once, and the cluster's history holds it once.
 - Every node lists a pending one (`scheduled`), and a cancel on one node holds on all: it
   never fires.
+- A node killed after publishing a firing and before forgetting it, restarted after the
+  duplicate window: published once.
 
 Every wait is a condition polled against a deadline; nats-server runs on a free port with a
 temporary store directory; every process is stopped at the end.
@@ -13,6 +15,8 @@ Run: python3 scheduled_test.py --hermod PATH
 """
 
 import os
+import re
+import signal
 import sys
 import time
 
@@ -27,6 +31,12 @@ from nats_harness import NatsServer, api, wait_for  # noqa: E402
 
 def now_ms():
     return int(time.time() * 1000)
+
+
+def fired(port):
+    body = h.http_exchange(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").body.decode()
+    m = re.search(r"^hermod_scheduled_fired_total(\{[^}]*\})? (\S+)$", body, re.M)
+    return float(m.group(2)) if m else None
 
 
 class ScheduledClusterTest(h.HermodTestCase):
@@ -96,6 +106,29 @@ class ScheduledClusterTest(h.HermodTestCase):
         wait_for("a forgets it", lambda: api(a.port, "scheduled", {})["result"]["scheduled"] == [])
         self.assertIsNone(sub.try_publication("c", 2.5))
         self.assertEqual(history(b.port, "c")["publications"], [])
+
+    def test_killed_after_publishing_publishes_once_after_the_duplicate_window(self):
+        """kill -9 between publishing a firing and forgetting it (fault_kill_at), the only
+        node restarted after idempotency_window (JetStream's duplicate window): the
+        repeated firing finds the first in the channel's history and publishes nothing."""
+        cfg = dict(self.config(), idempotency_window="1s")
+        cfg["nats"] = dict(cfg["nats"], schedule_claim_lease="200ms")
+        a = h.Hermod(h.HERMOD, dict(cfg, fault_kill_at="scheduled_published"), workers=1,
+                     echo=False)
+        self.addCleanup(a.cleanup)
+        a.start()
+        # Ahead, so its answer is out before the firing kills the node.
+        api(a.port, "publish", {"channel": "job", "data": {"run": 1}, "delay": "300ms"})
+        self.assertEqual(a.wait_exit(), -signal.SIGKILL)
+        killed = now_ms()
+        while now_ms() <= killed + 1500:
+            time.sleep(0.05)  # the duplicate window passes while no node runs
+        b = self.start_server(cfg, workers=1, echo=False)
+        wait_for("the repeated firing done",
+                 lambda: fired(b.port) == 1 and
+                 api(b.port, "scheduled", {})["result"]["scheduled"] == [])
+        self.assertEqual([p["data"] for p in history(b.port, "job")["publications"]],
+                         [{"run": 1}])
 
 
 if __name__ == "__main__":

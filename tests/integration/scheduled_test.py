@@ -5,13 +5,17 @@
 - scheduled lists pending ones by channel, in pages; scheduled_cancel cancels (never
   published); bad delay / deliver_at / over schedule_max_delay: error 107 naming the field.
 - engine sqlite: a scheduled publication answered survives kill -9, and fires once after
-  the restart (at its time, or at once when its time passed while the server was down).
+  the restart (at its time, or at once when its time passed while the server was down);
+  killed after publishing it and before forgetting it, restarted after idempotency_window:
+  published once.
 """
 
 import json
 import os
 import re
 import shutil
+import signal
+import sqlite3
 import tempfile
 import time
 
@@ -215,6 +219,54 @@ class ScheduledSqliteTest(h.HermodTestCase):
         self.assertEqual(metric(server.port, "hermod_scheduled_fired_total"), 2)
         self.assertEqual(metric(server.port, "hermod_scheduled_pending"), 0)
         self.assertEqual(api(server.port, "scheduled", {})["result"]["scheduled"], [])
+
+    def killed_after_publishing(self, channel):
+        """kill -9 between publishing a firing to channel and forgetting it (fault_kill_at),
+        then a restart after idempotency_window, which repeats the firing: the running
+        server."""
+        cfg = dict(self.config, idempotency_window="1s")
+        cfg["namespaces"] = cfg["namespaces"] + [{"name": "inbox", "inbox": True}]
+        server = h.Hermod(h.HERMOD, dict(cfg, fault_kill_at="scheduled_published"))
+        self.addCleanup(server.cleanup)
+        server.start()
+        # Ahead, so its answer is out before the firing kills the server.
+        api(server.port, "publish", {"channel": channel, "data": {"k": 1}, "delay": "300ms"})
+        self.assertEqual(server.wait_exit(), -signal.SIGKILL)
+        killed = now_ms()
+        while now_ms() <= killed + 1500:
+            time.sleep(0.05)  # the key's idempotency_window passes while the server is down
+        server = self.start_server(cfg)
+        h.wait_for("the repeated firing done",
+                   lambda: metric(server.port, "hermod_scheduled_fired_total") == 1
+                   and metric(server.port, "hermod_scheduled_pending") == 0)
+        return server
+
+    def assert_forgotten(self, server):
+        """Stopped: the schedule and its fire keys are gone from the file."""
+        server.stop()
+        with sqlite3.connect(os.path.join(self.dir, "hermod.db")) as db:
+            self.assertEqual(db.execute("SELECT count(*) FROM schedules").fetchone()[0], 0)
+            self.assertEqual(db.execute("SELECT count(*) FROM keys WHERE key LIKE "
+                                        "'hermod-schedule:%'").fetchone()[0], 0)
+
+    def test_killed_after_publishing_publishes_once_after_the_window(self):
+        server = self.killed_after_publishing("h:k")
+        self.assertEqual([p["data"] for p in history(server.port, "h:k")], [{"k": 1}])
+        self.assert_forgotten(server)
+
+    def test_killed_after_publishing_to_an_inbox_stores_it_once(self):
+        server = self.killed_after_publishing("inbox:#42")
+        r = api(server.port, "inbox_status", {"channel": "inbox:#42"})
+        self.assertEqual([(e["offset"], e["status"]) for e in r["result"]["publications"]],
+                         [(1, "pending")], r)
+        self.assert_forgotten(server)
+
+    def test_a_callers_key_with_the_fire_prefix_is_107(self):
+        server = self.start_server(self.config)
+        r = api(server.port, "publish", {"channel": "h:k", "data": {},
+                                         "idempotency_key": "hermod-schedule:x"})
+        self.assertEqual(r.get("error", {}).get("code"), 107, r)
+        self.assertIn("idempotency_key", r["error"]["message"])
 
 
 if __name__ == "__main__":

@@ -128,7 +128,7 @@ class InboxStoreTest : public ::testing::TestWithParam<Factory> {
   }
   uint64_t Publish(std::string_view channel, std::string_view data, core::InboxLimits limits = {}) {
     auto r = Stored([&](core::InboxStored s) {
-      return store_->Append(channel, data, limits, now_, std::move(s));
+      return store_->Append(channel, data, {}, limits, now_, std::move(s));
     });
     EXPECT_EQ(r.status, core::InboxAppended::Status::kOk);
     return r.position.offset;
@@ -245,12 +245,12 @@ TEST_P(InboxStoreTest, FullInboxRefusesOrDeadLettersTheOldest) {
   limits.size = 2;
   Publish("inbox:#42", "{}", limits);
   Publish("inbox:#42", "{}", limits);
-  auto full = store_->Append("inbox:#42", "{}", limits, now_, nullptr);
+  auto full = store_->Append("inbox:#42", "{}", {}, limits, now_, nullptr);
   EXPECT_EQ(full.status, core::InboxAppended::Status::kFull);
   EXPECT_EQ(store_->Unacked("inbox:#42").size(), 2u);
   limits.dead_letter_oldest = true;
   auto r = Stored([&](core::InboxStored s) {
-    return store_->Append("inbox:#42", "{}", limits, now_, std::move(s));
+    return store_->Append("inbox:#42", "{}", {}, limits, now_, std::move(s));
   });
   ASSERT_EQ(r.status, core::InboxAppended::Status::kOk);
   EXPECT_EQ(r.position.offset, 3u);
@@ -387,7 +387,7 @@ class NatsInboxNodes : public ::testing::Test {
 
 TEST_F(NatsInboxNodes, WhatOneNodeStoresTheOtherDeliversAndAcks) {
   ASSERT_TRUE(Stored([&](core::InboxStored s) {
-    return a_->Append("inbox:#42", "{\"n\":1}", {}, now_, std::move(s)).status ==
+    return a_->Append("inbox:#42", "{\"n\":1}", {}, {}, now_, std::move(s)).status ==
            core::InboxAppended::Status::kOk;
   }));
   ASSERT_TRUE(ToldB("inbox:#42"));
@@ -417,8 +417,8 @@ TEST_F(NatsInboxNodes, ConcurrentPublishesOnTwoNodesTakeDistinctOffsets) {
     for (int i = 0; i < kEach; ++i) {
       auto promise = std::make_shared<std::promise<bool>>();
       auto future = promise->get_future();
-      auto r =
-          store.Append("inbox:#7", "{}", {}, now_, [promise](bool ok) { promise->set_value(ok); });
+      auto r = store.Append("inbox:#7", "{}", {}, {}, now_,
+                            [promise](bool ok) { promise->set_value(ok); });
       ASSERT_EQ(r.status, core::InboxAppended::Status::kOk);
       ASSERT_TRUE(future.get());
       out->push_back(r.position.offset);
@@ -436,7 +436,7 @@ TEST_F(NatsInboxNodes, ConcurrentPublishesOnTwoNodesTakeDistinctOffsets) {
 TEST_F(NatsInboxNodes, NoDeliveryIsCountedByTwoNodes) {
   for (int i = 0; i < 20; ++i) {
     ASSERT_TRUE(Stored([&](core::InboxStored s) {
-      return a_->Append("inbox:#9", "{}", {}, now_, std::move(s)).status ==
+      return a_->Append("inbox:#9", "{}", {}, {}, now_, std::move(s)).status ==
              core::InboxAppended::Status::kOk;
     }));
   }
@@ -475,7 +475,7 @@ TEST_F(NatsInboxNodes, NoDeliveryIsCountedByTwoNodes) {
 // redelivery), rather than count a third delivery on top of A's second.
 TEST_F(NatsInboxNodes, ARedeliveryIsMadeByOneNodeWhenTheOtherSawItLate) {
   ASSERT_TRUE(Stored([&](core::InboxStored s) {
-    return a_->Append("inbox:#3", "{}", {}, now_, std::move(s)).status ==
+    return a_->Append("inbox:#3", "{}", {}, {}, now_, std::move(s)).status ==
            core::InboxAppended::Status::kOk;
   }));
   ASSERT_EQ(a_->MarkDelivered("inbox:#3", {1}, 1000, now_).size(), 1u);
@@ -516,7 +516,7 @@ TEST_F(NatsInboxNodes, AnAckThatLosesARacePartWayAcksTheRestAndAnswersEveryOffse
   const auto filled = [&](const std::string& channel) {
     for (int i = 0; i < 3; ++i) {
       if (!Stored([&](core::InboxStored s) {
-            return a_->Append(channel, "{}", {}, now_, std::move(s)).status ==
+            return a_->Append(channel, "{}", {}, {}, now_, std::move(s)).status ==
                    core::InboxAppended::Status::kOk;
           })) {
         return false;
@@ -576,11 +576,11 @@ TEST_F(NatsInboxNodes, AnAckThatLosesARacePartWayAcksTheRestAndAnswersEveryOffse
 
 TEST_F(NatsInboxNodes, DeadLettersOfBothNodesAreListedByEither) {
   ASSERT_TRUE(Stored([&](core::InboxStored s) {
-    return a_->Append("inbox:#1", "{}", {}, now_, std::move(s)).status ==
+    return a_->Append("inbox:#1", "{}", {}, {}, now_, std::move(s)).status ==
            core::InboxAppended::Status::kOk;
   }));
   ASSERT_TRUE(Stored([&](core::InboxStored s) {
-    return b_->Append("inbox:#2", "{}", {}, now_, std::move(s)).status ==
+    return b_->Append("inbox:#2", "{}", {}, {}, now_, std::move(s)).status ==
            core::InboxAppended::Status::kOk;
   }));
   ASSERT_TRUE(Stored([&](core::InboxStored s) {
