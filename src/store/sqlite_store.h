@@ -32,6 +32,13 @@
 // publication left in the file (meta.expires, its newest publication's expiry, has passed):
 // forgetting a position drops its channel's history.
 //
+// Expiry: a channel's publications expire in offset order (one history_ttl per channel), so
+// the writer deletes them from the channel's oldest, found by the (channel, offset) index;
+// it keeps in memory when each channel's oldest may expire, instead of an index on expiry.
+//
+// Schema version (PRAGMA user_version): an older file is upgraded at Open, a newer one
+// refused and left unchanged.
+//
 // Times: the hub's clock is monotonic; the file holds wall-clock expiry times, converted
 // with the difference between the two clocks taken when the store is opened.
 #pragma once
