@@ -154,6 +154,7 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
   bool Open(std::string* error);
   void Start() {
     writer_ = std::thread([this] { Run(); });
+    completer_ = std::thread([this] { RunCompleter(); });
   }
   void Stop();
 
@@ -207,6 +208,8 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
     core::Completion<bool> removed;  // kRemove: answered once committed (or failed)
     core::Completion<bool> stored;   // kKey: answered once committed (or failed)
     core::StreamPosition position;
+    core::HistoryPage page_result;                  // kRead, for the completer
+    core::HistoryStream::Recovery recovery_result;  // kRecover, for the completer
   };
   struct Task {
     Op op;
@@ -218,6 +221,8 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
     std::function<bool(sqlite3*)> call;  // kCall: its writes; called(committed) after
     std::function<void(bool)> called;
     uint64_t queued_us = 0;
+    core::HistoryAppended result;  // kAppend: what the completer answers
+    bool ok = false;               // kKey, kRemove: committed
     std::unique_ptr<Rare> rare;
     Rare& More() {
       if (!rare) rare = std::make_unique<Rare>();
@@ -235,6 +240,11 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
   // left to the caller, who completes it.
   bool Post(Task& task);
   void Run();
+  // Hands tasks the writer is done with to the completer (one hand-off per transaction).
+  void HandOff(std::vector<Task> tasks);
+  // The completer thread: answers the tasks handed off, in the order they were queued.
+  void RunCompleter();
+  static void Complete(Task& task);
   void Process(std::vector<Task>& batch, size_t begin, size_t end);
   void Transaction(std::vector<Task>& batch, size_t begin, size_t end);
   bool Write(Task& task, core::HistoryAppended* result,
@@ -298,6 +308,14 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
   // writer thread only (filled by Open before the writer starts).
   std::multimap<int64_t, std::shared_ptr<Chan>> expiring_;
   std::thread writer_;
+  // The writer's finished tasks, answered by the completer thread (the hub's fan-out and the
+  // answers to the publishers run there), so the writer goes on with the next transaction.
+  std::mutex done_mutex_;
+  std::condition_variable done_ready_;
+  std::deque<std::vector<Task>> done_;    // under done_mutex_
+  std::vector<std::vector<Task>> spare_;  // emptied, with their capacity; under done_mutex_
+  bool done_stopping_ = false;            // under done_mutex_
+  std::thread completer_;
 };
 
 bool SqliteDb::Open(std::string* error) {
@@ -461,8 +479,16 @@ void SqliteDb::Stop() {
     stopping_ = true;
   }
   ready_.notify_all();
-  // The writer completes what is queued, then returns.
+  // The writer completes what is queued, then returns; then the completer answers it all.
   if (writer_.joinable() && writer_.get_id() != std::this_thread::get_id()) writer_.join();
+  {
+    std::lock_guard lock(done_mutex_);
+    done_stopping_ = true;
+  }
+  done_ready_.notify_all();
+  if (completer_.joinable() && completer_.get_id() != std::this_thread::get_id()) {
+    completer_.join();
+  }
 }
 
 std::shared_ptr<SqliteDb::Chan> SqliteDb::OpenChannel(std::string_view channel, uint64_t now_ms) {
@@ -671,13 +697,78 @@ void SqliteDb::Run() {
       batch.swap(queue_);
       status_.queue_depth = 0;
     }
-    // At most max_batch writes per transaction.
-    for (size_t i = 0; i < batch.size(); i += options_.max_batch) {
-      const size_t end = std::min(batch.size(), i + options_.max_batch);
-      Process(batch, i, end);
-      outstanding_.fetch_sub(end - i, std::memory_order_relaxed);
+    // At most max_batch writes per transaction, each transaction's tasks answered as soon as
+    // it commits.
+    if (batch.size() <= options_.max_batch) {
+      Process(batch, 0, batch.size());
+      HandOff(std::move(batch));
+    } else {
+      for (size_t i = 0; i < batch.size(); i += options_.max_batch) {
+        const size_t end = std::min(batch.size(), i + options_.max_batch);
+        Process(batch, i, end);
+        HandOff(std::vector<Task>(
+            std::make_move_iterator(batch.begin() + static_cast<ptrdiff_t>(i)),
+            std::make_move_iterator(batch.begin() + static_cast<ptrdiff_t>(end))));
+      }
     }
     batch.clear();
+    std::lock_guard lock(done_mutex_);
+    if (!spare_.empty()) {
+      batch = std::move(spare_.back());
+      spare_.pop_back();
+    }
+  }
+}
+
+void SqliteDb::HandOff(std::vector<Task> tasks) {
+  {
+    std::lock_guard lock(done_mutex_);
+    done_.push_back(std::move(tasks));
+  }
+  done_ready_.notify_one();
+}
+
+void SqliteDb::RunCompleter() {
+  for (;;) {
+    std::vector<Task> tasks;
+    {
+      std::unique_lock lock(done_mutex_);
+      done_ready_.wait(lock, [this] { return done_stopping_ || !done_.empty(); });
+      if (done_.empty()) return;  // stopping, and everything handed off is answered
+      tasks = std::move(done_.front());
+      done_.pop_front();
+    }
+    for (Task& t : tasks) Complete(t);
+    // Answered: the read pause (Backlogged, Drained) counts a task until now.
+    outstanding_.fetch_sub(tasks.size(), std::memory_order_relaxed);
+    tasks.clear();
+    std::lock_guard lock(done_mutex_);
+    if (spare_.size() < 2) spare_.push_back(std::move(tasks));
+  }
+}
+
+void SqliteDb::Complete(Task& t) {
+  switch (t.op) {
+    case Op::kAppend:
+      t.appended(std::move(t.result));
+      break;
+    case Op::kKey:
+      t.rare->stored(t.ok);  // the publish is answered now: stored, or refused
+      break;
+    case Op::kRemove:
+      // history_remove is answered now: removed, or refused (nothing of it is stored).
+      if (t.rare->removed) t.rare->removed(t.ok);
+      break;
+    case Op::kRead:
+      t.rare->page(std::move(t.rare->page_result));
+      break;
+    case Op::kRecover:
+      t.rare->recovered(std::move(t.rare->recovery_result));
+      break;
+    case Op::kNew:
+    case Op::kForget:
+    case Op::kCall:  // answered by the writer (SqliteEngine::Exec)
+      break;
   }
 }
 
@@ -780,14 +871,13 @@ void SqliteDb::Transaction(std::vector<Task>& batch, size_t begin, size_t end) {
               " was removed or replaced while hermod runs: publications with history are "
               "refused; restore the file and restart hermod";
   }
-  std::vector<core::HistoryAppended> results(end - begin);
   std::unordered_map<Chan*, uint64_t> touched;  // channels written: their history_size
   Expiry expiry;
   bool began = false;
   bool ok = !reason;
   if (ok) ok = began = s.begin.Run();
   for (size_t i = begin; ok && i < end; ++i) {
-    ok = Write(batch[i], &results[i - begin], &touched);
+    ok = Write(batch[i], &batch[i].result, &touched);
   }
   if (ok) {
     // Trimming to size, and the channel's top, once per channel per transaction.
@@ -842,28 +932,27 @@ void SqliteDb::Transaction(std::vector<Task>& batch, size_t begin, size_t end) {
     std::lock_guard lock(mutex_);
     breaker_.OnFailure();
   }
-  // Completed in queue order, so each channel's appends in the order they were made.
+  // Answered by the completer in queue order, so each channel's appends in the order they
+  // were made; another concern's writes (kCall) here, on the writer, as Exec promises.
   const uint64_t now_us = SteadyUs();
   for (size_t i = begin; i < end; ++i) {
     Task& t = batch[i];
+    t.ok = ok;
     if (t.op == Op::kAppend) {
-      core::HistoryAppended r = std::move(results[i - begin]);
-      if (!ok) r = core::HistoryAppended{true, {}, {}, {}};
+      if (!ok) t.result = core::HistoryAppended{true, {}, {}, {}};
       Record(StoreStatus::kAppend, t.queued_us, now_us);
-      t.appended(std::move(r));
-    } else if (t.op == Op::kCall) {
-      if (t.called) t.called(ok);
     } else if (t.op == Op::kKey) {
       Record(StoreStatus::kKey, t.queued_us, now_us);
-      t.rare->stored(ok);  // the publish is answered now: stored, or refused
     } else if (t.op == Op::kRemove) {
       ++recorded_.operations[StoreStatus::kRemove];
-      // history_remove is answered now: removed, or refused (nothing of it is stored).
-      if (t.rare->removed) t.rare->removed(ok);
     }
   }
   if (ok) ++recorded_.operations[StoreStatus::kTrim];
-  PublishRecorded();
+  PublishRecorded();  // before the answers: /metrics counts what was answered
+  for (size_t i = begin; i < end; ++i) {
+    Task& t = batch[i];
+    if (t.op == Op::kCall && t.called) t.called(ok);
+  }
 }
 
 void SqliteDb::ListExpiring(const std::shared_ptr<Chan>& chan, int64_t expires) {
@@ -969,7 +1058,7 @@ void SqliteDb::RunRead(Task& t) {
   }
   Record(StoreStatus::kRead, t.queued_us, SteadyUs());
   PublishRecorded();
-  t.rare->page(std::move(page));
+  t.rare->page_result = std::move(page);
 }
 
 void SqliteDb::RunRecover(Task& t) {
@@ -1008,7 +1097,7 @@ void SqliteDb::RunRecover(Task& t) {
   }
   Record(StoreStatus::kRecover, t.queued_us, SteadyUs());
   PublishRecorded();
-  t.rare->recovered(std::move(r));
+  t.rare->recovery_result = std::move(r);
 }
 
 StoreStatus SqliteDb::Status() const {
