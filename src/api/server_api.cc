@@ -1190,6 +1190,9 @@ void ServerApi::Handle(http::HttpConnection& connection, http::Request& request)
     }
     answer.Respond(Response(status, out, method, keep_alive), keep_alive);
   });
+  // While the history engine's writer is behind, this connection's next requests wait in
+  // its socket, as a client's publications do (the loop's read gate resumes it).
+  if (context_.hub.history_backlogged()) connection.PauseReading();
 }
 
 int ServerApi::Call(std::string_view method, std::string& body, std::string& out,

@@ -47,11 +47,24 @@ void HttpConnection::FinishDeferred(std::string_view response, bool keep_alive) 
   head_request_ = false;
   if (closing() || streaming_) return;  // a streamed answer resumes serving when it is out
   SetTimeout(options_.keepalive_timeout_ms);
-  if (!pending_.empty()) {
-    std::string buffer = std::move(pending_);
-    pending_.clear();
-    Serve(reinterpret_cast<uint8_t*>(buffer.data()), buffer.size());
+  ServePending();  // unless paused: then once the reads resume (OnReadResumed)
+}
+
+void HttpConnection::ServePending() {
+  if (busy() || closing() || pending_.empty()) return;
+  std::string buffer = std::move(pending_);
+  pending_.clear();
+  Serve(reinterpret_cast<uint8_t*>(buffer.data()), buffer.size());
+}
+
+void HttpConnection::OnReadResumed() {
+  // Still owing the answer, with a full pipeline kept: not read until it is given.
+  if (deferred_ &&
+      pending_.size() >= options_.limits.max_header_bytes + options_.limits.max_body_bytes) {
+    PauseReading();
+    return;
   }
+  ServePending();
 }
 
 void HttpConnection::Respond(std::string_view response, bool keep_alive) {
@@ -193,6 +206,11 @@ void HttpConnection::OnTimeout() {
     Close();
     return;
   }
+  if (reading_paused() && !deferred_) {
+    // Requests held back by the read pause wait for the server, not for the peer.
+    SetTimeout(options_.keepalive_timeout_ms);
+    return;
+  }
   if (parser_ || !pending_.empty()) {
     // A request started and did not finish in time.
     ++stats_.timeouts;
@@ -210,6 +228,12 @@ void HttpConnection::OnData(uint8_t* data, size_t len) {
     // Pipelined requests behind an answer still in progress: kept, up to one request of the
     // largest size we accept.
     if (pending_.size() + len > options_.limits.max_header_bytes + options_.limits.max_body_bytes) {
+      // Behind an answer that comes later, on a loop with a read gate (a store writer's
+      // answer): this read is kept and the peer is not read until the gate opens again.
+      if (deferred_ && PauseReading()) {
+        pending_.append(reinterpret_cast<const char*>(data), len);
+        return;
+      }
       ++stats_.rejected[static_cast<size_t>(Rejection::kPipelineTooLarge)];
       spdlog::info("http: fd {} closed: over {} bytes pipelined behind an unfinished answer", fd(),
                    options_.limits.max_header_bytes + options_.limits.max_body_bytes);

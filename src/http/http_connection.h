@@ -89,6 +89,7 @@ class HttpConnection final : public net::Connection {
   void OnData(uint8_t* data, size_t len) override;
   void OnTimeout() override;
   bool OnDrained() override;
+  void OnReadResumed() override;
   // Graceful shutdown: an answer being written is finished (within the shutdown deadline),
   // then the connection closes; an idle one closes at once.
   void OnShutdown() override;
@@ -104,8 +105,11 @@ class HttpConnection final : public net::Connection {
   size_t WriteWindow() const;
   // The streamed response is queued whole: close, or serve what waits behind it.
   void FinishStream();
-  // No request is served until the answer in progress (deferred or streaming) is out.
-  bool busy() const { return deferred_ || streaming_; }
+  // No request is served until the answer in progress (deferred or streaming) is out, nor
+  // while a route paused this connection's reads (requests behind wait in pending_).
+  bool busy() const { return deferred_ || streaming_ || reading_paused(); }
+  // Serves the requests kept in pending_, unless busy.
+  void ServePending();
   void Refuse(int status, Rejection why, std::string_view detail);
 
   // Parses and serves what data holds; returns false once the connection is no longer ours.

@@ -568,6 +568,7 @@ void Connection::ResumeReading() {
     HandleReadable();
     if (!(state_ & kClosed)) UpdateInterest();
   }
+  if (!(state_ & kClosed)) OnReadResumed();
 }
 
 uint32_t Connection::Interest() const {

@@ -130,6 +130,9 @@ class Connection : public Pollable, public TimerNode {
   // answer a window at a time (http::HttpConnection) queues its next piece. True when it
   // queued more, which the same flush then writes.
   virtual bool OnDrained() { return false; }
+  // Reads resumed after a read pause (the loop's read gate opened): a protocol that kept
+  // what it had read but not served while paused (http::HttpConnection) serves it now.
+  virtual void OnReadResumed() {}
   // How joined output is framed (JoinSpec::header); null: this connection never joins. Asked
   // once per flush; the bound is the loop's SendLimits::join_max_bytes.
   virtual decltype(JoinSpec::header) JoinHeader() const { return nullptr; }

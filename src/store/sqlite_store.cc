@@ -8,6 +8,7 @@
 #include <deque>
 #include <functional>
 #include <list>
+#include <map>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -46,8 +47,9 @@ constexpr const char* kSchema =
     // overflow pages in a WITHOUT ROWID table's index b-tree (many times the writes).
     "CREATE TABLE IF NOT EXISTS pubs(channel TEXT NOT NULL, offset INTEGER NOT NULL,"
     " expires INTEGER NOT NULL, pub BLOB NOT NULL);"
+    // Expiry needs no index of its own: a channel's publications expire in offset order
+    // (SqliteDb::ExpireDue), so pubs_key finds them; one b-tree less per publication.
     "CREATE UNIQUE INDEX IF NOT EXISTS pubs_key ON pubs(channel, offset);"
-    "CREATE INDEX IF NOT EXISTS pubs_expires ON pubs(expires);"
     "CREATE TABLE IF NOT EXISTS keys(channel TEXT NOT NULL, key TEXT NOT NULL,"
     " offset INTEGER NOT NULL, epoch TEXT NOT NULL, expires INTEGER NOT NULL,"
     " PRIMARY KEY(channel, key));"
@@ -59,6 +61,11 @@ constexpr const char* kSchema =
 int64_t KeyExpires(std::string_view key, int64_t expires_wall_ms) {
   return core::IsFireKey(key) ? INT64_MAX : expires_wall_ms;
 }
+
+// PRAGMA user_version of the file. 0: written before versions were kept (it has the index
+// pubs_expires, dropped on opening: the file is otherwise the same). A file of a later
+// version is refused, never rewritten.
+constexpr int kSchemaVersion = 1;
 
 // A prepared statement, reset after each use.
 class Stmt {
@@ -105,6 +112,15 @@ class Stmt {
   sqlite3_stmt* s_ = nullptr;
 };
 
+// The file's schema version (PRAGMA user_version).
+int ReadVersion(sqlite3* db, int* version) {
+  Stmt q;
+  if (!q.Prepare(db, "PRAGMA user_version")) return sqlite3_errcode(db);
+  const int rc = q.Step();
+  if (rc == SQLITE_ROW) *version = static_cast<int>(q.Int(0));
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
 }  // namespace
 
 // The engine's state; see sqlite_store.h.
@@ -124,6 +140,7 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
     std::atomic<int64_t> expires{0};
     uint64_t writer_top = 0;               // writer thread only
     int64_t writer_expires = 0;            // writer thread only
+    bool writer_expiring = false;          // in SqliteDb::expiring_; writer thread only
     bool open = false;                     // under channels_mutex_
     uint64_t closed_ms = 0;                // under channels_mutex_
     std::list<Chan*>::iterator closed_at;  // in closed_, while !open; under channels_mutex_
@@ -145,6 +162,7 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
   bool Open(std::string* error);
   void Start() {
     writer_ = std::thread([this] { Run(); });
+    completer_ = std::thread([this] { RunCompleter(); });
   }
   void Stop();
 
@@ -198,6 +216,8 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
     core::Completion<bool> removed;  // kRemove: answered once committed (or failed)
     core::Completion<bool> stored;   // kKey: answered once committed (or failed)
     core::StreamPosition position;
+    core::HistoryPage page_result;                  // kRead, for the completer
+    core::HistoryStream::Recovery recovery_result;  // kRecover, for the completer
   };
   struct Task {
     Op op;
@@ -209,6 +229,8 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
     std::function<bool(sqlite3*)> call;  // kCall: its writes; called(committed) after
     std::function<void(bool)> called;
     uint64_t queued_us = 0;
+    core::HistoryAppended result;  // kAppend: what the completer answers
+    bool ok = false;               // kKey, kRemove: committed
     std::unique_ptr<Rare> rare;
     Rare& More() {
       if (!rare) rare = std::make_unique<Rare>();
@@ -217,7 +239,7 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
   };
   struct Stmts {
     Stmt begin, commit, rollback, insert_pub, insert_key, upsert_meta, trim_size, remove_pubs,
-        forget_meta, expire_pubs, expire_keys, read_fwd, read_rev, recover;
+        forget_meta, oldest, expire_keys, read_fwd, read_rev, recover;
   };
 
   static uint64_t Now() { return net::Loop::MonotonicMs(); }
@@ -226,10 +248,24 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
   // left to the caller, who completes it.
   bool Post(Task& task);
   void Run();
+  // Hands tasks the writer is done with to the completer (one hand-off per transaction).
+  void HandOff(std::vector<Task> tasks);
+  // The completer thread: answers the tasks handed off, in the order they were queued.
+  void RunCompleter();
+  static void Complete(Task& task);
   void Process(std::vector<Task>& batch, size_t begin, size_t end);
   void Transaction(std::vector<Task>& batch, size_t begin, size_t end);
   bool Write(Task& task, core::HistoryAppended* result,
              std::unordered_map<Chan*, uint64_t>* touched);
+  // Lists a channel that now holds a publication expiring at expires (writer thread).
+  void ListExpiring(const std::shared_ptr<Chan>& chan, int64_t expires);
+  // What ExpireDue took off expiring_ (put back if the transaction fails) and what it lists
+  // again once the transaction commits.
+  struct Expiry {
+    std::vector<std::pair<int64_t, std::shared_ptr<Chan>>> visited, due;
+  };
+  // Deletes at most max_trim expired publications, those of the channels due first.
+  bool ExpireDue(int64_t now_wall, Expiry* expiry);
   void RunRead(Task& task);
   void RunRecover(Task& task);
   bool FileGone();
@@ -275,7 +311,19 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
     double sum_s = 0;
     uint64_t count = 0;
   } recorded_;  // writer thread only
+  // The channels holding publications, by when their oldest may expire (a lower bound: the
+  // expiry of a publication no longer the oldest, or 0 for those loaded at start-up);
+  // writer thread only (filled by Open before the writer starts).
+  std::multimap<int64_t, std::shared_ptr<Chan>> expiring_;
   std::thread writer_;
+  // The writer's finished tasks, answered by the completer thread (the hub's fan-out and the
+  // answers to the publishers run there), so the writer goes on with the next transaction.
+  std::mutex done_mutex_;
+  std::condition_variable done_ready_;
+  std::deque<std::vector<Task>> done_;    // under done_mutex_
+  std::vector<std::vector<Task>> spare_;  // emptied, with their capacity; under done_mutex_
+  bool done_stopping_ = false;            // under done_mutex_
+  std::thread completer_;
 };
 
 bool SqliteDb::Open(std::string* error) {
@@ -293,9 +341,22 @@ bool SqliteDb::Open(std::string* error) {
   sqlite3_extended_result_codes(db_, 1);
   // A server killed a moment ago may still hold the file's locks while the kernel reaps it.
   sqlite3_busy_timeout(db_, 5000);
-  auto exec = [&](const char* sql) { return sqlite3_exec(db_, sql, nullptr, nullptr, nullptr); };
+  auto exec = [&](const std::string& sql) {
+    return sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr);
+  };
+  // A new file's pages (an existing file keeps its own): 16 KiB, a quarter of the WAL frames
+  // (and their writes) a burst of 1 KiB publications takes with SQLite's 4 KiB.
+  exec("PRAGMA page_size=16384");
   // The first read of the file tells a corrupt or foreign file apart.
   int rc = exec("PRAGMA journal_mode=WAL");
+  int version = 0;
+  if (rc == SQLITE_OK) rc = ReadVersion(db_, &version);
+  if (rc == SQLITE_OK && version > kSchemaVersion) {
+    return fail("written by a newer hermod (schema version " + std::to_string(version) +
+                    "; this one knows " + std::to_string(kSchemaVersion) + " and older)",
+                "run that hermod on it, or set sqlite.path to another file; the file is left "
+                "unchanged");
+  }
   if (rc == SQLITE_OK) rc = exec(kSchema);
   if (rc == SQLITE_OK) rc = exec("PRAGMA quick_check(1)");
   if ((rc & 0xff) == SQLITE_NOTADB || (rc & 0xff) == SQLITE_CORRUPT) {
@@ -316,6 +377,15 @@ bool SqliteDb::Open(std::string* error) {
   if (rc != SQLITE_OK) {
     return fail(std::string("cannot write (") + sqlite3_errmsg(db_) + ")",
                 "make the file and its directory writable by hermod's user, or set sqlite.path");
+  }
+  // A file of version 0: its expiry index goes (an older hermod that opens the file again
+  // makes it again, so it is dropped whenever present), then the version is written.
+  rc = exec("BEGIN IMMEDIATE; DROP INDEX IF EXISTS pubs_expires; PRAGMA user_version=" +
+            std::to_string(kSchemaVersion) + "; COMMIT");
+  if (rc != SQLITE_OK) {
+    exec("ROLLBACK");
+    return fail(std::string("cannot upgrade the file (") + sqlite3_errmsg(db_) + ")",
+                "check the file and its directory, or set sqlite.path");
   }
   // A file from before meta had its expires column: added, and filled once from pubs.
   if (exec("ALTER TABLE meta ADD COLUMN expires INTEGER NOT NULL DEFAULT 0") == SQLITE_OK) {
@@ -355,9 +425,9 @@ bool SqliteDb::Open(std::string* error) {
       s.trim_size.Prepare(db_, "DELETE FROM pubs WHERE channel=?1 AND offset<=?2") &&
       s.remove_pubs.Prepare(db_, "DELETE FROM pubs WHERE channel=?1") &&
       s.forget_meta.Prepare(db_, "DELETE FROM meta WHERE channel=?1") &&
-      s.expire_pubs.Prepare(db_,
-                            "DELETE FROM pubs WHERE rowid IN (SELECT rowid FROM pubs WHERE "
-                            "expires<=?1 LIMIT ?2)") &&
+      s.oldest.Prepare(db_,
+                       "SELECT offset, expires FROM pubs WHERE channel=?1 ORDER BY offset "
+                       "LIMIT ?2") &&
       s.expire_keys.Prepare(db_,
                             "DELETE FROM keys WHERE rowid IN (SELECT rowid FROM keys WHERE "
                             "expires<=?1 LIMIT ?2)") &&
@@ -385,6 +455,8 @@ bool SqliteDb::Open(std::string* error) {
           std::make_shared<Chan>(name, std::string(q.Text(1)), static_cast<uint64_t>(q.Int(2)));
       chan->expires.store(q.Int(3));
       chan->writer_expires = q.Int(3);
+      // Due at once: the first transactions find when its oldest publication expires.
+      if (chan->writer_expires != 0) ListExpiring(chan, 0);
       chan->closed_ms = now;
       chan->closed_at = closed_.insert(closed_.end(), chan.get());
       channels_.emplace(std::move(name), std::move(chan));
@@ -415,8 +487,16 @@ void SqliteDb::Stop() {
     stopping_ = true;
   }
   ready_.notify_all();
-  // The writer completes what is queued, then returns.
+  // The writer completes what is queued, then returns; then the completer answers it all.
   if (writer_.joinable() && writer_.get_id() != std::this_thread::get_id()) writer_.join();
+  {
+    std::lock_guard lock(done_mutex_);
+    done_stopping_ = true;
+  }
+  done_ready_.notify_all();
+  if (completer_.joinable() && completer_.get_id() != std::this_thread::get_id()) {
+    completer_.join();
+  }
 }
 
 std::shared_ptr<SqliteDb::Chan> SqliteDb::OpenChannel(std::string_view channel, uint64_t now_ms) {
@@ -625,13 +705,78 @@ void SqliteDb::Run() {
       batch.swap(queue_);
       status_.queue_depth = 0;
     }
-    // At most max_batch writes per transaction.
-    for (size_t i = 0; i < batch.size(); i += options_.max_batch) {
-      const size_t end = std::min(batch.size(), i + options_.max_batch);
-      Process(batch, i, end);
-      outstanding_.fetch_sub(end - i, std::memory_order_relaxed);
+    // At most max_batch writes per transaction, each transaction's tasks answered as soon as
+    // it commits.
+    if (batch.size() <= options_.max_batch) {
+      Process(batch, 0, batch.size());
+      HandOff(std::move(batch));
+    } else {
+      for (size_t i = 0; i < batch.size(); i += options_.max_batch) {
+        const size_t end = std::min(batch.size(), i + options_.max_batch);
+        Process(batch, i, end);
+        HandOff(std::vector<Task>(
+            std::make_move_iterator(batch.begin() + static_cast<ptrdiff_t>(i)),
+            std::make_move_iterator(batch.begin() + static_cast<ptrdiff_t>(end))));
+      }
     }
     batch.clear();
+    std::lock_guard lock(done_mutex_);
+    if (!spare_.empty()) {
+      batch = std::move(spare_.back());
+      spare_.pop_back();
+    }
+  }
+}
+
+void SqliteDb::HandOff(std::vector<Task> tasks) {
+  {
+    std::lock_guard lock(done_mutex_);
+    done_.push_back(std::move(tasks));
+  }
+  done_ready_.notify_one();
+}
+
+void SqliteDb::RunCompleter() {
+  for (;;) {
+    std::vector<Task> tasks;
+    {
+      std::unique_lock lock(done_mutex_);
+      done_ready_.wait(lock, [this] { return done_stopping_ || !done_.empty(); });
+      if (done_.empty()) return;  // stopping, and everything handed off is answered
+      tasks = std::move(done_.front());
+      done_.pop_front();
+    }
+    for (Task& t : tasks) Complete(t);
+    // Answered: the read pause (Backlogged, Drained) counts a task until now.
+    outstanding_.fetch_sub(tasks.size(), std::memory_order_relaxed);
+    tasks.clear();
+    std::lock_guard lock(done_mutex_);
+    if (spare_.size() < 2) spare_.push_back(std::move(tasks));
+  }
+}
+
+void SqliteDb::Complete(Task& t) {
+  switch (t.op) {
+    case Op::kAppend:
+      t.appended(std::move(t.result));
+      break;
+    case Op::kKey:
+      t.rare->stored(t.ok);  // the publish is answered now: stored, or refused
+      break;
+    case Op::kRemove:
+      // history_remove is answered now: removed, or refused (nothing of it is stored).
+      if (t.rare->removed) t.rare->removed(t.ok);
+      break;
+    case Op::kRead:
+      t.rare->page(std::move(t.rare->page_result));
+      break;
+    case Op::kRecover:
+      t.rare->recovered(std::move(t.rare->recovery_result));
+      break;
+    case Op::kNew:
+    case Op::kForget:
+    case Op::kCall:  // answered by the writer (SqliteEngine::Exec)
+      break;
   }
 }
 
@@ -692,6 +837,7 @@ bool SqliteDb::Write(Task& t, core::HistoryAppended* result,
       }
       c.writer_top = offset;
       c.writer_expires = std::max(c.writer_expires, expires);
+      if (!c.writer_expiring) ListExpiring(t.chan, expires);
       return true;
     }
     case Op::kRemove:
@@ -734,13 +880,13 @@ void SqliteDb::Transaction(std::vector<Task>& batch, size_t begin, size_t end) {
               " was removed or replaced while hermod runs: publications with history are "
               "refused; restore the file and restart hermod";
   }
-  std::vector<core::HistoryAppended> results(end - begin);
   std::unordered_map<Chan*, uint64_t> touched;  // channels written: their history_size
+  Expiry expiry;
   bool began = false;
   bool ok = !reason;
   if (ok) ok = began = s.begin.Run();
   for (size_t i = begin; ok && i < end; ++i) {
-    ok = Write(batch[i], &results[i - begin], &touched);
+    ok = Write(batch[i], &batch[i].result, &touched);
   }
   if (ok) {
     // Trimming to size, and the channel's top, once per channel per transaction.
@@ -758,7 +904,7 @@ void SqliteDb::Transaction(std::vector<Task>& batch, size_t begin, size_t end) {
     // Expired rows, at most max_trim of each per transaction.
     const int64_t now_wall = WallMs();
     const auto max_trim = static_cast<int64_t>(options_.max_trim);
-    ok = ok && s.expire_pubs.Bind(1, now_wall).Bind(2, max_trim).Run();
+    ok = ok && ExpireDue(now_wall, &expiry);
     ok = ok && s.expire_keys.Bind(1, now_wall).Bind(2, max_trim).Run();
   }
   if (ok) ok = s.commit.Run();
@@ -769,6 +915,10 @@ void SqliteDb::Transaction(std::vector<Task>& batch, size_t begin, size_t end) {
   }
   if (!ok && began) s.rollback.Run();
   if (!ok) {
+    // Nothing was deleted: the channels visited are due as they were.
+    for (auto& [at, chan] : expiry.visited) {
+      if (!chan->writer_expiring) ListExpiring(chan, at);
+    }
     // Nothing of the burst is stored: its channels continue from their committed top.
     for (auto& [chan, size] : touched) {
       chan->writer_top = chan->top.load();
@@ -780,6 +930,9 @@ void SqliteDb::Transaction(std::vector<Task>& batch, size_t begin, size_t end) {
       chan->top.store(chan->writer_top);
       chan->expires.store(chan->writer_expires);
     }
+    for (auto& [at, chan] : expiry.due) {
+      if (!chan->writer_expiring) ListExpiring(chan, at);
+    }
     std::lock_guard lock(mutex_);
     breaker_.OnSuccess();
     status_.last_error.clear();
@@ -788,28 +941,65 @@ void SqliteDb::Transaction(std::vector<Task>& batch, size_t begin, size_t end) {
     std::lock_guard lock(mutex_);
     breaker_.OnFailure();
   }
-  // Completed in queue order, so each channel's appends in the order they were made.
+  // Answered by the completer in queue order, so each channel's appends in the order they
+  // were made; another concern's writes (kCall) here, on the writer, as Exec promises.
   const uint64_t now_us = SteadyUs();
   for (size_t i = begin; i < end; ++i) {
     Task& t = batch[i];
+    t.ok = ok;
     if (t.op == Op::kAppend) {
-      core::HistoryAppended r = std::move(results[i - begin]);
-      if (!ok) r = core::HistoryAppended{true, {}, {}, {}};
+      if (!ok) t.result = core::HistoryAppended{true, {}, {}, {}};
       Record(StoreStatus::kAppend, t.queued_us, now_us);
-      t.appended(std::move(r));
-    } else if (t.op == Op::kCall) {
-      if (t.called) t.called(ok);
     } else if (t.op == Op::kKey) {
       Record(StoreStatus::kKey, t.queued_us, now_us);
-      t.rare->stored(ok);  // the publish is answered now: stored, or refused
     } else if (t.op == Op::kRemove) {
       ++recorded_.operations[StoreStatus::kRemove];
-      // history_remove is answered now: removed, or refused (nothing of it is stored).
-      if (t.rare->removed) t.rare->removed(ok);
     }
   }
   if (ok) ++recorded_.operations[StoreStatus::kTrim];
-  PublishRecorded();
+  PublishRecorded();  // before the answers: /metrics counts what was answered
+  for (size_t i = begin; i < end; ++i) {
+    Task& t = batch[i];
+    if (t.op == Op::kCall && t.called) t.called(ok);
+  }
+}
+
+void SqliteDb::ListExpiring(const std::shared_ptr<Chan>& chan, int64_t expires) {
+  chan->writer_expiring = true;
+  expiring_.emplace(expires, chan);
+}
+
+bool SqliteDb::ExpireDue(int64_t now_wall, Expiry* expiry) {
+  Stmts& s = *stmts_;
+  // A channel's publications are deleted from its oldest while they have expired: with one
+  // history_ttl per channel they expire in offset order. One published with a shorter TTL
+  // than those before it (the namespace changed) is kept until they expire, and never read
+  // (reads skip what has expired).
+  auto budget = static_cast<int64_t>(options_.max_trim);
+  while (budget > 0 && !expiring_.empty() && expiring_.begin()->first <= now_wall) {
+    auto node = expiring_.extract(expiring_.begin());
+    std::shared_ptr<Chan> chan = std::move(node.mapped());
+    chan->writer_expiring = false;
+    expiry->visited.emplace_back(node.key(), chan);
+    Stmt& q = s.oldest;
+    q.Bind(1, chan->name).Bind(2, budget + 1);
+    int64_t last = -1;  // the newest offset that expired
+    int64_t next = 0;   // when the oldest one left expires (0: none left)
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) {
+      if (q.Int(1) > now_wall || budget == 0) {
+        next = budget == 0 ? now_wall : q.Int(1);
+        break;
+      }
+      last = q.Int(0);
+      --budget;
+    }
+    q.Reset();
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return false;
+    if (last >= 0 && !s.trim_size.Bind(1, chan->name).Bind(2, last).Run()) return false;
+    if (next != 0) expiry->due.emplace_back(next, std::move(chan));
+  }
+  return true;
 }
 
 void SqliteDb::Fail(StoreStatus::Reason reason, std::string message) {
@@ -877,7 +1067,7 @@ void SqliteDb::RunRead(Task& t) {
   }
   Record(StoreStatus::kRead, t.queued_us, SteadyUs());
   PublishRecorded();
-  t.rare->page(std::move(page));
+  t.rare->page_result = std::move(page);
 }
 
 void SqliteDb::RunRecover(Task& t) {
@@ -916,7 +1106,7 @@ void SqliteDb::RunRecover(Task& t) {
   }
   Record(StoreStatus::kRecover, t.queued_us, SteadyUs());
   PublishRecorded();
-  t.rare->recovered(std::move(r));
+  t.rare->recovery_result = std::move(r);
 }
 
 StoreStatus SqliteDb::Status() const {

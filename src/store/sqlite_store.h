@@ -5,9 +5,12 @@
 // engine never touches the file there. One writer thread owns the only connection: the
 // loops queue work for it (appends, key writes, removes, reads, recoveries) and it runs a
 // burst of writes as one transaction (group commit: one fsync per burst, at most max_batch
-// writes), then completes the burst's appends in queue order through their Completions, so
-// a channel's appends complete in the order they were made. Reads and recoveries run on the
-// same thread between transactions, so they see every append queued before them.
+// writes), then hands the committed burst to a completer thread in one hand-off, which
+// answers its appends (the hub's fan-out runs there), keys, removes and reads in queue order
+// through their Completions, so a channel's appends complete in the order they were made,
+// while the writer goes on with the next transaction. Reads and recoveries run on the
+// writer between transactions, so they see every append queued before them. Exec's writes
+// are answered on the writer itself.
 //
 // What is in memory: each channel's position (epoch, committed top offset), loaded from the
 // file at start-up, so Stream::Position and HistoryStore::Kept answer without I/O; the
@@ -31,6 +34,13 @@
 // history_meta_max_channels of them, the oldest forgotten first, but only a channel with no
 // publication left in the file (meta.expires, its newest publication's expiry, has passed):
 // forgetting a position drops its channel's history.
+//
+// Expiry: a channel's publications expire in offset order (one history_ttl per channel), so
+// the writer deletes them from the channel's oldest, found by the (channel, offset) index;
+// it keeps in memory when each channel's oldest may expire, instead of an index on expiry.
+//
+// Schema version (PRAGMA user_version): an older file is upgraded at Open, a newer one
+// refused and left unchanged.
 //
 // Times: the hub's clock is monotonic; the file holds wall-clock expiry times, converted
 // with the difference between the two clocks taken when the store is opened.

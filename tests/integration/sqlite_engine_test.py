@@ -12,6 +12,9 @@
 - history_remove is answered once the removal is committed; with the file gone it answers
   error 100, never 200 for a removal that was then lost, and the history is unchanged.
 - A corrupt file, or one hermod may not write, stops start-up with a message naming it.
+- A file of the first schema (with the expiry index) is upgraded in place and serves its
+  history; its expired publications are deleted without that index; a file of a later
+  schema version is refused with a message naming it and left unchanged.
 - An API batch of inbox publications with `parallel: true` is stored in fewer transactions
   than publications (without it: one each), answered in command order, refusals of a full
   inbox in their places.
@@ -19,6 +22,10 @@
   reads pause while the writer is behind (hermod_read_pauses_total) and resume as it drains,
   so the queue never reaches sqlite.max_queue (nothing refused) and every publish is
   answered; after kill -9 each answered one is in history.
+- The same with HTTP API publishes pipelined on one keep-alive connection: its reads pause
+  while the writer is behind, so what it pipelines waits in its socket instead of overflowing
+  what the connection keeps behind an unfinished answer; every publish is answered 200 and,
+  after kill -9, in history.
 """
 
 import json
@@ -26,8 +33,10 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import tempfile
 import threading
+import time
 
 import guard_client as g
 import hermod_harness as h
@@ -232,6 +241,61 @@ class SqliteEngineTest(h.HermodTestCase):
         held = sorted((p["data"]["c"], p["data"]["n"]) for p in result["publications"])
         self.assertEqual(held, [(i, n) for i in range(clients) for n in range(frames * per_frame)])
 
+    def test_pipelined_api_publishes_pause_reads_and_lose_nothing(self):
+        cfg = config(self.path)
+        # A connection serves one request at a time and keeps what is pipelined behind it up
+        # to one request's size (here 3 KiB): a client that pipelines faster than the writer
+        # commits overflows that unless the connection stops being read while the writer is
+        # behind. Without the pause (pause_reads_at 0) the connection is closed with
+        # publications unanswered.
+        cfg["read_buffer_bytes"] = 4096
+        cfg["http"] = {"max_header_bytes": 1024, "max_body_bytes": 2048}
+        cfg["sqlite"].update({"max_batch": 4, "pause_reads_at": 1, "resume_reads_at": 0})
+        server = h.Hermod(h.HERMOD, cfg, workers=1)
+        self.addCleanup(server.cleanup)
+        server.start()
+        count, pad = 400, "x" * 1000
+        requests = b""
+        for n in range(count):
+            body = json.dumps({"channel": "h:piped", "data": {"n": n, "pad": pad}}).encode()
+            requests += (b"POST /api/publish HTTP/1.1\r\nHost: a\r\nX-API-Key: k\r\n"
+                         b"Content-Length: %d\r\n\r\n" % len(body)) + body
+        sock = h.connect(server.port, timeout=60)
+        self.addCleanup(sock.close)
+        # Sent by a thread of its own: a paused server stops reading, so sendall blocks while
+        # this thread reads the answers.
+        def send():
+            try:
+                sock.sendall(requests)
+            except OSError:
+                pass  # the server closed it: what it answered is checked below
+        sender = threading.Thread(target=send)
+        sender.start()
+        reader = h.ResponseReader(sock)
+        answers = []
+        try:
+            while len(answers) < count:
+                answers.append(reader.read(timeout=60))
+        except (EOFError, OSError):
+            pass  # closed by the server: the answers missing fail below
+        finally:
+            if len(answers) < count:
+                sock.close()  # the sender's sendall fails at once
+            sender.join()
+        self.assertEqual(len(answers), count, "the connection closed after %d answers" % len(answers))
+        self.assertEqual([a.status for a in answers], [200] * count)
+        offsets = [json.loads(a.body)["result"]["offset"] for a in answers]
+        self.assertEqual(offsets, list(range(1, count + 1)))
+        self.assertGreater(g.metric(server.port, "hermod_read_pauses_total"), 0)
+        self.assertEqual(g.metric(server.port, "hermod_store_errors_total", reason="queue_full"), 0)
+        os.kill(server.pid, signal.SIGKILL)  # every publish was answered: all are stored
+        server.wait_exit()
+
+        again = self.start_server(config(self.path), workers=1)
+        result = self.history(again.port, "h:piped")
+        self.assertEqual(result["offset"], count)
+        self.assertEqual([p["data"]["n"] for p in result["publications"]], list(range(count)))
+
     def test_keys_of_publications_without_history_are_stored_before_the_answer(self):
         server = h.Hermod(h.HERMOD, config(self.path), workers=2)
         self.addCleanup(server.cleanup)
@@ -339,6 +403,66 @@ class SqliteEngineTest(h.HermodTestCase):
         with self.assertRaises(AssertionError):
             server.start()
         self.assertIn(self.path, server.stderr_text())
+
+    def test_a_file_of_the_first_schema_is_upgraded_and_one_of_a_later_is_refused(self):
+        # Version 0 (no user_version): the schema with the expiry index pubs_expires.
+        db = sqlite3.connect(self.path)
+        db.executescript("""
+            PRAGMA journal_mode=WAL;
+            CREATE TABLE meta(channel TEXT PRIMARY KEY, epoch TEXT NOT NULL,
+                top INTEGER NOT NULL, expires INTEGER NOT NULL DEFAULT 0);
+            CREATE TABLE pubs(channel TEXT NOT NULL, offset INTEGER NOT NULL,
+                expires INTEGER NOT NULL, pub BLOB NOT NULL);
+            CREATE UNIQUE INDEX pubs_key ON pubs(channel, offset);
+            CREATE INDEX pubs_expires ON pubs(expires);
+            CREATE TABLE keys(channel TEXT NOT NULL, key TEXT NOT NULL,
+                offset INTEGER NOT NULL, epoch TEXT NOT NULL, expires INTEGER NOT NULL,
+                PRIMARY KEY(channel, key));
+            CREATE INDEX keys_expires ON keys(expires);
+        """)
+        future = int((time.time() + 600) * 1000)
+        past = int((time.time() - 600) * 1000)
+        db.execute("INSERT INTO meta VALUES('h:old','ep0',3,?)", (future,))
+        for offset, expires in [(1, past), (2, future), (3, future)]:
+            pub = json.dumps({"data": {"n": offset}, "offset": offset}).encode()
+            db.execute("INSERT INTO pubs VALUES('h:old',?,?,?)", (offset, expires, pub))
+        db.commit()
+        db.close()
+        server = self.start_server(config(self.path), workers=1)
+        result = self.history(server.port, "h:old")
+        self.assertEqual((result["epoch"], result["offset"]), ("ep0", 3))
+        self.assertEqual([p["data"]["n"] for p in result["publications"]], [2, 3])
+        r = json.loads(g.api_call(server.port, "publish", {"channel": "h:old", "data": {"n": 4}}).body)
+        self.assertEqual(r["result"]["offset"], 4)
+        # The expired publication is deleted by the writer, without the index.
+        g.api_call(server.port, "publish", {"channel": "h:other", "data": {}})
+        g.wait_for(lambda: self.rows("h:old") == [2, 3, 4], what="the expired row deleted")
+        server.stop()
+        db = sqlite3.connect(self.path)
+        self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0], 1)
+        self.assertEqual(db.execute("SELECT count(*) FROM sqlite_master WHERE "
+                                    "name='pubs_expires'").fetchone()[0], 0)
+        db.execute("PRAGMA user_version=7")
+        db.commit()
+        db.close()
+        with open(self.path, "rb") as f:
+            before = f.read()
+        server = h.Hermod(h.HERMOD, config(self.path))
+        self.addCleanup(server.cleanup)
+        with self.assertRaises(AssertionError):
+            server.start()
+        self.assertIn(self.path, server.stderr_text())
+        self.assertIn("written by a newer hermod (schema version 7", server.stderr_text())
+        with open(self.path, "rb") as f:
+            self.assertEqual(f.read(), before)
+
+    def rows(self, channel):
+        db = sqlite3.connect(self.path)
+        try:
+            return [r[0] for r in db.execute(
+                "SELECT offset FROM pubs WHERE channel=? ORDER BY offset", (channel,))]
+        finally:
+            db.close()
 
 
 if __name__ == "__main__":
