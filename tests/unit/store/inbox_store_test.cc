@@ -626,8 +626,8 @@ TEST(NatsInboxGates, AnInboxWaitingForNatsHoldsBackNoOtherInbox) {
   auto publish = [&](const std::string& channel, core::InboxLimits limits) {
     auto promise = std::make_shared<std::promise<bool>>();
     auto future = promise->get_future();
-    const auto r =
-        store->Append(channel, "{}", limits, now, [promise](bool ok) { promise->set_value(ok); });
+    const auto r = store->Append(channel, "{}", {}, limits, now,
+                                 [promise](bool ok) { promise->set_value(ok); });
     return r.status == core::InboxAppended::Status::kOk && future.get();
   };
   core::InboxLimits short_lived;
