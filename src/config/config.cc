@@ -477,10 +477,12 @@ bool SetEnum(E* target, std::string_view text) {
 }
 
 // "text or json", "one of trace, debug, info, warn, error, off".
+// An empty name is shown quoted, so it reads as a value ("\"\" or scheduled_published").
 std::string Alternatives(std::span<const std::string_view> names) {
-  if (names.size() == 2) return std::string(names[0]) + " or " + std::string(names[1]);
+  auto shown = [](std::string_view n) { return n.empty() ? std::string("\"\"") : std::string(n); };
+  if (names.size() == 2) return shown(names[0]) + " or " + shown(names[1]);
   std::string out = "one of ";
-  for (size_t i = 0; i < names.size(); ++i) out += (i ? ", " : "") + std::string(names[i]);
+  for (size_t i = 0; i < names.size(); ++i) out += (i ? ", " : "") + shown(names[i]);
   return out;
 }
 

@@ -139,6 +139,14 @@ TEST(Config, LogFormatIsTextOrJsonFromFileOrEnvironment) {
   EXPECT_EQ(error, "config key log_format: text or json");
 }
 
+TEST(Config, AnEmptyAllowedValueIsNamedQuoted) {
+  Config c;
+  std::string error;
+  ASSERT_TRUE(ApplyJson(R"({"fault_kill_at": "anywhere"})", c, &error)) << error;
+  EXPECT_FALSE(Validate(c, &error));
+  EXPECT_EQ(error, "config key fault_kill_at: \"\" or scheduled_published");
+}
+
 TEST(Config, ValidationNamesTheKey) {
   Config c;
   c.websocket.compression.server_max_window_bits = 16;
