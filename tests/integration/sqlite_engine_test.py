@@ -176,6 +176,16 @@ class SqliteEngineTest(h.HermodTestCase):
             "channel": "h:keyed", "data": {}, "idempotency_key": "once"}).body)["result"]
         self.assertEqual(r, keyed)
 
+    def paused_then_killed(self, server, channel):
+        """The history of channel after a flood that paused reads and refused nothing, then
+        kill -9 and a restart on the same file."""
+        self.assertGreater(g.metric(server.port, "hermod_read_pauses_total"), 0)
+        self.assertEqual(g.metric(server.port, "hermod_store_errors_total", reason="queue_full"), 0)
+        os.kill(server.pid, signal.SIGKILL)  # every publish was answered: all are stored
+        server.wait_exit()
+        again = self.start_server(config(self.path), workers=1)
+        return self.history(again.port, channel)
+
     def test_a_flood_of_client_publishes_pauses_reads_and_loses_nothing(self):
         cfg = config(self.path)
         # Small reads (a pause takes effect after the read being handled) and a writer that
@@ -230,13 +240,7 @@ class SqliteEngineTest(h.HermodTestCase):
             refused = [m for m in replies[i] if "error" in m]
             self.assertEqual(len(refused), 0, "client %d: refused, e.g. %r" % (i, refused[:1]))
             self.assertEqual(len(replies[i]), frames * per_frame)
-        self.assertGreater(g.metric(server.port, "hermod_read_pauses_total"), 0)
-        self.assertEqual(g.metric(server.port, "hermod_store_errors_total", reason="queue_full"), 0)
-        os.kill(server.pid, signal.SIGKILL)  # every publish was answered: all are stored
-        server.wait_exit()
-
-        again = self.start_server(config(self.path), workers=1)
-        result = self.history(again.port, "h:flood")
+        result = self.paused_then_killed(server, "h:flood")
         self.assertEqual(result["offset"], total)
         held = sorted((p["data"]["c"], p["data"]["n"]) for p in result["publications"])
         self.assertEqual(held, [(i, n) for i in range(clients) for n in range(frames * per_frame)])
@@ -286,13 +290,7 @@ class SqliteEngineTest(h.HermodTestCase):
         self.assertEqual([a.status for a in answers], [200] * count)
         offsets = [json.loads(a.body)["result"]["offset"] for a in answers]
         self.assertEqual(offsets, list(range(1, count + 1)))
-        self.assertGreater(g.metric(server.port, "hermod_read_pauses_total"), 0)
-        self.assertEqual(g.metric(server.port, "hermod_store_errors_total", reason="queue_full"), 0)
-        os.kill(server.pid, signal.SIGKILL)  # every publish was answered: all are stored
-        server.wait_exit()
-
-        again = self.start_server(config(self.path), workers=1)
-        result = self.history(again.port, "h:piped")
+        result = self.paused_then_killed(server, "h:piped")
         self.assertEqual(result["offset"], count)
         self.assertEqual([p["data"]["n"] for p in result["publications"]], list(range(count)))
 
