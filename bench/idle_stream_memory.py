@@ -1,7 +1,7 @@
 # Bytes per idle streamed connection (/connection/fragments, /connection/uni_sse): hermod's RSS
 # before and after N idle streams of one loop. Usage: python3 bench/idle_stream_memory.py
 # HERMOD N PATH (N streams of GET PATH; a process with N+200 descriptors to spare).
-import json, os, re, socket, subprocess, sys, tempfile, time, select
+import json, os, re, socket, subprocess, sys, tempfile, threading, time, select
 HERMOD = sys.argv[1]; N = int(sys.argv[2]); path = sys.argv[3]
 cfg = {"fragments": True, "uni_sse": True, "allow_anonymous_connect_without_token": True,
        "allow_subscribe_for_anonymous": True, "allow_subscribe_for_client": True,
@@ -15,6 +15,10 @@ while port is None:
     buf += os.read(p.stderr.fileno(), 4096)
     m = re.search(rb"listening on https?://[^\s:]+:(\d+)", buf)
     if m: port = int(m.group(1))
+# Keep reading (and dropping) the log: a full pipe would block hermod's loop in write(2).
+def drain():
+    while os.read(p.stderr.fileno(), 65536): pass
+threading.Thread(target=drain, daemon=True).start()
 def rss():
     for line in open("/proc/%d/status" % p.pid):
         if line.startswith("VmRSS"): return int(line.split()[1]) * 1024

@@ -31,6 +31,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 SECRET = "bench-secret"
@@ -169,6 +170,11 @@ async def rpc_round(port, count):
     return out
 
 
+def drain(stream):
+    while stream.read(65536):
+        pass
+
+
 def start_hermod(binary, config, workers):
     directory = tempfile.mkdtemp(prefix="hermod-proxy-bench-")
     path = os.path.join(directory, "hermod.json")
@@ -183,6 +189,9 @@ def start_hermod(binary, config, workers):
         log += line
         m = re.search(rb"listening on http://[^\s:]+:(\d+)", line)
         if m:
+            # Keep reading (and dropping) the log: a full pipe would block hermod's loop
+            # threads in write(2), so they would stop serving.
+            threading.Thread(target=drain, args=(proc.stderr,), daemon=True).start()
             return proc, int(m.group(1))
         if not line and proc.poll() is not None:
             break
