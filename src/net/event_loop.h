@@ -120,7 +120,7 @@ class Loop {
   const SendLimits& send_limits() const { return send_limits_; }
   void set_send_limits(const SendLimits& limits) { send_limits_ = limits; }
   // A push waits (critical or high output queued, or a flush left pushes unsent): within
-  // half the shorter deadline the loop looks at every connection whose output waits, so a
+  // a tenth of the shorter deadline the loop looks at every connection whose output waits, so a
   // peer that stopped reading is cut at its deadline even when nothing else is sent to it
   // (no send, no writable event would notice).
   void ArmSendSweep();

@@ -607,6 +607,41 @@ TEST(Connection, NormalPushesWaitingPastTheNormalDeadlineAreASlowConsumer) {
   EXPECT_EQ(loop.queued_cost(), 0u);
 }
 
+TEST(Connection, AStalledReaderIsCutWithinATenthOfItsDeadlineAfterIt) {
+  fake_now_ms = 1000;
+  Loop loop(0, 4096, &FakeClock);
+  SendLimits limits = SmallLimits();
+  limits.drop_normal_bytes = limits.max_bytes = 64 << 20;
+  limits.urgent_deadline_ms = 1000;  // the sweep's period follows the shorter deadline
+  limits.normal_deadline_ms = 1700;  // not a multiple of it
+  loop.set_send_limits(limits);
+  Pair pair;
+  int small = 4096;
+  ASSERT_EQ(setsockopt(pair.server, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+  std::string received;
+  bool closed = false;
+  auto* c = new Recorder(loop, pair.server, &received, &closed);
+  uint64_t closed_at = 0;
+  // The clock moves 10 ms a loop iteration, so the sweep runs when its timer is due.
+  std::function<void()> step = [&] {
+    if (closed && closed_at == 0) closed_at = fake_now_ms;
+    if (fake_now_ms >= 1000 + 2500) return;
+    fake_now_ms += 10;
+    loop.Post(step);
+  };
+  loop.Post([&] {
+    for (int i = 0; i < 64; ++i) {
+      EXPECT_EQ(SendFrame(*c, 'n', 1000, Priority::kNormal), SendStatus::kQueued);
+    }
+    step();
+  });
+  loop.Run();
+  ASSERT_TRUE(closed);
+  EXPECT_EQ(loop.stats().slow_consumer_disconnects[stats::SlowReason::kDeadline], 1u);
+  EXPECT_GE(closed_at, 1000u + 1700);
+  EXPECT_LE(closed_at, 1000u + 1700 + 1700 / 10 + 20);  // half the urgent deadline: 2000
+}
+
 TEST(Connection, CutSlowDropsTheBacklogAndEndsTheConnection) {
   Loop loop(0, 4096);
   Pair pair;
