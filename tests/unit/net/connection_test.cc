@@ -511,133 +511,121 @@ TEST(Connection, PassingMaxBytesIsASlowConsumerAndFreesTheQueueAtOnce) {
 uint64_t fake_now_ms = 1000;
 uint64_t FakeClock() { return fake_now_ms; }
 
-TEST(Connection, CriticalOutputWaitingPastTheDeadlineIsASlowConsumer) {
-  fake_now_ms = 1000;
-  Loop loop(0, 4096, &FakeClock);
-  SendLimits limits = SmallLimits();
-  limits.max_bytes = 64 << 20;
-  loop.set_send_limits(limits);
+// A loop on the fake clock and a connection whose peer never reads, on a socket that takes
+// little (a 4 KiB send buffer): what it is sent past that waits in its queue.
+struct StalledPeer {
+  explicit StalledPeer(const SendLimits& limits) : loop(0, 4096, &FakeClock) {
+    loop.set_send_limits(limits);
+    int small = 4096;
+    EXPECT_EQ(setsockopt(pair.server, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    c = new Recorder(loop, pair.server, &received, &closed);
+  }
+  Loop loop;
   Pair pair;
-  int small = 4096;
-  ASSERT_EQ(setsockopt(pair.server, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
   std::string received;
   bool closed = false;
-  auto* c = new Recorder(loop, pair.server, &received, &closed);
+  Recorder* c = nullptr;
+};
+
+TEST(Connection, CriticalOutputWaitingPastTheDeadlineIsASlowConsumer) {
+  fake_now_ms = 1000;
+  SendLimits limits = SmallLimits();
+  limits.max_bytes = 64 << 20;
+  StalledPeer s(limits);
   // Iteration 1: more than the socket takes; the peer never reads.
-  loop.Post([&] {
-    EXPECT_EQ(c->Send(std::string(1 << 20, 'r')), SendStatus::kQueued);
-    EXPECT_EQ(SendFrame(*c, 'c', 100, Priority::kCritical), SendStatus::kQueued);
+  s.loop.Post([&] {
+    EXPECT_EQ(s.c->Send(std::string(1 << 20, 'r')), SendStatus::kQueued);
+    EXPECT_EQ(SendFrame(*s.c, 'c', 100, Priority::kCritical), SendStatus::kQueued);
     fake_now_ms += 50;
-    loop.Post([&] {
+    s.loop.Post([&] {
       // Iteration 2, 50 ms later: within the deadline.
-      EXPECT_EQ(SendFrame(*c, 'c', 100, Priority::kCritical), SendStatus::kQueued);
-      EXPECT_FALSE(c->closed());
+      EXPECT_EQ(SendFrame(*s.c, 'c', 100, Priority::kCritical), SendStatus::kQueued);
+      EXPECT_FALSE(s.c->closed());
       fake_now_ms += 60;
-      loop.Post([&] {
+      s.loop.Post([&] {
         // Iteration 3: the first critical frame has waited 110 ms (the loop's sweep, which
         // runs before this task, may have cut it already).
-        EXPECT_NE(SendFrame(*c, 'h', 100, Priority::kHigh), SendStatus::kQueued);
+        EXPECT_NE(SendFrame(*s.c, 'h', 100, Priority::kHigh), SendStatus::kQueued);
       });
     });
   });
-  loop.Run();
-  EXPECT_TRUE(closed);
-  EXPECT_EQ(loop.stats().slow_consumer_disconnects[stats::SlowReason::kDeadline], 1u);
-  EXPECT_EQ(loop.queued_cost(), 0u);
+  s.loop.Run();
+  EXPECT_TRUE(s.closed);
+  EXPECT_EQ(s.loop.stats().slow_consumer_disconnects[stats::SlowReason::kDeadline], 1u);
+  EXPECT_EQ(s.loop.queued_cost(), 0u);
   // The two critical pushes never left: counted as cut, by priority.
-  EXPECT_EQ(loop.stats().send_dropped[stats::DropReason::kCut][0], 2u);
+  EXPECT_EQ(s.loop.stats().send_dropped[stats::DropReason::kCut][0], 2u);
 }
 
 TEST(Connection, TheLoopsSweepCutsAStalledConnectionThatIsSentNothingMore) {
   fake_now_ms = 1000;
-  Loop loop(0, 4096, &FakeClock);
   SendLimits limits = SmallLimits();
   limits.max_bytes = 64 << 20;
-  loop.set_send_limits(limits);
-  Pair pair;
-  int small = 4096;
-  ASSERT_EQ(setsockopt(pair.server, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
-  std::string received;
-  bool closed = false;
-  auto* c = new Recorder(loop, pair.server, &received, &closed);
-  loop.Post([&] {
-    EXPECT_EQ(c->Send(std::string(1 << 20, 'r')), SendStatus::kQueued);
-    EXPECT_EQ(SendFrame(*c, 'c', 100, Priority::kCritical), SendStatus::kQueued);
+  StalledPeer s(limits);
+  s.loop.Post([&] {
+    EXPECT_EQ(s.c->Send(std::string(1 << 20, 'r')), SendStatus::kQueued);
+    EXPECT_EQ(SendFrame(*s.c, 'c', 100, Priority::kCritical), SendStatus::kQueued);
     // Nothing more is sent and the peer never reads: only the loop's sweep can notice.
     fake_now_ms += 200;
-    loop.Post([] {});  // one more iteration, at the new time
+    s.loop.Post([] {});  // one more iteration, at the new time
   });
-  loop.Run();
-  EXPECT_TRUE(closed);
-  EXPECT_EQ(loop.stats().slow_consumer_disconnects[stats::SlowReason::kDeadline], 1u);
+  s.loop.Run();
+  EXPECT_TRUE(s.closed);
+  EXPECT_EQ(s.loop.stats().slow_consumer_disconnects[stats::SlowReason::kDeadline], 1u);
 }
 
 TEST(Connection, NormalPushesWaitingPastTheNormalDeadlineAreASlowConsumer) {
   fake_now_ms = 1000;
-  Loop loop(0, 4096, &FakeClock);
   SendLimits limits = SmallLimits();
   limits.drop_normal_bytes = limits.max_bytes = 64 << 20;
   limits.urgent_deadline_ms = 100;
   limits.normal_deadline_ms = 300;
-  loop.set_send_limits(limits);
-  Pair pair;
-  int small = 4096;
-  ASSERT_EQ(setsockopt(pair.server, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
-  std::string received;
-  bool closed = false;
-  auto* c = new Recorder(loop, pair.server, &received, &closed);
-  loop.Post([&] {
+  StalledPeer s(limits);
+  s.loop.Post([&] {
     // More normal pushes than the socket takes; the peer never reads and nothing urgent is
     // queued: only the normal deadline can end it, through the loop's sweep.
     for (int i = 0; i < 64; ++i) {
-      EXPECT_EQ(SendFrame(*c, 'n', 1000, Priority::kNormal), SendStatus::kQueued);
+      EXPECT_EQ(SendFrame(*s.c, 'n', 1000, Priority::kNormal), SendStatus::kQueued);
     }
     fake_now_ms += 200;  // past the urgent deadline, within the normal one
-    loop.Post([&] {
-      EXPECT_FALSE(c->closed());
-      EXPECT_EQ(loop.stats().slow_consumer_disconnects[stats::SlowReason::kDeadline], 0u);
+    s.loop.Post([&] {
+      EXPECT_FALSE(s.c->closed());
+      EXPECT_EQ(s.loop.stats().slow_consumer_disconnects[stats::SlowReason::kDeadline], 0u);
       fake_now_ms += 200;  // now past the normal deadline
-      loop.Post([] {});
+      s.loop.Post([] {});
     });
   });
-  loop.Run();
-  EXPECT_TRUE(closed);
-  EXPECT_EQ(loop.stats().slow_consumer_disconnects[stats::SlowReason::kDeadline], 1u);
-  EXPECT_GT(loop.stats().send_dropped[stats::DropReason::kCut][2], 0u);
-  EXPECT_EQ(loop.queued_cost(), 0u);
+  s.loop.Run();
+  EXPECT_TRUE(s.closed);
+  EXPECT_EQ(s.loop.stats().slow_consumer_disconnects[stats::SlowReason::kDeadline], 1u);
+  EXPECT_GT(s.loop.stats().send_dropped[stats::DropReason::kCut][2], 0u);
+  EXPECT_EQ(s.loop.queued_cost(), 0u);
 }
 
 TEST(Connection, AStalledReaderIsCutWithinATenthOfItsDeadlineAfterIt) {
   fake_now_ms = 1000;
-  Loop loop(0, 4096, &FakeClock);
   SendLimits limits = SmallLimits();
   limits.drop_normal_bytes = limits.max_bytes = 64 << 20;
   limits.urgent_deadline_ms = 1000;  // the sweep's period follows the shorter deadline
   limits.normal_deadline_ms = 1700;  // not a multiple of it
-  loop.set_send_limits(limits);
-  Pair pair;
-  int small = 4096;
-  ASSERT_EQ(setsockopt(pair.server, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
-  std::string received;
-  bool closed = false;
-  auto* c = new Recorder(loop, pair.server, &received, &closed);
+  StalledPeer s(limits);
   uint64_t closed_at = 0;
   // The clock moves 10 ms a loop iteration, so the sweep runs when its timer is due.
   std::function<void()> step = [&] {
-    if (closed && closed_at == 0) closed_at = fake_now_ms;
+    if (s.closed && closed_at == 0) closed_at = fake_now_ms;
     if (fake_now_ms >= 1000 + 2500) return;
     fake_now_ms += 10;
-    loop.Post(step);
+    s.loop.Post(step);
   };
-  loop.Post([&] {
+  s.loop.Post([&] {
     for (int i = 0; i < 64; ++i) {
-      EXPECT_EQ(SendFrame(*c, 'n', 1000, Priority::kNormal), SendStatus::kQueued);
+      EXPECT_EQ(SendFrame(*s.c, 'n', 1000, Priority::kNormal), SendStatus::kQueued);
     }
     step();
   });
-  loop.Run();
-  ASSERT_TRUE(closed);
-  EXPECT_EQ(loop.stats().slow_consumer_disconnects[stats::SlowReason::kDeadline], 1u);
+  s.loop.Run();
+  ASSERT_TRUE(s.closed);
+  EXPECT_EQ(s.loop.stats().slow_consumer_disconnects[stats::SlowReason::kDeadline], 1u);
   EXPECT_GE(closed_at, 1000u + 1700);
   EXPECT_LE(closed_at, 1000u + 1700 + 1700 / 10 + 20);  // half the urgent deadline: 2000
 }
