@@ -82,6 +82,7 @@ void OutputQueue::Clear() {
   items_.clear();
   head_ = 0;
   partial_ = false;
+  partial_since_ = 0;
   lane_count_.fill(0);
   bytes_ = 0;
   owned_bytes_ = 0;
@@ -208,7 +209,7 @@ uint64_t OutputQueue::UrgentSinceMs() const {
 }
 
 uint64_t OutputQueue::PushSinceMs() const {
-  uint64_t since = 0;
+  uint64_t since = partial_ ? partial_since_ : 0;
   size_t begin = LaneBegin(static_cast<size_t>(Lane::kNormal));
   for (Lane lane : {Lane::kNormal, Lane::kLow}) {
     // FIFO within a lane: its first shared item is its oldest. Owned items are few (one
@@ -299,7 +300,7 @@ int OutputQueue::Gather(iovec* iov, int max_iov, const JoinSpec& spec, JoinPlan&
   return n;
 }
 
-void OutputQueue::PushFrontPartial(const char* data, size_t len) {
+void OutputQueue::PushFrontPartial(const char* data, size_t len, uint64_t stamp) {
   Chunk* chunk = Chunk::Create(std::max(kChunkBytes, len));
   chunk->Append({data, len});
   const Item item{chunk, 0, static_cast<uint32_t>(len), 0, kOwned, 0};
@@ -309,6 +310,7 @@ void OutputQueue::PushFrontPartial(const char* data, size_t len) {
     items_.insert(items_.begin(), item);
   }
   partial_ = true;  // begun: it is in no lane and is written first
+  partial_since_ = stamp;
   bytes_ += len;
   owned_bytes_ += len;
   Charge(static_cast<ptrdiff_t>(len + kItemOverhead));
@@ -332,10 +334,15 @@ void OutputQueue::Consume(size_t n, JoinPlan& plan) {
     if (n == 0) return;
     ++plan.frames_;
     plan.messages_ += run.items;
+    uint64_t oldest = 0;  // of the pushes joined: the tail left keeps their deadline
+    for (size_t i = head_; i < head_ + run.items && i < items_.size(); ++i) {
+      const uint64_t stamp = items_[i].stamp;
+      if (stamp != kOwned && stamp != 0 && (oldest == 0 || stamp < oldest)) oldest = stamp;
+    }
     Consume(run.original_bytes);  // whole items: they leave their lanes
     if (n < run.length) {
       // The write ended inside the joined message: its tail, owned now, finishes first.
-      PushFrontPartial(plan.scratch_.get() + run.offset + n, run.length - n);
+      PushFrontPartial(plan.scratch_.get() + run.offset + n, run.length - n, oldest);
       return;
     }
     n -= run.length;
@@ -362,6 +369,7 @@ void OutputQueue::Consume(size_t n) {
     Item& item = items_[head_];
     const size_t len = item.end - item.begin;
     if (item.stamp == kOwned) owned_bytes_ -= std::min(n, len);
+    const bool begun = partial_;
     if (!partial_) {
       // The first item leaves its lane (the first one holding any): begun, it is written
       // first from now on whatever is queued ahead of its lane later.
@@ -371,12 +379,14 @@ void OutputQueue::Consume(size_t n) {
     }
     if (n < len) {
       item.begin += static_cast<uint32_t>(n);
+      if (!begun) partial_since_ = item.stamp == kOwned ? 0 : item.stamp;
       partial_ = true;
       break;
     }
     n -= len;
     item.chunk->Unref();
     partial_ = false;
+    partial_since_ = 0;
     PopFront();
   }
   Charge(static_cast<ptrdiff_t>(footprint()) - static_cast<ptrdiff_t>(before));

@@ -191,8 +191,9 @@ class OutputQueue {
   size_t lane_items(Lane lane) const { return lane_count_[static_cast<size_t>(lane)]; }
   // When the oldest queued critical or high item was appended (its now_ms); 0: none.
   uint64_t UrgentSinceMs() const;
-  // The same for the normal and low lanes' shared pushes (owned bytes queued there, such as
-  // a protocol's notice that a push was not queued, carry no stamp); 0: none.
+  // The same for the normal and low lanes' shared pushes and a half-sent one (owned bytes
+  // queued there, such as a protocol's notice that a push was not queued, carry no stamp);
+  // 0: none.
   uint64_t PushSinceMs() const;
   // Drops everything pending.
   void Clear();
@@ -222,8 +223,9 @@ class OutputQueue {
   size_t LaneBegin(size_t lane) const;
   void Insert(Lane lane, const Item& item);
   void PopFront();
-  // Queues bytes (the unsent tail of a joined message) as the half-sent item, first.
-  void PushFrontPartial(const char* data, size_t len);
+  // Queues bytes (the unsent tail of a joined message) as the half-sent item, first; stamp:
+  // the oldest push joined into it (0: none).
+  void PushFrontPartial(const char* data, size_t len, uint64_t stamp = 0);
   void Charge(ptrdiff_t delta) {
     if (account_) *account_ += static_cast<size_t>(delta);  // modulo 2^64: a negative delta
   }
@@ -235,6 +237,9 @@ class OutputQueue {
   size_t* account_ = nullptr;
   std::array<uint32_t, kLanes> lane_count_{};  // items per lane, the half-sent one in none
   bool partial_ = false;                       // items_[head_] is half-sent
+  // When the oldest push in the half-sent item was appended (0: none, or a reply): it is in
+  // no lane, and a reader that stopped in the middle of it is still cut at its deadline.
+  uint64_t partial_since_ = 0;
 };
 
 // A busy connection's queue empties and refills every loop iteration: drained queues go back

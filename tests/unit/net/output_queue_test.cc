@@ -187,6 +187,24 @@ TEST(OutputQueue, UrgentSinceIsTheOldestCriticalOrHighItem) {
   EXPECT_EQ(q.UrgentSinceMs(), 0u);
 }
 
+// A reader that stops in the middle of a push still holds it past its deadline: the half-sent
+// item, in no lane any more, keeps the push's time.
+TEST(OutputQueue, PushSinceCountsAHalfSentPush) {
+  OutputQueue q;
+  Push(q, "0123456789", Lane::kNormal, 0, 25);
+  EXPECT_EQ(q.PushSinceMs(), 25u);
+  q.Consume(4);
+  EXPECT_EQ(q.PushSinceMs(), 25u);
+  Push(q, "later", Lane::kNormal, 0, 60);
+  EXPECT_EQ(q.PushSinceMs(), 25u);
+  q.Consume(6);  // the half-sent push is gone; the one behind it is the oldest
+  EXPECT_EQ(q.PushSinceMs(), 60u);
+  q.Consume(2);
+  EXPECT_EQ(q.PushSinceMs(), 60u);
+  q.Consume(3);
+  EXPECT_EQ(q.PushSinceMs(), 0u);
+}
+
 // The queue against a model that keeps one list per lane, through random appends, writes that
 // stop anywhere, drops and replacements: the same bytes in the same order, the same counts.
 TEST(OutputQueue, MatchesALanePerListModel) {
@@ -308,9 +326,10 @@ std::string Message(std::string_view payload) {
 }
 
 // Queues a joinable shared frame: header + payload.
-void PushJoinable(OutputQueue& q, std::string_view payload, Lane lane = Lane::kNormal) {
+void PushJoinable(OutputQueue& q, std::string_view payload, Lane lane = Lane::kNormal,
+                  uint64_t now = 0) {
   Chunk* chunk = Frame(Message(payload));
-  q.AppendShared(chunk, 0, chunk->size(), lane, 0, 0,
+  q.AppendShared(chunk, 0, chunk->size(), lane, 0, now,
                  static_cast<uint8_t>(chunk->size() - payload.size()));
   chunk->Unref();
 }
@@ -347,6 +366,22 @@ TEST(OutputQueueJoin, QueuedMessagesLeaveAsOneNewlineJoinedMessage) {
   EXPECT_TRUE(q.empty());
   EXPECT_EQ(q.cost(), 0u);
   EXPECT_EQ(plan.TakeCounts(), (std::pair<uint64_t, uint64_t>{1, 3}));
+}
+
+TEST(OutputQueueJoin, TheUnsentTailOfAJoinedMessageKeepsItsOldestPushsTime) {
+  OutputQueue q;
+  JoinPlan plan;
+  PushJoinable(q, "aaaa", Lane::kNormal, 40);
+  PushJoinable(q, "bbbb", Lane::kNormal, 30);
+  EXPECT_EQ(PendingJoined(q, plan), "<9>aaaa\nbbbb");
+  q.Consume(5, plan);  // the write stops inside the joined message
+  EXPECT_EQ(Pending(q), "aa\nbbbb");
+  EXPECT_EQ(q.PushSinceMs(), 30u);
+  q.Consume(1);  // and again inside its tail
+  EXPECT_EQ(q.PushSinceMs(), 30u);
+  q.Consume(6);
+  EXPECT_TRUE(q.empty());
+  EXPECT_EQ(q.PushSinceMs(), 0u);
 }
 
 TEST(OutputQueueJoin, RepliesAndPushesOfEveryLaneJoinInWritingOrder) {
