@@ -630,6 +630,34 @@ TEST(Connection, AStalledReaderIsCutWithinATenthOfItsDeadlineAfterIt) {
   EXPECT_LE(closed_at, 1000u + 1700 + 1700 / 10 + 20);  // half the urgent deadline: 2000
 }
 
+TEST(Connection, AReaderThatStopsInsideItsOnlyPushIsCutAtTheDeadline) {
+  fake_now_ms = 1000;
+  SendLimits limits = SmallLimits();
+  limits.drop_normal_bytes = limits.max_bytes = 64 << 20;
+  limits.urgent_deadline_ms = limits.normal_deadline_ms = 1000;
+  StalledPeer s(limits);
+  uint64_t closed_at = 0;
+  std::function<void()> step = [&] {
+    if (s.closed && closed_at == 0) closed_at = fake_now_ms;
+    if (s.closed) return;
+    if (fake_now_ms >= 1000 + 3000) {
+      s.c->Close();  // never cut: end the test (it fails below)
+      return;
+    }
+    fake_now_ms += 10;
+    s.loop.Post(step);
+  };
+  s.loop.Post([&] {
+    // One push, more than the socket takes: half of it is sent, nothing else is queued.
+    EXPECT_EQ(SendFrame(*s.c, 'n', 1 << 20, Priority::kNormal), SendStatus::kQueued);
+    step();
+  });
+  s.loop.Run();
+  EXPECT_EQ(s.loop.stats().slow_consumer_disconnects[stats::SlowReason::kDeadline], 1u);
+  EXPECT_GE(closed_at, 1000u + 1000);
+  EXPECT_LE(closed_at, 1000u + 1000 + 1000 / 10 + 20);
+}
+
 TEST(Connection, CutSlowDropsTheBacklogAndEndsTheConnection) {
   Loop loop(0, 4096);
   Pair pair;
