@@ -234,7 +234,7 @@ SendStatus Connection::SendShared(Chunk* chunk, size_t offset, size_t len, PushC
   const SendLimits& limits = loop_.send_limits();
   const Lane lane = LaneOf(push.priority);
   const size_t p = static_cast<size_t>(push.priority);
-  const size_t cost = out_ ? out_->cost() : 0;
+  size_t cost = out_ ? out_->cost() : 0;
   if (cost > 0) {
     if (push.latest_key != 0 &&
         out_->Replace(lane, push.latest_key, chunk, offset, len, join_head)) {
@@ -244,10 +244,14 @@ SendStatus Connection::SendShared(Chunk* chunk, size_t offset, size_t len, PushC
     if (push.priority >= Priority::kNormal) {
       const size_t watermark =
           push.priority == Priority::kLow ? limits.drop_low_bytes : limits.drop_normal_bytes;
+      if (cost >= watermark) {
+        if (!OfferBacklog()) return SendStatus::kDropped;
+        cost = out_ ? out_->cost() : 0;
+      }
       stats::DropReason why = stats::DropReason::kCount;
       if (cost >= watermark) {
         why = stats::DropReason::kWatermark;
-      } else if (loop_.queued_cost() >= limits.loop_budget_bytes) {
+      } else if (cost > 0 && loop_.queued_cost() >= limits.loop_budget_bytes) {
         why = stats::DropReason::kLoopBudget;
       }
       if (why != stats::DropReason::kCount) {
@@ -262,11 +266,13 @@ SendStatus Connection::SendShared(Chunk* chunk, size_t offset, size_t len, PushC
       }
     }
   }
-  OutputQueue& out = Queue();
-  out.AppendShared(chunk, offset, len, lane, push.latest_key, loop_.now_ms(), join_head);
-  if (out.cost() > limits.max_bytes) {
-    SlowConsumer(stats::SlowReason::kOverflow);
-    return SendStatus::kOverflow;
+  Queue().AppendShared(chunk, offset, len, lane, push.latest_key, loop_.now_ms(), join_head);
+  if (out_->cost() > limits.max_bytes) {
+    if (!OfferBacklog()) return SendStatus::kDropped;
+    if (out_ && out_->cost() > limits.max_bytes) {
+      SlowConsumer(stats::SlowReason::kOverflow);
+      return SendStatus::kOverflow;
+    }
   }
   if (cost > 0) {
     // Only a backlog can hold an item past its deadline (this one was stamped now).
@@ -435,6 +441,18 @@ void Connection::Flush() {
     if (!OnDrained() || (state_ & kClosed)) break;
   }
   Settle();
+}
+
+bool Connection::OfferBacklog() {
+  if (state_ & kWantWrite) return true;  // the socket was full at the last write
+  if (ssl_ == nullptr) {
+    FlushPlain();
+  } else {
+    FlushTls();
+  }
+  if (state_ & kClosed) return false;
+  UpdateInterest();  // what the socket did not take waits for EPOLLOUT
+  return true;
 }
 
 void Connection::Settle() {

@@ -183,6 +183,12 @@ class Connection : public Pollable, public TimerNode {
   void DropCork();
   // Writes the corked bytes with one send; what the socket does not take is queued.
   void WriteCork();
+  // A queue past a watermark or the bound only because its flush has not come yet (it waits
+  // for the iteration's end, or one more while the loop is behind) is no slow reader: before
+  // a push tells or cuts for it, the socket is offered what the queue holds, unless it was
+  // full at the last write. (A reply past the bound is the client's own: it is cut, as
+  // before.) False when the write closed the connection.
+  bool OfferBacklog();
   void FlushPlain();
   // FlushPlain when the queue's messages may be joined (output_queue.h).
   [[gnu::noinline]] void FlushJoined(const JoinSpec& spec);

@@ -642,6 +642,7 @@ class StoppedLoopTest : public ::testing::Test {
     int fds[2];
     ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
     peer_ = fds[1];
+    server_ = fds[0];
     sink_ = new Sink(loop_, fds[0], nullptr);
     subscription_.connection = sink_;
     options_.history_size = 1000;
@@ -668,6 +669,28 @@ class StoppedLoopTest : public ::testing::Test {
     while ((n = read(peer_, buffer, sizeof buffer)) > 0) out.append(buffer, static_cast<size_t>(n));
     return out;
   }
+  // Fills the sink's socket ('f' bytes) as a subscriber that stopped reading leaves it, so
+  // what the hub sends it stays in its queue; returns how many bytes the socket took.
+  size_t Fill() {
+    int small = 4096;
+    EXPECT_EQ(setsockopt(server_, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    const std::string filler(4096, 'f');
+    size_t filled = 0;
+    ssize_t n;
+    while ((n = write(server_, filler.data(), filler.size())) > 0) filled += static_cast<size_t>(n);
+    return filled;
+  }
+  // Everything the subscriber reads once it reads again (the loop writing what its queue
+  // holds), less the first `skip` bytes.
+  std::string ReadAllAgain(size_t skip) {
+    std::string out = ReadAll();
+    while (sink_->queued_bytes() > 0 && !sink_->closing()) {
+      RunOnce();
+      out += ReadAll();
+    }
+    EXPECT_GE(out.size(), skip);
+    return out.substr(std::min(skip, out.size()));
+  }
 
   net::Loop loop_{0, 4096};
   // The missed handler (PushCodec::missed): OnMissed below, for subscriptions with tell_missed.
@@ -676,6 +699,7 @@ class StoppedLoopTest : public ::testing::Test {
   Sink* sink_ = nullptr;
   Subscription subscription_;
   int peer_ = -1;
+  int server_ = -1;
   config::ChannelOptions options_;
 };
 
@@ -726,14 +750,15 @@ TEST_F(StoppedLoopTest, AShedPublicationTellsTheRecoverableSubscriberOnce) {
   missed_options = &options_;
   subscription_.tell_missed = true;
   Subscribe();
+  const size_t filled = Fill();
   const std::string data(100, 'x');
   for (int i = 0; i < 50; ++i) ASSERT_TRUE(Publish(hub_, "ch", options_, data, ""));
-  RunOnce();  // all 50 in one mailbox run: the queue is corked, the watermark is passed
+  RunOnce();  // all 50 in one mailbox run to a full socket: the watermark is passed
   EXPECT_EQ(missed_calls, 1);
   // Told, not shed: the subscriber learns of the gap at once.
   EXPECT_EQ(loop_.stats().send_dropped[stats::DropReason::kTold][2], 1u);
   EXPECT_EQ(loop_.stats().send_dropped[stats::DropReason::kWatermark][2], 0u);
-  const std::string got = ReadAll();
+  const std::string got = ReadAllAgain(filled);
   // Every publication before the gap arrived, whole and in order; none after it.
   const size_t frame = std::string("ch|" + data + "@1\n").size();
   const size_t delivered = std::count(got.begin(), got.end(), '\n');
@@ -756,13 +781,14 @@ TEST_F(StoppedLoopTest, ADroppableChannelShedsSilentlyAndNeverTells) {
   missed_options = &options_;
   subscription_.tell_missed = true;
   Subscribe();
+  const size_t filled = Fill();
   const std::string data(100, 'x');
   for (int i = 0; i < 50; ++i) ASSERT_TRUE(Publish(hub_, "ch", options_, data, ""));
   RunOnce();
   EXPECT_EQ(missed_calls, 0);
   EXPECT_EQ(loop_.stats().send_dropped[stats::DropReason::kTold][2], 0u);
   const size_t shed = loop_.stats().send_dropped[stats::DropReason::kWatermark][2];
-  const std::string got = ReadAll();
+  const std::string got = ReadAllAgain(filled);
   // Every publication was either delivered or counted as shed; the subscriber stays.
   EXPECT_GT(shed, 0u);
   EXPECT_EQ(std::count(got.begin(), got.end(), '\n') + shed, 50u);
@@ -777,6 +803,7 @@ TEST_F(StoppedLoopTest, AMissedPushWithNobodyToTellCutsTheConnection) {
   options_.push_coalesce_max_bytes = 0;
   subscription_.tell_missed = false;  // a subscriber that could not be told otherwise
   Subscribe();
+  Fill();
   const std::string data(100, 'x');
   for (int i = 0; i < 50; ++i) ASSERT_TRUE(Publish(hub_, "ch", options_, data, ""));
   RunOnce();

@@ -62,7 +62,30 @@ struct Pair {
     while ((n = read(peer, buffer, sizeof buffer)) > 0) out.append(buffer, static_cast<size_t>(n));
     return out;
   }
+  // Fills the server's socket (a small send buffer, then 'f' until it takes no more), as a
+  // peer that stopped reading leaves it: what the connection queues then stays queued.
+  size_t Fill() {
+    int small = 4096;
+    EXPECT_EQ(setsockopt(server, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    const std::string filler(4096, 'f');
+    size_t filled = 0;
+    ssize_t n;
+    while ((n = write(server, filler.data(), filler.size())) > 0) filled += static_cast<size_t>(n);
+    return filled;
+  }
 };
+
+// What the peer reads while the loop writes what the connection still queues, until the
+// queue is empty.
+std::string ReadThroughLoop(Loop& loop, Connection& c, Pair& pair) {
+  std::string out = pair.ReadPeer();
+  while (c.queued_bytes() > 0) {
+    loop.Post([&] { loop.Stop(); });
+    loop.Run();
+    out += pair.ReadPeer();
+  }
+  return out;
+}
 
 TEST(Connection, CorksEverySendOfAnIterationIntoOneWrite) {
   Loop loop(0, 4096);
@@ -403,11 +426,11 @@ TEST(Connection, ShedsLowPastItsWatermarkThenNormalButQueuesCriticalAndHigh) {
   Pair pair;
   std::string received;
   bool closed = false;
+  const size_t filled = pair.Fill();
   auto* c = new Recorder(loop, pair.server, &received, &closed);
   const size_t item = 300 + OutputQueue::kItemOverhead;
   loop.Post([&] {
-    // Corked: nothing leaves during the task, so the queue grows as it would for a peer
-    // that stopped reading.
+    // The socket is full (the peer stopped reading), so the queue grows.
     for (int i = 0; i < 4; ++i)
       EXPECT_EQ(SendFrame(*c, 'n', 300, Priority::kNormal), SendStatus::kQueued);
     EXPECT_EQ(c->queued_bytes(), 1200u);  // cost 4 * item > drop_low_bytes
@@ -433,8 +456,36 @@ TEST(Connection, ShedsLowPastItsWatermarkThenNormalButQueuesCriticalAndHigh) {
   // Written in priority order: the reply, critical, high, then the normal backlog.
   std::string expected =
       "reply" + std::string(300, 'c') + std::string(300, 'h') + std::string(7 * 300, 'n');
-  EXPECT_EQ(pair.ReadPeer(), expected);
+  EXPECT_EQ(ReadThroughLoop(loop, *c, pair), std::string(filled, 'f') + expected);
   EXPECT_EQ(loop.queued_cost(), 0u);
+}
+
+TEST(Connection, AQueuePastItsWatermarkOnlyBeforeItsFlushIsWrittenNotTold) {
+  Loop loop(0, 4096);
+  loop.set_send_limits(SmallLimits());
+  Pair pair;  // the peer reads nothing yet, but its socket has room
+  std::string received;
+  bool closed = false;
+  auto* c = new Recorder(loop, pair.server, &received, &closed);
+  loop.Post([&] {
+    // One task, as one iteration's fan-out: the queue passes drop_normal_bytes (2,000) and
+    // then max_bytes (8,000) before the iteration's flush; each time the socket takes it.
+    for (int i = 0; i < 10; ++i)
+      EXPECT_EQ(SendFrame(*c, 'n', 300, Priority::kNormal), SendStatus::kQueued);
+    for (int i = 0; i < 20; ++i)
+      EXPECT_EQ(SendFrame(*c, 'c', 500, Priority::kCritical), SendStatus::kQueued);
+    loop.Stop();
+  });
+  loop.Run();
+  EXPECT_FALSE(closed);
+  EXPECT_EQ(loop.stats().send_dropped[stats::DropReason::kTold][2], 0u);
+  EXPECT_EQ(loop.stats().slow_consumer_disconnects[stats::SlowReason::kOverflow], 0u);
+  const std::string got = pair.ReadPeer();
+  EXPECT_EQ(got.size(), 10 * 300 + 20 * 500);
+  EXPECT_EQ(std::count(got.begin(), got.end(), 'n'), 10 * 300);
+  // The 7 normal pushes that reached the watermark were written when it was reached; the
+  // critical ones then went ahead of the 3 still queued, as the lanes order them.
+  EXPECT_EQ(got.find_first_not_of('n'), 7u * 300);
 }
 
 TEST(Connection, PushClassSaysWhichPushesMayBeDroppedSilently) {
@@ -491,6 +542,7 @@ TEST(Connection, PassingMaxBytesIsASlowConsumerAndFreesTheQueueAtOnce) {
   Pair pair;
   std::string received;
   bool closed = false;
+  pair.Fill();
   auto* c = new Recorder(loop, pair.server, &received, &closed);
   loop.Post([&] {
     for (int i = 0; i < 20; ++i) {
