@@ -82,8 +82,9 @@ class LogOutputTest(HermodTestCase):
         self.assertEqual(reported, metric(server.port, "hermod_log_lines_dropped_total"))
         times = [self.line_time(line, log_format) for line in lines]
         self.assertEqual(times, sorted(times), "lines out of order")
+        # Every refusal's line is there or counted (another line dropped is counted too).
         refused = [line for line in lines if "refused with 426" in line]
-        self.assertEqual(len(refused) + reported, REQUESTS)
+        self.assertGreaterEqual(len(refused) + reported, REQUESTS)
         server.log.extend(lines)
 
     def start_unread_server(self, config):
