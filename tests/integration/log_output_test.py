@@ -5,7 +5,8 @@ then logs far more than the pipe and `log_buffer_bytes` hold (one info line per 
 upgrade): every request is still answered at once, a client still connects, subscribes and
 receives a publication, /health answers, and /metrics counts the lines dropped. Once the test
 reads the pipe, the lines come out whole and in order, followed by one line saying how many
-were dropped. Run for both log formats, text and JSON.
+were dropped. Run for both log formats, text and JSON. And a server whose stderr is never
+read still exits at SIGTERM, with status 0.
 
 Before the log buffer, the loop that logged blocked in write(2) once the pipe was full, and the
 refused upgrade after it was never answered.
@@ -56,6 +57,16 @@ class LogOutputTest(HermodTestCase):
 
     def test_an_unread_stderr_drops_json_lines_and_the_server_serves(self):
         self.check_unread_stderr("json")
+
+    def test_a_server_whose_stderr_is_never_read_exits_at_sigterm(self):
+        # The lines still buffered at exit wait log_flush_timeout_ms for the reader, no longer.
+        server = self.start_unread_server(dict(CONFIG, log_flush_timeout_ms=200))
+        for _ in range(REQUESTS):
+            self.assertEqual(http_exchange(server.port, REFUSED, timeout=ANSWER_TIMEOUT_S).status,
+                             426)
+        self.assertGreater(metric(server.port, "hermod_log_lines_dropped_total"), 0)
+        server.signal_stop()
+        self.assertEqual(server.proc.wait(timeout=h.STOP_TIMEOUT_S), 0)
 
     def check_unread_stderr(self, log_format):
         server = self.start_unread_server(dict(CONFIG, log_format=log_format))
