@@ -353,7 +353,8 @@ int main(int argc, char** argv) {
     std::cerr << "hermod: " << error << "\n";
     return 2;
   }
-  hermod::app::SetUpLogging(config.log_format, config.log_level);
+  hermod::app::SetUpLogging(config.log_format, config.log_level, config.log_buffer_bytes,
+                            std::chrono::milliseconds(config.log_flush_timeout_ms));
   spdlog::info("config: {} (log_level {}, log_format {})", sources, config.log_level,
                config.log_format);
   for (const std::string& line : warnings) spdlog::warn("config: ignoring {}", line);
@@ -367,5 +368,6 @@ int main(int argc, char** argv) {
     code = server.Run();
   }
   CloseNatsLibrary();
+  hermod::app::StopLogging();  // the buffered lines are written before the process ends
   return code;
 }

@@ -14,6 +14,7 @@
 #include <cctype>
 
 #include "api/methods.h"
+#include "app/logging.h"
 #include "app/proxy_metrics.h"
 #include "app/scheduled.h"
 #include "app/store_status.h"
@@ -571,6 +572,11 @@ void Server::BuildMetrics() {
   });
   metrics_->AddRenderer(
       [trim = &memory_trim_](metrics::PrometheusText& text) { trim->Render(text); });
+  metrics_->AddRenderer([](metrics::PrometheusText& text) {
+    text.Family("hermod_log_lines_dropped_total", "counter",
+                "Log lines dropped because stderr's reader fell log_buffer_bytes behind.");
+    text.Sample("hermod_log_lines_dropped_total", {}, LogLinesDropped());
+  });
   metrics_->AddRenderer([status = store_status_](metrics::PrometheusText& text) {
     RenderStoreMetrics(text, status);
   });

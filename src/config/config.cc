@@ -209,6 +209,8 @@ std::vector<Field> Fields(Config& c) {
       {"echo", &c.echo},
       OneOf("log_level", &c.log_level, kLogLevels),
       OneOf("log_format", &c.log_format, kLogFormats),
+      {"log_buffer_bytes", &c.log_buffer_bytes, 4096, kMaxBuffer},
+      {"log_flush_timeout_ms", &c.log_flush_timeout_ms, 0, kMaxMs},
       OneOf("fault_kill_at", &c.fault_kill_at, kFaultPoints),
       {"backlog", &c.backlog, 0, 65535},
       {"read_buffer_bytes", &c.read_buffer_bytes, 4096, uint64_t{64} << 20},

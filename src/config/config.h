@@ -150,6 +150,11 @@ struct Config {
   bool echo = false;     // serve /connection/echo
   std::string log_level = "info";
   std::string log_format = "text";  // text, or json: one object per line
+  // Log lines waiting for stderr's reader (app/log_buffer.h): a log call never waits for the
+  // reader; past this many bytes buffered, a line is dropped and counted.
+  uint64_t log_buffer_bytes = 1 << 20;
+  // At exit (and on a flush), how long to wait for the buffered lines to be written.
+  uint64_t log_flush_timeout_ms = 5000;
   uint64_t backlog = 1024;
   uint64_t read_buffer_bytes = 512 * 1024;  // per loop, not per connection
   uint64_t shutdown_timeout_ms = 5000;

@@ -2,8 +2,9 @@
 // (`log_format: json`) also wants the line's detail as members (`"client":"..","code":3000`)
 // so that a log pipeline can filter on them without parsing the message. spdlog has no slot
 // for that, so `Write` puts the fields in a thread-local for the duration of the call and the
-// JSON formatter reads them back (`CurrentFields`). That is sound because hermod's logger is
-// synchronous: spdlog formats on the calling thread, inside the log call. The text format
+// JSON formatter reads them back (`CurrentFields`). That is sound because hermod's sink formats
+// on the calling thread, inside the log call (only the formatted bytes wait for the log writer
+// thread, app/logging.cc). The text format
 // ignores the fields: its message already says the same for a person.
 //
 //   log::Write(spdlog::level::info, {{"client", id}, {"code", 3000}}, "client {}: ...", id);
