@@ -250,9 +250,12 @@ class NatsInboxStore final : public MemoryInboxStore {
                              std::string_view fire_key, const core::InboxLimits& limits,
                              uint64_t now_ms, core::InboxStored stored) override {
     Forget();
-    return Retried(channel, std::move(stored), [&](core::InboxStored s) {
-      return MemoryInboxStore::Append(channel, data, fire_key, limits, now_ms, std::move(s));
-    });
+    return Retried(
+        channel, std::move(stored),
+        [&](core::InboxStored s) {
+          return MemoryInboxStore::Append(channel, data, fire_key, limits, now_ms, std::move(s));
+        },
+        /*catch_up=*/!fire_key.empty());
   }
   // KV has no write of several keys at once: an ack that loses a race part-way (another
   // node changed an entry it had not seen yet) keeps the acks it wrote, and the retry acks
@@ -423,11 +426,13 @@ class NatsInboxStore final : public MemoryInboxStore {
   template <class Call>
   std::invoke_result_t<const Call&, core::InboxStored> Retried(std::string_view channel,
                                                                core::InboxStored stored,
-                                                               const Call& call) {
+                                                               const Call& call,
+                                                               bool catch_up = false) {
     std::set<std::string> told;
     std::optional<bool> answer;
     auto result = [&] {
       ChannelGates::Held gate(gates_, channel);
+      if (catch_up) CatchUp(channel, &told);
       for (int attempt = 0;; ++attempt) {
         Report report;
         t_report = &report;
@@ -442,6 +447,48 @@ class NatsInboxStore final : public MemoryInboxStore {
     if (answer && stored) stored(*answer);
     Tell(told);
     return result;
+  }
+
+  // With the channel's gate held, before a firing's Append: what other nodes stored in the
+  // inbox that the watcher has not brought yet, read from NATS: the meta, each entry past the
+  // top this node knew, and below it each entry this node has not seen, down to one it has
+  // (or one not stored: a hole, or removed). Those are the entries whose writes are still on
+  // their way to the watcher (a node writes the meta first, the entry after). The node that
+  // fired it before dying may have stored it a moment ago, with its fire key in the entry's
+  // record: then it is found, not stored twice. NATS unreachable: the append's writes decide.
+  void CatchUp(std::string_view channel, std::set<std::string>* told) {
+    const uint64_t known = MemoryInboxStore::Position(channel).offset;
+    uint64_t top = 0;
+    if (!Fetch(MetaKey(channel), told, &top)) return;
+    for (uint64_t offset = known + 1; offset <= top; ++offset) {
+      Fetch(EntryKey(channel, offset), told);
+    }
+    for (uint64_t offset = known; offset > 0; --offset) {
+      const std::string key = EntryKey(channel, offset);
+      {
+        std::lock_guard lock(inbox_mutex());
+        if (revs_.count(key) > 0) break;
+      }
+      if (!Fetch(key, told)) break;
+    }
+  }
+
+  // Reads key from NATS and applies it as the watcher would; false: not stored (or NATS
+  // failed). *top: a meta's top offset.
+  bool Fetch(const std::string& key, std::set<std::string>* told, uint64_t* top = nullptr) {
+    kvEntry* e = nullptr;
+    if (kvStore_Get(&e, kv_, key.c_str()) != NATS_OK) return false;
+    const std::string_view value = Value(e);
+    if (top != nullptr) {
+      const size_t sp = value.find(' ');
+      if (sp == std::string_view::npos || !Num(value.substr(sp + 1), top)) *top = 0;
+    }
+    {
+      std::lock_guard lock(inbox_mutex());
+      ApplyLocked(key, kvEntry_Revision(e), value, /*put=*/true, told);
+    }
+    kvEntry_Destroy(e);
+    return true;
   }
 
   // Ack's tries, with the channel's gate held; *answer: what stored is to be told, if anything.
