@@ -129,8 +129,9 @@ class InboxStore {
   // Stores a publication with the next offset. kFull: the inbox holds limits.size unacked
   // entries and may not drop its oldest (nothing stored, stored not called). fire_key (a
   // scheduled publication's core::FireKey, or empty): a durable engine stores it with the
-  // entry, in one transaction, keeps it until its schedule is forgotten, and answers a
-  // second Append with it as a duplicate.
+  // entry, in one transaction, keeps it until its schedule is forgotten (sqlite) or while
+  // the entry is kept (nats: in the entry's record), and answers a second Append with it as
+  // a duplicate.
   virtual InboxAppended Append(std::string_view channel, std::string_view data,
                                std::string_view fire_key, const InboxLimits& limits,
                                uint64_t now_ms, InboxStored stored) = 0;

@@ -24,9 +24,11 @@ struct ScheduledPublication {
 };
 
 // The idempotency key a firing publishes with when its call has none of its own. A durable
-// engine keeps such a key with the publication (in the append's transaction) until the
-// schedule is forgotten, not for idempotency_window: a firing repeated after a crash, however
-// long the server was down, then publishes nothing. The API refuses it as a caller's key.
+// engine keeps such a key with the publication (in the append's transaction), not for
+// idempotency_window: sqlite until the schedule is forgotten, nats as long as the publication
+// is stored (the channel's stream, the inbox entry's record). A firing repeated after a crash
+// then publishes nothing; one to a channel without history has nothing to keep it with
+// (README, Scheduled delivery). The API refuses it as a caller's key.
 inline constexpr std::string_view kFireKeyPrefix = "hermod-schedule:";
 inline std::string FireKey(std::string_view id) {
   return std::string(kFireKeyPrefix) + std::string(id);

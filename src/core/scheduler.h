@@ -4,8 +4,8 @@
 // server API on a loop), and forgets it, in the store too, once FireFn reports it
 // published. A publication fired but not yet forgotten when the process dies is fired
 // again at the next start: FireFn publishes with an idempotency key derived from the id
-// (FireKey), which a durable engine keeps until the schedule is forgotten, so that second
-// firing publishes nothing however late it comes (schedule_store.h).
+// (FireKey), which a durable engine keeps with what it stored, so that second firing
+// publishes nothing (schedule_store.h says how long each engine keeps it).
 //
 // Threads: every method may be called from any thread (one mutex); FireFn is called on
 // the scheduler's thread, and the done it gets may be called from any thread.

@@ -142,6 +142,9 @@ core::InboxAppended MemoryInboxStore::Append(std::string_view channel, std::stri
       core::InboxAppended result;
       result.duplicate = true;
       result.position = it->second;
+      if (result.position.epoch.empty()) {
+        if (Inbox* inbox = Find(channel)) result.position.epoch = inbox->epoch;
+      }
       lock.unlock();
       if (stored) stored(true);
       return result;
@@ -526,6 +529,15 @@ void MemoryInboxStore::RestoreFired(std::string channel, std::string fire_key,
                                     core::InboxPosition position) {
   std::lock_guard lock(mutex_);
   fired_[{std::move(channel), std::move(fire_key)}] = std::move(position);
+}
+
+void MemoryInboxStore::FiredLocked(std::string_view channel, std::string fire_key,
+                                   uint64_t offset) {
+  fired_[{std::string(channel), std::move(fire_key)}] = {offset, {}};
+}
+
+void MemoryInboxStore::UnfiredLocked(std::string_view channel, std::string fire_key) {
+  fired_.erase({std::string(channel), std::move(fire_key)});
 }
 
 void MemoryInboxStore::ReplaceLocked(core::InboxEntry e) {

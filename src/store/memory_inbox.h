@@ -85,6 +85,11 @@ class MemoryInboxStore : public core::InboxStore {
   void Restore(core::InboxEntry entry, const core::InboxLimits& limits);
   // A fire key stored with an entry before the restart, and that entry's position.
   void RestoreFired(std::string channel, std::string fire_key, core::InboxPosition position);
+  // An engine shared by a cluster's nodes (store/nats_inbox.h) keeps the fire keys of the
+  // entries it holds, each stored in its entry's own record, as those come and go (another
+  // node's firing is repeated without a restart here): under inbox_mutex().
+  void FiredLocked(std::string_view channel, std::string fire_key, uint64_t offset);
+  void UnfiredLocked(std::string_view channel, std::string fire_key);
   // Whether Persist is worth its writes' copies (a durable engine).
   virtual bool journaled() const { return false; }
   // Whether a state_only write needs the entry's data (an engine that rewrites the whole
@@ -132,7 +137,9 @@ class MemoryInboxStore : public core::InboxStore {
   std::unordered_map<std::string, Inbox> inboxes_;
   std::map<uint64_t, std::pair<std::string, uint64_t>> dead_;  // dead_id → channel, offset
   // (channel, fire key) → position: the keys a durable engine stored before the restart
-  // (only those: a firing is repeated only after a restart), until the process ends.
+  // (only those: a firing is repeated only after a restart), until the process ends; a
+  // cluster's engine: those of the entries held (FiredLocked), the position's epoch empty
+  // (the inbox's, when answered).
   std::map<std::pair<std::string, std::string>, core::InboxPosition> fired_;
   uint64_t next_dead_id_ = 1;
 };

@@ -65,19 +65,24 @@ bool Num(std::string_view t, T* out) {
 }
 
 // "<state> <deliveries> <published> <delivered> <due> <done> <expires> <dead_id> <reason
-// bytes>\n<reason><data>"
-std::string Encode(const core::InboxEntry& e) {
+// bytes>[ <fire key bytes>]\n<reason>[<fire key>]<data>": a scheduled firing's key
+// (core::FireKey) rides in its entry's record, so the one write that stores the entry stores
+// the key, and every later write of the entry keeps it.
+std::string Encode(const core::InboxEntry& e, std::string_view fire_key) {
   std::string v = std::to_string(static_cast<int>(e.state)) + " " + std::to_string(e.deliveries) +
                   " " + std::to_string(e.published_ms) + " " + std::to_string(e.delivered_ms) +
                   " " + std::to_string(e.due_ms) + " " + std::to_string(e.done_ms) + " " +
                   std::to_string(e.expires_ms) + " " + std::to_string(e.dead_id) + " " +
-                  std::to_string(e.reason.size()) + "\n";
+                  std::to_string(e.reason.size());
+  if (!fire_key.empty()) v += " " + std::to_string(fire_key.size());
+  v += '\n';
   v += e.reason;
+  v += fire_key;
   v += e.data;
   return v;
 }
 
-bool Decode(std::string_view v, core::InboxEntry* e) {
+bool Decode(std::string_view v, core::InboxEntry* e, std::string* fire_key) {
   const size_t nl = v.find('\n');
   if (nl == std::string_view::npos) return false;
   std::string_view head = v.substr(0, nl);
@@ -88,16 +93,18 @@ bool Decode(std::string_view v, core::InboxEntry* e) {
     head = sp == std::string_view::npos ? std::string_view() : head.substr(sp + 1);
   }
   int state = 0;
-  size_t reason_len = 0;
+  size_t reason_len = 0, key_len = 0;
   if (!Num(f[0], &state) || state < 0 || state > 3 || !Num(f[1], &e->deliveries) ||
       !Num(f[2], &e->published_ms) || !Num(f[3], &e->delivered_ms) || !Num(f[4], &e->due_ms) ||
       !Num(f[5], &e->done_ms) || !Num(f[6], &e->expires_ms) || !Num(f[7], &e->dead_id) ||
-      !Num(f[8], &reason_len) || v.size() - nl - 1 < reason_len) {
+      !Num(f[8], &reason_len) || (!head.empty() && !Num(head, &key_len)) ||
+      v.size() - nl - 1 < reason_len || v.size() - nl - 1 - reason_len < key_len) {
     return false;
   }
   e->state = static_cast<core::InboxState>(state);
   e->reason = std::string(v.substr(nl + 1, reason_len));
-  e->data = std::string(v.substr(nl + 1 + reason_len));
+  *fire_key = std::string(v.substr(nl + 1 + reason_len, key_len));
+  e->data = std::string(v.substr(nl + 1 + reason_len + key_len));
   return true;
 }
 
@@ -236,15 +243,19 @@ class NatsInboxStore final : public MemoryInboxStore {
     return out;
   }
 
+  // A fire key is stored in its entry's record (Encode) and known to every node from it: a
+  // firing repeated after a crash, here or on another node, is a duplicate while the entry
+  // is held (unacked, or acked or dead and kept); nothing of it outlives the entry.
   core::InboxAppended Append(std::string_view channel, std::string_view data,
-                             std::string_view /*fire_key*/, const core::InboxLimits& limits,
+                             std::string_view fire_key, const core::InboxLimits& limits,
                              uint64_t now_ms, core::InboxStored stored) override {
     Forget();
-    // No fire keys in KV: a firing repeated after a crash is published again (README,
-    // Scheduled delivery).
-    return Retried(channel, std::move(stored), [&](core::InboxStored s) {
-      return MemoryInboxStore::Append(channel, data, {}, limits, now_ms, std::move(s));
-    });
+    return Retried(
+        channel, std::move(stored),
+        [&](core::InboxStored s) {
+          return MemoryInboxStore::Append(channel, data, fire_key, limits, now_ms, std::move(s));
+        },
+        /*catch_up=*/!fire_key.empty());
   }
   // KV has no write of several keys at once: an ack that loses a race part-way (another
   // node changed an entry it had not seen yet) keeps the acks it wrote, and the retry acks
@@ -345,6 +356,17 @@ class NatsInboxStore final : public MemoryInboxStore {
       spdlog::error("nats inbox: a change outside a journal is not stored");
       return false;
     }
+    // A fire key goes in the write that stores its entry: the two are stored as one.
+    for (const Write& f : writes) {
+      if (f.kind != Write::Kind::kFired) continue;
+      for (Write& put : writes) {
+        if (put.kind == Write::Kind::kPut && put.entry.offset == f.entry.offset &&
+            put.entry.channel == f.entry.channel) {
+          put.fire_key = f.fire_key;
+        }
+      }
+    }
+    std::erase_if(writes, [](const Write& w) { return w.kind == Write::Kind::kFired; });
     // A publish's meta (its epoch and new top) goes first, once (its last form): that write
     // takes the offset, so a publish that loses the race to another node writes nothing.
     auto meta = std::find_if(writes.rbegin(), writes.rend(),
@@ -404,11 +426,13 @@ class NatsInboxStore final : public MemoryInboxStore {
   template <class Call>
   std::invoke_result_t<const Call&, core::InboxStored> Retried(std::string_view channel,
                                                                core::InboxStored stored,
-                                                               const Call& call) {
+                                                               const Call& call,
+                                                               bool catch_up = false) {
     std::set<std::string> told;
     std::optional<bool> answer;
     auto result = [&] {
       ChannelGates::Held gate(gates_, channel);
+      if (catch_up) CatchUp(channel, &told);
       for (int attempt = 0;; ++attempt) {
         Report report;
         t_report = &report;
@@ -423,6 +447,48 @@ class NatsInboxStore final : public MemoryInboxStore {
     if (answer && stored) stored(*answer);
     Tell(told);
     return result;
+  }
+
+  // With the channel's gate held, before a firing's Append: what other nodes stored in the
+  // inbox that the watcher has not brought yet, read from NATS: the meta, each entry past the
+  // top this node knew, and below it each entry this node has not seen, down to one it has
+  // (or one not stored: a hole, or removed). Those are the entries whose writes are still on
+  // their way to the watcher (a node writes the meta first, the entry after). The node that
+  // fired it before dying may have stored it a moment ago, with its fire key in the entry's
+  // record: then it is found, not stored twice. NATS unreachable: the append's writes decide.
+  void CatchUp(std::string_view channel, std::set<std::string>* told) {
+    const uint64_t known = MemoryInboxStore::Position(channel).offset;
+    uint64_t top = 0;
+    if (!Fetch(MetaKey(channel), told, &top)) return;
+    for (uint64_t offset = known + 1; offset <= top; ++offset) {
+      Fetch(EntryKey(channel, offset), told);
+    }
+    for (uint64_t offset = known; offset > 0; --offset) {
+      const std::string key = EntryKey(channel, offset);
+      {
+        std::lock_guard lock(inbox_mutex());
+        if (revs_.count(key) > 0) break;
+      }
+      if (!Fetch(key, told)) break;
+    }
+  }
+
+  // Reads key from NATS and applies it as the watcher would; false: not stored (or NATS
+  // failed). *top: a meta's top offset.
+  bool Fetch(const std::string& key, std::set<std::string>* told, uint64_t* top = nullptr) {
+    kvEntry* e = nullptr;
+    if (kvStore_Get(&e, kv_, key.c_str()) != NATS_OK) return false;
+    const std::string_view value = Value(e);
+    if (top != nullptr) {
+      const size_t sp = value.find(' ');
+      if (sp == std::string_view::npos || !Num(value.substr(sp + 1), top)) *top = 0;
+    }
+    {
+      std::lock_guard lock(inbox_mutex());
+      ApplyLocked(key, kvEntry_Revision(e), value, /*put=*/true, told);
+    }
+    kvEntry_Destroy(e);
+    return true;
   }
 
   // Ack's tries, with the channel's gate held; *answer: what stored is to be told, if anything.
@@ -582,11 +648,18 @@ class NatsInboxStore final : public MemoryInboxStore {
       wrote[j.key] = kDeleted;
       std::lock_guard lock(inbox_mutex());
       revs_[j.key] = kDeleted;
+      FireKeyLocked(j.key, w.entry.channel, w.entry.offset, {});
       return true;
+    }
+    std::string fire_key = w.fire_key;
+    if (w.kind == Write::Kind::kPut && fire_key.empty()) {
+      std::lock_guard lock(inbox_mutex());
+      auto it = fire_keys_.find(j.key);
+      if (it != fire_keys_.end()) fire_key = it->second;
     }
     const std::string value = w.kind == Write::Kind::kMeta
                                   ? w.epoch + " " + std::to_string(w.entry.offset)
-                                  : Encode(w.entry);
+                                  : Encode(w.entry, fire_key);
     auto it = wrote.find(j.key);
     const uint64_t known = it == wrote.end() ? j.revision : it->second;
     const uint64_t last = known == kDeleted ? 0 : known;
@@ -599,7 +672,25 @@ class NatsInboxStore final : public MemoryInboxStore {
     wrote[j.key] = rev;
     std::lock_guard lock(inbox_mutex());
     revs_[j.key] = rev;
+    if (w.kind == Write::Kind::kPut) {
+      FireKeyLocked(j.key, w.entry.channel, w.entry.offset, std::move(fire_key));
+    }
     return true;
+  }
+
+  // Under the lock: the fire key the entry stored at key carries now (empty: none, or the
+  // entry is gone), so a repeated firing finds it while, and only while, the entry is held.
+  void FireKeyLocked(const std::string& key, std::string_view channel, uint64_t offset,
+                     std::string fire_key) {
+    auto it = fire_keys_.find(key);
+    if (it != fire_keys_.end()) {
+      if (it->second == fire_key) return;
+      UnfiredLocked(channel, std::move(it->second));
+      fire_keys_.erase(it);
+    }
+    if (fire_key.empty()) return;
+    FiredLocked(channel, fire_key, offset);
+    fire_keys_.emplace(key, std::move(fire_key));
   }
 
   // A key this node could not write: what NATS holds now replaces this node's idea of it.
@@ -609,7 +700,10 @@ class NatsInboxStore final : public MemoryInboxStore {
     const natsStatus s = kvStore_Get(&e, kv_, j.key.c_str());
     if (s == NATS_NOT_FOUND) {
       std::lock_guard lock(inbox_mutex());
-      if (w.kind != Write::Kind::kMeta) ForgetLocked(w.entry.channel, w.entry.offset);
+      if (w.kind != Write::Kind::kMeta) {
+        ForgetLocked(w.entry.channel, w.entry.offset);
+        FireKeyLocked(j.key, w.entry.channel, w.entry.offset, {});
+      }
       revs_.erase(j.key);
       if (t_report != nullptr) t_report->resynced = true;
       return;
@@ -642,7 +736,10 @@ class NatsInboxStore final : public MemoryInboxStore {
     if (!put) {
       if (tail != "m") {
         uint64_t offset = 0;
-        if (Num(tail, &offset)) ForgetLocked(channel, offset);
+        if (Num(tail, &offset)) {
+          ForgetLocked(channel, offset);
+          FireKeyLocked(k, channel, offset, {});
+        }
       }
       revs_.erase(k);
       return true;
@@ -656,8 +753,10 @@ class NatsInboxStore final : public MemoryInboxStore {
       MetaLocked(channel, std::string(value.substr(0, sp)), top);
     } else {
       core::InboxEntry e;
-      if (!Num(tail, &e.offset) || !Decode(value, &e)) return false;
+      std::string fire_key;
+      if (!Num(tail, &e.offset) || !Decode(value, &e, &fire_key)) return false;
       e.channel = channel;
+      FireKeyLocked(k, channel, e.offset, std::move(fire_key));
       if (told != nullptr && e.state == core::InboxState::kPending && e.deliveries == 0) {
         told->insert(channel);
       }
@@ -711,10 +810,12 @@ class NatsInboxStore final : public MemoryInboxStore {
   std::thread watcher_thread_;
   std::atomic<bool> stopping_{false};
   ChannelGates gates_;
-  // Under inbox_mutex(): the revision of each key as this node last wrote or saw it; the keys
-  // of journaled writes not yet landed (a count: a key may be in two writes of a change);
-  // the watcher's updates held back for them.
+  // Under inbox_mutex(): the revision of each key as this node last wrote or saw it; the fire
+  // key of each entry stored with one (by its key); the keys of journaled writes not yet
+  // landed (a count: a key may be in two writes of a change); the watcher's updates held
+  // back for them.
   std::unordered_map<std::string, uint64_t> revs_;
+  std::unordered_map<std::string, std::string> fire_keys_;
   std::unordered_map<std::string, int> in_flight_;
   std::unordered_map<std::string, Deferred> deferred_;
   uint64_t node_tag_ = 0;

@@ -4,8 +4,13 @@
 // held is delivered by another.
 //
 // Keys: `<hex channel>.m` holds the inbox's epoch and top offset; `<hex channel>.<offset>` one
-// entry (state, count, times, reason, data). Every node holds every inbox in memory (a KV
-// watcher applies what the others store) and answers reads from there. Each change is written
+// entry (state, count, times, reason, data, and a scheduled firing's key: core::FireKey). The
+// fire key is in the entry's record, not a key of its own: KV writes one key at a time, so
+// only there is it stored by the same revision-checked write as the entry (a crash can leave
+// neither or both), and it is removed with the entry, so fire keys never outnumber entries.
+// Every node holds every inbox in memory (a KV watcher applies what the others store), the
+// fire keys indexed, so a firing repeated on any node after a crash is answered as a
+// duplicate while its entry is kept; reads are answered from there. Each change is written
 // with compare-and-set on the revisions this node last saw (kvStore_Create for a key it has
 // never seen, kvStore_Update for one it has), before the call returns, so two nodes never both
 // take an offset, both count one delivery, or both ack or dead-letter one entry: the loser's

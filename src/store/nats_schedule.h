@@ -6,8 +6,10 @@
 // another lease is given this one); the node whose create
 // succeeds fires it and then deletes the schedule (the claim expires by itself). If that node dies
 // first, its claim expires and another node claims and fires it (lease_ms late); one that fired but
-// died before deleting is fired again, and the history engine's idempotency (Nats-Msg-Id of the
-// schedule's id) publishes it once.
+// died before deleting is fired again: with the schedule's id as its key (core::FireKey), the
+// history engine finds the first in the channel's stream and the inbox engine in the entry's
+// record, and neither stores it again; a channel without history publishes it again (a core
+// NATS publish leaves nothing to look up: README, Scheduled delivery).
 //
 // Threads: one libnats connection; Put and Remove are queued to the store's own thread
 // (they never block the loops); the watcher has its own thread; Claim is called on the

@@ -6,7 +6,7 @@
 - Every node lists a pending one (`scheduled`), and a cancel on one node holds on all: it
   never fires.
 - A node killed after publishing a firing and before forgetting it, restarted after the
-  duplicate window: published once.
+  duplicate window: published once, to a channel with history and to an inbox (stored once).
 
 Every wait is a condition polled against a deadline; nats-server runs on a free port with a
 temporary store directory; every process is stopped at the end.
@@ -129,6 +129,30 @@ class ScheduledClusterTest(h.HermodTestCase):
                  api(b.port, "scheduled", {})["result"]["scheduled"] == [])
         self.assertEqual([p["data"] for p in history(b.port, "job")["publications"]],
                          [{"run": 1}])
+
+    def test_killed_after_storing_in_an_inbox_stores_it_once_after_the_duplicate_window(self):
+        """The same crash for an inbox channel: the repeated firing finds its key in the
+        inbox's stored entry and stores nothing; the inbox holds the entry once."""
+        cfg = dict(self.config(), idempotency_window="1s",
+                   namespaces=[{"name": "inbox", "inbox": True, "ack_timeout": "60s"}])
+        cfg["nats"] = dict(cfg["nats"], schedule_claim_lease="200ms")
+        a = h.Hermod(h.HERMOD, dict(cfg, fault_kill_at="scheduled_published"), workers=1,
+                     echo=False)
+        self.addCleanup(a.cleanup)
+        a.start()
+        api(a.port, "publish", {"channel": "inbox:#5", "data": {"run": 1}, "delay": "300ms"})
+        self.assertEqual(a.wait_exit(), -signal.SIGKILL)
+        killed = now_ms()
+        while now_ms() <= killed + 1500:
+            time.sleep(0.05)  # the duplicate window passes while no node runs
+        b = self.start_server(cfg, workers=1, echo=False)
+        wait_for("the repeated firing done",
+                 lambda: fired(b.port) == 1 and
+                 api(b.port, "scheduled", {})["result"]["scheduled"] == [])
+        status = api(b.port, "inbox_status", {"channel": "inbox:#5"})["result"]
+        self.assertEqual([(p["offset"], p["status"]) for p in status["publications"]],
+                         [(1, "pending")])
+        self.assertEqual(status["offset"], 1)
 
 
 if __name__ == "__main__":

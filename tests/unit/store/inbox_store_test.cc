@@ -297,6 +297,32 @@ TEST_P(InboxStoreTest, KeepsWhatWasStoredAcrossARestart) {
   EXPECT_EQ(Publish("inbox:#42", "{}"), 5u);
 }
 
+// A scheduled firing repeated after a crash (the same fire key) stores nothing and answers
+// the first one's position, also once the entry was delivered and acked before the restart.
+TEST_P(InboxStoreTest, AFiringRepeatedAfterARestartIsADuplicate) {
+  if (!GetParam().durable) GTEST_SKIP() << "not durable";
+  auto fire = [&](std::string_view key) {
+    return Stored([&](core::InboxStored s) {
+      return store_->Append("inbox:#42", "{\"s\":1}", key, {}, now_, std::move(s));
+    });
+  };
+  const auto first = fire("hermod-schedule:s1");
+  ASSERT_EQ(first.position.offset, 1u);
+  EXPECT_FALSE(first.duplicate);
+  store_->MarkDelivered("inbox:#42", {1}, 100, now_);
+  Stored([&](core::InboxStored s) {
+    return store_->Ack("inbox:#42", {1}, std::nullopt, now_, std::move(s));
+  });
+  Reopen();
+  const auto again = fire("hermod-schedule:s1");
+  EXPECT_TRUE(again.duplicate);
+  EXPECT_EQ(again.position.offset, 1u);
+  EXPECT_EQ(again.position.epoch, first.position.epoch);
+  EXPECT_EQ(Offsets(store_->Status("inbox:#42", {})), (std::vector<uint64_t>{1}));
+  EXPECT_EQ(store_->Position("inbox:#42").offset, 1u);
+  EXPECT_EQ(fire("hermod-schedule:s2").position.offset, 2u);
+}
+
 // Deliveries, acks and dead letters write the entry's state alone: the data stays as it was
 // published (a dead letter's, to redrive it), an ack's is dropped, and a state write for a
 // row that is gone from the file does not bring it back.
@@ -572,6 +598,38 @@ TEST_F(NatsInboxNodes, AnAckThatLosesARacePartWayAcksTheRestAndAnswersEveryOffse
     EXPECT_EQ(offsets, (std::vector<uint64_t>{1, 3})) << channel;
     for (const auto& e : status) EXPECT_EQ(e.state, InboxState::kAcked) << channel;
   }
+}
+
+// A firing stored by node A and repeated by node B (A died before forgetting its schedule):
+// B answers it as a duplicate from the key A stored with the entry, even before B's watcher
+// brought A's entry (B reads the inbox's newer keys before a firing). The key lives in the
+// entry's record: once the entry is removed (acked and expired), nothing of it is left.
+TEST_F(NatsInboxNodes, AFiringStoredByOneNodeIsADuplicateOnTheOtherWhileItsEntryIsHeld) {
+  auto fire = [&](core::InboxStore& store) {
+    core::InboxAppended r;
+    EXPECT_TRUE(Stored([&](core::InboxStored s) {
+      r = store.Append("inbox:#4", "{}", "hermod-schedule:s1", {}, now_, std::move(s));
+      return r.status == core::InboxAppended::Status::kOk;
+    }));
+    return r;
+  };
+  const auto first = fire(*a_);
+  ASSERT_FALSE(first.duplicate);
+  // At once: B reads what its watcher has not brought yet.
+  const auto again = fire(*b_);
+  EXPECT_TRUE(again.duplicate);
+  EXPECT_EQ(again.position.offset, first.position.offset);
+  EXPECT_EQ(again.position.epoch, first.position.epoch);
+  EXPECT_EQ(b_->Status("inbox:#4", {}).size(), 1u);
+  ASSERT_TRUE(Stored([&](core::InboxStored s) {
+    return static_cast<bool>(a_->Ack("inbox:#4", {1}, std::nullopt, now_, std::move(s)));
+  }));
+  EXPECT_TRUE(fire(*a_).duplicate);
+  a_->Expire(now_ + core::InboxLimits{}.ttl_ms + 1);  // the acked entry removed
+  ASSERT_TRUE(a_->Status("inbox:#4", {}).empty());
+  const auto after = fire(*a_);
+  EXPECT_FALSE(after.duplicate);
+  EXPECT_EQ(after.position.offset, 2u);
 }
 
 TEST_F(NatsInboxNodes, DeadLettersOfBothNodesAreListedByEither) {
