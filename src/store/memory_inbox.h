@@ -112,6 +112,9 @@ class MemoryInboxStore : public core::InboxStore {
     uint64_t top = 0;
     std::map<uint64_t, core::InboxEntry> entries;
     size_t unacked = 0, acked = 0, dead = 0;
+    // No unacked entry below this offset: walks for unacked entries start here, not at the
+    // inbox's first (acked) entry. Raised past what acks settle, lowered by a redrive.
+    uint64_t unacked_from = 0;
     core::InboxLimits limits;
   };
   Inbox& Get(std::string_view channel, std::vector<Write>* writes);
@@ -120,6 +123,8 @@ class MemoryInboxStore : public core::InboxStore {
   void Erase(Inbox& inbox, std::map<uint64_t, core::InboxEntry>::iterator it,
              std::vector<Write>& w);
   void Kill(Inbox& inbox, core::InboxEntry& e, std::string_view reason, uint64_t now_ms);
+  // Raises unacked_from past the settled entries at its start.
+  static void SkipSettled(Inbox& inbox);
   void ExpireLocked(Inbox& inbox, uint64_t now_ms, std::vector<core::InboxEntry>& died,
                     std::vector<Write>& w);
   // Keeps at most limits.size acked and dead entries.

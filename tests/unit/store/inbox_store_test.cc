@@ -188,6 +188,47 @@ TEST_P(InboxStoreTest, AcksByOffsetsAndUpToAndRefusesBadAcksWithoutChange) {
   EXPECT_EQ(status[1].state, InboxState::kPending);
 }
 
+// Acks settle an inbox from its start, and walks for unacked entries (up_to, Unacked) skip
+// what is settled there: a dead letter redriven below acked entries is seen again, by
+// Unacked and by up_to, and so is one left unacked below later acks.
+TEST_P(InboxStoreTest, UpToAndUnackedSeeARedrivenEntryBelowTheAcked) {
+  for (int i = 0; i < 6; ++i) Publish("inbox:#42", "{}");
+  store_->MarkDelivered("inbox:#42", {1, 2, 3, 4, 5, 6}, 1000, now_);
+  Stored([&](core::InboxStored s) {
+    return store_->DeadLetter("inbox:#42", {2}, "rejected", now_, std::move(s));
+  });
+  auto acked = Stored(
+      [&](core::InboxStored s) { return store_->Ack("inbox:#42", {}, 3, now_, std::move(s)); });
+  ASSERT_TRUE(acked) << acked.error;
+  EXPECT_EQ(Offsets(acked.changed), (std::vector<uint64_t>{1, 3}));
+  // 4 stays unacked below acked 5 and 6.
+  Stored([&](core::InboxStored s) {
+    return store_->Ack("inbox:#42", {5, 6}, std::nullopt, now_, std::move(s));
+  });
+  EXPECT_FALSE(store_->Ack("inbox:#42", {}, 3, now_, nullptr));  // nothing left at or below 3
+  EXPECT_EQ(Offsets(store_->Unacked("inbox:#42")), (std::vector<uint64_t>{4}));
+  Stored(
+      [&](core::InboxStored s) { return store_->Redrive("inbox:#42", {2}, now_, std::move(s)); });
+  EXPECT_EQ(Offsets(store_->Unacked("inbox:#42")), (std::vector<uint64_t>{2, 4}));
+  store_->MarkDelivered("inbox:#42", {2}, 1000, now_);
+  acked = Stored(
+      [&](core::InboxStored s) { return store_->Ack("inbox:#42", {}, 6, now_, std::move(s)); });
+  ASSERT_TRUE(acked) << acked.error;
+  EXPECT_EQ(Offsets(acked.changed), (std::vector<uint64_t>{2, 4}));
+  EXPECT_TRUE(store_->Unacked("inbox:#42").empty());
+  EXPECT_EQ(Publish("inbox:#42", "{}"), 7u);
+  EXPECT_EQ(Offsets(store_->Unacked("inbox:#42")), (std::vector<uint64_t>{7}));
+  // An acked entry's answer carries no data (it is dropped), the rest of it as stored.
+  store_->MarkDelivered("inbox:#42", {7}, 1000, now_);
+  acked = Stored([&](core::InboxStored s) {
+    return store_->Ack("inbox:#42", {7}, std::nullopt, now_ + 9, std::move(s));
+  });
+  ASSERT_EQ(acked.changed.size(), 1u);
+  EXPECT_EQ(acked.changed[0].state, InboxState::kAcked);
+  EXPECT_EQ(acked.changed[0].done_ms, now_ + 9);
+  EXPECT_EQ(acked.changed[0].deliveries, 1u);
+}
+
 TEST_P(InboxStoreTest, CountsDeliveriesWithBackoff) {
   Publish("inbox:#42", "{}");
   auto d = store_->MarkDelivered("inbox:#42", {1, 2}, 100, now_);
