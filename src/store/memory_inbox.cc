@@ -129,8 +129,26 @@ void MemoryInboxStore::Bound(Inbox& inbox, std::vector<Write>& w) {
   }
 }
 
+void MemoryInboxStore::TopsOfDeletes(std::vector<Write>& writes) {
+  if (top_with_each_append()) return;
+  std::string_view last;
+  const size_t n = writes.size();
+  for (size_t i = 0; i < n; ++i) {
+    if (writes[i].kind != Write::Kind::kDelete || writes[i].entry.channel == last) continue;
+    last = writes[i].entry.channel;
+    Inbox* inbox = Find(last);
+    if (inbox == nullptr) continue;
+    Write m{Write::Kind::kMeta, {}, inbox->epoch};
+    m.entry.channel = std::string(last);
+    m.entry.offset = inbox->top;
+    writes.push_back(std::move(m));
+    last = writes[i].entry.channel;  // (push_back may have moved the writes)
+  }
+}
+
 void MemoryInboxStore::Finish(std::unique_lock<std::mutex>& lock, std::vector<Write>& writes,
                               core::InboxStored stored) {
+  TopsOfDeletes(writes);
   std::optional<bool> now = true;
   if (!writes.empty()) now = Persist(writes, stored);
   lock.unlock();
@@ -200,7 +218,7 @@ core::InboxAppended MemoryInboxStore::Append(std::string_view channel, std::stri
       f.fire_key = std::string(fire_key);
       w.push_back(std::move(f));
     }
-    w.push_back(std::move(m));
+    if (top_with_each_append()) w.push_back(std::move(m));
   }
   Bound(inbox, w);
   result.position = {offset, inbox.epoch};

@@ -87,6 +87,11 @@ class MemoryInboxStore : public core::InboxStore {
   void RestoreFired(std::string channel, std::string fire_key, core::InboxPosition position);
   // Whether Persist is worth its writes' copies (a durable engine).
   virtual bool journaled() const { return false; }
+  // Whether each append writes its inbox's top (kMeta). false: an engine that restores the
+  // top as the highest of the stored one and its rows' offsets; the top is then written only
+  // with the new inbox's epoch and with every change that deletes rows (so a restart never
+  // hands out an offset again, even when the newest rows are gone).
+  virtual bool top_with_each_append() const { return true; }
   // Whether a state_only write needs the entry's data (an engine that rewrites the whole
   // entry); false: it is left out of the copy (a delivery count then copies no payload).
   virtual bool state_writes_data() const { return true; }
@@ -129,6 +134,8 @@ class MemoryInboxStore : public core::InboxStore {
                     std::vector<Write>& w);
   // Keeps at most limits.size acked and dead entries.
   void Bound(Inbox& inbox, std::vector<Write>& w);
+  // Without top_with_each_append: the top of each inbox that writes delete rows from.
+  void TopsOfDeletes(std::vector<Write>& writes);
   // Hands writes to Persist and answers stored (now, outside the lock, or later).
   void Finish(std::unique_lock<std::mutex>& lock, std::vector<Write>& writes,
               core::InboxStored stored);
