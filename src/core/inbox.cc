@@ -205,7 +205,9 @@ InboxAppended::Status Inbox::Publish(std::string_view channel, std::string_view 
         ++stats_.published;
       }
       if (p.delivered.deliveries != 0) {
-        Send(p.name, nullptr, {std::move(p.delivered)});
+        std::vector<InboxEntry> one;  // (a braced list would copy the entry and its data)
+        one.push_back(std::move(p.delivered));
+        Send(p.name, nullptr, std::move(one));
       } else {
         // Just stored: pending, never delivered, so no max_deliveries check (fresh).
         Deliver(p.name, *options, {p.answer.position.offset}, nullptr, true);
@@ -240,6 +242,7 @@ InboxAppended::Status Inbox::Publish(std::string_view channel, std::string_view 
 
 void Inbox::Answered(const InboxChange& change, bool acked, Completion<Answer> done) {
   Answer answer;
+  answer.offsets.reserve(change.changed.size());
   for (const InboxEntry& e : change.changed) answer.offsets.push_back(e.offset);
   if (acked) {
     const uint64_t now = wall_();
@@ -260,10 +263,56 @@ void Inbox::Answered(const InboxChange& change, bool acked, Completion<Answer> d
   done(std::move(answer));
 }
 
+template <typename Apply>
+void Inbox::Settle(std::string_view user, std::string_view channel, bool acked,
+                   Completion<Answer> done, const Apply& apply) {
+  if (Options(channel) == nullptr || !Owns(channel, user)) {
+    Answer denied;
+    denied.denied = true;
+    done(std::move(denied));
+    return;
+  }
+  // The answer leaves once both the change is known here and the store has committed it
+  // (on the writer thread, before or after apply returns): whichever comes second sends it.
+  // One allocation for all of it: this is every ack's path.
+  struct Settling {
+    Inbox* inbox;
+    bool acked;
+    Completion<Answer> done;
+    InboxChange change;
+    std::atomic<int> ready{0};
+    bool stored_ok = false;
+    void Finish(bool ok) {
+      if (!ok) {
+        Answer failed;
+        failed.error = "not stored";
+        done(std::move(failed));
+        return;
+      }
+      inbox->Answered(change, acked, std::move(done));
+    }
+  };
+  auto s = std::make_shared<Settling>();
+  s->inbox = this;
+  s->acked = acked;
+  s->done = std::move(done);
+  s->change = apply([s](bool ok) {
+    s->stored_ok = ok;
+    if (s->ready.fetch_add(1) == 1) s->Finish(ok);
+  });
+  if (!s->change) {
+    Answer refused;
+    refused.error = s->change.error;
+    s->done(std::move(refused));
+    return;
+  }
+  if (s->ready.fetch_add(1) == 1) s->Finish(s->stored_ok);
+}
+
 void Inbox::Ack(std::string_view user, std::string_view channel,
                 const std::vector<uint64_t>& offsets, std::optional<uint64_t> up_to,
                 Completion<Answer> done) {
-  Settle(user, channel, true, std::move(done), [&](std::function<void(bool)> stored) {
+  Settle(user, channel, true, std::move(done), [&](InboxStored stored) {
     return store_.Ack(channel, offsets, up_to, wall_(), std::move(stored));
   });
 }
@@ -271,47 +320,10 @@ void Inbox::Ack(std::string_view user, std::string_view channel,
 void Inbox::Reject(std::string_view user, std::string_view channel,
                    const std::vector<uint64_t>& offsets, std::string_view reason,
                    Completion<Answer> done) {
-  Settle(user, channel, false, std::move(done), [&](std::function<void(bool)> stored) {
+  Settle(user, channel, false, std::move(done), [&](InboxStored stored) {
     return store_.DeadLetter(channel, offsets, reason.empty() ? "rejected" : reason, wall_(),
                              std::move(stored));
   });
-}
-
-void Inbox::Settle(std::string_view user, std::string_view channel, bool acked,
-                   Completion<Answer> done,
-                   const std::function<InboxChange(std::function<void(bool)>)>& apply) {
-  if (Options(channel) == nullptr || !Owns(channel, user)) {
-    Answer denied;
-    denied.denied = true;
-    done(std::move(denied));
-    return;
-  }
-  auto shared_done = std::make_shared<Completion<Answer>>(std::move(done));
-  auto change = std::make_shared<InboxChange>();
-  // The answer leaves once both the change is known here and the store has committed it
-  // (on the writer thread, before or after apply returns): whichever comes second sends it.
-  auto ready = std::make_shared<std::atomic<int>>(0);
-  auto finish = [this, change, shared_done, acked](bool ok) {
-    if (!ok) {
-      Answer failed;
-      failed.error = "not stored";
-      (*shared_done)(std::move(failed));
-      return;
-    }
-    Answered(*change, acked, std::move(*shared_done));
-  };
-  auto stored_ok = std::make_shared<bool>(false);
-  *change = apply([finish, ready, stored_ok](bool ok) {
-    *stored_ok = ok;
-    if (ready->fetch_add(1) == 1) finish(ok);
-  });
-  if (!*change) {
-    Answer refused;
-    refused.error = change->error;
-    (*shared_done)(std::move(refused));
-    return;
-  }
-  if (ready->fetch_add(1) == 1) finish(*stored_ok);
 }
 
 InboxChange Inbox::Redrive(std::string_view channel, const std::vector<uint64_t>& offsets,
@@ -385,8 +397,12 @@ void Inbox::CountDead(const std::vector<InboxEntry>& entries, std::string_view a
 }
 
 void Inbox::Receipts(const std::vector<InboxEntry>& entries) {
+  const InboxEntry* previous = nullptr;
+  const config::ChannelOptions* options = nullptr;
   for (const InboxEntry& e : entries) {
-    const config::ChannelOptions* options = rules_.Find(e.channel);
+    // An ack's entries are all of one channel: its rules are looked up once.
+    if (previous == nullptr || previous->channel != e.channel) options = rules_.Find(e.channel);
+    previous = &e;
     if (options == nullptr || options->receipts_channel.empty()) continue;
     const std::string& to = options->receipts_channel;
     const config::ChannelOptions* to_options = rules_.Find(to);

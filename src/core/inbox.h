@@ -142,9 +142,10 @@ class Inbox {
   void CountDead(const std::vector<InboxEntry>& entries, std::string_view as = {});
   void Answered(const InboxChange& change, bool acked, Completion<Answer> done);
   // Ack's and Reject's common part: the owner check, apply (the store's change, whose
-  // argument is called once committed), and the answer once both are known.
+  // InboxStored argument is called once committed), and the answer once both are known.
+  template <typename Apply>
   void Settle(std::string_view user, std::string_view channel, bool acked, Completion<Answer> done,
-              const std::function<InboxChange(std::function<void(bool)>)>& apply);
+              const Apply& apply);
 
   InboxStore& store_;
   const ChannelRules& rules_;

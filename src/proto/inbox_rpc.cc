@@ -3,6 +3,7 @@
 // answered by hermod before any RPC proxy, once the engine has stored them; and the
 // deliveries of an inbox this connection is subscribed to, sent as ordinary publication
 // pushes with the delivery count in `tags` (`hermod-delivery`).
+#include <charconv>
 #include <string>
 #include <vector>
 
@@ -14,11 +15,18 @@ namespace hermod::proto {
 
 namespace {
 
+void AppendNumber(std::string& out, uint64_t n) {
+  char digits[24];
+  out.append(digits, std::to_chars(digits, digits + sizeof digits, n).ptr);
+}
+
 std::string OffsetsJson(const std::vector<uint64_t>& offsets) {
-  std::string out = "{\"offsets\":[";
+  std::string out;
+  out.reserve(16 + 21 * offsets.size());  // one allocation
+  out += "{\"offsets\":[";
   for (size_t i = 0; i < offsets.size(); ++i) {
     if (i > 0) out += ',';
-    out += std::to_string(offsets[i]);
+    AppendNumber(out, offsets[i]);
   }
   out += "]}";
   return out;
@@ -49,12 +57,21 @@ void ClientSession::WatchInbox(ClientSubscription& s) {
 void ClientSession::SendInbox(std::string_view channel,
                               const std::vector<core::InboxEntry>& entries) {
   if (!connected() || closing()) return;
+  // Sized once (each publication is copied into it, so growing it would copy them again).
+  size_t bytes = 0;
+  for (const core::InboxEntry& e : entries) bytes += 2 * channel.size() + e.data.size() + 96;
   std::string push;
-  std::string tags;
+  push.reserve(bytes);
+  constexpr std::string_view kTags = "{\"hermod-delivery\":\"";
+  char tags[64];  // the tags object, on the stack
+  kTags.copy(tags, kTags.size());
   for (const core::InboxEntry& e : entries) {
-    tags = "{\"hermod-delivery\":\"" + std::to_string(e.deliveries) + "\"}";
+    char* end = std::to_chars(tags + kTags.size(), tags + sizeof tags - 2, e.deliveries).ptr;
+    *end++ = '"';
+    *end++ = '}';
     if (!push.empty()) push += '\n';
-    AppendPublicationPush(push, channel, PublicationJson(e.data, {}, e.offset, tags));
+    AppendPublicationPush(
+        push, channel, PublicationJson(e.data, {}, e.offset, std::string_view(tags, end - tags)));
   }
   if (push.empty()) return;
   transport_.SendReply(push, net::Lane::kNormal);
@@ -84,6 +101,7 @@ bool ClientSession::HandleInboxRpc(const Command& c) {
   core::Completion<core::Inbox::Answer> done(
       loop(), std::weak_ptr<const void>(alive), [this, id = c.id](core::Inbox::Answer answer) {
         std::string reply;
+        reply.reserve(64 + 21 * answer.offsets.size());
         if (answer.denied) {
           AppendBackendError(reply, id, static_cast<uint32_t>(ErrorCode::kPermissionDenied),
                              "not this user's inbox", false);

@@ -109,6 +109,12 @@ void MemoryInboxStore::Kill(Inbox& inbox, core::InboxEntry& e, std::string_view 
   dead_[e.dead_id] = {e.channel, e.offset};
 }
 
+void MemoryInboxStore::SkipSettled(Inbox& inbox) {
+  auto it = inbox.entries.lower_bound(inbox.unacked_from);
+  while (it != inbox.entries.end() && !IsUnacked(it->second)) ++it;
+  inbox.unacked_from = it == inbox.entries.end() ? inbox.top + 1 : it->first;
+}
+
 void MemoryInboxStore::Bound(Inbox& inbox, std::vector<Write>& w) {
   const size_t max = std::max<size_t>(inbox.limits.size, 1);
   for (auto it = inbox.entries.begin();
@@ -123,8 +129,26 @@ void MemoryInboxStore::Bound(Inbox& inbox, std::vector<Write>& w) {
   }
 }
 
+void MemoryInboxStore::TopsOfDeletes(std::vector<Write>& writes) {
+  if (top_with_each_append()) return;
+  std::string_view last;
+  const size_t n = writes.size();
+  for (size_t i = 0; i < n; ++i) {
+    if (writes[i].kind != Write::Kind::kDelete || writes[i].entry.channel == last) continue;
+    last = writes[i].entry.channel;
+    Inbox* inbox = Find(last);
+    if (inbox == nullptr) continue;
+    Write m{Write::Kind::kMeta, {}, inbox->epoch};
+    m.entry.channel = std::string(last);
+    m.entry.offset = inbox->top;
+    writes.push_back(std::move(m));
+    last = writes[i].entry.channel;  // (push_back may have moved the writes)
+  }
+}
+
 void MemoryInboxStore::Finish(std::unique_lock<std::mutex>& lock, std::vector<Write>& writes,
                               core::InboxStored stored) {
+  TopsOfDeletes(writes);
   std::optional<bool> now = true;
   if (!writes.empty()) now = Persist(writes, stored);
   lock.unlock();
@@ -151,6 +175,7 @@ core::InboxAppended MemoryInboxStore::Append(std::string_view channel, std::stri
     }
   }
   std::vector<Write> w;
+  if (journaled()) w.reserve(3);  // the entry, its inbox's top, a fire key
   Inbox& inbox = Get(channel, journaled() ? &w : nullptr);
   inbox.limits = limits;
   core::InboxAppended result;
@@ -196,7 +221,7 @@ core::InboxAppended MemoryInboxStore::Append(std::string_view channel, std::stri
       f.fire_key = std::string(fire_key);
       w.push_back(std::move(f));
     }
-    w.push_back(std::move(m));
+    if (top_with_each_append()) w.push_back(std::move(m));
   }
   Bound(inbox, w);
   result.position = {offset, inbox.epoch};
@@ -217,8 +242,9 @@ std::vector<core::InboxEntry> MemoryInboxStore::Unacked(std::string_view channel
   Inbox* inbox = Find(channel);
   if (inbox == nullptr) return out;
   out.reserve(inbox->unacked);
-  for (const auto& [offset, e] : inbox->entries) {
-    if (IsUnacked(e)) out.push_back(e);
+  for (auto it = inbox->entries.lower_bound(inbox->unacked_from); it != inbox->entries.end();
+       ++it) {
+    if (IsUnacked(it->second)) out.push_back(it->second);
   }
   return out;
 }
@@ -264,9 +290,9 @@ core::InboxChange MemoryInboxStore::Ack(std::string_view channel,
     }
     // Only what was delivered: pushes of one inbox stored through two loops can reach the
     // client out of offset order, and acking one it has not seen yet would lose it.
-    for (auto& [offset, e] : inbox->entries) {
-      if (offset > *up_to) break;
-      if (IsUnacked(e) && e.deliveries > 0) wanted.push_back(offset);
+    for (auto it = inbox->entries.lower_bound(inbox->unacked_from);
+         it != inbox->entries.end() && it->first <= *up_to; ++it) {
+      if (IsUnacked(it->second) && it->second.deliveries > 0) wanted.push_back(it->first);
     }
     if (wanted.empty()) {
       change.error = "nothing delivered and unacknowledged at or below " + std::to_string(*up_to);
@@ -292,17 +318,20 @@ core::InboxChange MemoryInboxStore::Ack(std::string_view channel,
     }
   }
   std::vector<Write> w;
+  if (journaled()) w.reserve(wanted.size());
+  change.changed.reserve(wanted.size());
   for (uint64_t offset : wanted) {
-    core::InboxEntry& e = inbox->entries[offset];
+    core::InboxEntry& e = inbox->entries.find(offset)->second;
     --inbox->unacked;
     ++inbox->acked;
     e.state = core::InboxState::kAcked;
     e.done_ms = now_ms;
+    // The data goes (an acked entry keeps none), and the answer's copy needs none.
+    std::string().swap(e.data);
     change.changed.push_back(e);
-    e.data.clear();
-    e.data.shrink_to_fit();
     Put(w, e, true);
   }
+  SkipSettled(*inbox);
   Bound(*inbox, w);
   Finish(lock, w, std::move(stored));
   return change;
@@ -374,6 +403,7 @@ core::InboxChange MemoryInboxStore::Redrive(std::string_view channel,
     e.done_ms = 0;
     e.due_ms = 0;
     e.expires_ms = now_ms + inbox->limits.ttl_ms;
+    inbox->unacked_from = std::min(inbox->unacked_from, offset);
     Put(w, e, true);
     change.changed.push_back(e);
   }
@@ -544,7 +574,10 @@ void MemoryInboxStore::ReplaceLocked(core::InboxEntry e) {
   ForgetLocked(e.channel, e.offset);
   Inbox& inbox = inboxes_[e.channel];
   inbox.top = std::max(inbox.top, e.offset);
-  if (IsUnacked(e)) ++inbox.unacked;
+  if (IsUnacked(e)) {
+    ++inbox.unacked;
+    inbox.unacked_from = std::min(inbox.unacked_from, e.offset);
+  }
   if (e.state == core::InboxState::kAcked) ++inbox.acked;
   if (e.state == core::InboxState::kDead) {
     ++inbox.dead;

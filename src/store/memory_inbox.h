@@ -92,6 +92,11 @@ class MemoryInboxStore : public core::InboxStore {
   void UnfiredLocked(std::string_view channel, std::string fire_key);
   // Whether Persist is worth its writes' copies (a durable engine).
   virtual bool journaled() const { return false; }
+  // Whether each append writes its inbox's top (kMeta). false: an engine that restores the
+  // top as the highest of the stored one and its rows' offsets; the top is then written only
+  // with the new inbox's epoch and with every change that deletes rows (so a restart never
+  // hands out an offset again, even when the newest rows are gone).
+  virtual bool top_with_each_append() const { return true; }
   // Whether a state_only write needs the entry's data (an engine that rewrites the whole
   // entry); false: it is left out of the copy (a delivery count then copies no payload).
   virtual bool state_writes_data() const { return true; }
@@ -117,6 +122,9 @@ class MemoryInboxStore : public core::InboxStore {
     uint64_t top = 0;
     std::map<uint64_t, core::InboxEntry> entries;
     size_t unacked = 0, acked = 0, dead = 0;
+    // No unacked entry below this offset: walks for unacked entries start here, not at the
+    // inbox's first (acked) entry. Raised past what acks settle, lowered by a redrive.
+    uint64_t unacked_from = 0;
     core::InboxLimits limits;
   };
   Inbox& Get(std::string_view channel, std::vector<Write>* writes);
@@ -125,10 +133,14 @@ class MemoryInboxStore : public core::InboxStore {
   void Erase(Inbox& inbox, std::map<uint64_t, core::InboxEntry>::iterator it,
              std::vector<Write>& w);
   void Kill(Inbox& inbox, core::InboxEntry& e, std::string_view reason, uint64_t now_ms);
+  // Raises unacked_from past the settled entries at its start.
+  static void SkipSettled(Inbox& inbox);
   void ExpireLocked(Inbox& inbox, uint64_t now_ms, std::vector<core::InboxEntry>& died,
                     std::vector<Write>& w);
   // Keeps at most limits.size acked and dead entries.
   void Bound(Inbox& inbox, std::vector<Write>& w);
+  // Without top_with_each_append: the top of each inbox that writes delete rows from.
+  void TopsOfDeletes(std::vector<Write>& writes);
   // Hands writes to Persist and answers stored (now, outside the lock, or later).
   void Finish(std::unique_lock<std::mutex>& lock, std::vector<Write>& writes,
               core::InboxStored stored);

@@ -34,6 +34,9 @@ class SqliteInboxStore final : public MemoryInboxStore {
   std::optional<bool> Persist(std::vector<Write>& writes, core::InboxStored& stored) override;
   bool journaled() const override { return true; }
   bool state_writes_data() const override { return false; }  // an UPDATE of the state only
+  // Open restores each top as the highest of inbox_meta's and the rows' offsets: one row
+  // write fewer per publication.
+  bool top_with_each_append() const override { return false; }
 
  private:
   explicit SqliteInboxStore(std::shared_ptr<SqliteEngine> engine);

@@ -327,6 +327,11 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
 };
 
 bool SqliteDb::Open(std::string* error) {
+  // SQLite's memory statistics (unused here) take a process-wide mutex around each of its
+  // mallocs and frees, a dozen per stored publication. Only possible before SQLite's first
+  // use in the process (later, the call is refused and changes nothing).
+  static std::once_flag no_memstatus;
+  std::call_once(no_memstatus, [] { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
   const std::string& path = options_.path;
   auto fail = [&](const std::string& what, const std::string& fix) {
     *error = "sqlite: " + path + ": " + what + ": " + fix;
