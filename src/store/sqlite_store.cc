@@ -52,13 +52,14 @@ constexpr const char* kSchema =
 // The publications (schema version 2). A rowid table, so a transaction's publications are
 // appended at its end whatever their channels, and a small index on (channel id, offset)
 // for reads, trims and expiry (a channel's publications expire in offset order,
-// SqliteDb::ExpireDue, so no index on expiry). Measured against one b-tree clustered by
-// channel (a WITHOUT ROWID table keyed by (id, offset), or a rowid of id << 40 | offset),
-// 1 KiB publications, 16 KiB pages, 256 per transaction, CPU per row: one channel 3.5 µs
-// here, 3.0 clustered; 10 channels 4.3 against 5.2-6.0; 100 channels 6.1 against 17, and
-// 1,000 channels 5.4 against 29: clustered, a transaction rewrites the last page of each
-// channel it touches (a 16 KiB WAL frame for a few rows), here only the table's last pages
-// and a few pages of a 10-byte-per-row index. The channel's name (text) is in meta only.
+// SqliteDb::ExpireDue, so no index on expiry); the channel's name is in meta only. Not one
+// b-tree clustered by channel (a WITHOUT ROWID table keyed by (id, offset), or a rowid of
+// id << 40 | offset): it is cheaper for one channel only, since a transaction then rewrites
+// the last page of every channel it touches (a 16 KiB WAL frame for a few rows). CPU per
+// 1 KiB publication, 256 per transaction (BM_SqliteLayout, medians of 3), this layout
+// against keyed by name, WITHOUT ROWID, id << 40: 1 channel 4.8 against 5.0, 5.5, 4.2 µs;
+// 10 channels 5.6 against 6.0, 7.4, 6.7; 100 channels 6.3 against 8.3, 23, 19; 1,000 9.9
+// against 10.6, 35, 31.
 constexpr const char* kPubs =
     "CREATE TABLE IF NOT EXISTS pubs(chan INTEGER NOT NULL, offset INTEGER NOT NULL,"
     " expires INTEGER NOT NULL, pub BLOB NOT NULL);"
