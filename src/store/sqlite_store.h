@@ -39,8 +39,11 @@
 // the writer deletes them from the channel's oldest, found by the (channel, offset) index;
 // it keeps in memory when each channel's oldest may expire, instead of an index on expiry.
 //
-// Schema version (PRAGMA user_version): an older file is upgraded at Open, a newer one
-// refused and left unchanged.
+// Schema version (PRAGMA user_version, 2): publications in a rowid table in the order they
+// are stored, found by an index on (channel id, offset), each channel's id a number in meta
+// (its name is stored there only). A file of version 0 or 1 (publications keyed by the
+// channel's name) is migrated at Open in one transaction; a newer one is refused and left
+// unchanged.
 //
 // Times: the hub's clock is monotonic; the file holds wall-clock expiry times, converted
 // with the difference between the two clocks taken when the store is opened.

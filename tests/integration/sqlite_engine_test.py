@@ -15,6 +15,10 @@
 - A file of the first schema (with the expiry index) is upgraded in place and serves its
   history; its expired publications are deleted without that index; a file of a later
   schema version is refused with a message naming it and left unchanged.
+- A file of schema version 1 (publications keyed by the channel's name) is migrated to
+  version 2 (by the channel's id) at start-up: history, epochs, top offsets (one with its
+  history removed too), recovery and idempotency keys are as they were, offsets continue,
+  and the migrated file opens again as version 2.
 - An API batch of inbox publications with `parallel: true` is stored in fewer transactions
   than publications (without it: one each), answered in command order, refusals of a full
   inbox in their places.
@@ -402,8 +406,9 @@ class SqliteEngineTest(h.HermodTestCase):
             server.start()
         self.assertIn(self.path, server.stderr_text())
 
-    def test_a_file_of_the_first_schema_is_upgraded_and_one_of_a_later_is_refused(self):
-        # Version 0 (no user_version): the schema with the expiry index pubs_expires.
+    def legacy_file(self, version):
+        """A file of schema version 0 (with the expiry index pubs_expires) or 1 (without
+        it): publications keyed by the channel's name, as hermod wrote them."""
         db = sqlite3.connect(self.path)
         db.executescript("""
             PRAGMA journal_mode=WAL;
@@ -412,12 +417,29 @@ class SqliteEngineTest(h.HermodTestCase):
             CREATE TABLE pubs(channel TEXT NOT NULL, offset INTEGER NOT NULL,
                 expires INTEGER NOT NULL, pub BLOB NOT NULL);
             CREATE UNIQUE INDEX pubs_key ON pubs(channel, offset);
-            CREATE INDEX pubs_expires ON pubs(expires);
             CREATE TABLE keys(channel TEXT NOT NULL, key TEXT NOT NULL,
                 offset INTEGER NOT NULL, epoch TEXT NOT NULL, expires INTEGER NOT NULL,
                 PRIMARY KEY(channel, key));
             CREATE INDEX keys_expires ON keys(expires);
         """)
+        if version == 0:
+            db.execute("CREATE INDEX pubs_expires ON pubs(expires)")
+        else:
+            db.execute("PRAGMA user_version=%d" % version)
+        return db
+
+    def assert_schema_2(self):
+        db = sqlite3.connect(self.path)
+        try:
+            self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0], 2)
+            names = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+            self.assertFalse(names & {"pubs_expires", "pubs_key", "pubs_v1"}, names)
+            self.assertIn("pubs_chan", names)
+        finally:
+            db.close()
+
+    def test_a_file_of_the_first_schema_is_upgraded_and_one_of_a_later_is_refused(self):
+        db = self.legacy_file(0)
         future = int((time.time() + 600) * 1000)
         past = int((time.time() - 600) * 1000)
         db.execute("INSERT INTO meta VALUES('h:old','ep0',3,?)", (future,))
@@ -436,10 +458,8 @@ class SqliteEngineTest(h.HermodTestCase):
         g.api_call(server.port, "publish", {"channel": "h:other", "data": {}})
         g.wait_for(lambda: self.rows("h:old") == [2, 3, 4], what="the expired row deleted")
         server.stop()
+        self.assert_schema_2()
         db = sqlite3.connect(self.path)
-        self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0], 1)
-        self.assertEqual(db.execute("SELECT count(*) FROM sqlite_master WHERE "
-                                    "name='pubs_expires'").fetchone()[0], 0)
         db.execute("PRAGMA user_version=7")
         db.commit()
         db.close()
@@ -454,11 +474,61 @@ class SqliteEngineTest(h.HermodTestCase):
         with open(self.path, "rb") as f:
             self.assertEqual(f.read(), before)
 
+    def test_a_file_of_schema_1_is_migrated_with_history_epochs_recovery_and_keys(self):
+        db = self.legacy_file(1)
+        future = int((time.time() + 600) * 1000)
+        db.executemany("INSERT INTO meta VALUES(?,?,?,?)", [
+            ("h:a", "ea", 5, future), ("h:b", "eb", 2, future),
+            ("h:removed", "er", 7, 0)])  # history_remove'd: its position only
+        # The two channels' rows interleaved, as a shared transaction stores them; h:a's
+        # first two trimmed.
+        for channel, offset in [("h:a", 3), ("h:b", 1), ("h:a", 4), ("h:b", 2), ("h:a", 5)]:
+            pub = json.dumps({"data": {"c": channel, "n": offset}, "offset": offset}).encode()
+            db.execute("INSERT INTO pubs VALUES(?,?,?,?)", (channel, offset, future, pub))
+        db.execute("INSERT INTO keys VALUES('h:a','k4',4,'ea',?)", (future,))
+        db.commit()
+        db.close()
+
+        def view(port, channel):
+            r = self.history(port, channel)
+            return r["epoch"], r["offset"], [p["data"]["n"] for p in r.get("publications", [])]
+
+        server = self.start_server(config(self.path), workers=1)
+        self.assertEqual(view(server.port, "h:a"), ("ea", 5, [3, 4, 5]))
+        self.assertEqual(view(server.port, "h:b"), ("eb", 2, [1, 2]))
+        self.assertEqual(view(server.port, "h:removed"), ("er", 7, []))
+        # The key stored before names its publication: nothing is published again.
+        r = json.loads(g.api_call(server.port, "publish", {
+            "channel": "h:a", "data": {"n": 0}, "idempotency_key": "k4"}).body)
+        self.assertEqual(r["result"], {"offset": 4, "epoch": "ea"})
+        c = g.Client(server.port)
+        self.addCleanup(c.close)
+        c.connect()
+        sub = c.subscribe("h:a", recoverable=True, recover=True, offset=3, epoch="ea")
+        self.assertTrue(sub.get("recovered"), sub)
+        self.assertEqual([p["data"]["n"] for p in sub["publications"]], [4, 5])
+        # Offsets continue in each channel's epoch; a new channel's rows are its own.
+        for channel, expected in [("h:b", 3), ("h:removed", 8), ("h:new", 1)]:
+            r = json.loads(g.api_call(server.port, "publish",
+                                      {"channel": channel, "data": {"n": expected}}).body)
+            self.assertEqual(r["result"]["offset"], expected, r)
+        server.stop()
+        self.assert_schema_2()
+
+        # Opened again as version 2: the same.
+        again = self.start_server(config(self.path), workers=1)
+        self.assertEqual(view(again.port, "h:a"), ("ea", 5, [3, 4, 5]))
+        self.assertEqual(view(again.port, "h:b"), ("eb", 3, [1, 2, 3]))
+        self.assertEqual(view(again.port, "h:removed"), ("er", 8, [8]))
+        self.assertEqual(view(again.port, "h:new")[1:], (1, [1]))
+        self.assertEqual(self.rows("h:b"), [1, 2, 3])
+
     def rows(self, channel):
         db = sqlite3.connect(self.path)
         try:
             return [r[0] for r in db.execute(
-                "SELECT offset FROM pubs WHERE channel=? ORDER BY offset", (channel,))]
+                "SELECT offset FROM pubs JOIN meta ON meta.id=pubs.chan WHERE meta.channel=? "
+                "ORDER BY offset", (channel,))]
         finally:
             db.close()
 
