@@ -678,10 +678,13 @@ metrics::DashboardSources Server::DashboardSources() {
   s.clients = [this] { return client_registry_->Get(); };
   s.channels = [hub = hub_.get()] { return hub->Channels(); };
   s.hub = [hub = hub_.get()] {
+    const core::Hub::Counts totals = hub->Totals();
+    return metrics::HubFigures{totals.channels, totals.subscriptions};
+  };
+  s.hub_state = [hub = hub_.get()] {
     std::vector<stats::HubState> state;
     for (size_t i = 0; i < hub->loop_count(); ++i) state.push_back(hub->State(i));
-    const stats::HubState total = metrics::SumHubState(state);
-    return metrics::HubFigures{total.channels, total.subscriptions, metrics::HubStateJson(state)};
+    return metrics::HubStateJson(state);
   };
   s.api = [api = api_.get()](std::string_view method, std::string& body, std::string& out,
                              net::Loop& loop, std::function<void(int, std::string)> later) {

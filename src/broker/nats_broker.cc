@@ -80,11 +80,35 @@ class CallbackScope {
 void NatsBroker::OnMessage(natsConnection*, natsSubscription*, natsMsg* msg, void* self) {
   auto* broker = static_cast<NatsBroker*>(self);
   CallbackScope scope(broker->in_callback_, broker->closing_);
-  if (scope.live()) {
-    broker->Receive(
-        std::string_view(natsMsg_GetData(msg), static_cast<size_t>(natsMsg_GetDataLength(msg))));
+  if (!scope.live()) {
+    natsMsg_Destroy(msg);
+    return;
   }
-  natsMsg_Destroy(msg);
+  broker->Receive(
+      std::string_view(natsMsg_GetData(msg), static_cast<size_t>(natsMsg_GetDataLength(msg))));
+  broker->Release(msg);  // counted by scope: Stop destroys what is left once it is over
+}
+
+void NatsBroker::Release(natsMsg* msg) {
+  std::vector<natsMsg*> batch;
+  {
+    std::lock_guard lock(released_mutex_);
+    released_.push_back(msg);
+    released_bytes_ += static_cast<size_t>(natsMsg_GetDataLength(msg));
+    if (released_.size() < kReleaseBatch && released_bytes_ < kReleaseBytes) return;
+    batch.swap(released_);
+    released_.reserve(kReleaseBatch);
+    released_bytes_ = 0;
+  }
+  // One wake-up of libnats's collector for the batch (it is signalled while it waits).
+  for (natsMsg* m : batch) natsMsg_Destroy(m);
+}
+
+void NatsBroker::DestroyReleased() {
+  std::lock_guard lock(released_mutex_);
+  for (natsMsg* m : released_) natsMsg_Destroy(m);
+  released_.clear();
+  released_bytes_ = 0;
 }
 
 void NatsBroker::OnNodeInfo(natsConnection*, natsSubscription*, natsMsg* msg, void* self) {
@@ -249,6 +273,7 @@ void NatsBroker::Stop() {
   if (sender_.joinable()) sender_.join();
   closing_.store(true);
   while (in_callback_.load() != 0) std::this_thread::yield();
+  DestroyReleased();  // no callback adds to them any more
   // The sender has ended: its subscriptions are this thread's now.
   for (auto& [channel, sub] : subscriptions_) natsSubscription_Unsubscribe(sub);
   if (nodes_subscription_ != nullptr) natsSubscription_Unsubscribe(nodes_subscription_);

@@ -33,6 +33,13 @@
 // each loop's mailbox: no loop state is touched from a libnats thread. The hub hands every
 // accepted publication back to Publish, also those fed from the receive thread: Publish
 // ignores calls made on that thread, so nothing is sent twice.
+//
+// Received messages are released in batches (Release): libnats frees every destroyed message
+// on its garbage-collector thread, which it wakes whenever that thread is idle, so destroying
+// each message as it is handled cost that thread a wake-up, and the delivery thread a futex
+// call, per message (about one context switch per received message in the cluster stand).
+// A handled message is only its wire bytes (the hub has its own copies), held until
+// kReleaseBatch of them or kReleaseBytes are, or the broker stops.
 #pragma once
 
 #include <nats/nats.h>
@@ -131,6 +138,9 @@ class NatsBroker final : public core::Broker {
   void Track(natsSubscription* sub);
   // The last touch of this broker by a libnats thread: one of the counted calls is over.
   void Done();
+  // On a delivery thread: msg is handled; destroyed with the others of its batch.
+  void Release(natsMsg* msg);
+  void DestroyReleased();
   void Receive(std::string_view bytes);
   // On (re)connect: the server's INFO max_payload, which a publish must not pass.
   void LearnMaxPayload(natsConnection* nc);
@@ -170,6 +180,13 @@ class NatsBroker final : public core::Broker {
   // The server's max_payload (its INFO, read by libnats on every connect); 0: not yet known,
   // everything fits until then (a send while disconnected fails anyway).
   std::atomic<uint64_t> max_payload_{0};
+
+  // Handled messages not yet destroyed (Release): at most kReleaseBatch, kReleaseBytes.
+  static constexpr size_t kReleaseBatch = 32;
+  static constexpr size_t kReleaseBytes = 64 * 1024;
+  std::mutex released_mutex_;  // a leaf: guards released_ and released_bytes_
+  std::vector<natsMsg*> released_;
+  size_t released_bytes_ = 0;
 
   // Guards wanted_ and interest_changes_ (LOCKS.md: a leaf, taken under a shard lock by
   // Interest, by the receive thread per message, by the sender once a round).

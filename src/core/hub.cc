@@ -64,7 +64,7 @@ struct Hub::ChannelState {
 };
 
 struct Hub::Shard {
-  std::mutex mutex;         // guards channels, publishes and sweep_bucket (/LOCKS.md)
+  std::mutex mutex;         // guards everything below (/LOCKS.md)
   uint32_t publishes = 0;   // every kSweepEvery, the shard drops channels nobody uses
   size_t sweep_bucket = 0;  // where the next sweep starts (a bucket of channels)
   ChannelMap channels;
@@ -78,6 +78,8 @@ struct Hub::Shard {
   };
   std::vector<Due> reclaim;
   uint64_t reclaimed = 0;  // channels erased, for /metrics
+  // Its channels' subscribers, summed as they change (Totals reads it: no walk).
+  uint64_t subscribers = 0;
 };
 
 namespace {
@@ -198,6 +200,7 @@ void Hub::Forget(Shard& shard, ChannelMap::iterator it, uint64_t now) {
   if (it->second->history && broker_ == nullptr) {
     stores_.history->Close(it->first, std::move(it->second->history), now);
   }
+  shard.subscribers -= it->second->subscribers;
   shard.channels.erase(it);
 }
 
@@ -387,6 +390,16 @@ Hub::StateStats Hub::State(size_t loop) {
   return stats;
 }
 
+Hub::Counts Hub::Totals() {
+  Counts counts;
+  for (auto& shard : shards_) {
+    std::lock_guard lock(shard->mutex);
+    counts.channels += shard->channels.size();
+    counts.subscriptions += shard->subscribers;
+  }
+  return counts;
+}
+
 size_t Hub::ChannelCount() {
   size_t count = 0;
   for (auto& shard : shards_) {
@@ -439,6 +452,7 @@ Hub::SubscribeResult Hub::Subscribe(net::Loop& loop, const SubscribeRequest& req
       SyncInterest(request.channel, state);
     }
     ++state.subscribers;
+    ++shard.subscribers;
     if (state.history) {
       const uint64_t now = clock_();
       state.history->Expire(now);
@@ -547,7 +561,10 @@ void Hub::Unsubscribe(net::Loop& loop, std::string_view name, const config::Chan
     auto it = shard.channels.find(channel);
     if (it != shard.channels.end()) {
       ChannelState& state = *it->second;
-      if (state.subscribers > 0) --state.subscribers;
+      if (state.subscribers > 0) {
+        --state.subscribers;
+        --shard.subscribers;
+      }
       if (last && state.loops[index]) {
         state.loops[index] = false;
         --state.loop_count;

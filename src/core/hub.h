@@ -295,6 +295,14 @@ class Hub {
   // briefly: a scrape's cost grows with the channel count, never a publisher's.
   using StateStats = stats::HubState;
   StateStats State(size_t loop = static_cast<size_t>(-1));
+  // The channels and their subscribers on every loop, node-wide, as State counts them but
+  // kept as they change (channel created or freed, subscriber added or removed): a lock and
+  // two reads per shard, whatever the channel count (the dashboard's sampler, every second).
+  struct Counts {
+    uint64_t channels = 0;
+    uint64_t subscriptions = 0;
+  };
+  Counts Totals();
   size_t loop_count() const { return loops_.size(); }
 
   using HistoryResult = HistoryPage;

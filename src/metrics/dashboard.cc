@@ -266,7 +266,7 @@ void Dashboard::Data(http::HttpConnection& c, http::Request& request) {
                     });
   channels.resize(top);
   std::string state;  // the same walk, once more
-  if (sources_.hub) state = sources_.hub().state_json;
+  if (sources_.hub_state) state = sources_.hub_state();
   std::string inboxes;
   if (sources_.inboxes) inboxes = sources_.inboxes();
   std::vector<std::string> nodes{NodeJson()};

@@ -48,12 +48,10 @@ extern const std::string_view kDashboardHtml;
 // True when an Authorization header carries HTTP Basic credentials with this password.
 bool BasicPasswordMatches(std::string_view authorization, std::string_view password);
 
-// The hub's figures: its totals, and the per-loop state as the JSON object the page shows
-// ({"total":{...},"loops":[...]}, hub_state.h).
+// The hub's totals, which the sampler reads every second: counters, no walk of the channels.
 struct HubFigures {
   uint64_t channels = 0;
   uint64_t subscriptions = 0;
-  std::string state_json;
 };
 
 // What the dashboard reads of the rest of the server. Each function is called on a loop
@@ -67,6 +65,9 @@ struct DashboardSources {
   // Every channel with its subscriber count (the dashboard picks the busiest).
   std::function<std::vector<std::pair<std::string, size_t>>()> channels;
   std::function<HubFigures()> hub;
+  // The hub's per-loop state as the JSON object the page shows ({"total":{...},"loops":
+  // [...]}, hub_state.h): a walk of every channel, so once per poll of the page's data only.
+  std::function<std::string()> hub_state;
   // The server API (api::ServerApi::Call): the HTTP status and answer (in out) for one
   // method; or 0 when a store engine answers later, and then `later` gets them on loop.
   std::function<int(std::string_view method, std::string& body, std::string& out, net::Loop& loop,

@@ -46,6 +46,15 @@ Loop::~Loop() {
   close(epoll_fd_);
 }
 
+void Loop::Post(std::function<void()> task) {
+  if (owner_.load(std::memory_order_relaxed) == std::this_thread::get_id()) {
+    mailbox_.PostQuiet(std::move(task));
+    posted_quietly_ = true;
+    return;
+  }
+  mailbox_.Post(std::move(task));
+}
+
 bool Loop::Add(int fd, uint32_t events, Pollable* target) {
   epoll_event ev{};
   ev.events = events;
@@ -172,7 +181,12 @@ void Loop::Run() {
   busy_since_us_ = mark_us;
   while (running_) {
     // Flushes that wait for more input (Behind) wait for what is ready now, never for a timer.
-    int timeout = flush_head_ != nullptr ? 0 : timers_.NextTimeoutMs(now_ms_);
+    // Tasks the loop posted to itself run in the next iteration, as if its eventfd had
+    // woken it: that iteration only looks at what is ready now. Taken before the wait, so a
+    // task that posts itself again runs once per iteration and never starves the events.
+    const bool run_posted = posted_quietly_;
+    posted_quietly_ = false;
+    int timeout = flush_head_ != nullptr || run_posted ? 0 : timers_.NextTimeoutMs(now_ms_);
     if (!paused_.empty() && (timeout < 0 || timeout > 1)) timeout = 1;
     int n = sys::EpollWait(epoll_fd_, events, kMaxEvents, timeout);
     uint64_t woke_us = MonotonicUs();
@@ -185,6 +199,7 @@ void Loop::Run() {
     // Timers first: the wheel must stand at now before any event schedules a new timer, or
     // a timer set after an idle spell would count from a stale tick and fire at once.
     timers_.Advance(now_ms_);
+    if (run_posted) mailbox_.RunPosted();
     for (int i = 0; i < n; ++i) {
       static_cast<Pollable*>(events[i].data.ptr)->OnEvents(events[i].events);
     }

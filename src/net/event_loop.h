@@ -4,7 +4,8 @@
 // everything but Mailbox::Post runs on the loop's own thread.
 //
 // One iteration: wait for events (or the next timer); fire due timers; dispatch the events,
-// the mailbox's eventfd among them (its tasks run then); then flush every connection that
+// the mailbox's eventfd among them (its tasks run then; tasks the loop posted to itself
+// during the last iteration run first, with no eventfd: Post); then flush every connection that
 // queued output during the iteration, each with one writev (corking); then free the
 // connections closed during the iteration.
 #pragma once
@@ -105,8 +106,11 @@ class Loop {
     const std::thread::id owner = owner_.load(std::memory_order_relaxed);
     return owner == std::thread::id() || owner == std::this_thread::get_id();
   }
-  // Thread-safe.
-  void Post(std::function<void()> task) { mailbox_.Post(std::move(task)); }
+  // Thread-safe. Runs in a later iteration, after every task posted before it. From the
+  // loop's own thread while it runs: in the next iteration, which does not block, with no
+  // eventfd write and read (Mailbox::PostQuiet); from any other, when the eventfd wakes it.
+  void Post(std::function<void()> task);
+  const Mailbox& mailbox() const { return mailbox_; }
 
   // False when epoll refuses the fd (e.g. max_user_watches reached).
   [[nodiscard]] bool Add(int fd, uint32_t events, Pollable* target);
@@ -198,6 +202,7 @@ class Loop {
   std::atomic<std::thread::id> owner_{};  // Run's thread while it runs
   Mailbox mailbox_;
   Wakeup wakeup_{mailbox_};
+  bool posted_quietly_ = false;  // the mailbox holds tasks this loop posted to itself
   TimerWheel timers_;
   std::unique_ptr<uint8_t[]> read_buffer_;
   size_t read_buffer_size_;

@@ -23,22 +23,32 @@ Mailbox::~Mailbox() {
   close(event_fd_);
 }
 
-void Mailbox::Post(std::function<void()> task) {
-  Node* node = new Node{nullptr, std::move(task)};
+bool Mailbox::Push(Node* node) {
   Node* head = head_.load(std::memory_order_relaxed);
   do {
     node->next = head;
   } while (!head_.compare_exchange_weak(head, node, std::memory_order_release,
                                         std::memory_order_relaxed));
-  if (head == nullptr) {
+  return head == nullptr;
+}
+
+void Mailbox::Post(std::function<void()> task) {
+  if (Push(new Node{nullptr, std::move(task)})) {
+    wakes_.fetch_add(1, std::memory_order_relaxed);
     uint64_t one = 1;
     [[maybe_unused]] ssize_t n = write(event_fd_, &one, sizeof one);
   }
 }
 
+void Mailbox::PostQuiet(std::function<void()> task) { Push(new Node{nullptr, std::move(task)}); }
+
 void Mailbox::Drain() {
   uint64_t count;
   [[maybe_unused]] ssize_t n = read(event_fd_, &count, sizeof count);
+  RunPosted();
+}
+
+void Mailbox::RunPosted() {
   Node* node = head_.exchange(nullptr, std::memory_order_acquire);
   // The stack holds the newest first; reverse to run tasks in the order they were posted.
   Node* fifo = nullptr;

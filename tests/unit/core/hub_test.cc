@@ -516,6 +516,81 @@ TEST_F(HubTest, StateCountsChannelsSubscriptionsHistoryPresenceAndKeys) {
   EXPECT_EQ(Read(b->peer, 2), "ch|one@1\nch|three@2\n");
 }
 
+// The dashboard reads Totals every second: counters kept as channels and subscribers come
+// and go, which must agree with State's walk of every channel after each change.
+TEST_F(HubTest, TotalsKeptAsTheyChangeAgreeWithAWalkOfEveryChannel) {
+  config::ChannelOptions plain;  // no history, presence or keys: freed with its last subscriber
+  auto expect_walk = [&](uint64_t channels, uint64_t subscriptions) {
+    const Hub::StateStats walk = hub_.State();
+    const Hub::Counts totals = hub_.Totals();
+    EXPECT_EQ(totals.channels, walk.channels);
+    EXPECT_EQ(totals.subscriptions, walk.subscriptions);
+    EXPECT_EQ(totals.channels, channels);
+    EXPECT_EQ(totals.subscriptions, subscriptions);
+  };
+  struct Member {
+    int loop;
+    std::string client;
+    std::string channel;
+    std::unique_ptr<Subscriber> s;
+  };
+  std::vector<Member> members;
+  auto subscribe = [&](int loop, std::string client, std::string channel,
+                       const config::ChannelOptions& options) {
+    Member m{loop, std::move(client), std::move(channel), NewSubscriber(loop)};
+    On(loop, [&] {
+      Hub::SubscribeRequest r;
+      r.channel = m.channel;
+      r.options = &options;
+      r.client = m.client;
+      r.user = "u";
+      r.info = "{}";
+      return hub_.Subscribe(*loops_[loop], r, &m.s->subscription);
+    });
+    members.push_back(std::move(m));
+  };
+  auto unsubscribe = [&](const std::string& client, const std::string& channel,
+                         const config::ChannelOptions& options) {
+    for (auto it = members.begin(); it != members.end(); ++it) {
+      if (it->client != client || it->channel != channel) continue;
+      On(it->loop, [&] {
+        hub_.Unsubscribe(*loops_[it->loop], channel, options, client, "{}", &it->s->subscription);
+        return 0;
+      });
+      members.erase(it);
+      return;
+    }
+    ADD_FAILURE() << client << " is not subscribed to " << channel;
+  };
+
+  expect_walk(0, 0);
+  subscribe(0, "a", "group", options_);
+  subscribe(1, "b", "group", options_);
+  subscribe(1, "c", "group", options_);
+  subscribe(0, "a", "personal-a", plain);
+  subscribe(1, "b", "personal-b", plain);
+  subscribe(1, "c", "personal-c", plain);
+  ASSERT_TRUE(Publish(hub_, "published", options_, "x", {}));  // a channel with no subscriber
+  expect_walk(5, 6);
+  unsubscribe("b", "group", options_);  // the channel stays: a and c hold it
+  expect_walk(5, 5);
+  unsubscribe("b", "personal-b", plain);  // its last subscriber: the channel is freed
+  expect_walk(4, 4);
+  // c disconnects: every subscription of its client goes.
+  unsubscribe("c", "group", options_);
+  unsubscribe("c", "personal-c", plain);
+  expect_walk(3, 2);
+  subscribe(0, "d", "published", options_);  // a subscriber to a channel a publish made
+  subscribe(1, "b", "personal-b", plain);    // back to a freed channel
+  expect_walk(4, 4);
+  unsubscribe("a", "group", options_);
+  unsubscribe("a", "personal-a", plain);
+  unsubscribe("d", "published", options_);
+  unsubscribe("b", "personal-b", plain);
+  // "published" keeps its publication (reclaimed by time); the others held nothing more.
+  expect_walk(1, 0);
+}
+
 TEST_F(HubClockTest, TimerKeepsChannelsWithLiveHistory) {
   Publish(hub_, "kept", options_, "d", {});
   for (int tick = 0; tick < 70; ++tick) {
