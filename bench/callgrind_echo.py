@@ -10,8 +10,11 @@ bench's drain). Instruction counts do not depend on the machine's load, unlike w
   bench/callgrind_echo.py                       # 1 x 20,000 and 100 x 1,000
   bench/callgrind_echo.py --case 1:1000:21000 --keep /tmp/cg   # keep the dumps to annotate
   bench/callgrind_echo.py --server /path/to/EchoServer --path /  # any server taking argv[1]=port
+  bench/callgrind_echo.py --peer /work/peers/uws/uws-echo        # hermod and a peer, same run
 
-A case is CONNECTIONS:FIRST:SECOND, messages per connection in the two runs.
+A case is CONNECTIONS:FIRST:SECOND, messages per connection in the two runs. With --peer
+(or UWS_ECHO set), each case runs against hermod and then against the peer (an echo server
+taking argv[1]=port, path /), same client and same counts, and prints hermod / peer.
 """
 import argparse
 import glob
@@ -59,24 +62,19 @@ def dumps(out_dir):
                   key=lambda p: int(p.rsplit(".", 1)[1]) if p.rsplit(".", 1)[1].isdigit() else 0)
 
 
-def measure(args, connections, first, second):
+def measure(args, server_cmd, path, connections, first, second):
     out_dir = args.keep or tempfile.mkdtemp(prefix="cg-echo-")
     os.makedirs(out_dir, exist_ok=True)
     for old in glob.glob(os.path.join(out_dir, "cg.*")):
         os.remove(old)
     port = free_port()
-    if args.server:
-        server_cmd = [args.server, str(port)]
-    else:
-        server_cmd = [args.hermod, "serve", "--bind", "127.0.0.1", "--port", str(port), "--echo",
-                      "--workers", "1", "--log-level", "warn"]
     proc = subprocess.Popen(["valgrind", "--tool=callgrind",
                              "--callgrind-out-file=" + os.path.join(out_dir, "cg"),
-                             "--compress-strings=no"] + server_cmd,
+                             "--compress-strings=no"] + server_cmd(port),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port, proc)
-        url = f"ws://127.0.0.1:{port}{args.path}"
+        url = f"ws://127.0.0.1:{port}{path}"
         totals = []
         # The first dump holds start-up too: a warm-up run, then the two measured ones.
         for n in (first, first, second):
@@ -104,6 +102,16 @@ def measure(args, connections, first, second):
     return totals[1:], messages, per
 
 
+def hermod_cmd(args):
+    return lambda port: [args.hermod, "serve", "--bind", "127.0.0.1", "--port", str(port),
+                         "--echo", "--workers", "1", "--log-level", "warn"]
+
+
+def report(name, c, a, b, totals, messages, per):
+    print(f"{name}: {c} conn x {b - a} msgs: {totals[1]:,} - {totals[0]:,} instructions over "
+          f"{messages:,} messages = {per:,.0f} per message", flush=True)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -114,14 +122,32 @@ def main():
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--case", action="append",
                    help="CONNECTIONS:FIRST:SECOND (default 1:1000:21000 and 100:100:1100)")
-    p.add_argument("--keep", help="directory for the callgrind dumps (default: a temp dir)")
+    p.add_argument("--peer", default=os.environ.get("UWS_ECHO"),
+                   help="a peer echo server (argv[1]=port, path /) measured beside hermod in "
+                        "the same run (default: $UWS_ECHO)")
+    p.add_argument("--keep", help="directory for the callgrind dumps (default: a temp dir; "
+                                  "with --peer, hermod's go to KEEP/hermod, the peer's to KEEP/peer)")
     args = p.parse_args()
     cases = args.case or ["1:1000:21000", "100:100:1100"]
+    if args.server:
+        targets = [("server", lambda port: [args.server, str(port)], args.path)]
+    else:
+        targets = [("hermod", hermod_cmd(args), args.path)]
+    if args.peer:
+        targets.append(("peer", lambda port: [args.peer, str(port)], "/"))
+    keep = args.keep
     for case in cases:
         c, a, b = (int(x) for x in case.split(":"))
-        totals, messages, per = measure(args, c, a, b)
-        print(f"{c} conn x {b - a} msgs: {totals[1]:,} - {totals[0]:,} instructions over "
-              f"{messages:,} messages = {per:,.0f} per message", flush=True)
+        counts = {}
+        for name, cmd, path in targets:
+            args.keep = os.path.join(keep, name) if keep and len(targets) > 1 else keep
+            totals, messages, per = measure(args, cmd, path, c, a, b)
+            report(name, c, a, b, totals, messages, per)
+            counts[name] = per
+        if len(counts) == 2:
+            mine, peer = (counts[n] for n, _, _ in targets)
+            print(f"{c} conn x {b - a} msgs: {mine:,.0f} / {peer:,.0f} = {mine / peer:.2f}x "
+                  f"the peer's instructions per message", flush=True)
 
 
 if __name__ == "__main__":

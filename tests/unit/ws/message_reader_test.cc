@@ -627,6 +627,12 @@ TEST(MessageReaderFastPath, AgreesWithTheGeneralPathAtEveryShortLength) {
     EXPECT_EQ(bad_whole.error, 1007);
     EXPECT_EQ(bad_whole.events, std::vector<std::string>{"text:" + ascii});
     EXPECT_EQ(FeedInPieces(invalid, 1).error, 1007);
+    // At every position: the fast path's unmasking checks its words and its tail's steps.
+    for (size_t k = 0; k < n; ++k) {
+      std::string at = ascii;
+      at[k] = '\x80';
+      EXPECT_EQ(FeedInPieces(Frame(Opcode::kText, at), 0).error, 1007) << "byte " << k;
+    }
     // The size limit holds on the fast path too.
     Options small;
     small.limits.max_message_size = n - 1;
