@@ -107,18 +107,18 @@ class ScheduledClusterTest(h.HermodTestCase):
         self.assertIsNone(sub.try_publication("c", 2.5))
         self.assertEqual(history(b.port, "c")["publications"], [])
 
-    def test_killed_after_publishing_publishes_once_after_the_duplicate_window(self):
-        """kill -9 between publishing a firing and forgetting it (fault_kill_at), the only
-        node restarted after idempotency_window (JetStream's duplicate window): the
-        repeated firing finds the first in the channel's history and publishes nothing."""
-        cfg = dict(self.config(), idempotency_window="1s")
+    def killed_after_firing_then_restarted(self, cfg, channel):
+        """A node killed (fault_kill_at) after publishing a firing of {"run": 1} to channel
+        and before forgetting it; the only node, restarted after idempotency_window
+        (JetStream's duplicate window) has passed, once it fired again: that node."""
+        cfg = dict(cfg, idempotency_window="1s")
         cfg["nats"] = dict(cfg["nats"], schedule_claim_lease="200ms")
         a = h.Hermod(h.HERMOD, dict(cfg, fault_kill_at="scheduled_published"), workers=1,
                      echo=False)
         self.addCleanup(a.cleanup)
         a.start()
         # Ahead, so its answer is out before the firing kills the node.
-        api(a.port, "publish", {"channel": "job", "data": {"run": 1}, "delay": "300ms"})
+        api(a.port, "publish", {"channel": channel, "data": {"run": 1}, "delay": "300ms"})
         self.assertEqual(a.wait_exit(), -signal.SIGKILL)
         killed = now_ms()
         while now_ms() <= killed + 1500:
@@ -127,28 +127,22 @@ class ScheduledClusterTest(h.HermodTestCase):
         wait_for("the repeated firing done",
                  lambda: fired(b.port) == 1 and
                  api(b.port, "scheduled", {})["result"]["scheduled"] == [])
+        return b
+
+    def test_killed_after_publishing_publishes_once_after_the_duplicate_window(self):
+        """kill -9 between publishing a firing and forgetting it (fault_kill_at), the only
+        node restarted after idempotency_window (JetStream's duplicate window): the
+        repeated firing finds the first in the channel's history and publishes nothing."""
+        b = self.killed_after_firing_then_restarted(dict(self.config()), "job")
         self.assertEqual([p["data"] for p in history(b.port, "job")["publications"]],
                          [{"run": 1}])
 
     def test_killed_after_storing_in_an_inbox_stores_it_once_after_the_duplicate_window(self):
         """The same crash for an inbox channel: the repeated firing finds its key in the
         inbox's stored entry and stores nothing; the inbox holds the entry once."""
-        cfg = dict(self.config(), idempotency_window="1s",
+        cfg = dict(self.config(),
                    namespaces=[{"name": "inbox", "inbox": True, "ack_timeout": "60s"}])
-        cfg["nats"] = dict(cfg["nats"], schedule_claim_lease="200ms")
-        a = h.Hermod(h.HERMOD, dict(cfg, fault_kill_at="scheduled_published"), workers=1,
-                     echo=False)
-        self.addCleanup(a.cleanup)
-        a.start()
-        api(a.port, "publish", {"channel": "inbox:#5", "data": {"run": 1}, "delay": "300ms"})
-        self.assertEqual(a.wait_exit(), -signal.SIGKILL)
-        killed = now_ms()
-        while now_ms() <= killed + 1500:
-            time.sleep(0.05)  # the duplicate window passes while no node runs
-        b = self.start_server(cfg, workers=1, echo=False)
-        wait_for("the repeated firing done",
-                 lambda: fired(b.port) == 1 and
-                 api(b.port, "scheduled", {})["result"]["scheduled"] == [])
+        b = self.killed_after_firing_then_restarted(cfg, "inbox:#5")
         status = api(b.port, "inbox_status", {"channel": "inbox:#5"})["result"]
         self.assertEqual([(p["offset"], p["status"]) for p in status["publications"]],
                          [(1, "pending")])

@@ -18,6 +18,7 @@
 #include "chunk_push.h"
 #include "net/connection.h"
 #include "store/engines.h"
+#include "tests/unit/net/full_socket.h"
 
 namespace hermod::core {
 namespace {
@@ -744,17 +745,9 @@ class StoppedLoopTest : public ::testing::Test {
     while ((n = read(peer_, buffer, sizeof buffer)) > 0) out.append(buffer, static_cast<size_t>(n));
     return out;
   }
-  // Fills the sink's socket ('f' bytes) as a subscriber that stopped reading leaves it, so
-  // what the hub sends it stays in its queue; returns how many bytes the socket took.
-  size_t Fill() {
-    int small = 4096;
-    EXPECT_EQ(setsockopt(server_, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
-    const std::string filler(4096, 'f');
-    size_t filled = 0;
-    ssize_t n;
-    while ((n = write(server_, filler.data(), filler.size())) > 0) filled += static_cast<size_t>(n);
-    return filled;
-  }
+  // Fills the sink's socket as a subscriber that stopped reading leaves it, so what the hub
+  // sends it stays in its queue; returns how many bytes the socket took.
+  size_t Fill() { return testing::FillSocket(server_); }
   // Everything the subscriber reads once it reads again (the loop writing what its queue
   // holds), less the first `skip` bytes.
   std::string ReadAllAgain(size_t skip) {

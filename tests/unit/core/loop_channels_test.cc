@@ -10,6 +10,7 @@
 
 #include "chunk_push.h"
 #include "net/event_loop.h"
+#include "tests/unit/net/full_socket.h"
 
 namespace hermod::core {
 namespace {
@@ -45,19 +46,9 @@ class LoopChannelsTest : public ::testing::Test {
     int fd = -1;
     int server_fd = -1;
   };
-  // Fills the peer's socket ('f' bytes) as a subscriber that stopped reading leaves it, so
-  // what is sent to it stays queued; returns how many bytes the socket took.
-  static size_t Fill(const Peer& peer) {
-    int small = 4096;
-    EXPECT_EQ(setsockopt(peer.server_fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
-    const std::string filler(4096, 'f');
-    size_t filled = 0;
-    ssize_t n;
-    while ((n = write(peer.server_fd, filler.data(), filler.size())) > 0) {
-      filled += static_cast<size_t>(n);
-    }
-    return filled;
-  }
+  // Fills the peer's socket as a subscriber that stopped reading leaves it, so what is sent
+  // to it stays queued; returns how many bytes the socket took.
+  static size_t Fill(const Peer& peer) { return testing::FillSocket(peer.server_fd); }
   Peer& NewPeer(uint64_t delivered_offset = 0, bool join_leave = false) {
     int fds[2];
     EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "net/event_loop.h"
+#include "tests/unit/net/full_socket.h"
 
 namespace hermod::net {
 namespace {
@@ -62,17 +63,7 @@ struct Pair {
     while ((n = read(peer, buffer, sizeof buffer)) > 0) out.append(buffer, static_cast<size_t>(n));
     return out;
   }
-  // Fills the server's socket (a small send buffer, then 'f' until it takes no more), as a
-  // peer that stopped reading leaves it: what the connection queues then stays queued.
-  size_t Fill() {
-    int small = 4096;
-    EXPECT_EQ(setsockopt(server, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
-    const std::string filler(4096, 'f');
-    size_t filled = 0;
-    ssize_t n;
-    while ((n = write(server, filler.data(), filler.size())) > 0) filled += static_cast<size_t>(n);
-    return filled;
-  }
+  size_t Fill() { return testing::FillSocket(server); }
 };
 
 // What the peer reads while the loop writes what the connection still queues, until the
