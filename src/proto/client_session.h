@@ -364,8 +364,10 @@ class ClientSession final {
   bool connecting_ : 1 = false;
   bool refresh_by_proxy_ : 1 = false;
   bool refreshing_ : 1 = false;
-  bool replying_ : 1 = false;     // a message (or a later answer) is handled: reply() is its reply
-  uint32_t proxy_in_flight_ = 0;  // backend proxy calls out now
+  bool expiring_ : 1 = false;      // expire_ is set
+  bool expire_exact_ : 1 = false;  // expire_ is a time in ms mod 2^32, not seconds
+  bool replying_ : 1 = false;      // a message (or a later answer) is handled: reply() is its reply
+  uint32_t proxy_in_flight_ = 0;   // backend proxy calls out now
   // Times on the loop's clock mod 2^32, each less than 2^31 ms ahead (config bounds):
   // before connect the stale deadline (stale_), after it the pong deadline (while
   // awaiting_pong_), never both in use; the next ping (pinging_).
@@ -379,13 +381,18 @@ class ClientSession final {
     pinging_ = true;
     next_ping_ = static_cast<uint32_t>(ms);
   }
-  // Connection token expiry on the loop's clock in whole seconds, rounded up (0: never): 32
-  // bits in the times' padding instead of 64 of milliseconds. Token expiries are whole
-  // seconds of the wall clock already; the close may come up to a second later.
-  uint32_t expire_s_ = 0;
-  uint64_t expire_ms() const { return uint64_t{expire_s_} * 1000; }
-  void SetExpireMs(uint64_t ms) {
-    expire_s_ = static_cast<uint32_t>(std::max<uint64_t>(1, (ms + 999) / 1000));
+  // Connection token expiry (while expiring_), 32 bits in the times' padding instead of 64:
+  // a time on the loop's clock mod 2^32 as the others when less than 2^31 ms ahead (exact,
+  // expire_exact_), else the loop clock's second, rounded up (a close at most a second late
+  // for an expiry more than 24 days away).
+  uint32_t expire_ = 0;
+  uint64_t ExpireMs(uint64_t now) const {
+    return expire_exact_ ? Unwrap(expire_, now) : uint64_t{expire_} * 1000;
+  }
+  void SetExpireMs(uint64_t ms, uint64_t now) {
+    expiring_ = true;
+    expire_exact_ = ms < now + (uint64_t{1} << 31);
+    expire_ = static_cast<uint32_t>(expire_exact_ ? ms : (ms + 999) / 1000);
   }
   std::string user_;
   // The reply being built while this session handles a message (OnMessage) or a later

@@ -234,7 +234,8 @@ void ClientSession::ProxyRefresh() {
                                 if (reply.outcome != proxy::Outcome::kOk) {
                                   // Error and disconnect answers do not apply to refresh; a failure
                                   // is tried again.
-                                  session.SetExpireMs(session.loop().now_ms() + kRefreshRetryMs);
+                                  session.SetExpireMs(session.loop().now_ms() + kRefreshRetryMs,
+                                                      session.loop().now_ms());
                                 } else if (reply.expired) {
                                   return session.Disconnect(kDisconnectExpired);
                                 } else {
@@ -244,9 +245,9 @@ void ClientSession::ProxyRefresh() {
                               });
   // Meanwhile the old deadline is off; past the per-connection bound, try again later.
   if (sent) {
-    expire_s_ = 0;
+    expiring_ = false;
   } else {
-    SetExpireMs(loop().now_ms() + kRefreshRetryMs);
+    SetExpireMs(loop().now_ms() + kRefreshRetryMs, loop().now_ms());
   }
   refreshing_ = sent;
 }
