@@ -80,6 +80,20 @@ void ClientSession::OnTransportClosed() {
   ReleaseAdmission();
 }
 
+const config::ChannelOptions& ClientSession::OptionsOf(const ClientSubscription& s) const {
+  if (s.rare && s.rare->overridden) return *s.rare->overridden;
+  const config::ChannelOptions* options = context_.rules.Find(s.channel());
+  assert(options != nullptr && "subscribed, so its channel's namespace exists");
+  return *options;
+}
+
+uint32_t ClientSession::NextRecovery() {
+  uint32_t& last = rare().recoveries;
+  last = (last + 1) & ClientSubscription::kRecoveryMask;
+  if (last == 0) last = 1;
+  return last;
+}
+
 void ClientSession::OnMissed(core::Subscription& missed) {
   auto& s = static_cast<ClientSubscription&>(missed);
   ClientSession& client = s.transport->client_session();
@@ -97,8 +111,8 @@ void ClientSession::OnMissed(core::Subscription& missed) {
                          [&](const auto& p) { return p.get() == &s; });
   assert(it != client.subscriptions_.end() && "a missed push for a subscription not held");
   if (it == client.subscriptions_.end()) return;
-  client.context_.hub.Unsubscribe(client.loop(), s.channel(), *s.options, client.client_id(),
-                                  client.Info(&s), &s);
+  client.context_.hub.Unsubscribe(client.loop(), s.channel(), client.OptionsOf(s),
+                                  client.client_id(), client.Info(&s), &s);
   client.subscriptions_.erase(it);
   // 2500..2999: the SDK resubscribes; a recoverable subscription recovers the gap from
   // history ("insufficient state", as Centrifugo), any other learns it lost publications.
@@ -166,10 +180,15 @@ void ClientSession::UnsubscribeAll() {
     context_.registry->Remove(*this);
   }
   for (auto& s : subscriptions_) {
-    context_.hub.Unsubscribe(loop(), s->channel(), *s->options, client_id(), Info(s.get()),
+    context_.hub.Unsubscribe(loop(), s->channel(), OptionsOf(*s), client_id(), Info(s.get()),
                              s.get());
   }
   subscriptions_.clear();
+}
+
+std::string*& ClientSession::ReplyBuffer() {
+  thread_local std::string* buffer = nullptr;
+  return buffer;
 }
 
 void ClientSession::OnMessage(std::string_view payload) {
@@ -183,7 +202,7 @@ void ClientSession::OnMessage(std::string_view payload) {
   std::array<uint32_t, kMethodNames.size()> methods{};
   LoopScratch& scratch = Scratch();
   scratch.reply.clear();
-  reply_ = &scratch.reply;
+  std::string* const outer_reply = BeginReply(scratch.reply);
   const Format format = transport_.format();
   // One state machine for both encodings: each parser fills the same Command.
   auto handle_all = [&](auto& parser) {
@@ -213,7 +232,7 @@ void ClientSession::OnMessage(std::string_view payload) {
   };
   const bool ok = format == Format::kProtobuf ? handle_all(scratch.protobuf_parser)
                                               : handle_all(scratch.parser);
-  reply_ = nullptr;
+  EndReply(outer_reply);
   if (ok && !scratch.reply.empty()) {
     transport_.SendReply(scratch.reply);
     stats::RecordSent(stats::SentType::kReply, scratch.reply.size());
@@ -239,8 +258,8 @@ bool ClientSession::Handle(const Command& c) {
     Disconnect(kDisconnectBadRequest);
     return false;
   }
-  if (!reply_->empty()) *reply_ += '\n';
-  const size_t before = reply_->size();
+  if (!reply().empty()) reply() += '\n';
+  const size_t before = reply().size();
   if (connected_) {
     const bool had_limiter = guard_.holds_limiter();
     const CommandGuard::Verdict verdict =
@@ -249,7 +268,7 @@ bool ClientSession::Handle(const Command& c) {
     if (!had_limiter && guard_.holds_limiter()) ScheduleKeepalive();
     if (verdict.kind != CommandGuard::Verdict::kPass) {
       Refuse(c, verdict);
-      if (reply_->size() == before && before > 0) reply_->pop_back();
+      if (reply().size() == before && before > 0) reply().pop_back();
       return !disconnected_;
     }
   }
@@ -297,11 +316,11 @@ bool ClientSession::Handle(const Command& c) {
       assert(false && "a pong is answered before the switch");
       break;
   }
-  if (reply_->size() == before && before > 0) reply_->pop_back();  // no reply: drop the '\n'
+  if (reply().size() == before && before > 0) reply().pop_back();  // no reply: drop the '\n'
   return !disconnected_;
 }
 
-void ClientSession::ReplyError(uint32_t id, ErrorCode code) { AppendError(*reply_, id, code); }
+void ClientSession::ReplyError(uint32_t id, ErrorCode code) { AppendError(reply(), id, code); }
 
 void ClientSession::Refuse(const Command& c, const CommandGuard::Verdict& verdict) {
   if (verdict.kind == CommandGuard::Verdict::kDisconnect) return Disconnect(verdict.disconnect);
@@ -432,7 +451,7 @@ void ClientSession::CompleteConnect(const Command& c, auth::TokenClaims claims,
   // The refresh proxy extends a proxied connection on the server's side: the client is not
   // told its ttl, or the SDK would try to refresh it with a token it does not have.
   if (refresh_by_proxy_ && Proxy(proxy::Kind::kRefresh)) result.ttl_s = 0;
-  AppendConnectReply(*reply_, c.id, result);
+  AppendConnectReply(reply(), c.id, result);
 }
 
 void ClientSession::ConnectRecovered(uint64_t recovery, core::Hub::SubscribeResult recovered) {
@@ -517,7 +536,7 @@ void ClientSession::AddServerSubscription(const Command& c, std::string_view cha
   core::Hub::SubscribeDone later;
   uint32_t recovery = 0;
   if (recoverable && recover && !context_.hub.history_inline()) {
-    recovery = ++rare().recoveries;
+    recovery = NextRecovery();
     later = Later<core::Hub::SubscribeResult>(
         [recovery](ClientSession& session, core::Hub::SubscribeResult result) {
           session.ConnectRecovered(recovery, std::move(result));
@@ -558,7 +577,7 @@ void ClientSession::HandleRefresh(const Command& c) {
   result.client = client_id();
   result.version = context_.options.version;
   result.ttl_s = TtlSeconds(claims.expires_at);
-  AppendRefreshReply(*reply_, c.id, result);
+  AppendRefreshReply(reply(), c.id, result);
 }
 
 const config::ChannelOptions* ClientSession::ChannelOptionsOrReply(const Command& c) {
@@ -586,10 +605,10 @@ core::Hub::SubscribeResult ClientSession::AddSubscription(
   auto subscription = std::make_unique<ClientSubscription>();
   subscription->connection = &transport_.connection();
   subscription->transport = &transport_;
-  subscription->options = overridden ? overridden.get() : &options;
+  const config::ChannelOptions* subscription_options = overridden ? overridden.get() : &options;
   if (overridden) subscription->rare_state().overridden = std::move(overridden);
   subscription->wants_join_leave = join_leave;
-  subscription->expires_at = expires_at;
+  subscription->SetExpiresAt(expires_at);
   if (!chan_info.empty()) subscription->rare_state().chan_info = std::string(chan_info);
   // Every subscription is told when a publication it may not miss is not queued: a
   // recoverable one recovers it from history, any other at least learns it.
@@ -597,7 +616,7 @@ core::Hub::SubscribeResult ClientSession::AddSubscription(
   subscription->tell_missed = true;  // ClientSession::OnMissed (JsonPushCodec)
   core::Hub::SubscribeRequest request;
   request.channel = channel;
-  request.options = subscription->options;
+  request.options = subscription_options;
   request.client = client_id();
   request.user = user_;
   const std::string info = Info(subscription.get());
@@ -702,7 +721,7 @@ void ClientSession::SubscribeAllowed(const SubscribeAsk& ask,
   const int64_t reply_expires = ask.refresh_by_proxy ? 0 : expires_at;
   const bool was_recovering = recoverable && ask.recover;
   if ((was_recovering && !context_.hub.history_inline()) || context_.hub.clustered()) {
-    recovery = ++rare().recoveries;
+    recovery = NextRecovery();
     later = Later<core::Hub::SubscribeResult>(
         [id = ask.id, channel = std::string(ask.channel), recovery, reply_expires, was_recovering,
          data = std::string(data)](ClientSession& session, core::Hub::SubscribeResult result) {
@@ -722,7 +741,7 @@ void ClientSession::SubscribeAllowed(const SubscribeAsk& ask,
     return;
   }
   if (delta) DeltaRecovered(*subscriptions_.back(), result);
-  AppendSubscribeReply(*reply_, ask.id, result, recoverable && ask.recover,
+  AppendSubscribeReply(reply(), ask.id, result, recoverable && ask.recover,
                        TtlSeconds(reply_expires), data);
 }
 
@@ -756,7 +775,7 @@ void ClientSession::HandleSubRefresh(const Command& c) {
     return Disconnect(kDisconnectInvalidToken);
   }
   s->expires_at = claims.expires_at;
-  AppendSubRefreshReply(*reply_, c.id, TtlSeconds(claims.expires_at));
+  AppendSubRefreshReply(reply(), c.id, TtlSeconds(claims.expires_at));
 }
 
 void ClientSession::SubscribeFromServer(std::string_view channel) {
@@ -788,7 +807,7 @@ void ClientSession::EndSubscription(std::string_view channel, uint32_t code,
   if (!connected() || it == subscriptions_.end()) return;
   const std::string name((*it)->channel());  // the loop's entry may go with it
   ClientSubscription& s = **it;
-  context_.hub.Unsubscribe(loop(), name, *s.options, client_id(), Info(&s), &s);
+  context_.hub.Unsubscribe(loop(), name, OptionsOf(s), client_id(), Info(&s), &s);
   subscriptions_.erase(it);
   std::string push;
   AppendUnsubscribePush(push, name, code, reason);
@@ -803,10 +822,10 @@ void ClientSession::HandleUnsubscribe(const Command& c) {
                          [&](const auto& s) { return s->channel() == c.channel; });
   if (it != subscriptions_.end()) {
     ClientSubscription& s = **it;
-    context_.hub.Unsubscribe(loop(), s.channel(), *s.options, client_id(), Info(&s), &s);
+    context_.hub.Unsubscribe(loop(), s.channel(), OptionsOf(s), client_id(), Info(&s), &s);
     subscriptions_.erase(it);
   }
-  AppendEmptyReply(*reply_, c.id, "unsubscribe");
+  AppendEmptyReply(reply(), c.id, "unsubscribe");
 }
 
 template <class T>
@@ -890,7 +909,7 @@ void ClientSession::PublishAllowed(uint32_t id, std::string_view channel,
     }
     return ReplyError(id, PublishRefusalCode(published.refusal));
   }
-  AppendEmptyReply(*reply_, id, "publish");
+  AppendEmptyReply(reply(), id, "publish");
 }
 
 void ClientSession::HandlePresence(const Command& c, bool stats) {
@@ -936,7 +955,7 @@ void ClientSession::HandlePresence(const Command& c, bool stats) {
   }
   if (stats) {
     auto [clients, users] = context_.hub.PresenceStats(c.channel);
-    AppendPresenceStatsReply(*reply_, c.id, clients, users);
+    AppendPresenceStatsReply(reply(), c.id, clients, users);
     return;
   }
   const auto presence = context_.hub.Presence(c.channel);
@@ -946,7 +965,7 @@ void ClientSession::HandlePresence(const Command& c, bool stats) {
     stats::RecordReplyLimited(stats::ReplyLimit::kRefused);
     return ReplyError(c.id, ErrorCode::kLimitExceeded);
   }
-  AppendPresenceReply(*reply_, c.id, presence);
+  AppendPresenceReply(reply(), c.id, presence);
 }
 
 void ClientSession::HandleHistory(const Command& c) {
@@ -993,7 +1012,7 @@ void ClientSession::HandleHistory(const Command& c) {
     }
     stats::RecordReplyLimited(stats::ReplyLimit::kCut);
   }
-  AppendHistoryReply(*reply_, c.id, result);
+  AppendHistoryReply(reply(), c.id, result);
 }
 
 // proxy.cc's calls answer through Later too.

@@ -130,18 +130,25 @@ class ClientSession final {
  private:
   // Its session is transport->client_session() (no pointer of its own: 8 bytes).
   // Its channel's name: core::Subscription::channel() (the hub's loop entry holds it).
+  // Its namespace's options: OptionsOf (the token's overrides, in Rare, or the rules').
+  // 72 bytes, a malloc block of 80 (docs/benchmarks.md).
   struct ClientSubscription : TransportSubscription {
-    const config::ChannelOptions* options;
-    int64_t expires_at = 0;    // subscription token's expiry (wall clock s); 0: never
-    bool server_side = false;  // from the connection token's channels or subs
-    bool recoverable = false;  // the client tracks offsets: it can recover a gap
+    // Non-zero while its subscribe reply waits for the history engine's recovery: which
+    // one (a subscription made again for the channel meanwhile has another). 29 bits beside
+    // the flags (NextRecovery counts them in Rare::recoveries).
+    static constexpr uint32_t kRecoveryMask = (1u << 29) - 1;
+    uint32_t recovery : 29 = 0;
+    bool server_side : 1 = false;  // from the connection token's channels or subs
+    bool recoverable : 1 = false;  // the client tracks offsets: it can recover a gap
     // Expiry is the sub_refresh proxy's to decide (a subscribe proxy's `expire_at` on a
     // namespace with proxy_sub_refresh), not the client's (the call out: Rare).
-    bool refresh_by_proxy = false;
-    // Non-zero while its subscribe reply waits for the history engine's recovery: which
-    // one (a subscription made again for the channel meanwhile has another). 32 bits, in
-    // the flags' padding (Rare::recoveries counts them).
-    uint32_t recovery = 0;
+    bool refresh_by_proxy : 1 = false;
+    // The subscription token's expiry (wall clock s, 32 bits: until 2106, later ones kept
+    // as the last second it holds); 0: never.
+    uint32_t expires_at = 0;
+    void SetExpiresAt(int64_t s) {
+      expires_at = s == 0 ? 0 : static_cast<uint32_t>(std::clamp<int64_t>(s, 1, UINT32_MAX));
+    }
     // What only some subscriptions have, in an allocation made on first use: a plain
     // subscription is 40 bytes smaller without it (docs/benchmarks.md).
     struct Rare {
@@ -160,6 +167,12 @@ class ClientSession final {
     uint64_t sub_refresh_call() const { return rare ? rare->sub_refresh_call : 0; }
   };
 
+  // A subscription's namespace options: its token's overrides, or its channel's namespace
+  // (the rules are fixed for the process's life, so found again rather than kept).
+  const config::ChannelOptions& OptionsOf(const ClientSubscription& s) const;
+  // The next ClientSubscription::recovery (never 0).
+  uint32_t NextRecovery();
+
   size_t queued_bytes() const { return transport_.queued_bytes(); }
   bool closing() const { return transport_.closing(); }
   std::string PeerIp() const { return transport_.PeerIp(); }
@@ -171,7 +184,7 @@ class ClientSession final {
   void LogMissed(const ClientSubscription& s);
   void ScheduleKeepalive();
 
-  // Each appends its reply to reply_; Handle returns false once the client is disconnected.
+  // Each appends its reply to reply(); Handle returns false once the client is disconnected.
   bool Handle(const Command& c);
   void HandleConnect(const Command& c);
   void HandleRefresh(const Command& c);
@@ -201,7 +214,7 @@ class ClientSession final {
   bool CallProxy(proxy::Kind kind, proxy::Endpoint* endpoint, std::string body,
                  std::function<void(ClientSession&, proxy::Reply)> answer);
   // A reply of a call answered later: builds it into a buffer of its own (fn appends to
-  // reply_ as a handler does) and sends it, unless the client is gone meanwhile.
+  // reply() as a handler does) and sends it, unless the client is gone meanwhile.
   void AnswerLater(const std::function<void()>& fn);
   // The backend's error or disconnect, or a failed call (error 100, temporary; 111 when the
   // endpoint had too many calls out): replies or disconnects and returns true; false for a
@@ -248,7 +261,7 @@ class ClientSession final {
   // message's replies already hold. A history or presence reply that would pass it is cut
   // short or refused with 106 before it is built; past the budget the connection would be
   // cut (3008), and a message of many such commands would pin their sum in memory.
-  size_t ReplyRoom() const { return RoomBeside(reply_ ? reply_->size() : 0); }
+  size_t ReplyRoom() const { return RoomBeside(replying_ ? ReplyBuffer()->size() : 0); }
   // The same room beside `pending` reply bytes not yet queued (0: a reply sent on its own,
   // as one a store engine answers later).
   size_t RoomBeside(size_t pending) const;
@@ -318,7 +331,6 @@ class ClientSession final {
 
   Transport& transport_;
   ClientContext& context_;
-  uint64_t expire_ms_ = 0;  // connection token expiry; 0: never
   // The client id (a UUID), kept in the session: a std::string would allocate 48 bytes more.
   class ClientId {
    public:
@@ -352,7 +364,10 @@ class ClientSession final {
   bool connecting_ : 1 = false;
   bool refresh_by_proxy_ : 1 = false;
   bool refreshing_ : 1 = false;
-  uint32_t proxy_in_flight_ = 0;  // backend proxy calls out now
+  bool expiring_ : 1 = false;      // expire_ is set
+  bool expire_exact_ : 1 = false;  // expire_ is a time in ms mod 2^32, not seconds
+  bool replying_ : 1 = false;      // a message (or a later answer) is handled: reply() is its reply
+  uint32_t proxy_in_flight_ = 0;   // backend proxy calls out now
   // Times on the loop's clock mod 2^32, each less than 2^31 ms ahead (config bounds):
   // before connect the stale deadline (stale_), after it the pong deadline (while
   // awaiting_pong_), never both in use; the next ping (pinging_).
@@ -366,8 +381,37 @@ class ClientSession final {
     pinging_ = true;
     next_ping_ = static_cast<uint32_t>(ms);
   }
+  // Connection token expiry (while expiring_), 32 bits in the times' padding instead of 64:
+  // a time on the loop's clock mod 2^32 as the others when less than 2^31 ms ahead (exact,
+  // expire_exact_), else the loop clock's second, rounded up (a close at most a second late
+  // for an expiry more than 24 days away).
+  uint32_t expire_ = 0;
+  uint64_t ExpireMs(uint64_t now) const {
+    return expire_exact_ ? Unwrap(expire_, now) : uint64_t{expire_} * 1000;
+  }
+  void SetExpireMs(uint64_t ms, uint64_t now) {
+    expiring_ = true;
+    expire_exact_ = ms < now + (uint64_t{1} << 31);
+    expire_ = static_cast<uint32_t>(expire_exact_ ? ms : (ms + 999) / 1000);
+  }
   std::string user_;
-  std::string* reply_ = nullptr;  // the loop's reply buffer while a message is handled
+  // The reply being built while this session handles a message (OnMessage) or a later
+  // answer (AnswerLater): the loop's buffer, found through a thread-local pointer (one
+  // session replies at a time on a thread) instead of 8 bytes in every session.
+  static std::string*& ReplyBuffer();
+  std::string& reply() {
+    assert(replying_);
+    return *ReplyBuffer();
+  }
+  // Begins a reply into buffer; returns the buffer it replaces, for EndReply.
+  std::string* BeginReply(std::string& buffer) {
+    replying_ = true;
+    return std::exchange(ReplyBuffer(), &buffer);
+  }
+  void EndReply(std::string* previous) {
+    replying_ = false;
+    ReplyBuffer() = previous;
+  }
   // The subscriptions, with room for one inside: most connections hold one or none, and a
   // std::vector's block for one pointer is 32 bytes of heap more (docs/benchmarks.md).
   class Subscriptions {

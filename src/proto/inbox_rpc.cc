@@ -48,7 +48,7 @@ class ClientSession::InboxWatch final : public core::Inbox::Watcher {
 };
 
 void ClientSession::WatchInbox(ClientSubscription& s) {
-  if (context_.inbox == nullptr || !s.options->inbox) return;
+  if (context_.inbox == nullptr || !OptionsOf(s).inbox) return;
   auto watch = std::make_shared<InboxWatch>(*this);
   s.rare_state().inbox_watch = watch;
   context_.inbox->Watch(s.channel(), loop(), watch);
@@ -82,14 +82,14 @@ bool ClientSession::HandleInboxRpc(const Command& c) {
   const bool ack = c.rpc_method == "hermod.ack";
   if (!ack && c.rpc_method != "hermod.reject") return false;
   if (context_.inbox == nullptr) {
-    AppendBackendError(*reply_, c.id, static_cast<uint32_t>(ErrorCode::kNotAvailable),
+    AppendBackendError(reply(), c.id, static_cast<uint32_t>(ErrorCode::kNotAvailable),
                        "no inbox namespaces", false);
     return true;
   }
   InboxRequest r;
   if (!ParseInboxRequest(c.data, &r, 10000) || r.channel.empty() ||
       (ack && r.offsets.empty() && !r.up_to) || (!ack && r.offsets.empty())) {
-    AppendBackendError(*reply_, c.id, static_cast<uint32_t>(ErrorCode::kBadRequest),
+    AppendBackendError(reply(), c.id, static_cast<uint32_t>(ErrorCode::kBadRequest),
                        ack ? "hermod.ack wants {channel, offsets: [..]} or {channel, up_to: N}"
                            : "hermod.reject wants {channel, offsets: [..], reason}",
                        false);

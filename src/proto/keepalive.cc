@@ -21,7 +21,7 @@ void ClientSession::ScheduleKeepalive() {
     } else if (pinging_) {
       due = Unwrap(next_ping_, now);
     }
-    if (expire_ms_ != 0) due = std::min(due, expire_ms_);
+    if (expiring_) due = std::min(due, ExpireMs(now));
     // The command rate limiter is dropped once repaid (CommandGuard::DropFreshLimiter).
     const uint64_t fresh_in = guard_.LimiterFreshInMs(context_.options.rate_limits, now);
     if (fresh_in != UINT64_MAX) due = std::min(due, now + fresh_in);
@@ -36,7 +36,7 @@ void ClientSession::OnKeepalive() {
   if (!connected_) {
     if (stale_ && now >= Unwrap(stale_or_pong_, now)) return Disconnect(kDisconnectStale);
   } else {
-    if (expire_ms_ != 0 && now >= expire_ms_) {
+    if (expiring_ && now >= ExpireMs(now)) {
       // A connection the connect proxy made asks the refresh proxy whether it lives on.
       if (refresh_by_proxy_ && Proxy(proxy::Kind::kRefresh)) {
         ProxyRefresh();
@@ -66,10 +66,14 @@ void ClientSession::OnKeepalive() {
 }
 
 void ClientSession::SetExpiry(int64_t expires_at_s) {
-  expire_ms_ = expires_at_s == 0
-                   ? 0
-                   : loop().now_ms() + static_cast<uint64_t>(TtlSeconds(expires_at_s)) * 1000 +
-                         context_.options.expired_close_ms;
+  if (expires_at_s == 0) {
+    expiring_ = false;
+    return;
+  }
+  const uint64_t now = loop().now_ms();
+  SetExpireMs(now + static_cast<uint64_t>(TtlSeconds(expires_at_s)) * 1000 +
+                  context_.options.expired_close_ms,
+              now);
 }
 
 }  // namespace hermod::proto

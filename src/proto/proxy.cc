@@ -55,12 +55,12 @@ bool ClientSession::CallProxy(proxy::Kind kind, proxy::Endpoint* endpoint, std::
 }
 
 void ClientSession::AnswerLater(const std::function<void()>& fn) {
-  assert(reply_ == nullptr && "a later answer runs from the mailbox, not inside a message");
+  assert(!replying_ && "a later answer runs from the mailbox, not inside a message");
   if (disconnected_ || closing()) return;
   std::string reply;
-  reply_ = &reply;
+  std::string* const outer_reply = BeginReply(reply);
   fn();
-  reply_ = nullptr;
+  EndReply(outer_reply);
   if (reply.empty() || disconnected_) return;
   transport_.SendReply(reply);
   stats::RecordSent(stats::SentType::kReply, reply.size());
@@ -72,7 +72,8 @@ bool ClientSession::ProxyRefused(uint32_t id, const proxy::Reply& reply) {
     case Outcome::kOk:
       return false;
     case Outcome::kError:
-      AppendBackendError(*reply_, id, reply.error_code, reply.error_message, reply.error_temporary);
+      AppendBackendError(this->reply(), id, reply.error_code, reply.error_message,
+                         reply.error_temporary);
       return true;
     case Outcome::kDisconnect:
       Disconnect({reply.disconnect_code, reply.disconnect_reason});
@@ -148,7 +149,7 @@ void ClientSession::HandleRpc(const Command& c) {
                               [id = c.id](ClientSession& session, proxy::Reply reply) {
                                 session.AnswerLater([&] {
                                   if (session.ProxyRefused(id, reply)) return;
-                                  AppendRpcReply(*session.reply_, id, reply.data);
+                                  AppendRpcReply(session.reply(), id, reply.data);
                                 });
                               });
   if (!sent) ReplyError(c.id, ErrorCode::kTooManyRequests);
@@ -233,7 +234,8 @@ void ClientSession::ProxyRefresh() {
                                 if (reply.outcome != proxy::Outcome::kOk) {
                                   // Error and disconnect answers do not apply to refresh; a failure
                                   // is tried again.
-                                  session.expire_ms_ = session.loop().now_ms() + kRefreshRetryMs;
+                                  session.SetExpireMs(session.loop().now_ms() + kRefreshRetryMs,
+                                                      session.loop().now_ms());
                                 } else if (reply.expired) {
                                   return session.Disconnect(kDisconnectExpired);
                                 } else {
@@ -242,7 +244,11 @@ void ClientSession::ProxyRefresh() {
                                 session.ScheduleKeepalive();
                               });
   // Meanwhile the old deadline is off; past the per-connection bound, try again later.
-  expire_ms_ = sent ? 0 : loop().now_ms() + kRefreshRetryMs;
+  if (sent) {
+    expiring_ = false;
+  } else {
+    SetExpireMs(loop().now_ms() + kRefreshRetryMs, loop().now_ms());
+  }
   refreshing_ = sent;
 }
 
@@ -252,9 +258,7 @@ void ClientSession::ProxySubRefresh(ClientSubscription& s) {
   std::string body = proxy::SubRefreshRequest(ProxyFields(), s.channel());
   const bool sent = CallProxy(
       proxy::Kind::kSubRefresh,
-      Proxy(proxy::Kind::kSubRefresh,
-            s.options ? s.options->sub_refresh_proxy_name : std::string_view()),
-      std::move(body),
+      Proxy(proxy::Kind::kSubRefresh, OptionsOf(s).sub_refresh_proxy_name), std::move(body),
       [channel = std::string(s.channel()), call](ClientSession& session, proxy::Reply reply) {
         ClientSubscription* sub = session.FindSubscription(channel);
         if (!sub || sub->sub_refresh_call() != call || !session.connected()) return;
@@ -267,7 +271,7 @@ void ClientSession::ProxySubRefresh(ClientSubscription& s) {
           return session.EndSubscription(channel, kUnsubscribeExpired.code,
                                          kUnsubscribeExpired.reason);
         }
-        sub->expires_at = expires_at;
+        sub->SetExpiresAt(expires_at);
       });
   if (sent) s.rare_state().sub_refresh_call = call;
 }

@@ -49,8 +49,8 @@ TEST(ConnectionMemory, ObjectsOfAConnectedClientWithOneSubscriptionStaySmall) {
       "(block %zu), ws::WebSocketConnection %zu, ws::EchoConnection %zu\n",
       transport, MallocBlock(transport), sizeof(ClientSession), subscription,
       MallocBlock(subscription), sizeof(ws::WebSocketConnection), sizeof(ws::EchoConnection));
-  EXPECT_LE(MallocBlock(transport), 384u);
-  EXPECT_LE(MallocBlock(subscription), 96u);
+  EXPECT_LE(MallocBlock(transport), 368u);
+  EXPECT_LE(MallocBlock(subscription), 80u);
   // The idle echo connection (docs/benchmarks.md, "Memory per idle connection").
   EXPECT_LE(MallocBlock(sizeof(ws::EchoConnection)), 224u);
 }
