@@ -934,6 +934,7 @@ int Server::Run() {
                                    config_.send_queue.urgent_deadline_ms,
                                    config_.send_queue.normal_deadline_ms,
                                    config_.send_queue.loop_budget_bytes, join});
+    worker->loop->set_behind_threshold_us(config_.send_queue.coalesce_when_busy_us);
     hub_->AttachLoop(*worker->loop);
     // Publishers paused while the history engine's writer is behind resume once it drains
     // (an engine that answers at once never pauses anyone).

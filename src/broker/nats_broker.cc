@@ -39,6 +39,8 @@ NatsBroker::Options NatsBroker::Options::FromConfig(const config::Config& c) {
   o.reconnect_buffer_bytes = c.nats.reconnect_buffer_bytes;
   o.send_queue_bytes = c.nats.send_queue_bytes;
   o.receive_queue_bytes = c.nats.receive_queue_bytes;
+  o.release_batch = c.nats.release_batch;
+  o.release_bytes = c.nats.release_bytes;
   o.link.unhealthy_after_ms = c.nats.unhealthy_after.ms;
   const auto& b = c.broker_breaker;
   o.link.breaker.failure_threshold = static_cast<uint32_t>(b.failure_threshold);
@@ -95,9 +97,11 @@ void NatsBroker::Release(natsMsg* msg) {
     std::lock_guard lock(released_mutex_);
     released_.push_back(msg);
     released_bytes_ += static_cast<size_t>(natsMsg_GetDataLength(msg));
-    if (released_.size() < kReleaseBatch && released_bytes_ < kReleaseBytes) return;
+    if (released_.size() < options_.release_batch && released_bytes_ < options_.release_bytes) {
+      return;
+    }
     batch.swap(released_);
-    released_.reserve(kReleaseBatch);
+    released_.reserve(options_.release_batch);
     released_bytes_ = 0;
   }
   // One wake-up of libnats's collector for the batch (it is signalled while it waits).

@@ -39,7 +39,8 @@
 // each message as it is handled cost that thread a wake-up, and the delivery thread a futex
 // call, per message (about one context switch per received message in the cluster stand).
 // A handled message is only its wire bytes (the hub has its own copies), held until
-// kReleaseBatch of them or kReleaseBytes are, or the broker stops.
+// Options::release_batch of them or release_bytes are (nats.release_batch,
+// nats.release_bytes), or the broker stops.
 #pragma once
 
 #include <nats/nats.h>
@@ -80,6 +81,8 @@ class NatsBroker final : public core::Broker {
     uint64_t reconnect_buffer_bytes = 8 << 20;
     uint64_t send_queue_bytes = 16 << 20;
     uint64_t receive_queue_bytes = 64 << 20;
+    uint64_t release_batch = 32;  // Release: messages, and bytes, given back at once
+    uint64_t release_bytes = 64 * 1024;
     Link::Options link;
     static Options FromConfig(const config::Config& config);
   };
@@ -181,9 +184,8 @@ class NatsBroker final : public core::Broker {
   // everything fits until then (a send while disconnected fails anyway).
   std::atomic<uint64_t> max_payload_{0};
 
-  // Handled messages not yet destroyed (Release): at most kReleaseBatch, kReleaseBytes.
-  static constexpr size_t kReleaseBatch = 32;
-  static constexpr size_t kReleaseBytes = 64 * 1024;
+  // Handled messages not yet destroyed (Release): fewer than options_.release_batch, and
+  // under options_.release_bytes.
   std::mutex released_mutex_;  // a leaf: guards released_ and released_bytes_
   std::vector<natsMsg*> released_;
   size_t released_bytes_ = 0;

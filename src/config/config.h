@@ -213,6 +213,9 @@ struct Config {
     uint64_t normal_deadline_ms = 10000;
     uint64_t loop_budget_bytes = 256ull << 20;
     uint64_t inbox_budget_bytes = 64ull << 20;
+    // Adaptive coalescing (net/event_loop.h): a loop that has worked this long without an
+    // idle wait lets pushes join the next write instead of writing each; 0: never by time.
+    uint64_t coalesce_when_busy_us = 1000;
   } send_queue;
   // Publications with the same idempotency_key on a channel within this window publish once.
   Duration idempotency_window{5 * 60 * 1000};
@@ -377,6 +380,10 @@ struct Config {
     uint64_t reconnect_buffer_bytes = 8 << 20;  // libnats's buffer while reconnecting
     uint64_t send_queue_bytes = 16 << 20;       // encoded sends waiting for the sender thread
     uint64_t receive_queue_bytes = 64 << 20;    // received, not yet in the hub (then dropped)
+    // Handled messages are given back to libnats in batches of this many, or this many bytes
+    // (broker/nats_broker.h: one wake-up of its collector thread per batch).
+    uint64_t release_batch = 32;
+    uint64_t release_bytes = 64 * 1024;
     Duration unhealthy_after{0};  // disconnected this long: health unhealthy; 0: degraded only
     // history_engine "nats" (store/nats_history.h): the JetStream stream holding every
     // channel's history, its replicas and storage, and the engine's threads.

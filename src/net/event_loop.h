@@ -147,7 +147,7 @@ class Loop {
   // worked this long without finding itself idle (or an epoll_wait returned a full batch),
   // connections holding only normal or low pushes are flushed after the input that is
   // already waiting has been read, so pushes it produces leave in the same write. 0: never
-  // by time.
+  // by time. The default; config send_queue.coalesce_when_busy_us sets it.
   static constexpr uint64_t kBehindUs = 1000;
   void set_behind_threshold_us(uint64_t us) { behind_us_ = us; }
 

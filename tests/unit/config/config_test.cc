@@ -415,6 +415,34 @@ TEST(Config, PresenceOnNatsKeysComeFromJsonAndAreValidated) {
   }
 }
 
+// Tuning that was a constant: the loop's busy threshold for adaptive coalescing and the
+// NATS broker's release batch, with their defaults and bounds.
+TEST(Config, CoalescingThresholdAndNatsReleaseBatchAreKeysWithBounds) {
+  Config c;
+  std::string error;
+  EXPECT_EQ(c.send_queue.coalesce_when_busy_us, 1000u);
+  EXPECT_EQ(c.nats.release_batch, 32u);
+  EXPECT_EQ(c.nats.release_bytes, 65536u);
+  ASSERT_TRUE(ApplyJson(R"({"send_queue": {"coalesce_when_busy_us": 0},
+      "nats": {"release_batch": 1, "release_bytes": 0}})",
+                        c, &error))
+      << error;
+  EXPECT_TRUE(Validate(c, &error)) << error;
+  EXPECT_EQ(c.send_queue.coalesce_when_busy_us, 0u);
+  EXPECT_EQ(c.nats.release_batch, 1u);
+  EXPECT_EQ(c.nats.release_bytes, 0u);
+  for (auto [json, key] :
+       {std::pair{R"({"send_queue": {"coalesce_when_busy_us": 1000001}})",
+                  "send_queue.coalesce_when_busy_us"},
+        std::pair{R"({"nats": {"release_batch": 0}})", "nats.release_batch"},
+        std::pair{R"({"nats": {"release_batch": 4097}})", "nats.release_batch"}}) {
+    Config bad;
+    ASSERT_TRUE(ApplyJson(json, bad, &error)) << error;
+    EXPECT_FALSE(Validate(bad, &error)) << json;
+    EXPECT_NE(error.find(key), std::string::npos) << json << ": " << error;
+  }
+}
+
 TEST(Config, BrokerKeysComeFromJsonAndEnvironmentAndAreValidated) {
   Config c;
   std::string error;
