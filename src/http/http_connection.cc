@@ -217,6 +217,13 @@ void HttpConnection::OnTimeout() {
     spdlog::info("http: fd {} refused with 408: the request did not arrive whole in {} ms", fd(),
                  options_.request_timeout_ms);
     Respond(ErrorResponse(408), false);
+  } else if (!requested_) {
+    // Accepted, and not a byte of a request since: counted and said, or a server too busy to
+    // read its new connections in time would close them with no trace but the peer's EOF.
+    ++stats_.timeouts;
+    spdlog::info("http: fd {} closed: no request within {} ms of the accept", fd(),
+                 options_.request_timeout_ms);
+    Close();
   } else {
     Close();  // idle keep-alive connection
   }
@@ -256,6 +263,7 @@ void HttpConnection::OnData(uint8_t* data, size_t len) {
 bool HttpConnection::Serve(uint8_t* data, size_t len) {
   while (len > 0) {
     if (!parser_) {
+      requested_ = true;
       parser_ = std::make_unique<RequestParser>(options_.limits);
       SetTimeout(options_.request_timeout_ms);
     }

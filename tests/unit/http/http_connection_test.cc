@@ -180,6 +180,16 @@ TEST_F(HttpConnectionTest, AnIdleKeepAliveConnectionIsClosedQuietly) {
   EXPECT_EQ(stats_.timeouts, 0u);
 }
 
+TEST_F(HttpConnectionTest, AConnectionThatSendsNoRequestIsClosedAndCounted) {
+  RunOnce();
+  fake_now_ms += options_.request_timeout_ms + 10;
+  RunOnce();
+  bool eof = false;
+  EXPECT_EQ(Read(&eof), "");
+  EXPECT_TRUE(eof);
+  EXPECT_EQ(stats_.timeouts, 1u);
+}
+
 TEST_F(HttpConnectionTest, AResponseOverMaxResponseBytesIsRefusedWhole) {
   options_.max_response_bytes = 1024;  // the 500 itself must fit (the config's floor is 4096)
   router_.Add("/big", {"GET"}, [](HttpConnection& c, Request& r) {
