@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 
@@ -218,6 +219,14 @@ void HttpConnection::OnTimeout() {
                  options_.request_timeout_ms);
     Respond(ErrorResponse(408), false);
   } else if (!requested_) {
+    // The loop runs its timers before its events: after an iteration longer than the
+    // timeout (a loop far behind), a request that came in time is still unread. The loop
+    // was late, not the peer: it gets the request timeout again, counted from now.
+    char byte;
+    if (recv(fd(), &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
+      SetTimeout(options_.request_timeout_ms);
+      return;
+    }
     // Accepted, and not a byte of a request since: counted and said, or a server too busy to
     // read its new connections in time would close them with no trace but the peer's EOF.
     ++stats_.timeouts;

@@ -5,7 +5,9 @@
 //
 // Timeouts: from the first byte of a request, the whole request must arrive within
 // request_timeout_ms (slowloris), and the first one must begin within it of the accept (closed,
-// counted as a timeout); between requests the connection may idle for keepalive_timeout_ms.
+// counted as a timeout; one already waiting unread when the timer fires, the loop having been
+// late, gets the timeout again); between requests the connection may idle for
+// keepalive_timeout_ms.
 //
 // Responses are written whole or refused, never dropped. One that fits the write window
 // (a quarter of the loop's max_bytes, at most 256 KiB) is queued at once; a longer one stays
