@@ -182,7 +182,7 @@ int main(int argc, char** argv) {
                  "stand: publications/s to group channels, in all")
       ->capture_default_str();
   app.add_option("--churners", config.churners,
-                 "stand: reconnecting connection slots (0: connect-rate / 2)")
+                 "stand: reconnecting connection slots (0: connect-rate x 10)")
       ->capture_default_str();
   app.add_option("--load", load_name, "soak: the steady load (echo | fanout | channels)")
       ->capture_default_str();

@@ -38,9 +38,11 @@ uint32_t StandGroups(const RunConfig& config) {
 uint32_t StandChurners(const RunConfig& config) {
   if (config.churners > 0) return config.churners;
   if (config.connect_rate <= 0) return 0;
-  // A reconnect (TCP, upgrade, connect, two subscribes, close) takes milliseconds; slots for
-  // half a second of it at the rate leave room for a server that is slow to answer.
-  return std::max<uint32_t>(1, static_cast<uint32_t>(config.connect_rate / 2));
+  // A reconnect (TCP, upgrade, connect, two subscribes, close) takes milliseconds on an idle
+  // server and seconds on a saturated one (each step waits behind the node's backlog). A slot
+  // reconnects only once its last cycle is over, so the slots cap the rate at slots / cycle:
+  // slots for 10 s of reconnecting keep the rate the server's load, not its latency.
+  return std::max<uint32_t>(1, static_cast<uint32_t>(config.connect_rate * 10));
 }
 
 uint32_t StandGroupMembers(const RunConfig& config, uint32_t group) {

@@ -62,7 +62,7 @@ struct RunConfig {
   // stand: `connections` held clients, each subscribed to its personal channel and to a group
   // channel of `group_size` members; `publishers` publish personal_rate + group_rate
   // publications/s in all, spread over those channels; `churners` connection slots reconnect
-  // at connect_rate (0: connect_rate / 2, slots for half a second of reconnecting).
+  // at connect_rate (0: connect_rate x 10, slots for 10 s of reconnecting).
   uint32_t group_size = 10;
   double personal_rate = 5000;
   double group_rate = 4500;

@@ -4,7 +4,9 @@
 // the request go to the successor.
 //
 // Timeouts: from the first byte of a request, the whole request must arrive within
-// request_timeout_ms (slowloris); between requests the connection may idle for
+// request_timeout_ms (slowloris), and the first one must begin within it of the accept (closed,
+// counted as a timeout; one already waiting unread when the timer fires, the loop having been
+// late, gets the timeout again); between requests the connection may idle for
 // keepalive_timeout_ms.
 //
 // Responses are written whole or refused, never dropped. One that fits the write window
@@ -122,6 +124,7 @@ class HttpConnection final : public net::Connection {
   std::unique_ptr<RequestParser> parser_;
   std::string pending_;  // an incomplete request's bytes, kept across reads
   net::Connection* successor_ = nullptr;
+  bool requested_ = false;     // a request has begun on this connection
   bool head_request_ = false;  // answering HEAD: responses go out without their body
   bool deferred_ = false;      // a route answers later; requests behind it wait in pending_
   bool deferred_head_ = false;

@@ -299,7 +299,8 @@ std::string RenderMetrics(const std::vector<LoopSnapshot>& loops, const ProcessS
           "HTTP requests answered with a 4xx status by the HTTP layer.",
           [](const LoopSnapshot& s) { return s.http.errors_4xx; });
   PerLoop(t, loops, "hermod_http_request_timeouts_total", "counter",
-          "HTTP requests that did not arrive whole in time (408).",
+          "HTTP requests that did not arrive whole in time (408), and connections closed with no "
+          "request begun within the request timeout of their accept.",
           [](const LoopSnapshot& s) { return s.http.timeouts; });
   PerLoop(t, loops, "hermod_http_continues_total", "counter",
           "100 Continue responses sent to requests with Expect: 100-continue.",

@@ -12,7 +12,8 @@
 namespace hermod::bench {
 namespace {
 
-RunConfig Stand(uint32_t connections, uint32_t publishers, double connect_rate) {
+RunConfig Stand(uint32_t connections, uint32_t publishers, double connect_rate,
+                uint32_t churners = 0) {
   RunConfig c;
   c.scenario = Scenario::kStand;
   c.protocol = Protocol::kHermod;
@@ -20,13 +21,14 @@ RunConfig Stand(uint32_t connections, uint32_t publishers, double connect_rate) 
   c.publishers = publishers;
   c.group_size = 10;
   c.connect_rate = connect_rate;
+  c.churners = churners;
   return c;
 }
 
 TEST(StandPlanTest, HeldClientsHaveAPersonalChannelAndAGroupOfTen) {
-  const RunConfig c = Stand(95, 4, 20);
+  const RunConfig c = Stand(95, 4, 20, 10);
   ASSERT_EQ(StandGroups(c), 10u);
-  ASSERT_EQ(StandChurners(c), 10u);  // half a second of churn at 20/s
+  ASSERT_EQ(StandChurners(c), 10u);
   ASSERT_EQ(TotalConnections(c), 95u + 4u + 10u);
   std::set<int32_t> personal;
   std::map<int32_t, uint32_t> members;
@@ -60,13 +62,22 @@ TEST(StandPlanTest, HeldClientsHaveAPersonalChannelAndAGroupOfTen) {
 }
 
 TEST(StandPlanTest, OnlyTheChurnersSkipTheSetup) {
-  const RunConfig c = Stand(100, 6, 40);  // 20 churners: indices 106..125
+  const RunConfig c = Stand(100, 6, 40, 20);  // 20 churners: indices 106..125
   EXPECT_EQ(SetupConnections(c, 0, 126), 106u);
   EXPECT_EQ(SetupConnections(c, 100, 126), 6u);
   EXPECT_EQ(SetupConnections(c, 110, 126), 0u);
   RunConfig no_churn = Stand(100, 6, 0);
   EXPECT_EQ(StandChurners(no_churn), 0u);
   EXPECT_EQ(TotalConnections(no_churn), 106u);
+}
+
+// A slot reconnects only once its last cycle is over: the default slots are enough for 10 s
+// per cycle at the rate, so a server slow to answer still gets the rate asked.
+TEST(StandPlanTest, DefaultChurnSlotsCoverTenSecondsOfTheRate) {
+  EXPECT_EQ(StandChurners(Stand(100, 6, 40)), 400u);
+  EXPECT_EQ(StandChurners(Stand(100000, 60, 20000.0 / 60)), 3333u);
+  EXPECT_EQ(StandChurners(Stand(100, 6, 0.01)), 1u);
+  EXPECT_EQ(StandChurners(Stand(100, 6, 40, 7)), 7u);  // --churners wins
 }
 
 TEST(StandPlanTest, SeveralUrlsAreTargetsInOrder) {

@@ -180,6 +180,27 @@ TEST_F(HttpConnectionTest, AnIdleKeepAliveConnectionIsClosedQuietly) {
   EXPECT_EQ(stats_.timeouts, 0u);
 }
 
+TEST_F(HttpConnectionTest, AConnectionThatSendsNoRequestIsClosedAndCounted) {
+  RunOnce();
+  fake_now_ms += options_.request_timeout_ms + 10;
+  RunOnce();
+  bool eof = false;
+  EXPECT_EQ(Read(&eof), "");
+  EXPECT_TRUE(eof);
+  EXPECT_EQ(stats_.timeouts, 1u);
+}
+
+// A loop whose last iteration outlasted the timeout runs the timer before it reads the
+// request that came meanwhile: the request is served, the connection not closed.
+TEST_F(HttpConnectionTest, ARequestThatCameWhileTheLoopWasLateIsServed) {
+  RunOnce();
+  fake_now_ms += options_.request_timeout_ms + 10;
+  Write("GET /echo HTTP/1.1\r\nHost: h\r\n\r\n");
+  RunOnce();
+  EXPECT_EQ(Read(), Answer("GET /echo ", true));
+  EXPECT_EQ(stats_.timeouts, 0u);
+}
+
 TEST_F(HttpConnectionTest, AResponseOverMaxResponseBytesIsRefusedWhole) {
   options_.max_response_bytes = 1024;  // the 500 itself must fit (the config's floor is 4096)
   router_.Add("/big", {"GET"}, [](HttpConnection& c, Request& r) {
