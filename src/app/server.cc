@@ -780,6 +780,7 @@ int Server::Run() {
   engine_config.sqlite.resume_reads_at =
       std::min(config_.sqlite.resume_reads_at, config_.sqlite.pause_reads_at);
   engine_config.sqlite.synchronous_full = config_.sqlite.synchronous == "full";
+  engine_config.sqlite.secure_delete = config_.sqlite.secure_delete;
   engine_config.sqlite.idempotency_window_ms = config_.idempotency_window.ms;
   store::Engines engines;
   if (std::string error; !store::MakeEngines(engine_config, &engines, &error)) {

@@ -308,6 +308,7 @@ std::vector<Field> AllFields(Config& c) {
           {"sqlite.pause_reads_at", &c.sqlite.pause_reads_at, 0, 10000000},
           {"sqlite.resume_reads_at", &c.sqlite.resume_reads_at, 0, 10000000},
           OneOf("sqlite.synchronous", &c.sqlite.synchronous, kSqliteSync),
+          {"sqlite.secure_delete", &c.sqlite.secure_delete},
           {"presence_ttl", &c.presence_ttl, 1000, kMaxMs},
           {"ping_interval", &c.ping_interval, 0, kMaxMs},
           {"pong_timeout", &c.pong_timeout, 0, kMaxMs},

@@ -311,6 +311,9 @@ struct Config {
     uint64_t resume_reads_at = 1024;
     // "full": a commit is fsynced (survives power loss); "normal": survives kill -9 only.
     std::string synchronous = "full";
+    // true: deleted publications (trimmed, expired, removed) are overwritten with zeros in
+    // the file; false: their space is reused by later rows, several times cheaper a delete.
+    bool secure_delete = false;
   } sqlite;
   // presence_engine nats: an entry not refreshed for this long is gone (a killed node's);
   // live nodes refresh theirs every third of it (Centrifugo's global_presence_ttl).

@@ -71,8 +71,11 @@ struct SqliteOptions {
   std::string path = "hermod.db";
   size_t max_batch = 1024;       // writes per transaction
   bool synchronous_full = true;  // false: synchronous=NORMAL
-  size_t max_trim = 1024;        // expired rows deleted per transaction
-  size_t max_queue = 65536;      // appends waiting for the writer; past it, refused
+  // PRAGMA secure_delete: zeros over what is deleted. Set either way, since SQLite builds
+  // differ in their default (Debian's is on).
+  bool secure_delete = false;
+  size_t max_trim = 1024;    // expired rows deleted per transaction
+  size_t max_queue = 65536;  // appends waiting for the writer; past it, refused
   // Read pause (core::HistoryStore::Backlogged): with this many writes waiting or in the
   // writer's batch the loops stop reading the connections that publish, and resume them
   // at resume_reads_at or fewer, so a burst waits in the publishers' sockets, not in memory.

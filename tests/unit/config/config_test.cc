@@ -361,7 +361,7 @@ TEST(Config, StoreEnginesDefaultToMemoryAndOnlyKnownNamesPass) {
   Config sqlite;
   ASSERT_TRUE(ApplyJson(
       R"({"engine": "sqlite", "sqlite": {"path": "/tmp/x.db", "synchronous": "normal",
-          "max_batch": 64, "max_queue": 100}})",
+          "max_batch": 64, "max_queue": 100, "secure_delete": true}})",
       sqlite, &error))
       << error;
   EXPECT_TRUE(Validate(sqlite, &error)) << error;
@@ -370,6 +370,8 @@ TEST(Config, StoreEnginesDefaultToMemoryAndOnlyKnownNamesPass) {
   EXPECT_EQ(sqlite.sqlite.synchronous, "normal");
   EXPECT_EQ(sqlite.sqlite.max_batch, 64u);
   EXPECT_EQ(sqlite.sqlite.max_queue, 100u);
+  EXPECT_TRUE(sqlite.sqlite.secure_delete);
+  EXPECT_FALSE(Config().sqlite.secure_delete);
   for (auto [json, key] :
        {std::pair{R"({"history_engine": "redis"})", "history_engine"},
         std::pair{R"({"presence_engine": "sqlite"})", "presence_engine"},

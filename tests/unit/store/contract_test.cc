@@ -5,6 +5,7 @@
 // real `nats-server -js` the suite starts (free port, temporary store directory; stopped at
 // the end, killed by the failing-storage case and started again for the next case).
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -522,6 +523,41 @@ TEST_P(StoreContract, PresenceListsAndCountsAChannelsClients) {
 
 INSTANTIATE_TEST_SUITE_P(Engines, StoreContract, ::testing::ValuesIn(kEngines),
                          [](const auto& info) { return std::string(info.param.name); });
+
+// The writer's connection, asked for its PRAGMA secure_delete through Exec (in a transaction
+// of the writer, as the engine's other writes).
+int SecureDelete(bool option) {
+  char tmpl[] = "/tmp/hermod-secure-delete-XXXXXX";
+  EXPECT_NE(mkdtemp(tmpl), nullptr);
+  SqliteOptions o;
+  o.path = std::string(tmpl) + "/hermod.db";
+  o.secure_delete = option;
+  std::string error;
+  auto engine = SqliteEngine::Open(o, &error);
+  EXPECT_TRUE(engine) << error;
+  if (!engine) return -1;
+  std::promise<int> value;
+  auto read = [&value](sqlite3* db) {
+    sqlite3_stmt* q = nullptr;
+    sqlite3_prepare_v2(db, "PRAGMA secure_delete", -1, &q, nullptr);
+    value.set_value(sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int(q, 0) : -1);
+    sqlite3_finalize(q);
+    return true;
+  };
+  EXPECT_TRUE(engine->Exec(read, [](bool) {}));
+  const int result = value.get_future().get();
+  engine->Stop();
+  engine.reset();
+  std::filesystem::remove_all(tmpl);
+  return result;
+}
+
+// Off unless asked, whatever the SQLite build's default (Debian's is on): a trimmed
+// publication's delete then writes no zeros, over its cell or over a freed page.
+TEST(SqliteEngine, SecureDeleteIsTheOptionsWhateverTheBuildsDefault) {
+  EXPECT_EQ(SecureDelete(false), 0);
+  EXPECT_EQ(SecureDelete(true), 1);
+}
 
 }  // namespace
 }  // namespace hermod::store
