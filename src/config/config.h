@@ -402,6 +402,9 @@ struct Config {
     // engine nats: keys of firings this node delivered to channels without history, kept
     // for idempotency_window so a firing repeated after a crash is dropped (at most these).
     uint64_t schedule_fire_keys = 100000;
+    // engine nats: inbox_status reads at most this many entries from the KV bucket (one round
+    // trip each) so it shows another node's change at once; past it, this node's copy.
+    uint64_t inbox_status_read_through = 100;
   } nats;
   // The circuit breaker around broker sends (core/circuit_breaker.h): open after
   // failure_threshold failures within window; after open_timeout, half_open_trials sends.
