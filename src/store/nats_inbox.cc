@@ -233,6 +233,7 @@ class NatsInboxStore final : public MemoryInboxStore {
   // (a removed one is left to the watcher). Offsets empty: the meta, then every entry held
   // and each past the top this node knew. More than read_through_max: this node's copy.
   void ReadThrough(std::string_view channel, const std::vector<uint64_t>& offsets) override {
+    if (options_.read_through_max == 0) return;
     std::vector<uint64_t> read = offsets;
     std::set<std::string> told;
     if (read.empty()) {
