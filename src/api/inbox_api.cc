@@ -103,6 +103,7 @@ bool InboxStatusCall(core::Inbox* inbox, std::string& body, std::string& out) {
     return true;
   }
   if (NotInbox(inbox, r.channel, out)) return true;
+  inbox->store().ReadThrough(r.channel, r.offsets);
   const core::InboxPosition position = inbox->store().Position(r.channel);
   out += "{\"result\":{\"offset\":" + std::to_string(position.offset) + ",\"epoch\":";
   json::AppendJsonString(out, position.epoch);

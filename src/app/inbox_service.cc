@@ -48,6 +48,7 @@ std::unique_ptr<InboxService> InboxService::Make(const config::Config& config,
     o.bucket = config.nats.prefix + "_inbox";
     o.dial_timeout_ms = config.nats.dial_timeout.ms;
     o.reconnect_wait_ms = config.nats.reconnect_wait.ms;
+    o.read_through_max = config.nats.inbox_status_read_through;
     service->store_ = store::MakeNatsInbox(o, error);
     if (!service->store_) return nullptr;
     spdlog::info("inboxes in the NATS KV bucket {} (durable, shared by the cluster)", o.bucket);

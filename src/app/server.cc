@@ -583,9 +583,10 @@ void Server::BuildMetrics() {
   metrics_->AddRenderer([inbox = inbox_.get()](metrics::PrometheusText& text) {
     inbox ? inbox->Render(text) : RenderNoInboxMetrics(text);
   });
-  metrics_->AddRenderer([scheduler = scheduler_.get()](metrics::PrometheusText& text) {
-    RenderScheduled(text, *scheduler);
-  });
+  metrics_->AddRenderer(
+      [scheduler = scheduler_.get(), keys = nats_fire_keys_](metrics::PrometheusText& text) {
+        RenderScheduled(text, *scheduler, keys);
+      });
   if (store_status_) {
     health_->AddCheck([status = store_status_] { return StoreHealth(status()); });
   }
@@ -797,7 +798,9 @@ int Server::Run() {
     // Its breaker and counters: hermod_store_* with engine="nats", the /health `store` check.
     store_status_ = [nats_history] { return nats_history->Status(); };
     engines.stores.history = std::move(history);
-    engines.stores.idempotency = std::make_unique<store::NatsIdempotencyStore>();
+    auto keys = std::make_unique<store::NatsIdempotencyStore>(config_.nats.schedule_fire_keys);
+    nats_fire_keys_ = keys.get();
+    engines.stores.idempotency = std::move(keys);
     engines.stores.history_inline = false;
     engines.stores.history_delivers = true;
   }
@@ -864,8 +867,10 @@ int Server::Run() {
       return 1;
     }
   }
+  // With the nats schedules, a firing's key rides with it to the other nodes (hub.h).
   hub_->set_limits({config_.send_queue.inbox_budget_bytes, config_.idempotency_window.ms,
-                    config_.history_meta_ttl.ms, config_.history_meta_max_channels});
+                    config_.history_meta_ttl.ms, config_.history_meta_max_channels,
+                    nats_history_on});
   core::AdmissionLimits limits;
   limits.connection_limit = config_.client_connection_limit;
   limits.soft_connection_limit = config_.admission.soft_connection_limit;
@@ -989,7 +994,10 @@ int Server::Run() {
     std::vector<net::Loop*> loops;
     for (auto& worker : workers_) loops.push_back(worker->loop.get());
     if (std::string error; !scheduler_->Start(
-            FireThroughApi(*api_, std::move(loops), config_.fault_kill_at == "scheduled_published"),
+            FireThroughApi(*api_, std::move(loops), config_.fault_kill_at == "scheduled_published",
+                           [broker = broker_.get()] {
+                             if (broker != nullptr) broker->Flush(1000);
+                           }),
             &error)) {
       spdlog::error("{}", error);
       return 1;

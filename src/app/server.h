@@ -42,6 +42,7 @@
 
 namespace hermod::store {
 class NatsHistoryStore;
+class NatsIdempotencyStore;
 }
 
 namespace hermod::app {
@@ -143,6 +144,8 @@ class Server {
   std::unique_ptr<broker::NatsBroker> broker_;
   // history_engine "nats": the engine the hub owns, stopped with the broker.
   store::NatsHistoryStore* nats_history_ = nullptr;
+  // engine nats: the fire keys of firings delivered here (hermod_scheduled_fire_keys*).
+  const store::NatsIdempotencyStore* nats_fire_keys_ = nullptr;
   // presence_engine "nats" (store/nats_presence.h): owned by the hub, stopped in Run after
   // the loops and before the broker (which tears libnats down).
   store::NatsPresenceStore* nats_presence_ = nullptr;

@@ -341,6 +341,7 @@ void NatsBroker::SendLoop() {
     std::deque<Outgoing> batch;
     batch.swap(queue_);
     queued_bytes_ = 0;
+    sending_ = true;
     const bool interest = interest_dirty_;
     interest_dirty_ = false;
     lock.unlock();
@@ -374,7 +375,20 @@ void NatsBroker::SendLoop() {
                         connection_, static_cast<int64_t>(options_.dial_timeout_ms)) == NATS_OK);
     }
     lock.lock();
+    sending_ = false;
+    if (queue_.empty()) drained_.notify_all();
   }
+}
+
+bool NatsBroker::Flush(uint64_t timeout_ms) {
+  {
+    std::unique_lock lock(mutex_);
+    if (!drained_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+                           [this] { return stopping_ || (queue_.empty() && !sending_); })) {
+      return false;
+    }
+  }
+  return natsConnection_FlushTimeout(connection_, static_cast<int64_t>(timeout_ms)) == NATS_OK;
 }
 
 void NatsBroker::Interest(std::string_view channel, bool on) {
@@ -503,7 +517,9 @@ void NatsBroker::Receive(std::string_view bytes) {
   }
   receiving = true;
   if (m.kind == core::BrokerMessageKind::kPublication) {
-    core::Hub::PublishRequest request{m.channel, options, m.data, m.info, {}, m.tags, m.priority};
+    // A firing's key: dropped here when this node delivered that firing already.
+    core::Hub::PublishRequest request{m.channel, options, m.data,    m.info,
+                                      m.key,     m.tags,  m.priority};
     request.delta = m.delta;
     const bool skip_history = m.skip_history && options->history_size > 0;
     std::optional<config::ChannelOptions> effective;

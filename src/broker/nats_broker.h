@@ -111,6 +111,10 @@ class NatsBroker final : public core::Broker {
   // sender's current round; ready runs on the sender thread once that round's SUBs are
   // acknowledged (PING/PONG), or written while disconnected.
   bool AwaitInterest(std::string_view channel, std::function<void()> ready) override;
+  // Any thread but the sender's: waits (at most timeout_ms) until what was queued before is
+  // written and the server has answered a PING after it. For a crash test's kill at a point
+  // (config fault_kill_at): what the node published before it died has left it.
+  bool Flush(uint64_t timeout_ms);
   // The server's max_payload as learned on the last connect; 0 before the first.
   uint64_t max_payload() const { return max_payload_.load(std::memory_order_relaxed); }
 
@@ -209,6 +213,8 @@ class NatsBroker final : public core::Broker {
   std::deque<Outgoing> queue_;
   size_t queued_bytes_ = 0;
   bool stopping_ = false;
+  bool sending_ = false;             // the sender holds a batch (guarded by mutex_)
+  std::condition_variable drained_;  // the sender ended a round with nothing queued
   std::thread sender_;
 };
 

@@ -8,6 +8,7 @@ constexpr size_t kHeader = 11;
 constexpr uint8_t kPriorityMask = 3;
 constexpr uint8_t kSkipHistory = 4;
 constexpr uint8_t kDelta = 8;
+constexpr uint8_t kKey = 16;
 
 void PutLength(std::string& out, uint64_t n) {
   while (n >= 0x80) {
@@ -46,12 +47,14 @@ std::string Encode(uint64_t node, const core::BrokerMessage& m) {
   out += static_cast<char>(kWireVersion);
   out += static_cast<char>(m.kind);
   out += static_cast<char>((static_cast<uint8_t>(m.priority) & kPriorityMask) |
-                           (m.skip_history ? kSkipHistory : 0) | (m.delta ? kDelta : 0));
+                           (m.skip_history ? kSkipHistory : 0) | (m.delta ? kDelta : 0) |
+                           (m.key.empty() ? 0 : kKey));
   for (int i = 0; i < 8; ++i) out += static_cast<char>((node >> (8 * i)) & 0xff);
   PutField(out, m.channel);
   PutField(out, m.data);
   PutField(out, m.info);
   PutField(out, m.tags);
+  if (!m.key.empty()) PutField(out, m.key);
   return out;
 }
 
@@ -61,7 +64,8 @@ size_t EncodedSize(const core::BrokerMessage& m) {
     for (uint64_t size = f.size(); size >= 0x80; size >>= 7) ++n;
     return n + f.size();
   };
-  return kHeader + field(m.channel) + field(m.data) + field(m.info) + field(m.tags);
+  return kHeader + field(m.channel) + field(m.data) + field(m.info) + field(m.tags) +
+         (m.key.empty() ? 0 : field(m.key));
 }
 
 bool Decode(std::string_view in, uint64_t* node, core::BrokerMessage* m) {
@@ -69,7 +73,7 @@ bool Decode(std::string_view in, uint64_t* node, core::BrokerMessage* m) {
   const auto kind = static_cast<uint8_t>(in[1]);
   if (kind < 1 || kind > 3) return false;
   const auto flags = static_cast<uint8_t>(in[2]);
-  if ((flags & ~(kPriorityMask | kSkipHistory | kDelta)) != 0) return false;
+  if ((flags & ~(kPriorityMask | kSkipHistory | kDelta | kKey)) != 0) return false;
   uint64_t id = 0;
   for (int i = 0; i < 8; ++i)
     id |= static_cast<uint64_t>(static_cast<uint8_t>(in[3 + i])) << (8 * i);
@@ -80,7 +84,8 @@ bool Decode(std::string_view in, uint64_t* node, core::BrokerMessage* m) {
   out.skip_history = (flags & kSkipHistory) != 0;
   out.delta = (flags & kDelta) != 0;
   if (!TakeField(&in, &out.channel) || !TakeField(&in, &out.data) || !TakeField(&in, &out.info) ||
-      !TakeField(&in, &out.tags) || !in.empty() || out.channel.empty()) {
+      !TakeField(&in, &out.tags) || ((flags & kKey) != 0 && !TakeField(&in, &out.key)) ||
+      !in.empty() || out.channel.empty()) {
     return false;
   }
   *node = id;

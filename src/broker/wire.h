@@ -3,9 +3,11 @@
 //   byte 0      version (1)
 //   byte 1      kind: 1 publication, 2 join, 3 leave
 //   byte 2      flags: bits 0-1 priority (net::Priority: 0 critical .. 3 low), bit 2 skip_history,
-//               bit 3 delta (set only when asked: nodes that predate it drop such a message)
+//               bit 3 delta (set only when asked: nodes that predate it drop such a message),
+//               bit 4 key (a scheduled firing's key follows the tags; likewise)
 //   bytes 3-10  the sending node's id, little endian
-//   then channel, data, info, tags: each a LEB128 length and that many bytes
+//   then channel, data, info, tags (and key with bit 4): each a LEB128 length and that many
+//   bytes
 //
 // Binary and length-prefixed: nothing is escaped or parsed twice, data (JSON) rides as is, a
 // small publication costs 15 bytes of framing. A receiver drops (and counts) anything that

@@ -222,7 +222,8 @@ struct Config {
   // Server API publish/broadcast with `delay` or `deliver_at`: at most this far ahead.
   Duration schedule_max_delay{720ull * 3600 * 1000};
   // Crash tests only: the process kills itself (SIGKILL) at this point. "scheduled_published":
-  // once a scheduled publication is published, before it is forgotten. Empty: never.
+  // once a scheduled publication is published (in a cluster, after the broker's flush), before
+  // it is forgotten. Empty: never.
   std::string fault_kill_at;
   // How often an idle loop checks whether freed heap memory should go back to the kernel
   // (malloc_trim; app/memory_trim.h); 0: never.
@@ -408,6 +409,12 @@ struct Config {
     // another node may fire it (store/nats_schedule.h): how late a firing whose node died
     // between claiming and publishing comes.
     Duration schedule_claim_lease{5000};
+    // engine nats: keys of firings this node delivered to channels without history, kept
+    // for idempotency_window so a firing repeated after a crash is dropped (at most these).
+    uint64_t schedule_fire_keys = 100000;
+    // engine nats: inbox_status reads at most this many entries from the KV bucket (one round
+    // trip each) so it shows another node's change at once; past it, this node's copy.
+    uint64_t inbox_status_read_through = 100;
   } nats;
   // The circuit breaker around broker sends (core/circuit_breaker.h): open after
   // failure_threshold failures within window; after open_timeout, half_open_trials sends.

@@ -43,6 +43,9 @@ struct BrokerMessage {
   std::string_view data;  // publications: the data JSON
   std::string_view info;  // publications: ClientInfo JSON or empty; join/leave: ClientInfo
   std::string_view tags;  // publications: the tags as the protocol encodes them, or empty
+  // publications: a scheduled firing's key (core::FireKey), or empty. A node that delivered
+  // this key on the channel drops a repeat (a firing repeated after its node crashed).
+  std::string_view key;
 };
 
 class Broker {

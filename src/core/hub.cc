@@ -5,6 +5,7 @@
 #include <deque>
 #include <functional>
 
+#include "core/schedule_store.h"
 #include "stats/loop_metrics.h"
 
 namespace hermod::core {
@@ -806,8 +807,9 @@ Hub::PublishResult Hub::Publish(PublishRequest request) {
     // Nobody listens: the channel is kept for its history or key, then reclaimed.
     QueueReclaim(shard, channel, state, now);
   }
+  const bool relay_key = limits_.relay_fire_keys && options.history_size == 0 && IsFireKey(key);
   ToBroker(BrokerMessageKind::kPublication, channel, request.data, request.info, request.tags, p,
-           options.history_size == 0, request.delta);
+           options.history_size == 0, request.delta, relay_key ? key : std::string_view());
   return result;
 }
 
@@ -1068,7 +1070,7 @@ std::pair<size_t, size_t> Hub::PresenceStats(std::string_view channel,
 
 void Hub::ToBroker(BrokerMessageKind kind, std::string_view channel, std::string_view data,
                    std::string_view info, std::string_view tags, net::Priority priority,
-                   bool skip_history, bool delta) {
+                   bool skip_history, bool delta, std::string_view key) {
   if (broker_ == nullptr) return;
   BrokerMessage m;
   m.kind = kind;
@@ -1079,6 +1081,7 @@ void Hub::ToBroker(BrokerMessageKind kind, std::string_view channel, std::string
   m.data = data;
   m.info = info;
   m.tags = tags;
+  m.key = key;
   broker_->Publish(m);
 }
 

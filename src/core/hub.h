@@ -173,6 +173,11 @@ class Hub {
     // most history_meta_max_channels of them; 0: not kept.
     uint64_t history_meta_ttl_ms = 30ull * 24 * 3600 * 1000;
     size_t history_meta_max_channels = 100000;
+    // A scheduled firing's key (core::FireKey) goes to the broker with a publication
+    // without history, so every node that delivers it remembers it (in its idempotency
+    // engine's keys) and drops a repeat of that firing (engine nats: README, Scheduled
+    // delivery). Off: no key leaves the node.
+    bool relay_fire_keys = false;
   };
   Hub(size_t loop_count, PushCodec codec, Stores stores, Clock clock = &net::Loop::MonotonicMs,
       SweepPolicy sweep = {});
@@ -410,7 +415,7 @@ class Hub {
   Broker* broker_ = nullptr;
   void ToBroker(BrokerMessageKind kind, std::string_view channel, std::string_view data,
                 std::string_view info, std::string_view tags, net::Priority priority,
-                bool skip_history, bool delta = false);
+                bool skip_history, bool delta = false, std::string_view key = {});
 };
 
 }  // namespace hermod::core

@@ -161,6 +161,14 @@ class InboxStore {
   // Each offset's entry (an unknown one is left out); offsets empty: every entry held.
   virtual std::vector<InboxEntry> Status(std::string_view channel,
                                          const std::vector<uint64_t>& offsets) = 0;
+  // Before the API's Status: an engine shared by a cluster reads these entries (offsets
+  // empty: the channel's) from where they are stored, so that Status shows a change another
+  // node made a moment ago; at most the engine's bound of them, on the calling thread. The
+  // others hold everything themselves: nothing to do.
+  virtual void ReadThrough(std::string_view channel, const std::vector<uint64_t>& offsets) {
+    (void)channel;
+    (void)offsets;
+  }
   // Dead-letters unacked entries past their expiry (reason "expired"), forgets acked ones
   // and dead letters past theirs. Returns the newly dead.
   virtual std::vector<InboxEntry> Expire(uint64_t now_ms) = 0;

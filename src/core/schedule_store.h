@@ -27,7 +27,8 @@ struct ScheduledPublication {
 // engine keeps such a key with the publication (in the append's transaction), not for
 // idempotency_window: sqlite until the schedule is forgotten, nats as long as the publication
 // is stored (the channel's stream, the inbox entry's record). A firing repeated after a crash
-// then publishes nothing; one to a channel without history has nothing to keep it with
+// then publishes nothing; one to a channel without history has nothing to keep it with but
+// memory: with nats, each node that delivered it keeps the key for idempotency_window
 // (README, Scheduled delivery). The API refuses it as a caller's key.
 inline constexpr std::string_view kFireKeyPrefix = "hermod-schedule:";
 inline std::string FireKey(std::string_view id) {

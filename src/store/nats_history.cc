@@ -1072,20 +1072,74 @@ void NatsHistoryStore::OnDeliver(natsConnection*, natsSubscription*, natsMsg* ms
   natsMsg_Destroy(msg);
 }
 
-namespace {
-class NoKeys final : public core::IdempotencyStore::Keys {
- public:
-  std::optional<core::StreamPosition> Find(std::string_view, uint64_t) override {
-    return std::nullopt;
-  }
-  void Put(std::string_view, const core::StreamPosition&, uint64_t, uint64_t) override {}
-  void Expire(uint64_t) override {}
-  size_t size() const override { return 0; }
+struct NatsIdempotencyStore::Shared {
+  size_t max = 0;
+  std::atomic<uint64_t> kept{0};
+  std::atomic<uint64_t> repeats{0};
+  std::atomic<uint64_t> unkept{0};
 };
+
+namespace {
+
+// One channel's fire keys (key -> first position, expiry), under its shard lock.
+class FireKeys final : public core::IdempotencyStore::Keys {
+ public:
+  using Shared = std::shared_ptr<NatsIdempotencyStore::Shared>;
+  explicit FireKeys(Shared shared) : shared_(std::move(shared)) {}
+  ~FireKeys() override { shared_->kept.fetch_sub(keys_.size(), std::memory_order_relaxed); }
+
+  std::optional<core::StreamPosition> Find(std::string_view key, uint64_t now_ms) override {
+    if (keys_.empty()) return std::nullopt;
+    auto it = keys_.find(std::string(key));
+    if (it == keys_.end() || it->second.second <= now_ms) return std::nullopt;
+    shared_->repeats.fetch_add(1, std::memory_order_relaxed);
+    return it->second.first;
+  }
+  void Put(std::string_view key, const core::StreamPosition& position, uint64_t now_ms,
+           uint64_t expires_ms) override {
+    if (!core::IsFireKey(key)) return;
+    if (keys_.size() >= kPruneAt) Expire(now_ms);
+    auto it = keys_.find(std::string(key));
+    if (it != keys_.end()) {
+      it->second = {position, expires_ms};
+      return;
+    }
+    // Reserved before it is added, so that loops putting at once never pass the bound.
+    if (shared_->kept.fetch_add(1, std::memory_order_relaxed) >= shared_->max) {
+      shared_->kept.fetch_sub(1, std::memory_order_relaxed);
+      shared_->unkept.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    keys_.emplace(std::string(key), std::make_pair(position, expires_ms));
+  }
+  void Expire(uint64_t now_ms) override {
+    const size_t erased =
+        std::erase_if(keys_, [now_ms](const auto& e) { return e.second.second <= now_ms; });
+    shared_->kept.fetch_sub(erased, std::memory_order_relaxed);
+  }
+  size_t size() const override { return keys_.size(); }
+
+ private:
+  static constexpr size_t kPruneAt = 1024;  // keys of one channel before a Put prunes
+  Shared shared_;
+  std::unordered_map<std::string, std::pair<core::StreamPosition, uint64_t>> keys_;
+};
+
 }  // namespace
 
+NatsIdempotencyStore::NatsIdempotencyStore(size_t max_fire_keys)
+    : shared_(std::make_shared<Shared>()) {
+  shared_->max = max_fire_keys;
+}
+
 std::unique_ptr<core::IdempotencyStore::Keys> NatsIdempotencyStore::Open(std::string_view) {
-  return std::make_unique<NoKeys>();
+  return std::make_unique<FireKeys>(shared_);
+}
+
+NatsIdempotencyStore::Counts NatsIdempotencyStore::counts() const {
+  return {shared_->kept.load(std::memory_order_relaxed),
+          shared_->repeats.load(std::memory_order_relaxed),
+          shared_->unkept.load(std::memory_order_relaxed)};
 }
 
 std::unique_ptr<NatsHistoryStore> MakeNatsHistoryStore(NatsHistoryOptions options,

@@ -29,7 +29,8 @@
 // Idempotency. A keyed publication is appended with Nats-Msg-Id = token + ' ' + key; within
 // the stream's Duplicates window (the idempotency window) the server answers a repeat as a
 // duplicate with the first message's sequence, whose offset the publisher gets; nothing is
-// appended or delivered. NatsIdempotencyStore keeps no keys (idempotency_store.h).
+// appended or delivered. NatsIdempotencyStore keeps none of these keys, only the firings'
+// of channels without history (below).
 //
 // Delivery. The stream RePublishes every stored message to `<prefix>.deliver.<token>`, in
 // stream order; each node subscribes to `<prefix>.deliver.>` and hands every publication to
@@ -247,11 +248,28 @@ class NatsHistoryStore final : public core::HistoryStore {
   std::function<void(std::string_view channel)> lost_;
 };
 
-// Keys are JetStream's (the Duplicates window): this store keeps none.
+// Callers' keys are JetStream's (the Duplicates window): this store keeps none of them. It
+// keeps the scheduler's (core::IsFireKey) of what this node delivered, at most max_fire_keys
+// node-wide, until they expire (idempotency_window): a publication without history leaves
+// nothing in JetStream, so a firing repeated after its node crashed (published again by the
+// restarted node or another one) is known here only, on each node that delivered the first
+// (README, Scheduled delivery). Past the bound a key is not kept, and counted.
 class NatsIdempotencyStore final : public core::IdempotencyStore {
  public:
+  struct Counts {
+    uint64_t kept = 0;     // fire keys held now
+    uint64_t repeats = 0;  // publications dropped as a repeat of a kept fire key
+    uint64_t unkept = 0;   // fire keys not kept: max_fire_keys were held
+  };
+  explicit NatsIdempotencyStore(size_t max_fire_keys = 0);
   const char* name() const override { return "nats"; }
   std::unique_ptr<Keys> Open(std::string_view channel) override;
+  // Any thread.
+  Counts counts() const;
+  struct Shared;  // the bound and the counts, shared with every channel's keys
+
+ private:
+  std::shared_ptr<Shared> shared_;  // with every Keys, which may outlive the store
 };
 
 // The engine started on options, or null with *error (the contract tests' factory).

@@ -229,6 +229,39 @@ class NatsInboxStore final : public MemoryInboxStore {
     return true;
   }
 
+  // inbox_status: what NATS holds of these entries now, not what the watcher brought so far
+  // (a removed one is left to the watcher). Offsets empty: the meta, then every entry held
+  // and each past the top this node knew. More than read_through_max: this node's copy.
+  void ReadThrough(std::string_view channel, const std::vector<uint64_t>& offsets) override {
+    if (options_.read_through_max == 0) return;
+    std::vector<uint64_t> read = offsets;
+    std::set<std::string> told;
+    if (read.empty()) {
+      const uint64_t known = MemoryInboxStore::Position(channel).offset;
+      uint64_t top = 0;
+      natsStatus s = NATS_OK;
+      if (!Fetch(MetaKey(channel), &told, &top, &s)) {
+        if (s != NATS_NOT_FOUND) return;  // NATS failing: this node's copy answers
+        top = known;
+      }
+      for (const core::InboxEntry& e : MemoryInboxStore::Status(channel, {})) {
+        if (read.size() > options_.read_through_max) break;
+        read.push_back(e.offset);
+      }
+      for (uint64_t o = known + 1; o <= top && read.size() <= options_.read_through_max; ++o) {
+        read.push_back(o);
+      }
+    }
+    if (read.size() <= options_.read_through_max) {
+      for (uint64_t offset : read) {
+        natsStatus s = NATS_OK;
+        // NATS failing: this node's copy answers the rest, not a timeout per entry.
+        if (!Fetch(EntryKey(channel, offset), &told, nullptr, &s) && s != NATS_NOT_FOUND) break;
+      }
+    }
+    Tell(told);  // new pending entries it found: the watcher will not tell them again
+  }
+
   void OnRemotePending(RemotePending pending) override {
     std::lock_guard lock(pending_mutex_);
     pending_ = std::move(pending);
@@ -473,11 +506,15 @@ class NatsInboxStore final : public MemoryInboxStore {
     }
   }
 
-  // Reads key from NATS and applies it as the watcher would; false: not stored (or NATS
-  // failed). *top: a meta's top offset.
-  bool Fetch(const std::string& key, std::set<std::string>* told, uint64_t* top = nullptr) {
+  // Reads key from NATS and applies it as the watcher would (not while this node's own write
+  // of it is in flight: its copy is ahead then); false: not stored (or NATS failed). *top: a
+  // meta's top offset.
+  bool Fetch(const std::string& key, std::set<std::string>* told, uint64_t* top = nullptr,
+             natsStatus* status = nullptr) {
     kvEntry* e = nullptr;
-    if (kvStore_Get(&e, kv_, key.c_str()) != NATS_OK) return false;
+    const natsStatus s = kvStore_Get(&e, kv_, key.c_str());
+    if (status != nullptr) *status = s;
+    if (s != NATS_OK) return false;
     const std::string_view value = Value(e);
     if (top != nullptr) {
       const size_t sp = value.find(' ');
@@ -485,7 +522,7 @@ class NatsInboxStore final : public MemoryInboxStore {
     }
     {
       std::lock_guard lock(inbox_mutex());
-      ApplyLocked(key, kvEntry_Revision(e), value, /*put=*/true, told);
+      if (in_flight_.count(key) == 0) ApplyLocked(key, kvEntry_Revision(e), value, true, told);
     }
     kvEntry_Destroy(e);
     return true;
@@ -795,6 +832,7 @@ class NatsInboxStore final : public MemoryInboxStore {
       kvEntry* e = nullptr;
       const natsStatus s = kvWatcher_Next(&e, watcher_, 200);
       if (s != NATS_OK || e == nullptr) continue;  // a timeout: look at stopping_ again
+      if (options_.before_watched) options_.before_watched();
       std::set<std::string> told;
       Apply(e, &told);
       kvEntry_Destroy(e);

@@ -33,7 +33,8 @@
 // shows a change before its COMMIT.
 //
 // Limits: reads on a node lag the other nodes' writes by the watcher's latency (about a
-// millisecond on one host), so `inbox_status` there may answer the state before; a call
+// millisecond on one host), except `inbox_status`, which reads the entries it answers from
+// NATS first (ReadThrough: at most read_through_max, one round trip each); a call
 // waits for NATS (at most the request timeout per key) while it holds its inbox's gate; with NATS
 // unreachable a change fails (stored(false)) and the API answers an error. A change of
 // several entries that loses a race part-way keeps the part it wrote (KV has no atomic
@@ -58,10 +59,16 @@ struct NatsInboxOptions {
   uint64_t dial_timeout_ms = 1000;
   uint64_t reconnect_wait_ms = 1000;
   uint64_t request_timeout_ms = 2000;
+  // inbox_status reads at most this many entries from NATS (ReadThrough); an ask for more
+  // (or for every entry of an inbox holding more) answers from this node's copy.
+  size_t read_through_max = 100;
   // Called before each write to the bucket with the write's channel, on the calling thread,
   // with none of the engine's locks held (only that channel's gate): tests hold one
   // channel's writes back with it. Unset in the product.
   std::function<void(std::string_view channel)> before_write;
+  // Called on the watcher's thread before it applies each update another node stored: tests
+  // hold one node's watcher back with it. Unset in the product.
+  std::function<void()> before_watched;
 };
 
 // Connects, creates (or binds) the bucket and reads it; null with *error naming NATS and the

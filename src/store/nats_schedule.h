@@ -8,8 +8,9 @@
 // first, its claim expires and another node claims and fires it (lease_ms late); one that fired but
 // died before deleting is fired again: with the schedule's id as its key (core::FireKey), the
 // history engine finds the first in the channel's stream and the inbox engine in the entry's
-// record, and neither stores it again; a channel without history publishes it again (a core
-// NATS publish leaves nothing to look up: README, Scheduled delivery).
+// record, and neither stores it again; to a channel without history (a core NATS publish
+// leaves nothing to look up) each node that delivered the first drops it by the key it kept
+// (NatsIdempotencyStore; README, Scheduled delivery).
 //
 // Threads: one libnats connection; Put and Remove are queued to the store's own thread
 // (they never block the loops); the watcher has its own thread; Claim is called on the

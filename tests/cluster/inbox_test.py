@@ -4,6 +4,7 @@
   connect to node B, and their ack there shows on A (`inbox_status`).
 - A node killed with kill -9 while its user had an unacknowledged publication: the user
   reconnects to the other node and gets it again (delivery 2), never the acked one.
+- An ack on A shows at once in B's `inbox_status` (read from NATS), twenty times over.
 - A dead letter (`hermod.reject` on A) is listed by B's `dead_letters`; a redrive through B
   reaches the user still connected to A.
 
@@ -100,6 +101,24 @@ class InboxClusterTest(h.HermodTestCase):
         self.assertEqual(c2.rpc("hermod.ack", {"channel": "inbox:#7", "offsets": [2]})["data"],
                          {"offsets": [2]})
         self.assertEqual(self.status(b, "inbox:#7")[2]["status"], "acked")
+
+    def test_status_on_the_other_node_right_after_an_ack_is_current(self):
+        """An ack on A, then at once `inbox_status` on B, twenty times: B reads the entries
+        it answers from NATS, so each shows acked, asked by offset and for the whole inbox,
+        however far B's watcher is behind."""
+        a, b = self.node(), self.node()
+        c = self.user(a, "11")
+        for n in range(1, 21):
+            api(a.port, "publish", {"channel": "inbox:#11", "data": {"n": n}})
+            self.assertEqual(c.next_publication("inbox:#11")["offset"], n)
+            self.assertEqual(c.rpc("hermod.ack", {"channel": "inbox:#11", "offsets": [n]})
+                             ["data"], {"offsets": [n]})
+            asked = api(b.port, "inbox_status", {"channel": "inbox:#11", "offsets": [n]})
+            self.assertEqual([(p["offset"], p["status"]) for p in
+                              asked["result"]["publications"]], [(n, "acked")])
+            whole = self.status(b, "inbox:#11")
+            self.assertEqual(sorted(whole), list(range(1, n + 1)))
+            self.assertEqual({p["status"] for p in whole.values()}, {"acked"})
 
     def test_dead_letters_are_seen_and_redriven_from_any_node(self):
         a, b = self.node(), self.node()

@@ -7,6 +7,8 @@
   never fires.
 - A node killed after publishing a firing and before forgetting it, restarted after the
   duplicate window: published once, to a channel with history and to an inbox (stored once).
+- The same crash for a channel without history: a subscriber on another node gets the
+  firing once, whichever node repeats it (that node itself, or the restarted one).
 
 Every wait is a condition polled against a deadline; nats-server runs on a free port with a
 temporary store directory; every process is stopped at the end.
@@ -33,10 +35,18 @@ def now_ms():
     return int(time.time() * 1000)
 
 
-def fired(port):
+def scheduled_metric(port, name):
     body = h.http_exchange(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").body.decode()
-    m = re.search(r"^hermod_scheduled_fired_total(\{[^}]*\})? (\S+)$", body, re.M)
+    m = re.search(r"^" + name + r"(\{[^}]*\})? (\S+)$", body, re.M)
     return float(m.group(2)) if m else None
+
+
+def fired(port):
+    return scheduled_metric(port, "hermod_scheduled_fired_total")
+
+
+def repeats_dropped(port):
+    return scheduled_metric(port, "hermod_scheduled_repeats_dropped_total")
 
 
 class ScheduledClusterTest(h.HermodTestCase):
@@ -147,6 +157,69 @@ class ScheduledClusterTest(h.HermodTestCase):
         self.assertEqual([(p["offset"], p["status"]) for p in status["publications"]],
                          [(1, "pending")])
         self.assertEqual(status["offset"], 1)
+
+    def no_history_config(self):
+        cfg = dict(self.config())
+        del cfg["history_size"], cfg["history_ttl"]
+        cfg["nats"] = dict(cfg["nats"], schedule_claim_lease="2s")
+        return cfg
+
+    def stopped(self, server):
+        """SIGSTOP: the node neither claims nor reads NATS (what it is sent waits in its
+        socket) until resumed (SIGCONT); resumed at cleanup too."""
+        os.kill(server.pid, signal.SIGSTOP)
+        self.addCleanup(lambda: server.running() and os.kill(server.pid, signal.SIGCONT))
+
+    def test_a_repeated_firing_without_history_reaches_a_subscriber_once(self):
+        """No history: node K publishes a firing and is killed before forgetting it
+        (fault_kill_at) while node S, whose client subscribes, is stopped (so K alone claims
+        it). S, resumed, delivers the first (its key came with it over NATS); once K's claim
+        expires S fires it again, and drops that repeat before fan-out (counted): the
+        subscriber gets it once."""
+        cfg = self.no_history_config()
+        s = self.start_server(cfg, workers=1, echo=False)
+        sub = self.subscriber(s, "job")
+        k = h.Hermod(h.HERMOD, dict(cfg, fault_kill_at="scheduled_published"), workers=1,
+                     echo=False)
+        self.addCleanup(k.cleanup)
+        k.start()
+        self.stopped(s)
+        api(k.port, "publish", {"channel": "job", "data": {"run": 1}, "delay": "300ms"})
+        self.assertEqual(k.wait_exit(), -signal.SIGKILL)
+        os.kill(s.pid, signal.SIGCONT)
+        self.assertEqual(sub.next_publication("job", timeout=10)["data"], {"run": 1})
+        wait_for("S fired the repeat",
+                 lambda: fired(s.port) == 1 and
+                 api(s.port, "scheduled", {})["result"]["scheduled"] == [])
+        self.assertIsNone(sub.try_publication("job", 0.5))
+        self.assertEqual(repeats_dropped(s.port), 1)
+
+    def test_a_repeat_from_the_restarted_node_reaches_a_subscriber_once(self):
+        """The same crash, but the repeat comes from K restarted while S is stopped again:
+        S, resumed, finds the key of the firing it delivered on the repeat K sent, and drops
+        it (counted): the subscriber gets it once."""
+        cfg = self.no_history_config()
+        s = self.start_server(cfg, workers=1, echo=False)
+        sub = self.subscriber(s, "job")
+        k = h.Hermod(h.HERMOD, dict(cfg, fault_kill_at="scheduled_published"), workers=1,
+                     echo=False)
+        self.addCleanup(k.cleanup)
+        k.start()
+        self.stopped(s)
+        api(k.port, "publish", {"channel": "job", "data": {"run": 1}, "delay": "300ms"})
+        self.assertEqual(k.wait_exit(), -signal.SIGKILL)
+        os.kill(s.pid, signal.SIGCONT)
+        self.assertEqual(sub.next_publication("job", timeout=10)["data"], {"run": 1})
+        # Stopped again before K's claim expires: the restarted K fires the repeat.
+        os.kill(s.pid, signal.SIGSTOP)
+        k2 = self.start_server(cfg, workers=1, echo=False)
+        wait_for("K fired the repeat",
+                 lambda: fired(k2.port) == 1 and
+                 api(k2.port, "scheduled", {})["result"]["scheduled"] == [])
+        os.kill(s.pid, signal.SIGCONT)
+        wait_for("S dropped the repeat", lambda: repeats_dropped(s.port) == 1)
+        self.assertIsNone(sub.try_publication("job", 0.5))
+        self.assertEqual(fired(s.port), 0)
 
 
 if __name__ == "__main__":

@@ -50,8 +50,33 @@ TEST(BrokerWire, TheDeltaFlagRoundTrips) {
   EXPECT_EQ(got.priority, m.priority);
   // A flag this version does not know is still refused.
   std::string unknown = bytes;
-  unknown[2] = static_cast<char>(unknown[2] | 0x10);
+  unknown[2] = static_cast<char>(unknown[2] | 0x20);
   EXPECT_FALSE(Decode(unknown, &node, &got));
+}
+
+TEST(BrokerWire, AFiringsKeyRoundTripsAfterTheTags) {
+  core::BrokerMessage m;
+  m.channel = "job";
+  m.data = R"({"run":1})";
+  m.tags = R"({"k":"v"})";
+  m.key = "hermod-schedule:3f0c";
+  const std::string bytes = Encode(3, m);
+  EXPECT_EQ(bytes.size(), EncodedSize(m));
+  uint64_t node = 0;
+  core::BrokerMessage got;
+  ASSERT_TRUE(Decode(bytes, &node, &got));
+  EXPECT_EQ(got.key, m.key);
+  EXPECT_EQ(got.tags, m.tags);
+  // Without the flag the key is bytes past the last field: refused, as is the flag without it.
+  std::string unflagged = bytes;
+  unflagged[2] = static_cast<char>(unflagged[2] & ~0x10);
+  EXPECT_FALSE(Decode(unflagged, &node, &got));
+  m.key = {};
+  std::string flagged = Encode(3, m);
+  flagged[2] = static_cast<char>(flagged[2] | 0x10);
+  EXPECT_FALSE(Decode(flagged, &node, &got));
+  ASSERT_TRUE(Decode(Encode(3, m), &node, &got));
+  EXPECT_EQ(got.key, "");
 }
 
 TEST(BrokerWire, JoinAndLeaveRoundTripWithEmptyFields) {

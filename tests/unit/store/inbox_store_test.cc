@@ -52,8 +52,9 @@ class NatsEnvironment : public ::testing::Environment {
 const auto* const kNatsEnvironment = ::testing::AddGlobalTestEnvironment(new NatsEnvironment);
 
 // A store on the case's own bucket; null (with a failure) when nats-server cannot start.
-std::unique_ptr<core::InboxStore> NatsStore(
-    const std::string& bucket, std::function<void(std::string_view)> before_write = {}) {
+std::unique_ptr<core::InboxStore> NatsStore(const std::string& bucket,
+                                            std::function<void(std::string_view)> before_write = {},
+                                            std::function<void()> before_watched = {}) {
   if (!Nats()) {
     Nats() = std::make_unique<test::NatsServer>();
     if (!Nats()->Start()) {
@@ -66,6 +67,7 @@ std::unique_ptr<core::InboxStore> NatsStore(
   options.url = Nats()->url();
   options.bucket = bucket;
   options.before_write = std::move(before_write);
+  options.before_watched = std::move(before_watched);
   std::string error;
   auto store = MakeNatsInbox(options, &error);
   EXPECT_TRUE(store) << error;
@@ -495,6 +497,53 @@ TEST_F(NatsInboxNodes, WhatOneNodeStoresTheOtherDeliversAndAcks) {
   // Acked twice, from the other node: an error (it reads the entry back), nothing changes.
   EXPECT_FALSE(a_->Ack("inbox:#42", {1}, std::nullopt, now_, nullptr));
   EXPECT_EQ(a_->Status("inbox:#42", {1})[0].state, InboxState::kAcked);
+}
+
+// inbox_status on one node right after an ack on the other: ReadThrough reads the entries
+// from NATS, so it is current though this node's watcher has not brought the ack (held back
+// here until the end); asked by offset and for the whole inbox.
+TEST_F(NatsInboxNodes, AStatusReadThroughShowsTheOtherNodesAckBeforeItsWatcherDoes) {
+  std::mutex held_mutex;
+  std::condition_variable released;
+  bool hold = false;
+  auto c = NatsStore(CaseBucket(), {}, [&] {
+    std::unique_lock lock(held_mutex);
+    released.wait(lock, [&] { return !hold; });
+  });
+  ASSERT_TRUE(c);
+  auto release = [&] {
+    {
+      std::lock_guard lock(held_mutex);
+      hold = false;
+    }
+    released.notify_all();
+  };
+  // Before c goes, however the test ends: its watcher's thread is joined then.
+  std::unique_ptr<void, std::function<void(void*)>> guard(&hold, [&](void*) { release(); });
+  ASSERT_TRUE(Stored([&](core::InboxStored s) {
+    return a_->Append("inbox:#3", "{}", {}, {}, now_, std::move(s)).status ==
+           core::InboxAppended::Status::kOk;
+  }));
+  {
+    std::lock_guard lock(held_mutex);
+    hold = true;  // C's watcher stops at its next update
+  }
+  ASSERT_TRUE(Stored([&](core::InboxStored s) {
+    return a_->Append("inbox:#3", "{}", {}, {}, now_, std::move(s)).status ==
+           core::InboxAppended::Status::kOk;
+  }));
+  ASSERT_TRUE(Stored([&](core::InboxStored s) {
+    return static_cast<bool>(a_->Ack("inbox:#3", {1, 2}, std::nullopt, now_, std::move(s)));
+  }));
+  c->ReadThrough("inbox:#3", {1});
+  const auto one = c->Status("inbox:#3", {1});
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0].state, InboxState::kAcked);
+  c->ReadThrough("inbox:#3", {});
+  const auto all = c->Status("inbox:#3", {});
+  ASSERT_EQ(all.size(), 2u);  // the second one too, which the watcher has not brought
+  EXPECT_EQ(all[1].state, InboxState::kAcked);
+  EXPECT_EQ(c->Position("inbox:#3").offset, 2u);
 }
 
 TEST_F(NatsInboxNodes, ConcurrentPublishesOnTwoNodesTakeDistinctOffsets) {

@@ -261,12 +261,40 @@ TEST_F(NatsHistoryTest, IdempotencyKeyAnswersTheFirstOffset) {
   EXPECT_FALSE(Append(*elsewhere, "b", 10, 60000, "k1").duplicate);
   EXPECT_EQ(Append(*s, "c").position.offset, 3u);
   EXPECT_EQ(Read(*s, std::nullopt).publications, (std::vector<std::string>{"a@1", "b@2", "c@3"}));
-  // Keys live in JetStream: the idempotency store keeps none.
+  // Keys live in JetStream: the idempotency store keeps none of a caller's.
   NatsIdempotencyStore keys;
   auto k = keys.Open("pay");
   k->Put("k1", {2, "e"}, 0, 1000);
   EXPECT_FALSE(k->Find("k1", 0));
   EXPECT_TRUE(k->empty());
+}
+
+// A firing's keys (core::FireKey) are kept, node-wide at most the bound, until they expire;
+// a repeat found is counted, one past the bound is not kept and counted.
+TEST(NatsIdempotencyStore, KeepsFireKeysWithinItsBoundUntilTheyExpire) {
+  NatsIdempotencyStore keys(2);
+  auto a = keys.Open("a");
+  auto b = keys.Open("b");
+  a->Put("hermod-schedule:1", {}, 0, 1000);
+  EXPECT_TRUE(a->Find("hermod-schedule:1", 999));
+  EXPECT_FALSE(b->Find("hermod-schedule:1", 0));  // per channel
+  a->Put("hermod-schedule:1", {}, 0, 1000);       // again: still one key
+  b->Put("hermod-schedule:2", {}, 0, 1000);
+  b->Put("hermod-schedule:3", {}, 0, 1000);  // past the bound
+  EXPECT_FALSE(b->Find("hermod-schedule:3", 0));
+  NatsIdempotencyStore::Counts c = keys.counts();
+  EXPECT_EQ(c.kept, 2u);
+  EXPECT_EQ(c.repeats, 1u);
+  EXPECT_EQ(c.unkept, 1u);
+  EXPECT_FALSE(a->Find("hermod-schedule:1", 1000));  // expired
+  a->Expire(1000);
+  EXPECT_TRUE(a->empty());
+  b.reset();  // a channel reclaimed gives its keys' room back
+  EXPECT_EQ(keys.counts().kept, 0u);
+  NatsIdempotencyStore none(0);
+  auto n = none.Open("c");
+  n->Put("hermod-schedule:1", {}, 0, 1000);
+  EXPECT_TRUE(n->empty());
 }
 
 TEST_F(NatsHistoryTest, TwoNodesAppendingAtOnceGetContiguousUniqueOffsets) {
