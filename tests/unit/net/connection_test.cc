@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -18,6 +19,14 @@
 
 namespace hermod::net {
 namespace {
+
+// ctest's unit_net.io_uring runs every net test again with the loops' writes batched
+// through io_uring (Loop::EnableIoUring): each behaviour below holds in both modes.
+const bool kIoUringRun = [] {
+  const char* on = std::getenv("HERMOD_TEST_IO_URING");
+  Loop::EnableIoUringByDefault(on != nullptr && std::string_view(on) == "1");
+  return true;
+}();
 
 // Records what it reads; with pause_after_first, pauses its reads after the first byte (a
 // publisher while a store's writer is behind).
