@@ -278,7 +278,7 @@ class Loop {
   static constexpr size_t kSendArenaBytes = 16 * kCorkBytes;
   // A batched read's slice is at least this (fewer connections are batched when many are
   // ready: the others read as before, with no slice).
-  static constexpr size_t kMinReadSlice = 16 * 1024;
+  static constexpr size_t kMinReadSlice = 2 * 1024;
   std::vector<BatchedRead> reads_;
   size_t next_read_ = 0;      // the next of reads_ to hand over, in event order
   size_t read_reserved_ = 0;  // bytes at the read buffer's start holding batched reads

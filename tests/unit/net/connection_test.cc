@@ -1089,5 +1089,41 @@ TEST(DirectWrite, AReplyOverTheCorkOrTheBoundGoesThroughTheQueue) {
   ASSERT_TRUE(Drain(loop, pair, *c) == "small" + big + "after");
 }
 
+// Batched I/O (Loop::EnableIoUring): the two reads of an iteration go in one batch, each into
+// its own slice of the read buffer, and a reply waiting in the ring leaves before anything
+// else touches its socket, even when a later read of the same iteration ends its connection.
+TEST(IoUring, AReplyInTheRingLeavesBeforeAnotherReadOfTheIterationEndsItsConnection) {
+  for (const std::string ending : {"close after flush", "close"}) {
+    Loop loop(0, 64 * 1024);
+    std::string error;
+    ASSERT_TRUE(loop.EnableIoUring(&error)) << error;
+    Pair a_pair;
+    Pair b_pair;
+    bool a_replied = false;
+    auto* a = new Scripted(loop, a_pair.server, [&](Scripted& self, std::string_view request) {
+      EXPECT_EQ(request, "to a");
+      EXPECT_EQ(self.Send("reply"), SendStatus::kQueued);
+      a_replied = true;
+    });
+    new Scripted(loop, b_pair.server, [&](Scripted&, std::string_view request) {
+      EXPECT_EQ(request, ending);
+      // epoll reports sockets in the order they became readable: a's read came first.
+      EXPECT_TRUE(a_replied);
+      if (ending == "close") {
+        a->Close();
+      } else {
+        a->CloseAfterFlush();
+      }
+    });
+    ASSERT_EQ(write(a_pair.peer, "to a", 4), 4);
+    ASSERT_EQ(write(b_pair.peer, ending.data(), ending.size()),
+              static_cast<ssize_t>(ending.size()));
+    loop.Run();
+    EXPECT_EQ(a_pair.ReadPeer(), "reply") << ending;
+    char byte;
+    EXPECT_EQ(read(a_pair.peer, &byte, 1), 0) << ending;  // then our half-close or close
+  }
+}
+
 }  // namespace
 }  // namespace hermod::net
