@@ -61,21 +61,12 @@ bool Loop::EnableIoUring(std::string* error) {
 }
 
 void Loop::PrepareSend(Connection* c) {
-  if (ring_->prepared() == ring_->capacity() || send_arena_used_ + cork_len_ > kSendArenaBytes) {
+  if (sends_.size() == ring_->capacity() || send_arena_used_ + cork_len_ > kSendArenaBytes) {
     SubmitSends();
   }
   char* data = send_arena_.get() + send_arena_used_;
   std::memcpy(data, cork_.get(), cork_len_);
   send_arena_used_ += cork_len_;
-  io_uring_sqe* sqe = ring_->Prepare();
-  sqe->opcode = IORING_OP_SEND;
-  sqe->fd = c->fd_;
-  sqe->addr = reinterpret_cast<uint64_t>(data);
-  sqe->len = static_cast<uint32_t>(cork_len_);
-  // MSG_DONTWAIT: a full socket answers EAGAIN at once, as the direct send does, instead of
-  // the ring waiting for it to drain.
-  sqe->msg_flags = MSG_NOSIGNAL | MSG_DONTWAIT;
-  sqe->user_data = sends_.size();
   sends_.push_back({c, data, cork_len_, 0});
   c->state_ |= Connection::kSendPrepared;
   cork_len_ = 0;
@@ -95,7 +86,11 @@ void Loop::ReadBatch(const epoll_event* events, int n) {
       reads_.push_back({c, nullptr, 0, i});
     }
   }
-  if (reads_.empty()) return;
+  // One read gains nothing from a batch: recv costs the same system call, less work.
+  if (reads_.size() < 2) {
+    reads_.clear();
+    return;
+  }
   const size_t slice = half / reads_.size();
   for (size_t k = 0; k < reads_.size(); ++k) {
     BatchedRead& read = reads_[k];
@@ -130,7 +125,23 @@ bool Loop::TakeBatchedRead(const Connection* c, int event, uint8_t** data, int* 
 
 void Loop::SubmitSends() {
   if (sends_.empty()) return;
-  if (ring_->prepared() != 0) {
+  if (sends_handled_ == 0 && sends_.size() == 1) {
+    // One send gains nothing from a batch: send costs the same system call, less work.
+    PreparedSend& send = sends_[0];
+    const ssize_t n = sys::Send(send.connection->fd_, send.data, send.len, MSG_NOSIGNAL);
+    send.result = n < 0 ? -errno : static_cast<int>(n);
+  } else if (sends_handled_ == 0) {
+    for (size_t i = 0; i < sends_.size(); ++i) {
+      io_uring_sqe* sqe = ring_->Prepare();
+      sqe->opcode = IORING_OP_SEND;
+      sqe->fd = sends_[i].connection->fd_;
+      sqe->addr = reinterpret_cast<uint64_t>(sends_[i].data);
+      sqe->len = static_cast<uint32_t>(sends_[i].len);
+      // MSG_DONTWAIT: a full socket answers EAGAIN at once, as the direct send does,
+      // instead of the ring waiting for it to drain.
+      sqe->msg_flags = MSG_NOSIGNAL | MSG_DONTWAIT;
+      sqe->user_data = i;
+    }
     if (!ring_->SubmitAndWait()) {
       throw std::system_error(errno, std::generic_category(), "io_uring_enter");
     }

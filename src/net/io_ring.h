@@ -27,14 +27,8 @@ class IoRing {
   // errno of the failed io_uring_setup (0 when ok).
   int setup_errno() const { return setup_errno_; }
   unsigned capacity() const { return entries_; }
-  // Prepared, not yet submitted.
-  unsigned prepared() const { return prepared_; }
-
   // The next free entry, zeroed, or null when the ring is full (submit first).
   io_uring_sqe* Prepare();
-  // The prepared entries, to edit before submission (Connection::Close turns its own into
-  // a no-op).
-  io_uring_sqe* prepared_at(unsigned i) { return &sqes_[(sq_tail_ - prepared_ + i) & sq_mask_]; }
   // Submits every prepared entry with one io_uring_enter and waits for all of them. False
   // when the kernel refused the call (errno set); the entries are then dropped.
   bool SubmitAndWait();
