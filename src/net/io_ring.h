@@ -1,4 +1,4 @@
-// A small io_uring (Linux 5.6+) used as a batch of system calls, not as a completion-driven
+// A small io_uring (Linux 5.19+) used as a batch of system calls, not as a completion-driven
 // engine: the loop prepares one non-blocking socket operation per connection (MSG_DONTWAIT,
 // so the kernel answers EAGAIN at once instead of waiting for the socket), submits them all
 // with one io_uring_enter, and reads each result as it would read send's or recv's. Every

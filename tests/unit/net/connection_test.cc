@@ -1125,5 +1125,31 @@ TEST(IoUring, AReplyInTheRingLeavesBeforeAnotherReadOfTheIterationEndsItsConnect
   }
 }
 
+// Batched sends to full sockets answer at once (MSG_DONTWAIT): the loop never waits on a
+// socket, and what a socket did not take is queued and leaves, in order, once it is read.
+TEST(IoUring, RepliesBatchedToFullSocketsAreQueuedAndLeaveInOrder) {
+  Loop loop(0, 64 * 1024);
+  std::string error;
+  ASSERT_TRUE(loop.EnableIoUring(&error)) << error;
+  Pair pairs[2];
+  Scripted* connections[2];
+  size_t filled[2];
+  for (int i = 0; i < 2; ++i) {
+    filled[i] = pairs[i].Fill();
+    connections[i] = new Scripted(loop, pairs[i].server, [](Scripted& self, std::string_view r) {
+      EXPECT_EQ(self.Send(std::string(3000, r[0])), SendStatus::kQueued);
+    });
+  }
+  ASSERT_EQ(write(pairs[0].peer, "a", 1), 1);
+  ASSERT_EQ(write(pairs[1].peer, "b", 1), 1);
+  loop.Run();  // both read in one batch, both replies sent in one batch
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_GT(connections[i]->queued_bytes(), 0u);
+    const std::string received = Drain(loop, pairs[i], *connections[i]);
+    ASSERT_EQ(received.size(), filled[i] + 3000);
+    EXPECT_EQ(received.substr(filled[i]), std::string(3000, i == 0 ? 'a' : 'b'));
+  }
+}
+
 }  // namespace
 }  // namespace hermod::net
