@@ -409,7 +409,8 @@ void Connection::HandleReadable() {
     uint8_t* data = buffer;
     int batched;
     ssize_t n;
-    if (loop_.TakeBatchedRead(this, loop_.event_, &data, &batched)) {
+    // (read_reserved_: only while this iteration has batched reads.)
+    if (loop_.read_reserved_ != 0 && loop_.TakeBatchedRead(this, loop_.event_, &data, &batched)) {
       n = batched < 0 ? -1 : batched;
       again = batched == -EAGAIN || batched == -EINTR;
     } else {

@@ -320,15 +320,14 @@ void Loop::Run() {
     // a timer set after an idle spell would count from a stale tick and fire at once.
     timers_.Advance(now_ms_);
     if (run_posted) mailbox_.RunPosted();
-    ReadBatch(events, n);
+    if (ring_) ReadBatch(events, n);
     for (int i = 0; i < n; ++i) {
       event_ = i;
       static_cast<Pollable*>(events[i].data.ptr)->OnEvents(events[i].events);
     }
     read_reserved_ = 0;
-    reads_.clear();
     if (!paused_.empty() && read_gate_()) ResumePaused();
-    SubmitSends();
+    if (!sends_.empty()) SubmitSends();
     if (flush_head_ != nullptr) {
       const uint64_t now_us = MonotonicUs();
       FlushPending(Behind(n, kMaxEvents, now_us));
