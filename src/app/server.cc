@@ -928,6 +928,10 @@ int Server::Run() {
     auto worker = std::make_unique<Worker>();
     worker->loop = std::make_unique<net::Loop>(static_cast<int>(i), config_.read_buffer_bytes);
     worker->loop->set_max_write_buffer_bytes(config_.websocket.max_write_buffer_bytes);
+    if (std::string error; config_.io_uring && !worker->loop->EnableIoUring(&error)) {
+      spdlog::error("config key io_uring: {}", error);
+      return 1;
+    }
     // Watermarks above the connection's bound act as the bound.
     const uint64_t bound = config_.websocket.max_write_buffer_bytes;
     // A joined message is one frame: with fragment_bytes set, none may pass it.

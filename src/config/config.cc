@@ -214,6 +214,7 @@ std::vector<Field> Fields(Config& c) {
       OneOf("fault_kill_at", &c.fault_kill_at, kFaultPoints),
       {"backlog", &c.backlog, 0, 65535},
       {"read_buffer_bytes", &c.read_buffer_bytes, 4096, uint64_t{64} << 20},
+      {"io_uring", &c.io_uring},
       {"shutdown_timeout_ms", &c.shutdown_timeout_ms, 0, kMaxMs},
       {"http.max_header_bytes", &c.http.max_header_bytes, 256, kMaxBuffer},
       {"http.max_headers", &c.http.max_headers, 1, 10000},

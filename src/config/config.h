@@ -157,6 +157,9 @@ struct Config {
   uint64_t log_flush_timeout_ms = 5000;
   uint64_t backlog = 1024;
   uint64_t read_buffer_bytes = 512 * 1024;  // per loop, not per connection
+  // Plain-TCP replies written in one io_uring submission per loop iteration instead of one
+  // send each (net::Loop::EnableIoUring); TLS connections and queued output are unchanged.
+  bool io_uring = false;
   uint64_t shutdown_timeout_ms = 5000;
 
   struct Http {

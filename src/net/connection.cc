@@ -30,7 +30,7 @@ Connection::Connection(Connection& from)
       fd_(from.fd_),
       ssl_(from.ssl_),
       // What `from` corked (the handshake's answer) leaves first, from the queue taken over.
-      out_((from.SpillCork(), std::move(from.out_))) {
+      out_((from.LandSend(), from.SpillCork(), std::move(from.out_))) {
   state_ = from.state_ & (kWantWrite | kTlsWriteWantsRead | kTlsReadWantsWrite | kReadPaused);
   if (state_ & kReadPaused) std::replace(loop_.paused_.begin(), loop_.paused_.end(), &from, this);
   from.fd_ = -1;
@@ -167,18 +167,28 @@ void Connection::DropCork() {
 
 void Connection::WriteCork() {
   const size_t len = loop_.cork_len_;
-  loop_.cork_len_ = 0;
   ++loop_.stats().writes;
+  if (loop_.ring_) {
+    LandSend();
+    loop_.PrepareSend(this);
+    return;
+  }
+  loop_.cork_len_ = 0;
   ssize_t n = sys::Send(fd_, loop_.cork_.get(), len, MSG_NOSIGNAL);
-  if (n < 0) {
-    if (errno != EAGAIN && errno != EINTR) {
+  CorkWritten(loop_.cork_.get(), len, n < 0 ? -errno : n);
+}
+
+void Connection::CorkWritten(const char* data, size_t len, ssize_t result) {
+  if (result < 0) {
+    if (result != -EAGAIN && result != -EINTR) {
       Close();
       return;
     }
-    n = 0;
+    result = 0;
   }
-  loop_.stats().bytes_written += static_cast<uint64_t>(n);
-  if (static_cast<size_t>(n) == len) {
+  const size_t n = static_cast<size_t>(result);
+  loop_.stats().bytes_written += n;
+  if (n == len) {
     // As a flush that drained the queue: a protocol writing a long answer queues more.
     if (!(state_ & (kDraining | kLingering | kSlow)) && OnDrained() && !(state_ & kClosed)) {
       Flush();
@@ -186,11 +196,11 @@ void Connection::WriteCork() {
     return;
   }
   // The socket is full: the rest waits in the queue, a begun frame as the half-sent item.
-  const char* rest = loop_.cork_.get() + n;
+  const char* rest = data + n;
   if (n == 0) {
     Queue().Append({rest, len});
   } else {
-    Queue().AppendBegun(rest, len - static_cast<size_t>(n));
+    Queue().AppendBegun(rest, len - n);
   }
   Settle();
 }
@@ -299,6 +309,8 @@ void Connection::CloseAfterFlush(uint64_t deadline_ms) {
 }
 
 void Connection::StartLinger() {
+  LandSend();
+  if (state_ & kClosed) return;
   state_ = static_cast<uint16_t>((state_ & ~kDraining) | kLingering);
   out_.reset();
   if (ssl_ != nullptr) SSL_shutdown(ssl_);  // close_notify; the peer's is not awaited
@@ -307,6 +319,7 @@ void Connection::StartLinger() {
 }
 
 void Connection::Close() {
+  LandSend();
   if (state_ & kClosed) return;
   state_ |= kClosed;
   DropCork();
@@ -386,13 +399,23 @@ ssize_t Connection::ReadSome(uint8_t* buffer, size_t size, bool* again) {
 }
 
 void Connection::HandleReadable() {
-  uint8_t* buffer = loop_.read_buffer();
-  const size_t size = loop_.read_buffer_size();
+  // Batched reads (Loop::ReadBatch) hold the buffer's start until the events are handled.
+  uint8_t* buffer = loop_.read_buffer() + loop_.read_reserved_;
+  const size_t size = loop_.read_buffer_size() - loop_.read_reserved_;
   // Plain sockets: one read per event keeps loops fair (epoll is level-triggered). TLS: read
   // until OpenSSL has nothing buffered, since epoll cannot see bytes OpenSSL already holds.
   do {
     bool again;
-    ssize_t n = ReadSome(buffer, size, &again);
+    uint8_t* data = buffer;
+    int batched;
+    ssize_t n;
+    // (read_reserved_: only while this iteration has batched reads.)
+    if (loop_.read_reserved_ != 0 && loop_.TakeBatchedRead(this, loop_.event_, &data, &batched)) {
+      n = batched < 0 ? -1 : batched;
+      again = batched == -EAGAIN || batched == -EINTR;
+    } else {
+      n = ReadSome(buffer, size, &again);
+    }
     if (n > 0) {
       loop_.stats().bytes_read += static_cast<uint64_t>(n);
       if (state_ & kLingering) continue;  // discard until the peer's FIN
@@ -404,7 +427,7 @@ void Connection::HandleReadable() {
         loop_.cork_owner_ = this;
         loop_.cork_join_at_ = Loop::kNoJoin;  // nothing corked yet to join
       }
-      OnData(buffer, static_cast<size_t>(n));
+      OnData(data, static_cast<size_t>(n));
       if (Corked()) {
         loop_.cork_owner_ = nullptr;
         if (loop_.cork_len_ != 0) WriteCork();
@@ -470,6 +493,7 @@ void Connection::Settle() {
 }
 
 void Connection::FlushPlain() {
+  LandSend();
   if (!out_) return;
   // Joining needs two queued items: a lone push, the fan-out's usual case, skips it all.
   if (out_->items() >= 2 && loop_.send_limits().join_max_bytes != 0) {

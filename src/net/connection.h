@@ -29,6 +29,7 @@
 #pragma once
 
 #include <openssl/ssl.h>
+#include <sys/epoll.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -149,9 +150,22 @@ class Connection : public Pollable, public TimerNode {
     kTlsReadWantsWrite = 64,  // SSL_read returned WANT_WRITE: retry the read on writable
     kSlow = 128,              // cut as a slow consumer: no more pushes, only the closing output
     kReadPaused = 256,        // PauseReading: EPOLLIN not registered, in Loop::paused_
+    kSendPrepared = 512,      // io_uring: the cork's send waits in the loop's ring
   };
+  // io_uring: before anything else writes to, shuts or closes the socket, the send this
+  // connection prepared is made and its result handled, so the wire order is unchanged.
+  void LandSend() {
+    if (state_ & kSendPrepared) loop_.SubmitSends();
+  }
 
   void OnEvents(uint32_t events) override;
+  Connection* AsConnection() final { return this; }
+  // Loop::ReadBatch: may this event's read be made in the batch? Plain, readable, not
+  // paused, and not also writable (its flush comes first).
+  bool MayReadInBatch(uint32_t events) const {
+    return ssl_ == nullptr && !(state_ & (kClosed | kReadPaused)) && (events & EPOLLIN) &&
+           !(events & EPOLLOUT);
+  }
   void OnTimer() final;
   void HandleReadable();
   void Flush();  // by the loop, at the end of the iteration
@@ -181,8 +195,11 @@ class Connection : public Pollable, public TimerNode {
   // Moves the corked bytes into the queue and ends the cork: later sends queue behind them.
   [[gnu::noinline]] void SpillCork();
   void DropCork();
-  // Writes the corked bytes with one send; what the socket does not take is queued.
+  // Writes the corked bytes with one send (with io_uring: prepares it in the loop's batch);
+  // what the socket does not take is queued.
   void WriteCork();
+  // The cork's send returned result (bytes, or -errno) for these len bytes.
+  void CorkWritten(const char* data, size_t len, ssize_t result);
   // A queue past a watermark or the bound only because its flush has not come yet (it waits
   // for the iteration's end, or one more while the loop is behind) is no slow reader: before
   // a push tells or cuts for it, the socket is offered what the queue holds, unless it was

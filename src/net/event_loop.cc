@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
+#include <stdexcept>
 #include <system_error>
 
 #include "net/connection.h"
@@ -38,6 +40,124 @@ Loop::Loop(int index, size_t read_buffer_bytes, Clock clock)
   if (!Add(mailbox_.fd(), EPOLLIN, &wakeup_)) {
     throw std::system_error(errno, std::generic_category(), "epoll_ctl add (mailbox)");
   }
+  if (io_uring_by_default_) {
+    std::string error;
+    if (!EnableIoUring(&error)) throw std::runtime_error(error);
+  }
+}
+
+bool Loop::EnableIoUring(std::string* error) {
+  if (ring_) return true;
+  auto ring = std::make_unique<IoRing>(kRingEntries);
+  if (!ring->ok()) {
+    *error = std::string("io_uring: the kernel refused a ring: ") +
+             std::generic_category().message(ring->setup_errno());
+    return false;
+  }
+  ring_ = std::move(ring);
+  send_arena_.reset(new char[kSendArenaBytes]);
+  sends_.reserve(ring_->capacity());
+  return true;
+}
+
+void Loop::PrepareSend(Connection* c) {
+  if (sends_.size() == ring_->capacity() || send_arena_used_ + cork_len_ > kSendArenaBytes) {
+    SubmitSends();
+  }
+  char* data = send_arena_.get() + send_arena_used_;
+  std::memcpy(data, cork_.get(), cork_len_);
+  send_arena_used_ += cork_len_;
+  sends_.push_back({c, data, cork_len_, 0});
+  c->state_ |= Connection::kSendPrepared;
+  cork_len_ = 0;
+}
+
+void Loop::ReadBatch(const epoll_event* events, int n) {
+  reads_.clear();
+  next_read_ = 0;
+  read_reserved_ = 0;
+  if (!ring_ || n == 0) return;
+  SubmitSends();  // the ring holds one kind of batch at a time
+  const size_t half = read_buffer_size_ / 2;
+  const size_t most = std::min<size_t>(ring_->capacity(), half / kMinReadSlice);
+  for (int i = 0; i < n && reads_.size() < most; ++i) {
+    Connection* c = static_cast<Pollable*>(events[i].data.ptr)->AsConnection();
+    if (c != nullptr && c->MayReadInBatch(events[i].events)) {
+      reads_.push_back({c, nullptr, 0, i});
+    }
+  }
+  // One read gains nothing from a batch: recv costs the same system call, less work.
+  if (reads_.size() < 2) {
+    reads_.clear();
+    return;
+  }
+  const size_t slice = half / reads_.size();
+  for (size_t k = 0; k < reads_.size(); ++k) {
+    BatchedRead& read = reads_[k];
+    read.data = read_buffer_.get() + k * slice;
+    io_uring_sqe* sqe = ring_->Prepare();
+    sqe->opcode = IORING_OP_RECV;
+    sqe->fd = read.connection->fd_;
+    sqe->addr = reinterpret_cast<uint64_t>(read.data);
+    sqe->len = static_cast<uint32_t>(std::min<size_t>(slice, UINT32_MAX));
+    sqe->msg_flags = MSG_DONTWAIT;  // an empty socket answers EAGAIN, as recv does
+    sqe->user_data = k;
+  }
+  if (!ring_->SubmitAndWait()) {
+    throw std::system_error(errno, std::generic_category(), "io_uring_enter");
+  }
+  ring_->Reap([this](uint64_t k, int result) { reads_[k].result = result; });
+  read_reserved_ = half;
+}
+
+bool Loop::TakeBatchedRead(const Connection* c, int event, uint8_t** data, int* result) {
+  // Reads of connections closed before their event came are skipped (their bytes are
+  // moot, as unread bytes of a closed socket are).
+  while (next_read_ < reads_.size() && reads_[next_read_].event < event) ++next_read_;
+  if (next_read_ == reads_.size()) return false;
+  const BatchedRead& read = reads_[next_read_];
+  if (read.connection != c || read.event != event) return false;
+  ++next_read_;
+  *data = read.data;
+  *result = read.result;
+  return true;
+}
+
+void Loop::SubmitSends() {
+  if (sends_.empty()) return;
+  if (sends_handled_ == 0 && sends_.size() == 1) {
+    // One send gains nothing from a batch: send costs the same system call, less work.
+    PreparedSend& send = sends_[0];
+    const ssize_t n = sys::Send(send.connection->fd_, send.data, send.len, MSG_NOSIGNAL);
+    send.result = n < 0 ? -errno : static_cast<int>(n);
+  } else if (sends_handled_ == 0) {
+    for (size_t i = 0; i < sends_.size(); ++i) {
+      io_uring_sqe* sqe = ring_->Prepare();
+      sqe->opcode = IORING_OP_SEND;
+      sqe->fd = sends_[i].connection->fd_;
+      sqe->addr = reinterpret_cast<uint64_t>(sends_[i].data);
+      sqe->len = static_cast<uint32_t>(sends_[i].len);
+      // MSG_DONTWAIT: a full socket answers EAGAIN at once, as the direct send does,
+      // instead of the ring waiting for it to drain.
+      sqe->msg_flags = MSG_NOSIGNAL | MSG_DONTWAIT;
+      sqe->user_data = i;
+    }
+    if (!ring_->SubmitAndWait()) {
+      throw std::system_error(errno, std::generic_category(), "io_uring_enter");
+    }
+    ring_->Reap([this](uint64_t i, int result) { sends_[i].result = result; });
+  }
+  // In ring order. A result's handling that writes to another connection whose result
+  // waits (a cut that tells another) comes back here and handles the rest first; handling
+  // never prepares a send (only a read's cork does), so the list and the arena hold still.
+  while (sends_handled_ < sends_.size()) {
+    const PreparedSend send = sends_[sends_handled_++];
+    send.connection->state_ &= ~Connection::kSendPrepared;
+    send.connection->CorkWritten(send.data, send.len, send.result);
+  }
+  sends_.clear();
+  sends_handled_ = 0;
+  send_arena_used_ = 0;
 }
 
 Loop::~Loop() {
@@ -200,10 +320,14 @@ void Loop::Run() {
     // a timer set after an idle spell would count from a stale tick and fire at once.
     timers_.Advance(now_ms_);
     if (run_posted) mailbox_.RunPosted();
+    if (ring_) ReadBatch(events, n);
     for (int i = 0; i < n; ++i) {
+      event_ = i;
       static_cast<Pollable*>(events[i].data.ptr)->OnEvents(events[i].events);
     }
+    read_reserved_ = 0;
     if (!paused_.empty() && read_gate_()) ResumePaused();
+    if (!sends_.empty()) SubmitSends();
     if (flush_head_ != nullptr) {
       const uint64_t now_us = MonotonicUs();
       FlushPending(Behind(n, kMaxEvents, now_us));

@@ -10,14 +10,18 @@
 // connections closed during the iteration.
 #pragma once
 
+#include <sys/epoll.h>
+
 #include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
+#include "net/io_ring.h"
 #include "net/mailbox.h"
 #include "net/timer_wheel.h"
 #include "stats/reasons.h"
@@ -31,6 +35,8 @@ class Pollable {
  public:
   virtual ~Pollable() = default;
   virtual void OnEvents(uint32_t events) = 0;
+  // The connection behind this, if it is one (batched reads).
+  virtual Connection* AsConnection() { return nullptr; }
 };
 
 // Counters one loop keeps; read by the metrics room through the mailbox.
@@ -151,6 +157,22 @@ class Loop {
   static constexpr uint64_t kBehindUs = 1000;
   void set_behind_threshold_us(uint64_t us) { behind_us_ = us; }
 
+  // Batched I/O (config io_uring, net/io_ring.h). Reads: the plain connections epoll found
+  // readable are read with one system call before the events are handled, each into its
+  // own slice of the first half of the read buffer (the rest serves the other reads).
+  // Writes: the direct path's sends (a read's replies) are prepared in the ring and
+  // submitted together, with one system call, before the iteration's flushes. Bytes reach
+  // each socket in the order they would without it: any other write, shutdown or close of a
+  // connection whose send is prepared submits the batch first. False (and error set) when
+  // the kernel refuses io_uring; the loop then reads and writes as before. Call before Run.
+  bool EnableIoUring(std::string* error);
+  bool io_uring() const { return ring_ != nullptr; }
+  // For the net unit tests' second run (HERMOD_TEST_IO_URING): loops made after this call
+  // start with io_uring on.
+  static void EnableIoUringByDefault(bool on) { io_uring_by_default_ = on; }
+  // Submits the prepared sends and hands each result to its connection.
+  void SubmitSends();
+
   // Connection bookkeeping (called by Connection).
   void Attach(Connection* c);
   void Detach(Connection* c);
@@ -232,6 +254,42 @@ class Loop {
   size_t cork_join_head_ = 0;
   size_t cork_join_messages_ = 0;
   std::vector<Connection*> graveyard_;
+  // Batched writes: copies of the corked bytes of each prepared send (valid until its
+  // result is handled), and the sends in ring order.
+  struct PreparedSend {
+    Connection* connection;
+    const char* data;
+    size_t len;
+    int result;  // send's: bytes, or -errno
+  };
+  // A batched read: the result (bytes, or -errno) of a recv into data, handed to the
+  // connection when its event is handled.
+  struct BatchedRead {
+    Connection* connection;
+    uint8_t* data;
+    int result;
+    int event;  // its index in the iteration's events
+  };
+  // Reads the plain readable connections among events with one submission.
+  void ReadBatch(const epoll_event* events, int n);
+  // The batched read of c for the event being handled, if there is one.
+  bool TakeBatchedRead(const Connection* c, int event, uint8_t** data, int* result);
+  int event_ = -1;  // the index of the event being handled
+  static constexpr size_t kSendArenaBytes = 16 * kCorkBytes;
+  // A batched read's slice is at least this (fewer connections are batched when many are
+  // ready: the others read as before, with no slice).
+  static constexpr size_t kMinReadSlice = 2 * 1024;
+  std::vector<BatchedRead> reads_;
+  size_t next_read_ = 0;      // the next of reads_ to hand over, in event order
+  size_t read_reserved_ = 0;  // bytes at the read buffer's start holding batched reads
+  static constexpr unsigned kRingEntries = 256;
+  static inline bool io_uring_by_default_ = false;
+  void PrepareSend(Connection* c);
+  std::unique_ptr<IoRing> ring_;
+  std::unique_ptr<char[]> send_arena_;
+  size_t send_arena_used_ = 0;
+  std::vector<PreparedSend> sends_;
+  size_t sends_handled_ = 0;
   void ResumePaused();
   std::function<bool()> read_gate_;
   std::vector<Connection*> paused_;  // read-paused, open connections

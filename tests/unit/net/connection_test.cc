@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -18,6 +19,14 @@
 
 namespace hermod::net {
 namespace {
+
+// ctest's unit_net.io_uring runs every net test again with the loops' writes batched
+// through io_uring (Loop::EnableIoUring): each behaviour below holds in both modes.
+const bool kIoUringRun = [] {
+  const char* on = std::getenv("HERMOD_TEST_IO_URING");
+  Loop::EnableIoUringByDefault(on != nullptr && std::string_view(on) == "1");
+  return true;
+}();
 
 // Records what it reads; with pause_after_first, pauses its reads after the first byte (a
 // publisher while a store's writer is behind).
@@ -1078,6 +1087,68 @@ TEST(DirectWrite, AReplyOverTheCorkOrTheBoundGoesThroughTheQueue) {
   ASSERT_EQ(write(pair.peer, "x", 1), 1);
   loop.Run();
   ASSERT_TRUE(Drain(loop, pair, *c) == "small" + big + "after");
+}
+
+// Batched I/O (Loop::EnableIoUring): the two reads of an iteration go in one batch, each into
+// its own slice of the read buffer, and a reply waiting in the ring leaves before anything
+// else touches its socket, even when a later read of the same iteration ends its connection.
+TEST(IoUring, AReplyInTheRingLeavesBeforeAnotherReadOfTheIterationEndsItsConnection) {
+  for (const std::string ending : {"close after flush", "close"}) {
+    Loop loop(0, 64 * 1024);
+    std::string error;
+    ASSERT_TRUE(loop.EnableIoUring(&error)) << error;
+    Pair a_pair;
+    Pair b_pair;
+    bool a_replied = false;
+    auto* a = new Scripted(loop, a_pair.server, [&](Scripted& self, std::string_view request) {
+      EXPECT_EQ(request, "to a");
+      EXPECT_EQ(self.Send("reply"), SendStatus::kQueued);
+      a_replied = true;
+    });
+    new Scripted(loop, b_pair.server, [&](Scripted&, std::string_view request) {
+      EXPECT_EQ(request, ending);
+      // epoll reports sockets in the order they became readable: a's read came first.
+      EXPECT_TRUE(a_replied);
+      if (ending == "close") {
+        a->Close();
+      } else {
+        a->CloseAfterFlush();
+      }
+    });
+    ASSERT_EQ(write(a_pair.peer, "to a", 4), 4);
+    ASSERT_EQ(write(b_pair.peer, ending.data(), ending.size()),
+              static_cast<ssize_t>(ending.size()));
+    loop.Run();
+    EXPECT_EQ(a_pair.ReadPeer(), "reply") << ending;
+    char byte;
+    EXPECT_EQ(read(a_pair.peer, &byte, 1), 0) << ending;  // then our half-close or close
+  }
+}
+
+// Batched sends to full sockets answer at once (MSG_DONTWAIT): the loop never waits on a
+// socket, and what a socket did not take is queued and leaves, in order, once it is read.
+TEST(IoUring, RepliesBatchedToFullSocketsAreQueuedAndLeaveInOrder) {
+  Loop loop(0, 64 * 1024);
+  std::string error;
+  ASSERT_TRUE(loop.EnableIoUring(&error)) << error;
+  Pair pairs[2];
+  Scripted* connections[2];
+  size_t filled[2];
+  for (int i = 0; i < 2; ++i) {
+    filled[i] = pairs[i].Fill();
+    connections[i] = new Scripted(loop, pairs[i].server, [](Scripted& self, std::string_view r) {
+      EXPECT_EQ(self.Send(std::string(3000, r[0])), SendStatus::kQueued);
+    });
+  }
+  ASSERT_EQ(write(pairs[0].peer, "a", 1), 1);
+  ASSERT_EQ(write(pairs[1].peer, "b", 1), 1);
+  loop.Run();  // both read in one batch, both replies sent in one batch
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_GT(connections[i]->queued_bytes(), 0u);
+    const std::string received = Drain(loop, pairs[i], *connections[i]);
+    ASSERT_EQ(received.size(), filled[i] + 3000);
+    EXPECT_EQ(received.substr(filled[i]), std::string(3000, i == 0 ? 'a' : 'b'));
+  }
 }
 
 }  // namespace
