@@ -91,6 +91,33 @@ void NatsBroker::OnMessage(natsConnection*, natsSubscription*, natsMsg* msg, voi
   broker->Release(msg);  // counted by scope: Stop destroys what is left once it is over
 }
 
+void NatsBroker::TellDropped(natsSubscription* sub) {
+  const char* subject = sub != nullptr ? natsSubscription_GetSubject(sub) : nullptr;
+  const std::string_view prefix = "ch.";
+  std::string_view token = subject != nullptr ? std::string_view(subject) : std::string_view();
+  if (token.size() > options_.prefix.size() + 1 + prefix.size()) {
+    token.remove_prefix(options_.prefix.size() + 1 + prefix.size());
+    if (std::optional<std::string> channel = ChannelOfToken(token)) {
+      hub_.TellMissed(*channel);
+      return;
+    }
+  }
+  TellEveryWanted();  // a hashed subject (a channel name past 1000 bytes) names no channel
+}
+
+void NatsBroker::TellEveryWanted() {
+  std::vector<std::string> channels;
+  {
+    std::lock_guard lock(interest_mutex_);
+    channels.assign(wanted_.begin(), wanted_.end());
+  }
+  spdlog::warn(
+      "broker: publications from other nodes missed; the subscribers of {} channels "
+      "are told to recover",
+      channels.size());
+  for (const std::string& channel : channels) hub_.TellMissed(channel);
+}
+
 void NatsBroker::Release(natsMsg* msg) {
   std::vector<natsMsg*> batch;
   {
@@ -138,6 +165,9 @@ void NatsBroker::OnConnectionEvent(natsConnection* nc, void* self) {
     spdlog::info("broker: connected to NATS at {} (max_payload {})", broker->options_.url,
                  broker->max_payload());
     broker->link_.OnConnected();
+    // Core NATS keeps nothing for a disconnected client: what other nodes published while
+    // this one was away is gone, so every subscriber of a channel held here is told.
+    if (broker->was_connected_.exchange(true)) broker->TellEveryWanted();
   } else {
     spdlog::warn("broker: disconnected from NATS at {}; reconnecting every {} ms",
                  broker->options_.url, broker->options_.reconnect_wait_ms);
@@ -177,7 +207,8 @@ void NatsBroker::Done() {
   done_.notify_all();
 }
 
-void NatsBroker::OnAsyncError(natsConnection*, natsSubscription*, natsStatus status, void* self) {
+void NatsBroker::OnAsyncError(natsConnection*, natsSubscription* sub, natsStatus status,
+                              void* self) {
   auto* broker = static_cast<NatsBroker*>(self);
   CallbackScope scope(broker->in_callback_, broker->closing_);
   if (!scope.live()) return;
@@ -185,6 +216,7 @@ void NatsBroker::OnAsyncError(natsConnection*, natsSubscription*, natsStatus sta
     broker->link_.CountDropped(ReceiveDrop::kSlowConsumer);
     spdlog::warn("broker: received messages dropped past nats.receive_queue_bytes ({})",
                  broker->options_.receive_queue_bytes);
+    broker->TellDropped(sub);
   } else {
     spdlog::warn("broker: NATS error: {}", natsStatus_GetText(status));
   }
@@ -240,6 +272,7 @@ bool NatsBroker::Start(std::string* error) {
       LearnMaxPayload(connection_);
       spdlog::info("broker: connected to NATS at {} (max_payload {})", options_.url, max_payload());
       link_.OnConnected();
+      was_connected_ = true;
     } else {
       spdlog::warn("broker: NATS at {} not reachable yet; retrying every {} ms", options_.url,
                    options_.reconnect_wait_ms);
@@ -529,9 +562,15 @@ void NatsBroker::Receive(std::string_view bytes) {
       effective->publish_rate_limit = 0;  // limited on the node it was published on
       request.options = &*effective;
     }
-    hub_.Publish(std::move(request)).refusal != core::Hub::Refusal::kNone
-        ? link_.CountDropped(ReceiveDrop::kRefused)
-        : link_.CountIn(m.kind);
+    const core::Hub::Refusal refusal = hub_.Publish(std::move(request)).refusal;
+    if (refusal == core::Hub::Refusal::kNone || refusal == core::Hub::Refusal::kPending) {
+      link_.CountIn(m.kind);
+    } else {
+      // Its publisher was answered on its own node: this node's subscribers (a loop over
+      // its inbox budget) are told they missed it, never left with a silent gap.
+      link_.CountDropped(ReceiveDrop::kRefused);
+      hub_.TellMissed(m.channel);
+    }
   } else {
     hub_.JoinLeaveFromBroker(m.channel, *options, m.kind == core::BrokerMessageKind::kJoin, m.info);
     link_.CountIn(m.kind);

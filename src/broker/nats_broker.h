@@ -143,6 +143,11 @@ class NatsBroker final : public core::Broker {
   static void OnSubscriptionDone(void* self);
   // Registers sub's completion callback, counted until it runs.
   void Track(natsSubscription* sub);
+  // Messages for sub's channel were dropped (libnats's slow consumer): its subscribers here
+  // are told. Every channel held when the subject names none.
+  void TellDropped(natsSubscription* sub);
+  // After a reconnect: every subscriber of every channel held here is told it missed some.
+  void TellEveryWanted();
   // The last touch of this broker by a libnats thread: one of the counted calls is over.
   void Done();
   // On a delivery thread: msg is handled; destroyed with the others of its batch.
@@ -179,6 +184,7 @@ class NatsBroker final : public core::Broker {
   // Callbacks in progress, and whether they must do nothing (Stop waits for the count).
   std::atomic<int> in_callback_{0};
   std::atomic<bool> closing_{false};
+  std::atomic<bool> was_connected_{false};  // a connected event after the first is a reconnect
   // libnats's calls still to come, which Stop waits for: one closed callback per connection
   // made, one completion per subscription (done_mutex_ guards the count).
   std::mutex done_mutex_;

@@ -179,6 +179,13 @@ class ClusterTest(h.HermodTestCase):
 
         self.nats = NatsServer(port).start()
         self.wait_connected(a, b)
+        # What node A published while NATS was gone never reached node B: B's subscriber is
+        # told (unsubscribe 2500) once B is back, not left with a silent gap; it resubscribes
+        # as the SDK does.
+        told = on_b.wait(lambda m: m.get("push", {}).get("channel") == "news"
+                         and "unsubscribe" in m.get("push", {}))
+        self.assertEqual(told["push"]["unsubscribe"]["code"], 2500, told)
+        self.assertNotIn("error", on_b.call("subscribe", {"channel": "news"}))
         wait_for("breaker closed", lambda: metric(a.port, "hermod_circuit_breaker_state",
                                                   'name="broker"') == 0)
         wait_for("/health healthy", lambda: json.loads(get(a.port, "/health"))["level"]
@@ -307,6 +314,38 @@ class ClusterTest(h.HermodTestCase):
         watcher.wait_for({("leave", i) for _, i in joiners})
         self.assertLess(watcher.messages, 10, watcher.events)
         self.assertEqual(len(watcher.events), 10, watcher.events)
+
+    def test_a_received_publication_refused_past_the_inbox_budget_is_told(self):
+        """Node B's loop refuses what it receives while over send_queue.inbox_budget_bytes
+        (publications posted to it and not yet delivered). Node A answered the publisher, so
+        B's subscriber must be told (unsubscribe 2500) where its stream has the gap, never
+        left with a silent one: what it gets is gap-free up to the tell."""
+        a = self.node()
+        b = self.node(send_queue={"inbox_budget_bytes": 1024})
+        self.wait_connected(a, b)
+        on_b = self.client(b, "burst")
+        self.first_cross_node(a, on_b, "burst", "warmup")
+        on_b.forget()
+        blob = "x" * 4096
+        sent, deadline = 0, time.monotonic() + DEADLINE_S
+        # Bursts of 4 KiB publications, each posted to B's loop before it drains the last,
+        # until B has refused one (bounded by the deadline).
+        while metric(b.port, "hermod_broker_received_dropped_total", 'reason="refused"') == 0:
+            self.assertLess(time.monotonic(), deadline, "node B refused nothing")
+            commands = [{"publish": {"channel": "burst", "data": {"n": sent + i, "blob": blob}}}
+                        for i in range(50)]
+            replies = api(a.port, "batch", {"parallel": True, "commands": commands})["replies"]
+            self.assertTrue(all("error" not in r for r in replies), replies[:3])
+            sent += len(commands)
+        got = []
+        while True:
+            push = on_b.wait(lambda m: m.get("push", {}).get("channel") == "burst")["push"]
+            if "unsubscribe" in push:
+                self.assertEqual(push["unsubscribe"]["code"], 2500, push)
+                break
+            got.append(push["pub"]["data"]["n"])
+            self.assertLess(len(got), sent, "every publication delivered, yet one was refused")
+        self.assertEqual(got, list(range(len(got))))
 
     def test_received_publications_are_not_rate_limited_again(self):
         """publish_rate_limit is applied on the node a publication is made on: node B, whose
