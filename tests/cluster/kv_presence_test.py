@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import hermod_harness as h  # noqa: E402
 from guard_client import SECRET, Client, jwt  # noqa: E402
-from nats_harness import NatsServer, api, get, metric, wait_for  # noqa: E402
+from nats_harness import DEADLINE_S, NatsServer, api, get, metric, wait_for  # noqa: E402
 
 TTL_S = 2.0
 CHANNEL = "room.1 *"  # not a NATS token: escaped into the bucket's keys
@@ -144,6 +144,11 @@ class PresenceClusterTest(h.HermodTestCase):
             a.port, "hermod_store_presence_pending_deletes") == 1)
 
         self.nats.start()  # the same port and store directory
+        # Back on NATS, node B tells its subscribers they may have missed publications from
+        # other nodes (unsubscribe 2500); bob resubscribes, as the SDK does.
+        told = bob.wait(lambda m: "unsubscribe" in m.get("push", {}), timeout=DEADLINE_S)
+        self.assertEqual(told["push"]["unsubscribe"]["code"], 2500, told)
+        bob.subscribe(CHANNEL)
 
         def only_bob():
             answer = api(b.port, "presence", {"channel": CHANNEL})  # an error until B is back
