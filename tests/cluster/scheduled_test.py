@@ -170,12 +170,10 @@ class ScheduledClusterTest(h.HermodTestCase):
         os.kill(server.pid, signal.SIGSTOP)
         self.addCleanup(lambda: server.running() and os.kill(server.pid, signal.SIGCONT))
 
-    def test_a_repeated_firing_without_history_reaches_a_subscriber_once(self):
-        """No history: node K publishes a firing and is killed before forgetting it
-        (fault_kill_at) while node S, whose client subscribes, is stopped (so K alone claims
-        it). S, resumed, delivers the first (its key came with it over NATS); once K's claim
-        expires S fires it again, and drops that repeat before fan-out (counted): the
-        subscriber gets it once."""
+    def first_firing_delivered_by_a_killed_node(self):
+        """Node K publishes a firing to "job" (no history) and is killed before forgetting
+        it, while node S, whose client subscribes, is stopped (so K alone claims it); S,
+        resumed, delivers that first firing. (config, S, S's subscriber)."""
         cfg = self.no_history_config()
         s = self.start_server(cfg, workers=1, echo=False)
         sub = self.subscriber(s, "job")
@@ -188,6 +186,15 @@ class ScheduledClusterTest(h.HermodTestCase):
         self.assertEqual(k.wait_exit(), -signal.SIGKILL)
         os.kill(s.pid, signal.SIGCONT)
         self.assertEqual(sub.next_publication("job", timeout=10)["data"], {"run": 1})
+        return cfg, s, sub
+
+    def test_a_repeated_firing_without_history_reaches_a_subscriber_once(self):
+        """No history: node K publishes a firing and is killed before forgetting it
+        (fault_kill_at) while node S, whose client subscribes, is stopped (so K alone claims
+        it). S, resumed, delivers the first (its key came with it over NATS); once K's claim
+        expires S fires it again, and drops that repeat before fan-out (counted): the
+        subscriber gets it once."""
+        _, s, sub = self.first_firing_delivered_by_a_killed_node()
         wait_for("S fired the repeat",
                  lambda: fired(s.port) == 1 and
                  api(s.port, "scheduled", {})["result"]["scheduled"] == [])
@@ -198,18 +205,7 @@ class ScheduledClusterTest(h.HermodTestCase):
         """The same crash, but the repeat comes from K restarted while S is stopped again:
         S, resumed, finds the key of the firing it delivered on the repeat K sent, and drops
         it (counted): the subscriber gets it once."""
-        cfg = self.no_history_config()
-        s = self.start_server(cfg, workers=1, echo=False)
-        sub = self.subscriber(s, "job")
-        k = h.Hermod(h.HERMOD, dict(cfg, fault_kill_at="scheduled_published"), workers=1,
-                     echo=False)
-        self.addCleanup(k.cleanup)
-        k.start()
-        self.stopped(s)
-        api(k.port, "publish", {"channel": "job", "data": {"run": 1}, "delay": "300ms"})
-        self.assertEqual(k.wait_exit(), -signal.SIGKILL)
-        os.kill(s.pid, signal.SIGCONT)
-        self.assertEqual(sub.next_publication("job", timeout=10)["data"], {"run": 1})
+        cfg, s, sub = self.first_firing_delivered_by_a_killed_node()
         # Stopped again before K's claim expires: the restarted K fires the repeat.
         os.kill(s.pid, signal.SIGSTOP)
         k2 = self.start_server(cfg, workers=1, echo=False)
