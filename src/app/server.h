@@ -43,7 +43,7 @@
 namespace hermod::store {
 class NatsHistoryStore;
 class NatsIdempotencyStore;
-}
+}  // namespace hermod::store
 
 namespace hermod::app {
 
