@@ -234,6 +234,9 @@ class NatsInboxStore final : public MemoryInboxStore {
   // and each past the top this node knew. More than read_through_max: this node's copy.
   void ReadThrough(std::string_view channel, const std::vector<uint64_t>& offsets) override {
     if (options_.read_through_max == 0) return;
+    // NATS known to be away: this node's copy answers at once, not after a read's timeout
+    // on the calling loop.
+    if (natsConnection_Status(nc_) != NATS_CONN_STATUS_CONNECTED) return;
     std::vector<uint64_t> read = offsets;
     std::set<std::string> told;
     if (read.empty()) {
