@@ -6,6 +6,7 @@
 #include "core/loop_channels.h"
 #include "core/schedule_store.h"
 #include "store/epoch.h"
+#include "store/memory_idempotency.h"
 
 namespace hermod::store {
 
@@ -1081,48 +1082,50 @@ struct NatsIdempotencyStore::Shared {
 
 namespace {
 
-// One channel's fire keys (key -> first position, expiry), under its shard lock.
+// One channel's fire keys, under its shard lock: the memory engine's keys (the map, its
+// expiry and pruning), with the node-wide bound and the counts around them.
 class FireKeys final : public core::IdempotencyStore::Keys {
  public:
   using Shared = std::shared_ptr<NatsIdempotencyStore::Shared>;
-  explicit FireKeys(Shared shared) : shared_(std::move(shared)) {}
-  ~FireKeys() override { shared_->kept.fetch_sub(keys_.size(), std::memory_order_relaxed); }
+  explicit FireKeys(Shared shared)
+      : shared_(std::move(shared)), keys_(MemoryIdempotencyStore().Open({})) {}
+  ~FireKeys() override { shared_->kept.fetch_sub(keys_->size(), std::memory_order_relaxed); }
 
   std::optional<core::StreamPosition> Find(std::string_view key, uint64_t now_ms) override {
-    if (keys_.empty()) return std::nullopt;
-    auto it = keys_.find(std::string(key));
-    if (it == keys_.end() || it->second.second <= now_ms) return std::nullopt;
-    shared_->repeats.fetch_add(1, std::memory_order_relaxed);
-    return it->second.first;
+    if (keys_->empty()) return std::nullopt;
+    std::optional<core::StreamPosition> seen = keys_->Find(key, now_ms);
+    if (seen) shared_->repeats.fetch_add(1, std::memory_order_relaxed);
+    return seen;
   }
   void Put(std::string_view key, const core::StreamPosition& position, uint64_t now_ms,
            uint64_t expires_ms) override {
     if (!core::IsFireKey(key)) return;
-    if (keys_.size() >= kPruneAt) Expire(now_ms);
-    auto it = keys_.find(std::string(key));
-    if (it != keys_.end()) {
-      it->second = {position, expires_ms};
-      return;
-    }
-    // Reserved before it is added, so that loops putting at once never pass the bound.
-    if (shared_->kept.fetch_add(1, std::memory_order_relaxed) >= shared_->max) {
+    const bool known = keys_->Find(key, now_ms).has_value();
+    // A new key's room is reserved before it is added, so that loops putting at once never
+    // pass the bound.
+    if (!known && shared_->kept.fetch_add(1, std::memory_order_relaxed) >= shared_->max) {
       shared_->kept.fetch_sub(1, std::memory_order_relaxed);
       shared_->unkept.fetch_add(1, std::memory_order_relaxed);
       return;
     }
-    keys_.emplace(std::string(key), std::make_pair(position, expires_ms));
+    const size_t before = keys_->size();
+    keys_->Put(key, position, now_ms, expires_ms);  // may prune expired ones first
+    Settle(before, known ? 0 : 1);
   }
   void Expire(uint64_t now_ms) override {
-    const size_t erased =
-        std::erase_if(keys_, [now_ms](const auto& e) { return e.second.second <= now_ms; });
-    shared_->kept.fetch_sub(erased, std::memory_order_relaxed);
+    const size_t before = keys_->size();
+    keys_->Expire(now_ms);
+    Settle(before, 0);
   }
-  size_t size() const override { return keys_.size(); }
+  size_t size() const override { return keys_->size(); }
 
  private:
-  static constexpr size_t kPruneAt = 1024;  // keys of one channel before a Put prunes
+  // kept follows the keys' count: what changed since before, less what was reserved.
+  void Settle(size_t before, size_t reserved) {
+    shared_->kept.fetch_add(keys_->size() - before - reserved, std::memory_order_relaxed);
+  }
   Shared shared_;
-  std::unordered_map<std::string, std::pair<core::StreamPosition, uint64_t>> keys_;
+  std::unique_ptr<core::IdempotencyStore::Keys> keys_;
 };
 
 }  // namespace
