@@ -149,10 +149,13 @@ void RunWriter(std::shared_ptr<LogOutput> out, std::string logger) {
   std::string lines;
   uint64_t dropped = 0;
   while (out->buffer.Take(lines, dropped)) {
+    const size_t taken = lines.size();
+    // How many the output missed, after the lines logged before, and stamped now, as they
+    // are taken: lines logged while this write waits for a slow reader come after it, in
+    // time order.
+    if (dropped > 0) lines += DroppedNotice(*out, logger, dropped);
     WriteAll(out->fd, lines);
-    // Once the output takes lines again: how many it missed, after the lines logged before.
-    if (dropped > 0) WriteAll(out->fd, DroppedNotice(*out, logger, dropped));
-    out->buffer.MarkWritten(lines.size());
+    out->buffer.MarkWritten(taken);
   }
   std::lock_guard lock(out->done_mu);
   out->done = true;
