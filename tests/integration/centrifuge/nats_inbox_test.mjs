@@ -134,7 +134,7 @@ test('inbox: after node A is killed, node B delivers the unacked again and never
   const got = [];
   client.on('publication', (ctx) => {
     if (ctx.channel !== 'inbox:#42') return;
-    got.push({ offset: Number(ctx.offset), n: ctx.data.n,
+    got.push({ offset: Number(ctx.offset), n: ctx.data?.n,
                delivery: Number(ctx.tags?.['hermod-delivery']), connection });
   });
   const data = new Map();  // offset -> n, as the API answered
