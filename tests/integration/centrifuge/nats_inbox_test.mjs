@@ -3,9 +3,10 @@
 // hermod nodes A, B, C sharing an inbox namespace (user_subscribe_to_personal into "inbox",
 // a short ack_timeout).
 // - Inboxes: user 42's SDK client reaches node A through a TCP proxy the test controls, gets
-//   N publications made through node C's API and acks some of them (hermod.ack). Node A is
-//   killed; more are published while the user is away; the proxy sends the SDK's reconnect
-//   to node B. There every unacked publication arrives again with its offset and data and a
+//   N publications made through node C's API (half stored while the user was offline), and
+//   their redelivery by A after ack_timeout, then acks some of them (hermod.ack). Node A is
+//   killed as soon as the acks are answered; more are published while the user is away; the
+//   proxy sends the SDK's reconnect to node B. There every unacked publication arrives again with its offset and data and a
 //   higher delivery count, every new one arrives, no acked one ever does, and acking the
 //   rest on B acks exactly those.
 // - Scheduled delivery: a publication scheduled through node A a few seconds ahead; A is
