@@ -48,6 +48,23 @@ bool HasObsFold(const uint8_t* p, size_t n, bool after_line) {
   return false;
 }
 
+// True when p starts with a request line whose version is well formed, "HTTP/" DIGIT "."
+// DIGIT (RFC 9112 §2.3), with a major version other than 1. Beast refuses every version but
+// 1.0 and 1.1 alike; RFC 9110 §15.6.6 gives another major version its own status, 505, so a
+// client speaking HTTP/2 with prior knowledge (or HTTP/0.9) learns why, not just "bad".
+bool NamesAnotherMajorVersion(const uint8_t* p, size_t n) {
+  std::string_view text(reinterpret_cast<const char*>(p), n);
+  size_t end = text.find("\r\n");
+  if (end == std::string_view::npos) return false;
+  std::string_view line = text.substr(0, end);
+  size_t space = line.rfind(' ');
+  if (space == std::string_view::npos) return false;
+  std::string_view version = line.substr(space + 1);
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  return version.size() == 8 && version.starts_with("HTTP/") && digit(version[5]) &&
+         version[6] == '.' && digit(version[7]) && version[5] != '1';
+}
+
 }  // namespace
 
 std::string_view RejectionName(Rejection r) {
@@ -70,6 +87,8 @@ std::string_view RejectionName(Rejection r) {
       return "host";
     case Rejection::kUnsupportedCoding:
       return "unsupported_coding";
+    case Rejection::kVersion:
+      return "version";
     case Rejection::kHeaderTooLarge:
       return "header_too_large";
     case Rejection::kTooManyHeaders:
@@ -260,6 +279,7 @@ RequestParser::Status RequestParser::Parse(const uint8_t* data, size_t len, size
     }
     if (*consumed == len) return Status::kNeedMore;
   }
+  size_t line_start = *consumed;
   if (!impl_->is_header_done() && HasObsFold(data + *consumed, len - *consumed, impl_->started)) {
     error_status_ = 400;
     rejection_ = Rejection::kObsFold;
@@ -285,7 +305,11 @@ RequestParser::Status RequestParser::Parse(const uint8_t* data, size_t len, size
         rejection_ = Rejection::kBodyTooLarge;
       } else {
         error_status_ = 400;
-        if (ec == bhttp::error::bad_content_length) {
+        if (ec == bhttp::error::bad_version &&
+            NamesAnotherMajorVersion(data + line_start, len - line_start)) {
+          error_status_ = 505;
+          rejection_ = Rejection::kVersion;
+        } else if (ec == bhttp::error::bad_content_length) {
           rejection_ = Rejection::kContentLength;
         } else if (ec == bhttp::error::bad_transfer_encoding) {
           rejection_ = Rejection::kTransferEncoding;

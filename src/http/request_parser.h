@@ -1,7 +1,7 @@
 // HTTP/1.1 request parsing with Boost.Beast's parser (the state machine only: no Asio, no
 // Beast streams; bytes come from our loop's buffers). Beast enforces the header and body
 // size limits; this class adds the header count limit and maps every failure to the status
-// the client receives: 400, 413, 431 or 501.
+// the client receives: 400, 413, 431, 501 or 505.
 //
 // Message framing is where request smuggling lives (RFC 9112 §6, §11.2): when two parsers on
 // the path disagree about where a request ends, the remainder of one becomes a second request
@@ -47,6 +47,7 @@ enum class Rejection : uint8_t {
   kChunk,              // 400: bad chunk size, extension or chunk end
   kHost,               // 400: HTTP/1.1 without Host, or more than one Host
   kUnsupportedCoding,  // 501: a transfer coding other than chunked
+  kVersion,            // 505: an HTTP major version other than 1 (HTTP/2.0, HTTP/0.9, ...)
   kHeaderTooLarge,     // 431
   kTooManyHeaders,     // 431
   kBodyTooLarge,       // 413
@@ -70,7 +71,7 @@ class RequestParser {
   // unconsumed bytes plus more. kDone: request() is complete; bytes after it belong to the
   // next request (pipelining) or to the upgraded protocol.
   Status Parse(const uint8_t* data, size_t len, size_t* consumed);
-  // After kError: 400, 413, 431 or 501, and why.
+  // After kError: 400, 413, 431, 501 or 505, and why.
   int error_status() const { return error_status_; }
   Rejection rejection() const { return rejection_; }
   Request& request();

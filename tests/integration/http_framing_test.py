@@ -161,6 +161,21 @@ class FramingTest(h.HermodTestCase):
         self.assertEqual(after["host"] - before["host"], 2)
         self.wait_log("refused with 400 (te_with_content_length)")
 
+    def test_another_http_version_gets_505_and_an_unknown_coding_501_named_in_the_status_line(self):
+        # RFC 9110 §15.6.6 and §15.6.2: each with its own status and reason phrase.
+        before = self.scrape()
+        for line in (b"GET /health HTTP/2.0", b"PRI * HTTP/2.0", b"GET /health HTTP/0.9"):
+            with self.subTest(line):
+                response = self.refused_once(line + b"\r\nHost: a\r\n\r\n", status=505)
+                self.assertEqual(response.reason, "HTTP Version Not Supported")
+        post = ("POST /api/publish HTTP/1.1\r\nHost: a\r\nX-API-Key: %s\r\n" % KEY).encode()
+        response = self.refused_once(post + b"Transfer-Encoding: gzip, chunked\r\n\r\n"
+                                     + chunked(b"{}"), status=501)
+        self.assertEqual(response.reason, "Not Implemented")
+        after = self.scrape()
+        self.assertEqual(after["version"] - before.get("version", 0), 3, after)
+        self.wait_log("refused with 505 (version)")
+
     def test_a_pipelined_control_pair_gets_two_answers_and_runs_twice(self):
         # Valid framing of both kinds, a chunk extension and a trailer included: what the
         # refusals above must not catch.

@@ -201,6 +201,16 @@ TEST(RequestParser, AnswersCodingsOtherThanChunkedWith501) {
                 Rejection::kUnsupportedCoding);
 }
 
+TEST(RequestParser, AnswersAnotherMajorVersionWith505AndAMalformedOneWith400) {
+  // RFC 9110 §15.6.6: 505 for a major version the server does not support.
+  ExpectRefused("GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505, Rejection::kVersion);
+  ExpectRefused("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505, Rejection::kVersion);
+  ExpectRefused("GET / HTTP/0.9\r\nHost: a\r\n\r\n", 505, Rejection::kVersion);
+  ExpectRefused("GET / HTTP/x.1\r\nHost: a\r\n\r\n", 400, Rejection::kMalformed);
+  ExpectRefused("GET / HTTP/2.0x\r\nHost: a\r\n\r\n", 400, Rejection::kMalformed);
+  ExpectRefused("GET / HTTP/11.1\r\nHost: a\r\n\r\n", 400, Rejection::kMalformed);
+}
+
 TEST(RequestParser, RefusesDifferingOrInvalidContentLengths) {
   ExpectRefused(kPost + "Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", 400,
                 Rejection::kContentLength);
