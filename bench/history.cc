@@ -9,6 +9,15 @@
 //           <- {"id":N,"history":{"publications":[..],"epoch":"E","offset":T}}
 //   read (api): POST /api/history {"channel":..,"limit":L,"since":{"offset":S,"epoch":"E"}}
 //           <- 200 {"result":{"publications":[..],"epoch":"E","offset":T}}
+//
+// NATS JetStream alone (-p nats), everything over nats-server's WebSocket listener: the floor
+// for reading L messages from JetStream, one direct get per message with its sequence known.
+//   control: PUB $JS.API.STREAM.DELETE/CREATE.HBHIST (subjects hist.>, max_msgs_per_subject
+//            N, allow_direct) with a reply subject
+//   fill:    PUB hist.<k> _P.<i> {"hh":[k,s],..}  <- MSG _P.<i> {"stream":"HBHIST","seq":Q}
+//            (a channel's offsets are its messages in sequence order, 1..N)
+//   read:    PUB $JS.API.DIRECT.GET.HBHIST _R.<i>.<j> {"seq":Q} for the L messages after
+//            since, written at once  <- HMSG _R.<i>.<j> (Nats-Subject, Nats-Sequence) payload
 #include "history.h"
 
 #include <arpa/inet.h>
@@ -56,7 +65,18 @@ uint64_t ParseU64(std::string_view s, size_t pos) {
   return v;
 }
 
-enum class Kind : uint8_t { kPublisher, kReader };
+// The stamp [channel, fill sequence] of a payload {"hh":[k,s],..}.
+bool ParseStamp(std::string_view text, uint64_t* k, uint64_t* seq) {
+  const size_t p = text.find("\"hh\":[");
+  if (p == std::string_view::npos) return false;
+  const char* end = text.data() + text.size();
+  auto r1 = std::from_chars(text.data() + p + 6, end, *k);
+  if (r1.ec != std::errc() || r1.ptr >= end || *r1.ptr != ',') return false;
+  return std::from_chars(r1.ptr + 1, end, *seq).ec == std::errc();
+}
+
+enum class Kind : uint8_t { kControl, kPublisher, kReader };
+constexpr std::string_view kStream = "HBHIST";
 enum class Phase : uint8_t { kFill, kWindow, kRead };
 
 struct Channel {
@@ -69,6 +89,10 @@ struct Channel {
   uint64_t first_published = UINT64_MAX;
   uint64_t top_published = 0;
   std::unordered_map<uint64_t, uint64_t> seq_at;  // offset -> the fill sequence stored there
+  // JetStream: (stream sequence, fill sequence) of each fill message; then by offset - 1,
+  // the stream sequence of each.
+  std::vector<std::pair<uint64_t, uint64_t>> stored;
+  std::vector<uint64_t> stream_seq;
 };
 
 // What a connection's one request in flight asked, to check its answer against.
@@ -105,6 +129,10 @@ struct Conn final : public ws::MessageHandler {
   ws::MessageReader reader;
   Request request;
   uint64_t next_id = 2;
+  // JetStream: the answers of the read in flight so far, and the first thing wrong in them.
+  uint64_t got = 0;
+  std::string bad;
+  uint32_t replies = 0;  // control: stream replies seen
 };
 
 struct Runner {
@@ -142,7 +170,11 @@ struct Runner {
   std::string first_error;
   std::map<std::string, uint64_t> errors;
 
-  Runner(const RunConfig& c, const HistoryOptions& opt) : config(c), o(opt) {}
+  const bool nats;
+  std::unique_ptr<Conn> control;
+
+  Runner(const RunConfig& c, const HistoryOptions& opt)
+      : config(c), o(opt), nats(c.protocol == Protocol::kNats) {}
 
   void Error(const std::string& what) {
     if (first_error.empty()) first_error = what;
@@ -198,7 +230,7 @@ struct Runner {
 
   void SendWs(Conn& c, std::string_view payload) {
     ws::FrameHeaderSpec spec;
-    spec.opcode = ws::Opcode::kText;
+    spec.opcode = nats ? ws::Opcode::kBinary : ws::Opcode::kText;
     spec.payload_len = payload.size();
     const uint64_t r = rng();
     std::array<uint8_t, 4> mask;
@@ -287,7 +319,11 @@ struct Runner {
       std::string rest = c.in.substr(end + 4);
       c.in.clear();
       c.upgraded = true;
-      SendWs(c, "{\"id\":1,\"connect\":{\"name\":\"hermod-bench\"}}");
+      if (nats) {
+        NatsOpen(c);
+      } else {
+        SendWs(c, "{\"id\":1,\"connect\":{\"name\":\"hermod-bench\"}}");
+      }
       if (!rest.empty()) OnBytes(c, reinterpret_cast<uint8_t*>(rest.data()), rest.size());
       return;
     }
@@ -464,6 +500,12 @@ struct Runner {
       const uint32_t k = static_cast<uint32_t>(job % o.channels);
       c.request.channel = k;
       c.request.seq = job / o.channels;
+      if (nats) {
+        const std::string data = "{\"hh\":[" + std::to_string(k) + "," +
+                                 std::to_string(c.request.seq) + "],\"p\":\"" + padding + "\"}";
+        return SendWs(c, "PUB hist." + std::to_string(k) + " _P." + std::to_string(c.index) + " " +
+                             std::to_string(data.size()) + "\r\n" + data + "\r\n");
+      }
       Post(c, "publish",
            "{\"channel\":\"" + channels[k].name + "\",\"data\":{\"hh\":[" + std::to_string(k) +
                "," + std::to_string(c.request.seq) + "],\"p\":\"" + padding + "\"}}");
@@ -485,12 +527,185 @@ struct Runner {
     r.sent_ns = now;
     c.busy = true;
     ++issued;
+    if (nats) return NatsRead(c);
     const std::string args =
         "\"channel\":\"" + ch.name + "\",\"limit\":" + std::to_string(o.limit) +
         ",\"since\":{\"offset\":" + std::to_string(r.since) + ",\"epoch\":\"" + ch.epoch + "\"}";
     if (o.api) return Post(c, "history", "{" + args + "}");
     r.id = c.next_id++;
     SendWs(c, "{\"id\":" + std::to_string(r.id) + ",\"history\":{" + args + "}}");
+  }
+
+  // ---- NATS JetStream ----
+
+  void NatsOpen(Conn& c) {
+    std::string out =
+        "CONNECT {\"verbose\":false,\"pedantic\":false,\"protocol\":1,\"headers\":true,"
+        "\"no_responders\":false,\"lang\":\"c++\",\"version\":\"0.1\","
+        "\"name\":\"hermod-bench\"}\r\n";
+    if (c.kind == Kind::kControl) {
+      const std::string create =
+          "{\"name\":\"" + std::string(kStream) +
+          "\",\"subjects\":[\"hist.>\"],\"retention\":\"limits\",\"storage\":\"file\","
+          "\"max_msgs_per_subject\":" +
+          std::to_string(o.fill) + ",\"allow_direct\":true,\"discard\":\"old\",\"num_replicas\":1}";
+      out += "SUB _S 1\r\nPUB $JS.API.STREAM.DELETE." + std::string(kStream) + " _S 0\r\n\r\n";
+      out += "PUB $JS.API.STREAM.CREATE." + std::string(kStream) + " _S " +
+             std::to_string(create.size()) + "\r\n" + create + "\r\n";
+    } else if (c.kind == Kind::kPublisher) {
+      out += "SUB _P." + std::to_string(c.index) + " 1\r\nPING\r\n";
+    } else {
+      out += "SUB _R." + std::to_string(c.index) + ".* 1\r\nPING\r\n";
+    }
+    SendWs(c, out);
+  }
+
+  // A channel's offsets are its messages in stream order; the stream keeps them all (a fresh
+  // stream with max_msgs_per_subject N holds the N of the fill).
+  void NatsWindows() {
+    for (Channel& ch : channels) {
+      std::sort(ch.stored.begin(), ch.stored.end());
+      for (size_t i = 0; i < ch.stored.size(); ++i) {
+        ch.seq_at[i + 1] = ch.stored[i].second;
+        ch.stream_seq.push_back(ch.stored[i].first);
+      }
+      ch.first = 1;
+      ch.top = ch.stored.size();
+    }
+  }
+
+  void NatsRead(Conn& c) {
+    const Request& r = c.request;
+    const Channel& ch = channels[r.channel];
+    c.got = 0;
+    c.bad.clear();
+    std::string out;
+    for (uint64_t j = 0; j < r.expect; ++j) {
+      const std::string body = "{\"seq\":" + std::to_string(ch.stream_seq[r.since + j]) + "}";
+      out += "PUB $JS.API.DIRECT.GET." + std::string(kStream) + " _R." + std::to_string(c.index) +
+             "." + std::to_string(j) + " " + std::to_string(body.size()) + "\r\n" + body + "\r\n";
+    }
+    SendWs(c, out);
+  }
+
+  void OnNatsMessage(Conn& c, std::string_view message) {
+    std::string_view bytes = message;
+    if (!c.in.empty()) {
+      c.in.append(message);
+      bytes = c.in;
+    }
+    const size_t used = ParseNats(c, bytes);
+    if (c.fd < 0) return;
+    if (c.in.empty()) {
+      if (used < bytes.size()) c.in.assign(bytes.substr(used));
+    } else {
+      c.in.erase(0, used);
+    }
+  }
+
+  // What of b was whole (the rest waits for the next frame).
+  size_t ParseNats(Conn& c, std::string_view b) {
+    size_t pos = 0;
+    while (pos < b.size() && c.fd >= 0) {
+      const size_t eol = b.find("\r\n", pos);
+      if (eol == std::string_view::npos) return pos;
+      const std::string_view line = b.substr(pos, eol - pos);
+      size_t next = eol + 2;
+      const bool hmsg = line.starts_with("HMSG ");
+      if (hmsg || line.starts_with("MSG ")) {
+        // [H]MSG <subject> <sid> [reply] [<header size>] <size>
+        std::array<std::string_view, 6> f;
+        size_t n = 0;
+        for (size_t p = hmsg ? 5 : 4; p <= line.size() && n < f.size();) {
+          size_t sp = line.find(' ', p);
+          if (sp == std::string_view::npos) sp = line.size();
+          f[n++] = line.substr(p, sp - p);
+          p = sp + 1;
+        }
+        const uint64_t size = ParseU64(f[n - 1], 0);
+        const uint64_t header = hmsg ? ParseU64(f[n - 2], 0) : 0;
+        if (b.size() - next < size + 2) return pos;
+        const std::string_view all = b.substr(next, size);
+        OnNatsMsg(c, f[0], all.substr(0, header), all.substr(header));
+        next += size + 2;
+      } else if (line.starts_with("PING")) {
+        SendWs(c, "PONG\r\n");
+      } else if (line.starts_with("PONG")) {
+        if (!c.ready && c.kind == Kind::kReader) ++readers_ready;
+        c.ready = true;
+      } else if (line.starts_with("-ERR")) {
+        Fail(c, "nats: " + std::string(line.substr(0, 120)));
+        return b.size();
+      }
+      pos = next;
+    }
+    return pos;
+  }
+
+  // The value of header `name` in a NATS header block, empty if absent.
+  static std::string_view HeaderValue(std::string_view headers, std::string_view name) {
+    const size_t p = headers.find(std::string("\r\n") + std::string(name) + ":");
+    if (p == std::string_view::npos) return {};
+    size_t v = p + name.size() + 3;
+    while (v < headers.size() && headers[v] == ' ') ++v;
+    return headers.substr(v, headers.find("\r\n", v) - v);
+  }
+
+  void OnNatsMsg(Conn& c, std::string_view subject, std::string_view headers,
+                 std::string_view payload) {
+    if (c.kind == Kind::kControl) {
+      // The delete's answer may be an error (no such stream); the create's may not.
+      if (++c.replies == 2) {
+        if (payload.find("\"error\"") != std::string_view::npos) {
+          return Fail(c, "nats: stream create: " + std::string(payload.substr(0, 160)));
+        }
+        c.ready = true;
+      }
+      return;
+    }
+    if (c.kind == Kind::kPublisher) {
+      c.busy = false;
+      Channel& ch = channels[c.request.channel];
+      const size_t at = payload.find("\"seq\":");
+      if (payload.find("\"error\"") != std::string_view::npos || at == std::string_view::npos) {
+        return Fail(c, "fill: publish: " + std::string(payload.substr(0, 160)));
+      }
+      ch.stored.emplace_back(ParseU64(payload, at + 6), c.request.seq);
+      ++jobs_done;
+      return;
+    }
+    if (!c.busy) return Error("a direct get answer to no read in flight");
+    const Request& r = c.request;
+    const uint64_t j = ParseU64(subject, subject.rfind('.') + 1);
+    const uint64_t offset = r.since + 1 + j;
+    const Channel& ch = channels[r.channel];
+    const auto stored = ch.seq_at.find(offset);
+    uint64_t k = 0, seq = 0;
+    if (c.bad.empty()) {
+      if (!headers.starts_with("NATS/1.0\r\n")) {
+        c.bad = "a direct get answered " + std::string(headers.substr(0, headers.find('\r')));
+      } else if (j >= r.expect ||
+                 ParseU64(HeaderValue(headers, "Nats-Sequence"), 0) != ch.stream_seq[offset - 1] ||
+                 HeaderValue(headers, "Nats-Subject") != "hist." + std::to_string(r.channel)) {
+        c.bad = "the message at offset " + std::to_string(offset) + " is not the one stored";
+      } else if (!ParseStamp(payload, &k, &seq) || k != r.channel || stored == ch.seq_at.end() ||
+                 stored->second != seq) {
+        c.bad = "the message at offset " + std::to_string(offset) + " holds another's data";
+      }
+    }
+    if (++c.got < r.expect) return;
+    c.busy = false;
+    const uint64_t now = NowNs();
+    ++answered;
+    last_answer_ns = now;
+    if (!c.bad.empty()) {
+      ++wrong;
+      return Error("wrong answer: " + c.bad);
+    }
+    ++reads_ok;
+    publications_read += r.expect;
+    bytes_read += r.expect * payload.size();
+    latency.Record(now - r.sent_ns);
   }
 
   // ---- the run ----
@@ -516,7 +731,7 @@ struct Runner {
       if (failed_setup || Interrupted() || NowNs() > deadline) return false;
       for (auto& c : publishers) {
         if (next_job >= total) break;
-        if (!c->busy && c->fd >= 0) Job(*c);
+        if (!c->busy && c->fd >= 0 && c->ready) Job(*c);
       }
       FlushDirty();
       Loop(10);
@@ -549,23 +764,42 @@ struct Runner {
     channels.resize(o.channels);
     for (uint32_t k = 0; k < o.channels; ++k) channels[k].name = o.prefix + std::to_string(k);
     const uint64_t setup_deadline = NowNs() + static_cast<uint64_t>(config.setup_timeout_s * 1e9);
+    if (nats) {
+      control = std::make_unique<Conn>(*this, Kind::kControl, 0);
+      control->websocket = true;
+      if (!Open(*control, ws_addr)) return Report(1, "setup: connect failed");
+      FlushDirty();
+      while (!control->ready) {
+        if (failed_setup || Interrupted() || NowNs() > setup_deadline) {
+          return Report(1, "setup: the stream was not created");
+        }
+        Loop(10);
+      }
+    }
     for (uint32_t k = 0; k < o.publishers; ++k) {
       publishers.push_back(std::make_unique<Conn>(*this, Kind::kPublisher, k));
-      if (!Open(*publishers.back(), api_addr)) return Report(1, "setup: API connect failed");
+      publishers.back()->websocket = nats;
+      if (!Open(*publishers.back(), nats ? ws_addr : api_addr)) {
+        return Report(1, "setup: publisher connect failed");
+      }
     }
     if (!RunJobs(Phase::kFill, uint64_t{o.channels} * o.fill, setup_deadline)) {
       return Report(1, "setup: the fill did not complete");
     }
-    if (!RunJobs(Phase::kWindow, o.channels, setup_deadline)) {
+    if (nats) {
+      NatsWindows();
+    } else if (!RunJobs(Phase::kWindow, o.channels, setup_deadline)) {
       return Report(1, "setup: the channels' windows were not read");
     }
     for (auto& c : publishers) Close(*c);
     for (uint32_t i = 0; i < config.connections; ++i) {
       readers.push_back(std::make_unique<Conn>(*this, Kind::kReader, i));
       Conn& r = *readers.back();
-      r.websocket = !o.api;
-      if (!Open(r, o.api ? api_addr : ws_addr)) return Report(1, "setup: reader connect failed");
-      if (o.api) ++readers_ready;
+      r.websocket = nats || !o.api;
+      if (!Open(r, r.websocket ? ws_addr : api_addr)) {
+        return Report(1, "setup: reader connect failed");
+      }
+      if (!r.websocket) ++readers_ready;
     }
     FlushDirty();
     while (readers_ready < readers.size()) {
@@ -626,7 +860,7 @@ struct Runner {
       const uint64_t w = ch.top >= ch.first && ch.first > 0 ? ch.top - ch.first + 1 : 0;
       min_window = min_window == 0 ? w : std::min(min_window, w);
     }
-    const char* via = o.api ? "api" : "client";
+    const char* via = nats ? "jetstream" : o.api ? "api" : "client";
     if (!o.quiet) {
       std::printf(
           "scenario history via %s url %s: %u channels x %u publications of %u B, limit %u, "
@@ -674,6 +908,7 @@ struct Runner {
     }
     for (auto& c : publishers) Close(*c);
     for (auto& c : readers) Close(*c);
+    if (control) Close(*control);
     if (epoll_fd >= 0) close(epoll_fd);
     if (setup_rc != 0) {
       std::fprintf(stderr, "hermod-bench: history: %s\n", first_error.c_str());
@@ -684,6 +919,7 @@ struct Runner {
 };
 
 void Conn::OnMessage(ws::Opcode, std::string_view payload) {
+  if (runner.nats) return runner.OnNatsMessage(*this, payload);
   size_t pos = 0;
   while (pos < payload.size() && fd >= 0) {
     size_t eol = payload.find('\n', pos);

@@ -1,20 +1,24 @@
 #!/bin/bash
 # History read latency per engine: `hermod-bench history` against one hermod binary on the
 # memory engine, the sqlite engine (a fresh file each run) and the nats engine (a nats-server
-# -js the run starts, a fresh store each run), in interleaved rounds, one server at a time on
-# free loopback ports. Each run fills CHANNELS channels with FILL publications of 1 KiB
+# -js the run starts, a fresh store each run), and on nats-server -js alone (`jetstream`: a
+# stream with max_msgs_per_subject FILL and allow_direct, each read L direct gets by sequence
+# written at once over its WebSocket listener: the floor for reading from JetStream), in
+# interleaved rounds, one server at a time on free loopback ports. Each run fills CHANNELS channels with FILL publications of 1 KiB
 # (history_size FILL, history_ttl 300 s), then reads with `since` a random offset of the
 # channel and limit LIMIT, every answer checked (count, offsets, stamps, epoch, top offset):
 #   client      the client `history` command over WebSocket, 8 readers at RATE reads/s in
 #               all, for DURATION s: latency at a bounded rate;
 #   client-max  the same in a closed loop (8 readers, one read in flight each), READS reads
 #               or DURATION s, whichever ends first: reads/s;
-#   api         /api/history over HTTP keep-alive, 8 readers at RATE reads/s.
+#   api         /api/history over HTTP keep-alive, 8 readers at RATE reads/s (not jetstream).
+# The CPU per read is the server's: hermod's (with engine nats, not nats-server's), or
+# nats-server's for jetstream.
 # One line per run, then per engine and mode the medians and their ratio to the memory
 # engine's medians of the same run. Stops everything it started.
 # Usage: bench/history_read.sh [HERMOD] [HERMOD_BENCH] [ROUNDS]
 #        env: CHANNELS (100) FILL (200) LIMIT (10) RATE (1000) DURATION (8) READS (20000)
-#             ENGINES ("memory sqlite nats")
+#             ENGINES ("memory sqlite nats jetstream")
 set -u
 HERMOD=${1:-build/hermod}; BENCH=${2:-build/hermod-bench}; ROUNDS=${3:-3}
 CHANNELS=${CHANNELS:-100}; FILL=${FILL:-200}; LIMIT=${LIMIT:-10}; RATE=${RATE:-1000}
@@ -45,8 +49,28 @@ print('reads/s=%.0f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f max_ms=%.3f reads=%d wro
 (s['reads_per_s'], s['latency_p50_ms'], s['latency_p90_ms'], s['latency_p99_ms'], s['latency_max_ms'], \
 s['reads'], s['wrong'], s['failed'], s['server_cpu_s'] * 1e6 / max(1, s['reads'])))"
 }
+# One run of nats-server -js alone: mode, hermod-bench's arguments past the common ones.
+jetstream_run() {
+  rm -rf "$DIR/js"
+  local nport wport; nport=$(freeport); wport=$(freeport)
+  printf 'listen: 127.0.0.1:%s\njetstream { store_dir: "%s" }\nwebsocket { host: 127.0.0.1, port: %s, no_tls: true }\n' \
+      "$nport" "$DIR/js" "$wport" > "$DIR/nats.conf"
+  nats-server -c "$DIR/nats.conf" > "$DIR/nats.log" 2>&1 &
+  NP=$!; wait_port "$wport"
+  rm -f "$DIR/r.json"
+  shift
+  "$BENCH" history -u ws://127.0.0.1:"$wport"/ -p nats --channels "$CHANNELS" --fill "$FILL" -s 1024 \
+      --limit "$LIMIT" -c 8 --server-pid "$NP" --no-progress -q --json "$DIR/r.json" "$@" \
+      || echo "hermod-bench exited $? (jetstream $mode)" >&2
+  kill "$NP"; wait "$NP" 2> /dev/null; NP=
+}
 # One run: engine, mode, hermod-bench's arguments past the common ones.
 run() {
+  if [ "$1" = jetstream ]; then
+    shift
+    jetstream_run "$@"
+    return
+  fi
   rm -f "$DIR"/bench.db*
   local config="$DIR/$1.json"
   if [ "$1" = nats ]; then
@@ -69,8 +93,9 @@ run() {
   if [ -n "$NP" ]; then kill "$NP"; wait "$NP" 2> /dev/null; NP=; fi
 }
 for round in $(seq "$ROUNDS"); do
-  for engine in ${ENGINES:-memory sqlite nats}; do
+  for engine in ${ENGINES:-memory sqlite nats jetstream}; do
     for mode in client client-max api; do
+      [ "$engine" = jetstream ] && [ "$mode" = api ] && continue
       case $mode in
         client) run "$engine" "$mode" -r "$RATE" -d "$DURATION" ;;
         client-max) run "$engine" "$mode" -r 0 -n "$READS" -d "$DURATION" ;;
@@ -90,12 +115,17 @@ cols = ["reads/s", "p50_ms", "p90_ms", "p99_ms", "max_ms", "server_us_per_read"]
 med = {k: {c: statistics.median(float(r[c]) for r in rs) for c in cols} for k, rs in runs.items()}
 print("median of %s rounds; (x memory) is the ratio to the memory engine's median" %
       max(len(rs) for rs in runs.values()))
-print("%-10s %-7s %s" % ("mode", "engine", "  ".join("%-20s" % c for c in cols)))
+print("%-10s %-9s %s" % ("mode", "engine", "  ".join("%-20s" % c for c in cols)))
 for (mode, engine), m in med.items():
     base = med.get((mode, "memory"))
     cells = ["%-20s" % ("%.3g (x%.3g)" % (m[c], m[c] / base[c]) if base and base[c] else "%.3g" % m[c])
              for c in cols]
-    print("%-10s %-7s %s" % (mode, engine, "  ".join(cells)))
+    print("%-10s %-9s %s" % (mode, engine, "  ".join(cells)))
+for mode in ("client", "client-max"):
+    n, j = med.get((mode, "nats")), med.get((mode, "jetstream"))
+    if n and j:
+        print("%-10s nats engine / jetstream alone: %s" % (mode, "  ".join(
+            "%s x%.3g" % (c, n[c] / j[c]) for c in cols[:5] if j[c])))
 bad = [l for l in open(sys.argv[1]) if not re.search(r"wrong=0 failed=0", l)]
 print("runs with a wrong or failed read: %d" % len(bad))
 PY

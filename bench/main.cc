@@ -279,9 +279,10 @@ int main(int argc, char** argv) {
   }
   if (scenario_name == "history") {
     // --channels K filled with --fill N publications of -s bytes, then -c readers read
-    // --limit L at -r reads/s in all (0: closed loop), -n reads at most, for -d seconds.
-    if (config.protocol != Protocol::kHermod) {
-      std::cerr << "hermod-bench: history speaks -p hermod\n";
+    // --limit L at -r reads/s in all (0: closed loop), -n reads at most, for -d seconds;
+    // -p nats: the same on nats-server -js alone (history.h).
+    if (config.protocol != Protocol::kHermod && config.protocol != Protocol::kNats) {
+      std::cerr << "hermod-bench: history speaks -p hermod or -p nats (JetStream direct gets)\n";
       return 2;
     }
     if (history_via != "client" && history_via != "api") {

@@ -2,9 +2,10 @@
 
 Against the real hermod: 5 channels filled with 30 publications of 1 KiB each through the API,
 then 4 readers read history with `since` and limit 10 for a second, through the client
-`history` command (memory engine) and /api/history (sqlite engine on a temp file), and on the
-nats engine (a real nats-server -js, temporary store). Each run exits 0 and its JSON report
-says it read and checked something, with nothing wrong or failed.
+`history` command (memory engine) and /api/history (sqlite engine on a temp file), on the nats
+engine (a real nats-server -js, temporary store), and the peer: nats-server -js alone (`-p
+nats`, direct gets by sequence over its WebSocket listener). Each run exits 0 and its JSON
+report says it read and checked something, with nothing wrong or failed.
 
 The check is what makes the figures honest: against a fake API (a Python HTTP server) whose
 history answers skip a publication, or carry another offset's publication, or a stale top
@@ -15,6 +16,7 @@ import http.server
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -34,14 +36,18 @@ CONFIG = {
 }
 
 
-def run_bench(port, tmp, extra=()):
+def nats_available():
+    return os.access(shutil.which("nats-server") or "/usr/sbin/nats-server", os.X_OK)
+
+
+def run_bench(port, tmp, extra=(), protocol="hermod"):
     bench = os.path.join(os.path.dirname(h.HERMOD), "hermod-bench")
     assert os.access(bench, os.X_OK), "hermod-bench not built next to hermod"
     report = os.path.join(tmp, "history.json")
     if os.path.exists(report):
         os.unlink(report)
-    argv = [bench, "history", "-u", "ws://127.0.0.1:%d/connection/websocket" % port,
-            "-p", "hermod", "--api-key", "k", "--channels", str(CHANNELS), "--fill", str(FILL),
+    path = "/connection/websocket" if protocol == "hermod" else "/"
+    argv = [bench, "history", "-u", "ws://127.0.0.1:%d%s" % (port, path), "-p", protocol, "--api-key", "k", "--channels", str(CHANNELS), "--fill", str(FILL),
             "-s", "1024", "--limit", str(LIMIT), "-c", "4", "-r", "200", "-d", "1", "--drain", "5",
             "--setup-timeout", "20", "--no-progress", "--json", report] + list(extra)
     r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
@@ -118,7 +124,7 @@ class BenchHistoryTest(h.HermodTestCase):
             self.check_report(*run_bench(server.port, tmp, ["--via", "api"]))
 
     def test_nats_engine_client_reads_checked(self):
-        if not os.access(shutil.which("nats-server") or "/usr/sbin/nats-server", os.X_OK):
+        if not nats_available():
             self.skipTest("nats-server not installed")
         nats = nats_harness.NatsServer(jetstream=True)
         self.addCleanup(nats.cleanup)
@@ -126,6 +132,26 @@ class BenchHistoryTest(h.HermodTestCase):
         server = self.start_server(dict(CONFIG, engine="nats", nats={"url": nats.url}), workers=1)
         with tempfile.TemporaryDirectory(prefix="hermod-bench-history-") as tmp:
             self.check_report(*run_bench(server.port, tmp))
+
+    def test_jetstream_peer_reads_checked(self):
+        if not nats_available():
+            self.skipTest("nats-server not installed")
+        with tempfile.TemporaryDirectory(prefix="hermod-bench-history-") as tmp:
+            ws_port = nats_harness.free_port()
+            conf = os.path.join(tmp, "nats.conf")
+            with open(conf, "w") as f:
+                f.write("websocket { host: 127.0.0.1, port: %d, no_tls: true }\n" % ws_port)
+            nats = nats_harness.NatsServer(jetstream=True, extra=["-c", conf])
+            self.addCleanup(nats.cleanup)
+            nats.start()
+
+            def ws_listening():
+                with socket.socket() as s:
+                    return s.connect_ex(("127.0.0.1", ws_port)) == 0
+            h.wait_for("nats-server's websocket listener", ws_listening)
+            r, s = run_bench(ws_port, tmp, protocol="nats")
+            self.check_report(r, s)
+            self.assertIn("via jetstream", r.stdout)
 
     def test_wrong_answers_are_errors_not_reads(self):
         for fault in ("skip", "other_data", "stale_top"):
