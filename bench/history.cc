@@ -123,7 +123,7 @@ struct Conn final : public ws::MessageHandler {
   bool ready = false;
   bool busy = false;
   bool want_out = false;
-  std::string in;  // HTTP bytes (upgrade response, API answers)
+  std::string in;  // HTTP bytes (upgrade response, API answers), or a NATS carry
   std::string out;
   size_t out_sent = 0;
   ws::MessageReader reader;
