@@ -8,7 +8,8 @@
 // once with the server's error. When several apply: 1, else 5, else 4, else 3 (what broke
 // the run before the verdict on it). Ctrl-C (SIGINT) ends the run early: the summary and
 // reports are written from what was measured, marked "interrupted". The inbox scenario
-// (inbox.h) also exits 6 when a stored publication was not acked exactly once.
+// (inbox.h) also exits 6 when a stored publication was not acked exactly once; the history
+// scenario (history.h) exits 6 when a read was answered wrongly or failed, or none was made.
 #include <signal.h>
 #include <sys/resource.h>
 
@@ -22,6 +23,7 @@
 
 #include "adapter.h"
 #include "grade.h"
+#include "history.h"
 #include "html_report.h"
 #include "inbox.h"
 #include "interrupt.h"
@@ -131,12 +133,14 @@ int main(int argc, char** argv) {
   bool quiet = false;
   InboxOptions inbox;
   std::string ack_mode = "batch";
+  HistoryOptions history;
+  std::string history_via = "client";
 
   CLI::App app{"hermod-bench: WebSocket load generator for hermod and its peers"};
-  app.add_option(
-         "scenario", scenario_name,
-         "echo | fanout | channels | connect | soak | stand | inbox, or a preset: baseline | "
-         "stress | spike | endurance")
+  app.add_option("scenario", scenario_name,
+                 "echo | fanout | channels | connect | soak | stand | inbox | history, or a "
+                 "preset: baseline | "
+                 "stress | spike | endurance")
       ->required();
   app.add_option("-u,--url", urls,
                  "ws://host:port/path of the server; several: connection i goes to the "
@@ -204,8 +208,8 @@ int main(int argc, char** argv) {
   app.add_option("--tolerance", tolerance, "allowed fraction worse for --compare")
       ->capture_default_str();
   app.add_option("--api-url", inbox.api_url,
-                 "inbox, hermod: http://host:port of the server API (default: -u's)");
-  app.add_option("--api-key", inbox.api_key, "inbox, hermod: the API key")->capture_default_str();
+                 "inbox, history: http://host:port of the server API (default: -u's)");
+  app.add_option("--api-key", inbox.api_key, "inbox, history: the API key")->capture_default_str();
   app.add_option("--hmac-secret", inbox.secret,
                  "inbox, hermod: token_hmac_secret_key, to sign each user's JWT")
       ->capture_default_str();
@@ -222,6 +226,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--js-storage", inbox.js_storage,
                  "inbox, nats: the stream's storage (file | memory)")
+      ->capture_default_str();
+  app.add_option("--fill", history.fill, "history: publications per channel before the reads")
+      ->capture_default_str();
+  app.add_option("--limit", history.limit, "history: publications per read")->capture_default_str();
+  app.add_option("--via", history_via,
+                 "history: client (the `history` command over WebSocket) | api (/api/history)")
       ->capture_default_str();
   app.add_flag(
       "--no-progress", [&](int64_t) { config.progress = false; }, "no live progress line");
@@ -266,6 +276,36 @@ int main(int argc, char** argv) {
     }
     RaiseFileLimit();
     return RunInbox(config, inbox);
+  }
+  if (scenario_name == "history") {
+    // --channels K filled with --fill N publications of -s bytes, then -c readers read
+    // --limit L at -r reads/s in all (0: closed loop), -n reads at most, for -d seconds;
+    // -p nats: the same on nats-server -js alone (history.h).
+    if (config.protocol != Protocol::kHermod && config.protocol != Protocol::kNats) {
+      std::cerr << "hermod-bench: history speaks -p hermod or -p nats (JetStream direct gets)\n";
+      return 2;
+    }
+    if (history_via != "client" && history_via != "api") {
+      std::cerr << "hermod-bench: --via must be client or api\n";
+      return 2;
+    }
+    history.api = history_via == "api";
+    history.channels = config.channels;
+    history.publishers = app.get_option("--publishers")->count() > 0 ? config.publishers : 8;
+    history.rate = config.rate;
+    history.reads = config.messages;
+    history.api_url = inbox.api_url;
+    history.api_key = inbox.api_key;
+    history.json_path = json_path;
+    history.quiet = quiet;
+    if (history.channels == 0 || history.fill == 0 || history.limit == 0 ||
+        history.publishers == 0 || config.connections == 0) {
+      std::cerr << "hermod-bench: history needs channels, --fill, --limit, publishers and "
+                   "readers (-c)\n";
+      return 2;
+    }
+    RaiseFileLimit();
+    return RunHistory(config, history);
   }
   RunConfig preset = config;
   if (ApplyPreset(scenario_name, config.protocol, preset)) {

@@ -1,0 +1,952 @@
+// The history scenario (history.h). Wire (hermod), publishers and API readers over HTTP/1.1
+// keep-alive, client readers over WebSocket:
+//   fill:   POST /api/publish {"channel":"hbhist<k>","data":{"hh":[k,s],"p":"xx.."}}
+//           <- 200 {"result":{"offset":O,"epoch":"E"}}
+//   window: POST /api/history {"channel":"hbhist<k>","limit":1}
+//           <- 200 {"result":{"publications":[{.."offset":F}],"epoch":"E","offset":T}}
+//   read (client): -> {"id":1,"connect":{"name":"hermod-bench"}}  <- {"id":1,"connect":{..}}
+//           -> {"id":N,"history":{"channel":..,"limit":L,"since":{"offset":S,"epoch":"E"}}}
+//           <- {"id":N,"history":{"publications":[..],"epoch":"E","offset":T}}
+//   read (api): POST /api/history {"channel":..,"limit":L,"since":{"offset":S,"epoch":"E"}}
+//           <- 200 {"result":{"publications":[..],"epoch":"E","offset":T}}
+//
+// NATS JetStream alone (-p nats), everything over nats-server's WebSocket listener: the floor
+// for reading L messages from JetStream, one direct get per message with its sequence known.
+//   control: PUB $JS.API.STREAM.DELETE/CREATE.HBHIST (subjects hist.>, max_msgs_per_subject
+//            N, allow_direct) with a reply subject
+//   fill:    PUB hist.<k> _P.<i> {"hh":[k,s],..}  <- MSG _P.<i> {"stream":"HBHIST","seq":Q}
+//            (a channel's offsets are its messages in sequence order, 1..N)
+//   read:    PUB $JS.API.DIRECT.GET.HBHIST _R.<i>.<j> {"seq":Q} for the L messages after
+//            since, written at once  <- HMSG _R.<i>.<j> (Nats-Subject, Nats-Sequence) payload
+#include "history.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <simdjson.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "clock.h"
+#include "histogram.h"
+#include "interrupt.h"
+#include "proc_sampler.h"
+#include "ws/frame_encoder.h"
+#include "ws/handshake.h"
+#include "ws/message_reader.h"
+
+namespace hermod::bench {
+
+namespace {
+
+// Any 16 bytes in base64 do: the key only lets the client check that the server upgraded.
+constexpr std::string_view kWsKey = "aGVybW9kLWJlbmNoLWhpcw==";
+
+uint64_t ParseU64(std::string_view s, size_t pos) {
+  uint64_t v = 0;
+  if (pos < s.size()) std::from_chars(s.data() + pos, s.data() + s.size(), v);
+  return v;
+}
+
+// The stamp [channel, fill sequence] of a payload {"hh":[k,s],..}.
+bool ParseStamp(std::string_view text, uint64_t* k, uint64_t* seq) {
+  const size_t p = text.find("\"hh\":[");
+  if (p == std::string_view::npos) return false;
+  const char* end = text.data() + text.size();
+  auto r1 = std::from_chars(text.data() + p + 6, end, *k);
+  if (r1.ec != std::errc() || r1.ptr >= end || *r1.ptr != ',') return false;
+  return std::from_chars(r1.ptr + 1, end, *seq).ec == std::errc();
+}
+
+enum class Kind : uint8_t { kControl, kPublisher, kReader };
+constexpr std::string_view kStream = "HBHIST";
+enum class Phase : uint8_t { kFill, kWindow, kRead };
+
+struct Channel {
+  std::string name;
+  std::string epoch;
+  // What the reads may ask for: the offsets this fill stored that the stream still keeps.
+  uint64_t first = 0;
+  uint64_t top = 0;  // the stream's top offset (the window's read)
+  // The offsets this fill's publishes were answered with (a reused channel keeps older ones).
+  uint64_t first_published = UINT64_MAX;
+  uint64_t top_published = 0;
+  std::unordered_map<uint64_t, uint64_t> seq_at;  // offset -> the fill sequence stored there
+  // JetStream: (stream sequence, fill sequence) of each fill message; then by offset - 1,
+  // the stream sequence of each.
+  std::vector<std::pair<uint64_t, uint64_t>> stored;
+  std::vector<uint64_t> stream_seq;
+};
+
+// What a connection's one request in flight asked, to check its answer against.
+struct Request {
+  uint32_t channel = 0;
+  uint64_t since = 0;
+  uint64_t expect = 0;  // publications the answer must hold
+  uint64_t seq = 0;     // fill: the sequence published
+  uint64_t sent_ns = 0;
+  uint64_t id = 0;  // client command id
+};
+
+struct Runner;
+
+struct Conn final : public ws::MessageHandler {
+  Conn(Runner& r, Kind k, uint32_t i) : runner(r), kind(k), index(i) {}
+  void OnMessage(ws::Opcode opcode, std::string_view payload) override;
+  void OnPing(std::string_view payload) override;
+  void OnPong(std::string_view) override {}
+  void OnClose(uint16_t code, std::string_view reason) override;
+
+  Runner& runner;
+  const Kind kind;
+  const uint32_t index;
+  int fd = -1;
+  bool websocket = false;
+  bool upgraded = false;
+  bool ready = false;
+  bool busy = false;
+  bool want_out = false;
+  std::string in;  // HTTP bytes (upgrade response, API answers), or a NATS carry
+  std::string out;
+  size_t out_sent = 0;
+  ws::MessageReader reader;
+  Request request;
+  uint64_t next_id = 2;
+  // JetStream: the answers of the read in flight so far, and the first thing wrong in them.
+  uint64_t got = 0;
+  std::string bad;
+  uint32_t replies = 0;  // control: stream replies seen
+};
+
+struct Runner {
+  const RunConfig& config;
+  const HistoryOptions& o;
+  int epoll_fd = -1;
+  sockaddr_in ws_addr{};
+  sockaddr_in api_addr{};
+  std::string api_host;
+  std::vector<Channel> channels;
+  std::vector<std::unique_ptr<Conn>> publishers;
+  std::vector<std::unique_ptr<Conn>> readers;
+  std::vector<uint8_t> buf = std::vector<uint8_t>(1 << 18);
+  std::mt19937_64 rng{42};
+  std::string padding;
+  std::vector<Conn*> dirty;
+  simdjson::dom::parser parser;
+  Phase phase = Phase::kFill;
+  uint64_t next_job = 0;  // fill: the next publication; window: the next channel
+  uint64_t jobs_done = 0;
+  uint64_t readers_ready = 0;
+  bool failed_setup = false;
+  // reads
+  uint64_t issued = 0;
+  uint64_t answered = 0;
+  uint64_t reads_ok = 0;  // answered and checked right
+  uint64_t wrong = 0;     // answered, but not what the fill stored
+  uint64_t failed = 0;    // an error answer, or the connection lost with the read in flight
+  uint64_t publications_read = 0;
+  uint64_t bytes_read = 0;
+  uint64_t measure_start = 0;
+  uint64_t last_answer_ns = 0;
+  double server_cpu_s = -1;
+  Histogram latency;  // request sent → answer checked, right answers only
+  std::string first_error;
+  std::map<std::string, uint64_t> errors;
+
+  const bool nats;
+  std::unique_ptr<Conn> control;
+
+  Runner(const RunConfig& c, const HistoryOptions& opt)
+      : config(c), o(opt), nats(c.protocol == Protocol::kNats) {}
+
+  void Error(const std::string& what) {
+    if (first_error.empty()) first_error = what;
+    ++errors[what.substr(0, 160)];
+  }
+
+  bool Resolve(const std::string& host, uint16_t port, sockaddr_in* addr) {
+    addr->sin_family = AF_INET;
+    addr->sin_port = htons(port);
+    return inet_pton(AF_INET, host == "localhost" ? "127.0.0.1" : host.c_str(), &addr->sin_addr) ==
+           1;
+  }
+
+  bool Open(Conn& c, const sockaddr_in& addr) {
+    c.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c.fd < 0) return false;
+    int one = 1;
+    setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (connect(c.fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0 &&
+        errno != EINPROGRESS) {
+      Error(std::string("connect: ") + std::strerror(errno));
+      close(c.fd);
+      c.fd = -1;
+      return false;
+    }
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP;
+    ev.data.ptr = &c;
+    c.want_out = true;
+    epoll_ctl(epoll_fd, EPOLL_CTL_ADD, c.fd, &ev);
+    if (c.websocket) {
+      c.out = "GET " + config.path + " HTTP/1.1\r\nHost: " + config.host + ":" +
+              std::to_string(config.port) +
+              "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " +
+              std::string(kWsKey) + "\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    } else {
+      c.upgraded = true;
+      c.ready = true;
+    }
+    return true;
+  }
+
+  void Close(Conn& c) {
+    if (c.fd < 0) return;
+    epoll_ctl(epoll_fd, EPOLL_CTL_DEL, c.fd, nullptr);
+    close(c.fd);
+    c.fd = -1;
+  }
+
+  void Dirty(Conn& c) {
+    if (c.out.size() > c.out_sent) dirty.push_back(&c);
+  }
+
+  void SendWs(Conn& c, std::string_view payload) {
+    ws::FrameHeaderSpec spec;
+    spec.opcode = nats ? ws::Opcode::kBinary : ws::Opcode::kText;
+    spec.payload_len = payload.size();
+    const uint64_t r = rng();
+    std::array<uint8_t, 4> mask;
+    std::memcpy(mask.data(), &r, 4);
+    spec.mask = mask;
+    ws::AppendFrame(c.out, spec, payload);
+    Dirty(c);
+  }
+
+  void Post(Conn& c, std::string_view method, const std::string& body) {
+    c.out +=
+        "POST /api/" + std::string(method) + " HTTP/1.1\r\nHost: " + api_host +
+        "\r\nAuthorization: apikey " + o.api_key +
+        "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+        "\r\n\r\n" + body;
+    Dirty(c);
+  }
+
+  void Flush(Conn& c) {
+    while (c.fd >= 0 && c.out_sent < c.out.size()) {
+      ssize_t n = send(c.fd, c.out.data() + c.out_sent, c.out.size() - c.out_sent, MSG_NOSIGNAL);
+      if (n > 0) {
+        c.out_sent += static_cast<size_t>(n);
+        continue;
+      }
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      Fail(c, std::string("send: ") + std::strerror(errno));
+      return;
+    }
+    if (c.out_sent == c.out.size()) {
+      c.out.clear();
+      c.out_sent = 0;
+    }
+    const bool want = c.out_sent < c.out.size();
+    if (c.fd >= 0 && want != c.want_out) {
+      epoll_event ev{};
+      ev.events = EPOLLIN | EPOLLRDHUP | (want ? uint32_t{EPOLLOUT} : 0u);
+      ev.data.ptr = &c;
+      epoll_ctl(epoll_fd, EPOLL_CTL_MOD, c.fd, &ev);
+      c.want_out = want;
+    }
+  }
+
+  void FlushDirty() {
+    for (size_t i = 0; i < dirty.size(); ++i) Flush(*dirty[i]);
+    dirty.clear();
+  }
+
+  // A connection lost: in the setup the run fails; a read in flight counts as failed.
+  void Fail(Conn& c, const std::string& reason) {
+    Error(reason);
+    if (phase != Phase::kRead || !c.ready) failed_setup = true;
+    if (phase == Phase::kRead && c.kind == Kind::kReader && c.busy) {
+      c.busy = false;
+      ++answered;
+      ++failed;
+    }
+    Close(c);
+  }
+
+  // ---- reading ----
+
+  void OnReadable(Conn& c) {
+    while (c.fd >= 0) {
+      ssize_t n = recv(c.fd, buf.data(), buf.size(), 0);
+      if (n > 0) {
+        OnBytes(c, buf.data(), static_cast<size_t>(n));
+        continue;
+      }
+      if (n == 0) return Fail(c, "the server closed a connection");
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      return Fail(c, std::string("recv: ") + std::strerror(errno));
+    }
+  }
+
+  void OnBytes(Conn& c, uint8_t* data, size_t len) {
+    if (!c.websocket) return OnHttp(c, reinterpret_cast<char*>(data), len);
+    if (!c.upgraded) {
+      c.in.append(reinterpret_cast<char*>(data), len);
+      const size_t end = c.in.find("\r\n\r\n");
+      if (end == std::string::npos) return;
+      if (!c.in.starts_with("HTTP/1.1 101") ||
+          c.in.find(ws::AcceptKey(kWsKey)) == std::string::npos) {
+        return Fail(c, "handshake: " + c.in.substr(0, c.in.find("\r\n")));
+      }
+      std::string rest = c.in.substr(end + 4);
+      c.in.clear();
+      c.upgraded = true;
+      if (nats) {
+        NatsOpen(c);
+      } else {
+        SendWs(c, "{\"id\":1,\"connect\":{\"name\":\"hermod-bench\"}}");
+      }
+      if (!rest.empty()) OnBytes(c, reinterpret_cast<uint8_t*>(rest.data()), rest.size());
+      return;
+    }
+    ws::ReaderLimits limits;
+    limits.expect_masked = false;
+    limits.max_message_size = 64 << 20;
+    auto r = c.reader.Feed(data, len, limits, c, nullptr, false);
+    if (!r.ok && c.fd >= 0) Fail(c, "websocket: " + std::string(r.error.reason));
+  }
+
+  void OnHttp(Conn& c, const char* data, size_t len) {
+    c.in.append(data, len);
+    while (c.fd >= 0) {
+      const size_t end = c.in.find("\r\n\r\n");
+      if (end == std::string::npos) return;
+      std::string_view head(c.in.data(), end);
+      size_t cl = head.find("Content-Length: ");
+      if (cl == std::string_view::npos) cl = head.find("content-length: ");
+      const uint64_t body_len = cl == std::string_view::npos ? 0 : ParseU64(head, cl + 16);
+      if (c.in.size() < end + 4 + body_len) return;
+      std::string body = c.in.substr(end + 4, body_len);
+      const bool ok = head.starts_with("HTTP/1.1 200");
+      const std::string status(head.substr(0, head.find("\r\n")));
+      c.in.erase(0, end + 4 + body_len);
+      c.busy = false;
+      OnApiAnswer(c, ok ? std::string() : status, body);
+    }
+  }
+
+  // ---- the answers ----
+
+  // An API answer (status empty: 200).
+  void OnApiAnswer(Conn& c, const std::string& status, const std::string& body) {
+    simdjson::dom::element doc, result;
+    std::string why = status;
+    if (why.empty() && parser.parse(body.data(), body.size(), true).get(doc) != simdjson::SUCCESS) {
+      why = "an answer that is not JSON";
+    }
+    if (why.empty() && doc["result"].get(result) != simdjson::SUCCESS) why = "error";
+    if (!why.empty()) why += ": " + body.substr(0, 120);
+    switch (phase) {
+      case Phase::kFill:
+        return Filled(c, why, result);
+      case Phase::kWindow:
+        return Windowed(c, why, result);
+      case Phase::kRead:
+        return Answered(c, why, result, body.size());
+    }
+  }
+
+  void OnClientLine(Conn& c, std::string_view line) {
+    if (line.empty()) return;
+    if (line == "{}") return SendWs(c, "{}");
+    simdjson::dom::element doc, reply;
+    uint64_t id = 0;
+    if (parser.parse(line.data(), line.size(), true).get(doc) != simdjson::SUCCESS ||
+        doc["id"].get(id) != simdjson::SUCCESS) {
+      return;  // a push
+    }
+    std::string why;
+    if (doc["error"].error() == simdjson::SUCCESS)
+      why = "error: " + std::string(line.substr(0, 120));
+    if (id == 1) {
+      if (!why.empty()) return Fail(c, "connect: " + why + " (anonymous connect allowed?)");
+      c.ready = true;
+      ++readers_ready;
+      return;
+    }
+    if (!c.busy || id != c.request.id) return Error("a reply to no request in flight");
+    c.busy = false;
+    if (why.empty() && doc["history"].get(reply) != simdjson::SUCCESS) why = "not a history reply";
+    Answered(c, why, reply, line.size());
+  }
+
+  void Filled(Conn& c, const std::string& why, simdjson::dom::element result) {
+    Channel& ch = channels[c.request.channel];
+    uint64_t offset = 0;
+    std::string_view epoch;
+    if (!why.empty()) return Fail(c, "fill: publish to " + ch.name + ": " + why);
+    if (result["offset"].get(offset) != simdjson::SUCCESS ||
+        result["epoch"].get(epoch) != simdjson::SUCCESS) {
+      return Fail(c,
+                  "fill: a publish answered without offset and epoch (history_size, "
+                  "history_ttl set?)");
+    }
+    if (!ch.epoch.empty() && ch.epoch != epoch) return Fail(c, "fill: the epoch changed");
+    ch.epoch = epoch;
+    if (!ch.seq_at.emplace(offset, c.request.seq).second) {
+      return Fail(c, "fill: two publications answered with one offset");
+    }
+    ch.top_published = std::max(ch.top_published, offset);
+    ch.first_published = std::min(ch.first_published, offset);
+    ++jobs_done;
+  }
+
+  void Windowed(Conn& c, const std::string& why, simdjson::dom::element result) {
+    Channel& ch = channels[c.request.channel];
+    simdjson::dom::array pubs;
+    std::string_view epoch;
+    if (!why.empty()) return Fail(c, "window: history of " + ch.name + ": " + why);
+    if (result["publications"].get(pubs) != simdjson::SUCCESS || pubs.size() != 1 ||
+        pubs.at(0)["offset"].get(ch.first) != simdjson::SUCCESS ||
+        result["offset"].get(ch.top) != simdjson::SUCCESS ||
+        result["epoch"].get(epoch) != simdjson::SUCCESS) {
+      return Fail(c, "window: " + ch.name + " keeps no publication");
+    }
+    // Reads stay within what this fill stored: a channel used before keeps older ones.
+    ch.first = std::max(ch.first, ch.first_published);
+    if (epoch != ch.epoch || ch.top != ch.top_published || ch.first == 0 || ch.first > ch.top ||
+        !ch.seq_at.contains(ch.first)) {
+      return Fail(c, "window: " + ch.name + " does not hold what the fill stored (epoch or " +
+                         "offsets " + std::to_string(ch.first) + ".." + std::to_string(ch.top) +
+                         ")");
+    }
+    ++jobs_done;
+  }
+
+  // Empty when result is exactly what the fill stored after request.since; else what differs.
+  std::string Check(const Request& r, simdjson::dom::element result) {
+    const Channel& ch = channels[r.channel];
+    simdjson::dom::array pubs;
+    std::string_view epoch;
+    uint64_t top = 0;
+    if (result["publications"].get(pubs) != simdjson::SUCCESS) return "no publications";
+    if (result["epoch"].get(epoch) != simdjson::SUCCESS || epoch != ch.epoch) return "epoch";
+    if (result["offset"].get(top) != simdjson::SUCCESS || top != ch.top) return "top offset";
+    uint64_t n = 0;
+    for (simdjson::dom::element p : pubs) {
+      uint64_t offset = 0, k = 0, seq = 0;
+      simdjson::dom::array stamp;
+      if (p["offset"].get(offset) != simdjson::SUCCESS || offset != r.since + 1 + n) {
+        return "offset " + std::to_string(offset) + " where " + std::to_string(r.since + 1 + n) +
+               " was due";
+      }
+      const auto stored = ch.seq_at.find(offset);
+      if (p["data"]["hh"].get(stamp) != simdjson::SUCCESS ||
+          stamp.at(0).get(k) != simdjson::SUCCESS || stamp.at(1).get(seq) != simdjson::SUCCESS ||
+          k != r.channel || stored == ch.seq_at.end() || stored->second != seq) {
+        return "the publication at offset " + std::to_string(offset) + " is not the one stored";
+      }
+      ++n;
+    }
+    if (n != r.expect) {
+      return std::to_string(n) + " publications where " + std::to_string(r.expect) + " were due";
+    }
+    return {};
+  }
+
+  void Answered(Conn& c, const std::string& why, simdjson::dom::element result, size_t bytes) {
+    const uint64_t now = NowNs();
+    ++answered;
+    last_answer_ns = now;
+    if (!why.empty()) {
+      ++failed;
+      return Error("history: " + why);
+    }
+    const std::string wrong_why = Check(c.request, result);
+    if (!wrong_why.empty()) {
+      ++wrong;
+      return Error("wrong answer: " + wrong_why);
+    }
+    ++reads_ok;
+    publications_read += c.request.expect;
+    bytes_read += bytes;
+    latency.Record(now - c.request.sent_ns);
+  }
+
+  // ---- the requests ----
+
+  void Job(Conn& c) {
+    c.busy = true;
+    const uint64_t job = next_job++;
+    if (phase == Phase::kFill) {
+      const uint32_t k = static_cast<uint32_t>(job % o.channels);
+      c.request.channel = k;
+      c.request.seq = job / o.channels;
+      if (nats) {
+        const std::string data = "{\"hh\":[" + std::to_string(k) + "," +
+                                 std::to_string(c.request.seq) + "],\"p\":\"" + padding + "\"}";
+        return SendWs(c, "PUB hist." + std::to_string(k) + " _P." + std::to_string(c.index) + " " +
+                             std::to_string(data.size()) + "\r\n" + data + "\r\n");
+      }
+      Post(c, "publish",
+           "{\"channel\":\"" + channels[k].name + "\",\"data\":{\"hh\":[" + std::to_string(k) +
+               "," + std::to_string(c.request.seq) + "],\"p\":\"" + padding + "\"}}");
+    } else {
+      c.request.channel = static_cast<uint32_t>(job);
+      Post(c, "history", "{\"channel\":\"" + channels[job].name + "\",\"limit\":1}");
+    }
+  }
+
+  // One read: a random channel, since a random offset of its window that leaves limit
+  // publications after it (all of the window when it is shorter).
+  void Read(Conn& c, uint64_t now) {
+    Request& r = c.request;
+    r.channel = static_cast<uint32_t>(rng() % channels.size());
+    const Channel& ch = channels[r.channel];
+    const uint64_t window = ch.top - ch.first + 1;
+    r.expect = std::min<uint64_t>(o.limit, window);
+    r.since = ch.first - 1 + rng() % (window - r.expect + 1);
+    r.sent_ns = now;
+    c.busy = true;
+    ++issued;
+    if (nats) return NatsRead(c);
+    const std::string args =
+        "\"channel\":\"" + ch.name + "\",\"limit\":" + std::to_string(o.limit) +
+        ",\"since\":{\"offset\":" + std::to_string(r.since) + ",\"epoch\":\"" + ch.epoch + "\"}";
+    if (o.api) return Post(c, "history", "{" + args + "}");
+    r.id = c.next_id++;
+    SendWs(c, "{\"id\":" + std::to_string(r.id) + ",\"history\":{" + args + "}}");
+  }
+
+  // ---- NATS JetStream ----
+
+  void NatsOpen(Conn& c) {
+    std::string out =
+        "CONNECT {\"verbose\":false,\"pedantic\":false,\"protocol\":1,\"headers\":true,"
+        "\"no_responders\":false,\"lang\":\"c++\",\"version\":\"0.1\","
+        "\"name\":\"hermod-bench\"}\r\n";
+    if (c.kind == Kind::kControl) {
+      const std::string create =
+          "{\"name\":\"" + std::string(kStream) +
+          "\",\"subjects\":[\"hist.>\"],\"retention\":\"limits\",\"storage\":\"file\","
+          "\"max_msgs_per_subject\":" +
+          std::to_string(o.fill) + ",\"allow_direct\":true,\"discard\":\"old\",\"num_replicas\":1}";
+      out += "SUB _S 1\r\nPUB $JS.API.STREAM.DELETE." + std::string(kStream) + " _S 0\r\n\r\n";
+      out += "PUB $JS.API.STREAM.CREATE." + std::string(kStream) + " _S " +
+             std::to_string(create.size()) + "\r\n" + create + "\r\n";
+    } else if (c.kind == Kind::kPublisher) {
+      out += "SUB _P." + std::to_string(c.index) + " 1\r\nPING\r\n";
+    } else {
+      out += "SUB _R." + std::to_string(c.index) + ".* 1\r\nPING\r\n";
+    }
+    SendWs(c, out);
+  }
+
+  // A channel's offsets are its messages in stream order; the stream keeps them all (a fresh
+  // stream with max_msgs_per_subject N holds the N of the fill).
+  void NatsWindows() {
+    for (Channel& ch : channels) {
+      std::sort(ch.stored.begin(), ch.stored.end());
+      for (size_t i = 0; i < ch.stored.size(); ++i) {
+        ch.seq_at[i + 1] = ch.stored[i].second;
+        ch.stream_seq.push_back(ch.stored[i].first);
+      }
+      ch.first = 1;
+      ch.top = ch.stored.size();
+    }
+  }
+
+  void NatsRead(Conn& c) {
+    const Request& r = c.request;
+    const Channel& ch = channels[r.channel];
+    c.got = 0;
+    c.bad.clear();
+    std::string out;
+    for (uint64_t j = 0; j < r.expect; ++j) {
+      const std::string body = "{\"seq\":" + std::to_string(ch.stream_seq[r.since + j]) + "}";
+      out += "PUB $JS.API.DIRECT.GET." + std::string(kStream) + " _R." + std::to_string(c.index) +
+             "." + std::to_string(j) + " " + std::to_string(body.size()) + "\r\n" + body + "\r\n";
+    }
+    SendWs(c, out);
+  }
+
+  void OnNatsMessage(Conn& c, std::string_view message) {
+    std::string_view bytes = message;
+    if (!c.in.empty()) {
+      c.in.append(message);
+      bytes = c.in;
+    }
+    const size_t used = ParseNats(c, bytes);
+    if (c.fd < 0) return;
+    if (c.in.empty()) {
+      if (used < bytes.size()) c.in.assign(bytes.substr(used));
+    } else {
+      c.in.erase(0, used);
+    }
+  }
+
+  // What of b was whole (the rest waits for the next frame).
+  size_t ParseNats(Conn& c, std::string_view b) {
+    size_t pos = 0;
+    while (pos < b.size() && c.fd >= 0) {
+      const size_t eol = b.find("\r\n", pos);
+      if (eol == std::string_view::npos) return pos;
+      const std::string_view line = b.substr(pos, eol - pos);
+      size_t next = eol + 2;
+      const bool hmsg = line.starts_with("HMSG ");
+      if (hmsg || line.starts_with("MSG ")) {
+        // [H]MSG <subject> <sid> [reply] [<header size>] <size>
+        std::array<std::string_view, 6> f;
+        size_t n = 0;
+        for (size_t p = hmsg ? 5 : 4; p <= line.size() && n < f.size();) {
+          size_t sp = line.find(' ', p);
+          if (sp == std::string_view::npos) sp = line.size();
+          f[n++] = line.substr(p, sp - p);
+          p = sp + 1;
+        }
+        const uint64_t size = ParseU64(f[n - 1], 0);
+        const uint64_t header = hmsg ? ParseU64(f[n - 2], 0) : 0;
+        if (b.size() - next < size + 2) return pos;
+        const std::string_view all = b.substr(next, size);
+        OnNatsMsg(c, f[0], all.substr(0, header), all.substr(header));
+        next += size + 2;
+      } else if (line.starts_with("PING")) {
+        SendWs(c, "PONG\r\n");
+      } else if (line.starts_with("PONG")) {
+        if (!c.ready && c.kind == Kind::kReader) ++readers_ready;
+        c.ready = true;
+      } else if (line.starts_with("-ERR")) {
+        Fail(c, "nats: " + std::string(line.substr(0, 120)));
+        return b.size();
+      }
+      pos = next;
+    }
+    return pos;
+  }
+
+  // The value of header `name` in a NATS header block, empty if absent.
+  static std::string_view HeaderValue(std::string_view headers, std::string_view name) {
+    const size_t p = headers.find(std::string("\r\n") + std::string(name) + ":");
+    if (p == std::string_view::npos) return {};
+    size_t v = p + name.size() + 3;
+    while (v < headers.size() && headers[v] == ' ') ++v;
+    return headers.substr(v, headers.find("\r\n", v) - v);
+  }
+
+  void OnNatsMsg(Conn& c, std::string_view subject, std::string_view headers,
+                 std::string_view payload) {
+    if (c.kind == Kind::kControl) {
+      // The delete's answer may be an error (no such stream); the create's may not.
+      if (++c.replies == 2) {
+        if (payload.find("\"error\"") != std::string_view::npos) {
+          return Fail(c, "nats: stream create: " + std::string(payload.substr(0, 160)));
+        }
+        c.ready = true;
+      }
+      return;
+    }
+    if (c.kind == Kind::kPublisher) {
+      c.busy = false;
+      Channel& ch = channels[c.request.channel];
+      const size_t at = payload.find("\"seq\":");
+      if (payload.find("\"error\"") != std::string_view::npos || at == std::string_view::npos) {
+        return Fail(c, "fill: publish: " + std::string(payload.substr(0, 160)));
+      }
+      ch.stored.emplace_back(ParseU64(payload, at + 6), c.request.seq);
+      ++jobs_done;
+      return;
+    }
+    if (!c.busy) return Error("a direct get answer to no read in flight");
+    const Request& r = c.request;
+    const uint64_t j = ParseU64(subject, subject.rfind('.') + 1);
+    const uint64_t offset = r.since + 1 + j;
+    const Channel& ch = channels[r.channel];
+    const auto stored = ch.seq_at.find(offset);
+    uint64_t k = 0, seq = 0;
+    if (c.bad.empty()) {
+      if (!headers.starts_with("NATS/1.0\r\n")) {
+        c.bad = "a direct get answered " + std::string(headers.substr(0, headers.find('\r')));
+      } else if (j >= r.expect ||
+                 ParseU64(HeaderValue(headers, "Nats-Sequence"), 0) != ch.stream_seq[offset - 1] ||
+                 HeaderValue(headers, "Nats-Subject") != "hist." + std::to_string(r.channel)) {
+        c.bad = "the message at offset " + std::to_string(offset) + " is not the one stored";
+      } else if (!ParseStamp(payload, &k, &seq) || k != r.channel || stored == ch.seq_at.end() ||
+                 stored->second != seq) {
+        c.bad = "the message at offset " + std::to_string(offset) + " holds another's data";
+      }
+    }
+    if (++c.got < r.expect) return;
+    c.busy = false;
+    const uint64_t now = NowNs();
+    ++answered;
+    last_answer_ns = now;
+    if (!c.bad.empty()) {
+      ++wrong;
+      return Error("wrong answer: " + c.bad);
+    }
+    ++reads_ok;
+    publications_read += r.expect;
+    bytes_read += r.expect * payload.size();
+    latency.Record(now - r.sent_ns);
+  }
+
+  // ---- the run ----
+
+  void Loop(int timeout_ms) {
+    std::array<epoll_event, 256> events;
+    const int n = epoll_wait(epoll_fd, events.data(), static_cast<int>(events.size()), timeout_ms);
+    for (int i = 0; i < n; ++i) {
+      Conn& c = *static_cast<Conn*>(events[i].data.ptr);
+      if (c.fd < 0) continue;
+      if (events[i].events & EPOLLOUT) Flush(c);
+      if (events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) OnReadable(c);
+    }
+    FlushDirty();
+  }
+
+  // The publishers run `total` jobs of the phase, each with one in flight.
+  bool RunJobs(Phase p, uint64_t total, uint64_t deadline) {
+    phase = p;
+    next_job = 0;
+    jobs_done = 0;
+    while (jobs_done < total) {
+      if (failed_setup || Interrupted() || NowNs() > deadline) return false;
+      for (auto& c : publishers) {
+        if (next_job >= total) break;
+        if (!c->busy && c->fd >= 0 && c->ready) Job(*c);
+      }
+      FlushDirty();
+      Loop(10);
+    }
+    return true;
+  }
+
+  bool ParseApiUrl() {
+    api_addr = ws_addr;
+    api_host = config.host + ":" + std::to_string(config.port);
+    if (o.api_url.empty()) return true;
+    std::string u = o.api_url;
+    if (u.starts_with("http://")) u = u.substr(7);
+    u = u.substr(0, u.find('/'));
+    const size_t colon = u.find(':');
+    if (colon == std::string::npos ||
+        !Resolve(u.substr(0, colon), static_cast<uint16_t>(ParseU64(u, colon + 1)), &api_addr)) {
+      return false;
+    }
+    api_host = u;
+    return true;
+  }
+
+  int Run() {
+    epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+    if (!Resolve(config.host, config.port, &ws_addr)) return Report(1, "bad -u host");
+    if (!ParseApiUrl()) return Report(1, "bad --api-url");
+    // The data is {"hh":[k,s],"p":"x.."}: padded to about config.size bytes.
+    padding.assign(config.size > 24 ? config.size - 24 : 0, 'x');
+    channels.resize(o.channels);
+    for (uint32_t k = 0; k < o.channels; ++k) channels[k].name = o.prefix + std::to_string(k);
+    const uint64_t setup_deadline = NowNs() + static_cast<uint64_t>(config.setup_timeout_s * 1e9);
+    if (nats) {
+      control = std::make_unique<Conn>(*this, Kind::kControl, 0);
+      control->websocket = true;
+      if (!Open(*control, ws_addr)) return Report(1, "setup: connect failed");
+      FlushDirty();
+      while (!control->ready) {
+        if (failed_setup || Interrupted() || NowNs() > setup_deadline) {
+          return Report(1, "setup: the stream was not created");
+        }
+        Loop(10);
+      }
+    }
+    for (uint32_t k = 0; k < o.publishers; ++k) {
+      publishers.push_back(std::make_unique<Conn>(*this, Kind::kPublisher, k));
+      publishers.back()->websocket = nats;
+      if (!Open(*publishers.back(), nats ? ws_addr : api_addr)) {
+        return Report(1, "setup: publisher connect failed");
+      }
+    }
+    if (!RunJobs(Phase::kFill, uint64_t{o.channels} * o.fill, setup_deadline)) {
+      return Report(1, "setup: the fill did not complete");
+    }
+    if (nats) {
+      NatsWindows();
+    } else if (!RunJobs(Phase::kWindow, o.channels, setup_deadline)) {
+      return Report(1, "setup: the channels' windows were not read");
+    }
+    for (auto& c : publishers) Close(*c);
+    for (uint32_t i = 0; i < config.connections; ++i) {
+      readers.push_back(std::make_unique<Conn>(*this, Kind::kReader, i));
+      Conn& r = *readers.back();
+      r.websocket = nats || !o.api;
+      if (!Open(r, r.websocket ? ws_addr : api_addr)) {
+        return Report(1, "setup: reader connect failed");
+      }
+      if (!r.websocket) ++readers_ready;
+    }
+    FlushDirty();
+    while (readers_ready < readers.size()) {
+      if (failed_setup || Interrupted() || NowNs() > setup_deadline) {
+        return Report(1, "setup: readers not connected");
+      }
+      Loop(10);
+    }
+    Measure();
+    return Report(0, "");
+  }
+
+  // Reads (paced when a rate is given) until the count or the time bound; then the answers
+  // in flight, for at most drain_s.
+  void Measure() {
+    phase = Phase::kRead;
+    ProcSampler server(config.server_pid);
+    const double cpu_start = config.server_pid > 0 ? server.CpuSeconds() : -1;
+    measure_start = NowNs();
+    const uint64_t deadline = measure_start + static_cast<uint64_t>(config.duration_s * 1e9);
+    uint64_t stop_ns = 0, last_progress = measure_start;
+    while (!Interrupted()) {
+      const uint64_t now = NowNs();
+      const bool stop = now > deadline || (o.reads != 0 && issued >= o.reads);
+      for (auto& c : readers) {
+        if (stop || (o.reads != 0 && issued >= o.reads)) break;
+        if (o.rate > 0 && static_cast<double>(issued) >= (now - measure_start) * 1e-9 * o.rate) {
+          break;
+        }
+        if (!c->busy && c->fd >= 0) Read(*c, now);
+      }
+      FlushDirty();
+      if (stop && stop_ns == 0) stop_ns = now;
+      if (stop && answered == issued) break;
+      if (stop_ns != 0 && now > stop_ns + static_cast<uint64_t>(config.drain_s * 1e9)) break;
+      if (std::none_of(readers.begin(), readers.end(), [](auto& c) { return c->fd >= 0; })) break;
+      if (config.progress && now - last_progress > 1'000'000'000ull) {
+        last_progress = now;
+        std::fprintf(stderr, "\r%.0f s: reads %llu", (now - measure_start) * 1e-9,
+                     static_cast<unsigned long long>(reads_ok));
+      }
+      Loop(o.rate > 0 ? 1 : 10);
+    }
+    if (config.progress) std::fprintf(stderr, "\n");
+    if (cpu_start >= 0) server_cpu_s = server.CpuSeconds() - cpu_start;
+  }
+
+  int Report(int setup_rc, const std::string& what) {
+    if (setup_rc != 0 && first_error.empty()) first_error = what;
+    const uint64_t end = last_answer_ns != 0 ? last_answer_ns : NowNs();
+    const double secs = measure_start != 0 ? std::max(1e-9, (end - measure_start) * 1e-9) : 0;
+    const double reads_per_s = secs > 0 ? static_cast<double>(reads_ok) / secs : 0;
+    const auto ms = [&](double q) { return latency.ValueAt(q) / 1e6; };
+    uint64_t error_count = 0;
+    for (auto& [reason, n] : errors) error_count += n;
+    uint64_t min_window = 0;
+    for (const Channel& ch : channels) {
+      const uint64_t w = ch.top >= ch.first && ch.first > 0 ? ch.top - ch.first + 1 : 0;
+      min_window = min_window == 0 ? w : std::min(min_window, w);
+    }
+    const char* via = nats ? "jetstream" : o.api ? "api" : "client";
+    if (!o.quiet) {
+      std::printf(
+          "scenario history via %s url %s: %u channels x %u publications of %u B, limit %u, "
+          "%u readers, %.2f s measured\n",
+          via, config.url.c_str(), o.channels, o.fill, config.size, o.limit, config.connections,
+          secs);
+      std::printf("  kept per channel: at least %llu publications\n",
+                  static_cast<unsigned long long>(min_window));
+      std::printf(
+          "  reads checked %llu (%.0f/s)  wrong %llu  failed %llu  publications read %llu "
+          "(%.2f MB/s)\n",
+          static_cast<unsigned long long>(reads_ok), reads_per_s,
+          static_cast<unsigned long long>(wrong), static_cast<unsigned long long>(failed),
+          static_cast<unsigned long long>(publications_read),
+          secs > 0 ? bytes_read / secs / 1e6 : 0);
+      std::printf("  read ms: p50 %.3f  p90 %.3f  p99 %.3f  max %.3f\n", ms(0.5), ms(0.9), ms(0.99),
+                  latency.max() / 1e6);
+      if (server_cpu_s >= 0 && reads_ok > 0) {
+        std::printf("  server cpu %.2f s: %.1f us per read\n", server_cpu_s,
+                    server_cpu_s * 1e6 / static_cast<double>(reads_ok));
+      }
+      std::printf("  errors %llu\n", static_cast<unsigned long long>(error_count));
+      for (auto& [reason, n] : errors) {
+        std::printf("  error: %s x%llu\n", reason.c_str(), static_cast<unsigned long long>(n));
+      }
+    }
+    if (!o.json_path.empty()) {
+      char line[1024];
+      std::snprintf(
+          line, sizeof(line),
+          "{\"scenario\":\"history\",\"via\":\"%s\",\"channels\":%u,\"fill\":%u,\"size\":%u,"
+          "\"limit\":%u,\"readers\":%u,\"summary\":{\"measured_s\":%.3f,\"issued\":%llu,"
+          "\"reads\":%llu,\"reads_per_s\":%.1f,\"wrong\":%llu,\"failed\":%llu,"
+          "\"publications_read\":%llu,\"min_window\":%llu,\"latency_p50_ms\":%.3f,"
+          "\"latency_p90_ms\":%.3f,\"latency_p99_ms\":%.3f,\"latency_max_ms\":%.3f,"
+          "\"errors\":%llu,\"server_cpu_s\":%.3f}}\n",
+          via, o.channels, o.fill, config.size, o.limit, config.connections, secs,
+          static_cast<unsigned long long>(issued), static_cast<unsigned long long>(reads_ok),
+          reads_per_s, static_cast<unsigned long long>(wrong),
+          static_cast<unsigned long long>(failed),
+          static_cast<unsigned long long>(publications_read),
+          static_cast<unsigned long long>(min_window), ms(0.5), ms(0.9), ms(0.99),
+          latency.max() / 1e6, static_cast<unsigned long long>(error_count), server_cpu_s);
+      std::ofstream(o.json_path) << line;
+    }
+    for (auto& c : publishers) Close(*c);
+    for (auto& c : readers) Close(*c);
+    if (control) Close(*control);
+    if (epoll_fd >= 0) close(epoll_fd);
+    if (setup_rc != 0) {
+      std::fprintf(stderr, "hermod-bench: history: %s\n", first_error.c_str());
+      return 1;
+    }
+    return reads_ok > 0 && wrong == 0 && failed == 0 && error_count == 0 ? 0 : 6;
+  }
+};
+
+void Conn::OnMessage(ws::Opcode, std::string_view payload) {
+  if (runner.nats) return runner.OnNatsMessage(*this, payload);
+  size_t pos = 0;
+  while (pos < payload.size() && fd >= 0) {
+    size_t eol = payload.find('\n', pos);
+    if (eol == std::string_view::npos) eol = payload.size();
+    runner.OnClientLine(*this, payload.substr(pos, eol - pos));
+    pos = eol + 1;
+  }
+}
+
+void Conn::OnPing(std::string_view payload) {
+  ws::FrameHeaderSpec spec;
+  spec.opcode = ws::Opcode::kPong;
+  spec.payload_len = payload.size();
+  spec.mask = std::array<uint8_t, 4>{1, 2, 3, 4};
+  ws::AppendFrame(out, spec, payload);
+  runner.Dirty(*this);
+}
+
+void Conn::OnClose(uint16_t code, std::string_view reason) {
+  runner.Fail(*this, "closed by the server: " + std::to_string(code) + " " + std::string(reason));
+}
+
+}  // namespace
+
+int RunHistory(const RunConfig& config, const HistoryOptions& options) {
+  Runner runner(config, options);
+  return runner.Run();
+}
+
+}  // namespace hermod::bench
