@@ -992,11 +992,11 @@ Hub::HistoryResult Hub::History(std::string_view channel, const config::ChannelO
   // restart: every channel's): they are read through its stream, the channel reclaimed after.
   const bool reopen = kept && !stores_.history_inline;
   if (it == shard.channels.end() && !reopen) {
-    if (kept) {
-      result.position = std::move(*kept);
-      if (since && !since->epoch.empty() && since->epoch != result.position.epoch) {
-        result.unrecoverable = true;
-      }
+    if (kept) result.position = std::move(*kept);
+    // No stream has the epoch the client names (none at all: the epoch is empty), so its
+    // position cannot be continued, as when a stream's epoch changed.
+    if (since && !since->epoch.empty() && since->epoch != result.position.epoch) {
+      result.unrecoverable = true;
     }
     return result;
   }

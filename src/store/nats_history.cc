@@ -7,6 +7,7 @@
 #include "core/schedule_store.h"
 #include "store/epoch.h"
 #include "store/memory_idempotency.h"
+#include "store/nats_kv.h"
 
 namespace hermod::store {
 
@@ -417,6 +418,11 @@ bool NatsHistoryStore::EnsureStream(std::string* error) {
   natsStatus s = js_GetStreamInfo(&info, js_, options_.stream.c_str(), nullptr, &jerr);
   if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
     s = js_AddStream(&info, js_, &want, nullptr, &jerr);
+    if (s != NATS_OK && jerr == JSStreamReplicasNotSupportedErr) {
+      *error = "history_engine nats: cannot create JetStream stream " + options_.stream + ": " +
+               NatsReplicasRefused("nats.jetstream.replicas", options_.replicas, options_.url);
+      return false;
+    }
     if (s != NATS_OK) {
       const char* last = nats_GetLastError(nullptr);
       *error = "history_engine nats: cannot create JetStream stream " + options_.stream + ": " +
@@ -474,6 +480,11 @@ bool NatsHistoryStore::EnsureStream(std::string* error) {
   jsStreamInfo_Destroy(info);
   if (!update) return true;
   s = js_UpdateStream(&info, js_, &want, nullptr, &jerr);
+  if (s != NATS_OK && jerr == JSStreamReplicasNotSupportedErr) {
+    *error = "history_engine nats: cannot update JetStream stream " + options_.stream + ": " +
+             NatsReplicasRefused("nats.jetstream.replicas", options_.replicas, options_.url);
+    return false;
+  }
   if (s != NATS_OK) {
     const char* last = nats_GetLastError(nullptr);
     *error = "history_engine nats: JetStream stream " + options_.stream +

@@ -7,6 +7,14 @@ std::string NatsKvError(const char* who, const char* what, const std::string& ur
          ": start nats-server with -js (JetStream) there, or set nats.url";
 }
 
+std::string NatsReplicasRefused(const char* key, int64_t replicas, const std::string& url) {
+  const std::string n = std::to_string(replicas);
+  return std::string(key) + " is " + n + ", but the nats-server at " + url +
+         " is not a JetStream cluster of " + n +
+         " servers (a single server keeps 1 replica); fix: set " + key +
+         " to 1, or run nats-server as a JetStream cluster of at least " + n + " servers";
+}
+
 bool ConnectNatsKv(const NatsKvOptions& options, const char* who, natsConnection** nc, jsCtx** js,
                    std::string* error) {
   natsOptions* o = nullptr;

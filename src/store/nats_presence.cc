@@ -16,6 +16,8 @@
 #include <utility>
 #include <vector>
 
+#include "store/nats_kv.h"
+
 namespace hermod::store {
 
 namespace {
@@ -317,6 +319,11 @@ bool NatsPresenceStore::Engine::EnsureBucket(std::string* error) {
                "another presence_ttl, replicas or storage must be removed first: "
                "`nats kv rm " +
                options_.bucket + "`, or set nats.presence.bucket to another name)";
+      // libnats gives no error code for a bucket: more than one replica is named as a cause.
+      if (options_.replicas > 1) {
+        *error += "; if nats-server refused the replicas: " +
+                  NatsReplicasRefused("nats.presence.replicas", options_.replicas, options_.url);
+      }
     }
     return false;
   }

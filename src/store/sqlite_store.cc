@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -36,6 +37,12 @@ uint64_t SteadyUs() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                    std::chrono::steady_clock::now().time_since_epoch())
                                    .count());
+}
+
+// A client's `since` offset as SQLite's signed integer: one past INT64_MAX (which no stream
+// reaches) reads as INT64_MAX, not as a negative bound that would match every row.
+int64_t SinceBound(uint64_t offset) {
+  return static_cast<int64_t>(std::min<uint64_t>(offset, INT64_MAX));
 }
 
 constexpr const char* kSchema =
@@ -1155,9 +1162,9 @@ void SqliteDb::RunRead(Task& t) {
     Stmt& st = q.reverse ? stmts_->read_rev : stmts_->read_fwd;
     int64_t bound = 0;
     if (q.reverse) {
-      bound = q.since && q.since->offset != 0 ? static_cast<int64_t>(q.since->offset) : INT64_MAX;
+      bound = q.since && q.since->offset != 0 ? SinceBound(q.since->offset) : INT64_MAX;
     } else {
-      bound = q.since ? static_cast<int64_t>(q.since->offset) : 0;
+      bound = q.since ? SinceBound(q.since->offset) : 0;
     }
     st.Bind(1, c.id).Bind(2, bound).Bind(3, ToWall(q.now_ms)).Bind(4, q.limit < 0 ? -1 : q.limit);
     size_t bytes = 0;

@@ -224,6 +224,20 @@ TEST_F(HubTest, RecoversMissedPublicationsWithoutDeliveringThemTwice) {
   EXPECT_EQ(Read(s->peer, 1), "ch|p4@4\n");
 }
 
+// A channel with no stream has the empty epoch: a `since` naming one is unrecoverable (112),
+// an empty one is any epoch; asking makes no stream either way.
+TEST_F(HubTest, HistorySinceAnEpochOfAChannelWithNoStreamIsUnrecoverable) {
+  const StreamPosition other{1, "not-this-one"};
+  Hub::HistoryResult named = hub_.History("none", options_, &other, -1, false);
+  EXPECT_TRUE(named.unrecoverable);
+  const StreamPosition any{1, ""};
+  Hub::HistoryResult empty = hub_.History("none", options_, &any, -1, false);
+  EXPECT_FALSE(empty.unrecoverable);
+  EXPECT_EQ(empty.position.offset, 0u);
+  EXPECT_TRUE(empty.publications.empty());
+  EXPECT_EQ(hub_.ChannelCount(), 0u);
+}
+
 TEST_F(HubTest, ReportsUnrecoveredForAnotherEpoch) {
   Publish(hub_, "ch", options_, "p1", "");
   auto s = NewSubscriber(0);
