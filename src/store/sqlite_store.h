@@ -45,7 +45,10 @@
 // of a backlog (history_size shrunk under a long history). A channel's floor (its top minus
 // history_size) hides what is past it from reads and recovery until it is deleted. What the
 // bounds leave goes on in the next transactions, and in transactions of its own while
-// nothing is queued (also at start-up, for what expired while hermod was down).
+// nothing is queued (also at start-up, for what expired while hermod was down). The floor
+// and the list of channels behind are in memory: after a restart a channel's rows past
+// history_size are read, and deleted, again from its next publication on (as when
+// history_size was shrunk while hermod was down).
 //
 // Schema version (PRAGMA user_version, 2): publications in a rowid table in the order they
 // are stored, found by an index on (channel id, offset), each channel's id a number in meta
