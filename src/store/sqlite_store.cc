@@ -13,6 +13,7 @@
 #include <random>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -307,8 +308,7 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
   static void Complete(Task& task);
   void Process(std::vector<Task>& batch, size_t begin, size_t end);
   void Transaction(std::vector<Task>& batch, size_t begin, size_t end);
-  bool Write(Task& task, core::HistoryAppended* result,
-             std::unordered_map<Chan*, uint64_t>* touched);
+  bool Write(Task& task, core::HistoryAppended* result, std::unordered_set<Chan*>* touched);
   // Lists a channel that now holds a publication expiring at expires (writer thread).
   void ListExpiring(const std::shared_ptr<Chan>& chan, int64_t expires);
   // What ExpireDue took off expiring_ (put back if the transaction fails) and what it lists
@@ -934,8 +934,7 @@ bool SqliteDb::FileGone() {
   return stat(options_.path.c_str(), &st) != 0 || st.st_ino != ino_ || st.st_dev != dev_;
 }
 
-bool SqliteDb::Write(Task& t, core::HistoryAppended* result,
-                     std::unordered_map<Chan*, uint64_t>* touched) {
+bool SqliteDb::Write(Task& t, core::HistoryAppended* result, std::unordered_set<Chan*>* touched) {
   Stmts& s = *stmts_;
   switch (t.op) {
     case Op::kNew:
@@ -949,7 +948,7 @@ bool SqliteDb::Write(Task& t, core::HistoryAppended* result,
       Chan& c = *t.chan;
       const uint64_t offset = c.writer_top + 1;
       const int64_t expires = ToWall(t.now + t.ttl);
-      (*touched)[&c] = t.size;
+      touched->insert(&c);
       result->position = {offset, c.epoch};
       result->publication = (*t.encode)(Of(t.data), Of(t.info), offset, Of(t.tags));
       if (!s.insert_pub.Bind(1, c.id)
@@ -982,7 +981,7 @@ bool SqliteDb::Write(Task& t, core::HistoryAppended* result,
       return true;
     }
     case Op::kRemove:
-      (*touched)[t.chan.get()] = 0;
+      touched->insert(t.chan.get());
       t.chan->writer_expires = 0;  // no history left; the position stays
       t.chan->writer_low = t.chan->writer_top + 1;
       return s.remove_pubs.Bind(1, t.chan->id).Run();
@@ -1022,8 +1021,8 @@ void SqliteDb::Transaction(std::vector<Task>& batch, size_t begin, size_t end) {
               " was removed or replaced while hermod runs: publications with history are "
               "refused; restore the file and restart hermod";
   }
-  std::unordered_map<Chan*, uint64_t> touched;  // channels written: their history_size
-  std::vector<std::shared_ptr<Chan>> trimmed;   // channels trimmed to size
+  std::unordered_set<Chan*> touched;           // channels written
+  std::vector<std::shared_ptr<Chan>> trimmed;  // channels trimmed to size
   Expiry expiry;
   bool began = false;
   bool ok = !reason;
@@ -1037,7 +1036,7 @@ void SqliteDb::Transaction(std::vector<Task>& batch, size_t begin, size_t end) {
   }
   if (ok) {
     // The channel's top, once per channel per transaction.
-    for (auto& [chan, size] : touched) {
+    for (Chan* chan : touched) {
       ok = ok && s.upsert_meta.Bind(1, chan->name)
                      .Bind(2, chan->id)
                      .Bind(3, chan->epoch)
@@ -1070,7 +1069,7 @@ void SqliteDb::Transaction(std::vector<Task>& batch, size_t begin, size_t end) {
     }
     for (auto& chan : trimmed) chan->writer_low = 0;
     // Nothing of the burst is stored: its channels continue from their committed top.
-    for (auto& [chan, size] : touched) {
+    for (Chan* chan : touched) {
       chan->writer_top = chan->top.load();
       chan->writer_expires = chan->expires.load();
       chan->writer_floor = chan->floor.load();
@@ -1079,7 +1078,7 @@ void SqliteDb::Transaction(std::vector<Task>& batch, size_t begin, size_t end) {
     more_trim_ = false;  // until a write succeeds
     Fail(*reason, std::move(message));
   } else {
-    for (auto& [chan, size] : touched) {
+    for (Chan* chan : touched) {
       chan->top.store(chan->writer_top);
       chan->expires.store(chan->writer_expires);
       chan->floor.store(chan->writer_floor);
