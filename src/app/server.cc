@@ -777,6 +777,7 @@ int Server::Run() {
   engine_config.sqlite.path = config_.sqlite.path;
   engine_config.sqlite.max_batch = config_.sqlite.max_batch;
   engine_config.sqlite.max_queue = config_.sqlite.max_queue;
+  engine_config.sqlite.max_trim = config_.sqlite.max_trim;
   engine_config.sqlite.pause_reads_at = config_.sqlite.pause_reads_at;
   engine_config.sqlite.resume_reads_at =
       std::min(config_.sqlite.resume_reads_at, config_.sqlite.pause_reads_at);

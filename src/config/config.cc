@@ -306,6 +306,7 @@ std::vector<Field> AllFields(Config& c) {
           {"sqlite.path", &c.sqlite.path},
           {"sqlite.max_batch", &c.sqlite.max_batch, 1, 100000},
           {"sqlite.max_queue", &c.sqlite.max_queue, 1, 10000000},
+          {"sqlite.max_trim", &c.sqlite.max_trim, 1, 1000000},
           {"sqlite.pause_reads_at", &c.sqlite.pause_reads_at, 0, 10000000},
           {"sqlite.resume_reads_at", &c.sqlite.resume_reads_at, 0, 10000000},
           OneOf("sqlite.synchronous", &c.sqlite.synchronous, kSqliteSync),

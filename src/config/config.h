@@ -309,6 +309,9 @@ struct Config {
     std::string path = "hermod.db";  // relative: to the working directory
     uint64_t max_batch = 1024;       // writes per transaction (group commit)
     uint64_t max_queue = 65536;      // appends waiting for the disk; past it, refused
+    // Publications a transaction deletes by history_ttl, and past history_size beyond as
+    // many as it appends (a backlog goes on in the next transactions).
+    uint64_t max_trim = 1024;
     // Read pause: publishing connections stop being read at this many writes waiting for
     // the writer (0: never), and are read again at resume_reads_at or fewer.
     uint64_t pause_reads_at = 4096;

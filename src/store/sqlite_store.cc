@@ -14,6 +14,7 @@
 #include <random>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -175,9 +176,17 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
     std::atomic<uint64_t> top{0};
     // When its newest stored publication expires (wall ms; 0: none), stored after commits.
     std::atomic<int64_t> expires{0};
-    uint64_t writer_top = 0;               // writer thread only
-    int64_t writer_expires = 0;            // writer thread only
-    bool writer_expiring = false;          // in SqliteDb::expiring_; writer thread only
+    // Offsets up to floor are past history_size: never read, deleted by the writer, at most
+    // max_trim beyond what a transaction appends (SqliteDb::TrimToSize). Stored after commits.
+    std::atomic<uint64_t> floor{0};
+    uint64_t writer_top = 0;       // writer thread only
+    int64_t writer_expires = 0;    // writer thread only
+    bool writer_expiring = false;  // in SqliteDb::expiring_; writer thread only
+    uint64_t writer_floor = 0;     // writer thread only
+    // The oldest offset the file may hold (its rows are offsets writer_low..writer_top);
+    // 0: not known yet (loaded, or a transaction failed), read from the file when needed.
+    uint64_t writer_low = 0;               // writer thread only
+    bool writer_trimming = false;          // in SqliteDb::trimming_; writer thread only
     bool open = false;                     // under channels_mutex_
     uint64_t closed_ms = 0;                // under channels_mutex_
     std::list<Chan*>::iterator closed_at;  // in closed_, while !open; under channels_mutex_
@@ -306,8 +315,7 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
   static void Complete(Task& task);
   void Process(std::vector<Task>& batch, size_t begin, size_t end);
   void Transaction(std::vector<Task>& batch, size_t begin, size_t end);
-  bool Write(Task& task, core::HistoryAppended* result,
-             std::unordered_map<Chan*, uint64_t>* touched);
+  bool Write(Task& task, core::HistoryAppended* result, std::unordered_set<Chan*>* touched);
   // Lists a channel that now holds a publication expiring at expires (writer thread).
   void ListExpiring(const std::shared_ptr<Chan>& chan, int64_t expires);
   // What ExpireDue took off expiring_ (put back if the transaction fails) and what it lists
@@ -317,6 +325,12 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
   };
   // Deletes at most max_trim expired publications, those of the channels due first.
   bool ExpireDue(int64_t now_wall, Expiry* expiry);
+  // Deletes at most budget publications past their channel's history_size (its floor), the
+  // channels in the order they fell behind; one left behind stays listed in trimming_ for the
+  // next transaction. Adds the channels it deleted from to changed.
+  bool TrimToSize(uint64_t budget, std::vector<std::shared_ptr<Chan>>* changed);
+  // The oldest offset the file holds of chan (writer_top + 1: none).
+  bool FindLow(Chan& chan);
   void RunRead(Task& task);
   void RunRecover(Task& task);
   bool FileGone();
@@ -375,6 +389,11 @@ class SqliteDb : public std::enable_shared_from_this<SqliteDb> {
   // expiry of a publication no longer the oldest, or 0 for those loaded at start-up);
   // writer thread only (filled by Open before the writer starts).
   std::multimap<int64_t, std::shared_ptr<Chan>> expiring_;
+  // Channels with publications past their history_size still in the file; writer thread only.
+  std::deque<std::shared_ptr<Chan>> trimming_;
+  // The last transaction left trimming undone (its bounds reached): the writer goes on with
+  // transactions of trimming only while nothing is queued. Writer thread only.
+  bool more_trim_ = false;
   std::thread writer_;
   // The writer's finished tasks, answered by the completer thread (the hub's fan-out and the
   // answers to the publishers run there), so the writer goes on with the next transaction.
@@ -508,7 +527,7 @@ bool SqliteDb::Open(std::string* error) {
                          "ORDER BY offset LIMIT ?4") &&
       s.read_rev.Prepare(db_,
                          "SELECT pub FROM pubs WHERE chan=?1 AND offset<?2 AND expires>?3 "
-                         "ORDER BY offset DESC LIMIT ?4") &&
+                         "AND offset>?5 ORDER BY offset DESC LIMIT ?4") &&
       s.recover.Prepare(db_,
                         "SELECT pub FROM pubs WHERE chan=?1 AND offset>?2 AND offset<=?3 AND "
                         "expires>?4 ORDER BY offset LIMIT ?5");
@@ -541,6 +560,8 @@ bool SqliteDb::Open(std::string* error) {
       chan->closed_at = closed_.insert(closed_.end(), chan.get());
       channels_.emplace(std::move(name), std::move(chan));
     }
+    // What expired while hermod was down is deleted from the start, not from the first write.
+    more_trim_ = !expiring_.empty();
   }
   {
     Stmt q;
@@ -813,16 +834,18 @@ void SqliteDb::Run() {
   for (;;) {
     {
       std::unique_lock lock(mutex_);
-      ready_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping, and everything queued is done
+      ready_.wait(lock, [this] { return stopping_ || !queue_.empty() || more_trim_; });
+      if (queue_.empty() && stopping_) return;  // everything queued is done
       batch.swap(queue_);
       bytes_.swap(queue_bytes_);
       queue_bytes_.clear();
       status_.queue_depth = 0;
     }
     // At most max_batch writes per transaction, each transaction's tasks answered as soon as
-    // it commits.
-    if (batch.size() <= options_.max_batch) {
+    // it commits. Nothing queued: a transaction that only goes on with the trimming left.
+    if (batch.empty()) {
+      Transaction(batch, 0, 0);
+    } else if (batch.size() <= options_.max_batch) {
       Process(batch, 0, batch.size());
       HandOff(std::move(batch));
     } else {
@@ -918,8 +941,7 @@ bool SqliteDb::FileGone() {
   return stat(options_.path.c_str(), &st) != 0 || st.st_ino != ino_ || st.st_dev != dev_;
 }
 
-bool SqliteDb::Write(Task& t, core::HistoryAppended* result,
-                     std::unordered_map<Chan*, uint64_t>* touched) {
+bool SqliteDb::Write(Task& t, core::HistoryAppended* result, std::unordered_set<Chan*>* touched) {
   Stmts& s = *stmts_;
   switch (t.op) {
     case Op::kNew:
@@ -933,7 +955,7 @@ bool SqliteDb::Write(Task& t, core::HistoryAppended* result,
       Chan& c = *t.chan;
       const uint64_t offset = c.writer_top + 1;
       const int64_t expires = ToWall(t.now + t.ttl);
-      (*touched)[&c] = t.size;
+      touched->insert(&c);
       result->position = {offset, c.epoch};
       result->publication = (*t.encode)(Of(t.data), Of(t.info), offset, Of(t.tags));
       if (!s.insert_pub.Bind(1, c.id)
@@ -956,11 +978,19 @@ bool SqliteDb::Write(Task& t, core::HistoryAppended* result,
       c.writer_top = offset;
       c.writer_expires = std::max(c.writer_expires, expires);
       if (!c.writer_expiring) ListExpiring(t.chan, expires);
+      if (t.size > 0 && offset > t.size) {
+        c.writer_floor = std::max(c.writer_floor, offset - t.size);
+        if (!c.writer_trimming) {
+          c.writer_trimming = true;
+          trimming_.push_back(t.chan);
+        }
+      }
       return true;
     }
     case Op::kRemove:
-      (*touched)[t.chan.get()] = 0;
+      touched->insert(t.chan.get());
       t.chan->writer_expires = 0;  // no history left; the position stays
+      t.chan->writer_low = t.chan->writer_top + 1;
       return s.remove_pubs.Bind(1, t.chan->id).Run();
     case Op::kKey:
       return s.insert_key.Bind(1, t.rare->channel)
@@ -998,33 +1028,37 @@ void SqliteDb::Transaction(std::vector<Task>& batch, size_t begin, size_t end) {
               " was removed or replaced while hermod runs: publications with history are "
               "refused; restore the file and restart hermod";
   }
-  std::unordered_map<Chan*, uint64_t> touched;  // channels written: their history_size
+  std::unordered_set<Chan*> touched;           // channels written
+  std::vector<std::shared_ptr<Chan>> trimmed;  // channels trimmed to size
   Expiry expiry;
   bool began = false;
   bool ok = !reason;
+  bool keys_left = false;  // expired keys past max_trim
+  const int64_t now_wall = WallMs();
   if (ok) ok = began = s.begin.Run();
+  uint64_t appends = 0;
   for (size_t i = begin; ok && i < end; ++i) {
     ok = Write(batch[i], &batch[i].result, &touched);
+    appends += batch[i].op == Op::kAppend ? 1 : 0;
   }
   if (ok) {
-    // Trimming to size, and the channel's top, once per channel per transaction.
-    for (auto& [chan, size] : touched) {
-      const uint64_t top = chan->writer_top;
-      if (size > 0 && top > size) {
-        ok = ok && s.trim_size.Bind(1, chan->id).Bind(2, static_cast<int64_t>(top - size)).Run();
-      }
+    // The channel's top, once per channel per transaction.
+    for (Chan* chan : touched) {
       ok = ok && s.upsert_meta.Bind(1, chan->name)
                      .Bind(2, chan->id)
                      .Bind(3, chan->epoch)
-                     .Bind(4, static_cast<int64_t>(top))
+                     .Bind(4, static_cast<int64_t>(chan->writer_top))
                      .Bind(5, chan->writer_expires)
                      .Run();
     }
-    // Expired rows, at most max_trim of each per transaction.
-    const int64_t now_wall = WallMs();
+    // Past history_size: as many as this transaction appends, so trimming keeps up with
+    // publishing, and max_trim more of a backlog (history_size shrunk). Expired rows and
+    // keys: at most max_trim of each.
     const auto max_trim = static_cast<int64_t>(options_.max_trim);
+    ok = ok && TrimToSize(appends + options_.max_trim, &trimmed);
     ok = ok && ExpireDue(now_wall, &expiry);
     ok = ok && s.expire_keys.Bind(1, now_wall).Bind(2, max_trim).Run();
+    keys_left = ok && sqlite3_changes(db_) >= max_trim;
   }
   if (ok) ok = s.commit.Run();
   if (!ok && !reason) {
@@ -1034,24 +1068,34 @@ void SqliteDb::Transaction(std::vector<Task>& batch, size_t begin, size_t end) {
   }
   if (!ok && began) s.rollback.Run();
   if (!ok) {
-    // Nothing was deleted: the channels visited are due as they were.
+    // Nothing was deleted: the channels visited are due as they were, and where their
+    // oldest row is is read from the file again.
     for (auto& [at, chan] : expiry.visited) {
+      chan->writer_low = 0;
       if (!chan->writer_expiring) ListExpiring(chan, at);
     }
+    for (auto& chan : trimmed) chan->writer_low = 0;
     // Nothing of the burst is stored: its channels continue from their committed top.
-    for (auto& [chan, size] : touched) {
+    for (Chan* chan : touched) {
       chan->writer_top = chan->top.load();
       chan->writer_expires = chan->expires.load();
+      chan->writer_floor = chan->floor.load();
+      chan->writer_low = 0;
     }
+    more_trim_ = false;  // until a write succeeds
     Fail(*reason, std::move(message));
   } else {
-    for (auto& [chan, size] : touched) {
+    for (Chan* chan : touched) {
       chan->top.store(chan->writer_top);
       chan->expires.store(chan->writer_expires);
+      chan->floor.store(chan->writer_floor);
     }
     for (auto& [at, chan] : expiry.due) {
       if (!chan->writer_expiring) ListExpiring(chan, at);
     }
+    // Trimming left by the bounds goes on in the next transaction, written or not.
+    more_trim_ = !trimming_.empty() || keys_left ||
+                 (!expiring_.empty() && expiring_.begin()->first <= now_wall);
     std::lock_guard lock(mutex_);
     breaker_.OnSuccess();
     status_.last_error.clear();
@@ -1116,8 +1160,43 @@ bool SqliteDb::ExpireDue(int64_t now_wall, Expiry* expiry) {
     q.Reset();
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) return false;
     if (last >= 0 && !s.trim_size.Bind(1, chan->id).Bind(2, last).Run()) return false;
+    // Rows are a channel's offsets from its oldest to its top: the oldest left is last + 1.
+    if (last >= 0) chan->writer_low = static_cast<uint64_t>(last) + 1;
     if (next != 0) expiry->due.emplace_back(next, std::move(chan));
   }
+  return true;
+}
+
+bool SqliteDb::FindLow(Chan& c) {
+  Stmt& q = stmts_->oldest;
+  q.Bind(1, c.id).Bind(2, int64_t{1});
+  const int rc = q.Step();
+  c.writer_low = rc == SQLITE_ROW ? static_cast<uint64_t>(q.Int(0)) : c.writer_top + 1;
+  q.Reset();
+  return rc == SQLITE_ROW || rc == SQLITE_DONE;
+}
+
+bool SqliteDb::TrimToSize(uint64_t budget, std::vector<std::shared_ptr<Chan>>* changed) {
+  size_t done = 0;  // channels of trimming_ with nothing left past their floor
+  while (done < trimming_.size() && budget > 0) {
+    const std::shared_ptr<Chan>& chan = trimming_[done];
+    Chan& c = *chan;
+    if (c.writer_low == 0 && !FindLow(c)) return false;
+    if (c.writer_floor >= c.writer_low) {
+      // Offsets are contiguous from writer_low: this deletes upto - writer_low + 1 rows.
+      const uint64_t upto = std::min(c.writer_floor, c.writer_low - 1 + budget);
+      if (!stmts_->trim_size.Bind(1, c.id).Bind(2, static_cast<int64_t>(upto)).Run()) {
+        return false;
+      }
+      budget -= upto - c.writer_low + 1;
+      c.writer_low = upto + 1;
+      changed->push_back(chan);
+      if (c.writer_floor >= c.writer_low) break;  // the budget is spent: it stays listed
+    }
+    ++done;
+  }
+  for (size_t i = 0; i < done; ++i) trimming_[i]->writer_trimming = false;
+  trimming_.erase(trimming_.begin(), trimming_.begin() + static_cast<ptrdiff_t>(done));
   return true;
 }
 
@@ -1160,11 +1239,14 @@ void SqliteDb::RunRead(Task& t) {
     page.unrecoverable = true;
   } else if (q.limit != 0) {
     Stmt& st = q.reverse ? stmts_->read_rev : stmts_->read_fwd;
+    // What is past history_size and not yet deleted is not history.
+    const auto floor = static_cast<int64_t>(c.floor.load());
     int64_t bound = 0;
     if (q.reverse) {
       bound = q.since && q.since->offset != 0 ? SinceBound(q.since->offset) : INT64_MAX;
+      st.Bind(5, floor);
     } else {
-      bound = q.since ? SinceBound(q.since->offset) : 0;
+      bound = std::max(floor, q.since ? SinceBound(q.since->offset) : 0);
     }
     st.Bind(1, c.id).Bind(2, bound).Bind(3, ToWall(q.now_ms)).Bind(4, q.limit < 0 ? -1 : q.limit);
     size_t bytes = 0;
@@ -1195,7 +1277,9 @@ void SqliteDb::RunRecover(Task& t) {
   core::HistoryStream::Recovery r;
   const uint64_t top = c.top.load();
   const bool same = q.since.epoch.empty() || q.since.epoch == c.epoch;
-  if (same && q.since.offset <= top) {
+  // Missed publications past history_size (at or below the floor) are not history, even if
+  // still in the file.
+  if (same && q.since.offset <= top && q.since.offset >= c.floor.load()) {
     // What the hub has fanned out is what the subscriber may get (see history_store.h).
     const uint64_t upto = std::max(q.since.offset, std::min(top, q.until));
     const uint64_t wanted = upto - q.since.offset;

@@ -39,6 +39,17 @@
 // the writer deletes them from the channel's oldest, found by the (channel, offset) index;
 // it keeps in memory when each channel's oldest may expire, instead of an index on expiry.
 //
+// Trimming is bounded per transaction (max_trim), so a backlog never stalls the appends
+// behind it: by TTL at most max_trim publications (and max_trim keys); past history_size at
+// most as many as the transaction appends (trimming keeps up with publishing) plus max_trim
+// of a backlog (history_size shrunk under a long history). A channel's floor (its top minus
+// history_size) hides what is past it from reads and recovery until it is deleted. What the
+// bounds leave goes on in the next transactions, and in transactions of its own while
+// nothing is queued (also at start-up, for what expired while hermod was down). The floor
+// and the list of channels behind are in memory: after a restart a channel's rows past
+// history_size are read, and deleted, again from its next publication on (as when
+// history_size was shrunk while hermod was down).
+//
 // Schema version (PRAGMA user_version, 2): publications in a rowid table in the order they
 // are stored, found by an index on (channel id, offset), each channel's id a number in meta
 // (its name is stored there only). A file of version 0 or 1 (publications keyed by the
@@ -74,7 +85,10 @@ struct SqliteOptions {
   // PRAGMA secure_delete: zeros over what is deleted. Set either way, since SQLite builds
   // differ in their default (Debian's is on).
   bool secure_delete = false;
-  size_t max_trim = 1024;    // expired rows deleted per transaction
+  // Publications a transaction deletes by TTL (expired keys too, apart), and past
+  // history_size beyond as many as it appends; what is left goes on in the next
+  // transactions, written or not.
+  size_t max_trim = 1024;
   size_t max_queue = 65536;  // appends waiting for the writer; past it, refused
   // Read pause (core::HistoryStore::Backlogged): with this many writes waiting or in the
   // writer's batch the loops stop reading the connections that publish, and resume them

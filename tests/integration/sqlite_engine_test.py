@@ -21,7 +21,9 @@
   and the migrated file opens again as version 2.
 - An API batch of inbox publications with `parallel: true` is stored in fewer transactions
   than publications (without it: one each), answered in command order, refusals of a full
-  inbox in their places.
+  inbox in their places; so is a batch of 200 publications to a channel with history.
+- Without `sqlite.path` the file is `hermod.db` in the working directory, in WAL mode, and
+  /metrics shows `hermod_store_queue_depth{engine="sqlite"} 0` once publications are answered.
 - A flood of pipelined client publishes faster than the writer commits: the publishers'
   reads pause while the writer is behind (hermod_read_pauses_total) and resume as it drains,
   so the queue never reaches sqlite.max_queue (nothing refused) and every publish is
@@ -120,6 +122,52 @@ class SqliteEngineTest(h.HermodTestCase):
         r = json.loads(g.api_call(server.port, "inbox_status", {"channel": "inbox:#42"}).body)
         offsets = [e["offset"] for e in r["result"]["publications"]]
         self.assertEqual(offsets, list(range(1, 101)))
+
+    def test_a_parallel_batch_of_history_publications_shares_group_commits(self):
+        # History publications, not only inbox ones: 200 queued together by one batch are
+        # committed in a few transactions (hermod_store_operations_total{kind="trim"}: one
+        # per transaction), where one after another they are one each.
+        server = self.start_server(config(self.path))
+
+        def batch(first, n, parallel):
+            commands = [{"publish": {"channel": "h:burst", "data": {"n": first + i}}}
+                        for i in range(n)]
+            r = g.api_call(server.port, "batch", {"commands": commands, "parallel": parallel})
+            self.assertEqual(r.status, 200, r.body)
+            return json.loads(r.body)["replies"]
+
+        before = self.transactions(server.port)
+        replies = batch(1, 20, False)
+        self.assertEqual([x["publish"]["offset"] for x in replies], list(range(1, 21)))
+        self.assertGreaterEqual(self.transactions(server.port) - before, 20)
+
+        before = self.transactions(server.port)
+        replies = batch(21, 200, True)
+        parallel = self.transactions(server.port) - before
+        self.assertEqual([x["publish"]["offset"] for x in replies], list(range(21, 221)))
+        self.assertLess(parallel, 20, "a burst of history publications committed one by one")
+        self.assertEqual(len(self.history(server.port, "h:burst")["publications"]), 220)
+
+    def test_the_default_file_is_hermod_db_in_the_working_directory_in_wal_mode(self):
+        # No sqlite.path: the file is hermod.db where hermod runs (its config elsewhere),
+        # in WAL mode (its -wal file beside it while it runs), and /metrics shows the
+        # engine's queue as empty once the publications are answered.
+        cfg = config(self.path)
+        del cfg["sqlite"]
+        server = self.start_server(cfg, cwd=self.dir)
+        for n in range(5):
+            r = g.api_call(server.port, "publish", {"channel": "h:feed", "data": {"n": n}})
+            self.assertEqual(r.status, 200, r.body)
+        self.assertTrue(os.path.exists(self.path), os.listdir(self.dir))
+        self.assertTrue(os.path.exists(self.path + "-wal"), os.listdir(self.dir))
+        with sqlite3.connect(self.path) as db:
+            self.assertEqual(db.execute("PRAGMA journal_mode").fetchone()[0], "wal")
+            self.assertEqual(db.execute("SELECT count(*) FROM pubs").fetchone()[0], 5)
+        body = h.http_exchange(
+            server.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        ).body.decode()
+        self.assertRegex(body, r'(?m)^hermod_store_queue_depth\{engine="sqlite"\} 0$')
+        self.assertGreaterEqual(self.transactions(server.port), 5)
 
     def test_every_answered_publication_survives_kill_9(self):
         # Not start_server: its teardown wants exit status 0, and this one is killed.

@@ -361,7 +361,7 @@ TEST(Config, StoreEnginesDefaultToMemoryAndOnlyKnownNamesPass) {
   Config sqlite;
   ASSERT_TRUE(ApplyJson(
       R"({"engine": "sqlite", "sqlite": {"path": "/tmp/x.db", "synchronous": "normal",
-          "max_batch": 64, "max_queue": 100, "secure_delete": true}})",
+          "max_batch": 64, "max_queue": 100, "max_trim": 10, "secure_delete": true}})",
       sqlite, &error))
       << error;
   EXPECT_TRUE(Validate(sqlite, &error)) << error;
@@ -370,12 +370,15 @@ TEST(Config, StoreEnginesDefaultToMemoryAndOnlyKnownNamesPass) {
   EXPECT_EQ(sqlite.sqlite.synchronous, "normal");
   EXPECT_EQ(sqlite.sqlite.max_batch, 64u);
   EXPECT_EQ(sqlite.sqlite.max_queue, 100u);
+  EXPECT_EQ(sqlite.sqlite.max_trim, 10u);
+  EXPECT_EQ(Config().sqlite.max_trim, 1024u);
   EXPECT_TRUE(sqlite.sqlite.secure_delete);
   EXPECT_FALSE(Config().sqlite.secure_delete);
   for (auto [json, key] :
        {std::pair{R"({"history_engine": "redis"})", "history_engine"},
         std::pair{R"({"presence_engine": "sqlite"})", "presence_engine"},
         std::pair{R"({"sqlite": {"max_batch": 0}})", "sqlite.max_batch"},
+        std::pair{R"({"sqlite": {"max_trim": 0}})", "sqlite.max_trim"},
         std::pair{R"({"sqlite": {"synchronous": "off"}})", "sqlite.synchronous"}}) {
     Config bad;
     ASSERT_TRUE(ApplyJson(json, bad, &error)) << error;
