@@ -60,11 +60,13 @@ uint64_t Inbox::WallMs() {
 Inbox::Inbox(InboxStore& store, const ChannelRules& rules, Hub& hub, const config::Config& config,
              WallClock wall)
     : store_(store), rules_(rules), hub_(hub), wall_(wall) {
-  auto consider = [this](const config::ChannelOptions& o) {
-    if (o.inbox) tick_ms_ = std::min(tick_ms_, std::max<uint64_t>(o.ack_timeout.ms / 4, 10));
+  auto consider = [this](const config::ChannelOptions& o, const std::string& name) {
+    if (!o.inbox) return;
+    tick_ms_ = std::min(tick_ms_, std::max<uint64_t>(o.ack_timeout.ms / 4, 10));
+    namespaces_.push_back(name);
   };
-  consider(config.channel);
-  for (const config::Namespace& ns : config.namespaces) consider(ns.options);
+  consider(config.channel, "");
+  for (const config::Namespace& ns : config.namespaces) consider(ns.options, ns.name);
   // Another node's publish or redrive (an engine shared by a cluster): delivered here to this
   // node's watchers of the channel, if it has any.
   store_.OnRemotePending([this](const std::string& channel) {
@@ -437,6 +439,8 @@ InboxStats Inbox::Stats() {
     s = stats_;
   }
   std::map<std::string, uint64_t, std::less<>> by_namespace;
+  // A namespace with nothing pending shows 0, not no sample.
+  for (const std::string& ns : namespaces_) by_namespace[ns];
   for (const auto& [channel, count] : store_.PendingCounts()) {
     by_namespace[std::string(NamespaceOf(channel))] += count;
   }

@@ -153,6 +153,8 @@ class Inbox {
   WallClock wall_;
   uint64_t tick_ms_ = 1000;
   uint64_t last_expire_ms_ = 0;
+  // Every inbox namespace ("" for top-level channels): each has a pending count, 0 included.
+  std::vector<std::string> namespaces_;
 
   std::mutex mutex_;  // guards watches_ and stats_
   std::map<std::string, std::vector<Watching>, std::less<>> watches_;
