@@ -871,6 +871,22 @@ TEST_F(NatsReadCacheTest, TtlExpiryBetweenReads) {
   EXPECT_EQ(page.position.offset, 6u);
 }
 
+TEST_F(NatsReadCacheTest, HistorySizeChangeBetweenReads) {
+  const NatsHistoryOptions o = Options("csize");
+  auto reader = MakeWith(o);
+  auto writer = MakeWith(o);
+  auto r = reader->Open("c", 0);
+  auto w = writer->Open("c", 0);
+  for (int i = 1; i <= 5; ++i) ASSERT_FALSE(Append(*w, "d" + std::to_string(i), 3).failed);
+  EXPECT_EQ(Read(*r, std::nullopt).publications, Pubs(3, 5));
+  // A larger history_size (the namespace's config changed): what JetStream kept of the older
+  // publications counts again, as for a node reading it the first time.
+  ASSERT_FALSE(Append(*w, "d6", 10).failed);
+  EXPECT_EQ(Read(*r, std::nullopt).publications, Pubs(1, 6));
+  ASSERT_FALSE(Append(*w, "d7", 2).failed);
+  EXPECT_EQ(Read(*r, std::nullopt).publications, Pubs(6, 7));
+}
+
 TEST_F(NatsReadCacheTest, MessagesPurgedUnderTheCacheAreNotAnswered) {
   const NatsHistoryOptions o = Options("cpurge");
   auto reader = MakeWith(o);
