@@ -62,6 +62,7 @@ store::NatsHistoryOptions NatsHistoryOptionsOf(const config::Config& config) {
   o.replicas = static_cast<int64_t>(config.nats.jetstream.replicas);
   o.file_storage = config.nats.jetstream.storage != "memory";
   o.workers = config.nats.jetstream.workers;
+  o.read_cache_bytes = config.nats.history_read_cache_bytes;
   uint64_t size = std::max<uint64_t>(1, config.channel.history_size);
   for (const config::Namespace& ns : config.namespaces) {
     size = std::max(size, ns.options.history_size);
@@ -613,6 +614,26 @@ void Server::BuildMetrics() {
                     history ? history->gaps_filled() : 0);
         text.Sample("hermod_store_delivery_gaps_total", {{"result", "lost"}},
                     history ? history->gaps_lost() : 0);
+        const store::NatsHistoryStore::ReadCounts reads =
+            history ? history->read_counts() : store::NatsHistoryStore::ReadCounts{};
+        text.Family("hermod_store_history_reads_total", "counter",
+                    "History reads and recoveries: folded (only the messages stored since the "
+                    "channel's last read fetched) or rebuilt (every message the channel keeps "
+                    "fetched) (history_engine nats).");
+        text.Sample("hermod_store_history_reads_total", {{"result", "folded"}}, reads.folded);
+        text.Sample("hermod_store_history_reads_total", {{"result", "rebuilt"}}, reads.rebuilt);
+        text.Family("hermod_store_history_read_messages_total", "counter",
+                    "JetStream messages fetched for history reads and recoveries "
+                    "(history_engine nats).");
+        text.Sample("hermod_store_history_read_messages_total", {}, reads.messages);
+        text.Family("hermod_store_history_read_cache_bytes", "gauge",
+                    "Bytes of channel histories kept between reads, at most "
+                    "nats.history_read_cache_bytes (history_engine nats).");
+        text.Sample("hermod_store_history_read_cache_bytes", {}, reads.cache_bytes);
+        text.Family("hermod_store_history_read_cache_evictions_total", "counter",
+                    "Channel histories dropped from the read cache for its budget "
+                    "(history_engine nats).");
+        text.Sample("hermod_store_history_read_cache_evictions_total", {}, reads.evicted);
       });
   if (nats_presence_ != nullptr) AddPresenceChecks(nats_presence_->counters());
   if (proxies_) {

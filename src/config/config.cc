@@ -382,6 +382,7 @@ std::vector<Field> AllFields(Config& c) {
           {"nats.schedule_claim_lease", &c.nats.schedule_claim_lease, 100, 3600000},
           {"nats.schedule_fire_keys", &c.nats.schedule_fire_keys, 0, 10000000},
           {"nats.inbox_status_read_through", &c.nats.inbox_status_read_through, 0, 10000},
+          {"nats.history_read_cache_bytes", &c.nats.history_read_cache_bytes, 0, kMaxBuffer * 64},
           {"broker_breaker.failure_threshold", &c.broker_breaker.failure_threshold, 1, kMaxRate},
           {"broker_breaker.window", &c.broker_breaker.window, 1, kMaxMs},
           {"broker_breaker.open_timeout", &c.broker_breaker.open_timeout, 1, kMaxMs},

@@ -421,6 +421,9 @@ struct Config {
     // engine nats: inbox_status reads at most this many entries from the KV bucket (one round
     // trip each) so it shows another node's change at once; past it, this node's copy.
     uint64_t inbox_status_read_through = 100;
+    // history_engine nats: bytes of channel histories the engine's workers keep between reads,
+    // so a read fetches only the messages stored since the last one (0: none kept).
+    uint64_t history_read_cache_bytes = 64ull << 20;
   } nats;
   // The circuit breaker around broker sends (core/circuit_breaker.h): open after
   // failure_threshold failures within window; after open_timeout, half_open_trials sends.

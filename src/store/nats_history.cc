@@ -96,7 +96,8 @@ int B64Value(char c) {
 
 class NatsHistoryStore::Worker {
  public:
-  Worker() : thread_([this] { Run(); }) {}
+  Worker(size_t cache_bytes, NatsReadCacheCounts* counts)
+      : cache_(cache_bytes, counts), thread_([this] { Run(); }) {}
   ~Worker() {
     {
       std::lock_guard lock(mutex_);
@@ -112,6 +113,8 @@ class NatsHistoryStore::Worker {
     }
     ready_.notify_one();
   }
+  // The histories this worker's channels were last read with: its thread's only.
+  NatsReadCache& cache() { return cache_; }
 
  private:
   void Run() {
@@ -130,6 +133,7 @@ class NatsHistoryStore::Worker {
   std::condition_variable ready_;
   std::deque<std::function<void()>> tasks_;
   bool stop_ = false;
+  NatsReadCache cache_;  // before thread_, which uses it
   std::thread thread_;
 };
 
@@ -223,22 +227,18 @@ class NatsHistoryStore::NatsStream final : public core::HistoryStore::Stream {
     store_.WorkerOf(*channel_).Post([store = &store_, channel = channel_, q, done = std::move(done),
                                      queued = StatusKeeper::SteadyUs()]() mutable {
       core::HistoryPage page;
-      core::HistoryStream stream("", 0);
-      const bool ok = store->Snapshot(*channel, WallMs(), &stream);
+      const uint64_t now = WallMs();
+      const bool ok = store->Snapshot(*channel, now, [&](core::HistoryStream& stream) {
+        page.position = {stream.top(), stream.epoch()};
+        const core::StreamPosition* since = q.since ? &*q.since : nullptr;
+        if (since && !since->epoch.empty() && since->epoch != stream.epoch()) {
+          page.unrecoverable = true;
+        } else {
+          page.publications = stream.Read(since, q.limit, q.reverse, now, q.max_bytes, &page.cut);
+        }
+      });
       store->status_.Record(StoreStatus::kRead, queued);
-      if (!ok) {
-        page.failed = true;
-        done(std::move(page));
-        return;
-      }
-      page.position = {stream.top(), stream.epoch()};
-      const core::StreamPosition* since = q.since ? &*q.since : nullptr;
-      if (since && !since->epoch.empty() && since->epoch != stream.epoch()) {
-        page.unrecoverable = true;
-      } else {
-        page.publications =
-            stream.Read(since, q.limit, q.reverse, WallMs(), q.max_bytes, &page.cut);
-      }
+      page.failed = !ok;
       done(std::move(page));
     });
     return std::nullopt;
@@ -249,16 +249,13 @@ class NatsHistoryStore::NatsStream final : public core::HistoryStore::Stream {
     store_.WorkerOf(*channel_).Post([store = &store_, channel = channel_, q, done = std::move(done),
                                      queued = StatusKeeper::SteadyUs()]() mutable {
       core::HistoryStream::Recovery r;
-      core::HistoryStream stream("", 0);
-      const bool ok = store->Snapshot(*channel, WallMs(), &stream);
+      const uint64_t now = WallMs();
+      store->Snapshot(*channel, now, [&](core::HistoryStream& stream) {
+        // All it holds past since, cut at until (the hub fans out what is past it), then
+        // the limits.
+        r = stream.Recover(q.since, SIZE_MAX, now);
+      });
       store->status_.Record(StoreStatus::kRecover, queued);
-      if (!ok) {
-        done(std::move(r));
-        return;
-      }
-      // All it holds past since, cut at until (the hub fans out what is past it), then
-      // the limits.
-      r = stream.Recover(q.since, SIZE_MAX, WallMs());
       const uint64_t wanted = q.until > q.since.offset ? q.until - q.since.offset : 0;
       if (r.recovered && r.publications.size() > wanted) r.publications.resize(wanted);
       size_t bytes = 0;
@@ -381,7 +378,8 @@ bool NatsHistoryStore::Start(std::string* error) {
     natsConnection_Flush(connection_);
   }
   for (size_t i = 0; i < std::max<size_t>(1, options_.workers); ++i) {
-    workers_.push_back(std::make_unique<Worker>());
+    workers_.push_back(std::make_unique<Worker>(
+        options_.read_cache_bytes / std::max<size_t>(1, options_.workers), &read_cache_counts_));
   }
   return true;
 }
@@ -824,8 +822,184 @@ bool NatsHistoryStore::FindMsgId(Channel& channel, const std::string& msg_id,
   return true;
 }
 
-bool NatsHistoryStore::Snapshot(Channel& channel, uint64_t now_ms, core::HistoryStream* out) {
+bool NatsHistoryStore::Scan(const Channel& channel, uint64_t from, uint64_t to,
+                            std::vector<Entry>* out, uint64_t* size) {
+  const std::string subject = history_prefix_ + channel.token;
+  for (uint64_t seq = from; seq <= to;) {
+    jsDirectGetMsgOptions dg;
+    jsDirectGetMsgOptions_Init(&dg);
+    dg.Sequence = seq;
+    dg.NextBySubject = subject.c_str();
+    natsMsg* msg = nullptr;
+    const natsStatus s = js_DirectGetMsg(&msg, js_, options_.stream.c_str(), nullptr, &dg);
+    read_messages_.fetch_add(1, std::memory_order_relaxed);
+    if (s == NATS_NOT_FOUND) break;
+    if (s != NATS_OK) {
+      Failed();
+      return false;
+    }
+    const uint64_t got = natsMsg_GetSequence(msg);
+    if (got > to) {
+      natsMsg_Destroy(msg);
+      break;
+    }
+    Entry e;
+    e.seq = got;
+    e.offset = ParseU64(Header(msg, kOffset));
+    e.ts_ms = static_cast<uint64_t>(natsMsg_GetTime(msg) / 1000000);
+    e.mark = Header(msg, kMark) != nullptr;
+    *size = ParseU64(Header(msg, kSize));
+    e.ttl_ms = ParseU64(Header(msg, kTtl));
+    if (e.mark) {
+      out->push_back(std::move(e));
+    } else {
+      // A batch: its publications at consecutive offsets.
+      for (std::string_view p : Publications(msg)) {
+        e.publication.assign(p);
+        out->push_back(e);
+        ++e.offset;
+      }
+    }
+    natsMsg_Destroy(msg);
+    seq = got + 1;
+  }
+  return true;
+}
+
+namespace {
+
+// One publication into the stream with the channel's size and the entry's own TTL (0: none
+// for either), remembering where its message starts.
+template <typename E>
+void AppendKept(const E& e, uint64_t size, NatsReadCache::Entry* into) {
+  if (into->starts.empty() || into->starts.back().second != e.seq) {
+    into->starts.emplace_back(e.offset, e.seq);
+  }
+  into->stream.Append(e.publication, e.ts_ms, size == 0 ? SIZE_MAX : size,
+                      e.ttl_ms == 0 ? uint64_t{1} << 62 : e.ttl_ms);
+}
+
+// Expired at now_ms, and the starts of messages it no longer answers from forgotten.
+void ExpireCached(uint64_t now_ms, NatsReadCache::Entry* entry) {
+  entry->stream.Expire(now_ms);
+  entry->now_ms = now_ms;
+  if (entry->stream.size() == 0) {
+    entry->starts.clear();
+    return;
+  }
+  const uint64_t oldest = entry->stream.top() - entry->stream.size() + 1;
+  while (entry->starts.size() > 1 && entry->starts[1].first <= oldest) entry->starts.pop_front();
+}
+
+}  // namespace
+
+bool NatsHistoryStore::Rebuild(const Channel& channel, const Last& last,
+                               NatsReadCache::Entry* out) {
+  // Every message the stream keeps for the channel, oldest first, up to the last one read.
+  std::vector<Entry> entries;
+  uint64_t size = 0;
+  if (!Scan(channel, 1, last.seq, &entries, &size)) return false;
+  // history_remove: nothing before its mark counts.
+  for (size_t i = entries.size(); i > 0; --i) {
+    if (entries[i - 1].mark) {
+      entries.erase(entries.begin(), entries.begin() + static_cast<ptrdiff_t>(i) - 1);
+      break;
+    }
+  }
+  // Rebuilt with the size the last append used and each entry's own TTL: the memory
+  // engine's answers, exactly.
+  uint64_t base = last.position.offset;
+  out->based = false;
+  for (const Entry& e : entries) {
+    if (!e.mark) {
+      base = e.offset - 1;
+      out->based = true;
+      break;
+    }
+  }
+  out->stream = core::HistoryStream(last.position.epoch, base);
+  out->starts.clear();
+  for (Entry& e : entries) {
+    if (e.mark || e.offset != out->stream.next_offset()) continue;
+    AppendKept(e, size, out);
+  }
+  out->scanned_seq = last.seq;
+  out->size = size;
+  return true;
+}
+
+NatsHistoryStore::Folded NatsHistoryStore::Fold(const Channel& channel, const Last& last,
+                                                uint64_t now_ms, NatsReadCache::Entry* in) {
+  if (in->stream.epoch() != last.position.epoch || last.seq < in->scanned_seq ||
+      now_ms < in->now_ms) {
+    return Folded::kRebuild;  // another stream or epoch, or the clock went back
+  }
+  std::vector<Entry> entries;
+  uint64_t size = in->size;
+  if (!Scan(channel, in->scanned_seq + 1, last.seq, &entries, &size)) return Folded::kFailed;
+  size_t from = 0;
+  for (size_t i = entries.size(); i > 0; --i) {
+    if (entries[i - 1].mark) {
+      // history_remove (or a new epoch's first mark): the stream starts again after it.
+      in->stream = core::HistoryStream(last.position.epoch, entries[i - 1].offset);
+      in->starts.clear();
+      in->based = false;
+      from = i;
+      break;
+    }
+  }
+  // The rebuild applies the last message's size to every publication: folding in with
+  // another size than the cached ones were trimmed by would not give its answers.
+  if (in->based && from == 0 && size != in->size) return Folded::kRebuild;
+  uint64_t gap_seq = 0;  // a publication past next_offset: what came between was trimmed
+  for (size_t i = from; i < entries.size(); ++i) {
+    const Entry& e = entries[i];
+    if (!in->based || e.offset > in->stream.next_offset()) {
+      if (in->based) gap_seq = e.seq;
+      in->stream = core::HistoryStream(last.position.epoch, e.offset - 1);
+      in->starts.clear();
+      in->based = true;
+    }
+    if (e.offset != in->stream.next_offset()) continue;  // as the rebuild does
+    AppendKept(e, size, in);
+  }
+  in->scanned_seq = last.seq;
+  in->size = size;
+  ExpireCached(now_ms, in);
+  if (in->stream.size() == 0 && gap_seq == 0) return Folded::kDone;
+  // What it answers from must still be stored (a purge, MaxAge, or a trim past it removes
+  // messages from the oldest), and after a gap nothing older may be left.
+  uint64_t first = 0;
+  if (!FirstSeq(channel, &first)) return Folded::kFailed;
+  if (first == 0 || first < gap_seq) return Folded::kRebuild;
+  if (in->stream.size() != 0 && first > in->starts.front().second) return Folded::kRebuild;
+  return Folded::kDone;
+}
+
+bool NatsHistoryStore::FirstSeq(const Channel& channel, uint64_t* seq) {
+  const std::string subject = history_prefix_ + channel.token;
+  jsDirectGetMsgOptions dg;
+  jsDirectGetMsgOptions_Init(&dg);
+  dg.Sequence = 1;
+  dg.NextBySubject = subject.c_str();
+  natsMsg* msg = nullptr;
+  const natsStatus s = js_DirectGetMsg(&msg, js_, options_.stream.c_str(), nullptr, &dg);
+  read_messages_.fetch_add(1, std::memory_order_relaxed);
+  *seq = 0;
+  if (s == NATS_NOT_FOUND) return true;
+  if (s != NATS_OK) {
+    Failed();
+    return false;
+  }
+  *seq = natsMsg_GetSequence(msg);
+  natsMsg_Destroy(msg);
+  return true;
+}
+
+bool NatsHistoryStore::Snapshot(Channel& channel, uint64_t now_ms,
+                                const std::function<void(core::HistoryStream&)>& answer) {
   if (!Load(channel)) return false;
+  read_messages_.fetch_add(1, std::memory_order_relaxed);
   Last last;
   {
     std::lock_guard lock(channel.mutex);
@@ -833,75 +1007,44 @@ bool NatsHistoryStore::Snapshot(Channel& channel, uint64_t now_ms, core::History
     last.position = {channel.top, channel.epoch};
     last.seq = channel.last_seq;
   }
+  NatsReadCache& cache = WorkerOf(channel).cache();
+  std::optional<NatsReadCache::Entry> entry = cache.Take(channel.name);
   if (!last.found) {
-    *out = core::HistoryStream(last.position.epoch, 0);
+    core::HistoryStream empty(last.position.epoch, 0);
+    answer(empty);
     return true;
   }
-  natsStatus s;
-  // Every message the stream keeps for the channel, oldest first, up to the last one read.
-  const std::string subject = history_prefix_ + channel.token;
-  std::vector<Entry> entries;
-  uint64_t size = 0;
-  uint64_t seq = 1;
-  while (seq <= last.seq) {
-    jsDirectGetMsgOptions dg;
-    jsDirectGetMsgOptions_Init(&dg);
-    dg.Sequence = seq;
-    dg.NextBySubject = subject.c_str();
-    natsMsg* msg = nullptr;
-    s = js_DirectGetMsg(&msg, js_, options_.stream.c_str(), nullptr, &dg);
-    if (s == NATS_NOT_FOUND) break;
-    if (s != NATS_OK) {
-      Failed();
-      return false;
-    }
-    const uint64_t got = natsMsg_GetSequence(msg);
-    if (got > last.seq) {
-      natsMsg_Destroy(msg);
-      break;
-    }
-    Entry e;
-    e.offset = ParseU64(Header(msg, kOffset));
-    e.ts_ms = static_cast<uint64_t>(natsMsg_GetTime(msg) / 1000000);
-    e.mark = Header(msg, kMark) != nullptr;
-    size = ParseU64(Header(msg, kSize));
-    e.ttl_ms = ParseU64(Header(msg, kTtl));
-    if (e.mark) {
-      entries.clear();  // history_remove: nothing before it counts
-      entries.push_back(std::move(e));
-    } else {
-      // A batch: its publications at consecutive offsets.
-      for (std::string_view p : Publications(msg)) {
-        e.publication.assign(p);
-        entries.push_back(e);
-        ++e.offset;
-      }
-    }
-    natsMsg_Destroy(msg);
-    seq = got + 1;
+  Folded folded = entry ? Fold(channel, last, now_ms, &*entry) : Folded::kRebuild;
+  if (folded == Folded::kFailed) return false;
+  if (folded == Folded::kRebuild) {
+    read_cache_counts_.rebuilt.fetch_add(1, std::memory_order_relaxed);
+    entry.emplace();
+    if (!Rebuild(channel, last, &*entry)) return false;
+    ExpireCached(now_ms, &*entry);
+  } else {
+    read_cache_counts_.folded.fetch_add(1, std::memory_order_relaxed);
   }
-  // Rebuilt with the size the last append used and each entry's own TTL: the memory
-  // engine's answers, exactly.
-  uint64_t base = last.position.offset;
-  for (const Entry& e : entries) {
-    if (!e.mark) {
-      base = e.offset - 1;
-      break;
-    }
+  // A stream whose entries all expired keeps its top: the last message's offset. Not kept
+  // then: what made them differ (a message unreadable, offsets not contiguous) would be
+  // folded over.
+  if (entry->stream.top() != last.position.offset) {
+    core::HistoryStream top(last.position.epoch, last.position.offset);
+    answer(top);
+    return true;
   }
-  core::HistoryStream stream(last.position.epoch, base);
-  for (Entry& e : entries) {
-    if (e.mark || e.offset != stream.next_offset()) continue;
-    stream.Append(std::move(e.publication), e.ts_ms, size == 0 ? SIZE_MAX : size,
-                  e.ttl_ms == 0 ? uint64_t{1} << 62 : e.ttl_ms);  // 0: no TTL
-  }
-  stream.Expire(now_ms);
-  // A stream whose entries all expired keeps its top: the last message's offset.
-  if (stream.top() != last.position.offset) {
-    stream = core::HistoryStream(last.position.epoch, last.position.offset);
-  }
-  *out = std::move(stream);
+  answer(entry->stream);
+  cache.Put(channel.name, std::move(*entry));
   return true;
+}
+
+NatsHistoryStore::ReadCounts NatsHistoryStore::read_counts() const {
+  ReadCounts c;
+  c.folded = read_cache_counts_.folded.load(std::memory_order_relaxed);
+  c.rebuilt = read_cache_counts_.rebuilt.load(std::memory_order_relaxed);
+  c.evicted = read_cache_counts_.evicted.load(std::memory_order_relaxed);
+  c.cache_bytes = read_cache_counts_.bytes.load(std::memory_order_relaxed);
+  c.messages = read_messages_.load(std::memory_order_relaxed);
+  return c;
 }
 
 void NatsHistoryStore::DoRemove(Channel& channel) {

@@ -45,6 +45,17 @@
 // always on the same one (by hash), so a channel's appends complete in the order they were
 // made; the hub's calls only queue.
 //
+// Reads. A read or recovery answers from the channel's history as a core::HistoryStream
+// rebuilt from its messages. Each worker keeps the streams it rebuilt (NatsReadCache, at most
+// read_cache_bytes over all workers) with the stream sequence they were read up to: the next
+// read fetches the last message (as an append does), folds in only the messages stored since,
+// by any node, and checks that the oldest message it still answers from is stored. A mark
+// starts the stream again; a publication past the next offset (JetStream trimmed the messages
+// between) starts it at that publication, once the channel's first stored message shows
+// nothing before it is left. Whatever the fold cannot vouch for (another epoch, another size,
+// a message it answers from gone, the clock gone back) is rebuilt from every message, as
+// without a cache: the answers are the same either way.
+//
 // Failure. Appends go through a circuit breaker (options.breaker): JetStream's failures
 // (gone, timing out, refusing) open it, and while it is open an append is refused at once,
 // on the caller, without a request; after open_ms one append tries again and closes it on
@@ -73,6 +84,7 @@
 #include "core/circuit_breaker.h"
 #include "core/history_store.h"
 #include "core/idempotency_store.h"
+#include "store/nats_read_cache.h"
 #include "store/store_status.h"
 
 namespace hermod::store {
@@ -88,6 +100,9 @@ struct NatsHistoryOptions {
   uint64_t duplicates_ms = 5 * 60 * 1000;          // the idempotency window
   uint64_t timeout_ms = 2000;                      // a JetStream request's wait
   size_t workers = 4;
+  // Bytes of channel histories the workers keep between reads (split evenly); 0: none, each
+  // read fetches every message the channel keeps.
+  uint64_t read_cache_bytes = 64ull << 20;
   bool deliver = true;  // RePublish to <prefix>.deliver.> and subscribe to it
   // Around appends: JetStream failures open it; while open, appends are refused at once.
   core::CircuitBreaker::Options breaker;
@@ -135,6 +150,17 @@ class NatsHistoryStore final : public core::HistoryStore {
   // JetStream failing; the channel's subscribers are then told through Lost).
   uint64_t gaps_filled() const { return gaps_filled_.load(std::memory_order_relaxed); }
   uint64_t gaps_lost() const { return gaps_lost_.load(std::memory_order_relaxed); }
+  // Reads: answered by folding in new messages, or rebuilt from every message; channels
+  // evicted from the workers' caches, the bytes they hold; messages fetched (JetStream
+  // direct gets) for reads and recoveries.
+  struct ReadCounts {
+    uint64_t folded = 0;
+    uint64_t rebuilt = 0;
+    uint64_t evicted = 0;
+    uint64_t cache_bytes = 0;
+    uint64_t messages = 0;
+  };
+  ReadCounts read_counts() const;
   // Before Start: called (delivery thread) when a gap could not be filled, before the
   // delivery past it.
   void SetLost(std::function<void(std::string_view channel)> lost) { lost_ = std::move(lost); }
@@ -184,6 +210,7 @@ class NatsHistoryStore final : public core::HistoryStore {
     uint64_t seq = 0;
   };
   struct Entry {
+    uint64_t seq = 0;  // the message's stream sequence
     uint64_t offset = 0;
     uint64_t ts_ms = 0;
     uint64_t ttl_ms = 0;  // its own history_ttl (0: none)
@@ -202,9 +229,23 @@ class NatsHistoryStore final : public core::HistoryStore {
   // *error: why it failed (JetStream's answer), for /health.
   std::vector<core::HistoryAppended> DoAppend(Channel& channel, std::vector<PendingAppend>& batch,
                                               std::string* error);
-  // On a worker: the channel's kept publications as a HistoryStream with its logical limits;
-  // false on an error.
-  bool Snapshot(Channel& channel, uint64_t now_ms, core::HistoryStream* out);
+  // On a worker: answer() with the channel's kept publications as a HistoryStream with its
+  // logical limits, expired at now_ms; false on an error (answer not called).
+  bool Snapshot(Channel& channel, uint64_t now_ms,
+                const std::function<void(core::HistoryStream&)>& answer);
+  // The channel's messages with sequences from..to, oldest first, each publication of a batch
+  // an Entry; *size: the Hermod-Size of the last one (unchanged when none). false: JetStream
+  // failed.
+  bool Scan(const Channel& channel, uint64_t from, uint64_t to, std::vector<Entry>* out,
+            uint64_t* size);
+  // Every message the channel keeps up to last into *out; false on an error.
+  bool Rebuild(const Channel& channel, const Last& last, NatsReadCache::Entry* out);
+  enum class Folded { kDone, kRebuild, kFailed };
+  // The messages after in->scanned_seq up to last folded into *in, when the result is what
+  // Rebuild would give.
+  Folded Fold(const Channel& channel, const Last& last, uint64_t now_ms, NatsReadCache::Entry* in);
+  // The stream sequence of the channel's first stored message (0: none); false on an error.
+  bool FirstSeq(const Channel& channel, uint64_t* seq);
   // The position of the channel's stored message with this Nats-Msg-Id, in *found (nullopt:
   // none). false: JetStream failed.
   bool FindMsgId(Channel& channel, const std::string& msg_id,
@@ -235,6 +276,7 @@ class NatsHistoryStore final : public core::HistoryStore {
   natsConnection* connection_ = nullptr;
   jsCtx* js_ = nullptr;
   natsSubscription* deliveries_ = nullptr;
+  NatsReadCacheCounts read_cache_counts_;  // before workers_: their caches count in it
   std::vector<std::unique_ptr<Worker>> workers_;
 
   std::mutex mutex_;  // guards channels_
@@ -245,6 +287,7 @@ class NatsHistoryStore final : public core::HistoryStore {
   std::atomic<uint64_t> duplicates_{0};
   std::atomic<uint64_t> gaps_filled_{0};
   std::atomic<uint64_t> gaps_lost_{0};
+  std::atomic<uint64_t> read_messages_{0};
   std::function<void(std::string_view channel)> lost_;
 };
 

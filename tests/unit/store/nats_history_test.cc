@@ -682,5 +682,327 @@ TEST_F(NatsHistoryTest, DeliveriesMissedWhileDisconnectedAreFilledFromTheStreamO
   }
 }
 
+// Reads through the workers' caches (store/nats_read_cache.h): each case reads, lets another
+// engine (another node) change the channel's messages, and reads again; the answers must be
+// what a read of every message gives.
+class NatsReadCacheTest : public NatsHistoryTest {
+ protected:
+  // One worker, so every channel shares one cache; JetStream keeps max_msgs per channel.
+  NatsHistoryOptions Options(const std::string& name, int64_t max_msgs = 100,
+                             uint64_t cache_bytes = 64 << 20) {
+    NatsHistoryOptions o = OptionsFor(*server_, name);
+    o.workers = 1;
+    o.max_msgs_per_subject = max_msgs;
+    o.read_cache_bytes = cache_bytes;
+    return o;
+  }
+  std::unique_ptr<NatsHistoryStore> MakeWith(const NatsHistoryOptions& o) {
+    std::string error;
+    auto store = MakeNatsHistoryStore(o, &error);
+    EXPECT_TRUE(store) << error;
+    return store;
+  }
+};
+
+// "d<i>@<i>" for i in from..to: what Append(..., "d<i>") stores at offset i.
+std::vector<std::string> Pubs(uint64_t from, uint64_t to, const std::string& data = "d") {
+  std::vector<std::string> out;
+  for (uint64_t i = from; i <= to; ++i) {
+    out.push_back(data + std::to_string(i) + "@" + std::to_string(i));
+  }
+  return out;
+}
+
+// A plain JetStream client, to change the stream under the engines as an operator (or a race
+// between two engines) would.
+struct RawJetStream {
+  explicit RawJetStream(const std::string& url) {
+    EXPECT_EQ(natsConnection_ConnectTo(&nc, url.c_str()), NATS_OK);
+    EXPECT_EQ(natsConnection_JetStream(&js, nc, nullptr), NATS_OK);
+  }
+  ~RawJetStream() {
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+  }
+  // Every message of subject but the last one removed.
+  void PurgeKeepingLast(const std::string& stream, const std::string& subject) {
+    jsOptions po;
+    jsOptions_Init(&po);
+    po.Stream.Purge.Subject = subject.c_str();
+    po.Stream.Purge.Keep = 1;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    EXPECT_EQ(js_PurgeStream(js, stream.c_str(), &po, &jerr), NATS_OK);
+  }
+  // history_remove's mark, without the purge that follows it.
+  void Mark(const std::string& subject, uint64_t offset, const std::string& epoch) {
+    natsMsg* msg = nullptr;
+    ASSERT_EQ(natsMsg_Create(&msg, subject.c_str(), nullptr, nullptr, 0), NATS_OK);
+    natsMsgHeader_Set(msg, "Hermod-Offset", std::to_string(offset).c_str());
+    natsMsgHeader_Set(msg, "Hermod-Epoch", epoch.c_str());
+    natsMsgHeader_Set(msg, "Hermod-Mark", "remove");
+    jsPubAck* ack = nullptr;
+    EXPECT_EQ(js_PublishMsg(&ack, js, msg, nullptr, nullptr), NATS_OK);
+    if (ack != nullptr) jsPubAck_Destroy(ack);
+    natsMsg_Destroy(msg);
+  }
+  void DeleteStream(const std::string& stream) {
+    EXPECT_EQ(js_DeleteStream(js, stream.c_str(), nullptr, nullptr), NATS_OK);
+  }
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+};
+
+TEST_F(NatsReadCacheTest, ReadsFetchOnlyWhatAnotherNodeStoredSince) {
+  const NatsHistoryOptions o = Options("cfold");
+  auto reader = MakeWith(o);
+  auto writer = MakeWith(o);
+  auto r = reader->Open("c", 0);
+  auto w = writer->Open("c", 0);
+  uint64_t top = 40;
+  for (uint64_t i = 1; i <= top; ++i) ASSERT_FALSE(Append(*w, "d" + std::to_string(i), 100).failed);
+  EXPECT_EQ(Read(*r, std::nullopt).publications, Pubs(1, top));
+  const std::string epoch = w->Position().epoch;
+  for (uint64_t added = 0; added <= 4; ++added) {
+    for (uint64_t i = 0; i < added; ++i) {
+      ++top;
+      ASSERT_FALSE(Append(*w, "d" + std::to_string(top), 100).failed);
+    }
+    const NatsHistoryStore::ReadCounts before = reader->read_counts();
+    core::HistoryPage page = Read(*r, std::nullopt);
+    const NatsHistoryStore::ReadCounts after = reader->read_counts();
+    EXPECT_EQ(page.publications, Pubs(1, top));
+    EXPECT_EQ(page.position.offset, top);
+    EXPECT_EQ(page.position.epoch, epoch);
+    EXPECT_EQ(after.folded, before.folded + 1);
+    EXPECT_EQ(after.rebuilt, before.rebuilt);
+    // The last message, the new ones, the channel's first stored: not the 40 before.
+    EXPECT_LE(after.messages - before.messages, added + 2);
+    EXPECT_EQ(Read(*r, core::StreamPosition{top - 2, epoch}, 1).publications,
+              Pubs(top - 1, top - 1));
+    EXPECT_EQ(Read(*r, std::nullopt, 2, true).publications,
+              (std::vector<std::string>{Pubs(top, top)[0], Pubs(top - 1, top - 1)[0]}));
+    core::HistoryStream::Recovery rec = Recover(*r, {top - 3, epoch}, top);
+    EXPECT_TRUE(rec.recovered);
+    EXPECT_EQ(rec.publications, Pubs(top - 2, top));
+  }
+  EXPECT_EQ(reader->read_counts().rebuilt, 1u);
+  EXPECT_GT(reader->read_counts().cache_bytes, 0u);
+}
+
+TEST_F(NatsReadCacheTest, RemoveOnAnotherNodeBetweenReads) {
+  const NatsHistoryOptions o = Options("cremove");
+  auto reader = MakeWith(o);
+  auto writer = MakeWith(o);
+  auto r = reader->Open("c", 0);
+  auto w = writer->Open("c", 0);
+  for (int i = 1; i <= 5; ++i) ASSERT_FALSE(Append(*w, "d" + std::to_string(i)).failed);
+  EXPECT_EQ(Read(*r, std::nullopt).publications, Pubs(1, 5));
+  const std::string epoch = w->Position().epoch;
+  w->Remove();
+  ASSERT_TRUE(Read(*w, std::nullopt).publications.empty());  // done: one worker, in order
+  const uint64_t folded = reader->read_counts().folded;
+  core::HistoryPage page = Read(*r, std::nullopt);
+  EXPECT_TRUE(page.publications.empty());
+  EXPECT_EQ(page.position.offset, 5u);
+  EXPECT_EQ(page.position.epoch, epoch);
+  EXPECT_EQ(reader->read_counts().folded, folded + 1);  // the mark folded in, not a rebuild
+  EXPECT_FALSE(Recover(*r, {3, epoch}, 5).recovered);
+  for (int i = 6; i <= 7; ++i) ASSERT_FALSE(Append(*w, "d" + std::to_string(i)).failed);
+  EXPECT_EQ(Read(*r, std::nullopt).publications, Pubs(6, 7));
+  EXPECT_EQ(Recover(*r, {5, epoch}, 7).publications, Pubs(6, 7));
+
+  // A mark whose purge has not come yet (history_remove is two steps): nothing before the
+  // mark is answered, though JetStream still holds it.
+  RawJetStream raw(server_->url());
+  raw.Mark("tcremove.history.c", 7, epoch);
+  page = Read(*r, std::nullopt);
+  EXPECT_TRUE(page.publications.empty());
+  EXPECT_EQ(page.position.offset, 7u);
+  ASSERT_FALSE(Append(*w, "d8").failed);
+  EXPECT_EQ(Read(*r, std::nullopt).publications, Pubs(8, 8));
+}
+
+TEST_F(NatsReadCacheTest, TrimmedPastTheCachedPartBetweenReads) {
+  // JetStream keeps 3 messages of the channel; the history size is 3 too.
+  const NatsHistoryOptions o = Options("ctrim", 3);
+  auto reader = MakeWith(o);
+  auto writer = MakeWith(o);
+  auto r = reader->Open("c", 0);
+  auto w = writer->Open("c", 0);
+  for (int i = 1; i <= 5; ++i) ASSERT_FALSE(Append(*w, "d" + std::to_string(i), 3).failed);
+  EXPECT_EQ(Read(*r, std::nullopt).publications, Pubs(3, 5));
+  for (int i = 6; i <= 15; ++i) ASSERT_FALSE(Append(*w, "d" + std::to_string(i), 3).failed);
+  const NatsHistoryStore::ReadCounts before = reader->read_counts();
+  core::HistoryPage page = Read(*r, std::nullopt);
+  EXPECT_EQ(page.publications, Pubs(13, 15));
+  EXPECT_EQ(page.position.offset, 15u);
+  EXPECT_EQ(reader->read_counts().folded, before.folded + 1);
+  const std::string epoch = w->Position().epoch;
+  EXPECT_FALSE(Recover(*r, {11, epoch}, 15).recovered);  // 12 is gone
+  EXPECT_EQ(Recover(*r, {12, epoch}, 15).publications, Pubs(13, 15));
+  // Fewer than the size between reads: the cached part is trimmed by the stream's size.
+  for (int i = 16; i <= 17; ++i) ASSERT_FALSE(Append(*w, "d" + std::to_string(i), 3).failed);
+  EXPECT_EQ(Read(*r, std::nullopt).publications, Pubs(15, 17));
+}
+
+TEST_F(NatsReadCacheTest, TtlExpiryBetweenReads) {
+  const NatsHistoryOptions o = Options("cttl", 3);
+  auto reader = MakeWith(o);
+  auto writer = MakeWith(o);
+  auto r = reader->Open("c", 0);
+  auto w = writer->Open("c", 0);
+  for (int i = 1; i <= 2; ++i) ASSERT_FALSE(Append(*w, "d" + std::to_string(i), 3, 300).failed);
+  ASSERT_FALSE(Append(*w, "d3", 3, 60000).failed);
+  EXPECT_EQ(Read(*r, std::nullopt).publications, Pubs(1, 3));
+  std::this_thread::sleep_for(std::chrono::milliseconds(450));  // the first two's TTL passes
+  EXPECT_EQ(Read(*r, std::nullopt).publications, Pubs(3, 3));
+  auto t = reader->Open("t", 0);
+  auto tw = writer->Open("t", 0);
+  ASSERT_FALSE(Append(*tw, "d1", 3, 300).failed);
+  EXPECT_EQ(Read(*t, std::nullopt).publications, Pubs(1, 1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(450));
+  core::HistoryPage page = Read(*t, std::nullopt);
+  EXPECT_TRUE(page.publications.empty());
+  EXPECT_EQ(page.position.offset, 1u);
+  // Then more than JetStream keeps: the cached stream (empty) continues at the oldest kept.
+  for (int i = 2; i <= 6; ++i) ASSERT_FALSE(Append(*tw, "d" + std::to_string(i), 3).failed);
+  page = Read(*t, std::nullopt);
+  EXPECT_EQ(page.publications, Pubs(4, 6));
+  EXPECT_EQ(page.position.offset, 6u);
+}
+
+TEST_F(NatsReadCacheTest, HistorySizeChangeBetweenReads) {
+  const NatsHistoryOptions o = Options("csize");
+  auto reader = MakeWith(o);
+  auto writer = MakeWith(o);
+  auto r = reader->Open("c", 0);
+  auto w = writer->Open("c", 0);
+  for (int i = 1; i <= 5; ++i) ASSERT_FALSE(Append(*w, "d" + std::to_string(i), 3).failed);
+  EXPECT_EQ(Read(*r, std::nullopt).publications, Pubs(3, 5));
+  // A larger history_size (the namespace's config changed): what JetStream kept of the older
+  // publications counts again, as for a node reading it the first time.
+  ASSERT_FALSE(Append(*w, "d6", 10).failed);
+  EXPECT_EQ(Read(*r, std::nullopt).publications, Pubs(1, 6));
+  ASSERT_FALSE(Append(*w, "d7", 2).failed);
+  EXPECT_EQ(Read(*r, std::nullopt).publications, Pubs(6, 7));
+}
+
+TEST_F(NatsReadCacheTest, MessagesPurgedUnderTheCacheAreNotAnswered) {
+  const NatsHistoryOptions o = Options("cpurge");
+  auto reader = MakeWith(o);
+  auto writer = MakeWith(o);
+  auto r = reader->Open("c", 0);
+  auto w = writer->Open("c", 0);
+  for (int i = 1; i <= 5; ++i) ASSERT_FALSE(Append(*w, "d" + std::to_string(i)).failed);
+  EXPECT_EQ(Read(*r, std::nullopt).publications, Pubs(1, 5));
+  ASSERT_FALSE(Append(*w, "d6").failed);
+  // As when a publication comes between history_remove's mark and its purge: the purge
+  // keeps the publication and removes the mark with the rest.
+  RawJetStream raw(server_->url());
+  raw.PurgeKeepingLast(o.stream, "tcpurge.history.c");
+  EXPECT_EQ(Read(*r, std::nullopt).publications, Pubs(6, 6));
+}
+
+TEST_F(NatsReadCacheTest, EpochChangeBetweenReads) {
+  const NatsHistoryOptions o = Options("cepoch");
+  auto reader = MakeWith(o);
+  auto r = reader->Open("c", 0);
+  std::string old_epoch;
+  {
+    auto writer = MakeWith(o);
+    auto w = writer->Open("c", 0);
+    for (int i = 1; i <= 3; ++i) ASSERT_FALSE(Append(*w, "old" + std::to_string(i)).failed);
+    old_epoch = w->Position().epoch;
+  }
+  EXPECT_EQ(Read(*r, std::nullopt).publications, Pubs(1, 3, "old"));
+  // The stream deleted and made again: the channel starts over in a new epoch, with more
+  // messages than before so its sequences pass the cached ones.
+  RawJetStream raw(server_->url());
+  raw.DeleteStream(o.stream);
+  auto writer = MakeWith(o);
+  auto w = writer->Open("c", 0);
+  for (int i = 1; i <= 6; ++i) ASSERT_FALSE(Append(*w, "new" + std::to_string(i)).failed);
+  const std::string epoch = w->Position().epoch;
+  ASSERT_NE(epoch, old_epoch);
+  core::HistoryPage page = Read(*r, std::nullopt);
+  EXPECT_EQ(page.publications, Pubs(1, 6, "new"));
+  EXPECT_EQ(page.position.offset, 6u);
+  EXPECT_EQ(page.position.epoch, epoch);
+  EXPECT_FALSE(Recover(*r, {3, old_epoch}, 6).recovered);
+}
+
+TEST_F(NatsReadCacheTest, NoBudgetAndATinyOneAnswerTheSame) {
+  for (uint64_t budget : {uint64_t{0}, uint64_t{2000}}) {
+    SCOPED_TRACE(budget);
+    const NatsHistoryOptions o = Options("cbudget" + std::to_string(budget), 100, budget);
+    auto reader = MakeWith(o);
+    auto writer = MakeWith(o);
+    std::vector<std::unique_ptr<core::HistoryStore::Stream>> rs, ws;
+    for (const char* name : {"a", "b", "c"}) {
+      rs.push_back(reader->Open(name, 0));
+      ws.push_back(writer->Open(name, 0));
+    }
+    std::vector<uint64_t> tops(3, 0);
+    for (int round = 0; round < 4; ++round) {
+      for (size_t c = 0; c < 3; ++c) {
+        for (int i = 0; i < 3; ++i) {
+          ++tops[c];
+          ASSERT_FALSE(Append(*ws[c], "d" + std::to_string(tops[c]), 100).failed);
+        }
+        EXPECT_EQ(Read(*rs[c], std::nullopt).publications, Pubs(1, tops[c]));
+        EXPECT_LE(reader->read_counts().cache_bytes, budget);
+      }
+    }
+    const NatsHistoryStore::ReadCounts counts = reader->read_counts();
+    if (budget == 0) {
+      EXPECT_EQ(counts.folded, 0u);
+      EXPECT_EQ(counts.rebuilt, 12u);
+      EXPECT_EQ(counts.evicted, 0u);
+    } else {
+      // Room for three channels at first, for one at the end: reads evict.
+      EXPECT_GT(counts.evicted, 0u);
+      EXPECT_GT(counts.cache_bytes, 0u);
+    }
+  }
+}
+
+TEST(NatsReadCache, KeepsTheMostRecentlyReadWithinItsBudget) {
+  NatsReadCacheCounts counts;
+  auto entry = [](uint64_t publications) {
+    NatsReadCache::Entry e;
+    e.stream = core::HistoryStream("e", 0);
+    for (uint64_t i = 0; i < publications; ++i) e.stream.Append("x", 0, 100, 1000);
+    return e;
+  };
+  const size_t one = NatsReadCache::Cost("a", entry(2));
+  {
+    NatsReadCache cache(2 * one, &counts);
+    cache.Put("a", entry(2));
+    cache.Put("b", entry(2));
+    EXPECT_EQ(cache.bytes(), 2 * one);
+    EXPECT_EQ(counts.bytes.load(), 2 * one);
+    ASSERT_TRUE(cache.Take("a"));  // out: b is the only one
+    EXPECT_FALSE(cache.Take("a"));
+    cache.Put("a", entry(2));
+    cache.Put("c", entry(2));  // b, read least recently, goes
+    EXPECT_EQ(counts.evicted.load(), 1u);
+    EXPECT_FALSE(cache.Take("b"));
+    std::optional<NatsReadCache::Entry> a = cache.Take("a");
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->stream.size(), 2u);
+    cache.Put("big", entry(50));  // larger than the budget alone: not kept (counted), c stays
+    EXPECT_EQ(counts.evicted.load(), 2u);
+    EXPECT_TRUE(cache.Take("c"));
+    EXPECT_EQ(cache.channels(), 0u);
+    EXPECT_EQ(counts.bytes.load(), 0u);
+    cache.Put("a", entry(2));
+  }
+  EXPECT_EQ(counts.bytes.load(), 0u);  // a cache gone takes its bytes with it
+  NatsReadCache none(0, &counts);
+  none.Put("a", entry(1));
+  EXPECT_FALSE(none.Take("a"));
+  EXPECT_EQ(counts.evicted.load(), 2u);
+}
+
 }  // namespace
 }  // namespace hermod::store
