@@ -816,6 +816,7 @@ struct Runner {
   // in flight, for at most drain_s.
   void Measure() {
     phase = Phase::kRead;
+    size_t next_reader = 0;
     ProcSampler server(config.server_pid);
     const double cpu_start = config.server_pid > 0 ? server.CpuSeconds() : -1;
     measure_start = NowNs();
@@ -824,12 +825,17 @@ struct Runner {
     while (!Interrupted()) {
       const uint64_t now = NowNs();
       const bool stop = now > deadline || (o.reads != 0 && issued >= o.reads);
-      for (auto& c : readers) {
+      // From where the last read went, round the readers: at a low rate the first reader
+      // alone would carry every read, and an HTTP connection that never sends a request is
+      // closed by the server.
+      for (size_t i = 0; i < readers.size(); ++i) {
         if (stop || (o.reads != 0 && issued >= o.reads)) break;
         if (o.rate > 0 && static_cast<double>(issued) >= (now - measure_start) * 1e-9 * o.rate) {
           break;
         }
-        if (!c->busy && c->fd >= 0) Read(*c, now);
+        Conn& c = *readers[next_reader];
+        next_reader = (next_reader + 1) % readers.size();
+        if (!c.busy && c.fd >= 0) Read(c, now);
       }
       FlushDirty();
       if (stop && stop_ns == 0) stop_ns = now;
