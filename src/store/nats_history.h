@@ -33,13 +33,20 @@
 // of channels without history (below).
 //
 // Delivery. The stream RePublishes every stored message to `<prefix>.deliver.<token>`, in
-// stream order; each node subscribes to `<prefix>.deliver.>` and hands every publication to
-// the hub with the offset it was stored with (Hub::Deliver): every node, the appending one
-// too, fans out the cluster's publications in offset order, and its position follows them.
-// Deliveries missed while a node's NATS connection was down (RePublish is not replayed) are
-// read back from the stream when the next one shows the gap, and handed on first; when they
-// are gone (trimmed, removed) the channel's subscribers are told (SetLost), never a silent
-// jump.
+// stream order; a node subscribes to those subjects and hands every publication to the hub
+// with the offset it was stored with (Hub::Deliver): every node, the appending one too, fans
+// out the cluster's publications in offset order, and its position follows them. With
+// deliver_by_channel (a cluster: the broker's interest drives it) a node subscribes to a
+// channel's subject only while the hub holds the channel (Interest, applied in the broker's
+// rounds, so a subscribe reply waits for it as for the broker's own SUB), and a channel
+// held elsewhere only costs the nodes holding it; otherwise (no broker) to
+// `<prefix>.deliver.>`. Deliveries missed while a node's NATS connection was down
+// (RePublish is not replayed), or appended between the position a channel's Open read and
+// its subscription being in place, are read back from the stream when the next one shows
+// the gap, and handed on first; when they are gone (trimmed, removed) the channel's
+// subscribers are told (SetLost), never a silent jump. When a channel's subscription ends
+// its cached position is dropped, and the next Open reads it again and checks deliveries
+// from there: the time without interest is not a gap to read back.
 //
 // Threads. Appends, reads and recoveries run on `workers` threads of the engine, a channel
 // always on the same one (by hash), so a channel's appends complete in the order they were
@@ -68,6 +75,7 @@
 #include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "core/circuit_breaker.h"
@@ -89,6 +97,9 @@ struct NatsHistoryOptions {
   uint64_t timeout_ms = 2000;                      // a JetStream request's wait
   size_t workers = 4;
   bool deliver = true;  // RePublish to <prefix>.deliver.> and subscribe to it
+  // With deliver: subscribe to <prefix>.deliver.<token> per channel, as Interest says,
+  // rather than to every channel's.
+  bool deliver_by_channel = false;
   // Around appends: JetStream failures open it; while open, appends are refused at once.
   core::CircuitBreaker::Options breaker;
 };
@@ -118,6 +129,13 @@ class NatsHistoryStore final : public core::HistoryStore {
   bool Start(std::string* error);
   // Stops the workers (what they hold completes as failed) and closes the connection.
   void Stop();
+  // With deliver_by_channel, on one thread at a time (the broker's sender): the channels
+  // this node now holds (on) or holds no more (off), coalesced. Subscribes and unsubscribes
+  // their delivery subjects and returns once the server has the new subscriptions (PING/PONG,
+  // at most timeout_ms): a subscriber's reply waiting for the round then misses nothing.
+  void Interest(const std::vector<std::pair<std::string, bool>>& changes);
+  // Delivery subjects subscribed to one by one (tests, metrics); any thread.
+  size_t delivery_subjects() const;
 
   const char* name() const override { return "nats"; }
   void SetMetaLimits(uint64_t, size_t) override {}  // the stream's MaxAge keeps positions
@@ -173,6 +191,9 @@ class NatsHistoryStore final : public core::HistoryStore {
     uint64_t delivered = 0;
     uint64_t delivered_seq = 0;
     std::string delivered_epoch;
+    // deliver_by_channel: its subscription ended since it was last subscribed; the next Open
+    // sets delivered to the position it gives the hub, which then only needs what follows.
+    bool reseed = false;
   };
 
  private:
@@ -225,6 +246,8 @@ class NatsHistoryStore final : public core::HistoryStore {
             uint64_t until, std::vector<Missed>* out);
   static void OnDeliver(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* self);
   static void OnReconnected(natsConnection* nc, void* self);
+  // A per-channel subscription's last callback has returned (libnats's completion).
+  static void OnSubscriptionDone(void* self);
 
   const NatsHistoryOptions options_;
   StatusKeeper status_;
@@ -236,6 +259,14 @@ class NatsHistoryStore final : public core::HistoryStore {
   jsCtx* js_ = nullptr;
   natsSubscription* deliveries_ = nullptr;
   std::vector<std::unique_ptr<Worker>> workers_;
+  // deliver_by_channel: the channels' delivery subscriptions (Interest; Stop ends them), and
+  // the completions libnats still owes for those (Stop waits for them: no callback after).
+  mutable std::mutex subscriptions_mutex_;  // guards subscriptions_, stopped_
+  std::unordered_map<std::string, natsSubscription*> subscriptions_;
+  bool stopped_ = false;
+  std::mutex done_mutex_;  // guards pending_done_
+  std::condition_variable done_;
+  int pending_done_ = 0;
 
   std::mutex mutex_;  // guards channels_
   std::unordered_map<std::string, std::shared_ptr<Channel>> channels_;
