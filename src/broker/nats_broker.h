@@ -12,7 +12,8 @@
 // recorded at once (the hub's call only locks and marks) and applied by the sender thread,
 // coalesced per channel: a storm of subscribes to one channel is one SUB, a subscribe and
 // unsubscribe between two rounds is nothing, and the last word for a channel wins. After a
-// round with new SUBs the sender flushes (PING/PONG), so the server has them.
+// round with new SUBs the sender flushes (PING/PONG), so the server has them. The same rounds
+// carry the JetStream history's per-channel delivery subscriptions (SetInterestHook).
 //
 // No window after a subscribe reply (docs/cluster.md): a subscriber added while its channel's
 // SUB is pending or in the current round waits (AwaitInterest) until that round's SUBs are

@@ -990,7 +990,7 @@ void NatsHistoryStore::Interest(const std::vector<std::pair<std::string, bool>>&
   if (!options_.deliver || !options_.deliver_by_channel) return;
   std::lock_guard lock(subscriptions_mutex_);
   if (stopped_) return;
-  bool subscribed = false;
+  std::vector<std::shared_ptr<Channel>> subscribed;
   for (const auto& [name, on] : changes) {
     auto it = subscriptions_.find(name);
     if (on && it == subscriptions_.end()) {
@@ -1012,9 +1012,11 @@ void NatsHistoryStore::Interest(const std::vector<std::pair<std::string, bool>>&
       natsSubscription_SetPendingLimits(sub, -1, -1);
       subscriptions_.emplace(name, sub);
       std::shared_ptr<Channel> channel = ChannelOf(name);
-      std::lock_guard channel_lock(channel->mutex);
-      channel->reseed = false;  // from its last delivery or Open on, gaps are read back
-      subscribed = true;
+      {
+        std::lock_guard channel_lock(channel->mutex);
+        channel->reseed = false;  // from its last delivery or Open on, gaps are read back
+      }
+      subscribed.push_back(std::move(channel));
     } else if (!on && it != subscriptions_.end()) {
       natsSubscription_Unsubscribe(it->second);
       natsSubscription_Destroy(it->second);
@@ -1026,14 +1028,13 @@ void NatsHistoryStore::Interest(const std::vector<std::pair<std::string, bool>>&
       channel->reseed = true;
     }
   }
-  if (subscribed && natsConnection_Status(connection_) == NATS_CONN_STATUS_CONNECTED) {
-    natsConnection_FlushTimeout(connection_, static_cast<int64_t>(options_.timeout_ms));
+  if (subscribed.empty() || natsConnection_Status(connection_) != NATS_CONN_STATUS_CONNECTED) {
+    return;
   }
-}
-
-size_t NatsHistoryStore::delivery_subjects() const {
-  std::lock_guard lock(subscriptions_mutex_);
-  return subscriptions_.size();
+  natsConnection_FlushTimeout(connection_, static_cast<int64_t>(options_.timeout_ms));
+  // What was appended before the server had the SUB never comes as a delivery: read back
+  // now, not when the channel's next publication shows the gap (there may be none).
+  for (const std::shared_ptr<Channel>& channel : subscribed) CatchUp(*channel);
 }
 
 void NatsHistoryStore::OnSubscriptionDone(void* self) {
@@ -1121,13 +1122,16 @@ void NatsHistoryStore::OnDeliver(natsConnection*, natsSubscription*, natsMsg* ms
   const uint64_t top = position.offset + std::max<size_t>(1, publications.size()) - 1;
   std::vector<Missed> missed;
   bool lost = false;
+  std::shared_ptr<Channel> state;
   {
-    std::shared_ptr<Channel> state;
-    {
-      std::lock_guard lock(store->mutex_);
-      auto it = store->channels_.find(*channel);
-      if (it != store->channels_.end()) state = it->second;
-    }
+    std::lock_guard lock(store->mutex_);
+    auto it = store->channels_.find(*channel);
+    if (it != store->channels_.end()) state = it->second;
+  }
+  // Handed on in order with a catch-up after a new subscription (CatchUp).
+  std::unique_lock<std::mutex> order;
+  if (state) order = std::unique_lock(state->order);
+  {
     bool gap = false;
     uint64_t from_seq = 0, after = 0;
     if (state) {
@@ -1171,6 +1175,36 @@ void NatsHistoryStore::OnDeliver(natsConnection*, natsSubscription*, natsMsg* ms
     }
   }
   natsMsg_Destroy(msg);
+}
+
+void NatsHistoryStore::CatchUp(Channel& channel) {
+  std::lock_guard order(channel.order);
+  Last last;
+  natsStatus s;
+  if (!ReadLast(channel, &last, &s) || !last.found) return;
+  uint64_t from_seq = 0, after = 0;
+  {
+    std::lock_guard lock(channel.mutex);
+    if (channel.delivered_seq == 0 || last.seq <= channel.delivered_seq ||
+        last.position.epoch != channel.delivered_epoch) {
+      return;  // nothing missed (or a new epoch: its subscribers learn it from the next one)
+    }
+    from_seq = channel.delivered_seq + 1;
+    after = channel.delivered;
+    channel.delivered = last.position.offset;
+    channel.delivered_seq = last.seq;
+  }
+  std::vector<Missed> missed;
+  if (!Fill(channel, from_seq, last.seq + 1, after, last.position.offset + 1, &missed)) {
+    gaps_lost_.fetch_add(1, std::memory_order_relaxed);
+    if (lost_) lost_(channel.name);
+    return;
+  }
+  gaps_filled_.fetch_add(1, std::memory_order_relaxed);
+  if (!delivered_) return;
+  for (const Missed& m : missed) {
+    delivered_(channel.name, {m.offset, last.position.epoch}, m.publication, m.delta);
+  }
 }
 
 struct NatsIdempotencyStore::Shared {

@@ -41,12 +41,12 @@
 // rounds, so a subscribe reply waits for it as for the broker's own SUB), and a channel
 // held elsewhere only costs the nodes holding it; otherwise (no broker) to
 // `<prefix>.deliver.>`. Deliveries missed while a node's NATS connection was down
-// (RePublish is not replayed), or appended between the position a channel's Open read and
-// its subscription being in place, are read back from the stream when the next one shows
-// the gap, and handed on first; when they are gone (trimmed, removed) the channel's
-// subscribers are told (SetLost), never a silent jump. When a channel's subscription ends
-// its cached position is dropped, and the next Open reads it again and checks deliveries
-// from there: the time without interest is not a gap to read back.
+// (RePublish is not replayed) are read back from the stream when the next one shows the
+// gap, and handed on first; those appended between the position a channel's Open read and
+// its subscription being in place, once the server has the SUB (CatchUp); when they are gone
+// (trimmed, removed) the channel's subscribers are told (SetLost), never a silent jump. When a
+// channel's subscription ends its cached position is dropped, and the next Open reads it again and
+// checks deliveries from there: the time without interest is not a gap to read back.
 //
 // Threads. Appends, reads and recoveries run on `workers` threads of the engine, a channel
 // always on the same one (by hash), so a channel's appends complete in the order they were
@@ -134,8 +134,6 @@ class NatsHistoryStore final : public core::HistoryStore {
   // their delivery subjects and returns once the server has the new subscriptions (PING/PONG,
   // at most timeout_ms): a subscriber's reply waiting for the round then misses nothing.
   void Interest(const std::vector<std::pair<std::string, bool>>& changes);
-  // Delivery subjects subscribed to one by one (tests, metrics); any thread.
-  size_t delivery_subjects() const;
 
   const char* name() const override { return "nats"; }
   void SetMetaLimits(uint64_t, size_t) override {}  // the stream's MaxAge keeps positions
@@ -194,6 +192,9 @@ class NatsHistoryStore final : public core::HistoryStore {
     // deliver_by_channel: its subscription ended since it was last subscribed; the next Open
     // sets delivered to the position it gives the hub, which then only needs what follows.
     bool reseed = false;
+    // Held while deliveries are handed on (OnDeliver, CatchUp), so they reach the hub in
+    // offset order; taken before mutex and never under it.
+    std::mutex order;
   };
 
  private:
@@ -245,6 +246,9 @@ class NatsHistoryStore final : public core::HistoryStore {
   bool Fill(const Channel& channel, uint64_t from_seq, uint64_t to_seq, uint64_t after,
             uint64_t until, std::vector<Missed>* out);
   static void OnDeliver(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* self);
+  // Once a channel's delivery subscription is in place: what was appended past the
+  // delivery mark before it, read back and handed on (Interest's caller thread).
+  void CatchUp(Channel& channel);
   static void OnReconnected(natsConnection* nc, void* self);
   // A per-channel subscription's last callback has returned (libnats's completion).
   static void OnSubscriptionDone(void* self);
@@ -261,7 +265,7 @@ class NatsHistoryStore final : public core::HistoryStore {
   std::vector<std::unique_ptr<Worker>> workers_;
   // deliver_by_channel: the channels' delivery subscriptions (Interest; Stop ends them), and
   // the completions libnats still owes for those (Stop waits for them: no callback after).
-  mutable std::mutex subscriptions_mutex_;  // guards subscriptions_, stopped_
+  std::mutex subscriptions_mutex_;  // guards subscriptions_, stopped_
   std::unordered_map<std::string, natsSubscription*> subscriptions_;
   bool stopped_ = false;
   std::mutex done_mutex_;  // guards pending_done_

@@ -262,6 +262,22 @@ class EngineNatsSubjectsTest(SubjectsTest):
             for n in range(50):
                 self.assertEqual(on_b.try_publication(channel, DEADLINE_S), {"n": n})
 
+    def test_a_publication_racing_the_subscribe_arrives_with_no_later_one(self):
+        # A publication appended while B's delivery subscription is on its way is never
+        # RePublished to B; it must still reach the subscriber whose reply is before it,
+        # without waiting for a later publication to show the gap (here there is none).
+        a, b = self.node(), self.node()
+        for i in range(20):
+            channel = "h:race-%d" % i
+            on_b = self.client(b)
+            sub_id = on_b.send(("subscribe", {"channel": channel, "recoverable": True}))[0]
+            api(a.port, "publish", {"channel": channel, "data": {"n": i}})
+            reply = on_b.reply(sub_id)
+            self.assertIn("subscribe", reply)
+            if reply["subscribe"].get("offset", 0) == 0:  # published after the reply's position
+                pub = on_b.next_publication(channel, DEADLINE_S)
+                self.assertEqual((pub["data"], pub.get("offset")), ({"n": i}, 1))
+
     def test_history_resubscribe_gets_what_follows_its_reply_and_nothing_before(self):
         # A node that held a channel, let it go and holds it again: the reply carries the
         # channel's position now (not the one cached when its deliveries stopped), and the
