@@ -8,8 +8,14 @@ With per-channel subjects a node receives only its own channels' publications; w
 subject for the cluster (hermod before per-channel subjects) every node receives every
 publication made elsewhere.
 
+With --engine nats (history on JetStream, presence on KV; implies --history) a channel's
+publications reach the nodes through the stream's deliveries rather than the broker's
+subjects; `received` then counts nothing, and a run ends when every node's CPU has stopped
+moving.
+
 Run: python3 bench/cluster_subjects.py --binary NAME=PATH [--binary NAME=PATH ...]
      [--nodes 6] [--channels 8] [--publications 60000] [--batch 200] [--history]
+     [--engine nats] [--publish-on others|holder]
 """
 
 import argparse
@@ -46,7 +52,7 @@ def drain(client):
 
 
 def run(binary, args):
-    nats = NatsServer().start()
+    nats = NatsServer(jetstream=args.engine == "nats").start()
     nodes, clients = [], []
     try:
         for _ in range(args.nodes):
@@ -55,7 +61,10 @@ def run(binary, args):
                 "api_key": "k", "allow_anonymous_connect_without_token": True,
                 "allow_subscribe_for_client": True,
                 "allow_subscribe_for_anonymous": True}
-            if args.history:
+            if args.engine == "nats":
+                config["engine"] = "nats"
+                del config["broker"]
+            if args.history or args.engine == "nats":
                 config.update({"history_size": 100, "history_ttl": "300s"})
             nodes.append(h.Hermod(binary, config, workers=1, echo=False).start())
         for node in nodes:
@@ -73,12 +82,15 @@ def run(binary, args):
         per_node = args.publications // args.nodes
 
         def publisher(k):
-            # Node k publishes to the channels of node k+1 .. k+nodes-1, round robin.
+            # Node k publishes to the channels of node k+1 .. k+nodes-1, round robin (or,
+            # with --publish-on holder, to its own).
             sent = 0
             while sent < per_node:
                 commands = []
                 for _ in range(min(args.batch, per_node - sent)):
                     holder = (k + 1 + sent % (args.nodes - 1)) % args.nodes
+                    if args.publish_on == "holder":
+                        holder = k
                     commands.append({"publish": {
                         "channel": "room-%d.%d" % (holder, sent % args.channels),
                         "data": {"n": sent}}})
@@ -104,6 +116,13 @@ def run(binary, args):
                     break
                 last = got
                 time.sleep(0.3)
+        # JetStream's deliveries are not counted above: every node has handled its own once
+        # its CPU stops moving.
+        while args.engine == "nats":
+            was = [cpu_s(n.proc.pid) for n in nodes]
+            time.sleep(0.5)
+            if sum(cpu_s(n.proc.pid) for n in nodes) - sum(was) < 0.03:  # timers only
+                break
         elapsed = time.monotonic() - start
         after = [cpu_s(n.proc.pid) for n in nodes]
         nats_cpu = cpu_s(nats.proc.pid) - nats_before
@@ -136,6 +155,10 @@ def main():
     p.add_argument("--publications", type=int, default=60000)
     p.add_argument("--batch", type=int, default=200)
     p.add_argument("--history", action="store_true", help="history on (100 per channel, 5 min)")
+    p.add_argument("--publish-on", choices=("others", "holder"), default="others",
+                   help="holder: each node publishes to the channels it serves")
+    p.add_argument("--engine", choices=("memory", "nats"), default="memory",
+                   help="nats: engine nats (history on JetStream), history on")
     args = p.parse_args()
     for spec in args.binary:
         name, path = spec.split("=", 1)

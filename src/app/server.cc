@@ -71,6 +71,8 @@ store::NatsHistoryOptions NatsHistoryOptionsOf(const config::Config& config) {
   o.max_age_ms = config.history_meta_ttl.ms;
   o.duplicates_ms = config.idempotency_window.ms;
   o.timeout_ms = std::max<uint64_t>(config.nats.dial_timeout.ms, 1000);
+  // In a cluster the broker's interest says which channels' deliveries this node wants.
+  o.deliver_by_channel = config.broker == "nats";
   return o;
 }
 
@@ -608,8 +610,9 @@ void Server::BuildMetrics() {
           text.Sample(families[i].first, {{"engine", engine}}, families[i].second);
         }
         text.Family("hermod_store_delivery_gaps_total", "counter",
-                    "Deliveries that came past a gap (missed while NATS was away): filled from "
-                    "the stream, or lost (history_engine nats).");
+                    "Deliveries that came past a gap (missed while NATS was away, or while a "
+                    "channel's subscription was on its way): filled from the stream, or lost "
+                    "(history_engine nats).");
         text.Sample("hermod_store_delivery_gaps_total", {{"result", "filled"}},
                     history ? history->gaps_filled() : 0);
         text.Sample("hermod_store_delivery_gaps_total", {{"result", "lost"}},
@@ -998,6 +1001,20 @@ int Server::Run() {
   if (config_.broker == "nats") {
     broker_ = std::make_unique<broker::NatsBroker>(broker::NatsBroker::Options::FromConfig(config_),
                                                    *hub_, channel_rules_);
+    if (nats_history_ != nullptr) {
+      // The channels with history this node holds: their JetStream deliveries, subscribed in
+      // the broker's rounds (store/nats_history.h).
+      broker_->SetInterestHook([history = nats_history_, rules = &channel_rules_](
+                                   const std::vector<std::pair<std::string, bool>>& changes) {
+        std::vector<std::pair<std::string, bool>> with_history;
+        for (const auto& [channel, on] : changes) {
+          const config::ChannelOptions* options = rules->Find(channel);
+          if (options != nullptr && options->history_size > 0)
+            with_history.emplace_back(channel, on);
+        }
+        if (!with_history.empty()) history->Interest(with_history);
+      });
+    }
   }
   {
     std::vector<net::Loop*> loops;

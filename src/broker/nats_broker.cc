@@ -501,6 +501,10 @@ void NatsBroker::ApplyInterest() {
     natsConnection_FlushTimeout(connection_, static_cast<int64_t>(options_.dial_timeout_ms));
   }
   link_.SetSubjects(subscriptions_.size());
+  if (interest_hook_ && !changes.empty()) {
+    std::vector<std::pair<std::string, bool>> list(changes.begin(), changes.end());
+    interest_hook_(list);
+  }
   // The subscribers who waited for this round get their replies now (their completions post
   // to their loops); those waiting for a later round stay.
   std::vector<std::function<void()>> ready;

@@ -12,7 +12,8 @@
 // recorded at once (the hub's call only locks and marks) and applied by the sender thread,
 // coalesced per channel: a storm of subscribes to one channel is one SUB, a subscribe and
 // unsubscribe between two rounds is nothing, and the last word for a channel wins. After a
-// round with new SUBs the sender flushes (PING/PONG), so the server has them.
+// round with new SUBs the sender flushes (PING/PONG), so the server has them. The same rounds
+// carry the JetStream history's per-channel delivery subscriptions (SetInterestHook).
 //
 // No window after a subscribe reply (docs/cluster.md): a subscriber added while its channel's
 // SUB is pending or in the current round waits (AwaitInterest) until that round's SUBs are
@@ -55,6 +56,7 @@
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "broker/cluster_nodes.h"
@@ -126,6 +128,12 @@ class NatsBroker final : public core::Broker {
   void SetNodeInfo(std::function<std::string()> info) { node_info_ = std::move(info); }
   // Any thread: the other nodes heard from lately, their JSON as they sent it.
   std::vector<std::string> OtherNodes();
+  // Before Start: each round's interest changes (channel, on), coalesced, also go to
+  // another subscriber of channel subjects (the JetStream history's deliveries), on the
+  // sender thread before the round's subscribers are answered; it returns once its own
+  // subscriptions are in place, so a subscribe reply waits for them too.
+  using InterestHook = std::function<void(const std::vector<std::pair<std::string, bool>>&)>;
+  void SetInterestHook(InterestHook hook) { interest_hook_ = std::move(hook); }
 
  private:
   struct Outgoing {
@@ -179,6 +187,7 @@ class NatsBroker final : public core::Broker {
   const std::string nodes_subject_;
   natsSubscription* nodes_subscription_ = nullptr;
   std::function<std::string()> node_info_;
+  InterestHook interest_hook_;     // sender thread only (set before Start)
   uint64_t node_info_due_ms_ = 0;  // sender thread only
   ClusterNodes nodes_;
   // Callbacks in progress, and whether they must do nothing (Stop waits for the count).

@@ -303,6 +303,20 @@ NatsHistoryStore::NatsHistoryStore(NatsHistoryOptions options)
 NatsHistoryStore::~NatsHistoryStore() { Stop(); }
 
 void NatsHistoryStore::Stop() {
+  std::unordered_map<std::string, natsSubscription*> subscriptions;
+  {
+    std::lock_guard lock(subscriptions_mutex_);
+    stopped_ = true;  // Interest subscribes no more
+    subscriptions.swap(subscriptions_);
+  }
+  for (auto& [channel, sub] : subscriptions) natsSubscription_Unsubscribe(sub);
+  {
+    // Each one's completion comes after its last delivery callback: none runs past this
+    // (bounded, in case the library is closed under it).
+    std::unique_lock lock(done_mutex_);
+    done_.wait_for(lock, std::chrono::seconds(5), [this] { return pending_done_ <= 0; });
+  }
+  for (auto& [channel, sub] : subscriptions) natsSubscription_Destroy(sub);
   if (deliveries_ != nullptr) {
     // Drained: no delivery callback runs once this returns (the hub may be going).
     if (natsSubscription_Drain(deliveries_) == NATS_OK) {
@@ -355,6 +369,9 @@ bool NatsHistoryStore::Start(std::string* error) {
   // flusher's millisecond.
   natsOptions_SetSendAsap(nats_options_, true);
   natsOptions_SetReconnectedCB(nats_options_, &NatsHistoryStore::OnReconnected, this);
+  // A subscription per held channel: one delivery thread for all of them (libnats's pool),
+  // not one each. A channel's deliveries stay on one thread, in order.
+  if (options_.deliver_by_channel) natsOptions_UseGlobalMessageDelivery(nats_options_, true);
   // While reconnecting, a request is refused at once, never buffered to be sent later: an
   // append the publisher was told failed must not be stored after all.
   natsOptions_SetReconnectBufSize(nats_options_, 0);
@@ -368,7 +385,7 @@ bool NatsHistoryStore::Start(std::string* error) {
     return fail(s, "JetStream context");
   }
   if (!EnsureStream(error)) return false;
-  if (options_.deliver) {
+  if (options_.deliver && !options_.deliver_by_channel) {
     const std::string subject = deliver_prefix_ + ">";
     s = natsConnection_Subscribe(&deliveries_, connection_, subject.c_str(),
                                  &NatsHistoryStore::OnDeliver, this);
@@ -1097,7 +1114,78 @@ std::unique_ptr<core::HistoryStore::Stream> NatsHistoryStore::Open(std::string_v
   // The position now, so the channel's first subscriber gets the cluster's: one read, not
   // while JetStream is failing (the worker reads it before any append).
   if (!loaded && !Down()) Load(*state);
+  {
+    // Its deliveries stopped a while (Interest off): what the hub is given now is where they
+    // are checked from again, so the stretch without them is not read back as a gap. Not
+    // loaded (JetStream failing): the old mark stays, and the gap is read back from it.
+    std::lock_guard lock(state->mutex);
+    if (state->reseed && state->loaded) {
+      state->delivered = state->top;
+      state->delivered_seq = state->last_seq;
+      state->delivered_epoch = state->epoch;
+      state->reseed = false;
+    }
+  }
   return std::make_unique<NatsStream>(*this, std::move(state));
+}
+
+void NatsHistoryStore::Interest(const std::vector<std::pair<std::string, bool>>& changes) {
+  if (!options_.deliver || !options_.deliver_by_channel) return;
+  std::lock_guard lock(subscriptions_mutex_);
+  if (stopped_) return;
+  std::vector<std::shared_ptr<Channel>> subscribed;
+  for (const auto& [name, on] : changes) {
+    auto it = subscriptions_.find(name);
+    if (on && it == subscriptions_.end()) {
+      // Registered with libnats even while disconnected: it sends every SUB on reconnect.
+      const std::string subject = deliver_prefix_ + SubjectToken(name);
+      natsSubscription* sub = nullptr;
+      if (natsConnection_Subscribe(&sub, connection_, subject.c_str(), &NatsHistoryStore::OnDeliver,
+                                   this) != NATS_OK) {
+        continue;  // not held here then: the next Open reads the position afresh
+      }
+      {
+        std::lock_guard done_lock(done_mutex_);
+        if (natsSubscription_SetOnCompleteCB(sub, &NatsHistoryStore::OnSubscriptionDone, this) ==
+            NATS_OK) {
+          ++pending_done_;
+        }
+      }
+      // Deliveries must not be dropped for a slow hub: libnats's limits, raised.
+      natsSubscription_SetPendingLimits(sub, -1, -1);
+      subscriptions_.emplace(name, sub);
+      std::shared_ptr<Channel> channel = ChannelOf(name);
+      {
+        std::lock_guard channel_lock(channel->mutex);
+        channel->reseed = false;  // from its last delivery or Open on, gaps are read back
+      }
+      subscribed.push_back(std::move(channel));
+    } else if (!on && it != subscriptions_.end()) {
+      natsSubscription_Unsubscribe(it->second);
+      natsSubscription_Destroy(it->second);
+      subscriptions_.erase(it);
+      // Its cached position goes stale from now on: read again by the next Open.
+      std::shared_ptr<Channel> channel = ChannelOf(name);
+      std::lock_guard channel_lock(channel->mutex);
+      channel->loaded = false;
+      channel->reseed = true;
+    }
+  }
+  if (subscribed.empty() || natsConnection_Status(connection_) != NATS_CONN_STATUS_CONNECTED) {
+    return;
+  }
+  natsConnection_FlushTimeout(connection_, static_cast<int64_t>(options_.timeout_ms));
+  // What was appended before the server had the SUB never comes as a delivery: read back
+  // now, not when the channel's next publication shows the gap (there may be none).
+  for (const std::shared_ptr<Channel>& channel : subscribed) CatchUp(*channel);
+}
+
+void NatsHistoryStore::OnSubscriptionDone(void* self) {
+  auto* store = static_cast<NatsHistoryStore*>(self);
+  // Notified under the lock: once Stop sees the count, this thread touches the store no more.
+  std::lock_guard lock(store->done_mutex_);
+  --store->pending_done_;
+  store->done_.notify_all();
 }
 
 void NatsHistoryStore::Close(std::string_view, std::unique_ptr<Stream>, uint64_t) {}
@@ -1107,7 +1195,9 @@ std::optional<core::StreamPosition> NatsHistoryStore::Kept(std::string_view chan
   auto it = channels_.find(std::string(channel));
   if (it == channels_.end()) return std::nullopt;
   std::lock_guard channel_lock(it->second->mutex);
-  if (!it->second->loaded || it->second->last_seq == 0) return std::nullopt;
+  // Also when the cache is stale (no deliveries since Interest off, or a reconnect): the hub
+  // then reads the channel through a stream, which reads the position again.
+  if (it->second->last_seq == 0) return std::nullopt;
   return core::StreamPosition{it->second->top, it->second->epoch};
 }
 
@@ -1175,13 +1265,16 @@ void NatsHistoryStore::OnDeliver(natsConnection*, natsSubscription*, natsMsg* ms
   const uint64_t top = position.offset + std::max<size_t>(1, publications.size()) - 1;
   std::vector<Missed> missed;
   bool lost = false;
+  std::shared_ptr<Channel> state;
   {
-    std::shared_ptr<Channel> state;
-    {
-      std::lock_guard lock(store->mutex_);
-      auto it = store->channels_.find(*channel);
-      if (it != store->channels_.end()) state = it->second;
-    }
+    std::lock_guard lock(store->mutex_);
+    auto it = store->channels_.find(*channel);
+    if (it != store->channels_.end()) state = it->second;
+  }
+  // Handed on in order with a catch-up after a new subscription (CatchUp).
+  std::unique_lock<std::mutex> order;
+  if (state) order = std::unique_lock(state->order);
+  {
     bool gap = false;
     uint64_t from_seq = 0, after = 0;
     if (state) {
@@ -1225,6 +1318,36 @@ void NatsHistoryStore::OnDeliver(natsConnection*, natsSubscription*, natsMsg* ms
     }
   }
   natsMsg_Destroy(msg);
+}
+
+void NatsHistoryStore::CatchUp(Channel& channel) {
+  std::lock_guard order(channel.order);
+  Last last;
+  natsStatus s;
+  if (!ReadLast(channel, &last, &s) || !last.found) return;
+  uint64_t from_seq = 0, after = 0;
+  {
+    std::lock_guard lock(channel.mutex);
+    if (channel.delivered_seq == 0 || last.seq <= channel.delivered_seq ||
+        last.position.epoch != channel.delivered_epoch) {
+      return;  // nothing missed (or a new epoch: its subscribers learn it from the next one)
+    }
+    from_seq = channel.delivered_seq + 1;
+    after = channel.delivered;
+    channel.delivered = last.position.offset;
+    channel.delivered_seq = last.seq;
+  }
+  std::vector<Missed> missed;
+  if (!Fill(channel, from_seq, last.seq + 1, after, last.position.offset + 1, &missed)) {
+    gaps_lost_.fetch_add(1, std::memory_order_relaxed);
+    if (lost_) lost_(channel.name);
+    return;
+  }
+  gaps_filled_.fetch_add(1, std::memory_order_relaxed);
+  if (!delivered_) return;
+  for (const Missed& m : missed) {
+    delivered_(channel.name, {m.offset, last.position.epoch}, m.publication, m.delta);
+  }
 }
 
 struct NatsIdempotencyStore::Shared {

@@ -33,13 +33,20 @@
 // of channels without history (below).
 //
 // Delivery. The stream RePublishes every stored message to `<prefix>.deliver.<token>`, in
-// stream order; each node subscribes to `<prefix>.deliver.>` and hands every publication to
-// the hub with the offset it was stored with (Hub::Deliver): every node, the appending one
-// too, fans out the cluster's publications in offset order, and its position follows them.
-// Deliveries missed while a node's NATS connection was down (RePublish is not replayed) are
-// read back from the stream when the next one shows the gap, and handed on first; when they
-// are gone (trimmed, removed) the channel's subscribers are told (SetLost), never a silent
-// jump.
+// stream order; a node subscribes to those subjects and hands every publication to the hub
+// with the offset it was stored with (Hub::Deliver): every node, the appending one too, fans
+// out the cluster's publications in offset order, and its position follows them. With
+// deliver_by_channel (a cluster: the broker's interest drives it) a node subscribes to a
+// channel's subject only while the hub holds the channel (Interest, applied in the broker's
+// rounds, so a subscribe reply waits for it as for the broker's own SUB), and a channel
+// held elsewhere only costs the nodes holding it; otherwise (no broker) to
+// `<prefix>.deliver.>`. Deliveries missed while a node's NATS connection was down
+// (RePublish is not replayed) are read back from the stream when the next one shows the
+// gap, and handed on first; those appended between the position a channel's Open read and
+// its subscription being in place, once the server has the SUB (CatchUp); when they are gone
+// (trimmed, removed) the channel's subscribers are told (SetLost), never a silent jump. When a
+// channel's subscription ends its cached position is dropped, and the next Open reads it again and
+// checks deliveries from there: the time without interest is not a gap to read back.
 //
 // Threads. Appends, reads and recoveries run on `workers` threads of the engine, a channel
 // always on the same one (by hash), so a channel's appends complete in the order they were
@@ -79,6 +86,7 @@
 #include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "core/circuit_breaker.h"
@@ -104,6 +112,9 @@ struct NatsHistoryOptions {
   // read fetches every message the channel keeps.
   uint64_t read_cache_bytes = 64ull << 20;
   bool deliver = true;  // RePublish to <prefix>.deliver.> and subscribe to it
+  // With deliver: subscribe to <prefix>.deliver.<token> per channel, as Interest says,
+  // rather than to every channel's.
+  bool deliver_by_channel = false;
   // Around appends: JetStream failures open it; while open, appends are refused at once.
   core::CircuitBreaker::Options breaker;
 };
@@ -133,6 +144,11 @@ class NatsHistoryStore final : public core::HistoryStore {
   bool Start(std::string* error);
   // Stops the workers (what they hold completes as failed) and closes the connection.
   void Stop();
+  // With deliver_by_channel, on one thread at a time (the broker's sender): the channels
+  // this node now holds (on) or holds no more (off), coalesced. Subscribes and unsubscribes
+  // their delivery subjects and returns once the server has the new subscriptions (PING/PONG,
+  // at most timeout_ms): a subscriber's reply waiting for the round then misses nothing.
+  void Interest(const std::vector<std::pair<std::string, bool>>& changes);
 
   const char* name() const override { return "nats"; }
   void SetMetaLimits(uint64_t, size_t) override {}  // the stream's MaxAge keeps positions
@@ -199,6 +215,12 @@ class NatsHistoryStore final : public core::HistoryStore {
     uint64_t delivered = 0;
     uint64_t delivered_seq = 0;
     std::string delivered_epoch;
+    // deliver_by_channel: its subscription ended since it was last subscribed; the next Open
+    // sets delivered to the position it gives the hub, which then only needs what follows.
+    bool reseed = false;
+    // Held while deliveries are handed on (OnDeliver, CatchUp), so they reach the hub in
+    // offset order; taken before mutex and never under it.
+    std::mutex order;
   };
 
  private:
@@ -265,7 +287,12 @@ class NatsHistoryStore final : public core::HistoryStore {
   bool Fill(const Channel& channel, uint64_t from_seq, uint64_t to_seq, uint64_t after,
             uint64_t until, std::vector<Missed>* out);
   static void OnDeliver(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* self);
+  // Once a channel's delivery subscription is in place: what was appended past the
+  // delivery mark before it, read back and handed on (Interest's caller thread).
+  void CatchUp(Channel& channel);
   static void OnReconnected(natsConnection* nc, void* self);
+  // A per-channel subscription's last callback has returned (libnats's completion).
+  static void OnSubscriptionDone(void* self);
 
   const NatsHistoryOptions options_;
   StatusKeeper status_;
@@ -278,6 +305,14 @@ class NatsHistoryStore final : public core::HistoryStore {
   natsSubscription* deliveries_ = nullptr;
   NatsReadCacheCounts read_cache_counts_;  // before workers_: their caches count in it
   std::vector<std::unique_ptr<Worker>> workers_;
+  // deliver_by_channel: the channels' delivery subscriptions (Interest; Stop ends them), and
+  // the completions libnats still owes for those (Stop waits for them: no callback after).
+  std::mutex subscriptions_mutex_;  // guards subscriptions_, stopped_
+  std::unordered_map<std::string, natsSubscription*> subscriptions_;
+  bool stopped_ = false;
+  std::mutex done_mutex_;  // guards pending_done_
+  std::condition_variable done_;
+  int pending_done_ = 0;
 
   std::mutex mutex_;  // guards channels_
   std::unordered_map<std::string, std::shared_ptr<Channel>> channels_;
