@@ -4,8 +4,10 @@
 // connecting, the upgrade, masked frames out, POSTs to /api, one write per connection per
 // loop iteration (the dirty list), reading into one shared buffer, splitting HTTP answers and
 // WebSocket messages, and the error tally. What a connection says and what an answer means
-// is the scenario's, through the few virtual calls below. Unlike the fan-out scenarios'
-// ClientLoop (client_loop.h), which speaks WebSocket only, through protocol adapters.
+// is the scenario's, through the few virtual calls below. With -p nats the same connections
+// speak NATS's text protocol over nats-server's WebSocket listener, split here into MSGs. Unlike
+// the fan-out scenarios' ClientLoop (client_loop.h), which speaks WebSocket only, through protocol
+// adapters.
 #pragma once
 
 #include <netinet/in.h>
@@ -62,6 +64,10 @@ struct ApiClient {
   virtual void OnHttpAnswer(ApiConn& c, std::string_view head, std::string_view body) = 0;
   // Everything readable on c has been read (and c is still open).
   virtual void OnReadDone(ApiConn&) {}
+  // NATS (-p nats): a MSG or HMSG (reply empty when none, headers empty for a MSG); a PONG.
+  virtual void OnNatsMsg(ApiConn& c, std::string_view subject, std::string_view reply,
+                         std::string_view headers, std::string_view payload) = 0;
+  virtual void OnNatsPong(ApiConn& c) = 0;
 
   void Error(const std::string& what);
   static bool Resolve(const std::string& host, uint16_t port, sockaddr_in* addr);
@@ -78,6 +84,9 @@ struct ApiClient {
   void FlushDirty();
   // One epoll_wait and what it reported, then every dirty connection flushed.
   void Loop(int timeout_ms);
+  // NATS's text protocol carried in WebSocket messages: a message need not end on a whole
+  // line or MSG, so what is left waits in c.in for the next one.
+  void OnNatsMessage(ApiConn& c, std::string_view message);
 
   const RunConfig& config;
   const ws::Opcode data_opcode;
@@ -96,6 +105,7 @@ struct ApiClient {
   void OnReadable(ApiConn& c);
   void OnBytes(ApiConn& c, uint8_t* data, size_t len);
   void OnHttp(ApiConn& c, const char* data, size_t len);
+  size_t ParseNats(ApiConn& c, std::string_view b);
 };
 
 }  // namespace hermod::bench

@@ -403,58 +403,10 @@ struct Runner final : public ApiClient {
     SendWs(c, out);
   }
 
-  void OnNatsMessage(Conn& c, std::string_view message) {
-    std::string_view bytes = message;
-    if (!c.in.empty()) {
-      c.in.append(message);
-      bytes = c.in;
-    }
-    const size_t used = ParseNats(c, bytes);
-    if (c.fd < 0) return;
-    if (c.in.empty()) {
-      if (used < bytes.size()) c.in.assign(bytes.substr(used));
-    } else {
-      c.in.erase(0, used);
-    }
-  }
-
-  // What of b was whole (the rest waits for the next frame).
-  size_t ParseNats(Conn& c, std::string_view b) {
-    size_t pos = 0;
-    while (pos < b.size() && c.fd >= 0) {
-      const size_t eol = b.find("\r\n", pos);
-      if (eol == std::string_view::npos) return pos;
-      const std::string_view line = b.substr(pos, eol - pos);
-      size_t next = eol + 2;
-      const bool hmsg = line.starts_with("HMSG ");
-      if (hmsg || line.starts_with("MSG ")) {
-        // [H]MSG <subject> <sid> [reply] [<header size>] <size>
-        std::array<std::string_view, 6> f;
-        size_t n = 0;
-        for (size_t p = hmsg ? 5 : 4; p <= line.size() && n < f.size();) {
-          size_t sp = line.find(' ', p);
-          if (sp == std::string_view::npos) sp = line.size();
-          f[n++] = line.substr(p, sp - p);
-          p = sp + 1;
-        }
-        const uint64_t size = ParseU64(f[n - 1], 0);
-        const uint64_t header = hmsg ? ParseU64(f[n - 2], 0) : 0;
-        if (b.size() - next < size + 2) return pos;
-        const std::string_view all = b.substr(next, size);
-        OnNatsMsg(c, f[0], all.substr(0, header), all.substr(header));
-        next += size + 2;
-      } else if (line.starts_with("PING")) {
-        SendWs(c, "PONG\r\n");
-      } else if (line.starts_with("PONG")) {
-        if (!c.ready && c.kind == Kind::kReader) ++readers_ready;
-        c.ready = true;
-      } else if (line.starts_with("-ERR")) {
-        Fail(c, "nats: " + std::string(line.substr(0, 120)));
-        return b.size();
-      }
-      pos = next;
-    }
-    return pos;
+  void OnNatsPong(ApiConn& conn) override {
+    Conn& c = static_cast<Conn&>(conn);
+    if (!c.ready && c.kind == Kind::kReader) ++readers_ready;
+    c.ready = true;
   }
 
   // The value of header `name` in a NATS header block, empty if absent.
@@ -466,8 +418,9 @@ struct Runner final : public ApiClient {
     return headers.substr(v, headers.find("\r\n", v) - v);
   }
 
-  void OnNatsMsg(Conn& c, std::string_view subject, std::string_view headers,
-                 std::string_view payload) {
+  void OnNatsMsg(ApiConn& conn, std::string_view subject, std::string_view,
+                 std::string_view headers, std::string_view payload) override {
+    Conn& c = static_cast<Conn&>(conn);
     if (c.kind == Kind::kControl) {
       // The delete's answer may be an error (no such stream); the create's may not.
       if (++c.replies == 2) {

@@ -378,57 +378,13 @@ struct Runner final : public ApiClient {
                   " 0\r\n\r\n");
   }
 
-  void OnNatsMessage(Conn& c, std::string_view message) {
-    std::string_view bytes = message;
-    if (!c.in.empty()) {
-      c.in.append(message);
-      bytes = c.in;
-    }
-    size_t used = ParseNats(c, bytes);
-    if (c.fd < 0) return;
-    if (c.in.empty()) {
-      if (used < bytes.size()) c.in.assign(bytes.substr(used));
-    } else {
-      c.in.erase(0, used);
-    }
+  void OnNatsPong(ApiConn& c) override {
+    if (static_cast<Conn&>(c).kind == Kind::kPublisher) c.ready = true;
   }
 
-  size_t ParseNats(Conn& c, std::string_view b) {
-    size_t pos = 0;
-    while (pos < b.size() && c.fd >= 0) {
-      size_t eol = b.find("\r\n", pos);
-      if (eol == std::string_view::npos) return pos;
-      std::string_view line = b.substr(pos, eol - pos);
-      size_t next = eol + 2;
-      if (line.starts_with("MSG ")) {
-        // MSG <subject> <sid> [reply] <size>
-        std::array<std::string_view, 5> f;
-        size_t n = 0, p = 4;
-        while (p <= line.size() && n < f.size()) {
-          size_t sp = line.find(' ', p);
-          if (sp == std::string_view::npos) sp = line.size();
-          f[n++] = line.substr(p, sp - p);
-          p = sp + 1;
-        }
-        const uint64_t size = ParseU64(f[n - 1], 0);
-        if (b.size() - next < size + 2) return pos;
-        OnNatsMsg(c, f[0], n == 4 ? f[2] : std::string_view(), b.substr(next, size));
-        next += size + 2;
-      } else if (line.starts_with("PING")) {
-        SendWs(c, "PONG\r\n");
-      } else if (line.starts_with("PONG")) {
-        if (c.kind == Kind::kPublisher) c.ready = true;
-      } else if (line.starts_with("-ERR")) {
-        Fail(c, "nats: " + std::string(line.substr(0, 120)));
-        return b.size();
-      }
-      pos = next;
-    }
-    return pos;
-  }
-
-  void OnNatsMsg(Conn& c, std::string_view subject, std::string_view reply,
-                 std::string_view payload) {
+  void OnNatsMsg(ApiConn& conn, std::string_view subject, std::string_view reply, std::string_view,
+                 std::string_view payload) override {
+    Conn& c = static_cast<Conn&>(conn);
     if (c.kind == Kind::kControl) {
       // The delete's answer may be an error (no such stream); the create's may not.
       if (++c.replies == 2) {
