@@ -235,6 +235,28 @@ void ApiClient::OnNatsMessage(ApiConn& c, std::string_view message) {
   }
 }
 
+std::string ApiClient::NatsConnect(bool headers) {
+  return std::string("CONNECT {\"verbose\":false,\"pedantic\":false,\"protocol\":1,\"headers\":") +
+         (headers ? "true" : "false") +
+         ",\"no_responders\":false,\"lang\":\"c++\",\"version\":\"0.1\","
+         "\"name\":\"hermod-bench\"}\r\n";
+}
+
+std::string ApiClient::NatsRecreateStream(std::string_view stream, const std::string& create_json) {
+  return "SUB _S 1\r\nPUB $JS.API.STREAM.DELETE." + std::string(stream) + " _S 0\r\n\r\n" +
+         "PUB $JS.API.STREAM.CREATE." + std::string(stream) + " _S " +
+         std::to_string(create_json.size()) + "\r\n" + create_json + "\r\n";
+}
+
+void ApiClient::OnStreamReply(ApiConn& c, std::string_view payload) {
+  // The delete's answer may be an error (no such stream); the create's may not.
+  if (++c.stream_replies != 2) return;
+  if (payload.find("\"error\"") != std::string_view::npos) {
+    return Fail(c, "nats: stream create: " + std::string(payload.substr(0, 160)));
+  }
+  c.ready = true;
+}
+
 // What of b was whole (the rest waits for the next message).
 size_t ApiClient::ParseNats(ApiConn& c, std::string_view b) {
   size_t pos = 0;

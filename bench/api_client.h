@@ -49,6 +49,7 @@ struct ApiConn : public ws::MessageHandler {
   std::string out;
   size_t out_sent = 0;
   ws::MessageReader reader;
+  uint32_t stream_replies = 0;  // NATS: answers seen to NatsRecreateStream's two requests
 };
 
 struct ApiClient {
@@ -87,6 +88,12 @@ struct ApiClient {
   // NATS's text protocol carried in WebSocket messages: a message need not end on a whole
   // line or MSG, so what is left waits in c.in for the next one.
   void OnNatsMessage(ApiConn& c, std::string_view message);
+  // The CONNECT line of every bench connection to nats-server.
+  static std::string NatsConnect(bool headers);
+  // Deletes the JetStream stream (gone or not) and creates it from create_json, the answers
+  // to the subject _S; OnStreamReply reads them and sets c.ready once it is created.
+  static std::string NatsRecreateStream(std::string_view stream, const std::string& create_json);
+  void OnStreamReply(ApiConn& c, std::string_view payload);
 
   const RunConfig& config;
   const ws::Opcode data_opcode;

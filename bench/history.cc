@@ -105,7 +105,6 @@ struct Conn final : public ApiConn {
   // JetStream: the answers of the read in flight so far, and the first thing wrong in them.
   uint64_t got = 0;
   std::string bad;
-  uint32_t replies = 0;  // control: stream replies seen
 };
 
 struct Runner final : public ApiClient {
@@ -354,19 +353,14 @@ struct Runner final : public ApiClient {
   // ---- NATS JetStream ----
 
   void NatsOpen(Conn& c) {
-    std::string out =
-        "CONNECT {\"verbose\":false,\"pedantic\":false,\"protocol\":1,\"headers\":true,"
-        "\"no_responders\":false,\"lang\":\"c++\",\"version\":\"0.1\","
-        "\"name\":\"hermod-bench\"}\r\n";
+    std::string out = NatsConnect(true);
     if (c.kind == Kind::kControl) {
       const std::string create =
           "{\"name\":\"" + std::string(kStream) +
           "\",\"subjects\":[\"hist.>\"],\"retention\":\"limits\",\"storage\":\"file\","
           "\"max_msgs_per_subject\":" +
           std::to_string(o.fill) + ",\"allow_direct\":true,\"discard\":\"old\",\"num_replicas\":1}";
-      out += "SUB _S 1\r\nPUB $JS.API.STREAM.DELETE." + std::string(kStream) + " _S 0\r\n\r\n";
-      out += "PUB $JS.API.STREAM.CREATE." + std::string(kStream) + " _S " +
-             std::to_string(create.size()) + "\r\n" + create + "\r\n";
+      out += NatsRecreateStream(kStream, create);
     } else if (c.kind == Kind::kPublisher) {
       out += "SUB _P." + std::to_string(c.index) + " 1\r\nPING\r\n";
     } else {
@@ -421,16 +415,7 @@ struct Runner final : public ApiClient {
   void OnNatsMsg(ApiConn& conn, std::string_view subject, std::string_view,
                  std::string_view headers, std::string_view payload) override {
     Conn& c = static_cast<Conn&>(conn);
-    if (c.kind == Kind::kControl) {
-      // The delete's answer may be an error (no such stream); the create's may not.
-      if (++c.replies == 2) {
-        if (payload.find("\"error\"") != std::string_view::npos) {
-          return Fail(c, "nats: stream create: " + std::string(payload.substr(0, 160)));
-        }
-        c.ready = true;
-      }
-      return;
-    }
+    if (c.kind == Kind::kControl) return OnStreamReply(c, payload);
     if (c.kind == Kind::kPublisher) {
       c.busy = false;
       Channel& ch = channels[c.request.channel];

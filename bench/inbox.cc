@@ -161,7 +161,6 @@ struct Conn final : public ApiConn {
   // publisher
   bool busy = false;
   uint32_t awaiting = 0;  // publications of the request in flight
-  uint32_t replies = 0;   // control: stream replies seen
 };
 
 struct Runner final : public ApiClient {
@@ -232,18 +231,13 @@ struct Runner final : public ApiClient {
                     "\",\"name\":\"hermod-bench\"}}");
       return;
     }
-    std::string out =
-        "CONNECT {\"verbose\":false,\"pedantic\":false,\"protocol\":1,\"headers\":false,"
-        "\"no_responders\":false,\"lang\":\"c++\",\"version\":\"0.1\",\"name\":\"hermod-bench\"}"
-        "\r\n";
+    std::string out = NatsConnect(false);
     if (c.kind == Kind::kControl) {
       const std::string create =
           "{\"name\":\"" + std::string(kStream) +
           "\",\"subjects\":[\"inbox.>\"],\"retention\":\"limits\",\"storage\":\"" + o.js_storage +
           "\",\"discard\":\"old\",\"num_replicas\":1}";
-      out += "SUB _S 1\r\nPUB $JS.API.STREAM.DELETE." + std::string(kStream) + " _S 0\r\n\r\n";
-      out += "PUB $JS.API.STREAM.CREATE." + std::string(kStream) + " _S " +
-             std::to_string(create.size()) + "\r\n" + create + "\r\n";
+      out += NatsRecreateStream(kStream, create);
     } else if (c.kind == Kind::kPublisher) {
       out += "SUB _P." + std::to_string(c.index) + " 1\r\nPING\r\n";
     } else {
@@ -385,16 +379,7 @@ struct Runner final : public ApiClient {
   void OnNatsMsg(ApiConn& conn, std::string_view subject, std::string_view reply, std::string_view,
                  std::string_view payload) override {
     Conn& c = static_cast<Conn&>(conn);
-    if (c.kind == Kind::kControl) {
-      // The delete's answer may be an error (no such stream); the create's may not.
-      if (++c.replies == 2) {
-        if (payload.find("\"error\"") != std::string_view::npos) {
-          return Fail(c, "nats: stream create: " + std::string(payload.substr(0, 160)));
-        }
-        c.ready = true;
-      }
-      return;
-    }
+    if (c.kind == Kind::kControl) return OnStreamReply(c, payload);
     if (c.kind == Kind::kPublisher) return OnPublished(c, payload);
     if (subject.starts_with("_C.")) {
       if (payload.find("\"error\"") != std::string_view::npos) {
