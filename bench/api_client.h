@@ -5,9 +5,9 @@
 // loop iteration (the dirty list), reading into one shared buffer, splitting HTTP answers and
 // WebSocket messages, and the error tally. What a connection says and what an answer means
 // is the scenario's, through the few virtual calls below. With -p nats the same connections
-// speak NATS's text protocol over nats-server's WebSocket listener, split here into MSGs. Unlike
-// the fan-out scenarios' ClientLoop (client_loop.h), which speaks WebSocket only, through protocol
-// adapters.
+// speak NATS's text protocol over nats-server's WebSocket listener, split here into MSGs. The
+// fan-out scenarios use ClientLoop (client_loop.h) instead: WebSocket only, through protocol
+// adapters, one loop per thread.
 #pragma once
 
 #include <netinet/in.h>

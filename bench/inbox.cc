@@ -172,8 +172,6 @@ struct Runner final : public ApiClient {
   std::string padding;
   std::string scratch;
 
-  std::vector<Conn*> dirty;
-
   // progress
   uint64_t total = 0;  // N × M
   uint64_t next_pub = 0;
