@@ -20,37 +20,28 @@
 //            since, written at once  <- HMSG _R.<i>.<j> (Nats-Subject, Nats-Sequence) payload
 #include "history.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <simdjson.h>
 #include <sys/epoll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
-#include <cerrno>
 #include <charconv>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
 #include <fstream>
 #include <map>
 #include <memory>
-#include <random>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
+#include "api_client.h"
 #include "clock.h"
 #include "histogram.h"
 #include "interrupt.h"
 #include "proc_sampler.h"
-#include "ws/frame_encoder.h"
-#include "ws/handshake.h"
-#include "ws/message_reader.h"
 
 namespace hermod::bench {
 
@@ -58,12 +49,6 @@ namespace {
 
 // Any 16 bytes in base64 do: the key only lets the client check that the server upgraded.
 constexpr std::string_view kWsKey = "aGVybW9kLWJlbmNoLWhpcw==";
-
-uint64_t ParseU64(std::string_view s, size_t pos) {
-  uint64_t v = 0;
-  if (pos < s.size()) std::from_chars(s.data() + pos, s.data() + s.size(), v);
-  return v;
-}
 
 // The stamp [channel, fill sequence] of a payload {"hh":[k,s],..}.
 bool ParseStamp(std::string_view text, uint64_t* k, uint64_t* seq) {
@@ -107,48 +92,27 @@ struct Request {
 
 struct Runner;
 
-struct Conn final : public ws::MessageHandler {
-  Conn(Runner& r, Kind k, uint32_t i) : runner(r), kind(k), index(i) {}
+struct Conn final : public ApiConn {
+  Conn(Runner& r, Kind k, uint32_t i);
   void OnMessage(ws::Opcode opcode, std::string_view payload) override;
-  void OnPing(std::string_view payload) override;
-  void OnPong(std::string_view) override {}
-  void OnClose(uint16_t code, std::string_view reason) override;
 
   Runner& runner;
   const Kind kind;
   const uint32_t index;
-  int fd = -1;
-  bool websocket = false;
-  bool upgraded = false;
-  bool ready = false;
   bool busy = false;
-  bool want_out = false;
-  std::string in;  // HTTP bytes (upgrade response, API answers), or a NATS carry
-  std::string out;
-  size_t out_sent = 0;
-  ws::MessageReader reader;
   Request request;
   uint64_t next_id = 2;
   // JetStream: the answers of the read in flight so far, and the first thing wrong in them.
   uint64_t got = 0;
   std::string bad;
-  uint32_t replies = 0;  // control: stream replies seen
 };
 
-struct Runner {
-  const RunConfig& config;
+struct Runner final : public ApiClient {
   const HistoryOptions& o;
-  int epoll_fd = -1;
-  sockaddr_in ws_addr{};
-  sockaddr_in api_addr{};
-  std::string api_host;
   std::vector<Channel> channels;
   std::vector<std::unique_ptr<Conn>> publishers;
   std::vector<std::unique_ptr<Conn>> readers;
-  std::vector<uint8_t> buf = std::vector<uint8_t>(1 << 18);
-  std::mt19937_64 rng{42};
   std::string padding;
-  std::vector<Conn*> dirty;
   simdjson::dom::parser parser;
   Phase phase = Phase::kFill;
   uint64_t next_job = 0;  // fill: the next publication; window: the next channel
@@ -167,120 +131,19 @@ struct Runner {
   uint64_t last_answer_ns = 0;
   double server_cpu_s = -1;
   Histogram latency;  // request sent → answer checked, right answers only
-  std::string first_error;
-  std::map<std::string, uint64_t> errors;
 
   const bool nats;
   std::unique_ptr<Conn> control;
 
   Runner(const RunConfig& c, const HistoryOptions& opt)
-      : config(c), o(opt), nats(c.protocol == Protocol::kNats) {}
-
-  void Error(const std::string& what) {
-    if (first_error.empty()) first_error = what;
-    ++errors[what.substr(0, 160)];
-  }
-
-  bool Resolve(const std::string& host, uint16_t port, sockaddr_in* addr) {
-    addr->sin_family = AF_INET;
-    addr->sin_port = htons(port);
-    return inet_pton(AF_INET, host == "localhost" ? "127.0.0.1" : host.c_str(), &addr->sin_addr) ==
-           1;
-  }
-
-  bool Open(Conn& c, const sockaddr_in& addr) {
-    c.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (c.fd < 0) return false;
-    int one = 1;
-    setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (connect(c.fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0 &&
-        errno != EINPROGRESS) {
-      Error(std::string("connect: ") + std::strerror(errno));
-      close(c.fd);
-      c.fd = -1;
-      return false;
-    }
-    epoll_event ev{};
-    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP;
-    ev.data.ptr = &c;
-    c.want_out = true;
-    epoll_ctl(epoll_fd, EPOLL_CTL_ADD, c.fd, &ev);
-    if (c.websocket) {
-      c.out = "GET " + config.path + " HTTP/1.1\r\nHost: " + config.host + ":" +
-              std::to_string(config.port) +
-              "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " +
-              std::string(kWsKey) + "\r\nSec-WebSocket-Version: 13\r\n\r\n";
-    } else {
-      c.upgraded = true;
-      c.ready = true;
-    }
-    return true;
-  }
-
-  void Close(Conn& c) {
-    if (c.fd < 0) return;
-    epoll_ctl(epoll_fd, EPOLL_CTL_DEL, c.fd, nullptr);
-    close(c.fd);
-    c.fd = -1;
-  }
-
-  void Dirty(Conn& c) {
-    if (c.out.size() > c.out_sent) dirty.push_back(&c);
-  }
-
-  void SendWs(Conn& c, std::string_view payload) {
-    ws::FrameHeaderSpec spec;
-    spec.opcode = nats ? ws::Opcode::kBinary : ws::Opcode::kText;
-    spec.payload_len = payload.size();
-    const uint64_t r = rng();
-    std::array<uint8_t, 4> mask;
-    std::memcpy(mask.data(), &r, 4);
-    spec.mask = mask;
-    ws::AppendFrame(c.out, spec, payload);
-    Dirty(c);
-  }
-
-  void Post(Conn& c, std::string_view method, const std::string& body) {
-    c.out +=
-        "POST /api/" + std::string(method) + " HTTP/1.1\r\nHost: " + api_host +
-        "\r\nAuthorization: apikey " + o.api_key +
-        "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-        "\r\n\r\n" + body;
-    Dirty(c);
-  }
-
-  void Flush(Conn& c) {
-    while (c.fd >= 0 && c.out_sent < c.out.size()) {
-      ssize_t n = send(c.fd, c.out.data() + c.out_sent, c.out.size() - c.out_sent, MSG_NOSIGNAL);
-      if (n > 0) {
-        c.out_sent += static_cast<size_t>(n);
-        continue;
-      }
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-      Fail(c, std::string("send: ") + std::strerror(errno));
-      return;
-    }
-    if (c.out_sent == c.out.size()) {
-      c.out.clear();
-      c.out_sent = 0;
-    }
-    const bool want = c.out_sent < c.out.size();
-    if (c.fd >= 0 && want != c.want_out) {
-      epoll_event ev{};
-      ev.events = EPOLLIN | EPOLLRDHUP | (want ? uint32_t{EPOLLOUT} : 0u);
-      ev.data.ptr = &c;
-      epoll_ctl(epoll_fd, EPOLL_CTL_MOD, c.fd, &ev);
-      c.want_out = want;
-    }
-  }
-
-  void FlushDirty() {
-    for (size_t i = 0; i < dirty.size(); ++i) Flush(*dirty[i]);
-    dirty.clear();
-  }
+      : ApiClient(c, c.protocol == Protocol::kNats ? ws::Opcode::kBinary : ws::Opcode::kText,
+                  opt.api_key),
+        o(opt),
+        nats(c.protocol == Protocol::kNats) {}
 
   // A connection lost: in the setup the run fails; a read in flight counts as failed.
-  void Fail(Conn& c, const std::string& reason) {
+  void Fail(ApiConn& conn, const std::string& reason) override {
+    Conn& c = static_cast<Conn&>(conn);
     Error(reason);
     if (phase != Phase::kRead || !c.ready) failed_setup = true;
     if (phase == Phase::kRead && c.kind == Kind::kReader && c.busy) {
@@ -291,66 +154,17 @@ struct Runner {
     Close(c);
   }
 
-  // ---- reading ----
-
-  void OnReadable(Conn& c) {
-    while (c.fd >= 0) {
-      ssize_t n = recv(c.fd, buf.data(), buf.size(), 0);
-      if (n > 0) {
-        OnBytes(c, buf.data(), static_cast<size_t>(n));
-        continue;
-      }
-      if (n == 0) return Fail(c, "the server closed a connection");
-      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      return Fail(c, std::string("recv: ") + std::strerror(errno));
-    }
+  void OnUpgraded(ApiConn& c) override {
+    if (nats) return NatsOpen(static_cast<Conn&>(c));
+    SendWs(c, "{\"id\":1,\"connect\":{\"name\":\"hermod-bench\"}}");
   }
 
-  void OnBytes(Conn& c, uint8_t* data, size_t len) {
-    if (!c.websocket) return OnHttp(c, reinterpret_cast<char*>(data), len);
-    if (!c.upgraded) {
-      c.in.append(reinterpret_cast<char*>(data), len);
-      const size_t end = c.in.find("\r\n\r\n");
-      if (end == std::string::npos) return;
-      if (!c.in.starts_with("HTTP/1.1 101") ||
-          c.in.find(ws::AcceptKey(kWsKey)) == std::string::npos) {
-        return Fail(c, "handshake: " + c.in.substr(0, c.in.find("\r\n")));
-      }
-      std::string rest = c.in.substr(end + 4);
-      c.in.clear();
-      c.upgraded = true;
-      if (nats) {
-        NatsOpen(c);
-      } else {
-        SendWs(c, "{\"id\":1,\"connect\":{\"name\":\"hermod-bench\"}}");
-      }
-      if (!rest.empty()) OnBytes(c, reinterpret_cast<uint8_t*>(rest.data()), rest.size());
-      return;
-    }
-    ws::ReaderLimits limits;
-    limits.expect_masked = false;
-    limits.max_message_size = 64 << 20;
-    auto r = c.reader.Feed(data, len, limits, c, nullptr, false);
-    if (!r.ok && c.fd >= 0) Fail(c, "websocket: " + std::string(r.error.reason));
-  }
-
-  void OnHttp(Conn& c, const char* data, size_t len) {
-    c.in.append(data, len);
-    while (c.fd >= 0) {
-      const size_t end = c.in.find("\r\n\r\n");
-      if (end == std::string::npos) return;
-      std::string_view head(c.in.data(), end);
-      size_t cl = head.find("Content-Length: ");
-      if (cl == std::string_view::npos) cl = head.find("content-length: ");
-      const uint64_t body_len = cl == std::string_view::npos ? 0 : ParseU64(head, cl + 16);
-      if (c.in.size() < end + 4 + body_len) return;
-      std::string body = c.in.substr(end + 4, body_len);
-      const bool ok = head.starts_with("HTTP/1.1 200");
-      const std::string status(head.substr(0, head.find("\r\n")));
-      c.in.erase(0, end + 4 + body_len);
-      c.busy = false;
-      OnApiAnswer(c, ok ? std::string() : status, body);
-    }
+  void OnHttpAnswer(ApiConn& conn, std::string_view head, std::string_view body) override {
+    Conn& c = static_cast<Conn&>(conn);
+    c.busy = false;
+    const bool ok = head.starts_with("HTTP/1.1 200");
+    OnApiAnswer(c, ok ? std::string() : std::string(head.substr(0, head.find("\r\n"))),
+                std::string(body));
   }
 
   // ---- the answers ----
@@ -539,19 +353,14 @@ struct Runner {
   // ---- NATS JetStream ----
 
   void NatsOpen(Conn& c) {
-    std::string out =
-        "CONNECT {\"verbose\":false,\"pedantic\":false,\"protocol\":1,\"headers\":true,"
-        "\"no_responders\":false,\"lang\":\"c++\",\"version\":\"0.1\","
-        "\"name\":\"hermod-bench\"}\r\n";
+    std::string out = NatsConnect(true);
     if (c.kind == Kind::kControl) {
       const std::string create =
           "{\"name\":\"" + std::string(kStream) +
           "\",\"subjects\":[\"hist.>\"],\"retention\":\"limits\",\"storage\":\"file\","
           "\"max_msgs_per_subject\":" +
           std::to_string(o.fill) + ",\"allow_direct\":true,\"discard\":\"old\",\"num_replicas\":1}";
-      out += "SUB _S 1\r\nPUB $JS.API.STREAM.DELETE." + std::string(kStream) + " _S 0\r\n\r\n";
-      out += "PUB $JS.API.STREAM.CREATE." + std::string(kStream) + " _S " +
-             std::to_string(create.size()) + "\r\n" + create + "\r\n";
+      out += NatsRecreateStream(kStream, create);
     } else if (c.kind == Kind::kPublisher) {
       out += "SUB _P." + std::to_string(c.index) + " 1\r\nPING\r\n";
     } else {
@@ -588,58 +397,10 @@ struct Runner {
     SendWs(c, out);
   }
 
-  void OnNatsMessage(Conn& c, std::string_view message) {
-    std::string_view bytes = message;
-    if (!c.in.empty()) {
-      c.in.append(message);
-      bytes = c.in;
-    }
-    const size_t used = ParseNats(c, bytes);
-    if (c.fd < 0) return;
-    if (c.in.empty()) {
-      if (used < bytes.size()) c.in.assign(bytes.substr(used));
-    } else {
-      c.in.erase(0, used);
-    }
-  }
-
-  // What of b was whole (the rest waits for the next frame).
-  size_t ParseNats(Conn& c, std::string_view b) {
-    size_t pos = 0;
-    while (pos < b.size() && c.fd >= 0) {
-      const size_t eol = b.find("\r\n", pos);
-      if (eol == std::string_view::npos) return pos;
-      const std::string_view line = b.substr(pos, eol - pos);
-      size_t next = eol + 2;
-      const bool hmsg = line.starts_with("HMSG ");
-      if (hmsg || line.starts_with("MSG ")) {
-        // [H]MSG <subject> <sid> [reply] [<header size>] <size>
-        std::array<std::string_view, 6> f;
-        size_t n = 0;
-        for (size_t p = hmsg ? 5 : 4; p <= line.size() && n < f.size();) {
-          size_t sp = line.find(' ', p);
-          if (sp == std::string_view::npos) sp = line.size();
-          f[n++] = line.substr(p, sp - p);
-          p = sp + 1;
-        }
-        const uint64_t size = ParseU64(f[n - 1], 0);
-        const uint64_t header = hmsg ? ParseU64(f[n - 2], 0) : 0;
-        if (b.size() - next < size + 2) return pos;
-        const std::string_view all = b.substr(next, size);
-        OnNatsMsg(c, f[0], all.substr(0, header), all.substr(header));
-        next += size + 2;
-      } else if (line.starts_with("PING")) {
-        SendWs(c, "PONG\r\n");
-      } else if (line.starts_with("PONG")) {
-        if (!c.ready && c.kind == Kind::kReader) ++readers_ready;
-        c.ready = true;
-      } else if (line.starts_with("-ERR")) {
-        Fail(c, "nats: " + std::string(line.substr(0, 120)));
-        return b.size();
-      }
-      pos = next;
-    }
-    return pos;
+  void OnNatsPong(ApiConn& conn) override {
+    Conn& c = static_cast<Conn&>(conn);
+    if (!c.ready && c.kind == Kind::kReader) ++readers_ready;
+    c.ready = true;
   }
 
   // The value of header `name` in a NATS header block, empty if absent.
@@ -651,18 +412,10 @@ struct Runner {
     return headers.substr(v, headers.find("\r\n", v) - v);
   }
 
-  void OnNatsMsg(Conn& c, std::string_view subject, std::string_view headers,
-                 std::string_view payload) {
-    if (c.kind == Kind::kControl) {
-      // The delete's answer may be an error (no such stream); the create's may not.
-      if (++c.replies == 2) {
-        if (payload.find("\"error\"") != std::string_view::npos) {
-          return Fail(c, "nats: stream create: " + std::string(payload.substr(0, 160)));
-        }
-        c.ready = true;
-      }
-      return;
-    }
+  void OnNatsMsg(ApiConn& conn, std::string_view subject, std::string_view,
+                 std::string_view headers, std::string_view payload) override {
+    Conn& c = static_cast<Conn&>(conn);
+    if (c.kind == Kind::kControl) return OnStreamReply(c, payload);
     if (c.kind == Kind::kPublisher) {
       c.busy = false;
       Channel& ch = channels[c.request.channel];
@@ -709,20 +462,6 @@ struct Runner {
   }
 
   // ---- the run ----
-
-  void Loop(int timeout_ms) {
-    std::array<epoll_event, 256> events;
-    const int n = epoll_wait(epoll_fd, events.data(), static_cast<int>(events.size()), timeout_ms);
-    for (int i = 0; i < n; ++i) {
-      Conn& c = *static_cast<Conn*>(events[i].data.ptr);
-      if (c.fd < 0) continue;
-      if (events[i].events & EPOLLOUT) Flush(c);
-      if (events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) OnReadable(c);
-    }
-    FlushDirty();
-  }
-
-  // The publishers run `total` jobs of the phase, each with one in flight.
   bool RunJobs(Phase p, uint64_t total, uint64_t deadline) {
     phase = p;
     next_job = 0;
@@ -739,26 +478,10 @@ struct Runner {
     return true;
   }
 
-  bool ParseApiUrl() {
-    api_addr = ws_addr;
-    api_host = config.host + ":" + std::to_string(config.port);
-    if (o.api_url.empty()) return true;
-    std::string u = o.api_url;
-    if (u.starts_with("http://")) u = u.substr(7);
-    u = u.substr(0, u.find('/'));
-    const size_t colon = u.find(':');
-    if (colon == std::string::npos ||
-        !Resolve(u.substr(0, colon), static_cast<uint16_t>(ParseU64(u, colon + 1)), &api_addr)) {
-      return false;
-    }
-    api_host = u;
-    return true;
-  }
-
   int Run() {
     epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     if (!Resolve(config.host, config.port, &ws_addr)) return Report(1, "bad -u host");
-    if (!ParseApiUrl()) return Report(1, "bad --api-url");
+    if (!ParseApiUrl(o.api_url)) return Report(1, "bad --api-url");
     // The data is {"hh":[k,s],"p":"x.."}: padded to about config.size bytes.
     padding.assign(config.size > 24 ? config.size - 24 : 0, 'x');
     channels.resize(o.channels);
@@ -924,6 +647,10 @@ struct Runner {
   }
 };
 
+Conn::Conn(Runner& r, Kind k, uint32_t i) : ApiConn(r), runner(r), kind(k), index(i) {
+  key = kWsKey;
+}
+
 void Conn::OnMessage(ws::Opcode, std::string_view payload) {
   if (runner.nats) return runner.OnNatsMessage(*this, payload);
   size_t pos = 0;
@@ -933,19 +660,6 @@ void Conn::OnMessage(ws::Opcode, std::string_view payload) {
     runner.OnClientLine(*this, payload.substr(pos, eol - pos));
     pos = eol + 1;
   }
-}
-
-void Conn::OnPing(std::string_view payload) {
-  ws::FrameHeaderSpec spec;
-  spec.opcode = ws::Opcode::kPong;
-  spec.payload_len = payload.size();
-  spec.mask = std::array<uint8_t, 4>{1, 2, 3, 4};
-  ws::AppendFrame(out, spec, payload);
-  runner.Dirty(*this);
-}
-
-void Conn::OnClose(uint16_t code, std::string_view reason) {
-  runner.Fail(*this, "closed by the server: " + std::to_string(code) + " " + std::string(reason));
 }
 
 }  // namespace

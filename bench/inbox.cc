@@ -26,19 +26,15 @@
 // delivery on its own; "up_to" (hermod) acks up_to the highest offset read (inbox.h: unsafe).
 #include "inbox.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <sys/epoll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
-#include <cerrno>
 #include <charconv>
 #include <cstdio>
 #include <cstring>
@@ -47,18 +43,15 @@
 #include <iterator>
 #include <map>
 #include <memory>
-#include <random>
 #include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "api_client.h"
 #include "clock.h"
 #include "histogram.h"
 #include "interrupt.h"
-#include "ws/frame_encoder.h"
-#include "ws/handshake.h"
-#include "ws/message_reader.h"
 
 namespace hermod::bench {
 
@@ -117,12 +110,6 @@ std::string Jwt(const std::string& secret, const std::string& user) {
   return signing + "." + Base64Url(mac, mac_len);
 }
 
-uint64_t ParseU64(std::string_view s, size_t pos) {
-  uint64_t v = 0;
-  if (pos < s.size()) std::from_chars(s.data() + pos, s.data() + s.size(), v);
-  return v;
-}
-
 // The value of a numeric field `"name":N` in text, 0 if absent.
 uint64_t NumberField(std::string_view text, std::string_view key) {
   size_t p = text.find(key);
@@ -154,26 +141,13 @@ struct Pending {
 
 struct Runner;
 
-struct Conn final : public ws::MessageHandler {
-  Conn(Runner& r, Kind k, uint32_t i) : runner(r), kind(k), index(i) {}
+struct Conn final : public ApiConn {
+  Conn(Runner& r, Kind k, uint32_t i);
   void OnMessage(ws::Opcode opcode, std::string_view payload) override;
-  void OnPing(std::string_view payload) override;
-  void OnPong(std::string_view) override {}
-  void OnClose(uint16_t code, std::string_view reason) override;
 
   Runner& runner;
   const Kind kind;
   const uint32_t index;
-  int fd = -1;
-  bool websocket = true;  // hermod's publishers speak plain HTTP
-  bool upgraded = false;
-  bool ready = false;
-  bool want_out = false;
-  std::string key;
-  std::string in;  // HTTP bytes (upgrade response, API answers) or a NATS carry
-  std::string out;
-  size_t out_sent = 0;
-  ws::MessageReader reader;
   // user
   std::string channel;
   std::deque<Pending> pending;  // deliveries not yet confirmed acked, in receipt order
@@ -187,25 +161,16 @@ struct Conn final : public ws::MessageHandler {
   // publisher
   bool busy = false;
   uint32_t awaiting = 0;  // publications of the request in flight
-  uint32_t replies = 0;   // control: stream replies seen
 };
 
-struct Runner {
-  const RunConfig& config;
+struct Runner final : public ApiClient {
   const InboxOptions& o;
   const bool nats;
-  int epoll_fd = -1;
-  sockaddr_in ws_addr{};
-  sockaddr_in api_addr{};
-  std::string api_host;
   std::vector<std::unique_ptr<Conn>> users;
   std::vector<std::unique_ptr<Conn>> publishers;
   std::unique_ptr<Conn> control;
-  std::vector<uint8_t> buf = std::vector<uint8_t>(1 << 18);
-  std::mt19937_64 rng{42};
   std::string padding;
   std::string scratch;
-  std::vector<Conn*> dirty;
 
   // progress
   uint64_t total = 0;  // N × M
@@ -224,163 +189,39 @@ struct Runner {
   double server_cpu_start = -1;
   double server_cpu_s = -1;  // --server-pid's CPU seconds over the measure
   uint64_t last_ack_ns = 0;
-  std::string first_error;
-  std::map<std::string, uint64_t> errors;
   Histogram latency;          // publish sent → ack confirmed
   Histogram publish_latency;  // publish sent → stored (the API's or the PubAck's answer)
   bool failed_setup = false;
 
   Runner(const RunConfig& c, const InboxOptions& opt)
-      : config(c), o(opt), nats(c.protocol == Protocol::kNats) {}
+      : ApiClient(c, c.protocol == Protocol::kNats ? ws::Opcode::kBinary : ws::Opcode::kText,
+                  opt.api_key),
+        o(opt),
+        nats(c.protocol == Protocol::kNats) {}
 
-  void Error(const std::string& what) {
-    if (first_error.empty()) first_error = what;
-    ++errors[what.substr(0, 160)];
-  }
-
-  bool Resolve(const std::string& host, uint16_t port, sockaddr_in* addr) {
-    addr->sin_family = AF_INET;
-    addr->sin_port = htons(port);
-    return inet_pton(AF_INET, host == "localhost" ? "127.0.0.1" : host.c_str(), &addr->sin_addr) ==
-           1;
-  }
-
-  bool Open(Conn& c, const sockaddr_in& addr) {
-    c.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (c.fd < 0) return false;
-    int one = 1;
-    setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (connect(c.fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0 &&
-        errno != EINPROGRESS) {
-      Error(std::string("connect: ") + std::strerror(errno));
-      close(c.fd);
-      c.fd = -1;
-      return false;
-    }
-    epoll_event ev{};
-    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP;
-    ev.data.ptr = &c;
-    c.want_out = true;
-    epoll_ctl(epoll_fd, EPOLL_CTL_ADD, c.fd, &ev);
+  // Opens c at addr, a WebSocket with a key of its own.
+  bool Connect(Conn& c, const sockaddr_in& addr) {
     if (c.websocket) {
       std::array<unsigned char, 16> nonce;
       for (auto& b : nonce) b = static_cast<unsigned char>(rng());
       c.key = Base64(nonce.data(), nonce.size());
-      c.out = "GET " + config.path + " HTTP/1.1\r\nHost: " + config.host + ":" +
-              std::to_string(config.port) +
-              "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + c.key +
-              "\r\nSec-WebSocket-Version: 13\r\n\r\n";
-    } else {
-      c.upgraded = true;
-      c.ready = true;
     }
-    return true;
+    return Open(c, addr);
   }
 
-  void Close(Conn& c) {
-    if (c.fd < 0) return;
-    epoll_ctl(epoll_fd, EPOLL_CTL_DEL, c.fd, nullptr);
-    close(c.fd);
-    c.fd = -1;
-  }
-
-  void Dirty(Conn& c) {
-    if (c.out.size() > c.out_sent) dirty.push_back(&c);
-  }
-
-  void SendWs(Conn& c, std::string_view payload) {
-    ws::FrameHeaderSpec spec;
-    spec.opcode = nats ? ws::Opcode::kBinary : ws::Opcode::kText;
-    spec.payload_len = payload.size();
-    uint64_t r = rng();
-    std::array<uint8_t, 4> mask;
-    std::memcpy(mask.data(), &r, 4);
-    spec.mask = mask;
-    ws::AppendFrame(c.out, spec, payload);
-    Dirty(c);
-  }
-
-  void Flush(Conn& c) {
-    while (c.fd >= 0 && c.out_sent < c.out.size()) {
-      ssize_t n = send(c.fd, c.out.data() + c.out_sent, c.out.size() - c.out_sent, MSG_NOSIGNAL);
-      if (n > 0) {
-        c.out_sent += static_cast<size_t>(n);
-        continue;
-      }
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-      Fail(c, std::string("send: ") + std::strerror(errno));
-      return;
-    }
-    if (c.out_sent == c.out.size()) {
-      c.out.clear();
-      c.out_sent = 0;
-    }
-    const bool want = c.out_sent < c.out.size();
-    if (c.fd >= 0 && want != c.want_out) {
-      epoll_event ev{};
-      ev.events = EPOLLIN | EPOLLRDHUP | (want ? uint32_t{EPOLLOUT} : 0u);
-      ev.data.ptr = &c;
-      epoll_ctl(epoll_fd, EPOLL_CTL_MOD, c.fd, &ev);
-      c.want_out = want;
-    }
-  }
-
-  void FlushDirty() {
-    for (size_t i = 0; i < dirty.size(); ++i) Flush(*dirty[i]);
-    dirty.clear();
-  }
-
-  void Fail(Conn& c, const std::string& reason) {
+  void Fail(ApiConn& c, const std::string& reason) override {
     Error(reason);
     if (!c.ready) failed_setup = true;
     Close(c);
   }
 
-  // ---- reading ----
-
-  void OnReadable(Conn& c) {
-    while (c.fd >= 0) {
-      ssize_t n = recv(c.fd, buf.data(), buf.size(), 0);
-      if (n > 0) {
-        OnBytes(c, buf.data(), static_cast<size_t>(n));
-        continue;
-      }
-      if (n == 0) {
-        Fail(c, "the server closed a connection");
-        return;
-      }
-      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      Fail(c, std::string("recv: ") + std::strerror(errno));
-      return;
-    }
-    if (c.fd >= 0 && c.kind == Kind::kUser) AckRead(c);
+  void OnReadDone(ApiConn& conn) override {
+    Conn& c = static_cast<Conn&>(conn);
+    if (c.kind == Kind::kUser) AckRead(c);
   }
 
-  void OnBytes(Conn& c, uint8_t* data, size_t len) {
-    if (!c.websocket) return OnHttp(c, reinterpret_cast<char*>(data), len);
-    if (!c.upgraded) {
-      c.in.append(reinterpret_cast<char*>(data), len);
-      size_t end = c.in.find("\r\n\r\n");
-      if (end == std::string::npos) return;
-      if (!c.in.starts_with("HTTP/1.1 101") ||
-          c.in.find(ws::AcceptKey(c.key)) == std::string::npos) {
-        return Fail(c, "handshake: " + c.in.substr(0, c.in.find("\r\n")));
-      }
-      std::string rest = c.in.substr(end + 4);
-      c.in.clear();
-      c.upgraded = true;
-      OnOpen(c);
-      if (!rest.empty()) OnBytes(c, reinterpret_cast<uint8_t*>(rest.data()), rest.size());
-      return;
-    }
-    ws::ReaderLimits limits;
-    limits.expect_masked = false;
-    limits.max_message_size = 64 << 20;
-    auto r = c.reader.Feed(data, len, limits, c, nullptr, false);
-    if (!r.ok && c.fd >= 0) Fail(c, "websocket: " + std::string(r.error.reason));
-  }
-
-  void OnOpen(Conn& c) {
+  void OnUpgraded(ApiConn& conn) override {
+    Conn& c = static_cast<Conn&>(conn);
     if (!nats) {
       // A hermod user: connect with its JWT; the server subscribes it to its inbox.
       std::string user = "u" + std::to_string(c.index);
@@ -388,18 +229,13 @@ struct Runner {
                     "\",\"name\":\"hermod-bench\"}}");
       return;
     }
-    std::string out =
-        "CONNECT {\"verbose\":false,\"pedantic\":false,\"protocol\":1,\"headers\":false,"
-        "\"no_responders\":false,\"lang\":\"c++\",\"version\":\"0.1\",\"name\":\"hermod-bench\"}"
-        "\r\n";
+    std::string out = NatsConnect(false);
     if (c.kind == Kind::kControl) {
       const std::string create =
           "{\"name\":\"" + std::string(kStream) +
           "\",\"subjects\":[\"inbox.>\"],\"retention\":\"limits\",\"storage\":\"" + o.js_storage +
           "\",\"discard\":\"old\",\"num_replicas\":1}";
-      out += "SUB _S 1\r\nPUB $JS.API.STREAM.DELETE." + std::string(kStream) + " _S 0\r\n\r\n";
-      out += "PUB $JS.API.STREAM.CREATE." + std::string(kStream) + " _S " +
-             std::to_string(create.size()) + "\r\n" + create + "\r\n";
+      out += NatsRecreateStream(kStream, create);
     } else if (c.kind == Kind::kPublisher) {
       out += "SUB _P." + std::to_string(c.index) + " 1\r\nPING\r\n";
     } else {
@@ -534,67 +370,14 @@ struct Runner {
                   " 0\r\n\r\n");
   }
 
-  void OnNatsMessage(Conn& c, std::string_view message) {
-    std::string_view bytes = message;
-    if (!c.in.empty()) {
-      c.in.append(message);
-      bytes = c.in;
-    }
-    size_t used = ParseNats(c, bytes);
-    if (c.fd < 0) return;
-    if (c.in.empty()) {
-      if (used < bytes.size()) c.in.assign(bytes.substr(used));
-    } else {
-      c.in.erase(0, used);
-    }
+  void OnNatsPong(ApiConn& c) override {
+    if (static_cast<Conn&>(c).kind == Kind::kPublisher) c.ready = true;
   }
 
-  size_t ParseNats(Conn& c, std::string_view b) {
-    size_t pos = 0;
-    while (pos < b.size() && c.fd >= 0) {
-      size_t eol = b.find("\r\n", pos);
-      if (eol == std::string_view::npos) return pos;
-      std::string_view line = b.substr(pos, eol - pos);
-      size_t next = eol + 2;
-      if (line.starts_with("MSG ")) {
-        // MSG <subject> <sid> [reply] <size>
-        std::array<std::string_view, 5> f;
-        size_t n = 0, p = 4;
-        while (p <= line.size() && n < f.size()) {
-          size_t sp = line.find(' ', p);
-          if (sp == std::string_view::npos) sp = line.size();
-          f[n++] = line.substr(p, sp - p);
-          p = sp + 1;
-        }
-        const uint64_t size = ParseU64(f[n - 1], 0);
-        if (b.size() - next < size + 2) return pos;
-        OnNatsMsg(c, f[0], n == 4 ? f[2] : std::string_view(), b.substr(next, size));
-        next += size + 2;
-      } else if (line.starts_with("PING")) {
-        SendWs(c, "PONG\r\n");
-      } else if (line.starts_with("PONG")) {
-        if (c.kind == Kind::kPublisher) c.ready = true;
-      } else if (line.starts_with("-ERR")) {
-        Fail(c, "nats: " + std::string(line.substr(0, 120)));
-        return b.size();
-      }
-      pos = next;
-    }
-    return pos;
-  }
-
-  void OnNatsMsg(Conn& c, std::string_view subject, std::string_view reply,
-                 std::string_view payload) {
-    if (c.kind == Kind::kControl) {
-      // The delete's answer may be an error (no such stream); the create's may not.
-      if (++c.replies == 2) {
-        if (payload.find("\"error\"") != std::string_view::npos) {
-          return Fail(c, "nats: stream create: " + std::string(payload.substr(0, 160)));
-        }
-        c.ready = true;
-      }
-      return;
-    }
+  void OnNatsMsg(ApiConn& conn, std::string_view subject, std::string_view reply, std::string_view,
+                 std::string_view payload) override {
+    Conn& c = static_cast<Conn&>(conn);
+    if (c.kind == Kind::kControl) return OnStreamReply(c, payload);
     if (c.kind == Kind::kPublisher) return OnPublished(c, payload);
     if (subject.starts_with("_C.")) {
       if (payload.find("\"error\"") != std::string_view::npos) {
@@ -658,12 +441,7 @@ struct Runner {
     }
     if (nats) return SendWs(c, nats_out);
     if (o.batch > 1) body += "],\"parallel\":true}";
-    c.out +=
-        std::string("POST /api/") + (o.batch > 1 ? "batch" : "publish") +
-        " HTTP/1.1\r\nHost: " + api_host + "\r\nAuthorization: apikey " + o.api_key +
-        "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-        "\r\n\r\n" + body;
-    Dirty(c);
+    Post(c, o.batch > 1 ? "batch" : "publish", body);
   }
   std::vector<uint64_t> pub_started;
 
@@ -692,50 +470,27 @@ struct Runner {
     publish_latency.Record(NowNs() - pub_started[c.index]);
   }
 
-  void OnHttp(Conn& c, const char* data, size_t len) {
-    c.in.append(data, len);
-    while (true) {
-      size_t end = c.in.find("\r\n\r\n");
-      if (end == std::string::npos) return;
-      std::string_view head(c.in.data(), end);
-      size_t cl = head.find("Content-Length: ");
-      if (cl == std::string_view::npos) cl = head.find("content-length: ");
-      const uint64_t body_len = cl == std::string_view::npos ? 0 : ParseU64(head, cl + 16);
-      if (c.in.size() < end + 4 + body_len) return;
-      std::string_view body(c.in.data() + end + 4, body_len);
-      if (!head.starts_with("HTTP/1.1 200")) {
-        c.busy = false;
-        publish_failed += c.awaiting;
-        c.awaiting = 0;
-        Error("publish: " + std::string(head.substr(0, head.find("\r\n"))) + " " +
-              std::string(body.substr(0, 120)));
-      } else {
-        OnPublished(c, body);
-      }
-      c.in.erase(0, end + 4 + body_len);
+  void OnHttpAnswer(ApiConn& conn, std::string_view head, std::string_view body) override {
+    Conn& c = static_cast<Conn&>(conn);
+    if (!head.starts_with("HTTP/1.1 200")) {
+      c.busy = false;
+      publish_failed += c.awaiting;
+      c.awaiting = 0;
+      Error("publish: " + std::string(head.substr(0, head.find("\r\n"))) + " " +
+            std::string(body.substr(0, 120)));
+    } else {
+      OnPublished(c, body);
     }
   }
 
   // ---- the run ----
 
   bool Wait(uint64_t deadline, bool (Runner::*done)()) {
-    std::array<epoll_event, 256> events;
     while (!(this->*done)()) {
       if (failed_setup || Interrupted() || NowNs() > deadline) return false;
-      Loop(events.data(), events.size(), 10);
+      Loop(10);
     }
     return true;
-  }
-
-  void Loop(epoll_event* events, size_t max, int timeout_ms) {
-    int n = epoll_wait(epoll_fd, events, static_cast<int>(max), timeout_ms);
-    for (int i = 0; i < n; ++i) {
-      Conn& c = *static_cast<Conn*>(events[i].data.ptr);
-      if (c.fd < 0) continue;
-      if (events[i].events & EPOLLOUT) Flush(c);
-      if (events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) OnReadable(c);
-    }
-    FlushDirty();
   }
 
   bool ControlReady() { return control->ready; }
@@ -749,25 +504,13 @@ struct Runner {
   int Run() {
     epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     if (!Resolve(config.host, config.port, &ws_addr)) return Report(1, "bad -u host");
-    api_addr = ws_addr;
-    api_host = config.host + ":" + std::to_string(config.port);
-    if (!o.api_url.empty()) {
-      std::string u = o.api_url;
-      if (u.starts_with("http://")) u = u.substr(7);
-      u = u.substr(0, u.find('/'));
-      const size_t colon = u.find(':');
-      if (colon == std::string::npos ||
-          !Resolve(u.substr(0, colon), static_cast<uint16_t>(ParseU64(u, colon + 1)), &api_addr)) {
-        return Report(1, "bad --api-url");
-      }
-      api_host = u;
-    }
+    if (!ParseApiUrl(o.api_url)) return Report(1, "bad --api-url");
     padding.assign(config.size > 40 ? config.size - 40 : 0, 'x');
     total = uint64_t{config.connections} * o.per_user;
     const uint64_t setup_deadline = NowNs() + static_cast<uint64_t>(config.setup_timeout_s * 1e9);
     if (nats) {
       control = std::make_unique<Conn>(*this, Kind::kControl, 0);
-      if (!Open(*control, ws_addr) || !Wait(setup_deadline, &Runner::ControlReady)) {
+      if (!Connect(*control, ws_addr) || !Wait(setup_deadline, &Runner::ControlReady)) {
         return Report(1, "setup: the stream was not created");
       }
     }
@@ -776,10 +519,9 @@ struct Runner {
       Conn& u = *users.back();
       u.channel = o.ns + ":#u" + std::to_string(i);
       u.seen.assign(o.per_user, 0);
-      if (!Open(u, ws_addr)) return Report(1, "setup: connect failed");
+      if (!Connect(u, ws_addr)) return Report(1, "setup: connect failed");
       if (i % 256 == 255) {  // let the accept queue drain
-        std::array<epoll_event, 256> events;
-        Loop(events.data(), events.size(), 0);
+        Loop(0);
       }
     }
     FlushDirty();
@@ -789,7 +531,8 @@ struct Runner {
       publishers.push_back(std::make_unique<Conn>(*this, Kind::kPublisher, k));
       Conn& p = *publishers.back();
       p.websocket = nats;
-      if (!Open(p, nats ? ws_addr : api_addr)) return Report(1, "setup: publisher connect failed");
+      if (!Connect(p, nats ? ws_addr : api_addr))
+        return Report(1, "setup: publisher connect failed");
     }
     FlushDirty();
     if (!Wait(setup_deadline, &Runner::PublishersReady)) {
@@ -801,7 +544,6 @@ struct Runner {
     server_cpu_start = CpuSeconds(config.server_pid);
     const uint64_t deadline = measure_start + static_cast<uint64_t>(config.duration_s * 1e9);
     uint64_t publish_end = 0, last_progress = measure_start;
-    std::array<epoll_event, 256> events;
     while (!Interrupted() && !failed_setup) {
       const uint64_t now = NowNs();
       // The time bound stops publishing; what was published still drains.
@@ -827,7 +569,7 @@ struct Runner {
                      static_cast<unsigned long long>(published_ok),
                      static_cast<unsigned long long>(acked));
       }
-      Loop(events.data(), events.size(), o.rate > 0 ? 1 : 10);
+      Loop(o.rate > 0 ? 1 : 10);
     }
     if (config.progress) std::fprintf(stderr, "\n");
     if (server_cpu_start >= 0) server_cpu_s = CpuSeconds(config.server_pid) - server_cpu_start;
@@ -944,17 +686,8 @@ void Conn::OnMessage(ws::Opcode, std::string_view payload) {
   }
 }
 
-void Conn::OnPing(std::string_view payload) {
-  ws::FrameHeaderSpec spec;
-  spec.opcode = ws::Opcode::kPong;
-  spec.payload_len = payload.size();
-  spec.mask = std::array<uint8_t, 4>{1, 2, 3, 4};
-  ws::AppendFrame(out, spec, payload);
-  runner.Dirty(*this);
-}
-
-void Conn::OnClose(uint16_t code, std::string_view reason) {
-  runner.Fail(*this, "closed by the server: " + std::to_string(code) + " " + std::string(reason));
+Conn::Conn(Runner& r, Kind k, uint32_t i) : ApiConn(r), runner(r), kind(k), index(i) {
+  websocket = true;  // hermod's publishers speak plain HTTP
 }
 
 }  // namespace
