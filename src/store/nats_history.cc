@@ -809,17 +809,21 @@ std::vector<core::HistoryAppended> NatsHistoryStore::DoAppend(Channel& channel,
   return failed();
 }
 
+natsStatus NatsHistoryStore::NextOf(const std::string& subject, uint64_t seq, natsMsg** msg) {
+  jsDirectGetMsgOptions dg;
+  jsDirectGetMsgOptions_Init(&dg);
+  dg.Sequence = seq;
+  dg.NextBySubject = subject.c_str();
+  return js_DirectGetMsg(msg, js_, options_.stream.c_str(), nullptr, &dg);
+}
+
 bool NatsHistoryStore::FindMsgId(Channel& channel, const std::string& msg_id,
                                  std::optional<core::StreamPosition>* found) {
   // To the stream's end, not the last message this node saw: another node's are searched.
   const std::string subject = history_prefix_ + channel.token;
   for (uint64_t seq = 1;;) {
-    jsDirectGetMsgOptions dg;
-    jsDirectGetMsgOptions_Init(&dg);
-    dg.Sequence = seq;
-    dg.NextBySubject = subject.c_str();
     natsMsg* msg = nullptr;
-    const natsStatus s = js_DirectGetMsg(&msg, js_, options_.stream.c_str(), nullptr, &dg);
+    const natsStatus s = NextOf(subject, seq, &msg);
     if (s == NATS_NOT_FOUND) break;
     if (s != NATS_OK) {
       Failed();
@@ -843,12 +847,8 @@ bool NatsHistoryStore::Scan(const Channel& channel, uint64_t from, uint64_t to,
                             std::vector<Entry>* out, uint64_t* size) {
   const std::string subject = history_prefix_ + channel.token;
   for (uint64_t seq = from; seq <= to;) {
-    jsDirectGetMsgOptions dg;
-    jsDirectGetMsgOptions_Init(&dg);
-    dg.Sequence = seq;
-    dg.NextBySubject = subject.c_str();
     natsMsg* msg = nullptr;
-    const natsStatus s = js_DirectGetMsg(&msg, js_, options_.stream.c_str(), nullptr, &dg);
+    const natsStatus s = NextOf(subject, seq, &msg);
     read_messages_.fetch_add(1, std::memory_order_relaxed);
     if (s == NATS_NOT_FOUND) break;
     if (s != NATS_OK) {
@@ -994,13 +994,8 @@ NatsHistoryStore::Folded NatsHistoryStore::Fold(const Channel& channel, const La
 }
 
 bool NatsHistoryStore::FirstSeq(const Channel& channel, uint64_t* seq) {
-  const std::string subject = history_prefix_ + channel.token;
-  jsDirectGetMsgOptions dg;
-  jsDirectGetMsgOptions_Init(&dg);
-  dg.Sequence = 1;
-  dg.NextBySubject = subject.c_str();
   natsMsg* msg = nullptr;
-  const natsStatus s = js_DirectGetMsg(&msg, js_, options_.stream.c_str(), nullptr, &dg);
+  const natsStatus s = NextOf(history_prefix_ + channel.token, 1, &msg);
   read_messages_.fetch_add(1, std::memory_order_relaxed);
   *seq = 0;
   if (s == NATS_NOT_FOUND) return true;
@@ -1217,12 +1212,8 @@ bool NatsHistoryStore::Fill(const Channel& channel, uint64_t from_seq, uint64_t 
   uint64_t seq = from_seq;
   uint64_t next = after + 1;
   while (seq < to_seq && next < until) {
-    jsDirectGetMsgOptions dg;
-    jsDirectGetMsgOptions_Init(&dg);
-    dg.Sequence = seq;
-    dg.NextBySubject = subject.c_str();
     natsMsg* msg = nullptr;
-    if (js_DirectGetMsg(&msg, js_, options_.stream.c_str(), nullptr, &dg) != NATS_OK) break;
+    if (NextOf(subject, seq, &msg) != NATS_OK) break;
     const uint64_t got = natsMsg_GetSequence(msg);
     if (got >= to_seq) {
       natsMsg_Destroy(msg);

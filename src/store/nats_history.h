@@ -268,6 +268,8 @@ class NatsHistoryStore final : public core::HistoryStore {
   Folded Fold(const Channel& channel, const Last& last, uint64_t now_ms, NatsReadCache::Entry* in);
   // The stream sequence of the channel's first stored message (0: none); false on an error.
   bool FirstSeq(const Channel& channel, uint64_t* seq);
+  // The first message of subject at or after stream sequence seq (a JetStream direct get).
+  natsStatus NextOf(const std::string& subject, uint64_t seq, natsMsg** msg);
   // The position of the channel's stored message with this Nats-Msg-Id, in *found (nullopt:
   // none). false: JetStream failed.
   bool FindMsgId(Channel& channel, const std::string& msg_id,
