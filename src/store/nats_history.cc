@@ -1,5 +1,7 @@
 #include "store/nats_history.h"
 
+#include <spdlog/spdlog.h>
+
 #include <chrono>
 #include <random>
 
@@ -1137,7 +1139,12 @@ void NatsHistoryStore::Interest(const std::vector<std::pair<std::string, bool>>&
       natsSubscription* sub = nullptr;
       if (natsConnection_Subscribe(&sub, connection_, subject.c_str(), &NatsHistoryStore::OnDeliver,
                                    this) != NATS_OK) {
-        continue;  // not held here then: the next Open reads the position afresh
+        // Not held here then: its subscribers are told (they resubscribe and recover), and
+        // the next Open reads the position afresh.
+        spdlog::warn("history: subscribe to {}: {}", subject, nats_GetLastError(nullptr));
+        gaps_lost_.fetch_add(1, std::memory_order_relaxed);
+        if (lost_) lost_(name);
+        continue;
       }
       {
         std::lock_guard done_lock(done_mutex_);
