@@ -42,12 +42,14 @@ class FanoutCountsTest(h.HermodTestCase):
         result = json.loads(run.stdout.strip().splitlines()[-1])
         self.assertGreater(result["delivered"], 500)  # 20 x 50, give or take the pacing
         self.assertEqual(result["lost"], 0)
-        # perf's count and hermod's own counter saw the same phase (perf's window is opened
-        # after the first /metrics answer and closed before the second).
+        # perf's count and hermod's own counter saw the same phase, but for the moment
+        # between the first /metrics answer and perf's enable (pushes still leave then: a
+        # few at 1,000 writes/s, more if the script waits for a core). A wrong event or
+        # process would be far off.
         writes = round(result["writes_per_delivery"] * result["delivered"])
         hermods = round(result["hermod_writes_per_delivery"] * result["delivered"])
         self.assertGreater(writes, 0)
-        self.assertLessEqual(abs(writes - hermods), 2, result)
+        self.assertLessEqual(abs(writes - hermods), max(10, hermods // 10), result)
         self.assertGreater(result["epoll_waits_per_delivery"], 0)
         self.assertGreaterEqual(result["server_cpu_us_per_delivery"], 0)
         self.assertTrue(result["server_threads"], "no server thread ran")
