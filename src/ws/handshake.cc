@@ -29,6 +29,17 @@ namespace {
 // RFC 6455 §1.3.
 constexpr std::string_view kAcceptGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
+// SHA-1, fetched from OpenSSL's provider once. OpenSSL 3's one-shot SHA1() fetches it on
+// every call (a locked, case-insensitive name lookup through the provider store): under churn
+// that lookup, not the digest, was most of a WebSocket upgrade's CPU (docs/benchmarks.md).
+const EVP_MD* Sha1() {
+  static const EVP_MD* const md = [] {
+    const EVP_MD* fetched = EVP_MD_fetch(nullptr, "SHA1", nullptr);
+    return fetched != nullptr ? fetched : EVP_sha1();  // never freed: lives as the process
+  }();
+  return md;
+}
+
 // Calls f on each trimmed, non-empty element of a comma-separated list until f returns true.
 template <typename F>
 bool AnyListElement(std::string_view list, F f) {
@@ -116,7 +127,11 @@ std::string AcceptKey(std::string_view key) {
   input.reserve(key.size() + kAcceptGuid.size());
   input.append(key).append(kAcceptGuid);
   unsigned char digest[SHA_DIGEST_LENGTH];
-  SHA1(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest);
+  unsigned int digest_size = 0;
+  if (EVP_Digest(input.data(), input.size(), digest, &digest_size, Sha1(), nullptr) != 1 ||
+      digest_size != SHA_DIGEST_LENGTH) {
+    SHA1(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest);
+  }
   unsigned char encoded[4 * ((SHA_DIGEST_LENGTH + 2) / 3) + 1];
   const int n = EVP_EncodeBlock(encoded, digest, SHA_DIGEST_LENGTH);
   return std::string(reinterpret_cast<const char*>(encoded), static_cast<size_t>(n));
