@@ -224,9 +224,8 @@ Hub::ChannelState& Hub::StateOf(Shard& shard, std::string_view channel,
   return StateOf(shard, shard.channels.find(channel), channel, options);
 }
 
-Hub::ChannelState& Hub::StateOf(Shard& shard, ChannelMap::iterator found, std::string_view channel,
+Hub::ChannelState& Hub::StateOf(Shard& shard, ChannelMap::iterator it, std::string_view channel,
                                 const config::ChannelOptions& options) {
-  auto it = found;
   if (it == shard.channels.end()) {
     // A new channel pays for reclaiming old ones (see the top of hub.h).
     ReclaimDue(shard, clock_(), kReclaimPerCreate);

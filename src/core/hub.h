@@ -354,7 +354,7 @@ class Hub {
                         const config::ChannelOptions& options);
   // The same, given the caller's find of channel in the shard (end(): not there), so that a
   // caller that looked first does not hash and probe the map twice per publication.
-  ChannelState& StateOf(Shard& shard, ChannelMap::iterator found, std::string_view channel,
+  ChannelState& StateOf(Shard& shard, ChannelMap::iterator it, std::string_view channel,
                         const config::ChannelOptions& options);
   // Under the shard lock: the push of a publication; in a namespace with delta compression
   // it carries the delta forms (PushCodec::delta_push), against the channel's previous
