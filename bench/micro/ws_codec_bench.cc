@@ -1,6 +1,7 @@
 // The WebSocket codec's hot paths, per byte: frame header encoding (the fan-out path writes
 // one per publication), masking (every byte a client sends), the message reader in both roles
-// and UTF-8 validation of text messages.
+// and UTF-8 validation of text messages; and the opening handshake's accept key (one per
+// connect: SHA-1 and base64).
 #include <benchmark/benchmark.h>
 
 #include <array>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "ws/frame_encoder.h"
+#include "ws/handshake.h"
 #include "ws/mask.h"
 #include "ws/message_reader.h"
 #include "ws/utf8.h"
@@ -117,5 +119,14 @@ void BM_Utf8Stream(benchmark::State& state) {
                           static_cast<int64_t>(text.size()));
 }
 BENCHMARK(BM_Utf8Stream)->Arg(4096);
+
+void BM_AcceptKey(benchmark::State& state) {
+  std::string key = "dGhlIHNhbXBsZSBub25jZQ==";
+  for (auto _ : state) {
+    key[0] = static_cast<char>('A' + (state.iterations() % 26));
+    benchmark::DoNotOptimize(hermod::ws::AcceptKey(key));
+  }
+}
+BENCHMARK(BM_AcceptKey);
 
 }  // namespace

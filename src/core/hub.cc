@@ -221,7 +221,11 @@ Hub::Shard& Hub::ShardOf(std::string_view channel) {
 
 Hub::ChannelState& Hub::StateOf(Shard& shard, std::string_view channel,
                                 const config::ChannelOptions& options) {
-  auto it = shard.channels.find(channel);
+  return StateOf(shard, shard.channels.find(channel), channel, options);
+}
+
+Hub::ChannelState& Hub::StateOf(Shard& shard, ChannelMap::iterator it, std::string_view channel,
+                                const config::ChannelOptions& options) {
   if (it == shard.channels.end()) {
     // A new channel pays for reclaiming old ones (see the top of hub.h).
     ReclaimDue(shard, clock_(), kReclaimPerCreate);
@@ -712,7 +716,7 @@ Hub::PublishResult Hub::Publish(PublishRequest request) {
              true, request.delta);
     return {};  // nobody listens here, nothing to remember
   }
-  ChannelState& state = StateOf(shard, channel, options);
+  ChannelState& state = StateOf(shard, it, channel, options);
   const uint64_t now = clock_();
   // Opened before the first Find: a durable engine's Keys hold the keys it kept.
   if (!key.empty() && !state.idempotency) state.idempotency = stores_.idempotency->Open(channel);
@@ -1000,7 +1004,7 @@ Hub::HistoryResult Hub::History(std::string_view channel, const config::ChannelO
     }
     return result;
   }
-  ChannelState& state = StateOf(shard, channel, options);
+  ChannelState& state = StateOf(shard, it, channel, options);
   if (reopen && state.loop_count == 0) QueueReclaim(shard, channel, state, clock_());
   HistoryQuery query;
   if (since) query.since = *since;

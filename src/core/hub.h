@@ -345,9 +345,16 @@ class Hub {
   // Due channels a new channel reclaims first: above 1, reclaim outruns any creation rate.
   static constexpr size_t kReclaimPerCreate = 2;
 
+  using ChannelMap = std::unordered_map<std::string, std::unique_ptr<ChannelState>,
+                                        LoopChannels::Hash, std::equal_to<>>;
+
   Shard& ShardOf(std::string_view channel);
-  // Under the shard lock.
+  // Under the shard lock: the channel's state, created if it has none.
   ChannelState& StateOf(Shard& shard, std::string_view channel,
+                        const config::ChannelOptions& options);
+  // The same, given the caller's find of channel in the shard (end(): not there), so that a
+  // caller that looked first does not hash and probe the map twice per publication.
+  ChannelState& StateOf(Shard& shard, ChannelMap::iterator it, std::string_view channel,
                         const config::ChannelOptions& options);
   // Under the shard lock: the push of a publication; in a namespace with delta compression
   // it carries the delta forms (PushCodec::delta_push), against the channel's previous
@@ -374,8 +381,6 @@ class Hub {
   // From the history engine's thread: an append that completed later (Publish's kPending).
   struct PendingPublish;
   void Appended(PendingPublish& pending, HistoryAppended appended);
-  using ChannelMap = std::unordered_map<std::string, std::unique_ptr<ChannelState>,
-                                        LoopChannels::Hash, std::equal_to<>>;
   // Under the shard lock: erases the channel, keeping its history position (history_meta.h).
   void Forget(Shard& shard, ChannelMap::iterator it, uint64_t now);
   // Under the shard lock. Whether the channel holds nothing worth keeping at now (expired

@@ -14,7 +14,8 @@
 // `subs` entry's) becomes the subscription's own ClientInfo (`chan_info`): what presence,
 // join/leave and this client's publications to that channel carry.
 //
-// Keepalive is the protocol's, not RFC 6455's: every ping_interval the server sends `{}`;
+// Keepalive is the protocol's, not RFC 6455's: every ping_interval the server sends `{}`
+// (on a 100 ms grid, so that clients' pings leave together: SetNextPing);
 // the connect result says `"pong": true`, so the client answers `{}`, and a client silent for
 // pong_timeout after a ping is disconnected with 3012. One timer covers the stale deadline
 // (no connect), pings, the pong deadline, token expiry and dropping a repaid rate limiter
@@ -377,9 +378,15 @@ class ClientSession final {
     const auto ahead = static_cast<int32_t>(t - static_cast<uint32_t>(now));
     return now + static_cast<uint64_t>(static_cast<int64_t>(ahead));
   }
+  // Pings are due on a grid of kPingGridMs (the nearest point to a ping_interval from now), so
+  // that the pings of clients that connected within the same tenth of a second go out in one
+  // loop iteration and their pongs come back together: a loop of many idle clients wakes
+  // once per grid point instead of once per ping and pong. The interval stays within
+  // kPingGridMs / 2 of ping_interval_ms (a second at least, config.cc).
+  static constexpr uint64_t kPingGridMs = 100;
   void SetNextPing(uint64_t ms) {
     pinging_ = true;
-    next_ping_ = static_cast<uint32_t>(ms);
+    next_ping_ = static_cast<uint32_t>((ms + kPingGridMs / 2) / kPingGridMs * kPingGridMs);
   }
   // Connection token expiry (while expiring_), 32 bits in the times' padding instead of 64:
   // a time on the loop's clock mod 2^32 as the others when less than 2^31 ms ahead (exact,

@@ -19,6 +19,7 @@
 #include <openssl/sha.h>
 
 #include <algorithm>
+#include <memory>
 
 #include "ws/header_syntax.h"
 
@@ -28,6 +29,26 @@ namespace {
 
 // RFC 6455 §1.3.
 constexpr std::string_view kAcceptGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+// SHA-1 of data into digest, with the digest fetched from OpenSSL's provider once and a
+// context per thread kept: OpenSSL 3's one-shot SHA1() fetches the digest on every call (a
+// locked, case-insensitive name lookup through the provider store) and makes and frees a
+// context; under churn that, not the digest, was most of a WebSocket upgrade's CPU
+// (docs/benchmarks.md). Both live as long as the process (or the thread).
+void Sha1(std::string_view data, unsigned char (&digest)[SHA_DIGEST_LENGTH]) {
+  static const EVP_MD* const md = [] {
+    const EVP_MD* fetched = EVP_MD_fetch(nullptr, "SHA1", nullptr);
+    return fetched != nullptr ? fetched : EVP_sha1();
+  }();
+  thread_local const std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> context(
+      EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+  unsigned int size = 0;
+  if (context == nullptr || EVP_DigestInit_ex2(context.get(), md, nullptr) != 1 ||
+      EVP_DigestUpdate(context.get(), data.data(), data.size()) != 1 ||
+      EVP_DigestFinal_ex(context.get(), digest, &size) != 1 || size != SHA_DIGEST_LENGTH) {
+    SHA1(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
+  }
+}
 
 // Calls f on each trimmed, non-empty element of a comma-separated list until f returns true.
 template <typename F>
@@ -116,7 +137,7 @@ std::string AcceptKey(std::string_view key) {
   input.reserve(key.size() + kAcceptGuid.size());
   input.append(key).append(kAcceptGuid);
   unsigned char digest[SHA_DIGEST_LENGTH];
-  SHA1(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest);
+  Sha1(input, digest);
   unsigned char encoded[4 * ((SHA_DIGEST_LENGTH + 2) / 3) + 1];
   const int n = EVP_EncodeBlock(encoded, digest, SHA_DIGEST_LENGTH);
   return std::string(reinterpret_cast<const char*>(encoded), static_cast<size_t>(n));

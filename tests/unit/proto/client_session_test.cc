@@ -377,6 +377,22 @@ TEST_F(ClientSessionTest, PingsEveryIntervalAndAClientSilentPastThePongTimeoutIs
   EXPECT_EQ(t.closed_with, std::vector<uint16_t>{3012});
 }
 
+TEST_F(ClientSessionTest, ClientsThatConnectedWithinATenthOfASecondArePingedTogether) {
+  FakeTransport& first = Connected();
+  Advance(40);
+  FakeTransport& second = Connected();
+  Advance(9'960);  // the first's interval: the second's ping is 40 ms early, not 40 ms apart
+  EXPECT_EQ(first.replies, std::vector<std::string>{"{}"});
+  EXPECT_EQ(second.replies, std::vector<std::string>{"{}"});
+  first.session.OnMessage("{}");
+  second.session.OnMessage("{}");
+  Advance(9'999);
+  EXPECT_EQ(second.replies.size(), 1u);
+  Advance(1);  // and they stay together
+  EXPECT_EQ(first.replies.size(), 2u);
+  EXPECT_EQ(second.replies.size(), 2u);
+}
+
 TEST_F(ClientSessionTest, AConnectionWithoutConnectIsClosedStaleWith3502) {
   FakeTransport& t = NewClient();
   Advance(4'900);
