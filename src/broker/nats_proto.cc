@@ -197,7 +197,7 @@ uint64_t InfoMaxPayload(std::string_view json) {
 }
 
 void AppendConnect(std::string& out, const ConnectOptions& o) {
-  out += "CONNECT {\"verbose\":false,\"pedantic\":false,\"no_echo\":true,\"headers\":false,";
+  out += "CONNECT {\"verbose\":false,\"pedantic\":false,\"echo\":false,\"headers\":false,";
   out += "\"lang\":\"C++\",\"version\":\"hermod\",\"protocol\":1,\"name\":";
   AppendJsonString(out, o.name);
   if (!o.user.empty()) {

@@ -76,7 +76,8 @@ struct ConnectOptions {
   std::string pass;
   std::string token;
 };
-// CONNECT with verbose, pedantic and headers false and no_echo true, then CRLF.
+// CONNECT with verbose, pedantic, headers and echo false (no_echo: the server never returns
+// this client's own messages), then CRLF.
 void AppendConnect(std::string& out, const ConnectOptions& options);
 void AppendPub(std::string& out, std::string_view subject, std::string_view payload);
 void AppendSub(std::string& out, std::string_view subject, uint64_t sid);
