@@ -126,7 +126,7 @@ TEST(NatsParser, Writers) {
   std::string connect;
   AppendConnect(connect, {"n\"1", "u", "p\\w", ""});
   EXPECT_EQ(connect,
-            "CONNECT {\"verbose\":false,\"pedantic\":false,\"no_echo\":true,\"headers\":false,"
+            "CONNECT {\"verbose\":false,\"pedantic\":false,\"echo\":false,\"headers\":false,"
             "\"lang\":\"C++\",\"version\":\"hermod\",\"protocol\":1,\"name\":\"n\\\"1\","
             "\"user\":\"u\",\"pass\":\"p\\\\w\"}\r\n");
 }
