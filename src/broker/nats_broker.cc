@@ -212,7 +212,22 @@ void NatsBroker::Publish(const core::BrokerMessage& message) {
   Outgoing m{message.kind, ChannelSubject(options_.prefix, message.channel),
              Encode(node_id_, message)};
   if (OnClientLoop()) {
-    SendNow(m);
+    // Behind what other threads queued, if anything: a channel's publications leave in the
+    // order the hub made them (it calls under the channel's shard lock).
+    bool behind = false;
+    {
+      std::lock_guard lock(mutex_);
+      if (!queue_.empty()) {
+        queued_bytes_ += m.bytes.size();
+        queue_.push_back(std::move(m));
+        behind = true;
+      }
+    }
+    if (behind) {
+      DrainQueue();
+    } else {
+      SendNow(m);
+    }
     return;
   }
   bool queued = false;
