@@ -2,7 +2,9 @@
 // nats-server started on a free port (skipped without one).
 #include "broker/nats_client.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -237,6 +239,64 @@ TEST_F(NatsClientTest, AuthorizationFailureIsReportedAndRetried) {
   EXPECT_TRUE(good_seen.errors.empty());
   Destroy(bad);
   Destroy(good);
+}
+
+// A peer that speaks the handshake and then sends a line no server sends: the client counts
+// a protocol error, closes, and connects again (to the same peer, which sees a second
+// CONNECT). Not nats-server: no real server sends a malformed line.
+TEST(NatsClientProtocol, AMalformedLineClosesCountsAndReconnects) {
+  const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(listener, 4), 0);
+  socklen_t len = sizeof addr;
+  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  const int port = ntohs(addr.sin_port);
+  // Two connections: the first gets a malformed MSG line after the handshake, the second
+  // is left open until the client closes.
+  std::thread peer([listener] {
+    for (int i = 0; i < 2; ++i) {
+      const int fd = accept(listener, nullptr, nullptr);
+      if (fd < 0) return;
+      const std::string info = "INFO {\"max_payload\":1024}\r\n";
+      (void)!write(fd, info.data(), info.size());
+      std::string got;
+      char buf[4096];
+      while (got.find("PING\r\n") == std::string::npos) {
+        const ssize_t n = read(fd, buf, sizeof buf);
+        if (n <= 0) break;
+        got.append(buf, static_cast<size_t>(n));
+      }
+      const std::string reply = i == 0 ? "PONG\r\nMSG a.b 1 nope\r\n" : "PONG\r\n";
+      (void)!write(fd, reply.data(), reply.size());
+      while (read(fd, buf, sizeof buf) > 0) {
+      }
+      close(fd);
+    }
+  });
+  Seen seen;
+  std::unique_ptr<NatsClient> c;
+  {
+    LoopThread loop;
+    c = loop.Run([&] {
+      auto client = std::make_unique<NatsClient>(
+          loop.loop(), OptionsFor("nats://127.0.0.1:" + std::to_string(port)), seen.Events());
+      client->Start();
+      return client;
+    });
+    EXPECT_TRUE(seen.WaitFor([&] { return seen.connects == 2 && seen.disconnects == 1; }));
+    EXPECT_EQ(loop.Run([&] { return c->stats().protocol_errors; }), 1u);
+    loop.Run([&] {
+      c.reset();
+      return 0;
+    });
+  }
+  shutdown(listener, SHUT_RDWR);
+  peer.join();
+  close(listener);
 }
 
 }  // namespace
