@@ -104,6 +104,13 @@ bool NatsBroker::Start(std::string* error) {
   e.connected = [this] { OnConnected(); };
   e.disconnected = [this](std::string_view why) { OnDisconnected(why); };
   e.error = [this](std::string_view text) { OnServerError(text); };
+  e.attempt_failed = [this](std::string_view url, std::string_view why) {
+    // Once per outage (or at start-up), not once per attempt.
+    if (attempt_warned_) return;
+    attempt_warned_ = true;
+    spdlog::warn("broker: NATS at {} not reachable ({}); retrying every {} ms", url, why,
+                 options_.reconnect_wait_ms);
+  };
   e.fault = [this](bool write_deadline) {
     link_.CountError(write_deadline ? ConnectionError::kWriteDeadline : ConnectionError::kProtocol);
   };
@@ -151,6 +158,7 @@ void NatsBroker::Stop() {
 
 void NatsBroker::OnConnected() {
   max_payload_.store(client_->max_payload(), std::memory_order_relaxed);
+  attempt_warned_ = false;
   spdlog::info("broker: connected to NATS at {} (max_payload {})", options_.url, max_payload());
   link_.OnConnected();
   // Core NATS keeps nothing for a disconnected client: what other nodes published while this

@@ -199,7 +199,8 @@ class NatsBroker final : public core::Broker {
   std::atomic<std::thread::id> loop_thread_{};
   // The channel subjects subscribed to, by channel (their client sids): the client loop's.
   std::unordered_map<std::string, uint64_t> subscriptions_;
-  uint64_t nodes_sid_ = 0;  // the client loop's
+  uint64_t nodes_sid_ = 0;       // the client loop's
+  bool attempt_warned_ = false;  // the client loop's: a failed attempt was logged this outage
   // The cluster's nodes (cluster_nodes.h): their own subject.
   const std::string nodes_subject_;
   std::function<std::string()> node_info_;

@@ -287,10 +287,7 @@ void NatsClient::Drop(std::string_view why, bool failed_attempt) {
   out_.clear();
   out_at_ = 0;
   loop_.timers().Cancel(&write_timer_);
-  if (failed_attempt) {
-    ++stats_.failed_attempts;
-    spdlog::debug("broker: NATS attempt at {} failed: {}", server_ ? server_->url : "", why);
-  }
+  if (failed_attempt) ++stats_.failed_attempts;
   state_ = State::kWaiting;
   loop_.timers().Schedule(&state_timer_, options_.reconnect_wait_ms);
   std::deque<std::function<void(bool)>> pongs;
@@ -298,6 +295,9 @@ void NatsClient::Drop(std::string_view why, bool failed_attempt) {
   std::vector<std::function<void(bool)>> queued;
   queued.swap(queued_);
   if (was_connected && !closing_ && events_.disconnected) events_.disconnected(why);
+  if (failed_attempt && events_.attempt_failed) {
+    events_.attempt_failed(server_ != nullptr ? server_->url : "", why);
+  }
   for (auto& done : pongs) done(false);
   for (auto& done : queued) done(false);
 }

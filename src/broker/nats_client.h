@@ -65,6 +65,8 @@ class NatsClient final : public net::Pollable {
     std::function<void(std::string_view why)> disconnected;
     // The server's -ERR (the connection may close after it).
     std::function<void(std::string_view text)> error;
+    // An attempt failed (why: for the log); the next follows after reconnect_wait.
+    std::function<void(std::string_view url, std::string_view why)> attempt_failed;
     // The connection was closed for a protocol error or the write deadline.
     std::function<void(bool write_deadline)> fault;
   };
