@@ -999,8 +999,9 @@ int Server::Run() {
   }
   // Cluster mode: with every loop attached to the hub, before any runs.
   if (config_.broker == "nats") {
+    // Its connection lives on the first loop (broker/nats_client.h).
     broker_ = std::make_unique<broker::NatsBroker>(broker::NatsBroker::Options::FromConfig(config_),
-                                                   *hub_, channel_rules_);
+                                                   *hub_, channel_rules_, *workers_[0]->loop);
     if (nats_history_ != nullptr) {
       // The channels with history this node holds: their JetStream deliveries, subscribed in
       // the broker's rounds (store/nats_history.h).
@@ -1076,7 +1077,7 @@ int Server::Run() {
   for (auto& worker : workers_) worker->thread.join();
   // The clients' leaving removed their entries: sent before the connection closes.
   if (nats_presence_ != nullptr) nats_presence_->Stop();
-  if (broker_) broker_->Stop();  // its receive thread posts to the loops: before they go
+  if (broker_) broker_->Stop();  // the loops have stopped: it closes its connection here
   if (nats_history_ != nullptr) nats_history_->Stop();  // so do its deliveries
   if (proxies_) proxies_->Stop();                       // its answers post to the loops too
   if (inbox_) inbox_->Stop();  // its engine's completions reach the inboxes

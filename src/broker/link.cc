@@ -223,6 +223,15 @@ void Link::Render(metrics::PrometheusText& t) {
     t.Sample("hermod_broker_received_dropped_total",
              {{"reason", kDropNames[static_cast<size_t>(r)]}}, dropped(r));
   }
+  t.Family("hermod_broker_connection_errors_total", "counter",
+           "Broker connections closed for a protocol error (kind protocol) or output not "
+           "written within nats.dial_timeout (write_deadline), and the server's -ERR (server).");
+  t.Sample("hermod_broker_connection_errors_total", {{"kind", "protocol"}},
+           errors(ConnectionError::kProtocol));
+  t.Sample("hermod_broker_connection_errors_total", {{"kind", "write_deadline"}},
+           errors(ConnectionError::kWriteDeadline));
+  t.Sample("hermod_broker_connection_errors_total", {{"kind", "server"}},
+           errors(ConnectionError::kServer));
   t.Family("hermod_broker_subjects", "gauge",
            "Channel subjects this node is subscribed to: the channels it holds.");
   t.Sample("hermod_broker_subjects", {}, subjects());

@@ -26,13 +26,18 @@ namespace hermod::broker {
 
 // Why a received message was not delivered: it did not decode, it was this node's own, its
 // channel's namespace is unknown here, the hub refused it (a loop over its inbox budget),
-// libnats dropped messages past receive_queue_bytes (a slow consumer; one count per report),
+// the server reported this node a slow consumer (one count per report),
 // or this node no longer holds the channel (unwanted: it was in flight when the node's
 // interest ended, or its subject is shared with a long name's hash, subject.h).
 // Not a row of stats/reasons.h: these are cluster messages this node would not deliver,
-// counted node-wide on the link's atomics from libnats's threads, not a loop's refusals or
+// counted node-wide on the link's atomics from the client loop, not a loop's refusals or
 // a subscriber's lost pushes, and shown in their own family (hermod_broker_received_dropped_total).
 enum class ReceiveDrop : uint8_t { kDecode, kOwn, kChannel, kRefused, kSlowConsumer, kUnwanted };
+
+// Why the connection was closed by this node, or what the server said: a protocol error
+// (a malformed line, a message past max_payload), the write deadline (output not drained
+// within dial_timeout), the server's -ERR.
+enum class ConnectionError : uint8_t { kProtocol, kWriteDeadline, kServer };
 
 class Link {
  public:
@@ -55,6 +60,12 @@ class Link {
 
   void CountIn(core::BrokerMessageKind kind);
   void CountDropped(ReceiveDrop reason);
+  void CountError(ConnectionError e) {
+    errors_[static_cast<size_t>(e)].fetch_add(1, std::memory_order_relaxed);
+  }
+  uint64_t errors(ConnectionError e) const {
+    return errors_[static_cast<size_t>(e)].load(std::memory_order_relaxed);
+  }
   // A message larger than the server carries (max_payload): refused before it was queued
   // (a publication, whose publisher got an error) or not sent (a join or leave). Never a
   // failure of the link: the breaker does not see it.
@@ -100,6 +111,7 @@ class Link {
   std::atomic<uint64_t> received_[3] = {};
   std::atomic<uint64_t> too_large_[3] = {};
   std::atomic<uint64_t> dropped_[6] = {};
+  std::atomic<uint64_t> errors_[3] = {};
   std::atomic<uint64_t> subjects_{0};
   std::atomic<uint64_t> subscribes_{0};
   std::atomic<uint64_t> unsubscribes_{0};

@@ -8,25 +8,22 @@
 
 #include "broker/subject.h"
 #include "broker/wire.h"
-#include "net/event_loop.h"
 
 namespace hermod::broker {
 
 namespace {
 
-// Set on libnats's delivery thread while it feeds the hub: the hub hands those publications
-// back to Publish, which must not send them out again.
+// Set on the client loop while it feeds a received message to the hub: the hub hands those
+// publications back to Publish, which must not send them out again.
 thread_local bool receiving = false;
 
-// How often the idle sender thread looks for a due half-open trial.
+// How often the idle interest thread looks for a due half-open trial and the node's word.
 constexpr auto kTrialPoll = std::chrono::milliseconds(100);
 
 uint64_t NewNodeId() {
   std::random_device random;
   return (static_cast<uint64_t>(random()) << 32) | random();
 }
-
-int ClampInt(uint64_t v) { return v > INT32_MAX ? INT32_MAX : static_cast<int>(v); }
 
 }  // namespace
 
@@ -50,59 +47,146 @@ NatsBroker::Options NatsBroker::Options::FromConfig(const config::Config& c) {
   return o;
 }
 
-NatsBroker::NatsBroker(Options options, core::Hub& hub, const core::ChannelRules& rules)
+NatsBroker::NatsBroker(Options options, core::Hub& hub, const core::ChannelRules& rules,
+                       net::Loop& loop)
     : options_(std::move(options)),
       hub_(hub),
       rules_(rules),
+      loop_(loop),
       node_id_(NewNodeId()),
       link_(options_.link, &net::Loop::MonotonicMs),
       nodes_subject_(options_.prefix + ".nodes") {}
 
 NatsBroker::~NatsBroker() { Stop(); }
 
-namespace {
-
-// Counts a libnats callback in progress; does nothing once the broker is closing.
-class CallbackScope {
- public:
-  CallbackScope(std::atomic<int>& count, const std::atomic<bool>& closing) : count_(count) {
-    count_.fetch_add(1);
-    live_ = !closing.load();
-  }
-  ~CallbackScope() { count_.fetch_sub(1); }
-  bool live() const { return live_; }
-
- private:
-  std::atomic<int>& count_;
-  bool live_;
-};
-
-}  // namespace
-
-void NatsBroker::OnMessage(natsConnection*, natsSubscription*, natsMsg* msg, void* self) {
-  auto* broker = static_cast<NatsBroker*>(self);
-  CallbackScope scope(broker->in_callback_, broker->closing_);
-  if (!scope.live()) {
-    natsMsg_Destroy(msg);
-    return;
-  }
-  broker->Receive(
-      std::string_view(natsMsg_GetData(msg), static_cast<size_t>(natsMsg_GetDataLength(msg))));
-  broker->Release(msg);  // counted by scope: Stop destroys what is left once it is over
+void NatsBroker::Waiter::Set(bool result) {
+  std::lock_guard lock(mutex);
+  done = true;
+  ok = result;
+  cv.notify_all();
 }
 
-void NatsBroker::TellDropped(natsSubscription* sub) {
-  const char* subject = sub != nullptr ? natsSubscription_GetSubject(sub) : nullptr;
-  const std::string_view prefix = "ch.";
-  std::string_view token = subject != nullptr ? std::string_view(subject) : std::string_view();
-  if (token.size() > options_.prefix.size() + 1 + prefix.size()) {
-    token.remove_prefix(options_.prefix.size() + 1 + prefix.size());
-    if (std::optional<std::string> channel = ChannelOfToken(token)) {
-      hub_.TellMissed(*channel);
-      return;
-    }
+bool NatsBroker::Waiter::Wait(uint64_t timeout_ms) {
+  std::unique_lock lock(mutex);
+  return cv.wait_for(lock, std::chrono::milliseconds(timeout_ms), [this] { return done; }) && ok;
+}
+
+bool NatsBroker::OnClientLoop() const {
+  return loop_thread_.load(std::memory_order_relaxed) == std::this_thread::get_id();
+}
+
+void NatsBroker::OnLoop(std::function<void()> task) {
+  if (OnClientLoop()) {
+    task();
+    return;
   }
-  TellEveryWanted();  // a hashed subject (a channel name past 1000 bytes) names no channel
+  // alive_ is read and cleared on the client loop only: a task that runs after Stop's close
+  // does nothing.
+  loop_.Post([alive = alive_, task = std::move(task)] {
+    if (*alive) task();
+  });
+}
+
+bool NatsBroker::Start(std::string* error) {
+  std::vector<NatsServer> servers;
+  if (std::string why; !ParseNatsServers(options_.url, &servers, &why)) {
+    *error = "broker: config key nats.url: " + why;
+    return false;
+  }
+  NatsClient::Options o;
+  o.servers = std::move(servers);
+  o.name = "hermod-" + std::to_string(node_id_);
+  o.dial_timeout_ms = options_.dial_timeout_ms;
+  o.reconnect_wait_ms = options_.reconnect_wait_ms;
+  o.max_output_bytes = options_.send_queue_bytes;
+  NatsClient::Events e;
+  e.message = [this](uint64_t sid, std::string_view payload) { OnMessage(sid, payload); };
+  e.connected = [this] { OnConnected(); };
+  e.disconnected = [this](std::string_view why) { OnDisconnected(why); };
+  e.error = [this](std::string_view text) { OnServerError(text); };
+  e.attempt_failed = [this](std::string_view url, std::string_view why) {
+    // Once per outage (or at start-up), not once per attempt.
+    if (attempt_warned_) return;
+    attempt_warned_ = true;
+    spdlog::warn("broker: NATS at {} not reachable ({}); retrying every {} ms", url, why,
+                 options_.reconnect_wait_ms);
+  };
+  e.fault = [this](bool write_deadline) {
+    link_.CountError(write_deadline ? ConnectionError::kWriteDeadline : ConnectionError::kProtocol);
+  };
+  client_ = std::make_unique<NatsClient>(loop_, std::move(o), std::move(e));
+  // Set up before the loop runs: the nodes subject is subscribed on every (re)connect.
+  nodes_sid_ = client_->Subscribe(nodes_subject_);
+  loop_.Post([this, alive = alive_] {
+    if (!*alive) return;
+    loop_thread_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+    client_->Start();
+  });
+  interest_thread_ = std::thread([this] { InterestLoop(); });
+  spdlog::info("broker: nats at {}, subjects {}.ch.<channel>, node {:016x}, on loop {}",
+               options_.url, options_.prefix, node_id_, loop_.index());
+  return true;
+}
+
+void NatsBroker::Stop() {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (interest_thread_.joinable()) interest_thread_.join();
+  if (!client_) return;
+  auto close = [this] {
+    *alive_ = false;
+    client_->Close();
+    subscriptions_.clear();
+    link_.SetSubjects(0);
+  };
+  if (loop_.InThisThread()) {
+    close();  // the loop is not running (or this is it)
+  } else {
+    auto waiter = std::make_shared<Waiter>();
+    loop_.Post([close, waiter] {
+      close();
+      waiter->Set(true);
+    });
+    if (!waiter->Wait(5000)) spdlog::warn("broker: the client loop did not close within 5 s");
+  }
+  client_.reset();  // its timers are the loop's: freed while the loop is there
+}
+
+void NatsBroker::OnConnected() {
+  max_payload_.store(client_->max_payload(), std::memory_order_relaxed);
+  attempt_warned_ = false;
+  spdlog::info("broker: connected to NATS at {} (max_payload {})", options_.url, max_payload());
+  link_.OnConnected();
+  // Core NATS keeps nothing for a disconnected client: what other nodes published while this
+  // one was away is gone, so every subscriber of a channel held here is told (after the
+  // client wrote every SUB again).
+  if (was_connected_.exchange(true)) TellEveryWanted();
+}
+
+void NatsBroker::OnDisconnected(std::string_view why) {
+  spdlog::warn("broker: disconnected from NATS at {} ({}); reconnecting every {} ms", options_.url,
+               why, options_.reconnect_wait_ms);
+  link_.OnDisconnected();
+}
+
+void NatsBroker::OnServerError(std::string_view text) {
+  link_.CountError(ConnectionError::kServer);
+  spdlog::warn("broker: NATS server error: {}", text);
+  if (text.find("Slow Consumer") != std::string_view::npos) {
+    link_.CountDropped(ReceiveDrop::kSlowConsumer);
+  }
+}
+
+void NatsBroker::OnMessage(uint64_t sid, std::string_view payload) {
+  if (sid == nodes_sid_) {
+    nodes_.Receive(node_id_, payload, net::Loop::MonotonicMs());
+    return;
+  }
+  Receive(payload);
 }
 
 void NatsBroker::TellEveryWanted() {
@@ -118,225 +202,7 @@ void NatsBroker::TellEveryWanted() {
   for (const std::string& channel : channels) hub_.TellMissed(channel);
 }
 
-void NatsBroker::Release(natsMsg* msg) {
-  std::vector<natsMsg*> batch;
-  {
-    std::lock_guard lock(released_mutex_);
-    released_.push_back(msg);
-    released_bytes_ += static_cast<size_t>(natsMsg_GetDataLength(msg));
-    if (released_.size() < options_.release_batch && released_bytes_ < options_.release_bytes) {
-      return;
-    }
-    batch.swap(released_);
-    released_.reserve(options_.release_batch);
-    released_bytes_ = 0;
-  }
-  // One wake-up of libnats's collector for the batch (it is signalled while it waits).
-  for (natsMsg* m : batch) natsMsg_Destroy(m);
-}
-
-void NatsBroker::DestroyReleased() {
-  std::lock_guard lock(released_mutex_);
-  for (natsMsg* m : released_) natsMsg_Destroy(m);
-  released_.clear();
-  released_bytes_ = 0;
-}
-
-void NatsBroker::OnNodeInfo(natsConnection*, natsSubscription*, natsMsg* msg, void* self) {
-  auto* broker = static_cast<NatsBroker*>(self);
-  CallbackScope scope(broker->in_callback_, broker->closing_);
-  if (scope.live()) {
-    broker->nodes_.Receive(
-        broker->node_id_,
-        std::string_view(natsMsg_GetData(msg), static_cast<size_t>(natsMsg_GetDataLength(msg))),
-        net::Loop::MonotonicMs());
-  }
-  natsMsg_Destroy(msg);
-}
-
 std::vector<std::string> NatsBroker::OtherNodes() { return nodes_.Alive(net::Loop::MonotonicMs()); }
-
-void NatsBroker::OnConnectionEvent(natsConnection* nc, void* self) {
-  auto* broker = static_cast<NatsBroker*>(self);
-  CallbackScope scope(broker->in_callback_, broker->closing_);
-  if (!scope.live()) return;
-  if (natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED) {
-    broker->LearnMaxPayload(nc);
-    spdlog::info("broker: connected to NATS at {} (max_payload {})", broker->options_.url,
-                 broker->max_payload());
-    broker->link_.OnConnected();
-    // Core NATS keeps nothing for a disconnected client: what other nodes published while
-    // this one was away is gone, so every subscriber of a channel held here is told.
-    if (broker->was_connected_.exchange(true)) broker->TellEveryWanted();
-  } else {
-    spdlog::warn("broker: disconnected from NATS at {}; reconnecting every {} ms",
-                 broker->options_.url, broker->options_.reconnect_wait_ms);
-    broker->link_.OnDisconnected();
-  }
-}
-
-void NatsBroker::OnClosed(natsConnection*, void* self) {
-  auto* broker = static_cast<NatsBroker*>(self);
-  {
-    CallbackScope scope(broker->in_callback_, broker->closing_);
-    if (scope.live()) {
-      // libnats gave up on the connection: nothing more will cross nodes. Said loudly, and
-      // the link's breaker and /health show the broker down from now on.
-      spdlog::error("broker: NATS connection to {} closed; cluster delivery stopped",
-                    broker->options_.url);
-      broker->link_.OnDisconnected();
-    }
-  }
-  // The connection's last callback (libnats queues them in order on one thread).
-  broker->Done();
-}
-
-void NatsBroker::OnSubscriptionDone(void* self) { static_cast<NatsBroker*>(self)->Done(); }
-
-void NatsBroker::Track(natsSubscription* sub) {
-  std::lock_guard lock(done_mutex_);
-  if (natsSubscription_SetOnCompleteCB(sub, &NatsBroker::OnSubscriptionDone, this) == NATS_OK) {
-    ++pending_done_;
-  }
-}
-
-void NatsBroker::Done() {
-  // Notified under the lock: once Stop sees the count, this thread touches the broker no more.
-  std::lock_guard lock(done_mutex_);
-  --pending_done_;
-  done_.notify_all();
-}
-
-void NatsBroker::OnAsyncError(natsConnection*, natsSubscription* sub, natsStatus status,
-                              void* self) {
-  auto* broker = static_cast<NatsBroker*>(self);
-  CallbackScope scope(broker->in_callback_, broker->closing_);
-  if (!scope.live()) return;
-  if (status == NATS_SLOW_CONSUMER) {
-    broker->link_.CountDropped(ReceiveDrop::kSlowConsumer);
-    spdlog::warn("broker: received messages dropped past nats.receive_queue_bytes ({})",
-                 broker->options_.receive_queue_bytes);
-    broker->TellDropped(sub);
-  } else {
-    spdlog::warn("broker: NATS error: {}", natsStatus_GetText(status));
-  }
-}
-
-bool NatsBroker::Start(std::string* error) {
-  auto fail = [&](natsStatus s, const char* what) {
-    *error = std::string("broker: ") + what + ": " + natsStatus_GetText(s);
-    const char* last = nats_GetLastError(nullptr);
-    if (last != nullptr && *last != '\0') *error += std::string(" (") + last + ")";
-    return false;
-  };
-  natsStatus s = natsOptions_Create(&nats_options_);
-  if (s != NATS_OK) return fail(s, "natsOptions_Create");
-  natsOptions* o = nats_options_;
-  const std::string name = "hermod-" + std::to_string(node_id_);
-  if ((s = natsOptions_SetURL(o, options_.url.c_str())) != NATS_OK) {
-    return fail(s, "config key nats.url");
-  }
-  natsOptions_SetName(o, name.c_str());
-  natsOptions_SetTimeout(o, static_cast<int64_t>(options_.dial_timeout_ms));
-  natsOptions_SetWriteDeadline(o, static_cast<int64_t>(options_.dial_timeout_ms));
-  natsOptions_SetNoEcho(o, true);
-  // Written at once by the sender thread (one write per send, never on a loop): libnats's
-  // flusher otherwise sleeps 1 ms before each flush, a millisecond on every cross-node hop.
-  natsOptions_SetSendAsap(o, true);
-  // One delivery thread for every subscription (libnats's pool), not one per channel subject.
-  natsOptions_UseGlobalMessageDelivery(o, true);
-  natsOptions_SetAllowReconnect(o, true);
-  natsOptions_SetMaxReconnect(o, -1);  // forever: the breaker, not libnats, gives up
-  natsOptions_SetReconnectWait(o, static_cast<int64_t>(options_.reconnect_wait_ms));
-  natsOptions_SetReconnectBufSize(o, ClampInt(options_.reconnect_buffer_bytes));
-  natsOptions_SetDisconnectedCB(o, &NatsBroker::OnConnectionEvent, this);
-  natsOptions_SetReconnectedCB(o, &NatsBroker::OnConnectionEvent, this);
-  natsOptions_SetErrorHandler(o, &NatsBroker::OnAsyncError, this);
-  natsOptions_SetClosedCB(o, &NatsBroker::OnClosed, this);
-  // A node starts whether or not the server is up; it serves locally until it connects.
-  natsOptions_SetRetryOnFailedConnect(o, true, &NatsBroker::OnConnectionEvent, this);
-
-  // A first connect that fails partway (a server too slow to finish the handshake) can leave
-  // libnats's connection closed rather than retrying; the subscription then fails with
-  // "Connection Closed". A closed connection never comes back, so start-up connects afresh,
-  // a few times, before giving up loudly.
-  constexpr int kStartAttempts = 5;
-  for (int attempt = 1;; ++attempt) {
-    s = natsConnection_Connect(&connection_, o);
-    if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) return fail(s, "connect");
-    {
-      std::lock_guard lock(done_mutex_);
-      ++pending_done_;  // its closed callback, on Close or Destroy
-    }
-    if (s == NATS_OK) {
-      LearnMaxPayload(connection_);
-      spdlog::info("broker: connected to NATS at {} (max_payload {})", options_.url, max_payload());
-      link_.OnConnected();
-      was_connected_ = true;
-    } else {
-      spdlog::warn("broker: NATS at {} not reachable yet; retrying every {} ms", options_.url,
-                   options_.reconnect_wait_ms);
-    }
-    // Registered now, sent on every (re)connect by libnats (as the channel subjects are).
-    s = natsConnection_Subscribe(&nodes_subscription_, connection_, nodes_subject_.c_str(),
-                                 &NatsBroker::OnNodeInfo, this);
-    if (s == NATS_OK) {
-      Track(nodes_subscription_);
-      break;
-    }
-    if (s != NATS_CONNECTION_CLOSED || attempt == kStartAttempts) return fail(s, "subscribe");
-    spdlog::warn("broker: NATS connection closed during start-up ({}); connecting again",
-                 natsStatus_GetText(s));
-    natsConnection_Destroy(connection_);
-    connection_ = nullptr;
-    std::this_thread::sleep_for(std::chrono::milliseconds(options_.reconnect_wait_ms));
-  }
-  // Connected: wait for the server to have the SUB, so that the node is a listener once up.
-  if (s == NATS_OK && natsConnection_Status(connection_) == NATS_CONN_STATUS_CONNECTED) {
-    natsConnection_FlushTimeout(connection_, static_cast<int64_t>(options_.dial_timeout_ms));
-  }
-  sender_ = std::thread([this] { SendLoop(); });
-  spdlog::info("broker: nats, subjects {}.ch.<channel>, node {:016x}", options_.prefix, node_id_);
-  return true;
-}
-
-void NatsBroker::Stop() {
-  {
-    std::lock_guard lock(mutex_);
-    if (stopping_) return;
-    stopping_ = true;
-  }
-  wake_.notify_all();
-  if (sender_.joinable()) sender_.join();
-  closing_.store(true);
-  while (in_callback_.load() != 0) std::this_thread::yield();
-  DestroyReleased();  // no callback adds to them any more
-  // The sender has ended: its subscriptions are this thread's now.
-  for (auto& [channel, sub] : subscriptions_) natsSubscription_Unsubscribe(sub);
-  if (nodes_subscription_ != nullptr) natsSubscription_Unsubscribe(nodes_subscription_);
-  if (connection_ != nullptr) natsConnection_Close(connection_);
-  for (auto& [channel, sub] : subscriptions_) natsSubscription_Destroy(sub);
-  subscriptions_.clear();
-  link_.SetSubjects(0);
-  natsSubscription_Destroy(nodes_subscription_);
-  nodes_subscription_ = nullptr;
-  natsConnection_Destroy(connection_);
-  natsOptions_Destroy(nats_options_);
-  connection_ = nullptr;
-  nats_options_ = nullptr;
-  // Every subscription's completion and the connections' closed callbacks are queued now;
-  // past them libnats never calls this broker again. Bounded, in case the library is closed
-  // under it (its callback threads then never run them).
-  std::unique_lock lock(done_mutex_);
-  if (!done_.wait_for(lock, std::chrono::seconds(5), [this] { return pending_done_ <= 0; })) {
-    spdlog::warn("broker: {} libnats callbacks did not come within 5 s of closing", pending_done_);
-  }
-}
-
-void NatsBroker::LearnMaxPayload(natsConnection* nc) {
-  const int64_t max = natsConnection_GetMaxPayload(nc);
-  if (max > 0) max_payload_.store(static_cast<uint64_t>(max), std::memory_order_relaxed);
-}
 
 bool NatsBroker::Fits(const core::BrokerMessage& message) {
   if (receiving) return true;  // it came over this link: it fits
@@ -351,77 +217,104 @@ void NatsBroker::Publish(const core::BrokerMessage& message) {
   // Publications were checked by Fits; a join or leave with a huge info is checked here.
   if (message.kind != core::BrokerMessageKind::kPublication && !Fits(message)) return;
   if (!link_.Admit()) return;
-  std::string bytes = Encode(node_id_, message);
-  std::string subject = ChannelSubject(options_.prefix, message.channel);
+  Outgoing m{message.kind, ChannelSubject(options_.prefix, message.channel),
+             Encode(node_id_, message)};
+  if (OnClientLoop()) {
+    // Behind what other threads queued, if anything: a channel's publications leave in the
+    // order the hub made them (it calls under the channel's shard lock).
+    bool behind = false;
+    {
+      std::lock_guard lock(mutex_);
+      if (!queue_.empty()) {
+        queued_bytes_ += m.bytes.size();
+        queue_.push_back(std::move(m));
+        behind = true;
+      }
+    }
+    if (behind) {
+      DrainQueue();
+    } else {
+      SendNow(m);
+    }
+    return;
+  }
+  bool queued = false;
+  bool post = false;
   {
     std::lock_guard lock(mutex_);
-    if (!stopping_ && queued_bytes_ + bytes.size() <= options_.send_queue_bytes) {
-      queued_bytes_ += bytes.size();
-      queue_.push_back({message.kind, std::move(subject), std::move(bytes)});
-      wake_.notify_one();
-      return;
+    if (!stopping_ && queued_bytes_ + m.bytes.size() <= options_.send_queue_bytes) {
+      queued_bytes_ += m.bytes.size();
+      queue_.push_back(std::move(m));
+      queued = true;
+      post = !drain_posted_;
+      drain_posted_ = true;
     }
   }
-  link_.OnSent(message.kind, false);  // the queue is full: the link is not keeping up
+  if (!queued) {
+    link_.OnSent(message.kind, false);  // the queue is full: the link is not keeping up
+    return;
+  }
+  // One post per batch: the publications queued until the client loop drains go with it.
+  if (post) OnLoop([this] { DrainQueue(); });
 }
 
-void NatsBroker::SendLoop() {
-  std::unique_lock lock(mutex_);
-  while (!stopping_) {
-    wake_.wait_for(lock, kTrialPoll,
-                   [this] { return stopping_ || !queue_.empty() || interest_dirty_; });
-    if (stopping_) break;
-    std::deque<Outgoing> batch;
+void NatsBroker::DrainQueue() {
+  std::deque<Outgoing> batch;
+  {
+    std::lock_guard lock(mutex_);
     batch.swap(queue_);
     queued_bytes_ = 0;
-    sending_ = true;
-    const bool interest = interest_dirty_;
-    interest_dirty_ = false;
-    lock.unlock();
-    // Before the publications: a node's SUB goes out before what it publishes next.
-    if (interest) ApplyInterest();
-    for (Outgoing& m : batch) {
-      // Too large for the server (a join or leave with a huge info, or a publication queued
-      // before max_payload was known): the server would close the connection on it, and it
-      // says nothing about the link's health. Not sent, counted, not a breaker failure.
-      const uint64_t max = max_payload();
-      if (max != 0 && m.bytes.size() > max) {
-        link_.OnSentTooLarge(m.kind);
-        continue;
-      }
-      // Not connected: fail now (the breaker counts it) rather than fill the reconnect buffer.
-      const natsStatus s =
-          natsConnection_Status(connection_) == NATS_CONN_STATUS_CONNECTED
-              ? natsConnection_Publish(connection_, m.subject.c_str(), m.bytes.data(),
-                                       static_cast<int>(m.bytes.size()))
-              : NATS_CONNECTION_CLOSED;
-      if (s == NATS_MAX_PAYLOAD) {
-        link_.OnSentTooLarge(m.kind);
-        continue;
-      }
-      link_.OnSent(m.kind, s == NATS_OK);
-    }
-    SendNodeInfo();
-    if (batch.empty() && link_.TrialDue()) {
-      // An idle node's trial: a round trip to the server (PING, PONG).
-      link_.OnTrial(natsConnection_FlushTimeout(
-                        connection_, static_cast<int64_t>(options_.dial_timeout_ms)) == NATS_OK);
-    }
-    lock.lock();
-    sending_ = false;
-    if (queue_.empty()) drained_.notify_all();
+    drain_posted_ = false;
   }
+  for (Outgoing& m : batch) SendNow(m);
+}
+
+void NatsBroker::SendNow(Outgoing& m) {
+  // Too large for the server (a join or leave with a huge info, or a publication queued
+  // before max_payload was known): the server would close the connection on it, and it says
+  // nothing about the link's health. Not sent, counted, not a breaker failure.
+  const uint64_t max = max_payload();
+  if (max != 0 && m.bytes.size() > max) {
+    link_.OnSentTooLarge(m.kind);
+    return;
+  }
+  // Not connected, or output not draining past send_queue_bytes: fails now (the breaker
+  // counts it), nothing is buffered.
+  link_.OnSent(m.kind, client_->Publish(m.subject, m.bytes));
+}
+
+bool NatsBroker::RoundTrip(uint64_t timeout_ms) {
+  auto waiter = std::make_shared<Waiter>();
+  OnLoop([this, waiter] {
+    DrainQueue();  // what was queued before goes out before the PING
+    client_->Ping([waiter](bool ok) { waiter->Set(ok); });
+  });
+  return waiter->Wait(timeout_ms);
 }
 
 bool NatsBroker::Flush(uint64_t timeout_ms) {
-  {
-    std::unique_lock lock(mutex_);
-    if (!drained_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
-                           [this] { return stopping_ || (queue_.empty() && !sending_); })) {
-      return false;
-    }
+  if (!OnClientLoop()) return RoundTrip(timeout_ms);
+  // On the client loop (a firing's completion there) no PONG can be read while this waits:
+  // written to the socket is what "left the node" means here (the kernel sends it even
+  // after a kill).
+  DrainQueue();
+  return client_->WriteNow(timeout_ms);
+}
+
+void NatsBroker::InterestLoop() {
+  std::unique_lock lock(mutex_);
+  while (!stopping_) {
+    wake_.wait_for(lock, kTrialPoll, [this] { return stopping_ || interest_dirty_; });
+    if (stopping_) break;
+    const bool interest = interest_dirty_;
+    interest_dirty_ = false;
+    lock.unlock();
+    if (interest) ApplyInterest();
+    SendNodeInfo();
+    // An idle node's trial: a round trip to the server (PING, PONG).
+    if (!interest && link_.TrialDue()) link_.OnTrial(RoundTrip(options_.dial_timeout_ms));
+    lock.lock();
   }
-  return natsConnection_FlushTimeout(connection_, static_cast<int64_t>(timeout_ms)) == NATS_OK;
 }
 
 void NatsBroker::Interest(std::string_view channel, bool on) {
@@ -461,50 +354,45 @@ bool NatsBroker::AwaitInterest(std::string_view channel, std::function<void()> r
 }
 
 void NatsBroker::ApplyInterest() {
-  std::unordered_map<std::string, bool, Hash, std::equal_to<>> changes;
+  std::vector<std::pair<std::string, bool>> changes;
   uint64_t round = 0;
   {
     std::lock_guard lock(interest_mutex_);
-    changes.swap(interest_changes_);
+    changes.assign(interest_changes_.begin(), interest_changes_.end());
+    applying_.swap(interest_changes_);
+    interest_changes_.clear();
     round = ++rounds_;
-    applying_ = changes;
   }
-  uint64_t subscribed = 0;
-  uint64_t unsubscribed = 0;
-  for (auto& [channel, on] : changes) {
-    auto it = subscriptions_.find(channel);
-    if (on && it == subscriptions_.end()) {
-      // Registered with libnats even while disconnected: it sends every SUB on reconnect.
-      natsSubscription* sub = nullptr;
-      const std::string subject = ChannelSubject(options_.prefix, channel);
-      const natsStatus s = natsConnection_Subscribe(&sub, connection_, subject.c_str(),
-                                                    &NatsBroker::OnMessage, this);
-      if (s != NATS_OK) {
-        spdlog::warn("broker: subscribe to {}: {}", subject, natsStatus_GetText(s));
-        continue;
+  // The socket work is the client loop's; this thread waits for the server's PONG after the
+  // round's SUBs (or the connection's loss, or dial_timeout), so the server has them.
+  auto waiter = std::make_shared<Waiter>();
+  OnLoop([this, changes, waiter] {
+    uint64_t subscribed = 0;
+    uint64_t unsubscribed = 0;
+    for (const auto& [channel, on] : changes) {
+      auto it = subscriptions_.find(channel);
+      if (on && it == subscriptions_.end()) {
+        // Kept by the client even while disconnected: it writes every SUB on reconnect.
+        subscriptions_.emplace(channel,
+                               client_->Subscribe(ChannelSubject(options_.prefix, channel)));
+        ++subscribed;
+      } else if (!on && it != subscriptions_.end()) {
+        client_->Unsubscribe(it->second);
+        subscriptions_.erase(it);
+        ++unsubscribed;
       }
-      Track(sub);
-      natsSubscription_SetPendingLimits(sub, -1, ClampInt(options_.receive_queue_bytes));
-      subscriptions_.emplace(channel, sub);
-      ++subscribed;
-    } else if (!on && it != subscriptions_.end()) {
-      natsSubscription_Unsubscribe(it->second);
-      natsSubscription_Destroy(it->second);
-      subscriptions_.erase(it);
-      ++unsubscribed;
     }
-  }
-  link_.CountInterest(true, subscribed);
-  link_.CountInterest(false, unsubscribed);
-  // The server has the new SUBs once its PONG is back; the subjects gauge says so after it.
-  if (subscribed > 0 && natsConnection_Status(connection_) == NATS_CONN_STATUS_CONNECTED) {
-    natsConnection_FlushTimeout(connection_, static_cast<int64_t>(options_.dial_timeout_ms));
-  }
-  link_.SetSubjects(subscriptions_.size());
-  if (interest_hook_ && !changes.empty()) {
-    std::vector<std::pair<std::string, bool>> list(changes.begin(), changes.end());
-    interest_hook_(list);
-  }
+    link_.CountInterest(true, subscribed);
+    link_.CountInterest(false, unsubscribed);
+    link_.SetSubjects(subscriptions_.size());
+    if (subscribed > 0 && client_->connected()) {
+      client_->Ping([waiter](bool ok) { waiter->Set(ok); });
+    } else {
+      waiter->Set(true);
+    }
+  });
+  waiter->Wait(options_.dial_timeout_ms);
+  if (interest_hook_ && !changes.empty()) interest_hook_(changes);
   // The subscribers who waited for this round get their replies now (their completions post
   // to their loops); those waiting for a later round stay.
   std::vector<std::function<void()>> ready;
@@ -526,10 +414,10 @@ void NatsBroker::SendNodeInfo() {
   node_info_due_ms_ = now + ClusterNodes::kIntervalMs;
   // Outside the breaker: a once-a-second word about this node is no load worth shedding,
   // and its failure while the server is away says nothing the publications do not.
-  if (natsConnection_Status(connection_) != NATS_CONN_STATUS_CONNECTED) return;
-  const std::string bytes = ClusterNodes::Encode(node_id_, node_info_());
-  natsConnection_Publish(connection_, nodes_subject_.c_str(), bytes.data(),
-                         static_cast<int>(bytes.size()));
+  if (!link_.connected()) return;
+  OnLoop([this, bytes = ClusterNodes::Encode(node_id_, node_info_())] {
+    client_->Publish(nodes_subject_, bytes);
+  });
 }
 
 void NatsBroker::Receive(std::string_view bytes) {

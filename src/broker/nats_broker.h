@@ -1,6 +1,6 @@
-// The `nats` engine: core NATS (libnats) between the nodes of a cluster, as Centrifugo's
-// `broker: "nats"` does: publications, joins and leaves cross; history and presence stay
-// node-local (cluster-wide history and presence would need JetStream and NATS KV: not built).
+// The `nats` engine: core NATS (its own client, nats_client.h) between the nodes of a cluster, as
+// Centrifugo's `broker: "nats"` does: publications, joins and leaves cross; history and presence
+// stay node-local (cluster-wide history and presence would need JetStream and NATS KV: not built).
 //
 // Subjects: one per channel, `<prefix>.ch.<token>` (subject.h maps any channel name to a safe,
 // injective token), carrying the channel's publications, joins and leaves; the channel also
@@ -9,10 +9,10 @@
 // arrives, or a history stream is opened, and when the channel is freed), as Centrifugo's
 // NATS broker does: nats-server then routes each publication only to the nodes that hold its
 // channel, and a channel with no subscriber on a node costs that node nothing. Interest is
-// recorded at once (the hub's call only locks and marks) and applied by the sender thread,
+// recorded at once (the hub's call only locks and marks) and applied by the interest thread,
 // coalesced per channel: a storm of subscribes to one channel is one SUB, a subscribe and
 // unsubscribe between two rounds is nothing, and the last word for a channel wins. After a
-// round with new SUBs the sender flushes (PING/PONG), so the server has them. The same rounds
+// round with new SUBs the thread flushes (PING/PONG), so the server has them. The same rounds
 // carry the JetStream history's per-channel delivery subscriptions (SetInterestHook).
 //
 // No window after a subscribe reply (docs/cluster.md): a subscriber added while its channel's
@@ -23,34 +23,42 @@
 // messages, and a message carrying this node's id is dropped anyway (counted). Other nodes' word
 // about themselves goes on `<prefix>.nodes` (cluster_nodes.h), which every node subscribes to.
 //
-// Threads. Loops (and the API) call Publish: it asks the Link (link.h: the circuit breaker)
-// and queues the encoded message for the sender thread, bounded by send_queue_bytes; a loop
-// never waits on the network. The sender thread is the only caller of
-// natsConnection_Publish (buffered by libnats, flushed by its flusher thread; a write that
-// would block waits at most dial_timeout, the write deadline); a send while the connection is
-// not up fails at once and counts against the breaker; the reconnect buffer is bounded by
-// reconnect_buffer_bytes. libnats delivers received messages on its own thread; they enter
-// the hub through its any-thread API (Hub::Publish, Hub::JoinLeaveFromBroker), which posts to
-// each loop's mailbox: no loop state is touched from a libnats thread. The hub hands every
-// accepted publication back to Publish, also those fed from the receive thread: Publish
-// ignores calls made on that thread, so nothing is sent twice.
+// Threads. The connection is hermod's own core NATS client (nats_client.h), a Pollable on one
+// worker loop (the client loop, loop 0): its socket, parser and output buffer are that loop's.
+// A received MSG is decoded and fed to the hub on that loop (Hub::Publish,
+// Hub::JoinLeaveFromBroker: the any-thread API, which posts to the client loop's own mailbox
+// with no eventfd and to the others' with one), so on a one-loop node a message from another
+// node reaches its subscribers with no thread hand-off. The hub hands every accepted
+// publication back to Publish, also those fed in from the broker: Publish ignores calls made
+// while a received message is being fed (`receiving`), so nothing is sent twice.
 //
-// Received messages are released in batches (Release): libnats frees every destroyed message
-// on its garbage-collector thread, which it wakes whenever that thread is idle, so destroying
-// each message as it is handled cost that thread a wake-up, and the delivery thread a futex
-// call, per message (about one context switch per received message in the cluster stand).
-// A handled message is only its wire bytes (the hub has its own copies), held until
-// Options::release_batch of them or release_bytes are (nats.release_batch,
-// nats.release_bytes), or the broker stops.
+// Publish (any thread) asks the Link (link.h: the circuit breaker), encodes, and writes to the
+// client's output buffer at once when called on the client loop, or queues for it (bounded by
+// send_queue_bytes; one mailbox post per batch) from any other thread; a loop never waits on
+// the network. A send while the connection is not up fails at once and counts against the
+// breaker; nothing is buffered while disconnected (subscriptions are the client's state,
+// written again on every reconnect), so nats.reconnect_buffer_bytes bounds nothing more.
+// Output that does not drain within dial_timeout (the write deadline) closes the connection.
+//
+// The interest thread runs the interest rounds: it hands a round's SUBs and UNSUBs and a PING
+// to the client loop and waits (at most dial_timeout) for the PONG, then runs the interest
+// hook (which blocks until the JetStream history's subscriptions are in place: never on a
+// loop), then releases the round's AwaitInterest waiters. It also sends this node's word on
+// the nodes subject once a second, and an idle node's half-open trial (a PING).
+//
+// Back-pressure on the receive side is TCP's: the client loop reads as fast as it feeds the
+// hub, and a node too slow for its share is cut by nats-server (its slow-consumer
+// disconnect); then the client reconnects and every held channel's subscribers are told they
+// may have missed publications. nats.receive_queue_bytes, release_batch and release_bytes
+// (libnats's pending limit and its message release) no longer apply; the keys are accepted.
 #pragma once
-
-#include <nats/nats.h>
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -61,10 +69,12 @@
 
 #include "broker/cluster_nodes.h"
 #include "broker/link.h"
+#include "broker/nats_client.h"
 #include "config/config.h"
 #include "core/broker.h"
 #include "core/channel_rules.h"
 #include "core/hub.h"
+#include "net/event_loop.h"
 
 namespace hermod::broker {
 
@@ -89,33 +99,33 @@ class NatsBroker final : public core::Broker {
     static Options FromConfig(const config::Config& config);
   };
 
-  // hub and rules outlive the broker.
-  NatsBroker(Options options, core::Hub& hub, const core::ChannelRules& rules);
+  // hub, rules and loop outlive the broker; loop is the client loop (it carries the socket).
+  NatsBroker(Options options, core::Hub& hub, const core::ChannelRules& rules, net::Loop& loop);
   ~NatsBroker() override;
   NatsBroker(const NatsBroker&) = delete;
   NatsBroker& operator=(const NatsBroker&) = delete;
 
-  // Connects (or keeps trying in the background when the server is not there yet: the node
-  // serves locally meanwhile), subscribes and starts the sender thread. false on a bad
-  // option (the URL), with *error.
+  // Before the client loop runs: parses the URLs, has the client loop connect once it runs (and
+  // keep trying when the server is not there yet: the node serves locally meanwhile), and
+  // starts the interest thread. false on a bad option (the URL), with *error.
   bool Start(std::string* error);
-  // Unsubscribes, closes, and waits until libnats has made its last call into this broker
-  // (each subscription's completion, the connection's closed callback): no callback runs
-  // after it. The library itself stays open for the process's other NATS users; main
-  // closes it once, after the server is gone.
+  // Ends the interest thread and closes the connection: on the client loop when it still runs
+  // (waiting for it), else here. No call into the hub after it.
   void Stop();
 
   void Publish(const core::BrokerMessage& message) override;
   bool Fits(const core::BrokerMessage& message) override;
-  // Under the channel's shard lock (core/broker.h): records, wakes the sender, returns.
+  // Under the channel's shard lock (core/broker.h): records, wakes the interest thread, returns.
   void Interest(std::string_view channel, bool on) override;
   // Under the channel's shard lock: true while the channel's change is pending or in the
-  // sender's current round; ready runs on the sender thread once that round's SUBs are
-  // acknowledged (PING/PONG), or written while disconnected.
+  // interest thread's current round; ready runs on that thread once that round's SUBs are
+  // acknowledged (PING/PONG), or when the connection is down (or not answering within
+  // dial_timeout): then they are sent on the reconnect.
   bool AwaitInterest(std::string_view channel, std::function<void()> ready) override;
-  // Any thread but the sender's: waits (at most timeout_ms) until what was queued before is
-  // written and the server has answered a PING after it. For a crash test's kill at a point
-  // (config fault_kill_at): what the node published before it died has left it.
+  // Any thread: waits (at most timeout_ms) until what was queued before is written and the
+  // server has answered a PING after it; on the client loop, until it is written. For a crash
+  // test's kill at a point (config fault_kill_at): what the node published before it died has left
+  // it.
   bool Flush(uint64_t timeout_ms);
   // The server's max_payload as learned on the last connect; 0 before the first.
   uint64_t max_payload() const { return max_payload_.load(std::memory_order_relaxed); }
@@ -124,13 +134,13 @@ class NatsBroker final : public core::Broker {
   uint64_t node_id() const { return node_id_; }
 
   // Before Start: what this node tells the others about itself every
-  // ClusterNodes::kIntervalMs (cluster_nodes.h), called on the sender thread; a JSON object.
+  // ClusterNodes::kIntervalMs (cluster_nodes.h), called on the interest thread; a JSON object.
   void SetNodeInfo(std::function<std::string()> info) { node_info_ = std::move(info); }
   // Any thread: the other nodes heard from lately, their JSON as they sent it.
   std::vector<std::string> OtherNodes();
   // Before Start: each round's interest changes (channel, on), coalesced, also go to
   // another subscriber of channel subjects (the JetStream history's deliveries), on the
-  // sender thread before the round's subscribers are answered; it returns once its own
+  // interest thread before the round's subscribers are answered; it returns once its own
   // subscriptions are in place, so a subscribe reply waits for them too.
   using InterestHook = std::function<void(const std::vector<std::pair<std::string, bool>>&)>;
   void SetInterestHook(InterestHook hook) { interest_hook_ = std::move(hook); }
@@ -141,96 +151,91 @@ class NatsBroker final : public core::Broker {
     std::string subject;
     std::string bytes;
   };
-  static void OnMessage(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* self);
-  static void OnNodeInfo(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* self);
-  static void OnConnectionEvent(natsConnection* nc, void* self);
-  static void OnClosed(natsConnection* nc, void* self);
-  static void OnAsyncError(natsConnection* nc, natsSubscription* sub, natsStatus status,
-                           void* self);
-  // A subscription's last callback has returned (libnats's completion callback).
-  static void OnSubscriptionDone(void* self);
-  // Registers sub's completion callback, counted until it runs.
-  void Track(natsSubscription* sub);
-  // Messages for sub's channel were dropped (libnats's slow consumer): its subscribers here
-  // are told. Every channel held when the subject names none.
-  void TellDropped(natsSubscription* sub);
+  // A result the interest thread (or Flush) waits for, set on the client loop (shared: the
+  // waiter may give up first).
+  struct Waiter {
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool done = false;
+    bool ok = false;
+    void Set(bool result);
+    bool Wait(uint64_t timeout_ms);  // false on timeout or !ok
+  };
+  // Runs task on the client loop (at once when called there); false once stopping.
+  void OnLoop(std::function<void()> task);
+  bool OnClientLoop() const;
+  // On the client loop: the client's events.
+  void OnConnected();
+  void OnDisconnected(std::string_view why);
+  void OnServerError(std::string_view text);
+  void OnMessage(uint64_t sid, std::string_view payload);
+  // On the client loop: one send (too large, or not connected: counted, as the link says).
+  void SendNow(Outgoing& m);
+  void DrainQueue();
+  // Any thread but the client loop's: a PING's PONG within timeout_ms, after what was
+  // queued before.
+  bool RoundTrip(uint64_t timeout_ms);
   // After a reconnect: every subscriber of every channel held here is told it missed some.
   void TellEveryWanted();
-  // The last touch of this broker by a libnats thread: one of the counted calls is over.
-  void Done();
-  // On a delivery thread: msg is handled; destroyed with the others of its batch.
-  void Release(natsMsg* msg);
-  void DestroyReleased();
   void Receive(std::string_view bytes);
-  // On (re)connect: the server's INFO max_payload, which a publish must not pass.
-  void LearnMaxPayload(natsConnection* nc);
-  void SendLoop();
-  // On the sender thread: SUB and UNSUB for the interest changed since the last round.
+  void InterestLoop();
+  // On the interest thread: SUB and UNSUB for the interest changed since the last round.
   void ApplyInterest();
   // Any thread: whether the node holds channel now.
   bool Wanted(std::string_view channel);
-  // On the sender thread: this node's info, when it is due.
+  // On the interest thread: this node's info, when it is due.
   void SendNodeInfo();
 
   const Options options_;
   core::Hub& hub_;
   const core::ChannelRules& rules_;
+  net::Loop& loop_;
   const uint64_t node_id_;
   Link link_;
 
-  natsOptions* nats_options_ = nullptr;
-  natsConnection* connection_ = nullptr;
-  // The channel subjects subscribed to, by channel: the sender thread's alone (Stop's once
-  // the sender has ended).
-  std::unordered_map<std::string, natsSubscription*> subscriptions_;
-  // The cluster's nodes (cluster_nodes.h): their own subject, sent by the sender thread.
+  // The connection: the client loop's (Stop's once that loop is gone).
+  std::unique_ptr<NatsClient> client_;
+  // The client loop's thread, once it ran the first task (Start posts it).
+  std::atomic<std::thread::id> loop_thread_{};
+  // The channel subjects subscribed to, by channel (their client sids): the client loop's.
+  std::unordered_map<std::string, uint64_t> subscriptions_;
+  uint64_t nodes_sid_ = 0;       // the client loop's
+  bool attempt_warned_ = false;  // the client loop's: a failed attempt was logged this outage
+  // The cluster's nodes (cluster_nodes.h): their own subject.
   const std::string nodes_subject_;
-  natsSubscription* nodes_subscription_ = nullptr;
   std::function<std::string()> node_info_;
-  InterestHook interest_hook_;     // sender thread only (set before Start)
-  uint64_t node_info_due_ms_ = 0;  // sender thread only
+  InterestHook interest_hook_;     // interest thread only (set before Start)
+  uint64_t node_info_due_ms_ = 0;  // interest thread only
   ClusterNodes nodes_;
-  // Callbacks in progress, and whether they must do nothing (Stop waits for the count).
-  std::atomic<int> in_callback_{0};
-  std::atomic<bool> closing_{false};
-  std::atomic<bool> was_connected_{false};  // a connected event after the first is a reconnect
-  // libnats's calls still to come, which Stop waits for: one closed callback per connection
-  // made, one completion per subscription (done_mutex_ guards the count).
-  std::mutex done_mutex_;
-  std::condition_variable done_;
-  int pending_done_ = 0;
-  // The server's max_payload (its INFO, read by libnats on every connect); 0: not yet known,
-  // everything fits until then (a send while disconnected fails anyway).
+  std::atomic<bool> was_connected_{false};  // a connect after the first is a reconnect
+  // Tasks posted to the client loop hold this; false (set there) once Stop closed the client.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  // The server's max_payload (its INFO, on every connect); 0: not yet known, everything fits
+  // until then (a send while disconnected fails anyway).
   std::atomic<uint64_t> max_payload_{0};
 
-  // Handled messages not yet destroyed (Release): fewer than options_.release_batch, and
-  // under options_.release_bytes.
-  std::mutex released_mutex_;  // a leaf: guards released_ and released_bytes_
-  std::vector<natsMsg*> released_;
-  size_t released_bytes_ = 0;
-
   // Guards wanted_ and interest_changes_ (LOCKS.md: a leaf, taken under a shard lock by
-  // Interest, by the receive thread per message, by the sender once a round).
+  // Interest, by the client loop per received message, by the interest thread once a round).
   std::mutex interest_mutex_;
   // The channels the node holds now (the hub's last word), and the changes not yet applied
   // (channel -> on), coalesced.
   std::unordered_set<std::string, Hash, std::equal_to<>> wanted_;
   std::unordered_map<std::string, bool, Hash, std::equal_to<>> interest_changes_;
-  // The changes the sender's current round applies (empty between rounds), the rounds
-  // begun, and the subscribers waiting for a round's end: (round, ready).
+  // The changes the interest thread's current round applies (empty between rounds), the
+  // rounds begun, and the subscribers waiting for a round's end: (round, ready).
   std::unordered_map<std::string, bool, Hash, std::equal_to<>> applying_;
   uint64_t rounds_ = 0;
   std::vector<std::pair<uint64_t, std::function<void()>>> waiting_;
 
-  std::mutex mutex_;             // guards queue_, queued_bytes_, stopping_, interest_dirty_
-  bool interest_dirty_ = false;  // interest_changes_ may hold something: wake the sender
+  // Guards queue_, queued_bytes_, drain_posted_, stopping_, interest_dirty_ (a leaf).
+  std::mutex mutex_;
+  bool interest_dirty_ = false;  // interest_changes_ may hold something: wake the thread
   std::condition_variable wake_;
-  std::deque<Outgoing> queue_;
+  std::deque<Outgoing> queue_;  // from threads other than the client loop's
   size_t queued_bytes_ = 0;
+  bool drain_posted_ = false;  // a DrainQueue task waits in the client loop's mailbox
   bool stopping_ = false;
-  bool sending_ = false;             // the sender holds a batch (guarded by mutex_)
-  std::condition_variable drained_;  // the sender ended a round with nothing queued
-  std::thread sender_;
+  std::thread interest_thread_;
 };
 
 }  // namespace hermod::broker

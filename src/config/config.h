@@ -387,11 +387,15 @@ struct Config {
     std::string prefix = "hermod";              // the subject is <prefix>.broker
     Duration dial_timeout{1000};                // connect, and a blocked write's deadline
     Duration reconnect_wait{1000};              // between reconnect attempts (forever)
-    uint64_t reconnect_buffer_bytes = 8 << 20;  // libnats's buffer while reconnecting
-    uint64_t send_queue_bytes = 16 << 20;       // encoded sends waiting for the sender thread
-    uint64_t receive_queue_bytes = 64 << 20;    // received, not yet in the hub (then dropped)
-    // Handled messages are given back to libnats in batches of this many, or this many bytes
-    // (broker/nats_broker.h: one wake-up of its collector thread per batch).
+    // Accepted, unused by the broker since its connection is its own (broker/nats_client.h:
+    // nothing is buffered while disconnected).
+    uint64_t reconnect_buffer_bytes = 8 << 20;
+    // Encoded sends waiting for the broker's client loop, and its unwritten output.
+    uint64_t send_queue_bytes = 16 << 20;
+    // Accepted, unused since the broker reads its socket on a loop (TCP's back-pressure and
+    // nats-server's slow-consumer cut replace libnats's pending limit; docs/cluster.md).
+    uint64_t receive_queue_bytes = 64 << 20;
+    // Accepted, unused: libnats's message release, which the broker no longer uses.
     uint64_t release_batch = 32;
     uint64_t release_bytes = 64 * 1024;
     Duration unhealthy_after{0};  // disconnected this long: health unhealthy; 0: degraded only

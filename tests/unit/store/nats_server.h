@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace hermod::test {
 
@@ -35,6 +36,8 @@ class NatsServer {
     return env != nullptr ? env : "/usr/sbin/nats-server";
   }
   static bool Available() { return access(Binary(), X_OK) == 0; }
+  // More arguments for the next Start (e.g. --user, --pass).
+  void set_args(std::vector<std::string> args) { args_ = std::move(args); }
 
   // Starts the server and waits until it accepts connections (at most 10 s).
   bool Start() {
@@ -45,8 +48,11 @@ class NatsServer {
       const std::string log = dir_ + "/nats-server.log";
       freopen(log.c_str(), "a", stdout);
       freopen(log.c_str(), "a", stderr);
-      execl(Binary(), Binary(), "-js", "-sd", dir_.c_str(), "-a", "127.0.0.1", "-p", port.c_str(),
-            static_cast<char*>(nullptr));
+      std::vector<const char*> argv = {Binary(), "-js",       "-sd", dir_.c_str(),
+                                       "-a",     "127.0.0.1", "-p",  port.c_str()};
+      for (const std::string& a : args_) argv.push_back(a.c_str());
+      argv.push_back(nullptr);
+      execv(Binary(), const_cast<char* const*>(argv.data()));
       _exit(127);
     }
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -63,6 +69,10 @@ class NatsServer {
     int status = 0;
     waitpid(pid_, &status, 0);
     pid_ = -1;
+  }
+  // SIGSTOP / SIGCONT: a server that stops reading (and answering) and comes back.
+  void Pause(bool on) {
+    if (pid_ > 0) ::kill(pid_, on ? SIGSTOP : SIGCONT);
   }
   std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
   int port() const { return port_; }
@@ -93,6 +103,7 @@ class NatsServer {
   std::string dir_;
   int port_ = 0;
   pid_t pid_ = -1;
+  std::vector<std::string> args_;
 };
 
 }  // namespace hermod::test

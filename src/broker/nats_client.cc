@@ -1,0 +1,405 @@
+#include "broker/nats_client.h"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+namespace hermod::broker {
+
+namespace {
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+bool ParseOne(std::string_view url, NatsServer* server, std::string* error) {
+  std::string_view rest = url;
+  if (rest.starts_with("nats://")) {
+    rest.remove_prefix(7);
+  } else if (rest.starts_with("tls://")) {
+    *error =
+        "tls:// is not supported by the broker's connection (nats:// only): " + std::string(url);
+    return false;
+  } else if (rest.find("://") != std::string_view::npos) {
+    *error = "not a nats:// URL: " + std::string(url);
+    return false;
+  }
+  if (const size_t slash = rest.find('/'); slash != std::string_view::npos) {
+    rest = rest.substr(0, slash);
+  }
+  if (const size_t at = rest.rfind('@'); at != std::string_view::npos) {
+    const std::string_view userinfo = rest.substr(0, at);
+    rest.remove_prefix(at + 1);
+    if (const size_t colon = userinfo.find(':'); colon != std::string_view::npos) {
+      server->user = userinfo.substr(0, colon);
+      server->pass = userinfo.substr(colon + 1);
+    } else {
+      server->token = userinfo;
+    }
+  }
+  std::string host;
+  std::string port = "4222";
+  if (rest.starts_with('[')) {
+    const size_t close = rest.find(']');
+    if (close == std::string_view::npos) {
+      *error = "bad address in " + std::string(url);
+      return false;
+    }
+    host = rest.substr(1, close - 1);
+    rest.remove_prefix(close + 1);
+    if (rest.starts_with(':')) port = rest.substr(1);
+  } else if (const size_t colon = rest.rfind(':'); colon != std::string_view::npos) {
+    host = rest.substr(0, colon);
+    port = rest.substr(colon + 1);
+  } else {
+    host = rest;
+  }
+  if (host.empty() || port.empty()) {
+    *error = "bad address in " + std::string(url);
+    return false;
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (const int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &found); rc != 0) {
+    *error = "cannot resolve " + host + ":" + port + ": " + gai_strerror(rc);
+    return false;
+  }
+  std::memcpy(&server->address, found->ai_addr, found->ai_addrlen);
+  server->address_len = found->ai_addrlen;
+  freeaddrinfo(found);
+  server->url =
+      "nats://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + port;
+  return true;
+}
+
+}  // namespace
+
+bool ParseNatsServers(std::string_view urls, std::vector<NatsServer>* servers, std::string* error) {
+  servers->clear();
+  while (true) {
+    const size_t comma = urls.find(',');
+    const std::string_view url = Trim(urls.substr(0, comma));
+    if (!url.empty()) {
+      NatsServer server;
+      if (!ParseOne(url, &server, error)) return false;
+      servers->push_back(std::move(server));
+    }
+    if (comma == std::string_view::npos) break;
+    urls.remove_prefix(comma + 1);
+  }
+  if (servers->empty()) {
+    *error = "no NATS URL";
+    return false;
+  }
+  return true;
+}
+
+// The parser's calls, back into the client (on the loop, inside Feed: nothing here may end
+// the connection, which would free what the parser is reading; Drop waits for Feed's end).
+class NatsClient::Parsed final : public NatsParser::Handler {
+ public:
+  explicit Parsed(NatsClient& c) : c_(c) {}
+  void OnInfo(std::string_view json) override {
+    if (const uint64_t max = InfoMaxPayload(json); max > 0) c_.parser_.set_max_payload(max);
+    if (c_.state_ != State::kHandshake || c_.info_seen_) return;  // a later INFO: news only
+    c_.info_seen_ = true;
+    std::string hello;
+    AppendConnect(hello, {c_.options_.name, c_.server_->user, c_.server_->pass, c_.server_->token});
+    hello += "PING\r\n";
+    c_.Queue(hello);
+  }
+  void OnMsg(std::string_view, uint64_t sid, std::string_view, std::string_view payload) override {
+    if (c_.state_ == State::kConnected && c_.events_.message) c_.events_.message(sid, payload);
+  }
+  void OnPing() override { c_.Queue("PONG\r\n"); }
+  void OnPong() override {
+    if (c_.state_ == State::kHandshake) {
+      if (c_.info_seen_) c_.Established();
+      return;
+    }
+    if (c_.pongs_.empty()) return;
+    auto done = std::move(c_.pongs_.front());
+    c_.pongs_.pop_front();
+    done(true);
+  }
+  void OnOk() override {}
+  void OnErr(std::string_view text) override {
+    ++c_.stats_.server_errors;
+    if (c_.events_.error) c_.events_.error(text);
+    // Refused in the handshake (authorization): the server closes; the next try waits
+    // reconnect_wait like any failed attempt.
+    if (c_.state_ == State::kHandshake && c_.drop_why_.empty()) {
+      c_.drop_why_ = "refused: " + std::string(text);
+    }
+  }
+
+ private:
+  NatsClient& c_;
+};
+
+NatsClient::NatsClient(net::Loop& loop, Options options, Events events)
+    : loop_(loop),
+      options_(std::move(options)),
+      events_(std::move(events)),
+      handler_(std::make_unique<Parsed>(*this)),
+      parser_(*handler_) {}
+
+NatsClient::~NatsClient() {
+  Close();
+  *alive_ = false;
+}
+
+void NatsClient::Start() {
+  if (state_ != State::kIdle) return;
+  Attempt();
+}
+
+void NatsClient::Close() {
+  if (state_ == State::kClosed) return;
+  closing_ = true;
+  Drop("closed", false);
+  closing_ = false;
+  loop_.timers().Cancel(&state_timer_);
+  state_ = State::kClosed;
+}
+
+void NatsClient::Attempt() {
+  if (options_.servers.empty()) return;
+  server_ = &options_.servers[next_server_++ % options_.servers.size()];
+  info_seen_ = false;
+  drop_why_.clear();
+  parser_.Reset();
+  parser_.set_max_payload(NatsParser::kDefaultMaxPayload);
+  state_ = State::kConnecting;
+  loop_.timers().Schedule(&state_timer_, options_.dial_timeout_ms);
+  fd_ = socket(server_->address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) {
+    Drop(std::string("socket: ") + std::strerror(errno), true);
+    return;
+  }
+  const int one = 1;
+  setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  if (connect(fd_, reinterpret_cast<const sockaddr*>(&server_->address), server_->address_len) !=
+          0 &&
+      errno != EINPROGRESS) {
+    Drop(std::string("connect: ") + std::strerror(errno), true);
+    return;
+  }
+  if (!loop_.Add(fd_, EPOLLOUT, this)) {
+    Drop("epoll refused the socket", true);
+    return;
+  }
+  writable_wanted_ = true;
+}
+
+void NatsClient::OnStateTimer() {
+  if (state_ == State::kWaiting) {
+    Attempt();
+  } else if (connecting()) {
+    Drop("no connection within nats.dial_timeout", true);
+  }
+}
+
+void NatsClient::OnWriteDeadline() {
+  if (fd_ < 0 || pending_output() == 0) return;
+  ++stats_.write_deadlines;
+  if (events_.fault) events_.fault(true);
+  Drop("output not written within nats.dial_timeout (the write deadline)",
+       state_ != State::kConnected);
+}
+
+void NatsClient::OnEvents(uint32_t events) {
+  if (state_ == State::kConnecting) {
+    OnConnectDone();
+    return;
+  }
+  if (fd_ < 0) return;
+  if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0) OnReadable();
+  if (fd_ >= 0 && (events & EPOLLOUT) != 0) Write();
+}
+
+void NatsClient::OnConnectDone() {
+  int err = 0;
+  socklen_t len = sizeof(err);
+  if (getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+  if (err != 0) {
+    Drop(std::string("connect: ") + std::strerror(err), true);
+    return;
+  }
+  state_ = State::kHandshake;
+  writable_wanted_ = false;
+  loop_.Modify(fd_, EPOLLIN, this);
+}
+
+void NatsClient::OnReadable() {
+  const ssize_t n = read(fd_, loop_.read_buffer(), loop_.read_buffer_size());
+  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+    Drop(n == 0 ? "closed by the server" : std::string("read: ") + std::strerror(errno),
+         state_ != State::kConnected);
+    return;
+  }
+  if (n < 0) return;
+  loop_.stats().bytes_read += static_cast<uint64_t>(n);
+  if (!parser_.Feed(std::string_view(reinterpret_cast<const char*>(loop_.read_buffer()),
+                                     static_cast<size_t>(n)))) {
+    ++stats_.protocol_errors;
+    if (events_.fault) events_.fault(false);
+    spdlog::warn("broker: NATS protocol error from {}: {}", server_->url, parser_.error());
+    Drop("protocol error: " + parser_.error(), state_ != State::kConnected);
+    return;
+  }
+  if (!drop_why_.empty()) Drop(drop_why_, true);
+}
+
+void NatsClient::Established() {
+  state_ = State::kConnected;
+  loop_.timers().Cancel(&state_timer_);
+  ++stats_.connects;
+  std::string subs;
+  for (const auto& [sid, subject] : subs_) AppendSub(subs, subject, sid);
+  std::vector<std::function<void(bool)>> queued;
+  queued.swap(queued_);
+  for (size_t i = 0; i < queued.size(); ++i) subs += "PING\r\n";
+  Queue(subs);
+  for (auto& done : queued) pongs_.push_back(std::move(done));
+  if (events_.connected) events_.connected();
+}
+
+void NatsClient::Drop(std::string_view why, bool failed_attempt) {
+  const bool was_connected = state_ == State::kConnected;
+  if (fd_ >= 0) {
+    loop_.Remove(fd_);
+    close(fd_);
+    fd_ = -1;
+  }
+  writable_wanted_ = false;
+  out_.clear();
+  out_at_ = 0;
+  loop_.timers().Cancel(&write_timer_);
+  if (failed_attempt) ++stats_.failed_attempts;
+  state_ = State::kWaiting;
+  loop_.timers().Schedule(&state_timer_, options_.reconnect_wait_ms);
+  std::deque<std::function<void(bool)>> pongs;
+  pongs.swap(pongs_);
+  std::vector<std::function<void(bool)>> queued;
+  queued.swap(queued_);
+  if (was_connected && !closing_ && events_.disconnected) events_.disconnected(why);
+  if (failed_attempt && events_.attempt_failed) {
+    events_.attempt_failed(server_ != nullptr ? server_->url : "", why);
+  }
+  for (auto& done : pongs) done(false);
+  for (auto& done : queued) done(false);
+}
+
+uint64_t NatsClient::Subscribe(std::string_view subject) {
+  const uint64_t sid = next_sid_++;
+  subs_.emplace(sid, std::string(subject));
+  if (connected()) {
+    std::string line;
+    AppendSub(line, subject, sid);
+    Queue(line);
+  }
+  return sid;
+}
+
+void NatsClient::Unsubscribe(uint64_t sid) {
+  if (subs_.erase(sid) == 0 || !connected()) return;
+  std::string line;
+  AppendUnsub(line, sid);
+  Queue(line);
+}
+
+bool NatsClient::Publish(std::string_view subject, std::string_view payload) {
+  if (!connected() || pending_output() + payload.size() > options_.max_output_bytes) return false;
+  AppendPub(out_, subject, payload);
+  ScheduleWrite();
+  return true;
+}
+
+void NatsClient::Ping(std::function<void(bool)> done) {
+  if (connected()) {
+    Queue("PING\r\n");
+    pongs_.push_back(std::move(done));
+  } else if (connecting()) {
+    queued_.push_back(std::move(done));
+  } else {
+    done(false);
+  }
+}
+
+void NatsClient::Queue(std::string_view bytes) {
+  out_.append(bytes);
+  ScheduleWrite();
+}
+
+void NatsClient::ScheduleWrite() {
+  if (write_posted_ || writable_wanted_) return;
+  write_posted_ = true;
+  // Written at the start of the next iteration: everything queued during this one leaves in
+  // one write (a loop posting to itself wakes nothing).
+  loop_.Post([this, alive = alive_] {
+    if (!*alive) return;
+    write_posted_ = false;
+    if (fd_ >= 0 && state_ != State::kConnecting) Write();
+  });
+}
+
+bool NatsClient::Write() {
+  while (out_at_ < out_.size()) {
+    const ssize_t n =
+        send(fd_, out_.data() + out_at_, out_.size() - out_at_, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ++loop_.stats().writes;
+    if (n > 0) {
+      out_at_ += static_cast<size_t>(n);
+      loop_.stats().bytes_written += static_cast<uint64_t>(n);
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+      if (errno == EINTR) continue;
+      WantWritable(true);
+      if (!write_timer_.scheduled()) {
+        loop_.timers().Schedule(&write_timer_, options_.dial_timeout_ms);
+      }
+      return true;
+    }
+    Drop(std::string("write: ") + std::strerror(errno), state_ != State::kConnected);
+    return false;
+  }
+  out_.clear();
+  out_at_ = 0;
+  WantWritable(false);
+  loop_.timers().Cancel(&write_timer_);
+  return true;
+}
+
+bool NatsClient::WriteNow(uint64_t timeout_ms) {
+  const uint64_t deadline = net::Loop::MonotonicMs() + timeout_ms;
+  while (connected()) {
+    if (!Write()) return false;
+    if (pending_output() == 0) return true;
+    const uint64_t now = net::Loop::MonotonicMs();
+    if (now >= deadline) return false;
+    pollfd p{fd_, POLLOUT, 0};
+    poll(&p, 1, static_cast<int>(deadline - now));
+  }
+  return false;
+}
+
+void NatsClient::WantWritable(bool on) {
+  if (writable_wanted_ == on || fd_ < 0) return;
+  writable_wanted_ = on;
+  loop_.Modify(fd_, on ? EPOLLIN | EPOLLOUT : EPOLLIN, this);
+}
+
+}  // namespace hermod::broker

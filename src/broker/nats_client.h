@@ -1,0 +1,170 @@
+// A core NATS client that lives on one event loop (net/event_loop.h): its socket is a Pollable
+// on that loop's epoll, connected without blocking, read into the loop's read buffer and parsed
+// there (nats_proto.h), and written from its own output buffer, coalesced per loop iteration
+// (one write for everything queued during an iteration). What it receives is handed to its
+// owner on the loop itself: no thread sits between the socket and the loop.
+//
+// Servers: a list of nats:// URLs (user:pass@ or token@ in the URL's userinfo), tried in turn;
+// after a failed attempt or a lost connection the next is tried after reconnect_wait, for ever.
+// dial_timeout bounds the connect and the handshake (INFO, CONNECT, PING, PONG), and is the
+// write deadline: output that does not drain within it closes the connection (then
+// reconnected). A protocol error (a malformed line, a MSG past max_payload) closes and
+// reconnects too. Subscriptions are the client's state: SUB is sent at once when connected and
+// again after every reconnect, before anything else the owner writes. Nothing is written while
+// disconnected: Publish fails at once.
+//
+// Everything here runs on the loop's thread (set-up and tear-down too, or while the loop is not
+// running).
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "broker/nats_proto.h"
+#include "net/event_loop.h"
+
+namespace hermod::broker {
+
+struct NatsServer {
+  std::string url;  // as configured, for logs (userinfo left out)
+  sockaddr_storage address{};
+  socklen_t address_len = 0;
+  std::string user;
+  std::string pass;
+  std::string token;
+};
+
+// Parses and resolves a comma-separated list of nats:// URLs (host names resolved now, once).
+// false with *error on a bad or unresolvable one, or a tls:// URL (not supported here).
+bool ParseNatsServers(std::string_view urls, std::vector<NatsServer>* servers, std::string* error);
+
+class NatsClient final : public net::Pollable {
+ public:
+  struct Options {
+    std::vector<NatsServer> servers;
+    std::string name;
+    uint64_t dial_timeout_ms = 1000;
+    uint64_t reconnect_wait_ms = 1000;
+    uint64_t max_output_bytes = 16 << 20;  // a Publish past this much unwritten fails
+  };
+  struct Events {
+    // A MSG: the views are valid for the call only.
+    std::function<void(uint64_t sid, std::string_view payload)> message;
+    // The handshake is done and every subscription's SUB written.
+    std::function<void()> connected;
+    // A connection that was up is lost (why: for the log).
+    std::function<void(std::string_view why)> disconnected;
+    // The server's -ERR (the connection may close after it).
+    std::function<void(std::string_view text)> error;
+    // An attempt failed (why: for the log); the next follows after reconnect_wait.
+    std::function<void(std::string_view url, std::string_view why)> attempt_failed;
+    // The connection was closed for a protocol error or the write deadline.
+    std::function<void(bool write_deadline)> fault;
+  };
+  struct Stats {
+    uint64_t connects = 0;
+    uint64_t failed_attempts = 0;
+    uint64_t protocol_errors = 0;
+    uint64_t server_errors = 0;  // -ERR lines
+    uint64_t write_deadlines = 0;
+  };
+
+  NatsClient(net::Loop& loop, Options options, Events events);
+  ~NatsClient() override;
+  NatsClient(const NatsClient&) = delete;
+  NatsClient& operator=(const NatsClient&) = delete;
+
+  // Begins connecting (the first attempt at once).
+  void Start();
+  // Closes the connection and stops reconnecting; pending pings are answered false.
+  void Close();
+
+  bool connected() const { return state_ == State::kConnected; }
+  // An attempt is in progress (connecting or in the handshake).
+  bool connecting() const { return state_ == State::kConnecting || state_ == State::kHandshake; }
+  uint64_t max_payload() const { return parser_.max_payload(); }
+  const Stats& stats() const { return stats_; }
+  size_t pending_output() const { return out_.size() - out_at_; }
+
+  // A subscription kept across reconnects; its id is the MSG's sid.
+  uint64_t Subscribe(std::string_view subject);
+  void Unsubscribe(uint64_t sid);
+  size_t subscriptions() const { return subs_.size(); }
+  // false: not connected, or max_output_bytes would be passed (nothing queued).
+  bool Publish(std::string_view subject, std::string_view payload);
+  // A round trip: done(true) once the server's PONG answers a PING written after everything
+  // queued before; done(false) when the connection is lost first. While an attempt is in
+  // progress the PING waits for its end; while disconnected, done(false) at once.
+  void Ping(std::function<void(bool)> done);
+
+  // Writes everything queued now, blocking the loop at most timeout_ms (poll): for a kill at
+  // a point (config fault_kill_at), which must not return before its publications left.
+  // false: not connected, or not all written in time.
+  bool WriteNow(uint64_t timeout_ms);
+
+  void OnEvents(uint32_t events) override;
+
+ private:
+  enum class State { kIdle, kWaiting, kConnecting, kHandshake, kConnected, kClosed };
+  class Timer final : public net::TimerNode {
+   public:
+    Timer(NatsClient& client, void (NatsClient::*fire)()) : client_(client), fire_(fire) {}
+    void OnTimer() override { (client_.*fire_)(); }
+
+   private:
+    NatsClient& client_;
+    void (NatsClient::*fire_)();
+  };
+  class Parsed;  // the parser's handler
+
+  void Attempt();
+  void OnStateTimer();     // the dial deadline, or the reconnect wait, is over
+  void OnWriteDeadline();  // output waited dial_timeout
+  void OnConnectDone();
+  void OnReadable();
+  // Ends the connection (or attempt); a reconnect follows after reconnect_wait.
+  void Drop(std::string_view why, bool failed_attempt);
+  void Established();
+  void Queue(std::string_view bytes);
+  // Writes what is queued; false when the connection was dropped.
+  bool Write();
+  void ScheduleWrite();
+  void WantWritable(bool on);
+
+  net::Loop& loop_;
+  const Options options_;
+  const Events events_;
+  std::unique_ptr<Parsed> handler_;
+  NatsParser parser_;
+  State state_ = State::kIdle;
+  int fd_ = -1;
+  size_t next_server_ = 0;
+  const NatsServer* server_ = nullptr;  // of the attempt or connection
+  std::string out_;
+  size_t out_at_ = 0;
+  bool writable_wanted_ = false;
+  bool write_posted_ = false;
+  Timer state_timer_{*this, &NatsClient::OnStateTimer};
+  Timer write_timer_{*this, &NatsClient::OnWriteDeadline};
+  std::map<uint64_t, std::string> subs_;  // sid -> subject
+  uint64_t next_sid_ = 1;
+  std::deque<std::function<void(bool)>> pongs_;    // PINGs written, in order
+  std::vector<std::function<void(bool)>> queued_;  // PINGs asked for during an attempt
+  bool closing_ = false;                           // in Close: no disconnected event
+  bool info_seen_ = false;  // the attempt's INFO came (CONNECT and PING written)
+  std::string drop_why_;    // set inside Feed: the connection ends once it returns
+  Stats stats_;
+  // Tasks this client posted to its loop hold this; false once the client is gone.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace hermod::broker

@@ -1,0 +1,303 @@
+// The broker's core NATS client (broker/nats_client.h) on a real loop against a real
+// nats-server started on a free port (skipped without one).
+#include "broker/nats_client.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/unit/store/nats_server.h"
+
+namespace hermod::broker {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A loop on its own thread; everything touching a client runs on it (Run).
+class LoopThread {
+ public:
+  LoopThread() : thread_([this] { loop_.Run(); }) {}
+  ~LoopThread() {
+    loop_.Post([this] { loop_.Stop(); });
+    thread_.join();
+  }
+  template <class F>
+  auto Run(F f) {
+    std::packaged_task<decltype(f())()> task(std::move(f));
+    auto result = task.get_future();
+    loop_.Post([&task] { task(); });
+    return result.get();
+  }
+  net::Loop& loop() { return loop_; }
+
+ private:
+  net::Loop loop_{0};
+  std::thread thread_;
+};
+
+// What a client's events said, read from the test's thread.
+struct Seen {
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::vector<std::string> messages;
+  std::vector<std::string> errors;
+  int connects = 0;
+  int disconnects = 0;
+
+  bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 10s) {
+    std::unique_lock lock(mutex);
+    return cv.wait_for(lock, timeout, pred);
+  }
+  NatsClient::Events Events() {
+    NatsClient::Events e;
+    e.message = [this](uint64_t, std::string_view payload) { Add(&messages, payload); };
+    e.error = [this](std::string_view text) { Add(&errors, text); };
+    e.connected = [this] { Count(&connects); };
+    e.disconnected = [this](std::string_view) { Count(&disconnects); };
+    return e;
+  }
+
+ private:
+  void Add(std::vector<std::string>* to, std::string_view s) {
+    std::lock_guard lock(mutex);
+    to->emplace_back(s);
+    cv.notify_all();
+  }
+  void Count(int* n) {
+    std::lock_guard lock(mutex);
+    ++*n;
+    cv.notify_all();
+  }
+};
+
+NatsClient::Options OptionsFor(const std::string& url, uint64_t dial_timeout_ms = 1000) {
+  NatsClient::Options o;
+  std::string error;
+  EXPECT_TRUE(ParseNatsServers(url, &o.servers, &error)) << error;
+  o.name = "test";
+  o.dial_timeout_ms = dial_timeout_ms;
+  o.reconnect_wait_ms = 50;
+  return o;
+}
+
+class NatsClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!test::NatsServer::Available()) GTEST_SKIP() << "no nats-server";
+  }
+  // Made, started and (at the end) destroyed on the loop.
+  std::unique_ptr<NatsClient> Make(NatsClient::Options o, Seen& seen) {
+    return loop_.Run([&] {
+      auto c = std::make_unique<NatsClient>(loop_.loop(), std::move(o), seen.Events());
+      c->Start();
+      return c;
+    });
+  }
+  void Destroy(std::unique_ptr<NatsClient>& c) {
+    loop_.Run([&] { c.reset(); });
+  }
+  bool Ping(NatsClient& c) {
+    auto done = std::make_shared<std::promise<bool>>();
+    auto result = done->get_future();
+    loop_.Run([&] { c.Ping([done](bool ok) { done->set_value(ok); }); });
+    return result.wait_for(10s) == std::future_status::ready && result.get();
+  }
+  LoopThread loop_;
+};
+
+TEST(NatsUrls, ParsesListsAndUserinfo) {
+  std::vector<NatsServer> s;
+  std::string error;
+  ASSERT_TRUE(
+      ParseNatsServers("nats://u:p@127.0.0.1:4333, 127.0.0.1,nats://tok@[::1]:5", &s, &error))
+      << error;
+  ASSERT_EQ(s.size(), 3u);
+  EXPECT_EQ(s[0].user, "u");
+  EXPECT_EQ(s[0].pass, "p");
+  EXPECT_EQ(s[0].url, "nats://127.0.0.1:4333");
+  EXPECT_EQ(s[1].url, "nats://127.0.0.1:4222");
+  EXPECT_EQ(s[2].token, "tok");
+  EXPECT_EQ(s[2].url, "nats://[::1]:5");
+  EXPECT_FALSE(ParseNatsServers("tls://127.0.0.1:4222", &s, &error));
+  EXPECT_NE(error.find("tls://"), std::string::npos);
+  EXPECT_FALSE(ParseNatsServers("", &s, &error));
+  EXPECT_FALSE(ParseNatsServers("http://x", &s, &error));
+}
+
+TEST_F(NatsClientTest, PublishSubscribeRoundTripWithoutEcho) {
+  test::NatsServer server;
+  ASSERT_TRUE(server.Start());
+  Seen a_seen;
+  Seen b_seen;
+  auto a = Make(OptionsFor(server.url()), a_seen);
+  auto b = Make(OptionsFor(server.url()), b_seen);
+  ASSERT_TRUE(a_seen.WaitFor([&] { return a_seen.connects == 1; }));
+  ASSERT_TRUE(b_seen.WaitFor([&] { return b_seen.connects == 1; }));
+  loop_.Run([&] { return a->Subscribe("t.x"); });  // its own never come back (no echo)
+  const uint64_t sid = loop_.Run([&] { return b->Subscribe("t.x"); });
+  // The SUB is the server's once the PONG after it is back: a publication now reaches b.
+  ASSERT_TRUE(Ping(*b));
+  EXPECT_EQ(loop_.Run([&] { return b->max_payload(); }), 1024u * 1024u);
+  const std::string big(100 * 1024, 'z');
+  ASSERT_TRUE(loop_.Run([&] { return a->Publish("t.x", "hello") && a->Publish("t.x", big); }));
+  ASSERT_TRUE(b_seen.WaitFor([&] { return b_seen.messages.size() == 2; }));
+  EXPECT_EQ(b_seen.messages[0], "hello");
+  EXPECT_EQ(b_seen.messages[1], big);
+  ASSERT_TRUE(Ping(*a));  // anything a would have got has come by now
+  EXPECT_TRUE(a_seen.messages.empty());
+  // Unsubscribed: b's next PONG comes after the UNSUB, and nothing more reaches it.
+  loop_.Run([&] {
+    b->Unsubscribe(sid);
+    return 0;
+  });
+  ASSERT_TRUE(Ping(*b));
+  ASSERT_TRUE(loop_.Run([&] { return a->Publish("t.x", "after"); }));
+  ASSERT_TRUE(Ping(*a));
+  ASSERT_TRUE(Ping(*b));
+  EXPECT_EQ(b_seen.messages.size(), 2u);
+  Destroy(a);
+  Destroy(b);
+}
+
+TEST_F(NatsClientTest, ReconnectsAfterKillAndSubscribesAgain) {
+  test::NatsServer server;
+  ASSERT_TRUE(server.Start());
+  Seen seen;
+  auto c = Make(OptionsFor(server.url()), seen);
+  ASSERT_TRUE(seen.WaitFor([&] { return seen.connects == 1; }));
+  loop_.Run([&] { return c->Subscribe("t.y"); });
+  ASSERT_TRUE(Ping(*c));
+  server.Stop(/*kill=*/true);
+  ASSERT_TRUE(seen.WaitFor([&] { return seen.disconnects == 1; }));
+  EXPECT_FALSE(loop_.Run([&] { return c->Publish("t.y", "lost"); }));  // fails at once
+  EXPECT_FALSE(Ping(*c));
+  ASSERT_TRUE(server.Start());
+  ASSERT_TRUE(seen.WaitFor([&] { return seen.connects == 2; }));
+  // Its SUB was written again on the reconnect: another client's publication reaches it.
+  ASSERT_TRUE(Ping(*c));
+  Seen other_seen;
+  auto other = Make(OptionsFor(server.url()), other_seen);
+  ASSERT_TRUE(other_seen.WaitFor([&] { return other_seen.connects == 1; }));
+  ASSERT_TRUE(loop_.Run([&] { return other->Publish("t.y", "again"); }));
+  ASSERT_TRUE(seen.WaitFor([&] { return seen.messages.size() == 1; }));
+  EXPECT_EQ(seen.messages[0], "again");
+  Destroy(other);
+  Destroy(c);
+}
+
+TEST_F(NatsClientTest, OutputNotDrainedWithinTheWriteDeadlineReconnects) {
+  test::NatsServer server;
+  ASSERT_TRUE(server.Start());
+  Seen seen;
+  auto c = Make(OptionsFor(server.url(), /*dial_timeout_ms=*/300), seen);
+  ASSERT_TRUE(seen.WaitFor([&] { return seen.connects == 1; }));
+  server.Pause(true);  // reads nothing: the socket's buffers fill, then the client's output
+  struct Resume {
+    test::NatsServer& s;
+    ~Resume() { s.Pause(false); }  // also when an assertion fails: the server can stop
+  } resume{server};
+  const std::string chunk(64 * 1024, 'w');
+  ASSERT_TRUE(loop_.Run([&] {
+    for (int i = 0; i < 200; ++i) {
+      if (!c->Publish("t.w", chunk)) return false;
+    }
+    return true;
+  }));
+  ASSERT_TRUE(seen.WaitFor([&] { return seen.disconnects == 1; }));
+  EXPECT_EQ(loop_.Run([&] { return c->stats().write_deadlines; }), 1u);
+  server.Pause(false);
+  ASSERT_TRUE(seen.WaitFor([&] { return seen.connects == 2; }, 20s));
+  Destroy(c);
+}
+
+TEST_F(NatsClientTest, AuthorizationFailureIsReportedAndRetried) {
+  test::NatsServer server;
+  server.set_args({"--user", "u", "--pass", "secret"});
+  ASSERT_TRUE(server.Start());
+  Seen bad_seen;
+  auto bad =
+      Make(OptionsFor("nats://u:wrong@127.0.0.1:" + std::to_string(server.port())), bad_seen);
+  ASSERT_TRUE(bad_seen.WaitFor([&] { return bad_seen.errors.size() >= 2; }));
+  EXPECT_NE(bad_seen.errors[0].find("Authorization Violation"), std::string::npos)
+      << bad_seen.errors[0];
+  EXPECT_EQ(bad_seen.connects, 0);
+  EXPECT_FALSE(loop_.Run([&] { return bad->connected(); }));
+  EXPECT_GE(loop_.Run([&] { return bad->stats().failed_attempts; }), 2u);
+  Seen good_seen;
+  auto good =
+      Make(OptionsFor("nats://u:secret@127.0.0.1:" + std::to_string(server.port())), good_seen);
+  ASSERT_TRUE(good_seen.WaitFor([&] { return good_seen.connects == 1; }));
+  EXPECT_TRUE(good_seen.errors.empty());
+  Destroy(bad);
+  Destroy(good);
+}
+
+// A peer that speaks the handshake and then sends a line no server sends: the client counts
+// a protocol error, closes, and connects again (to the same peer, which sees a second
+// CONNECT). Not nats-server: no real server sends a malformed line.
+TEST(NatsClientProtocol, AMalformedLineClosesCountsAndReconnects) {
+  const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(listener, 4), 0);
+  socklen_t len = sizeof addr;
+  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  const int port = ntohs(addr.sin_port);
+  // Two connections: the first gets a malformed MSG line after the handshake, the second
+  // is left open until the client closes.
+  std::thread peer([listener] {
+    for (int i = 0; i < 2; ++i) {
+      const int fd = accept(listener, nullptr, nullptr);
+      if (fd < 0) return;
+      const std::string info = "INFO {\"max_payload\":1024}\r\n";
+      (void)!write(fd, info.data(), info.size());
+      std::string got;
+      char buf[4096];
+      while (got.find("PING\r\n") == std::string::npos) {
+        const ssize_t n = read(fd, buf, sizeof buf);
+        if (n <= 0) break;
+        got.append(buf, static_cast<size_t>(n));
+      }
+      const std::string reply = i == 0 ? "PONG\r\nMSG a.b 1 nope\r\n" : "PONG\r\n";
+      (void)!write(fd, reply.data(), reply.size());
+      while (read(fd, buf, sizeof buf) > 0) {
+      }
+      close(fd);
+    }
+  });
+  Seen seen;
+  std::unique_ptr<NatsClient> c;
+  {
+    LoopThread loop;
+    c = loop.Run([&] {
+      auto client = std::make_unique<NatsClient>(
+          loop.loop(), OptionsFor("nats://127.0.0.1:" + std::to_string(port)), seen.Events());
+      client->Start();
+      return client;
+    });
+    EXPECT_TRUE(seen.WaitFor([&] { return seen.connects == 2 && seen.disconnects == 1; }));
+    EXPECT_EQ(loop.Run([&] { return c->stats().protocol_errors; }), 1u);
+    loop.Run([&] {
+      c.reset();
+      return 0;
+    });
+  }
+  shutdown(listener, SHUT_RDWR);
+  peer.join();
+  close(listener);
+}
+
+}  // namespace
+}  // namespace hermod::broker
