@@ -214,9 +214,31 @@ void NatsClient::OnStateTimer() {
 void NatsClient::OnWriteDeadline() {
   if (fd_ < 0 || pending_output() == 0) return;
   ++stats_.write_deadlines;
-  if (events_.fault) events_.fault(true);
+  if (events_.fault) events_.fault(Fault::kWriteDeadline);
   Drop("output not written within nats.dial_timeout (the write deadline)",
        state_ != State::kConnected);
+}
+
+void NatsClient::OnPingTimer() {
+  if (state_ != State::kConnected) return;
+  const uint64_t silent = net::Loop::MonotonicMs() - heard_ms_;
+  if (silent < options_.ping_interval_ms) {
+    loop_.timers().Schedule(&ping_timer_, options_.ping_interval_ms - silent);
+    return;
+  }
+  if (pings_out_ >= options_.max_pings_out) {
+    ++stats_.ping_timeouts;
+    if (events_.fault) events_.fault(Fault::kPing);
+    Drop("nothing heard for " + std::to_string(silent) + " ms, " + std::to_string(pings_out_) +
+             " PINGs unanswered (nats.max_pings_out)",
+         false);
+    return;
+  }
+  // Its PONG is matched in order like any other; nobody waits for it.
+  Queue("PING\r\n");
+  pongs_.push_back([](bool) {});
+  ++pings_out_;
+  loop_.timers().Schedule(&ping_timer_, options_.ping_interval_ms);
 }
 
 void NatsClient::OnEvents(uint32_t events) {
@@ -250,11 +272,13 @@ void NatsClient::OnReadable() {
     return;
   }
   if (n < 0) return;
+  heard_ms_ = net::Loop::MonotonicMs();
+  pings_out_ = 0;
   loop_.stats().bytes_read += static_cast<uint64_t>(n);
   if (!parser_.Feed(std::string_view(reinterpret_cast<const char*>(loop_.read_buffer()),
                                      static_cast<size_t>(n)))) {
     ++stats_.protocol_errors;
-    if (events_.fault) events_.fault(false);
+    if (events_.fault) events_.fault(Fault::kProtocol);
     spdlog::warn("broker: NATS protocol error from {}: {}", server_->url, parser_.error());
     Drop("protocol error: " + parser_.error(), state_ != State::kConnected);
     return;
@@ -266,6 +290,9 @@ void NatsClient::Established() {
   state_ = State::kConnected;
   loop_.timers().Cancel(&state_timer_);
   ++stats_.connects;
+  heard_ms_ = net::Loop::MonotonicMs();
+  pings_out_ = 0;
+  loop_.timers().Schedule(&ping_timer_, options_.ping_interval_ms);
   std::string subs;
   for (const auto& [sid, subject] : subs_) AppendSub(subs, subject, sid);
   std::vector<std::function<void(bool)>> queued;
@@ -287,6 +314,7 @@ void NatsClient::Drop(std::string_view why, bool failed_attempt) {
   out_.clear();
   out_at_ = 0;
   loop_.timers().Cancel(&write_timer_);
+  loop_.timers().Cancel(&ping_timer_);
   if (failed_attempt) ++stats_.failed_attempts;
   state_ = State::kWaiting;
   loop_.timers().Schedule(&state_timer_, options_.reconnect_wait_ms);

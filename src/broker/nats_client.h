@@ -9,9 +9,12 @@
 // dial_timeout bounds the connect and the handshake (INFO, CONNECT, PING, PONG), and is the
 // write deadline: output that does not drain within it closes the connection (then
 // reconnected). A protocol error (a malformed line, a MSG past max_payload) closes and
-// reconnects too. Subscriptions are the client's state: SUB is sent at once when connected and
-// again after every reconnect, before anything else the owner writes. Nothing is written while
-// disconnected: Publish fails at once.
+// reconnects too. Keepalive: when nothing has come from the server for ping_interval, a PING
+// goes out; with max_pings_out of them unanswered (nothing heard since the first) the
+// connection is taken for dead (a paused server, a partition: TCP may not say so for
+// minutes) and closed, then reconnected. Subscriptions are the client's state: SUB is sent at once
+// when connected and again after every reconnect, before anything else the owner writes. Nothing is
+// written while disconnected: Publish fails at once.
 //
 // Everything here runs on the loop's thread (set-up and tear-down too, or while the loop is not
 // running).
@@ -55,7 +58,11 @@ class NatsClient final : public net::Pollable {
     uint64_t dial_timeout_ms = 1000;
     uint64_t reconnect_wait_ms = 1000;
     uint64_t max_output_bytes = 16 << 20;  // a Publish past this much unwritten fails
+    uint64_t ping_interval_ms = 20000;     // silence before a keepalive PING
+    uint64_t max_pings_out = 2;            // keepalive PINGs unanswered: the connection is dead
   };
+  // Why the client closed a connection itself.
+  enum class Fault { kProtocol, kWriteDeadline, kPing };
   struct Events {
     // A MSG: the views are valid for the call only.
     std::function<void(uint64_t sid, std::string_view payload)> message;
@@ -67,8 +74,9 @@ class NatsClient final : public net::Pollable {
     std::function<void(std::string_view text)> error;
     // An attempt failed (why: for the log); the next follows after reconnect_wait.
     std::function<void(std::string_view url, std::string_view why)> attempt_failed;
-    // The connection was closed for a protocol error or the write deadline.
-    std::function<void(bool write_deadline)> fault;
+    // The connection was closed for a protocol error, the write deadline, or keepalive
+    // PINGs left unanswered.
+    std::function<void(Fault fault)> fault;
   };
   struct Stats {
     uint64_t connects = 0;
@@ -76,6 +84,7 @@ class NatsClient final : public net::Pollable {
     uint64_t protocol_errors = 0;
     uint64_t server_errors = 0;  // -ERR lines
     uint64_t write_deadlines = 0;
+    uint64_t ping_timeouts = 0;  // closed: max_pings_out keepalive PINGs unanswered
   };
 
   NatsClient(net::Loop& loop, Options options, Events events);
@@ -129,6 +138,7 @@ class NatsClient final : public net::Pollable {
   void Attempt();
   void OnStateTimer();     // the dial deadline, or the reconnect wait, is over
   void OnWriteDeadline();  // output waited dial_timeout
+  void OnPingTimer();      // keepalive: ping_interval passed
   void OnConnectDone();
   void OnReadable();
   // Ends the connection (or attempt); a reconnect follows after reconnect_wait.
@@ -155,6 +165,9 @@ class NatsClient final : public net::Pollable {
   bool write_posted_ = false;
   Timer state_timer_{*this, &NatsClient::OnStateTimer};
   Timer write_timer_{*this, &NatsClient::OnWriteDeadline};
+  Timer ping_timer_{*this, &NatsClient::OnPingTimer};
+  uint64_t heard_ms_ = 0;                 // when the server last sent something
+  uint64_t pings_out_ = 0;                // keepalive PINGs written since then
   std::map<uint64_t, std::string> subs_;  // sid -> subject
   uint64_t next_sid_ = 1;
   std::deque<std::function<void(bool)>> pongs_;    // PINGs written, in order

@@ -219,6 +219,36 @@ TEST_F(NatsClientTest, OutputNotDrainedWithinTheWriteDeadlineReconnects) {
   Destroy(c);
 }
 
+// A server that stops answering (SIGSTOP: its socket stays open, TCP says nothing): the
+// keepalive PINGs go unanswered, the client closes and reconnects once the server is back.
+TEST_F(NatsClientTest, UnansweredKeepalivePingsCloseAndReconnect) {
+  test::NatsServer server;
+  ASSERT_TRUE(server.Start());
+  Seen seen;
+  NatsClient::Options o = OptionsFor(server.url(), /*dial_timeout_ms=*/300);
+  o.ping_interval_ms = 100;
+  o.max_pings_out = 2;
+  auto c = Make(std::move(o), seen);
+  ASSERT_TRUE(seen.WaitFor([&] { return seen.connects == 1; }));
+  // Quiet but answering: keepalive PINGs are answered, the connection stays.
+  ASSERT_TRUE(Ping(*c));
+  const uint64_t quiet_since = net::Loop::MonotonicMs();
+  ASSERT_FALSE(seen.WaitFor([&] { return seen.disconnects > 0; }, 600ms));
+  EXPECT_GE(net::Loop::MonotonicMs() - quiet_since, 600u);
+  server.Pause(true);
+  struct Resume {
+    test::NatsServer& s;
+    ~Resume() { s.Pause(false); }
+  } resume{server};
+  ASSERT_TRUE(seen.WaitFor([&] { return seen.disconnects == 1; }));
+  EXPECT_EQ(loop_.Run([&] { return c->stats().ping_timeouts; }), 1u);
+  EXPECT_EQ(loop_.Run([&] { return c->stats().write_deadlines; }), 0u);
+  server.Pause(false);
+  ASSERT_TRUE(seen.WaitFor([&] { return seen.connects == 2; }, 20s));
+  ASSERT_TRUE(Ping(*c));
+  Destroy(c);
+}
+
 TEST_F(NatsClientTest, AuthorizationFailureIsReportedAndRetried) {
   test::NatsServer server;
   server.set_args({"--user", "u", "--pass", "secret"});
