@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <thread>
 #include <utility>
 
 namespace hermod::broker {
@@ -19,6 +21,24 @@ std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
   return s;
+}
+
+// getaddrinfo (blocking unless flags has AI_NUMERICHOST): the first address, or *why.
+bool Lookup(const std::string& host, const std::string& port, int flags, sockaddr_storage* address,
+            socklen_t* len, std::string* why) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = flags | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  if (const int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &found); rc != 0) {
+    *why = "cannot resolve " + host + ": " + gai_strerror(rc);
+    return false;
+  }
+  std::memcpy(address, found->ai_addr, found->ai_addrlen);
+  *len = found->ai_addrlen;
+  freeaddrinfo(found);
+  return true;
 }
 
 bool ParseOne(std::string_view url, NatsServer* server, std::string* error) {
@@ -67,17 +87,18 @@ bool ParseOne(std::string_view url, NatsServer* server, std::string* error) {
     *error = "bad address in " + std::string(url);
     return false;
   }
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  if (const int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &found); rc != 0) {
-    *error = "cannot resolve " + host + ":" + port + ": " + gai_strerror(rc);
+  char* end = nullptr;
+  const unsigned long number = std::strtoul(port.c_str(), &end, 10);
+  if (*end != '\0' || number == 0 || number > 65535 ||
+      port.find_first_not_of("0123456789") != std::string::npos) {
+    *error = "bad port in " + std::string(url);
     return false;
   }
-  std::memcpy(&server->address, found->ai_addr, found->ai_addrlen);
-  server->address_len = found->ai_addrlen;
-  freeaddrinfo(found);
+  server->host = host;
+  server->port = port;
+  // An address literal is taken as it is (never blocks); a name waits for each attempt.
+  std::string why;
+  Lookup(host, port, AI_NUMERICHOST, &server->address, &server->address_len, &why);
   server->url =
       "nats://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + port;
   return true;
@@ -157,6 +178,10 @@ NatsClient::NatsClient(net::Loop& loop, Options options, Events events)
 
 NatsClient::~NatsClient() {
   Close();
+  {
+    std::lock_guard lock(gate_->mutex);
+    gate_->gone = true;
+  }
   *alive_ = false;
 }
 
@@ -181,18 +206,52 @@ void NatsClient::Attempt() {
   drop_why_.clear();
   parser_.Reset();
   parser_.set_max_payload(NatsParser::kDefaultMaxPayload);
-  state_ = State::kConnecting;
+  ++attempt_;
+  // dial_timeout bounds the resolution too: a resolver that hangs is a failed attempt.
   loop_.timers().Schedule(&state_timer_, options_.dial_timeout_ms);
-  fd_ = socket(server_->address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (server_->address_len == 0) {
+    Resolve();
+    return;
+  }
+  Connect(server_->address, server_->address_len);
+}
+
+void NatsClient::Resolve() {
+  state_ = State::kResolving;
+  std::thread([gate = gate_, alive = alive_, loop = &loop_, client = this, attempt = attempt_,
+               host = server_->host, port = server_->port] {
+    sockaddr_storage address{};
+    socklen_t len = 0;
+    std::string why;
+    Lookup(host, port, 0, &address, &len, &why);
+    std::lock_guard lock(gate->mutex);
+    if (gate->gone) return;  // the client (and maybe its loop) is gone
+    loop->Post([alive, client, attempt, address, len, why] {
+      if (*alive) client->OnResolved(attempt, address, len, why);
+    });
+  }).detach();
+}
+
+void NatsClient::OnResolved(uint64_t attempt, const sockaddr_storage& address, socklen_t len,
+                            const std::string& why) {
+  if (attempt != attempt_ || state_ != State::kResolving) return;  // that attempt is over
+  if (len == 0) {
+    Drop(why, true);
+    return;
+  }
+  Connect(address, len);
+}
+
+void NatsClient::Connect(const sockaddr_storage& address, socklen_t len) {
+  state_ = State::kConnecting;
+  fd_ = socket(address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd_ < 0) {
     Drop(std::string("socket: ") + std::strerror(errno), true);
     return;
   }
   const int one = 1;
   setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  if (connect(fd_, reinterpret_cast<const sockaddr*>(&server_->address), server_->address_len) !=
-          0 &&
-      errno != EINPROGRESS) {
+  if (connect(fd_, reinterpret_cast<const sockaddr*>(&address), len) != 0 && errno != EINPROGRESS) {
     Drop(std::string("connect: ") + std::strerror(errno), true);
     return;
   }

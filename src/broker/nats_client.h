@@ -6,6 +6,10 @@
 //
 // Servers: a list of nats:// URLs (user:pass@ or token@ in the URL's userinfo), tried in turn;
 // after a failed attempt or a lost connection the next is tried after reconnect_wait, for ever.
+// A host name is resolved before every attempt (getaddrinfo blocks: on a short-lived thread of
+// its own, the result handed back to the loop), so a server that moves or is not there yet
+// (docker compose, Kubernetes) is found once its name resolves; a name that does not resolve
+// is a failed attempt.
 // dial_timeout bounds the connect and the handshake (INFO, CONNECT, PING, PONG), and is the
 // write deadline: output that does not drain within it closes the connection (then
 // reconnected). A protocol error (a malformed line, a MSG past max_payload) closes and
@@ -28,6 +32,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -39,6 +44,10 @@ namespace hermod::broker {
 
 struct NatsServer {
   std::string url;  // as configured, for logs (userinfo left out)
+  std::string host;
+  std::string port;
+  // An IP address literal's, set by ParseNatsServers; 0 for a host name (resolved at every
+  // attempt, off the loop).
   sockaddr_storage address{};
   socklen_t address_len = 0;
   std::string user;
@@ -46,8 +55,9 @@ struct NatsServer {
   std::string token;
 };
 
-// Parses and resolves a comma-separated list of nats:// URLs (host names resolved now, once).
-// false with *error on a bad or unresolvable one, or a tls:// URL (not supported here).
+// Parses a comma-separated list of nats:// URLs. Host names are not resolved here (a name
+// that does not resolve yet is a failed attempt, retried, never a start-up failure). false
+// with *error on a malformed one, or a tls:// URL (not supported here).
 bool ParseNatsServers(std::string_view urls, std::vector<NatsServer>* servers, std::string* error);
 
 class NatsClient final : public net::Pollable {
@@ -98,8 +108,11 @@ class NatsClient final : public net::Pollable {
   void Close();
 
   bool connected() const { return state_ == State::kConnected; }
-  // An attempt is in progress (connecting or in the handshake).
-  bool connecting() const { return state_ == State::kConnecting || state_ == State::kHandshake; }
+  // An attempt is in progress (resolving, connecting or in the handshake).
+  bool connecting() const {
+    return state_ == State::kResolving || state_ == State::kConnecting ||
+           state_ == State::kHandshake;
+  }
   uint64_t max_payload() const { return parser_.max_payload(); }
   const Stats& stats() const { return stats_; }
   size_t pending_output() const { return out_.size() - out_at_; }
@@ -123,7 +136,12 @@ class NatsClient final : public net::Pollable {
   void OnEvents(uint32_t events) override;
 
  private:
-  enum class State { kIdle, kWaiting, kConnecting, kHandshake, kConnected, kClosed };
+  enum class State { kIdle, kWaiting, kResolving, kConnecting, kHandshake, kConnected, kClosed };
+  // Shared with the resolver threads: once gone is set (under mutex) none posts to the loop.
+  struct ResolverGate {
+    std::mutex mutex;
+    bool gone = false;
+  };
   class Timer final : public net::TimerNode {
    public:
     Timer(NatsClient& client, void (NatsClient::*fire)()) : client_(client), fire_(fire) {}
@@ -136,6 +154,11 @@ class NatsClient final : public net::Pollable {
   class Parsed;  // the parser's handler
 
   void Attempt();
+  // A host name's attempt: resolved on a thread of its own, then OnResolved on the loop.
+  void Resolve();
+  void OnResolved(uint64_t attempt, const sockaddr_storage& address, socklen_t len,
+                  const std::string& why);
+  void Connect(const sockaddr_storage& address, socklen_t len);
   void OnStateTimer();     // the dial deadline, or the reconnect wait, is over
   void OnWriteDeadline();  // output waited dial_timeout
   void OnPingTimer();      // keepalive: ping_interval passed
@@ -159,6 +182,8 @@ class NatsClient final : public net::Pollable {
   int fd_ = -1;
   size_t next_server_ = 0;
   const NatsServer* server_ = nullptr;  // of the attempt or connection
+  uint64_t attempt_ = 0;                // a resolution for an earlier attempt is ignored
+  std::shared_ptr<ResolverGate> gate_ = std::make_shared<ResolverGate>();
   std::string out_;
   size_t out_at_ = 0;
   bool writable_wanted_ = false;

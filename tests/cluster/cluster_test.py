@@ -17,6 +17,8 @@
   nodes' keepalive PINGs (nats.ping_interval, nats.max_pings_out) go unanswered, the
   connection is closed (hermod_broker_connection_errors_total{kind="ping"}), and once the
   server answers again the node reconnects and its subscribers are told they missed some.
+- nats.url names a host that does not resolve: the node starts all the same and serves its
+  own subscribers, retrying the name (no NATS ever connected).
 - nats-server comes back on the same port: the node reconnects, after open_timeout a trial
   closes the breaker, /health is healthy again, and cross-node delivery resumes.
 
@@ -231,6 +233,14 @@ class ClusterTest(h.HermodTestCase):
         self.assertNotIn("error", on_b.call("subscribe", {"channel": "quiet"}))
         on_b.forget()
         self.first_cross_node(a, on_b, "quiet", "after")
+
+    def test_a_node_whose_nats_host_does_not_resolve_starts_and_serves_locally(self):
+        a = self.node(nats={"url": "nats://no-such-host.invalid:4222", "prefix": "hermodtest",
+                            "dial_timeout": "500ms", "reconnect_wait": "100ms"})
+        on_a = self.client(a, "local")
+        api(a.port, "publish", {"channel": "local", "data": {"only": "here"}})
+        self.assertEqual(on_a.try_publication("local", DEADLINE_S), {"only": "here"})
+        self.assertEqual(metric(a.port, "hermod_broker_connected"), 0)
 
     def test_a_publication_larger_than_max_payload_is_refused_and_partitions_nothing(self):
         # nats-server's default max_payload is 1 MiB; the nodes accept larger messages and
