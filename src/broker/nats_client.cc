@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <system_error>
 #include <thread>
 #include <utility>
 
@@ -218,8 +219,8 @@ void NatsClient::Attempt() {
 
 void NatsClient::Resolve() {
   state_ = State::kResolving;
-  std::thread([gate = gate_, alive = alive_, loop = &loop_, client = this, attempt = attempt_,
-               host = server_->host, port = server_->port] {
+  auto resolve = [gate = gate_, alive = alive_, loop = &loop_, client = this, attempt = attempt_,
+                  host = server_->host, port = server_->port] {
     sockaddr_storage address{};
     socklen_t len = 0;
     std::string why;
@@ -229,7 +230,12 @@ void NatsClient::Resolve() {
     loop->Post([alive, client, attempt, address, len, why] {
       if (*alive) client->OnResolved(attempt, address, len, why);
     });
-  }).detach();
+  };
+  try {
+    std::thread(std::move(resolve)).detach();
+  } catch (const std::system_error& e) {  // no thread now: a failed attempt, tried again
+    Drop(std::string("no thread to resolve the host name: ") + e.what(), true);
+  }
 }
 
 void NatsClient::OnResolved(uint64_t attempt, const sockaddr_storage& address, socklen_t len,
