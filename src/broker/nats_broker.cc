@@ -33,6 +33,8 @@ NatsBroker::Options NatsBroker::Options::FromConfig(const config::Config& c) {
   o.prefix = c.nats.prefix;
   o.dial_timeout_ms = c.nats.dial_timeout.ms;
   o.reconnect_wait_ms = c.nats.reconnect_wait.ms;
+  o.ping_interval_ms = c.nats.ping_interval.ms;
+  o.max_pings_out = c.nats.max_pings_out;
   o.reconnect_buffer_bytes = c.nats.reconnect_buffer_bytes;
   o.send_queue_bytes = c.nats.send_queue_bytes;
   o.receive_queue_bytes = c.nats.receive_queue_bytes;
@@ -99,6 +101,8 @@ bool NatsBroker::Start(std::string* error) {
   o.dial_timeout_ms = options_.dial_timeout_ms;
   o.reconnect_wait_ms = options_.reconnect_wait_ms;
   o.max_output_bytes = options_.send_queue_bytes;
+  o.ping_interval_ms = options_.ping_interval_ms;
+  o.max_pings_out = options_.max_pings_out;
   NatsClient::Events e;
   e.message = [this](uint64_t sid, std::string_view payload) { OnMessage(sid, payload); };
   e.connected = [this] { OnConnected(); };
@@ -111,8 +115,10 @@ bool NatsBroker::Start(std::string* error) {
     spdlog::warn("broker: NATS at {} not reachable ({}); retrying every {} ms", url, why,
                  options_.reconnect_wait_ms);
   };
-  e.fault = [this](bool write_deadline) {
-    link_.CountError(write_deadline ? ConnectionError::kWriteDeadline : ConnectionError::kProtocol);
+  e.fault = [this](NatsClient::Fault fault) {
+    link_.CountError(fault == NatsClient::Fault::kWriteDeadline ? ConnectionError::kWriteDeadline
+                     : fault == NatsClient::Fault::kPing        ? ConnectionError::kPing
+                                                                : ConnectionError::kProtocol);
   };
   client_ = std::make_unique<NatsClient>(loop_, std::move(o), std::move(e));
   // Set up before the loop runs: the nodes subject is subscribed on every (re)connect.

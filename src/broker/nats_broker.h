@@ -90,6 +90,8 @@ class NatsBroker final : public core::Broker {
     std::string prefix = "hermod";
     uint64_t dial_timeout_ms = 1000;
     uint64_t reconnect_wait_ms = 1000;
+    uint64_t ping_interval_ms = 20000;  // keepalive (nats_client.h)
+    uint64_t max_pings_out = 2;
     uint64_t reconnect_buffer_bytes = 8 << 20;
     uint64_t send_queue_bytes = 16 << 20;
     uint64_t receive_queue_bytes = 64 << 20;

@@ -8,7 +8,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <system_error>
+#include <thread>
 #include <utility>
 
 namespace hermod::broker {
@@ -19,6 +22,24 @@ std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
   return s;
+}
+
+// getaddrinfo (blocking unless flags has AI_NUMERICHOST): the first address, or *why.
+bool Lookup(const std::string& host, const std::string& port, int flags, sockaddr_storage* address,
+            socklen_t* len, std::string* why) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = flags | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  if (const int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &found); rc != 0) {
+    *why = "cannot resolve " + host + ": " + gai_strerror(rc);
+    return false;
+  }
+  std::memcpy(address, found->ai_addr, found->ai_addrlen);
+  *len = found->ai_addrlen;
+  freeaddrinfo(found);
+  return true;
 }
 
 bool ParseOne(std::string_view url, NatsServer* server, std::string* error) {
@@ -67,17 +88,18 @@ bool ParseOne(std::string_view url, NatsServer* server, std::string* error) {
     *error = "bad address in " + std::string(url);
     return false;
   }
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  if (const int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &found); rc != 0) {
-    *error = "cannot resolve " + host + ":" + port + ": " + gai_strerror(rc);
+  char* end = nullptr;
+  const unsigned long number = std::strtoul(port.c_str(), &end, 10);
+  if (*end != '\0' || number == 0 || number > 65535 ||
+      port.find_first_not_of("0123456789") != std::string::npos) {
+    *error = "bad port in " + std::string(url);
     return false;
   }
-  std::memcpy(&server->address, found->ai_addr, found->ai_addrlen);
-  server->address_len = found->ai_addrlen;
-  freeaddrinfo(found);
+  server->host = host;
+  server->port = port;
+  // An address literal is taken as it is (never blocks); a name waits for each attempt.
+  std::string why;
+  Lookup(host, port, AI_NUMERICHOST, &server->address, &server->address_len, &why);
   server->url =
       "nats://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + port;
   return true;
@@ -157,6 +179,10 @@ NatsClient::NatsClient(net::Loop& loop, Options options, Events events)
 
 NatsClient::~NatsClient() {
   Close();
+  {
+    std::lock_guard lock(gate_->mutex);
+    gate_->gone = true;
+  }
   *alive_ = false;
 }
 
@@ -181,18 +207,57 @@ void NatsClient::Attempt() {
   drop_why_.clear();
   parser_.Reset();
   parser_.set_max_payload(NatsParser::kDefaultMaxPayload);
-  state_ = State::kConnecting;
+  ++attempt_;
+  // dial_timeout bounds the resolution too: a resolver that hangs is a failed attempt.
   loop_.timers().Schedule(&state_timer_, options_.dial_timeout_ms);
-  fd_ = socket(server_->address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (server_->address_len == 0) {
+    Resolve();
+    return;
+  }
+  Connect(server_->address, server_->address_len);
+}
+
+void NatsClient::Resolve() {
+  state_ = State::kResolving;
+  auto resolve = [gate = gate_, alive = alive_, loop = &loop_, client = this, attempt = attempt_,
+                  host = server_->host, port = server_->port] {
+    sockaddr_storage address{};
+    socklen_t len = 0;
+    std::string why;
+    Lookup(host, port, 0, &address, &len, &why);
+    std::lock_guard lock(gate->mutex);
+    if (gate->gone) return;  // the client (and maybe its loop) is gone
+    loop->Post([alive, client, attempt, address, len, why] {
+      if (*alive) client->OnResolved(attempt, address, len, why);
+    });
+  };
+  try {
+    std::thread(std::move(resolve)).detach();
+  } catch (const std::system_error& e) {  // no thread now: a failed attempt, tried again
+    Drop(std::string("no thread to resolve the host name: ") + e.what(), true);
+  }
+}
+
+void NatsClient::OnResolved(uint64_t attempt, const sockaddr_storage& address, socklen_t len,
+                            const std::string& why) {
+  if (attempt != attempt_ || state_ != State::kResolving) return;  // that attempt is over
+  if (len == 0) {
+    Drop(why, true);
+    return;
+  }
+  Connect(address, len);
+}
+
+void NatsClient::Connect(const sockaddr_storage& address, socklen_t len) {
+  state_ = State::kConnecting;
+  fd_ = socket(address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd_ < 0) {
     Drop(std::string("socket: ") + std::strerror(errno), true);
     return;
   }
   const int one = 1;
   setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  if (connect(fd_, reinterpret_cast<const sockaddr*>(&server_->address), server_->address_len) !=
-          0 &&
-      errno != EINPROGRESS) {
+  if (connect(fd_, reinterpret_cast<const sockaddr*>(&address), len) != 0 && errno != EINPROGRESS) {
     Drop(std::string("connect: ") + std::strerror(errno), true);
     return;
   }
@@ -214,9 +279,31 @@ void NatsClient::OnStateTimer() {
 void NatsClient::OnWriteDeadline() {
   if (fd_ < 0 || pending_output() == 0) return;
   ++stats_.write_deadlines;
-  if (events_.fault) events_.fault(true);
+  if (events_.fault) events_.fault(Fault::kWriteDeadline);
   Drop("output not written within nats.dial_timeout (the write deadline)",
        state_ != State::kConnected);
+}
+
+void NatsClient::OnPingTimer() {
+  if (state_ != State::kConnected) return;
+  const uint64_t silent = net::Loop::MonotonicMs() - heard_ms_;
+  if (silent < options_.ping_interval_ms) {
+    loop_.timers().Schedule(&ping_timer_, options_.ping_interval_ms - silent);
+    return;
+  }
+  if (pings_out_ >= options_.max_pings_out) {
+    ++stats_.ping_timeouts;
+    if (events_.fault) events_.fault(Fault::kPing);
+    Drop("nothing heard for " + std::to_string(silent) + " ms, " + std::to_string(pings_out_) +
+             " PINGs unanswered (nats.max_pings_out)",
+         false);
+    return;
+  }
+  // Its PONG is matched in order like any other; nobody waits for it.
+  Queue("PING\r\n");
+  pongs_.push_back([](bool) {});
+  ++pings_out_;
+  loop_.timers().Schedule(&ping_timer_, options_.ping_interval_ms);
 }
 
 void NatsClient::OnEvents(uint32_t events) {
@@ -250,11 +337,13 @@ void NatsClient::OnReadable() {
     return;
   }
   if (n < 0) return;
+  heard_ms_ = net::Loop::MonotonicMs();
+  pings_out_ = 0;
   loop_.stats().bytes_read += static_cast<uint64_t>(n);
   if (!parser_.Feed(std::string_view(reinterpret_cast<const char*>(loop_.read_buffer()),
                                      static_cast<size_t>(n)))) {
     ++stats_.protocol_errors;
-    if (events_.fault) events_.fault(false);
+    if (events_.fault) events_.fault(Fault::kProtocol);
     spdlog::warn("broker: NATS protocol error from {}: {}", server_->url, parser_.error());
     Drop("protocol error: " + parser_.error(), state_ != State::kConnected);
     return;
@@ -266,6 +355,9 @@ void NatsClient::Established() {
   state_ = State::kConnected;
   loop_.timers().Cancel(&state_timer_);
   ++stats_.connects;
+  heard_ms_ = net::Loop::MonotonicMs();
+  pings_out_ = 0;
+  loop_.timers().Schedule(&ping_timer_, options_.ping_interval_ms);
   std::string subs;
   for (const auto& [sid, subject] : subs_) AppendSub(subs, subject, sid);
   std::vector<std::function<void(bool)>> queued;
@@ -287,6 +379,7 @@ void NatsClient::Drop(std::string_view why, bool failed_attempt) {
   out_.clear();
   out_at_ = 0;
   loop_.timers().Cancel(&write_timer_);
+  loop_.timers().Cancel(&ping_timer_);
   if (failed_attempt) ++stats_.failed_attempts;
   state_ = State::kWaiting;
   loop_.timers().Schedule(&state_timer_, options_.reconnect_wait_ms);

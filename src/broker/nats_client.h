@@ -6,12 +6,19 @@
 //
 // Servers: a list of nats:// URLs (user:pass@ or token@ in the URL's userinfo), tried in turn;
 // after a failed attempt or a lost connection the next is tried after reconnect_wait, for ever.
+// A host name is resolved before every attempt (getaddrinfo blocks: on a short-lived thread of
+// its own, the result handed back to the loop), so a server that moves or is not there yet
+// (docker compose, Kubernetes) is found once its name resolves; a name that does not resolve
+// is a failed attempt.
 // dial_timeout bounds the connect and the handshake (INFO, CONNECT, PING, PONG), and is the
 // write deadline: output that does not drain within it closes the connection (then
 // reconnected). A protocol error (a malformed line, a MSG past max_payload) closes and
-// reconnects too. Subscriptions are the client's state: SUB is sent at once when connected and
-// again after every reconnect, before anything else the owner writes. Nothing is written while
-// disconnected: Publish fails at once.
+// reconnects too. Keepalive: when nothing has come from the server for ping_interval, a PING
+// goes out; with max_pings_out of them unanswered (nothing heard since the first) the
+// connection is taken for dead (a paused server, a partition: TCP may not say so for
+// minutes) and closed, then reconnected. Subscriptions are the client's state: SUB is sent at once
+// when connected and again after every reconnect, before anything else the owner writes. Nothing is
+// written while disconnected: Publish fails at once.
 //
 // Everything here runs on the loop's thread (set-up and tear-down too, or while the loop is not
 // running).
@@ -25,6 +32,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,6 +44,10 @@ namespace hermod::broker {
 
 struct NatsServer {
   std::string url;  // as configured, for logs (userinfo left out)
+  std::string host;
+  std::string port;
+  // An IP address literal's, set by ParseNatsServers; 0 for a host name (resolved at every
+  // attempt, off the loop).
   sockaddr_storage address{};
   socklen_t address_len = 0;
   std::string user;
@@ -43,8 +55,9 @@ struct NatsServer {
   std::string token;
 };
 
-// Parses and resolves a comma-separated list of nats:// URLs (host names resolved now, once).
-// false with *error on a bad or unresolvable one, or a tls:// URL (not supported here).
+// Parses a comma-separated list of nats:// URLs. Host names are not resolved here (a name
+// that does not resolve yet is a failed attempt, retried, never a start-up failure). false
+// with *error on a malformed one, or a tls:// URL (not supported here).
 bool ParseNatsServers(std::string_view urls, std::vector<NatsServer>* servers, std::string* error);
 
 class NatsClient final : public net::Pollable {
@@ -55,7 +68,11 @@ class NatsClient final : public net::Pollable {
     uint64_t dial_timeout_ms = 1000;
     uint64_t reconnect_wait_ms = 1000;
     uint64_t max_output_bytes = 16 << 20;  // a Publish past this much unwritten fails
+    uint64_t ping_interval_ms = 20000;     // silence before a keepalive PING
+    uint64_t max_pings_out = 2;            // keepalive PINGs unanswered: the connection is dead
   };
+  // Why the client closed a connection itself.
+  enum class Fault { kProtocol, kWriteDeadline, kPing };
   struct Events {
     // A MSG: the views are valid for the call only.
     std::function<void(uint64_t sid, std::string_view payload)> message;
@@ -67,8 +84,9 @@ class NatsClient final : public net::Pollable {
     std::function<void(std::string_view text)> error;
     // An attempt failed (why: for the log); the next follows after reconnect_wait.
     std::function<void(std::string_view url, std::string_view why)> attempt_failed;
-    // The connection was closed for a protocol error or the write deadline.
-    std::function<void(bool write_deadline)> fault;
+    // The connection was closed for a protocol error, the write deadline, or keepalive
+    // PINGs left unanswered.
+    std::function<void(Fault fault)> fault;
   };
   struct Stats {
     uint64_t connects = 0;
@@ -76,6 +94,7 @@ class NatsClient final : public net::Pollable {
     uint64_t protocol_errors = 0;
     uint64_t server_errors = 0;  // -ERR lines
     uint64_t write_deadlines = 0;
+    uint64_t ping_timeouts = 0;  // closed: max_pings_out keepalive PINGs unanswered
   };
 
   NatsClient(net::Loop& loop, Options options, Events events);
@@ -89,8 +108,11 @@ class NatsClient final : public net::Pollable {
   void Close();
 
   bool connected() const { return state_ == State::kConnected; }
-  // An attempt is in progress (connecting or in the handshake).
-  bool connecting() const { return state_ == State::kConnecting || state_ == State::kHandshake; }
+  // An attempt is in progress (resolving, connecting or in the handshake).
+  bool connecting() const {
+    return state_ == State::kResolving || state_ == State::kConnecting ||
+           state_ == State::kHandshake;
+  }
   uint64_t max_payload() const { return parser_.max_payload(); }
   const Stats& stats() const { return stats_; }
   size_t pending_output() const { return out_.size() - out_at_; }
@@ -114,7 +136,12 @@ class NatsClient final : public net::Pollable {
   void OnEvents(uint32_t events) override;
 
  private:
-  enum class State { kIdle, kWaiting, kConnecting, kHandshake, kConnected, kClosed };
+  enum class State { kIdle, kWaiting, kResolving, kConnecting, kHandshake, kConnected, kClosed };
+  // Shared with the resolver threads: once gone is set (under mutex) none posts to the loop.
+  struct ResolverGate {
+    std::mutex mutex;
+    bool gone = false;
+  };
   class Timer final : public net::TimerNode {
    public:
     Timer(NatsClient& client, void (NatsClient::*fire)()) : client_(client), fire_(fire) {}
@@ -127,8 +154,14 @@ class NatsClient final : public net::Pollable {
   class Parsed;  // the parser's handler
 
   void Attempt();
+  // A host name's attempt: resolved on a thread of its own, then OnResolved on the loop.
+  void Resolve();
+  void OnResolved(uint64_t attempt, const sockaddr_storage& address, socklen_t len,
+                  const std::string& why);
+  void Connect(const sockaddr_storage& address, socklen_t len);
   void OnStateTimer();     // the dial deadline, or the reconnect wait, is over
   void OnWriteDeadline();  // output waited dial_timeout
+  void OnPingTimer();      // keepalive: ping_interval passed
   void OnConnectDone();
   void OnReadable();
   // Ends the connection (or attempt); a reconnect follows after reconnect_wait.
@@ -149,12 +182,17 @@ class NatsClient final : public net::Pollable {
   int fd_ = -1;
   size_t next_server_ = 0;
   const NatsServer* server_ = nullptr;  // of the attempt or connection
+  uint64_t attempt_ = 0;                // a resolution for an earlier attempt is ignored
+  std::shared_ptr<ResolverGate> gate_ = std::make_shared<ResolverGate>();
   std::string out_;
   size_t out_at_ = 0;
   bool writable_wanted_ = false;
   bool write_posted_ = false;
   Timer state_timer_{*this, &NatsClient::OnStateTimer};
   Timer write_timer_{*this, &NatsClient::OnWriteDeadline};
+  Timer ping_timer_{*this, &NatsClient::OnPingTimer};
+  uint64_t heard_ms_ = 0;                 // when the server last sent something
+  uint64_t pings_out_ = 0;                // keepalive PINGs written since then
   std::map<uint64_t, std::string> subs_;  // sid -> subject
   uint64_t next_sid_ = 1;
   std::deque<std::function<void(bool)>> pongs_;    // PINGs written, in order

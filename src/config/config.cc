@@ -365,6 +365,8 @@ std::vector<Field> AllFields(Config& c) {
           Shaped("nats.prefix", &c.nats.prefix, CheckNatsPrefix),
           {"nats.dial_timeout", &c.nats.dial_timeout, 1, 60000},
           {"nats.reconnect_wait", &c.nats.reconnect_wait, 1, 60000},
+          {"nats.ping_interval", &c.nats.ping_interval, 1000, 3600000},
+          {"nats.max_pings_out", &c.nats.max_pings_out, 1, 100},
           {"nats.reconnect_buffer_bytes", &c.nats.reconnect_buffer_bytes, 1024, kMaxBuffer},
           {"nats.send_queue_bytes", &c.nats.send_queue_bytes, 1024, kMaxBuffer},
           {"nats.receive_queue_bytes", &c.nats.receive_queue_bytes, 1024, kMaxBuffer},

@@ -384,9 +384,11 @@ struct Config {
   std::string broker = "memory";
   struct Nats {
     std::string url = "nats://127.0.0.1:4222";
-    std::string prefix = "hermod";              // the subject is <prefix>.broker
-    Duration dial_timeout{1000};                // connect, and a blocked write's deadline
-    Duration reconnect_wait{1000};              // between reconnect attempts (forever)
+    std::string prefix = "hermod";  // the subject is <prefix>.broker
+    Duration dial_timeout{1000};    // connect, and a blocked write's deadline
+    Duration reconnect_wait{1000};  // between reconnect attempts (forever)
+    Duration ping_interval{20000};  // silence before a keepalive PING
+    uint64_t max_pings_out = 2;     // unanswered: the connection is dead
     // Accepted, unused by the broker since its connection is its own (broker/nats_client.h:
     // nothing is buffered while disconnected).
     uint64_t reconnect_buffer_bytes = 8 << 20;

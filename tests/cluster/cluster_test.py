@@ -13,7 +13,13 @@
 - A publication larger than the server's max_payload is refused to its publisher (client
   error 106, API 413 with error 106) and counted, never a broker failure: the breaker stays
   closed and the next publications cross.
-- nats-server comes back on the same port: libnats reconnects, after open_timeout a trial
+- nats-server stops answering (SIGSTOP: the connection stays open, TCP says nothing): the
+  nodes' keepalive PINGs (nats.ping_interval, nats.max_pings_out) go unanswered, the
+  connection is closed (hermod_broker_connection_errors_total{kind="ping"}), and once the
+  server answers again the node reconnects and its subscribers are told they missed some.
+- nats.url names a host that does not resolve: the node starts all the same and serves its
+  own subscribers, retrying the name (no NATS ever connected).
+- nats-server comes back on the same port: the node reconnects, after open_timeout a trial
   closes the breaker, /health is healthy again, and cross-node delivery resumes.
 
 Every wait is a condition polled against a deadline; nats-server picks its own port (-p -1)
@@ -25,6 +31,7 @@ Run: python3 cluster_test.py --hermod PATH
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -201,6 +208,39 @@ class ClusterTest(h.HermodTestCase):
                                 input=get(a.port, "/metrics").encode(), capture_output=True,
                                 timeout=30)
         self.assertEqual(result.stdout + result.stderr, b"", "promtool lint findings")
+
+    def test_a_silent_server_is_found_by_keepalive_and_subscribers_are_told(self):
+        nats = {"url": self.nats.url, "prefix": "hermodtest", "dial_timeout": "500ms",
+                "reconnect_wait": "100ms", "ping_interval": "1s", "max_pings_out": 1}
+        a, b = self.node(nats=nats), self.node(nats=nats)
+        self.wait_connected(a, b)
+        on_b = self.client(b, "quiet")
+        self.first_cross_node(a, on_b, "quiet", "before")
+        self.assertEqual(metric(b.port, "hermod_broker_connection_errors_total",
+                                'kind="ping"'), 0)
+        self.nats.proc.send_signal(signal.SIGSTOP)
+        try:
+            wait_for("node B's keepalive gave up",
+                     lambda: metric(b.port, "hermod_broker_connection_errors_total",
+                                    'kind="ping"') >= 1)
+            self.assertEqual(metric(b.port, "hermod_broker_connected"), 0)
+        finally:
+            self.nats.proc.send_signal(signal.SIGCONT)
+        self.wait_connected(a, b)
+        told = on_b.wait(lambda m: m.get("push", {}).get("channel") == "quiet"
+                         and "unsubscribe" in m.get("push", {}))
+        self.assertEqual(told["push"]["unsubscribe"]["code"], 2500, told)
+        self.assertNotIn("error", on_b.call("subscribe", {"channel": "quiet"}))
+        on_b.forget()
+        self.first_cross_node(a, on_b, "quiet", "after")
+
+    def test_a_node_whose_nats_host_does_not_resolve_starts_and_serves_locally(self):
+        a = self.node(nats={"url": "nats://no-such-host.invalid:4222", "prefix": "hermodtest",
+                            "dial_timeout": "500ms", "reconnect_wait": "100ms"})
+        on_a = self.client(a, "local")
+        api(a.port, "publish", {"channel": "local", "data": {"only": "here"}})
+        self.assertEqual(on_a.try_publication("local", DEADLINE_S), {"only": "here"})
+        self.assertEqual(metric(a.port, "hermod_broker_connected"), 0)
 
     def test_a_publication_larger_than_max_payload_is_refused_and_partitions_nothing(self):
         # nats-server's default max_payload is 1 MiB; the nodes accept larger messages and

@@ -129,6 +129,13 @@ TEST(NatsUrls, ParsesListsAndUserinfo) {
   EXPECT_EQ(s[2].url, "nats://[::1]:5");
   EXPECT_FALSE(ParseNatsServers("tls://127.0.0.1:4222", &s, &error));
   EXPECT_NE(error.find("tls://"), std::string::npos);
+  // A host name is not resolved here (at each attempt instead): one that does not resolve
+  // now is no error; a malformed port is.
+  ASSERT_TRUE(ParseNatsServers("nats://no-such-host.invalid:4222", &s, &error)) << error;
+  EXPECT_EQ(s[0].address_len, 0u);
+  EXPECT_EQ(s[0].host, "no-such-host.invalid");
+  EXPECT_FALSE(ParseNatsServers("nats://127.0.0.1:http", &s, &error));
+  EXPECT_FALSE(ParseNatsServers("nats://127.0.0.1:70000", &s, &error));
   EXPECT_FALSE(ParseNatsServers("", &s, &error));
   EXPECT_FALSE(ParseNatsServers("http://x", &s, &error));
 }
@@ -216,6 +223,68 @@ TEST_F(NatsClientTest, OutputNotDrainedWithinTheWriteDeadlineReconnects) {
   EXPECT_EQ(loop_.Run([&] { return c->stats().write_deadlines; }), 1u);
   server.Pause(false);
   ASSERT_TRUE(seen.WaitFor([&] { return seen.connects == 2; }, 20s));
+  Destroy(c);
+}
+
+// A server that stops answering (SIGSTOP: its socket stays open, TCP says nothing): the
+// keepalive PINGs go unanswered, the client closes and reconnects once the server is back.
+TEST_F(NatsClientTest, UnansweredKeepalivePingsCloseAndReconnect) {
+  test::NatsServer server;
+  ASSERT_TRUE(server.Start());
+  Seen seen;
+  NatsClient::Options o = OptionsFor(server.url(), /*dial_timeout_ms=*/300);
+  o.ping_interval_ms = 100;
+  o.max_pings_out = 2;
+  auto c = Make(std::move(o), seen);
+  ASSERT_TRUE(seen.WaitFor([&] { return seen.connects == 1; }));
+  // Quiet but answering: keepalive PINGs are answered, the connection stays.
+  ASSERT_TRUE(Ping(*c));
+  const uint64_t quiet_since = net::Loop::MonotonicMs();
+  ASSERT_FALSE(seen.WaitFor([&] { return seen.disconnects > 0; }, 600ms));
+  EXPECT_GE(net::Loop::MonotonicMs() - quiet_since, 600u);
+  server.Pause(true);
+  struct Resume {
+    test::NatsServer& s;
+    ~Resume() { s.Pause(false); }
+  } resume{server};
+  ASSERT_TRUE(seen.WaitFor([&] { return seen.disconnects == 1; }));
+  EXPECT_EQ(loop_.Run([&] { return c->stats().ping_timeouts; }), 1u);
+  EXPECT_EQ(loop_.Run([&] { return c->stats().write_deadlines; }), 0u);
+  server.Pause(false);
+  ASSERT_TRUE(seen.WaitFor([&] { return seen.connects == 2; }, 20s));
+  ASSERT_TRUE(Ping(*c));
+  Destroy(c);
+}
+
+// A name that does not resolve is a failed attempt like a refused connect: the next URL is
+// tried (and connected to).
+TEST_F(NatsClientTest, AnUnresolvableNameIsAFailedAttemptAndTheNextIsTried) {
+  test::NatsServer server;
+  ASSERT_TRUE(server.Start());
+  std::vector<std::string> failures;
+  std::mutex failures_mutex;
+  Seen seen;
+  NatsClient::Options o = OptionsFor("nats://no-such-host.invalid:4222,nats://127.0.0.1:" +
+                                     std::to_string(server.port()));
+  auto c = loop_.Run([&] {
+    NatsClient::Events e = seen.Events();
+    e.attempt_failed = [&](std::string_view url, std::string_view why) {
+      std::lock_guard lock(failures_mutex);
+      failures.push_back(std::string(url) + ": " + std::string(why));
+    };
+    auto client = std::make_unique<NatsClient>(loop_.loop(), std::move(o), std::move(e));
+    client->Start();
+    return client;
+  });
+  ASSERT_TRUE(seen.WaitFor([&] { return seen.connects == 1; }));
+  ASSERT_TRUE(Ping(*c));
+  EXPECT_EQ(loop_.Run([&] { return c->stats().failed_attempts; }), 1u);
+  {
+    std::lock_guard lock(failures_mutex);
+    ASSERT_EQ(failures.size(), 1u);
+    EXPECT_NE(failures[0].find("no-such-host.invalid"), std::string::npos) << failures[0];
+    EXPECT_NE(failures[0].find("cannot resolve"), std::string::npos) << failures[0];
+  }
   Destroy(c);
 }
 

@@ -487,6 +487,27 @@ TEST(Config, BrokerKeysComeFromJsonAndEnvironmentAndAreValidated) {
   }
 }
 
+TEST(Config, NatsKeepaliveKeysAreBounded) {
+  Config c;
+  std::string error;
+  EXPECT_EQ(c.nats.ping_interval.ms, 20000u);
+  EXPECT_EQ(c.nats.max_pings_out, 2u);
+  ASSERT_TRUE(ApplyJson(R"({"nats": {"ping_interval": "1s", "max_pings_out": 100}})", c, &error))
+      << error;
+  EXPECT_TRUE(Validate(c, &error)) << error;
+  EXPECT_EQ(c.nats.ping_interval.ms, 1000u);
+  EXPECT_EQ(c.nats.max_pings_out, 100u);
+  for (auto [json, key] : {std::pair{R"({"nats": {"ping_interval": "999ms"}})", "ping_interval"},
+                           std::pair{R"({"nats": {"ping_interval": "61m"}})", "ping_interval"},
+                           std::pair{R"({"nats": {"max_pings_out": 0}})", "max_pings_out"},
+                           std::pair{R"({"nats": {"max_pings_out": 101}})", "max_pings_out"}}) {
+    Config bad;
+    ASSERT_TRUE(ApplyJson(json, bad, &error)) << error;
+    EXPECT_FALSE(Validate(bad, &error)) << json;
+    EXPECT_NE(error.find(key), std::string::npos) << json << ": " << error;
+  }
+}
+
 TEST(Config, JoinLeaveBatchKeysComeFromJsonAndEnvironmentAndAreBounded) {
   Config c;
   std::string error;
