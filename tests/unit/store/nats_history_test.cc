@@ -702,6 +702,19 @@ class NatsReadCacheTest : public NatsHistoryTest {
     EXPECT_TRUE(store) << error;
     return store;
   }
+  // Two nodes on one stream, each with channel "c" open: the reader whose cache is tested and
+  // the writer that appends behind its back. Members go in the order the tests need them
+  // destroyed: the streams before their stores.
+  struct TwoNodes {
+    std::unique_ptr<NatsHistoryStore> reader, writer;
+    std::unique_ptr<core::HistoryStore::Stream> r, w;
+  };
+  TwoNodes MakeTwo(const NatsHistoryOptions& o) {
+    TwoNodes n{MakeWith(o), MakeWith(o), nullptr, nullptr};
+    n.r = n.reader->Open("c", 0);
+    n.w = n.writer->Open("c", 0);
+    return n;
+  }
 };
 
 // "d<i>@<i>" for i in from..to: what Append(..., "d<i>") stores at offset i.
@@ -754,10 +767,7 @@ struct RawJetStream {
 
 TEST_F(NatsReadCacheTest, ReadsFetchOnlyWhatAnotherNodeStoredSince) {
   const NatsHistoryOptions o = Options("cfold");
-  auto reader = MakeWith(o);
-  auto writer = MakeWith(o);
-  auto r = reader->Open("c", 0);
-  auto w = writer->Open("c", 0);
+  auto [reader, writer, r, w] = MakeTwo(o);
   uint64_t top = 40;
   for (uint64_t i = 1; i <= top; ++i) ASSERT_FALSE(Append(*w, "d" + std::to_string(i), 100).failed);
   EXPECT_EQ(Read(*r, std::nullopt).publications, Pubs(1, top));
@@ -791,10 +801,7 @@ TEST_F(NatsReadCacheTest, ReadsFetchOnlyWhatAnotherNodeStoredSince) {
 
 TEST_F(NatsReadCacheTest, RemoveOnAnotherNodeBetweenReads) {
   const NatsHistoryOptions o = Options("cremove");
-  auto reader = MakeWith(o);
-  auto writer = MakeWith(o);
-  auto r = reader->Open("c", 0);
-  auto w = writer->Open("c", 0);
+  auto [reader, writer, r, w] = MakeTwo(o);
   for (int i = 1; i <= 5; ++i) ASSERT_FALSE(Append(*w, "d" + std::to_string(i)).failed);
   EXPECT_EQ(Read(*r, std::nullopt).publications, Pubs(1, 5));
   const std::string epoch = w->Position().epoch;
@@ -825,10 +832,7 @@ TEST_F(NatsReadCacheTest, RemoveOnAnotherNodeBetweenReads) {
 TEST_F(NatsReadCacheTest, TrimmedPastTheCachedPartBetweenReads) {
   // JetStream keeps 3 messages of the channel; the history size is 3 too.
   const NatsHistoryOptions o = Options("ctrim", 3);
-  auto reader = MakeWith(o);
-  auto writer = MakeWith(o);
-  auto r = reader->Open("c", 0);
-  auto w = writer->Open("c", 0);
+  auto [reader, writer, r, w] = MakeTwo(o);
   for (int i = 1; i <= 5; ++i) ASSERT_FALSE(Append(*w, "d" + std::to_string(i), 3).failed);
   EXPECT_EQ(Read(*r, std::nullopt).publications, Pubs(3, 5));
   for (int i = 6; i <= 15; ++i) ASSERT_FALSE(Append(*w, "d" + std::to_string(i), 3).failed);
@@ -847,10 +851,7 @@ TEST_F(NatsReadCacheTest, TrimmedPastTheCachedPartBetweenReads) {
 
 TEST_F(NatsReadCacheTest, TtlExpiryBetweenReads) {
   const NatsHistoryOptions o = Options("cttl", 3);
-  auto reader = MakeWith(o);
-  auto writer = MakeWith(o);
-  auto r = reader->Open("c", 0);
-  auto w = writer->Open("c", 0);
+  auto [reader, writer, r, w] = MakeTwo(o);
   for (int i = 1; i <= 2; ++i) ASSERT_FALSE(Append(*w, "d" + std::to_string(i), 3, 300).failed);
   ASSERT_FALSE(Append(*w, "d3", 3, 60000).failed);
   EXPECT_EQ(Read(*r, std::nullopt).publications, Pubs(1, 3));
@@ -873,10 +874,7 @@ TEST_F(NatsReadCacheTest, TtlExpiryBetweenReads) {
 
 TEST_F(NatsReadCacheTest, HistorySizeChangeBetweenReads) {
   const NatsHistoryOptions o = Options("csize");
-  auto reader = MakeWith(o);
-  auto writer = MakeWith(o);
-  auto r = reader->Open("c", 0);
-  auto w = writer->Open("c", 0);
+  auto [reader, writer, r, w] = MakeTwo(o);
   for (int i = 1; i <= 5; ++i) ASSERT_FALSE(Append(*w, "d" + std::to_string(i), 3).failed);
   EXPECT_EQ(Read(*r, std::nullopt).publications, Pubs(3, 5));
   // A larger history_size (the namespace's config changed): what JetStream kept of the older
@@ -889,10 +887,7 @@ TEST_F(NatsReadCacheTest, HistorySizeChangeBetweenReads) {
 
 TEST_F(NatsReadCacheTest, MessagesPurgedUnderTheCacheAreNotAnswered) {
   const NatsHistoryOptions o = Options("cpurge");
-  auto reader = MakeWith(o);
-  auto writer = MakeWith(o);
-  auto r = reader->Open("c", 0);
-  auto w = writer->Open("c", 0);
+  auto [reader, writer, r, w] = MakeTwo(o);
   for (int i = 1; i <= 5; ++i) ASSERT_FALSE(Append(*w, "d" + std::to_string(i)).failed);
   EXPECT_EQ(Read(*r, std::nullopt).publications, Pubs(1, 5));
   ASSERT_FALSE(Append(*w, "d6").failed);
