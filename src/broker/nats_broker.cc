@@ -168,9 +168,15 @@ void NatsBroker::OnConnected() {
   spdlog::info("broker: connected to NATS at {} (max_payload {})", options_.url, max_payload());
   link_.OnConnected();
   // Core NATS keeps nothing for a disconnected client: what other nodes published while this
-  // one was away is gone, so every subscriber of a channel held here is told (after the
-  // client wrote every SUB again).
-  if (was_connected_.exchange(true)) TellEveryWanted();
+  // one was away is gone, so every subscriber of a channel held here is told. Told once the
+  // server has answered a PING written after every SUB again: a subscriber that recovers
+  // after its tell must not miss a publication the server routed before it had the SUBs. A
+  // connection lost before the PONG is told at the next connect (was_connected_ stays set).
+  if (was_connected_.exchange(true)) {
+    client_->Ping([this](bool ok) {
+      if (ok) TellEveryWanted();
+    });
+  }
 }
 
 void NatsBroker::OnDisconnected(std::string_view why) {
