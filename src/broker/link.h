@@ -35,8 +35,9 @@ namespace hermod::broker {
 enum class ReceiveDrop : uint8_t { kDecode, kOwn, kChannel, kRefused, kSlowConsumer, kUnwanted };
 
 // Why the connection was closed by this node, or what the server said: a protocol error
-// (a malformed line, a message past max_payload), the write deadline (output not drained
-// within dial_timeout), the server's -ERR, keepalive PINGs unanswered (nats.max_pings_out).
+// (a malformed line, a message past max_payload), the write deadline (output that made no
+// progress within dial_timeout), the server's -ERR, keepalive PINGs unanswered
+// (nats.max_pings_out).
 enum class ConnectionError : uint8_t { kProtocol, kWriteDeadline, kServer, kPing };
 
 class Link {

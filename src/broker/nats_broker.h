@@ -38,7 +38,7 @@
 // the network. A send while the connection is not up fails at once and counts against the
 // breaker; nothing is buffered while disconnected (subscriptions are the client's state,
 // written again on every reconnect), so nats.reconnect_buffer_bytes bounds nothing more.
-// Output that does not drain within dial_timeout (the write deadline) closes the connection.
+// Output that makes no progress within dial_timeout (the write deadline) closes the connection.
 //
 // The interest thread runs the interest rounds: it hands a round's SUBs and UNSUBs and a PING
 // to the client loop and waits (at most dial_timeout) for the PONG, then runs the interest

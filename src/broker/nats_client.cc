@@ -280,8 +280,7 @@ void NatsClient::OnWriteDeadline() {
   if (fd_ < 0 || pending_output() == 0) return;
   ++stats_.write_deadlines;
   if (events_.fault) events_.fault(Fault::kWriteDeadline);
-  Drop("output not written within nats.dial_timeout (the write deadline)",
-       state_ != State::kConnected);
+  Drop("no output taken for nats.dial_timeout (the write deadline)", state_ != State::kConnected);
 }
 
 void NatsClient::OnPingTimer() {
@@ -449,6 +448,7 @@ void NatsClient::ScheduleWrite() {
 }
 
 bool NatsClient::Write() {
+  bool progressed = false;
   while (out_at_ < out_.size()) {
     const ssize_t n =
         send(fd_, out_.data() + out_at_, out_.size() - out_at_, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -456,12 +456,15 @@ bool NatsClient::Write() {
     if (n > 0) {
       out_at_ += static_cast<size_t>(n);
       loop_.stats().bytes_written += static_cast<uint64_t>(n);
+      progressed = true;
       continue;
     }
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
       if (errno == EINTR) continue;
       WantWritable(true);
-      if (!write_timer_.scheduled()) {
+      // The deadline is for a server that takes nothing, not for a busy one that takes it
+      // slower than it is queued: it counts from the last write that moved bytes.
+      if (progressed || !write_timer_.scheduled()) {
         loop_.timers().Schedule(&write_timer_, options_.dial_timeout_ms);
       }
       return true;

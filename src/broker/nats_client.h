@@ -11,11 +11,11 @@
 // (docker compose, Kubernetes) is found once its name resolves; a name that does not resolve
 // is a failed attempt.
 // dial_timeout bounds the connect and the handshake (INFO, CONNECT, PING, PONG), and is the
-// write deadline: output that does not drain within it closes the connection (then
-// reconnected). A protocol error (a malformed line, a MSG past max_payload) closes and
-// reconnects too. Keepalive: when nothing has come from the server for ping_interval, a PING
-// goes out; with max_pings_out of them unanswered (nothing heard since the first) the
-// connection is taken for dead (a paused server, a partition: TCP may not say so for
+// write deadline: output that makes no progress within it (no byte taken by the socket)
+// closes the connection (then reconnected). A protocol error (a malformed line, a MSG past
+// max_payload) closes and reconnects too. Keepalive: when nothing has come from the server for
+// ping_interval, a PING goes out; with max_pings_out of them unanswered (nothing heard since the
+// first) the connection is taken for dead (a paused server, a partition: TCP may not say so for
 // minutes) and closed, then reconnected. Subscriptions are the client's state: SUB is sent at once
 // when connected and again after every reconnect, before anything else the owner writes. Nothing is
 // written while disconnected: Publish fails at once.

@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -358,6 +360,98 @@ TEST(NatsClientProtocol, AMalformedLineClosesCountsAndReconnects) {
     });
     EXPECT_TRUE(seen.WaitFor([&] { return seen.connects == 2 && seen.disconnects == 1; }));
     EXPECT_EQ(loop.Run([&] { return c->stats().protocol_errors; }), 1u);
+    loop.Run([&] {
+      c.reset();
+      return 0;
+    });
+  }
+  shutdown(listener, SHUT_RDWR);
+  peer.join();
+  close(listener);
+}
+
+// A server that takes the output slower than it was queued, but steadily: the write deadline
+// counts from the last byte the socket took, so a busy link is not cut. The peer reads 256 KiB
+// every 50 ms (20 times within the 1 s deadline) from a 12.8 MB backlog that takes it about
+// 2.5 s: a deadline counted from the first full socket would cut it.
+TEST(NatsClientProtocol, AServerThatReadsSlowlyButSteadilyIsNotCutByTheWriteDeadline) {
+  const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  const int small = 64 * 1024;  // the accepted socket's receive buffer: the backlog stays ours
+  setsockopt(listener, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(listener, 4), 0);
+  socklen_t len = sizeof addr;
+  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  const int port = ntohs(addr.sin_port);
+  constexpr int kChunks = 200;
+  const std::string chunk(64 * 1024, 'w');
+  std::atomic<bool> published{false};
+  std::atomic<size_t> payload_read{0};
+  std::promise<void> peer_done;  // every payload byte read, or the connection closed
+  std::thread peer([&] {
+    const int fd = accept(listener, nullptr, nullptr);
+    if (fd < 0) return;
+    const std::string info = "INFO {\"max_payload\":1048576}\r\n";
+    (void)!write(fd, info.data(), info.size());
+    std::string got;
+    char buf[64 * 1024];
+    while (got.find("PING\r\n") == std::string::npos) {
+      const ssize_t n = read(fd, buf, sizeof buf);
+      if (n <= 0) break;
+      got.append(buf, static_cast<size_t>(n));
+    }
+    (void)!write(fd, "PONG\r\n", 6);
+    while (!published.load()) std::this_thread::yield();
+    // The payload bytes ('w', in no other part of the PUBs) until all of them came, or the
+    // client closed.
+    const size_t want = kChunks * chunk.size();
+    while (payload_read.load() < want) {
+      for (int i = 0; i < 4; ++i) {
+        const ssize_t n = read(fd, buf, sizeof buf);
+        if (n <= 0) {
+          peer_done.set_value();
+          close(fd);
+          return;
+        }
+        payload_read += static_cast<size_t>(std::count(buf, buf + n, 'w'));
+      }
+      std::this_thread::sleep_for(50ms);  // pacing the reads, not waiting for anything
+    }
+    peer_done.set_value();
+    while (read(fd, buf, sizeof buf) > 0) {
+    }
+    close(fd);
+  });
+  Seen seen;
+  std::unique_ptr<NatsClient> c;
+  {
+    LoopThread loop;
+    c = loop.Run([&] {
+      auto client = std::make_unique<NatsClient>(
+          loop.loop(), OptionsFor("nats://127.0.0.1:" + std::to_string(port), 1000), seen.Events());
+      client->Start();
+      return client;
+    });
+    ASSERT_TRUE(seen.WaitFor([&] { return seen.connects == 1; }));
+    ASSERT_TRUE(loop.Run([&] {
+      for (int i = 0; i < kChunks; ++i) {
+        if (!c->Publish("t.x", chunk)) return false;
+      }
+      return true;
+    }));
+    published = true;
+    // Every payload byte reaches the peer over the one connection.
+    ASSERT_EQ(peer_done.get_future().wait_for(30s), std::future_status::ready);
+    EXPECT_EQ(payload_read.load(), kChunks * chunk.size());
+    EXPECT_EQ(loop.Run([&] { return c->stats().write_deadlines; }), 0u);
+    {
+      std::lock_guard lock(seen.mutex);
+      EXPECT_EQ(seen.disconnects, 0);
+    }
     loop.Run([&] {
       c.reset();
       return 0;
