@@ -12,7 +12,11 @@ Close and /health must still answer, and every line must be in the server's log.
 
 import importlib.machinery
 import importlib.util
+import json
 import os
+import subprocess
+import sys
+import tempfile
 
 import hermod_harness as h
 
@@ -53,6 +57,25 @@ class BenchCompareTest(h.HermodTestCase):
         server.log.seek(0)
         lines = server.log.read().decode(errors="replace").count("): disconnect ")
         self.assertEqual(lines, CLIENTS)
+
+    def test_each_round_is_reported_beside_the_median(self):
+        # A median hides a round that collapsed: compare prints every round's first figure
+        # and the spread, and writes them to --json.
+        bench = os.path.join(os.path.dirname(h.HERMOD), "hermod-bench")
+        with tempfile.TemporaryDirectory(prefix="hermod-compare-test-") as tmp:
+            out = os.path.join(tmp, "c.json")
+            run = subprocess.run(
+                [sys.executable, os.path.join(ROOT, "bench", "compare"), "echo", "--rounds", "2",
+                 "--peers", "hermod", "--hermod", h.HERMOD, "--bench", bench, "--json", out, "--",
+                 "-c", "2", "-s", "32", "-d", "1"],
+                capture_output=True, text=True, timeout=120)
+            self.assertEqual(run.returncode, 0, run.stderr)
+            report = json.load(open(out))
+        rounds = report["per_round"]["hermod"]
+        self.assertEqual(len(rounds), 2)
+        self.assertTrue(all(r["deliveries_per_s"] > 0 for r in rounds), rounds)
+        self.assertIn("deliveries/s per round: ", run.stdout)
+        self.assertIn("(2 of 2 reported; spread ", run.stdout)
 
 
 if __name__ == "__main__":
