@@ -13,7 +13,10 @@ command (e.g. "heaptrack -o /tmp/ht"), and the server is then killed (SIGKILL) w
 connected: what heaptrack_print --print-leaks lists is what they held, by call site.
 
 usage: bench/conn_memory.py build/hermod [--connections N] [--channels K] [--warmup N]
-           [--wrap CMD] [--env K=V ...]
+           [--wrap CMD] [--env K=V ...] [--teardown]
+
+--teardown then closes every client at once (a mass disconnect: a network blip, a deploy) and
+adds the server's CPU time until its last client socket is closed, in total and per client.
 """
 import argparse, base64, json, os, resource, selectors, shlex, socket, subprocess, tempfile, time
 
@@ -24,6 +27,8 @@ p.add_argument("--channels", type=int, default=1)
 p.add_argument("--warmup", type=int, default=1000)
 p.add_argument("--wrap", default="")
 p.add_argument("--env", action="append", default=[])
+p.add_argument("--teardown", action="store_true",
+               help="also close every client at once and report the server CPU that took")
 a = p.parse_args()
 
 
@@ -40,6 +45,16 @@ def rss_kib(pid):
         for line in f:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
+
+
+def cpu_ms(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def open_fds(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
 
 
 def frame(text):
@@ -115,9 +130,21 @@ try:
     clients = open_clients(port, a.connections, a.channels)
     time.sleep(1)
     after = rss_kib(pid)
-    print(json.dumps({"connections": a.connections, "channels": a.channels,
-                      "rss_before_kib": before, "rss_after_kib": after,
-                      "bytes_per_connection": round((after - before) * 1024 / a.connections)}))
+    figures = {"connections": a.connections, "channels": a.channels,
+               "rss_before_kib": before, "rss_after_kib": after,
+               "bytes_per_connection": round((after - before) * 1024 / a.connections)}
+    if a.teardown:
+        fds, cpu = open_fds(pid), cpu_ms(pid)
+        for c in clients:
+            c.close()
+        clients = []
+        deadline = time.monotonic() + 120
+        while open_fds(pid) > fds - a.connections:  # polled: a bench's end, not a test's sync
+            assert time.monotonic() < deadline, "clients not closed"
+            time.sleep(0.02)
+        figures["teardown_cpu_ms"] = round(cpu_ms(pid) - cpu, 1)
+        figures["teardown_us_per_client"] = round((cpu_ms(pid) - cpu) * 1000 / a.connections, 2)
+    print(json.dumps(figures))
     if a.wrap and pid != srv.pid:
         # killed with the clients connected: what the wrapper sees as never freed ("leaked")
         # is what the server held for them

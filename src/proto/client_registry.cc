@@ -21,7 +21,7 @@ ClientRegistry::ByUser& ClientRegistry::OnLoop(net::Loop& loop) {
 }
 
 void ClientRegistry::Add(ClientSession& session) {
-  OnLoop(session.loop())[session.user()].push_back(&session);
+  OnLoop(session.loop())[session.user()].Insert(&session);
   std::lock_guard lock(mutex_);
   ++clients_;
   ++users_[session.user()];
@@ -32,7 +32,9 @@ void ClientRegistry::Remove(ClientSession& session) {
   auto found = by_user.find(session.user());
   assert(found != by_user.end() && "a session removed that was not added");
   if (found != by_user.end()) {
-    std::erase(found->second, &session);
+    const bool erased = found->second.Erase(&session);
+    assert(erased && "a session removed that was not added");
+    (void)erased;
     if (found->second.empty()) by_user.erase(found);
   }
   std::lock_guard lock(mutex_);
@@ -53,7 +55,7 @@ void ClientRegistry::ForEachOfUser(net::Loop& loop, std::string_view user, std::
   if (found == by_user.end()) return;
   // A copy: fn may disconnect a session, which leaves the list (the session itself is freed
   // only at the end of the loop's iteration).
-  const std::vector<ClientSession*> sessions = found->second;
+  const std::vector<ClientSession*> sessions = found->second.Members();
   for (ClientSession* s : sessions) {
     if (s->connected() && (client.empty() || s->client_id() == client)) fn(*s);
   }

@@ -1,8 +1,8 @@
 // The connected client sessions of this process: how many clients and distinct users (the
 // API's `info`), and for the API's per-user actions (disconnect, subscribe, unsubscribe,
 // refresh a user's clients) the sessions of one user on one loop, found directly instead of
-// by a walk over every connection. A session enters at connect and leaves at disconnect or
-// close, on its loop's thread.
+// by a walk over every connection; entering and leaving are O(1). A session enters at
+// connect and leaves at disconnect or close, on its loop's thread.
 //
 // Two parts, two rules: the node-wide counts take one mutex (leaf, /LOCKS.md), at connect
 // and close only, never on a message path; each loop's by-user index is the loop's alone
@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/pointer_set.h"
 #include "net/event_loop.h"
 
 namespace hermod::proto {
@@ -45,8 +46,10 @@ class ClientRegistry {
     using is_transparent = void;
     size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
   };
+  // A set, not a list: a loop's anonymous clients are all under "", and a list's erase made
+  // each disconnect scan them (a mass disconnect O(n^2)).
   using ByUser =
-      std::unordered_map<std::string, std::vector<ClientSession*>, Hash, std::equal_to<>>;
+      std::unordered_map<std::string, core::PointerSet<ClientSession>, Hash, std::equal_to<>>;
   ByUser& OnLoop(net::Loop& loop);
 
   mutable std::mutex mutex_;
