@@ -880,10 +880,13 @@ class DeflateMatrix:
     def test_13_x_compressed_fragmented_messages_with_pings_between(self):
         c = self.negotiate("permessage-deflate; client_max_window_bits")
         s = c.deflate
-        for n, piece in ((1000, 1), (70000, 997), (300000, 65536)):
+        for n, piece, empty_ends in ((1000, 1, False), (70000, 997, False),
+                                     (300000, 65536, False), (5000, 100, True)):
             message = (b"fragmented and compressed %d " % n) * (n // 20)
             data = s.compress(message)
             pieces = [data[i:i + piece] for i in range(0, len(data), piece)] or [b""]
+            if empty_ends:  # an empty first frame (with RSV1) and an empty last one
+                pieces = [b""] + pieces + [b""]
             for i, p in enumerate(pieces):
                 c.send_frame(h.OP_CONT if i else h.OP_TEXT, p, rsv=0 if i else 4,
                              fin=i == len(pieces) - 1)
