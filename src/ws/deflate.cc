@@ -271,9 +271,16 @@ void Deflater::Deflate(std::string_view in, bool reset, std::string& out) {
   }
   stream_.next_in = nullptr;
   out.resize(used);
-  // RFC 7692 §7.2.1: drop the 00 00 ff ff of the sync flush's empty stored block.
+  // RFC 7692 §7.2.1: the payload is the compressed data ending in an empty stored block,
+  // minus that block's last four bytes (00 00 ff ff).
   if (out.size() >= 4 && std::memcmp(out.data() + out.size() - 4, kSyncTail, 4) == 0) {
     out.resize(out.size() - 4);
+  } else {
+    // zlib emits nothing when no input came since its last flush (an empty message with
+    // context takeover). Step 2 appends the empty stored block by hand (the last flush left
+    // the stream on a byte boundary): what remains of it is one 00. An empty payload would
+    // be inflated as the start of a stored block and corrupt the peer's next message.
+    out.push_back('\0');
   }
   if (reset) deflateReset(&stream_);
 }

@@ -222,6 +222,24 @@ TEST(Deflate, RoundTripsEmptyAndIncompressibleMessages) {
   }
 }
 
+TEST(Deflate, EmptyMessagesInARowWithContextTakeoverEndInAStoredBlock) {
+  // RFC 7692 §7.2.1: zlib emits nothing for the second empty message (no input since its
+  // last flush); an empty payload would leave the peer's inflater inside a stored block,
+  // and the next message would inflate to garbage.
+  Deflater deflater(6, 15);
+  Inflater inflater(15);
+  std::string compressed, inflated;
+  for (const std::string& message :
+       {std::string(), std::string(), std::string(), Repeat("after the empty ones ", 10)}) {
+    deflater.Deflate(message, false, compressed);
+    if (message.empty()) {
+      EXPECT_EQ(compressed, std::string(1, '\0'));
+    }
+    ASSERT_EQ(inflater.Inflate(compressed, 1 << 20, false, inflated), InflateStatus::kOk);
+    EXPECT_EQ(inflated, message);
+  }
+}
+
 TEST(Deflate, WindowBits8OutputInflatesWithAn8BitWindow) {
   // zlib refuses raw deflate with 8 bits; the Deflater uses 9, whose matches never reach
   // past 250 bytes, so a peer with a 256-byte window still inflates it.
