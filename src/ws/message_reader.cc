@@ -51,10 +51,12 @@ size_t HeaderSize(uint8_t b1) {
   return n;
 }
 
-// The most compressed bytes a message of max inflated bytes can take: deflate's stored-block
-// overhead (zlib's deflateBound is a little under this).
+// The most compressed bytes a message of max inflated bytes can take: incompressible data in
+// stored blocks (5 bytes a block), plus the empty stored block of each sync flush of a client
+// that flushes every fragment (§7.2.3.1): an eighth covers a flush every 128 bytes. The
+// inflated size is bounded by max itself; this only bounds what is buffered before it.
 uint64_t CompressedLimit(uint64_t max) {
-  const uint64_t slack = (max >> 10) + 64;
+  const uint64_t slack = (max >> 3) + 64;
   return max > UINT64_MAX - slack ? UINT64_MAX : max + slack;
 }
 

@@ -1,8 +1,10 @@
 #include "ws/message_reader.h"
 
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include <functional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -565,6 +567,42 @@ TEST(MessageReader, ZipBombClosesWith1009) {
   const Outcome outcome = FeedInPieces(Frame(Opcode::kBinary, bomb, true, true), 0, options);
   EXPECT_EQ(outcome.error, 1009);
   EXPECT_TRUE(outcome.events.empty());
+}
+
+// A client may sync-flush every fragment (RFC 7692 §7.2.3.1): incompressible data then
+// takes an empty stored block per flush more than its size. A message within the limit once
+// inflated is taken, however its sender cut it; the limit is on what it inflates to.
+TEST(MessageReader, IncompressibleMessageFlushedEvery256BytesWithinTheLimitIsTaken) {
+  constexpr size_t kSize = 64 << 10;
+  std::string message(kSize, '\0');
+  std::mt19937 rng(5);
+  for (char& c : message) c = static_cast<char>(rng());
+  z_stream z{};
+  ASSERT_EQ(deflateInit2(&z, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY), Z_OK);
+  std::string bytes;
+  size_t compressed = 0;
+  for (size_t at = 0; at < kSize; at += 256) {
+    std::string out(1024, '\0');
+    z.next_in = reinterpret_cast<Bytef*>(message.data() + at);
+    z.avail_in = 256;
+    z.next_out = reinterpret_cast<Bytef*>(out.data());
+    z.avail_out = static_cast<uInt>(out.size());
+    ASSERT_EQ(deflate(&z, Z_SYNC_FLUSH), Z_OK);
+    out.resize(out.size() - z.avail_out);
+    const bool last = at + 256 == kSize;
+    if (last) out.resize(out.size() - 4);  // the message's 00 00 ff ff tail
+    compressed += out.size();
+    bytes += Frame(at == 0 ? Opcode::kBinary : Opcode::kContinuation, out, last, at == 0);
+  }
+  deflateEnd(&z);
+  ASSERT_GT(compressed, kSize + kSize / 32);  // ~4 % past the message
+  Options options = Deflate();
+  options.limits.max_message_size = kSize;
+  options.reset_inflater = true;
+  const Outcome outcome = FeedInPieces(bytes, 0, options);
+  EXPECT_EQ(outcome.error, 0);
+  ASSERT_EQ(outcome.events.size(), 1u);
+  EXPECT_EQ(outcome.events[0], "binary:" + message);
 }
 
 TEST(MessageReader, CompressedMessagesWithoutContextTakeoverUseAResetInflater) {
