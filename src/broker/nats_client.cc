@@ -461,6 +461,12 @@ bool NatsClient::Write() {
     }
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
       if (errno == EINTR) continue;
+      // A socket that stays behind never drains the buffer: what it took is dropped here
+      // (moving no more than that), so the buffer stays within about twice max_output_bytes.
+      if (out_at_ >= out_.size() - out_at_) {
+        out_.erase(0, out_at_);
+        out_at_ = 0;
+      }
       WantWritable(true);
       // The deadline is for a server that takes nothing, not for a busy one that takes it
       // slower than it is queued: it counts from the last write that moved bytes.

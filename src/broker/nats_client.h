@@ -116,6 +116,9 @@ class NatsClient final : public net::Pollable {
   uint64_t max_payload() const { return parser_.max_payload(); }
   const Stats& stats() const { return stats_; }
   size_t pending_output() const { return out_.size() - out_at_; }
+  // The output buffer's bytes, written ones not yet dropped included (about twice
+  // max_output_bytes at most).
+  size_t output_buffer() const { return out_.size(); }
 
   // A subscription kept across reconnects; its id is the MSG's sid.
   uint64_t Subscribe(std::string_view subject);

@@ -462,5 +462,77 @@ TEST(NatsClientProtocol, AServerThatReadsSlowlyButSteadilyIsNotCutByTheWriteDead
   close(listener);
 }
 
+// A server that always has some of the output waiting (it reads steadily, the publisher keeps
+// max_output_bytes queued): what was written must not stay in the output buffer. Kept until
+// the output drained once, the written bytes would grow the buffer by all that passed through
+// it (16 MB here, unbounded under a lasting overload), whatever max_output_bytes says.
+TEST(NatsClientProtocol, OutputBufferStaysBoundedWhileTheSocketIsAlwaysBehind) {
+  const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  const int small = 64 * 1024;
+  setsockopt(listener, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(listener, 4), 0);
+  socklen_t len = sizeof addr;
+  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  const int port = ntohs(addr.sin_port);
+  std::thread peer([&] {
+    const int fd = accept(listener, nullptr, nullptr);
+    if (fd < 0) return;
+    const std::string info = "INFO {\"max_payload\":1048576}\r\n";
+    (void)!write(fd, info.data(), info.size());
+    std::string got;
+    char buf[64 * 1024];
+    while (got.find("PING\r\n") == std::string::npos) {
+      const ssize_t n = read(fd, buf, sizeof buf);
+      if (n <= 0) break;
+      got.append(buf, static_cast<size_t>(n));
+    }
+    (void)!write(fd, "PONG\r\n", 6);
+    // Steady but slower than the publisher (16 KiB every 2 ms: a full max_output_bytes takes
+    // it over 100 ms), until closed.
+    while (read(fd, buf, 16 * 1024) > 0) std::this_thread::sleep_for(2ms);
+    close(fd);
+  });
+  Seen seen;
+  std::unique_ptr<NatsClient> c;
+  {
+    LoopThread loop;
+    NatsClient::Options o = OptionsFor("nats://127.0.0.1:" + std::to_string(port), 5000);
+    o.max_output_bytes = 1 << 20;
+    c = loop.Run([&] {
+      auto client = std::make_unique<NatsClient>(loop.loop(), std::move(o), seen.Events());
+      client->Start();
+      return client;
+    });
+    ASSERT_TRUE(seen.WaitFor([&] { return seen.connects == 1; }));
+    const std::string chunk(16 * 1024, 'w');
+    size_t passed = 0;
+    size_t held = 0;
+    while (passed < (16u << 20)) {
+      // Topped up to max_output_bytes, then the loop writes what the socket takes.
+      passed += loop.Run([&] {
+        size_t n = 0;
+        while (c->Publish("t.x", chunk)) n += chunk.size();
+        held = std::max(held, c->output_buffer());
+        return n;
+      });
+      std::this_thread::sleep_for(2ms);  // pacing the publisher, not waiting for anything
+    }
+    EXPECT_LE(held, 3u << 20) << "the output buffer kept what was written";
+    EXPECT_EQ(loop.Run([&] { return c->stats().write_deadlines; }), 0u);
+    loop.Run([&] {
+      c.reset();
+      return 0;
+    });
+  }
+  shutdown(listener, SHUT_RDWR);
+  peer.join();
+  close(listener);
+}
+
 }  // namespace
 }  // namespace hermod::broker
