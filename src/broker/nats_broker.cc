@@ -173,7 +173,14 @@ void NatsBroker::OnConnected() {
   // server has answered a PING written after every SUB again: a subscriber that recovers
   // after its tell must not miss a publication the server routed before it had the SUBs. A
   // connection lost before the PONG is told at the next connect (was_connected_ stays set).
-  if (was_connected_.exchange(true)) {
+  // At the first connect too when the node holds channels already: their subscribers were
+  // answered before its SUBs were in, and missed what other nodes published meanwhile.
+  bool held = false;
+  {
+    std::lock_guard lock(interest_mutex_);
+    held = !wanted_.empty();
+  }
+  if (was_connected_.exchange(true) || held) {
     client_->Ping([this](bool ok) {
       if (ok) TellEveryWanted();
     });

@@ -18,6 +18,8 @@
   nodes' keepalive PINGs (nats.ping_interval, nats.max_pings_out) go unanswered, the
   connection is closed (hermod_broker_connection_errors_total{kind="ping"}), and once the
   server answers again the node reconnects and its subscribers are told they missed some.
+- A node answers a subscriber before its first connect to NATS (its first URL does not
+  resolve): the subscriber is told once the node connects (it missed what others published).
 - nats.url names a host that does not resolve: the node starts all the same and serves its
   own subscribers, retrying the name (no NATS ever connected).
 - nats-server is killed and restarted, node A reconnects seconds after node B: what node A
@@ -270,6 +272,26 @@ class ClusterTest(h.HermodTestCase):
         for i in range(3):
             self.assertEqual(on_b.try_publication("gap", DEADLINE_S), {"away": i})
         self.assertEqual(metric(a.port, "hermod_broker_publish_failures_total"), 0)
+
+    def test_subscribers_answered_before_the_first_connect_are_told(self):
+        """Node B cannot reach NATS at start (its first URL does not resolve, the next is tried
+        after its nats.reconnect_wait): a subscriber it answers meanwhile misses what node A
+        publishes until B's SUB is in, so it is told once B connects, as after a reconnect."""
+        a = self.node()
+        b = self.node(nats={"url": "nats://no-such-host.invalid:4222," + self.nats.url,
+                            "prefix": "hermodtest", "dial_timeout": "500ms",
+                            "reconnect_wait": "4s"})
+        self.wait_connected(a)
+        on_b = self.client(b, "early")
+        self.assertEqual(metric(b.port, "hermod_broker_connected"), 0, "node B is in early")
+        api(a.port, "publish", {"channel": "early", "data": {"missed": 1}})
+        self.wait_connected(b)
+        told = on_b.wait(lambda m: m.get("push", {}).get("channel") == "early"
+                         and "unsubscribe" in m.get("push", {}))
+        self.assertEqual(told["push"]["unsubscribe"]["code"], 2500, told)
+        self.assertNotIn("error", on_b.call("subscribe", {"channel": "early"}))
+        on_b.forget()
+        self.first_cross_node(a, on_b, "early", "after")
 
     def test_a_node_whose_nats_host_does_not_resolve_starts_and_serves_locally(self):
         a = self.node(nats={"url": "nats://no-such-host.invalid:4222", "prefix": "hermodtest",
