@@ -410,6 +410,79 @@ TEST(NatsClientProtocol, AMalformedLineClosesCountsAndReconnects) {
   close(listener);
 }
 
+// nats-server sends INFO again on a live connection (a cluster's connect_urls, a lame-duck
+// notice): news only, never a second handshake. The client answers the server's PING, writes
+// no second CONNECT, stays connected, and takes the new max_payload.
+TEST(NatsClientProtocol, AnInfoOnALiveConnectionIsNotASecondHandshake) {
+  const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(listener, 4), 0);
+  socklen_t len = sizeof addr;
+  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  const int port = ntohs(addr.sin_port);
+  std::promise<std::string> after;  // what the client wrote after the second INFO
+  std::thread peer([&] {
+    const int fd = accept(listener, nullptr, nullptr);
+    if (fd < 0) return;
+    const std::string info = "INFO {\"max_payload\":1024}\r\n";
+    (void)!write(fd, info.data(), info.size());
+    std::string got;
+    char buf[4096];
+    while (got.find("PING\r\n") == std::string::npos) {
+      const ssize_t n = read(fd, buf, sizeof buf);
+      if (n <= 0) break;
+      got.append(buf, static_cast<size_t>(n));
+    }
+    const std::string reply =
+        "PONG\r\nINFO {\"max_payload\":2048,\"connect_urls\":[\"127.0.0.1:1\"]}\r\nPING\r\n";
+    (void)!write(fd, reply.data(), reply.size());
+    got.clear();
+    while (got.find("PONG\r\n") == std::string::npos) {
+      const ssize_t n = read(fd, buf, sizeof buf);
+      if (n <= 0) break;
+      got.append(buf, static_cast<size_t>(n));
+    }
+    after.set_value(got);
+    while (read(fd, buf, sizeof buf) > 0) {
+    }
+    close(fd);
+  });
+  Seen seen;
+  std::unique_ptr<NatsClient> c;
+  {
+    LoopThread loop;
+    c = loop.Run([&] {
+      auto client = std::make_unique<NatsClient>(
+          loop.loop(), OptionsFor("nats://127.0.0.1:" + std::to_string(port)), seen.Events());
+      client->Start();
+      return client;
+    });
+    auto written = after.get_future();
+    ASSERT_EQ(written.wait_for(10s), std::future_status::ready);
+    const std::string got = written.get();
+    EXPECT_EQ(got.find("CONNECT"), std::string::npos) << got;
+    EXPECT_NE(got.find("PONG\r\n"), std::string::npos) << got;
+    EXPECT_TRUE(loop.Run([&] { return c->connected(); }));
+    EXPECT_EQ(loop.Run([&] { return c->max_payload(); }), 2048u);
+    {
+      std::lock_guard lock(seen.mutex);
+      EXPECT_EQ(seen.connects, 1);
+      EXPECT_EQ(seen.disconnects, 0);
+    }
+    loop.Run([&] {
+      c.reset();
+      return 0;
+    });
+  }
+  shutdown(listener, SHUT_RDWR);
+  peer.join();
+  close(listener);
+}
+
 // A server that takes the output slower than it was queued, but steadily: the write deadline
 // counts from the last byte the socket took, so a busy link is not cut. The peer reads 256 KiB
 // every 50 ms (20 times within the 1 s deadline) from a 12.8 MB backlog that takes it about
