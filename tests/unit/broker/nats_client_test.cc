@@ -243,6 +243,46 @@ TEST_F(NatsClientTest, PublicationsWhileDisconnectedAreHeldAndWrittenOnTheReconn
   Destroy(sub);
 }
 
+// 10,000 subscriptions written again after a kill -9 and restart, more bytes of SUBs than
+// max_output_bytes: every one is the server's again (a publication to the first and the last
+// arrives), and the connection is not cut for it.
+TEST_F(NatsClientTest, TenThousandSubscriptionsPastTheOutputBoundAreAllWrittenAgain) {
+  test::NatsServer server;
+  ASSERT_TRUE(server.Start());
+  Seen seen;
+  NatsClient::Options o = OptionsFor(server.url());
+  o.max_output_bytes = 256 * 1024;
+  auto c = Make(std::move(o), seen);
+  ASSERT_TRUE(seen.WaitFor([&] { return seen.connects == 1; }));
+  const std::string tail(40, 's');
+  auto subject = [&](int i) { return "t.many." + std::to_string(i) + "." + tail; };
+  loop_.Run([&] {
+    for (int i = 0; i < 10000; ++i) c->Subscribe(subject(i));
+    return 0;
+  });
+  ASSERT_TRUE(Ping(*c));
+  server.Stop(/*kill=*/true);
+  ASSERT_TRUE(server.Start());
+  ASSERT_TRUE(seen.WaitFor([&] { return seen.connects == 2; }));
+  ASSERT_TRUE(Ping(*c));
+  Seen other_seen;
+  auto other = Make(OptionsFor(server.url()), other_seen);
+  ASSERT_TRUE(other_seen.WaitFor([&] { return other_seen.connects == 1; }));
+  ASSERT_TRUE(loop_.Run([&] {
+    return other->Publish(subject(0), "first") && other->Publish(subject(9999), "last");
+  }));
+  ASSERT_TRUE(seen.WaitFor([&] { return seen.messages.size() == 2; }));
+  {
+    std::lock_guard lock(seen.mutex);
+    EXPECT_EQ(seen.messages[0], "first");
+    EXPECT_EQ(seen.messages[1], "last");
+    EXPECT_EQ(seen.disconnects, 1);
+  }
+  EXPECT_EQ(loop_.Run([&] { return c->stats().write_deadlines; }), 0u);
+  Destroy(other);
+  Destroy(c);
+}
+
 TEST_F(NatsClientTest, OutputNotDrainedWithinTheWriteDeadlineReconnects) {
   test::NatsServer server;
   ASSERT_TRUE(server.Start());
