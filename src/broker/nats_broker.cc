@@ -101,6 +101,7 @@ bool NatsBroker::Start(std::string* error) {
   o.dial_timeout_ms = options_.dial_timeout_ms;
   o.reconnect_wait_ms = options_.reconnect_wait_ms;
   o.max_output_bytes = options_.send_queue_bytes;
+  o.reconnect_buffer_bytes = options_.reconnect_buffer_bytes;
   o.ping_interval_ms = options_.ping_interval_ms;
   o.max_pings_out = options_.max_pings_out;
   NatsClient::Events e;
@@ -172,7 +173,14 @@ void NatsBroker::OnConnected() {
   // server has answered a PING written after every SUB again: a subscriber that recovers
   // after its tell must not miss a publication the server routed before it had the SUBs. A
   // connection lost before the PONG is told at the next connect (was_connected_ stays set).
-  if (was_connected_.exchange(true)) {
+  // At the first connect too when the node holds channels already: their subscribers were
+  // answered before its SUBs were in, and missed what other nodes published meanwhile.
+  bool held = false;
+  {
+    std::lock_guard lock(interest_mutex_);
+    held = !wanted_.empty();
+  }
+  if (was_connected_.exchange(true) || held) {
     client_->Ping([this](bool ok) {
       if (ok) TellEveryWanted();
     });
@@ -290,8 +298,8 @@ void NatsBroker::SendNow(Outgoing& m) {
     link_.OnSentTooLarge(m.kind);
     return;
   }
-  // Not connected, or output not draining past send_queue_bytes: fails now (the breaker
-  // counts it), nothing is buffered.
+  // Output not draining past send_queue_bytes, or more than reconnect_buffer_bytes held while
+  // not connected: fails now (the breaker counts it).
   link_.OnSent(m.kind, client_->Publish(m.subject, m.bytes));
 }
 

@@ -35,9 +35,10 @@
 // Publish (any thread) asks the Link (link.h: the circuit breaker), encodes, and writes to the
 // client's output buffer at once when called on the client loop, or queues for it (bounded by
 // send_queue_bytes; one mailbox post per batch) from any other thread; a loop never waits on
-// the network. A send while the connection is not up fails at once and counts against the
-// breaker; nothing is buffered while disconnected (subscriptions are the client's state,
-// written again on every reconnect), so nats.reconnect_buffer_bytes bounds nothing more.
+// the network. A send while the connection is not up is held by the client (up to
+// nats.reconnect_buffer_bytes) and written on the reconnect after the SUBs: the other nodes may
+// have reconnected and told their subscribers already, so dropping it would be a silent gap.
+// Past that bound it fails at once and counts against the breaker.
 // Output that makes no progress within dial_timeout (the write deadline) closes the connection.
 //
 // The interest thread runs the interest rounds: it hands a round's SUBs and UNSUBs and a PING

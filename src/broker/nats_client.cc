@@ -198,6 +198,7 @@ void NatsClient::Close() {
   closing_ = false;
   loop_.timers().Cancel(&state_timer_);
   state_ = State::kClosed;
+  held_.clear();
 }
 
 void NatsClient::Attempt() {
@@ -359,6 +360,8 @@ void NatsClient::Established() {
   loop_.timers().Schedule(&ping_timer_, options_.ping_interval_ms);
   std::string subs;
   for (const auto& [sid, subject] : subs_) AppendSub(subs, subject, sid);
+  subs += held_;
+  std::string().swap(held_);
   std::vector<std::function<void(bool)>> queued;
   queued.swap(queued_);
   for (size_t i = 0; i < queued.size(); ++i) subs += "PING\r\n";
@@ -413,7 +416,15 @@ void NatsClient::Unsubscribe(uint64_t sid) {
 }
 
 bool NatsClient::Publish(std::string_view subject, std::string_view payload) {
-  if (!connected() || pending_output() + payload.size() > options_.max_output_bytes) return false;
+  if (!connected()) {
+    if (state_ == State::kClosed ||
+        held_.size() + payload.size() > options_.reconnect_buffer_bytes) {
+      return false;
+    }
+    AppendPub(held_, subject, payload);
+    return true;
+  }
+  if (pending_output() + payload.size() > options_.max_output_bytes) return false;
   AppendPub(out_, subject, payload);
   ScheduleWrite();
   return true;
@@ -461,6 +472,12 @@ bool NatsClient::Write() {
     }
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
       if (errno == EINTR) continue;
+      // A socket that stays behind never drains the buffer: what it took is dropped here
+      // (moving no more than that), so the buffer stays within about twice max_output_bytes.
+      if (out_at_ >= out_.size() - out_at_) {
+        out_.erase(0, out_at_);
+        out_at_ = 0;
+      }
       WantWritable(true);
       // The deadline is for a server that takes nothing, not for a busy one that takes it
       // slower than it is queued: it counts from the last write that moved bytes.

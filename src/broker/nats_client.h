@@ -17,8 +17,11 @@
 // ping_interval, a PING goes out; with max_pings_out of them unanswered (nothing heard since the
 // first) the connection is taken for dead (a paused server, a partition: TCP may not say so for
 // minutes) and closed, then reconnected. Subscriptions are the client's state: SUB is sent at once
-// when connected and again after every reconnect, before anything else the owner writes. Nothing is
-// written while disconnected: Publish fails at once.
+// when connected and again after every reconnect, before anything else the owner writes. While not
+// connected (an attempt, the reconnect wait), publications are held, up to reconnect_buffer_bytes,
+// and written on the connect right after the SUBs (as libnats's reconnect buffer): a node that
+// reconnects after the others must not drop what it accepted once their subscribers were told.
+// Past the bound, or once closed, Publish fails at once.
 //
 // Everything here runs on the loop's thread (set-up and tear-down too, or while the loop is not
 // running).
@@ -70,6 +73,8 @@ class NatsClient final : public net::Pollable {
     uint64_t max_output_bytes = 16 << 20;  // a Publish past this much unwritten fails
     uint64_t ping_interval_ms = 20000;     // silence before a keepalive PING
     uint64_t max_pings_out = 2;            // keepalive PINGs unanswered: the connection is dead
+    // Publications held while not connected.
+    uint64_t reconnect_buffer_bytes = 8 << 20;
   };
   // Why the client closed a connection itself.
   enum class Fault { kProtocol, kWriteDeadline, kPing };
@@ -116,12 +121,16 @@ class NatsClient final : public net::Pollable {
   uint64_t max_payload() const { return parser_.max_payload(); }
   const Stats& stats() const { return stats_; }
   size_t pending_output() const { return out_.size() - out_at_; }
+  // The output buffer's bytes, written ones not yet dropped included (about twice
+  // max_output_bytes at most).
+  size_t output_buffer() const { return out_.size(); }
 
   // A subscription kept across reconnects; its id is the MSG's sid.
   uint64_t Subscribe(std::string_view subject);
   void Unsubscribe(uint64_t sid);
   size_t subscriptions() const { return subs_.size(); }
-  // false: not connected, or max_output_bytes would be passed (nothing queued).
+  // false: closed, or max_output_bytes (reconnect_buffer_bytes while not connected) would be
+  // passed (nothing queued).
   bool Publish(std::string_view subject, std::string_view payload);
   // A round trip: done(true) once the server's PONG answers a PING written after everything
   // queued before; done(false) when the connection is lost first. While an attempt is in
@@ -186,6 +195,7 @@ class NatsClient final : public net::Pollable {
   std::shared_ptr<ResolverGate> gate_ = std::make_shared<ResolverGate>();
   std::string out_;
   size_t out_at_ = 0;
+  std::string held_;  // PUBs made while not connected, written after the SUBs on the connect
   bool writable_wanted_ = false;
   bool write_posted_ = false;
   Timer state_timer_{*this, &NatsClient::OnStateTimer};

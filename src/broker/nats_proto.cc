@@ -98,7 +98,9 @@ bool NatsParser::Feed(std::string_view bytes) {
     if (used == std::string_view::npos) return false;
     buffer_.erase(0, used);
   }
-  if (need_ == 0 && buffer_.size() > max_line_) {
+  // A cut line of max_line bytes may hold its CR already (refused once its LF is there if the
+  // line is longer).
+  if (need_ == 0 && buffer_.size() > max_line_ + 1) {
     return Fail("a line longer than " + std::to_string(max_line_) + " bytes");
   }
   return true;

@@ -8,8 +8,9 @@
 - publish_rate_limit is not applied again on the receiving node: node B, with a smaller
   burst, delivers every publication node A admitted, and its own bucket stays whole.
 - nats-server stops: node A's circuit breaker opens after broker_breaker.failure_threshold
-  failed sends, /health is degraded with the `broker` check, hermod_circuit_breaker_state
-  {name="broker"} is 1, and node A's own subscribers still get node A's publications.
+  failed sends (past nats.reconnect_buffer_bytes held), /health is degraded with the
+  `broker` check, hermod_circuit_breaker_state {name="broker"} is 1, and node A's own
+  subscribers still get node A's publications.
 - A publication larger than the server's max_payload is refused to its publisher (client
   error 106, API 413 with error 106) and counted, never a broker failure: the breaker stays
   closed and the next publications cross.
@@ -17,8 +18,12 @@
   nodes' keepalive PINGs (nats.ping_interval, nats.max_pings_out) go unanswered, the
   connection is closed (hermod_broker_connection_errors_total{kind="ping"}), and once the
   server answers again the node reconnects and its subscribers are told they missed some.
+- A node answers a subscriber before its first connect to NATS (its first URL does not
+  resolve): the subscriber is told once the node connects (it missed what others published).
 - nats.url names a host that does not resolve: the node starts all the same and serves its
   own subscribers, retrying the name (no NATS ever connected).
+- nats-server is killed and restarted, node A reconnects seconds after node B: what node A
+  accepted in between (held) reaches node B's subscriber, which was told before.
 - nats-server comes back on the same port: the node reconnects, after open_timeout a trial
   closes the breaker, /health is healthy again, and cross-node delivery resumes.
 
@@ -145,7 +150,11 @@ class ClusterTest(h.HermodTestCase):
                                 'reason="own"'), 0)
 
     def test_breaker_opens_without_nats_and_closes_when_it_returns(self):
-        a, b = self.node(), self.node()
+        # Node A holds at most 1 KiB of publications while disconnected: two, then its sends
+        # fail.
+        a = self.node(nats={"url": self.nats.url, "prefix": "hermodtest", "dial_timeout": "500ms",
+                            "reconnect_wait": "100ms", "reconnect_buffer_bytes": 1024})
+        b = self.node()
         self.wait_connected(a, b)
         on_a = self.client(a, "news")
         on_b = self.client(b, "news")
@@ -158,14 +167,14 @@ class ClusterTest(h.HermodTestCase):
         # Every publication still reaches node A's own subscriber, NATS or not.
         on_a.forget()
         for i in range(THRESHOLD + 2):
-            api(a.port, "publish", {"channel": "news", "data": {"local": i}})
+            api(a.port, "publish", {"channel": "news", "data": {"local": i, "pad": "p" * 400}})
             got = on_a.wait(lambda m: m.get("push", {}).get("pub", {}).get("data", {})
                             .get("local") == i)
             self.assertIsNotNone(got)
         wait_for("breaker open", lambda: metric(a.port, "hermod_circuit_breaker_state",
                                                 'name="broker"') == 1)
-        # The disconnect counted as one failure, each failed send as one more (sends admitted
-        # before the breaker opened may fail after it did).
+        # The disconnect counted as one failure, each send past the held bound as one more
+        # (sends admitted before the breaker opened may fail after it did).
         self.assertGreaterEqual(metric(a.port, "hermod_broker_publish_failures_total"),
                                 THRESHOLD - 1)
         self.assertGreaterEqual(metric(a.port, "hermod_circuit_breaker_transitions_total",
@@ -233,6 +242,56 @@ class ClusterTest(h.HermodTestCase):
         self.assertNotIn("error", on_b.call("subscribe", {"channel": "quiet"}))
         on_b.forget()
         self.first_cross_node(a, on_b, "quiet", "after")
+
+    def test_what_a_node_publishes_while_it_reconnects_after_the_others_crosses(self):
+        """nats-server is killed (-9) and restarted on its port: node B reconnects at once and
+        tells its subscriber, node A waits longer (its nats.reconnect_wait). What the API
+        accepts on node A in between (200) reaches node B's subscriber once node A is back
+        (held while it reconnects, nats.reconnect_buffer_bytes): B was told before it was
+        published, so dropping it would be a silent gap."""
+        a = self.node(nats={"url": self.nats.url, "prefix": "hermodtest",
+                            "dial_timeout": "500ms", "reconnect_wait": "8s"})
+        b = self.node()
+        self.wait_connected(a, b)
+        on_b = self.client(b, "gap")
+        self.first_cross_node(a, on_b, "gap", "before")
+        port = self.nats.port
+        self.nats.stop(kill=True)
+        wait_for("node A disconnected", lambda: metric(a.port, "hermod_broker_connected") == 0)
+        self.nats = NatsServer(port).start()
+        self.wait_connected(b)
+        told = on_b.wait(lambda m: m.get("push", {}).get("channel") == "gap"
+                         and "unsubscribe" in m.get("push", {}))
+        self.assertEqual(told["push"]["unsubscribe"]["code"], 2500, told)
+        self.assertNotIn("error", on_b.call("subscribe", {"channel": "gap"}))
+        on_b.forget()
+        self.assertEqual(metric(a.port, "hermod_broker_connected"), 0, "node A is back early")
+        for i in range(3):
+            api(a.port, "publish", {"channel": "gap", "data": {"away": i}})
+        self.wait_connected(a)
+        for i in range(3):
+            self.assertEqual(on_b.try_publication("gap", DEADLINE_S), {"away": i})
+        self.assertEqual(metric(a.port, "hermod_broker_publish_failures_total"), 0)
+
+    def test_subscribers_answered_before_the_first_connect_are_told(self):
+        """Node B cannot reach NATS at start (its first URL does not resolve, the next is tried
+        after its nats.reconnect_wait): a subscriber it answers meanwhile misses what node A
+        publishes until B's SUB is in, so it is told once B connects, as after a reconnect."""
+        a = self.node()
+        b = self.node(nats={"url": "nats://no-such-host.invalid:4222," + self.nats.url,
+                            "prefix": "hermodtest", "dial_timeout": "500ms",
+                            "reconnect_wait": "4s"})
+        self.wait_connected(a)
+        on_b = self.client(b, "early")
+        self.assertEqual(metric(b.port, "hermod_broker_connected"), 0, "node B is in early")
+        api(a.port, "publish", {"channel": "early", "data": {"missed": 1}})
+        self.wait_connected(b)
+        told = on_b.wait(lambda m: m.get("push", {}).get("channel") == "early"
+                         and "unsubscribe" in m.get("push", {}))
+        self.assertEqual(told["push"]["unsubscribe"]["code"], 2500, told)
+        self.assertNotIn("error", on_b.call("subscribe", {"channel": "early"}))
+        on_b.forget()
+        self.first_cross_node(a, on_b, "early", "after")
 
     def test_a_node_whose_nats_host_does_not_resolve_starts_and_serves_locally(self):
         a = self.node(nats={"url": "nats://no-such-host.invalid:4222", "prefix": "hermodtest",

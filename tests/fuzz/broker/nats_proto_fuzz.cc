@@ -1,7 +1,7 @@
 // The core NATS parser (broker/nats_proto.h): what a server, or anything posing as one, sends
-// the broker's connection. The input is fed twice: whole, and cut at a point its first byte
-// picks; what parses whole parses cut, to the same messages. Nothing may crash or read out of
-// bounds, and a failed parser stays failed.
+// the broker's connection. The input is fed twice: whole, and cut at a point its first two
+// bytes pick; what parses whole parses cut, to the same messages. Nothing may crash or read
+// out of bounds, and a failed parser stays failed.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -48,7 +48,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Recorder cut;
   NatsParser b(cut, 256);
   b.set_max_payload(512);
-  const size_t at = size == 0 ? 0 : data[0] % (size + 1);
+  // Two bytes pick the cut: one reaches only the first 256 bytes, never the end of a line of
+  // the bound's length.
+  const size_t pick = size < 2 ? 0 : data[0] | (size_t{data[1]} << 8);
+  const size_t at = pick % (size + 1);
   bool b_ok = b.Feed(input.substr(0, at));
   if (b_ok) b_ok = b.Feed(input.substr(at));
   if (a_ok && (!b_ok || whole.log != cut.log)) __builtin_trap();

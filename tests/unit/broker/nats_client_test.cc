@@ -187,7 +187,6 @@ TEST_F(NatsClientTest, ReconnectsAfterKillAndSubscribesAgain) {
   ASSERT_TRUE(Ping(*c));
   server.Stop(/*kill=*/true);
   ASSERT_TRUE(seen.WaitFor([&] { return seen.disconnects == 1; }));
-  EXPECT_FALSE(loop_.Run([&] { return c->Publish("t.y", "lost"); }));  // fails at once
   EXPECT_FALSE(Ping(*c));
   ASSERT_TRUE(server.Start());
   ASSERT_TRUE(seen.WaitFor([&] { return seen.connects == 2; }));
@@ -199,6 +198,87 @@ TEST_F(NatsClientTest, ReconnectsAfterKillAndSubscribesAgain) {
   ASSERT_TRUE(loop_.Run([&] { return other->Publish("t.y", "again"); }));
   ASSERT_TRUE(seen.WaitFor([&] { return seen.messages.size() == 1; }));
   EXPECT_EQ(seen.messages[0], "again");
+  Destroy(other);
+  Destroy(c);
+}
+
+// Publications made while the client is not connected are held (up to
+// reconnect_buffer_bytes) and written on the connect after the SUBs: a subscriber that is
+// back before the publisher gets them. Past the bound, and once closed, Publish fails.
+TEST_F(NatsClientTest, PublicationsWhileDisconnectedAreHeldAndWrittenOnTheReconnect) {
+  test::NatsServer server;
+  ASSERT_TRUE(server.Start());
+  Seen sub_seen;
+  Seen pub_seen;
+  auto sub = Make(OptionsFor(server.url()), sub_seen);
+  NatsClient::Options o = OptionsFor(server.url());
+  o.reconnect_buffer_bytes = 1024;
+  o.reconnect_wait_ms = 3000;  // back well after the subscriber
+  auto pub = Make(std::move(o), pub_seen);
+  ASSERT_TRUE(sub_seen.WaitFor([&] { return sub_seen.connects == 1; }));
+  ASSERT_TRUE(pub_seen.WaitFor([&] { return pub_seen.connects == 1; }));
+  loop_.Run([&] { return sub->Subscribe("t.h"); });
+  ASSERT_TRUE(Ping(*sub));
+  server.Stop(/*kill=*/true);
+  ASSERT_TRUE(pub_seen.WaitFor([&] { return pub_seen.disconnects == 1; }));
+  // Held: two fit the bound, the third would pass it.
+  const std::string part(400, 'h');
+  EXPECT_TRUE(loop_.Run([&] { return pub->Publish("t.h", part + "1"); }));
+  EXPECT_TRUE(loop_.Run([&] { return pub->Publish("t.h", part + "2"); }));
+  EXPECT_FALSE(loop_.Run([&] { return pub->Publish("t.h", part + "3"); }));
+  ASSERT_TRUE(server.Start());
+  ASSERT_TRUE(sub_seen.WaitFor([&] { return sub_seen.connects == 2; }));
+  ASSERT_TRUE(Ping(*sub));  // its SUB is the server's
+  ASSERT_FALSE(loop_.Run([&] { return pub->connected(); })) << "the publisher is back early";
+  ASSERT_TRUE(pub_seen.WaitFor([&] { return pub_seen.connects == 2; }));
+  ASSERT_TRUE(sub_seen.WaitFor([&] { return sub_seen.messages.size() == 2; }));
+  EXPECT_EQ(sub_seen.messages[0], part + "1");
+  EXPECT_EQ(sub_seen.messages[1], part + "2");
+  loop_.Run([&] {
+    pub->Close();
+    return 0;
+  });
+  EXPECT_FALSE(loop_.Run([&] { return pub->Publish("t.h", "closed"); }));
+  Destroy(pub);
+  Destroy(sub);
+}
+
+// 10,000 subscriptions written again after a kill -9 and restart, more bytes of SUBs than
+// max_output_bytes: every one is the server's again (a publication to the first and the last
+// arrives), and the connection is not cut for it.
+TEST_F(NatsClientTest, TenThousandSubscriptionsPastTheOutputBoundAreAllWrittenAgain) {
+  test::NatsServer server;
+  ASSERT_TRUE(server.Start());
+  Seen seen;
+  NatsClient::Options o = OptionsFor(server.url());
+  o.max_output_bytes = 256 * 1024;
+  auto c = Make(std::move(o), seen);
+  ASSERT_TRUE(seen.WaitFor([&] { return seen.connects == 1; }));
+  const std::string tail(40, 's');
+  auto subject = [&](int i) { return "t.many." + std::to_string(i) + "." + tail; };
+  loop_.Run([&] {
+    for (int i = 0; i < 10000; ++i) c->Subscribe(subject(i));
+    return 0;
+  });
+  ASSERT_TRUE(Ping(*c));
+  server.Stop(/*kill=*/true);
+  ASSERT_TRUE(server.Start());
+  ASSERT_TRUE(seen.WaitFor([&] { return seen.connects == 2; }));
+  ASSERT_TRUE(Ping(*c));
+  Seen other_seen;
+  auto other = Make(OptionsFor(server.url()), other_seen);
+  ASSERT_TRUE(other_seen.WaitFor([&] { return other_seen.connects == 1; }));
+  ASSERT_TRUE(loop_.Run([&] {
+    return other->Publish(subject(0), "first") && other->Publish(subject(9999), "last");
+  }));
+  ASSERT_TRUE(seen.WaitFor([&] { return seen.messages.size() == 2; }));
+  {
+    std::lock_guard lock(seen.mutex);
+    EXPECT_EQ(seen.messages[0], "first");
+    EXPECT_EQ(seen.messages[1], "last");
+    EXPECT_EQ(seen.disconnects, 1);
+  }
+  EXPECT_EQ(loop_.Run([&] { return c->stats().write_deadlines; }), 0u);
   Destroy(other);
   Destroy(c);
 }
@@ -370,6 +450,79 @@ TEST(NatsClientProtocol, AMalformedLineClosesCountsAndReconnects) {
   close(listener);
 }
 
+// nats-server sends INFO again on a live connection (a cluster's connect_urls, a lame-duck
+// notice): news only, never a second handshake. The client answers the server's PING, writes
+// no second CONNECT, stays connected, and takes the new max_payload.
+TEST(NatsClientProtocol, AnInfoOnALiveConnectionIsNotASecondHandshake) {
+  const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(listener, 4), 0);
+  socklen_t len = sizeof addr;
+  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  const int port = ntohs(addr.sin_port);
+  std::promise<std::string> after;  // what the client wrote after the second INFO
+  std::thread peer([&] {
+    const int fd = accept(listener, nullptr, nullptr);
+    if (fd < 0) return;
+    const std::string info = "INFO {\"max_payload\":1024}\r\n";
+    (void)!write(fd, info.data(), info.size());
+    std::string got;
+    char buf[4096];
+    while (got.find("PING\r\n") == std::string::npos) {
+      const ssize_t n = read(fd, buf, sizeof buf);
+      if (n <= 0) break;
+      got.append(buf, static_cast<size_t>(n));
+    }
+    const std::string reply =
+        "PONG\r\nINFO {\"max_payload\":2048,\"connect_urls\":[\"127.0.0.1:1\"]}\r\nPING\r\n";
+    (void)!write(fd, reply.data(), reply.size());
+    got.clear();
+    while (got.find("PONG\r\n") == std::string::npos) {
+      const ssize_t n = read(fd, buf, sizeof buf);
+      if (n <= 0) break;
+      got.append(buf, static_cast<size_t>(n));
+    }
+    after.set_value(got);
+    while (read(fd, buf, sizeof buf) > 0) {
+    }
+    close(fd);
+  });
+  Seen seen;
+  std::unique_ptr<NatsClient> c;
+  {
+    LoopThread loop;
+    c = loop.Run([&] {
+      auto client = std::make_unique<NatsClient>(
+          loop.loop(), OptionsFor("nats://127.0.0.1:" + std::to_string(port)), seen.Events());
+      client->Start();
+      return client;
+    });
+    auto written = after.get_future();
+    ASSERT_EQ(written.wait_for(10s), std::future_status::ready);
+    const std::string got = written.get();
+    EXPECT_EQ(got.find("CONNECT"), std::string::npos) << got;
+    EXPECT_NE(got.find("PONG\r\n"), std::string::npos) << got;
+    EXPECT_TRUE(loop.Run([&] { return c->connected(); }));
+    EXPECT_EQ(loop.Run([&] { return c->max_payload(); }), 2048u);
+    {
+      std::lock_guard lock(seen.mutex);
+      EXPECT_EQ(seen.connects, 1);
+      EXPECT_EQ(seen.disconnects, 0);
+    }
+    loop.Run([&] {
+      c.reset();
+      return 0;
+    });
+  }
+  shutdown(listener, SHUT_RDWR);
+  peer.join();
+  close(listener);
+}
+
 // A server that takes the output slower than it was queued, but steadily: the write deadline
 // counts from the last byte the socket took, so a busy link is not cut. The peer reads 256 KiB
 // every 50 ms (20 times within the 1 s deadline) from a 12.8 MB backlog that takes it about
@@ -452,6 +605,78 @@ TEST(NatsClientProtocol, AServerThatReadsSlowlyButSteadilyIsNotCutByTheWriteDead
       std::lock_guard lock(seen.mutex);
       EXPECT_EQ(seen.disconnects, 0);
     }
+    loop.Run([&] {
+      c.reset();
+      return 0;
+    });
+  }
+  shutdown(listener, SHUT_RDWR);
+  peer.join();
+  close(listener);
+}
+
+// A server that always has some of the output waiting (it reads steadily, the publisher keeps
+// max_output_bytes queued): what was written must not stay in the output buffer. Kept until
+// the output drained once, the written bytes would grow the buffer by all that passed through
+// it (16 MB here, unbounded under a lasting overload), whatever max_output_bytes says.
+TEST(NatsClientProtocol, OutputBufferStaysBoundedWhileTheSocketIsAlwaysBehind) {
+  const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  const int small = 64 * 1024;
+  setsockopt(listener, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(listener, 4), 0);
+  socklen_t len = sizeof addr;
+  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  const int port = ntohs(addr.sin_port);
+  std::thread peer([&] {
+    const int fd = accept(listener, nullptr, nullptr);
+    if (fd < 0) return;
+    const std::string info = "INFO {\"max_payload\":1048576}\r\n";
+    (void)!write(fd, info.data(), info.size());
+    std::string got;
+    char buf[64 * 1024];
+    while (got.find("PING\r\n") == std::string::npos) {
+      const ssize_t n = read(fd, buf, sizeof buf);
+      if (n <= 0) break;
+      got.append(buf, static_cast<size_t>(n));
+    }
+    (void)!write(fd, "PONG\r\n", 6);
+    // Steady but slower than the publisher (16 KiB every 2 ms: a full max_output_bytes takes
+    // it over 100 ms), until closed.
+    while (read(fd, buf, 16 * 1024) > 0) std::this_thread::sleep_for(2ms);
+    close(fd);
+  });
+  Seen seen;
+  std::unique_ptr<NatsClient> c;
+  {
+    LoopThread loop;
+    NatsClient::Options o = OptionsFor("nats://127.0.0.1:" + std::to_string(port), 5000);
+    o.max_output_bytes = 1 << 20;
+    c = loop.Run([&] {
+      auto client = std::make_unique<NatsClient>(loop.loop(), std::move(o), seen.Events());
+      client->Start();
+      return client;
+    });
+    ASSERT_TRUE(seen.WaitFor([&] { return seen.connects == 1; }));
+    const std::string chunk(16 * 1024, 'w');
+    size_t passed = 0;
+    size_t held = 0;
+    while (passed < (16u << 20)) {
+      // Topped up to max_output_bytes, then the loop writes what the socket takes.
+      passed += loop.Run([&] {
+        size_t n = 0;
+        while (c->Publish("t.x", chunk)) n += chunk.size();
+        held = std::max(held, c->output_buffer());
+        return n;
+      });
+      std::this_thread::sleep_for(2ms);  // pacing the publisher, not waiting for anything
+    }
+    EXPECT_LE(held, 3u << 20) << "the output buffer kept what was written";
+    EXPECT_EQ(loop.Run([&] { return c->stats().write_deadlines; }), 0u);
     loop.Run([&] {
       c.reset();
       return 0;

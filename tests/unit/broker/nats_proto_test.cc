@@ -96,6 +96,24 @@ TEST(NatsParser, HugeLineIsAnError) {
   EXPECT_FALSE(q.Feed("INFO " + std::string(200, 'a') + "\r\n"));
 }
 
+// A line of exactly max_line bytes is taken whole, so it is taken cut too: also when the read
+// ends between its CR and LF (the held bytes are then one more than max_line).
+TEST(NatsParser, LineOfExactlyMaxLineCutBeforeItsLf) {
+  const std::string line = "INFO " + std::string(123, 'a');  // 128 bytes
+  Recorder whole;
+  NatsParser p(whole, 128);
+  ASSERT_TRUE(p.Feed(line + "\r\n")) << p.error();
+  Recorder cut;
+  NatsParser q(cut, 128);
+  ASSERT_TRUE(q.Feed(line + "\r")) << q.error();
+  ASSERT_TRUE(q.Feed("\n")) << q.error();
+  EXPECT_EQ(cut.got, whole.got);
+  ASSERT_EQ(cut.got.size(), 1u);
+  // One byte more is refused, cut or not.
+  NatsParser r(cut, 128);
+  EXPECT_FALSE(r.Feed(line + "a\r"));
+}
+
 TEST(NatsParser, MalformedLinesAreErrors) {
   for (const char* bad :
        {"BOGUS\r\n", "\r\n", "MSG a 1\r\n", "MSG a x 3\r\nabc\r\n", "MSG a 1 -3\r\n",
