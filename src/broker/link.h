@@ -112,7 +112,7 @@ class Link {
   std::atomic<uint64_t> received_[3] = {};
   std::atomic<uint64_t> too_large_[3] = {};
   std::atomic<uint64_t> dropped_[6] = {};
-  std::atomic<uint64_t> errors_[4] = {};
+  std::atomic<uint64_t> errors_[static_cast<size_t>(ConnectionError::kTls) + 1] = {};
   std::atomic<uint64_t> subjects_{0};
   std::atomic<uint64_t> subscribes_{0};
   std::atomic<uint64_t> unsubscribes_{0};
