@@ -360,6 +360,7 @@ void NatsClient::ReadTls() {
   // epoll does not see it: read until none is left there.
   do {
     ERR_clear_error();
+    errno = 0;  // SSL_ERROR_SYSCALL with errno 0 is an end of file
     const int n = SSL_read(ssl_, loop_.read_buffer(), static_cast<int>(loop_.read_buffer_size()));
     if (n > 0) {
       Received(static_cast<size_t>(n));
