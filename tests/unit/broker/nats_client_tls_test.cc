@@ -4,7 +4,9 @@
 // upgrade a server requiring TLS gets on a nats:// URL, and the refusals (an unknown CA, a
 // wrong name, no client certificate for verify: true, no TLS on the server) as failed
 // attempts counted as TLS.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -223,6 +225,49 @@ TEST_F(NatsClientTlsTest, MutualTlsNeedsTheClientCertificate) {
 TEST_F(NatsClientTlsTest, TlsAskedOfAServerWithoutItIsRefused) {
   ASSERT_TRUE(server_.Start());
   ExpectRefused(OptionsFor(TlsUrl(), "ca.pem"), "offers none");
+}
+
+// A peer whose INFO says tls_required and then never answers the ClientHello: the handshake
+// is bounded by dial_timeout like the rest of the attempt, and the next attempt follows.
+TEST_F(NatsClientTlsTest, AHandshakeThatNeverEndsIsCutByTheDialTimeout) {
+  const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(listener, 4), 0);
+  socklen_t len = sizeof addr;
+  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  const int port = ntohs(addr.sin_port);
+  // Two attempts: each gets the INFO, its ClientHello is read and left unanswered until the
+  // client closes.
+  std::thread peer([listener] {
+    for (int i = 0; i < 2; ++i) {
+      const int fd = accept(listener, nullptr, nullptr);
+      if (fd < 0) return;
+      const std::string info = "INFO {\"tls_required\":true,\"max_payload\":1024}\r\n";
+      (void)!write(fd, info.data(), info.size());
+      char buf[4096];
+      while (read(fd, buf, sizeof buf) > 0) {
+      }
+      close(fd);
+    }
+  });
+  TlsSeen seen;
+  NatsClient::Options o = OptionsFor("nats://127.0.0.1:" + std::to_string(port), "ca.pem");
+  o.dial_timeout_ms = 300;
+  auto c = Make(std::move(o), seen);
+  EXPECT_TRUE(seen.WaitFor([&] { return seen.failures.size() >= 2; }));
+  {
+    std::lock_guard lock(seen.mutex);
+    EXPECT_EQ(seen.connects, 0);
+    EXPECT_NE(seen.failures[0].find("nats.dial_timeout"), std::string::npos) << seen.failures[0];
+  }
+  Destroy(c);
+  shutdown(listener, SHUT_RDWR);
+  peer.join();
+  close(listener);
 }
 
 }  // namespace
