@@ -426,7 +426,9 @@ void NatsClient::StartTls() {
 
 void NatsClient::Handshake() {
   ERR_clear_error();
+  errno = 0;
   const int rc = SSL_do_handshake(ssl_);
+  const int err = errno;  // for SSL_ERROR_SYSCALL, before anything else sets it
   if (rc == 1) {
     tls_handshaking_ = false;
     writable_wanted_ = false;
@@ -440,7 +442,6 @@ void NatsClient::Handshake() {
     loop_.Modify(fd_, writable_wanted_ ? EPOLLIN | EPOLLOUT : EPOLLIN, this);
     return;
   }
-  const int err = errno;
   std::string why = net::TlsFailure(ssl_);
   if (e == SSL_ERROR_SYSCALL && err != 0) why += std::string(" (") + std::strerror(err) + ")";
   TlsFailed("TLS handshake with " + server_->url + ": " + why);

@@ -46,6 +46,11 @@ bool ApplyNatsTls(natsOptions* o, const std::string& urls, const config::NatsTls
     return false;
   };
   const bool wanted = tls.enabled || urls.find("tls://") != std::string::npos;
+  const bool configured = !tls.ca_file.empty() || !tls.cert_file.empty() ||
+                          !tls.server_name.empty() || tls.insecure_skip_verify;
+  // Nothing asked: libnats's options stay as they were (its own upgrade for a server that
+  // requires TLS included).
+  if (!wanted && !configured) return true;
   natsStatus s = NATS_OK;
   if (wanted && (s = natsOptions_SetSecure(o, true)) != NATS_OK) {
     return fail(s, "nats.tls.enabled");
