@@ -2,8 +2,9 @@
 required (`--tlsverify`), certificates made with the openssl CLI at run time.
 
 - Two nodes with `nats.url: tls://...` and nats.tls (CA, client certificate and key) deliver
-  a publication across nodes, and keep history on JetStream (history_engine nats, a libnats
-  connection with the same settings): node B reads what node A published.
+  a publication across nodes, and keep history on JetStream and presence in a KV bucket
+  (history_engine and presence_engine nats: libnats connections with the same settings):
+  node B reads what node A published, node A lists node B's subscriber.
 - A node trusting another CA is refused: every attempt a TLS failure
   (hermod_broker_connection_errors_total{kind="tls"}), logged once with OpenSSL's reason,
   retried; the node serves its own subscribers meanwhile and reports the broker degraded.
@@ -81,9 +82,9 @@ class TlsTest(h.HermodTestCase):
                 return data
         raise AssertionError("no publication crossed from node %d" % a.port)
 
-    def test_two_nodes_over_mutual_tls_deliver_across_and_keep_history_on_jetstream(self):
-        a = self.node(self.tls(), history_engine="nats")
-        b = self.node(self.tls(), history_engine="nats")
+    def test_two_nodes_over_mutual_tls_deliver_across_and_keep_history_and_presence(self):
+        a = self.node(self.tls(), history_engine="nats", presence_engine="nats", presence=True)
+        b = self.node(self.tls(), history_engine="nats", presence_engine="nats", presence=True)
         self.wait_connected(a, b)
         on_b = self.client(b, "secure")
         self.cross(a, on_b, "secure")
@@ -93,6 +94,10 @@ class TlsTest(h.HermodTestCase):
         # History on JetStream, written by node A's libnats connection, read by node B's.
         history = api(b.port, "history", {"channel": "secure", "limit": -1})["result"]
         self.assertIn({"text": "over tls"}, [p["data"] for p in history["publications"]])
+        # Presence in a KV bucket: node B's subscriber, listed by node A.
+        wait_for("node B's subscriber in node A's presence",
+                 lambda: len(api(a.port, "presence", {"channel": "secure"})["result"]
+                             ["presence"]) == 1)
         for s in (a, b):
             self.assertEqual(metric(s.port, "hermod_broker_connection_errors_total",
                                     'kind="tls"'), 0, s.stderr_text())
