@@ -95,13 +95,14 @@ bool NatsBroker::MakeTls(const std::vector<NatsServer>& servers, NatsClient::Opt
   const config::NatsTls& t = options_.tls;
   o->tls_wanted = t.enabled;
   o->tls_server_name = t.server_name;
-  const bool asked = t.enabled || std::any_of(servers.begin(), servers.end(),
-                                              [](const NatsServer& s) { return s.tls; });
+  const bool asked =
+      t.enabled || !t.ca_file.empty() || !t.cert_file.empty() ||
+      std::any_of(servers.begin(), servers.end(), [](const NatsServer& s) { return s.tls; });
   std::string why;
   o->tls = net::TlsClientContext::Create(
       {t.ca_file, t.cert_file, t.key_file, !t.insecure_skip_verify}, &why);
-  // Without TLS asked for, a context is there for a server that requires it (as nats.go);
-  // the system's CAs failing to load then waits for such a server.
+  // Without TLS asked for (or files given), a context is there for a server that requires
+  // it (as nats.go); the system's CAs failing to load then waits for such a server.
   if (!o->tls && asked) {
     *error = "broker: config key " + why;
     return false;

@@ -10,7 +10,8 @@ required (`--tlsverify`), certificates made with the openssl CLI at run time.
   retried; the node serves its own subscribers meanwhile and reports the broker degraded.
 - A node without a client certificate is refused by the server (mutual TLS) the same way.
 - A server that requires TLS gets it on a nats:// URL too (as nats.go does).
-- checkconfig refuses a client certificate without its key and a CA file that is not there.
+- checkconfig refuses a client certificate without its key and a CA file that is not there;
+  serve refuses a CA file OpenSSL cannot load, naming the key.
 
 Run: python3 tls_test.py --hermod PATH
 """
@@ -145,6 +146,15 @@ class TlsTest(h.HermodTestCase):
                                text=True, timeout=60, stdin=subprocess.DEVNULL)
             self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
             self.assertIn(expected, p.stderr)
+
+
+    def test_serve_refuses_a_ca_file_openssl_cannot_load(self):
+        # Readable and not empty (checkconfig's test), but a key, not a certificate.
+        with self.assertRaises(AssertionError) as refused:
+            self.node(self.tls(ca="server.key"))
+        self.assertIn("before listening", str(refused.exception))
+        self.assertIn("config key nats.tls.ca_file " + self.pki("server.key"),
+                      str(refused.exception))
 
 
 if __name__ == "__main__":
