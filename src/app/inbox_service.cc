@@ -45,6 +45,7 @@ std::unique_ptr<InboxService> InboxService::Make(const config::Config& config,
   } else if (config.history_engine == "nats") {
     store::NatsInboxOptions o;
     o.url = config.nats.url;
+    o.tls = config.nats.tls;
     o.bucket = config.nats.prefix + "_inbox";
     o.dial_timeout_ms = config.nats.dial_timeout.ms;
     o.reconnect_wait_ms = config.nats.reconnect_wait.ms;

@@ -57,6 +57,7 @@ bool AsksForProtobuf(std::string_view subprotocol, std::string_view query) {
 store::NatsHistoryOptions NatsHistoryOptionsOf(const config::Config& config) {
   store::NatsHistoryOptions o;
   o.url = config.nats.url;
+  o.tls = config.nats.tls;
   o.prefix = config.nats.prefix;
   o.stream = config.nats.jetstream.stream;
   o.replicas = static_cast<int64_t>(config.nats.jetstream.replicas);
@@ -833,6 +834,7 @@ int Server::Run() {
     // Scheduled publications in a KV bucket shared by the cluster (store/nats_schedule.h).
     store::NatsScheduleOptions o;
     o.url = config_.nats.url;
+    o.tls = config_.nats.tls;
     o.bucket = config_.nats.prefix + "_schedules";
     o.claims_bucket = config_.nats.prefix + "_schedule_claims";
     o.dial_timeout_ms = config_.nats.dial_timeout.ms;

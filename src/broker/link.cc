@@ -226,7 +226,8 @@ void Link::Render(metrics::PrometheusText& t) {
   t.Family("hermod_broker_connection_errors_total", "counter",
            "Broker connections closed for a protocol error (kind protocol) or output not "
            "written within nats.dial_timeout (write_deadline) or nats.max_pings_out keepalive "
-           "PINGs unanswered (ping), and the server's -ERR (server).");
+           "PINGs unanswered (ping) or TLS (tls: a failed handshake, a certificate refused), "
+           "and the server's -ERR (server).");
   t.Sample("hermod_broker_connection_errors_total", {{"kind", "protocol"}},
            errors(ConnectionError::kProtocol));
   t.Sample("hermod_broker_connection_errors_total", {{"kind", "write_deadline"}},
@@ -235,6 +236,8 @@ void Link::Render(metrics::PrometheusText& t) {
            errors(ConnectionError::kServer));
   t.Sample("hermod_broker_connection_errors_total", {{"kind", "ping"}},
            errors(ConnectionError::kPing));
+  t.Sample("hermod_broker_connection_errors_total", {{"kind", "tls"}},
+           errors(ConnectionError::kTls));
   t.Family("hermod_broker_subjects", "gauge",
            "Channel subjects this node is subscribed to: the channels it holds.");
   t.Sample("hermod_broker_subjects", {}, subjects());

@@ -37,8 +37,8 @@ enum class ReceiveDrop : uint8_t { kDecode, kOwn, kChannel, kRefused, kSlowConsu
 // Why the connection was closed by this node, or what the server said: a protocol error
 // (a malformed line, a message past max_payload), the write deadline (output that made no
 // progress within dial_timeout), the server's -ERR, keepalive PINGs unanswered
-// (nats.max_pings_out).
-enum class ConnectionError : uint8_t { kProtocol, kWriteDeadline, kServer, kPing };
+// (nats.max_pings_out), TLS (a failed handshake or alert, a server without TLS when asked).
+enum class ConnectionError : uint8_t { kProtocol, kWriteDeadline, kServer, kPing, kTls };
 
 class Link {
  public:
@@ -112,7 +112,7 @@ class Link {
   std::atomic<uint64_t> received_[3] = {};
   std::atomic<uint64_t> too_large_[3] = {};
   std::atomic<uint64_t> dropped_[6] = {};
-  std::atomic<uint64_t> errors_[4] = {};
+  std::atomic<uint64_t> errors_[static_cast<size_t>(ConnectionError::kTls) + 1] = {};
   std::atomic<uint64_t> subjects_{0};
   std::atomic<uint64_t> subscribes_{0};
   std::atomic<uint64_t> unsubscribes_{0};

@@ -41,6 +41,7 @@ NatsBroker::Options NatsBroker::Options::FromConfig(const config::Config& c) {
   o.release_batch = c.nats.release_batch;
   o.release_bytes = c.nats.release_bytes;
   o.link.unhealthy_after_ms = c.nats.unhealthy_after.ms;
+  o.tls = c.nats.tls;
   const auto& b = c.broker_breaker;
   o.link.breaker.failure_threshold = static_cast<uint32_t>(b.failure_threshold);
   o.link.breaker.window_ms = b.window.ms;
@@ -89,6 +90,31 @@ void NatsBroker::OnLoop(std::function<void()> task) {
   });
 }
 
+bool NatsBroker::MakeTls(const std::vector<NatsServer>& servers, NatsClient::Options* o,
+                         std::string* error) const {
+  const config::NatsTls& t = options_.tls;
+  o->tls_wanted = t.enabled;
+  o->tls_server_name = t.server_name;
+  const bool asked =
+      t.enabled || !t.ca_file.empty() || !t.cert_file.empty() ||
+      std::any_of(servers.begin(), servers.end(), [](const NatsServer& s) { return s.tls; });
+  std::string why;
+  o->tls = net::TlsClientContext::Create(
+      {t.ca_file, t.cert_file, t.key_file, !t.insecure_skip_verify}, &why);
+  // Without TLS asked for (or files given), a context is there for a server that requires
+  // it (as nats.go); the system's CAs failing to load then waits for such a server.
+  if (!o->tls && asked) {
+    *error = "broker: config key " + why;
+    return false;
+  }
+  if (t.insecure_skip_verify) {
+    spdlog::warn(
+        "broker: nats.tls.insecure_skip_verify: the NATS server's certificate is not "
+        "checked");
+  }
+  return true;
+}
+
 bool NatsBroker::Start(std::string* error) {
   std::vector<NatsServer> servers;
   if (std::string why; !ParseNatsServers(options_.url, &servers, &why)) {
@@ -96,6 +122,7 @@ bool NatsBroker::Start(std::string* error) {
     return false;
   }
   NatsClient::Options o;
+  if (!MakeTls(servers, &o, error)) return false;
   o.servers = std::move(servers);
   o.name = "hermod-" + std::to_string(node_id_);
   o.dial_timeout_ms = options_.dial_timeout_ms;
@@ -119,6 +146,7 @@ bool NatsBroker::Start(std::string* error) {
   e.fault = [this](NatsClient::Fault fault) {
     link_.CountError(fault == NatsClient::Fault::kWriteDeadline ? ConnectionError::kWriteDeadline
                      : fault == NatsClient::Fault::kPing        ? ConnectionError::kPing
+                     : fault == NatsClient::Fault::kTls         ? ConnectionError::kTls
                                                                 : ConnectionError::kProtocol);
   };
   client_ = std::make_unique<NatsClient>(loop_, std::move(o), std::move(e));

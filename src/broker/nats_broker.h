@@ -99,6 +99,7 @@ class NatsBroker final : public core::Broker {
     uint64_t release_batch = 32;  // Release: messages, and bytes, given back at once
     uint64_t release_bytes = 64 * 1024;
     Link::Options link;
+    config::NatsTls tls;
     static Options FromConfig(const config::Config& config);
   };
 
@@ -149,6 +150,9 @@ class NatsBroker final : public core::Broker {
   void SetInterestHook(InterestHook hook) { interest_hook_ = std::move(hook); }
 
  private:
+  // The client's TLS settings from nats.tls; false with *error when a file does not load.
+  bool MakeTls(const std::vector<NatsServer>& servers, NatsClient::Options* o,
+               std::string* error) const;
   struct Outgoing {
     core::BrokerMessageKind kind;
     std::string subject;

@@ -3,10 +3,12 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -47,11 +49,10 @@ bool ParseOne(std::string_view url, NatsServer* server, std::string* error) {
   if (rest.starts_with("nats://")) {
     rest.remove_prefix(7);
   } else if (rest.starts_with("tls://")) {
-    *error =
-        "tls:// is not supported by the broker's connection (nats:// only): " + std::string(url);
-    return false;
+    rest.remove_prefix(6);
+    server->tls = true;
   } else if (rest.find("://") != std::string_view::npos) {
-    *error = "not a nats:// URL: " + std::string(url);
+    *error = "not a nats:// or tls:// URL: " + std::string(url);
     return false;
   }
   if (const size_t slash = rest.find('/'); slash != std::string_view::npos) {
@@ -100,8 +101,8 @@ bool ParseOne(std::string_view url, NatsServer* server, std::string* error) {
   // An address literal is taken as it is (never blocks); a name waits for each attempt.
   std::string why;
   Lookup(host, port, AI_NUMERICHOST, &server->address, &server->address_len, &why);
-  server->url =
-      "nats://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + port;
+  server->url = (server->tls ? "tls://" : "nats://") +
+                (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + port;
   return true;
 }
 
@@ -136,10 +137,16 @@ class NatsClient::Parsed final : public NatsParser::Handler {
     if (const uint64_t max = InfoMaxPayload(json); max > 0) c_.parser_.set_max_payload(max);
     if (c_.state_ != State::kHandshake || c_.info_seen_) return;  // a later INFO: news only
     c_.info_seen_ = true;
-    std::string hello;
-    AppendConnect(hello, {c_.options_.name, c_.server_->user, c_.server_->pass, c_.server_->token});
-    hello += "PING\r\n";
-    c_.Queue(hello);
+    const bool wanted = c_.server_->tls || c_.options_.tls_wanted;
+    if (InfoFlag(json, "tls_required") || (wanted && InfoFlag(json, "tls_available"))) {
+      c_.tls_start_ = true;  // once Feed returns: the server sends nothing more in plain text
+    } else if (wanted) {
+      ++c_.stats_.tls_failures;
+      if (c_.events_.fault) c_.events_.fault(Fault::kTls);
+      if (c_.drop_why_.empty()) c_.drop_why_ = "TLS asked for, but the server offers none";
+    } else {
+      c_.SendHello();
+    }
   }
   void OnMsg(std::string_view, uint64_t sid, std::string_view, std::string_view payload) override {
     if (c_.state_ == State::kConnected && c_.events_.message) c_.events_.message(sid, payload);
@@ -205,6 +212,7 @@ void NatsClient::Attempt() {
   if (options_.servers.empty()) return;
   server_ = &options_.servers[next_server_++ % options_.servers.size()];
   info_seen_ = false;
+  tls_start_ = false;
   drop_why_.clear();
   parser_.Reset();
   parser_.set_max_payload(NatsParser::kDefaultMaxPayload);
@@ -312,6 +320,10 @@ void NatsClient::OnEvents(uint32_t events) {
     return;
   }
   if (fd_ < 0) return;
+  if (tls_handshaking_) {
+    Handshake();
+    return;
+  }
   if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0) OnReadable();
   if (fd_ >= 0 && (events & EPOLLOUT) != 0) Write();
 }
@@ -330,6 +342,10 @@ void NatsClient::OnConnectDone() {
 }
 
 void NatsClient::OnReadable() {
+  if (ssl_ != nullptr) {
+    ReadTls();
+    return;
+  }
   const ssize_t n = read(fd_, loop_.read_buffer(), loop_.read_buffer_size());
   if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
     Drop(n == 0 ? "closed by the server" : std::string("read: ") + std::strerror(errno),
@@ -337,18 +353,105 @@ void NatsClient::OnReadable() {
     return;
   }
   if (n < 0) return;
+  Received(static_cast<size_t>(n));
+}
+
+void NatsClient::ReadTls() {
+  // A record larger than the read buffer leaves the rest decrypted inside OpenSSL, where
+  // epoll does not see it: read until none is left there.
+  do {
+    ERR_clear_error();
+    errno = 0;  // SSL_ERROR_SYSCALL with errno 0 is an end of file
+    const int n = SSL_read(ssl_, loop_.read_buffer(), static_cast<int>(loop_.read_buffer_size()));
+    if (n > 0) {
+      Received(static_cast<size_t>(n));
+      continue;
+    }
+    const int e = SSL_get_error(ssl_, n);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return;
+    if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0)) {
+      Drop("closed by the server", state_ != State::kConnected);
+    } else if (e == SSL_ERROR_SYSCALL) {
+      Drop(std::string("read: ") + std::strerror(errno), state_ != State::kConnected);
+    } else {
+      // An alert: a client certificate refused after the handshake (TLS 1.3), a bad record.
+      ++stats_.tls_failures;
+      if (events_.fault) events_.fault(Fault::kTls);
+      Drop("TLS: " + net::TlsFailure(ssl_), state_ != State::kConnected);
+    }
+    return;
+  } while (ssl_ != nullptr && SSL_pending(ssl_) > 0);
+}
+
+void NatsClient::Received(size_t n) {
   heard_ms_ = net::Loop::MonotonicMs();
   pings_out_ = 0;
   loop_.stats().bytes_read += static_cast<uint64_t>(n);
-  if (!parser_.Feed(std::string_view(reinterpret_cast<const char*>(loop_.read_buffer()),
-                                     static_cast<size_t>(n)))) {
+  if (!parser_.Feed(std::string_view(reinterpret_cast<const char*>(loop_.read_buffer()), n))) {
     ++stats_.protocol_errors;
     if (events_.fault) events_.fault(Fault::kProtocol);
     spdlog::warn("broker: NATS protocol error from {}: {}", server_->url, parser_.error());
     Drop("protocol error: " + parser_.error(), state_ != State::kConnected);
     return;
   }
-  if (!drop_why_.empty()) Drop(drop_why_, true);
+  if (!drop_why_.empty()) {
+    Drop(drop_why_, true);
+  } else if (tls_start_) {
+    StartTls();
+  }
+}
+
+void NatsClient::SendHello() {
+  std::string hello;
+  AppendConnect(hello, {options_.name, server_->user, server_->pass, server_->token});
+  hello += "PING\r\n";
+  Queue(hello);
+}
+
+void NatsClient::StartTls() {
+  tls_start_ = false;
+  if (!options_.tls) {
+    TlsFailed("the server requires TLS, and no TLS context was given");
+    return;
+  }
+  const std::string& name =
+      options_.tls_server_name.empty() ? server_->host : options_.tls_server_name;
+  ssl_ = options_.tls->NewSession(fd_, name);
+  if (ssl_ == nullptr) {
+    TlsFailed("no TLS session for " + name);
+    return;
+  }
+  tls_handshaking_ = true;
+  Handshake();
+}
+
+void NatsClient::Handshake() {
+  ERR_clear_error();
+  errno = 0;
+  const int rc = SSL_do_handshake(ssl_);
+  const int err = errno;  // for SSL_ERROR_SYSCALL, before anything else sets it
+  if (rc == 1) {
+    tls_handshaking_ = false;
+    writable_wanted_ = false;
+    loop_.Modify(fd_, EPOLLIN, this);
+    SendHello();
+    return;
+  }
+  const int e = SSL_get_error(ssl_, rc);
+  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+    writable_wanted_ = e == SSL_ERROR_WANT_WRITE;
+    loop_.Modify(fd_, writable_wanted_ ? EPOLLIN | EPOLLOUT : EPOLLIN, this);
+    return;
+  }
+  std::string why = net::TlsFailure(ssl_);
+  if (e == SSL_ERROR_SYSCALL && err != 0) why += std::string(" (") + std::strerror(err) + ")";
+  TlsFailed("TLS handshake with " + server_->url + ": " + why);
+}
+
+void NatsClient::TlsFailed(std::string why) {
+  ++stats_.tls_failures;
+  if (events_.fault) events_.fault(Fault::kTls);
+  Drop(why, true);
 }
 
 void NatsClient::Established() {
@@ -372,6 +475,12 @@ void NatsClient::Established() {
 
 void NatsClient::Drop(std::string_view why, bool failed_attempt) {
   const bool was_connected = state_ == State::kConnected;
+  if (ssl_ != nullptr) {
+    SSL_free(ssl_);
+    ssl_ = nullptr;
+  }
+  tls_handshaking_ = false;
+  tls_start_ = false;
   if (fd_ >= 0) {
     loop_.Remove(fd_);
     close(fd_);
@@ -459,10 +568,12 @@ void NatsClient::ScheduleWrite() {
 }
 
 bool NatsClient::Write() {
+  if (tls_handshaking_) return true;  // nothing is queued before the handshake's end
   bool progressed = false;
   while (out_at_ < out_.size()) {
-    const ssize_t n =
-        send(fd_, out_.data() + out_at_, out_.size() - out_at_, MSG_NOSIGNAL | MSG_DONTWAIT);
+    const ssize_t n = ssl_ != nullptr ? WriteTls(out_.data() + out_at_, out_.size() - out_at_)
+                                      : send(fd_, out_.data() + out_at_, out_.size() - out_at_,
+                                             MSG_NOSIGNAL | MSG_DONTWAIT);
     ++loop_.stats().writes;
     if (n > 0) {
       out_at_ += static_cast<size_t>(n);
@@ -494,6 +605,21 @@ bool NatsClient::Write() {
   WantWritable(false);
   loop_.timers().Cancel(&write_timer_);
   return true;
+}
+
+// As send: bytes taken, or -1 with errno (EAGAIN: try again with the same bytes or more).
+ssize_t NatsClient::WriteTls(const char* data, size_t size) {
+  ERR_clear_error();
+  const int n = SSL_write(ssl_, data, static_cast<int>(std::min<size_t>(size, 1 << 30)));
+  if (n > 0) return n;
+  const int e = SSL_get_error(ssl_, n);
+  if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+    errno = EAGAIN;
+  } else if (e != SSL_ERROR_SYSCALL || errno == 0) {
+    ERR_clear_error();
+    errno = EPROTO;
+  }
+  return -1;
 }
 
 bool NatsClient::WriteNow(uint64_t timeout_ms) {

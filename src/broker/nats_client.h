@@ -4,8 +4,9 @@
 // (one write for everything queued during an iteration). What it receives is handed to its
 // owner on the loop itself: no thread sits between the socket and the loop.
 //
-// Servers: a list of nats:// URLs (user:pass@ or token@ in the URL's userinfo), tried in turn;
-// after a failed attempt or a lost connection the next is tried after reconnect_wait, for ever.
+// Servers: a list of nats:// or tls:// URLs (user:pass@ or token@ in the URL's userinfo), tried
+// in turn; after a failed attempt or a lost connection the next is tried after reconnect_wait,
+// for ever.
 // A host name is resolved before every attempt (getaddrinfo blocks: on a short-lived thread of
 // its own, the result handed back to the loop), so a server that moves or is not there yet
 // (docker compose, Kubernetes) is found once its name resolves; a name that does not resolve
@@ -22,6 +23,11 @@
 // and written on the connect right after the SUBs (as libnats's reconnect buffer): a node that
 // reconnects after the others must not drop what it accepted once their subscribers were told.
 // Past the bound, or once closed, Publish fails at once.
+//
+// TLS (as nats.go): the server's INFO comes in plain text; then, when the URL is tls://, the
+// options ask for TLS, or the INFO says tls_required, the TLS handshake runs (non-blocking, on
+// the loop, within dial_timeout) and CONNECT and everything after go through it. A failed
+// handshake (an unknown CA, a wrong name, a client certificate refused) is a failed attempt.
 //
 // Everything here runs on the loop's thread (set-up and tear-down too, or while the loop is not
 // running).
@@ -42,6 +48,7 @@
 
 #include "broker/nats_proto.h"
 #include "net/event_loop.h"
+#include "net/tls.h"
 
 namespace hermod::broker {
 
@@ -56,11 +63,12 @@ struct NatsServer {
   std::string user;
   std::string pass;
   std::string token;
+  bool tls = false;  // a tls:// URL
 };
 
-// Parses a comma-separated list of nats:// URLs. Host names are not resolved here (a name
-// that does not resolve yet is a failed attempt, retried, never a start-up failure). false
-// with *error on a malformed one, or a tls:// URL (not supported here).
+// Parses a comma-separated list of nats:// or tls:// URLs. Host names are not resolved here (a
+// name that does not resolve yet is a failed attempt, retried, never a start-up failure).
+// false with *error on a malformed one.
 bool ParseNatsServers(std::string_view urls, std::vector<NatsServer>* servers, std::string* error);
 
 class NatsClient final : public net::Pollable {
@@ -75,9 +83,14 @@ class NatsClient final : public net::Pollable {
     uint64_t max_pings_out = 2;            // keepalive PINGs unanswered: the connection is dead
     // Publications held while not connected.
     uint64_t reconnect_buffer_bytes = 8 << 20;
+    // TLS even on a nats:// URL (a tls:// URL, or a server requiring it, asks anyway).
+    bool tls_wanted = false;
+    // The sessions' settings (CAs, client certificate); none: a TLS connection fails.
+    std::shared_ptr<net::TlsClientContext> tls;
+    std::string tls_server_name;  // the name checked and sent as SNI ("": the URL's host)
   };
   // Why the client closed a connection itself.
-  enum class Fault { kProtocol, kWriteDeadline, kPing };
+  enum class Fault { kProtocol, kWriteDeadline, kPing, kTls };
   struct Events {
     // A MSG: the views are valid for the call only.
     std::function<void(uint64_t sid, std::string_view payload)> message;
@@ -89,8 +102,8 @@ class NatsClient final : public net::Pollable {
     std::function<void(std::string_view text)> error;
     // An attempt failed (why: for the log); the next follows after reconnect_wait.
     std::function<void(std::string_view url, std::string_view why)> attempt_failed;
-    // The connection was closed for a protocol error, the write deadline, or keepalive
-    // PINGs left unanswered.
+    // The connection was closed for a protocol error, the write deadline, keepalive PINGs
+    // left unanswered, or TLS (a failed handshake, a server without TLS when it was asked).
     std::function<void(Fault fault)> fault;
   };
   struct Stats {
@@ -100,6 +113,7 @@ class NatsClient final : public net::Pollable {
     uint64_t server_errors = 0;  // -ERR lines
     uint64_t write_deadlines = 0;
     uint64_t ping_timeouts = 0;  // closed: max_pings_out keepalive PINGs unanswered
+    uint64_t tls_failures = 0;
   };
 
   NatsClient(net::Loop& loop, Options options, Events events);
@@ -173,6 +187,14 @@ class NatsClient final : public net::Pollable {
   void OnPingTimer();      // keepalive: ping_interval passed
   void OnConnectDone();
   void OnReadable();
+  void ReadTls();
+  // Feeds n bytes of the loop's read buffer to the parser.
+  void Received(size_t n);
+  void SendHello();  // CONNECT and PING
+  void StartTls();
+  void Handshake();  // one step of SSL_connect
+  void TlsFailed(std::string why);
+  ssize_t WriteTls(const char* data, size_t size);
   // Ends the connection (or attempt); a reconnect follows after reconnect_wait.
   void Drop(std::string_view why, bool failed_attempt);
   void Established();
@@ -210,6 +232,9 @@ class NatsClient final : public net::Pollable {
   bool closing_ = false;                           // in Close: no disconnected event
   bool info_seen_ = false;  // the attempt's INFO came (CONNECT and PING written)
   std::string drop_why_;    // set inside Feed: the connection ends once it returns
+  bool tls_start_ = false;  // set inside Feed by the INFO: the handshake follows it
+  bool tls_handshaking_ = false;
+  SSL* ssl_ = nullptr;  // the connection's TLS session, from its handshake on
   Stats stats_;
   // Tasks this client posted to its loop hold this; false once the client is gone.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

@@ -1,6 +1,7 @@
 #include "broker/nats_proto.h"
 
 #include <charconv>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -196,6 +197,18 @@ uint64_t InfoMaxPayload(std::string_view json) {
   uint64_t v = 0;
   if (!Number(rest.substr(0, digits), &v)) return 0;
   return v;
+}
+
+bool InfoFlag(std::string_view json, std::string_view key) {
+  const size_t at = json.find("\"" + std::string(key) + "\"");
+  if (at == std::string_view::npos) return false;
+  std::string_view rest = json.substr(at + key.size() + 2);
+  while (!rest.empty() && (Blank(rest.front()) || rest.front() == '\r' || rest.front() == '\n'))
+    rest.remove_prefix(1);
+  if (rest.empty() || rest.front() != ':') return false;
+  rest.remove_prefix(1);
+  while (!rest.empty() && Blank(rest.front())) rest.remove_prefix(1);
+  return rest.starts_with("true");
 }
 
 void AppendConnect(std::string& out, const ConnectOptions& o) {

@@ -69,6 +69,8 @@ class NatsParser {
 
 // The INFO's max_payload (a positive integer), or 0 when it has none or it does not parse.
 uint64_t InfoMaxPayload(std::string_view json);
+// Whether the INFO's boolean key (tls_required, tls_available) is true.
+bool InfoFlag(std::string_view json, std::string_view key);
 
 struct ConnectOptions {
   std::string name;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <cstring>
 #include <fstream>
@@ -373,6 +374,12 @@ std::vector<Field> AllFields(Config& c) {
           {"nats.release_batch", &c.nats.release_batch, 1, 4096},
           {"nats.release_bytes", &c.nats.release_bytes, 0, kMaxBuffer},
           {"nats.unhealthy_after", &c.nats.unhealthy_after, 0, kMaxMs},
+          {"nats.tls.enabled", &c.nats.tls.enabled},
+          {"nats.tls.ca_file", &c.nats.tls.ca_file},
+          {"nats.tls.cert_file", &c.nats.tls.cert_file},
+          {"nats.tls.key_file", &c.nats.tls.key_file},
+          {"nats.tls.server_name", &c.nats.tls.server_name},
+          {"nats.tls.insecure_skip_verify", &c.nats.tls.insecure_skip_verify},
           Shaped("nats.jetstream.stream", &c.nats.jetstream.stream, CheckStreamName),
           {"nats.jetstream.replicas", &c.nats.jetstream.replicas, 1, 5},
           OneOf("nats.jetstream.storage", &c.nats.jetstream.storage, kStorageTypes),
@@ -1249,6 +1256,36 @@ void ResolveProxies(Config& c) {
   for (Namespace& ns : c.namespaces) resolve(ns.options);
 }
 
+namespace {
+
+// nats.tls: files that serve would fail to load are refused by checkconfig already.
+bool CheckNatsTls(const NatsTls& t, std::string* error) {
+  if (t.cert_file.empty() != t.key_file.empty()) {
+    *error = "config keys nats.tls.cert_file and nats.tls.key_file: set both or neither";
+    return false;
+  }
+  const std::pair<const char*, const std::string*> files[] = {{"nats.tls.ca_file", &t.ca_file},
+                                                              {"nats.tls.cert_file", &t.cert_file},
+                                                              {"nats.tls.key_file", &t.key_file}};
+  for (const auto& [key, path] : files) {
+    if (path->empty()) continue;
+    if (std::ifstream in(*path); !in || in.peek() == std::ifstream::traits_type::eof()) {
+      *error = std::string("config key ") + key + ": cannot read " + *path +
+               (in ? " (empty)" : std::string(" (") + std::strerror(errno) + ")");
+      return false;
+    }
+  }
+  // An IPv6 address has colons; one colon is a port.
+  if (t.server_name.find_first_of(" \t/@") != std::string::npos ||
+      std::count(t.server_name.begin(), t.server_name.end(), ':') == 1) {
+    *error = "config key nats.tls.server_name: a host name or address, without a port";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 bool Validate(const Config& c, std::string* error) {
   auto fail = [&](const std::string& message) {
     *error = message;
@@ -1359,6 +1396,7 @@ bool Validate(const Config& c, std::string* error) {
   if (c.tls.cert_file.empty() != c.tls.key_file.empty()) {
     return fail("config keys tls.cert_file and tls.key_file: set both or neither");
   }
+  if (!CheckNatsTls(c.nats.tls, error)) return false;
   const auto& r = c.client_command_rate_limit;
   if (r.disconnect_after > 0 && r.disconnect_window.ms == 0) {
     return fail("config key client_command_rate_limit.disconnect_window: must be set");

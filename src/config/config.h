@@ -143,6 +143,19 @@ struct Consumer {
   } nats_jetstream;
 };
 
+// TLS for every NATS connection hermod makes (the broker's own client and the libnats
+// stores), like nats.go's options: a tls:// URL or enabled asks for it; a server whose INFO
+// says tls_required gets it anyway. The peer's certificate and host name are verified unless
+// insecure_skip_verify.
+struct NatsTls {
+  bool enabled = false;
+  std::string ca_file;      // PEM CAs trusted for the server ("": the system's)
+  std::string cert_file;    // client certificate chain (nats-server's verify: true)
+  std::string key_file;     // its private key
+  std::string server_name;  // SNI and the name checked ("": each URL's host)
+  bool insecure_skip_verify = false;
+};
+
 struct Config {
   std::string bind = "0.0.0.0";
   uint64_t port = 8000;
@@ -401,6 +414,7 @@ struct Config {
     uint64_t release_batch = 32;
     uint64_t release_bytes = 64 * 1024;
     Duration unhealthy_after{0};  // disconnected this long: health unhealthy; 0: degraded only
+    NatsTls tls;
     // history_engine "nats" (store/nats_history.h): the JetStream stream holding every
     // channel's history, its replicas and storage, and the engine's threads.
     struct JetStream {

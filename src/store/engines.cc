@@ -22,6 +22,7 @@ core::Stores MemoryStores() {
 std::unique_ptr<NatsPresenceStore> MakeNatsPresence(const config::Config& c) {
   NatsPresenceStore::Options o;
   o.url = c.nats.url;
+  o.tls = c.nats.tls;
   o.bucket = c.nats.presence.bucket;
   o.replicas = static_cast<int>(c.nats.presence.replicas);
   o.memory_storage = c.nats.presence.storage == "memory";

@@ -10,6 +10,7 @@
 #include "store/epoch.h"
 #include "store/memory_idempotency.h"
 #include "store/nats_kv.h"
+#include "store/nats_tls.h"
 
 namespace hermod::store {
 
@@ -363,6 +364,10 @@ bool NatsHistoryStore::Start(std::string* error) {
     return fail(s, "config key nats.url");
   }
   natsOptions_SetName(nats_options_, "hermod-history");
+  if (std::string why; !ApplyNatsTls(nats_options_, options_.url, options_.tls, &why)) {
+    *error = "history_engine nats: " + why;
+    return false;
+  }
   natsOptions_SetTimeout(nats_options_, static_cast<int64_t>(options_.timeout_ms));
   natsOptions_SetAllowReconnect(nats_options_, true);
   natsOptions_SetMaxReconnect(nats_options_, -1);

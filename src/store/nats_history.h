@@ -89,6 +89,7 @@
 #include <utility>
 #include <vector>
 
+#include "config/config.h"
 #include "core/circuit_breaker.h"
 #include "core/history_store.h"
 #include "core/idempotency_store.h"
@@ -99,6 +100,7 @@ namespace hermod::store {
 
 struct NatsHistoryOptions {
   std::string url = "nats://127.0.0.1:4222";
+  config::NatsTls tls;
   std::string prefix = "hermod";          // subjects <prefix>.history.* and <prefix>.deliver.*
   std::string stream = "HERMOD_HISTORY";  // nats.jetstream.stream
   int64_t replicas = 1;                   // nats.jetstream.replicas

@@ -207,8 +207,12 @@ class NatsInboxStore final : public MemoryInboxStore {
       *error = NatsKvError("nats inbox", what, options_.url, s);
       return false;
     };
-    NatsKvOptions o{options_.url, "hermod-inbox", options_.dial_timeout_ms,
-                    options_.reconnect_wait_ms, options_.request_timeout_ms};
+    NatsKvOptions o{options_.url,
+                    "hermod-inbox",
+                    options_.dial_timeout_ms,
+                    options_.reconnect_wait_ms,
+                    options_.request_timeout_ms,
+                    options_.tls};
     if (!ConnectNatsKv(o, "nats inbox", &nc_, &js_, error)) return false;
     natsStatus s = OpenNatsBucket(js_, options_.bucket, 0, &kv_);
     if (s != NATS_OK) return fail(s, "KV bucket");

@@ -49,6 +49,7 @@
 #include <string>
 #include <string_view>
 
+#include "config/config.h"
 #include "core/inbox_store.h"
 
 namespace hermod::store {
@@ -59,6 +60,7 @@ struct NatsInboxOptions {
   uint64_t dial_timeout_ms = 1000;
   uint64_t reconnect_wait_ms = 1000;
   uint64_t request_timeout_ms = 2000;
+  config::NatsTls tls;
   // inbox_status reads at most this many entries from NATS (ReadThrough); an ask for more
   // (or for every entry of an inbox holding more) answers from this node's copy.
   size_t read_through_max = 100;

@@ -1,5 +1,7 @@
 #include "store/nats_kv.h"
 
+#include "store/nats_tls.h"
+
 namespace hermod::store {
 
 std::string NatsKvError(const char* who, const char* what, const std::string& url, natsStatus s) {
@@ -26,6 +28,11 @@ bool ConnectNatsKv(const NatsKvOptions& options, const char* who, natsConnection
     natsOptions_SetAllowReconnect(o, true);
     natsOptions_SetMaxReconnect(o, -1);
     natsOptions_SetReconnectWait(o, static_cast<int64_t>(options.reconnect_wait_ms));
+    if (!ApplyNatsTls(o, options.url, options.tls, error)) {
+      natsOptions_Destroy(o);
+      *error = std::string(who) + ": " + *error;
+      return false;
+    }
     s = natsConnection_Connect(nc, o);
   }
   natsOptions_Destroy(o);

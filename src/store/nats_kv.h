@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <string>
 
+#include "config/config.h"
+
 namespace hermod::store {
 
 struct NatsKvOptions {
@@ -16,6 +18,7 @@ struct NatsKvOptions {
   uint64_t dial_timeout_ms = 1000;
   uint64_t reconnect_wait_ms = 1000;
   uint64_t request_timeout_ms = 2000;  // JetStream's calls
+  config::NatsTls tls;
 };
 
 // Connects; false with *error "<who>: <what> at <url>: <status>: <the fix>".

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "store/nats_kv.h"
+#include "store/nats_tls.h"
 
 namespace hermod::store {
 
@@ -270,6 +271,12 @@ bool NatsPresenceStore::Engine::Connect(std::string* error) {
       return fail(s, "config key nats.url");
     }
     natsOptions_SetName(o, "hermod-presence");
+    if (std::string why; !ApplyNatsTls(o, options_.url, options_.tls, &why)) {
+      if (error != nullptr) *error = "presence: " + why;
+      natsOptions_Destroy(nats_options_);
+      nats_options_ = nullptr;
+      return false;
+    }
     natsOptions_SetTimeout(o, static_cast<int64_t>(options_.dial_timeout_ms));
     natsOptions_SetWriteDeadline(o, static_cast<int64_t>(options_.dial_timeout_ms));
     natsOptions_SetAllowReconnect(o, true);

@@ -35,6 +35,7 @@
 #include <string>
 #include <string_view>
 
+#include "config/config.h"
 #include "core/presence_store.h"
 
 namespace hermod::store {
@@ -61,6 +62,7 @@ class NatsPresenceStore final : public core::PresenceStore {
     uint64_t reconnect_wait_ms = 1000;
     uint64_t request_timeout_ms = 2000;  // a read's (and a write acknowledgement's) deadline
     int readers = 4;                     // reads served at once (threads)
+    config::NatsTls tls;
     // Called by a reader before each read from NATS, with the channel's key token and no
     // lock held: tests hold one channel's reads back with it. Unset in the product.
     std::function<void(std::string_view token)> before_read;

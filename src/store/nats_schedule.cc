@@ -81,8 +81,12 @@ class NatsScheduleStore final : public core::ScheduleStore {
   }
 
   bool Connect(std::string* error) {
-    NatsKvOptions o{options_.url, "hermod-schedules", options_.dial_timeout_ms,
-                    options_.reconnect_wait_ms, options_.request_timeout_ms};
+    NatsKvOptions o{options_.url,
+                    "hermod-schedules",
+                    options_.dial_timeout_ms,
+                    options_.reconnect_wait_ms,
+                    options_.request_timeout_ms,
+                    options_.tls};
     if (!ConnectNatsKv(o, "nats schedules", &nc_, &js_, error)) return false;
     natsStatus s = OpenNatsBucket(js_, options_.bucket, 0, &kv_);
     if (s != NATS_OK) {

@@ -20,6 +20,7 @@
 #include <memory>
 #include <string>
 
+#include "config/config.h"
 #include "core/schedule_store.h"
 
 namespace hermod::store {
@@ -31,6 +32,7 @@ struct NatsScheduleOptions {
   uint64_t lease_ms = 5000;
   uint64_t dial_timeout_ms = 1000;
   uint64_t reconnect_wait_ms = 1000;
+  config::NatsTls tls;
   uint64_t request_timeout_ms = 2000;
 };
 

@@ -94,6 +94,28 @@ class NatsServer:
             self.dir.cleanup()
 
 
+def make_nats_pki(directory):
+    """A throwaway PKI made with the openssl CLI in directory: ca.pem (the CA), server.pem and
+    server.key (for 127.0.0.1 and localhost, signed by it), client.pem and client.key (signed
+    by it), other-ca.pem (a CA that signed nothing here). Returns directory's path joiner."""
+    script = """set -e
+key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out $1 2>/dev/null; }
+key ca.key; key other-ca.key; key server.key; key client.key
+openssl req -x509 -new -key ca.key -out ca.pem -days 2 -subj /CN=hermod-test-ca
+openssl req -x509 -new -key other-ca.key -out other-ca.pem -days 2 -subj /CN=hermod-other-ca
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > server.ext
+printf 'extendedKeyUsage=clientAuth\\n' > client.ext
+openssl req -new -key server.key -out server.csr -subj /CN=localhost
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem \\
+  -days 2 -extfile server.ext 2>/dev/null
+openssl req -new -key client.key -out client.csr -subj /CN=hermod-node
+openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem \\
+  -days 2 -extfile client.ext 2>/dev/null
+"""
+    subprocess.run(["sh", "-c", script], cwd=directory, check=True, timeout=60)
+    return lambda name: os.path.join(directory, name)
+
+
 def api(port, method, params):
     """POST /api/<method> with the key "k"; the decoded answer (status 200 asserted)."""
     response = api_call(port, method, params)

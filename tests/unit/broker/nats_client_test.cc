@@ -129,8 +129,13 @@ TEST(NatsUrls, ParsesListsAndUserinfo) {
   EXPECT_EQ(s[1].url, "nats://127.0.0.1:4222");
   EXPECT_EQ(s[2].token, "tok");
   EXPECT_EQ(s[2].url, "nats://[::1]:5");
-  EXPECT_FALSE(ParseNatsServers("tls://127.0.0.1:4222", &s, &error));
-  EXPECT_NE(error.find("tls://"), std::string::npos);
+  // tls:// asks for TLS; the port's default is the same.
+  ASSERT_TRUE(ParseNatsServers("tls://u:p@127.0.0.1,nats://127.0.0.1:5", &s, &error)) << error;
+  EXPECT_TRUE(s[0].tls);
+  EXPECT_EQ(s[0].url, "tls://127.0.0.1:4222");
+  EXPECT_EQ(s[0].user, "u");
+  EXPECT_FALSE(s[1].tls);
+  EXPECT_FALSE(ParseNatsServers("http://127.0.0.1:4222", &s, &error));
   // A host name is not resolved here (at each attempt instead): one that does not resolve
   // now is no error; a malformed port is.
   ASSERT_TRUE(ParseNatsServers("nats://no-such-host.invalid:4222", &s, &error)) << error;

@@ -281,6 +281,35 @@ TEST(Centrifugo, V6NestedKeysAreMapped) {
   EXPECT_TRUE(Validate(c, &error)) << error;
 }
 
+// nats_tls (v5) and broker.nats.tls (v6): the client side maps onto nats.tls.
+TEST(Centrifugo, NatsTlsMapsOntoHermodsNatsTls) {
+  Loaded v5 = LoadJson(R"({"broker": "nats", "nats_url": "tls://10.0.0.1:4222",
+      "nats_tls": {"enabled": true, "server_ca_pem_file": "/etc/ca.pem",
+      "cert_pem_file": "/etc/c.pem", "key_pem_file": "/etc/c.key", "server_name": "nats.internal",
+      "insecure_skip_verify": false}})");
+  ASSERT_TRUE(v5.ok) << v5.error;
+  EXPECT_TRUE(v5.warnings.empty()) << v5.warnings[0];
+  const NatsTls& t = v5.config.nats.tls;
+  EXPECT_TRUE(t.enabled);
+  EXPECT_EQ(t.ca_file, "/etc/ca.pem");
+  EXPECT_EQ(t.cert_file, "/etc/c.pem");
+  EXPECT_EQ(t.key_file, "/etc/c.key");
+  EXPECT_EQ(t.server_name, "nats.internal");
+  EXPECT_FALSE(t.insecure_skip_verify);
+  Loaded v6 = LoadJson(R"({"broker": {"enabled": true, "type": "nats", "nats": {
+      "url": "nats://10.0.0.1:4222", "tls": {"enabled": true, "insecure_skip_verify": true,
+      "server_ca_pem_file": "/etc/ca.pem"}}}})");
+  ASSERT_TRUE(v6.ok) << v6.error;
+  EXPECT_TRUE(v6.warnings.empty()) << v6.warnings[0];
+  EXPECT_TRUE(v6.config.nats.tls.enabled);
+  EXPECT_TRUE(v6.config.nats.tls.insecure_skip_verify);
+  EXPECT_EQ(v6.config.nats.tls.ca_file, "/etc/ca.pem");
+  // An inline PEM is not read: reported, not silently dropped.
+  Loaded inline_pem = LoadJson(R"({"nats_tls": {"server_ca_pem": "-----BEGIN..."}})");
+  ASSERT_TRUE(inline_pem.ok) << inline_pem.error;
+  EXPECT_EQ(WarnedKeys(inline_pem.warnings), (std::set<std::string>{"nats_tls.server_ca_pem"}));
+}
+
 TEST(Centrifugo, V6BrokerAndEngineMapOntoHermodsBroker) {
   Loaded l = LoadJson(R"({"engine": {"type": "memory"}, "broker": {"enabled": true,
       "type": "nats", "nats": {"url": "nats://10.0.0.1:4222", "prefix": "app"}},

@@ -1,6 +1,10 @@
 #include "config/config.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 
 namespace hermod::config {
 namespace {
@@ -485,6 +489,65 @@ TEST(Config, BrokerKeysComeFromJsonAndEnvironmentAndAreValidated) {
     EXPECT_FALSE(Validate(bad, &error)) << json;
     EXPECT_NE(error.find(key), std::string::npos) << json << ": " << error;
   }
+}
+
+// nats.tls: read from JSON and the environment; files that would not load, a certificate
+// without its key, a server name with a port, are refused by Validate (checkconfig too).
+TEST(Config, NatsTlsKeysComeFromJsonAndEnvironmentAndAreValidated) {
+  char tmpl[] = "/tmp/hermod-config-tls-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  const std::string ca = dir + "/ca.pem";
+  const std::string cert = dir + "/client.pem";
+  const std::string key = dir + "/client.key";
+  const std::string empty = dir + "/empty.pem";
+  for (const std::string& f : {ca, cert, key}) std::ofstream(f) << "-----BEGIN-----\n";
+  std::ofstream(empty).flush();
+  Config c;
+  std::string error;
+  EXPECT_FALSE(c.nats.tls.enabled);
+  ASSERT_TRUE(ApplyJson(R"({"nats": {"url": "tls://10.0.0.1:4222", "tls": {"ca_file": ")" + ca +
+                            R"(", "cert_file": ")" + cert + R"(", "key_file": ")" + key +
+                            R"(", "server_name": "nats.internal"}}})",
+                        c, &error))
+      << error;
+  std::string env[] = {"HERMOD_NATS__TLS__ENABLED=true",
+                       "HERMOD_NATS__TLS__INSECURE_SKIP_VERIFY=false"};
+  char* environment[] = {env[0].data(), env[1].data(), nullptr};
+  ASSERT_TRUE(ApplyEnvironment(environment, c, &error)) << error;
+  EXPECT_TRUE(Validate(c, &error)) << error;
+  EXPECT_TRUE(c.nats.tls.enabled);
+  EXPECT_EQ(c.nats.tls.ca_file, ca);
+  EXPECT_EQ(c.nats.tls.server_name, "nats.internal");
+  Config back;
+  ASSERT_TRUE(ApplyJson(ToJson(c), back, &error)) << error;
+  EXPECT_EQ(back.nats.tls.key_file, key);
+
+  const std::string missing = dir + "/missing.pem";
+  using Case = std::pair<std::string, std::string>;
+  for (const auto& [json, expected] : std::vector<Case>{
+           Case{R"({"nats": {"tls": {"cert_file": ")" + cert + R"("}}})",
+                std::string("nats.tls.cert_file and nats.tls.key_file: set both")},
+           Case{R"({"nats": {"tls": {"key_file": ")" + key + R"("}}})",
+                std::string("nats.tls.cert_file and nats.tls.key_file: set both")},
+           Case{R"({"nats": {"tls": {"ca_file": ")" + missing + R"("}}})",
+                "config key nats.tls.ca_file: cannot read " + missing},
+           Case{R"({"nats": {"tls": {"ca_file": ")" + empty + R"("}}})",
+                "config key nats.tls.ca_file: cannot read " + empty + " (empty)"},
+           Case{R"({"nats": {"tls": {"cert_file": ")" + missing + R"(", "key_file": ")" + key +
+                    R"("}}})",
+                "config key nats.tls.cert_file: cannot read " + missing},
+           Case{R"({"nats": {"tls": {"server_name": "nats.internal:4222"}}})",
+                std::string("config key nats.tls.server_name")},
+           Case{R"({"nats": {"tls": {"enabled": "yes"}}})", std::string("nats.tls.enabled")}}) {
+    Config bad;
+    if (!ApplyJson(json, bad, &error)) {  // a wrong type is refused when read
+      EXPECT_NE(error.find(expected), std::string::npos) << json << ": " << error;
+      continue;
+    }
+    EXPECT_FALSE(Validate(bad, &error)) << json;
+    EXPECT_NE(error.find(expected), std::string::npos) << json << ": " << error;
+  }
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Config, NatsKeepaliveKeysAreBounded) {
