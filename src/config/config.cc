@@ -373,6 +373,7 @@ std::vector<Field> AllFields(Config& c) {
           {"nats.release_batch", &c.nats.release_batch, 1, 4096},
           {"nats.release_bytes", &c.nats.release_bytes, 0, kMaxBuffer},
           {"nats.unhealthy_after", &c.nats.unhealthy_after, 0, kMaxMs},
+          {"nats.lost_channels_max", &c.nats.lost_channels_max, 1, 1 << 20},
           Shaped("nats.jetstream.stream", &c.nats.jetstream.stream, CheckStreamName),
           {"nats.jetstream.replicas", &c.nats.jetstream.replicas, 1, 5},
           OneOf("nats.jetstream.storage", &c.nats.jetstream.storage, kStorageTypes),
