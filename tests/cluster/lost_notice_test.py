@@ -6,6 +6,10 @@
   would never tell. Every publication the API answered 200 on node A reaches node B's
   subscriber, or node B's subscriber is told (unsubscribe 2500) after it was made, once node
   A's breaker closes and its lost notice (`<prefix>.lost`) arrives.
+- Only node A's connection dies (a TCP relay between node A and nats-server, stopped, then
+  killed -9 and restarted): the publication node A wrote after its last confirmed round trip
+  is gone with it, while node B, connected straight to nats-server, never disconnects. Node
+  B's subscriber is told once node A is back and sends its notice.
 - An idle cluster across a nats-server kill -9 and restart sends no lost notice: node B's
   subscriber is told once (its own reconnect), and a later deliberate loss on node A is the
   only channel any notice names.
@@ -16,6 +20,8 @@ Run: python3 lost_notice_test.py --hermod PATH
 """
 
 import os
+import signal
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
@@ -25,6 +31,31 @@ from guard_client import Client  # noqa: E402
 from nats_harness import DEADLINE_S, NatsServer, api, metric, wait_for  # noqa: E402
 
 BIG = "b" * 2048  # past node A's send queue of 1 KiB
+
+
+RELAY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tcp_relay.py")
+
+
+class Relay:
+    """tcp_relay.py to nats-server's port; port None: a free one (kept across restarts)."""
+
+    def __init__(self, target, port=None):
+        self.target, self.port, self.proc = target, port, None
+
+    def start(self):
+        self.proc = subprocess.Popen([sys.executable, RELAY, str(self.port or 0),
+                                      str(self.target)], stdout=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL)
+        line = self.proc.stdout.readline().decode()  # once it accepts
+        assert line.startswith("listening "), line
+        self.port = int(line.split()[1])
+        return self
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc.stdout.close()
 
 
 def is_tell(channel):
@@ -37,10 +68,10 @@ class LostNoticeTest(h.HermodTestCase):
         self.nats = NatsServer().start()
         self.addCleanup(lambda: self.nats.stop())
 
-    def node(self, send_queue_bytes=16 << 20, failure_threshold=3):
+    def node(self, send_queue_bytes=16 << 20, failure_threshold=3, url=None):
         config = {
             "broker": "nats",
-            "nats": {"url": self.nats.url, "prefix": "losttest", "dial_timeout": "500ms",
+            "nats": {"url": url or self.nats.url, "prefix": "losttest", "dial_timeout": "500ms",
                      "reconnect_wait": "100ms", "send_queue_bytes": send_queue_bytes},
             "broker_breaker": {"failure_threshold": failure_threshold, "window": "30s",
                                "open_timeout": "1s", "half_open_trials": 1},
@@ -115,6 +146,37 @@ class LostNoticeTest(h.HermodTestCase):
         wait_for("node A's breaker closed", lambda: metric(
             a.port, "hermod_circuit_breaker_state", 'name="broker"') == 0)
         self.cross(a, on_b, "lossy", "after")
+
+    def test_a_publication_lost_with_only_its_nodes_connection_is_told_on_the_others(self):
+        relay = Relay(self.nats.port).start()
+        self.addCleanup(lambda: relay.kill())  # the current one, after a restart too
+        a = self.node(url="nats://127.0.0.1:%d" % relay.port)
+        b = self.node()
+        self.wait_connected(a, b)
+        on_b = self.client(b, "cut")
+        self.cross(a, on_b, "cut", "before")
+        on_b.forget()
+        sent = metric(a.port, "hermod_broker_messages_total",
+                      'direction="out",kind="publication"')
+        os.kill(relay.proc.pid, signal.SIGSTOP)  # the kernel still takes what node A writes
+        self.assertIn("result", api(a.port, "publish", {"channel": "cut", "data": {"cut": 1}}))
+        wait_for("node A wrote it", lambda: metric(
+            a.port, "hermod_broker_messages_total",
+            'direction="out",kind="publication"') == sent + 1)
+        relay.kill()
+        wait_for("node A disconnected", lambda: metric(a.port, "hermod_broker_connected") == 0)
+        relay.start()  # same port
+        self.wait_connected(a)
+        told = on_b.wait(is_tell("cut"), DEADLINE_S)
+        self.assertEqual(told["push"]["unsubscribe"]["code"], 2500, told)
+        self.assertEqual([m for m in on_b.pushes if "pub" in m.get("push", {})], [])
+        self.assertEqual(metric(b.port, "hermod_broker_lost_notices_total",
+                                'direction="in"'), 1)
+        self.assertEqual(metric(b.port, "hermod_broker_connected"), 1)
+        self.assertEqual(metric(a.port, "hermod_broker_lost_notices_total",
+                                'direction="out"'), 1)
+        self.assertNotIn("error", on_b.call("subscribe", {"channel": "cut"}))
+        self.cross(a, on_b, "cut", "after")
 
     def test_an_idle_cluster_across_a_nats_restart_sends_no_lost_notice(self):
         a = self.node(send_queue_bytes=1024)
