@@ -20,6 +20,14 @@ thread_local bool receiving = false;
 // How often the idle interest thread looks for a due half-open trial and the node's word.
 constexpr auto kTrialPoll = std::chrono::milliseconds(100);
 
+// The channel of a message this node encoded (it travels in the payload): a queued message
+// keeps no copy of its own.
+std::string_view ChannelOf(std::string_view bytes) {
+  uint64_t node = 0;
+  core::BrokerMessage m;
+  return Decode(bytes, &node, &m) ? m.channel : std::string_view();
+}
+
 uint64_t NewNodeId() {
   std::random_device random;
   return (static_cast<uint64_t>(random()) << 32) | random();
@@ -255,8 +263,8 @@ void NatsBroker::Publish(const core::BrokerMessage& message) {
     NoteLost(message.kind, message.channel);
     return;
   }
-  Outgoing m{message.kind, std::string(message.channel),
-             ChannelSubject(options_.prefix, message.channel), Encode(node_id_, message)};
+  Outgoing m{message.kind, ChannelSubject(options_.prefix, message.channel),
+             Encode(node_id_, message)};
   if (OnClientLoop()) {
     // Behind what other threads queued, if anything: a channel's publications leave in the
     // order the hub made them (it calls under the channel's shard lock).
@@ -315,7 +323,7 @@ void NatsBroker::SendNow(Outgoing& m) {
   const uint64_t max = max_payload();
   if (max != 0 && m.bytes.size() > max) {
     link_.OnSentTooLarge(m.kind);
-    NoteLost(m.kind, m.channel);
+    NoteLost(m.kind, ChannelOf(m.bytes));
     return;
   }
   // Output not draining past send_queue_bytes, or more than reconnect_buffer_bytes held while
@@ -325,7 +333,7 @@ void NatsBroker::SendNow(Outgoing& m) {
   if (ok) {
     Written(m);
   } else {
-    NoteLost(m.kind, m.channel);
+    NoteLost(m.kind, ChannelOf(m.bytes));
   }
 }
 
@@ -338,7 +346,7 @@ void NatsBroker::NoteLost(core::BrokerMessageKind kind, std::string_view channel
 
 void NatsBroker::Written(const Outgoing& m) {
   if (m.kind != core::BrokerMessageKind::kPublication) return;
-  unconfirmed_.Add(m.channel);
+  unconfirmed_.Add(ChannelOf(m.bytes));
   // Held while disconnected: confirmed after the connect writes them (OnConnected).
   if (!confirm_out_ && client_->connected()) Confirm();
 }

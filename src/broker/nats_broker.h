@@ -165,7 +165,6 @@ class NatsBroker final : public core::Broker {
  private:
   struct Outgoing {
     core::BrokerMessageKind kind;
-    std::string channel;
     std::string subject;
     std::string bytes;
   };
