@@ -247,6 +247,15 @@ void Link::Render(metrics::PrometheusText& t) {
            subscribes_.load(std::memory_order_relaxed));
   t.Sample("hermod_broker_interest_changes_total", {{"op", "unsub"}},
            unsubscribes_.load(std::memory_order_relaxed));
+  t.Family("hermod_broker_lost_notices_total", "counter",
+           "Lost notices: sent by this node (out: publications to these channels may not have "
+           "reached the other nodes) and received from another node (in).");
+  t.Sample("hermod_broker_lost_notices_total", {{"direction", "out"}}, lost_notices(true));
+  t.Sample("hermod_broker_lost_notices_total", {{"direction", "in"}}, lost_notices(false));
+  t.Family("hermod_broker_lost_told_total", "counter",
+           "Channels held here whose subscribers were told they missed publications because "
+           "another node's lost notice named them (or all).");
+  t.Sample("hermod_broker_lost_told_total", {}, lost_told_.load(std::memory_order_relaxed));
   t.Family("hermod_broker_connected", "gauge", "1 while the broker connection is up, else 0.");
   t.Sample("hermod_broker_connected", {}, uint64_t{up ? 1u : 0u});
   t.Family("hermod_circuit_breaker_state", "gauge",

@@ -82,6 +82,15 @@ class Link {
     (on ? subscribes_ : unsubscribes_).fetch_add(n, std::memory_order_relaxed);
   }
   uint64_t subjects() const { return subjects_.load(std::memory_order_relaxed); }
+  // Lost notices (lost_channels.h) sent by this node (out) or received from another (in), and
+  // the channels whose subscribers here were told for a received one.
+  void CountLostNotice(bool out) {
+    (out ? lost_out_ : lost_in_).fetch_add(1, std::memory_order_relaxed);
+  }
+  void CountLostTold(uint64_t n) { lost_told_.fetch_add(n, std::memory_order_relaxed); }
+  uint64_t lost_notices(bool out) const {
+    return (out ? lost_out_ : lost_in_).load(std::memory_order_relaxed);
+  }
 
   core::CircuitBreaker::State state();
   bool connected() const;
@@ -116,6 +125,9 @@ class Link {
   std::atomic<uint64_t> subjects_{0};
   std::atomic<uint64_t> subscribes_{0};
   std::atomic<uint64_t> unsubscribes_{0};
+  std::atomic<uint64_t> lost_out_{0};
+  std::atomic<uint64_t> lost_in_{0};
+  std::atomic<uint64_t> lost_told_{0};
 };
 
 }  // namespace hermod::broker

@@ -20,6 +20,14 @@ thread_local bool receiving = false;
 // How often the idle interest thread looks for a due half-open trial and the node's word.
 constexpr auto kTrialPoll = std::chrono::milliseconds(100);
 
+// The channel of a message this node encoded (it travels in the payload): a queued message
+// keeps no copy of its own.
+std::string_view ChannelOf(std::string_view bytes) {
+  uint64_t node = 0;
+  core::BrokerMessage m;
+  return Decode(bytes, &node, &m) ? m.channel : std::string_view();
+}
+
 uint64_t NewNodeId() {
   std::random_device random;
   return (static_cast<uint64_t>(random()) << 32) | random();
@@ -40,6 +48,7 @@ NatsBroker::Options NatsBroker::Options::FromConfig(const config::Config& c) {
   o.receive_queue_bytes = c.nats.receive_queue_bytes;
   o.release_batch = c.nats.release_batch;
   o.release_bytes = c.nats.release_bytes;
+  o.lost_channels_max = c.nats.lost_channels_max;
   o.link.unhealthy_after_ms = c.nats.unhealthy_after.ms;
   o.tls = c.nats.tls;
   const auto& b = c.broker_breaker;
@@ -58,7 +67,11 @@ NatsBroker::NatsBroker(Options options, core::Hub& hub, const core::ChannelRules
       loop_(loop),
       node_id_(NewNodeId()),
       link_(options_.link, &net::Loop::MonotonicMs),
-      nodes_subject_(options_.prefix + ".nodes") {}
+      nodes_subject_(options_.prefix + ".nodes"),
+      lost_subject_(options_.prefix + ".lost"),
+      unconfirmed_(options_.lost_channels_max),
+      confirming_(options_.lost_channels_max),
+      lost_(options_.lost_channels_max) {}
 
 NatsBroker::~NatsBroker() { Stop(); }
 
@@ -152,6 +165,7 @@ bool NatsBroker::Start(std::string* error) {
   client_ = std::make_unique<NatsClient>(loop_, std::move(o), std::move(e));
   // Set up before the loop runs: the nodes subject is subscribed on every (re)connect.
   nodes_sid_ = client_->Subscribe(nodes_subject_);
+  lost_sid_ = client_->Subscribe(lost_subject_);
   loop_.Post([this, alive = alive_] {
     if (!*alive) return;
     loop_thread_.store(std::this_thread::get_id(), std::memory_order_relaxed);
@@ -213,12 +227,17 @@ void NatsBroker::OnConnected() {
       if (ok) TellEveryWanted();
     });
   }
+  // Publications held while disconnected were written right after the SUBs.
+  if (!confirm_out_ && !unconfirmed_.empty()) Confirm();
 }
 
 void NatsBroker::OnDisconnected(std::string_view why) {
   spdlog::warn("broker: disconnected from NATS at {} ({}); reconnecting every {} ms", options_.url,
                why, options_.reconnect_wait_ms);
   link_.OnDisconnected();
+  // Written to the connection now gone, after the confirm PING in flight (which fails next).
+  std::lock_guard lock(lost_mutex_);
+  lost_.Merge(unconfirmed_);
 }
 
 void NatsBroker::OnServerError(std::string_view text) {
@@ -232,6 +251,10 @@ void NatsBroker::OnServerError(std::string_view text) {
 void NatsBroker::OnMessage(uint64_t sid, std::string_view payload) {
   if (sid == nodes_sid_) {
     nodes_.Receive(node_id_, payload, net::Loop::MonotonicMs());
+    return;
+  }
+  if (sid == lost_sid_) {
+    OnLostNotice(payload);
     return;
   }
   Receive(payload);
@@ -264,7 +287,10 @@ void NatsBroker::Publish(const core::BrokerMessage& message) {
   if (receiving) return;  // fed in from another node: not ours to send
   // Publications were checked by Fits; a join or leave with a huge info is checked here.
   if (message.kind != core::BrokerMessageKind::kPublication && !Fits(message)) return;
-  if (!link_.Admit()) return;
+  if (!link_.Admit()) {
+    NoteLost(message.kind, message.channel);
+    return;
+  }
   Outgoing m{message.kind, ChannelSubject(options_.prefix, message.channel),
              Encode(node_id_, message)};
   if (OnClientLoop()) {
@@ -300,6 +326,7 @@ void NatsBroker::Publish(const core::BrokerMessage& message) {
   }
   if (!queued) {
     link_.OnSent(message.kind, false);  // the queue is full: the link is not keeping up
+    NoteLost(message.kind, message.channel);
     return;
   }
   // One post per batch: the publications queued until the client loop drains go with it.
@@ -324,11 +351,123 @@ void NatsBroker::SendNow(Outgoing& m) {
   const uint64_t max = max_payload();
   if (max != 0 && m.bytes.size() > max) {
     link_.OnSentTooLarge(m.kind);
+    NoteLost(m.kind, ChannelOf(m.bytes));
     return;
   }
   // Output not draining past send_queue_bytes, or more than reconnect_buffer_bytes held while
   // not connected: fails now (the breaker counts it).
-  link_.OnSent(m.kind, client_->Publish(m.subject, m.bytes));
+  const bool ok = client_->Publish(m.subject, m.bytes);
+  link_.OnSent(m.kind, ok);
+  if (ok) {
+    Written(m);
+  } else {
+    NoteLost(m.kind, ChannelOf(m.bytes));
+  }
+}
+
+void NatsBroker::NoteLost(core::BrokerMessageKind kind, std::string_view channel) {
+  // Joins and leaves have no recovery to point a subscriber to.
+  if (kind != core::BrokerMessageKind::kPublication) return;
+  std::lock_guard lock(lost_mutex_);
+  lost_.Add(channel);
+}
+
+void NatsBroker::Written(const Outgoing& m) {
+  if (m.kind != core::BrokerMessageKind::kPublication) return;
+  unconfirmed_.Add(ChannelOf(m.bytes));
+  // Held while disconnected: confirmed after the connect writes them (OnConnected).
+  if (!confirm_out_ && client_->connected()) Confirm();
+}
+
+void NatsBroker::Confirm() {
+  confirming_ = unconfirmed_.Take();
+  confirm_out_ = true;
+  client_->Ping([this](bool ok) { OnConfirmed(ok); });
+}
+
+void NatsBroker::OnConfirmed(bool ok) {
+  confirm_out_ = false;
+  LostChannels confirmed = confirming_.Take();
+  if (!ok) {
+    std::lock_guard lock(lost_mutex_);
+    lost_.Merge(confirmed);
+  }
+  if (!unconfirmed_.empty() && client_->connected()) Confirm();
+}
+
+void NatsBroker::SendLostNotice() {
+  if (!link_.connected() || link_.state() != core::CircuitBreaker::State::kClosed) return;
+  LostChannels lost(options_.lost_channels_max);
+  {
+    std::lock_guard lock(lost_mutex_);
+    if (lost_.empty()) return;
+    lost = lost_.Take();
+  }
+  LostNotice notice;
+  notice.all = lost.all();
+  notice.channels.assign(lost.channels().begin(), lost.channels().end());
+  std::string bytes = EncodeLost(node_id_, notice);
+  if (max_payload() != 0 && bytes.size() > max_payload()) {
+    bytes = EncodeLost(node_id_, LostNotice{.all = true, .channels = {}});
+    notice.all = true;
+  }
+  // Kept until the server's PONG after it: a notice lost with its connection is sent again.
+  auto waiter = std::make_shared<Waiter>();
+  OnLoop([this, waiter, bytes = std::move(bytes)] {
+    if (!client_->connected() || !client_->Publish(lost_subject_, bytes)) {
+      waiter->Set(false);
+      return;
+    }
+    client_->Ping([waiter](bool ok) { waiter->Set(ok); });
+  });
+  if (!waiter->Wait(options_.dial_timeout_ms)) {
+    std::lock_guard lock(lost_mutex_);
+    lost_.Merge(lost);
+    return;
+  }
+  link_.CountLostNotice(true);
+  if (notice.all) {
+    spdlog::warn(
+        "broker: publications may not have reached the other nodes (breaker, full queue or a "
+        "lost connection); lost notice sent for every channel");
+  } else {
+    spdlog::warn(
+        "broker: publications may not have reached the other nodes (breaker, full queue or a "
+        "lost connection); lost notice sent for {} channels",
+        notice.channels.size());
+  }
+}
+
+void NatsBroker::OnLostNotice(std::string_view payload) {
+  uint64_t node = 0;
+  LostNotice notice;
+  if (!DecodeLost(payload, &node, &notice)) {
+    link_.CountDropped(ReceiveDrop::kDecode);
+    return;
+  }
+  if (node == node_id_) {
+    link_.CountDropped(ReceiveDrop::kOwn);
+    return;
+  }
+  link_.CountLostNotice(false);
+  std::vector<std::string> channels;
+  {
+    std::lock_guard lock(interest_mutex_);
+    if (notice.all) {
+      channels.assign(wanted_.begin(), wanted_.end());
+    } else {
+      for (std::string_view channel : notice.channels) {
+        if (wanted_.find(channel) != wanted_.end()) channels.emplace_back(channel);
+      }
+    }
+  }
+  if (channels.empty()) return;
+  spdlog::warn(
+      "broker: node {:016x} may have failed to send publications; the subscribers of {} "
+      "channels are told to recover",
+      node, channels.size());
+  for (const std::string& channel : channels) hub_.TellMissed(channel);
+  link_.CountLostTold(channels.size());
 }
 
 bool NatsBroker::RoundTrip(uint64_t timeout_ms) {
@@ -359,6 +498,7 @@ void NatsBroker::InterestLoop() {
     lock.unlock();
     if (interest) ApplyInterest();
     SendNodeInfo();
+    SendLostNotice();
     // An idle node's trial: a round trip to the server (PING, PONG).
     if (!interest && link_.TrialDue()) link_.OnTrial(RoundTrip(options_.dial_timeout_ms));
     lock.lock();

@@ -52,6 +52,18 @@
 // disconnect); then the client reconnects and every held channel's subscribers are told they
 // may have missed publications. nats.receive_queue_bytes, release_batch and release_bytes
 // (libnats's pending limit and its message release) no longer apply; the keys are accepted.
+//
+// Lost on the publishing node (lost_channels.h): a publication this node skipped (breaker
+// open), could not queue or write (send queue, output bound, reconnect buffer), or wrote to a
+// connection that died before the server answered a PING written after it, is lost only for
+// the other nodes, whose connections are fine: they would never tell. So its channel is
+// recorded, and once the node is connected and its breaker closed the interest thread sends
+// a lost notice on `<prefix>.lost` (every node subscribes), kept until a PONG confirms it;
+// each receiving node tells the subscribers of the listed channels it holds. The written
+// publications are confirmed cheaply: at most one confirm PING in flight, sent after the first
+// publication written since the last one; what was written after it waits for the next. An
+// idle node has nothing unconfirmed, so a server restart with nothing in flight sends no
+// notice.
 #pragma once
 
 #include <atomic>
@@ -70,6 +82,7 @@
 
 #include "broker/cluster_nodes.h"
 #include "broker/link.h"
+#include "broker/lost_channels.h"
 #include "broker/nats_client.h"
 #include "config/config.h"
 #include "core/broker.h"
@@ -98,6 +111,7 @@ class NatsBroker final : public core::Broker {
     uint64_t receive_queue_bytes = 64 << 20;
     uint64_t release_batch = 32;  // Release: messages, and bytes, given back at once
     uint64_t release_bytes = 64 * 1024;
+    uint64_t lost_channels_max = 4096;  // channels named in a lost notice; past it: all
     Link::Options link;
     config::NatsTls tls;
     static Options FromConfig(const config::Config& config);
@@ -184,6 +198,17 @@ class NatsBroker final : public core::Broker {
   bool RoundTrip(uint64_t timeout_ms);
   // After a reconnect: every subscriber of every channel held here is told it missed some.
   void TellEveryWanted();
+  // Any thread: a publication to channel may not have reached the other nodes.
+  void NoteLost(core::BrokerMessageKind kind, std::string_view channel);
+  // On the client loop: a publication handed to the client, unconfirmed until a PONG; the
+  // confirm PING (one in flight at most) and its answer.
+  void Written(const Outgoing& m);
+  void Confirm();
+  void OnConfirmed(bool ok);
+  // On the interest thread: the lost notice, when there is one and the link is up.
+  void SendLostNotice();
+  // On the client loop: another node's lost notice.
+  void OnLostNotice(std::string_view payload);
   void Receive(std::string_view bytes);
   void InterestLoop();
   // On the interest thread: SUB and UNSUB for the interest changed since the last round.
@@ -207,9 +232,19 @@ class NatsBroker final : public core::Broker {
   // The channel subjects subscribed to, by channel (their client sids): the client loop's.
   std::unordered_map<std::string, uint64_t> subscriptions_;
   uint64_t nodes_sid_ = 0;       // the client loop's
+  uint64_t lost_sid_ = 0;        // the client loop's
   bool attempt_warned_ = false;  // the client loop's: a failed attempt was logged this outage
   // The cluster's nodes (cluster_nodes.h): their own subject.
   const std::string nodes_subject_;
+  const std::string lost_subject_;  // lost notices (lost_channels.h)
+  // The client loop's: channels of publications written since the confirm PING in flight
+  // was written, and those it covers.
+  LostChannels unconfirmed_;
+  LostChannels confirming_;
+  bool confirm_out_ = false;
+  // Guards lost_, the channels for the next lost notice (a leaf: LOCKS.md).
+  std::mutex lost_mutex_;
+  LostChannels lost_;
   std::function<std::string()> node_info_;
   InterestHook interest_hook_;     // interest thread only (set before Start)
   uint64_t node_info_due_ms_ = 0;  // interest thread only

@@ -9,6 +9,19 @@ constexpr uint8_t kPriorityMask = 3;
 constexpr uint8_t kSkipHistory = 4;
 constexpr uint8_t kDelta = 8;
 constexpr uint8_t kKey = 16;
+constexpr uint8_t kLostKind = 4;
+constexpr uint8_t kLostAll = 1;
+
+void PutNode(std::string& out, uint64_t node) {
+  for (int i = 0; i < 8; ++i) out += static_cast<char>((node >> (8 * i)) & 0xff);
+}
+
+uint64_t TakeNode(std::string_view header) {
+  uint64_t id = 0;
+  for (int i = 0; i < 8; ++i)
+    id |= static_cast<uint64_t>(static_cast<uint8_t>(header[3 + i])) << (8 * i);
+  return id;
+}
 
 void PutLength(std::string& out, uint64_t n) {
   while (n >= 0x80) {
@@ -90,6 +103,39 @@ bool Decode(std::string_view in, uint64_t* node, core::BrokerMessage* m) {
   }
   *node = id;
   *m = out;
+  return true;
+}
+
+std::string EncodeLost(uint64_t node, const LostNotice& notice) {
+  std::string out;
+  out += static_cast<char>(kWireVersion);
+  out += static_cast<char>(kLostKind);
+  out += static_cast<char>(notice.all ? kLostAll : 0);
+  PutNode(out, node);
+  if (notice.all) return out;
+  for (std::string_view channel : notice.channels) PutField(out, channel);
+  return out;
+}
+
+bool DecodeLost(std::string_view in, uint64_t* node, LostNotice* notice) {
+  if (in.size() < kHeader || static_cast<uint8_t>(in[0]) != kWireVersion ||
+      static_cast<uint8_t>(in[1]) != kLostKind) {
+    return false;
+  }
+  const auto flags = static_cast<uint8_t>(in[2]);
+  if ((flags & ~kLostAll) != 0) return false;
+  const uint64_t id = TakeNode(in);
+  in.remove_prefix(kHeader);
+  LostNotice out;
+  out.all = (flags & kLostAll) != 0;
+  while (!in.empty()) {
+    std::string_view channel;
+    if (out.all || !TakeField(&in, &channel) || channel.empty()) return false;
+    out.channels.push_back(channel);
+  }
+  if (!out.all && out.channels.empty()) return false;
+  *node = id;
+  *notice = std::move(out);
   return true;
 }
 

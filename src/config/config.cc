@@ -380,6 +380,7 @@ std::vector<Field> AllFields(Config& c) {
           {"nats.tls.key_file", &c.nats.tls.key_file},
           {"nats.tls.server_name", &c.nats.tls.server_name},
           {"nats.tls.insecure_skip_verify", &c.nats.tls.insecure_skip_verify},
+          {"nats.lost_channels_max", &c.nats.lost_channels_max, 1, 1 << 20},
           Shaped("nats.jetstream.stream", &c.nats.jetstream.stream, CheckStreamName),
           {"nats.jetstream.replicas", &c.nats.jetstream.replicas, 1, 5},
           OneOf("nats.jetstream.storage", &c.nats.jetstream.storage, kStorageTypes),

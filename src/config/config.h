@@ -415,6 +415,8 @@ struct Config {
     uint64_t release_bytes = 64 * 1024;
     Duration unhealthy_after{0};  // disconnected this long: health unhealthy; 0: degraded only
     NatsTls tls;
+    // Channels a lost notice names (broker/lost_channels.h); past it the notice says all.
+    uint64_t lost_channels_max = 4096;
     // history_engine "nats" (store/nats_history.h): the JetStream stream holding every
     // channel's history, its replicas and storage, and the engine's threads.
     struct JetStream {
