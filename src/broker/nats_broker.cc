@@ -215,14 +215,16 @@ void NatsBroker::OnConnected() {
   // server has answered a PING written after every SUB again: a subscriber that recovers
   // after its tell must not miss a publication the server routed before it had the SUBs. A
   // connection lost before the PONG is told at the next connect (was_connected_ stays set).
-  // At the first connect too when the node holds channels already: their subscribers were
-  // answered before its SUBs were in, and missed what other nodes published meanwhile.
+  // At the first connect too when subscribers of channels held now were answered before the
+  // SUBs were in (no server, or the wait for it ran out): they missed what other nodes
+  // published meanwhile. Those answered after the first connect's PONG missed nothing.
   bool held = false;
   {
     std::lock_guard lock(interest_mutex_);
     held = !wanted_.empty();
   }
-  if (was_connected_.exchange(true) || held) {
+  const bool early = answered_early_.exchange(false);
+  if (was_connected_.exchange(true) || (held && early)) {
     client_->Ping([this](bool ok) {
       if (ok) TellEveryWanted();
     });
@@ -573,13 +575,16 @@ void NatsBroker::ApplyInterest() {
     link_.CountInterest(true, subscribed);
     link_.CountInterest(false, unsubscribed);
     link_.SetSubjects(subscriptions_.size());
-    if (subscribed > 0 && client_->connected()) {
+    // During an attempt the PING waits for its end, so the replies wait for the SUBs (at most
+    // dial_timeout, below) and a node's start-up has nothing to tell at its first connect.
+    if (subscribed > 0 && (client_->connected() || client_->connecting())) {
       client_->Ping([waiter](bool ok) { waiter->Set(ok); });
     } else {
-      waiter->Set(true);
+      waiter->Set(subscribed == 0);
     }
   });
-  waiter->Wait(options_.dial_timeout_ms);
+  // Replies released before the server had the SUBs: the subscribers are told at the connect.
+  if (!waiter->Wait(options_.dial_timeout_ms)) answered_early_.store(true);
   if (interest_hook_ && !changes.empty()) interest_hook_(changes);
   // The subscribers who waited for this round get their replies now (their completions post
   // to their loops); those waiting for a later round stay.

@@ -250,6 +250,8 @@ class NatsBroker final : public core::Broker {
   uint64_t node_info_due_ms_ = 0;  // interest thread only
   ClusterNodes nodes_;
   std::atomic<bool> was_connected_{false};  // a connect after the first is a reconnect
+  // An interest round released its replies without the server's PONG after its SUBs.
+  std::atomic<bool> answered_early_{false};
   // Tasks posted to the client loop hold this; false (set there) once Stop closed the client.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   // The server's max_payload (its INFO, on every connect); 0: not yet known, everything fits

@@ -68,10 +68,11 @@ class LostNoticeTest(h.HermodTestCase):
         self.nats = NatsServer().start()
         self.addCleanup(lambda: self.nats.stop())
 
-    def node(self, send_queue_bytes=16 << 20, failure_threshold=3, url=None):
+    def node(self, send_queue_bytes=16 << 20, failure_threshold=3, url=None,
+             dial_timeout="500ms"):
         config = {
             "broker": "nats",
-            "nats": {"url": url or self.nats.url, "prefix": "losttest", "dial_timeout": "500ms",
+            "nats": {"url": url or self.nats.url, "prefix": "losttest", "dial_timeout": dial_timeout,
                      "reconnect_wait": "100ms", "send_queue_bytes": send_queue_bytes},
             "broker_breaker": {"failure_threshold": failure_threshold, "window": "30s",
                                "open_timeout": "1s", "half_open_trials": 1},
@@ -177,6 +178,32 @@ class LostNoticeTest(h.HermodTestCase):
                                 'direction="out"'), 1)
         self.assertNotIn("error", on_b.call("subscribe", {"channel": "cut"}))
         self.cross(a, on_b, "cut", "after")
+
+    def test_a_subscribe_during_the_first_connect_waits_for_it_and_is_not_told(self):
+        # Node A's first attempt hangs in its handshake (the relay stopped: the kernel accepts
+        # the connection, nothing answers). A subscribe made meanwhile is answered once the
+        # server has the SUB, so it missed nothing and the first connect tells nobody. (It was
+        # answered at once and then told: a needless resubscribe at every node's start-up.)
+        relay = Relay(self.nats.port).start()
+        self.addCleanup(lambda: relay.kill())
+        os.kill(relay.proc.pid, signal.SIGSTOP)
+        a = self.node(url="nats://127.0.0.1:%d" % relay.port, dial_timeout="60s")
+        b = self.node()
+        self.wait_connected(b)
+        on_a = Client(a.port)
+        self.addCleanup(on_a.close)
+        on_a.connect()
+        sub = on_a.send(("subscribe", {"channel": "early"}))[0]
+        wait_for("node A's interest round holds the channel",
+                 lambda: metric(a.port, "hermod_broker_subjects") == 1)
+        self.assertEqual(metric(a.port, "hermod_broker_connected"), 0)
+        os.kill(relay.proc.pid, signal.SIGCONT)
+        self.assertNotIn("error", on_a.reply(sub, DEADLINE_S))
+        self.wait_connected(a)
+        # A later round's reply follows any tell of the first connect on the session's loop.
+        on_a.subscribe("later")
+        self.cross(b, on_a, "early", "first")
+        self.assertEqual([m for m in on_a.pushes if is_tell("early")(m)], [])
 
     def test_an_idle_cluster_across_a_nats_restart_sends_no_lost_notice(self):
         a = self.node(send_queue_bytes=1024)
