@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/unit/broker/loop_thread.h"
 #include "tests/unit/store/nats_server.h"
 
 namespace hermod::broker {
@@ -24,27 +25,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// A loop on its own thread; everything touching a client runs on it (Run).
-class LoopThread {
- public:
-  LoopThread() : thread_([this] { loop_.Run(); }) {}
-  ~LoopThread() {
-    loop_.Post([this] { loop_.Stop(); });
-    thread_.join();
-  }
-  template <class F>
-  auto Run(F f) {
-    std::packaged_task<decltype(f())()> task(std::move(f));
-    auto result = task.get_future();
-    loop_.Post([&task] { task(); });
-    return result.get();
-  }
-  net::Loop& loop() { return loop_; }
-
- private:
-  net::Loop loop_{0};
-  std::thread thread_;
-};
+using test::LoopThread;
 
 // What a client's events said, read from the test's thread.
 struct Seen {
@@ -80,6 +61,27 @@ struct Seen {
     cv.notify_all();
   }
 };
+
+// A raw peer playing nats-server listens here: a free loopback port; -1 on failure.
+// rcvbuf > 0: the receive buffer its accepted sockets inherit (a small one keeps a backlog in
+// the client's output).
+int ListenOnLoopback(int* port, int rcvbuf = 0) {
+  const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (listener < 0) return -1;
+  if (rcvbuf > 0) setsockopt(listener, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      listen(listener, 4) != 0 ||
+      getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    close(listener);
+    return -1;
+  }
+  *port = ntohs(addr.sin_port);
+  return listener;
+}
 
 NatsClient::Options OptionsFor(const std::string& url, uint64_t dial_timeout_ms = 1000) {
   NatsClient::Options o;
@@ -401,16 +403,9 @@ TEST_F(NatsClientTest, AuthorizationFailureIsReportedAndRetried) {
 // a protocol error, closes, and connects again (to the same peer, which sees a second
 // CONNECT). Not nats-server: no real server sends a malformed line.
 TEST(NatsClientProtocol, AMalformedLineClosesCountsAndReconnects) {
-  const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int port = 0;
+  const int listener = ListenOnLoopback(&port);
   ASSERT_GE(listener, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(listen(listener, 4), 0);
-  socklen_t len = sizeof addr;
-  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
-  const int port = ntohs(addr.sin_port);
   // Two connections: the first gets a malformed MSG line after the handshake, the second
   // is left open until the client closes.
   std::thread peer([listener] {
@@ -459,16 +454,9 @@ TEST(NatsClientProtocol, AMalformedLineClosesCountsAndReconnects) {
 // notice): news only, never a second handshake. The client answers the server's PING, writes
 // no second CONNECT, stays connected, and takes the new max_payload.
 TEST(NatsClientProtocol, AnInfoOnALiveConnectionIsNotASecondHandshake) {
-  const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int port = 0;
+  const int listener = ListenOnLoopback(&port);
   ASSERT_GE(listener, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(listen(listener, 4), 0);
-  socklen_t len = sizeof addr;
-  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
-  const int port = ntohs(addr.sin_port);
   std::promise<std::string> after;  // what the client wrote after the second INFO
   std::thread peer([&] {
     const int fd = accept(listener, nullptr, nullptr);
@@ -533,18 +521,9 @@ TEST(NatsClientProtocol, AnInfoOnALiveConnectionIsNotASecondHandshake) {
 // every 50 ms (20 times within the 1 s deadline) from a 12.8 MB backlog that takes it about
 // 2.5 s: a deadline counted from the first full socket would cut it.
 TEST(NatsClientProtocol, AServerThatReadsSlowlyButSteadilyIsNotCutByTheWriteDeadline) {
-  const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int port = 0;
+  const int listener = ListenOnLoopback(&port, 64 * 1024);  // the backlog stays the client's
   ASSERT_GE(listener, 0);
-  const int small = 64 * 1024;  // the accepted socket's receive buffer: the backlog stays ours
-  setsockopt(listener, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(listen(listener, 4), 0);
-  socklen_t len = sizeof addr;
-  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
-  const int port = ntohs(addr.sin_port);
   constexpr int kChunks = 200;
   const std::string chunk(64 * 1024, 'w');
   std::atomic<bool> published{false};
@@ -625,18 +604,9 @@ TEST(NatsClientProtocol, AServerThatReadsSlowlyButSteadilyIsNotCutByTheWriteDead
 // the output drained once, the written bytes would grow the buffer by all that passed through
 // it (16 MB here, unbounded under a lasting overload), whatever max_output_bytes says.
 TEST(NatsClientProtocol, OutputBufferStaysBoundedWhileTheSocketIsAlwaysBehind) {
-  const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int port = 0;
+  const int listener = ListenOnLoopback(&port, 64 * 1024);  // the backlog stays the client's
   ASSERT_GE(listener, 0);
-  const int small = 64 * 1024;
-  setsockopt(listener, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(listen(listener, 4), 0);
-  socklen_t len = sizeof addr;
-  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
-  const int port = ntohs(addr.sin_port);
   std::thread peer([&] {
     const int fd = accept(listener, nullptr, nullptr);
     if (fd < 0) return;

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "broker/nats_client.h"
+#include "tests/unit/broker/loop_thread.h"
 #include "tests/unit/store/nats_server.h"
 #include "tests/unit/store/test_pki.h"
 
@@ -27,26 +28,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-class TlsLoopThread {
- public:
-  TlsLoopThread() : thread_([this] { loop_.Run(); }) {}
-  ~TlsLoopThread() {
-    loop_.Post([this] { loop_.Stop(); });
-    thread_.join();
-  }
-  template <class F>
-  auto Run(F f) {
-    std::packaged_task<decltype(f())()> task(std::move(f));
-    auto result = task.get_future();
-    loop_.Post([&task] { task(); });
-    return result.get();
-  }
-  net::Loop& loop() { return loop_; }
-
- private:
-  net::Loop loop_{0};
-  std::thread thread_;
-};
+using test::LoopThread;
 
 // What a client's events said, read from the test's thread.
 struct TlsSeen {
@@ -154,7 +136,7 @@ class NatsClientTlsTest : public ::testing::Test {
 
   test::TestPki pki_;
   test::NatsServer server_;
-  TlsLoopThread loop_;
+  LoopThread loop_;
 };
 
 TEST_F(NatsClientTlsTest, RoundTripOverTls) {
