@@ -46,7 +46,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import hermod_harness as h  # noqa: E402
 from guard_client import Client, api_call  # noqa: E402  (the one raw protocol client)
-from nats_harness import DEADLINE_S, NatsServer, api, get, metric, wait_for  # noqa: E402
+from nats_harness import (DEADLINE_S, NatsServer, api, get, metric,  # noqa: E402
+                          wait_connected, wait_for)
 
 THRESHOLD = 3
 BATCH_WINDOW_MS = 500
@@ -94,9 +95,7 @@ class ClusterTest(h.HermodTestCase):
         return c
 
     def wait_connected(self, *servers):
-        for s in servers:
-            wait_for("hermod_broker_connected 1 on port %d" % s.port,
-                     lambda: metric(s.port, "hermod_broker_connected") == 1)
+        wait_connected(*servers)
 
     def first_cross_node(self, a, receiver, channel, tag):
         """Publishes on node a until receiver (on another node) gets one: the path is up."""

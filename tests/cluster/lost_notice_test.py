@@ -28,7 +28,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import hermod_harness as h  # noqa: E402
 from guard_client import Client  # noqa: E402
-from nats_harness import DEADLINE_S, NatsServer, api, metric, wait_for  # noqa: E402
+from nats_harness import (DEADLINE_S, NatsServer, api, metric, wait_connected,  # noqa: E402
+                          wait_for)
 
 BIG = "b" * 2048  # past node A's send queue of 1 KiB
 
@@ -94,9 +95,7 @@ class LostNoticeTest(h.HermodTestCase):
         return c
 
     def wait_connected(self, *servers):
-        for s in servers:
-            wait_for("hermod_broker_connected 1 on port %d" % s.port,
-                     lambda: metric(s.port, "hermod_broker_connected") == 1)
+        wait_connected(*servers)
 
     def cross(self, a, receiver, channel, tag):
         """Publishes on node a until receiver gets one: the path is up."""

@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import hermod_harness as h  # noqa: E402
 from guard_client import Client  # noqa: E402
 from nats_harness import (DEADLINE_S, NatsServer, api, get, make_nats_pki, metric,  # noqa: E402
-                          wait_for)
+                          wait_connected, wait_for)
 
 
 class TlsTest(h.HermodTestCase):
@@ -70,9 +70,7 @@ class TlsTest(h.HermodTestCase):
         return c
 
     def wait_connected(self, *servers):
-        for s in servers:
-            wait_for("hermod_broker_connected 1 on port %d" % s.port,
-                     lambda: metric(s.port, "hermod_broker_connected") == 1)
+        wait_connected(*servers)
 
     def cross(self, a, receiver, channel):
         """Publishes on node a until receiver (on another node) gets one."""

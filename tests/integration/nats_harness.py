@@ -133,3 +133,10 @@ def metric(port, name, labels=""):
     pattern = re.compile(r"^%s(\{%s\})? (\S+)$" % (re.escape(name), re.escape(labels)), re.M)
     m = pattern.search(get(port, "/metrics"))
     return float(m.group(2)) if m else None
+
+
+def wait_connected(*servers):
+    """Waits until each hermod node says its broker is connected to NATS."""
+    for s in servers:
+        wait_for("hermod_broker_connected 1 on port %d" % s.port,
+                 lambda: metric(s.port, "hermod_broker_connected") == 1)
