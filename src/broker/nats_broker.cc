@@ -82,6 +82,22 @@ void NatsBroker::Waiter::Set(bool result) {
   cv.notify_all();
 }
 
+bool NatsBroker::Waiter::SetLate(bool result) {
+  std::lock_guard lock(mutex);
+  done = true;
+  ok = result;
+  cv.notify_all();
+  return given_up;
+}
+
+bool NatsBroker::Waiter::WaitOrGiveUp(uint64_t timeout_ms) {
+  std::unique_lock lock(mutex);
+  if (!cv.wait_for(lock, std::chrono::milliseconds(timeout_ms), [this] { return done; })) {
+    given_up = true;  // under the mutex: SetLate sees it, however close the two are
+  }
+  return done && ok;
+}
+
 bool NatsBroker::Waiter::Wait(uint64_t timeout_ms) {
   std::unique_lock lock(mutex);
   return cv.wait_for(lock, std::chrono::milliseconds(timeout_ms), [this] { return done; }) && ok;
@@ -578,13 +594,29 @@ void NatsBroker::ApplyInterest() {
     // During an attempt the PING waits for its end, so the replies wait for the SUBs (at most
     // dial_timeout, below) and a node's start-up has nothing to tell at its first connect.
     if (subscribed > 0 && (client_->connected() || client_->connecting())) {
-      client_->Ping([waiter](bool ok) { waiter->Set(ok); });
+      std::vector<std::string> subscribed_channels;
+      for (const auto& [channel, on] : changes) {
+        if (on) subscribed_channels.push_back(channel);
+      }
+      client_->Ping([this, waiter, channels = std::move(subscribed_channels)](bool ok) {
+        // A PONG after the round's replies went out on the timeout: publications routed
+        // before the server had these SUBs missed the subscribers already answered.
+        if (waiter->SetLate(ok) && ok) {
+          spdlog::warn(
+              "broker: NATS took longer than dial_timeout to confirm {} subscriptions; "
+              "their subscribers are told to recover",
+              channels.size());
+          for (const std::string& channel : channels) hub_.TellMissed(channel);
+        }
+      });
     } else {
       waiter->Set(subscribed == 0);
     }
   });
   // Replies released before the server had the SUBs: the subscribers are told at the connect.
-  if (!waiter->Wait(options_.dial_timeout_ms)) answered_early_.store(true);
+  // Past dial_timeout the replies go out unconfirmed (the round's late PONG then tells its
+  // channels, a lost connection tells them all at the next connect): never silently.
+  if (!waiter->WaitOrGiveUp(options_.dial_timeout_ms)) answered_early_.store(true);
   if (interest_hook_ && !changes.empty()) interest_hook_(changes);
   // The subscribers who waited for this round get their replies now (their completions post
   // to their loops); those waiting for a later round stay.

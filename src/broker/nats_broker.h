@@ -181,6 +181,10 @@ class NatsBroker final : public core::Broker {
     bool ok = false;
     void Set(bool result);
     bool Wait(uint64_t timeout_ms);  // false on timeout or !ok
+    // As Wait, and a timeout is remembered: SetLate (Set's twin) then says the waiter gave up.
+    bool given_up = false;
+    bool WaitOrGiveUp(uint64_t timeout_ms);
+    bool SetLate(bool result);
   };
   // Runs task on the client loop (at once when called there); false once stopping.
   void OnLoop(std::function<void()> task);

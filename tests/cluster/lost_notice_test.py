@@ -204,6 +204,27 @@ class LostNoticeTest(h.HermodTestCase):
         self.cross(b, on_a, "early", "first")
         self.assertEqual([m for m in on_a.pushes if is_tell("early")(m)], [])
 
+    def test_a_subscription_confirmed_after_dial_timeout_is_told(self):
+        # Node A's link stalls (the relay stopped: its writes still go into the kernel, so the
+        # connection lives): a subscribe is answered when dial_timeout runs out, before the
+        # server has the SUB. The PONG that comes later tells the channel's subscribers (they
+        # may have missed what was routed meanwhile); it was silent.
+        relay = Relay(self.nats.port).start()
+        self.addCleanup(lambda: relay.kill())
+        a = self.node(url="nats://127.0.0.1:%d" % relay.port)
+        self.wait_connected(a)
+        on_a = Client(a.port)
+        self.addCleanup(on_a.close)
+        on_a.connect()
+        os.kill(relay.proc.pid, signal.SIGSTOP)
+        self.addCleanup(lambda: relay.proc.poll() is None and
+                        os.kill(relay.proc.pid, signal.SIGCONT))
+        self.assertNotIn("error", on_a.call("subscribe", {"channel": "slow"}, DEADLINE_S))
+        os.kill(relay.proc.pid, signal.SIGCONT)
+        told = on_a.wait(is_tell("slow"), DEADLINE_S)
+        self.assertEqual(told["push"]["unsubscribe"]["code"], 2500, told)
+        self.assertEqual(metric(a.port, "hermod_broker_connected"), 1)
+
     def test_an_idle_cluster_across_a_nats_restart_sends_no_lost_notice(self):
         a = self.node(send_queue_bytes=1024)
         b = self.node()
