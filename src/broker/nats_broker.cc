@@ -22,11 +22,7 @@ constexpr auto kTrialPoll = std::chrono::milliseconds(100);
 
 // The channel of a message this node encoded (it travels in the payload): a queued message
 // keeps no copy of its own.
-std::string_view ChannelOf(std::string_view bytes) {
-  uint64_t node = 0;
-  core::BrokerMessage m;
-  return Decode(bytes, &node, &m) ? m.channel : std::string_view();
-}
+std::string_view ChannelOf(std::string_view bytes) { return EncodedChannel(bytes); }
 
 uint64_t NewNodeId() {
   std::random_device random;

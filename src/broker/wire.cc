@@ -62,7 +62,7 @@ std::string Encode(uint64_t node, const core::BrokerMessage& m) {
   out += static_cast<char>((static_cast<uint8_t>(m.priority) & kPriorityMask) |
                            (m.skip_history ? kSkipHistory : 0) | (m.delta ? kDelta : 0) |
                            (m.key.empty() ? 0 : kKey));
-  for (int i = 0; i < 8; ++i) out += static_cast<char>((node >> (8 * i)) & 0xff);
+  PutNode(out, node);
   PutField(out, m.channel);
   PutField(out, m.data);
   PutField(out, m.info);
@@ -87,9 +87,7 @@ bool Decode(std::string_view in, uint64_t* node, core::BrokerMessage* m) {
   if (kind < 1 || kind > 3) return false;
   const auto flags = static_cast<uint8_t>(in[2]);
   if ((flags & ~(kPriorityMask | kSkipHistory | kDelta | kKey)) != 0) return false;
-  uint64_t id = 0;
-  for (int i = 0; i < 8; ++i)
-    id |= static_cast<uint64_t>(static_cast<uint8_t>(in[3 + i])) << (8 * i);
+  const uint64_t id = TakeNode(in);
   in.remove_prefix(kHeader);
   core::BrokerMessage out;
   out.kind = static_cast<core::BrokerMessageKind>(kind);
@@ -104,6 +102,13 @@ bool Decode(std::string_view in, uint64_t* node, core::BrokerMessage* m) {
   *node = id;
   *m = out;
   return true;
+}
+
+std::string_view EncodedChannel(std::string_view bytes) {
+  if (bytes.size() < kHeader) return {};
+  bytes.remove_prefix(kHeader);
+  std::string_view channel;
+  return TakeField(&bytes, &channel) ? channel : std::string_view();
 }
 
 std::string EncodeLost(uint64_t node, const LostNotice& notice) {

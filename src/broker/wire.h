@@ -39,6 +39,8 @@ std::string Encode(uint64_t node, const core::BrokerMessage& message);
 size_t EncodedSize(const core::BrokerMessage& message);
 // Views into bytes; false when bytes are not exactly one message of this version.
 bool Decode(std::string_view bytes, uint64_t* node, core::BrokerMessage* message);
+// The channel of a message this node encoded (its first field), without decoding the rest.
+std::string_view EncodedChannel(std::string_view bytes);
 
 // A lost notice: the channels (or all of them) whose publications this node may have failed to
 // get to the other nodes.

@@ -34,6 +34,8 @@ TEST(BrokerWire, PublicationRoundTripsEveryField) {
   EXPECT_EQ(got.data, data);
   EXPECT_EQ(got.info, m.info);
   EXPECT_EQ(got.tags, m.tags);
+  EXPECT_EQ(EncodedChannel(bytes), m.channel);  // read without decoding the rest
+  EXPECT_EQ(EncodedChannel(bytes.substr(0, 5)), "");
 }
 
 TEST(BrokerWire, TheDeltaFlagRoundTrips) {
