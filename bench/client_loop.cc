@@ -643,13 +643,18 @@ void ClientLoop::Told(ClientConnection& c) {
 
 void ClientLoop::Deliver(ClientConnection& c, std::string_view payload) {
   // A churner's deliveries are not counted: what it should get depends on when it was there.
-  if (c.plan_.subscribe < 0 || c.plan_.churner || !measuring_) return;
+  if (c.plan_.subscribe < 0 || c.plan_.churner) return;
   Stamp stamp;
   if (!ReadStamp(payload, stamp)) {
-    ++stats_.unstamped;
+    if (measuring_) ++stats_.unstamped;
     return;
   }
   uint64_t now = NowNs();
+  // Publications are stamped only in the measure phase, which another loop or worker can
+  // enter before this loop reads the phase (a worker wakes from its start sleep late on a
+  // busy machine, a loop reads it only between epoll waits). Dropping the delivery would
+  // make its successor look like a gap nobody announced: it says the phase has begun.
+  if (!measuring_) StartMeasure(now);
   stats_.latency.Record(now > stamp.sent_ns ? now - stamp.sent_ns : 0);
   ++stats_.delivered;
   stats_.last_delivery_ns = now;

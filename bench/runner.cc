@@ -143,8 +143,10 @@ RunResult RunLocal(const RunConfig& config, uint32_t begin, uint32_t end,
   Totals after_setup = Sum(progress);
   uint64_t start = barrier ? barrier(after_setup.ready, after_setup.failed) : 0;
   if (start == 0) start = NowNs();
-  while (NowNs() < start) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  // Known before the sleep: a loop that hears of the phase from a delivery (ClientLoop::
+  // Deliver) counts its seconds from the common start.
   control.measure_start_ns.store(start, std::memory_order_release);
+  while (NowNs() < start) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   control.phase.store(Phase::kMeasure, std::memory_order_release);
   if (config.phases && !barrier) {
     std::fputs("hermod-bench: measure start\n", stderr);
