@@ -654,7 +654,10 @@ void ClientLoop::Deliver(ClientConnection& c, std::string_view payload) {
   // enter before this loop reads the phase (a worker wakes from its start sleep late on a
   // busy machine, a loop reads it only between epoll waits). Dropping the delivery would
   // make its successor look like a gap nobody announced: it says the phase has begun.
-  if (!measuring_) StartMeasure(now);
+  if (!measuring_) {
+    StartMeasure(now);
+    ++stats_.early_starts;
+  }
   stats_.latency.Record(now > stamp.sent_ns ? now - stamp.sent_ns : 0);
   ++stats_.delivered;
   stats_.last_delivery_ns = now;

@@ -181,6 +181,7 @@ Summary Summarize(const RunConfig& config, const RunResult& result) {
   m.subscribers_told = s.subscribers_told;
   m.duplicates = s.duplicates;
   m.unstamped = s.unstamped;
+  m.early_starts = s.early_starts;
   m.sent_per_s = static_cast<double>(s.sent) / secs;
   m.deliveries_per_s = static_cast<double>(s.delivered) / delivery_secs;
   m.bytes_in_per_s = static_cast<double>(s.bytes_in) / delivery_secs;
@@ -255,6 +256,7 @@ std::string ReportJson(const RunConfig& config, const RunResult& result, const S
       .Field("subscribers_told", m.subscribers_told)
       .Field("duplicates", m.duplicates)
       .Field("unstamped", m.unstamped)
+      .Field("early_starts", m.early_starts)
       .Field("sent_per_s", m.sent_per_s)
       .Field("deliveries_per_s", m.deliveries_per_s)
       .Field("bytes_in_per_s", m.bytes_in_per_s)
@@ -298,6 +300,7 @@ std::string ResultToJson(const RunResult& result) {
       .Field("subscribers_told", s.subscribers_told)
       .Field("duplicates", s.duplicates)
       .Field("unstamped", s.unstamped)
+      .Field("early_starts", s.early_starts)
       .Field("connects_ok", s.connects_ok)
       .Field("connects_failed", s.connects_failed)
       .Field("disconnects", s.disconnects);
@@ -333,6 +336,7 @@ bool ResultFromJson(std::string_view json, RunResult& result, std::string* error
   s.subscribers_told = U(doc, "subscribers_told");
   s.duplicates = U(doc, "duplicates");
   s.unstamped = U(doc, "unstamped");
+  s.early_starts = U(doc, "early_starts");
   s.connects_ok = U(doc, "connects_ok");
   s.connects_failed = U(doc, "connects_failed");
   s.disconnects = U(doc, "disconnects");

@@ -28,7 +28,7 @@ struct Summary {
   double measured_s = 0;
   double delivery_s = 0;  // start to the last delivery; delivery rates divide by this
   uint64_t sent = 0, delivered = 0, expected = 0, undelivered = 0, lost = 0, duplicates = 0,
-           unstamped = 0;
+           unstamped = 0, early_starts = 0;
   // lost = lost_told + lost_silently (run_stats.h), and the subscribers behind them.
   uint64_t lost_told = 0, lost_silently = 0, subscribers_lost = 0, subscribers_lost_silently = 0,
            subscribers_told = 0;

@@ -73,6 +73,7 @@ void RunStats::Merge(const RunStats& other) {
   subscribers_told += other.subscribers_told;
   duplicates += other.duplicates;
   unstamped += other.unstamped;
+  early_starts += other.early_starts;
   connects_ok += other.connects_ok;
   connects_failed += other.connects_failed;
   disconnects += other.disconnects;

@@ -68,6 +68,9 @@ struct RunStats {
   uint64_t subscribers_told = 0;           // subscribers that saw an unsubscribe or disconnect
   uint64_t duplicates = 0;                 // sequence repeats
   uint64_t unstamped = 0;                  // data messages without a stamp (not measured)
+  // Loops that learned of the measure phase from a delivery, before they read it themselves
+  // (ClientLoop::Deliver): deliveries an older bench dropped, showing the next as a gap.
+  uint64_t early_starts = 0;
   uint64_t connects_ok = 0;                // connections that became ready
   uint64_t connects_failed = 0;            // connect, handshake or subscribe failures
   uint64_t disconnects = 0;                // ready connections lost before the end

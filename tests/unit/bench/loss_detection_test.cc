@@ -105,6 +105,7 @@ TEST(LossDetectionTest, CountsDeliveriesThatArriveBeforeTheLoopSeesTheMeasurePha
   EXPECT_EQ(s.lost, 0u);
   EXPECT_EQ(s.lost_silently, 0u);
   EXPECT_EQ(s.duplicates, 0u);
+  EXPECT_EQ(s.early_starts, 1u);  // the subscriber's one loop, started by a delivery
 }
 
 }  // namespace
