@@ -89,9 +89,9 @@ TEST(NatsBrokerRounds, ARoundInFlightDoesNotHoldBackTheNextAndTheyEndInOrder) {
     at = got.find(".ch.a ", at);
     first_sub.set_value(ok && ReadUntil(fd, &got, at, "PING\r\n", 10s));
     at = got.find("PING\r\n", at) + 1;
-    ok = ReadUntil(fd, &got, at, ".ch.b ", 3s);
+    ok = ReadUntil(fd, &got, at, ".ch.b ", 10s);
     const size_t b = got.find(".ch.b ", at);
-    second_sub.set_value(ok && ReadUntil(fd, &got, b, "PING\r\n", 3s));
+    second_sub.set_value(ok && ReadUntil(fd, &got, b, "PING\r\n", 10s));
     pong_first.get_future().wait();
     Write(fd, "PONG\r\n");
     pong_second.get_future().wait();
