@@ -200,6 +200,7 @@ void NatsBroker::Stop() {
   if (!client_) return;
   auto close = [this] {
     *alive_ = false;
+    loop_.timers().Cancel(&round_timer_);
     client_->Close();
     subscriptions_.clear();
     link_.SetSubjects(0);
@@ -529,6 +530,16 @@ void NatsBroker::Interest(std::string_view channel, bool on) {
     }
     interest_changes_[std::string(channel)] = on;  // the last word wins
   }
+  if (!interest_hook_) {
+    // Posted, never run here: the hub's shard lock is held, and the iteration's other
+    // changes join the round (a post to the client loop's own mailbox wakes nothing).
+    if (!round_posted_.exchange(true)) {
+      loop_.Post([this, alive = alive_] {
+        if (*alive) RunRound();
+      });
+    }
+    return;
+  }
   {
     std::lock_guard lock(mutex_);
     interest_dirty_ = true;
@@ -546,8 +557,8 @@ bool NatsBroker::AwaitInterest(std::string_view channel, std::function<void()> r
   uint64_t round = 0;
   if (interest_changes_.find(channel) != interest_changes_.end()) {
     round = rounds_ + 1;  // the next round takes it
-  } else if (applying_.find(channel) != applying_.end()) {
-    round = rounds_;  // the round in progress has it
+  } else if (auto it = applying_.find(channel); it != applying_.end()) {
+    round = it->second;  // a round in flight has it
   } else {
     return false;  // applied and acknowledged already (or given up on)
   }
@@ -555,38 +566,62 @@ bool NatsBroker::AwaitInterest(std::string_view channel, std::function<void()> r
   return true;
 }
 
+void NatsBroker::TakeChanges(std::vector<std::pair<std::string, bool>>* changes, uint64_t* round) {
+  changes->assign(interest_changes_.begin(), interest_changes_.end());
+  interest_changes_.clear();
+  if (changes->empty()) return;
+  *round = ++rounds_;
+  for (const auto& change : *changes) applying_[change.first] = *round;
+}
+
+uint64_t NatsBroker::WriteChanges(const std::vector<std::pair<std::string, bool>>& changes) {
+  uint64_t subscribed = 0;
+  uint64_t unsubscribed = 0;
+  for (const auto& [channel, on] : changes) {
+    auto it = subscriptions_.find(channel);
+    if (on && it == subscriptions_.end()) {
+      // Kept by the client even while disconnected: it writes every SUB on reconnect.
+      subscriptions_.emplace(channel, client_->Subscribe(ChannelSubject(options_.prefix, channel)));
+      ++subscribed;
+    } else if (!on && it != subscriptions_.end()) {
+      client_->Unsubscribe(it->second);
+      subscriptions_.erase(it);
+      ++unsubscribed;
+    }
+  }
+  link_.CountInterest(true, subscribed);
+  link_.CountInterest(false, unsubscribed);
+  link_.SetSubjects(subscriptions_.size());
+  return subscribed;
+}
+
+void NatsBroker::EndRound(uint64_t round, const std::vector<std::pair<std::string, bool>>& changes,
+                          std::vector<std::function<void()>>* ready) {
+  for (const auto& change : changes) {
+    // A later round in flight may have the channel again: it stays until that one ends.
+    if (auto it = applying_.find(change.first); it != applying_.end() && it->second <= round) {
+      applying_.erase(it);
+    }
+  }
+  auto keep = std::partition(waiting_.begin(), waiting_.end(),
+                             [round](const auto& w) { return w.first > round; });
+  for (auto it = keep; it != waiting_.end(); ++it) ready->push_back(std::move(it->second));
+  waiting_.erase(keep, waiting_.end());
+}
+
 void NatsBroker::ApplyInterest() {
   std::vector<std::pair<std::string, bool>> changes;
   uint64_t round = 0;
   {
     std::lock_guard lock(interest_mutex_);
-    changes.assign(interest_changes_.begin(), interest_changes_.end());
-    applying_.swap(interest_changes_);
-    interest_changes_.clear();
-    round = ++rounds_;
+    TakeChanges(&changes, &round);
   }
+  if (changes.empty()) return;
   // The socket work is the client loop's; this thread waits for the server's PONG after the
   // round's SUBs (or the connection's loss, or dial_timeout), so the server has them.
   auto waiter = std::make_shared<Waiter>();
   OnLoop([this, changes, waiter] {
-    uint64_t subscribed = 0;
-    uint64_t unsubscribed = 0;
-    for (const auto& [channel, on] : changes) {
-      auto it = subscriptions_.find(channel);
-      if (on && it == subscriptions_.end()) {
-        // Kept by the client even while disconnected: it writes every SUB on reconnect.
-        subscriptions_.emplace(channel,
-                               client_->Subscribe(ChannelSubject(options_.prefix, channel)));
-        ++subscribed;
-      } else if (!on && it != subscriptions_.end()) {
-        client_->Unsubscribe(it->second);
-        subscriptions_.erase(it);
-        ++unsubscribed;
-      }
-    }
-    link_.CountInterest(true, subscribed);
-    link_.CountInterest(false, unsubscribed);
-    link_.SetSubjects(subscriptions_.size());
+    const uint64_t subscribed = WriteChanges(changes);
     // During an attempt the PING waits for its end, so the replies wait for the SUBs (at most
     // dial_timeout, below) and a node's start-up has nothing to tell at its first connect.
     if (subscribed > 0 && (client_->connected() || client_->connecting())) {
@@ -613,18 +648,97 @@ void NatsBroker::ApplyInterest() {
   // Past dial_timeout the replies go out unconfirmed (the round's late PONG then tells its
   // channels, a lost connection tells them all at the next connect): never silently.
   if (!waiter->WaitOrGiveUp(options_.dial_timeout_ms)) answered_early_.store(true);
-  if (interest_hook_ && !changes.empty()) interest_hook_(changes);
+  if (interest_hook_) interest_hook_(changes);
   // The subscribers who waited for this round get their replies now (their completions post
   // to their loops); those waiting for a later round stay.
   std::vector<std::function<void()>> ready;
   {
     std::lock_guard lock(interest_mutex_);
-    applying_.clear();
-    auto keep = std::partition(waiting_.begin(), waiting_.end(),
-                               [round](const auto& w) { return w.first > round; });
-    for (auto it = keep; it != waiting_.end(); ++it) ready.push_back(std::move(it->second));
-    waiting_.erase(keep, waiting_.end());
+    EndRound(round, changes, &ready);
   }
+  for (auto& r : ready) r();
+}
+
+void NatsBroker::RunRound() {
+  // Cleared before the changes are taken: a change recorded after this posts the next round.
+  round_posted_.store(false);
+  if (!client_) return;  // never started: nothing to write to
+  auto r = std::make_shared<Round>();
+  {
+    std::lock_guard lock(interest_mutex_);
+    TakeChanges(&r->changes, &r->id);
+  }
+  if (r->changes.empty()) return;
+  const uint64_t subscribed = WriteChanges(r->changes);
+  rounds_out_.push_back(r);
+  // During an attempt the PING waits for its end, so the replies wait for the SUBs (at most
+  // dial_timeout) and a node's start-up has nothing to tell at its first connect.
+  if (subscribed > 0 && (client_->connected() || client_->connecting())) {
+    r->deadline_ms = net::Loop::MonotonicMs() + options_.dial_timeout_ms;
+    if (!round_timer_.scheduled()) loop_.timers().Schedule(&round_timer_, options_.dial_timeout_ms);
+    client_->Ping([this, r](bool ok) { OnRoundPong(r, ok); });
+    return;
+  }
+  // Nothing to wait for, or no connection: replies released before the server had the SUBs
+  // are told at the connect.
+  r->done = true;
+  if (subscribed > 0) answered_early_.store(true);
+  FinishRounds();
+}
+
+void NatsBroker::OnRoundPong(const std::shared_ptr<Round>& round, bool ok) {
+  if (!*alive_) return;  // closing: nobody to answer
+  if (round->given_up) {
+    // A PONG after the round's replies went out on the timeout: publications routed before
+    // the server had these SUBs missed the subscribers already answered.
+    if (!ok) return;  // a lost connection tells them all at the next connect
+    std::vector<std::string> channels;
+    for (const auto& [channel, on] : round->changes) {
+      if (on) channels.push_back(channel);
+    }
+    spdlog::warn(
+        "broker: NATS took longer than dial_timeout to confirm {} subscriptions; "
+        "their subscribers are told to recover",
+        channels.size());
+    for (const std::string& channel : channels) hub_.TellMissed(channel);
+    return;
+  }
+  round->done = true;
+  if (!ok) answered_early_.store(true);
+  FinishRounds();
+}
+
+void NatsBroker::OnRoundTimer() {
+  // Past dial_timeout the replies go out unconfirmed (the round's late PONG then tells its
+  // channels, a lost connection tells them all at the next connect): never silently.
+  const uint64_t now = net::Loop::MonotonicMs();
+  uint64_t next = 0;
+  for (const auto& r : rounds_out_) {
+    if (r->done) continue;
+    if (r->deadline_ms <= now) {
+      r->done = true;
+      r->given_up = true;
+      answered_early_.store(true);
+    } else if (next == 0) {
+      next = r->deadline_ms;  // the deadlines come in the rounds' order
+    }
+  }
+  if (next != 0) loop_.timers().Schedule(&round_timer_, next - now);
+  FinishRounds();
+}
+
+void NatsBroker::FinishRounds() {
+  // In order: a round's waiters may have come for an earlier round's channel too (a later
+  // SUB of a channel resubscribed), so none is answered before the rounds before it ended.
+  std::vector<std::function<void()>> ready;
+  {
+    std::lock_guard lock(interest_mutex_);
+    while (!rounds_out_.empty() && rounds_out_.front()->done) {
+      EndRound(rounds_out_.front()->id, rounds_out_.front()->changes, &ready);
+      rounds_out_.pop_front();
+    }
+  }
+  if (rounds_out_.empty() && round_timer_.scheduled()) loop_.timers().Cancel(&round_timer_);
   for (auto& r : ready) r();
 }
 

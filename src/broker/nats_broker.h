@@ -9,11 +9,13 @@
 // arrives, or a history stream is opened, and when the channel is freed), as Centrifugo's
 // NATS broker does: nats-server then routes each publication only to the nodes that hold its
 // channel, and a channel with no subscriber on a node costs that node nothing. Interest is
-// recorded at once (the hub's call only locks and marks) and applied by the interest thread,
-// coalesced per channel: a storm of subscribes to one channel is one SUB, a subscribe and
-// unsubscribe between two rounds is nothing, and the last word for a channel wins. After a
-// round with new SUBs the thread flushes (PING/PONG), so the server has them. The same rounds
-// carry the JetStream history's per-channel delivery subscriptions (SetInterestHook).
+// recorded at once (the hub's call only locks and marks) and applied in rounds, coalesced per
+// channel: a storm of subscribes to one channel is one SUB, a subscribe and unsubscribe
+// between two rounds is nothing, and the last word for a channel wins. After a round with new
+// SUBs a PING follows them, and the round ends at its PONG, so the server has them. Without an
+// interest hook the rounds run on the client loop itself (one round per loop iteration that
+// changed something, several in flight, ending in order); with one (the JetStream history's
+// per-channel delivery subscriptions, SetInterestHook, which blocks) on the interest thread.
 //
 // No window after a subscribe reply (docs/cluster.md): a subscriber added while its channel's
 // SUB is pending or in the current round waits (AwaitInterest) until that round's SUBs are
@@ -41,11 +43,14 @@
 // Past that bound it fails at once and counts against the breaker.
 // Output that makes no progress within dial_timeout (the write deadline) closes the connection.
 //
-// The interest thread runs the interest rounds: it hands a round's SUBs and UNSUBs and a PING
-// to the client loop and waits (at most dial_timeout) for the PONG, then runs the interest
-// hook (which blocks until the JetStream history's subscriptions are in place: never on a
-// loop), then releases the round's AwaitInterest waiters. It also sends this node's word on
-// the nodes subject once a second, and an idle node's half-open trial (a PING).
+// The interest rounds: on the client loop, a round writes its SUBs and UNSUBs and a PING and
+// ends at the PONG (or after dial_timeout, a loop timer), releasing its AwaitInterest waiters
+// once every earlier round has ended. With an interest hook the interest thread runs them: it
+// hands a round's SUBs, UNSUBs and PING to the client loop, waits (at most dial_timeout) for
+// the PONG, then runs the hook (which blocks until the JetStream history's subscriptions are
+// in place: never on a loop), then releases the round's waiters. The interest thread also
+// sends this node's word on the nodes subject once a second, the lost notice, and an idle
+// node's half-open trial (a PING).
 //
 // Back-pressure on the receive side is TCP's: the client loop reads as fast as it feeds the
 // hub, and a node too slow for its share is cut by nats-server (its slow-consumer
@@ -133,12 +138,14 @@ class NatsBroker final : public core::Broker {
 
   void Publish(const core::BrokerMessage& message) override;
   bool Fits(const core::BrokerMessage& message) override;
-  // Under the channel's shard lock (core/broker.h): records, wakes the interest thread, returns.
+  // Under the channel's shard lock (core/broker.h): records, has a round run (a post to the
+  // client loop, one per iteration, or a wake of the interest thread), returns.
   void Interest(std::string_view channel, bool on) override;
-  // Under the channel's shard lock: true while the channel's change is pending or in the
-  // interest thread's current round; ready runs on that thread once that round's SUBs are
-  // acknowledged (PING/PONG), or when the connection is down (or not answering within
-  // dial_timeout): then they are sent on the reconnect.
+  // Under the channel's shard lock: true while the channel's change is pending or in a round
+  // in flight; ready runs (on the client loop, or the interest thread with a hook) once that
+  // round's SUBs are acknowledged (PING/PONG) and every earlier round has ended, or when the
+  // connection is down (or not answering within dial_timeout): then they are sent on the
+  // reconnect.
   bool AwaitInterest(std::string_view channel, std::function<void()> ready) override;
   // Any thread: waits (at most timeout_ms) until what was queued before is written and the
   // server has answered a PING after it; on the client loop, until it is written. For a crash
@@ -215,8 +222,38 @@ class NatsBroker final : public core::Broker {
   void OnLostNotice(std::string_view payload);
   void Receive(std::string_view bytes);
   void InterestLoop();
-  // On the interest thread: SUB and UNSUB for the interest changed since the last round.
+  // On the interest thread (with an interest hook): SUB and UNSUB for the interest changed
+  // since the last round, the PONG, the hook, the waiters.
   void ApplyInterest();
+  // Under interest_mutex_: the changes since the last round, marked as in round *round.
+  void TakeChanges(std::vector<std::pair<std::string, bool>>* changes, uint64_t* round);
+  // On the client loop: a round's SUBs and UNSUBs written; how many SUBs.
+  uint64_t WriteChanges(const std::vector<std::pair<std::string, bool>>& changes);
+  // Under interest_mutex_: round ended; its channels leave applying_, its waiters' ready go
+  // to *ready.
+  void EndRound(uint64_t round, const std::vector<std::pair<std::string, bool>>& changes,
+                std::vector<std::function<void()>>* ready);
+  // The client loop's rounds (no interest hook): one written, its PONG, its give-up.
+  struct Round {
+    uint64_t id = 0;
+    std::vector<std::pair<std::string, bool>> changes;
+    uint64_t deadline_ms = 0;  // its PONG's, past which its waiters are answered anyway
+    bool done = false;         // answered, or given up on
+    bool given_up = false;     // dial_timeout passed first: a late PONG tells its channels
+  };
+  void RunRound();
+  void OnRoundPong(const std::shared_ptr<Round>& round, bool ok);
+  void OnRoundTimer();
+  // The ended rounds at the front, in order: their waiters answered.
+  void FinishRounds();
+  class RoundTimer final : public net::TimerNode {
+   public:
+    explicit RoundTimer(NatsBroker& broker) : broker_(broker) {}
+    void OnTimer() override { broker_.OnRoundTimer(); }
+
+   private:
+    NatsBroker& broker_;
+  };
   // Any thread: whether the node holds channel now.
   bool Wanted(std::string_view channel);
   // On the interest thread: this node's info, when it is due.
@@ -250,7 +287,7 @@ class NatsBroker final : public core::Broker {
   std::mutex lost_mutex_;
   LostChannels lost_;
   std::function<std::string()> node_info_;
-  InterestHook interest_hook_;     // interest thread only (set before Start)
+  InterestHook interest_hook_;     // set before Start; then read only
   uint64_t node_info_due_ms_ = 0;  // interest thread only
   ClusterNodes nodes_;
   std::atomic<bool> was_connected_{false};  // a connect after the first is a reconnect
@@ -269,11 +306,17 @@ class NatsBroker final : public core::Broker {
   // (channel -> on), coalesced.
   std::unordered_set<std::string, Hash, std::equal_to<>> wanted_;
   std::unordered_map<std::string, bool, Hash, std::equal_to<>> interest_changes_;
-  // The changes the interest thread's current round applies (empty between rounds), the
-  // rounds begun, and the subscribers waiting for a round's end: (round, ready).
-  std::unordered_map<std::string, bool, Hash, std::equal_to<>> applying_;
+  // The channels of the rounds in flight (channel -> its latest round), the rounds begun, and
+  // the subscribers waiting for a round's end: (round, ready).
+  std::unordered_map<std::string, uint64_t, Hash, std::equal_to<>> applying_;
   uint64_t rounds_ = 0;
   std::vector<std::pair<uint64_t, std::function<void()>>> waiting_;
+  // No interest hook: the rounds run on the client loop. A round's task is in the client
+  // loop's mailbox (set by Interest, cleared by the round: one post per loop iteration).
+  std::atomic<bool> round_posted_{false};
+  // The client loop's: its rounds in flight, oldest first, and their dial_timeout.
+  std::deque<std::shared_ptr<Round>> rounds_out_;
+  RoundTimer round_timer_{*this};
 
   // Guards queue_, queued_bytes_, drain_posted_, stopping_, interest_dirty_ (a leaf).
   std::mutex mutex_;
