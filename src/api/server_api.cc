@@ -601,24 +601,25 @@ Status History(const ApiContext& api, std::string& body, Answer& a) {
 Status HistoryRemove(const ApiContext& api, std::string& body, Answer& a) {
   ChannelRequest r;
   if (!Parse(body, &r)) return Status::kNotRequest;
-  if (!OptionsOrError(api, r.channel, a)) return Status::kAnswered;
+  const config::ChannelOptions* options = OptionsOrError(api, r.channel, a);
+  if (!options) return Status::kAnswered;
   if (a.loop == nullptr || api.hub.history_inline()) {
-    api.hub.RemoveHistory(r.channel);
+    api.hub.RemoveHistory(r.channel, *options);
     return Result(a);
   }
   // A durable engine: answered once the removal is stored, or with an error (never 200 for
   // a removal the engine then failed to make).
   const Hole hole(a);
-  const std::optional<bool> now =
-      api.hub.RemoveHistory(r.channel, core::Completion<bool>(*a.loop, [hole](bool removed) {
-                              std::string text;
-                              if (removed) {
-                                text = "{\"result\":{}}";
-                              } else {
-                                AppendError(text, proto::ErrorCode::kInternal);
-                              }
-                              hole.Fill(std::move(text));
-                            }));
+  const std::optional<bool> now = api.hub.RemoveHistory(
+      r.channel, *options, core::Completion<bool>(*a.loop, [hole](bool removed) {
+        std::string text;
+        if (removed) {
+          text = "{\"result\":{}}";
+        } else {
+          AppendError(text, proto::ErrorCode::kInternal);
+        }
+        hole.Fill(std::move(text));
+      }));
   if (!now) {
     hole.Open(a);
   } else if (*now) {

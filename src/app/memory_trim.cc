@@ -20,11 +20,16 @@ uint64_t ResidentBytes() {
   return n == 2 ? resident * static_cast<uint64_t>(sysconf(_SC_PAGESIZE)) : 0;
 }
 
+// Heap bytes in use: arena chunks and mmapped chunks.
+uint64_t LiveHeapBytes() {
+  const struct mallinfo2 info = mallinfo2();
+  return info.uordblks + info.hblkhd;
+}
+
 // Resident bytes not holding live heap data: free heap pages still mapped, plus code,
 // stacks and the like.
 uint64_t Gap(uint64_t resident) {
-  const struct mallinfo2 info = mallinfo2();
-  const uint64_t live = info.uordblks + info.hblkhd;  // arena chunks and mmapped chunks in use
+  const uint64_t live = LiveHeapBytes();
   return resident > live ? resident - live : 0;
 }
 
@@ -54,6 +59,11 @@ void MemoryTrim::Render(metrics::PrometheusText& text) const {
               "Resident bytes those trims gave back (RSS before minus after).");
   text.Sample("hermod_memory_trim_released_bytes_total", {},
               released_bytes_.load(std::memory_order_relaxed));
+  // Unlike RSS, it does not follow freed pages that malloc keeps mapped until a trim: a
+  // leak shows in it whether or not the loops were idle enough to trim.
+  text.Family("hermod_memory_heap_live_bytes", "gauge",
+              "Heap bytes in use (malloc's chunks), without freed pages still mapped.");
+  text.Sample("hermod_memory_heap_live_bytes", {}, LiveHeapBytes());
 }
 
 void MemoryTrim::Timer::Start() { loop_.timers().Schedule(this, interval_ms_); }

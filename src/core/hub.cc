@@ -954,19 +954,33 @@ void Hub::TellMissed(std::string_view channel) {
   }
 }
 
-void Hub::RemoveHistory(std::string_view channel) {
-  Shard& shard = ShardOf(channel);
-  std::lock_guard lock(shard.mutex);
+HistoryStore::Stream* Hub::StoredHistory(Shard& shard, std::string_view channel,
+                                         const config::ChannelOptions& options) {
   auto it = shard.channels.find(channel);
-  if (it != shard.channels.end() && it->second->history) it->second->history->Remove();
+  if (it != shard.channels.end()) return it->second->history.get();
+  if (stores_.history_inline || options.history_size == 0 ||
+      !stores_.history->Kept(channel, clock_())) {
+    return nullptr;
+  }
+  ChannelState& state = StateOf(shard, it, channel, options);
+  QueueReclaim(shard, channel, state, clock_());
+  return state.history.get();
 }
 
-std::optional<bool> Hub::RemoveHistory(std::string_view channel, Completion<bool> done) {
+void Hub::RemoveHistory(std::string_view channel, const config::ChannelOptions& options) {
   Shard& shard = ShardOf(channel);
   std::lock_guard lock(shard.mutex);
-  auto it = shard.channels.find(channel);
-  if (it == shard.channels.end() || !it->second->history) return true;
-  return it->second->history->RemoveThen(std::move(done));
+  if (HistoryStore::Stream* history = StoredHistory(shard, channel, options)) history->Remove();
+}
+
+std::optional<bool> Hub::RemoveHistory(std::string_view channel,
+                                       const config::ChannelOptions& options,
+                                       Completion<bool> done) {
+  Shard& shard = ShardOf(channel);
+  std::lock_guard lock(shard.mutex);
+  HistoryStore::Stream* history = StoredHistory(shard, channel, options);
+  if (history == nullptr) return true;
+  return history->RemoveThen(std::move(done));
 }
 
 std::vector<std::pair<std::string, size_t>> Hub::Channels() {

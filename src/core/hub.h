@@ -285,11 +285,13 @@ class Hub {
   // subscriber is told it missed publications (LoopChannels::TellMissed), never left with a
   // silent jump.
   void TellMissed(std::string_view channel);
-  // Drops the channel's stored publications (its position stays).
-  void RemoveHistory(std::string_view channel);
+  // Drops the channel's stored publications (its position stays), held here or not: a
+  // durable engine keeps a freed channel's publications, and they are removed too.
+  void RemoveHistory(std::string_view channel, const config::ChannelOptions& options);
   // RemoveHistory, answered when the engine stored it (HistoryStore::Stream::RemoveThen):
   // true, or false when it failed; now, or later through done.
-  std::optional<bool> RemoveHistory(std::string_view channel, Completion<bool> done);
+  std::optional<bool> RemoveHistory(std::string_view channel, const config::ChannelOptions& options,
+                                    Completion<bool> done);
   // Channels with subscribers, and how many (API `channels`).
   std::vector<std::pair<std::string, size_t>> Channels();
   // Every channel the hub keeps state for, used or not (tests, metrics).
@@ -375,6 +377,11 @@ class Hub {
   // Under the shard lock: whether every loop the channel reaches has room for a push.
   bool Admits(const ChannelState& state, net::Priority priority) const;
   void MaybeErase(Shard& shard, std::string_view channel);
+  // Under the shard lock: the history stream of the channel, or null when no publication of
+  // it is stored. A channel the hub freed while a durable engine still keeps its publications
+  // (after a restart: every channel) is opened again, and queued for reclaim.
+  HistoryStore::Stream* StoredHistory(Shard& shard, std::string_view channel,
+                                      const config::ChannelOptions& options);
   // Under the shard lock: tells the broker when the node starts or stops holding the channel
   // (Broker::Interest).
   void SyncInterest(std::string_view channel, ChannelState& state);

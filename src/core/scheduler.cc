@@ -1,5 +1,7 @@
 #include "core/scheduler.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <charconv>
 #include <chrono>
@@ -79,6 +81,9 @@ bool Scheduler::Start(FireFn fire, std::string* error) {
   }
   fire_ = std::move(fire);
   thread_ = std::thread([this] { Run(); });
+  // Named, so its CPU waits can be told apart (top -H; /proc/<pid>/task/<tid>/schedstat: how
+  // late a firing was for want of a CPU rather than of the timer).
+  pthread_setname_np(thread_.native_handle(), "hermod-sched");
   return true;
 }
 

@@ -1198,14 +1198,30 @@ void NatsHistoryStore::OnSubscriptionDone(void* self) {
 void NatsHistoryStore::Close(std::string_view, std::unique_ptr<Stream>, uint64_t) {}
 
 std::optional<core::StreamPosition> NatsHistoryStore::Kept(std::string_view channel, uint64_t) {
-  std::lock_guard lock(mutex_);
-  auto it = channels_.find(std::string(channel));
-  if (it == channels_.end()) return std::nullopt;
-  std::lock_guard channel_lock(it->second->mutex);
-  // Also when the cache is stale (no deliveries since Interest off, or a reconnect): the hub
-  // then reads the channel through a stream, which reads the position again.
-  if (it->second->last_seq == 0) return std::nullopt;
-  return core::StreamPosition{it->second->top, it->second->epoch};
+  {
+    std::lock_guard lock(mutex_);
+    auto it = channels_.find(std::string(channel));
+    if (it != channels_.end()) {
+      std::lock_guard channel_lock(it->second->mutex);
+      // Also when the cache is stale (no deliveries since Interest off, or a reconnect): the
+      // hub then reads the channel through a stream, which reads the position again.
+      if (it->second->last_seq != 0) {
+        return core::StreamPosition{it->second->top, it->second->epoch};
+      }
+    }
+  }
+  // Not read by this process (it restarted, or another node appended): the stream is the
+  // record, asked as Open asks it. Nothing is cached, so asking for channels that were never
+  // written costs no memory.
+  if (Down()) return std::nullopt;
+  Last last;
+  natsStatus status;
+  if (!ReadLast(Channel(std::string(channel)), &last, &status)) {
+    Failed();
+    return std::nullopt;
+  }
+  if (!last.found) return std::nullopt;
+  return last.position;
 }
 
 void NatsHistoryStore::OnReconnected(natsConnection*, void* self) {

@@ -69,7 +69,8 @@
 // success. Status() is hermod_store_* with engine="nats" and the /health `store` check. Open reads
 // a channel's last message on the caller when the engine has not seen the channel yet (one round
 // trip, skipped while JetStream is failing); after that, appends and deliveries keep the engine's
-// cache of positions current.
+// cache of positions current. Kept does the same read for a channel it has no position of, so
+// the hub finds a channel's stored history after a restart (history, history_remove).
 #pragma once
 
 #include <nats/nats.h>

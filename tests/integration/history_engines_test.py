@@ -215,6 +215,25 @@ class HistoryEnginesTest(h.HermodTestCase):
         self.assertEqual(self.offsets(self.history({"channel": "a%2Eb", "limit": -1},
                                                    epochs["a%2Eb"])), [1, 2])
 
+    def test_history_remove_of_a_channel_the_server_does_not_hold(self):
+        """A durable engine keeps a channel's publications after the server freed the
+        channel (no subscriber, nothing pending), and after a restart: history_remove must
+        remove them then too, not answer {} and leave them."""
+        epochs = {name: self.publish(name, 2) for name in ("gone", "kept")}
+        for engine in ("sqlite", "nats"):
+            old = self.servers[engine]
+            old.stop()
+            self.servers[engine] = self.start_server(old.config, workers=2, echo=False)
+        for engine in ENGINES:
+            self.assertEqual(self.api(engine, "history_remove", {"channel": "gone"}),
+                             ("result", {}), engine)
+        for engine in ("sqlite", "nats"):  # the memory engine's history did not survive
+            answer = self.api(engine, "history", {"channel": "gone", "limit": -1})
+            self.assertEqual(answer, ("result", {"epoch": epochs["gone"][engine], "offset": 2,
+                                                 "publications": []}), engine)
+            kind, result = self.api(engine, "history", {"channel": "kept", "limit": -1})
+            self.assertEqual([p["offset"] for p in result["publications"]], [1, 2], engine)
+
     # --- the client protocol ---
 
     def client_answer(self, engine, method, params):
