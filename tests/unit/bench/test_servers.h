@@ -55,6 +55,30 @@ inline bool WaitForListener(uint16_t port, std::chrono::milliseconds timeout) {
   return false;
 }
 
+// A listening socket on a free loopback port (in *port).
+inline int Listen(uint16_t* port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  listen(fd, 8);
+  socklen_t len = sizeof(a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
+// An unmasked frame, as a server sends it.
+inline std::string Frame(ws::Opcode opcode, std::string_view payload) {
+  std::string frame;
+  ws::FrameHeaderSpec spec;
+  spec.opcode = opcode;
+  spec.payload_len = payload.size();
+  ws::AppendFrame(frame, spec, payload);
+  return frame;
+}
+
 // Writes all of s to a blocking socket (or stops at an error).
 inline void WriteAll(int fd, std::string_view s) {
   size_t off = 0;
@@ -88,15 +112,7 @@ inline bool AcceptUpgrade(int fd) {
 class LossyEchoServer : private ws::MessageHandler {
  public:
   LossyEchoServer() {
-    listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-    listen(listen_fd_, 4);
-    socklen_t len = sizeof(a);
-    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
+    listen_fd_ = Listen(&port_);
     thread_ = std::thread([this] { Serve(); });
   }
   ~LossyEchoServer() {
@@ -130,24 +146,14 @@ class LossyEchoServer : private ws::MessageHandler {
   void OnMessage(ws::Opcode opcode, std::string_view payload) override {
     uint64_t k = count_++;
     if (k % 10 == 3) return;
-    std::string frame;
-    ws::FrameHeaderSpec spec;
-    spec.opcode = opcode;
-    spec.payload_len = payload.size();
-    ws::AppendFrame(frame, spec, payload);
+    std::string frame = Frame(opcode, payload);
     if (k % 7 == 5) frame += frame;
     Write(frame);
   }
   void OnPing(std::string_view) override {}
   void OnPong(std::string_view) override {}
   void OnClose(uint16_t, std::string_view) override {
-    std::string frame;
-    ws::FrameHeaderSpec spec;
-    spec.opcode = ws::Opcode::kClose;
-    std::string payload = ws::ClosePayload(1000, "");
-    spec.payload_len = payload.size();
-    ws::AppendFrame(frame, spec, payload);
-    Write(frame);
+    Write(Frame(ws::Opcode::kClose, ws::ClosePayload(1000, "")));
     closed_ = true;
   }
 
@@ -165,15 +171,7 @@ class LossyEchoServer : private ws::MessageHandler {
 class BroadcastServer {
  public:
   BroadcastServer() {
-    listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-    listen(listen_fd_, 8);
-    socklen_t len = sizeof(a);
-    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
+    listen_fd_ = Listen(&port_);
     acceptor_ = std::thread([this] { AcceptAll(); });
   }
   ~BroadcastServer() {
@@ -208,14 +206,8 @@ class BroadcastServer {
     void OnPing(std::string_view) override {}
     void OnPong(std::string_view) override {}
     void OnClose(uint16_t, std::string_view) override {
-      std::string frame;
-      ws::FrameHeaderSpec spec;
-      spec.opcode = ws::Opcode::kClose;
-      std::string payload = ws::ClosePayload(1000, "");
-      spec.payload_len = payload.size();
-      ws::AppendFrame(frame, spec, payload);
       std::lock_guard lock(server->mu_);
-      WriteAll(fd, frame);
+      WriteAll(fd, Frame(ws::Opcode::kClose, ws::ClosePayload(1000, "")));
     }
   };
 
@@ -251,11 +243,7 @@ class BroadcastServer {
     }
   }
   void Relay(ws::Opcode opcode, std::string_view payload) {
-    std::string frame;
-    ws::FrameHeaderSpec spec;
-    spec.opcode = opcode;
-    spec.payload_len = payload.size();
-    ws::AppendFrame(frame, spec, payload);
+    const std::string frame = Frame(opcode, payload);
     std::lock_guard lock(mu_);
     for (auto& p : peers_) WriteAll(p->fd, frame);
     ++relayed_;

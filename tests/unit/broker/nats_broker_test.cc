@@ -20,6 +20,7 @@
 #include "proto/prepared_push.h"
 #include "store/engines.h"
 #include "tests/unit/broker/loop_thread.h"
+#include "tests/unit/broker/raw_peer.h"
 
 namespace hermod::broker {
 namespace {
@@ -27,22 +28,7 @@ namespace {
 using namespace std::chrono;
 using namespace std::chrono_literals;
 
-int ListenOnLoopback(int* port) {
-  const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (listener < 0) return -1;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  if (bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      listen(listener, 4) != 0 ||
-      getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    close(listener);
-    return -1;
-  }
-  *port = ntohs(addr.sin_port);
-  return listener;
-}
+using test::ListenOnLoopback;
 
 // Reads fd into *got until it holds `until` after position from, or timeout passes (or the
 // socket ends); true once it does.

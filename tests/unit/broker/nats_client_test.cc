@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "tests/unit/broker/loop_thread.h"
+#include "tests/unit/broker/raw_peer.h"
 #include "tests/unit/store/nats_server.h"
 
 namespace hermod::broker {
@@ -62,26 +63,7 @@ struct Seen {
   }
 };
 
-// A raw peer playing nats-server listens here: a free loopback port; -1 on failure.
-// rcvbuf > 0: the receive buffer its accepted sockets inherit (a small one keeps a backlog in
-// the client's output).
-int ListenOnLoopback(int* port, int rcvbuf = 0) {
-  const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (listener < 0) return -1;
-  if (rcvbuf > 0) setsockopt(listener, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  if (bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      listen(listener, 4) != 0 ||
-      getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    close(listener);
-    return -1;
-  }
-  *port = ntohs(addr.sin_port);
-  return listener;
-}
+using test::ListenOnLoopback;
 
 NatsClient::Options OptionsFor(const std::string& url, uint64_t dial_timeout_ms = 1000) {
   NatsClient::Options o;
