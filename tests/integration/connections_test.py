@@ -82,8 +82,13 @@ def client_main(port, count):
                     errors.append(buffers[s].split(b"\r\n", 1)[0].decode(errors="replace"))
                     s.close()
     elapsed = time.monotonic() - start
+    # Where unfinished handshakes stand, should the deadline pass: still connecting (a SYN or
+    # the final ACK dropped on a full accept queue) or sent and unanswered (the server's side).
+    waiting = [key.events for key in sel.get_map().values()]
     report = {"upgraded": len(upgraded), "errors": len(errors), "first_errors": errors[:5],
-              "seconds": round(elapsed, 3)}
+              "seconds": round(elapsed, 3), "unopened": count - opened,
+              "connecting": waiting.count(selectors.EVENT_WRITE),
+              "unanswered": waiting.count(selectors.EVENT_READ)}
     print(json.dumps(report), flush=True)
 
     if sys.stdin.readline().strip() != "close":
@@ -138,7 +143,16 @@ class ConnectionsTest(h.HermodTestCase):
               " all upgraded in %.1f s" % (rss_idle, upgraded, rss_full,
                                            (rss_full - rss_idle) * 1024 / max(upgraded, 1),
                                            opened))
-        self.assertEqual(upgraded, TOTAL, "%s\nhermod:\n%s" % (reports, server.stderr_text()))
+        if upgraded != TOTAL:
+            # The listeners' accept queues (Recv-Q: waiting, Send-Q: the backlog) and the
+            # server's counters, for the failure message.
+            try:
+                queues = subprocess.run(["ss", "-ltn", "sport = :%d" % server.port],
+                                        capture_output=True, text=True).stdout
+            except OSError as e:  # no iproute2
+                queues = str(e)
+            self.fail("%d of %d upgraded: %s\nlisteners:\n%s\nhermod:\n%s" %
+                      (upgraded, TOTAL, reports, queues, server.stderr_text()))
         self.assertTrue(server.running())
         self.assertEqual(h.http_exchange(server.port, b"GET /health HTTP/1.1\r\nHost: a\r\n"
                                                       b"Connection: close\r\n\r\n").status, 200)
