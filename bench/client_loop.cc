@@ -650,6 +650,11 @@ void ClientLoop::Deliver(ClientConnection& c, std::string_view payload) {
     return;
   }
   uint64_t now = NowNs();
+  const uint64_t latency = now > stamp.sent_ns ? now - stamp.sent_ns : 0;
+  if (latency > max_latency_ns_) {
+    max_latency_ns_ = latency;
+    progress_.max_latency_ns.store(latency, std::memory_order_relaxed);
+  }
   // Publications are stamped only in the measure phase, which another loop or worker can
   // enter before this loop reads the phase (a worker wakes from its start sleep late on a
   // busy machine, a loop reads it only between epoll waits). Dropping the delivery would
@@ -658,12 +663,12 @@ void ClientLoop::Deliver(ClientConnection& c, std::string_view payload) {
     StartMeasure(now);
     ++stats_.early_starts;
   }
-  stats_.latency.Record(now > stamp.sent_ns ? now - stamp.sent_ns : 0);
+  stats_.latency.Record(latency);
   ++stats_.delivered;
   stats_.last_delivery_ns = now;
   Second& second = stats_.At(SecondOf(now));
   ++second.delivered;
-  second.latency.Record(now > stamp.sent_ns ? now - stamp.sent_ns : 0);
+  second.latency.Record(latency);
   SequenceTracker::Outcome o = c.tracker.Observe(stamp.publisher, stamp.seq);
   stats_.lost += o.lost;
   if (o.lost > 0) {

@@ -117,6 +117,7 @@ class ClientLoop {
   size_t next_to_open_ = 0;
   uint64_t setup_start_ns_ = 0;
   uint64_t measure_start_ns_ = 0;
+  uint64_t max_latency_ns_ = 0;  // the slowest delivery so far (LoopProgress::max_latency_ns)
   uint64_t churn_started_ = 0;
   bool measuring_ = false;
   bool draining_ = false;

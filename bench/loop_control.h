@@ -27,8 +27,9 @@ struct alignas(64) LoopProgress {
   std::atomic<uint64_t> errors{0};
   std::atomic<uint64_t> connects{0};         // connect scenario: completed handshakes
   std::atomic<uint64_t> publishers_done{0};  // publishers that sent their message count
-  std::atomic<uint64_t> refused{0};   // publishers the server refused (adapter.h): stop the run
-  std::atomic<bool> finished{false};  // the loop has closed everything and returned
+  std::atomic<uint64_t> refused{0};  // publishers the server refused (adapter.h): stop the run
+  std::atomic<uint64_t> max_latency_ns{0};  // the slowest delivery so far (the drain's wait)
+  std::atomic<bool> finished{false};        // the loop has closed everything and returned
 };
 
 struct LoopControl {

@@ -23,7 +23,7 @@ constexpr auto kTick = std::chrono::milliseconds(50);
 
 struct Totals {
   uint64_t ready = 0, failed = 0, open = 0, sent = 0, delivered = 0, accounted = 0, errors = 0,
-           connects = 0, publishers_done = 0, refused = 0, lost_silently = 0;
+           connects = 0, publishers_done = 0, refused = 0, lost_silently = 0, max_latency_ns = 0;
 };
 
 Totals Sum(const std::vector<std::unique_ptr<LoopProgress>>& progress) {
@@ -40,6 +40,8 @@ Totals Sum(const std::vector<std::unique_ptr<LoopProgress>>& progress) {
     t.errors += p->errors.load(std::memory_order_relaxed);
     t.connects += p->connects.load(std::memory_order_relaxed);
     t.publishers_done += p->publishers_done.load(std::memory_order_relaxed);
+    t.max_latency_ns =
+        std::max(t.max_latency_ns, p->max_latency_ns.load(std::memory_order_relaxed));
   }
   return t;
 }
@@ -204,10 +206,13 @@ RunResult RunLocal(const RunConfig& config, uint32_t begin, uint32_t end,
     Totals t = Sum(progress);
     line.Measure("drain", t, Seconds(start, NowNs()), have_sample ? &last_sample : nullptr);
     if (expected_here > 0 && t.accounted >= expected_here) break;
+    // Quiet for twice the slowest delivery seen (at least 500 ms): on an overloaded server
+    // the last deliveries trail by about that, and ending sooner would call them undelivered.
+    const uint64_t quiet_ns = std::max<uint64_t>(500'000'000ull, 2 * t.max_latency_ns);
     if (t.delivered != last_delivered) {
       last_delivered = t.delivered;
       quiet_since = NowNs();
-    } else if (NowNs() - quiet_since > 500'000'000ull) {
+    } else if (NowNs() - quiet_since > quiet_ns) {
       break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
