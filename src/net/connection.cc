@@ -400,8 +400,8 @@ ssize_t Connection::ReadSome(uint8_t* buffer, size_t size, bool* again) {
 
 void Connection::HandleReadable() {
   // Batched reads (Loop::ReadBatch) hold the buffer's start until the events are handled.
-  uint8_t* buffer = loop_.read_buffer() + loop_.read_reserved_;
-  const size_t size = loop_.read_buffer_size() - loop_.read_reserved_;
+  uint8_t* buffer = loop_.read_buffer();
+  const size_t size = loop_.read_buffer_size();
   // Plain sockets: one read per event keeps loops fair (epoll is level-triggered). TLS: read
   // until OpenSSL has nothing buffered, since epoll cannot see bytes OpenSSL already holds.
   do {

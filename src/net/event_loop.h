@@ -140,9 +140,11 @@ class Loop {
   int index() const { return index_; }
   LoopStats& stats() { return stats_; }
 
-  // The loop's read buffer: valid until the next read on this loop.
-  uint8_t* read_buffer() { return read_buffer_.get(); }
-  size_t read_buffer_size() const { return read_buffer_size_; }
+  // The part of the loop's read buffer free for a read now, valid until the next read on this
+  // loop: while an iteration's batched reads (io_uring) hold the buffer's start for their
+  // connections' events, the rest, so no socket's read lands on another's batched bytes.
+  uint8_t* read_buffer() { return read_buffer_.get() + read_reserved_; }
+  size_t read_buffer_size() const { return read_buffer_size_ - read_reserved_; }
 
   // The direct write path (Connection::Send): replies a connection produces while it reads
   // are copied here and written with one send when the read is handled, with no output

@@ -1136,6 +1136,54 @@ TEST(IoUring, AReplyInTheRingLeavesBeforeAnotherReadOfTheIterationEndsItsConnect
   }
 }
 
+// A socket that is no connection (the NATS client's, on its loop) reads into the loop's read
+// buffer as well: it must not land on the batched reads still waiting for their connections'
+// events, or those connections get its bytes for their own.
+class RawReader final : public Pollable {
+ public:
+  RawReader(Loop& loop, int fd) : loop_(loop), fd_(fd) {
+    EXPECT_TRUE(loop_.Add(fd_, EPOLLIN, this));
+  }
+  ~RawReader() override {
+    loop_.Remove(fd_);
+    close(fd_);
+  }
+  void OnEvents(uint32_t) override {
+    const ssize_t n = read(fd_, loop_.read_buffer(), loop_.read_buffer_size());
+    if (n > 0)
+      got.append(reinterpret_cast<const char*>(loop_.read_buffer()), static_cast<size_t>(n));
+  }
+  std::string got;
+
+ private:
+  Loop& loop_;
+  int fd_;
+};
+
+TEST(IoUring, AnotherSocketsReadOfTheIterationLeavesTheBatchedReadsIntact) {
+  Loop loop(0, 64 * 1024);
+  std::string error;
+  ASSERT_TRUE(loop.EnableIoUring(&error)) << error;
+  Pair raw_pair;
+  Pair a_pair;
+  Pair b_pair;
+  RawReader raw(loop, raw_pair.server);
+  std::string a_got, b_got;
+  new Scripted(loop, a_pair.server, [&](Scripted&, std::string_view r) { a_got = r; });
+  new Scripted(loop, b_pair.server, [&](Scripted&, std::string_view r) { b_got = r; });
+  // epoll reports sockets in the order they became readable: the raw socket is handled
+  // first, after a's and b's reads were batched.
+  const std::string raw_bytes(40000, 'x');
+  ASSERT_EQ(write(raw_pair.peer, raw_bytes.data(), raw_bytes.size()),
+            static_cast<ssize_t>(raw_bytes.size()));
+  ASSERT_EQ(write(a_pair.peer, "to a", 4), 4);
+  ASSERT_EQ(write(b_pair.peer, "to b", 4), 4);
+  loop.Run();
+  EXPECT_EQ(a_got, "to a");
+  EXPECT_EQ(b_got, "to b");
+  EXPECT_EQ(raw.got.substr(0, 4), "xxxx");
+}
+
 // Batched sends to full sockets answer at once (MSG_DONTWAIT): the loop never waits on a
 // socket, and what a socket did not take is queued and leaves, in order, once it is read.
 TEST(IoUring, RepliesBatchedToFullSocketsAreQueuedAndLeaveInOrder) {
